@@ -1,0 +1,88 @@
+package billing
+
+import (
+	"context"
+	"time"
+)
+
+// Result is what a job run returns. The concrete types (ExpiringResult, ...) marshal to the
+// seed's JSON keys.
+type Result interface {
+	// Found is how many records the run selected (the seed's total_found).
+	Found() int
+	// Failures is how many selected records the run could not finish; they are retried by
+	// a later run.
+	Failures() int
+}
+
+// JobFunc runs a job once.
+type JobFunc func(ctx context.Context) (Result, error)
+
+// Job is a named unit of scheduled work. Schedule is a standard five-field cron spec
+// (minute hour day-of-month month day-of-week) read in the scheduler's time zone.
+type Job struct {
+	ID          string
+	Name        string
+	Description string
+	Schedule    string
+	Run         JobFunc
+}
+
+// Default job ids, as in the seed.
+const (
+	JobCheckExpiring   = "check_expiring_subscriptions"
+	JobProcessExpired  = "process_expired_subscriptions"
+	JobRenew           = "renew_subscriptions"
+	JobCleanupSessions = "cleanup_old_sessions"
+	JobCleanupPayments = "cleanup_pending_payments"
+)
+
+// RunTrigger says what started a run.
+type RunTrigger string
+
+const (
+	TriggerSchedule RunTrigger = "schedule"
+	TriggerManual   RunTrigger = "manual"
+	TriggerCatchUp  RunTrigger = "catch_up"
+)
+
+// RunStatus is the outcome of a run.
+type RunStatus string
+
+const (
+	RunRunning   RunStatus = "running"
+	RunSucceeded RunStatus = "succeeded"
+	RunFailed    RunStatus = "failed"
+	// RunSkipped: a scheduled tick found the job running elsewhere (lock held) or paused.
+	RunSkipped RunStatus = "skipped"
+)
+
+// JobRun is one entry of the run history (job_runs collection).
+type JobRun struct {
+	ID         string         `json:"id"`
+	JobID      string         `json:"job_id"`
+	Trigger    RunTrigger     `json:"trigger"`
+	Status     RunStatus      `json:"status"`
+	StartedAt  time.Time      `json:"started_at"`
+	FinishedAt time.Time      `json:"finished_at,omitzero"`
+	DurationMS int64          `json:"duration_ms"`
+	Result     map[string]any `json:"result,omitempty"`
+	Error      string         `json:"error,omitempty"`
+	Replica    string         `json:"replica,omitempty"`
+	// ScheduledFor is the tick time of a scheduled or catch-up run.
+	ScheduledFor time.Time `json:"scheduled_for,omitzero"`
+}
+
+// JobState is per-job state shared by replicas.
+type JobState struct {
+	JobID               string    `json:"job_id"`
+	Paused              bool      `json:"paused"`
+	PausedAt            time.Time `json:"paused_at,omitzero"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	// LastScheduledSuccess is the tick time of the newest successful scheduled (or
+	// catch-up) run; catch-up on start compares it with the previous tick.
+	LastScheduledSuccess time.Time `json:"last_scheduled_success,omitzero"`
+	// Alerts are the alert conditions currently raised, so each is sent once per episode.
+	Alerts    []string  `json:"alerts,omitempty"`
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
+}

@@ -1,0 +1,84 @@
+package billing
+
+import (
+	"context"
+	"time"
+)
+
+// NotificationKind names an email (or other channel message) renewkit sends.
+type NotificationKind string
+
+const (
+	// KindExpiring: a manually renewed subscription ends in a few days; link to renew.
+	KindExpiring NotificationKind = "expiring"
+	// KindRenewalUpcoming: an auto-renewing subscription will be charged soon.
+	KindRenewalUpcoming NotificationKind = "renewal_upcoming"
+	// KindExpired: the subscription ended and access was revoked.
+	KindExpired NotificationKind = "expired"
+	// KindRenewed: a new period started.
+	KindRenewed NotificationKind = "renewed"
+	// KindPaymentSuccessful: a payment was approved.
+	KindPaymentSuccessful NotificationKind = "payment_successful"
+	// KindPaymentFailed: a payment failed; link to update the payment method.
+	KindPaymentFailed NotificationKind = "payment_failed"
+	// KindWelcome: the user's first subscription started.
+	KindWelcome NotificationKind = "welcome"
+	// KindOperatorAlert: for the operators: a job keeps failing.
+	KindOperatorAlert NotificationKind = "operator_alert"
+)
+
+// Kinds lists every notification kind.
+var Kinds = []NotificationKind{
+	KindExpiring, KindRenewalUpcoming, KindExpired, KindRenewed,
+	KindPaymentSuccessful, KindPaymentFailed, KindWelcome, KindOperatorAlert,
+}
+
+// Recipient is who a notification goes to.
+type Recipient struct {
+	UserID   string `json:"user_id,omitempty"`
+	Email    string `json:"email"`
+	Name     string `json:"name"`
+	Locale   string `json:"locale,omitempty"`
+	TimeZone string `json:"timezone,omitempty"`
+}
+
+// Notification is one message. Data fields are set as the kind needs them; templates use
+// what they need.
+type Notification struct {
+	Kind NotificationKind `json:"kind"`
+	// Key is the send-once key (kind, subscription or payment, period); channels pass it on
+	// (SMTP as the X-Renewkit-Key header) so duplicates can be recognised downstream.
+	Key  string           `json:"key"`
+	To   Recipient        `json:"to"`
+	Data NotificationData `json:"data"`
+}
+
+// NotificationData is what templates render.
+type NotificationData struct {
+	PlanName       string    `json:"plan_name,omitempty"`
+	SubscriptionID string    `json:"subscription_id,omitempty"`
+	PaymentID      string    `json:"payment_id,omitempty"`
+	Amount         Money     `json:"amount,omitzero"`
+	PeriodStart    time.Time `json:"period_start,omitzero"`
+	PeriodEnd      time.Time `json:"period_end,omitzero"` // expiry date, or the next charge date
+	DaysRemaining  int       `json:"days_remaining,omitempty"`
+	Gateway        string    `json:"gateway,omitempty"`
+	Reason         string    `json:"reason,omitempty"` // payment failure reason
+	// Operator alerts.
+	JobID            string `json:"job_id,omitempty"`
+	RunID            string `json:"run_id,omitempty"`
+	Error            string `json:"error,omitempty"`
+	ConsecutiveFails int    `json:"consecutive_failures,omitempty"`
+}
+
+// Notifier delivers notifications. Implementations wrap ErrUndeliverable for permanent
+// failures; any other error is treated as transient and retried by a later run.
+type Notifier interface {
+	Notify(ctx context.Context, n Notification) error
+}
+
+// NotifierFunc adapts a function to Notifier.
+type NotifierFunc func(ctx context.Context, n Notification) error
+
+// Notify calls f.
+func (f NotifierFunc) Notify(ctx context.Context, n Notification) error { return f(ctx, n) }

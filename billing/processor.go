@@ -1,0 +1,386 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// PaymentProcessor turns gateway-agnostic payment outcomes into subscription changes. Every
+// method is an idempotent state transition: delivering the same outcome twice changes state
+// once and sends each email once. Bad input (unknown payment, terminal state, negative amount,
+// unknown plan) returns a sentinel error and changes nothing. Get one from Service.Processor.
+type PaymentProcessor struct {
+	s *Service
+}
+
+// Processor returns the service's payment processor.
+func (s *Service) Processor() *PaymentProcessor { return &PaymentProcessor{s: s} }
+
+// ApproveParams identifies an approved payment.
+type ApproveParams struct {
+	PaymentID             string
+	GatewayPaymentID      string
+	GatewaySubscriptionID string
+	// PeriodStart and PeriodEnd, when the gateway states the paid period (a Stripe invoice
+	// line, a PayPal next_billing_time), replace the period computed from the plan's cycle
+	// if they extend the subscription further.
+	PeriodStart time.Time
+	PeriodEnd   time.Time
+	// Actor is recorded in the audit log (a gateway name, an admin's id); default "renewkit".
+	Actor string
+}
+
+// FailParams identifies a failed or cancelled payment.
+type FailParams struct {
+	PaymentID        string
+	GatewayPaymentID string
+	Reason           string
+	Actor            string
+}
+
+// ProcessResult is the seed's return shape.
+type ProcessResult struct {
+	Success        bool   `json:"success"`
+	PaymentID      string `json:"payment_id"`
+	SubscriptionID string `json:"subscription_id,omitempty"`
+	Message        string `json:"message"`
+	// Duplicate: the payment was already in the requested state; nothing changed.
+	Duplicate bool `json:"duplicate,omitempty"`
+}
+
+const paymentLockTTL = 2 * time.Minute
+
+// withPaymentLock serialises processing of one payment across goroutines and replicas. A
+// payment being processed elsewhere yields ErrConflict: retry later.
+func (pp *PaymentProcessor) withPaymentLock(ctx context.Context, paymentID string, f func() error) error {
+	lease, err := pp.s.store.AcquireLock(ctx, "payment:"+paymentID, newToken(), pp.s.clock.Now(), paymentLockTTL)
+	if errors.Is(err, ErrLockHeld) {
+		return fmt.Errorf("%w: payment %s is being processed", ErrConflict, paymentID)
+	}
+	if err != nil {
+		return fmt.Errorf("locking payment %s: %w", paymentID, err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = pp.s.store.ReleaseLock(rctx, lease)
+	}()
+	return f()
+}
+
+// loadPayment fetches a payment and validates the parts every transition relies on.
+func (pp *PaymentProcessor) loadPayment(ctx context.Context, id string) (Payment, error) {
+	if id == "" {
+		return Payment{}, fmt.Errorf("%w: payment id is empty", ErrInvalidInput)
+	}
+	p, err := pp.s.store.GetPayment(ctx, id)
+	if errors.Is(err, ErrNotFound) {
+		return Payment{}, fmt.Errorf("%w %q: %w", ErrUnknownPayment, id, err)
+	}
+	if err != nil {
+		return Payment{}, fmt.Errorf("loading payment %s: %w", id, err)
+	}
+	if err := p.Amount.Validate(); err != nil {
+		return Payment{}, fmt.Errorf("payment %s: %w", id, err)
+	}
+	return p, nil
+}
+
+// ProcessApproved marks the payment approved, creates the user's subscription or renews it by
+// one billing cycle from the later of now and the current period end (switching plan when the
+// payment's plan differs), points the user's access at it, sends the payment-confirmed email
+// (and the welcome email when the payment started the user's first subscription) and audits
+// each change. Approving an approved payment changes nothing; it only sends an email that an
+// earlier delivery failed to send. A transient email failure is returned after the state
+// changes are stored, so the caller (a webhook) answers with a retryable error and the
+// redelivery sends it.
+func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveParams) (ProcessResult, error) {
+	var res ProcessResult
+	p, err := pp.loadPayment(ctx, params.PaymentID)
+	if err != nil {
+		return res, err
+	}
+	res.PaymentID = p.ID
+	switch p.Status {
+	case PaymentPending, PaymentFailed, PaymentApproved:
+	default:
+		return res, fmt.Errorf("%w: payment %s is %s and cannot be approved", ErrInvalidTransition, p.ID, p.Status)
+	}
+	plan, err := pp.s.store.GetPlan(ctx, p.PlanID)
+	if errors.Is(err, ErrNotFound) {
+		return res, fmt.Errorf("%w %q (payment %s)", ErrUnknownPlan, p.PlanID, p.ID)
+	}
+	if err != nil {
+		return res, fmt.Errorf("loading plan %s: %w", p.PlanID, err)
+	}
+	if !plan.BillingCycle.Valid() {
+		return res, fmt.Errorf("%w: plan %s has billing cycle %q", ErrInvalidInput, plan.ID, plan.BillingCycle)
+	}
+	u, err := pp.s.store.GetUser(ctx, p.UserID)
+	if err != nil {
+		return res, fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
+	}
+	err = pp.withPaymentLock(ctx, p.ID, func() error {
+		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil { // re-read under the lock
+			return err
+		}
+		if p.Status == PaymentApproved {
+			res.Duplicate = true
+			sub, err := pp.s.store.GetSubscription(ctx, p.SubscriptionID)
+			if err != nil {
+				return fmt.Errorf("loading subscription of approved payment %s: %w", p.ID, err)
+			}
+			res.SubscriptionID = sub.ID
+			return pp.approvedEmails(ctx, u, plan, sub, p)
+		}
+		sub, err := pp.applyPayment(ctx, p, plan, params)
+		if err != nil {
+			return err
+		}
+		res.SubscriptionID = sub.ID
+		if err := pp.s.grantAccess(ctx, u, sub); err != nil {
+			return err
+		}
+		prev := p.Status
+		now := pp.s.now()
+		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentApproved, sub.ID, now, now, ""
+		if params.GatewayPaymentID != "" {
+			p.GatewayPaymentID = params.GatewayPaymentID
+		}
+		if params.GatewaySubscriptionID != "" {
+			p.GatewaySubscriptionID = params.GatewaySubscriptionID
+		}
+		if p, err = pp.s.store.UpdatePayment(ctx, p); err != nil {
+			return fmt.Errorf("marking payment %s approved: %w", p.ID, err)
+		}
+		if err := pp.s.audit(ctx, AuditEntry{
+			Action: AuditPaymentApproved, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: params.Actor,
+			Details: map[string]any{"previous_status": string(prev), "subscription_id": sub.ID, "amount": p.Amount.Amount,
+				"currency": p.Amount.Currency, "gateway": p.Gateway, "gateway_payment_id": p.GatewayPaymentID},
+		}); err != nil {
+			return err
+		}
+		return pp.approvedEmails(ctx, u, plan, sub, p)
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Success = true
+	res.Message = "payment approved"
+	if res.Duplicate {
+		res.Message = "payment already approved"
+	}
+	return res, nil
+}
+
+// applyPayment creates or extends the subscription the payment pays for. A subscription that
+// already lists the payment in AppliedPayments is returned unchanged, so a redelivery after a
+// crash between this step and the payment update never extends twice.
+func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Plan, params ApproveParams) (Subscription, error) {
+	sub, found, err := pp.findSubscription(ctx, p, params)
+	if err != nil {
+		return Subscription{}, err
+	}
+	if found && sub.hasApplied(p.ID) {
+		return sub, nil
+	}
+	now := pp.s.now()
+	start := now
+	if found && sub.Status.Live() && sub.CurrentPeriodEnd.After(now) {
+		start = sub.CurrentPeriodEnd
+	}
+	end := AddCycle(start, plan.BillingCycle)
+	if ps, pe := TruncateTime(params.PeriodStart), TruncateTime(params.PeriodEnd); !pe.IsZero() && pe.After(now) && (!found || pe.After(sub.CurrentPeriodEnd)) {
+		start, end = ps, pe
+		if start.IsZero() || !start.Before(end) {
+			start = now
+		}
+	}
+	gatewaySubID := params.GatewaySubscriptionID
+	if gatewaySubID == "" {
+		gatewaySubID = p.GatewaySubscriptionID
+	}
+	if !found {
+		sub = Subscription{
+			ID: NewID(), UserID: p.UserID, PlanID: plan.ID, Status: StatusActive, BillingCycle: plan.BillingCycle,
+			Gateway: p.Gateway, GatewaySubscriptionID: gatewaySubID, CreatedAt: now, UpdatedAt: now,
+		}
+		sub.startPeriod(start, end)
+		sub.markApplied(p.ID)
+		if err := pp.s.store.InsertSubscription(ctx, &sub); err != nil {
+			return Subscription{}, fmt.Errorf("creating subscription for payment %s: %w", p.ID, err)
+		}
+		return sub, pp.s.audit(ctx, AuditEntry{
+			Action: AuditSubscriptionCreated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+			Actor: params.Actor, Details: map[string]any{"payment_id": p.ID, "plan_id": plan.ID, "period_end": end},
+		})
+	}
+	prevPlan, prevEnd, prevStatus := sub.PlanID, sub.CurrentPeriodEnd, sub.Status
+	sub.PlanID, sub.BillingCycle, sub.Status, sub.UpdatedAt = plan.ID, plan.BillingCycle, StatusActive, now
+	if p.Gateway != "" {
+		sub.Gateway = p.Gateway
+	}
+	if gatewaySubID != "" {
+		sub.GatewaySubscriptionID = gatewaySubID
+	}
+	sub.startPeriod(start, end)
+	sub.markApplied(p.ID)
+	if sub, err = pp.s.store.UpdateSubscription(ctx, sub); err != nil {
+		return Subscription{}, fmt.Errorf("renewing subscription %s for payment %s: %w", sub.ID, p.ID, err)
+	}
+	return sub, pp.s.audit(ctx, AuditEntry{
+		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: params.Actor,
+		Details: map[string]any{"payment_id": p.ID, "previous_plan_id": prevPlan, "plan_id": plan.ID,
+			"previous_status": string(prevStatus), "previous_period_end": prevEnd, "period_end": end},
+	})
+}
+
+// findSubscription picks the subscription a payment pays for: the one it names, the one with
+// its gateway subscription id, else the user's newest.
+func (pp *PaymentProcessor) findSubscription(ctx context.Context, p Payment, params ApproveParams) (Subscription, bool, error) {
+	st := pp.s.store
+	if p.SubscriptionID != "" {
+		sub, err := st.GetSubscription(ctx, p.SubscriptionID)
+		if err == nil {
+			return sub, true, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return Subscription{}, false, err
+		}
+	}
+	for _, gid := range []string{params.GatewaySubscriptionID, p.GatewaySubscriptionID} {
+		if gid == "" {
+			continue
+		}
+		sub, err := st.FindSubscriptionByGateway(ctx, p.Gateway, gid)
+		if err == nil {
+			return sub, true, nil
+		}
+		if !errors.Is(err, ErrNotFound) {
+			return Subscription{}, false, err
+		}
+	}
+	subs, err := st.ListUserSubscriptions(ctx, p.UserID)
+	if err != nil {
+		return Subscription{}, false, err
+	}
+	if len(subs) > 0 {
+		return subs[0], true, nil
+	}
+	return Subscription{}, false, nil
+}
+
+// approvedEmails sends the payment-confirmed email and, when this payment started the user's
+// first subscription, the welcome email. Both are keyed, so a redelivery sends only what is
+// missing.
+func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Plan, sub Subscription, p Payment) error {
+	data := NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, PaymentID: p.ID, Amount: p.Amount,
+		Gateway: p.Gateway, PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
+	var errs []error
+	if _, err := pp.s.notifyOnce(ctx, Notification{
+		Kind: KindPaymentSuccessful, Key: notificationKey(KindPaymentSuccessful, p.ID, time.Time{}),
+		To: recipient(u), Data: data,
+	}, sub.ID); err != nil {
+		errs = append(errs, err)
+	}
+	if len(sub.AppliedPayments) > 0 && sub.AppliedPayments[0] == p.ID {
+		subs, err := pp.s.store.ListUserSubscriptions(ctx, u.ID)
+		if err != nil {
+			errs = append(errs, err)
+		} else if len(subs) == 1 && subs[0].ID == sub.ID {
+			if _, err := pp.s.notifyOnce(ctx, Notification{
+				Kind: KindWelcome, Key: notificationKey(KindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data,
+			}, sub.ID); err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ProcessFailed marks a pending payment failed with the reason, audits it and sends the
+// payment-failed email. A failed payment is a duplicate; an approved or cancelled one is
+// ErrInvalidTransition.
+func (pp *PaymentProcessor) ProcessFailed(ctx context.Context, params FailParams) (ProcessResult, error) {
+	return pp.finish(ctx, params, PaymentFailed, AuditPaymentFailed)
+}
+
+// ProcessCancelled marks a pending (or failed) payment cancelled with the reason and audits
+// it. A cancelled payment is a duplicate; an approved one is ErrInvalidTransition.
+func (pp *PaymentProcessor) ProcessCancelled(ctx context.Context, params FailParams) (ProcessResult, error) {
+	return pp.finish(ctx, params, PaymentCancelled, AuditPaymentCancelled)
+}
+
+func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to PaymentStatus, action string) (ProcessResult, error) {
+	var res ProcessResult
+	p, err := pp.loadPayment(ctx, params.PaymentID)
+	if err != nil {
+		return res, err
+	}
+	res.PaymentID, res.SubscriptionID = p.ID, p.SubscriptionID
+	allowed := p.Status == PaymentPending || p.Status == to || (to == PaymentCancelled && p.Status == PaymentFailed)
+	if !allowed {
+		return res, fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
+	}
+	err = pp.withPaymentLock(ctx, p.ID, func() error {
+		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil {
+			return err
+		}
+		if p.Status == to {
+			res.Duplicate = true
+			return pp.failedEmail(ctx, p)
+		}
+		if p.Status != PaymentPending && !(to == PaymentCancelled && p.Status == PaymentFailed) {
+			return fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
+		}
+		prev := p.Status
+		now := pp.s.now()
+		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = to, params.Reason, now, now
+		if params.GatewayPaymentID != "" {
+			p.GatewayPaymentID = params.GatewayPaymentID
+		}
+		if p, err = pp.s.store.UpdatePayment(ctx, p); err != nil {
+			return fmt.Errorf("marking payment %s %s: %w", p.ID, to, err)
+		}
+		if err := pp.s.audit(ctx, AuditEntry{
+			Action: action, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: params.Actor,
+			Details: map[string]any{"previous_status": string(prev), "reason": params.Reason, "gateway": p.Gateway,
+				"gateway_payment_id": p.GatewayPaymentID},
+		}); err != nil {
+			return err
+		}
+		return pp.failedEmail(ctx, p)
+	})
+	if err != nil {
+		return res, err
+	}
+	res.Success = true
+	res.Message = "payment " + string(to)
+	if res.Duplicate {
+		res.Message = "payment already " + string(to)
+	}
+	return res, nil
+}
+
+// failedEmail sends the payment-failed email for a failed payment (once).
+func (pp *PaymentProcessor) failedEmail(ctx context.Context, p Payment) error {
+	if p.Status != PaymentFailed {
+		return nil
+	}
+	u, err := pp.s.store.GetUser(ctx, p.UserID)
+	if err != nil {
+		return fmt.Errorf("loading user %s: %w", p.UserID, err)
+	}
+	var planName string
+	if plan, err := pp.s.store.GetPlan(ctx, p.PlanID); err == nil {
+		planName = plan.Name
+	}
+	_, err = pp.s.notifyOnce(ctx, Notification{
+		Kind: KindPaymentFailed, Key: notificationKey(KindPaymentFailed, p.ID, time.Time{}), To: recipient(u),
+		Data: NotificationData{PlanName: planName, SubscriptionID: p.SubscriptionID, PaymentID: p.ID,
+			Amount: p.Amount, Gateway: p.Gateway, Reason: p.Reason},
+	}, p.SubscriptionID)
+	return err
+}

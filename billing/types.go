@@ -1,0 +1,278 @@
+package billing
+
+import (
+	"fmt"
+	"time"
+)
+
+// Gateway names as stored in the gateway field of subscriptions and payments.
+const (
+	GatewayStripe      = "stripe"
+	GatewayMercadoPago = "mercadopago"
+	GatewayPayPal      = "paypal"
+	GatewayManual      = "manual"
+)
+
+// Money is an amount in the currency's minor units (centavos, cents) plus an ISO 4217 code.
+type Money struct {
+	Amount   int64  `json:"amount"`
+	Currency string `json:"currency"`
+}
+
+// Validate reports ErrInvalidAmount for a negative amount or a missing currency.
+func (m Money) Validate() error {
+	if m.Amount < 0 {
+		return fmt.Errorf("%w: %d is negative", ErrInvalidAmount, m.Amount)
+	}
+	if len(m.Currency) != 3 {
+		return fmt.Errorf("%w: currency %q is not an ISO 4217 code", ErrInvalidAmount, m.Currency)
+	}
+	return nil
+}
+
+// BillingCycle is how long one paid period lasts.
+type BillingCycle string
+
+const (
+	CycleMonthly    BillingCycle = "monthly"
+	CycleQuarterly  BillingCycle = "quarterly"
+	CycleSemiannual BillingCycle = "semiannual"
+	CycleYearly     BillingCycle = "yearly"
+)
+
+// Months returns the number of calendar months in the cycle, or 0 for an unknown cycle.
+func (c BillingCycle) Months() int {
+	switch c {
+	case CycleMonthly:
+		return 1
+	case CycleQuarterly:
+		return 3
+	case CycleSemiannual:
+		return 6
+	case CycleYearly, "annual":
+		return 12
+	}
+	return 0
+}
+
+// Valid reports whether the cycle is one renewkit knows.
+func (c BillingCycle) Valid() bool { return c.Months() > 0 }
+
+// AddCycle returns t plus one billing cycle. Month arithmetic clamps to the end of the month:
+// Jan 31 + 1 month is Feb 28 (or 29), not Mar 3. The time of day and location are kept.
+func AddCycle(t time.Time, c BillingCycle) time.Time {
+	return AddMonths(t, c.Months())
+}
+
+// AddMonths adds n calendar months to t, clamping the day to the last day of the target month.
+func AddMonths(t time.Time, n int) time.Time {
+	y, m, d := t.Date()
+	first := time.Date(y, m+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+	last := daysIn(first.Year(), first.Month())
+	if d > last {
+		d = last
+	}
+	return time.Date(first.Year(), first.Month(), d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
+}
+
+func daysIn(y int, m time.Month) int {
+	return time.Date(y, m+1, 0, 0, 0, 0, 0, time.UTC).Day()
+}
+
+// Plan is something a user subscribes to.
+type Plan struct {
+	ID           string       `json:"id"`
+	Name         string       `json:"name"`
+	BillingCycle BillingCycle `json:"billing_cycle"`
+	Price        Money        `json:"price"`
+	Active       bool         `json:"active"`
+	CreatedAt    time.Time    `json:"created_at"`
+	UpdatedAt    time.Time    `json:"updated_at"`
+	Deleted      bool         `json:"flag_del"`
+}
+
+// SubscriptionStatus is the lifecycle state of a subscription.
+type SubscriptionStatus string
+
+const (
+	// StatusPending: created, first payment not approved yet.
+	StatusPending SubscriptionStatus = "pending"
+	// StatusActive: paid through CurrentPeriodEnd; the user has access.
+	StatusActive SubscriptionStatus = "active"
+	// StatusPastDue: the gateway failed to collect a renewal and is retrying; access is
+	// kept until the period (plus grace) ends.
+	StatusPastDue SubscriptionStatus = "past_due"
+	// StatusInactive: the period ended without renewal (the seed's expiry status).
+	StatusInactive SubscriptionStatus = "inactive"
+	// StatusCancelled: ended at the gateway or by the user.
+	StatusCancelled SubscriptionStatus = "cancelled"
+)
+
+// Live reports whether a subscription in this status still grants access.
+func (s SubscriptionStatus) Live() bool { return s == StatusActive || s == StatusPastDue }
+
+// Subscription mirrors a document of the subscriptions collection.
+type Subscription struct {
+	ID                    string             `json:"id"`
+	UserID                string             `json:"user_id"`
+	PlanID                string             `json:"plan_id"`
+	Status                SubscriptionStatus `json:"status"`
+	BillingCycle          BillingCycle       `json:"billing_cycle"`
+	CurrentPeriodStart    time.Time          `json:"current_period_start"`
+	CurrentPeriodEnd      time.Time          `json:"current_period_end"`
+	Gateway               string             `json:"gateway"`
+	GatewaySubscriptionID string             `json:"gateway_subscription_id,omitempty"`
+	// CancelAtPeriodEnd: the gateway will not charge again; the subscription is not
+	// auto-renewing and expires at CurrentPeriodEnd.
+	CancelAtPeriodEnd bool `json:"cancel_at_period_end"`
+	// ExpirationWarningSent is the seed's flag: a warning went out for the current period.
+	ExpirationWarningSent bool `json:"expiration_warning_sent"`
+	// ExpirationWarningDays is the smallest ladder offset (days before the end) already
+	// warned for the current period; 0 with ExpirationWarningSent means "warned, offset
+	// unknown" (documents written by the seed), treated as every offset sent.
+	ExpirationWarningDays int `json:"expiration_warning_days,omitempty"`
+	// GatewayUpdatedAt is the gateway's own timestamp of the newest event applied, so an
+	// older event delivered late never moves the subscription backwards.
+	GatewayUpdatedAt time.Time `json:"gateway_updated_at,omitzero"`
+	// AppliedPayments are the ids of the most recent payments that extended the period
+	// (newest last, at most MaxAppliedPayments), so one payment never extends twice.
+	AppliedPayments []string  `json:"applied_payments,omitempty"`
+	CancelledAt     time.Time `json:"cancelled_at,omitzero"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+	Deleted         bool      `json:"flag_del"`
+	// Version increases on every update; UpdateSubscription fails with ErrConflict when
+	// the stored version differs from the one read.
+	Version int64 `json:"version"`
+}
+
+// MaxAppliedPayments bounds Subscription.AppliedPayments.
+const MaxAppliedPayments = 10
+
+// AutoRenews reports whether the gateway charges the subscription by itself (a Stripe or
+// PayPal subscription, a Mercado Pago preapproval) and it is not set to cancel.
+func (s Subscription) AutoRenews() bool {
+	return s.GatewaySubscriptionID != "" && s.Gateway != GatewayManual && !s.CancelAtPeriodEnd
+}
+
+// WarningDue reports whether a warning for the ladder offset days is still owed for the
+// current period.
+func (s Subscription) WarningDue(days int) bool {
+	return !s.ExpirationWarningSent || (s.ExpirationWarningDays > 0 && s.ExpirationWarningDays > days)
+}
+
+func (s Subscription) hasApplied(paymentID string) bool {
+	for _, id := range s.AppliedPayments {
+		if id == paymentID {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *Subscription) markApplied(paymentID string) {
+	s.AppliedPayments = append(s.AppliedPayments, paymentID)
+	if n := len(s.AppliedPayments); n > MaxAppliedPayments {
+		s.AppliedPayments = append([]string(nil), s.AppliedPayments[n-MaxAppliedPayments:]...)
+	}
+}
+
+// startPeriod moves the subscription to a new paid period and resets the warning state.
+func (s *Subscription) startPeriod(start, end time.Time) {
+	s.CurrentPeriodStart = start
+	s.CurrentPeriodEnd = end
+	s.ExpirationWarningSent = false
+	s.ExpirationWarningDays = 0
+}
+
+// PaymentStatus is the state of a payment.
+type PaymentStatus string
+
+const (
+	PaymentPending   PaymentStatus = "pending"
+	PaymentApproved  PaymentStatus = "approved"
+	PaymentFailed    PaymentStatus = "failed"
+	PaymentCancelled PaymentStatus = "cancelled"
+)
+
+// Payment mirrors a document of the payments collection.
+type Payment struct {
+	ID                    string        `json:"id"`
+	UserID                string        `json:"user_id"`
+	PlanID                string        `json:"plan_id"`
+	SubscriptionID        string        `json:"subscription_id,omitempty"`
+	Amount                Money         `json:"amount"`
+	Status                PaymentStatus `json:"status"`
+	Gateway               string        `json:"gateway"`
+	GatewayPaymentID      string        `json:"gateway_payment_id,omitempty"`
+	GatewaySubscriptionID string        `json:"gateway_subscription_id,omitempty"`
+	// Reason says why a payment failed or was cancelled.
+	Reason      string    `json:"reason,omitempty"`
+	ProcessedAt time.Time `json:"processed_at,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	Deleted     bool      `json:"flag_del"`
+	Version     int64     `json:"version"`
+}
+
+// User is the part of a users document renewkit reads and writes: who to email, in which
+// language and zone, and what the user has access to.
+type User struct {
+	ID       string `json:"id"`
+	Email    string `json:"email"`
+	Name     string `json:"name"`
+	Locale   string `json:"locale,omitempty"`   // "pt-BR", "en"; empty: the notifier's default
+	TimeZone string `json:"timezone,omitempty"` // IANA zone for dates in emails
+	// PlanID is the plan the user currently has access to; empty when access is revoked.
+	PlanID         string             `json:"plan_id,omitempty"`
+	SubscriptionID string             `json:"subscription_id,omitempty"`
+	Status         SubscriptionStatus `json:"subscription_status,omitempty"`
+	// AccessUntil is when the user's paid access ends.
+	AccessUntil time.Time `json:"access_until,omitzero"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
+	Deleted     bool      `json:"flag_del"`
+}
+
+// HasAccess reports whether the user has a live plan at now.
+func (u User) HasAccess(now time.Time) bool {
+	return u.PlanID != "" && u.Status.Live() && now.Before(u.AccessUntil)
+}
+
+// Session is a login session of the host application; renewkit only cleans them up.
+type Session struct {
+	ID        string    `json:"id"`
+	UserID    string    `json:"user_id"`
+	ExpiresAt time.Time `json:"expires_at"`
+	CreatedAt time.Time `json:"created_at"`
+	Deleted   bool      `json:"flag_del"`
+	DeletedAt time.Time `json:"deleted_at,omitzero"`
+}
+
+// AuditEntry is one line of the audit_logs collection.
+type AuditEntry struct {
+	ID         string         `json:"id"`
+	Action     string         `json:"action"`
+	EntityType string         `json:"entity_type"`
+	EntityID   string         `json:"entity_id"`
+	UserID     string         `json:"user_id,omitempty"`
+	Actor      string         `json:"actor"`
+	Details    map[string]any `json:"details,omitempty"`
+	CreatedAt  time.Time      `json:"created_at"`
+}
+
+// Audit actions written by the jobs and the processor.
+const (
+	AuditWarningSent         = "subscription.expiration_warning_sent"
+	AuditSubscriptionExpired = "subscription.expired"
+	AuditSubscriptionRenewed = "subscription.renewed"
+	AuditSubscriptionCreated = "subscription.created"
+	AuditSubscriptionUpdated = "subscription.updated"
+	AuditSubscriptionEnded   = "subscription.cancelled"
+	AuditAccessRevoked       = "user.access_revoked"
+	AuditUserPlanUpdated     = "user.plan_updated"
+	AuditPaymentApproved     = "payment.approved"
+	AuditPaymentFailed       = "payment.failed"
+	AuditPaymentCancelled    = "payment.cancelled"
+	AuditSessionsCleaned     = "session.cleaned"
+)

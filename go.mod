@@ -1,0 +1,3 @@
+module github.com/renewkit/renewkit
+
+go 1.26.0
