@@ -55,19 +55,7 @@ const paymentLockTTL = 2 * time.Minute
 // withPaymentLock serialises processing of one payment across goroutines and replicas. A
 // payment being processed elsewhere yields ErrConflict: retry later.
 func (pp *PaymentProcessor) withPaymentLock(ctx context.Context, paymentID string, f func() error) error {
-	lease, err := pp.s.store.AcquireLock(ctx, "payment:"+paymentID, newToken(), pp.s.clock.Now(), paymentLockTTL)
-	if errors.Is(err, ErrLockHeld) {
-		return fmt.Errorf("%w: payment %s is being processed", ErrConflict, paymentID)
-	}
-	if err != nil {
-		return fmt.Errorf("locking payment %s: %w", paymentID, err)
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = pp.s.store.ReleaseLock(rctx, lease)
-	}()
-	return f()
+	return pp.withKeyLock(ctx, "payment:"+paymentID, f)
 }
 
 // loadPayment fetches a payment and validates the parts every transition relies on.

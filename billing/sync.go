@@ -1,0 +1,337 @@
+package billing
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+)
+
+// SyncParams is the gateway's view of a subscription, from a webhook (Stripe
+// customer.subscription.*, PayPal BILLING.SUBSCRIPTION.*, Mercado Pago
+// subscription_preapproval) or a lookup.
+type SyncParams struct {
+	Gateway               string
+	GatewaySubscriptionID string
+	// Status mapped to renewkit's: StatusActive, StatusPastDue, StatusCancelled (ended at
+	// the gateway), StatusPending (not started); empty keeps the current status.
+	Status            SubscriptionStatus
+	PeriodStart       time.Time
+	PeriodEnd         time.Time
+	CancelAtPeriodEnd bool
+	// EventTime is the gateway's own timestamp of the event or object. An event older than
+	// the newest one applied is ignored, so late deliveries never move a subscription back.
+	EventTime time.Time
+	// UserID and PlanID, when the gateway carries them (metadata, custom_id,
+	// external_reference), let SyncSubscription create a subscription it does not know.
+	UserID string
+	PlanID string
+	Actor  string
+}
+
+// SyncResult says what SyncSubscription did.
+type SyncResult struct {
+	SubscriptionID string `json:"subscription_id"`
+	Created        bool   `json:"created,omitempty"`
+	Changed        bool   `json:"changed"`
+	// Stale: the event was older than what is stored and was ignored.
+	Stale bool `json:"stale,omitempty"`
+}
+
+// SyncSubscription applies the gateway's state to the matching subscription: the period only
+// moves forward, an ended subscription revokes access (and sends the expired email), an active
+// one grants it. Unknown subscriptions are created when UserID and PlanID are given, else the
+// error wraps ErrNotFound (a webhook answers with a retryable status: the event that creates
+// the subscription may still be on its way).
+func (pp *PaymentProcessor) SyncSubscription(ctx context.Context, p SyncParams) (SyncResult, error) {
+	if p.Gateway == "" || p.GatewaySubscriptionID == "" {
+		return SyncResult{}, fmt.Errorf("%w: gateway and gateway subscription id are required", ErrInvalidInput)
+	}
+	p.PeriodStart, p.PeriodEnd, p.EventTime = TruncateTime(p.PeriodStart), TruncateTime(p.PeriodEnd), TruncateTime(p.EventTime)
+	var res SyncResult
+	err := pp.withKeyLock(ctx, "gwsub:"+p.Gateway+":"+p.GatewaySubscriptionID, func() error {
+		sub, err := pp.s.store.FindSubscriptionByGateway(ctx, p.Gateway, p.GatewaySubscriptionID)
+		if errors.Is(err, ErrNotFound) {
+			if p.UserID == "" || p.PlanID == "" {
+				return fmt.Errorf("subscription %s/%s: %w", p.Gateway, p.GatewaySubscriptionID, err)
+			}
+			sub, err = pp.createFromGateway(ctx, p)
+			if err != nil {
+				return err
+			}
+			res.SubscriptionID, res.Created, res.Changed = sub.ID, true, true
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("finding subscription %s/%s: %w", p.Gateway, p.GatewaySubscriptionID, err)
+		}
+		res.SubscriptionID = sub.ID
+		changed, stale, err := pp.applySync(ctx, sub, p)
+		res.Changed, res.Stale = changed, stale
+		return err
+	})
+	return res, err
+}
+
+func (pp *PaymentProcessor) createFromGateway(ctx context.Context, p SyncParams) (Subscription, error) {
+	plan, err := pp.s.store.GetPlan(ctx, p.PlanID)
+	if errors.Is(err, ErrNotFound) {
+		return Subscription{}, fmt.Errorf("%w %q", ErrUnknownPlan, p.PlanID)
+	}
+	if err != nil {
+		return Subscription{}, err
+	}
+	u, err := pp.s.store.GetUser(ctx, p.UserID)
+	if err != nil {
+		return Subscription{}, fmt.Errorf("loading user %s: %w", p.UserID, err)
+	}
+	now := pp.s.now()
+	status := p.Status
+	if status == "" {
+		status = StatusPending
+	}
+	sub := Subscription{
+		ID: NewID(), UserID: u.ID, PlanID: plan.ID, Status: status, BillingCycle: plan.BillingCycle,
+		CurrentPeriodStart: p.PeriodStart, CurrentPeriodEnd: p.PeriodEnd, Gateway: p.Gateway,
+		GatewaySubscriptionID: p.GatewaySubscriptionID, CancelAtPeriodEnd: p.CancelAtPeriodEnd,
+		GatewayUpdatedAt: p.EventTime, CreatedAt: now, UpdatedAt: now,
+	}
+	if err := pp.s.store.InsertSubscription(ctx, &sub); err != nil {
+		return Subscription{}, fmt.Errorf("creating subscription %s/%s: %w", p.Gateway, p.GatewaySubscriptionID, err)
+	}
+	if err := pp.s.audit(ctx, AuditEntry{
+		Action: AuditSubscriptionCreated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
+		Details: map[string]any{"gateway": p.Gateway, "gateway_subscription_id": p.GatewaySubscriptionID, "status": string(status)},
+	}); err != nil {
+		return sub, err
+	}
+	if status.Live() && sub.CurrentPeriodEnd.After(now) {
+		return sub, pp.s.grantAccess(ctx, u, sub)
+	}
+	return sub, nil
+}
+
+// applySync merges p into sub. It reports whether anything changed and whether p was stale.
+func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p SyncParams) (changed, stale bool, err error) {
+	if !p.EventTime.IsZero() && !sub.GatewayUpdatedAt.IsZero() {
+		if p.EventTime.Before(sub.GatewayUpdatedAt) {
+			return false, true, nil
+		}
+		// An ended subscription is revived only by a strictly newer event or a new period.
+		if p.EventTime.Equal(sub.GatewayUpdatedAt) && sub.Status == StatusCancelled && p.Status.Live() && !p.PeriodEnd.After(sub.CurrentPeriodEnd) {
+			return false, true, nil
+		}
+	}
+	before := sub
+	now := pp.s.now()
+	if p.PeriodEnd.After(sub.CurrentPeriodEnd) {
+		start := p.PeriodStart
+		if start.IsZero() || !start.Before(p.PeriodEnd) {
+			start = sub.CurrentPeriodEnd
+		}
+		sub.startPeriod(start, p.PeriodEnd)
+	}
+	if p.Status != "" && !(p.Status == StatusPending && sub.Status.Live()) {
+		sub.Status = p.Status
+	}
+	sub.CancelAtPeriodEnd = p.CancelAtPeriodEnd
+	if p.EventTime.After(sub.GatewayUpdatedAt) {
+		sub.GatewayUpdatedAt = p.EventTime
+	}
+	ended := sub.Status == StatusCancelled && before.Status != StatusCancelled
+	if ended {
+		sub.CancelledAt = now
+	}
+	if sub.Status == before.Status && sub.CurrentPeriodEnd.Equal(before.CurrentPeriodEnd) &&
+		sub.CancelAtPeriodEnd == before.CancelAtPeriodEnd && sub.GatewayUpdatedAt.Equal(before.GatewayUpdatedAt) {
+		return false, false, nil
+	}
+	sub.UpdatedAt = now
+	u, plan, err := pp.s.subjectOf(ctx, sub)
+	if err != nil {
+		return false, false, err
+	}
+	if ended {
+		if err := pp.s.revokeAccess(ctx, u, sub, StatusCancelled); err != nil {
+			return false, false, err
+		}
+		if _, err := pp.s.notifyOnce(ctx, Notification{
+			Kind: KindExpired, Key: notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
+			Data: NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, Gateway: sub.Gateway,
+				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
+		}, sub.ID); err != nil {
+			return false, false, err
+		}
+	}
+	if sub, err = pp.s.store.UpdateSubscription(ctx, sub); err != nil {
+		return false, false, fmt.Errorf("syncing subscription %s: %w", sub.ID, err)
+	}
+	if sub.Status.Live() && sub.CurrentPeriodEnd.After(now) {
+		if err := pp.s.grantAccess(ctx, u, sub); err != nil {
+			return true, false, err
+		}
+	}
+	action := AuditSubscriptionUpdated
+	if ended {
+		action = AuditSubscriptionEnded
+	}
+	return true, false, pp.s.audit(ctx, AuditEntry{
+		Action: action, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
+		Details: map[string]any{"previous_status": string(before.Status), "status": string(sub.Status),
+			"previous_period_end": before.CurrentPeriodEnd, "period_end": sub.CurrentPeriodEnd,
+			"cancel_at_period_end": sub.CancelAtPeriodEnd, "gateway_event_time": p.EventTime},
+	})
+}
+
+// GatewayPaymentParams describes a charge the gateway made: a renewal it collected by itself
+// (Stripe invoice.paid, PayPal PAYMENT.SALE.COMPLETED, a Mercado Pago preapproval charge) or a
+// checkout payment.
+type GatewayPaymentParams struct {
+	Gateway               string
+	GatewayPaymentID      string
+	GatewaySubscriptionID string
+	// PaymentID is renewkit's payment id when the gateway echoes it (metadata,
+	// external_reference); the payment is then approved as is.
+	PaymentID string
+	Amount    Money
+	// PeriodStart and PeriodEnd: the period the charge pays for, when the gateway says.
+	PeriodStart time.Time
+	PeriodEnd   time.Time
+	// UserID and PlanID identify the buyer when the subscription is not known yet.
+	UserID string
+	PlanID string
+	Actor  string
+}
+
+// ApplyGatewayPayment records a charge made at the gateway and approves it through
+// ProcessApproved. The payment is found by renewkit's id, else by (gateway, gateway payment
+// id), else created for the subscription with the gateway subscription id (or for UserID and
+// PlanID). Applying the same charge twice extends the subscription once.
+func (pp *PaymentProcessor) ApplyGatewayPayment(ctx context.Context, p GatewayPaymentParams) (ProcessResult, error) {
+	approve := ApproveParams{GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID,
+		PeriodStart: p.PeriodStart, PeriodEnd: p.PeriodEnd, Actor: p.Actor}
+	if p.PaymentID != "" {
+		approve.PaymentID = p.PaymentID
+		return pp.ProcessApproved(ctx, approve)
+	}
+	if p.Gateway == "" || p.GatewayPaymentID == "" {
+		return ProcessResult{}, fmt.Errorf("%w: gateway and gateway payment id are required", ErrInvalidInput)
+	}
+	if err := p.Amount.Validate(); err != nil {
+		return ProcessResult{}, err
+	}
+	pay, err := pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
+	if errors.Is(err, ErrNotFound) {
+		pay, err = pp.insertGatewayPayment(ctx, p)
+	}
+	if err != nil {
+		return ProcessResult{}, err
+	}
+	approve.PaymentID = pay.ID
+	return pp.ProcessApproved(ctx, approve)
+}
+
+func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayPaymentParams) (Payment, error) {
+	pay := Payment{UserID: p.UserID, PlanID: p.PlanID, Amount: p.Amount, Status: PaymentPending, Gateway: p.Gateway,
+		GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID}
+	if p.GatewaySubscriptionID != "" {
+		sub, err := pp.s.store.FindSubscriptionByGateway(ctx, p.Gateway, p.GatewaySubscriptionID)
+		switch {
+		case err == nil:
+			pay.UserID, pay.PlanID, pay.SubscriptionID = sub.UserID, sub.PlanID, sub.ID
+		case !errors.Is(err, ErrNotFound):
+			return Payment{}, err
+		}
+	}
+	if pay.UserID == "" || pay.PlanID == "" {
+		return Payment{}, fmt.Errorf("gateway payment %s/%s: no subscription %q and no user and plan to create one: %w",
+			p.Gateway, p.GatewayPaymentID, p.GatewaySubscriptionID, ErrNotFound)
+	}
+	now := pp.s.now()
+	pay.ID, pay.CreatedAt, pay.UpdatedAt = NewID(), now, now
+	err := pp.s.store.InsertPayment(ctx, &pay)
+	if errors.Is(err, ErrConflict) { // a concurrent delivery inserted it first
+		return pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
+	}
+	return pay, err
+}
+
+// withKeyLock runs f holding the store lock key; a held lock yields ErrConflict.
+func (pp *PaymentProcessor) withKeyLock(ctx context.Context, key string, f func() error) error {
+	lease, err := pp.s.store.AcquireLock(ctx, key, newToken(), pp.s.clock.Now(), paymentLockTTL)
+	if errors.Is(err, ErrLockHeld) {
+		return fmt.Errorf("%w: %s is being processed", ErrConflict, key)
+	}
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", key, err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = pp.s.store.ReleaseLock(rctx, lease)
+	}()
+	return f()
+}
+
+// Permanent reports whether err is bad input that a retry cannot fix (unknown payment or
+// plan, invalid amount or transition, malformed input). Webhook handlers answer 4xx for these
+// and 5xx for the rest.
+func Permanent(err error) bool {
+	for _, e := range []error{ErrInvalidInput, ErrUnknownPayment, ErrUnknownPlan, ErrInvalidAmount, ErrInvalidTransition} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	return false
+}
+
+// EventOutcome is what HandleWebhookEvent did with a delivery.
+type EventOutcome string
+
+const (
+	OutcomeProcessed  EventOutcome = "processed"
+	OutcomeIgnored    EventOutcome = "ignored"
+	OutcomeDuplicate  EventOutcome = "duplicate"
+	OutcomeInProgress EventOutcome = "in_progress"
+	OutcomeFailed     EventOutcome = "failed"
+)
+
+// WebhookLease is how long one delivery owns an event before a concurrent redelivery may
+// take it over.
+const WebhookLease = 2 * time.Minute
+
+// HandleWebhookEvent runs process at most once per (ev.Gateway, ev.EventID) to success: a
+// delivery of an event already processed (or ignored) is a duplicate and process is not
+// called; a delivery of an event that failed is processed again; a delivery while another is
+// processing it returns OutcomeInProgress. process reports ignored=true for event types
+// renewkit does not act on. The error of a failed process is returned with OutcomeFailed.
+func (s *Service) HandleWebhookEvent(ctx context.Context, ev WebhookEvent, process func(ctx context.Context) (ignored bool, err error)) (EventOutcome, error) {
+	if ev.Gateway == "" || ev.EventID == "" {
+		return OutcomeFailed, fmt.Errorf("%w: webhook event needs a gateway and an event id", ErrInvalidInput)
+	}
+	now := s.now()
+	stored, mine, err := s.store.BeginWebhookEvent(ctx, ev, now, now.Add(WebhookLease))
+	if err != nil {
+		return OutcomeFailed, fmt.Errorf("recording webhook event %s/%s: %w", ev.Gateway, ev.EventID, err)
+	}
+	if !mine {
+		if stored.State == EventProcessed || stored.State == EventIgnored {
+			return OutcomeDuplicate, nil
+		}
+		return OutcomeInProgress, nil
+	}
+	ignored, perr := process(ctx)
+	state, outcome := EventProcessed, OutcomeProcessed
+	switch {
+	case perr != nil:
+		state, outcome = EventFailed, OutcomeFailed
+	case ignored:
+		state, outcome = EventIgnored, OutcomeIgnored
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if ferr := s.store.FinishWebhookEvent(fctx, ev.Gateway, ev.EventID, state, errText(perr), s.now()); ferr != nil {
+		return OutcomeFailed, errors.Join(perr, fmt.Errorf("recording outcome of %s/%s: %w", ev.Gateway, ev.EventID, ferr))
+	}
+	return outcome, perr
+}
