@@ -1,0 +1,93 @@
+// Package hookhttp holds the HTTP plumbing the gateway webhook handlers share: body limits,
+// JSON answers and the mapping from a processing outcome to a status code.
+package hookhttp
+
+import (
+	"encoding/json"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// MaxBody is the largest webhook body accepted (1 MiB).
+const MaxBody = 1 << 20
+
+// ReadBody reads the whole body up to limit bytes. On failure it has already answered (405
+// for a method other than POST, 413 for a body over the limit, 400 otherwise) and returns
+// ok=false.
+func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		Error(w, http.StatusMethodNotAllowed, "method not allowed: use POST")
+		return nil, false
+	}
+	if limit <= 0 {
+		limit = MaxBody
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	if err != nil {
+		var tooBig *http.MaxBytesError
+		if errors.As(err, &tooBig) {
+			Error(w, http.StatusRequestEntityTooLarge, "body too large")
+			return nil, false
+		}
+		Error(w, http.StatusBadRequest, "could not read body")
+		return nil, false
+	}
+	return body, true
+}
+
+// JSON writes v with status.
+func JSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// Error writes {"error": msg} with status.
+func Error(w http.ResponseWriter, status int, msg string) {
+	JSON(w, status, map[string]string{"error": msg})
+}
+
+// Respond answers a delivery after billing.Service.HandleWebhookEvent: 200 for processed,
+// ignored and duplicate events; 409 with Retry-After while another delivery processes the
+// same event; 400 when the event is bad input a retry cannot fix (billing.Permanent); 503
+// when it refers to a record that does not exist yet (a retry can help once the creating
+// event arrives); 500 for the rest. The error text goes to the log, not to the gateway.
+func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, eventID string, outcome billing.EventOutcome, err error) {
+	if err == nil {
+		switch outcome {
+		case billing.OutcomeInProgress:
+			w.Header().Set("Retry-After", "30")
+			Error(w, http.StatusConflict, "event is being processed by another delivery")
+		default:
+			JSON(w, http.StatusOK, map[string]string{"status": string(outcome), "event_id": eventID})
+		}
+		return
+	}
+	switch {
+	case billing.Permanent(err):
+		log.WarnContext(r.Context(), "webhook event rejected", "gateway", gateway, "event_id", eventID, "error", err)
+		Error(w, http.StatusBadRequest, "event cannot be applied: "+publicReason(err))
+	case errors.Is(err, billing.ErrNotFound), errors.Is(err, billing.ErrConflict):
+		log.InfoContext(r.Context(), "webhook event deferred; the gateway retries", "gateway", gateway, "event_id", eventID, "error", err)
+		w.Header().Set("Retry-After", "60")
+		Error(w, http.StatusServiceUnavailable, "event cannot be applied yet; retry later")
+	default:
+		log.ErrorContext(r.Context(), "webhook event failed", "gateway", gateway, "event_id", eventID, "error", err)
+		Error(w, http.StatusInternalServerError, "temporary failure; retry later")
+	}
+}
+
+// publicReason names the sentinel behind a permanent error without echoing input.
+func publicReason(err error) string {
+	for _, e := range []error{billing.ErrUnknownPayment, billing.ErrUnknownPlan, billing.ErrInvalidAmount, billing.ErrInvalidTransition, billing.ErrInvalidInput} {
+		if errors.Is(err, e) {
+			return e.Error()
+		}
+	}
+	return "invalid event"
+}
