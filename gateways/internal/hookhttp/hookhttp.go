@@ -52,12 +52,17 @@ func Error(w http.ResponseWriter, status int, msg string) {
 	JSON(w, status, map[string]string{"error": msg})
 }
 
+// OutcomeHeader carries the processing outcome (processed, ignored, duplicate, in_progress,
+// failed) on every answer to a delivery that got past verification, for logs and metrics.
+const OutcomeHeader = "X-Webhook-Outcome"
+
 // Respond answers a delivery after billing.Service.HandleWebhookEvent: 200 for processed,
 // ignored and duplicate events; 409 with Retry-After while another delivery processes the
 // same event; 400 when the event is bad input a retry cannot fix (billing.Permanent); 503
 // when it refers to a record that does not exist yet (a retry can help once the creating
 // event arrives); 500 for the rest. The error text goes to the log, not to the gateway.
 func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, eventID string, outcome billing.EventOutcome, err error) {
+	w.Header().Set(OutcomeHeader, string(outcome))
 	if err == nil {
 		switch outcome {
 		case billing.OutcomeInProgress:
