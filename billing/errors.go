@@ -1,6 +1,9 @@
 package billing
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+)
 
 // Sentinel errors. Adapters wrap them with %w so callers can match with errors.Is.
 var (
@@ -30,3 +33,46 @@ var (
 	// ErrNoRenewalLookup: the subscription's gateway has no RenewalLookup configured.
 	ErrNoRenewalLookup = errors.New("billing: no renewal lookup for gateway")
 )
+
+// ErrMalformedRecord is wrapped by RecordError when a stored record cannot be decoded (a
+// field of the wrong type in a document written by another program).
+var ErrMalformedRecord = errors.New("billing: malformed record")
+
+// RecordError reports one stored record a store could not read. ClaimSubscriptions returns
+// the records it could read together with a RecordError (or several, joined with
+// errors.Join) for the ones it could not; the jobs count each as a failure of that record and
+// go on with the rest.
+type RecordError struct {
+	Collection string
+	ID         string
+	Err        error
+}
+
+func (e *RecordError) Error() string {
+	return fmt.Sprintf("%s %s: %v", e.Collection, e.ID, e.Err)
+}
+
+func (e *RecordError) Unwrap() error { return e.Err }
+
+// recordErrors splits err into the RecordErrors it is made of. ok is false when err holds
+// anything else, which makes the whole call a failure.
+func recordErrors(err error) (errs []*RecordError, ok bool) {
+	var walk func(error) bool
+	walk = func(e error) bool {
+		var re *RecordError
+		if j, isJoin := e.(interface{ Unwrap() []error }); isJoin {
+			for _, inner := range j.Unwrap() {
+				if !walk(inner) {
+					return false
+				}
+			}
+			return true
+		}
+		if errors.As(e, &re) {
+			errs = append(errs, re)
+			return true
+		}
+		return false
+	}
+	return errs, err != nil && walk(err)
+}

@@ -8,20 +8,23 @@ import (
 
 // ExpiringResult is returned by CheckExpiringSubscriptions.
 type ExpiringResult struct {
-	Success           bool   `json:"success"`
-	TotalFound        int    `json:"total_found"`
-	NotificationsSent int    `json:"notifications_sent"`
-	Failed            int    `json:"failed"`
-	Error             string `json:"error,omitempty"`
+	Success           bool `json:"success"`
+	TotalFound        int  `json:"total_found"`
+	NotificationsSent int  `json:"notifications_sent"`
+	Failed            int  `json:"failed"`
+	// Errors names the records that failed and why (at most 20).
+	Errors []string `json:"errors,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 // ExpiredResult is returned by ProcessExpiredSubscriptions.
 type ExpiredResult struct {
-	Success    bool   `json:"success"`
-	TotalFound int    `json:"total_found"`
-	Processed  int    `json:"processed"`
-	Failed     int    `json:"failed"`
-	Error      string `json:"error,omitempty"`
+	Success    bool     `json:"success"`
+	TotalFound int      `json:"total_found"`
+	Processed  int      `json:"processed"`
+	Failed     int      `json:"failed"`
+	Errors     []string `json:"errors,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // RenewResult is returned by RenewSubscriptions.
@@ -32,8 +35,9 @@ type RenewResult struct {
 	Failed     int  `json:"failed"`
 	// Cancelling counts subscriptions the gateway will not renew; they now expire at their
 	// period end without grace.
-	Cancelling int    `json:"cancelling"`
-	Error      string `json:"error,omitempty"`
+	Cancelling int      `json:"cancelling"`
+	Errors     []string `json:"errors,omitempty"`
+	Error      string   `json:"error,omitempty"`
 }
 
 // CleanupResult is returned by the two cleanup jobs.
@@ -67,6 +71,7 @@ func errText(err error) string {
 // subscriptions get a renewal-upcoming notice (date and amount) instead.
 func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResult, error) {
 	var res ExpiringResult
+	var st sweepStats
 	var runErr error
 	for _, days := range s.cfg.WarningDays {
 		now := s.now()
@@ -76,20 +81,17 @@ func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResul
 			PeriodEndBefore: now.Add(time.Duration(days) * 24 * time.Hour),
 			WarningDueDays:  days,
 		}
-		found, failed, err := s.sweep(ctx, f, func(sub Subscription) error {
+		if runErr = s.sweep(ctx, f, &st, func(sub Subscription) error {
 			sent, err := s.warn(ctx, sub, days)
 			if sent {
 				res.NotificationsSent++
 			}
 			return err
-		})
-		res.TotalFound += found
-		res.Failed += failed
-		if err != nil {
-			runErr = err
+		}); runErr != nil {
 			break
 		}
 	}
+	res.TotalFound, res.Failed, res.Errors = st.found, st.failed, st.errors
 	res.Success, res.Error = runErr == nil, errText(runErr)
 	return res, runErr
 }
@@ -136,6 +138,7 @@ func (s *Service) warn(ctx context.Context, sub Subscription, days int) (bool, e
 // subscription stays selected and the next run sends it and finishes.
 func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResult, error) {
 	var res ExpiredResult
+	var st sweepStats
 	var runErr error
 	now := s.now()
 	no, yes := false, true
@@ -144,20 +147,17 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 		{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue}, PeriodEndBefore: now.Add(-s.cfg.Grace), AutoRenews: &yes},
 	}
 	for _, f := range passes {
-		found, failed, err := s.sweep(ctx, f, func(sub Subscription) error {
+		if runErr = s.sweep(ctx, f, &st, func(sub Subscription) error {
 			if err := s.expire(ctx, sub); err != nil {
 				return err
 			}
 			res.Processed++
 			return nil
-		})
-		res.TotalFound += found
-		res.Failed += failed
-		if err != nil {
-			runErr = err
+		}); runErr != nil {
 			break
 		}
 	}
+	res.TotalFound, res.Failed, res.Errors = st.found, st.failed, st.errors
 	res.Success, res.Error = runErr == nil, errText(runErr)
 	return res, runErr
 }
@@ -226,7 +226,8 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 		PeriodEndBefore: now.Add(s.cfg.RenewWindow),
 		AutoRenews:      &yes,
 	}
-	found, failed, err := s.sweep(ctx, f, func(sub Subscription) error {
+	var st sweepStats
+	err := s.sweep(ctx, f, &st, func(sub Subscription) error {
 		outcome, err := s.renew(ctx, sub)
 		switch outcome {
 		case renewRenewed:
@@ -236,7 +237,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 		}
 		return err
 	})
-	res.TotalFound, res.Failed = found, failed
+	res.TotalFound, res.Failed, res.Errors = st.found, st.failed, st.errors
 	res.Success, res.Error = err == nil, errText(err)
 	return res, err
 }

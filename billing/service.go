@@ -166,10 +166,27 @@ func NewID() string { return newToken() }
 
 func (s *Service) now() time.Time { return TruncateTime(s.clock.Now()) }
 
+// maxResultErrors bounds the per-record error texts a job result carries.
+const maxResultErrors = 20
+
+// sweepStats counts what a sweep did, for the job results.
+type sweepStats struct {
+	found, failed int
+	errors        []string
+}
+
+func (st *sweepStats) fail(id string, err error) {
+	st.failed++
+	if len(st.errors) < maxResultErrors {
+		st.errors = append(st.errors, id+": "+err.Error())
+	}
+}
+
 // sweep claims batches matching f until none are left and calls work for each record. The
 // run's claims are released at the end so records it left unchanged are at once claimable by
-// the next run; a crashed run's claims expire after ClaimLease.
-func (s *Service) sweep(ctx context.Context, f SubscriptionFilter, work func(Subscription) error) (found, failed int, err error) {
+// the next run; a crashed run's claims expire after ClaimLease. A record the store cannot
+// read counts as a failure of that record; the sweep goes on.
+func (s *Service) sweep(ctx context.Context, f SubscriptionFilter, st *sweepStats, work func(Subscription) error) error {
 	token := newToken()
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
@@ -180,25 +197,31 @@ func (s *Service) sweep(ctx context.Context, f SubscriptionFilter, work func(Sub
 	}()
 	for {
 		if err := ctx.Err(); err != nil {
-			return found, failed, err
+			return err
 		}
 		now := s.now()
 		batch, err := s.store.ClaimSubscriptions(ctx, ClaimParams{
 			Filter: f, Token: token, Now: now, LeaseUntil: now.Add(s.cfg.ClaimLease), Limit: s.cfg.BatchSize,
 		})
-		if err != nil {
-			return found, failed, fmt.Errorf("claiming subscriptions: %w", err)
+		bad, partial := recordErrors(err)
+		if err != nil && !partial {
+			return fmt.Errorf("claiming subscriptions: %w", err)
+		}
+		for _, re := range bad {
+			st.found++
+			st.fail(re.ID, re)
+			s.log.ErrorContext(ctx, "subscription record unreadable; fix the document", "subscription_id", re.ID, "error", re.Err)
 		}
 		for _, sub := range batch {
-			found++
+			st.found++
 			if werr := work(sub); werr != nil {
-				failed++
+				st.fail(sub.ID, werr)
 				s.log.WarnContext(ctx, "subscription not processed; a later run retries it",
 					"subscription_id", sub.ID, "error", werr)
 			}
 		}
-		if len(batch) < s.cfg.BatchSize {
-			return found, failed, nil
+		if len(batch)+len(bad) < s.cfg.BatchSize {
+			return nil
 		}
 	}
 }
