@@ -1,0 +1,243 @@
+package scheduler
+
+import (
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"strings"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// Authorizer decides whether a request may use the admin API. It returns nil for an
+// administrator, an error wrapping ErrForbidden for an authenticated caller without the
+// admin role (403) and any other error, typically ErrUnauthenticated, otherwise (401).
+type Authorizer func(r *http.Request) error
+
+// AdminOptions configures AdminHandler.
+type AdminOptions struct {
+	// Authorize is required: the host's admin check (the seed's require_admin) or
+	// BearerToken(os.Getenv("ADMIN_TOKEN")).
+	Authorize Authorizer
+	// HistoryLimit is how many recent runs GET /{job_id} returns. Default 20.
+	HistoryLimit int
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// BearerToken returns an Authorizer accepting "Authorization: Bearer <token>" with the
+// given token, compared in constant time. An empty token accepts nobody.
+func BearerToken(token string) Authorizer {
+	want := sha256.Sum256([]byte(token))
+	return func(r *http.Request) error {
+		h := r.Header.Get("Authorization")
+		if h == "" {
+			return ErrUnauthenticated
+		}
+		scheme, got, ok := strings.Cut(h, " ")
+		if !ok || !strings.EqualFold(scheme, "Bearer") || got == "" {
+			return ErrUnauthenticated
+		}
+		sum := sha256.Sum256([]byte(strings.TrimSpace(got)))
+		if token == "" || subtle.ConstantTimeCompare(sum[:], want[:]) != 1 {
+			return fmt.Errorf("%w: invalid token", ErrUnauthenticated)
+		}
+		return nil
+	}
+}
+
+type admin struct {
+	s     *Scheduler
+	limit int
+	log   *slog.Logger
+}
+
+// AdminHandler serves the jobs admin API, relative to where the host mounts it (the
+// seed's prefix is /api/admin/jobs; use http.StripPrefix):
+//
+//	GET  /                   {"total":5,"jobs":[JobInfo...]}
+//	GET  /{job_id}           {"job":JobInfo,"runs":[billing.JobRun...]}
+//	POST /{job_id}/pause     JobInfo
+//	POST /{job_id}/resume    JobInfo
+//	POST /{job_id}/trigger   billing.JobRun (?async=true: 202 {"run_id":...})
+//	GET  /stats/summary      Stats
+//
+// Every request is authorized first. Errors are JSON {"error": "..."}: 401, 403, 404
+// unknown job or route, 405 wrong method (with Allow), 409 trigger while running, 503
+// after Shutdown.
+func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
+	var errs []error
+	if s == nil {
+		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.New"))
+	}
+	if opts.Authorize == nil {
+		errs = append(errs, errors.New("AdminOptions.Authorize is required: pass your admin check or scheduler.BearerToken(os.Getenv(\"ADMIN_TOKEN\"))"))
+	}
+	if opts.HistoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("AdminOptions.HistoryLimit %d is negative: use 0 for the default 20", opts.HistoryLimit))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	a := &admin{s: s, limit: opts.HistoryLimit, log: opts.Logger}
+	if a.limit == 0 {
+		a.limit = 20
+	}
+	if a.log == nil {
+		a.log = slog.Default()
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", a.list)
+	mux.HandleFunc("GET /stats/summary", a.stats)
+	mux.HandleFunc("GET /{job_id}", a.get)
+	mux.HandleFunc("POST /{job_id}/pause", a.pause)
+	mux.HandleFunc("POST /{job_id}/resume", a.resume)
+	mux.HandleFunc("POST /{job_id}/trigger", a.trigger)
+	// The same paths with other methods, so 405 comes as JSON with an Allow header.
+	mux.HandleFunc("/{$}", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("/stats/summary", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("/{job_id}", methodNotAllowed("GET, HEAD"))
+	mux.HandleFunc("/{job_id}/{action}", func(w http.ResponseWriter, r *http.Request) {
+		switch r.PathValue("action") {
+		case "pause", "resume", "trigger":
+			methodNotAllowed("POST")(w, r)
+		default:
+			writeError(w, http.StatusNotFound, "not found")
+		}
+	})
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		writeError(w, http.StatusNotFound, "not found")
+	})
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := opts.Authorize(r); err != nil {
+			if errors.Is(err, ErrForbidden) {
+				writeError(w, http.StatusForbidden, ErrForbidden.Error())
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="renewkit admin"`)
+			writeError(w, http.StatusUnauthorized, ErrUnauthenticated.Error())
+			return
+		}
+		mux.ServeHTTP(w, r)
+	}), nil
+}
+
+func methodNotAllowed(allow string) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", allow)
+		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+allow)
+	}
+}
+
+func (a *admin) list(w http.ResponseWriter, r *http.Request) {
+	jobs, err := a.s.List(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Total int       `json:"total"`
+		Jobs  []JobInfo `json:"jobs"`
+	}{len(jobs), jobs})
+}
+
+func (a *admin) get(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("job_id")
+	info, err := a.s.Get(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	runs, err := a.s.History(r.Context(), id, a.limit)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	if runs == nil {
+		runs = []billing.JobRun{}
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Job  JobInfo          `json:"job"`
+		Runs []billing.JobRun `json:"runs"`
+	}{info, runs})
+}
+
+func (a *admin) pause(w http.ResponseWriter, r *http.Request)  { a.setPaused(w, r, true) }
+func (a *admin) resume(w http.ResponseWriter, r *http.Request) { a.setPaused(w, r, false) }
+
+func (a *admin) setPaused(w http.ResponseWriter, r *http.Request, paused bool) {
+	id := r.PathValue("job_id")
+	var err error
+	if paused {
+		err = a.s.Pause(r.Context(), id)
+	} else {
+		err = a.s.Resume(r.Context(), id)
+	}
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	info, err := a.s.Get(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, info)
+}
+
+func (a *admin) trigger(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("job_id")
+	if r.URL.Query().Get("async") == "true" {
+		runID, err := a.s.TriggerAsync(r.Context(), id)
+		if err != nil {
+			a.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusAccepted, map[string]string{"run_id": runID, "job_id": id, "status": string(billing.RunRunning)})
+		return
+	}
+	run, err := a.s.Trigger(r.Context(), id)
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, run)
+}
+
+func (a *admin) stats(w http.ResponseWriter, r *http.Request) {
+	st, err := a.s.Stats(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, st)
+}
+
+func (a *admin) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, ErrUnknownJob):
+		writeError(w, http.StatusNotFound, err.Error())
+	case errors.Is(err, ErrJobRunning):
+		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrClosed):
+		writeError(w, http.StatusServiceUnavailable, err.Error())
+	default:
+		a.log.ErrorContext(r.Context(), "admin jobs request failed", "method", r.Method, "path", r.URL.Path, "error", err)
+		writeError(w, http.StatusInternalServerError, "internal error")
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json; charset=utf-8")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func writeError(w http.ResponseWriter, status int, msg string) {
+	writeJSON(w, status, map[string]string{"error": msg})
+}

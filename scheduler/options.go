@@ -1,0 +1,190 @@
+package scheduler
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/renewkit/renewkit/billing"
+)
+
+// Option configures a Scheduler. Options validate their arguments; New reports every
+// problem at once.
+type Option func(*config) error
+
+// AlertPolicy says when a job raises an operator alert. The zero value is the default.
+type AlertPolicy struct {
+	// ConsecutiveFailures: alert when this many runs in a row failed. Default 3.
+	ConsecutiveFailures int
+	// PartialFailures: alert when a run reports at least this many records it could not
+	// finish (billing.Result.Failures: renewals or emails that failed). Default 1; -1 turns
+	// partial-failure alerts off.
+	PartialFailures int
+}
+
+type config struct {
+	loc        *time.Location
+	schedules  map[string]string
+	disabled   map[string]bool
+	clock      clockwork.Clock
+	log        *slog.Logger
+	locker     billing.Locker
+	lockTTL    time.Duration
+	replica    string
+	retention  int // days
+	runTimeout time.Duration
+	notifier   billing.Notifier
+	alertTo    billing.Recipient
+	alerts     AlertPolicy
+}
+
+// WithLocation sets the time zone cron specs are read in. Default UTC. The seed's
+// deployment uses time.LoadLocation("America/Sao_Paulo").
+func WithLocation(loc *time.Location) Option {
+	return func(c *config) error {
+		if loc == nil {
+			return errors.New("WithLocation: nil location: pass time.UTC or time.LoadLocation(\"America/Sao_Paulo\")")
+		}
+		c.loc = loc
+		return nil
+	}
+}
+
+// WithSchedule replaces the cron spec of the job with that id.
+func WithSchedule(jobID, cronSpec string) Option {
+	return func(c *config) error {
+		if jobID == "" {
+			return errors.New("WithSchedule: empty job id")
+		}
+		c.schedules[jobID] = cronSpec
+		return nil
+	}
+}
+
+// WithDisabled keeps the job with that id off the schedule. It is still listed and can be
+// triggered by hand.
+func WithDisabled(jobID string) Option {
+	return func(c *config) error {
+		if jobID == "" {
+			return errors.New("WithDisabled: empty job id")
+		}
+		c.disabled[jobID] = true
+		return nil
+	}
+}
+
+// WithClock sets the clock that arms timers and stamps runs. Default the wall clock; tests
+// pass clockwork.NewFakeClockAt(...) (the same clock should drive billing.Config.Clock).
+func WithClock(clock clockwork.Clock) Option {
+	return func(c *config) error {
+		if clock == nil {
+			return errors.New("WithClock: nil clock: omit the option for the wall clock or pass clockwork.NewFakeClock()")
+		}
+		c.clock = clock
+		return nil
+	}
+}
+
+// WithLogger sets the logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("WithLogger: nil logger: omit the option for slog.Default()")
+		}
+		c.log = l
+		return nil
+	}
+}
+
+// WithLocker sets the lease lock replicas share. Default: the store's own AcquireLock,
+// RenewLock and ReleaseLock.
+func WithLocker(l billing.Locker) Option {
+	return func(c *config) error {
+		if l == nil {
+			return errors.New("WithLocker: nil locker: omit the option to use the store's lock")
+		}
+		c.locker = l
+		return nil
+	}
+}
+
+// WithLockTTL sets how long a run's lease lasts between renewals (every third of it).
+// A replica that dies mid-run blocks the job for at most this long. Default 1 minute.
+func WithLockTTL(ttl time.Duration) Option {
+	return func(c *config) error {
+		if ttl < time.Second {
+			return fmt.Errorf("WithLockTTL: %v is too short: use a second or more (default 1m)", ttl)
+		}
+		c.lockTTL = ttl
+		return nil
+	}
+}
+
+// WithReplicaID names this process in run records and lock leases. Default hostname plus
+// a random suffix.
+func WithReplicaID(id string) Option {
+	return func(c *config) error {
+		if id == "" {
+			return errors.New("WithReplicaID: empty id: omit the option for hostname-random")
+		}
+		c.replica = id
+		return nil
+	}
+}
+
+// WithHistoryRetention keeps run records for that many days. Default 30.
+func WithHistoryRetention(days int) Option {
+	return func(c *config) error {
+		if days < 1 {
+			return fmt.Errorf("WithHistoryRetention: %d days: keep at least 1 day (default 30)", days)
+		}
+		c.retention = days
+		return nil
+	}
+}
+
+// WithRunTimeout cancels a run's context after d. Default none: jobs run to completion.
+func WithRunTimeout(d time.Duration) Option {
+	return func(c *config) error {
+		if d <= 0 {
+			return fmt.Errorf("WithRunTimeout: %v is not positive: omit the option for no timeout", d)
+		}
+		c.runTimeout = d
+		return nil
+	}
+}
+
+// WithAlerts sends operator alerts (billing.KindOperatorAlert) to the recipient through n:
+// once when a job has failed p.ConsecutiveFailures times in a row and once when a run
+// reports p.PartialFailures or more failed records. Each condition alerts once per
+// episode and clears when the job succeeds again.
+func WithAlerts(n billing.Notifier, to billing.Recipient, p AlertPolicy) Option {
+	return func(c *config) error {
+		var errs []error
+		if n == nil {
+			errs = append(errs, errors.New("WithAlerts: nil notifier: pass lognotify.New(logger) or an smtpnotify.Notifier"))
+		}
+		if to.Email == "" {
+			errs = append(errs, errors.New("WithAlerts: recipient has no email: set billing.Recipient{Email: \"ops@example.com\"}"))
+		}
+		if p.ConsecutiveFailures < 0 {
+			errs = append(errs, fmt.Errorf("WithAlerts: ConsecutiveFailures %d is negative: use 0 for the default 3", p.ConsecutiveFailures))
+		}
+		if p.PartialFailures < -1 {
+			errs = append(errs, fmt.Errorf("WithAlerts: PartialFailures %d: use 0 for the default 1, -1 to turn it off", p.PartialFailures))
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		if p.ConsecutiveFailures == 0 {
+			p.ConsecutiveFailures = 3
+		}
+		if p.PartialFailures == 0 {
+			p.PartialFailures = 1
+		}
+		c.notifier, c.alertTo, c.alerts = n, to, p
+		return nil
+	}
+}

@@ -1,0 +1,369 @@
+package scheduler
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// errSkipped: the tick was recorded as skipped; nothing to run.
+var errSkipped = errors.New("scheduler: run skipped")
+
+// Alert conditions kept in billing.JobState.Alerts.
+const (
+	alertConsecutive = "consecutive_failures"
+	alertPartial     = "partial_failures"
+)
+
+type activeRun struct {
+	e     *entry
+	run   billing.JobRun
+	lease billing.Lease
+}
+
+func lockKey(jobID string) string { return "job:" + jobID }
+
+// begin claims a run of e: the in-process singleton, then (for ticks) the pause state,
+// then the lease lock shared by replicas, then (for ticks, under the lock) whether this
+// tick already ran anywhere. A scheduled or catch-up run that may not start is recorded
+// as skipped and errSkipped is returned; a manual one returns ErrJobRunning. On success
+// the run's record is stored with status running and the caller must call complete.
+func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrigger, tick time.Time, runID string) (*activeRun, error) {
+	manual := trigger == billing.TriggerManual
+	id := e.job.ID
+	if !e.running.CompareAndSwap(false, true) {
+		if manual {
+			return nil, fmt.Errorf("%w: %q runs in this process", ErrJobRunning, id)
+		}
+		return nil, s.skip(ctx, e, trigger, tick, "already running in this process")
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			e.running.Store(false)
+		}
+	}()
+	if !manual {
+		if reason, err := s.tickDone(ctx, e, trigger, tick, false); err != nil {
+			return nil, err
+		} else if reason != "" {
+			return nil, s.skip(ctx, e, trigger, tick, reason)
+		}
+	}
+	now := s.now()
+	lease, err := s.cfg.locker.AcquireLock(ctx, lockKey(id), s.cfg.replica, now, s.cfg.lockTTL)
+	switch {
+	case errors.Is(err, billing.ErrLockHeld):
+		if manual {
+			return nil, fmt.Errorf("%w: %q runs on another replica", ErrJobRunning, id)
+		}
+		return nil, s.skip(ctx, e, trigger, tick, "running on another replica (lock held)")
+	case err != nil:
+		return nil, fmt.Errorf("scheduler: acquiring the lock of %q: %w", id, err)
+	}
+	unlock := func() {
+		if err := s.cfg.locker.ReleaseLock(context.WithoutCancel(ctx), lease); err != nil {
+			s.cfg.log.WarnContext(ctx, "releasing job lock failed; it expires after its TTL", "job_id", id, "error", err)
+		}
+	}
+	if !manual {
+		// Under the lock no other run of this job is live anywhere, so the checks below
+		// cannot race with another replica handling the same tick.
+		reason, err := s.tickDone(ctx, e, trigger, tick, true)
+		if err != nil {
+			unlock()
+			return nil, err
+		}
+		if reason != "" {
+			unlock()
+			return nil, s.skip(ctx, e, trigger, tick, reason)
+		}
+	}
+	run := billing.JobRun{
+		ID: runID, JobID: id, Trigger: trigger, Status: billing.RunRunning,
+		StartedAt: now, Replica: s.cfg.replica, ScheduledFor: tick,
+	}
+	if err := s.store.InsertJobRun(ctx, &run); err != nil {
+		unlock()
+		return nil, fmt.Errorf("scheduler: recording the run of %q: %w", id, err)
+	}
+	ok = true
+	s.cfg.log.InfoContext(ctx, "job run started", "job_id", id, "run_id", run.ID, "trigger", trigger, "scheduled_for", tick)
+	return &activeRun{e: e, run: run, lease: lease}, nil
+}
+
+// tickDone says why a scheduled or catch-up run for tick must not start ("" if it may).
+// With history (only meaningful under the job's lock) it also consults the run records:
+// a scheduled tick runs at most once across replicas, even if their clocks fire it
+// moments apart; a catch-up runs unless that tick succeeded or was already caught up.
+func (s *Scheduler) tickDone(ctx context.Context, e *entry, trigger billing.RunTrigger, tick time.Time, history bool) (string, error) {
+	st, err := s.store.GetJobState(ctx, e.job.ID)
+	if err != nil {
+		return "", fmt.Errorf("scheduler: reading state of %q: %w", e.job.ID, err)
+	}
+	if st.Paused {
+		return "paused", nil
+	}
+	if !st.LastScheduledSuccess.Before(billing.TruncateTime(tick)) {
+		return "already ran for this tick", nil
+	}
+	if !history {
+		return "", nil
+	}
+	runs, err := s.store.ListJobRuns(ctx, billing.JobRunFilter{JobID: e.job.ID, Since: tick.Add(-time.Hour)})
+	if err != nil {
+		return "", fmt.Errorf("scheduler: listing runs of %q: %w", e.job.ID, err)
+	}
+	for _, r := range runs {
+		if r.Status == billing.RunSkipped || !r.ScheduledFor.Equal(tick) {
+			continue
+		}
+		if trigger == billing.TriggerSchedule || r.Trigger == billing.TriggerCatchUp || r.Status == billing.RunSucceeded {
+			return fmt.Sprintf("already ran for this tick (run %s on %s)", r.ID, r.Replica), nil
+		}
+	}
+	return "", nil
+}
+
+// skip records a skipped tick and returns errSkipped.
+func (s *Scheduler) skip(ctx context.Context, e *entry, trigger billing.RunTrigger, tick time.Time, reason string) error {
+	now := s.now()
+	r := billing.JobRun{
+		JobID: e.job.ID, Trigger: trigger, Status: billing.RunSkipped, StartedAt: now, FinishedAt: now,
+		Error: "skipped: " + reason, Replica: s.cfg.replica, ScheduledFor: tick,
+	}
+	if err := s.store.InsertJobRun(ctx, &r); err != nil {
+		s.cfg.log.WarnContext(ctx, "recording a skipped tick failed", "job_id", e.job.ID, "error", err)
+	}
+	s.cfg.log.DebugContext(ctx, "job tick skipped", "job_id", e.job.ID, "trigger", trigger, "scheduled_for", tick, "reason", reason)
+	return errSkipped
+}
+
+// complete runs the claimed job, keeps its lease alive meanwhile, and stores the outcome:
+// the run record, the job state (failure streak, last scheduled success, alerts), the
+// alerts themselves. parent carries the caller's values; Shutdown cancels the run.
+func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRun {
+	defer a.e.running.Store(false)
+	runCtx, cancel := context.WithCancelCause(parent)
+	defer cancel(nil)
+	stop := context.AfterFunc(s.baseCtx, func() { cancel(ErrClosed) })
+	defer stop()
+	if s.cfg.runTimeout > 0 {
+		var cancelT context.CancelFunc
+		runCtx, cancelT = context.WithTimeout(runCtx, s.cfg.runTimeout)
+		defer cancelT()
+	}
+
+	leaseCtx, stopLease := context.WithCancel(runCtx)
+	leaseOut := make(chan billing.Lease, 1)
+	go s.keepLease(leaseCtx, a, cancel, leaseOut)
+
+	res, err := safeRun(runCtx, a.e.job.Run)
+	stopLease()
+	lease := <-leaseOut
+
+	run := a.run
+	run.FinishedAt = s.now()
+	run.DurationMS = run.FinishedAt.Sub(run.StartedAt).Milliseconds()
+	run.Status = billing.RunSucceeded
+	if err != nil {
+		run.Status, run.Error = billing.RunFailed, err.Error()
+	}
+	if m, merr := resultMap(res); merr != nil {
+		s.cfg.log.WarnContext(runCtx, "job result not recorded", "job_id", run.JobID, "error", merr)
+	} else {
+		run.Result = m
+	}
+
+	wctx, wcancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
+	defer wcancel()
+	if uerr := s.store.UpdateJobRun(wctx, run); uerr != nil {
+		s.cfg.log.ErrorContext(wctx, "recording the run outcome failed", "job_id", run.JobID, "run_id", run.ID, "error", uerr)
+	}
+	s.updateState(wctx, a.e, run, res)
+	if rerr := s.cfg.locker.ReleaseLock(wctx, lease); rerr != nil && !errors.Is(rerr, billing.ErrLockLost) {
+		s.cfg.log.WarnContext(wctx, "releasing job lock failed; it expires after its TTL", "job_id", run.JobID, "error", rerr)
+	}
+	s.prune(wctx)
+	lvl := "job run succeeded"
+	if err != nil {
+		lvl = "job run failed"
+	}
+	s.cfg.log.InfoContext(wctx, lvl, "job_id", run.JobID, "run_id", run.ID, "trigger", run.Trigger,
+		"duration_ms", run.DurationMS, "error", run.Error)
+	return run
+}
+
+// keepLease renews the run's lease every third of its TTL until ctx ends, then reports
+// the current lease. Losing the lease cancels the run: another replica may take over.
+func (s *Scheduler) keepLease(ctx context.Context, a *activeRun, cancelRun context.CancelCauseFunc, out chan<- billing.Lease) {
+	lease := a.lease
+	defer func() { out <- lease }()
+	t := s.cfg.clock.NewTicker(s.cfg.lockTTL / 3)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.Chan():
+			l, err := s.cfg.locker.RenewLock(ctx, lease, s.now(), s.cfg.lockTTL)
+			switch {
+			case err == nil:
+				lease = l
+			case errors.Is(err, billing.ErrLockLost):
+				s.cfg.log.ErrorContext(ctx, "job lock lost; cancelling the run", "job_id", a.run.JobID, "run_id", a.run.ID)
+				cancelRun(fmt.Errorf("scheduler: lock of %q lost: %w", a.run.JobID, err))
+				return
+			case ctx.Err() != nil:
+				return
+			default:
+				s.cfg.log.WarnContext(ctx, "renewing job lock failed; retrying", "job_id", a.run.JobID, "error", err)
+			}
+		}
+	}
+}
+
+func safeRun(ctx context.Context, f billing.JobFunc) (res billing.Result, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			res, err = nil, fmt.Errorf("job panicked: %v", p)
+		}
+	}()
+	return f(ctx)
+}
+
+// resultMap turns a job's Result into the map stored in JobRun.Result, through its JSON
+// form so the seed's keys (success, total_found, ...) are kept.
+func resultMap(r billing.Result) (map[string]any, error) {
+	if r == nil {
+		return nil, nil
+	}
+	if v := reflect.ValueOf(r); v.Kind() == reflect.Pointer && v.IsNil() {
+		return nil, nil
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return nil, err
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		var v any
+		if err2 := json.Unmarshal(b, &v); err2 != nil {
+			return nil, err
+		}
+		m = map[string]any{"value": v}
+	}
+	return m, nil
+}
+
+func failures(r billing.Result) int {
+	if r == nil {
+		return 0
+	}
+	if v := reflect.ValueOf(r); v.Kind() == reflect.Pointer && v.IsNil() {
+		return 0
+	}
+	return r.Failures()
+}
+
+// updateState folds a finished run into the job's shared state and raises or clears
+// operator alerts, once per episode.
+func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRun, res billing.Result) {
+	e.stateMu.Lock()
+	defer e.stateMu.Unlock()
+	st, err := s.store.GetJobState(ctx, e.job.ID)
+	if err != nil {
+		s.cfg.log.ErrorContext(ctx, "reading job state failed; failure streak not updated", "job_id", e.job.ID, "error", err)
+		return
+	}
+	st.JobID = e.job.ID
+	failed := run.Status == billing.RunFailed
+	if failed {
+		st.ConsecutiveFailures++
+	} else {
+		st.ConsecutiveFailures = 0
+		if run.Trigger != billing.TriggerManual && run.ScheduledFor.After(st.LastScheduledSuccess) {
+			st.LastScheduledSuccess = run.ScheduledFor
+		}
+	}
+	if s.cfg.notifier != nil {
+		p := s.cfg.alerts
+		// Consecutive failures.
+		if st.ConsecutiveFailures >= p.ConsecutiveFailures {
+			if !slices.Contains(st.Alerts, alertConsecutive) {
+				msg := fmt.Sprintf("%d consecutive failed runs; last error: %s", st.ConsecutiveFailures, run.Error)
+				if s.alert(ctx, e, run, alertConsecutive, msg, st.ConsecutiveFailures) {
+					st.Alerts = append(st.Alerts, alertConsecutive)
+				}
+			}
+		} else {
+			st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertConsecutive })
+		}
+		// Partial failures: only a run that completed says whether they persist.
+		if !failed {
+			n := failures(res)
+			if p.PartialFailures > 0 && n >= p.PartialFailures {
+				if !slices.Contains(st.Alerts, alertPartial) {
+					found := 0
+					if res != nil {
+						found = res.Found()
+					}
+					msg := fmt.Sprintf("%d of %d records failed and will be retried by a later run", n, found)
+					if s.alert(ctx, e, run, alertPartial, msg, st.ConsecutiveFailures) {
+						st.Alerts = append(st.Alerts, alertPartial)
+					}
+				}
+			} else {
+				st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertPartial })
+			}
+		}
+	}
+	st.UpdatedAt = s.now()
+	if err := s.store.PutJobState(ctx, st); err != nil {
+		s.cfg.log.ErrorContext(ctx, "writing job state failed", "job_id", e.job.ID, "error", err)
+	}
+}
+
+// alert sends one operator alert and reports whether it went out; a failed send is
+// retried by the next run that still meets the condition.
+func (s *Scheduler) alert(ctx context.Context, e *entry, run billing.JobRun, cond, msg string, streak int) bool {
+	n := billing.Notification{
+		Kind: billing.KindOperatorAlert,
+		Key:  fmt.Sprintf("%s:%s:%s:%s", billing.KindOperatorAlert, e.job.ID, cond, run.ID),
+		To:   s.cfg.alertTo,
+		Data: billing.NotificationData{JobID: e.job.ID, RunID: run.ID, Error: msg, ConsecutiveFails: streak},
+	}
+	if err := s.cfg.notifier.Notify(ctx, n); err != nil {
+		s.cfg.log.ErrorContext(ctx, "operator alert not sent", "job_id", e.job.ID, "condition", cond, "error", err)
+		return false
+	}
+	s.cfg.log.WarnContext(ctx, "operator alert sent", "job_id", e.job.ID, "condition", cond, "run_id", run.ID)
+	return true
+}
+
+// prune deletes run records older than the retention window, at most once an hour.
+func (s *Scheduler) prune(ctx context.Context) {
+	now := s.now()
+	s.mu.Lock()
+	if !s.lastPrune.IsZero() && now.Sub(s.lastPrune) < time.Hour {
+		s.mu.Unlock()
+		return
+	}
+	s.lastPrune = now
+	s.mu.Unlock()
+	cutoff := now.AddDate(0, 0, -s.cfg.retention)
+	n, err := s.store.DeleteJobRunsBefore(ctx, cutoff)
+	if err != nil {
+		s.cfg.log.WarnContext(ctx, "pruning run history failed", "error", err)
+		return
+	}
+	if n > 0 {
+		s.cfg.log.InfoContext(ctx, "run history pruned", "deleted", n, "before", cutoff)
+	}
+}
