@@ -62,8 +62,12 @@ func (s *Store) Ping(ctx context.Context) error { return ctx.Err() }
 
 var t0 = billing.TruncateTime
 
-func notFound(kind, id string) error { return fmt.Errorf("memstore: %s %q: %w", kind, id, billing.ErrNotFound) }
-func conflict(kind, id string) error { return fmt.Errorf("memstore: %s %q: %w", kind, id, billing.ErrConflict) }
+func notFound(kind, id string) error {
+	return fmt.Errorf("memstore: %s %q: %w", kind, id, billing.ErrNotFound)
+}
+func conflict(kind, id string) error {
+	return fmt.Errorf("memstore: %s %q: %w", kind, id, billing.ErrConflict)
+}
 
 // --- plans ---
 
@@ -552,17 +556,21 @@ func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	since := t0(f.Since) // stores keep milliseconds; compare at that precision
 	var out []billing.AuditEntry
 	for _, e := range s.audit {
 		if (f.Action == "" || e.Action == f.Action) && (f.EntityID == "" || e.EntityID == f.EntityID) &&
-			(f.Since.IsZero() || !e.CreatedAt.Before(f.Since)) {
+			(since.IsZero() || !e.CreatedAt.Before(since)) {
 			c := e
 			c.Details = maps.Clone(e.Details)
 			out = append(out, c)
-			if f.Limit > 0 && len(out) == f.Limit {
-				break
-			}
 		}
+	}
+	// Oldest first by created_at (entries may be inserted out of time order); insertion
+	// order breaks ties.
+	sort.SliceStable(out, func(i, j int) bool { return out[i].CreatedAt.Before(out[j].CreatedAt) })
+	if f.Limit > 0 && len(out) > f.Limit {
+		out = out[:f.Limit]
 	}
 	return out, nil
 }
@@ -643,9 +651,10 @@ func (s *Store) ListJobRuns(ctx context.Context, f billing.JobRunFilter) ([]bill
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	since := t0(f.Since)
 	var out []billing.JobRun
 	for _, r := range s.runs {
-		if (f.JobID == "" || r.JobID == f.JobID) && (f.Since.IsZero() || !r.StartedAt.Before(f.Since)) {
+		if (f.JobID == "" || r.JobID == f.JobID) && (since.IsZero() || !r.StartedAt.Before(since)) {
 			out = append(out, normRun(r))
 		}
 	}
@@ -667,6 +676,7 @@ func (s *Store) DeleteJobRunsBefore(ctx context.Context, t time.Time) (int, erro
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	t = t0(t)
 	n := 0
 	for id, r := range s.runs {
 		if r.StartedAt.Before(t) {

@@ -1,0 +1,38 @@
+// Package storetest is the conformance suite every billing.Store adapter must pass, in the
+// manner of watermill's pubsub/tests and River's riverdrivertest. It is an ordinary package
+// (not a _test file) so adapters in other modules can import it from their tests.
+//
+// The suite checks the contract written in billing/store.go, part by part: inserts and reads
+// of every record type, ErrNotFound for missing and soft-deleted records, ErrConflict for
+// duplicate keys and stale versions, the job selection queries (SubscriptionFilter must select
+// exactly what SubscriptionFilter.Match selects, including its boundaries: PeriodEndAfter is
+// exclusive, PeriodEndBefore inclusive, seed documents with expiration_warning_sent and no
+// offset), atomic claims (several goroutines with different tokens claiming the same due
+// records get each record exactly once; a lease that ended is claimable again; ReleaseClaims),
+// the cleanup queries (a record exactly at the cutoff is included; concurrent callers get
+// disjoint records), record-once notifications, run history ordering, job state, lease
+// locks with fencing tokens, the webhook inbox, time round trips (any zone and nanoseconds in,
+// UTC at millisecond precision out) and context cancellation (every method fails and writes
+// nothing).
+//
+// Every subtest gets a fresh, empty store from the caller's constructor. Data sizes are
+// small (hundreds of records) so a slow MongoDB-compatible server can run it; Options tunes
+// them.
+//
+// # Usage
+//
+//	func TestConformance(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) billing.Store {
+//			return memstore.New()
+//		})
+//	}
+//
+// A store backed by a server creates a fresh database (or collection prefix) per call and
+// drops it with t.Cleanup:
+//
+//	storetest.RunWithOptions(t, func(t *testing.T) billing.Store {
+//		db := client.Database("storetest_" + billing.NewID())
+//		t.Cleanup(func() { _ = db.Drop(context.Background()) })
+//		return mongostore.New(db, mongostore.Config{})
+//	}, storetest.Options{ClaimRecords: 200, Goroutines: 4})
+package storetest

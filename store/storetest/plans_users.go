@@ -1,0 +1,128 @@
+package storetest
+
+import (
+	"context"
+	"testing"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+func (s *suite) planTests() []test {
+	return []test{
+		{"InsertGetList", func(ctx context.Context, t *testing.T, st billing.Store) {
+			p1, p2 := newPlan("p1"), newPlan("p2")
+			p2.BillingCycle, p2.Price = billing.CycleYearly, billing.Money{Amount: 29900, Currency: "USD"}
+			want := p2
+			must(t, st.InsertPlan(ctx, &p1), "InsertPlan")
+			must(t, st.InsertPlan(ctx, &p2), "InsertPlan")
+			got, err := st.GetPlan(ctx, "p2")
+			must(t, err, "GetPlan")
+			equal(t, got, want, "GetPlan(p2)")
+			list, err := st.ListPlans(ctx)
+			must(t, err, "ListPlans")
+			equalIDs(t, ids(list, func(p billing.Plan) string { return p.ID }), []string{"p1", "p2"}, "ListPlans ids")
+		}},
+		{"InsertAssignsID", func(ctx context.Context, t *testing.T, st billing.Store) {
+			p := newPlan("")
+			must(t, st.InsertPlan(ctx, &p), "InsertPlan without id")
+			if p.ID == "" {
+				t.Fatal("InsertPlan left the id empty; it must assign one")
+			}
+			got, err := st.GetPlan(ctx, p.ID)
+			must(t, err, "GetPlan(assigned id)")
+			if got.Name != p.Name {
+				t.Fatalf("GetPlan(%s).Name = %q, want %q", p.ID, got.Name, p.Name)
+			}
+		}},
+		{"DuplicateIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
+			p := newPlan("p1")
+			must(t, st.InsertPlan(ctx, &p), "InsertPlan")
+			dup := newPlan("p1")
+			dup.Name = "other"
+			wantErr(t, st.InsertPlan(ctx, &dup), billing.ErrConflict, "InsertPlan(duplicate id)")
+			got, err := st.GetPlan(ctx, "p1")
+			must(t, err, "GetPlan")
+			if got.Name != p.Name {
+				t.Fatalf("a rejected duplicate replaced the plan: name %q, want %q", got.Name, p.Name)
+			}
+		}},
+		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
+			_, err := st.GetPlan(ctx, "nope")
+			wantErr(t, err, billing.ErrNotFound, "GetPlan(missing)")
+			list, err := st.ListPlans(ctx)
+			must(t, err, "ListPlans on an empty store")
+			if len(list) != 0 {
+				t.Fatalf("ListPlans on an empty store = %v", list)
+			}
+		}},
+		{"SoftDeletedInvisible", func(ctx context.Context, t *testing.T, st billing.Store) {
+			live, gone := newPlan("live"), newPlan("gone")
+			gone.Deleted = true
+			must(t, st.InsertPlan(ctx, &live), "InsertPlan")
+			must(t, st.InsertPlan(ctx, &gone), "InsertPlan(deleted)")
+			_, err := st.GetPlan(ctx, "gone")
+			wantErr(t, err, billing.ErrNotFound, "GetPlan(soft-deleted)")
+			list, err := st.ListPlans(ctx)
+			must(t, err, "ListPlans")
+			equalIDs(t, ids(list, func(p billing.Plan) string { return p.ID }), []string{"live"}, "ListPlans skips soft-deleted plans")
+		}},
+	}
+}
+
+func (s *suite) userTests() []test {
+	return []test{
+		{"InsertGet", func(ctx context.Context, t *testing.T, st billing.Store) {
+			u := newUser("u1")
+			want := u
+			must(t, st.InsertUser(ctx, &u), "InsertUser")
+			got, err := st.GetUser(ctx, "u1")
+			must(t, err, "GetUser")
+			equal(t, got, want, "GetUser(u1)")
+		}},
+		{"InsertAssignsID", func(ctx context.Context, t *testing.T, st billing.Store) {
+			u := newUser("")
+			must(t, st.InsertUser(ctx, &u), "InsertUser without id")
+			if u.ID == "" {
+				t.Fatal("InsertUser left the id empty; it must assign one")
+			}
+			if _, err := st.GetUser(ctx, u.ID); err != nil {
+				t.Fatalf("GetUser(assigned id %q): %v", u.ID, err)
+			}
+		}},
+		{"DuplicateIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
+			u := newUser("u1")
+			must(t, st.InsertUser(ctx, &u), "InsertUser")
+			dup := newUser("u1")
+			wantErr(t, st.InsertUser(ctx, &dup), billing.ErrConflict, "InsertUser(duplicate id)")
+		}},
+		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
+			_, err := st.GetUser(ctx, "nope")
+			wantErr(t, err, billing.ErrNotFound, "GetUser(missing)")
+			wantErr(t, st.UpdateUserAccess(ctx, newUser("nope")), billing.ErrNotFound, "UpdateUserAccess(missing)")
+		}},
+		{"SoftDeletedInvisible", func(ctx context.Context, t *testing.T, st billing.Store) {
+			u := newUser("gone")
+			u.Deleted = true
+			must(t, st.InsertUser(ctx, &u), "InsertUser(deleted)")
+			_, err := st.GetUser(ctx, "gone")
+			wantErr(t, err, billing.ErrNotFound, "GetUser(soft-deleted)")
+			wantErr(t, st.UpdateUserAccess(ctx, newUser("gone")), billing.ErrNotFound, "UpdateUserAccess(soft-deleted)")
+		}},
+		{"UpdateAccessWritesOnlyAccessFields", func(ctx context.Context, t *testing.T, st billing.Store) {
+			u := newUser("u1")
+			must(t, st.InsertUser(ctx, &u), "InsertUser")
+			upd := billing.User{
+				ID: "u1", Email: "changed@example.com", Name: "Changed", Locale: "en", TimeZone: "UTC",
+				PlanID: "", SubscriptionID: "s9", Status: billing.StatusInactive,
+				AccessUntil: base.Add(3 * day), UpdatedAt: base, CreatedAt: base,
+			}
+			must(t, st.UpdateUserAccess(ctx, upd), "UpdateUserAccess")
+			got, err := st.GetUser(ctx, "u1")
+			must(t, err, "GetUser")
+			want := newUser("u1")
+			want.PlanID, want.SubscriptionID, want.Status = "", "s9", billing.StatusInactive
+			want.AccessUntil, want.UpdatedAt = base.Add(3*day), base
+			equal(t, got, want, "user after UpdateUserAccess (email, name, locale, zone, created_at must be kept)")
+		}},
+	}
+}

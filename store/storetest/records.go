@@ -1,0 +1,442 @@
+package storetest
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+func (s *suite) auditTests() []test {
+	entry := func(action, entity string, at time.Time) billing.AuditEntry {
+		return billing.AuditEntry{Action: action, EntityType: "subscription", EntityID: entity, UserID: "u1", Actor: "renewkit",
+			Details: map[string]any{"note": action + " " + entity}, CreatedAt: at}
+	}
+	return []test{
+		{"InsertListOldestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
+			// Inserted out of time order: the list is by created_at, not by insertion.
+			in := []billing.AuditEntry{
+				entry("b", "s2", base.Add(2*time.Second)),
+				entry("a", "s1", base),
+				entry("a", "s2", base.Add(time.Second)),
+			}
+			for i := range in {
+				must(t, st.InsertAudit(ctx, &in[i]), "InsertAudit")
+				if in[i].ID == "" {
+					t.Fatal("InsertAudit left the id empty; it must assign one")
+				}
+			}
+			list, err := st.ListAudit(ctx, billing.AuditFilter{})
+			must(t, err, "ListAudit")
+			if len(list) != 3 {
+				t.Fatalf("ListAudit returned %d entries, want 3", len(list))
+			}
+			for i, want := range []billing.AuditEntry{in[1], in[2], in[0]} {
+				equal(t, list[i], want, "ListAudit[%d] (oldest first)", i)
+			}
+		}},
+		{"Filters", func(ctx context.Context, t *testing.T, st billing.Store) {
+			for i, e := range []billing.AuditEntry{
+				entry("a", "s1", base), entry("b", "s1", base.Add(time.Second)), entry("a", "s2", base.Add(2*time.Second)),
+				entry("a", "s3", base.Add(3*time.Second)), entry("a", "s1", base.Add(4*time.Second)),
+			} {
+				e.ID = fmt.Sprintf("e%d", i)
+				must(t, st.InsertAudit(ctx, &e), "InsertAudit")
+			}
+			cases := []struct {
+				f    billing.AuditFilter
+				want []string
+			}{
+				{billing.AuditFilter{Action: "a"}, []string{"e0", "e2", "e3", "e4"}},
+				{billing.AuditFilter{EntityID: "s1"}, []string{"e0", "e1", "e4"}},
+				{billing.AuditFilter{Action: "a", EntityID: "s1"}, []string{"e0", "e4"}},
+				{billing.AuditFilter{Since: base.Add(2 * time.Second)}, []string{"e2", "e3", "e4"}}, // Since is inclusive
+				{billing.AuditFilter{Action: "a", Limit: 2}, []string{"e0", "e2"}},                  // the oldest two
+				{billing.AuditFilter{Action: "none"}, nil},
+			}
+			for _, c := range cases {
+				list, err := st.ListAudit(ctx, c.f)
+				must(t, err, "ListAudit(%+v)", c.f)
+				got := make([]string, len(list))
+				for i, e := range list {
+					got[i] = e.ID
+				}
+				if !slices.Equal(got, c.want) && !(len(got) == 0 && len(c.want) == 0) {
+					t.Fatalf("ListAudit(%+v) = %v, want %v (in that order)", c.f, got, c.want)
+				}
+			}
+		}},
+	}
+}
+
+func (s *suite) notificationTests() []test {
+	rec := func(key, status string) billing.NotificationRecord {
+		return billing.NotificationRecord{Key: key, Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1",
+			Status: status, CreatedAt: base}
+	}
+	return []test{
+		{"RecordGet", func(ctx context.Context, t *testing.T, st billing.Store) {
+			r := rec("expiring:s1:1", "sent")
+			must(t, st.RecordNotification(ctx, r), "RecordNotification")
+			got, err := st.GetNotification(ctx, r.Key)
+			must(t, err, "GetNotification")
+			equal(t, got, r, "GetNotification")
+			f := rec("expiring:s2:1", "failed")
+			f.Error = "550 mailbox unavailable"
+			must(t, st.RecordNotification(ctx, f), "RecordNotification(failed)")
+			got, err = st.GetNotification(ctx, f.Key)
+			must(t, err, "GetNotification")
+			equal(t, got, f, "GetNotification(failed record)")
+		}},
+		{"RecordOnce", func(ctx context.Context, t *testing.T, st billing.Store) {
+			must(t, st.RecordNotification(ctx, rec("k", "sent")), "RecordNotification")
+			dup := rec("k", "failed")
+			wantErr(t, st.RecordNotification(ctx, dup), billing.ErrConflict, "RecordNotification(same key)")
+			got, err := st.GetNotification(ctx, "k")
+			must(t, err, "GetNotification")
+			if got.Status != "sent" {
+				t.Fatalf("the duplicate replaced the first record: %+v", got)
+			}
+		}},
+		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
+			_, err := st.GetNotification(ctx, "nope")
+			wantErr(t, err, billing.ErrNotFound, "GetNotification(missing)")
+		}},
+		{"ConcurrentRecordOnce", func(ctx context.Context, t *testing.T, st billing.Store) {
+			n := s.opts.Goroutines
+			errs := make([]error, n)
+			runConcurrently(n, func(i int) {
+				r := rec("race", "sent")
+				r.Error = fmt.Sprint(i)
+				errs[i] = st.RecordNotification(ctx, r)
+			})
+			wins := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					wins++
+				case !isConflict(err):
+					t.Fatalf("caller %d: got %v, want nil or ErrConflict", i, err)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%d of %d concurrent callers recorded the same key, want exactly 1", wins, n)
+			}
+		}},
+	}
+}
+
+func (s *suite) jobRunTests() []test {
+	run := func(id, job string, started time.Time) billing.JobRun {
+		return billing.JobRun{ID: id, JobID: job, Trigger: billing.TriggerSchedule, Status: billing.RunSucceeded,
+			StartedAt: started, FinishedAt: started.Add(1500 * time.Millisecond), DurationMS: 1500,
+			Result: map[string]any{"success": true, "note": "ok"}, Replica: "r1", ScheduledFor: started}
+	}
+	insert := func(ctx context.Context, t *testing.T, st billing.Store, runs ...billing.JobRun) {
+		t.Helper()
+		for i := range runs {
+			must(t, st.InsertJobRun(ctx, &runs[i]), "InsertJobRun(%s)", runs[i].ID)
+		}
+	}
+	list := func(ctx context.Context, t *testing.T, st billing.Store, f billing.JobRunFilter) []string {
+		t.Helper()
+		runs, err := st.ListJobRuns(ctx, f)
+		must(t, err, "ListJobRuns(%+v)", f)
+		out := make([]string, len(runs))
+		for i, r := range runs {
+			out[i] = r.ID
+		}
+		return out
+	}
+	return []test{
+		{"InsertUpdateGet", func(ctx context.Context, t *testing.T, st billing.Store) {
+			r := run("r1", "job", base)
+			r.Status, r.FinishedAt, r.DurationMS, r.Result = billing.RunRunning, time.Time{}, 0, nil
+			want := r
+			must(t, st.InsertJobRun(ctx, &r), "InsertJobRun")
+			runs, err := st.ListJobRuns(ctx, billing.JobRunFilter{})
+			must(t, err, "ListJobRuns")
+			if len(runs) != 1 {
+				t.Fatalf("ListJobRuns = %d runs, want 1", len(runs))
+			}
+			equal(t, runs[0], want, "inserted run")
+			done := run("r1", "job", base)
+			done.Error = "partial failure"
+			must(t, st.UpdateJobRun(ctx, done), "UpdateJobRun")
+			runs, err = st.ListJobRuns(ctx, billing.JobRunFilter{})
+			must(t, err, "ListJobRuns")
+			equal(t, runs[0], done, "updated run")
+			anon := run("", "job", base)
+			must(t, st.InsertJobRun(ctx, &anon), "InsertJobRun without id")
+			if anon.ID == "" {
+				t.Fatal("InsertJobRun left the id empty; it must assign one")
+			}
+		}},
+		{"Errors", func(ctx context.Context, t *testing.T, st billing.Store) {
+			wantErr(t, st.UpdateJobRun(ctx, run("nope", "job", base)), billing.ErrNotFound, "UpdateJobRun(missing)")
+			insert(ctx, t, st, run("r1", "job", base))
+			dup := run("r1", "job", base)
+			wantErr(t, st.InsertJobRun(ctx, &dup), billing.ErrConflict, "InsertJobRun(duplicate id)")
+		}},
+		{"ListNewestFirstFilterLimit", func(ctx context.Context, t *testing.T, st billing.Store) {
+			insert(ctx, t, st, run("a1", "a", base.Add(time.Minute)), run("b1", "b", base.Add(2*time.Minute)),
+				run("a3", "a", base.Add(3*time.Minute)), run("a0", "a", base), run("a2", "a", base.Add(2*time.Minute)))
+			cases := []struct {
+				f    billing.JobRunFilter
+				want []string
+			}{
+				{billing.JobRunFilter{}, []string{"a3", "b1", "a2", "a1", "a0"}},
+				{billing.JobRunFilter{JobID: "a"}, []string{"a3", "a2", "a1", "a0"}},
+				{billing.JobRunFilter{JobID: "a", Limit: 2}, []string{"a3", "a2"}},
+				{billing.JobRunFilter{JobID: "a", Since: base.Add(time.Minute)}, []string{"a3", "a2", "a1"}}, // Since inclusive
+				{billing.JobRunFilter{JobID: "none"}, []string{}},
+			}
+			for _, c := range cases {
+				got := list(ctx, t, st, c.f)
+				if c.f.JobID == "" {
+					// b1 and a2 started at the same instant: either order is fine.
+					if len(got) == 5 && got[1] == "a2" && got[2] == "b1" {
+						got[1], got[2] = got[2], got[1]
+					}
+				}
+				if !slices.Equal(got, c.want) {
+					t.Fatalf("ListJobRuns(%+v) = %v, want %v (newest first)", c.f, got, c.want)
+				}
+			}
+		}},
+		{"DeleteBefore", func(ctx context.Context, t *testing.T, st billing.Store) {
+			insert(ctx, t, st, run("old1", "a", base.Add(-2*day)), run("old2", "b", base.Add(-day-time.Millisecond)),
+				run("at", "a", base.Add(-day)), run("new", "a", base))
+			n, err := st.DeleteJobRunsBefore(ctx, base.Add(-day))
+			must(t, err, "DeleteJobRunsBefore")
+			if n != 2 {
+				t.Fatalf("DeleteJobRunsBefore deleted %d, want 2", n)
+			}
+			equalIDs(t, list(ctx, t, st, billing.JobRunFilter{}), []string{"at", "new"}, "runs started at or after t are kept")
+			n, err = st.DeleteJobRunsBefore(ctx, base.Add(-day))
+			must(t, err, "DeleteJobRunsBefore (again)")
+			if n != 0 {
+				t.Fatalf("second DeleteJobRunsBefore deleted %d, want 0", n)
+			}
+		}},
+	}
+}
+
+func (s *suite) jobStateTests() []test {
+	return []test{
+		{"DefaultAndRoundTrip", func(ctx context.Context, t *testing.T, st billing.Store) {
+			got, err := st.GetJobState(ctx, "job")
+			must(t, err, "GetJobState(never stored)")
+			equal(t, got, billing.JobState{JobID: "job"}, "GetJobState of an unknown job is the zero state with its id")
+			want := billing.JobState{JobID: "job", Paused: true, PausedAt: base, ConsecutiveFailures: 3,
+				LastScheduledSuccess: base.Add(-day), Alerts: []string{"failing", "stuck"}, UpdatedAt: base}
+			must(t, st.PutJobState(ctx, want), "PutJobState")
+			got, err = st.GetJobState(ctx, "job")
+			must(t, err, "GetJobState")
+			equal(t, got, want, "GetJobState after PutJobState")
+			next := billing.JobState{JobID: "job", ConsecutiveFailures: 0, LastScheduledSuccess: base, UpdatedAt: base.Add(time.Hour)}
+			must(t, st.PutJobState(ctx, next), "PutJobState (overwrite)")
+			got, err = st.GetJobState(ctx, "job")
+			must(t, err, "GetJobState")
+			equal(t, got, next, "PutJobState replaces the whole state")
+			other, err := st.GetJobState(ctx, "other")
+			must(t, err, "GetJobState(other)")
+			equal(t, other, billing.JobState{JobID: "other"}, "states are per job")
+		}},
+	}
+}
+
+func (s *suite) lockTests() []test {
+	const ttl = time.Minute
+	return []test{
+		{"AcquireHeldRenewRelease", func(ctx context.Context, t *testing.T, st billing.Store) {
+			l, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+			must(t, err, "AcquireLock")
+			if l.Key != "k" || l.Owner != "A" || l.Token <= 0 || !l.ExpiresAt.Equal(base.Add(ttl)) {
+				t.Fatalf("AcquireLock = %+v, want key k, owner A, positive token, expiry now+ttl", l)
+			}
+			_, err = st.AcquireLock(ctx, "k", "B", base.Add(ttl-time.Millisecond), ttl)
+			wantErr(t, err, billing.ErrLockHeld, "AcquireLock by another owner while held")
+			_, err = st.AcquireLock(ctx, "k", "A", base.Add(time.Second), ttl)
+			wantErr(t, err, billing.ErrLockHeld, "AcquireLock by the holder again (a lease is not reentrant)")
+			other, err := st.AcquireLock(ctx, "other-key", "B", base, ttl)
+			must(t, err, "AcquireLock(other key)")
+			if other.Key != "other-key" {
+				t.Fatalf("lease for other key: %+v", other)
+			}
+			r, err := st.RenewLock(ctx, l, base.Add(30*time.Second), ttl)
+			must(t, err, "RenewLock")
+			if r.Token != l.Token || r.Owner != "A" || !r.ExpiresAt.Equal(base.Add(30*time.Second+ttl)) {
+				t.Fatalf("RenewLock = %+v, want same token %d and expiry renew-time+ttl", r, l.Token)
+			}
+			// The renewed lease holds past the original expiry.
+			_, err = st.AcquireLock(ctx, "k", "B", base.Add(ttl+time.Second), ttl)
+			wantErr(t, err, billing.ErrLockHeld, "AcquireLock after the original expiry but within the renewed one")
+			must(t, st.ReleaseLock(ctx, r), "ReleaseLock")
+			b, err := st.AcquireLock(ctx, "k", "B", base.Add(31*time.Second), ttl)
+			must(t, err, "AcquireLock after release")
+			if b.Token <= l.Token {
+				t.Fatalf("fencing token did not grow: %d after %d", b.Token, l.Token)
+			}
+		}},
+		{"TakeoverAfterExpiryAndStaleHolder", func(ctx context.Context, t *testing.T, st billing.Store) {
+			a, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+			must(t, err, "AcquireLock(A)")
+			// A lease that ended at now is free.
+			b, err := st.AcquireLock(ctx, "k", "B", base.Add(ttl), ttl)
+			must(t, err, "AcquireLock(B) at A's expiry")
+			if b.Token <= a.Token || b.Owner != "B" {
+				t.Fatalf("takeover lease %+v: want owner B and a token above %d", b, a.Token)
+			}
+			_, err = st.RenewLock(ctx, a, base.Add(ttl), ttl)
+			wantErr(t, err, billing.ErrLockLost, "RenewLock by the stale holder")
+			wantErr(t, st.ReleaseLock(ctx, a), billing.ErrLockLost, "ReleaseLock by the stale holder")
+			// The stale holder's release did not free B's lease.
+			_, err = st.AcquireLock(ctx, "k", "C", base.Add(ttl+time.Second), ttl)
+			wantErr(t, err, billing.ErrLockHeld, "AcquireLock(C) while B holds")
+			// A token from the same owner name but an older acquisition is stale too.
+			b2 := b
+			b2.Token = a.Token
+			_, err = st.RenewLock(ctx, b2, base.Add(ttl+time.Second), ttl)
+			wantErr(t, err, billing.ErrLockLost, "RenewLock with an old fencing token")
+			c, err := st.AcquireLock(ctx, "k", "C", base.Add(2*ttl), ttl)
+			must(t, err, "AcquireLock(C) after B's expiry")
+			if c.Token <= b.Token {
+				t.Fatalf("fencing token did not grow: %d after %d", c.Token, b.Token)
+			}
+		}},
+		{"RenewAfterExpiryIsLost", func(ctx context.Context, t *testing.T, st billing.Store) {
+			a, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+			must(t, err, "AcquireLock")
+			_, err = st.RenewLock(ctx, a, base.Add(ttl), ttl)
+			wantErr(t, err, billing.ErrLockLost, "RenewLock once the lease has ended")
+		}},
+		{"ConcurrentAcquireOneWinner", func(ctx context.Context, t *testing.T, st billing.Store) {
+			n := s.opts.Goroutines
+			errs := make([]error, n)
+			runConcurrently(n, func(i int) {
+				_, errs[i] = st.AcquireLock(ctx, "race", fmt.Sprintf("owner-%d", i), base, ttl)
+			})
+			wins := 0
+			for i, err := range errs {
+				switch {
+				case err == nil:
+					wins++
+				case !isLockHeld(err):
+					t.Fatalf("caller %d: got %v, want nil or ErrLockHeld", i, err)
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%d of %d concurrent callers acquired the lock, want exactly 1", wins, n)
+			}
+		}},
+	}
+}
+
+func (s *suite) webhookTests() []test {
+	ev := func(id string) billing.WebhookEvent {
+		return billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: id, Type: "invoice.paid"}
+	}
+	lease := time.Minute
+	begin := func(ctx context.Context, t *testing.T, st billing.Store, id string, now time.Time) (billing.WebhookEvent, bool) {
+		t.Helper()
+		got, ok, err := st.BeginWebhookEvent(ctx, ev(id), now, now.Add(lease))
+		must(t, err, "BeginWebhookEvent(%s)", id)
+		return got, ok
+	}
+	return []test{
+		{"NewThenInProgressThenProcessed", func(ctx context.Context, t *testing.T, st billing.Store) {
+			got, ok := begin(ctx, t, st, "evt1", base)
+			if !ok || got.State != billing.EventReceived || got.Attempts != 1 || got.Type != "invoice.paid" ||
+				!got.LeaseUntil.Equal(base.Add(lease)) || !got.ReceivedAt.Equal(base) {
+				t.Fatalf("new event: ok=%v %+v; want true, received, attempts 1, leased until now+lease", ok, got)
+			}
+			// A concurrent duplicate while the first delivery works on it: in progress.
+			got, ok = begin(ctx, t, st, "evt1", base.Add(lease-time.Millisecond))
+			if ok || got.State != billing.EventReceived || got.Attempts != 1 {
+				t.Fatalf("duplicate in progress: ok=%v %+v; want false, received, attempts 1", ok, got)
+			}
+			must(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "evt1", billing.EventProcessed, "", base.Add(time.Second)), "FinishWebhookEvent")
+			stored, err := st.GetWebhookEvent(ctx, billing.GatewayStripe, "evt1")
+			must(t, err, "GetWebhookEvent")
+			if stored.State != billing.EventProcessed || !stored.UpdatedAt.Equal(base.Add(time.Second)) || stored.Attempts != 1 {
+				t.Fatalf("after finish: %+v", stored)
+			}
+			// Duplicates of a processed event, even long after, are duplicates.
+			got, ok = begin(ctx, t, st, "evt1", base.Add(10*day))
+			if ok || got.State != billing.EventProcessed {
+				t.Fatalf("duplicate of processed: ok=%v %+v; want false, processed", ok, got)
+			}
+		}},
+		{"IgnoredIsDuplicate", func(ctx context.Context, t *testing.T, st billing.Store) {
+			begin(ctx, t, st, "evt1", base)
+			must(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "evt1", billing.EventIgnored, "", base), "FinishWebhookEvent")
+			got, ok := begin(ctx, t, st, "evt1", base.Add(day))
+			if ok || got.State != billing.EventIgnored {
+				t.Fatalf("duplicate of ignored: ok=%v %+v; want false, ignored", ok, got)
+			}
+		}},
+		{"FailedIsRetaken", func(ctx context.Context, t *testing.T, st billing.Store) {
+			begin(ctx, t, st, "evt1", base)
+			must(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "evt1", billing.EventFailed, "db down", base.Add(time.Second)), "FinishWebhookEvent(failed)")
+			stored, err := st.GetWebhookEvent(ctx, billing.GatewayStripe, "evt1")
+			must(t, err, "GetWebhookEvent")
+			if stored.State != billing.EventFailed || stored.Error != "db down" {
+				t.Fatalf("failed event stored as %+v", stored)
+			}
+			got, ok := begin(ctx, t, st, "evt1", base.Add(2*time.Second))
+			if !ok || got.State != billing.EventReceived || got.Attempts != 2 || !got.LeaseUntil.Equal(base.Add(2*time.Second+lease)) {
+				t.Fatalf("redelivery of failed: ok=%v %+v; want true, received, attempts 2, new lease", ok, got)
+			}
+		}},
+		{"ExpiredLeaseIsRetaken", func(ctx context.Context, t *testing.T, st billing.Store) {
+			begin(ctx, t, st, "evt1", base)
+			// The first delivery crashed; its lease ends at base+lease.
+			got, ok := begin(ctx, t, st, "evt1", base.Add(lease))
+			if !ok || got.State != billing.EventReceived || got.Attempts != 2 {
+				t.Fatalf("redelivery after the lease ended: ok=%v %+v; want true, attempts 2", ok, got)
+			}
+			got, ok = begin(ctx, t, st, "evt1", base.Add(lease+time.Second))
+			if ok || got.Attempts != 2 {
+				t.Fatalf("the retaken event must be leased again: ok=%v %+v", ok, got)
+			}
+		}},
+		{"KeyedByGatewayAndID", func(ctx context.Context, t *testing.T, st billing.Store) {
+			begin(ctx, t, st, "evt1", base)
+			other := ev("evt1")
+			other.Gateway = billing.GatewayPayPal
+			got, ok, err := st.BeginWebhookEvent(ctx, other, base, base.Add(lease))
+			must(t, err, "BeginWebhookEvent(other gateway)")
+			if !ok || got.Attempts != 1 || got.Gateway != billing.GatewayPayPal {
+				t.Fatalf("the same id at another gateway is a new event: ok=%v %+v", ok, got)
+			}
+		}},
+		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
+			_, err := st.GetWebhookEvent(ctx, billing.GatewayStripe, "nope")
+			wantErr(t, err, billing.ErrNotFound, "GetWebhookEvent(missing)")
+			wantErr(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "nope", billing.EventProcessed, "", base),
+				billing.ErrNotFound, "FinishWebhookEvent(missing)")
+		}},
+		{"ConcurrentBeginOneWinner", func(ctx context.Context, t *testing.T, st billing.Store) {
+			n := s.opts.Goroutines
+			oks := make([]bool, n)
+			errs := make([]error, n)
+			runConcurrently(n, func(i int) {
+				_, oks[i], errs[i] = st.BeginWebhookEvent(ctx, ev("race"), base, base.Add(lease))
+			})
+			wins := 0
+			for i := range n {
+				must(t, errs[i], "caller %d", i)
+				if oks[i] {
+					wins++
+				}
+			}
+			if wins != 1 {
+				t.Fatalf("%d of %d concurrent deliveries began the event, want exactly 1", wins, n)
+			}
+		}},
+	}
+}
