@@ -1,0 +1,85 @@
+package mercadopagogw
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"time"
+)
+
+// DefaultBaseURL is where the Mercado Pago API lives.
+const DefaultBaseURL = "https://api.mercadopago.com"
+
+// Doer sends HTTP requests; *http.Client is one. It is the sdk-go requester interface.
+type Doer interface {
+	Do(req *http.Request) (*http.Response, error)
+}
+
+// Config configures the webhook handler and the renewal lookup. The zero value of each
+// optional field is the documented default.
+type Config struct {
+	// AccessToken is the application's access token (APP_USR-...), used to read payments
+	// and preapprovals. Required.
+	AccessToken string
+	// WebhookSecret is the "secret signature" shown in Your integrations > Webhooks. It
+	// verifies x-signature. Required by NewWebhookHandler.
+	WebhookSecret string
+	// BaseURL of the API; default DefaultBaseURL. Tests point it at a local server: the
+	// handler rewrites sdk-go's requests to it, since sdk-go has no base URL option.
+	BaseURL string
+	// HTTPClient sends the API requests; default an *http.Client with Timeout. sdk-go's own
+	// requester (three retries two seconds apart) is not used: a webhook answers within
+	// seconds and Mercado Pago retries the notification instead.
+	HTTPClient Doer
+	// Timeout bounds each API call. Default 10s.
+	Timeout time.Duration
+	// Tolerance, when positive, rejects signatures whose ts is further than this from the
+	// clock (replay protection). Default 0: no check, since Mercado Pago does not document
+	// how old a delivered ts may be. 10 to 15 minutes is a reasonable value.
+	Tolerance time.Duration
+	// AcceptLegacyIPN accepts unsigned IPN notifications (?topic=payment&id=...). Their
+	// content is never trusted: the payment is read from the API. Default off: IPN carries
+	// no signature, so anyone can make renewkit ask the API about a payment.
+	AcceptLegacyIPN bool
+	// MaxBody is the largest body accepted; default 1 MiB.
+	MaxBody int64
+}
+
+// Validate reports every problem with the configuration, joined. It never echoes secrets.
+func (c Config) Validate() error {
+	var errs []error
+	if c.AccessToken == "" {
+		errs = append(errs, errors.New("AccessToken is empty: set it to the application's access token (Your integrations > Credentials)"))
+	}
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			errs = append(errs, errors.New("BaseURL is not an absolute http(s) URL: leave it empty for "+DefaultBaseURL))
+		}
+	}
+	for name, d := range map[string]time.Duration{"Timeout": c.Timeout, "Tolerance": c.Tolerance} {
+		if d < 0 {
+			errs = append(errs, fmt.Errorf("%s is negative (%v): use 0 for the default", name, d))
+		}
+	}
+	if c.MaxBody < 0 {
+		errs = append(errs, fmt.Errorf("MaxBody is negative (%d): use 0 for 1 MiB", c.MaxBody))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
+}
+
+func (c *Config) setDefaults() {
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
+	}
+	if c.Timeout == 0 {
+		c.Timeout = 10 * time.Second
+	}
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: c.Timeout}
+	}
+}

@@ -1,0 +1,439 @@
+package mercadopagogw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"github.com/mercadopago/sdk-go/pkg/payment"
+	"github.com/mercadopago/sdk-go/pkg/preapproval"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
+)
+
+const actor = billing.GatewayMercadoPago
+
+// Option configures NewWebhookHandler.
+type Option func(*handler) error
+
+// WithLogger sets the logger; default slog.Default(). Secrets and signatures are never logged.
+func WithLogger(l *slog.Logger) Option {
+	return func(h *handler) error {
+		if l == nil {
+			return errors.New("WithLogger: nil logger; omit the option for slog.Default()")
+		}
+		h.log = l
+		return nil
+	}
+}
+
+// WithClock sets the clock the signature tolerance is checked against; default the
+// Service's clock.
+func WithClock(c billing.Clock) Option {
+	return func(h *handler) error {
+		if c == nil {
+			return errors.New("WithClock: nil clock; omit the option for the Service's clock")
+		}
+		h.clock = c
+		return nil
+	}
+}
+
+type handler struct {
+	svc   *billing.Service
+	pp    *billing.PaymentProcessor
+	cfg   Config
+	api   *api
+	clock billing.Clock
+	log   *slog.Logger
+}
+
+// NewWebhookHandler returns the handler for Mercado Pago notifications. Mount it on the
+// notification URL configured in Your integrations:
+//
+//	mux.Handle("POST /api/payments/mercadopago/webhook", h)
+//
+// It verifies x-signature before parsing anything, deduplicates by notification id through
+// svc's webhook inbox, reads the payment or preapproval from the API and applies it through
+// svc's PaymentProcessor. See the package documentation for the mapping.
+func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.Handler, error) {
+	var errs []error
+	if svc == nil {
+		errs = append(errs, errors.New("mercadopagogw: nil billing.Service: pass the one from billing.NewService"))
+	}
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if cfg.WebhookSecret == "" {
+		errs = append(errs, fmt.Errorf("%w: WebhookSecret is empty: copy the secret signature from Your integrations > Webhooks", ErrInvalidConfig))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	cfg.setDefaults()
+	a, err := newAPI(cfg)
+	if err != nil {
+		return nil, err
+	}
+	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, api: a, clock: svc.Clock(), log: slog.Default()}
+	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, errors.New("mercadopagogw: nil Option"))
+			continue
+		}
+		if err := o(h); err != nil {
+			errs = append(errs, fmt.Errorf("mercadopagogw: %w", err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBody)
+	if !ok {
+		return
+	}
+	q := r.URL.Query()
+	if isLegacyIPN(r, q) {
+		h.serveIPN(w, r, q)
+		return
+	}
+	dataID := q.Get("data.id")
+	if err := h.verify(r, dataID); err != nil {
+		h.log.WarnContext(r.Context(), "mercadopago webhook rejected: signature", "reason", err.Error(),
+			"request_id", truncate(r.Header.Get(HeaderRequestID)))
+		hookhttp.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	n, err := decodeNotification(body)
+	if err == nil {
+		err = checkQuery(n, dataID, q.Get("type"))
+	}
+	if err != nil {
+		h.log.WarnContext(r.Context(), "mercadopago webhook rejected: malformed", "reason", err.Error())
+		hookhttp.Error(w, http.StatusBadRequest, err.Error())
+		return
+	}
+	var process func(context.Context) (bool, error)
+	switch n.Type {
+	case TypePayment:
+		process = func(ctx context.Context) (bool, error) {
+			pay, err := h.api.getPayment(ctx, dataID)
+			if err != nil {
+				return false, err
+			}
+			return h.applyPayment(ctx, pay)
+		}
+	case TypePreapproval:
+		process = func(ctx context.Context) (bool, error) { return h.syncPreapproval(ctx, dataID) }
+	default:
+		process = func(ctx context.Context) (bool, error) {
+			h.log.DebugContext(ctx, "mercadopago notification type ignored", "type", n.Type, "event_id", n.eventID())
+			return true, nil
+		}
+	}
+	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: n.eventID(), Type: n.Type}
+	outcome, err := h.svc.HandleWebhookEvent(r.Context(), ev, process)
+	hookhttp.Respond(w, r, h.log, ev.Gateway, ev.EventID, outcome, err)
+}
+
+// verify checks x-signature against data.id from the query string and x-request-id, then
+// the timestamp tolerance.
+func (h *handler) verify(r *http.Request, dataID string) error {
+	sig, err := ParseSignature(r.Header.Get(HeaderSignature))
+	if err != nil {
+		return err
+	}
+	if err := verifySignature(h.cfg.WebhookSecret, sig, dataID, r.Header.Get(HeaderRequestID)); err != nil {
+		return err
+	}
+	return checkTolerance(sig, h.clock.Now(), h.cfg.Tolerance)
+}
+
+// checkQuery ties the body to what was signed: the signature covers data.id from the query
+// string only, so the body's data.id must be the same, and the ids the handler acts on come
+// from the query.
+func checkQuery(n notification, dataID, queryType string) error {
+	if n.Data.ID != "" && !strings.EqualFold(string(n.Data.ID), dataID) {
+		return fmt.Errorf("%w: data.id in the body differs from data.id in the signed query string", ErrMalformedNotification)
+	}
+	if queryType != "" && queryType != n.Type {
+		return fmt.Errorf("%w: type in the body differs from type in the query string", ErrMalformedNotification)
+	}
+	if n.Type == TypePayment && !digits(dataID) {
+		return fmt.Errorf("%w: payment data.id is not a number", ErrMalformedNotification)
+	}
+	return nil
+}
+
+func digits(s string) bool {
+	if s == "" || len(s) > 20 {
+		return false
+	}
+	for _, r := range s {
+		if r < '0' || r > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// isLegacyIPN: an unsigned notification in the IPN format, ?topic=<topic>&id=<id>.
+func isLegacyIPN(r *http.Request, q url.Values) bool {
+	return r.Header.Get(HeaderSignature) == "" && q.Get("topic") != "" && q.Get("id") != "" && q.Get("data.id") == ""
+}
+
+// serveIPN handles an IPN notification. Nothing in it is trusted: the payment is read from
+// the API, and the inbox key includes the status read, so a payment's later status change
+// (notified with the same topic and id) is processed too.
+func (h *handler) serveIPN(w http.ResponseWriter, r *http.Request, q url.Values) {
+	if !h.cfg.AcceptLegacyIPN {
+		h.log.WarnContext(r.Context(), "mercadopago IPN rejected: AcceptLegacyIPN is off; configure Webhooks with a secret signature instead")
+		hookhttp.Error(w, http.StatusBadRequest, ErrLegacyIPNDisabled.Error())
+		return
+	}
+	topic, id := q.Get("topic"), q.Get("id")
+	if topic != TypePayment {
+		eventID := "ipn" + eventIDSeparator + truncate(topic) + eventIDSeparator + truncate(id)
+		h.log.DebugContext(r.Context(), "mercadopago IPN topic ignored", "topic", truncate(topic))
+		hookhttp.Respond(w, r, h.log, billing.GatewayMercadoPago, eventID, billing.OutcomeIgnored, nil)
+		return
+	}
+	if !digits(id) {
+		hookhttp.Error(w, http.StatusBadRequest, fmt.Sprintf("%v: payment id is not a number", ErrMalformedNotification))
+		return
+	}
+	pay, err := h.api.getPayment(r.Context(), id)
+	eventID := "ipn" + eventIDSeparator + TypePayment + eventIDSeparator + id
+	if err != nil {
+		hookhttp.Respond(w, r, h.log, billing.GatewayMercadoPago, eventID, billing.OutcomeFailed, err)
+		return
+	}
+	eventID += eventIDSeparator + pay.Status
+	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: eventID, Type: TypePayment}
+	outcome, err := h.svc.HandleWebhookEvent(r.Context(), ev, func(ctx context.Context) (bool, error) {
+		return h.applyPayment(ctx, pay)
+	})
+	hookhttp.Respond(w, r, h.log, ev.Gateway, ev.EventID, outcome, err)
+}
+
+// applyPayment maps a payment read from the API to the processor. It reports ignored for
+// statuses renewkit waits on and for payments that are not renewkit's.
+func (h *handler) applyPayment(ctx context.Context, pay *payment.Response) (bool, error) {
+	gwID := strconv.Itoa(pay.ID)
+	preID := preapprovalOf(pay)
+	log := h.log.With("payment_id", gwID, "status", pay.Status)
+	switch pay.Status {
+	case paymentApproved:
+		if preID != "" {
+			return h.applyCharge(ctx, pay, preID)
+		}
+		return h.approveCheckout(ctx, pay)
+	case paymentRejected:
+		if preID != "" {
+			return h.failCharge(ctx, pay, preID)
+		}
+		if pay.ExternalReference == "" {
+			log.DebugContext(ctx, "mercadopago payment without external_reference ignored")
+			return true, nil
+		}
+		_, err := h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: pay.ExternalReference, GatewayPaymentID: gwID,
+			Reason: failReason(pay), Actor: actor})
+		return false, err
+	case paymentCancelled, paymentRefunded, paymentChargedBack:
+		if preID != "" || pay.ExternalReference == "" {
+			log.InfoContext(ctx, "mercadopago payment reversal not applied automatically", "preapproval_id", preID)
+			return true, nil
+		}
+		_, err := h.pp.ProcessCancelled(ctx, billing.FailParams{PaymentID: pay.ExternalReference, GatewayPaymentID: gwID,
+			Reason: failReason(pay), Actor: actor})
+		if errors.Is(err, billing.ErrInvalidTransition) {
+			// A refund or chargeback of an approved payment: renewkit has no transition for
+			// it; an operator decides whether to revoke access.
+			log.WarnContext(ctx, "mercadopago reversal of a payment renewkit approved; handle it manually", "error", err)
+			return true, nil
+		}
+		return false, err
+	default:
+		// pending, in_process, authorized, in_mediation: not final; a later notification
+		// brings the outcome.
+		log.DebugContext(ctx, "mercadopago payment not final; waiting")
+		return true, nil
+	}
+}
+
+func failReason(pay *payment.Response) string {
+	if pay.StatusDetail != "" {
+		return pay.Status + ": " + pay.StatusDetail
+	}
+	return pay.Status
+}
+
+// approveCheckout approves the renewkit payment named by external_reference after checking
+// that Mercado Pago charged at least its amount in its currency.
+func (h *handler) approveCheckout(ctx context.Context, pay *payment.Response) (bool, error) {
+	ref := pay.ExternalReference
+	if ref == "" {
+		h.log.DebugContext(ctx, "mercadopago payment without external_reference ignored", "payment_id", pay.ID)
+		return true, nil
+	}
+	stored, err := h.svc.Store().GetPayment(ctx, ref)
+	switch {
+	case err == nil:
+		charged, merr := toMoney(pay.TransactionAmount, pay.CurrencyID)
+		if merr != nil || charged.Currency != stored.Amount.Currency || charged.Amount < stored.Amount.Amount {
+			return false, fmt.Errorf("%w: %w: payment %s expects %d %s, Mercado Pago payment %d charged %d %s",
+				ErrAmountMismatch, billing.ErrInvalidAmount, stored.ID, stored.Amount.Amount, stored.Amount.Currency,
+				pay.ID, charged.Amount, charged.Currency)
+		}
+	case !errors.Is(err, billing.ErrNotFound):
+		return false, err
+	}
+	_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: ref, GatewayPaymentID: strconv.Itoa(pay.ID), Actor: actor})
+	return false, err
+}
+
+// applyCharge applies a preapproval's approved charge. Charges of a preapproval Mercado
+// Pago reports cancelled are not applied: a late or replayed notification must not revive
+// a subscription that ended.
+func (h *handler) applyCharge(ctx context.Context, pay *payment.Response, preID string) (bool, error) {
+	pre, known, err := h.chargeContext(ctx, pay, preID)
+	if err != nil || !known {
+		return !known && err == nil, err
+	}
+	amount, err := toMoney(pay.TransactionAmount, pay.CurrencyID)
+	if err != nil {
+		return false, err
+	}
+	start, end := chargePeriod(pay, pre)
+	_, err = h.pp.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
+		Gateway: billing.GatewayMercadoPago, GatewayPaymentID: strconv.Itoa(pay.ID), GatewaySubscriptionID: pre.ID,
+		Amount: amount, PeriodStart: start, PeriodEnd: end, Actor: actor,
+	})
+	return false, err
+}
+
+// failCharge records a preapproval's rejected charge as a failed payment of the
+// subscription (the payment-failed email goes out); the subscription's status follows the
+// preapproval, not single charges.
+func (h *handler) failCharge(ctx context.Context, pay *payment.Response, preID string) (bool, error) {
+	pre, known, err := h.chargeContext(ctx, pay, preID)
+	if err != nil || !known {
+		return !known && err == nil, err
+	}
+	st := h.svc.Store()
+	gwID := strconv.Itoa(pay.ID)
+	rec, err := st.FindPaymentByGateway(ctx, billing.GatewayMercadoPago, gwID)
+	if errors.Is(err, billing.ErrNotFound) {
+		rec, err = h.insertCharge(ctx, pay, pre)
+	}
+	if err != nil {
+		return false, err
+	}
+	_, err = h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: rec.ID, GatewayPaymentID: gwID, Reason: failReason(pay), Actor: actor})
+	return false, err
+}
+
+func (h *handler) insertCharge(ctx context.Context, pay *payment.Response, pre *preapproval.Response) (billing.Payment, error) {
+	st := h.svc.Store()
+	sub, err := st.FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID)
+	if err != nil {
+		return billing.Payment{}, err
+	}
+	amount, err := toMoney(pay.TransactionAmount, pay.CurrencyID)
+	if err != nil {
+		return billing.Payment{}, err
+	}
+	now := billing.TruncateTime(h.svc.Clock().Now())
+	rec := billing.Payment{ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID,
+		Amount: amount, Status: billing.PaymentPending, Gateway: billing.GatewayMercadoPago,
+		GatewayPaymentID: strconv.Itoa(pay.ID), GatewaySubscriptionID: pre.ID, CreatedAt: now, UpdatedAt: now}
+	err = st.InsertPayment(ctx, &rec)
+	if errors.Is(err, billing.ErrConflict) { // a concurrent delivery inserted it first
+		return st.FindPaymentByGateway(ctx, billing.GatewayMercadoPago, rec.GatewayPaymentID)
+	}
+	return rec, err
+}
+
+// chargeContext reads the preapproval a charge belongs to and makes sure renewkit has its
+// subscription. known is false (and the charge ignored) when the preapproval is cancelled or
+// is not renewkit's (no subscription and no "<user_id>:<plan_id>" external_reference).
+func (h *handler) chargeContext(ctx context.Context, pay *payment.Response, preID string) (*preapproval.Response, bool, error) {
+	pre, err := h.api.getPreapproval(ctx, preID)
+	if err != nil {
+		return nil, false, err
+	}
+	log := h.log.With("payment_id", pay.ID, "preapproval_id", pre.ID)
+	if pre.Status == "cancelled" {
+		log.WarnContext(ctx, "mercadopago charge of a cancelled preapproval not applied; reconcile it manually if it should count", "payment_status", pay.Status)
+		return pre, false, nil
+	}
+	_, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID)
+	if err == nil {
+		return pre, true, nil
+	}
+	if !errors.Is(err, billing.ErrNotFound) {
+		return nil, false, err
+	}
+	userID, planID, perr := ParseExternalReference(pre.ExternalReference)
+	if perr != nil {
+		log.InfoContext(ctx, "mercadopago charge of a preapproval renewkit does not know ignored", "error", perr)
+		return pre, false, nil
+	}
+	// The charge arrived before the preapproval's own notification: create the subscription
+	// as pending; the charge activates it.
+	_, err = h.pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayMercadoPago, GatewaySubscriptionID: pre.ID,
+		Status: billing.StatusPending, UserID: userID, PlanID: planID, Actor: actor})
+	if err != nil {
+		return nil, false, err
+	}
+	return pre, true, nil
+}
+
+// syncPreapproval reads a preapproval and applies it with SyncSubscription.
+func (h *handler) syncPreapproval(ctx context.Context, id string) (bool, error) {
+	pre, err := h.api.getPreapproval(ctx, id)
+	if err != nil {
+		return false, err
+	}
+	params, err := syncParams(pre)
+	if errors.Is(err, ErrBadExternalReference) {
+		if _, ferr := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID); errors.Is(ferr, billing.ErrNotFound) {
+			h.log.InfoContext(ctx, "mercadopago preapproval renewkit does not know ignored", "preapproval_id", pre.ID, "error", err)
+			return true, nil
+		} else if ferr != nil {
+			return false, ferr
+		}
+	}
+	if params.Status == "" {
+		h.log.WarnContext(ctx, "mercadopago preapproval status unknown; status kept", "preapproval_id", pre.ID, "status", pre.Status)
+	}
+	_, err = h.pp.SyncSubscription(ctx, params)
+	return false, err
+}
+
+// syncParams maps a preapproval to SyncParams. The error is ErrBadExternalReference when the
+// external_reference does not name a user and plan; the params are still usable for a
+// subscription renewkit already has.
+func syncParams(pre *preapproval.Response) (billing.SyncParams, error) {
+	status, _ := preapprovalStatus(pre.Status)
+	start, end := preapprovalPeriod(pre)
+	p := billing.SyncParams{
+		Gateway: billing.GatewayMercadoPago, GatewaySubscriptionID: pre.ID, Status: status,
+		PeriodStart: start, PeriodEnd: end, EventTime: eventTime(pre), Actor: actor,
+		// A preapproval with an end date charges no more once next_payment_date reaches it.
+		CancelAtPeriodEnd: !pre.AutoRecurring.EndDate.IsZero() && !end.IsZero() && !pre.AutoRecurring.EndDate.After(end),
+	}
+	userID, planID, err := ParseExternalReference(pre.ExternalReference)
+	p.UserID, p.PlanID = userID, planID
+	return p, err
+}

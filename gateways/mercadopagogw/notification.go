@@ -1,0 +1,137 @@
+package mercadopagogw
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+)
+
+// Notification types renewkit acts on.
+const (
+	TypePayment      = "payment"
+	TypePreapproval  = "subscription_preapproval"
+	maxIDLength      = 128
+	maxFieldLength   = 256
+	eventIDSeparator = ":"
+)
+
+// notification is the body of a Webhooks notification:
+//
+//	{"id": 12345, "live_mode": true, "type": "payment", "date_created": "...",
+//	 "user_id": 44444, "api_version": "v1", "action": "payment.created",
+//	 "data": {"id": "999999999"}}
+//
+// Only identifiers are read from it: states are always read from the API.
+type notification struct {
+	ID       flexString `json:"id"`
+	Type     string     `json:"type"`
+	Entity   string     `json:"entity"`
+	Action   string     `json:"action"`
+	LiveMode bool       `json:"live_mode"`
+	Data     struct {
+		ID flexString `json:"id"`
+	} `json:"data"`
+}
+
+// flexString accepts a JSON string or number (Mercado Pago sends ids as both).
+type flexString string
+
+func (f *flexString) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if bytes.Equal(b, []byte("null")) {
+		*f = ""
+		return nil
+	}
+	if len(b) > 0 && b[0] == '"' {
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*f = flexString(s)
+		return nil
+	}
+	var n json.Number
+	if err := json.Unmarshal(b, &n); err != nil {
+		return fmt.Errorf("id is neither a string nor a number")
+	}
+	*f = flexString(n.String())
+	return nil
+}
+
+// decodeNotification parses and validates a notification body.
+func decodeNotification(body []byte) (notification, error) {
+	var n notification
+	if len(bytes.TrimSpace(body)) == 0 {
+		return n, fmt.Errorf("%w: empty body", ErrMalformedNotification)
+	}
+	if err := json.Unmarshal(body, &n); err != nil {
+		return notification{}, fmt.Errorf("%w: %v", ErrMalformedNotification, jsonProblem(err))
+	}
+	if n.Type == "" {
+		n.Type = n.Entity
+	}
+	if n.Type == "" {
+		return notification{}, fmt.Errorf("%w: no type", ErrMalformedNotification)
+	}
+	for name, v := range map[string]string{"type": n.Type, "action": n.Action} {
+		if len(v) > maxFieldLength || !printable(v) {
+			return notification{}, fmt.Errorf("%w: bad %s", ErrMalformedNotification, name)
+		}
+	}
+	for name, v := range map[string]string{"id": string(n.ID), "data.id": string(n.Data.ID)} {
+		if v != "" && !validID(v) {
+			return notification{}, fmt.Errorf("%w: bad %s", ErrMalformedNotification, name)
+		}
+	}
+	if (n.Type == TypePayment || n.Type == TypePreapproval) && n.Data.ID == "" {
+		return notification{}, fmt.Errorf("%w: %s without data.id", ErrMalformedNotification, n.Type)
+	}
+	return n, nil
+}
+
+// eventID is the inbox key: the notification id, else type:data.id:action.
+func (n notification) eventID() string {
+	if n.ID != "" {
+		return string(n.ID)
+	}
+	return n.Type + eventIDSeparator + string(n.Data.ID) + eventIDSeparator + n.Action
+}
+
+// validID accepts the identifiers Mercado Pago uses: digits, or letters, digits, '-' and '_'.
+func validID(s string) bool {
+	if s == "" || len(s) > maxIDLength {
+		return false
+	}
+	for _, r := range s {
+		switch {
+		case r >= '0' && r <= '9', r >= 'a' && r <= 'z', r >= 'A' && r <= 'Z', r == '-', r == '_':
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+func printable(s string) bool {
+	for _, r := range s {
+		if r < 0x20 || r == 0x7f || r == '\uFFFD' {
+			return false
+		}
+	}
+	return true
+}
+
+// jsonProblem describes a decoding error without echoing input.
+func jsonProblem(err error) string {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return fmt.Sprintf("invalid JSON at byte %d", e.Offset)
+	case *json.UnmarshalTypeError:
+		return fmt.Sprintf("field %q has the wrong type", e.Field)
+	}
+	if strings.Contains(err.Error(), "id is neither") {
+		return "an id is neither a string nor a number"
+	}
+	return "invalid JSON"
+}
