@@ -1,0 +1,210 @@
+package paypalgw
+
+import (
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Modes select PayPal's API base when Config.APIBase is empty.
+const (
+	ModeLive    = "live"
+	ModeSandbox = "sandbox"
+)
+
+// PayPal's REST API bases for the two modes.
+const (
+	APIBaseLive    = "https://api-m.paypal.com"
+	APIBaseSandbox = "https://api-m.sandbox.paypal.com"
+)
+
+// Verification selects how a delivery is proven to come from PayPal.
+type Verification string
+
+const (
+	// VerifyOffline checks the RSA-SHA256 signature locally against the certificate at
+	// PAYPAL-CERT-URL (fetched over HTTPS from an allowlisted PayPal host, cached, chain
+	// checked). No API credentials needed. The default.
+	VerifyOffline Verification = "offline"
+	// VerifyOnline asks PayPal's verify-webhook-signature API for every delivery. Needs
+	// ClientID and ClientSecret.
+	VerifyOnline Verification = "online"
+)
+
+// DefaultCertHosts are the hosts PayPal serves its webhook signing certificates from.
+var DefaultCertHosts = []string{"api.paypal.com", "api.sandbox.paypal.com", "api-m.paypal.com", "api-m.sandbox.paypal.com"}
+
+// Defaults of the zero Config fields.
+const (
+	DefaultTolerance     = 5 * time.Minute
+	DefaultCertCacheSize = 16
+	DefaultCertCacheTTL  = 24 * time.Hour
+	DefaultCancelWait    = 6 * time.Hour
+	DefaultHTTPTimeout   = 15 * time.Second
+	maxCertBytes         = 64 << 10
+)
+
+// Config configures the webhook handler and the renewal lookup. The zero value of each
+// optional field is the documented default; WebhookID is required for the handler.
+type Config struct {
+	// ClientID and ClientSecret of the PayPal REST app. Optional for offline verification;
+	// when set, BILLING.SUBSCRIPTION.* and PAYMENT.SALE.COMPLETED events are checked
+	// against the Subscriptions API instead of trusting the body. Never logged.
+	ClientID     string
+	ClientSecret string
+	// WebhookID is the id PayPal gave the webhook listener (developer dashboard). It is part
+	// of the signed message, so events signed for another listener are rejected.
+	WebhookID string
+	// Mode is ModeLive (default) or ModeSandbox; it picks the API base.
+	Mode string
+	// APIBase overrides Mode (tests point it at a local server), e.g. "http://127.0.0.1:8080".
+	APIBase string
+	// HTTPClient for API calls and certificate downloads. Default: a client with a 15 s
+	// timeout. Redirects of certificate downloads are checked against the allowlist too.
+	HTTPClient *http.Client
+	// Verification is VerifyOffline (default) or VerifyOnline.
+	Verification Verification
+	// CertHostAllowlist lists the hosts PAYPAL-CERT-URL may point at, as "host" (port 443
+	// only) or "host:port". Default DefaultCertHosts. Any other URL, and any non-https URL,
+	// is rejected before a request is made.
+	CertHostAllowlist []string
+	// RootCAs verifies the signing certificate chain. Default: the system roots. Tests
+	// pass the pool of their own CA (see TestSigner).
+	RootCAs *x509.CertPool
+	// CertCacheSize bounds the certificate cache (entries by URL). Default 16.
+	CertCacheSize int
+	// CertCacheTTL is the longest a downloaded certificate is reused; an entry also expires
+	// with the certificate. Default 24h.
+	CertCacheTTL time.Duration
+	// Tolerance is how far PAYPAL-TRANSMISSION-TIME may be from the clock, either way.
+	// Default 5 minutes. PayPal signs every retry afresh, so redeliveries pass.
+	Tolerance time.Duration
+	// CancelWait: a CANCELLED or EXPIRED event that arrives before the charges PayPal says
+	// preceded it (billing_info.cycle_executions) is answered 503 so PayPal redelivers it,
+	// for at most this long after the event was created. Default 6h; negative disables.
+	CancelWait time.Duration
+	// MaxBody limits the request body. Default 1 MiB.
+	MaxBody int64
+}
+
+// LogValue keeps secrets out of logs.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("webhook_id", c.WebhookID),
+		slog.String("api_base", c.apiBase()),
+		slog.String("verification", string(c.verification())),
+		slog.Bool("credentials", c.hasCredentials()),
+	)
+}
+
+// Validate reports every problem at once. It never includes the secret.
+func (c Config) Validate() error {
+	var errs []error
+	if strings.TrimSpace(c.WebhookID) == "" {
+		errs = append(errs, errors.New("missing WebhookID: copy the webhook id from the PayPal developer dashboard (Apps & Credentials > your app > Webhooks)"))
+	}
+	if (c.ClientID == "") != (c.ClientSecret == "") {
+		errs = append(errs, errors.New("ClientID and ClientSecret go together: set both (REST app credentials) or neither"))
+	}
+	switch c.Mode {
+	case "", ModeLive, ModeSandbox:
+	default:
+		errs = append(errs, fmt.Errorf("Mode %q: use %q or %q (or set APIBase)", c.Mode, ModeLive, ModeSandbox))
+	}
+	if c.APIBase != "" {
+		u, err := url.Parse(c.APIBase)
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			errs = append(errs, fmt.Errorf("APIBase %q: want an absolute http(s) URL such as %s", c.APIBase, APIBaseSandbox))
+		}
+	}
+	switch c.Verification {
+	case "", VerifyOffline:
+	case VerifyOnline:
+		if !c.hasCredentials() {
+			errs = append(errs, errors.New("Verification online needs ClientID and ClientSecret: set them or use VerifyOffline"))
+		}
+	default:
+		errs = append(errs, fmt.Errorf("Verification %q: use %q or %q", c.Verification, VerifyOffline, VerifyOnline))
+	}
+	for _, h := range c.CertHostAllowlist {
+		if h == "" || strings.ContainsAny(h, "/@?# ") {
+			errs = append(errs, fmt.Errorf("CertHostAllowlist entry %q: want a host or host:port, without scheme or path", h))
+		}
+	}
+	if c.CertCacheSize < 0 {
+		errs = append(errs, fmt.Errorf("CertCacheSize %d is negative; use 0 for the default", c.CertCacheSize))
+	}
+	if c.CertCacheTTL < 0 {
+		errs = append(errs, fmt.Errorf("CertCacheTTL %v is negative; use 0 for the default", c.CertCacheTTL))
+	}
+	if c.Tolerance < 0 {
+		errs = append(errs, fmt.Errorf("Tolerance %v is negative; use 0 for the default", c.Tolerance))
+	}
+	if c.MaxBody < 0 {
+		errs = append(errs, fmt.Errorf("MaxBody %d is negative; use 0 for the default", c.MaxBody))
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) hasCredentials() bool { return c.ClientID != "" && c.ClientSecret != "" }
+
+func (c Config) verification() Verification {
+	if c.Verification == "" {
+		return VerifyOffline
+	}
+	return c.Verification
+}
+
+func (c Config) apiBase() string {
+	switch {
+	case c.APIBase != "":
+		return strings.TrimRight(c.APIBase, "/")
+	case c.Mode == ModeSandbox:
+		return APIBaseSandbox
+	}
+	return APIBaseLive
+}
+
+func (c Config) httpClient() *http.Client {
+	if c.HTTPClient != nil {
+		return c.HTTPClient
+	}
+	return &http.Client{Timeout: DefaultHTTPTimeout}
+}
+
+func (c Config) tolerance() time.Duration {
+	if c.Tolerance == 0 {
+		return DefaultTolerance
+	}
+	return c.Tolerance
+}
+
+func (c Config) cancelWait() time.Duration {
+	if c.CancelWait == 0 {
+		return DefaultCancelWait
+	}
+	return c.CancelWait
+}
+
+// certHosts returns the allowlist normalised to lower-case host:port.
+func (c Config) certHosts() map[string]bool {
+	list := c.CertHostAllowlist
+	if len(list) == 0 {
+		list = DefaultCertHosts
+	}
+	m := make(map[string]bool, len(list))
+	for _, h := range list {
+		h = strings.ToLower(h)
+		if _, _, err := net.SplitHostPort(h); err != nil {
+			h = net.JoinHostPort(h, "443")
+		}
+		m[h] = true
+	}
+	return m
+}

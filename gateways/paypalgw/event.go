@@ -1,0 +1,262 @@
+package paypalgw
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// Event types renewkit acts on.
+const (
+	EventSubscriptionActivated   = "BILLING.SUBSCRIPTION.ACTIVATED"
+	EventSubscriptionUpdated     = "BILLING.SUBSCRIPTION.UPDATED"
+	EventSubscriptionReactivated = "BILLING.SUBSCRIPTION.RE-ACTIVATED"
+	EventSubscriptionCancelled   = "BILLING.SUBSCRIPTION.CANCELLED"
+	EventSubscriptionExpired     = "BILLING.SUBSCRIPTION.EXPIRED"
+	EventSubscriptionSuspended   = "BILLING.SUBSCRIPTION.SUSPENDED"
+	EventSubscriptionPaymentFail = "BILLING.SUBSCRIPTION.PAYMENT.FAILED"
+	EventSaleCompleted           = "PAYMENT.SALE.COMPLETED"
+)
+
+// ppTime is an RFC 3339 time that may be absent or empty.
+type ppTime struct{ time.Time }
+
+func (t *ppTime) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return err
+	}
+	if s == "" {
+		t.Time = time.Time{}
+		return nil
+	}
+	v, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return fmt.Errorf("time %q is not RFC 3339", s)
+	}
+	t.Time = v.UTC()
+	return nil
+}
+
+// ppMoney is PayPal's v2 money object.
+type ppMoney struct {
+	Currency string `json:"currency_code"`
+	Value    string `json:"value"`
+}
+
+// rawEvent is the envelope of every webhook event.
+type rawEvent struct {
+	ID           string          `json:"id"`
+	EventType    string          `json:"event_type"`
+	ResourceType string          `json:"resource_type"`
+	CreateTime   ppTime          `json:"create_time"`
+	Resource     json.RawMessage `json:"resource"`
+}
+
+// subscriptionState is the part of a PayPal subscription (v1 Subscriptions API, also the
+// resource of BILLING.SUBSCRIPTION.* events) renewkit reads.
+type subscriptionState struct {
+	ID               string `json:"id"`
+	Status           string `json:"status"`
+	PlanID           string `json:"plan_id"`
+	CustomID         string `json:"custom_id"`
+	StartTime        ppTime `json:"start_time"`
+	StatusUpdateTime ppTime `json:"status_update_time"`
+	CreateTime       ppTime `json:"create_time"`
+	UpdateTime       ppTime `json:"update_time"`
+	BillingInfo      struct {
+		OutstandingBalance ppMoney `json:"outstanding_balance"`
+		CycleExecutions    []struct {
+			TenureType      string `json:"tenure_type"`
+			Sequence        int    `json:"sequence"`
+			CyclesCompleted int    `json:"cycles_completed"`
+		} `json:"cycle_executions"`
+		LastPayment struct {
+			Amount ppMoney `json:"amount"`
+			Time   ppTime  `json:"time"`
+		} `json:"last_payment"`
+		LastFailedPayment struct {
+			Amount     ppMoney `json:"amount"`
+			Time       ppTime  `json:"time"`
+			ReasonCode string  `json:"reason_code"`
+		} `json:"last_failed_payment"`
+		NextBillingTime     ppTime `json:"next_billing_time"`
+		FailedPaymentsCount int    `json:"failed_payments_count"`
+	} `json:"billing_info"`
+}
+
+// saleResource is the resource of PAYMENT.SALE.COMPLETED (v1 Payments sale).
+type saleResource struct {
+	ID                 string `json:"id"`
+	State              string `json:"state"`
+	BillingAgreementID string `json:"billing_agreement_id"`
+	Custom             string `json:"custom"`
+	Amount             struct {
+		Total    string `json:"total"`
+		Currency string `json:"currency"`
+	} `json:"amount"`
+	CreateTime ppTime `json:"create_time"`
+	UpdateTime ppTime `json:"update_time"`
+}
+
+// eventKind is what the handler does with an event.
+type eventKind int
+
+const (
+	kindIgnore eventKind = iota
+	kindSync
+	kindPaymentFailed
+	kindSale
+)
+
+// decodedEvent is a verified event, parsed and checked.
+type decodedEvent struct {
+	ID        string
+	Type      string
+	Created   time.Time
+	Kind      eventKind
+	Sub       *subscriptionState // kindSync, kindPaymentFailed
+	Sale      *saleResource      // kindSale
+	SaleMoney billing.Money
+}
+
+func malformed(format string, args ...any) error {
+	return fmt.Errorf("%w: %s", ErrMalformedEvent, fmt.Sprintf(format, args...))
+}
+
+// decodeEvent parses a verified body. Event types renewkit does not act on decode to
+// kindIgnore with only the envelope checked.
+func decodeEvent(body []byte) (decodedEvent, error) {
+	var raw rawEvent
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return decodedEvent{}, malformed("%v", err)
+	}
+	d := decodedEvent{ID: raw.ID, Type: raw.EventType, Created: raw.CreateTime.Time}
+	if d.ID == "" || len(d.ID) > 255 {
+		return d, malformed("event id missing or too long")
+	}
+	if d.Type == "" || len(d.Type) > 255 {
+		return d, malformed("event_type missing or too long")
+	}
+	switch d.Type {
+	case EventSubscriptionActivated, EventSubscriptionUpdated, EventSubscriptionReactivated,
+		EventSubscriptionCancelled, EventSubscriptionExpired, EventSubscriptionSuspended:
+		d.Kind = kindSync
+	case EventSubscriptionPaymentFail:
+		d.Kind = kindPaymentFailed
+	case EventSaleCompleted:
+		d.Kind = kindSale
+	default:
+		return d, nil
+	}
+	if len(raw.Resource) == 0 || string(raw.Resource) == "null" {
+		return d, malformed("%s without resource", d.Type)
+	}
+	if d.Kind == kindSale {
+		var s saleResource
+		if err := json.Unmarshal(raw.Resource, &s); err != nil {
+			return d, malformed("sale resource: %v", err)
+		}
+		if s.ID == "" || len(s.ID) > 64 {
+			return d, malformed("sale id missing or too long")
+		}
+		if s.BillingAgreementID == "" || !strings.EqualFold(s.State, "completed") {
+			d.Kind = kindIgnore // a one-off sale, or not completed: nothing for subscriptions
+			return d, nil
+		}
+		if err := checkSubscriptionID(s.BillingAgreementID); err != nil {
+			return d, malformed("billing_agreement_id: %v", err)
+		}
+		amount, err := ParseAmount(s.Amount.Total, s.Amount.Currency)
+		if err != nil {
+			return d, malformed("sale amount: %v", err)
+		}
+		d.Sale, d.SaleMoney = &s, amount
+		return d, nil
+	}
+	var st subscriptionState
+	if err := json.Unmarshal(raw.Resource, &st); err != nil {
+		return d, malformed("subscription resource: %v", err)
+	}
+	if err := checkSubscriptionID(st.ID); err != nil {
+		return d, malformed("subscription id: %v", err)
+	}
+	d.Sub = &st
+	return d, nil
+}
+
+// checkSubscriptionID accepts PayPal's subscription ids (I-XXXXXXXXXXXX): letters, digits
+// and '-', at most 64. The id goes into an API path, so nothing else is allowed.
+func checkSubscriptionID(id string) error {
+	if id == "" || len(id) > 64 {
+		return fmt.Errorf("%w: %q", ErrInvalidSubscriptionID, id)
+	}
+	for i := 0; i < len(id); i++ {
+		c := id[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return fmt.Errorf("%w: %q", ErrInvalidSubscriptionID, id)
+		}
+	}
+	return nil
+}
+
+// mappedStatus maps a PayPal subscription status to renewkit's. A subscription PayPal
+// still calls ACTIVE whose latest charge failed (after the last successful one) is past due:
+// PayPal retries it before suspending.
+func (st *subscriptionState) mappedStatus() billing.SubscriptionStatus {
+	switch strings.ToUpper(st.Status) {
+	case "ACTIVE":
+		lf, lp := st.BillingInfo.LastFailedPayment.Time.Time, st.BillingInfo.LastPayment.Time.Time
+		if !lf.IsZero() && lf.After(lp) {
+			return billing.StatusPastDue
+		}
+		return billing.StatusActive
+	case "SUSPENDED":
+		return billing.StatusPastDue
+	case "CANCELLED", "EXPIRED":
+		return billing.StatusCancelled
+	case "APPROVAL_PENDING", "APPROVED":
+		return billing.StatusPending
+	}
+	return ""
+}
+
+// eventTime is the gateway's own timestamp of the subscription state.
+func (st *subscriptionState) eventTime(fallback time.Time) time.Time {
+	t := st.UpdateTime.Time
+	if st.StatusUpdateTime.After(t) {
+		t = st.StatusUpdateTime.Time
+	}
+	if t.IsZero() {
+		return fallback
+	}
+	return t
+}
+
+// regularCyclesCompleted is how many regular billing cycles PayPal has charged.
+func (st *subscriptionState) regularCyclesCompleted() int {
+	n := 0
+	for _, c := range st.BillingInfo.CycleExecutions {
+		if strings.EqualFold(c.TenureType, "REGULAR") && c.CyclesCompleted > 0 {
+			n += c.CyclesCompleted
+		}
+	}
+	return n
+}
+
+// ParseCustomID splits the custom_id convention "user_id:plan_id" set when the host
+// creates the PayPal subscription. It reports false when s does not follow it.
+func ParseCustomID(s string) (userID, planID string, ok bool) {
+	userID, planID, ok = strings.Cut(s, ":")
+	if !ok || userID == "" || planID == "" || strings.Contains(planID, ":") {
+		return "", "", false
+	}
+	return userID, planID, true
+}
+
+// CustomID builds the custom_id value for a PayPal subscription of userID to planID, so the
+// webhook can create the renewkit subscription when PayPal activates it.
+func CustomID(userID, planID string) string { return userID + ":" + planID }

@@ -1,0 +1,362 @@
+package paypalgw
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
+)
+
+// Option configures the webhook handler.
+type Option func(*Handler) error
+
+// WithLogger sets the handler's logger (default slog.Default()).
+func WithLogger(l *slog.Logger) Option {
+	return func(h *Handler) error {
+		if l == nil {
+			return errors.New("WithLogger: nil logger; omit the option for slog.Default()")
+		}
+		h.log = l
+		return nil
+	}
+}
+
+// WithClock overrides the clock used for transmission-time tolerance and certificate
+// validity (default: the billing Service's clock).
+func WithClock(c billing.Clock) Option {
+	return func(h *Handler) error {
+		if c == nil {
+			return errors.New("WithClock: nil clock; omit the option to use the service's clock")
+		}
+		h.clock = c
+		return nil
+	}
+}
+
+// Handler is PayPal's webhook endpoint. Build it with NewWebhookHandler.
+type Handler struct {
+	svc      *billing.Service
+	pp       *billing.PaymentProcessor
+	cfg      Config
+	verifier verifier
+	api      *apiClient // nil without credentials: the body is trusted after verification
+	clock    billing.Clock
+	log      *slog.Logger
+}
+
+// NewWebhookHandler returns the handler for PayPal webhook deliveries. Mount it at the URL
+// registered in PayPal, e.g. mux.Handle("POST /api/payments/paypal/webhook", h).
+func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.Handler, error) {
+	var errs []error
+	if svc == nil {
+		errs = append(errs, errors.New("missing billing service: pass billing.NewService(store, notifier, cfg)"))
+	}
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("paypalgw: invalid webhook configuration: %w", err)
+	}
+	h := &Handler{svc: svc, pp: svc.Processor(), cfg: cfg, clock: svc.Clock(), log: slog.Default()}
+	for _, o := range opts {
+		if err := o(h); err != nil {
+			return nil, fmt.Errorf("paypalgw: %w", err)
+		}
+	}
+	if cfg.hasCredentials() {
+		api, err := newAPIClient(cfg)
+		if err != nil {
+			return nil, err
+		}
+		h.api = api
+	}
+	allow := cfg.certHosts()
+	if cfg.verification() == VerifyOnline {
+		h.verifier = &onlineVerifier{webhookID: cfg.WebhookID, allow: allow, client: h.api.sdk}
+	} else {
+		h.verifier = &offlineVerifier{webhookID: cfg.WebhookID, allow: allow, roots: cfg.RootCAs, now: h.clock.Now,
+			cache: newCertCache(cfg.httpClient(), allow, cfg.CertCacheSize, cfg.CertCacheTTL, h.clock.Now)}
+	}
+	return h, nil
+}
+
+// ServeHTTP verifies, decodes, deduplicates and applies one delivery.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	body, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBody)
+	if !ok {
+		return
+	}
+	ctx := r.Context()
+	if err := h.verify(ctx, r.Header, body); err != nil {
+		if errors.Is(err, ErrSignature) {
+			h.log.WarnContext(ctx, "paypal webhook rejected: not verified", "error", err)
+			hookhttp.Error(w, http.StatusBadRequest, "signature verification failed")
+			return
+		}
+		h.log.ErrorContext(ctx, "paypal webhook could not be verified now; PayPal retries", "error", err)
+		w.Header().Set("Retry-After", "60")
+		hookhttp.Error(w, http.StatusServiceUnavailable, "signature cannot be verified now; retry later")
+		return
+	}
+	ev, err := decodeEvent(body)
+	if err != nil {
+		h.log.WarnContext(ctx, "paypal webhook rejected: malformed event", "error", err)
+		hookhttp.Error(w, http.StatusBadRequest, "malformed event")
+		return
+	}
+	outcome, err := h.svc.HandleWebhookEvent(ctx, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type},
+		func(ctx context.Context) (bool, error) { return h.process(ctx, ev) })
+	var aerr *APIError
+	if errors.As(err, &aerr) && aerr.Retryable {
+		// The PayPal API is unavailable: a redelivery can help.
+		h.log.ErrorContext(ctx, "paypal webhook failed: API unavailable", "event_id", ev.ID, "error", err)
+		w.Header().Set("Retry-After", "60")
+		hookhttp.Error(w, http.StatusServiceUnavailable, "gateway unavailable; retry later")
+		return
+	}
+	hookhttp.Respond(w, r, h.log, billing.GatewayPayPal, ev.ID, outcome, err)
+}
+
+// verify checks the transmission headers, freshness and signature, in that order.
+func (h *Handler) verify(ctx context.Context, hdr http.Header, body []byte) error {
+	tr, err := parseTransmission(hdr)
+	if err != nil {
+		return err
+	}
+	if err := checkFresh(tr, h.clock.Now(), h.cfg.tolerance()); err != nil {
+		return err
+	}
+	return h.verifier.verify(ctx, tr, hdr, body)
+}
+
+func (h *Handler) process(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
+	switch ev.Kind {
+	case kindSync:
+		return false, h.sync(ctx, ev)
+	case kindPaymentFailed:
+		return false, h.paymentFailed(ctx, ev)
+	case kindSale:
+		return false, h.sale(ctx, ev)
+	}
+	h.log.DebugContext(ctx, "paypal event ignored", "event_id", ev.ID, "event_type", ev.Type)
+	return true, nil
+}
+
+// state returns the subscription as the API reports it when credentials are configured,
+// else as the verified event body carries it.
+func (h *Handler) state(ctx context.Context, id string, fromBody *subscriptionState) (*subscriptionState, error) {
+	if h.api == nil {
+		if fromBody == nil {
+			return nil, nil
+		}
+		return fromBody, nil
+	}
+	return h.api.subscription(ctx, id)
+}
+
+func (h *Handler) syncParams(st *subscriptionState, fallback time.Time) billing.SyncParams {
+	p := billing.SyncParams{
+		Gateway: billing.GatewayPayPal, GatewaySubscriptionID: st.ID, Status: st.mappedStatus(),
+		PeriodEnd: st.BillingInfo.NextBillingTime.Time, EventTime: st.eventTime(fallback), Actor: billing.GatewayPayPal,
+	}
+	if lp := st.BillingInfo.LastPayment.Time.Time; !lp.IsZero() && lp.Before(p.PeriodEnd) {
+		p.PeriodStart = lp
+	}
+	if u, pl, ok := ParseCustomID(st.CustomID); ok {
+		p.UserID, p.PlanID = u, pl
+	}
+	return p
+}
+
+// sync applies a BILLING.SUBSCRIPTION.* event.
+func (h *Handler) sync(ctx context.Context, ev decodedEvent) error {
+	st, err := h.state(ctx, ev.Sub.ID, ev.Sub)
+	if err != nil {
+		return err
+	}
+	p := h.syncParams(st, ev.Created)
+	if p.Status == billing.StatusCancelled {
+		if err := h.checkCaughtUp(ctx, st, ev); err != nil {
+			return err
+		}
+	}
+	_, err = h.pp.SyncSubscription(ctx, p)
+	return err
+}
+
+// checkCaughtUp defers an event that ends the subscription while charges PayPal reports
+// (regular cycles completed) have not all been applied here: applying a late sale to an
+// ended subscription would either revive it or lose the period it paid for.
+func (h *Handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev decodedEvent) error {
+	wait := h.cfg.cancelWait()
+	if wait < 0 || ev.Created.IsZero() || h.clock.Now().Sub(ev.Created) > wait {
+		return nil
+	}
+	need := min(st.regularCyclesCompleted(), billing.MaxAppliedPayments)
+	if need == 0 {
+		return nil
+	}
+	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
+	if errors.Is(err, billing.ErrNotFound) {
+		return nil // nothing to protect: created as ended
+	}
+	if err != nil {
+		return err
+	}
+	if sub.Status == billing.StatusCancelled || len(sub.AppliedPayments) >= need {
+		return nil
+	}
+	return fmt.Errorf("%w: %s has %d of %d charges applied: %w", ErrEarlierEventPending, st.ID, len(sub.AppliedPayments), need, billing.ErrConflict)
+}
+
+// paymentFailed marks the subscription past due and records a failed payment (a pending
+// payment moved to failed by the processor, which sends the payment-failed email).
+func (h *Handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
+	st, err := h.state(ctx, ev.Sub.ID, ev.Sub)
+	if err != nil {
+		return err
+	}
+	p := h.syncParams(st, ev.Created)
+	if p.Status == billing.StatusActive || p.Status == "" {
+		p.Status = billing.StatusPastDue
+	}
+	// Use the event's own failure when the API shows a later state.
+	failure := ev.Sub.BillingInfo.LastFailedPayment
+	if failure.Time.IsZero() {
+		failure = st.BillingInfo.LastFailedPayment
+	}
+	if failure.Time.After(st.BillingInfo.LastPayment.Time.Time) || st.BillingInfo.LastPayment.Time.IsZero() {
+		if _, err := h.pp.SyncSubscription(ctx, p); err != nil {
+			return err
+		}
+	}
+	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
+	if err != nil {
+		return fmt.Errorf("subscription %s: %w", st.ID, err)
+	}
+	gwID := "failed:" + st.ID + ":" + ev.ID
+	if !failure.Time.IsZero() {
+		gwID = fmt.Sprintf("failed:%s:%d", st.ID, failure.Time.UnixMilli())
+	}
+	pay, err := h.svc.Store().FindPaymentByGateway(ctx, billing.GatewayPayPal, gwID)
+	if errors.Is(err, billing.ErrNotFound) {
+		pay, err = h.insertFailedPayment(ctx, sub, gwID, failure.Amount, st.BillingInfo.OutstandingBalance)
+	}
+	if err != nil {
+		return err
+	}
+	reason := failure.ReasonCode
+	if reason == "" {
+		reason = "PAYMENT_FAILED"
+	}
+	_, err = h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: pay.ID, Reason: reason, Actor: billing.GatewayPayPal})
+	return err
+}
+
+func (h *Handler) insertFailedPayment(ctx context.Context, sub billing.Subscription, gwID string, amounts ...ppMoney) (billing.Payment, error) {
+	var money billing.Money
+	for _, a := range amounts {
+		if m, err := ParseAmount(a.Value, a.Currency); err == nil {
+			money = m
+			break
+		}
+	}
+	if money.Currency == "" {
+		plan, err := h.svc.Store().GetPlan(ctx, sub.PlanID)
+		if err != nil {
+			return billing.Payment{}, fmt.Errorf("plan of subscription %s: %w", sub.ID, err)
+		}
+		money = plan.Price
+	}
+	now := billing.TruncateTime(h.clock.Now())
+	pay := billing.Payment{ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID, Amount: money,
+		Status: billing.PaymentPending, Gateway: billing.GatewayPayPal, GatewayPaymentID: gwID,
+		GatewaySubscriptionID: sub.GatewaySubscriptionID, CreatedAt: now, UpdatedAt: now}
+	err := h.svc.Store().InsertPayment(ctx, &pay)
+	if errors.Is(err, billing.ErrConflict) { // a concurrent delivery inserted it
+		return h.svc.Store().FindPaymentByGateway(ctx, billing.GatewayPayPal, gwID)
+	}
+	return pay, err
+}
+
+// sale applies PAYMENT.SALE.COMPLETED: a renewal charge of the subscription in
+// billing_agreement_id.
+func (h *Handler) sale(ctx context.Context, ev decodedEvent) error {
+	s := ev.Sale
+	subID := s.BillingAgreementID
+	saleTime := s.CreateTime.Time
+	if saleTime.IsZero() {
+		saleTime = ev.Created
+	}
+	params := billing.GatewayPaymentParams{Gateway: billing.GatewayPayPal, GatewayPaymentID: s.ID,
+		GatewaySubscriptionID: subID, Amount: ev.SaleMoney, Actor: billing.GatewayPayPal}
+	st, err := h.state(ctx, subID, nil)
+	if err != nil {
+		return err
+	}
+	if st != nil { // the API's period, and the subscription created from it when unknown
+		params.PeriodEnd = st.BillingInfo.NextBillingTime.Time
+		if lp := st.BillingInfo.LastPayment.Time.Time; !lp.IsZero() && lp.Before(params.PeriodEnd) {
+			params.PeriodStart = lp
+		}
+	}
+	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
+	if errors.Is(err, billing.ErrNotFound) && st != nil {
+		p := h.syncParams(st, ev.Created)
+		if p.UserID != "" {
+			if _, err := h.pp.SyncSubscription(ctx, p); err != nil {
+				return err
+			}
+			sub, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
+		}
+	}
+	if err != nil {
+		// Without the subscription the charge has no owner yet: PayPal redelivers it after
+		// BILLING.SUBSCRIPTION.ACTIVATED created it (503).
+		return fmt.Errorf("sale %s for subscription %s: %w", s.ID, subID, err)
+	}
+	if sub.Status == billing.StatusCancelled && !sub.GatewayUpdatedAt.IsZero() && !saleTime.After(sub.GatewayUpdatedAt) {
+		return h.recordUnapplied(ctx, sub, params)
+	}
+	if _, err := h.pp.ApplyGatewayPayment(ctx, params); err != nil {
+		return err
+	}
+	// Stamp the sale's time so an older status event delivered late (a payment failure
+	// this sale recovered from) is recognised as stale.
+	_, err = h.pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayPayPal, GatewaySubscriptionID: subID,
+		EventTime: saleTime, Actor: billing.GatewayPayPal})
+	return err
+}
+
+// recordUnapplied stores a charge PayPal collected before the subscription ended, without
+// reviving the subscription: approved, not applied to a period, audited.
+func (h *Handler) recordUnapplied(ctx context.Context, sub billing.Subscription, p billing.GatewayPaymentParams) error {
+	st := h.svc.Store()
+	if _, err := st.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID); err == nil {
+		return nil
+	} else if !errors.Is(err, billing.ErrNotFound) {
+		return err
+	}
+	now := billing.TruncateTime(h.clock.Now())
+	pay := billing.Payment{ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID, Amount: p.Amount,
+		Status: billing.PaymentApproved, Gateway: p.Gateway, GatewayPaymentID: p.GatewayPaymentID,
+		GatewaySubscriptionID: p.GatewaySubscriptionID, Reason: "charged before the subscription ended at PayPal; not applied to a period",
+		ProcessedAt: now, CreatedAt: now, UpdatedAt: now}
+	if err := st.InsertPayment(ctx, &pay); err != nil {
+		if errors.Is(err, billing.ErrConflict) {
+			return nil
+		}
+		return err
+	}
+	h.log.WarnContext(ctx, "paypal sale for an ended subscription recorded without reviving it",
+		"subscription_id", sub.ID, "gateway_payment_id", p.GatewayPaymentID)
+	return st.InsertAudit(ctx, &billing.AuditEntry{Action: billing.AuditPaymentApproved, EntityType: "payment", EntityID: pay.ID,
+		UserID: pay.UserID, Actor: billing.GatewayPayPal, CreatedAt: now,
+		Details: map[string]any{"applied": false, "reason": pay.Reason, "amount": pay.Amount.Amount, "currency": pay.Amount.Currency,
+			"gateway_payment_id": pay.GatewayPaymentID, "subscription_id": sub.ID}})
+}
