@@ -1,0 +1,155 @@
+package mongostore
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// ClaimMode says how the store makes claims and other conditional multi-record changes
+// exclusive between replicas.
+type ClaimMode int
+
+const (
+	// ClaimAuto (the zero value) asks the server on first use: FerretDB (which reports
+	// ferretdbVersion in buildInfo) gets ClaimSerialized, MongoDB gets ClaimAtomic.
+	ClaimAuto ClaimMode = iota
+	// ClaimAtomic relies on the server evaluating an update's filter and applying it
+	// atomically per document, as MongoDB does: updateMany({_id: {$in: batch}, <claimable>})
+	// is the arbiter.
+	ClaimAtomic
+	// ClaimSerialized additionally holds a short store-level lease (in the locks
+	// collection, arbitrated by unique inserts) around each claim, cancel and delete
+	// sweep. FerretDB v1 needs it: its updates read, then rewrite, each document without
+	// re-checking the filter, so two concurrent conditional updates can both "win".
+	ClaimSerialized
+)
+
+func (m ClaimMode) String() string {
+	switch m {
+	case ClaimAuto:
+		return "auto"
+	case ClaimAtomic:
+		return "atomic"
+	case ClaimSerialized:
+		return "serialized"
+	}
+	return fmt.Sprintf("ClaimMode(%d)", int(m))
+}
+
+// Collections names the collections the store uses. Empty fields take the defaults, which
+// are the seed application's names plus renewkit's own.
+type Collections struct {
+	Users         string // default "users"
+	Plans         string // default "plans"
+	Subscriptions string // default "subscriptions"
+	Payments      string // default "payments"
+	Sessions      string // default "sessions"
+	Audit         string // default "audit_logs"
+	JobRuns       string // default "job_runs"
+	JobStates     string // default "job_states"
+	WebhookEvents string // default "webhook_events"
+	Locks         string // default "locks"
+	Notifications string // default "notifications"
+}
+
+// Config tunes the store. The zero value is the documented default for every field.
+type Config struct {
+	// Collections overrides collection names.
+	Collections Collections
+	// BatchSize bounds how many documents one bulk command touches: the ids of one
+	// claim round (an updateMany on {_id: {$in: batch}}), and the documents of one
+	// insertMany in InsertSubscriptions. Default 200. Keep it small on FerretDB v1.
+	BatchSize int
+	// ClaimMode defaults to ClaimAuto.
+	ClaimMode ClaimMode
+	// MutexTTL is the lease of the store-level mutex used in ClaimSerialized mode; a
+	// replica that crashes while holding it blocks the others for at most this long.
+	// Default 30 seconds.
+	MutexTTL time.Duration
+}
+
+// DefaultBatchSize is Config.BatchSize's default.
+const DefaultBatchSize = 200
+
+// Validate reports every problem with the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.BatchSize < 0 {
+		errs = append(errs, fmt.Errorf("BatchSize: %d is negative; use 0 for the default (%d)", c.BatchSize, DefaultBatchSize))
+	}
+	if c.ClaimMode < ClaimAuto || c.ClaimMode > ClaimSerialized {
+		errs = append(errs, fmt.Errorf("ClaimMode: %v is unknown; use ClaimAuto, ClaimAtomic or ClaimSerialized", c.ClaimMode))
+	}
+	if c.MutexTTL < 0 {
+		errs = append(errs, fmt.Errorf("MutexTTL: %v is negative; use 0 for the default (30s)", c.MutexTTL))
+	}
+	seen := map[string]string{}
+	for _, f := range c.Collections.withDefaults().fields() {
+		if err := validCollectionName(f.value); err != nil {
+			errs = append(errs, fmt.Errorf("Collections.%s: %w", f.name, err))
+			continue
+		}
+		if other, ok := seen[f.value]; ok {
+			errs = append(errs, fmt.Errorf("Collections.%s: %q is also used for %s; give each part its own collection", f.name, f.value, other))
+		}
+		seen[f.value] = f.name
+	}
+	return errors.Join(errs...)
+}
+
+func validCollectionName(n string) error {
+	switch {
+	case n == "":
+		return errors.New("empty name")
+	case len(n) > 200:
+		return fmt.Errorf("%q is longer than 200 bytes", n)
+	}
+	for _, r := range n {
+		if r == '$' || r == 0 {
+			return fmt.Errorf("%q contains '$' or NUL", n)
+		}
+	}
+	return nil
+}
+
+type namedField struct{ name, value string }
+
+func (c Collections) fields() []namedField {
+	return []namedField{
+		{"Users", c.Users}, {"Plans", c.Plans}, {"Subscriptions", c.Subscriptions}, {"Payments", c.Payments},
+		{"Sessions", c.Sessions}, {"Audit", c.Audit}, {"JobRuns", c.JobRuns}, {"JobStates", c.JobStates},
+		{"WebhookEvents", c.WebhookEvents}, {"Locks", c.Locks}, {"Notifications", c.Notifications},
+	}
+}
+
+func (c Collections) withDefaults() Collections {
+	def := func(v *string, d string) {
+		if *v == "" {
+			*v = d
+		}
+	}
+	def(&c.Users, "users")
+	def(&c.Plans, "plans")
+	def(&c.Subscriptions, "subscriptions")
+	def(&c.Payments, "payments")
+	def(&c.Sessions, "sessions")
+	def(&c.Audit, "audit_logs")
+	def(&c.JobRuns, "job_runs")
+	def(&c.JobStates, "job_states")
+	def(&c.WebhookEvents, "webhook_events")
+	def(&c.Locks, "locks")
+	def(&c.Notifications, "notifications")
+	return c
+}
+
+func (c Config) withDefaults() Config {
+	c.Collections = c.Collections.withDefaults()
+	if c.BatchSize == 0 {
+		c.BatchSize = DefaultBatchSize
+	}
+	if c.MutexTTL == 0 {
+		c.MutexTTL = 30 * time.Second
+	}
+	return c
+}

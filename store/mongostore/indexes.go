@@ -1,0 +1,79 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+)
+
+func idx(name string, keys bson.D) mongo.IndexModel {
+	return mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}
+}
+
+func asc(fields ...string) bson.D {
+	d := make(bson.D, len(fields))
+	for i, f := range fields {
+		d[i] = bson.E{Key: f, Value: 1}
+	}
+	return d
+}
+
+// EnsureIndexes creates the indexes the jobs' queries and claims use. It is idempotent.
+// Only plain, unique and sparse options are used: FerretDB v1 has no partial or TTL
+// indexes (and accepts sparse as a no-op; its SQLite unique indexes ignore documents that
+// lack the field). Leases, claims and retention compare times in queries instead of TTL
+// indexes. Uniqueness that matters without indexes (notification keys, webhook event ids,
+// lock tokens) is carried by _id.
+func (s *Store) EnsureIndexes(ctx context.Context) error {
+	sets := []struct {
+		c      *mongo.Collection
+		models []mongo.IndexModel
+	}{
+		{s.subs, []mongo.IndexModel{
+			idx("status_period_end", asc("status", "current_period_end")),
+			idx("warning_state", asc("status", "expiration_warning_sent", "current_period_end")),
+			idx("claim_token", asc("claim_token")),
+			idx("gateway_subscription", asc("gateway", "gateway_subscription_id")),
+			idx("user_created", bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: -1}}),
+		}},
+		{s.payments, []mongo.IndexModel{
+			idx("status_created", asc("status", "created_at")),
+			idx("gateway_payment", asc("gateway", "gateway_payment_id")),
+			{Keys: asc("gateway_payment_key"), Options: options.Index().SetName("gateway_payment_key_unique").SetUnique(true).SetSparse(true)},
+			idx("sweep_token", asc("sweep_token")),
+		}},
+		{s.sessions, []mongo.IndexModel{
+			idx("expires_at", asc("expires_at")),
+			idx("sweep_token", asc("sweep_token")),
+		}},
+		{s.audit, []mongo.IndexModel{
+			idx("created_at", asc("created_at", "seq")),
+			idx("action_created", asc("action", "created_at")),
+			idx("entity_created", asc("entity_id", "created_at")),
+		}},
+		{s.runs, []mongo.IndexModel{
+			idx("job_started", bson.D{{Key: "job_id", Value: 1}, {Key: "started_at", Value: -1}}),
+			idx("started_at", asc("started_at")),
+		}},
+		{s.events, []mongo.IndexModel{
+			{Keys: asc("gateway", "event_id"), Options: options.Index().SetName("gateway_event_unique").SetUnique(true)},
+		}},
+		{s.locks, []mongo.IndexModel{
+			{Keys: bson.D{{Key: "key", Value: 1}, {Key: "token", Value: -1}}, Options: options.Index().SetName("key_token_unique").SetUnique(true)},
+		}},
+	}
+	var errs []error
+	for _, set := range sets {
+		if _, err := set.c.Indexes().CreateMany(ctx, set.models); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", set.c.Name(), err))
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("mongostore: ensure indexes: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,603 @@
+package mongostore
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// findOne decodes the first document matching filter with decode, or returns notFound.
+func findOne[T any](ctx context.Context, c *mongo.Collection, filter bson.D, decode func(bson.Raw) (T, error), what, id string, opts ...options.Lister[options.FindOneOptions]) (T, error) {
+	var zero T
+	raw, err := c.FindOne(ctx, filter, opts...).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return zero, notFound(what, id)
+	}
+	if err != nil {
+		return zero, opErr("find "+what, err)
+	}
+	v, err := decode(raw)
+	if err != nil {
+		return zero, malformed(c.Name(), raw, err)
+	}
+	return v, nil
+}
+
+func insert(ctx context.Context, c *mongo.Collection, doc bson.D, what, id string) error {
+	if _, err := c.InsertOne(ctx, doc); err != nil {
+		if mongo.IsDuplicateKeyError(err) {
+			return conflict(what, id)
+		}
+		return opErr("insert "+what, err)
+	}
+	return nil
+}
+
+func unmarshal[T any](raw bson.Raw) (T, error) {
+	var d T
+	err := bson.Unmarshal(raw, &d)
+	return d, err
+}
+
+// --- plans ---
+
+type planDoc struct {
+	ID           docID     `bson:"_id"`
+	Name         string    `bson:"name"`
+	BillingCycle string    `bson:"billing_cycle"`
+	Price        int64     `bson:"price"`
+	Currency     string    `bson:"currency"`
+	Active       bool      `bson:"active"`
+	CreatedAt    time.Time `bson:"created_at"`
+	UpdatedAt    time.Time `bson:"updated_at"`
+	Deleted      bool      `bson:"flag_del"`
+}
+
+func decodePlan(raw bson.Raw) (billing.Plan, error) {
+	d, err := unmarshal[planDoc](raw)
+	return billing.Plan{
+		ID: string(d.ID), Name: d.Name, BillingCycle: billing.BillingCycle(d.BillingCycle),
+		Price: billing.Money{Amount: d.Price, Currency: d.Currency}, Active: d.Active,
+		CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt), Deleted: d.Deleted,
+	}, err
+}
+
+func (s *Store) InsertPlan(ctx context.Context, p *billing.Plan) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.ID == "" {
+		p.ID = billing.NewID()
+	}
+	f := &fields{}
+	f.put("name", p.Name)
+	f.put("billing_cycle", string(p.BillingCycle))
+	f.put("price", p.Price.Amount)
+	f.put("currency", p.Price.Currency)
+	f.put("active", p.Active)
+	f.time("created_at", p.CreatedAt)
+	f.time("updated_at", p.UpdatedAt)
+	f.put("flag_del", p.Deleted)
+	if err := insert(ctx, s.plans, f.doc(p.ID), "plan", p.ID); err != nil {
+		return err
+	}
+	p.CreatedAt, p.UpdatedAt = utc(p.CreatedAt), utc(p.UpdatedAt)
+	return nil
+}
+
+func (s *Store) GetPlan(ctx context.Context, id string) (billing.Plan, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Plan{}, err
+	}
+	return findOne(ctx, s.plans, append(byID(id), notDeleted), decodePlan, "plan", id)
+}
+
+func (s *Store) ListPlans(ctx context.Context) ([]billing.Plan, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cur, err := s.plans.Find(ctx, bson.D{notDeleted}, findOpts().SetSort(bson.D{{Key: "_id", Value: 1}}))
+	if err != nil {
+		return nil, opErr("list plans", err)
+	}
+	out, err := decodeAll(ctx, cur, decodePlan)
+	if err != nil {
+		return nil, opErr("list plans", err)
+	}
+	// Ids stored as ObjectIDs and as strings sort apart on the server; order as strings.
+	sortBy(out, func(p billing.Plan) string { return p.ID })
+	return out, nil
+}
+
+// --- users ---
+
+type userDoc struct {
+	ID             docID     `bson:"_id"`
+	Email          string    `bson:"email"`
+	Name           string    `bson:"name"`
+	Locale         string    `bson:"locale"`
+	TimeZone       string    `bson:"timezone"`
+	PlanID         docID     `bson:"plan_id"`
+	SubscriptionID docID     `bson:"subscription_id"`
+	Status         string    `bson:"subscription_status"`
+	AccessUntil    time.Time `bson:"access_until"`
+	CreatedAt      time.Time `bson:"created_at"`
+	UpdatedAt      time.Time `bson:"updated_at"`
+	Deleted        bool      `bson:"flag_del"`
+}
+
+func decodeUser(raw bson.Raw) (billing.User, error) {
+	d, err := unmarshal[userDoc](raw)
+	return billing.User{
+		ID: string(d.ID), Email: d.Email, Name: d.Name, Locale: d.Locale, TimeZone: d.TimeZone,
+		PlanID: string(d.PlanID), SubscriptionID: string(d.SubscriptionID), Status: billing.SubscriptionStatus(d.Status),
+		AccessUntil: utc(d.AccessUntil), CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt), Deleted: d.Deleted,
+	}, err
+}
+
+func userAccess(f *fields, u billing.User) {
+	f.optStr("plan_id", u.PlanID)
+	f.optStr("subscription_id", u.SubscriptionID)
+	f.optStr("subscription_status", string(u.Status))
+	f.time("access_until", u.AccessUntil)
+	f.time("updated_at", u.UpdatedAt)
+}
+
+func (s *Store) InsertUser(ctx context.Context, u *billing.User) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if u.ID == "" {
+		u.ID = billing.NewID()
+	}
+	f := &fields{}
+	f.put("email", u.Email)
+	f.put("name", u.Name)
+	f.optStr("locale", u.Locale)
+	f.optStr("timezone", u.TimeZone)
+	userAccess(f, *u)
+	f.time("created_at", u.CreatedAt)
+	f.put("flag_del", u.Deleted)
+	if err := insert(ctx, s.users, f.doc(u.ID), "user", u.ID); err != nil {
+		return err
+	}
+	u.AccessUntil, u.CreatedAt, u.UpdatedAt = utc(u.AccessUntil), utc(u.CreatedAt), utc(u.UpdatedAt)
+	return nil
+}
+
+func (s *Store) GetUser(ctx context.Context, id string) (billing.User, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.User{}, err
+	}
+	return findOne(ctx, s.users, append(byID(id), notDeleted), decodeUser, "user", id)
+}
+
+// UpdateUserAccess sets only the access fields; the host's other fields stay as they are.
+func (s *Store) UpdateUserAccess(ctx context.Context, u billing.User) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	f := &fields{}
+	userAccess(f, u)
+	res, err := s.users.UpdateOne(ctx, append(byID(u.ID), notDeleted), f.update())
+	if err != nil {
+		return opErr("update user access", err)
+	}
+	if res.MatchedCount == 0 {
+		return notFound("user", u.ID)
+	}
+	return nil
+}
+
+// --- sessions ---
+
+type sessionDoc struct {
+	ID        docID     `bson:"_id"`
+	UserID    docID     `bson:"user_id"`
+	ExpiresAt time.Time `bson:"expires_at"`
+	CreatedAt time.Time `bson:"created_at"`
+	Deleted   bool      `bson:"flag_del"`
+	DeletedAt time.Time `bson:"deleted_at"`
+}
+
+func decodeSession(raw bson.Raw) (billing.Session, error) {
+	d, err := unmarshal[sessionDoc](raw)
+	return billing.Session{
+		ID: string(d.ID), UserID: string(d.UserID), ExpiresAt: utc(d.ExpiresAt), CreatedAt: utc(d.CreatedAt),
+		Deleted: d.Deleted, DeletedAt: utc(d.DeletedAt),
+	}, err
+}
+
+func (s *Store) InsertSession(ctx context.Context, se *billing.Session) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if se.ID == "" {
+		se.ID = billing.NewID()
+	}
+	f := &fields{}
+	f.put("user_id", se.UserID)
+	f.time("expires_at", se.ExpiresAt)
+	f.time("created_at", se.CreatedAt)
+	f.put("flag_del", se.Deleted)
+	f.time("deleted_at", se.DeletedAt)
+	if err := insert(ctx, s.sessions, f.doc(se.ID), "session", se.ID); err != nil {
+		return err
+	}
+	se.ExpiresAt, se.CreatedAt, se.DeletedAt = utc(se.ExpiresAt), utc(se.CreatedAt), utc(se.DeletedAt)
+	return nil
+}
+
+func (s *Store) GetSession(ctx context.Context, id string) (billing.Session, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Session{}, err
+	}
+	return findOne(ctx, s.sessions, byID(id), decodeSession, "session", id)
+}
+
+// DeleteExpiredSessions soft-deletes with one updateMany over a batch of ids; each session
+// is stamped with a sweep token so concurrent callers return disjoint sets.
+func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]billing.Session, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	due := bson.D{notDeleted, {Key: "expires_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(expiredBefore)}}}}
+	upd := func(tok string) bson.D {
+		return bson.D{{Key: "$set", Value: bson.D{
+			{Key: "flag_del", Value: true}, {Key: "deleted_at", Value: bson.NewDateTimeFromTime(now)}, {Key: "sweep_token", Value: tok},
+		}}}
+	}
+	return sweepUpdate(ctx, s, s.sessions, "sessions", due, upd, limit, decodeSession)
+}
+
+// sweepUpdate moves up to limit documents matching due with upd in rounds of BatchSize and
+// returns them as changed. Each round stamps a fresh token; the filter is re-checked by the
+// update (and the round runs under the store mutex in ClaimSerialized mode), so each
+// document is returned by one caller only.
+func sweepUpdate[T any](ctx context.Context, s *Store, c *mongo.Collection, name string, due bson.D,
+	upd func(token string) bson.D, limit int, decode func(bson.Raw) (T, error)) ([]T, error) {
+	var out []T
+	for {
+		want := s.cfg.BatchSize
+		if limit > 0 {
+			want = min(want, limit-len(out))
+		}
+		if want <= 0 {
+			return out, nil
+		}
+		var n int
+		err := s.exclusive(ctx, "sweep/"+c.Name(), func() error {
+			cur, err := c.Find(ctx, due, findOpts().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(want)).
+				SetProjection(bson.D{{Key: "_id", Value: 1}}))
+			if err != nil {
+				return err
+			}
+			var ids bson.A
+			for cur.Next(ctx) {
+				ids = append(ids, cur.Current.Lookup("_id"))
+			}
+			cur.Close(ctx)
+			if err := cur.Err(); err != nil {
+				return err
+			}
+			n = len(ids)
+			if n == 0 {
+				return nil
+			}
+			tok := newToken()
+			inIDs := bson.E{Key: "_id", Value: bson.D{{Key: "$in", Value: ids}}}
+			if _, err := c.UpdateMany(ctx, append(bson.D{inIDs}, due...), upd(tok)); err != nil {
+				return err
+			}
+			cur, err = c.Find(ctx, bson.D{inIDs, {Key: "sweep_token", Value: tok}}, findOpts().SetSort(bson.D{{Key: "_id", Value: 1}}))
+			if err != nil {
+				return err
+			}
+			got, err := decodeAll(ctx, cur, func(raw bson.Raw) (T, error) {
+				v, err := decode(raw)
+				if err != nil {
+					return v, malformed(c.Name(), raw, err)
+				}
+				return v, nil
+			})
+			out = append(out, got...)
+			return err
+		})
+		if err != nil {
+			return out, opErr("sweep "+name, err)
+		}
+		if n < want {
+			return out, nil
+		}
+	}
+}
+
+// --- audit ---
+
+type auditDoc struct {
+	ID         docID     `bson:"_id"`
+	Action     string    `bson:"action"`
+	EntityType string    `bson:"entity_type"`
+	EntityID   string    `bson:"entity_id"`
+	UserID     docID     `bson:"user_id"`
+	Actor      string    `bson:"actor"`
+	Details    bson.Raw  `bson:"details"`
+	CreatedAt  time.Time `bson:"created_at"`
+}
+
+func decodeAudit(raw bson.Raw) (billing.AuditEntry, error) {
+	d, err := unmarshal[auditDoc](raw)
+	if err != nil {
+		return billing.AuditEntry{}, err
+	}
+	details, err := anyMap(d.Details)
+	return billing.AuditEntry{
+		ID: string(d.ID), Action: d.Action, EntityType: d.EntityType, EntityID: d.EntityID, UserID: string(d.UserID),
+		Actor: d.Actor, Details: details, CreatedAt: utc(d.CreatedAt),
+	}, err
+}
+
+func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if e.ID == "" {
+		e.ID = billing.NewID()
+	}
+	f := &fields{}
+	f.put("action", e.Action)
+	f.put("entity_type", e.EntityType)
+	f.put("entity_id", e.EntityID)
+	f.optStr("user_id", e.UserID)
+	f.put("actor", e.Actor)
+	f.optAny("details", e.Details, len(e.Details) == 0)
+	f.time("created_at", e.CreatedAt)
+	f.put("seq", bson.NewObjectID()) // insertion order among equal created_at
+	if err := insert(ctx, s.audit, f.doc(e.ID), "audit entry", e.ID); err != nil {
+		return err
+	}
+	e.CreatedAt = utc(e.CreatedAt)
+	return nil
+}
+
+func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing.AuditEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q := bson.D{}
+	if f.Action != "" {
+		q = append(q, bson.E{Key: "action", Value: f.Action})
+	}
+	if f.EntityID != "" {
+		q = append(q, bson.E{Key: "entity_id", Value: f.EntityID})
+	}
+	if !f.Since.IsZero() {
+		q = append(q, bson.E{Key: "created_at", Value: bson.D{{Key: "$gte", Value: bson.NewDateTimeFromTime(f.Since)}}})
+	}
+	o := findOpts().SetSort(bson.D{{Key: "created_at", Value: 1}, {Key: "seq", Value: 1}})
+	if f.Limit > 0 {
+		o.SetLimit(int64(f.Limit))
+	}
+	cur, err := s.audit.Find(ctx, q, o)
+	if err != nil {
+		return nil, opErr("list audit", err)
+	}
+	out, err := decodeAll(ctx, cur, decodeAudit)
+	if err != nil {
+		return nil, opErr("list audit", err)
+	}
+	return out, nil
+}
+
+// --- notifications ---
+
+type notificationDoc struct {
+	Key            string    `bson:"_id"`
+	Kind           string    `bson:"kind"`
+	SubscriptionID string    `bson:"subscription_id"`
+	UserID         string    `bson:"user_id"`
+	Status         string    `bson:"status"`
+	Error          string    `bson:"error"`
+	CreatedAt      time.Time `bson:"created_at"`
+}
+
+func decodeNotification(raw bson.Raw) (billing.NotificationRecord, error) {
+	d, err := unmarshal[notificationDoc](raw)
+	return billing.NotificationRecord{
+		Key: d.Key, Kind: billing.NotificationKind(d.Kind), SubscriptionID: d.SubscriptionID, UserID: d.UserID,
+		Status: d.Status, Error: d.Error, CreatedAt: utc(d.CreatedAt),
+	}, err
+}
+
+func (s *Store) RecordNotification(ctx context.Context, r billing.NotificationRecord) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if r.Key == "" {
+		return opErr("record notification", errors.Join(errors.New("notification without key"), billing.ErrInvalidInput))
+	}
+	f := &fields{}
+	f.put("kind", string(r.Kind))
+	f.optStr("subscription_id", r.SubscriptionID)
+	f.optStr("user_id", r.UserID)
+	f.put("status", r.Status)
+	f.optStr("error", r.Error)
+	f.time("created_at", r.CreatedAt)
+	// The key is the _id as is (never an ObjectID), so uniqueness needs no extra index.
+	doc := append(bson.D{{Key: "_id", Value: r.Key}}, f.set...)
+	return insert(ctx, s.notifications, doc, "notification", r.Key)
+}
+
+func (s *Store) GetNotification(ctx context.Context, key string) (billing.NotificationRecord, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.NotificationRecord{}, err
+	}
+	return findOne(ctx, s.notifications, bson.D{{Key: "_id", Value: key}}, decodeNotification, "notification", key)
+}
+
+// --- job runs ---
+
+type runDoc struct {
+	ID           docID     `bson:"_id"`
+	JobID        string    `bson:"job_id"`
+	Trigger      string    `bson:"trigger"`
+	Status       string    `bson:"status"`
+	StartedAt    time.Time `bson:"started_at"`
+	FinishedAt   time.Time `bson:"finished_at"`
+	DurationMS   int64     `bson:"duration_ms"`
+	Result       bson.Raw  `bson:"result"`
+	Error        string    `bson:"error"`
+	Replica      string    `bson:"replica"`
+	ScheduledFor time.Time `bson:"scheduled_for"`
+}
+
+func decodeRun(raw bson.Raw) (billing.JobRun, error) {
+	d, err := unmarshal[runDoc](raw)
+	if err != nil {
+		return billing.JobRun{}, err
+	}
+	res, err := anyMap(d.Result)
+	return billing.JobRun{
+		ID: string(d.ID), JobID: d.JobID, Trigger: billing.RunTrigger(d.Trigger), Status: billing.RunStatus(d.Status),
+		StartedAt: utc(d.StartedAt), FinishedAt: utc(d.FinishedAt), DurationMS: d.DurationMS, Result: res,
+		Error: d.Error, Replica: d.Replica, ScheduledFor: utc(d.ScheduledFor),
+	}, err
+}
+
+func runFields(r billing.JobRun) *fields {
+	f := &fields{}
+	f.put("job_id", r.JobID)
+	f.put("trigger", string(r.Trigger))
+	f.put("status", string(r.Status))
+	f.time("started_at", r.StartedAt)
+	f.time("finished_at", r.FinishedAt)
+	f.put("duration_ms", r.DurationMS)
+	f.optAny("result", r.Result, len(r.Result) == 0)
+	f.optStr("error", r.Error)
+	f.optStr("replica", r.Replica)
+	f.time("scheduled_for", r.ScheduledFor)
+	return f
+}
+
+func (s *Store) InsertJobRun(ctx context.Context, r *billing.JobRun) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if r.ID == "" {
+		r.ID = billing.NewID()
+	}
+	if err := insert(ctx, s.runs, runFields(*r).doc(r.ID), "job run", r.ID); err != nil {
+		return err
+	}
+	r.StartedAt, r.FinishedAt, r.ScheduledFor = utc(r.StartedAt), utc(r.FinishedAt), utc(r.ScheduledFor)
+	return nil
+}
+
+func (s *Store) UpdateJobRun(ctx context.Context, r billing.JobRun) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	res, err := s.runs.UpdateOne(ctx, byID(r.ID), runFields(r).update())
+	if err != nil {
+		return opErr("update job run", err)
+	}
+	if res.MatchedCount == 0 {
+		return notFound("job run", r.ID)
+	}
+	return nil
+}
+
+func (s *Store) ListJobRuns(ctx context.Context, f billing.JobRunFilter) ([]billing.JobRun, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q := bson.D{}
+	if f.JobID != "" {
+		q = append(q, bson.E{Key: "job_id", Value: f.JobID})
+	}
+	if !f.Since.IsZero() {
+		q = append(q, bson.E{Key: "started_at", Value: bson.D{{Key: "$gte", Value: bson.NewDateTimeFromTime(f.Since)}}})
+	}
+	o := findOpts().SetSort(bson.D{{Key: "started_at", Value: -1}, {Key: "_id", Value: -1}})
+	if f.Limit > 0 {
+		o.SetLimit(int64(f.Limit))
+	}
+	cur, err := s.runs.Find(ctx, q, o)
+	if err != nil {
+		return nil, opErr("list job runs", err)
+	}
+	out, err := decodeAll(ctx, cur, decodeRun)
+	if err != nil {
+		return nil, opErr("list job runs", err)
+	}
+	return out, nil
+}
+
+func (s *Store) DeleteJobRunsBefore(ctx context.Context, t time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	res, err := s.runs.DeleteMany(ctx, bson.D{{Key: "started_at", Value: bson.D{{Key: "$lt", Value: bson.NewDateTimeFromTime(t)}}}})
+	if err != nil {
+		return 0, opErr("delete job runs", err)
+	}
+	return int(res.DeletedCount), nil
+}
+
+// --- job state ---
+
+type stateDoc struct {
+	JobID                string    `bson:"_id"`
+	Paused               bool      `bson:"paused"`
+	PausedAt             time.Time `bson:"paused_at"`
+	ConsecutiveFailures  int       `bson:"consecutive_failures"`
+	LastScheduledSuccess time.Time `bson:"last_scheduled_success"`
+	Alerts               []string  `bson:"alerts"`
+	UpdatedAt            time.Time `bson:"updated_at"`
+}
+
+func decodeState(raw bson.Raw) (billing.JobState, error) {
+	d, err := unmarshal[stateDoc](raw)
+	return billing.JobState{
+		JobID: d.JobID, Paused: d.Paused, PausedAt: utc(d.PausedAt), ConsecutiveFailures: d.ConsecutiveFailures,
+		LastScheduledSuccess: utc(d.LastScheduledSuccess), Alerts: d.Alerts, UpdatedAt: utc(d.UpdatedAt),
+	}, err
+}
+
+func (s *Store) GetJobState(ctx context.Context, jobID string) (billing.JobState, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.JobState{}, err
+	}
+	st, err := findOne(ctx, s.states, bson.D{{Key: "_id", Value: jobID}}, decodeState, "job state", jobID)
+	if errors.Is(err, billing.ErrNotFound) {
+		return billing.JobState{JobID: jobID}, nil
+	}
+	return st, err
+}
+
+func (s *Store) PutJobState(ctx context.Context, st billing.JobState) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if st.JobID == "" {
+		return opErr("put job state", errors.Join(errors.New("job state without job id"), billing.ErrInvalidInput))
+	}
+	f := &fields{}
+	f.put("paused", st.Paused)
+	f.time("paused_at", st.PausedAt)
+	f.put("consecutive_failures", st.ConsecutiveFailures)
+	f.time("last_scheduled_success", st.LastScheduledSuccess)
+	f.optAny("alerts", st.Alerts, len(st.Alerts) == 0)
+	f.time("updated_at", st.UpdatedAt)
+	doc := append(bson.D{{Key: "_id", Value: st.JobID}}, f.set...)
+	if _, err := s.states.ReplaceOne(ctx, bson.D{{Key: "_id", Value: st.JobID}}, doc, options.Replace().SetUpsert(true)); err != nil {
+		return opErr("put job state", err)
+	}
+	return nil
+}
