@@ -1,0 +1,143 @@
+package stripegw
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
+	"github.com/stripe/stripe-go/v76"
+)
+
+// DefaultTolerance is how far the signed timestamp of a delivery may be from the clock.
+const DefaultTolerance = 5 * time.Minute
+
+// DefaultBackendURL is Stripe's API.
+const DefaultBackendURL = stripe.APIURL
+
+// Config configures the webhook handler and the renewal lookup. The zero value of each field
+// is its documented default; Validate reports every problem at once. Secrets never appear in
+// errors or logs.
+type Config struct {
+	// SecretKey is the Stripe API key (sk_... or a restricted rk_... with read access to
+	// subscriptions, invoices and checkout sessions). Required by RenewalLookup. In the
+	// webhook handler it is optional: with it, the objects an event names are re-fetched
+	// from the API and the API's answer wins over the body; without it the signed body is
+	// trusted (see the package documentation).
+	SecretKey string
+	// WebhookSecret is the endpoint's signing secret (whsec_...). Required by the handler.
+	WebhookSecret string
+	// BackendURL is the API base URL. Default DefaultBackendURL; tests point it at
+	// stripe-mock or a local server.
+	BackendURL string
+	// HTTPClient calls the API. Default: a client with a 30 s timeout.
+	HTTPClient *http.Client
+	// Tolerance is how far the Stripe-Signature timestamp may be from the clock, in either
+	// direction. Default DefaultTolerance (Stripe's own default).
+	Tolerance time.Duration
+	// MaxBodyBytes limits the webhook body. Default hookhttp.MaxBody (1 MiB).
+	MaxBodyBytes int64
+	// MaxNetworkRetries is how often the SDK retries a failed API call (with backoff).
+	// Default 2 (the SDK's default); -1 for none.
+	MaxNetworkRetries int
+}
+
+// Validate reports every problem with the configuration, joined, each wrapping
+// ErrInvalidConfig. It checks what both the handler and the lookup use; each constructor
+// adds the secret it needs.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
+	}
+	if c.Tolerance < 0 {
+		bad("Tolerance is negative; use 0 for the default of %v", DefaultTolerance)
+	}
+	if c.MaxBodyBytes < 0 {
+		bad("MaxBodyBytes is negative; use 0 for the default of %d bytes", hookhttp.MaxBody)
+	}
+	if c.MaxNetworkRetries < -1 {
+		bad("MaxNetworkRetries must be -1 (none), 0 (default) or a positive count")
+	}
+	if c.BackendURL != "" {
+		u, err := url.Parse(c.BackendURL)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("BackendURL must be an absolute http(s) URL such as %s", DefaultBackendURL)
+		}
+	}
+	if c.SecretKey != "" && strings.TrimSpace(c.SecretKey) != c.SecretKey {
+		bad("SecretKey has surrounding whitespace; copy the key from the Stripe dashboard again")
+	}
+	if c.WebhookSecret != "" && strings.TrimSpace(c.WebhookSecret) != c.WebhookSecret {
+		bad("WebhookSecret has surrounding whitespace; copy the signing secret again")
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) setDefaults() {
+	if c.BackendURL == "" {
+		c.BackendURL = DefaultBackendURL
+	}
+	c.BackendURL = strings.TrimRight(c.BackendURL, "/")
+	if c.HTTPClient == nil {
+		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
+	}
+	if c.Tolerance == 0 {
+		c.Tolerance = DefaultTolerance
+	}
+	if c.MaxBodyBytes == 0 {
+		c.MaxBodyBytes = hookhttp.MaxBody
+	}
+}
+
+// Option sets an optional dependency of NewWebhookHandler or NewRenewalLookup.
+type Option func(*options) error
+
+type options struct {
+	log   *slog.Logger
+	clock billing.Clock
+}
+
+// WithLogger sets the logger. Default: the billing Service's logger for the handler,
+// slog.Default() for the lookup.
+func WithLogger(l *slog.Logger) Option {
+	return func(o *options) error {
+		if l == nil {
+			return fmt.Errorf("%w: WithLogger(nil): pass a logger or leave the option out", ErrInvalidConfig)
+		}
+		o.log = l
+		return nil
+	}
+}
+
+// WithClock sets the clock the handler checks signature timestamps against. Default: the
+// billing Service's clock, so one clock drives billing and webhook tolerance.
+func WithClock(c billing.Clock) Option {
+	return func(o *options) error {
+		if c == nil {
+			return fmt.Errorf("%w: WithClock(nil): pass a clock or leave the option out", ErrInvalidConfig)
+		}
+		o.clock = c
+		return nil
+	}
+}
+
+func applyOptions(opts []Option) (options, error) {
+	var o options
+	var errs []error
+	for _, opt := range opts {
+		if opt == nil {
+			errs = append(errs, fmt.Errorf("%w: nil Option", ErrInvalidConfig))
+			continue
+		}
+		if err := opt(&o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return o, errors.Join(errs...)
+}

@@ -1,0 +1,111 @@
+// Package stripegw is renewkit's Stripe adapter (stripe-go v76): a webhook handler that
+// turns Stripe events into billing.PaymentProcessor calls, and a RenewalLookup over the
+// Subscriptions API for billing's renew job. The package is named so it never shadows the
+// SDK's stripe package.
+//
+// # Configuration
+//
+//	Config field       default                  used by
+//	WebhookSecret      (required)               handler: the endpoint's signing secret, whsec_...
+//	SecretKey          "" (handler), required   API re-fetch in the handler; RenewalLookup
+//	BackendURL         https://api.stripe.com   both (tests: stripe-mock or a local server)
+//	HTTPClient         30 s timeout             both
+//	Tolerance          5 min                    handler: max |clock - signed timestamp|
+//	MaxBodyBytes       1 MiB                    handler (413 above it)
+//	MaxNetworkRetries  2 (-1: none)             both
+//
+// Options: WithClock (default: the billing Service's clock) and WithLogger. Secrets never
+// appear in errors or logs; neither do signatures or bodies.
+//
+// # Mounting
+//
+//	h, err := stripegw.NewWebhookHandler(svc, stripegw.Config{
+//		SecretKey:     os.Getenv("STRIPE_SECRET_KEY"),
+//		WebhookSecret: os.Getenv("STRIPE_WEBHOOK_SECRET"),
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	mux.Handle("POST /api/payments/stripe/webhook", h)
+//
+//	lookup, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: key})
+//	// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: lookup}}
+//
+// # Verification
+//
+// The Stripe-Signature header is checked on the raw body before anything is parsed or
+// stored: the signed timestamp must be within Tolerance of the injected clock (either
+// direction; stripe-go's own tolerance check calls time.Since, so it is disabled and this
+// check replaces it), then the HMAC-SHA256 is checked by stripe-go's
+// webhook.ValidatePayloadIgnoringTolerance. Missing header, malformed header, stale or
+// future timestamp, wrong secret and tampered body are all answered 400 with nothing
+// recorded. Then the event is decoded (malformed: 400), deduplicated by event id through
+// billing.Service.HandleWebhookEvent and applied; hookhttp.Respond maps the outcome
+// (200 processed, duplicate or ignored; 503 when the subscription does not exist yet or
+// another delivery holds it; 400 for input a retry cannot fix; 500 otherwise).
+//
+// # Events
+//
+//	checkout.session.completed     mode=subscription: create the subscription (pending) from
+//	                               metadata user_id (or client_reference_id) and plan_id; link
+//	                               metadata payment_id to the first invoice. mode=payment:
+//	                               approve metadata payment_id when paid.
+//	invoice.paid                   approve a payment (gateway payment id = invoice id,
+//	                               amount_paid, currency) for the period of the invoice's
+//	                               subscription line (lines.data[].period), not
+//	                               invoice.period_start/end (the period that just ended).
+//	invoice.payment_failed         a failed payment per attempt ("<invoice>/attempt-<n>")
+//	                               with the payment-failed email; subscription past_due.
+//	customer.subscription.created  status, cancel_at_period_end, event time (created: from
+//	customer.subscription.updated  metadata user_id/plan_id when unknown).
+//	customer.subscription.deleted  cancelled: access revoked, expired email.
+//	anything else                  200, recorded as ignored, logged at debug.
+//
+// Status mapping: active, trialing → active; past_due, unpaid, paused → past_due; canceled,
+// incomplete_expired → cancelled; incomplete → pending.
+//
+// Periods advance only with money: through invoice.paid, or through a subscription event
+// when (with a SecretKey) the API reports the latest invoice paid, in which case that
+// invoice is recorded first. Stripe moves current_period_* when a period opens, before it is
+// collected, so taking it from the body would grant an unpaid period. An ended
+// subscription takes its last period (access is revoked anyway).
+//
+// Ordering: the events of one subscription are applied one at a time (a store lock per
+// Stripe subscription), subscription changes compare the event's created time with the
+// newest applied (billing.SyncParams.EventTime), an invoice whose period the subscription
+// already covers is recorded without extending it, a payment_failed for an invoice already
+// paid does not set past_due, and events for a subscription that does not exist yet are
+// answered 503 so Stripe redelivers them after the creating event.
+//
+// # Trusting the body
+//
+// With a SecretKey the handler re-fetches what an event names (the invoice for invoice.*,
+// the subscription for customer.subscription.* and payment_failed, the session and its
+// subscription for checkout) and acts on the API's answer: amounts and statuses in the
+// body are not used. Fetched objects are rendered in the API version stripe-go v76 pins
+// (2023-10-16) whatever the endpoint's version. Without a SecretKey the signed body is
+// trusted; that is the mode for tests and for deployments that cannot reach the API.
+//
+// # API versions
+//
+// webhook.ConstructEvent rejects events whose api_version is not 2023-10-16. This package
+// accepts any version (the equivalent of IgnoreAPIVersionMismatch) because it decodes only
+// these fields, with its own structs, and reads each where every version since 2020-08-27
+// puts it: event id, type, created, data.object; invoice id, status, paid, amount_paid,
+// amount_due, currency, attempt_count, subscription, lines.data[].type, .proration,
+// .period.start/.end; subscription id, status, cancel_at_period_end,
+// current_period_start/end, metadata, latest_invoice; checkout session id, mode,
+// payment_status, subscription, invoice, payment_intent, client_reference_id, metadata.
+// Version 2025-03-31.basil moved three of them, and the decoder reads the new places too:
+// invoice.subscription → invoice.parent.subscription_details.subscription; a line's
+// type/subscription/proration → line.parent.subscription_item_details; a subscription's
+// current_period_* → items.data[].current_period_*. A field that is absent decodes as
+// empty, which is handled as "not stated" (no period: the plan's cycle applies).
+//
+// # Testing
+//
+// SignPayload and NewTestEvent sign payloads for hosts' tests. The package's tests run the
+// RenewalLookup against stripe-mock v0.180.0 (scripts/stripe-mock start; STRIPE_MOCK_URL),
+// skipping without it unless CI=true. Fuzz targets: FuzzParseSignatureHeader and
+// FuzzDecodeEvent.
+package stripegw

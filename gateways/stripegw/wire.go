@@ -1,0 +1,288 @@
+package stripegw
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// The webhook body is decoded into these small structs rather than stripe-go's types: they
+// read only the fields renewkit uses, accept both an id and an expanded object where Stripe
+// sends either, and also read the locations API version 2025-03-31.basil moved fields to
+// (invoice.parent.subscription_details.subscription, line.parent.subscription_item_details,
+// subscription.items.data[].current_period_*), which stripe-go v76's types do not know.
+
+// Event types the handler acts on.
+const (
+	EventCheckoutSessionCompleted = "checkout.session.completed"
+	EventInvoicePaid              = "invoice.paid"
+	EventInvoicePaymentFailed     = "invoice.payment_failed"
+	EventSubscriptionCreated      = "customer.subscription.created"
+	EventSubscriptionUpdated      = "customer.subscription.updated"
+	EventSubscriptionDeleted      = "customer.subscription.deleted"
+)
+
+// wireEvent is the event envelope.
+type wireEvent struct {
+	ID         string `json:"id"`
+	Object     string `json:"object"`
+	Type       string `json:"type"`
+	Created    int64  `json:"created"`
+	APIVersion string `json:"api_version"`
+	Livemode   bool   `json:"livemode"`
+	Data       struct {
+		Object json.RawMessage `json:"object"`
+	} `json:"data"`
+}
+
+// ref is a field Stripe sends as an id or as an expanded object with an id.
+type ref string
+
+func (r *ref) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	switch {
+	case len(b) == 0 || string(b) == "null":
+		*r = ""
+		return nil
+	case b[0] == '"':
+		var s string
+		if err := json.Unmarshal(b, &s); err != nil {
+			return err
+		}
+		*r = ref(s)
+		return nil
+	case b[0] == '{':
+		var o struct {
+			ID string `json:"id"`
+		}
+		if err := json.Unmarshal(b, &o); err != nil {
+			return err
+		}
+		*r = ref(o.ID)
+		return nil
+	}
+	return fmt.Errorf("expected an id or an object, got %.20s", b)
+}
+
+type wirePeriod struct {
+	Start int64 `json:"start"`
+	End   int64 `json:"end"`
+}
+
+type wireSubscription struct {
+	ID                 string            `json:"id"`
+	Object             string            `json:"object"`
+	Status             string            `json:"status"`
+	CancelAtPeriodEnd  bool              `json:"cancel_at_period_end"`
+	CurrentPeriodStart int64             `json:"current_period_start"`
+	CurrentPeriodEnd   int64             `json:"current_period_end"`
+	Metadata           map[string]string `json:"metadata"`
+	LatestInvoice      ref               `json:"latest_invoice"`
+	Items              struct {
+		Data []struct {
+			CurrentPeriodStart int64 `json:"current_period_start"`
+			CurrentPeriodEnd   int64 `json:"current_period_end"`
+		} `json:"data"`
+	} `json:"items"`
+
+	// latest is the expanded latest invoice, set when the subscription came from the API.
+	latest *wireInvoice
+}
+
+// period returns the current period: the subscription's fields, or (API 2025-03-31 and
+// later) the latest end among its items.
+func (s *wireSubscription) period() (start, end time.Time) {
+	ps, pe := s.CurrentPeriodStart, s.CurrentPeriodEnd
+	if pe == 0 {
+		for _, it := range s.Items.Data {
+			if it.CurrentPeriodEnd > pe {
+				ps, pe = it.CurrentPeriodStart, it.CurrentPeriodEnd
+			}
+		}
+	}
+	return unix(ps), unix(pe)
+}
+
+type wireLine struct {
+	Type         string     `json:"type"`
+	Proration    bool       `json:"proration"`
+	Subscription ref        `json:"subscription"`
+	Period       wirePeriod `json:"period"`
+	Parent       *struct {
+		Type                    string `json:"type"`
+		SubscriptionItemDetails *struct {
+			Subscription ref  `json:"subscription"`
+			Proration    bool `json:"proration"`
+		} `json:"subscription_item_details"`
+	} `json:"parent"`
+}
+
+// subscriptionLine reports whether the line charges for a subscription item (not a
+// proration or a one-off invoice item).
+func (l wireLine) subscriptionLine() bool {
+	if l.Parent != nil && l.Parent.SubscriptionItemDetails != nil {
+		return !l.Parent.SubscriptionItemDetails.Proration
+	}
+	return l.Type == "subscription" && !l.Proration
+}
+
+type wireInvoice struct {
+	ID            string `json:"id"`
+	Object        string `json:"object"`
+	Status        string `json:"status"`
+	Paid          bool   `json:"paid"`
+	Currency      string `json:"currency"`
+	AmountPaid    int64  `json:"amount_paid"`
+	AmountDue     int64  `json:"amount_due"`
+	AttemptCount  int64  `json:"attempt_count"`
+	BillingReason string `json:"billing_reason"`
+	Subscription  ref    `json:"subscription"`
+	Parent        *struct {
+		SubscriptionDetails *struct {
+			Subscription ref `json:"subscription"`
+		} `json:"subscription_details"`
+	} `json:"parent"`
+	Lines struct {
+		Data []wireLine `json:"data"`
+	} `json:"lines"`
+	// Set from an expanded payment_intent when the invoice came from the API.
+	failureCode, failureMessage string
+}
+
+// subscriptionID is the subscription the invoice bills, in either API layout.
+func (inv *wireInvoice) subscriptionID() string {
+	if inv.Subscription != "" {
+		return string(inv.Subscription)
+	}
+	if inv.Parent != nil && inv.Parent.SubscriptionDetails != nil {
+		return string(inv.Parent.SubscriptionDetails.Subscription)
+	}
+	return ""
+}
+
+// period is the service period the invoice pays: the subscription item lines' period (the
+// latest end among them), never invoice.period_start/period_end, which for a subscription
+// renewal cover the period that just ended. Zero when the invoice has no such line.
+func (inv *wireInvoice) period() (start, end time.Time) {
+	var ps, pe int64
+	for _, l := range inv.Lines.Data {
+		if l.subscriptionLine() && l.Period.End > pe {
+			ps, pe = l.Period.Start, l.Period.End
+		}
+	}
+	return unix(ps), unix(pe)
+}
+
+func (inv *wireInvoice) isPaid() bool { return inv.Status == "paid" || inv.Paid }
+
+type wireCheckoutSession struct {
+	ID                string            `json:"id"`
+	Object            string            `json:"object"`
+	Mode              string            `json:"mode"`
+	Status            string            `json:"status"`
+	PaymentStatus     string            `json:"payment_status"`
+	ClientReferenceID string            `json:"client_reference_id"`
+	Subscription      ref               `json:"subscription"`
+	Invoice           ref               `json:"invoice"`
+	PaymentIntent     ref               `json:"payment_intent"`
+	Metadata          map[string]string `json:"metadata"`
+	AmountTotal       int64             `json:"amount_total"`
+	Currency          string            `json:"currency"`
+}
+
+// decodedEvent is a verified, decoded event: the envelope plus the one object its type
+// carries (nil for types renewkit ignores).
+type decodedEvent struct {
+	ID         string
+	Type       string
+	Created    time.Time
+	APIVersion string
+	Sub        *wireSubscription
+	Invoice    *wireInvoice
+	Session    *wireCheckoutSession
+}
+
+// handled reports whether renewkit acts on the event type.
+func handled(typ string) bool {
+	switch typ {
+	case EventCheckoutSessionCompleted, EventInvoicePaid, EventInvoicePaymentFailed,
+		EventSubscriptionCreated, EventSubscriptionUpdated, EventSubscriptionDeleted:
+		return true
+	}
+	return false
+}
+
+// decodeEvent decodes a verified body. Every error wraps ErrMalformedEvent (answered 400).
+// Unknown event types decode with no object.
+func decodeEvent(body []byte) (decodedEvent, error) {
+	var w wireEvent
+	if err := json.Unmarshal(body, &w); err != nil {
+		return decodedEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, jsonProblem(err))
+	}
+	if w.ID == "" || w.Type == "" {
+		return decodedEvent{}, fmt.Errorf("%w: id and type are required", ErrMalformedEvent)
+	}
+	if w.Object != "" && w.Object != "event" {
+		return decodedEvent{}, fmt.Errorf("%w: object is %q, not event", ErrMalformedEvent, w.Object)
+	}
+	if len(w.ID) > 255 || len(w.Type) > 255 {
+		return decodedEvent{}, fmt.Errorf("%w: id or type too long", ErrMalformedEvent)
+	}
+	ev := decodedEvent{ID: w.ID, Type: w.Type, Created: unix(w.Created), APIVersion: w.APIVersion}
+	if w.Created < 0 || w.Created > maxUnixSeconds {
+		return decodedEvent{}, fmt.Errorf("%w: created is not Unix seconds", ErrMalformedEvent)
+	}
+	if !handled(w.Type) {
+		return ev, nil
+	}
+	obj := bytes.TrimSpace(w.Data.Object)
+	if len(obj) == 0 || obj[0] != '{' {
+		return decodedEvent{}, fmt.Errorf("%w: data.object is missing", ErrMalformedEvent)
+	}
+	var id string
+	var err error
+	switch w.Type {
+	case EventCheckoutSessionCompleted:
+		ev.Session = new(wireCheckoutSession)
+		err = json.Unmarshal(obj, ev.Session)
+		id = ev.Session.ID
+	case EventInvoicePaid, EventInvoicePaymentFailed:
+		ev.Invoice = new(wireInvoice)
+		err = json.Unmarshal(obj, ev.Invoice)
+		id = ev.Invoice.ID
+	default:
+		ev.Sub = new(wireSubscription)
+		err = json.Unmarshal(obj, ev.Sub)
+		id = ev.Sub.ID
+	}
+	if err != nil {
+		return decodedEvent{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, jsonProblem(err))
+	}
+	if id == "" {
+		return decodedEvent{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
+	}
+	return ev, nil
+}
+
+// jsonProblem describes a decoding error without echoing the body.
+func jsonProblem(err error) string {
+	switch e := err.(type) {
+	case *json.SyntaxError:
+		return fmt.Sprintf("invalid JSON at byte %d", e.Offset)
+	case *json.UnmarshalTypeError:
+		return fmt.Sprintf("field %q has the wrong type", e.Field)
+	}
+	return "invalid JSON"
+}
+
+func unix(sec int64) time.Time {
+	if sec <= 0 || sec > maxUnixSeconds {
+		return time.Time{}
+	}
+	return time.Unix(sec, 0).UTC()
+}
+
+// currency returns Stripe's lower-case currency as an ISO 4217 code.
+func currency(c string) string { return strings.ToUpper(c) }
