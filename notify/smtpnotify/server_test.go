@@ -29,7 +29,8 @@ type testServer struct {
 	Host string
 	Port int
 
-	srv *gosmtp.Server
+	srv      *gosmtp.Server
+	implicit *tls.Config
 
 	mu   sync.Mutex
 	msgs []received
@@ -58,6 +59,11 @@ func withTLS(cfg *tls.Config) serverOption {
 	return func(s *testServer) { s.srv.TLSConfig = cfg }
 }
 
+// withImplicitTLS makes the listener speak TLS from the first byte (SMTPS).
+func withImplicitTLS(cfg *tls.Config) serverOption {
+	return func(s *testServer) { s.implicit = cfg }
+}
+
 func withAuth(user, pass string) serverOption {
 	return func(s *testServer) { s.User, s.Password = user, pass }
 }
@@ -79,6 +85,9 @@ func startServer(t testing.TB, opts ...serverOption) *testServer {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
+	}
+	if s.implicit != nil {
+		l = tls.NewListener(l, s.implicit)
 	}
 	s.Addr = l.Addr().String()
 	s.Host = "127.0.0.1"

@@ -1,0 +1,48 @@
+// Package notify renders renewkit's notifications and holds the channels that are not
+// tied to one transport: a fan-out over several notifiers and a signed webhook.
+//
+// Eight kinds (billing.Kinds) are rendered in pt-BR and en, each with a one-line subject,
+// a responsive HTML part (table layout, inline CSS, no images) and a plain-text part.
+// The locale is chosen per recipient ("pt", "pt_BR", "en-US"... all work) with
+// Config.DefaultLocale as fallback; dates are shown in the recipient's time zone, money
+// with the currency's symbol and separators ("R$ 49,90", "$49.90"), and links are built
+// from Config.FrontendURL (renew, update payment, account, dashboard) and Config.AdminURL
+// (the run of a failing job).
+//
+// Templates are embedded and parsed once by NewRenderer, which also renders every kind in
+// every locale with SampleData: a broken template fails at construction, not at send
+// time. Transports live in subpackages: smtpnotify (SMTP via go-mail, pooled) and
+// lognotify (slog and .eml files, the development mode and the test double).
+//
+// # Overriding templates
+//
+// Config.Templates is an fs.FS. A file "{locale}/{kind}.tmpl" replaces one message and
+// must define "subject", "text" and "html"; "layout.html.tmpl" replaces the HTML shell
+// (it must execute {{template "html" .}}); "common.tmpl" replaces the shared "button",
+// "row", "footer_html" and "footer_text" blocks. The dot is a View. Subject and text are
+// executed with text/template, the HTML with html/template.
+//
+// # What a third party can implement
+//
+// Any billing.Notifier can be a FanOut channel. A new transport should render with
+// Renderer.RenderNotification, wrap billing.ErrUndeliverable for permanent failures, and
+// pass notifytest.Run.
+//
+// # Example
+//
+//	r, err := notify.NewRenderer(notify.Config{
+//		FrontendURL:  os.Getenv("FRONTEND_URL"),
+//		ProductName:  "Acme",
+//		SupportEmail: "help@acme.com",
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	mux.Handle("/admin/emails/", http.StripPrefix("/admin/emails", r.PreviewHandler()))
+//
+//	hook, _ := notify.NewWebhook(notify.WebhookConfig{URL: whatsappBridge, Secret: secret})
+//	fan, _ := notify.NewFanOut(logger,
+//		notify.Channel{Name: "email", Notifier: smtp},
+//		notify.Channel{Name: "whatsapp", Notifier: hook})
+//	svc, err := billing.NewService(store, fan, cfg)
+package notify

@@ -1,0 +1,22 @@
+// Package lognotify is the billing.Notifier for development and tests: it renders each
+// notification, logs its kind, key, recipient address and subject through slog (never the
+// body), optionally writes it as a full MIME .eml file a developer can open, and keeps
+// every notification it accepted (Sent), so hosts use it as a test double. It is the
+// seed's "email disabled" mode.
+//
+// # What a third party can implement
+//
+// Nothing: use it as is. WithFailure injects delivery failures in tests.
+//
+// # Example
+//
+//	n, err := lognotify.New(logger, lognotify.WithEMLDir("./outbox"))
+//	if err != nil {
+//		return err
+//	}
+//	svc, err := billing.NewService(memstore.New(), n, cfg)
+//	...
+//	for _, sent := range n.Sent() {
+//		fmt.Println(sent.Kind, sent.To.Email)
+//	}
+package lognotify
