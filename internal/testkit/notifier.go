@@ -20,6 +20,7 @@ var ErrTransient = errors.New("testkit: transient notifier failure")
 type Notifier struct {
 	mu        sync.Mutex
 	sent      []billing.Notification
+	failed    []billing.Notification
 	attempts  int
 	failNext  int
 	permanent func(billing.Notification) bool
@@ -37,10 +38,12 @@ func (r *Notifier) Notify(ctx context.Context, n billing.Notification) error {
 	defer r.mu.Unlock()
 	r.attempts++
 	if r.permanent != nil && r.permanent(n) {
+		r.failed = append(r.failed, n)
 		return fmt.Errorf("testkit: %s to %s: %w", n.Kind, n.To.Email, billing.ErrUndeliverable)
 	}
 	if r.failNext > 0 {
 		r.failNext--
+		r.failed = append(r.failed, n)
 		return fmt.Errorf("testkit: %s to %s: %w", n.Kind, n.To.Email, ErrTransient)
 	}
 	r.sent = append(r.sent, n)
@@ -79,6 +82,14 @@ func (r *Notifier) Sent() []billing.Notification {
 	return slices.Clone(r.sent)
 }
 
+// Failed returns the notifications whose delivery failed (transiently or permanently),
+// oldest first.
+func (r *Notifier) Failed() []billing.Notification {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.failed)
+}
+
 // Attempts is how many times Notify was called, failures included.
 func (r *Notifier) Attempts() int {
 	r.mu.Lock()
@@ -113,9 +124,9 @@ func (r *Notifier) For(id string) []billing.Notification {
 	return out
 }
 
-// Reset forgets what was delivered and the attempt count; failures set up stay.
+// Reset forgets what was delivered, what failed and the attempt count; failures set up stay.
 func (r *Notifier) Reset() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.sent, r.attempts = nil, 0
+	r.sent, r.failed, r.attempts = nil, nil, 0
 }

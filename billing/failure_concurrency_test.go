@@ -1,0 +1,250 @@
+package billing_test
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
+)
+
+// TestWarningTransientFailureRetried proves failure mid-work loses nothing and is retried: a
+// failed send leaves the subscription unmarked, the next run sends it, and every
+// subscription ends up with exactly one warning.
+func TestWarningTransientFailureRetried(t *testing.T) {
+	end := testkit.Epoch.Add(2 * day)
+	e := newEnv(t, billing.Config{BatchSize: 2}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
+		testkit.Subscription("s1", "u", "basic", end), testkit.Subscription("s2", "u", "basic", end.Add(1)),
+		testkit.Subscription("s3", "u", "basic", end.Add(2)))
+	e.notif.FailNext(1)
+	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
+	mustNoErr(t, err, "first run") // a record's failure is not the run's
+	if res.TotalFound != 3 || res.NotificationsSent != 2 || res.Failed != 1 || len(res.Errors) != 1 {
+		t.Fatalf("first run %+v, want 3 found, 2 sent, 1 failed", res)
+	}
+	failedID := e.notif.Failed()[0].Data.SubscriptionID
+	if s := e.sub(failedID); s.ExpirationWarningSent {
+		t.Fatalf("%s marked warned though its email failed", failedID)
+	}
+	e.wantAudits(billing.AuditWarningSent, failedID, 0)
+
+	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
+	mustNoErr(t, err, "second run")
+	if res.TotalFound != 1 || res.NotificationsSent != 1 || res.Failed != 0 {
+		t.Fatalf("second run %+v, want the failed one only", res)
+	}
+	for _, id := range []string{"s1", "s2", "s3"} {
+		e.wantKinds(id, billing.KindExpiring)
+		if !e.sub(id).ExpirationWarningSent {
+			t.Fatalf("%s not marked", id)
+		}
+	}
+	if res, _ := e.svc.CheckExpiringSubscriptions(e.ctx); res.TotalFound != 0 || e.notif.Count("") != 3 {
+		t.Fatalf("third run %+v sent again", res)
+	}
+}
+
+// TestWarningPermanentFailureNotRetried proves a permanent failure (ErrUndeliverable) is
+// recorded and not retried, while the other subscriptions are served.
+func TestWarningPermanentFailureNotRetried(t *testing.T) {
+	end := testkit.Epoch.Add(2 * day)
+	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("good"), testkit.User("bad"),
+		testkit.Subscription("s-good", "good", "basic", end), testkit.Subscription("s-bad", "bad", "basic", end))
+	e.notif.FailPermanently(func(n billing.Notification) bool { return n.To.UserID == "bad" })
+	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
+	mustNoErr(t, err, "run")
+	if res.TotalFound != 2 || res.NotificationsSent != 1 || res.Failed != 0 {
+		t.Fatalf("run %+v, want 2 found, 1 sent, none to retry", res)
+	}
+	failed := e.notif.Failed()
+	if len(failed) != 1 {
+		t.Fatalf("failed deliveries %v, want 1", failed)
+	}
+	rec, err := e.st.GetNotification(e.ctx, failed[0].Key)
+	mustNoErr(t, err, "GetNotification")
+	if rec.Status != "failed" || rec.Error == "" || rec.SubscriptionID != "s-bad" {
+		t.Fatalf("record %+v, want status failed with the error", rec)
+	}
+	if !e.sub("s-bad").ExpirationWarningSent {
+		t.Fatal("a permanently failed warning must count as handled")
+	}
+	attempts := e.notif.Attempts()
+	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
+	mustNoErr(t, err, "second run")
+	if res.TotalFound != 0 || e.notif.Attempts() != attempts {
+		t.Fatalf("second run %+v retried the undeliverable warning (%d attempts, was %d)", res, e.notif.Attempts(), attempts)
+	}
+	e.wantKinds("s-good", billing.KindExpiring)
+}
+
+// TestExpiryEmailFailureRetried proves failure mid-work loses nothing: access is revoked
+// before the email; when the email fails the subscription stays selected and the next run
+// sends it exactly once and finishes, without revoking (or auditing) twice.
+func TestExpiryEmailFailureRetried(t *testing.T) {
+	now := testkit.Epoch
+	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+		testkit.UserWithAccess("u", "basic", "s", now.Add(-day)), testkit.Subscription("s", "u", "basic", now.Add(-day)))
+	e.notif.FailNext(1)
+	res, err := e.svc.ProcessExpiredSubscriptions(e.ctx)
+	mustNoErr(t, err, "first run")
+	if res.Failed != 1 || res.Processed != 0 {
+		t.Fatalf("first run %+v, want 1 failed", res)
+	}
+	if u := e.user("u"); u.PlanID != "" || u.HasAccess(now) {
+		t.Fatalf("access not revoked before the email: %+v", u)
+	}
+	if s := e.sub("s"); s.Status != billing.StatusActive {
+		t.Fatalf("subscription %s, want still active so the next run finishes it", s.Status)
+	}
+	res, err = e.svc.ProcessExpiredSubscriptions(e.ctx)
+	mustNoErr(t, err, "second run")
+	if res.Processed != 1 || e.sub("s").Status != billing.StatusInactive {
+		t.Fatalf("second run %+v did not finish", res)
+	}
+	e.wantKinds("s", billing.KindExpired)
+	e.wantAudits(billing.AuditAccessRevoked, "u", 1)
+	e.wantAudits(billing.AuditSubscriptionExpired, "s", 1)
+}
+
+// TestApprovedEmailFailureRetried proves a transient email failure after an approval keeps the
+// state change, reports an error (so a webhook is redelivered), and the redelivery sends the
+// missing email exactly once without extending again.
+func TestApprovedEmailFailureRetried(t *testing.T) {
+	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"), payment("pay1", "u", "basic"))
+	e.notif.FailNext(1) // the confirmation fails; the welcome goes out
+	_, err := e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
+	if !errors.Is(err, testkit.ErrTransient) {
+		t.Fatalf("got %v, want the transient email error", err)
+	}
+	if p := e.payment("pay1"); p.Status != billing.PaymentApproved {
+		t.Fatalf("payment %s, want approved despite the email failure", p.Status)
+	}
+	end := e.userSubs("u")[0].CurrentPeriodEnd
+	res, err := e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
+	mustNoErr(t, err, "redelivery")
+	if !res.Duplicate || !e.userSubs("u")[0].CurrentPeriodEnd.Equal(end) {
+		t.Fatalf("redelivery %+v extended again", res)
+	}
+	if e.notif.Count(billing.KindPaymentSuccessful) != 1 || e.notif.Count(billing.KindWelcome) != 1 {
+		t.Fatalf("emails %v, want one confirmation and one welcome", e.kinds("pay1"))
+	}
+}
+
+// replicas returns n Services sharing one store and notifier, like n processes.
+func (e *env) replicas(t *testing.T, n int, cfg billing.Config) []*billing.Service {
+	cfg.Clock, cfg.Logger = e.clock, slog.New(slog.DiscardHandler)
+	out := make([]*billing.Service, n)
+	for i := range out {
+		svc, err := billing.NewService(e.st, e.notif, cfg)
+		mustNoErr(t, err, "NewService")
+		out[i] = svc
+	}
+	return out
+}
+
+func concurrently(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+// TestConcurrentRunsSendEachEmailOnce proves two or more concurrent runs of the same job (on
+// one or several replicas) send each email exactly once and process each record once.
+func TestConcurrentRunsSendEachEmailOnce(t *testing.T) {
+	const subs, runs = 120, 4
+	now := testkit.Epoch
+	records := []any{testkit.Plan("basic", billing.CycleMonthly, 2990)}
+	for i := range subs {
+		u, s := fmt.Sprintf("u%03d", i), fmt.Sprintf("s%03d", i)
+		end := now.Add(day + testkitMillis(i))
+		if i%2 == 1 {
+			end = now.Add(-day - testkitMillis(i)) // expired
+		}
+		records = append(records, testkit.UserWithAccess(u, "basic", s, end), testkit.Subscription(s, u, "basic", end))
+	}
+	e := newEnv(t, billing.Config{}, records...)
+	svcs := e.replicas(t, runs, billing.Config{BatchSize: 7})
+
+	warned, expired := make([]billing.ExpiringResult, runs), make([]billing.ExpiredResult, runs)
+	errs := make([]error, 2*runs)
+	concurrently(2*runs, func(i int) {
+		if i < runs {
+			warned[i], errs[i] = svcs[i].CheckExpiringSubscriptions(e.ctx)
+		} else {
+			expired[i-runs], errs[i] = svcs[i-runs].ProcessExpiredSubscriptions(e.ctx)
+		}
+	})
+	for i, err := range errs {
+		mustNoErr(t, err, fmt.Sprintf("run %d", i))
+	}
+	sent, processed := 0, 0
+	for i := range runs {
+		sent += warned[i].NotificationsSent
+		processed += expired[i].Processed
+	}
+	if sent != subs/2 || processed != subs/2 {
+		t.Fatalf("runs together sent %d warnings and expired %d, want %d each", sent, processed, subs/2)
+	}
+	for i := range subs {
+		id := fmt.Sprintf("s%03d", i)
+		if i%2 == 0 {
+			e.wantKinds(id, billing.KindExpiring)
+			e.wantAudits(billing.AuditWarningSent, id, 1)
+		} else {
+			e.wantKinds(id, billing.KindExpired)
+			e.wantAudits(billing.AuditSubscriptionExpired, id, 1)
+			e.wantAudits(billing.AuditAccessRevoked, fmt.Sprintf("u%03d", i), 1)
+		}
+	}
+}
+
+func testkitMillis(i int) time.Duration { return time.Duration(i) * time.Millisecond }
+
+// TestConcurrentApproveExtendsOnce proves concurrent deliveries of the same approval extend
+// the subscription once and email once; the losers get ErrConflict (retry later) or a
+// duplicate result.
+func TestConcurrentApproveExtendsOnce(t *testing.T) {
+	now := testkit.Epoch
+	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+		testkit.UserWithAccess("u", "basic", "s", now.Add(10*day)),
+		func() billing.Subscription {
+			s := testkit.Subscription("s", "u", "basic", now.Add(10*day))
+			s.AppliedPayments = []string{"pay0"}
+			return s
+		}(), payment("pay1", "u", "basic", forSub("s")))
+	const n = 8
+	results, errs := make([]billing.ProcessResult, n), make([]error, n)
+	concurrently(n, func(i int) {
+		results[i], errs[i] = e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
+	})
+	applied := 0
+	for i := range n {
+		switch {
+		case errs[i] == nil && !results[i].Duplicate:
+			applied++
+		case errs[i] == nil:
+		case !errors.Is(errs[i], billing.ErrConflict):
+			t.Fatalf("delivery %d: %v, want success, duplicate or ErrConflict", i, errs[i])
+		}
+	}
+	if applied != 1 {
+		t.Fatalf("%d deliveries applied the payment, want exactly 1", applied)
+	}
+	if s := e.sub("s"); !s.CurrentPeriodEnd.Equal(billing.AddMonths(now.Add(10*day), 1)) {
+		t.Fatalf("period end %v, want extended once", s.CurrentPeriodEnd)
+	}
+	e.wantKinds("pay1", billing.KindPaymentSuccessful)
+	e.wantAudits(billing.AuditSubscriptionRenewed, "s", 1)
+	e.wantAudits(billing.AuditPaymentApproved, "pay1", 1)
+}
