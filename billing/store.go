@@ -50,6 +50,8 @@ type SubscriptionFilter struct {
 	// WarningDueDays, when > 0, selects subscriptions for which Subscription.WarningDue
 	// holds for that ladder offset.
 	WarningDueDays int
+	// PlanID selects one plan's subscriptions when not empty.
+	PlanID string
 }
 
 // Match reports whether s passes the filter (soft-deleted records never do). Adapters that
@@ -80,6 +82,9 @@ func (f SubscriptionFilter) Match(s Subscription) bool {
 		return false
 	}
 	if f.WarningDueDays > 0 && !s.WarningDue(f.WarningDueDays) {
+		return false
+	}
+	if f.PlanID != "" && s.PlanID != f.PlanID {
 		return false
 	}
 	return true
