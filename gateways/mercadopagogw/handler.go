@@ -9,6 +9,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/mercadopago/sdk-go/pkg/payment"
 	"github.com/mercadopago/sdk-go/pkg/preapproval"
@@ -399,39 +400,51 @@ func (h *handler) chargeContext(ctx context.Context, pay *payment.Response, preI
 	return pre, true, nil
 }
 
-// syncPreapproval reads a preapproval and applies it with SyncSubscription.
+// syncPreapproval reads a preapproval and applies its status with SyncSubscription. The
+// period is left to the charges (payment notifications carry the period each one pays for)
+// and to the renew job's RenewalLookup: a preapproval notification and its charge's arrive
+// together in either order, and taking next_payment_date here as well would make the charge
+// extend the subscription a second time.
 func (h *handler) syncPreapproval(ctx context.Context, id string) (bool, error) {
 	pre, err := h.api.getPreapproval(ctx, id)
 	if err != nil {
 		return false, err
 	}
+	var sub *billing.Subscription
+	switch s, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID); {
+	case err == nil:
+		sub = &s
+	case !errors.Is(err, billing.ErrNotFound):
+		return false, err
+	}
 	params, err := syncParams(pre)
-	if errors.Is(err, ErrBadExternalReference) {
-		if _, ferr := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID); errors.Is(ferr, billing.ErrNotFound) {
-			h.log.InfoContext(ctx, "mercadopago preapproval renewkit does not know ignored", "preapproval_id", pre.ID, "error", err)
-			return true, nil
-		} else if ferr != nil {
-			return false, ferr
-		}
+	if errors.Is(err, ErrBadExternalReference) && sub == nil {
+		h.log.InfoContext(ctx, "mercadopago preapproval renewkit does not know ignored", "preapproval_id", pre.ID, "error", err)
+		return true, nil
 	}
 	if params.Status == "" {
-		h.log.WarnContext(ctx, "mercadopago preapproval status unknown; status kept", "preapproval_id", pre.ID, "status", pre.Status)
+		h.log.WarnContext(ctx, "mercadopago preapproval status unknown; status kept", "preapproval_id", pre.ID, "status", truncate(pre.Status))
+	}
+	params.PeriodStart, params.PeriodEnd = time.Time{}, time.Time{}
+	if params.Status.Live() && (sub == nil || sub.CurrentPeriodEnd.IsZero()) {
+		// Authorized, but no charge applied yet: the first charge activates it.
+		params.Status = billing.StatusPending
 	}
 	_, err = h.pp.SyncSubscription(ctx, params)
 	return false, err
 }
 
-// syncParams maps a preapproval to SyncParams. The error is ErrBadExternalReference when the
-// external_reference does not name a user and plan; the params are still usable for a
-// subscription renewkit already has.
+// syncParams maps a preapproval to SyncParams, with the paid period from
+// preapprovalPeriod. The error is ErrBadExternalReference when the external_reference does
+// not name a user and plan; the params are still usable for a subscription renewkit has.
 func syncParams(pre *preapproval.Response) (billing.SyncParams, error) {
-	status, _ := preapprovalStatus(pre.Status)
 	start, end := preapprovalPeriod(pre)
 	p := billing.SyncParams{
-		Gateway: billing.GatewayMercadoPago, GatewaySubscriptionID: pre.ID, Status: status,
+		Gateway: billing.GatewayMercadoPago, GatewaySubscriptionID: pre.ID, Status: subscriptionStatus(pre),
 		PeriodStart: start, PeriodEnd: end, EventTime: eventTime(pre), Actor: actor,
 		// A preapproval with an end date charges no more once next_payment_date reaches it.
-		CancelAtPeriodEnd: !pre.AutoRecurring.EndDate.IsZero() && !end.IsZero() && !pre.AutoRecurring.EndDate.After(end),
+		CancelAtPeriodEnd: pre.Status == "authorized" && !pre.AutoRecurring.EndDate.IsZero() &&
+			!pre.NextPaymentDate.IsZero() && !pre.AutoRecurring.EndDate.After(pre.NextPaymentDate),
 	}
 	userID, planID, err := ParseExternalReference(pre.ExternalReference)
 	p.UserID, p.PlanID = userID, planID

@@ -35,24 +35,20 @@ func NewRenewalLookup(cfg Config) (*RenewalLookup, error) {
 // next_payment_date and starts at the last charge; while a charge is pending or failing, or
 // the preapproval is paused or pending, no period is reported (PeriodEnd is zero), so the
 // renew job waits. authorized maps to active, paused to past_due, cancelled to cancelled,
-// pending to pending. Errors are *APIError (HTTP status, Retryable).
+// pending to pending; an authorized preapproval with a
+// charge pending or failing is past_due. Errors are *APIError (HTTP status, Retryable).
 func (l *RenewalLookup) LookupSubscription(ctx context.Context, gatewaySubscriptionID string) (billing.GatewaySubscription, error) {
 	pre, err := l.api.getPreapproval(ctx, gatewaySubscriptionID)
 	if err != nil {
 		return billing.GatewaySubscription{}, err
 	}
-	status, ok := preapprovalStatus(pre.Status)
-	if !ok {
+	if _, ok := preapprovalStatus(pre.Status); !ok {
 		return billing.GatewaySubscription{}, fmt.Errorf("%w: preapproval %s has unknown status %q", ErrAPI, pre.ID, truncate(pre.Status))
 	}
 	params, _ := syncParams(pre)
 	gs := billing.GatewaySubscription{
-		ID: pre.ID, Status: status, PeriodStart: params.PeriodStart, PeriodEnd: params.PeriodEnd,
+		ID: pre.ID, Status: params.Status, PeriodStart: params.PeriodStart, PeriodEnd: params.PeriodEnd,
 		CancelAtPeriodEnd: params.CancelAtPeriodEnd,
-	}
-	if status == billing.StatusActive && pre.Summarized.PendingChargeQuantity > 0 {
-		// Mercado Pago is retrying a charge.
-		gs.Status = billing.StatusPastDue
 	}
 	if m, err := toMoney(pre.AutoRecurring.TransactionAmount, pre.AutoRecurring.CurrencyID); err == nil && m.Amount > 0 {
 		gs.Amount = m

@@ -34,6 +34,17 @@ const (
 	paymentChargedBack = "charged_back" // as refunded
 )
 
+// subscriptionStatus maps a preapproval's status; an authorized preapproval with a charge
+// pending or failing (summarized.pending_charge_quantity > 0) is past_due. Unknown
+// statuses map to "" (keep the current one).
+func subscriptionStatus(pre *preapproval.Response) billing.SubscriptionStatus {
+	st, _ := preapprovalStatus(pre.Status)
+	if st == billing.StatusActive && pre.Summarized.PendingChargeQuantity > 0 {
+		return billing.StatusPastDue
+	}
+	return st
+}
+
 // Preapproval statuses and renewkit's counterparts.
 func preapprovalStatus(s string) (billing.SubscriptionStatus, bool) {
 	switch s {
