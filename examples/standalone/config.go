@@ -1,0 +1,175 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// setting is one configuration value: an environment variable, the flag that overrides it,
+// its default and what it is for.
+type setting struct {
+	env, flag, def, usage string
+	secret                bool
+	dst                   *string
+}
+
+// Config is the standalone server's configuration, from the seed's environment variables
+// and their flags. Empty values select the embedded defaults.
+type Config struct {
+	MongoURI, MongoDB                                string
+	EnableScheduler                                  string
+	SMTPHost, SMTPPort, SMTPUser, SMTPPassword       string
+	SMTPFrom, SMTPTLS                                string
+	AlertEmail                                       string
+	StripeSecretKey, StripeWebhookSecret             string
+	FrontendURL                                      string
+	MercadoPagoAccessToken, MercadoPagoWebhookSecret string
+	PayPalClientID, PayPalClientSecret               string
+	PayPalWebhookID, PayPalMode                      string
+	AdminToken                                       string
+	SchedulerTimezone                                string
+	HTTPAddr                                         string
+	OutboxDir                                        string
+	DemoData                                         string
+
+	// Parsed forms, filled by parse.
+	schedulerOn bool
+	location    *time.Location
+	smtpPort    int
+	demo        bool
+}
+
+func (c *Config) settings() []setting {
+	return []setting{
+		{env: "MONGODB_URI", flag: "mongodb-uri", usage: "MongoDB connection string; empty: in-memory store with demo data", secret: true, dst: &c.MongoURI},
+		{env: "MONGODB_DB", flag: "mongodb-db", def: "renewkit", usage: "MongoDB database name", dst: &c.MongoDB},
+		{env: "ENABLE_SCHEDULER", flag: "enable-scheduler", def: "true", usage: "run the five jobs on their schedules (true/false)", dst: &c.EnableScheduler},
+		{env: "SCHEDULER_TIMEZONE", flag: "scheduler-timezone", def: "America/Sao_Paulo", usage: "IANA time zone the job schedules are read in", dst: &c.SchedulerTimezone},
+		{env: "SMTP_HOST", flag: "smtp-host", usage: "SMTP server; empty: emails are logged and written as .eml files", dst: &c.SMTPHost},
+		{env: "SMTP_PORT", flag: "smtp-port", def: "587", usage: "SMTP port (465 implicit TLS, 587 STARTTLS)", dst: &c.SMTPPort},
+		{env: "SMTP_USER", flag: "smtp-user", usage: "SMTP user name", dst: &c.SMTPUser},
+		{env: "SMTP_PASSWORD", flag: "smtp-password", usage: "SMTP password", secret: true, dst: &c.SMTPPassword},
+		{env: "SMTP_FROM", flag: "smtp-from", def: "noreply@example.com", usage: "sender address", dst: &c.SMTPFrom},
+		{env: "SMTP_TLS", flag: "smtp-tls", usage: "starttls, implicit, opportunistic or none; empty: implicit on port 465, starttls otherwise", dst: &c.SMTPTLS},
+		{env: "ALERT_EMAIL", flag: "alert-email", usage: "where operator alerts (a job failing repeatedly) go; empty: SMTP_FROM", dst: &c.AlertEmail},
+		{env: "OUTBOX_DIR", flag: "outbox-dir", def: "outbox", usage: "where the log notifier writes .eml files when SMTP is off", dst: &c.OutboxDir},
+		{env: "FRONTEND_URL", flag: "frontend-url", def: "http://localhost:3000", usage: "base URL of the product, for links in emails", dst: &c.FrontendURL},
+		{env: "STRIPE_SECRET_KEY", flag: "stripe-secret-key", usage: "Stripe API key (renewal lookups)", secret: true, dst: &c.StripeSecretKey},
+		{env: "STRIPE_WEBHOOK_SECRET", flag: "stripe-webhook-secret", usage: "Stripe webhook signing secret; set: mounts /api/payments/stripe/webhook", secret: true, dst: &c.StripeWebhookSecret},
+		{env: "MERCADOPAGO_ACCESS_TOKEN", flag: "mercadopago-access-token", usage: "Mercado Pago access token", secret: true, dst: &c.MercadoPagoAccessToken},
+		{env: "MERCADOPAGO_WEBHOOK_SECRET", flag: "mercadopago-webhook-secret", usage: "Mercado Pago webhook secret; set: mounts /api/payments/mercadopago/webhook", secret: true, dst: &c.MercadoPagoWebhookSecret},
+		{env: "PAYPAL_CLIENT_ID", flag: "paypal-client-id", usage: "PayPal REST client id", dst: &c.PayPalClientID},
+		{env: "PAYPAL_CLIENT_SECRET", flag: "paypal-client-secret", usage: "PayPal REST client secret", secret: true, dst: &c.PayPalClientSecret},
+		{env: "PAYPAL_WEBHOOK_ID", flag: "paypal-webhook-id", usage: "PayPal webhook id; set with the client credentials: mounts /api/payments/paypal/webhook", dst: &c.PayPalWebhookID},
+		{env: "PAYPAL_MODE", flag: "paypal-mode", def: "sandbox", usage: "PayPal environment: sandbox or live", dst: &c.PayPalMode},
+		{env: "ADMIN_TOKEN", flag: "admin-token", usage: "bearer token for /api/admin and /admin; empty: a random one is printed at start", secret: true, dst: &c.AdminToken},
+		{env: "HTTP_ADDR", flag: "http-addr", def: ":8000", usage: "listen address", dst: &c.HTTPAddr},
+		{env: "DEMO_DATA", flag: "demo-data", def: "auto", usage: "load demo plans, users and subscriptions: auto (only with the in-memory store), true, false", dst: &c.DemoData},
+	}
+}
+
+// loadConfig reads the environment, then the flags in args (flags win), and validates.
+func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (*Config, error) {
+	c := &Config{}
+	fs := flag.NewFlagSet("standalone", flag.ContinueOnError)
+	fs.SetOutput(usageOut)
+	sets := c.settings()
+	for _, s := range sets {
+		v := getenv(s.env)
+		if v == "" {
+			v = s.def
+		}
+		fs.StringVar(s.dst, s.flag, v, s.usage+" (env "+s.env+")")
+	}
+	fs.Usage = func() {
+		fmt.Fprintf(usageOut, "Usage: standalone [flags]\n\nEvery flag can be set by its environment variable instead. Defaults:\n\n")
+		for _, s := range sets {
+			def := s.def
+			if def == "" {
+				def = `""`
+			}
+			fmt.Fprintf(usageOut, "  -%-28s %-28s default %s\n      %s\n", s.flag, s.env, def, s.usage)
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		return nil, err
+	}
+	return c, c.parse()
+}
+
+// parse validates the values and fills the parsed fields. Each problem names its variable.
+func (c *Config) parse() error {
+	var errs []error
+	bad := func(env, format string, a ...any) {
+		errs = append(errs, fmt.Errorf("%s: %s", env, fmt.Sprintf(format, a...)))
+	}
+	switch strings.ToLower(c.EnableScheduler) {
+	case "true", "1", "yes", "on":
+		c.schedulerOn = true
+	case "false", "0", "no", "off":
+	default:
+		bad("ENABLE_SCHEDULER", "%q is not true or false", c.EnableScheduler)
+	}
+	loc, err := time.LoadLocation(c.SchedulerTimezone)
+	if err != nil || c.SchedulerTimezone == "" {
+		bad("SCHEDULER_TIMEZONE", "%q is not an IANA time zone (like America/Sao_Paulo or UTC)", c.SchedulerTimezone)
+	}
+	c.location = loc
+	if c.MongoURI != "" {
+		u, err := url.Parse(c.MongoURI)
+		if err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") || u.Host == "" {
+			bad("MONGODB_URI", "not a mongodb:// or mongodb+srv:// URI")
+		}
+		if c.MongoDB == "" {
+			bad("MONGODB_DB", "empty: name the database")
+		}
+	}
+	if c.SMTPHost != "" {
+		p, err := strconv.Atoi(c.SMTPPort)
+		if err != nil || p <= 0 || p > 65535 {
+			bad("SMTP_PORT", "%q is not a port number", c.SMTPPort)
+		}
+		c.smtpPort = p
+		switch strings.ToLower(c.SMTPTLS) {
+		case "", "starttls", "implicit", "opportunistic", "none":
+		default:
+			bad("SMTP_TLS", "%q is not starttls, implicit, opportunistic or none", c.SMTPTLS)
+		}
+		if !strings.Contains(c.SMTPFrom, "@") {
+			bad("SMTP_FROM", "%q is not an email address", c.SMTPFrom)
+		}
+	}
+	if u, err := url.Parse(c.FrontendURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("FRONTEND_URL", "%q is not an http(s) URL", c.FrontendURL)
+	}
+	switch c.PayPalMode {
+	case "sandbox", "live":
+	default:
+		bad("PAYPAL_MODE", "%q is not sandbox or live", c.PayPalMode)
+	}
+	if c.PayPalWebhookID != "" && (c.PayPalClientID == "" || c.PayPalClientSecret == "") {
+		bad("PAYPAL_CLIENT_ID", "PAYPAL_WEBHOOK_ID is set: PayPal verification also needs PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET")
+	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		bad("ADMIN_TOKEN", "too short: use at least 16 characters")
+	}
+	switch strings.ToLower(c.DemoData) {
+	case "auto":
+		c.demo = c.MongoURI == ""
+	case "true", "1", "yes":
+		c.demo = true
+	case "false", "0", "no":
+	default:
+		bad("DEMO_DATA", "%q is not auto, true or false", c.DemoData)
+	}
+	if c.HTTPAddr == "" {
+		bad("HTTP_ADDR", "empty: use host:port such as :8000")
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,137 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"net/http"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// metrics are the server's Prometheus series. They are fed by decorators around the store
+// (finished job runs), the notifier (emails) and the webhook routes, so the library needs no
+// metrics dependency.
+type metrics struct {
+	reg          *prometheus.Registry
+	jobRuns      *prometheus.CounterVec
+	jobFailures  *prometheus.CounterVec
+	jobDuration  *prometheus.HistogramVec
+	emails       *prometheus.CounterVec
+	emailsFailed *prometheus.CounterVec
+	webhooks     *prometheus.CounterVec
+	rejected     *prometheus.CounterVec
+	duplicates   *prometheus.CounterVec
+}
+
+func newMetrics() *metrics {
+	m := &metrics{
+		reg: prometheus.NewRegistry(),
+		jobRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_job_runs_total",
+			Help: "Finished job runs by job and status (succeeded, failed, skipped)."}, []string{"job", "status"}),
+		jobFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_job_failures_total",
+			Help: "Job runs that failed, by job."}, []string{"job"}),
+		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "renewkit_job_duration_seconds",
+			Help: "Duration of job runs that ran, by job.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 10)}, []string{"job"}),
+		emails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_emails_sent_total",
+			Help: "Notifications delivered, by kind."}, []string{"kind"}),
+		emailsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_emails_failed_total",
+			Help: "Notifications that failed, by kind and whether the failure is permanent."}, []string{"kind", "permanent"}),
+		webhooks: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_webhooks_received_total",
+			Help: "Webhook deliveries received, by gateway and HTTP status."}, []string{"gateway", "code"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_webhooks_rejected_total",
+			Help: "Webhook deliveries rejected with a 4xx (bad signature, malformed, too large), by gateway."}, []string{"gateway"}),
+		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_webhooks_duplicated_total",
+			Help: "Webhook deliveries of events already processed, by gateway."}, []string{"gateway"}),
+	}
+	m.reg.MustRegister(m.jobRuns, m.jobFailures, m.jobDuration, m.emails, m.emailsFailed, m.webhooks, m.rejected, m.duplicates,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	return m
+}
+
+func (m *metrics) handler() http.Handler {
+	return promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+}
+
+// observeRun counts a run record once it is final.
+func (m *metrics) observeRun(r billing.JobRun) {
+	switch r.Status {
+	case billing.RunSucceeded, billing.RunFailed, billing.RunSkipped:
+	default:
+		return
+	}
+	m.jobRuns.WithLabelValues(r.JobID, string(r.Status)).Inc()
+	if r.Status == billing.RunFailed {
+		m.jobFailures.WithLabelValues(r.JobID).Inc()
+	}
+	if r.Status != billing.RunSkipped {
+		m.jobDuration.WithLabelValues(r.JobID).Observe(float64(r.DurationMS) / 1000)
+	}
+}
+
+// meteredStore counts job runs as the scheduler records them.
+type meteredStore struct {
+	billing.Store
+	m *metrics
+}
+
+func (s meteredStore) InsertJobRun(ctx context.Context, r *billing.JobRun) error {
+	err := s.Store.InsertJobRun(ctx, r)
+	if err == nil {
+		s.m.observeRun(*r)
+	}
+	return err
+}
+
+func (s meteredStore) UpdateJobRun(ctx context.Context, r billing.JobRun) error {
+	err := s.Store.UpdateJobRun(ctx, r)
+	if err == nil {
+		s.m.observeRun(r)
+	}
+	return err
+}
+
+// meteredNotifier counts deliveries by kind.
+type meteredNotifier struct {
+	billing.Notifier
+	m *metrics
+}
+
+func (n meteredNotifier) Notify(ctx context.Context, msg billing.Notification) error {
+	err := n.Notifier.Notify(ctx, msg)
+	switch {
+	case err == nil:
+		n.m.emails.WithLabelValues(string(msg.Kind)).Inc()
+	default:
+		n.m.emailsFailed.WithLabelValues(string(msg.Kind), strconv.FormatBool(errors.Is(err, billing.ErrUndeliverable))).Inc()
+	}
+	return err
+}
+
+// webhook wraps a gateway's handler to count deliveries, rejections and duplicates.
+func (m *metrics) webhook(gateway string, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rec := &statusRecorder{ResponseWriter: w, code: http.StatusOK}
+		h.ServeHTTP(rec, r)
+		m.webhooks.WithLabelValues(gateway, strconv.Itoa(rec.code)).Inc()
+		if rec.code >= 400 && rec.code < 500 && rec.code != http.StatusConflict {
+			m.rejected.WithLabelValues(gateway).Inc()
+		}
+		if w.Header().Get("X-Webhook-Outcome") == string(billing.OutcomeDuplicate) {
+			m.duplicates.WithLabelValues(gateway).Inc()
+		}
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	r.code = code
+	r.ResponseWriter.WriteHeader(code)
+}

@@ -1,0 +1,297 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/notify"
+	"github.com/renewkit/renewkit/notify/lognotify"
+	"github.com/renewkit/renewkit/notify/smtpnotify"
+	"github.com/renewkit/renewkit/scheduler"
+	"github.com/renewkit/renewkit/scheduler/dashboard"
+	"github.com/renewkit/renewkit/store/memstore"
+)
+
+// shutdownGrace bounds how long running jobs and requests may take to finish on SIGTERM.
+const shutdownGrace = 30 * time.Second
+
+// app is the assembled server: every part built from the library's public API.
+type app struct {
+	cfg      *Config
+	log      *slog.Logger
+	store    billing.Store
+	closers  []func(context.Context) error
+	svc      *billing.Service
+	sched    *scheduler.Scheduler
+	renderer *notify.Renderer
+	metrics  *metrics
+	token    string
+	running  atomic.Bool
+	handler  http.Handler
+	features []string
+}
+
+// serve builds the app, listens and runs until ctx ends, then shuts down gracefully.
+func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) int {
+	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		fmt.Fprintf(stderr, "standalone: invalid configuration: HTTP_ADDR: cannot listen on %q: %v\n", cfg.HTTPAddr, unwrapOp(err))
+		return 2
+	}
+	a, err := build(ctx, cfg, log)
+	if err != nil {
+		ln.Close()
+		fmt.Fprintf(stderr, "standalone: %v\n", err)
+		return 2
+	}
+	if cfg.AdminToken == "" {
+		fmt.Fprintf(stdout, "admin token: %s\n", a.token)
+	}
+	fmt.Fprintf(stdout, "listening on http://%s\n", ln.Addr())
+	log.Info("renewkit standalone started", "addr", ln.Addr().String(), "features", strings.Join(a.features, ", "))
+
+	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	if cfg.schedulerOn {
+		if err := a.sched.Start(ctx); err != nil {
+			fmt.Fprintf(stderr, "standalone: starting scheduler: %v\n", err)
+			_ = srv.Close()
+			return 1
+		}
+		a.running.Store(true)
+	}
+	code := 0
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down", "grace", shutdownGrace.String())
+	case err := <-errc:
+		log.Error("server stopped", "error", err)
+		code = 1
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		log.Warn("http shutdown", "error", err)
+	}
+	a.running.Store(false)
+	if err := a.sched.Shutdown(sctx); err != nil {
+		log.Warn("scheduler shutdown: running jobs were cancelled", "error", err)
+		code = 1
+	}
+	for _, c := range a.closers {
+		if err := c(sctx); err != nil {
+			log.Warn("close", "error", err)
+		}
+	}
+	log.Info("stopped")
+	return code
+}
+
+func unwrapOp(err error) error {
+	var op *net.OpError
+	if errors.As(err, &op) && op.Err != nil {
+		return op.Err
+	}
+	return err
+}
+
+// build assembles the app from cfg.
+func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
+	a := &app{cfg: cfg, log: log, metrics: newMetrics(), token: cfg.AdminToken}
+	if a.token == "" {
+		var b [24]byte
+		_, _ = rand.Read(b[:])
+		a.token = hex.EncodeToString(b[:])
+	}
+	clock := billing.SystemClock()
+
+	st, err := a.openStore(ctx)
+	if err != nil {
+		return nil, err
+	}
+	a.store = st
+	if cfg.demo {
+		summary, err := loadDemo(ctx, st, clock.Now())
+		if err != nil {
+			return nil, err
+		}
+		a.features = append(a.features, summary)
+	}
+
+	a.renderer, err = notify.NewRenderer(notify.Config{FrontendURL: cfg.FrontendURL, Logger: log})
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: FRONTEND_URL: %w", err)
+	}
+	notifier, err := a.openNotifier()
+	if err != nil {
+		return nil, err
+	}
+	notifier = meteredNotifier{Notifier: notifier, m: a.metrics}
+
+	renewals, webhooks, err := a.gateways(clock)
+	if err != nil {
+		return nil, err
+	}
+	a.svc, err = billing.NewService(st, notifier, billing.Config{Clock: clock, Logger: log, Renewals: renewals})
+	if err != nil {
+		return nil, err
+	}
+
+	alertTo := cfg.AlertEmail
+	if alertTo == "" {
+		alertTo = cfg.SMTPFrom
+	}
+	a.sched, err = scheduler.New(a.svc.Jobs(), meteredStore{Store: st, m: a.metrics},
+		scheduler.WithLocation(cfg.location),
+		scheduler.WithLogger(log),
+		scheduler.WithAlerts(notifier, billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"}, scheduler.AlertPolicy{}),
+	)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.schedulerOn {
+		a.features = append(a.features, "scheduler on ("+cfg.location.String()+")")
+	} else {
+		a.features = append(a.features, "scheduler off (ENABLE_SCHEDULER=false): jobs run only when triggered")
+	}
+	a.handler, err = a.routes(webhooks)
+	if err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+func (a *app) openStore(ctx context.Context) (billing.Store, error) {
+	if a.cfg.MongoURI == "" {
+		a.features = append(a.features, "store: in memory (set MONGODB_URI for MongoDB)")
+		return memstore.New(), nil
+	}
+	return a.openMongo(ctx)
+}
+
+func (a *app) openNotifier() (billing.Notifier, error) {
+	if a.cfg.SMTPHost == "" {
+		n, err := lognotify.New(a.log, lognotify.WithEMLDir(a.cfg.OutboxDir), lognotify.WithRenderer(a.renderer), lognotify.WithFrom(a.cfg.SMTPFrom))
+		if err != nil {
+			return nil, fmt.Errorf("invalid configuration: OUTBOX_DIR: %w", err)
+		}
+		a.features = append(a.features, "email: logged, .eml files in "+a.cfg.OutboxDir+" (set SMTP_HOST to send)")
+		return n, nil
+	}
+	policy := a.cfg.SMTPTLS
+	if policy == "" && a.cfg.smtpPort == 465 {
+		policy = "implicit"
+	}
+	tlsPolicy, err := smtpnotify.ParseTLSPolicy(policy)
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: SMTP_TLS: %w", err)
+	}
+	n, err := smtpnotify.New(smtpnotify.Config{Host: a.cfg.SMTPHost, Port: a.cfg.smtpPort, Username: a.cfg.SMTPUser,
+		Password: a.cfg.SMTPPassword, From: a.cfg.SMTPFrom, TLSPolicy: tlsPolicy, Renderer: a.renderer, Logger: a.log})
+	if err != nil {
+		return nil, fmt.Errorf("invalid configuration: SMTP_HOST: %w", err)
+	}
+	a.closers = append(a.closers, n.Shutdown)
+	a.features = append(a.features, fmt.Sprintf("email: SMTP %s:%d", a.cfg.SMTPHost, a.cfg.smtpPort))
+	return n, nil
+}
+
+// pinger is the optional readiness capability of stores.
+type pinger interface{ Ping(context.Context) error }
+
+func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
+	authorize := dashboard.TokenAuthorizer(a.token)
+	api, err := scheduler.AdminHandler(a.sched, scheduler.AdminOptions{Authorize: authorize, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
+	dash, err := dashboard.New(a.sched, dashboard.Options{Authorize: authorize, LoginToken: a.token,
+		EmailPreviewURL: "emails/", Logger: a.log, Extra: a.analytics})
+	if err != nil {
+		return nil, err
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", api))
+	mux.Handle("/api/admin/jobs", atRoot(api)) // the seed's GET /api/admin/jobs, without the slash
+	mux.Handle("/admin/", http.StripPrefix("/admin", dash))
+	mux.Handle("/admin/emails/", requireAuth(authorize, http.StripPrefix("/admin/emails", a.renderer.PreviewHandler())))
+	for gw, newHandler := range webhooks {
+		h, err := newHandler(a.svc)
+		if err != nil {
+			return nil, fmt.Errorf("%s webhook: %w", gw, err)
+		}
+		mux.Handle("/api/payments/"+gw+"/webhook", a.metrics.webhook(gw, h))
+	}
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /readyz", a.ready)
+	mux.Handle("GET /metrics", a.metrics.handler())
+	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/admin/", http.StatusFound)
+	})
+	return mux, nil
+}
+
+func (a *app) ready(w http.ResponseWriter, r *http.Request) {
+	checks := map[string]string{"store": "ok", "scheduler": "ok"}
+	status := http.StatusOK
+	if p, ok := a.store.(pinger); ok {
+		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
+		defer cancel()
+		if err := p.Ping(ctx); err != nil {
+			checks["store"], status = "unreachable", http.StatusServiceUnavailable
+		}
+	}
+	if a.cfg.schedulerOn && !a.running.Load() {
+		checks["scheduler"], status = "not running", http.StatusServiceUnavailable
+	} else if !a.cfg.schedulerOn {
+		checks["scheduler"] = "disabled"
+	}
+	writeJSON(w, status, checks)
+}
+
+// requireAuth guards a handler with the admin check (401/403 as JSON).
+func requireAuth(authorize scheduler.Authorizer, h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if err := authorize(r); err != nil {
+			if errors.Is(err, scheduler.ErrForbidden) {
+				writeJSON(w, http.StatusForbidden, map[string]string{"error": "admin role required"})
+				return
+			}
+			w.Header().Set("WWW-Authenticate", `Bearer realm="renewkit"`)
+			writeJSON(w, http.StatusUnauthorized, map[string]string{"error": "authentication required"})
+			return
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+// atRoot serves h as if the request were for its root path.
+func atRoot(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r2 := r.Clone(r.Context())
+		r2.URL.Path, r2.URL.RawPath = "/", ""
+		h.ServeHTTP(w, r2)
+	})
+}

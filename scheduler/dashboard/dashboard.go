@@ -1,0 +1,426 @@
+package dashboard
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"crypto/subtle"
+	"embed"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"html/template"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/scheduler"
+)
+
+//go:embed templates/*.html
+var templateFS embed.FS
+
+// CookieName is the session cookie the token login sets.
+const CookieName = "renewkit_admin"
+
+// Options configures the dashboard.
+type Options struct {
+	// Authorize is required: the same admin check the jobs API uses. Use TokenAuthorizer to
+	// accept both the bearer header and the login cookie.
+	Authorize scheduler.Authorizer
+	// LoginToken, when set, enables the /login form: an operator pastes the admin token and
+	// gets an HttpOnly, SameSite=Strict session cookie derived from it (never the token
+	// itself). Leave empty when the host authenticates operators its own way.
+	LoginToken string
+	// EmailPreviewURL links the email previews (the standalone server mounts them at
+	// /admin/emails/). Empty hides the link.
+	EmailPreviewURL string
+	// Title heads every page. Default "renewkit".
+	Title string
+	// HistoryLimit is how many runs a job page lists. Default 25.
+	HistoryLimit int
+	// Extra, when set, adds named figures (analytics) to the overview.
+	Extra func(ctx context.Context) ([]Figure, error)
+	// Logger defaults to slog.Default().
+	Logger *slog.Logger
+}
+
+// Figure is one named number on the overview.
+type Figure struct {
+	Label string
+	Value string
+}
+
+type dash struct {
+	s     *scheduler.Scheduler
+	opts  Options
+	pages *template.Template
+	log   *slog.Logger
+}
+
+// New returns the dashboard handler, relative to where the host mounts it (the standalone
+// server mounts it at /admin/ with http.StripPrefix):
+//
+//	GET  /                      jobs, next run, paused, last result, subscription counts
+//	GET  /jobs/{job_id}         one job and its run history
+//	POST /jobs/{job_id}/{pause|resume|trigger}   buttons; redirect back
+//	GET  /login, POST /login    token login (only with Options.LoginToken)
+//	POST /logout
+func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
+	var errs []error
+	if s == nil {
+		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.New"))
+	}
+	if opts.Authorize == nil {
+		errs = append(errs, errors.New("Options.Authorize is required: pass the host's admin check or dashboard.TokenAuthorizer(token)"))
+	}
+	if opts.HistoryLimit < 0 {
+		errs = append(errs, fmt.Errorf("Options.HistoryLimit %d is negative; use 0 for the default", opts.HistoryLimit))
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("dashboard: %w", err)
+	}
+	if opts.Title == "" {
+		opts.Title = "renewkit"
+	}
+	if opts.HistoryLimit == 0 {
+		opts.HistoryLimit = 25
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	pages, err := template.New("").Funcs(template.FuncMap{
+		"when":     formatTime,
+		"duration": formatDuration,
+		"result":   formatResult,
+	}).ParseFS(templateFS, "templates/*.html")
+	if err != nil {
+		return nil, fmt.Errorf("dashboard: parsing templates: %w", err)
+	}
+	d := &dash{s: s, opts: opts, pages: pages, log: log}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /{$}", d.auth(d.overview))
+	mux.HandleFunc("GET /jobs/{job_id}", d.auth(d.job))
+	mux.HandleFunc("POST /jobs/{job_id}/{action}", d.auth(d.act))
+	mux.HandleFunc("GET /login", d.loginForm)
+	mux.HandleFunc("POST /login", d.login)
+	mux.HandleFunc("POST /logout", d.logout)
+	return secureHeaders(mux), nil
+}
+
+func secureHeaders(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Header().Set("Referrer-Policy", "same-origin")
+		w.Header().Set("Cache-Control", "no-store")
+		h.ServeHTTP(w, r)
+	})
+}
+
+// sessionValue derives the cookie value from the token: knowing the cookie does not reveal
+// the token.
+func sessionValue(token string) string {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("renewkit dashboard session v1"))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// TokenAuthorizer accepts "Authorization: Bearer <token>" or the session cookie the login
+// form sets, both compared in constant time. An empty token accepts nobody.
+func TokenAuthorizer(token string) scheduler.Authorizer {
+	bearer := scheduler.BearerToken(token)
+	want := sessionValue(token)
+	return func(r *http.Request) error {
+		if r.Header.Get("Authorization") != "" {
+			return bearer(r)
+		}
+		c, err := r.Cookie(CookieName)
+		if err != nil || token == "" {
+			return scheduler.ErrUnauthenticated
+		}
+		if subtle.ConstantTimeCompare([]byte(c.Value), []byte(want)) != 1 {
+			return fmt.Errorf("%w: invalid session", scheduler.ErrUnauthenticated)
+		}
+		return nil
+	}
+}
+
+func (d *dash) auth(next http.HandlerFunc) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		err := d.opts.Authorize(r)
+		switch {
+		case err == nil:
+			next(w, r)
+		case errors.Is(err, scheduler.ErrForbidden):
+			d.errorPage(w, http.StatusForbidden, "Your account is not an administrator.")
+		case d.opts.LoginToken != "" && r.Method == http.MethodGet:
+			seeOther(w, d.rel(r, "login"))
+		default:
+			d.errorPage(w, http.StatusUnauthorized, "Sign in to see the dashboard.")
+		}
+	}
+}
+
+// rel builds a link relative to the dashboard root from the request path, so the handler
+// works under any prefix.
+func (d *dash) rel(r *http.Request, target string) string {
+	depth := strings.Count(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	return strings.Repeat("../", depth) + target
+}
+
+type overviewPage struct {
+	Title, Base, EmailsURL string
+	Jobs                   []scheduler.JobInfo
+	Results                map[string]string
+	Durations              map[string]string
+	Counts                 []Figure
+	Extra                  []Figure
+	Login                  bool
+	Now                    time.Time
+	Zone                   string
+	Flash                  string
+}
+
+func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	jobs, err := d.s.List(ctx)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	p := overviewPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.opts.EmailPreviewURL, Jobs: jobs,
+		Results: map[string]string{}, Durations: map[string]string{}, Login: d.opts.LoginToken != "",
+		Zone: d.s.Location().String(), Flash: r.URL.Query().Get("flash")}
+	for _, j := range jobs {
+		runs, err := d.s.History(ctx, j.ID, 5)
+		if err != nil {
+			d.fail(w, r, err)
+			return
+		}
+		for _, run := range runs {
+			if run.Status == billing.RunSkipped {
+				continue
+			}
+			p.Results[j.ID] = formatResult(run)
+			p.Durations[j.ID] = formatDuration(run.DurationMS)
+			break
+		}
+	}
+	stats, err := d.s.Stats(ctx)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	if sc := stats.Subscriptions; sc != nil {
+		statuses := make([]string, 0, len(sc.ByStatus))
+		for st := range sc.ByStatus {
+			statuses = append(statuses, string(st))
+		}
+		sort.Strings(statuses)
+		for _, st := range statuses {
+			p.Counts = append(p.Counts, Figure{Label: st, Value: fmt.Sprint(sc.ByStatus[billing.SubscriptionStatus(st)])})
+		}
+		p.Counts = append(p.Counts,
+			Figure{Label: "expiring within 3 days", Value: fmt.Sprint(sc.Due.ExpiringWithin3Days)},
+			Figure{Label: "past period end", Value: fmt.Sprint(sc.Due.PastPeriodEnd)},
+			Figure{Label: "renewal within 24h", Value: fmt.Sprint(sc.Due.RenewalWithin24h)})
+	}
+	if d.opts.Extra != nil {
+		extra, err := d.opts.Extra(ctx)
+		if err != nil {
+			d.log.WarnContext(ctx, "dashboard figures unavailable", "error", err)
+		}
+		p.Extra = extra
+	}
+	d.render(w, "overview.html", p)
+}
+
+type jobPage struct {
+	Title, Base string
+	Job         scheduler.JobInfo
+	Runs        []billing.JobRun
+	Login       bool
+	Flash       string
+}
+
+func (d *dash) job(w http.ResponseWriter, r *http.Request) {
+	ctx := r.Context()
+	j, err := d.s.Get(ctx, r.PathValue("job_id"))
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	runs, err := d.s.History(ctx, j.ID, d.opts.HistoryLimit)
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	d.render(w, "job.html", jobPage{Title: d.opts.Title, Base: d.rel(r, ""), Job: j, Runs: runs,
+		Login: d.opts.LoginToken != "", Flash: r.URL.Query().Get("flash")})
+}
+
+// sameOrigin refuses cross-site form posts (the cookie is SameSite=Strict as well).
+func sameOrigin(r *http.Request) bool {
+	if site := r.Header.Get("Sec-Fetch-Site"); site != "" && site != "same-origin" && site != "none" {
+		return false
+	}
+	if o := r.Header.Get("Origin"); o != "" && o != "null" {
+		u, err := url.Parse(o)
+		return err == nil && u.Host == r.Host
+	}
+	return true
+}
+
+func (d *dash) act(w http.ResponseWriter, r *http.Request) {
+	if !sameOrigin(r) {
+		d.errorPage(w, http.StatusForbidden, "Cross-site request refused.")
+		return
+	}
+	ctx := r.Context()
+	id := r.PathValue("job_id")
+	var err error
+	var flash string
+	switch r.PathValue("action") {
+	case "pause":
+		err, flash = d.s.Pause(ctx, id), "Paused "+id
+	case "resume":
+		err, flash = d.s.Resume(ctx, id), "Resumed "+id
+	case "trigger":
+		var run billing.JobRun
+		run, err = d.s.Trigger(ctx, id)
+		flash = fmt.Sprintf("Ran %s: %s in %s", id, run.Status, formatDuration(run.DurationMS))
+	default:
+		d.errorPage(w, http.StatusNotFound, "No such action.")
+		return
+	}
+	if err != nil {
+		d.fail(w, r, err)
+		return
+	}
+	back := d.rel(r, "jobs/"+url.PathEscape(id))
+	if r.FormValue("back") == "overview" {
+		back = d.rel(r, "")
+	}
+	seeOther(w, back+"?flash="+url.QueryEscape(flash))
+}
+
+func (d *dash) loginForm(w http.ResponseWriter, r *http.Request) {
+	if d.opts.LoginToken == "" {
+		d.errorPage(w, http.StatusNotFound, "Token login is off; sign in through the application.")
+		return
+	}
+	d.render(w, "login.html", map[string]any{"Title": d.opts.Title, "Error": r.URL.Query().Get("error") != ""})
+}
+
+func (d *dash) login(w http.ResponseWriter, r *http.Request) {
+	if d.opts.LoginToken == "" || !sameOrigin(r) {
+		d.errorPage(w, http.StatusNotFound, "Token login is off.")
+		return
+	}
+	got := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
+	want := sha256.Sum256([]byte(d.opts.LoginToken))
+	if subtle.ConstantTimeCompare(got[:], want[:]) != 1 {
+		d.log.WarnContext(r.Context(), "dashboard login refused", "remote", r.RemoteAddr)
+		seeOther(w, "login?error=1")
+		return
+	}
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sessionValue(d.opts.LoginToken), Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+	seeOther(w, "./")
+}
+
+func (d *dash) logout(w http.ResponseWriter, r *http.Request) {
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	seeOther(w, "login")
+}
+
+// seeOther redirects to a location relative to the browser's URL. http.Redirect would
+// resolve it against the path left after http.StripPrefix and lose the mount prefix.
+func seeOther(w http.ResponseWriter, location string) {
+	w.Header().Set("Location", location)
+	w.WriteHeader(http.StatusSeeOther)
+}
+
+func (d *dash) fail(w http.ResponseWriter, r *http.Request, err error) {
+	switch {
+	case errors.Is(err, scheduler.ErrUnknownJob):
+		d.errorPage(w, http.StatusNotFound, "No such job.")
+	case errors.Is(err, scheduler.ErrJobRunning):
+		d.errorPage(w, http.StatusConflict, "The job is running already; try again when it finishes.")
+	case errors.Is(err, scheduler.ErrClosed):
+		d.errorPage(w, http.StatusServiceUnavailable, "The scheduler is shutting down.")
+	default:
+		d.log.ErrorContext(r.Context(), "dashboard request failed", "path", r.URL.Path, "error", err)
+		d.errorPage(w, http.StatusInternalServerError, "Something failed; see the server log.")
+	}
+}
+
+func (d *dash) errorPage(w http.ResponseWriter, status int, msg string) {
+	w.WriteHeader(status)
+	d.render(w, "error.html", map[string]any{"Title": d.opts.Title, "Status": status, "Message": msg})
+}
+
+func (d *dash) render(w http.ResponseWriter, name string, data any) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	if err := d.pages.ExecuteTemplate(w, name, data); err != nil {
+		d.log.Error("dashboard template failed", "template", name, "error", err)
+	}
+}
+
+func formatTime(t any) string {
+	switch v := t.(type) {
+	case *time.Time:
+		if v == nil {
+			return "—"
+		}
+		return v.Format("2006-01-02 15:04 MST")
+	case time.Time:
+		if v.IsZero() {
+			return "—"
+		}
+		return v.Format("2006-01-02 15:04:05 MST")
+	}
+	return "—"
+}
+
+func formatDuration(ms int64) string {
+	switch {
+	case ms < 1000:
+		return fmt.Sprintf("%d ms", ms)
+	case ms < 60_000:
+		return fmt.Sprintf("%.1f s", float64(ms)/1000)
+	}
+	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
+}
+
+// formatResult renders a run's result compactly: the counters the seed's jobs return.
+func formatResult(run billing.JobRun) string {
+	if run.Error != "" && len(run.Result) == 0 {
+		return run.Error
+	}
+	keys := make([]string, 0, len(run.Result))
+	for k := range run.Result {
+		if k == "success" || k == "errors" || k == "error" {
+			continue
+		}
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	parts := make([]string, 0, len(keys))
+	for _, k := range keys {
+		b, _ := json.Marshal(run.Result[k])
+		parts = append(parts, k+"="+string(b))
+	}
+	s := strings.Join(parts, " ")
+	if run.Error != "" {
+		s += " — " + run.Error
+	}
+	return s
+}
