@@ -203,7 +203,9 @@ func (h *Handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev d
 	}
 	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
 	if errors.Is(err, billing.ErrNotFound) {
-		return nil // nothing to protect: created as ended
+		// The activation and the charges are still on their way: creating the
+		// subscription as ended now would leave them nothing to apply to.
+		return fmt.Errorf("%w: %s is not known yet and PayPal reports %d charges: %w", ErrEarlierEventPending, st.ID, need, billing.ErrNotFound)
 	}
 	if err != nil {
 		return err

@@ -1,0 +1,129 @@
+package paypalgw
+
+import (
+	"crypto"
+	"crypto/rand"
+	"crypto/rsa"
+	"crypto/sha256"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/base64"
+	"encoding/pem"
+	"fmt"
+	"math/big"
+	"net/http"
+	"net/http/httptest"
+	"sync/atomic"
+	"time"
+)
+
+// TestSigner signs webhook deliveries the way PayPal does, for hosts' own tests: it holds a
+// test CA, a signing certificate issued by it and an HTTPS server on 127.0.0.1 serving that
+// certificate. Config returns an offline-verification Config that trusts exactly this
+// setup. Close it when done.
+type TestSigner struct {
+	// WebhookID signed into every message.
+	WebhookID string
+	// CertURL is where the signing certificate is served.
+	CertURL string
+	// Server serves the certificate over TLS.
+	Server *httptest.Server
+	// RootCAs holds the test CA that issued the signing certificate.
+	RootCAs *x509.CertPool
+
+	key      *rsa.PrivateKey
+	requests atomic.Int64
+	ids      atomic.Int64
+}
+
+// TestSignerOptions tunes NewTestSigner; the zero value is a certificate valid from an hour
+// before now to a year after.
+type TestSignerOptions struct {
+	NotBefore, NotAfter time.Time
+}
+
+// NewTestSigner creates the key pair, the certificates and the certificate server.
+func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error) {
+	if opts.NotBefore.IsZero() {
+		opts.NotBefore = time.Now().Add(-time.Hour)
+	}
+	if opts.NotAfter.IsZero() {
+		opts.NotAfter = time.Now().Add(365 * 24 * time.Hour)
+	}
+	caKey, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	caTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "renewkit test PayPal CA"},
+		NotBefore: opts.NotBefore.Add(-time.Hour), NotAfter: opts.NotAfter.Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	ca, _ := x509.ParseCertificate(caDER)
+	key, err := rsa.GenerateKey(rand.Reader, 2048)
+	if err != nil {
+		return nil, err
+	}
+	leafTmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "messageverificationcerts.test.paypal.invalid"},
+		NotBefore: opts.NotBefore, NotAfter: opts.NotAfter, KeyUsage: x509.KeyUsageDigitalSignature,
+	}
+	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		return nil, err
+	}
+	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})
+	s := &TestSigner{WebhookID: webhookID, RootCAs: x509.NewCertPool(), key: key}
+	s.RootCAs.AddCert(ca)
+	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.requests.Add(1)
+		w.Header().Set("Content-Type", "application/x-pem-file")
+		_, _ = w.Write(certPEM)
+	}))
+	s.CertURL = s.Server.URL + "/v1/notifications/certs/CERT-renewkit-test"
+	return s, nil
+}
+
+// Close stops the certificate server.
+func (s *TestSigner) Close() { s.Server.Close() }
+
+// CertRequests counts the requests the certificate server has seen.
+func (s *TestSigner) CertRequests() int64 { return s.requests.Load() }
+
+// Config returns an offline-verification Config for the signer: its webhook id, its server
+// as the only allowed certificate host, its CA as root and an HTTP client trusting the
+// server.
+func (s *TestSigner) Config() Config {
+	return Config{
+		WebhookID: s.WebhookID, Verification: VerifyOffline, HTTPClient: s.Server.Client(),
+		CertHostAllowlist: []string{s.Server.Listener.Addr().String()}, RootCAs: s.RootCAs,
+	}
+}
+
+// Sign returns the PAYPAL-* headers of a delivery of body transmitted at t, signed for the
+// signer's webhook id and certificate URL.
+func (s *TestSigner) Sign(body []byte, t time.Time) http.Header {
+	return s.SignWith(body, t, s.WebhookID, s.CertURL)
+}
+
+// SignWith signs for another webhook id or certificate URL (to test rejections).
+func (s *TestSigner) SignWith(body []byte, t time.Time, webhookID, certURL string) http.Header {
+	tr := transmission{ID: fmt.Sprintf("%08x-0000-4000-8000-%012d", time.Now().UnixNano()&0xffffffff, s.ids.Add(1)),
+		TimeRaw: t.UTC().Format(time.RFC3339)}
+	sum := sha256.Sum256(signedMessage(tr, webhookID, body))
+	sig, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA256, sum[:])
+	if err != nil {
+		panic(err) // a 2048-bit key always signs a SHA-256 digest
+	}
+	h := http.Header{}
+	h.Set(HeaderTransmissionID, tr.ID)
+	h.Set(HeaderTransmissionTime, tr.TimeRaw)
+	h.Set(HeaderTransmissionSig, base64.StdEncoding.EncodeToString(sig))
+	h.Set(HeaderCertURL, certURL)
+	h.Set(HeaderAuthAlgo, AuthAlgo)
+	return h
+}
