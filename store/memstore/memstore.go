@@ -823,3 +823,67 @@ func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (b
 	}
 	return ev, nil
 }
+
+// --- optional capabilities for previews ---
+
+var (
+	_ billing.SubscriptionLister = (*Store)(nil)
+	_ billing.CleanupCounter     = (*Store)(nil)
+)
+
+// ListSubscriptions implements billing.SubscriptionLister.
+func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []billing.Subscription
+	for _, r := range s.subs {
+		if f.Match(r.sub) {
+			out = append(out, normSub(r.sub))
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if !out[i].CurrentPeriodEnd.Equal(out[j].CurrentPeriodEnd) {
+			return out[i].CurrentPeriodEnd.Before(out[j].CurrentPeriodEnd)
+		}
+		return out[i].ID < out[j].ID
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out, nil
+}
+
+// CountExpiredSessions implements billing.CleanupCounter.
+func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, se := range s.sessions {
+		if !se.Deleted && !se.ExpiresAt.After(t) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// CountStalePayments implements billing.CleanupCounter.
+func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, p := range s.payments {
+		if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(t) {
+			n++
+		}
+	}
+	return n, nil
+}
