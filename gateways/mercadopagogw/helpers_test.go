@@ -3,6 +3,7 @@ package mercadopagogw
 import (
 	"context"
 	"encoding/hex"
+	"log/slog"
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
@@ -141,7 +142,7 @@ type fakeClock struct {
 	t  time.Time
 }
 
-func (c *fakeClock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
+func (c *fakeClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
 type env struct {
@@ -168,7 +169,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 		e.mu.Unlock()
 		return nil
 	})
-	svc, err := billing.NewService(e.st, notifier, billing.Config{Clock: e.clock})
+	svc, err := billing.NewService(e.st, notifier, billing.Config{Clock: e.clock, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +187,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 	for _, m := range mutate {
 		m(&e.cfg)
 	}
-	h, err := NewWebhookHandler(svc, e.cfg)
+	h, err := NewWebhookHandler(svc, e.cfg, WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
