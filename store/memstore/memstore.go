@@ -21,6 +21,7 @@ type Store struct {
 	plans         map[string]billing.Plan
 	users         map[string]billing.User
 	subs          map[string]*subRecord
+	subsByGW      map[string]string // gateway + "\x00" + gateway subscription id -> a live subscription holding it
 	payments      map[string]billing.Payment
 	paymentsByGW  map[string]string // gateway + "\x00" + gateway payment id -> payment id
 	sessions      map[string]billing.Session
@@ -45,6 +46,7 @@ func New() *Store {
 		plans:         map[string]billing.Plan{},
 		users:         map[string]billing.User{},
 		subs:          map[string]*subRecord{},
+		subsByGW:      map[string]string{},
 		payments:      map[string]billing.Payment{},
 		paymentsByGW:  map[string]string{},
 		sessions:      map[string]billing.Session{},
@@ -197,15 +199,12 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 	if _, ok := s.subs[x.ID]; ok {
 		return conflict("subscription", x.ID)
 	}
-	if x.GatewaySubscriptionID != "" {
-		for _, r := range s.subs {
-			if !r.sub.Deleted && r.sub.Gateway == x.Gateway && r.sub.GatewaySubscriptionID == x.GatewaySubscriptionID {
-				return conflict("gateway subscription", x.GatewaySubscriptionID)
-			}
-		}
+	if x.GatewaySubscriptionID != "" && s.liveByGateway(x.Gateway, x.GatewaySubscriptionID) != nil {
+		return conflict("gateway subscription", x.GatewaySubscriptionID)
 	}
 	*x = normSub(*x)
 	s.subs[x.ID] = &subRecord{sub: normSub(*x)}
+	s.indexGateway(x.ID, billing.Subscription{}, *x)
 	return nil
 }
 
@@ -238,7 +237,9 @@ func (s *Store) UpdateSubscription(ctx context.Context, x billing.Subscription) 
 	}
 	x = normSub(x)
 	x.Version++
+	prev := r.sub
 	r.sub = x
+	s.indexGateway(x.ID, prev, x)
 	return normSub(x), nil
 }
 
@@ -248,10 +249,8 @@ func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid stri
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, r := range s.subs {
-		if !r.sub.Deleted && r.sub.Gateway == gateway && r.sub.GatewaySubscriptionID == gid && gid != "" {
-			return normSub(r.sub), nil
-		}
+	if r := s.liveByGateway(gateway, gid); r != nil && gid != "" {
+		return normSub(r.sub), nil
 	}
 	return billing.Subscription{}, notFound("gateway subscription", gid)
 }
@@ -275,6 +274,48 @@ func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]bil
 		return out[i].ID > out[j].ID
 	})
 	return out, nil
+}
+
+// liveByGateway returns a live subscription with the gateway id, or nil. Caller holds s.mu.
+func (s *Store) liveByGateway(gateway, gid string) *subRecord {
+	if gid == "" {
+		return nil
+	}
+	if id, ok := s.subsByGW[gwKey(gateway, gid)]; ok {
+		if r := s.subs[id]; r != nil && !r.sub.Deleted && r.sub.Gateway == gateway && r.sub.GatewaySubscriptionID == gid {
+			return r
+		}
+	}
+	return nil
+}
+
+// indexGateway keeps subsByGW pointing, for every gateway id some live subscription holds,
+// at one of them, after subscription id changed from prev to cur. Caller holds s.mu.
+func (s *Store) indexGateway(id string, prev, cur billing.Subscription) {
+	oldKey, newKey := "", ""
+	if prev.GatewaySubscriptionID != "" && !prev.Deleted {
+		oldKey = gwKey(prev.Gateway, prev.GatewaySubscriptionID)
+	}
+	if cur.GatewaySubscriptionID != "" && !cur.Deleted {
+		newKey = gwKey(cur.Gateway, cur.GatewaySubscriptionID)
+	}
+	if oldKey == newKey {
+		return
+	}
+	if oldKey != "" && s.subsByGW[oldKey] == id {
+		delete(s.subsByGW, oldKey)
+		// Rare (the gateway id changed or the record was deleted): hand the key to another
+		// live holder, if an update ever made two.
+		for oid, r := range s.subs {
+			if oid != id && !r.sub.Deleted && r.sub.GatewaySubscriptionID != "" && gwKey(r.sub.Gateway, r.sub.GatewaySubscriptionID) == oldKey {
+				s.subsByGW[oldKey] = oid
+				break
+			}
+		}
+	}
+	if newKey != "" && s.liveByGateway(cur.Gateway, cur.GatewaySubscriptionID) == nil {
+		s.subsByGW[newKey] = id
+	}
 }
 
 func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) ([]billing.Subscription, error) {

@@ -120,6 +120,22 @@ func (s *suite) subscriptionTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(other gateway's id)")
 			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayManual, "")
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(empty id) must not match records without one")
+			// Lookups follow updates: a new gateway id, then a soft delete.
+			got.GatewaySubscriptionID = "gw-s1-new"
+			got, err = st.UpdateSubscription(ctx, got)
+			must(t, err, "UpdateSubscription(new gateway id)")
+			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1")
+			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(replaced gateway id)")
+			moved, err := st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1-new")
+			must(t, err, "FindSubscriptionByGateway(new gateway id)")
+			if moved.ID != "s1" {
+				t.Fatalf("FindSubscriptionByGateway(stripe, gw-s1-new) = %s, want s1", moved.ID)
+			}
+			got.Deleted = true
+			_, err = st.UpdateSubscription(ctx, got)
+			must(t, err, "UpdateSubscription(flag_del)")
+			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1-new")
+			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(soft-deleted by update)")
 		}},
 		{"ListUserSubscriptionsNewestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
 			mk := func(id, user string, ageDays int, deleted bool) billing.Subscription {
