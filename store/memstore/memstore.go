@@ -17,11 +17,16 @@ var _ billing.Store = (*Store)(nil)
 // Store keeps everything in process memory behind one RWMutex. The zero value is not usable;
 // call New.
 type Store struct {
-	mu            sync.RWMutex
-	plans         map[string]billing.Plan
-	users         map[string]billing.User
-	subs          map[string]*subRecord
-	subsByGW      map[string]string // gateway + "\x00" + gateway subscription id -> a live subscription holding it
+	mu       sync.RWMutex
+	plans    map[string]billing.Plan
+	users    map[string]billing.User
+	subs     map[string]*subRecord
+	subsByGW map[string]string // gateway + "\x00" + gateway subscription id -> a live subscription holding it
+	// byEnd holds every subscription, ordered by (CurrentPeriodEnd, ID) unless byEndDirty, so
+	// claims read only the period-end window they select and stop at their limit. Inserts and
+	// period changes mark it dirty; the next claim sorts it again.
+	byEnd         []*subRecord
+	byEndDirty    bool
 	payments      map[string]billing.Payment
 	paymentsByGW  map[string]string // gateway + "\x00" + gateway payment id -> payment id
 	sessions      map[string]billing.Session
@@ -203,7 +208,10 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 		return conflict("gateway subscription", x.GatewaySubscriptionID)
 	}
 	*x = normSub(*x)
-	s.subs[x.ID] = &subRecord{sub: normSub(*x)}
+	r := &subRecord{sub: normSub(*x)}
+	s.subs[x.ID] = r
+	s.byEnd = append(s.byEnd, r)
+	s.byEndDirty = true
 	s.indexGateway(x.ID, billing.Subscription{}, *x)
 	return nil
 }
@@ -239,6 +247,9 @@ func (s *Store) UpdateSubscription(ctx context.Context, x billing.Subscription) 
 	x.Version++
 	prev := r.sub
 	r.sub = x
+	if !prev.CurrentPeriodEnd.Equal(x.CurrentPeriodEnd) {
+		s.byEndDirty = true
+	}
 	s.indexGateway(x.ID, prev, x)
 	return normSub(x), nil
 }
@@ -327,25 +338,31 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if s.byEndDirty {
+		sort.Slice(s.byEnd, func(i, j int) bool { return byEndLess(s.byEnd[i].sub, s.byEnd[j].sub) })
+		s.byEndDirty = false
+	}
+	// Oldest period end first, so a partial sweep handles the most urgent records. Only the
+	// filter's period-end window is read, and reading stops at the limit.
+	start := 0
+	if after := p.Filter.PeriodEndAfter; !after.IsZero() {
+		start = sort.Search(len(s.byEnd), func(i int) bool { return s.byEnd[i].sub.CurrentPeriodEnd.After(after) })
+	}
+	before := p.Filter.PeriodEndBefore
 	var picked []*subRecord
-	for _, r := range s.subs {
+	for _, r := range s.byEnd[start:] {
+		if !before.IsZero() && r.sub.CurrentPeriodEnd.After(before) {
+			break
+		}
 		if r.claimToken == p.Token || (r.claimToken != "" && r.claimUntil.After(p.Now)) {
 			continue
 		}
 		if p.Filter.Match(r.sub) {
 			picked = append(picked, r)
+			if len(picked) == p.Limit {
+				break
+			}
 		}
-	}
-	// Oldest period end first, so a partial sweep handles the most urgent records.
-	sort.Slice(picked, func(i, j int) bool {
-		a, b := picked[i].sub, picked[j].sub
-		if !a.CurrentPeriodEnd.Equal(b.CurrentPeriodEnd) {
-			return a.CurrentPeriodEnd.Before(b.CurrentPeriodEnd)
-		}
-		return a.ID < b.ID
-	})
-	if len(picked) > p.Limit {
-		picked = picked[:p.Limit]
 	}
 	out := make([]billing.Subscription, len(picked))
 	for i, r := range picked {
@@ -353,6 +370,13 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 		out[i] = normSub(r.sub)
 	}
 	return out, nil
+}
+
+func byEndLess(a, b billing.Subscription) bool {
+	if !a.CurrentPeriodEnd.Equal(b.CurrentPeriodEnd) {
+		return a.CurrentPeriodEnd.Before(b.CurrentPeriodEnd)
+	}
+	return a.ID < b.ID
 }
 
 func (s *Store) ReleaseClaims(ctx context.Context, token string) error {
