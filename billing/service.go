@@ -90,7 +90,7 @@ func (c Config) Validate() error {
 	}
 	for gw, l := range c.Renewals {
 		if l == nil {
-			errs = append(errs, fmt.Errorf("Renewals[%q] is nil: remove it or pass the gateway's lookup", gw))
+			errs = append(errs, fmt.Errorf("renewal lookup for %q (Config.Renewals) is nil: remove it or pass the gateway's lookup", gw))
 		}
 	}
 	return errors.Join(errs...)
