@@ -115,7 +115,7 @@ func (c Config) Validate() error {
 	switch c.Mode {
 	case "", ModeLive, ModeSandbox:
 	default:
-		errs = append(errs, fmt.Errorf("Mode %q: use %q or %q (or set APIBase)", c.Mode, ModeLive, ModeSandbox))
+		errs = append(errs, fmt.Errorf("field Mode %q: use %q or %q (or set APIBase)", c.Mode, ModeLive, ModeSandbox))
 	}
 	if c.APIBase != "" {
 		u, err := url.Parse(c.APIBase)
@@ -144,7 +144,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("CertCacheTTL %v is negative; use 0 for the default", c.CertCacheTTL))
 	}
 	if c.Tolerance < 0 {
-		errs = append(errs, fmt.Errorf("Tolerance %v is negative; use 0 for the default", c.Tolerance))
+		errs = append(errs, fmt.Errorf("field Tolerance %v is negative; use 0 for the default", c.Tolerance))
 	}
 	if c.MaxBody < 0 {
 		errs = append(errs, fmt.Errorf("MaxBody %d is negative; use 0 for the default", c.MaxBody))

@@ -136,15 +136,50 @@ func (h *Handler) verify(ctx context.Context, hdr http.Header, body []byte) erro
 
 func (h *Handler) process(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
 	switch ev.Kind {
-	case kindSync:
-		return false, h.sync(ctx, ev)
-	case kindPaymentFailed:
-		return false, h.paymentFailed(ctx, ev)
+	case kindSync, kindPaymentFailed:
+		return false, h.withSubLock(ctx, ev.Sub.ID, func() error { return h.apply(ctx, ev) })
 	case kindSale:
-		return false, h.sale(ctx, ev)
+		return false, h.withSubLock(ctx, ev.Sale.BillingAgreementID, func() error { return h.apply(ctx, ev) })
 	}
 	h.log.DebugContext(ctx, "paypal event ignored", "event_id", ev.ID, "event_type", ev.Type)
 	return true, nil
+}
+
+// subLockTTL bounds how long one delivery holds a subscription.
+const subLockTTL = time.Minute
+
+// withSubLock serialises the events of one PayPal subscription across goroutines and
+// replicas (the store's lease lock). The processor locks payments and subscriptions
+// separately, so without it a charge being applied and a cancellation could interleave and
+// leave access granted to an ended subscription. A held lock is ErrConflict: 503, retry.
+func (h *Handler) withSubLock(ctx context.Context, subID string, f func() error) error {
+	st := h.svc.Store()
+	key := "paypalgw:subscription:" + subID
+	lease, err := st.AcquireLock(ctx, key, billing.NewID(), h.clock.Now(), subLockTTL)
+	if errors.Is(err, billing.ErrLockHeld) {
+		return fmt.Errorf("%w: another delivery is applying an event of %s", billing.ErrConflict, subID)
+	}
+	if err != nil {
+		return fmt.Errorf("locking %s: %w", key, err)
+	}
+	defer func() {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		_ = st.ReleaseLock(rctx, lease)
+	}()
+	return f()
+}
+
+func (h *Handler) apply(ctx context.Context, ev decodedEvent) error {
+	switch ev.Kind {
+	case kindSync:
+		return h.sync(ctx, ev)
+	case kindPaymentFailed:
+		return h.paymentFailed(ctx, ev)
+	case kindSale:
+		return h.sale(ctx, ev)
+	}
+	return nil
 }
 
 // state returns the subscription as the API reports it when credentials are configured,
