@@ -9,6 +9,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/renewkit/renewkit/billing"
 )
 
 // setting is one configuration value: an environment variable, the flag that overrides it,
@@ -43,6 +45,19 @@ type Config struct {
 	location    *time.Location
 	smtpPort    int
 	demo        bool
+
+	// Seams for tests, never set from the environment or flags.
+	grace     time.Duration // shutdown grace; zero: shutdownGrace
+	extraJobs []billing.Job // scheduled after the five billing jobs
+	onServe   func(*app)    // called once the server accepts connections
+}
+
+// shutdownGrace returns how long running jobs and requests may take to finish.
+func (c *Config) shutdownGrace() time.Duration {
+	if c.grace > 0 {
+		return c.grace
+	}
+	return shutdownGrace
 }
 
 func (c *Config) settings() []setting {

@@ -74,15 +74,18 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) int {
 		}
 		a.running.Store(true)
 	}
+	if cfg.onServe != nil {
+		cfg.onServe(a)
+	}
 	code := 0
 	select {
 	case <-ctx.Done():
-		log.Info("shutting down", "grace", shutdownGrace.String())
+		log.Info("shutting down", "grace", cfg.shutdownGrace().String())
 	case err := <-errc:
 		log.Error("server stopped", "error", err)
 		code = 1
 	}
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownGrace)
+	sctx, cancel := context.WithTimeout(context.Background(), cfg.shutdownGrace())
 	defer cancel()
 	if err := srv.Shutdown(sctx); err != nil {
 		log.Warn("http shutdown", "error", err)
@@ -155,7 +158,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if alertTo == "" {
 		alertTo = cfg.SMTPFrom
 	}
-	a.sched, err = scheduler.New(a.svc.Jobs(), meteredStore{Store: st, m: a.metrics},
+	a.sched, err = scheduler.New(append(a.svc.Jobs(), cfg.extraJobs...), meteredStore{Store: st, m: a.metrics},
 		scheduler.WithLocation(cfg.location),
 		scheduler.WithLogger(log),
 		scheduler.WithAlerts(notifier, billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"}, scheduler.AlertPolicy{}),
