@@ -97,6 +97,13 @@ func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResul
 }
 
 func (s *Service) warn(ctx context.Context, sub Subscription, days int) (bool, error) {
+	now := s.now()
+	// The nearest ladder offset wins even when another run's pass for a wider offset got
+	// here first, so concurrent runs agree on one warning (and one key) per subscription.
+	days = s.nearestOffset(now, sub.CurrentPeriodEnd, days)
+	if !sub.WarningDue(days) {
+		return false, nil
+	}
 	u, p, err := s.subjectOf(ctx, sub)
 	if err != nil {
 		return false, err
@@ -105,7 +112,6 @@ func (s *Service) warn(ctx context.Context, sub Subscription, days int) (bool, e
 	if sub.AutoRenews() {
 		kind = KindRenewalUpcoming
 	}
-	now := s.now()
 	n := Notification{
 		Kind: kind,
 		Key:  notificationKey(kind, sub.ID, sub.CurrentPeriodEnd, days),
@@ -130,6 +136,17 @@ func (s *Service) warn(ctx context.Context, sub Subscription, days int) (bool, e
 		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
 		Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd, "sent": sent},
 	})
+}
+
+// nearestOffset returns the smallest ladder offset (at most upTo) whose window already
+// contains end.
+func (s *Service) nearestOffset(now, end time.Time, upTo int) int {
+	for _, d := range s.cfg.WarningDays { // ascending
+		if d <= upTo && !end.After(now.Add(time.Duration(d)*24*time.Hour)) {
+			return d
+		}
+	}
+	return upTo
 }
 
 // ProcessExpiredSubscriptions expires live subscriptions past their period end (auto-renewing

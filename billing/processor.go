@@ -273,19 +273,33 @@ func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Pla
 	}, sub.ID); err != nil {
 		errs = append(errs, err)
 	}
-	if len(sub.AppliedPayments) > 0 && sub.AppliedPayments[0] == p.ID {
-		subs, err := pp.s.store.ListUserSubscriptions(ctx, u.ID)
-		if err != nil {
+	first, err := pp.startsFirstSubscription(ctx, u, sub, p)
+	if err != nil {
+		errs = append(errs, err)
+	} else if first {
+		if _, err := pp.s.notifyOnce(ctx, Notification{
+			Kind: KindWelcome, Key: notificationKey(KindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data,
+		}, sub.ID); err != nil {
 			errs = append(errs, err)
-		} else if len(subs) == 1 && subs[0].ID == sub.ID {
-			if _, err := pp.s.notifyOnce(ctx, Notification{
-				Kind: KindWelcome, Key: notificationKey(KindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data,
-			}, sub.ID); err != nil {
-				errs = append(errs, err)
-			}
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// startsFirstSubscription reports whether p is the first payment applied to sub, sub is the
+// user's only subscription, and renewkit created sub (its creation is in the audit log). A
+// subscription written by another program (the seed's documents) renewed through renewkit is
+// not a first subscription, so its user gets no welcome email.
+func (pp *PaymentProcessor) startsFirstSubscription(ctx context.Context, u User, sub Subscription, p Payment) (bool, error) {
+	if len(sub.AppliedPayments) == 0 || sub.AppliedPayments[0] != p.ID {
+		return false, nil
+	}
+	subs, err := pp.s.store.ListUserSubscriptions(ctx, u.ID)
+	if err != nil || len(subs) != 1 || subs[0].ID != sub.ID {
+		return false, err
+	}
+	created, err := pp.s.store.ListAudit(ctx, AuditFilter{Action: AuditSubscriptionCreated, EntityID: sub.ID, Limit: 1})
+	return len(created) > 0, err
 }
 
 // ProcessFailed marks a pending payment failed with the reason, audits it and sends the
