@@ -3,8 +3,8 @@ package mercadopagogw
 import (
 	"context"
 	"encoding/hex"
-	"log/slog"
 	"encoding/json"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"os"

@@ -33,7 +33,6 @@ const (
 	p1, p2, p3, p4 = 1398765001, 1398765002, 1398765003, 1398765004
 )
 
-func day(m time.Month, d int) time.Time { return time.Date(2026, m, d, 0, 0, 0, 0, time.UTC) }
 func at(m time.Month, d, h, min, s int) time.Time {
 	return time.Date(2026, m, d, h, min, s, 0, time.UTC)
 }
@@ -258,7 +257,7 @@ func TestLifecycle(t *testing.T) {
 func TestChargeOfCancelledPreapprovalNotApplied(t *testing.T) {
 	e := newEnv(t)
 	phases := lifecycle(t)
-	phases[1].api(e.mp) // the renewal charge exists at the API; its notification is late
+	phases[1].api(e.mp)                   // the renewal charge exists at the API; its notification is late
 	phases[4].notes = phases[4].notes[:1] // the cancellation
 	for _, ph := range []phase{phases[0], phases[4]} {
 		e.clock.Set(ph.now)

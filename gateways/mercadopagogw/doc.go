@@ -1,0 +1,100 @@
+// Package mercadopagogw connects renewkit to Mercado Pago (github.com/mercadopago/sdk-go):
+// a webhook handler that turns payment and preapproval notifications into subscription
+// changes through billing's PaymentProcessor, and a RenewalLookup over preapprovals for the
+// renew job (the seed's "Renovação Mercado Pago Automática").
+//
+// # Configuration
+//
+// Config needs the application's AccessToken and, for the handler, the WebhookSecret (Your
+// integrations > Webhooks > secret signature). Optional: Tolerance (reject signatures whose
+// ts is further than this from the Service's clock; 0 disables the check), AcceptLegacyIPN,
+// BaseURL and HTTPClient (tests point them at a local server: sdk-go has no base URL option,
+// so the package rewrites its requests), Timeout, MaxBody. Validate joins every problem and
+// never echoes a secret.
+//
+// # Mounting
+//
+//	h, err := mercadopagogw.NewWebhookHandler(svc, mercadopagogw.Config{
+//		AccessToken:   os.Getenv("MERCADOPAGO_ACCESS_TOKEN"),
+//		WebhookSecret: os.Getenv("MERCADOPAGO_WEBHOOK_SECRET"),
+//		Tolerance:     15 * time.Minute,
+//	})
+//	if err != nil {
+//		return err
+//	}
+//	mux.Handle("POST /api/payments/mercadopago/webhook", h)
+//
+//	lookup, err := mercadopagogw.NewRenewalLookup(mercadopagogw.Config{AccessToken: token})
+//	// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayMercadoPago: lookup}}
+//
+// Subscribe the application to the "Payments" and "Plans and subscriptions" topics.
+//
+// # Signature
+//
+// Mercado Pago sends x-signature: ts=<ts>,v1=<hex> and x-request-id. v1 is the hex
+// HMAC-SHA256, keyed with the webhook secret, of the manifest
+//
+//	id:<data.id from the query string>;request-id:<x-request-id>;ts:<ts>;
+//
+// where a part whose value is absent is left out, as documented. The documentation asks for
+// an alphanumeric data.id in lower case while the SDKs sign it as received; both are
+// accepted. Comparison is constant-time. Only data.id from the query string is signed, so
+// the body's data.id must equal it and the handler acts on the signed one. A request that
+// fails verification is answered 400 before the body is parsed; nothing is stored.
+// SignRequest and NewSignedRequest produce signed requests for hosts' tests.
+//
+// # What the handler does
+//
+// POST only (405), body up to 1 MiB (413), signature, then JSON (400 when malformed). Each
+// notification is deduplicated through the billing webhook inbox by its id (else
+// type:data.id:action). States are never taken from the body: the payment or preapproval
+// is read from the API.
+//
+// payment, approved: a charge of a preapproval (point_of_interaction.transaction_data.
+// subscription_id, or metadata.preapproval_id) goes to ApplyGatewayPayment with the amount
+// (transaction_amount in minor units, currency_id) and the period it pays for (billing_date
+// plus the preapproval's frequency). Any other payment approves the renewkit payment whose id
+// is its external_reference with ProcessApproved, once the charged amount and currency
+// cover the renewkit payment's (else 400). rejected: ProcessFailed with "rejected:
+// <status_detail>" as the reason; a rejected preapproval charge is recorded as a failed
+// payment of the subscription, which keeps its status (the preapproval's decides it).
+// cancelled: ProcessCancelled. refunded and charged_back: ProcessCancelled for a payment
+// still pending; for an approved one they are logged for an operator and ignored (renewkit
+// has no refund transition). pending, in_process, authorized, in_mediation: ignored; a later
+// notification brings the outcome. A payment without external_reference is not renewkit's
+// and is ignored. Charges of a preapproval Mercado Pago reports cancelled are not applied
+// (logged), so a late notification never revives an ended subscription.
+//
+// subscription_preapproval: SyncSubscription with authorized → active (past_due while a
+// charge is pending or failing), paused → past_due, cancelled → cancelled (access revoked),
+// pending → pending, and last_modified as the event time, so older reads never move the
+// subscription back. An authorized preapproval with no charge applied yet stays pending: its
+// first charge activates it. The period moves with the charges, not with next_payment_date:
+// a preapproval notification and its charge's arrive together in either order, and taking
+// both would extend the period twice. The renew job's RenewalLookup does read
+// next_payment_date.
+//
+// Other types are answered 200 and recorded as ignored. Legacy IPN (?topic=payment&id=...,
+// unsigned) is refused with 400 unless Config.AcceptLegacyIPN is set; then the payment is
+// read from the API and deduplicated by topic, id and the status read.
+//
+// Answers follow gateways/internal/hookhttp: 200 for processed, ignored and duplicate; 409
+// while another delivery processes the same notification; 503 when the payment or
+// preapproval is not visible at the API yet (404) or the subscription it needs is not there
+// yet; 500 when the API or the store fails; 400 for input no retry fixes.
+//
+// # external_reference convention
+//
+// A preapproval renewkit should turn into a subscription carries
+// external_reference = ExternalReference(userID, planID), that is "<user_id>:<plan_id>"
+// (ids without ':'). Create the preapproval with it; renewkit creates the subscription from
+// the first notification (preapproval or charge) that arrives. A one-off (Checkout Pro or
+// Checkout API) payment carries the renewkit payment id as its external_reference.
+//
+// # Renewal lookup
+//
+// RenewalLookup.LookupSubscription reads the preapproval: status as above, period from the
+// last charge to next_payment_date, no period while a charge is pending or failing or the
+// preapproval is not authorized, amount from auto_recurring. Errors are *APIError carrying
+// the HTTP status and whether a retry can help.
+package mercadopagogw
