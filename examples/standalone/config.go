@@ -171,6 +171,9 @@ func (c *Config) parse() error {
 	if c.PayPalWebhookID != "" && (c.PayPalClientID == "" || c.PayPalClientSecret == "") {
 		bad("PAYPAL_CLIENT_ID", "PAYPAL_WEBHOOK_ID is set: PayPal verification also needs PAYPAL_CLIENT_ID and PAYPAL_CLIENT_SECRET")
 	}
+	if c.MercadoPagoWebhookSecret != "" && c.MercadoPagoAccessToken == "" {
+		bad("MERCADOPAGO_ACCESS_TOKEN", "MERCADOPAGO_WEBHOOK_SECRET is set, but payments are read from the API, which needs the access token")
+	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("ADMIN_TOKEN", "too short: use at least 16 characters")
 	}

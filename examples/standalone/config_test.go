@@ -1,0 +1,158 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+)
+
+// secrets are set in every invalid-configuration case: no error line may echo them.
+var secrets = map[string]string{
+	"SMTP_PASSWORD":         "smtp-pass-Zq81",
+	"STRIPE_SECRET_KEY":     "sk_test_secretZq82",
+	"STRIPE_WEBHOOK_SECRET": "whsec_secretZq83",
+	"PAYPAL_CLIENT_SECRET":  "paypal-secret-Zq84",
+}
+
+// Each case proves that one invalid setting stops the server before it serves: exit code
+// non-zero, exactly one stderr line, naming the variable, echoing no secret.
+func TestInvalidConfiguration(t *testing.T) {
+	held, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer held.Close()
+
+	cases := []struct {
+		name     string
+		env      map[string]string
+		args     []string
+		variable string
+		hidden   string // a secret value of this case that must not appear
+	}{
+		{name: "bad MONGODB_URI scheme", env: map[string]string{"MONGODB_URI": "http://admin:mongo-pw-Zq90@db.example.com/"},
+			variable: "MONGODB_URI", hidden: "mongo-pw-Zq90"},
+		{name: "MONGODB_URI without host", env: map[string]string{"MONGODB_URI": "mongodb://admin:mongo-pw-Zq91@"},
+			variable: "MONGODB_URI", hidden: "mongo-pw-Zq91"},
+		{name: "unknown SCHEDULER_TIMEZONE", env: map[string]string{"SCHEDULER_TIMEZONE": "Mars/Olympus_Mons"}, variable: "SCHEDULER_TIMEZONE"},
+		{name: "unknown time zone by flag", args: []string{"-scheduler-timezone", "Atlantis/Capital"}, variable: "SCHEDULER_TIMEZONE"},
+		{name: "port taken", env: map[string]string{"HTTP_ADDR": held.Addr().String()}, variable: "HTTP_ADDR"},
+		{name: "bad ENABLE_SCHEDULER", env: map[string]string{"ENABLE_SCHEDULER": "sometimes"}, variable: "ENABLE_SCHEDULER"},
+		{name: "bad SMTP_PORT", env: map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "smtp"}, variable: "SMTP_PORT"},
+		{name: "SMTP_PORT out of range", env: map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "70000"}, variable: "SMTP_PORT"},
+		{name: "bad FRONTEND_URL", env: map[string]string{"FRONTEND_URL": "app.example.com"}, variable: "FRONTEND_URL"},
+		{name: "short ADMIN_TOKEN", env: map[string]string{"ADMIN_TOKEN": "short-Zq92"}, variable: "ADMIN_TOKEN", hidden: "short-Zq92"},
+		{name: "PAYPAL_WEBHOOK_ID without credentials", env: map[string]string{"PAYPAL_WEBHOOK_ID": "WH-1234"}, variable: "PAYPAL_WEBHOOK_ID"},
+		{name: "bad PAYPAL_MODE", env: map[string]string{"PAYPAL_MODE": "production"}, variable: "PAYPAL_MODE"},
+		{name: "MERCADOPAGO_WEBHOOK_SECRET without access token", env: map[string]string{"MERCADOPAGO_WEBHOOK_SECRET": "mp-secret-Zq93"},
+			variable: "MERCADOPAGO_ACCESS_TOKEN", hidden: "mp-secret-Zq93"},
+		{name: "unknown flag", args: []string{"-no-such-flag"}, variable: "no-such-flag"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "OUTBOX_DIR": t.TempDir()}
+			for k, v := range secrets {
+				env[k] = v
+			}
+			for k, v := range tc.env {
+				env[k] = v
+			}
+			stdout, stderr := &syncBuffer{}, &syncBuffer{}
+			ctx, cancel := context.WithCancel(context.Background())
+			cancel() // a valid configuration would stop at once instead of serving
+			code := run(ctx, tc.args, envFunc(env), stdout, stderr)
+			out := stderr.String()
+			if code == 0 {
+				t.Fatalf("exit code 0, want non-zero; stderr:\n%s", out)
+			}
+			lines := strings.Split(strings.TrimRight(out, "\n"), "\n")
+			if tc.name != "unknown flag" && len(lines) != 1 {
+				t.Errorf("stderr has %d lines, want one:\n%s", len(lines), out)
+			}
+			if !strings.Contains(out, tc.variable) {
+				t.Errorf("stderr does not name %s:\n%s", tc.variable, out)
+			}
+			for _, s := range append([]string{tc.hidden}, values(secrets)...) {
+				if s != "" && strings.Contains(out+stdout.String(), s) {
+					t.Errorf("output echoes the secret %q:\n%s", s, out)
+				}
+			}
+			if strings.Contains(stdout.String(), "listening on") {
+				t.Errorf("server started: %s", stdout.String())
+			}
+		})
+	}
+}
+
+func values(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, v := range m {
+		out = append(out, v)
+	}
+	return out
+}
+
+// Proves -h lists every setting with its variable, flag and default, and exits 0.
+func TestHelpListsEverySetting(t *testing.T) {
+	for _, arg := range []string{"-h", "--help"} {
+		stdout, stderr := &syncBuffer{}, &syncBuffer{}
+		code := run(context.Background(), []string{arg}, envFunc(nil), stdout, stderr)
+		if code != 0 {
+			t.Fatalf("%s: exit code %d, want 0", arg, code)
+		}
+		help := stdout.String() + stderr.String()
+		for _, s := range (&Config{}).settings() {
+			def := s.def
+			if def == "" {
+				def = `""`
+			}
+			line := ""
+			for _, l := range strings.Split(help, "\n") {
+				if strings.Contains(l, "-"+s.flag+" ") && strings.Contains(l, s.env) {
+					line = l
+				}
+			}
+			if line == "" {
+				t.Errorf("%s: no line for -%s / %s in:\n%s", arg, s.flag, s.env, help)
+				continue
+			}
+			if !strings.Contains(line, "default "+def) {
+				t.Errorf("%s: line for %s lacks its default %s: %q", arg, s.env, def, line)
+			}
+		}
+		for _, env := range []string{"MONGODB_URI", "MONGODB_DB", "ENABLE_SCHEDULER", "SMTP_HOST", "SMTP_PORT", "SMTP_USER",
+			"SMTP_PASSWORD", "SMTP_FROM", "STRIPE_SECRET_KEY", "STRIPE_WEBHOOK_SECRET", "FRONTEND_URL", "MERCADOPAGO_ACCESS_TOKEN",
+			"MERCADOPAGO_WEBHOOK_SECRET", "PAYPAL_CLIENT_ID", "PAYPAL_CLIENT_SECRET", "PAYPAL_WEBHOOK_ID", "PAYPAL_MODE",
+			"ADMIN_TOKEN", "SCHEDULER_TIMEZONE", "HTTP_ADDR"} {
+			if !strings.Contains(help, env) {
+				t.Errorf("%s: help does not list %s", arg, env)
+			}
+		}
+		if !strings.Contains(help, "default :8000") {
+			t.Errorf("help lacks HTTP_ADDR's default :8000")
+		}
+	}
+}
+
+// Proves environment values are defaults that flags override, and that empty variables
+// select the documented defaults.
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	cfg, err := loadConfig([]string{"-http-addr", "127.0.0.1:9", "-enable-scheduler=false"},
+		envFunc(map[string]string{"HTTP_ADDR": "127.0.0.1:8", "SCHEDULER_TIMEZONE": "UTC", "ENABLE_SCHEDULER": "true"}), &syncBuffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.HTTPAddr != "127.0.0.1:9" || cfg.schedulerOn || cfg.location.String() != "UTC" {
+		t.Fatalf("got addr %s scheduler %v zone %s", cfg.HTTPAddr, cfg.schedulerOn, cfg.location)
+	}
+	cfg, err = loadConfig(nil, envFunc(nil), &syncBuffer{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprint(cfg.HTTPAddr, " ", cfg.schedulerOn, " ", cfg.location, " ", cfg.demo, " ", cfg.OutboxDir, " ", cfg.shutdownGrace())
+	if want := ":8000 true America/Sao_Paulo true outbox 30s"; got != want {
+		t.Fatalf("defaults %q, want %q", got, want)
+	}
+}
