@@ -106,7 +106,7 @@ func (s *schedule) describe() string {
 	if f[2] != "*" {
 		parts = append(parts, "day='"+f[2]+"'")
 	}
-	parts = append(parts, "day_of_week='"+f[4]+"'", "hour='"+f[1]+"'", "minute='"+f[0]+"'")
+	parts = append(parts, "day_of_week='"+weekdayNames(f[4])+"'", "hour='"+f[1]+"'", "minute='"+f[0]+"'")
 	return "cron[" + strings.Join(parts, ", ") + "]"
 }
 
@@ -118,3 +118,37 @@ var _ gocron.Cron = gocronCron{}
 
 func (c gocronCron) IsValid(string, *time.Location, time.Time) error { return nil }
 func (c gocronCron) Next(last time.Time) time.Time                   { return c.s.Next(last) }
+
+var weekdays = map[string]string{"0": "sun", "1": "mon", "2": "tue", "3": "wed", "4": "thu", "5": "fri", "6": "sat", "7": "sun"}
+
+// weekdayNames writes numeric days of the week as APScheduler's names: "0" -> "sun",
+// "1-5" -> "mon-fri".
+func weekdayNames(f string) string {
+	return replaceDigits(f)
+}
+
+func replaceDigits(f string) string {
+	var b strings.Builder
+	for i, tok := range strings.Split(f, ",") {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		step := ""
+		if base, s, ok := strings.Cut(tok, "/"); ok {
+			tok, step = base, "/"+s
+		}
+		lo, hi, isRange := strings.Cut(tok, "-")
+		if n, ok := weekdays[lo]; ok {
+			lo = n
+		}
+		if n, ok := weekdays[hi]; ok && isRange {
+			hi = n
+		}
+		b.WriteString(lo)
+		if isRange {
+			b.WriteString("-" + hi)
+		}
+		b.WriteString(step)
+	}
+	return b.String()
+}

@@ -9,6 +9,7 @@ import (
 	"slices"
 	"time"
 
+	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
 )
 
@@ -162,7 +163,8 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 
 	leaseCtx, stopLease := context.WithCancel(runCtx)
 	leaseOut := make(chan billing.Lease, 1)
-	go s.keepLease(leaseCtx, a, cancel, leaseOut)
+	ticker := s.cfg.clock.NewTicker(s.cfg.lockTTL / 3) // armed before the job starts
+	go s.keepLease(leaseCtx, a, ticker, cancel, leaseOut)
 
 	res, err := safeRun(runCtx, a.e.job.Run)
 	stopLease()
@@ -202,10 +204,9 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 
 // keepLease renews the run's lease every third of its TTL until ctx ends, then reports
 // the current lease. Losing the lease cancels the run: another replica may take over.
-func (s *Scheduler) keepLease(ctx context.Context, a *activeRun, cancelRun context.CancelCauseFunc, out chan<- billing.Lease) {
+func (s *Scheduler) keepLease(ctx context.Context, a *activeRun, t clockwork.Ticker, cancelRun context.CancelCauseFunc, out chan<- billing.Lease) {
 	lease := a.lease
 	defer func() { out <- lease }()
-	t := s.cfg.clock.NewTicker(s.cfg.lockTTL / 3)
 	defer t.Stop()
 	for {
 		select {
