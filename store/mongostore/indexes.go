@@ -10,6 +10,18 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 )
 
+// indexName returns the name set on m (every model here is named).
+func indexName(m mongo.IndexModel) string {
+	var o options.IndexOptions
+	for _, set := range m.Options.List() {
+		_ = set(&o)
+	}
+	if o.Name == nil {
+		return ""
+	}
+	return *o.Name
+}
+
 func idx(name string, keys bson.D) mongo.IndexModel {
 	return mongo.IndexModel{Keys: keys, Options: options.Index().SetName(name)}
 }
@@ -68,7 +80,27 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 	}
 	var errs []error
 	for _, set := range sets {
-		if _, err := set.c.Indexes().CreateMany(ctx, set.models); err != nil {
+		// Create only the missing ones: FerretDB v1.24 drops the connection (a panic in
+		// its createIndexes) when asked to create indexes that exist already.
+		specs, err := set.c.Indexes().ListSpecifications(ctx)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: listing indexes: %w", set.c.Name(), err))
+			continue
+		}
+		have := map[string]bool{}
+		for _, sp := range specs {
+			have[sp.Name] = true
+		}
+		var missing []mongo.IndexModel
+		for _, m := range set.models {
+			if name := m.Options; name != nil && !have[indexName(m)] {
+				missing = append(missing, m)
+			}
+		}
+		if len(missing) == 0 {
+			continue
+		}
+		if _, err := set.c.Indexes().CreateMany(ctx, missing); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", set.c.Name(), err))
 		}
 	}

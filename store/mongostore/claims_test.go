@@ -1,0 +1,113 @@
+package mongostore_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/store/mongostore"
+)
+
+// Three replicas (three clients, three stores) claim the same 10,000 due subscriptions at
+// once: every one is claimed exactly once.
+func TestClaimsThreeReplicas(t *testing.T) {
+	const n, replicas, limit = 10_000, 3, 100
+	if testing.Short() {
+		t.Skip("10,000 records: not in -short")
+	}
+	db := freshDB(t, client(t))
+	cfg := mongostore.Config{BatchSize: 100}
+	seed := newStore(t, db, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
+	defer cancel()
+
+	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	subs := make([]billing.Subscription, n)
+	for i := range subs {
+		subs[i] = billing.Subscription{
+			ID: fmt.Sprintf("sub-%05d", i), UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+			BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
+			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Duration(i+1) * time.Minute),
+			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0),
+		}
+	}
+	start := time.Now()
+	if err := seed.InsertSubscriptions(ctx, subs); err != nil {
+		t.Fatalf("InsertSubscriptions: %v", err)
+	}
+	t.Logf("inserted %d subscriptions in %v", n, time.Since(start))
+
+	filter := billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: now}
+	var mu sync.Mutex
+	claimedBy := map[string]int{}
+	perReplica := make([]int, replicas)
+	var wg sync.WaitGroup
+	errs := make(chan error, replicas)
+	start = time.Now()
+	for r := range replicas {
+		st := newStore(t, db.Client().Database(db.Name()), cfg) // same database...
+		st = newStore(t, newClient(t).Database(db.Name()), cfg) // ...through its own client
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			token := fmt.Sprintf("replica-%d", r)
+			for {
+				batch, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{
+					Filter: filter, Token: token, Now: now, LeaseUntil: now.Add(time.Hour), Limit: limit,
+				})
+				if err != nil {
+					errs <- fmt.Errorf("replica %d: %w", r, err)
+					return
+				}
+				mu.Lock()
+				for _, x := range batch {
+					claimedBy[x.ID]++
+				}
+				perReplica[r] += len(batch)
+				mu.Unlock()
+				if len(batch) < limit {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Fatal(err)
+	}
+	t.Logf("claimed in %v; per replica %v", time.Since(start), perReplica)
+	if len(claimedBy) != n {
+		t.Fatalf("%d distinct subscriptions claimed, want %d", len(claimedBy), n)
+	}
+	for id, k := range claimedBy {
+		if k != 1 {
+			t.Fatalf("subscription %s claimed %d times", id, k)
+		}
+	}
+	// Everything is held: nothing is claimable by a fourth run before the lease ends...
+	left, err := seed.ClaimSubscriptions(ctx, billing.ClaimParams{Filter: filter, Token: "late", Now: now, LeaseUntil: now.Add(time.Hour), Limit: 10})
+	if err != nil || len(left) != 0 {
+		t.Fatalf("claim while all are leased: %d records, %v; want none", len(left), err)
+	}
+	// ...and after it ended (a crashed run), they are claimable again, most urgent first.
+	later := now.Add(2 * time.Hour)
+	again, err := seed.ClaimSubscriptions(ctx, billing.ClaimParams{Filter: filter, Token: "late", Now: later, LeaseUntil: later.Add(time.Hour), Limit: 10})
+	if err != nil || len(again) != 10 {
+		t.Fatalf("claim after the leases ended: %d records, %v; want 10", len(again), err)
+	}
+	if again[0].ID != fmt.Sprintf("sub-%05d", n-1) {
+		t.Fatalf("first reclaimed record %s, want the oldest period end sub-%05d", again[0].ID, n-1)
+	}
+	// ReleaseClaims frees a token's records at once.
+	if err := seed.ReleaseClaims(ctx, "replica-0"); err != nil {
+		t.Fatal(err)
+	}
+	cnt, err := seed.CountSubscriptions(ctx, filter)
+	if err != nil || cnt != n {
+		t.Fatalf("CountSubscriptions = %d, %v; want %d", cnt, err, n)
+	}
+}
