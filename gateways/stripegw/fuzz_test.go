@@ -79,7 +79,7 @@ func FuzzDecodeEvent(f *testing.F) {
 			case ev.Sub != nil:
 				ev.Sub.period()
 				toGatewaySubscription(ev.Sub)
-				mapStatus(ev.Sub.Status)
+				_ = mapStatus(ev.Sub.Status)
 			}
 		}
 		req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(body))
