@@ -1,0 +1,72 @@
+// Package scheduler runs named jobs on cron schedules, over gocron v2, for one process or
+// many replicas sharing a store. billing.Service.Jobs supplies the five lifecycle jobs;
+// any []billing.Job works. gocron stays an implementation detail: no gocron type appears
+// in this package's API.
+//
+// # What it does
+//
+//   - Schedules: five-field cron specs read in one time zone (WithLocation, default UTC),
+//     per-job overrides (WithSchedule) and WithDisabled. A daily job runs exactly once on
+//     the days clocks change: a time inside the spring-forward gap runs just after it, a
+//     time repeated at fall-back runs at its first occurrence.
+//   - No overlap: a job never runs twice at once in a process; across replicas a lease
+//     lock ("job:"+id, renewed while the job runs) keeps it single. A tick that finds the
+//     job busy, or finds that another replica already ran that tick (replicas' clocks
+//     may fire moments apart), is recorded as skipped. Each tick runs at most once.
+//   - Pause and Resume are stored (billing.JobState) and checked at every tick, so they
+//     hold across restarts and on every replica. Trigger runs a job now (TriggerAsync in
+//     the background); a trigger while the job runs returns ErrJobRunning.
+//   - History: every run (and skipped tick) is a billing.JobRun in the store, with its
+//     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
+//     after WithHistoryRetention days (default 30).
+//   - Alerts: WithAlerts sends a billing.KindOperatorAlert after N consecutive failures
+//     (default 3) and when a run reports failed records (billing.Result.Failures), once
+//     per episode; a clean run clears it.
+//   - Catch-up: on Start, a job whose last successful scheduled run is older than its
+//     previous tick runs once (trigger catch_up), however many ticks were missed. A job
+//     seen for the first time is not caught up (an install at 10:00 runs no 09:00 job).
+//
+// # Implementing
+//
+// Stores implement SchedulerStore (billing.JobRunStore, billing.JobStateStore and
+// billing.Locker: every billing.Store does); Stats adds subscription counts when the
+// store also implements SubscriptionCounter. Authorizers for AdminHandler are a func:
+// return nil for an admin, ErrForbidden for a caller without the role, ErrUnauthenticated
+// otherwise.
+//
+// # Running
+//
+//	svc, _ := billing.NewService(store, notifier, billing.Config{})
+//	sp, _ := time.LoadLocation("America/Sao_Paulo")
+//	s, err := scheduler.New(svc.Jobs(), store,
+//		scheduler.WithLocation(sp),
+//		scheduler.WithAlerts(notifier, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}))
+//	if err != nil {
+//		log.Fatal(err)
+//	}
+//	if err := s.Start(ctx); err != nil {
+//		log.Fatal(err)
+//	}
+//	defer s.Shutdown(context.Background())
+//
+// # Mounting the admin API
+//
+// The handler's routes are relative; mount it under any prefix (the seed used
+// /api/admin/jobs) behind the host's own admin check or a bearer token:
+//
+//	admin, err := scheduler.AdminHandler(s, scheduler.AdminOptions{
+//		Authorize: func(r *http.Request) error {
+//			u, ok := currentUser(r) // the host's session lookup
+//			switch {
+//			case !ok:
+//				return scheduler.ErrUnauthenticated
+//			case !u.IsAdmin:
+//				return scheduler.ErrForbidden
+//			}
+//			return nil
+//		},
+//	})
+//	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", admin))
+//
+// or, for a standalone server, AdminOptions{Authorize: scheduler.BearerToken(os.Getenv("ADMIN_TOKEN"))}.
+package scheduler
