@@ -749,3 +749,18 @@ func TestDSTDailyJobsRunOncePerDay(t *testing.T) {
 		})
 	}
 }
+
+func TestRunTimeoutCancelsTheJob(t *testing.T) {
+	defer noLeaks(t)
+	job := billing.Job{ID: "hangs", Schedule: "0 9 * * *", Run: func(ctx context.Context) (billing.Result, error) {
+		<-ctx.Done()
+		return nil, ctx.Err()
+	}}
+	s := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
+		scheduler.WithRunTimeout(20*time.Millisecond))
+	run, err := s.Trigger(context.Background(), "hangs")
+	if err != nil || run.Status != billing.RunFailed || !strings.Contains(run.Error, "deadline exceeded") {
+		t.Fatalf("run = %+v, %v", run, err)
+	}
+	shutdown(t, s)
+}
