@@ -38,7 +38,8 @@ type Options struct {
 	// itself). Leave empty when the host authenticates operators its own way.
 	LoginToken string
 	// EmailPreviewURL links the email previews (the standalone server mounts them at
-	// /admin/emails/). Empty hides the link.
+	// /admin/emails/ and passes "emails/"). A relative URL is relative to the dashboard's
+	// root, whatever the page. Empty hides the link.
 	EmailPreviewURL string
 	// Title heads every page. Default "renewkit".
 	Title string
@@ -159,11 +160,11 @@ func (d *dash) auth(next http.HandlerFunc) http.HandlerFunc {
 		case err == nil:
 			next(w, r)
 		case errors.Is(err, scheduler.ErrForbidden):
-			d.errorPage(w, http.StatusForbidden, "Your account is not an administrator.")
+			d.errorPage(w, r, http.StatusForbidden, "Your account is not an administrator.")
 		case d.opts.LoginToken != "" && r.Method == http.MethodGet:
 			seeOther(w, d.rel(r, "login"))
 		default:
-			d.errorPage(w, http.StatusUnauthorized, "Sign in to see the dashboard.")
+			d.errorPage(w, r, http.StatusUnauthorized, "Sign in to see the dashboard.")
 		}
 	}
 }
@@ -172,7 +173,20 @@ func (d *dash) auth(next http.HandlerFunc) http.HandlerFunc {
 // works under any prefix.
 func (d *dash) rel(r *http.Request, target string) string {
 	depth := strings.Count(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	if depth == 0 && target == "" {
+		return "./"
+	}
 	return strings.Repeat("../", depth) + target
+}
+
+// emailsURL is the email previews link as seen from r's page: a relative
+// Options.EmailPreviewURL is relative to the dashboard root, not to the page.
+func (d *dash) emailsURL(r *http.Request) string {
+	u := d.opts.EmailPreviewURL
+	if u == "" || strings.HasPrefix(u, "/") || strings.Contains(u, "://") {
+		return u
+	}
+	return d.rel(r, u)
 }
 
 type overviewPage struct {
@@ -195,7 +209,7 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	p := overviewPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.opts.EmailPreviewURL, Jobs: jobs,
+	p := overviewPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Jobs: jobs,
 		Results: map[string]string{}, Durations: map[string]string{}, Login: d.opts.LoginToken != "",
 		Zone: d.s.Location().String(), Flash: r.URL.Query().Get("flash")}
 	for _, j := range jobs {
@@ -243,7 +257,7 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 }
 
 type jobPage struct {
-	Title, Base string
+	Title, Base, EmailsURL string
 	Job         scheduler.JobInfo
 	Runs        []billing.JobRun
 	Login       bool
@@ -262,7 +276,7 @@ func (d *dash) job(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	d.render(w, "job.html", jobPage{Title: d.opts.Title, Base: d.rel(r, ""), Job: j, Runs: runs,
+	d.render(w, "job.html", jobPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Job: j, Runs: runs,
 		Login: d.opts.LoginToken != "", Flash: r.URL.Query().Get("flash")})
 }
 
@@ -280,7 +294,7 @@ func sameOrigin(r *http.Request) bool {
 
 func (d *dash) act(w http.ResponseWriter, r *http.Request) {
 	if !sameOrigin(r) {
-		d.errorPage(w, http.StatusForbidden, "Cross-site request refused.")
+		d.errorPage(w, r, http.StatusForbidden, "Cross-site request refused.")
 		return
 	}
 	ctx := r.Context()
@@ -297,7 +311,7 @@ func (d *dash) act(w http.ResponseWriter, r *http.Request) {
 		run, err = d.s.Trigger(ctx, id)
 		flash = fmt.Sprintf("Ran %s: %s in %s", id, run.Status, formatDuration(run.DurationMS))
 	default:
-		d.errorPage(w, http.StatusNotFound, "No such action.")
+		d.errorPage(w, r, http.StatusNotFound, "No such action.")
 		return
 	}
 	if err != nil {
@@ -313,7 +327,7 @@ func (d *dash) act(w http.ResponseWriter, r *http.Request) {
 
 func (d *dash) loginForm(w http.ResponseWriter, r *http.Request) {
 	if d.opts.LoginToken == "" {
-		d.errorPage(w, http.StatusNotFound, "Token login is off; sign in through the application.")
+		d.errorPage(w, r, http.StatusNotFound, "Token login is off; sign in through the application.")
 		return
 	}
 	d.render(w, "login.html", map[string]any{"Title": d.opts.Title, "Error": r.URL.Query().Get("error") != ""})
@@ -321,7 +335,7 @@ func (d *dash) loginForm(w http.ResponseWriter, r *http.Request) {
 
 func (d *dash) login(w http.ResponseWriter, r *http.Request) {
 	if d.opts.LoginToken == "" || !sameOrigin(r) {
-		d.errorPage(w, http.StatusNotFound, "Token login is off.")
+		d.errorPage(w, r, http.StatusNotFound, "Token login is off.")
 		return
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
@@ -351,20 +365,21 @@ func seeOther(w http.ResponseWriter, location string) {
 func (d *dash) fail(w http.ResponseWriter, r *http.Request, err error) {
 	switch {
 	case errors.Is(err, scheduler.ErrUnknownJob):
-		d.errorPage(w, http.StatusNotFound, "No such job.")
+		d.errorPage(w, r, http.StatusNotFound, "No such job.")
 	case errors.Is(err, scheduler.ErrJobRunning):
-		d.errorPage(w, http.StatusConflict, "The job is running already; try again when it finishes.")
+		d.errorPage(w, r, http.StatusConflict, "The job is running already; try again when it finishes.")
 	case errors.Is(err, scheduler.ErrClosed):
-		d.errorPage(w, http.StatusServiceUnavailable, "The scheduler is shutting down.")
+		d.errorPage(w, r, http.StatusServiceUnavailable, "The scheduler is shutting down.")
 	default:
 		d.log.ErrorContext(r.Context(), "dashboard request failed", "path", r.URL.Path, "error", err)
-		d.errorPage(w, http.StatusInternalServerError, "Something failed; see the server log.")
+		d.errorPage(w, r, http.StatusInternalServerError, "Something failed; see the server log.")
 	}
 }
 
-func (d *dash) errorPage(w http.ResponseWriter, status int, msg string) {
+func (d *dash) errorPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
+	w.Header().Set("Content-Type", "text/html; charset=utf-8")
 	w.WriteHeader(status)
-	d.render(w, "error.html", map[string]any{"Title": d.opts.Title, "Status": status, "Message": msg})
+	d.render(w, "error.html", map[string]any{"Title": d.opts.Title, "Status": status, "Message": msg, "Base": d.rel(r, "")})
 }
 
 func (d *dash) render(w http.ResponseWriter, name string, data any) {
