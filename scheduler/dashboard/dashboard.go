@@ -258,10 +258,10 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 
 type jobPage struct {
 	Title, Base, EmailsURL string
-	Job         scheduler.JobInfo
-	Runs        []billing.JobRun
-	Login       bool
-	Flash       string
+	Job                    scheduler.JobInfo
+	Runs                   []billing.JobRun
+	Login                  bool
+	Flash                  string
 }
 
 func (d *dash) job(w http.ResponseWriter, r *http.Request) {
