@@ -389,7 +389,9 @@ func (s *Scheduler) TriggerAsync(ctx context.Context, id string) (string, error)
 // checked at each tick) until Resume. Ticks while paused are recorded as skipped.
 func (s *Scheduler) Pause(ctx context.Context, id string) error { return s.setPaused(ctx, id, true) }
 
-// Resume undoes Pause. Ticks missed while paused are not caught up.
+// Resume undoes Pause. Ticks missed while paused are not caught up, now or at the next
+// Start: the job's catch-up baseline (JobState.LastScheduledSuccess) moves to its previous
+// tick.
 func (s *Scheduler) Resume(ctx context.Context, id string) error { return s.setPaused(ctx, id, false) }
 
 func (s *Scheduler) setPaused(ctx context.Context, id string, paused bool) error {
@@ -404,6 +406,12 @@ func (s *Scheduler) setPaused(ctx context.Context, id string, paused bool) error
 		return fmt.Errorf("scheduler: reading state of %q: %w", id, err)
 	}
 	now := s.now()
+	if !paused && st.Paused && e.sched != nil {
+		// Ticks missed while paused are not owed: move the catch-up baseline past them.
+		if prev := e.sched.Prev(now); !prev.IsZero() && !st.PausedAt.After(prev) && st.LastScheduledSuccess.Before(prev) {
+			st.LastScheduledSuccess = prev
+		}
+	}
 	st.JobID, st.Paused, st.UpdatedAt = id, paused, now
 	st.PausedAt = time.Time{}
 	if paused {

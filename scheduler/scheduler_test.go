@@ -764,3 +764,33 @@ func TestRunTimeoutCancelsTheJob(t *testing.T) {
 	}
 	shutdown(t, s)
 }
+
+func TestTicksMissedWhilePausedAreNotCaughtUp(t *testing.T) {
+	defer noLeaks(t)
+	ctx := context.Background()
+	at := func(d, h, m int) time.Time { return time.Date(2025, 10, d, h, m, 0, 0, time.UTC) }
+	clock := clockwork.NewFakeClockAt(at(1, 8, 0))
+	st := memstore.New()
+	var calls atomic.Int64
+	jobs := []billing.Job{countingJob("daily", "0 9 * * *", &calls)}
+	s1 := newScheduler(t, jobs, st, scheduler.WithClock(clock))
+	start(t, s1)
+	advanceTo(clock, at(1, 9, 0))
+	waitTick(t, st, "daily", at(1, 9, 0), 1)
+	if err := s1.Pause(ctx, "daily"); err != nil {
+		t.Fatal(err)
+	}
+	advanceTo(clock, at(2, 9, 0))
+	waitTick(t, st, "daily", at(2, 9, 0), 1) // skipped: paused
+	advanceTo(clock, at(2, 10, 0))
+	if err := s1.Resume(ctx, "daily"); err != nil {
+		t.Fatal(err)
+	}
+	shutdown(t, s1)
+	s2 := newScheduler(t, jobs, st, scheduler.WithClock(clock))
+	start(t, s2)
+	shutdown(t, s2)
+	if calls.Load() != 1 {
+		t.Fatalf("calls = %d: the tick skipped while paused was caught up", calls.Load())
+	}
+}
