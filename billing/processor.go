@@ -28,6 +28,10 @@ type ApproveParams struct {
 	// if they extend the subscription further.
 	PeriodStart time.Time
 	PeriodEnd   time.Time
+	// PaidAt is the gateway's time of the charge, when known. A charge made at or before
+	// the gateway ended the subscription (its GatewayUpdatedAt) is recorded and extends the
+	// period, but does not revive the subscription or the user's access.
+	PaidAt time.Time
 	// Actor is recorded in the audit log (a gateway name, an admin's id); default "renewkit".
 	Actor string
 }
@@ -56,6 +60,25 @@ const paymentLockTTL = 2 * time.Minute
 // payment being processed elsewhere yields ErrConflict: retry later.
 func (pp *PaymentProcessor) withPaymentLock(ctx context.Context, paymentID string, f func() error) error {
 	return pp.withKeyLock(ctx, "payment:"+paymentID, f)
+}
+
+// withKeyLocks holds every key, in order, while f runs.
+func (pp *PaymentProcessor) withKeyLocks(ctx context.Context, keys []string, f func() error) error {
+	if len(keys) == 0 {
+		return f()
+	}
+	return pp.withKeyLock(ctx, keys[0], func() error { return pp.withKeyLocks(ctx, keys[1:], f) })
+}
+
+func gatewaySubLock(gateway, id string) string { return "gwsub:" + gateway + ":" + id }
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }
 
 // loadPayment fetches a payment and validates the parts every transition relies on.
@@ -110,7 +133,13 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 	if err != nil {
 		return res, fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
 	}
-	err = pp.withPaymentLock(ctx, p.ID, func() error {
+	keys := []string{"payment:" + p.ID}
+	if gid := firstNonEmpty(params.GatewaySubscriptionID, p.GatewaySubscriptionID); gid != "" {
+		// The same lock SyncSubscription takes, so a charge and a status change of one
+		// gateway subscription never interleave.
+		keys = append(keys, gatewaySubLock(p.Gateway, gid))
+	}
+	err = pp.withKeyLocks(ctx, keys, func() error {
 		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil { // re-read under the lock
 			return err
 		}
@@ -128,8 +157,10 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 			return err
 		}
 		res.SubscriptionID = sub.ID
-		if err := pp.s.grantAccess(ctx, u, sub); err != nil {
-			return err
+		if sub.Status.Live() {
+			if err := pp.s.grantAccess(ctx, u, sub); err != nil {
+				return err
+			}
 		}
 		prev := p.Status
 		now := pp.s.now()
@@ -180,20 +211,29 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 		start = sub.CurrentPeriodEnd
 	}
 	end := AddCycle(start, plan.BillingCycle)
-	if ps, pe := TruncateTime(params.PeriodStart), TruncateTime(params.PeriodEnd); !pe.IsZero() && pe.After(now) && (!found || pe.After(sub.CurrentPeriodEnd)) {
-		start, end = ps, pe
+	if pe := TruncateTime(params.PeriodEnd); !pe.IsZero() {
+		// The gateway says which period the charge paid: never add a cycle on top of it.
+		// A period the subscription already covers (a renew job or a sync got there
+		// first) is kept as it is.
+		start, end = TruncateTime(params.PeriodStart), pe
+		if found && !pe.After(sub.CurrentPeriodEnd) {
+			start, end = sub.CurrentPeriodStart, sub.CurrentPeriodEnd
+		}
 		if start.IsZero() || !start.Before(end) {
 			start = now
+			if found && sub.CurrentPeriodEnd.Before(end) && !sub.CurrentPeriodEnd.IsZero() {
+				start = sub.CurrentPeriodEnd
+			}
 		}
 	}
-	gatewaySubID := params.GatewaySubscriptionID
-	if gatewaySubID == "" {
-		gatewaySubID = p.GatewaySubscriptionID
-	}
+	paidAt := TruncateTime(params.PaidAt)
+	// A charge from before the gateway ended the subscription does not bring it back.
+	keepEnded := found && sub.Status == StatusCancelled && !paidAt.IsZero() && !paidAt.After(sub.GatewayUpdatedAt)
+	gatewaySubID := firstNonEmpty(params.GatewaySubscriptionID, p.GatewaySubscriptionID)
 	if !found {
 		sub = Subscription{
 			ID: NewID(), UserID: p.UserID, PlanID: plan.ID, Status: StatusActive, BillingCycle: plan.BillingCycle,
-			Gateway: p.Gateway, GatewaySubscriptionID: gatewaySubID, CreatedAt: now, UpdatedAt: now,
+			Gateway: p.Gateway, GatewaySubscriptionID: gatewaySubID, GatewayUpdatedAt: paidAt, CreatedAt: now, UpdatedAt: now,
 		}
 		sub.startPeriod(start, end)
 		sub.markApplied(p.ID)
@@ -206,14 +246,22 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 		})
 	}
 	prevPlan, prevEnd, prevStatus := sub.PlanID, sub.CurrentPeriodEnd, sub.Status
-	sub.PlanID, sub.BillingCycle, sub.Status, sub.UpdatedAt = plan.ID, plan.BillingCycle, StatusActive, now
+	sub.PlanID, sub.BillingCycle, sub.UpdatedAt = plan.ID, plan.BillingCycle, now
+	if !keepEnded {
+		sub.Status = StatusActive
+	}
+	if paidAt.After(sub.GatewayUpdatedAt) {
+		sub.GatewayUpdatedAt = paidAt
+	}
 	if p.Gateway != "" {
 		sub.Gateway = p.Gateway
 	}
 	if gatewaySubID != "" {
 		sub.GatewaySubscriptionID = gatewaySubID
 	}
-	sub.startPeriod(start, end)
+	if !end.Equal(sub.CurrentPeriodEnd) {
+		sub.startPeriod(start, end)
+	}
 	sub.markApplied(p.ID)
 	if sub, err = pp.s.store.UpdateSubscription(ctx, sub); err != nil {
 		return Subscription{}, fmt.Errorf("renewing subscription %s for payment %s: %w", sub.ID, p.ID, err)

@@ -49,7 +49,7 @@ func (pp *PaymentProcessor) SyncSubscription(ctx context.Context, p SyncParams) 
 	}
 	p.PeriodStart, p.PeriodEnd, p.EventTime = TruncateTime(p.PeriodStart), TruncateTime(p.PeriodEnd), TruncateTime(p.EventTime)
 	var res SyncResult
-	err := pp.withKeyLock(ctx, "gwsub:"+p.Gateway+":"+p.GatewaySubscriptionID, func() error {
+	err := pp.withKeyLock(ctx, gatewaySubLock(p.Gateway, p.GatewaySubscriptionID), func() error {
 		sub, err := pp.s.store.FindSubscriptionByGateway(ctx, p.Gateway, p.GatewaySubscriptionID)
 		if errors.Is(err, ErrNotFound) {
 			if p.UserID == "" || p.PlanID == "" {
@@ -197,6 +197,8 @@ type GatewayPaymentParams struct {
 	// PeriodStart and PeriodEnd: the period the charge pays for, when the gateway says.
 	PeriodStart time.Time
 	PeriodEnd   time.Time
+	// PaidAt is the gateway's time of the charge (see ApproveParams.PaidAt).
+	PaidAt time.Time
 	// UserID and PlanID identify the buyer when the subscription is not known yet.
 	UserID string
 	PlanID string
@@ -209,7 +211,7 @@ type GatewayPaymentParams struct {
 // PlanID). Applying the same charge twice extends the subscription once.
 func (pp *PaymentProcessor) ApplyGatewayPayment(ctx context.Context, p GatewayPaymentParams) (ProcessResult, error) {
 	approve := ApproveParams{GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID,
-		PeriodStart: p.PeriodStart, PeriodEnd: p.PeriodEnd, Actor: p.Actor}
+		PeriodStart: p.PeriodStart, PeriodEnd: p.PeriodEnd, PaidAt: p.PaidAt, Actor: p.Actor}
 	if p.PaymentID != "" {
 		approve.PaymentID = p.PaymentID
 		return pp.ProcessApproved(ctx, approve)
@@ -229,6 +231,34 @@ func (pp *PaymentProcessor) ApplyGatewayPayment(ctx context.Context, p GatewayPa
 	}
 	approve.PaymentID = pay.ID
 	return pp.ProcessApproved(ctx, approve)
+}
+
+// FailGatewayPayment records a charge the gateway could not collect (Stripe
+// invoice.payment_failed, PayPal BILLING.SUBSCRIPTION.PAYMENT.FAILED, a rejected Mercado Pago
+// preapproval charge) and fails it through ProcessFailed, which sends the payment-failed
+// email once. The payment is found like ApplyGatewayPayment finds it, or created pending for
+// the subscription. A charge that was approved meanwhile is left alone (ErrInvalidTransition).
+func (pp *PaymentProcessor) FailGatewayPayment(ctx context.Context, p GatewayPaymentParams, reason string) (ProcessResult, error) {
+	fail := FailParams{GatewayPaymentID: p.GatewayPaymentID, Reason: reason, Actor: p.Actor}
+	if p.PaymentID != "" {
+		fail.PaymentID = p.PaymentID
+		return pp.ProcessFailed(ctx, fail)
+	}
+	if p.Gateway == "" || p.GatewayPaymentID == "" {
+		return ProcessResult{}, fmt.Errorf("%w: gateway and gateway payment id are required", ErrInvalidInput)
+	}
+	if err := p.Amount.Validate(); err != nil {
+		return ProcessResult{}, err
+	}
+	pay, err := pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
+	if errors.Is(err, ErrNotFound) {
+		pay, err = pp.insertGatewayPayment(ctx, p)
+	}
+	if err != nil {
+		return ProcessResult{}, err
+	}
+	fail.PaymentID = pay.ID
+	return pp.ProcessFailed(ctx, fail)
 }
 
 func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayPaymentParams) (Payment, error) {

@@ -1,0 +1,133 @@
+package billing_test
+
+import (
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
+)
+
+// gatewayEnv is one auto-renewing Stripe subscription "s" of user "u" on plan "basic",
+// paid through end.
+func gatewayEnv(t *testing.T, end time.Time) *env {
+	sub := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", end), billing.GatewayStripe)
+	return newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+		testkit.UserWithAccess("u", "basic", "s", end), sub)
+}
+
+func charge(id string, periodEnd time.Time) billing.GatewayPaymentParams {
+	return billing.GatewayPaymentParams{Gateway: billing.GatewayStripe, GatewayPaymentID: id, GatewaySubscriptionID: "gw-s",
+		Amount: billing.Money{Amount: 2990, Currency: "BRL"}, PeriodStart: billing.AddMonths(periodEnd, -1), PeriodEnd: periodEnd}
+}
+
+// TestGatewayChargeForCoveredPeriodDoesNotExtend proves a charge whose stated period the
+// subscription already covers (the renew job got there first) is recorded once and extends
+// nothing: no cycle is added on top of the gateway's period.
+func TestGatewayChargeForCoveredPeriodDoesNotExtend(t *testing.T) {
+	end := testkit.Epoch.Add(20 * day)
+	e := gatewayEnv(t, end)
+	pp := e.svc.Processor()
+	res, err := pp.ApplyGatewayPayment(e.ctx, charge("in_1", end))
+	mustNoErr(t, err, "ApplyGatewayPayment")
+	if got := e.sub("s"); !got.CurrentPeriodEnd.Equal(end) || got.Status != billing.StatusActive {
+		t.Fatalf("after a charge for the current period: end %v status %s, want %v active", got.CurrentPeriodEnd, got.Status, end)
+	}
+	if p := e.payment(res.PaymentID); p.Status != billing.PaymentApproved {
+		t.Fatalf("payment %s, want approved", p.Status)
+	}
+	// The next period's charge extends to the stated end, not to end + 1 cycle + 1 cycle.
+	next := billing.AddMonths(end, 1)
+	_, err = pp.ApplyGatewayPayment(e.ctx, charge("in_2", next))
+	mustNoErr(t, err, "second charge")
+	if got := e.sub("s").CurrentPeriodEnd; !got.Equal(next) {
+		t.Fatalf("period end %v, want the stated %v", got, next)
+	}
+	// A redelivery of either changes nothing.
+	_, err = pp.ApplyGatewayPayment(e.ctx, charge("in_1", end))
+	mustNoErr(t, err, "redelivery")
+	if got := e.sub("s").CurrentPeriodEnd; !got.Equal(next) {
+		t.Fatalf("redelivery moved the period to %v", got)
+	}
+	if n := e.notif.Count(billing.KindPaymentSuccessful); n != 2 {
+		t.Fatalf("%d payment emails, want 2", n)
+	}
+}
+
+// TestLateChargeDoesNotReviveEndedSubscription proves a charge made before the gateway
+// ended the subscription is recorded but leaves it cancelled and the user without access.
+func TestLateChargeDoesNotReviveEndedSubscription(t *testing.T) {
+	end := testkit.Epoch.Add(10 * day)
+	e := gatewayEnv(t, end)
+	pp := e.svc.Processor()
+	cancelledAt := testkit.Epoch.Add(time.Hour)
+	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+		Status: billing.StatusCancelled, EventTime: cancelledAt})
+	mustNoErr(t, err, "SyncSubscription cancelled")
+	late := charge("in_late", billing.AddMonths(end, 1))
+	late.PaidAt = cancelledAt.Add(-time.Minute)
+	_, err = pp.ApplyGatewayPayment(e.ctx, late)
+	mustNoErr(t, err, "late charge")
+	if got := e.sub("s"); got.Status != billing.StatusCancelled {
+		t.Fatalf("status %s after a charge from before the cancellation, want cancelled", got.Status)
+	}
+	if u := e.user("u"); u.HasAccess(e.now()) || u.PlanID != "" {
+		t.Fatalf("user %+v has access again, want none", u)
+	}
+	if n := e.notif.Count(billing.KindExpired); n != 1 {
+		t.Fatalf("%d expired emails, want 1", n)
+	}
+}
+
+// TestSyncNeverMovesBackwards proves an older event delivered late is ignored.
+func TestSyncNeverMovesBackwards(t *testing.T) {
+	end := testkit.Epoch.Add(10 * day)
+	e := gatewayEnv(t, end)
+	pp := e.svc.Processor()
+	newer, older := testkit.Epoch.Add(2*time.Hour), testkit.Epoch.Add(time.Hour)
+	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+		Status: billing.StatusPastDue, EventTime: newer, PeriodEnd: end})
+	mustNoErr(t, err, "newer")
+	res, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+		Status: billing.StatusActive, EventTime: older, PeriodEnd: end.Add(-5 * day)})
+	mustNoErr(t, err, "older")
+	if !res.Stale || res.Changed {
+		t.Fatalf("older event result %+v, want stale and unchanged", res)
+	}
+	if got := e.sub("s"); got.Status != billing.StatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
+		t.Fatalf("subscription %s until %v, want past_due until %v", got.Status, got.CurrentPeriodEnd, end)
+	}
+}
+
+// TestFailGatewayPayment proves a failed gateway charge is recorded once (a failed payment,
+// one payment-failed email), that bad input changes nothing, and that an unknown
+// subscription is a retryable not-found.
+func TestFailGatewayPayment(t *testing.T) {
+	e := gatewayEnv(t, testkit.Epoch.Add(day))
+	pp := e.svc.Processor()
+	params := charge("in_9", time.Time{})
+	for range 2 {
+		res, err := pp.FailGatewayPayment(e.ctx, params, "card_declined")
+		mustNoErr(t, err, "FailGatewayPayment")
+		if p := e.payment(res.PaymentID); p.Status != billing.PaymentFailed || p.Reason != "card_declined" || p.SubscriptionID != "s" {
+			t.Fatalf("payment %+v, want failed for s with the reason", p)
+		}
+	}
+	if n := e.notif.Count(billing.KindPaymentFailed); n != 1 {
+		t.Fatalf("%d payment-failed emails, want 1", n)
+	}
+	bad := params
+	bad.GatewayPaymentID, bad.Amount.Amount = "in_10", -1
+	if _, err := pp.FailGatewayPayment(e.ctx, bad, "x"); !errors.Is(err, billing.ErrInvalidAmount) {
+		t.Fatalf("negative amount: %v, want ErrInvalidAmount", err)
+	}
+	if _, err := e.st.FindPaymentByGateway(e.ctx, billing.GatewayStripe, "in_10"); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("bad input stored a payment: %v", err)
+	}
+	unknown := params
+	unknown.GatewayPaymentID, unknown.GatewaySubscriptionID = "in_11", "gw-nope"
+	if _, err := pp.FailGatewayPayment(e.ctx, unknown, "x"); !errors.Is(err, billing.ErrNotFound) || billing.Permanent(err) {
+		t.Fatalf("unknown subscription: %v, want a retryable ErrNotFound", err)
+	}
+}
