@@ -26,6 +26,9 @@ type Job struct {
 	Description string
 	Schedule    string
 	Run         JobFunc
+	// Preview, when set, reports what Run would do now without changing anything (a dry
+	// run); the admin API serves it at GET /{job_id}/preview.
+	Preview func(ctx context.Context) (any, error)
 }
 
 // Default job ids, as in the seed.

@@ -139,18 +139,21 @@ func (s *Service) Config() Config { return s.cfg }
 
 // Jobs returns the five default jobs with the seed's schedules, for a scheduler to run.
 func (s *Service) Jobs() []Job {
-	wrap := func(f func(context.Context) (Result, error)) JobFunc { return f }
+	job := func(id, schedule, desc string, run func(context.Context) (Result, error)) Job {
+		return Job{ID: id, Name: id, Schedule: schedule, Description: desc, Run: run,
+			Preview: func(ctx context.Context) (any, error) { return s.Preview(ctx, id) }}
+	}
 	return []Job{
-		{ID: JobCheckExpiring, Name: JobCheckExpiring, Schedule: "0 9 * * *",
-			Description: "Warn subscribers whose period ends soon", Run: wrap(func(ctx context.Context) (Result, error) { return s.CheckExpiringSubscriptions(ctx) })},
-		{ID: JobProcessExpired, Name: JobProcessExpired, Schedule: "30 0 * * *",
-			Description: "Expire lapsed subscriptions and revoke access", Run: wrap(func(ctx context.Context) (Result, error) { return s.ProcessExpiredSubscriptions(ctx) })},
-		{ID: JobRenew, Name: JobRenew, Schedule: "0 2 * * *",
-			Description: "Reconcile auto-renewing subscriptions with their gateway", Run: wrap(func(ctx context.Context) (Result, error) { return s.RenewSubscriptions(ctx) })},
-		{ID: JobCleanupSessions, Name: JobCleanupSessions, Schedule: "0 3 * * 0",
-			Description: "Soft-delete sessions expired long ago", Run: wrap(func(ctx context.Context) (Result, error) { return s.CleanupOldSessions(ctx) })},
-		{ID: JobCleanupPayments, Name: JobCleanupPayments, Schedule: "0 4 1 * *",
-			Description: "Cancel payments left pending too long", Run: wrap(func(ctx context.Context) (Result, error) { return s.CleanupPendingPayments(ctx) })},
+		job(JobCheckExpiring, "0 9 * * *", "Warn subscribers whose period ends soon",
+			func(ctx context.Context) (Result, error) { return s.CheckExpiringSubscriptions(ctx) }),
+		job(JobProcessExpired, "30 0 * * *", "Expire lapsed subscriptions and revoke access",
+			func(ctx context.Context) (Result, error) { return s.ProcessExpiredSubscriptions(ctx) }),
+		job(JobRenew, "0 2 * * *", "Reconcile auto-renewing subscriptions with their gateway",
+			func(ctx context.Context) (Result, error) { return s.RenewSubscriptions(ctx) }),
+		job(JobCleanupSessions, "0 3 * * 0", "Soft-delete sessions expired long ago",
+			func(ctx context.Context) (Result, error) { return s.CleanupOldSessions(ctx) }),
+		job(JobCleanupPayments, "0 4 1 * *", "Cancel payments left pending too long",
+			func(ctx context.Context) (Result, error) { return s.CleanupPendingPayments(ctx) }),
 	}
 }
 

@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/json"
@@ -25,6 +26,9 @@ type AdminOptions struct {
 	Authorize Authorizer
 	// HistoryLimit is how many recent runs GET /{job_id} returns. Default 20.
 	HistoryLimit int
+	// Analytics, when set, adds business figures (billing.Service.Analytics) to
+	// GET /stats/summary under "analytics".
+	Analytics func(ctx context.Context) (any, error)
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -51,9 +55,10 @@ func BearerToken(token string) Authorizer {
 }
 
 type admin struct {
-	s     *Scheduler
-	limit int
-	log   *slog.Logger
+	s         *Scheduler
+	limit     int
+	log       *slog.Logger
+	analytics func(ctx context.Context) (any, error)
 }
 
 // AdminHandler serves the jobs admin API, relative to where the host mounts it (the
@@ -64,7 +69,8 @@ type admin struct {
 //	POST /{job_id}/pause     JobInfo
 //	POST /{job_id}/resume    JobInfo
 //	POST /{job_id}/trigger   billing.JobRun (?async=true: 202 {"run_id":...})
-//	GET  /stats/summary      Stats
+//	GET  /{job_id}/preview   what the job would do now, changing nothing (404 without one)
+//	GET  /stats/summary      Stats (plus "analytics" with AdminOptions.Analytics)
 //
 // Every request is authorized first. Errors are JSON {"error": "..."}: 401, 403, 404
 // unknown job or route, 405 wrong method (with Allow), 409 trigger while running, 503
@@ -83,7 +89,7 @@ func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	a := &admin{s: s, limit: opts.HistoryLimit, log: opts.Logger}
+	a := &admin{s: s, limit: opts.HistoryLimit, log: opts.Logger, analytics: opts.Analytics}
 	if a.limit == 0 {
 		a.limit = 20
 	}
@@ -94,6 +100,7 @@ func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
 	mux.HandleFunc("GET /{$}", a.list)
 	mux.HandleFunc("GET /stats/summary", a.stats)
 	mux.HandleFunc("GET /{job_id}", a.get)
+	mux.HandleFunc("GET /{job_id}/preview", a.preview)
 	mux.HandleFunc("POST /{job_id}/pause", a.pause)
 	mux.HandleFunc("POST /{job_id}/resume", a.resume)
 	mux.HandleFunc("POST /{job_id}/trigger", a.trigger)
@@ -105,6 +112,8 @@ func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
 		switch r.PathValue("action") {
 		case "pause", "resume", "trigger":
 			methodNotAllowed("POST")(w, r)
+		case "preview":
+			methodNotAllowed("GET, HEAD")(w, r)
 		default:
 			writeError(w, http.StatusNotFound, "not found")
 		}
@@ -214,7 +223,28 @@ func (a *admin) stats(w http.ResponseWriter, r *http.Request) {
 		a.fail(w, r, err)
 		return
 	}
-	writeJSON(w, http.StatusOK, st)
+	if a.analytics == nil {
+		writeJSON(w, http.StatusOK, st)
+		return
+	}
+	an, err := a.analytics(r.Context())
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, struct {
+		Stats
+		Analytics any `json:"analytics"`
+	}{st, an})
+}
+
+func (a *admin) preview(w http.ResponseWriter, r *http.Request) {
+	p, err := a.s.Preview(r.Context(), r.PathValue("job_id"))
+	if err != nil {
+		a.fail(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, p)
 }
 
 func (a *admin) fail(w http.ResponseWriter, r *http.Request, err error) {
@@ -223,6 +253,8 @@ func (a *admin) fail(w http.ResponseWriter, r *http.Request, err error) {
 		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, ErrJobRunning):
 		writeError(w, http.StatusConflict, err.Error())
+	case errors.Is(err, ErrNoPreview):
+		writeError(w, http.StatusNotFound, err.Error())
 	case errors.Is(err, ErrClosed):
 		writeError(w, http.StatusServiceUnavailable, err.Error())
 	default:

@@ -6,6 +6,8 @@ import "errors"
 var (
 	// ErrUnknownJob: no job with that id (HTTP 404).
 	ErrUnknownJob = errors.New("scheduler: unknown job")
+	// ErrNoPreview: the job has no dry run (HTTP 404 on /{job_id}/preview).
+	ErrNoPreview = errors.New("scheduler: job has no preview")
 	// ErrJobRunning: the job is running, in this process or on another replica (HTTP 409).
 	ErrJobRunning = errors.New("scheduler: job is already running")
 	// ErrClosed: Shutdown was called; no new runs start (HTTP 503).

@@ -522,3 +522,16 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 	}
 	return info, nil
 }
+
+// Preview returns what the job would do if it ran now, changing nothing (billing.Job.Preview).
+// ErrUnknownJob for an unknown id, ErrNoPreview for a job without one.
+func (s *Scheduler) Preview(ctx context.Context, id string) (any, error) {
+	e := s.byID[id]
+	if e == nil {
+		return nil, fmt.Errorf("%w: %q", ErrUnknownJob, id)
+	}
+	if e.job.Preview == nil {
+		return nil, fmt.Errorf("%w: %q", ErrNoPreview, id)
+	}
+	return e.job.Preview(ctx)
+}

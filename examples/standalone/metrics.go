@@ -7,6 +7,7 @@ import (
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/renewkit/renewkit/billing"
@@ -48,7 +49,7 @@ func newMetrics() *metrics {
 			Help: "Webhook deliveries of events already processed, by gateway."}, []string{"gateway"}),
 	}
 	m.reg.MustRegister(m.jobRuns, m.jobFailures, m.jobDuration, m.emails, m.emailsFailed, m.webhooks, m.rejected, m.duplicates,
-		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }
 

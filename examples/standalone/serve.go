@@ -218,7 +218,8 @@ type pinger interface{ Ping(context.Context) error }
 
 func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	authorize := dashboard.TokenAuthorizer(a.token)
-	api, err := scheduler.AdminHandler(a.sched, scheduler.AdminOptions{Authorize: authorize, Logger: a.log})
+	api, err := scheduler.AdminHandler(a.sched, scheduler.AdminOptions{Authorize: authorize, Logger: a.log,
+		Analytics: func(ctx context.Context) (any, error) { return a.svc.Analytics(ctx) }})
 	if err != nil {
 		return nil, err
 	}
