@@ -216,16 +216,7 @@ func (pp *PaymentProcessor) ApplyGatewayPayment(ctx context.Context, p GatewayPa
 		approve.PaymentID = p.PaymentID
 		return pp.ProcessApproved(ctx, approve)
 	}
-	if p.Gateway == "" || p.GatewayPaymentID == "" {
-		return ProcessResult{}, fmt.Errorf("%w: gateway and gateway payment id are required", ErrInvalidInput)
-	}
-	if err := p.Amount.Validate(); err != nil {
-		return ProcessResult{}, err
-	}
-	pay, err := pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
-	if errors.Is(err, ErrNotFound) {
-		pay, err = pp.insertGatewayPayment(ctx, p)
-	}
+	pay, err := pp.gatewayPayment(ctx, p)
 	if err != nil {
 		return ProcessResult{}, err
 	}
@@ -244,21 +235,27 @@ func (pp *PaymentProcessor) FailGatewayPayment(ctx context.Context, p GatewayPay
 		fail.PaymentID = p.PaymentID
 		return pp.ProcessFailed(ctx, fail)
 	}
-	if p.Gateway == "" || p.GatewayPaymentID == "" {
-		return ProcessResult{}, fmt.Errorf("%w: gateway and gateway payment id are required", ErrInvalidInput)
-	}
-	if err := p.Amount.Validate(); err != nil {
-		return ProcessResult{}, err
-	}
-	pay, err := pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
-	if errors.Is(err, ErrNotFound) {
-		pay, err = pp.insertGatewayPayment(ctx, p)
-	}
+	pay, err := pp.gatewayPayment(ctx, p)
 	if err != nil {
 		return ProcessResult{}, err
 	}
 	fail.PaymentID = pay.ID
 	return pp.ProcessFailed(ctx, fail)
+}
+
+// gatewayPayment finds the payment record of a gateway charge, or creates it pending.
+func (pp *PaymentProcessor) gatewayPayment(ctx context.Context, p GatewayPaymentParams) (Payment, error) {
+	if p.Gateway == "" || p.GatewayPaymentID == "" {
+		return Payment{}, fmt.Errorf("%w: gateway and gateway payment id are required", ErrInvalidInput)
+	}
+	if err := p.Amount.Validate(); err != nil {
+		return Payment{}, err
+	}
+	pay, err := pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
+	if errors.Is(err, ErrNotFound) {
+		return pp.insertGatewayPayment(ctx, p)
+	}
+	return pay, err
 }
 
 func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayPaymentParams) (Payment, error) {
