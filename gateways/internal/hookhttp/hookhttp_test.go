@@ -1,0 +1,71 @@
+package hookhttp
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+func TestReadBody(t *testing.T) {
+	for _, tc := range []struct {
+		name, method, body string
+		limit              int64
+		ok                 bool
+		code               int
+	}{
+		{"post within limit", http.MethodPost, "{}", 10, true, 0},
+		{"get refused", http.MethodGet, "", 10, false, http.StatusMethodNotAllowed},
+		{"over limit", http.MethodPost, strings.Repeat("x", 11), 10, false, http.StatusRequestEntityTooLarge},
+		{"default limit is 1 MiB", http.MethodPost, strings.Repeat("x", MaxBody+1), 0, false, http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := httptest.NewRecorder()
+			body, ok := ReadBody(rec, httptest.NewRequest(tc.method, "/", strings.NewReader(tc.body)), tc.limit)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v", ok, tc.ok)
+			}
+			if ok && string(body) != tc.body {
+				t.Fatalf("body %q", body)
+			}
+			if !ok && (rec.Code != tc.code || !strings.Contains(rec.Body.String(), `"error"`)) {
+				t.Fatalf("answer %d %s, want %d with a JSON error", rec.Code, rec.Body, tc.code)
+			}
+		})
+	}
+}
+
+func TestRespond(t *testing.T) {
+	log := slog.New(slog.DiscardHandler)
+	for _, tc := range []struct {
+		outcome billing.EventOutcome
+		err     error
+		code    int
+	}{
+		{billing.OutcomeProcessed, nil, 200},
+		{billing.OutcomeDuplicate, nil, 200},
+		{billing.OutcomeIgnored, nil, 200},
+		{billing.OutcomeInProgress, nil, 409},
+		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrUnknownPayment), 400},
+		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrNotFound), 503},
+		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrConflict), 503},
+		{billing.OutcomeFailed, errors.New("store down: secret=abc"), 500},
+	} {
+		rec := httptest.NewRecorder()
+		Respond(rec, httptest.NewRequest("POST", "/", nil), log, "stripe", "evt_1", tc.outcome, tc.err)
+		if rec.Code != tc.code {
+			t.Errorf("%s %v: %d, want %d", tc.outcome, tc.err, rec.Code, tc.code)
+		}
+		if rec.Header().Get(OutcomeHeader) != string(tc.outcome) {
+			t.Errorf("%s: outcome header %q", tc.outcome, rec.Header().Get(OutcomeHeader))
+		}
+		if strings.Contains(rec.Body.String(), "secret") {
+			t.Errorf("error text leaked into the answer: %s", rec.Body)
+		}
+	}
+}
