@@ -97,7 +97,7 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 		log = slog.Default()
 	}
 	pages, err := template.New("").Funcs(template.FuncMap{
-		"when":     formatTime,
+		"when":     func(t any) string { return formatTime(t, s.Location()) },
 		"duration": formatDuration,
 		"result":   formatResult,
 	}).ParseFS(templateFS, "templates/*.html")
@@ -389,18 +389,20 @@ func (d *dash) render(w http.ResponseWriter, name string, data any) {
 	}
 }
 
-func formatTime(t any) string {
+// formatTime shows t in the scheduler's zone, as the schedules are read (run records are
+// stored in UTC).
+func formatTime(t any, loc *time.Location) string {
 	switch v := t.(type) {
 	case *time.Time:
 		if v == nil {
 			return "—"
 		}
-		return v.Format("2006-01-02 15:04 MST")
+		return v.In(loc).Format("2006-01-02 15:04 MST")
 	case time.Time:
 		if v.IsZero() {
 			return "—"
 		}
-		return v.Format("2006-01-02 15:04:05 MST")
+		return v.In(loc).Format("2006-01-02 15:04:05 MST")
 	}
 	return "—"
 }

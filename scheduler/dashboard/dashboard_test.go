@@ -12,6 +12,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/scheduler"
@@ -52,7 +53,11 @@ func newEnv(t *testing.T, prefix string, opts dashboard.Options) *env {
 			}},
 	}
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-	s, err := scheduler.New(jobs, memstore.New(), scheduler.WithLogger(quiet))
+	loc, err := time.LoadLocation("America/Sao_Paulo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := scheduler.New(jobs, memstore.New(), scheduler.WithLogger(quiet), scheduler.WithLocation(loc))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -339,7 +344,7 @@ func TestActions(t *testing.T) {
 	}
 	page = e.do("GET", strings.TrimPrefix(r.location(), "/admin"), nil, auth)
 	if !strings.Contains(page.body, "Ran alpha: succeeded") || strings.Count(page.body, "<tr data-run=") != 1 ||
-		!strings.Contains(page.body, "processed=3 total_found=3") {
+		!strings.Contains(page.body, "processed=3 total_found=3") || !strings.Contains(page.body, " -03</td>") {
 		t.Errorf("job page after trigger:\n%s", page.body)
 	}
 
