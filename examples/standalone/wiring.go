@@ -83,8 +83,6 @@ func (a *app) gateways(clock billing.Clock) (map[string]billing.RenewalLookup, m
 				return mercadopagogw.NewWebhookHandler(svc, mc, mercadopagogw.WithClock(clock), mercadopagogw.WithLogger(a.log))
 			}
 		}
-	} else if c.MercadoPagoWebhookSecret != "" {
-		return nil, nil, fmt.Errorf("invalid configuration: MERCADOPAGO_ACCESS_TOKEN: MERCADOPAGO_WEBHOOK_SECRET is set, but payments are read from the API, which needs the access token")
 	}
 	on(fmt.Sprintf("mercadopago: renewals %s, webhook %s", onOff(c.MercadoPagoAccessToken), onOff(c.MercadoPagoWebhookSecret)))
 
