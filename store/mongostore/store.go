@@ -192,7 +192,10 @@ func idMatch(id string) any {
 	return id
 }
 
-func byID(id string) bson.D { return bson.D{{Key: "_id", Value: idMatch(id)}} }
+// byID matches a record by its billing id: a 24-hex id as the ObjectID the seed and
+// renewkit store, any other id as a string. An exact _id match lets FerretDB push the filter
+// down to SQLite instead of scanning the collection.
+func byID(id string) bson.D { return bson.D{{Key: "_id", Value: idValue(id)}} }
 
 // docID reads an _id or reference stored as an ObjectID or a string.
 type docID string

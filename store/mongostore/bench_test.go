@@ -1,0 +1,199 @@
+package mongostore_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/store/mongostore"
+)
+
+// Benchmarks: warn + expire over N subscriptions (half ending in two days, half ended
+// yesterday) three ways on the same server:
+//
+//   - mongostore: billing.Service's CheckExpiringSubscriptions and
+//     ProcessExpiredSubscriptions on mongostore (claims, per-record updates, notifications,
+//     audit, user access);
+//   - raw: the minimal driver operations for the same subscription changes, two updateMany;
+//   - loop: the seed's way, find the due documents and update them one at a time.
+//
+// Each reports ms per subscription and the peak HeapInuse seen while it ran (sampled every
+// 5 ms). mongostore runs at N and 10N to show memory does not grow with N.
+//
+//	eval "$(scripts/ferretdb start)"; BENCH_N=2000 go test -run '^$' -bench . -benchtime 1x ./store/mongostore
+//
+// or scripts/bench-mongo. BENCH_N defaults to 2000 (FerretDB is slow); set
+// MONGODB_TEST_URI to a real MongoDB to compare.
+func BenchmarkWarnExpire(b *testing.B) {
+	n := 2000
+	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
+		n = v
+	}
+	c := client(b)
+	for _, size := range []int{n, 10 * n} {
+		if size > n && os.Getenv("BENCH_10N") == "" && size > 2000 {
+			// 10N on FerretDB v1 takes hours (every write scans the collection); opt in.
+			continue
+		}
+		b.Run(fmt.Sprintf("mongostore/N=%d", size), func(b *testing.B) { benchVariant(b, c, size, runService) })
+	}
+	b.Run(fmt.Sprintf("raw/N=%d", n), func(b *testing.B) { benchVariant(b, c, n, runRaw) })
+	b.Run(fmt.Sprintf("loop/N=%d", n), func(b *testing.B) { benchVariant(b, c, n, runLoop) })
+}
+
+type variant func(ctx context.Context, b *testing.B, db *mongo.Database, st *mongostore.Store, n int)
+
+func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) {
+	ctx := context.Background()
+	var peak atomic.Uint64
+	var elapsed time.Duration
+	for range b.N {
+		b.StopTimer()
+		db := freshDB(b, c)
+		st := newStore(b, db, mongostore.Config{BatchSize: 200})
+		seedBench(ctx, b, st, n)
+		runtime.GC()
+		stop := sampleHeap(&peak)
+		start := time.Now()
+		b.StartTimer()
+		run(ctx, b, db, st, n)
+		b.StopTimer()
+		elapsed += time.Since(start)
+		stop()
+		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: benchNow})
+		if err != nil || left != 0 {
+			b.Fatalf("%d expired subscriptions left active (%v)", left, err)
+		}
+		warned, err := db.Collection("subscriptions").CountDocuments(ctx, bson.D{{Key: "expiration_warning_sent", Value: true}})
+		if err != nil || int(warned) != n/2 {
+			b.Fatalf("%d warned, want %d (%v)", warned, n/2, err)
+		}
+	}
+	b.ReportMetric(float64(elapsed.Milliseconds())/float64(b.N*n), "ms/sub")
+	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
+}
+
+func sampleHeap(peak *atomic.Uint64) (stop func()) {
+	done := make(chan struct{})
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		t := time.NewTicker(5 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			for {
+				p := peak.Load()
+				if ms.HeapInuse <= p || peak.CompareAndSwap(p, ms.HeapInuse) {
+					break
+				}
+			}
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return func() { close(done); wg.Wait() }
+}
+
+var benchNow = time.Date(2031, 7, 1, 9, 0, 0, 0, time.UTC)
+
+func seedBench(ctx context.Context, b *testing.B, st *mongostore.Store, n int) {
+	b.Helper()
+	u := billing.User{ID: "u1", Email: "u1@example.com", Name: "U", CreatedAt: benchNow}
+	p := billing.Plan{ID: "p1", Name: "Pro", BillingCycle: billing.CycleMonthly, Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
+	if err := st.InsertUser(ctx, &u); err != nil {
+		b.Fatal(err)
+	}
+	if err := st.InsertPlan(ctx, &p); err != nil {
+		b.Fatal(err)
+	}
+	subs := make([]billing.Subscription, n)
+	for i := range subs {
+		end := benchNow.Add(48 * time.Hour)
+		if i%2 == 1 {
+			end = benchNow.Add(-24 * time.Hour)
+		}
+		subs[i] = billing.Subscription{UserID: "u1", PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+			CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
+			CreatedAt: benchNow.AddDate(0, -2, 0), UpdatedAt: benchNow.AddDate(0, -1, 0)}
+	}
+	if err := st.InsertSubscriptions(ctx, subs); err != nil {
+		b.Fatal(err)
+	}
+}
+
+type discard struct{}
+
+func (discard) Notify(context.Context, billing.Notification) error { return nil }
+
+func runService(ctx context.Context, b *testing.B, _ *mongo.Database, st *mongostore.Store, n int) {
+	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: fixedClock(benchNow), BatchSize: 200})
+	if err != nil {
+		b.Fatal(err)
+	}
+	w, err := svc.CheckExpiringSubscriptions(ctx)
+	if err != nil || w.TotalFound != n/2 {
+		b.Fatalf("warn: %+v %v", w, err)
+	}
+	e, err := svc.ProcessExpiredSubscriptions(ctx)
+	if err != nil || e.Processed != n/2 {
+		b.Fatalf("expire: %+v %v", e, err)
+	}
+}
+
+func dueFilters() (warn, expire bson.D) {
+	warn = bson.D{{Key: "status", Value: "active"}, {Key: "flag_del", Value: bson.D{{Key: "$ne", Value: true}}},
+		{Key: "expiration_warning_sent", Value: bson.D{{Key: "$ne", Value: true}}},
+		{Key: "current_period_end", Value: bson.D{{Key: "$gt", Value: benchNow}, {Key: "$lte", Value: benchNow.Add(72 * time.Hour)}}}}
+	expire = bson.D{{Key: "status", Value: "active"}, {Key: "flag_del", Value: bson.D{{Key: "$ne", Value: true}}},
+		{Key: "current_period_end", Value: bson.D{{Key: "$lte", Value: benchNow}}}}
+	return warn, expire
+}
+
+func runRaw(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostore.Store, _ int) {
+	c := db.Collection("subscriptions")
+	warn, expire := dueFilters()
+	if _, err := c.UpdateMany(ctx, warn, bson.D{{Key: "$set", Value: bson.D{{Key: "expiration_warning_sent", Value: true}, {Key: "updated_at", Value: benchNow}}}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := c.UpdateMany(ctx, expire, bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "inactive"}, {Key: "updated_at", Value: benchNow}}}}); err != nil {
+		b.Fatal(err)
+	}
+}
+
+func runLoop(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostore.Store, _ int) {
+	c := db.Collection("subscriptions")
+	warn, expire := dueFilters()
+	each := func(filter bson.D, set bson.D) {
+		cur, err := c.Find(ctx, filter)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var docs []bson.M // the seed's to_list(): every due document in memory
+		if err := cur.All(ctx, &docs); err != nil {
+			b.Fatal(err)
+		}
+		for _, d := range docs {
+			if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: d["_id"]}}, bson.D{{Key: "$set", Value: set}}); err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	each(warn, bson.D{{Key: "expiration_warning_sent", Value: true}, {Key: "updated_at", Value: benchNow}})
+	each(expire, bson.D{{Key: "status", Value: "inactive"}, {Key: "updated_at", Value: benchNow}})
+}
