@@ -87,11 +87,11 @@ func (c Config) Validate() error {
 	seen := map[string]string{}
 	for _, f := range c.Collections.withDefaults().fields() {
 		if err := validCollectionName(f.value); err != nil {
-			errs = append(errs, fmt.Errorf("Collections.%s: %w", f.name, err))
+			errs = append(errs, fmt.Errorf("collection name Collections.%s: %w", f.name, err))
 			continue
 		}
 		if other, ok := seen[f.value]; ok {
-			errs = append(errs, fmt.Errorf("Collections.%s: %q is also used for %s; give each part its own collection", f.name, f.value, other))
+			errs = append(errs, fmt.Errorf("collection name Collections.%s: %q is also used for %s; give each part its own collection", f.name, f.value, other))
 		}
 		seen[f.value] = f.name
 	}
