@@ -15,7 +15,7 @@ func TestConfigValidate(t *testing.T) {
 	if err == nil {
 		t.Fatal("bad Config validated")
 	}
-	for _, want := range []string{"BatchSize", "ClaimMode", "Collections.Users", "Collections.Plans"} {
+	for _, want := range []string{"BatchSize", "ClaimMode", "Collections.Subscriptions", "Collections.Plans"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not mention %s", err, want)
 		}
