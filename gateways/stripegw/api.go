@@ -101,6 +101,9 @@ func fromSDKInvoice(inv *stripe.Invoice) *wireInvoice {
 	if inv.Subscription != nil {
 		w.Subscription = ref(inv.Subscription.ID)
 	}
+	if inv.StatusTransitions != nil {
+		w.StatusTransitions.PaidAt = inv.StatusTransitions.PaidAt
+	}
 	if inv.Lines != nil {
 		for _, l := range inv.Lines.Data {
 			if l == nil {

@@ -59,47 +59,6 @@ func gatewayErr(err error) error {
 	return err
 }
 
-// lockTTL bounds how long a crashed delivery blocks the subscription's events.
-const lockTTL = time.Minute
-
-// withSubscriptionLock runs f holding a store lock on the Stripe subscription, so the
-// events of one subscription are applied one at a time across goroutines and replicas:
-// the checks below (is this period covered, is this invoice paid) and the writes that
-// follow them are not interleaved with another event's. A lock held for long is answered
-// with billing.ErrConflict (503, Stripe retries).
-func (h *webhookHandler) withSubscriptionLock(ctx context.Context, subID string, f func() error) error {
-	key, owner := "stripegw:subscription:"+subID, billing.NewID()
-	wait := 2 * time.Millisecond
-	deadline := time.Now().Add(3 * time.Second)
-	for {
-		lease, err := h.store.AcquireLock(ctx, key, owner, h.clock.Now(), lockTTL)
-		if err == nil {
-			defer func() {
-				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				if err := h.store.ReleaseLock(rctx, lease); err != nil {
-					h.log.WarnContext(ctx, "releasing stripe subscription lock failed; it expires", "subscription", subID, "error", err)
-				}
-			}()
-			return f()
-		}
-		if !errors.Is(err, billing.ErrLockHeld) {
-			return fmt.Errorf("locking stripe subscription %s: %w", subID, err)
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%w: stripe subscription %s is being processed by another delivery", billing.ErrConflict, subID)
-		}
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, 50*time.Millisecond)
-	}
-}
-
 // findSubscription returns the stored subscription, ok=false when there is none.
 func (h *webhookHandler) findSubscription(ctx context.Context, subID string) (billing.Subscription, bool, error) {
 	sub, err := h.store.FindSubscriptionByGateway(ctx, billing.GatewayStripe, subID)
@@ -134,40 +93,38 @@ func (h *webhookHandler) subscriptionChanged(ctx context.Context, ev decodedEven
 	if ev.Type == EventSubscriptionDeleted {
 		status = billing.StatusCancelled
 	}
-	return h.withSubscriptionLock(ctx, s.ID, func() error {
-		p := billing.SyncParams{
-			Gateway: billing.GatewayStripe, GatewaySubscriptionID: s.ID, Status: status,
-			CancelAtPeriodEnd: s.CancelAtPeriodEnd, EventTime: ev.Created, Actor: actor,
+	p := billing.SyncParams{
+		Gateway: billing.GatewayStripe, GatewaySubscriptionID: s.ID, Status: status,
+		CancelAtPeriodEnd: s.CancelAtPeriodEnd, EventTime: ev.Created, Actor: actor,
+	}
+	ps, pe := s.period()
+	switch {
+	case status == billing.StatusCancelled:
+		p.PeriodStart, p.PeriodEnd = ps, pe
+	case s.latest != nil && s.latest.isPaid() && s.latest.subscriptionID() == s.ID:
+		if err := h.applyPaidInvoice(ctx, s.latest, time.Time{}); err != nil && !errors.Is(err, billing.ErrNotFound) {
+			return err
 		}
-		ps, pe := s.period()
-		switch {
-		case status == billing.StatusCancelled:
+		if _, le := s.latest.period(); le.Equal(pe) {
 			p.PeriodStart, p.PeriodEnd = ps, pe
-		case s.latest != nil && s.latest.isPaid() && s.latest.subscriptionID() == s.ID:
-			if err := h.applyPaidInvoice(ctx, s.latest); err != nil && !errors.Is(err, billing.ErrNotFound) {
-				return err
-			}
-			if _, le := s.latest.period(); le.Equal(pe) {
-				p.PeriodStart, p.PeriodEnd = ps, pe
-			}
 		}
-		cur, found, err := h.findSubscription(ctx, s.ID)
-		if err != nil {
-			return err
-		}
-		if status.Live() && p.PeriodEnd.IsZero() && (!found || cur.CurrentPeriodEnd.IsZero()) {
-			// No paid period yet: stay pending until invoice.paid brings one, so the
-			// expiry job never sees an active subscription without a period.
-			p.Status = ""
-		}
-		if found || status == billing.StatusCancelled {
-			_, err = h.pp.SyncSubscription(ctx, p)
-			return err
-		}
-		p.UserID, p.PlanID = s.Metadata["user_id"], s.Metadata["plan_id"]
+	}
+	cur, found, err := h.findSubscription(ctx, s.ID)
+	if err != nil {
+		return err
+	}
+	if status.Live() && p.PeriodEnd.IsZero() && (!found || cur.CurrentPeriodEnd.IsZero()) {
+		// No paid period yet: stay pending until invoice.paid brings one, so the
+		// expiry job never sees an active subscription without a period.
+		p.Status = ""
+	}
+	if found || status == billing.StatusCancelled {
 		_, err = h.pp.SyncSubscription(ctx, p)
 		return err
-	})
+	}
+	p.UserID, p.PlanID = s.Metadata["user_id"], s.Metadata["plan_id"]
+	_, err = h.pp.SyncSubscription(ctx, p)
+	return err
 }
 
 // invoicePaid records a paid invoice of a subscription: the first payment or a renewal.
@@ -183,19 +140,19 @@ func (h *webhookHandler) invoicePaid(ctx context.Context, ev decodedEvent) (bool
 		}
 		inv = fetched
 	}
-	subID := inv.subscriptionID()
-	if subID == "" {
+	if inv.subscriptionID() == "" {
 		return true, nil // a one-off invoice: not a subscription payment
 	}
-	return false, h.withSubscriptionLock(ctx, subID, func() error { return h.applyPaidInvoice(ctx, inv) })
+	return false, h.applyPaidInvoice(ctx, inv, ev.Created)
 }
 
 // applyPaidInvoice records inv as an approved payment (gateway payment id = invoice id,
-// amount_paid and currency) for the period of its subscription line. Call it holding the
-// subscription lock. A period the subscription already covers (an invoice delivered late, or
-// one the subscription events already recorded) is recorded without moving the period or
-// the status; see recordCoveredPayment.
-func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice) error {
+// amount_paid and currency) for the period of its subscription line, paid at
+// status_transitions.paid_at (else at fallbackPaidAt, the invoice.paid event's time).
+// billing never adds a cycle to a stated period: a period the subscription already covers
+// (an invoice delivered late, or one a subscription event already recorded) is recorded
+// without moving, and a charge from before the subscription ended does not revive it.
+func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice, fallbackPaidAt time.Time) error {
 	subID := inv.subscriptionID()
 	ps, pe := inv.period()
 	if pe.IsZero() && h.api != nil {
@@ -214,25 +171,30 @@ func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice)
 	if err != nil {
 		return err
 	}
-	if found && !pe.IsZero() && !billing.TruncateTime(pe).After(cur.CurrentPeriodEnd) {
+	if found && cur.Status == billing.StatusPastDue && !pe.IsZero() && !billing.TruncateTime(pe).After(cur.CurrentPeriodEnd) {
 		return h.recordCoveredPayment(ctx, cur, inv.ID, amount)
+	}
+	paidAt := inv.paidAt()
+	if paidAt.IsZero() {
+		paidAt = fallbackPaidAt
 	}
 	_, err = h.pp.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
 		Gateway: billing.GatewayStripe, GatewayPaymentID: inv.ID, GatewaySubscriptionID: subID,
-		Amount: amount, PeriodStart: ps, PeriodEnd: pe, Actor: actor,
+		Amount: amount, PeriodStart: ps, PeriodEnd: pe, PaidAt: paidAt, Actor: actor,
 	})
 	return err
 }
 
-// recordCoveredPayment approves the payment of an invoice whose period the subscription
-// already covers, without extending it or changing its status.
+// recordCoveredPayment approves the payment of an invoice whose period a past_due
+// subscription already covers, without changing its period or status: an older invoice
+// delivered late must not end the past_due state a newer failed attempt set.
 //
-// billing.ProcessApproved extends a subscription by one cycle when the stated period does
-// not go past the current end. To record the payment alone, the payment is marked as
-// applied on the subscription first (Subscription.AppliedPayments, which ProcessApproved
-// honours), then approved: it is stored as approved, audited and its payment email sent,
-// and the subscription is left as it is. See the package documentation for the billing
-// change that would make this unnecessary.
+// billing.ProcessApproved keeps a covered period as it is, but sets any subscription that
+// is not cancelled to active, even for a charge older than its GatewayUpdatedAt. To record the payment alone, the payment is marked as applied on
+// the subscription first (Subscription.AppliedPayments, which ProcessApproved honours), then
+// approved: it is stored as approved, audited and its payment email sent, and the
+// subscription is left as it is. A concurrent change of the subscription makes the update
+// fail with billing.ErrConflict (503, Stripe retries).
 func (h *webhookHandler) recordCoveredPayment(ctx context.Context, sub billing.Subscription, invoiceID string, amount billing.Money) error {
 	pay, err := h.ensurePayment(ctx, sub, invoiceID, amount)
 	if err != nil {
@@ -284,7 +246,8 @@ func (h *webhookHandler) ensurePayment(ctx context.Context, sub billing.Subscrip
 // under the invoice id, so the payment-failed email goes out once per attempt whatever
 // order the events arrive in. The subscription moves to past_due (with a SecretKey: to the
 // status the API reports) unless the invoice is already recorded as paid, and never before
-// it has a paid period.
+// it has a paid period. A retry paid after this check is not undone: its charge time is
+// newer than this event, so the past_due sync is stale.
 func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bool, error) {
 	inv := ev.Invoice
 	var fetchedSub *wireSubscription
@@ -307,46 +270,41 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 		}
 		fetchedSub = s
 	}
-	return false, h.withSubscriptionLock(ctx, subID, func() error {
-		sub, found, err := h.findSubscription(ctx, subID)
-		if err != nil {
-			return err
+	sub, found, err := h.findSubscription(ctx, subID)
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		return false, fmt.Errorf("stripe subscription %s of failed invoice %s: %w", subID, inv.ID, billing.ErrNotFound)
+	}
+	attempt := max(inv.AttemptCount, 1)
+	_, err = h.pp.FailGatewayPayment(ctx, billing.GatewayPaymentParams{
+		Gateway: billing.GatewayStripe, GatewayPaymentID: fmt.Sprintf("%s/attempt-%d", inv.ID, attempt),
+		GatewaySubscriptionID: subID, Amount: billing.Money{Amount: inv.AmountDue, Currency: currency(inv.Currency)}, Actor: actor,
+	}, failureReason(inv, attempt))
+	if err != nil && !errors.Is(err, billing.ErrInvalidTransition) { // cancelled meanwhile: settled
+		return false, err
+	}
+	if paid, err := h.store.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentApproved {
+		return false, nil // a retry of this invoice already succeeded
+	} else if err != nil && !errors.Is(err, billing.ErrNotFound) {
+		return false, err
+	}
+	if sub.CurrentPeriodEnd.IsZero() {
+		return false, nil // never paid: stays pending
+	}
+	p := billing.SyncParams{
+		Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, Status: billing.StatusPastDue,
+		CancelAtPeriodEnd: sub.CancelAtPeriodEnd, EventTime: ev.Created, Actor: actor,
+	}
+	if fetchedSub != nil {
+		if st := mapStatus(fetchedSub.Status); st != "" {
+			p.Status = st
 		}
-		if !found {
-			return fmt.Errorf("stripe subscription %s of failed invoice %s: %w", subID, inv.ID, billing.ErrNotFound)
-		}
-		attempt := max(inv.AttemptCount, 1)
-		pay, err := h.ensurePayment(ctx, sub, fmt.Sprintf("%s/attempt-%d", inv.ID, attempt),
-			billing.Money{Amount: inv.AmountDue, Currency: currency(inv.Currency)})
-		if err != nil {
-			return err
-		}
-		if pay.Status == billing.PaymentPending || pay.Status == billing.PaymentFailed {
-			if _, err := h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: pay.ID, Reason: failureReason(inv, attempt), Actor: actor}); err != nil {
-				return err
-			}
-		}
-		if paid, err := h.store.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentApproved {
-			return nil // a retry of this invoice already succeeded
-		} else if err != nil && !errors.Is(err, billing.ErrNotFound) {
-			return err
-		}
-		if sub.CurrentPeriodEnd.IsZero() {
-			return nil // never paid: stays pending
-		}
-		p := billing.SyncParams{
-			Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, Status: billing.StatusPastDue,
-			CancelAtPeriodEnd: sub.CancelAtPeriodEnd, EventTime: ev.Created, Actor: actor,
-		}
-		if fetchedSub != nil {
-			if st := mapStatus(fetchedSub.Status); st != "" {
-				p.Status = st
-			}
-			p.CancelAtPeriodEnd = fetchedSub.CancelAtPeriodEnd
-		}
-		_, err = h.pp.SyncSubscription(ctx, p)
-		return err
-	})
+		p.CancelAtPeriodEnd = fetchedSub.CancelAtPeriodEnd
+	}
+	_, err = h.pp.SyncSubscription(ctx, p)
+	return false, err
 }
 
 // failureReason says why the charge failed, from the payment intent's decline code when
@@ -408,38 +366,36 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 		}
 		latest = fs.latest
 	}
-	return false, h.withSubscriptionLock(ctx, subID, func() error {
-		_, found, err := h.findSubscription(ctx, subID)
-		if err != nil {
-			return err
+	_, found, err := h.findSubscription(ctx, subID)
+	if err != nil {
+		return false, err
+	}
+	if !found {
+		userID := s.Metadata["user_id"]
+		if userID == "" {
+			userID = s.ClientReferenceID
 		}
-		if !found {
-			userID := s.Metadata["user_id"]
-			if userID == "" {
-				userID = s.ClientReferenceID
-			}
-			planID := s.Metadata["plan_id"]
-			if userID == "" || planID == "" {
-				return fmt.Errorf("%w: checkout session %s names no user (metadata user_id or client_reference_id) or no plan (metadata plan_id)",
-					billing.ErrInvalidInput, s.ID)
-			}
-			if _, err := h.pp.SyncSubscription(ctx, billing.SyncParams{
-				Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, EventTime: ev.Created,
-				UserID: userID, PlanID: planID, Actor: actor,
-			}); err != nil {
-				return err
-			}
+		planID := s.Metadata["plan_id"]
+		if userID == "" || planID == "" {
+			return false, fmt.Errorf("%w: checkout session %s names no user (metadata user_id or client_reference_id) or no plan (metadata plan_id)",
+				billing.ErrInvalidInput, s.ID)
 		}
-		if paymentID != "" && s.Invoice != "" {
-			if err := h.linkPayment(ctx, paymentID, string(s.Invoice), subID); err != nil {
-				return err
-			}
+		if _, err := h.pp.SyncSubscription(ctx, billing.SyncParams{
+			Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, EventTime: ev.Created,
+			UserID: userID, PlanID: planID, Actor: actor,
+		}); err != nil {
+			return false, err
 		}
-		if latest != nil && latest.isPaid() && latest.subscriptionID() == subID {
-			return h.applyPaidInvoice(ctx, latest)
+	}
+	if paymentID != "" && s.Invoice != "" {
+		if err := h.linkPayment(ctx, paymentID, string(s.Invoice), subID); err != nil {
+			return false, err
 		}
-		return nil
-	})
+	}
+	if latest != nil && latest.isPaid() && latest.subscriptionID() == subID {
+		return false, h.applyPaidInvoice(ctx, latest, time.Time{})
+	}
+	return false, nil
 }
 
 // linkPayment points the host's pending payment at the session's first invoice, so the

@@ -54,8 +54,9 @@
 //	                               amount_paid, currency) for the period of the invoice's
 //	                               subscription line (lines.data[].period), not
 //	                               invoice.period_start/end (the period that just ended).
-//	invoice.payment_failed         a failed payment per attempt ("<invoice>/attempt-<n>")
-//	                               with the payment-failed email; subscription past_due.
+//	invoice.payment_failed         a failed payment per attempt ("<invoice>/attempt-<n>",
+//	                               billing.FailGatewayPayment: the payment-failed email
+//	                               once); subscription past_due.
 //	customer.subscription.created  status, cancel_at_period_end, event time (created: from
 //	customer.subscription.updated  metadata user_id/plan_id when unknown).
 //	customer.subscription.deleted  cancelled: access revoked, expired email.
@@ -70,12 +71,16 @@
 // collected, so taking it from the body would grant an unpaid period. An ended
 // subscription takes its last period (access is revoked anyway).
 //
-// Ordering: the events of one subscription are applied one at a time (a store lock per
-// Stripe subscription), subscription changes compare the event's created time with the
-// newest applied (billing.SyncParams.EventTime), an invoice whose period the subscription
-// already covers is recorded without extending it, a payment_failed for an invoice already
-// paid does not set past_due, and events for a subscription that does not exist yet are
-// answered 503 so Stripe redelivers them after the creating event.
+// Ordering: billing applies the charges and status changes of one subscription one at a
+// time (its lock per gateway subscription; a delivery that finds it held is answered 503),
+// subscription changes compare the event's created time with the newest applied
+// (billing.SyncParams.EventTime), and a charge passes its time (status_transitions.paid_at,
+// else the invoice.paid event's created) so an older status event is recognised as stale
+// and a charge from before the subscription ended does not revive it. An invoice whose
+// period the subscription already covers is recorded without extending it (a past_due
+// subscription also keeps its status), a payment_failed for an invoice already paid does
+// not set past_due, and events for a subscription that does not exist yet are answered 503
+// so Stripe redelivers them after the creating event.
 //
 // # Trusting the body
 //
@@ -92,8 +97,8 @@
 // accepts any version (the equivalent of IgnoreAPIVersionMismatch) because it decodes only
 // these fields, with its own structs, and reads each where every version since 2020-08-27
 // puts it: event id, type, created, data.object; invoice id, status, paid, amount_paid,
-// amount_due, currency, attempt_count, subscription, lines.data[].type, .proration,
-// .period.start/.end; subscription id, status, cancel_at_period_end,
+// amount_due, currency, attempt_count, status_transitions.paid_at, subscription,
+// lines.data[].type, .proration, .period.start/.end; subscription id, status, cancel_at_period_end,
 // current_period_start/end, metadata, latest_invoice; checkout session id, mode,
 // payment_status, subscription, invoice, payment_intent, client_reference_id, metadata.
 // Version 2025-03-31.basil moved three of them, and the decoder reads the new places too:

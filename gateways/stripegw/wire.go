@@ -147,6 +147,9 @@ type wireInvoice struct {
 	Lines struct {
 		Data []wireLine `json:"data"`
 	} `json:"lines"`
+	StatusTransitions struct {
+		PaidAt int64 `json:"paid_at"`
+	} `json:"status_transitions"`
 	// Set from an expanded payment_intent when the invoice came from the API.
 	failureCode, failureMessage string
 }
@@ -176,6 +179,9 @@ func (inv *wireInvoice) period() (start, end time.Time) {
 }
 
 func (inv *wireInvoice) isPaid() bool { return inv.Status == "paid" || inv.Paid }
+
+// paidAt is when Stripe collected the invoice (status_transitions.paid_at); zero when unknown.
+func (inv *wireInvoice) paidAt() time.Time { return unix(inv.StatusTransitions.PaidAt) }
 
 type wireCheckoutSession struct {
 	ID                string            `json:"id"`
