@@ -53,17 +53,20 @@
 // payment, approved: a charge of a preapproval (point_of_interaction.transaction_data.
 // subscription_id, or metadata.preapproval_id) goes to ApplyGatewayPayment with the amount
 // (transaction_amount in minor units, currency_id) and the period it pays for (billing_date
-// plus the preapproval's frequency). Any other payment approves the renewkit payment whose id
-// is its external_reference with ProcessApproved, once the charged amount and currency
-// cover the renewkit payment's (else 400). rejected: ProcessFailed with "rejected:
-// <status_detail>" as the reason; a rejected preapproval charge is recorded as a failed
-// payment of the subscription, which keeps its status (the preapproval's decides it).
+// plus the preapproval's frequency) and the charge time (date_approved). Any other payment
+// approves the renewkit payment whose id is its external_reference with ProcessApproved,
+// once the charged amount and currency cover the renewkit payment's (else 400). rejected:
+// ProcessFailed with "rejected: <status_detail>" as the reason; a rejected preapproval
+// charge is recorded with FailGatewayPayment as a failed payment of the subscription, which
+// keeps its status (the preapproval's decides it).
 // cancelled: ProcessCancelled. refunded and charged_back: ProcessCancelled for a payment
 // still pending; for an approved one they are logged for an operator and ignored (renewkit
 // has no refund transition). pending, in_process, authorized, in_mediation: ignored; a later
 // notification brings the outcome. A payment without external_reference is not renewkit's
-// and is ignored. Charges of a preapproval Mercado Pago reports cancelled are not applied
-// (logged), so a late notification never revives an ended subscription.
+// and is ignored. For a charge of a preapproval Mercado Pago reports cancelled, the
+// cancellation is applied first; an approved charge made before it is then recorded (its
+// period kept, its payment email sent) without reviving the subscription or the access, so
+// a late notification never brings an ended subscription back; a rejected one is ignored.
 //
 // subscription_preapproval: SyncSubscription with authorized → active (past_due while a
 // charge is pending or failing), paused → past_due, cancelled → cancelled (access revoked),

@@ -303,11 +303,12 @@ func (h *handler) approveCheckout(ctx context.Context, pay *payment.Response) (b
 	return false, err
 }
 
-// applyCharge applies a preapproval's approved charge. Charges of a preapproval Mercado
-// Pago reports cancelled are not applied: a late or replayed notification must not revive
-// a subscription that ended.
+// applyCharge applies a preapproval's approved charge, paid at date_approved. A charge made
+// before Mercado Pago ended the preapproval (its last_modified) is recorded and may extend
+// the period, but does not revive the subscription: a late or replayed notification never
+// brings an ended subscription back.
 func (h *handler) applyCharge(ctx context.Context, pay *payment.Response, preID string) (bool, error) {
-	pre, known, err := h.chargeContext(ctx, pay, preID)
+	pre, known, err := h.chargeContext(ctx, preID)
 	if err != nil || !known {
 		return !known && err == nil, err
 	}
@@ -315,101 +316,79 @@ func (h *handler) applyCharge(ctx context.Context, pay *payment.Response, preID 
 	if err != nil {
 		return false, err
 	}
+	paidAt := pay.DateApproved
+	if paidAt.IsZero() {
+		paidAt = pay.DateCreated
+	}
 	start, end := chargePeriod(pay, pre)
 	_, err = h.pp.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
 		Gateway: billing.GatewayMercadoPago, GatewayPaymentID: strconv.Itoa(pay.ID), GatewaySubscriptionID: pre.ID,
-		Amount: amount, PeriodStart: start, PeriodEnd: end, Actor: actor,
+		Amount: amount, PeriodStart: start, PeriodEnd: end, PaidAt: paidAt, Actor: actor,
 	})
 	return false, err
 }
 
 // failCharge records a preapproval's rejected charge as a failed payment of the
-// subscription (the payment-failed email goes out); the subscription's status follows the
-// preapproval, not single charges.
+// subscription (the payment-failed email goes out once); the subscription's status follows
+// the preapproval, not single charges. A rejected charge of a cancelled preapproval is
+// ignored: there is nothing left for the subscriber to fix.
 func (h *handler) failCharge(ctx context.Context, pay *payment.Response, preID string) (bool, error) {
-	pre, known, err := h.chargeContext(ctx, pay, preID)
+	pre, known, err := h.chargeContext(ctx, preID)
 	if err != nil || !known {
 		return !known && err == nil, err
 	}
-	st := h.svc.Store()
-	gwID := strconv.Itoa(pay.ID)
-	rec, err := st.FindPaymentByGateway(ctx, billing.GatewayMercadoPago, gwID)
-	if errors.Is(err, billing.ErrNotFound) {
-		rec, err = h.insertCharge(ctx, pay, pre)
-	}
-	if err != nil {
-		return false, err
-	}
-	_, err = h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: rec.ID, GatewayPaymentID: gwID, Reason: failReason(pay), Actor: actor})
-	return false, err
-}
-
-func (h *handler) insertCharge(ctx context.Context, pay *payment.Response, pre *preapproval.Response) (billing.Payment, error) {
-	st := h.svc.Store()
-	sub, err := st.FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID)
-	if err != nil {
-		return billing.Payment{}, err
+	if pre.Status == "cancelled" {
+		h.log.InfoContext(ctx, "mercadopago rejected charge of a cancelled preapproval ignored", "payment_id", pay.ID, "preapproval_id", pre.ID)
+		return true, nil
 	}
 	amount, err := toMoney(pay.TransactionAmount, pay.CurrencyID)
 	if err != nil {
-		return billing.Payment{}, err
+		return false, err
 	}
-	now := billing.TruncateTime(h.svc.Clock().Now())
-	rec := billing.Payment{ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID,
-		Amount: amount, Status: billing.PaymentPending, Gateway: billing.GatewayMercadoPago,
-		GatewayPaymentID: strconv.Itoa(pay.ID), GatewaySubscriptionID: pre.ID, CreatedAt: now, UpdatedAt: now}
-	err = st.InsertPayment(ctx, &rec)
-	if errors.Is(err, billing.ErrConflict) { // a concurrent delivery inserted it first
-		return st.FindPaymentByGateway(ctx, billing.GatewayMercadoPago, rec.GatewayPaymentID)
-	}
-	return rec, err
+	_, err = h.pp.FailGatewayPayment(ctx, billing.GatewayPaymentParams{
+		Gateway: billing.GatewayMercadoPago, GatewayPaymentID: strconv.Itoa(pay.ID), GatewaySubscriptionID: pre.ID,
+		Amount: amount, Actor: actor,
+	}, failReason(pay))
+	return false, err
 }
 
 // chargeContext reads the preapproval a charge belongs to and makes sure renewkit has its
-// subscription. known is false (and the charge ignored) when the preapproval is cancelled or
-// is not renewkit's (no subscription and no "<user_id>:<plan_id>" external_reference).
-func (h *handler) chargeContext(ctx context.Context, pay *payment.Response, preID string) (*preapproval.Response, bool, error) {
+// subscription, in the preapproval's state: one not known yet is created from the
+// "<user_id>:<plan_id>" external_reference (pending until a charge is applied), and a
+// cancelled preapproval is ended first, so its charges are judged against the time it
+// ended whatever order the notifications arrive in. known is false (and the charge
+// ignored) when the preapproval is not renewkit's.
+func (h *handler) chargeContext(ctx context.Context, preID string) (*preapproval.Response, bool, error) {
 	pre, err := h.api.getPreapproval(ctx, preID)
 	if err != nil {
 		return nil, false, err
 	}
-	log := h.log.With("payment_id", pay.ID, "preapproval_id", pre.ID)
-	if pre.Status == "cancelled" {
-		log.WarnContext(ctx, "mercadopago charge of a cancelled preapproval not applied; reconcile it manually if it should count", "payment_status", pay.Status)
-		return pre, false, nil
-	}
 	_, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID)
-	if err == nil {
+	if err == nil && pre.Status != "cancelled" {
 		return pre, true, nil
 	}
-	if !errors.Is(err, billing.ErrNotFound) {
+	if err != nil && !errors.Is(err, billing.ErrNotFound) {
 		return nil, false, err
 	}
-	userID, planID, perr := ParseExternalReference(pre.ExternalReference)
-	if perr != nil {
-		log.InfoContext(ctx, "mercadopago charge of a preapproval renewkit does not know ignored", "error", perr)
-		return pre, false, nil
-	}
-	// The charge arrived before the preapproval's own notification: create the subscription
-	// as pending; the charge activates it.
-	_, err = h.pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayMercadoPago, GatewaySubscriptionID: pre.ID,
-		Status: billing.StatusPending, UserID: userID, PlanID: planID, Actor: actor})
-	if err != nil {
-		return nil, false, err
-	}
-	return pre, true, nil
+	ignored, err := h.applyPreapproval(ctx, pre)
+	return pre, !ignored && err == nil, err
 }
 
-// syncPreapproval reads a preapproval and applies its status with SyncSubscription. The
-// period is left to the charges (payment notifications carry the period each one pays for)
-// and to the renew job's RenewalLookup: a preapproval notification and its charge's arrive
-// together in either order, and taking next_payment_date here as well would make the charge
-// extend the subscription a second time.
+// syncPreapproval reads a preapproval and applies it with applyPreapproval.
 func (h *handler) syncPreapproval(ctx context.Context, id string) (bool, error) {
 	pre, err := h.api.getPreapproval(ctx, id)
 	if err != nil {
 		return false, err
 	}
+	return h.applyPreapproval(ctx, pre)
+}
+
+// applyPreapproval applies a preapproval's status with SyncSubscription. The period is left
+// to the charges (payment notifications carry the period each one pays for) and to the
+// renew job's RenewalLookup: a preapproval notification and its charge's arrive together in
+// either order, and taking next_payment_date here as well would make the charge extend the
+// subscription a second time. ignored: the preapproval is not renewkit's.
+func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Response) (bool, error) {
 	var sub *billing.Subscription
 	switch s, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID); {
 	case err == nil:

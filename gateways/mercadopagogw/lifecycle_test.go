@@ -251,10 +251,11 @@ func TestLifecycle(t *testing.T) {
 	}
 }
 
-// TestChargeOfCancelledPreapprovalNotApplied proves a charge whose notification first
-// reaches renewkit after Mercado Pago reports the preapproval cancelled does not revive the
-// ended subscription: 200 ignored, no payment, no email.
-func TestChargeOfCancelledPreapprovalNotApplied(t *testing.T) {
+// TestChargeOfCancelledPreapprovalRecordedWithoutReviving proves a charge whose
+// notification first reaches renewkit after Mercado Pago reports the preapproval cancelled
+// is recorded (approved, its period kept, its payment email sent) but does not revive the
+// ended subscription nor give access back; its redelivery changes nothing.
+func TestChargeOfCancelledPreapprovalRecordedWithoutReviving(t *testing.T) {
 	e := newEnv(t)
 	phases := lifecycle(t)
 	phases[1].api(e.mp)                   // the renewal charge exists at the API; its notification is late
@@ -272,12 +273,23 @@ func TestChargeOfCancelledPreapprovalNotApplied(t *testing.T) {
 	if before.Sub != "cancelled 2026-01-15T00:00:00Z..2026-02-15T00:00:00Z" {
 		t.Fatalf("before: %+v", before)
 	}
-	w := e.deliver(TypePayment, fmt.Sprint(p2), notif(t, 999, TypePayment, "payment.created", fmt.Sprint(p2)))
-	if w.Code != http.StatusOK || w.Header().Get("X-Webhook-Outcome") != string(billing.OutcomeIgnored) {
-		t.Fatalf("status %d outcome %q", w.Code, w.Header().Get("X-Webhook-Outcome"))
+	for _, id := range []int64{999, 1000} {
+		w := e.deliver(TypePayment, fmt.Sprint(p2), notif(t, id, TypePayment, "payment.created", fmt.Sprint(p2)))
+		if w.Code != http.StatusOK || w.Header().Get("X-Webhook-Outcome") != string(billing.OutcomeProcessed) {
+			t.Fatalf("notification %d: status %d outcome %q", id, w.Code, w.Header().Get("X-Webhook-Outcome"))
+		}
 	}
-	if after := e.snapshot(); fmt.Sprint(after) != fmt.Sprint(before) {
-		t.Fatalf("changed:\n%+v\n%+v", after, before)
+	after := e.snapshot()
+	if after.Sub != "cancelled 2026-02-15T00:00:00Z..2026-03-15T00:00:00Z" || after.User != before.User {
+		t.Errorf("sub %q user %q, want cancelled through the charged period and user %q", after.Sub, after.User, before.User)
+	}
+	if want := []string{`1398765001 approved "" 4990 BRL`, `1398765002 approved "" 4990 BRL`}; !slices.Equal(after.Payments, want) {
+		t.Errorf("payments %q, want %q", after.Payments, want)
+	}
+	wantMails := append(slices.Clone(before.Mails), `payment_successful 1398765002 2026-03-15T00:00:00Z 4990 ""`)
+	slices.Sort(wantMails)
+	if !slices.Equal(after.Mails, wantMails) {
+		t.Errorf("emails %q, want %q", after.Mails, wantMails)
 	}
 }
 
