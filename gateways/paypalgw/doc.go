@@ -42,23 +42,25 @@
 //     access), period end billing_info.next_billing_time and event time the resource's
 //     update_time / status_update_time (the event's create_time when absent), so an older
 //     event delivered late is ignored. An unknown subscription is created from custom_id.
-//   - BILLING.SUBSCRIPTION.PAYMENT.FAILED: past_due as above, plus a failed payment: a pending
-//     payment keyed by (subscription, billing_info.last_failed_payment.time) is inserted and
-//     moved to failed by ProcessFailed (reason_code as the reason), which sends the
-//     payment-failed email once.
+//   - BILLING.SUBSCRIPTION.PAYMENT.FAILED: past_due as above, plus a failed payment keyed by
+//     (subscription, billing_info.last_failed_payment.time), recorded with
+//     FailGatewayPayment (reason_code as the reason), which sends the payment-failed email
+//     once.
 //   - PAYMENT.SALE.COMPLETED with billing_agreement_id (the subscription id): a renewal
 //     charge applied with ApplyGatewayPayment (sale id as gateway payment id, amount.total
 //     converted exactly with ParseAmount; with credentials the period comes from the
-//     re-fetched next_billing_time). A sale for a subscription not known yet is answered 503
-//     (PayPal redelivers it after the activation). A sale PayPal collected before the
-//     subscription ended is recorded as an approved payment without reviving it.
+//     re-fetched next_billing_time, and the sale's create_time as the charge time). A sale
+//     for a subscription not known yet is answered 503 (PayPal redelivers it after the
+//     activation). A sale PayPal collected before the subscription ended is recorded
+//     without reviving it; a later one makes older status events stale.
 //   - Anything else is answered 200 and recorded as ignored.
 //
-// Deliveries are deduplicated by event id through billing's webhook inbox, and the events
-// of one subscription are applied one at a time (a store lease lock). A CANCELLED or EXPIRED
-// event that arrives before the charges PayPal counts in billing_info.cycle_executions is
-// answered 503 for up to CancelWait (default 6h), so the subscription ends after its
-// charges are applied whatever the delivery order.
+// Deliveries are deduplicated by event id through billing's webhook inbox, and billing
+// applies the charges and status changes of one subscription one at a time (a delivery
+// that finds its lock held is answered 503). A CANCELLED or EXPIRED event that arrives
+// before the charges PayPal counts in billing_info.cycle_executions is answered 503 for up
+// to CancelWait (default 6h), so the subscription ends after its charges are applied
+// whatever the delivery order.
 //
 // # custom_id convention
 //

@@ -134,52 +134,21 @@ func (h *Handler) verify(ctx context.Context, hdr http.Header, body []byte) erro
 	return h.verifier.verify(ctx, tr, hdr, body)
 }
 
+// process applies one event. billing applies the charges and status changes of one
+// subscription one at a time (its lock per gateway subscription: a delivery that finds it
+// held is answered 503 and PayPal retries), and a sale passes its time, so a charge and a
+// cancellation never interleave and a late sale does not revive an ended subscription.
 func (h *Handler) process(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
 	switch ev.Kind {
-	case kindSync, kindPaymentFailed:
-		return false, h.withSubLock(ctx, ev.Sub.ID, func() error { return h.apply(ctx, ev) })
+	case kindSync:
+		return false, h.sync(ctx, ev)
+	case kindPaymentFailed:
+		return false, h.paymentFailed(ctx, ev)
 	case kindSale:
-		return false, h.withSubLock(ctx, ev.Sale.BillingAgreementID, func() error { return h.apply(ctx, ev) })
+		return false, h.sale(ctx, ev)
 	}
 	h.log.DebugContext(ctx, "paypal event ignored", "event_id", ev.ID, "event_type", ev.Type)
 	return true, nil
-}
-
-// subLockTTL bounds how long one delivery holds a subscription.
-const subLockTTL = time.Minute
-
-// withSubLock serialises the events of one PayPal subscription across goroutines and
-// replicas (the store's lease lock). The processor locks payments and subscriptions
-// separately, so without it a charge being applied and a cancellation could interleave and
-// leave access granted to an ended subscription. A held lock is ErrConflict: 503, retry.
-func (h *Handler) withSubLock(ctx context.Context, subID string, f func() error) error {
-	st := h.svc.Store()
-	key := "paypalgw:subscription:" + subID
-	lease, err := st.AcquireLock(ctx, key, billing.NewID(), h.clock.Now(), subLockTTL)
-	if errors.Is(err, billing.ErrLockHeld) {
-		return fmt.Errorf("%w: another delivery is applying an event of %s", billing.ErrConflict, subID)
-	}
-	if err != nil {
-		return fmt.Errorf("locking %s: %w", key, err)
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = st.ReleaseLock(rctx, lease)
-	}()
-	return f()
-}
-
-func (h *Handler) apply(ctx context.Context, ev decodedEvent) error {
-	switch ev.Kind {
-	case kindSync:
-		return h.sync(ctx, ev)
-	case kindPaymentFailed:
-		return h.paymentFailed(ctx, ev)
-	case kindSale:
-		return h.sale(ctx, ev)
-	}
-	return nil
 }
 
 // state returns the subscription as the API reports it when credentials are configured,
@@ -225,8 +194,11 @@ func (h *Handler) sync(ctx context.Context, ev decodedEvent) error {
 }
 
 // checkCaughtUp defers an event that ends the subscription while charges PayPal reports
-// (regular cycles completed) have not all been applied here: applying a late sale to an
-// ended subscription would either revive it or lose the period it paid for.
+// (regular cycles completed) have not all been applied here. billing records a late sale
+// of an ended subscription without reviving it, but a sale whose period is not stated (no
+// credentials, or no next_billing_time once ended) then gets a cycle from now instead of
+// from the paid period's end, so late sales do not add up; and a subscription first known
+// as ended never had the access and the expired email its charges would have given.
 func (h *Handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev decodedEvent) error {
 	wait := h.cfg.cancelWait()
 	if wait < 0 || ev.Created.IsZero() || h.clock.Now().Sub(ev.Created) > wait {
@@ -272,18 +244,11 @@ func (h *Handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 			return err
 		}
 	}
-	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
-	if err != nil {
-		return fmt.Errorf("subscription %s: %w", st.ID, err)
-	}
 	gwID := "failed:" + st.ID + ":" + ev.ID
 	if !failure.Time.IsZero() {
 		gwID = fmt.Sprintf("failed:%s:%d", st.ID, failure.Time.UnixMilli())
 	}
-	pay, err := h.svc.Store().FindPaymentByGateway(ctx, billing.GatewayPayPal, gwID)
-	if errors.Is(err, billing.ErrNotFound) {
-		pay, err = h.insertFailedPayment(ctx, sub, gwID, failure.Amount, st.BillingInfo.OutstandingBalance)
-	}
+	money, err := h.failedAmount(ctx, st.ID, failure.Amount, st.BillingInfo.OutstandingBalance)
 	if err != nil {
 		return err
 	}
@@ -291,38 +256,34 @@ func (h *Handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 	if reason == "" {
 		reason = "PAYMENT_FAILED"
 	}
-	_, err = h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: pay.ID, Reason: reason, Actor: billing.GatewayPayPal})
+	_, err = h.pp.FailGatewayPayment(ctx, billing.GatewayPaymentParams{Gateway: billing.GatewayPayPal, GatewayPaymentID: gwID,
+		GatewaySubscriptionID: st.ID, Amount: money, Actor: billing.GatewayPayPal}, reason)
 	return err
 }
 
-func (h *Handler) insertFailedPayment(ctx context.Context, sub billing.Subscription, gwID string, amounts ...ppMoney) (billing.Payment, error) {
-	var money billing.Money
+// failedAmount is the first of amounts that parses, else the price of the subscription's plan.
+func (h *Handler) failedAmount(ctx context.Context, subID string, amounts ...ppMoney) (billing.Money, error) {
 	for _, a := range amounts {
 		if m, err := ParseAmount(a.Value, a.Currency); err == nil {
-			money = m
-			break
+			return m, nil
 		}
 	}
-	if money.Currency == "" {
-		plan, err := h.svc.Store().GetPlan(ctx, sub.PlanID)
-		if err != nil {
-			return billing.Payment{}, fmt.Errorf("plan of subscription %s: %w", sub.ID, err)
-		}
-		money = plan.Price
+	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
+	if err != nil {
+		return billing.Money{}, fmt.Errorf("subscription %s: %w", subID, err)
 	}
-	now := billing.TruncateTime(h.clock.Now())
-	pay := billing.Payment{ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID, Amount: money,
-		Status: billing.PaymentPending, Gateway: billing.GatewayPayPal, GatewayPaymentID: gwID,
-		GatewaySubscriptionID: sub.GatewaySubscriptionID, CreatedAt: now, UpdatedAt: now}
-	err := h.svc.Store().InsertPayment(ctx, &pay)
-	if errors.Is(err, billing.ErrConflict) { // a concurrent delivery inserted it
-		return h.svc.Store().FindPaymentByGateway(ctx, billing.GatewayPayPal, gwID)
+	plan, err := h.svc.Store().GetPlan(ctx, sub.PlanID)
+	if err != nil {
+		return billing.Money{}, fmt.Errorf("plan of subscription %s: %w", sub.ID, err)
 	}
-	return pay, err
+	return plan.Price, nil
 }
 
 // sale applies PAYMENT.SALE.COMPLETED: a renewal charge of the subscription in
-// billing_agreement_id.
+// billing_agreement_id, paid at the sale's create_time. A sale from before PayPal ended the
+// subscription is recorded without reviving it; a later one advances the subscription's
+// gateway time, so an older status event delivered late (a payment failure this sale
+// recovered from) is recognised as stale.
 func (h *Handler) sale(ctx context.Context, ev decodedEvent) error {
 	s := ev.Sale
 	subID := s.BillingAgreementID
@@ -331,7 +292,7 @@ func (h *Handler) sale(ctx context.Context, ev decodedEvent) error {
 		saleTime = ev.Created
 	}
 	params := billing.GatewayPaymentParams{Gateway: billing.GatewayPayPal, GatewayPaymentID: s.ID,
-		GatewaySubscriptionID: subID, Amount: ev.SaleMoney, Actor: billing.GatewayPayPal}
+		GatewaySubscriptionID: subID, Amount: ev.SaleMoney, PaidAt: saleTime, Actor: billing.GatewayPayPal}
 	st, err := h.state(ctx, subID, nil)
 	if err != nil {
 		return err
@@ -342,14 +303,10 @@ func (h *Handler) sale(ctx context.Context, ev decodedEvent) error {
 			params.PeriodStart = lp
 		}
 	}
-	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
+	_, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
 	if errors.Is(err, billing.ErrNotFound) && st != nil {
-		p := h.syncParams(st, ev.Created)
-		if p.UserID != "" {
-			if _, err := h.pp.SyncSubscription(ctx, p); err != nil {
-				return err
-			}
-			sub, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
+		if p := h.syncParams(st, ev.Created); p.UserID != "" {
+			_, err = h.pp.SyncSubscription(ctx, p)
 		}
 	}
 	if err != nil {
@@ -357,43 +314,6 @@ func (h *Handler) sale(ctx context.Context, ev decodedEvent) error {
 		// BILLING.SUBSCRIPTION.ACTIVATED created it (503).
 		return fmt.Errorf("sale %s for subscription %s: %w", s.ID, subID, err)
 	}
-	if sub.Status == billing.StatusCancelled && !sub.GatewayUpdatedAt.IsZero() && !saleTime.After(sub.GatewayUpdatedAt) {
-		return h.recordUnapplied(ctx, sub, params)
-	}
-	if _, err := h.pp.ApplyGatewayPayment(ctx, params); err != nil {
-		return err
-	}
-	// Stamp the sale's time so an older status event delivered late (a payment failure
-	// this sale recovered from) is recognised as stale.
-	_, err = h.pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayPayPal, GatewaySubscriptionID: subID,
-		EventTime: saleTime, Actor: billing.GatewayPayPal})
+	_, err = h.pp.ApplyGatewayPayment(ctx, params)
 	return err
-}
-
-// recordUnapplied stores a charge PayPal collected before the subscription ended, without
-// reviving the subscription: approved, not applied to a period, audited.
-func (h *Handler) recordUnapplied(ctx context.Context, sub billing.Subscription, p billing.GatewayPaymentParams) error {
-	st := h.svc.Store()
-	if _, err := st.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID); err == nil {
-		return nil
-	} else if !errors.Is(err, billing.ErrNotFound) {
-		return err
-	}
-	now := billing.TruncateTime(h.clock.Now())
-	pay := billing.Payment{ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID, Amount: p.Amount,
-		Status: billing.PaymentApproved, Gateway: p.Gateway, GatewayPaymentID: p.GatewayPaymentID,
-		GatewaySubscriptionID: p.GatewaySubscriptionID, Reason: "charged before the subscription ended at PayPal; not applied to a period",
-		ProcessedAt: now, CreatedAt: now, UpdatedAt: now}
-	if err := st.InsertPayment(ctx, &pay); err != nil {
-		if errors.Is(err, billing.ErrConflict) {
-			return nil
-		}
-		return err
-	}
-	h.log.WarnContext(ctx, "paypal sale for an ended subscription recorded without reviving it",
-		"subscription_id", sub.ID, "gateway_payment_id", p.GatewayPaymentID)
-	return st.InsertAudit(ctx, &billing.AuditEntry{Action: billing.AuditPaymentApproved, EntityType: "payment", EntityID: pay.ID,
-		UserID: pay.UserID, Actor: billing.GatewayPayPal, CreatedAt: now,
-		Details: map[string]any{"applied": false, "reason": pay.Reason, "amount": pay.Amount.Amount, "currency": pay.Amount.Currency,
-			"gateway_payment_id": pay.GatewayPaymentID, "subscription_id": sub.ID}})
 }
