@@ -206,9 +206,16 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 		return sub, nil
 	}
 	now := pp.s.now()
+	paidAt := TruncateTime(params.PaidAt)
+	// older: the gateway made this charge before the newest event applied to the
+	// subscription. It never undoes that event: a charge from before the gateway ended the
+	// subscription does not bring it back, one from before a failed renewal does not clear
+	// past_due.
+	older := found && !paidAt.IsZero() && !paidAt.After(sub.GatewayUpdatedAt)
+	keepEnded := older && sub.Status == StatusCancelled
 	start := now
-	if found && sub.Status.Live() && sub.CurrentPeriodEnd.After(now) {
-		start = sub.CurrentPeriodEnd
+	if found && !sub.CurrentPeriodEnd.IsZero() && (keepEnded || (sub.Status.Live() && sub.CurrentPeriodEnd.After(now))) {
+		start = sub.CurrentPeriodEnd // paid periods follow each other
 	}
 	end := AddCycle(start, plan.BillingCycle)
 	if pe := TruncateTime(params.PeriodEnd); !pe.IsZero() {
@@ -226,9 +233,7 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 			}
 		}
 	}
-	paidAt := TruncateTime(params.PaidAt)
-	// A charge from before the gateway ended the subscription does not bring it back.
-	keepEnded := found && sub.Status == StatusCancelled && !paidAt.IsZero() && !paidAt.After(sub.GatewayUpdatedAt)
+	activate := !keepEnded && !(older && sub.Status == StatusPastDue)
 	gatewaySubID := firstNonEmpty(params.GatewaySubscriptionID, p.GatewaySubscriptionID)
 	if !found {
 		sub = Subscription{
@@ -247,7 +252,7 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 	}
 	prevPlan, prevEnd, prevStatus := sub.PlanID, sub.CurrentPeriodEnd, sub.Status
 	sub.PlanID, sub.BillingCycle, sub.UpdatedAt = plan.ID, plan.BillingCycle, now
-	if !keepEnded {
+	if activate {
 		sub.Status = StatusActive
 	}
 	if paidAt.After(sub.GatewayUpdatedAt) {

@@ -131,3 +131,54 @@ func TestFailGatewayPayment(t *testing.T) {
 		t.Fatalf("unknown subscription: %v, want a retryable ErrNotFound", err)
 	}
 }
+
+// TestOlderChargeKeepsPastDue proves a charge delivered late, made before a newer failed
+// renewal put the subscription past_due, is recorded without clearing past_due.
+func TestOlderChargeKeepsPastDue(t *testing.T) {
+	end := testkit.Epoch.Add(10 * day)
+	e := gatewayEnv(t, end)
+	pp := e.svc.Processor()
+	failedAt := testkit.Epoch.Add(2 * time.Hour)
+	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+		Status: billing.StatusPastDue, EventTime: failedAt})
+	mustNoErr(t, err, "past_due sync")
+	old := charge("in_old", end)
+	old.PaidAt = failedAt.Add(-24 * time.Hour)
+	res, err := pp.ApplyGatewayPayment(e.ctx, old)
+	mustNoErr(t, err, "older charge")
+	if got := e.sub("s"); got.Status != billing.StatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
+		t.Fatalf("subscription %s until %v, want past_due until %v", got.Status, got.CurrentPeriodEnd, end)
+	}
+	if p := e.payment(res.PaymentID); p.Status != billing.PaymentApproved {
+		t.Fatalf("older charge %s, want recorded as approved", p.Status)
+	}
+	// A newer charge (the retry that succeeded) clears past_due.
+	retry := charge("in_retry", billing.AddMonths(end, 1))
+	retry.PaidAt = failedAt.Add(time.Hour)
+	_, err = pp.ApplyGatewayPayment(e.ctx, retry)
+	mustNoErr(t, err, "retry charge")
+	if got := e.sub("s"); got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 1)) {
+		t.Fatalf("after the newer charge: %s until %v, want active one month further", got.Status, got.CurrentPeriodEnd)
+	}
+}
+
+// TestLateChargesOnEndedSubscriptionAddUp proves charges without a stated period applied to
+// an ended subscription follow each other from its period end instead of each starting now.
+func TestLateChargesOnEndedSubscriptionAddUp(t *testing.T) {
+	end := testkit.Epoch.Add(-20 * day)
+	e := gatewayEnv(t, end)
+	pp := e.svc.Processor()
+	endedAt := testkit.Epoch.Add(-time.Hour)
+	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+		Status: billing.StatusCancelled, EventTime: endedAt})
+	mustNoErr(t, err, "cancel")
+	for i, id := range []string{"sale_1", "sale_2"} {
+		c := charge(id, time.Time{})
+		c.PeriodStart, c.PaidAt = time.Time{}, endedAt.Add(-time.Duration(2-i)*time.Hour)
+		_, err := pp.ApplyGatewayPayment(e.ctx, c)
+		mustNoErr(t, err, id)
+	}
+	if got := e.sub("s"); got.Status != billing.StatusCancelled || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 2)) {
+		t.Fatalf("subscription %s until %v, want cancelled until %v", got.Status, got.CurrentPeriodEnd, billing.AddMonths(end, 2))
+	}
+}
