@@ -601,3 +601,22 @@ func (s *Store) PutJobState(ctx context.Context, st billing.JobState) error {
 	}
 	return nil
 }
+
+// CountExpiredSessions implements billing.CleanupCounter.
+func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, error) {
+	n, err := s.sessions.CountDocuments(ctx, bson.D{notDeleted, {Key: "expires_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(t)}}}})
+	if err != nil {
+		return 0, opErr("count expired sessions", err)
+	}
+	return int(n), nil
+}
+
+// CountStalePayments implements billing.CleanupCounter.
+func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
+	n, err := s.payments.CountDocuments(ctx, bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentPending)},
+		{Key: "created_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(t)}}}})
+	if err != nil {
+		return 0, opErr("count stale payments", err)
+	}
+	return int(n), nil
+}

@@ -17,7 +17,11 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-var _ billing.Store = (*Store)(nil)
+var (
+	_ billing.Store              = (*Store)(nil)
+	_ billing.SubscriptionLister = (*Store)(nil)
+	_ billing.CleanupCounter     = (*Store)(nil)
+)
 
 // Store implements billing.Store on a MongoDB database (or a server speaking its wire
 // protocol, such as FerretDB). It is safe for concurrent use, and several Stores (replicas)

@@ -259,6 +259,9 @@ func subFilter(f billing.SubscriptionFilter) bson.D {
 			bson.D{{Key: "expiration_warning_days", Value: bson.D{{Key: "$gt", Value: f.WarningDueDays}}}},
 		}}})
 	}
+	if f.PlanID != "" {
+		q = append(q, bson.E{Key: "plan_id", Value: idMatch(f.PlanID)})
+	}
 	if len(and) > 0 {
 		q = append(q, bson.E{Key: "$and", Value: and})
 	}
@@ -417,4 +420,22 @@ func (s *Store) CountSubscriptionsByStatus(ctx context.Context) (map[billing.Sub
 		return nil, opErr("count subscriptions by status", err)
 	}
 	return out, nil
+}
+
+// ListSubscriptions implements billing.SubscriptionLister (job previews): matching records,
+// oldest period end first, without claiming them. An unreadable document stops the listing
+// with its *billing.RecordError.
+func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	opts := findOpts().SetSort(claimSort)
+	if limit > 0 {
+		opts.SetLimit(int64(limit))
+	}
+	cur, err := s.subs.Find(ctx, subFilter(f), opts)
+	if err != nil {
+		return nil, opErr("list subscriptions", err)
+	}
+	return decodeAll(ctx, cur, s.decodeSubErr)
 }

@@ -40,6 +40,7 @@ func filterSeed() []billing.Subscription {
 		newSub("warned-1", in2d, warned(1)),
 		newSub("unwarned-days", in2d, func(x *billing.Subscription) { x.ExpirationWarningDays = 3 }), // flag off wins
 		newSub("deleted", base.Add(day), func(x *billing.Subscription) { x.Deleted = true }),
+		newSub("other-plan", in2d, status(billing.StatusPending), func(x *billing.Subscription) { x.PlanID = "p2" }),
 	}
 }
 
@@ -82,6 +83,8 @@ func (s *suite) filterTests() []test {
 			want: []string{"at-after", "past"}},
 		{name: "ExpireAutoAfterGrace", f: billing.SubscriptionFilter{Statuses: live, PeriodEndBefore: base.Add(-day), AutoRenews: &yes},
 			want: []string{"mp-auto-past"}},
+		{name: "PlanID", f: billing.SubscriptionFilter{PlanID: "p2"}, want: []string{"other-plan"}},
+		{name: "PlanIDAndStatus", f: billing.SubscriptionFilter{Statuses: active, PlanID: "p2"}, want: []string{}},
 		{name: "RenewWindow", f: billing.SubscriptionFilter{Statuses: live, PeriodEndBefore: base.Add(2 * day), AutoRenews: &yes},
 			want: []string{"auto", "mp-auto-past"}},
 	}
@@ -123,6 +126,16 @@ func (s *suite) filterTests() []test {
 			must(t, err, "CountSubscriptions")
 			if n != len(byMatch) {
 				t.Fatalf("CountSubscriptions(%+v) = %d, want %d (%v)", c.f, n, len(byMatch), byMatch)
+			}
+			if l, ok := st.(billing.SubscriptionLister); ok {
+				listed, err := l.ListSubscriptions(ctx, c.f, 1000)
+				must(t, err, "ListSubscriptions")
+				equalIDs(t, subIDs(listed), byMatch, "ListSubscriptions(%+v) must select what Match selects", c.f)
+				for i := 1; i < len(listed); i++ {
+					if listed[i].CurrentPeriodEnd.Before(listed[i-1].CurrentPeriodEnd) {
+						t.Fatalf("ListSubscriptions is not ordered by period end: %v", subIDs(listed))
+					}
+				}
 			}
 			claimed, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{
 				Filter: c.f, Token: "filter-" + c.name, Now: base, LeaseUntil: base.Add(time.Minute), Limit: 1000,

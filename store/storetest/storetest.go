@@ -80,6 +80,7 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opt
 		{"WebhookEvents", s.webhookTests()},
 		{"Time", s.timeTests()},
 		{"Cancellation", s.cancelTests()},
+		{"Previews", s.previewTests()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
