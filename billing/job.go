@@ -76,7 +76,9 @@ type JobRun struct {
 	ScheduledFor time.Time `json:"scheduled_for,omitzero"`
 }
 
-// JobState is per-job state shared by replicas.
+// JobState is per-job state shared by replicas. Writers read it, change it and store it
+// back with JobStateStore.PutJobState, which checks Version so a concurrent change made by
+// another replica is never overwritten: on ErrConflict, read again and re-apply the change.
 type JobState struct {
 	JobID               string    `json:"job_id"`
 	Paused              bool      `json:"paused"`
@@ -88,4 +90,7 @@ type JobState struct {
 	// Alerts are the alert conditions currently raised, so each is sent once per episode.
 	Alerts    []string  `json:"alerts,omitempty"`
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Version counts the stored writes of the state (0: never stored). PutJobState stores
+	// the state only when the stored version is still Version, and stores Version+1.
+	Version int64 `json:"version"`
 }

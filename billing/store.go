@@ -198,8 +198,14 @@ type JobRunStore interface {
 
 // JobStateStore keeps per-job state shared by every replica (pause, failure streaks).
 type JobStateStore interface {
-	// GetJobState returns the job's state, or a zero JobState{JobID: id} when none is stored.
+	// GetJobState returns the job's state, or a zero JobState{JobID: id} (Version 0) when
+	// none is stored.
 	GetJobState(ctx context.Context, jobID string) (JobState, error)
+	// PutJobState stores s, replacing the whole state, only when the stored version equals
+	// s.Version (a job without a stored state is at version 0), and stores s.Version+1.
+	// Otherwise it changes nothing and returns an error wrapping ErrConflict: another writer
+	// stored the state since s was read; read it again and re-apply the change. Of several
+	// concurrent writers holding the same version, exactly one succeeds.
 	PutJobState(ctx context.Context, s JobState) error
 }
 

@@ -775,8 +775,12 @@ func (s *Store) PutJobState(ctx context.Context, st billing.JobState) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if cur := s.jobStates[st.JobID].Version; cur != st.Version { // a missing state is version 0
+		return fmt.Errorf("memstore: job state %q is at version %d, not %d: %w", st.JobID, cur, st.Version, billing.ErrConflict)
+	}
 	st.PausedAt, st.LastScheduledSuccess, st.UpdatedAt = t0(st.PausedAt), t0(st.LastScheduledSuccess), t0(st.UpdatedAt)
 	st.Alerts = slices.Clone(st.Alerts)
+	st.Version++
 	s.jobStates[st.JobID] = st
 	return nil
 }
@@ -828,6 +832,21 @@ func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
 	}
 	delete(s.locks, l.Key)
 	return nil
+}
+
+// CurrentLease returns the live lease of key at now, if any, without taking it
+// (scheduler.LockInspector).
+func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Lease{}, false, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.locks[key]
+	if !ok || !l.ExpiresAt.After(now) {
+		return billing.Lease{}, false, nil
+	}
+	return l, true, nil
 }
 
 // --- webhook events ---

@@ -30,7 +30,11 @@
 // rewrite, each document without re-checking the filter; ClaimMode (auto-detected from
 // buildInfo) therefore serializes claim and sweep rounds on FerretDB with a short store-level
 // lease. Its version checks are best effort under concurrent writers of one record; MongoDB's
-// are atomic. Keep BatchSize small there: FerretDB also rewrites one document per collection
+// are atomic. Job states are the exception: the scheduler's replicas write them
+// concurrently (a pause against a finished run's failure streak), so PutJobState runs its
+// version check and write under the same kind of store-level mutex there, one per job.
+// Creating a job state relies on its unique _id (the job id) on both servers: of two
+// writers at version 0, one inserts and the other gets billing.ErrConflict. Keep BatchSize small there: FerretDB also rewrites one document per collection
 // scan.
 //
 // # Example

@@ -157,3 +157,19 @@ func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
 	}
 	return nil
 }
+
+// CurrentLease returns the live lease of key at now (the newest acquisition, neither
+// released nor expired), if any, without taking it (scheduler.LockInspector).
+func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Lease{}, false, err
+	}
+	cur, found, err := s.currentLock(ctx, key)
+	if err != nil {
+		return billing.Lease{}, false, opErr("read lock", err)
+	}
+	if !found || cur.Released || !cur.ExpiresAt.After(now) {
+		return billing.Lease{}, false, nil
+	}
+	return cur.lease(), true, nil
+}

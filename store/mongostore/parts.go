@@ -3,6 +3,7 @@ package mongostore
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -560,6 +561,7 @@ type stateDoc struct {
 	LastScheduledSuccess time.Time `bson:"last_scheduled_success"`
 	Alerts               []string  `bson:"alerts"`
 	UpdatedAt            time.Time `bson:"updated_at"`
+	Version              int64     `bson:"version"` // missing in documents written before versions: 0
 }
 
 func decodeState(raw bson.Raw) (billing.JobState, error) {
@@ -567,6 +569,7 @@ func decodeState(raw bson.Raw) (billing.JobState, error) {
 	return billing.JobState{
 		JobID: d.JobID, Paused: d.Paused, PausedAt: utc(d.PausedAt), ConsecutiveFailures: d.ConsecutiveFailures,
 		LastScheduledSuccess: utc(d.LastScheduledSuccess), Alerts: d.Alerts, UpdatedAt: utc(d.UpdatedAt),
+		Version: d.Version,
 	}, err
 }
 
@@ -581,6 +584,15 @@ func (s *Store) GetJobState(ctx context.Context, jobID string) (billing.JobState
 	return st, err
 }
 
+// PutJobState replaces the document {_id: job id} when its version is st.Version (a
+// missing field is version 0) and writes version st.Version+1. For version 0 the replace
+// upserts: when a document with another version exists, the filter misses and the insert
+// collides with it on _id, which is reported as ErrConflict; of two writers racing to
+// create the document the unique _id lets one win. On MongoDB the filter is checked
+// atomically with the write. FerretDB v1 reads, then rewrites, without re-checking it, so
+// in ClaimSerialized mode the check and write run under the store-level mutex
+// "job_state/<job id>" (as claim rounds do), which serialises the writers of all Stores in
+// that mode.
 func (s *Store) PutJobState(ctx context.Context, st billing.JobState) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -595,11 +607,24 @@ func (s *Store) PutJobState(ctx context.Context, st billing.JobState) error {
 	f.time("last_scheduled_success", st.LastScheduledSuccess)
 	f.optAny("alerts", st.Alerts, len(st.Alerts) == 0)
 	f.time("updated_at", st.UpdatedAt)
+	f.put("version", st.Version+1)
 	doc := append(bson.D{{Key: "_id", Value: st.JobID}}, f.set...)
-	if _, err := s.states.ReplaceOne(ctx, bson.D{{Key: "_id", Value: st.JobID}}, doc, options.Replace().SetUpsert(true)); err != nil {
-		return opErr("put job state", err)
+	filter := bson.D{{Key: "_id", Value: st.JobID}, versionIs(st.Version)}
+	stale := func() error {
+		return fmt.Errorf("mongostore: job state %q changed since version %d was read: %w", st.JobID, st.Version, billing.ErrConflict)
 	}
-	return nil
+	return s.exclusive(ctx, "job_state/"+st.JobID, func() error {
+		res, err := s.states.ReplaceOne(ctx, filter, doc, options.Replace().SetUpsert(st.Version == 0))
+		switch {
+		case mongo.IsDuplicateKeyError(err):
+			return stale()
+		case err != nil:
+			return opErr("put job state", err)
+		case res.MatchedCount == 0 && res.UpsertedCount == 0:
+			return stale()
+		}
+		return nil
+	})
 }
 
 // CountExpiredSessions implements billing.CleanupCounter.

@@ -10,8 +10,9 @@
 // offset), atomic claims (several goroutines with different tokens claiming the same due
 // records get each record exactly once; a lease that ended is claimable again; ReleaseClaims),
 // the cleanup queries (a record exactly at the cutoff is included; concurrent callers get
-// disjoint records), record-once notifications, run history ordering, job state, lease
-// locks with fencing tokens, the webhook inbox, time round trips (any zone and nanoseconds in,
+// disjoint records), record-once notifications, run history ordering, job state (its
+// version check: a stale version conflicts and changes nothing, one of several concurrent
+// writers of a version wins), lease locks with fencing tokens, the webhook inbox, time round trips (any zone and nanoseconds in,
 // UTC at millisecond precision out) and context cancellation (every method fails and writes
 // nothing).
 //

@@ -236,22 +236,109 @@ func (s *suite) jobStateTests() []test {
 			must(t, st.PutJobState(ctx, want), "PutJobState")
 			got, err = st.GetJobState(ctx, "job")
 			must(t, err, "GetJobState")
-			equal(t, got, want, "GetJobState after PutJobState")
-			next := billing.JobState{JobID: "job", ConsecutiveFailures: 0, LastScheduledSuccess: base, UpdatedAt: base.Add(time.Hour)}
+			want.Version = 1
+			equal(t, got, want, "GetJobState after the first PutJobState (version 0 -> 1)")
+			next := billing.JobState{JobID: "job", ConsecutiveFailures: 0, LastScheduledSuccess: base, UpdatedAt: base.Add(time.Hour), Version: 1}
 			must(t, st.PutJobState(ctx, next), "PutJobState (overwrite)")
 			got, err = st.GetJobState(ctx, "job")
 			must(t, err, "GetJobState")
-			equal(t, got, next, "PutJobState replaces the whole state")
+			next.Version = 2
+			equal(t, got, next, "PutJobState replaces the whole state and increments the version")
 			other, err := st.GetJobState(ctx, "other")
 			must(t, err, "GetJobState(other)")
 			equal(t, other, billing.JobState{JobID: "other"}, "states are per job")
 		}},
+		{"StaleVersionConflicts", func(ctx context.Context, t *testing.T, st billing.Store) {
+			// A version other than 0 for a state never stored is stale (missing is 0).
+			err := st.PutJobState(ctx, billing.JobState{JobID: "job", Paused: true, Version: 3})
+			wantErr(t, err, billing.ErrConflict, "PutJobState(version 3) of a state never stored")
+			got, err := st.GetJobState(ctx, "job")
+			must(t, err, "GetJobState")
+			equal(t, got, billing.JobState{JobID: "job"}, "state after a conflicting first put")
+
+			cur := billing.JobState{JobID: "job", ConsecutiveFailures: 2, Alerts: []string{"failing"}, UpdatedAt: base}
+			must(t, st.PutJobState(ctx, cur), "PutJobState(version 0)")
+			cur.Version = 1
+			next := cur
+			next.Paused, next.PausedAt = true, base.Add(time.Minute)
+			must(t, st.PutJobState(ctx, next), "PutJobState(version 1)")
+			next.Version = 2
+			for _, stale := range []int64{0, 1, 3} {
+				s := billing.JobState{JobID: "job", ConsecutiveFailures: 9, UpdatedAt: base.Add(time.Hour), Version: stale}
+				wantErr(t, st.PutJobState(ctx, s), billing.ErrConflict, "PutJobState(version %d) over version 2", stale)
+				got, err := st.GetJobState(ctx, "job")
+				must(t, err, "GetJobState")
+				equal(t, got, next, "state after a PutJobState with stale version %d", stale)
+			}
+		}},
+		{"ConcurrentWritersOneWins", func(ctx context.Context, t *testing.T, st billing.Store) {
+			n := s.opts.Goroutines
+			for round, version := range []int64{0, 1} {
+				errs := make([]error, n)
+				runConcurrently(n, func(i int) {
+					errs[i] = st.PutJobState(ctx, billing.JobState{JobID: "job", ConsecutiveFailures: i,
+						UpdatedAt: base.Add(time.Duration(round) * time.Hour), Version: version})
+				})
+				winner := -1
+				for i, err := range errs {
+					switch {
+					case err == nil && winner >= 0:
+						t.Fatalf("round %d: writers %d and %d both stored version %d", round, winner, i, version)
+					case err == nil:
+						winner = i
+					default:
+						wantErr(t, err, billing.ErrConflict, "round %d: losing writer %d", round, i)
+					}
+				}
+				if winner < 0 {
+					t.Fatalf("round %d: no writer of version %d succeeded: %v", round, version, errs)
+				}
+				got, err := st.GetJobState(ctx, "job")
+				must(t, err, "GetJobState")
+				equal(t, got, billing.JobState{JobID: "job", ConsecutiveFailures: winner,
+					UpdatedAt: base.Add(time.Duration(round) * time.Hour), Version: version + 1},
+					"round %d: the stored state is the winner's", round)
+			}
+		}},
 	}
+}
+
+// leaseInspector is the optional capability scheduler.LockInspector: reading the live lease
+// of a key without taking it.
+type leaseInspector interface {
+	CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error)
 }
 
 func (s *suite) lockTests() []test {
 	const ttl = time.Minute
 	return []test{
+		{"CurrentLease", func(ctx context.Context, t *testing.T, st billing.Store) {
+			li, ok := st.(leaseInspector)
+			if !ok {
+				t.Skip("store does not implement CurrentLease (scheduler.LockInspector)")
+			}
+			check := func(what string, now time.Time, want billing.Lease, wantHeld bool) {
+				t.Helper()
+				got, held, err := li.CurrentLease(ctx, "k", now)
+				must(t, err, "CurrentLease(%s)", what)
+				if held != wantHeld {
+					t.Fatalf("CurrentLease(%s): held = %v, want %v", what, held, wantHeld)
+				}
+				if held {
+					equal(t, got, want, "CurrentLease(%s)", what)
+				}
+			}
+			check("never taken", base, billing.Lease{}, false)
+			l, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+			must(t, err, "AcquireLock")
+			check("held", base.Add(ttl/2), l, true)
+			check("expired", base.Add(ttl), billing.Lease{}, false)
+			must(t, st.ReleaseLock(ctx, l), "ReleaseLock")
+			check("released", base, billing.Lease{}, false)
+			if _, err := st.AcquireLock(ctx, "k", "B", base, ttl); err != nil {
+				t.Fatalf("CurrentLease took the lock: AcquireLock got %v", err)
+			}
+		}},
 		{"AcquireHeldRenewRelease", func(ctx context.Context, t *testing.T, st billing.Store) {
 			l, err := st.AcquireLock(ctx, "k", "A", base, ttl)
 			must(t, err, "AcquireLock")
