@@ -24,13 +24,15 @@ type ApproveParams struct {
 	GatewayPaymentID      string
 	GatewaySubscriptionID string
 	// PeriodStart and PeriodEnd, when the gateway states the paid period (a Stripe invoice
-	// line, a PayPal next_billing_time), replace the period computed from the plan's cycle
-	// if they extend the subscription further.
+	// line, a PayPal next_billing_time), replace the period computed from the plan's cycle:
+	// no cycle is added on top of them, and a period the subscription already covers (the
+	// renew job or a sync got there first) is kept as it is.
 	PeriodStart time.Time
 	PeriodEnd   time.Time
 	// PaidAt is the gateway's time of the charge, when known. A charge made at or before
-	// the gateway ended the subscription (its GatewayUpdatedAt) is recorded and extends the
-	// period, but does not revive the subscription or the user's access.
+	// the newest gateway event applied (Subscription.GatewayUpdatedAt) never undoes it: it
+	// is recorded and may extend the period, but does not revive an ended subscription or
+	// clear past_due.
 	PaidAt time.Time
 	// Actor is recorded in the audit log (a gateway name, an admin's id); default "renewkit".
 	Actor string
