@@ -15,7 +15,13 @@
 //     may fire moments apart), is recorded as skipped. Each tick runs at most once.
 //   - Pause and Resume are stored (billing.JobState) and checked at every tick, so they
 //     hold across restarts and on every replica. Trigger runs a job now (TriggerAsync in
-//     the background); a trigger while the job runs returns ErrJobRunning.
+//     the background); a trigger while the job runs returns ErrJobRunning. Every change
+//     of the shared state (pause, failure streak, alerts) is a version-checked
+//     read-modify-write, retried on billing.ErrConflict, so a pause on one replica is
+//     never lost to a run finishing on another.
+//   - Crashed replicas: the replica that next takes a job's lock marks the job's records
+//     still "running" failed ("abandoned: replica <id> stopped before the run finished"),
+//     and List/Get stop reporting them as running once the lock is free (LockInspector).
 //   - History: every run (and skipped tick) is a billing.JobRun in the store, with its
 //     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
 //     after WithHistoryRetention days (default 30).
@@ -30,7 +36,8 @@
 //
 // Stores implement SchedulerStore (billing.JobRunStore, billing.JobStateStore and
 // billing.Locker: every billing.Store does); Stats adds subscription counts when the
-// store also implements SubscriptionCounter. Authorizers for AdminHandler are a func:
+// store also implements SubscriptionCounter, and a Locker that also implements
+// LockInspector lets List and Get tell abandoned runs from live ones. Authorizers for AdminHandler are a func:
 // return nil for an admin, ErrForbidden for a caller without the role, ErrUnauthenticated
 // otherwise.
 //

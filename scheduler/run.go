@@ -73,6 +73,8 @@ func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrig
 			s.cfg.log.WarnContext(ctx, "releasing job lock failed; it expires after its TTL", "job_id", id, "error", err)
 		}
 	}
+	// Under the lock, records still "running" were left by a replica that stopped.
+	s.reapAbandoned(ctx, e, now)
 	if !manual {
 		// Under the lock no other run of this job is live anywhere, so the checks below
 		// cannot race with another replica handling the same tick.
@@ -274,60 +276,59 @@ func failures(r billing.Result) int {
 }
 
 // updateState folds a finished run into the job's shared state and raises or clears
-// operator alerts, once per episode.
+// operator alerts, once per episode. The fold is re-applied when another replica changed
+// the state meanwhile (a pause); an alert sent by an earlier attempt is not sent again.
 func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRun, res billing.Result) {
-	e.stateMu.Lock()
-	defer e.stateMu.Unlock()
-	st, err := s.store.GetJobState(ctx, e.job.ID)
-	if err != nil {
-		s.cfg.log.ErrorContext(ctx, "reading job state failed; failure streak not updated", "job_id", e.job.ID, "error", err)
-		return
-	}
-	st.JobID = e.job.ID
-	failed := run.Status == billing.RunFailed
-	if failed {
-		st.ConsecutiveFailures++
-	} else {
-		st.ConsecutiveFailures = 0
-		if run.Trigger != billing.TriggerManual && run.ScheduledFor.After(st.LastScheduledSuccess) {
-			st.LastScheduledSuccess = run.ScheduledFor
+	sent := map[string]bool{}
+	raise := func(st *billing.JobState, cond, msg string) {
+		if !sent[cond] {
+			sent[cond] = s.alert(ctx, e, run, cond, msg, st.ConsecutiveFailures)
+		}
+		if sent[cond] {
+			st.Alerts = append(st.Alerts, cond)
 		}
 	}
-	if s.cfg.notifier != nil {
-		p := s.cfg.alerts
-		// Consecutive failures.
-		if st.ConsecutiveFailures >= p.ConsecutiveFailures {
-			if !slices.Contains(st.Alerts, alertConsecutive) {
-				msg := fmt.Sprintf("%d consecutive failed runs; last error: %s", st.ConsecutiveFailures, run.Error)
-				if s.alert(ctx, e, run, alertConsecutive, msg, st.ConsecutiveFailures) {
-					st.Alerts = append(st.Alerts, alertConsecutive)
-				}
-			}
+	_, err := s.modifyState(ctx, e, func(st *billing.JobState) bool {
+		failed := run.Status == billing.RunFailed
+		if failed {
+			st.ConsecutiveFailures++
 		} else {
-			st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertConsecutive })
+			st.ConsecutiveFailures = 0
+			if run.Trigger != billing.TriggerManual && run.ScheduledFor.After(st.LastScheduledSuccess) {
+				st.LastScheduledSuccess = run.ScheduledFor
+			}
 		}
-		// Partial failures: only a run that completed says whether they persist.
-		if !failed {
-			n := failures(res)
-			if p.PartialFailures > 0 && n >= p.PartialFailures {
-				if !slices.Contains(st.Alerts, alertPartial) {
-					found := 0
-					if res != nil {
-						found = res.Found()
-					}
-					msg := fmt.Sprintf("%d of %d records failed and will be retried by a later run", n, found)
-					if s.alert(ctx, e, run, alertPartial, msg, st.ConsecutiveFailures) {
-						st.Alerts = append(st.Alerts, alertPartial)
-					}
+		if s.cfg.notifier != nil {
+			p := s.cfg.alerts
+			// Consecutive failures.
+			if st.ConsecutiveFailures >= p.ConsecutiveFailures {
+				if !slices.Contains(st.Alerts, alertConsecutive) {
+					raise(st, alertConsecutive, fmt.Sprintf("%d consecutive failed runs; last error: %s", st.ConsecutiveFailures, run.Error))
 				}
 			} else {
-				st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertPartial })
+				st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertConsecutive })
+			}
+			// Partial failures: only a run that completed says whether they persist.
+			if !failed {
+				n := failures(res)
+				if p.PartialFailures > 0 && n >= p.PartialFailures {
+					if !slices.Contains(st.Alerts, alertPartial) {
+						found := 0
+						if res != nil {
+							found = res.Found()
+						}
+						raise(st, alertPartial, fmt.Sprintf("%d of %d records failed and will be retried by a later run", n, found))
+					}
+				} else {
+					st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertPartial })
+				}
 			}
 		}
-	}
-	st.UpdatedAt = s.now()
-	if err := s.store.PutJobState(ctx, st); err != nil {
-		s.cfg.log.ErrorContext(ctx, "writing job state failed", "job_id", e.job.ID, "error", err)
+		st.UpdatedAt = s.now()
+		return true
+	})
+	if err != nil {
+		s.cfg.log.ErrorContext(ctx, "updating job state failed; failure streak not updated", "job_id", e.job.ID, "error", err)
 	}
 }
 

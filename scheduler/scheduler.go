@@ -226,30 +226,36 @@ func (s *Scheduler) needsCatchUp(ctx context.Context, e *entry) (time.Time, bool
 	if prev.IsZero() {
 		return time.Time{}, false
 	}
-	e.stateMu.Lock()
-	defer e.stateMu.Unlock()
-	st, err := s.store.GetJobState(ctx, e.job.ID)
+	var tick time.Time
+	_, err := s.modifyState(ctx, e, func(st *billing.JobState) bool {
+		tick = time.Time{}
+		switch {
+		case st.Paused:
+			return false
+		case !st.LastScheduledSuccess.IsZero():
+			if st.LastScheduledSuccess.Before(prev) {
+				tick = prev
+			}
+			return false
+		case st.UpdatedAt.IsZero():
+			// First sight of this job: remember when, so a tick missed from now on is
+			// caught up.
+			st.UpdatedAt = now
+			return true
+		default:
+			// Never succeeded on schedule: catch up when nothing touched the job since its
+			// previous tick.
+			if st.UpdatedAt.Before(prev) {
+				tick = prev
+			}
+			return false
+		}
+	})
 	if err != nil {
 		s.cfg.log.WarnContext(ctx, "catch-up check failed; the job waits for its next tick", "job_id", e.job.ID, "error", err)
 		return time.Time{}, false
 	}
-	switch {
-	case st.Paused:
-		return time.Time{}, false
-	case !st.LastScheduledSuccess.IsZero():
-		return prev, st.LastScheduledSuccess.Before(prev)
-	case st.UpdatedAt.IsZero():
-		// First sight of this job: remember when, so a tick missed from now on is caught up.
-		st.JobID, st.UpdatedAt = e.job.ID, now
-		if err := s.store.PutJobState(ctx, st); err != nil {
-			s.cfg.log.WarnContext(ctx, "recording the job's first start failed", "job_id", e.job.ID, "error", err)
-		}
-		return time.Time{}, false
-	default:
-		// Never succeeded on schedule: catch up when nothing touched the job since its
-		// previous tick.
-		return prev, st.UpdatedAt.Before(prev)
-	}
+	return tick, !tick.IsZero()
 }
 
 // Shutdown stops the schedules and waits for running jobs to finish, for as long as ctx
@@ -399,26 +405,23 @@ func (s *Scheduler) setPaused(ctx context.Context, id string, paused bool) error
 	if err != nil {
 		return err
 	}
-	e.stateMu.Lock()
-	defer e.stateMu.Unlock()
-	st, err := s.store.GetJobState(ctx, id)
-	if err != nil {
-		return fmt.Errorf("scheduler: reading state of %q: %w", id, err)
-	}
 	now := s.now()
-	if !paused && st.Paused && e.sched != nil {
-		// Ticks missed while paused are not owed: move the catch-up baseline past them.
-		if prev := e.sched.Prev(now); !prev.IsZero() && !st.PausedAt.After(prev) && st.LastScheduledSuccess.Before(prev) {
-			st.LastScheduledSuccess = prev
+	_, err = s.modifyState(ctx, e, func(st *billing.JobState) bool {
+		if !paused && st.Paused && e.sched != nil {
+			// Ticks missed while paused are not owed: move the catch-up baseline past them.
+			if prev := e.sched.Prev(now); !prev.IsZero() && !st.PausedAt.After(prev) && st.LastScheduledSuccess.Before(prev) {
+				st.LastScheduledSuccess = prev
+			}
 		}
-	}
-	st.JobID, st.Paused, st.UpdatedAt = id, paused, now
-	st.PausedAt = time.Time{}
-	if paused {
-		st.PausedAt = now
-	}
-	if err := s.store.PutJobState(ctx, st); err != nil {
-		return fmt.Errorf("scheduler: writing state of %q: %w", id, err)
+		st.Paused, st.UpdatedAt = paused, now
+		st.PausedAt = time.Time{}
+		if paused {
+			st.PausedAt = now
+		}
+		return true
+	})
+	if err != nil {
+		return err
 	}
 	s.cfg.log.InfoContext(ctx, "job state changed", "job_id", id, "paused", paused)
 	return nil
@@ -438,7 +441,10 @@ type JobInfo struct {
 	TimeZone string `json:"timezone"`
 	Paused   bool   `json:"paused"`
 	Disabled bool   `json:"disabled"`
-	// Running: a run is in progress here or (per the history) on another replica.
+	// Running: a run is in progress here or (per the history) on another replica. A record
+	// left "running" by a replica that stopped is not: when the job's lock is free (the
+	// locker implements LockInspector) it is reported with LastStatus failed, as the next
+	// run of the job records it.
 	Running bool `json:"running"`
 	// LastRun is when the newest run that was not skipped started.
 	LastRun             *time.Time        `json:"last_run"`
@@ -516,7 +522,12 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 		t := r.StartedAt.In(s.cfg.loc)
 		info.LastRun, info.LastStatus = &t, r.Status
 		if r.Status == billing.RunRunning {
-			info.Running = true
+			status, running, err := s.runState(ctx, e, r)
+			if err != nil {
+				return JobInfo{}, err
+			}
+			info.LastStatus = status
+			info.Running = info.Running || running
 		}
 		break
 	}
