@@ -47,8 +47,30 @@ func sweepFixture(n int) (users []billing.User, subs []billing.Subscription, wan
 
 // BenchmarkSweep runs the warning and expiry jobs over 100k subscriptions in memstore (the
 // store is built outside the timer for each iteration) and reports subscriptions/s and
-// allocations.
+// allocations. The "seed-loop" baseline does the same changes the way the seed's Python did,
+// on the same store in the same run: one query per job, then get user, get plan, send,
+// update and audit one document at a time, with no claims and no send-once records, so it
+// is neither safe on replicas nor after a crash. The ratio is the price of that safety.
 func BenchmarkSweep(b *testing.B) {
+	b.Run("jobs", func(b *testing.B) {
+		benchSweep(b, func(ctx context.Context, svc *billing.Service, _ *memstore.Store) (int, int, error) {
+			warned, err := svc.CheckExpiringSubscriptions(ctx)
+			if err != nil {
+				return 0, 0, err
+			}
+			expired, err := svc.ProcessExpiredSubscriptions(ctx)
+			if warned.Failed+expired.Failed != 0 {
+				return 0, 0, fmt.Errorf("failures: %+v %+v", warned, expired)
+			}
+			return warned.NotificationsSent, expired.Processed, err
+		})
+	})
+	b.Run("seed-loop", func(b *testing.B) {
+		benchSweep(b, seedLoop)
+	})
+}
+
+func benchSweep(b *testing.B, sweep func(context.Context, *billing.Service, *memstore.Store) (warned, expired int, err error)) {
 	const total = 100_000
 	ctx := context.Background()
 	users, subs, wantWarn, wantExpire := sweepFixture(total)
@@ -75,20 +97,67 @@ func BenchmarkSweep(b *testing.B) {
 		}
 		b.StartTimer()
 
-		warned, err := svc.CheckExpiringSubscriptions(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
-		expired, err := svc.ProcessExpiredSubscriptions(ctx)
-		if err != nil {
-			b.Fatal(err)
-		}
+		warned, expired, err := sweep(ctx, svc, st)
 
 		b.StopTimer()
-		if warned.NotificationsSent != wantWarn || expired.Processed != wantExpire || warned.Failed+expired.Failed != 0 {
-			b.Fatalf("warned %+v, expired %+v; want %d warnings and %d expiries", warned, expired, wantWarn, wantExpire)
+		if err != nil || warned != wantWarn || expired != wantExpire {
+			b.Fatalf("warned %d, expired %d, err %v; want %d warnings and %d expiries", warned, expired, err, wantWarn, wantExpire)
 		}
 		b.StartTimer()
 	}
 	b.ReportMetric(float64(total)*float64(b.N)/b.Elapsed().Seconds(), "subs/s")
+}
+
+// seedLoop is the baseline: the seed's find-then-update-one-by-one loop over the same store.
+func seedLoop(ctx context.Context, svc *billing.Service, st *memstore.Store) (warned, expired int, err error) {
+	now := svc.Clock().Now()
+	notifier := billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil })
+	no, yes := false, true
+	step := func(f billing.SubscriptionFilter, apply func(*billing.Subscription), kind billing.NotificationKind) (int, error) {
+		subs, err := st.ListSubscriptions(ctx, f, 0)
+		if err != nil {
+			return 0, err
+		}
+		for _, sub := range subs {
+			u, err := st.GetUser(ctx, sub.UserID)
+			if err != nil {
+				return 0, err
+			}
+			p, err := st.GetPlan(ctx, sub.PlanID)
+			if err != nil {
+				return 0, err
+			}
+			if err := notifier.Notify(ctx, billing.Notification{Kind: kind, To: billing.Recipient{Email: u.Email},
+				Data: billing.NotificationData{PlanName: p.Name, PeriodEnd: sub.CurrentPeriodEnd}}); err != nil {
+				return 0, err
+			}
+			if kind == billing.KindExpired { // the seed removes the user's access
+				u.PlanID, u.Status, u.UpdatedAt = "", billing.StatusInactive, now
+				if err := st.UpdateUserAccess(ctx, u); err != nil {
+					return 0, err
+				}
+			}
+			apply(&sub)
+			if _, err := st.UpdateSubscription(ctx, sub); err != nil {
+				return 0, err
+			}
+			if err := st.InsertAudit(ctx, &billing.AuditEntry{Action: string(kind), EntityID: sub.ID, CreatedAt: now}); err != nil {
+				return 0, err
+			}
+		}
+		return len(subs), nil
+	}
+	active := []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}
+	if warned, err = step(billing.SubscriptionFilter{Statuses: active[:1], PeriodEndAfter: now, PeriodEndBefore: now.Add(3 * day), WarningDueDays: 3},
+		func(s *billing.Subscription) { s.ExpirationWarningSent, s.ExpirationWarningDays = true, 3 }, billing.KindExpiring); err != nil {
+		return 0, 0, err
+	}
+	n1, err := step(billing.SubscriptionFilter{Statuses: active, PeriodEndBefore: now, AutoRenews: &no},
+		func(s *billing.Subscription) { s.Status = billing.StatusInactive }, billing.KindExpired)
+	if err != nil {
+		return 0, 0, err
+	}
+	n2, err := step(billing.SubscriptionFilter{Statuses: active, PeriodEndBefore: now.Add(-72 * time.Hour), AutoRenews: &yes},
+		func(s *billing.Subscription) { s.Status = billing.StatusInactive }, billing.KindExpired)
+	return warned, n1 + n2, err
 }
