@@ -21,30 +21,15 @@ import (
 const actor = billing.GatewayMercadoPago
 
 // Option configures NewWebhookHandler.
-type Option func(*handler) error
+type Option func(*hookhttp.Options) error
 
-// WithLogger sets the logger; default slog.Default(). Secrets and signatures are never logged.
-func WithLogger(l *slog.Logger) Option {
-	return func(h *handler) error {
-		if l == nil {
-			return errors.New("WithLogger: nil logger; omit the option for slog.Default()")
-		}
-		h.log = l
-		return nil
-	}
-}
+// WithLogger sets the logger; default the billing Service's logger. Secrets and signatures
+// are never logged.
+func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
 
 // WithClock sets the clock the signature tolerance is checked against; default the
 // Service's clock.
-func WithClock(c billing.Clock) Option {
-	return func(h *handler) error {
-		if c == nil {
-			return errors.New("WithClock: nil clock; omit the option for the Service's clock")
-		}
-		h.clock = c
-		return nil
-	}
-}
+func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
 
 type handler struct {
 	svc   *billing.Service
@@ -66,13 +51,17 @@ type handler struct {
 func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.Handler, error) {
 	var errs []error
 	if svc == nil {
-		errs = append(errs, errors.New("mercadopagogw: nil billing.Service: pass the one from billing.NewService"))
+		errs = append(errs, fmt.Errorf("%w: nil billing.Service: pass the one from billing.NewService(store, notifier, cfg)", ErrInvalidConfig))
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.WebhookSecret == "" {
 		errs = append(errs, fmt.Errorf("%w: WebhookSecret is empty: copy the secret signature from Your integrations > Webhooks", ErrInvalidConfig))
+	}
+	o, err := hookhttp.ApplyOptions(svc, ErrInvalidConfig, opts)
+	if err != nil {
+		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -82,20 +71,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, api: a, clock: svc.Clock(), log: slog.Default()}
-	for _, o := range opts {
-		if o == nil {
-			errs = append(errs, errors.New("mercadopagogw: nil Option"))
-			continue
-		}
-		if err := o(h); err != nil {
-			errs = append(errs, fmt.Errorf("mercadopagogw: %w", err))
-		}
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, err
-	}
-	return h, nil
+	return &handler{svc: svc, pp: svc.Processor(), cfg: cfg, api: a, clock: o.Clock, log: o.Log}, nil
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {

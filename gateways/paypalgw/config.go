@@ -103,7 +103,8 @@ func (c Config) LogValue() slog.Value {
 	)
 }
 
-// Validate reports every problem at once. It never includes the secret.
+// Validate reports every problem at once, wrapping ErrInvalidConfig. It never includes the
+// secret.
 func (c Config) Validate() error {
 	var errs []error
 	if strings.TrimSpace(c.WebhookID) == "" {
@@ -149,7 +150,10 @@ func (c Config) Validate() error {
 	if c.MaxBody < 0 {
 		errs = append(errs, fmt.Errorf("MaxBody %d is negative; use 0 for the default", c.MaxBody))
 	}
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	}
+	return nil
 }
 
 func (c Config) hasCredentials() bool { return c.ClientID != "" && c.ClientSecret != "" }

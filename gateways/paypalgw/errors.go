@@ -8,6 +8,9 @@ import (
 // Sentinel errors, matched with errors.Is. Every verification failure wraps ErrSignature; the
 // webhook handler answers those with 400 and stores nothing.
 var (
+	// ErrInvalidConfig wraps every problem Config.Validate, NewWebhookHandler and
+	// NewRenewalLookup report.
+	ErrInvalidConfig = errors.New("paypalgw: invalid configuration")
 	// ErrSignature: the delivery is not proven to come from PayPal. The more specific
 	// sentinels below are wrapped together with it.
 	ErrSignature = errors.New("paypalgw: webhook signature verification failed")

@@ -13,33 +13,17 @@ import (
 )
 
 // Option configures the webhook handler.
-type Option func(*Handler) error
+type Option func(*hookhttp.Options) error
 
-// WithLogger sets the handler's logger (default slog.Default()).
-func WithLogger(l *slog.Logger) Option {
-	return func(h *Handler) error {
-		if l == nil {
-			return errors.New("WithLogger: nil logger; omit the option for slog.Default()")
-		}
-		h.log = l
-		return nil
-	}
-}
+// WithLogger sets the handler's logger (default: the billing Service's logger).
+func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
 
 // WithClock overrides the clock used for transmission-time tolerance and certificate
 // validity (default: the billing Service's clock).
-func WithClock(c billing.Clock) Option {
-	return func(h *Handler) error {
-		if c == nil {
-			return errors.New("WithClock: nil clock; omit the option to use the service's clock")
-		}
-		h.clock = c
-		return nil
-	}
-}
+func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
 
-// Handler is PayPal's webhook endpoint. Build it with NewWebhookHandler.
-type Handler struct {
+// handler is PayPal's webhook endpoint, built by NewWebhookHandler.
+type handler struct {
 	svc      *billing.Service
 	pp       *billing.PaymentProcessor
 	cfg      Config
@@ -54,20 +38,19 @@ type Handler struct {
 func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.Handler, error) {
 	var errs []error
 	if svc == nil {
-		errs = append(errs, errors.New("missing billing service: pass billing.NewService(store, notifier, cfg)"))
+		errs = append(errs, fmt.Errorf("%w: missing billing service: pass billing.NewService(store, notifier, cfg)", ErrInvalidConfig))
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	o, err := hookhttp.ApplyOptions(svc, ErrInvalidConfig, opts)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("paypalgw: invalid webhook configuration: %w", err)
+		return nil, err
 	}
-	h := &Handler{svc: svc, pp: svc.Processor(), cfg: cfg, clock: svc.Clock(), log: slog.Default()}
-	for _, o := range opts {
-		if err := o(h); err != nil {
-			return nil, fmt.Errorf("paypalgw: %w", err)
-		}
-	}
+	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, clock: o.Clock, log: o.Log}
 	if cfg.hasCredentials() {
 		api, err := newAPIClient(cfg)
 		if err != nil {
@@ -86,7 +69,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 }
 
 // ServeHTTP verifies, decodes, deduplicates and applies one delivery.
-func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBody)
 	if !ok {
 		return
@@ -123,7 +106,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 // verify checks the transmission headers, freshness and signature, in that order.
-func (h *Handler) verify(ctx context.Context, hdr http.Header, body []byte) error {
+func (h *handler) verify(ctx context.Context, hdr http.Header, body []byte) error {
 	tr, err := parseTransmission(hdr)
 	if err != nil {
 		return err
@@ -138,7 +121,7 @@ func (h *Handler) verify(ctx context.Context, hdr http.Header, body []byte) erro
 // subscription one at a time (its lock per gateway subscription: a delivery that finds it
 // held is answered 503 and PayPal retries), and a sale passes its time, so a charge and a
 // cancellation never interleave and a late sale does not revive an ended subscription.
-func (h *Handler) process(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
+func (h *handler) process(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
 	switch ev.Kind {
 	case kindSync:
 		return false, h.sync(ctx, ev)
@@ -153,7 +136,7 @@ func (h *Handler) process(ctx context.Context, ev decodedEvent) (ignored bool, e
 
 // state returns the subscription as the API reports it when credentials are configured,
 // else as the verified event body carries it.
-func (h *Handler) state(ctx context.Context, id string, fromBody *subscriptionState) (*subscriptionState, error) {
+func (h *handler) state(ctx context.Context, id string, fromBody *subscriptionState) (*subscriptionState, error) {
 	if h.api == nil {
 		if fromBody == nil {
 			return nil, nil
@@ -163,7 +146,7 @@ func (h *Handler) state(ctx context.Context, id string, fromBody *subscriptionSt
 	return h.api.subscription(ctx, id)
 }
 
-func (h *Handler) syncParams(st *subscriptionState, fallback time.Time) billing.SyncParams {
+func (h *handler) syncParams(st *subscriptionState, fallback time.Time) billing.SyncParams {
 	p := billing.SyncParams{
 		Gateway: billing.GatewayPayPal, GatewaySubscriptionID: st.ID, Status: st.mappedStatus(),
 		PeriodEnd: st.BillingInfo.NextBillingTime.Time, EventTime: st.eventTime(fallback), Actor: billing.GatewayPayPal,
@@ -178,7 +161,7 @@ func (h *Handler) syncParams(st *subscriptionState, fallback time.Time) billing.
 }
 
 // sync applies a BILLING.SUBSCRIPTION.* event.
-func (h *Handler) sync(ctx context.Context, ev decodedEvent) error {
+func (h *handler) sync(ctx context.Context, ev decodedEvent) error {
 	st, err := h.state(ctx, ev.Sub.ID, ev.Sub)
 	if err != nil {
 		return err
@@ -199,7 +182,7 @@ func (h *Handler) sync(ctx context.Context, ev decodedEvent) error {
 // credentials, or no next_billing_time once ended) then gets a cycle from now instead of
 // from the paid period's end, so late sales do not add up; and a subscription first known
 // as ended never had the access and the expired email its charges would have given.
-func (h *Handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev decodedEvent) error {
+func (h *handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev decodedEvent) error {
 	wait := h.cfg.cancelWait()
 	if wait < 0 || ev.Created.IsZero() || h.clock.Now().Sub(ev.Created) > wait {
 		return nil
@@ -225,7 +208,7 @@ func (h *Handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev d
 
 // paymentFailed marks the subscription past due and records a failed payment (a pending
 // payment moved to failed by the processor, which sends the payment-failed email).
-func (h *Handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
+func (h *handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 	st, err := h.state(ctx, ev.Sub.ID, ev.Sub)
 	if err != nil {
 		return err
@@ -262,7 +245,7 @@ func (h *Handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 }
 
 // failedAmount is the first of amounts that parses, else the price of the subscription's plan.
-func (h *Handler) failedAmount(ctx context.Context, subID string, amounts ...ppMoney) (billing.Money, error) {
+func (h *handler) failedAmount(ctx context.Context, subID string, amounts ...ppMoney) (billing.Money, error) {
 	for _, a := range amounts {
 		if m, err := ParseAmount(a.Value, a.Currency); err == nil {
 			return m, nil
@@ -284,7 +267,7 @@ func (h *Handler) failedAmount(ctx context.Context, subID string, amounts ...ppM
 // subscription is recorded without reviving it; a later one advances the subscription's
 // gateway time, so an older status event delivered late (a payment failure this sale
 // recovered from) is recognised as stale.
-func (h *Handler) sale(ctx context.Context, ev decodedEvent) error {
+func (h *handler) sale(ctx context.Context, ev decodedEvent) error {
 	s := ev.Sale
 	subID := s.BillingAgreementID
 	saleTime := s.CreateTime.Time

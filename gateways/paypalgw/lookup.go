@@ -80,10 +80,10 @@ func NewRenewalLookup(cfg Config) (*RenewalLookup, error) {
 		errs = append(errs, err)
 	}
 	if !cfg.hasCredentials() {
-		errs = append(errs, errors.New("missing ClientID and ClientSecret: the lookup calls the Subscriptions API"))
+		errs = append(errs, fmt.Errorf("%w: missing ClientID and ClientSecret: the lookup calls the Subscriptions API; copy them from the PayPal developer dashboard (Apps & Credentials)", ErrInvalidConfig))
 	}
 	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("paypalgw: invalid renewal lookup configuration: %w", err)
+		return nil, err
 	}
 	api, err := newAPIClient(cfg)
 	if err != nil {

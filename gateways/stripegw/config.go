@@ -96,48 +96,12 @@ func (c *Config) setDefaults() {
 }
 
 // Option sets an optional dependency of NewWebhookHandler or NewRenewalLookup.
-type Option func(*options) error
-
-type options struct {
-	log   *slog.Logger
-	clock billing.Clock
-}
+type Option func(*hookhttp.Options) error
 
 // WithLogger sets the logger. Default: the billing Service's logger for the handler,
 // slog.Default() for the lookup.
-func WithLogger(l *slog.Logger) Option {
-	return func(o *options) error {
-		if l == nil {
-			return fmt.Errorf("%w: WithLogger(nil): pass a logger or leave the option out", ErrInvalidConfig)
-		}
-		o.log = l
-		return nil
-	}
-}
+func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
 
 // WithClock sets the clock the handler checks signature timestamps against. Default: the
 // billing Service's clock, so one clock drives billing and webhook tolerance.
-func WithClock(c billing.Clock) Option {
-	return func(o *options) error {
-		if c == nil {
-			return fmt.Errorf("%w: WithClock(nil): pass a clock or leave the option out", ErrInvalidConfig)
-		}
-		o.clock = c
-		return nil
-	}
-}
-
-func applyOptions(opts []Option) (options, error) {
-	var o options
-	var errs []error
-	for _, opt := range opts {
-		if opt == nil {
-			errs = append(errs, fmt.Errorf("%w: nil Option", ErrInvalidConfig))
-			continue
-		}
-		if err := opt(&o); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return o, errors.Join(errs...)
-}
+func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }

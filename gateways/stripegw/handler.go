@@ -45,7 +45,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	o, err := applyOptions(opts)
+	o, err := hookhttp.ApplyOptions(svc, ErrInvalidConfig, opts)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -55,16 +55,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	cfg.setDefaults()
 	h := &webhookHandler{
 		svc: svc, pp: svc.Processor(), store: svc.Store(), secret: cfg.WebhookSecret,
-		tolerance: cfg.Tolerance, maxBody: cfg.MaxBodyBytes, clock: o.clock, log: o.log,
-	}
-	if h.clock == nil {
-		h.clock = svc.Clock()
-	}
-	if h.log == nil {
-		h.log = svc.Config().Logger
-	}
-	if h.log == nil {
-		h.log = slog.Default()
+		tolerance: cfg.Tolerance, maxBody: cfg.MaxBodyBytes, clock: o.Clock, log: o.Log,
 	}
 	if cfg.SecretKey != "" {
 		h.api = newAPI(cfg, h.log)

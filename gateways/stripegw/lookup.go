@@ -4,10 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // RenewalLookup asks Stripe's Subscriptions API about a subscription for billing's renew
@@ -29,7 +29,7 @@ func NewRenewalLookup(cfg Config, opts ...Option) (*RenewalLookup, error) {
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	o, err := applyOptions(opts)
+	o, err := hookhttp.ApplyOptions(nil, ErrInvalidConfig, opts)
 	if err != nil {
 		errs = append(errs, err)
 	}
@@ -37,10 +37,7 @@ func NewRenewalLookup(cfg Config, opts ...Option) (*RenewalLookup, error) {
 		return nil, err
 	}
 	cfg.setDefaults()
-	if o.log == nil {
-		o.log = slog.Default()
-	}
-	return &RenewalLookup{api: newAPI(cfg, o.log)}, nil
+	return &RenewalLookup{api: newAPI(cfg, o.Log)}, nil
 }
 
 // LookupSubscription retrieves the subscription (with its latest invoice expanded) and

@@ -69,3 +69,21 @@ func TestRespond(t *testing.T) {
 		}
 	}
 }
+
+func TestApplyOptions(t *testing.T) {
+	invalid := errors.New("gw: invalid configuration")
+	type option func(*Options) error
+	o, err := ApplyOptions(nil, invalid, []option{nil, option(WithLogger(nil)), option(WithClock(nil))})
+	if !errors.Is(err, invalid) || !strings.Contains(err.Error(), "nil Option") ||
+		!strings.Contains(err.Error(), "WithLogger(nil)") || !strings.Contains(err.Error(), "WithClock(nil)") {
+		t.Fatalf("err = %v, want all three problems wrapping the gateway's sentinel", err)
+	}
+	if o.Log == nil || o.Clock != nil {
+		t.Fatalf("without a service: log %v, clock %v; want slog.Default() and no clock", o.Log, o.Clock)
+	}
+	log := slog.New(slog.DiscardHandler)
+	o, err = ApplyOptions(nil, invalid, []option{option(WithLogger(log))})
+	if err != nil || o.Log != log {
+		t.Fatalf("WithLogger: %v, %v", o.Log, err)
+	}
+}
