@@ -11,7 +11,6 @@ import (
 	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/scheduler"
-	"github.com/renewkit/renewkit/store/memstore"
 	"go.uber.org/goleak"
 )
 
@@ -79,7 +78,7 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func listRuns(t *testing.T, st *memstore.Store, jobID string) []billing.JobRun {
+func listRuns(t *testing.T, st billing.JobRunStore, jobID string) []billing.JobRun {
 	t.Helper()
 	runs, err := st.ListJobRuns(context.Background(), billing.JobRunFilter{JobID: jobID})
 	if err != nil {
@@ -89,7 +88,7 @@ func listRuns(t *testing.T, st *memstore.Store, jobID string) []billing.JobRun {
 }
 
 // executed returns the runs that were not skipped, oldest first.
-func executed(t *testing.T, st *memstore.Store, jobID string) []billing.JobRun {
+func executed(t *testing.T, st billing.JobRunStore, jobID string) []billing.JobRun {
 	t.Helper()
 	var out []billing.JobRun
 	runs := listRuns(t, st, jobID)
@@ -102,7 +101,7 @@ func executed(t *testing.T, st *memstore.Store, jobID string) []billing.JobRun {
 }
 
 // tickRecords returns the finished records (run or skip) of jobID for tick.
-func tickRecords(t *testing.T, st *memstore.Store, jobID string, tick time.Time) []billing.JobRun {
+func tickRecords(t *testing.T, st billing.JobRunStore, jobID string, tick time.Time) []billing.JobRun {
 	t.Helper()
 	var out []billing.JobRun
 	for _, r := range listRuns(t, st, jobID) {
@@ -114,7 +113,7 @@ func tickRecords(t *testing.T, st *memstore.Store, jobID string, tick time.Time)
 }
 
 // waitTick waits until jobID has n finished records for tick.
-func waitTick(t *testing.T, st *memstore.Store, jobID string, tick time.Time, n int) []billing.JobRun {
+func waitTick(t *testing.T, st billing.JobRunStore, jobID string, tick time.Time, n int) []billing.JobRun {
 	t.Helper()
 	var recs []billing.JobRun
 	eventually(t, jobID+" records at "+tick.String(), func() bool {

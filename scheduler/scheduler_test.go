@@ -627,8 +627,15 @@ func TestCatchUpNewInstall(t *testing.T) {
 
 func TestReplicasRunEachTickOnce(t *testing.T) {
 	defer noLeaks(t)
-	base := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
 	st := memstore.New()
+	replicasRunEachTickOnce(t, [3]scheduler.SchedulerStore{st, st, st}, st)
+}
+
+// replicasRunEachTickOnce drives three replicas, each on its own store handle, through 10
+// ticks and checks each job ran exactly once per tick; runs reads the shared history.
+func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.SchedulerStore, runs billing.JobRunStore) {
+	base := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
+	st := runs
 	var callsA, callsB atomic.Int64
 	jobs := []billing.Job{countingJob("a", "*/10 * * * *", &callsA), countingJob("b", "*/10 * * * *", &callsB)}
 	// Each replica has its own clock; they fire the same tick up to 400ms apart.
@@ -637,7 +644,7 @@ func TestReplicasRunEachTickOnce(t *testing.T) {
 	reps := make([]*scheduler.Scheduler, 3)
 	for i := range reps {
 		clocks[i] = clockwork.NewFakeClockAt(base.Add(offsets[i]))
-		reps[i] = newScheduler(t, jobs, st, scheduler.WithClock(clocks[i]), scheduler.WithReplicaID(fmt.Sprintf("r%d", i)))
+		reps[i] = newScheduler(t, jobs, stores[i], scheduler.WithClock(clocks[i]), scheduler.WithReplicaID(fmt.Sprintf("r%d", i)))
 		start(t, reps[i])
 	}
 	for k := 1; k <= 10; k++ {
