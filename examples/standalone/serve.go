@@ -161,6 +161,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	a.sched, err = scheduler.New(append(a.svc.Jobs(), cfg.extraJobs...), meteredStore{Store: st, m: a.metrics},
 		scheduler.WithLocation(cfg.location),
 		scheduler.WithLogger(log),
+		// The store itself, not the metering wrapper, so the scheduler finds its optional
+		// capabilities (scheduler.LockInspector) by type assertion.
+		scheduler.WithLocker(st),
 		scheduler.WithAlerts(notifier, billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"}, scheduler.AlertPolicy{}),
 	)
 	if err != nil {
