@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"net"
 	"net/url"
 	"strconv"
 	"strings"
@@ -17,7 +18,6 @@ import (
 // its default and what it is for.
 type setting struct {
 	env, flag, def, usage string
-	secret                bool
 	dst                   *string
 }
 
@@ -30,7 +30,7 @@ type Config struct {
 	SMTPFrom, SMTPTLS                                string
 	AlertEmail                                       string
 	StripeSecretKey, StripeWebhookSecret             string
-	FrontendURL                                      string
+	FrontendURL, PublicURL                           string
 	MercadoPagoAccessToken, MercadoPagoWebhookSecret string
 	PayPalClientID, PayPalClientSecret               string
 	PayPalWebhookID, PayPalMode                      string
@@ -42,6 +42,7 @@ type Config struct {
 
 	// Parsed forms, filled by parse.
 	schedulerOn bool
+	adminURL    string // the dashboard's jobs pages, for the run link in operator alerts
 	location    *time.Location
 	smtpPort    int
 	demo        bool
@@ -62,28 +63,29 @@ func (c *Config) shutdownGrace() time.Duration {
 
 func (c *Config) settings() []setting {
 	return []setting{
-		{env: "MONGODB_URI", flag: "mongodb-uri", usage: "MongoDB connection string; empty: in-memory store with demo data", secret: true, dst: &c.MongoURI},
+		{env: "MONGODB_URI", flag: "mongodb-uri", usage: "MongoDB connection string; empty: in-memory store with demo data", dst: &c.MongoURI},
 		{env: "MONGODB_DB", flag: "mongodb-db", def: "renewkit", usage: "MongoDB database name", dst: &c.MongoDB},
 		{env: "ENABLE_SCHEDULER", flag: "enable-scheduler", def: "true", usage: "run the five jobs on their schedules (true/false)", dst: &c.EnableScheduler},
 		{env: "SCHEDULER_TIMEZONE", flag: "scheduler-timezone", def: "America/Sao_Paulo", usage: "IANA time zone the job schedules are read in", dst: &c.SchedulerTimezone},
 		{env: "SMTP_HOST", flag: "smtp-host", usage: "SMTP server; empty: emails are logged and written as .eml files", dst: &c.SMTPHost},
 		{env: "SMTP_PORT", flag: "smtp-port", def: "587", usage: "SMTP port (465 implicit TLS, 587 STARTTLS)", dst: &c.SMTPPort},
 		{env: "SMTP_USER", flag: "smtp-user", usage: "SMTP user name", dst: &c.SMTPUser},
-		{env: "SMTP_PASSWORD", flag: "smtp-password", usage: "SMTP password", secret: true, dst: &c.SMTPPassword},
+		{env: "SMTP_PASSWORD", flag: "smtp-password", usage: "SMTP password", dst: &c.SMTPPassword},
 		{env: "SMTP_FROM", flag: "smtp-from", def: "noreply@example.com", usage: "sender address", dst: &c.SMTPFrom},
 		{env: "SMTP_TLS", flag: "smtp-tls", usage: "starttls, implicit, opportunistic or none; empty: implicit on port 465, starttls otherwise", dst: &c.SMTPTLS},
 		{env: "ALERT_EMAIL", flag: "alert-email", usage: "where operator alerts (a job failing repeatedly) go; empty: SMTP_FROM", dst: &c.AlertEmail},
 		{env: "OUTBOX_DIR", flag: "outbox-dir", def: "outbox", usage: "where the log notifier writes .eml files when SMTP is off", dst: &c.OutboxDir},
 		{env: "FRONTEND_URL", flag: "frontend-url", def: "http://localhost:3000", usage: "base URL of the product, for links in emails", dst: &c.FrontendURL},
-		{env: "STRIPE_SECRET_KEY", flag: "stripe-secret-key", usage: "Stripe API key (renewal lookups)", secret: true, dst: &c.StripeSecretKey},
-		{env: "STRIPE_WEBHOOK_SECRET", flag: "stripe-webhook-secret", usage: "Stripe webhook signing secret; set: mounts /api/payments/stripe/webhook", secret: true, dst: &c.StripeWebhookSecret},
-		{env: "MERCADOPAGO_ACCESS_TOKEN", flag: "mercadopago-access-token", usage: "Mercado Pago access token", secret: true, dst: &c.MercadoPagoAccessToken},
-		{env: "MERCADOPAGO_WEBHOOK_SECRET", flag: "mercadopago-webhook-secret", usage: "Mercado Pago webhook secret; set: mounts /api/payments/mercadopago/webhook", secret: true, dst: &c.MercadoPagoWebhookSecret},
+		{env: "PUBLIC_URL", flag: "public-url", usage: "base URL operators reach this server at, for the dashboard link in operator alerts; empty: http://localhost and the HTTP_ADDR port", dst: &c.PublicURL},
+		{env: "STRIPE_SECRET_KEY", flag: "stripe-secret-key", usage: "Stripe API key (renewal lookups)", dst: &c.StripeSecretKey},
+		{env: "STRIPE_WEBHOOK_SECRET", flag: "stripe-webhook-secret", usage: "Stripe webhook signing secret; set: mounts /api/payments/stripe/webhook", dst: &c.StripeWebhookSecret},
+		{env: "MERCADOPAGO_ACCESS_TOKEN", flag: "mercadopago-access-token", usage: "Mercado Pago access token", dst: &c.MercadoPagoAccessToken},
+		{env: "MERCADOPAGO_WEBHOOK_SECRET", flag: "mercadopago-webhook-secret", usage: "Mercado Pago webhook secret; set: mounts /api/payments/mercadopago/webhook", dst: &c.MercadoPagoWebhookSecret},
 		{env: "PAYPAL_CLIENT_ID", flag: "paypal-client-id", usage: "PayPal REST client id", dst: &c.PayPalClientID},
-		{env: "PAYPAL_CLIENT_SECRET", flag: "paypal-client-secret", usage: "PayPal REST client secret", secret: true, dst: &c.PayPalClientSecret},
+		{env: "PAYPAL_CLIENT_SECRET", flag: "paypal-client-secret", usage: "PayPal REST client secret", dst: &c.PayPalClientSecret},
 		{env: "PAYPAL_WEBHOOK_ID", flag: "paypal-webhook-id", usage: "PayPal webhook id; set with the client credentials: mounts /api/payments/paypal/webhook", dst: &c.PayPalWebhookID},
 		{env: "PAYPAL_MODE", flag: "paypal-mode", def: "sandbox", usage: "PayPal environment: sandbox or live", dst: &c.PayPalMode},
-		{env: "ADMIN_TOKEN", flag: "admin-token", usage: "bearer token for /api/admin and /admin; empty: a random one is printed at start", secret: true, dst: &c.AdminToken},
+		{env: "ADMIN_TOKEN", flag: "admin-token", usage: "bearer token for /api/admin and /admin; empty: a random one is printed at start", dst: &c.AdminToken},
 		{env: "HTTP_ADDR", flag: "http-addr", def: ":8000", usage: "listen address", dst: &c.HTTPAddr},
 		{env: "DEMO_DATA", flag: "demo-data", def: "auto", usage: "load demo plans, users and subscriptions: auto (only with the in-memory store), true, false", dst: &c.DemoData},
 	}
@@ -103,7 +105,9 @@ func loadConfig(args []string, getenv func(string) string, usageOut io.Writer) (
 		fs.StringVar(s.dst, s.flag, v, s.usage+" (env "+s.env+")")
 	}
 	fs.Usage = func() {
-		fmt.Fprintf(usageOut, "Usage: standalone [flags]\n\nEvery flag can be set by its environment variable instead. Defaults:\n\n")
+		fmt.Fprintf(usageOut, "Usage: standalone [-once] [flags]\n\n"+
+			"  -once   run the five jobs once on demo data, print their results and exit\n\n"+
+			"Every other flag can be set by its environment variable instead. Defaults:\n\n")
 		for _, s := range sets {
 			def := s.def
 			if def == "" {
@@ -188,6 +192,22 @@ func (c *Config) parse() error {
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", "empty: use host:port such as :8000")
+	}
+	switch public := strings.TrimRight(c.PublicURL, "/"); {
+	case public != "":
+		if u, err := url.Parse(public); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+			bad("PUBLIC_URL", "%q is not an http(s) URL without query or fragment, like https://jobs.example.com", c.PublicURL)
+		}
+		c.adminURL = public + "/admin/jobs"
+	default:
+		host, port, err := net.SplitHostPort(c.HTTPAddr)
+		if err != nil {
+			break // serve reports HTTP_ADDR when it cannot listen
+		}
+		if host == "" || host == "0.0.0.0" || host == "::" {
+			host = "localhost"
+		}
+		c.adminURL = "http://" + net.JoinHostPort(host, port) + "/admin/jobs"
 	}
 	return errors.Join(errs...)
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"strings"
 	"testing"
@@ -43,6 +44,7 @@ func TestInvalidConfiguration(t *testing.T) {
 		{name: "bad SMTP_PORT", env: map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "smtp"}, variable: "SMTP_PORT"},
 		{name: "SMTP_PORT out of range", env: map[string]string{"SMTP_HOST": "smtp.example.com", "SMTP_PORT": "70000"}, variable: "SMTP_PORT"},
 		{name: "bad FRONTEND_URL", env: map[string]string{"FRONTEND_URL": "app.example.com"}, variable: "FRONTEND_URL"},
+		{name: "bad PUBLIC_URL", env: map[string]string{"PUBLIC_URL": "jobs.example.com"}, variable: "PUBLIC_URL"},
 		{name: "short ADMIN_TOKEN", env: map[string]string{"ADMIN_TOKEN": "short-Zq92"}, variable: "ADMIN_TOKEN", hidden: "short-Zq92"},
 		{name: "PAYPAL_WEBHOOK_ID without credentials", env: map[string]string{"PAYPAL_WEBHOOK_ID": "WH-1234"}, variable: "PAYPAL_WEBHOOK_ID"},
 		{name: "bad PAYPAL_MODE", env: map[string]string{"PAYPAL_MODE": "production"}, variable: "PAYPAL_MODE"},
@@ -83,6 +85,27 @@ func TestInvalidConfiguration(t *testing.T) {
 				t.Errorf("server started: %s", stdout.String())
 			}
 		})
+	}
+}
+
+// Proves the run link of operator alerts points at this server's dashboard: PUBLIC_URL when
+// set, otherwise localhost on the HTTP_ADDR port, never FRONTEND_URL.
+func TestAdminURL(t *testing.T) {
+	for _, tc := range []struct {
+		env  map[string]string
+		want string
+	}{
+		{map[string]string{}, "http://localhost:8000/admin/jobs"},
+		{map[string]string{"HTTP_ADDR": "127.0.0.1:9090"}, "http://127.0.0.1:9090/admin/jobs"},
+		{map[string]string{"PUBLIC_URL": "https://jobs.example.com/"}, "https://jobs.example.com/admin/jobs"},
+	} {
+		cfg, err := loadConfig(nil, envFunc(tc.env), io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		if cfg.adminURL != tc.want {
+			t.Errorf("%v: adminURL %q, want %q", tc.env, cfg.adminURL, tc.want)
+		}
 	}
 }
 

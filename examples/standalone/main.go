@@ -45,7 +45,7 @@ func run(ctx context.Context, args []string, getenv func(string) string, stdout,
 		return 2
 	}
 	if once {
-		return runOnce(ctx, cfg, stdout, stderr)
+		return runOnce(ctx, stdout, stderr)
 	}
 	return serve(ctx, cfg, stdout, stderr)
 }

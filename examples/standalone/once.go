@@ -12,8 +12,9 @@ import (
 )
 
 // runOnce loads the demo data into memory, runs the five jobs once in schedule order and
-// prints each result as the seed's JSON.
-func runOnce(ctx context.Context, cfg *Config, stdout, stderr io.Writer) int {
+// prints each result as the seed's JSON. It uses no configuration: no store, SMTP or
+// gateway is contacted.
+func runOnce(ctx context.Context, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	st := memstore.New()
 	clock := billing.SystemClock()
@@ -48,6 +49,5 @@ func runOnce(ctx context.Context, cfg *Config, stdout, stderr io.Writer) int {
 	for _, n := range sent {
 		fmt.Fprintf(stdout, "email %-18s to %s\n", n.Kind, n.To.Email)
 	}
-	_ = cfg
 	return 0
 }

@@ -135,7 +135,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		a.features = append(a.features, summary)
 	}
 
-	a.renderer, err = notify.NewRenderer(notify.Config{FrontendURL: cfg.FrontendURL, Logger: log})
+	a.renderer, err = notify.NewRenderer(notify.Config{FrontendURL: cfg.FrontendURL, AdminURL: cfg.adminURL, Logger: log})
 	if err != nil {
 		return nil, fmt.Errorf("invalid configuration: FRONTEND_URL: %w", err)
 	}
