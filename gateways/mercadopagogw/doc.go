@@ -82,9 +82,10 @@
 // read from the API and deduplicated by topic, id and the status read.
 //
 // Answers follow gateways/internal/hookhttp: 200 for processed, ignored and duplicate; 409
-// while another delivery processes the same notification; 503 when the payment or
-// preapproval is not visible at the API yet (404) or the subscription it needs is not there
-// yet; 500 when the API or the store fails; 400 for input no retry fixes.
+// while another delivery processes the same notification; 503 with Retry-After when the
+// payment or preapproval is not visible at the API yet (404), the API does not answer (or
+// answers 408, 429, 5xx), or the subscription it needs is not there yet; 500 when the store
+// fails or the API refuses the access token; 400 for input no retry fixes.
 //
 // # external_reference convention
 //

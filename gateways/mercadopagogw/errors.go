@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // Sentinel errors, matched with errors.Is.
@@ -63,6 +64,9 @@ func (e *APIError) Unwrap() []error {
 	errs := []error{ErrAPI}
 	if e.StatusCode == http.StatusNotFound {
 		errs = append(errs, billing.ErrNotFound)
+	}
+	if e.Retryable {
+		errs = append(errs, hookhttp.ErrUnavailable)
 	}
 	if e.Err != nil {
 		errs = append(errs, e.Err)

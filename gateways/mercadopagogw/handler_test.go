@@ -243,7 +243,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	}
 }
 
-// TestAPIDownThenRetry proves an API outage answers 500 (Mercado Pago retries), records the
+// TestAPIDownThenRetry proves an API outage answers 503 (Mercado Pago retries), records the
 // event as failed with nothing applied, and the retry after recovery processes it.
 func TestAPIDownThenRetry(t *testing.T) {
 	e := newEnv(t)
@@ -251,8 +251,8 @@ func TestAPIDownThenRetry(t *testing.T) {
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
 	e.mp.down.Store(true)
 	body := notif(t, 6001, TypePayment, "payment.created", "1312345678")
-	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusInternalServerError {
-		t.Fatalf("down: %d %s", w.Code, w.Body)
+	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+		t.Fatalf("down: %d %s, want 503 with Retry-After", w.Code, w.Body)
 	}
 	if ev, err := e.event("6001"); err != nil || ev.State != billing.EventFailed {
 		t.Fatalf("event %+v %v", ev, err)

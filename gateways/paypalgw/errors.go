@@ -3,6 +3,8 @@ package paypalgw
 import (
 	"errors"
 	"fmt"
+
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // Sentinel errors, matched with errors.Is. Every verification failure wraps ErrSignature; the
@@ -76,7 +78,18 @@ func (e *APIError) Error() string {
 	return msg
 }
 
-func (e *APIError) Unwrap() error { return e.Err }
+// Unwrap exposes the underlying error and, when Retryable, the marker that makes the
+// webhook answer 503.
+func (e *APIError) Unwrap() []error {
+	var errs []error
+	if e.Err != nil {
+		errs = append(errs, e.Err)
+	}
+	if e.Retryable {
+		errs = append(errs, hookhttp.ErrUnavailable)
+	}
+	return errs
+}
 
 func retryableStatus(code int) bool {
 	return code == 0 || code == 408 || code == 429 || code >= 500

@@ -82,8 +82,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		h.log.ErrorContext(ctx, "paypal webhook could not be verified now; PayPal retries", "error", err)
-		w.Header().Set("Retry-After", "60")
-		hookhttp.Error(w, http.StatusServiceUnavailable, "signature cannot be verified now; retry later")
+		hookhttp.Unavailable(w, "signature cannot be verified now; retry later")
 		return
 	}
 	ev, err := decodeEvent(body)
@@ -94,14 +93,6 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	outcome, err := h.svc.HandleWebhookEvent(ctx, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type},
 		func(ctx context.Context) (bool, error) { return h.process(ctx, ev) })
-	var aerr *APIError
-	if errors.As(err, &aerr) && aerr.Retryable {
-		// The PayPal API is unavailable: a redelivery can help.
-		h.log.ErrorContext(ctx, "paypal webhook failed: API unavailable", "event_id", ev.ID, "error", err)
-		w.Header().Set("Retry-After", "60")
-		hookhttp.Error(w, http.StatusServiceUnavailable, "gateway unavailable; retry later")
-		return
-	}
 	hookhttp.Respond(w, r, h.log, billing.GatewayPayPal, ev.ID, outcome, err)
 }
 

@@ -49,8 +49,8 @@ func (h *webhookHandler) apply(ctx context.Context, ev decodedEvent) (ignored bo
 }
 
 // gatewayErr classifies an API failure for hookhttp.Respond: an object Stripe says does not
-// exist (404) is bad input (400); anything else is answered 500 so Stripe retries (a 401
-// heals once the operator fixes the key).
+// exist (404) is bad input (400); a retryable failure is answered 503 and anything else 500,
+// so Stripe retries (a 401 heals once the operator fixes the key).
 func gatewayErr(err error) error {
 	var ae *APIError
 	if errors.As(err, &ae) && ae.StatusCode == 404 {

@@ -41,8 +41,9 @@
 // future timestamp, wrong secret and tampered body are all answered 400 with nothing
 // recorded. Then the event is decoded (malformed: 400), deduplicated by event id through
 // billing.Service.HandleWebhookEvent and applied; hookhttp.Respond maps the outcome
-// (200 processed, duplicate or ignored; 503 when the subscription does not exist yet or
-// another delivery holds it; 400 for input a retry cannot fix; 500 otherwise).
+// (200 processed, duplicate or ignored; 503 when the subscription does not exist yet,
+// another delivery holds it or the API is unavailable; 400 for input a retry cannot fix,
+// such as an object the API reports missing; 500 otherwise).
 //
 // # Events
 //

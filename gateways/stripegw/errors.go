@@ -3,6 +3,8 @@ package stripegw
 import (
 	"errors"
 	"fmt"
+
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // Sentinel errors. Match them with errors.Is.
@@ -76,9 +78,8 @@ func (e *APIError) Error() string {
 
 // Unwrap exposes the retryability sentinel and the underlying error.
 func (e *APIError) Unwrap() []error {
-	kind := ErrGatewayRejected
 	if e.Retryable {
-		kind = ErrGatewayUnavailable
+		return []error{ErrGatewayUnavailable, hookhttp.ErrUnavailable, e.Err}
 	}
-	return []error{kind, e.Err}
+	return []error{ErrGatewayRejected, e.Err}
 }

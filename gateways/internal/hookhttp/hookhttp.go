@@ -56,11 +56,22 @@ func Error(w http.ResponseWriter, status int, msg string) {
 // failed) on every answer to a delivery that got past verification, for logs and metrics.
 const OutcomeHeader = "X-Webhook-Outcome"
 
+// ErrUnavailable is wrapped by every gateway's *APIError whose call may succeed later (no
+// answer, 408, 429, 5xx): Respond answers it 503 with Retry-After.
+var ErrUnavailable = errors.New("gateway API unavailable")
+
+// Unavailable answers 503 with Retry-After: 60, for a failure a redelivery can get past.
+func Unavailable(w http.ResponseWriter, msg string) {
+	w.Header().Set("Retry-After", "60")
+	Error(w, http.StatusServiceUnavailable, msg)
+}
+
 // Respond answers a delivery after billing.Service.HandleWebhookEvent: 200 for processed,
 // ignored and duplicate events; 409 with Retry-After while another delivery processes the
 // same event; 400 when the event is bad input a retry cannot fix (billing.Permanent); 503
 // when it refers to a record that does not exist yet (a retry can help once the creating
-// event arrives); 500 for the rest. The error text goes to the log, not to the gateway.
+// event arrives) or the gateway's API is unavailable (ErrUnavailable); 500 for the rest.
+// The error text goes to the log, not to the gateway.
 func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, eventID string, outcome billing.EventOutcome, err error) {
 	w.Header().Set(OutcomeHeader, string(outcome))
 	if err == nil {
@@ -79,8 +90,10 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 		Error(w, http.StatusBadRequest, "event cannot be applied: "+publicReason(err))
 	case errors.Is(err, billing.ErrNotFound), errors.Is(err, billing.ErrConflict):
 		log.InfoContext(r.Context(), "webhook event deferred; the gateway retries", "gateway", gateway, "event_id", eventID, "error", err)
-		w.Header().Set("Retry-After", "60")
-		Error(w, http.StatusServiceUnavailable, "event cannot be applied yet; retry later")
+		Unavailable(w, "event cannot be applied yet; retry later")
+	case errors.Is(err, ErrUnavailable):
+		log.WarnContext(r.Context(), "webhook event deferred: gateway API unavailable; the gateway retries", "gateway", gateway, "event_id", eventID, "error", err)
+		Unavailable(w, "gateway API unavailable; retry later")
 	default:
 		log.ErrorContext(r.Context(), "webhook event failed", "gateway", gateway, "event_id", eventID, "error", err)
 		Error(w, http.StatusInternalServerError, "temporary failure; retry later")

@@ -54,6 +54,7 @@ func TestRespond(t *testing.T) {
 		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrUnknownPayment), 400},
 		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrNotFound), 503},
 		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrConflict), 503},
+		{billing.OutcomeFailed, fmt.Errorf("api: %w", ErrUnavailable), 503},
 		{billing.OutcomeFailed, errors.New("store down: secret=abc"), 500},
 	} {
 		rec := httptest.NewRecorder()
