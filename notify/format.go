@@ -128,35 +128,26 @@ var ptMonths = [...]string{"janeiro", "fevereiro", "março", "abril", "maio", "j
 // FormatDate formats t's calendar date in the zone loc for the locale:
 // "15/03/2026" in pt-BR, "March 15, 2026" in en.
 func FormatDate(t time.Time, loc *time.Location, locale string) string {
-	if t.IsZero() {
-		return ""
-	}
-	if loc != nil {
-		t = t.In(loc)
-	}
-	if l, _ := canonicalLocale(locale); l == LocalePtBR {
-		return t.Format("02/01/2006")
-	}
-	return t.Format("January 2, 2006")
+	return formatIn(t, loc, locale, func(t time.Time) string { return t.Format("02/01/2006") }, "January 2, 2006")
 }
 
 // FormatLongDate is the long form: "15 de março de 2026" in pt-BR, "March 15, 2026" in en.
 func FormatLongDate(t time.Time, loc *time.Location, locale string) string {
-	if t.IsZero() {
-		return ""
-	}
-	if loc != nil {
-		t = t.In(loc)
-	}
-	if l, _ := canonicalLocale(locale); l == LocalePtBR {
+	return formatIn(t, loc, locale, func(t time.Time) string {
 		return strconv.Itoa(t.Day()) + " de " + ptMonths[t.Month()-1] + " de " + strconv.Itoa(t.Year())
-	}
-	return t.Format("January 2, 2006")
+	}, "January 2, 2006")
 }
 
 // FormatDateTime formats date and time with the zone abbreviation:
 // "15/03/2026 14:30 (-03)" in pt-BR, "March 15, 2026 2:30 PM EDT" in en.
 func FormatDateTime(t time.Time, loc *time.Location, locale string) string {
+	return formatIn(t, loc, locale, func(t time.Time) string { return t.Format("02/01/2006 15:04 (MST)") },
+		"January 2, 2006 3:04 PM MST")
+}
+
+// formatIn shows t in loc (when not nil) with pt for pt-BR and the layout en otherwise; a
+// zero t is "".
+func formatIn(t time.Time, loc *time.Location, locale string, pt func(time.Time) string, en string) string {
 	if t.IsZero() {
 		return ""
 	}
@@ -164,7 +155,7 @@ func FormatDateTime(t time.Time, loc *time.Location, locale string) string {
 		t = t.In(loc)
 	}
 	if l, _ := canonicalLocale(locale); l == LocalePtBR {
-		return t.Format("02/01/2006 15:04 (MST)")
+		return pt(t)
 	}
-	return t.Format("January 2, 2006 3:04 PM MST")
+	return t.Format(en)
 }
