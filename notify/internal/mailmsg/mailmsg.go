@@ -24,16 +24,17 @@ const (
 
 // MessageID returns the Message-ID (without angle brackets) for a send-once key: stable,
 // so a message resent after a dropped connection carries the same id and downstream
-// systems can recognise the duplicate. An empty key gets a random id.
+// systems can recognise the duplicate. An empty key returns "": Build then lets go-mail
+// generate a random id.
 func MessageID(key, from string) string {
+	if key == "" {
+		return "" // let go-mail generate a random one
+	}
 	domain := "renewkit.invalid"
 	if a, err := mail.ParseAddress(from); err == nil {
 		if _, d, ok := strings.Cut(a.Address, "@"); ok && d != "" {
 			domain = d
 		}
-	}
-	if key == "" {
-		return "" // let go-mail generate a random one
 	}
 	sum := sha256.Sum256([]byte(key))
 	return hex.EncodeToString(sum[:16]) + ".renewkit@" + domain
