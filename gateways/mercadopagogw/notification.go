@@ -4,7 +4,9 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
-	"strings"
+	"reflect"
+
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // Notification types renewkit acts on.
@@ -53,7 +55,8 @@ func (f *flexString) UnmarshalJSON(b []byte) error {
 	}
 	var n json.Number
 	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("id is neither a string nor a number")
+		// encoding/json adds the field name to this error.
+		return &json.UnmarshalTypeError{Value: "non-id", Type: reflect.TypeFor[flexString]()}
 	}
 	*f = flexString(n.String())
 	return nil
@@ -66,7 +69,7 @@ func decodeNotification(body []byte) (notification, error) {
 		return n, fmt.Errorf("%w: empty body", ErrMalformedNotification)
 	}
 	if err := json.Unmarshal(body, &n); err != nil {
-		return notification{}, fmt.Errorf("%w: %v", ErrMalformedNotification, jsonProblem(err))
+		return notification{}, fmt.Errorf("%w: %v", ErrMalformedNotification, hookhttp.JSONProblem(err))
 	}
 	if n.Type == "" {
 		n.Type = n.Entity
@@ -120,18 +123,4 @@ func printable(s string) bool {
 		}
 	}
 	return true
-}
-
-// jsonProblem describes a decoding error without echoing input.
-func jsonProblem(err error) string {
-	switch e := err.(type) {
-	case *json.SyntaxError:
-		return fmt.Sprintf("invalid JSON at byte %d", e.Offset)
-	case *json.UnmarshalTypeError:
-		return fmt.Sprintf("field %q has the wrong type", e.Field)
-	}
-	if strings.Contains(err.Error(), "id is neither") {
-		return "an id is neither a string nor a number"
-	}
-	return "invalid JSON"
 }

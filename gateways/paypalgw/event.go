@@ -3,10 +3,12 @@ package paypalgw
 import (
 	"encoding/json"
 	"fmt"
+	"reflect"
 	"strings"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // Event types renewkit acts on.
@@ -35,7 +37,8 @@ func (t *ppTime) UnmarshalJSON(b []byte) error {
 	}
 	v, err := time.Parse(time.RFC3339Nano, s)
 	if err != nil {
-		return fmt.Errorf("time %q is not RFC 3339", s)
+		// encoding/json adds the field name; the value is not echoed.
+		return &json.UnmarshalTypeError{Value: "non-RFC 3339 string", Type: reflect.TypeFor[time.Time]()}
 	}
 	t.Time = v.UTC()
 	return nil
@@ -132,7 +135,7 @@ func malformed(format string, args ...any) error {
 func decodeEvent(body []byte) (decodedEvent, error) {
 	var raw rawEvent
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return decodedEvent{}, malformed("%v", err)
+		return decodedEvent{}, malformed("%s", hookhttp.JSONProblem(err))
 	}
 	d := decodedEvent{ID: raw.ID, Type: raw.EventType, Created: raw.CreateTime.Time}
 	if d.ID == "" || len(d.ID) > 255 {
@@ -158,7 +161,7 @@ func decodeEvent(body []byte) (decodedEvent, error) {
 	if d.Kind == kindSale {
 		var s saleResource
 		if err := json.Unmarshal(raw.Resource, &s); err != nil {
-			return d, malformed("sale resource: %v", err)
+			return d, malformed("sale resource: %s", hookhttp.JSONProblem(err))
 		}
 		if s.ID == "" || len(s.ID) > 64 {
 			return d, malformed("sale id missing or too long")
@@ -179,7 +182,7 @@ func decodeEvent(body []byte) (decodedEvent, error) {
 	}
 	var st subscriptionState
 	if err := json.Unmarshal(raw.Resource, &st); err != nil {
-		return d, malformed("subscription resource: %v", err)
+		return d, malformed("subscription resource: %s", hookhttp.JSONProblem(err))
 	}
 	if err := checkSubscriptionID(st.ID); err != nil {
 		return d, malformed("subscription id: %v", err)

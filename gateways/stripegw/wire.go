@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"strings"
 	"time"
+
+	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // The webhook body is decoded into these small structs rather than stripe-go's types: they
@@ -225,7 +227,7 @@ func handled(typ string) bool {
 func decodeEvent(body []byte) (decodedEvent, error) {
 	var w wireEvent
 	if err := json.Unmarshal(body, &w); err != nil {
-		return decodedEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, jsonProblem(err))
+		return decodedEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
 	}
 	if w.ID == "" || w.Type == "" {
 		return decodedEvent{}, fmt.Errorf("%w: id and type are required", ErrMalformedEvent)
@@ -264,23 +266,12 @@ func decodeEvent(body []byte) (decodedEvent, error) {
 		id = ev.Sub.ID
 	}
 	if err != nil {
-		return decodedEvent{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, jsonProblem(err))
+		return decodedEvent{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
 	}
 	if id == "" {
 		return decodedEvent{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
 	}
 	return ev, nil
-}
-
-// jsonProblem describes a decoding error without echoing the body.
-func jsonProblem(err error) string {
-	switch e := err.(type) {
-	case *json.SyntaxError:
-		return fmt.Sprintf("invalid JSON at byte %d", e.Offset)
-	case *json.UnmarshalTypeError:
-		return fmt.Sprintf("field %q has the wrong type", e.Field)
-	}
-	return "invalid JSON"
 }
 
 func unix(sec int64) time.Time {

@@ -5,6 +5,7 @@ package hookhttp
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -98,6 +99,20 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 		log.ErrorContext(r.Context(), "webhook event failed", "gateway", gateway, "event_id", eventID, "error", err)
 		Error(w, http.StatusInternalServerError, "temporary failure; retry later")
 	}
+}
+
+// JSONProblem describes a decoding error without echoing the body: the byte offset of a
+// syntax error or the field of a type mismatch.
+func JSONProblem(err error) string {
+	var syn *json.SyntaxError
+	var typ *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &syn):
+		return fmt.Sprintf("invalid JSON at byte %d", syn.Offset)
+	case errors.As(err, &typ):
+		return fmt.Sprintf("field %q has the wrong type", typ.Field)
+	}
+	return "invalid JSON"
 }
 
 // publicReason names the sentinel behind a permanent error without echoing input.

@@ -1,6 +1,7 @@
 package hookhttp
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -86,5 +87,21 @@ func TestApplyOptions(t *testing.T) {
 	o, err = ApplyOptions(nil, invalid, []option{option(WithLogger(log))})
 	if err != nil || o.Log != log {
 		t.Fatalf("WithLogger: %v, %v", o.Log, err)
+	}
+}
+
+func TestJSONProblem(t *testing.T) {
+	var v struct{ A struct{ B int } }
+	for in, want := range map[string]string{
+		`{"a":`:                  "invalid JSON at byte 5",
+		`{"a":{"b":"secret"}}`:   `field "A.B" has the wrong type`,
+		`{"a":{"b":1}} trailing`: "invalid JSON at byte 15",
+	} {
+		if got := JSONProblem(json.Unmarshal([]byte(in), &v)); got != want {
+			t.Errorf("%s: %q, want %q", in, got, want)
+		}
+	}
+	if got := JSONProblem(errors.New("secret")); got != "invalid JSON" {
+		t.Errorf("other error: %q", got)
 	}
 }
