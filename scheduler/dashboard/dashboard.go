@@ -15,6 +15,7 @@ import (
 	"net/http"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
@@ -34,8 +35,9 @@ type Options struct {
 	// accept both the bearer header and the login cookie.
 	Authorize scheduler.Authorizer
 	// LoginToken, when set, enables the /login form: an operator pastes the admin token and
-	// gets an HttpOnly, SameSite=Strict session cookie derived from it (never the token
-	// itself). Leave empty when the host authenticates operators its own way.
+	// gets an HttpOnly, SameSite=Strict session cookie, valid for 12 hours and derived from
+	// it (never the token itself). Leave empty when the host authenticates operators its
+	// own way.
 	LoginToken string
 	// EmailPreviewURL links the email previews (the standalone server mounts them at
 	// /admin/emails/ and passes "emails/"). A relative URL is relative to the dashboard's
@@ -125,19 +127,41 @@ func secureHeaders(h http.Handler) http.Handler {
 	})
 }
 
-// sessionValue derives the cookie value from the token: knowing the cookie does not reveal
-// the token.
-func sessionValue(token string) string {
-	m := hmac.New(sha256.New, []byte(token))
-	m.Write([]byte("renewkit dashboard session v1"))
-	return hex.EncodeToString(m.Sum(nil))
+// sessionTTL is how long a login lasts, in the browser and on the server.
+const sessionTTL = 12 * time.Hour
+
+// sessionValue is the cookie value for a session ending at exp: "<unix exp>.<hex MAC>", the
+// MAC keyed by the token. Knowing the cookie does not reveal the token, and a copied cookie
+// stops working at exp.
+func sessionValue(token string, exp time.Time) string {
+	ts := strconv.FormatInt(exp.Unix(), 10)
+	return ts + "." + hex.EncodeToString(sessionMAC(token, ts))
 }
 
-// TokenAuthorizer accepts "Authorization: Bearer <token>" or the session cookie the login
-// form sets, both compared in constant time. An empty token accepts nobody.
+func sessionMAC(token, ts string) []byte {
+	m := hmac.New(sha256.New, []byte(token))
+	m.Write([]byte("renewkit dashboard session v2\n" + ts))
+	return m.Sum(nil)
+}
+
+// validSession reports whether v is a cookie sessionValue(token, exp) made with exp after now.
+func validSession(token, v string, now time.Time) bool {
+	ts, mac, ok := strings.Cut(v, ".")
+	if !ok {
+		return false
+	}
+	got, err := hex.DecodeString(mac)
+	if err != nil || !hmac.Equal(got, sessionMAC(token, ts)) {
+		return false
+	}
+	exp, err := strconv.ParseInt(ts, 10, 64)
+	return err == nil && now.Unix() < exp
+}
+
+// TokenAuthorizer accepts "Authorization: Bearer <token>" or an unexpired session cookie
+// the login form set, both checked in constant time. An empty token accepts nobody.
 func TokenAuthorizer(token string) scheduler.Authorizer {
 	bearer := scheduler.BearerToken(token)
-	want := sessionValue(token)
 	return func(r *http.Request) error {
 		if r.Header.Get("Authorization") != "" {
 			return bearer(r)
@@ -146,8 +170,8 @@ func TokenAuthorizer(token string) scheduler.Authorizer {
 		if err != nil || token == "" {
 			return scheduler.ErrUnauthenticated
 		}
-		if subtle.ConstantTimeCompare([]byte(c.Value), []byte(want)) != 1 {
-			return fmt.Errorf("%w: invalid session", scheduler.ErrUnauthenticated)
+		if !validSession(token, c.Value, time.Now()) {
+			return fmt.Errorf("%w: invalid or expired session", scheduler.ErrUnauthenticated)
 		}
 		return nil
 	}
@@ -253,7 +277,7 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Extra = extra
 	}
-	d.render(w, "overview.html", p)
+	d.render(w, r, http.StatusOK, "overview.html", p)
 }
 
 type jobPage struct {
@@ -276,7 +300,7 @@ func (d *dash) job(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	d.render(w, "job.html", jobPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Job: j, Runs: runs,
+	d.render(w, r, http.StatusOK, "job.html", jobPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Job: j, Runs: runs,
 		Login: d.opts.LoginToken != "", Flash: r.URL.Query().Get("flash")})
 }
 
@@ -330,12 +354,16 @@ func (d *dash) loginForm(w http.ResponseWriter, r *http.Request) {
 		d.errorPage(w, r, http.StatusNotFound, "Token login is off; sign in through the application.")
 		return
 	}
-	d.render(w, "login.html", map[string]any{"Title": d.opts.Title, "Error": r.URL.Query().Get("error") != ""})
+	d.render(w, r, http.StatusOK, "login.html", map[string]any{"Title": d.opts.Title, "Error": r.URL.Query().Get("error") != ""})
 }
 
 func (d *dash) login(w http.ResponseWriter, r *http.Request) {
-	if d.opts.LoginToken == "" || !sameOrigin(r) {
-		d.errorPage(w, r, http.StatusNotFound, "Token login is off.")
+	if d.opts.LoginToken == "" {
+		d.errorPage(w, r, http.StatusNotFound, "Token login is off; sign in through the application.")
+		return
+	}
+	if !sameOrigin(r) {
+		d.errorPage(w, r, http.StatusForbidden, "Cross-site request refused.")
 		return
 	}
 	got := sha256.Sum256([]byte(strings.TrimSpace(r.PostFormValue("token"))))
@@ -345,8 +373,8 @@ func (d *dash) login(w http.ResponseWriter, r *http.Request) {
 		seeOther(w, "login?error=1")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sessionValue(d.opts.LoginToken), Path: "/",
-		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: 12 * 3600})
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sessionValue(d.opts.LoginToken, time.Now().Add(sessionTTL)), Path: "/",
+		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
 	seeOther(w, "./")
 }
 
@@ -377,15 +405,14 @@ func (d *dash) fail(w http.ResponseWriter, r *http.Request, err error) {
 }
 
 func (d *dash) errorPage(w http.ResponseWriter, r *http.Request, status int, msg string) {
-	w.Header().Set("Content-Type", "text/html; charset=utf-8")
-	w.WriteHeader(status)
-	d.render(w, "error.html", map[string]any{"Title": d.opts.Title, "Status": status, "Message": msg, "Base": d.rel(r, "")})
+	d.render(w, r, status, "error.html", map[string]any{"Title": d.opts.Title, "Status": status, "Message": msg, "Base": d.rel(r, "")})
 }
 
-func (d *dash) render(w http.ResponseWriter, name string, data any) {
+func (d *dash) render(w http.ResponseWriter, r *http.Request, status int, name string, data any) {
 	w.Header().Set("Content-Type", "text/html; charset=utf-8")
+	w.WriteHeader(status)
 	if err := d.pages.ExecuteTemplate(w, name, data); err != nil {
-		d.log.Error("dashboard template failed", "template", name, "error", err)
+		d.log.ErrorContext(r.Context(), "dashboard template failed", "template", name, "error", err)
 	}
 }
 

@@ -6,7 +6,7 @@
 //
 // It sits behind the same admin check as the jobs API. Hosts with their own operator login
 // pass their authorizer; the standalone server uses TokenAuthorizer with a token login form
-// that sets an HttpOnly, SameSite=Strict cookie derived from the token.
+// that sets an HttpOnly, SameSite=Strict cookie derived from the token, valid for 12 hours.
 //
 // # Mounting
 //
