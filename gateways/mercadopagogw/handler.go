@@ -126,7 +126,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // verify checks x-signature against data.id from the query string and x-request-id, then
 // the timestamp tolerance.
 func (h *handler) verify(r *http.Request, dataID string) error {
-	sig, err := ParseSignature(r.Header.Get(HeaderSignature))
+	sig, err := parseSignature(r.Header.Get(HeaderSignature))
 	if err != nil {
 		return err
 	}

@@ -66,7 +66,7 @@ func TestSignatureRejected(t *testing.T) {
 		}},
 		{"tampered ts: timestamp changed after signing", 0, func(now time.Time) *http.Request {
 			r := NewSignedRequest(target, testSecret, TypePayment, "1312345678", "req-1", now, body)
-			sig, _ := ParseSignature(r.Header.Get(HeaderSignature))
+			sig, _ := parseSignature(r.Header.Get(HeaderSignature))
 			r.Header.Set(HeaderSignature, "ts=1,v1="+sig.V1[0])
 			return r
 		}},

@@ -14,12 +14,12 @@ import (
 
 // Header names Mercado Pago signs with.
 const (
-	HeaderSignature = "X-Signature"
+	HeaderSignature = "X-signature"
 	HeaderRequestID = "X-Request-Id"
 )
 
-// Signature is a parsed x-signature header.
-type Signature struct {
+// signature is a parsed x-signature header.
+type signature struct {
 	// TS is the ts value as sent (it goes into the manifest verbatim).
 	TS string
 	// V1 holds the hex HMAC-SHA256 values (normally one).
@@ -28,7 +28,7 @@ type Signature struct {
 
 // Time returns ts as a time. Mercado Pago sends milliseconds since the epoch; values below
 // 10^11 are read as seconds (the format in older documentation).
-func (s Signature) Time() (time.Time, error) {
+func (s signature) Time() (time.Time, error) {
 	n, err := strconv.ParseInt(s.TS, 10, 64)
 	if err != nil || n < 0 {
 		return time.Time{}, fmt.Errorf("%w: ts is not a non-negative integer", ErrMalformedSignature)
@@ -41,11 +41,11 @@ func (s Signature) Time() (time.Time, error) {
 
 const maxSignatureHeader = 1024
 
-// ParseSignature parses "ts=<ts>,v1=<hex>". Parts are separated by commas, keys and values
+// parseSignature parses "ts=<ts>,v1=<hex>". Parts are separated by commas, keys and values
 // by the first '=', spaces around them are ignored, unknown keys are skipped, and several v1
 // values are all kept. ts must be an integer and every v1 64 hex digits.
-func ParseSignature(header string) (Signature, error) {
-	var sig Signature
+func parseSignature(header string) (signature, error) {
+	var sig signature
 	if strings.TrimSpace(header) == "" {
 		return sig, ErrMissingSignature
 	}
@@ -61,24 +61,24 @@ func ParseSignature(header string) (Signature, error) {
 		switch k {
 		case "ts":
 			if sig.TS != "" {
-				return Signature{}, fmt.Errorf("%w: ts appears twice", ErrMalformedSignature)
+				return signature{}, fmt.Errorf("%w: ts appears twice", ErrMalformedSignature)
 			}
 			sig.TS = v
 		case "v1":
 			if len(v) != sha256.Size*2 {
-				return Signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", ErrMalformedSignature)
+				return signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", ErrMalformedSignature)
 			}
 			if _, err := hex.DecodeString(v); err != nil {
-				return Signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", ErrMalformedSignature)
+				return signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", ErrMalformedSignature)
 			}
 			sig.V1 = append(sig.V1, strings.ToLower(v))
 		}
 	}
 	if sig.TS == "" || len(sig.V1) == 0 {
-		return Signature{}, fmt.Errorf("%w: ts and v1 are required", ErrMalformedSignature)
+		return signature{}, fmt.Errorf("%w: ts and v1 are required", ErrMalformedSignature)
 	}
 	if _, err := sig.Time(); err != nil {
-		return Signature{}, err
+		return signature{}, err
 	}
 	return sig, nil
 }
@@ -108,7 +108,7 @@ func sign(secret, manifest string) []byte {
 // verifySignature checks sig against the manifest built from dataID and requestID. The docs
 // ask for an alphanumeric data.id in lower case while the SDKs sign it as received, so both
 // forms are accepted. Comparisons are constant-time.
-func verifySignature(secret string, sig Signature, dataID, requestID string) error {
+func verifySignature(secret string, sig signature, dataID, requestID string) error {
 	candidates := [][]byte{sign(secret, Manifest(dataID, requestID, sig.TS))}
 	if lower := strings.ToLower(dataID); lower != dataID {
 		candidates = append(candidates, sign(secret, Manifest(lower, requestID, sig.TS)))
@@ -131,7 +131,7 @@ func verifySignature(secret string, sig Signature, dataID, requestID string) err
 	return nil
 }
 
-func checkTolerance(sig Signature, now time.Time, tolerance time.Duration) error {
+func checkTolerance(sig signature, now time.Time, tolerance time.Duration) error {
 	if tolerance <= 0 {
 		return nil
 	}

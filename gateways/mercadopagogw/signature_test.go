@@ -30,9 +30,9 @@ func TestParseSignature(t *testing.T) {
 		{strings.Repeat("x", 2000), ErrMalformedSignature, "", 0},
 	}
 	for _, tc := range cases {
-		sig, err := ParseSignature(tc.header)
+		sig, err := parseSignature(tc.header)
 		if !errors.Is(err, tc.want) || (err == nil && (sig.TS != tc.ts || len(sig.V1) != tc.n)) {
-			t.Errorf("ParseSignature(%.40q) = %+v, %v; want ts %q, %d v1, %v", tc.header, sig, err, tc.ts, tc.n, tc.want)
+			t.Errorf("parseSignature(%.40q) = %+v, %v; want ts %q, %d v1, %v", tc.header, sig, err, tc.ts, tc.n, tc.want)
 		}
 	}
 }
@@ -55,7 +55,7 @@ func TestManifest(t *testing.T) {
 // milliseconds, and only for the same id, request id and secret.
 func TestSignRequestRoundTrip(t *testing.T) {
 	ts := time.UnixMilli(1742505638683)
-	sig, err := ParseSignature(SignRequest("s", "123", "req", ts))
+	sig, err := parseSignature(SignRequest("s", "123", "req", ts))
 	if err != nil || sig.TS != "1742505638683" {
 		t.Fatalf("%+v %v", sig, err)
 	}
@@ -99,7 +99,7 @@ func FuzzParseSignature(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, header string) {
-		sig, err := ParseSignature(header)
+		sig, err := parseSignature(header)
 		if err != nil {
 			if sig.TS != "" || sig.V1 != nil {
 				t.Fatalf("error with a partial result: %+v", sig)

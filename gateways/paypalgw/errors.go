@@ -40,8 +40,6 @@ var (
 	ErrInvalidSubscriptionID = errors.New("paypalgw: invalid subscription id")
 	// ErrSubscriptionNotFound: the PayPal API does not know the subscription.
 	ErrSubscriptionNotFound = errors.New("paypalgw: subscription not found at PayPal")
-	// ErrNoCredentials: an API call needs ClientID and ClientSecret.
-	ErrNoCredentials = errors.New("paypalgw: no API credentials configured")
 	// ErrEarlierEventPending: an event that ends a subscription arrived before charges the
 	// gateway says happened earlier; it is answered with a retryable status.
 	ErrEarlierEventPending = errors.New("paypalgw: earlier events for this subscription are still pending")

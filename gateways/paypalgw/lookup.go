@@ -12,26 +12,19 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-func jsonValid(b []byte) bool { return json.Valid(b) }
-
 // apiClient wraps the SDK client: OAuth tokens are fetched and refreshed by the SDK.
 type apiClient struct {
 	sdk  *paypal.Client
 	base string
-	http *http.Client
 }
 
 func newAPIClient(cfg Config) (*apiClient, error) {
-	if !cfg.hasCredentials() {
-		return nil, ErrNoCredentials
-	}
 	sdk, err := paypal.NewClient(cfg.ClientID, cfg.ClientSecret, cfg.apiBase())
 	if err != nil {
 		return nil, fmt.Errorf("paypalgw: creating API client: %w", err)
 	}
-	hc := cfg.httpClient()
-	sdk.SetHTTPClient(hc)
-	return &apiClient{sdk: sdk, base: cfg.apiBase(), http: hc}, nil
+	sdk.SetHTTPClient(cfg.httpClient())
+	return &apiClient{sdk: sdk, base: cfg.apiBase()}, nil
 }
 
 // subscription fetches GET /v1/billing/subscriptions/{id}. The raw JSON is decoded into

@@ -8,6 +8,7 @@ import (
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -188,7 +189,7 @@ func (v *onlineVerifier) verify(ctx context.Context, tr transmission, h http.Hea
 		return err
 	}
 	// The API takes the event as a JSON object; a body that is not JSON cannot be verified.
-	if !jsonValid(body) {
+	if !json.Valid(body) {
 		return fmt.Errorf("%w: body is not JSON", ErrSignature)
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))

@@ -64,8 +64,8 @@ func (a *api) checkoutSession(ctx context.Context, id string) (*wireCheckoutSess
 		return nil, apiError("retrieve checkout session", id, err)
 	}
 	w := &wireCheckoutSession{
-		ID: s.ID, Object: s.Object, Mode: string(s.Mode), Status: string(s.Status), PaymentStatus: string(s.PaymentStatus),
-		ClientReferenceID: s.ClientReferenceID, Metadata: s.Metadata, AmountTotal: s.AmountTotal, Currency: string(s.Currency),
+		ID: s.ID, Object: s.Object, Mode: string(s.Mode), PaymentStatus: string(s.PaymentStatus),
+		ClientReferenceID: s.ClientReferenceID, Metadata: s.Metadata,
 	}
 	if s.Subscription != nil {
 		w.Subscription = ref(s.Subscription.ID)

@@ -24,8 +24,6 @@ var (
 	ErrTimestampOutsideTolerance = errors.New("stripegw: signature timestamp outside tolerance")
 	// ErrMalformedEvent: the signed body is not a Stripe event renewkit can read.
 	ErrMalformedEvent = errors.New("stripegw: malformed event")
-	// ErrNoSecretKey: the operation needs the Stripe API and Config.SecretKey is empty.
-	ErrNoSecretKey = errors.New("stripegw: no secret key configured")
 	// ErrGatewayUnavailable is wrapped by APIError when a retry can help (network error,
 	// 429, 5xx, 409 lock contention).
 	ErrGatewayUnavailable = errors.New("stripegw: Stripe API unavailable")

@@ -28,13 +28,11 @@ const (
 
 // wireEvent is the event envelope.
 type wireEvent struct {
-	ID         string `json:"id"`
-	Object     string `json:"object"`
-	Type       string `json:"type"`
-	Created    int64  `json:"created"`
-	APIVersion string `json:"api_version"`
-	Livemode   bool   `json:"livemode"`
-	Data       struct {
+	ID      string `json:"id"`
+	Object  string `json:"object"`
+	Type    string `json:"type"`
+	Created int64  `json:"created"`
+	Data    struct {
 		Object json.RawMessage `json:"object"`
 	} `json:"data"`
 }
@@ -189,27 +187,23 @@ type wireCheckoutSession struct {
 	ID                string            `json:"id"`
 	Object            string            `json:"object"`
 	Mode              string            `json:"mode"`
-	Status            string            `json:"status"`
 	PaymentStatus     string            `json:"payment_status"`
 	ClientReferenceID string            `json:"client_reference_id"`
 	Subscription      ref               `json:"subscription"`
 	Invoice           ref               `json:"invoice"`
 	PaymentIntent     ref               `json:"payment_intent"`
 	Metadata          map[string]string `json:"metadata"`
-	AmountTotal       int64             `json:"amount_total"`
-	Currency          string            `json:"currency"`
 }
 
 // decodedEvent is a verified, decoded event: the envelope plus the one object its type
 // carries (nil for types renewkit ignores).
 type decodedEvent struct {
-	ID         string
-	Type       string
-	Created    time.Time
-	APIVersion string
-	Sub        *wireSubscription
-	Invoice    *wireInvoice
-	Session    *wireCheckoutSession
+	ID      string
+	Type    string
+	Created time.Time
+	Sub     *wireSubscription
+	Invoice *wireInvoice
+	Session *wireCheckoutSession
 }
 
 // handled reports whether renewkit acts on the event type.
@@ -238,7 +232,7 @@ func decodeEvent(body []byte) (decodedEvent, error) {
 	if len(w.ID) > 255 || len(w.Type) > 255 {
 		return decodedEvent{}, fmt.Errorf("%w: id or type too long", ErrMalformedEvent)
 	}
-	ev := decodedEvent{ID: w.ID, Type: w.Type, Created: unix(w.Created), APIVersion: w.APIVersion}
+	ev := decodedEvent{ID: w.ID, Type: w.Type, Created: unix(w.Created)}
 	if w.Created < 0 || w.Created > maxUnixSeconds {
 		return decodedEvent{}, fmt.Errorf("%w: created is not Unix seconds", ErrMalformedEvent)
 	}
