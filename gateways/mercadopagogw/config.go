@@ -3,6 +3,7 @@ package mercadopagogw
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"net/url"
 	"time"
@@ -44,6 +45,16 @@ type Config struct {
 	AcceptLegacyIPN bool
 	// MaxBody is the largest body accepted; default 1 MiB.
 	MaxBody int64
+}
+
+// LogValue keeps the access token and the webhook secret out of logs.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("base_url", c.BaseURL),
+		slog.Bool("access_token", c.AccessToken != ""),
+		slog.Bool("webhook_secret", c.WebhookSecret != ""),
+		slog.Bool("accept_legacy_ipn", c.AcceptLegacyIPN),
+	)
 }
 
 // Validate reports every problem with the configuration, joined. It never echoes secrets.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -405,5 +406,13 @@ func TestNewWebhookHandlerValidation(t *testing.T) {
 	}
 	if !errors.Is(err, ErrInvalidConfig) {
 		t.Fatalf("not ErrInvalidConfig: %v", err)
+	}
+}
+
+func TestConfigLogValueHidesSecrets(t *testing.T) {
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("cfg", "cfg", Config{AccessToken: "APP_USR-SECRET", WebhookSecret: "SECRET"})
+	if strings.Contains(b.String(), "SECRET") || !strings.Contains(b.String(), "access_token=true") {
+		t.Fatalf("logged %s", b.String())
 	}
 }

@@ -47,6 +47,15 @@ type Config struct {
 	MaxNetworkRetries int
 }
 
+// LogValue keeps the secret key and the webhook secret out of logs.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.String("backend_url", c.BackendURL),
+		slog.Bool("secret_key", c.SecretKey != ""),
+		slog.Bool("webhook_secret", c.WebhookSecret != ""),
+	)
+}
+
 // Validate reports every problem with the configuration, joined, each wrapping
 // ErrInvalidConfig. It checks what both the handler and the lookup use; each constructor
 // adds the secret it needs.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"log/slog"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -327,4 +328,12 @@ func equalState(a, b state) bool {
 	return a.Status == b.Status && a.PeriodStart.Equal(b.PeriodStart) && a.PeriodEnd.Equal(b.PeriodEnd) &&
 		a.CancelAtPeriodEnd == b.CancelAtPeriodEnd && a.GatewayUpdatedAt.Equal(b.GatewayUpdatedAt) &&
 		strings.Join(a.Payments, ",") == strings.Join(b.Payments, ",") && a.HasAccess == b.HasAccess
+}
+
+func TestConfigLogValueHidesSecrets(t *testing.T) {
+	var b strings.Builder
+	slog.New(slog.NewTextHandler(&b, nil)).Info("cfg", "cfg", stripegw.Config{SecretKey: "sk_test_SECRET", WebhookSecret: "whsec_SECRET"})
+	if strings.Contains(b.String(), "SECRET") || !strings.Contains(b.String(), "secret_key=true") {
+		t.Fatalf("logged %s", b.String())
+	}
 }
