@@ -64,6 +64,40 @@ func (pp *PaymentProcessor) withPaymentLock(ctx context.Context, paymentID strin
 	return pp.withKeyLock(ctx, "payment:"+paymentID, f)
 }
 
+// withKeyLock runs f holding the store lock key. A lock held by another request (a
+// concurrent delivery of the same event, a charge racing a status change) is waited for, up
+// to Config.LockWait; still held then, the call fails with ErrConflict and the caller (a
+// webhook) answers with a retryable status.
+func (pp *PaymentProcessor) withKeyLock(ctx context.Context, key string, f func() error) error {
+	deadline := time.Now().Add(pp.s.cfg.LockWait)
+	delay := 2 * time.Millisecond
+	for {
+		lease, err := pp.s.store.AcquireLock(ctx, key, newToken(), pp.s.clock.Now(), paymentLockTTL)
+		if err == nil {
+			defer func() {
+				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				_ = pp.s.store.ReleaseLock(rctx, lease)
+			}()
+			return f()
+		}
+		if !errors.Is(err, ErrLockHeld) {
+			return fmt.Errorf("locking %s: %w", key, err)
+		}
+		if !time.Now().Add(delay).Before(deadline) {
+			return fmt.Errorf("%w: %s is being processed", ErrConflict, key)
+		}
+		t := time.NewTimer(delay)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		delay = min(2*delay, 50*time.Millisecond)
+	}
+}
+
 // withKeyLocks holds every key, in order, while f runs.
 func (pp *PaymentProcessor) withKeyLocks(ctx context.Context, keys []string, f func() error) error {
 	if len(keys) == 0 {

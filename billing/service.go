@@ -31,6 +31,11 @@ type Config struct {
 	// ClaimLease is how long a claimed record stays reserved to a run; a crashed run's
 	// records are taken again after it. Default 10 minutes.
 	ClaimLease time.Duration
+	// LockWait is how long the payment processor waits for a payment or gateway
+	// subscription that another request is processing before it gives up with ErrConflict
+	// (a webhook then answers 503 and the gateway retries). Default 2s; the wait is in real
+	// time, not on Clock.
+	LockWait time.Duration
 	// Renewals maps a gateway name (GatewayStripe, ...) to its lookup for the renew job.
 	Renewals map[string]RenewalLookup
 	// Clock defaults to SystemClock().
@@ -61,6 +66,9 @@ func (c *Config) setDefaults() {
 	if c.ClaimLease == 0 {
 		c.ClaimLease = 10 * time.Minute
 	}
+	if c.LockWait == 0 {
+		c.LockWait = 2 * time.Second
+	}
 	if c.Clock == nil {
 		c.Clock = SystemClock()
 	}
@@ -79,7 +87,7 @@ func (c Config) Validate() error {
 	}
 	for name, d := range map[string]time.Duration{
 		"Grace": c.Grace, "RenewWindow": c.RenewWindow, "SessionRetention": c.SessionRetention,
-		"PendingPaymentTTL": c.PendingPaymentTTL, "ClaimLease": c.ClaimLease,
+		"PendingPaymentTTL": c.PendingPaymentTTL, "ClaimLease": c.ClaimLease, "LockWait": c.LockWait,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v is negative; use 0 for the default", name, d))

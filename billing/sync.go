@@ -283,23 +283,6 @@ func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayP
 	return pay, err
 }
 
-// withKeyLock runs f holding the store lock key; a held lock yields ErrConflict.
-func (pp *PaymentProcessor) withKeyLock(ctx context.Context, key string, f func() error) error {
-	lease, err := pp.s.store.AcquireLock(ctx, key, newToken(), pp.s.clock.Now(), paymentLockTTL)
-	if errors.Is(err, ErrLockHeld) {
-		return fmt.Errorf("%w: %s is being processed", ErrConflict, key)
-	}
-	if err != nil {
-		return fmt.Errorf("locking %s: %w", key, err)
-	}
-	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-		defer cancel()
-		_ = pp.s.store.ReleaseLock(rctx, lease)
-	}()
-	return f()
-}
-
 // Permanent reports whether err is bad input that a retry cannot fix (unknown payment or
 // plan, invalid amount or transition, malformed input). Webhook handlers answer 4xx for these
 // and 5xx for the rest.
