@@ -200,7 +200,10 @@ func (st *sweepStats) fail(id string, err error) {
 func (s *Service) sweep(ctx context.Context, f SubscriptionFilter, st *sweepStats, work func(Subscription) error) error {
 	token := newToken()
 	defer func() {
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		// Releasing touches every record the run claimed: on a slow store that takes a
+		// while, and the run's own context may be over. Bounded by the lease: after it the
+		// claims lapse anyway.
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.ClaimLease, 2*time.Minute))
 		defer cancel()
 		if rerr := s.store.ReleaseClaims(rctx, token); rerr != nil {
 			s.log.WarnContext(ctx, "releasing claims failed; they expire after the lease", "error", rerr)
