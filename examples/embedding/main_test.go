@@ -1,0 +1,65 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"net"
+	"net/http"
+	"testing"
+	"time"
+)
+
+// TestEmbedding runs the embedding example on a free loopback port and checks the host's own
+// route and renewkit's admin API behind the host's check live side by side on one mux.
+func TestEmbedding(t *testing.T) {
+	t.Setenv("MONGODB_URI", "")
+	t.Setenv("SMTP_HOST", "")
+	t.Setenv("STRIPE_SECRET_KEY", "")
+	t.Setenv("STRIPE_WEBHOOK_SECRET", "")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- run(ctx, addr, "test-admin-token-123") }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("run: %v", err)
+		}
+	}()
+	get := func(path, token string) *http.Response {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+path, nil)
+		if token != "" {
+			req.Header.Set("Authorization", "Bearer "+token)
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for {
+			resp, err := http.DefaultClient.Do(req)
+			if err == nil {
+				return resp
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("GET %s: %v", path, err)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	if resp := get("/", ""); resp.StatusCode != http.StatusOK {
+		t.Fatalf("host route: %d", resp.StatusCode)
+	}
+	if resp := get("/api/admin/jobs/", ""); resp.StatusCode != http.StatusUnauthorized {
+		t.Fatalf("admin API without the host's check: %d, want 401", resp.StatusCode)
+	}
+	resp := get("/api/admin/jobs/", "test-admin-token-123")
+	defer resp.Body.Close()
+	var body struct {
+		Total int `json:"total"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&body); err != nil || resp.StatusCode != http.StatusOK || body.Total != 5 {
+		t.Fatalf("admin API: %d %+v %v, want the five jobs", resp.StatusCode, body, err)
+	}
+}
