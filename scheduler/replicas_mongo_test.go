@@ -4,13 +4,13 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/scheduler"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
@@ -19,14 +19,7 @@ import (
 // MongoDB clients sharing one database (FerretDB in CI): the lease lock and the run history
 // live in mongostore, so one run per tick holds across processes, not just in memory.
 func TestReplicasRunEachTickOnceMongo(t *testing.T) {
-	uri := os.Getenv("MONGODB_TEST_URI")
-	if uri == "" {
-		msg := "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` or point it at a MongoDB"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	uri := testkit.MongoURI(t)
 	var name [8]byte
 	_, _ = rand.Read(name[:])
 	dbName := "rk_sched_" + hex.EncodeToString(name[:])

@@ -5,25 +5,19 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/http"
-	"os"
 	"testing"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 // TestServerOnMongoDB runs the server on MONGODB_URI (FerretDB in CI) with the demo data:
 // indexes are created, the demo documents are written in the seed's shape, a triggered job
 // works through mongostore, /readyz pings the database, and the run history is kept there.
 func TestServerOnMongoDB(t *testing.T) {
-	uri := os.Getenv("MONGODB_TEST_URI")
-	if uri == "" {
-		msg := "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` or point it at a MongoDB"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	uri := testkit.MongoURI(t)
 	var b [6]byte
 	_, _ = rand.Read(b[:])
 	db := "rk_standalone_" + hex.EncodeToString(b[:])

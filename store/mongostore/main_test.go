@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -12,6 +11,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
 
@@ -19,15 +19,7 @@ import (
 // CI=true: an integration test never silently skips in CI.
 func testURI(t testing.TB) string {
 	t.Helper()
-	uri := os.Getenv("MONGODB_TEST_URI")
-	if uri == "" {
-		msg := "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return uri
+	return testkit.MongoURI(t)
 }
 
 var (

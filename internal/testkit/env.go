@@ -1,0 +1,21 @@
+package testkit
+
+import (
+	"os"
+	"testing"
+)
+
+// MongoURI returns MONGODB_TEST_URI for integration tests. Without it the test is skipped
+// locally and fails under CI=true: an integration test never silently skips in CI.
+func MongoURI(t testing.TB) string {
+	t.Helper()
+	uri := os.Getenv("MONGODB_TEST_URI")
+	if uri == "" {
+		msg := "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return uri
+}
