@@ -6,23 +6,6 @@ import (
 	"time"
 )
 
-// SubscriptionLister is an optional store capability, found by type assertion, that lets
-// Service.Preview list the subscriptions a job would select without claiming them.
-type SubscriptionLister interface {
-	// ListSubscriptions returns up to limit non-deleted subscriptions matching f, oldest
-	// period end first.
-	ListSubscriptions(ctx context.Context, f SubscriptionFilter, limit int) ([]Subscription, error)
-}
-
-// CleanupCounter is an optional store capability that lets Service.Preview count what the
-// cleanup jobs would change.
-type CleanupCounter interface {
-	// CountExpiredSessions counts live sessions expired at or before t.
-	CountExpiredSessions(ctx context.Context, t time.Time) (int, error)
-	// CountStalePayments counts pending payments created at or before t.
-	CountStalePayments(ctx context.Context, t time.Time) (int, error)
-}
-
 // PreviewItem is one record a job would change and what it would do.
 type PreviewItem struct {
 	SubscriptionID string    `json:"subscription_id"`

@@ -228,3 +228,30 @@ type Locker interface {
 	// ReleaseLock frees a held lease; ErrLockLost when l is no longer current.
 	ReleaseLock(ctx context.Context, l Lease) error
 }
+
+// Optional capabilities. Stores may implement these; callers find them by type assertion
+// and fall back (or report ErrPreviewUnsupported) without them.
+
+// SubscriptionLister is an optional store capability, found by type assertion, that lets
+// Service.Preview list the subscriptions a job would select without claiming them.
+type SubscriptionLister interface {
+	// ListSubscriptions returns up to limit non-deleted subscriptions matching f, oldest
+	// period end first.
+	ListSubscriptions(ctx context.Context, f SubscriptionFilter, limit int) ([]Subscription, error)
+}
+
+// CleanupCounter is an optional store capability that lets Service.Preview count what the
+// cleanup jobs would change.
+type CleanupCounter interface {
+	// CountExpiredSessions counts live sessions expired at or before t.
+	CountExpiredSessions(ctx context.Context, t time.Time) (int, error)
+	// CountStalePayments counts pending payments created at or before t.
+	CountStalePayments(ctx context.Context, t time.Time) (int, error)
+}
+
+// AuditCounter is an optional store capability that lets Service.Analytics count audit
+// entries on the server instead of reading them.
+type AuditCounter interface {
+	// CountAudit counts entries matching f (f.Limit is ignored).
+	CountAudit(ctx context.Context, f AuditFilter) (int, error)
+}

@@ -913,7 +913,15 @@ func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (b
 var (
 	_ billing.SubscriptionLister = (*Store)(nil)
 	_ billing.CleanupCounter     = (*Store)(nil)
+	_ billing.AuditCounter       = (*Store)(nil)
 )
+
+// CountAudit implements billing.AuditCounter.
+func (s *Store) CountAudit(ctx context.Context, f billing.AuditFilter) (int, error) {
+	f.Limit = 0
+	es, err := s.ListAudit(ctx, f)
+	return len(es), err
+}
 
 // ListSubscriptions implements billing.SubscriptionLister.
 func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {

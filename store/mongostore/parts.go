@@ -367,10 +367,7 @@ func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
 	return nil
 }
 
-func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing.AuditEntry, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
+func auditQuery(f billing.AuditFilter) bson.D {
 	q := bson.D{}
 	if f.Action != "" {
 		q = append(q, bson.E{Key: "action", Value: f.Action})
@@ -381,6 +378,23 @@ func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing
 	if !f.Since.IsZero() {
 		q = append(q, bson.E{Key: "created_at", Value: bson.D{{Key: "$gte", Value: bson.NewDateTimeFromTime(f.Since)}}})
 	}
+	return q
+}
+
+// CountAudit implements billing.AuditCounter: matching entries, counted by the server.
+func (s *Store) CountAudit(ctx context.Context, f billing.AuditFilter) (int, error) {
+	n, err := s.audit.CountDocuments(ctx, auditQuery(f))
+	if err != nil {
+		return 0, opErr("count audit", err)
+	}
+	return int(n), nil
+}
+
+func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing.AuditEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	q := auditQuery(f)
 	o := findOpts().SetSort(bson.D{{Key: "created_at", Value: 1}, {Key: "seq", Value: 1}})
 	if f.Limit > 0 {
 		o.SetLimit(int64(f.Limit))

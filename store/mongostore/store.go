@@ -21,6 +21,7 @@ var (
 	_ billing.Store              = (*Store)(nil)
 	_ billing.SubscriptionLister = (*Store)(nil)
 	_ billing.CleanupCounter     = (*Store)(nil)
+	_ billing.AuditCounter       = (*Store)(nil)
 )
 
 // Store implements billing.Store on a MongoDB database (or a server speaking its wire

@@ -48,3 +48,33 @@ func (s *suite) previewTests() []test {
 		}
 	}}}
 }
+
+// auditCountTests cover the optional billing.AuditCounter: its counts equal ListAudit's.
+func (s *suite) auditCountTests() []test {
+	return []test{{"CountAuditAgreesWithList", func(ctx context.Context, t *testing.T, st billing.Store) {
+		ac, ok := st.(billing.AuditCounter)
+		if !ok {
+			t.Skip("store does not implement billing.AuditCounter")
+		}
+		for i := range 6 {
+			action := "a.one"
+			if i%3 == 0 {
+				action = "a.two"
+			}
+			e := billing.AuditEntry{Action: action, EntityType: "x", EntityID: "e", Actor: "t", CreatedAt: base.Add(time.Duration(i) * time.Hour)}
+			must(t, st.InsertAudit(ctx, &e), "InsertAudit")
+		}
+		for _, f := range []billing.AuditFilter{{}, {Action: "a.one"}, {Action: "a.two", Since: base.Add(time.Hour)}, {Since: base.Add(5 * time.Hour)}, {Action: "none"}} {
+			listed, err := st.ListAudit(ctx, f)
+			must(t, err, "ListAudit")
+			n, err := ac.CountAudit(ctx, f)
+			must(t, err, "CountAudit")
+			if n != len(listed) {
+				t.Fatalf("CountAudit(%+v) = %d, ListAudit has %d", f, n, len(listed))
+			}
+		}
+		if n, _ := ac.CountAudit(ctx, billing.AuditFilter{Limit: 1}); n != 6 {
+			t.Fatalf("CountAudit ignores Limit: got %d, want 6", n)
+		}
+	}}}
+}

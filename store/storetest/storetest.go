@@ -81,6 +81,7 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opt
 		{"Time", s.timeTests()},
 		{"Cancellation", s.cancelTests()},
 		{"Previews", s.previewTests()},
+		{"AuditCount", s.auditCountTests()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
