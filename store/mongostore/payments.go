@@ -2,11 +2,9 @@ package mongostore
 
 import (
 	"context"
-	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
@@ -146,23 +144,8 @@ func (s *Store) UpdatePayment(ctx context.Context, p billing.Payment) (billing.P
 			return billing.Payment{}, conflict("gateway payment", p.GatewayPaymentID)
 		}
 	}
-	res, err := s.payments.UpdateOne(ctx, append(byID(p.ID), versionIs(p.Version)), paymentFields(p, p.Version+1).update())
-	if mongo.IsDuplicateKeyError(err) {
-		return billing.Payment{}, conflict("gateway payment", p.GatewayPaymentID)
-	}
-	if err != nil {
-		return billing.Payment{}, opErr("update payment", err)
-	}
-	if res.MatchedCount == 0 {
-		n, err := s.payments.CountDocuments(ctx, byID(p.ID), options.Count().SetLimit(1))
-		if err != nil {
-			return billing.Payment{}, opErr("update payment", err)
-		}
-		if n == 0 {
-			return billing.Payment{}, notFound("payment", p.ID)
-		}
-		return billing.Payment{}, fmt.Errorf("mongostore: payment %q changed since version %d was read: %w",
-			p.ID, p.Version, billing.ErrConflict)
+	if err := updateVersioned(ctx, s.payments, "payment", p.ID, p.Version, paymentFields(p, p.Version+1).update()); err != nil {
+		return billing.Payment{}, err
 	}
 	p = normPayment(p)
 	p.Version++

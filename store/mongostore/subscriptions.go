@@ -173,20 +173,8 @@ func (s *Store) UpdateSubscription(ctx context.Context, x billing.Subscription) 
 	if err := ctx.Err(); err != nil {
 		return billing.Subscription{}, err
 	}
-	res, err := s.subs.UpdateOne(ctx, append(byID(x.ID), versionIs(x.Version)), subFields(x, x.Version+1).update())
-	if err != nil {
-		return billing.Subscription{}, opErr("update subscription", err)
-	}
-	if res.MatchedCount == 0 {
-		n, err := s.subs.CountDocuments(ctx, byID(x.ID), options.Count().SetLimit(1))
-		if err != nil {
-			return billing.Subscription{}, opErr("update subscription", err)
-		}
-		if n == 0 {
-			return billing.Subscription{}, notFound("subscription", x.ID)
-		}
-		return billing.Subscription{}, fmt.Errorf("mongostore: subscription %q changed since version %d was read: %w",
-			x.ID, x.Version, billing.ErrConflict)
+	if err := updateVersioned(ctx, s.subs, "subscription", x.ID, x.Version, subFields(x, x.Version+1).update()); err != nil {
+		return billing.Subscription{}, err
 	}
 	x = normSub(x)
 	x.Version++
@@ -438,4 +426,28 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 		return nil, opErr("list subscriptions", err)
 	}
 	return decodeAll(ctx, cur, s.decodeSubErr)
+}
+
+// updateVersioned applies update to the record id of kind when its stored version is version
+// (a missing version field counts as 0). A record at another version is ErrConflict, a missing
+// one ErrNotFound.
+func updateVersioned(ctx context.Context, c *mongo.Collection, kind, id string, version int64, update bson.D) error {
+	res, err := c.UpdateOne(ctx, append(byID(id), versionIs(version)), update)
+	if mongo.IsDuplicateKeyError(err) {
+		return fmt.Errorf("mongostore: %s %q: duplicate key: %w", kind, id, billing.ErrConflict)
+	}
+	if err != nil {
+		return opErr("update "+kind, err)
+	}
+	if res.MatchedCount > 0 {
+		return nil
+	}
+	n, err := c.CountDocuments(ctx, byID(id), options.Count().SetLimit(1))
+	if err != nil {
+		return opErr("update "+kind, err)
+	}
+	if n == 0 {
+		return notFound(kind, id)
+	}
+	return fmt.Errorf("mongostore: %s %q changed since version %d was read: %w", kind, id, version, billing.ErrConflict)
 }
