@@ -2,8 +2,6 @@ package scheduler_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"testing"
 	"time"
 
@@ -20,9 +18,7 @@ import (
 // live in mongostore, so one run per tick holds across processes, not just in memory.
 func TestReplicasRunEachTickOnceMongo(t *testing.T) {
 	uri := testkit.MongoURI(t)
-	var name [8]byte
-	_, _ = rand.Read(name[:])
-	dbName := "rk_sched_" + hex.EncodeToString(name[:])
+	dbName := testkit.DBName("rk_sched")
 	var stores [3]scheduler.SchedulerStore
 	var first *mongostore.Store
 	for i := range stores {

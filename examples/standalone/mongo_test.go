@@ -2,8 +2,6 @@ package main
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"net/http"
 	"testing"
 
@@ -18,9 +16,7 @@ import (
 // works through mongostore, /readyz pings the database, and the run history is kept there.
 func TestServerOnMongoDB(t *testing.T) {
 	uri := testkit.MongoURI(t)
-	var b [6]byte
-	_, _ = rand.Read(b[:])
-	db := "rk_standalone_" + hex.EncodeToString(b[:])
+	db := testkit.DBName("rk_standalone")
 	t.Cleanup(func() { // after the server stopped: drop the test database
 		c, err := mongo.Connect(options.Client().ApplyURI(uri))
 		if err == nil {

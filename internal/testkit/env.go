@@ -1,6 +1,8 @@
 package testkit
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"os"
 	"testing"
 )
@@ -18,4 +20,12 @@ func MongoURI(t testing.TB) string {
 		t.Skip(msg)
 	}
 	return uri
+}
+
+// DBName returns a fresh database name with prefix, within FerretDB's rules
+// ([a-zA-Z0-9_-], at most 63 bytes), so each integration test works on its own database.
+func DBName(prefix string) string {
+	var b [8]byte
+	_, _ = rand.Read(b[:])
+	return prefix + "_" + hex.EncodeToString(b[:])
 }

@@ -2,8 +2,6 @@ package mongostore_test
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"sync"
 	"testing"
 	"time"
@@ -54,17 +52,10 @@ func client(t testing.TB) *mongo.Client {
 	return sharedClient
 }
 
-// dbName returns a fresh database name (FerretDB allows [a-zA-Z0-9_-], 63 bytes).
-func dbName() string {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	return "rk_" + hex.EncodeToString(b[:])
-}
-
 // freshDB returns a new database on c, dropped when the test ends.
 func freshDB(t testing.TB, c *mongo.Client) *mongo.Database {
 	t.Helper()
-	db := c.Database(dbName())
+	db := c.Database(testkit.DBName("rk"))
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
