@@ -32,6 +32,13 @@ var (
 	ErrLockLost = errors.New("billing: lock lost")
 	// ErrNoRenewalLookup: the subscription's gateway has no RenewalLookup configured.
 	ErrNoRenewalLookup = errors.New("billing: no renewal lookup for gateway")
+	// ErrUnknownGatewayStatus: a gateway lookup answered without a status renewkit maps
+	// (GatewaySubscription.Status empty or unknown). The subscription keeps its state and
+	// is asked again.
+	ErrUnknownGatewayStatus = errors.New("billing: gateway answered an unknown subscription status")
+	// ErrNotifierUnavailable: a job run stopped sending after Config.BreakerThreshold
+	// consecutive transient notifier failures; the rest stays pending for the next run.
+	ErrNotifierUnavailable = errors.New("billing: notifier unavailable")
 )
 
 // ErrMalformedRecord is wrapped by RecordError when a stored record cannot be decoded (a

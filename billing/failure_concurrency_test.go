@@ -13,8 +13,8 @@ import (
 )
 
 // TestWarningTransientFailureRetried proves failure mid-work loses nothing and is retried: a
-// failed send leaves the subscription unmarked, the next run sends it, and every
-// subscription ends up with exactly one warning.
+// failed send leaves the subscription marked with its email pending (and unaudited), the
+// next run sends it, and every subscription ends up with exactly one warning.
 func TestWarningTransientFailureRetried(t *testing.T) {
 	end := testkit.Epoch.Add(2 * day)
 	e := newEnv(t, billing.Config{BatchSize: 2}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
@@ -27,16 +27,17 @@ func TestWarningTransientFailureRetried(t *testing.T) {
 		t.Fatalf("first run %+v, want 3 found, 2 sent, 1 failed", res)
 	}
 	failedID := e.notif.Failed()[0].Data.SubscriptionID
-	if s := e.sub(failedID); s.ExpirationWarningSent {
-		t.Fatalf("%s marked warned though its email failed", failedID)
+	if s := e.sub(failedID); !s.ExpirationWarningSent || s.Pending == nil || len(s.Pending.Notifications) != 1 {
+		t.Fatalf("%s: warned=%v pending=%+v, want marked with its email pending", failedID, s.ExpirationWarningSent, s.Pending)
 	}
 	e.wantAudits(billing.AuditWarningSent, failedID, 0)
 
 	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
 	mustNoErr(t, err, "second run")
-	if res.TotalFound != 1 || res.NotificationsSent != 1 || res.Failed != 0 {
+	if res.TotalFound != 1 || res.Resumed != 1 || res.NotificationsSent != 1 || res.Failed != 0 {
 		t.Fatalf("second run %+v, want the failed one only", res)
 	}
+	e.wantAudits(billing.AuditWarningSent, failedID, 1)
 	for _, id := range []string{"s1", "s2", "s3"} {
 		e.wantKinds(id, billing.KindExpiring)
 		if !e.sub(id).ExpirationWarningSent {
@@ -81,9 +82,10 @@ func TestWarningPermanentFailureNotRetried(t *testing.T) {
 	e.wantKinds("s-good", billing.KindExpiring)
 }
 
-// TestExpiryEmailFailureRetried proves failure mid-work loses nothing: access is revoked
-// before the email; when the email fails the subscription stays selected and the next run
-// sends it exactly once and finishes, without revoking (or auditing) twice.
+// TestExpiryEmailFailureRetried proves failure mid-work loses nothing: the expiry is stored
+// first and access is revoked before the email; when the email fails it stays pending on the
+// record and the next run sends it exactly once and finishes, without revoking (or auditing)
+// twice.
 func TestExpiryEmailFailureRetried(t *testing.T) {
 	now := testkit.Epoch
 	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
@@ -97,12 +99,12 @@ func TestExpiryEmailFailureRetried(t *testing.T) {
 	if u := e.user("u"); u.PlanID != "" || u.HasAccess(now) {
 		t.Fatalf("access not revoked before the email: %+v", u)
 	}
-	if s := e.sub("s"); s.Status != billing.StatusActive {
-		t.Fatalf("subscription %s, want still active so the next run finishes it", s.Status)
+	if s := e.sub("s"); s.Status != billing.StatusInactive || s.Pending == nil {
+		t.Fatalf("subscription %s pending=%+v, want inactive with its email pending", s.Status, s.Pending)
 	}
 	res, err = e.svc.ProcessExpiredSubscriptions(e.ctx)
 	mustNoErr(t, err, "second run")
-	if res.Processed != 1 || e.sub("s").Status != billing.StatusInactive {
+	if res.Resumed != 1 || e.sub("s").Pending != nil {
 		t.Fatalf("second run %+v did not finish", res)
 	}
 	e.wantKinds("s", billing.KindExpired)

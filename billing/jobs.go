@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 )
@@ -12,6 +13,12 @@ type ExpiringResult struct {
 	TotalFound        int  `json:"total_found"`
 	NotificationsSent int  `json:"notifications_sent"`
 	Failed            int  `json:"failed"`
+	// Skipped counts records someone else changed between the claim and the transition;
+	// the run left them alone.
+	Skipped int `json:"skipped,omitempty"`
+	// Resumed counts records whose pending effects, left by an earlier run, this run
+	// finished.
+	Resumed int `json:"resumed,omitempty"`
 	// Errors names the records that failed and why (at most 20).
 	Errors []string `json:"errors,omitempty"`
 	Error  string   `json:"error,omitempty"`
@@ -19,12 +26,17 @@ type ExpiringResult struct {
 
 // ExpiredResult is returned by ProcessExpiredSubscriptions.
 type ExpiredResult struct {
-	Success    bool     `json:"success"`
-	TotalFound int      `json:"total_found"`
-	Processed  int      `json:"processed"`
-	Failed     int      `json:"failed"`
-	Errors     []string `json:"errors,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	Success    bool `json:"success"`
+	TotalFound int  `json:"total_found"`
+	Processed  int  `json:"processed"`
+	// Renewed counts auto-renewing subscriptions the gateway reported renewed when asked
+	// before expiring them.
+	Renewed int      `json:"renewed,omitempty"`
+	Failed  int      `json:"failed"`
+	Skipped int      `json:"skipped,omitempty"`
+	Resumed int      `json:"resumed,omitempty"`
+	Errors  []string `json:"errors,omitempty"`
+	Error   string   `json:"error,omitempty"`
 }
 
 // RenewResult is returned by RenewSubscriptions.
@@ -36,16 +48,21 @@ type RenewResult struct {
 	// Cancelling counts subscriptions the gateway will not renew; they now expire at their
 	// period end without grace.
 	Cancelling int      `json:"cancelling"`
+	Skipped    int      `json:"skipped,omitempty"`
+	Resumed    int      `json:"resumed,omitempty"`
 	Errors     []string `json:"errors,omitempty"`
 	Error      string   `json:"error,omitempty"`
 }
 
 // CleanupResult is returned by the two cleanup jobs.
 type CleanupResult struct {
-	Success    bool   `json:"success"`
-	TotalFound int    `json:"total_found"`
-	Cleaned    int    `json:"cleaned"`
-	Error      string `json:"error,omitempty"`
+	Success    bool `json:"success"`
+	TotalFound int  `json:"total_found"`
+	Cleaned    int  `json:"cleaned"`
+	// Failed counts records that could not be read; they are left untouched.
+	Failed int      `json:"failed,omitempty"`
+	Errors []string `json:"errors,omitempty"`
+	Error  string   `json:"error,omitempty"`
 }
 
 func (r ExpiringResult) Found() int    { return r.TotalFound }
@@ -55,7 +72,7 @@ func (r ExpiredResult) Failures() int  { return r.Failed }
 func (r RenewResult) Found() int       { return r.TotalFound }
 func (r RenewResult) Failures() int    { return r.Failed }
 func (r CleanupResult) Found() int     { return r.TotalFound }
-func (r CleanupResult) Failures() int  { return 0 }
+func (r CleanupResult) Failures() int  { return r.Failed }
 
 func errText(err error) string {
 	if err == nil {
@@ -65,283 +82,323 @@ func errText(err error) string {
 }
 
 // CheckExpiringSubscriptions sends the expiry warning to active subscriptions whose period
-// ends within one of the ladder offsets and that were not warned for that offset in the
-// current period, then marks them. The nearest offset wins: a subscription 2 days from its
-// end with ladder 7,3,1 gets the 3-day warning once, not the 7-day one as well. Auto-renewing
-// subscriptions get a renewal-upcoming notice (date and amount) instead.
+// ends within the widest ladder offset and that were not warned for their offset in the
+// current period, and marks them. A record's offset is the nearest ladder offset whose window
+// holds its period end: a subscription 2 days from its end with ladder 7,3,1 gets the 3-day
+// warning once, not the 7-day one as well. Auto-renewing subscriptions get a
+// renewal-upcoming notice (date and amount) instead.
+//
+// The mark is stored first, conditionally on the record as claimed, together with the
+// email to send; the email goes out after it. A record someone changed meanwhile gets
+// neither. An email that fails transiently stays pending on the record and the next run
+// sends it.
 func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResult, error) {
-	var res ExpiringResult
-	var st sweepStats
-	var runErr error
-	for _, days := range s.cfg.WarningDays {
+	r := s.newRun()
+	defer r.release(ctx)
+	err := r.resume(ctx)
+	if err == nil {
 		now := s.now()
+		widest := s.cfg.WarningDays[len(s.cfg.WarningDays)-1]
 		f := SubscriptionFilter{
 			Statuses:        []SubscriptionStatus{StatusActive},
 			PeriodEndAfter:  now,
-			PeriodEndBefore: now.Add(time.Duration(days) * 24 * time.Hour),
-			WarningDueDays:  days,
+			PeriodEndBefore: now.Add(time.Duration(widest) * 24 * time.Hour),
+			WarningDueDays:  s.cfg.WarningDays[0],
 		}
-		if runErr = s.sweep(ctx, f, &st, func(sub Subscription) error {
-			sent, err := s.warn(ctx, sub, days)
-			if sent {
-				res.NotificationsSent++
-			}
-			return err
-		}); runErr != nil {
-			break
-		}
+		err = r.sweep(ctx, f, r.decideWarnings)
 	}
-	res.TotalFound, res.Failed, res.Errors = st.found, st.failed, st.errors
-	res.Success, res.Error = runErr == nil, errText(runErr)
-	return res, runErr
-}
-
-func (s *Service) warn(ctx context.Context, sub Subscription, days int) (bool, error) {
-	now := s.now()
-	// The nearest ladder offset wins even when another run's pass for a wider offset got
-	// here first, so concurrent runs agree on one warning (and one key) per subscription.
-	days = s.nearestOffset(now, sub.CurrentPeriodEnd, days)
-	if !sub.WarningDue(days) {
-		return false, nil
-	}
-	u, p, err := s.subjectOf(ctx, sub)
-	if err != nil {
-		return false, err
-	}
-	kind := KindExpiring
-	if sub.AutoRenews() {
-		kind = KindRenewalUpcoming
-	}
-	n := Notification{
-		Kind: kind,
-		Key:  notificationKey(kind, sub.ID, sub.CurrentPeriodEnd, days),
-		To:   recipient(u),
-		Data: NotificationData{
-			PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
-			PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd,
-			DaysRemaining: daysUntil(now, sub.CurrentPeriodEnd),
-		},
-	}
-	sent, err := s.notifyOnce(ctx, n, sub.ID)
-	if err != nil {
-		return false, err
-	}
-	sub.ExpirationWarningSent = true
-	sub.ExpirationWarningDays = days
-	sub.UpdatedAt = now
-	if _, err := s.store.UpdateSubscription(ctx, sub); err != nil {
-		return sent, fmt.Errorf("marking warning sent: %w", err)
-	}
-	return sent, s.audit(ctx, AuditEntry{
-		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd, "sent": sent},
-	})
-}
-
-// nearestOffset returns the smallest ladder offset (at most upTo) whose window already
-// contains end.
-func (s *Service) nearestOffset(now, end time.Time, upTo int) int {
-	for _, d := range s.cfg.WarningDays { // ascending
-		if d <= upTo && !end.After(now.Add(time.Duration(d)*24*time.Hour)) {
-			return d
-		}
-	}
-	return upTo
-}
-
-// ProcessExpiredSubscriptions expires live subscriptions past their period end (auto-renewing
-// ones only after the grace period): status inactive, the user's access revoked, the expired
-// email, audit entries. Access is revoked before the email is sent; if the email fails, the
-// subscription stays selected and the next run sends it and finishes.
-func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResult, error) {
-	var res ExpiredResult
-	var st sweepStats
-	var runErr error
-	now := s.now()
-	no, yes := false, true
-	passes := []SubscriptionFilter{
-		{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue}, PeriodEndBefore: now, AutoRenews: &no},
-		{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue}, PeriodEndBefore: now.Add(-s.cfg.Grace), AutoRenews: &yes},
-	}
-	for _, f := range passes {
-		if runErr = s.sweep(ctx, f, &st, func(sub Subscription) error {
-			if err := s.expire(ctx, sub); err != nil {
-				return err
-			}
-			res.Processed++
-			return nil
-		}); runErr != nil {
-			break
-		}
-	}
-	res.TotalFound, res.Failed, res.Errors = st.found, st.failed, st.errors
-	res.Success, res.Error = runErr == nil, errText(runErr)
-	return res, runErr
-}
-
-func (s *Service) expire(ctx context.Context, sub Subscription) error {
-	u, p, err := s.subjectOf(ctx, sub)
-	if err != nil {
-		return err
-	}
-	if err := s.revokeAccess(ctx, u, sub, StatusInactive); err != nil {
-		return err
-	}
-	if _, err := s.notifyOnce(ctx, Notification{
-		Kind: KindExpired,
-		Key:  notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd),
-		To:   recipient(u),
-		Data: NotificationData{PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
-			PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
-	}, sub.ID); err != nil {
-		return err
-	}
-	prev := sub.Status
-	sub.Status = StatusInactive
-	sub.UpdatedAt = s.now()
-	if _, err := s.store.UpdateSubscription(ctx, sub); err != nil {
-		return fmt.Errorf("marking subscription inactive: %w", err)
-	}
-	return s.audit(ctx, AuditEntry{
-		Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"previous_status": string(prev), "period_end": sub.CurrentPeriodEnd},
-	})
-}
-
-// revokeAccess removes the user's access granted by sub. A user whose access now comes from
-// another subscription keeps it.
-func (s *Service) revokeAccess(ctx context.Context, u User, sub Subscription, status SubscriptionStatus) error {
-	if u.SubscriptionID != "" && u.SubscriptionID != sub.ID {
-		return nil
-	}
-	if u.PlanID == "" && u.Status == status {
-		return nil
-	}
-	prevPlan := u.PlanID
-	u.PlanID, u.SubscriptionID, u.Status = "", sub.ID, status
-	u.AccessUntil = sub.CurrentPeriodEnd
-	u.UpdatedAt = s.now()
-	if err := s.store.UpdateUserAccess(ctx, u); err != nil {
-		return fmt.Errorf("revoking access of user %s: %w", u.ID, err)
-	}
-	return s.audit(ctx, AuditEntry{
-		Action: AuditAccessRevoked, EntityType: "user", EntityID: u.ID, UserID: u.ID,
-		Details: map[string]any{"subscription_id": sub.ID, "previous_plan_id": prevPlan, "status": string(status)},
-	})
-}
-
-// RenewSubscriptions asks the gateway about each auto-renewing subscription ending within
-// RenewWindow (or already in grace). When the gateway reports a later period, it is stored,
-// the renewed email goes out and the renewal is audited. A gateway error fails that
-// subscription only.
-func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
-	var res RenewResult
-	now := s.now()
-	yes := true
-	f := SubscriptionFilter{
-		Statuses:        []SubscriptionStatus{StatusActive, StatusPastDue},
-		PeriodEndBefore: now.Add(s.cfg.RenewWindow),
-		AutoRenews:      &yes,
-	}
-	var st sweepStats
-	err := s.sweep(ctx, f, &st, func(sub Subscription) error {
-		outcome, err := s.renew(ctx, sub)
-		switch outcome {
-		case renewRenewed:
-			res.Renewed++
-		case renewCancelling:
-			res.Cancelling++
-		}
-		return err
-	})
-	res.TotalFound, res.Failed, res.Errors = st.found, st.failed, st.errors
-	res.Success, res.Error = err == nil, errText(err)
+	res := ExpiringResult{TotalFound: r.found, NotificationsSent: r.sent, Failed: r.failed, Skipped: r.skipped,
+		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
 	return res, err
 }
 
-type renewOutcome int
-
-const (
-	renewNone renewOutcome = iota
-	renewRenewed
-	renewCancelling
-)
-
-func (s *Service) renew(ctx context.Context, sub Subscription) (renewOutcome, error) {
-	lookup := s.cfg.Renewals[sub.Gateway]
-	if lookup == nil {
-		return renewNone, fmt.Errorf("%w %q", ErrNoRenewalLookup, sub.Gateway)
-	}
-	gs, err := lookup.LookupSubscription(ctx, sub.GatewaySubscriptionID)
-	if err != nil {
-		return renewNone, fmt.Errorf("asking %s about %s: %w", sub.Gateway, sub.GatewaySubscriptionID, err)
-	}
+func (r *run) decideWarnings(ctx context.Context, b *batch) []decision {
+	s := r.s
 	now := s.now()
-	gs.PeriodStart, gs.PeriodEnd = TruncateTime(gs.PeriodStart), TruncateTime(gs.PeriodEnd)
-	if gs.Status.Live() && gs.PeriodEnd.After(sub.CurrentPeriodEnd) {
-		u, p, err := s.subjectOf(ctx, sub)
+	ds := make([]decision, len(b.subs))
+	for i, sub := range b.subs {
+		days, ok := s.offsetFor(now, sub.CurrentPeriodEnd)
+		if !ok || !sub.WarningDue(days) {
+			ds[i].skip = true
+			continue
+		}
+		u, err := b.user(sub.UserID)
 		if err != nil {
-			return renewNone, err
+			ds[i].err = fmt.Errorf("loading user: %w", err)
+			continue
 		}
-		amount := gs.Amount
-		if amount.Currency == "" {
-			amount = p.Price
+		p, err := r.plan(ctx, sub.PlanID)
+		if err != nil {
+			ds[i].err = err
+			continue
 		}
-		if _, err := s.notifyOnce(ctx, Notification{
+		kind := KindExpiring
+		if sub.AutoRenews() {
+			kind = KindRenewalUpcoming
+		}
+		n := Notification{
+			Kind: kind,
+			Key:  notificationKey(kind, sub.ID, sub.CurrentPeriodEnd, days),
+			To:   recipient(u),
+			Data: NotificationData{
+				PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
+				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd,
+				DaysRemaining: daysUntil(now, sub.CurrentPeriodEnd),
+			},
+		}
+		changed := sub
+		changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
+		ds[i].change = &SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token,
+			Effects: r.effects(changed, nil, []Notification{n}, AuditEntry{
+				Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+				Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd},
+			})}
+	}
+	return ds
+}
+
+// offsetFor returns the smallest ladder offset whose window (now, now+offset days] holds
+// end, or false when end is outside every window.
+func (s *Service) offsetFor(now, end time.Time) (int, bool) {
+	if !end.After(now) {
+		return 0, false
+	}
+	for _, d := range s.cfg.WarningDays { // ascending
+		if !end.After(now.Add(time.Duration(d) * 24 * time.Hour)) {
+			return d, true
+		}
+	}
+	return 0, false
+}
+
+// ProcessExpiredSubscriptions expires live subscriptions past their period end: status
+// inactive, the user's access revoked (unless another live subscription grants it), the
+// expired email and the audit entries. An auto-renewing subscription past its grace period is
+// first looked up at its gateway: a live answer with a later period renews it instead, an
+// explicit end expires it, and an unknown or failed answer fails that record, which keeps its
+// grace and is asked again by the next run.
+func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResult, error) {
+	r := s.newRun()
+	defer r.release(ctx)
+	var processed, renewed int
+	err := r.resume(ctx)
+	now := s.now()
+	no, yes := false, true
+	live := []SubscriptionStatus{StatusActive, StatusPastDue}
+	if err == nil {
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
+			func(ctx context.Context, b *batch) []decision {
+				ds := make([]decision, len(b.subs))
+				for i, sub := range b.subs {
+					ds[i] = r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+				}
+				return ds
+			})
+	}
+	if err == nil {
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now.Add(-s.cfg.Grace), AutoRenews: &yes},
+			func(ctx context.Context, b *batch) []decision {
+				answers := r.lookup(ctx, b.subs)
+				ds := make([]decision, len(b.subs))
+				for i, sub := range b.subs {
+					a := answers[i]
+					switch {
+					case a.err != nil:
+						ds[i].err = a.err
+					case a.gs.Status.Live() && a.gs.PeriodEnd.After(sub.CurrentPeriodEnd):
+						ds[i] = r.renewal(ctx, b, sub, a.gs, JobProcessExpired, func() { r.count(&renewed, 1) })
+					case a.gs.Status.Live():
+						// The gateway still collects (retrying a failed charge): access stays
+						// until it says the subscription ended.
+					default:
+						ds[i] = r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+					}
+				}
+				return ds
+			})
+	}
+	res := ExpiredResult{TotalFound: r.found, Processed: processed, Renewed: renewed, Failed: r.failed, Skipped: r.skipped,
+		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
+	return res, err
+}
+
+// expiry is the transition that ends sub with status.
+func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status SubscriptionStatus, done func()) decision {
+	now := r.s.now()
+	p, err := r.plan(ctx, sub.PlanID)
+	if err != nil {
+		return decision{err: err}
+	}
+	changed := sub
+	changed.Status, changed.UpdatedAt = status, now
+	var notes []Notification
+	var access *AccessEffect
+	switch u, err := b.user(sub.UserID); {
+	case err == nil:
+		access = &AccessEffect{UserID: u.ID, Status: status}
+		notes = []Notification{{
+			Kind: KindExpired,
+			Key:  notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd),
+			To:   recipient(u),
+			Data: NotificationData{PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
+				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
+		}}
+	case errors.Is(err, ErrNotFound):
+		// No user left to email or to take access from: the record still expires.
+	default:
+		return decision{err: fmt.Errorf("loading user: %w", err)}
+	}
+	return decision{done: done, change: &SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token,
+		Effects: r.effects(changed, access, notes, AuditEntry{
+			Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+			Details: map[string]any{"previous_status": string(sub.Status), "period_end": sub.CurrentPeriodEnd},
+		})}}
+}
+
+// renewal is the transition that starts the period the gateway reports.
+func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription, source string, done func()) decision {
+	now := r.s.now()
+	p, err := r.plan(ctx, sub.PlanID)
+	if err != nil {
+		return decision{err: err}
+	}
+	start := gs.PeriodStart
+	if start.IsZero() || !start.Before(gs.PeriodEnd) {
+		start = sub.CurrentPeriodEnd
+	}
+	changed := sub
+	changed.startPeriod(start, gs.PeriodEnd)
+	changed.Status, changed.CancelAtPeriodEnd, changed.UpdatedAt = StatusActive, gs.CancelAtPeriodEnd, now
+	amount := gs.Amount
+	if amount.Currency == "" {
+		amount = p.Price
+	}
+	var notes []Notification
+	var access *AccessEffect
+	switch u, err := b.user(sub.UserID); {
+	case err == nil:
+		access = &AccessEffect{UserID: u.ID}
+		notes = []Notification{{
 			Kind: KindRenewed,
 			Key:  notificationKey(KindRenewed, sub.ID, gs.PeriodEnd),
 			To:   recipient(u),
 			Data: NotificationData{PlanName: p.Name, SubscriptionID: sub.ID, Amount: amount, Gateway: sub.Gateway,
-				PeriodStart: gs.PeriodStart, PeriodEnd: gs.PeriodEnd},
-		}, sub.ID); err != nil {
-			return renewNone, err
-		}
-		prevEnd := sub.CurrentPeriodEnd
-		sub.startPeriod(gs.PeriodStart, gs.PeriodEnd)
-		sub.Status, sub.CancelAtPeriodEnd, sub.UpdatedAt = StatusActive, gs.CancelAtPeriodEnd, now
-		if sub, err = s.store.UpdateSubscription(ctx, sub); err != nil {
-			return renewNone, fmt.Errorf("storing renewed period: %w", err)
-		}
-		if err := s.grantAccess(ctx, u, sub); err != nil {
-			return renewNone, err
-		}
-		return renewRenewed, s.audit(ctx, AuditEntry{
+				PeriodStart: start, PeriodEnd: gs.PeriodEnd},
+		}}
+	case !errors.Is(err, ErrNotFound):
+		return decision{err: fmt.Errorf("loading user: %w", err)}
+	}
+	return decision{done: done, change: &SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token,
+		Effects: r.effects(changed, access, notes, AuditEntry{
 			Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-			Details: map[string]any{"gateway": sub.Gateway, "previous_period_end": prevEnd, "period_end": sub.CurrentPeriodEnd, "source": "renew_job"},
-		})
-	}
-	if !gs.Status.Live() || gs.CancelAtPeriodEnd {
-		sub.CancelAtPeriodEnd, sub.UpdatedAt = true, now
-		if _, err := s.store.UpdateSubscription(ctx, sub); err != nil {
-			return renewNone, fmt.Errorf("marking subscription as cancelling: %w", err)
-		}
-		return renewCancelling, s.audit(ctx, AuditEntry{
-			Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-			Details: map[string]any{"cancel_at_period_end": true, "gateway_status": string(gs.Status), "source": "renew_job"},
-		})
-	}
-	// The gateway has not charged yet; a later run (or the webhook) picks it up.
-	return renewNone, nil
+			Details: map[string]any{"gateway": sub.Gateway, "previous_status": string(sub.Status),
+				"previous_period_end": sub.CurrentPeriodEnd, "period_end": gs.PeriodEnd, "source": source},
+		})}}
 }
 
-// grantAccess points the user's access at sub for its current period.
-func (s *Service) grantAccess(ctx context.Context, u User, sub Subscription) error {
-	if u.PlanID == sub.PlanID && u.SubscriptionID == sub.ID && u.Status == sub.Status && u.AccessUntil.Equal(sub.CurrentPeriodEnd) {
-		return nil
+// answer is what a gateway said about one subscription.
+type answer struct {
+	gs  GatewaySubscription
+	err error
+}
+
+// lookup asks the gateways about subs, at most SendConcurrency at a time. An answer without
+// a status renewkit knows is an error: it neither renews nor ends anything.
+func (r *run) lookup(ctx context.Context, subs []Subscription) []answer {
+	out := make([]answer, len(subs))
+	for i := range out {
+		out[i].err = fmt.Errorf("gateway not asked: %w", context.Canceled)
 	}
-	prevPlan := u.PlanID
-	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = sub.PlanID, sub.ID, sub.Status, sub.CurrentPeriodEnd
-	u.UpdatedAt = s.now()
-	if err := s.store.UpdateUserAccess(ctx, u); err != nil {
-		return fmt.Errorf("updating access of user %s: %w", u.ID, err)
-	}
-	if prevPlan == sub.PlanID {
-		return nil
-	}
-	return s.audit(ctx, AuditEntry{
-		Action: AuditUserPlanUpdated, EntityType: "user", EntityID: u.ID, UserID: u.ID,
-		Details: map[string]any{"previous_plan_id": prevPlan, "plan_id": sub.PlanID, "subscription_id": sub.ID},
+	parallel(ctx, len(subs), r.s.cfg.SendConcurrency, func(i int) {
+		sub := subs[i]
+		lookup := r.s.cfg.Renewals[sub.Gateway]
+		if lookup == nil {
+			out[i].err = fmt.Errorf("%w %q", ErrNoRenewalLookup, sub.Gateway)
+			return
+		}
+		gs, err := lookup.LookupSubscription(ctx, sub.GatewaySubscriptionID)
+		if err != nil {
+			out[i].err = fmt.Errorf("asking %s about %s: %w", sub.Gateway, sub.GatewaySubscriptionID, err)
+			return
+		}
+		gs.PeriodStart, gs.PeriodEnd = TruncateTime(gs.PeriodStart), TruncateTime(gs.PeriodEnd)
+		switch gs.Status {
+		case StatusActive, StatusPastDue, StatusCancelled, StatusInactive:
+			out[i] = answer{gs: gs}
+		default:
+			out[i].err = fmt.Errorf("%w: %s answered status %q for %s; the subscription keeps its state and is asked again",
+				ErrUnknownGatewayStatus, sub.Gateway, gs.Status, sub.GatewaySubscriptionID)
+		}
 	})
+	return out
+}
+
+// RenewSubscriptions asks the gateway about each auto-renewing subscription ending within
+// RenewWindow (or already in grace). When the gateway reports a later period, it is stored,
+// the user's access follows, the renewed email goes out and the renewal is audited. It also
+// asks about auto-renewing subscriptions that expired within ReconcileWindow, so a renewal
+// whose webhook was lost restores access. A gateway error, or an answer without a known
+// status, fails that subscription only.
+func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
+	r := s.newRun()
+	defer r.release(ctx)
+	var renewed, cancelling int
+	err := r.resume(ctx)
+	now := s.now()
+	yes := true
+	if err == nil {
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue},
+			PeriodEndBefore: now.Add(s.cfg.RenewWindow), AutoRenews: &yes},
+			func(ctx context.Context, b *batch) []decision {
+				answers := r.lookup(ctx, b.subs)
+				ds := make([]decision, len(b.subs))
+				for i, sub := range b.subs {
+					a := answers[i]
+					switch {
+					case a.err != nil:
+						ds[i].err = a.err
+					case a.gs.Status.Live() && a.gs.PeriodEnd.After(sub.CurrentPeriodEnd):
+						ds[i] = r.renewal(ctx, b, sub, a.gs, JobRenew, func() { r.count(&renewed, 1) })
+					case !a.gs.Status.Live() || a.gs.CancelAtPeriodEnd:
+						changed := sub
+						changed.CancelAtPeriodEnd, changed.UpdatedAt = true, now
+						ds[i] = decision{done: func() { r.count(&cancelling, 1) }, change: &SubscriptionChange{
+							Read: sub, Changed: changed, ClaimToken: r.token,
+							Effects: r.effects(changed, nil, nil, AuditEntry{
+								Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+								Details: map[string]any{"cancel_at_period_end": true, "gateway_status": string(a.gs.Status), "source": JobRenew},
+							})}}
+					}
+					// Otherwise the gateway has not charged yet; a later run (or the webhook)
+					// picks it up.
+				}
+				return ds
+			})
+	}
+	if err == nil {
+		// Expired lately while auto-renewing: a renewal whose webhook never came.
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusInactive},
+			PeriodEndAfter: now.Add(-s.cfg.Grace - s.cfg.ReconcileWindow), PeriodEndBefore: now, AutoRenews: &yes},
+			func(ctx context.Context, b *batch) []decision {
+				answers := r.lookup(ctx, b.subs)
+				ds := make([]decision, len(b.subs))
+				for i, sub := range b.subs {
+					a := answers[i]
+					switch {
+					case a.err != nil:
+						ds[i].err = a.err
+					case a.gs.Status.Live() && a.gs.PeriodEnd.After(now):
+						ds[i] = r.renewal(ctx, b, sub, a.gs, JobRenew, func() { r.count(&renewed, 1) })
+					default:
+						ds[i].skip = true // ended as it should have
+					}
+				}
+				return ds
+			})
+	}
+	res := RenewResult{TotalFound: r.found, Renewed: renewed, Cancelling: cancelling, Failed: r.failed, Skipped: r.skipped,
+		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
+	return res, err
 }
 
 // CleanupOldSessions soft-deletes sessions that expired more than SessionRetention ago (a
@@ -350,13 +407,16 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 	var res CleanupResult
 	now := s.now()
 	cutoff := now.Add(-s.cfg.SessionRetention)
+	seen := map[string]bool{}
 	var runErr error
 	for {
 		batch, err := s.store.DeleteExpiredSessions(ctx, cutoff, now, s.cfg.BatchSize)
-		if err != nil {
+		bad, partial := recordErrors(err)
+		if err != nil && !partial {
 			runErr = fmt.Errorf("deleting expired sessions: %w", err)
 			break
 		}
+		res.reportBad(s, ctx, bad, seen)
 		if len(batch) > 0 {
 			ids := make([]string, len(batch))
 			for i, se := range batch {
@@ -369,7 +429,8 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 				Details: map[string]any{"count": len(ids), "session_ids": ids, "expired_before": cutoff},
 			})
 		}
-		if len(batch) < s.cfg.BatchSize {
+		// A round that changed nothing met only unreadable records: stop.
+		if len(batch) == 0 || len(batch)+len(bad) < s.cfg.BatchSize {
 			break
 		}
 	}
@@ -378,31 +439,58 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 }
 
 // CleanupPendingPayments cancels payments pending for more than PendingPaymentTTL (exactly
-// PendingPaymentTTL included) and audits each.
+// PendingPaymentTTL included) and audits each batch with one insert. A payment document the
+// store cannot read is reported and left as it is.
 func (s *Service) CleanupPendingPayments(ctx context.Context) (CleanupResult, error) {
 	var res CleanupResult
 	now := s.now()
 	cutoff := now.Add(-s.cfg.PendingPaymentTTL)
 	reason := fmt.Sprintf("pending for more than %s", s.cfg.PendingPaymentTTL)
+	seen := map[string]bool{}
 	var runErr error
 	for {
 		batch, err := s.store.CancelStalePayments(ctx, cutoff, now, reason, s.cfg.BatchSize)
-		if err != nil {
+		bad, partial := recordErrors(err)
+		if err != nil && !partial {
 			runErr = fmt.Errorf("cancelling stale payments: %w", err)
 			break
 		}
-		for _, p := range batch {
-			res.TotalFound++
-			res.Cleaned++
-			_ = s.audit(ctx, AuditEntry{
-				Action: AuditPaymentCancelled, EntityType: "payment", EntityID: p.ID, UserID: p.UserID,
+		res.reportBad(s, ctx, bad, seen)
+		entries := make([]AuditEntry, len(batch))
+		for i, p := range batch {
+			entries[i] = AuditEntry{
+				ID: "cleanup:" + p.ID + ":" + fmt.Sprint(p.UpdatedAt.UnixMilli()), Action: AuditPaymentCancelled,
+				EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: "renewkit", CreatedAt: now,
 				Details: map[string]any{"reason": reason, "created_at": p.CreatedAt, "source": JobCleanupPayments},
-			})
+			}
 		}
-		if len(batch) < s.cfg.BatchSize {
+		res.TotalFound += len(batch)
+		res.Cleaned += len(batch)
+		if len(entries) > 0 {
+			if err := s.store.InsertAudits(ctx, entries); err != nil {
+				s.log.ErrorContext(ctx, "audit entries not written", "action", AuditPaymentCancelled, "count", len(entries), "error", err)
+			}
+		}
+		if len(batch) == 0 || len(batch)+len(bad) < s.cfg.BatchSize {
 			break
 		}
 	}
 	res.Success, res.Error = runErr == nil, errText(runErr)
 	return res, runErr
+}
+
+// reportBad counts unreadable records once per run, however many rounds meet them.
+func (res *CleanupResult) reportBad(s *Service, ctx context.Context, bad []*RecordError, seen map[string]bool) {
+	for _, re := range bad {
+		if seen[re.ID] {
+			continue
+		}
+		seen[re.ID] = true
+		res.TotalFound++
+		res.Failed++
+		if len(res.Errors) < maxResultErrors {
+			res.Errors = append(res.Errors, re.Error())
+		}
+		s.log.ErrorContext(ctx, "record unreadable; fix the document", "collection", re.Collection, "id", re.ID, "error", re.Err)
+	}
 }

@@ -197,7 +197,13 @@ func TestProcessExpired(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t, billing.Config{Grace: grace}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+			// The gateways say the auto-renewing ones ended: only then do they expire.
+			ended := billing.RenewalLookup(lookupFunc(func(string) (billing.GatewaySubscription, error) {
+				return billing.GatewaySubscription{Status: billing.StatusCancelled}, nil
+			}))
+			e := newEnv(t, billing.Config{Grace: grace, Renewals: map[string]billing.RenewalLookup{
+				billing.GatewayStripe: ended, billing.GatewayPayPal: ended}},
+				testkit.Plan("basic", billing.CycleMonthly, 2990),
 				testkit.UserWithAccess("u", "basic", "s", c.sub.CurrentPeriodEnd), c.sub)
 			before := e.sub("s")
 			res, err := e.svc.ProcessExpiredSubscriptions(e.ctx)
@@ -445,4 +451,11 @@ func TestAddMonths(t *testing.T) {
 	if got := billing.AddMonths(time.Date(2030, time.January, 31, 23, 15, 0, 0, sp), 1); got.Location() != sp || got.Hour() != 23 || got.Day() != 28 {
 		t.Errorf("AddMonths in BRT = %v", got)
 	}
+}
+
+// lookupFunc adapts a function to billing.RenewalLookup.
+type lookupFunc func(id string) (billing.GatewaySubscription, error)
+
+func (f lookupFunc) LookupSubscription(_ context.Context, id string) (billing.GatewaySubscription, error) {
+	return f(id)
 }

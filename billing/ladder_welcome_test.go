@@ -75,8 +75,8 @@ func TestNoWelcomeWhenRenewingSeedSubscription(t *testing.T) {
 }
 
 // TestLadderRetryKeepsNearestOffset proves a failure mid-work is retried with the right
-// warning: when the 1-day warning fails in the run's first pass, the wider 3-day pass of the
-// same run retries it as the 1-day warning, and later runs send nothing more.
+// warning: when the 1-day warning fails, the run counts one failure (one ladder pass, not
+// one per offset) and leaves the 1-day warning pending; the next run sends exactly that one.
 func TestLadderRetryKeepsNearestOffset(t *testing.T) {
 	end := testkit.Epoch.Add(12 * time.Hour)
 	e := newEnv(t, billing.Config{WarningDays: []int{7, 3, 1}}, testkit.Plan("basic", billing.CycleMonthly, 2990),
@@ -84,14 +84,19 @@ func TestLadderRetryKeepsNearestOffset(t *testing.T) {
 	e.notif.FailNext(1)
 	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
 	mustNoErr(t, err, "first run")
-	if res.NotificationsSent != 1 || res.Failed != 1 {
-		t.Fatalf("first run: %+v, want one failure (1-day pass) and one send (retried in the 3-day pass)", res)
+	if res.TotalFound != 1 || res.NotificationsSent != 0 || res.Failed != 1 {
+		t.Fatalf("first run: %+v, want one record found and failed once", res)
 	}
 	e.clock.Advance(time.Hour)
 	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
 	mustNoErr(t, err, "second run")
-	if res.NotificationsSent != 0 {
-		t.Fatalf("second run sent %d, want 0", res.NotificationsSent)
+	if res.NotificationsSent != 1 || res.Resumed != 1 {
+		t.Fatalf("second run %+v, want the pending warning sent", res)
+	}
+	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
+	mustNoErr(t, err, "third run")
+	if res.NotificationsSent != 0 || res.TotalFound != 0 {
+		t.Fatalf("third run %+v, want nothing", res)
 	}
 	got := e.notif.For("s")
 	if len(got) != 1 || !strings.HasSuffix(got[0].Key, ":1") {

@@ -107,15 +107,11 @@ func (s *Service) Preview(ctx context.Context, jobID string) (Preview, error) {
 }
 
 func (s *Service) previewSubs(ctx context.Context, p *Preview, f SubscriptionFilter, seen map[string]bool, action func(Subscription) string) error {
-	lister, ok := s.store.(SubscriptionLister)
-	if !ok {
-		return ErrPreviewUnsupported
-	}
 	n, err := s.store.CountSubscriptions(ctx, f)
 	if err != nil {
 		return err
 	}
-	subs, err := lister.ListSubscriptions(ctx, f, MaxPreviewItems)
+	subs, err := s.store.ListSubscriptions(ctx, f, MaxPreviewItems)
 	if err != nil {
 		return err
 	}

@@ -198,7 +198,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 				return err
 			}
 		}
-		prev := p.Status
+		prev, read := p.Status, p
 		now := pp.s.now()
 		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentApproved, sub.ID, now, now, ""
 		if params.GatewayPaymentID != "" {
@@ -207,7 +207,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		if params.GatewaySubscriptionID != "" {
 			p.GatewaySubscriptionID = params.GatewaySubscriptionID
 		}
-		if p, err = pp.s.store.UpdatePayment(ctx, p); err != nil {
+		if err = pp.s.store.UpdatePayment(ctx, read, p); err != nil {
 			return fmt.Errorf("marking payment %s approved: %w", p.ID, err)
 		}
 		if err := pp.s.audit(ctx, AuditEntry{
@@ -228,6 +228,23 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		res.Message = "payment already approved"
 	}
 	return res, nil
+}
+
+// grantAccess points the user's access at sub for its current period.
+func (s *Service) grantAccess(ctx context.Context, u User, sub Subscription) error {
+	if u.PlanID == sub.PlanID && u.SubscriptionID == sub.ID && u.Status == sub.Status && u.AccessUntil.Equal(sub.CurrentPeriodEnd) {
+		return nil
+	}
+	next := u
+	next.PlanID, next.SubscriptionID, next.Status, next.AccessUntil = sub.PlanID, sub.ID, sub.Status, sub.CurrentPeriodEnd
+	next.UpdatedAt = s.now()
+	if err := UpdateUserAccess(ctx, s.store, u, next); err != nil {
+		return fmt.Errorf("updating access of user %s: %w", u.ID, err)
+	}
+	if a, ok := accessAudit(u, next, sub.ID); ok {
+		return s.audit(ctx, a)
+	}
+	return nil
 }
 
 // applyPayment creates or extends the subscription the payment pays for. A subscription that
@@ -286,7 +303,7 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 			Actor: params.Actor, Details: map[string]any{"payment_id": p.ID, "plan_id": plan.ID, "period_end": end},
 		})
 	}
-	prevPlan, prevEnd, prevStatus := sub.PlanID, sub.CurrentPeriodEnd, sub.Status
+	prevPlan, prevEnd, prevStatus, read := sub.PlanID, sub.CurrentPeriodEnd, sub.Status, sub
 	sub.PlanID, sub.BillingCycle, sub.UpdatedAt = plan.ID, plan.BillingCycle, now
 	if activate {
 		sub.Status = StatusActive
@@ -304,7 +321,7 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 		sub.startPeriod(start, end)
 	}
 	sub.markApplied(p.ID)
-	if sub, err = pp.s.store.UpdateSubscription(ctx, sub); err != nil {
+	if sub, err = UpdateSubscription(ctx, pp.s.store, read, sub); err != nil {
 		return Subscription{}, fmt.Errorf("renewing subscription %s for payment %s: %w", sub.ID, p.ID, err)
 	}
 	return sub, pp.s.audit(ctx, AuditEntry{
@@ -426,13 +443,13 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 		if p.Status != PaymentPending && !(to == PaymentCancelled && p.Status == PaymentFailed) {
 			return fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
 		}
-		prev := p.Status
+		prev, read := p.Status, p
 		now := pp.s.now()
 		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = to, params.Reason, now, now
 		if params.GatewayPaymentID != "" {
 			p.GatewayPaymentID = params.GatewayPaymentID
 		}
-		if p, err = pp.s.store.UpdatePayment(ctx, p); err != nil {
+		if err = pp.s.store.UpdatePayment(ctx, read, p); err != nil {
 			return fmt.Errorf("marking payment %s %s: %w", p.ID, to, err)
 		}
 		if err := pp.s.audit(ctx, AuditEntry{

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strconv"
 	"time"
 )
 
@@ -28,9 +29,21 @@ type Config struct {
 	PendingPaymentTTL time.Duration
 	// BatchSize is how many records a job claims at a time. Default 500.
 	BatchSize int
-	// ClaimLease is how long a claimed record stays reserved to a run; a crashed run's
-	// records are taken again after it. Default 10 minutes.
+	// ClaimLease is how long a claimed record (and a reserved notification key) stays
+	// reserved to a run; a run renews its claims while it works, and a crashed run's
+	// records are taken again after it. Default 2 minutes.
 	ClaimLease time.Duration
+	// SendConcurrency bounds how many notifications (and gateway lookups) a job run has in
+	// flight at once. Default 8; give smtpnotify a pool of the same size.
+	SendConcurrency int
+	// BreakerThreshold is how many consecutive transient notifier failures make a run stop
+	// sending: the rest stays pending for the next run and the run reports
+	// ErrNotifierUnavailable. Default 5.
+	BreakerThreshold int
+	// ReconcileWindow: the renew job keeps asking the gateway about auto-renewing
+	// subscriptions that expired (after their grace period) within it, so a renewal whose
+	// webhook was lost restores access. Default 7 days.
+	ReconcileWindow time.Duration
 	// LockWait is how long the payment processor waits for a payment or gateway
 	// subscription that another request is processing before it gives up with ErrConflict
 	// (a webhook then answers 503 and the gateway retries). Default 2s; the wait is in real
@@ -64,7 +77,16 @@ func (c *Config) setDefaults() {
 		c.BatchSize = 500
 	}
 	if c.ClaimLease == 0 {
-		c.ClaimLease = 10 * time.Minute
+		c.ClaimLease = 2 * time.Minute
+	}
+	if c.SendConcurrency == 0 {
+		c.SendConcurrency = 8
+	}
+	if c.BreakerThreshold == 0 {
+		c.BreakerThreshold = 5
+	}
+	if c.ReconcileWindow == 0 {
+		c.ReconcileWindow = 7 * 24 * time.Hour
 	}
 	if c.LockWait == 0 {
 		c.LockWait = 2 * time.Second
@@ -88,13 +110,16 @@ func (c Config) Validate() error {
 	for name, d := range map[string]time.Duration{
 		"Grace": c.Grace, "RenewWindow": c.RenewWindow, "SessionRetention": c.SessionRetention,
 		"PendingPaymentTTL": c.PendingPaymentTTL, "ClaimLease": c.ClaimLease, "LockWait": c.LockWait,
+		"ReconcileWindow": c.ReconcileWindow,
 	} {
 		if d < 0 {
 			errs = append(errs, fmt.Errorf("%s: %v is negative; use 0 for the default", name, d))
 		}
 	}
-	if c.BatchSize < 0 {
-		errs = append(errs, fmt.Errorf("BatchSize: %d is negative; use 0 for the default", c.BatchSize))
+	for name, n := range map[string]int{"BatchSize": c.BatchSize, "SendConcurrency": c.SendConcurrency, "BreakerThreshold": c.BreakerThreshold} {
+		if n < 0 {
+			errs = append(errs, fmt.Errorf("%s: %d is negative; use 0 for the default", name, n))
+		}
 	}
 	for gw, l := range c.Renewals {
 		if l == nil {
@@ -177,69 +202,6 @@ func NewID() string { return newToken() }
 
 func (s *Service) now() time.Time { return TruncateTime(s.clock.Now()) }
 
-// maxResultErrors bounds the per-record error texts a job result carries.
-const maxResultErrors = 20
-
-// sweepStats counts what a sweep did, for the job results.
-type sweepStats struct {
-	found, failed int
-	errors        []string
-}
-
-func (st *sweepStats) fail(id string, err error) {
-	st.failed++
-	if len(st.errors) < maxResultErrors {
-		st.errors = append(st.errors, id+": "+err.Error())
-	}
-}
-
-// sweep claims batches matching f until none are left and calls work for each record. The
-// run's claims are released at the end so records it left unchanged are at once claimable by
-// the next run; a crashed run's claims expire after ClaimLease. A record the store cannot
-// read counts as a failure of that record; the sweep goes on.
-func (s *Service) sweep(ctx context.Context, f SubscriptionFilter, st *sweepStats, work func(Subscription) error) error {
-	token := newToken()
-	defer func() {
-		// Releasing touches every record the run claimed: on a slow store that takes a
-		// while, and the run's own context may be over. Bounded by the lease: after it the
-		// claims lapse anyway.
-		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.ClaimLease, 2*time.Minute))
-		defer cancel()
-		if rerr := s.store.ReleaseClaims(rctx, token); rerr != nil {
-			s.log.WarnContext(ctx, "releasing claims failed; they expire after the lease", "error", rerr)
-		}
-	}()
-	for {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		now := s.now()
-		batch, err := s.store.ClaimSubscriptions(ctx, ClaimParams{
-			Filter: f, Token: token, Now: now, LeaseUntil: now.Add(s.cfg.ClaimLease), Limit: s.cfg.BatchSize,
-		})
-		bad, partial := recordErrors(err)
-		if err != nil && !partial {
-			return fmt.Errorf("claiming subscriptions: %w", err)
-		}
-		for _, re := range bad {
-			st.found++
-			st.fail(re.ID, re)
-			s.log.ErrorContext(ctx, "subscription record unreadable; fix the document", "subscription_id", re.ID, "error", re.Err)
-		}
-		for _, sub := range batch {
-			st.found++
-			if werr := work(sub); werr != nil {
-				st.fail(sub.ID, werr)
-				s.log.WarnContext(ctx, "subscription not processed; a later run retries it",
-					"subscription_id", sub.ID, "error", werr)
-			}
-		}
-		if len(batch)+len(bad) < s.cfg.BatchSize {
-			return nil
-		}
-	}
-}
-
 // audit writes an audit entry; a failure is logged and returned.
 func (s *Service) audit(ctx context.Context, e AuditEntry) error {
 	if e.Actor == "" {
@@ -253,28 +215,40 @@ func (s *Service) audit(ctx context.Context, e AuditEntry) error {
 	return nil
 }
 
-// notifyOnce sends n unless its key is recorded. It reports whether a message went out. A
-// permanent failure is recorded (so it is not retried) and reported as not sent, no error.
+// notifyOnce sends n unless its key is sent, failed for good or being sent by someone
+// else. The key is reserved before the notifier is called and marked after, so concurrent
+// callers never send it twice. It reports whether a message went out. A permanent failure is
+// recorded (so it is not retried) and reported as not sent, no error; a transient one
+// releases the reservation and is returned.
 func (s *Service) notifyOnce(ctx context.Context, n Notification, subscriptionID string) (bool, error) {
-	if _, err := s.store.GetNotification(ctx, n.Key); err == nil {
-		return false, nil
-	} else if !errors.Is(err, ErrNotFound) {
-		return false, fmt.Errorf("checking notification %s: %w", n.Key, err)
+	now := s.now()
+	token := newToken()
+	rec := NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: subscriptionID, UserID: n.To.UserID}
+	ok, err := s.store.ReserveNotifications(ctx, []NotificationRecord{rec}, token, now, now.Add(s.cfg.ClaimLease))
+	if err != nil {
+		return false, fmt.Errorf("reserving notification %s: %w", n.Key, err)
 	}
-	rec := NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: subscriptionID, UserID: n.To.UserID, Status: "sent"}
+	if len(ok) != 1 || !ok[0] {
+		return false, nil
+	}
 	sendErr := s.notifier.Notify(ctx, n)
-	if sendErr != nil && !errors.Is(sendErr, ErrUndeliverable) {
+	rec.Status, rec.UpdatedAt = NotificationSent, s.now()
+	switch {
+	case errors.Is(sendErr, ErrUndeliverable):
+		rec.Status, rec.Error = NotificationFailed, sendErr.Error()
+		s.log.WarnContext(ctx, "notification undeliverable; not retried", "kind", n.Kind, "key", n.Key, "error", sendErr)
+	case sendErr != nil:
+		rec.Status = ""
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := retry(fctx, 3, func() error { return s.store.FinishNotifications(fctx, []NotificationRecord{rec}, token) }); err != nil {
+		return rec.Status == NotificationSent, errors.Join(sendErr, fmt.Errorf("recording notification %s: %w", n.Key, err))
+	}
+	if rec.Status == "" {
 		return false, fmt.Errorf("sending %s: %w", n.Kind, sendErr)
 	}
-	if sendErr != nil {
-		rec.Status, rec.Error = "failed", sendErr.Error()
-		s.log.WarnContext(ctx, "notification undeliverable; not retried", "kind", n.Kind, "key", n.Key, "error", sendErr)
-	}
-	rec.CreatedAt = s.now()
-	if err := s.store.RecordNotification(ctx, rec); err != nil && !errors.Is(err, ErrConflict) {
-		return sendErr == nil, fmt.Errorf("recording notification %s: %w", n.Key, err)
-	}
-	return sendErr == nil, nil
+	return rec.Status == NotificationSent, nil
 }
 
 func recipient(u User) Recipient {
@@ -294,13 +268,13 @@ func (s *Service) subjectOf(ctx context.Context, sub Subscription) (User, Plan, 
 	return u, p, nil
 }
 
-func notificationKey(kind NotificationKind, id string, at time.Time, extra ...any) string {
+func notificationKey(kind NotificationKind, id string, at time.Time, extra ...int) string {
 	k := string(kind) + ":" + id
 	if !at.IsZero() {
-		k += fmt.Sprintf(":%d", at.UnixMilli())
+		k += ":" + strconv.FormatInt(at.UnixMilli(), 10)
 	}
 	for _, e := range extra {
-		k += fmt.Sprintf(":%v", e)
+		k += ":" + strconv.Itoa(e)
 	}
 	return k
 }

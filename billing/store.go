@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"slices"
 	"time"
 )
 
@@ -34,9 +35,25 @@ type PlanStore interface {
 type UserStore interface {
 	InsertUser(ctx context.Context, u *User) error
 	GetUser(ctx context.Context, id string) (User, error)
-	// UpdateUserAccess writes the access fields (PlanID, SubscriptionID, Status,
-	// AccessUntil, UpdatedAt) of the user and leaves the host's other fields alone.
-	UpdateUserAccess(ctx context.Context, u User) error
+	// ListUsers returns the non-deleted users among ids, in any order, in one read. Ids
+	// with no user are left out. A user the store cannot decode is reported as a
+	// *RecordError (several joined with errors.Join) next to the users it could read.
+	ListUsers(ctx context.Context, ids []string) ([]User, error)
+	// UpdateUsersAccess applies each change conditionally and returns one error per
+	// change, aligned with changes (nil: applied). A change writes only the access fields
+	// (PlanID, SubscriptionID, Status, AccessUntil, UpdatedAt) where Changed differs from
+	// Read, and only while the stored user still has Read's PlanID, SubscriptionID and
+	// Status; otherwise that change fails with ErrConflict (ErrNotFound for a missing
+	// user) and writes nothing. The host's other fields are never written. The second
+	// result reports a failure of the whole call (nothing can be said about any change).
+	UpdateUsersAccess(ctx context.Context, changes []UserAccessChange) ([]error, error)
+}
+
+// UserAccessChange is one conditional write of a user's access fields: Read is the user
+// as the writer read it, Changed as it should be.
+type UserAccessChange struct {
+	Read    User
+	Changed User
 }
 
 // SubscriptionFilter selects live records for the jobs. Zero fields do not filter.
@@ -52,6 +69,8 @@ type SubscriptionFilter struct {
 	WarningDueDays int
 	// PlanID selects one plan's subscriptions when not empty.
 	PlanID string
+	// UserIDs, when not empty, selects the subscriptions of these users.
+	UserIDs []string
 }
 
 // Match reports whether s passes the filter (soft-deleted records never do). Adapters that
@@ -87,6 +106,9 @@ func (f SubscriptionFilter) Match(s Subscription) bool {
 	if f.PlanID != "" && s.PlanID != f.PlanID {
 		return false
 	}
+	if len(f.UserIDs) > 0 && !slices.Contains(f.UserIDs, s.UserID) {
+		return false
+	}
 	return true
 }
 
@@ -94,25 +116,67 @@ func (f SubscriptionFilter) Match(s Subscription) bool {
 // returned record is leased to Token until LeaseUntil. A record is claimable when it has no
 // claim, its lease ended at or before Now, and it is not already held by Token. Concurrent
 // callers with different tokens never receive the same record while a lease is live.
+// Records are claimed oldest period end first.
 type ClaimParams struct {
 	Filter     SubscriptionFilter
 	Token      string
 	Now        time.Time
 	LeaseUntil time.Time
 	Limit      int
+	// Pending selects records that carry pending effects (Subscription.Pending != nil);
+	// without it only records with none are claimed. Jobs finish a record's pending
+	// effects before they change it again.
+	Pending bool
+}
+
+// SubscriptionChange is one conditional write of a subscription. Read is the record as the
+// writer read it, Changed as it should be. The store writes only the fields where Changed
+// differs from Read (see ChangedSubscriptionFields; Pending, Version and the claim are not
+// among them), and only while the stored record still has Read's Status, Read's
+// CurrentPeriodEnd and Read's value of every field it writes. When ClaimToken is set, the
+// record must also still be claimed by that token. When Effects is set, the record must
+// carry no pending effects, and Effects is stored as its Pending in the same write. A change
+// whose condition fails writes nothing and reports ErrConflict; a missing (or soft-deleted)
+// record reports ErrNotFound. A change with nothing to write and no Effects succeeds when
+// its condition holds. Every applied change increments Version.
+type SubscriptionChange struct {
+	Read       Subscription
+	Changed    Subscription
+	ClaimToken string
+	Effects    *Effects
+}
+
+// EffectsDone says that the pending effects recorded by Token on a subscription are done.
+type EffectsDone struct {
+	SubscriptionID string
+	Token          string
 }
 
 // SubscriptionStore keeps subscriptions.
 type SubscriptionStore interface {
 	InsertSubscription(ctx context.Context, s *Subscription) error
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
-	// UpdateSubscription replaces the stored record when its Version equals s.Version and
-	// stores s.Version+1 (reflected in the returned value); otherwise ErrConflict.
-	UpdateSubscription(ctx context.Context, s Subscription) (Subscription, error)
+	// UpdateSubscriptions applies each change conditionally (see SubscriptionChange) and
+	// returns one error per change, aligned with changes (nil: applied). Stores apply a
+	// batch with as few round trips as they can; changes are independent, so one failing
+	// never stops the others. The second result reports a failure of the whole call.
+	UpdateSubscriptions(ctx context.Context, changes []SubscriptionChange) ([]error, error)
+	// CompleteEffects removes the pending effects of each subscription, only where they
+	// are still the ones recorded by the given token, and releases the record's claim in
+	// the same write. Done effects of a record whose effects were replaced, or of a
+	// missing record, are skipped without error.
+	CompleteEffects(ctx context.Context, done []EffectsDone) error
 	FindSubscriptionByGateway(ctx context.Context, gateway, gatewaySubscriptionID string) (Subscription, error)
 	// ListUserSubscriptions returns the user's non-deleted subscriptions, newest first.
 	ListUserSubscriptions(ctx context.Context, userID string) ([]Subscription, error)
+	// ListSubscriptions returns up to limit (every one when limit <= 0) non-deleted
+	// subscriptions matching f, oldest period end first, without claiming them. An
+	// unreadable document is reported as a *RecordError next to the records read.
+	ListSubscriptions(ctx context.Context, f SubscriptionFilter, limit int) ([]Subscription, error)
 	ClaimSubscriptions(ctx context.Context, p ClaimParams) ([]Subscription, error)
+	// ExtendClaims moves the lease of every record token holds to until, so a run that is
+	// still working keeps its records.
+	ExtendClaims(ctx context.Context, token string, until time.Time) error
 	// ReleaseClaims drops every claim held by token, so records a run left unchanged are
 	// claimable again at once.
 	ReleaseClaims(ctx context.Context, token string) error
@@ -127,11 +191,17 @@ type PaymentStore interface {
 	InsertPayment(ctx context.Context, p *Payment) error // ErrConflict on a duplicate id or (gateway, gateway_payment_id)
 	GetPayment(ctx context.Context, id string) (Payment, error)
 	FindPaymentByGateway(ctx context.Context, gateway, gatewayPaymentID string) (Payment, error)
-	// UpdatePayment is UpdateSubscription's counterpart for payments.
-	UpdatePayment(ctx context.Context, p Payment) (Payment, error)
+	// UpdatePayment writes only the fields where changed differs from read (see
+	// ChangedPaymentFields), only while the stored payment still has read's Status and
+	// read's value of every field it writes; otherwise it writes nothing and returns
+	// ErrConflict (ErrNotFound for a missing payment, ErrConflict for a gateway payment id
+	// another payment holds). It increments the stored Version.
+	UpdatePayment(ctx context.Context, read, changed Payment) error
 	// CancelStalePayments moves up to limit pending payments created at or before
 	// createdBefore to cancelled with reason, stamping now, and returns them. Each payment
-	// is returned by exactly one of several concurrent callers.
+	// is returned by exactly one of several concurrent callers. A payment the store cannot
+	// decode is not changed: it is reported as a *RecordError (joined with errors.Join)
+	// next to the payments it did cancel.
 	CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]Payment, error)
 }
 
@@ -156,25 +226,57 @@ type AuditFilter struct {
 // AuditStore keeps the audit log.
 type AuditStore interface {
 	InsertAudit(ctx context.Context, e *AuditEntry) error
+	// InsertAudits inserts entries that carry their ID, in one write where the store can.
+	// An entry whose ID is stored already is skipped without error, so a retried batch
+	// never doubles an entry.
+	InsertAudits(ctx context.Context, entries []AuditEntry) error
 	// ListAudit returns matching entries oldest first.
 	ListAudit(ctx context.Context, f AuditFilter) ([]AuditEntry, error)
 }
 
-// NotificationRecord says a notification with Key was handled: sent, or failed for good.
+// Notification record statuses.
+const (
+	// NotificationSending: reserved by Token until LeaseUntil; the notifier may have been
+	// called. A reservation whose lease ended is taken over by the next reserver.
+	NotificationSending = "sending"
+	// NotificationSent: delivered.
+	NotificationSent = "sent"
+	// NotificationFailed: failed for good (the notifier said ErrUndeliverable).
+	NotificationFailed = "failed"
+)
+
+// NotificationRecord is the send-once record of the notification with Key.
 type NotificationRecord struct {
 	Key            string           `json:"key"`
 	Kind           NotificationKind `json:"kind"`
 	SubscriptionID string           `json:"subscription_id,omitempty"`
 	UserID         string           `json:"user_id,omitempty"`
-	Status         string           `json:"status"` // "sent" or "failed"
+	Status         string           `json:"status"` // NotificationSending, NotificationSent or NotificationFailed
 	Error          string           `json:"error,omitempty"`
-	CreatedAt      time.Time        `json:"created_at"`
+	// Token and LeaseUntil hold a reservation (status sending).
+	Token      string    `json:"token,omitempty"`
+	LeaseUntil time.Time `json:"lease_until,omitzero"`
+	CreatedAt  time.Time `json:"created_at"`
+	// UpdatedAt is when the status last changed.
+	UpdatedAt time.Time `json:"updated_at,omitzero"`
 }
 
-// NotificationStore records sends so each happens once per key.
+// NotificationStore keeps send-once records: a key is reserved before the notifier is
+// called and marked sent or failed after, so concurrent runs never send one key twice.
 type NotificationStore interface {
-	// RecordNotification stores r; ErrConflict if its key is recorded already.
-	RecordNotification(ctx context.Context, r NotificationRecord) error
+	// ReserveNotifications reserves the key of each record for token until leaseUntil,
+	// in one write where the store can, and reports per record (aligned) whether it is
+	// now reserved by token. A key with no record is inserted with status sending (the
+	// record's Kind, SubscriptionID, UserID, CreatedAt = now). A sending record whose lease
+	// ended at or before now is taken over. A sent or failed record, or a live
+	// reservation of another token, is not reserved. A key already reserved by token is
+	// reported reserved (its lease moves to leaseUntil).
+	ReserveNotifications(ctx context.Context, recs []NotificationRecord, token string, now, leaseUntil time.Time) ([]bool, error)
+	// FinishNotifications sets the Status (sent or failed), Error and UpdatedAt of each
+	// record, only where its key is still reserved by token; the others are left alone. A
+	// record with an empty Status releases the reservation instead (the send failed
+	// transiently): the key is at once reservable again, as if never reserved.
+	FinishNotifications(ctx context.Context, recs []NotificationRecord, token string) error
 	// GetNotification returns the record for key or ErrNotFound.
 	GetNotification(ctx context.Context, key string) (NotificationRecord, error)
 }
@@ -231,14 +333,6 @@ type Locker interface {
 
 // Optional capabilities. Stores may implement these; callers find them by type assertion
 // and fall back (or report ErrPreviewUnsupported) without them.
-
-// SubscriptionLister is an optional store capability, found by type assertion, that lets
-// Service.Preview list the subscriptions a job would select without claiming them.
-type SubscriptionLister interface {
-	// ListSubscriptions returns up to limit non-deleted subscriptions matching f, oldest
-	// period end first.
-	ListSubscriptions(ctx context.Context, f SubscriptionFilter, limit int) ([]Subscription, error)
-}
 
 // CleanupCounter is an optional store capability that lets Service.Preview count what the
 // cleanup jobs would change.

@@ -142,45 +142,55 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 	if ended {
 		sub.CancelledAt = now
 	}
-	if sub.Status == before.Status && sub.CurrentPeriodEnd.Equal(before.CurrentPeriodEnd) &&
-		sub.CancelAtPeriodEnd == before.CancelAtPeriodEnd && sub.GatewayUpdatedAt.Equal(before.GatewayUpdatedAt) {
-		return false, false, nil
+	changed = !(sub.Status == before.Status && sub.CurrentPeriodEnd.Equal(before.CurrentPeriodEnd) &&
+		sub.CancelAtPeriodEnd == before.CancelAtPeriodEnd && sub.GatewayUpdatedAt.Equal(before.GatewayUpdatedAt))
+	if changed {
+		// The transition first, conditional on the record as read; then its effects.
+		sub.UpdatedAt = now
+		if sub, err = UpdateSubscription(ctx, pp.s.store, before, sub); err != nil {
+			return false, false, fmt.Errorf("syncing subscription %s: %w", sub.ID, err)
+		}
+		action := AuditSubscriptionUpdated
+		if ended {
+			action = AuditSubscriptionEnded
+		}
+		if err := pp.s.audit(ctx, AuditEntry{
+			Action: action, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
+			Details: map[string]any{"previous_status": string(before.Status), "status": string(sub.Status),
+				"previous_period_end": before.CurrentPeriodEnd, "period_end": sub.CurrentPeriodEnd,
+				"cancel_at_period_end": sub.CancelAtPeriodEnd, "gateway_event_time": p.EventTime},
+		}); err != nil {
+			return true, false, err
+		}
 	}
-	sub.UpdatedAt = now
+	// The access change is idempotent, so a redelivery after a failure here finishes it
+	// even when the record is already as the event says. The expired email goes out with
+	// the transition that ended the subscription only.
 	u, plan, err := pp.s.subjectOf(ctx, sub)
 	if err != nil {
-		return false, false, err
+		return changed, false, err
 	}
-	if ended {
-		if err := pp.s.revokeAccess(ctx, u, sub, StatusCancelled); err != nil {
-			return false, false, err
+	switch {
+	case sub.Status == StatusCancelled:
+		if err := pp.s.reconcileAccess(ctx, u.ID, sub, StatusCancelled); err != nil {
+			return changed, false, err
+		}
+		if !ended {
+			break
 		}
 		if _, err := pp.s.notifyOnce(ctx, Notification{
 			Kind: KindExpired, Key: notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
 			Data: NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, Gateway: sub.Gateway,
 				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
 		}, sub.ID); err != nil {
-			return false, false, err
+			return changed, false, err
 		}
-	}
-	if sub, err = pp.s.store.UpdateSubscription(ctx, sub); err != nil {
-		return false, false, fmt.Errorf("syncing subscription %s: %w", sub.ID, err)
-	}
-	if sub.Status.Live() && sub.CurrentPeriodEnd.After(now) {
+	case sub.Status.Live() && sub.CurrentPeriodEnd.After(now):
 		if err := pp.s.grantAccess(ctx, u, sub); err != nil {
-			return true, false, err
+			return changed, false, err
 		}
 	}
-	action := AuditSubscriptionUpdated
-	if ended {
-		action = AuditSubscriptionEnded
-	}
-	return true, false, pp.s.audit(ctx, AuditEntry{
-		Action: action, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
-		Details: map[string]any{"previous_status": string(before.Status), "status": string(sub.Status),
-			"previous_period_end": before.CurrentPeriodEnd, "period_end": sub.CurrentPeriodEnd,
-			"cancel_at_period_end": sub.CancelAtPeriodEnd, "gateway_event_time": p.EventTime},
-	})
+	return changed, false, nil
 }
 
 // GatewayPaymentParams describes a charge the gateway made: a renewal it collected by itself

@@ -141,8 +141,13 @@ type Subscription struct {
 	CreatedAt       time.Time `json:"created_at"`
 	UpdatedAt       time.Time `json:"updated_at"`
 	Deleted         bool      `json:"flag_del"`
-	// Version increases on every update; UpdateSubscription fails with ErrConflict when
-	// the stored version differs from the one read.
+	// Pending is what a job's transition of this record left to do, recorded by the same
+	// write; nil when nothing is pending. Stores keep it; only UpdateSubscriptions (with
+	// SubscriptionChange.Effects) sets it and CompleteEffects clears it.
+	Pending *Effects `json:"pending,omitempty"`
+	// Version counts the writes renewkit made to the record. It is informative: writes are
+	// conditional on the fields they change, not on the version (a host application never
+	// bumps it).
 	Version int64 `json:"version"`
 }
 

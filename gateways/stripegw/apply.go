@@ -201,12 +201,13 @@ func (h *webhookHandler) recordCoveredPayment(ctx context.Context, sub billing.S
 		return err
 	}
 	if pay.Status != billing.PaymentApproved && !slices.Contains(sub.AppliedPayments, pay.ID) {
+		read := sub
 		sub.AppliedPayments = append(slices.Clone(sub.AppliedPayments), pay.ID)
 		if n := len(sub.AppliedPayments); n > billing.MaxAppliedPayments {
 			sub.AppliedPayments = sub.AppliedPayments[n-billing.MaxAppliedPayments:]
 		}
 		sub.UpdatedAt = billing.TruncateTime(h.clock.Now())
-		if _, err := h.store.UpdateSubscription(ctx, sub); err != nil {
+		if _, err := billing.UpdateSubscription(ctx, h.store, read, sub); err != nil {
 			return fmt.Errorf("recording invoice %s on subscription %s: %w", invoiceID, sub.ID, err)
 		}
 	}
@@ -421,9 +422,10 @@ func (h *webhookHandler) linkPayment(ctx context.Context, paymentID, invoiceID, 
 	case err != nil && !errors.Is(err, billing.ErrNotFound):
 		return err
 	}
+	read := pay
 	pay.Gateway, pay.GatewayPaymentID, pay.GatewaySubscriptionID = billing.GatewayStripe, invoiceID, subID
 	pay.UpdatedAt = billing.TruncateTime(h.clock.Now())
-	if _, err := h.store.UpdatePayment(ctx, pay); err != nil {
+	if err := h.store.UpdatePayment(ctx, read, pay); err != nil {
 		return fmt.Errorf("linking payment %s to Stripe invoice %s: %w", pay.ID, invoiceID, err)
 	}
 	return nil

@@ -2,8 +2,25 @@
 // concurrent use. It passes store/storetest and is the documented test double for hosts, and
 // the store of the standalone server's embedded defaults. Data lives as long as the process.
 //
+// Values cross the API as deep copies (a subscription's pending effects and audit details
+// included), so a caller never aliases stored state, and times are kept in UTC at millisecond
+// precision, as every store keeps them.
+//
 // # Example
 //
 //	st := memstore.New()
 //	svc, err := billing.NewService(st, lognotify.New(nil), billing.Config{})
+//
+// # Design
+//
+// Each batch method (UpdateSubscriptions, CompleteEffects, UpdateUsersAccess, ListUsers,
+// InsertAudits, ReserveNotifications, FinishNotifications) takes the mutex once per call,
+// so a batch is applied atomically with respect to other callers. Subscriptions are indexed
+// four ways besides their id: by period end (a slice sorted lazily, so claims, lists and
+// counts read only the window a filter selects), by user (live records only, for
+// ListUserSubscriptions and filters with UserIDs), by claim token (ExtendClaims and
+// ReleaseClaims touch only the token's records) and by pending effects (claims with
+// ClaimParams.Pending). Conditional writes compare and copy fields through a fixed table
+// that mirrors billing.ChangedSubscriptionFields and billing.ChangedPaymentFields (a test
+// keeps them in step), so a write allocates no list of field names.
 package memstore

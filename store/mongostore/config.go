@@ -18,10 +18,12 @@ const (
 	// atomically per document, as MongoDB does: updateMany({_id: {$in: batch}, <claimable>})
 	// is the arbiter.
 	ClaimAtomic
-	// ClaimSerialized additionally holds a short store-level lease (in the locks
-	// collection, arbitrated by unique inserts) around each claim, cancel and delete
-	// sweep. FerretDB v1 needs it: its updates read, then rewrite, each document without
-	// re-checking the filter, so two concurrent conditional updates can both "win".
+	// ClaimSerialized holds a short store-level lease (in the locks collection, arbitrated
+	// by unique inserts) per collection around every write renewkit makes to its
+	// documents, and checks the conditions of writes by id in the store, writing with the
+	// filter {_id} alone. FerretDB v1 needs it: its updates read, then rewrite, each
+	// document without re-checking the filter, so two concurrent conditional updates can
+	// both "win"; and only an exact {_id} filter avoids a collection scan.
 	ClaimSerialized
 )
 

@@ -11,10 +11,27 @@
 // ids as strings; both read back as strings. References (user_id, plan_id) are strings and
 // are matched in either form. Money is amount (int64 minor units) plus currency. Times are
 // UTC BSON dates (millisecond precision). Fields the seed's documents lack (version,
-// expiration_warning_days, claim fields) read as zero values; a missing version is version 0
-// for the optimistic check. Updates $set renewkit's fields and leave the host's others alone.
-// A document that does not decode fails alone: ClaimSubscriptions returns the others plus a
-// *billing.RecordError (wrapping billing.ErrMalformedRecord) naming it.
+// expiration_warning_days, claim fields) read as zero values. A document that does not decode
+// fails alone: reads return the others plus a *billing.RecordError (wrapping
+// billing.ErrMalformedRecord) naming it, and sweeps leave it unchanged.
+//
+// renewkit adds its own fields to subscriptions (version, claim_token, claim_until,
+// write_token, and while effects are pending pending_token and pending_effects, the
+// billing.Effects as a JSON string) and to payments (version, gateway_payment_key,
+// sweep_token). It adds none to users.
+//
+// # Conditional writes
+//
+// A change writes only the fields it changes ($set, or $unset for an empty optional value)
+// and only while the document still holds what the writer read: for subscriptions the
+// status, current_period_end and every written field, for payments the status and every
+// written field, for users plan_id, subscription_id and subscription_status. An empty value
+// read matches a missing or null field. Conditions use no top-level $or ($in: ["", null] and
+// $ne: true instead). UpdateSubscriptions, UpdateUsersAccess, CompleteEffects and the
+// notification reservations are unordered bulkWrites of at most 99 operations (FerretDB v1
+// deadlocks on 100 or more updates in one bulkWrite); when not every operation is known to
+// have applied, the documents are read back to tell which did (a per-change write_token on
+// subscriptions, the stored access fields on users, status and token on notifications).
 //
 // # Claims, sweeps and locks without transactions
 //
@@ -22,20 +39,33 @@
 // claimable records, updateMany({_id: {$in: ids}, <filter>, <claimable>}) to set claim_token
 // and claim_until, then read back the documents carrying the token. Expired claims are taken
 // again by comparing claim_until with the caller's now (no TTL index). The payment and
-// session sweeps work the same way. The lease lock (locks collection) is arbitrated by
-// unique _ids only: every acquisition inserts "<key>#<token>", the highest token is the
-// holder, and the token (fencing counter) keeps growing across releases.
+// session sweeps work the same way, decoding each candidate before they change it. The
+// lease lock (locks collection) is arbitrated by unique _ids only: every acquisition inserts
+// "<key>#<token>", the highest token is the holder, and the token (fencing counter) keeps
+// growing across releases.
+//
+// # FerretDB v1
 //
 // FerretDB v1 has no transactions, no partial or TTL indexes, and its updates read, then
-// rewrite, each document without re-checking the filter; ClaimMode (auto-detected from
-// buildInfo) therefore serializes claim and sweep rounds on FerretDB with a short store-level
-// lease. Its version checks are best effort under concurrent writers of one record; MongoDB's
-// are atomic. Job states are the exception: the scheduler's replicas write them
-// concurrently (a pause against a finished run's failure streak), so PutJobState runs its
-// version check and write under the same kind of store-level mutex there, one per job.
-// Creating a job state relies on its unique _id (the job id) on both servers: of two
-// writers at version 0, one inserts and the other gets billing.ErrConflict. Keep BatchSize small there: FerretDB also rewrites one document per collection
-// scan.
+// rewrite, the whole document without re-checking the filter, so two concurrent updates of
+// one document can both "win" and one can undo the other's fields. It also pushes a filter
+// down to its backend only when the filter is exactly {_id: value}: any other field makes
+// an update scan and decode the whole collection. ClaimMode (auto-detected from buildInfo)
+// is ClaimSerialized there, and then:
+//
+//   - every write renewkit makes to a collection's documents holds one store-level mutex
+//     (a lease in the locks collection, "mongostore.mutex/write/<collection>") per
+//     collection: for subscriptions the claim rounds, UpdateSubscriptions, CompleteEffects,
+//     ExtendClaims and ReleaseClaims; for payments UpdatePayment and CancelStalePayments;
+//     likewise sessions sweeps, users access changes and notification reservations;
+//   - conditional writes by id read each document by its exact _id, check the condition in
+//     the store, and write with the filter {_id} alone. Writes by the host application are
+//     not serialised; FerretDB offers no way to.
+//
+// On MongoDB (ClaimAtomic) no mutex is taken and the server checks every condition
+// atomically. Job states are written under a per-job mutex in ClaimSerialized mode
+// (PutJobState); creating one relies on its unique _id on both servers. Keep BatchSize
+// small on FerretDB: its updates still cost time that grows with the collection.
 //
 // # Example
 //

@@ -49,6 +49,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			idx("status_period_end", asc("status", "current_period_end")),
 			idx("warning_state", asc("status", "expiration_warning_sent", "current_period_end")),
 			idx("claim_token", asc("claim_token")),
+			idx("pending_token", asc("pending_token")),
 			idx("gateway_subscription", asc("gateway", "gateway_subscription_id")),
 			idx("user_created", bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: -1}}),
 		}},

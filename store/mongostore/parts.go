@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -22,6 +23,28 @@ func findOne[T any](ctx context.Context, c *mongo.Collection, filter bson.D, dec
 	}
 	if err != nil {
 		return zero, opErr("find "+what, err)
+	}
+	v, err := decode(raw)
+	if err != nil {
+		return zero, malformed(c.Name(), raw, err)
+	}
+	return v, nil
+}
+
+// findLive decodes the live (not soft-deleted) document with the billing id, or returns
+// notFound. It filters on the exact _id only and checks flag_del here, so FerretDB v1 answers
+// without a collection scan.
+func findLive[T any](ctx context.Context, c *mongo.Collection, id string, decode func(bson.Raw) (T, error), what string) (T, error) {
+	var zero T
+	raw, err := c.FindOne(ctx, byID(id)).Raw()
+	if errors.Is(err, mongo.ErrNoDocuments) {
+		return zero, notFound(what, id)
+	}
+	if err != nil {
+		return zero, opErr("find "+what, err)
+	}
+	if deleted, _ := raw.Lookup("flag_del").BooleanOK(); deleted {
+		return zero, notFound(what, id)
 	}
 	v, err := decode(raw)
 	if err != nil {
@@ -96,7 +119,7 @@ func (s *Store) GetPlan(ctx context.Context, id string) (billing.Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return billing.Plan{}, err
 	}
-	return findOne(ctx, s.plans, append(byID(id), notDeleted), decodePlan, "plan", id)
+	return findLive(ctx, s.plans, id, decodePlan, "plan")
 }
 
 func (s *Store) ListPlans(ctx context.Context) ([]billing.Plan, error) {
@@ -142,13 +165,17 @@ func decodeUser(raw bson.Raw) (billing.User, error) {
 	}, err
 }
 
-func userAccess(f *fields, u billing.User) {
-	f.optStr("plan_id", u.PlanID)
-	f.optStr("subscription_id", u.SubscriptionID)
-	f.optStr("subscription_status", string(u.Status))
-	f.time("access_until", u.AccessUntil)
-	f.time("updated_at", u.UpdatedAt)
+// userAccessFields are the fields of a users document renewkit writes.
+var userAccessFields = fieldSet[billing.User]{
+	{billing.FieldPlanID, kindRef, true, func(u billing.User) any { return u.PlanID }},
+	{billing.FieldSubscriptionID, kindRef, true, func(u billing.User) any { return u.SubscriptionID }},
+	{"subscription_status", kindStr, true, func(u billing.User) any { return string(u.Status) }},
+	{"access_until", kindTime, true, func(u billing.User) any { return u.AccessUntil }},
+	{billing.FieldUpdatedAt, kindTime, true, func(u billing.User) any { return u.UpdatedAt }},
 }
+
+// userAccessCond names the fields an access change is conditional on.
+var userAccessCond = []string{billing.FieldPlanID, billing.FieldSubscriptionID, "subscription_status"}
 
 func (s *Store) InsertUser(ctx context.Context, u *billing.User) error {
 	if err := ctx.Err(); err != nil {
@@ -162,7 +189,7 @@ func (s *Store) InsertUser(ctx context.Context, u *billing.User) error {
 	f.put("name", u.Name)
 	f.optStr("locale", u.Locale)
 	f.optStr("timezone", u.TimeZone)
-	userAccess(f, *u)
+	f.set = append(f.set, userAccessFields.doc(*u).set...)
 	f.time("created_at", u.CreatedAt)
 	f.put("flag_del", u.Deleted)
 	if err := insert(ctx, s.users, f.doc(u.ID), "user", u.ID); err != nil {
@@ -176,24 +203,97 @@ func (s *Store) GetUser(ctx context.Context, id string) (billing.User, error) {
 	if err := ctx.Err(); err != nil {
 		return billing.User{}, err
 	}
-	return findOne(ctx, s.users, append(byID(id), notDeleted), decodeUser, "user", id)
+	return findLive(ctx, s.users, id, decodeUser, "user")
 }
 
-// UpdateUserAccess sets only the access fields; the host's other fields stay as they are.
-func (s *Store) UpdateUserAccess(ctx context.Context, u billing.User) error {
+// ListUsers reads the users with one find on {_id: {$in: ids in both forms}}.
+func (s *Store) ListUsers(ctx context.Context, ids []string) ([]billing.User, error) {
 	if err := ctx.Err(); err != nil {
-		return err
+		return nil, err
 	}
-	f := &fields{}
-	userAccess(f, u)
-	res, err := s.users.UpdateOne(ctx, append(byID(u.ID), notDeleted), f.update())
+	if len(ids) == 0 {
+		return nil, nil
+	}
+	cur, err := s.users.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: idValues(ids)}}}, notDeleted})
 	if err != nil {
-		return opErr("update user access", err)
+		return nil, opErr("list users", err)
 	}
-	if res.MatchedCount == 0 {
-		return notFound("user", u.ID)
+	return decodeEach(ctx, cur, s.users.Name(), decodeUser)
+}
+
+// UpdateUsersAccess writes each change as one UpdateOne of an unordered bulkWrite (at most
+// 99 per command) under the condition flag_del != true and plan_id, subscription_id and
+// subscription_status as read, with a $set/$unset of the changed access fields only: the
+// host's other fields are not written and no renewkit field is added to users. A change not
+// known to have applied (and one with nothing to write) is told by the stored access fields:
+// it applied when they hold its values. In ClaimSerialized mode the writes hold the users
+// write mutex (see bulkApply).
+func (s *Store) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
 	}
-	return nil
+	errs := make([]error, len(changes))
+	names := make([][]string, len(changes))
+	var ops, noop []bulkOp
+	for i, ch := range changes {
+		r := ch.Read
+		if r.ID == "" || ch.Changed.ID != "" && ch.Changed.ID != r.ID {
+			errs[i] = fmt.Errorf("mongostore: a user access change needs Read.ID (and Changed.ID empty or the same): %w", billing.ErrInvalidInput)
+			continue
+		}
+		op := bulkOp{i: i, id: r.ID, idv: idValue(r.ID)}
+		if names[i] = userAccessFields.changed(r, ch.Changed); len(names[i]) == 0 {
+			noop = append(noop, op)
+			continue
+		}
+		var err error
+		if op.cond, err = userAccessFields.cond(bson.D{notDeleted}, r, userAccessCond...); err != nil {
+			errs[i] = err
+			continue
+		}
+		set, err := userAccessFields.set(ch.Changed, names[i])
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		op.upd = set.update()
+		ops = append(ops, op)
+	}
+	classify := func(op bulkOp, doc bson.Raw) error {
+		if doc == nil {
+			return notFound("user", op.id)
+		}
+		u, err := decodeUser(doc)
+		ch := changes[op.i]
+		switch {
+		case err != nil:
+			return malformed(s.users.Name(), doc, err)
+		case u.Deleted:
+			return notFound("user", op.id)
+		case !userAccessFields.same(u, ch.Changed, names[op.i]) || !userAccessFields.same(u, ch.Read, userAccessCond, names[op.i]...):
+			return fmt.Errorf("mongostore: user %q changed since it was read: %w", op.id, billing.ErrConflict)
+		}
+		return nil
+	}
+	callErr := s.bulkApply(ctx, s.users, "user", ops, errs, classify)
+	if len(noop) > 0 {
+		docs, err := s.readDocs(ctx, s.users, noop)
+		if err != nil {
+			err = opErr("read users", err)
+		}
+		for _, op := range noop {
+			if errs[op.i] = err; err == nil {
+				errs[op.i] = classify(op, docs[op.id])
+			}
+		}
+		switch {
+		case err == nil:
+			callErr = nil // something is known
+		case len(ops) == 0 || callErr != nil:
+			callErr = err
+		}
+	}
+	return errs, callErr
 }
 
 // --- sessions ---
@@ -258,37 +358,51 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now ti
 }
 
 // sweepUpdate moves up to limit documents matching due with upd in rounds of BatchSize and
-// returns them as changed. Each round stamps a fresh token; the filter is re-checked by the
-// update (and the round runs under the store mutex in ClaimSerialized mode), so each
-// document is returned by one caller only.
+// returns them as changed. Each round reads the candidates and decodes them first: one that
+// does not decode is not changed but reported as a *billing.RecordError (joined) next to
+// the documents returned, once per call. The update stamps a fresh token and re-checks due;
+// the round runs under c's write mutex in ClaimSerialized mode, so each document is
+// returned by one caller only.
 func sweepUpdate[T any](ctx context.Context, s *Store, c *mongo.Collection, name string, due bson.D,
 	upd func(token string) bson.D, limit int, decode func(bson.Raw) (T, error)) ([]T, error) {
 	var out []T
+	var bad []error
+	var badIDs bson.A
 	for {
 		want := s.cfg.BatchSize
 		if limit > 0 {
 			want = min(want, limit-len(out))
 		}
 		if want <= 0 {
-			return out, nil
+			break
 		}
 		var n int
-		err := s.exclusive(ctx, "sweep/"+c.Name(), func() error {
-			cur, err := c.Find(ctx, due, findOpts().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(want)).
-				SetProjection(bson.D{{Key: "_id", Value: 1}}))
+		err := s.exclusive(ctx, writeMutex(c), func() error {
+			q := due
+			if len(badIDs) > 0 {
+				q = append(bson.D{{Key: "_id", Value: bson.D{{Key: "$nin", Value: badIDs}}}}, due...)
+			}
+			cur, err := c.Find(ctx, q, findOpts().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(want)))
 			if err != nil {
 				return err
 			}
 			var ids bson.A
 			for cur.Next(ctx) {
-				ids = append(ids, cur.Current.Lookup("_id"))
+				n++
+				id := cur.Current.Lookup("_id")
+				id.Value = slices.Clone(id.Value)
+				if _, err := decode(cur.Current); err != nil {
+					bad = append(bad, malformed(c.Name(), cur.Current, err))
+					badIDs = append(badIDs, id)
+					continue
+				}
+				ids = append(ids, id)
 			}
 			cur.Close(ctx)
 			if err := cur.Err(); err != nil {
 				return err
 			}
-			n = len(ids)
-			if n == 0 {
+			if len(ids) == 0 {
 				return nil
 			}
 			tok := newToken()
@@ -300,23 +414,18 @@ func sweepUpdate[T any](ctx context.Context, s *Store, c *mongo.Collection, name
 			if err != nil {
 				return err
 			}
-			got, err := decodeAll(ctx, cur, func(raw bson.Raw) (T, error) {
-				v, err := decode(raw)
-				if err != nil {
-					return v, malformed(c.Name(), raw, err)
-				}
-				return v, nil
-			})
+			got, err := decodeEach(ctx, cur, c.Name(), decode)
 			out = append(out, got...)
 			return err
 		})
 		if err != nil {
-			return out, opErr("sweep "+name, err)
+			return out, errors.Join(append(bad, opErr("sweep "+name, err))...)
 		}
 		if n < want {
-			return out, nil
+			break
 		}
 	}
+	return out, errors.Join(bad...)
 }
 
 // --- audit ---
@@ -351,6 +460,14 @@ func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
 	if e.ID == "" {
 		e.ID = billing.NewID()
 	}
+	if err := insert(ctx, s.audit, auditFields(*e), "audit entry", e.ID); err != nil {
+		return err
+	}
+	e.CreatedAt = utc(e.CreatedAt)
+	return nil
+}
+
+func auditFields(e billing.AuditEntry) bson.D {
 	f := &fields{}
 	f.put("action", e.Action)
 	f.put("entity_type", e.EntityType)
@@ -360,11 +477,48 @@ func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
 	f.optAny("details", e.Details, len(e.Details) == 0)
 	f.time("created_at", e.CreatedAt)
 	f.put("seq", bson.NewObjectID()) // insertion order among equal created_at
-	if err := insert(ctx, s.audit, f.doc(e.ID), "audit entry", e.ID); err != nil {
+	return f.doc(e.ID)
+}
+
+// InsertAudits inserts the entries with unordered insertMany commands of at most BatchSize
+// documents; an entry whose _id is stored already (a duplicate key) is skipped.
+func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
+	if err := ctx.Err(); err != nil {
 		return err
 	}
-	e.CreatedAt = utc(e.CreatedAt)
+	for start := 0; start < len(entries); start += s.cfg.BatchSize {
+		part := entries[start:min(start+s.cfg.BatchSize, len(entries))]
+		docs := make([]any, len(part))
+		for i, e := range part {
+			if e.ID == "" {
+				e.ID = billing.NewID()
+			}
+			docs[i] = auditFields(e)
+		}
+		if _, err := s.audit.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+			if _, err := duplicates(err); err != nil {
+				return opErr("insert audit entries", err)
+			}
+		}
+	}
 	return nil
+}
+
+// duplicates returns the indexes of the documents an unordered insertMany or bulkWrite
+// failed on with a duplicate key, and err itself when it holds anything else.
+func duplicates(err error) (map[int]bool, error) {
+	var bwe mongo.BulkWriteException
+	if !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0 {
+		return nil, err
+	}
+	dup := map[int]bool{}
+	for _, we := range bwe.WriteErrors {
+		if !mongo.IsDuplicateKeyError(we.WriteError) {
+			return nil, err
+		}
+		dup[we.Index] = true
+	}
+	return dup, nil
 }
 
 func auditQuery(f billing.AuditFilter) bson.D {
@@ -419,34 +573,132 @@ type notificationDoc struct {
 	UserID         string    `bson:"user_id"`
 	Status         string    `bson:"status"`
 	Error          string    `bson:"error"`
+	Token          string    `bson:"token"`
+	LeaseUntil     time.Time `bson:"lease_until"`
 	CreatedAt      time.Time `bson:"created_at"`
+	UpdatedAt      time.Time `bson:"updated_at"`
 }
 
 func decodeNotification(raw bson.Raw) (billing.NotificationRecord, error) {
 	d, err := unmarshal[notificationDoc](raw)
 	return billing.NotificationRecord{
 		Key: d.Key, Kind: billing.NotificationKind(d.Kind), SubscriptionID: d.SubscriptionID, UserID: d.UserID,
-		Status: d.Status, Error: d.Error, CreatedAt: utc(d.CreatedAt),
+		Status: d.Status, Error: d.Error, Token: d.Token, LeaseUntil: utc(d.LeaseUntil),
+		CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt),
 	}, err
 }
 
-func (s *Store) RecordNotification(ctx context.Context, r billing.NotificationRecord) error {
+// errNotReserved marks a key another token holds, or one sent or failed.
+var errNotReserved = errors.New("not reserved")
+
+// ReserveNotifications inserts sending records with unordered insertMany commands (the key
+// is the _id, so a stored key is a duplicate-key error). Keys already stored are reserved by
+// one UpdateOne each, in unordered bulkWrites of at most 99, under the condition status
+// sending and (lease_until <= now or token is ours), setting token and lease_until; a key
+// not known to be reserved is told by its stored status and token. In ClaimSerialized mode
+// the updates hold the notifications write mutex (see bulkApply).
+func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.NotificationRecord, token string, now, leaseUntil time.Time) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, opErr("reserve notifications", errors.Join(errors.New("reservation without token"), billing.ErrInvalidInput))
+	}
+	out := make([]bool, len(recs))
+	var taken []bulkOp
+	lease := bson.NewDateTimeFromTime(leaseUntil)
+	for start := 0; start < len(recs); start += s.cfg.BatchSize {
+		part := recs[start:min(start+s.cfg.BatchSize, len(recs))]
+		docs := make([]any, len(part))
+		for i, r := range part {
+			if r.Key == "" {
+				return nil, opErr("reserve notifications", errors.Join(errors.New("notification without key"), billing.ErrInvalidInput))
+			}
+			f := &fields{}
+			f.put("kind", string(r.Kind))
+			f.optStr("subscription_id", r.SubscriptionID)
+			f.optStr("user_id", r.UserID)
+			f.put("status", billing.NotificationSending)
+			f.put("token", token)
+			f.put("lease_until", lease)
+			f.time("created_at", now)
+			// The key is the _id as is (never an ObjectID), so uniqueness needs no extra index.
+			docs[i] = append(bson.D{{Key: "_id", Value: r.Key}}, f.set...)
+		}
+		var dup map[int]bool
+		if _, err := s.notifications.InsertMany(ctx, docs, options.InsertMany().SetOrdered(false)); err != nil {
+			if dup, err = duplicates(err); err != nil {
+				return nil, opErr("reserve notifications", err)
+			}
+		}
+		for i, r := range part {
+			if !dup[i] {
+				out[start+i] = true
+				continue
+			}
+			taken = append(taken, bulkOp{i: start + i, id: r.Key, idv: r.Key,
+				cond: bson.D{{Key: "status", Value: billing.NotificationSending}, {Key: "$or", Value: bson.A{
+					bson.D{{Key: "lease_until", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(now)}}}},
+					bson.D{{Key: "token", Value: token}},
+				}}},
+				upd: bson.D{{Key: "$set", Value: bson.D{{Key: "token", Value: token}, {Key: "lease_until", Value: lease}}}},
+			})
+		}
+	}
+	errs := make([]error, len(recs))
+	err := s.bulkApply(ctx, s.notifications, "notification", taken, errs, func(_ bulkOp, doc bson.Raw) error {
+		st, _ := doc.Lookup("status").StringValueOK()
+		tok, _ := doc.Lookup("token").StringValueOK()
+		if doc == nil || st != billing.NotificationSending || tok != token {
+			return errNotReserved
+		}
+		return nil
+	})
+	for _, op := range taken {
+		switch {
+		case errs[op.i] == nil:
+			out[op.i] = true
+		case err == nil && !errors.Is(errs[op.i], errNotReserved):
+			err = errs[op.i]
+		}
+	}
+	if err != nil {
+		return out, opErr("reserve notifications", err)
+	}
+	return out, nil
+}
+
+// FinishNotifications writes, in unordered bulkWrites of at most 99 operations, one
+// operation per record under the condition {token, status: sending}: an UpdateOne setting
+// status, error and updated_at and dropping token and lease_until, or for an empty Status a
+// DeleteOne. In ClaimSerialized mode they hold the notifications write mutex.
+func (s *Store) FinishNotifications(ctx context.Context, recs []billing.NotificationRecord, token string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if r.Key == "" {
-		return opErr("record notification", errors.Join(errors.New("notification without key"), billing.ErrInvalidInput))
+	var ops []bulkOp
+	for i, r := range recs {
+		if r.Key == "" {
+			continue
+		}
+		op := bulkOp{i: i, id: r.Key, idv: r.Key,
+			cond: bson.D{{Key: "token", Value: token}, {Key: "status", Value: billing.NotificationSending}}}
+		if r.Status != "" {
+			f := &fields{}
+			f.put("status", r.Status)
+			f.optStr("error", r.Error)
+			f.time("updated_at", r.UpdatedAt)
+			f.drop("token")
+			f.drop("lease_until")
+			op.upd = f.update()
+		}
+		ops = append(ops, op)
 	}
-	f := &fields{}
-	f.put("kind", string(r.Kind))
-	f.optStr("subscription_id", r.SubscriptionID)
-	f.optStr("user_id", r.UserID)
-	f.put("status", r.Status)
-	f.optStr("error", r.Error)
-	f.time("created_at", r.CreatedAt)
-	// The key is the _id as is (never an ObjectID), so uniqueness needs no extra index.
-	doc := append(bson.D{{Key: "_id", Value: r.Key}}, f.set...)
-	return insert(ctx, s.notifications, doc, "notification", r.Key)
+	errs := make([]error, len(recs))
+	if err := s.bulkApply(ctx, s.notifications, "notification", ops, errs, nil); err != nil {
+		return err
+	}
+	return firstErr(errs)
 }
 
 func (s *Store) GetNotification(ctx context.Context, key string) (billing.NotificationRecord, error) {

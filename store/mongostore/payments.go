@@ -2,6 +2,8 @@ package mongostore
 
 import (
 	"context"
+	"fmt"
+	"slices"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -48,29 +50,32 @@ func decodePayment(raw bson.Raw) (billing.Payment, error) {
 // indexes let any number of documents lack the field.
 func gatewayPaymentKey(gateway, gid string) string { return gateway + ":" + gid }
 
-func paymentFields(p billing.Payment, version int64) *fields {
-	f := &fields{}
-	f.put("user_id", p.UserID)
-	f.put("plan_id", p.PlanID)
-	f.optStr("subscription_id", p.SubscriptionID)
-	f.put("amount", p.Amount.Amount)
-	f.put("currency", p.Amount.Currency)
-	f.put("status", string(p.Status))
-	f.put("gateway", p.Gateway)
-	f.optStr("gateway_payment_id", p.GatewayPaymentID)
+// paymentFields are the fields renewkit owns in a payments document, named as
+// billing.ChangedPaymentFields names them; gateway_payment_key and version are written apart.
+var paymentFields = fieldSet[billing.Payment]{
+	{billing.FieldUserID, kindRef, false, func(p billing.Payment) any { return p.UserID }},
+	{billing.FieldPlanID, kindRef, false, func(p billing.Payment) any { return p.PlanID }},
+	{billing.FieldSubscriptionID, kindRef, true, func(p billing.Payment) any { return p.SubscriptionID }},
+	{billing.FieldAmount, kindInt, false, func(p billing.Payment) any { return p.Amount.Amount }},
+	{billing.FieldCurrency, kindStr, false, func(p billing.Payment) any { return p.Amount.Currency }},
+	{billing.FieldStatus, kindStr, false, func(p billing.Payment) any { return string(p.Status) }},
+	{billing.FieldGateway, kindStr, false, func(p billing.Payment) any { return p.Gateway }},
+	{billing.FieldGatewayPaymentID, kindStr, true, func(p billing.Payment) any { return p.GatewayPaymentID }},
+	{billing.FieldGatewaySubscriptionID, kindStr, true, func(p billing.Payment) any { return p.GatewaySubscriptionID }},
+	{billing.FieldReason, kindStr, true, func(p billing.Payment) any { return p.Reason }},
+	{billing.FieldProcessedAt, kindTime, true, func(p billing.Payment) any { return p.ProcessedAt }},
+	{billing.FieldCreatedAt, kindTime, true, func(p billing.Payment) any { return p.CreatedAt }},
+	{billing.FieldUpdatedAt, kindTime, true, func(p billing.Payment) any { return p.UpdatedAt }},
+	{billing.FieldDeleted, kindFlag, false, func(p billing.Payment) any { return p.Deleted }},
+}
+
+// putGatewayPaymentKey sets or drops gateway_payment_key as p's gateway payment id says.
+func putGatewayPaymentKey(f *fields, p billing.Payment) {
 	if p.GatewayPaymentID != "" {
 		f.put("gateway_payment_key", gatewayPaymentKey(p.Gateway, p.GatewayPaymentID))
 	} else {
 		f.drop("gateway_payment_key")
 	}
-	f.optStr("gateway_subscription_id", p.GatewaySubscriptionID)
-	f.optStr("reason", p.Reason)
-	f.time("processed_at", p.ProcessedAt)
-	f.time("created_at", p.CreatedAt)
-	f.time("updated_at", p.UpdatedAt)
-	f.put("flag_del", p.Deleted)
-	f.put("version", version)
-	return f
 }
 
 func normPayment(p billing.Payment) billing.Payment {
@@ -106,7 +111,10 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 			return conflict("gateway payment", p.GatewayPaymentID)
 		}
 	}
-	if err := insert(ctx, s.payments, paymentFields(*p, p.Version).doc(p.ID), "payment", p.ID); err != nil {
+	f := paymentFields.doc(*p)
+	putGatewayPaymentKey(f, *p)
+	f.put("version", p.Version)
+	if err := insert(ctx, s.payments, f.doc(p.ID), "payment", p.ID); err != nil {
 		return err
 	}
 	*p = normPayment(*p)
@@ -117,7 +125,7 @@ func (s *Store) GetPayment(ctx context.Context, id string) (billing.Payment, err
 	if err := ctx.Err(); err != nil {
 		return billing.Payment{}, err
 	}
-	return findOne(ctx, s.payments, append(byID(id), notDeleted), decodePayment, "payment", id)
+	return findLive(ctx, s.payments, id, decodePayment, "payment")
 }
 
 func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (billing.Payment, error) {
@@ -131,28 +139,55 @@ func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (
 		decodePayment, "gateway payment", gid)
 }
 
-func (s *Store) UpdatePayment(ctx context.Context, p billing.Payment) (billing.Payment, error) {
+// UpdatePayment writes the changed fields with one UpdateOne under the condition flag_del !=
+// true, status and every written field as read, and $inc version (the store checks the
+// condition in ClaimSerialized mode, under the payments write mutex; see bulkApply).
+func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment) error {
 	if err := ctx.Err(); err != nil {
-		return billing.Payment{}, err
+		return err
 	}
-	if p.GatewayPaymentID != "" {
-		taken, err := s.gatewayTaken(ctx, p.Gateway, p.GatewayPaymentID, p.ID)
-		if err != nil {
-			return billing.Payment{}, opErr("update payment", err)
+	if read.ID == "" || changed.ID != "" && changed.ID != read.ID {
+		return fmt.Errorf("mongostore: a payment change needs read.ID (and changed.ID empty or the same): %w", billing.ErrInvalidInput)
+	}
+	names := billing.ChangedPaymentFields(read, changed)
+	cond, err := paymentFields.cond(bson.D{notDeleted}, read, append([]string{billing.FieldStatus}, names...)...)
+	if err != nil {
+		return err
+	}
+	set, err := paymentFields.set(changed, names)
+	if err != nil {
+		return err
+	}
+	if slices.Contains(names, billing.FieldGateway) || slices.Contains(names, billing.FieldGatewayPaymentID) {
+		putGatewayPaymentKey(set, changed)
+		if changed.GatewayPaymentID != "" {
+			taken, err := s.gatewayTaken(ctx, changed.Gateway, changed.GatewayPaymentID, read.ID)
+			if err != nil {
+				return opErr("update payment", err)
+			}
+			if taken {
+				return conflict("gateway payment", changed.GatewayPaymentID)
+			}
 		}
-		if taken {
-			return billing.Payment{}, conflict("gateway payment", p.GatewayPaymentID)
+	}
+	op := bulkOp{id: read.ID, idv: idValue(read.ID), cond: cond,
+		upd: set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}})}
+	errs := make([]error, 1)
+	if err := s.bulkApply(ctx, s.payments, "payment", []bulkOp{op}, errs, func(op bulkOp, doc bson.Raw) error {
+		// Called only when the one write did not apply.
+		if deleted, _ := doc.Lookup("flag_del").BooleanOK(); doc == nil || deleted {
+			return notFound("payment", op.id)
 		}
+		return fmt.Errorf("mongostore: payment %q changed since it was read: %w", op.id, billing.ErrConflict)
+	}); err != nil {
+		return err
 	}
-	if err := updateVersioned(ctx, s.payments, "payment", p.ID, p.Version, paymentFields(p, p.Version+1).update()); err != nil {
-		return billing.Payment{}, err
-	}
-	p = normPayment(p)
-	p.Version++
-	return p, nil
+	return errs[0]
 }
 
-// CancelStalePayments cancels in rounds of BatchSize with one updateMany per round.
+// CancelStalePayments cancels in rounds of BatchSize with one updateMany per round, under the
+// payments write mutex in ClaimSerialized mode. Each round decodes the candidates first: one
+// that does not decode is left as it is and reported.
 func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err

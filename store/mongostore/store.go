@@ -18,10 +18,9 @@ import (
 )
 
 var (
-	_ billing.Store              = (*Store)(nil)
-	_ billing.SubscriptionLister = (*Store)(nil)
-	_ billing.CleanupCounter     = (*Store)(nil)
-	_ billing.AuditCounter       = (*Store)(nil)
+	_ billing.Store          = (*Store)(nil)
+	_ billing.CleanupCounter = (*Store)(nil)
+	_ billing.AuditCounter   = (*Store)(nil)
 )
 
 // Store implements billing.Store on a MongoDB database (or a server speaking its wire
@@ -36,6 +35,8 @@ type Store struct {
 
 	modeMu sync.Mutex
 	mode   ClaimMode // ClaimAuto until known
+
+	local sync.Map // mutex name -> chan struct{} (cap 1): this Store's goroutines queue here
 }
 
 // New returns a store on db. It does no I/O; call EnsureIndexes once at start (it is
@@ -104,6 +105,16 @@ func (s *Store) exclusive(ctx context.Context, name string, fn func() error) err
 	}
 	if mode != ClaimSerialized {
 		return fn()
+	}
+	// Goroutines of this Store take turns locally first, so only one of them at a time
+	// polls the shared lease.
+	v, _ := s.local.LoadOrStore(name, make(chan struct{}, 1))
+	turn := v.(chan struct{})
+	select {
+	case turn <- struct{}{}:
+		defer func() { <-turn }()
+	case <-ctx.Done():
+		return fmt.Errorf("mongostore: waiting for %s: %w", name, ctx.Err())
 	}
 	key := "mongostore.mutex/" + name
 	owner := newToken()
@@ -195,6 +206,19 @@ func idMatch(id string) any {
 		return bson.D{{Key: "$in", Value: bson.A{oid, id}}}
 	}
 	return id
+}
+
+// idValues lists each id in both forms it may be stored in, for $in (see idMatch).
+func idValues(ids []string) bson.A {
+	in := make(bson.A, 0, 2*len(ids))
+	for _, id := range ids {
+		if isOIDHex(id) {
+			oid, _ := bson.ObjectIDFromHex(id)
+			in = append(in, oid)
+		}
+		in = append(in, id)
+	}
+	return in
 }
 
 // byID matches a record by its billing id: a 24-hex id as the ObjectID the seed and
@@ -297,6 +321,26 @@ func (f *fields) update(extra ...bson.E) bson.D {
 
 // --- decoding ---
 
+// decodeEach decodes every document of cur with decode, closing it. Documents that do not
+// decode are reported as *billing.RecordError (joined) next to the others.
+func decodeEach[T any](ctx context.Context, cur *mongo.Cursor, collection string, decode func(bson.Raw) (T, error)) ([]T, error) {
+	defer cur.Close(ctx)
+	var out []T
+	var bad []error
+	for cur.Next(ctx) {
+		v, err := decode(cur.Current)
+		if err != nil {
+			bad = append(bad, malformed(collection, cur.Current, err))
+			continue
+		}
+		out = append(out, v)
+	}
+	if err := cur.Err(); err != nil {
+		return out, err
+	}
+	return out, errors.Join(bad...)
+}
+
 // decodeAll decodes every document of cur with decode, closing it.
 func decodeAll[T any](ctx context.Context, cur *mongo.Cursor, decode func(bson.Raw) (T, error)) ([]T, error) {
 	defer cur.Close(ctx)
@@ -385,13 +429,11 @@ func findOpts() *options.FindOptionsBuilder { return options.Find() }
 // seed's documents).
 var notDeleted = bson.E{Key: "flag_del", Value: bson.D{{Key: "$ne", Value: true}}}
 
-// versionIs matches a stored version, treating a missing field as version 0.
+// versionIs matches a stored version, treating a missing field as version 0 (with $in
+// rather than $or, which FerretDB v1 answers with a collection scan).
 func versionIs(v int64) bson.E {
 	if v == 0 {
-		return bson.E{Key: "$or", Value: bson.A{
-			bson.D{{Key: "version", Value: int64(0)}},
-			bson.D{{Key: "version", Value: bson.D{{Key: "$exists", Value: false}}}},
-		}}
+		return bson.E{Key: "version", Value: bson.D{{Key: "$in", Value: bson.A{int64(0), nil}}}}
 	}
 	return bson.E{Key: "version", Value: v}
 }

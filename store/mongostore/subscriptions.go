@@ -2,8 +2,11 @@ package mongostore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"reflect"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -16,31 +19,43 @@ import (
 // subDoc is a subscriptions document as read. Fields the seed's documents lack (version,
 // expiration_warning_days, claim fields, ...) read as zero values.
 type subDoc struct {
-	ID                    docID     `bson:"_id"`
-	UserID                docID     `bson:"user_id"`
-	PlanID                docID     `bson:"plan_id"`
-	Status                string    `bson:"status"`
-	BillingCycle          string    `bson:"billing_cycle"`
-	CurrentPeriodStart    time.Time `bson:"current_period_start"`
-	CurrentPeriodEnd      time.Time `bson:"current_period_end"`
-	Gateway               string    `bson:"gateway"`
-	GatewaySubscriptionID string    `bson:"gateway_subscription_id"`
-	CancelAtPeriodEnd     bool      `bson:"cancel_at_period_end"`
-	ExpirationWarningSent bool      `bson:"expiration_warning_sent"`
-	ExpirationWarningDays int       `bson:"expiration_warning_days"`
-	GatewayUpdatedAt      time.Time `bson:"gateway_updated_at"`
-	AppliedPayments       []string  `bson:"applied_payments"`
-	CancelledAt           time.Time `bson:"cancelled_at"`
-	CreatedAt             time.Time `bson:"created_at"`
-	UpdatedAt             time.Time `bson:"updated_at"`
-	Deleted               bool      `bson:"flag_del"`
-	Version               int64     `bson:"version"`
+	ID                    docID      `bson:"_id"`
+	UserID                docID      `bson:"user_id"`
+	PlanID                docID      `bson:"plan_id"`
+	Status                string     `bson:"status"`
+	BillingCycle          string     `bson:"billing_cycle"`
+	CurrentPeriodStart    time.Time  `bson:"current_period_start"`
+	CurrentPeriodEnd      time.Time  `bson:"current_period_end"`
+	Gateway               string     `bson:"gateway"`
+	GatewaySubscriptionID string     `bson:"gateway_subscription_id"`
+	CancelAtPeriodEnd     bool       `bson:"cancel_at_period_end"`
+	ExpirationWarningSent bool       `bson:"expiration_warning_sent"`
+	ExpirationWarningDays int        `bson:"expiration_warning_days"`
+	GatewayUpdatedAt      time.Time  `bson:"gateway_updated_at"`
+	AppliedPayments       []string   `bson:"applied_payments"`
+	CancelledAt           time.Time  `bson:"cancelled_at"`
+	CreatedAt             time.Time  `bson:"created_at"`
+	UpdatedAt             time.Time  `bson:"updated_at"`
+	Deleted               bool       `bson:"flag_del"`
+	Version               int64      `bson:"version"`
+	PendingToken          string     `bson:"pending_token"`
+	PendingEffects        string     `bson:"pending_effects"`
+	PendingDetails        []bson.Raw `bson:"pending_details"`
 }
 
 func decodeSub(raw bson.Raw) (billing.Subscription, error) {
 	var d subDoc
 	if err := bson.Unmarshal(raw, &d); err != nil {
 		return billing.Subscription{}, err
+	}
+	var pending *billing.Effects
+	if d.PendingEffects != "" || d.PendingToken != "" {
+		e, err := decodeEffects(d.PendingEffects, d.PendingDetails)
+		if err != nil {
+			return billing.Subscription{}, fmt.Errorf("pending_effects: %w", err)
+		}
+		e.Token = d.PendingToken
+		pending = &e
 	}
 	return billing.Subscription{
 		ID: string(d.ID), UserID: string(d.UserID), PlanID: string(d.PlanID),
@@ -50,7 +65,7 @@ func decodeSub(raw bson.Raw) (billing.Subscription, error) {
 		CancelAtPeriodEnd: d.CancelAtPeriodEnd, ExpirationWarningSent: d.ExpirationWarningSent,
 		ExpirationWarningDays: d.ExpirationWarningDays, GatewayUpdatedAt: utc(d.GatewayUpdatedAt),
 		AppliedPayments: d.AppliedPayments, CancelledAt: utc(d.CancelledAt),
-		CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt), Deleted: d.Deleted, Version: d.Version,
+		CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt), Deleted: d.Deleted, Pending: pending, Version: d.Version,
 	}, nil
 }
 
@@ -63,27 +78,33 @@ func (s *Store) decodeSubErr(raw bson.Raw) (billing.Subscription, error) {
 	return x, nil
 }
 
-// subFields encodes every field renewkit owns; the host's other fields and the claim fields
-// are left alone by updates.
+// subscriptionFields are the fields renewkit owns in a subscriptions document, named as
+// billing.ChangedSubscriptionFields names them. Pending effects, version and claim fields
+// are written apart.
+var subscriptionFields = fieldSet[billing.Subscription]{
+	{billing.FieldUserID, kindRef, false, func(x billing.Subscription) any { return x.UserID }},
+	{billing.FieldPlanID, kindRef, false, func(x billing.Subscription) any { return x.PlanID }},
+	{billing.FieldStatus, kindStr, false, func(x billing.Subscription) any { return string(x.Status) }},
+	{billing.FieldBillingCycle, kindStr, false, func(x billing.Subscription) any { return string(x.BillingCycle) }},
+	{billing.FieldCurrentPeriodStart, kindTime, true, func(x billing.Subscription) any { return x.CurrentPeriodStart }},
+	{billing.FieldCurrentPeriodEnd, kindTime, true, func(x billing.Subscription) any { return x.CurrentPeriodEnd }},
+	{billing.FieldGateway, kindStr, false, func(x billing.Subscription) any { return x.Gateway }},
+	{billing.FieldGatewaySubscriptionID, kindStr, true, func(x billing.Subscription) any { return x.GatewaySubscriptionID }},
+	{billing.FieldCancelAtPeriodEnd, kindFlag, false, func(x billing.Subscription) any { return x.CancelAtPeriodEnd }},
+	{billing.FieldExpirationWarningSent, kindFlag, false, func(x billing.Subscription) any { return x.ExpirationWarningSent }},
+	{billing.FieldExpirationWarningDays, kindInt, true, func(x billing.Subscription) any { return x.ExpirationWarningDays }},
+	{billing.FieldGatewayUpdatedAt, kindTime, true, func(x billing.Subscription) any { return x.GatewayUpdatedAt }},
+	{billing.FieldAppliedPayments, kindStrs, true, func(x billing.Subscription) any { return x.AppliedPayments }},
+	{billing.FieldCancelledAt, kindTime, true, func(x billing.Subscription) any { return x.CancelledAt }},
+	{billing.FieldCreatedAt, kindTime, true, func(x billing.Subscription) any { return x.CreatedAt }},
+	{billing.FieldUpdatedAt, kindTime, true, func(x billing.Subscription) any { return x.UpdatedAt }},
+	{billing.FieldDeleted, kindFlag, false, func(x billing.Subscription) any { return x.Deleted }},
+}
+
+// subFields encodes a new document: every field renewkit owns (empty optional ones left
+// out) and the version.
 func subFields(x billing.Subscription, version int64) *fields {
-	f := &fields{}
-	f.put("user_id", x.UserID)
-	f.put("plan_id", x.PlanID)
-	f.put("status", string(x.Status))
-	f.put("billing_cycle", string(x.BillingCycle))
-	f.time("current_period_start", x.CurrentPeriodStart)
-	f.time("current_period_end", x.CurrentPeriodEnd)
-	f.put("gateway", x.Gateway)
-	f.optStr("gateway_subscription_id", x.GatewaySubscriptionID)
-	f.put("cancel_at_period_end", x.CancelAtPeriodEnd)
-	f.put("expiration_warning_sent", x.ExpirationWarningSent)
-	f.optAny("expiration_warning_days", x.ExpirationWarningDays, x.ExpirationWarningDays == 0)
-	f.time("gateway_updated_at", x.GatewayUpdatedAt)
-	f.optAny("applied_payments", x.AppliedPayments, len(x.AppliedPayments) == 0)
-	f.time("cancelled_at", x.CancelledAt)
-	f.time("created_at", x.CreatedAt)
-	f.time("updated_at", x.UpdatedAt)
-	f.put("flag_del", x.Deleted)
+	f := subscriptionFields.doc(x)
 	f.put("version", version)
 	return f
 }
@@ -166,19 +187,106 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 	if err := ctx.Err(); err != nil {
 		return billing.Subscription{}, err
 	}
-	return s.findOneSub(ctx, append(byID(id), notDeleted), "subscription", id)
+	return findLive(ctx, s.subs, id, decodeSub, "subscription")
 }
 
-func (s *Store) UpdateSubscription(ctx context.Context, x billing.Subscription) (billing.Subscription, error) {
+// UpdateSubscriptions writes each change as one UpdateOne of an unordered bulkWrite (at
+// most 99 per command) under the condition flag_del != true, status, current_period_end and
+// every written field as read, claim_token, no pending_token; it $sets/$unsets the changed
+// fields, pending_token and pending_effects, a per-change write_token, and $inc version. A
+// change not known to have applied is told by its document afterwards: carrying its
+// write_token, it applied; gone or soft-deleted, ErrNotFound; otherwise ErrConflict. On
+// MongoDB the server checks the condition; in ClaimSerialized mode the store does, under the
+// subscriptions write mutex (see bulkApply).
+func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
 	if err := ctx.Err(); err != nil {
-		return billing.Subscription{}, err
+		return nil, err
 	}
-	if err := updateVersioned(ctx, s.subs, "subscription", x.ID, x.Version, subFields(x, x.Version+1).update()); err != nil {
-		return billing.Subscription{}, err
+	errs := make([]error, len(changes))
+	tokens := make([]string, len(changes))
+	batch := newToken()
+	var ops []bulkOp
+	for i, ch := range changes {
+		tokens[i] = batch + "." + strconv.Itoa(i)
+		cond, upd, err := subChange(ch, tokens[i])
+		if err != nil {
+			errs[i] = err
+			continue
+		}
+		ops = append(ops, bulkOp{i: i, id: ch.Read.ID, idv: idValue(ch.Read.ID), cond: cond, upd: upd})
 	}
-	x = normSub(x)
-	x.Version++
-	return x, nil
+	classify := func(op bulkOp, doc bson.Raw) error {
+		if doc == nil {
+			return notFound("subscription", op.id)
+		}
+		if tok, _ := doc.Lookup("write_token").StringValueOK(); tok == tokens[op.i] {
+			return nil
+		}
+		if deleted, _ := doc.Lookup("flag_del").BooleanOK(); deleted {
+			return notFound("subscription", op.id)
+		}
+		return fmt.Errorf("mongostore: subscription %q changed since it was read: %w", op.id, billing.ErrConflict)
+	}
+	return errs, s.bulkApply(ctx, s.subs, "subscription", ops, errs, classify)
+}
+
+// subChange returns the condition (besides _id) and update of one change.
+func subChange(ch billing.SubscriptionChange, writeToken string) (cond, upd bson.D, err error) {
+	r := ch.Read
+	if r.ID == "" || ch.Changed.ID != "" && ch.Changed.ID != r.ID {
+		return nil, nil, fmt.Errorf("mongostore: a subscription change needs Read.ID (and Changed.ID empty or the same): %w", billing.ErrInvalidInput)
+	}
+	names := billing.ChangedSubscriptionFields(r, ch.Changed)
+	cond, err = subscriptionFields.cond(bson.D{notDeleted}, r,
+		append([]string{billing.FieldStatus, billing.FieldCurrentPeriodEnd}, names...)...)
+	if err != nil {
+		return nil, nil, err
+	}
+	if ch.ClaimToken != "" {
+		cond = append(cond, bson.E{Key: "claim_token", Value: ch.ClaimToken})
+	}
+	set, err := subscriptionFields.set(ch.Changed, names)
+	if err != nil {
+		return nil, nil, err
+	}
+	set.put("write_token", writeToken)
+	if ch.Effects != nil {
+		js, details, err := encodeEffects(*ch.Effects)
+		if err != nil {
+			return nil, nil, fmt.Errorf("mongostore: subscription %q: encoding effects: %w", r.ID, err)
+		}
+		cond = append(cond, bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: false}}})
+		set.put("pending_token", ch.Effects.Token)
+		set.put("pending_effects", js)
+		set.optAny("pending_details", details, details == nil)
+	}
+	return cond, set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}}), nil
+}
+
+// CompleteEffects removes pending_token, pending_effects and the claim fields of each
+// subscription whose pending_token is the given one, in unordered bulkWrites of UpdateOne
+// (at most 99 each), under the subscriptions write mutex in ClaimSerialized mode.
+func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	unset := bson.D{{Key: "$unset", Value: bson.D{
+		{Key: "pending_token", Value: ""}, {Key: "pending_effects", Value: ""}, {Key: "pending_details", Value: ""},
+		{Key: "claim_token", Value: ""}, {Key: "claim_until", Value: ""},
+	}}}
+	var ops []bulkOp
+	for i, d := range done {
+		if d.SubscriptionID == "" {
+			continue
+		}
+		ops = append(ops, bulkOp{i: i, id: d.SubscriptionID, idv: idValue(d.SubscriptionID),
+			cond: bson.D{{Key: "pending_token", Value: d.Token}}, upd: unset})
+	}
+	errs := make([]error, len(done))
+	if err := s.bulkApply(ctx, s.subs, "subscription", ops, errs, nil); err != nil {
+		return err
+	}
+	return firstErr(errs)
 }
 
 func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid string) (billing.Subscription, error) {
@@ -250,6 +358,9 @@ func subFilter(f billing.SubscriptionFilter) bson.D {
 	if f.PlanID != "" {
 		q = append(q, bson.E{Key: "plan_id", Value: idMatch(f.PlanID)})
 	}
+	if len(f.UserIDs) > 0 {
+		q = append(q, bson.E{Key: "user_id", Value: bson.D{{Key: "$in", Value: idValues(f.UserIDs)}}})
+	}
 	if len(and) > 0 {
 		q = append(q, bson.E{Key: "$and", Value: and})
 	}
@@ -288,14 +399,14 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 	if p.Token == "" || p.Limit <= 0 {
 		return nil, fmt.Errorf("mongostore: claim needs a token and a positive limit: %w", billing.ErrInvalidInput)
 	}
-	base := subFilter(p.Filter)
-	cond := append(append(bson.D{}, base...), claimable(p.Token, p.Now)...)
+	cond := append(subFilter(p.Filter), bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: p.Pending}}})
+	cond = append(cond, claimable(p.Token, p.Now)...)
 	var out []billing.Subscription
 	var bad []error
 	for round := 0; len(out)+len(bad) < p.Limit; round++ {
 		want := min(p.Limit-len(out)-len(bad), s.cfg.BatchSize)
 		var n int
-		err := s.exclusive(ctx, "claim/"+s.cfg.Collections.Subscriptions, func() error {
+		err := s.exclusive(ctx, writeMutex(s.subs), func() error {
 			cur, err := s.subs.Find(ctx, cond, findOpts().SetSort(claimSort).SetLimit(int64(want)).
 				SetProjection(bson.D{{Key: "_id", Value: 1}}))
 			if err != nil {
@@ -355,16 +466,30 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 }
 
 func (s *Store) ReleaseClaims(ctx context.Context, token string) error {
+	unset := bson.D{{Key: "$unset", Value: bson.D{{Key: "claim_token", Value: ""}, {Key: "claim_until", Value: ""}}}}
+	return s.updateClaims(ctx, "release claims", token, unset)
+}
+
+func (s *Store) ExtendClaims(ctx context.Context, token string, until time.Time) error {
+	set := bson.D{{Key: "$set", Value: bson.D{{Key: "claim_until", Value: bson.NewDateTimeFromTime(until)}}}}
+	return s.updateClaims(ctx, "extend claims", token, set)
+}
+
+// updateClaims applies upd to every record token holds, under the subscriptions write mutex
+// in ClaimSerialized mode.
+func (s *Store) updateClaims(ctx context.Context, op, token string, upd bson.D) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
 	if token == "" {
 		return nil
 	}
-	_, err := s.subs.UpdateMany(ctx, bson.D{{Key: "claim_token", Value: token}},
-		bson.D{{Key: "$unset", Value: bson.D{{Key: "claim_token", Value: ""}, {Key: "claim_until", Value: ""}}}})
+	err := s.exclusive(ctx, writeMutex(s.subs), func() error {
+		_, err := s.subs.UpdateMany(ctx, bson.D{{Key: "claim_token", Value: token}}, upd)
+		return err
+	})
 	if err != nil {
-		return opErr("release claims", err)
+		return opErr(op, err)
 	}
 	return nil
 }
@@ -410,9 +535,8 @@ func (s *Store) CountSubscriptionsByStatus(ctx context.Context) (map[billing.Sub
 	return out, nil
 }
 
-// ListSubscriptions implements billing.SubscriptionLister (job previews): matching records,
-// oldest period end first, without claiming them. An unreadable document stops the listing
-// with its *billing.RecordError.
+// ListSubscriptions returns matching records, oldest period end first, without claiming
+// them. Unreadable documents are reported as *billing.RecordError next to the others.
 func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -425,29 +549,72 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 	if err != nil {
 		return nil, opErr("list subscriptions", err)
 	}
-	return decodeAll(ctx, cur, s.decodeSubErr)
+	return decodeEach(ctx, cur, s.subs.Name(), decodeSub)
 }
 
-// updateVersioned applies update to the record id of kind when its stored version is version
-// (a missing version field counts as 0). A record at another version is ErrConflict, a missing
-// one ErrNotFound.
-func updateVersioned(ctx context.Context, c *mongo.Collection, kind, id string, version int64, update bson.D) error {
-	res, err := c.UpdateOne(ctx, append(byID(id), versionIs(version)), update)
-	if mongo.IsDuplicateKeyError(err) {
-		return fmt.Errorf("mongostore: %s %q: duplicate key: %w", kind, id, billing.ErrConflict)
+// Pending effects are stored as pending_token (queried: claims with and without pending
+// effects, CompleteEffects), pending_effects, the billing.Effects as a JSON string (so their
+// shape follows billing's JSON tags), and pending_details, the audit entries' details as
+// BSON documents (aligned with Effects.Audit), so their values keep their types (times,
+// whole numbers) as audit_logs documents do.
+
+func encodeEffects(e billing.Effects) (js string, details bson.A, err error) {
+	audit := make([]billing.AuditEntry, len(e.Audit))
+	for i, a := range e.Audit {
+		if len(a.Details) > 0 {
+			if details == nil {
+				details = make(bson.A, len(e.Audit))
+			}
+			details[i] = a.Details
+		}
+		a.Details = nil
+		audit[i] = a
 	}
-	if err != nil {
-		return opErr("update "+kind, err)
-	}
-	if res.MatchedCount > 0 {
-		return nil
-	}
-	n, err := c.CountDocuments(ctx, byID(id), options.Count().SetLimit(1))
-	if err != nil {
-		return opErr("update "+kind, err)
-	}
-	if n == 0 {
-		return notFound(kind, id)
-	}
-	return fmt.Errorf("mongostore: %s %q changed since version %d was read: %w", kind, id, version, billing.ErrConflict)
+	e.Audit = audit
+	b, err := json.Marshal(e)
+	return string(b), details, err
 }
+
+func decodeEffects(js string, details []bson.Raw) (billing.Effects, error) {
+	var e billing.Effects
+	if js != "" {
+		if err := json.Unmarshal([]byte(js), &e); err != nil {
+			return e, err
+		}
+	}
+	for i := range e.Audit {
+		if i < len(details) {
+			m, err := anyMap(details[i])
+			if err != nil {
+				return e, fmt.Errorf("pending_details: %w", err)
+			}
+			e.Audit[i].Details = m
+		}
+	}
+	utcTimes(reflect.ValueOf(&e).Elem())
+	return e, nil
+}
+
+var timeType = reflect.TypeFor[time.Time]()
+
+// utcTimes sets every time.Time reachable from v (settable) to UTC at millisecond
+// precision, as the store returns times.
+func utcTimes(v reflect.Value) {
+	switch {
+	case v.Type() == timeType:
+		v.Set(reflect.ValueOf(utc(v.Interface().(time.Time))))
+	case v.Kind() == reflect.Struct:
+		for i := range v.NumField() {
+			if v.Field(i).CanSet() {
+				utcTimes(v.Field(i))
+			}
+		}
+	case v.Kind() == reflect.Slice || v.Kind() == reflect.Array:
+		for i := range v.Len() {
+			utcTimes(v.Index(i))
+		}
+	case v.Kind() == reflect.Pointer && !v.IsNil():
+		utcTimes(v.Elem())
+	}
+}
+

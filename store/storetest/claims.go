@@ -19,6 +19,9 @@ func filterSeed() []billing.Subscription {
 	status := func(st billing.SubscriptionStatus) func(*billing.Subscription) {
 		return func(x *billing.Subscription) { x.Status = st }
 	}
+	user := func(id string) func(*billing.Subscription) {
+		return func(x *billing.Subscription) { x.UserID = id }
+	}
 	in2d := base.Add(2 * day)
 	return []billing.Subscription{
 		newSub("soon", base.Add(day)),
@@ -26,12 +29,12 @@ func filterSeed() []billing.Subscription {
 		newSub("at-before", base.Add(3*day)), // exactly PeriodEndBefore: included
 		newSub("beyond", base.Add(3*day+time.Millisecond)),
 		newSub("past", base.Add(-time.Hour)),
-		newSub("pastdue", in2d, status(billing.StatusPastDue)),
+		newSub("pastdue", in2d, status(billing.StatusPastDue), user("u3")),
 		newSub("inactive", in2d, status(billing.StatusInactive)),
 		newSub("cancelled", in2d, status(billing.StatusCancelled)),
 		newSub("pending", in2d, status(billing.StatusPending)),
 		newSub("auto", in2d, autoRenewing(billing.GatewayStripe)),
-		newSub("auto-cancelling", in2d, autoRenewing(billing.GatewayPayPal), func(x *billing.Subscription) { x.CancelAtPeriodEnd = true }),
+		newSub("auto-cancelling", in2d, autoRenewing(billing.GatewayPayPal), user("u3"), func(x *billing.Subscription) { x.CancelAtPeriodEnd = true }),
 		newSub("manual-gwid", in2d, func(x *billing.Subscription) { x.GatewaySubscriptionID = "gw-manual" }),
 		newSub("mp-auto-past", base.Add(-2*day), autoRenewing(billing.GatewayMercadoPago)),
 		newSub("warned-seed", in2d, warned(0)), // the seed's documents: flag set, offset unknown
@@ -39,8 +42,8 @@ func filterSeed() []billing.Subscription {
 		newSub("warned-3", in2d, warned(3)),
 		newSub("warned-1", in2d, warned(1)),
 		newSub("unwarned-days", in2d, func(x *billing.Subscription) { x.ExpirationWarningDays = 3 }), // flag off wins
-		newSub("deleted", base.Add(day), func(x *billing.Subscription) { x.Deleted = true }),
-		newSub("other-plan", in2d, status(billing.StatusPending), func(x *billing.Subscription) { x.PlanID = "p2" }),
+		newSub("deleted", base.Add(day), user("u2"), func(x *billing.Subscription) { x.Deleted = true }),
+		newSub("other-plan", in2d, status(billing.StatusPending), user("u2"), func(x *billing.Subscription) { x.PlanID = "p2" }),
 	}
 }
 
@@ -87,6 +90,16 @@ func (s *suite) filterTests() []test {
 		{name: "PlanIDAndStatus", f: billing.SubscriptionFilter{Statuses: active, PlanID: "p2"}, want: []string{}},
 		{name: "RenewWindow", f: billing.SubscriptionFilter{Statuses: live, PeriodEndBefore: base.Add(2 * day), AutoRenews: &yes},
 			want: []string{"auto", "mp-auto-past"}},
+		{name: "UserIDs", f: billing.SubscriptionFilter{UserIDs: []string{"u2", "u3"}},
+			want: []string{"other-plan", "pastdue", "auto-cancelling"}},
+		{name: "UserIDsOne", f: billing.SubscriptionFilter{UserIDs: []string{"u2"}}, want: []string{"other-plan"}},
+		{name: "UserIDsUnknown", f: billing.SubscriptionFilter{UserIDs: []string{"nobody"}}, want: []string{}},
+		{name: "UserIDsAndStatuses", f: billing.SubscriptionFilter{UserIDs: []string{"u2", "u3"}, Statuses: live},
+			want: []string{"pastdue", "auto-cancelling"}},
+		{name: "UserIDsAndStatusActive", f: billing.SubscriptionFilter{UserIDs: []string{"u3"}, Statuses: active},
+			want: []string{"auto-cancelling"}},
+		{name: "UserIDsAndWindow", f: window(billing.SubscriptionFilter{UserIDs: []string{"u1", "u3"}, Statuses: live, AutoRenews: &yes}),
+			want: []string{"auto"}},
 	}
 	out := []test{{"MatchAgreesWithHandWrittenExpectations", func(ctx context.Context, t *testing.T, _ billing.Store) {
 		seed := filterSeed()
@@ -127,14 +140,12 @@ func (s *suite) filterTests() []test {
 			if n != len(byMatch) {
 				t.Fatalf("CountSubscriptions(%+v) = %d, want %d (%v)", c.f, n, len(byMatch), byMatch)
 			}
-			if l, ok := st.(billing.SubscriptionLister); ok {
-				listed, err := l.ListSubscriptions(ctx, c.f, 1000)
-				must(t, err, "ListSubscriptions")
-				equalIDs(t, subIDs(listed), byMatch, "ListSubscriptions(%+v) must select what Match selects", c.f)
-				for i := 1; i < len(listed); i++ {
-					if listed[i].CurrentPeriodEnd.Before(listed[i-1].CurrentPeriodEnd) {
-						t.Fatalf("ListSubscriptions is not ordered by period end: %v", subIDs(listed))
-					}
+			listed, err := st.ListSubscriptions(ctx, c.f, 1000)
+			must(t, err, "ListSubscriptions")
+			equalIDs(t, subIDs(listed), byMatch, "ListSubscriptions(%+v) must select what Match selects", c.f)
+			for i := 1; i < len(listed); i++ {
+				if listed[i].CurrentPeriodEnd.Before(listed[i-1].CurrentPeriodEnd) {
+					t.Fatalf("ListSubscriptions is not ordered by period end: %v", subIDs(listed))
 				}
 			}
 			claimed, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{
@@ -262,9 +273,12 @@ func (s *suite) claimTests() []test {
 			must(t, err, "GetSubscription")
 			equal(t, got[0], stored, "a claimed record equals the stored one (same version)")
 			// Jobs update what they claimed: the claim must not make the copy stale.
-			got[0].Status = billing.StatusInactive
-			upd, err := st.UpdateSubscription(ctx, got[0])
+			changed := got[0]
+			changed.Status = billing.StatusInactive
+			_, err = billing.UpdateSubscription(ctx, st, got[0], changed)
 			must(t, err, "UpdateSubscription(claimed record)")
+			upd, err := st.GetSubscription(ctx, got[0].ID)
+			must(t, err, "GetSubscription")
 			if upd.Status != billing.StatusInactive {
 				t.Fatalf("update of a claimed record not stored: %+v", upd)
 			}
@@ -301,6 +315,7 @@ func (s *suite) claimTests() []test {
 			}
 			equalIDs(t, disjoint(t, got...), subIDs(seed), "%d concurrent workers together claim each of %d records exactly once", n, len(seed))
 		}},
+		{"ExtendClaims", s.testExtendClaims},
 		{"ConcurrentReleaseAndClaim", func(ctx context.Context, t *testing.T, st billing.Store) {
 			// Workers that release after each batch (as a finishing run does) still never
 			// hand one record to two live holders at once.

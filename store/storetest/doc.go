@@ -3,18 +3,27 @@
 // (not a _test file) so adapters in other modules can import it from their tests.
 //
 // The suite checks the contract written in billing/store.go, part by part: inserts and reads
-// of every record type, ErrNotFound for missing and soft-deleted records, ErrConflict for
-// duplicate keys and stale versions, the job selection queries (SubscriptionFilter must select
-// exactly what SubscriptionFilter.Match selects, including its boundaries: PeriodEndAfter is
-// exclusive, PeriodEndBefore inclusive, seed documents with expiration_warning_sent and no
-// offset), atomic claims (several goroutines with different tokens claiming the same due
-// records get each record exactly once; a lease that ended is claimable again; ReleaseClaims),
-// the cleanup queries (a record exactly at the cutoff is included; concurrent callers get
-// disjoint records), record-once notifications, run history ordering, job state (its
-// version check: a stale version conflicts and changes nothing, one of several concurrent
-// writers of a version wins), lease locks with fencing tokens, the webhook inbox, time round trips (any zone and nanoseconds in,
-// UTC at millisecond precision out) and context cancellation (every method fails and writes
-// nothing).
+// of every record type; ErrNotFound for missing and soft-deleted records; ErrConflict for
+// duplicate keys and for changes whose Read no longer matches the stored record; the job
+// selection queries (SubscriptionFilter must select exactly what SubscriptionFilter.Match
+// selects, including its boundaries: PeriodEndAfter is exclusive, PeriodEndBefore inclusive,
+// seed documents with expiration_warning_sent and no offset); atomic claims (several
+// goroutines with different tokens claiming the same due records get each record exactly
+// once; a lease that ended is claimable again; ReleaseClaims; ExtendClaims); the cleanup
+// queries (a record exactly at the cutoff is included; concurrent callers get disjoint
+// records); the batch writes (UpdateSubscriptions and UpdateUsersAccess return one result per
+// change, aligned with the batch; a failing change writes nothing while the others apply; a
+// change writes only the fields it changes, and conflicts when another writer changed its
+// status, period end, claim or one of those fields between read and write; of concurrent
+// changes from one read exactly one applies); pending effects (stored with the transition,
+// read back equal, claimed apart with ClaimParams.Pending, never replaced by a second
+// transition, completed once by their token); audit batches idempotent by id; send-once
+// reservations (a key is reserved by one token at a time, taken over after its lease, never
+// again once sent or failed, released on a transient failure); run history ordering; job
+// state (a stale version conflicts and changes nothing, one of several concurrent writers of
+// a version wins); lease locks with fencing tokens; the webhook inbox; time round trips (any
+// zone and nanoseconds in, UTC at millisecond precision out); and context cancellation
+// (every method fails and writes nothing).
 //
 // Every subtest gets a fresh, empty store from the caller's constructor. Data sizes are
 // small (hundreds of records) so a slow MongoDB-compatible server can run it; Options tunes

@@ -60,8 +60,10 @@ func (s *suite) paymentTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "GetPayment(missing)")
 			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_nope")
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(missing)")
-			_, err = st.UpdatePayment(ctx, newPayment("nope", base))
-			wantErr(t, err, billing.ErrNotFound, "UpdatePayment(missing)")
+			missing := newPayment("nope", base)
+			approved := missing
+			approved.Status = billing.PaymentApproved
+			wantErr(t, st.UpdatePayment(ctx, missing, approved), billing.ErrNotFound, "UpdatePayment(missing)")
 			p := newPayment("pay1", base)
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
 			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "")
@@ -80,33 +82,31 @@ func (s *suite) paymentTests() []test {
 				t.Fatalf("CancelStalePayments cancelled soft-deleted payments: %v", got)
 			}
 		}},
-		{"UpdateVersioning", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"UpdateConditionalOnRead", func(ctx context.Context, t *testing.T, st billing.Store) {
 			p := newPayment("pay1", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_old" })
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
 			read, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
 			upd := read
 			upd.Status, upd.ProcessedAt, upd.UpdatedAt, upd.GatewayPaymentID = billing.PaymentApproved, base, base, "pi_new"
-			got, err := st.UpdatePayment(ctx, upd)
-			must(t, err, "UpdatePayment")
-			if got.Version != read.Version+1 {
-				t.Fatalf("UpdatePayment returned version %d, want %d", got.Version, read.Version+1)
-			}
+			must(t, st.UpdatePayment(ctx, read, upd), "UpdatePayment")
+			got := upd
+			got.Version = read.Version + 1
 			stored, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
-			equal(t, stored, got, "stored payment equals the one UpdatePayment returned")
+			equal(t, stored, got, "stored payment equals the changed one with the version incremented")
 			if _, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_new"); err != nil {
 				t.Fatalf("FindPaymentByGateway(new gateway id) after update: %v", err)
 			}
 			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_old")
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(replaced gateway id)")
+			// A writer still holding the first read loses: the status changed meanwhile.
 			stale := read
-			stale.Status = billing.PaymentCancelled
-			_, err = st.UpdatePayment(ctx, stale)
-			wantErr(t, err, billing.ErrConflict, "UpdatePayment(stale version)")
+			stale.Status, stale.Reason = billing.PaymentCancelled, "stale"
+			wantErr(t, st.UpdatePayment(ctx, read, stale), billing.ErrConflict, "UpdatePayment(Read's status no longer stored)")
 			after, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
-			equal(t, after, got, "a stale update changed nothing")
+			equal(t, after, got, "a conflicting update changed nothing")
 		}},
 		{"UpdateToTakenGatewayIDIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
 			a := newPayment("a", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_a" })
@@ -115,9 +115,12 @@ func (s *suite) paymentTests() []test {
 			must(t, st.InsertPayment(ctx, &b), "InsertPayment")
 			rb, err := st.GetPayment(ctx, "b")
 			must(t, err, "GetPayment")
-			rb.GatewayPaymentID = "pi_a"
-			_, err = st.UpdatePayment(ctx, rb)
-			wantErr(t, err, billing.ErrConflict, "UpdatePayment to another payment's gateway id")
+			taken := rb
+			taken.GatewayPaymentID = "pi_a"
+			wantErr(t, st.UpdatePayment(ctx, rb, taken), billing.ErrConflict, "UpdatePayment to another payment's gateway id")
+			after, err := st.GetPayment(ctx, "b")
+			must(t, err, "GetPayment")
+			equal(t, after, rb, "payment b after a rejected update")
 			found, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_a")
 			must(t, err, "FindPaymentByGateway")
 			if found.ID != "a" {
@@ -153,9 +156,9 @@ func (s *suite) paymentTests() []test {
 				equal(t, stored, p, "stored payment equals the returned one")
 				// A processor still holding the pending copy must not overwrite the cancellation.
 				old := before[p.ID]
-				old.Status = billing.PaymentApproved
-				_, err = st.UpdatePayment(ctx, old)
-				wantErr(t, err, billing.ErrConflict, "UpdatePayment with the copy read before the cancellation")
+				approved := old
+				approved.Status = billing.PaymentApproved
+				wantErr(t, st.UpdatePayment(ctx, old, approved), billing.ErrConflict, "UpdatePayment with the copy read before the cancellation")
 			}
 			for _, id := range []string{"just-newer", "approved-old", "failed-old"} {
 				stored, err := st.GetPayment(ctx, id)

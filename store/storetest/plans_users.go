@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"testing"
+	"time"
 
 	"github.com/renewkit/renewkit/billing"
 )
@@ -98,7 +99,7 @@ func (s *suite) userTests() []test {
 		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
 			_, err := st.GetUser(ctx, "nope")
 			wantErr(t, err, billing.ErrNotFound, "GetUser(missing)")
-			wantErr(t, st.UpdateUserAccess(ctx, newUser("nope")), billing.ErrNotFound, "UpdateUserAccess(missing)")
+			wantErr(t, billing.UpdateUserAccess(ctx, st, newUser("nope"), revoked(newUser("nope"))), billing.ErrNotFound, "UpdateUserAccess(missing)")
 		}},
 		{"SoftDeletedInvisible", func(ctx context.Context, t *testing.T, st billing.Store) {
 			u := newUser("gone")
@@ -106,17 +107,19 @@ func (s *suite) userTests() []test {
 			must(t, st.InsertUser(ctx, &u), "InsertUser(deleted)")
 			_, err := st.GetUser(ctx, "gone")
 			wantErr(t, err, billing.ErrNotFound, "GetUser(soft-deleted)")
-			wantErr(t, st.UpdateUserAccess(ctx, newUser("gone")), billing.ErrNotFound, "UpdateUserAccess(soft-deleted)")
+			wantErr(t, billing.UpdateUserAccess(ctx, st, newUser("gone"), revoked(newUser("gone"))), billing.ErrNotFound, "UpdateUserAccess(soft-deleted)")
 		}},
 		{"UpdateAccessWritesOnlyAccessFields", func(ctx context.Context, t *testing.T, st billing.Store) {
 			u := newUser("u1")
 			must(t, st.InsertUser(ctx, &u), "InsertUser")
+			read, err := st.GetUser(ctx, "u1")
+			must(t, err, "GetUser")
 			upd := billing.User{
 				ID: "u1", Email: "changed@example.com", Name: "Changed", Locale: "en", TimeZone: "UTC",
 				PlanID: "", SubscriptionID: "s9", Status: billing.StatusInactive,
-				AccessUntil: base.Add(3 * day), UpdatedAt: base, CreatedAt: base,
+				AccessUntil: base.Add(3 * day), UpdatedAt: base, CreatedAt: base, Deleted: true,
 			}
-			must(t, st.UpdateUserAccess(ctx, upd), "UpdateUserAccess")
+			must(t, billing.UpdateUserAccess(ctx, st, read, upd), "UpdateUserAccess")
 			got, err := st.GetUser(ctx, "u1")
 			must(t, err, "GetUser")
 			want := newUser("u1")
@@ -125,4 +128,10 @@ func (s *suite) userTests() []test {
 			equal(t, got, want, "user after UpdateUserAccess (email, name, locale, zone, created_at must be kept)")
 		}},
 	}
+}
+
+// revoked returns u with its access revoked as the expire job does.
+func revoked(u billing.User) billing.User {
+	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil, u.UpdatedAt = "", "", billing.StatusInactive, time.Time{}, base
+	return u
 }

@@ -16,6 +16,31 @@ func (s *suite) auditTests() []test {
 			Details: map[string]any{"note": action + " " + entity}, CreatedAt: at}
 	}
 	return []test{
+		{"InsertAuditsIdempotentByID", func(ctx context.Context, t *testing.T, st billing.Store) {
+			batch := []billing.AuditEntry{entry("a", "s1", base), entry("b", "s2", base.Add(time.Second)), entry("c", "s3", base.Add(2*time.Second))}
+			for i := range batch {
+				batch[i].ID = fmt.Sprintf("e%d", i)
+			}
+			must(t, st.InsertAudits(ctx, batch), "InsertAudits")
+			// A retried batch, plus an entry that is new, plus one whose id is stored with other
+			// content: only the new one is written, the stored ones stay as they were.
+			changed := batch[0]
+			changed.Action, changed.Details = "replaced", map[string]any{"note": "replaced"}
+			extra := entry("d", "s4", base.Add(3*time.Second))
+			extra.ID = "e3"
+			must(t, st.InsertAudits(ctx, batch), "InsertAudits (same batch again)")
+			must(t, st.InsertAudits(ctx, []billing.AuditEntry{changed, extra, batch[2]}), "InsertAudits (overlapping batch)")
+			list, err := st.ListAudit(ctx, billing.AuditFilter{})
+			must(t, err, "ListAudit")
+			want := append(append([]billing.AuditEntry(nil), batch...), extra)
+			if len(list) != len(want) {
+				t.Fatalf("ListAudit after retried batches = %v, want each of %d entries once", ids(list, func(e billing.AuditEntry) string { return e.ID }), len(want))
+			}
+			for i := range want {
+				equal(t, list[i], want[i], "ListAudit[%d]", i)
+			}
+			must(t, st.InsertAudits(ctx, nil), "InsertAudits(empty batch)")
+		}},
 		{"InsertListOldestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
 			// Inserted out of time order: the list is by created_at, not by insertion.
 			in := []billing.AuditEntry{
@@ -73,57 +98,216 @@ func (s *suite) auditTests() []test {
 }
 
 func (s *suite) notificationTests() []test {
-	rec := func(key, status string) billing.NotificationRecord {
-		return billing.NotificationRecord{Key: key, Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1",
-			Status: status, CreatedAt: base}
+	rec := func(key string) billing.NotificationRecord {
+		return billing.NotificationRecord{Key: key, Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1"}
+	}
+	done := func(key, status, errText string, at time.Time) billing.NotificationRecord {
+		r := rec(key)
+		r.Status, r.Error, r.UpdatedAt = status, errText, at
+		return r
+	}
+	const lease = time.Minute
+	reserve := func(ctx context.Context, t *testing.T, st billing.Store, token string, now time.Time, keys ...string) []bool {
+		t.Helper()
+		recs := make([]billing.NotificationRecord, len(keys))
+		for i, k := range keys {
+			recs[i] = rec(k)
+		}
+		got, err := st.ReserveNotifications(ctx, recs, token, now, now.Add(lease))
+		must(t, err, "ReserveNotifications(%v, token %s)", keys, token)
+		if len(got) != len(keys) {
+			t.Fatalf("ReserveNotifications(%d records) returned %d results, want one per record", len(keys), len(got))
+		}
+		return got
+	}
+	reserveOne := func(ctx context.Context, t *testing.T, st billing.Store, token string, now time.Time, key string) bool {
+		t.Helper()
+		return reserve(ctx, t, st, token, now, key)[0]
+	}
+	get := func(ctx context.Context, t *testing.T, st billing.Store, key string) billing.NotificationRecord {
+		t.Helper()
+		got, err := st.GetNotification(ctx, key)
+		must(t, err, "GetNotification(%s)", key)
+		return got
 	}
 	return []test{
-		{"RecordGet", func(ctx context.Context, t *testing.T, st billing.Store) {
-			r := rec("expiring:s1:1", "sent")
-			must(t, st.RecordNotification(ctx, r), "RecordNotification")
-			got, err := st.GetNotification(ctx, r.Key)
-			must(t, err, "GetNotification")
-			equal(t, got, r, "GetNotification")
-			f := rec("expiring:s2:1", "failed")
-			f.Error = "550 mailbox unavailable"
-			must(t, st.RecordNotification(ctx, f), "RecordNotification(failed)")
-			got, err = st.GetNotification(ctx, f.Key)
-			must(t, err, "GetNotification")
-			equal(t, got, f, "GetNotification(failed record)")
+		{"ReserveInsertsSending", func(ctx context.Context, t *testing.T, st billing.Store) {
+			if !reserveOne(ctx, t, st, "A", base, "expiring:s1:3") {
+				t.Fatal("the first reservation of a new key was refused")
+			}
+			got := get(ctx, t, st, "expiring:s1:3")
+			want := billing.NotificationRecord{Key: "expiring:s1:3", Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1",
+				Status: billing.NotificationSending, Token: "A", LeaseUntil: base.Add(lease), CreatedAt: base}
+			got.UpdatedAt = time.Time{} // a store may stamp when the status was set
+			equal(t, got, want, "record of a new reservation (status sending, token, lease, created at now)")
 		}},
-		{"RecordOnce", func(ctx context.Context, t *testing.T, st billing.Store) {
-			must(t, st.RecordNotification(ctx, rec("k", "sent")), "RecordNotification")
-			dup := rec("k", "failed")
-			wantErr(t, st.RecordNotification(ctx, dup), billing.ErrConflict, "RecordNotification(same key)")
-			got, err := st.GetNotification(ctx, "k")
-			must(t, err, "GetNotification")
-			if got.Status != "sent" {
-				t.Fatalf("the duplicate replaced the first record: %+v", got)
+		{"FinishSentAndFailed", func(ctx context.Context, t *testing.T, st billing.Store) {
+			reserve(ctx, t, st, "A", base, "k-sent", "k-failed")
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{
+				done("k-sent", billing.NotificationSent, "", base.Add(time.Second)),
+				done("k-failed", billing.NotificationFailed, "550 mailbox unavailable", base.Add(2*time.Second)),
+			}, "A"), "FinishNotifications")
+			for _, c := range []struct {
+				key, status, errText string
+				at                   time.Time
+			}{
+				{"k-sent", billing.NotificationSent, "", base.Add(time.Second)},
+				{"k-failed", billing.NotificationFailed, "550 mailbox unavailable", base.Add(2 * time.Second)},
+			} {
+				got := get(ctx, t, st, c.key)
+				if got.Status != c.status || got.Error != c.errText || !got.UpdatedAt.Equal(c.at) ||
+					got.Kind != billing.KindExpiring || got.SubscriptionID != "s1" || got.UserID != "u1" || !got.CreatedAt.Equal(base) {
+					t.Fatalf("record %s after FinishNotifications = %+v; want status %q, error %q, updated at %v, kind/subscription/user/created at kept",
+						c.key, got, c.status, c.errText, c.at)
+				}
+				// A finished key is never reserved again: not by another token long after,
+				// not by the token that finished it.
+				if reserveOne(ctx, t, st, "B", base.Add(10*day), c.key) {
+					t.Fatalf("a %s key was reserved again by another token", c.status)
+				}
+				if reserveOne(ctx, t, st, "A", base.Add(10*day), c.key) {
+					t.Fatalf("a %s key was reserved again by the token that finished it", c.status)
+				}
+				if again := get(ctx, t, st, c.key); again.Status != c.status {
+					t.Fatalf("record %s after refused reservations has status %q, want %q", c.key, again.Status, c.status)
+				}
+			}
+		}},
+		{"LiveReservationRefusedThenTakenOver", func(ctx context.Context, t *testing.T, st billing.Store) {
+			if !reserveOne(ctx, t, st, "A", base, "k") {
+				t.Fatal("A's first reservation was refused")
+			}
+			if reserveOne(ctx, t, st, "B", base.Add(lease-time.Millisecond), "k") {
+				t.Fatal("B reserved a key while A's lease is live")
+			}
+			if r := get(ctx, t, st, "k"); r.Token != "A" || r.Status != billing.NotificationSending {
+				t.Fatalf("a refused reservation changed the record: %+v", r)
+			}
+			// A's lease ended at now: B takes the key over.
+			if !reserveOne(ctx, t, st, "B", base.Add(lease), "k") {
+				t.Fatal("B could not take over a reservation whose lease ended at now")
+			}
+			if r := get(ctx, t, st, "k"); r.Token != "B" || !r.LeaseUntil.Equal(base.Add(2*lease)) || r.Status != billing.NotificationSending {
+				t.Fatalf("record after the takeover = %+v, want sending, token B, lease %v", r, base.Add(2*lease))
+			}
+			// A, back from the dead, finishes: ignored, the key is B's.
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done("k", billing.NotificationSent, "", base.Add(lease+time.Second))}, "A"),
+				"FinishNotifications by the token that lost the key")
+			if r := get(ctx, t, st, "k"); r.Status != billing.NotificationSending || r.Token != "B" {
+				t.Fatalf("the stale token's Finish changed the record: %+v", r)
+			}
+			if reserveOne(ctx, t, st, "A", base.Add(lease+2*time.Second), "k") {
+				t.Fatal("A reserved the key again while B's lease is live")
+			}
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done("k", billing.NotificationSent, "", base.Add(lease+3*time.Second))}, "B"),
+				"FinishNotifications(B)")
+			if r := get(ctx, t, st, "k"); r.Status != billing.NotificationSent || !r.UpdatedAt.Equal(base.Add(lease+3*time.Second)) {
+				t.Fatalf("record after B's Finish = %+v, want sent", r)
+			}
+		}},
+		{"SameTokenReservesAgainAndMovesLease", func(ctx context.Context, t *testing.T, st billing.Store) {
+			reserveOne(ctx, t, st, "A", base, "k")
+			later := base.Add(30 * time.Second)
+			if !reserveOne(ctx, t, st, "A", later, "k") {
+				t.Fatal("a key already reserved by the token was reported not reserved")
+			}
+			if r := get(ctx, t, st, "k"); r.Token != "A" || !r.LeaseUntil.Equal(later.Add(lease)) || !r.CreatedAt.Equal(base) {
+				t.Fatalf("record after the re-reservation = %+v; want token A, lease %v, created at %v kept", r, later.Add(lease), base)
+			}
+			// The moved lease holds past the first one.
+			if reserveOne(ctx, t, st, "B", base.Add(lease), "k") {
+				t.Fatal("B took a key whose lease A moved past now")
+			}
+			if !reserveOne(ctx, t, st, "B", later.Add(lease), "k") {
+				t.Fatal("B could not take the key once the moved lease ended")
+			}
+		}},
+		{"FinishWithoutStatusReleases", func(ctx context.Context, t *testing.T, st billing.Store) {
+			reserve(ctx, t, st, "A", base, "k1", "k2")
+			// The send of k1 failed transiently: released. k2 stays reserved.
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{rec("k1")}, "A"), "FinishNotifications(empty status)")
+			got := reserve(ctx, t, st, "B", base.Add(time.Second), "k1", "k2")
+			if !got[0] || got[1] {
+				t.Fatalf("B's reservations after A released k1 only = %v, want [true false]", got)
+			}
+			if r := get(ctx, t, st, "k1"); r.Status != billing.NotificationSending || r.Token != "B" {
+				t.Fatalf("released key reserved by B: %+v", r)
+			}
+			// A release by a token that no longer holds the key changes nothing.
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{rec("k1")}, "A"), "FinishNotifications(empty status, stale token)")
+			if reserveOne(ctx, t, st, "C", base.Add(2*time.Second), "k1") {
+				t.Fatal("a stale token's release freed B's reservation")
+			}
+		}},
+		{"MixedBatchAligned", func(ctx context.Context, t *testing.T, st billing.Store) {
+			reserveOne(ctx, t, st, "X", base, "sent")
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done("sent", billing.NotificationSent, "", base)}, "X"), "FinishNotifications")
+			reserveOne(ctx, t, st, "X", base, "live-other")
+			reserveOne(ctx, t, st, "X", base.Add(-lease), "expired-other")
+			reserveOne(ctx, t, st, "A", base, "mine")
+			got := reserve(ctx, t, st, "A", base.Add(time.Second), "new", "sent", "live-other", "expired-other", "mine")
+			want := []bool{true, false, false, true, true}
+			if !slices.Equal(got, want) {
+				t.Fatalf("ReserveNotifications(new, sent, live other, expired other, mine) = %v, want %v (aligned with the records)", got, want)
+			}
+			for key, token := range map[string]string{"new": "A", "live-other": "X", "expired-other": "A", "mine": "A"} {
+				if r := get(ctx, t, st, key); r.Token != token || r.Status != billing.NotificationSending {
+					t.Fatalf("record %s = %+v, want sending held by %s", key, r, token)
+				}
+			}
+			// A Finish for a key the token never reserved is left alone.
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{
+				done("never-reserved", billing.NotificationSent, "", base), done("live-other", billing.NotificationSent, "", base),
+				done("new", billing.NotificationSent, "", base.Add(2*time.Second)),
+			}, "A"), "FinishNotifications(unknown key, other token's key, own key)")
+			_, err := st.GetNotification(ctx, "never-reserved")
+			wantErr(t, err, billing.ErrNotFound, "GetNotification of a key only finished, never reserved")
+			if r := get(ctx, t, st, "live-other"); r.Status != billing.NotificationSending || r.Token != "X" {
+				t.Fatalf("another token's reservation after A's Finish = %+v, want sending held by X", r)
+			}
+			if r := get(ctx, t, st, "new"); r.Status != billing.NotificationSent {
+				t.Fatalf("own key after Finish = %+v, want sent", r)
 			}
 		}},
 		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
 			_, err := st.GetNotification(ctx, "nope")
 			wantErr(t, err, billing.ErrNotFound, "GetNotification(missing)")
 		}},
-		{"ConcurrentRecordOnce", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConcurrentReserveOneTokenPerKey", func(ctx context.Context, t *testing.T, st billing.Store) {
+			const keys = 50
+			recs := make([]billing.NotificationRecord, keys)
+			for i := range recs {
+				recs[i] = rec(fmt.Sprintf("race-%02d", i))
+			}
 			n := s.opts.Goroutines
+			got := make([][]bool, n)
 			errs := make([]error, n)
 			runConcurrently(n, func(i int) {
-				r := rec("race", "sent")
-				r.Error = fmt.Sprint(i)
-				errs[i] = st.RecordNotification(ctx, r)
+				got[i], errs[i] = st.ReserveNotifications(ctx, recs, fmt.Sprintf("token-%d", i), base, base.Add(lease))
 			})
-			wins := 0
-			for i, err := range errs {
-				switch {
-				case err == nil:
-					wins++
-				case !isConflict(err):
-					t.Fatalf("caller %d: got %v, want nil or ErrConflict", i, err)
+			for i := range n {
+				must(t, errs[i], "caller %d", i)
+				if len(got[i]) != keys {
+					t.Fatalf("caller %d got %d results for %d records", i, len(got[i]), keys)
 				}
 			}
-			if wins != 1 {
-				t.Fatalf("%d of %d concurrent callers recorded the same key, want exactly 1", wins, n)
+			for k, r := range recs {
+				winner := -1
+				for i := range n {
+					if !got[i][k] {
+						continue
+					}
+					if winner >= 0 {
+						t.Fatalf("key %s reserved by token-%d and token-%d at once", r.Key, winner, i)
+					}
+					winner = i
+				}
+				if winner < 0 {
+					t.Fatalf("key %s reserved by none of %d callers", r.Key, n)
+				}
+				if stored := get(ctx, t, st, r.Key); stored.Token != fmt.Sprintf("token-%d", winner) {
+					t.Fatalf("key %s is held by %q, but token-%d was told it reserved it", r.Key, stored.Token, winner)
+				}
 			}
 		}},
 	}

@@ -71,9 +71,13 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opt
 		{"Filter", s.filterTests()},
 		{"Claims", s.claimTests()},
 		{"Payments", s.paymentTests()},
+		{"PaymentChanges", s.paymentChangeTests()},
 		{"Sessions", s.sessionTests()},
 		{"Audit", s.auditTests()},
 		{"Notifications", s.notificationTests()},
+		{"Changes", s.changeTests()},
+		{"Effects", s.effectTests()},
+		{"UserAccess", s.userAccessTests()},
 		{"JobRuns", s.jobRunTests()},
 		{"JobState", s.jobStateTests()},
 		{"Locks", s.lockTests()},
@@ -177,6 +181,13 @@ func normInto(dst, src reflect.Value) {
 			return
 		}
 		dst.Set(src)
+	case reflect.Pointer:
+		if src.IsNil() {
+			return
+		}
+		p := reflect.New(src.Type().Elem())
+		normInto(p.Elem(), src.Elem())
+		dst.Set(p)
 	default:
 		dst.Set(src)
 	}

@@ -50,8 +50,11 @@ func (s *suite) subscriptionTests() []test {
 		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
 			_, err := st.GetSubscription(ctx, "nope")
 			wantErr(t, err, billing.ErrNotFound, "GetSubscription(missing)")
-			_, err = st.UpdateSubscription(ctx, newSub("nope", base))
-			wantErr(t, err, billing.ErrNotFound, "UpdateSubscription(missing)")
+			missing := newSub("nope", base)
+			changed := missing
+			changed.Status = billing.StatusInactive
+			_, err = billing.UpdateSubscription(ctx, st, missing, changed)
+			wantErr(t, err, billing.ErrNotFound, "UpdateSubscriptions(missing)")
 			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-nope")
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(missing)")
 			list, err := st.ListUserSubscriptions(ctx, "nobody")
@@ -60,38 +63,42 @@ func (s *suite) subscriptionTests() []test {
 				t.Fatalf("ListUserSubscriptions(unknown user) = %v, want none", subIDs(list))
 			}
 		}},
-		{"UpdateVersioning", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"UpdateConditionalOnRead", func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base))
 			read, err := st.GetSubscription(ctx, "s1")
 			must(t, err, "GetSubscription")
 			upd := read
 			upd.Status, upd.UpdatedAt = billing.StatusInactive, base.Add(day)
 			upd.AppliedPayments = []string{"pay1"}
-			got, err := st.UpdateSubscription(ctx, upd)
+			got, err := billing.UpdateSubscription(ctx, st, read, upd)
 			must(t, err, "UpdateSubscription")
-			if got.Version != read.Version+1 {
-				t.Fatalf("UpdateSubscription returned version %d, want %d", got.Version, read.Version+1)
-			}
 			stored, err := st.GetSubscription(ctx, "s1")
 			must(t, err, "GetSubscription after update")
-			equal(t, stored, got, "stored record equals the one UpdateSubscription returned")
+			if stored.Version != read.Version+1 {
+				t.Fatalf("stored version after an applied change = %d, want %d", stored.Version, read.Version+1)
+			}
+			equal(t, stored, got, "stored record equals the changed one")
 			if stored.Status != billing.StatusInactive || len(stored.AppliedPayments) != 1 {
 				t.Fatalf("update not stored: %+v", stored)
 			}
-			// A writer still holding the first read loses.
+			// A writer still holding the first read loses: its Read no longer matches the
+			// stored record.
 			stale := read
 			stale.Status = billing.StatusCancelled
-			_, err = st.UpdateSubscription(ctx, stale)
-			wantErr(t, err, billing.ErrConflict, "UpdateSubscription(stale version)")
+			_, err = billing.UpdateSubscription(ctx, st, read, stale)
+			wantErr(t, err, billing.ErrConflict, "UpdateSubscription(Read no longer matches the stored record)")
 			after, err := st.GetSubscription(ctx, "s1")
 			must(t, err, "GetSubscription")
-			equal(t, after, got, "a stale update changed nothing")
+			equal(t, after, got, "a conflicting change changed nothing")
 			// The fresh copy updates again.
-			got.Status = billing.StatusActive
-			again, err := st.UpdateSubscription(ctx, got)
+			again := got
+			again.Status = billing.StatusActive
+			_, err = billing.UpdateSubscription(ctx, st, got, again)
 			must(t, err, "UpdateSubscription(fresh copy)")
-			if again.Version != read.Version+2 {
-				t.Fatalf("version after two updates = %d, want %d", again.Version, read.Version+2)
+			stored, err = st.GetSubscription(ctx, "s1")
+			must(t, err, "GetSubscription")
+			if stored.Version != read.Version+2 || stored.Status != billing.StatusActive {
+				t.Fatalf("after two changes: version %d status %s, want version %d status active", stored.Version, stored.Status, read.Version+2)
 			}
 		}},
 		{"ReturnedValuesAreCopies", func(ctx context.Context, t *testing.T, st billing.Store) {
@@ -121,18 +128,20 @@ func (s *suite) subscriptionTests() []test {
 			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayManual, "")
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(empty id) must not match records without one")
 			// Lookups follow updates: a new gateway id, then a soft delete.
-			got.GatewaySubscriptionID = "gw-s1-new"
-			got, err = st.UpdateSubscription(ctx, got)
+			moved := got
+			moved.GatewaySubscriptionID = "gw-s1-new"
+			got, err = billing.UpdateSubscription(ctx, st, got, moved)
 			must(t, err, "UpdateSubscription(new gateway id)")
 			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1")
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(replaced gateway id)")
-			moved, err := st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1-new")
+			found, err := st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1-new")
 			must(t, err, "FindSubscriptionByGateway(new gateway id)")
-			if moved.ID != "s1" {
-				t.Fatalf("FindSubscriptionByGateway(stripe, gw-s1-new) = %s, want s1", moved.ID)
+			if found.ID != "s1" {
+				t.Fatalf("FindSubscriptionByGateway(stripe, gw-s1-new) = %s, want s1", found.ID)
 			}
-			got.Deleted = true
-			_, err = st.UpdateSubscription(ctx, got)
+			gone := got
+			gone.Deleted = true
+			_, err = billing.UpdateSubscription(ctx, st, got, gone)
 			must(t, err, "UpdateSubscription(flag_del)")
 			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1-new")
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(soft-deleted by update)")
@@ -183,11 +192,17 @@ func (s *suite) subscriptionTests() []test {
 			insertSubs(ctx, t, st, newSub("s1", base))
 			x, err := st.GetSubscription(ctx, "s1")
 			must(t, err, "GetSubscription")
-			x.Deleted = true
-			_, err = st.UpdateSubscription(ctx, x)
+			gone := x
+			gone.Deleted = true
+			gone, err = billing.UpdateSubscription(ctx, st, x, gone)
 			must(t, err, "UpdateSubscription(flag_del)")
 			_, err = st.GetSubscription(ctx, "s1")
 			wantErr(t, err, billing.ErrNotFound, "GetSubscription after soft delete")
+			// A soft-deleted record is gone for changes too.
+			again := gone
+			again.Status = billing.StatusInactive
+			_, err = billing.UpdateSubscription(ctx, st, gone, again)
+			wantErr(t, err, billing.ErrNotFound, "UpdateSubscription(soft-deleted)")
 		}},
 		{"CountByStatus", func(ctx context.Context, t *testing.T, st billing.Store) {
 			st2 := func(id string, status billing.SubscriptionStatus) billing.Subscription {

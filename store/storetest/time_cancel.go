@@ -51,7 +51,11 @@ func (s *suite) timeTests() []test {
 
 			u := billing.User{ID: "u1", Email: "u1@example.com", AccessUntil: at(day), CreatedAt: at(0), UpdatedAt: at(0)}
 			must(t, st.InsertUser(ctx, &u), "InsertUser")
-			must(t, st.UpdateUserAccess(ctx, billing.User{ID: "u1", AccessUntil: at(2 * day), UpdatedAt: at(time.Minute)}), "UpdateUserAccess")
+			ru, err := st.GetUser(ctx, "u1")
+			must(t, err, "GetUser")
+			cu := ru
+			cu.AccessUntil, cu.UpdatedAt = at(2*day), at(time.Minute)
+			must(t, billing.UpdateUserAccess(ctx, st, ru, cu), "UpdateUserAccess")
 			gu, err := st.GetUser(ctx, "u1")
 			must(t, err, "GetUser")
 			checkTime(t, "User.AccessUntil", gu.AccessUntil, at(2*day))
@@ -69,13 +73,15 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "Subscription.GatewayUpdatedAt", gs.GatewayUpdatedAt, at(-time.Hour))
 			checkTime(t, "Subscription.CancelledAt", gs.CancelledAt, time.Time{})
 			checkTime(t, "Subscription.CreatedAt", gs.CreatedAt, at(-30*day))
-			gs.CancelledAt, gs.UpdatedAt = at(2*time.Hour), at(3*time.Hour)
-			gs, err = st.UpdateSubscription(ctx, gs)
+			cs := gs
+			cs.CancelledAt, cs.UpdatedAt, cs.GatewayUpdatedAt = at(2*time.Hour), at(3*time.Hour), at(4*time.Hour)
+			_, err = billing.UpdateSubscription(ctx, st, gs, cs)
 			must(t, err, "UpdateSubscription")
 			gs, err = st.GetSubscription(ctx, "s1")
 			must(t, err, "GetSubscription")
 			checkTime(t, "Subscription.CancelledAt after update", gs.CancelledAt, at(2*time.Hour))
 			checkTime(t, "Subscription.UpdatedAt after update", gs.UpdatedAt, at(3*time.Hour))
+			checkTime(t, "Subscription.GatewayUpdatedAt after update", gs.GatewayUpdatedAt, at(4*time.Hour))
 
 			pay := billing.Payment{ID: "pay1", UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 1, Currency: "BRL"},
 				Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: at(-8 * day), UpdatedAt: at(-8 * day)}
@@ -112,10 +118,17 @@ func (s *suite) timeTests() []test {
 			}
 			checkTime(t, "AuditEntry.CreatedAt", audits[0].CreatedAt, at(0))
 
-			must(t, st.RecordNotification(ctx, billing.NotificationRecord{Key: "k", Kind: billing.KindExpired, Status: "sent", CreatedAt: at(0)}), "RecordNotification")
+			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "k", Kind: billing.KindExpired}}, "T", at(0), at(time.Minute))
+			must(t, err, "ReserveNotifications")
 			gn, err := st.GetNotification(ctx, "k")
 			must(t, err, "GetNotification")
 			checkTime(t, "NotificationRecord.CreatedAt", gn.CreatedAt, at(0))
+			checkTime(t, "NotificationRecord.LeaseUntil", gn.LeaseUntil, at(time.Minute))
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{{Key: "k", Status: billing.NotificationSent, UpdatedAt: at(time.Second)}}, "T"), "FinishNotifications")
+			gn, err = st.GetNotification(ctx, "k")
+			must(t, err, "GetNotification")
+			checkTime(t, "NotificationRecord.UpdatedAt", gn.UpdatedAt, at(time.Second))
+			checkTime(t, "NotificationRecord.CreatedAt after Finish", gn.CreatedAt, at(0))
 
 			r := billing.JobRun{ID: "r1", JobID: "j", Status: billing.RunSucceeded, StartedAt: at(0), FinishedAt: at(time.Second), ScheduledFor: at(-time.Minute)}
 			must(t, st.InsertJobRun(ctx, &r), "InsertJobRun")
@@ -190,6 +203,17 @@ func (s *suite) cancelTests() []test {
 			must(t, err, "AcquireLock")
 			_, _, err = st.BeginWebhookEvent(ctx, billing.WebhookEvent{Gateway: "stripe", EventID: "e1"}, base, base.Add(time.Minute))
 			must(t, err, "BeginWebhookEvent")
+			// s3 carries pending effects and is claimed by E until base+1h; n0 is reserved by N.
+			withEffects := newSub("s3", base.Add(-2*time.Hour), func(x *billing.Subscription) { x.UserID = "u3" })
+			insertSubs(ctx, t, st, withEffects)
+			eff := &billing.Effects{Token: "E", CreatedAt: base}
+			applyOne(ctx, t, st, billing.SubscriptionChange{Read: withEffects, Changed: withEffects, Effects: eff})
+			claimedE, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Filter: billing.SubscriptionFilter{UserIDs: []string{"u3"}},
+				Token: "E", Now: base, LeaseUntil: base.Add(time.Hour), Limit: 10, Pending: true})
+			must(t, err, "ClaimSubscriptions(pending)")
+			equalIDs(t, subIDs(claimedE), []string{"s3"}, "claim of the record with pending effects")
+			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "n0", Kind: billing.KindExpired}}, "N", base, base.Add(time.Hour))
+			must(t, err, "ReserveNotifications")
 
 			cctx, cancel := context.WithCancel(ctx)
 			cancel()
@@ -202,15 +226,23 @@ func (s *suite) cancelTests() []test {
 				"ListPlans":  func() error { _, err := st.ListPlans(cctx); return err },
 				"InsertUser": func() error { return st.InsertUser(cctx, &newU) },
 				"GetUser":    func() error { _, err := st.GetUser(cctx, "u1"); return err },
-				"UpdateUserAccess": func() error {
-					return st.UpdateUserAccess(cctx, billing.User{ID: "u1", Status: billing.StatusInactive})
+				"UpdateUsersAccess": func() error {
+					return batchFailed(st.UpdateUsersAccess(cctx, []billing.UserAccessChange{{Read: u, Changed: revoked(u)}}))
 				},
+				"ListUsers":          func() error { _, err := st.ListUsers(cctx, []string{"u1"}); return err },
 				"InsertSubscription": func() error { return st.InsertSubscription(cctx, &newX) },
 				"GetSubscription":    func() error { _, err := st.GetSubscription(cctx, "s1"); return err },
-				"UpdateSubscription": func() error {
+				"UpdateSubscriptions": func() error {
 					y := x
 					y.Status = billing.StatusInactive
-					_, err := st.UpdateSubscription(cctx, y)
+					return batchFailed(st.UpdateSubscriptions(cctx, []billing.SubscriptionChange{{Read: x, Changed: y}}))
+				},
+				"CompleteEffects": func() error {
+					return st.CompleteEffects(cctx, []billing.EffectsDone{{SubscriptionID: "s3", Token: "E"}})
+				},
+				"ExtendClaims": func() error { return st.ExtendClaims(cctx, "E", base.Add(10*time.Hour)) },
+				"ListSubscriptions": func() error {
+					_, err := st.ListSubscriptions(cctx, billing.SubscriptionFilter{}, 10)
 					return err
 				},
 				"FindSubscriptionByGateway": func() error {
@@ -234,8 +266,7 @@ func (s *suite) cancelTests() []test {
 				"UpdatePayment": func() error {
 					p := pay
 					p.Status = billing.PaymentApproved
-					_, err := st.UpdatePayment(cctx, p)
-					return err
+					return st.UpdatePayment(cctx, pay, p)
 				},
 				"CancelStalePayments": func() error {
 					_, err := st.CancelStalePayments(cctx, base, base, "stale", 10)
@@ -248,9 +279,16 @@ func (s *suite) cancelTests() []test {
 					return err
 				},
 				"InsertAudit": func() error { return st.InsertAudit(cctx, &newAudit) },
-				"ListAudit":   func() error { _, err := st.ListAudit(cctx, billing.AuditFilter{}); return err },
-				"RecordNotification": func() error {
-					return st.RecordNotification(cctx, billing.NotificationRecord{Key: "n1", Status: "sent", CreatedAt: base})
+				"InsertAudits": func() error {
+					return st.InsertAudits(cctx, []billing.AuditEntry{{ID: "a2", Action: "x", CreatedAt: base}})
+				},
+				"ListAudit": func() error { _, err := st.ListAudit(cctx, billing.AuditFilter{}); return err },
+				"ReserveNotifications": func() error {
+					_, err := st.ReserveNotifications(cctx, []billing.NotificationRecord{{Key: "n1", Kind: billing.KindExpired}}, "N", base, base.Add(time.Minute))
+					return err
+				},
+				"FinishNotifications": func() error {
+					return st.FinishNotifications(cctx, []billing.NotificationRecord{{Key: "n0", Status: billing.NotificationSent, UpdatedAt: base}}, "N")
 				},
 				"GetNotification": func() error { _, err := st.GetNotification(cctx, "n1"); return err },
 				"InsertJobRun":    func() error { return st.InsertJobRun(cctx, &newRun) },
@@ -301,10 +339,31 @@ func (s *suite) cancelTests() []test {
 			}
 			gu, err := st.GetUser(ctx, "u1")
 			must(t, err, "GetUser")
-			equal(t, gu, newUser("u1"), "user after a cancelled UpdateUserAccess")
+			equal(t, gu, newUser("u1"), "user after a cancelled UpdateUsersAccess")
 			gs, err := st.GetSubscription(ctx, "s1")
 			must(t, err, "GetSubscription")
 			equal(t, gs, newSub("s1", base.Add(-time.Hour)), "subscription after a cancelled update")
+			g3, err := st.GetSubscription(ctx, "s3")
+			must(t, err, "GetSubscription(s3)")
+			if g3.Pending == nil {
+				t.Error("a cancelled CompleteEffects removed the pending effects")
+			}
+			// E's lease was neither released nor extended: held at base+59m, free at base+1h.
+			pendingClaim := func(token string, now time.Time) []string {
+				got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Filter: billing.SubscriptionFilter{UserIDs: []string{"u3"}},
+					Token: token, Now: now, LeaseUntil: now.Add(time.Hour), Limit: 10, Pending: true})
+				must(t, err, "ClaimSubscriptions(pending, %s)", token)
+				return subIDs(got)
+			}
+			if got := pendingClaim("F", base.Add(59*time.Minute)); len(got) != 0 {
+				t.Errorf("a cancelled CompleteEffects released E's claim: F claimed %v", got)
+			}
+			if got := pendingClaim("G", base.Add(time.Hour)); len(got) != 1 {
+				t.Errorf("a cancelled ExtendClaims extended E's lease: G claimed %v at its original end", got)
+			}
+			if n0, err := st.GetNotification(ctx, "n0"); err != nil || n0.Status != billing.NotificationSending {
+				t.Errorf("notification n0 after a cancelled FinishNotifications: %+v, %v; want still sending", n0, err)
+			}
 			gp, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
 			if gp.Status != billing.PaymentPending {
@@ -341,3 +400,15 @@ func (s *suite) cancelTests() []test {
 }
 
 func second[T any](_ T, err error) error { return err }
+
+// batchFailed turns the results of a batch call into one error: the call's own, or an error
+// when any change failed.
+func batchFailed(errs []error, err error) error {
+	if err != nil {
+		return err
+	}
+	if len(errs) == 0 {
+		return errors.New("no per-change result")
+	}
+	return errors.Join(errs...)
+}

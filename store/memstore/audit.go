@@ -1,0 +1,111 @@
+package memstore
+
+import (
+	"context"
+	"slices"
+	"sort"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// InsertAudit stores e, assigning its ID when empty; ErrConflict when the ID is stored
+// already.
+func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e.ID == "" {
+		e.ID = billing.NewID()
+	}
+	if _, ok := s.auditIDs[e.ID]; ok {
+		return conflict("audit entry", e.ID)
+	}
+	e.CreatedAt = t0(e.CreatedAt)
+	s.addAudit(copyAudit(*e))
+	return nil
+}
+
+// InsertAudits stores the entries under one lock, skipping those whose ID is stored already
+// (or repeated in entries). An entry without an ID fails the call before anything is stored.
+func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range entries {
+		if entries[i].ID == "" {
+			return invalid("audit entry %d of %d has no id: InsertAudits stores entries that carry their id", i, len(entries))
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range entries {
+		if _, ok := s.auditIDs[entries[i].ID]; !ok {
+			s.addAudit(copyAudit(entries[i]))
+		}
+	}
+	return nil
+}
+
+// addAudit inserts e after every entry created at or before it. Caller holds s.mu.
+func (s *Store) addAudit(e billing.AuditEntry) {
+	s.auditIDs[e.ID] = struct{}{}
+	n := len(s.audit)
+	if n == 0 || !s.audit[n-1].CreatedAt.After(e.CreatedAt) { // the usual case: in time order
+		s.audit = append(s.audit, e)
+		return
+	}
+	i := sort.Search(n, func(i int) bool { return s.audit[i].CreatedAt.After(e.CreatedAt) })
+	s.audit = slices.Insert(s.audit, i, e)
+}
+
+func auditMatch(f *billing.AuditFilter, e *billing.AuditEntry) bool {
+	return (f.Action == "" || e.Action == f.Action) && (f.EntityID == "" || e.EntityID == f.EntityID)
+}
+
+// auditSince returns the entries created at or after f.Since. Caller holds s.mu.
+func (s *Store) auditSince(f *billing.AuditFilter) []billing.AuditEntry {
+	since := t0(f.Since) // stores keep milliseconds; compare at that precision
+	if since.IsZero() {
+		return s.audit
+	}
+	i := sort.Search(len(s.audit), func(i int) bool { return !s.audit[i].CreatedAt.Before(since) })
+	return s.audit[i:]
+}
+
+// ListAudit returns matching entries oldest first by created_at, insertion order breaking
+// ties.
+func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing.AuditEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []billing.AuditEntry
+	for i, list := 0, s.auditSince(&f); i < len(list); i++ {
+		if auditMatch(&f, &list[i]) {
+			out = append(out, copyAudit(list[i]))
+			if len(out) == f.Limit {
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// CountAudit implements billing.AuditCounter.
+func (s *Store) CountAudit(ctx context.Context, f billing.AuditFilter) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for i, list := 0, s.auditSince(&f); i < len(list); i++ {
+		if auditMatch(&f, &list[i]) {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,46 @@
+package memstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// Optional capabilities memstore implements.
+var (
+	_ billing.CleanupCounter = (*Store)(nil)
+	_ billing.AuditCounter   = (*Store)(nil)
+)
+
+// CountExpiredSessions implements billing.CleanupCounter.
+func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, se := range s.sessions {
+		if !se.Deleted && !se.ExpiresAt.After(t) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+// CountStalePayments implements billing.CleanupCounter.
+func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, p := range s.payments {
+		if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(t) {
+			n++
+		}
+	}
+	return n, nil
+}

@@ -1,0 +1,151 @@
+package memstore
+
+import (
+	"reflect"
+	"slices"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// Copies of values that hold references (slices, maps, pointers). Every value stored is one
+// of these copies and every value returned is another, so no caller aliases stored state.
+// Times are normalised on the way in; stored times are normalised already, so copying them
+// out again changes nothing.
+
+// copySub returns x with its slices and pending effects copied and its times normalised.
+func copySub(x billing.Subscription) billing.Subscription {
+	x.CurrentPeriodStart, x.CurrentPeriodEnd = t0(x.CurrentPeriodStart), t0(x.CurrentPeriodEnd)
+	x.GatewayUpdatedAt, x.CancelledAt = t0(x.GatewayUpdatedAt), t0(x.CancelledAt)
+	x.CreatedAt, x.UpdatedAt = t0(x.CreatedAt), t0(x.UpdatedAt)
+	x.AppliedPayments = slices.Clone(x.AppliedPayments)
+	x.Pending = copyEffects(x.Pending)
+	return x
+}
+
+// copyEffects returns a deep copy of e with its times normalised, or nil.
+func copyEffects(e *billing.Effects) *billing.Effects {
+	if e == nil {
+		return nil
+	}
+	// One allocation holds the effects and their access effect.
+	box := &struct {
+		effects billing.Effects
+		access  billing.AccessEffect
+	}{effects: *e}
+	c := &box.effects
+	c.CreatedAt = t0(e.CreatedAt)
+	if e.Access != nil {
+		box.access = *e.Access
+		c.Access = &box.access
+	}
+	if e.Notifications != nil {
+		c.Notifications = make([]billing.Notification, len(e.Notifications))
+		for i, n := range e.Notifications {
+			n.Data.PeriodStart, n.Data.PeriodEnd = t0(n.Data.PeriodStart), t0(n.Data.PeriodEnd)
+			c.Notifications[i] = n
+		}
+	}
+	if e.Audit != nil {
+		c.Audit = make([]billing.AuditEntry, len(e.Audit))
+		for i, a := range e.Audit {
+			c.Audit[i] = copyAudit(a)
+		}
+	}
+	return c
+}
+
+// copyAudit returns e with its details copied and its time normalised.
+func copyAudit(e billing.AuditEntry) billing.AuditEntry {
+	e.CreatedAt = t0(e.CreatedAt)
+	e.Details = copyDetails(e.Details)
+	return e
+}
+
+// copyDetails deep-copies a details map: nested maps and slices (JSON-like values, or any
+// other map or slice type) are copied too.
+func copyDetails(m map[string]any) map[string]any {
+	if m == nil {
+		return nil
+	}
+	c := make(map[string]any, len(m))
+	for k, v := range m {
+		c[k] = copyValue(v)
+	}
+	return c
+}
+
+func copyValue(v any) any {
+	switch x := v.(type) {
+	case nil, string, bool, int, int64, float64:
+		return v
+	case map[string]any:
+		return copyDetails(x)
+	case []any:
+		if x == nil {
+			return x
+		}
+		c := make([]any, len(x))
+		for i, e := range x {
+			c[i] = copyValue(e)
+		}
+		return c
+	case []string:
+		return slices.Clone(x)
+	}
+	rv := reflect.ValueOf(v)
+	if c, ok := copyReflect(rv); ok {
+		return c.Interface()
+	}
+	return v
+}
+
+// copyReflect copies maps, slices and pointers of any type; ok is false for values that
+// hold no references (or ones it cannot copy, such as channels and funcs).
+func copyReflect(v reflect.Value) (reflect.Value, bool) {
+	switch v.Kind() {
+	case reflect.Interface:
+		if v.IsNil() {
+			return v, false
+		}
+		c, ok := copyReflect(v.Elem())
+		if !ok {
+			return v, false
+		}
+		out := reflect.New(v.Type()).Elem()
+		out.Set(c)
+		return out, true
+	case reflect.Map:
+		if v.IsNil() {
+			return v, false
+		}
+		c := reflect.MakeMapWithSize(v.Type(), v.Len())
+		for it := v.MapRange(); it.Next(); {
+			c.SetMapIndex(it.Key(), copyElem(it.Value()))
+		}
+		return c, true
+	case reflect.Slice:
+		if v.IsNil() {
+			return v, false
+		}
+		c := reflect.MakeSlice(v.Type(), v.Len(), v.Len())
+		for i := range v.Len() {
+			c.Index(i).Set(copyElem(v.Index(i)))
+		}
+		return c, true
+	case reflect.Pointer:
+		if v.IsNil() {
+			return v, false
+		}
+		c := reflect.New(v.Type().Elem())
+		c.Elem().Set(copyElem(v.Elem()))
+		return c, true
+	}
+	return v, false
+}
+
+func copyElem(v reflect.Value) reflect.Value {
+	if c, ok := copyReflect(v); ok {
+		return c
+	}
+	return v
+}

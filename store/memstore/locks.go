@@ -1,0 +1,71 @@
+package memstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+func (s *Store) AcquireLock(ctx context.Context, key, owner string, now time.Time, ttl time.Duration) (billing.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Lease{}, err
+	}
+	if key == "" || owner == "" || ttl <= 0 {
+		return billing.Lease{}, fmt.Errorf("memstore: lock needs a key, an owner and a positive ttl: %w", billing.ErrInvalidInput)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if l, ok := s.locks[key]; ok && l.ExpiresAt.After(now) {
+		return billing.Lease{}, fmt.Errorf("memstore: lock %q: %w", key, billing.ErrLockHeld)
+	}
+	s.lockCounter[key]++
+	l := billing.Lease{Key: key, Owner: owner, Token: s.lockCounter[key], ExpiresAt: t0(now.Add(ttl))}
+	s.locks[key] = l
+	return l, nil
+}
+
+func (s *Store) RenewLock(ctx context.Context, l billing.Lease, now time.Time, ttl time.Duration) (billing.Lease, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Lease{}, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.locks[l.Key]
+	if !ok || cur.Token != l.Token || cur.Owner != l.Owner || !cur.ExpiresAt.After(now) {
+		return billing.Lease{}, fmt.Errorf("memstore: lock %q: %w", l.Key, billing.ErrLockLost)
+	}
+	cur.ExpiresAt = t0(now.Add(ttl))
+	s.locks[l.Key] = cur
+	return cur, nil
+}
+
+func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	cur, ok := s.locks[l.Key]
+	if !ok || cur.Token != l.Token || cur.Owner != l.Owner {
+		return fmt.Errorf("memstore: lock %q: %w", l.Key, billing.ErrLockLost)
+	}
+	delete(s.locks, l.Key)
+	return nil
+}
+
+// CurrentLease returns the live lease of key at now, if any, without taking it
+// (scheduler.LockInspector).
+func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Lease{}, false, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	l, ok := s.locks[key]
+	if !ok || !l.ExpiresAt.After(now) {
+		return billing.Lease{}, false, nil
+	}
+	return l, true, nil
+}

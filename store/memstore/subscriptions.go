@@ -1,0 +1,449 @@
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+type subRecord struct {
+	sub        billing.Subscription // normalised; owns its slices and pending effects
+	claimToken string
+	claimUntil time.Time
+}
+
+// endEntry is a record's place in byEnd: a copy of its sort key (the period end in Unix
+// milliseconds, stored times being whole milliseconds; the id, with its first 8 bytes as a
+// number) next to it, so sorting reads no record and rarely an id.
+type endEntry struct {
+	end   int64
+	idKey uint64
+	id    string
+	r     *subRecord
+}
+
+func entryOf(r *subRecord) endEntry {
+	return endEntry{end: r.sub.CurrentPeriodEnd.UnixMilli(), idKey: idPrefix(r.sub.ID), id: r.sub.ID, r: r}
+}
+
+// idPrefix packs the first 8 bytes of id (zero-padded) big-endian, so ordering prefixes
+// orders ids unless the prefixes are equal.
+func idPrefix(id string) uint64 {
+	var k uint64
+	for i := range 8 {
+		k <<= 8
+		if i < len(id) {
+			k |= uint64(id[i])
+		}
+	}
+	return k
+}
+
+func cmpEntries(a, b endEntry) int {
+	if c := cmp.Compare(a.end, b.end); c != 0 {
+		return c
+	}
+	if c := cmp.Compare(a.idKey, b.idKey); c != 0 {
+		return c
+	}
+	return strings.Compare(a.id, b.id)
+}
+
+func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if x.ID == "" {
+		x.ID = billing.NewID()
+	}
+	if _, ok := s.subs[x.ID]; ok {
+		return conflict("subscription", x.ID)
+	}
+	if x.GatewaySubscriptionID != "" && s.liveByGateway(x.Gateway, x.GatewaySubscriptionID) != nil {
+		return conflict("gateway subscription", x.GatewaySubscriptionID)
+	}
+	*x = copySub(*x)
+	r := &subRecord{sub: copySub(*x)}
+	s.subs[x.ID] = r
+	e := entryOf(r)
+	// Records inserted in period-end order keep byEnd sorted.
+	if n := len(s.byEnd); n > 0 && !s.byEndDirty && cmpEntries(s.byEnd[n-1], e) > 0 {
+		s.byEndDirty = true
+	}
+	s.byEnd = append(s.byEnd, e)
+	if r.sub.Pending != nil {
+		s.pending[r] = struct{}{}
+	}
+	s.indexUser(r, billing.Subscription{Deleted: true}) // a deleted prev: not indexed yet
+	s.indexGateway(x.ID, billing.Subscription{}, r.sub)
+	return nil
+}
+
+func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Subscription{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	r, ok := s.subs[id]
+	if !ok || r.sub.Deleted {
+		return billing.Subscription{}, notFound("subscription", id)
+	}
+	return copySub(r.sub), nil
+}
+
+// UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
+func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(changes))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range changes {
+		errs[i] = s.updateSubscription(&changes[i])
+	}
+	return errs, nil
+}
+
+// updateSubscription applies one change. Caller holds s.mu.
+func (s *Store) updateSubscription(c *billing.SubscriptionChange) error {
+	id := c.Read.ID
+	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
+		return invalid("subscription change for %q names subscription %q", id, c.Changed.ID)
+	}
+	if c.Effects != nil && c.Effects.Token == "" {
+		return invalid("subscription change for %q records effects without a token", id)
+	}
+	r, ok := s.subs[id]
+	if !ok || r.sub.Deleted {
+		return notFound("subscription", id)
+	}
+	cur := &r.sub
+	switch {
+	case cur.Status != c.Read.Status:
+		return changedSince(id, fmt.Sprintf("status %s, read %s", cur.Status, c.Read.Status))
+	case !cur.CurrentPeriodEnd.Equal(t0(c.Read.CurrentPeriodEnd)):
+		return changedSince(id, "its period end moved")
+	case c.ClaimToken != "" && r.claimToken != c.ClaimToken:
+		return changedSince(id, "it is no longer claimed by the writer")
+	case c.Effects != nil && cur.Pending != nil:
+		return changedSince(id, "it carries pending effects")
+	}
+	ok, writes := writable(subFields, cur, &c.Read, &c.Changed)
+	if !ok {
+		return changedSince(id, "a field the change writes differs from the one read")
+	}
+	prev := *cur
+	if writes {
+		apply(subFields, cur, &c.Read, &c.Changed)
+	}
+	if c.Effects != nil {
+		cur.Pending = copyEffects(c.Effects)
+		s.pending[r] = struct{}{}
+	}
+	cur.Version++
+	if writes {
+		s.reindex(r, prev)
+	}
+	return nil
+}
+
+func changedSince(id, why string) error {
+	return fmt.Errorf("memstore: subscription %q changed since it was read (%s): %w", id, why, billing.ErrConflict)
+}
+
+// reindex brings the indexes in line with r after it changed from prev. Caller holds s.mu.
+func (s *Store) reindex(r *subRecord, prev billing.Subscription) {
+	cur := &r.sub
+	if !prev.CurrentPeriodEnd.Equal(cur.CurrentPeriodEnd) {
+		s.byEndDirty, s.byEndStale = true, true
+	}
+	if prev.UserID != cur.UserID || prev.Deleted != cur.Deleted {
+		s.indexUser(r, prev)
+	}
+	if prev.Gateway != cur.Gateway || prev.GatewaySubscriptionID != cur.GatewaySubscriptionID || prev.Deleted != cur.Deleted {
+		s.indexGateway(cur.ID, prev, *cur)
+	}
+}
+
+// CompleteEffects clears the matching pending effects and releases their records' claims
+// under one lock.
+func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, d := range done {
+		r, ok := s.subs[d.SubscriptionID]
+		if !ok || r.sub.Pending == nil || r.sub.Pending.Token != d.Token {
+			continue
+		}
+		r.sub.Pending = nil
+		delete(s.pending, r)
+		s.dropClaim(r)
+	}
+	return nil
+}
+
+func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid string) (billing.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.Subscription{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if r := s.liveByGateway(gateway, gid); r != nil && gid != "" {
+		return copySub(r.sub), nil
+	}
+	return billing.Subscription{}, notFound("gateway subscription", gid)
+}
+
+func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]billing.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	list := s.byUser[userID]
+	if len(list) == 0 {
+		return nil, nil
+	}
+	out := make([]billing.Subscription, len(list))
+	for i, r := range list {
+		out[i] = copySub(r.sub)
+	}
+	slices.SortFunc(out, func(a, b billing.Subscription) int {
+		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+			return c
+		}
+		return strings.Compare(b.ID, a.ID)
+	})
+	return out, nil
+}
+
+// ListSubscriptions reads the filter's users through the per-user index, or else only the
+// filter's period-end window, in period-end order.
+func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	var picked []*subRecord
+	if len(f.UserIDs) > 0 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		picked = s.userRecords(f)
+		if limit > 0 && len(picked) > limit {
+			picked = picked[:limit]
+		}
+	} else {
+		s.rlockSorted()
+		defer s.mu.RUnlock()
+		for _, e := range s.window(f) {
+			if f.Match(e.r.sub) {
+				picked = append(picked, e.r)
+				if len(picked) == limit {
+					break
+				}
+			}
+		}
+	}
+	if len(picked) == 0 {
+		return nil, nil
+	}
+	out := make([]billing.Subscription, len(picked))
+	for i, r := range picked {
+		out[i] = copySub(r.sub)
+	}
+	return out, nil
+}
+
+func (s *Store) CountSubscriptions(ctx context.Context, f billing.SubscriptionFilter) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if len(f.UserIDs) > 0 {
+		s.mu.RLock()
+		defer s.mu.RUnlock()
+		return len(s.userRecords(f)), nil
+	}
+	s.rlockSorted()
+	defer s.mu.RUnlock()
+	n := 0
+	for _, e := range s.window(f) {
+		if f.Match(e.r.sub) {
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) CountSubscriptionsByStatus(ctx context.Context) (map[billing.SubscriptionStatus]int, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	out := map[billing.SubscriptionStatus]int{}
+	for _, r := range s.subs {
+		if !r.sub.Deleted {
+			out[r.sub.Status]++
+		}
+	}
+	return out, nil
+}
+
+// --- indexes ---
+
+// cmpByEnd orders records as byEnd does: by period end, then id.
+func cmpByEnd(a, b *subRecord) int {
+	if c := a.sub.CurrentPeriodEnd.Compare(b.sub.CurrentPeriodEnd); c != 0 {
+		return c
+	}
+	return strings.Compare(a.sub.ID, b.sub.ID)
+}
+
+// sortByEnd sorts byEnd when it is dirty. Caller holds s.mu for writing.
+func (s *Store) sortByEnd() {
+	if !s.byEndDirty {
+		return
+	}
+	if s.byEndStale {
+		for i := range s.byEnd {
+			s.byEnd[i].end = s.byEnd[i].r.sub.CurrentPeriodEnd.UnixMilli()
+		}
+		s.byEndStale = false
+	}
+	slices.SortFunc(s.byEnd, cmpEntries)
+	s.byEndDirty = false
+}
+
+// rlockSorted takes s.mu for reading with byEnd sorted.
+func (s *Store) rlockSorted() {
+	for {
+		s.mu.RLock()
+		if !s.byEndDirty {
+			return
+		}
+		s.mu.RUnlock()
+		s.mu.Lock()
+		s.sortByEnd()
+		s.mu.Unlock()
+	}
+}
+
+// window returns the part of the sorted byEnd inside f's period-end bounds. Caller holds
+// s.mu with byEnd sorted.
+func (s *Store) window(f billing.SubscriptionFilter) []endEntry {
+	lo, hi := 0, len(s.byEnd)
+	// A whole-millisecond end is after t exactly when its Unix milliseconds exceed t's
+	// (UnixMilli rounds down).
+	if after := f.PeriodEndAfter; !after.IsZero() {
+		ms := after.UnixMilli()
+		lo = sort.Search(hi, func(i int) bool { return s.byEnd[i].end > ms })
+	}
+	if before := f.PeriodEndBefore; !before.IsZero() {
+		ms := before.UnixMilli()
+		hi = lo + sort.Search(hi-lo, func(i int) bool { return s.byEnd[lo+i].end > ms })
+	}
+	return s.byEnd[lo:hi]
+}
+
+// pendingRecords returns the records with pending effects that match f, in period-end
+// order. Caller holds s.mu.
+func (s *Store) pendingRecords(f billing.SubscriptionFilter) []*subRecord {
+	var out []*subRecord
+	for r := range s.pending {
+		if f.Match(r.sub) {
+			out = append(out, r)
+		}
+	}
+	slices.SortFunc(out, cmpByEnd)
+	return out
+}
+
+// userRecords returns the records of f.UserIDs that match f, each once, in period-end
+// order. Caller holds s.mu (byEnd need not be sorted).
+func (s *Store) userRecords(f billing.SubscriptionFilter) []*subRecord {
+	users := f.UserIDs
+	f.UserIDs = nil // every record read below belongs to one of users
+	var out []*subRecord
+	for _, uid := range users {
+		for _, r := range s.byUser[uid] {
+			if f.Match(r.sub) {
+				out = append(out, r)
+			}
+		}
+	}
+	slices.SortFunc(out, cmpByEnd)
+	return slices.Compact(out) // a user named twice
+}
+
+// indexUser moves r in byUser after its user or deletion flag changed from prev's. Only
+// live records are indexed. Caller holds s.mu.
+func (s *Store) indexUser(r *subRecord, prev billing.Subscription) {
+	if !prev.Deleted {
+		list := s.byUser[prev.UserID]
+		if i := slices.Index(list, r); i >= 0 {
+			list = slices.Delete(list, i, i+1)
+			if len(list) == 0 {
+				delete(s.byUser, prev.UserID)
+			} else {
+				s.byUser[prev.UserID] = list
+			}
+		}
+	}
+	if !r.sub.Deleted {
+		s.byUser[r.sub.UserID] = append(s.byUser[r.sub.UserID], r)
+	}
+}
+
+// liveByGateway returns a live subscription with the gateway id, or nil. Caller holds s.mu.
+func (s *Store) liveByGateway(gateway, gid string) *subRecord {
+	if gid == "" {
+		return nil
+	}
+	if id, ok := s.subsByGW[gwKey(gateway, gid)]; ok {
+		if r := s.subs[id]; r != nil && !r.sub.Deleted && r.sub.Gateway == gateway && r.sub.GatewaySubscriptionID == gid {
+			return r
+		}
+	}
+	return nil
+}
+
+// indexGateway keeps subsByGW pointing, for every gateway id some live subscription holds,
+// at one of them, after subscription id changed from prev to cur. Caller holds s.mu.
+func (s *Store) indexGateway(id string, prev, cur billing.Subscription) {
+	oldKey, newKey := "", ""
+	if prev.GatewaySubscriptionID != "" && !prev.Deleted {
+		oldKey = gwKey(prev.Gateway, prev.GatewaySubscriptionID)
+	}
+	if cur.GatewaySubscriptionID != "" && !cur.Deleted {
+		newKey = gwKey(cur.Gateway, cur.GatewaySubscriptionID)
+	}
+	if oldKey == newKey {
+		return
+	}
+	if oldKey != "" && s.subsByGW[oldKey] == id {
+		delete(s.subsByGW, oldKey)
+		// Rare (the gateway id changed or the record was deleted): hand the key to another
+		// live holder, if an update ever made two.
+		for oid, r := range s.subs {
+			if oid != id && !r.sub.Deleted && r.sub.GatewaySubscriptionID != "" && gwKey(r.sub.Gateway, r.sub.GatewaySubscriptionID) == oldKey {
+				s.subsByGW[oldKey] = oid
+				break
+			}
+		}
+	}
+	if newKey != "" && s.liveByGateway(cur.Gateway, cur.GatewaySubscriptionID) == nil {
+		s.subsByGW[newKey] = id
+	}
+}

@@ -1,0 +1,513 @@
+package mongostore
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// Conditional writes of named fields
+//
+// A change names the fields it writes (billing.ChangedSubscriptionFields, ...). One table
+// per record type says how each field is stored and matched, so inserts, $set/$unset and
+// the "still as read" condition agree. Conditions avoid $or (FerretDB v1 scans the
+// collection for a top-level $or and pushes down only an exact _id): an empty value read
+// matches a missing or null field with $in, false with $ne: true.
+
+// kind says how a field is stored and matched.
+type kind int
+
+const (
+	kindStr  kind = iota // string; "" matches "", missing and null
+	kindRef              // id reference stored as a string, matched as ObjectID or string
+	kindTime             // UTC date at millisecond precision; zero is left out
+	kindFlag             // bool; false matches false, missing and null
+	kindInt              // int or int64; 0 matches 0, missing and null
+	kindStrs             // []string; empty is left out and matches missing, null and []
+)
+
+// docField is one document field of a record of type T.
+type docField[T any] struct {
+	name string
+	kind kind
+	opt  bool // an empty string or 0 is left out of inserts and $unset by updates
+	get  func(T) any
+}
+
+type fieldSet[T any] []docField[T]
+
+func (fs fieldSet[T]) field(name string) (docField[T], error) {
+	for _, f := range fs {
+		if f.name == name {
+			return f, nil
+		}
+	}
+	return docField[T]{}, fmt.Errorf("mongostore: no document field %q: %w", name, billing.ErrInvalidInput)
+}
+
+// encode returns the stored value of f in x; ok is false when the field is left out.
+func (f docField[T]) encode(x T) (v any, ok bool) {
+	switch v := f.get(x).(type) {
+	case string:
+		return v, v != "" || !f.opt
+	case time.Time:
+		return bson.NewDateTimeFromTime(v), !v.IsZero()
+	case int:
+		return int64(v), v != 0 || !f.opt
+	case int64:
+		return v, v != 0 || !f.opt
+	case []string:
+		return v, len(v) > 0
+	default:
+		return v, true
+	}
+}
+
+// match returns the condition that the stored field still holds f's value in x.
+func (f docField[T]) match(x T) any {
+	switch v := f.get(x).(type) {
+	case string:
+		switch {
+		case v == "":
+			return bson.D{{Key: "$in", Value: bson.A{"", nil}}}
+		case f.kind == kindRef:
+			return idMatch(v)
+		}
+		return v
+	case time.Time:
+		if v.IsZero() {
+			return bson.D{{Key: "$in", Value: bson.A{nil}}}
+		}
+		return bson.NewDateTimeFromTime(v)
+	case bool:
+		if !v {
+			return bson.D{{Key: "$ne", Value: true}}
+		}
+		return true
+	case int, int64:
+		n, _ := v.(int64)
+		if i, ok := v.(int); ok {
+			n = int64(i)
+		}
+		if n == 0 {
+			return bson.D{{Key: "$in", Value: bson.A{int64(0), nil}}}
+		}
+		return n
+	case []string:
+		if len(v) == 0 {
+			return bson.D{{Key: "$in", Value: bson.A{nil, bson.A{}}}}
+		}
+		return v
+	}
+	return f.get(x)
+}
+
+// doc encodes every field of x for an insert.
+func (fs fieldSet[T]) doc(x T) *fields {
+	f := &fields{}
+	for _, df := range fs {
+		if v, ok := df.encode(x); ok {
+			f.put(df.name, v)
+		}
+	}
+	return f
+}
+
+// cond appends to q, for each name (once), that the stored field still has read's value.
+func (fs fieldSet[T]) cond(q bson.D, read T, names ...string) (bson.D, error) {
+	for _, n := range names {
+		if slices.ContainsFunc(q, func(e bson.E) bool { return e.Key == n }) {
+			continue
+		}
+		f, err := fs.field(n)
+		if err != nil {
+			return nil, err
+		}
+		q = append(q, bson.E{Key: n, Value: f.match(read)})
+	}
+	return q, nil
+}
+
+// set returns the $set and $unset of the named fields as changed has them.
+func (fs fieldSet[T]) set(changed T, names []string) (*fields, error) {
+	u := &fields{}
+	for _, n := range names {
+		f, err := fs.field(n)
+		if err != nil {
+			return nil, err
+		}
+		if v, ok := f.encode(changed); ok {
+			u.put(n, v)
+		} else {
+			u.drop(n)
+		}
+	}
+	return u, nil
+}
+
+// changed returns the names of the fields whose stored values differ between a and b.
+func (fs fieldSet[T]) changed(a, b T) []string {
+	var out []string
+	for _, f := range fs {
+		if !f.same(a, b) {
+			out = append(out, f.name)
+		}
+	}
+	return out
+}
+
+// same reports whether a and b store the named fields alike, skipping the except ones.
+func (fs fieldSet[T]) same(a, b T, names []string, except ...string) bool {
+	for _, f := range fs {
+		if slices.Contains(names, f.name) && !slices.Contains(except, f.name) && !f.same(a, b) {
+			return false
+		}
+	}
+	return true
+}
+
+func (f docField[T]) same(a, b T) bool {
+	va, oka := f.encode(a)
+	vb, okb := f.encode(b)
+	return oka == okb && (!oka || reflect.DeepEqual(va, vb))
+}
+
+// Batches
+//
+// A batch is a list of conditional writes by _id. On MongoDB (ClaimAtomic) the server checks
+// each condition: the filter is {_id, <condition>}. FerretDB v1 pushes a filter down to
+// SQLite only when it is exactly {_id: value}; any other field makes each update scan and
+// decode the whole collection, so a batch would cost O(batch x collection). In
+// ClaimSerialized mode, where every renewkit write to the collection holds its write mutex,
+// the store therefore reads each document by _id, checks the condition itself (matches) and
+// writes by _id alone. Writes by others than renewkit (the host application) are not
+// serialised either way: FerretDB v1 does not re-check a filter when it writes.
+
+// maxBulkOps bounds the operations of one bulkWrite: FerretDB v1 deadlocks on a bulkWrite
+// of 100 or more updates.
+const maxBulkOps = 99
+
+func (s *Store) bulkSize() int { return min(s.cfg.BatchSize, maxBulkOps) }
+
+// writeMutex names the store mutex every renewkit write to c's documents holds in
+// ClaimSerialized mode (see exclusive).
+func writeMutex(c *mongo.Collection) string { return "write/" + c.Name() }
+
+// bulkOp is one conditional write of a batch.
+type bulkOp struct {
+	i    int    // index of the change in the caller's slice
+	id   string // the record's id, as results and errors name it
+	idv  any    // the stored _id
+	cond bson.D // what the document must still hold, besides its _id
+	upd  bson.D // the update; nil deletes the document
+}
+
+func (op bulkOp) model(withCond bool) mongo.WriteModel {
+	filter := bson.D{{Key: "_id", Value: op.idv}}
+	if withCond {
+		filter = append(filter, op.cond...)
+	}
+	if op.upd == nil {
+		return mongo.NewDeleteOneModel().SetFilter(filter)
+	}
+	return mongo.NewUpdateOneModel().SetFilter(filter).SetUpdate(op.upd)
+}
+
+// chunks splits ops into bulkWrites of at most size operations, none naming one document
+// twice, so the result of each operation can be read from its document.
+func chunks(ops []bulkOp, size int) [][]bulkOp {
+	var out [][]bulkOp
+	var cur []bulkOp
+	seen := map[string]bool{}
+	for _, op := range ops {
+		if len(cur) == size || seen[op.id] {
+			out = append(out, cur)
+			cur, seen = nil, map[string]bool{}
+		}
+		cur = append(cur, op)
+		seen[op.id] = true
+	}
+	if len(cur) > 0 {
+		out = append(out, cur)
+	}
+	return out
+}
+
+// bulkApply runs ops as unordered bulkWrites on c, each under c's write mutex, and sets
+// errs[op.i] for the ops that did not apply. A write error is the op's result (a duplicate
+// key is ErrConflict). When not every op is known to have applied, classify decides from the
+// document as stored afterwards (nil when missing): nil when the op applied, its error
+// otherwise; without classify such ops are skipped silently. A chunk that fails as a whole
+// sets its ops' errors; the returned error says that every chunk failed (nothing is known).
+func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string, ops []bulkOp, errs []error,
+	classify func(op bulkOp, doc bson.Raw) error) error {
+	if len(ops) == 0 {
+		return nil
+	}
+	mode, err := s.ClaimMode(ctx)
+	if err != nil {
+		return err
+	}
+	checked := mode == ClaimSerialized
+	var failed []error
+	parts := chunks(ops, s.bulkSize())
+	for _, part := range parts {
+		err := s.exclusive(ctx, writeMutex(c), func() error {
+			send := part
+			if checked {
+				docs, err := s.readDocs(ctx, c, part)
+				if err != nil {
+					return err
+				}
+				send = nil
+				for _, op := range part {
+					if doc := docs[op.id]; doc != nil && matches(doc, op.cond) {
+						send = append(send, op)
+					} else if classify != nil {
+						errs[op.i] = classify(op, doc)
+					}
+				}
+				if len(send) == 0 {
+					return nil
+				}
+			}
+			unsure, n, err := bulkWrite(ctx, c, what, send, !checked, errs)
+			if err != nil || classify == nil || len(unsure) == 0 || len(unsure) == len(send) && n == int64(len(send)) {
+				return err
+			}
+			docs, err := s.readDocs(ctx, c, unsure)
+			if err != nil {
+				return err
+			}
+			for _, op := range unsure {
+				errs[op.i] = classify(op, docs[op.id])
+			}
+			return nil
+		})
+		if err != nil {
+			err = opErr("write "+what+"s", err)
+			failed = append(failed, err)
+			for _, op := range part {
+				errs[op.i] = err
+			}
+		}
+	}
+	if len(failed) == len(parts) {
+		return failed[0]
+	}
+	return nil
+}
+
+// bulkWrite sends ops as one unordered bulkWrite, filtered on _id and, withCond, on their
+// conditions. It sets errs for the ops that failed with a write error and returns the others
+// with the number of documents matched or deleted.
+func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulkOp, withCond bool, errs []error) ([]bulkOp, int64, error) {
+	models := make([]mongo.WriteModel, len(ops))
+	for k, op := range ops {
+		models[k] = op.model(withCond)
+	}
+	res, err := c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
+	var bwe mongo.BulkWriteException
+	switch {
+	case err == nil:
+		return ops, res.MatchedCount + res.DeletedCount, nil
+	case !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0:
+		return nil, 0, err
+	}
+	var rest []bulkOp
+	for k, op := range ops {
+		i := slices.IndexFunc(bwe.WriteErrors, func(we mongo.BulkWriteError) bool { return we.Index == k })
+		switch {
+		case i < 0:
+			rest = append(rest, op)
+		case mongo.IsDuplicateKeyError(bwe.WriteErrors[i].WriteError):
+			errs[op.i] = fmt.Errorf("mongostore: %s %q: duplicate key: %w", what, op.id, billing.ErrConflict)
+		default:
+			errs[op.i] = opErr("write "+what+" "+strconv.Quote(op.id), bwe.WriteErrors[i].WriteError)
+		}
+	}
+	return rest, res.MatchedCount + res.DeletedCount, nil
+}
+
+// readDocs returns the stored documents of ops by op.id: one find {_id: {$in: ...}} on
+// MongoDB; in ClaimSerialized mode a find by exact _id per document (concurrently), which
+// FerretDB v1 answers without a collection scan.
+func (s *Store) readDocs(ctx context.Context, c *mongo.Collection, ops []bulkOp) (map[string]bson.Raw, error) {
+	mode, err := s.ClaimMode(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make(map[string]bson.Raw, len(ops))
+	if mode != ClaimSerialized {
+		in := make(bson.A, len(ops))
+		for k, op := range ops {
+			in[k] = op.idv
+		}
+		cur, err := c.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}})
+		if err != nil {
+			return nil, err
+		}
+		defer cur.Close(ctx)
+		for cur.Next(ctx) {
+			out[rawID(cur.Current)] = slices.Clone(cur.Current)
+		}
+		return out, cur.Err()
+	}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	var firstErr error
+	sem := make(chan struct{}, 8)
+	for _, op := range ops {
+		wg.Add(1)
+		sem <- struct{}{}
+		go func() {
+			defer func() { <-sem; wg.Done() }()
+			raw, err := c.FindOne(ctx, bson.D{{Key: "_id", Value: op.idv}}).Raw()
+			mu.Lock()
+			defer mu.Unlock()
+			switch {
+			case err == nil:
+				out[op.id] = raw
+			case !errors.Is(err, mongo.ErrNoDocuments) && firstErr == nil:
+				firstErr = err
+			}
+		}()
+	}
+	wg.Wait()
+	return out, firstErr
+}
+
+// firstErr returns the first error of errs that is not nil.
+func firstErr(errs []error) error {
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Evaluating conditions
+
+// matches reports whether doc satisfies cond as MongoDB would, for the forms renewkit's
+// conditions use: equality, $in, $ne, $exists, $lte on top-level fields, and $or.
+func matches(doc bson.Raw, cond bson.D) bool {
+	for _, e := range cond {
+		if e.Key == "$or" {
+			alts, _ := e.Value.(bson.A)
+			if !slices.ContainsFunc(alts, func(alt any) bool { d, _ := alt.(bson.D); return matches(doc, d) }) {
+				return false
+			}
+			continue
+		}
+		if !fieldMatches(doc.Lookup(e.Key), e.Value) {
+			return false
+		}
+	}
+	return true
+}
+
+func fieldMatches(v bson.RawValue, want any) bool {
+	ops, ok := want.(bson.D)
+	if !ok || len(ops) == 0 || !strings.HasPrefix(ops[0].Key, "$") {
+		return equalsValue(v, want)
+	}
+	for _, op := range ops {
+		var ok bool
+		switch op.Key {
+		case "$in":
+			alts, _ := op.Value.(bson.A)
+			ok = slices.ContainsFunc(alts, func(x any) bool { return equalsValue(v, x) })
+		case "$ne":
+			ok = !equalsValue(v, op.Value)
+		case "$exists":
+			ok = (v.Type != 0) == (op.Value == true)
+		case "$lte":
+			c, comparable := compareValues(v, rawValue(op.Value))
+			ok = comparable && c <= 0
+		}
+		if !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// equalsValue is MongoDB's {field: want}: null matches a missing or null field, and a stored
+// array matches when it equals want or one of its elements does.
+func equalsValue(v bson.RawValue, want any) bool {
+	w := rawValue(want)
+	switch {
+	case w.Type == bson.TypeNull:
+		return v.Type == 0 || v.Type == bson.TypeNull
+	case v.Type == 0:
+		return false
+	case sameValue(v, w):
+		return true
+	case v.Type == bson.TypeArray && w.Type != bson.TypeArray:
+		vals, _ := v.Array().Values()
+		return slices.ContainsFunc(vals, func(x bson.RawValue) bool { return sameValue(x, w) })
+	}
+	return false
+}
+
+func rawValue(x any) bson.RawValue {
+	if x == nil {
+		return bson.RawValue{Type: bson.TypeNull}
+	}
+	t, b, err := bson.MarshalValue(x)
+	if err != nil {
+		return bson.RawValue{}
+	}
+	return bson.RawValue{Type: t, Value: b}
+}
+
+func isNumber(t bson.Type) bool {
+	return t == bson.TypeInt32 || t == bson.TypeInt64 || t == bson.TypeDouble
+}
+
+func sameValue(a, b bson.RawValue) bool {
+	if c, ok := compareValues(a, b); ok && (isNumber(a.Type) || a.Type == bson.TypeDateTime) {
+		return c == 0
+	}
+	if a.Type == bson.TypeArray && b.Type == bson.TypeArray {
+		av, _ := a.Array().Values()
+		bv, _ := b.Array().Values()
+		return slices.EqualFunc(av, bv, sameValue)
+	}
+	return a.Type == b.Type && bytes.Equal(a.Value, b.Value)
+}
+
+// compareValues orders two numbers, two dates or two strings; ok is false for other pairs.
+func compareValues(a, b bson.RawValue) (c int, ok bool) {
+	switch {
+	case isNumber(a.Type) && isNumber(b.Type):
+		return cmp.Compare(number(a), number(b)), true
+	case a.Type == bson.TypeDateTime && b.Type == bson.TypeDateTime:
+		return cmp.Compare(a.DateTime(), b.DateTime()), true
+	case a.Type == bson.TypeString && b.Type == bson.TypeString:
+		return cmp.Compare(a.StringValue(), b.StringValue()), true
+	}
+	return 0, false
+}
+
+func number(v bson.RawValue) float64 {
+	if v.Type == bson.TypeDouble {
+		return v.Double()
+	}
+	return float64(v.AsInt64())
+}
