@@ -1,0 +1,285 @@
+// Package billingtest is the engine suite: it runs billing's jobs and payment processor
+// against a store and checks the behaviour that depends on the store being right under
+// concurrency: a payment, a webhook or the host application changing a record while a job
+// works on it, several runs on one batch, leases running out, failures in the middle of
+// work. Every store adapter runs it next to store/storetest:
+//
+//	func TestEngine(t *testing.T) {
+//		billingtest.Run(t, func(t *testing.T) billing.Store { return memstore.New() })
+//	}
+//
+// memstore serialises everything behind one mutex, so a store proves these properties only
+// by passing the suite itself, on its real server.
+package billingtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
+)
+
+// Options tunes the suite. The zero value of each field is the documented default.
+type Options struct {
+	// HostWrite changes one field of a stored subscription the way the host application
+	// would, outside renewkit (a raw database write). field is the document field name
+	// (billing.FieldStatus, billing.FieldPlanID, ...), value a string. The default writes
+	// through the store's own UpdateSubscriptions.
+	HostWrite func(ctx context.Context, st billing.Store, subscriptionID, field, value string) error
+	// Records is how many subscriptions the concurrency tests seed. Default 40.
+	Records int
+	// Timeout bounds each test's context. Default 3 minutes.
+	Timeout time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.HostWrite == nil {
+		o.HostWrite = storeHostWrite
+	}
+	if o.Records <= 0 {
+		o.Records = 40
+	}
+	if o.Timeout <= 0 {
+		o.Timeout = 3 * time.Minute
+	}
+	return o
+}
+
+// storeHostWrite is the default HostWrite: a change through the store's conditional write.
+func storeHostWrite(ctx context.Context, st billing.Store, id, field, value string) error {
+	read, err := st.GetSubscription(ctx, id)
+	if err != nil {
+		return err
+	}
+	changed := read
+	switch field {
+	case billing.FieldStatus:
+		changed.Status = billing.SubscriptionStatus(value)
+	case billing.FieldPlanID:
+		changed.PlanID = value
+	case billing.FieldGateway:
+		changed.Gateway = value
+	default:
+		return fmt.Errorf("billingtest: the default HostWrite cannot write %q; pass Options.HostWrite", field)
+	}
+	_, err = billing.UpdateSubscription(ctx, st, read, changed)
+	return err
+}
+
+// Run runs the engine suite with the default Options.
+func Run(t *testing.T, newStore func(t *testing.T) billing.Store) {
+	t.Helper()
+	RunWithOptions(t, newStore, Options{})
+}
+
+// RunWithOptions runs the engine suite; every test gets a fresh, empty store from newStore.
+func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opts Options) {
+	t.Helper()
+	if newStore == nil {
+		t.Fatal("billingtest: newStore is nil: pass a function returning a fresh, empty store")
+	}
+	s := &suite{newStore: newStore, opts: opts.withDefaults()}
+	for _, tc := range s.tests() {
+		t.Run(tc.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
+			defer cancel()
+			tc.run(ctx, t)
+		})
+	}
+}
+
+type test struct {
+	name string
+	run  func(ctx context.Context, t *testing.T)
+}
+
+type suite struct {
+	newStore func(t *testing.T) billing.Store
+	opts     Options
+}
+
+const day = testkit.Day
+
+// env is one test's world: a store, a fake clock, a recording notifier and a Service.
+type env struct {
+	t     *testing.T
+	ctx   context.Context
+	st    billing.Store
+	clock *testkit.Clock
+	notif *testkit.Notifier
+	svc   *billing.Service
+}
+
+func (s *suite) env(ctx context.Context, t *testing.T, cfg billing.Config, records ...any) *env {
+	t.Helper()
+	st := s.newStore(t)
+	if st == nil {
+		t.Fatal("billingtest: newStore returned nil")
+	}
+	e := &env{t: t, ctx: ctx, st: st, clock: testkit.NewClock(testkit.Epoch), notif: testkit.NewNotifier()}
+	testkit.Seed(t, st, records...)
+	e.svc = e.service(st, cfg)
+	return e
+}
+
+// service returns another Service (a replica) on st with e's clock and notifier.
+func (e *env) service(st billing.Store, cfg billing.Config) *billing.Service {
+	e.t.Helper()
+	return e.serviceWith(st, e.notif, cfg)
+}
+
+// serviceWith is service with another notifier.
+func (e *env) serviceWith(st billing.Store, n billing.Notifier, cfg billing.Config) *billing.Service {
+	e.t.Helper()
+	if cfg.Clock == nil {
+		cfg.Clock = e.clock
+	}
+	cfg.Logger = slog.New(slog.DiscardHandler)
+	svc, err := billing.NewService(st, n, cfg)
+	if err != nil {
+		e.t.Fatalf("NewService: %v", err)
+	}
+	return svc
+}
+
+func (e *env) sub(id string) billing.Subscription {
+	e.t.Helper()
+	x, err := e.st.GetSubscription(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("GetSubscription(%s): %v", id, err)
+	}
+	return x
+}
+
+func (e *env) user(id string) billing.User {
+	e.t.Helper()
+	u, err := e.st.GetUser(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("GetUser(%s): %v", id, err)
+	}
+	return u
+}
+
+// sentKinds returns the kinds delivered about subscription or payment id.
+func (e *env) sentKinds(id string) []billing.NotificationKind {
+	var out []billing.NotificationKind
+	for _, n := range e.notif.For(id) {
+		out = append(out, n.Kind)
+	}
+	return out
+}
+
+// sentOncePerKey fails unless every key was delivered at most once, and returns how many
+// distinct keys were delivered.
+func (e *env) sentOncePerKey() int {
+	e.t.Helper()
+	seen := map[string]int{}
+	for _, n := range e.notif.Sent() {
+		seen[n.Key]++
+	}
+	for k, n := range seen {
+		if n > 1 {
+			e.t.Fatalf("notification %s delivered %d times, want once", k, n)
+		}
+	}
+	return len(seen)
+}
+
+// noPending fails if any record still carries pending effects.
+func (e *env) noPending() {
+	e.t.Helper()
+	left, err := e.st.ClaimSubscriptions(e.ctx, billing.ClaimParams{Token: "billingtest-check", Now: e.clock.Now(),
+		LeaseUntil: e.clock.Now().Add(time.Millisecond), Limit: 1000, Pending: true})
+	if err != nil {
+		e.t.Fatalf("claiming pending records: %v", err)
+	}
+	if len(left) > 0 {
+		e.t.Fatalf("%d records still carry pending effects (first %s: %+v)", len(left), left[0].ID, left[0].Pending)
+	}
+	if err := e.st.ReleaseClaims(e.ctx, "billingtest-check"); err != nil {
+		e.t.Fatalf("ReleaseClaims: %v", err)
+	}
+}
+
+func must(t *testing.T, err error, what string) {
+	t.Helper()
+	if err != nil {
+		t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// hookStore calls afterClaim with the first non-empty batch a claim returns, before the job
+// sees it: the moment someone else changes a record between a job's read and its write.
+type hookStore struct {
+	billing.Store
+	afterClaim func(ctx context.Context, claimed []billing.Subscription)
+	fired      bool
+}
+
+func (h *hookStore) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) ([]billing.Subscription, error) {
+	subs, err := h.Store.ClaimSubscriptions(ctx, p)
+	if len(subs) > 0 && !h.fired && !p.Pending {
+		h.fired = true
+		h.afterClaim(ctx, subs)
+	}
+	return subs, err
+}
+
+// lookup is a RenewalLookup answering from a table.
+type lookup map[string]func() (billing.GatewaySubscription, error)
+
+func (l lookup) LookupSubscription(_ context.Context, id string) (billing.GatewaySubscription, error) {
+	if f, ok := l[id]; ok {
+		return f()
+	}
+	return billing.GatewaySubscription{}, fmt.Errorf("billingtest: unknown gateway subscription %s", id)
+}
+
+func answer(gs billing.GatewaySubscription) func() (billing.GatewaySubscription, error) {
+	return func() (billing.GatewaySubscription, error) { return gs, nil }
+}
+
+func (s *suite) tests() []test {
+	return []test{
+		{"PaymentApprovedBetweenClaimAndExpiry", s.paymentBetweenClaimAndExpiry},
+		{"HostCancelsBetweenClaimAndWarning", s.hostCancelsBetweenClaimAndWarning},
+		{"HostWriteToAnotherFieldSurvives", s.hostWriteToAnotherFieldSurvives},
+		{"ConcurrentRunsSendEachWarningOnce", s.concurrentRunsSendOnce},
+		{"LeaseRunsOutMidBatch", s.leaseRunsOutMidBatch},
+		{"FailedSendStaysPendingAndIsFinished", s.failedSendStaysPending},
+		{"RecordWriteFailingAfterSendDoesNotResend", s.recordWriteFailsAfterSend},
+		{"BreakerStopsAnOutage", s.breakerStopsOutage},
+		{"AutoRenewingAskedBeforeExpiry", s.autoRenewingAskedBeforeExpiry},
+		{"RenewUnknownStatusIsAFailure", s.renewUnknownStatus},
+		{"RenewReconcilesRecentlyExpired", s.renewReconcilesExpired},
+		{"ExpiryKeepsAccessFromAnotherLiveSubscription", s.expiryKeepsOtherAccess},
+		{"LadderFailureCountedOnce", s.ladderFailureOnce},
+		{"ProcessorDoesNotOverwriteHostWrites", s.processorKeepsHostWrites},
+	}
+}
+
+// flakyFinish fails the first failures calls of FinishNotifications.
+type flakyFinish struct {
+	billing.Store
+	mu       sync.Mutex
+	failures int
+}
+
+func (f *flakyFinish) FinishNotifications(ctx context.Context, recs []billing.NotificationRecord, token string) error {
+	f.mu.Lock()
+	fail := f.failures > 0
+	if fail {
+		f.failures--
+	}
+	f.mu.Unlock()
+	if fail {
+		return errors.New("billingtest: store unavailable for a moment")
+	}
+	return f.Store.FinishNotifications(ctx, recs, token)
+}
