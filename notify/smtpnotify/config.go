@@ -57,6 +57,9 @@ func ParseTLSPolicy(s string) (TLSPolicy, error) {
 	return 0, fmt.Errorf("%w: unknown TLS policy %q: use starttls, implicit, opportunistic or none", ErrInvalidConfig, s)
 }
 
+// DefaultMaxConns is Config.MaxConns's default, equal to billing.Config.SendConcurrency's.
+const DefaultMaxConns = 8
+
 // Config configures a Notifier. Host, From and Renderer are required; every other zero
 // value is the documented default.
 type Config struct {
@@ -79,15 +82,25 @@ type Config struct {
 	HELO string
 	// Timeout bounds connecting and each SMTP command. Default 15s.
 	Timeout time.Duration
-	// MaxAttempts is how many times a transient failure is tried within one Notify.
-	// Default 3; 1 disables retries.
+	// MaxAttempts is how many times a transient failure (a 4xx reply, a dropped connection,
+	// a timeout) is tried within one Notify. Default 3; 1 disables retries. Permanent
+	// failures (5xx) are never retried.
 	MaxAttempts int
 	// Backoff is the wait before the first retry; it doubles up to MaxBackoff, with
-	// ±20% jitter. Defaults 500ms and 10s.
+	// ±20% jitter. Defaults 250ms and 2s.
 	Backoff    time.Duration
 	MaxBackoff time.Duration
-	// MaxConns is the number of pooled connections, and so of concurrent sends.
-	// Default 2.
+	// RetryBudget bounds the time one Notify spends on retries: a retry whose wait would
+	// end later than RetryBudget after the first attempt started is not made, and the last
+	// error is returned. Default 3s. With the defaults a server answering 421 to everything
+	// costs each message three attempts and under a second of waiting; an unresponsive one
+	// costs one Timeout. A job that stops after a few consecutive failures (billing's
+	// circuit breaker) therefore spends seconds on an outage, and its next run retries.
+	RetryBudget time.Duration
+	// MaxConns is the number of pooled connections, and so of SMTP transactions in
+	// flight at once; further Notify calls wait for a free connection (or their context).
+	// Default 8, the default of billing.Config.SendConcurrency: keep the two equal so
+	// every concurrent send has its own connection.
 	MaxConns int
 	// IdleTimeout closes pooled connections unused this long (servers drop idle
 	// clients after a few minutes). Default 30s.
@@ -123,11 +136,11 @@ func (c Config) Validate() error {
 	if c.TLSPolicy < TLSMandatory || c.TLSPolicy > TLSNone {
 		bad("unknown TLSPolicy %d", int(c.TLSPolicy))
 	}
-	if c.Timeout < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.IdleTimeout < 0 {
-		bad("durations must not be negative")
+	if c.Timeout < 0 || c.Backoff < 0 || c.MaxBackoff < 0 || c.RetryBudget < 0 || c.IdleTimeout < 0 {
+		bad("Timeout, Backoff, MaxBackoff, RetryBudget and IdleTimeout must not be negative: use 0 for the default")
 	}
 	if c.MaxAttempts < 0 || c.MaxConns < 0 {
-		bad("MaxAttempts and MaxConns must not be negative")
+		bad("MaxAttempts and MaxConns must not be negative: use 0 for the defaults (3 and 8)")
 	}
 	if c.Renderer == nil {
 		bad("missing Renderer: pass notify.NewRenderer(notify.Config{FrontendURL: ...})")
@@ -157,13 +170,16 @@ func (c Config) withDefaults() Config {
 		c.MaxAttempts = 3
 	}
 	if c.Backoff == 0 {
-		c.Backoff = 500 * time.Millisecond
+		c.Backoff = 250 * time.Millisecond
 	}
 	if c.MaxBackoff == 0 {
-		c.MaxBackoff = 10 * time.Second
+		c.MaxBackoff = 2 * time.Second
+	}
+	if c.RetryBudget == 0 {
+		c.RetryBudget = 3 * time.Second
 	}
 	if c.MaxConns == 0 {
-		c.MaxConns = 2
+		c.MaxConns = DefaultMaxConns
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 30 * time.Second

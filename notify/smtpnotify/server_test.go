@@ -42,6 +42,12 @@ type testServer struct {
 	// handled=true its error is the answer and the message is not stored.
 	OnData func(c *gosmtp.Conn, r io.Reader) (handled bool, err error)
 
+	// DataDelay holds each DATA reply this long after the message has arrived, as a
+	// server scanning mail before accepting it does.
+	DataDelay time.Duration
+	// Discard counts accepted messages without keeping them (for benchmarks).
+	Discard bool
+
 	// Auth: when User is set the server offers AUTH PLAIN and requires it.
 	User, Password string
 
@@ -50,8 +56,15 @@ type testServer struct {
 	MailCalls atomic.Int64
 	RcptCalls atomic.Int64
 	DataCalls atomic.Int64
+	Accepted  atomic.Int64 // messages accepted
 	authOK    atomic.Int64
+
+	inData, peakData atomic.Int64 // DATA commands being answered now, and at most
 }
+
+// PeakConcurrentData is the largest number of DATA replies the server was preparing at
+// once: how many transactions really ran in parallel.
+func (s *testServer) PeakConcurrentData() int64 { return s.peakData.Load() }
 
 type serverOption func(*testServer)
 
@@ -62,6 +75,16 @@ func withTLS(cfg *tls.Config) serverOption {
 // withImplicitTLS makes the listener speak TLS from the first byte (SMTPS).
 func withImplicitTLS(cfg *tls.Config) serverOption {
 	return func(s *testServer) { s.implicit = cfg }
+}
+
+// withDataDelay sets DataDelay before the server starts.
+func withDataDelay(d time.Duration) serverOption {
+	return func(s *testServer) { s.DataDelay = d }
+}
+
+// withDiscard sets Discard before the server starts.
+func withDiscard() serverOption {
+	return func(s *testServer) { s.Discard = true }
 }
 
 func withAuth(user, pass string) serverOption {
@@ -107,6 +130,7 @@ func (s *testServer) Reset() {
 	s.mu.Lock()
 	s.msgs = nil
 	s.mu.Unlock()
+	s.Accepted.Store(0)
 }
 
 // NewSession implements gosmtp.Backend.
@@ -178,6 +202,17 @@ func (ss *session) Data(r io.Reader) error {
 	b, err := io.ReadAll(r)
 	if err != nil {
 		return err
+	}
+	cur := ss.s.inData.Add(1)
+	for peak := ss.s.peakData.Load(); cur > peak && !ss.s.peakData.CompareAndSwap(peak, cur); peak = ss.s.peakData.Load() {
+	}
+	if ss.s.DataDelay > 0 {
+		time.Sleep(ss.s.DataDelay)
+	}
+	ss.s.inData.Add(-1)
+	ss.s.Accepted.Add(1)
+	if ss.s.Discard {
+		return nil
 	}
 	ss.s.mu.Lock()
 	ss.s.msgs = append(ss.s.msgs, received{From: ss.from, To: append([]string(nil), ss.to...), Data: bytes.Clone(b)})

@@ -19,9 +19,10 @@ import (
 	"github.com/renewkit/renewkit/notify/internal/mailmsg"
 )
 
-// Notifier sends notifications by SMTP over a small pool of connections that are reused
-// across sends, redialled when they fail and closed when idle. It is safe for concurrent
-// use; call Shutdown (or Close) when done.
+// Notifier sends notifications by SMTP over a pool of up to Config.MaxConns connections
+// that are reused across sends, redialled when they fail and closed when idle. It is safe
+// for concurrent use, and concurrent Notify calls run their SMTP transactions in parallel,
+// one per connection. Call Shutdown (or Close) when done.
 type Notifier struct {
 	cfg    Config
 	client *gomail.Client // holds the connection settings; sessions are per pooled conn
@@ -31,6 +32,7 @@ type Notifier struct {
 	mu     sync.Mutex
 	idle   []*conn // most recently used last
 	inUse  map[*conn]struct{}
+	open   int // connections idle, in use or being dialled; at most MaxConns
 	closed bool
 
 	stop chan struct{}
@@ -124,19 +126,24 @@ type Stats struct {
 	Sends   int64 // messages accepted by the server
 	Retries int64 // attempts after a transient failure
 	Idle    int   // pooled connections now idle
+	InUse   int   // connections now carrying a send
+	Open    int   // connections idle, in use or being dialled: at most MaxConns
 }
 
 // Stats returns the counters.
 func (n *Notifier) Stats() Stats {
 	n.mu.Lock()
-	idle := len(n.idle)
+	idle, inUse, open := len(n.idle), len(n.inUse), n.open
 	n.mu.Unlock()
-	return Stats{Dials: n.dials.Load(), Sends: n.sends.Load(), Retries: n.retries.Load(), Idle: idle}
+	return Stats{Dials: n.dials.Load(), Sends: n.sends.Load(), Retries: n.retries.Load(),
+		Idle: idle, InUse: inUse, Open: open}
 }
 
-// Notify renders n and sends it, retrying transient failures with backoff up to
-// MaxAttempts times. It returns a *SendError (wrapping billing.ErrUndeliverable when
-// permanent), the context's error when ctx ends first, or ErrClosed after Shutdown.
+// Notify renders n and sends it on a pooled connection, retrying transient failures with
+// backoff up to MaxAttempts times within RetryBudget; 5xx replies are not retried. It
+// returns a *SendError (wrapping billing.ErrUndeliverable when permanent), the context's
+// error when ctx ends first, or ErrClosed after Shutdown. Up to MaxConns calls run their
+// SMTP transactions in parallel; more wait for a free connection.
 func (n *Notifier) Notify(ctx context.Context, note billing.Notification) error {
 	if err := ctx.Err(); err != nil {
 		return err
@@ -150,6 +157,7 @@ func (n *Notifier) Notify(ctx context.Context, note billing.Notification) error 
 		return &SendError{Op: "message", Permanent: true, Attempts: 0, Err: err}
 	}
 	backoff := n.cfg.Backoff
+	start := time.Now()
 	for attempt := 1; ; attempt++ {
 		err := n.sendOnce(ctx, msg)
 		if err == nil {
@@ -171,8 +179,14 @@ func (n *Notifier) Notify(ctx context.Context, note billing.Notification) error 
 				"to", note.To.Email, "code", se.Code, "permanent", se.Permanent, "attempts", attempt, "error", se.Err)
 			return se
 		}
-		n.retries.Add(1)
 		wait := jitter(backoff)
+		if time.Since(start)+wait > n.cfg.RetryBudget {
+			n.cfg.Logger.WarnContext(ctx, "smtpnotify: send failed, retry budget spent", "kind", note.Kind,
+				"key", note.Key, "to", note.To.Email, "code", se.Code, "attempts", attempt,
+				"budget", n.cfg.RetryBudget, "error", se.Err)
+			return se
+		}
+		n.retries.Add(1)
 		n.cfg.Logger.InfoContext(ctx, "smtpnotify: transient failure, retrying", "kind", note.Kind,
 			"key", note.Key, "code", se.Code, "attempt", attempt, "wait", wait, "error", se.Err)
 		t := time.NewTimer(wait)
@@ -203,10 +217,12 @@ func (e *dialError) Error() string { return e.err.Error() }
 func (e *dialError) Unwrap() error { return e.err }
 
 // sendOnce sends msg on a pooled connection. A reused connection that turns out to be
-// dead (no SMTP reply at all) is replaced once at no cost to the retry budget.
+// dead (no SMTP reply at all) is dropped and the send is tried once more on a newly
+// dialled one (not another idle one, which may have died the same way), at no cost to
+// the retry budget.
 func (n *Notifier) sendOnce(ctx context.Context, msg *gomail.Msg) error {
 	for fresh := false; ; fresh = true {
-		c, reused, err := n.acquire(ctx)
+		c, reused, err := n.acquire(ctx, fresh)
 		if err != nil {
 			return err
 		}
@@ -224,8 +240,9 @@ func (n *Notifier) sendOnce(ctx context.Context, msg *gomail.Msg) error {
 	}
 }
 
-// acquire takes a connection token and returns an idle connection or a new one.
-func (n *Notifier) acquire(ctx context.Context) (*conn, bool, error) {
+// acquire takes a connection token and returns an idle connection (unless dial is set)
+// or a new one, and whether it was reused.
+func (n *Notifier) acquire(ctx context.Context, dial bool) (*conn, bool, error) {
 	select {
 	case n.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -239,14 +256,31 @@ func (n *Notifier) acquire(ctx context.Context) (*conn, bool, error) {
 		<-n.sem
 		return nil, false, ErrClosed
 	}
+	var evict *conn
 	if k := len(n.idle); k > 0 {
-		c := n.idle[k-1]
-		n.idle = n.idle[:k-1]
-		n.inUse[c] = struct{}{}
-		n.mu.Unlock()
-		return c, true, nil
+		if !dial {
+			c := n.idle[k-1]
+			n.idle = n.idle[:k-1]
+			n.inUse[c] = struct{}{}
+			n.mu.Unlock()
+			return c, true, nil
+		}
+		if n.open >= n.cfg.MaxConns {
+			// Make room for the new connection: never more than MaxConns are open.
+			evict = n.idle[0]
+			copy(n.idle, n.idle[1:])
+			n.idle[k-1] = nil
+			n.idle = n.idle[:k-1]
+			n.open--
+		}
 	}
+	// Here open < MaxConns: every open connection that is not idle holds one of the
+	// other tokens.
+	n.open++
 	n.mu.Unlock()
+	if evict != nil {
+		n.quit(evict)
+	}
 
 	var raw net.Conn
 	dctx := context.WithValue(ctx, rawConnSlot{}, &raw)
@@ -255,6 +289,9 @@ func (n *Notifier) acquire(ctx context.Context) (*conn, bool, error) {
 		if raw != nil {
 			_ = raw.Close()
 		}
+		n.mu.Lock()
+		n.open--
+		n.mu.Unlock()
 		<-n.sem
 		return nil, false, &dialError{err}
 	}
@@ -262,6 +299,7 @@ func (n *Notifier) acquire(ctx context.Context) (*conn, bool, error) {
 	c := &conn{c: sc, raw: raw}
 	n.mu.Lock()
 	if n.closed {
+		n.open--
 		n.mu.Unlock()
 		_ = raw.Close()
 		<-n.sem
@@ -280,6 +318,8 @@ func (n *Notifier) release(c *conn, healthy bool) {
 	if keep {
 		c.lastUsed = n.cfg.Now()
 		n.idle = append(n.idle, c)
+	} else {
+		n.open--
 	}
 	n.mu.Unlock()
 	if !keep {
@@ -328,6 +368,7 @@ func (n *Notifier) closeIdle(cutoff time.Time) int {
 	}
 	clear(n.idle[len(keep):])
 	n.idle = keep
+	n.open -= len(old)
 	n.mu.Unlock()
 	for _, c := range old {
 		n.quit(c)
@@ -346,6 +387,7 @@ func (n *Notifier) Shutdown(ctx context.Context) error {
 	n.closed = true
 	idle := n.idle
 	n.idle = nil
+	n.open -= len(idle)
 	n.mu.Unlock()
 	close(n.stop)
 	<-n.done

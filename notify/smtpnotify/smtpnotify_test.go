@@ -48,6 +48,7 @@ func testConfig(t testing.TB, s *testServer) Config {
 		Renderer:    newRenderer(t),
 		HELO:        "client.test",
 		IdleTimeout: time.Minute,
+		Logger:      slog.New(slog.DiscardHandler),
 	}
 }
 
