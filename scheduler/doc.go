@@ -26,8 +26,11 @@
 //     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
 //     after WithHistoryRetention days (default 30).
 //   - Alerts: WithAlerts sends a billing.KindOperatorAlert after N consecutive failures
-//     (default 3) and when a run reports failed records (billing.Result.Failures), once
-//     per episode; a clean run clears it.
+//     (default 3), when a run reports failed records (billing.Result.Failures), at the
+//     first run billing's circuit breaker stops (its error wraps
+//     billing.ErrNotifierUnavailable) and when a renew_subscriptions run fails to
+//     reconcile AlertPolicy.RenewalFailures subscriptions (default 5); each once per
+//     episode, cleared by a run that no longer meets it. See "Alert channels".
 //   - Catch-up: on Start, a job whose last successful scheduled run is older than its
 //     previous tick runs once (trigger catch_up), however many ticks were missed. A job
 //     seen for the first time is not caught up (an install at 10:00 runs no 09:00 job).
@@ -55,6 +58,16 @@
 //		log.Fatal(err)
 //	}
 //	defer s.Shutdown(context.Background())
+//
+// # Alert channels
+//
+// An alert that email is down cannot go by email alone. WithAlertChannel adds
+// destinations (any billing.Notifier: the signed webhook of notify.NewWebhook, a chat
+// hook) that receive every alert alongside WithAlerts' notifier, concurrently. A run
+// stopped by the breaker raises notifier_unavailable at once, and its alerts skip
+// WithAlerts' notifier, which should be the one the jobs send through; without another
+// channel they are still tried there. An alert counts as sent when one destination took
+// it; the others' failures are logged. ExampleWithAlertChannel wires the signed webhook.
 //
 // # Mounting the admin API
 //

@@ -2,14 +2,19 @@ package scheduler_test
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"time"
 
 	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/notify"
 	"github.com/renewkit/renewkit/scheduler"
 	"github.com/renewkit/renewkit/store/memstore"
 )
@@ -68,4 +73,46 @@ func ExampleAdminHandler() {
 	// Output:
 	// 401
 	// 200
+}
+
+// An SMTP outage trips billing's circuit breaker; the alert skips the email notifier the
+// jobs send through and reaches the operators' signed webhook at the first such run.
+func ExampleWithAlertChannel() {
+	ctx := context.Background()
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.VerifyWebhook(secret, r.Header.Get(notify.SignatureHeader), body, time.Now(), 0); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		var p notify.WebhookPayload
+		_ = json.Unmarshal(body, &p)
+		fmt.Println("webhook:", p.Kind, p.Data.JobID, strings.SplitN(p.Key, ":", 4)[2])
+	}))
+	defer hook.Close()
+	webhook, err := notify.NewWebhook(notify.WebhookConfig{URL: hook.URL, Secret: secret})
+	if err != nil {
+		panic(err)
+	}
+	email := billing.NotifierFunc(func(context.Context, billing.Notification) error {
+		fmt.Println("email: tried")
+		return errors.New("smtp: 421 service not available")
+	})
+	job := billing.Job{ID: billing.JobCheckExpiring, Schedule: "0 9 * * *", Run: func(context.Context) (billing.Result, error) {
+		// What billing returns when its breaker trips.
+		return nil, fmt.Errorf("%w: 5 consecutive transient failures", billing.ErrNotifierUnavailable)
+	}}
+	s, err := scheduler.New([]billing.Job{job}, memstore.New(), scheduler.WithLogger(slog.New(slog.DiscardHandler)),
+		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}),
+		scheduler.WithAlertChannel("webhook", webhook))
+	if err != nil {
+		panic(err)
+	}
+	defer s.Shutdown(ctx)
+	run, _ := s.Trigger(ctx, billing.JobCheckExpiring)
+	fmt.Println(run.Status)
+	// Output:
+	// webhook: operator_alert check_expiring_subscriptions notifier_unavailable
+	// failed
 }

@@ -22,6 +22,16 @@ type AlertPolicy struct {
 	// finish (billing.Result.Failures: renewals or emails that failed). Default 1; -1 turns
 	// partial-failure alerts off.
 	PartialFailures int
+	// RenewalFailures: alert when a run of billing.JobRenew (renew_subscriptions) reports
+	// at least this many auto-renewing subscriptions it could not reconcile with their
+	// gateway. Default 5; -1 turns renewal-failure alerts off.
+	RenewalFailures int
+}
+
+// alertChannel is one destination of operator alerts.
+type alertChannel struct {
+	name string
+	n    billing.Notifier
 }
 
 type config struct {
@@ -35,7 +45,9 @@ type config struct {
 	replica    string
 	retention  int // days
 	runTimeout time.Duration
-	notifier   billing.Notifier
+	notifier   billing.Notifier // WithAlerts' notifier, the one the jobs send through
+	alertsSet  bool             // WithAlerts was given
+	channels   []alertChannel   // WithAlertChannel, in order
 	alertTo    billing.Recipient
 	alerts     AlertPolicy
 }
@@ -158,12 +170,23 @@ func WithRunTimeout(d time.Duration) Option {
 	}
 }
 
-// WithAlerts sends operator alerts (billing.KindOperatorAlert) to the recipient through n:
-// once when a job has failed p.ConsecutiveFailures times in a row and once when a run
-// reports p.PartialFailures or more failed records. Each condition alerts once per
-// episode and clears when the job succeeds again.
+// WithAlerts sends operator alerts (billing.KindOperatorAlert) to the recipient through n,
+// and through every WithAlertChannel, when a job
+//
+//   - has failed p.ConsecutiveFailures times in a row (consecutive_failures);
+//   - reports p.PartialFailures or more failed records in a run (partial_failures);
+//   - is stopped by billing's circuit breaker: its error wraps
+//     billing.ErrNotifierUnavailable (notifier_unavailable, at the first such run);
+//   - is billing.JobRenew and reports p.RenewalFailures or more subscriptions it could not
+//     reconcile (renewal_failures).
+//
+// Each condition alerts once per episode and clears when a run no longer meets it. n
+// should be the notifier the jobs send through (the email channel): alerts raised by a run
+// the breaker stopped skip it when a WithAlertChannel is configured, since it is the
+// channel that is down.
 func WithAlerts(n billing.Notifier, to billing.Recipient, p AlertPolicy) Option {
 	return func(c *config) error {
+		c.alertsSet = true
 		var errs []error
 		if n == nil {
 			errs = append(errs, errors.New("WithAlerts: nil notifier: pass lognotify.New(logger) or an smtpnotify.Notifier"))
@@ -177,6 +200,9 @@ func WithAlerts(n billing.Notifier, to billing.Recipient, p AlertPolicy) Option 
 		if p.PartialFailures < -1 {
 			errs = append(errs, fmt.Errorf("WithAlerts: PartialFailures %d: use 0 for the default 1, -1 to turn it off", p.PartialFailures))
 		}
+		if p.RenewalFailures < -1 {
+			errs = append(errs, fmt.Errorf("WithAlerts: RenewalFailures %d: use 0 for the default 5, -1 to turn it off", p.RenewalFailures))
+		}
 		if len(errs) > 0 {
 			return errors.Join(errs...)
 		}
@@ -186,7 +212,38 @@ func WithAlerts(n billing.Notifier, to billing.Recipient, p AlertPolicy) Option 
 		if p.PartialFailures == 0 {
 			p.PartialFailures = 1
 		}
+		if p.RenewalFailures == 0 {
+			p.RenewalFailures = 5
+		}
 		c.notifier, c.alertTo, c.alerts = n, to, p
+		return nil
+	}
+}
+
+// WithAlertChannel adds a destination for the operator alerts of WithAlerts, such as the
+// signed webhook of notify.NewWebhook, so an alert that the email channel is down still
+// reaches someone. Every alert goes to WithAlerts' notifier and to each channel
+// concurrently; it counts as sent (and is not repeated in its episode) when at least one
+// destination took it, and each failure is logged with the channel's name. Repeat the
+// option for several channels; names must be unique. It needs WithAlerts.
+func WithAlertChannel(name string, n billing.Notifier) Option {
+	return func(c *config) error {
+		var errs []error
+		if name == "" {
+			errs = append(errs, errors.New("WithAlertChannel: empty name: name the channel (\"webhook\")"))
+		}
+		if n == nil {
+			errs = append(errs, fmt.Errorf("WithAlertChannel(%q): nil notifier: pass a notifier such as notify.NewWebhook(cfg)", name))
+		}
+		for _, ch := range c.channels {
+			if name != "" && ch.name == name {
+				errs = append(errs, fmt.Errorf("WithAlertChannel(%q): name used twice: give each channel its own name", name))
+			}
+		}
+		if len(errs) > 0 {
+			return errors.Join(errs...)
+		}
+		c.channels = append(c.channels, alertChannel{name: name, n: n})
 		return nil
 	}
 }

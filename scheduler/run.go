@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"reflect"
 	"slices"
+	"sync"
 	"time"
 
 	"github.com/jonboulle/clockwork"
@@ -20,6 +21,12 @@ var errSkipped = errors.New("scheduler: run skipped")
 const (
 	alertConsecutive = "consecutive_failures"
 	alertPartial     = "partial_failures"
+	// alertNotifierUnavailable: the run's error wraps billing.ErrNotifierUnavailable (the
+	// jobs' circuit breaker stopped the run's sends).
+	alertNotifierUnavailable = "notifier_unavailable"
+	// alertRenewal: a billing.JobRenew run could not reconcile AlertPolicy.RenewalFailures
+	// subscriptions or more.
+	alertRenewal = "renewal_failures"
 )
 
 type activeRun struct {
@@ -190,7 +197,7 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	if uerr := s.store.UpdateJobRun(wctx, run); uerr != nil {
 		s.cfg.log.ErrorContext(wctx, "recording the run outcome failed", "job_id", run.JobID, "run_id", run.ID, "error", uerr)
 	}
-	s.updateState(wctx, a.e, run, res)
+	s.updateState(wctx, a.e, run, res, err)
 	if rerr := s.cfg.locker.ReleaseLock(wctx, lease); rerr != nil && !errors.Is(rerr, billing.ErrLockLost) {
 		s.cfg.log.WarnContext(wctx, "releasing job lock failed; it expires after its TTL", "job_id", run.JobID, "error", rerr)
 	}
@@ -244,10 +251,7 @@ func safeRun(ctx context.Context, f billing.JobFunc) (res billing.Result, err er
 // resultMap turns a job's Result into the map stored in JobRun.Result, through its JSON
 // form so the seed's keys (success, total_found, ...) are kept.
 func resultMap(r billing.Result) (map[string]any, error) {
-	if r == nil {
-		return nil, nil
-	}
-	if v := reflect.ValueOf(r); v.Kind() == reflect.Pointer && v.IsNil() {
+	if noResult(r) {
 		return nil, nil
 	}
 	b, err := json.Marshal(r)
@@ -265,24 +269,48 @@ func resultMap(r billing.Result) (map[string]any, error) {
 	return m, nil
 }
 
-func failures(r billing.Result) int {
+// noResult: the job returned no result (nil, or a nil pointer).
+func noResult(r billing.Result) bool {
 	if r == nil {
-		return 0
+		return true
 	}
-	if v := reflect.ValueOf(r); v.Kind() == reflect.Pointer && v.IsNil() {
+	v := reflect.ValueOf(r)
+	return v.Kind() == reflect.Pointer && v.IsNil()
+}
+
+func failures(r billing.Result) int {
+	if noResult(r) {
 		return 0
 	}
 	return r.Failures()
 }
 
+func found(r billing.Result) int {
+	if noResult(r) {
+		return 0
+	}
+	return r.Found()
+}
+
 // updateState folds a finished run into the job's shared state and raises or clears
 // operator alerts, once per episode. The fold is re-applied when another replica changed
 // the state meanwhile (a pause); an alert sent by an earlier attempt is not sent again.
-func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRun, res billing.Result) {
+func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRun, res billing.Result, runErr error) {
+	// A run the breaker stopped says the jobs' notifier is down: its alerts skip it.
+	notifierDown := errors.Is(runErr, billing.ErrNotifierUnavailable)
 	sent := map[string]bool{}
-	raise := func(st *billing.JobState, cond, msg string) {
+	// toggle raises cond (once per episode: not while st.Alerts holds it) when on, and
+	// clears it otherwise. msg is only built for an alert that is sent.
+	toggle := func(st *billing.JobState, cond string, on bool, msg func() string) {
+		switch {
+		case !on:
+			st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == cond })
+			return
+		case slices.Contains(st.Alerts, cond):
+			return
+		}
 		if !sent[cond] {
-			sent[cond] = s.alert(ctx, e, run, cond, msg, st.ConsecutiveFailures)
+			sent[cond] = s.alert(ctx, e, run, cond, msg(), st.ConsecutiveFailures, notifierDown)
 		}
 		if sent[cond] {
 			st.Alerts = append(st.Alerts, cond)
@@ -300,27 +328,24 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 		}
 		if s.cfg.notifier != nil {
 			p := s.cfg.alerts
-			// Consecutive failures.
-			if st.ConsecutiveFailures >= p.ConsecutiveFailures {
-				if !slices.Contains(st.Alerts, alertConsecutive) {
-					raise(st, alertConsecutive, fmt.Sprintf("%d consecutive failed runs; last error: %s", st.ConsecutiveFailures, run.Error))
-				}
-			} else {
-				st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertConsecutive })
-			}
-			// Partial failures: only a run that completed says whether they persist.
+			toggle(st, alertConsecutive, st.ConsecutiveFailures >= p.ConsecutiveFailures, func() string {
+				return fmt.Sprintf("%d consecutive failed runs; last error: %s", st.ConsecutiveFailures, run.Error)
+			})
+			// The breaker: at the first run it stops, cleared by the next run it does not.
+			toggle(st, alertNotifierUnavailable, notifierDown, func() string {
+				return "notifications are failing: the run stopped sending and left the rest pending for the next run; " + run.Error
+			})
+			// Record failures: only a run that completed says whether they persist.
 			if !failed {
 				n := failures(res)
-				if p.PartialFailures > 0 && n >= p.PartialFailures {
-					if !slices.Contains(st.Alerts, alertPartial) {
-						found := 0
-						if res != nil {
-							found = res.Found()
-						}
-						raise(st, alertPartial, fmt.Sprintf("%d of %d records failed and will be retried by a later run", n, found))
-					}
-				} else {
-					st.Alerts = slices.DeleteFunc(st.Alerts, func(a string) bool { return a == alertPartial })
+				toggle(st, alertPartial, p.PartialFailures > 0 && n >= p.PartialFailures, func() string {
+					return fmt.Sprintf("%d of %d records failed and will be retried by a later run", n, found(res))
+				})
+				if e.job.ID == billing.JobRenew {
+					toggle(st, alertRenewal, p.RenewalFailures > 0 && n >= p.RenewalFailures, func() string {
+						return fmt.Sprintf("%d of %d auto-renewing subscriptions could not be reconciled with their gateway "+
+							"(alert threshold %d); they keep their state and are retried by the next run", n, found(res), p.RenewalFailures)
+					})
 				}
 			}
 		}
@@ -332,22 +357,50 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 	}
 }
 
-// alert sends one operator alert and reports whether it went out; a failed send is
-// retried by the next run that still meets the condition.
-func (s *Scheduler) alert(ctx context.Context, e *entry, run billing.JobRun, cond, msg string, streak int) bool {
+// alert sends one operator alert to WithAlerts' notifier and every WithAlertChannel at
+// once, and reports whether at least one took it; a condition no destination took is
+// retried by the next run that still meets it. With skipPrimary (the jobs' notifier is
+// down) WithAlerts' notifier is left out, unless it is the only destination.
+func (s *Scheduler) alert(ctx context.Context, e *entry, run billing.JobRun, cond, msg string, streak int, skipPrimary bool) bool {
 	n := billing.Notification{
 		Kind: billing.KindOperatorAlert,
 		Key:  fmt.Sprintf("%s:%s:%s:%s", billing.KindOperatorAlert, e.job.ID, cond, run.ID),
 		To:   s.cfg.alertTo,
 		Data: billing.NotificationData{JobID: e.job.ID, RunID: run.ID, Error: msg, ConsecutiveFails: streak},
 	}
-	if err := s.cfg.notifier.Notify(ctx, n); err != nil {
-		s.cfg.log.ErrorContext(ctx, "operator alert not sent", "job_id", e.job.ID, "condition", cond, "error", err)
+	dests := s.cfg.channels
+	if !skipPrimary || len(dests) == 0 {
+		dests = append([]alertChannel{{name: primaryChannel, n: s.cfg.notifier}}, dests...)
+	}
+	errs := make([]error, len(dests))
+	var wg sync.WaitGroup
+	for i, d := range dests {
+		wg.Go(func() {
+			if err := d.n.Notify(ctx, n); err != nil {
+				errs[i] = fmt.Errorf("channel %s: %w", d.name, err)
+			}
+		})
+	}
+	wg.Wait()
+	var took []string
+	for i, d := range dests {
+		if errs[i] == nil {
+			took = append(took, d.name)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		s.cfg.log.ErrorContext(ctx, "operator alert not sent on every channel", "job_id", e.job.ID, "condition", cond,
+			"run_id", run.ID, "sent_on", took, "error", err)
+	}
+	if len(took) == 0 {
 		return false
 	}
-	s.cfg.log.WarnContext(ctx, "operator alert sent", "job_id", e.job.ID, "condition", cond, "run_id", run.ID)
+	s.cfg.log.WarnContext(ctx, "operator alert sent", "job_id", e.job.ID, "condition", cond, "run_id", run.ID, "channels", took)
 	return true
 }
+
+// primaryChannel names WithAlerts' notifier in logs.
+const primaryChannel = "primary"
 
 // prune deletes run records older than the retention window, at most once an hour.
 func (s *Scheduler) prune(ctx context.Context) {

@@ -86,6 +86,9 @@ func New(jobs []billing.Job, store SchedulerStore, opts ...Option) (*Scheduler, 
 			errs = append(errs, err)
 		}
 	}
+	if len(cfg.channels) > 0 && !cfg.alertsSet {
+		errs = append(errs, errors.New("WithAlertChannel needs WithAlerts: it sets the recipient and the alert policy"))
+	}
 	if cfg.clock == nil {
 		cfg.clock = clockwork.NewRealClock()
 	}

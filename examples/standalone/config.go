@@ -29,6 +29,7 @@ type Config struct {
 	SMTPHost, SMTPPort, SMTPUser, SMTPPassword       string
 	SMTPFrom, SMTPTLS                                string
 	AlertEmail                                       string
+	AlertWebhookURL, AlertWebhookSecret              string
 	StripeSecretKey, StripeWebhookSecret             string
 	FrontendURL, PublicURL                           string
 	MercadoPagoAccessToken, MercadoPagoWebhookSecret string
@@ -39,6 +40,7 @@ type Config struct {
 	HTTPAddr                                         string
 	OutboxDir                                        string
 	DemoData                                         string
+	ClaimLease                                       string
 
 	// Parsed forms, filled by parse.
 	schedulerOn bool
@@ -46,10 +48,12 @@ type Config struct {
 	location    *time.Location
 	smtpPort    int
 	demo        bool
+	claimLease  time.Duration // zero: billing's default
 
 	// Seams for tests, never set from the environment or flags.
 	grace     time.Duration // shutdown grace; zero: shutdownGrace
 	extraJobs []billing.Job // scheduled after the five billing jobs
+	gaugeTTL  time.Duration // how long scrapes reuse the gauges' store reading; zero: gaugeTTL
 	onServe   func(*app)    // called once the server accepts connections
 }
 
@@ -74,6 +78,8 @@ func (c *Config) settings() []setting {
 		{env: "SMTP_FROM", flag: "smtp-from", def: "noreply@example.com", usage: "sender address", dst: &c.SMTPFrom},
 		{env: "SMTP_TLS", flag: "smtp-tls", usage: "starttls, implicit, opportunistic or none; empty: implicit on port 465, starttls otherwise", dst: &c.SMTPTLS},
 		{env: "ALERT_EMAIL", flag: "alert-email", usage: "where operator alerts (a job failing repeatedly) go; empty: SMTP_FROM", dst: &c.AlertEmail},
+		{env: "ALERT_WEBHOOK_URL", flag: "alert-webhook-url", usage: "also POST operator alerts here, signed (X-Renewkit-Signature, HMAC-SHA256 with ALERT_WEBHOOK_SECRET); alerts that email is down go only here", dst: &c.AlertWebhookURL},
+		{env: "ALERT_WEBHOOK_SECRET", flag: "alert-webhook-secret", usage: "HMAC key signing ALERT_WEBHOOK_URL requests, at least 16 bytes", dst: &c.AlertWebhookSecret},
 		{env: "OUTBOX_DIR", flag: "outbox-dir", def: "outbox", usage: "where the log notifier writes .eml files when SMTP is off", dst: &c.OutboxDir},
 		{env: "FRONTEND_URL", flag: "frontend-url", def: "http://localhost:3000", usage: "base URL of the product, for links in emails", dst: &c.FrontendURL},
 		{env: "PUBLIC_URL", flag: "public-url", usage: "base URL operators reach this server at, for the dashboard link in operator alerts; empty: http://localhost and the HTTP_ADDR port", dst: &c.PublicURL},
@@ -87,6 +93,7 @@ func (c *Config) settings() []setting {
 		{env: "PAYPAL_MODE", flag: "paypal-mode", def: "sandbox", usage: "PayPal environment: sandbox or live", dst: &c.PayPalMode},
 		{env: "ADMIN_TOKEN", flag: "admin-token", usage: "bearer token for /api/admin and /admin; empty: a random one is printed at start", dst: &c.AdminToken},
 		{env: "HTTP_ADDR", flag: "http-addr", def: ":8000", usage: "listen address", dst: &c.HTTPAddr},
+		{env: "CLAIM_LEASE", flag: "claim-lease", usage: "how long a job run holds the records it claimed and the emails it reserved (renewed while it works); after a crash they wait this long; empty: the library default", dst: &c.ClaimLease},
 		{env: "DEMO_DATA", flag: "demo-data", def: "auto", usage: "load demo plans, users and subscriptions: auto (only with the in-memory store), true, false", dst: &c.DemoData},
 	}
 }
@@ -178,6 +185,17 @@ func (c *Config) parse() error {
 	if c.MercadoPagoWebhookSecret != "" && c.MercadoPagoAccessToken == "" {
 		bad("MERCADOPAGO_ACCESS_TOKEN", "MERCADOPAGO_WEBHOOK_SECRET is set, but payments are read from the API, which needs the access token")
 	}
+	switch {
+	case c.AlertWebhookURL == "" && c.AlertWebhookSecret != "":
+		bad("ALERT_WEBHOOK_URL", "empty, but ALERT_WEBHOOK_SECRET is set: name the URL that receives operator alerts")
+	case c.AlertWebhookURL != "":
+		if u, err := url.Parse(c.AlertWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			bad("ALERT_WEBHOOK_URL", "not an absolute http(s) URL")
+		}
+		if len(c.AlertWebhookSecret) < 16 {
+			bad("ALERT_WEBHOOK_SECRET", "set ALERT_WEBHOOK_URL needs a signing secret of at least 16 bytes (e.g. openssl rand -hex 32)")
+		}
+	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("ADMIN_TOKEN", "too short: use at least 16 characters")
 	}
@@ -189,6 +207,13 @@ func (c *Config) parse() error {
 	case "false", "0", "no":
 	default:
 		bad("DEMO_DATA", "%q is not auto, true or false", c.DemoData)
+	}
+	if c.ClaimLease != "" {
+		d, err := time.ParseDuration(c.ClaimLease)
+		if err != nil || d < time.Second {
+			bad("CLAIM_LEASE", "%q is not a duration of a second or more, like 2m", c.ClaimLease)
+		}
+		c.claimLease = d
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", "empty: use host:port such as :8000")

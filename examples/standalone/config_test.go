@@ -50,6 +50,12 @@ func TestInvalidConfiguration(t *testing.T) {
 		{name: "bad PAYPAL_MODE", env: map[string]string{"PAYPAL_MODE": "production"}, variable: "PAYPAL_MODE"},
 		{name: "MERCADOPAGO_WEBHOOK_SECRET without access token", env: map[string]string{"MERCADOPAGO_WEBHOOK_SECRET": "mp-secret-Zq93"},
 			variable: "MERCADOPAGO_ACCESS_TOKEN", hidden: "mp-secret-Zq93"},
+		{name: "bad ALERT_WEBHOOK_URL", env: map[string]string{"ALERT_WEBHOOK_URL": "ops.example.com/hook?token=tok-Zq94",
+			"ALERT_WEBHOOK_SECRET": "alert-secret-Zq95-0123456789"}, variable: "ALERT_WEBHOOK_URL", hidden: "Zq9"},
+		{name: "short ALERT_WEBHOOK_SECRET", env: map[string]string{"ALERT_WEBHOOK_URL": "https://ops.example.com/hook",
+			"ALERT_WEBHOOK_SECRET": "short-Zq96"}, variable: "ALERT_WEBHOOK_SECRET", hidden: "short-Zq96"},
+		{name: "ALERT_WEBHOOK_SECRET without URL", env: map[string]string{"ALERT_WEBHOOK_SECRET": "alert-secret-Zq97-0123456789"},
+			variable: "ALERT_WEBHOOK_URL", hidden: "alert-secret-Zq97"},
 		{name: "unknown flag", args: []string{"-no-such-flag"}, variable: "no-such-flag"},
 	}
 	for _, tc := range cases {

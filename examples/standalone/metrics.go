@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net/http"
+	"reflect"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -14,29 +15,41 @@ import (
 )
 
 // metrics are the server's Prometheus series. They are fed by decorators around the store
-// (finished job runs), the notifier (emails) and the webhook routes, so the library needs no
-// metrics dependency.
+// (finished job runs), the jobs (their results and errors), the notifier (emails) and the
+// webhook routes, and by a collector that reads the jobs' shared state and the analytics
+// when scraped, so the library needs no metrics dependency. Job series are labelled job_id:
+// Prometheus keeps the label "job" for the scrape job's name.
 type metrics struct {
 	reg          *prometheus.Registry
 	jobRuns      *prometheus.CounterVec
 	jobFailures  *prometheus.CounterVec
 	jobDuration  *prometheus.HistogramVec
+	breakerTrips *prometheus.CounterVec
+	recsFound    *prometheus.CounterVec
+	recsFailed   *prometheus.CounterVec
 	emails       *prometheus.CounterVec
 	emailsFailed *prometheus.CounterVec
 	webhooks     *prometheus.CounterVec
 	rejected     *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
+	state        *stateCollector
 }
 
 func newMetrics() *metrics {
 	m := &metrics{
 		reg: prometheus.NewRegistry(),
 		jobRuns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_job_runs_total",
-			Help: "Finished job runs by job and status (succeeded, failed, skipped)."}, []string{"job", "status"}),
+			Help: "Finished job runs by job and status (succeeded, failed, skipped)."}, []string{"job_id", "status"}),
 		jobFailures: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_job_failures_total",
-			Help: "Job runs that failed, by job."}, []string{"job"}),
+			Help: "Job runs that failed, by job."}, []string{"job_id"}),
 		jobDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "renewkit_job_duration_seconds",
-			Help: "Duration of job runs that ran, by job.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 10)}, []string{"job"}),
+			Help: "Duration of job runs that ran, by job.", Buckets: prometheus.ExponentialBuckets(0.005, 4, 10)}, []string{"job_id"}),
+		breakerTrips: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_notifier_breaker_trips_total",
+			Help: "Job runs stopped by the notifier circuit breaker (consecutive transient send failures: the email service is down), by job."}, []string{"job_id"}),
+		recsFound: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_job_records_found_total",
+			Help: "Records that completed job runs selected (the result's total_found), by job."}, []string{"job_id"}),
+		recsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_job_records_failed_total",
+			Help: "Records that completed job runs could not finish and left for a later run (the result's failed), by job; for renew_subscriptions, renewals that failed."}, []string{"job_id"}),
 		emails: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_emails_sent_total",
 			Help: "Notifications delivered, by kind."}, []string{"kind"}),
 		emailsFailed: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_emails_failed_total",
@@ -47,10 +60,52 @@ func newMetrics() *metrics {
 			Help: "Webhook deliveries rejected with a 4xx (bad signature, malformed, too large), by gateway."}, []string{"gateway"}),
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_webhooks_duplicated_total",
 			Help: "Webhook deliveries of events already processed, by gateway."}, []string{"gateway"}),
+		state: newStateCollector(),
 	}
-	m.reg.MustRegister(m.jobRuns, m.jobFailures, m.jobDuration, m.emails, m.emailsFailed, m.webhooks, m.rejected, m.duplicates,
+	m.reg.MustRegister(m.jobRuns, m.jobFailures, m.jobDuration, m.breakerTrips, m.recsFound, m.recsFailed,
+		m.emails, m.emailsFailed, m.webhooks, m.rejected, m.duplicates, m.state,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
+}
+
+// jobs returns the jobs with their runs metered: breaker trips and the records each run
+// found and failed. Every job's counters start at 0, so the first trip is an increase a
+// rule sees.
+func (m *metrics) jobs(jobs []billing.Job) []billing.Job {
+	out := make([]billing.Job, len(jobs))
+	for i, j := range jobs {
+		for _, c := range []*prometheus.CounterVec{m.jobFailures, m.breakerTrips, m.recsFound, m.recsFailed} {
+			c.WithLabelValues(j.ID)
+		}
+		run := j.Run
+		if run != nil {
+			j.Run = func(ctx context.Context) (billing.Result, error) {
+				res, err := run(ctx)
+				m.observeResult(j.ID, res, err)
+				return res, err
+			}
+		}
+		out[i] = j
+	}
+	return out
+}
+
+// observeResult counts what one run of job reported. Records count only for runs that
+// completed, as the scheduler's alerts do: a run the breaker stopped reports its unsent
+// notifications as failed records, which would make an email outage look like failing
+// renewals.
+func (m *metrics) observeResult(job string, res billing.Result, err error) {
+	if errors.Is(err, billing.ErrNotifierUnavailable) {
+		m.breakerTrips.WithLabelValues(job).Inc()
+	}
+	if err != nil || res == nil {
+		return
+	}
+	if v := reflect.ValueOf(res); v.Kind() == reflect.Pointer && v.IsNil() {
+		return
+	}
+	m.recsFound.WithLabelValues(job).Add(float64(max(res.Found(), 0)))
+	m.recsFailed.WithLabelValues(job).Add(float64(max(res.Failures(), 0)))
 }
 
 func (m *metrics) handler() http.Handler {

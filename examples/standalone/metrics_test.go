@@ -31,7 +31,7 @@ func scrape(t *testing.T, s *server) map[string]*dto.MetricFamily {
 	return fams
 }
 
-// value sums the samples of family name whose labels include want (counter value or
+// value sums the samples of family name whose labels include want (counter or gauge value,
 // histogram sample count); absent series count as 0.
 func value(fams map[string]*dto.MetricFamily, name string, want map[string]string) float64 {
 	var sum float64
@@ -52,6 +52,8 @@ func value(fams map[string]*dto.MetricFamily, name string, want map[string]strin
 		switch {
 		case m.Counter != nil:
 			sum += m.GetCounter().GetValue()
+		case m.Gauge != nil:
+			sum += m.GetGauge().GetValue()
 		case m.Histogram != nil:
 			sum += float64(m.GetHistogram().GetSampleCount())
 		}
@@ -79,7 +81,7 @@ func TestMetricsMove(t *testing.T) {
 	}
 
 	before := scrape(t, s)
-	job := map[string]string{"job": billing.JobCheckExpiring, "status": "succeeded"}
+	job := map[string]string{"job_id": billing.JobCheckExpiring, "status": "succeeded"}
 	if code, body := s.do(http.MethodPost, "/api/admin/jobs/"+billing.JobCheckExpiring+"/trigger", nil, true); code != http.StatusOK {
 		t.Fatalf("trigger: %d %s", code, body)
 	}
@@ -123,7 +125,7 @@ func TestMetricsMove(t *testing.T) {
 		by     float64
 	}{
 		{"renewkit_job_runs_total", job, 1},
-		{"renewkit_job_duration_seconds", map[string]string{"job": billing.JobCheckExpiring}, 1},
+		{"renewkit_job_duration_seconds", map[string]string{"job_id": billing.JobCheckExpiring}, 1},
 		{"renewkit_emails_sent_total", map[string]string{"kind": "expiring"}, 3},
 		{"renewkit_emails_sent_total", map[string]string{"kind": "renewal_upcoming"}, 1},
 		{"renewkit_emails_sent_total", map[string]string{"kind": "payment_successful"}, 1},

@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -149,7 +150,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.svc, err = billing.NewService(st, notifier, billing.Config{Clock: clock, Logger: log, Renewals: renewals})
+	a.svc, err = billing.NewService(st, notifier, billing.Config{Clock: clock, Logger: log, Renewals: renewals, ClaimLease: cfg.claimLease})
 	if err != nil {
 		return nil, err
 	}
@@ -158,17 +159,32 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if alertTo == "" {
 		alertTo = cfg.SMTPFrom
 	}
-	a.sched, err = scheduler.New(append(a.svc.Jobs(), cfg.extraJobs...), meteredStore{Store: st, m: a.metrics},
+	jobs := a.metrics.jobs(append(a.svc.Jobs(), cfg.extraJobs...))
+	opts := []scheduler.Option{
 		scheduler.WithLocation(cfg.location),
 		scheduler.WithLogger(log),
 		// The store itself, not the metering wrapper, so the scheduler finds its optional
 		// capabilities (scheduler.LockInspector) by type assertion.
 		scheduler.WithLocker(st),
+		// The jobs' own notifier: alerts raised by a run its breaker stopped skip it.
 		scheduler.WithAlerts(notifier, billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"}, scheduler.AlertPolicy{}),
-	)
+	}
+	hook, err := a.alertWebhook(alertTo)
 	if err != nil {
 		return nil, err
 	}
+	if hook != nil {
+		opts = append(opts, scheduler.WithAlertChannel("webhook", hook))
+	}
+	a.sched, err = scheduler.New(jobs, meteredStore{Store: st, m: a.metrics}, opts...)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(jobs))
+	for i, j := range jobs {
+		ids[i] = j.ID
+	}
+	a.metrics.state.configure(ids, st, a.svc.Analytics, cfg.gaugeTTL, log)
 	if cfg.schedulerOn {
 		a.features = append(a.features, "scheduler on ("+cfg.location.String()+")")
 	} else {
@@ -214,6 +230,28 @@ func (a *app) openNotifier() (billing.Notifier, error) {
 	a.closers = append(a.closers, n.Shutdown)
 	a.features = append(a.features, fmt.Sprintf("email: SMTP %s:%d", a.cfg.SMTPHost, a.cfg.smtpPort))
 	return n, nil
+}
+
+// alertWebhook returns the signed webhook channel for operator alerts, nil when
+// ALERT_WEBHOOK_URL is empty. Only the URL's host is reported: a URL path or query may
+// carry a token, and the secret is never logged.
+func (a *app) alertWebhook(to string) (billing.Notifier, error) {
+	if a.cfg.AlertWebhookURL == "" {
+		a.features = append(a.features, "alerts: email to "+to+" (set ALERT_WEBHOOK_URL for a second channel)")
+		return nil, nil
+	}
+	w, err := notify.NewWebhook(notify.WebhookConfig{URL: a.cfg.AlertWebhookURL, Secret: []byte(a.cfg.AlertWebhookSecret),
+		Renderer: a.renderer, Logger: a.log})
+	if err != nil {
+		// notify's errors name the URL; say which setting is wrong without repeating it.
+		return nil, errors.New("invalid configuration: ALERT_WEBHOOK_URL / ALERT_WEBHOOK_SECRET: need an absolute http(s) URL and a secret of at least 16 bytes")
+	}
+	host := "?"
+	if u, perr := url.Parse(a.cfg.AlertWebhookURL); perr == nil {
+		host = u.Scheme + "://" + u.Host
+	}
+	a.features = append(a.features, "alerts: email to "+to+" and signed webhook to "+host)
+	return w, nil
 }
 
 // pinger is the optional readiness capability of stores.

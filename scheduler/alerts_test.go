@@ -1,0 +1,300 @@
+package scheduler_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"testing"
+
+	"github.com/jonboulle/clockwork"
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/scheduler"
+	"github.com/renewkit/renewkit/store/memstore"
+)
+
+// flaky is a recorder that fails while down is set (and then records nothing).
+type flaky struct {
+	recorder
+	down atomic.Bool
+}
+
+func (f *flaky) Notify(ctx context.Context, n billing.Notification) error {
+	if f.down.Load() {
+		return errors.New("smtp: 421 service not available")
+	}
+	return f.recorder.Notify(ctx, n)
+}
+
+// condition returns the alert condition a KindOperatorAlert key names
+// (operator_alert:<job>:<condition>:<run>).
+func condition(n billing.Notification) string {
+	parts := strings.Split(n.Key, ":")
+	if len(parts) != 4 {
+		return n.Key
+	}
+	return parts[2]
+}
+
+func conditions(ns []billing.Notification) []string {
+	out := make([]string, 0, len(ns))
+	for _, n := range ns {
+		out = append(out, condition(n))
+	}
+	return out
+}
+
+// Proves a run stopped by billing's circuit breaker (its error wraps
+// billing.ErrNotifierUnavailable) raises notifier_unavailable at its first failure, on every
+// alert channel but the email notifier the jobs send through, once per episode; a run that
+// does not trip clears it, even one failing for another reason; and alerts raised by a
+// tripped run (consecutive failures too) keep skipping the email channel.
+func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
+	defer noLeaks(t)
+	ctx := context.Background()
+	st := memstore.New()
+	var mode atomic.Value
+	mode.Store("trip")
+	job := billing.Job{ID: billing.JobCheckExpiring, Schedule: "0 9 * * *", Run: func(context.Context) (billing.Result, error) {
+		switch mode.Load() {
+		case "trip":
+			err := fmt.Errorf("%w: 5 consecutive transient failures, the last: smtp 421", billing.ErrNotifierUnavailable)
+			return testResult{Success: false, TotalFound: 40, Failed: 35}, fmt.Errorf("sending warnings: %w", err)
+		case "store":
+			return nil, errors.New("store down")
+		}
+		return testResult{Success: true, TotalFound: 40}, nil
+	}}
+	email, webhook, chat := &flaky{}, &recorder{}, &recorder{}
+	email.down.Store(true)
+	ops := billing.Recipient{Email: "ops@example.com"}
+	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clockwork.NewFakeClock()),
+		scheduler.WithAlerts(email, ops, scheduler.AlertPolicy{PartialFailures: -1}),
+		scheduler.WithAlertChannel("webhook", webhook), scheduler.WithAlertChannel("chat", chat))
+	trigger := func(m string) billing.JobRun {
+		t.Helper()
+		mode.Store(m)
+		r, err := s.Trigger(ctx, billing.JobCheckExpiring)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	alerts := func(step string) []string {
+		t.Helper()
+		state, err := st.GetJobState(ctx, billing.JobCheckExpiring)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, want := conditions(webhook.list()), conditions(chat.list()); !slices.Equal(got, want) {
+			t.Fatalf("%s: webhook got %v, chat %v: every channel gets every alert", step, got, want)
+		}
+		if n := len(email.list()); n != 0 {
+			t.Fatalf("%s: %d alerts went by email while it is down", step, n)
+		}
+		return state.Alerts
+	}
+
+	first := trigger("trip")
+	if first.Status != billing.RunFailed {
+		t.Fatalf("tripped run %+v, want failed", first)
+	}
+	got := webhook.list()
+	if len(got) != 1 {
+		t.Fatalf("%d webhook alerts after the first trip, want 1 at once", len(got))
+	}
+	a := got[0]
+	if a.Kind != billing.KindOperatorAlert || condition(a) != "notifier_unavailable" || a.To != ops ||
+		a.Data.RunID != first.ID || a.Data.JobID != billing.JobCheckExpiring ||
+		!strings.Contains(a.Data.Error, "notifier unavailable") || !strings.Contains(a.Data.Error, "smtp 421") {
+		t.Fatalf("alert = %+v", a)
+	}
+	if st := alerts("first trip"); !slices.Equal(st, []string{"notifier_unavailable"}) {
+		t.Fatalf("state alerts %v", st)
+	}
+	trigger("trip")
+	if n := len(webhook.list()); n != 1 {
+		t.Fatalf("%d alerts after a second trip, want still 1 (once per episode)", n)
+	}
+	alerts("second trip")
+
+	// A run that does not trip ends the episode; the next trip alerts again.
+	email.down.Store(false)
+	trigger("ok")
+	if st := alerts("recovered"); len(st) != 0 {
+		t.Fatalf("alerts after a good run: %v", st)
+	}
+	email.down.Store(true)
+	trigger("trip")
+	if got := webhook.list(); len(got) != 2 || got[1].Key == got[0].Key {
+		t.Fatalf("second episode: %+v", got)
+	}
+	// Failing for another reason clears it too, and that run's alerts may use email.
+	trigger("store")
+	if st := alerts("store failure"); len(st) != 0 {
+		t.Fatalf("alerts after a non-breaker failure: %v", st)
+	}
+	// The third failure in a row is a trip: both conditions, neither by email.
+	trigger("trip")
+	if got := conditions(webhook.list()); !slices.Equal(got[2:], []string{"consecutive_failures", "notifier_unavailable"}) {
+		t.Fatalf("alerts of the third failure: %v", got)
+	}
+	if st := alerts("third failure"); !slices.Equal(st, []string{"consecutive_failures", "notifier_unavailable"}) {
+		t.Fatalf("state alerts %v", st)
+	}
+	shutdown(t, s)
+}
+
+// Proves alerts go through every destination concurrently and count as sent when one took
+// them: a failing webhook does not stop the email, a failing email does not stop the
+// webhook, and a condition nobody took is retried by the next run. Without another
+// channel, notifier_unavailable still tries the only notifier there is.
+func TestAlertChannelsFailIndependently(t *testing.T) {
+	defer noLeaks(t)
+	ctx := context.Background()
+	st := memstore.New()
+	var trip atomic.Bool
+	job := billing.Job{ID: "j", Schedule: "0 9 * * *", Run: func(context.Context) (billing.Result, error) {
+		if trip.Load() {
+			return nil, billing.ErrNotifierUnavailable
+		}
+		return nil, errors.New("boom")
+	}}
+	email, webhook := &flaky{}, &flaky{}
+	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clockwork.NewFakeClock()),
+		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{ConsecutiveFailures: 1}),
+		scheduler.WithAlertChannel("webhook", webhook))
+	trigger := func() {
+		t.Helper()
+		if _, err := s.Trigger(ctx, "j"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	webhook.down.Store(true)
+	trigger()
+	if len(email.list()) != 1 || len(webhook.list()) != 0 {
+		t.Fatalf("email %d, webhook %d: want the email despite the webhook", len(email.list()), len(webhook.list()))
+	}
+	state, _ := st.GetJobState(ctx, "j")
+	if !slices.Equal(state.Alerts, []string{"consecutive_failures"}) {
+		t.Fatalf("alerts %v: one channel taking it is enough", state.Alerts)
+	}
+	// notifier_unavailable: the email is skipped; with the webhook down nobody takes it,
+	// so it is not recorded and the next trip tries again.
+	trip.Store(true)
+	trigger()
+	state, _ = st.GetJobState(ctx, "j")
+	if slices.Contains(state.Alerts, "notifier_unavailable") || len(email.list()) != 1 {
+		t.Fatalf("alerts %v, emails %d", state.Alerts, len(email.list()))
+	}
+	webhook.down.Store(false)
+	trigger()
+	if got := conditions(webhook.list()); !slices.Equal(got, []string{"notifier_unavailable"}) {
+		t.Fatalf("webhook got %v after it recovered", got)
+	}
+	shutdown(t, s)
+
+	// No other channel: the alert is still tried on WithAlerts' notifier.
+	only := &recorder{}
+	s2 := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
+		scheduler.WithAlerts(only, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}))
+	if _, err := s2.Trigger(ctx, "j"); err != nil {
+		t.Fatal(err)
+	}
+	if got := conditions(only.list()); !slices.Equal(got, []string{"notifier_unavailable"}) {
+		t.Fatalf("sole notifier got %v", got)
+	}
+	shutdown(t, s2)
+}
+
+// Proves renewal_failures: a renew_subscriptions run with AlertPolicy.RenewalFailures
+// failed subscriptions or more (default 5) alerts on every channel, once per episode,
+// cleared by a run below the threshold; other jobs never raise it; -1 turns it off.
+func TestRenewalFailuresAlert(t *testing.T) {
+	defer noLeaks(t)
+	ctx := context.Background()
+	st := memstore.New()
+	var failed atomic.Int64
+	run := func(context.Context) (billing.Result, error) {
+		return testResult{Success: true, TotalFound: 10, Failed: int(failed.Load())}, nil
+	}
+	jobs := []billing.Job{
+		{ID: billing.JobRenew, Schedule: "0 2 * * *", Run: run},
+		{ID: billing.JobProcessExpired, Schedule: "30 0 * * *", Run: run},
+	}
+	email, webhook := &recorder{}, &recorder{}
+	s := newScheduler(t, jobs, st, scheduler.WithClock(clockwork.NewFakeClock()),
+		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{PartialFailures: -1}),
+		scheduler.WithAlertChannel("webhook", webhook))
+	trigger := func(id string, n int64) {
+		t.Helper()
+		failed.Store(n)
+		if _, err := s.Trigger(ctx, id); err != nil {
+			t.Fatal(err)
+		}
+	}
+	trigger(billing.JobRenew, 4)
+	trigger(billing.JobProcessExpired, 9)
+	if n := len(email.list()); n != 0 {
+		t.Fatalf("%d alerts below the threshold or from another job", n)
+	}
+	trigger(billing.JobRenew, 5)
+	got := email.list()
+	if len(got) != 1 || condition(got[0]) != "renewal_failures" || got[0].Data.JobID != billing.JobRenew ||
+		!strings.Contains(got[0].Data.Error, "5 of 10 auto-renewing subscriptions") {
+		t.Fatalf("renewal alert = %+v", got)
+	}
+	if w := webhook.list(); len(w) != 1 || w[0].Key != got[0].Key {
+		t.Fatalf("webhook got %+v, want the same alert", w)
+	}
+	trigger(billing.JobRenew, 8)
+	if n := len(email.list()); n != 1 {
+		t.Fatalf("%d alerts while the episode lasts, want 1", n)
+	}
+	trigger(billing.JobRenew, 1)
+	state, _ := st.GetJobState(ctx, billing.JobRenew)
+	if len(state.Alerts) != 0 {
+		t.Fatalf("alerts after a run below the threshold: %v", state.Alerts)
+	}
+	trigger(billing.JobRenew, 6)
+	if got := email.list(); len(got) != 2 || got[1].Key == got[0].Key {
+		t.Fatalf("second episode: %+v", got)
+	}
+	shutdown(t, s)
+
+	off := &recorder{}
+	s2 := newScheduler(t, jobs, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
+		scheduler.WithAlerts(off, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{PartialFailures: -1, RenewalFailures: -1}))
+	failed.Store(10)
+	if _, err := s2.Trigger(ctx, billing.JobRenew); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(off.list()); n != 0 {
+		t.Fatalf("RenewalFailures -1: %d alerts", n)
+	}
+	shutdown(t, s2)
+}
+
+func TestAlertChannelOptionsValidate(t *testing.T) {
+	job := billing.Job{ID: "j", Schedule: "0 9 * * *", Run: func(context.Context) (billing.Result, error) { return nil, nil }}
+	rec := &recorder{}
+	_, err := scheduler.New([]billing.Job{job}, memstore.New(),
+		scheduler.WithAlertChannel("", nil),
+		scheduler.WithAlertChannel("webhook", rec), scheduler.WithAlertChannel("webhook", rec))
+	if !errors.Is(err, scheduler.ErrInvalidConfig) {
+		t.Fatalf("err = %v", err)
+	}
+	for _, want := range []string{"WithAlertChannel: empty name", `WithAlertChannel(""): nil notifier`,
+		`WithAlertChannel("webhook"): name used twice`, "WithAlertChannel needs WithAlerts"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
+	}
+	_, err = scheduler.New([]billing.Job{job}, memstore.New(),
+		scheduler.WithAlerts(rec, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{RenewalFailures: -2}))
+	if err == nil || !strings.Contains(err.Error(), "RenewalFailures -2") {
+		t.Fatalf("RenewalFailures -2: %v", err)
+	}
+}
