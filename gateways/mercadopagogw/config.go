@@ -12,6 +12,9 @@ import (
 // DefaultBaseURL is where the Mercado Pago API lives.
 const DefaultBaseURL = "https://api.mercadopago.com"
 
+// DefaultTolerance is the replay window of a signature's ts when Config.Tolerance is 0.
+const DefaultTolerance = 15 * time.Minute
+
 // Doer sends HTTP requests; *http.Client is one. It is the sdk-go requester interface.
 type Doer interface {
 	Do(req *http.Request) (*http.Response, error)
@@ -35,9 +38,9 @@ type Config struct {
 	HTTPClient Doer
 	// Timeout bounds each API call. Default 10s.
 	Timeout time.Duration
-	// Tolerance, when positive, rejects signatures whose ts is further than this from the
-	// clock (replay protection). Default 0: no check, since Mercado Pago does not document
-	// how old a delivered ts may be. 10 to 15 minutes is a reasonable value.
+	// Tolerance rejects signatures whose ts is further than this from the clock, either way
+	// (replay protection: a captured notification cannot be resent later). Default
+	// DefaultTolerance (15 minutes); there is no way to turn the check off.
 	Tolerance time.Duration
 	// AcceptLegacyIPN accepts unsigned IPN notifications (?topic=payment&id=...). Their
 	// content is never trusted: the payment is read from the API. Default off: IPN carries
@@ -54,6 +57,7 @@ func (c Config) LogValue() slog.Value {
 		slog.Bool("access_token", c.AccessToken != ""),
 		slog.Bool("webhook_secret", c.WebhookSecret != ""),
 		slog.Bool("accept_legacy_ipn", c.AcceptLegacyIPN),
+		slog.Duration("tolerance", c.Tolerance),
 	)
 }
 
@@ -89,6 +93,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Timeout == 0 {
 		c.Timeout = 10 * time.Second
+	}
+	if c.Tolerance == 0 {
+		c.Tolerance = DefaultTolerance
 	}
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: c.Timeout}

@@ -7,7 +7,8 @@
 //
 // Config needs the application's AccessToken and, for the handler, the WebhookSecret (Your
 // integrations > Webhooks > secret signature). Optional: Tolerance (reject signatures whose
-// ts is further than this from the Service's clock; 0 disables the check), AcceptLegacyIPN,
+// ts is further than this from the Service's clock, either way; default DefaultTolerance,
+// 15 minutes, and the check cannot be turned off), AcceptLegacyIPN,
 // BaseURL and HTTPClient (tests point them at a local server: sdk-go has no base URL option,
 // so the package rewrites its requests), Timeout, MaxBody. Validate joins every problem and
 // never echoes a secret.
@@ -17,7 +18,6 @@
 //	h, err := mercadopagogw.NewWebhookHandler(svc, mercadopagogw.Config{
 //		AccessToken:   os.Getenv("MERCADOPAGO_ACCESS_TOKEN"),
 //		WebhookSecret: os.Getenv("MERCADOPAGO_WEBHOOK_SECRET"),
-//		Tolerance:     15 * time.Minute,
 //	})
 //	if err != nil {
 //		return err
@@ -38,17 +38,29 @@
 //
 // where a part whose value is absent is left out, as documented. The documentation asks for
 // an alphanumeric data.id in lower case while the SDKs sign it as received; both are
-// accepted. Comparison is constant-time. Only data.id from the query string is signed, so
-// the body's data.id must equal it and the handler acts on the signed one. A request that
-// fails verification is answered 400 before the body is parsed; nothing is stored.
+// accepted. Comparison is constant-time. ts must be within Tolerance of the clock, so a
+// captured notification cannot be replayed later. Only data.id from the query string is
+// signed, so the body's data.id must equal it and the handler acts on the signed one. A
+// request that fails verification is answered 400 before the body is parsed; nothing is
+// stored.
 // SignRequest and NewSignedRequest produce signed requests for hosts' tests.
 //
 // # What the handler does
 //
-// POST only (405), body up to 1 MiB (413), signature, then JSON (400 when malformed). Each
-// notification is deduplicated through the billing webhook inbox by its id (else
-// type:data.id:action). States are never taken from the body: the payment or preapproval
-// is read from the API.
+// POST only (405), Content-Type application/json (charset allowed; else 415 before the body
+// is read), body up to 1 MiB (413), signature, then JSON (400 when malformed). Each
+// notification is deduplicated through the billing webhook inbox by a key built from what
+// the signature covers: "<type>:<data.id>:<ts>:<x-request-id>" (an x-request-id that is long
+// or not [A-Za-z0-9_-] is replaced by its hash). The body's id is not signed and is not
+// used, so a captured notification resent with another id is a duplicate and cannot occupy
+// the key of a notification Mercado Pago sends later. A redelivery Mercado Pago signs afresh
+// is a new key: it is read from the API again, and applying the same state twice changes
+// nothing.
+//
+// Trusted from the body: nothing that decides an outcome. The type (which must match the
+// query string's) selects which object is read, and data.id must equal the signed data.id
+// of the query string; amounts, statuses, external_reference and periods are read from the
+// payment or preapproval at the API.
 //
 // payment, approved: a charge of a preapproval (point_of_interaction.transaction_data.
 // subscription_id, or metadata.preapproval_id) goes to ApplyGatewayPayment with the amount
@@ -78,8 +90,9 @@
 // next_payment_date.
 //
 // Other types are answered 200 and recorded as ignored. Legacy IPN (?topic=payment&id=...,
-// unsigned) is refused with 400 unless Config.AcceptLegacyIPN is set; then the payment is
-// read from the API and deduplicated by topic, id and the status read.
+// unsigned, any Content-Type: it carries nothing in a JSON body) is refused with 400 unless
+// Config.AcceptLegacyIPN is set; then the payment is read from the API and deduplicated by
+// topic, id and the status read.
 //
 // Answers follow gateways/internal/hookhttp: 200 for processed, ignored and duplicate; 409
 // while another delivery processes the same notification; 503 with Retry-After when the

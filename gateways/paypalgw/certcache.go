@@ -19,35 +19,67 @@ type certChain struct {
 }
 
 type certCall struct {
-	done  chan struct{}
-	chain *certChain
+	done     chan struct{}
+	chain    *certChain
+	err      error
+	canceled bool // the fetching delivery's context ended; waiters try again themselves
+}
+
+// certFailure is a download or parse that failed, answered from the cache until until.
+type certFailure struct {
 	err   error
+	until time.Time
 }
 
-// certCache downloads certificates by URL, at most once at a time per URL, and keeps up to
-// max of them until they expire (by the injected clock) or the TTL passes.
+// certCacheLimits bounds the cache; zero fields take the Config defaults.
+type certCacheLimits struct {
+	size        int
+	ttl         time.Duration
+	failureTTL  time.Duration
+	concurrency int
+}
+
+// maxCertFailures bounds the failure cache; past it the oldest failure is forgotten.
+const maxCertFailures = 256
+
+// certCache downloads certificates by URL, at most once at a time per URL and at most
+// limits.concurrency at once over all URLs, each in the context of the delivery that asked
+// (bounded by DefaultHTTPTimeout). It keeps up to limits.size chains until they expire (by
+// the injected clock) or the TTL passes, and remembers failures for limits.failureTTL so a
+// URL that does not serve a usable certificate is not fetched again for every delivery.
 type certCache struct {
-	client *http.Client
-	allow  map[string]bool
-	max    int
-	ttl    time.Duration
-	now    func() time.Time
+	client     *http.Client
+	allow      map[string]bool
+	max        int
+	ttl        time.Duration
+	failureTTL time.Duration
+	slots      chan struct{}
+	now        func() time.Time
 
-	mu       sync.Mutex
-	entries  map[string]*certChain
-	order    []string // insertion order, oldest first
-	inflight map[string]*certCall
+	mu           sync.Mutex
+	entries      map[string]*certChain
+	order        []string // insertion order, oldest first
+	failures     map[string]certFailure
+	failureOrder []string
+	inflight     map[string]*certCall
 }
 
-func newCertCache(client *http.Client, allow map[string]bool, max int, ttl time.Duration, now func() time.Time) *certCache {
-	if max <= 0 {
-		max = DefaultCertCacheSize
+func newCertCache(client *http.Client, allow map[string]bool, limits certCacheLimits, now func() time.Time) *certCache {
+	if limits.size <= 0 {
+		limits.size = DefaultCertCacheSize
 	}
-	if ttl <= 0 {
-		ttl = DefaultCertCacheTTL
+	if limits.ttl <= 0 {
+		limits.ttl = DefaultCertCacheTTL
 	}
-	c := &certCache{allow: allow, max: max, ttl: ttl, now: now,
-		entries: map[string]*certChain{}, inflight: map[string]*certCall{}}
+	if limits.failureTTL <= 0 {
+		limits.failureTTL = DefaultCertFailureTTL
+	}
+	if limits.concurrency <= 0 {
+		limits.concurrency = DefaultCertFetchConcurrency
+	}
+	c := &certCache{allow: allow, max: limits.size, ttl: limits.ttl, failureTTL: limits.failureTTL, now: now,
+		slots: make(chan struct{}, limits.concurrency), entries: map[string]*certChain{},
+		failures: map[string]certFailure{}, inflight: map[string]*certCall{}}
 	// A redirect must stay on an allowlisted https host too.
 	cl := *client
 	prev := client.CheckRedirect
@@ -69,41 +101,88 @@ func newCertCache(client *http.Client, allow map[string]bool, max int, ttl time.
 
 // get returns the chain at rawURL, which the caller has checked against the allowlist.
 func (c *certCache) get(ctx context.Context, rawURL string) (*certChain, error) {
-	c.mu.Lock()
-	if e, ok := c.entries[rawURL]; ok {
-		if c.now().Before(e.expires) {
-			c.mu.Unlock()
-			return e, nil
+	for {
+		c.mu.Lock()
+		now := c.now()
+		if e, ok := c.entries[rawURL]; ok {
+			if now.Before(e.expires) {
+				c.mu.Unlock()
+				return e, nil
+			}
+			c.removeLocked(rawURL)
 		}
-		c.removeLocked(rawURL)
-	}
-	call, ok := c.inflight[rawURL]
-	if !ok {
-		call = &certCall{done: make(chan struct{})}
-		c.inflight[rawURL] = call
-		go c.run(context.WithoutCancel(ctx), rawURL, call)
-	}
-	c.mu.Unlock()
-	select {
-	case <-call.done:
-		return call.chain, call.err
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		if f, ok := c.failures[rawURL]; ok {
+			if now.Before(f.until) {
+				c.mu.Unlock()
+				return nil, f.err
+			}
+			c.removeFailureLocked(rawURL)
+		}
+		call, ok := c.inflight[rawURL]
+		if !ok {
+			call = &certCall{done: make(chan struct{})}
+			c.inflight[rawURL] = call
+			c.mu.Unlock()
+			c.run(ctx, rawURL, call)
+			return call.chain, call.err
+		}
+		c.mu.Unlock()
+		select {
+		case <-call.done:
+			if call.canceled && ctx.Err() == nil {
+				continue // the delivery that fetched went away; fetch in this one's context
+			}
+			return call.chain, call.err
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
+// run fetches rawURL in ctx, within a global slot, and records the outcome. A failure is
+// remembered unless it came from ctx ending (that is the delivery's, not the URL's).
 func (c *certCache) run(ctx context.Context, rawURL string, call *certCall) {
-	ctx, cancel := context.WithTimeout(ctx, DefaultHTTPTimeout)
-	defer cancel()
-	chain, err := c.fetch(ctx, rawURL)
+	var chain *certChain
+	var err error
+	select {
+	case c.slots <- struct{}{}:
+		fctx, cancel := context.WithTimeout(ctx, DefaultHTTPTimeout)
+		chain, err = c.fetch(fctx, rawURL)
+		cancel()
+		<-c.slots
+	case <-ctx.Done():
+		err = ctx.Err()
+	}
+	canceled := err != nil && ctx.Err() != nil
 	c.mu.Lock()
 	delete(c.inflight, rawURL)
-	if err == nil {
+	switch {
+	case err == nil:
 		c.addLocked(rawURL, chain)
+	case !canceled:
+		c.addFailureLocked(rawURL, err)
 	}
 	c.mu.Unlock()
-	call.chain, call.err = chain, err
+	call.chain, call.err, call.canceled = chain, err, canceled
 	close(call.done)
+}
+
+func (c *certCache) addFailureLocked(rawURL string, err error) {
+	for len(c.failures) >= maxCertFailures {
+		c.removeFailureLocked(c.failureOrder[0])
+	}
+	c.failures[rawURL] = certFailure{err: err, until: c.now().Add(c.failureTTL)}
+	c.failureOrder = append(c.failureOrder, rawURL)
+}
+
+func (c *certCache) removeFailureLocked(rawURL string) {
+	delete(c.failures, rawURL)
+	for i, u := range c.failureOrder {
+		if u == rawURL {
+			c.failureOrder = append(c.failureOrder[:i], c.failureOrder[i+1:]...)
+			break
+		}
+	}
 }
 
 func (c *certCache) addLocked(rawURL string, chain *certChain) {

@@ -30,7 +30,8 @@ type Verification string
 const (
 	// VerifyOffline checks the RSA-SHA256 signature locally against the certificate at
 	// PAYPAL-CERT-URL (fetched over HTTPS from an allowlisted PayPal host, cached, chain
-	// checked). No API credentials needed. The default.
+	// and SAN checked). It needs no API credentials, but without them events are only
+	// acknowledged. The default.
 	VerifyOffline Verification = "offline"
 	// VerifyOnline asks PayPal's verify-webhook-signature API for every delivery. Needs
 	// ClientID and ClientSecret.
@@ -40,22 +41,30 @@ const (
 // DefaultCertHosts are the hosts PayPal serves its webhook signing certificates from.
 var DefaultCertHosts = []string{"api.paypal.com", "api.sandbox.paypal.com", "api-m.paypal.com", "api-m.sandbox.paypal.com"}
 
+// DefaultCertSANs are the names PayPal's webhook signing certificates are issued for (live
+// and sandbox); the leaf certificate must carry one of them as a DNS subject alternative
+// name.
+var DefaultCertSANs = []string{"messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"}
+
 // Defaults of the zero Config fields.
 const (
-	DefaultTolerance     = 5 * time.Minute
-	DefaultCertCacheSize = 16
-	DefaultCertCacheTTL  = 24 * time.Hour
-	DefaultCancelWait    = 6 * time.Hour
-	DefaultHTTPTimeout   = 15 * time.Second
-	maxCertBytes         = 64 << 10
+	DefaultCertFailureTTL       = time.Minute
+	DefaultCertFetchConcurrency = 4
+	DefaultTolerance            = 5 * time.Minute
+	DefaultCertCacheSize        = 16
+	DefaultCertCacheTTL         = 24 * time.Hour
+	DefaultCancelWait           = 6 * time.Hour
+	DefaultHTTPTimeout          = 15 * time.Second
+	maxCertBytes                = 64 << 10
 )
 
 // Config configures the webhook handler and the renewal lookup. The zero value of each
 // optional field is the documented default; WebhookID is required for the handler.
 type Config struct {
-	// ClientID and ClientSecret of the PayPal REST app. Optional for offline verification;
-	// when set, BILLING.SUBSCRIPTION.* and PAYMENT.SALE.COMPLETED events are checked
-	// against the Subscriptions API instead of trusting the body. Never logged.
+	// ClientID and ClientSecret of the PayPal REST app. Without them deliveries are verified
+	// offline and acknowledged, but never applied (the offline signature covers the body only
+	// through its CRC32). With them the subscription and the sale an event names are read
+	// from the PayPal API before anything changes. Never logged.
 	ClientID     string
 	ClientSecret string
 	// WebhookID is the id PayPal gave the webhook listener (developer dashboard). It is part
@@ -79,6 +88,16 @@ type Config struct {
 	RootCAs *x509.CertPool
 	// CertCacheSize bounds the certificate cache (entries by URL). Default 16.
 	CertCacheSize int
+	// CertSANs lists the DNS names the signing certificate must carry in its subject
+	// alternative names (any one of them). Default DefaultCertSANs. Tests set the name of
+	// their own signing certificate (see TestSigner).
+	CertSANs []string
+	// CertFailureTTL is how long a certificate URL whose download or parsing failed is
+	// answered from that failure without a new request. Default 1 minute.
+	CertFailureTTL time.Duration
+	// CertFetchConcurrency bounds the certificate downloads in flight at once, over all URLs.
+	// Default 4. A delivery waits for a slot within its own context.
+	CertFetchConcurrency int
 	// CertCacheTTL is the longest a downloaded certificate is reused; an entry also expires
 	// with the certificate. Default 24h.
 	CertCacheTTL time.Duration
@@ -141,6 +160,17 @@ func (c Config) Validate() error {
 	if c.CertCacheSize < 0 {
 		errs = append(errs, fmt.Errorf("CertCacheSize %d is negative; use 0 for the default", c.CertCacheSize))
 	}
+	for _, n := range c.CertSANs {
+		if n == "" || strings.ContainsAny(n, "/@?#: ") {
+			errs = append(errs, fmt.Errorf("CertSANs entry %q: want a DNS name such as %s", n, DefaultCertSANs[0]))
+		}
+	}
+	if c.CertFailureTTL < 0 {
+		errs = append(errs, fmt.Errorf("CertFailureTTL %v is negative; use 0 for the default", c.CertFailureTTL))
+	}
+	if c.CertFetchConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("CertFetchConcurrency %d is negative; use 0 for the default", c.CertFetchConcurrency))
+	}
 	if c.CertCacheTTL < 0 {
 		errs = append(errs, fmt.Errorf("CertCacheTTL %v is negative; use 0 for the default", c.CertCacheTTL))
 	}
@@ -194,6 +224,13 @@ func (c Config) cancelWait() time.Duration {
 		return DefaultCancelWait
 	}
 	return c.CancelWait
+}
+
+func (c Config) certSANs() []string {
+	if len(c.CertSANs) == 0 {
+		return DefaultCertSANs
+	}
+	return c.CertSANs
 }
 
 // certHosts returns the allowlist normalised to lower-case host:port.

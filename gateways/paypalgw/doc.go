@@ -5,10 +5,10 @@
 //
 // # Configuration
 //
-// Config needs WebhookID (the id PayPal gave the listener). ClientID and ClientSecret are
-// optional for offline verification; when set, every subscription event and every sale is
-// checked against the Subscriptions API (GET /v1/billing/subscriptions/{id}) and the status,
-// next_billing_time and custom_id come from there, not from the body. Mode picks the live or
+// Config needs WebhookID (the id PayPal gave the listener) and, for events to change
+// anything, ClientID and ClientSecret: with them every subscription event and every sale is
+// read back from the PayPal API before anything changes (see "What is trusted"). Without
+// them deliveries are verified offline and acknowledged, but never applied. Mode picks the live or
 // sandbox API; APIBase overrides it (tests point it at a local server). The zero value of
 // every other field is a documented default. Validate reports every problem at once and
 // never prints the secret; Config.LogValue redacts it from logs.
@@ -18,21 +18,51 @@
 // Every delivery is verified on the raw body before anything is parsed or stored; failures
 // are answered 400 with a JSON error:
 //
+//   - The body must be sent as application/json (charset allowed), else 415 before it is
+//     read.
 //   - The five PAYPAL-* transmission headers are required; PAYPAL-AUTH-ALGO must be
 //     SHA256withRSA; PAYPAL-TRANSMISSION-TIME must be within Tolerance (default 5 min) of the
 //     billing Service's clock, in both directions (PayPal signs every retry afresh).
 //   - PAYPAL-CERT-URL must be https on a host of CertHostAllowlist (default DefaultCertHosts:
 //     api.paypal.com, api.sandbox.paypal.com, api-m.paypal.com, api-m.sandbox.paypal.com,
-//     port 443); anything else is rejected before any request, in both modes.
+//     port 443) with PayPal's certificate path, CertPathPrefix followed by one name
+//     (/v1/notifications/certs/CERT-...), and no query or fragment; anything else is
+//     rejected before any request, in both modes.
 //   - VerifyOffline (default): the message "transmission_id|transmission_time|webhook_id|
 //     crc32(body) in decimal" is checked as an RSA PKCS#1 v1.5 SHA-256 signature against the
-//     certificate downloaded from PAYPAL-CERT-URL. Downloads are cached by URL (bounded,
-//     expiring with the certificate or CertCacheTTL), deduplicated while in flight, limited to
-//     64 KiB, and redirects must stay on the allowlist. The chain is verified against RootCAs
-//     (default: the system roots) at the clock's time, so an expired certificate is rejected.
+//     certificate downloaded from PAYPAL-CERT-URL. Downloads run in the delivery's context
+//     (at most DefaultHTTPTimeout), at most CertFetchConcurrency at once over all URLs
+//     (default 4), deduplicated while in flight, limited to 64 KiB, and redirects must stay on
+//     the allowlist. Certificates are cached by URL (bounded, expiring with the certificate or
+//     CertCacheTTL); failures are cached for CertFailureTTL (default 1 min), so a URL that does
+//     not serve a usable certificate is not fetched for every delivery. The chain is verified
+//     against RootCAs (default: the system roots) at the clock's time, so an expired
+//     certificate is rejected, and the leaf must carry one of CertSANs (default
+//     DefaultCertSANs: messageverificationcerts.paypal.com and its sandbox counterpart, the
+//     names PayPal's Java SDK requires of the signer) as a DNS subject alternative name. The signed message
+//     covers the body only through its CRC32, and a different body with the same CRC32 is
+//     easy to make, so an offline-verified body proves nothing on its own (see "What is
+//     trusted").
 //   - VerifyOnline: PayPal's POST /v1/notifications/verify-webhook-signature is asked for every
 //     delivery (the SDK's VerifyWebhookSignature, OAuth tokens handled by the SDK);
 //     verification_status SUCCESS passes. An unreachable API is answered 503 so PayPal retries.
+//
+// # What is trusted
+//
+// Without ClientID and ClientSecret, a verified delivery is recorded in the inbox as
+// ignored, logged and answered 200; it creates, activates, extends or ends nothing.
+//
+// With them, a verified event only says what to look at. Trusted from the body: the event
+// id (inbox key), event_type, create_time (ordering fallback and CancelWait), the
+// subscription id of a BILLING.SUBSCRIPTION.* event and the sale id of PAYMENT.SALE.COMPLETED
+// (what to read); for BILLING.SUBSCRIPTION.PAYMENT.FAILED also the failure's time, amount and
+// reason_code, which record a failed payment and grant nothing. Read from the API: the
+// subscription (GET /v1/billing/subscriptions/{id}: status, next_billing_time,
+// last_payment, custom_id, cycle counts) and the sale (GET /v1/payments/sale/{id}: state,
+// amount, billing_agreement_id, create_time). A subscription or sale the API answers 404 for
+// is ignored with a log line (200). Not yet done: the sale's amount is not compared with the
+// plan, PayPal's plan_id is not mapped to a renewkit plan, and custom_id (which the buyer's
+// browser sets) still names the user and plan of a subscription renewkit does not know.
 //
 // # Events
 //
@@ -46,11 +76,13 @@
 //     (subscription, billing_info.last_failed_payment.time), recorded with
 //     FailGatewayPayment (reason_code as the reason), which sends the payment-failed email
 //     once.
-//   - PAYMENT.SALE.COMPLETED with billing_agreement_id (the subscription id): a renewal
-//     charge applied with ApplyGatewayPayment (sale id as gateway payment id, amount.total
-//     converted exactly with ParseAmount; with credentials the period comes from the
-//     re-fetched next_billing_time, and the sale's create_time as the charge time). A sale
-//     for a subscription not known yet is answered 503 (PayPal redelivers it after the
+//   - PAYMENT.SALE.COMPLETED with billing_agreement_id (the subscription id): the sale is
+//     read from the API; one it does not report completed for a subscription is ignored.
+//     Otherwise a renewal charge applied with ApplyGatewayPayment (sale id as gateway payment
+//     id, the API's amount.total converted exactly with ParseAmount, the period from the
+//     re-fetched next_billing_time, and the sale's create_time as the charge time). When the
+//     API reports the subscription CANCELLED or EXPIRED, that is applied first. A sale for a
+//     subscription not known yet is answered 503 (PayPal redelivers it after the
 //     activation). A sale PayPal collected before the subscription ended is recorded
 //     without reviving it; a later one makes older status events stale.
 //   - Anything else is answered 200 and recorded as ignored.
@@ -86,8 +118,9 @@
 //
 // # Testing hosts' integrations
 //
-// NewTestSigner creates a CA, a signing certificate and an HTTPS server on 127.0.0.1 that
-// serves it; TestSigner.Config is an offline Config trusting exactly that setup, and
+// NewTestSigner creates a CA, a signing certificate (SAN TestCertSAN) and an HTTPS server on
+// 127.0.0.1 that serves it; TestSigner.Config is an offline Config trusting exactly that
+// setup (add ClientID, ClientSecret and APIBase for events to be applied), and
 // TestSigner.Sign returns the PAYPAL-* headers for a body, so a host can post signed events
 // to its own mounted handler.
 package paypalgw

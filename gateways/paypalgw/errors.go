@@ -40,6 +40,8 @@ var (
 	ErrInvalidSubscriptionID = errors.New("paypalgw: invalid subscription id")
 	// ErrSubscriptionNotFound: the PayPal API does not know the subscription.
 	ErrSubscriptionNotFound = errors.New("paypalgw: subscription not found at PayPal")
+	// ErrSaleNotFound: the PayPal API does not know the sale.
+	ErrSaleNotFound = errors.New("paypalgw: sale not found at PayPal")
 	// ErrEarlierEventPending: an event that ends a subscription arrived before charges the
 	// gateway says happened earlier; it is answered with a retryable status.
 	ErrEarlierEventPending = errors.New("paypalgw: earlier events for this subscription are still pending")

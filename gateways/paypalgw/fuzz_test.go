@@ -112,7 +112,7 @@ func FuzzParseAmount(f *testing.F) {
 
 func fetchLeafForFuzz(s *TestSigner) (*x509.Certificate, error) {
 	cfg := s.Config()
-	c := newCertCache(cfg.httpClient(), cfg.certHosts(), 1, 0, time.Now)
+	c := newCertCache(cfg.httpClient(), cfg.certHosts(), certCacheLimits{size: 1}, time.Now)
 	chain, err := c.get(context.Background(), s.CertURL)
 	if err != nil {
 		return nil, err

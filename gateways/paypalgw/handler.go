@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
@@ -28,9 +29,15 @@ type handler struct {
 	pp       *billing.PaymentProcessor
 	cfg      Config
 	verifier verifier
-	api      *apiClient // nil without credentials: the body is trusted after verification
+	api      *apiClient // nil without credentials: events are acknowledged, never applied
 	clock    billing.Clock
 	log      *slog.Logger
+
+	// trustBodyForTests is set only by this package's tests, which exercise the mapping of
+	// events to the processor with signed bodies and no API. Without credentials a host's
+	// handler never applies an event: offline verification covers the body only through
+	// its CRC32, so a body is not proof of anything that grants access.
+	trustBodyForTests bool
 }
 
 // NewWebhookHandler returns the handler for PayPal webhook deliveries. Mount it at the URL
@@ -62,15 +69,16 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	if cfg.verification() == VerifyOnline {
 		h.verifier = &onlineVerifier{webhookID: cfg.WebhookID, allow: allow, client: h.api.sdk}
 	} else {
-		h.verifier = &offlineVerifier{webhookID: cfg.WebhookID, allow: allow, roots: cfg.RootCAs, now: h.clock.Now,
-			cache: newCertCache(cfg.httpClient(), allow, cfg.CertCacheSize, cfg.CertCacheTTL, h.clock.Now)}
+		h.verifier = &offlineVerifier{webhookID: cfg.WebhookID, allow: allow, sans: cfg.certSANs(), roots: cfg.RootCAs, now: h.clock.Now,
+			cache: newCertCache(cfg.httpClient(), allow, certCacheLimits{size: cfg.CertCacheSize, ttl: cfg.CertCacheTTL,
+				failureTTL: cfg.CertFailureTTL, concurrency: cfg.CertFetchConcurrency}, h.clock.Now)}
 	}
 	return h, nil
 }
 
 // ServeHTTP verifies, decodes, deduplicates and applies one delivery.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBody)
+	body, ok := hookhttp.ReadJSONBody(w, r, h.cfg.MaxBody)
 	if !ok {
 		return
 	}
@@ -112,21 +120,43 @@ func (h *handler) verify(ctx context.Context, hdr http.Header, body []byte) erro
 // subscription one at a time (its lock per gateway subscription: a delivery that finds it
 // held is answered 503 and PayPal retries), and a sale passes its time, so a charge and a
 // cancellation never interleave and a late sale does not revive an ended subscription.
+//
+// A subscription the PayPal API answers 404 for is ignored with a log line: renewkit asked
+// about the id the event names, and no redelivery makes it exist.
+//
+// Without API credentials an event is acknowledged (recorded as ignored, with a log line)
+// and changes nothing: the signature PayPal sends covers the body only through its CRC32,
+// so a different body with the same CRC32 carries a genuine signature.
 func (h *handler) process(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
+	if ev.Kind != kindIgnore && h.api == nil && !h.trustBodyForTests {
+		h.log.WarnContext(ctx, "paypal event acknowledged, not applied: set ClientID and ClientSecret so renewkit reads the state from the PayPal API",
+			"event_id", ev.ID, "event_type", ev.Type)
+		return true, nil
+	}
 	switch ev.Kind {
 	case kindSync:
-		return false, h.sync(ctx, ev)
+		err = h.sync(ctx, ev)
 	case kindPaymentFailed:
-		return false, h.paymentFailed(ctx, ev)
+		err = h.paymentFailed(ctx, ev)
 	case kindSale:
-		return false, h.sale(ctx, ev)
+		ignored, err = h.sale(ctx, ev)
+		if ignored && err == nil {
+			return true, nil
+		}
+	default:
+		h.log.DebugContext(ctx, "paypal event ignored", "event_id", ev.ID, "event_type", ev.Type)
+		return true, nil
 	}
-	h.log.DebugContext(ctx, "paypal event ignored", "event_id", ev.ID, "event_type", ev.Type)
-	return true, nil
+	if errors.Is(err, ErrSubscriptionNotFound) || errors.Is(err, ErrSaleNotFound) {
+		h.log.WarnContext(ctx, "paypal event ignored: the PayPal API does not know what it names", "event_id", ev.ID,
+			"event_type", ev.Type, "error", err)
+		return true, nil
+	}
+	return false, err
 }
 
 // state returns the subscription as the API reports it when credentials are configured,
-// else as the verified event body carries it.
+// else (only in this package's tests) as the verified event body carries it.
 func (h *handler) state(ctx context.Context, id string, fromBody *subscriptionState) (*subscriptionState, error) {
 	if h.api == nil {
 		if fromBody == nil {
@@ -254,22 +284,43 @@ func (h *handler) failedAmount(ctx context.Context, subID string, amounts ...ppM
 }
 
 // sale applies PAYMENT.SALE.COMPLETED: a renewal charge of the subscription in
-// billing_agreement_id, paid at the sale's create_time. A sale from before PayPal ended the
-// subscription is recorded without reviving it; a later one advances the subscription's
-// gateway time, so an older status event delivered late (a payment failure this sale
-// recovered from) is recognised as stale.
-func (h *handler) sale(ctx context.Context, ev decodedEvent) error {
-	s := ev.Sale
+// billing_agreement_id, paid at the sale's create_time. The sale is read from the PayPal
+// API (GET /v1/payments/sale/{id}), and its state, amount, subscription and time come from
+// there, not from the body; one the API does not report completed for a subscription is
+// ignored. When the API reports the subscription ended, the end is applied first, so the
+// charge is judged against it: a sale from before PayPal ended the subscription is recorded
+// without reviving it. A later one advances the subscription's gateway time, so an older
+// status event delivered late (a payment failure this sale recovered from) is recognised as
+// stale.
+func (h *handler) sale(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
+	s, money := ev.Sale, ev.SaleMoney
+	if h.api != nil {
+		if s, err = h.api.sale(ctx, ev.Sale.ID); err != nil {
+			return false, err
+		}
+		if !strings.EqualFold(s.State, "completed") || checkSubscriptionID(s.BillingAgreementID) != nil {
+			h.log.InfoContext(ctx, "paypal sale ignored: the API does not report a completed subscription charge",
+				"event_id", ev.ID, "sale_id", s.ID, "state", s.State)
+			return true, nil
+		}
+		if money, err = ParseAmount(s.Amount.Total, s.Amount.Currency); err != nil {
+			return false, &APIError{Op: "get sale", StatusCode: http.StatusOK, Err: err}
+		}
+		if s.BillingAgreementID != ev.Sale.BillingAgreementID {
+			h.log.WarnContext(ctx, "paypal sale: the event names another subscription than the API; using the API's",
+				"event_id", ev.ID, "sale_id", s.ID)
+		}
+	}
 	subID := s.BillingAgreementID
 	saleTime := s.CreateTime.Time
 	if saleTime.IsZero() {
 		saleTime = ev.Created
 	}
 	params := billing.GatewayPaymentParams{Gateway: billing.GatewayPayPal, GatewayPaymentID: s.ID,
-		GatewaySubscriptionID: subID, Amount: ev.SaleMoney, PaidAt: saleTime, Actor: billing.GatewayPayPal}
+		GatewaySubscriptionID: subID, Amount: money, PaidAt: saleTime, Actor: billing.GatewayPayPal}
 	st, err := h.state(ctx, subID, nil)
 	if err != nil {
-		return err
+		return false, err
 	}
 	if st != nil { // the API's period, and the subscription created from it when unknown
 		params.PeriodEnd = st.BillingInfo.NextBillingTime.Time
@@ -278,16 +329,20 @@ func (h *handler) sale(ctx context.Context, ev decodedEvent) error {
 		}
 	}
 	_, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
-	if errors.Is(err, billing.ErrNotFound) && st != nil {
+	switch {
+	case errors.Is(err, billing.ErrNotFound) && st != nil:
 		if p := h.syncParams(st, ev.Created); p.UserID != "" {
 			_, err = h.pp.SyncSubscription(ctx, p)
 		}
+	case err == nil && st != nil && st.mappedStatus() == billing.StatusCancelled:
+		// PayPal ended it: apply that before the charge, whatever order the events come in.
+		_, err = h.pp.SyncSubscription(ctx, h.syncParams(st, ev.Created))
 	}
 	if err != nil {
 		// Without the subscription the charge has no owner yet: PayPal redelivers it after
 		// BILLING.SUBSCRIPTION.ACTIVATED created it (503).
-		return fmt.Errorf("sale %s for subscription %s: %w", s.ID, subID, err)
+		return false, fmt.Errorf("sale %s for subscription %s: %w", s.ID, subID, err)
 	}
 	_, err = h.pp.ApplyGatewayPayment(ctx, params)
-	return err
+	return false, err
 }

@@ -174,6 +174,36 @@ func TestHTTPEdges(t *testing.T) {
 	}
 }
 
+// Proves: a correctly signed delivery not declared application/json is answered 415 with
+// a JSON error, the certificate is not even fetched and nothing is stored; charset is
+// allowed.
+func TestNonJSONContentTypeRejected(t *testing.T) {
+	now := time.Now().UTC().Truncate(time.Second)
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
+		t.Run(ct, func(t *testing.T) {
+			e := newEnv(t, now, nil)
+			body := activated(t, "WH-CT", now)
+			hdr := e.signer.Sign(body, now)
+			hdr.Set("Content-Type", ct)
+			rec := e.post(body, hdr)
+			if rec.Code != http.StatusUnsupportedMediaType || !strings.Contains(rec.Body.String(), `"error"`) {
+				t.Fatalf("got %d %s, want 415 with a JSON error", rec.Code, rec.Body)
+			}
+			e.assertUntouched("WH-CT")
+			if n := e.signer.CertRequests(); n != 0 {
+				t.Errorf("certificate fetched %d times", n)
+			}
+		})
+	}
+	e := newEnv(t, now, nil)
+	body := activated(t, "WH-CT", now)
+	hdr := e.signer.Sign(body, now)
+	hdr.Set("Content-Type", "application/json; charset=UTF-8")
+	if rec := e.post(body, hdr); rec.Code != http.StatusOK {
+		t.Fatalf("application/json; charset=UTF-8: got %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
 // Proves: a second delivery of a processed event is answered 200 "duplicate" and changes
 // nothing.
 func TestDuplicateDelivery(t *testing.T) {

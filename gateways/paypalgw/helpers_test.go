@@ -92,13 +92,26 @@ func newEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The mapping tests run without an API: they trust the signed body, which a host's
+	// handler never does (see newStrictEnv).
+	h.(*handler).trustBodyForTests = true
 	e.h = h
+	return e
+}
+
+// newStrictEnv is newEnv with the handler as hosts get it: without credentials it
+// acknowledges events and applies none.
+func newStrictEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
+	t.Helper()
+	e := newEnv(t, now, mutate)
+	e.h.(*handler).trustBodyForTests = false
 	return e
 }
 
 // post delivers body with headers and returns the status.
 func (e *env) post(body []byte, hdr http.Header) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodPost, "/api/payments/paypal/webhook", bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json") // as PayPal sends it; hdr may override
 	for k, v := range hdr {
 		req.Header[k] = v
 	}

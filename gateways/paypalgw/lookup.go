@@ -56,6 +56,34 @@ func (c *apiClient) subscription(ctx context.Context, id string) (*subscriptionS
 	return &st, nil
 }
 
+// sale fetches GET /v1/payments/sale/{id}, the v1 sale a PAYMENT.SALE.COMPLETED event names.
+// An unknown sale wraps ErrSaleNotFound.
+func (c *apiClient) sale(ctx context.Context, id string) (*saleResource, error) {
+	if err := checkSubscriptionID(id); err != nil { // same alphabet: the id goes into a path
+		return nil, fmt.Errorf("%w: sale id: %w", ErrMalformedEvent, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/payments/sale/"+id, nil)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	if err := c.sdk.SendWithAuth(req, &raw); err != nil {
+		aerr := apiError("get sale", err)
+		if aerr.StatusCode == http.StatusNotFound {
+			aerr.Err = fmt.Errorf("%w: %s", ErrSaleNotFound, id)
+		}
+		return nil, aerr
+	}
+	var s saleResource
+	if err := json.Unmarshal(raw, &s); err != nil {
+		return nil, &APIError{Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: %v", ErrMalformedEvent, err)}
+	}
+	if s.ID != id {
+		return nil, &APIError{Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("asked for %s, PayPal answered %q", id, s.ID)}
+	}
+	return &s, nil
+}
+
 // RenewalLookup implements billing.RenewalLookup over PayPal's Subscriptions API: status,
 // billing_info.next_billing_time (the period end) and billing_info.last_payment.
 type RenewalLookup struct {

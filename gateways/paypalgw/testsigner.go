@@ -32,6 +32,7 @@ type TestSigner struct {
 	RootCAs *x509.CertPool
 
 	key      *rsa.PrivateKey
+	sans     []string
 	requests atomic.Int64
 	ids      atomic.Int64
 }
@@ -40,7 +41,14 @@ type TestSigner struct {
 // before now to a year after.
 type TestSignerOptions struct {
 	NotBefore, NotAfter time.Time
+	// DNSNames are the signing certificate's subject alternative names; default
+	// TestCertSAN.
+	DNSNames []string
 }
+
+// TestCertSAN is the DNS name of a TestSigner's signing certificate by default; its Config
+// expects it in place of PayPal's message-verification host.
+const TestCertSAN = "messageverificationcerts.test.paypal.invalid"
 
 // NewTestSigner creates the key pair, the certificates and the certificate server.
 func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error) {
@@ -68,8 +76,11 @@ func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error
 	if err != nil {
 		return nil, err
 	}
+	if opts.DNSNames == nil {
+		opts.DNSNames = []string{TestCertSAN}
+	}
 	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: "messageverificationcerts.test.paypal.invalid"},
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: opts.DNSNames[0]}, DNSNames: opts.DNSNames,
 		NotBefore: opts.NotBefore, NotAfter: opts.NotAfter, KeyUsage: x509.KeyUsageDigitalSignature,
 	}
 	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
@@ -77,7 +88,7 @@ func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error
 		return nil, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})
-	s := &TestSigner{WebhookID: webhookID, RootCAs: x509.NewCertPool(), key: key}
+	s := &TestSigner{WebhookID: webhookID, RootCAs: x509.NewCertPool(), key: key, sans: opts.DNSNames}
 	s.RootCAs.AddCert(ca)
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
@@ -95,12 +106,13 @@ func (s *TestSigner) Close() { s.Server.Close() }
 func (s *TestSigner) CertRequests() int64 { return s.requests.Load() }
 
 // Config returns an offline-verification Config for the signer: its webhook id, its server
-// as the only allowed certificate host, its CA as root and an HTTP client trusting the
-// server.
+// as the only allowed certificate host, its CA as root, its certificate's names as CertSANs
+// and an HTTP client trusting the server.
 func (s *TestSigner) Config() Config {
 	return Config{
 		WebhookID: s.WebhookID, Verification: VerifyOffline, HTTPClient: s.Server.Client(),
 		CertHostAllowlist: []string{s.Server.Listener.Addr().String()}, RootCAs: s.RootCAs,
+		CertSANs: append([]string(nil), s.sans...),
 	}
 }
 

@@ -123,7 +123,44 @@ func checkCertURL(u *url.URL, allow map[string]bool) error {
 	if !allow[host] {
 		return sigErr(ErrCertURL, "host %q is not in CertHostAllowlist", u.Host)
 	}
+	if u.RawQuery != "" || u.ForceQuery || u.Fragment != "" || u.RawFragment != "" {
+		return sigErr(ErrCertURL, "certificate URL must not have a query or fragment")
+	}
+	name, ok := strings.CutPrefix(u.EscapedPath(), CertPathPrefix)
+	if !ok || !validCertName(name) {
+		return sigErr(ErrCertURL, "certificate URL path must be %s<name>", CertPathPrefix)
+	}
 	return nil
+}
+
+// CertPathPrefix is the path PayPal serves webhook signing certificates under
+// (https://api.paypal.com/v1/notifications/certs/CERT-360caa42-fca2a594-...); a
+// PAYPAL-CERT-URL must be this prefix followed by one name.
+const CertPathPrefix = "/v1/notifications/certs/"
+
+// validCertName accepts one path segment of letters, digits, '-' and '_' (PayPal's CERT-...
+// names): no '/', no dots, no escapes.
+func validCertName(s string) bool {
+	if s == "" || len(s) > 200 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}
+
+// checkSAN requires the leaf to carry one of names as a DNS subject alternative name.
+func checkSAN(leaf *x509.Certificate, names []string) error {
+	for _, n := range names {
+		if leaf.VerifyHostname(n) == nil {
+			return nil
+		}
+	}
+	return sigErr(ErrCertificate, "signing certificate is not issued for %s", strings.Join(names, " or "))
 }
 
 // signedMessage is what PayPal signs: transmission id, transmission time, webhook id and the
@@ -154,6 +191,7 @@ type verifier interface {
 type offlineVerifier struct {
 	webhookID string
 	allow     map[string]bool
+	sans      []string
 	roots     *x509.CertPool
 	cache     *certCache
 	now       func() time.Time
@@ -173,6 +211,9 @@ func (v *offlineVerifier) verify(ctx context.Context, tr transmission, _ http.He
 		KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageAny},
 	}); err != nil {
 		return sigErr(ErrCertificate, "%v", err)
+	}
+	if err := checkSAN(chain.leaf, v.sans); err != nil {
+		return err
 	}
 	return checkSignature(chain.leaf, tr, v.webhookID, body)
 }

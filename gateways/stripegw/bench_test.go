@@ -106,6 +106,7 @@ func runLoopback(b *testing.B, h http.Handler) {
 				}
 				req, _ := http.NewRequest(http.MethodPost, srv.URL+"/webhook", bytes.NewReader(bodies[i]))
 				req.Header.Set(SignatureHeader, headers[i])
+				req.Header.Set("Content-Type", "application/json")
 				t := time.Now()
 				resp, err := client.Do(req)
 				if err == nil {

@@ -33,7 +33,8 @@
 //
 // # Verification
 //
-// The Stripe-Signature header is checked on the raw body before anything is parsed or
+// A body not sent as application/json (a charset parameter is allowed) is answered 415
+// before it is read; nothing is recorded. The Stripe-Signature header is checked on the raw body before anything is parsed or
 // stored: the signed timestamp must be within Tolerance of the injected clock (either
 // direction; stripe-go's own tolerance check calls time.Since, so it is disabled and this
 // check replaces it), then the HMAC-SHA256 is checked by stripe-go's

@@ -84,6 +84,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(body))
 		req.Header.Set(SignatureHeader, SignPayload("whsec_f", body, fuzzNow))
+		req.Header.Set("Content-Type", "application/json")
 		rec := httptest.NewRecorder()
 		h.ServeHTTP(rec, req)
 		switch rec.Code {

@@ -64,7 +64,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 }
 
 func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := hookhttp.ReadBody(w, r, h.maxBody)
+	body, ok := hookhttp.ReadJSONBody(w, r, h.maxBody)
 	if !ok {
 		return
 	}

@@ -101,6 +101,36 @@ func TestSignatureRejected(t *testing.T) {
 	}
 }
 
+// Proves: a correctly signed delivery that is not declared application/json (text/plain, a
+// form, or no Content-Type) is answered 415 with a JSON error before anything is read or
+// recorded, and the subscription it would create does not exist; charset is allowed.
+func TestNonJSONContentTypeRejected(t *testing.T) {
+	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
+		t.Run(ct, func(t *testing.T) {
+			e := newEnv(t, stripegw.Config{})
+			req := lifecycle()[0].Request("/webhook", secret, e.clock.Now())
+			req.Header.Set("Content-Type", ct)
+			rec := httptest.NewRecorder()
+			e.h.ServeHTTP(rec, req)
+			if rec.Code != http.StatusUnsupportedMediaType || !strings.Contains(rec.Body.String(), `"error"`) {
+				t.Fatalf("%d %s, want 415 with a JSON error", rec.Code, rec.Body)
+			}
+			if e.eventRecorded("evt_checkout") {
+				t.Fatal("event recorded")
+			}
+			e.noSub("sub_1")
+		})
+	}
+	e := newEnv(t, stripegw.Config{})
+	req := lifecycle()[0].Request("/webhook", secret, e.clock.Now())
+	req.Header.Set("Content-Type", "application/json; charset=utf-8")
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK {
+		t.Fatalf("application/json; charset=utf-8: %d %s, want 200", rec.Code, rec.Body)
+	}
+}
+
 // Proves: the tolerance follows the injected clock, not the wall clock (the test clock is
 // years away from time.Now()).
 func TestToleranceUsesInjectedClock(t *testing.T) {

@@ -70,6 +70,7 @@ func (e *env) post(ev *stripegw.TestEvent) int {
 
 func (e *env) postRaw(body []byte, header string) *httptest.ResponseRecorder {
 	req := httptest.NewRequest(http.MethodPost, "/webhook", bytesReader(body))
+	req.Header.Set("Content-Type", "application/json")
 	if header != "" {
 		req.Header.Set(stripegw.SignatureHeader, header)
 	}

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"mime"
 	"net/http"
 
 	"github.com/renewkit/renewkit/billing"
@@ -39,6 +40,29 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 		return nil, false
 	}
 	return body, true
+}
+
+// ReadJSONBody is ReadBody for a webhook that must be JSON: after the method check it
+// answers 415 (with a JSON error, before the body is read) unless the Content-Type is
+// application/json. Parameters such as charset are allowed. Gateways send their webhooks as
+// JSON; anything else is not a delivery, whatever its signature, and nothing is stored.
+func ReadJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool) {
+	if r.Method != http.MethodPost {
+		return ReadBody(w, r, limit)
+	}
+	if !IsJSON(r.Header.Get("Content-Type")) {
+		w.Header().Set("Accept", "application/json")
+		Error(w, http.StatusUnsupportedMediaType, "unsupported content type: webhooks must be sent as application/json")
+		return nil, false
+	}
+	return ReadBody(w, r, limit)
+}
+
+// IsJSON reports whether a Content-Type header value names application/json (any case,
+// with or without parameters such as charset).
+func IsJSON(contentType string) bool {
+	mt, _, err := mime.ParseMediaType(contentType)
+	return err == nil && mt == "application/json"
 }
 
 // JSON writes v with status.

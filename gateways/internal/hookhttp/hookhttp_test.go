@@ -41,6 +41,67 @@ func TestReadBody(t *testing.T) {
 	}
 }
 
+// TestReadJSONBody proves a webhook body is read only when it is declared JSON: any other
+// or missing Content-Type is answered 415 with a JSON error and the body is not read, while
+// charset and other parameters are allowed.
+func TestReadJSONBody(t *testing.T) {
+	for _, tc := range []struct {
+		ct   string
+		ok   bool
+		code int
+	}{
+		{"application/json", true, 0},
+		{"application/json; charset=utf-8", true, 0},
+		{"Application/JSON;charset=UTF-8", true, 0},
+		{"", false, http.StatusUnsupportedMediaType},
+		{"text/plain", false, http.StatusUnsupportedMediaType},
+		{"application/x-www-form-urlencoded", false, http.StatusUnsupportedMediaType},
+		{"application/json-patch+json", false, http.StatusUnsupportedMediaType},
+		{"application/jsonx", false, http.StatusUnsupportedMediaType},
+		{"application/json; charset", false, http.StatusUnsupportedMediaType},
+	} {
+		t.Run(tc.ct, func(t *testing.T) {
+			body := &countingReader{r: strings.NewReader(`{"id":"evt_1"}`)}
+			req := httptest.NewRequest(http.MethodPost, "/", body)
+			if tc.ct != "" {
+				req.Header.Set("Content-Type", tc.ct)
+			}
+			rec := httptest.NewRecorder()
+			got, ok := ReadJSONBody(rec, req, 0)
+			if ok != tc.ok {
+				t.Fatalf("ok = %v, want %v (%d %s)", ok, tc.ok, rec.Code, rec.Body)
+			}
+			if ok && string(got) != `{"id":"evt_1"}` {
+				t.Fatalf("body %q", got)
+			}
+			if !ok {
+				if rec.Code != tc.code || !strings.Contains(rec.Body.String(), `"error"`) ||
+					!strings.HasPrefix(rec.Header().Get("Content-Type"), "application/json") {
+					t.Fatalf("answer %d %s, want %d with a JSON error", rec.Code, rec.Body, tc.code)
+				}
+				if body.n != 0 {
+					t.Fatalf("%d bytes of the body read before the content type was refused", body.n)
+				}
+			}
+		})
+	}
+	rec := httptest.NewRecorder()
+	if _, ok := ReadJSONBody(rec, httptest.NewRequest(http.MethodGet, "/", nil), 0); ok || rec.Code != http.StatusMethodNotAllowed {
+		t.Fatalf("GET: %d, want 405 before the content type", rec.Code)
+	}
+}
+
+type countingReader struct {
+	r *strings.Reader
+	n int
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += n
+	return n, err
+}
+
 func TestRespond(t *testing.T) {
 	log := slog.New(slog.DiscardHandler)
 	for _, tc := range []struct {
