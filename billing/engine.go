@@ -149,7 +149,14 @@ type decider func(ctx context.Context, b *batch) []decision
 // the latest period end the run has claimed: the store skips what the run already went
 // through instead of reading it again (records with that very end that it holds are
 // skipped as its own).
+//
+// The effects of one batch run while the next batch is claimed, decided and transitioned
+// (at most one batch's effects at a time), so store round trips and sends overlap.
 func (r *run) sweep(ctx context.Context, f SubscriptionFilter, decide decider) error {
+	stop := r.keepClaims(ctx)
+	defer stop()
+	var effects sync.WaitGroup
+	defer effects.Wait() // before the lease renewal stops
 	for {
 		if err := r.stopped(ctx); err != nil {
 			return err
@@ -165,9 +172,16 @@ func (r *run) sweep(ctx context.Context, f SubscriptionFilter, decide decider) e
 		}
 		r.unreadable(ctx, bad)
 		if len(subs) > 0 {
-			if err := r.work(ctx, subs, decide); err != nil {
+			finish, err := r.work(ctx, subs, decide)
+			if err != nil {
 				return err
 			}
+			effects.Wait()
+			effects.Add(1)
+			go func() {
+				defer effects.Done()
+				finish()
+			}()
 		}
 		if len(subs)+len(bad) < r.s.cfg.BatchSize {
 			return nil
@@ -255,13 +269,12 @@ func (r *run) keepClaims(ctx context.Context) (stop func()) {
 	}
 }
 
-// work decides, transitions and finishes one claimed batch.
-func (r *run) work(ctx context.Context, subs []Subscription, decide decider) error {
-	stop := r.keepClaims(ctx)
-	defer stop()
+// work decides and transitions one claimed batch. It returns the step that carries out
+// the stored transitions' effects.
+func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (finish func(), err error) {
 	b, err := r.loadUsers(ctx, subs)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	ds := decide(ctx, b)
 	changes := make([]SubscriptionChange, 0, len(ds))
@@ -281,14 +294,14 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) err
 		}
 	}
 	if len(changes) == 0 {
-		return nil
+		return func() {}, nil
 	}
 	results, err := r.s.store.UpdateSubscriptions(ctx, changes)
 	if err == nil && len(results) != len(changes) {
 		err = fmt.Errorf("store returned %d results for %d changes", len(results), len(changes))
 	}
 	if err != nil {
-		return fmt.Errorf("storing transitions: %w", err)
+		return nil, fmt.Errorf("storing transitions: %w", err)
 	}
 	stored := make([]Subscription, 0, len(changes))
 	storedOwners := make([]int, 0, len(changes))
@@ -315,17 +328,18 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) err
 			r.fail(c.Read.ID, cerr)
 		}
 	}
-	failed := r.finish(ctx, stored, b.users)
-	for k, sub := range stored {
-		if err, bad := failed[sub.ID]; bad {
-			r.fail(sub.ID, err)
-			continue
+	return func() {
+		failed := r.finish(ctx, stored, b.users)
+		for k, sub := range stored {
+			if err, bad := failed[sub.ID]; bad {
+				r.fail(sub.ID, err)
+				continue
+			}
+			if done := ds[storedOwners[k]].done; done != nil {
+				done()
+			}
 		}
-		if done := ds[storedOwners[k]].done; done != nil {
-			done()
-		}
-	}
-	return nil
+	}, nil
 }
 
 // loadUsers reads the users of a batch with one call.
@@ -467,9 +481,10 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 				userByID[u.ID] = u
 			}
 		}
-		var changes []UserAccessChange
-		var changeOf = map[string]int{} // user id -> index in changes
-		var userAudit = map[string]AuditEntry{}
+		changes := make([]UserAccessChange, 0, len(accessUsers))
+		changeOf := make(map[string]int, len(accessUsers)) // user id -> index in changes
+		userAudit := make([]AuditEntry, 0, len(accessUsers))
+		auditOf := make([]int, 0, len(accessUsers)) // index in changes of each userAudit entry
 		for _, it := range items {
 			if it.eff.Access == nil {
 				continue
@@ -500,7 +515,8 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 			changes = append(changes, UserAccessChange{Read: u, Changed: next})
 			if a, ok := accessAudit(u, next, it.sub.ID); ok {
 				a.ID, a.CreatedAt = it.eff.Token+":access", now
-				userAudit[uid] = a
+				userAudit = append(userAudit, a)
+				auditOf = append(auditOf, len(changes)-1)
 			}
 		}
 		if len(changes) > 0 {
@@ -523,8 +539,8 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 					failed[it.sub.ID] = fmt.Errorf("updating access of user %s: %w", it.eff.Access.UserID, results[k])
 				}
 			}
-			for uid, a := range userAudit {
-				if results[changeOf[uid]] == nil {
+			for i, a := range userAudit {
+				if results[auditOf[i]] == nil {
 					audits = append(audits, a)
 				}
 			}

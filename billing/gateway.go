@@ -19,7 +19,9 @@ type GatewaySubscription struct {
 }
 
 // RenewalLookup asks a gateway for the current state of an auto-renewing subscription. The
-// renew job calls it for subscriptions ending within its window.
+// renew job calls it for subscriptions ending within its window, and the expiry job before
+// it expires one past its grace period. Jobs call it from several goroutines at once (up to
+// Config.SendConcurrency): implementations must be safe for concurrent use.
 type RenewalLookup interface {
 	LookupSubscription(ctx context.Context, gatewaySubscriptionID string) (GatewaySubscription, error)
 }

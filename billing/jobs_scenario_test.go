@@ -3,6 +3,7 @@ package billing_test
 import (
 	"context"
 	"errors"
+	"sync"
 	"testing"
 	"time"
 
@@ -257,15 +258,19 @@ func TestExpiryKeepsAccessFromAnotherSubscription(t *testing.T) {
 	e.wantAudits(billing.AuditAccessRevoked, "u", 0)
 }
 
-// fakeLookup is a RenewalLookup answering from a map; a missing id is an error.
+// fakeLookup is a RenewalLookup answering from a map; a missing id is an error. The jobs
+// call lookups concurrently.
 type fakeLookup struct {
 	subs  map[string]billing.GatewaySubscription
 	errs  map[string]error
+	mu    sync.Mutex
 	calls int
 }
 
 func (f *fakeLookup) LookupSubscription(_ context.Context, id string) (billing.GatewaySubscription, error) {
+	f.mu.Lock()
 	f.calls++
+	f.mu.Unlock()
 	if err := f.errs[id]; err != nil {
 		return billing.GatewaySubscription{}, err
 	}

@@ -23,7 +23,8 @@ func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
 		return conflict("audit entry", e.ID)
 	}
 	e.CreatedAt = t0(e.CreatedAt)
-	s.addAudit(copyAudit(*e))
+	c := copyAudit(*e)
+	s.addAudit(&c)
 	return nil
 }
 
@@ -40,16 +41,19 @@ func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) 
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	copies := make([]billing.AuditEntry, 0, len(entries)) // one allocation for the batch
 	for i := range entries {
 		if _, ok := s.auditIDs[entries[i].ID]; !ok {
-			s.addAudit(copyAudit(entries[i]))
+			copies = append(copies, copyAudit(entries[i]))
+			s.addAudit(&copies[len(copies)-1])
 		}
 	}
 	return nil
 }
 
-// addAudit inserts e after every entry created at or before it. Caller holds s.mu.
-func (s *Store) addAudit(e billing.AuditEntry) {
+// addAudit inserts e (a copy the store owns) after every entry created at or before it.
+// Caller holds s.mu.
+func (s *Store) addAudit(e *billing.AuditEntry) {
 	s.auditIDs[e.ID] = struct{}{}
 	n := len(s.audit)
 	if n == 0 || !s.audit[n-1].CreatedAt.After(e.CreatedAt) { // the usual case: in time order
@@ -65,7 +69,7 @@ func auditMatch(f *billing.AuditFilter, e *billing.AuditEntry) bool {
 }
 
 // auditSince returns the entries created at or after f.Since. Caller holds s.mu.
-func (s *Store) auditSince(f *billing.AuditFilter) []billing.AuditEntry {
+func (s *Store) auditSince(f *billing.AuditFilter) []*billing.AuditEntry {
 	since := t0(f.Since) // stores keep milliseconds; compare at that precision
 	if since.IsZero() {
 		return s.audit
@@ -84,8 +88,8 @@ func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing
 	defer s.mu.RUnlock()
 	var out []billing.AuditEntry
 	for i, list := 0, s.auditSince(&f); i < len(list); i++ {
-		if auditMatch(&f, &list[i]) {
-			out = append(out, copyAudit(list[i]))
+		if auditMatch(&f, list[i]) {
+			out = append(out, copyAudit(*list[i]))
 			if len(out) == f.Limit {
 				break
 			}
@@ -103,7 +107,7 @@ func (s *Store) CountAudit(ctx context.Context, f billing.AuditFilter) (int, err
 	defer s.mu.RUnlock()
 	n := 0
 	for i, list := 0, s.auditSince(&f); i < len(list); i++ {
-		if auditMatch(&f, &list[i]) {
+		if auditMatch(&f, list[i]) {
 			n++
 		}
 	}

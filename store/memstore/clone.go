@@ -3,6 +3,7 @@ package memstore
 import (
 	"reflect"
 	"slices"
+	"time"
 
 	"github.com/renewkit/renewkit/billing"
 )
@@ -76,7 +77,7 @@ func copyDetails(m map[string]any) map[string]any {
 
 func copyValue(v any) any {
 	switch x := v.(type) {
-	case nil, string, bool, int, int64, float64:
+	case nil, string, bool, int, int64, float64, time.Time:
 		return v
 	case map[string]any:
 		return copyDetails(x)

@@ -44,7 +44,7 @@ type Store struct {
 	sessions     map[string]billing.Session
 	// audit is ordered by CreatedAt, insertion order breaking ties; auditIDs holds every id
 	// in it.
-	audit         []billing.AuditEntry
+	audit         []*billing.AuditEntry
 	auditIDs      map[string]struct{}
 	notifications map[string]billing.NotificationRecord
 	runs          map[string]billing.JobRun
