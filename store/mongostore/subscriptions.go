@@ -617,4 +617,3 @@ func utcTimes(v reflect.Value) {
 		utcTimes(v.Elem())
 	}
 }
-
