@@ -117,10 +117,19 @@ type decision struct {
 	skip bool
 	// err: the record failed and is retried by a later run.
 	err error
-	// change, when set, is the transition to store; nil leaves the record as it is.
-	change *SubscriptionChange
+	// change is the transition to store when transition is set; otherwise the record is
+	// left as it is.
+	change     SubscriptionChange
+	transition bool
 	// done is called once the change is stored and its effects are finished.
 	done func()
+}
+
+// transition is the decision to store changed (a copy of sub) with its effects on the
+// record the run claimed; done counts it once it is stored and its effects finished.
+func (r *run) transition(sub, changed Subscription, eff *Effects, done func()) decision {
+	return decision{transition: true, done: done,
+		change: SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token, Effects: eff}}
 }
 
 // batch is a claimed batch with the users of its records.
@@ -288,8 +297,8 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 		case d.err != nil:
 			r.fail(subs[i].ID, d.err)
 			r.s.log.WarnContext(ctx, "subscription not processed; a later run retries it", "subscription_id", subs[i].ID, "error", d.err)
-		case d.change != nil:
-			changes = append(changes, *d.change)
+		case d.transition:
+			changes = append(changes, d.change)
 			owners = append(owners, i)
 		}
 	}

@@ -148,11 +148,10 @@ func (r *run) decideWarnings(ctx context.Context, b *batch) []decision {
 		}
 		changed := sub
 		changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
-		ds[i].change = &SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token,
-			Effects: r.effects(changed, nil, []Notification{n}, AuditEntry{
-				Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-				Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd},
-			})}
+		ds[i] = r.transition(sub, changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
+			Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+			Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd},
+		}), nil)
 	}
 	return ds
 }
@@ -248,11 +247,10 @@ func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status Sub
 	default:
 		return decision{err: fmt.Errorf("loading user: %w", err)}
 	}
-	return decision{done: done, change: &SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token,
-		Effects: r.effects(changed, access, notes, AuditEntry{
-			Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-			Details: map[string]any{"previous_status": string(sub.Status), "period_end": sub.CurrentPeriodEnd},
-		})}}
+	return r.transition(sub, changed, r.effects(changed, access, notes, AuditEntry{
+		Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+		Details: map[string]any{"previous_status": string(sub.Status), "period_end": sub.CurrentPeriodEnd},
+	}), done)
 }
 
 // renewal is the transition that starts the period the gateway reports.
@@ -288,12 +286,11 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	case !errors.Is(err, ErrNotFound):
 		return decision{err: fmt.Errorf("loading user: %w", err)}
 	}
-	return decision{done: done, change: &SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token,
-		Effects: r.effects(changed, access, notes, AuditEntry{
-			Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-			Details: map[string]any{"gateway": sub.Gateway, "previous_status": string(sub.Status),
-				"previous_period_end": sub.CurrentPeriodEnd, "period_end": gs.PeriodEnd, "source": source},
-		})}}
+	return r.transition(sub, changed, r.effects(changed, access, notes, AuditEntry{
+		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+		Details: map[string]any{"gateway": sub.Gateway, "previous_status": string(sub.Status),
+			"previous_period_end": sub.CurrentPeriodEnd, "period_end": gs.PeriodEnd, "source": source},
+	}), done)
 }
 
 // answer is what a gateway said about one subscription.
@@ -362,12 +359,10 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 					case !a.gs.Status.Live() || a.gs.CancelAtPeriodEnd:
 						changed := sub
 						changed.CancelAtPeriodEnd, changed.UpdatedAt = true, now
-						ds[i] = decision{done: func() { r.count(&cancelling, 1) }, change: &SubscriptionChange{
-							Read: sub, Changed: changed, ClaimToken: r.token,
-							Effects: r.effects(changed, nil, nil, AuditEntry{
-								Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-								Details: map[string]any{"cancel_at_period_end": true, "gateway_status": string(a.gs.Status), "source": JobRenew},
-							})}}
+						ds[i] = r.transition(sub, changed, r.effects(changed, nil, nil, AuditEntry{
+							Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+							Details: map[string]any{"cancel_at_period_end": true, "gateway_status": string(a.gs.Status), "source": JobRenew},
+						}), func() { r.count(&cancelling, 1) })
 					}
 					// Otherwise the gateway has not charged yet; a later run (or the webhook)
 					// picks it up.
