@@ -251,24 +251,30 @@ func (r *run) resume(ctx context.Context) error {
 	}
 }
 
-// keepClaims renews the run's claim leases while a batch is worked on; stop ends it.
+// keepClaims renews the run's claim leases while it works; stop ends it.
 func (r *run) keepClaims(ctx context.Context) (stop func()) {
-	lease := r.s.cfg.ClaimLease
-	every := max(lease/3, 10*time.Millisecond)
+	return r.every(ctx, func(ctx context.Context) {
+		if err := r.s.store.ExtendClaims(ctx, r.token, r.s.now().Add(r.s.cfg.ClaimLease)); err != nil && ctx.Err() == nil {
+			r.s.log.WarnContext(ctx, "renewing claim leases failed", "error", err)
+		}
+	})
+}
+
+// every calls renew a third of a lease apart (in real time) until stop is called, so
+// leases held while work goes on never run out.
+func (r *run) every(ctx context.Context, renew func(context.Context)) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		t := time.NewTicker(every)
+		t := time.NewTicker(max(r.s.cfg.ClaimLease/3, 10*time.Millisecond))
 		defer t.Stop()
 		for {
 			select {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if err := r.s.store.ExtendClaims(ctx, r.token, r.s.now().Add(lease)); err != nil && ctx.Err() == nil {
-					r.s.log.WarnContext(ctx, "renewing claim leases failed", "error", err)
-				}
+				renew(ctx)
 			}
 		}
 	}()
@@ -643,9 +649,10 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 			failed[recs[i].SubscriptionID] = fmt.Errorf("notification %s is being sent by another run", recs[i].Key)
 		}
 	}
-	// Each outcome is recorded as soon as its send returns (group commit: the outcomes that
-	// arrive while one write is in flight go together in the next), so a crash repeats at
-	// most the sends in flight and the one write being made, not a batch's worth.
+	// Each outcome is recorded before its sender sends again (group commit: the outcomes
+	// that arrive while one write is in flight go together in the next), so a crash repeats
+	// at most the sends in flight, not a batch's worth. The reservations of the keys not
+	// sent yet are renewed while the batch sends.
 	var sent atomic.Int64
 	var mu sync.Mutex
 	attempted := make([]bool, len(todo))
@@ -660,14 +667,34 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 		failed[rec.SubscriptionID] = errors.Join(failed[rec.SubscriptionID], fmt.Errorf("recording notification %s: %w", rec.Key, err))
 		mu.Unlock()
 	}}
+	open := make(map[string]NotificationRecord, len(todo)) // reserved keys not finished
+	for _, i := range todo {
+		open[recs[i].Key] = recs[i]
+	}
 	record := func(r NotificationRecord, why error) {
+		mu.Lock()
+		delete(open, r.Key)
 		if why != nil {
-			mu.Lock()
 			failed[r.SubscriptionID] = why
-			mu.Unlock()
 		}
+		mu.Unlock()
 		rec.add(r)
 	}
+	stopRenewing := r.every(ctx, func(ctx context.Context) {
+		mu.Lock()
+		left := make([]NotificationRecord, 0, len(open))
+		for _, rec := range open {
+			left = append(left, rec)
+		}
+		mu.Unlock()
+		if len(left) == 0 {
+			return
+		}
+		now := r.s.now()
+		if _, err := r.s.store.ReserveNotifications(ctx, left, r.token, now, now.Add(r.s.cfg.ClaimLease)); err != nil && ctx.Err() == nil {
+			r.s.log.WarnContext(ctx, "renewing notification reservations failed", "error", err)
+		}
+	})
 	parallel(ctx, len(todo), r.s.cfg.SendConcurrency, func(j int) {
 		if r.breaker.err() != nil {
 			return
@@ -692,6 +719,7 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 		}
 		record(rec, why)
 	})
+	stopRenewing() // before the unsent keys are released: a renewal must not take them again
 	r.count(&r.sent, int(sent.Load()))
 	// Reservations never sent (the breaker tripped, the run was cancelled) are released in
 	// one write.
@@ -714,35 +742,47 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 	return failed
 }
 
-// committer writes notification outcomes in groups: add queues one and, when no write is
-// in flight, writes everything queued, outcomes added meanwhile included, before it
-// returns. Once every add has returned, every outcome is written.
+// committer writes notification outcomes in groups (group commit): add queues one and
+// returns once a write that holds it has finished. While one write is in flight, the
+// outcomes added meanwhile gather into the next one, so each sender has at most one outcome
+// unwritten at any time and a crash repeats at most the sends in flight.
 type committer struct {
 	write  func([]NotificationRecord) error
 	failed func(NotificationRecord, error)
 
 	mu      sync.Mutex
-	queue   []NotificationRecord
+	next    *commitGroup // gathering while a write is in flight
 	writing bool
+}
+
+type commitGroup struct {
+	recs []NotificationRecord
+	done chan struct{}
 }
 
 func (c *committer) add(rec NotificationRecord) {
 	c.mu.Lock()
-	c.queue = append(c.queue, rec)
+	if c.next == nil {
+		c.next = &commitGroup{done: make(chan struct{})}
+	}
+	g := c.next
+	g.recs = append(g.recs, rec)
 	if c.writing {
 		c.mu.Unlock()
+		<-g.done
 		return
 	}
 	c.writing = true
-	for len(c.queue) > 0 {
-		batch := c.queue
-		c.queue = nil
+	for c.next != nil {
+		g := c.next
+		c.next = nil
 		c.mu.Unlock()
-		if err := c.write(batch); err != nil {
-			for _, r := range batch {
+		if err := c.write(g.recs); err != nil {
+			for _, r := range g.recs {
 				c.failed(r, err)
 			}
 		}
+		close(g.done)
 		c.mu.Lock()
 	}
 	c.writing = false
