@@ -13,19 +13,22 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
 
-// Benchmarks: warn + expire over N subscriptions (half ending in two days, half ended
-// yesterday) three ways on the same server:
+// Benchmarks: warn + expire over N subscriptions of N users (half ending in two days, half
+// ended yesterday) three ways on the same server:
 //
 //   - mongostore: billing.Service's CheckExpiringSubscriptions and
 //     ProcessExpiredSubscriptions on mongostore (claims, per-record updates, notifications,
 //     audit, user access);
-//   - raw: the minimal driver operations for the same subscription changes, two updateMany;
-//   - loop: the seed's way, find the due documents and update them one at a time.
+//   - raw: the minimal driver operations for the same changes: two updateMany on
+//     subscriptions and one on the expired subscriptions' users (access revoked);
+//   - loop: the seed's way, find the due documents and update them (and, for an expiry,
+//     the user) one at a time.
 //
 // Each reports ms per subscription and the peak HeapInuse seen while it ran (sampled every
 // 5 ms). mongostore runs at N and 10N to show memory does not grow with N.
@@ -78,6 +81,10 @@ func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) {
 		if err != nil || int(warned) != n/2 {
 			b.Fatalf("%d warned, want %d (%v)", warned, n/2, err)
 		}
+		withPlan, err := db.Collection("users").CountDocuments(ctx, bson.D{{Key: "plan_id", Value: "p1"}})
+		if err != nil || int(withPlan) != n/2 {
+			b.Fatalf("%d users keep the plan, want %d: the expired ones lose it (%v)", withPlan, n/2, err)
+		}
 	}
 	b.ReportMetric(float64(elapsed.Milliseconds())/float64(b.N*n), "ms/sub")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
@@ -112,25 +119,31 @@ func sampleHeap(peak *atomic.Uint64) (stop func()) {
 
 var benchNow = time.Date(2031, 7, 1, 9, 0, 0, 0, time.UTC)
 
+// seedBench inserts one plan and n users, each with one active subscription: half end in
+// two days (warned), half ended yesterday (expired, with the user's access).
 func seedBench(ctx context.Context, b *testing.B, st *mongostore.Store, n int) {
 	b.Helper()
-	u := billing.User{ID: "u1", Email: "u1@example.com", Name: "U", CreatedAt: benchNow}
 	p := billing.Plan{ID: "p1", Name: "Pro", BillingCycle: billing.CycleMonthly, Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
-	if err := st.InsertUser(ctx, &u); err != nil {
-		b.Fatal(err)
-	}
 	if err := st.InsertPlan(ctx, &p); err != nil {
 		b.Fatal(err)
 	}
+	users := make([]any, n)
 	subs := make([]billing.Subscription, n)
 	for i := range subs {
 		end := benchNow.Add(48 * time.Hour)
 		if i%2 == 1 {
 			end = benchNow.Add(-24 * time.Hour)
 		}
-		subs[i] = billing.Subscription{UserID: "u1", PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		uid, sid := fmt.Sprintf("u%06d", i), fmt.Sprintf("s%06d", i)
+		users[i] = bson.D{{Key: "_id", Value: uid}, {Key: "email", Value: uid + "@example.com"}, {Key: "name", Value: "U"},
+			{Key: "plan_id", Value: "p1"}, {Key: "subscription_id", Value: sid}, {Key: "subscription_status", Value: "active"},
+			{Key: "access_until", Value: end}, {Key: "created_at", Value: benchNow}, {Key: "flag_del", Value: false}}
+		subs[i] = billing.Subscription{ID: sid, UserID: uid, PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
 			CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 			CreatedAt: benchNow.AddDate(0, -2, 0), UpdatedAt: benchNow.AddDate(0, -1, 0)}
+	}
+	if _, err := st.Database().Collection("users").InsertMany(ctx, users); err != nil {
+		b.Fatal(err)
 	}
 	if err := st.InsertSubscriptions(ctx, subs); err != nil {
 		b.Fatal(err)
@@ -165,13 +178,32 @@ func dueFilters() (warn, expire bson.D) {
 	return warn, expire
 }
 
+// revokeAccess is the user side of an expiry: the plan taken away.
+var revokeAccess = bson.D{{Key: "$unset", Value: bson.D{{Key: "plan_id", Value: ""}}},
+	{Key: "$set", Value: bson.D{{Key: "subscription_status", Value: "inactive"}, {Key: "updated_at", Value: benchNow}}}}
+
 func runRaw(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostore.Store, _ int) {
 	c := db.Collection("subscriptions")
 	warn, expire := dueFilters()
 	if _, err := c.UpdateMany(ctx, warn, bson.D{{Key: "$set", Value: bson.D{{Key: "expiration_warning_sent", Value: true}, {Key: "updated_at", Value: benchNow}}}}); err != nil {
 		b.Fatal(err)
 	}
+	cur, err := c.Find(ctx, expire, options.Find().SetProjection(bson.D{{Key: "user_id", Value: 1}}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var in bson.A
+	for cur.Next(ctx) {
+		in = append(in, cur.Current.Lookup("user_id"))
+	}
+	if err := cur.Err(); err != nil {
+		b.Fatal(err)
+	}
+	_ = cur.Close(ctx)
 	if _, err := c.UpdateMany(ctx, expire, bson.D{{Key: "$set", Value: bson.D{{Key: "status", Value: "inactive"}, {Key: "updated_at", Value: benchNow}}}}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := db.Collection("users").UpdateMany(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}}, revokeAccess); err != nil {
 		b.Fatal(err)
 	}
 }
@@ -179,7 +211,7 @@ func runRaw(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostore
 func runLoop(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostore.Store, _ int) {
 	c := db.Collection("subscriptions")
 	warn, expire := dueFilters()
-	each := func(filter bson.D, set bson.D) {
+	each := func(filter bson.D, set bson.D, revoke bool) {
 		cur, err := c.Find(ctx, filter)
 		if err != nil {
 			b.Fatal(err)
@@ -189,11 +221,16 @@ func runLoop(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostor
 			b.Fatal(err)
 		}
 		for _, d := range docs {
+			if revoke {
+				if _, err := db.Collection("users").UpdateOne(ctx, bson.D{{Key: "_id", Value: d["user_id"]}}, revokeAccess); err != nil {
+					b.Fatal(err)
+				}
+			}
 			if _, err := c.UpdateOne(ctx, bson.D{{Key: "_id", Value: d["_id"]}}, bson.D{{Key: "$set", Value: set}}); err != nil {
 				b.Fatal(err)
 			}
 		}
 	}
-	each(warn, bson.D{{Key: "expiration_warning_sent", Value: true}, {Key: "updated_at", Value: benchNow}})
-	each(expire, bson.D{{Key: "status", Value: "inactive"}, {Key: "updated_at", Value: benchNow}})
+	each(warn, bson.D{{Key: "expiration_warning_sent", Value: true}, {Key: "updated_at", Value: benchNow}}, false)
+	each(expire, bson.D{{Key: "status", Value: "inactive"}, {Key: "updated_at", Value: benchNow}}, true)
 }
