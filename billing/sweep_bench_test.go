@@ -12,6 +12,8 @@ import (
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
+const day = testkit.Day
+
 // sweepFixture builds the benchmark's 100k subscriptions around testkit.Epoch: 10% due for
 // the 3-day warning, 10% manual ones past their end, 5% auto-renewing past the grace period
 // (all three are worked on), 5% auto-renewing inside the grace period and 70% with periods
@@ -168,4 +170,11 @@ func seedLoop(ctx context.Context, svc *billing.Service, st *memstore.Store) (wa
 	n2, err := step(billing.SubscriptionFilter{Statuses: active, PeriodEndBefore: now.Add(-72 * time.Hour), AutoRenews: &yes},
 		func(s *billing.Subscription) { s.Status = billing.StatusInactive }, billing.KindExpired)
 	return warned, n1 + n2, err
+}
+
+// lookupFunc adapts a function to billing.RenewalLookup.
+type lookupFunc func(id string) (billing.GatewaySubscription, error)
+
+func (f lookupFunc) LookupSubscription(_ context.Context, id string) (billing.GatewaySubscription, error) {
+	return f(id)
 }

@@ -17,7 +17,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -32,7 +34,8 @@ type Options struct {
 	// (billing.FieldStatus, billing.FieldPlanID, ...), value a string. The default writes
 	// through the store's own UpdateSubscriptions.
 	HostWrite func(ctx context.Context, st billing.Store, subscriptionID, field, value string) error
-	// Records is how many subscriptions the concurrency tests seed. Default 40.
+	// Records scales how many subscriptions the concurrency tests seed. Default 40; the
+	// tests that seed hundreds of records by default seed a multiple of it.
 	Records int
 	// Timeout bounds each test's context. Default 3 minutes.
 	Timeout time.Duration
@@ -166,7 +169,43 @@ func (e *env) user(id string) billing.User {
 	return u
 }
 
-// sentKinds returns the kinds delivered about subscription or payment id.
+func (e *env) payment(id string) billing.Payment {
+	e.t.Helper()
+	p, err := e.st.GetPayment(e.ctx, id)
+	if err != nil {
+		e.t.Fatalf("GetPayment(%s): %v", id, err)
+	}
+	return p
+}
+
+func (e *env) userSubs(userID string) []billing.Subscription {
+	e.t.Helper()
+	subs, err := e.st.ListUserSubscriptions(e.ctx, userID)
+	if err != nil {
+		e.t.Fatalf("ListUserSubscriptions(%s): %v", userID, err)
+	}
+	return subs
+}
+
+// audits returns the audit entries with action about entity ("" matches any).
+func (e *env) audits(action, entity string) []billing.AuditEntry {
+	e.t.Helper()
+	list, err := e.st.ListAudit(e.ctx, billing.AuditFilter{Action: action, EntityID: entity})
+	if err != nil {
+		e.t.Fatalf("ListAudit: %v", err)
+	}
+	return list
+}
+
+// wantAudits fails unless there are n audit entries with action about entity.
+func (e *env) wantAudits(action, entity string, n int) {
+	e.t.Helper()
+	if got := len(e.audits(action, entity)); got != n {
+		e.t.Fatalf("%d audit entries %s for %q, want %d", got, action, entity, n)
+	}
+}
+
+// sentKinds returns the kinds delivered about subscription or payment id, in order.
 func (e *env) sentKinds(id string) []billing.NotificationKind {
 	var out []billing.NotificationKind
 	for _, n := range e.notif.For(id) {
@@ -174,6 +213,71 @@ func (e *env) sentKinds(id string) []billing.NotificationKind {
 	}
 	return out
 }
+
+// wantKinds fails unless the kinds delivered about id are exactly want, in order.
+func (e *env) wantKinds(id string, want ...billing.NotificationKind) {
+	e.t.Helper()
+	got := e.sentKinds(id)
+	if len(got) == 0 && len(want) == 0 {
+		return
+	}
+	if !reflect.DeepEqual(got, want) {
+		e.t.Fatalf("notifications about %s = %v, want %v", id, got, want)
+	}
+}
+
+// snapshot is everything the processor may change for the given users and payments.
+type snapshot struct {
+	Payments map[string]billing.Payment
+	Users    map[string]billing.User
+	Subs     map[string][]billing.Subscription
+	Audit    int
+	Sent     int
+	Attempts int
+}
+
+func (e *env) snapshot(userIDs, paymentIDs []string) snapshot {
+	e.t.Helper()
+	s := snapshot{Payments: map[string]billing.Payment{}, Users: map[string]billing.User{}, Subs: map[string][]billing.Subscription{}}
+	for _, id := range paymentIDs {
+		if p, err := e.st.GetPayment(e.ctx, id); err == nil {
+			s.Payments[id] = p
+		}
+	}
+	for _, id := range userIDs {
+		s.Users[id] = e.user(id)
+		s.Subs[id] = e.userSubs(id)
+	}
+	s.Audit = len(e.audits("", ""))
+	s.Sent, s.Attempts = e.notif.Count(""), e.notif.Attempts()
+	return s
+}
+
+// replicas returns n Services on e's store sharing e's clock and notifier, like n processes.
+func (e *env) replicas(n int, cfg billing.Config) []*billing.Service {
+	e.t.Helper()
+	out := make([]*billing.Service, n)
+	for i := range out {
+		out[i] = e.service(e.st, cfg)
+	}
+	return out
+}
+
+// concurrently calls f(0) ... f(n-1) in n goroutines released at once and waits for them.
+func concurrently(n int, f func(i int)) {
+	var wg sync.WaitGroup
+	start := make(chan struct{})
+	for i := range n {
+		wg.Go(func() {
+			<-start
+			f(i)
+		})
+	}
+	close(start)
+	wg.Wait()
+}
+
+func millis(i int) time.Duration { return time.Duration(i) * time.Millisecond }
 
 // sentOncePerKey fails unless every key was delivered at most once, and returns how many
 // distinct keys were delivered.
@@ -245,8 +349,25 @@ func answer(gs billing.GatewaySubscription) func() (billing.GatewaySubscription,
 	return func() (billing.GatewaySubscription, error) { return gs, nil }
 }
 
+func failure(err error) func() (billing.GatewaySubscription, error) {
+	return func() (billing.GatewaySubscription, error) { return billing.GatewaySubscription{}, err }
+}
+
+// countedLookup is a RenewalLookup that counts its calls (the jobs call lookups
+// concurrently).
+type countedLookup struct {
+	billing.RenewalLookup
+	calls atomic.Int64
+}
+
+func (c *countedLookup) LookupSubscription(ctx context.Context, id string) (billing.GatewaySubscription, error) {
+	c.calls.Add(1)
+	return c.RenewalLookup.LookupSubscription(ctx, id)
+}
+
 func (s *suite) tests() []test {
 	return []test{
+		// scenarios.go: the races and failures of the lifecycle engine
 		{"PaymentApprovedBetweenClaimAndExpiry", s.paymentBetweenClaimAndExpiry},
 		{"HostCancelsBetweenClaimAndWarning", s.hostCancelsBetweenClaimAndWarning},
 		{"HostWriteToAnotherFieldSurvives", s.hostWriteToAnotherFieldSurvives},
@@ -261,6 +382,44 @@ func (s *suite) tests() []test {
 		{"ExpiryKeepsAccessFromAnotherLiveSubscription", s.expiryKeepsOtherAccess},
 		{"LadderFailureCountedOnce", s.ladderFailureOnce},
 		{"ProcessorDoesNotOverwriteHostWrites", s.processorKeepsHostWrites},
+
+		// jobs.go
+		{"SeedScenario", s.seedScenario},
+		{"WarningLadder", s.warningLadder},
+		{"WarningKind", s.warningKind},
+		{"ProcessExpired", s.processExpired},
+		{"ExpiryKeepsAccessFromAnotherSubscription", s.expiryKeepsAccessFromAnotherSubscription},
+		{"RenewSubscriptions", s.renewSubscriptions},
+		{"CleanupOldSessions", s.cleanupOldSessions},
+		{"CleanupPendingPayments", s.cleanupPendingPayments},
+		// preview.go
+		{"PreviewChangesNothing", s.previewChangesNothing},
+		// processor.go
+		{"ApproveFirstPaymentAndTwice", s.approveFirstPaymentAndTwice},
+		{"ApproveRenews", s.approveRenews},
+		{"WelcomeOnlyOnFirstSubscription", s.welcomeOnlyOnFirstSubscription},
+		{"FailAndCancelTransitions", s.failAndCancelTransitions},
+		{"ProcessorBadInput", s.processorBadInput},
+		// sync.go
+		{"GatewayChargeForCoveredPeriodDoesNotExtend", s.gatewayChargeForCoveredPeriodDoesNotExtend},
+		{"LateChargeDoesNotReviveEndedSubscription", s.lateChargeDoesNotReviveEndedSubscription},
+		{"SyncNeverMovesBackwards", s.syncNeverMovesBackwards},
+		{"FailGatewayPayment", s.failGatewayPayment},
+		{"OlderChargeKeepsPastDue", s.olderChargeKeepsPastDue},
+		{"LateChargesOnEndedSubscriptionAddUp", s.lateChargesOnEndedSubscriptionAddUp},
+		// ladder.go
+		{"ConcurrentLadderRunsAgreeOnNearestOffset", s.concurrentLadderRunsAgreeOnNearestOffset},
+		{"NoWelcomeWhenRenewingSeedSubscription", s.noWelcomeWhenRenewingSeedSubscription},
+		{"LadderRetryKeepsNearestOffset", s.ladderRetryKeepsNearestOffset},
+		// failures.go
+		{"WarningTransientFailureRetried", s.warningTransientFailureRetried},
+		{"WarningPermanentFailureNotRetried", s.warningPermanentFailureNotRetried},
+		{"ExpiryEmailFailureRetried", s.expiryEmailFailureRetried},
+		{"ApprovedEmailFailureRetried", s.approvedEmailFailureRetried},
+		{"ConcurrentRunsSendEachEmailOnce", s.concurrentRunsSendEachEmailOnce},
+		{"ConcurrentApproveExtendsOnce", s.concurrentApproveExtendsOnce},
+		// lockwait.go
+		{"ProcessorWaitsForABusyPayment", s.processorWaitsForABusyPayment},
 	}
 }
 

@@ -1,9 +1,8 @@
-package billing_test
+package billingtest
 
 import (
 	"context"
 	"errors"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,13 +10,13 @@ import (
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
-// TestSeedScenario proves the seed's story: subscriptions expiring within 3 days get one
+// seedScenario proves the seed's story: subscriptions expiring within 3 days get one
 // warning, a second run sends nothing, and a renewal resets the warning for the next period.
-func TestSeedScenario(t *testing.T) {
+func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	seedDoc := testkit.Subscription("s-duda", "duda", "basic", now.Add(day))
 	seedDoc.ExpirationWarningSent = true // written by the seed: flag set, offset unknown
-	e := newEnv(t, billing.Config{},
+	e := s.env(ctx, t, billing.Config{},
 		testkit.Plan("basic", billing.CycleMonthly, 2990),
 		testkit.User("ana"), testkit.User("bia"), testkit.User("caio"), testkit.User("duda"),
 		testkit.Subscription("s-ana", "ana", "basic", now.Add(3*day)), // exactly 3 days: included
@@ -26,8 +25,8 @@ func TestSeedScenario(t *testing.T) {
 		seedDoc,
 	)
 
-	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "first run")
+	res, err := e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "first run")
 	if !res.Success || res.TotalFound != 2 || res.NotificationsSent != 2 || res.Failed != 0 {
 		t.Fatalf("first run = %+v, want 2 found, 2 sent", res)
 	}
@@ -39,22 +38,22 @@ func TestSeedScenario(t *testing.T) {
 		t.Fatalf("warning to ana carries %+v", n)
 	}
 	for _, id := range []string{"s-ana", "s-bia"} {
-		if s := e.sub(id); !s.ExpirationWarningSent || s.ExpirationWarningDays != 3 {
-			t.Fatalf("%s not marked warned: %+v", id, s)
+		if sub := e.sub(id); !sub.ExpirationWarningSent || sub.ExpirationWarningDays != 3 {
+			t.Fatalf("%s not marked warned: %+v", id, sub)
 		}
 		e.wantAudits(billing.AuditWarningSent, id, 1)
 	}
 
 	// Second run: nothing is owed.
-	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "second run")
+	res, err = e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "second run")
 	if res.TotalFound != 0 || res.NotificationsSent != 0 || e.notif.Count("") != 2 {
 		t.Fatalf("second run = %+v with %d sent in total, want nothing new", res, e.notif.Count(""))
 	}
 	// An hour later only caio has come within 3 days: selection is by state, not by "exactly 3 days".
 	e.clock.Advance(time.Hour)
-	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "third run")
+	res, err = e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "third run")
 	if res.TotalFound != 1 || res.NotificationsSent != 1 || e.notif.Count("") != 3 {
 		t.Fatalf("third run = %+v, want caio's warning only", res)
 	}
@@ -63,12 +62,12 @@ func TestSeedScenario(t *testing.T) {
 
 	// Ana pays: the period moves a month on and the warning state resets.
 	testkit.Seed(t, e.st, func() billing.Payment {
-		p := testkit.Payment("pay-ana", "ana", "basic", 2990, e.now())
+		p := testkit.Payment("pay-ana", "ana", "basic", 2990, e.clock.Now())
 		p.SubscriptionID = "s-ana"
 		return p
 	}())
-	_, err = e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay-ana"})
-	mustNoErr(t, err, "ProcessApproved")
+	_, err = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay-ana"})
+	must(t, err, "ProcessApproved")
 	renewed := e.sub("s-ana")
 	if want := billing.AddMonths(now.Add(3*day), 1); !renewed.CurrentPeriodEnd.Equal(want) || renewed.ExpirationWarningSent || renewed.ExpirationWarningDays != 0 {
 		t.Fatalf("after renewal: end %v warned %v/%d; want end %v and the warning reset", renewed.CurrentPeriodEnd, renewed.ExpirationWarningSent, renewed.ExpirationWarningDays, want)
@@ -76,8 +75,8 @@ func TestSeedScenario(t *testing.T) {
 
 	// Three days before the new end, the next period's warning goes out once.
 	e.clock.Set(renewed.CurrentPeriodEnd.Add(-3 * day))
-	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "run in the next period")
+	res, err = e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "run in the next period")
 	if res.NotificationsSent < 1 {
 		t.Fatalf("run in the next period = %+v, want ana's warning", res)
 	}
@@ -88,26 +87,26 @@ func TestSeedScenario(t *testing.T) {
 		}
 	}
 	if len(warnings) != 2 {
-		t.Fatalf("ana got %d warnings, want 2 (one per period): %v", len(warnings), e.kinds("s-ana"))
+		t.Fatalf("ana got %d warnings, want 2 (one per period): %v", len(warnings), e.sentKinds("s-ana"))
 	}
 	if got := warnings[1].Data.PeriodEnd; !got.Equal(renewed.CurrentPeriodEnd) {
 		t.Fatalf("second warning is about period end %v, want %v", got, renewed.CurrentPeriodEnd)
 	}
 }
 
-// TestWarningLadder proves that with a 7,3,1 ladder each offset is sent once per period and
+// warningLadder proves that with a 7,3,1 ladder each offset is sent once per period and
 // only the nearest offset goes out when a run finds a subscription already inside a smaller one.
-func TestWarningLadder(t *testing.T) {
+func (s *suite) warningLadder(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(10 * day)
 	late := testkit.Subscription("s-late", "bia", "basic", testkit.Epoch.Add(2*day)) // first seen 2 days out
-	e := newEnv(t, billing.Config{WarningDays: []int{7, 3, 1}},
+	e := s.env(ctx, t, billing.Config{WarningDays: []int{7, 3, 1}},
 		testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("ana"), testkit.User("bia"),
 		testkit.Subscription("s1", "ana", "basic", end), late)
 
-	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "run at 10 days")
+	res, err := e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "run at 10 days")
 	if res.NotificationsSent != 1 || e.sub("s-late").ExpirationWarningDays != 3 {
-		t.Fatalf("a subscription first seen 2 days out gets the 3-day warning only: %+v, %v", res, e.kinds("s-late"))
+		t.Fatalf("a subscription first seen 2 days out gets the 3-day warning only: %+v, %v", res, e.sentKinds("s-late"))
 	}
 	e.wantKinds("s1")
 
@@ -126,28 +125,28 @@ func TestWarningLadder(t *testing.T) {
 	}
 	for _, st := range steps {
 		e.clock.Set(st.at)
-		_, err := e.svc.CheckExpiringSubscriptions(e.ctx)
-		mustNoErr(t, err, "run")
-		s := e.sub("s1")
-		if got := len(e.notif.For("s1")); got != st.wantSent || s.ExpirationWarningDays != st.wantDays {
-			t.Fatalf("at end-%v: %d warnings, offset %d; want %d warnings, offset %d", end.Sub(st.at), got, s.ExpirationWarningDays, st.wantSent, st.wantDays)
+		_, err := e.svc.CheckExpiringSubscriptions(ctx)
+		must(t, err, "run")
+		sub := e.sub("s1")
+		if got := len(e.notif.For("s1")); got != st.wantSent || sub.ExpirationWarningDays != st.wantDays {
+			t.Fatalf("at end-%v: %d warnings, offset %d; want %d warnings, offset %d", end.Sub(st.at), got, sub.ExpirationWarningDays, st.wantSent, st.wantDays)
 		}
 	}
 }
 
-// TestWarningKind proves auto-renewing subscriptions get a renewal notice, not an expiry
+// warningKind proves auto-renewing subscriptions get a renewal notice, not an expiry
 // warning, and that a subscription set to cancel is warned like a manual one.
-func TestWarningKind(t *testing.T) {
+func (s *suite) warningKind(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(2 * day)
 	cancelling := testkit.AutoRenewing(testkit.Subscription("s-cancelling", "u", "basic", end), billing.GatewayPayPal)
 	cancelling.CancelAtPeriodEnd = true
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
 		testkit.Subscription("s-manual", "u", "basic", end),
 		testkit.AutoRenewing(testkit.Subscription("s-stripe", "u", "basic", end), billing.GatewayStripe),
 		testkit.AutoRenewing(testkit.Subscription("s-mp", "u", "basic", end), billing.GatewayMercadoPago),
 		cancelling)
-	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "run")
+	res, err := e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "run")
 	if res.NotificationsSent != 4 {
 		t.Fatalf("run = %+v, want 4 sent", res)
 	}
@@ -160,9 +159,9 @@ func TestWarningKind(t *testing.T) {
 	}
 }
 
-// TestProcessExpired is a table of expiry transitions: which subscriptions expire (with and
+// processExpired is a table of expiry transitions: which subscriptions expire (with and
 // without grace), and that expiry revokes access, emails once and audits.
-func TestProcessExpired(t *testing.T) {
+func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	grace := 3 * day
 	cases := []struct {
@@ -176,39 +175,37 @@ func TestProcessExpired(t *testing.T) {
 		{"auto-renewing inside grace", testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-grace+time.Millisecond)), billing.GatewayStripe), false},
 		{"auto-renewing grace just over", testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-grace)), billing.GatewayStripe), true},
 		{"past_due beyond grace", func() billing.Subscription {
-			s := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-4*day)), billing.GatewayPayPal)
-			s.Status = billing.StatusPastDue
-			return s
+			x := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-4*day)), billing.GatewayPayPal)
+			x.Status = billing.StatusPastDue
+			return x
 		}(), true},
 		{"cancelling gets no grace", func() billing.Subscription {
-			s := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-time.Hour)), billing.GatewayStripe)
-			s.CancelAtPeriodEnd = true
-			return s
+			x := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-time.Hour)), billing.GatewayStripe)
+			x.CancelAtPeriodEnd = true
+			return x
 		}(), true},
 		{"already inactive", func() billing.Subscription {
-			s := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
-			s.Status = billing.StatusInactive
-			return s
+			x := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
+			x.Status = billing.StatusInactive
+			return x
 		}(), false},
 		{"cancelled", func() billing.Subscription {
-			s := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
-			s.Status = billing.StatusCancelled
-			return s
+			x := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
+			x.Status = billing.StatusCancelled
+			return x
 		}(), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			// The gateways say the auto-renewing ones ended: only then do they expire.
-			ended := billing.RenewalLookup(lookupFunc(func(string) (billing.GatewaySubscription, error) {
-				return billing.GatewaySubscription{Status: billing.StatusCancelled}, nil
-			}))
-			e := newEnv(t, billing.Config{Grace: grace, Renewals: map[string]billing.RenewalLookup{
+			ended := lookup{"gw-s": answer(billing.GatewaySubscription{Status: billing.StatusCancelled})}
+			e := s.env(ctx, t, billing.Config{Grace: grace, Renewals: map[string]billing.RenewalLookup{
 				billing.GatewayStripe: ended, billing.GatewayPayPal: ended}},
 				testkit.Plan("basic", billing.CycleMonthly, 2990),
 				testkit.UserWithAccess("u", "basic", "s", c.sub.CurrentPeriodEnd), c.sub)
 			before := e.sub("s")
-			res, err := e.svc.ProcessExpiredSubscriptions(e.ctx)
-			mustNoErr(t, err, "run")
+			res, err := e.svc.ProcessExpiredSubscriptions(ctx)
+			must(t, err, "run")
 			after, u := e.sub("s"), e.user("u")
 			if !c.expire {
 				if res.TotalFound != 0 || after.Version != before.Version || u.PlanID != "basic" || e.notif.Count("") != 0 {
@@ -223,15 +220,15 @@ func TestProcessExpired(t *testing.T) {
 				t.Fatalf("status %s, want inactive", after.Status)
 			}
 			// Access revoked: no plan, inactive, not HasAccess.
-			if u.PlanID != "" || u.Status != billing.StatusInactive || u.HasAccess(e.now()) {
+			if u.PlanID != "" || u.Status != billing.StatusInactive || u.HasAccess(e.clock.Now()) {
 				t.Fatalf("user keeps access: %+v", u)
 			}
 			e.wantKinds("s", billing.KindExpired)
 			e.wantAudits(billing.AuditSubscriptionExpired, "s", 1)
 			e.wantAudits(billing.AuditAccessRevoked, "u", 1)
 			// Idempotent: a second run changes nothing.
-			res, err = e.svc.ProcessExpiredSubscriptions(e.ctx)
-			mustNoErr(t, err, "second run")
+			res, err = e.svc.ProcessExpiredSubscriptions(ctx)
+			must(t, err, "second run")
 			if res.TotalFound != 0 || e.notif.Count("") != 1 || len(e.audits("", "")) != 2 {
 				t.Fatalf("second run %+v changed something", res)
 			}
@@ -239,16 +236,16 @@ func TestProcessExpired(t *testing.T) {
 	}
 }
 
-// TestExpiryKeepsAccessFromAnotherSubscription proves expiring an old subscription does not
+// expiryKeepsAccessFromAnotherSubscription proves expiring an old subscription does not
 // revoke access the user now has through a newer one.
-func TestExpiryKeepsAccessFromAnotherSubscription(t *testing.T) {
+func (s *suite) expiryKeepsAccessFromAnotherSubscription(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.Plan("pro", billing.CycleMonthly, 5990),
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.Plan("pro", billing.CycleMonthly, 5990),
 		testkit.UserWithAccess("u", "pro", "s-new", now.Add(20*day)),
 		testkit.Subscription("s-old", "u", "basic", now.Add(-day)),
 		testkit.Subscription("s-new", "u", "pro", now.Add(20*day)))
-	res, err := e.svc.ProcessExpiredSubscriptions(e.ctx)
-	mustNoErr(t, err, "run")
+	res, err := e.svc.ProcessExpiredSubscriptions(ctx)
+	must(t, err, "run")
 	if res.Processed != 1 || e.sub("s-old").Status != billing.StatusInactive {
 		t.Fatalf("s-old not expired: %+v", res)
 	}
@@ -258,52 +255,28 @@ func TestExpiryKeepsAccessFromAnotherSubscription(t *testing.T) {
 	e.wantAudits(billing.AuditAccessRevoked, "u", 0)
 }
 
-// fakeLookup is a RenewalLookup answering from a map; a missing id is an error. The jobs
-// call lookups concurrently.
-type fakeLookup struct {
-	subs  map[string]billing.GatewaySubscription
-	errs  map[string]error
-	mu    sync.Mutex
-	calls int
-}
-
-func (f *fakeLookup) LookupSubscription(_ context.Context, id string) (billing.GatewaySubscription, error) {
-	f.mu.Lock()
-	f.calls++
-	f.mu.Unlock()
-	if err := f.errs[id]; err != nil {
-		return billing.GatewaySubscription{}, err
-	}
-	gs, ok := f.subs[id]
-	if !ok {
-		return billing.GatewaySubscription{}, errors.New("no such subscription at the gateway")
-	}
-	return gs, nil
-}
-
-// TestRenewSubscriptions proves the renew job's outcomes per subscription: renewed (new
+// renewSubscriptions proves the renew job's outcomes per subscription: renewed (new
 // period, email, audit, access extended), not yet renewed (unchanged), cancelled at the
 // gateway (now cancelling), and a gateway error or a missing lookup fail only that one.
-func TestRenewSubscriptions(t *testing.T) {
+func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	end := now.Add(12 * time.Hour)
 	newEnd := billing.AddMonths(end, 1)
 	sub := func(id, gw string) billing.Subscription {
-		s := testkit.AutoRenewing(testkit.Subscription(id, "u-"+id, "basic", end), gw)
-		s.ExpirationWarningSent, s.ExpirationWarningDays = true, 3
-		return s
+		x := testkit.AutoRenewing(testkit.Subscription(id, "u-"+id, "basic", end), gw)
+		x.ExpirationWarningSent, x.ExpirationWarningDays = true, 3
+		return x
 	}
-	stripe := &fakeLookup{
-		subs: map[string]billing.GatewaySubscription{
-			"gw-renewed":   {ID: "gw-renewed", Status: billing.StatusActive, PeriodStart: end, PeriodEnd: newEnd},
-			"gw-pending":   {ID: "gw-pending", Status: billing.StatusActive, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end},
-			"gw-cancelled": {ID: "gw-cancelled", Status: billing.StatusCancelled, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end},
-			"gw-far":       {ID: "gw-far", Status: billing.StatusActive, PeriodEnd: newEnd},
-		},
-		errs: map[string]error{"gw-broken": errors.New("stripe: 500")},
-	}
+	// A missing id is an error, like the gateway's 404.
+	stripe := &countedLookup{RenewalLookup: lookup{
+		"gw-renewed":   answer(billing.GatewaySubscription{ID: "gw-renewed", Status: billing.StatusActive, PeriodStart: end, PeriodEnd: newEnd}),
+		"gw-pending":   answer(billing.GatewaySubscription{ID: "gw-pending", Status: billing.StatusActive, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
+		"gw-cancelled": answer(billing.GatewaySubscription{ID: "gw-cancelled", Status: billing.StatusCancelled, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
+		"gw-far":       answer(billing.GatewaySubscription{ID: "gw-far", Status: billing.StatusActive, PeriodEnd: newEnd}),
+		"gw-broken":    failure(errors.New("stripe: 500")),
+	}}
 	far := testkit.AutoRenewing(testkit.Subscription("far", "u-far", "basic", now.Add(2*day)), billing.GatewayStripe)
-	e := newEnv(t, billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: stripe}},
+	e := s.env(ctx, t, billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: stripe}},
 		testkit.Plan("basic", billing.CycleMonthly, 2990),
 		testkit.UserWithAccess("u-renewed", "basic", "renewed", end), testkit.User("u-pending"), testkit.User("u-cancelled"),
 		testkit.User("u-broken"), testkit.User("u-paypal"), testkit.User("u-far"),
@@ -315,8 +288,8 @@ func TestRenewSubscriptions(t *testing.T) {
 	for _, id := range []string{"pending", "broken", "paypal", "far", "manual"} {
 		before[id] = e.sub(id)
 	}
-	res, err := e.svc.RenewSubscriptions(e.ctx)
-	mustNoErr(t, err, "run")
+	res, err := e.svc.RenewSubscriptions(ctx)
+	must(t, err, "run")
 	if !res.Success || res.TotalFound != 5 || res.Renewed != 1 || res.Cancelling != 1 || res.Failed != 2 {
 		t.Fatalf("result %+v, want found 5, renewed 1, cancelling 1, failed 2 (gateway error, no lookup)", res)
 	}
@@ -342,38 +315,38 @@ func TestRenewSubscriptions(t *testing.T) {
 		}
 		e.wantKinds(id)
 	}
-	if stripe.calls != 4 {
-		t.Fatalf("stripe asked %d times, want 4 (paypal has no lookup, far and manual are not due)", stripe.calls)
+	if calls := stripe.calls.Load(); calls != 4 {
+		t.Fatalf("stripe asked %d times, want 4 (paypal has no lookup, far and manual are not due)", calls)
 	}
 
 	// The cancelling one now expires at its end without grace.
 	e.clock.Set(end)
-	exp, err := e.svc.ProcessExpiredSubscriptions(e.ctx)
-	mustNoErr(t, err, "expire run")
+	exp, err := e.svc.ProcessExpiredSubscriptions(ctx)
+	must(t, err, "expire run")
 	if e.sub("cancelled").Status != billing.StatusInactive || e.sub("pending").Status != billing.StatusActive {
 		t.Fatalf("after the end: %+v; want cancelled expired, pending in grace", exp)
 	}
 }
 
-// TestCleanupOldSessions proves the 30-day boundary: exactly 30 days ago is cleaned, 1ms less
+// cleanupOldSessions proves the 30-day boundary: exactly 30 days ago is cleaned, 1ms less
 // is kept, and the run is audited.
-func TestCleanupOldSessions(t *testing.T) {
+func (s *suite) cleanupOldSessions(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	gone := testkit.Session("gone", "u", now.Add(-90*day))
 	gone.Deleted, gone.DeletedAt = true, now.Add(-50*day)
-	e := newEnv(t, billing.Config{},
+	e := s.env(ctx, t, billing.Config{},
 		testkit.Session("at-30d", "u", now.Add(-30*day)),
 		testkit.Session("older", "u", now.Add(-31*day)),
 		testkit.Session("30d-minus-1ms", "u", now.Add(-30*day+time.Millisecond)),
 		testkit.Session("live", "u", now.Add(day)), gone)
-	res, err := e.svc.CleanupOldSessions(e.ctx)
-	mustNoErr(t, err, "run")
+	res, err := e.svc.CleanupOldSessions(ctx)
+	must(t, err, "run")
 	if !res.Success || res.TotalFound != 2 || res.Cleaned != 2 {
 		t.Fatalf("result %+v, want 2 cleaned", res)
 	}
 	for id, deleted := range map[string]bool{"at-30d": true, "older": true, "30d-minus-1ms": false, "live": false} {
-		se, err := e.st.GetSession(e.ctx, id)
-		mustNoErr(t, err, "GetSession")
+		se, err := e.st.GetSession(ctx, id)
+		must(t, err, "GetSession")
 		if se.Deleted != deleted || (deleted && !se.DeletedAt.Equal(now)) {
 			t.Fatalf("session %s: %+v, want deleted=%v", id, se, deleted)
 		}
@@ -382,26 +355,26 @@ func TestCleanupOldSessions(t *testing.T) {
 	if len(a) != 1 || a[0].Details["count"] != 2 {
 		t.Fatalf("audit %+v, want one entry counting 2", a)
 	}
-	res, err = e.svc.CleanupOldSessions(e.ctx)
-	mustNoErr(t, err, "second run")
+	res, err = e.svc.CleanupOldSessions(ctx)
+	must(t, err, "second run")
 	if res.Cleaned != 0 || len(e.audits(billing.AuditSessionsCleaned, "")) != 1 {
 		t.Fatalf("second run %+v cleaned again", res)
 	}
 }
 
-// TestCleanupPendingPayments proves the 7-day boundary: exactly 7 days old is cancelled, 1ms
+// cleanupPendingPayments proves the 7-day boundary: exactly 7 days old is cancelled, 1ms
 // younger is kept, only pending payments are touched, and each is audited.
-func TestCleanupPendingPayments(t *testing.T) {
+func (s *suite) cleanupPendingPayments(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	approved := testkit.Payment("approved", "u", "basic", 2990, now.Add(-30*day))
 	approved.Status = billing.PaymentApproved
-	e := newEnv(t, billing.Config{},
+	e := s.env(ctx, t, billing.Config{},
 		testkit.Payment("at-7d", "u", "basic", 2990, now.Add(-7*day)),
 		testkit.Payment("older", "u", "basic", 2990, now.Add(-20*day)),
 		testkit.Payment("7d-minus-1ms", "u", "basic", 2990, now.Add(-7*day+time.Millisecond)),
 		approved)
-	res, err := e.svc.CleanupPendingPayments(e.ctx)
-	mustNoErr(t, err, "run")
+	res, err := e.svc.CleanupPendingPayments(ctx)
+	must(t, err, "run")
 	if !res.Success || res.TotalFound != 2 || res.Cleaned != 2 {
 		t.Fatalf("result %+v, want 2 cleaned", res)
 	}
@@ -418,49 +391,4 @@ func TestCleanupPendingPayments(t *testing.T) {
 	e.wantAudits(billing.AuditPaymentCancelled, "at-7d", 1)
 	e.wantAudits(billing.AuditPaymentCancelled, "older", 1)
 	e.wantAudits(billing.AuditPaymentCancelled, "7d-minus-1ms", 0)
-}
-
-// TestAddMonths is the month arithmetic table: the day clamps to the end of the target month.
-func TestAddMonths(t *testing.T) {
-	d := func(y int, m time.Month, day int) time.Time { return time.Date(y, m, day, 10, 30, 0, 0, time.UTC) }
-	cases := []struct {
-		from time.Time
-		n    int
-		want time.Time
-	}{
-		{d(2030, time.January, 31), 1, d(2030, time.February, 28)},
-		{d(2028, time.January, 31), 1, d(2028, time.February, 29)}, // leap year
-		{d(2030, time.January, 30), 1, d(2030, time.February, 28)},
-		{d(2030, time.March, 31), 1, d(2030, time.April, 30)},
-		{d(2030, time.January, 15), 1, d(2030, time.February, 15)},
-		{d(2030, time.December, 31), 1, d(2031, time.January, 31)},
-		{d(2030, time.November, 30), 3, d(2031, time.February, 28)},
-		{d(2030, time.August, 31), 6, d(2031, time.February, 28)},
-		{d(2028, time.February, 29), 12, d(2029, time.February, 28)},
-		{d(2030, time.March, 31), -1, d(2030, time.February, 28)},
-		{d(2030, time.May, 31), 0, d(2030, time.May, 31)},
-	}
-	for _, c := range cases {
-		if got := billing.AddMonths(c.from, c.n); !got.Equal(c.want) {
-			t.Errorf("AddMonths(%s, %d) = %s, want %s", c.from.Format(time.DateOnly), c.n, got.Format(time.DateOnly), c.want.Format(time.DateOnly))
-		}
-	}
-	for cycle, months := range map[billing.BillingCycle]int{billing.CycleMonthly: 1, billing.CycleQuarterly: 3, billing.CycleSemiannual: 6, billing.CycleYearly: 12} {
-		from := d(2030, time.January, 31)
-		if got, want := billing.AddCycle(from, cycle), billing.AddMonths(from, months); !got.Equal(want) {
-			t.Errorf("AddCycle(%s) = %s, want %s", cycle, got, want)
-		}
-	}
-	// The zone and wall-clock time are kept.
-	sp := time.FixedZone("BRT", -3*3600)
-	if got := billing.AddMonths(time.Date(2030, time.January, 31, 23, 15, 0, 0, sp), 1); got.Location() != sp || got.Hour() != 23 || got.Day() != 28 {
-		t.Errorf("AddMonths in BRT = %v", got)
-	}
-}
-
-// lookupFunc adapts a function to billing.RenewalLookup.
-type lookupFunc func(id string) (billing.GatewaySubscription, error)
-
-func (f lookupFunc) LookupSubscription(_ context.Context, id string) (billing.GatewaySubscription, error) {
-	return f(id)
 }

@@ -1,6 +1,7 @@
-package billing_test
+package billingtest
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -10,13 +11,13 @@ import (
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
-// TestPreviewChangesNothing proves each job's dry run lists what the job would do and then
+// previewChangesNothing proves each job's dry run lists what the job would do and then
 // the job does exactly that: the preview counts equal the run's, and nothing was claimed,
 // sent or written by the preview.
-func TestPreviewChangesNothing(t *testing.T) {
+func (s *suite) previewChangesNothing(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	auto := testkit.AutoRenewing(testkit.Subscription("auto", "u3", "basic", now.Add(10*time.Hour)), "demo")
-	e := newEnv(t, billing.Config{WarningDays: []int{7, 3, 1}}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+	e := s.env(ctx, t, billing.Config{WarningDays: []int{7, 3, 1}}, testkit.Plan("basic", billing.CycleMonthly, 2990),
 		testkit.User("u1"), testkit.User("u2"), testkit.User("u3"),
 		testkit.Subscription("soon", "u1", "basic", now.Add(2*day)),
 		testkit.Subscription("late", "u2", "basic", now.Add(-day)),
@@ -27,13 +28,13 @@ func TestPreviewChangesNothing(t *testing.T) {
 		billing.JobCleanupSessions: 1, billing.JobCleanupPayments: 1}
 	before := e.notif.Attempts()
 	for _, job := range e.svc.Jobs() {
-		p, err := e.svc.Preview(e.ctx, job.ID)
-		mustNoErr(t, err, "Preview "+job.ID)
+		p, err := e.svc.Preview(ctx, job.ID)
+		must(t, err, "Preview "+job.ID)
 		if p.Total != want[job.ID] {
 			t.Errorf("%s preview total %d, want %d: %+v", job.ID, p.Total, want[job.ID], p)
 		}
-		viaJob, err := job.Preview(e.ctx)
-		mustNoErr(t, err, "Job.Preview "+job.ID)
+		viaJob, err := job.Preview(ctx)
+		must(t, err, "Job.Preview "+job.ID)
 		if got := viaJob.(billing.Preview); got.Total != p.Total || !reflect.DeepEqual(got.Items, p.Items) {
 			t.Errorf("%s: Job.Preview %+v differs from Service.Preview %+v", job.ID, got, p)
 		}
@@ -42,15 +43,15 @@ func TestPreviewChangesNothing(t *testing.T) {
 		t.Fatal("a preview changed state or sent a notification")
 	}
 	// The jobs then find exactly what the previews announced.
-	warned, err := e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "CheckExpiringSubscriptions")
-	expired, err := e.svc.ProcessExpiredSubscriptions(e.ctx)
-	mustNoErr(t, err, "ProcessExpiredSubscriptions")
+	warned, err := e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "CheckExpiringSubscriptions")
+	expired, err := e.svc.ProcessExpiredSubscriptions(ctx)
+	must(t, err, "ProcessExpiredSubscriptions")
 	if warned.TotalFound != want[billing.JobCheckExpiring] || expired.TotalFound != want[billing.JobProcessExpired] {
 		t.Fatalf("jobs found %d and %d, previews said %d and %d", warned.TotalFound, expired.TotalFound,
 			want[billing.JobCheckExpiring], want[billing.JobProcessExpired])
 	}
-	if _, err := e.svc.Preview(e.ctx, "nope"); !errors.Is(err, billing.ErrNotFound) {
+	if _, err := e.svc.Preview(ctx, "nope"); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("unknown job: %v, want ErrNotFound", err)
 	}
 }

@@ -1,6 +1,7 @@
-package billing_test
+package billingtest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -11,9 +12,10 @@ import (
 
 // gatewayEnv is one auto-renewing Stripe subscription "s" of user "u" on plan "basic",
 // paid through end.
-func gatewayEnv(t *testing.T, end time.Time) *env {
+func (s *suite) gatewayEnv(ctx context.Context, t *testing.T, end time.Time) *env {
+	t.Helper()
 	sub := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", end), billing.GatewayStripe)
-	return newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+	return s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
 		testkit.UserWithAccess("u", "basic", "s", end), sub)
 }
 
@@ -22,15 +24,15 @@ func charge(id string, periodEnd time.Time) billing.GatewayPaymentParams {
 		Amount: billing.Money{Amount: 2990, Currency: "BRL"}, PeriodStart: billing.AddMonths(periodEnd, -1), PeriodEnd: periodEnd}
 }
 
-// TestGatewayChargeForCoveredPeriodDoesNotExtend proves a charge whose stated period the
+// gatewayChargeForCoveredPeriodDoesNotExtend proves a charge whose stated period the
 // subscription already covers (the renew job got there first) is recorded once and extends
 // nothing: no cycle is added on top of the gateway's period.
-func TestGatewayChargeForCoveredPeriodDoesNotExtend(t *testing.T) {
+func (s *suite) gatewayChargeForCoveredPeriodDoesNotExtend(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(20 * day)
-	e := gatewayEnv(t, end)
+	e := s.gatewayEnv(ctx, t, end)
 	pp := e.svc.Processor()
-	res, err := pp.ApplyGatewayPayment(e.ctx, charge("in_1", end))
-	mustNoErr(t, err, "ApplyGatewayPayment")
+	res, err := pp.ApplyGatewayPayment(ctx, charge("in_1", end))
+	must(t, err, "ApplyGatewayPayment")
 	if got := e.sub("s"); !got.CurrentPeriodEnd.Equal(end) || got.Status != billing.StatusActive {
 		t.Fatalf("after a charge for the current period: end %v status %s, want %v active", got.CurrentPeriodEnd, got.Status, end)
 	}
@@ -39,14 +41,14 @@ func TestGatewayChargeForCoveredPeriodDoesNotExtend(t *testing.T) {
 	}
 	// The next period's charge extends to the stated end, not to end + 1 cycle + 1 cycle.
 	next := billing.AddMonths(end, 1)
-	_, err = pp.ApplyGatewayPayment(e.ctx, charge("in_2", next))
-	mustNoErr(t, err, "second charge")
+	_, err = pp.ApplyGatewayPayment(ctx, charge("in_2", next))
+	must(t, err, "second charge")
 	if got := e.sub("s").CurrentPeriodEnd; !got.Equal(next) {
 		t.Fatalf("period end %v, want the stated %v", got, next)
 	}
 	// A redelivery of either changes nothing.
-	_, err = pp.ApplyGatewayPayment(e.ctx, charge("in_1", end))
-	mustNoErr(t, err, "redelivery")
+	_, err = pp.ApplyGatewayPayment(ctx, charge("in_1", end))
+	must(t, err, "redelivery")
 	if got := e.sub("s").CurrentPeriodEnd; !got.Equal(next) {
 		t.Fatalf("redelivery moved the period to %v", got)
 	}
@@ -55,24 +57,24 @@ func TestGatewayChargeForCoveredPeriodDoesNotExtend(t *testing.T) {
 	}
 }
 
-// TestLateChargeDoesNotReviveEndedSubscription proves a charge made before the gateway
+// lateChargeDoesNotReviveEndedSubscription proves a charge made before the gateway
 // ended the subscription is recorded but leaves it cancelled and the user without access.
-func TestLateChargeDoesNotReviveEndedSubscription(t *testing.T) {
+func (s *suite) lateChargeDoesNotReviveEndedSubscription(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(10 * day)
-	e := gatewayEnv(t, end)
+	e := s.gatewayEnv(ctx, t, end)
 	pp := e.svc.Processor()
 	cancelledAt := testkit.Epoch.Add(time.Hour)
-	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
 		Status: billing.StatusCancelled, EventTime: cancelledAt})
-	mustNoErr(t, err, "SyncSubscription cancelled")
+	must(t, err, "SyncSubscription cancelled")
 	late := charge("in_late", billing.AddMonths(end, 1))
 	late.PaidAt = cancelledAt.Add(-time.Minute)
-	_, err = pp.ApplyGatewayPayment(e.ctx, late)
-	mustNoErr(t, err, "late charge")
+	_, err = pp.ApplyGatewayPayment(ctx, late)
+	must(t, err, "late charge")
 	if got := e.sub("s"); got.Status != billing.StatusCancelled {
 		t.Fatalf("status %s after a charge from before the cancellation, want cancelled", got.Status)
 	}
-	if u := e.user("u"); u.HasAccess(e.now()) || u.PlanID != "" {
+	if u := e.user("u"); u.HasAccess(e.clock.Now()) || u.PlanID != "" {
 		t.Fatalf("user %+v has access again, want none", u)
 	}
 	if n := e.notif.Count(billing.KindExpired); n != 1 {
@@ -80,18 +82,18 @@ func TestLateChargeDoesNotReviveEndedSubscription(t *testing.T) {
 	}
 }
 
-// TestSyncNeverMovesBackwards proves an older event delivered late is ignored.
-func TestSyncNeverMovesBackwards(t *testing.T) {
+// syncNeverMovesBackwards proves an older event delivered late is ignored.
+func (s *suite) syncNeverMovesBackwards(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(10 * day)
-	e := gatewayEnv(t, end)
+	e := s.gatewayEnv(ctx, t, end)
 	pp := e.svc.Processor()
 	newer, older := testkit.Epoch.Add(2*time.Hour), testkit.Epoch.Add(time.Hour)
-	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
 		Status: billing.StatusPastDue, EventTime: newer, PeriodEnd: end})
-	mustNoErr(t, err, "newer")
-	res, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+	must(t, err, "newer")
+	res, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
 		Status: billing.StatusActive, EventTime: older, PeriodEnd: end.Add(-5 * day)})
-	mustNoErr(t, err, "older")
+	must(t, err, "older")
 	if !res.Stale || res.Changed {
 		t.Fatalf("older event result %+v, want stale and unchanged", res)
 	}
@@ -100,16 +102,16 @@ func TestSyncNeverMovesBackwards(t *testing.T) {
 	}
 }
 
-// TestFailGatewayPayment proves a failed gateway charge is recorded once (a failed payment,
+// failGatewayPayment proves a failed gateway charge is recorded once (a failed payment,
 // one payment-failed email), that bad input changes nothing, and that an unknown
 // subscription is a retryable not-found.
-func TestFailGatewayPayment(t *testing.T) {
-	e := gatewayEnv(t, testkit.Epoch.Add(day))
+func (s *suite) failGatewayPayment(ctx context.Context, t *testing.T) {
+	e := s.gatewayEnv(ctx, t, testkit.Epoch.Add(day))
 	pp := e.svc.Processor()
 	params := charge("in_9", time.Time{})
 	for range 2 {
-		res, err := pp.FailGatewayPayment(e.ctx, params, "card_declined")
-		mustNoErr(t, err, "FailGatewayPayment")
+		res, err := pp.FailGatewayPayment(ctx, params, "card_declined")
+		must(t, err, "FailGatewayPayment")
 		if p := e.payment(res.PaymentID); p.Status != billing.PaymentFailed || p.Reason != "card_declined" || p.SubscriptionID != "s" {
 			t.Fatalf("payment %+v, want failed for s with the reason", p)
 		}
@@ -119,33 +121,33 @@ func TestFailGatewayPayment(t *testing.T) {
 	}
 	bad := params
 	bad.GatewayPaymentID, bad.Amount.Amount = "in_10", -1
-	if _, err := pp.FailGatewayPayment(e.ctx, bad, "x"); !errors.Is(err, billing.ErrInvalidAmount) {
+	if _, err := pp.FailGatewayPayment(ctx, bad, "x"); !errors.Is(err, billing.ErrInvalidAmount) {
 		t.Fatalf("negative amount: %v, want ErrInvalidAmount", err)
 	}
-	if _, err := e.st.FindPaymentByGateway(e.ctx, billing.GatewayStripe, "in_10"); !errors.Is(err, billing.ErrNotFound) {
+	if _, err := e.st.FindPaymentByGateway(ctx, billing.GatewayStripe, "in_10"); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("bad input stored a payment: %v", err)
 	}
 	unknown := params
 	unknown.GatewayPaymentID, unknown.GatewaySubscriptionID = "in_11", "gw-nope"
-	if _, err := pp.FailGatewayPayment(e.ctx, unknown, "x"); !errors.Is(err, billing.ErrNotFound) || billing.Permanent(err) {
+	if _, err := pp.FailGatewayPayment(ctx, unknown, "x"); !errors.Is(err, billing.ErrNotFound) || billing.Permanent(err) {
 		t.Fatalf("unknown subscription: %v, want a retryable ErrNotFound", err)
 	}
 }
 
-// TestOlderChargeKeepsPastDue proves a charge delivered late, made before a newer failed
+// olderChargeKeepsPastDue proves a charge delivered late, made before a newer failed
 // renewal put the subscription past_due, is recorded without clearing past_due.
-func TestOlderChargeKeepsPastDue(t *testing.T) {
+func (s *suite) olderChargeKeepsPastDue(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(10 * day)
-	e := gatewayEnv(t, end)
+	e := s.gatewayEnv(ctx, t, end)
 	pp := e.svc.Processor()
 	failedAt := testkit.Epoch.Add(2 * time.Hour)
-	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
 		Status: billing.StatusPastDue, EventTime: failedAt})
-	mustNoErr(t, err, "past_due sync")
+	must(t, err, "past_due sync")
 	old := charge("in_old", end)
 	old.PaidAt = failedAt.Add(-24 * time.Hour)
-	res, err := pp.ApplyGatewayPayment(e.ctx, old)
-	mustNoErr(t, err, "older charge")
+	res, err := pp.ApplyGatewayPayment(ctx, old)
+	must(t, err, "older charge")
 	if got := e.sub("s"); got.Status != billing.StatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
 		t.Fatalf("subscription %s until %v, want past_due until %v", got.Status, got.CurrentPeriodEnd, end)
 	}
@@ -155,28 +157,28 @@ func TestOlderChargeKeepsPastDue(t *testing.T) {
 	// A newer charge (the retry that succeeded) clears past_due.
 	retry := charge("in_retry", billing.AddMonths(end, 1))
 	retry.PaidAt = failedAt.Add(time.Hour)
-	_, err = pp.ApplyGatewayPayment(e.ctx, retry)
-	mustNoErr(t, err, "retry charge")
+	_, err = pp.ApplyGatewayPayment(ctx, retry)
+	must(t, err, "retry charge")
 	if got := e.sub("s"); got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 1)) {
 		t.Fatalf("after the newer charge: %s until %v, want active one month further", got.Status, got.CurrentPeriodEnd)
 	}
 }
 
-// TestLateChargesOnEndedSubscriptionAddUp proves charges without a stated period applied to
+// lateChargesOnEndedSubscriptionAddUp proves charges without a stated period applied to
 // an ended subscription follow each other from its period end instead of each starting now.
-func TestLateChargesOnEndedSubscriptionAddUp(t *testing.T) {
+func (s *suite) lateChargesOnEndedSubscriptionAddUp(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(-20 * day)
-	e := gatewayEnv(t, end)
+	e := s.gatewayEnv(ctx, t, end)
 	pp := e.svc.Processor()
 	endedAt := testkit.Epoch.Add(-time.Hour)
-	_, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
 		Status: billing.StatusCancelled, EventTime: endedAt})
-	mustNoErr(t, err, "cancel")
+	must(t, err, "cancel")
 	for i, id := range []string{"sale_1", "sale_2"} {
 		c := charge(id, time.Time{})
 		c.PeriodStart, c.PaidAt = time.Time{}, endedAt.Add(-time.Duration(2-i)*time.Hour)
-		_, err := pp.ApplyGatewayPayment(e.ctx, c)
-		mustNoErr(t, err, id)
+		_, err := pp.ApplyGatewayPayment(ctx, c)
+		must(t, err, id)
 	}
 	if got := e.sub("s"); got.Status != billing.StatusCancelled || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 2)) {
 		t.Fatalf("subscription %s until %v, want cancelled until %v", got.Status, got.CurrentPeriodEnd, billing.AddMonths(end, 2))

@@ -1,39 +1,37 @@
-package billing_test
+package billingtest
 
 import (
+	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"sync"
 	"testing"
-	"time"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
-// TestWarningTransientFailureRetried proves failure mid-work loses nothing and is retried: a
+// warningTransientFailureRetried proves failure mid-work loses nothing and is retried: a
 // failed send leaves the subscription marked with its email pending (and unaudited), the
 // next run sends it, and every subscription ends up with exactly one warning.
-func TestWarningTransientFailureRetried(t *testing.T) {
+func (s *suite) warningTransientFailureRetried(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(2 * day)
-	e := newEnv(t, billing.Config{BatchSize: 2}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
+	e := s.env(ctx, t, billing.Config{BatchSize: 2}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
 		testkit.Subscription("s1", "u", "basic", end), testkit.Subscription("s2", "u", "basic", end.Add(1)),
 		testkit.Subscription("s3", "u", "basic", end.Add(2)))
 	e.notif.FailNext(1)
-	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "first run") // a record's failure is not the run's
+	res, err := e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "first run") // a record's failure is not the run's
 	if res.TotalFound != 3 || res.NotificationsSent != 2 || res.Failed != 1 || len(res.Errors) != 1 {
 		t.Fatalf("first run %+v, want 3 found, 2 sent, 1 failed", res)
 	}
 	failedID := e.notif.Failed()[0].Data.SubscriptionID
-	if s := e.sub(failedID); !s.ExpirationWarningSent || s.Pending == nil || len(s.Pending.Notifications) != 1 {
-		t.Fatalf("%s: warned=%v pending=%+v, want marked with its email pending", failedID, s.ExpirationWarningSent, s.Pending)
+	if sub := e.sub(failedID); !sub.ExpirationWarningSent || sub.Pending == nil || len(sub.Pending.Notifications) != 1 {
+		t.Fatalf("%s: warned=%v pending=%+v, want marked with its email pending", failedID, sub.ExpirationWarningSent, sub.Pending)
 	}
 	e.wantAudits(billing.AuditWarningSent, failedID, 0)
 
-	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "second run")
+	res, err = e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "second run")
 	if res.TotalFound != 1 || res.Resumed != 1 || res.NotificationsSent != 1 || res.Failed != 0 {
 		t.Fatalf("second run %+v, want the failed one only", res)
 	}
@@ -44,20 +42,20 @@ func TestWarningTransientFailureRetried(t *testing.T) {
 			t.Fatalf("%s not marked", id)
 		}
 	}
-	if res, _ := e.svc.CheckExpiringSubscriptions(e.ctx); res.TotalFound != 0 || e.notif.Count("") != 3 {
+	if res, _ := e.svc.CheckExpiringSubscriptions(ctx); res.TotalFound != 0 || e.notif.Count("") != 3 {
 		t.Fatalf("third run %+v sent again", res)
 	}
 }
 
-// TestWarningPermanentFailureNotRetried proves a permanent failure (ErrUndeliverable) is
+// warningPermanentFailureNotRetried proves a permanent failure (ErrUndeliverable) is
 // recorded and not retried, while the other subscriptions are served.
-func TestWarningPermanentFailureNotRetried(t *testing.T) {
+func (s *suite) warningPermanentFailureNotRetried(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(2 * day)
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("good"), testkit.User("bad"),
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("good"), testkit.User("bad"),
 		testkit.Subscription("s-good", "good", "basic", end), testkit.Subscription("s-bad", "bad", "basic", end))
 	e.notif.FailPermanently(func(n billing.Notification) bool { return n.To.UserID == "bad" })
-	res, err := e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "run")
+	res, err := e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "run")
 	if res.TotalFound != 2 || res.NotificationsSent != 1 || res.Failed != 0 {
 		t.Fatalf("run %+v, want 2 found, 1 sent, none to retry", res)
 	}
@@ -65,8 +63,8 @@ func TestWarningPermanentFailureNotRetried(t *testing.T) {
 	if len(failed) != 1 {
 		t.Fatalf("failed deliveries %v, want 1", failed)
 	}
-	rec, err := e.st.GetNotification(e.ctx, failed[0].Key)
-	mustNoErr(t, err, "GetNotification")
+	rec, err := e.st.GetNotification(ctx, failed[0].Key)
+	must(t, err, "GetNotification")
 	if rec.Status != "failed" || rec.Error == "" || rec.SubscriptionID != "s-bad" {
 		t.Fatalf("record %+v, want status failed with the error", rec)
 	}
@@ -74,36 +72,36 @@ func TestWarningPermanentFailureNotRetried(t *testing.T) {
 		t.Fatal("a permanently failed warning must count as handled")
 	}
 	attempts := e.notif.Attempts()
-	res, err = e.svc.CheckExpiringSubscriptions(e.ctx)
-	mustNoErr(t, err, "second run")
+	res, err = e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "second run")
 	if res.TotalFound != 0 || e.notif.Attempts() != attempts {
 		t.Fatalf("second run %+v retried the undeliverable warning (%d attempts, was %d)", res, e.notif.Attempts(), attempts)
 	}
 	e.wantKinds("s-good", billing.KindExpiring)
 }
 
-// TestExpiryEmailFailureRetried proves failure mid-work loses nothing: the expiry is stored
+// expiryEmailFailureRetried proves failure mid-work loses nothing: the expiry is stored
 // first and access is revoked before the email; when the email fails it stays pending on the
 // record and the next run sends it exactly once and finishes, without revoking (or auditing)
 // twice.
-func TestExpiryEmailFailureRetried(t *testing.T) {
+func (s *suite) expiryEmailFailureRetried(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
 		testkit.UserWithAccess("u", "basic", "s", now.Add(-day)), testkit.Subscription("s", "u", "basic", now.Add(-day)))
 	e.notif.FailNext(1)
-	res, err := e.svc.ProcessExpiredSubscriptions(e.ctx)
-	mustNoErr(t, err, "first run")
+	res, err := e.svc.ProcessExpiredSubscriptions(ctx)
+	must(t, err, "first run")
 	if res.Failed != 1 || res.Processed != 0 {
 		t.Fatalf("first run %+v, want 1 failed", res)
 	}
 	if u := e.user("u"); u.PlanID != "" || u.HasAccess(now) {
 		t.Fatalf("access not revoked before the email: %+v", u)
 	}
-	if s := e.sub("s"); s.Status != billing.StatusInactive || s.Pending == nil {
-		t.Fatalf("subscription %s pending=%+v, want inactive with its email pending", s.Status, s.Pending)
+	if sub := e.sub("s"); sub.Status != billing.StatusInactive || sub.Pending == nil {
+		t.Fatalf("subscription %s pending=%+v, want inactive with its email pending", sub.Status, sub.Pending)
 	}
-	res, err = e.svc.ProcessExpiredSubscriptions(e.ctx)
-	mustNoErr(t, err, "second run")
+	res, err = e.svc.ProcessExpiredSubscriptions(ctx)
+	must(t, err, "second run")
 	if res.Resumed != 1 || e.sub("s").Pending != nil {
 		t.Fatalf("second run %+v did not finish", res)
 	}
@@ -112,13 +110,13 @@ func TestExpiryEmailFailureRetried(t *testing.T) {
 	e.wantAudits(billing.AuditSubscriptionExpired, "s", 1)
 }
 
-// TestApprovedEmailFailureRetried proves a transient email failure after an approval keeps the
+// approvedEmailFailureRetried proves a transient email failure after an approval keeps the
 // state change, reports an error (so a webhook is redelivered), and the redelivery sends the
 // missing email exactly once without extending again.
-func TestApprovedEmailFailureRetried(t *testing.T) {
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"), payment("pay1", "u", "basic"))
+func (s *suite) approvedEmailFailureRetried(ctx context.Context, t *testing.T) {
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"), payment("pay1", "u", "basic"))
 	e.notif.FailNext(1) // the confirmation fails; the welcome goes out
-	_, err := e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
+	_, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 	if !errors.Is(err, testkit.ErrTransient) {
 		t.Fatalf("got %v, want the transient email error", err)
 	}
@@ -126,77 +124,54 @@ func TestApprovedEmailFailureRetried(t *testing.T) {
 		t.Fatalf("payment %s, want approved despite the email failure", p.Status)
 	}
 	end := e.userSubs("u")[0].CurrentPeriodEnd
-	res, err := e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
-	mustNoErr(t, err, "redelivery")
+	res, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+	must(t, err, "redelivery")
 	if !res.Duplicate || !e.userSubs("u")[0].CurrentPeriodEnd.Equal(end) {
 		t.Fatalf("redelivery %+v extended again", res)
 	}
 	if e.notif.Count(billing.KindPaymentSuccessful) != 1 || e.notif.Count(billing.KindWelcome) != 1 {
-		t.Fatalf("emails %v, want one confirmation and one welcome", e.kinds("pay1"))
+		t.Fatalf("emails %v, want one confirmation and one welcome", e.sentKinds("pay1"))
 	}
 }
 
-// replicas returns n Services sharing one store and notifier, like n processes.
-func (e *env) replicas(t *testing.T, n int, cfg billing.Config) []*billing.Service {
-	cfg.Clock, cfg.Logger = e.clock, slog.New(slog.DiscardHandler)
-	out := make([]*billing.Service, n)
-	for i := range out {
-		svc, err := billing.NewService(e.st, e.notif, cfg)
-		mustNoErr(t, err, "NewService")
-		out[i] = svc
-	}
-	return out
-}
-
-func concurrently(n int, f func(i int)) {
-	var wg sync.WaitGroup
-	start := make(chan struct{})
-	for i := range n {
-		wg.Go(func() {
-			<-start
-			f(i)
-		})
-	}
-	close(start)
-	wg.Wait()
-}
-
-// TestConcurrentRunsSendEachEmailOnce proves two or more concurrent runs of the same job (on
+// concurrentRunsSendEachEmailOnce proves two or more concurrent runs of the same job (on
 // one or several replicas) send each email exactly once and process each record once.
-func TestConcurrentRunsSendEachEmailOnce(t *testing.T) {
-	const subs, runs = 120, 4
+func (s *suite) concurrentRunsSendEachEmailOnce(ctx context.Context, t *testing.T) {
+	// 120 subscriptions at the default Records: even ones due for a warning, odd ones expired.
+	subs, runs := 3*s.opts.Records, 4
+	wantWarned, wantExpired := (subs+1)/2, subs/2
 	now := testkit.Epoch
 	records := []any{testkit.Plan("basic", billing.CycleMonthly, 2990)}
 	for i := range subs {
-		u, s := fmt.Sprintf("u%03d", i), fmt.Sprintf("s%03d", i)
-		end := now.Add(day + testkitMillis(i))
+		uid, id := fmt.Sprintf("u%03d", i), fmt.Sprintf("s%03d", i)
+		end := now.Add(day + millis(i))
 		if i%2 == 1 {
-			end = now.Add(-day - testkitMillis(i)) // expired
+			end = now.Add(-day - millis(i)) // expired
 		}
-		records = append(records, testkit.UserWithAccess(u, "basic", s, end), testkit.Subscription(s, u, "basic", end))
+		records = append(records, testkit.UserWithAccess(uid, "basic", id, end), testkit.Subscription(id, uid, "basic", end))
 	}
-	e := newEnv(t, billing.Config{}, records...)
-	svcs := e.replicas(t, runs, billing.Config{BatchSize: 7})
+	e := s.env(ctx, t, billing.Config{}, records...)
+	svcs := e.replicas(runs, billing.Config{BatchSize: 7})
 
 	warned, expired := make([]billing.ExpiringResult, runs), make([]billing.ExpiredResult, runs)
 	errs := make([]error, 2*runs)
 	concurrently(2*runs, func(i int) {
 		if i < runs {
-			warned[i], errs[i] = svcs[i].CheckExpiringSubscriptions(e.ctx)
+			warned[i], errs[i] = svcs[i].CheckExpiringSubscriptions(ctx)
 		} else {
-			expired[i-runs], errs[i] = svcs[i-runs].ProcessExpiredSubscriptions(e.ctx)
+			expired[i-runs], errs[i] = svcs[i-runs].ProcessExpiredSubscriptions(ctx)
 		}
 	})
 	for i, err := range errs {
-		mustNoErr(t, err, fmt.Sprintf("run %d", i))
+		must(t, err, fmt.Sprintf("run %d", i))
 	}
 	sent, processed := 0, 0
 	for i := range runs {
 		sent += warned[i].NotificationsSent
 		processed += expired[i].Processed
 	}
-	if sent != subs/2 || processed != subs/2 {
-		t.Fatalf("runs together sent %d warnings and expired %d, want %d each", sent, processed, subs/2)
+	if sent != wantWarned || processed != wantExpired {
+		t.Fatalf("runs together sent %d warnings and expired %d, want %d and %d", sent, processed, wantWarned, wantExpired)
 	}
 	for i := range subs {
 		id := fmt.Sprintf("s%03d", i)
@@ -211,24 +186,22 @@ func TestConcurrentRunsSendEachEmailOnce(t *testing.T) {
 	}
 }
 
-func testkitMillis(i int) time.Duration { return time.Duration(i) * time.Millisecond }
-
-// TestConcurrentApproveExtendsOnce proves concurrent deliveries of the same approval extend
+// concurrentApproveExtendsOnce proves concurrent deliveries of the same approval extend
 // the subscription once and email once; the losers get ErrConflict (retry later) or a
 // duplicate result.
-func TestConcurrentApproveExtendsOnce(t *testing.T) {
+func (s *suite) concurrentApproveExtendsOnce(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990),
 		testkit.UserWithAccess("u", "basic", "s", now.Add(10*day)),
 		func() billing.Subscription {
-			s := testkit.Subscription("s", "u", "basic", now.Add(10*day))
-			s.AppliedPayments = []string{"pay0"}
-			return s
+			x := testkit.Subscription("s", "u", "basic", now.Add(10*day))
+			x.AppliedPayments = []string{"pay0"}
+			return x
 		}(), payment("pay1", "u", "basic", forSub("s")))
 	const n = 8
 	results, errs := make([]billing.ProcessResult, n), make([]error, n)
 	concurrently(n, func(i int) {
-		results[i], errs[i] = e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
+		results[i], errs[i] = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 	})
 	applied := 0
 	for i := range n {
@@ -243,8 +216,8 @@ func TestConcurrentApproveExtendsOnce(t *testing.T) {
 	if applied != 1 {
 		t.Fatalf("%d deliveries applied the payment, want exactly 1", applied)
 	}
-	if s := e.sub("s"); !s.CurrentPeriodEnd.Equal(billing.AddMonths(now.Add(10*day), 1)) {
-		t.Fatalf("period end %v, want extended once", s.CurrentPeriodEnd)
+	if sub := e.sub("s"); !sub.CurrentPeriodEnd.Equal(billing.AddMonths(now.Add(10*day), 1)) {
+		t.Fatalf("period end %v, want extended once", sub.CurrentPeriodEnd)
 	}
 	e.wantKinds("pay1", billing.KindPaymentSuccessful)
 	e.wantAudits(billing.AuditSubscriptionRenewed, "s", 1)

@@ -1,6 +1,7 @@
-package billing_test
+package billingtest
 
 import (
+	"context"
 	"errors"
 	"reflect"
 	"testing"
@@ -10,6 +11,8 @@ import (
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
+// payment returns a pending payment of 2990 created an hour before testkit.Epoch, changed by
+// mods.
 func payment(id, user, plan string, mods ...func(*billing.Payment)) billing.Payment {
 	p := testkit.Payment(id, user, plan, 2990, testkit.Epoch.Add(-time.Hour))
 	for _, m := range mods {
@@ -22,15 +25,15 @@ func forSub(id string) func(*billing.Payment) {
 	return func(p *billing.Payment) { p.SubscriptionID = id }
 }
 
-// TestApproveFirstPaymentAndTwice proves a first approval creates the subscription, grants
+// approveFirstPaymentAndTwice proves a first approval creates the subscription, grants
 // access, emails (confirmation + welcome) and audits, and that approving the same payment
 // again extends nothing and sends nothing ("approve-twice extends once").
-func TestApproveFirstPaymentAndTwice(t *testing.T) {
+func (s *suite) approveFirstPaymentAndTwice(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"), payment("pay1", "u", "basic"))
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"), payment("pay1", "u", "basic"))
 	pp := e.svc.Processor()
-	res, err := pp.ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1", GatewayPaymentID: "pi_1", Actor: "stripe"})
-	mustNoErr(t, err, "ProcessApproved")
+	res, err := pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1", GatewayPaymentID: "pi_1", Actor: "stripe"})
+	must(t, err, "ProcessApproved")
 	if !res.Success || res.Duplicate || res.SubscriptionID == "" || res.PaymentID != "pay1" {
 		t.Fatalf("result %+v", res)
 	}
@@ -58,8 +61,8 @@ func TestApproveFirstPaymentAndTwice(t *testing.T) {
 
 	before := e.snapshot([]string{"u"}, []string{"pay1"})
 	e.clock.Advance(time.Hour)
-	res, err = pp.ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
-	mustNoErr(t, err, "ProcessApproved again")
+	res, err = pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+	must(t, err, "ProcessApproved again")
 	if !res.Success || !res.Duplicate || res.SubscriptionID != sub.ID {
 		t.Fatalf("second approval %+v, want a duplicate", res)
 	}
@@ -68,10 +71,10 @@ func TestApproveFirstPaymentAndTwice(t *testing.T) {
 	}
 }
 
-// TestApproveRenews is a table of renewals: the new period starts at the later of now and the
+// approveRenews is a table of renewals: the new period starts at the later of now and the
 // current period end, the plan switches when the payment's plan differs, and the welcome
 // email goes only with the first subscription.
-func TestApproveRenews(t *testing.T) {
+func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	cases := []struct {
 		name      string
@@ -86,9 +89,9 @@ func TestApproveRenews(t *testing.T) {
 			return testkit.Subscription("s", "u", "basic", time.Date(2030, time.January, 31, 12, 0, 0, 0, time.UTC))
 		}, "basic", time.Date(2030, time.January, 31, 12, 0, 0, 0, time.UTC), time.Date(2030, time.February, 28, 12, 0, 0, 0, time.UTC)},
 		{"lapsed: from now", func() billing.Subscription {
-			s := testkit.Subscription("s", "u", "basic", now.Add(-5*day))
-			s.Status = billing.StatusInactive
-			return s
+			x := testkit.Subscription("s", "u", "basic", now.Add(-5*day))
+			x.Status = billing.StatusInactive
+			return x
 		}, "basic", now, billing.AddMonths(now, 1)},
 		{"active but past its end: from now", func() billing.Subscription {
 			return testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-day)), billing.GatewayStripe)
@@ -98,13 +101,13 @@ func TestApproveRenews(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			s := c.sub()
-			s.AppliedPayments = []string{"pay0"} // renewkit has applied a payment before
-			s.ExpirationWarningSent, s.ExpirationWarningDays = true, 3
-			e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.Plan("pro", billing.CycleYearly, 29900),
-				testkit.UserWithAccess("u", "basic", "s", s.CurrentPeriodEnd), s, payment("pay1", "u", c.plan, forSub("s")))
-			res, err := e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
-			mustNoErr(t, err, "ProcessApproved")
+			sub := c.sub()
+			sub.AppliedPayments = []string{"pay0"} // renewkit has applied a payment before
+			sub.ExpirationWarningSent, sub.ExpirationWarningDays = true, 3
+			e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.Plan("pro", billing.CycleYearly, 29900),
+				testkit.UserWithAccess("u", "basic", "s", sub.CurrentPeriodEnd), sub, payment("pay1", "u", c.plan, forSub("s")))
+			res, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+			must(t, err, "ProcessApproved")
 			got := e.sub("s")
 			if res.SubscriptionID != "s" || got.Status != billing.StatusActive || !got.CurrentPeriodStart.Equal(c.wantStart) || !got.CurrentPeriodEnd.Equal(c.wantEnd) {
 				t.Fatalf("renewed %+v, want active %v..%v", got, c.wantStart, c.wantEnd)
@@ -130,14 +133,14 @@ func TestApproveRenews(t *testing.T) {
 	}
 }
 
-// TestWelcomeOnlyOnFirstSubscription proves the welcome email goes with the payment that
+// welcomeOnlyOnFirstSubscription proves the welcome email goes with the payment that
 // started the user's first subscription and never again.
-func TestWelcomeOnlyOnFirstSubscription(t *testing.T) {
-	e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
+func (s *suite) welcomeOnlyOnFirstSubscription(ctx context.Context, t *testing.T) {
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
 		payment("pay1", "u", "basic"), payment("pay2", "u", "basic"), payment("pay3", "u", "basic"))
 	for _, id := range []string{"pay1", "pay2", "pay3"} {
-		_, err := e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: id})
-		mustNoErr(t, err, "ProcessApproved "+id)
+		_, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: id})
+		must(t, err, "ProcessApproved "+id)
 	}
 	if n := e.notif.Count(billing.KindWelcome); n != 1 {
 		t.Fatalf("%d welcome emails, want 1", n)
@@ -151,10 +154,10 @@ func TestWelcomeOnlyOnFirstSubscription(t *testing.T) {
 	}
 }
 
-// TestFailAndCancelTransitions is the table of failed/cancelled transitions: allowed ones
+// failAndCancelTransitions is the table of failed/cancelled transitions: allowed ones
 // change status, reason and audit (failed also emails, once); forbidden ones return
 // ErrInvalidTransition.
-func TestFailAndCancelTransitions(t *testing.T) {
+func (s *suite) failAndCancelTransitions(ctx context.Context, t *testing.T) {
 	type call int
 	const (
 		fail call = iota
@@ -178,14 +181,14 @@ func TestFailAndCancelTransitions(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			e := newEnv(t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
+			e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.User("u"),
 				payment("pay1", "u", "basic", func(p *billing.Payment) { p.Status = c.from }))
 			do := func() (billing.ProcessResult, error) {
 				params := billing.FailParams{PaymentID: "pay1", Reason: "card declined", Actor: "stripe"}
 				if c.call == fail {
-					return e.svc.Processor().ProcessFailed(e.ctx, params)
+					return e.svc.Processor().ProcessFailed(ctx, params)
 				}
-				return e.svc.Processor().ProcessCancelled(e.ctx, params)
+				return e.svc.Processor().ProcessCancelled(ctx, params)
 			}
 			before := e.snapshot([]string{"u"}, []string{"pay1"})
 			res, err := do()
@@ -198,9 +201,9 @@ func TestFailAndCancelTransitions(t *testing.T) {
 				}
 				return
 			}
-			mustNoErr(t, err, "transition")
+			must(t, err, "transition")
 			p := e.payment("pay1")
-			if !res.Success || p.Status != c.want || p.Reason != "card declined" || !p.ProcessedAt.Equal(e.now()) {
+			if !res.Success || p.Status != c.want || p.Reason != "card declined" || !p.ProcessedAt.Equal(e.clock.Now()) {
 				t.Fatalf("result %+v, payment %+v; want %s with the reason", res, p, c.want)
 			}
 			e.wantAudits(c.wantAudit, "pay1", 1)
@@ -215,7 +218,7 @@ func TestFailAndCancelTransitions(t *testing.T) {
 			// Delivered again: a duplicate that changes nothing and sends nothing.
 			mid := e.snapshot([]string{"u"}, []string{"pay1"})
 			res, err = do()
-			mustNoErr(t, err, "repeat")
+			must(t, err, "repeat")
 			if !res.Duplicate {
 				t.Fatalf("repeat %+v, want a duplicate", res)
 			}
@@ -226,25 +229,25 @@ func TestFailAndCancelTransitions(t *testing.T) {
 	}
 }
 
-// TestProcessorBadInput proves every bad input returns its sentinel (errors.Is) and changes
+// processorBadInput proves every bad input returns its sentinel (errors.Is) and changes
 // nothing: payment, subscriptions, user, audit log and notifications compared before/after.
-func TestProcessorBadInput(t *testing.T) {
+func (s *suite) processorBadInput(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	approve := func(id string) func(*billing.PaymentProcessor) error {
 		return func(pp *billing.PaymentProcessor) error {
-			_, err := pp.ProcessApproved(t.Context(), billing.ApproveParams{PaymentID: id})
+			_, err := pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: id})
 			return err
 		}
 	}
 	failP := func(id string) func(*billing.PaymentProcessor) error {
 		return func(pp *billing.PaymentProcessor) error {
-			_, err := pp.ProcessFailed(t.Context(), billing.FailParams{PaymentID: id, Reason: "x"})
+			_, err := pp.ProcessFailed(ctx, billing.FailParams{PaymentID: id, Reason: "x"})
 			return err
 		}
 	}
 	cancelP := func(id string) func(*billing.PaymentProcessor) error {
 		return func(pp *billing.PaymentProcessor) error {
-			_, err := pp.ProcessCancelled(t.Context(), billing.FailParams{PaymentID: id, Reason: "x"})
+			_, err := pp.ProcessCancelled(ctx, billing.FailParams{PaymentID: id, Reason: "x"})
 			return err
 		}
 	}
@@ -256,10 +259,10 @@ func TestProcessorBadInput(t *testing.T) {
 	}{
 		{"approve: empty id", nil, approve(""), billing.ErrInvalidInput},
 		{"approve: unknown payment", nil, approve("ghost"), billing.ErrUnknownPayment},
-		{"approve: cancelled payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentCancelled })), approve("bad"), billing.ErrInvalidTransition},
 		{"approve: negative amount", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Amount.Amount = -1 })), approve("bad"), billing.ErrInvalidAmount},
 		{"approve: no currency", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Amount.Currency = "" })), approve("bad"), billing.ErrInvalidAmount},
 		{"approve: unknown plan", ptr(payment("bad", "u", "gold", forSub("s"))), approve("bad"), billing.ErrUnknownPlan},
+		{"approve: cancelled payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentCancelled })), approve("bad"), billing.ErrInvalidTransition},
 		{"fail: empty id", nil, failP(""), billing.ErrInvalidInput},
 		{"fail: unknown payment", nil, failP("ghost"), billing.ErrUnknownPayment},
 		{"fail: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentApproved })), failP("bad"), billing.ErrInvalidTransition},
@@ -275,7 +278,7 @@ func TestProcessorBadInput(t *testing.T) {
 			if c.pay != nil {
 				records = append(records, *c.pay)
 			}
-			e := newEnv(t, billing.Config{}, records...)
+			e := s.env(ctx, t, billing.Config{}, records...)
 			before := e.snapshot([]string{"u"}, []string{"bad", "good", "ghost"})
 			err := c.call(e.svc.Processor())
 			if !errors.Is(err, c.want) {

@@ -1,6 +1,7 @@
-package billing_test
+package billingtest
 
 import (
+	"context"
 	"errors"
 	"testing"
 	"time"
@@ -9,10 +10,10 @@ import (
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
-// TestProcessorWaitsForABusyPayment proves a delivery that finds the payment being processed
+// processorWaitsForABusyPayment proves a delivery that finds the payment being processed
 // by another request waits for it (up to LockWait) instead of failing at once, and that a
 // lock still held after LockWait fails with a retryable ErrConflict that changes nothing.
-func TestProcessorWaitsForABusyPayment(t *testing.T) {
+func (s *suite) processorWaitsForABusyPayment(ctx context.Context, t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		wait     time.Duration
@@ -24,17 +25,17 @@ func TestProcessorWaitsForABusyPayment(t *testing.T) {
 		{"held past the wait", 30 * time.Millisecond, 0, billing.ErrConflict, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, billing.Config{LockWait: tc.wait}, testkit.Plan("basic", billing.CycleMonthly, 2990),
+			e := s.env(ctx, t, billing.Config{LockWait: tc.wait}, testkit.Plan("basic", billing.CycleMonthly, 2990),
 				testkit.User("u"), payment("pay1", "u", "basic"))
-			lease, err := e.st.AcquireLock(e.ctx, "payment:pay1", "other-request", e.now(), time.Hour)
-			mustNoErr(t, err, "AcquireLock")
+			lease, err := e.st.AcquireLock(ctx, "payment:pay1", "other-request", e.clock.Now(), time.Hour)
+			must(t, err, "AcquireLock")
 			if tc.holdFor > 0 {
 				go func() {
 					time.Sleep(tc.holdFor)
-					_ = e.st.ReleaseLock(e.ctx, lease)
+					_ = e.st.ReleaseLock(ctx, lease)
 				}()
 			}
-			_, err = e.svc.Processor().ProcessApproved(e.ctx, billing.ApproveParams{PaymentID: "pay1"})
+			_, err = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 			if !errors.Is(err, tc.wantErr) || (tc.wantErr == nil && err != nil) {
 				t.Fatalf("ProcessApproved: %v, want %v", err, tc.wantErr)
 			}
