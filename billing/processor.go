@@ -151,7 +151,9 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 	}
 	res.PaymentID = p.ID
 	switch p.Status {
-	case PaymentPending, PaymentFailed, PaymentApproved:
+	case PaymentPending, PaymentFailed, PaymentApproved, PaymentCancelled:
+		// A cancelled payment the gateway reports paid (the pending-payment cleanup gave up
+		// on it, then the money arrived) is approved: whoever paid gets what they paid for.
 	default:
 		return res, fmt.Errorf("%w: payment %s is %s and cannot be approved", ErrInvalidTransition, p.ID, p.Status)
 	}
@@ -165,19 +167,22 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 	if !plan.BillingCycle.Valid() {
 		return res, fmt.Errorf("%w: plan %s has billing cycle %q", ErrInvalidInput, plan.ID, plan.BillingCycle)
 	}
-	u, err := pp.s.store.GetUser(ctx, p.UserID)
-	if err != nil {
-		return res, fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
-	}
 	keys := []string{"payment:" + p.ID}
 	if gid := firstNonEmpty(params.GatewaySubscriptionID, p.GatewaySubscriptionID); gid != "" {
 		// The same lock SyncSubscription takes, so a charge and a status change of one
 		// gateway subscription never interleave.
 		keys = append(keys, gatewaySubLock(p.Gateway, gid))
 	}
+	// Payments of one user are applied one at a time, so two first payments approved at
+	// once find each other's subscription instead of creating two.
+	keys = append(keys, "user:"+p.UserID)
 	err = pp.withKeyLocks(ctx, keys, func() error {
-		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil { // re-read under the lock
+		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil { // re-read under the locks
 			return err
+		}
+		u, err := pp.s.store.GetUser(ctx, p.UserID)
+		if err != nil {
+			return fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
 		}
 		if p.Status == PaymentApproved {
 			res.Duplicate = true
@@ -198,17 +203,9 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 				return err
 			}
 		}
-		prev, read := p.Status, p
-		now := pp.s.now()
-		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentApproved, sub.ID, now, now, ""
-		if params.GatewayPaymentID != "" {
-			p.GatewayPaymentID = params.GatewayPaymentID
-		}
-		if params.GatewaySubscriptionID != "" {
-			p.GatewaySubscriptionID = params.GatewaySubscriptionID
-		}
-		if err = pp.s.store.UpdatePayment(ctx, read, p); err != nil {
-			return fmt.Errorf("marking payment %s approved: %w", p.ID, err)
+		prev := p.Status
+		if p, err = pp.markApproved(ctx, p, sub.ID, params); err != nil {
+			return err
 		}
 		if err := pp.s.audit(ctx, AuditEntry{
 			Action: AuditPaymentApproved, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: params.Actor,
@@ -228,6 +225,36 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		res.Message = "payment already approved"
 	}
 	return res, nil
+}
+
+// markApproved stores p as approved for subscription subID. The pending-payment cleanup
+// does not take the payment's lock: when it cancelled p after p was read, the write
+// conflicts, and is made again from the payment as it is now (cancelled becomes approved:
+// the gateway says it was paid).
+func (pp *PaymentProcessor) markApproved(ctx context.Context, p Payment, subID string, params ApproveParams) (Payment, error) {
+	for attempt := 0; ; attempt++ {
+		read, now := p, pp.s.now()
+		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentApproved, subID, now, now, ""
+		if params.GatewayPaymentID != "" {
+			p.GatewayPaymentID = params.GatewayPaymentID
+		}
+		if params.GatewaySubscriptionID != "" {
+			p.GatewaySubscriptionID = params.GatewaySubscriptionID
+		}
+		err := pp.s.store.UpdatePayment(ctx, read, p)
+		if err == nil {
+			return p, nil
+		}
+		if !errors.Is(err, ErrConflict) || attempt == 2 {
+			return read, fmt.Errorf("marking payment %s approved: %w", p.ID, err)
+		}
+		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil {
+			return read, fmt.Errorf("marking payment %s approved: %w", read.ID, err)
+		}
+		if p.Status == PaymentApproved {
+			return p, nil
+		}
+	}
 }
 
 // grantAccess points the user's access at sub for its current period.
@@ -271,6 +298,11 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 		start = sub.CurrentPeriodEnd // paid periods follow each other
 	}
 	end := AddCycle(start, plan.BillingCycle)
+	if found && start.Equal(sub.CurrentPeriodEnd) && sub.CurrentPeriodStart.Day() > start.Day() {
+		// The period that ends now was cut short by a short month (Jan 31 -> Feb 28): the
+		// next one ends on the day the previous one started (Mar 31), not on the 28th.
+		end = addMonthsOnDay(start, plan.BillingCycle.Months(), sub.CurrentPeriodStart.Day())
+	}
 	if pe := TruncateTime(params.PeriodEnd); !pe.IsZero() {
 		// The gateway says which period the charge paid: never add a cycle on top of it.
 		// A period the subscription already covers (a renew job or a sync got there

@@ -59,19 +59,22 @@ func (c BillingCycle) Months() int {
 func (c BillingCycle) Valid() bool { return c.Months() > 0 }
 
 // AddCycle returns t plus one billing cycle. Month arithmetic clamps to the end of the month:
-// Jan 31 + 1 month is Feb 28 (or 29), not Mar 3. The time of day and location are kept.
+// Jan 31 + 1 month is Feb 28 (or 29), not Mar 3. The time of day and location are kept. A
+// renewal of a period cut short keeps the billing day: the processor renews Feb 28 to Mar 31
+// when the period started on Jan 31.
 func AddCycle(t time.Time, c BillingCycle) time.Time {
 	return AddMonths(t, c.Months())
 }
 
 // AddMonths adds n calendar months to t, clamping the day to the last day of the target month.
-func AddMonths(t time.Time, n int) time.Time {
-	y, m, d := t.Date()
+func AddMonths(t time.Time, n int) time.Time { return addMonthsOnDay(t, n, t.Day()) }
+
+// addMonthsOnDay adds n calendar months to t and lands on day (the billing anchor), clamped
+// to the last day of the target month.
+func addMonthsOnDay(t time.Time, n, day int) time.Time {
+	y, m, _ := t.Date()
 	first := time.Date(y, m+time.Month(n), 1, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
-	last := daysIn(first.Year(), first.Month())
-	if d > last {
-		d = last
-	}
+	d := min(day, daysIn(first.Year(), first.Month()))
 	return time.Date(first.Year(), first.Month(), d, t.Hour(), t.Minute(), t.Second(), t.Nanosecond(), t.Location())
 }
 

@@ -420,6 +420,11 @@ func (s *suite) tests() []test {
 		{"ConcurrentApproveExtendsOnce", s.concurrentApproveExtendsOnce},
 		// lockwait.go
 		{"ProcessorWaitsForABusyPayment", s.processorWaitsForABusyPayment},
+		// payments.go
+		{"ApprovalAfterCleanupCancelledGrants", s.approvalAfterCleanup},
+		{"CleanupRacingApprovalLosesNothing", s.cleanupRacingApproval},
+		{"ConcurrentFirstPaymentsOneSubscription", s.concurrentFirstPayments},
+		{"MonthlyRenewalsKeepTheBillingDay", s.monthlyAnchorDay},
 	}
 }
 
