@@ -105,55 +105,49 @@ func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResul
 			PeriodEndBefore: now.Add(time.Duration(widest) * 24 * time.Hour),
 			WarningDueDays:  s.cfg.WarningDays[0],
 		}
-		err = r.sweep(ctx, f, r.decideWarnings)
+		err = r.sweep(ctx, f, each(r.warning))
 	}
 	res := ExpiringResult{TotalFound: r.found, NotificationsSent: r.sent, Failed: r.failed, Skipped: r.skipped,
 		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
 	return res, err
 }
 
-func (r *run) decideWarnings(ctx context.Context, b *batch) []decision {
-	s := r.s
-	now := s.now()
-	ds := make([]decision, len(b.subs))
-	for i, sub := range b.subs {
-		days, ok := s.offsetFor(now, sub.CurrentPeriodEnd)
-		if !ok || !sub.WarningDue(days) {
-			ds[i].skip = true
-			continue
-		}
-		u, err := b.user(sub.UserID)
-		if err != nil {
-			ds[i].err = fmt.Errorf("loading user: %w", err)
-			continue
-		}
-		p, err := r.plan(ctx, sub.PlanID)
-		if err != nil {
-			ds[i].err = err
-			continue
-		}
-		kind := KindExpiring
-		if sub.AutoRenews() {
-			kind = KindRenewalUpcoming
-		}
-		n := Notification{
-			Kind: kind,
-			Key:  notificationKey(kind, sub.ID, sub.CurrentPeriodEnd, days),
-			To:   recipient(u),
-			Data: NotificationData{
-				PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
-				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd,
-				DaysRemaining: daysUntil(now, sub.CurrentPeriodEnd),
-			},
-		}
-		changed := sub
-		changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
-		ds[i] = r.transition(sub, changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
-			Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-			Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd},
-		}), nil)
+// warning is the transition that marks sub warned for its ladder offset with the email to
+// send; records not due for their offset are skipped.
+func (r *run) warning(ctx context.Context, b *batch, sub Subscription) decision {
+	now := r.s.now()
+	days, ok := r.s.offsetFor(now, sub.CurrentPeriodEnd)
+	if !ok || !sub.WarningDue(days) {
+		return decision{skip: true}
 	}
-	return ds
+	u, err := b.user(sub.UserID)
+	if err != nil {
+		return decision{err: fmt.Errorf("loading user: %w", err)}
+	}
+	p, err := r.plan(ctx, sub.PlanID)
+	if err != nil {
+		return decision{err: err}
+	}
+	kind := KindExpiring
+	if sub.AutoRenews() {
+		kind = KindRenewalUpcoming
+	}
+	n := Notification{
+		Kind: kind,
+		Key:  notificationKey(kind, sub.ID, sub.CurrentPeriodEnd, days),
+		To:   recipient(u),
+		Data: NotificationData{
+			PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
+			PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd,
+			DaysRemaining: daysUntil(now, sub.CurrentPeriodEnd),
+		},
+	}
+	changed := sub
+	changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
+	return r.transition(sub, changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
+		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+		Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd},
+	}), nil)
 }
 
 // offsetFor returns the smallest ladder offset whose window (now, now+offset days] holds
@@ -186,35 +180,23 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 	live := []SubscriptionStatus{StatusActive, StatusPastDue}
 	if err == nil {
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
-			func(ctx context.Context, b *batch) []decision {
-				ds := make([]decision, len(b.subs))
-				for i, sub := range b.subs {
-					ds[i] = r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
-				}
-				return ds
-			})
+			each(func(ctx context.Context, b *batch, sub Subscription) decision {
+				return r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+			}))
 	}
 	if err == nil {
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now.Add(-s.cfg.Grace), AutoRenews: &yes},
-			func(ctx context.Context, b *batch) []decision {
-				answers := r.lookup(ctx, b.subs)
-				ds := make([]decision, len(b.subs))
-				for i, sub := range b.subs {
-					a := answers[i]
-					switch {
-					case a.err != nil:
-						ds[i].err = a.err
-					case a.gs.Status.Live() && a.gs.PeriodEnd.After(sub.CurrentPeriodEnd):
-						ds[i] = r.renewal(ctx, b, sub, a.gs, JobProcessExpired, func() { r.count(&renewed, 1) })
-					case a.gs.Status.Live():
-						// The gateway still collects (retrying a failed charge): access stays
-						// until it says the subscription ended.
-					default:
-						ds[i] = r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
-					}
+			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
+				switch {
+				case gs.Status.Live() && gs.PeriodEnd.After(sub.CurrentPeriodEnd):
+					return r.renewal(ctx, b, sub, gs, JobProcessExpired, func() { r.count(&renewed, 1) })
+				case gs.Status.Live():
+					// The gateway still collects (retrying a failed charge): access stays
+					// until it says the subscription ended.
+					return decision{}
 				}
-				return ds
-			})
+				return r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+			}))
 	}
 	res := ExpiredResult{TotalFound: r.found, Processed: processed, Renewed: renewed, Failed: r.failed, Skipped: r.skipped,
 		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
@@ -293,6 +275,34 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	}), done)
 }
 
+// each is a decider that decides every record of a batch on its own.
+func each(decide func(ctx context.Context, b *batch, sub Subscription) decision) decider {
+	return func(ctx context.Context, b *batch) []decision {
+		ds := make([]decision, len(b.subs))
+		for i, sub := range b.subs {
+			ds[i] = decide(ctx, b, sub)
+		}
+		return ds
+	}
+}
+
+// asked is a decider that first asks the gateways about the whole batch (see lookup) and
+// decides each record from its answer; a failed or unknown answer fails that record.
+func (r *run) asked(decide func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision) decider {
+	return func(ctx context.Context, b *batch) []decision {
+		answers := r.lookup(ctx, b.subs)
+		ds := make([]decision, len(b.subs))
+		for i, sub := range b.subs {
+			if a := answers[i]; a.err != nil {
+				ds[i].err = a.err
+			} else {
+				ds[i] = decide(ctx, b, sub, a.gs)
+			}
+		}
+		return ds
+	}
+}
+
 // answer is what a gateway said about one subscription.
 type answer struct {
 	gs  GatewaySubscription
@@ -346,50 +356,32 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 	if err == nil {
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue},
 			PeriodEndBefore: now.Add(s.cfg.RenewWindow), AutoRenews: &yes},
-			func(ctx context.Context, b *batch) []decision {
-				answers := r.lookup(ctx, b.subs)
-				ds := make([]decision, len(b.subs))
-				for i, sub := range b.subs {
-					a := answers[i]
-					switch {
-					case a.err != nil:
-						ds[i].err = a.err
-					case a.gs.Status.Live() && a.gs.PeriodEnd.After(sub.CurrentPeriodEnd):
-						ds[i] = r.renewal(ctx, b, sub, a.gs, JobRenew, func() { r.count(&renewed, 1) })
-					case !a.gs.Status.Live() || a.gs.CancelAtPeriodEnd:
-						changed := sub
-						changed.CancelAtPeriodEnd, changed.UpdatedAt = true, now
-						ds[i] = r.transition(sub, changed, r.effects(changed, nil, nil, AuditEntry{
-							Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-							Details: map[string]any{"cancel_at_period_end": true, "gateway_status": string(a.gs.Status), "source": JobRenew},
-						}), func() { r.count(&cancelling, 1) })
-					}
-					// Otherwise the gateway has not charged yet; a later run (or the webhook)
-					// picks it up.
+			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
+				switch {
+				case gs.Status.Live() && gs.PeriodEnd.After(sub.CurrentPeriodEnd):
+					return r.renewal(ctx, b, sub, gs, JobRenew, func() { r.count(&renewed, 1) })
+				case !gs.Status.Live() || gs.CancelAtPeriodEnd:
+					changed := sub
+					changed.CancelAtPeriodEnd, changed.UpdatedAt = true, now
+					return r.transition(sub, changed, r.effects(changed, nil, nil, AuditEntry{
+						Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
+						Details: map[string]any{"cancel_at_period_end": true, "gateway_status": string(gs.Status), "source": JobRenew},
+					}), func() { r.count(&cancelling, 1) })
 				}
-				return ds
-			})
+				// The gateway has not charged yet; a later run (or the webhook) picks it up.
+				return decision{}
+			}))
 	}
 	if err == nil {
 		// Expired lately while auto-renewing: a renewal whose webhook never came.
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusInactive},
 			PeriodEndAfter: now.Add(-s.cfg.Grace - s.cfg.ReconcileWindow), PeriodEndBefore: now, AutoRenews: &yes},
-			func(ctx context.Context, b *batch) []decision {
-				answers := r.lookup(ctx, b.subs)
-				ds := make([]decision, len(b.subs))
-				for i, sub := range b.subs {
-					a := answers[i]
-					switch {
-					case a.err != nil:
-						ds[i].err = a.err
-					case a.gs.Status.Live() && a.gs.PeriodEnd.After(now):
-						ds[i] = r.renewal(ctx, b, sub, a.gs, JobRenew, func() { r.count(&renewed, 1) })
-					default:
-						ds[i].skip = true // ended as it should have
-					}
+			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
+				if gs.Status.Live() && gs.PeriodEnd.After(now) {
+					return r.renewal(ctx, b, sub, gs, JobRenew, func() { r.count(&renewed, 1) })
 				}
-				return ds
-			})
+				return decision{skip: true} // ended as it should have
+			}))
 	}
 	res := RenewResult{TotalFound: r.found, Renewed: renewed, Cancelling: cancelling, Failed: r.failed, Skipped: r.skipped,
 		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
