@@ -60,7 +60,7 @@ func readSubs(ctx context.Context, t *testing.T, st *mongostore.Store, ids []str
 	return out
 }
 
-// A batch larger than one bulkWrite (99 operations on FerretDB v1) with records changed,
+// A batch larger than one bulkWrite (48 operations) with records changed,
 // deleted and soft-deleted by the host between read and write: one result per change, only
 // the changed fields written, the host's fields and reference types kept.
 func TestUpdateSubscriptionsLargeBatch(t *testing.T) {

@@ -197,9 +197,11 @@ func (f docField[T]) same(a, b T) bool {
 // writes by _id alone. Writes by others than renewkit (the host application) are not
 // serialised either way: FerretDB v1 does not re-check a filter when it writes.
 
-// maxBulkOps bounds the operations of one bulkWrite: FerretDB v1 deadlocks on a bulkWrite
-// of 100 or more updates.
-const maxBulkOps = 99
+// maxBulkOps bounds the operations of one bulkWrite. FerretDB v1 holds a backend
+// connection per statement until the whole command ends and needs one more to write, so a
+// bulkWrite of as many statements as its pool has connections waits for ever: 100 on
+// SQLite, 50 on PostgreSQL by default.
+const maxBulkOps = 48
 
 func (s *Store) bulkSize() int { return min(s.cfg.BatchSize, maxBulkOps) }
 

@@ -222,7 +222,7 @@ func (s *Store) ListUsers(ctx context.Context, ids []string) ([]billing.User, er
 }
 
 // UpdateUsersAccess writes each change as one UpdateOne of an unordered bulkWrite (at most
-// 99 per command) under the condition flag_del != true and plan_id, subscription_id and
+// 48 per command) under the condition flag_del != true and plan_id, subscription_id and
 // subscription_status as read, with a $set/$unset of the changed access fields only: the
 // host's other fields are not written and no renewkit field is added to users. A change not
 // known to have applied (and one with nothing to write) is told by the stored access fields:
@@ -593,7 +593,7 @@ var errNotReserved = errors.New("not reserved")
 
 // ReserveNotifications inserts sending records with unordered insertMany commands (the key
 // is the _id, so a stored key is a duplicate-key error). Keys already stored are reserved by
-// one UpdateOne each, in unordered bulkWrites of at most 99, under the condition status
+// one UpdateOne each, in unordered bulkWrites of at most 48, under the condition status
 // sending and (lease_until <= now or token is ours), setting token and lease_until; a key
 // not known to be reserved is told by its stored status and token. In ClaimSerialized mode
 // the updates hold the notifications write mutex (see bulkApply).
@@ -668,7 +668,7 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 	return out, nil
 }
 
-// FinishNotifications writes, in unordered bulkWrites of at most 99 operations, one
+// FinishNotifications writes, in unordered bulkWrites of at most 48 operations, one
 // operation per record under the condition {token, status: sending}: an UpdateOne setting
 // status, error and updated_at and dropping token and lease_until, or for an empty Status a
 // DeleteOne. In ClaimSerialized mode they hold the notifications write mutex.

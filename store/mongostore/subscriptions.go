@@ -191,7 +191,7 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 }
 
 // UpdateSubscriptions writes each change as one UpdateOne of an unordered bulkWrite (at
-// most 99 per command) under the condition flag_del != true, status, current_period_end and
+// most 48 per command) under the condition flag_del != true, status, current_period_end and
 // every written field as read, claim_token, no pending_token; it $sets/$unsets the changed
 // fields, pending_token and pending_effects, a per-change write_token, and $inc version. A
 // change not known to have applied is told by its document afterwards: carrying its
@@ -265,7 +265,7 @@ func subChange(ch billing.SubscriptionChange, writeToken string) (cond, upd bson
 
 // CompleteEffects removes pending_token, pending_effects and the claim fields of each
 // subscription whose pending_token is the given one, in unordered bulkWrites of UpdateOne
-// (at most 99 each), under the subscriptions write mutex in ClaimSerialized mode.
+// (at most 48 each), under the subscriptions write mutex in ClaimSerialized mode.
 func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
 	if err := ctx.Err(); err != nil {
 		return err
