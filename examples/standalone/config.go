@@ -41,6 +41,7 @@ type Config struct {
 	OutboxDir                                        string
 	DemoData                                         string
 	ClaimLease                                       string
+	JobLockTTL                                       string
 
 	// Parsed forms, filled by parse.
 	schedulerOn bool
@@ -49,6 +50,7 @@ type Config struct {
 	smtpPort    int
 	demo        bool
 	claimLease  time.Duration // zero: billing's default
+	jobLockTTL  time.Duration // zero: the scheduler's default
 
 	// Seams for tests, never set from the environment or flags.
 	grace     time.Duration // shutdown grace; zero: shutdownGrace
@@ -94,6 +96,7 @@ func (c *Config) settings() []setting {
 		{env: "ADMIN_TOKEN", flag: "admin-token", usage: "bearer token for /api/admin and /admin; empty: a random one is printed at start", dst: &c.AdminToken},
 		{env: "HTTP_ADDR", flag: "http-addr", def: ":8000", usage: "listen address", dst: &c.HTTPAddr},
 		{env: "CLAIM_LEASE", flag: "claim-lease", usage: "how long a job run holds the records it claimed and the emails it reserved (renewed while it works); after a crash they wait this long; empty: the library default", dst: &c.ClaimLease},
+		{env: "JOB_LOCK_TTL", flag: "job-lock-ttl", usage: "how long a job's run lock lasts between renewals across replicas; after a crash the job waits this long; empty: the scheduler's default (1m)", dst: &c.JobLockTTL},
 		{env: "DEMO_DATA", flag: "demo-data", def: "auto", usage: "load demo plans, users and subscriptions: auto (only with the in-memory store), true, false", dst: &c.DemoData},
 	}
 }
@@ -208,12 +211,18 @@ func (c *Config) parse() error {
 	default:
 		bad("DEMO_DATA", "%q is not auto, true or false", c.DemoData)
 	}
-	if c.ClaimLease != "" {
-		d, err := time.ParseDuration(c.ClaimLease)
-		if err != nil || d < time.Second {
-			bad("CLAIM_LEASE", "%q is not a duration of a second or more, like 2m", c.ClaimLease)
+	for _, d := range []struct {
+		env, val string
+		dst      *time.Duration
+	}{{"CLAIM_LEASE", c.ClaimLease, &c.claimLease}, {"JOB_LOCK_TTL", c.JobLockTTL, &c.jobLockTTL}} {
+		if d.val == "" {
+			continue
 		}
-		c.claimLease = d
+		v, err := time.ParseDuration(d.val)
+		if err != nil || v < time.Second {
+			bad(d.env, "%q is not a duration of a second or more, like 2m", d.val)
+		}
+		*d.dst = v
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", "empty: use host:port such as :8000")

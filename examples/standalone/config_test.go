@@ -56,6 +56,8 @@ func TestInvalidConfiguration(t *testing.T) {
 			"ALERT_WEBHOOK_SECRET": "short-Zq96"}, variable: "ALERT_WEBHOOK_SECRET", hidden: "short-Zq96"},
 		{name: "ALERT_WEBHOOK_SECRET without URL", env: map[string]string{"ALERT_WEBHOOK_SECRET": "alert-secret-Zq97-0123456789"},
 			variable: "ALERT_WEBHOOK_URL", hidden: "alert-secret-Zq97"},
+		{name: "CLAIM_LEASE below a second", env: map[string]string{"CLAIM_LEASE": "500ms"}, variable: "CLAIM_LEASE"},
+		{name: "bad JOB_LOCK_TTL", env: map[string]string{"JOB_LOCK_TTL": "soon"}, variable: "JOB_LOCK_TTL"},
 		{name: "unknown flag", args: []string{"-no-such-flag"}, variable: "no-such-flag"},
 	}
 	for _, tc := range cases {

@@ -86,6 +86,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sink.Port), "SMTP_TLS=none", "SMTP_FROM=billing@example.com",
 		"ENABLE_SCHEDULER=false", "ADMIN_TOKEN=" + token, "SCHEDULER_TIMEZONE=UTC",
 		"CLAIM_LEASE=" + crashClaimLease.String(),
+		"JOB_LOCK_TTL=" + crashClaimLease.String(), // the killed run's job lock lapses as soon
 		"PATH=" + os.Getenv("PATH"),
 	}
 

@@ -176,6 +176,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if hook != nil {
 		opts = append(opts, scheduler.WithAlertChannel("webhook", hook))
 	}
+	if cfg.jobLockTTL > 0 {
+		opts = append(opts, scheduler.WithLockTTL(cfg.jobLockTTL))
+	}
 	a.sched, err = scheduler.New(jobs, meteredStore{Store: st, m: a.metrics}, opts...)
 	if err != nil {
 		return nil, err
