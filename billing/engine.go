@@ -626,7 +626,11 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(i int) Notification) map[string]error {
 	failed := map[string]error{}
 	now := r.s.now()
-	reserved, err := r.s.store.ReserveNotifications(ctx, recs, r.token, now, now.Add(r.s.cfg.ClaimLease))
+	// Reservations last two thirds of a claim lease (renewed every third, like the claims):
+	// when a crashed run's claims lapse and another run takes its records over, its
+	// reservations have lapsed already.
+	lease := r.s.cfg.ClaimLease * 2 / 3
+	reserved, err := r.s.store.ReserveNotifications(ctx, recs, r.token, now, now.Add(lease))
 	if err == nil && len(reserved) != len(recs) {
 		err = fmt.Errorf("store returned %d results for %d reservations", len(reserved), len(recs))
 	}
@@ -691,7 +695,7 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 			return
 		}
 		now := r.s.now()
-		if _, err := r.s.store.ReserveNotifications(ctx, left, r.token, now, now.Add(r.s.cfg.ClaimLease)); err != nil && ctx.Err() == nil {
+		if _, err := r.s.store.ReserveNotifications(ctx, left, r.token, now, now.Add(lease)); err != nil && ctx.Err() == nil {
 			r.s.log.WarnContext(ctx, "renewing notification reservations failed", "error", err)
 		}
 	})

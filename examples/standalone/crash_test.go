@@ -35,10 +35,13 @@ const crashSubs = 200
 const crashSendConcurrency = 8
 
 // crashClaimLease is the CLAIM_LEASE the server runs with: how long a killed run's claims
-// and notification reservations hold their records. It is shorter than the scheduler's job
-// lock TTL (1 minute, which a killed process also holds until it lapses), so by the time a
-// restarted server may run the job again, the dead run's records are claimable.
-const crashClaimLease = 20 * time.Second
+// and notification reservations hold their records. crashJobLock, the scheduler's job lock
+// TTL (JOB_LOCK_TTL, which a killed process also holds until it lapses), is longer, so by
+// the time a restarted server may run the job again, the dead run's records are claimable.
+const (
+	crashClaimLease = 10 * time.Second
+	crashJobLock    = 15 * time.Second
+)
 
 // Proves the second "Done when" of issue 10: a real host process (the standalone binary on
 // FerretDB/MongoDB, SMTP to a local server) is killed with SIGKILL twice in the middle of a
@@ -86,7 +89,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sink.Port), "SMTP_TLS=none", "SMTP_FROM=billing@example.com",
 		"ENABLE_SCHEDULER=false", "ADMIN_TOKEN=" + token, "SCHEDULER_TIMEZONE=UTC",
 		"CLAIM_LEASE=" + crashClaimLease.String(),
-		"JOB_LOCK_TTL=" + crashClaimLease.String(), // the killed run's job lock lapses as soon
+		"JOB_LOCK_TTL=" + crashJobLock.String(),
 		"PATH=" + os.Getenv("PATH"),
 	}
 
