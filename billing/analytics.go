@@ -83,8 +83,11 @@ func (s *Service) Analytics(ctx context.Context) (Analytics, error) {
 		return a, err
 	}
 	plans, err := s.store.ListPlans(ctx)
-	if err != nil {
+	if bad, partial := recordErrors(err); err != nil && !partial {
 		return a, err
+	} else if len(bad) > 0 {
+		// One unreadable plan leaves the others' revenue to count.
+		s.log.WarnContext(ctx, "plans unreadable; MRR leaves them out", "count", len(bad), "error", err)
 	}
 	sort.Slice(plans, func(i, j int) bool { return plans[i].ID < plans[j].ID })
 	for _, p := range plans {

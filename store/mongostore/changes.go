@@ -32,12 +32,13 @@ import (
 type kind int
 
 const (
-	kindStr  kind = iota // string; "" matches "", missing and null
-	kindRef              // id reference stored as a string, matched as ObjectID or string
-	kindTime             // UTC date at millisecond precision; zero is left out
-	kindFlag             // bool; false matches false, missing and null
-	kindInt              // int or int64; 0 matches 0, missing and null
-	kindStrs             // []string; empty is left out and matches missing, null and []
+	kindStr   kind = iota // string; "" matches "", missing and null
+	kindRef               // id reference stored as a string, matched as ObjectID or string
+	kindTime              // UTC date at millisecond precision; zero is left out
+	kindFlag              // bool; false matches false, missing and null
+	kindInt               // int or int64; 0 matches 0, missing and null
+	kindStrs              // []string; empty is left out and matches missing, null and []
+	kindMoney             // amountValue: stored as Config.Money says (see money.go)
 )
 
 // docField is one document field of a record of type T.
@@ -72,6 +73,10 @@ func (f docField[T]) encode(x T) (v any, ok bool) {
 		return v, v != 0 || !f.opt
 	case []string:
 		return v, len(v) > 0
+	case amountValue:
+		return v.codec.write(v.minor, v.currency), true
+	case currencyValue:
+		return v.currency, v.currency != "" || !f.opt
 	default:
 		return v, true
 	}
@@ -112,6 +117,10 @@ func (f docField[T]) match(x T) any {
 			return bson.D{{Key: "$in", Value: bson.A{nil, bson.A{}}}}
 		}
 		return v
+	case amountValue:
+		return v.codec.match(v.minor, v.currency)
+	case currencyValue:
+		return v.match()
 	}
 	return f.get(x)
 }
@@ -406,7 +415,8 @@ func firstErr(errs []error) error {
 // Evaluating conditions
 
 // matches reports whether doc satisfies cond as MongoDB would, for the forms renewkit's
-// conditions use: equality, $in, $ne, $exists, $lte on top-level fields, and $or.
+// conditions use: equality, $in, $ne, $exists, $lte, $lt, $gte, $gt on top-level fields,
+// and $or.
 func matches(doc bson.Raw, cond bson.D) bool {
 	for _, e := range cond {
 		if e.Key == "$or" {
@@ -438,9 +448,18 @@ func fieldMatches(v bson.RawValue, want any) bool {
 			ok = !equalsValue(v, op.Value)
 		case "$exists":
 			ok = (v.Type != 0) == (op.Value == true)
-		case "$lte":
+		case "$lte", "$lt", "$gte", "$gt":
 			c, comparable := compareValues(v, rawValue(op.Value))
-			ok = comparable && c <= 0
+			switch op.Key {
+			case "$lte":
+				ok = comparable && c <= 0
+			case "$lt":
+				ok = comparable && c < 0
+			case "$gte":
+				ok = comparable && c >= 0
+			case "$gt":
+				ok = comparable && c > 0
+			}
 		}
 		if !ok {
 			return false
@@ -479,7 +498,7 @@ func rawValue(x any) bson.RawValue {
 }
 
 func isNumber(t bson.Type) bool {
-	return t == bson.TypeInt32 || t == bson.TypeInt64 || t == bson.TypeDouble
+	return t == bson.TypeInt32 || t == bson.TypeInt64 || t == bson.TypeDouble || t == bson.TypeDecimal128
 }
 
 func sameValue(a, b bson.RawValue) bool {
@@ -508,8 +527,12 @@ func compareValues(a, b bson.RawValue) (c int, ok bool) {
 }
 
 func number(v bson.RawValue) float64 {
-	if v.Type == bson.TypeDouble {
+	switch v.Type {
+	case bson.TypeDouble:
 		return v.Double()
+	case bson.TypeDecimal128:
+		x, _ := strconv.ParseFloat(v.Decimal128().String(), 64)
+		return x
 	}
 	return float64(v.AsInt64())
 }

@@ -39,6 +39,31 @@ func (m ClaimMode) String() string {
 	return fmt.Sprintf("ClaimMode(%d)", int(m))
 }
 
+// MoneyFormat says how plans' price and payments' amount are stored.
+type MoneyFormat int
+
+const (
+	// MoneyMinorUnits (the zero value) stores integers of minor units (cents): 4990 is
+	// 49.90 BRL. It reads int32, int64, and double or decimal128 values that are whole
+	// numbers; a fractional value (49.9) is a malformed record. renewkit writes int64.
+	MoneyMinorUnits MoneyFormat = iota
+	// MoneyMajorUnits stores major units (reais, dollars) as the original Python app
+	// does: 49.9 is 49.90 BRL, read as 4990 minor units. It reads double, int32, int64
+	// (29 is 29.00) and decimal128 values, rounded half away from zero to the currency's
+	// minor unit (see doc.go, Money); renewkit writes a double (49.9).
+	MoneyMajorUnits
+)
+
+func (m MoneyFormat) String() string {
+	switch m {
+	case MoneyMinorUnits:
+		return "minor-units"
+	case MoneyMajorUnits:
+		return "major-units"
+	}
+	return fmt.Sprintf("MoneyFormat(%d)", int(m))
+}
+
 // Collections names the collections the store uses. Empty fields take the defaults, which
 // are the seed application's names plus renewkit's own.
 type Collections struct {
@@ -69,6 +94,14 @@ type Config struct {
 	// replica that crashes while holding it blocks the others for at most this long.
 	// Default 30 seconds.
 	MutexTTL time.Duration
+	// Money says how plans' price and payments' amount are stored; default
+	// MoneyMinorUnits. Set MoneyMajorUnits for the original app's float prices.
+	Money MoneyFormat
+	// DefaultCurrency is the currency (ISO 4217, three letters, e.g. "BRL" for the
+	// original app) of plans and payments stored without one. Empty (the default) reads
+	// them with an empty currency. It is never written: a document without a currency
+	// keeps none until renewkit writes a changed currency.
+	DefaultCurrency string
 }
 
 // DefaultBatchSize is Config.BatchSize's default.
@@ -85,6 +118,12 @@ func (c Config) Validate() error {
 	}
 	if c.MutexTTL < 0 {
 		errs = append(errs, fmt.Errorf("MutexTTL: %v is negative; use 0 for the default (30s)", c.MutexTTL))
+	}
+	if c.Money < MoneyMinorUnits || c.Money > MoneyMajorUnits {
+		errs = append(errs, fmt.Errorf("Config.Money: %v is unknown; use MoneyMinorUnits (integers of cents) or MoneyMajorUnits (floats such as 49.9)", c.Money))
+	}
+	if c.DefaultCurrency != "" && !validCurrency(c.DefaultCurrency) {
+		errs = append(errs, fmt.Errorf("DefaultCurrency: %q is not a currency code; use three uppercase letters of ISO 4217, such as \"BRL\", or leave it empty", c.DefaultCurrency))
 	}
 	seen := map[string]string{}
 	for _, f := range c.Collections.withDefaults().fields() {
@@ -113,6 +152,18 @@ func validCollectionName(n string) error {
 		}
 	}
 	return nil
+}
+
+func validCurrency(c string) bool {
+	if len(c) != 3 {
+		return false
+	}
+	for i := 0; i < len(c); i++ {
+		if c[i] < 'A' || c[i] > 'Z' {
+			return false
+		}
+	}
+	return true
 }
 
 type namedField struct{ name, value string }

@@ -9,11 +9,27 @@
 //
 // Billing ids of 24 lowercase hex digits are stored as ObjectIDs (as the seed does), other
 // ids as strings; both read back as strings. References (user_id, plan_id) are strings and
-// are matched in either form. Money is amount (int64 minor units) plus currency. Times are
-// UTC BSON dates (millisecond precision). Fields the seed's documents lack (version,
+// are matched in either form. Times are UTC BSON dates (millisecond precision). Fields the seed's documents lack (version,
 // expiration_warning_days, claim fields) read as zero values. A document that does not decode
 // fails alone: reads return the others plus a *billing.RecordError (wrapping
 // billing.ErrMalformedRecord) naming it, and sweeps leave it unchanged.
+//
+// # Money
+//
+// A plan's price and a payment's amount are one number next to a currency field. With the
+// default Config.Money, MoneyMinorUnits, the number is an integer of minor units (4990 for
+// 49.90): int32, int64, and whole doubles or decimal128s read; a fractional one (49.9) is a
+// malformed record, never truncated. With MoneyMajorUnits, as the original Python app
+// stores them, the number is major units (a double 49.9, an int 29, or a decimal128),
+// rounded to the nearest minor unit, halves away from zero; a double counts as the shortest
+// decimal that reads back as it, so 49.9 is 4990 and float noise (0.1+0.2, ±1e-9) rounds
+// away. The minor unit follows ISO 4217: 2 digits, but 0 for JPY, CLP, KRW, VND and the
+// other zero-decimal currencies, 3 for KWD, BHD, JOD, OMR, TND, IQD, LYD. renewkit writes a
+// changed or new price or amount in the configured shape (int64, or a double such as 49.9),
+// and never rewrites one it did not change; the condition on an amount matches every stored
+// value that reads as it. Config.DefaultCurrency ("BRL" for the original app) is the
+// currency of documents without one; it is not written into them. ListPlans leaves out a
+// plan it cannot read and reports it as a *billing.RecordError next to the others.
 //
 // renewkit adds its own fields to subscriptions (version, claim_token, claim_until,
 // write_token, and while effects are pending pending_token and pending_effects, the

@@ -72,22 +72,26 @@ func unmarshal[T any](raw bson.Raw) (T, error) {
 // --- plans ---
 
 type planDoc struct {
-	ID           docID     `bson:"_id"`
-	Name         string    `bson:"name"`
-	BillingCycle string    `bson:"billing_cycle"`
-	Price        int64     `bson:"price"`
-	Currency     string    `bson:"currency"`
-	Active       bool      `bson:"active"`
-	CreatedAt    time.Time `bson:"created_at"`
-	UpdatedAt    time.Time `bson:"updated_at"`
-	Deleted      bool      `bson:"flag_del"`
+	ID           docID         `bson:"_id"`
+	Name         string        `bson:"name"`
+	BillingCycle string        `bson:"billing_cycle"`
+	Price        bson.RawValue `bson:"price"` // read by moneyCodec
+	Currency     string        `bson:"currency"`
+	Active       bool          `bson:"active"`
+	CreatedAt    time.Time     `bson:"created_at"`
+	UpdatedAt    time.Time     `bson:"updated_at"`
+	Deleted      bool          `bson:"flag_del"`
 }
 
-func decodePlan(raw bson.Raw) (billing.Plan, error) {
+func (s *Store) decodePlan(raw bson.Raw) (billing.Plan, error) {
 	d, err := unmarshal[planDoc](raw)
+	if err != nil {
+		return billing.Plan{}, err
+	}
+	price, err := s.money.read("price", d.Price, d.Currency)
 	return billing.Plan{
 		ID: string(d.ID), Name: d.Name, BillingCycle: billing.BillingCycle(d.BillingCycle),
-		Price: billing.Money{Amount: d.Price, Currency: d.Currency}, Active: d.Active,
+		Price: price, Active: d.Active,
 		CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt), Deleted: d.Deleted,
 	}, err
 }
@@ -102,7 +106,7 @@ func (s *Store) InsertPlan(ctx context.Context, p *billing.Plan) error {
 	f := &fields{}
 	f.put("name", p.Name)
 	f.put("billing_cycle", string(p.BillingCycle))
-	f.put("price", p.Price.Amount)
+	f.put("price", s.money.write(p.Price.Amount, p.Price.Currency))
 	f.put("currency", p.Price.Currency)
 	f.put("active", p.Active)
 	f.time("created_at", p.CreatedAt)
@@ -119,9 +123,13 @@ func (s *Store) GetPlan(ctx context.Context, id string) (billing.Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return billing.Plan{}, err
 	}
-	return findLive(ctx, s.plans, id, decodePlan, "plan")
+	return findLive(ctx, s.plans, id, s.decodePlan, "plan")
 }
 
+// ListPlans returns the live plans. A plan that does not decode (a price the configured
+// Config.Money cannot read, say) is left out and reported as a *billing.RecordError, several
+// joined, next to the plans it read; callers read the others, and GetPlan reports that
+// plan alone.
 func (s *Store) ListPlans(ctx context.Context) ([]billing.Plan, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -130,13 +138,14 @@ func (s *Store) ListPlans(ctx context.Context) ([]billing.Plan, error) {
 	if err != nil {
 		return nil, opErr("list plans", err)
 	}
-	out, err := decodeAll(ctx, cur, decodePlan)
-	if err != nil {
+	out, err := decodeEach(ctx, cur, s.plans.Name(), s.decodePlan)
+	var rec *billing.RecordError
+	if err != nil && !errors.As(err, &rec) {
 		return nil, opErr("list plans", err)
 	}
 	// Ids stored as ObjectIDs and as strings sort apart on the server; order as strings.
 	sortBy(out, func(p billing.Plan) string { return p.ID })
-	return out, nil
+	return out, err
 }
 
 // --- users ---

@@ -13,29 +13,33 @@ import (
 )
 
 type paymentDoc struct {
-	ID                    docID     `bson:"_id"`
-	UserID                docID     `bson:"user_id"`
-	PlanID                docID     `bson:"plan_id"`
-	SubscriptionID        docID     `bson:"subscription_id"`
-	Amount                int64     `bson:"amount"`
-	Currency              string    `bson:"currency"`
-	Status                string    `bson:"status"`
-	Gateway               string    `bson:"gateway"`
-	GatewayPaymentID      string    `bson:"gateway_payment_id"`
-	GatewaySubscriptionID string    `bson:"gateway_subscription_id"`
-	Reason                string    `bson:"reason"`
-	ProcessedAt           time.Time `bson:"processed_at"`
-	CreatedAt             time.Time `bson:"created_at"`
-	UpdatedAt             time.Time `bson:"updated_at"`
-	Deleted               bool      `bson:"flag_del"`
-	Version               int64     `bson:"version"`
+	ID                    docID         `bson:"_id"`
+	UserID                docID         `bson:"user_id"`
+	PlanID                docID         `bson:"plan_id"`
+	SubscriptionID        docID         `bson:"subscription_id"`
+	Amount                bson.RawValue `bson:"amount"` // read by moneyCodec
+	Currency              string        `bson:"currency"`
+	Status                string        `bson:"status"`
+	Gateway               string        `bson:"gateway"`
+	GatewayPaymentID      string        `bson:"gateway_payment_id"`
+	GatewaySubscriptionID string        `bson:"gateway_subscription_id"`
+	Reason                string        `bson:"reason"`
+	ProcessedAt           time.Time     `bson:"processed_at"`
+	CreatedAt             time.Time     `bson:"created_at"`
+	UpdatedAt             time.Time     `bson:"updated_at"`
+	Deleted               bool          `bson:"flag_del"`
+	Version               int64         `bson:"version"`
 }
 
-func decodePayment(raw bson.Raw) (billing.Payment, error) {
+func (s *Store) decodePayment(raw bson.Raw) (billing.Payment, error) {
 	d, err := unmarshal[paymentDoc](raw)
+	if err != nil {
+		return billing.Payment{}, err
+	}
+	amount, err := s.money.read("amount", d.Amount, d.Currency)
 	return billing.Payment{
 		ID: string(d.ID), UserID: string(d.UserID), PlanID: string(d.PlanID), SubscriptionID: string(d.SubscriptionID),
-		Amount: billing.Money{Amount: d.Amount, Currency: d.Currency}, Status: billing.PaymentStatus(d.Status),
+		Amount: amount, Status: billing.PaymentStatus(d.Status),
 		Gateway: d.Gateway, GatewayPaymentID: d.GatewayPaymentID, GatewaySubscriptionID: d.GatewaySubscriptionID,
 		Reason: d.Reason, ProcessedAt: utc(d.ProcessedAt), CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt),
 		Deleted: d.Deleted, Version: d.Version,
@@ -52,21 +56,24 @@ func gatewayPaymentKey(gateway, gid string) string { return gateway + ":" + gid 
 
 // paymentFields are the fields renewkit owns in a payments document, named as
 // billing.ChangedPaymentFields names them; gateway_payment_key and version are written apart.
-var paymentFields = fieldSet[billing.Payment]{
-	{billing.FieldUserID, kindRef, false, func(p billing.Payment) any { return p.UserID }},
-	{billing.FieldPlanID, kindRef, false, func(p billing.Payment) any { return p.PlanID }},
-	{billing.FieldSubscriptionID, kindRef, true, func(p billing.Payment) any { return p.SubscriptionID }},
-	{billing.FieldAmount, kindInt, false, func(p billing.Payment) any { return p.Amount.Amount }},
-	{billing.FieldCurrency, kindStr, false, func(p billing.Payment) any { return p.Amount.Currency }},
-	{billing.FieldStatus, kindStr, false, func(p billing.Payment) any { return string(p.Status) }},
-	{billing.FieldGateway, kindStr, false, func(p billing.Payment) any { return p.Gateway }},
-	{billing.FieldGatewayPaymentID, kindStr, true, func(p billing.Payment) any { return p.GatewayPaymentID }},
-	{billing.FieldGatewaySubscriptionID, kindStr, true, func(p billing.Payment) any { return p.GatewaySubscriptionID }},
-	{billing.FieldReason, kindStr, true, func(p billing.Payment) any { return p.Reason }},
-	{billing.FieldProcessedAt, kindTime, true, func(p billing.Payment) any { return p.ProcessedAt }},
-	{billing.FieldCreatedAt, kindTime, true, func(p billing.Payment) any { return p.CreatedAt }},
-	{billing.FieldUpdatedAt, kindTime, true, func(p billing.Payment) any { return p.UpdatedAt }},
-	{billing.FieldDeleted, kindFlag, false, func(p billing.Payment) any { return p.Deleted }},
+// Amount and currency are stored as m says.
+func paymentFields(m moneyCodec) fieldSet[billing.Payment] {
+	return fieldSet[billing.Payment]{
+		{billing.FieldUserID, kindRef, false, func(p billing.Payment) any { return p.UserID }},
+		{billing.FieldPlanID, kindRef, false, func(p billing.Payment) any { return p.PlanID }},
+		{billing.FieldSubscriptionID, kindRef, true, func(p billing.Payment) any { return p.SubscriptionID }},
+		{billing.FieldAmount, kindMoney, false, func(p billing.Payment) any { return amountValue{p.Amount.Amount, p.Amount.Currency, m} }},
+		{billing.FieldCurrency, kindStr, false, func(p billing.Payment) any { return currencyValue{p.Amount.Currency, m} }},
+		{billing.FieldStatus, kindStr, false, func(p billing.Payment) any { return string(p.Status) }},
+		{billing.FieldGateway, kindStr, false, func(p billing.Payment) any { return p.Gateway }},
+		{billing.FieldGatewayPaymentID, kindStr, true, func(p billing.Payment) any { return p.GatewayPaymentID }},
+		{billing.FieldGatewaySubscriptionID, kindStr, true, func(p billing.Payment) any { return p.GatewaySubscriptionID }},
+		{billing.FieldReason, kindStr, true, func(p billing.Payment) any { return p.Reason }},
+		{billing.FieldProcessedAt, kindTime, true, func(p billing.Payment) any { return p.ProcessedAt }},
+		{billing.FieldCreatedAt, kindTime, true, func(p billing.Payment) any { return p.CreatedAt }},
+		{billing.FieldUpdatedAt, kindTime, true, func(p billing.Payment) any { return p.UpdatedAt }},
+		{billing.FieldDeleted, kindFlag, false, func(p billing.Payment) any { return p.Deleted }},
+	}
 }
 
 // putGatewayPaymentKey sets or drops gateway_payment_key as p's gateway payment id says.
@@ -111,7 +118,7 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 			return conflict("gateway payment", p.GatewayPaymentID)
 		}
 	}
-	f := paymentFields.doc(*p)
+	f := s.paymentFields.doc(*p)
 	putGatewayPaymentKey(f, *p)
 	f.put("version", p.Version)
 	if err := insert(ctx, s.payments, f.doc(p.ID), "payment", p.ID); err != nil {
@@ -125,7 +132,7 @@ func (s *Store) GetPayment(ctx context.Context, id string) (billing.Payment, err
 	if err := ctx.Err(); err != nil {
 		return billing.Payment{}, err
 	}
-	return findLive(ctx, s.payments, id, decodePayment, "payment")
+	return findLive(ctx, s.payments, id, s.decodePayment, "payment")
 }
 
 func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (billing.Payment, error) {
@@ -136,7 +143,7 @@ func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (
 		return billing.Payment{}, notFound("gateway payment", gid)
 	}
 	return findOne(ctx, s.payments, bson.D{{Key: "gateway", Value: gateway}, {Key: "gateway_payment_id", Value: gid}, notDeleted},
-		decodePayment, "gateway payment", gid)
+		s.decodePayment, "gateway payment", gid)
 }
 
 // UpdatePayment writes the changed fields with one UpdateOne under the condition flag_del !=
@@ -150,11 +157,11 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 		return fmt.Errorf("mongostore: a payment change needs read.ID (and changed.ID empty or the same): %w", billing.ErrInvalidInput)
 	}
 	names := billing.ChangedPaymentFields(read, changed)
-	cond, err := paymentFields.cond(bson.D{notDeleted}, read, append([]string{billing.FieldStatus}, names...)...)
+	cond, err := s.paymentFields.cond(bson.D{notDeleted}, read, append([]string{billing.FieldStatus}, names...)...)
 	if err != nil {
 		return err
 	}
-	set, err := paymentFields.set(changed, names)
+	set, err := s.paymentFields.set(changed, names)
 	if err != nil {
 		return err
 	}
@@ -204,5 +211,5 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 			{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}},
 		}
 	}
-	return sweepUpdate(ctx, s, s.payments, "payments", due, upd, limit, decodePayment)
+	return sweepUpdate(ctx, s, s.payments, "payments", due, upd, limit, s.decodePayment)
 }

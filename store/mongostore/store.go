@@ -30,6 +30,9 @@ type Store struct {
 	db  *mongo.Database
 	cfg Config
 
+	money         moneyCodec
+	paymentFields fieldSet[billing.Payment]
+
 	users, plans, subs, payments, sessions, audit *mongo.Collection
 	runs, states, events, locks, notifications    *mongo.Collection
 
@@ -62,6 +65,8 @@ func New(db *mongo.Database, cfg Config) (*Store, error) {
 		locks: db.Collection(c.Locks), notifications: db.Collection(c.Notifications),
 	}
 	s.mode = cfg.ClaimMode
+	s.money = cfg.money()
+	s.paymentFields = paymentFields(s.money)
 	return s, nil
 }
 
