@@ -9,7 +9,8 @@
 // # Example
 //
 //	st := memstore.New()
-//	svc, err := billing.NewService(st, lognotify.New(nil), billing.Config{})
+//	notifier, err := lognotify.New(nil)
+//	svc, err := billing.NewService(st, notifier, billing.Config{})
 //
 // # Design
 //

@@ -43,6 +43,10 @@
 //	storetest.RunWithOptions(t, func(t *testing.T) billing.Store {
 //		db := client.Database("storetest_" + billing.NewID())
 //		t.Cleanup(func() { _ = db.Drop(context.Background()) })
-//		return mongostore.New(db, mongostore.Config{})
+//		st, err := mongostore.New(db, mongostore.Config{})
+//		if err != nil {
+//			t.Fatal(err)
+//		}
+//		return st
 //	}, storetest.Options{ClaimRecords: 200, Goroutines: 4})
 package storetest
