@@ -165,7 +165,17 @@ func (r *run) sweep(ctx context.Context, f SubscriptionFilter, decide decider) e
 	stop := r.keepClaims(ctx)
 	defer stop()
 	var effects sync.WaitGroup
-	defer effects.Wait() // before the lease renewal stops
+	err := r.pass(ctx, f, decide, &effects)
+	effects.Wait() // before the lease renewal stops
+	if err == nil {
+		err = r.breaker.err() // tripped by the last batch's sends
+	}
+	return err
+}
+
+// pass claims and transitions the batches of one sweep, starting each batch's effects on
+// effects once the previous batch's are done.
+func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, effects *sync.WaitGroup) error {
 	for {
 		if err := r.stopped(ctx); err != nil {
 			return err
@@ -237,7 +247,7 @@ func (r *run) resume(ctx context.Context) error {
 		r.unreadable(ctx, bad)
 		if len(subs) > 0 {
 			stop := r.keepClaims(ctx)
-			failed := r.finish(ctx, subs, nil)
+			failed := r.finish(ctx, subs)
 			stop()
 			r.count(&r.found, len(subs))
 			r.count(&r.resumed, len(subs)-len(failed))
@@ -246,7 +256,7 @@ func (r *run) resume(ctx context.Context) error {
 			}
 		}
 		if len(subs)+len(bad) < r.s.cfg.BatchSize {
-			return nil
+			return r.breaker.err()
 		}
 	}
 }
@@ -344,7 +354,7 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 		}
 	}
 	return func() {
-		failed := r.finish(ctx, stored, b.users)
+		failed := r.finish(ctx, stored)
 		for k, sub := range stored {
 			if err, bad := failed[sub.ID]; bad {
 				r.fail(sub.ID, err)
@@ -401,11 +411,9 @@ func (r *run) effects(changed Subscription, access *AccessEffect, notes []Notifi
 }
 
 // finish carries out the pending effects of subs (records the run holds, each with
-// Pending) and clears the ones done. users are the records' users as the run read them
-// before the transition, or nil for effects left by an earlier run (they are read then).
-// It returns, per subscription id, why its effects are not done; those stay on the record
-// for a later run.
-func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]User) map[string]error {
+// Pending) and clears the ones done. It returns, per subscription id, why its effects are
+// not done; those stay on the record for a later run.
+func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error {
 	failed := map[string]error{}
 	if len(subs) == 0 {
 		return failed
@@ -417,39 +425,33 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 		return failed
 	}
 	now := r.s.now()
-	resumed := users == nil
 
-	// The users' live subscriptions as they are now (one read), when an access change
-	// needs them, or to tell whether effects left by an earlier run still hold.
-	needLive := resumed
-	var userIDs []string
+	// The records and their users' other subscriptions as they are now: one read. It tells
+	// whether a record is still as its transition left it, and which subscriptions give the
+	// user access.
+	userIDs := make([]string, 0, len(subs))
 	for _, sub := range subs {
+		userIDs = append(userIDs, sub.UserID)
 		if sub.Pending.Access != nil {
-			needLive = true
 			userIDs = append(userIDs, sub.Pending.Access.UserID)
-		} else if resumed {
-			userIDs = append(userIDs, sub.UserID)
 		}
 	}
 	userIDs = uniq(userIDs)
-	var liveByID map[string]Subscription
-	var liveByUser map[string][]Subscription
-	if needLive && len(userIDs) > 0 {
-		live, err := r.s.store.ListSubscriptions(ctx, SubscriptionFilter{UserIDs: userIDs,
-			Statuses: []SubscriptionStatus{StatusActive, StatusPastDue}}, 0)
-		if _, partial := recordErrors(err); err != nil && !partial {
-			return failAll(fmt.Errorf("reading live subscriptions of the batch's users: %w", err))
-		}
-		liveByID = make(map[string]Subscription, len(live))
-		liveByUser = make(map[string][]Subscription, len(userIDs))
-		for _, c := range live {
-			liveByID[c.ID] = c
-			liveByUser[c.UserID] = append(liveByUser[c.UserID], c)
-		}
+	current, err := r.s.store.ListSubscriptions(ctx, SubscriptionFilter{UserIDs: userIDs}, 0)
+	if _, partial := recordErrors(err); err != nil && !partial {
+		return failAll(fmt.Errorf("reading the subscriptions of the batch's users: %w", err))
+	}
+	byID := make(map[string]int, len(current))
+	byUser := make(map[string][]Subscription, len(userIDs))
+	for i, c := range current {
+		byID[c.ID] = i
+		byUser[c.UserID] = append(byUser[c.UserID], c)
 	}
 
 	// moot: the record is no longer as its transition left it (a payment, a webhook or the
-	// host changed it since): its notifications are not sent.
+	// host changed it since), or the effects waited past the point where their emails say
+	// anything true (a warning whose period ended; an email that kept failing for
+	// ReconcileWindow): the notifications are not sent, the rest still runs.
 	type item struct {
 		sub  *Subscription
 		eff  *Effects
@@ -459,13 +461,16 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 	for i := range subs {
 		sub := &subs[i]
 		eff := sub.Pending
-		moot := false
-		if liveByID != nil {
-			c, isLive := liveByID[sub.ID]
-			if eff.Status.Live() {
-				moot = !isLive || c.Status != eff.Status || !c.CurrentPeriodEnd.Equal(eff.PeriodEnd)
-			} else {
-				moot = isLive
+		k, ok := byID[sub.ID]
+		moot := !ok || current[k].Status != eff.Status || !current[k].CurrentPeriodEnd.Equal(eff.PeriodEnd)
+		if eff.Status.Live() && eff.Access == nil && !eff.PeriodEnd.IsZero() && !now.Before(eff.PeriodEnd) {
+			moot = true // a warning for a period that is over
+		}
+		if !eff.CreatedAt.IsZero() && now.Sub(eff.CreatedAt) > r.s.cfg.ReconcileWindow {
+			moot = true
+			if len(eff.Notifications) > 0 {
+				r.s.log.WarnContext(ctx, "pending notifications given up after ReconcileWindow",
+					"subscription_id", sub.ID, "since", eff.CreatedAt)
 			}
 		}
 		items = append(items, item{sub: sub, eff: eff, moot: moot})
@@ -480,21 +485,20 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 	}
 	var audits []AuditEntry
 	if len(accessUsers) > 0 {
-		userByID := users
-		badUser := map[string]error{}
-		if resumed {
-			list, err := r.s.store.ListUsers(ctx, uniq(accessUsers))
-			bad, partial := recordErrors(err)
-			if err != nil && !partial {
-				return failAll(fmt.Errorf("loading users: %w", err))
-			}
-			for _, re := range bad {
-				badUser[re.ID] = re
-			}
-			userByID = make(map[string]User, len(list))
-			for _, u := range list {
-				userByID[u.ID] = u
-			}
+		// The users as they are now (a batch transitioned earlier may just have changed
+		// them): one read.
+		list, err := r.s.store.ListUsers(ctx, uniq(accessUsers))
+		bad, partial := recordErrors(err)
+		if err != nil && !partial {
+			return failAll(fmt.Errorf("loading users: %w", err))
+		}
+		badUser := make(map[string]error, len(bad))
+		for _, re := range bad {
+			badUser[re.ID] = re
+		}
+		userByID := make(map[string]User, len(list))
+		for _, u := range list {
+			userByID[u.ID] = u
 		}
 		changes := make([]UserAccessChange, 0, len(accessUsers))
 		changeOf := make(map[string]int, len(accessUsers)) // user id -> index in changes
@@ -517,12 +521,10 @@ func (r *run) finish(ctx context.Context, subs []Subscription, users map[string]
 				continue // no user to give or take access from
 			}
 			ended := *it.sub
-			if c, ok := liveByID[ended.ID]; ok {
-				ended = c
-			} else {
-				ended.Status = it.eff.Status
+			if k, ok := byID[ended.ID]; ok {
+				ended = current[k]
 			}
-			next, changed := accessFor(u, append(liveByUser[uid], ended), ended, it.eff.Access.Status, now)
+			next, changed := accessFor(u, byUser[uid], ended, it.eff.Access.Status, now)
 			if !changed {
 				continue
 			}
@@ -685,12 +687,14 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 		rec.add(r)
 	}
 	stopRenewing := r.every(ctx, func(ctx context.Context) {
+		// Under mu, so a key whose send ends meanwhile is released only after this
+		// renewal, never re-reserved by it.
 		mu.Lock()
+		defer mu.Unlock()
 		left := make([]NotificationRecord, 0, len(open))
 		for _, rec := range open {
 			left = append(left, rec)
 		}
-		mu.Unlock()
 		if len(left) == 0 {
 			return
 		}

@@ -229,7 +229,14 @@ func (s *Service) notifyOnce(ctx context.Context, n Notification, subscriptionID
 		return false, fmt.Errorf("reserving notification %s: %w", n.Key, err)
 	}
 	if len(ok) != 1 || !ok[0] {
-		return false, nil
+		// Sent or failed for good: done. Still being sent under another token (a
+		// delivery that crashed, whose reservation has not lapsed): not done, and the
+		// caller retries later rather than losing the email.
+		got, err := s.store.GetNotification(ctx, n.Key)
+		if err == nil && got.Status != NotificationSending {
+			return false, nil
+		}
+		return false, fmt.Errorf("%w: notification %s is being sent by another delivery", ErrConflict, n.Key)
 	}
 	sendErr := s.notifier.Notify(ctx, n)
 	rec.Status, rec.UpdatedAt = NotificationSent, s.now()

@@ -382,6 +382,10 @@ func (s *suite) tests() []test {
 		{"ExpiryKeepsAccessFromAnotherLiveSubscription", s.expiryKeepsOtherAccess},
 		{"LadderFailureCountedOnce", s.ladderFailureOnce},
 		{"ProcessorDoesNotOverwriteHostWrites", s.processorKeepsHostWrites},
+		{"BreakerTripsInTheLastBatch", s.breakerInLastBatch},
+		{"StuckWarningDoesNotBlockExpiry", s.stuckWarningDoesNotBlockExpiry},
+		{"RevokeAfterTheHostGrantedAgain", s.revokeAfterHostRegrant},
+		{"WarningNotSentAfterARenewal", s.warningMootAfterRenewal},
 
 		// jobs.go
 		{"SeedScenario", s.seedScenario},

@@ -438,3 +438,115 @@ func (s *suite) recordWriteFailsAfterSend(ctx context.Context, t *testing.T) {
 	}
 	e.noPending()
 }
+
+// Every send fails transiently and every due record fits in one batch, so the breaker trips
+// in the sweep's last batch. Proves: the run still reports success false with
+// ErrNotifierUnavailable (the outage is not hidden because it began at the end).
+func (s *suite) breakerInLastBatch(ctx context.Context, t *testing.T) {
+	records := []any{basic}
+	for i := range 10 {
+		id, uid := fmt.Sprintf("s%02d", i), fmt.Sprintf("u%02d", i)
+		sub := testkit.Subscription(id, uid, "basic", testkit.Epoch.Add(day+time.Duration(i)*time.Minute))
+		records = append(records, testkit.UserWithAccess(uid, "basic", id, sub.CurrentPeriodEnd), sub)
+	}
+	e := s.env(ctx, t, billing.Config{}, records...)
+	e.notif.FailNext(1 << 20)
+	res, err := e.service(e.st, billing.Config{SendConcurrency: 1, BreakerThreshold: 3}).CheckExpiringSubscriptions(ctx)
+	if !errors.Is(err, billing.ErrNotifierUnavailable) || res.Success {
+		t.Fatalf("run %+v, %v; want success false with ErrNotifierUnavailable", res, err)
+	}
+}
+
+// A warning's email keeps failing (the recipient's mailbox is full) until the period is
+// over. Proves: the stuck email does not keep the record from expiring; once the period has
+// ended the warning is dropped (it would say something false) and the expiry job expires the
+// subscription and revokes access.
+func (s *suite) stuckWarningDoesNotBlockExpiry(ctx context.Context, t *testing.T) {
+	now := testkit.Epoch
+	sub := testkit.Subscription("s1", "u1", "basic", now.Add(2*day))
+	e := s.env(ctx, t, billing.Config{}, basic, testkit.UserWithAccess("u1", "basic", "s1", sub.CurrentPeriodEnd), sub)
+	e.notif.FailNext(1 << 20)
+	res, err := e.svc.CheckExpiringSubscriptions(ctx)
+	must(t, err, "warning run")
+	if res.Failed != 1 || e.sub("s1").Pending == nil {
+		t.Fatalf("warning run %+v, want the email pending", res)
+	}
+	e.clock.Set(now.Add(3 * day)) // the period is over; the mailbox is still full
+	exp, err := e.svc.ProcessExpiredSubscriptions(ctx)
+	must(t, err, "expiry run")
+	if exp.Resumed != 1 {
+		t.Fatalf("expiry run %+v, want the stale warning finished first", exp)
+	}
+	// The expired email fails too (same mailbox) and stays pending; the expiry and the
+	// access change are stored all the same.
+	if got := e.sub("s1"); got.Status != billing.StatusInactive {
+		t.Fatalf("subscription is %s three days after its end, want inactive (pending: %+v)", got.Status, got.Pending)
+	}
+	if u := e.user("u1"); u.PlanID != "" {
+		t.Fatalf("user %+v kept the plan after the period ended", u)
+	}
+	for _, n := range e.notif.Sent() {
+		if n.Kind == billing.KindExpiring {
+			t.Fatalf("the stale warning went out after the period: %+v", n)
+		}
+	}
+}
+
+// renewkit once revoked a user of the original schema (subscription_id now names the old
+// subscription X); the host then granted the plan again for a new subscription Y, writing
+// only plan_id and status. Proves: when Y expires the access it granted is revoked (X, not
+// live, gives no access), instead of being mistaken for access the host granted elsewhere.
+func (s *suite) revokeAfterHostRegrant(ctx context.Context, t *testing.T) {
+	now := testkit.Epoch
+	x := testkit.Subscription("x", "u1", "basic", now.Add(-40*day))
+	x.Status = billing.StatusInactive
+	y := testkit.Subscription("y", "u1", "basic", now.Add(-time.Hour))
+	u := testkit.User("u1")
+	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = "basic", "x", billing.StatusActive, y.CurrentPeriodEnd
+	e := s.env(ctx, t, billing.Config{}, basic, u, x, y)
+	res, err := e.svc.ProcessExpiredSubscriptions(ctx)
+	must(t, err, "ProcessExpiredSubscriptions")
+	if res.Processed != 1 {
+		t.Fatalf("result %+v, want y expired", res)
+	}
+	if got := e.user("u1"); got.PlanID != "" || got.HasAccess(now) {
+		t.Fatalf("user %+v keeps the plan after y, the only subscription that granted it, expired", got)
+	}
+}
+
+// A payment renews the subscription after the warning job stored its transition and before
+// the email went out. Proves: the warning about the old period end is not sent.
+func (s *suite) warningMootAfterRenewal(ctx context.Context, t *testing.T) {
+	now := testkit.Epoch
+	sub := testkit.Subscription("s1", "u1", "basic", now.Add(2*day))
+	pay := testkit.Payment("pay1", "u1", "basic", 2990, now)
+	pay.SubscriptionID = "s1"
+	e := s.env(ctx, t, billing.Config{}, basic, testkit.UserWithAccess("u1", "basic", "s1", sub.CurrentPeriodEnd), sub, pay)
+	hook := &reserveHook{Store: e.st}
+	hook.before = func() {
+		if _, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"}); err != nil {
+			t.Errorf("ProcessApproved between transition and send: %v", err)
+		}
+	}
+	_, err := e.service(hook, billing.Config{}).CheckExpiringSubscriptions(ctx)
+	must(t, err, "CheckExpiringSubscriptions")
+	if n := e.notif.Count(billing.KindExpiring); n != 0 {
+		t.Fatalf("%d warnings about a period the user has just renewed", n)
+	}
+	e.noPending()
+}
+
+// reserveHook runs before once, right before the first ListSubscriptions the effects step
+// makes after a transition: the moment a payment lands between a job's write and its email.
+type reserveHook struct {
+	billing.Store
+	once   sync.Once
+	before func()
+}
+
+func (h *reserveHook) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {
+	if len(f.UserIDs) > 0 {
+		h.once.Do(h.before)
+	}
+	return h.Store.ListSubscriptions(ctx, f, limit)
+}
