@@ -95,3 +95,18 @@ func invalid(format string, args ...any) error {
 }
 
 func gwKey(gateway, id string) string { return gateway + "\x00" + id }
+
+// applyEach applies every change of a batch under one write lock and returns one result per
+// change, aligned with changes.
+func applyEach[T any](ctx context.Context, s *Store, changes []T, apply func(*T) error) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(changes))
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range changes {
+		errs[i] = apply(&changes[i])
+	}
+	return errs, nil
+}

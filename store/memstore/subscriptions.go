@@ -102,16 +102,7 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 
 // UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
 func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	errs := make([]error, len(changes))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range changes {
-		errs[i] = s.updateSubscription(&changes[i])
-	}
-	return errs, nil
+	return applyEach(ctx, s, changes, s.updateSubscription)
 }
 
 // updateSubscription applies one change. Caller holds s.mu.

@@ -83,16 +83,7 @@ func containsBefore(ids []string, i int) bool {
 
 // UpdateUsersAccess applies each change under one lock; see billing.UserStore.
 func (s *Store) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) ([]error, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	errs := make([]error, len(changes))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range changes {
-		errs[i] = s.updateUserAccess(&changes[i])
-	}
-	return errs, nil
+	return applyEach(ctx, s, changes, s.updateUserAccess)
 }
 
 // updateUserAccess applies one change. Caller holds s.mu.
