@@ -2,7 +2,6 @@ package billing
 
 import (
 	"context"
-	"fmt"
 	"slices"
 	"time"
 )
@@ -149,10 +148,7 @@ func ChangedPaymentFields(a, b Payment) []string {
 // record no longer has what read says, ErrNotFound when it is gone).
 func UpdateSubscription(ctx context.Context, st SubscriptionStore, read, changed Subscription) (Subscription, error) {
 	errs, err := st.UpdateSubscriptions(ctx, []SubscriptionChange{{Read: read, Changed: changed}})
-	if err == nil && len(errs) != 1 {
-		err = fmt.Errorf("%w: store returned %d results for 1 change", ErrInvalidInput, len(errs))
-	}
-	if err == nil {
+	if err = aligned(errs, err, 1); err == nil {
 		err = errs[0]
 	}
 	if err != nil {
@@ -166,10 +162,7 @@ func UpdateSubscription(ctx context.Context, st SubscriptionStore, read, changed
 // UpdateUserAccess applies one conditional access change through st.UpdateUsersAccess.
 func UpdateUserAccess(ctx context.Context, st UserStore, read, changed User) error {
 	errs, err := st.UpdateUsersAccess(ctx, []UserAccessChange{{Read: read, Changed: changed}})
-	if err == nil && len(errs) != 1 {
-		err = fmt.Errorf("%w: store returned %d results for 1 change", ErrInvalidInput, len(errs))
-	}
-	if err == nil {
+	if err = aligned(errs, err, 1); err == nil {
 		err = errs[0]
 	}
 	return err

@@ -322,10 +322,7 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 		return func() {}, nil
 	}
 	results, err := r.s.store.UpdateSubscriptions(ctx, changes)
-	if err == nil && len(results) != len(changes) {
-		err = fmt.Errorf("store returned %d results for %d changes", len(results), len(changes))
-	}
-	if err != nil {
+	if err = aligned(results, err, len(changes)); err != nil {
 		return nil, fmt.Errorf("storing transitions: %w", err)
 	}
 	stored := make([]Subscription, 0, len(changes))
@@ -538,10 +535,7 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 		}
 		if len(changes) > 0 {
 			results, err := r.s.store.UpdateUsersAccess(ctx, changes)
-			if err == nil && len(results) != len(changes) {
-				err = fmt.Errorf("store returned %d results for %d access changes", len(results), len(changes))
-			}
-			if err != nil {
+			if err = aligned(results, err, len(changes)); err != nil {
 				return failAll(fmt.Errorf("updating access: %w", err))
 			}
 			for _, it := range items {
@@ -633,10 +627,7 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 	// reservations have lapsed already.
 	lease := r.s.cfg.ClaimLease * 2 / 3
 	reserved, err := r.s.store.ReserveNotifications(ctx, recs, r.token, now, now.Add(lease))
-	if err == nil && len(reserved) != len(recs) {
-		err = fmt.Errorf("store returned %d results for %d reservations", len(reserved), len(recs))
-	}
-	if err != nil {
+	if err = aligned(reserved, err, len(recs)); err != nil {
 		for _, rec := range recs {
 			failed[rec.SubscriptionID] = fmt.Errorf("reserving notifications: %w", err)
 		}
@@ -648,11 +639,8 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 			todo = append(todo, i)
 			continue
 		}
-		// Not reserved: sent or failed for good already (done), or being sent by another
-		// run whose reservation is live (not done: a later run checks again).
-		got, err := r.s.store.GetNotification(ctx, recs[i].Key)
-		if err != nil || got.Status == NotificationSending {
-			failed[recs[i].SubscriptionID] = fmt.Errorf("notification %s is being sent by another run", recs[i].Key)
+		if err := r.s.notDone(ctx, recs[i].Key); err != nil {
+			failed[recs[i].SubscriptionID] = err
 		}
 	}
 	// Each outcome is recorded before its sender sends again (group commit: the outcomes
@@ -710,20 +698,13 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 		attempted[j] = true
 		rec := recs[todo[j]]
 		err := r.s.notifier.Notify(ctx, note(todo[j]))
-		rec.UpdatedAt = r.s.now()
-		var why error
+		rec, why := r.s.outcome(ctx, rec, err)
 		switch {
 		case err == nil:
 			r.breaker.success()
-			rec.Status = NotificationSent
 			sent.Add(1)
-		case errors.Is(err, ErrUndeliverable):
-			rec.Status, rec.Error = NotificationFailed, err.Error()
-			r.s.log.WarnContext(ctx, "notification undeliverable; not retried", "kind", rec.Kind, "key", rec.Key, "error", err)
-		default:
+		case why != nil:
 			r.breaker.failure(err)
-			rec.Status = "" // released: the next run sends it
-			why = fmt.Errorf("sending %s: %w", rec.Kind, err)
 		}
 		record(rec, why)
 	})
@@ -817,6 +798,42 @@ func retry(ctx context.Context, attempts int, f func() error) error {
 		delay *= 2
 	}
 	return err
+}
+
+// aligned returns err, or an error when a batch call did not return one result per item.
+func aligned[T any](results []T, err error, n int) error {
+	if err == nil && len(results) != n {
+		err = fmt.Errorf("%w: the store returned %d results for %d items", ErrInvalidInput, len(results), n)
+	}
+	return err
+}
+
+// notDone says why a key that could not be reserved is not done: nil when it was sent or
+// failed for good already, an error wrapping ErrConflict when another run or delivery is
+// still sending it under a live reservation (a later attempt checks again).
+func (s *Service) notDone(ctx context.Context, key string) error {
+	got, err := s.store.GetNotification(ctx, key)
+	if err == nil && got.Status != NotificationSending {
+		return nil
+	}
+	return fmt.Errorf("%w: notification %s is being sent by another run", ErrConflict, key)
+}
+
+// outcome records what the notifier said about rec: sent, failed for good (ErrUndeliverable:
+// never retried), or released for a later attempt (any other error, returned as why).
+func (s *Service) outcome(ctx context.Context, rec NotificationRecord, err error) (_ NotificationRecord, why error) {
+	rec.UpdatedAt = s.now()
+	switch {
+	case err == nil:
+		rec.Status = NotificationSent
+	case errors.Is(err, ErrUndeliverable):
+		rec.Status, rec.Error = NotificationFailed, err.Error()
+		s.log.WarnContext(ctx, "notification undeliverable; not retried", "kind", rec.Kind, "key", rec.Key, "error", err)
+	default:
+		rec.Status = "" // released: a later attempt sends it
+		why = fmt.Errorf("sending %s: %w", rec.Kind, err)
+	}
+	return rec, why
 }
 
 // parallel calls f(0..n-1) from at most limit goroutines at once and waits for them. Calls

@@ -225,37 +225,19 @@ func (s *Service) notifyOnce(ctx context.Context, n Notification, subscriptionID
 	token := newToken()
 	rec := NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: subscriptionID, UserID: n.To.UserID}
 	ok, err := s.store.ReserveNotifications(ctx, []NotificationRecord{rec}, token, now, now.Add(s.cfg.ClaimLease))
-	if err != nil {
+	if err = aligned(ok, err, 1); err != nil {
 		return false, fmt.Errorf("reserving notification %s: %w", n.Key, err)
 	}
-	if len(ok) != 1 || !ok[0] {
-		// Sent or failed for good: done. Still being sent under another token (a
-		// delivery that crashed, whose reservation has not lapsed): not done, and the
-		// caller retries later rather than losing the email.
-		got, err := s.store.GetNotification(ctx, n.Key)
-		if err == nil && got.Status != NotificationSending {
-			return false, nil
-		}
-		return false, fmt.Errorf("%w: notification %s is being sent by another delivery", ErrConflict, n.Key)
+	if !ok[0] {
+		return false, s.notDone(ctx, n.Key)
 	}
-	sendErr := s.notifier.Notify(ctx, n)
-	rec.Status, rec.UpdatedAt = NotificationSent, s.now()
-	switch {
-	case errors.Is(sendErr, ErrUndeliverable):
-		rec.Status, rec.Error = NotificationFailed, sendErr.Error()
-		s.log.WarnContext(ctx, "notification undeliverable; not retried", "kind", n.Kind, "key", n.Key, "error", sendErr)
-	case sendErr != nil:
-		rec.Status = ""
-	}
+	rec, why := s.outcome(ctx, rec, s.notifier.Notify(ctx, n))
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	if err := retry(fctx, 3, func() error { return s.store.FinishNotifications(fctx, []NotificationRecord{rec}, token) }); err != nil {
-		return rec.Status == NotificationSent, errors.Join(sendErr, fmt.Errorf("recording notification %s: %w", n.Key, err))
+		return rec.Status == NotificationSent, errors.Join(why, fmt.Errorf("recording notification %s: %w", n.Key, err))
 	}
-	if rec.Status == "" {
-		return false, fmt.Errorf("sending %s: %w", n.Kind, sendErr)
-	}
-	return rec.Status == NotificationSent, nil
+	return rec.Status == NotificationSent, why
 }
 
 func recipient(u User) Recipient {
