@@ -125,11 +125,14 @@ func (f docField[T]) match(x T) any {
 	return f.get(x)
 }
 
-// doc encodes every field of x for an insert.
-func (fs fieldSet[T]) doc(x T) *fields {
+// doc encodes every field of x for an insert, with references stored as refs says.
+func (fs fieldSet[T]) doc(x T, refs References) *fields {
 	f := &fields{}
 	for _, df := range fs {
 		if v, ok := df.encode(x); ok {
+			if id, isRef := v.(string); isRef && df.kind == kindRef && id != "" {
+				v = refs.value(id)
+			}
 			f.put(df.name, v)
 		}
 	}
@@ -151,13 +154,19 @@ func (fs fieldSet[T]) cond(q bson.D, read T, names ...string) (bson.D, error) {
 	return q, nil
 }
 
-// set returns the $set and $unset of the named fields as changed has them.
+// set returns the $set and $unset of the named fields as changed has them. References
+// are left to the write (fields.refs), which stores each in the type the document holds.
 func (fs fieldSet[T]) set(changed T, names []string) (*fields, error) {
 	u := &fields{}
 	for _, n := range names {
 		f, err := fs.field(n)
 		if err != nil {
 			return nil, err
+		}
+		if f.kind == kindRef {
+			id, _ := f.get(changed).(string)
+			u.refs = append(u.refs, refWrite{name: n, id: id})
+			continue
 		}
 		if v, ok := f.encode(changed); ok {
 			u.put(n, v)
@@ -220,11 +229,80 @@ func writeMutex(c *mongo.Collection) string { return "write/" + c.Name() }
 
 // bulkOp is one conditional write of a batch.
 type bulkOp struct {
-	i    int    // index of the change in the caller's slice
-	id   string // the record's id, as results and errors name it
-	idv  any    // the stored _id
-	cond bson.D // what the document must still hold, besides its _id
-	upd  bson.D // the update; nil deletes the document
+	i    int        // index of the change in the caller's slice
+	id   string     // the record's id, as results and errors name it
+	idv  any        // the stored _id
+	cond bson.D     // what the document must still hold, besides its _id
+	upd  bson.D     // the update; nil deletes the document
+	refs []refWrite // references to set in the type the document stores them in
+}
+
+// refWrite is a reference field a change sets ("" clears it).
+type refWrite struct{ name, id string }
+
+// typed returns op with its references resolved against doc, the document as stored: a
+// reference keeps the BSON type it has there (ObjectID or string), a cleared one becomes
+// null (as the original app writes None), and one written where none is stored (missing
+// or null) takes the configured type. The condition on each such field becomes the exact
+// stored value, so the type chosen is the type still stored when the write applies. A
+// document that no longer holds what op's condition expects keeps that condition, and
+// the write fails as a conflict.
+func (op bulkOp) typed(doc bson.Raw, refs References) bulkOp {
+	if len(op.refs) == 0 || doc == nil {
+		return op
+	}
+	cond := slices.Clone(op.cond)
+	var set bson.D
+	for _, r := range op.refs {
+		stored, err := doc.LookupErr(r.name)
+		missing := err != nil
+		i := slices.IndexFunc(cond, func(e bson.E) bool { return e.Key == r.name })
+		if i >= 0 && !fieldMatches(stored, cond[i].Value) {
+			continue // a conflict: the write will not apply
+		}
+		exact := any(nil)
+		switch {
+		case missing:
+			exact = bson.D{{Key: "$exists", Value: false}}
+		case stored.Type != bson.TypeNull && stored.Type != bson.TypeUndefined:
+			exact = stored
+		}
+		if i >= 0 {
+			cond[i].Value = exact
+		} else {
+			cond = append(cond, bson.E{Key: r.name, Value: exact})
+		}
+		switch {
+		case r.id == "" && (missing || exact == nil):
+			// Nothing stored and nothing to store.
+		case r.id == "":
+			set = append(set, bson.E{Key: r.name, Value: nil})
+		case stored.Type == bson.TypeObjectID:
+			set = append(set, bson.E{Key: r.name, Value: idValue(r.id)})
+		case stored.Type == bson.TypeString:
+			set = append(set, bson.E{Key: r.name, Value: r.id})
+		default:
+			set = append(set, bson.E{Key: r.name, Value: refs.value(r.id)})
+		}
+	}
+	op.cond, op.refs = cond, nil
+	op.upd = withSet(op.upd, set)
+	return op
+}
+
+// withSet returns upd with the fields of set added to its $set.
+func withSet(upd, set bson.D) bson.D {
+	if len(set) == 0 {
+		return upd
+	}
+	out := slices.Clone(upd)
+	for i, e := range out {
+		if e.Key == "$set" {
+			out[i].Value = append(slices.Clone(e.Value.(bson.D)), set...)
+			return out
+		}
+	}
+	return append(bson.D{{Key: "$set", Value: set}}, out...)
 }
 
 func (op bulkOp) model(withCond bool) mongo.WriteModel {
@@ -279,12 +357,19 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 	for _, part := range parts {
 		err := s.exclusive(ctx, writeMutex(c), func() error {
 			send := part
-			if checked {
-				docs, err := s.readDocs(ctx, c, part)
-				if err != nil {
+			var docs map[string]bson.Raw
+			if checked || slices.ContainsFunc(part, func(op bulkOp) bool { return len(op.refs) > 0 }) {
+				var err error
+				if docs, err = s.readDocs(ctx, c, part); err != nil {
 					return err
 				}
-				send = nil
+				send = make([]bulkOp, len(part))
+				for k, op := range part {
+					send[k] = op.typed(docs[op.id], s.cfg.References)
+				}
+			}
+			if checked {
+				part, send = send, nil
 				for _, op := range part {
 					if doc := docs[op.id]; doc != nil && matches(doc, op.cond) {
 						send = append(send, op)
@@ -300,8 +385,7 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 			if err != nil || classify == nil || len(unsure) == 0 || len(unsure) == len(send) && n == int64(len(send)) {
 				return err
 			}
-			docs, err := s.readDocs(ctx, c, unsure)
-			if err != nil {
+			if docs, err = s.readDocs(ctx, c, unsure); err != nil {
 				return err
 			}
 			for _, op := range unsure {

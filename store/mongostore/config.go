@@ -64,6 +64,39 @@ func (m MoneyFormat) String() string {
 	return fmt.Sprintf("MoneyFormat(%d)", int(m))
 }
 
+// References says how renewkit stores an id reference (user_id, plan_id, subscription_id)
+// that it writes where none is stored: in a new document, or in a field that is missing or
+// null. A reference already stored keeps its BSON type when renewkit changes it: an
+// ObjectID stays an ObjectID and a string stays a string.
+type References int
+
+const (
+	// ReferencesString (the zero value) stores strings, as the original app writes its
+	// subscriptions ("user_id": str(user_id)).
+	ReferencesString References = iota
+	// ReferencesObjectID stores an id of 24 hex digits as an ObjectID; other ids stay
+	// strings.
+	ReferencesObjectID
+)
+
+func (r References) String() string {
+	switch r {
+	case ReferencesString:
+		return "string"
+	case ReferencesObjectID:
+		return "objectid"
+	}
+	return fmt.Sprintf("References(%d)", int(r))
+}
+
+// value is the stored form of a new reference to id.
+func (r References) value(id string) any {
+	if r == ReferencesObjectID {
+		return idValue(id)
+	}
+	return id
+}
+
 // Collections names the collections the store uses. Empty fields take the defaults, which
 // are the seed application's names plus renewkit's own.
 type Collections struct {
@@ -102,6 +135,9 @@ type Config struct {
 	// them with an empty currency. It is never written: a document without a currency
 	// keeps none until renewkit writes a changed currency.
 	DefaultCurrency string
+	// References says how new references are stored; default ReferencesString. Stored
+	// references keep their type either way.
+	References References
 }
 
 // DefaultBatchSize is Config.BatchSize's default.
@@ -121,6 +157,9 @@ func (c Config) Validate() error {
 	}
 	if c.Money < MoneyMinorUnits || c.Money > MoneyMajorUnits {
 		errs = append(errs, fmt.Errorf("Config.Money: %v is unknown; use MoneyMinorUnits (integers of cents) or MoneyMajorUnits (floats such as 49.9)", c.Money))
+	}
+	if c.References < ReferencesString || c.References > ReferencesObjectID {
+		errs = append(errs, fmt.Errorf("References: %v is unknown; use ReferencesString or ReferencesObjectID", c.References))
 	}
 	if c.DefaultCurrency != "" && !validCurrency(c.DefaultCurrency) {
 		errs = append(errs, fmt.Errorf("DefaultCurrency: %q is not a currency code; use three uppercase letters of ISO 4217, such as \"BRL\", or leave it empty", c.DefaultCurrency))

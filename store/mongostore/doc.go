@@ -7,9 +7,15 @@
 //
 // # Documents
 //
-// Billing ids of 24 lowercase hex digits are stored as ObjectIDs (as the seed does), other
-// ids as strings; both read back as strings. References (user_id, plan_id) are strings and
-// are matched in either form. Times are UTC BSON dates (millisecond precision). Fields the seed's documents lack (version,
+// Billing ids of 24 lowercase hex digits are stored as ObjectIDs (as the original app
+// does), other ids as strings; both read back as strings. References (user_id, plan_id,
+// subscription_id) are matched in either form and keep the BSON type they are stored in:
+// when renewkit changes one, an ObjectID stays an ObjectID and a string stays a string, and
+// a cleared one becomes null (as the app writes None); the write is conditional on the exact
+// stored value, so the type chosen is the one still stored. A reference renewkit writes where
+// none is stored (a new document, a missing or null field) follows Config.References:
+// strings by default, as the app writes its subscriptions, or ObjectIDs. Times are UTC BSON
+// dates (millisecond precision). Fields the seed's documents lack (version,
 // expiration_warning_days, claim fields) read as zero values. A document that does not decode
 // fails alone: reads return the others plus a *billing.RecordError (wrapping
 // billing.ErrMalformedRecord) naming it, and sweeps leave it unchanged.
@@ -34,7 +40,8 @@
 // renewkit adds its own fields to subscriptions (version, claim_token, claim_until,
 // write_token, and while effects are pending pending_token and pending_effects, the
 // billing.Effects as a JSON string) and to payments (version, gateway_payment_key,
-// sweep_token). It adds none to users.
+// sweep_token). To users it writes only the access fields (plan_id, subscription_id,
+// subscription_status, access_until, updated_at), and only when access changes.
 //
 // # Conditional writes
 //

@@ -198,7 +198,7 @@ func (s *Store) InsertUser(ctx context.Context, u *billing.User) error {
 	f.put("name", u.Name)
 	f.optStr("locale", u.Locale)
 	f.optStr("timezone", u.TimeZone)
-	f.set = append(f.set, userAccessFields.doc(*u).set...)
+	f.set = append(f.set, userAccessFields.doc(*u, s.cfg.References).set...)
 	f.time("created_at", u.CreatedAt)
 	f.put("flag_del", u.Deleted)
 	if err := insert(ctx, s.users, f.doc(u.ID), "user", u.ID); err != nil {
@@ -265,7 +265,7 @@ func (s *Store) UpdateUsersAccess(ctx context.Context, changes []billing.UserAcc
 			errs[i] = err
 			continue
 		}
-		op.upd = set.update()
+		op.upd, op.refs = set.update(), set.refs
 		ops = append(ops, op)
 	}
 	classify := func(op bulkOp, doc bson.Raw) error {

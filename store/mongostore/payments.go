@@ -118,7 +118,7 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 			return conflict("gateway payment", p.GatewayPaymentID)
 		}
 	}
-	f := s.paymentFields.doc(*p)
+	f := s.paymentFields.doc(*p, s.cfg.References)
 	putGatewayPaymentKey(f, *p)
 	f.put("version", p.Version)
 	if err := insert(ctx, s.payments, f.doc(p.ID), "payment", p.ID); err != nil {
@@ -177,7 +177,7 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 			}
 		}
 	}
-	op := bulkOp{id: read.ID, idv: idValue(read.ID), cond: cond,
+	op := bulkOp{id: read.ID, idv: idValue(read.ID), cond: cond, refs: set.refs,
 		upd: set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}})}
 	errs := make([]error, 1)
 	if err := s.bulkApply(ctx, s.payments, "payment", []bulkOp{op}, errs, func(op bulkOp, doc bson.Raw) error {

@@ -274,7 +274,10 @@ func rawID(raw bson.Raw) string {
 
 // fields builds the $set and $unset parts of an update, and insert documents: empty
 // optional values are left out (unset), so documents look like the seed's.
-type fields struct{ set, unset bson.D }
+type fields struct {
+	set, unset bson.D
+	refs       []refWrite // references, resolved against the stored document (bulkOp.typed)
+}
 
 func (f *fields) put(k string, v any) { f.set = append(f.set, bson.E{Key: k, Value: v}) }
 

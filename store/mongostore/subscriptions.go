@@ -103,8 +103,8 @@ var subscriptionFields = fieldSet[billing.Subscription]{
 
 // subFields encodes a new document: every field renewkit owns (empty optional ones left
 // out) and the version.
-func subFields(x billing.Subscription, version int64) *fields {
-	f := subscriptionFields.doc(x)
+func (s *Store) subFields(x billing.Subscription, version int64) *fields {
+	f := subscriptionFields.doc(x, s.cfg.References)
 	f.put("version", version)
 	return f
 }
@@ -127,7 +127,7 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 			return conflict("gateway subscription", x.GatewaySubscriptionID)
 		}
 	}
-	if _, err := s.subs.InsertOne(ctx, subFields(*x, x.Version).doc(x.ID)); err != nil {
+	if _, err := s.subs.InsertOne(ctx, s.subFields(*x, x.Version).doc(x.ID)); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return conflict("subscription", x.ID)
 		}
@@ -148,7 +148,7 @@ func (s *Store) InsertSubscriptions(ctx context.Context, xs []billing.Subscripti
 			if chunk[i].ID == "" {
 				chunk[i].ID = billing.NewID()
 			}
-			docs[i] = subFields(chunk[i], chunk[i].Version).doc(chunk[i].ID)
+			docs[i] = s.subFields(chunk[i], chunk[i].Version).doc(chunk[i].ID)
 		}
 		if _, err := s.subs.InsertMany(ctx, docs); err != nil {
 			if mongo.IsDuplicateKeyError(err) {
@@ -208,12 +208,13 @@ func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.Subsc
 	var ops []bulkOp
 	for i, ch := range changes {
 		tokens[i] = batch + "." + strconv.Itoa(i)
-		cond, upd, err := subChange(ch, tokens[i])
+		op, err := subChange(ch, tokens[i])
 		if err != nil {
 			errs[i] = err
 			continue
 		}
-		ops = append(ops, bulkOp{i: i, id: ch.Read.ID, idv: idValue(ch.Read.ID), cond: cond, upd: upd})
+		op.i = i
+		ops = append(ops, op)
 	}
 	classify := func(op bulkOp, doc bson.Raw) error {
 		if doc == nil {
@@ -230,37 +231,38 @@ func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.Subsc
 	return errs, s.bulkApply(ctx, s.subs, "subscription", ops, errs, classify)
 }
 
-// subChange returns the condition (besides _id) and update of one change.
-func subChange(ch billing.SubscriptionChange, writeToken string) (cond, upd bson.D, err error) {
+// subChange returns the conditional write of one change.
+func subChange(ch billing.SubscriptionChange, writeToken string) (bulkOp, error) {
 	r := ch.Read
 	if r.ID == "" || ch.Changed.ID != "" && ch.Changed.ID != r.ID {
-		return nil, nil, fmt.Errorf("mongostore: a subscription change needs Read.ID (and Changed.ID empty or the same): %w", billing.ErrInvalidInput)
+		return bulkOp{}, fmt.Errorf("mongostore: a subscription change needs Read.ID (and Changed.ID empty or the same): %w", billing.ErrInvalidInput)
 	}
 	names := billing.ChangedSubscriptionFields(r, ch.Changed)
-	cond, err = subscriptionFields.cond(bson.D{notDeleted}, r,
+	cond, err := subscriptionFields.cond(bson.D{notDeleted}, r,
 		append([]string{billing.FieldStatus, billing.FieldCurrentPeriodEnd}, names...)...)
 	if err != nil {
-		return nil, nil, err
+		return bulkOp{}, err
 	}
 	if ch.ClaimToken != "" {
 		cond = append(cond, bson.E{Key: "claim_token", Value: ch.ClaimToken})
 	}
 	set, err := subscriptionFields.set(ch.Changed, names)
 	if err != nil {
-		return nil, nil, err
+		return bulkOp{}, err
 	}
 	set.put("write_token", writeToken)
 	if ch.Effects != nil {
 		js, details, err := encodeEffects(*ch.Effects)
 		if err != nil {
-			return nil, nil, fmt.Errorf("mongostore: subscription %q: encoding effects: %w", r.ID, err)
+			return bulkOp{}, fmt.Errorf("mongostore: subscription %q: encoding effects: %w", r.ID, err)
 		}
 		cond = append(cond, bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: false}}})
 		set.put("pending_token", ch.Effects.Token)
 		set.put("pending_effects", js)
 		set.optAny("pending_details", details, details == nil)
 	}
-	return cond, set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}}), nil
+	return bulkOp{id: r.ID, idv: idValue(r.ID), cond: cond, refs: set.refs,
+		upd: set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}})}, nil
 }
 
 // CompleteEffects removes pending_token, pending_effects and the claim fields of each
