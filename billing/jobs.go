@@ -63,6 +63,8 @@ type CleanupResult struct {
 	Failed int      `json:"failed,omitempty"`
 	Errors []string `json:"errors,omitempty"`
 	Error  string   `json:"error,omitempty"`
+	// Pruned is what cleanup_old_sessions removed past Config.Retention (see Pruner).
+	Pruned PruneResult `json:"pruned,omitzero"`
 }
 
 func (r ExpiringResult) Found() int    { return r.TotalFound }
@@ -389,7 +391,8 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 }
 
 // CleanupOldSessions soft-deletes sessions that expired more than SessionRetention ago (a
-// session expired exactly SessionRetention ago is included) and audits each batch.
+// session expired exactly SessionRetention ago is included) and audits each batch. Then it
+// prunes renewkit's bookkeeping past Config.Retention when the store is a Pruner.
 func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error) {
 	var res CleanupResult
 	now := s.now()
@@ -420,6 +423,9 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 		if len(batch) == 0 || len(batch)+len(bad) < s.cfg.BatchSize {
 			break
 		}
+	}
+	if runErr == nil {
+		res.Pruned, runErr = s.prune(ctx, now)
 	}
 	res.Success, res.Error = runErr == nil, errText(runErr)
 	return res, runErr

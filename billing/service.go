@@ -27,6 +27,9 @@ type Config struct {
 	SessionRetention time.Duration
 	// PendingPaymentTTL: pending payments older than this are cancelled. Default 7 days.
 	PendingPaymentTTL time.Duration
+	// Retention: how long notification records, webhook events and audit entries are
+	// kept (see Retention for the defaults).
+	Retention Retention
 	// BatchSize is how many records a job claims at a time. Default 500.
 	BatchSize int
 	// ClaimLease is how long a claimed record (and a reserved notification key) stays
@@ -73,6 +76,7 @@ func (c *Config) setDefaults() {
 	if c.PendingPaymentTTL == 0 {
 		c.PendingPaymentTTL = 7 * 24 * time.Hour
 	}
+	c.Retention.setDefaults()
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
 	}

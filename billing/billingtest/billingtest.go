@@ -429,6 +429,8 @@ func (s *suite) tests() []test {
 		{"CleanupRacingApprovalLosesNothing", s.cleanupRacingApproval},
 		{"ConcurrentFirstPaymentsOneSubscription", s.concurrentFirstPayments},
 		{"MonthlyRenewalsKeepTheBillingDay", s.monthlyAnchorDay},
+		// retention.go
+		{"YearOfDailyJobsStaysBounded", s.yearOfDailyJobs},
 	}
 }
 

@@ -20,10 +20,20 @@ func (s *Store) AcquireLock(ctx context.Context, key, owner string, now time.Tim
 	if l, ok := s.locks[key]; ok && l.ExpiresAt.After(now) {
 		return billing.Lease{}, fmt.Errorf("memstore: lock %q: %w", key, billing.ErrLockHeld)
 	}
-	s.lockCounter[key]++
-	l := billing.Lease{Key: key, Owner: owner, Token: s.lockCounter[key], ExpiresAt: t0(now.Add(ttl))}
+	st := s.lockState[key]
+	st.token++
+	st.acquired = t0(now)
+	s.lockState[key] = st
+	l := billing.Lease{Key: key, Owner: owner, Token: st.token, ExpiresAt: t0(now.Add(ttl))}
 	s.locks[key] = l
 	return l, nil
+}
+
+// lockState is a key's fencing counter (the last token handed out) and when it was last
+// acquired; it outlives releases until Prune finds the key idle.
+type lockState struct {
+	token    int64
+	acquired time.Time
 }
 
 func (s *Store) RenewLock(ctx context.Context, l billing.Lease, now time.Time, ttl time.Duration) (billing.Lease, error) {

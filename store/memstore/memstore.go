@@ -50,7 +50,7 @@ type Store struct {
 	runs          map[string]billing.JobRun
 	jobStates     map[string]billing.JobState
 	locks         map[string]billing.Lease
-	lockCounter   map[string]int64
+	lockState     map[string]lockState
 	events        map[string]billing.WebhookEvent
 }
 
@@ -72,7 +72,7 @@ func New() *Store {
 		runs:          map[string]billing.JobRun{},
 		jobStates:     map[string]billing.JobState{},
 		locks:         map[string]billing.Lease{},
-		lockCounter:   map[string]int64{},
+		lockState:     map[string]lockState{},
 		events:        map[string]billing.WebhookEvent{},
 	}
 }

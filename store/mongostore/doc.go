@@ -68,6 +68,18 @@
 // "<key>#<token>", the highest token is the holder, and the token (fencing counter) keeps
 // growing across releases.
 //
+// # Indexes and retention
+//
+// EnsureIndexes creates an index for every query the jobs, the processor and the pruning
+// make; TestJobQueriesUseIndexes records each query of a full run and checks it (with
+// explain on MongoDB, by its shape on FerretDB v1, whose planner scans for anything but
+// _id). Claims come back in index order (status, current_period_end, _id), and the session
+// sweep selects flag_del false or missing so its index skips soft-deleted sessions.
+// Prune (billing.Pruner, run by the cleanup_old_sessions job) deletes notification
+// records, webhook events and audit entries past billing.Config.Retention, lock keys idle
+// for a day, and claim fields whose lease ended an hour ago, in batches by indexed
+// queries; no TTL index is used (FerretDB v1 has none).
+//
 // # FerretDB v1
 //
 // FerretDB v1 has no transactions, no partial or TTL indexes, and its updates read, then

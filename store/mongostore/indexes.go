@@ -46,9 +46,11 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		models []mongo.IndexModel
 	}{
 		{s.subs, []mongo.IndexModel{
-			idx("status_period_end", asc("status", "current_period_end")),
-			idx("warning_state", asc("status", "expiration_warning_sent", "current_period_end")),
+			// The claims' order: status $in, a current_period_end window, sorted by
+			// (current_period_end, _id), which the index returns merged, without a sort.
+			idx("status_period_end_id", asc("status", "current_period_end", "_id")),
 			idx("claim_token", asc("claim_token")),
+			idx("claim_until", asc("claim_until")), // pruning lapsed claims
 			idx("pending_token", asc("pending_token")),
 			idx("gateway_subscription", asc("gateway", "gateway_subscription_id")),
 			idx("user_created", bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: -1}}),
@@ -60,7 +62,8 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			idx("sweep_token", asc("sweep_token")),
 		}},
 		{s.sessions, []mongo.IndexModel{
-			idx("expires_at", asc("expires_at")),
+			// Only live sessions: the soft-deleted ones pile up for ever.
+			idx("live_expires_at", asc("flag_del", "expires_at")),
 			idx("sweep_token", asc("sweep_token")),
 		}},
 		{s.audit, []mongo.IndexModel{
@@ -74,9 +77,14 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		}},
 		{s.events, []mongo.IndexModel{
 			{Keys: asc("gateway", "event_id"), Options: options.Index().SetName("gateway_event_unique").SetUnique(true)},
+			idx("received_at", asc("received_at")), // retention
 		}},
 		{s.locks, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "key", Value: 1}, {Key: "token", Value: -1}}, Options: options.Index().SetName("key_token_unique").SetUnique(true)},
+			idx("acquired_at", asc("acquired_at")), // retention
+		}},
+		{s.notifications, []mongo.IndexModel{
+			idx("created_at", asc("created_at")), // retention
 		}},
 	}
 	var errs []error

@@ -353,11 +353,15 @@ func (s *Store) GetSession(ctx context.Context, id string) (billing.Session, err
 
 // DeleteExpiredSessions soft-deletes with one updateMany over a batch of ids; each session
 // is stamped with a sweep token so concurrent callers return disjoint sets.
+// liveSession selects sessions not soft-deleted by flag_del false or missing (not $ne:
+// true), so the live_expires_at index skips the deleted ones, which pile up for ever.
+var liveSession = bson.E{Key: "flag_del", Value: bson.D{{Key: "$in", Value: bson.A{false, nil}}}}
+
 func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]billing.Session, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	due := bson.D{notDeleted, {Key: "expires_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(expiredBefore)}}}}
+	due := bson.D{liveSession, {Key: "expires_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(expiredBefore)}}}}
 	upd := func(tok string) bson.D {
 		return bson.D{{Key: "$set", Value: bson.D{
 			{Key: "flag_del", Value: true}, {Key: "deleted_at", Value: bson.NewDateTimeFromTime(now)}, {Key: "sweep_token", Value: tok},
@@ -904,7 +908,7 @@ func (s *Store) PutJobState(ctx context.Context, st billing.JobState) error {
 
 // CountExpiredSessions implements billing.CleanupCounter.
 func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, error) {
-	n, err := s.sessions.CountDocuments(ctx, bson.D{notDeleted, {Key: "expires_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(t)}}}})
+	n, err := s.sessions.CountDocuments(ctx, bson.D{liveSession, {Key: "expires_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(t)}}}})
 	if err != nil {
 		return 0, opErr("count expired sessions", err)
 	}

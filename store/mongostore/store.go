@@ -263,6 +263,11 @@ func rawID(raw bson.Raw) string {
 	if err != nil {
 		return "<no _id>"
 	}
+	return rawValueID(v)
+}
+
+// rawValueID renders a stored _id as the billing id it reads as.
+func rawValueID(v bson.RawValue) string {
 	var d docID
 	if err := d.UnmarshalBSONValue(byte(v.Type), v.Value); err != nil {
 		return v.String()

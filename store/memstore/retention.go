@@ -1,0 +1,82 @@
+package memstore
+
+import (
+	"context"
+	"sort"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+var _ billing.Pruner = (*Store)(nil)
+
+// Prune implements billing.Pruner under one lock.
+func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.PruneResult, error) {
+	var res billing.PruneResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if p.Limit <= 0 {
+		return res, invalid("prune needs a positive limit")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !p.NotificationsBefore.IsZero() {
+		for k, n := range s.notifications {
+			if res.Notifications == p.Limit {
+				break
+			}
+			if n.CreatedAt.Before(p.NotificationsBefore) {
+				delete(s.notifications, k)
+				res.Notifications++
+			}
+		}
+	}
+	if !p.WebhookEventsBefore.IsZero() {
+		for k, ev := range s.events {
+			if res.WebhookEvents == p.Limit {
+				break
+			}
+			if ev.ReceivedAt.Before(p.WebhookEventsBefore) {
+				delete(s.events, k)
+				res.WebhookEvents++
+			}
+		}
+	}
+	if !p.AuditBefore.IsZero() {
+		// s.audit is in CreatedAt order: the old entries are a prefix.
+		n := sort.Search(len(s.audit), func(i int) bool { return !s.audit[i].CreatedAt.Before(p.AuditBefore) })
+		n = min(n, p.Limit)
+		for _, e := range s.audit[:n] {
+			delete(s.auditIDs, e.ID)
+		}
+		s.audit = append(s.audit[:0:0], s.audit[n:]...)
+		res.Audit = n
+	}
+	if !p.LocksBefore.IsZero() {
+		for k, st := range s.lockState {
+			if res.Locks == p.Limit {
+				break
+			}
+			l, held := s.locks[k]
+			if st.acquired.Before(p.LocksBefore) && (!held || l.ExpiresAt.Before(p.LocksBefore)) {
+				delete(s.lockState, k)
+				delete(s.locks, k)
+				res.Locks++
+			}
+		}
+	}
+	if !p.ClaimsBefore.IsZero() {
+		for token, cs := range s.claims {
+			for _, r := range cs.recs {
+				if res.Claims == p.Limit {
+					return res, nil
+				}
+				if r.claimToken == token && r.claimUntil.Before(p.ClaimsBefore) && r.sub.Pending == nil {
+					s.dropClaim(r)
+					res.Claims++
+				}
+			}
+		}
+	}
+	return res, nil
+}
