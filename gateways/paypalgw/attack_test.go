@@ -118,7 +118,9 @@ func TestAttackCheaperPlan(t *testing.T) {
 func TestAttackCheapOrForeignSale(t *testing.T) {
 	for name, mutate := range map[string]func([]byte) []byte{
 		"cheaper amount": func(b []byte) []byte { return b },
-		"wrong currency": func(b []byte) []byte { return bytes.Replace(b, []byte(`"currency": "USD", "details"`), []byte(`"currency": "BRL", "details"`), 1) },
+		"wrong currency": func(b []byte) []byte {
+			return bytes.Replace(b, []byte(`"currency": "USD", "details"`), []byte(`"currency": "BRL", "details"`), 1)
+		},
 	} {
 		t.Run(name, func(t *testing.T) {
 			e := newAttackEnv(t)
