@@ -39,7 +39,21 @@ var (
 	// ErrNotifierUnavailable: a job run stopped sending after Config.BreakerThreshold
 	// consecutive transient notifier failures; the rest stays pending for the next run.
 	ErrNotifierUnavailable = errors.New("billing: notifier unavailable")
+	// ErrBadReference: a checkout or subscription reference is not one SignReference made
+	// with this service's secret (unsigned, edited, signed with another secret, or no
+	// secret configured). Nothing is created or granted; a webhook answers 2xx "rejected".
+	ErrBadReference = errors.New("billing: reference not signed by this service")
+	// ErrChargeMismatch: the gateway charged another currency, or less, than the payment or
+	// plan costs, or for another plan than the one referenced. The payment is recorded as
+	// failed with the reason and nothing is granted; a webhook answers 2xx "rejected".
+	ErrChargeMismatch = errors.New("billing: charge does not match what was bought")
 )
+
+// Refused reports whether err is a refusal a retry cannot change (ErrBadReference,
+// ErrChargeMismatch): the delivery was genuine, what it asks for is not granted.
+func Refused(err error) bool {
+	return errors.Is(err, ErrBadReference) || errors.Is(err, ErrChargeMismatch)
+}
 
 // ErrMalformedRecord is wrapped by RecordError when a stored record cannot be decoded (a
 // field of the wrong type in a document written by another program).

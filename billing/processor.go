@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 )
 
@@ -34,6 +35,12 @@ type ApproveParams struct {
 	// is recorded and may extend the period, but does not revive an ended subscription or
 	// clear past_due.
 	PaidAt time.Time
+	// Charged is what the gateway charged, as re-read from its API. When it is set (a
+	// currency is given), the payment is approved only if Charged is in the payment's
+	// currency and at least its amount; otherwise the payment is recorded as failed with
+	// the reason, audited, nothing is granted, and the error wraps ErrChargeMismatch.
+	// Gateway handlers always set it; an operator approving by hand may leave it empty.
+	Charged Money
 	// Actor is recorded in the audit log (a gateway name, an admin's id); default "renewkit".
 	Actor string
 }
@@ -193,6 +200,9 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 			res.SubscriptionID = sub.ID
 			return pp.approvedEmails(ctx, u, plan, sub, p)
 		}
+		if err := pp.checkCharge(ctx, p, params); err != nil {
+			return err
+		}
 		sub, err := pp.applyPayment(ctx, p, plan, params)
 		if err != nil {
 			return err
@@ -225,6 +235,50 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		res.Message = "payment already approved"
 	}
 	return res, nil
+}
+
+// checkCharge compares what the gateway charged with what the payment costs. A mismatch
+// marks a pending payment failed with the reason (no email: the subscriber cannot fix it by
+// updating a card), audits it for any payment, and returns an error wrapping
+// ErrChargeMismatch; nothing is granted.
+func (pp *PaymentProcessor) checkCharge(ctx context.Context, p Payment, params ApproveParams) error {
+	c := params.Charged
+	if c.Currency == "" {
+		return nil
+	}
+	if strings.EqualFold(c.Currency, p.Amount.Currency) && c.Amount >= p.Amount.Amount {
+		return nil
+	}
+	reason := fmt.Sprintf("charge mismatch: the gateway charged %d %s, the payment costs %d %s",
+		c.Amount, strings.ToUpper(c.Currency), p.Amount.Amount, p.Amount.Currency)
+	return pp.rejectPayment(ctx, p, reason, params.GatewayPaymentID, params.Actor, map[string]any{
+		"charged": c.Amount, "charged_currency": strings.ToUpper(c.Currency)})
+}
+
+// rejectPayment records a refused approval: a pending payment becomes failed with reason,
+// and an audit entry says why. The returned error wraps ErrChargeMismatch.
+func (pp *PaymentProcessor) rejectPayment(ctx context.Context, p Payment, reason, gatewayPaymentID, actor string, details map[string]any) error {
+	prev := p.Status
+	if p.Status == PaymentPending {
+		read, now := p, pp.s.now()
+		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = PaymentFailed, reason, now, now
+		if gatewayPaymentID != "" {
+			p.GatewayPaymentID = gatewayPaymentID
+		}
+		if err := pp.s.store.UpdatePayment(ctx, read, p); err != nil {
+			return fmt.Errorf("marking payment %s failed: %w", p.ID, err)
+		}
+	}
+	d := map[string]any{"previous_status": string(prev), "reason": reason, "gateway": p.Gateway,
+		"gateway_payment_id": firstNonEmpty(gatewayPaymentID, p.GatewayPaymentID), "amount": p.Amount.Amount, "currency": p.Amount.Currency}
+	for k, v := range details {
+		d[k] = v
+	}
+	if err := pp.s.audit(ctx, AuditEntry{Action: AuditPaymentFailed, EntityType: "payment", EntityID: p.ID,
+		UserID: p.UserID, Actor: actor, Details: d}); err != nil {
+		return err
+	}
+	return fmt.Errorf("%w: payment %s: %s", ErrChargeMismatch, p.ID, reason)
 }
 
 // markApproved stores p as approved for subscription subID. The pending-payment cleanup
@@ -261,6 +315,22 @@ func (pp *PaymentProcessor) markApproved(ctx context.Context, p Payment, subID s
 func (s *Service) grantAccess(ctx context.Context, u User, sub Subscription) error {
 	if u.PlanID == sub.PlanID && u.SubscriptionID == sub.ID && u.Status == sub.Status && u.AccessUntil.Equal(sub.CurrentPeriodEnd) {
 		return nil
+	}
+	if sub.UserID != u.ID {
+		return fmt.Errorf("%w: subscription %s belongs to user %s, not %s", ErrInvalidInput, sub.ID, sub.UserID, u.ID)
+	}
+	if u.SubscriptionID != "" && u.SubscriptionID != sub.ID && u.HasAccess(s.now()) {
+		// Access never moves off another live subscription of the user: it follows that
+		// one until it ends, then the expiry moves it to the user's live ones.
+		cur, err := s.store.GetSubscription(ctx, u.SubscriptionID)
+		switch {
+		case err == nil && cur.UserID == u.ID && cur.Status.Live() && !cur.Deleted && cur.CurrentPeriodEnd.After(s.now()):
+			s.log.InfoContext(ctx, "access kept on the user's other live subscription", "user_id", u.ID,
+				"subscription_id", cur.ID, "new_subscription_id", sub.ID)
+			return nil
+		case err != nil && !errors.Is(err, ErrNotFound):
+			return fmt.Errorf("loading subscription %s of user %s: %w", u.SubscriptionID, u.ID, err)
+		}
 	}
 	next := u
 	next.PlanID, next.SubscriptionID, next.Status, next.AccessUntil = sub.PlanID, sub.ID, sub.Status, sub.CurrentPeriodEnd

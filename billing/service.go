@@ -52,12 +52,29 @@ type Config struct {
 	// (a webhook then answers 503 and the gateway retries). Default 2s; the wait is in real
 	// time, not on Clock.
 	LockWait time.Duration
+	// ReferenceSecret signs and verifies the references that bind a checkout or gateway
+	// subscription to a user and plan (SignReference, VerifyReference): the one place the
+	// secret is configured, shared by every gateway. At least MinReferenceSecret (16) random
+	// bytes. Empty: no reference verifies, so webhooks never create subscriptions from
+	// gateway data (payments the host created and named by id still work). It never
+	// appears in logs or errors.
+	ReferenceSecret []byte
 	// Renewals maps a gateway name (GatewayStripe, ...) to its lookup for the renew job.
 	Renewals map[string]RenewalLookup
 	// Clock defaults to SystemClock().
 	Clock Clock
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+}
+
+// LogValue keeps ReferenceSecret out of logs: it reports only whether one is set.
+func (c Config) LogValue() slog.Value {
+	return slog.GroupValue(
+		slog.Any("warning_days", c.WarningDays),
+		slog.Duration("grace", c.Grace),
+		slog.Int("batch_size", c.BatchSize),
+		slog.Bool("reference_secret", len(c.ReferenceSecret) > 0),
+	)
 }
 
 func (c *Config) setDefaults() {
@@ -124,6 +141,9 @@ func (c Config) Validate() error {
 		if n < 0 {
 			errs = append(errs, fmt.Errorf("%s: %d is negative; use 0 for the default", name, n))
 		}
+	}
+	if n := len(c.ReferenceSecret); n > 0 && n < MinReferenceSecret {
+		errs = append(errs, fmt.Errorf("ReferenceSecret: %d bytes is too short; use at least %d random bytes", n, MinReferenceSecret))
 	}
 	for gw, l := range c.Renewals {
 		if l == nil {

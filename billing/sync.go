@@ -22,8 +22,10 @@ type SyncParams struct {
 	// EventTime is the gateway's own timestamp of the event or object. An event older than
 	// the newest one applied is ignored, so late deliveries never move a subscription back.
 	EventTime time.Time
-	// UserID and PlanID, when the gateway carries them (metadata, custom_id,
-	// external_reference), let SyncSubscription create a subscription it does not know.
+	// UserID and PlanID, when the gateway carries them in a reference verified with
+	// Service.VerifyReference (metadata, custom_id, external_reference), let
+	// SyncSubscription create a subscription it does not know. It is created pending,
+	// without a period: access comes with the first approved charge.
 	UserID string
 	PlanID string
 	Actor  string
@@ -87,8 +89,11 @@ func (pp *PaymentProcessor) createFromGateway(ctx context.Context, p SyncParams)
 	}
 	now := pp.s.now()
 	status := p.Status
-	if status == "" {
-		status = StatusPending
+	if status == "" || status.Live() {
+		// Access comes with money: a subscription first known from a status (PayPal's
+		// ACTIVATED, an authorized preapproval) stays pending, without a period, until a
+		// charge is approved for it.
+		status, p.PeriodStart, p.PeriodEnd = StatusPending, time.Time{}, time.Time{}
 	}
 	sub := Subscription{
 		ID: NewID(), UserID: u.ID, PlanID: plan.ID, Status: status, BillingCycle: plan.BillingCycle,
@@ -104,9 +109,6 @@ func (pp *PaymentProcessor) createFromGateway(ctx context.Context, p SyncParams)
 		Details: map[string]any{"gateway": p.Gateway, "gateway_subscription_id": p.GatewaySubscriptionID, "status": string(status)},
 	}); err != nil {
 		return sub, err
-	}
-	if status.Live() && sub.CurrentPeriodEnd.After(now) {
-		return sub, pp.s.grantAccess(ctx, u, sub)
 	}
 	return sub, nil
 }
@@ -220,13 +222,16 @@ type GatewayPaymentParams struct {
 // id), else created for the subscription with the gateway subscription id (or for UserID and
 // PlanID). Applying the same charge twice extends the subscription once.
 func (pp *PaymentProcessor) ApplyGatewayPayment(ctx context.Context, p GatewayPaymentParams) (ProcessResult, error) {
+	if err := p.Amount.Validate(); err != nil {
+		return ProcessResult{}, fmt.Errorf("gateway payment %s/%s: the charged amount is required: %w", p.Gateway, p.GatewayPaymentID, err)
+	}
 	approve := ApproveParams{GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID,
-		PeriodStart: p.PeriodStart, PeriodEnd: p.PeriodEnd, PaidAt: p.PaidAt, Actor: p.Actor}
+		PeriodStart: p.PeriodStart, PeriodEnd: p.PeriodEnd, PaidAt: p.PaidAt, Charged: p.Amount, Actor: p.Actor}
 	if p.PaymentID != "" {
 		approve.PaymentID = p.PaymentID
 		return pp.ProcessApproved(ctx, approve)
 	}
-	pay, err := pp.gatewayPayment(ctx, p)
+	pay, err := pp.gatewayPayment(ctx, p, true)
 	if err != nil {
 		return ProcessResult{}, err
 	}
@@ -245,7 +250,7 @@ func (pp *PaymentProcessor) FailGatewayPayment(ctx context.Context, p GatewayPay
 		fail.PaymentID = p.PaymentID
 		return pp.ProcessFailed(ctx, fail)
 	}
-	pay, err := pp.gatewayPayment(ctx, p)
+	pay, err := pp.gatewayPayment(ctx, p, false)
 	if err != nil {
 		return ProcessResult{}, err
 	}
@@ -253,8 +258,11 @@ func (pp *PaymentProcessor) FailGatewayPayment(ctx context.Context, p GatewayPay
 	return pp.ProcessFailed(ctx, fail)
 }
 
-// gatewayPayment finds the payment record of a gateway charge, or creates it pending.
-func (pp *PaymentProcessor) gatewayPayment(ctx context.Context, p GatewayPaymentParams) (Payment, error) {
+// gatewayPayment finds the payment record of a gateway charge, or creates it pending. A
+// payment created for a charge to approve (atPlanPrice) costs its plan's price, which
+// ProcessApproved compares with the amount charged; one created for a failed charge records
+// the amount the gateway states.
+func (pp *PaymentProcessor) gatewayPayment(ctx context.Context, p GatewayPaymentParams, atPlanPrice bool) (Payment, error) {
 	if p.Gateway == "" || p.GatewayPaymentID == "" {
 		return Payment{}, fmt.Errorf("%w: gateway and gateway payment id are required", ErrInvalidInput)
 	}
@@ -263,12 +271,12 @@ func (pp *PaymentProcessor) gatewayPayment(ctx context.Context, p GatewayPayment
 	}
 	pay, err := pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
 	if errors.Is(err, ErrNotFound) {
-		return pp.insertGatewayPayment(ctx, p)
+		return pp.insertGatewayPayment(ctx, p, atPlanPrice)
 	}
 	return pay, err
 }
 
-func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayPaymentParams) (Payment, error) {
+func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayPaymentParams, atPlanPrice bool) (Payment, error) {
 	pay := Payment{UserID: p.UserID, PlanID: p.PlanID, Amount: p.Amount, Status: PaymentPending, Gateway: p.Gateway,
 		GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID}
 	if p.GatewaySubscriptionID != "" {
@@ -283,6 +291,19 @@ func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayP
 	if pay.UserID == "" || pay.PlanID == "" {
 		return Payment{}, fmt.Errorf("gateway payment %s/%s: no subscription %q and no user and plan to create one: %w",
 			p.Gateway, p.GatewayPaymentID, p.GatewaySubscriptionID, ErrNotFound)
+	}
+	if atPlanPrice {
+		plan, err := pp.s.store.GetPlan(ctx, pay.PlanID)
+		if errors.Is(err, ErrNotFound) {
+			return Payment{}, fmt.Errorf("%w %q (gateway payment %s/%s)", ErrUnknownPlan, pay.PlanID, p.Gateway, p.GatewayPaymentID)
+		}
+		if err != nil {
+			return Payment{}, fmt.Errorf("loading plan %s: %w", pay.PlanID, err)
+		}
+		if err := plan.Price.Validate(); err != nil {
+			return Payment{}, fmt.Errorf("plan %s: %w", plan.ID, err)
+		}
+		pay.Amount = plan.Price
 	}
 	now := pp.s.now()
 	pay.ID, pay.CreatedAt, pay.UpdatedAt = NewID(), now, now
@@ -314,6 +335,10 @@ const (
 	OutcomeDuplicate  EventOutcome = "duplicate"
 	OutcomeInProgress EventOutcome = "in_progress"
 	OutcomeFailed     EventOutcome = "failed"
+	// OutcomeRejected: a genuine delivery whose content renewkit refuses (a bad reference,
+	// a charge that does not match): recorded as ignored with the reason, answered 2xx,
+	// nothing granted.
+	OutcomeRejected EventOutcome = "rejected"
 )
 
 // WebhookLease is how long one delivery owns an event before a concurrent redelivery may
@@ -342,15 +367,24 @@ func (s *Service) HandleWebhookEvent(ctx context.Context, ev WebhookEvent, proce
 	}
 	ignored, perr := process(ctx)
 	state, outcome := EventProcessed, OutcomeProcessed
+	refusal := ""
+	if Refused(perr) {
+		// Genuine delivery, refused content: recorded with the reason, answered 2xx.
+		s.log.WarnContext(ctx, "webhook event rejected", "gateway", ev.Gateway, "event_id", ev.EventID,
+			"event_type", ev.Type, "error", perr)
+		refusal, perr, ignored, outcome = errText(perr), nil, true, OutcomeRejected
+	}
 	switch {
 	case perr != nil:
 		state, outcome = EventFailed, OutcomeFailed
+	case outcome == OutcomeRejected:
+		state = EventIgnored
 	case ignored:
 		state, outcome = EventIgnored, OutcomeIgnored
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
-	if ferr := s.store.FinishWebhookEvent(fctx, ev.Gateway, ev.EventID, state, errText(perr), s.now()); ferr != nil {
+	if ferr := s.store.FinishWebhookEvent(fctx, ev.Gateway, ev.EventID, state, firstNonEmpty(refusal, errText(perr)), s.now()); ferr != nil {
 		return OutcomeFailed, errors.Join(perr, fmt.Errorf("recording outcome of %s/%s: %w", ev.Gateway, ev.EventID, ferr))
 	}
 	return outcome, perr

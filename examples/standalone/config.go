@@ -30,6 +30,7 @@ type Config struct {
 	SMTPFrom, SMTPTLS                                string
 	AlertEmail                                       string
 	AlertWebhookURL, AlertWebhookSecret              string
+	ReferenceSecret                                  string
 	StripeSecretKey, StripeWebhookSecret             string
 	FrontendURL, PublicURL                           string
 	MercadoPagoAccessToken, MercadoPagoWebhookSecret string
@@ -81,6 +82,7 @@ func (c *Config) settings() []setting {
 		{env: "SMTP_TLS", flag: "smtp-tls", usage: "starttls, implicit, opportunistic or none; empty: implicit on port 465, starttls otherwise", dst: &c.SMTPTLS},
 		{env: "ALERT_EMAIL", flag: "alert-email", usage: "where operator alerts (a job failing repeatedly) go; empty: SMTP_FROM", dst: &c.AlertEmail},
 		{env: "ALERT_WEBHOOK_URL", flag: "alert-webhook-url", usage: "also POST operator alerts here, signed (X-Renewkit-Signature, HMAC-SHA256 with ALERT_WEBHOOK_SECRET); alerts that email is down go only here", dst: &c.AlertWebhookURL},
+		{env: "RENEWKIT_REFERENCE_SECRET", flag: "reference-secret", usage: "HMAC key (at least 16 bytes) signing the references that bind a checkout or gateway subscription to a user and plan (billing.Config.ReferenceSecret); empty: webhooks never create subscriptions from gateway data", dst: &c.ReferenceSecret},
 		{env: "ALERT_WEBHOOK_SECRET", flag: "alert-webhook-secret", usage: "HMAC key signing ALERT_WEBHOOK_URL requests, at least 16 bytes", dst: &c.AlertWebhookSecret},
 		{env: "OUTBOX_DIR", flag: "outbox-dir", def: "outbox", usage: "where the log notifier writes .eml files when SMTP is off", dst: &c.OutboxDir},
 		{env: "FRONTEND_URL", flag: "frontend-url", def: "http://localhost:3000", usage: "base URL of the product, for links in emails", dst: &c.FrontendURL},
@@ -198,6 +200,9 @@ func (c *Config) parse() error {
 		if len(c.AlertWebhookSecret) < 16 {
 			bad("ALERT_WEBHOOK_SECRET", "set ALERT_WEBHOOK_URL needs a signing secret of at least 16 bytes (e.g. openssl rand -hex 32)")
 		}
+	}
+	if c.ReferenceSecret != "" && len(c.ReferenceSecret) < 16 {
+		bad("RENEWKIT_REFERENCE_SECRET", "shorter than 16 bytes: use a random secret (e.g. openssl rand -hex 32)")
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		bad("ADMIN_TOKEN", "too short: use at least 16 characters")

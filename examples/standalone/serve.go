@@ -150,7 +150,8 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.svc, err = billing.NewService(st, notifier, billing.Config{Clock: clock, Logger: log, Renewals: renewals, ClaimLease: cfg.claimLease})
+	a.svc, err = billing.NewService(st, notifier, billing.Config{Clock: clock, Logger: log, Renewals: renewals, ClaimLease: cfg.claimLease,
+		ReferenceSecret: []byte(cfg.ReferenceSecret)})
 	if err != nil {
 		return nil, err
 	}

@@ -48,6 +48,12 @@ type Config struct {
 	AcceptLegacyIPN bool
 	// MaxBody is the largest body accepted; default 1 MiB.
 	MaxBody int64
+	// Plans maps Mercado Pago preapproval plan ids (preapproval_plan_id) to renewkit plan
+	// ids. A preapproval renewkit does not know yet is created only when its plan maps to
+	// the plan its signed external_reference names (billing.Service.SignReference); one
+	// without a plan must charge (auto_recurring) at least that plan's price in its
+	// currency. Every charge is compared with the plan's price.
+	Plans map[string]string
 }
 
 // LogValue keeps the access token and the webhook secret out of logs.

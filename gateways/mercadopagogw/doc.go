@@ -100,13 +100,22 @@
 // answers 408, 429, 5xx), or the subscription it needs is not there yet; 500 when the store
 // fails or the API refuses the access token; 400 for input no retry fixes.
 //
-// # external_reference convention
+// # external_reference and what is trusted
 //
-// A preapproval renewkit should turn into a subscription carries
-// external_reference = ExternalReference(userID, planID), that is "<user_id>:<plan_id>"
-// (ids without ':'). Create the preapproval with it; renewkit creates the subscription from
-// the first notification (preapproval or charge) that arrives. A one-off (Checkout Pro or
-// Checkout API) payment carries the renewkit payment id as its external_reference.
+// A preapproval renewkit should turn into a subscription carries external_reference =
+// svc.SignReference(billing.Reference{UserID: u, PlanID: p}), a reference signed with
+// billing.Config.ReferenceSecret; renewkit creates the subscription (pending, until a charge
+// is applied) from the first notification that arrives, and only when the preapproval's
+// preapproval_plan_id maps to that plan through Config.Plans (or, without a plan, its
+// auto_recurring amount and currency cover the plan's price). A hand-written "user:plan",
+// an edited or foreign reference, or another plan is answered 200 "rejected" and changes
+// nothing. A one-off (Checkout Pro or Checkout API) payment carries the id of the pending
+// payment the host created (or a signed reference naming it). Trusted from the body: only
+// the topic and the signed data.id; the payment or preapproval (status, amount, currency,
+// external_reference, plan, period) is read from the API. Every approved charge's amount
+// and currency are compared with the payment or plan price: less, or another currency,
+// records the payment failed with the reason, grants nothing and is answered 200
+// "rejected".
 //
 // # Renewal lookup
 //

@@ -28,12 +28,6 @@ var (
 	ErrLegacyIPNDisabled = errors.New("mercadopagogw: legacy IPN notifications are not accepted")
 	// ErrAPI is wrapped by every *APIError.
 	ErrAPI = errors.New("mercadopagogw: api request failed")
-	// ErrAmountMismatch: the amount Mercado Pago charged differs from the renewkit payment's.
-	// It also wraps billing.ErrInvalidAmount, so webhooks answer 400.
-	ErrAmountMismatch = errors.New("mercadopagogw: charged amount differs from the payment")
-	// ErrBadExternalReference: a preapproval's external_reference does not follow the
-	// "<user_id>:<plan_id>" convention (see ExternalReference).
-	ErrBadExternalReference = errors.New("mercadopagogw: external_reference is not <user_id>:<plan_id>")
 )
 
 // APIError is a failed call to the Mercado Pago API. It wraps ErrAPI, and billing.ErrNotFound

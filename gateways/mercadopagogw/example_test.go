@@ -16,11 +16,3 @@ func ExampleSignRequest() {
 	// id:1312345678;request-id:req-1;ts:1742505638683;
 	// ts=1742505638683,
 }
-
-// The external_reference to give a preapproval so renewkit can create its subscription.
-func ExampleExternalReference() {
-	ref := mercadopagogw.ExternalReference("u1", "premium")
-	user, plan, err := mercadopagogw.ParseExternalReference(ref)
-	fmt.Println(ref, user, plan, err)
-	// Output: u1:premium u1 premium <nil>
-}

@@ -270,19 +270,20 @@ func (h *handler) approveCheckout(ctx context.Context, pay *payment.Response) (b
 		h.log.DebugContext(ctx, "mercadopago payment without external_reference ignored", "payment_id", pay.ID)
 		return true, nil
 	}
-	stored, err := h.svc.Store().GetPayment(ctx, ref)
-	switch {
-	case err == nil:
-		charged, merr := toMoney(pay.TransactionAmount, pay.CurrencyID)
-		if merr != nil || charged.Currency != stored.Amount.Currency || charged.Amount < stored.Amount.Amount {
-			return false, fmt.Errorf("%w: %w: payment %s expects %d %s, Mercado Pago payment %d charged %d %s",
-				ErrAmountMismatch, billing.ErrInvalidAmount, stored.ID, stored.Amount.Amount, stored.Amount.Currency,
-				pay.ID, charged.Amount, charged.Currency)
+	if strings.HasPrefix(ref, "rk") && !strings.Contains(ref, ":") {
+		// A signed reference naming the renewkit payment (the other accepted form).
+		r, err := h.svc.VerifyReference(ref)
+		if err != nil || r.PaymentID == "" {
+			return false, fmt.Errorf("mercadopago payment %d: external_reference names no payment: %w", pay.ID, errors.Join(err, billing.ErrBadReference))
 		}
-	case !errors.Is(err, billing.ErrNotFound):
+		ref = r.PaymentID
+	}
+	charged, err := toMoney(pay.TransactionAmount, pay.CurrencyID)
+	if err != nil {
 		return false, err
 	}
-	_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: ref, GatewayPaymentID: strconv.Itoa(pay.ID), Actor: actor})
+	_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: ref, GatewayPaymentID: strconv.Itoa(pay.ID),
+		Charged: charged, Actor: actor})
 	return false, err
 }
 
@@ -379,10 +380,16 @@ func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Respons
 	case !errors.Is(err, billing.ErrNotFound):
 		return false, err
 	}
-	params, err := syncParams(pre)
-	if errors.Is(err, ErrBadExternalReference) && sub == nil {
-		h.log.InfoContext(ctx, "mercadopago preapproval renewkit does not know ignored", "preapproval_id", pre.ID, "error", err)
-		return true, nil
+	params := syncParams(pre)
+	if sub == nil {
+		if pre.ExternalReference == "" {
+			h.log.InfoContext(ctx, "mercadopago preapproval without external_reference ignored", "preapproval_id", pre.ID)
+			return true, nil
+		}
+		var err error
+		if params.UserID, params.PlanID, err = h.bind(ctx, pre); err != nil {
+			return false, err
+		}
 	}
 	if params.Status == "" {
 		h.log.WarnContext(ctx, "mercadopago preapproval status unknown; status kept", "preapproval_id", pre.ID, "status", truncate(pre.Status))
@@ -392,14 +399,44 @@ func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Respons
 		// Authorized, but no charge applied yet: the first charge activates it.
 		params.Status = billing.StatusPending
 	}
-	_, err = h.pp.SyncSubscription(ctx, params)
+	_, err := h.pp.SyncSubscription(ctx, params)
 	return false, err
 }
 
+// bind returns the user and plan of a preapproval renewkit does not know yet. Its
+// external_reference must be a reference signed with billing.Config.ReferenceSecret
+// (billing.Service.SignReference), and what the preapproval charges must be that plan: its
+// preapproval_plan_id mapped to it by Config.Plans, or, for a preapproval without a plan,
+// auto_recurring in the plan's currency and at least its price. Anything else is refused
+// with an error wrapping billing.ErrBadReference or billing.ErrChargeMismatch (answered
+// 200 "rejected", nothing changed).
+func (h *handler) bind(ctx context.Context, pre *preapproval.Response) (userID, planID string, err error) {
+	ref, err := h.svc.VerifyReference(pre.ExternalReference)
+	if err != nil {
+		return "", "", fmt.Errorf("mercadopago preapproval %s: external_reference: %w", pre.ID, err)
+	}
+	if pre.PreapprovalPlanID != "" {
+		if mapped, ok := h.cfg.Plans[pre.PreapprovalPlanID]; !ok || mapped != ref.PlanID {
+			return "", "", fmt.Errorf("%w: mercadopago preapproval %s is for plan %.40q, which Config.Plans does not map to plan %.40q",
+				billing.ErrChargeMismatch, pre.ID, pre.PreapprovalPlanID, ref.PlanID)
+		}
+		return ref.UserID, ref.PlanID, nil
+	}
+	plan, err := h.svc.Store().GetPlan(ctx, ref.PlanID)
+	if err != nil {
+		return "", "", fmt.Errorf("plan %s of preapproval %s: %w", ref.PlanID, pre.ID, err)
+	}
+	charged, err := toMoney(pre.AutoRecurring.TransactionAmount, pre.AutoRecurring.CurrencyID)
+	if err != nil || charged.Currency != plan.Price.Currency || charged.Amount < plan.Price.Amount {
+		return "", "", fmt.Errorf("%w: mercadopago preapproval %s charges %d %s, plan %s costs %d %s", billing.ErrChargeMismatch,
+			pre.ID, charged.Amount, charged.Currency, plan.ID, plan.Price.Amount, plan.Price.Currency)
+	}
+	return ref.UserID, ref.PlanID, nil
+}
+
 // syncParams maps a preapproval to SyncParams, with the paid period from
-// preapprovalPeriod. The error is ErrBadExternalReference when the external_reference does
-// not name a user and plan; the params are still usable for a subscription renewkit has.
-func syncParams(pre *preapproval.Response) (billing.SyncParams, error) {
+// preapprovalPeriod.
+func syncParams(pre *preapproval.Response) billing.SyncParams {
 	start, end := preapprovalPeriod(pre)
 	p := billing.SyncParams{
 		Gateway: billing.GatewayMercadoPago, GatewaySubscriptionID: pre.ID, Status: subscriptionStatus(pre),
@@ -408,7 +445,5 @@ func syncParams(pre *preapproval.Response) (billing.SyncParams, error) {
 		CancelAtPeriodEnd: pre.Status == "authorized" && !pre.AutoRecurring.EndDate.IsZero() &&
 			!pre.NextPaymentDate.IsZero() && !pre.AutoRecurring.EndDate.After(pre.NextPaymentDate),
 	}
-	userID, planID, err := ParseExternalReference(pre.ExternalReference)
-	p.UserID, p.PlanID = userID, planID
-	return p, err
+	return p
 }

@@ -311,18 +311,20 @@ func TestUnknownTypeIgnored(t *testing.T) {
 }
 
 // TestAmountMismatch proves an approved payment that charged less than the renewkit
-// payment is refused (400) and the payment stays pending.
+// payment grants nothing: it is answered 200 "rejected" (a retry cannot fix it) and the
+// payment is recorded as failed with the reason.
 func TestAmountMismatch(t *testing.T) {
 	e := newEnv(t)
 	p := e.pendingPayment()
 	m := checkoutPayment(t, "approved", "accredited", p.ID)
 	m["transaction_amount"] = 1.0
 	e.mp.putPayment(checkoutID, m)
-	if w := e.deliver(TypePayment, "1312345678", notif(t, 8001, TypePayment, "payment.created", "1312345678")); w.Code != http.StatusBadRequest {
-		t.Fatalf("status %d", w.Code)
+	w := e.deliver(TypePayment, "1312345678", notif(t, 8001, TypePayment, "payment.created", "1312345678"))
+	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"rejected"`) {
+		t.Fatalf("status %d %s, want 200 rejected", w.Code, w.Body)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentPending {
-		t.Fatalf("payment %+v", got)
+	if got := e.payment(p.ID); got.Status != billing.PaymentFailed || !strings.Contains(got.Reason, "charge mismatch") {
+		t.Fatalf("payment %+v, want failed with a charge mismatch reason", got)
 	}
 }
 

@@ -126,7 +126,7 @@ func checkoutPayment(t *testing.T, status, detail, ref string) map[string]any {
 // chargePayment is a charge of preapproval preID billed on billingDate.
 func chargePayment(t *testing.T, status, detail, billingDate string, approved time.Time) map[string]any {
 	m := fixture(t, "payment_subscription.json")
-	m["status"], m["status_detail"], m["external_reference"] = status, detail, "u1:premium"
+	m["status"], m["status_detail"], m["external_reference"] = status, detail, signedRef(t, "u1", "premium")
 	setPath(m, "point_of_interaction.transaction_data.subscription_id", preID)
 	setPath(m, "point_of_interaction.transaction_data.billing_date", billingDate)
 	m["date_created"] = approved.Format(time.RFC3339Nano)
@@ -186,7 +186,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 		return nil
 	})
 	e.inbox = &keyStore{Store: e.st}
-	svc, err := billing.NewService(e.inbox, notifier, billing.Config{Clock: e.clock, Logger: slog.New(slog.DiscardHandler)})
+	svc, err := billing.NewService(e.inbox, notifier, billing.Config{Clock: e.clock, Logger: slog.New(slog.DiscardHandler), ReferenceSecret: refSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -314,7 +314,7 @@ type preOpts struct {
 
 func preapprovalFrom(t *testing.T, o preOpts) map[string]any {
 	m := fixture(t, "preapproval.json")
-	m["id"], m["status"], m["external_reference"] = preID, o.status, "u1:premium"
+	m["id"], m["status"], m["external_reference"] = preID, o.status, signedRef(t, "u1", "premium")
 	m["last_modified"] = o.lastModified.Format(time.RFC3339Nano)
 	m["next_payment_date"] = nil
 	if !o.next.IsZero() {
@@ -331,4 +331,17 @@ func preapprovalFrom(t *testing.T, o preOpts) map[string]any {
 
 func preapprovalState(t *testing.T, status string, pending int, next, lastModified time.Time) map[string]any {
 	return preapprovalFrom(t, preOpts{status: status, pending: pending, next: next, lastModified: lastModified})
+}
+
+// refSecret is billing.Config.ReferenceSecret in these tests.
+var refSecret = []byte("mercadopago-test-reference-secret")
+
+// signedRef is the external_reference a host gives a preapproval.
+func signedRef(t testing.TB, userID, planID string) string {
+	t.Helper()
+	s, err := billing.SignReference(refSecret, billing.Reference{UserID: userID, PlanID: planID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
 }

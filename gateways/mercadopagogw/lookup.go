@@ -45,7 +45,7 @@ func (l *RenewalLookup) LookupSubscription(ctx context.Context, gatewaySubscript
 	if _, ok := preapprovalStatus(pre.Status); !ok {
 		return billing.GatewaySubscription{}, fmt.Errorf("%w: preapproval %s has unknown status %q", ErrAPI, pre.ID, truncate(pre.Status))
 	}
-	params, _ := syncParams(pre)
+	params := syncParams(pre)
 	gs := billing.GatewaySubscription{
 		ID: pre.ID, Status: params.Status, PeriodStart: params.PeriodStart, PeriodEnd: params.PeriodEnd,
 		CancelAtPeriodEnd: params.CancelAtPeriodEnd,

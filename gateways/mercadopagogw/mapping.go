@@ -12,19 +12,6 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// ExternalReference returns the external_reference to set on a preapproval renewkit should
-// turn into a subscription: "<user_id>:<plan_id>". Neither id may contain ':'.
-func ExternalReference(userID, planID string) string { return userID + ":" + planID }
-
-// ParseExternalReference splits a preapproval external_reference made by ExternalReference.
-func ParseExternalReference(ref string) (userID, planID string, err error) {
-	u, p, ok := strings.Cut(ref, ":")
-	if !ok || u == "" || p == "" || strings.Contains(p, ":") || len(ref) > maxFieldLength || !printable(ref) {
-		return "", "", ErrBadExternalReference
-	}
-	return u, p, nil
-}
-
 // Payment statuses (payment.status) and what the handler does with each.
 const (
 	paymentApproved    = "approved"     // ProcessApproved / ApplyGatewayPayment

@@ -81,18 +81,6 @@ func TestSignRequestRoundTrip(t *testing.T) {
 	}
 }
 
-func TestExternalReference(t *testing.T) {
-	u, p, err := ParseExternalReference(ExternalReference("u1", "premium"))
-	if err != nil || u != "u1" || p != "premium" {
-		t.Fatalf("%q %q %v", u, p, err)
-	}
-	for _, bad := range []string{"", "u1", ":p", "u:", "a:b:c", "pay_123"} {
-		if _, _, err := ParseExternalReference(bad); !errors.Is(err, ErrBadExternalReference) {
-			t.Errorf("%q accepted", bad)
-		}
-	}
-}
-
 func FuzzParseSignature(f *testing.F) {
 	for _, s := range []string{
 		"ts=1704908010,v1=618c85345248dd820d5fd456117c2ab2ef8eda45a0282ff693eac24131a5e839",

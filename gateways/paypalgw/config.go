@@ -110,6 +110,11 @@ type Config struct {
 	CancelWait time.Duration
 	// MaxBody limits the request body. Default 1 MiB.
 	MaxBody int64
+	// Plans maps PayPal plan ids (P-...) to renewkit plan ids. A PayPal subscription
+	// renewkit does not know yet is created only when its plan_id maps to the plan its
+	// signed custom_id names (billing.Service.SignReference); every sale is compared with
+	// that plan's price. Empty: no subscription is created from PayPal events.
+	Plans map[string]string
 }
 
 // LogValue keeps secrets out of logs.

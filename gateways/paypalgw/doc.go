@@ -60,9 +60,18 @@
 // subscription (GET /v1/billing/subscriptions/{id}: status, next_billing_time,
 // last_payment, custom_id, cycle counts) and the sale (GET /v1/payments/sale/{id}: state,
 // amount, billing_agreement_id, create_time). A subscription or sale the API answers 404 for
-// is ignored with a log line (200). Not yet done: the sale's amount is not compared with the
-// plan, PayPal's plan_id is not mapped to a renewkit plan, and custom_id (which the buyer's
-// browser sets) still names the user and plan of a subscription renewkit does not know.
+// is ignored with a log line (200).
+//
+// Never trusted: custom_id and plan_id, which the buyer's browser sets (PayPal's JS SDK:
+// subscription.create({plan_id, custom_id})), and every amount in the body. A subscription
+// renewkit does not know is created only when custom_id is a reference signed with
+// billing.Config.ReferenceSecret (billing.Service.SignReference) and the re-read plan_id
+// maps through Config.Plans to the plan the reference names; otherwise the delivery is
+// answered 200 "rejected", logged, and nothing changes. It is created pending: status
+// events never grant or extend access, only sales do. Every sale's re-read amount and
+// currency are compared with the plan's price; a sale of less, or in another currency, is
+// recorded as a failed payment with the reason, audited, grants nothing and is answered
+// 200 "rejected".
 //
 // # Events
 //
@@ -71,7 +80,9 @@
 //     charge failed; SUSPENDED past_due; CANCELLED and EXPIRED cancelled, which revokes
 //     access), period end billing_info.next_billing_time and event time the resource's
 //     update_time / status_update_time (the event's create_time when absent), so an older
-//     event delivered late is ignored. An unknown subscription is created from custom_id.
+//     event delivered late is ignored. The period moves only for an ended subscription
+//     (its last period); live periods advance with sales. An unknown subscription is
+//     created pending from its signed custom_id and mapped plan_id (see "What is trusted").
 //   - BILLING.SUBSCRIPTION.PAYMENT.FAILED: past_due as above, plus a failed payment keyed by
 //     (subscription, billing_info.last_failed_payment.time), recorded with
 //     FailGatewayPayment (reason_code as the reason), which sends the payment-failed email
@@ -94,11 +105,11 @@
 // to CancelWait (default 6h), so the subscription ends after its charges are applied
 // whatever the delivery order.
 //
-// # custom_id convention
+// # custom_id and plan map
 //
-// Create PayPal subscriptions with custom_id = CustomID(userID, planID), i.e.
-// "user_id:plan_id" with renewkit's ids, so the webhook can create the renewkit subscription
-// when PayPal activates it.
+// Create PayPal subscriptions with custom_id = svc.SignReference(billing.Reference{UserID:
+// u, PlanID: p}) (at most 127 characters, PayPal's limit) and map every PayPal plan to a
+// renewkit plan in Config.Plans, e.g. {"P-5ML4271244454362WXNWU5NQ": "plan-pro"}.
 //
 // # Example
 //

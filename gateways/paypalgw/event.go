@@ -249,17 +249,3 @@ func (st *subscriptionState) regularCyclesCompleted() int {
 	}
 	return n
 }
-
-// ParseCustomID splits the custom_id convention "user_id:plan_id" set when the host
-// creates the PayPal subscription. It reports false when s does not follow it.
-func ParseCustomID(s string) (userID, planID string, ok bool) {
-	userID, planID, ok = strings.Cut(s, ":")
-	if !ok || userID == "" || planID == "" || strings.Contains(planID, ":") {
-		return "", "", false
-	}
-	return userID, planID, true
-}
-
-// CustomID builds the custom_id value for a PayPal subscription of userID to planID, so the
-// webhook can create the renewkit subscription when PayPal activates it.
-func CustomID(userID, planID string) string { return userID + ":" + planID }

@@ -175,10 +175,50 @@ func (h *handler) syncParams(st *subscriptionState, fallback time.Time) billing.
 	if lp := st.BillingInfo.LastPayment.Time.Time; !lp.IsZero() && lp.Before(p.PeriodEnd) {
 		p.PeriodStart = lp
 	}
-	if u, pl, ok := ParseCustomID(st.CustomID); ok {
-		p.UserID, p.PlanID = u, pl
-	}
 	return p
+}
+
+// bind returns the user and plan of a PayPal subscription renewkit does not know yet. Its
+// custom_id, which the buyer's browser sets (PayPal's JS SDK), must be a reference signed
+// with billing.Config.ReferenceSecret (billing.Service.SignReference), and its plan_id must
+// map (Config.Plans) to the plan the reference names. Anything else is refused: the error
+// wraps billing.ErrBadReference or billing.ErrChargeMismatch and the delivery is answered
+// 200 "rejected" with nothing changed.
+func (h *handler) bind(st *subscriptionState) (userID, planID string, err error) {
+	ref, err := h.svc.VerifyReference(st.CustomID)
+	if err != nil {
+		return "", "", fmt.Errorf("paypal subscription %s: custom_id: %w", st.ID, err)
+	}
+	if mapped, ok := h.cfg.Plans[st.PlanID]; !ok || mapped != ref.PlanID {
+		return "", "", fmt.Errorf("%w: paypal subscription %s is for PayPal plan %.40q, which Config.Plans does not map to plan %.40q",
+			billing.ErrChargeMismatch, st.ID, st.PlanID, ref.PlanID)
+	}
+	return ref.UserID, ref.PlanID, nil
+}
+
+// bound is syncParams for a subscription that may not be known yet: an unknown one gets
+// the user and plan of its verified reference (see bind), so SyncSubscription creates it.
+func (h *handler) bound(ctx context.Context, st *subscriptionState, fallback time.Time) (billing.SyncParams, bool, error) {
+	p := h.syncParams(st, fallback)
+	cur, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
+	switch {
+	case err == nil:
+		if p.Status != billing.StatusCancelled {
+			// Periods advance with sales only (PAYMENT.SALE.COMPLETED, read from the
+			// API) and the renew job's lookup: a status event is no proof of payment.
+			p.PeriodStart, p.PeriodEnd = time.Time{}, time.Time{}
+			if p.Status.Live() && cur.CurrentPeriodEnd.IsZero() {
+				p.Status = "" // no charge applied yet: stays pending
+			}
+		}
+		return p, true, nil
+	case !errors.Is(err, billing.ErrNotFound):
+		return p, false, err
+	}
+	if p.UserID, p.PlanID, err = h.bind(st); err != nil {
+		return p, false, err
+	}
+	return p, false, nil
 }
 
 // sync applies a BILLING.SUBSCRIPTION.* event.
@@ -187,11 +227,14 @@ func (h *handler) sync(ctx context.Context, ev decodedEvent) error {
 	if err != nil {
 		return err
 	}
-	p := h.syncParams(st, ev.Created)
-	if p.Status == billing.StatusCancelled {
+	if mappedStatus := st.mappedStatus(); mappedStatus == billing.StatusCancelled {
 		if err := h.checkCaughtUp(ctx, st, ev); err != nil {
 			return err
 		}
+	}
+	p, _, err := h.bound(ctx, st, ev.Created)
+	if err != nil {
+		return err
 	}
 	_, err = h.pp.SyncSubscription(ctx, p)
 	return err
@@ -234,8 +277,11 @@ func (h *handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 	if err != nil {
 		return err
 	}
-	p := h.syncParams(st, ev.Created)
-	if p.Status == billing.StatusActive || p.Status == "" {
+	p, known, err := h.bound(ctx, st, ev.Created)
+	if err != nil {
+		return err
+	}
+	if known && (p.Status == billing.StatusActive || p.Status == "") {
 		p.Status = billing.StatusPastDue
 	}
 	// Use the event's own failure when the API shows a later state.
@@ -328,15 +374,19 @@ func (h *handler) sale(ctx context.Context, ev decodedEvent) (ignored bool, err 
 			params.PeriodStart = lp
 		}
 	}
-	_, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
-	switch {
-	case errors.Is(err, billing.ErrNotFound) && st != nil:
-		if p := h.syncParams(st, ev.Created); p.UserID != "" {
+	if st != nil {
+		// Unknown: created from its verified reference (refused otherwise). Ended at
+		// PayPal: that is applied before the charge, whatever order the events come in.
+		p, known, berr := h.bound(ctx, st, ev.Created)
+		switch {
+		case berr != nil:
+			err = berr
+		case !known || p.Status == billing.StatusCancelled:
 			_, err = h.pp.SyncSubscription(ctx, p)
 		}
-	case err == nil && st != nil && st.mappedStatus() == billing.StatusCancelled:
-		// PayPal ended it: apply that before the charge, whatever order the events come in.
-		_, err = h.pp.SyncSubscription(ctx, h.syncParams(st, ev.Created))
+	}
+	if billing.Refused(err) {
+		return false, err
 	}
 	if err != nil {
 		// Without the subscription the charge has no owner yet: PayPal redelivers it after

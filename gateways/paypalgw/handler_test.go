@@ -24,14 +24,23 @@ func activated(t testing.TB, id string, updated time.Time) []byte {
 }
 
 // Proves: a delivery signed offline with the certificate at an allowlisted HTTPS URL is
-// accepted and applied, and the certificate is fetched once and then cached.
+// accepted and applied, and the certificate is fetched once and then cached. ACTIVATED
+// alone creates the subscription pending and grants nothing (no charge was recorded); its
+// sale activates it.
 func TestOfflineSignatureAccepted(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	e := newEnv(t, now, nil)
 	e.mustDeliver(activated(t, "WH-1", now.Add(-time.Minute)))
 	sub, ok := e.sub()
-	if !ok || sub.Status != billing.StatusActive || !sub.CurrentPeriodEnd.Equal(now.Add(-time.Minute).AddDate(0, 1, 0)) {
-		t.Fatalf("subscription not created active with next_billing_time as period end: %+v", sub)
+	if !ok || sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+		t.Fatalf("ACTIVATED alone: %+v, want pending without a period", sub)
+	}
+	if u, _ := e.store.GetUser(context.Background(), testUser); u.HasAccess(now) {
+		t.Fatal("ACTIVATED alone granted access")
+	}
+	e.mustDeliver(saleEvent(t, "WH-S", "SALE-0", now.Add(-time.Minute), "19.90"))
+	if sub, _ = e.sub(); sub.Status != billing.StatusActive {
+		t.Fatalf("after the sale: %+v", sub)
 	}
 	u, _ := e.store.GetUser(context.Background(), testUser)
 	if !u.HasAccess(now) {
@@ -237,6 +246,8 @@ func TestOutOfOrderUpdates(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
 	e := newEnv(t, now, nil)
 	e.mustDeliver(activated(t, "WH-1", now.Add(-48*time.Hour)))
+	e.mustDeliver(saleEvent(t, "WH-S", "SALE-0", now.Add(-47*time.Hour), "19.90"))
+	paid, _ := e.sub()
 	newer := subscriptionEvent(t, subEvent{EventID: "WH-3", Type: EventSubscriptionSuspended, Status: "SUSPENDED",
 		Created: now.Add(-time.Hour), Updated: now.Add(-time.Hour), NextBilling: now.AddDate(0, 3, 0)})
 	older := subscriptionEvent(t, subEvent{EventID: "WH-2", Type: EventSubscriptionUpdated, Status: "ACTIVE",
@@ -244,7 +255,8 @@ func TestOutOfOrderUpdates(t *testing.T) {
 	e.mustDeliver(newer)
 	e.mustDeliver(older)
 	sub, _ := e.sub()
-	if sub.Status != billing.StatusPastDue || !sub.CurrentPeriodEnd.Equal(now.AddDate(0, 3, 0)) {
+	// Status events never move a live period (only sales do).
+	if sub.Status != billing.StatusPastDue || !sub.CurrentPeriodEnd.Equal(paid.CurrentPeriodEnd) {
 		t.Fatalf("older event moved the subscription: %s %s", sub.Status, sub.CurrentPeriodEnd)
 	}
 }
@@ -392,7 +404,7 @@ func newAPIServer(t *testing.T) *apiServer {
 		case r.Method == http.MethodGet && r.URL.Path == "/v1/billing/subscriptions/"+testSubID:
 			a.subCalls.Add(1)
 			_, _ = w.Write(fixture(t, "subscription_details.json", "{{SUB_ID}}", testSubID, "{{STATUS}}", a.subStatus,
-				"{{NEXT_BILLING}}", ts(a.nextBilling), "{{UPDATE_TIME}}", ts(a.updated), "{{CUSTOM_ID}}", CustomID(testUser, testPlan)))
+				"{{NEXT_BILLING}}", ts(a.nextBilling), "{{UPDATE_TIME}}", ts(a.updated), "{{CUSTOM_ID}}", signedCustomID(t, testUser, testPlan)))
 		case r.Method == http.MethodGet && strings.HasPrefix(r.URL.Path, "/v1/billing/subscriptions/I-BROKEN"):
 			w.WriteHeader(http.StatusInternalServerError)
 			_, _ = w.Write([]byte(`{"name":"INTERNAL_SERVER_ERROR","message":"An internal server error occurred.","debug_id":"90957fca61718"}`))
@@ -436,8 +448,9 @@ func TestOnlineVerificationAndRefetch(t *testing.T) {
 		t.Errorf("verify request: %v", sent)
 	}
 	sub, _ := e.sub()
-	if sub.Status != billing.StatusActive || !sub.CurrentPeriodEnd.Equal(now.AddDate(0, 1, 0)) {
-		t.Errorf("state not taken from the API: %s %s", sub.Status, sub.CurrentPeriodEnd)
+	// Created pending (no charge yet), at the API's update_time, not the body's.
+	if sub.Status != billing.StatusPending || !sub.GatewayUpdatedAt.Equal(now.Add(-time.Minute)) {
+		t.Errorf("state not taken from the API: %s %s", sub.Status, sub.GatewayUpdatedAt)
 	}
 	if api.subCalls.Load() != 1 || e.signer.CertRequests() != 0 {
 		t.Errorf("subscription fetched %d times, certs %d", api.subCalls.Load(), e.signer.CertRequests())

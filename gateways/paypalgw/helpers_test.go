@@ -54,6 +54,22 @@ const (
 
 var t0 = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
+// testRefSecret is billing.Config.ReferenceSecret in these tests; testPayPalPlan is the
+// PayPal plan of the fixtures, mapped to testPlan by Config.Plans.
+var testRefSecret = []byte("paypal-test-reference-secret-32b")
+
+const testPayPalPlan = "P-5ML4271244454362WXNWU5NQ"
+
+// signedCustomID is the custom_id a host sets: a reference signed with testRefSecret.
+func signedCustomID(t testing.TB, userID, planID string) string {
+	t.Helper()
+	s, err := billing.SignReference(testRefSecret, billing.Reference{UserID: userID, PlanID: planID})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
 // newEnv builds a service on memstore with a fake clock at now, one user and one monthly
 // plan, a test signer and the handler (offline verification unless cfg says otherwise).
 func newEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
@@ -73,7 +89,7 @@ func newEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
 		e.mu.Unlock()
 		return nil
 	})
-	svc, err := billing.NewService(e.store, notifier, billing.Config{Clock: e.clock})
+	svc, err := billing.NewService(e.store, notifier, billing.Config{Clock: e.clock, ReferenceSecret: testRefSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,6 +101,7 @@ func newEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
 	t.Cleanup(signer.Close)
 	e.signer = signer
 	cfg := signer.Config()
+	cfg.Plans = map[string]string{testPayPalPlan: testPlan}
 	if mutate != nil {
 		mutate(&cfg)
 	}
@@ -215,7 +232,7 @@ func subscriptionEvent(t testing.TB, ev subEvent) []byte {
 		ev.Cycles = "0"
 	}
 	if ev.CustomID == "" {
-		ev.CustomID = CustomID(testUser, testPlan)
+		ev.CustomID = signedCustomID(t, testUser, testPlan)
 	}
 	return fixture(t, "event_subscription.json", "{{EVENT_ID}}", ev.EventID, "{{EVENT_TYPE}}", ev.Type, "{{STATUS}}", ev.Status,
 		"{{CREATE_TIME}}", ts(ev.Created), "{{UPDATE_TIME}}", ts(ev.Updated), "{{NEXT_BILLING}}", nb, "{{CYCLES}}", ev.Cycles,

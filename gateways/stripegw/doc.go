@@ -49,9 +49,11 @@
 // # Events
 //
 //	checkout.session.completed     mode=subscription: create the subscription (pending) from
-//	                               metadata user_id (or client_reference_id) and plan_id; link
-//	                               metadata payment_id to the first invoice. mode=payment:
-//	                               approve metadata payment_id when paid.
+//	                               the signed reference in client_reference_id (or metadata
+//	                               renewkit_reference); link metadata payment_id to the first
+//	                               invoice. mode=payment: approve metadata payment_id (or the
+//	                               reference's payment id) when paid, if amount_total and
+//	                               currency cover the payment.
 //	invoice.paid                   approve a payment (gateway payment id = invoice id,
 //	                               amount_paid, currency) for the period of the invoice's
 //	                               subscription line (lines.data[].period), not
@@ -60,7 +62,7 @@
 //	                               billing.FailGatewayPayment: the payment-failed email
 //	                               once); subscription past_due.
 //	customer.subscription.created  status, cancel_at_period_end, event time (created: from
-//	customer.subscription.updated  metadata user_id/plan_id when unknown).
+//	customer.subscription.updated  metadata renewkit_reference when unknown).
 //	customer.subscription.deleted  cancelled: access revoked, expired email.
 //	anything else                  200, recorded as ignored, logged at debug.
 //
@@ -89,7 +91,18 @@
 // With a SecretKey the handler re-fetches what an event names (the invoice for invoice.*,
 // the subscription for customer.subscription.* and payment_failed, the session and its
 // subscription for checkout) and acts on the API's answer: amounts and statuses in the
-// body are not used. Fetched objects are rendered in the API version stripe-go v76 pins
+// body are not used.
+//
+// Never trusted on their own: client_reference_id (a buyer sets it on Payment Links),
+// metadata, price ids and amounts. A subscription renewkit does not know is created only
+// from a reference signed with billing.Config.ReferenceSecret (billing.Service.SignReference)
+// whose plan every price of the subscription's items maps to (Config.Prices; with a
+// SecretKey the items are re-read); otherwise the event is answered 200 "rejected", logged,
+// and nothing changes. Every paid invoice (amount_paid, currency) and one-off Checkout
+// (amount_total, currency) is compared with the payment's amount (the plan's price for
+// invoices): less, or another currency, records the payment failed with the reason, grants
+// nothing and is answered 200 "rejected". A zero-amount invoice (a free trial) therefore
+// grants nothing either. Fetched objects are rendered in the API version stripe-go v76 pins
 // (2023-10-16) whatever the endpoint's version. Without a SecretKey the signed body is
 // trusted; that is the mode for tests and for deployments that cannot reach the API.
 //

@@ -25,6 +25,7 @@ type webhookHandler struct {
 	clock     billing.Clock
 	log       *slog.Logger
 	api       *api // nil without a SecretKey: the signed body is trusted
+	prices    map[string]string
 }
 
 // NewWebhookHandler returns the handler for Stripe's webhook endpoint. Mount it at the URL
@@ -54,7 +55,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	}
 	cfg.setDefaults()
 	h := &webhookHandler{
-		svc: svc, pp: svc.Processor(), store: svc.Store(), secret: cfg.WebhookSecret,
+		svc: svc, pp: svc.Processor(), store: svc.Store(), secret: cfg.WebhookSecret, prices: cfg.Prices,
 		tolerance: cfg.Tolerance, maxBody: cfg.MaxBodyBytes, clock: o.Clock, log: o.Log,
 	}
 	if cfg.SecretKey != "" {

@@ -45,13 +45,16 @@ func quietLogger() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard
 func newEnv(t testing.TB, cfg stripegw.Config) *env {
 	t.Helper()
 	e := &env{t: t, st: memstore.New(), clock: testkit.NewClock(t0), notes: testkit.NewNotifier()}
-	svc, err := billing.NewService(e.st, e.notes, billing.Config{Clock: e.clock, Logger: quietLogger()})
+	svc, err := billing.NewService(e.st, e.notes, billing.Config{Clock: e.clock, Logger: quietLogger(), ReferenceSecret: refSecret})
 	if err != nil {
 		t.Fatal(err)
 	}
 	e.svc = svc
 	if cfg.WebhookSecret == "" {
 		cfg.WebhookSecret = secret
+	}
+	if cfg.Prices == nil {
+		cfg.Prices = testPrices
 	}
 	if e.h, err = stripegw.NewWebhookHandler(svc, cfg); err != nil {
 		t.Fatal(err)
@@ -214,7 +217,25 @@ func subscription(id, status string, cancelAtEnd bool, ps, pe time.Time, meta ma
 		"id": id, "object": "subscription", "status": status, "cancel_at_period_end": cancelAtEnd,
 		"current_period_start": ps.Unix(), "current_period_end": pe.Unix(), "customer": "cus_1",
 		"metadata": meta, "latest_invoice": "in_x",
+		"items": map[string]any{"object": "list", "data": []any{
+			map[string]any{"id": "si_1", "object": "subscription_item", "price": map[string]any{"id": "price_pro", "object": "price"}},
+		}},
 	}
 }
 
-var meta = map[string]string{"user_id": "u1", "plan_id": "pro"}
+// refSecret is billing.Config.ReferenceSecret in these tests.
+var refSecret = []byte("stripe-test-reference-secret-32b")
+
+// signedRef is the reference a host puts in client_reference_id or metadata.
+func signedRef(userID, planID string) string {
+	s, err := billing.SignReference(refSecret, billing.Reference{UserID: userID, PlanID: planID})
+	if err != nil {
+		panic(err)
+	}
+	return s
+}
+
+var meta = map[string]string{stripegw.MetadataReference: signedRef("u1", "pro")}
+
+// testPrices maps the test subscription's price to plan pro.
+var testPrices = map[string]string{"price_pro": "pro"}

@@ -81,14 +81,20 @@ type wireSubscription struct {
 	Metadata           map[string]string `json:"metadata"`
 	LatestInvoice      ref               `json:"latest_invoice"`
 	Items              struct {
-		Data []struct {
-			CurrentPeriodStart int64 `json:"current_period_start"`
-			CurrentPeriodEnd   int64 `json:"current_period_end"`
-		} `json:"data"`
+		Data []wireItem `json:"data"`
 	} `json:"items"`
 
 	// latest is the expanded latest invoice, set when the subscription came from the API.
 	latest *wireInvoice
+}
+
+// wireItem is a subscription item: its period (API 2025-03-31 and later) and its price.
+type wireItem struct {
+	CurrentPeriodStart int64 `json:"current_period_start"`
+	CurrentPeriodEnd   int64 `json:"current_period_end"`
+	Price              struct {
+		ID string `json:"id"`
+	} `json:"price"`
 }
 
 // period returns the current period: the subscription's fields, or (API 2025-03-31 and
@@ -193,6 +199,8 @@ type wireCheckoutSession struct {
 	Invoice           ref               `json:"invoice"`
 	PaymentIntent     ref               `json:"payment_intent"`
 	Metadata          map[string]string `json:"metadata"`
+	AmountTotal       int64             `json:"amount_total"`
+	Currency          string            `json:"currency"`
 }
 
 // decodedEvent is a verified, decoded event: the envelope plus the one object its type
