@@ -356,6 +356,9 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 	if sub, err = UpdateSubscription(ctx, pp.s.store, read, sub); err != nil {
 		return Subscription{}, fmt.Errorf("renewing subscription %s for payment %s: %w", sub.ID, p.ID, err)
 	}
+	if end.Equal(prevEnd) && prevStatus == sub.Status && prevPlan == plan.ID {
+		return sub, nil // the period was renewed already (the renew job, a sync) and audited then
+	}
 	return sub, pp.s.audit(ctx, AuditEntry{
 		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: params.Actor,
 		Details: map[string]any{"payment_id": p.ID, "previous_plan_id": prevPlan, "plan_id": plan.ID,
@@ -405,11 +408,10 @@ func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Pla
 	data := NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, PaymentID: p.ID, Amount: p.Amount,
 		Gateway: p.Gateway, PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
 	var errs []error
-	if _, err := pp.s.notifyOnce(ctx, Notification{
-		Kind: KindPaymentSuccessful, Key: notificationKey(KindPaymentSuccessful, p.ID, time.Time{}),
-		To: recipient(u), Data: data,
-	}, sub.ID); err != nil {
-		errs = append(errs, err)
+	if key := paymentEmailKey(sub, p); key != "" {
+		if _, err := pp.s.notifyOnce(ctx, Notification{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}, sub.ID); err != nil {
+			errs = append(errs, err)
+		}
 	}
 	first, err := pp.startsFirstSubscription(ctx, u, sub, p)
 	if err != nil {

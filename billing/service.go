@@ -49,6 +49,9 @@ type Config struct {
 	// (a webhook then answers 503 and the gateway retries). Default 2s; the wait is in real
 	// time, not on Clock.
 	LockWait time.Duration
+	// ReversalAccess says when a full refund or a chargeback ends the access the payment
+	// bought: RevokeAtOnce (the default) or RevokeAtPeriodEnd.
+	ReversalAccess ReversalAccess
 	// Renewals maps a gateway name (GatewayStripe, ...) to its lookup for the renew job.
 	Renewals map[string]RenewalLookup
 	// Clock defaults to SystemClock().
@@ -120,6 +123,9 @@ func (c Config) Validate() error {
 		if n < 0 {
 			errs = append(errs, fmt.Errorf("%s: %d is negative; use 0 for the default", name, n))
 		}
+	}
+	if err := c.ReversalAccess.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for gw, l := range c.Renewals {
 		if l == nil {

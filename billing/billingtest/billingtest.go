@@ -429,6 +429,15 @@ func (s *suite) tests() []test {
 		{"CleanupRacingApprovalLosesNothing", s.cleanupRacingApproval},
 		{"ConcurrentFirstPaymentsOneSubscription", s.concurrentFirstPayments},
 		{"MonthlyRenewalsKeepTheBillingDay", s.monthlyAnchorDay},
+		// reversals.go
+		{"RefundEndsAccessAtOnce", s.refundEndsAccessAtOnce},
+		{"RefundAtPeriodEndKeepsAccessUntilThen", s.refundAtPeriodEndKeepsAccessUntilThen},
+		{"PartialRefundChangesNoAccess", s.partialRefundChangesNoAccess},
+		{"ReversalOfOlderPaymentKeepsCurrentPeriod", s.reversalOfOlderPaymentKeepsCurrentPeriod},
+		{"ReplayedReversalChangesNothing", s.replayedReversalChangesNothing},
+		{"ChargebackThenDisputeWon", s.chargebackThenDisputeWon},
+		{"UnknownPaymentReversalChangesNothing", s.unknownPaymentReversal},
+		{"RenewalFromTwoSourcesOnce", s.renewalFromTwoSourcesOnce},
 	}
 }
 
