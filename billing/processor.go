@@ -191,7 +191,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 				return fmt.Errorf("loading subscription of approved payment %s: %w", p.ID, err)
 			}
 			res.SubscriptionID = sub.ID
-			return pp.approvedEmails(ctx, u, plan, sub, p)
+			return pp.approvedEmails(ctx, u, plan, sub, p, params.PeriodEnd)
 		}
 		sub, err := pp.applyPayment(ctx, p, plan, params)
 		if err != nil {
@@ -214,7 +214,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		}); err != nil {
 			return err
 		}
-		return pp.approvedEmails(ctx, u, plan, sub, p)
+		return pp.approvedEmails(ctx, u, plan, sub, p, params.PeriodEnd)
 	})
 	if err != nil {
 		return res, err
@@ -404,14 +404,14 @@ func (pp *PaymentProcessor) findSubscription(ctx context.Context, p Payment, par
 // approvedEmails sends the payment-confirmed email and, when this payment started the user's
 // first subscription, the welcome email. Both are keyed, so a redelivery sends only what is
 // missing.
-func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Plan, sub Subscription, p Payment) error {
+func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Plan, sub Subscription, p Payment, periodEnd time.Time) error {
 	data := NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, PaymentID: p.ID, Amount: p.Amount,
 		Gateway: p.Gateway, PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
 	var errs []error
-	if key := paymentEmailKey(sub, p); key != "" {
-		if _, err := pp.s.notifyOnce(ctx, Notification{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}, sub.ID); err != nil {
-			errs = append(errs, err)
-		}
+	if key, err := pp.paymentEmailKey(ctx, sub, p, periodEnd); err != nil {
+		errs = append(errs, err)
+	} else if _, err := pp.s.notifyOnce(ctx, Notification{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}, sub.ID); err != nil {
+		errs = append(errs, err)
 	}
 	first, err := pp.startsFirstSubscription(ctx, u, sub, p)
 	if err != nil {

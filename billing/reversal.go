@@ -463,19 +463,24 @@ func (pp *PaymentProcessor) finishEffects(ctx context.Context, sub Subscription)
 	return nil
 }
 
-// paymentEmailKey is the send-once key of a payment's confirmation email: the key of the
-// period the payment bought, which the renew job's renewed email for the same period uses
-// too, so a period renewed by the renew job and by the gateway's charge is announced once.
-// A payment that no longer bought the current period (a redelivery after a later renewal)
-// returns "": its email belonged to a period that is over. A payment the subscription does
-// not list keeps a key of its own.
-func paymentEmailKey(sub Subscription, p Payment) string {
-	i := slices.Index(sub.AppliedPayments, p.ID)
-	switch {
-	case i < 0 || sub.CurrentPeriodEnd.IsZero():
-		return notificationKey(KindPaymentSuccessful, p.ID, time.Time{})
-	case i != len(sub.AppliedPayments)-1:
-		return ""
+// paymentEmailKey is the send-once key of a payment's confirmation email: its own, unless
+// the payment paid for the period the subscription is in now (the gateway's stated period
+// end is the current one) and the renew job already announced that period (its renewed
+// email's key is recorded): then that key, so the period is announced once, not by a
+// renewed and a payment-successful email both.
+func (pp *PaymentProcessor) paymentEmailKey(ctx context.Context, sub Subscription, p Payment, statedEnd time.Time) (string, error) {
+	own := notificationKey(KindPaymentSuccessful, p.ID, time.Time{})
+	statedEnd = TruncateTime(statedEnd)
+	if statedEnd.IsZero() || !statedEnd.Equal(sub.CurrentPeriodEnd) || !slices.Contains(sub.AppliedPayments, p.ID) {
+		return own, nil
 	}
-	return notificationKey(KindRenewed, sub.ID, sub.CurrentPeriodEnd)
+	period := notificationKey(KindRenewed, sub.ID, sub.CurrentPeriodEnd)
+	_, err := pp.s.store.GetNotification(ctx, period)
+	switch {
+	case err == nil:
+		return period, nil
+	case errors.Is(err, ErrNotFound):
+		return own, nil
+	}
+	return "", fmt.Errorf("reading notification %s: %w", period, err)
 }
