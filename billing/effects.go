@@ -65,6 +65,9 @@ const (
 	FieldCurrency              = "currency"
 	FieldReason                = "reason"
 	FieldProcessedAt           = "processed_at"
+	FieldRefundedAmount        = "refunded_amount"
+	FieldReversalReason        = "reversal_reason"
+	FieldReversedAt            = "reversed_at"
 	FieldCreatedAt             = "created_at"
 	FieldUpdatedAt             = "updated_at"
 	FieldDeleted               = "flag_del"
@@ -137,6 +140,11 @@ func ChangedPaymentFields(a, b Payment) []string {
 	c.str(FieldGatewaySubscriptionID, a.GatewaySubscriptionID, b.GatewaySubscriptionID)
 	c.str(FieldReason, a.Reason, b.Reason)
 	c.time(FieldProcessedAt, a.ProcessedAt, b.ProcessedAt)
+	if a.RefundedAmount != b.RefundedAmount {
+		c = append(c, FieldRefundedAmount)
+	}
+	c.str(FieldReversalReason, a.ReversalReason, b.ReversalReason)
+	c.time(FieldReversedAt, a.ReversedAt, b.ReversedAt)
 	c.time(FieldCreatedAt, a.CreatedAt, b.CreatedAt)
 	c.time(FieldUpdatedAt, a.UpdatedAt, b.UpdatedAt)
 	c.flag(FieldDeleted, a.Deleted, b.Deleted)

@@ -25,12 +25,16 @@ const (
 	KindWelcome NotificationKind = "welcome"
 	// KindOperatorAlert: for the operators: a job keeps failing.
 	KindOperatorAlert NotificationKind = "operator_alert"
+	// KindPaymentReversed: a payment was refunded or charged back. Data.Reason is
+	// "refunded" or "charged_back", Data.Amount the amount taken back, Data.PeriodEnd when
+	// the access the payment bought ends (zero: the current period is not affected).
+	KindPaymentReversed NotificationKind = "payment_reversed"
 )
 
 // Kinds lists every notification kind.
 var Kinds = []NotificationKind{
 	KindExpiring, KindRenewalUpcoming, KindExpired, KindRenewed,
-	KindPaymentSuccessful, KindPaymentFailed, KindWelcome, KindOperatorAlert,
+	KindPaymentSuccessful, KindPaymentFailed, KindWelcome, KindOperatorAlert, KindPaymentReversed,
 }
 
 // Recipient is who a notification goes to.

@@ -198,7 +198,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 				return fmt.Errorf("loading subscription of approved payment %s: %w", p.ID, err)
 			}
 			res.SubscriptionID = sub.ID
-			return pp.approvedEmails(ctx, u, plan, sub, p)
+			return pp.approvedEmails(ctx, u, plan, sub, p, params.PeriodEnd)
 		}
 		if err := pp.checkCharge(ctx, p, params); err != nil {
 			return err
@@ -224,7 +224,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		}); err != nil {
 			return err
 		}
-		return pp.approvedEmails(ctx, u, plan, sub, p)
+		return pp.approvedEmails(ctx, u, plan, sub, p, params.PeriodEnd)
 	})
 	if err != nil {
 		return res, err
@@ -426,6 +426,9 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 	if sub, err = UpdateSubscription(ctx, pp.s.store, read, sub); err != nil {
 		return Subscription{}, fmt.Errorf("renewing subscription %s for payment %s: %w", sub.ID, p.ID, err)
 	}
+	if end.Equal(prevEnd) && prevStatus == sub.Status && prevPlan == plan.ID {
+		return sub, nil // the period was renewed already (the renew job, a sync) and audited then
+	}
 	return sub, pp.s.audit(ctx, AuditEntry{
 		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: params.Actor,
 		Details: map[string]any{"payment_id": p.ID, "previous_plan_id": prevPlan, "plan_id": plan.ID,
@@ -471,14 +474,13 @@ func (pp *PaymentProcessor) findSubscription(ctx context.Context, p Payment, par
 // approvedEmails sends the payment-confirmed email and, when this payment started the user's
 // first subscription, the welcome email. Both are keyed, so a redelivery sends only what is
 // missing.
-func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Plan, sub Subscription, p Payment) error {
+func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Plan, sub Subscription, p Payment, periodEnd time.Time) error {
 	data := NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, PaymentID: p.ID, Amount: p.Amount,
 		Gateway: p.Gateway, PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
 	var errs []error
-	if _, err := pp.s.notifyOnce(ctx, Notification{
-		Kind: KindPaymentSuccessful, Key: notificationKey(KindPaymentSuccessful, p.ID, time.Time{}),
-		To: recipient(u), Data: data,
-	}, sub.ID); err != nil {
+	if key, err := pp.paymentEmailKey(ctx, sub, p, periodEnd); err != nil {
+		errs = append(errs, err)
+	} else if _, err := pp.s.notifyOnce(ctx, Notification{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}, sub.ID); err != nil {
 		errs = append(errs, err)
 	}
 	first, err := pp.startsFirstSubscription(ctx, u, sub, p)

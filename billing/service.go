@@ -59,6 +59,9 @@ type Config struct {
 	// gateway data (payments the host created and named by id still work). It never
 	// appears in logs or errors.
 	ReferenceSecret []byte
+	// ReversalAccess says when a full refund or a chargeback ends the access the payment
+	// bought: RevokeAtOnce (the default) or RevokeAtPeriodEnd.
+	ReversalAccess ReversalAccess
 	// Renewals maps a gateway name (GatewayStripe, ...) to its lookup for the renew job.
 	Renewals map[string]RenewalLookup
 	// Clock defaults to SystemClock().
@@ -144,6 +147,9 @@ func (c Config) Validate() error {
 	}
 	if n := len(c.ReferenceSecret); n > 0 && n < MinReferenceSecret {
 		errs = append(errs, fmt.Errorf("ReferenceSecret: %d bytes is too short; use at least %d random bytes", n, MinReferenceSecret))
+	}
+	if err := c.ReversalAccess.validate(); err != nil {
+		errs = append(errs, err)
 	}
 	for gw, l := range c.Renewals {
 		if l == nil {

@@ -215,7 +215,14 @@ type Payment struct {
 	GatewayPaymentID      string        `json:"gateway_payment_id,omitempty"`
 	GatewaySubscriptionID string        `json:"gateway_subscription_id,omitempty"`
 	// Reason says why a payment failed or was cancelled.
-	Reason      string    `json:"reason,omitempty"`
+	Reason string `json:"reason,omitempty"`
+	// RefundedAmount is how much of Amount (same currency) the gateway refunded so far; a
+	// full refund makes the payment PaymentRefunded.
+	RefundedAmount int64 `json:"refunded_amount,omitempty"`
+	// ReversalReason is the gateway's reason for a refund or chargeback.
+	ReversalReason string `json:"reversal_reason,omitempty"`
+	// ReversedAt is when renewkit applied the refund or chargeback that took the money back.
+	ReversedAt  time.Time `json:"reversed_at,omitzero"`
 	ProcessedAt time.Time `json:"processed_at,omitzero"`
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`

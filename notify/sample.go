@@ -60,6 +60,10 @@ func SampleNotification(kind billing.NotificationKind, locale string) billing.No
 		if loc == LocalePtBR {
 			d.Reason = "cartão recusado"
 		}
+	case billing.KindPaymentReversed:
+		d.PaymentID = "pay_51c9e0"
+		d.Reason = string(billing.PaymentRefunded)
+		d.PeriodEnd = start.AddDate(0, 0, 9)
 	case billing.KindOperatorAlert:
 		to = billing.Recipient{Email: "ops@example.com", Name: "Ops", Locale: loc, TimeZone: to.TimeZone}
 		d = billing.NotificationData{

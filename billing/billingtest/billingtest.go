@@ -431,6 +431,15 @@ func (s *suite) tests() []test {
 		{"MonthlyRenewalsKeepTheBillingDay", s.monthlyAnchorDay},
 		// retention.go
 		{"YearOfDailyJobsStaysBounded", s.yearOfDailyJobs},
+		// reversals.go
+		{"RefundEndsAccessAtOnce", s.refundEndsAccessAtOnce},
+		{"RefundAtPeriodEndKeepsAccessUntilThen", s.refundAtPeriodEndKeepsAccessUntilThen},
+		{"PartialRefundChangesNoAccess", s.partialRefundChangesNoAccess},
+		{"ReversalOfOlderPaymentKeepsCurrentPeriod", s.reversalOfOlderPaymentKeepsCurrentPeriod},
+		{"ReplayedReversalChangesNothing", s.replayedReversalChangesNothing},
+		{"ChargebackThenDisputeWon", s.chargebackThenDisputeWon},
+		{"UnknownPaymentReversalChangesNothing", s.unknownPaymentReversal},
+		{"RenewalFromTwoSourcesOnce", s.renewalFromTwoSourcesOnce},
 	}
 }
 

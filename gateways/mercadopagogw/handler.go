@@ -218,6 +218,9 @@ func (h *handler) applyPayment(ctx context.Context, pay *payment.Response) (bool
 	log := h.log.With("payment_id", gwID, "status", pay.Status)
 	switch pay.Status {
 	case paymentApproved:
+		if pay.TransactionAmountRefunded > 0 {
+			return h.partialRefund(ctx, pay)
+		}
 		if preID != "" {
 			return h.applyCharge(ctx, pay, preID)
 		}
@@ -233,7 +236,9 @@ func (h *handler) applyPayment(ctx context.Context, pay *payment.Response) (bool
 		_, err := h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: pay.ExternalReference, GatewayPaymentID: gwID,
 			Reason: failReason(pay), Actor: actor})
 		return false, err
-	case paymentCancelled, paymentRefunded, paymentChargedBack:
+	case paymentRefunded, paymentChargedBack:
+		return h.reversal(ctx, pay)
+	case paymentCancelled:
 		if preID != "" || pay.ExternalReference == "" {
 			log.InfoContext(ctx, "mercadopago payment reversal not applied automatically", "preapproval_id", preID)
 			return true, nil

@@ -328,8 +328,8 @@ func TestAmountMismatch(t *testing.T) {
 	}
 }
 
-// TestStatusMapping proves the table of payment statuses: cancelled cancels, refunded of an
-// approved payment is logged and ignored, pending and in_process wait.
+// TestStatusMapping proves the table of payment statuses: cancelled cancels, refunded and
+// charged_back of an approved payment reverse it, pending and in_process wait.
 func TestStatusMapping(t *testing.T) {
 	cases := []struct {
 		status  string
@@ -338,8 +338,8 @@ func TestStatusMapping(t *testing.T) {
 		outcome billing.EventOutcome
 	}{
 		{"cancelled", billing.PaymentPending, billing.PaymentCancelled, billing.OutcomeProcessed},
-		{"refunded", billing.PaymentApproved, billing.PaymentApproved, billing.OutcomeIgnored},
-		{"charged_back", billing.PaymentApproved, billing.PaymentApproved, billing.OutcomeIgnored},
+		{"refunded", billing.PaymentApproved, billing.PaymentRefunded, billing.OutcomeProcessed},
+		{"charged_back", billing.PaymentApproved, billing.PaymentChargedBack, billing.OutcomeProcessed},
 		{"pending", billing.PaymentPending, billing.PaymentPending, billing.OutcomeIgnored},
 		{"in_process", billing.PaymentPending, billing.PaymentPending, billing.OutcomeIgnored},
 		{"authorized", billing.PaymentPending, billing.PaymentPending, billing.OutcomeIgnored},
@@ -349,7 +349,7 @@ func TestStatusMapping(t *testing.T) {
 			e := newEnv(t)
 			p := e.pendingPayment()
 			if tc.prior == billing.PaymentApproved {
-				if _, err := e.svc.Processor().ProcessApproved(context.Background(), billing.ApproveParams{PaymentID: p.ID}); err != nil {
+				if _, err := e.svc.Processor().ProcessApproved(context.Background(), billing.ApproveParams{PaymentID: p.ID, GatewayPaymentID: "1312345678"}); err != nil {
 					t.Fatal(err)
 				}
 			}

@@ -17,8 +17,8 @@ const (
 	paymentApproved    = "approved"     // ProcessApproved / ApplyGatewayPayment
 	paymentRejected    = "rejected"     // ProcessFailed, reason status_detail
 	paymentCancelled   = "cancelled"    // ProcessCancelled
-	paymentRefunded    = "refunded"     // ProcessCancelled when still pending, else logged
-	paymentChargedBack = "charged_back" // as refunded
+	paymentRefunded    = "refunded"     // ProcessReversal (full refund)
+	paymentChargedBack = "charged_back" // ProcessReversal (chargeback; status_detail reimbursed: dispute won)
 )
 
 // subscriptionStatus maps a preapproval's status; an authorized preapproval with a charge

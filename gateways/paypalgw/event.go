@@ -124,6 +124,7 @@ type decodedEvent struct {
 	Sub       *subscriptionState // kindSync, kindPaymentFailed
 	Sale      *saleResource      // kindSale
 	SaleMoney billing.Money
+	Refund    *refundResource // kindReversal
 }
 
 func malformed(format string, args ...any) error {
@@ -152,6 +153,8 @@ func decodeEvent(body []byte) (decodedEvent, error) {
 		d.Kind = kindPaymentFailed
 	case EventSaleCompleted:
 		d.Kind = kindSale
+	case EventSaleRefunded, EventSaleReversed:
+		return decodeReversal(d, raw.Resource)
 	default:
 		return d, nil
 	}

@@ -143,6 +143,10 @@ func (h *handler) process(ctx context.Context, ev decodedEvent) (ignored bool, e
 		if ignored && err == nil {
 			return true, nil
 		}
+	case kindReversal:
+		if ignored, err = h.reversal(ctx, ev); ignored && err == nil {
+			return true, nil
+		}
 	default:
 		h.log.DebugContext(ctx, "paypal event ignored", "event_id", ev.ID, "event_type", ev.Type)
 		return true, nil

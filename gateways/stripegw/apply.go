@@ -45,6 +45,8 @@ func (h *webhookHandler) apply(ctx context.Context, ev decodedEvent) (ignored bo
 		return h.invoiceFailed(ctx, ev)
 	case EventSubscriptionCreated, EventSubscriptionUpdated, EventSubscriptionDeleted:
 		return false, h.subscriptionChanged(ctx, ev)
+	case EventChargeRefunded, EventDisputeCreated, EventDisputeClosed:
+		return h.reversal(ctx, ev)
 	}
 	return true, nil
 }

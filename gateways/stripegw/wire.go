@@ -212,6 +212,8 @@ type decodedEvent struct {
 	Sub     *wireSubscription
 	Invoice *wireInvoice
 	Session *wireCheckoutSession
+	Charge  *wireCharge  // charge.refunded
+	Dispute *wireDispute // charge.dispute.*
 }
 
 // handled reports whether renewkit acts on the event type.
@@ -221,7 +223,7 @@ func handled(typ string) bool {
 		EventSubscriptionCreated, EventSubscriptionUpdated, EventSubscriptionDeleted:
 		return true
 	}
-	return false
+	return reversalEvent(typ)
 }
 
 // decodeEvent decodes a verified body. Every error wraps ErrMalformedEvent (answered 400).
@@ -262,6 +264,8 @@ func decodeEvent(body []byte) (decodedEvent, error) {
 		ev.Invoice = new(wireInvoice)
 		err = json.Unmarshal(obj, ev.Invoice)
 		id = ev.Invoice.ID
+	case EventChargeRefunded, EventDisputeCreated, EventDisputeClosed:
+		id, err = decodeReversal(&ev, obj)
 	default:
 		ev.Sub = new(wireSubscription)
 		err = json.Unmarshal(obj, ev.Sub)

@@ -115,7 +115,7 @@ func parseMessage(t *testing.T, raw []byte) parsed {
 // expectedLink is the call-to-action each kind must carry.
 func expectedLink(kind billing.NotificationKind, d billing.NotificationData) string {
 	switch kind {
-	case billing.KindExpiring, billing.KindExpired:
+	case billing.KindExpiring, billing.KindExpired, billing.KindPaymentReversed:
 		return testFrontend + "/billing/renew?subscription=" + d.SubscriptionID
 	case billing.KindPaymentFailed:
 		return testFrontend + "/billing/payment-method?subscription=" + d.SubscriptionID
@@ -132,7 +132,7 @@ func expectedLink(kind billing.NotificationKind, d billing.NotificationData) str
 func showsAmount(kind billing.NotificationKind) bool {
 	switch kind {
 	case billing.KindExpiring, billing.KindRenewalUpcoming, billing.KindRenewed,
-		billing.KindPaymentSuccessful, billing.KindPaymentFailed:
+		billing.KindPaymentSuccessful, billing.KindPaymentFailed, billing.KindPaymentReversed:
 		return true
 	}
 	return false
@@ -151,6 +151,8 @@ func TestDeliversEveryKindInBothLocales(t *testing.T) {
 		"pt-BR/welcome":            "Boas-vindas ao Acme!",
 		"pt-BR/payment_successful": "Pagamento confirmado: R$ 49,90",
 		"en/payment_successful":    "Payment received: $49.90",
+		"pt-BR/payment_reversed":   "Seu pagamento foi estornado",
+		"en/payment_reversed":      "Your payment was refunded",
 	}
 	for _, locale := range notify.Locales() {
 		for _, kind := range billing.Kinds {

@@ -10,7 +10,7 @@ import (
 )
 
 func normPayment(p billing.Payment) billing.Payment {
-	p.ProcessedAt, p.CreatedAt, p.UpdatedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt)
+	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt), t0(p.ReversedAt)
 	return p
 }
 

@@ -25,6 +25,9 @@ type paymentDoc struct {
 	GatewaySubscriptionID string        `bson:"gateway_subscription_id"`
 	Reason                string        `bson:"reason"`
 	ProcessedAt           time.Time     `bson:"processed_at"`
+	RefundedAmount        int64         `bson:"refunded_amount"`
+	ReversalReason        string        `bson:"reversal_reason"`
+	ReversedAt            time.Time     `bson:"reversed_at"`
 	CreatedAt             time.Time     `bson:"created_at"`
 	UpdatedAt             time.Time     `bson:"updated_at"`
 	Deleted               bool          `bson:"flag_del"`
@@ -41,7 +44,8 @@ func (s *Store) decodePayment(raw bson.Raw) (billing.Payment, error) {
 		ID: string(d.ID), UserID: string(d.UserID), PlanID: string(d.PlanID), SubscriptionID: string(d.SubscriptionID),
 		Amount: amount, Status: billing.PaymentStatus(d.Status),
 		Gateway: d.Gateway, GatewayPaymentID: d.GatewayPaymentID, GatewaySubscriptionID: d.GatewaySubscriptionID,
-		Reason: d.Reason, ProcessedAt: utc(d.ProcessedAt), CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt),
+		Reason: d.Reason, ProcessedAt: utc(d.ProcessedAt), RefundedAmount: d.RefundedAmount,
+		ReversalReason: d.ReversalReason, ReversedAt: utc(d.ReversedAt), CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt),
 		Deleted: d.Deleted, Version: d.Version,
 	}, err
 }
@@ -70,6 +74,9 @@ func paymentFields(m moneyCodec) fieldSet[billing.Payment] {
 		{billing.FieldGatewaySubscriptionID, kindStr, true, func(p billing.Payment) any { return p.GatewaySubscriptionID }},
 		{billing.FieldReason, kindStr, true, func(p billing.Payment) any { return p.Reason }},
 		{billing.FieldProcessedAt, kindTime, true, func(p billing.Payment) any { return p.ProcessedAt }},
+		{billing.FieldRefundedAmount, kindInt, true, func(p billing.Payment) any { return p.RefundedAmount }},
+		{billing.FieldReversalReason, kindStr, true, func(p billing.Payment) any { return p.ReversalReason }},
+		{billing.FieldReversedAt, kindTime, true, func(p billing.Payment) any { return p.ReversedAt }},
 		{billing.FieldCreatedAt, kindTime, true, func(p billing.Payment) any { return p.CreatedAt }},
 		{billing.FieldUpdatedAt, kindTime, true, func(p billing.Payment) any { return p.UpdatedAt }},
 		{billing.FieldDeleted, kindFlag, false, func(p billing.Payment) any { return p.Deleted }},
@@ -86,7 +93,7 @@ func putGatewayPaymentKey(f *fields, p billing.Payment) {
 }
 
 func normPayment(p billing.Payment) billing.Payment {
-	p.ProcessedAt, p.CreatedAt, p.UpdatedAt = utc(p.ProcessedAt), utc(p.CreatedAt), utc(p.UpdatedAt)
+	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = utc(p.ProcessedAt), utc(p.CreatedAt), utc(p.UpdatedAt), utc(p.ReversedAt)
 	return p
 }
 

@@ -108,6 +108,33 @@ func (s *suite) paymentTests() []test {
 			must(t, err, "GetPayment")
 			equal(t, after, got, "a conflicting update changed nothing")
 		}},
+		// The reversal fields (refunded amount, reason, time) survive an insert and a
+		// conditional update, and clearing ReversedAt (a dispute won) clears it.
+		{"ReversalFieldsRoundTrip", func(ctx context.Context, t *testing.T, st billing.Store) {
+			p := newPayment("pay1", base.Add(-day), func(p *billing.Payment) {
+				p.Status, p.GatewayPaymentID, p.RefundedAmount = billing.PaymentApproved, "pi_1", 1000
+			})
+			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
+			read, err := st.GetPayment(ctx, "pay1")
+			must(t, err, "GetPayment")
+			equal(t, read, p, "a partially refunded payment as inserted")
+			back := read
+			back.Status, back.RefundedAmount, back.ReversalReason = billing.PaymentChargedBack, 1000, "fraudulent"
+			back.ReversedAt, back.UpdatedAt = base.Add(1500*time.Microsecond), base
+			must(t, st.UpdatePayment(ctx, read, back), "UpdatePayment(charged back)")
+			got, err := st.GetPayment(ctx, "pay1")
+			must(t, err, "GetPayment")
+			want := back
+			want.ReversedAt, want.Version = base.Add(time.Millisecond), read.Version+1
+			equal(t, got, want, "a charged-back payment: status, reason and reversal time (millisecond precision) stored")
+			won := got
+			won.Status, won.ReversedAt = billing.PaymentApproved, time.Time{}
+			must(t, st.UpdatePayment(ctx, got, won), "UpdatePayment(dispute won)")
+			after, err := st.GetPayment(ctx, "pay1")
+			must(t, err, "GetPayment")
+			won.Version = got.Version + 1
+			equal(t, after, won, "a dispute won clears the reversal time and keeps the reason")
+		}},
 		{"UpdateToTakenGatewayIDIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
 			a := newPayment("a", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_a" })
 			b := newPayment("b", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_b" })
