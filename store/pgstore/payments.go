@@ -151,15 +151,20 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	ps, err := collect(ctx, s, scanPayment, s.t(staleSQL(limit)), rt(createdBefore), rt(now), reason)
+	return ps, s.wrap(err, "cancelling stale payments")
+}
+
+// staleSQL is CancelStalePayments' statement ($1 created before, $2 now, $3 reason).
+func staleSQL(limit int) string {
 	lim := "ALL"
 	if limit > 0 {
 		lim = fmt.Sprint(limit)
 	}
-	ps, err := collect(ctx, s, scanPayment, s.t(`UPDATE {schema}.payments SET status = 'cancelled', reason = $3,
+	return `UPDATE {schema}.payments SET status = 'cancelled', reason = $3,
 			updated_at = $2, processed_at = $2, version = version + 1
 		WHERE id IN (SELECT id FROM {schema}.payments
 			WHERE status = 'pending' AND NOT flag_del AND created_at <= $1
-			ORDER BY created_at, id LIMIT `+lim+` FOR UPDATE SKIP LOCKED)
-		RETURNING `+paymentCols), rt(createdBefore), rt(now), reason)
-	return ps, s.wrap(err, "cancelling stale payments")
+			ORDER BY created_at, id LIMIT ` + lim + ` FOR UPDATE SKIP LOCKED)
+		RETURNING ` + paymentCols
 }

@@ -43,13 +43,18 @@ func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now ti
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	xs, err := collect(ctx, s, scanSession, s.t(expiredSQL(limit)), rt(expiredBefore), rt(now))
+	return xs, s.wrap(err, "deleting expired sessions")
+}
+
+// expiredSQL is DeleteExpiredSessions' statement ($1 expired before, $2 now).
+func expiredSQL(limit int) string {
 	lim := "ALL"
 	if limit > 0 {
 		lim = fmt.Sprint(limit)
 	}
-	xs, err := collect(ctx, s, scanSession, s.t(`UPDATE {schema}.sessions SET flag_del = true, deleted_at = $2
+	return `UPDATE {schema}.sessions SET flag_del = true, deleted_at = $2
 		WHERE id IN (SELECT id FROM {schema}.sessions WHERE NOT flag_del AND expires_at <= $1
-			ORDER BY expires_at, id LIMIT `+lim+` FOR UPDATE SKIP LOCKED)
-		RETURNING `+sessionCols), rt(expiredBefore), rt(now))
-	return xs, s.wrap(err, "deleting expired sessions")
+			ORDER BY expires_at, id LIMIT ` + lim + ` FOR UPDATE SKIP LOCKED)
+		RETURNING ` + sessionCols
 }

@@ -246,13 +246,19 @@ func filterSQL(f billing.SubscriptionFilter, args []any) (string, []any) {
 	return strings.Join(conds, " AND "), args
 }
 
-func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {
+// listSQL is ListSubscriptions' query.
+func listSQL(f billing.SubscriptionFilter, limit int) (string, []any) {
 	where, args := filterSQL(f, nil)
 	q := `SELECT ` + subCols + ` FROM {schema}.subscriptions WHERE ` + where + ` ORDER BY current_period_end, id`
 	if limit > 0 {
 		args = append(args, limit)
 		q += fmt.Sprintf(" LIMIT $%d", len(args))
 	}
+	return q, args
+}
+
+func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFilter, limit int) ([]billing.Subscription, error) {
+	q, args := listSQL(f, limit)
 	subs, err := s.scanSubs(ctx, s.t(q), args...)
 	return subs, s.wrapList(err, "listing subscriptions")
 }
@@ -299,6 +305,22 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	q, args := claimSQL(p)
+	subs, err := s.scanSubs(ctx, s.t(q), args...)
+	if err != nil && !onlyRecordErrors(err) {
+		return nil, s.wrap(err, "claiming subscriptions")
+	}
+	slices.SortFunc(subs, func(a, b billing.Subscription) int {
+		if c := a.CurrentPeriodEnd.Compare(b.CurrentPeriodEnd); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return subs, err
+}
+
+// claimSQL is ClaimSubscriptions' statement.
+func claimSQL(p billing.ClaimParams) (string, []any) {
 	args := []any{p.Token, nt(p.LeaseUntil), rt(p.Now), p.Limit}
 	where, args := filterSQL(p.Filter, args)
 	pending := "pending IS NULL"
@@ -314,17 +336,7 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 			LIMIT $4
 			FOR UPDATE SKIP LOCKED)
 		RETURNING ` + subColsOf("s")
-	subs, err := s.scanSubs(ctx, s.t(q), args...)
-	if err != nil && !onlyRecordErrors(err) {
-		return nil, s.wrap(err, "claiming subscriptions")
-	}
-	slices.SortFunc(subs, func(a, b billing.Subscription) int {
-		if c := a.CurrentPeriodEnd.Compare(b.CurrentPeriodEnd); c != 0 {
-			return c
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return subs, err
+	return q, args
 }
 
 // ExtendClaims moves the lease of every record token holds to until.
