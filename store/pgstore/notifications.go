@@ -2,6 +2,7 @@ package pgstore
 
 import (
 	"context"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -89,9 +90,15 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 	if len(recs) == 0 || token == "" {
 		return nil
 	}
+	// The first record of a key settles it (a second finds it no longer sending).
 	var release, keys, statuses, errs []string
 	var updated []pgtype.Timestamptz
+	seen := make(map[string]bool, len(recs))
 	for _, r := range recs {
+		if seen[r.Key] {
+			continue
+		}
+		seen[r.Key] = true
 		if r.Status == "" {
 			release = append(release, r.Key)
 			continue
@@ -99,15 +106,25 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 		keys, statuses, errs = append(keys, r.Key), append(statuses, r.Status), append(errs, r.Error)
 		updated = append(updated, nt(r.UpdatedAt))
 	}
-	_, err := s.exec(ctx, s.t(`WITH released AS (
-			DELETE FROM {schema}.notifications WHERE key = ANY($1::text[]) AND status = 'sending' AND token = $2
-		)
-		UPDATE {schema}.notifications AS n SET status = v.status, error = v.error, updated_at = v.updated_at,
+	// One statement: the usual call only settles (sent or failed), a release only deletes.
+	update := `UPDATE {schema}.notifications AS n SET status = v.status, error = v.error, updated_at = v.updated_at,
 			token = NULL, lease_until = NULL
-		FROM (SELECT DISTINCT ON (key) * FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[])
-			WITH ORDINALITY AS u(key, status, error, updated_at, n) ORDER BY key, n) AS v
-		WHERE n.key = v.key AND n.status = 'sending' AND n.token = $2`),
-		nonNil(release), token, nonNil(keys), nonNil(statuses), nonNil(errs), updated)
+		FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS v(key, status, error, updated_at)
+		WHERE n.key = v.key AND n.status = 'sending' AND n.token = $2`
+	del := `DELETE FROM {schema}.notifications WHERE key = ANY($1::text[]) AND status = 'sending' AND token = $2`
+	var q string
+	var args []any
+	switch {
+	case len(release) == 0:
+		q, args = strings.ReplaceAll(update, "$2", "$1"), []any{token}
+		q = strings.NewReplacer("$3", "$2", "$4", "$3", "$5", "$4", "$6", "$5").Replace(q)
+		args = append(args, keys, statuses, errs, updated)
+	case len(keys) == 0:
+		q, args = del, []any{release, token}
+	default:
+		q, args = `WITH released AS (`+del+`) `+update, []any{release, token, keys, statuses, errs, updated}
+	}
+	_, err := s.exec(ctx, s.t(q), args...)
 	return s.wrap(err, "finishing %d notifications", len(recs))
 }
 
