@@ -25,6 +25,7 @@ type setting struct {
 // and their flags. Empty values select the embedded defaults.
 type Config struct {
 	MongoURI, MongoDB                                string
+	DatabaseURL, DatabaseSchema                      string
 	EnableScheduler                                  string
 	SMTPHost, SMTPPort, SMTPUser, SMTPPassword       string
 	SMTPFrom, SMTPTLS                                string
@@ -72,6 +73,8 @@ func (c *Config) settings() []setting {
 	return []setting{
 		{env: "MONGODB_URI", flag: "mongodb-uri", usage: "MongoDB connection string; empty: in-memory store with demo data", dst: &c.MongoURI},
 		{env: "MONGODB_DB", flag: "mongodb-db", def: "renewkit", usage: "MongoDB database name", dst: &c.MongoDB},
+		{env: "DATABASE_URL", flag: "database-url", usage: "PostgreSQL connection string (postgres://...): selects the PostgreSQL store, migrated on start; not with MONGODB_URI", dst: &c.DatabaseURL},
+		{env: "DATABASE_SCHEMA", flag: "database-schema", def: "renewkit", usage: "PostgreSQL schema holding renewkit's tables", dst: &c.DatabaseSchema},
 		{env: "ENABLE_SCHEDULER", flag: "enable-scheduler", def: "true", usage: "run the five jobs on their schedules (true/false)", dst: &c.EnableScheduler},
 		{env: "SCHEDULER_TIMEZONE", flag: "scheduler-timezone", def: "America/Sao_Paulo", usage: "IANA time zone the job schedules are read in", dst: &c.SchedulerTimezone},
 		{env: "SMTP_HOST", flag: "smtp-host", usage: "SMTP server; empty: emails are logged and written as .eml files", dst: &c.SMTPHost},
@@ -161,6 +164,15 @@ func (c *Config) parse() error {
 			bad("MONGODB_DB", "empty: name the database")
 		}
 	}
+	if c.DatabaseURL != "" {
+		u, err := url.Parse(c.DatabaseURL)
+		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+			bad("DATABASE_URL", "not a postgres:// or postgresql:// URI with a host")
+		}
+		if c.MongoURI != "" {
+			bad("DATABASE_URL", "set together with MONGODB_URI: choose one store (DATABASE_URL for PostgreSQL, MONGODB_URI for MongoDB)")
+		}
+	}
 	if c.SMTPHost != "" {
 		p, err := strconv.Atoi(c.SMTPPort)
 		if err != nil || p <= 0 || p > 65535 {
@@ -209,7 +221,7 @@ func (c *Config) parse() error {
 	}
 	switch strings.ToLower(c.DemoData) {
 	case "auto":
-		c.demo = c.MongoURI == ""
+		c.demo = c.MongoURI == "" && c.DatabaseURL == ""
 	case "true", "1", "yes":
 		c.demo = true
 	case "false", "0", "no":

@@ -202,11 +202,14 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 }
 
 func (a *app) openStore(ctx context.Context) (billing.Store, error) {
-	if a.cfg.MongoURI == "" {
-		a.features = append(a.features, "store: in memory (set MONGODB_URI for MongoDB)")
-		return memstore.New(), nil
+	switch {
+	case a.cfg.DatabaseURL != "":
+		return a.openPostgres(ctx)
+	case a.cfg.MongoURI != "":
+		return a.openMongo(ctx)
 	}
-	return a.openMongo(ctx)
+	a.features = append(a.features, "store: in memory (set DATABASE_URL for PostgreSQL or MONGODB_URI for MongoDB)")
+	return memstore.New(), nil
 }
 
 func (a *app) openNotifier() (billing.Notifier, error) {

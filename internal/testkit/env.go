@@ -29,3 +29,18 @@ func DBName(prefix string) string {
 	_, _ = rand.Read(b[:])
 	return prefix + "_" + hex.EncodeToString(b[:])
 }
+
+// PostgresURI returns POSTGRES_TEST_URI for integration tests. Without it the test is
+// skipped locally and fails under CI=true: an integration test never silently skips in CI.
+func PostgresURI(t testing.TB) string {
+	t.Helper()
+	uri := os.Getenv("POSTGRES_TEST_URI")
+	if uri == "" {
+		msg := "POSTGRES_TEST_URI is not set: run `eval \"$(scripts/postgres start)\"` (a throwaway PostgreSQL 15) or point it at a PostgreSQL"
+		if os.Getenv("CI") == "true" {
+			t.Fatal(msg)
+		}
+		t.Skip(msg)
+	}
+	return uri
+}

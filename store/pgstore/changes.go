@@ -1,0 +1,364 @@
+package pgstore
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// A batch of conditional changes is one statement: the changes travel as parallel arrays
+// (unnest(…), the array form of FROM (VALUES …), so the statement text and its prepared
+// plan are the same for every batch size), and each row of the UPDATE writes a column only
+// where its change's bit in m is set, and only while every condition holds:
+//
+//	UPDATE subscriptions s SET col = CASE WHEN v.m & bit <> 0 THEN v.n_col ELSE s.col END, …
+//	FROM unnest($1, $2, …) AS v(id, m, …)
+//	WHERE s.id = v.id AND s.status = v.status AND … AND (v.m & bit = 0 OR s.col = v.r_col) …
+//	RETURNING s.id
+//
+// Under READ COMMITTED a row changed by a concurrent writer is re-checked against its new
+// version before it is written, so of concurrent changes from one read exactly one applies.
+
+type colKind int
+
+const (
+	kText colKind = iota
+	kBool
+	kInt
+	kTime    // required: the zero time is stored as itself
+	kOptTime // NULL when zero
+	kTexts   // text[]
+)
+
+// subColumn is one writable subscription column, named as billing's field names.
+type subColumn struct {
+	name string
+	kind colKind
+	get  func(*billing.Subscription) any
+}
+
+var subColumns = []subColumn{
+	{billing.FieldUserID, kText, func(x *billing.Subscription) any { return x.UserID }},
+	{billing.FieldPlanID, kText, func(x *billing.Subscription) any { return x.PlanID }},
+	{billing.FieldStatus, kText, func(x *billing.Subscription) any { return string(x.Status) }},
+	{billing.FieldBillingCycle, kText, func(x *billing.Subscription) any { return string(x.BillingCycle) }},
+	{billing.FieldCurrentPeriodStart, kTime, func(x *billing.Subscription) any { return x.CurrentPeriodStart }},
+	{billing.FieldCurrentPeriodEnd, kTime, func(x *billing.Subscription) any { return x.CurrentPeriodEnd }},
+	{billing.FieldGateway, kText, func(x *billing.Subscription) any { return x.Gateway }},
+	{billing.FieldGatewaySubscriptionID, kText, func(x *billing.Subscription) any { return x.GatewaySubscriptionID }},
+	{billing.FieldCancelAtPeriodEnd, kBool, func(x *billing.Subscription) any { return x.CancelAtPeriodEnd }},
+	{billing.FieldExpirationWarningSent, kBool, func(x *billing.Subscription) any { return x.ExpirationWarningSent }},
+	{billing.FieldExpirationWarningDays, kInt, func(x *billing.Subscription) any { return x.ExpirationWarningDays }},
+	{billing.FieldGatewayUpdatedAt, kOptTime, func(x *billing.Subscription) any { return x.GatewayUpdatedAt }},
+	{billing.FieldAppliedPayments, kTexts, func(x *billing.Subscription) any { return x.AppliedPayments }},
+	{billing.FieldCancelledAt, kOptTime, func(x *billing.Subscription) any { return x.CancelledAt }},
+	{billing.FieldCreatedAt, kTime, func(x *billing.Subscription) any { return x.CreatedAt }},
+	{billing.FieldUpdatedAt, kTime, func(x *billing.Subscription) any { return x.UpdatedAt }},
+	{billing.FieldDeleted, kBool, func(x *billing.Subscription) any { return x.Deleted }},
+}
+
+var subColumnBit = func() map[string]int {
+	m := make(map[string]int, len(subColumns))
+	for i, c := range subColumns {
+		m[c.name] = i
+	}
+	return m
+}()
+
+func (k colKind) sqlType() string {
+	switch k {
+	case kBool:
+		return "boolean[]"
+	case kInt:
+		return "integer[]"
+	case kTime, kOptTime:
+		return "timestamptz[]"
+	}
+	return "text[]"
+}
+
+// column holds one array parameter of a batch.
+type column struct {
+	kind  colKind
+	texts []string
+	bools []bool
+	ints  []int32
+	times []pgtype.Timestamptz
+}
+
+func newColumn(k colKind, n int) *column {
+	c := &column{kind: k}
+	switch k {
+	case kBool:
+		c.bools = make([]bool, 0, n)
+	case kInt:
+		c.ints = make([]int32, 0, n)
+	case kTime, kOptTime:
+		c.times = make([]pgtype.Timestamptz, 0, n)
+	default:
+		c.texts = make([]string, 0, n)
+	}
+	return c
+}
+
+func (c *column) add(v any) {
+	switch c.kind {
+	case kBool:
+		c.bools = append(c.bools, v.(bool))
+	case kInt:
+		c.ints = append(c.ints, int32(v.(int)))
+	case kTime:
+		c.times = append(c.times, pgtype.Timestamptz{Time: rt(v.(time.Time)), Valid: true})
+	case kOptTime:
+		c.times = append(c.times, nt(v.(time.Time)))
+	case kTexts:
+		b, _ := json.Marshal(nonNil(v.([]string)))
+		c.texts = append(c.texts, string(b))
+	default:
+		c.texts = append(c.texts, v.(string))
+	}
+}
+
+func (c *column) arg() any {
+	switch c.kind {
+	case kBool:
+		return c.bools
+	case kInt:
+		return c.ints
+	case kTime, kOptTime:
+		return c.times
+	}
+	return c.texts
+}
+
+// textsExpr turns a JSON array text into a text[].
+func textsExpr(v string) string {
+	return "ARRAY(SELECT jsonb_array_elements_text(" + v + "::jsonb))"
+}
+
+// updateSubsSQL is the batch statement; see the comment at the top of the file.
+var updateSubsSQL = func() string {
+	names := []string{"id", "m", "rs", "re", "ct", "eff"}
+	types := []string{"text[]", "integer[]", "text[]", "timestamptz[]", "text[]", "text[]"}
+	var sets, conds []string
+	for i, c := range subColumns {
+		r, n := fmt.Sprintf("r%d", i), fmt.Sprintf("n%d", i)
+		names = append(names, r, n)
+		types = append(types, c.kind.sqlType(), c.kind.sqlType())
+		bit := fmt.Sprintf("%d", 1<<i)
+		nv, cmp := "v."+n, "s."+c.name+" = v."+r
+		switch c.kind {
+		case kTexts:
+			nv, cmp = textsExpr("v."+n), "s."+c.name+" = "+textsExpr("v."+r)
+		case kTime, kOptTime:
+			cmp = "date_trunc('milliseconds', s." + c.name + ") IS NOT DISTINCT FROM v." + r
+		}
+		sets = append(sets, fmt.Sprintf("%s = CASE WHEN v.m & %s <> 0 THEN %s ELSE s.%s END", c.name, bit, nv, c.name))
+		conds = append(conds, fmt.Sprintf("(v.m & %s = 0 OR %s)", bit, cmp))
+	}
+	params := make([]string, len(names))
+	for i := range names {
+		params[i] = fmt.Sprintf("$%d::%s", i+1, types[i])
+	}
+	return `UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, ", ") + `,
+		pending = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb ELSE s.pending END,
+		version = s.version + 1
+	FROM unnest(` + strings.Join(params, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
+	WHERE s.id = v.id AND NOT s.flag_del AND s.status = v.rs
+		AND date_trunc('milliseconds', s.current_period_end) = v.re
+		AND (v.ct = '' OR s.claim_token = v.ct)
+		AND (v.eff IS NULL OR s.pending IS NULL)
+		AND ` + strings.Join(conds, "\n\t\tAND ") + `
+	RETURNING s.id`
+}()
+
+// UpdateSubscriptions applies each change conditionally (see billing.SubscriptionChange) in
+// one UPDATE for the whole batch, plus one read of the ids whose change did not apply to
+// tell a conflict from a missing record.
+func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	errs := make([]error, len(changes))
+	// Rounds of changes with distinct ids: a record changed twice in one batch sees its
+	// first change applied before the second, as if the changes ran one by one.
+	var round []int
+	seen := map[string]int{}
+	for i := range changes {
+		c := &changes[i]
+		id := c.Read.ID
+		switch {
+		case id == "" || (c.Changed.ID != "" && c.Changed.ID != id):
+			errs[i] = invalid("subscription change for %q names subscription %q", id, c.Changed.ID)
+			continue
+		case c.Effects != nil && c.Effects.Token == "":
+			errs[i] = invalid("subscription change for %q records effects without a token", id)
+			continue
+		}
+		seen[id]++
+		if seen[id] == 1 {
+			round = append(round, i)
+		}
+	}
+	done := map[int]bool{}
+	for len(round) > 0 {
+		if err := s.applySubRound(ctx, changes, round, errs); err != nil {
+			return nil, err
+		}
+		for _, i := range round {
+			done[i] = true
+		}
+		// The next round: each id's next change not yet applied.
+		round = round[:0]
+		taken := map[string]bool{}
+		for i := range changes {
+			if done[i] || errs[i] != nil || taken[changes[i].Read.ID] {
+				continue
+			}
+			if seen[changes[i].Read.ID] > 1 {
+				taken[changes[i].Read.ID] = true
+				round = append(round, i)
+			}
+		}
+	}
+	return errs, nil
+}
+
+// applySubRound applies the changes at idx (distinct ids) and sets their errs.
+func (s *Store) applySubRound(ctx context.Context, changes []billing.SubscriptionChange, idx []int, errs []error) error {
+	applied, err := s.updateSubs(ctx, changes, idx)
+	if isUniqueViolation(err) && len(idx) > 1 {
+		// One change gives a live subscription a gateway id another holds: apply them one
+		// at a time, so only that change fails.
+		for _, i := range idx {
+			if err := s.applySubRound(ctx, changes, []int{i}, errs); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	if isUniqueViolation(err) {
+		errs[idx[0]] = s.wrap(err, "changing subscription %q", changes[idx[0]].Read.ID)
+		return nil
+	}
+	if err != nil {
+		return s.wrap(err, "updating %d subscriptions", len(idx))
+	}
+	var missed []string
+	for _, i := range idx {
+		if !applied[changes[i].Read.ID] {
+			missed = append(missed, changes[i].Read.ID)
+		}
+	}
+	if len(missed) == 0 {
+		return nil
+	}
+	live, err := s.liveIDs(ctx, "subscriptions", missed)
+	if err != nil {
+		return err
+	}
+	for _, i := range idx {
+		id := changes[i].Read.ID
+		switch {
+		case applied[id]:
+		case live[id]:
+			errs[i] = conflict("subscription", id, "changed since it was read (its status, period end, claim, pending effects or a field the change writes differs)")
+		default:
+			errs[i] = notFound("subscription", id)
+		}
+	}
+	return nil
+}
+
+// updateSubs runs the batch statement for the changes at idx and returns the ids it wrote.
+func (s *Store) updateSubs(ctx context.Context, changes []billing.SubscriptionChange, idx []int) (map[string]bool, error) {
+	// Rows in id order, so concurrent batches lock shared rows in the same order.
+	sort.Slice(idx, func(a, b int) bool { return changes[idx[a]].Read.ID < changes[idx[b]].Read.ID })
+	n := len(idx)
+	ids, masks := make([]string, 0, n), make([]int32, 0, n)
+	rs, re := make([]string, 0, n), make([]pgtype.Timestamptz, 0, n)
+	cts, effs := make([]string, 0, n), make([]pgtype.Text, 0, n)
+	cols := make([]*column, 0, 2*len(subColumns))
+	for _, c := range subColumns {
+		cols = append(cols, newColumn(c.kind, n), newColumn(c.kind, n))
+	}
+	for _, i := range idx {
+		c := &changes[i]
+		var mask int32
+		for _, f := range billing.ChangedSubscriptionFields(c.Read, c.Changed) {
+			if b, ok := subColumnBit[f]; ok {
+				mask |= 1 << b
+			}
+		}
+		eff, err := encodeEffects(c.Effects)
+		if err != nil {
+			return nil, err
+		}
+		ids, masks = append(ids, c.Read.ID), append(masks, mask)
+		rs, re = append(rs, string(c.Read.Status)), append(re, pgtype.Timestamptz{Time: rt(c.Read.CurrentPeriodEnd), Valid: true})
+		cts, effs = append(cts, c.ClaimToken), append(effs, pgtype.Text{String: string(eff), Valid: eff != nil})
+		for j, col := range subColumns {
+			cols[2*j].add(col.get(&c.Read))
+			cols[2*j+1].add(col.get(&c.Changed))
+		}
+	}
+	args := []any{ids, masks, rs, re, cts, effs}
+	for _, c := range cols {
+		args = append(args, c.arg())
+	}
+	got, err := collect(ctx, s, func(r pgx.Rows) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	}, s.t(updateSubsSQL), args...)
+	if err != nil {
+		return nil, err
+	}
+	applied := make(map[string]bool, len(got))
+	for _, id := range got {
+		applied[id] = true
+	}
+	return applied, nil
+}
+
+// liveIDs returns which of ids name a live (not soft-deleted) record of table.
+func (s *Store) liveIDs(ctx context.Context, table string, ids []string) (map[string]bool, error) {
+	got, err := collect(ctx, s, func(r pgx.Rows) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	}, s.t(`SELECT id FROM {schema}.`+table+` WHERE id = ANY($1) AND NOT flag_del`), ids)
+	if err != nil {
+		return nil, s.wrap(err, "reading %s", table)
+	}
+	live := make(map[string]bool, len(got))
+	for _, id := range got {
+		live[id] = true
+	}
+	return live, nil
+}
+
+// CompleteEffects clears, in one statement, the pending effects still recorded by each
+// given token, releasing the record's claim in the same write.
+func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if len(done) == 0 {
+		return nil
+	}
+	ids, tokens := make([]string, len(done)), make([]string, len(done))
+	for i, d := range done {
+		ids[i], tokens[i] = d.SubscriptionID, d.Token
+	}
+	_, err := s.exec(ctx, s.t(`UPDATE {schema}.subscriptions AS s SET pending = NULL, claim_token = NULL, claim_until = NULL
+		FROM unnest($1::text[], $2::text[]) AS d(id, token)
+		WHERE s.id = d.id AND s.pending IS NOT NULL AND s.pending->>'token' = d.token`), ids, tokens)
+	return s.wrap(err, "completing the effects of %d subscriptions", len(done))
+}

@@ -1,0 +1,71 @@
+// Package pgstore implements billing.Store on PostgreSQL with github.com/jackc/pgx/v5.
+//
+// Create a store with New on a *pgxpool.Pool and bring its schema up to date with Migrate
+// before first use; every replica may call Migrate on start. The tables live in one schema
+// (Config.Schema, default "renewkit"), so they sit beside the host's own tables. The store
+// passes store/storetest and the billing engine suite (billing/billingtest) with -race.
+//
+// # Example
+//
+//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
+//	st, err := pgstore.New(pool, pgstore.Config{})
+//	err = st.Migrate(ctx) // creates schema renewkit and its tables, or updates them
+//	svc, err := billing.NewService(st, notifier, billing.Config{})
+//
+// # Guarantees
+//
+//   - Claims are one statement: UPDATE … WHERE id IN (SELECT … ORDER BY current_period_end,
+//     id LIMIT n FOR UPDATE SKIP LOCKED) RETURNING …. Concurrent claimers skip each other's
+//     rows instead of waiting, and never receive one record twice while its lease is live.
+//     The cleanup jobs (CancelStalePayments, DeleteExpiredSessions) work the same way. No
+//     serialized mode is needed: PostgreSQL re-checks a conditional UPDATE's WHERE clause on
+//     the newest version of a row a concurrent transaction changed (READ COMMITTED).
+//   - Batch writes are single statements. UpdateSubscriptions and UpdateUsersAccess send the
+//     whole batch as parallel array parameters to one UPDATE … FROM unnest(…) (the array form
+//     of FROM (VALUES …): one statement text and one prepared plan for every batch size).
+//     Each row writes only the columns its change changes (billing.ChangedSubscriptionFields)
+//     and only while the stored row still has the read status, period end, claim token and
+//     the read value of every column it writes; pending effects go into the same UPDATE. A
+//     second read of the ids that did not apply tells ErrConflict from ErrNotFound.
+//     InsertAudits is one INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO NOTHING,
+//     ReserveNotifications one INSERT … ON CONFLICT (key) DO UPDATE … WHERE <takeable>,
+//     CompleteEffects and FinishNotifications one statement each. InsertSubscriptions
+//     (bulk import) uses COPY.
+//   - Lease locks are rows of the locks table whose token, the fencing counter, grows with
+//     every acquisition (a row outlives its releases).
+//   - Errors: a unique violation is ErrConflict, a missing row ErrNotFound, a value its
+//     column cannot hold ErrInvalidInput. A serialization failure or deadlock (40001, 40P01)
+//     is retried at most Config.MaxRetries times; only single atomic statements are retried,
+//     so a failed attempt wrote nothing. Error texts never carry key values.
+//   - Times are timestamptz at millisecond precision, returned in UTC. Optional times are
+//     NULL when zero; required ones (period bounds, created_at) store the zero time itself,
+//     so filters order and compare them as billing.SubscriptionFilter.Match does. Money is
+//     bigint minor units plus a char(3) currency. Audit details and run results are plain
+//     jsonb (whole numbers read back as int, times as RFC 3339 text); pending effects are
+//     jsonb whose audit details keep their Go types (times, whole numbers, flags).
+//
+// # Migrations
+//
+// The schema is created by versioned SQL files embedded in the package
+// (migrations/NNNN_name.sql), applied in order by a small runner in migrate.go: under a
+// session-level advisory lock (pg_advisory_lock, keyed by schema), so replicas starting
+// together migrate once; each file in its own transaction together with its row in the
+// schema's schema_migrations table (version, name, applied_at); forward-only (a database
+// at a newer version than the package knows is an error, never rolled back). Each
+// migration is tested from an empty database and from the previous version.
+//
+// The runner is ours rather than pressly/goose or golang-migrate: both work through
+// database/sql drivers (goose would need pgx's stdlib adapter and brings its own
+// dependencies; golang-migrate's pgx driver pulls in more still), while the whole job here
+// is one advisory lock, one table and a loop over embedded files on the pgx pool the store
+// already holds.
+//
+// # Tables
+//
+// plans, users, subscriptions, payments, sessions, audit_logs, notifications, job_runs,
+// job_states, locks, webhook_events and schema_migrations, with the column names of the
+// original application's documents (snake_case, flag_del for soft delete). Indexes cover
+// every job and console query; explain_test.go checks on 100,000 rows per table that none
+// plans a sequential scan, except a count matching over a tenth of the table, where reading
+// the table is the cheaper plan.
+package pgstore

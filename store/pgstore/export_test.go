@@ -1,0 +1,60 @@
+package pgstore
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+// MigrateTo applies the migrations up to version only, so tests can start from an older
+// schema.
+func (s *Store) MigrateTo(ctx context.Context, version int) error { return s.migrateTo(ctx, version) }
+
+// Retry exposes the bounded retry of single statements.
+func (s *Store) Retry(ctx context.Context, f func() error) error { return s.retry(ctx, f) }
+
+// Query is one statement the store runs, for EXPLAIN.
+type Query struct {
+	Name string
+	SQL  string
+	Args []any
+}
+
+// JobQueries returns the statements behind the job and console queries, as the jobs issue
+// them at now.
+func (s *Store) JobQueries(now time.Time) []Query {
+	day := 24 * time.Hour
+	yes, no := true, false
+	live := []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}
+	filters := map[string]billing.SubscriptionFilter{
+		"warning":      {Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(7 * day), WarningDueDays: 7},
+		"expire":       {Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
+		"expire-grace": {Statuses: live, PeriodEndBefore: now.Add(-3 * day), AutoRenews: &yes},
+		"renew":        {Statuses: live, PeriodEndBefore: now.Add(day), AutoRenews: &yes},
+		"reconcile":    {Statuses: []billing.SubscriptionStatus{billing.StatusInactive}, PeriodEndAfter: now.Add(-10 * day), PeriodEndBefore: now, AutoRenews: &yes},
+	}
+	var out []Query
+	add := func(name, q string, args []any) { out = append(out, Query{name, s.t(q), args}) }
+	for name, f := range filters {
+		for _, pending := range []bool{false, true} {
+			q, args := claimSQL(billing.ClaimParams{Filter: f, Token: "tok", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 100, Pending: pending})
+			add(fmt.Sprintf("claim %s (pending %v)", name, pending), q, args)
+		}
+		q, args := listSQL(f, 100)
+		add("list "+name, q, args)
+		where, args := filterSQL(f, nil)
+		add("count "+name, `SELECT count(*) FROM {schema}.subscriptions WHERE `+where, args)
+	}
+	q, args := listSQL(billing.SubscriptionFilter{UserIDs: []string{"u1", "u2"}}, 0)
+	add("batch users' subscriptions", q, args)
+	add("user subscriptions", `SELECT `+subCols+` FROM {schema}.subscriptions WHERE user_id = $1 AND NOT flag_del ORDER BY created_at DESC, id DESC`, []any{"u1"})
+	add("extend claims", `UPDATE {schema}.subscriptions SET claim_until = $2 WHERE claim_token = $1`, []any{"tok", now})
+	add("release claims", `UPDATE {schema}.subscriptions SET claim_token = NULL, claim_until = NULL WHERE claim_token = $1`, []any{"tok"})
+	add("stale payments", staleSQL(100), []any{now.Add(-7 * day), now, "stale"})
+	add("expired sessions", expiredSQL(100), []any{now.Add(-30 * day), now})
+	add("audit by action", `SELECT `+auditCols+` FROM {schema}.audit_logs WHERE action = $1 AND created_at >= $2 ORDER BY created_at, seq LIMIT 50`, []any{"subscription.expired", now.Add(-day)})
+	add("job runs", `SELECT `+runCols+` FROM {schema}.job_runs WHERE job_id = $1 ORDER BY started_at DESC, id DESC LIMIT 20`, []any{"process_expired_subscriptions"})
+	return out
+}

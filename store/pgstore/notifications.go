@@ -1,0 +1,133 @@
+package pgstore
+
+import (
+	"context"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+var notificationCols = `key, kind, subscription_id, user_id, status, error, coalesce(token, ''), ` + z("lease_until") + `, created_at, ` + z("updated_at")
+
+func scanNotification(r pgx.Rows) (billing.NotificationRecord, error) {
+	var n billing.NotificationRecord
+	var kind string
+	err := r.Scan(&n.Key, &kind, &n.SubscriptionID, &n.UserID, &n.Status, &n.Error, &n.Token, &n.LeaseUntil, &n.CreatedAt, &n.UpdatedAt)
+	n.Kind = billing.NotificationKind(kind)
+	n.LeaseUntil, n.CreatedAt, n.UpdatedAt = t0(n.LeaseUntil), t0(n.CreatedAt), t0(n.UpdatedAt)
+	return n, err
+}
+
+// ReserveNotifications reserves the keys in one INSERT … ON CONFLICT (key) DO UPDATE …
+// WHERE <takeable> RETURNING key: a new key is inserted, a lapsed or own reservation taken,
+// anything else left alone, atomically per key.
+func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.NotificationRecord, token string, now, leaseUntil time.Time) ([]bool, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if token == "" {
+		return nil, invalid("notification reservation needs a token")
+	}
+	for i := range recs {
+		if recs[i].Key == "" {
+			return nil, invalid("notification %d of %d has no key", i, len(recs))
+		}
+	}
+	reserved := make([]bool, len(recs))
+	if len(recs) == 0 {
+		return reserved, nil
+	}
+	// One row per key: ON CONFLICT DO UPDATE may touch a row once per statement.
+	var keys, kinds, subs, users []string
+	first := map[string]bool{}
+	for _, r := range recs {
+		if first[r.Key] {
+			continue
+		}
+		first[r.Key] = true
+		keys, kinds, subs, users = append(keys, r.Key), append(kinds, string(r.Kind)), append(subs, r.SubscriptionID), append(users, r.UserID)
+	}
+	got, err := collect(ctx, s, func(r pgx.Rows) (string, error) {
+		var k string
+		return k, r.Scan(&k)
+	}, s.t(`INSERT INTO {schema}.notifications AS n (key, kind, subscription_id, user_id, status, token, lease_until, created_at, updated_at)
+		SELECT key, kind, sub, usr, 'sending', $5, $7, $6, $6
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS v(key, kind, sub, usr)
+		ON CONFLICT (key) DO UPDATE SET token = excluded.token, lease_until = excluded.lease_until
+		WHERE n.status = 'sending' AND (n.token = excluded.token OR n.lease_until IS NULL OR n.lease_until <= $6)
+		RETURNING key`), keys, kinds, subs, users, token, rt(now), nt(leaseUntil))
+	if err != nil {
+		return nil, s.wrap(err, "reserving %d notifications", len(keys))
+	}
+	ok := make(map[string]bool, len(got))
+	for _, k := range got {
+		ok[k] = true
+	}
+	for i := range recs {
+		reserved[i] = ok[recs[i].Key]
+	}
+	return reserved, nil
+}
+
+// FinishNotifications settles the reservations token still holds in one statement: a
+// record with a Status gets it, one without is deleted (reservable again at once).
+func (s *Store) FinishNotifications(ctx context.Context, recs []billing.NotificationRecord, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	for i := range recs {
+		switch recs[i].Status {
+		case "", billing.NotificationSent, billing.NotificationFailed:
+		default:
+			return invalid("notification %q: status %q is not %q, %q or empty (release)",
+				recs[i].Key, recs[i].Status, billing.NotificationSent, billing.NotificationFailed)
+		}
+	}
+	if len(recs) == 0 || token == "" {
+		return nil
+	}
+	// The first record of a key settles it (a second finds it no longer sending).
+	var release, keys, statuses, errs []string
+	var updated []pgtype.Timestamptz
+	seen := make(map[string]bool, len(recs))
+	for _, r := range recs {
+		if seen[r.Key] {
+			continue
+		}
+		seen[r.Key] = true
+		if r.Status == "" {
+			release = append(release, r.Key)
+			continue
+		}
+		keys, statuses, errs = append(keys, r.Key), append(statuses, r.Status), append(errs, r.Error)
+		updated = append(updated, nt(r.UpdatedAt))
+	}
+	// One statement: the usual call only settles (sent or failed), a release only deletes.
+	update := `UPDATE {schema}.notifications AS n SET status = v.status, error = v.error, updated_at = v.updated_at,
+			token = NULL, lease_until = NULL
+		FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS v(key, status, error, updated_at)
+		WHERE n.key = v.key AND n.status = 'sending' AND n.token = $2`
+	del := `DELETE FROM {schema}.notifications WHERE key = ANY($1::text[]) AND status = 'sending' AND token = $2`
+	var q string
+	var args []any
+	switch {
+	case len(release) == 0:
+		q, args = strings.ReplaceAll(update, "$2", "$1"), []any{token}
+		q = strings.NewReplacer("$3", "$2", "$4", "$3", "$5", "$4", "$6", "$5").Replace(q)
+		args = append(args, keys, statuses, errs, updated)
+	case len(keys) == 0:
+		q, args = del, []any{release, token}
+	default:
+		q, args = `WITH released AS (`+del+`) `+update, []any{release, token, keys, statuses, errs, updated}
+	}
+	_, err := s.exec(ctx, s.t(q), args...)
+	return s.wrap(err, "finishing %d notifications", len(recs))
+}
+
+func (s *Store) GetNotification(ctx context.Context, key string) (billing.NotificationRecord, error) {
+	return one(ctx, s, scanNotification, "notification", key, s.t(`SELECT `+notificationCols+` FROM {schema}.notifications WHERE key = $1`), key)
+}
