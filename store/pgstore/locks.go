@@ -29,8 +29,9 @@ func (s *Store) AcquireLock(ctx context.Context, key, owner string, now time.Tim
 	if key == "" || owner == "" || ttl <= 0 {
 		return billing.Lease{}, invalid("lock needs a key, an owner and a positive ttl")
 	}
-	ls, err := collect(ctx, s, scanLease, s.t(`INSERT INTO {schema}.locks AS l (key, owner, token, expires_at) VALUES ($1, $2, 1, $4)
-		ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = l.token + 1, expires_at = excluded.expires_at
+	ls, err := collect(ctx, s, scanLease, s.t(`INSERT INTO {schema}.locks AS l (key, owner, token, expires_at, acquired_at) VALUES ($1, $2, 1, $4, $3)
+		ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, token = l.token + 1, expires_at = excluded.expires_at,
+			acquired_at = excluded.acquired_at
 		WHERE l.expires_at IS NULL OR l.expires_at <= $3
 		RETURNING `+leaseCols), key, owner, rt(now), rt(now.Add(ttl)))
 	if err != nil {

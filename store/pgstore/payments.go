@@ -12,16 +12,17 @@ import (
 )
 
 var paymentCols = `id, user_id, plan_id, subscription_id, amount, currency::text, status, gateway, gateway_payment_id,
-	gateway_subscription_id, reason, ` + z("processed_at") + `, created_at, updated_at, flag_del, version`
+	gateway_subscription_id, reason, ` + z("processed_at") + `, created_at, updated_at, flag_del, version,
+	refunded_amount, reversal_reason, ` + z("reversed_at")
 
 func scanPayment(r pgx.Rows) (billing.Payment, error) {
 	var p billing.Payment
 	var status string
 	err := r.Scan(&p.ID, &p.UserID, &p.PlanID, &p.SubscriptionID, &p.Amount.Amount, &p.Amount.Currency, &status,
 		&p.Gateway, &p.GatewayPaymentID, &p.GatewaySubscriptionID, &p.Reason, &p.ProcessedAt, &p.CreatedAt, &p.UpdatedAt,
-		&p.Deleted, &p.Version)
+		&p.Deleted, &p.Version, &p.RefundedAmount, &p.ReversalReason, &p.ReversedAt)
 	p.Status = billing.PaymentStatus(status)
-	p.ProcessedAt, p.CreatedAt, p.UpdatedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt)
+	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt), t0(p.ReversedAt)
 	return p, err
 }
 
@@ -32,14 +33,16 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 		p.ID = billing.NewID()
 	}
 	_, err := s.exec(ctx, s.t(`INSERT INTO {schema}.payments (id, user_id, plan_id, subscription_id, amount, currency,
-		status, gateway, gateway_payment_id, gateway_subscription_id, reason, processed_at, created_at, updated_at, flag_del, version)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16)`),
+		status, gateway, gateway_payment_id, gateway_subscription_id, reason, processed_at, created_at, updated_at, flag_del, version,
+		refunded_amount, reversal_reason, reversed_at)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`),
 		p.ID, p.UserID, p.PlanID, p.SubscriptionID, p.Amount.Amount, p.Amount.Currency, string(p.Status), p.Gateway,
-		p.GatewayPaymentID, p.GatewaySubscriptionID, p.Reason, nt(p.ProcessedAt), rt(p.CreatedAt), rt(p.UpdatedAt), p.Deleted, p.Version)
+		p.GatewayPaymentID, p.GatewaySubscriptionID, p.Reason, nt(p.ProcessedAt), rt(p.CreatedAt), rt(p.UpdatedAt), p.Deleted, p.Version,
+		p.RefundedAmount, p.ReversalReason, nt(p.ReversedAt))
 	if err != nil {
 		return s.wrap(err, "inserting payment %q", p.ID)
 	}
-	p.ProcessedAt, p.CreatedAt, p.UpdatedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt)
+	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt), t0(p.ReversedAt)
 	return nil
 }
 
@@ -77,6 +80,9 @@ var paymentColumns = []paymentColumn{
 	{billing.FieldCreatedAt, kTime, func(p *billing.Payment) any { return p.CreatedAt }},
 	{billing.FieldUpdatedAt, kTime, func(p *billing.Payment) any { return p.UpdatedAt }},
 	{billing.FieldDeleted, kBool, func(p *billing.Payment) any { return p.Deleted }},
+	{billing.FieldRefundedAmount, kInt, func(p *billing.Payment) any { return p.RefundedAmount }},
+	{billing.FieldReversalReason, kText, func(p *billing.Payment) any { return p.ReversalReason }},
+	{billing.FieldReversedAt, kOptTime, func(p *billing.Payment) any { return p.ReversedAt }},
 }
 
 // UpdatePayment writes the fields where changed differs from read in one conditional

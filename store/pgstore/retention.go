@@ -1,0 +1,53 @@
+package pgstore
+
+import (
+	"context"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+var _ billing.Pruner = (*Store)(nil)
+
+// Prune implements billing.Pruner: one DELETE (or, for claims, UPDATE) per kind of at most
+// p.Limit rows picked by an indexed subquery. A lock key idle since p.LocksBefore (last
+// acquired before it, and released or expired before it) is deleted with its fencing
+// counter; the counter restarts at 1 for the key's next acquisition. Rows locked by another
+// transaction are skipped (SKIP LOCKED) and taken by a later call.
+func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.PruneResult, error) {
+	var res billing.PruneResult
+	if err := ctx.Err(); err != nil {
+		return res, err
+	}
+	if p.Limit <= 0 {
+		return res, invalid("prune needs a positive limit")
+	}
+	steps := []struct {
+		n   *int
+		on  bool
+		sql string
+		arg any
+	}{
+		{&res.Notifications, !p.NotificationsBefore.IsZero(), `DELETE FROM {schema}.notifications WHERE key IN (
+			SELECT key FROM {schema}.notifications WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.NotificationsBefore)},
+		{&res.WebhookEvents, !p.WebhookEventsBefore.IsZero(), `DELETE FROM {schema}.webhook_events WHERE (gateway, event_id) IN (
+			SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.WebhookEventsBefore)},
+		{&res.Audit, !p.AuditBefore.IsZero(), `DELETE FROM {schema}.audit_logs WHERE seq IN (
+			SELECT seq FROM {schema}.audit_logs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.AuditBefore)},
+		{&res.Locks, !p.LocksBefore.IsZero(), `DELETE FROM {schema}.locks WHERE key IN (
+			SELECT key FROM {schema}.locks WHERE acquired_at < $1 AND (expires_at IS NULL OR expires_at < $1)
+			LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.LocksBefore)},
+		{&res.Claims, !p.ClaimsBefore.IsZero(), `UPDATE {schema}.subscriptions SET claim_token = NULL, claim_until = NULL WHERE id IN (
+			SELECT id FROM {schema}.subscriptions WHERE claim_until < $1 AND pending IS NULL LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.ClaimsBefore)},
+	}
+	for _, st := range steps {
+		if !st.on {
+			continue
+		}
+		tag, err := s.exec(ctx, s.t(st.sql), st.arg, p.Limit)
+		if err != nil {
+			return res, s.wrap(err, "pruning")
+		}
+		*st.n = int(tag.RowsAffected())
+	}
+	return res, nil
+}
