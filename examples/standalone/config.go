@@ -33,6 +33,7 @@ type Config struct {
 	AlertWebhookURL, AlertWebhookSecret              string
 	ReferenceSecret                                  string
 	StripeSecretKey, StripeWebhookSecret             string
+	StripePrices, PayPalPlans, MercadoPagoPlans      string
 	FrontendURL, PublicURL                           string
 	MercadoPagoAccessToken, MercadoPagoWebhookSecret string
 	PayPalClientID, PayPalClientSecret               string
@@ -53,6 +54,8 @@ type Config struct {
 	demo        bool
 	claimLease  time.Duration // zero: billing's default
 	jobLockTTL  time.Duration // zero: the scheduler's default
+	// Gateway plan maps (gateway price or plan id -> renewkit plan id), parsed.
+	stripePrices, paypalPlans, mercadoPagoPlans map[string]string
 
 	// Seams for tests, never set from the environment or flags.
 	grace     time.Duration // shutdown grace; zero: shutdownGrace
@@ -92,11 +95,14 @@ func (c *Config) settings() []setting {
 		{env: "PUBLIC_URL", flag: "public-url", usage: "base URL operators reach this server at, for the dashboard link in operator alerts; empty: http://localhost and the HTTP_ADDR port", dst: &c.PublicURL},
 		{env: "STRIPE_SECRET_KEY", flag: "stripe-secret-key", usage: "Stripe API key (renewal lookups)", dst: &c.StripeSecretKey},
 		{env: "STRIPE_WEBHOOK_SECRET", flag: "stripe-webhook-secret", usage: "Stripe webhook signing secret; set: mounts /api/payments/stripe/webhook", dst: &c.StripeWebhookSecret},
+		{env: "STRIPE_PRICES", flag: "stripe-prices", usage: "which renewkit plan each Stripe price buys: price_id=plan_id pairs separated by commas (stripegw.Config.Prices); a subscription with an unmapped price is refused", dst: &c.StripePrices},
 		{env: "MERCADOPAGO_ACCESS_TOKEN", flag: "mercadopago-access-token", usage: "Mercado Pago access token", dst: &c.MercadoPagoAccessToken},
 		{env: "MERCADOPAGO_WEBHOOK_SECRET", flag: "mercadopago-webhook-secret", usage: "Mercado Pago webhook secret; set: mounts /api/payments/mercadopago/webhook", dst: &c.MercadoPagoWebhookSecret},
+		{env: "MERCADOPAGO_PLANS", flag: "mercadopago-plans", usage: "which renewkit plan each Mercado Pago preapproval plan buys: preapproval_plan_id=plan_id pairs separated by commas (mercadopagogw.Config.Plans)", dst: &c.MercadoPagoPlans},
 		{env: "PAYPAL_CLIENT_ID", flag: "paypal-client-id", usage: "PayPal REST client id", dst: &c.PayPalClientID},
 		{env: "PAYPAL_CLIENT_SECRET", flag: "paypal-client-secret", usage: "PayPal REST client secret", dst: &c.PayPalClientSecret},
 		{env: "PAYPAL_WEBHOOK_ID", flag: "paypal-webhook-id", usage: "PayPal webhook id; set with the client credentials: mounts /api/payments/paypal/webhook", dst: &c.PayPalWebhookID},
+		{env: "PAYPAL_PLANS", flag: "paypal-plans", usage: "which renewkit plan each PayPal plan buys: P-...=plan_id pairs separated by commas (paypalgw.Config.Plans)", dst: &c.PayPalPlans},
 		{env: "PAYPAL_MODE", flag: "paypal-mode", def: "sandbox", usage: "PayPal environment: sandbox or live", dst: &c.PayPalMode},
 		{env: "ADMIN_TOKEN", flag: "admin-token", usage: "bearer token for /api/admin and /admin; empty: a random one is printed at start", dst: &c.AdminToken},
 		{env: "HTTP_ADDR", flag: "http-addr", def: ":8000", usage: "listen address", dst: &c.HTTPAddr},
@@ -213,6 +219,17 @@ func (c *Config) parse() error {
 			bad("ALERT_WEBHOOK_SECRET", "set ALERT_WEBHOOK_URL needs a signing secret of at least 16 bytes (e.g. openssl rand -hex 32)")
 		}
 	}
+	for _, m := range []struct {
+		env, val string
+		dst      *map[string]string
+	}{{"STRIPE_PRICES", c.StripePrices, &c.stripePrices}, {"PAYPAL_PLANS", c.PayPalPlans, &c.paypalPlans},
+		{"MERCADOPAGO_PLANS", c.MercadoPagoPlans, &c.mercadoPagoPlans}} {
+		pairs, err := parsePlanMap(m.val)
+		if err != nil {
+			bad(m.env, "%v", err)
+		}
+		*m.dst = pairs
+	}
 	if c.ReferenceSecret != "" && len(c.ReferenceSecret) < 16 {
 		bad("RENEWKIT_REFERENCE_SECRET", "shorter than 16 bytes: use a random secret (e.g. openssl rand -hex 32)")
 	}
@@ -261,4 +278,24 @@ func (c *Config) parse() error {
 		c.adminURL = "http://" + net.JoinHostPort(host, port) + "/admin/jobs"
 	}
 	return errors.Join(errs...)
+}
+
+// parsePlanMap reads "gateway_id=plan_id,gateway_id=plan_id" into a map; empty is none.
+func parsePlanMap(v string) (map[string]string, error) {
+	if strings.TrimSpace(v) == "" {
+		return nil, nil
+	}
+	out := map[string]string{}
+	for _, pair := range strings.Split(v, ",") {
+		gid, plan, ok := strings.Cut(strings.TrimSpace(pair), "=")
+		gid, plan = strings.TrimSpace(gid), strings.TrimSpace(plan)
+		switch {
+		case !ok || gid == "" || plan == "":
+			return nil, fmt.Errorf("%q is not gateway_id=plan_id", pair)
+		case out[gid] != "":
+			return nil, fmt.Errorf("%q is mapped twice", gid)
+		}
+		out[gid] = plan
+	}
+	return out, nil
 }

@@ -52,6 +52,8 @@ func TestInvalidConfiguration(t *testing.T) {
 		{name: "short ADMIN_TOKEN", env: map[string]string{"ADMIN_TOKEN": "short-Zq92"}, variable: "ADMIN_TOKEN", hidden: "short-Zq92"},
 		{name: "PAYPAL_WEBHOOK_ID without credentials", env: map[string]string{"PAYPAL_WEBHOOK_ID": "WH-1234"}, variable: "PAYPAL_WEBHOOK_ID"},
 		{name: "bad PAYPAL_MODE", env: map[string]string{"PAYPAL_MODE": "production"}, variable: "PAYPAL_MODE"},
+		{name: "STRIPE_PRICES pair without plan", env: map[string]string{"STRIPE_PRICES": "price_1=pro,price_2"}, variable: "STRIPE_PRICES"},
+		{name: "PAYPAL_PLANS id mapped twice", env: map[string]string{"PAYPAL_PLANS": "P-1=pro,P-1=basic"}, variable: "PAYPAL_PLANS"},
 		{name: "MERCADOPAGO_WEBHOOK_SECRET without access token", env: map[string]string{"MERCADOPAGO_WEBHOOK_SECRET": "mp-secret-Zq93"},
 			variable: "MERCADOPAGO_ACCESS_TOKEN", hidden: "mp-secret-Zq93"},
 		{name: "bad ALERT_WEBHOOK_URL", env: map[string]string{"ALERT_WEBHOOK_URL": "ops.example.com/hook?token=tok-Zq94",
@@ -189,5 +191,19 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	got := fmt.Sprint(cfg.HTTPAddr, " ", cfg.schedulerOn, " ", cfg.location, " ", cfg.demo, " ", cfg.OutboxDir, " ", cfg.shutdownGrace())
 	if want := ":8000 true America/Sao_Paulo true outbox 30s"; got != want {
 		t.Fatalf("defaults %q, want %q", got, want)
+	}
+}
+
+// The plan maps reach the gateways as maps: each gateway id buys the plan it names.
+func TestPlanMapsParsed(t *testing.T) {
+	env := map[string]string{"STRIPE_PRICES": "price_pro=pro, price_basic=basic", "PAYPAL_PLANS": "P-9=pro",
+		"MERCADOPAGO_PLANS": "2c93=basic"}
+	c, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.stripePrices["price_pro"] != "pro" || c.stripePrices["price_basic"] != "basic" || len(c.stripePrices) != 2 ||
+		c.paypalPlans["P-9"] != "pro" || c.mercadoPagoPlans["2c93"] != "basic" {
+		t.Fatalf("plan maps %v %v %v", c.stripePrices, c.paypalPlans, c.mercadoPagoPlans)
 	}
 }

@@ -55,7 +55,7 @@ func (a *app) gateways(clock billing.Clock) (map[string]billing.RenewalLookup, m
 	on := func(s string) { a.features = append(a.features, s) }
 
 	if c.StripeSecretKey != "" || c.StripeWebhookSecret != "" {
-		sc := stripegw.Config{SecretKey: c.StripeSecretKey, WebhookSecret: c.StripeWebhookSecret}
+		sc := stripegw.Config{SecretKey: c.StripeSecretKey, WebhookSecret: c.StripeWebhookSecret, Prices: c.stripePrices}
 		if c.StripeSecretKey != "" {
 			l, err := stripegw.NewRenewalLookup(sc)
 			if err != nil {
@@ -72,7 +72,7 @@ func (a *app) gateways(clock billing.Clock) (map[string]billing.RenewalLookup, m
 	on(fmt.Sprintf("stripe: renewals %s, webhook %s", onOff(c.StripeSecretKey), onOff(c.StripeWebhookSecret)))
 
 	if c.MercadoPagoAccessToken != "" {
-		mc := mercadopagogw.Config{AccessToken: c.MercadoPagoAccessToken, WebhookSecret: c.MercadoPagoWebhookSecret}
+		mc := mercadopagogw.Config{AccessToken: c.MercadoPagoAccessToken, WebhookSecret: c.MercadoPagoWebhookSecret, Plans: c.mercadoPagoPlans}
 		l, err := mercadopagogw.NewRenewalLookup(mc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("invalid configuration: MERCADOPAGO_ACCESS_TOKEN: %w", err)
@@ -91,7 +91,7 @@ func (a *app) gateways(clock billing.Clock) (map[string]billing.RenewalLookup, m
 		if c.PayPalMode == "live" {
 			mode = paypalgw.ModeLive
 		}
-		pc := paypalgw.Config{ClientID: c.PayPalClientID, ClientSecret: c.PayPalClientSecret, WebhookID: c.PayPalWebhookID, Mode: mode}
+		pc := paypalgw.Config{ClientID: c.PayPalClientID, ClientSecret: c.PayPalClientSecret, WebhookID: c.PayPalWebhookID, Mode: mode, Plans: c.paypalPlans}
 		l, err := paypalgw.NewRenewalLookup(pc)
 		if err != nil {
 			return nil, nil, fmt.Errorf("invalid configuration: PAYPAL_CLIENT_ID: %w", err)
