@@ -39,6 +39,10 @@ type Options struct {
 	Records int
 	// Timeout bounds each test's context. Default 3 minutes.
 	Timeout time.Duration
+	// Replica returns another handle on st's database, opened the way another process
+	// would (its own client or connection pool), for the tests where several replicas run
+	// at once. The default returns st itself.
+	Replica func(t *testing.T, st billing.Store) billing.Store
 }
 
 func (o Options) withDefaults() Options {
@@ -50,6 +54,9 @@ func (o Options) withDefaults() Options {
 	}
 	if o.Timeout <= 0 {
 		o.Timeout = 3 * time.Minute
+	}
+	if o.Replica == nil {
+		o.Replica = func(_ *testing.T, st billing.Store) billing.Store { return st }
 	}
 	return o
 }
@@ -114,6 +121,7 @@ type env struct {
 	t     *testing.T
 	ctx   context.Context
 	st    billing.Store
+	opts  Options
 	clock *testkit.Clock
 	notif *testkit.Notifier
 	svc   *billing.Service
@@ -125,7 +133,7 @@ func (s *suite) env(ctx context.Context, t *testing.T, cfg billing.Config, recor
 	if st == nil {
 		t.Fatal("billingtest: newStore returned nil")
 	}
-	e := &env{t: t, ctx: ctx, st: st, clock: testkit.NewClock(testkit.Epoch), notif: testkit.NewNotifier()}
+	e := &env{t: t, ctx: ctx, st: st, opts: s.opts, clock: testkit.NewClock(testkit.Epoch), notif: testkit.NewNotifier()}
 	testkit.Seed(t, st, records...)
 	e.svc = e.service(st, cfg)
 	return e
@@ -253,14 +261,21 @@ func (e *env) snapshot(userIDs, paymentIDs []string) snapshot {
 	return s
 }
 
-// replicas returns n Services on e's store sharing e's clock and notifier, like n processes.
+// replicas returns n Services sharing e's clock and notifier, like n processes, each on
+// its own handle of e's store (Options.Replica).
 func (e *env) replicas(n int, cfg billing.Config) []*billing.Service {
 	e.t.Helper()
 	out := make([]*billing.Service, n)
 	for i := range out {
-		out[i] = e.service(e.st, cfg)
+		out[i] = e.service(e.replica(), cfg)
 	}
 	return out
+}
+
+// replica returns another handle on e's store, as another process would open it.
+func (e *env) replica() billing.Store {
+	e.t.Helper()
+	return e.opts.Replica(e.t, e.st)
 }
 
 // concurrently calls f(0) ... f(n-1) in n goroutines released at once and waits for them.

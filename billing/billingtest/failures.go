@@ -200,8 +200,9 @@ func (s *suite) concurrentApproveExtendsOnce(ctx context.Context, t *testing.T) 
 		}(), payment("pay1", "u", "basic", forSub("s")))
 	const n = 8
 	results, errs := make([]billing.ProcessResult, n), make([]error, n)
+	svcs := e.replicas(n, billing.Config{})
 	concurrently(n, func(i int) {
-		results[i], errs[i] = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+		results[i], errs[i] = svcs[i].Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 	})
 	applied := 0
 	for i := range n {

@@ -79,9 +79,10 @@ func (s *suite) concurrentFirstPayments(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	e := s.env(ctx, t, billing.Config{}, basic, testkit.User("u1"),
 		testkit.Payment("pay1", "u1", "basic", 2990, now), testkit.Payment("pay2", "u1", "basic", 2990, now))
-	svc := e.service(e.st, billing.Config{LockWait: 30 * time.Second})
+	svcs := e.replicas(2, billing.Config{LockWait: 30 * time.Second})
 	var wg sync.WaitGroup
-	for _, id := range []string{"pay1", "pay2"} {
+	for i, id := range []string{"pay1", "pay2"} {
+		svc := svcs[i]
 		wg.Add(1)
 		go func() {
 			defer wg.Done()

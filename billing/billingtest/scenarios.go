@@ -117,7 +117,7 @@ func (s *suite) concurrentRunsSendOnce(ctx context.Context, t *testing.T) {
 	var wg sync.WaitGroup
 	results := make([]billing.ExpiringResult, 3)
 	for i := range 3 {
-		svc := e.serviceWith(e.st, slow, billing.Config{BatchSize: max(n/4, 1)})
+		svc := e.serviceWith(e.replica(), slow, billing.Config{BatchSize: max(n/4, 1)})
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -171,7 +171,7 @@ func (s *suite) leaseRunsOutMidBatch(ctx context.Context, t *testing.T) {
 		return e.notif.Notify(ctx, m)
 	})
 	cfg := billing.Config{Clock: billing.SystemClock(), ClaimLease: lease, SendConcurrency: 1}
-	first, second := e.serviceWith(e.st, slow, cfg), e.serviceWith(e.st, slow, cfg)
+	first, second := e.serviceWith(e.replica(), slow, cfg), e.serviceWith(e.replica(), slow, cfg)
 	done := make(chan billing.ExpiringResult, 1)
 	go func() {
 		res, err := first.CheckExpiringSubscriptions(ctx)

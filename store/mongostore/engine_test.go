@@ -18,7 +18,16 @@ func TestEngine(t *testing.T) {
 	c := client(t)
 	billingtest.RunWithOptions(t, func(t *testing.T) billing.Store {
 		return newStore(t, freshDB(t, c), testConfig)
-	}, billingtest.Options{Records: 24, HostWrite: rawHostWrite})
+	}, billingtest.Options{Records: 24, HostWrite: rawHostWrite, Replica: replica})
+}
+
+// replica opens st's database through a new client, as another replica's process would.
+func replica(t *testing.T, st billing.Store) billing.Store {
+	ms, ok := st.(*mongostore.Store)
+	if !ok {
+		t.Fatalf("replica needs a *mongostore.Store, got %T", st)
+	}
+	return newStore(t, newClient(t).Database(ms.Database().Name()), testConfig)
 }
 
 // rawHostWrite sets one field of a subscriptions document with the driver, bypassing

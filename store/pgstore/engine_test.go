@@ -6,9 +6,11 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/billing/billingtest"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/pgstore"
 )
 
@@ -18,7 +20,22 @@ func TestEngine(t *testing.T) {
 	p := pool(t)
 	billingtest.RunWithOptions(t, func(t *testing.T) billing.Store {
 		return newStore(t, p)
-	}, billingtest.Options{HostWrite: rawHostWrite})
+	}, billingtest.Options{HostWrite: rawHostWrite, Replica: replica})
+}
+
+// replica opens st's schema through a new connection pool, as another replica's process
+// would.
+func replica(t *testing.T, st billing.Store) billing.Store {
+	ps, ok := st.(*pgstore.Store)
+	if !ok {
+		t.Fatalf("replica needs a *pgstore.Store, got %T", st)
+	}
+	p, err := pgxpool.New(context.Background(), testkit.PostgresURI(t))
+	if err != nil {
+		t.Fatalf("connect a replica: %v", err)
+	}
+	t.Cleanup(p.Close)
+	return storeOn(t, p, ps.Schema())
 }
 
 // rawHostWrite sets one column of a subscriptions row with plain SQL, bypassing renewkit.
