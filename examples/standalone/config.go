@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/store/mongostore"
 )
 
 // setting is one configuration value: an environment variable, the flag that overrides it,
@@ -25,6 +26,7 @@ type setting struct {
 // and their flags. Empty values select the embedded defaults.
 type Config struct {
 	MongoURI, MongoDB                                string
+	MongoMoney, MongoCurrency, MongoReferences       string
 	DatabaseURL, DatabaseSchema                      string
 	EnableScheduler                                  string
 	SMTPHost, SMTPPort, SMTPUser, SMTPPassword       string
@@ -54,6 +56,7 @@ type Config struct {
 	demo        bool
 	claimLease  time.Duration // zero: billing's default
 	jobLockTTL  time.Duration // zero: the scheduler's default
+	mongo mongostore.Config // MONGODB_MONEY, MONGODB_DEFAULT_CURRENCY, MONGODB_REFERENCES
 	// Gateway plan maps (gateway price or plan id -> renewkit plan id), parsed.
 	stripePrices, paypalPlans, mercadoPagoPlans map[string]string
 
@@ -78,6 +81,9 @@ func (c *Config) settings() []setting {
 		{env: "MONGODB_DB", flag: "mongodb-db", def: "renewkit", usage: "MongoDB database name", dst: &c.MongoDB},
 		{env: "DATABASE_URL", flag: "database-url", usage: "PostgreSQL connection string (postgres://...): selects the PostgreSQL store, migrated on start; not with MONGODB_URI", dst: &c.DatabaseURL},
 		{env: "DATABASE_SCHEMA", flag: "database-schema", def: "renewkit", usage: "PostgreSQL schema holding renewkit's tables", dst: &c.DatabaseSchema},
+		{env: "MONGODB_MONEY", flag: "mongodb-money", def: "minor", usage: "how plans' price and payments' amount are stored: minor (integers of cents, 4990) or major (floats of reais, 49.9, as the original app writes them)", dst: &c.MongoMoney},
+		{env: "MONGODB_DEFAULT_CURRENCY", flag: "mongodb-default-currency", usage: "currency of plans and payments stored without one (BRL for the original app); empty: none", dst: &c.MongoCurrency},
+		{env: "MONGODB_REFERENCES", flag: "mongodb-references", def: "string", usage: "how new user_id/plan_id/subscription_id references are stored: string (as the original app) or objectid; stored ones keep their type", dst: &c.MongoReferences},
 		{env: "ENABLE_SCHEDULER", flag: "enable-scheduler", def: "true", usage: "run the five jobs on their schedules (true/false)", dst: &c.EnableScheduler},
 		{env: "SCHEDULER_TIMEZONE", flag: "scheduler-timezone", def: "America/Sao_Paulo", usage: "IANA time zone the job schedules are read in", dst: &c.SchedulerTimezone},
 		{env: "SMTP_HOST", flag: "smtp-host", usage: "SMTP server; empty: emails are logged and written as .eml files", dst: &c.SMTPHost},
@@ -168,6 +174,26 @@ func (c *Config) parse() error {
 		}
 		if c.MongoDB == "" {
 			bad("MONGODB_DB", "empty: name the database")
+		}
+		switch strings.ToLower(c.MongoMoney) {
+		case "minor":
+			c.mongo.Money = mongostore.MoneyMinorUnits
+		case "major":
+			c.mongo.Money = mongostore.MoneyMajorUnits
+		default:
+			bad("MONGODB_MONEY", "%q is not minor or major", c.MongoMoney)
+		}
+		switch strings.ToLower(c.MongoReferences) {
+		case "string":
+			c.mongo.References = mongostore.ReferencesString
+		case "objectid":
+			c.mongo.References = mongostore.ReferencesObjectID
+		default:
+			bad("MONGODB_REFERENCES", "%q is not string or objectid", c.MongoReferences)
+		}
+		c.mongo.DefaultCurrency = c.MongoCurrency
+		if err := c.mongo.Validate(); err != nil {
+			bad("MONGODB_DEFAULT_CURRENCY", "%v", err)
 		}
 	}
 	if c.DatabaseURL != "" {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"strings"
 	"testing"
+
+	"github.com/renewkit/renewkit/store/mongostore"
 )
 
 // secrets are set in every invalid-configuration case: no error line may echo them.
@@ -52,6 +54,9 @@ func TestInvalidConfiguration(t *testing.T) {
 		{name: "short ADMIN_TOKEN", env: map[string]string{"ADMIN_TOKEN": "short-Zq92"}, variable: "ADMIN_TOKEN", hidden: "short-Zq92"},
 		{name: "PAYPAL_WEBHOOK_ID without credentials", env: map[string]string{"PAYPAL_WEBHOOK_ID": "WH-1234"}, variable: "PAYPAL_WEBHOOK_ID"},
 		{name: "bad PAYPAL_MODE", env: map[string]string{"PAYPAL_MODE": "production"}, variable: "PAYPAL_MODE"},
+		{name: "bad MONGODB_MONEY", env: map[string]string{"MONGODB_URI": "mongodb://db.example.com/", "MONGODB_MONEY": "cents"}, variable: "MONGODB_MONEY"},
+		{name: "bad MONGODB_DEFAULT_CURRENCY", env: map[string]string{"MONGODB_URI": "mongodb://db.example.com/", "MONGODB_DEFAULT_CURRENCY": "real"}, variable: "MONGODB_DEFAULT_CURRENCY"},
+		{name: "bad MONGODB_REFERENCES", env: map[string]string{"MONGODB_URI": "mongodb://db.example.com/", "MONGODB_REFERENCES": "uuid"}, variable: "MONGODB_REFERENCES"},
 		{name: "STRIPE_PRICES pair without plan", env: map[string]string{"STRIPE_PRICES": "price_1=pro,price_2"}, variable: "STRIPE_PRICES"},
 		{name: "PAYPAL_PLANS id mapped twice", env: map[string]string{"PAYPAL_PLANS": "P-1=pro,P-1=basic"}, variable: "PAYPAL_PLANS"},
 		{name: "MERCADOPAGO_WEBHOOK_SECRET without access token", env: map[string]string{"MERCADOPAGO_WEBHOOK_SECRET": "mp-secret-Zq93"},
@@ -205,5 +210,18 @@ func TestPlanMapsParsed(t *testing.T) {
 	if c.stripePrices["price_pro"] != "pro" || c.stripePrices["price_basic"] != "basic" || len(c.stripePrices) != 2 ||
 		c.paypalPlans["P-9"] != "pro" || c.mercadoPagoPlans["2c93"] != "basic" {
 		t.Fatalf("plan maps %v %v %v", c.stripePrices, c.paypalPlans, c.mercadoPagoPlans)
+	}
+}
+
+// The original app's database: float prices in reais with no currency, string references.
+func TestMongoLegacyShapesConfigured(t *testing.T) {
+	env := map[string]string{"MONGODB_URI": "mongodb://db.example.com/", "MONGODB_MONEY": "major",
+		"MONGODB_DEFAULT_CURRENCY": "BRL", "MONGODB_REFERENCES": "objectid"}
+	c, err := loadConfig(nil, func(k string) string { return env[k] }, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.mongo.Money != mongostore.MoneyMajorUnits || c.mongo.DefaultCurrency != "BRL" || c.mongo.References != mongostore.ReferencesObjectID {
+		t.Fatalf("mongostore config %+v", c.mongo)
 	}
 }

@@ -27,7 +27,7 @@ func (a *app) openMongo(ctx context.Context) (billing.Store, error) {
 		return nil, fmt.Errorf("invalid configuration: MONGODB_URI: %w", err)
 	}
 	a.closers = append(a.closers, client.Disconnect)
-	st, err := mongostore.New(client.Database(a.cfg.MongoDB), mongostore.Config{})
+	st, err := mongostore.New(client.Database(a.cfg.MongoDB), a.cfg.mongo)
 	if err != nil {
 		return nil, err
 	}
