@@ -21,26 +21,14 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !p.NotificationsBefore.IsZero() {
-		for k, n := range s.notifications {
-			if res.Notifications == p.Limit {
-				break
-			}
-			if n.CreatedAt.Before(p.NotificationsBefore) {
-				delete(s.notifications, k)
-				res.Notifications++
-			}
-		}
+		res.Notifications = pruneMap(s.notifications, p.Limit, func(n billing.NotificationRecord) bool {
+			return n.CreatedAt.Before(p.NotificationsBefore)
+		})
 	}
 	if !p.WebhookEventsBefore.IsZero() {
-		for k, ev := range s.events {
-			if res.WebhookEvents == p.Limit {
-				break
-			}
-			if ev.ReceivedAt.Before(p.WebhookEventsBefore) {
-				delete(s.events, k)
-				res.WebhookEvents++
-			}
-		}
+		res.WebhookEvents = pruneMap(s.events, p.Limit, func(ev billing.WebhookEvent) bool {
+			return ev.ReceivedAt.Before(p.WebhookEventsBefore)
+		})
 	}
 	if !p.AuditBefore.IsZero() {
 		// s.audit is in CreatedAt order: the old entries are a prefix.
@@ -79,4 +67,19 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		}
 	}
 	return res, nil
+}
+
+// pruneMap deletes at most limit entries of m for which old is true and returns how many.
+func pruneMap[K comparable, V any](m map[K]V, limit int, old func(V) bool) int {
+	n := 0
+	for k, v := range m {
+		if n == limit {
+			break
+		}
+		if old(v) {
+			delete(m, k)
+			n++
+		}
+	}
+	return n
 }

@@ -252,27 +252,35 @@ func (s *Store) applySubRound(ctx context.Context, changes []billing.Subscriptio
 	if err != nil {
 		return s.wrap(err, "updating %d subscriptions", len(idx))
 	}
+	return s.tellMissed(ctx, "subscriptions", "subscription",
+		"changed since it was read (its status, period end, claim, pending effects or a field the change writes differs)",
+		idx, func(i int) string { return changes[i].Read.ID }, applied, errs)
+}
+
+// tellMissed sets errs[i] for each change at idx whose row (id(i)) is not in applied:
+// ErrConflict with why when the row is live, ErrNotFound when it is gone or soft-deleted.
+func (s *Store) tellMissed(ctx context.Context, table, kind, why string, idx []int, id func(int) string,
+	applied map[string]bool, errs []error) error {
 	var missed []string
 	for _, i := range idx {
-		if !applied[changes[i].Read.ID] {
-			missed = append(missed, changes[i].Read.ID)
+		if !applied[id(i)] {
+			missed = append(missed, id(i))
 		}
 	}
 	if len(missed) == 0 {
 		return nil
 	}
-	live, err := s.liveIDs(ctx, "subscriptions", missed)
+	live, err := s.liveIDs(ctx, table, missed)
 	if err != nil {
 		return err
 	}
 	for _, i := range idx {
-		id := changes[i].Read.ID
-		switch {
+		switch id := id(i); {
 		case applied[id]:
 		case live[id]:
-			errs[i] = conflict("subscription", id, "changed since it was read (its status, period end, claim, pending effects or a field the change writes differs)")
+			errs[i] = conflict(kind, id, why)
 		default:
-			errs[i] = notFound("subscription", id)
+			errs[i] = notFound(kind, id)
 		}
 	}
 	return nil

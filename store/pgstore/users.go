@@ -143,28 +143,6 @@ func (s *Store) updateUsers(ctx context.Context, changes []billing.UserAccessCha
 	for _, id := range got {
 		applied[id] = true
 	}
-	var missed []string
-	for _, id := range ids {
-		if !applied[id] {
-			missed = append(missed, id)
-		}
-	}
-	if len(missed) == 0 {
-		return nil
-	}
-	live, err := s.liveIDs(ctx, "users", missed)
-	if err != nil {
-		return err
-	}
-	for _, i := range idx {
-		id := changes[i].Read.ID
-		switch {
-		case applied[id]:
-		case live[id]:
-			errs[i] = conflict("user", id, "changed since it was read (its plan, subscription or status differs)")
-		default:
-			errs[i] = notFound("user", id)
-		}
-	}
-	return nil
+	return s.tellMissed(ctx, "users", "user", "changed since it was read (its plan, subscription or status differs)",
+		idx, func(i int) string { return changes[i].Read.ID }, applied, errs)
 }
