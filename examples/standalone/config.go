@@ -54,9 +54,9 @@ type Config struct {
 	location    *time.Location
 	smtpPort    int
 	demo        bool
-	claimLease  time.Duration // zero: billing's default
-	jobLockTTL  time.Duration // zero: the scheduler's default
-	mongo mongostore.Config // MONGODB_MONEY, MONGODB_DEFAULT_CURRENCY, MONGODB_REFERENCES
+	claimLease  time.Duration     // zero: billing's default
+	jobLockTTL  time.Duration     // zero: the scheduler's default
+	mongo       mongostore.Config // MONGODB_MONEY, MONGODB_DEFAULT_CURRENCY, MONGODB_REFERENCES
 	// Gateway plan maps (gateway price or plan id -> renewkit plan id), parsed.
 	stripePrices, paypalPlans, mercadoPagoPlans map[string]string
 
