@@ -36,7 +36,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 			if res.WebhookEvents == p.Limit {
 				break
 			}
-			if ev.ReceivedAt.Before(p.WebhookEventsBefore) {
+			if ev.ReceivedAt.Before(p.WebhookEventsBefore) && !ev.State.Pending() {
 				delete(s.events, k)
 				res.WebhookEvents++
 			}
