@@ -39,10 +39,10 @@ func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
 func ProcessInline() Option { return Option(hookhttp.ProcessInline()) }
 
 type handler struct {
-	svc   *billing.Service
-	pp    *billing.PaymentProcessor
-	cfg   Config
-	api   *api
+	svc    *billing.Service
+	pp     *billing.PaymentProcessor
+	cfg    Config
+	api    *api
 	clock  billing.Clock
 	log    *slog.Logger
 	inline bool
