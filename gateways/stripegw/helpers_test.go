@@ -33,7 +33,7 @@ var (
 
 type env struct {
 	t     testing.TB
-	st    *memstore.Store
+	st    billing.Store
 	clock *testkit.Clock
 	notes *testkit.Notifier
 	svc   *billing.Service

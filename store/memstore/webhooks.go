@@ -76,6 +76,7 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 		ev.Attempts++
 		ev.LeaseUntil, ev.LeaseToken, ev.UpdatedAt = t0(p.LeaseUntil), p.Token, t0(p.Now)
 		s.events[k] = ev
+		delete(s.woken, k)
 		out = append(out, cloneEvent(ev))
 	}
 	return out, nil
@@ -120,6 +121,9 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 	cur.NextAttemptAt, cur.ParkedAt = time.Time{}, t0(f.ParkedAt)
 	if f.State.Pending() {
 		cur.NextAttemptAt = t0(f.NextAttemptAt)
+		if f.State == billing.EventParked && s.woken[k] {
+			cur.NextAttemptAt = t0(f.Now)
+		}
 	} else {
 		cur.FinishedAt = t0(f.Now)
 	}
@@ -129,6 +133,7 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 		cur.History = billing.AppendWebhookAttempt(cur.History, a)
 	}
 	s.events[k] = cur
+	delete(s.woken, k)
 	return nil
 }
 
@@ -161,7 +166,13 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 	defer s.mu.Unlock()
 	n := 0
 	for k, ev := range s.events {
-		if ev.Gateway == gateway && ev.ObjectKey == objectKey && ev.State == billing.EventParked && ev.NextAttemptAt.After(now) {
+		if ev.Gateway != gateway || ev.ObjectKey != objectKey || !ev.State.Pending() {
+			continue
+		}
+		if ev.LeaseUntil.After(now) {
+			s.woken[k] = true
+		}
+		if ev.State == billing.EventParked && ev.NextAttemptAt.After(now) {
 			ev.NextAttemptAt = t0(now)
 			s.events[k] = ev
 			n++

@@ -151,7 +151,7 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 			res := s.events.FindOneAndUpdate(ctx, cond, bson.D{{Key: "$set", Value: bson.D{
 				{Key: "attempts", Value: c.Attempts + 1}, {Key: "lease_until", Value: date(p.LeaseUntil)},
 				{Key: "lease_token", Value: p.Token}, {Key: "updated_at", Value: date(p.Now)},
-			}}}, options.FindOneAndUpdate().SetReturnDocument(options.After))
+			}}, {Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}}, options.FindOneAndUpdate().SetReturnDocument(options.After))
 			raw, err := res.Raw()
 			if err == mongo.ErrNoDocuments {
 				continue
@@ -229,6 +229,15 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 		}
 		return fmt.Errorf("mongostore: webhook event %s/%s is not claimed with this token (lease lost): %w", f.Gateway, f.EventID, billing.ErrConflict)
 	}
+	if f.State == billing.EventParked {
+		// Woken while it was processed: due at once. A wake after this finish finds it
+		// parked and makes it due itself.
+		if _, err := s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "state", Value: string(billing.EventParked)},
+			{Key: "woken", Value: true}}, bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(f.Now)}}},
+			{Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}}); err != nil {
+			return opErr("finish webhook event", err)
+		}
+	}
 	return nil
 }
 
@@ -255,6 +264,11 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 	}
 	if objectKey == "" {
 		return 0, nil
+	}
+	if _, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
+		{Key: "state", Value: pendingStates()}, {Key: "lease_until", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "woken", Value: true}}}}); err != nil {
+		return 0, opErr("wake webhook events", err)
 	}
 	res, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
 		{Key: "state", Value: string(billing.EventParked)}, {Key: "next_attempt_at", Value: bson.D{{Key: "$gt", Value: date(now)}}}},

@@ -745,6 +745,30 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("at its next attempt: %v; want [f] at attempt 2", ids(got))
 			}
 		}},
+		{"WakeWhileClaimedIsNotLost", func(ctx context.Context, t *testing.T, st billing.Store) {
+			e := ev("w")
+			e.ObjectKey = "sub_w"
+			put(ctx, t, st, e, base)
+			got := claim(ctx, t, st, "A", base, 1)
+			// The event that creates sub_w is processed while w is being attempted.
+			n, err := st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_w", base.Add(time.Second))
+			must(t, err, "WakeWebhookEvents")
+			if n != 0 {
+				t.Fatalf("woke %d parked events, want 0 (w is claimed, not parked)", n)
+			}
+			f := finish(got[0], "A", billing.EventParked, base.Add(2*time.Second), base.Add(time.Hour))
+			f.ParkedAt = base
+			must(t, st.FinishWebhookEvent(ctx, f), "park w")
+			if w := get(ctx, t, st, "w"); w.State != billing.EventParked || !w.NextAttemptAt.Equal(base.Add(2*time.Second)) {
+				t.Fatalf("w parked after a wake during its attempt: %+v; want due at its finish", w)
+			}
+			got = claim(ctx, t, st, "A", base.Add(2*time.Second), 1)
+			f = finish(got[0], "A", billing.EventParked, base.Add(3*time.Second), base.Add(time.Hour))
+			must(t, st.FinishWebhookEvent(ctx, f), "park w again")
+			if w := get(ctx, t, st, "w"); !w.NextAttemptAt.Equal(base.Add(time.Hour)) {
+				t.Fatalf("the wake-up mark outlived the next attempt: %+v", w)
+			}
+		}},
 		{"ClaimOneForInlineDelivery", func(ctx context.Context, t *testing.T, st billing.Store) {
 			put(ctx, t, st, ev("x"), base)
 			put(ctx, t, st, ev("y"), base)
