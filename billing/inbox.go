@@ -318,3 +318,48 @@ func AppendWebhookAttempt(history []WebhookAttempt, a WebhookAttempt) []WebhookA
 	}
 	return h
 }
+
+// ListWebhookEvents returns a page of inbox events (without payloads) and the cursor of
+// the next page ("" on the last page). q.Limit 0 means 50; at most 500.
+func (s *Service) ListWebhookEvents(ctx context.Context, q WebhookEventQuery) ([]WebhookEvent, string, error) {
+	if q.Limit == 0 {
+		q.Limit = 50
+	}
+	if q.Limit < 0 || q.Limit > 500 {
+		return nil, "", fmt.Errorf("%w: limit %d is out of range 1..500", ErrInvalidInput, q.Limit)
+	}
+	if q.State != "" && !slicesContains(WebhookEventStates, q.State) {
+		return nil, "", fmt.Errorf("%w: unknown webhook event state %q; use one of received, failed, parked, processed, ignored, dead", ErrInvalidInput, q.State)
+	}
+	want := q.Limit
+	q.Limit++ // one more tells whether there is a next page
+	evs, err := s.store.ListWebhookEvents(ctx, q)
+	if err != nil {
+		return nil, "", err
+	}
+	next := ""
+	if len(evs) > want {
+		evs = evs[:want]
+		next = WebhookEventCursor(evs[want-1])
+	}
+	return evs, next, nil
+}
+
+// WebhookEvent returns one inbox event with its attempts.
+func (s *Service) WebhookEvent(ctx context.Context, gateway, eventID string) (WebhookEvent, error) {
+	return s.store.GetWebhookEvent(ctx, gateway, eventID)
+}
+
+// WebhookInboxStats counts the inbox by state and finds its oldest pending event.
+func (s *Service) WebhookInboxStats(ctx context.Context) (WebhookInboxStats, error) {
+	return s.store.WebhookInboxStats(ctx)
+}
+
+func slicesContains[T comparable](xs []T, x T) bool {
+	for _, v := range xs {
+		if v == x {
+			return true
+		}
+	}
+	return false
+}
