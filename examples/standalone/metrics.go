@@ -67,10 +67,10 @@ func newMetrics() *metrics {
 			Help: "Webhook deliveries of events already processed, by gateway."}, []string{"gateway"}),
 		state: newStateCollector(),
 		inboxAttempt: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "renewkit_webhook_inbox_processing_seconds",
-			Help: "Duration of inbox processing attempts, by gateway and the state the attempt left the event in.",
+			Help:    "Duration of inbox processing attempts, by gateway and the state the attempt left the event in.",
 			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"gateway", "state"}),
 		inboxApplied: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "renewkit_webhook_inbox_applied_latency_seconds",
-			Help: "Time from a webhook's acceptance into the inbox to its processed or ignored state, by gateway.",
+			Help:    "Time from a webhook's acceptance into the inbox to its processed or ignored state, by gateway.",
 			Buckets: prometheus.ExponentialBuckets(0.005, 4, 12)}, []string{"gateway"}),
 		inbox: &inboxCollector{},
 	}
