@@ -14,8 +14,9 @@ type Retention struct {
 	// 400 days: a key names one period, and the longest cycle (yearly) plus a margin must
 	// pass before its warning could be asked for again. Negative keeps them for ever.
 	Notifications time.Duration
-	// WebhookEvents: inbox entries received longer ago than this are deleted. Default 90
-	// days; gateways stop retrying after a few days. Negative keeps them for ever.
+	// WebhookEvents: final inbox entries (processed, ignored, dead) received longer ago
+	// than this are deleted; pending ones are kept until the inbox worker ends them. Default
+	// 90 days; gateways stop retrying after a few days. Negative keeps them for ever.
 	WebhookEvents time.Duration
 	// Audit: audit entries older than this are deleted. Zero (the default) keeps them for
 	// ever.
@@ -51,7 +52,8 @@ type Pruner interface {
 type PruneParams struct {
 	// NotificationsBefore: notification records created before it.
 	NotificationsBefore time.Time
-	// WebhookEventsBefore: webhook events received before it.
+	// WebhookEventsBefore: webhook events received before it that are final (processed,
+	// ignored, dead); pending events are kept until the inbox worker ends them.
 	WebhookEventsBefore time.Time
 	// AuditBefore: audit entries created before it.
 	AuditBefore time.Time

@@ -62,6 +62,8 @@ type Config struct {
 	// ReversalAccess says when a full refund or a chargeback ends the access the payment
 	// bought: RevokeAtOnce (the default) or RevokeAtPeriodEnd.
 	ReversalAccess ReversalAccess
+	// Inbox tunes the webhook inbox: the retries, parking and worker (see InboxConfig).
+	Inbox InboxConfig
 	// Renewals maps a gateway name (GatewayStripe, ...) to its lookup for the renew job.
 	Renewals map[string]RenewalLookup
 	// Clock defaults to SystemClock().
@@ -97,6 +99,7 @@ func (c *Config) setDefaults() {
 		c.PendingPaymentTTL = 7 * 24 * time.Hour
 	}
 	c.Retention.setDefaults()
+	c.Inbox.setDefaults()
 	if c.BatchSize == 0 {
 		c.BatchSize = 500
 	}
@@ -151,6 +154,9 @@ func (c Config) Validate() error {
 	if err := c.ReversalAccess.validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if err := c.Inbox.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	for gw, l := range c.Renewals {
 		if l == nil {
 			errs = append(errs, fmt.Errorf("renewal lookup for %q (Config.Renewals) is nil: remove it or pass the gateway's lookup", gw))
@@ -167,6 +173,7 @@ type Service struct {
 	cfg      Config
 	clock    Clock
 	log      *slog.Logger
+	inbox    *inbox
 }
 
 // NewService builds a Service. store and notifier are required.
@@ -188,7 +195,7 @@ func NewService(store Store, notifier Notifier, cfg Config) (*Service, error) {
 	days := slices.Clone(cfg.WarningDays)
 	slices.Sort(days)
 	cfg.WarningDays = slices.Compact(days)
-	return &Service{store: store, notifier: notifier, cfg: cfg, clock: cfg.Clock, log: cfg.Logger}, nil
+	return &Service{store: store, notifier: notifier, cfg: cfg, clock: cfg.Clock, log: cfg.Logger, inbox: newInbox()}, nil
 }
 
 // Store returns the service's store.

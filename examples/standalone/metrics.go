@@ -33,6 +33,11 @@ type metrics struct {
 	rejected     *prometheus.CounterVec
 	duplicates   *prometheus.CounterVec
 	state        *stateCollector
+	// The webhook inbox: attempts by outcome and their duration, the time from acceptance
+	// to a final state, and (read when scraped) the depth by state and the oldest pending age.
+	inboxAttempt *prometheus.HistogramVec
+	inboxApplied *prometheus.HistogramVec
+	inbox        *inboxCollector
 }
 
 func newMetrics() *metrics {
@@ -61,9 +66,16 @@ func newMetrics() *metrics {
 		duplicates: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "renewkit_webhooks_duplicated_total",
 			Help: "Webhook deliveries of events already processed, by gateway."}, []string{"gateway"}),
 		state: newStateCollector(),
+		inboxAttempt: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "renewkit_webhook_inbox_processing_seconds",
+			Help:    "Duration of inbox processing attempts, by gateway and the state the attempt left the event in.",
+			Buckets: prometheus.ExponentialBuckets(0.001, 4, 9)}, []string{"gateway", "state"}),
+		inboxApplied: prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: "renewkit_webhook_inbox_applied_latency_seconds",
+			Help:    "Time from a webhook's acceptance into the inbox to its processed or ignored state, by gateway.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 4, 12)}, []string{"gateway"}),
+		inbox: &inboxCollector{},
 	}
 	m.reg.MustRegister(m.jobRuns, m.jobFailures, m.jobDuration, m.breakerTrips, m.recsFound, m.recsFailed,
-		m.emails, m.emailsFailed, m.webhooks, m.rejected, m.duplicates, m.state,
+		m.emails, m.emailsFailed, m.webhooks, m.rejected, m.duplicates, m.state, m.inboxAttempt, m.inboxApplied, m.inbox,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

@@ -104,7 +104,7 @@ func TestMetricsMove(t *testing.T) {
 		resp.Body.Close()
 		return resp.StatusCode, resp.Header.Get("X-Webhook-Outcome")
 	}
-	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.OutcomeProcessed) {
+	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.OutcomeAccepted) {
 		t.Fatalf("first delivery: %d %s\n%s", code, outcome, s.stderr.String())
 	}
 	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.OutcomeDuplicate) {
@@ -113,9 +113,17 @@ func TestMetricsMove(t *testing.T) {
 	if code, _ := post(false); code != http.StatusBadRequest {
 		t.Fatalf("badly signed delivery: %d, want 400", code)
 	}
-	pay, err := s.app.store.GetPayment(context.Background(), "pay_recent")
-	if err != nil || pay.Status != billing.PaymentApproved {
-		t.Fatalf("pay_recent %+v, %v: want approved", pay, err)
+	// The inbox worker applies the accepted event.
+	var pay billing.Payment
+	var err error
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		pay, err = s.app.store.GetPayment(context.Background(), "pay_recent")
+		if err == nil && pay.Status == billing.PaymentApproved {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("pay_recent %+v, %v: want approved by the inbox worker", pay, err)
+		}
 	}
 
 	after := scrape(t, s)
@@ -134,6 +142,9 @@ func TestMetricsMove(t *testing.T) {
 		{"renewkit_webhooks_received_total", map[string]string{"gateway": "stripe", "code": "400"}, 1},
 		{"renewkit_webhooks_rejected_total", map[string]string{"gateway": "stripe"}, 1},
 		{"renewkit_webhooks_duplicated_total", map[string]string{"gateway": "stripe"}, 1},
+		{"renewkit_webhook_inbox_processing_seconds", map[string]string{"gateway": "stripe", "state": "processed"}, 1},
+		{"renewkit_webhook_inbox_applied_latency_seconds", map[string]string{"gateway": "stripe"}, 1},
+		{"renewkit_webhook_inbox_events", map[string]string{"state": "processed"}, 1},
 	}
 	for _, m := range moved {
 		b, a := value(before, m.name, m.labels), value(after, m.name, m.labels)

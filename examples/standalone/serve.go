@@ -36,6 +36,7 @@ type app struct {
 	closers  []func(context.Context) error
 	svc      *billing.Service
 	sched    *scheduler.Scheduler
+	inbox    *billing.InboxWorker
 	renderer *notify.Renderer
 	metrics  *metrics
 	token    string
@@ -67,6 +68,11 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) int {
 	srv := &http.Server{Handler: a.handler, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if err := a.inbox.Start(ctx); err != nil {
+		fmt.Fprintf(stderr, "standalone: starting the webhook inbox worker: %v\n", err)
+		_ = srv.Close()
+		return 1
+	}
 	if cfg.schedulerOn {
 		if err := a.sched.Start(ctx); err != nil {
 			fmt.Fprintf(stderr, "standalone: starting scheduler: %v\n", err)
@@ -92,6 +98,9 @@ func serve(ctx context.Context, cfg *Config, stdout, stderr io.Writer) int {
 		log.Warn("http shutdown", "error", err)
 	}
 	a.running.Store(false)
+	if err := a.inbox.Shutdown(sctx); err != nil {
+		log.Warn("webhook inbox worker shutdown: events in hand are retried after their lease", "error", err)
+	}
 	if err := a.sched.Shutdown(sctx); err != nil {
 		log.Warn("scheduler shutdown: running jobs were cancelled", "error", err)
 		code = 1
@@ -155,6 +164,12 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	// The webhook handlers accept events into the inbox; this worker applies them.
+	if a.inbox, err = billing.NewInboxWorker(a.svc); err != nil {
+		return nil, err
+	}
+	a.inbox.Observe = a.metrics.observeInbox(clock.Now)
+	a.metrics.inbox.configure(a.svc)
 
 	alertTo := cfg.AlertEmail
 	if alertTo == "" {
@@ -276,7 +291,12 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
+	inbox, err := scheduler.InboxAdminHandler(a.svc, scheduler.InboxOptions{Authorize: authorize, Logger: a.log})
+	if err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
+	mux.Handle("/api/admin/inbox/", http.StripPrefix("/api/admin/inbox", inbox))
 	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", api))
 	mux.Handle("/api/admin/jobs", atRoot(api)) // the seed's GET /api/admin/jobs, without the slash
 	mux.Handle("/admin/", http.StripPrefix("/admin", dash))

@@ -2,6 +2,7 @@ package mercadopagogw
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -31,13 +32,20 @@ func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
 // Service's clock.
 func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
 
+// ProcessInline makes NewWebhookHandler apply each event in the request and answer with
+// the outcome, as for a host that wants it in the response (and for tests). By default the
+// handler stores the verified event in the billing inbox, answers 200 at once and
+// billing.InboxWorker applies it.
+func ProcessInline() Option { return Option(hookhttp.ProcessInline()) }
+
 type handler struct {
-	svc   *billing.Service
-	pp    *billing.PaymentProcessor
-	cfg   Config
-	api   *api
-	clock billing.Clock
-	log   *slog.Logger
+	svc    *billing.Service
+	pp     *billing.PaymentProcessor
+	cfg    Config
+	api    *api
+	clock  billing.Clock
+	log    *slog.Logger
+	inline bool
 }
 
 // NewWebhookHandler returns the handler for Mercado Pago notifications. Mount it on the
@@ -71,7 +79,48 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	if err != nil {
 		return nil, err
 	}
-	return &handler{svc: svc, pp: svc.Processor(), cfg: cfg, api: a, clock: o.Clock, log: o.Log}, nil
+	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, api: a, clock: o.Clock, log: o.Log, inline: o.Inline}
+	if err := svc.RegisterWebhookProcessor(billing.GatewayMercadoPago, h.processStored); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// storedNotification is the inbox payload of a verified notification: what processing
+// reads, the ids from the signed query string.
+type storedNotification struct {
+	Type   string `json:"type"`
+	DataID string `json:"data_id"`
+}
+
+// processStored applies a notification the inbox worker claimed.
+func (h *handler) processStored(ctx context.Context, stored billing.WebhookEvent) (bool, error) {
+	var n storedNotification
+	if err := json.Unmarshal(stored.Payload, &n); err != nil || n.Type == "" {
+		return false, fmt.Errorf("%w: stored mercadopago notification %s is not readable", billing.ErrInvalidInput, stored.EventID)
+	}
+	return h.process(n.Type, n.DataID)(ctx)
+}
+
+// process returns how a notification of typ about dataID is applied: the payment or
+// preapproval is read from the API.
+func (h *handler) process(typ, dataID string) func(context.Context) (bool, error) {
+	switch typ {
+	case TypePayment:
+		return func(ctx context.Context) (bool, error) {
+			pay, err := h.api.getPayment(ctx, dataID)
+			if err != nil {
+				return false, err
+			}
+			return h.applyPayment(ctx, pay)
+		}
+	case TypePreapproval:
+		return func(ctx context.Context) (bool, error) { return h.syncPreapproval(ctx, dataID) }
+	}
+	return func(ctx context.Context) (bool, error) {
+		h.log.DebugContext(ctx, "mercadopago notification type ignored", "type", typ, "data_id", dataID)
+		return true, nil
+	}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -104,27 +153,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Error(w, http.StatusBadRequest, err.Error())
 		return
 	}
-	var process func(context.Context) (bool, error)
-	switch n.Type {
-	case TypePayment:
-		process = func(ctx context.Context) (bool, error) {
-			pay, err := h.api.getPayment(ctx, dataID)
-			if err != nil {
-				return false, err
-			}
-			return h.applyPayment(ctx, pay)
-		}
-	case TypePreapproval:
-		process = func(ctx context.Context) (bool, error) { return h.syncPreapproval(ctx, dataID) }
-	default:
-		process = func(ctx context.Context) (bool, error) {
-			h.log.DebugContext(ctx, "mercadopago notification type ignored", "type", n.Type, "data_id", dataID)
-			return true, nil
-		}
-	}
-	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: inboxKey(n.Type, dataID, sig, r.Header.Get(HeaderRequestID)), Type: n.Type}
-	outcome, err := h.svc.HandleWebhookEvent(r.Context(), ev, process)
-	hookhttp.Respond(w, r, h.log, ev.Gateway, ev.EventID, outcome, err)
+	payload, _ := json.Marshal(storedNotification{Type: n.Type, DataID: dataID})
+	// Mercado Pago sends no event time; the signed ts orders notifications of one object.
+	occurred, _ := sig.Time()
+	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: inboxKey(n.Type, dataID, sig, r.Header.Get(HeaderRequestID)),
+		Type: n.Type, ObjectKey: n.Type + ":" + dataID, OccurredAt: occurred, Payload: payload}
+	hookhttp.Deliver(w, r, h.log, h.svc, h.inline, ev, h.process(n.Type, dataID))
 }
 
 // verify checks x-signature against data.id from the query string and x-request-id, then

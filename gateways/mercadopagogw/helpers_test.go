@@ -153,11 +153,11 @@ type keyStore struct {
 	keys []string
 }
 
-func (k *keyStore) BeginWebhookEvent(ctx context.Context, ev billing.WebhookEvent, now, leaseUntil time.Time) (billing.WebhookEvent, bool, error) {
+func (k *keyStore) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, now time.Time) (billing.WebhookEvent, bool, error) {
 	k.mu.Lock()
 	k.keys = append(k.keys, ev.EventID)
 	k.mu.Unlock()
-	return k.Store.BeginWebhookEvent(ctx, ev, now, leaseUntil)
+	return k.Store.PutWebhookEvent(ctx, ev, now)
 }
 
 type env struct {
@@ -204,7 +204,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 	for _, m := range mutate {
 		m(&e.cfg)
 	}
-	h, err := NewWebhookHandler(svc, e.cfg, WithLogger(slog.New(slog.DiscardHandler)))
+	h, err := NewWebhookHandler(svc, e.cfg, WithLogger(slog.New(slog.DiscardHandler)), ProcessInline())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -53,7 +53,7 @@ func TestCertificateSANMustBeMessageVerificationHost(t *testing.T) {
 	defer other.Close()
 	cfg := other.Config()
 	cfg.CertSANs = e.signer.Config().CertSANs // the name the handler expects, not the one other carries
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet))
+	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet), ProcessInline())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func (e *env) useCertServer(t *testing.T, s *certServer, mutate func(*Config)) {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet))
+	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet), ProcessInline())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestAPINotFoundIgnored(t *testing.T) {
 	e := newEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.APIBase = "client-id", "client-secret", api.URL })
 	cfg := e.signer.Config()
 	cfg.ClientID, cfg.ClientSecret, cfg.APIBase = "client-id", "client-secret", api.URL
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))))
+	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))), ProcessInline())
 	if err != nil {
 		t.Fatal(err)
 	}

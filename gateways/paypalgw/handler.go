@@ -23,6 +23,12 @@ func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
 // validity (default: the billing Service's clock).
 func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
 
+// ProcessInline makes NewWebhookHandler apply each event in the request and answer with
+// the outcome, as for a host that wants it in the response (and for tests). By default the
+// handler stores the verified event in the billing inbox, answers 200 at once and
+// billing.InboxWorker applies it.
+func ProcessInline() Option { return Option(hookhttp.ProcessInline()) }
+
 // handler is PayPal's webhook endpoint, built by NewWebhookHandler.
 type handler struct {
 	svc      *billing.Service
@@ -32,6 +38,7 @@ type handler struct {
 	api      *apiClient // nil without credentials: events are acknowledged, never applied
 	clock    billing.Clock
 	log      *slog.Logger
+	inline   bool
 
 	// trustBodyForTests is set only by this package's tests, which exercise the mapping of
 	// events to the processor with signed bodies and no API. Without credentials a host's
@@ -57,7 +64,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, clock: o.Clock, log: o.Log}
+	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, clock: o.Clock, log: o.Log, inline: o.Inline}
 	if cfg.hasCredentials() {
 		api, err := newAPIClient(cfg)
 		if err != nil {
@@ -73,7 +80,35 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 			cache: newCertCache(cfg.httpClient(), allow, certCacheLimits{size: cfg.CertCacheSize, ttl: cfg.CertCacheTTL,
 				failureTTL: cfg.CertFailureTTL, concurrency: cfg.CertFetchConcurrency}, h.clock.Now)}
 	}
+	if err := svc.RegisterWebhookProcessor(billing.GatewayPayPal, h.processStored); err != nil {
+		return nil, err
+	}
 	return h, nil
+}
+
+// processStored applies an event the inbox worker claimed: its payload is the verified body.
+func (h *handler) processStored(ctx context.Context, stored billing.WebhookEvent) (bool, error) {
+	ev, err := decodeEvent(stored.Payload)
+	if err != nil {
+		return false, fmt.Errorf("%w: stored paypal event %s: %w", billing.ErrInvalidInput, stored.EventID, err)
+	}
+	return h.process(ctx, ev)
+}
+
+// objectKey is the PayPal object whose events are applied in order: the subscription
+// (billing agreement), else the sale.
+func objectKey(ev decodedEvent) string {
+	switch {
+	case ev.Sub != nil:
+		return ev.Sub.ID
+	case ev.Sale != nil && ev.Sale.BillingAgreementID != "":
+		return ev.Sale.BillingAgreementID
+	case ev.Sale != nil:
+		return "sale:" + ev.Sale.ID
+	case ev.Refund != nil:
+		return "sale:" + ev.Refund.SaleID
+	}
+	return ""
 }
 
 // ServeHTTP verifies, decodes, deduplicates and applies one delivery.
@@ -99,9 +134,9 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Error(w, http.StatusBadRequest, "malformed event")
 		return
 	}
-	outcome, err := h.svc.HandleWebhookEvent(ctx, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type},
+	hookhttp.Deliver(w, r, h.log, h.svc, h.inline, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
+		ObjectKey: objectKey(ev), OccurredAt: ev.Created, Payload: body},
 		func(ctx context.Context) (bool, error) { return h.process(ctx, ev) })
-	hookhttp.Respond(w, r, h.log, billing.GatewayPayPal, ev.ID, outcome, err)
 }
 
 // verify checks the transmission headers, freshness and signature, in that order.

@@ -140,7 +140,7 @@ func TestExpiredCertificateRejected(t *testing.T) {
 	}
 	defer old.Close()
 	cfg := old.Config()
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet))
+	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet), ProcessInline())
 	if err != nil {
 		t.Fatal(err)
 	}

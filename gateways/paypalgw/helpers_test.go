@@ -105,7 +105,7 @@ func newEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, err := NewWebhookHandler(svc, cfg, WithLogger(quiet))
+	h, err := NewWebhookHandler(svc, cfg, WithLogger(quiet), ProcessInline())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -28,50 +28,119 @@ const (
 
 // BenchmarkWebhookLoopback posts Stripe-signed invoice.paid events over loopback, each with
 // its own event and invoice id (so each is processed, not deduplicated), renewing a pool of
-// subscriptions, from 64 concurrent connections: to the full handler on memstore, and to a
-// bare handler that only reads the body, verifies the signature and answers 200. It reports
-// events/s and p99 latency.
+// subscriptions, from 64 concurrent connections: to the handler processing inline on
+// memstore ("inline"), and ("inbox") to a bare handler that only reads the body, verifies
+// the signature and answers 200, then, in the same iteration, to the default handler that
+// accepts into the inbox while an InboxWorker applies the events. It reports events/s and
+// p99 latency of each, the acknowledgement throughput as a fraction of the bare handler's,
+// the end-to-end processed events/s and the median time from acknowledgement to applied.
 //
 //	go test -run '^$' -bench WebhookLoopback -count 5 ./gateways/stripegw
 func BenchmarkWebhookLoopback(b *testing.B) {
-	b.Run("handler", func(b *testing.B) {
-		st := memstore.New()
-		svc, err := billing.NewService(st, billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil }),
-			billing.Config{Clock: testkit.NewClock(fuzzNow), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
-		if err != nil {
-			b.Fatal(err)
-		}
-		records := []any{testkit.Plan("pro", billing.CycleMonthly, 2990)}
-		for i := range benchSubs {
-			uid, sid := fmt.Sprintf("u%d", i), fmt.Sprintf("s%d", i)
-			s := testkit.Subscription(sid, uid, "pro", fuzzNow.Add(time.Hour))
-			s.Gateway, s.GatewaySubscriptionID = billing.GatewayStripe, fmt.Sprintf("sub_%d", i)
-			records = append(records, testkit.UserWithAccess(uid, "pro", sid, s.CurrentPeriodEnd), s)
-		}
-		testkit.Seed(b, st, records...)
-		h, err := NewWebhookHandler(svc, Config{WebhookSecret: "whsec_bench"}, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-		if err != nil {
-			b.Fatal(err)
-		}
-		runLoopback(b, h)
+	b.Run("inline", func(b *testing.B) {
+		_, h := benchHandler(b, ProcessInline())
+		r := runLoopback(b, h)
+		b.ReportMetric(r.rate, "events/s")
+		b.ReportMetric(r.p99ms, "p99-ms")
 	})
-	b.Run("bare", func(b *testing.B) {
-		clock := testkit.NewClock(fuzzNow)
-		runLoopback(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-			body, ok := hookhttp.ReadBody(w, r, hookhttp.MaxBody)
-			if !ok {
+	b.Run("inbox", func(b *testing.B) {
+		bare := runLoopback(b, bareHandler())
+		// Acknowledgement alone: a handler whose events no worker applies meanwhile.
+		_, quiet := benchHandler(b)
+		only := runLoopback(b, quiet)
+		svc, h := benchHandler(b)
+		w, err := billing.NewInboxWorker(svc)
+		if err != nil {
+			b.Fatal(err)
+		}
+		applied := make([]time.Time, b.N)
+		var done atomic.Int64
+		all := make(chan struct{})
+		w.Observe = func(ev billing.WebhookEvent, a billing.WebhookAttempt) {
+			var i int
+			if _, err := fmt.Sscanf(ev.EventID, "evt_b%d", &i); err != nil || a.State != billing.EventProcessed {
 				return
 			}
-			if err := verifySignature(body, r.Header.Get(SignatureHeader), "whsec_bench", clock.Now(), DefaultTolerance); err != nil {
-				hookhttp.Error(w, http.StatusBadRequest, signatureReason(err))
-				return
+			applied[i] = time.Now()
+			if done.Add(1) == int64(b.N) {
+				close(all)
 			}
-			hookhttp.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
-		}))
+		}
+		if err := w.Start(context.Background()); err != nil {
+			b.Fatal(err)
+		}
+		defer func() { _ = w.Shutdown(context.Background()) }()
+		acc := runLoopback(b, h)
+		select {
+		case <-all:
+		case <-time.After(2 * time.Minute):
+			b.Fatalf("%d of %d accepted events processed", done.Load(), b.N)
+		}
+		last := slices.MaxFunc(applied, func(x, y time.Time) int { return x.Compare(y) })
+		delays := make([]time.Duration, b.N)
+		for i := range b.N {
+			delays[i] = applied[i].Sub(acc.acked[i])
+		}
+		slices.Sort(delays)
+		b.ReportMetric(bare.rate, "bare-events/s")
+		b.ReportMetric(bare.p99ms, "bare-p99-ms")
+		b.ReportMetric(only.rate/bare.rate, "ack-only/bare")
+		b.ReportMetric(only.p99ms/bare.p99ms, "ack-only-p99/bare-p99")
+		b.ReportMetric(acc.rate, "ack-events/s")
+		b.ReportMetric(acc.p99ms, "ack-p99-ms")
+		b.ReportMetric(acc.rate/bare.rate, "ack/bare")
+		b.ReportMetric(acc.p99ms/bare.p99ms, "ack-p99/bare-p99")
+		b.ReportMetric(float64(b.N)/last.Sub(acc.start).Seconds(), "processed-events/s")
+		b.ReportMetric(float64(delays[len(delays)/2])/float64(time.Millisecond), "ack-to-applied-p50-ms")
 	})
 }
 
-func runLoopback(b *testing.B, h http.Handler) {
+// benchHandler is the Stripe handler on memstore with benchSubs subscriptions to renew.
+func benchHandler(b *testing.B, opts ...Option) (*billing.Service, http.Handler) {
+	st := memstore.New()
+	svc, err := billing.NewService(st, billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil }),
+		billing.Config{Clock: testkit.NewClock(fuzzNow), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		b.Fatal(err)
+	}
+	records := []any{testkit.Plan("pro", billing.CycleMonthly, 2990)}
+	for i := range benchSubs {
+		uid, sid := fmt.Sprintf("u%d", i), fmt.Sprintf("s%d", i)
+		s := testkit.Subscription(sid, uid, "pro", fuzzNow.Add(time.Hour))
+		s.Gateway, s.GatewaySubscriptionID = billing.GatewayStripe, fmt.Sprintf("sub_%d", i)
+		records = append(records, testkit.UserWithAccess(uid, "pro", sid, s.CurrentPeriodEnd), s)
+	}
+	testkit.Seed(b, st, records...)
+	h, err := NewWebhookHandler(svc, Config{WebhookSecret: "whsec_bench"}, append(opts, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return svc, h
+}
+
+// bareHandler reads the body, verifies the signature and answers 200: the floor.
+func bareHandler() http.Handler {
+	clock := testkit.NewClock(fuzzNow)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, ok := hookhttp.ReadBody(w, r, hookhttp.MaxBody)
+		if !ok {
+			return
+		}
+		if err := verifySignature(body, r.Header.Get(SignatureHeader), "whsec_bench", clock.Now(), DefaultTolerance); err != nil {
+			hookhttp.Error(w, http.StatusBadRequest, signatureReason(err))
+			return
+		}
+		hookhttp.JSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+}
+
+type loopbackResult struct {
+	rate, p99ms float64
+	start       time.Time
+	acked       []time.Time // when each request's answer was read
+}
+
+func runLoopback(b *testing.B, h http.Handler) loopbackResult {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -92,6 +161,7 @@ func runLoopback(b *testing.B, h http.Handler) {
 		headers[i] = SignPayload("whsec_bench", bodies[i], fuzzNow)
 	}
 	lat := make([]time.Duration, b.N)
+	acked := make([]time.Time, b.N)
 	var next, failed atomic.Int64
 	var firstErr atomic.Value
 	b.ResetTimer()
@@ -116,7 +186,8 @@ func runLoopback(b *testing.B, h http.Handler) {
 						err = fmt.Errorf("status %d", resp.StatusCode)
 					}
 				}
-				lat[i] = time.Since(t)
+				acked[i] = time.Now()
+				lat[i] = acked[i].Sub(t)
 				if err != nil {
 					failed.Add(1)
 					firstErr.CompareAndSwap(nil, err)
@@ -131,6 +202,7 @@ func runLoopback(b *testing.B, h http.Handler) {
 		b.Fatalf("%d of %d requests failed; first: %v", n, b.N, firstErr.Load())
 	}
 	slices.Sort(lat)
-	b.ReportMetric(float64(b.N)/elapsed.Seconds(), "events/s")
-	b.ReportMetric(float64(lat[(len(lat)*99)/100])/float64(time.Millisecond), "p99-ms")
+	b.StartTimer()
+	return loopbackResult{rate: float64(b.N) / elapsed.Seconds(), p99ms: float64(lat[(len(lat)*99)/100]) / float64(time.Millisecond),
+		start: start, acked: acked}
 }

@@ -120,3 +120,9 @@ func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
 // WithClock sets the clock the handler checks signature timestamps against. Default: the
 // billing Service's clock, so one clock drives billing and webhook tolerance.
 func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
+
+// ProcessInline makes NewWebhookHandler apply each event in the request and answer with
+// the outcome, as for a host that wants it in the response (and for tests). By default the
+// handler stores the verified event in the billing inbox, answers 200 at once and
+// billing.InboxWorker applies it.
+func ProcessInline() Option { return Option(hookhttp.ProcessInline()) }

@@ -26,6 +26,7 @@ type webhookHandler struct {
 	log       *slog.Logger
 	api       *api // nil without a SecretKey: the signed body is trusted
 	prices    map[string]string
+	inline    bool
 }
 
 // NewWebhookHandler returns the handler for Stripe's webhook endpoint. Mount it at the URL
@@ -56,12 +57,42 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	cfg.setDefaults()
 	h := &webhookHandler{
 		svc: svc, pp: svc.Processor(), store: svc.Store(), secret: cfg.WebhookSecret, prices: cfg.Prices,
-		tolerance: cfg.Tolerance, maxBody: cfg.MaxBodyBytes, clock: o.Clock, log: o.Log,
+		tolerance: cfg.Tolerance, maxBody: cfg.MaxBodyBytes, clock: o.Clock, log: o.Log, inline: o.Inline,
 	}
 	if cfg.SecretKey != "" {
 		h.api = newAPI(cfg, h.log)
 	}
+	if err := svc.RegisterWebhookProcessor(billing.GatewayStripe, h.processStored); err != nil {
+		return nil, err
+	}
 	return h, nil
+}
+
+// processStored applies an event the inbox worker claimed: its payload is the verified body.
+func (h *webhookHandler) processStored(ctx context.Context, stored billing.WebhookEvent) (bool, error) {
+	ev, err := decodeEvent(stored.Payload)
+	if err != nil {
+		return false, fmt.Errorf("%w: stored stripe event %s: %w", billing.ErrInvalidInput, stored.EventID, err)
+	}
+	return h.apply(ctx, ev)
+}
+
+// objectKey is the Stripe object whose events are applied in order and whose processing
+// wakes the events parked on it: the subscription, else the charge or invoice.
+func objectKey(ev decodedEvent) string {
+	switch {
+	case ev.Sub != nil:
+		return ev.Sub.ID
+	case ev.Invoice != nil:
+		return firstNonEmpty(ev.Invoice.subscriptionID(), ev.Invoice.ID)
+	case ev.Session != nil:
+		return firstNonEmpty(string(ev.Session.Subscription), ev.Session.ID)
+	case ev.Dispute != nil:
+		return firstNonEmpty(string(ev.Dispute.Charge), ev.Dispute.ID)
+	case ev.Charge != nil:
+		return ev.Charge.ID
+	}
+	return ""
 }
 
 func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -82,16 +113,9 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Error(w, http.StatusBadRequest, ErrMalformedEvent.Error())
 		return
 	}
-	outcome, err := h.svc.HandleWebhookEvent(ctx, billing.WebhookEvent{
-		Gateway: billing.GatewayStripe, EventID: ev.ID, Type: ev.Type,
+	hookhttp.Deliver(w, r, h.log, h.svc, h.inline, billing.WebhookEvent{
+		Gateway: billing.GatewayStripe, EventID: ev.ID, Type: ev.Type, ObjectKey: objectKey(ev), OccurredAt: ev.Created, Payload: body,
 	}, func(ctx context.Context) (bool, error) { return h.apply(ctx, ev) })
-	switch outcome {
-	case billing.OutcomeIgnored:
-		h.log.DebugContext(ctx, "stripe event ignored", "event_id", ev.ID, "type", ev.Type)
-	case billing.OutcomeProcessed:
-		h.log.InfoContext(ctx, "stripe event processed", "event_id", ev.ID, "type", ev.Type)
-	}
-	hookhttp.Respond(w, r, h.log, billing.GatewayStripe, ev.ID, outcome, err)
 }
 
 // signatureReason is the public answer for a rejected signature; it names the check that

@@ -33,7 +33,7 @@ var (
 
 type env struct {
 	t     testing.TB
-	st    *memstore.Store
+	st    billing.Store
 	clock *testkit.Clock
 	notes *testkit.Notifier
 	svc   *billing.Service
@@ -56,7 +56,7 @@ func newEnv(t testing.TB, cfg stripegw.Config) *env {
 	if cfg.Prices == nil {
 		cfg.Prices = testPrices
 	}
-	if e.h, err = stripegw.NewWebhookHandler(svc, cfg); err != nil {
+	if e.h, err = stripegw.NewWebhookHandler(svc, cfg, stripegw.ProcessInline()); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Seed(t, e.st, testkit.Plan("pro", billing.CycleMonthly, 2990), testkit.User("u1"))

@@ -52,6 +52,7 @@ type Store struct {
 	locks         map[string]billing.Lease
 	lockState     map[string]lockState
 	events        map[string]billing.WebhookEvent
+	woken         map[string]bool // events woken while claimed (WakeWebhookEvents)
 }
 
 // New returns an empty store.
@@ -74,6 +75,7 @@ func New() *Store {
 		locks:         map[string]billing.Lease{},
 		lockState:     map[string]lockState{},
 		events:        map[string]billing.WebhookEvent{},
+		woken:         map[string]bool{},
 	}
 }
 

@@ -27,7 +27,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 	}
 	if !p.WebhookEventsBefore.IsZero() {
 		res.WebhookEvents = pruneMap(s.events, p.Limit, func(ev billing.WebhookEvent) bool {
-			return ev.ReceivedAt.Before(p.WebhookEventsBefore)
+			return ev.ReceivedAt.Before(p.WebhookEventsBefore) && !ev.State.Pending()
 		})
 	}
 	if !p.AuditBefore.IsZero() {

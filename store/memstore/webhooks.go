@@ -1,14 +1,22 @@
 package memstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
 )
 
-func (s *Store) BeginWebhookEvent(ctx context.Context, ev billing.WebhookEvent, now, leaseUntil time.Time) (billing.WebhookEvent, bool, error) {
+func cloneEvent(ev billing.WebhookEvent) billing.WebhookEvent {
+	ev.Payload = slices.Clone(ev.Payload)
+	ev.History = slices.Clone(ev.History)
+	return ev
+}
+
+func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, now time.Time) (billing.WebhookEvent, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return billing.WebhookEvent{}, false, err
 	}
@@ -18,38 +26,182 @@ func (s *Store) BeginWebhookEvent(ctx context.Context, ev billing.WebhookEvent, 
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := gwKey(ev.Gateway, ev.EventID)
-	cur, ok := s.events[k]
-	if !ok {
-		ev.State, ev.Attempts, ev.Error = billing.EventReceived, 1, ""
-		ev.ReceivedAt, ev.UpdatedAt, ev.LeaseUntil = t0(now), t0(now), t0(leaseUntil)
-		s.events[k] = ev
-		return ev, true, nil
+	if cur, ok := s.events[k]; ok {
+		return cloneEvent(cur), false, nil
 	}
-	switch {
-	case cur.State == billing.EventProcessed || cur.State == billing.EventIgnored:
-		return cur, false, nil
-	case cur.State == billing.EventReceived && cur.LeaseUntil.After(now):
-		return cur, false, nil
-	}
-	cur.State, cur.Attempts, cur.UpdatedAt, cur.LeaseUntil = billing.EventReceived, cur.Attempts+1, t0(now), t0(leaseUntil)
-	s.events[k] = cur
-	return cur, true, nil
+	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
+	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = t0(now), t0(now), t0(now)
+	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt = t0(ev.OccurredAt), time.Time{}, time.Time{}
+	ev.LeaseUntil, ev.LeaseToken = time.Time{}, ""
+	ev = cloneEvent(ev)
+	s.events[k] = ev
+	return cloneEvent(ev), true, nil
 }
 
-func (s *Store) FinishWebhookEvent(ctx context.Context, gateway, eventID string, state billing.WebhookEventState, errText string, now time.Time) error {
+func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimParams) ([]billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.Token == "" || p.Limit <= 0 {
+		return nil, fmt.Errorf("memstore: claiming webhook events needs a token and a positive limit: %w", billing.ErrInvalidInput)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	claimable := func(ev billing.WebhookEvent) bool {
+		return ev.State.Pending() && !ev.LeaseUntil.After(p.Now)
+	}
+	var keys []string
+	if p.Gateway != "" && p.EventID != "" {
+		if ev, ok := s.events[gwKey(p.Gateway, p.EventID)]; ok && claimable(ev) {
+			keys = append(keys, gwKey(p.Gateway, p.EventID))
+		}
+	} else {
+		var due []billing.WebhookEvent
+		for _, ev := range s.events {
+			if claimable(ev) && !ev.NextAttemptAt.After(p.Now) {
+				due = append(due, ev)
+			}
+		}
+		slices.SortFunc(due, func(a, b billing.WebhookEvent) int {
+			return cmp.Or(a.OccurredAt.Compare(b.OccurredAt), a.ReceivedAt.Compare(b.ReceivedAt),
+				cmp.Compare(gwKey(a.Gateway, a.EventID), gwKey(b.Gateway, b.EventID)))
+		})
+		for _, ev := range due[:min(len(due), p.Limit)] {
+			keys = append(keys, gwKey(ev.Gateway, ev.EventID))
+		}
+	}
+	out := make([]billing.WebhookEvent, 0, len(keys))
+	for _, k := range keys {
+		ev := s.events[k]
+		ev.Attempts++
+		ev.LeaseUntil, ev.LeaseToken, ev.UpdatedAt = t0(p.LeaseUntil), p.Token, t0(p.Now)
+		s.events[k] = ev
+		delete(s.woken, k)
+		out = append(out, cloneEvent(ev))
+	}
+	return out, nil
+}
+
+func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if token == "" {
+		return 0, fmt.Errorf("memstore: renewing webhook leases needs a token: %w", billing.ErrInvalidInput)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, ev := range s.events {
+		if ev.LeaseToken == token && ev.State.Pending() && !ev.LeaseUntil.IsZero() {
+			ev.LeaseUntil = t0(until)
+			s.events[k] = ev
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish) error {
 	if err := ctx.Err(); err != nil {
 		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	k := gwKey(f.Gateway, f.EventID)
+	cur, ok := s.events[k]
+	if !ok {
+		return notFound("webhook event", f.EventID)
+	}
+	if f.Token == "" || cur.LeaseToken != f.Token || cur.LeaseUntil.IsZero() || !cur.State.Pending() {
+		return fmt.Errorf("memstore: webhook event %s/%s is not claimed with this token (lease lost): %w", f.Gateway, f.EventID, billing.ErrConflict)
+	}
+	cur.State, cur.Attempts, cur.Error, cur.UpdatedAt = f.State, f.Attempts, f.Error, t0(f.Now)
+	cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
+	cur.NextAttemptAt, cur.ParkedAt = time.Time{}, t0(f.ParkedAt)
+	if f.State.Pending() {
+		cur.NextAttemptAt = t0(f.NextAttemptAt)
+		if f.State == billing.EventParked && s.woken[k] {
+			cur.NextAttemptAt = t0(f.Now)
+		}
+	} else {
+		cur.FinishedAt = t0(f.Now)
+	}
+	if !f.Attempt.At.IsZero() {
+		a := f.Attempt
+		a.At = t0(a.At)
+		cur.History = billing.AppendWebhookAttempt(cur.History, a)
+	}
+	s.events[k] = cur
+	delete(s.woken, k)
+	return nil
+}
+
+func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if ev.ObjectKey == "" || ev.OccurredAt.IsZero() {
+		return false, nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, o := range s.events {
+		if o.Gateway == ev.Gateway && o.ObjectKey == ev.ObjectKey && (o.State == billing.EventReceived || o.State == billing.EventFailed) &&
+			!o.OccurredAt.IsZero() && o.OccurredAt.Before(ev.OccurredAt) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string, now time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if objectKey == "" {
+		return 0, nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for k, ev := range s.events {
+		if ev.Gateway != gateway || ev.ObjectKey != objectKey || !ev.State.Pending() {
+			continue
+		}
+		if ev.LeaseUntil.After(now) {
+			s.woken[k] = true
+		}
+		if ev.State == billing.EventParked && ev.NextAttemptAt.After(now) {
+			ev.NextAttemptAt = t0(now)
+			s.events[k] = ev
+			n++
+		}
+	}
+	return n, nil
+}
+
+func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string, now time.Time) (billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.WebhookEvent{}, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	k := gwKey(gateway, eventID)
 	cur, ok := s.events[k]
 	if !ok {
-		return notFound("webhook event", eventID)
+		return billing.WebhookEvent{}, notFound("webhook event", eventID)
 	}
-	cur.State, cur.Error, cur.UpdatedAt, cur.LeaseUntil = state, errText, t0(now), time.Time{}
+	switch cur.State {
+	case billing.EventFailed, billing.EventDead, billing.EventIgnored:
+	default:
+		return billing.WebhookEvent{}, fmt.Errorf("memstore: webhook event %s/%s is %s; only failed, dead or ignored events are replayed: %w",
+			gateway, eventID, cur.State, billing.ErrInvalidTransition)
+	}
+	cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
+	cur.FinishedAt, cur.ParkedAt, cur.LeaseUntil, cur.LeaseToken = time.Time{}, time.Time{}, time.Time{}, ""
 	s.events[k] = cur
-	return nil
+	return cloneEvent(cur), nil
 }
 
 func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (billing.WebhookEvent, error) {
@@ -62,5 +214,56 @@ func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (b
 	if !ok {
 		return billing.WebhookEvent{}, notFound("webhook event", eventID)
 	}
-	return ev, nil
+	return cloneEvent(ev), nil
+}
+
+func (s *Store) ListWebhookEvents(ctx context.Context, q billing.WebhookEventQuery) ([]billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("memstore: listing webhook events needs a positive limit: %w", billing.ErrInvalidInput)
+	}
+	var (
+		at    time.Time
+		key   string
+		after = q.After != ""
+	)
+	if after {
+		var err error
+		if at, key, err = billing.ParseWebhookEventCursor(q.After); err != nil {
+			return nil, err
+		}
+	}
+	s.mu.RLock()
+	var out []billing.WebhookEvent
+	for _, ev := range s.events {
+		if (q.State == "" || ev.State == q.State) && (q.Gateway == "" || ev.Gateway == q.Gateway) &&
+			(!after || billing.AfterWebhookCursor(ev, at, key)) {
+			ev = cloneEvent(ev)
+			ev.Payload = nil
+			out = append(out, ev)
+		}
+	}
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b billing.WebhookEvent) int {
+		return cmp.Or(a.ReceivedAt.Compare(b.ReceivedAt), cmp.Compare(billing.WebhookEventKey(a.Gateway, a.EventID), billing.WebhookEventKey(b.Gateway, b.EventID)))
+	})
+	return out[:min(len(out), q.Limit)], nil
+}
+
+func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStats, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.WebhookInboxStats{}, err
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	st := billing.WebhookInboxStats{ByState: map[billing.WebhookEventState]int{}}
+	for _, ev := range s.events {
+		st.ByState[ev.State]++
+		if ev.State.Pending() && (st.OldestPending.IsZero() || ev.ReceivedAt.Before(st.OldestPending)) {
+			st.OldestPending = ev.ReceivedAt
+		}
+	}
+	return st, nil
 }

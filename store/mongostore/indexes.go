@@ -78,6 +78,10 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		{s.events, []mongo.IndexModel{
 			{Keys: asc("gateway", "event_id"), Options: options.Index().SetName("gateway_event_unique").SetUnique(true)},
 			idx("received_at", asc("received_at")), // retention
+			// The inbox worker's claims, order checks, wake-ups and lease renewals.
+			idx("state_next_attempt", asc("state", "next_attempt_at")),
+			idx("gateway_object_occurred", asc("gateway", "object_key", "occurred_at")),
+			idx("lease_token", asc("lease_token")),
 		}},
 		{s.locks, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "key", Value: 1}, {Key: "token", Value: -1}}, Options: options.Index().SetName("key_token_unique").SetUnique(true)},

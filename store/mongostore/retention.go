@@ -48,7 +48,10 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 			return bson.D{{Key: "created_at", Value: before(p.NotificationsBefore)}}
 		}},
 		{&res.WebhookEvents, s.events, p.WebhookEventsBefore, func() bson.D {
-			return bson.D{{Key: "received_at", Value: before(p.WebhookEventsBefore)}}
+			// Final events only: a pending one (received, failed, parked) is kept until
+			// the worker ends it.
+			return bson.D{{Key: "received_at", Value: before(p.WebhookEventsBefore)},
+				{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventProcessed), string(billing.EventIgnored), string(billing.EventDead)}}}}}
 		}},
 		{&res.Audit, s.audit, p.AuditBefore, func() bson.D {
 			return bson.D{{Key: "created_at", Value: before(p.AuditBefore)}}

@@ -2,129 +2,311 @@ package mongostore
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
 )
 
+type attemptDoc struct {
+	At       time.Time `bson:"at"`
+	State    string    `bson:"state"`
+	Error    string    `bson:"error,omitempty"`
+	Duration int64     `bson:"duration_ns"`
+}
+
 type eventDoc struct {
-	Gateway    string    `bson:"gateway"`
-	EventID    string    `bson:"event_id"`
-	Type       string    `bson:"type"`
-	State      string    `bson:"state"`
-	Attempts   int       `bson:"attempts"`
-	Error      string    `bson:"error"`
-	ReceivedAt time.Time `bson:"received_at"`
-	UpdatedAt  time.Time `bson:"updated_at"`
-	LeaseUntil time.Time `bson:"lease_until"`
+	Gateway       string       `bson:"gateway"`
+	EventID       string       `bson:"event_id"`
+	Type          string       `bson:"type"`
+	ObjectKey     string       `bson:"object_key"`
+	OccurredAt    time.Time    `bson:"occurred_at"`
+	Payload       []byte       `bson:"payload"`
+	State         string       `bson:"state"`
+	Attempts      int          `bson:"attempts"`
+	Error         string       `bson:"error"`
+	ReceivedAt    time.Time    `bson:"received_at"`
+	UpdatedAt     time.Time    `bson:"updated_at"`
+	NextAttemptAt time.Time    `bson:"next_attempt_at"`
+	ParkedAt      time.Time    `bson:"parked_at"`
+	FinishedAt    time.Time    `bson:"finished_at"`
+	LeaseUntil    time.Time    `bson:"lease_until"`
+	LeaseToken    string       `bson:"lease_token"`
+	History       []attemptDoc `bson:"history"`
 }
 
 func decodeEvent(raw bson.Raw) (billing.WebhookEvent, error) {
 	d, err := unmarshal[eventDoc](raw)
-	return billing.WebhookEvent{
-		Gateway: d.Gateway, EventID: d.EventID, Type: d.Type, State: billing.WebhookEventState(d.State),
-		Attempts: d.Attempts, Error: d.Error, ReceivedAt: utc(d.ReceivedAt), UpdatedAt: utc(d.UpdatedAt),
-		LeaseUntil: utc(d.LeaseUntil),
-	}, err
+	ev := billing.WebhookEvent{
+		Gateway: d.Gateway, EventID: d.EventID, Type: d.Type, ObjectKey: d.ObjectKey, OccurredAt: utc(d.OccurredAt),
+		Payload: d.Payload, State: billing.WebhookEventState(d.State), Attempts: d.Attempts, Error: d.Error,
+		ReceivedAt: utc(d.ReceivedAt), UpdatedAt: utc(d.UpdatedAt), NextAttemptAt: utc(d.NextAttemptAt),
+		ParkedAt: utc(d.ParkedAt), FinishedAt: utc(d.FinishedAt), LeaseUntil: utc(d.LeaseUntil), LeaseToken: d.LeaseToken,
+	}
+	for _, a := range d.History {
+		ev.History = append(ev.History, billing.WebhookAttempt{At: utc(a.At), State: billing.WebhookEventState(a.State),
+			Error: a.Error, Duration: time.Duration(a.Duration)})
+	}
+	return ev, err
 }
 
 // eventKey is the _id of an event: unique per (gateway, event id) without relying on an
-// index, so the dedupe holds before EnsureIndexes runs.
-func eventKey(gateway, eventID string) string { return gateway + ":" + eventID }
+// index, so the dedupe holds before EnsureIndexes runs. It is billing.WebhookEventKey, the
+// listing order after received_at.
+func eventKey(gateway, eventID string) string { return billing.WebhookEventKey(gateway, eventID) }
 
 func (s *Store) getEvent(ctx context.Context, gateway, eventID string) (billing.WebhookEvent, error) {
 	return findOne(ctx, s.events, bson.D{{Key: "_id", Value: eventKey(gateway, eventID)}}, decodeEvent, "webhook event", eventID)
 }
 
-func (s *Store) BeginWebhookEvent(ctx context.Context, ev billing.WebhookEvent, now, leaseUntil time.Time) (billing.WebhookEvent, bool, error) {
+func date(t time.Time) bson.DateTime { return bson.NewDateTimeFromTime(t) }
+
+// pendingStates matches the states the worker still has to process.
+func pendingStates() bson.D {
+	return bson.D{{Key: "$in", Value: bson.A{string(billing.EventReceived), string(billing.EventFailed), string(billing.EventParked)}}}
+}
+
+// unleased matches an event without a live lease at now.
+func unleased(now time.Time) bson.E {
+	return bson.E{Key: "$or", Value: bson.A{
+		bson.D{{Key: "lease_until", Value: bson.D{{Key: "$exists", Value: false}}}},
+		bson.D{{Key: "lease_until", Value: bson.D{{Key: "$lte", Value: date(now)}}}},
+	}}
+}
+
+func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, now time.Time) (billing.WebhookEvent, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return billing.WebhookEvent{}, false, err
 	}
 	if ev.Gateway == "" || ev.EventID == "" {
 		return billing.WebhookEvent{}, false, fmt.Errorf("mongostore: webhook event needs a gateway and an id: %w", billing.ErrInvalidInput)
 	}
-	ev.State, ev.Attempts, ev.Error = billing.EventReceived, 1, ""
-	ev.ReceivedAt, ev.UpdatedAt, ev.LeaseUntil = utc(now), utc(now), utc(leaseUntil)
+	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
+	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = utc(now), utc(now), utc(now)
+	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt, ev.LeaseUntil, ev.LeaseToken = utc(ev.OccurredAt), time.Time{}, time.Time{}, time.Time{}, ""
 	f := &fields{}
 	f.put("gateway", ev.Gateway)
 	f.put("event_id", ev.EventID)
 	f.put("type", ev.Type)
+	f.optStr("object_key", ev.ObjectKey)
+	f.time("occurred_at", ev.OccurredAt)
+	if len(ev.Payload) > 0 {
+		f.put("payload", bson.Binary{Data: ev.Payload})
+	}
 	f.put("state", string(ev.State))
-	f.put("attempts", ev.Attempts)
+	f.put("attempts", 0)
 	f.time("received_at", ev.ReceivedAt)
 	f.time("updated_at", ev.UpdatedAt)
-	f.time("lease_until", ev.LeaseUntil)
+	f.time("next_attempt_at", ev.NextAttemptAt)
 	doc := append(bson.D{{Key: "_id", Value: eventKey(ev.Gateway, ev.EventID)}}, f.set...)
 	_, err := s.events.InsertOne(ctx, doc)
 	if err == nil {
 		return ev, true, nil
 	}
 	if !mongo.IsDuplicateKeyError(err) {
-		return billing.WebhookEvent{}, false, opErr("begin webhook event", err)
+		return billing.WebhookEvent{}, false, opErr("put webhook event", err)
 	}
-	// Seen before: take it again only if it failed or its lease ended.
-	var out billing.WebhookEvent
-	var took bool
-	err = s.exclusive(ctx, "webhook/"+s.cfg.Collections.WebhookEvents, func() error {
-		cur, err := s.getEvent(ctx, ev.Gateway, ev.EventID)
+	cur, err := s.getEvent(ctx, ev.Gateway, ev.EventID)
+	return cur, false, err
+}
+
+func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimParams) ([]billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if p.Token == "" || p.Limit <= 0 {
+		return nil, fmt.Errorf("mongostore: claiming webhook events needs a token and a positive limit: %w", billing.ErrInvalidInput)
+	}
+	filter := bson.D{{Key: "state", Value: pendingStates()}, unleased(p.Now)}
+	opts := options.Find().SetLimit(int64(p.Limit)).
+		SetProjection(bson.D{{Key: "_id", Value: 1}, {Key: "state", Value: 1}, {Key: "attempts", Value: 1}, {Key: "lease_until", Value: 1}})
+	if p.Gateway != "" && p.EventID != "" {
+		filter = append(bson.D{{Key: "_id", Value: eventKey(p.Gateway, p.EventID)}}, filter...)
+		opts.SetLimit(1)
+	} else {
+		filter = append(filter, bson.E{Key: "next_attempt_at", Value: bson.D{{Key: "$lte", Value: date(p.Now)}}})
+		opts.SetSort(bson.D{{Key: "occurred_at", Value: 1}, {Key: "received_at", Value: 1}, {Key: "_id", Value: 1}})
+	}
+	var out []billing.WebhookEvent
+	err := s.exclusive(ctx, "webhook-claim/"+s.cfg.Collections.WebhookEvents, func() error {
+		cur, err := s.events.Find(ctx, filter, opts)
 		if err != nil {
 			return err
 		}
-		out = cur
-		switch {
-		case cur.State == billing.EventProcessed || cur.State == billing.EventIgnored:
-			return nil
-		case cur.State == billing.EventReceived && cur.LeaseUntil.After(now):
-			return nil
+		var cands []struct {
+			ID       string `bson:"_id"`
+			State    string `bson:"state"`
+			Attempts int    `bson:"attempts"`
 		}
-		filter := bson.D{{Key: "_id", Value: eventKey(ev.Gateway, ev.EventID)},
-			{Key: "state", Value: string(cur.State)}, {Key: "attempts", Value: cur.Attempts}}
-		res, err := s.events.UpdateOne(ctx, filter, bson.D{{Key: "$set", Value: bson.D{
-			{Key: "state", Value: string(billing.EventReceived)}, {Key: "attempts", Value: cur.Attempts + 1},
-			{Key: "updated_at", Value: bson.NewDateTimeFromTime(now)}, {Key: "lease_until", Value: bson.NewDateTimeFromTime(leaseUntil)},
-		}}})
-		if err != nil {
+		if err := cur.All(ctx, &cands); err != nil {
 			return err
 		}
-		if res.MatchedCount == 0 { // another delivery took it between our read and write
-			out, err = s.getEvent(ctx, ev.Gateway, ev.EventID)
-			return err
+		for _, c := range cands {
+			// Conditional on what was read: a concurrent claimer (or finish) wins.
+			cond := bson.D{{Key: "_id", Value: c.ID}, {Key: "state", Value: c.State}, {Key: "attempts", Value: c.Attempts}, unleased(p.Now)}
+			res := s.events.FindOneAndUpdate(ctx, cond, bson.D{{Key: "$set", Value: bson.D{
+				{Key: "attempts", Value: c.Attempts + 1}, {Key: "lease_until", Value: date(p.LeaseUntil)},
+				{Key: "lease_token", Value: p.Token}, {Key: "updated_at", Value: date(p.Now)},
+			}}, {Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}}, options.FindOneAndUpdate().SetReturnDocument(options.After))
+			raw, err := res.Raw()
+			if err == mongo.ErrNoDocuments {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			ev, err := decodeEvent(raw)
+			if err != nil {
+				return malformed(s.cfg.Collections.WebhookEvents, raw, err)
+			}
+			out = append(out, ev)
 		}
-		out.State, out.Attempts, out.UpdatedAt, out.LeaseUntil = billing.EventReceived, cur.Attempts+1, utc(now), utc(leaseUntil)
-		took = true
 		return nil
 	})
 	if err != nil {
-		if errors.Is(err, billing.ErrNotFound) {
-			return billing.WebhookEvent{}, false, err
-		}
-		return billing.WebhookEvent{}, false, opErr("begin webhook event", err)
+		return out, opErr("claim webhook events", err)
 	}
-	return out, took, nil
+	return out, nil
 }
 
-func (s *Store) FinishWebhookEvent(ctx context.Context, gateway, eventID string, state billing.WebhookEventState, errText string, now time.Time) error {
+func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if token == "" {
+		return 0, fmt.Errorf("mongostore: renewing webhook leases needs a token: %w", billing.ErrInvalidInput)
+	}
+	res, err := s.events.UpdateMany(ctx, bson.D{{Key: "lease_token", Value: token}, {Key: "state", Value: pendingStates()},
+		{Key: "lease_until", Value: bson.D{{Key: "$exists", Value: true}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "lease_until", Value: date(until)}}}})
+	if err != nil {
+		return 0, opErr("renew webhook leases", err)
+	}
+	return int(res.ModifiedCount), nil
+}
+
+func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	f := &fields{}
-	f.put("state", string(state))
-	f.optStr("error", errText)
-	f.time("updated_at", now)
-	f.drop("lease_until")
-	res, err := s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: eventKey(gateway, eventID)}}, f.update())
+	if f.Token == "" {
+		return fmt.Errorf("mongostore: finishing a webhook event needs its claim token: %w", billing.ErrInvalidInput)
+	}
+	u := &fields{}
+	u.put("state", string(f.State))
+	u.put("attempts", f.Attempts)
+	u.optStr("error", f.Error)
+	u.time("updated_at", f.Now)
+	u.time("parked_at", f.ParkedAt)
+	if f.State.Pending() {
+		u.time("next_attempt_at", f.NextAttemptAt)
+		u.drop("finished_at")
+	} else {
+		u.drop("next_attempt_at")
+		u.time("finished_at", f.Now)
+	}
+	u.drop("lease_until")
+	u.drop("lease_token")
+	var extra []bson.E
+	if !f.Attempt.At.IsZero() {
+		a := attemptDoc{At: utc(f.Attempt.At), State: string(f.Attempt.State), Error: f.Attempt.Error, Duration: int64(f.Attempt.Duration)}
+		extra = append(extra, bson.E{Key: "$push", Value: bson.D{{Key: "history", Value: bson.D{
+			{Key: "$each", Value: bson.A{a}}, {Key: "$slice", Value: -billing.MaxWebhookAttempts}}}}})
+	}
+	filter := bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "lease_token", Value: f.Token},
+		{Key: "state", Value: pendingStates()}}
+	res, err := s.events.UpdateOne(ctx, filter, u.update(extra...))
 	if err != nil {
 		return opErr("finish webhook event", err)
 	}
 	if res.MatchedCount == 0 {
-		return notFound("webhook event", eventID)
+		if _, err := s.getEvent(ctx, f.Gateway, f.EventID); err != nil {
+			return err
+		}
+		return fmt.Errorf("mongostore: webhook event %s/%s is not claimed with this token (lease lost): %w", f.Gateway, f.EventID, billing.ErrConflict)
+	}
+	if f.State == billing.EventParked {
+		// Woken while it was processed: due at once. A wake after this finish finds it
+		// parked and makes it due itself.
+		if _, err := s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "state", Value: string(billing.EventParked)},
+			{Key: "woken", Value: true}}, bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(f.Now)}}},
+			{Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}}); err != nil {
+			return opErr("finish webhook event", err)
+		}
 	}
 	return nil
+}
+
+func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if ev.ObjectKey == "" || ev.OccurredAt.IsZero() {
+		return false, nil
+	}
+	n, err := s.events.CountDocuments(ctx, bson.D{{Key: "gateway", Value: ev.Gateway}, {Key: "object_key", Value: ev.ObjectKey},
+		{Key: "occurred_at", Value: bson.D{{Key: "$lt", Value: date(ev.OccurredAt)}}},
+		{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventReceived), string(billing.EventFailed)}}}}},
+		options.Count().SetLimit(1))
+	if err != nil {
+		return false, opErr("webhook event order", err)
+	}
+	return n > 0, nil
+}
+
+func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string, now time.Time) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if objectKey == "" {
+		return 0, nil
+	}
+	if _, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
+		{Key: "state", Value: pendingStates()}, {Key: "lease_until", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "woken", Value: true}}}}); err != nil {
+		return 0, opErr("wake webhook events", err)
+	}
+	res, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
+		{Key: "state", Value: string(billing.EventParked)}, {Key: "next_attempt_at", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(now)}}}})
+	if err != nil {
+		return 0, opErr("wake webhook events", err)
+	}
+	return int(res.ModifiedCount), nil
+}
+
+func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string, now time.Time) (billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.WebhookEvent{}, err
+	}
+	u := &fields{}
+	u.put("state", string(billing.EventReceived))
+	u.time("next_attempt_at", now)
+	u.time("updated_at", now)
+	u.drop("finished_at")
+	u.drop("parked_at")
+	u.drop("lease_until")
+	u.drop("lease_token")
+	res := s.events.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: eventKey(gateway, eventID)},
+		{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventFailed), string(billing.EventDead), string(billing.EventIgnored)}}}}},
+		u.update(), options.FindOneAndUpdate().SetReturnDocument(options.After))
+	raw, err := res.Raw()
+	if err == mongo.ErrNoDocuments {
+		cur, gerr := s.getEvent(ctx, gateway, eventID)
+		if gerr != nil {
+			return billing.WebhookEvent{}, gerr
+		}
+		return billing.WebhookEvent{}, fmt.Errorf("mongostore: webhook event %s/%s is %s; only failed, dead or ignored events are replayed: %w",
+			gateway, eventID, cur.State, billing.ErrInvalidTransition)
+	}
+	if err != nil {
+		return billing.WebhookEvent{}, opErr("replay webhook event", err)
+	}
+	return decodeEvent(raw)
 }
 
 func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (billing.WebhookEvent, error) {
@@ -132,4 +314,64 @@ func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (b
 		return billing.WebhookEvent{}, err
 	}
 	return s.getEvent(ctx, gateway, eventID)
+}
+
+func (s *Store) ListWebhookEvents(ctx context.Context, q billing.WebhookEventQuery) ([]billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if q.Limit <= 0 {
+		return nil, fmt.Errorf("mongostore: listing webhook events needs a positive limit: %w", billing.ErrInvalidInput)
+	}
+	filter := bson.D{}
+	if q.State != "" {
+		filter = append(filter, bson.E{Key: "state", Value: string(q.State)})
+	}
+	if q.Gateway != "" {
+		filter = append(filter, bson.E{Key: "gateway", Value: q.Gateway})
+	}
+	if q.After != "" {
+		at, key, err := billing.ParseWebhookEventCursor(q.After)
+		if err != nil {
+			return nil, err
+		}
+		filter = append(filter, bson.E{Key: "$or", Value: bson.A{
+			bson.D{{Key: "received_at", Value: bson.D{{Key: "$gt", Value: date(at)}}}},
+			bson.D{{Key: "received_at", Value: date(at)}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: key}}}},
+		}})
+	}
+	cur, err := s.events.Find(ctx, filter, options.Find().SetSort(bson.D{{Key: "received_at", Value: 1}, {Key: "_id", Value: 1}}).
+		SetLimit(int64(q.Limit)).SetProjection(bson.D{{Key: "payload", Value: 0}}))
+	if err != nil {
+		return nil, opErr("list webhook events", err)
+	}
+	return decodeEach(ctx, cur, s.cfg.Collections.WebhookEvents, decodeEvent)
+}
+
+func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStats, error) {
+	if err := ctx.Err(); err != nil {
+		return billing.WebhookInboxStats{}, err
+	}
+	st := billing.WebhookInboxStats{ByState: map[billing.WebhookEventState]int{}}
+	for _, state := range billing.WebhookEventStates {
+		n, err := s.events.CountDocuments(ctx, bson.D{{Key: "state", Value: string(state)}})
+		if err != nil {
+			return st, opErr("webhook inbox stats", err)
+		}
+		if n > 0 {
+			st.ByState[state] = int(n)
+		}
+	}
+	var oldest struct {
+		ReceivedAt time.Time `bson:"received_at"`
+	}
+	err := s.events.FindOne(ctx, bson.D{{Key: "state", Value: pendingStates()}},
+		options.FindOne().SetSort(bson.D{{Key: "received_at", Value: 1}}).SetProjection(bson.D{{Key: "received_at", Value: 1}})).Decode(&oldest)
+	switch {
+	case err == nil:
+		st.OldestPending = utc(oldest.ReceivedAt)
+	case err != mongo.ErrNoDocuments:
+		return st, opErr("webhook inbox stats", err)
+	}
+	return st, nil
 }

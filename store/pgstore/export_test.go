@@ -56,5 +56,33 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	add("expired sessions", expiredSQL(100), []any{now.Add(-30 * day), now})
 	add("audit by action", `SELECT `+auditCols+` FROM {schema}.audit_logs WHERE action = $1 AND created_at >= $2 ORDER BY created_at, seq LIMIT 50`, []any{"subscription.expired", now.Add(-day)})
 	add("job runs", `SELECT `+runCols+` FROM {schema}.job_runs WHERE job_id = $1 ORDER BY started_at DESC, id DESC LIMIT 20`, []any{"process_expired_subscriptions"})
+
+	// The webhook inbox.
+	q, args = claimWebhookSQL(billing.WebhookClaimParams{Token: "tok", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 64})
+	add("claim webhook events", q, args)
+	q, args = claimWebhookSQL(billing.WebhookClaimParams{Token: "tok", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 1,
+		Gateway: billing.GatewayStripe, EventID: "evt_1"})
+	add("claim one webhook event", q, args)
+	add("renew webhook leases", `UPDATE {schema}.webhook_events SET lease_until = $2
+		WHERE lease_token = $1 AND state IN `+pendingSQL+` AND lease_until IS NOT NULL`, []any{"tok", now})
+	add("webhook event blocked", blockedSQL, []any{billing.GatewayStripe, "sub_1", now})
+	add("wake webhook events", wakeSQL, []any{billing.GatewayStripe, "sub_1", now})
+	cursor := billing.WebhookEventCursor(billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: "evt_50000", ReceivedAt: now.Add(-50000 * time.Second)})
+	for name, wq := range map[string]billing.WebhookEventQuery{
+		"list webhook events":                      {Limit: 51},
+		"list webhook events after a cursor":       {Limit: 51, After: cursor},
+		"list dead webhook events":                 {State: billing.EventDead, Limit: 51},
+		"list failed stripe events after a cursor": {State: billing.EventFailed, Gateway: billing.GatewayStripe, Limit: 51, After: cursor},
+		"list stripe webhook events":               {Gateway: billing.GatewayStripe, Limit: 51},
+	} {
+		q, args, err := listWebhookSQL(wq)
+		if err != nil {
+			panic(err)
+		}
+		add(name, q, args)
+	}
+	add("prune webhook events", `DELETE FROM {schema}.webhook_events WHERE (gateway, event_id) IN (
+		SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 AND state IN ('processed', 'ignored', 'dead')
+		LIMIT $2 FOR UPDATE SKIP LOCKED)`, []any{now.Add(-30 * day), 1000})
 	return out
 }

@@ -29,8 +29,11 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 	}{
 		{&res.Notifications, !p.NotificationsBefore.IsZero(), `DELETE FROM {schema}.notifications WHERE key IN (
 			SELECT key FROM {schema}.notifications WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.NotificationsBefore)},
+		// Final events only: a pending one (received, failed, parked) is kept until the
+		// worker ends it.
 		{&res.WebhookEvents, !p.WebhookEventsBefore.IsZero(), `DELETE FROM {schema}.webhook_events WHERE (gateway, event_id) IN (
-			SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.WebhookEventsBefore)},
+			SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 AND state IN ('processed', 'ignored', 'dead')
+			LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.WebhookEventsBefore)},
 		{&res.Audit, !p.AuditBefore.IsZero(), `DELETE FROM {schema}.audit_logs WHERE seq IN (
 			SELECT seq FROM {schema}.audit_logs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.AuditBefore)},
 		{&res.Locks, !p.LocksBefore.IsZero(), `DELETE FROM {schema}.locks WHERE key IN (

@@ -609,104 +609,288 @@ func (s *suite) lockTests() []test {
 
 func (s *suite) webhookTests() []test {
 	ev := func(id string) billing.WebhookEvent {
-		return billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: id, Type: "invoice.paid"}
+		return billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: id, Type: "invoice.paid", Payload: []byte(`{"id":"` + id + `"}`)}
 	}
 	lease := time.Minute
-	begin := func(ctx context.Context, t *testing.T, st billing.Store, id string, now time.Time) (billing.WebhookEvent, bool) {
+	put := func(ctx context.Context, t *testing.T, st billing.Store, e billing.WebhookEvent, now time.Time) (billing.WebhookEvent, bool) {
 		t.Helper()
-		got, ok, err := st.BeginWebhookEvent(ctx, ev(id), now, now.Add(lease))
-		must(t, err, "BeginWebhookEvent(%s)", id)
+		got, ok, err := st.PutWebhookEvent(ctx, e, now)
+		must(t, err, "PutWebhookEvent(%s)", e.EventID)
 		return got, ok
 	}
+	claim := func(ctx context.Context, t *testing.T, st billing.Store, token string, now time.Time, limit int) []billing.WebhookEvent {
+		t.Helper()
+		got, err := st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: token, Now: now, LeaseUntil: now.Add(lease), Limit: limit})
+		must(t, err, "ClaimWebhookEvents(%s)", token)
+		return got
+	}
+	ids := func(evs []billing.WebhookEvent) []string {
+		out := []string{}
+		for _, e := range evs {
+			out = append(out, e.EventID)
+		}
+		return out
+	}
+	finish := func(e billing.WebhookEvent, token string, state billing.WebhookEventState, now, next time.Time) billing.WebhookFinish {
+		return billing.WebhookFinish{Gateway: e.Gateway, EventID: e.EventID, Token: token, State: state, Attempts: e.Attempts,
+			Now: now, NextAttemptAt: next, Attempt: billing.WebhookAttempt{At: now, State: state, Duration: time.Millisecond}}
+	}
+	get := func(ctx context.Context, t *testing.T, st billing.Store, id string) billing.WebhookEvent {
+		t.Helper()
+		got, err := st.GetWebhookEvent(ctx, billing.GatewayStripe, id)
+		must(t, err, "GetWebhookEvent(%s)", id)
+		return got
+	}
 	return []test{
-		{"NewThenInProgressThenProcessed", func(ctx context.Context, t *testing.T, st billing.Store) {
-			got, ok := begin(ctx, t, st, "evt1", base)
-			if !ok || got.State != billing.EventReceived || got.Attempts != 1 || got.Type != "invoice.paid" ||
-				!got.LeaseUntil.Equal(base.Add(lease)) || !got.ReceivedAt.Equal(base) {
-				t.Fatalf("new event: ok=%v %+v; want true, received, attempts 1, leased until now+lease", ok, got)
+		{"PutStoresOnceWithPayload", func(ctx context.Context, t *testing.T, st billing.Store) {
+			e := ev("evt1")
+			e.ObjectKey, e.OccurredAt = "sub_1", base.Add(-time.Second)
+			got, ok := put(ctx, t, st, e, base)
+			if !ok || got.State != billing.EventReceived || got.Attempts != 0 || !got.ReceivedAt.Equal(base) || !got.NextAttemptAt.Equal(base) {
+				t.Fatalf("new event: ok=%v %+v; want true, received, 0 attempts, due now", ok, got)
 			}
-			// A concurrent duplicate while the first delivery works on it: in progress.
-			got, ok = begin(ctx, t, st, "evt1", base.Add(lease-time.Millisecond))
-			if ok || got.State != billing.EventReceived || got.Attempts != 1 {
-				t.Fatalf("duplicate in progress: ok=%v %+v; want false, received, attempts 1", ok, got)
+			stored := get(ctx, t, st, "evt1")
+			if string(stored.Payload) != `{"id":"evt1"}` || stored.ObjectKey != "sub_1" || !stored.OccurredAt.Equal(base.Add(-time.Second)) || stored.Type != "invoice.paid" {
+				t.Fatalf("stored %+v (payload %q)", stored, stored.Payload)
 			}
-			must(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "evt1", billing.EventProcessed, "", base.Add(time.Second)), "FinishWebhookEvent")
-			stored, err := st.GetWebhookEvent(ctx, billing.GatewayStripe, "evt1")
-			must(t, err, "GetWebhookEvent")
-			if stored.State != billing.EventProcessed || !stored.UpdatedAt.Equal(base.Add(time.Second)) || stored.Attempts != 1 {
-				t.Fatalf("after finish: %+v", stored)
+			dup := ev("evt1")
+			dup.Payload = []byte("other")
+			got, ok = put(ctx, t, st, dup, base.Add(time.Hour))
+			if ok || string(got.Payload) != `{"id":"evt1"}` || !got.ReceivedAt.Equal(base) {
+				t.Fatalf("duplicate: ok=%v %+v; want false and the stored event unchanged", ok, got)
 			}
-			// Duplicates of a processed event, even long after, are duplicates.
-			got, ok = begin(ctx, t, st, "evt1", base.Add(10*day))
-			if ok || got.State != billing.EventProcessed {
-				t.Fatalf("duplicate of processed: ok=%v %+v; want false, processed", ok, got)
-			}
-		}},
-		{"IgnoredIsDuplicate", func(ctx context.Context, t *testing.T, st billing.Store) {
-			begin(ctx, t, st, "evt1", base)
-			must(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "evt1", billing.EventIgnored, "", base), "FinishWebhookEvent")
-			got, ok := begin(ctx, t, st, "evt1", base.Add(day))
-			if ok || got.State != billing.EventIgnored {
-				t.Fatalf("duplicate of ignored: ok=%v %+v; want false, ignored", ok, got)
-			}
-		}},
-		{"FailedIsRetaken", func(ctx context.Context, t *testing.T, st billing.Store) {
-			begin(ctx, t, st, "evt1", base)
-			must(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "evt1", billing.EventFailed, "db down", base.Add(time.Second)), "FinishWebhookEvent(failed)")
-			stored, err := st.GetWebhookEvent(ctx, billing.GatewayStripe, "evt1")
-			must(t, err, "GetWebhookEvent")
-			if stored.State != billing.EventFailed || stored.Error != "db down" {
-				t.Fatalf("failed event stored as %+v", stored)
-			}
-			got, ok := begin(ctx, t, st, "evt1", base.Add(2*time.Second))
-			if !ok || got.State != billing.EventReceived || got.Attempts != 2 || !got.LeaseUntil.Equal(base.Add(2*time.Second+lease)) {
-				t.Fatalf("redelivery of failed: ok=%v %+v; want true, received, attempts 2, new lease", ok, got)
-			}
-		}},
-		{"ExpiredLeaseIsRetaken", func(ctx context.Context, t *testing.T, st billing.Store) {
-			begin(ctx, t, st, "evt1", base)
-			// The first delivery crashed; its lease ends at base+lease.
-			got, ok := begin(ctx, t, st, "evt1", base.Add(lease))
-			if !ok || got.State != billing.EventReceived || got.Attempts != 2 {
-				t.Fatalf("redelivery after the lease ended: ok=%v %+v; want true, attempts 2", ok, got)
-			}
-			got, ok = begin(ctx, t, st, "evt1", base.Add(lease+time.Second))
-			if ok || got.Attempts != 2 {
-				t.Fatalf("the retaken event must be leased again: ok=%v %+v", ok, got)
-			}
-		}},
-		{"KeyedByGatewayAndID", func(ctx context.Context, t *testing.T, st billing.Store) {
-			begin(ctx, t, st, "evt1", base)
 			other := ev("evt1")
 			other.Gateway = billing.GatewayPayPal
-			got, ok, err := st.BeginWebhookEvent(ctx, other, base, base.Add(lease))
-			must(t, err, "BeginWebhookEvent(other gateway)")
-			if !ok || got.Attempts != 1 || got.Gateway != billing.GatewayPayPal {
-				t.Fatalf("the same id at another gateway is a new event: ok=%v %+v", ok, got)
+			if _, ok := put(ctx, t, st, other, base); !ok {
+				t.Fatal("the same id at another gateway is a new event")
 			}
 		}},
-		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
-			_, err := st.GetWebhookEvent(ctx, billing.GatewayStripe, "nope")
+		{"ClaimLeaseFinish", func(ctx context.Context, t *testing.T, st billing.Store) {
+			for i, id := range []string{"c", "a", "b"} {
+				e := ev(id)
+				e.OccurredAt = base.Add(time.Duration(i) * time.Second) // c earliest
+				put(ctx, t, st, e, base)
+			}
+			put(ctx, t, st, ev("later"), base.Add(time.Hour)) // not due before base+1h
+			got := claim(ctx, t, st, "A", base, 2)
+			if fmt.Sprint(ids(got)) != "[c a]" || got[0].Attempts != 1 || !got[0].LeaseUntil.Equal(base.Add(lease)) {
+				t.Fatalf("first claim %v %+v; want [c a] in occurred order, attempt 1, leased", ids(got), got)
+			}
+			if got := claim(ctx, t, st, "B", base.Add(time.Second), 10); fmt.Sprint(ids(got)) != "[b]" {
+				t.Fatalf("second claimer got %v, want [b] only: a and c are leased", ids(got))
+			}
+			n, err := st.RenewWebhookLeases(ctx, "A", base.Add(2*lease))
+			must(t, err, "RenewWebhookLeases")
+			if n != 2 {
+				t.Fatalf("renewed %d leases of A, want 2", n)
+			}
+			if got := claim(ctx, t, st, "B", base.Add(lease+time.Second), 10); fmt.Sprint(ids(got)) != "[b]" {
+				t.Fatalf("after the first lease: %v; want [b] only (its own lease ended, A's were renewed)", ids(got))
+			}
+			c := get(ctx, t, st, "c")
+			must(t, st.FinishWebhookEvent(ctx, finish(c, "A", billing.EventProcessed, base.Add(time.Second), time.Time{})), "Finish(c)")
+			c = get(ctx, t, st, "c")
+			if c.State != billing.EventProcessed || !c.FinishedAt.Equal(base.Add(time.Second)) || c.LeaseToken != "" || len(c.History) != 1 ||
+				c.History[0].State != billing.EventProcessed || c.History[0].Duration != time.Millisecond {
+				t.Fatalf("finished event %+v", c)
+			}
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(c, "A", billing.EventProcessed, base, time.Time{})), billing.ErrConflict, "Finish(c) again")
+			a := get(ctx, t, st, "a")
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(a, "B", billing.EventProcessed, base, time.Time{})), billing.ErrConflict, "Finish(a) with another token")
+			// A crashed claimer: its lease ends and the event is claimed again, attempt 2.
+			got = claim(ctx, t, st, "B", base.Add(2*lease), 10)
+			if fmt.Sprint(ids(got)) != "[a]" || got[0].Attempts != 2 {
+				t.Fatalf("after A's lease ended: %v %+v; want [a] at attempt 2", ids(got), got)
+			}
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(a, "A", billing.EventProcessed, base, time.Time{})), billing.ErrConflict, "Finish(a) by the lost lease")
+			_, err = st.GetWebhookEvent(ctx, billing.GatewayStripe, "nope")
 			wantErr(t, err, billing.ErrNotFound, "GetWebhookEvent(missing)")
-			wantErr(t, st.FinishWebhookEvent(ctx, billing.GatewayStripe, "nope", billing.EventProcessed, "", base),
-				billing.ErrNotFound, "FinishWebhookEvent(missing)")
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(ev("nope"), "A", billing.EventProcessed, base, time.Time{})), billing.ErrNotFound, "Finish(missing)")
 		}},
-		{"ConcurrentBeginOneWinner", func(ctx context.Context, t *testing.T, st billing.Store) {
-			n := s.opts.Goroutines
-			oks := make([]bool, n)
-			errs := make([]error, n)
-			runConcurrently(n, func(i int) {
-				_, oks[i], errs[i] = st.BeginWebhookEvent(ctx, ev("race"), base, base.Add(lease))
-			})
-			wins := 0
-			for i := range n {
-				must(t, errs[i], "caller %d", i)
-				if oks[i] {
-					wins++
+		{"FailedAndParkedAreDueAgain", func(ctx context.Context, t *testing.T, st billing.Store) {
+			for _, id := range []string{"f", "p"} {
+				e := ev(id)
+				e.ObjectKey = "sub_" + id
+				put(ctx, t, st, e, base)
+			}
+			got := claim(ctx, t, st, "A", base, 10)
+			if len(got) != 2 {
+				t.Fatalf("claimed %v", ids(got))
+			}
+			for _, e := range got {
+				f := finish(e, "A", billing.EventFailed, base, base.Add(time.Hour))
+				if e.EventID == "p" {
+					f.State, f.ParkedAt, f.Error = billing.EventParked, base, "unknown subscription"
+				}
+				must(t, st.FinishWebhookEvent(ctx, f), "Finish(%s)", e.EventID)
+			}
+			if got := claim(ctx, t, st, "A", base.Add(time.Minute), 10); len(got) != 0 {
+				t.Fatalf("claimed %v before their next attempt", ids(got))
+			}
+			n, err := st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_p", base.Add(time.Minute))
+			must(t, err, "WakeWebhookEvents")
+			if n != 1 {
+				t.Fatalf("woke %d events, want 1 (the parked one)", n)
+			}
+			if n, _ := st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_f", base.Add(time.Minute)); n != 0 {
+				t.Fatalf("woke a failed event")
+			}
+			got = claim(ctx, t, st, "A", base.Add(time.Minute), 10)
+			if fmt.Sprint(ids(got)) != "[p]" || got[0].State != billing.EventParked || !got[0].ParkedAt.Equal(base) || got[0].Error != "unknown subscription" {
+				t.Fatalf("after wake: %v %+v; want [p] still parked since base", ids(got), got)
+			}
+			p := got[0]
+			must(t, st.FinishWebhookEvent(ctx, finish(p, "A", billing.EventProcessed, base.Add(time.Minute), time.Time{})), "Finish(p)")
+			if got := claim(ctx, t, st, "B", base.Add(time.Hour), 10); fmt.Sprint(ids(got)) != "[f]" || got[0].Attempts != 2 {
+				t.Fatalf("at its next attempt: %v; want [f] at attempt 2", ids(got))
+			}
+		}},
+		{"WakeWhileClaimedIsNotLost", func(ctx context.Context, t *testing.T, st billing.Store) {
+			e := ev("w")
+			e.ObjectKey = "sub_w"
+			put(ctx, t, st, e, base)
+			got := claim(ctx, t, st, "A", base, 1)
+			// The event that creates sub_w is processed while w is being attempted.
+			n, err := st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_w", base.Add(time.Second))
+			must(t, err, "WakeWebhookEvents")
+			if n != 0 {
+				t.Fatalf("woke %d parked events, want 0 (w is claimed, not parked)", n)
+			}
+			f := finish(got[0], "A", billing.EventParked, base.Add(2*time.Second), base.Add(time.Hour))
+			f.ParkedAt = base
+			must(t, st.FinishWebhookEvent(ctx, f), "park w")
+			if w := get(ctx, t, st, "w"); w.State != billing.EventParked || !w.NextAttemptAt.Equal(base.Add(2*time.Second)) {
+				t.Fatalf("w parked after a wake during its attempt: %+v; want due at its finish", w)
+			}
+			got = claim(ctx, t, st, "A", base.Add(2*time.Second), 1)
+			f = finish(got[0], "A", billing.EventParked, base.Add(3*time.Second), base.Add(time.Hour))
+			must(t, st.FinishWebhookEvent(ctx, f), "park w again")
+			if w := get(ctx, t, st, "w"); !w.NextAttemptAt.Equal(base.Add(time.Hour)) {
+				t.Fatalf("the wake-up mark outlived the next attempt: %+v", w)
+			}
+		}},
+		{"ClaimOneForInlineDelivery", func(ctx context.Context, t *testing.T, st billing.Store) {
+			put(ctx, t, st, ev("x"), base)
+			put(ctx, t, st, ev("y"), base)
+			one := func(token string, now time.Time) []billing.WebhookEvent {
+				got, err := st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: token, Now: now, LeaseUntil: now.Add(lease),
+					Limit: 1, Gateway: billing.GatewayStripe, EventID: "y"})
+				must(t, err, "ClaimWebhookEvents(y)")
+				return got
+			}
+			if got := one("A", base); fmt.Sprint(ids(got)) != "[y]" {
+				t.Fatalf("claimed %v, want [y]", ids(got))
+			}
+			if got := one("B", base); len(got) != 0 {
+				t.Fatalf("a leased event was claimed again: %v", ids(got))
+			}
+			y := get(ctx, t, st, "y")
+			must(t, st.FinishWebhookEvent(ctx, finish(y, "A", billing.EventFailed, base, base.Add(time.Hour))), "Finish(y)")
+			if got := one("B", base.Add(time.Second)); fmt.Sprint(ids(got)) != "[y]" {
+				t.Fatalf("an inline redelivery takes a failed event before its next attempt: got %v", ids(got))
+			}
+		}},
+		{"OrderWithinObject", func(ctx context.Context, t *testing.T, st billing.Store) {
+			mk := func(id, obj string, at time.Duration) billing.WebhookEvent {
+				e := ev(id)
+				e.ObjectKey, e.OccurredAt = obj, base.Add(at)
+				put(ctx, t, st, e, base)
+				return e
+			}
+			e1, e2, e3 := mk("e1", "sub_1", 0), mk("e2", "sub_1", time.Second), mk("e3", "sub_1", time.Second)
+			other := mk("o1", "sub_2", 2*time.Second)
+			blocked := func(e billing.WebhookEvent) bool {
+				b, err := st.WebhookEventBlocked(ctx, e)
+				must(t, err, "WebhookEventBlocked(%s)", e.EventID)
+				return b
+			}
+			if blocked(e1) || !blocked(e2) || !blocked(e3) || blocked(other) {
+				t.Fatalf("blocked e1=%v e2=%v e3=%v o1=%v; want only e2 and e3 (after e1)", blocked(e1), blocked(e2), blocked(e3), blocked(other))
+			}
+			got := claim(ctx, t, st, "A", base, 1)
+			f := finish(got[0], "A", billing.EventParked, base, base.Add(time.Hour))
+			f.ParkedAt = base
+			must(t, st.FinishWebhookEvent(ctx, f), "park e1")
+			if blocked(e2) {
+				t.Fatal("a parked event holds later events of its object back")
+			}
+		}},
+		{"ReplayListStats", func(ctx context.Context, t *testing.T, st billing.Store) {
+			for i, id := range []string{"r1", "r2", "r3", "r4"} {
+				put(ctx, t, st, ev(id), base.Add(time.Duration(i)*time.Second))
+			}
+			pp := ev("pp")
+			pp.Gateway = billing.GatewayPayPal
+			put(ctx, t, st, pp, base.Add(10*time.Second))
+			got := claim(ctx, t, st, "A", base.Add(time.Minute), 10)
+			states := map[string]billing.WebhookEventState{"r1": billing.EventDead, "r2": billing.EventIgnored, "r3": billing.EventProcessed}
+			for _, e := range got {
+				if state, ok := states[e.EventID]; ok {
+					must(t, st.FinishWebhookEvent(ctx, finish(e, "A", state, base.Add(time.Minute), time.Time{})), "Finish(%s)", e.EventID)
 				}
 			}
-			if wins != 1 {
-				t.Fatalf("%d of %d concurrent deliveries began the event, want exactly 1", wins, n)
+			stats, err := st.WebhookInboxStats(ctx)
+			must(t, err, "WebhookInboxStats")
+			if stats.ByState[billing.EventDead] != 1 || stats.ByState[billing.EventIgnored] != 1 || stats.ByState[billing.EventProcessed] != 1 ||
+				stats.ByState[billing.EventReceived] != 2 || !stats.OldestPending.Equal(base.Add(3*time.Second)) {
+				t.Fatalf("stats %+v; want one dead, ignored, processed, two received, oldest pending r4", stats)
+			}
+			for _, id := range []string{"r3", "r4"} {
+				_, err := st.ReplayWebhookEvent(ctx, billing.GatewayStripe, id, base.Add(time.Hour))
+				wantErr(t, err, billing.ErrInvalidTransition, "Replay(%s)", id)
+			}
+			_, err = st.ReplayWebhookEvent(ctx, billing.GatewayStripe, "nope", base)
+			wantErr(t, err, billing.ErrNotFound, "Replay(missing)")
+			for _, id := range []string{"r1", "r2"} {
+				r, err := st.ReplayWebhookEvent(ctx, billing.GatewayStripe, id, base.Add(time.Hour))
+				must(t, err, "Replay(%s)", id)
+				if r.State != billing.EventReceived || r.Attempts != 1 || len(r.History) != 1 || !r.NextAttemptAt.Equal(base.Add(time.Hour)) || !r.FinishedAt.IsZero() {
+					t.Fatalf("replayed %s: %+v; want received, due at the replay, attempts and history kept", id, r)
+				}
+			}
+			page, err := st.ListWebhookEvents(ctx, billing.WebhookEventQuery{Gateway: billing.GatewayStripe, Limit: 2})
+			must(t, err, "ListWebhookEvents")
+			if fmt.Sprint(ids(page)) != "[r1 r2]" || page[0].Payload != nil {
+				t.Fatalf("first page %v; want [r1 r2] without payloads", ids(page))
+			}
+			page, err = st.ListWebhookEvents(ctx, billing.WebhookEventQuery{Gateway: billing.GatewayStripe, Limit: 10, After: billing.WebhookEventCursor(page[1])})
+			must(t, err, "ListWebhookEvents(page 2)")
+			if fmt.Sprint(ids(page)) != "[r3 r4]" {
+				t.Fatalf("second page %v; want [r3 r4]", ids(page))
+			}
+			page, err = st.ListWebhookEvents(ctx, billing.WebhookEventQuery{State: billing.EventReceived, Limit: 10})
+			must(t, err, "ListWebhookEvents(received)")
+			if fmt.Sprint(ids(page)) != "[r1 r2 r4 pp]" {
+				t.Fatalf("received events %v; want [r1 r2 r4 pp]", ids(page))
+			}
+			_, err = st.ListWebhookEvents(ctx, billing.WebhookEventQuery{Limit: 10, After: "!!"})
+			wantErr(t, err, billing.ErrInvalidInput, "ListWebhookEvents(bad cursor)")
+		}},
+		{"ConcurrentClaimsOneWinner", func(ctx context.Context, t *testing.T, st billing.Store) {
+			for i := range 20 {
+				put(ctx, t, st, ev(fmt.Sprintf("race%02d", i)), base)
+			}
+			n := s.opts.Goroutines
+			got := make([][]billing.WebhookEvent, n)
+			errs := make([]error, n)
+			runConcurrently(n, func(i int) {
+				got[i], errs[i] = st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: fmt.Sprint("T", i), Now: base,
+					LeaseUntil: base.Add(lease), Limit: 5})
+			})
+			seen := map[string]int{}
+			for i := range n {
+				must(t, errs[i], "claimer %d", i)
+				for _, e := range got[i] {
+					seen[e.EventID]++
+				}
+			}
+			for id, c := range seen {
+				if c != 1 {
+					t.Fatalf("event %s claimed by %d concurrent claimers, want 1", id, c)
+				}
+			}
+			if len(seen) != min(20, 5*n) {
+				t.Fatalf("%d events claimed, want %d", len(seen), min(20, 5*n))
 			}
 		}},
 	}

@@ -152,13 +152,19 @@ func (s *suite) timeTests() []test {
 			must(t, err, "AcquireLock")
 			checkTime(t, "Lease.ExpiresAt", l.ExpiresAt, at(time.Minute))
 
-			ev, _, err := st.BeginWebhookEvent(ctx, billing.WebhookEvent{Gateway: "stripe", EventID: "e1"}, at(0), at(time.Minute))
-			must(t, err, "BeginWebhookEvent")
+			ev, _, err := st.PutWebhookEvent(ctx, billing.WebhookEvent{Gateway: "stripe", EventID: "e1", OccurredAt: at(-time.Second)}, at(0))
+			must(t, err, "PutWebhookEvent")
 			checkTime(t, "WebhookEvent.ReceivedAt", ev.ReceivedAt, at(0))
-			checkTime(t, "WebhookEvent.LeaseUntil", ev.LeaseUntil, at(time.Minute))
+			cl, err := st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: "T", Now: at(0), LeaseUntil: at(time.Minute), Limit: 1})
+			must(t, err, "ClaimWebhookEvents")
+			if len(cl) != 1 {
+				t.Fatalf("claimed %d events, want 1", len(cl))
+			}
+			checkTime(t, "WebhookEvent.LeaseUntil", cl[0].LeaseUntil, at(time.Minute))
 			gev, err := st.GetWebhookEvent(ctx, "stripe", "e1")
 			must(t, err, "GetWebhookEvent")
 			checkTime(t, "WebhookEvent.ReceivedAt (stored)", gev.ReceivedAt, at(0))
+			checkTime(t, "WebhookEvent.OccurredAt (stored)", gev.OccurredAt, at(-time.Second))
 		}},
 		{"QueriesCompareInstantsNotZones", func(ctx context.Context, t *testing.T, st billing.Store) {
 			end := base.Add(3 * day)
@@ -201,8 +207,8 @@ func (s *suite) cancelTests() []test {
 			must(t, st.InsertJobRun(ctx, &run), "InsertJobRun")
 			lease, err := st.AcquireLock(ctx, "held", "A", base, time.Hour)
 			must(t, err, "AcquireLock")
-			_, _, err = st.BeginWebhookEvent(ctx, billing.WebhookEvent{Gateway: "stripe", EventID: "e1"}, base, base.Add(time.Minute))
-			must(t, err, "BeginWebhookEvent")
+			_, _, err = st.PutWebhookEvent(ctx, billing.WebhookEvent{Gateway: "stripe", EventID: "e1"}, base)
+			must(t, err, "PutWebhookEvent")
 			// s3 carries pending effects and is claimed by E until base+1h; n0 is reserved by N.
 			withEffects := newSub("s3", base.Add(-2*time.Hour), func(x *billing.Subscription) { x.UserID = "u3" })
 			insertSubs(ctx, t, st, withEffects)
@@ -308,12 +314,20 @@ func (s *suite) cancelTests() []test {
 					return err
 				},
 				"ReleaseLock": func() error { return st.ReleaseLock(cctx, lease) },
-				"BeginWebhookEvent": func() error {
-					_, _, err := st.BeginWebhookEvent(cctx, billing.WebhookEvent{Gateway: "stripe", EventID: "e2"}, base, base.Add(time.Minute))
+				"PutWebhookEvent": func() error {
+					_, _, err := st.PutWebhookEvent(cctx, billing.WebhookEvent{Gateway: "stripe", EventID: "e2"}, base)
+					return err
+				},
+				"ClaimWebhookEvents": func() error {
+					_, err := st.ClaimWebhookEvents(cctx, billing.WebhookClaimParams{Token: "T", Now: base, LeaseUntil: base.Add(time.Minute), Limit: 1})
 					return err
 				},
 				"FinishWebhookEvent": func() error {
-					return st.FinishWebhookEvent(cctx, "stripe", "e1", billing.EventProcessed, "", base)
+					return st.FinishWebhookEvent(cctx, billing.WebhookFinish{Gateway: "stripe", EventID: "e1", Token: "T", State: billing.EventProcessed, Now: base})
+				},
+				"ListWebhookEvents": func() error {
+					_, err := st.ListWebhookEvents(cctx, billing.WebhookEventQuery{Limit: 1})
+					return err
 				},
 				"GetWebhookEvent": func() error { _, err := st.GetWebhookEvent(cctx, "stripe", "e1"); return err },
 			}

@@ -3,6 +3,7 @@
 package hookhttp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -91,8 +92,8 @@ func Unavailable(w http.ResponseWriter, msg string) {
 	Error(w, http.StatusServiceUnavailable, msg)
 }
 
-// Respond answers a delivery after billing.Service.HandleWebhookEvent: 200 for processed,
-// ignored and duplicate events; 409 with Retry-After while another delivery processes the
+// Respond answers a delivery after billing.Service.HandleWebhookEvent or
+// AcceptWebhookEvent: 200 for accepted, processed, ignored and duplicate events; 409 with Retry-After while another delivery processes the
 // same event; 400 when the event is bad input a retry cannot fix (billing.Permanent); 503
 // when it refers to a record that does not exist yet (a retry can help once the creating
 // event arrives) or the gateway's API is unavailable (ErrUnavailable); 500 for the rest.
@@ -123,6 +124,22 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 		log.ErrorContext(r.Context(), "webhook event failed", "gateway", gateway, "event_id", eventID, "error", err)
 		Error(w, http.StatusInternalServerError, "temporary failure; retry later")
 	}
+}
+
+// Deliver hands a verified event to svc and answers the gateway. Inline, it processes the
+// event in the request (billing.Service.HandleWebhookEvent) and answers as Respond does.
+// Otherwise it stores ev in the inbox (billing.Service.AcceptWebhookEvent) and answers 200
+// {"status":"accepted"} (or "duplicate" for an event already stored), 500 only when the
+// inbox write failed; the inbox worker applies the event with the processor the gateway
+// registered.
+func Deliver(w http.ResponseWriter, r *http.Request, log *slog.Logger, svc *billing.Service, inline bool, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
+	if inline {
+		outcome, err := svc.HandleWebhookEvent(r.Context(), ev, process)
+		Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
+		return
+	}
+	outcome, err := svc.AcceptWebhookEvent(r.Context(), ev)
+	Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
 }
 
 // JSONProblem describes a decoding error without echoing the body: the byte offset of a

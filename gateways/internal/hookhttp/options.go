@@ -13,6 +13,17 @@ import (
 type Options struct {
 	Log   *slog.Logger
 	Clock billing.Clock
+	// Inline: process each delivery in the request (billing.Service.HandleWebhookEvent)
+	// instead of accepting it into the inbox for the worker.
+	Inline bool
+}
+
+// ProcessInline sets Options.Inline.
+func ProcessInline() func(*Options) error {
+	return func(o *Options) error {
+		o.Inline = true
+		return nil
+	}
 }
 
 // WithLogger sets Options.Log; nil is an error.

@@ -1,0 +1,303 @@
+package stripegw_test
+
+import (
+	"context"
+	"encoding/json"
+	"math/rand/v2"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/internal/testkit"
+	"github.com/renewkit/renewkit/store/memstore"
+	"github.com/renewkit/renewkit/store/mongostore"
+)
+
+// replica is one process: a Service, its accepting (not inline) handler and its inbox
+// worker, on a store it may share with other replicas.
+type replica struct {
+	svc *billing.Service
+	h   http.Handler
+	w   *billing.InboxWorker
+}
+
+func newReplica(t testing.TB, st billing.Store, clock billing.Clock, notes billing.Notifier, inbox billing.InboxConfig) *replica {
+	t.Helper()
+	svc, err := billing.NewService(st, notes, billing.Config{Clock: clock, Logger: quietLogger(), ReferenceSecret: refSecret, Inbox: inbox})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := stripegw.NewWebhookHandler(svc, stripegw.Config{WebhookSecret: secret, Prices: testPrices})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := billing.NewInboxWorker(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &replica{svc: svc, h: h, w: w}
+}
+
+// inboxEnv is env with the default, accepting handler and a worker driven by the test.
+func newInboxEnv(t *testing.T) (*env, *billing.InboxWorker) {
+	t.Helper()
+	e := &env{t: t, st: memstore.New(), clock: testkit.NewClock(t0), notes: testkit.NewNotifier()}
+	r := newReplica(t, e.st, e.clock, e.notes, billing.InboxConfig{})
+	e.svc, e.h = r.svc, r.h
+	testkit.Seed(t, e.st, testkit.Plan("pro", billing.CycleMonthly, 2990), testkit.User("u1"))
+	return e, r.w
+}
+
+func (e *env) accept(ev *stripegw.TestEvent) {
+	e.t.Helper()
+	rec := httptest.NewRecorder()
+	e.h.ServeHTTP(rec, ev.Request("/webhook", secret, e.clock.Now()))
+	var body struct{ Status string }
+	_ = json.Unmarshal(rec.Body.Bytes(), &body)
+	if rec.Code != http.StatusOK || (body.Status != "accepted" && body.Status != "duplicate") {
+		e.t.Fatalf("%s %s: %d %s, want 200 accepted", ev.Type, ev.ID, rec.Code, rec.Body)
+	}
+}
+
+func (e *env) event(id string) billing.WebhookEvent {
+	e.t.Helper()
+	ev, err := e.st.GetWebhookEvent(context.Background(), billing.GatewayStripe, id)
+	if err != nil {
+		e.t.Fatalf("webhook event %s: %v", id, err)
+	}
+	return ev
+}
+
+func drain(t *testing.T, w *billing.InboxWorker) int {
+	t.Helper()
+	n, err := w.Drain(context.Background())
+	if err != nil {
+		t.Fatalf("drain: %v", err)
+	}
+	return n
+}
+
+// earlyInvoice is an invoice.paid Stripe created before the checkout.session.completed of
+// the same subscription, as it often does.
+func earlyInvoice() (paid, checkout *stripegw.TestEvent) {
+	paid = stripegw.NewTestEvent("evt_paid_1", stripegw.EventInvoicePaid, invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1)).CreatedAt(t0)
+	checkout = stripegw.NewTestEvent("evt_checkout", stripegw.EventCheckoutSessionCompleted, checkoutSession("cs_1", "sub_1", "in_1", meta)).CreatedAt(t0.Add(time.Second))
+	return paid, checkout
+}
+
+// Proves: an invoice.paid for a subscription renewkit does not know is answered 200 and
+// parked; when its checkout.session.completed arrives (hours later, a later event of the
+// same object that the parked one must not hold back), the parked invoice is applied at
+// once, without waiting for its backoff.
+func TestInboxInvoicePaidParkedUntilCheckout(t *testing.T) {
+	e, w := newInboxEnv(t)
+	paid, checkout := earlyInvoice()
+	e.accept(paid)
+	e.accept(paid) // a duplicate stores nothing new
+	drain(t, w)
+	ev := e.event("evt_paid_1")
+	if ev.State != billing.EventParked || ev.Attempts != 1 || !ev.ParkedAt.Equal(t0) || !ev.NextAttemptAt.Equal(t0.Add(time.Minute)) ||
+		!strings.Contains(ev.Error, "not found") {
+		t.Fatalf("invoice.paid before its subscription: %+v; want parked at t0, retry in 1m", ev)
+	}
+	e.noSub("sub_1")
+	e.clock.Advance(3 * time.Hour) // past several backoff steps, still within the wait
+	drain(t, w)
+	if ev := e.event("evt_paid_1"); ev.State != billing.EventParked || !ev.ParkedAt.Equal(t0) {
+		t.Fatalf("after 3h: %+v, want still parked since t0", ev)
+	}
+	next := e.event("evt_paid_1").NextAttemptAt
+	e.accept(checkout)
+	drain(t, w)
+	if c := e.event("evt_checkout"); c.State != billing.EventProcessed {
+		t.Fatalf("checkout: %+v", c)
+	}
+	ev = e.event("evt_paid_1")
+	if ev.State != billing.EventProcessed || !e.clock.Now().Before(next) || len(ev.History) != 3 ||
+		ev.History[0].State != billing.EventParked || ev.History[2].State != billing.EventProcessed {
+		t.Fatalf("invoice.paid after checkout: %+v; want processed now (before its next retry %v), history parked…processed", ev, next)
+	}
+	s := e.sub("sub_1")
+	if s.Status != billing.StatusActive || !s.CurrentPeriodEnd.Equal(p1e) {
+		t.Fatalf("subscription %+v, want active until %v", s, p1e)
+	}
+	if p := e.payment("in_1"); p.Status != billing.PaymentApproved {
+		t.Fatalf("payment %+v", p)
+	}
+}
+
+// Proves: a parked event whose object never appears is retried on the backoff and ends
+// ignored "unknown object" at the configured wait (72h by default), changing nothing.
+func TestInboxParkedEventIgnoredAfterWait(t *testing.T) {
+	e, w := newInboxEnv(t)
+	paid, _ := earlyInvoice()
+	e.accept(paid)
+	drain(t, w)
+	for e.clock.Now().Before(t0.Add(72*time.Hour - time.Minute)) {
+		e.clock.Advance(30 * time.Minute)
+		drain(t, w)
+		if ev := e.event("evt_paid_1"); ev.State != billing.EventParked && e.clock.Now().Before(t0.Add(72*time.Hour)) {
+			t.Fatalf("at %v: %+v, want parked until the wait ends", e.clock.Now().Sub(t0), ev)
+		}
+	}
+	e.clock.Set(t0.Add(72 * time.Hour))
+	drain(t, w)
+	ev := e.event("evt_paid_1")
+	if ev.State != billing.EventIgnored || !strings.HasPrefix(ev.Error, "unknown object") || !ev.FinishedAt.Equal(t0.Add(72*time.Hour)) {
+		t.Fatalf("after 72h: %+v; want ignored: unknown object", ev)
+	}
+	if ev.Attempts < 5 {
+		t.Fatalf("%d attempts in 72h; want the backoff's retries", ev.Attempts)
+	}
+	e.noSub("sub_1")
+	if _, err := e.st.FindPaymentByGateway(context.Background(), billing.GatewayStripe, "in_1"); err == nil {
+		t.Fatal("a payment was recorded for an ignored event")
+	}
+	// An operator who fixed the cause replays it.
+	if _, err := e.svc.ReplayWebhookEvent(context.Background(), billing.GatewayStripe, "evt_paid_1"); err != nil {
+		t.Fatal(err)
+	}
+	_, checkout := earlyInvoice()
+	e.accept(checkout)
+	drain(t, w)
+	if ev := e.event("evt_paid_1"); ev.State != billing.EventProcessed {
+		t.Fatalf("replayed: %+v", ev)
+	}
+	if s := e.sub("sub_1"); s.Status != billing.StatusActive {
+		t.Fatalf("after replay: %+v", s)
+	}
+}
+
+// Proves: events of one subscription accepted in reverse order are applied in Stripe's
+// created order.
+func TestInboxAppliesInGatewayOrder(t *testing.T) {
+	e, w := newInboxEnv(t)
+	var mu sync.Mutex
+	var applied []string
+	w.Observe = func(ev billing.WebhookEvent, a billing.WebhookAttempt) {
+		mu.Lock()
+		applied = append(applied, ev.EventID)
+		mu.Unlock()
+	}
+	evs := lifecycle()
+	for i := len(evs) - 1; i >= 0; i-- {
+		e.accept(evs[i])
+	}
+	drain(t, w)
+	// evt_checkout and evt_paid_1 share a created second: either order is the gateway's.
+	got := strings.Join(applied, ",")
+	if got != "evt_checkout,evt_paid_1,evt_paid_2,evt_failed_3,evt_paid_3,evt_deleted" &&
+		got != "evt_paid_1,evt_checkout,evt_paid_1,evt_paid_2,evt_failed_3,evt_paid_3,evt_deleted" {
+		t.Fatalf("applied %s", got)
+	}
+	if s := e.sub("sub_1"); s.Status != billing.StatusCancelled || !s.CurrentPeriodEnd.Equal(p3e) {
+		t.Fatalf("final %+v", s)
+	}
+}
+
+// Proves: the lifecycle, every event delivered five times, shuffled and concurrently to
+// three replicas that share one FerretDB store (each with its own client and inbox worker),
+// ends in the same subscription state, payments and emails as one in-order delivery, and
+// every delivery, first ones included, is answered 200.
+func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
+	uri := testkit.MongoURI(t)
+	inOrder := newEnv(t, stripegw.Config{})
+	for _, ev := range lifecycle() {
+		if code := inOrder.post(ev); code != 200 {
+			t.Fatalf("in order %s: %d", ev.ID, code)
+		}
+	}
+	want, wantMails := inOrder.state("sub_1"), inOrder.emails()
+
+	for round := range 3 {
+		dbName := testkit.DBName("rkinbox")
+		clock := testkit.NewClock(t0)
+		notes := testkit.NewNotifier()
+		var replicas []*replica
+		var first billing.Store
+		for i := range 3 {
+			c, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(time.Minute))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+			st, err := mongostore.New(c.Database(dbName), mongostore.Config{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if i == 0 {
+				first = st
+				t.Cleanup(func() { _ = c.Database(dbName).Drop(context.Background()) })
+				if err := st.EnsureIndexes(context.Background()); err != nil {
+					t.Fatal(err)
+				}
+				testkit.Seed(t, st, testkit.Plan("pro", billing.CycleMonthly, 2990), testkit.User("u1"))
+			}
+			r := newReplica(t, st, clock, notes, billing.InboxConfig{Poll: 10 * time.Millisecond, Lease: 5 * time.Second})
+			if err := r.w.Start(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = r.w.Shutdown(context.Background()) })
+			replicas = append(replicas, r)
+		}
+		var deliveries []*stripegw.TestEvent
+		for _, ev := range lifecycle() {
+			for range 5 {
+				deliveries = append(deliveries, ev)
+			}
+		}
+		rnd := rand.New(rand.NewPCG(uint64(round), 11))
+		rnd.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		var wg sync.WaitGroup
+		codes := make(chan int, len(deliveries))
+		for _, ev := range deliveries {
+			r := replicas[rnd.IntN(3)]
+			wg.Go(func() {
+				rec := httptest.NewRecorder()
+				r.h.ServeHTTP(rec, ev.Request("/webhook", secret, clock.Now()))
+				codes <- rec.Code
+			})
+		}
+		wg.Wait()
+		close(codes)
+		for code := range codes {
+			if code != http.StatusOK {
+				t.Fatalf("round %d: a delivery got %d; every delivery must get 200", round, code)
+			}
+		}
+		// Wait for the workers; advance the clock if something waits on a backoff.
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			stats, err := first.WebhookInboxStats(context.Background())
+			if err != nil {
+				t.Fatal(err)
+			}
+			pending := stats.ByState[billing.EventReceived] + stats.ByState[billing.EventFailed] + stats.ByState[billing.EventParked]
+			if pending == 0 {
+				if stats.ByState[billing.EventDead] != 0 || stats.ByState[billing.EventProcessed]+stats.ByState[billing.EventIgnored] != len(lifecycle()) {
+					t.Fatalf("round %d: inbox %+v; want %d events processed or ignored", round, stats.ByState, len(lifecycle()))
+				}
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("round %d: inbox not drained: %+v", round, stats.ByState)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		e := &env{t: t, st: first, clock: clock, notes: notes}
+		if got := e.state("sub_1"); !equalState(got, want) {
+			t.Fatalf("round %d: state\n got %+v\nwant %+v", round, got, want)
+		}
+		if got := e.emails(); strings.Join(got, ",") != strings.Join(wantMails, ",") {
+			t.Fatalf("round %d: emails\n got %v\nwant %v", round, got, wantMails)
+		}
+	}
+}
