@@ -404,10 +404,17 @@ func (r *run) loadUsers(ctx context.Context, subs []Subscription) (*batch, error
 	return b, nil
 }
 
+// uniq returns ids without repeats, in their first order.
 func uniq(ids []string) []string {
-	out := slices.Clone(ids)
-	slices.Sort(out)
-	return slices.Compact(out)
+	seen := make(map[string]struct{}, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if _, dup := seen[id]; !dup {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // effects builds the effects of a transition that leaves the record as changed.
@@ -729,10 +736,20 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, notes []*N
 	for j := range open {
 		open[j] = true
 	}
+	// Outcome writes outlive ctx (a send that happened must be recorded) and get
+	// min(ClaimLease, 1 minute) each. The committer writes one group at a time, so the
+	// writes share one deadline while at least half of it is left, instead of a timer per
+	// write.
+	budget := min(r.s.cfg.ClaimLease, time.Minute)
+	var wctx context.Context
+	var wcancel context.CancelFunc = func() {}
+	defer func() { wcancel() }()
 	rec := &committer{write: func(recs []NotificationRecord) error {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(r.s.cfg.ClaimLease, time.Minute))
-		defer cancel()
-		return retry(fctx, 3, func() error { return r.s.store.FinishNotifications(fctx, recs, r.token) })
+		if dl, ok := deadline(wctx); !ok || time.Until(dl) < budget/2 {
+			wcancel()
+			wctx, wcancel = context.WithTimeout(context.WithoutCancel(ctx), budget)
+		}
+		return retry(wctx, 3, func() error { return r.s.store.FinishNotifications(wctx, recs, r.token) })
 	}, failed: func(i int, rec NotificationRecord, err error) {
 		// The send happened; its record stays "sending" until the lease ends and a later
 		// run sends it again: the one allowed repeat.
@@ -856,6 +873,14 @@ func (c *committer) add(i int, rec NotificationRecord) {
 	}
 	c.writing = false
 	c.mu.Unlock()
+}
+
+// deadline returns ctx's deadline; false for a nil ctx or one without a deadline.
+func deadline(ctx context.Context) (time.Time, bool) {
+	if ctx == nil {
+		return time.Time{}, false
+	}
+	return ctx.Deadline()
 }
 
 // retry calls f up to attempts times, 50 ms apart at first and doubling, while it fails and
