@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -25,9 +26,11 @@ const maxResultErrors = 20
 
 // run is one execution of a subscription job.
 type run struct {
-	s       *Service
-	token   string
-	breaker *breaker
+	s     *Service
+	token string
+	// changeBuf is work's reusable list of changes.
+	changeBuf []SubscriptionChange
+	breaker   *breaker
 
 	plansOnce sync.Once
 	plansMu   sync.Mutex
@@ -117,26 +120,29 @@ type decision struct {
 	skip bool
 	// err: the record failed and is retried by a later run.
 	err error
-	// change is the transition to store when transition is set; otherwise the record is
-	// left as it is.
-	change     SubscriptionChange
+	// changed (with effects) is the transition to store on the claimed record when
+	// transition is set; otherwise the record is left as it is.
+	changed    Subscription
+	effects    *Effects
 	transition bool
 	// done is called once the change is stored and its effects are finished.
 	done func()
 }
 
-// transition is the decision to store changed (a copy of sub) with its effects on the
-// record the run claimed; done counts it once it is stored and its effects finished.
-func (r *run) transition(sub, changed Subscription, eff *Effects, done func()) decision {
-	return decision{transition: true, done: done,
-		change: SubscriptionChange{Read: sub, Changed: changed, ClaimToken: r.token, Effects: eff}}
+// transition is the decision to store changed (a copy of the claimed record) with its
+// effects; done counts it once it is stored and its effects finished.
+func (r *run) transition(changed Subscription, eff *Effects, done func()) decision {
+	return decision{transition: true, done: done, changed: changed, effects: eff}
 }
 
 // batch is a claimed batch with the users of its records.
 type batch struct {
 	subs  []Subscription
-	users map[string]User
-	// userErr holds, per user id, why the user could not be read.
+	users []User
+	// userIdx holds the index in users of each user id.
+	userIdx map[string]int
+	// userErr holds, per user id, why the user could not be read (nil when every user
+	// could be).
 	userErr map[string]error
 }
 
@@ -144,11 +150,11 @@ func (b *batch) user(id string) (User, error) {
 	if err := b.userErr[id]; err != nil {
 		return User{}, err
 	}
-	u, ok := b.users[id]
+	i, ok := b.userIdx[id]
 	if !ok {
 		return User{}, fmt.Errorf("user %s: %w", id, ErrNotFound)
 	}
-	return u, nil
+	return b.users[i], nil
 }
 
 type decider func(ctx context.Context, b *batch) []decision
@@ -302,22 +308,31 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 		return nil, err
 	}
 	ds := decide(ctx, b)
-	changes := make([]SubscriptionChange, 0, len(ds))
+	// The changes are only needed until they are stored: one buffer serves every batch
+	// of the run (its batches are worked one at a time).
+	changes := r.changeBuf[:0]
+	defer func() {
+		clear(changes)
+		r.changeBuf = changes[:0]
+	}()
 	owners := make([]int, 0, len(ds)) // index into ds of each change
-	for i, d := range ds {
+	found := 0
+	for i := range ds {
+		d := &ds[i]
 		if d.skip {
 			continue
 		}
-		r.count(&r.found, 1)
+		found++
 		switch {
 		case d.err != nil:
 			r.fail(subs[i].ID, d.err)
 			r.s.log.WarnContext(ctx, "subscription not processed; a later run retries it", "subscription_id", subs[i].ID, "error", d.err)
 		case d.transition:
-			changes = append(changes, d.change)
+			changes = append(changes, SubscriptionChange{Read: subs[i], Changed: d.changed, ClaimToken: r.token, Effects: d.effects})
 			owners = append(owners, i)
 		}
 	}
+	r.count(&r.found, found)
 	if len(changes) == 0 {
 		return func() {}, nil
 	}
@@ -325,10 +340,12 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 	if err = aligned(results, err, len(changes)); err != nil {
 		return nil, fmt.Errorf("storing transitions: %w", err)
 	}
-	stored := make([]Subscription, 0, len(changes))
+	// The stored records go where the claimed ones were (each change k comes from a record
+	// at or after k, and the claimed copies are not read again).
+	stored := subs[:0]
 	storedOwners := make([]int, 0, len(changes))
 	for k, cerr := range results {
-		c := changes[k]
+		c := &changes[k]
 		switch {
 		case cerr == nil:
 			if c.Effects == nil {
@@ -337,9 +354,8 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 				}
 				continue
 			}
-			sub := c.Changed
-			sub.Pending = c.Effects
-			stored = append(stored, sub)
+			stored = append(stored, c.Changed)
+			stored[len(stored)-1].Pending = c.Effects
 			storedOwners = append(storedOwners, owners[k])
 		case errors.Is(cerr, ErrConflict), errors.Is(cerr, ErrNotFound):
 			// Someone (a payment, a webhook, the host) changed the record since the claim:
@@ -366,29 +382,39 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 
 // loadUsers reads the users of a batch with one call.
 func (r *run) loadUsers(ctx context.Context, subs []Subscription) (*batch, error) {
-	b := &batch{subs: subs, users: map[string]User{}, userErr: map[string]error{}}
 	ids := make([]string, 0, len(subs))
-	for _, sub := range subs {
-		ids = append(ids, sub.UserID)
+	for i := range subs {
+		ids = append(ids, subs[i].UserID)
 	}
 	users, err := r.s.store.ListUsers(ctx, uniq(ids))
 	bad, partial := recordErrors(err)
 	if err != nil && !partial {
 		return nil, fmt.Errorf("loading users: %w", err)
 	}
-	for _, u := range users {
-		b.users[u.ID] = u
+	b := &batch{subs: subs, users: users, userIdx: make(map[string]int, len(users))}
+	for i := range users {
+		b.userIdx[users[i].ID] = i
 	}
-	for _, re := range bad {
-		b.userErr[re.ID] = re
+	if len(bad) > 0 {
+		b.userErr = make(map[string]error, len(bad))
+		for _, re := range bad {
+			b.userErr[re.ID] = re
+		}
 	}
 	return b, nil
 }
 
+// uniq returns ids without repeats, in their first order.
 func uniq(ids []string) []string {
-	out := slices.Clone(ids)
-	slices.Sort(out)
-	return slices.Compact(out)
+	seen := make(map[string]struct{}, len(ids))
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if _, dup := seen[id]; !dup {
+			seen[id] = struct{}{}
+			out = append(out, id)
+		}
+	}
+	return out
 }
 
 // effects builds the effects of a transition that leaves the record as changed.
@@ -425,34 +451,41 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 
 	// The records and their users' other subscriptions as they are now: one read. It tells
 	// whether a record is still as its transition left it, and which subscriptions give the
-	// user access.
+	// user access. Their pending effects are not needed.
+	hasAccess := false
 	userIDs := make([]string, 0, len(subs))
-	for _, sub := range subs {
-		userIDs = append(userIDs, sub.UserID)
-		if sub.Pending.Access != nil {
-			userIDs = append(userIDs, sub.Pending.Access.UserID)
+	for i := range subs {
+		userIDs = append(userIDs, subs[i].UserID)
+		if a := subs[i].Pending.Access; a != nil {
+			hasAccess = true
+			if a.UserID != subs[i].UserID {
+				userIDs = append(userIDs, a.UserID)
+			}
 		}
 	}
 	userIDs = uniq(userIDs)
-	current, err := r.s.store.ListSubscriptions(ctx, SubscriptionFilter{UserIDs: userIDs}, 0)
+	current, err := r.s.store.ListSubscriptions(ctx, SubscriptionFilter{UserIDs: userIDs, OmitPending: true}, 0)
 	if _, partial := recordErrors(err); err != nil && !partial {
 		return failAll(fmt.Errorf("reading the subscriptions of the batch's users: %w", err))
 	}
+	if hasAccess {
+		current = groupByUser(current)
+	}
 	byID := make(map[string]int, len(current))
-	byUser := make(map[string][]Subscription, len(userIDs))
-	for i, c := range current {
-		byID[c.ID] = i
-		byUser[c.UserID] = append(byUser[c.UserID], c)
+	for i := range current {
+		byID[current[i].ID] = i
 	}
 
 	// moot: the record is no longer as its transition left it (a payment, a webhook or the
 	// host changed it since), or the effects waited past the point where their emails say
 	// anything true (a warning whose period ended; an email that kept failing for
-	// ReconcileWindow): the notifications are not sent, the rest still runs.
+	// ReconcileWindow): the notifications are not sent, the rest still runs. err: why the
+	// record's effects are not done.
 	type item struct {
 		sub  *Subscription
 		eff  *Effects
 		moot bool
+		err  error
 	}
 	items := make([]item, 0, len(subs))
 	for i := range subs {
@@ -474,14 +507,14 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 	}
 
 	// Access: one conditional write.
-	var accessUsers []string
-	for _, it := range items {
-		if it.eff.Access != nil {
-			accessUsers = append(accessUsers, it.eff.Access.UserID)
-		}
-	}
 	var audits []AuditEntry
-	if len(accessUsers) > 0 {
+	if hasAccess {
+		accessUsers := make([]string, 0, len(items))
+		for i := range items {
+			if a := items[i].eff.Access; a != nil {
+				accessUsers = append(accessUsers, a.UserID)
+			}
+		}
 		// The users as they are now (a batch transitioned earlier may just have changed
 		// them): one read.
 		list, err := r.s.store.ListUsers(ctx, uniq(accessUsers))
@@ -489,39 +522,44 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 		if err != nil && !partial {
 			return failAll(fmt.Errorf("loading users: %w", err))
 		}
-		badUser := make(map[string]error, len(bad))
-		for _, re := range bad {
-			badUser[re.ID] = re
+		var badUser map[string]error
+		if len(bad) > 0 {
+			badUser = make(map[string]error, len(bad))
+			for _, re := range bad {
+				badUser[re.ID] = re
+			}
 		}
-		userByID := make(map[string]User, len(list))
-		for _, u := range list {
-			userByID[u.ID] = u
+		userIdx := make(map[string]int, len(list))
+		for i := range list {
+			userIdx[list[i].ID] = i
 		}
-		changes := make([]UserAccessChange, 0, len(accessUsers))
-		changeOf := make(map[string]int, len(accessUsers)) // user id -> index in changes
-		userAudit := make([]AuditEntry, 0, len(accessUsers))
-		auditOf := make([]int, 0, len(accessUsers)) // index in changes of each userAudit entry
-		for _, it := range items {
+		changes := make([]UserAccessChange, 0, len(list))
+		changeOf := make(map[string]int, len(list)) // user id -> index in changes
+		var userAudit []AuditEntry
+		var auditOf []int // index in changes of each userAudit entry
+		for i := range items {
+			it := &items[i]
 			if it.eff.Access == nil {
 				continue
 			}
 			uid := it.eff.Access.UserID
 			if err := badUser[uid]; err != nil {
-				failed[it.sub.ID] = err
+				it.err = err
 				continue
 			}
 			if _, done := changeOf[uid]; done {
 				continue
 			}
-			u, ok := userByID[uid]
+			ui, ok := userIdx[uid]
 			if !ok {
 				continue // no user to give or take access from
 			}
+			u := list[ui]
 			ended := *it.sub
 			if k, ok := byID[ended.ID]; ok {
 				ended = current[k]
 			}
-			next, changed := accessFor(u, byUser[uid], ended, it.eff.Access.Status, now)
+			next, changed := accessFor(u, userSubscriptions(current, uid), ended, it.eff.Access.Status, now)
 			if !changed {
 				continue
 			}
@@ -538,7 +576,8 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 			if err = aligned(results, err, len(changes)); err != nil {
 				return failAll(fmt.Errorf("updating access: %w", err))
 			}
-			for _, it := range items {
+			for i := range items {
+				it := &items[i]
 				if it.eff.Access == nil {
 					continue
 				}
@@ -547,7 +586,7 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 					continue
 				}
 				if results[k] != nil {
-					failed[it.sub.ID] = fmt.Errorf("updating access of user %s: %w", it.eff.Access.UserID, results[k])
+					it.err = fmt.Errorf("updating access of user %s: %w", it.eff.Access.UserID, results[k])
 				}
 			}
 			for i, a := range userAudit {
@@ -560,34 +599,40 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 
 	// Notifications of records still as their transition left them, once the access
 	// change is done.
-	type send struct {
-		n   Notification
-		sub string
-	}
-	sends := make([]send, 0, len(items))
-	for _, it := range items {
-		if it.moot || failed[it.sub.ID] != nil {
+	recs := make([]NotificationRecord, 0, len(items))
+	notes := make([]*Notification, 0, len(items))
+	owner := make([]int, 0, len(items)) // index in items of each of recs
+	for i := range items {
+		it := &items[i]
+		if it.moot || it.err != nil {
 			continue
 		}
-		for _, n := range it.eff.Notifications {
-			sends = append(sends, send{n: n, sub: it.sub.ID})
+		for k := range it.eff.Notifications {
+			n := &it.eff.Notifications[k]
+			recs = append(recs, NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: it.sub.ID, UserID: n.To.UserID})
+			notes = append(notes, n)
+			owner = append(owner, i)
 		}
 	}
-	if len(sends) > 0 {
-		recs := make([]NotificationRecord, len(sends))
-		for i, sd := range sends {
-			recs[i] = NotificationRecord{Key: sd.n.Key, Kind: sd.n.Kind, SubscriptionID: sd.sub, UserID: sd.n.To.UserID}
-		}
-		for sub, err := range r.deliver(ctx, recs, func(i int) Notification { return sends[i].n }) {
-			failed[sub] = err
+	if len(recs) > 0 {
+		for k, err := range r.deliver(ctx, recs, notes) {
+			if it := &items[owner[k]]; err != nil && it.err == nil {
+				it.err = err
+			}
 		}
 	}
 
 	// Audit entries of the transitions whose effects are done (the access changes made
 	// are audited whatever else failed), in one insert.
-	audits = slices.Grow(audits, len(items))
-	for _, it := range items {
-		if failed[it.sub.ID] == nil {
+	n := len(audits)
+	for i := range items {
+		if items[i].err == nil {
+			n += len(items[i].eff.Audit)
+		}
+	}
+	audits = slices.Grow(audits, n-len(audits))
+	for i := range items {
+		if it := &items[i]; it.err == nil {
 			audits = append(audits, it.eff.Audit...)
 		}
 	}
@@ -598,8 +643,8 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 	}
 
 	done := make([]EffectsDone, 0, len(items))
-	for _, it := range items {
-		if failed[it.sub.ID] == nil {
+	for i := range items {
+		if it := &items[i]; it.err == nil {
 			done = append(done, EffectsDone{SubscriptionID: it.sub.ID, Token: it.eff.Token})
 		}
 	}
@@ -609,18 +654,56 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 		if err := r.s.store.CompleteEffects(cctx, done); err != nil {
 			// Everything completed is idempotent: the next run finds the effects, sees the
 			// keys sent and the audit entries stored, and clears them.
-			for _, d := range done {
-				failed[d.SubscriptionID] = fmt.Errorf("clearing finished effects: %w", err)
+			err = fmt.Errorf("clearing finished effects: %w", err)
+			for i := range items {
+				if it := &items[i]; it.err == nil {
+					it.err = err
+				}
 			}
+		}
+	}
+	for i := range items {
+		if it := &items[i]; it.err != nil {
+			failed[it.sub.ID] = it.err
 		}
 	}
 	return failed
 }
 
-// deliver reserves the keys of recs, sends the reserved ones through the bounded pool and
-// records their outcomes. It returns, per subscription id, why a notification is not done.
-func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(i int) Notification) map[string]error {
-	failed := map[string]error{}
+// groupByUser returns subs ordered by user id, each user's records in the order they had
+// in subs.
+func groupByUser(subs []Subscription) []Subscription {
+	byUser := func(a, b *Subscription) int { return strings.Compare(a.UserID, b.UserID) }
+	if slices.IsSortedFunc(subs, func(a, b Subscription) int { return byUser(&a, &b) }) {
+		return subs
+	}
+	order := make([]int, len(subs))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return byUser(&subs[a], &subs[b]) })
+	out := make([]Subscription, len(subs))
+	for k, i := range order {
+		out[k] = subs[i]
+	}
+	return out
+}
+
+// userSubscriptions returns the records of user id in subs, which groupByUser ordered.
+func userSubscriptions(subs []Subscription, id string) []Subscription {
+	lo, _ := slices.BinarySearchFunc(subs, id, func(s Subscription, id string) int { return strings.Compare(s.UserID, id) })
+	hi := lo
+	for hi < len(subs) && subs[hi].UserID == id {
+		hi++
+	}
+	return subs[lo:hi:hi]
+}
+
+// deliver reserves the keys of recs, sends the reserved ones (notes, aligned with recs)
+// through the bounded pool and records their outcomes. It returns, aligned with recs, why
+// each notification is not done (nil: done).
+func (r *run) deliver(ctx context.Context, recs []NotificationRecord, notes []*Notification) []error {
+	errs := make([]error, len(recs))
 	now := r.s.now()
 	// Reservations last two thirds of a claim lease (renewed every third, like the claims):
 	// when a crashed run's claims lapse and another run takes its records over, its
@@ -628,20 +711,19 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 	lease := r.s.cfg.ClaimLease * 2 / 3
 	reserved, err := r.s.store.ReserveNotifications(ctx, recs, r.token, now, now.Add(lease))
 	if err = aligned(reserved, err, len(recs)); err != nil {
-		for _, rec := range recs {
-			failed[rec.SubscriptionID] = fmt.Errorf("reserving notifications: %w", err)
+		err = fmt.Errorf("reserving notifications: %w", err)
+		for i := range errs {
+			errs[i] = err
 		}
-		return failed
+		return errs
 	}
-	var todo []int
+	todo := make([]int, 0, len(recs))
 	for i, ok := range reserved {
 		if ok {
 			todo = append(todo, i)
 			continue
 		}
-		if err := r.s.notDone(ctx, recs[i].Key); err != nil {
-			failed[recs[i].SubscriptionID] = err
-		}
+		errs[i] = r.s.notDone(ctx, recs[i].Key)
 	}
 	// Each outcome is recorded before its sender sends again (group commit: the outcomes
 	// that arrive while one write is in flight go together in the next), so a crash repeats
@@ -650,38 +732,50 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 	var sent atomic.Int64
 	var mu sync.Mutex
 	attempted := make([]bool, len(todo))
+	open := make([]bool, len(todo)) // reserved keys not finished, by index in todo
+	for j := range open {
+		open[j] = true
+	}
+	// Outcome writes outlive ctx (a send that happened must be recorded) and get
+	// min(ClaimLease, 1 minute) each. The committer writes one group at a time, so the
+	// writes share one deadline while at least half of it is left, instead of a timer per
+	// write.
+	budget := min(r.s.cfg.ClaimLease, time.Minute)
+	var wctx context.Context
+	var wcancel context.CancelFunc = func() {}
+	defer func() { wcancel() }()
 	rec := &committer{write: func(recs []NotificationRecord) error {
-		fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(r.s.cfg.ClaimLease, time.Minute))
-		defer cancel()
-		return retry(fctx, 3, func() error { return r.s.store.FinishNotifications(fctx, recs, r.token) })
-	}, failed: func(rec NotificationRecord, err error) {
+		if dl, ok := deadline(wctx); !ok || time.Until(dl) < budget/2 {
+			wcancel()
+			wctx, wcancel = context.WithTimeout(context.WithoutCancel(ctx), budget)
+		}
+		return retry(wctx, 3, func() error { return r.s.store.FinishNotifications(wctx, recs, r.token) })
+	}, failed: func(i int, rec NotificationRecord, err error) {
 		// The send happened; its record stays "sending" until the lease ends and a later
 		// run sends it again: the one allowed repeat.
 		mu.Lock()
-		failed[rec.SubscriptionID] = errors.Join(failed[rec.SubscriptionID], fmt.Errorf("recording notification %s: %w", rec.Key, err))
+		errs[i] = errors.Join(errs[i], fmt.Errorf("recording notification %s: %w", rec.Key, err))
 		mu.Unlock()
 	}}
-	open := make(map[string]NotificationRecord, len(todo)) // reserved keys not finished
-	for _, i := range todo {
-		open[recs[i].Key] = recs[i]
-	}
-	record := func(r NotificationRecord, why error) {
+	record := func(j int, r NotificationRecord, why error) {
 		mu.Lock()
-		delete(open, r.Key)
+		open[j] = false
 		if why != nil {
-			failed[r.SubscriptionID] = why
+			errs[todo[j]] = why
 		}
 		mu.Unlock()
-		rec.add(r)
+		rec.add(todo[j], r)
 	}
 	stopRenewing := r.every(ctx, func(ctx context.Context) {
 		// Under mu, so a key whose send ends meanwhile is released only after this
 		// renewal, never re-reserved by it.
 		mu.Lock()
 		defer mu.Unlock()
-		left := make([]NotificationRecord, 0, len(open))
-		for _, rec := range open {
-			left = append(left, rec)
+		var left []NotificationRecord
+		for j, i := range todo {
+			if open[j] {
+				left = append(left, recs[i])
+			}
 		}
 		if len(left) == 0 {
 			return
@@ -697,7 +791,7 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 		}
 		attempted[j] = true
 		rec := recs[todo[j]]
-		err := r.s.notifier.Notify(ctx, note(todo[j]))
+		err := r.s.notifier.Notify(ctx, *notes[todo[j]])
 		rec, why := r.s.outcome(ctx, rec, err)
 		switch {
 		case err == nil:
@@ -706,7 +800,7 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 		case why != nil:
 			r.breaker.failure(err)
 		}
-		record(rec, why)
+		record(j, rec, why)
 	})
 	stopRenewing() // before the unsent keys are released: a renewal must not take them again
 	r.count(&r.sent, int(sent.Load()))
@@ -718,7 +812,7 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 			rec := recs[i]
 			rec.Status = ""
 			unsent = append(unsent, rec)
-			failed[rec.SubscriptionID] = fmt.Errorf("not sent: %w", errors.Join(ctx.Err(), r.breaker.err()))
+			errs[i] = fmt.Errorf("not sent: %w", errors.Join(ctx.Err(), r.breaker.err()))
 		}
 	}
 	if len(unsent) > 0 {
@@ -728,7 +822,7 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 			r.s.log.WarnContext(ctx, "releasing unsent notification keys failed; they are retaken after the lease", "error", err)
 		}
 	}
-	return failed
+	return errs
 }
 
 // committer writes notification outcomes in groups (group commit): add queues one and
@@ -736,8 +830,9 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, note func(
 // outcomes added meanwhile gather into the next one, so each sender has at most one outcome
 // unwritten at any time and a crash repeats at most the sends in flight.
 type committer struct {
-	write  func([]NotificationRecord) error
-	failed func(NotificationRecord, error)
+	write func([]NotificationRecord) error
+	// failed is told the outcomes a write failed to record, with the index add got.
+	failed func(i int, rec NotificationRecord, err error)
 
 	mu      sync.Mutex
 	next    *commitGroup // gathering while a write is in flight
@@ -746,16 +841,18 @@ type committer struct {
 
 type commitGroup struct {
 	recs []NotificationRecord
+	idx  []int
 	done chan struct{}
 }
 
-func (c *committer) add(rec NotificationRecord) {
+func (c *committer) add(i int, rec NotificationRecord) {
 	c.mu.Lock()
 	if c.next == nil {
 		c.next = &commitGroup{done: make(chan struct{})}
 	}
 	g := c.next
 	g.recs = append(g.recs, rec)
+	g.idx = append(g.idx, i)
 	if c.writing {
 		c.mu.Unlock()
 		<-g.done
@@ -767,8 +864,8 @@ func (c *committer) add(rec NotificationRecord) {
 		c.next = nil
 		c.mu.Unlock()
 		if err := c.write(g.recs); err != nil {
-			for _, r := range g.recs {
-				c.failed(r, err)
+			for k, r := range g.recs {
+				c.failed(g.idx[k], r, err)
 			}
 		}
 		close(g.done)
@@ -776,6 +873,14 @@ func (c *committer) add(rec NotificationRecord) {
 	}
 	c.writing = false
 	c.mu.Unlock()
+}
+
+// deadline returns ctx's deadline; false for a nil ctx or one without a deadline.
+func deadline(ctx context.Context) (time.Time, bool) {
+	if ctx == nil {
+		return time.Time{}, false
+	}
+	return ctx.Deadline()
 }
 
 // retry calls f up to attempts times, 50 ms apart at first and doubling, while it fails and

@@ -146,7 +146,7 @@ func (r *run) warning(ctx context.Context, b *batch, sub Subscription) decision 
 	}
 	changed := sub
 	changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
-	return r.transition(sub, changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
+	return r.transition(changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
 		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
 		Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd},
 	}), nil)
@@ -231,7 +231,7 @@ func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status Sub
 	default:
 		return decision{err: fmt.Errorf("loading user: %w", err)}
 	}
-	return r.transition(sub, changed, r.effects(changed, access, notes, AuditEntry{
+	return r.transition(changed, r.effects(changed, access, notes, AuditEntry{
 		Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
 		Details: map[string]any{"previous_status": string(sub.Status), "period_end": sub.CurrentPeriodEnd},
 	}), done)
@@ -270,7 +270,7 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	case !errors.Is(err, ErrNotFound):
 		return decision{err: fmt.Errorf("loading user: %w", err)}
 	}
-	return r.transition(sub, changed, r.effects(changed, access, notes, AuditEntry{
+	return r.transition(changed, r.effects(changed, access, notes, AuditEntry{
 		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
 		Details: map[string]any{"gateway": sub.Gateway, "previous_status": string(sub.Status),
 			"previous_period_end": sub.CurrentPeriodEnd, "period_end": gs.PeriodEnd, "source": source},
@@ -365,7 +365,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 				case !gs.Status.Live() || gs.CancelAtPeriodEnd:
 					changed := sub
 					changed.CancelAtPeriodEnd, changed.UpdatedAt = true, now
-					return r.transition(sub, changed, r.effects(changed, nil, nil, AuditEntry{
+					return r.transition(changed, r.effects(changed, nil, nil, AuditEntry{
 						Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
 						Details: map[string]any{"cancel_at_period_end": true, "gateway_status": string(gs.Status), "source": JobRenew},
 					}), func() { r.count(&cancelling, 1) })

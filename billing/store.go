@@ -71,6 +71,10 @@ type SubscriptionFilter struct {
 	PlanID string
 	// UserIDs, when not empty, selects the subscriptions of these users.
 	UserIDs []string
+	// OmitPending makes ListSubscriptions return the records without their pending
+	// effects (Pending nil), for a caller that reads only their state, so the store
+	// neither copies nor decodes them. It selects nothing: Match ignores it.
+	OmitPending bool
 }
 
 // Match reports whether s passes the filter (soft-deleted records never do). Adapters that

@@ -63,7 +63,7 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 	out := make([]billing.Subscription, len(picked))
 	for i, r := range picked {
 		s.setClaim(r, p.Token, until)
-		out[i] = copySub(r.sub)
+		out[i] = outSub(&r.sub, false)
 		picked[i] = nil
 	}
 	s.scratch = picked[:0]

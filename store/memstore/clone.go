@@ -23,6 +23,19 @@ func copySub(x billing.Subscription) billing.Subscription {
 	return x
 }
 
+// outSub returns a copy of a stored subscription for a caller: its slices and, unless
+// omitPending (then nil), its pending effects copied. Stored times are normalised already.
+func outSub(x *billing.Subscription, omitPending bool) billing.Subscription {
+	c := *x
+	c.AppliedPayments = slices.Clone(x.AppliedPayments)
+	if omitPending {
+		c.Pending = nil
+	} else {
+		c.Pending = copyEffects(x.Pending)
+	}
+	return c
+}
+
 // copyEffects returns a deep copy of e with its times normalised, or nil.
 func copyEffects(e *billing.Effects) *billing.Effects {
 	if e == nil {

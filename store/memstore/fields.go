@@ -17,7 +17,8 @@ type field[T any] struct {
 	set  func(dst, src *T)
 }
 
-func sameTime(a, b time.Time) bool { return t0(a).Equal(t0(b)) }
+// sameTime compares at the stores' precision; equal instants need no truncation.
+func sameTime(a, b time.Time) bool { return a.Equal(b) || t0(a).Equal(t0(b)) }
 
 // subFields are the writable fields of a subscription: every one except ID, Pending and
 // Version.

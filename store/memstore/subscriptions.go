@@ -97,7 +97,7 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 	if !ok || r.sub.Deleted {
 		return billing.Subscription{}, notFound("subscription", id)
 	}
-	return copySub(r.sub), nil
+	return outSub(&r.sub, false), nil
 }
 
 // UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
@@ -193,7 +193,7 @@ func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid stri
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if r := s.liveByGateway(gateway, gid); r != nil && gid != "" {
-		return copySub(r.sub), nil
+		return outSub(&r.sub, false), nil
 	}
 	return billing.Subscription{}, notFound("gateway subscription", gid)
 }
@@ -210,7 +210,7 @@ func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]bil
 	}
 	out := make([]billing.Subscription, len(list))
 	for i, r := range list {
-		out[i] = copySub(r.sub)
+		out[i] = outSub(&r.sub, false)
 	}
 	slices.SortFunc(out, func(a, b billing.Subscription) int {
 		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
@@ -252,7 +252,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 	}
 	out := make([]billing.Subscription, len(picked))
 	for i, r := range picked {
-		out[i] = copySub(r.sub)
+		out[i] = outSub(&r.sub, f.OmitPending)
 	}
 	return out, nil
 }

@@ -547,12 +547,19 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 	if limit > 0 {
 		opts.SetLimit(int64(limit))
 	}
+	if f.OmitPending {
+		opts.SetProjection(withoutPending)
+	}
 	cur, err := s.subs.Find(ctx, subFilter(f), opts)
 	if err != nil {
 		return nil, opErr("list subscriptions", err)
 	}
 	return decodeEach(ctx, cur, s.subs.Name(), decodeSub)
 }
+
+// withoutPending leaves the pending effects out of a read (billing.SubscriptionFilter's
+// OmitPending).
+var withoutPending = bson.D{{Key: "pending_token", Value: 0}, {Key: "pending_effects", Value: 0}, {Key: "pending_details", Value: 0}}
 
 // Pending effects are stored as pending_token (queried: claims with and without pending
 // effects, CompleteEffects), pending_effects, the billing.Effects as a JSON string (so their

@@ -594,6 +594,31 @@ func (s *suite) effectTests() []test {
 				"a change with effects after CompleteEffects")
 			must(t, st.CompleteEffects(ctx, []billing.EffectsDone{{SubscriptionID: "nope", Token: "T"}}), "CompleteEffects(missing record only)")
 		}},
+		{"ListWithoutPending", func(ctx context.Context, t *testing.T, st billing.Store) {
+			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), ofUser("u1")), newSub("s2", base.Add(-2*time.Hour), ofUser("u1")))
+			r1 := getSub(ctx, t, st, "s1")
+			changed := r1
+			changed.Status, changed.UpdatedAt = billing.StatusInactive, base
+			applyOne(ctx, t, st, billing.SubscriptionChange{Read: r1, Changed: changed, Effects: sampleEffects("T", r1)})
+			full, err := st.ListSubscriptions(ctx, billing.SubscriptionFilter{UserIDs: []string{"u1"}}, 0)
+			must(t, err, "ListSubscriptions(u1)")
+			if len(full) != 2 || full[1].Pending == nil {
+				t.Fatalf("ListSubscriptions(u1) = %+v, want s2 then s1 with its pending effects", full)
+			}
+			bare, err := st.ListSubscriptions(ctx, billing.SubscriptionFilter{UserIDs: []string{"u1"}, OmitPending: true}, 0)
+			must(t, err, "ListSubscriptions(u1, OmitPending)")
+			want := slices.Clone(full)
+			want[1].Pending = nil
+			equal(t, bare, want, "records listed with OmitPending: the same, without their pending effects")
+			// It filters nothing, also without UserIDs.
+			all, err := st.ListSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusInactive}, OmitPending: true}, 0)
+			must(t, err, "ListSubscriptions(inactive, OmitPending)")
+			equal(t, all, want[1:], "inactive records listed with OmitPending")
+			// The stored effects are untouched.
+			if got := getSub(ctx, t, st, "s1"); got.Pending == nil {
+				t.Fatal("a read with OmitPending removed the stored pending effects")
+			}
+		}},
 	}
 }
 
