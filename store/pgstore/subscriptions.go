@@ -39,6 +39,10 @@ func subColsOf(alias string) string {
 
 var subCols = subColsOf("")
 
+// subColsNoPending is subCols with the pending effects left unread (SubscriptionFilter's
+// OmitPending).
+var subColsNoPending = strings.Replace(subCols, ", pending, ", ", NULL::jsonb, ", 1)
+
 func scanSub(rows pgx.Rows) (billing.Subscription, error) {
 	var x billing.Subscription
 	var status, cycle string
@@ -249,7 +253,11 @@ func filterSQL(f billing.SubscriptionFilter, args []any) (string, []any) {
 // listSQL is ListSubscriptions' query.
 func listSQL(f billing.SubscriptionFilter, limit int) (string, []any) {
 	where, args := filterSQL(f, nil)
-	q := `SELECT ` + subCols + ` FROM {schema}.subscriptions WHERE ` + where + ` ORDER BY current_period_end, id`
+	cols := subCols
+	if f.OmitPending {
+		cols = subColsNoPending
+	}
+	q := `SELECT ` + cols + ` FROM {schema}.subscriptions WHERE ` + where + ` ORDER BY current_period_end, id`
 	if limit > 0 {
 		args = append(args, limit)
 		q += fmt.Sprintf(" LIMIT $%d", len(args))
