@@ -134,7 +134,11 @@ type WebhookInboxStats struct {
 type WebhookEventStore interface {
 	// PutWebhookEvent stores ev as received (Attempts 0, ReceivedAt, UpdatedAt and
 	// NextAttemptAt now) unless an event with its (Gateway, EventID) is stored: then it
-	// writes nothing and returns the stored event with false.
+	// writes nothing and returns the stored event with false. The exception is an event
+	// stored without a payload (recorded before the inbox existed) that is failed, or
+	// received with its lease ended: when ev carries a payload, the stored event takes ev's
+	// payload, type, object key and occurred time, becomes received, due now and unleased
+	// (attempts, history and ReceivedAt kept), and is returned with true.
 	PutWebhookEvent(ctx context.Context, ev WebhookEvent, now time.Time) (WebhookEvent, bool, error)
 	// ClaimWebhookEvents claims, for p.Token until p.LeaseUntil, up to p.Limit pending events
 	// whose NextAttemptAt is at or before p.Now and whose lease ended (or that have none),
@@ -160,4 +164,13 @@ type WebhookEventStore interface {
 	// ListWebhookEvents returns up to q.Limit events after q.After, Payload left out.
 	ListWebhookEvents(ctx context.Context, q WebhookEventQuery) ([]WebhookEvent, error)
 	WebhookInboxStats(ctx context.Context) (WebhookInboxStats, error)
+}
+
+// FillsLegacyEvent reports whether redelivered, a delivery of stored's event, fills stored
+// in at now (see WebhookEventStore.PutWebhookEvent): stored has no payload and is failed, or
+// received with its lease ended, and redelivered carries a payload. Stores call it where
+// they decide in Go.
+func FillsLegacyEvent(stored, redelivered WebhookEvent, now time.Time) bool {
+	return len(stored.Payload) == 0 && len(redelivered.Payload) > 0 &&
+		(stored.State == EventFailed || stored.State == EventReceived && !stored.LeaseUntil.After(now))
 }

@@ -27,7 +27,14 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 	defer s.mu.Unlock()
 	k := gwKey(ev.Gateway, ev.EventID)
 	if cur, ok := s.events[k]; ok {
-		return cloneEvent(cur), false, nil
+		if !billing.FillsLegacyEvent(cur, ev, now) {
+			return cloneEvent(cur), false, nil
+		}
+		cur.Payload, cur.Type, cur.ObjectKey, cur.OccurredAt = slices.Clone(ev.Payload), ev.Type, ev.ObjectKey, t0(ev.OccurredAt)
+		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
+		cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
+		s.events[k] = cur
+		return cloneEvent(cur), true, nil
 	}
 	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
 	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = t0(now), t0(now), t0(now)

@@ -1,6 +1,7 @@
 package mongostore
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"time"
@@ -111,7 +112,42 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 		return billing.WebhookEvent{}, false, opErr("put webhook event", err)
 	}
 	cur, err := s.getEvent(ctx, ev.Gateway, ev.EventID)
-	return cur, false, err
+	if err != nil || !billing.FillsLegacyEvent(cur, ev, now) {
+		return cur, false, err
+	}
+	return s.fillLegacyEvent(ctx, cur, ev, now)
+}
+
+// fillLegacyEvent gives cur, stored without a payload, the payload and identity of ev and
+// makes it due now (see billing.WebhookEventStore.PutWebhookEvent), conditional on cur's
+// state and updated_at as read, under the events write mutex in ClaimSerialized mode.
+func (s *Store) fillLegacyEvent(ctx context.Context, cur, ev billing.WebhookEvent, now time.Time) (billing.WebhookEvent, bool, error) {
+	f := &fields{}
+	f.put("payload", bson.Binary{Data: ev.Payload})
+	f.put("type", ev.Type)
+	f.optStr("object_key", ev.ObjectKey)
+	f.time("occurred_at", ev.OccurredAt)
+	f.put("state", string(billing.EventReceived))
+	f.time("next_attempt_at", now)
+	f.time("updated_at", now)
+	f.drop("lease_until")
+	f.drop("lease_token")
+	op := bulkOp{id: eventKey(cur.Gateway, cur.EventID), idv: eventKey(cur.Gateway, cur.EventID), upd: f.update(), cond: bson.D{
+		{Key: "payload", Value: bson.D{{Key: "$exists", Value: false}}},
+		{Key: "state", Value: string(cur.State)},
+		{Key: "updated_at", Value: bson.NewDateTimeFromTime(cur.UpdatedAt)},
+	}}
+	errs := make([]error, 1)
+	if err := s.bulkApply(ctx, s.events, "webhook event", []bulkOp{op}, errs, nil); err != nil {
+		return billing.WebhookEvent{}, false, err
+	}
+	if errs[0] != nil {
+		return billing.WebhookEvent{}, false, errs[0]
+	}
+	got, err := s.getEvent(ctx, cur.Gateway, cur.EventID)
+	// Filled by this call, or by a concurrent delivery of the same event: either way due.
+	filled := err == nil && got.State == billing.EventReceived && bytes.Equal(got.Payload, ev.Payload)
+	return got, filled && got.UpdatedAt.Equal(bson.NewDateTimeFromTime(now).Time().UTC()), err
 }
 
 func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimParams) ([]billing.WebhookEvent, error) {

@@ -90,10 +90,16 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 	if ev.Gateway == "" || ev.EventID == "" {
 		return billing.WebhookEvent{}, false, invalid("webhook event needs a gateway and an id")
 	}
-	got, err := collect(ctx, s, scanEvent, s.t(`INSERT INTO {schema}.webhook_events
+	// A stored event without a payload (recorded before the inbox) that failed, or whose
+	// lease ended, takes the redelivery's payload and is due now (PutWebhookEvent's contract).
+	got, err := collect(ctx, s, scanEvent, s.t(`INSERT INTO {schema}.webhook_events AS e
 			(gateway, event_id, type, object_key, occurred_at, payload, state, attempts, error, received_at, updated_at, next_attempt_at)
 		VALUES ($1, $2, $3, $4, $5, $6, 'received', 0, '', $7, $7, $7)
-		ON CONFLICT (gateway, event_id) DO NOTHING
+		ON CONFLICT (gateway, event_id) DO UPDATE SET payload = excluded.payload, type = excluded.type,
+			object_key = excluded.object_key, occurred_at = excluded.occurred_at, state = 'received',
+			next_attempt_at = excluded.next_attempt_at, updated_at = excluded.updated_at, lease_until = NULL, lease_token = NULL
+		WHERE coalesce(length(e.payload), 0) = 0 AND coalesce(length(excluded.payload), 0) > 0
+			AND (e.state = 'failed' OR e.state = 'received' AND (e.lease_until IS NULL OR e.lease_until <= excluded.updated_at))
 		RETURNING `+eventCols), ev.Gateway, ev.EventID, ev.Type, ev.ObjectKey, nt(ev.OccurredAt), ev.Payload, rt(now))
 	if err != nil {
 		return billing.WebhookEvent{}, false, s.wrap(err, "storing webhook event %q", ev.EventID)

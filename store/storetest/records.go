@@ -665,6 +665,55 @@ func (s *suite) webhookTests() []test {
 				t.Fatal("the same id at another gateway is a new event")
 			}
 		}},
+		{"RedeliveryFillsAnEventStoredWithoutPayload", func(ctx context.Context, t *testing.T, st billing.Store) {
+			// Events recorded before the inbox have no payload. A failed one, or a received
+			// one whose lease ended (its processor crashed), takes the payload of the
+			// gateway's redelivery and is due again, so an upgrade loses no event; one still
+			// leased, a processed one, or a redelivery without a payload changes nothing.
+			old := func(id string) billing.WebhookEvent { e := ev(id); e.Payload = nil; return e }
+			for _, id := range []string{"failed", "crashed", "busy", "done", "bare"} {
+				put(ctx, t, st, old(id), base)
+			}
+			got := claim(ctx, t, st, "old", base, 10)
+			if len(got) != 5 {
+				t.Fatalf("claimed %v", ids(got))
+			}
+			byID := map[string]billing.WebhookEvent{}
+			for _, e := range got {
+				byID[e.EventID] = e
+			}
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["failed"], "old", billing.EventFailed, base, base.Add(time.Hour))), "Finish(failed)")
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["done"], "old", billing.EventProcessed, base, time.Time{})), "Finish(done)")
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["bare"], "old", billing.EventFailed, base, base.Add(time.Hour))), "Finish(bare)")
+			// crashed and busy stay leased until base+3*lease, past the first redeliveries.
+			_, err := st.RenewWebhookLeases(ctx, "old", base.Add(3*lease))
+			must(t, err, "RenewWebhookLeases")
+			now := base.Add(2 * lease)
+			for _, c := range []struct {
+				id   string
+				fill bool
+			}{{"failed", true}, {"busy", false}, {"done", false}} {
+				got, ok := put(ctx, t, st, ev(c.id), now)
+				stored := get(ctx, t, st, c.id)
+				if ok != c.fill || (string(stored.Payload) != "") != c.fill {
+					t.Fatalf("redelivery of %s: ok=%v, payload %q; want filled=%v (%+v)", c.id, ok, stored.Payload, c.fill, got)
+				}
+				if c.fill && (stored.State != billing.EventReceived || !stored.NextAttemptAt.Equal(now) || stored.LeaseToken != "" ||
+					stored.Attempts != byID[c.id].Attempts || !stored.ReceivedAt.Equal(base)) {
+					t.Fatalf("filled %s: %+v; want received, due now, unleased, attempts and received time kept", c.id, stored)
+				}
+			}
+			if got, ok := put(ctx, t, st, old("bare"), now); ok || got.State != billing.EventFailed {
+				t.Fatalf("a redelivery without payload: ok=%v %+v; want the stored event unchanged", ok, got)
+			}
+			after := base.Add(3*lease + time.Second) // crashed's lease ended
+			if _, ok := put(ctx, t, st, ev("crashed"), after); !ok {
+				t.Fatal("a received event whose lease ended did not take the redelivery's payload")
+			}
+			if got := ids(claim(ctx, t, st, "new", after, 10)); !slices.Contains(got, "failed") || !slices.Contains(got, "crashed") {
+				t.Fatalf("due after the redeliveries: %v; want failed and crashed among them", got)
+			}
+		}},
 		{"ClaimLeaseFinish", func(ctx context.Context, t *testing.T, st billing.Store) {
 			for i, id := range []string{"c", "a", "b"} {
 				e := ev(id)
