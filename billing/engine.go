@@ -31,6 +31,10 @@ type run struct {
 	// changeBuf is work's reusable list of changes.
 	changeBuf []SubscriptionChange
 	breaker   *breaker
+	// emailOnly: the run's only work is sending (the warnings), so a tripped breaker stops
+	// it. Other runs go on changing records (an email outage must not keep access that was
+	// not paid for); their sends stay pending and the run reports the outage at the end.
+	emailOnly bool
 
 	plansOnce sync.Once
 	plansMu   sync.Mutex
@@ -105,10 +109,27 @@ func (r *run) release(ctx context.Context) {
 	}
 }
 
-// stopped reports why the run must not claim more work: its context ended or the notifier's
-// breaker tripped.
+// stopped reports why the run must not claim more work: its context ended, or the
+// notifier's breaker tripped in a run whose only work is sending.
 func (r *run) stopped(ctx context.Context) error {
 	if err := ctx.Err(); err != nil {
+		return err
+	}
+	return r.halted()
+}
+
+// halted is the tripped breaker's error when it stops this run (emailOnly), else nil.
+func (r *run) halted() error {
+	if r.emailOnly {
+		return r.breaker.err()
+	}
+	return nil
+}
+
+// settle is a run's final error: err, or the tripped breaker's (the run's sends stayed
+// pending, so it did not succeed).
+func (r *run) settle(err error) error {
+	if err != nil {
 		return err
 	}
 	return r.breaker.err()
@@ -174,7 +195,7 @@ func (r *run) sweep(ctx context.Context, f SubscriptionFilter, decide decider) e
 	err := r.pass(ctx, f, decide, &effects)
 	effects.Wait() // before the lease renewal stops
 	if err == nil {
-		err = r.breaker.err() // tripped by the last batch's sends
+		err = r.halted() // tripped by the last batch's sends
 	}
 	return err
 }
@@ -262,7 +283,7 @@ func (r *run) resume(ctx context.Context) error {
 			}
 		}
 		if len(subs)+len(bad) < r.s.cfg.BatchSize {
-			return r.breaker.err()
+			return r.halted()
 		}
 	}
 }
@@ -704,6 +725,13 @@ func userSubscriptions(subs []Subscription, id string) []Subscription {
 // each notification is not done (nil: done).
 func (r *run) deliver(ctx context.Context, recs []NotificationRecord, notes []*Notification) []error {
 	errs := make([]error, len(recs))
+	if err := r.breaker.err(); err != nil {
+		// Tripped already: nothing is reserved or sent; the emails stay pending.
+		for i := range errs {
+			errs[i] = fmt.Errorf("not sent: %w", err)
+		}
+		return errs
+	}
 	now := r.s.now()
 	// Reservations last two thirds of a claim lease (renewed every third, like the claims):
 	// when a crashed run's claims lapse and another run takes its records over, its

@@ -96,6 +96,7 @@ func errText(err error) string {
 // sends it.
 func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResult, error) {
 	r := s.newRun()
+	r.emailOnly = true // warnings are only emails: an outage stops the run
 	defer r.release(ctx)
 	err := r.resume(ctx)
 	if err == nil {
@@ -200,6 +201,7 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 				return r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
 			}))
 	}
+	err = r.settle(err)
 	res := ExpiredResult{TotalFound: r.found, Processed: processed, Renewed: renewed, Failed: r.failed, Skipped: r.skipped,
 		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
 	return res, err
@@ -385,6 +387,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 				return decision{skip: true} // ended as it should have
 			}))
 	}
+	err = r.settle(err)
 	res := RenewResult{TotalFound: r.found, Renewed: renewed, Cancelling: cancelling, Failed: r.failed, Skipped: r.skipped,
 		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
 	return res, err

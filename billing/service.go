@@ -40,8 +40,10 @@ type Config struct {
 	// flight at once. Default 8; give smtpnotify a pool of the same size.
 	SendConcurrency int
 	// BreakerThreshold is how many consecutive transient notifier failures make a run stop
-	// sending: the rest stays pending for the next run and the run reports
-	// ErrNotifierUnavailable. Default 5.
+	// sending: its emails stay pending for the next run and the run reports
+	// ErrNotifierUnavailable. The warning job, which only sends, stops there; the expire and
+	// renew jobs go on ending and renewing subscriptions (access follows what was paid
+	// whether or not email works). Default 5.
 	BreakerThreshold int
 	// ReconcileWindow: the renew job keeps asking the gateway about auto-renewing
 	// subscriptions that expired (after their grace period) within it, so a renewal whose

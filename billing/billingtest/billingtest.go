@@ -391,6 +391,7 @@ func (s *suite) tests() []test {
 		{"FailedSendStaysPendingAndIsFinished", s.failedSendStaysPending},
 		{"RecordWriteFailingAfterSendDoesNotResend", s.recordWriteFailsAfterSend},
 		{"BreakerStopsAnOutage", s.breakerStopsOutage},
+		{"BreakerDoesNotHoldBackExpiries", s.breakerDoesNotHoldBackExpiries},
 		{"AutoRenewingAskedBeforeExpiry", s.autoRenewingAskedBeforeExpiry},
 		{"RenewUnknownStatusIsAFailure", s.renewUnknownStatus},
 		{"RenewReconcilesRecentlyExpired", s.renewReconcilesExpired},

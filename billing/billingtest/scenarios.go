@@ -550,3 +550,48 @@ func (h *reserveHook) ListSubscriptions(ctx context.Context, f billing.Subscript
 	}
 	return h.Store.ListSubscriptions(ctx, f, limit)
 }
+
+// An email outage does not hold back expiries: with the notifier down, the expire job still
+// ends every lapsed subscription and revokes its access (nobody keeps access they did not
+// pay for because the email service is down); the breaker only stops the sends, which stay
+// pending, and the run reports ErrNotifierUnavailable. After recovery each expired email
+// goes out exactly once and nothing is left pending. Proves: a failure in the middle loses
+// nothing and is retried.
+func (s *suite) breakerDoesNotHoldBackExpiries(ctx context.Context, t *testing.T) {
+	n := s.opts.Records
+	records := []any{basic}
+	for i := range n {
+		id, uid := fmt.Sprintf("s%03d", i), fmt.Sprintf("u%03d", i)
+		sub := testkit.Subscription(id, uid, "basic", testkit.Epoch.Add(-day-time.Duration(i)*time.Minute))
+		records = append(records, testkit.UserWithAccess(uid, "basic", id, sub.CurrentPeriodEnd), sub)
+	}
+	e := s.env(ctx, t, billing.Config{}, records...)
+	svc := e.service(e.st, billing.Config{BatchSize: max(n/4, 1), SendConcurrency: 2, BreakerThreshold: 3})
+	e.notif.FailNext(1 << 20)
+	res, err := svc.ProcessExpiredSubscriptions(ctx)
+	if !errors.Is(err, billing.ErrNotifierUnavailable) || res.Success {
+		t.Fatalf("run during the outage: %+v, %v; want success false with ErrNotifierUnavailable", res, err)
+	}
+	if a := e.notif.Attempts(); a > 3+2 {
+		t.Fatalf("%d sends attempted during the outage, want at most threshold+concurrency (5)", a)
+	}
+	for i := range n {
+		id, uid := fmt.Sprintf("s%03d", i), fmt.Sprintf("u%03d", i)
+		if st := e.sub(id).Status; st != billing.StatusInactive {
+			t.Fatalf("%s is %s after the run during the outage, want inactive: the outage held back its expiry", id, st)
+		}
+		if u := e.user(uid); u.PlanID != "" {
+			t.Fatalf("%s keeps plan %q after its subscription expired during the outage", uid, u.PlanID)
+		}
+	}
+	e.notif.Heal()
+	for range 3 {
+		if _, err := svc.ProcessExpiredSubscriptions(ctx); err != nil {
+			t.Fatalf("run after recovery: %v", err)
+		}
+	}
+	if got := e.sentOncePerKey(); got != n {
+		t.Fatalf("%d distinct expired emails after recovery, want %d", got, n)
+	}
+	e.noPending()
+}
