@@ -68,6 +68,16 @@ func (pp *PaymentProcessor) SyncSubscription(ctx context.Context, p SyncParams) 
 			return fmt.Errorf("finding subscription %s/%s: %w", p.Gateway, p.GatewaySubscriptionID, err)
 		}
 		res.SubscriptionID = sub.ID
+		if sub.Pending != nil {
+			// An earlier delivery (or a job) left effects to finish: finish them first, then
+			// apply the event to the record as it is after them.
+			if err := pp.finishEffects(ctx, sub); err != nil {
+				return err
+			}
+			if sub, err = pp.s.store.GetSubscription(ctx, sub.ID); err != nil {
+				return fmt.Errorf("reloading subscription %s: %w", res.SubscriptionID, err)
+			}
+		}
 		changed, stale, err := pp.applySync(ctx, sub, p)
 		res.Changed, res.Stale = changed, stale
 		return err
@@ -146,45 +156,51 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 	}
 	changed = !(sub.Status == before.Status && sub.CurrentPeriodEnd.Equal(before.CurrentPeriodEnd) &&
 		sub.CancelAtPeriodEnd == before.CancelAtPeriodEnd && sub.GatewayUpdatedAt.Equal(before.GatewayUpdatedAt))
+	u, plan, err := pp.s.subjectOf(ctx, sub)
+	if err != nil {
+		return false, false, err
+	}
 	if changed {
-		// The transition first, conditional on the record as read; then its effects.
+		// The transition first, conditional on the record as read, carrying its effects
+		// (the audit entry and, when it ends the subscription, the access revocation and
+		// the expired email) on the record: a failure after it leaves them pending, and the
+		// redelivery (or the next job run) finishes them.
 		sub.UpdatedAt = now
-		if sub, err = UpdateSubscription(ctx, pp.s.store, before, sub); err != nil {
-			return false, false, fmt.Errorf("syncing subscription %s: %w", sub.ID, err)
-		}
-		action := AuditSubscriptionUpdated
-		if ended {
-			action = AuditSubscriptionEnded
-		}
-		if err := pp.s.audit(ctx, AuditEntry{
-			Action: action, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
+		audit := AuditEntry{
+			Action: AuditSubscriptionUpdated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
 			Details: map[string]any{"previous_status": string(before.Status), "status": string(sub.Status),
 				"previous_period_end": before.CurrentPeriodEnd, "period_end": sub.CurrentPeriodEnd,
 				"cancel_at_period_end": sub.CancelAtPeriodEnd, "gateway_event_time": p.EventTime},
-		}); err != nil {
+		}
+		var access *AccessEffect
+		var notes []Notification
+		if ended {
+			audit.Action = AuditSubscriptionEnded
+			access = &AccessEffect{UserID: u.ID, Status: StatusCancelled}
+			notes = []Notification{{
+				Kind: KindExpired, Key: notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
+				Data: NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, Gateway: sub.Gateway,
+					PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
+			}}
+		}
+		eff := pp.s.newRun().effects(sub, access, notes, audit)
+		errs, err := pp.s.store.UpdateSubscriptions(ctx, []SubscriptionChange{{Read: before, Changed: sub, Effects: eff}})
+		if err = aligned(errs, err, 1); err == nil {
+			err = errs[0]
+		}
+		if err != nil {
+			return false, false, fmt.Errorf("syncing subscription %s: %w", sub.ID, err)
+		}
+		sub.Pending, sub.Version = eff, before.Version+1
+		if err := pp.finishEffects(ctx, sub); err != nil {
 			return true, false, err
 		}
 	}
-	// The access change is idempotent, so a redelivery after a failure here finishes it
-	// even when the record is already as the event says. The expired email goes out with
-	// the transition that ended the subscription only.
-	u, plan, err := pp.s.subjectOf(ctx, sub)
-	if err != nil {
-		return changed, false, err
-	}
+	// The access change is idempotent, so a redelivery finishes it even when the record is
+	// already as the event says.
 	switch {
 	case sub.Status == StatusCancelled:
 		if err := pp.s.reconcileAccess(ctx, u.ID, sub, StatusCancelled); err != nil {
-			return changed, false, err
-		}
-		if !ended {
-			break
-		}
-		if _, err := pp.s.notifyOnce(ctx, Notification{
-			Kind: KindExpired, Key: notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
-			Data: NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, Gateway: sub.Gateway,
-				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
-		}, sub.ID); err != nil {
 			return changed, false, err
 		}
 	case sub.Status.Live() && sub.CurrentPeriodEnd.After(now):

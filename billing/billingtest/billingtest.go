@@ -424,6 +424,7 @@ func (s *suite) tests() []test {
 		{"GatewayChargeForCoveredPeriodDoesNotExtend", s.gatewayChargeForCoveredPeriodDoesNotExtend},
 		{"LateChargeDoesNotReviveEndedSubscription", s.lateChargeDoesNotReviveEndedSubscription},
 		{"SyncNeverMovesBackwards", s.syncNeverMovesBackwards},
+		{"CancellationEmailSurvivesAFailedSend", s.cancellationEmailSurvivesAFailedSend},
 		{"FailGatewayPayment", s.failGatewayPayment},
 		{"OlderChargeKeepsPastDue", s.olderChargeKeepsPastDue},
 		{"LateChargesOnEndedSubscriptionAddUp", s.lateChargesOnEndedSubscriptionAddUp},

@@ -184,3 +184,29 @@ func (s *suite) lateChargesOnEndedSubscriptionAddUp(ctx context.Context, t *test
 		t.Fatalf("subscription %s until %v, want cancelled until %v", got.Status, got.CurrentPeriodEnd, billing.AddMonths(end, 2))
 	}
 }
+
+// A gateway cancellation whose expired email fails to send is finished by the redelivery:
+// the transition, the access revocation, one audit entry and one email, however the first
+// attempt ended. Proves: a failure in the middle of work loses nothing and is retried.
+func (s *suite) cancellationEmailSurvivesAFailedSend(ctx context.Context, t *testing.T) {
+	e := s.gatewayEnv(ctx, t, testkit.Epoch.Add(10*day))
+	pp := e.svc.Processor()
+	cancel := billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
+		Status: billing.StatusCancelled, EventTime: testkit.Epoch.Add(time.Hour)}
+	e.notif.FailNext(1)
+	if _, err := pp.SyncSubscription(ctx, cancel); err == nil {
+		t.Log("the first delivery reported success though its email failed (the email must still go out)")
+	}
+	if got := e.sub("s"); got.Status != billing.StatusCancelled {
+		t.Fatalf("subscription %s after the first delivery, want cancelled", got.Status)
+	}
+	if _, err := pp.SyncSubscription(ctx, cancel); err != nil {
+		t.Fatalf("redelivery: %v", err)
+	}
+	e.wantKinds("s", billing.KindExpired)
+	e.wantAudits(billing.AuditSubscriptionEnded, "s", 1)
+	if u := e.user("u"); u.PlanID != "" {
+		t.Fatalf("user keeps plan %q after the cancellation", u.PlanID)
+	}
+	e.noPending()
+}
