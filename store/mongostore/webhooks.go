@@ -3,6 +3,7 @@ package mongostore
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -168,7 +169,7 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 		opts.SetSort(bson.D{{Key: "occurred_at", Value: 1}, {Key: "received_at", Value: 1}, {Key: "_id", Value: 1}})
 	}
 	var out []billing.WebhookEvent
-	err := s.exclusive(ctx, "webhook-claim/"+s.cfg.Collections.WebhookEvents, func() error {
+	err := s.exclusive(ctx, writeMutex(s.events), func() error {
 		cur, err := s.events.Find(ctx, filter, opts)
 		if err != nil {
 			return err
@@ -189,7 +190,7 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 				{Key: "lease_token", Value: p.Token}, {Key: "updated_at", Value: date(p.Now)},
 			}}, {Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}}, options.FindOneAndUpdate().SetReturnDocument(options.After))
 			raw, err := res.Raw()
-			if err == mongo.ErrNoDocuments {
+			if errors.Is(err, mongo.ErrNoDocuments) {
 				continue
 			}
 			if err != nil {
@@ -216,13 +217,20 @@ func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time
 	if token == "" {
 		return 0, fmt.Errorf("mongostore: renewing webhook leases needs a token: %w", billing.ErrInvalidInput)
 	}
-	res, err := s.events.UpdateMany(ctx, bson.D{{Key: "lease_token", Value: token}, {Key: "state", Value: pendingStates()},
-		{Key: "lease_until", Value: bson.D{{Key: "$exists", Value: true}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "lease_until", Value: date(until)}}}})
+	var n int64
+	err := s.exclusive(ctx, writeMutex(s.events), func() error {
+		res, err := s.events.UpdateMany(ctx, bson.D{{Key: "lease_token", Value: token}, {Key: "state", Value: pendingStates()},
+			{Key: "lease_until", Value: bson.D{{Key: "$exists", Value: true}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "lease_until", Value: date(until)}}}})
+		if err == nil {
+			n = res.ModifiedCount
+		}
+		return err
+	})
 	if err != nil {
 		return 0, opErr("renew webhook leases", err)
 	}
-	return int(res.ModifiedCount), nil
+	return int(n), nil
 }
 
 func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish) error {
@@ -255,24 +263,30 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 	}
 	filter := bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "lease_token", Value: f.Token},
 		{Key: "state", Value: pendingStates()}}
-	res, err := s.events.UpdateOne(ctx, filter, u.update(extra...))
+	var matched int64
+	err := s.exclusive(ctx, writeMutex(s.events), func() error {
+		res, err := s.events.UpdateOne(ctx, filter, u.update(extra...))
+		if err != nil {
+			return err
+		}
+		if matched = res.MatchedCount; matched == 0 || f.State != billing.EventParked {
+			return nil
+		}
+		// Woken while it was processed: due at once. A wake after this finish finds it
+		// parked and makes it due itself.
+		_, err = s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "state", Value: string(billing.EventParked)},
+			{Key: "woken", Value: true}}, bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(f.Now)}}},
+			{Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}})
+		return err
+	})
 	if err != nil {
 		return opErr("finish webhook event", err)
 	}
-	if res.MatchedCount == 0 {
+	if matched == 0 {
 		if _, err := s.getEvent(ctx, f.Gateway, f.EventID); err != nil {
 			return err
 		}
 		return fmt.Errorf("mongostore: webhook event %s/%s is not claimed with this token (lease lost): %w", f.Gateway, f.EventID, billing.ErrConflict)
-	}
-	if f.State == billing.EventParked {
-		// Woken while it was processed: due at once. A wake after this finish finds it
-		// parked and makes it due itself.
-		if _, err := s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "state", Value: string(billing.EventParked)},
-			{Key: "woken", Value: true}}, bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(f.Now)}}},
-			{Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}}); err != nil {
-			return opErr("finish webhook event", err)
-		}
 	}
 	return nil
 }
@@ -301,18 +315,25 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 	if objectKey == "" {
 		return 0, nil
 	}
-	if _, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
-		{Key: "state", Value: pendingStates()}, {Key: "lease_until", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "woken", Value: true}}}}); err != nil {
-		return 0, opErr("wake webhook events", err)
-	}
-	res, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
-		{Key: "state", Value: string(billing.EventParked)}, {Key: "next_attempt_at", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
-		bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(now)}}}})
+	var n int64
+	err := s.exclusive(ctx, writeMutex(s.events), func() error {
+		if _, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
+			{Key: "state", Value: pendingStates()}, {Key: "lease_until", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "woken", Value: true}}}}); err != nil {
+			return err
+		}
+		res, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
+			{Key: "state", Value: string(billing.EventParked)}, {Key: "next_attempt_at", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
+			bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(now)}}}})
+		if err == nil {
+			n = res.ModifiedCount
+		}
+		return err
+	})
 	if err != nil {
 		return 0, opErr("wake webhook events", err)
 	}
-	return int(res.ModifiedCount), nil
+	return int(n), nil
 }
 
 func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string, now time.Time) (billing.WebhookEvent, error) {
@@ -327,11 +348,15 @@ func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string,
 	u.drop("parked_at")
 	u.drop("lease_until")
 	u.drop("lease_token")
-	res := s.events.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: eventKey(gateway, eventID)},
-		{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventFailed), string(billing.EventDead), string(billing.EventIgnored)}}}}},
-		u.update(), options.FindOneAndUpdate().SetReturnDocument(options.After))
-	raw, err := res.Raw()
-	if err == mongo.ErrNoDocuments {
+	var raw bson.Raw
+	err := s.exclusive(ctx, writeMutex(s.events), func() error {
+		var err error
+		raw, err = s.events.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: eventKey(gateway, eventID)},
+			{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventFailed), string(billing.EventDead), string(billing.EventIgnored)}}}}},
+			u.update(), options.FindOneAndUpdate().SetReturnDocument(options.After)).Raw()
+		return err
+	})
+	if errors.Is(err, mongo.ErrNoDocuments) {
 		cur, gerr := s.getEvent(ctx, gateway, eventID)
 		if gerr != nil {
 			return billing.WebhookEvent{}, gerr
