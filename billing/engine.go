@@ -576,7 +576,7 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 	if len(sends) > 0 {
 		recs := make([]NotificationRecord, len(sends))
 		for i, sd := range sends {
-			recs[i] = NotificationRecord{Key: sd.n.Key, Kind: sd.n.Kind, SubscriptionID: sd.sub, UserID: sd.n.To.UserID}
+			recs[i] = NotificationRecord{Key: sd.n.Key, Kind: sd.n.Kind, SubscriptionID: sd.sub, UserID: sd.n.To.UserID, Data: &sd.n.Data}
 		}
 		for sub, err := range r.deliver(ctx, recs, func(i int) Notification { return sends[i].n }) {
 			failed[sub] = err

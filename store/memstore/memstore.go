@@ -52,6 +52,8 @@ type Store struct {
 	locks         map[string]billing.Lease
 	lockState     map[string]lockState
 	events        map[string]billing.WebhookEvent
+	// con holds the console's orderings (console.go).
+	con consoleIndex
 }
 
 // New returns an empty store.

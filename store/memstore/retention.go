@@ -48,6 +48,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		n = min(n, p.Limit)
 		for _, e := range s.audit[:n] {
 			delete(s.auditIDs, e.ID)
+			s.consoleDropAudit(e)
 		}
 		s.audit = append(s.audit[:0:0], s.audit[n:]...)
 		res.Audit = n
