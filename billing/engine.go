@@ -164,6 +164,8 @@ type decider func(ctx context.Context, b *batch) []decision
 func (r *run) sweep(ctx context.Context, f SubscriptionFilter, decide decider) error {
 	stop := r.keepClaims(ctx)
 	defer stop()
+	f = scoped(ctx, f)
+	r.estimate(ctx, f)
 	var effects sync.WaitGroup
 	err := r.pass(ctx, f, decide, &effects)
 	effects.Wait() // before the lease renewal stops
@@ -190,6 +192,7 @@ func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, ef
 			return fmt.Errorf("claiming subscriptions: %w", err)
 		}
 		r.unreadable(ctx, bad)
+		r.claimed(ctx, len(subs), len(bad))
 		if len(subs) > 0 {
 			finish, err := r.work(ctx, subs, decide)
 			if err != nil {
@@ -200,6 +203,7 @@ func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, ef
 			go func() {
 				defer effects.Done()
 				finish()
+				r.finished(ctx, len(subs))
 			}()
 		}
 		if len(subs)+len(bad) < r.s.cfg.BatchSize {
@@ -230,7 +234,7 @@ func (r *run) unreadable(ctx context.Context, bad []*RecordError) {
 // resume finishes the effects that earlier runs (crashed, or stopped by the breaker) left
 // on records, before the run changes anything else.
 func (r *run) resume(ctx context.Context) error {
-	var f SubscriptionFilter
+	f := scoped(ctx, SubscriptionFilter{})
 	for {
 		if err := r.stopped(ctx); err != nil {
 			return err
