@@ -298,7 +298,7 @@ func (s *Service) Snapshots(ctx context.Context, days int) ([]DailySnapshot, err
 	if days < 1 || days > 366 {
 		return nil, fmt.Errorf("%w: days %d: use 1 to 366", ErrInvalidInput, days)
 	}
-	return ss.ListDailySnapshots(ctx, s.now().AddDate(0, 0, -(days - 1)))
+	return ss.ListDailySnapshots(ctx, s.now().AddDate(0, 0, -(days-1)))
 }
 
 // JobSnapshot is the id of the job SnapshotJob returns.
