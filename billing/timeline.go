@@ -331,3 +331,20 @@ func (s *Service) SnapshotJob() Job {
 			return snapshotResult{Success: true, Total: n}, nil
 		}}
 }
+
+// GetSubscription returns the subscription and its user (nil when the user record is
+// missing). ErrNotFound for an unknown or soft-deleted subscription.
+func (s *Service) GetSubscription(ctx context.Context, id string) (Subscription, *User, error) {
+	sub, err := s.store.GetSubscription(ctx, id)
+	if err != nil {
+		return Subscription{}, nil, err
+	}
+	u, err := s.store.GetUser(ctx, sub.UserID)
+	switch {
+	case err == nil:
+		return sub, &u, nil
+	case errors.Is(err, ErrNotFound):
+		return sub, nil, nil
+	}
+	return sub, nil, err
+}
