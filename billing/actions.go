@@ -34,12 +34,9 @@ func (s *Service) ResendNotification(ctx context.Context, key, operator string) 
 	if rec.Status != NotificationFailed {
 		return rec, fmt.Errorf("%w: notification %s is %s; only one that failed for good is resent", ErrInvalidTransition, key, rec.Status)
 	}
-	if rec.Data == nil || rec.UserID == "" {
-		return rec, fmt.Errorf("%w: notification %s was recorded without the data it rendered", ErrInvalidInput, key)
-	}
-	u, err := s.store.GetUser(ctx, rec.UserID)
+	n, err := s.sent(ctx, rec)
 	if err != nil {
-		return rec, fmt.Errorf("reading the recipient: %w", err)
+		return rec, err
 	}
 	now := s.now()
 	token := newToken()
@@ -50,7 +47,7 @@ func (s *Service) ResendNotification(ctx context.Context, key, operator string) 
 	if !ok {
 		return rec, fmt.Errorf("%w: notification %s is being resent already", ErrConflict, key)
 	}
-	sendErr := s.notifier.Notify(ctx, Notification{Kind: rec.Kind, Key: rec.Key, To: recipient(u), Data: *rec.Data})
+	sendErr := s.notifier.Notify(ctx, n)
 	rec.Token, rec.UpdatedAt = "", s.now()
 	rec.Status, rec.Error = NotificationSent, ""
 	result := "sent"
@@ -126,4 +123,27 @@ func (s *Service) RerunSubscription(ctx context.Context, jobID, subscriptionID, 
 		return p, res, errors.Join(err, aerr)
 	}
 	return p, res, err
+}
+
+// SentNotification rebuilds the notification the record with key sent: its kind, key and
+// data as rendered, addressed to its user as the user is now (name, address, locale and
+// zone). ErrNotFound for an unknown key or a missing user, ErrInvalidInput for a record
+// kept without its data.
+func (s *Service) SentNotification(ctx context.Context, key string) (Notification, error) {
+	rec, err := s.store.GetNotification(ctx, key)
+	if err != nil {
+		return Notification{}, err
+	}
+	return s.sent(ctx, rec)
+}
+
+func (s *Service) sent(ctx context.Context, rec NotificationRecord) (Notification, error) {
+	if rec.Data == nil || rec.UserID == "" {
+		return Notification{}, fmt.Errorf("%w: notification %s was recorded without the data it rendered", ErrInvalidInput, rec.Key)
+	}
+	u, err := s.store.GetUser(ctx, rec.UserID)
+	if err != nil {
+		return Notification{}, fmt.Errorf("reading the recipient: %w", err)
+	}
+	return Notification{Kind: rec.Kind, Key: rec.Key, To: recipient(u), Data: *rec.Data}, nil
 }

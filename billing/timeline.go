@@ -79,7 +79,7 @@ type Timeline struct {
 // jobActions are the audit actions the jobs write for the records they change.
 var jobActions = []string{AuditWarningSent, AuditSubscriptionExpired, AuditAccessRevoked}
 
-// Timeline returns the subscription's audit entries (its own and its payments'), job
+// Timeline returns the subscription's audit entries (its own, its user's and its payments'), job
 // actions, notifications and payments in one time order, newest first, at most limit
 // (1 to MaxPageSize, 0: DefaultPageSize) of each source. ErrNotFound for an unknown or
 // soft-deleted subscription. Webhook events are not included: the inbox does not record
@@ -107,7 +107,7 @@ func (s *Service) Timeline(ctx context.Context, subscriptionID string, limit int
 		return Timeline{}, fmt.Errorf("listing payments: %w", err)
 	}
 	tl.Truncated = tl.Truncated || !next.IsZero()
-	entities := []string{sub.ID}
+	entities := []string{sub.ID, sub.UserID} // the user's entries: access changes
 	for i := range pays {
 		p := pays[i]
 		entities = append(entities, p.ID)
@@ -347,4 +347,9 @@ func (s *Service) GetSubscription(ctx context.Context, id string) (Subscription,
 		return sub, nil, nil
 	}
 	return sub, nil, err
+}
+
+// GetNotification returns the notification record with key; ErrNotFound without one.
+func (s *Service) GetNotification(ctx context.Context, key string) (NotificationRecord, error) {
+	return s.store.GetNotification(ctx, key)
 }

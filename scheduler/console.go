@@ -21,6 +21,7 @@ type ConsoleSource interface {
 	Timeline(ctx context.Context, subscriptionID string, limit int) (billing.Timeline, error)
 	ListPayments(ctx context.Context, q billing.PaymentQuery) ([]billing.Payment, billing.Cursor, error)
 	ListNotifications(ctx context.Context, q billing.NotificationQuery) ([]billing.NotificationRecord, billing.Cursor, error)
+	GetNotification(ctx context.Context, key string) (billing.NotificationRecord, error)
 	ResendNotification(ctx context.Context, key, operator string) (billing.NotificationRecord, error)
 	RerunSubscription(ctx context.Context, jobID, subscriptionID, operator string, dryRun bool) (billing.Preview, billing.Result, error)
 }

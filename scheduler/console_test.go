@@ -269,7 +269,9 @@ func TestConsoleActionsAreAuditedWithTheOperator(t *testing.T) {
 }
 
 func TestAdminJobViewIncludesRunProgress(t *testing.T) {
+	defer noLeaks(t)
 	f := newAdminFixture(t)
+	defer shutdown(t, f.s)
 	for i := range 3 {
 		uid, sid := fmt.Sprintf("u%d", i), fmt.Sprintf("s%d", i)
 		testkit.Seed(t, f.store, testkit.UserWithAccess(uid, "p", sid, f.clock.Now().Add(48*time.Hour)),

@@ -206,7 +206,7 @@ func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQ
 	}
 	list := s.con.subs
 	start := sort.Search(len(list), func(i int) bool {
-		return !q.After.Before(list[i].sub.CreatedAt, list[i].sub.ID) == false
+		return q.After.Before(list[i].sub.CreatedAt, list[i].sub.ID)
 	})
 	out, next := page(len(list), limit, start, func(i int) (billing.Subscription, time.Time, string, bool) {
 		r := list[i]
