@@ -17,20 +17,22 @@ var (
 )
 
 // consoleIndex holds the orderings the console's lists read, so a page reads only the
-// records it returns (plus those its filters pass over), never every record. Lists that
-// inserts extend are re-sorted lazily by the next reader (nearly sorted: cheap).
+// records it returns (plus those its filters pass over), never every record. The
+// orderings run oldest first by (CreatedAt, ID) and are read from the end; records
+// inserted in time order (the usual case: created now) are appended and keep them sorted,
+// others mark them for a sort by the next reader.
 type consoleIndex struct {
-	subs       []*subRecord // by (CreatedAt, ID) descending
+	subs       []*subRecord
 	subsDirty  bool
 	gateways   map[string]struct{} // every gateway name a subscription was inserted with
 	users      []userKey           // by lower-cased email
 	usersDirty bool
 
-	payments      []string // payment ids by (CreatedAt, ID) descending
+	payments      []string // payment ids
 	paymentsDirty bool
 	paymentsBySub map[string]map[string]struct{}
 
-	notes      []string // notification keys by (CreatedAt, Key) descending
+	notes      []string // notification keys
 	notesDirty bool
 	notesBySub map[string][]string
 
@@ -55,8 +57,10 @@ func (c *consoleIndex) init() {
 
 func (s *Store) consoleSub(r *subRecord) {
 	s.con.init()
+	if n := len(s.con.subs); n > 0 && oldestFirst(s.con.subs[n-1].sub.CreatedAt, r.sub.CreatedAt, s.con.subs[n-1].sub.ID, r.sub.ID) > 0 {
+		s.con.subsDirty = true
+	}
 	s.con.subs = append(s.con.subs, r)
-	s.con.subsDirty = true
 	s.con.gateways[r.sub.Gateway] = struct{}{}
 }
 
@@ -68,8 +72,11 @@ func (s *Store) consoleUser(u billing.User) {
 func (s *Store) consolePayment(old, p billing.Payment, inserted bool) {
 	s.con.init()
 	if inserted {
+		if n := len(s.con.payments); n > 0 {
+			last := s.payments[s.con.payments[n-1]]
+			s.con.paymentsDirty = s.con.paymentsDirty || oldestFirst(last.CreatedAt, p.CreatedAt, last.ID, p.ID) > 0
+		}
 		s.con.payments = append(s.con.payments, p.ID)
-		s.con.paymentsDirty = true
 	}
 	if !inserted && old.SubscriptionID == p.SubscriptionID {
 		return
@@ -89,8 +96,11 @@ func (s *Store) consolePayment(old, p billing.Payment, inserted bool) {
 
 func (s *Store) consoleNote(n billing.NotificationRecord) {
 	s.con.init()
+	if k := len(s.con.notes); k > 0 {
+		last := s.notifications[s.con.notes[k-1]]
+		s.con.notesDirty = s.con.notesDirty || oldestFirst(last.CreatedAt, n.CreatedAt, last.Key, n.Key) > 0
+	}
 	s.con.notes = append(s.con.notes, n.Key)
-	s.con.notesDirty = true
 	if n.SubscriptionID != "" {
 		s.con.notesBySub[n.SubscriptionID] = append(s.con.notesBySub[n.SubscriptionID], n.Key)
 	}
@@ -113,11 +123,11 @@ func (s *Store) consoleDropAudit(e *billing.AuditEntry) {
 	}
 }
 
-func newestFirst(at, bt time.Time, a, b string) int {
-	if c := bt.Compare(at); c != 0 {
+func oldestFirst(at, bt time.Time, a, b string) int {
+	if c := at.Compare(bt); c != 0 {
 		return c
 	}
-	return cmp.Compare(b, a)
+	return cmp.Compare(a, b)
 }
 
 // sortConsole re-sorts the orderings inserts extended. Caller holds the write lock.
@@ -126,7 +136,7 @@ func (s *Store) sortConsole() {
 	c := &s.con
 	if c.subsDirty {
 		slices.SortStableFunc(c.subs, func(a, b *subRecord) int {
-			return newestFirst(a.sub.CreatedAt, b.sub.CreatedAt, a.sub.ID, b.sub.ID)
+			return oldestFirst(a.sub.CreatedAt, b.sub.CreatedAt, a.sub.ID, b.sub.ID)
 		})
 		c.subsDirty = false
 	}
@@ -136,7 +146,7 @@ func (s *Store) sortConsole() {
 	}
 	if c.paymentsDirty {
 		slices.SortFunc(c.payments, func(a, b string) int {
-			return newestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
+			return oldestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
 		})
 		c.paymentsDirty = false
 	}
@@ -144,8 +154,9 @@ func (s *Store) sortConsole() {
 		// Keys pruned by retention are dropped here.
 		c.notes = slices.DeleteFunc(c.notes, func(k string) bool { _, ok := s.notifications[k]; return !ok })
 		slices.SortFunc(c.notes, func(a, b string) int {
-			return newestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
+			return oldestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
 		})
+		c.notes = slices.Compact(c.notes) // a key pruned and reserved again
 		for sub, keys := range c.notesBySub {
 			keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := s.notifications[k]; return !ok })
 			if len(keys) == 0 {
@@ -205,11 +216,12 @@ func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQ
 		return s.searchQ(q, limit)
 	}
 	list := s.con.subs
+	at := func(i int) *subRecord { return list[len(list)-1-i] } // newest first
 	start := sort.Search(len(list), func(i int) bool {
-		return q.After.Before(list[i].sub.CreatedAt, list[i].sub.ID)
+		return q.After.Before(at(i).sub.CreatedAt, at(i).sub.ID)
 	})
 	out, next := page(len(list), limit, start, func(i int) (billing.Subscription, time.Time, string, bool) {
-		r := list[i]
+		r := at(i)
 		if !q.Match(r.sub) {
 			return billing.Subscription{}, time.Time{}, "", false
 		}
@@ -248,7 +260,7 @@ func (s *Store) searchQ(q billing.SubscriptionQuery, limit int) ([]billing.Subsc
 			list = append(list, r)
 		}
 	}
-	slices.SortFunc(list, func(a, b *subRecord) int { return newestFirst(a.sub.CreatedAt, b.sub.CreatedAt, a.sub.ID, b.sub.ID) })
+	slices.SortFunc(list, func(a, b *subRecord) int { return oldestFirst(b.sub.CreatedAt, a.sub.CreatedAt, b.sub.ID, a.sub.ID) })
 	out, next := page(len(list), limit, 0, func(i int) (billing.Subscription, time.Time, string, bool) {
 		return copySub(list[i].sub), list[i].sub.CreatedAt, list[i].sub.ID, true
 	})
@@ -272,12 +284,13 @@ func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]bil
 			ids = append(ids, id)
 		}
 		slices.SortFunc(ids, func(a, b string) int {
-			return newestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
+			return oldestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
 		})
 	}
-	start := sort.Search(len(ids), func(i int) bool { return q.After.Before(s.payments[ids[i]].CreatedAt, ids[i]) })
+	id := func(i int) string { return ids[len(ids)-1-i] } // newest first
+	start := sort.Search(len(ids), func(i int) bool { return q.After.Before(s.payments[id(i)].CreatedAt, id(i)) })
 	out, next := page(len(ids), limit, start, func(i int) (billing.Payment, time.Time, string, bool) {
-		p := s.payments[ids[i]]
+		p := s.payments[id(i)]
 		return p, p.CreatedAt, p.ID, q.Match(p)
 	})
 	return out, next, nil
@@ -297,12 +310,13 @@ func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQue
 	if q.SubscriptionID != "" {
 		keys = slices.Clone(s.con.notesBySub[q.SubscriptionID])
 		slices.SortFunc(keys, func(a, b string) int {
-			return newestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
+			return oldestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
 		})
 	}
-	start := sort.Search(len(keys), func(i int) bool { return q.After.Before(s.notifications[keys[i]].CreatedAt, keys[i]) })
+	key := func(i int) string { return keys[len(keys)-1-i] } // newest first
+	start := sort.Search(len(keys), func(i int) bool { return q.After.Before(s.notifications[key(i)].CreatedAt, key(i)) })
 	out, next := page(len(keys), limit, start, func(i int) (billing.NotificationRecord, time.Time, string, bool) {
-		n, ok := s.notifications[keys[i]]
+		n, ok := s.notifications[key(i)]
 		return copyNote(n), n.CreatedAt, n.Key, ok && q.Match(n)
 	})
 	return out, next, nil

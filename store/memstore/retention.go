@@ -27,6 +27,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 			}
 			if n.CreatedAt.Before(p.NotificationsBefore) {
 				delete(s.notifications, k)
+				s.con.notesDirty = true // the console's ordering drops the key
 				res.Notifications++
 			}
 		}
