@@ -83,9 +83,16 @@ type dash struct {
 // New returns the dashboard handler, relative to where the host mounts it (the standalone
 // server mounts it at /admin/ with http.StripPrefix):
 //
-//	GET  /                      jobs, next run, paused, last result, subscription counts
-//	GET  /jobs/{job_id}         one job and its run history
-//	POST /jobs/{job_id}/{pause|resume|trigger}   buttons; redirect back
+//	GET  /                      jobs, next run, paused, last result, subscription counts, charts
+//	GET  /jobs/{job_id}         one job, its run charts, progress and history
+//	GET  /jobs/{job_id}/progress             the current or last run's progress (JSON)
+//	POST /jobs/{job_id}/{pause|resume|trigger|start}   buttons; redirect back (start: in the background)
+//	GET  /subscriptions         search (q, status)          with Options.Console
+//	GET  /subscriptions/{id}    the subscriber and the timeline
+//	GET  /subscriptions/{id}/rerun?job=      dry run; POST runs it (confirm=yes)
+//	GET  /email-log             the email log (kind, status)
+//	GET  /email-log/view?key=   one email as sent              with Options.EmailView
+//	GET  /email-log/resend?key= confirmation; POST resends (key, confirm=yes)
 //	GET  /login, POST /login    token login (only with Options.LoginToken)
 //	POST /logout
 func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
@@ -120,6 +127,7 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 		"duration": formatDuration,
 		"result":   formatResult,
 		"detail":   func(v any) string { return formatDetail(v, s.Location()) },
+		"money":    func(m billing.Money) string { return formatMinor(float64(m.Amount)) + " " + m.Currency },
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: parsing templates: %w", err)
