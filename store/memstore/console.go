@@ -24,7 +24,7 @@ var (
 type consoleIndex struct {
 	subs       []*subRecord
 	subsDirty  bool
-	gateways   map[string]struct{} // every gateway name a subscription was inserted with
+	gateways   map[string]struct{} // every gateway name a subscription was inserted with, for Q
 	users      []userKey           // by lower-cased email
 	usersDirty bool
 
@@ -237,7 +237,11 @@ func (s *Store) searchQ(q billing.SubscriptionQuery, limit int) ([]billing.Subsc
 	if r, ok := s.subs[q.Q]; ok {
 		found[r.sub.ID] = r
 	}
+	gateways := []string{billing.GatewayStripe, billing.GatewayMercadoPago, billing.GatewayPayPal} // and any other seen
 	for gw := range s.con.gateways {
+		gateways = append(gateways, gw)
+	}
+	for _, gw := range gateways {
 		if id, ok := s.subsByGW[gwKey(gw, q.Q)]; ok {
 			if r := s.subs[id]; r != nil {
 				found[id] = r

@@ -63,6 +63,8 @@ func (s *suite) consoleTests() []test {
 			newSub("s-05", at(100), ofUser("carl"), autoRenewing(billing.GatewayPayPal), func(x *billing.Subscription) { x.CreatedAt = at(-7) }),
 			newSub("s-06", at(100), ofUser("carl"), func(x *billing.Subscription) { x.CreatedAt = at(-6); x.Status = billing.StatusCancelled }),
 			newSub("s-07", at(100), ofUser("carl"), func(x *billing.Subscription) { x.CreatedAt = at(-5); x.Deleted = true }),
+			// Inserted last but the oldest: stores must order by created_at, not insertion.
+			newSub("s-08", at(100), ofUser("dan"), func(x *billing.Subscription) { x.CreatedAt = at(-11) }),
 		}
 		for i := range subs {
 			must(t, st.InsertSubscription(ctx, &subs[i]), "InsertSubscription %s", subs[i].ID)
@@ -83,12 +85,12 @@ func (s *suite) consoleTests() []test {
 		{"SearchSubscriptionsPagesNewestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			seedSubs(ctx, t, st)
-			want := []string{"s-06", "s-05", "s-04", "s-03", "s-02", "s-01"} // s-07 is soft-deleted
-			for _, limit := range []int{1, 2, 4, 6, 50} {
+			want := []string{"s-06", "s-05", "s-04", "s-03", "s-02", "s-01", "s-08"} // s-07 is soft-deleted
+			for _, limit := range []int{1, 2, 4, 7, 50} {
 				got, pages := allPages(t, limit, search(ctx, c, billing.SubscriptionQuery{}))
 				equal(t, got, want, "pages of %d", limit)
-				if limit == 2 && pages != 3 {
-					t.Fatalf("6 records in pages of 2 took %d pages, want 3", pages)
+				if limit == 2 && pages != 4 {
+					t.Fatalf("7 records in pages of 2 took %d pages, want 4", pages)
 				}
 			}
 		}},
@@ -99,7 +101,7 @@ func (s *suite) consoleTests() []test {
 				q    billing.SubscriptionQuery
 				want []string
 			}{
-				{billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, []string{"s-05", "s-04", "s-03", "s-01"}},
+				{billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, []string{"s-05", "s-04", "s-03", "s-01", "s-08"}},
 				{billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.StatusInactive, billing.StatusCancelled}}, []string{"s-06", "s-02"}},
 				{billing.SubscriptionQuery{Gateway: billing.GatewayStripe}, []string{"s-03"}},
 				{billing.SubscriptionQuery{PlanID: "p2"}, []string{"s-04"}},
