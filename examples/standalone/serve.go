@@ -284,11 +284,9 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", api))
 	mux.Handle("/api/admin/jobs", atRoot(api)) // the seed's GET /api/admin/jobs, without the slash
-	// The console's API beside the jobs API; the webhook inbox mounts its own routes here.
-	for _, p := range []string{"/api/admin/subscriptions", "/api/admin/payments", "/api/admin/notifications"} {
-		mux.Handle(p, http.StripPrefix("/api/admin", consoleAPI))
-		mux.Handle(p+"/", http.StripPrefix("/api/admin", consoleAPI))
-	}
+	// The console's API answers the rest of /api/admin/ (JSON 404 for unknown routes); more
+	// specific admin routes (the jobs API, the webhook inbox) are mounted beside it.
+	mux.Handle("/api/admin/", http.StripPrefix("/api/admin", consoleAPI))
 	mux.Handle("/admin/", http.StripPrefix("/admin", dash))
 	mux.Handle("/admin/emails/", requireAuth(authorize, http.StripPrefix("/admin/emails", a.renderer.PreviewHandler())))
 	for gw, newHandler := range webhooks {
