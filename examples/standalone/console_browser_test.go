@@ -2,9 +2,12 @@ package main
 
 import (
 	"context"
+	"strconv"
 	"strings"
 	"testing"
 
+	"github.com/chromedp/cdproto/cdp"
+	"github.com/chromedp/cdproto/emulation"
 	"github.com/chromedp/chromedp"
 
 	"github.com/renewkit/renewkit/billing"
@@ -140,5 +143,23 @@ func TestConsoleInBrowser(t *testing.T) {
 			chromedp.WaitVisible(css(page.wait)))
 		noOverflow(t, ctx, page.path, 375)
 		screenshot(t, ctx, shots, page.shot)
+	}
+
+	// The dark theme: light text and chart labels on a dark page.
+	dark := chromedp.Func(func(ctx context.Context, tg *chromedp.Target) error {
+		_, err := cdp.Call(ctx, tg, emulation.SetEmulatedMedia, emulation.SetEmulatedMediaParams{
+			Features: []*emulation.MediaFeature{{Name: "prefers-color-scheme", Value: "dark"}}})
+		return err
+	})
+	for _, width := range []int64{1280, 375} {
+		steps(t, ctx, "dark overview", dark, chromedp.EmulateViewport(width, 900),
+			chromedp.Navigate(s.base+"/admin/"), chromedp.WaitVisible(css(`#chart-status`)))
+		colors := get(t, ctx, "colors", chromedp.Evaluate[[]string](`[getComputedStyle(document.body).backgroundColor,
+			getComputedStyle(document.body).color, getComputedStyle(document.querySelector("#chart-status .axis")).fill]`))
+		if len(colors) != 3 || colors[0] != "rgb(11, 17, 32)" || colors[1] != "rgb(229, 231, 235)" || colors[2] != "rgb(156, 163, 175)" {
+			t.Errorf("dark theme at %dpx: background, text, chart labels %v", width, colors)
+		}
+		noOverflow(t, ctx, "dark overview", int(width))
+		screenshot(t, ctx, shots, "console-overview-dark-"+strconv.FormatInt(width, 10)+".png")
 	}
 }

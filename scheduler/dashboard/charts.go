@@ -19,7 +19,7 @@ type series struct {
 
 const (
 	chartW, chartH         = 480, 220
-	padL, padR, padT, padB = 50, 8, 10, 40
+	padL, padR, padT, padB = 56, 8, 10, 40
 )
 
 // niceStep rounds v up to 1, 2 or 5 times a power of ten.
@@ -67,18 +67,29 @@ func (s *svg) frame(id, title string, top, step float64, format func(float64) st
 	return y
 }
 
-// xLabels writes up to five labels under the plot, evenly chosen.
+// xLabels writes up to four labels under the plot, evenly spread from the first to the
+// last, so they never overlap.
 func (s *svg) xLabels(labels []string, x func(i int) float64) {
 	n := len(labels)
-	if n == 0 {
-		return
-	}
-	step := max(1, (n+3)/4)
-	for i := 0; i < n; i += step {
-		s.f(`<text class="axis" x="%.1f" y="%d" text-anchor="middle">%s</text>`, x(i), chartH-padB+16, esc(labels[i]))
-	}
-	if (n-1)%step != 0 && n > 1 {
-		s.f(`<text class="axis" x="%.1f" y="%d" text-anchor="end">%s</text>`, x(n-1), chartH-padB+16, esc(labels[n-1]))
+	m := min(n, 4)
+	prev := -1
+	for k := range m {
+		i := 0
+		if m > 1 {
+			i = int(math.Round(float64(k) * float64(n-1) / float64(m-1)))
+		}
+		if i == prev {
+			continue
+		}
+		prev = i
+		anchor := "middle"
+		switch {
+		case m > 1 && k == 0 && x(i) < padL+30:
+			anchor = "start" // at the plot's edges a centred label would be cut
+		case m > 1 && k == m-1 && x(i) > chartW-padR-30:
+			anchor = "end"
+		}
+		s.f(`<text class="axis" x="%.1f" y="%d" text-anchor="%s">%s</text>`, x(i), chartH-padB+16, anchor, esc(labels[i]))
 	}
 }
 
@@ -188,11 +199,15 @@ func formatMS(v float64) string {
 	return fmt.Sprintf("%.0fms", v)
 }
 
-// formatMinor shows minor units as major units with two decimals (compactly above 10k).
+// formatMinor shows minor units as major units: two decimals below 100, whole units
+// below 1,000, thousands above.
 func formatMinor(v float64) string {
 	major := v / 100
-	if major >= 10000 {
+	switch {
+	case major >= 1000:
 		return fmt.Sprintf("%.1fk", major/1000)
+	case major >= 100:
+		return fmt.Sprintf("%.0f", major)
 	}
 	return fmt.Sprintf("%.2f", major)
 }

@@ -127,7 +127,7 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 		"duration": formatDuration,
 		"result":   formatResult,
 		"detail":   func(v any) string { return formatDetail(v, s.Location()) },
-		"money":    func(m billing.Money) string { return formatMinor(float64(m.Amount)) + " " + m.Currency },
+		"money":    func(m billing.Money) string { return fmt.Sprintf("%d.%02d %s", m.Amount/100, m.Amount%100, m.Currency) },
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: parsing templates: %w", err)
