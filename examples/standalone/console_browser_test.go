@@ -48,7 +48,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.WaitVisible(css(`#q`)),
 		chromedp.SetValue(css(`#q`), "rita@"),
 		chromedp.Click(css(`#search`)),
-		chromedp.WaitVisible(css(`#subs tr[data-sub="sub_rita"]`)))
+		// The results page renders the query back; the unfiltered page lists Rita too.
+		chromedp.WaitVisible(css(`#q[value="rita@"]`)))
 	if n, rita := count(t, ctx, `#subs tr[data-sub]`), count(t, ctx, `#subs tr[data-sub="sub_rita"]`); n != 1 || rita != 1 {
 		t.Fatalf("search for rita@ lists %d subscriptions (rita: %d), want hers alone", n, rita)
 	}
