@@ -191,6 +191,8 @@ type decider func(ctx context.Context, b *batch) []decision
 func (r *run) sweep(ctx context.Context, f SubscriptionFilter, decide decider) error {
 	stop := r.keepClaims(ctx)
 	defer stop()
+	f = scoped(ctx, f)
+	r.estimate(ctx, f)
 	var effects sync.WaitGroup
 	err := r.pass(ctx, f, decide, &effects)
 	effects.Wait() // before the lease renewal stops
@@ -217,6 +219,7 @@ func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, ef
 			return fmt.Errorf("claiming subscriptions: %w", err)
 		}
 		r.unreadable(ctx, bad)
+		r.claimed(ctx, len(subs), len(bad))
 		if len(subs) > 0 {
 			finish, err := r.work(ctx, subs, decide)
 			if err != nil {
@@ -227,6 +230,7 @@ func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, ef
 			go func() {
 				defer effects.Done()
 				finish()
+				r.finished(ctx, len(subs))
 			}()
 		}
 		if len(subs)+len(bad) < r.s.cfg.BatchSize {
@@ -257,7 +261,7 @@ func (r *run) unreadable(ctx context.Context, bad []*RecordError) {
 // resume finishes the effects that earlier runs (crashed, or stopped by the breaker) left
 // on records, before the run changes anything else.
 func (r *run) resume(ctx context.Context) error {
-	var f SubscriptionFilter
+	f := scoped(ctx, SubscriptionFilter{})
 	for {
 		if err := r.stopped(ctx); err != nil {
 			return err
@@ -630,7 +634,7 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 		}
 		for k := range it.eff.Notifications {
 			n := &it.eff.Notifications[k]
-			recs = append(recs, NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: it.sub.ID, UserID: n.To.UserID})
+			recs = append(recs, NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: it.sub.ID, UserID: n.To.UserID, Data: &n.Data})
 			notes = append(notes, n)
 			owner = append(owner, i)
 		}

@@ -107,6 +107,7 @@ func (s *Service) Preview(ctx context.Context, jobID string) (Preview, error) {
 }
 
 func (s *Service) previewSubs(ctx context.Context, p *Preview, f SubscriptionFilter, seen map[string]bool, action func(Subscription) string) error {
+	f = scoped(ctx, f)
 	n, err := s.store.CountSubscriptions(ctx, f)
 	if err != nil {
 		return err

@@ -262,7 +262,7 @@ func (s *Service) audit(ctx context.Context, e AuditEntry) error {
 func (s *Service) notifyOnce(ctx context.Context, n Notification, subscriptionID string) (bool, error) {
 	now := s.now()
 	token := newToken()
-	rec := NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: subscriptionID, UserID: n.To.UserID}
+	rec := NotificationRecord{Key: n.Key, Kind: n.Kind, SubscriptionID: subscriptionID, UserID: n.To.UserID, Data: &n.Data}
 	ok, err := s.store.ReserveNotifications(ctx, []NotificationRecord{rec}, token, now, now.Add(s.cfg.ClaimLease))
 	if err = aligned(ok, err, 1); err != nil {
 		return false, fmt.Errorf("reserving notification %s: %w", n.Key, err)

@@ -263,6 +263,10 @@ type NotificationRecord struct {
 	CreatedAt  time.Time `json:"created_at"`
 	// UpdatedAt is when the status last changed.
 	UpdatedAt time.Time `json:"updated_at,omitzero"`
+	// Data is what the message rendered, stored with the first reservation so the console
+	// can show the email that was sent and resend one that failed; nil for records written
+	// before it was kept.
+	Data *NotificationData `json:"data,omitempty"`
 }
 
 // NotificationStore keeps send-once records: a key is reserved before the notifier is
@@ -271,7 +275,7 @@ type NotificationStore interface {
 	// ReserveNotifications reserves the key of each record for token until leaseUntil,
 	// in one write where the store can, and reports per record (aligned) whether it is
 	// now reserved by token. A key with no record is inserted with status sending (the
-	// record's Kind, SubscriptionID, UserID, CreatedAt = now). A sending record whose lease
+	// record's Kind, SubscriptionID, UserID, Data, CreatedAt = now). A sending record whose lease
 	// ended at or before now is taken over. A sent or failed record, or a live
 	// reservation of another token, is not reserved. A key already reserved by token is
 	// reported reserved (its lease moves to leaseUntil).
@@ -352,4 +356,34 @@ type CleanupCounter interface {
 type AuditCounter interface {
 	// CountAudit counts entries matching f (f.Limit is ignored).
 	CountAudit(ctx context.Context, f AuditFilter) (int, error)
+}
+
+// Console is an optional store capability behind the operations console: the admin API's
+// lists and subscriber timeline and the resend action. Lists run newest first by
+// (CreatedAt, ID) and are paged by Cursor: each returns at most the query's limit (see
+// PageLimit) of records strictly after its After cursor, and the cursor of the next page,
+// zero when there is none. Every list is served by an index, so a page costs the same on a
+// large store as on a small one.
+type Console interface {
+	SearchSubscriptions(ctx context.Context, q SubscriptionQuery) ([]Subscription, Cursor, error)
+	ListPayments(ctx context.Context, q PaymentQuery) ([]Payment, Cursor, error)
+	// ListNotifications lists notification records; the cursor's ID is the record's Key.
+	ListNotifications(ctx context.Context, q NotificationQuery) ([]NotificationRecord, Cursor, error)
+	// ListEntityAudit returns the newest limit (1 to MaxPageSize) audit entries whose
+	// EntityID is one of ids, newest first.
+	ListEntityAudit(ctx context.Context, ids []string, limit int) ([]AuditEntry, error)
+	// RetryNotification reserves the failed record with key for token until leaseUntil
+	// (status sending, Error cleared), so an operator can send it again; it reports false,
+	// changing nothing, when the record is not failed, and ErrNotFound without a record.
+	RetryNotification(ctx context.Context, key, token string, now, leaseUntil time.Time) (bool, error)
+}
+
+// SnapshotStore is an optional store capability that keeps one DailySnapshot per day for
+// the console's charts.
+type SnapshotStore interface {
+	// PutDailySnapshot stores s for s.Day (normalised with SnapshotDay), replacing that
+	// day's snapshot.
+	PutDailySnapshot(ctx context.Context, s DailySnapshot) error
+	// ListDailySnapshots returns the snapshots of the days at or after since, oldest first.
+	ListDailySnapshots(ctx context.Context, since time.Time) ([]DailySnapshot, error)
 }

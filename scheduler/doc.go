@@ -31,6 +31,9 @@
 //     billing.ErrNotifierUnavailable) and when a renew_subscriptions run fails to
 //     reconcile AlertPolicy.RenewalFailures subscriptions (default 5); each once per
 //     episode, cleared by a run that no longer meets it. See "Alert channels".
+//   - Progress: every run gets a billing.WithProgress context; subscription jobs report
+//     claimed, done, failed and an estimate after each batch. Progress (and JobInfo.Progress
+//     in the admin API's job view) holds the current or last run's, in this process.
 //   - Catch-up: on Start, a job whose last successful scheduled run is older than its
 //     previous tick runs once (trigger catch_up), however many ticks were missed. A job
 //     seen for the first time is not caught up (an install at 10:00 runs no 09:00 job).
@@ -89,4 +92,12 @@
 //	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", admin))
 //
 // or, for a standalone server, AdminOptions{Authorize: scheduler.BearerToken(os.Getenv("ADMIN_TOKEN"))}.
+//
+// ConsoleHandler serves the operations console's reads and actions (subscriptions,
+// timeline, payments, the email log, resend, rerun) from a *billing.Service, under the
+// same authorizer; ConsoleOptions.Identify names the operator its actions are audited
+// under. Mount it beside the jobs API (the more specific pattern wins):
+//
+//	console, err := scheduler.ConsoleHandler(svc, scheduler.ConsoleOptions{Authorize: authorize})
+//	mux.Handle("/api/admin/", http.StripPrefix("/api/admin", console))
 package scheduler

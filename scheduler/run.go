@@ -175,7 +175,7 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	ticker := s.cfg.clock.NewTicker(s.cfg.lockTTL / 3) // armed before the job starts
 	go s.keepLease(leaseCtx, a, ticker, cancel, leaseOut)
 
-	res, err := safeRun(runCtx, a.e.job.Run)
+	res, err := safeRun(s.trackProgress(runCtx, a.e, a.run), a.e.job.Run)
 	stopLease()
 	lease := <-leaseOut
 
@@ -186,6 +186,7 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	if err != nil {
 		run.Status, run.Error = billing.RunFailed, err.Error()
 	}
+	s.endProgress(a.e, run, res)
 	if m, merr := resultMap(res); merr != nil {
 		s.cfg.log.WarnContext(runCtx, "job result not recorded", "job_id", run.JobID, "error", merr)
 	} else {

@@ -59,6 +59,8 @@ type entry struct {
 	sched    *schedule // nil only for a disabled job without a schedule
 	disabled bool
 	running  atomic.Bool
+	// progress is the current or last run's progress in this process (progress.go).
+	progress atomic.Pointer[RunProgress]
 	// stateMu serialises this process's read-modify-write of the job's JobState.
 	stateMu sync.Mutex
 }
@@ -453,6 +455,8 @@ type JobInfo struct {
 	LastRun             *time.Time        `json:"last_run"`
 	LastStatus          billing.RunStatus `json:"last_status,omitempty"`
 	ConsecutiveFailures int               `json:"consecutive_failures"`
+	// Progress is the current or last run's progress when it ran in this process.
+	Progress *RunProgress `json:"progress,omitempty"`
 }
 
 // List describes every job, in the order they were given to New.
@@ -501,7 +505,7 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 		ID: e.job.ID, Name: e.job.Name, Description: e.job.Description,
 		Schedule: e.job.Schedule, TimeZone: s.cfg.loc.String(),
 		Paused: st.Paused, Disabled: e.disabled, Running: e.running.Load(),
-		ConsecutiveFailures: st.ConsecutiveFailures,
+		ConsecutiveFailures: st.ConsecutiveFailures, Progress: e.progress.Load(),
 	}
 	if e.sched != nil {
 		info.Trigger = e.sched.describe()

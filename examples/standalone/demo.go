@@ -117,6 +117,122 @@ func loadDemo(ctx context.Context, st billing.Store, now time.Time) (string, err
 			return "", fmt.Errorf("demo payment: %w", err)
 		}
 	}
-	return fmt.Sprintf("demo data: %d plans, %d users with subscriptions at every stage, %d sessions, %d payments",
-		len(plans), len(stages), len(sessions), len(payments)), nil
+	histories, err := loadDemoHistory(ctx, st, now)
+	if err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("demo data: %d plans, %d users with subscriptions at every stage, %d sessions, %d payments, %s",
+		len(plans), len(stages), len(sessions), len(payments), histories), nil
+}
+
+// loadDemoHistory adds two subscribers with a story for the console's timeline: Rita was
+// warned, expired and lost access (her expiry email failed for good, so it can be resent);
+// Lucas renewed through Mercado Pago five days ago. It also writes 90 days of snapshots for
+// the overview's charts, drawn from the demo's counts.
+func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (string, error) {
+	day := 24 * time.Hour
+	basico := billing.Money{Amount: 4990, Currency: "BRL"}
+	ritaEnd, lucasEnd := now.Add(-10*day), now.Add(25*day)
+	users := []billing.User{
+		{ID: "u_rita", Name: "Rita Alves", Email: "rita@example.com", Locale: "pt-BR", TimeZone: "America/Sao_Paulo",
+			SubscriptionID: "sub_rita", Status: billing.StatusInactive, AccessUntil: ritaEnd, CreatedAt: now.Add(-100 * day), UpdatedAt: ritaEnd},
+		{ID: "u_lucas", Name: "Lucas Pereira", Email: "lucas@example.com", Locale: "pt-BR", TimeZone: "America/Sao_Paulo",
+			PlanID: "plan_basico", SubscriptionID: "sub_lucas", Status: billing.StatusActive, AccessUntil: lucasEnd, CreatedAt: now.Add(-70 * day), UpdatedAt: now.Add(-5 * day)},
+	}
+	subs := []billing.Subscription{
+		{ID: "sub_rita", UserID: "u_rita", PlanID: "plan_basico", Status: billing.StatusInactive, BillingCycle: billing.CycleMonthly,
+			CurrentPeriodStart: billing.AddMonths(ritaEnd, -1), CurrentPeriodEnd: ritaEnd, Gateway: billing.GatewayManual,
+			ExpirationWarningSent: true, ExpirationWarningDays: 3, CreatedAt: now.Add(-100 * day), UpdatedAt: ritaEnd.Add(30 * time.Minute)},
+		{ID: "sub_lucas", UserID: "u_lucas", PlanID: "plan_basico", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+			CurrentPeriodStart: billing.AddMonths(lucasEnd, -1), CurrentPeriodEnd: lucasEnd, Gateway: billing.GatewayMercadoPago,
+			GatewaySubscriptionID: "mp_preapproval_lucas", AppliedPayments: []string{"pay_lucas_2"}, CreatedAt: now.Add(-65 * day), UpdatedAt: now.Add(-5 * day)},
+	}
+	for i := range users {
+		if err := st.InsertUser(ctx, &users[i]); err != nil {
+			return "", fmt.Errorf("demo user: %w", err)
+		}
+		if err := st.InsertSubscription(ctx, &subs[i]); err != nil {
+			return "", fmt.Errorf("demo subscription: %w", err)
+		}
+	}
+	payments := []billing.Payment{
+		{ID: "pay_rita", UserID: "u_rita", PlanID: "plan_basico", SubscriptionID: "sub_rita", Amount: basico, Status: billing.PaymentApproved,
+			Gateway: billing.GatewayManual, ProcessedAt: billing.AddMonths(ritaEnd, -1), CreatedAt: billing.AddMonths(ritaEnd, -1), UpdatedAt: billing.AddMonths(ritaEnd, -1)},
+		{ID: "pay_lucas_1", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentApproved,
+			Gateway: billing.GatewayMercadoPago, GatewayPaymentID: "mp_lucas_1", ProcessedAt: now.Add(-35 * day), CreatedAt: now.Add(-35 * day), UpdatedAt: now.Add(-35 * day)},
+		{ID: "pay_lucas_2", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentApproved,
+			Gateway: billing.GatewayMercadoPago, GatewayPaymentID: "mp_lucas_2", ProcessedAt: now.Add(-5 * day), CreatedAt: now.Add(-5 * day), UpdatedAt: now.Add(-5 * day)},
+	}
+	for i := range payments {
+		if err := st.InsertPayment(ctx, &payments[i]); err != nil {
+			return "", fmt.Errorf("demo payment: %w", err)
+		}
+	}
+	warned, expired, renewed := ritaEnd.Add(-3*day), ritaEnd.Add(30*time.Minute), now.Add(-5*day)
+	type note struct {
+		rec    billing.NotificationRecord
+		at     time.Time
+		status string
+		err    string
+	}
+	notes := []note{
+		{billing.NotificationRecord{Key: "expiring:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()) + ":3", Kind: billing.KindExpiring,
+			SubscriptionID: "sub_rita", UserID: "u_rita", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_rita",
+				PeriodEnd: ritaEnd, DaysRemaining: 3}}, warned, billing.NotificationSent, ""},
+		{billing.NotificationRecord{Key: "expired:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()), Kind: billing.KindExpired,
+			SubscriptionID: "sub_rita", UserID: "u_rita", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_rita",
+				PeriodEnd: ritaEnd}}, expired, billing.NotificationFailed, "550 5.2.2 mailbox full"},
+		{billing.NotificationRecord{Key: "renewed:sub_lucas:" + fmt.Sprint(lucasEnd.UnixMilli()), Kind: billing.KindRenewed,
+			SubscriptionID: "sub_lucas", UserID: "u_lucas", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_lucas",
+				PaymentID: "pay_lucas_2", Amount: basico, PeriodStart: billing.AddMonths(lucasEnd, -1), PeriodEnd: lucasEnd, Gateway: billing.GatewayMercadoPago}},
+			renewed, billing.NotificationSent, ""},
+	}
+	for _, n := range notes {
+		if _, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{n.rec}, "demo", n.at, n.at.Add(time.Minute)); err != nil {
+			return "", fmt.Errorf("demo notification: %w", err)
+		}
+		done := billing.NotificationRecord{Key: n.rec.Key, Status: n.status, Error: n.err, UpdatedAt: n.at}
+		if err := st.FinishNotifications(ctx, []billing.NotificationRecord{done}, "demo"); err != nil {
+			return "", fmt.Errorf("demo notification: %w", err)
+		}
+	}
+	audit := []billing.AuditEntry{
+		{Action: billing.AuditPaymentApproved, EntityType: "payment", EntityID: "pay_rita", UserID: "u_rita", Actor: "admin", CreatedAt: payments[0].CreatedAt},
+		{Action: billing.AuditWarningSent, EntityType: "subscription", EntityID: "sub_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: warned,
+			Details: map[string]any{"days": 3, "kind": string(billing.KindExpiring), "period_end": ritaEnd}},
+		{Action: billing.AuditSubscriptionExpired, EntityType: "subscription", EntityID: "sub_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: expired,
+			Details: map[string]any{"previous_status": string(billing.StatusActive), "period_end": ritaEnd}},
+		{Action: billing.AuditAccessRevoked, EntityType: "user", EntityID: "u_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: expired},
+		{Action: billing.AuditPaymentApproved, EntityType: "payment", EntityID: "pay_lucas_2", UserID: "u_lucas", Actor: billing.GatewayMercadoPago, CreatedAt: renewed},
+		{Action: billing.AuditSubscriptionRenewed, EntityType: "subscription", EntityID: "sub_lucas", UserID: "u_lucas", Actor: billing.GatewayMercadoPago, CreatedAt: renewed,
+			Details: map[string]any{"payment_id": "pay_lucas_2", "period_end": lucasEnd}},
+	}
+	for i := range audit {
+		if err := st.InsertAudit(ctx, &audit[i]); err != nil {
+			return "", fmt.Errorf("demo audit: %w", err)
+		}
+	}
+	snaps := 0
+	if ss, ok := st.(billing.SnapshotStore); ok {
+		for d := 89; d >= 1; d-- {
+			// A slowly growing base with a dip a month ago, so the lines have a shape.
+			active := 4 + (89-d)/30
+			if d > 25 && d < 35 {
+				active--
+			}
+			pastDue := 0
+			if d < 20 {
+				pastDue = 1
+			}
+			snap := billing.DailySnapshot{Day: now.Add(-time.Duration(d) * day), Taken: now.Add(-time.Duration(d) * day),
+				ByStatus: map[billing.SubscriptionStatus]int{billing.StatusActive: active, billing.StatusPastDue: pastDue,
+					billing.StatusInactive: 1 + (89-d)/60, billing.StatusCancelled: 1},
+				MRR: map[string]int64{"BRL": int64(active) * 6650, "USD": 1650}}
+			if err := ss.PutDailySnapshot(ctx, snap); err != nil {
+				return "", fmt.Errorf("demo snapshot: %w", err)
+			}
+			snaps++
+		}
+	}
+	return fmt.Sprintf("2 subscriber histories, %d daily snapshots", snaps), nil
 }

@@ -175,7 +175,9 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if alertTo == "" {
 		alertTo = cfg.SMTPFrom
 	}
-	jobs := a.metrics.jobs(append(a.svc.Jobs(), cfg.extraJobs...))
+	snap := &snapshotter{svc: a.svc}
+	snap.due(ctx, clock.Now())
+	jobs := a.withSnapshots(a.metrics.jobs(append(a.svc.Jobs(), cfg.extraJobs...)), snap)
 	opts := []scheduler.Option{
 		scheduler.WithLocation(cfg.location),
 		scheduler.WithLogger(log),
@@ -287,7 +289,13 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 		return nil, err
 	}
 	dash, err := dashboard.New(a.sched, dashboard.Options{Authorize: authorize, LoginToken: a.token,
-		EmailPreviewURL: "emails/", Logger: a.log, Extra: a.analytics})
+		EmailPreviewURL: "emails/", Logger: a.log, Extra: a.analytics,
+		Console: a.svc, Insights: a.svc, EmailView: a.emailView})
+	if err != nil {
+		return nil, err
+	}
+	consoleAPI, err := scheduler.ConsoleHandler(a.svc, scheduler.ConsoleOptions{Authorize: authorize,
+		Identify: dashboard.TokenOperator(a.token), Logger: a.log})
 	if err != nil {
 		return nil, err
 	}
@@ -299,6 +307,9 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	mux.Handle("/api/admin/inbox/", http.StripPrefix("/api/admin/inbox", inbox))
 	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", api))
 	mux.Handle("/api/admin/jobs", atRoot(api)) // the seed's GET /api/admin/jobs, without the slash
+	// The console's API answers the rest of /api/admin/ (JSON 404 for unknown routes); more
+	// specific admin routes (the jobs API, the webhook inbox) are mounted beside it.
+	mux.Handle("/api/admin/", http.StripPrefix("/api/admin", consoleAPI))
 	mux.Handle("/admin/", http.StripPrefix("/admin", dash))
 	mux.Handle("/admin/emails/", requireAuth(authorize, http.StripPrefix("/admin/emails", a.renderer.PreviewHandler())))
 	for gw, newHandler := range webhooks {

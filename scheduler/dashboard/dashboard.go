@@ -49,6 +49,19 @@ type Options struct {
 	HistoryLimit int
 	// Extra, when set, adds named figures (analytics) to the overview.
 	Extra func(ctx context.Context) ([]Figure, error)
+	// Console, when set (the *billing.Service), adds the subscription search, the
+	// subscriber pages with their timeline, the email log and the safe actions (resend a
+	// failed email, re-run one subscription through a job after its dry run).
+	Console scheduler.ConsoleSource
+	// EmailView renders the email a notification record sent (see notify's
+	// Renderer.SentMessage); the timeline and the email log link to it. Needs Console.
+	EmailView func(ctx context.Context, key string) (EmailMessage, error)
+	// Insights, when set (the *billing.Service), adds the overview's charts.
+	Insights Insights
+	// Identify names the operator of an action for the audit log. Default: with
+	// LoginToken, TokenOperator(LoginToken) (the name given at login), else
+	// scheduler.OperatorHeader.
+	Identify scheduler.Identify
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
 }
@@ -60,18 +73,26 @@ type Figure struct {
 }
 
 type dash struct {
-	s     *scheduler.Scheduler
-	opts  Options
-	pages *template.Template
-	log   *slog.Logger
+	s        *scheduler.Scheduler
+	opts     Options
+	pages    *template.Template
+	log      *slog.Logger
+	identify scheduler.Identify
 }
 
 // New returns the dashboard handler, relative to where the host mounts it (the standalone
 // server mounts it at /admin/ with http.StripPrefix):
 //
-//	GET  /                      jobs, next run, paused, last result, subscription counts
-//	GET  /jobs/{job_id}         one job and its run history
-//	POST /jobs/{job_id}/{pause|resume|trigger}   buttons; redirect back
+//	GET  /                      jobs, next run, paused, last result, subscription counts, charts
+//	GET  /jobs/{job_id}         one job, its run charts, progress and history
+//	GET  /jobs/{job_id}/progress             the current or last run's progress (JSON)
+//	POST /jobs/{job_id}/{pause|resume|trigger|start}   buttons; redirect back (start: in the background)
+//	GET  /subscriptions         search (q, status)          with Options.Console
+//	GET  /subscriptions/{id}    the subscriber and the timeline
+//	GET  /subscriptions/{id}/rerun?job=      dry run; POST runs it (confirm=yes)
+//	GET  /email-log             the email log (kind, status)
+//	GET  /email-log/view?key=   one email as sent              with Options.EmailView
+//	GET  /email-log/resend?key= confirmation; POST resends (key, confirm=yes)
 //	GET  /login, POST /login    token login (only with Options.LoginToken)
 //	POST /logout
 func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
@@ -84,6 +105,9 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 	}
 	if opts.HistoryLimit < 0 {
 		errs = append(errs, fmt.Errorf("Options.HistoryLimit %d is negative; use 0 for the default", opts.HistoryLimit))
+	}
+	if opts.EmailView != nil && opts.Console == nil {
+		errs = append(errs, errors.New("Options.EmailView needs Options.Console: pass the *billing.Service"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
@@ -102,15 +126,38 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 		"when":     func(t any) string { return formatTime(t, s.Location()) },
 		"duration": formatDuration,
 		"result":   formatResult,
+		"detail":   func(v any) string { return formatDetail(v, s.Location()) },
+		"money":    func(m billing.Money) string { return fmt.Sprintf("%d.%02d %s", m.Amount/100, m.Amount%100, m.Currency) },
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: parsing templates: %w", err)
 	}
-	d := &dash{s: s, opts: opts, pages: pages, log: log}
+	d := &dash{s: s, opts: opts, pages: pages, log: log, identify: opts.Identify}
+	if d.identify == nil {
+		d.identify = scheduler.OperatorHeader
+		if opts.LoginToken != "" {
+			d.identify = TokenOperator(opts.LoginToken)
+		}
+	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", d.auth(d.overview))
 	mux.HandleFunc("GET /jobs/{job_id}", d.auth(d.job))
+	mux.HandleFunc("GET /jobs/{job_id}/progress", d.auth(d.progress))
 	mux.HandleFunc("POST /jobs/{job_id}/{action}", d.auth(d.act))
+	mux.HandleFunc("GET /static/console.js", d.script)
+	if opts.Console != nil {
+		mux.HandleFunc("GET /subscriptions", d.auth(d.subscriptions))
+		mux.HandleFunc("GET /subscriptions/{id}", d.auth(d.subscriber))
+		mux.HandleFunc("GET /subscriptions/{id}/rerun", d.auth(d.rerunPreview))
+		mux.HandleFunc("POST /subscriptions/{id}/rerun", d.auth(d.rerun))
+		mux.HandleFunc("GET /email-log", d.auth(d.emails))
+		mux.HandleFunc("GET /email-log/resend", d.auth(d.resendConfirm))
+		mux.HandleFunc("POST /email-log/resend", d.auth(d.resend))
+		if opts.EmailView != nil {
+			mux.HandleFunc("GET /email-log/view", d.auth(d.emailView))
+			mux.HandleFunc("GET /email-log/view/html", d.auth(d.emailHTML))
+		}
+	}
 	mux.HandleFunc("GET /login", d.loginForm)
 	mux.HandleFunc("POST /login", d.login)
 	mux.HandleFunc("POST /logout", d.logout)
@@ -119,7 +166,7 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 
 func secureHeaders(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
+		w.Header().Set("Content-Security-Policy", "default-src 'none'; style-src 'unsafe-inline'; script-src 'self'; connect-src 'self'; frame-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'")
 		w.Header().Set("X-Content-Type-Options", "nosniff")
 		w.Header().Set("Referrer-Policy", "same-origin")
 		w.Header().Set("Cache-Control", "no-store")
@@ -220,7 +267,8 @@ type overviewPage struct {
 	Durations              map[string]string
 	Counts                 []Figure
 	Extra                  []Figure
-	Login                  bool
+	Charts                 *chartSet
+	Login, Console         bool
 	Now                    time.Time
 	Zone                   string
 	Flash                  string
@@ -234,7 +282,7 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	p := overviewPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Jobs: jobs,
-		Results: map[string]string{}, Durations: map[string]string{}, Login: d.opts.LoginToken != "",
+		Results: map[string]string{}, Durations: map[string]string{}, Login: d.opts.LoginToken != "", Console: d.opts.Console != nil,
 		Zone: d.s.Location().String(), Flash: r.URL.Query().Get("flash")}
 	for _, j := range jobs {
 		runs, err := d.s.History(ctx, j.ID, 5)
@@ -277,6 +325,10 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 		}
 		p.Extra = extra
 	}
+	if d.opts.Insights != nil {
+		cs := d.overviewCharts(ctx)
+		p.Charts = &cs
+	}
 	d.render(w, r, http.StatusOK, "overview.html", p)
 }
 
@@ -284,8 +336,9 @@ type jobPage struct {
 	Title, Base, EmailsURL string
 	Job                    scheduler.JobInfo
 	Runs                   []billing.JobRun
-	Login                  bool
-	Flash                  string
+	Login, Console         bool
+	Flash, RunID           string
+	Duration, Found        template.HTML
 }
 
 func (d *dash) job(w http.ResponseWriter, r *http.Request) {
@@ -295,13 +348,18 @@ func (d *dash) job(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	runs, err := d.s.History(ctx, j.ID, d.opts.HistoryLimit)
+	runs, err := d.s.History(ctx, j.ID, max(d.opts.HistoryLimit, 40))
 	if err != nil {
 		d.fail(w, r, err)
 		return
 	}
+	dur, found := jobCharts(runs, d.s.Location())
+	if len(runs) > d.opts.HistoryLimit {
+		runs = runs[:d.opts.HistoryLimit]
+	}
 	d.render(w, r, http.StatusOK, "job.html", jobPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Job: j, Runs: runs,
-		Login: d.opts.LoginToken != "", Flash: r.URL.Query().Get("flash")})
+		Login: d.opts.LoginToken != "", Console: d.opts.Console != nil, Flash: r.URL.Query().Get("flash"), RunID: r.URL.Query().Get("run"),
+		Duration: dur, Found: found})
 }
 
 // sameOrigin refuses cross-site form posts (the cookie is SameSite=Strict as well).
@@ -334,6 +392,12 @@ func (d *dash) act(w http.ResponseWriter, r *http.Request) {
 		var run billing.JobRun
 		run, err = d.s.Trigger(ctx, id)
 		flash = fmt.Sprintf("Ran %s: %s in %s", id, run.Status, formatDuration(run.DurationMS))
+	case "start":
+		var runID string
+		if runID, err = d.s.TriggerAsync(ctx, id); err == nil {
+			seeOther(w, d.rel(r, "jobs/"+url.PathEscape(id))+"?run="+url.QueryEscape(runID)+"&flash="+url.QueryEscape("Started "+id+"; its progress shows below"))
+			return
+		}
 	default:
 		d.errorPage(w, r, http.StatusNotFound, "No such action.")
 		return
@@ -375,11 +439,16 @@ func (d *dash) login(w http.ResponseWriter, r *http.Request) {
 	}
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sessionValue(d.opts.LoginToken, time.Now().Add(sessionTTL)), Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
+	if name := scheduler.CleanOperator(r.PostFormValue("operator")); name != "" {
+		http.SetCookie(w, &http.Cookie{Name: OperatorCookie, Value: operatorValue(d.opts.LoginToken, name), Path: "/",
+			HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
+	}
 	seeOther(w, "./")
 }
 
 func (d *dash) logout(w http.ResponseWriter, r *http.Request) {
 	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
+	http.SetCookie(w, &http.Cookie{Name: OperatorCookie, Value: "", Path: "/", MaxAge: -1, HttpOnly: true, SameSite: http.SameSiteStrictMode})
 	seeOther(w, "login")
 }
 
@@ -398,6 +467,14 @@ func (d *dash) fail(w http.ResponseWriter, r *http.Request, err error) {
 		d.errorPage(w, r, http.StatusConflict, "The job is running already; try again when it finishes.")
 	case errors.Is(err, scheduler.ErrClosed):
 		d.errorPage(w, r, http.StatusServiceUnavailable, "The scheduler is shutting down.")
+	case errors.Is(err, billing.ErrNotFound):
+		d.errorPage(w, r, http.StatusNotFound, "Not found.")
+	case errors.Is(err, billing.ErrInvalidTransition), errors.Is(err, billing.ErrConflict):
+		d.errorPage(w, r, http.StatusConflict, "That cannot be done in the record's current state: "+err.Error())
+	case errors.Is(err, billing.ErrConsoleUnsupported):
+		d.errorPage(w, r, http.StatusNotImplemented, "The store has no console queries.")
+	case errors.Is(err, billing.ErrInvalidInput):
+		d.errorPage(w, r, http.StatusBadRequest, err.Error())
 	default:
 		d.log.ErrorContext(r.Context(), "dashboard request failed", "path", r.URL.Path, "error", err)
 		d.errorPage(w, r, http.StatusInternalServerError, "Something failed; see the server log.")
@@ -467,4 +544,16 @@ func formatResult(run billing.JobRun) string {
 		s += " — " + run.Error
 	}
 	return s
+}
+
+// formatDetail renders an audit detail value: times in the scheduler's zone, the rest as
+// Go prints them.
+func formatDetail(v any, loc *time.Location) string {
+	switch t := v.(type) {
+	case time.Time:
+		return formatTime(t, loc)
+	case string:
+		return t
+	}
+	return fmt.Sprint(v)
 }

@@ -270,8 +270,9 @@ func TestLogin(t *testing.T) {
 		t.Fatalf("logout: %d to %q", r.code, r.location())
 	}
 	out := (&http.Response{Header: r.hdr}).Cookies()
-	if len(out) != 1 || out[0].Name != dashboard.CookieName || out[0].MaxAge >= 0 {
-		t.Fatalf("logout cookies %v: want the session cookie deleted", out)
+	if len(out) != 2 || out[0].Name != dashboard.CookieName || out[0].MaxAge >= 0 ||
+		out[1].Name != dashboard.OperatorCookie || out[1].MaxAge >= 0 {
+		t.Fatalf("logout cookies %v: want the session and operator cookies deleted", out)
 	}
 }
 

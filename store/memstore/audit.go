@@ -55,6 +55,7 @@ func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) 
 // Caller holds s.mu.
 func (s *Store) addAudit(e *billing.AuditEntry) {
 	s.auditIDs[e.ID] = struct{}{}
+	s.consoleAudit(e)
 	n := len(s.audit)
 	if n == 0 || !s.audit[n-1].CreatedAt.After(e.CreatedAt) { // the usual case: in time order
 		s.audit = append(s.audit, e)

@@ -24,4 +24,12 @@
 // ClaimParams.Pending). Conditional writes compare and copy fields through a fixed table
 // that mirrors billing.ChangedSubscriptionFields and billing.ChangedPaymentFields (a test
 // keeps them in step), so a write allocates no list of field names.
+//
+// The console's capability (billing.Console, console.go) keeps its own orderings:
+// subscriptions, payments and notification keys oldest first by creation (appended in time
+// order, sorted by the next reader only after an out-of-order insert, read from the end),
+// users by email, payments and notifications by subscription and audit entries by entity,
+// so a page or a timeline reads the records it returns and those its filters skip, not
+// the whole store (BenchmarkConsoleQueries). A filter that matches few records still walks
+// the ordering until it fills a page.
 package memstore

@@ -53,6 +53,8 @@ type Store struct {
 	lockState     map[string]lockState
 	events        map[string]billing.WebhookEvent
 	woken         map[string]bool // events woken while claimed (WakeWebhookEvents)
+	// con holds the console's orderings (console.go).
+	con consoleIndex
 }
 
 // New returns an empty store.

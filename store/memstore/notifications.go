@@ -33,6 +33,11 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 				Key: in.Key, Kind: in.Kind, SubscriptionID: in.SubscriptionID, UserID: in.UserID,
 				Status: billing.NotificationSending, CreatedAt: now, UpdatedAt: now,
 			}
+			if in.Data != nil {
+				d := *in.Data
+				cur.Data = &d
+			}
+			s.consoleNote(cur)
 		case cur.Status != billing.NotificationSending:
 			continue // sent or failed: done for good
 		case cur.Token != token && cur.LeaseUntil.After(now):
@@ -89,5 +94,5 @@ func (s *Store) GetNotification(ctx context.Context, key string) (billing.Notifi
 	if !ok {
 		return billing.NotificationRecord{}, notFound("notification", key)
 	}
-	return r, nil
+	return copyNote(r), nil
 }

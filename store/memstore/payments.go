@@ -34,6 +34,7 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 	}
 	*p = normPayment(*p)
 	s.payments[p.ID] = *p
+	s.consolePayment(billing.Payment{}, *p, true)
 	return nil
 }
 
@@ -105,6 +106,7 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 	}
 	next.Version++
 	s.payments[id] = next
+	s.consolePayment(cur, next, false)
 	return nil
 }
 

@@ -24,6 +24,9 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		res.Notifications = pruneMap(s.notifications, p.Limit, func(n billing.NotificationRecord) bool {
 			return n.CreatedAt.Before(p.NotificationsBefore)
 		})
+		if res.Notifications > 0 {
+			s.con.notesDirty = true // the console's ordering drops the keys
+		}
 	}
 	if !p.WebhookEventsBefore.IsZero() {
 		res.WebhookEvents = pruneMap(s.events, p.Limit, func(ev billing.WebhookEvent) bool {
@@ -36,6 +39,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		n = min(n, p.Limit)
 		for _, e := range s.audit[:n] {
 			delete(s.auditIDs, e.ID)
+			s.consoleDropAudit(e)
 		}
 		s.audit = append(s.audit[:0:0], s.audit[n:]...)
 		res.Audit = n

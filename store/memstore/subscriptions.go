@@ -84,6 +84,7 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 	}
 	s.indexUser(r, billing.Subscription{Deleted: true}) // a deleted prev: not indexed yet
 	s.indexGateway(x.ID, billing.Subscription{}, r.sub)
+	s.consoleSub(r)
 	return nil
 }
 

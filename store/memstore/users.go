@@ -25,6 +25,7 @@ func (s *Store) InsertUser(ctx context.Context, u *billing.User) error {
 	}
 	*u = normUser(*u)
 	s.users[u.ID] = *u
+	s.consoleUser(*u)
 	return nil
 }
 

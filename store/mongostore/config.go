@@ -111,6 +111,7 @@ type Collections struct {
 	WebhookEvents string // default "webhook_events"
 	Locks         string // default "locks"
 	Notifications string // default "notifications"
+	Snapshots     string // default "daily_snapshots"
 }
 
 // Config tunes the store. The zero value is the documented default for every field.
@@ -212,6 +213,7 @@ func (c Collections) fields() []namedField {
 		{"Users", c.Users}, {"Plans", c.Plans}, {"Subscriptions", c.Subscriptions}, {"Payments", c.Payments},
 		{"Sessions", c.Sessions}, {"Audit", c.Audit}, {"JobRuns", c.JobRuns}, {"JobStates", c.JobStates},
 		{"WebhookEvents", c.WebhookEvents}, {"Locks", c.Locks}, {"Notifications", c.Notifications},
+		{"Snapshots", c.Snapshots},
 	}
 }
 
@@ -232,6 +234,7 @@ func (c Collections) withDefaults() Collections {
 	def(&c.WebhookEvents, "webhook_events")
 	def(&c.Locks, "locks")
 	def(&c.Notifications, "notifications")
+	def(&c.Snapshots, "daily_snapshots")
 	return c
 }
 

@@ -2,7 +2,7 @@
 // (go.mongodb.org/mongo-driver/v2). It works on an existing database of the seed
 // application: collection names default to the seed's (users, plans, subscriptions,
 // payments, sessions, audit_logs) plus renewkit's (job_runs, job_states, webhook_events,
-// locks, notifications), and documents keep the seed's snake_case fields (user_id,
+// locks, notifications, daily_snapshots), and documents keep the seed's snake_case fields (user_id,
 // current_period_end, expiration_warning_sent, flag_del, ...).
 //
 // # Documents
@@ -75,6 +75,11 @@
 // explain on MongoDB, by its shape on FerretDB v1, whose planner scans for anything but
 // _id). Claims come back in index order (status, current_period_end, _id), and the session
 // sweep selects flag_del false or missing so its index skips soft-deleted sessions.
+// The console's lists (billing.Console) run newest first on indexes that lead with their
+// filter and end with (created_at, _id); its search by email uses an index on the users'
+// email (the only index renewkit adds to the host's users), and daily snapshots
+// (billing.SnapshotStore) are one document a day keyed by the day. A notification record
+// keeps the data it rendered as a JSON string in its data field.
 // Prune (billing.Pruner, run by the cleanup_old_sessions job) deletes notification
 // records, webhook events and audit entries past billing.Config.Retention, lock keys idle
 // for a day, and claim fields whose lease ended an hour ago, in batches by indexed

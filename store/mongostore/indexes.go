@@ -54,12 +54,24 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			idx("pending_token", asc("pending_token")),
 			idx("gateway_subscription", asc("gateway", "gateway_subscription_id")),
 			idx("user_created", bson.D{{Key: "user_id", Value: 1}, {Key: "created_at", Value: -1}}),
+			// The console's lists (newest first) and its search by gateway id.
+			idx("created_id", newestSort),
+			idx("status_created_id", append(asc("status"), newestSort...)),
+			idx("gateway_created_id", append(asc("gateway"), newestSort...)),
+			idx("plan_created_id", append(asc("plan_id"), newestSort...)),
+			idx("gateway_subscription_id", asc("gateway_subscription_id")),
+		}},
+		{s.users, []mongo.IndexModel{
+			idx("email", asc("email")), // the console's search by email
 		}},
 		{s.payments, []mongo.IndexModel{
 			idx("status_created", asc("status", "created_at")),
 			idx("gateway_payment", asc("gateway", "gateway_payment_id")),
 			{Keys: asc("gateway_payment_key"), Options: options.Index().SetName("gateway_payment_key_unique").SetUnique(true).SetSparse(true)},
 			idx("sweep_token", asc("sweep_token")),
+			idx("created_id", newestSort),
+			idx("status_created_id", append(asc("status"), newestSort...)),
+			idx("subscription_created_id", append(asc("subscription_id"), newestSort...)),
 		}},
 		{s.sessions, []mongo.IndexModel{
 			// Only live sessions: the soft-deleted ones pile up for ever.
@@ -70,6 +82,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			idx("created_at", asc("created_at", "seq")),
 			idx("action_created", asc("action", "created_at")),
 			idx("entity_created", asc("entity_id", "created_at")),
+			idx("entity_created_seq", asc("entity_id", "created_at", "seq")), // the console's timeline
 		}},
 		{s.runs, []mongo.IndexModel{
 			idx("job_started", bson.D{{Key: "job_id", Value: 1}, {Key: "started_at", Value: -1}}),
@@ -89,6 +102,10 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 		}},
 		{s.notifications, []mongo.IndexModel{
 			idx("created_at", asc("created_at")), // retention
+			idx("created_id", newestSort),        // the console's email log
+			idx("kind_created_id", append(asc("kind"), newestSort...)),
+			idx("status_created_id", append(asc("status"), newestSort...)),
+			idx("subscription_created_id", append(asc("subscription_id"), newestSort...)),
 		}},
 	}
 	var errs []error

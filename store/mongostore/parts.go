@@ -2,6 +2,7 @@ package mongostore
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"slices"
@@ -590,15 +591,24 @@ type notificationDoc struct {
 	LeaseUntil     time.Time `bson:"lease_until"`
 	CreatedAt      time.Time `bson:"created_at"`
 	UpdatedAt      time.Time `bson:"updated_at"`
+	Data           string    `bson:"data"` // billing.NotificationData as JSON
 }
 
 func decodeNotification(raw bson.Raw) (billing.NotificationRecord, error) {
 	d, err := unmarshal[notificationDoc](raw)
-	return billing.NotificationRecord{
+	n := billing.NotificationRecord{
 		Key: d.Key, Kind: billing.NotificationKind(d.Kind), SubscriptionID: d.SubscriptionID, UserID: d.UserID,
 		Status: d.Status, Error: d.Error, Token: d.Token, LeaseUntil: utc(d.LeaseUntil),
 		CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt),
-	}, err
+	}
+	if err == nil && d.Data != "" {
+		var data billing.NotificationData
+		if jerr := json.Unmarshal([]byte(d.Data), &data); jerr != nil {
+			return n, fmt.Errorf("notification %s data: %w", d.Key, jerr)
+		}
+		n.Data = &data
+	}
+	return n, err
 }
 
 // errNotReserved marks a key another token holds, or one sent or failed.
@@ -635,6 +645,13 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 			f.put("token", token)
 			f.put("lease_until", lease)
 			f.time("created_at", now)
+			if r.Data != nil {
+				js, err := json.Marshal(r.Data)
+				if err != nil {
+					return nil, opErr("reserve notifications", err)
+				}
+				f.put("data", string(js))
+			}
 			// The key is the _id as is (never an ObjectID), so uniqueness needs no extra index.
 			docs[i] = append(bson.D{{Key: "_id", Value: r.Key}}, f.set...)
 		}

@@ -2,6 +2,7 @@ package mongostore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -253,6 +254,7 @@ func TestJobQueriesUseIndexes(t *testing.T) {
 			return err
 		}},
 		{"analytics", func() error { _, err := svc.Analytics(ctx); return err }},
+		{"console", func() error { return consoleQueries(ctx, st) }},
 	}
 	for _, s := range steps {
 		if err := s.run(); err != nil {
@@ -265,7 +267,7 @@ func TestJobQueriesUseIndexes(t *testing.T) {
 	log.mu.Unlock()
 
 	covered := map[string]bool{"subscriptions": true, "sessions": true, "payments": true, "notifications": true,
-		"webhook_events": true, "locks": true}
+		"webhook_events": true, "locks": true, "audit_logs": true, "daily_snapshots": true}
 	var info bson.M
 	if err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
 		t.Fatal(err)
@@ -336,4 +338,38 @@ func shapeOf(doc bson.Raw) string {
 		parts = append(parts, e.Key()+":"+v.Type.String())
 	}
 	return "{" + strings.Join(parts, ",") + "}"
+}
+
+// consoleQueries sends every query shape of billing.Console and billing.SnapshotStore:
+// each list unfiltered, by each filter and on a second page.
+func consoleQueries(ctx context.Context, st *mongostore.Store) error {
+	after := billing.Cursor{CreatedAt: hostNow, ID: "0123456789abcdef01234567"}
+	for _, q := range []billing.SubscriptionQuery{{}, {Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, {Gateway: "stripe"},
+		{PlanID: "p1"}, {Q: "ana@"}, {Q: "sub_x", Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, {After: after}} {
+		if _, _, err := st.SearchSubscriptions(ctx, q); err != nil {
+			return err
+		}
+	}
+	for _, q := range []billing.PaymentQuery{{}, {Status: billing.PaymentPending}, {SubscriptionID: "s1"}, {After: after}} {
+		if _, _, err := st.ListPayments(ctx, q); err != nil {
+			return err
+		}
+	}
+	for _, q := range []billing.NotificationQuery{{}, {Kind: billing.KindExpiring}, {Status: billing.NotificationFailed},
+		{SubscriptionID: "s1", Kind: billing.KindExpiring}, {After: after}} {
+		if _, _, err := st.ListNotifications(ctx, q); err != nil {
+			return err
+		}
+	}
+	if _, err := st.ListEntityAudit(ctx, []string{"s1", "pay1"}, 50); err != nil {
+		return err
+	}
+	if _, err := st.RetryNotification(ctx, "none", "tok", hostNow, hostNow.Add(time.Minute)); err != nil && !errors.Is(err, billing.ErrNotFound) {
+		return err
+	}
+	if err := st.PutDailySnapshot(ctx, billing.DailySnapshot{Day: hostNow}); err != nil {
+		return err
+	}
+	_, err := st.ListDailySnapshots(ctx, hostNow.AddDate(0, 0, -90))
+	return err
 }

@@ -35,6 +35,7 @@ type Store struct {
 
 	users, plans, subs, payments, sessions, audit *mongo.Collection
 	runs, states, events, locks, notifications    *mongo.Collection
+	snapshots                                     *mongo.Collection
 
 	modeMu sync.Mutex
 	mode   ClaimMode // ClaimAuto until known
@@ -62,7 +63,7 @@ func New(db *mongo.Database, cfg Config) (*Store, error) {
 		users: db.Collection(c.Users), plans: db.Collection(c.Plans), subs: db.Collection(c.Subscriptions),
 		payments: db.Collection(c.Payments), sessions: db.Collection(c.Sessions), audit: db.Collection(c.Audit),
 		runs: db.Collection(c.JobRuns), states: db.Collection(c.JobStates), events: db.Collection(c.WebhookEvents),
-		locks: db.Collection(c.Locks), notifications: db.Collection(c.Notifications),
+		locks: db.Collection(c.Locks), notifications: db.Collection(c.Notifications), snapshots: db.Collection(c.Snapshots),
 	}
 	s.mode = cfg.ClaimMode
 	s.money = cfg.money()

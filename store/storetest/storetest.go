@@ -86,6 +86,7 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opt
 		{"Cancellation", s.cancelTests()},
 		{"Previews", s.previewTests()},
 		{"AuditCount", s.auditCountTests()},
+		{"Console", s.consoleTests()},
 	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {

@@ -1,0 +1,428 @@
+package memstore
+
+import (
+	"cmp"
+	"context"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+var (
+	_ billing.Console       = (*Store)(nil)
+	_ billing.SnapshotStore = (*Store)(nil)
+)
+
+// consoleIndex holds the orderings the console's lists read, so a page reads only the
+// records it returns (plus those its filters pass over), never every record. The
+// orderings run oldest first by (CreatedAt, ID) and are read from the end; records
+// inserted in time order (the usual case: created now) are appended and keep them sorted,
+// others mark them for a sort by the next reader.
+type consoleIndex struct {
+	subs       []*subRecord
+	subsDirty  bool
+	gateways   map[string]struct{} // every gateway name a subscription was inserted with, for Q
+	users      []userKey           // by lower-cased email
+	usersDirty bool
+
+	payments      []string // payment ids
+	paymentsDirty bool
+	paymentsBySub map[string]map[string]struct{}
+
+	notes      []string // notification keys
+	notesDirty bool
+	notesBySub map[string][]string
+
+	auditByEntity map[string][]*billing.AuditEntry // in insertion (time) order
+	snapshots     map[time.Time]billing.DailySnapshot
+}
+
+type userKey struct{ email, id string }
+
+func (c *consoleIndex) init() {
+	if c.gateways == nil {
+		c.gateways = map[string]struct{}{}
+		c.paymentsBySub = map[string]map[string]struct{}{}
+		c.notesBySub = map[string][]string{}
+		c.auditByEntity = map[string][]*billing.AuditEntry{}
+		c.snapshots = map[time.Time]billing.DailySnapshot{}
+	}
+}
+
+// The hooks below are called, under the write lock, by the writes that change what the
+// console's orderings hold.
+
+func (s *Store) consoleSub(r *subRecord) {
+	s.con.init()
+	if n := len(s.con.subs); n > 0 && oldestFirst(s.con.subs[n-1].sub.CreatedAt, r.sub.CreatedAt, s.con.subs[n-1].sub.ID, r.sub.ID) > 0 {
+		s.con.subsDirty = true
+	}
+	s.con.subs = append(s.con.subs, r)
+	s.con.gateways[r.sub.Gateway] = struct{}{}
+}
+
+func (s *Store) consoleUser(u billing.User) {
+	s.con.users = append(s.con.users, userKey{strings.ToLower(u.Email), u.ID})
+	s.con.usersDirty = true
+}
+
+func (s *Store) consolePayment(old, p billing.Payment, inserted bool) {
+	s.con.init()
+	if inserted {
+		if n := len(s.con.payments); n > 0 {
+			last := s.payments[s.con.payments[n-1]]
+			s.con.paymentsDirty = s.con.paymentsDirty || oldestFirst(last.CreatedAt, p.CreatedAt, last.ID, p.ID) > 0
+		}
+		s.con.payments = append(s.con.payments, p.ID)
+	}
+	if !inserted && old.SubscriptionID == p.SubscriptionID {
+		return
+	}
+	if set := s.con.paymentsBySub[old.SubscriptionID]; set != nil && !inserted {
+		delete(set, p.ID)
+	}
+	if p.SubscriptionID != "" {
+		set := s.con.paymentsBySub[p.SubscriptionID]
+		if set == nil {
+			set = map[string]struct{}{}
+			s.con.paymentsBySub[p.SubscriptionID] = set
+		}
+		set[p.ID] = struct{}{}
+	}
+}
+
+func (s *Store) consoleNote(n billing.NotificationRecord) {
+	s.con.init()
+	if k := len(s.con.notes); k > 0 {
+		last := s.notifications[s.con.notes[k-1]]
+		s.con.notesDirty = s.con.notesDirty || oldestFirst(last.CreatedAt, n.CreatedAt, last.Key, n.Key) > 0
+	}
+	s.con.notes = append(s.con.notes, n.Key)
+	if n.SubscriptionID != "" {
+		s.con.notesBySub[n.SubscriptionID] = append(s.con.notesBySub[n.SubscriptionID], n.Key)
+	}
+}
+
+func (s *Store) consoleAudit(e *billing.AuditEntry) {
+	s.con.init()
+	s.con.auditByEntity[e.EntityID] = append(s.con.auditByEntity[e.EntityID], e)
+}
+
+func (s *Store) consoleDropAudit(e *billing.AuditEntry) {
+	list := s.con.auditByEntity[e.EntityID]
+	if i := slices.Index(list, e); i >= 0 {
+		list = slices.Delete(list, i, i+1)
+	}
+	if len(list) == 0 {
+		delete(s.con.auditByEntity, e.EntityID)
+	} else {
+		s.con.auditByEntity[e.EntityID] = list
+	}
+}
+
+func oldestFirst(at, bt time.Time, a, b string) int {
+	if c := at.Compare(bt); c != 0 {
+		return c
+	}
+	return cmp.Compare(a, b)
+}
+
+// sortConsole re-sorts the orderings inserts extended. Caller holds the write lock.
+func (s *Store) sortConsole() {
+	s.con.init()
+	c := &s.con
+	if c.subsDirty {
+		slices.SortStableFunc(c.subs, func(a, b *subRecord) int {
+			return oldestFirst(a.sub.CreatedAt, b.sub.CreatedAt, a.sub.ID, b.sub.ID)
+		})
+		c.subsDirty = false
+	}
+	if c.usersDirty {
+		slices.SortFunc(c.users, func(a, b userKey) int { return cmp.Or(cmp.Compare(a.email, b.email), cmp.Compare(a.id, b.id)) })
+		c.usersDirty = false
+	}
+	if c.paymentsDirty {
+		slices.SortFunc(c.payments, func(a, b string) int {
+			return oldestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
+		})
+		c.paymentsDirty = false
+	}
+	if c.notesDirty {
+		// Keys pruned by retention are dropped here.
+		c.notes = slices.DeleteFunc(c.notes, func(k string) bool { _, ok := s.notifications[k]; return !ok })
+		slices.SortFunc(c.notes, func(a, b string) int {
+			return oldestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
+		})
+		c.notes = slices.Compact(c.notes) // a key pruned and reserved again
+		for sub, keys := range c.notesBySub {
+			keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := s.notifications[k]; return !ok })
+			if len(keys) == 0 {
+				delete(c.notesBySub, sub)
+			} else {
+				c.notesBySub[sub] = keys
+			}
+		}
+		c.notesDirty = false
+	}
+}
+
+// consoleLock takes the read lock, or the write lock when an ordering must be re-sorted
+// first; it returns the matching unlock.
+func (s *Store) consoleLock() func() {
+	s.mu.RLock()
+	c := &s.con
+	if c.gateways != nil && !c.subsDirty && !c.usersDirty && !c.paymentsDirty && !c.notesDirty {
+		return s.mu.RUnlock
+	}
+	s.mu.RUnlock()
+	s.mu.Lock()
+	s.sortConsole()
+	return s.mu.Unlock
+}
+
+// page collects up to limit items after the cursor from a newest-first ordering; start
+// is the first position after the cursor.
+func page[T any](n, limit int, start int, at func(i int) (T, time.Time, string, bool)) ([]T, billing.Cursor) {
+	out := make([]T, 0, min(limit, 16))
+	var last billing.Cursor
+	for i := start; i < n; i++ {
+		v, t, id, ok := at(i)
+		if !ok {
+			continue
+		}
+		if len(out) == limit {
+			return out, last
+		}
+		out = append(out, v)
+		last = billing.Cursor{CreatedAt: t, ID: id}
+	}
+	return out, billing.Cursor{}
+}
+
+// SearchSubscriptions implements billing.Console.
+func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQuery) ([]billing.Subscription, billing.Cursor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, billing.Cursor{}, err
+	}
+	limit, err := billing.PageLimit(q.Limit)
+	if err != nil {
+		return nil, billing.Cursor{}, err
+	}
+	defer s.consoleLock()()
+	if q.Q != "" {
+		return s.searchQ(q, limit)
+	}
+	list := s.con.subs
+	at := func(i int) *subRecord { return list[len(list)-1-i] } // newest first
+	start := sort.Search(len(list), func(i int) bool {
+		return q.After.Before(at(i).sub.CreatedAt, at(i).sub.ID)
+	})
+	out, next := page(len(list), limit, start, func(i int) (billing.Subscription, time.Time, string, bool) {
+		r := at(i)
+		if !q.Match(r.sub) {
+			return billing.Subscription{}, time.Time{}, "", false
+		}
+		return copySub(r.sub), r.sub.CreatedAt, r.sub.ID, true
+	})
+	return out, next, nil
+}
+
+// searchQ answers a query with Q: the candidates are found by id, gateway id and email,
+// then ordered and paged like a list.
+func (s *Store) searchQ(q billing.SubscriptionQuery, limit int) ([]billing.Subscription, billing.Cursor, error) {
+	found := map[string]*subRecord{}
+	if r, ok := s.subs[q.Q]; ok {
+		found[r.sub.ID] = r
+	}
+	gateways := []string{billing.GatewayStripe, billing.GatewayMercadoPago, billing.GatewayPayPal} // and any other seen
+	for gw := range s.con.gateways {
+		gateways = append(gateways, gw)
+	}
+	for _, gw := range gateways {
+		if id, ok := s.subsByGW[gwKey(gw, q.Q)]; ok {
+			if r := s.subs[id]; r != nil {
+				found[id] = r
+			}
+		}
+	}
+	prefix := strings.ToLower(q.Q)
+	users := s.con.users
+	for i, n := sort.Search(len(users), func(i int) bool { return users[i].email >= prefix }), 0; i < len(users) && n < billing.MaxPageSize; i, n = i+1, n+1 {
+		if !strings.HasPrefix(users[i].email, prefix) {
+			break
+		}
+		for _, r := range s.byUser[users[i].id] {
+			found[r.sub.ID] = r
+		}
+	}
+	list := make([]*subRecord, 0, len(found))
+	for _, r := range found {
+		if q.Match(r.sub) && q.After.Before(r.sub.CreatedAt, r.sub.ID) {
+			list = append(list, r)
+		}
+	}
+	slices.SortFunc(list, func(a, b *subRecord) int { return oldestFirst(b.sub.CreatedAt, a.sub.CreatedAt, b.sub.ID, a.sub.ID) })
+	out, next := page(len(list), limit, 0, func(i int) (billing.Subscription, time.Time, string, bool) {
+		return copySub(list[i].sub), list[i].sub.CreatedAt, list[i].sub.ID, true
+	})
+	return out, next, nil
+}
+
+// ListPayments implements billing.Console.
+func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]billing.Payment, billing.Cursor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, billing.Cursor{}, err
+	}
+	limit, err := billing.PageLimit(q.Limit)
+	if err != nil {
+		return nil, billing.Cursor{}, err
+	}
+	defer s.consoleLock()()
+	ids := s.con.payments
+	if q.SubscriptionID != "" {
+		ids = make([]string, 0, len(s.con.paymentsBySub[q.SubscriptionID]))
+		for id := range s.con.paymentsBySub[q.SubscriptionID] {
+			ids = append(ids, id)
+		}
+		slices.SortFunc(ids, func(a, b string) int {
+			return oldestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
+		})
+	}
+	id := func(i int) string { return ids[len(ids)-1-i] } // newest first
+	start := sort.Search(len(ids), func(i int) bool { return q.After.Before(s.payments[id(i)].CreatedAt, id(i)) })
+	out, next := page(len(ids), limit, start, func(i int) (billing.Payment, time.Time, string, bool) {
+		p := s.payments[id(i)]
+		return p, p.CreatedAt, p.ID, q.Match(p)
+	})
+	return out, next, nil
+}
+
+// ListNotifications implements billing.Console.
+func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQuery) ([]billing.NotificationRecord, billing.Cursor, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, billing.Cursor{}, err
+	}
+	limit, err := billing.PageLimit(q.Limit)
+	if err != nil {
+		return nil, billing.Cursor{}, err
+	}
+	defer s.consoleLock()()
+	keys := s.con.notes
+	if q.SubscriptionID != "" {
+		keys = slices.Clone(s.con.notesBySub[q.SubscriptionID])
+		slices.SortFunc(keys, func(a, b string) int {
+			return oldestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
+		})
+	}
+	key := func(i int) string { return keys[len(keys)-1-i] } // newest first
+	start := sort.Search(len(keys), func(i int) bool { return q.After.Before(s.notifications[key(i)].CreatedAt, key(i)) })
+	out, next := page(len(keys), limit, start, func(i int) (billing.NotificationRecord, time.Time, string, bool) {
+		n, ok := s.notifications[key(i)]
+		return copyNote(n), n.CreatedAt, n.Key, ok && q.Match(n)
+	})
+	return out, next, nil
+}
+
+func copyNote(n billing.NotificationRecord) billing.NotificationRecord {
+	if n.Data != nil {
+		d := *n.Data
+		n.Data = &d
+	}
+	return n
+}
+
+// ListEntityAudit implements billing.Console.
+func (s *Store) ListEntityAudit(ctx context.Context, ids []string, limit int) ([]billing.AuditEntry, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if limit < 1 || limit > billing.MaxPageSize {
+		return nil, invalid("audit limit %d: use 1 to %d", limit, billing.MaxPageSize)
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var all []*billing.AuditEntry
+	for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
+		list := s.con.auditByEntity[id]
+		all = append(all, list[max(0, len(list)-limit):]...)
+	}
+	slices.SortStableFunc(all, func(a, b *billing.AuditEntry) int { return b.CreatedAt.Compare(a.CreatedAt) })
+	out := make([]billing.AuditEntry, 0, min(limit, len(all)))
+	for _, e := range all[:min(limit, len(all))] {
+		out = append(out, copyAudit(*e))
+	}
+	return out, nil
+}
+
+// RetryNotification implements billing.Console.
+func (s *Store) RetryNotification(ctx context.Context, key, token string, now, leaseUntil time.Time) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	if key == "" || token == "" {
+		return false, invalid("retrying a notification needs its key and a token")
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n, ok := s.notifications[key]
+	if !ok {
+		return false, notFound("notification", key)
+	}
+	if n.Status != billing.NotificationFailed {
+		return false, nil
+	}
+	n.Status, n.Error, n.Token, n.LeaseUntil, n.UpdatedAt = billing.NotificationSending, "", token, t0(leaseUntil), t0(now)
+	s.notifications[key] = n
+	return true, nil
+}
+
+// PutDailySnapshot implements billing.SnapshotStore.
+func (s *Store) PutDailySnapshot(ctx context.Context, snap billing.DailySnapshot) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if snap.Day.IsZero() {
+		return invalid("snapshot without a day")
+	}
+	snap.Day, snap.Taken = billing.SnapshotDay(snap.Day), t0(snap.Taken)
+	snap = copySnapshot(snap)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.con.init()
+	s.con.snapshots[snap.Day] = snap
+	return nil
+}
+
+// ListDailySnapshots implements billing.SnapshotStore.
+func (s *Store) ListDailySnapshots(ctx context.Context, since time.Time) ([]billing.DailySnapshot, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	since = billing.SnapshotDay(since)
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var out []billing.DailySnapshot
+	for day, snap := range s.con.snapshots {
+		if !day.Before(since) {
+			out = append(out, copySnapshot(snap))
+		}
+	}
+	slices.SortFunc(out, func(a, b billing.DailySnapshot) int { return a.Day.Compare(b.Day) })
+	return out, nil
+}
+
+func copySnapshot(s billing.DailySnapshot) billing.DailySnapshot {
+	byStatus := make(map[billing.SubscriptionStatus]int, len(s.ByStatus))
+	for k, v := range s.ByStatus {
+		byStatus[k] = v
+	}
+	mrr := make(map[string]int64, len(s.MRR))
+	for k, v := range s.MRR {
+		mrr[k] = v
+	}
+	s.ByStatus, s.MRR = byStatus, mrr
+	return s
+}
