@@ -35,7 +35,7 @@ func newReplica(t testing.TB, st billing.Store, clock billing.Clock, notes billi
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := stripegw.NewWebhookHandler(svc, stripegw.Config{WebhookSecret: secret, Prices: testPrices})
+	h, err := stripegw.NewWebhookHandler(svc.Processor(), stripegw.Config{WebhookSecret: secret, Prices: testPrices})
 	if err != nil {
 		t.Fatal(err)
 	}
