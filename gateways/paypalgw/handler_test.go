@@ -296,18 +296,25 @@ type snapshot struct {
 }
 
 func (e *env) snapshot() snapshot {
+	e.t.Helper()
+	return snapshotOf(e.t, e.store, e.sortedEmails())
+}
+
+// snapshotOf is the snapshot of st, with emails the sorted emails sent.
+func snapshotOf(t *testing.T, st billing.Store, emails []sent) snapshot {
+	t.Helper()
 	ctx := context.Background()
-	sub, ok := e.sub()
-	if !ok {
-		e.t.Fatal("no subscription")
+	sub, err := st.FindSubscriptionByGateway(ctx, billing.GatewayPayPal, testSubID)
+	if err != nil {
+		t.Fatal("no subscription")
 	}
-	u, _ := e.store.GetUser(ctx, testUser)
-	subs, _ := e.store.ListUserSubscriptions(ctx, testUser)
+	u, _ := st.GetUser(ctx, testUser)
+	subs, _ := st.ListUserSubscriptions(ctx, testUser)
 	s := snapshot{Status: sub.Status, PeriodStart: sub.CurrentPeriodStart, End: sub.CurrentPeriodEnd, Applied: len(sub.AppliedPayments),
 		UserPlan: u.PlanID, UserStatus: u.Status, AccessUntil: u.AccessUntil, Payments: map[string]billing.PaymentStatus{},
-		Emails: e.sortedEmails(), SubscriptionsCount: len(subs)}
+		Emails: emails, SubscriptionsCount: len(subs)}
 	for _, id := range []string{"SALE-1", "SALE-2", "SALE-3", "failed:" + testSubID + ":" + itoa(t0.AddDate(0, 2, 0).UnixMilli())} {
-		if p, err := e.store.FindPaymentByGateway(ctx, billing.GatewayPayPal, id); err == nil {
+		if p, err := st.FindPaymentByGateway(ctx, billing.GatewayPayPal, id); err == nil {
 			s.Payments[id] = p.Status
 		}
 	}
