@@ -200,9 +200,6 @@ func NewService(store Store, notifier Notifier, cfg Config) (*Service, error) {
 	return &Service{store: store, notifier: notifier, cfg: cfg, clock: cfg.Clock, log: cfg.Logger, inbox: newInbox()}, nil
 }
 
-// Store returns the service's store.
-func (s *Service) Store() Store { return s.store }
-
 // Clock returns the service's clock.
 func (s *Service) Clock() Clock { return s.clock }
 

@@ -116,7 +116,7 @@ func run(ctx context.Context, addr, adminToken string) error {
 	}
 	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", admin))
 	if secret := os.Getenv("STRIPE_WEBHOOK_SECRET"); secret != "" {
-		hook, err := stripegw.NewWebhookHandler(svc, stripegw.Config{WebhookSecret: secret, SecretKey: os.Getenv("STRIPE_SECRET_KEY")})
+		hook, err := stripegw.NewWebhookHandler(svc.Processor(), stripegw.Config{WebhookSecret: secret, SecretKey: os.Getenv("STRIPE_SECRET_KEY")})
 		if err != nil {
 			return err
 		}

@@ -65,7 +65,9 @@ func (a *app) gateways(clock billing.Clock) (map[string]billing.RenewalLookup, m
 		}
 		if c.StripeWebhookSecret != "" {
 			hooks[billing.GatewayStripe] = func(svc *billing.Service) (http.Handler, error) {
-				return stripegw.NewWebhookHandler(svc, sc, stripegw.WithClock(clock), stripegw.WithLogger(a.log))
+				hc := sc
+				hc.Clock, hc.Logger = clock, a.log
+				return stripegw.NewWebhookHandler(svc.Processor(), hc)
 			}
 		}
 	}
@@ -80,7 +82,9 @@ func (a *app) gateways(clock billing.Clock) (map[string]billing.RenewalLookup, m
 		renewals[billing.GatewayMercadoPago] = l
 		if c.MercadoPagoWebhookSecret != "" {
 			hooks[billing.GatewayMercadoPago] = func(svc *billing.Service) (http.Handler, error) {
-				return mercadopagogw.NewWebhookHandler(svc, mc, mercadopagogw.WithClock(clock), mercadopagogw.WithLogger(a.log))
+				hc := mc
+				hc.Clock, hc.Logger = clock, a.log
+				return mercadopagogw.NewWebhookHandler(svc.Processor(), hc)
 			}
 		}
 	}
@@ -99,7 +103,9 @@ func (a *app) gateways(clock billing.Clock) (map[string]billing.RenewalLookup, m
 		renewals[billing.GatewayPayPal] = l
 		if c.PayPalWebhookID != "" {
 			hooks[billing.GatewayPayPal] = func(svc *billing.Service) (http.Handler, error) {
-				return paypalgw.NewWebhookHandler(svc, pc, paypalgw.WithClock(clock), paypalgw.WithLogger(a.log))
+				hc := pc
+				hc.Clock, hc.Logger = clock, a.log
+				return paypalgw.NewWebhookHandler(svc.Processor(), hc)
 			}
 		}
 	}

@@ -28,7 +28,7 @@ func newAPI(cfg Config) (*api, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%w: BaseURL: %v", ErrInvalidConfig, err)
 	}
-	var doer Doer = cfg.HTTPClient
+	var doer doer = cfg.HTTPClient
 	if strings.TrimRight(cfg.BaseURL, "/") != DefaultBaseURL {
 		doer = &rebase{base: base, next: cfg.HTTPClient}
 	}
@@ -42,7 +42,12 @@ func newAPI(cfg Config) (*api, error) {
 // rebase sends sdk-go's requests (always to api.mercadopago.com) to base instead.
 type rebase struct {
 	base *url.URL
-	next Doer
+	next doer
+}
+
+// doer is sdk-go's requester interface; *http.Client is one.
+type doer interface {
+	Do(req *http.Request) (*http.Response, error)
 }
 
 func (r *rebase) Do(req *http.Request) (*http.Response, error) {
@@ -67,7 +72,7 @@ func (a *api) getPayment(ctx context.Context, id string) (*payment.Response, err
 		return nil, apiError("get payment", id, err)
 	}
 	if p == nil || p.ID == 0 {
-		return nil, &APIError{Op: "get payment", ID: id, StatusCode: http.StatusNotFound}
+		return nil, apiErr("get payment", id, http.StatusNotFound, nil)
 	}
 	return p, nil
 }
@@ -83,7 +88,7 @@ func (a *api) getPreapproval(ctx context.Context, id string) (*preapproval.Respo
 		return nil, apiError("get preapproval", id, err)
 	}
 	if p == nil || p.ID == "" {
-		return nil, &APIError{Op: "get preapproval", ID: id, StatusCode: http.StatusNotFound}
+		return nil, apiErr("get preapproval", id, http.StatusNotFound, nil)
 	}
 	return p, nil
 }
@@ -93,10 +98,10 @@ func (a *api) getPreapproval(ctx context.Context, id string) (*preapproval.Respo
 func apiError(op, id string, err error) error {
 	var re *mperror.ResponseError
 	if errors.As(err, &re) {
-		return &APIError{Op: op, ID: id, StatusCode: re.StatusCode, Retryable: retryableStatus(re.StatusCode)}
+		return apiErr(op, id, re.StatusCode, nil)
 	}
 	// Transport errors, timeouts, undecodable answers: a later attempt may succeed.
-	return &APIError{Op: op, ID: id, Retryable: true, Err: err}
+	return apiErr(op, id, 0, err)
 }
 
 func truncate(s string) string {

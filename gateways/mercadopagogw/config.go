@@ -7,6 +7,8 @@ import (
 	"net/http"
 	"net/url"
 	"time"
+
+	"github.com/renewkit/renewkit/billing"
 )
 
 // DefaultBaseURL is where the Mercado Pago API lives.
@@ -15,7 +17,9 @@ const DefaultBaseURL = "https://api.mercadopago.com"
 // DefaultTolerance is the replay window of a signature's ts when Config.Tolerance is 0.
 const DefaultTolerance = 15 * time.Minute
 
-// Doer sends HTTP requests; *http.Client is one. It is the sdk-go requester interface.
+// Doer sends HTTP requests; *http.Client is one.
+//
+// Deprecated: Config.HTTPClient is an *http.Client, as in every gateway package.
 type Doer interface {
 	Do(req *http.Request) (*http.Response, error)
 }
@@ -33,9 +37,9 @@ type Config struct {
 	// handler rewrites sdk-go's requests to it, since sdk-go has no base URL option.
 	BaseURL string
 	// HTTPClient sends the API requests; default an *http.Client with Timeout. sdk-go's own
-	// requester (three retries two seconds apart) is not used: a webhook answers within
-	// seconds and Mercado Pago retries the notification instead.
-	HTTPClient Doer
+	// requester (three retries two seconds apart) is not used: the inbox retries an event
+	// on its backoff instead.
+	HTTPClient *http.Client
 	// Timeout bounds each API call. Default 10s.
 	Timeout time.Duration
 	// Tolerance rejects signatures whose ts is further than this from the clock, either way
@@ -46,14 +50,25 @@ type Config struct {
 	// content is never trusted: the payment is read from the API. Default off: IPN carries
 	// no signature, so anyone can make renewkit ask the API about a payment.
 	AcceptLegacyIPN bool
-	// MaxBody is the largest body accepted; default 1 MiB.
-	MaxBody int64
+	// MaxBodyBytes is the largest body accepted; default 1 MiB.
+	MaxBodyBytes int64
 	// Plans maps Mercado Pago preapproval plan ids (preapproval_plan_id) to renewkit plan
 	// ids. A preapproval renewkit does not know yet is created only when its plan maps to
 	// the plan its signed external_reference names (billing.Service.SignReference); one
 	// without a plan must charge (auto_recurring) at least that plan's price in its
 	// currency. Every charge is compared with the plan's price.
 	Plans map[string]string
+	// Logger receives the handler's log lines (never a secret or a signature). Default:
+	// the billing core's logger.
+	Logger *slog.Logger
+	// Clock is what the signature's ts is checked against. Default: the billing core's
+	// clock.
+	Clock billing.Clock
+	// ProcessInline makes the webhook handler apply each notification in the request and
+	// answer with the outcome, for a host that wants it in the response (and for tests). By
+	// default the handler stores the verified notification in the billing inbox, answers
+	// 200 at once and billing.InboxWorker applies it.
+	ProcessInline bool
 }
 
 // LogValue keeps the access token and the webhook secret out of logs.
@@ -84,8 +99,8 @@ func (c Config) Validate() error {
 			errs = append(errs, fmt.Errorf("%s is negative (%v): use 0 for the default", name, d))
 		}
 	}
-	if c.MaxBody < 0 {
-		errs = append(errs, fmt.Errorf("MaxBody is negative (%d): use 0 for 1 MiB", c.MaxBody))
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxBodyBytes is negative (%d): use 0 for 1 MiB", c.MaxBodyBytes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)

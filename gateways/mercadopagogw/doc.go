@@ -10,22 +10,32 @@
 // ts is further than this from the Service's clock, either way; default DefaultTolerance,
 // 15 minutes, and the check cannot be turned off), AcceptLegacyIPN,
 // BaseURL and HTTPClient (tests point them at a local server: sdk-go has no base URL option,
-// so the package rewrites its requests), Timeout, MaxBody. Validate joins every problem and
-// never echoes a secret.
+// so the package rewrites its requests), Timeout, MaxBodyBytes, Logger and Clock (default:
+// the billing core's), ProcessInline. Validate joins every problem and never echoes a
+// secret.
+//
+// # Shared vocabulary
+//
+// The Config fields every gateway spells the same are BaseURL, HTTPClient (*http.Client),
+// MaxBodyBytes, Tolerance, Logger, Clock and ProcessInline; errors are *gateways.APIError
+// and the gateways signature sentinels. Earlier names: MaxBody (now MaxBodyBytes), HTTPClient of type Doer (now *http.Client), the options WithClock, WithLogger and ProcessInline() (now Config fields), ErrInvalidSignature (gateways.ErrSignatureMismatch), ErrAPI (gateways.ErrAPI). The old sentinel and type
+// names remain as deprecated aliases for one release; renamed Config fields cannot alias, so
+// set the new ones. The handler takes the billing core, svc.Processor(), instead of the
+// Service.
 //
 // # Mounting
 //
-//	h, err := mercadopagogw.NewWebhookHandler(svc, mercadopagogw.Config{
-//		AccessToken:   os.Getenv("MERCADOPAGO_ACCESS_TOKEN"),
-//		WebhookSecret: os.Getenv("MERCADOPAGO_WEBHOOK_SECRET"),
-//	})
-//	if err != nil {
-//		return err
-//	}
-//	mux.Handle("POST /api/payments/mercadopago/webhook", h)
+// ExampleNewWebhookHandler mounts the handler and registers the lookup; the lookup is
+// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayMercadoPago: lookup}}.
 //
-//	lookup, err := mercadopagogw.NewRenewalLookup(mercadopagogw.Config{AccessToken: token})
-//	// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayMercadoPago: lookup}}
+// # Objects the API does not show yet
+//
+// Right after its notification a payment may not be visible at the API yet, so a 404 is
+// not final here: the *gateways.APIError wraps billing.ErrNotFound and the inbox parks the
+// event on its normal backoff (1 min, 5 min, ...), applies it once the API shows it, and
+// ends it ignored ("unknown object", with a log line) after InboxConfig.ParkWait (72 h by
+// default). The first delivery is answered 200 "accepted"; with ProcessInline a parked
+// event is answered 503 so Mercado Pago redelivers it.
 //
 // Subscribe the application to the "Payments" and "Plans and subscriptions" topics.
 //
@@ -96,7 +106,7 @@
 //
 // Answers follow gateways/internal/hookhttp: 200 for processed, ignored and duplicate; 409
 // while another delivery processes the same notification; 503 with Retry-After when the
-// payment or preapproval is not visible at the API yet (404), the API does not answer (or
+// payment or preapproval is not visible at the API yet (404, inline only: see above), the API does not answer (or
 // answers 408, 429, 5xx), or the subscription it needs is not there yet; 500 when the store
 // fails or the API refuses the access token; 400 for input no retry fixes.
 //

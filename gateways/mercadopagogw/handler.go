@@ -16,31 +16,14 @@ import (
 	"github.com/mercadopago/sdk-go/pkg/preapproval"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 const actor = billing.GatewayMercadoPago
 
-// Option configures NewWebhookHandler.
-type Option func(*hookhttp.Options) error
-
-// WithLogger sets the logger; default the billing Service's logger. Secrets and signatures
-// are never logged.
-func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
-
-// WithClock sets the clock the signature tolerance is checked against; default the
-// Service's clock.
-func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
-
-// ProcessInline makes NewWebhookHandler apply each event in the request and answer with
-// the outcome, as for a host that wants it in the response (and for tests). By default the
-// handler stores the verified event in the billing inbox, answers 200 at once and
-// billing.InboxWorker applies it.
-func ProcessInline() Option { return Option(hookhttp.ProcessInline()) }
-
 type handler struct {
-	svc    *billing.Service
-	pp     *billing.PaymentProcessor
+	core   gateways.Core
 	cfg    Config
 	api    *api
 	clock  billing.Clock
@@ -54,22 +37,19 @@ type handler struct {
 //	mux.Handle("POST /api/payments/mercadopago/webhook", h)
 //
 // It verifies x-signature before parsing anything, deduplicates by notification id through
-// svc's webhook inbox, reads the payment or preapproval from the API and applies it through
-// svc's PaymentProcessor. See the package documentation for the mapping.
-func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.Handler, error) {
+// core's webhook inbox (svc.Processor() of a billing.Service), reads the payment or
+// preapproval from the API and applies it through core. See the package documentation for
+// the mapping.
+func NewWebhookHandler(core gateways.Core, cfg Config) (http.Handler, error) {
 	var errs []error
-	if svc == nil {
-		errs = append(errs, fmt.Errorf("%w: nil billing.Service: pass the one from billing.NewService(store, notifier, cfg)", ErrInvalidConfig))
+	if core == nil {
+		errs = append(errs, fmt.Errorf("%w: nil billing core: pass svc.Processor() of your billing.Service (billing.NewService(store, notifier, cfg))", ErrInvalidConfig))
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
 	if cfg.WebhookSecret == "" {
 		errs = append(errs, fmt.Errorf("%w: WebhookSecret is empty: copy the secret signature from Your integrations > Webhooks", ErrInvalidConfig))
-	}
-	o, err := hookhttp.ApplyOptions(svc, ErrInvalidConfig, opts)
-	if err != nil {
-		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -79,8 +59,9 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	if err != nil {
 		return nil, err
 	}
-	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, api: a, clock: o.Clock, log: o.Log, inline: o.Inline}
-	if err := svc.RegisterWebhookProcessor(billing.GatewayMercadoPago, h.processStored); err != nil {
+	h := &handler{core: core, cfg: cfg, api: a, inline: cfg.ProcessInline}
+	h.log, h.clock = hookhttp.Defaults(core, cfg.Logger, cfg.Clock)
+	if err := core.RegisterWebhookProcessor(billing.GatewayMercadoPago, h.processStored); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -127,12 +108,12 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	q := r.URL.Query()
 	if isLegacyIPN(r, q) {
 		// IPN carries its notification in the query string, with any Content-Type.
-		if _, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBody); ok {
+		if _, ok := hookhttp.ReadBody(w, r, h.cfg.MaxBodyBytes); ok {
 			h.serveIPN(w, r, q)
 		}
 		return
 	}
-	body, ok := hookhttp.ReadJSONBody(w, r, h.cfg.MaxBody)
+	body, ok := hookhttp.ReadJSONBody(w, r, h.cfg.MaxBodyBytes)
 	if !ok {
 		return
 	}
@@ -158,7 +139,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	occurred, _ := sig.Time()
 	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: inboxKey(n.Type, dataID, sig, r.Header.Get(HeaderRequestID)),
 		Type: n.Type, ObjectKey: n.Type + ":" + dataID, OccurredAt: occurred, Payload: payload}
-	hookhttp.Deliver(w, r, h.log, h.svc, h.inline, ev, h.process(n.Type, dataID))
+	hookhttp.Deliver(w, r, h.log, h.core, h.inline, ev, h.process(n.Type, dataID))
 }
 
 // verify checks x-signature against data.id from the query string and x-request-id, then
@@ -238,7 +219,7 @@ func (h *handler) serveIPN(w http.ResponseWriter, r *http.Request, q url.Values)
 	}
 	eventID += eventIDSeparator + pay.Status
 	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: eventID, Type: TypePayment}
-	outcome, err := h.svc.HandleWebhookEvent(r.Context(), ev, func(ctx context.Context) (bool, error) {
+	outcome, err := h.core.HandleWebhookEvent(r.Context(), ev, func(ctx context.Context) (bool, error) {
 		return h.applyPayment(ctx, pay)
 	})
 	hookhttp.Respond(w, r, h.log, ev.Gateway, ev.EventID, outcome, err)
@@ -267,7 +248,7 @@ func (h *handler) applyPayment(ctx context.Context, pay *payment.Response) (bool
 			log.DebugContext(ctx, "mercadopago payment without external_reference ignored")
 			return true, nil
 		}
-		_, err := h.pp.ProcessFailed(ctx, billing.FailParams{PaymentID: pay.ExternalReference, GatewayPaymentID: gwID,
+		_, err := h.core.ProcessFailed(ctx, billing.FailParams{PaymentID: pay.ExternalReference, GatewayPaymentID: gwID,
 			Reason: failReason(pay), Actor: actor})
 		return false, err
 	case paymentRefunded, paymentChargedBack:
@@ -277,7 +258,7 @@ func (h *handler) applyPayment(ctx context.Context, pay *payment.Response) (bool
 			log.InfoContext(ctx, "mercadopago payment reversal not applied automatically", "preapproval_id", preID)
 			return true, nil
 		}
-		_, err := h.pp.ProcessCancelled(ctx, billing.FailParams{PaymentID: pay.ExternalReference, GatewayPaymentID: gwID,
+		_, err := h.core.ProcessCancelled(ctx, billing.FailParams{PaymentID: pay.ExternalReference, GatewayPaymentID: gwID,
 			Reason: failReason(pay), Actor: actor})
 		if errors.Is(err, billing.ErrInvalidTransition) {
 			// A refund or chargeback of an approved payment: renewkit has no transition for
@@ -311,7 +292,7 @@ func (h *handler) approveCheckout(ctx context.Context, pay *payment.Response) (b
 	}
 	if strings.HasPrefix(ref, "rk") && !strings.Contains(ref, ":") {
 		// A signed reference naming the renewkit payment (the other accepted form).
-		r, err := h.svc.VerifyReference(ref)
+		r, err := h.core.VerifyReference(ref)
 		if err != nil || r.PaymentID == "" {
 			return false, fmt.Errorf("mercadopago payment %d: external_reference names no payment: %w", pay.ID, errors.Join(err, billing.ErrBadReference))
 		}
@@ -321,7 +302,7 @@ func (h *handler) approveCheckout(ctx context.Context, pay *payment.Response) (b
 	if err != nil {
 		return false, err
 	}
-	_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: ref, GatewayPaymentID: strconv.Itoa(pay.ID),
+	_, err = h.core.ProcessApproved(ctx, billing.ApproveParams{PaymentID: ref, GatewayPaymentID: strconv.Itoa(pay.ID),
 		Charged: charged, Actor: actor})
 	return false, err
 }
@@ -344,7 +325,7 @@ func (h *handler) applyCharge(ctx context.Context, pay *payment.Response, preID 
 		paidAt = pay.DateCreated
 	}
 	start, end := chargePeriod(pay, pre)
-	_, err = h.pp.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
+	_, err = h.core.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
 		Gateway: billing.GatewayMercadoPago, GatewayPaymentID: strconv.Itoa(pay.ID), GatewaySubscriptionID: pre.ID,
 		Amount: amount, PeriodStart: start, PeriodEnd: end, PaidAt: paidAt, Actor: actor,
 	})
@@ -368,7 +349,7 @@ func (h *handler) failCharge(ctx context.Context, pay *payment.Response, preID s
 	if err != nil {
 		return false, err
 	}
-	_, err = h.pp.FailGatewayPayment(ctx, billing.GatewayPaymentParams{
+	_, err = h.core.FailGatewayPayment(ctx, billing.GatewayPaymentParams{
 		Gateway: billing.GatewayMercadoPago, GatewayPaymentID: strconv.Itoa(pay.ID), GatewaySubscriptionID: pre.ID,
 		Amount: amount, Actor: actor,
 	}, failReason(pay))
@@ -386,7 +367,7 @@ func (h *handler) chargeContext(ctx context.Context, preID string) (*preapproval
 	if err != nil {
 		return nil, false, err
 	}
-	_, err = h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID)
+	_, err = h.core.FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID)
 	if err == nil && pre.Status != "cancelled" {
 		return pre, true, nil
 	}
@@ -413,7 +394,7 @@ func (h *handler) syncPreapproval(ctx context.Context, id string) (bool, error) 
 // subscription a second time. ignored: the preapproval is not renewkit's.
 func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Response) (bool, error) {
 	var sub *billing.Subscription
-	switch s, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID); {
+	switch s, err := h.core.FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, pre.ID); {
 	case err == nil:
 		sub = &s
 	case !errors.Is(err, billing.ErrNotFound):
@@ -438,7 +419,7 @@ func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Respons
 		// Authorized, but no charge applied yet: the first charge activates it.
 		params.Status = billing.StatusPending
 	}
-	_, err := h.pp.SyncSubscription(ctx, params)
+	_, err := h.core.SyncSubscription(ctx, params)
 	return false, err
 }
 
@@ -450,7 +431,7 @@ func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Respons
 // with an error wrapping billing.ErrBadReference or billing.ErrChargeMismatch (answered
 // 200 "rejected", nothing changed).
 func (h *handler) bind(ctx context.Context, pre *preapproval.Response) (userID, planID string, err error) {
-	ref, err := h.svc.VerifyReference(pre.ExternalReference)
+	ref, err := h.core.VerifyReference(pre.ExternalReference)
 	if err != nil {
 		return "", "", fmt.Errorf("mercadopago preapproval %s: external_reference: %w", pre.ID, err)
 	}
@@ -461,7 +442,7 @@ func (h *handler) bind(ctx context.Context, pre *preapproval.Response) (userID, 
 		}
 		return ref.UserID, ref.PlanID, nil
 	}
-	plan, err := h.svc.Store().GetPlan(ctx, ref.PlanID)
+	plan, err := h.core.GetPlan(ctx, ref.PlanID)
 	if err != nil {
 		return "", "", fmt.Errorf("plan %s of preapproval %s: %w", ref.PlanID, pre.ID, err)
 	}

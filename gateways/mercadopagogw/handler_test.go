@@ -417,7 +417,7 @@ func TestNewWebhookHandlerValidation(t *testing.T) {
 		}
 	}
 	e := newEnv(t)
-	_, err = NewWebhookHandler(e.svc, Config{AccessToken: "APP_USR-secret-token", WebhookSecret: "s3cr3t", Timeout: -1}, WithLogger(nil))
+	_, err = NewWebhookHandler(e.svc.Processor(), Config{AccessToken: "APP_USR-secret-token", WebhookSecret: "s3cr3t", Timeout: -1})
 	if err == nil || strings.Contains(err.Error(), "APP_USR-secret-token") || strings.Contains(err.Error(), "s3cr3t") {
 		t.Fatalf("err %v", err)
 	}

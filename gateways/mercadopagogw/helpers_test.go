@@ -204,7 +204,8 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 	for _, m := range mutate {
 		m(&e.cfg)
 	}
-	h, err := NewWebhookHandler(svc, e.cfg, WithLogger(slog.New(slog.DiscardHandler)), ProcessInline())
+	e.cfg.Logger, e.cfg.ProcessInline = slog.New(slog.DiscardHandler), true
+	h, err := NewWebhookHandler(svc.Processor(), e.cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -128,29 +128,35 @@ type snapshot struct {
 
 func (e *env) snapshot() snapshot {
 	e.t.Helper()
+	return snapshotOf(e.t, e.st, e.mails())
+}
+
+// snapshotOf is the snapshot of st, with mails the notifications sent.
+func snapshotOf(t *testing.T, st billing.Store, mails []billing.Notification) snapshot {
+	t.Helper()
 	ctx := context.Background()
 	var s snapshot
 	gw := map[string]string{}
 	for _, id := range []int64{p1, p2, p3, p4} {
-		p, err := e.st.FindPaymentByGateway(ctx, billing.GatewayMercadoPago, fmt.Sprint(id))
+		p, err := st.FindPaymentByGateway(ctx, billing.GatewayMercadoPago, fmt.Sprint(id))
 		if err != nil {
 			continue
 		}
 		gw[p.ID] = p.GatewayPaymentID
 		s.Payments = append(s.Payments, fmt.Sprintf("%s %s %q %d %s", p.GatewayPaymentID, p.Status, p.Reason, p.Amount.Amount, p.Amount.Currency))
 	}
-	if sub, err := e.st.FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, preID); err == nil {
+	if sub, err := st.FindSubscriptionByGateway(ctx, billing.GatewayMercadoPago, preID); err == nil {
 		s.Sub = fmt.Sprintf("%s %s..%s", sub.Status, sub.CurrentPeriodStart.Format(time.RFC3339), sub.CurrentPeriodEnd.Format(time.RFC3339))
 		for _, id := range sub.AppliedPayments {
 			s.Applied = append(s.Applied, gw[id])
 		}
 	}
-	u, err := e.st.GetUser(ctx, "u1")
+	u, err := st.GetUser(ctx, "u1")
 	if err != nil {
-		e.t.Fatal(err)
+		t.Fatal(err)
 	}
 	s.User = fmt.Sprintf("%s %s %s", u.PlanID, u.Status, u.AccessUntil.Format(time.RFC3339))
-	for _, n := range e.mails() {
+	for _, n := range mails {
 		s.Mails = append(s.Mails, fmt.Sprintf("%s %s %s %d %q", n.Kind, gw[n.Data.PaymentID], n.Data.PeriodEnd.Format(time.RFC3339), n.Data.Amount.Amount, n.Data.Reason))
 	}
 	slices.Sort(s.Mails)

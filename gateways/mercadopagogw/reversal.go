@@ -40,7 +40,7 @@ func (h *handler) reversal(ctx context.Context, pay *payment.Response) (bool, er
 		}
 		params.Kind, params.Refunded = billing.ReversalRefund, amount
 	}
-	_, err := h.pp.ProcessReversal(ctx, params)
+	_, err := h.core.ProcessReversal(ctx, params)
 	if errors.Is(err, billing.ErrUnknownPayment) {
 		h.log.InfoContext(ctx, "mercadopago reversal ignored: renewkit approved no payment with this id", "payment_id", gwID, "status", pay.Status)
 		return true, nil

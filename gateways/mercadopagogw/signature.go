@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/renewkit/renewkit/gateways"
 )
 
 // Header names Mercado Pago signs with.
@@ -31,7 +33,7 @@ type signature struct {
 func (s signature) Time() (time.Time, error) {
 	n, err := strconv.ParseInt(s.TS, 10, 64)
 	if err != nil || n < 0 {
-		return time.Time{}, fmt.Errorf("%w: ts is not a non-negative integer", ErrMalformedSignature)
+		return time.Time{}, fmt.Errorf("%w: ts is not a non-negative integer", gateways.ErrMalformedSignature)
 	}
 	if n < 1e11 {
 		return time.Unix(n, 0), nil
@@ -47,10 +49,10 @@ const maxSignatureHeader = 1024
 func parseSignature(header string) (signature, error) {
 	var sig signature
 	if strings.TrimSpace(header) == "" {
-		return sig, ErrMissingSignature
+		return sig, fmt.Errorf("%w: no %s header", gateways.ErrMissingSignature, HeaderSignature)
 	}
 	if len(header) > maxSignatureHeader {
-		return sig, fmt.Errorf("%w: header too long", ErrMalformedSignature)
+		return sig, fmt.Errorf("%w: header too long", gateways.ErrMalformedSignature)
 	}
 	for part := range strings.SplitSeq(header, ",") {
 		k, v, ok := strings.Cut(part, "=")
@@ -61,21 +63,21 @@ func parseSignature(header string) (signature, error) {
 		switch k {
 		case "ts":
 			if sig.TS != "" {
-				return signature{}, fmt.Errorf("%w: ts appears twice", ErrMalformedSignature)
+				return signature{}, fmt.Errorf("%w: ts appears twice", gateways.ErrMalformedSignature)
 			}
 			sig.TS = v
 		case "v1":
 			if len(v) != sha256.Size*2 {
-				return signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", ErrMalformedSignature)
+				return signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", gateways.ErrMalformedSignature)
 			}
 			if _, err := hex.DecodeString(v); err != nil {
-				return signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", ErrMalformedSignature)
+				return signature{}, fmt.Errorf("%w: v1 is not a hex SHA-256", gateways.ErrMalformedSignature)
 			}
 			sig.V1 = append(sig.V1, strings.ToLower(v))
 		}
 	}
 	if sig.TS == "" || len(sig.V1) == 0 {
-		return signature{}, fmt.Errorf("%w: ts and v1 are required", ErrMalformedSignature)
+		return signature{}, fmt.Errorf("%w: ts and v1 are required", gateways.ErrMalformedSignature)
 	}
 	if _, err := sig.Time(); err != nil {
 		return signature{}, err
@@ -126,7 +128,7 @@ func verifySignature(secret string, sig signature, dataID, requestID string) err
 		}
 	}
 	if !ok {
-		return ErrInvalidSignature
+		return fmt.Errorf("%w: %s", gateways.ErrSignatureMismatch, HeaderSignature)
 	}
 	return nil
 }
@@ -142,7 +144,7 @@ func checkTolerance(sig signature, now time.Time, tolerance time.Duration) error
 		return err
 	}
 	if d := now.Sub(t); d > tolerance || d < -tolerance {
-		return ErrStaleSignature
+		return fmt.Errorf("%w: %s ts", gateways.ErrStaleSignature, HeaderSignature)
 	}
 	return nil
 }

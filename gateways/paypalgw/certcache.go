@@ -9,6 +9,8 @@ import (
 	"net/http"
 	"sync"
 	"time"
+
+	"github.com/renewkit/renewkit/billing"
 )
 
 // certChain is a downloaded signing certificate with the intermediates served with it.
@@ -226,18 +228,18 @@ func (c *certCache) fetch(ctx context.Context, rawURL string) (*certChain, error
 		if errors.Is(err, ErrSignature) { // a redirect off the allowlist
 			return nil, err
 		}
-		return nil, &APIError{Op: "fetch certificate", Retryable: true, Err: err}
+		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "fetch certificate", Retryable: true, Err: err}
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
 		if retryableStatus(resp.StatusCode) {
-			return nil, &APIError{Op: "fetch certificate", StatusCode: resp.StatusCode, Retryable: true}
+			return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "fetch certificate", StatusCode: resp.StatusCode, Retryable: true}
 		}
 		return nil, sigErr(ErrCertificate, "certificate URL answered HTTP %d", resp.StatusCode)
 	}
 	data, err := io.ReadAll(io.LimitReader(resp.Body, maxCertBytes+1))
 	if err != nil {
-		return nil, &APIError{Op: "fetch certificate", StatusCode: resp.StatusCode, Retryable: true, Err: err}
+		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "fetch certificate", StatusCode: resp.StatusCode, Retryable: true, Err: err}
 	}
 	if len(data) > maxCertBytes {
 		return nil, sigErr(ErrCertificate, "certificate larger than %d bytes", maxCertBytes)

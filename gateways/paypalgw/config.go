@@ -10,9 +10,11 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/renewkit/renewkit/billing"
 )
 
-// Modes select PayPal's API base when Config.APIBase is empty.
+// Modes select PayPal's API base when Config.BaseURL is empty.
 const (
 	ModeLive    = "live"
 	ModeSandbox = "sandbox"
@@ -72,8 +74,8 @@ type Config struct {
 	WebhookID string
 	// Mode is ModeLive (default) or ModeSandbox; it picks the API base.
 	Mode string
-	// APIBase overrides Mode (tests point it at a local server), e.g. "http://127.0.0.1:8080".
-	APIBase string
+	// BaseURL overrides Mode (tests point it at a local server), e.g. "http://127.0.0.1:8080".
+	BaseURL string
 	// HTTPClient for API calls and certificate downloads. Default: a client with a 15 s
 	// timeout. Redirects of certificate downloads are checked against the allowlist too.
 	HTTPClient *http.Client
@@ -108,20 +110,31 @@ type Config struct {
 	// preceded it (billing_info.cycle_executions) is answered 503 so PayPal redelivers it,
 	// for at most this long after the event was created. Default 6h; negative disables.
 	CancelWait time.Duration
-	// MaxBody limits the request body. Default 1 MiB.
-	MaxBody int64
+	// MaxBodyBytes limits the request body. Default 1 MiB.
+	MaxBodyBytes int64
 	// Plans maps PayPal plan ids (P-...) to renewkit plan ids. A PayPal subscription
 	// renewkit does not know yet is created only when its plan_id maps to the plan its
 	// signed custom_id names (billing.Service.SignReference); every sale is compared with
 	// that plan's price. Empty: no subscription is created from PayPal events.
 	Plans map[string]string
+	// Logger receives the handler's log lines (never a secret or a signature). Default:
+	// the billing core's logger.
+	Logger *slog.Logger
+	// Clock is what transmission times and certificate validity are checked against.
+	// Default: the billing core's clock.
+	Clock billing.Clock
+	// ProcessInline makes the webhook handler apply each event in the request and answer
+	// with the outcome, for a host that wants it in the response (and for tests). By
+	// default the handler stores the verified event in the billing inbox, answers 200 at
+	// once and billing.InboxWorker applies it.
+	ProcessInline bool
 }
 
 // LogValue keeps secrets out of logs.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
 		slog.String("webhook_id", c.WebhookID),
-		slog.String("api_base", c.apiBase()),
+		slog.String("base_url", c.apiBase()),
 		slog.String("verification", string(c.verification())),
 		slog.Bool("credentials", c.hasCredentials()),
 	)
@@ -140,12 +153,12 @@ func (c Config) Validate() error {
 	switch c.Mode {
 	case "", ModeLive, ModeSandbox:
 	default:
-		errs = append(errs, fmt.Errorf("field Mode %q: use %q or %q (or set APIBase)", c.Mode, ModeLive, ModeSandbox))
+		errs = append(errs, fmt.Errorf("field Mode %q: use %q or %q (or set BaseURL)", c.Mode, ModeLive, ModeSandbox))
 	}
-	if c.APIBase != "" {
-		u, err := url.Parse(c.APIBase)
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
 		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
-			errs = append(errs, fmt.Errorf("APIBase %q: want an absolute http(s) URL such as %s", c.APIBase, APIBaseSandbox))
+			errs = append(errs, fmt.Errorf("BaseURL %q: want an absolute http(s) URL such as %s", c.BaseURL, APIBaseSandbox))
 		}
 	}
 	switch c.Verification {
@@ -182,8 +195,8 @@ func (c Config) Validate() error {
 	if c.Tolerance < 0 {
 		errs = append(errs, fmt.Errorf("field Tolerance %v is negative; use 0 for the default", c.Tolerance))
 	}
-	if c.MaxBody < 0 {
-		errs = append(errs, fmt.Errorf("MaxBody %d is negative; use 0 for the default", c.MaxBody))
+	if c.MaxBodyBytes < 0 {
+		errs = append(errs, fmt.Errorf("MaxBodyBytes %d is negative; use 0 for the default", c.MaxBodyBytes))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: %w", ErrInvalidConfig, err)
@@ -202,8 +215,8 @@ func (c Config) verification() Verification {
 
 func (c Config) apiBase() string {
 	switch {
-	case c.APIBase != "":
-		return strings.TrimRight(c.APIBase, "/")
+	case c.BaseURL != "":
+		return strings.TrimRight(c.BaseURL, "/")
 	case c.Mode == ModeSandbox:
 		return APIBaseSandbox
 	}

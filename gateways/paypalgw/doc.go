@@ -9,9 +9,19 @@
 // anything, ClientID and ClientSecret: with them every subscription event and every sale is
 // read back from the PayPal API before anything changes (see "What is trusted"). Without
 // them deliveries are verified offline and acknowledged, but never applied. Mode picks the live or
-// sandbox API; APIBase overrides it (tests point it at a local server). The zero value of
-// every other field is a documented default. Validate reports every problem at once and
-// never prints the secret; Config.LogValue redacts it from logs.
+// sandbox API; BaseURL overrides it (tests point it at a local server). The zero value of
+// every other field is a documented default (Logger and Clock: the billing core's).
+// Validate reports every problem at once and never prints the secret; Config.LogValue
+// redacts it from logs.
+//
+// # Shared vocabulary
+//
+// The Config fields every gateway spells the same are BaseURL, HTTPClient (*http.Client),
+// MaxBodyBytes, Tolerance, Logger, Clock and ProcessInline; errors are *gateways.APIError
+// and the gateways signature sentinels. Earlier names: APIBase (now BaseURL), MaxBody (now MaxBodyBytes), the options WithClock, WithLogger and ProcessInline() (now Config fields), ErrMissingHeader, ErrBadHeader and ErrStaleTransmission (gateways.ErrMissingSignature, ErrMalformedSignature, ErrStaleSignature), APIError.Name and DebugID (Code and RequestID). The old sentinel and type
+// names remain as deprecated aliases for one release; renamed Config fields cannot alias, so
+// set the new ones. The handler takes the billing core, svc.Processor(), instead of the
+// Service.
 //
 // # Verification
 //
@@ -59,8 +69,10 @@
 // reason_code, which record a failed payment and grant nothing. Read from the API: the
 // subscription (GET /v1/billing/subscriptions/{id}: status, next_billing_time,
 // last_payment, custom_id, cycle counts) and the sale (GET /v1/payments/sale/{id}: state,
-// amount, billing_agreement_id, create_time). A subscription or sale the API answers 404 for
-// is ignored with a log line (200).
+// amount, billing_agreement_id, create_time). A subscription, sale or refund the API
+// answers 404 for is ignored with a log line (200; in the inbox: ignored at its first
+// attempt, not parked): PayPal's objects are readable once their events are sent, so no
+// retry makes one appear.
 //
 // Never trusted: custom_id and plan_id, which the buyer's browser sets (PayPal's JS SDK:
 // subscription.create({plan_id, custom_id})), and every amount in the body. A subscription
@@ -111,27 +123,16 @@
 // u, PlanID: p}) (at most 127 characters, PayPal's limit) and map every PayPal plan to a
 // renewkit plan in Config.Plans, e.g. {"P-5ML4271244454362WXNWU5NQ": "plan-pro"}.
 //
-// # Example
+// # Mounting
 //
-//	h, err := paypalgw.NewWebhookHandler(svc, paypalgw.Config{
-//		WebhookID:    os.Getenv("PAYPAL_WEBHOOK_ID"),
-//		ClientID:     os.Getenv("PAYPAL_CLIENT_ID"),
-//		ClientSecret: os.Getenv("PAYPAL_CLIENT_SECRET"),
-//		Mode:         paypalgw.ModeSandbox,
-//	})
-//	if err != nil {
-//		return err
-//	}
-//	mux.Handle("POST /api/payments/paypal/webhook", h)
-//
-//	lookup, err := paypalgw.NewRenewalLookup(paypalgw.Config{ClientID: id, ClientSecret: secret})
-//	// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayPayPal: lookup}}
+// ExampleNewWebhookHandler mounts the handler and registers the lookup; the lookup is
+// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayPayPal: lookup}}.
 //
 // # Testing hosts' integrations
 //
 // NewTestSigner creates a CA, a signing certificate (SAN TestCertSAN) and an HTTPS server on
 // 127.0.0.1 that serves it; TestSigner.Config is an offline Config trusting exactly that
-// setup (add ClientID, ClientSecret and APIBase for events to be applied), and
+// setup (add ClientID, ClientSecret and BaseURL for events to be applied), and
 // TestSigner.Sign returns the PAYPAL-* headers for a body, so a host can post signed events
 // to its own mounted handler.
 package paypalgw

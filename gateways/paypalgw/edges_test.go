@@ -53,7 +53,7 @@ func TestCertificateSANMustBeMessageVerificationHost(t *testing.T) {
 	defer other.Close()
 	cfg := other.Config()
 	cfg.CertSANs = e.signer.Config().CertSANs // the name the handler expects, not the one other carries
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet), ProcessInline())
+	h, err := NewWebhookHandler(e.svc.Processor(), withLogger(cfg, quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -100,7 +100,7 @@ func (e *env) useCertServer(t *testing.T, s *certServer, mutate func(*Config)) {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet), ProcessInline())
+	h, err := NewWebhookHandler(e.svc.Processor(), withLogger(cfg, quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,10 +205,10 @@ func TestAPINotFoundIgnored(t *testing.T) {
 	api := newAPIServer(t)
 	var logs bytes.Buffer
 	var mu sync.Mutex
-	e := newEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.APIBase = "client-id", "client-secret", api.URL })
+	e := newEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.BaseURL = "client-id", "client-secret", api.URL })
 	cfg := e.signer.Config()
-	cfg.ClientID, cfg.ClientSecret, cfg.APIBase = "client-id", "client-secret", api.URL
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))), ProcessInline())
+	cfg.ClientID, cfg.ClientSecret, cfg.BaseURL = "client-id", "client-secret", api.URL
+	h, err := NewWebhookHandler(e.svc.Processor(), withLogger(cfg, slog.New(slog.NewTextHandler(lockedWriter{&mu, &logs}, nil))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -4,24 +4,22 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
+	"github.com/renewkit/renewkit/gateways"
 )
 
-// Sentinel errors, matched with errors.Is. Every verification failure wraps ErrSignature; the
-// webhook handler answers those with 400 and stores nothing.
+// Sentinel errors, matched with errors.Is. Every verification failure wraps ErrSignature and
+// one of the shared gateways.ErrMissingSignature, ErrMalformedSignature,
+// ErrSignatureMismatch (an untrusted certificate or URL included) and ErrStaleSignature;
+// the webhook handler answers those with 400 and stores nothing. API failures are
+// *gateways.APIError.
 var (
 	// ErrInvalidConfig wraps every problem Config.Validate, NewWebhookHandler and
 	// NewRenewalLookup report.
 	ErrInvalidConfig = errors.New("paypalgw: invalid configuration")
-	// ErrSignature: the delivery is not proven to come from PayPal. The more specific
-	// sentinels below are wrapped together with it.
+	// ErrSignature: the delivery is not proven to come from PayPal. A shared signature
+	// sentinel, and ErrCertURL, ErrCertificate or ErrUnsupportedAlgorithm where they apply,
+	// are wrapped together with it.
 	ErrSignature = errors.New("paypalgw: webhook signature verification failed")
-	// ErrMissingHeader: a PAYPAL-* transmission header is absent or empty.
-	ErrMissingHeader = errors.New("paypalgw: missing transmission header")
-	// ErrBadHeader: a transmission header is malformed (time, signature encoding, lengths).
-	ErrBadHeader = errors.New("paypalgw: malformed transmission header")
-	// ErrStaleTransmission: PAYPAL-TRANSMISSION-TIME is outside the tolerance of the clock.
-	ErrStaleTransmission = errors.New("paypalgw: transmission time outside tolerance")
 	// ErrCertURL: PAYPAL-CERT-URL is not https on an allowlisted PayPal host. No request is
 	// made to it.
 	ErrCertURL = errors.New("paypalgw: certificate URL not allowed")
@@ -47,50 +45,45 @@ var (
 	ErrEarlierEventPending = errors.New("paypalgw: earlier events for this subscription are still pending")
 )
 
+// Names of the shared vocabulary this package used to declare itself.
+var (
+	// Deprecated: use gateways.ErrMissingSignature.
+	ErrMissingHeader = gateways.ErrMissingSignature
+	// Deprecated: use gateways.ErrMalformedSignature.
+	ErrBadHeader = gateways.ErrMalformedSignature
+	// Deprecated: use gateways.ErrStaleSignature.
+	ErrStaleTransmission = gateways.ErrStaleSignature
+)
+
 // APIError is a failed call to the PayPal REST API.
-type APIError struct {
-	// Op names the call: "get subscription", "verify webhook signature", "fetch certificate".
-	Op string
-	// StatusCode is the HTTP status, 0 when no response arrived.
-	StatusCode int
-	// Name and DebugID come from PayPal's error body when there is one.
-	Name    string
-	DebugID string
-	// Retryable: a later attempt may succeed (no response, 408, 429, 5xx).
-	Retryable bool
-	Err       error
-}
-
-func (e *APIError) Error() string {
-	msg := "paypalgw: " + e.Op + " failed"
-	if e.StatusCode != 0 {
-		msg += fmt.Sprintf(": HTTP %d", e.StatusCode)
-	}
-	if e.Name != "" {
-		msg += " " + e.Name
-	}
-	if e.DebugID != "" {
-		msg += " (debug_id " + e.DebugID + ")"
-	}
-	if e.Err != nil {
-		msg += ": " + e.Err.Error()
-	}
-	return msg
-}
-
-// Unwrap exposes the underlying error and, when Retryable, the marker that makes the
-// webhook answer 503.
-func (e *APIError) Unwrap() []error {
-	var errs []error
-	if e.Err != nil {
-		errs = append(errs, e.Err)
-	}
-	if e.Retryable {
-		errs = append(errs, hookhttp.ErrUnavailable)
-	}
-	return errs
-}
+//
+// Deprecated: use gateways.APIError (Name is now Code, DebugID is now RequestID).
+type APIError = gateways.APIError
 
 func retryableStatus(code int) bool {
 	return code == 0 || code == 408 || code == 429 || code >= 500
+}
+
+// sigError is a verification failure: its text is the specific sentinel's and the detail,
+// and it wraps ErrSignature, the shared sentinel and the specific one.
+type sigError struct {
+	msg  string
+	errs []error
+}
+
+func (e *sigError) Error() string   { return e.msg }
+func (e *sigError) Unwrap() []error { return e.errs }
+
+// sigErr builds a verification failure of kind specific (a shared gateways sentinel, or
+// ErrCertURL, ErrCertificate, ErrUnsupportedAlgorithm) with a detail.
+func sigErr(specific error, format string, args ...any) error {
+	errs := []error{ErrSignature}
+	switch specific {
+	case ErrCertURL, ErrCertificate:
+		errs = append(errs, gateways.ErrSignatureMismatch)
+	case ErrUnsupportedAlgorithm:
+		errs = append(errs, gateways.ErrMalformedSignature)
+	}
+	errs = append(errs, specific)
+	return &sigError{msg: specific.Error() + ": " + fmt.Sprintf(format, args...), errs: errs}
 }

@@ -10,29 +10,13 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
-// Option configures the webhook handler.
-type Option func(*hookhttp.Options) error
-
-// WithLogger sets the handler's logger (default: the billing Service's logger).
-func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
-
-// WithClock overrides the clock used for transmission-time tolerance and certificate
-// validity (default: the billing Service's clock).
-func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
-
-// ProcessInline makes NewWebhookHandler apply each event in the request and answer with
-// the outcome, as for a host that wants it in the response (and for tests). By default the
-// handler stores the verified event in the billing inbox, answers 200 at once and
-// billing.InboxWorker applies it.
-func ProcessInline() Option { return Option(hookhttp.ProcessInline()) }
-
 // handler is PayPal's webhook endpoint, built by NewWebhookHandler.
 type handler struct {
-	svc      *billing.Service
-	pp       *billing.PaymentProcessor
+	core     gateways.Core
 	cfg      Config
 	verifier verifier
 	api      *apiClient // nil without credentials: events are acknowledged, never applied
@@ -47,24 +31,22 @@ type handler struct {
 	trustBodyForTests bool
 }
 
-// NewWebhookHandler returns the handler for PayPal webhook deliveries. Mount it at the URL
-// registered in PayPal, e.g. mux.Handle("POST /api/payments/paypal/webhook", h).
-func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.Handler, error) {
+// NewWebhookHandler returns the handler for PayPal webhook deliveries, applying events
+// through core (svc.Processor() of a billing.Service). Mount it at the URL registered in
+// PayPal, e.g. mux.Handle("POST /api/payments/paypal/webhook", h).
+func NewWebhookHandler(core gateways.Core, cfg Config) (http.Handler, error) {
 	var errs []error
-	if svc == nil {
-		errs = append(errs, fmt.Errorf("%w: missing billing service: pass billing.NewService(store, notifier, cfg)", ErrInvalidConfig))
+	if core == nil {
+		errs = append(errs, fmt.Errorf("%w: missing billing service: pass svc.Processor() of billing.NewService(store, notifier, cfg)", ErrInvalidConfig))
 	}
 	if err := cfg.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	o, err := hookhttp.ApplyOptions(svc, ErrInvalidConfig, opts)
-	if err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	h := &handler{svc: svc, pp: svc.Processor(), cfg: cfg, clock: o.Clock, log: o.Log, inline: o.Inline}
+	h := &handler{core: core, cfg: cfg, inline: cfg.ProcessInline}
+	h.log, h.clock = hookhttp.Defaults(core, cfg.Logger, cfg.Clock)
 	if cfg.hasCredentials() {
 		api, err := newAPIClient(cfg)
 		if err != nil {
@@ -80,7 +62,7 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 			cache: newCertCache(cfg.httpClient(), allow, certCacheLimits{size: cfg.CertCacheSize, ttl: cfg.CertCacheTTL,
 				failureTTL: cfg.CertFailureTTL, concurrency: cfg.CertFetchConcurrency}, h.clock.Now)}
 	}
-	if err := svc.RegisterWebhookProcessor(billing.GatewayPayPal, h.processStored); err != nil {
+	if err := core.RegisterWebhookProcessor(billing.GatewayPayPal, h.processStored); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -113,7 +95,7 @@ func objectKey(ev decodedEvent) string {
 
 // ServeHTTP verifies, decodes, deduplicates and applies one delivery.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	body, ok := hookhttp.ReadJSONBody(w, r, h.cfg.MaxBody)
+	body, ok := hookhttp.ReadJSONBody(w, r, h.cfg.MaxBodyBytes)
 	if !ok {
 		return
 	}
@@ -134,7 +116,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Error(w, http.StatusBadRequest, "malformed event")
 		return
 	}
-	hookhttp.Deliver(w, r, h.log, h.svc, h.inline, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
+	hookhttp.Deliver(w, r, h.log, h.core, h.inline, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
 		ObjectKey: objectKey(ev), OccurredAt: ev.Created, Payload: body},
 		func(ctx context.Context) (bool, error) { return h.process(ctx, ev) })
 }
@@ -224,7 +206,7 @@ func (h *handler) syncParams(st *subscriptionState, fallback time.Time) billing.
 // wraps billing.ErrBadReference or billing.ErrChargeMismatch and the delivery is answered
 // 200 "rejected" with nothing changed.
 func (h *handler) bind(st *subscriptionState) (userID, planID string, err error) {
-	ref, err := h.svc.VerifyReference(st.CustomID)
+	ref, err := h.core.VerifyReference(st.CustomID)
 	if err != nil {
 		return "", "", fmt.Errorf("paypal subscription %s: custom_id: %w", st.ID, err)
 	}
@@ -239,7 +221,7 @@ func (h *handler) bind(st *subscriptionState) (userID, planID string, err error)
 // the user and plan of its verified reference (see bind), so SyncSubscription creates it.
 func (h *handler) bound(ctx context.Context, st *subscriptionState, fallback time.Time) (billing.SyncParams, bool, error) {
 	p := h.syncParams(st, fallback)
-	cur, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
+	cur, err := h.core.FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
 	switch {
 	case err == nil:
 		if p.Status != billing.StatusCancelled {
@@ -275,7 +257,7 @@ func (h *handler) sync(ctx context.Context, ev decodedEvent) error {
 	if err != nil {
 		return err
 	}
-	_, err = h.pp.SyncSubscription(ctx, p)
+	_, err = h.core.SyncSubscription(ctx, p)
 	return err
 }
 
@@ -294,7 +276,7 @@ func (h *handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev d
 	if need == 0 {
 		return nil
 	}
-	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
+	sub, err := h.core.FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
 	if errors.Is(err, billing.ErrNotFound) {
 		// The activation and the charges are still on their way: creating the
 		// subscription as ended now would leave them nothing to apply to.
@@ -329,7 +311,7 @@ func (h *handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 		failure = st.BillingInfo.LastFailedPayment
 	}
 	if failure.Time.After(st.BillingInfo.LastPayment.Time.Time) || st.BillingInfo.LastPayment.Time.IsZero() {
-		if _, err := h.pp.SyncSubscription(ctx, p); err != nil {
+		if _, err := h.core.SyncSubscription(ctx, p); err != nil {
 			return err
 		}
 	}
@@ -345,7 +327,7 @@ func (h *handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 	if reason == "" {
 		reason = "PAYMENT_FAILED"
 	}
-	_, err = h.pp.FailGatewayPayment(ctx, billing.GatewayPaymentParams{Gateway: billing.GatewayPayPal, GatewayPaymentID: gwID,
+	_, err = h.core.FailGatewayPayment(ctx, billing.GatewayPaymentParams{Gateway: billing.GatewayPayPal, GatewayPaymentID: gwID,
 		GatewaySubscriptionID: st.ID, Amount: money, Actor: billing.GatewayPayPal}, reason)
 	return err
 }
@@ -357,11 +339,11 @@ func (h *handler) failedAmount(ctx context.Context, subID string, amounts ...ppM
 			return m, nil
 		}
 	}
-	sub, err := h.svc.Store().FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
+	sub, err := h.core.FindSubscriptionByGateway(ctx, billing.GatewayPayPal, subID)
 	if err != nil {
 		return billing.Money{}, fmt.Errorf("subscription %s: %w", subID, err)
 	}
-	plan, err := h.svc.Store().GetPlan(ctx, sub.PlanID)
+	plan, err := h.core.GetPlan(ctx, sub.PlanID)
 	if err != nil {
 		return billing.Money{}, fmt.Errorf("plan of subscription %s: %w", sub.ID, err)
 	}
@@ -389,7 +371,7 @@ func (h *handler) sale(ctx context.Context, ev decodedEvent) (ignored bool, err 
 			return true, nil
 		}
 		if money, err = ParseAmount(s.Amount.Total, s.Amount.Currency); err != nil {
-			return false, &APIError{Op: "get sale", StatusCode: http.StatusOK, Err: err}
+			return false, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: err}
 		}
 		if s.BillingAgreementID != ev.Sale.BillingAgreementID {
 			h.log.WarnContext(ctx, "paypal sale: the event names another subscription than the API; using the API's",
@@ -421,7 +403,7 @@ func (h *handler) sale(ctx context.Context, ev decodedEvent) (ignored bool, err 
 		case berr != nil:
 			err = berr
 		case !known || p.Status == billing.StatusCancelled:
-			_, err = h.pp.SyncSubscription(ctx, p)
+			_, err = h.core.SyncSubscription(ctx, p)
 		}
 	}
 	if billing.Refused(err) {
@@ -432,6 +414,6 @@ func (h *handler) sale(ctx context.Context, ev decodedEvent) (ignored bool, err 
 		// BILLING.SUBSCRIPTION.ACTIVATED created it (503).
 		return false, fmt.Errorf("sale %s for subscription %s: %w", s.ID, subID, err)
 	}
-	_, err = h.pp.ApplyGatewayPayment(ctx, params)
+	_, err = h.core.ApplyGatewayPayment(ctx, params)
 	return false, err
 }

@@ -140,7 +140,7 @@ func TestExpiredCertificateRejected(t *testing.T) {
 	}
 	defer old.Close()
 	cfg := old.Config()
-	h, err := NewWebhookHandler(e.svc, cfg, WithLogger(quiet), ProcessInline())
+	h, err := NewWebhookHandler(e.svc.Processor(), withLogger(cfg, quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -296,18 +296,25 @@ type snapshot struct {
 }
 
 func (e *env) snapshot() snapshot {
+	e.t.Helper()
+	return snapshotOf(e.t, e.store, e.sortedEmails())
+}
+
+// snapshotOf is the snapshot of st, with emails the sorted emails sent.
+func snapshotOf(t *testing.T, st billing.Store, emails []sent) snapshot {
+	t.Helper()
 	ctx := context.Background()
-	sub, ok := e.sub()
-	if !ok {
-		e.t.Fatal("no subscription")
+	sub, err := st.FindSubscriptionByGateway(ctx, billing.GatewayPayPal, testSubID)
+	if err != nil {
+		t.Fatal("no subscription")
 	}
-	u, _ := e.store.GetUser(ctx, testUser)
-	subs, _ := e.store.ListUserSubscriptions(ctx, testUser)
+	u, _ := st.GetUser(ctx, testUser)
+	subs, _ := st.ListUserSubscriptions(ctx, testUser)
 	s := snapshot{Status: sub.Status, PeriodStart: sub.CurrentPeriodStart, End: sub.CurrentPeriodEnd, Applied: len(sub.AppliedPayments),
 		UserPlan: u.PlanID, UserStatus: u.Status, AccessUntil: u.AccessUntil, Payments: map[string]billing.PaymentStatus{},
-		Emails: e.sortedEmails(), SubscriptionsCount: len(subs)}
+		Emails: emails, SubscriptionsCount: len(subs)}
 	for _, id := range []string{"SALE-1", "SALE-2", "SALE-3", "failed:" + testSubID + ":" + itoa(t0.AddDate(0, 2, 0).UnixMilli())} {
-		if p, err := e.store.FindPaymentByGateway(ctx, billing.GatewayPayPal, id); err == nil {
+		if p, err := st.FindPaymentByGateway(ctx, billing.GatewayPayPal, id); err == nil {
 			s.Payments[id] = p.Status
 		}
 	}
@@ -425,7 +432,7 @@ func TestOnlineVerificationAndRefetch(t *testing.T) {
 	api := newAPIServer(t)
 	api.nextBilling, api.updated = now.AddDate(0, 1, 0), now.Add(-time.Minute)
 	e := newEnv(t, now, func(c *Config) {
-		c.Verification, c.ClientID, c.ClientSecret, c.APIBase = VerifyOnline, "client-id", "client-secret", api.URL
+		c.Verification, c.ClientID, c.ClientSecret, c.BaseURL = VerifyOnline, "client-id", "client-secret", api.URL
 		c.CertHostAllowlist = nil // the default PayPal hosts; online mode never fetches it
 	})
 	body := subscriptionEvent(t, subEvent{EventID: "WH-ON", Type: EventSubscriptionActivated, Status: "SUSPENDED",
@@ -461,7 +468,7 @@ func TestOnlineVerificationAndRefetch(t *testing.T) {
 func TestRenewalLookup(t *testing.T) {
 	api := newAPIServer(t)
 	api.nextBilling, api.updated = t0.AddDate(0, 2, 0), t0
-	l, err := NewRenewalLookup(Config{ClientID: "client-id", ClientSecret: "client-secret", APIBase: api.URL})
+	l, err := NewRenewalLookup(Config{ClientID: "client-id", ClientSecret: "client-secret", BaseURL: api.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -483,7 +490,7 @@ func TestRenewalLookup(t *testing.T) {
 	if _, err := l.LookupSubscription(ctx, "I-UNKNOWN"); !errorsAs(err, &aerr) || aerr.StatusCode != 404 || aerr.Retryable || !errorsIs(err, ErrSubscriptionNotFound) {
 		t.Errorf("404: %v", err)
 	}
-	if _, err := l.LookupSubscription(ctx, "I-BROKEN"); !errorsAs(err, &aerr) || aerr.StatusCode != 500 || !aerr.Retryable || aerr.DebugID != "90957fca61718" {
+	if _, err := l.LookupSubscription(ctx, "I-BROKEN"); !errorsAs(err, &aerr) || aerr.StatusCode != 500 || !aerr.Retryable || aerr.RequestID != "90957fca61718" {
 		t.Errorf("500: %v", err)
 	}
 	if _, err := l.LookupSubscription(ctx, "../../v1/oauth2/token"); !errorsIs(err, ErrInvalidSubscriptionID) {

@@ -105,7 +105,7 @@ func newEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
 	if mutate != nil {
 		mutate(&cfg)
 	}
-	h, err := NewWebhookHandler(svc, cfg, WithLogger(quiet), ProcessInline())
+	h, err := NewWebhookHandler(svc.Processor(), withLogger(cfg, quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -245,3 +245,9 @@ func saleEvent(t testing.TB, eventID, saleID string, at time.Time, total string)
 }
 
 var quiet = slog.New(slog.DiscardHandler)
+
+// withLogger is cfg for an inline handler logging to log, as the tests build it.
+func withLogger(cfg Config, log *slog.Logger) Config {
+	cfg.Logger, cfg.ProcessInline = log, true
+	return cfg
+}

@@ -48,10 +48,10 @@ func (c *apiClient) subscription(ctx context.Context, id string) (*subscriptionS
 	}
 	var st subscriptionState
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, &APIError{Op: "get subscription", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: %v", ErrMalformedEvent, err)}
+		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get subscription", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: %v", ErrMalformedEvent, err)}
 	}
 	if st.ID != id {
-		return nil, &APIError{Op: "get subscription", StatusCode: http.StatusOK, Err: fmt.Errorf("asked for %s, PayPal answered %q", id, st.ID)}
+		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get subscription", StatusCode: http.StatusOK, Err: fmt.Errorf("asked for %s, PayPal answered %q", id, st.ID)}
 	}
 	return &st, nil
 }
@@ -76,10 +76,10 @@ func (c *apiClient) sale(ctx context.Context, id string) (*saleResource, error) 
 	}
 	var s saleResource
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return nil, &APIError{Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: %v", ErrMalformedEvent, err)}
+		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: %v", ErrMalformedEvent, err)}
 	}
 	if s.ID != id {
-		return nil, &APIError{Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("asked for %s, PayPal answered %q", id, s.ID)}
+		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("asked for %s, PayPal answered %q", id, s.ID)}
 	}
 	return &s, nil
 }
@@ -92,7 +92,7 @@ type RenewalLookup struct {
 
 var _ billing.RenewalLookup = (*RenewalLookup)(nil)
 
-// NewRenewalLookup needs ClientID and ClientSecret; Mode or APIBase and HTTPClient are used,
+// NewRenewalLookup needs ClientID and ClientSecret; Mode or BaseURL and HTTPClient are used,
 // the webhook fields are not.
 func NewRenewalLookup(cfg Config) (*RenewalLookup, error) {
 	cfg.WebhookID = "unused" // only the API part of Config matters here

@@ -151,7 +151,7 @@ func TestSaleRefetchedWithCredentials(t *testing.T) {
 	saleTime := now.Add(-2 * time.Hour)
 	saleAPI(t, api, saleTime)
 	api.nextBilling, api.updated = now.AddDate(0, 1, 0), now.Add(-3*time.Hour)
-	e := newStrictEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.APIBase = "client-id", "client-secret", api.URL })
+	e := newStrictEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.BaseURL = "client-id", "client-secret", api.URL })
 
 	sale := saleEvent(t, "WH-SALE", "SALE-1", saleTime, "19.90")
 	hdr := e.signer.Sign(sale, now)

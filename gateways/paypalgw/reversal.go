@@ -80,7 +80,7 @@ func (c *apiClient) refund(ctx context.Context, id string) (*refundResource, err
 	}
 	var r refundResource
 	if err := json.Unmarshal(raw, &r); err != nil || r.ID != id {
-		return nil, &APIError{Op: "get refund", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: asked for refund %s", ErrMalformedEvent, id)}
+		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get refund", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: asked for refund %s", ErrMalformedEvent, id)}
 	}
 	return &r, nil
 }
@@ -117,7 +117,7 @@ func (h *handler) reversal(ctx context.Context, ev decodedEvent) (ignored bool, 
 	case ev.Type == EventSaleRefunded && (state == "refunded" || state == "partially_refunded"):
 		amount, err := ParseAmount(strings.TrimPrefix(total, "-"), currency)
 		if err != nil {
-			return false, &APIError{Op: "get sale", StatusCode: http.StatusOK, Err: err}
+			return false, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: err}
 		}
 		params.Kind, params.Refunded = billing.ReversalRefund, amount
 	default:
@@ -125,7 +125,7 @@ func (h *handler) reversal(ctx context.Context, ev decodedEvent) (ignored bool, 
 			"event_id", ev.ID, "sale_id", r.SaleID, "state", state)
 		return true, nil
 	}
-	_, err = h.pp.ProcessReversal(ctx, params)
+	_, err = h.core.ProcessReversal(ctx, params)
 	if errors.Is(err, billing.ErrUnknownPayment) {
 		h.log.InfoContext(ctx, "paypal reversal ignored: renewkit recorded no payment for the sale", "event_id", ev.ID, "sale_id", r.SaleID)
 		return true, nil

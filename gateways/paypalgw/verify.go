@@ -20,6 +20,9 @@ import (
 	"time"
 
 	"github.com/plutov/paypal/v4"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 )
 
 // The transmission headers PayPal sends with every delivery.
@@ -45,10 +48,6 @@ type transmission struct {
 	AuthAlgo string
 }
 
-func sigErr(specific error, format string, args ...any) error {
-	return fmt.Errorf("%w: %w: %s", ErrSignature, specific, fmt.Sprintf(format, args...))
-}
-
 // parseTransmission reads and checks the syntax of the transmission headers (lengths follow
 // PayPal's verify-webhook-signature request schema, with room for 4096-bit signatures).
 func parseTransmission(h http.Header) (transmission, error) {
@@ -56,14 +55,14 @@ func parseTransmission(h http.Header) (transmission, error) {
 	get := func(name string, max int) (string, error) {
 		v := strings.TrimSpace(h.Get(name))
 		if v == "" {
-			return "", sigErr(ErrMissingHeader, "%s", name)
+			return "", sigErr(gateways.ErrMissingSignature, "%s", name)
 		}
 		if len(v) > max {
-			return "", sigErr(ErrBadHeader, "%s longer than %d bytes", name, max)
+			return "", sigErr(gateways.ErrMalformedSignature, "%s longer than %d bytes", name, max)
 		}
 		for i := 0; i < len(v); i++ {
 			if c := v[i]; c <= ' ' || c >= 0x7f || c == '|' {
-				return "", sigErr(ErrBadHeader, "%s has a character outside printable ASCII or '|'", name)
+				return "", sigErr(gateways.ErrMalformedSignature, "%s has a character outside printable ASCII or '|'", name)
 			}
 		}
 		return v, nil
@@ -86,10 +85,10 @@ func parseTransmission(h http.Header) (transmission, error) {
 		return tr, err
 	}
 	if tr.Time, err = time.Parse(time.RFC3339Nano, tr.TimeRaw); err != nil {
-		return tr, sigErr(ErrBadHeader, "%s is not an RFC 3339 time", HeaderTransmissionTime)
+		return tr, sigErr(gateways.ErrMalformedSignature, "%s is not an RFC 3339 time", HeaderTransmissionTime)
 	}
 	if tr.Sig, err = base64.StdEncoding.DecodeString(tr.SigRaw); err != nil || len(tr.Sig) == 0 {
-		return tr, sigErr(ErrBadHeader, "%s is not base64", HeaderTransmissionSig)
+		return tr, sigErr(gateways.ErrMalformedSignature, "%s is not base64", HeaderTransmissionSig)
 	}
 	if tr.CertURL, err = url.Parse(rawURL); err != nil {
 		return tr, sigErr(ErrCertURL, "%s does not parse", HeaderCertURL)
@@ -103,7 +102,7 @@ func parseTransmission(h http.Header) (transmission, error) {
 // checkFresh rejects a transmission time further than tol from now.
 func checkFresh(tr transmission, now time.Time, tol time.Duration) error {
 	if d := now.Sub(tr.Time); d > tol || d < -tol {
-		return sigErr(ErrStaleTransmission, "transmitted %s, clock %s, tolerance %v", tr.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), tol)
+		return sigErr(gateways.ErrStaleSignature, "transmitted %s, clock %s, tolerance %v", tr.Time.UTC().Format(time.RFC3339), now.UTC().Format(time.RFC3339), tol)
 	}
 	return nil
 }
@@ -177,7 +176,7 @@ func checkSignature(leaf *x509.Certificate, tr transmission, webhookID string, b
 	}
 	sum := sha256.Sum256(signedMessage(tr, webhookID, body))
 	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], tr.Sig); err != nil {
-		return fmt.Errorf("%w: signature does not match body, transmission and webhook id", ErrSignature)
+		return sigErr(gateways.ErrSignatureMismatch, "signature does not match body, transmission and webhook id")
 	}
 	return nil
 }
@@ -231,7 +230,7 @@ func (v *onlineVerifier) verify(ctx context.Context, tr transmission, h http.Hea
 	}
 	// The API takes the event as a JSON object; a body that is not JSON cannot be verified.
 	if !json.Valid(body) {
-		return fmt.Errorf("%w: body is not JSON", ErrSignature)
+		return sigErr(gateways.ErrSignatureMismatch, "body is not JSON")
 	}
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "/", bytes.NewReader(body))
 	if err != nil {
@@ -245,12 +244,12 @@ func (v *onlineVerifier) verify(ctx context.Context, tr transmission, h http.Hea
 		aerr := apiError("verify webhook signature", err)
 		if !aerr.Retryable && aerr.StatusCode >= 400 && aerr.StatusCode < 500 && aerr.StatusCode != 401 && aerr.StatusCode != 403 {
 			// PayPal rejected the request itself (malformed transmission data).
-			return fmt.Errorf("%w: %w", ErrSignature, aerr)
+			return fmt.Errorf("%w: %w", sigErr(gateways.ErrSignatureMismatch, "PayPal refused the verification"), aerr)
 		}
 		return aerr
 	}
 	if resp.VerificationStatus != "SUCCESS" {
-		return fmt.Errorf("%w: PayPal answered verification_status %q", ErrSignature, resp.VerificationStatus)
+		return sigErr(gateways.ErrSignatureMismatch, "PayPal answered verification_status %q", resp.VerificationStatus)
 	}
 	return nil
 }
@@ -261,10 +260,10 @@ func apiError(op string, err error) *APIError {
 	if errors.As(err, &ae) {
 		return ae
 	}
-	out := &APIError{Op: op, Err: err, Retryable: true}
+	out := &APIError{Gateway: billing.GatewayPayPal, Op: op, Err: err, Retryable: true}
 	var er *paypal.ErrorResponse
 	if errors.As(err, &er) {
-		out.Name, out.DebugID = er.Name, er.DebugID
+		out.Code, out.RequestID = er.Name, er.DebugID
 		if er.Response != nil {
 			out.StatusCode = er.Response.StatusCode
 		}

@@ -9,6 +9,9 @@ import (
 
 	"github.com/stripe/stripe-go/v76"
 	"github.com/stripe/stripe-go/v76/client"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 )
 
 // api is the part of the Stripe API renewkit reads, through stripe-go's client.API on the
@@ -20,7 +23,7 @@ type api struct {
 
 func newAPI(cfg Config, log *slog.Logger) *api {
 	bc := &stripe.BackendConfig{
-		URL:           stripe.String(cfg.BackendURL),
+		URL:           stripe.String(cfg.BaseURL),
 		HTTPClient:    cfg.HTTPClient,
 		LeveledLogger: slogLeveled{log},
 	}
@@ -144,7 +147,7 @@ func fromSDKInvoice(inv *stripe.Invoice) *wireInvoice {
 
 // apiError turns an SDK error into an *APIError.
 func apiError(op, id string, err error) error {
-	ae := &APIError{Op: op, ObjectID: id, Err: err, Retryable: true}
+	ae := &gateways.APIError{Gateway: billing.GatewayStripe, Op: op, ID: id, Err: err, Retryable: true}
 	var se *stripe.Error
 	if errors.As(err, &se) {
 		ae.StatusCode, ae.Code, ae.RequestID = se.HTTPStatusCode, string(se.Code), se.RequestID

@@ -4,11 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"slices"
-	"strings"
+	"net/http"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 )
 
 const actor = billing.GatewayStripe
@@ -33,9 +33,24 @@ func mapStatus(s string) billing.SubscriptionStatus {
 	return ""
 }
 
-// apply maps a verified event to the payment processor. It runs inside
-// billing.Service.HandleWebhookEvent, at most once to success per event id.
+// apply maps a verified event to the payment processor. It runs inside the inbox (the
+// worker, or HandleWebhookEvent inline), at most once to success per event id.
+//
+// An object the Stripe API answers 404 for is ignored with a log line: renewkit asked about
+// the id a signed event names, Stripe's objects are readable as soon as their events are
+// sent, and no retry makes one exist.
 func (h *webhookHandler) apply(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
+	ignored, err = h.route(ctx, ev)
+	var ae *gateways.APIError
+	if errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound {
+		h.log.WarnContext(ctx, "stripe event ignored: the Stripe API does not know the object it names",
+			"event_id", ev.ID, "event_type", ev.Type, "op", ae.Op, "object_id", ae.ID, "request_id", ae.RequestID)
+		return true, nil
+	}
+	return ignored, err
+}
+
+func (h *webhookHandler) route(ctx context.Context, ev decodedEvent) (ignored bool, err error) {
 	switch ev.Type {
 	case EventCheckoutSessionCompleted:
 		return h.checkoutCompleted(ctx, ev)
@@ -51,20 +66,9 @@ func (h *webhookHandler) apply(ctx context.Context, ev decodedEvent) (ignored bo
 	return true, nil
 }
 
-// gatewayErr classifies an API failure for hookhttp.Respond: an object Stripe says does not
-// exist (404) is bad input (400); a retryable failure is answered 503 and anything else 500,
-// so Stripe retries (a 401 heals once the operator fixes the key).
-func gatewayErr(err error) error {
-	var ae *APIError
-	if errors.As(err, &ae) && ae.StatusCode == 404 {
-		return fmt.Errorf("%w: %w", billing.ErrInvalidInput, err)
-	}
-	return err
-}
-
 // findSubscription returns the stored subscription, ok=false when there is none.
 func (h *webhookHandler) findSubscription(ctx context.Context, subID string) (billing.Subscription, bool, error) {
-	sub, err := h.store.FindSubscriptionByGateway(ctx, billing.GatewayStripe, subID)
+	sub, err := h.core.FindSubscriptionByGateway(ctx, billing.GatewayStripe, subID)
 	if errors.Is(err, billing.ErrNotFound) {
 		return billing.Subscription{}, false, nil
 	}
@@ -88,7 +92,7 @@ func (h *webhookHandler) subscriptionChanged(ctx context.Context, ev decodedEven
 	if h.api != nil {
 		fetched, err := h.api.subscription(ctx, s.ID)
 		if err != nil {
-			return gatewayErr(err)
+			return err
 		}
 		s = fetched
 	}
@@ -122,13 +126,13 @@ func (h *webhookHandler) subscriptionChanged(ctx context.Context, ev decodedEven
 		p.Status = ""
 	}
 	if found || status == billing.StatusCancelled {
-		_, err = h.pp.SyncSubscription(ctx, p)
+		_, err = h.core.SyncSubscription(ctx, p)
 		return err
 	}
 	if p.UserID, p.PlanID, err = h.bind(s, s.Metadata[MetadataReference]); err != nil {
 		return err
 	}
-	_, err = h.pp.SyncSubscription(ctx, p)
+	_, err = h.core.SyncSubscription(ctx, p)
 	return err
 }
 
@@ -148,7 +152,7 @@ func (h *webhookHandler) bind(s *wireSubscription, refs ...string) (userID, plan
 	err = fmt.Errorf("%w: no reference (client_reference_id or metadata %s)", billing.ErrBadReference, MetadataReference)
 	for _, r := range refs {
 		if r != "" {
-			ref, err = h.svc.VerifyReference(r)
+			ref, err = h.core.VerifyReference(r)
 			break
 		}
 	}
@@ -176,7 +180,7 @@ func (h *webhookHandler) invoicePaid(ctx context.Context, ev decodedEvent) (bool
 	if h.api != nil {
 		fetched, err := h.api.invoice(ctx, inv.ID)
 		if err != nil {
-			return false, gatewayErr(err)
+			return false, err
 		}
 		if !fetched.isPaid() {
 			return false, fmt.Errorf("%w: invoice %s is %q at the API", ErrStateMismatch, inv.ID, fetched.Status)
@@ -203,7 +207,7 @@ func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice,
 		// the subscription when this invoice is its latest.
 		s, err := h.api.subscription(ctx, subID)
 		if err != nil {
-			return gatewayErr(err)
+			return err
 		}
 		if string(s.LatestInvoice) == inv.ID {
 			ps, pe = s.period()
@@ -221,7 +225,7 @@ func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice,
 	if paidAt.IsZero() {
 		paidAt = fallbackPaidAt
 	}
-	_, err = h.pp.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
+	_, err = h.core.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
 		Gateway: billing.GatewayStripe, GatewayPaymentID: inv.ID, GatewaySubscriptionID: subID,
 		Amount: amount, PeriodStart: ps, PeriodEnd: pe, PaidAt: paidAt, Actor: actor,
 	})
@@ -229,69 +233,15 @@ func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice,
 }
 
 // recordCoveredPayment approves the payment of an invoice whose period a past_due
-// subscription already covers, without changing its period or status: an older invoice
-// delivered late must not end the past_due state a newer failed attempt set.
-//
-// billing.ProcessApproved keeps a covered period as it is, but sets any subscription that
-// is not cancelled to active, even for a charge older than its GatewayUpdatedAt. To record the payment alone, the payment is marked as applied on
-// the subscription first (Subscription.AppliedPayments, which ProcessApproved honours), then
-// approved: it is stored as approved, audited and its payment email sent, and the
-// subscription is left as it is. A concurrent change of the subscription makes the update
-// fail with billing.ErrConflict (503, Stripe retries).
+// subscription already covers, without changing its period or status
+// (billing's RecordCoveredPayment): an older invoice delivered late must not end the
+// past_due state a newer failed attempt set.
 func (h *webhookHandler) recordCoveredPayment(ctx context.Context, sub billing.Subscription, invoiceID string, amount billing.Money) error {
-	pay, err := h.ensurePayment(ctx, sub, invoiceID, amount)
-	if err == nil && pay.Status != billing.PaymentApproved && (!strings.EqualFold(amount.Currency, pay.Amount.Currency) || amount.Amount < pay.Amount.Amount) {
-		// Refused before it is marked applied: ProcessApproved records it failed.
-		_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{PaymentID: pay.ID, GatewayPaymentID: invoiceID, Charged: amount, Actor: actor})
-		return err
-	}
-	if err != nil {
-		return err
-	}
-	if pay.Status != billing.PaymentApproved && !slices.Contains(sub.AppliedPayments, pay.ID) {
-		read := sub
-		sub.AppliedPayments = append(slices.Clone(sub.AppliedPayments), pay.ID)
-		if n := len(sub.AppliedPayments); n > billing.MaxAppliedPayments {
-			sub.AppliedPayments = sub.AppliedPayments[n-billing.MaxAppliedPayments:]
-		}
-		sub.UpdatedAt = billing.TruncateTime(h.clock.Now())
-		if _, err := billing.UpdateSubscription(ctx, h.store, read, sub); err != nil {
-			return fmt.Errorf("recording invoice %s on subscription %s: %w", invoiceID, sub.ID, err)
-		}
-	}
-	_, err = h.pp.ProcessApproved(ctx, billing.ApproveParams{
-		PaymentID: pay.ID, GatewayPaymentID: invoiceID, GatewaySubscriptionID: sub.GatewaySubscriptionID,
-		Charged: amount, Actor: actor,
+	_, err := h.core.RecordCoveredPayment(ctx, billing.GatewayPaymentParams{
+		Gateway: billing.GatewayStripe, GatewayPaymentID: invoiceID, GatewaySubscriptionID: sub.GatewaySubscriptionID,
+		Amount: amount, Actor: actor,
 	})
 	return err
-}
-
-// ensurePayment returns the payment with gateway id gatewayPaymentID, inserting it as
-// pending for sub when there is none.
-func (h *webhookHandler) ensurePayment(ctx context.Context, sub billing.Subscription, gatewayPaymentID string, amount billing.Money) (billing.Payment, error) {
-	pay, err := h.store.FindPaymentByGateway(ctx, billing.GatewayStripe, gatewayPaymentID)
-	if err == nil || !errors.Is(err, billing.ErrNotFound) {
-		return pay, err
-	}
-	if err := amount.Validate(); err != nil {
-		return billing.Payment{}, err
-	}
-	// The payment costs the plan's price; ProcessApproved compares the charge with it.
-	plan, err := h.store.GetPlan(ctx, sub.PlanID)
-	if err != nil {
-		return billing.Payment{}, fmt.Errorf("plan %s of subscription %s: %w", sub.PlanID, sub.ID, err)
-	}
-	now := billing.TruncateTime(h.clock.Now())
-	pay = billing.Payment{
-		ID: billing.NewID(), UserID: sub.UserID, PlanID: sub.PlanID, SubscriptionID: sub.ID, Amount: plan.Price,
-		Status: billing.PaymentPending, Gateway: billing.GatewayStripe, GatewayPaymentID: gatewayPaymentID,
-		GatewaySubscriptionID: sub.GatewaySubscriptionID, CreatedAt: now, UpdatedAt: now,
-	}
-	err = h.store.InsertPayment(ctx, &pay)
-	if errors.Is(err, billing.ErrConflict) {
-		return h.store.FindPaymentByGateway(ctx, billing.GatewayStripe, gatewayPaymentID)
-	}
-	return pay, err
 }
 
 // invoiceFailed records a failed collection attempt and marks the subscription past_due.
@@ -309,7 +259,7 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 	if h.api != nil {
 		fetched, err := h.api.invoice(ctx, inv.ID)
 		if err != nil {
-			return false, gatewayErr(err)
+			return false, err
 		}
 		fetched.AttemptCount = max(fetched.AttemptCount, inv.AttemptCount)
 		inv = fetched
@@ -321,7 +271,7 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 	if h.api != nil {
 		s, err := h.api.subscription(ctx, subID)
 		if err != nil {
-			return false, gatewayErr(err)
+			return false, err
 		}
 		fetchedSub = s
 	}
@@ -333,14 +283,14 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 		return false, fmt.Errorf("stripe subscription %s of failed invoice %s: %w", subID, inv.ID, billing.ErrNotFound)
 	}
 	attempt := max(inv.AttemptCount, 1)
-	_, err = h.pp.FailGatewayPayment(ctx, billing.GatewayPaymentParams{
+	_, err = h.core.FailGatewayPayment(ctx, billing.GatewayPaymentParams{
 		Gateway: billing.GatewayStripe, GatewayPaymentID: fmt.Sprintf("%s/attempt-%d", inv.ID, attempt),
 		GatewaySubscriptionID: subID, Amount: billing.Money{Amount: inv.AmountDue, Currency: currency(inv.Currency)}, Actor: actor,
 	}, failureReason(inv, attempt))
 	if err != nil && !errors.Is(err, billing.ErrInvalidTransition) { // cancelled meanwhile: settled
 		return false, err
 	}
-	if paid, err := h.store.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentApproved {
+	if paid, err := h.core.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentApproved {
 		return false, nil // a retry of this invoice already succeeded
 	} else if err != nil && !errors.Is(err, billing.ErrNotFound) {
 		return false, err
@@ -358,7 +308,7 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 		}
 		p.CancelAtPeriodEnd = fetchedSub.CancelAtPeriodEnd
 	}
-	_, err = h.pp.SyncSubscription(ctx, p)
+	_, err = h.core.SyncSubscription(ctx, p)
 	return false, err
 }
 
@@ -387,7 +337,7 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 	if h.api != nil {
 		fetched, err := h.api.checkoutSession(ctx, s.ID)
 		if err != nil {
-			return false, gatewayErr(err)
+			return false, err
 		}
 		s = fetched
 	}
@@ -398,7 +348,7 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 			// A payment bound by a signed reference (client_reference_id works on Payment
 			// Links) names the renewkit payment too; an unsigned one is refused.
 			if r := firstNonEmpty(s.ClientReferenceID, s.Metadata[MetadataReference]); r != "" {
-				ref, err := h.svc.VerifyReference(r)
+				ref, err := h.core.VerifyReference(r)
 				if err != nil {
 					return false, fmt.Errorf("checkout session %s: %w", s.ID, err)
 				}
@@ -412,7 +362,7 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 		if gid == "" {
 			gid = s.ID
 		}
-		_, err := h.pp.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
+		_, err := h.core.ApplyGatewayPayment(ctx, billing.GatewayPaymentParams{
 			Gateway: billing.GatewayStripe, GatewayPaymentID: gid, PaymentID: paymentID, Actor: actor,
 			Amount: billing.Money{Amount: s.AmountTotal, Currency: currency(s.Currency)},
 		})
@@ -430,7 +380,7 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 	if h.api != nil {
 		fs, err := h.api.subscription(ctx, subID)
 		if err != nil {
-			return false, gatewayErr(err)
+			return false, err
 		}
 		latest, fetched = fs.latest, fs
 	}
@@ -443,7 +393,7 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 		if err != nil {
 			return false, fmt.Errorf("checkout session %s: %w", s.ID, err)
 		}
-		if _, err := h.pp.SyncSubscription(ctx, billing.SyncParams{
+		if _, err := h.core.SyncSubscription(ctx, billing.SyncParams{
 			Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, EventTime: ev.Created,
 			UserID: userID, PlanID: planID, Actor: actor,
 		}); err != nil {
@@ -462,33 +412,13 @@ func (h *webhookHandler) checkoutCompleted(ctx context.Context, ev decodedEvent)
 }
 
 // linkPayment points the host's pending payment at the session's first invoice, so the
-// invoice's payment approves it instead of recording a second payment. When the invoice is
-// already recorded as another payment, the host's payment is cancelled as superseded.
+// invoice's payment approves it instead of recording a second payment (billing's
+// LinkCheckoutPayment; a payment already recorded for the invoice supersedes it).
 func (h *webhookHandler) linkPayment(ctx context.Context, paymentID, invoiceID, subID string) error {
-	pay, err := h.store.GetPayment(ctx, paymentID)
-	if errors.Is(err, billing.ErrNotFound) {
-		return fmt.Errorf("%w %q (checkout metadata payment_id)", billing.ErrUnknownPayment, paymentID)
-	}
+	err := h.core.LinkCheckoutPayment(ctx, billing.LinkParams{PaymentID: paymentID, Gateway: billing.GatewayStripe,
+		GatewayPaymentID: invoiceID, GatewaySubscriptionID: subID, Actor: actor})
 	if err != nil {
-		return err
-	}
-	if pay.GatewayPaymentID == invoiceID || pay.Status != billing.PaymentPending {
-		return nil
-	}
-	other, err := h.store.FindPaymentByGateway(ctx, billing.GatewayStripe, invoiceID)
-	switch {
-	case err == nil && other.ID != pay.ID:
-		_, err = h.pp.ProcessCancelled(ctx, billing.FailParams{PaymentID: pay.ID,
-			Reason: "superseded by Stripe invoice " + invoiceID + ", recorded as payment " + other.ID, Actor: actor})
-		return err
-	case err != nil && !errors.Is(err, billing.ErrNotFound):
-		return err
-	}
-	read := pay
-	pay.Gateway, pay.GatewayPaymentID, pay.GatewaySubscriptionID = billing.GatewayStripe, invoiceID, subID
-	pay.UpdatedAt = billing.TruncateTime(h.clock.Now())
-	if err := h.store.UpdatePayment(ctx, read, pay); err != nil {
-		return fmt.Errorf("linking payment %s to Stripe invoice %s: %w", pay.ID, invoiceID, err)
+		return fmt.Errorf("checkout metadata payment_id: %w", err)
 	}
 	return nil
 }

@@ -38,7 +38,7 @@ const (
 //	go test -run '^$' -bench WebhookLoopback -count 5 ./gateways/stripegw
 func BenchmarkWebhookLoopback(b *testing.B) {
 	b.Run("inline", func(b *testing.B) {
-		_, h := benchHandler(b, ProcessInline())
+		_, h := benchHandler(b, true)
 		r := runLoopback(b, h)
 		b.ReportMetric(r.rate, "events/s")
 		b.ReportMetric(r.p99ms, "p99-ms")
@@ -46,9 +46,9 @@ func BenchmarkWebhookLoopback(b *testing.B) {
 	b.Run("inbox", func(b *testing.B) {
 		bare := runLoopback(b, bareHandler())
 		// Acknowledgement alone: a handler whose events no worker applies meanwhile.
-		_, quiet := benchHandler(b)
+		_, quiet := benchHandler(b, false)
 		only := runLoopback(b, quiet)
-		svc, h := benchHandler(b)
+		svc, h := benchHandler(b, false)
 		w, err := billing.NewInboxWorker(svc)
 		if err != nil {
 			b.Fatal(err)
@@ -96,7 +96,7 @@ func BenchmarkWebhookLoopback(b *testing.B) {
 }
 
 // benchHandler is the Stripe handler on memstore with benchSubs subscriptions to renew.
-func benchHandler(b *testing.B, opts ...Option) (*billing.Service, http.Handler) {
+func benchHandler(b *testing.B, inline bool) (*billing.Service, http.Handler) {
 	st := memstore.New()
 	svc, err := billing.NewService(st, billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil }),
 		billing.Config{Clock: testkit.NewClock(fuzzNow), Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
@@ -111,7 +111,7 @@ func benchHandler(b *testing.B, opts ...Option) (*billing.Service, http.Handler)
 		records = append(records, testkit.UserWithAccess(uid, "pro", sid, s.CurrentPeriodEnd), s)
 	}
 	testkit.Seed(b, st, records...)
-	h, err := NewWebhookHandler(svc, Config{WebhookSecret: "whsec_bench"}, append(opts, WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))...)
+	h, err := NewWebhookHandler(svc.Processor(), Config{WebhookSecret: "whsec_bench", ProcessInline: inline, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	if err != nil {
 		b.Fatal(err)
 	}

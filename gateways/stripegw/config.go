@@ -17,8 +17,13 @@ import (
 // DefaultTolerance is how far the signed timestamp of a delivery may be from the clock.
 const DefaultTolerance = 5 * time.Minute
 
+// DefaultBaseURL is Stripe's API.
+const DefaultBaseURL = stripe.APIURL
+
 // DefaultBackendURL is Stripe's API.
-const DefaultBackendURL = stripe.APIURL
+//
+// Deprecated: use DefaultBaseURL.
+const DefaultBackendURL = DefaultBaseURL
 
 // Config configures the webhook handler and the renewal lookup. The zero value of each field
 // is its documented default; Validate reports every problem at once. Secrets never appear in
@@ -32,16 +37,28 @@ type Config struct {
 	SecretKey string
 	// WebhookSecret is the endpoint's signing secret (whsec_...). Required by the handler.
 	WebhookSecret string
-	// BackendURL is the API base URL. Default DefaultBackendURL; tests point it at
-	// stripe-mock or a local server.
-	BackendURL string
+	// BaseURL is the API base URL. Default DefaultBaseURL; tests point it at stripe-mock or
+	// a local server.
+	BaseURL string
 	// HTTPClient calls the API. Default: a client with a 30 s timeout.
 	HTTPClient *http.Client
 	// Tolerance is how far the Stripe-Signature timestamp may be from the clock, in either
 	// direction. Default DefaultTolerance (Stripe's own default).
 	Tolerance time.Duration
-	// MaxBodyBytes limits the webhook body. Default hookhttp.MaxBody (1 MiB).
+	// MaxBodyBytes limits the webhook body. Default 1 MiB.
 	MaxBodyBytes int64
+	// Logger receives the handler's and the lookup's log lines (never a secret or a
+	// signature). Default: the billing core's logger for the handler, slog.Default() for the
+	// lookup.
+	Logger *slog.Logger
+	// Clock is what signature timestamps are checked against. Default: the billing core's
+	// clock, so one clock drives billing and webhook tolerance.
+	Clock billing.Clock
+	// ProcessInline makes the webhook handler apply each event in the request and answer
+	// with the outcome, for a host that wants it in the response (and for tests). By
+	// default the handler stores the verified event in the billing inbox, answers 200 at
+	// once and billing.InboxWorker applies it.
+	ProcessInline bool
 	// Prices maps Stripe price ids (price_...) to renewkit plan ids. A subscription
 	// renewkit does not know yet is created only when every price of its items maps to the
 	// plan its signed reference names (with a SecretKey the items are re-read from the
@@ -56,7 +73,7 @@ type Config struct {
 // LogValue keeps the secret key and the webhook secret out of logs.
 func (c Config) LogValue() slog.Value {
 	return slog.GroupValue(
-		slog.String("backend_url", c.BackendURL),
+		slog.String("base_url", c.BaseURL),
 		slog.Bool("secret_key", c.SecretKey != ""),
 		slog.Bool("webhook_secret", c.WebhookSecret != ""),
 	)
@@ -79,10 +96,10 @@ func (c Config) Validate() error {
 	if c.MaxNetworkRetries < -1 {
 		bad("MaxNetworkRetries must be -1 (none), 0 (default) or a positive count")
 	}
-	if c.BackendURL != "" {
-		u, err := url.Parse(c.BackendURL)
+	if c.BaseURL != "" {
+		u, err := url.Parse(c.BaseURL)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-			bad("BackendURL must be an absolute http(s) URL such as %s", DefaultBackendURL)
+			bad("BaseURL must be an absolute http(s) URL such as %s", DefaultBaseURL)
 		}
 	}
 	if c.SecretKey != "" && strings.TrimSpace(c.SecretKey) != c.SecretKey {
@@ -95,10 +112,10 @@ func (c Config) Validate() error {
 }
 
 func (c *Config) setDefaults() {
-	if c.BackendURL == "" {
-		c.BackendURL = DefaultBackendURL
+	if c.BaseURL == "" {
+		c.BaseURL = DefaultBaseURL
 	}
-	c.BackendURL = strings.TrimRight(c.BackendURL, "/")
+	c.BaseURL = strings.TrimRight(c.BaseURL, "/")
 	if c.HTTPClient == nil {
 		c.HTTPClient = &http.Client{Timeout: 30 * time.Second}
 	}
@@ -109,20 +126,3 @@ func (c *Config) setDefaults() {
 		c.MaxBodyBytes = hookhttp.MaxBody
 	}
 }
-
-// Option sets an optional dependency of NewWebhookHandler or NewRenewalLookup.
-type Option func(*hookhttp.Options) error
-
-// WithLogger sets the logger. Default: the billing Service's logger for the handler,
-// slog.Default() for the lookup.
-func WithLogger(l *slog.Logger) Option { return Option(hookhttp.WithLogger(l)) }
-
-// WithClock sets the clock the handler checks signature timestamps against. Default: the
-// billing Service's clock, so one clock drives billing and webhook tolerance.
-func WithClock(c billing.Clock) Option { return Option(hookhttp.WithClock(c)) }
-
-// ProcessInline makes NewWebhookHandler apply each event in the request and answer with
-// the outcome, as for a host that wants it in the response (and for tests). By default the
-// handler stores the verified event in the billing inbox, answers 200 at once and
-// billing.InboxWorker applies it.
-func ProcessInline() Option { return Option(hookhttp.ProcessInline()) }

@@ -8,28 +8,37 @@
 //	Config field       default                  used by
 //	WebhookSecret      (required)               handler: the endpoint's signing secret, whsec_...
 //	SecretKey          "" (handler), required   API re-fetch in the handler; RenewalLookup
-//	BackendURL         https://api.stripe.com   both (tests: stripe-mock or a local server)
+//	BaseURL            https://api.stripe.com   both (tests: stripe-mock or a local server)
 //	HTTPClient         30 s timeout             both
 //	Tolerance          5 min                    handler: max |clock - signed timestamp|
 //	MaxBodyBytes       1 MiB                    handler (413 above it)
 //	MaxNetworkRetries  2 (-1: none)             both
+//	Logger             the billing core's       both (slog.Default() for the lookup)
+//	Clock              the billing core's       handler: signature tolerance
+//	ProcessInline      false (inbox)            handler: apply in the request
 //
-// Options: WithClock (default: the billing Service's clock) and WithLogger. Secrets never
-// appear in errors or logs; neither do signatures or bodies.
+// Secrets never appear in errors or logs; neither do signatures or bodies.
+//
+// # Shared vocabulary
+//
+// The Config fields every gateway spells the same are BaseURL, HTTPClient (*http.Client),
+// MaxBodyBytes, Tolerance, Logger, Clock and ProcessInline; errors are *gateways.APIError
+// and the gateways signature sentinels. Earlier names: BackendURL (now BaseURL), DefaultBackendURL (DefaultBaseURL), the options WithClock, WithLogger and ProcessInline() (now Config fields), ErrInvalidSignatureHeader (gateways.ErrMalformedSignature), ErrTimestampOutsideTolerance (gateways.ErrStaleSignature), ErrGatewayUnavailable and ErrGatewayRejected (gateways.ErrUnavailable, ErrRejected), APIError.ObjectID (ID). The old sentinel and type
+// names remain as deprecated aliases for one release; renamed Config fields cannot alias, so
+// set the new ones. The handler takes the billing core, svc.Processor(), instead of the
+// Service.
 //
 // # Mounting
 //
-//	h, err := stripegw.NewWebhookHandler(svc, stripegw.Config{
-//		SecretKey:     os.Getenv("STRIPE_SECRET_KEY"),
-//		WebhookSecret: os.Getenv("STRIPE_WEBHOOK_SECRET"),
-//	})
-//	if err != nil {
-//		return err
-//	}
-//	mux.Handle("POST /api/payments/stripe/webhook", h)
+// ExampleNewWebhookHandler mounts the handler and registers the lookup; the lookup is
+// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: lookup}}.
 //
-//	lookup, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: key})
-//	// billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: lookup}}
+// # Objects the API does not know
+//
+// With a SecretKey, an object the Stripe API answers 404 for is ignored with a log line
+// (inline: 200 "ignored"; in the inbox: ignored at its first attempt). Stripe's objects are
+// readable as soon as their events are sent, so no retry can make one appear; this is the
+// inbox worker's "ignored", not "parked".
 //
 // # Verification
 //

@@ -62,7 +62,7 @@ func FuzzDecodeEvent(f *testing.F) {
 		f.Fatal(err)
 	}
 	testkit.Seed(f, st, testkit.Plan("pro", billing.CycleMonthly, 2990), testkit.User("u1"))
-	h, err := NewWebhookHandler(svc, Config{WebhookSecret: "whsec_f"}, ProcessInline())
+	h, err := NewWebhookHandler(svc.Processor(), Config{WebhookSecret: "whsec_f", ProcessInline: true})
 	if err != nil {
 		f.Fatal(err)
 	}

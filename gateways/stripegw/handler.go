@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
@@ -16,9 +17,7 @@ import (
 const SignatureHeader = "Stripe-Signature"
 
 type webhookHandler struct {
-	svc       *billing.Service
-	pp        *billing.PaymentProcessor
-	store     billing.Store
+	core      gateways.Core
 	secret    string
 	tolerance time.Duration
 	maxBody   int64
@@ -29,17 +28,18 @@ type webhookHandler struct {
 	inline    bool
 }
 
-// NewWebhookHandler returns the handler for Stripe's webhook endpoint. Mount it at the URL
-// registered in the Stripe dashboard:
+// NewWebhookHandler returns the handler for Stripe's webhook endpoint, applying events
+// through core (svc.Processor() of a billing.Service). Mount it at the URL registered in the
+// Stripe dashboard:
 //
 //	mux.Handle("POST /api/payments/stripe/webhook", h)
 //
 // cfg.WebhookSecret is required. With cfg.SecretKey the handler re-fetches the invoice,
 // subscription or checkout session an event names and acts on the API's answer.
-func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.Handler, error) {
+func NewWebhookHandler(core gateways.Core, cfg Config) (http.Handler, error) {
 	var errs []error
-	if svc == nil {
-		errs = append(errs, fmt.Errorf("%w: missing billing service: pass billing.NewService(store, notifier, cfg)", ErrInvalidConfig))
+	if core == nil {
+		errs = append(errs, fmt.Errorf("%w: missing billing service: pass svc.Processor() of billing.NewService(store, notifier, cfg)", ErrInvalidConfig))
 	}
 	if cfg.WebhookSecret == "" {
 		errs = append(errs, fmt.Errorf("%w: WebhookSecret is empty: copy the endpoint's signing secret (whsec_...) from the Stripe dashboard or `stripe listen`", ErrInvalidConfig))
@@ -47,22 +47,19 @@ func NewWebhookHandler(svc *billing.Service, cfg Config, opts ...Option) (http.H
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	o, err := hookhttp.ApplyOptions(svc, ErrInvalidConfig, opts)
-	if err != nil {
-		errs = append(errs, err)
-	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()
 	h := &webhookHandler{
-		svc: svc, pp: svc.Processor(), store: svc.Store(), secret: cfg.WebhookSecret, prices: cfg.Prices,
-		tolerance: cfg.Tolerance, maxBody: cfg.MaxBodyBytes, clock: o.Clock, log: o.Log, inline: o.Inline,
+		core: core, secret: cfg.WebhookSecret, prices: cfg.Prices,
+		tolerance: cfg.Tolerance, maxBody: cfg.MaxBodyBytes, inline: cfg.ProcessInline,
 	}
+	h.log, h.clock = hookhttp.Defaults(core, cfg.Logger, cfg.Clock)
 	if cfg.SecretKey != "" {
 		h.api = newAPI(cfg, h.log)
 	}
-	if err := svc.RegisterWebhookProcessor(billing.GatewayStripe, h.processStored); err != nil {
+	if err := core.RegisterWebhookProcessor(billing.GatewayStripe, h.processStored); err != nil {
 		return nil, err
 	}
 	return h, nil
@@ -113,7 +110,7 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Error(w, http.StatusBadRequest, ErrMalformedEvent.Error())
 		return
 	}
-	hookhttp.Deliver(w, r, h.log, h.svc, h.inline, billing.WebhookEvent{
+	hookhttp.Deliver(w, r, h.log, h.core, h.inline, billing.WebhookEvent{
 		Gateway: billing.GatewayStripe, EventID: ev.ID, Type: ev.Type, ObjectKey: objectKey(ev), OccurredAt: ev.Created, Payload: body,
 	}, func(ctx context.Context) (bool, error) { return h.apply(ctx, ev) })
 }
@@ -121,10 +118,13 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // signatureReason is the public answer for a rejected signature; it names the check that
 // failed and nothing from the request.
 func signatureReason(err error) string {
-	for _, e := range []error{ErrMissingSignature, ErrInvalidSignatureHeader, ErrTimestampOutsideTolerance, ErrSignatureMismatch} {
-		if errors.Is(err, e) {
-			return e.Error()
-		}
+	switch {
+	case errors.Is(err, gateways.ErrMissingSignature):
+		return "stripegw: missing " + SignatureHeader + " header"
+	case errors.Is(err, gateways.ErrMalformedSignature):
+		return "stripegw: malformed " + SignatureHeader + " header"
+	case errors.Is(err, gateways.ErrStaleSignature):
+		return "stripegw: signature timestamp outside tolerance"
 	}
-	return ErrSignatureMismatch.Error()
+	return "stripegw: signature does not match the body"
 }

@@ -56,7 +56,8 @@ func newEnv(t testing.TB, cfg stripegw.Config) *env {
 	if cfg.Prices == nil {
 		cfg.Prices = testPrices
 	}
-	if e.h, err = stripegw.NewWebhookHandler(svc, cfg, stripegw.ProcessInline()); err != nil {
+	cfg.ProcessInline = true
+	if e.h, err = stripegw.NewWebhookHandler(svc.Processor(), cfg); err != nil {
 		t.Fatal(err)
 	}
 	testkit.Seed(t, e.st, testkit.Plan("pro", billing.CycleMonthly, 2990), testkit.User("u1"))

@@ -35,7 +35,7 @@ func newReplica(t testing.TB, st billing.Store, clock billing.Clock, notes billi
 	if err != nil {
 		t.Fatal(err)
 	}
-	h, err := stripegw.NewWebhookHandler(svc, stripegw.Config{WebhookSecret: secret, Prices: testPrices})
+	h, err := stripegw.NewWebhookHandler(svc.Processor(), stripegw.Config{WebhookSecret: secret, Prices: testPrices})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -306,5 +306,39 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 		if got := e.emails(); strings.Join(got, ",") != strings.Join(wantMails, ",") {
 			t.Fatalf("round %d: emails\n got %v\nwant %v", round, got, wantMails)
 		}
+	}
+}
+
+// Proves: in inbox mode an invoice.paid whose invoice the Stripe API does not know (404)
+// is accepted, then ignored at its first attempt with a log line: not failed, not parked,
+// never retried.
+func TestInboxObjectUnknownToAPIIgnored(t *testing.T) {
+	srv := fakeAPI(t, map[string]any{})
+	st, clock := memstore.New(), testkit.NewClock(t0)
+	svc, err := billing.NewService(st, testkit.NewNotifier(), billing.Config{Clock: clock, Logger: quietLogger(), ReferenceSecret: refSecret})
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := stripegw.NewWebhookHandler(svc.Processor(), stripegw.Config{WebhookSecret: secret, Prices: testPrices,
+		SecretKey: "sk_test_1", BaseURL: srv.URL, MaxNetworkRetries: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := billing.NewInboxWorker(svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testkit.Seed(t, st, testkit.Plan("pro", billing.CycleMonthly, 2990), testkit.User("u1"))
+	e := &env{t: t, st: st, clock: clock, svc: svc, h: h}
+	e.accept(stripegw.NewTestEvent("evt_404", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p1s, p1e, 1)))
+	if n := drain(t, w); n != 1 {
+		t.Fatalf("drained %d events, want 1", n)
+	}
+	if ev := e.event("evt_404"); ev.State != billing.EventIgnored || ev.Attempts != 1 || !ev.NextAttemptAt.IsZero() && ev.NextAttemptAt.After(clock.Now()) {
+		t.Fatalf("event %+v; want ignored after one attempt", ev)
+	}
+	clock.Advance(3 * time.Hour)
+	if n := drain(t, w); n != 0 {
+		t.Fatalf("an ignored event was attempted again (%d)", n)
 	}
 }

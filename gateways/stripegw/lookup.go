@@ -19,9 +19,9 @@ type RenewalLookup struct {
 
 var _ billing.RenewalLookup = (*RenewalLookup)(nil)
 
-// NewRenewalLookup returns a lookup over the Subscriptions API at cfg.BackendURL.
-// cfg.SecretKey is required; WebhookSecret is not used.
-func NewRenewalLookup(cfg Config, opts ...Option) (*RenewalLookup, error) {
+// NewRenewalLookup returns a lookup over the Subscriptions API at cfg.BaseURL.
+// cfg.SecretKey is required; WebhookSecret, Clock and ProcessInline are not used.
+func NewRenewalLookup(cfg Config) (*RenewalLookup, error) {
 	var errs []error
 	if cfg.SecretKey == "" {
 		errs = append(errs, fmt.Errorf("%w: SecretKey is empty: set STRIPE_SECRET_KEY (sk_... or a restricted key that reads subscriptions and invoices)", ErrInvalidConfig))
@@ -29,15 +29,12 @@ func NewRenewalLookup(cfg Config, opts ...Option) (*RenewalLookup, error) {
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	o, err := hookhttp.ApplyOptions(nil, ErrInvalidConfig, opts)
-	if err != nil {
-		errs = append(errs, err)
-	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
 	cfg.setDefaults()
-	return &RenewalLookup{api: newAPI(cfg, o.Log)}, nil
+	log, _ := hookhttp.Defaults(nil, cfg.Logger, nil)
+	return &RenewalLookup{api: newAPI(cfg, log)}, nil
 }
 
 // LookupSubscription retrieves the subscription (with its latest invoice expanded) and

@@ -47,7 +47,7 @@ func loopbackServer(t testing.TB, h http.Handler) *httptest.Server {
 // latest invoice, so it is paid only through current_period_start.
 func TestRenewalLookupStripeMock(t *testing.T) {
 	url := stripeMockURL(t)
-	l, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: "sk_test_123", BackendURL: url, MaxNetworkRetries: -1})
+	l, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: "sk_test_123", BaseURL: url, MaxNetworkRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -62,7 +62,7 @@ func TestRenewalLookupStripeMock(t *testing.T) {
 		t.Fatalf("unpaid latest invoice: paid through %v, want current_period_start", gs.PeriodEnd)
 	}
 
-	bad, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: "not-a-key", BackendURL: url, MaxNetworkRetries: -1})
+	bad, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: "not-a-key", BaseURL: url, MaxNetworkRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -107,7 +107,7 @@ func TestRenewalLookupMapping(t *testing.T) {
 	unpaid := subscription("sub_2", "active", false, p2s, p2e, meta)
 	unpaid["latest_invoice"] = invoice("in_9", "sub_2", "open", 2990, p2s, p2e, 1)
 	srv := fakeAPI(t, map[string]any{"/v1/subscriptions/sub_1": sub, "/v1/subscriptions/sub_2": unpaid, "/v1/subscriptions/sub_down": nil})
-	l, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: "sk_test_1", BackendURL: srv.URL, MaxNetworkRetries: -1})
+	l, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: "sk_test_1", BaseURL: srv.URL, MaxNetworkRetries: -1})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +142,7 @@ func TestInvoicePaidRefetchedFromAPI(t *testing.T) {
 		"/v1/invoices/in_1": apiInv, "/v1/invoices/in_2": notPaid, "/v1/subscriptions/sub_1": sub,
 		"/v1/checkout/sessions/cs_1": checkoutSession("cs_1", "sub_1", "in_1", meta),
 	})
-	e := newEnv(t, stripegw.Config{SecretKey: "sk_test_1", BackendURL: srv.URL, MaxNetworkRetries: -1})
+	e := newEnv(t, stripegw.Config{SecretKey: "sk_test_1", BaseURL: srv.URL, MaxNetworkRetries: -1})
 	if code := e.post(lifecycle()[0]); code != 200 {
 		t.Fatalf("checkout: %d", code)
 	}
@@ -159,17 +159,25 @@ func TestInvoicePaidRefetchedFromAPI(t *testing.T) {
 	if code := e.post(stripegw.NewTestEvent("evt_p2", stripegw.EventInvoicePaid, invoice("in_2", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusInternalServerError {
 		t.Fatalf("invoice the API reports open: %d, want 500 (retry)", code)
 	}
-	if code := e.post(stripegw.NewTestEvent("evt_p3", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusBadRequest {
-		t.Fatalf("invoice unknown to the API: %d, want 400", code)
+	// Stripe's objects are readable once their events are sent: one the API does not know
+	// is ignored (200, recorded ignored), never answered 4xx/5xx nor retried.
+	if code := e.post(stripegw.NewTestEvent("evt_p3", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusOK {
+		t.Fatalf("invoice unknown to the API: %d, want 200 ignored", code)
+	}
+	if ev, err := e.st.GetWebhookEvent(context.Background(), billing.GatewayStripe, "evt_p3"); err != nil || ev.State != billing.EventIgnored {
+		t.Fatalf("invoice unknown to the API: event %+v %v, want ignored", ev, err)
+	}
+	if _, err := e.st.FindPaymentByGateway(context.Background(), billing.GatewayStripe, "in_404"); !errors.Is(err, billing.ErrNotFound) {
+		t.Fatalf("invoice unknown to the API recorded a payment: %v", err)
 	}
 }
 
 func TestConfigValidate(t *testing.T) {
-	err := stripegw.Config{Tolerance: -1, MaxBodyBytes: -1, BackendURL: "ftp://x", SecretKey: " sk_test_secretvalue "}.Validate()
+	err := stripegw.Config{Tolerance: -1, MaxBodyBytes: -1, BaseURL: "ftp://x", SecretKey: " sk_test_secretvalue "}.Validate()
 	if !errors.Is(err, stripegw.ErrInvalidConfig) {
 		t.Fatal(err)
 	}
-	for _, want := range []string{"Tolerance", "MaxBodyBytes", "BackendURL", "SecretKey"} {
+	for _, want := range []string{"Tolerance", "MaxBodyBytes", "BaseURL", "SecretKey"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("%q not reported in %v", want, err)
 		}
@@ -180,7 +188,7 @@ func TestConfigValidate(t *testing.T) {
 	if _, err := stripegw.NewWebhookHandler(nil, stripegw.Config{}); err == nil || !strings.Contains(err.Error(), "WebhookSecret") || !strings.Contains(err.Error(), "billing service") {
 		t.Fatalf("handler without service and secret: %v", err)
 	}
-	if _, err := stripegw.NewRenewalLookup(stripegw.Config{}, stripegw.WithLogger(nil)); err == nil || !strings.Contains(err.Error(), "SecretKey") || !strings.Contains(err.Error(), "WithLogger") {
+	if _, err := stripegw.NewRenewalLookup(stripegw.Config{}); err == nil || !strings.Contains(err.Error(), "SecretKey") {
 		t.Fatalf("lookup without key: %v", err)
 	}
 }

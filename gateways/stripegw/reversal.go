@@ -121,14 +121,14 @@ func (h *webhookHandler) reversal(ctx context.Context, ev decodedEvent) (bool, e
 	if d != nil {
 		if h.api != nil {
 			if d, err = h.api.dispute(ctx, d.ID); err != nil {
-				return false, gatewayErr(err)
+				return false, err
 			}
 		}
 		ch = &wireCharge{ID: string(d.Charge), PaymentIntent: d.PaymentIntent, Currency: d.Currency}
 	}
 	if h.api != nil && ch.ID != "" {
 		if ch, err = h.api.charge(ctx, ch.ID); err != nil {
-			return false, gatewayErr(err)
+			return false, err
 		}
 	}
 	params := billing.ReversalParams{Gateway: billing.GatewayStripe, EventTime: ev.Created, Actor: actor,
@@ -148,7 +148,7 @@ func (h *webhookHandler) reversal(ctx context.Context, ev decodedEvent) (bool, e
 		}
 		params.Kind, params.Reason = kind, d.Reason
 	}
-	_, err = h.pp.ProcessReversal(ctx, params)
+	_, err = h.core.ProcessReversal(ctx, params)
 	if errors.Is(err, billing.ErrUnknownPayment) {
 		log.InfoContext(ctx, "stripe reversal ignored: renewkit recorded no payment for the charge")
 		return true, nil

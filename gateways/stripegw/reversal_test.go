@@ -29,7 +29,7 @@ func paidEnv(t *testing.T, objects map[string]any) *env {
 	objects["/v1/subscriptions/sub_1"] = subscription("sub_1", "active", false, p1s, p1e, meta)
 	objects["/v1/checkout/sessions/cs_1"] = checkoutSession("cs_1", "sub_1", "in_1", meta)
 	srv := fakeAPI(t, objects)
-	e := newEnv(t, stripegw.Config{SecretKey: "sk_test_1", BackendURL: srv.URL, MaxNetworkRetries: -1})
+	e := newEnv(t, stripegw.Config{SecretKey: "sk_test_1", BaseURL: srv.URL, MaxNetworkRetries: -1})
 	for _, ev := range lifecycle()[:2] {
 		if code := e.post(ev); code != http.StatusOK {
 			t.Fatalf("%s: %d", ev.Type, code)

@@ -8,7 +8,12 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76/webhook"
+
+	"github.com/renewkit/renewkit/gateways"
 )
+
+// errNoHeader: the request has no Stripe-Signature header.
+var errNoHeader = fmt.Errorf("%w: no %s header", gateways.ErrMissingSignature, SignatureHeader)
 
 // signatureHeader is a parsed Stripe-Signature header: "t=1700000000,v1=<hex>,v1=<hex>,v0=...".
 type signatureHeader struct {
@@ -30,25 +35,25 @@ const maxSignatureHeader = 4096
 func parseSignatureHeader(h string) (signatureHeader, error) {
 	var sh signatureHeader
 	if h == "" {
-		return sh, ErrMissingSignature
+		return sh, errNoHeader
 	}
 	if len(h) > maxSignatureHeader {
-		return sh, fmt.Errorf("%w: longer than %d bytes", ErrInvalidSignatureHeader, maxSignatureHeader)
+		return sh, fmt.Errorf("%w: longer than %d bytes", gateways.ErrMalformedSignature, maxSignatureHeader)
 	}
 	haveT := false
 	for _, pair := range strings.Split(h, ",") {
 		k, v, ok := strings.Cut(pair, "=")
 		if !ok || strings.Contains(v, "=") {
-			return sh, fmt.Errorf("%w: element is not key=value", ErrInvalidSignatureHeader)
+			return sh, fmt.Errorf("%w: element is not key=value", gateways.ErrMalformedSignature)
 		}
 		switch k {
 		case "t":
 			if haveT {
-				return sh, fmt.Errorf("%w: more than one timestamp", ErrInvalidSignatureHeader)
+				return sh, fmt.Errorf("%w: more than one timestamp", gateways.ErrMalformedSignature)
 			}
 			sec, err := strconv.ParseInt(v, 10, 64)
 			if err != nil || sec <= 0 || sec > maxUnixSeconds {
-				return sh, fmt.Errorf("%w: timestamp is not Unix seconds", ErrInvalidSignatureHeader)
+				return sh, fmt.Errorf("%w: timestamp is not Unix seconds", gateways.ErrMalformedSignature)
 			}
 			sh.Timestamp, haveT = time.Unix(sec, 0).UTC(), true
 		case "v1":
@@ -60,10 +65,10 @@ func parseSignatureHeader(h string) (signatureHeader, error) {
 		}
 	}
 	if !haveT {
-		return sh, fmt.Errorf("%w: no timestamp", ErrInvalidSignatureHeader)
+		return sh, fmt.Errorf("%w: no timestamp", gateways.ErrMalformedSignature)
 	}
 	if len(sh.Signatures) == 0 {
-		return sh, fmt.Errorf("%w: no v1 signature", ErrInvalidSignatureHeader)
+		return sh, fmt.Errorf("%w: no v1 signature", gateways.ErrMalformedSignature)
 	}
 	return sh, nil
 }
@@ -84,16 +89,16 @@ func verifySignature(payload []byte, header, secret string, now time.Time, toler
 		return err
 	}
 	if d := now.Sub(sh.Timestamp); d > tolerance || d < -tolerance {
-		return fmt.Errorf("%w: signed %v from now, tolerance %v", ErrTimestampOutsideTolerance, d.Round(time.Second), tolerance)
+		return fmt.Errorf("%w: signed %v from now, tolerance %v", gateways.ErrStaleSignature, d.Round(time.Second), tolerance)
 	}
 	if err := webhook.ValidatePayloadIgnoringTolerance(payload, header, secret); err != nil {
 		switch err {
 		case webhook.ErrNotSigned:
-			return ErrMissingSignature
+			return errNoHeader
 		case webhook.ErrInvalidHeader:
-			return fmt.Errorf("%w: rejected by stripe-go", ErrInvalidSignatureHeader)
+			return fmt.Errorf("%w: rejected by stripe-go", gateways.ErrMalformedSignature)
 		default:
-			return ErrSignatureMismatch
+			return gateways.ErrSignatureMismatch
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	"net/http"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 )
 
 // MaxBody is the largest webhook body accepted (1 MiB).
@@ -82,10 +83,6 @@ func Error(w http.ResponseWriter, status int, msg string) {
 // failed) on every answer to a delivery that got past verification, for logs and metrics.
 const OutcomeHeader = "X-Webhook-Outcome"
 
-// ErrUnavailable is wrapped by every gateway's *APIError whose call may succeed later (no
-// answer, 408, 429, 5xx): Respond answers it 503 with Retry-After.
-var ErrUnavailable = errors.New("gateway API unavailable")
-
 // Unavailable answers 503 with Retry-After: 60, for a failure a redelivery can get past.
 func Unavailable(w http.ResponseWriter, msg string) {
 	w.Header().Set("Retry-After", "60")
@@ -96,7 +93,8 @@ func Unavailable(w http.ResponseWriter, msg string) {
 // AcceptWebhookEvent: 200 for accepted, processed, ignored and duplicate events; 409 with Retry-After while another delivery processes the
 // same event; 400 when the event is bad input a retry cannot fix (billing.Permanent); 503
 // when it refers to a record that does not exist yet (a retry can help once the creating
-// event arrives) or the gateway's API is unavailable (ErrUnavailable); 500 for the rest.
+// event arrives) or the gateway's API is unavailable (gateways.ErrUnavailable); 500 for the
+// rest.
 // The error text goes to the log, not to the gateway.
 func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, eventID string, outcome billing.EventOutcome, err error) {
 	w.Header().Set(OutcomeHeader, string(outcome))
@@ -117,7 +115,7 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 	case errors.Is(err, billing.ErrNotFound), errors.Is(err, billing.ErrConflict):
 		log.InfoContext(r.Context(), "webhook event deferred; the gateway retries", "gateway", gateway, "event_id", eventID, "error", err)
 		Unavailable(w, "event cannot be applied yet; retry later")
-	case errors.Is(err, ErrUnavailable):
+	case errors.Is(err, gateways.ErrUnavailable):
 		log.WarnContext(r.Context(), "webhook event deferred: gateway API unavailable; the gateway retries", "gateway", gateway, "event_id", eventID, "error", err)
 		Unavailable(w, "gateway API unavailable; retry later")
 	default:
@@ -126,19 +124,19 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 	}
 }
 
-// Deliver hands a verified event to svc and answers the gateway. Inline, it processes the
-// event in the request (billing.Service.HandleWebhookEvent) and answers as Respond does.
-// Otherwise it stores ev in the inbox (billing.Service.AcceptWebhookEvent) and answers 200
+// Deliver hands a verified event to core and answers the gateway. Inline, it processes the
+// event in the request (HandleWebhookEvent) and answers as Respond does. Otherwise it
+// stores ev in the inbox (AcceptWebhookEvent) and answers 200
 // {"status":"accepted"} (or "duplicate" for an event already stored), 500 only when the
 // inbox write failed; the inbox worker applies the event with the processor the gateway
 // registered.
-func Deliver(w http.ResponseWriter, r *http.Request, log *slog.Logger, svc *billing.Service, inline bool, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
+func Deliver(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, inline bool, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
 	if inline {
-		outcome, err := svc.HandleWebhookEvent(r.Context(), ev, process)
+		outcome, err := core.HandleWebhookEvent(r.Context(), ev, process)
 		Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
 		return
 	}
-	outcome, err := svc.AcceptWebhookEvent(r.Context(), ev)
+	outcome, err := core.AcceptWebhookEvent(r.Context(), ev)
 	Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
 }
 

@@ -1,9 +1,11 @@
 package hookhttp
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -11,6 +13,8 @@ import (
 	"testing"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
+	"github.com/renewkit/renewkit/store/memstore"
 )
 
 func TestReadBody(t *testing.T) {
@@ -116,7 +120,7 @@ func TestRespond(t *testing.T) {
 		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrUnknownPayment), 400},
 		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrNotFound), 503},
 		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrConflict), 503},
-		{billing.OutcomeFailed, fmt.Errorf("api: %w", ErrUnavailable), 503},
+		{billing.OutcomeFailed, fmt.Errorf("api: %w", gateways.ErrUnavailable), 503},
 		{billing.OutcomeFailed, errors.New("store down: secret=abc"), 500},
 	} {
 		rec := httptest.NewRecorder()
@@ -133,21 +137,23 @@ func TestRespond(t *testing.T) {
 	}
 }
 
-func TestApplyOptions(t *testing.T) {
-	invalid := errors.New("gw: invalid configuration")
-	type option func(*Options) error
-	o, err := ApplyOptions(nil, invalid, []option{nil, option(WithLogger(nil)), option(WithClock(nil))})
-	if !errors.Is(err, invalid) || !strings.Contains(err.Error(), "nil Option") ||
-		!strings.Contains(err.Error(), "WithLogger(nil)") || !strings.Contains(err.Error(), "WithClock(nil)") {
-		t.Fatalf("err = %v, want all three problems wrapping the gateway's sentinel", err)
+func TestDefaults(t *testing.T) {
+	log, clock := Defaults(nil, nil, nil)
+	if log == nil || clock == nil {
+		t.Fatalf("without a core: log %v, clock %v; want slog.Default() and the system clock", log, clock)
 	}
-	if o.Log == nil || o.Clock != nil {
-		t.Fatalf("without a service: log %v, clock %v; want slog.Default() and no clock", o.Log, o.Clock)
+	svc, err := billing.NewService(memstore.New(), billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil }),
+		billing.Config{Logger: slog.New(slog.DiscardHandler), Clock: billing.SystemClock()})
+	if err != nil {
+		t.Fatal(err)
 	}
-	log := slog.New(slog.DiscardHandler)
-	o, err = ApplyOptions(nil, invalid, []option{option(WithLogger(log))})
-	if err != nil || o.Log != log {
-		t.Fatalf("WithLogger: %v, %v", o.Log, err)
+	core := svc.Processor()
+	if log, clock := Defaults(core, nil, nil); log != core.Logger() || clock != core.Clock() {
+		t.Fatalf("with a core: log %v clock %v, want the core's", log, clock)
+	}
+	own := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if log, _ := Defaults(core, own, nil); log != own {
+		t.Fatalf("a configured logger was replaced: %v", log)
 	}
 }
 
