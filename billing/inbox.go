@@ -246,7 +246,9 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 	if err := s.store.FinishWebhookEvent(fctx, f); err != nil {
 		return f.Attempt, OutcomeFailed, perr, fmt.Errorf("recording outcome of %s/%s: %w", ev.Gateway, ev.EventID, err)
 	}
-	if f.State == EventProcessed && ev.ObjectKey != "" {
+	if !f.State.Pending() && ev.ObjectKey != "" {
+		// The event is done with: parked events of its object may find what they wait
+		// for, and later ones held back behind it may go.
 		n, err := s.store.WakeWebhookEvents(fctx, ev.Gateway, ev.ObjectKey, now)
 		if err != nil {
 			s.log.WarnContext(ctx, "waking parked webhook events; they retry on their backoff", "gateway", ev.Gateway,

@@ -153,9 +153,10 @@ type WebhookEventStore interface {
 	// WebhookEventBlocked reports whether a received or failed event of ev's gateway and
 	// ObjectKey occurred strictly before ev (an earlier event still to apply first).
 	WebhookEventBlocked(ctx context.Context, ev WebhookEvent) (bool, error)
-	// WakeWebhookEvents makes the parked events of gateway and objectKey due at now and
-	// returns how many. An event of the object claimed at the time is marked, so that if
-	// its attempt ends parked it is due at once (no wake-up is lost to a race).
+	// WakeWebhookEvents makes the parked events of gateway and objectKey, and its received
+	// ones put back to wait behind an earlier event, due at now and returns how many. An
+	// event of the object claimed at the time is marked, so that if its attempt ends parked
+	// or put back it is due at once (no wake-up is lost to a race).
 	WakeWebhookEvents(ctx context.Context, gateway, objectKey string, now time.Time) (int, error)
 	// ReplayWebhookEvent makes a failed, dead or ignored event received again, due now,
 	// with its attempt count and history kept. Another state is ErrInvalidTransition.

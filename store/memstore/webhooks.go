@@ -128,7 +128,7 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 	cur.NextAttemptAt, cur.ParkedAt = time.Time{}, t0(f.ParkedAt)
 	if f.State.Pending() {
 		cur.NextAttemptAt = t0(f.NextAttemptAt)
-		if f.State == billing.EventParked && s.woken[k] {
+		if (f.State == billing.EventParked || f.State == billing.EventReceived) && s.woken[k] {
 			cur.NextAttemptAt = t0(f.Now)
 		}
 	} else {
@@ -179,7 +179,7 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 		if ev.LeaseUntil.After(now) {
 			s.woken[k] = true
 		}
-		if ev.State == billing.EventParked && ev.NextAttemptAt.After(now) {
+		if (ev.State == billing.EventParked || ev.State == billing.EventReceived) && ev.NextAttemptAt.After(now) {
 			ev.NextAttemptAt = t0(now)
 			s.events[k] = ev
 			n++

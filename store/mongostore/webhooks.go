@@ -269,12 +269,12 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 		if err != nil {
 			return err
 		}
-		if matched = res.MatchedCount; matched == 0 || f.State != billing.EventParked {
+		if matched = res.MatchedCount; matched == 0 || f.State != billing.EventParked && f.State != billing.EventReceived {
 			return nil
 		}
 		// Woken while it was processed: due at once. A wake after this finish finds it
-		// parked and makes it due itself.
-		_, err = s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "state", Value: string(billing.EventParked)},
+		// parked (or put back, received) and makes it due itself.
+		_, err = s.events.UpdateOne(ctx, bson.D{{Key: "_id", Value: eventKey(f.Gateway, f.EventID)}, {Key: "state", Value: string(f.State)},
 			{Key: "woken", Value: true}}, bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(f.Now)}}},
 			{Key: "$unset", Value: bson.D{{Key: "woken", Value: ""}}}})
 		return err
@@ -323,7 +323,8 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 			return err
 		}
 		res, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
-			{Key: "state", Value: string(billing.EventParked)}, {Key: "next_attempt_at", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
+			{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventParked), string(billing.EventReceived)}}}},
+			{Key: "next_attempt_at", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(now)}}}})
 		if err == nil {
 			n = res.ModifiedCount

@@ -172,11 +172,11 @@ func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time
 }
 
 // finishWebhookSQL writes an attempt's outcome in one UPDATE conditional on the claim. A
-// parked outcome of an event woken during its attempt is due at once; the attempt is
+// parked (or put back, received) outcome of an event woken during its attempt is due at once; the attempt is
 // appended to the history, of which the newest $11 entries are kept.
 const finishWebhookSQL = `UPDATE {schema}.webhook_events SET state = $4::text, attempts = $5, error = $6, updated_at = $7::timestamptz,
 		lease_until = NULL, lease_token = NULL, parked_at = $8::timestamptz,
-		next_attempt_at = CASE WHEN NOT $9::boolean THEN NULL WHEN $4::text = 'parked' AND woken THEN $7::timestamptz ELSE $10::timestamptz END,
+		next_attempt_at = CASE WHEN NOT $9::boolean THEN NULL WHEN $4::text IN ('parked', 'received') AND woken THEN $7::timestamptz ELSE $10::timestamptz END,
 		finished_at = CASE WHEN $9::boolean THEN NULL ELSE $7::timestamptz END,
 		woken = false,
 		history = CASE WHEN $12::jsonb IS NULL THEN history ELSE (
@@ -243,10 +243,11 @@ func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent
 // made due. The rows are locked in key order first (concurrent wake-ups do not deadlock),
 // and what a row was is read from its locked, newest version.
 const wakeSQL = `WITH o AS (
-		SELECT gateway, event_id, (state = 'parked' AND next_attempt_at > $3) AS due, coalesce(lease_until > $3, false) AS claimed
+		SELECT gateway, event_id, (state IN ('parked', 'received') AND next_attempt_at > $3) AS due,
+			coalesce(lease_until > $3, false) AS claimed
 		FROM {schema}.webhook_events
 		WHERE gateway = $1 AND object_key = $2 AND state IN ` + pendingSQL + `
-			AND (lease_until > $3 OR (state = 'parked' AND next_attempt_at > $3))
+			AND (lease_until > $3 OR (state IN ('parked', 'received') AND next_attempt_at > $3))
 		ORDER BY event_id
 		FOR UPDATE)
 	UPDATE {schema}.webhook_events AS e SET woken = e.woken OR o.claimed,

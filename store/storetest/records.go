@@ -756,6 +756,52 @@ func (s *suite) webhookTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "GetWebhookEvent(missing)")
 			wantErr(t, st.FinishWebhookEvent(ctx, finish(ev("nope"), "A", billing.EventProcessed, base, time.Time{})), billing.ErrNotFound, "Finish(missing)")
 		}},
+		{"WakeReleasesEventsHeldBehindAnEarlierOne", func(ctx context.Context, t *testing.T, st billing.Store) {
+			// An event put back behind an earlier event of its object (received, due later)
+			// is due as soon as the earlier one is done and its object is woken, not a poll
+			// interval later; a received event of another object is left alone.
+			for i, id := range []string{"first", "second", "other"} {
+				e := ev(id)
+				e.ObjectKey, e.OccurredAt = "sub_1", base.Add(time.Duration(i)*time.Second)
+				if id == "other" {
+					e.ObjectKey = "sub_2"
+				}
+				put(ctx, t, st, e, base)
+			}
+			got := claim(ctx, t, st, "A", base, 10)
+			if len(got) != 3 {
+				t.Fatalf("claimed %v", ids(got))
+			}
+			byID := map[string]billing.WebhookEvent{}
+			for _, e := range got {
+				byID[e.EventID] = e
+			}
+			later := base.Add(time.Hour)
+			for _, id := range []string{"second", "other"} {
+				f := finish(byID[id], "A", billing.EventReceived, base, later)
+				f.Attempts = byID[id].Attempts - 1
+				must(t, st.FinishWebhookEvent(ctx, f), "put back %s", id)
+			}
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["first"], "A", billing.EventProcessed, base, time.Time{})), "Finish(first)")
+			n, err := st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_1", base.Add(time.Second))
+			must(t, err, "WakeWebhookEvents")
+			if n != 1 {
+				t.Fatalf("woke %d events of sub_1, want 1 (second)", n)
+			}
+			if got := ids(claim(ctx, t, st, "B", base.Add(time.Second), 10)); fmt.Sprint(got) != "[second]" {
+				t.Fatalf("due after the wake: %v, want [second] (other waits for its own time)", got)
+			}
+			// A wake while an event is claimed, before its attempt puts it back: due at once.
+			second := get(ctx, t, st, "second")
+			_, err = st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_1", base.Add(2*time.Second))
+			must(t, err, "WakeWebhookEvents during the claim")
+			f := finish(second, "B", billing.EventReceived, base.Add(2*time.Second), later)
+			f.Attempts = second.Attempts - 1
+			must(t, st.FinishWebhookEvent(ctx, f), "put back second")
+			if got := ids(claim(ctx, t, st, "C", base.Add(2*time.Second), 10)); fmt.Sprint(got) != "[second]" {
+				t.Fatalf("due after a wake during its claim: %v, want [second]", got)
+			}
+		}},
 		{"FailedAndParkedAreDueAgain", func(ctx context.Context, t *testing.T, st billing.Store) {
 			for _, id := range []string{"f", "p"} {
 				e := ev(id)
