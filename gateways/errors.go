@@ -50,7 +50,10 @@ type APIError struct {
 	RequestID string
 	// Retryable reports whether the same call may succeed later.
 	Retryable bool
-	// Err is the underlying error (the SDK's, a transport error), or nil.
+	// Err is the underlying error (the SDK's, a transport error), or nil. Error() prints it
+	// only when no answer arrived: the text of a gateway's answer can echo what was sent
+	// (Stripe's "Invalid API Key provided: ..."), so it is reachable through errors.As but
+	// never printed.
 	Err error
 }
 
@@ -76,7 +79,7 @@ func (e *APIError) Error() string {
 	if e.Retryable {
 		s += ", retryable"
 	}
-	if e.Err != nil {
+	if e.Err != nil && e.StatusCode == 0 {
 		s += ": " + e.Err.Error()
 	}
 	return s

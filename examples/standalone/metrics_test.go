@@ -113,20 +113,22 @@ func TestMetricsMove(t *testing.T) {
 	if code, _ := post(false); code != http.StatusBadRequest {
 		t.Fatalf("badly signed delivery: %d, want 400", code)
 	}
-	// The inbox worker applies the accepted event.
-	var pay billing.Payment
-	var err error
+	// The inbox worker applies the accepted event, then records its attempt: wait for both
+	// (the payment is approved inside the attempt, the metrics move after it).
+	processed := map[string]string{"gateway": "stripe", "state": "processed"}
+	var after map[string]*dto.MetricFamily
 	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(20 * time.Millisecond) {
-		pay, err = s.app.store.GetPayment(context.Background(), "pay_recent")
-		if err == nil && pay.Status == billing.PaymentApproved {
+		pay, err := s.app.store.GetPayment(context.Background(), "pay_recent")
+		after = scrape(t, s)
+		moved := value(after, "renewkit_webhook_inbox_processing_seconds", processed) > value(before, "renewkit_webhook_inbox_processing_seconds", processed)
+		if err == nil && pay.Status == billing.PaymentApproved && moved {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("pay_recent %+v, %v: want approved by the inbox worker", pay, err)
+			t.Fatalf("pay_recent %+v, %v (inbox attempt recorded: %v): want approved by the inbox worker", pay, err, moved)
 		}
 	}
 
-	after := scrape(t, s)
 	moved := []struct {
 		name   string
 		labels map[string]string
