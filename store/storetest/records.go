@@ -696,7 +696,10 @@ func (s *suite) webhookTests() []test {
 			}
 			for name, call := range map[string]func() error{
 				"no gateway": func() error { _, err := st.ListObjectWebhookEvents(ctx, "", []string{"sub_a"}, 10); return err },
-				"limit 0":    func() error { _, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a"}, 0); return err },
+				"limit 0": func() error {
+					_, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a"}, 0)
+					return err
+				},
 				"limit over": func() error {
 					_, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a"}, billing.MaxPageSize+1)
 					return err
