@@ -56,7 +56,7 @@ const (
 )
 
 // TimelineEvent is one thing that happened to a subscription. Exactly one of Audit,
-// Notification and Payment is set, as Source says.
+// Notification, Payment and Webhook is set, as Source says.
 type TimelineEvent struct {
 	At     time.Time `json:"at"`
 	Source string    `json:"source"`
@@ -65,6 +65,9 @@ type TimelineEvent struct {
 	Audit        *AuditEntry         `json:"audit,omitempty"`
 	Notification *NotificationRecord `json:"notification,omitempty"`
 	Payment      *Payment            `json:"payment,omitempty"`
+	// Webhook is an inbox event (SourceWebhook, What its type, At its ReceivedAt), without
+	// its payload.
+	Webhook *WebhookEvent `json:"webhook,omitempty"`
 }
 
 // Timeline is a subscription's story, newest first.
@@ -80,10 +83,13 @@ type Timeline struct {
 var jobActions = []string{AuditWarningSent, AuditSubscriptionExpired, AuditAccessRevoked}
 
 // Timeline returns the subscription's audit entries (its own, its user's and its payments'), job
-// actions, notifications and payments in one time order, newest first, at most limit
-// (1 to MaxPageSize, 0: DefaultPageSize) of each source. ErrNotFound for an unknown or
-// soft-deleted subscription. Webhook events are not included: the inbox does not record
-// which subscription an event concerns.
+// actions, notifications, payments and webhook inbox events in one time order, newest
+// first, at most limit (1 to MaxPageSize, 0: DefaultPageSize) of each source (of webhook
+// events, per gateway). ErrNotFound for an unknown or soft-deleted subscription. Webhook
+// events are matched by the gateway object they name: the subscription's gateway id and
+// its listed payments' gateway ids. A Stripe charge or dispute event (keyed by a charge id
+// no record keeps) and a Mercado Pago payment notification for a payment not recorded
+// against the subscription are not matched.
 func (s *Service) Timeline(ctx context.Context, subscriptionID string, limit int) (Timeline, error) {
 	c, err := s.console()
 	if err != nil {
@@ -135,6 +141,12 @@ func (s *Service) Timeline(ctx context.Context, subscriptionID string, limit int
 		}
 		tl.Events = append(tl.Events, TimelineEvent{At: e.CreatedAt, Source: src, What: e.Action, Audit: &e})
 	}
+	hooks, more, err := s.webhookTimeline(ctx, sub, pays, limit)
+	if err != nil {
+		return Timeline{}, err
+	}
+	tl.Truncated = tl.Truncated || more
+	tl.Events = append(tl.Events, hooks...)
 	slices.SortStableFunc(tl.Events, func(a, b TimelineEvent) int { return b.At.Compare(a.At) })
 	return tl, nil
 }

@@ -164,6 +164,11 @@ type WebhookEventStore interface {
 	GetWebhookEvent(ctx context.Context, gateway, eventID string) (WebhookEvent, error)
 	// ListWebhookEvents returns up to q.Limit events after q.After, Payload left out.
 	ListWebhookEvents(ctx context.Context, q WebhookEventQuery) ([]WebhookEvent, error)
+	// ListObjectWebhookEvents returns the newest limit (1 to MaxPageSize) events of
+	// gateway whose ObjectKey is one of objectKeys (at most MaxPageSize keys), newest
+	// ReceivedAt first (ties by event id, descending), Payload left out. An index on
+	// (gateway, object key, received time) serves it. The console's timeline reads it.
+	ListObjectWebhookEvents(ctx context.Context, gateway string, objectKeys []string, limit int) ([]WebhookEvent, error)
 	WebhookInboxStats(ctx context.Context) (WebhookInboxStats, error)
 }
 

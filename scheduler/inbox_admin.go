@@ -14,12 +14,15 @@ import (
 type InboxOptions struct {
 	// Authorize is required: the same check as AdminOptions.Authorize.
 	Authorize Authorizer
-	Logger    *slog.Logger
+	// Identify names the operator of a replay for the audit log; default OperatorHeader.
+	Identify Identify
+	Logger   *slog.Logger
 }
 
 type inboxAdmin struct {
-	svc *billing.Service
-	log *slog.Logger
+	svc      *billing.Service
+	identify Identify
+	log      *slog.Logger
 }
 
 // inboxEvent is an event as the admin API shows it: the payload is left out (it carries
@@ -34,7 +37,7 @@ type inboxEvent struct {
 //
 //	GET  /events?status=&gateway=&limit=&cursor=     {"events":[...],"next_cursor":"..."}
 //	GET  /events/{gateway}/{event_id}                one event with its attempts and errors
-//	POST /events/{gateway}/{event_id}/replay         process a failed, dead or ignored event again
+//	POST /events/{gateway}/{event_id}/replay         process a failed, dead or ignored event again (audited)
 //	GET  /stats                                      billing.WebhookInboxStats
 //
 // Every request is authorized first (401, 403). Errors are JSON: 400 bad query, 404 unknown
@@ -50,9 +53,12 @@ func InboxAdminHandler(svc *billing.Service, opts InboxOptions) (http.Handler, e
 	if err := errors.Join(errs...); err != nil {
 		return nil, errors.Join(ErrInvalidConfig, err)
 	}
-	a := &inboxAdmin{svc: svc, log: opts.Logger}
+	a := &inboxAdmin{svc: svc, identify: opts.Identify, log: opts.Logger}
 	if a.log == nil {
 		a.log = slog.Default()
+	}
+	if a.identify == nil {
+		a.identify = OperatorHeader
 	}
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /events", a.list)
@@ -117,7 +123,7 @@ func (a *inboxAdmin) get(w http.ResponseWriter, r *http.Request) {
 }
 
 func (a *inboxAdmin) replay(w http.ResponseWriter, r *http.Request) {
-	ev, err := a.svc.ReplayWebhookEvent(r.Context(), r.PathValue("gateway"), r.PathValue("event_id"))
+	ev, err := a.svc.ReplayWebhookEventBy(r.Context(), r.PathValue("gateway"), r.PathValue("event_id"), a.identify(r))
 	if err != nil {
 		a.fail(w, r, err)
 		return

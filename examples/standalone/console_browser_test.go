@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chromedp/cdproto/cdp"
 	"github.com/chromedp/cdproto/emulation"
@@ -25,7 +26,9 @@ func noOverflow(t *testing.T, ctx context.Context, what string, width int) {
 // Proves the operations console in a real browser on the demo data (issue 15): an
 // operator signs in with a name, searches a demo subscriber, opens her timeline with the
 // warning email and the expiry, reads the email that was sent, resends the one that failed
-// (audited under the operator's name), watches a background run's progress bar reach 100%
+// (audited under the operator's name), sees the webhook that renewed another subscriber on
+// his timeline, replays a failed webhook from the inbox and sees the worker process it
+// (audited too), watches a background run's progress bar reach 100%
 // without a reload and sees the job's charts and the overview's; every page fits 1280px
 // and 375px without horizontal scrolling. Screenshots are saved as artifacts.
 func TestConsoleInBrowser(t *testing.T) {
@@ -98,6 +101,51 @@ func TestConsoleInBrowser(t *testing.T) {
 		t.Fatalf("resend audit %+v, %v: want one entry by Ana Operadora", audit, err)
 	}
 
+	// The webhook that renewed Lucas is on his timeline, with its source.
+	steps(t, ctx, "a renewal's webhook on the timeline",
+		chromedp.Navigate(s.base+"/admin/subscriptions/sub_lucas"),
+		chromedp.WaitVisible(css(`#timeline`)))
+	if n := count(t, ctx, `#timeline tr[data-source="webhook"][data-what="payment"]`); n != 1 {
+		t.Errorf("Lucas's timeline shows %d payment webhooks, want the one that renewed him", n)
+	}
+
+	// Replay the demo's failed webhook from the inbox: it is received again, and the inbox
+	// worker processes it.
+	steps(t, ctx, "opening the inbox",
+		chromedp.Click(css(`#nav-inbox`)),
+		chromedp.WaitVisible(css(`#inbox tr[data-event="`+demoFailedEvent+`"][data-state="failed"]`)))
+	screenshot(t, ctx, shots, "console-inbox.png")
+	noOverflow(t, ctx, "inbox", 1280)
+	steps(t, ctx, "opening the failed event",
+		chromedp.Click(css(`#inbox tr[data-event="`+demoFailedEvent+`"] a`)),
+		chromedp.WaitVisible(css(`#event[data-state="failed"]`)),
+		chromedp.WaitVisible(css(`#attempts`)))
+	screenshot(t, ctx, shots, "console-inbox-event.png")
+	noOverflow(t, ctx, "inbox event", 1280)
+	steps(t, ctx, "replaying",
+		chromedp.Click(css(`#replay`)),
+		chromedp.WaitVisible(css(`#replay-confirm`)),
+		chromedp.Click(css(`#replay-confirm`)),
+		chromedp.WaitVisible(css(`.flash`)))
+	state := ""
+	for i := 0; i < 40 && state != string(billing.EventProcessed); i++ {
+		if i > 0 {
+			time.Sleep(250 * time.Millisecond) // the worker runs on its own; the page does not refresh itself
+			steps(t, ctx, "reloading the event", chromedp.Reload(), chromedp.WaitVisible(css(`#event`)))
+		}
+		state = get(t, ctx, "event state", chromedp.AttributeValue(css(`#event`), "data-state")).Value
+	}
+	if state != string(billing.EventProcessed) {
+		t.Errorf("the replayed event is %s after 10s, want processed by the inbox worker", state)
+	}
+	if n := count(t, ctx, `#attempts tbody tr`); n != 2 {
+		t.Errorf("the event lists %d attempts, want the failed one and the replay's", n)
+	}
+	replays, err := s.app.store.ListAudit(context.Background(), billing.AuditFilter{Action: billing.AuditWebhookReplayed})
+	if err != nil || len(replays) != 1 || replays[0].Actor != "Ana Operadora" {
+		t.Fatalf("replay audit %+v, %v: want one entry by Ana Operadora", replays, err)
+	}
+
 	// Run a job in the background: the progress bar reaches 100% without a reload.
 	job := billing.JobCheckExpiring
 	steps(t, ctx, "background run",
@@ -137,6 +185,8 @@ func TestConsoleInBrowser(t *testing.T) {
 		{"/admin/jobs/" + job, `#chart-duration`, "console-job-375.png"},
 		{"/admin/email-log", `#emails`, "console-emails-375.png"},
 		{"/admin/subscriptions", `#subs`, "console-subscriptions-375.png"},
+		{"/admin/inbox", `#inbox`, "console-inbox-375.png"},
+		{"/admin/inbox/" + demoGateway + "/" + demoFailedEvent, `#attempts`, "console-inbox-event-375.png"},
 	} {
 		steps(t, ctx, page.path+" at 375px",
 			chromedp.EmulateViewport(375, 812),

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
 	"time"
 
@@ -121,8 +122,11 @@ func loadDemo(ctx context.Context, st billing.Store, now time.Time) (string, err
 	if err != nil {
 		return "", err
 	}
-	return fmt.Sprintf("demo data: %d plans, %d users with subscriptions at every stage, %d sessions, %d payments, %s",
-		len(plans), len(stages), len(sessions), len(payments), histories), nil
+	if err := loadDemoInbox(ctx, st, now); err != nil {
+		return "", err
+	}
+	return fmt.Sprintf("demo data: %d plans, %d users with subscriptions at every stage, %d sessions, %d payments, %s, %d webhook events",
+		len(plans), len(stages), len(sessions), len(payments), histories, len(demoInbox)), nil
 }
 
 // loadDemoHistory adds two subscribers with a story for the console's timeline: Rita was
@@ -235,4 +239,63 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 		}
 	}
 	return fmt.Sprintf("2 subscriber histories, %d daily snapshots", snaps), nil
+}
+
+// demoFailedEvent is the demo inbox's failed event: a delivery about Bob's subscription
+// that failed while the gateway was down and waits, for hours, for its next retry.
+const demoFailedEvent = "demo_evt_bob_sync"
+
+// demoInbox is the demo's webhook inbox: the Mercado Pago payment notification that renewed
+// Lucas, processed, and demoFailedEvent.
+var demoInbox = []struct {
+	ev    billing.WebhookEvent
+	age   time.Duration
+	state billing.WebhookEventState
+	err   string
+}{
+	{billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: "payment:mp_lucas_2:demo", Type: "payment", ObjectKey: "payment:mp_lucas_2",
+		Payload: []byte(`{"type":"payment","data_id":"mp_lucas_2"}`)}, 5 * 24 * time.Hour, billing.EventProcessed, ""},
+	{billing.WebhookEvent{Gateway: demoGateway, EventID: demoFailedEvent, Type: "subscription.updated", ObjectKey: "demo_sub_bob",
+		Payload: []byte(`{"subscription":"demo_sub_bob"}`)}, 20 * time.Minute, billing.EventFailed, "demo gateway: 503 Service Unavailable while re-reading the subscription"},
+}
+
+// loadDemoInbox puts demoInbox in the store's inbox as a worker would have left it.
+func loadDemoInbox(ctx context.Context, st billing.Store, now time.Time) error {
+	for _, d := range demoInbox {
+		at := now.Add(-d.age)
+		d.ev.OccurredAt = at.Add(-time.Second)
+		if _, _, err := st.PutWebhookEvent(ctx, d.ev, at); err != nil {
+			return fmt.Errorf("demo webhook event: %w", err)
+		}
+		claimed, err := st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: "demo", Now: at, LeaseUntil: at.Add(time.Minute), Limit: 1,
+			Gateway: d.ev.Gateway, EventID: d.ev.EventID})
+		if err != nil || len(claimed) != 1 {
+			return fmt.Errorf("demo webhook event %s: claimed %d: %v", d.ev.EventID, len(claimed), err)
+		}
+		f := billing.WebhookFinish{Gateway: d.ev.Gateway, EventID: d.ev.EventID, Token: "demo", State: d.state, Attempts: claimed[0].Attempts,
+			Error: d.err, Now: at, Attempt: billing.WebhookAttempt{At: at, State: d.state, Error: d.err, Duration: 40 * time.Millisecond}}
+		if d.state == billing.EventFailed {
+			f.NextAttemptAt = now.Add(6 * time.Hour) // the backoff after several attempts
+		}
+		if err := st.FinishWebhookEvent(ctx, f); err != nil {
+			return fmt.Errorf("demo webhook event %s: %w", d.ev.EventID, err)
+		}
+	}
+	return nil
+}
+
+// processWebhook applies an event of the demo gateway: its payload names a demo
+// subscription, which the demo gateway reports unchanged, so applying it checks that the
+// subscription exists (ErrNotFound parks the event until it does).
+func (d demoLookup) processWebhook(ctx context.Context, ev billing.WebhookEvent) (bool, error) {
+	var body struct {
+		Subscription string `json:"subscription"`
+	}
+	if err := json.Unmarshal(ev.Payload, &body); err != nil || body.Subscription == "" {
+		return true, nil // not an event the demo gateway sends: ignored
+	}
+	if _, err := d.store.FindSubscriptionByGateway(ctx, demoGateway, body.Subscription); err != nil {
+		return false, err
+	}
+	return false, nil
 }

@@ -164,6 +164,11 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	if err != nil {
 		return nil, err
 	}
+	if cfg.demo {
+		if err := a.svc.RegisterWebhookProcessor(demoGateway, demoLookup{store: st, clock: clock}.processWebhook); err != nil {
+			return nil, err
+		}
+	}
 	// The webhook handlers accept events into the inbox; this worker applies them.
 	if a.inbox, err = billing.NewInboxWorker(a.svc); err != nil {
 		return nil, err
@@ -290,7 +295,7 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	}
 	dash, err := dashboard.New(a.sched, dashboard.Options{Authorize: authorize, LoginToken: a.token,
 		EmailPreviewURL: "emails/", Logger: a.log, Extra: a.analytics,
-		Console: a.svc, Insights: a.svc, EmailView: a.emailView})
+		Console: a.svc, Insights: a.svc, Inbox: a.svc, EmailView: a.emailView})
 	if err != nil {
 		return nil, err
 	}
@@ -299,7 +304,7 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	inbox, err := scheduler.InboxAdminHandler(a.svc, scheduler.InboxOptions{Authorize: authorize, Logger: a.log})
+	inbox, err := scheduler.InboxAdminHandler(a.svc, scheduler.InboxOptions{Authorize: authorize, Identify: dashboard.TokenOperator(a.token), Logger: a.log})
 	if err != nil {
 		return nil, err
 	}

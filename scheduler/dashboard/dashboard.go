@@ -58,6 +58,10 @@ type Options struct {
 	EmailView func(ctx context.Context, key string) (EmailMessage, error)
 	// Insights, when set (the *billing.Service), adds the overview's charts.
 	Insights Insights
+	// Inbox, when set (the *billing.Service), adds the webhook inbox pages: events by state
+	// and gateway, an event's attempts and errors (never its payload), and the replay of a
+	// failed, dead or ignored event, audited with the operator.
+	Inbox InboxSource
 	// Identify names the operator of an action for the audit log. Default: with
 	// LoginToken, TokenOperator(LoginToken) (the name given at login), else
 	// scheduler.OperatorHeader.
@@ -93,6 +97,9 @@ type dash struct {
 //	GET  /email-log             the email log (kind, status)
 //	GET  /email-log/view?key=   one email as sent              with Options.EmailView
 //	GET  /email-log/resend?key= confirmation; POST resends (key, confirm=yes)
+//	GET  /inbox                 webhook inbox (status, gateway, cursor)   with Options.Inbox
+//	GET  /inbox/{gateway}/{event_id}         one event, its attempts and errors
+//	GET  /inbox/{gateway}/{event_id}/replay  confirmation; POST replays it (confirm=yes)
 //	GET  /login, POST /login    token login (only with Options.LoginToken)
 //	POST /logout
 func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
@@ -128,6 +135,8 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 		"result":   formatResult,
 		"detail":   func(v any) string { return formatDetail(v, s.Location()) },
 		"money":    func(m billing.Money) string { return fmt.Sprintf("%d.%02d %s", m.Amount/100, m.Amount%100, m.Currency) },
+		"inbox":    func() bool { return opts.Inbox != nil },
+		"eventurl": eventPath,
 	}).ParseFS(templateFS, "templates/*.html")
 	if err != nil {
 		return nil, fmt.Errorf("dashboard: parsing templates: %w", err)
@@ -157,6 +166,12 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 			mux.HandleFunc("GET /email-log/view", d.auth(d.emailView))
 			mux.HandleFunc("GET /email-log/view/html", d.auth(d.emailHTML))
 		}
+	}
+	if opts.Inbox != nil {
+		mux.HandleFunc("GET /inbox", d.auth(d.inbox))
+		mux.HandleFunc("GET /inbox/{gateway}/{event_id}", d.auth(d.inboxEvent))
+		mux.HandleFunc("GET /inbox/{gateway}/{event_id}/replay", d.auth(d.replayConfirm))
+		mux.HandleFunc("POST /inbox/{gateway}/{event_id}/replay", d.auth(d.replay))
 	}
 	mux.HandleFunc("GET /login", d.loginForm)
 	mux.HandleFunc("POST /login", d.login)
@@ -243,7 +258,8 @@ func (d *dash) auth(next http.HandlerFunc) http.HandlerFunc {
 // rel builds a link relative to the dashboard root from the request path, so the handler
 // works under any prefix.
 func (d *dash) rel(r *http.Request, target string) string {
-	depth := strings.Count(strings.TrimPrefix(r.URL.Path, "/"), "/")
+	// The escaped path: a slash escaped inside a segment (an event id) is no level.
+	depth := strings.Count(strings.TrimPrefix(r.URL.EscapedPath(), "/"), "/")
 	if depth == 0 && target == "" {
 		return "./"
 	}

@@ -95,6 +95,9 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			idx("state_next_attempt", asc("state", "next_attempt_at")),
 			idx("gateway_object_occurred", asc("gateway", "object_key", "occurred_at")),
 			idx("lease_token", asc("lease_token")),
+			// The console's timeline: an object's events, newest first.
+			idx("gateway_object_received", bson.D{{Key: "gateway", Value: 1}, {Key: "object_key", Value: 1},
+				{Key: "received_at", Value: -1}, {Key: "event_id", Value: -1}}),
 		}},
 		{s.locks, []mongo.IndexModel{
 			{Keys: bson.D{{Key: "key", Value: 1}, {Key: "token", Value: -1}}, Options: options.Index().SetName("key_token_unique").SetUnique(true)},

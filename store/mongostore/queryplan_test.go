@@ -364,6 +364,9 @@ func consoleQueries(ctx context.Context, st *mongostore.Store) error {
 	if _, err := st.ListEntityAudit(ctx, []string{"s1", "pay1"}, 50); err != nil {
 		return err
 	}
+	if _, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_1", "in_1"}, 50); err != nil {
+		return err
+	}
 	if _, err := st.RetryNotification(ctx, "none", "tok", hostNow, hostNow.Add(time.Minute)); err != nil && !errors.Is(err, billing.ErrNotFound) {
 		return err
 	}

@@ -437,3 +437,29 @@ func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStat
 	}
 	return st, nil
 }
+
+// ListObjectWebhookEvents implements billing.WebhookEventStore, served by the
+// gateway_object_received index.
+func (s *Store) ListObjectWebhookEvents(ctx context.Context, gateway string, objectKeys []string, limit int) ([]billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if gateway == "" || limit < 1 || limit > billing.MaxPageSize || len(objectKeys) > billing.MaxPageSize {
+		return nil, fmt.Errorf("mongostore: listing an object's webhook events needs a gateway, a limit of 1 to %d and at most %d keys: %w",
+			billing.MaxPageSize, billing.MaxPageSize, billing.ErrInvalidInput)
+	}
+	if len(objectKeys) == 0 {
+		return []billing.WebhookEvent{}, nil
+	}
+	cur, err := s.events.Find(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: bson.D{{Key: "$in", Value: objectKeys}}}},
+		options.Find().SetSort(bson.D{{Key: "received_at", Value: -1}, {Key: "event_id", Value: -1}}).
+			SetLimit(int64(limit)).SetProjection(bson.D{{Key: "payload", Value: 0}}))
+	if err != nil {
+		return nil, opErr("list an object's webhook events", err)
+	}
+	evs, err := decodeEach(ctx, cur, s.cfg.Collections.WebhookEvents, decodeEvent)
+	if evs == nil && err == nil {
+		evs = []billing.WebhookEvent{}
+	}
+	return evs, err
+}

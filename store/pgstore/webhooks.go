@@ -386,3 +386,31 @@ func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStat
 	}
 	return st, nil
 }
+
+// objectEventsSQL lists an object's events for the timeline, served by
+// webhook_events_object_received.
+var objectEventsSQL = `SELECT ` + eventListCols + ` FROM {schema}.webhook_events
+	WHERE gateway = $1 AND object_key = ANY($2::text[])
+	ORDER BY received_at DESC, (event_id COLLATE "C") DESC LIMIT $3`
+
+// ListObjectWebhookEvents implements billing.WebhookEventStore.
+func (s *Store) ListObjectWebhookEvents(ctx context.Context, gateway string, objectKeys []string, limit int) ([]billing.WebhookEvent, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if gateway == "" || limit < 1 || limit > billing.MaxPageSize || len(objectKeys) > billing.MaxPageSize {
+		return nil, invalid("listing an object's webhook events needs a gateway, a limit of 1 to %d and at most %d keys",
+			billing.MaxPageSize, billing.MaxPageSize)
+	}
+	if len(objectKeys) == 0 {
+		return []billing.WebhookEvent{}, nil
+	}
+	got, err := collect(ctx, s, scanEvent, s.t(objectEventsSQL), gateway, objectKeys, limit)
+	if err != nil {
+		return nil, s.wrap(err, "listing an object's webhook events")
+	}
+	if got == nil {
+		got = []billing.WebhookEvent{}
+	}
+	return got, nil
+}

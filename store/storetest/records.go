@@ -2,7 +2,9 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"reflect"
 	"slices"
 	"testing"
 	"time"
@@ -642,6 +644,72 @@ func (s *suite) webhookTests() []test {
 		return got
 	}
 	return []test{
+		{"ListObjectWebhookEventsNewestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
+			// The timeline's query: the events of some objects of one gateway, in every
+			// state, newest received first (ties by event id, descending), bounded, and
+			// without the payload; other objects and other gateways are left out.
+			seed := []struct {
+				gateway, id, object string
+				at                  time.Time
+			}{
+				{billing.GatewayStripe, "e1", "sub_a", base},
+				{billing.GatewayStripe, "e2", "in_a", base.Add(2 * time.Second)},
+				{billing.GatewayStripe, "e3", "sub_b", base.Add(3 * time.Second)},
+				{billing.GatewayPayPal, "e4", "sub_a", base.Add(4 * time.Second)},
+				{billing.GatewayStripe, "e5", "sub_a", base.Add(5 * time.Second)},
+				{billing.GatewayStripe, "e6", "sub_a", base.Add(5 * time.Second)}, // ties with e5
+				{billing.GatewayStripe, "e7", "", base.Add(6 * time.Second)},
+			}
+			for _, x := range seed {
+				e := ev(x.id)
+				e.Gateway, e.ObjectKey = x.gateway, x.object
+				put(ctx, t, st, e, x.at)
+			}
+			// A final event is listed too.
+			got := claim(ctx, t, st, "tok", base.Add(time.Minute), 10)
+			for _, e := range got {
+				if e.EventID == "e1" && e.Gateway == billing.GatewayStripe {
+					must(t, st.FinishWebhookEvent(ctx, finish(e, "tok", billing.EventProcessed, base.Add(time.Minute), time.Time{})), "Finish(e1)")
+				}
+			}
+			list, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a", "in_a"}, 10)
+			must(t, err, "ListObjectWebhookEvents")
+			if want := []string{"e6", "e5", "e2", "e1"}; !reflect.DeepEqual(ids(list), want) {
+				t.Fatalf("listed %v, want %v (newest first, other objects and gateways left out)", ids(list), want)
+			}
+			for _, e := range list {
+				if len(e.Payload) != 0 {
+					t.Fatalf("event %s listed with its payload", e.EventID)
+				}
+			}
+			if last := list[3]; last.State != billing.EventProcessed || !last.ReceivedAt.Equal(base) || last.ObjectKey != "sub_a" {
+				t.Fatalf("e1 listed as %+v, want processed, received at %v, object sub_a", last, base)
+			}
+			list, err = st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a", "in_a"}, 2)
+			must(t, err, "ListObjectWebhookEvents(limit 2)")
+			if want := []string{"e6", "e5"}; !reflect.DeepEqual(ids(list), want) {
+				t.Fatalf("limit 2 listed %v, want the newest two %v", ids(list), want)
+			}
+			list, err = st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, nil, 10)
+			if err != nil || len(list) != 0 {
+				t.Fatalf("no keys: %v, %v; want no events and no error", ids(list), err)
+			}
+			for name, call := range map[string]func() error{
+				"no gateway": func() error { _, err := st.ListObjectWebhookEvents(ctx, "", []string{"sub_a"}, 10); return err },
+				"limit 0": func() error {
+					_, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a"}, 0)
+					return err
+				},
+				"limit over": func() error {
+					_, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a"}, billing.MaxPageSize+1)
+					return err
+				},
+			} {
+				if err := call(); !errors.Is(err, billing.ErrInvalidInput) {
+					t.Errorf("%s: %v, want ErrInvalidInput", name, err)
+				}
+			}
+		}},
 		{"PutStoresOnceWithPayload", func(ctx context.Context, t *testing.T, st billing.Store) {
 			e := ev("evt1")
 			e.ObjectKey, e.OccurredAt = "sub_1", base.Add(-time.Second)
