@@ -23,26 +23,30 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 	if ev.Gateway == "" || ev.EventID == "" {
 		return billing.WebhookEvent{}, false, fmt.Errorf("memstore: webhook event needs a gateway and an id: %w", billing.ErrInvalidInput)
 	}
+	// The new record and its payload copy are built before the lock is taken: under it, an
+	// accepted event costs a map lookup and the index insert.
+	k := gwKey(ev.Gateway, ev.EventID)
+	given := ev.Payload
+	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
+	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = t0(now), t0(now), t0(now)
+	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt = t0(ev.OccurredAt), time.Time{}, time.Time{}
+	ev.LeaseUntil, ev.LeaseToken = time.Time{}, ""
+	ev.Payload = slices.Clone(given)
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	k := gwKey(ev.Gateway, ev.EventID)
 	if cur, ok := s.events[k]; ok {
 		if !billing.FillsLegacyEvent(cur, ev, now) {
 			return cloneEvent(cur), false, nil
 		}
-		cur.Payload, cur.Type, cur.ObjectKey, cur.OccurredAt = slices.Clone(ev.Payload), ev.Type, ev.ObjectKey, t0(ev.OccurredAt)
+		cur.Payload, cur.Type, cur.ObjectKey, cur.OccurredAt = ev.Payload, ev.Type, ev.ObjectKey, ev.OccurredAt
 		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
 		cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
 		s.setEvent(k, cur)
 		return cloneEvent(cur), true, nil
 	}
-	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
-	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = t0(now), t0(now), t0(now)
-	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt = t0(ev.OccurredAt), time.Time{}, time.Time{}
-	ev.LeaseUntil, ev.LeaseToken = time.Time{}, ""
-	ev = cloneEvent(ev)
 	s.setEvent(k, ev)
-	return cloneEvent(ev), true, nil
+	ev.Payload = given // the caller's own bytes: equal to the stored copy, which stays unshared
+	return ev, true, nil
 }
 
 func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimParams) ([]billing.WebhookEvent, error) {
