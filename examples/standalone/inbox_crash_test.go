@@ -137,9 +137,11 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 	}
 
 	// Run 3 takes the dead workers' events once their leases end and finishes. An attempt
-	// can fail on a loaded machine (FerretDB v1 serialises writes, and a store call waits at
-	// most 10 s); the event is then retried after 1, 5, 30 minutes. The test does what an
-	// operator would and replays failed events from the admin API instead of waiting.
+	// can fail here: on FerretDB mongostore serialises each collection's writes under a
+	// shared lease (mongostore.Config.MutexTTL, 30 s) that the killed process may hold, and
+	// recording a sent email waits at most 10 s. The event is then retried on its backoff
+	// (5 minutes for a second attempt); the test does what an operator would and replays
+	// failed events from the admin API instead of waiting.
 	h := startCrashHost(t, ctx, bin, env)
 	started := time.Now()
 	var stats struct {
