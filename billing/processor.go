@@ -63,8 +63,6 @@ type ProcessResult struct {
 	Duplicate bool `json:"duplicate,omitempty"`
 }
 
-const paymentLockTTL = 2 * time.Minute
-
 // withPaymentLock serialises processing of one payment across goroutines and replicas. A
 // payment being processed elsewhere yields ErrConflict: retry later.
 func (pp *PaymentProcessor) withPaymentLock(ctx context.Context, paymentID string, f func() error) error {
@@ -79,7 +77,7 @@ func (pp *PaymentProcessor) withKeyLock(ctx context.Context, key string, f func(
 	deadline := time.Now().Add(pp.s.cfg.LockWait)
 	delay := 2 * time.Millisecond
 	for {
-		lease, err := pp.s.store.AcquireLock(ctx, key, newToken(), pp.s.clock.Now(), paymentLockTTL)
+		lease, err := pp.s.store.AcquireLock(ctx, key, newToken(), pp.s.clock.Now(), pp.s.cfg.ClaimLease)
 		if err == nil {
 			defer func() {
 				rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)

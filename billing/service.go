@@ -34,7 +34,10 @@ type Config struct {
 	BatchSize int
 	// ClaimLease is how long a claimed record (and a reserved notification key) stays
 	// reserved to a run; a run renews its claims while it works, and a crashed run's
-	// records are taken again after it. Default 2 minutes.
+	// records are taken again after it. It is also the time-to-live of the payment
+	// processor's locks (a payment, a gateway subscription, a user), which are not renewed:
+	// a process killed while applying a payment holds them this long, and one call that
+	// takes longer than this may lose them (its writes stay conditional). Default 2 minutes.
 	ClaimLease time.Duration
 	// SendConcurrency bounds how many notifications (and gateway lookups) a job run has in
 	// flight at once. Default 8; give smtpnotify a pool of the same size.

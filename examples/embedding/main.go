@@ -1,6 +1,6 @@
 // Command embedding is the README's embedding example as a program that compiles and runs: an
-// existing net/http service that adds renewkit's jobs, admin API and Stripe webhook to its
-// own mux, behind its own admin check. It uses MongoDB when MONGODB_URI is set and SMTP when
+// existing net/http service that adds renewkit's jobs, admin API, webhook inbox (its worker
+// and admin API) and Stripe webhook to its own mux, behind its own admin check. It uses MongoDB when MONGODB_URI is set and SMTP when
 // SMTP_HOST is set, else the in-memory store and the log notifier.
 //
 //	ADMIN_TOKEN=0123456789abcdef go run ./examples/embedding   # ADDR defaults to 127.0.0.1:8080
@@ -104,6 +104,18 @@ func run(ctx context.Context, addr, adminToken string) error {
 	}
 	defer sched.Shutdown(context.Background())
 
+	// The inbox worker applies the webhook events the handlers accepted. Without it (or the
+	// gateways' ProcessInline option) events are only stored. Shutdown waits for the events
+	// in hand; events it leaves are taken again after their lease (Config.Inbox.Lease).
+	inbox, err := billing.NewInboxWorker(svc)
+	if err != nil {
+		return err
+	}
+	if err := inbox.Start(ctx); err != nil {
+		return err
+	}
+	defer inbox.Shutdown(context.Background())
+
 	// The host's mux: its own routes, plus renewkit's behind the host's admin check.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("the host app\n")) })
@@ -115,6 +127,11 @@ func run(ctx context.Context, addr, adminToken string) error {
 		return err
 	}
 	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", admin))
+	inboxAdmin, err := scheduler.InboxAdminHandler(svc, scheduler.InboxOptions{Authorize: requireAdmin})
+	if err != nil {
+		return err
+	}
+	mux.Handle("/api/admin/inbox/", http.StripPrefix("/api/admin/inbox", inboxAdmin))
 	if secret := os.Getenv("STRIPE_WEBHOOK_SECRET"); secret != "" {
 		hook, err := stripegw.NewWebhookHandler(svc.Processor(), stripegw.Config{WebhookSecret: secret, SecretKey: os.Getenv("STRIPE_SECRET_KEY")})
 		if err != nil {

@@ -47,6 +47,7 @@ type Config struct {
 	DemoData                                         string
 	ClaimLease                                       string
 	JobLockTTL                                       string
+	InboxLease                                       string
 
 	// Parsed forms, filled by parse.
 	schedulerOn bool
@@ -56,6 +57,7 @@ type Config struct {
 	demo        bool
 	claimLease  time.Duration     // zero: billing's default
 	jobLockTTL  time.Duration     // zero: the scheduler's default
+	inboxLease  time.Duration     // zero: billing's default
 	mongo       mongostore.Config // MONGODB_MONEY, MONGODB_DEFAULT_CURRENCY, MONGODB_REFERENCES
 	// Gateway plan maps (gateway price or plan id -> renewkit plan id), parsed.
 	stripePrices, paypalPlans, mercadoPagoPlans map[string]string
@@ -112,7 +114,8 @@ func (c *Config) settings() []setting {
 		{env: "PAYPAL_MODE", flag: "paypal-mode", def: "sandbox", usage: "PayPal environment: sandbox or live", dst: &c.PayPalMode},
 		{env: "ADMIN_TOKEN", flag: "admin-token", usage: "bearer token for /api/admin and /admin; empty: a random one is printed at start", dst: &c.AdminToken},
 		{env: "HTTP_ADDR", flag: "http-addr", def: ":8000", usage: "listen address", dst: &c.HTTPAddr},
-		{env: "CLAIM_LEASE", flag: "claim-lease", usage: "how long a job run holds the records it claimed and the emails it reserved (renewed while it works); after a crash they wait this long; empty: the library default", dst: &c.ClaimLease},
+		{env: "CLAIM_LEASE", flag: "claim-lease", usage: "how long a job run holds the records it claimed and the emails it reserved (renewed while it works), and how long the payment processor's locks last; after a crash they wait this long; empty: the library default (2m)", dst: &c.ClaimLease},
+		{env: "INBOX_LEASE", flag: "inbox-lease", usage: "how long the webhook inbox worker holds the events it claimed (renewed while it works); after a crash they wait this long; empty: the library default (1m)", dst: &c.InboxLease},
 		{env: "JOB_LOCK_TTL", flag: "job-lock-ttl", usage: "how long a job's run lock lasts between renewals across replicas; after a crash the job waits this long; empty: the scheduler's default (1m)", dst: &c.JobLockTTL},
 		{env: "DEMO_DATA", flag: "demo-data", def: "auto", usage: "load demo plans, users and subscriptions: auto (only with the in-memory store), true, false", dst: &c.DemoData},
 	}
@@ -274,7 +277,7 @@ func (c *Config) parse() error {
 	for _, d := range []struct {
 		env, val string
 		dst      *time.Duration
-	}{{"CLAIM_LEASE", c.ClaimLease, &c.claimLease}, {"JOB_LOCK_TTL", c.JobLockTTL, &c.jobLockTTL}} {
+	}{{"CLAIM_LEASE", c.ClaimLease, &c.claimLease}, {"JOB_LOCK_TTL", c.JobLockTTL, &c.jobLockTTL}, {"INBOX_LEASE", c.InboxLease, &c.inboxLease}} {
 		if d.val == "" {
 			continue
 		}

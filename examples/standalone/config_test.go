@@ -68,6 +68,7 @@ func TestInvalidConfiguration(t *testing.T) {
 		{name: "ALERT_WEBHOOK_SECRET without URL", env: map[string]string{"ALERT_WEBHOOK_SECRET": "alert-secret-Zq97-0123456789"},
 			variable: "ALERT_WEBHOOK_URL", hidden: "alert-secret-Zq97"},
 		{name: "CLAIM_LEASE below a second", env: map[string]string{"CLAIM_LEASE": "500ms"}, variable: "CLAIM_LEASE"},
+		{name: "INBOX_LEASE not a duration", env: map[string]string{"INBOX_LEASE": "soon"}, variable: "INBOX_LEASE"},
 		{name: "bad JOB_LOCK_TTL", env: map[string]string{"JOB_LOCK_TTL": "soon"}, variable: "JOB_LOCK_TTL"},
 		{name: "unknown flag", args: []string{"-no-such-flag"}, variable: "no-such-flag"},
 	}

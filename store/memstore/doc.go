@@ -21,7 +21,10 @@
 // counts read only the window a filter selects), by user (live records only, for
 // ListUserSubscriptions and filters with UserIDs), by claim token (ExtendClaims and
 // ReleaseClaims touch only the token's records) and by pending effects (claims with
-// ClaimParams.Pending). Conditional writes compare and copy fields through a fixed table
+// ClaimParams.Pending). Webhook events still to process (received, failed, parked) are
+// indexed in claim order and by gateway object, so claiming, waking, renewing leases and
+// the ordering check never read the processed, ignored and dead events retention keeps.
+// Conditional writes compare and copy fields through a fixed table
 // that mirrors billing.ChangedSubscriptionFields and billing.ChangedPaymentFields (a test
 // keeps them in step), so a write allocates no list of field names.
 //

@@ -51,8 +51,9 @@ type Store struct {
 	jobStates     map[string]billing.JobState
 	locks         map[string]billing.Lease
 	lockState     map[string]lockState
-	events        map[string]billing.WebhookEvent
-	woken         map[string]bool // events woken while claimed (WakeWebhookEvents)
+	events        map[string]billing.WebhookEvent // written through setEvent
+	inbox         inboxIndex                      // the pending ones of events
+	woken         map[string]bool                 // events woken while claimed (WakeWebhookEvents)
 	// con holds the console's orderings (console.go).
 	con consoleIndex
 }
@@ -77,6 +78,7 @@ func New() *Store {
 		locks:         map[string]billing.Lease{},
 		lockState:     map[string]lockState{},
 		events:        map[string]billing.WebhookEvent{},
+		inbox:         newInboxIndex(),
 		woken:         map[string]bool{},
 	}
 }

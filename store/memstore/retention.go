@@ -29,6 +29,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		}
 	}
 	if !p.WebhookEventsBefore.IsZero() {
+		// Only final events go, and the pending index holds none of them.
 		res.WebhookEvents = pruneMap(s.events, p.Limit, func(ev billing.WebhookEvent) bool {
 			return ev.ReceivedAt.Before(p.WebhookEventsBefore) && !ev.State.Pending()
 		})

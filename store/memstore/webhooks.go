@@ -23,26 +23,30 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 	if ev.Gateway == "" || ev.EventID == "" {
 		return billing.WebhookEvent{}, false, fmt.Errorf("memstore: webhook event needs a gateway and an id: %w", billing.ErrInvalidInput)
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	// The new record and its payload copy are built before the lock is taken: under it, an
+	// accepted event costs a map lookup and the index insert.
 	k := gwKey(ev.Gateway, ev.EventID)
-	if cur, ok := s.events[k]; ok {
-		if !billing.FillsLegacyEvent(cur, ev, now) {
-			return cloneEvent(cur), false, nil
-		}
-		cur.Payload, cur.Type, cur.ObjectKey, cur.OccurredAt = slices.Clone(ev.Payload), ev.Type, ev.ObjectKey, t0(ev.OccurredAt)
-		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
-		cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
-		s.events[k] = cur
-		return cloneEvent(cur), true, nil
-	}
+	given := ev.Payload
 	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
 	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = t0(now), t0(now), t0(now)
 	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt = t0(ev.OccurredAt), time.Time{}, time.Time{}
 	ev.LeaseUntil, ev.LeaseToken = time.Time{}, ""
-	ev = cloneEvent(ev)
-	s.events[k] = ev
-	return cloneEvent(ev), true, nil
+	ev.Payload = slices.Clone(given)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if cur, ok := s.events[k]; ok {
+		if !billing.FillsLegacyEvent(cur, ev, now) {
+			return cloneEvent(cur), false, nil
+		}
+		cur.Payload, cur.Type, cur.ObjectKey, cur.OccurredAt = ev.Payload, ev.Type, ev.ObjectKey, ev.OccurredAt
+		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
+		cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
+		s.setEvent(k, cur)
+		return cloneEvent(cur), true, nil
+	}
+	s.setEvent(k, ev)
+	ev.Payload = given // the caller's own bytes: equal to the stored copy, which stays unshared
+	return ev, true, nil
 }
 
 func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimParams) ([]billing.WebhookEvent, error) {
@@ -63,18 +67,14 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 			keys = append(keys, gwKey(p.Gateway, p.EventID))
 		}
 	} else {
-		var due []billing.WebhookEvent
-		for _, ev := range s.events {
-			if claimable(ev) && !ev.NextAttemptAt.After(p.Now) {
-				due = append(due, ev)
+		// The pending events in claim order: the first Limit due and unleased ones.
+		for _, e := range s.inbox.order {
+			if len(keys) == p.Limit {
+				break
 			}
-		}
-		slices.SortFunc(due, func(a, b billing.WebhookEvent) int {
-			return cmp.Or(a.OccurredAt.Compare(b.OccurredAt), a.ReceivedAt.Compare(b.ReceivedAt),
-				cmp.Compare(gwKey(a.Gateway, a.EventID), gwKey(b.Gateway, b.EventID)))
-		})
-		for _, ev := range due[:min(len(due), p.Limit)] {
-			keys = append(keys, gwKey(ev.Gateway, ev.EventID))
+			if ev := s.events[e.key]; claimable(ev) && !ev.NextAttemptAt.After(p.Now) {
+				keys = append(keys, e.key)
+			}
 		}
 	}
 	out := make([]billing.WebhookEvent, 0, len(keys))
@@ -82,7 +82,7 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 		ev := s.events[k]
 		ev.Attempts++
 		ev.LeaseUntil, ev.LeaseToken, ev.UpdatedAt = t0(p.LeaseUntil), p.Token, t0(p.Now)
-		s.events[k] = ev
+		s.setEvent(k, ev)
 		delete(s.woken, k)
 		out = append(out, cloneEvent(ev))
 	}
@@ -99,10 +99,10 @@ func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for k, ev := range s.events {
-		if ev.LeaseToken == token && ev.State.Pending() && !ev.LeaseUntil.IsZero() {
+	for _, e := range s.inbox.order {
+		if ev := s.events[e.key]; ev.LeaseToken == token && !ev.LeaseUntil.IsZero() {
 			ev.LeaseUntil = t0(until)
-			s.events[k] = ev
+			s.setEvent(e.key, ev)
 			n++
 		}
 	}
@@ -139,7 +139,7 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 		a.At = t0(a.At)
 		cur.History = billing.AppendWebhookAttempt(cur.History, a)
 	}
-	s.events[k] = cur
+	s.setEvent(k, cur)
 	delete(s.woken, k)
 	return nil
 }
@@ -153,8 +153,8 @@ func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
-	for _, o := range s.events {
-		if o.Gateway == ev.Gateway && o.ObjectKey == ev.ObjectKey && (o.State == billing.EventReceived || o.State == billing.EventFailed) &&
+	for k := range s.inbox.object(ev.Gateway, ev.ObjectKey) {
+		if o := s.events[k]; (o.State == billing.EventReceived || o.State == billing.EventFailed) &&
 			!o.OccurredAt.IsZero() && o.OccurredAt.Before(ev.OccurredAt) {
 			return true, nil
 		}
@@ -172,16 +172,14 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	n := 0
-	for k, ev := range s.events {
-		if ev.Gateway != gateway || ev.ObjectKey != objectKey || !ev.State.Pending() {
-			continue
-		}
+	for k := range s.inbox.object(gateway, objectKey) {
+		ev := s.events[k]
 		if ev.LeaseUntil.After(now) {
 			s.woken[k] = true
 		}
 		if (ev.State == billing.EventParked || ev.State == billing.EventReceived) && ev.NextAttemptAt.After(now) {
 			ev.NextAttemptAt = t0(now)
-			s.events[k] = ev
+			s.setEvent(k, ev) // its place in the index is unchanged: ranging over the set is safe
 			n++
 		}
 	}
@@ -207,7 +205,7 @@ func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string,
 	}
 	cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
 	cur.FinishedAt, cur.ParkedAt, cur.LeaseUntil, cur.LeaseToken = time.Time{}, time.Time{}, time.Time{}, ""
-	s.events[k] = cur
+	s.setEvent(k, cur)
 	return cloneEvent(cur), nil
 }
 
