@@ -271,7 +271,9 @@ func (s *Service) notifyOnce(ctx context.Context, n Notification, subscriptionID
 		return false, s.notDone(ctx, n.Key)
 	}
 	rec, why := s.outcome(ctx, rec, s.notifier.Notify(ctx, n))
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	// A send that happened must be recorded: the write outlives ctx and gets as long as the
+	// jobs give theirs (a store may first wait out a crashed replica's short write lease).
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.ClaimLease, time.Minute))
 	defer cancel()
 	if err := retry(fctx, 3, func() error { return s.store.FinishNotifications(fctx, []NotificationRecord{rec}, token) }); err != nil {
 		return rec.Status == NotificationSent, errors.Join(why, fmt.Errorf("recording notification %s: %w", n.Key, err))
