@@ -7,7 +7,7 @@ import (
 	"time"
 )
 
-// Analytics are the business figures of the seed's "Analytics e Relatórios": renewals,
+// Analytics are the business figures of an analytics and reports page: renewals,
 // expirations and churn over recent windows, monthly recurring revenue and what expires soon.
 type Analytics struct {
 	GeneratedAt time.Time `json:"generated_at"`

@@ -12,7 +12,7 @@
 //
 // # Jobs
 //
-// Service.Jobs returns the five jobs with the seed's schedules:
+// Service.Jobs returns the five jobs with their default schedules:
 //
 //	check_expiring_subscriptions   daily 09:00      warn before the period ends (ladder, default 3 days)
 //	process_expired_subscriptions  daily 00:30      expire lapsed subscriptions, revoke access

@@ -74,8 +74,8 @@
 //
 // # Mounting the admin API
 //
-// The handler's routes are relative; mount it under any prefix (the seed used
-// /api/admin/jobs) behind the host's own admin check or a bearer token:
+// The handler's routes are relative; mount it under any prefix (the original
+// application used /api/admin/jobs) behind the host's own admin check or a bearer token:
 //
 //	admin, err := scheduler.AdminHandler(s, scheduler.AdminOptions{
 //		Authorize: func(r *http.Request) error {

@@ -52,8 +52,8 @@ type config struct {
 	alerts     AlertPolicy
 }
 
-// WithLocation sets the time zone cron specs are read in. Default UTC. The seed's
-// deployment uses time.LoadLocation("America/Sao_Paulo").
+// WithLocation sets the time zone cron specs are read in. Default UTC. For example
+// time.LoadLocation("America/Sao_Paulo").
 func WithLocation(loc *time.Location) Option {
 	return func(c *config) error {
 		if loc == nil {

@@ -439,7 +439,7 @@ type JobInfo struct {
 	Description string `json:"description,omitempty"`
 	// NextRun is the next tick in the scheduler's zone; nil while paused or disabled.
 	NextRun *time.Time `json:"next_run"`
-	// Trigger describes the schedule as the seed's API did:
+	// Trigger describes the schedule in the original application's API format:
 	// cron[day_of_week='*', hour='9', minute='0'].
 	Trigger  string `json:"trigger"`
 	Schedule string `json:"schedule"`

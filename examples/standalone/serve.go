@@ -306,7 +306,7 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/api/admin/inbox/", http.StripPrefix("/api/admin/inbox", inbox))
 	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", api))
-	mux.Handle("/api/admin/jobs", atRoot(api)) // the seed's GET /api/admin/jobs, without the slash
+	mux.Handle("/api/admin/jobs", atRoot(api)) // GET /api/admin/jobs, without the slash
 	// The console's API answers the rest of /api/admin/ (JSON 404 for unknown routes); more
 	// specific admin routes (the jobs API, the webhook inbox) are mounted beside it.
 	mux.Handle("/api/admin/", http.StripPrefix("/api/admin", consoleAPI))

@@ -63,7 +63,7 @@ const DefaultMaxConns = 8
 // Config configures a Notifier. Host, From and Renderer are required; every other zero
 // value is the documented default.
 type Config struct {
-	// Host is the SMTP server name (the seed's SMTP_HOST). Required.
+	// Host is the SMTP server name (SMTP_HOST in the original application). Required.
 	Host string
 	// Port (SMTP_PORT). Default 465 with TLSImplicit, 587 otherwise.
 	Port int

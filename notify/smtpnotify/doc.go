@@ -23,7 +23,7 @@
 //
 // # Configuration
 //
-// Config maps the seed's variables: SMTP_HOST → Host, SMTP_PORT → Port, SMTP_USER →
+// Config maps the original application's variables: SMTP_HOST → Host, SMTP_PORT → Port, SMTP_USER →
 // Username, SMTP_PASSWORD → Password (never logged), SMTP_FROM → From. TLSPolicy defaults
 // to STARTTLS-mandatory; TLSImplicit is SMTPS on 465.
 //

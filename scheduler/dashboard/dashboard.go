@@ -521,7 +521,7 @@ func formatDuration(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
 }
 
-// formatResult renders a run's result compactly: the counters the seed's jobs return.
+// formatResult renders a run's result compactly: the counters the jobs return.
 func formatResult(run billing.JobRun) string {
 	if run.Error != "" && len(run.Result) == 0 {
 		return run.Error

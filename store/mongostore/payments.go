@@ -98,7 +98,7 @@ func normPayment(p billing.Payment) billing.Payment {
 }
 
 // gatewayTaken reports whether another payment (soft-deleted ones included) has the
-// gateway payment id. Documents written by the seed carry no gateway_payment_key, so the
+// gateway payment id. Documents in the legacy schema carry no gateway_payment_key, so the
 // check reads the two fields; the unique index catches races on renewkit's own documents.
 func (s *Store) gatewayTaken(ctx context.Context, gateway, gid, exceptID string) (bool, error) {
 	q := bson.D{{Key: "gateway", Value: gateway}, {Key: "gateway_payment_id", Value: gid}}

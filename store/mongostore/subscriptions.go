@@ -16,7 +16,7 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// subDoc is a subscriptions document as read. Fields the seed's documents lack (version,
+// subDoc is a subscriptions document as read. Fields legacy documents lack (version,
 // expiration_warning_days, claim fields, ...) read as zero values.
 type subDoc struct {
 	ID                    docID      `bson:"_id"`
