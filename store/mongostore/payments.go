@@ -153,10 +153,13 @@ func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (
 		s.decodePayment, "gateway payment", gid)
 }
 
-// UpdatePayment writes the changed fields with one UpdateOne under the condition flag_del !=
-// true, status and every written field as read, and $inc version (the store checks the
-// condition in ClaimSerialized mode, under the payments write mutex; see bulkApply).
+// UpdatePayment writes the changed fields while the payment still holds its status and every
+// written field as read, and bumps its version; otherwise it returns billing.ErrConflict.
 func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment) error {
+	// Implementation:
+	// UpdatePayment writes the changed fields with one UpdateOne under the condition flag_del !=
+	// true, status and every written field as read, and $inc version (the store checks the
+	// condition in ClaimSerialized mode, under the payments write mutex; see bulkApply).
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -199,10 +202,13 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 	return errs[0]
 }
 
-// CancelStalePayments cancels in rounds of BatchSize with one updateMany per round, under the
-// payments write mutex in ClaimSerialized mode. Each round decodes the candidates first: one
-// that does not decode is left as it is and reported.
+// CancelStalePayments cancels pending payments created before createdBefore, in rounds of
+// Config.BatchSize. A candidate that does not decode is left as it is and reported.
 func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
+	// Implementation:
+	// CancelStalePayments cancels in rounds of BatchSize with one updateMany per round, under the
+	// payments write mutex in ClaimSerialized mode. Each round decodes the candidates first: one
+	// that does not decode is left as it is and reported.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
