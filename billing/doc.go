@@ -56,10 +56,6 @@
 //
 // # Example
 //
-//	notifier, err := lognotify.New(nil)
-//	svc, err := billing.NewService(memstore.New(), notifier, billing.Config{
-//		WarningDays: []int{7, 3, 1},
-//	})
-//	res, err := svc.CheckExpiringSubscriptions(ctx)
-//	// res marshals to {"success":true,"total_found":5,"notifications_sent":5,"failed":0}
+// Example wires memstore, lognotify and a fixed clock and runs the expiry warning job;
+// ExampleNewService configures a warning ladder of 7, 3 and 1 days.
 package billing

@@ -10,13 +10,6 @@
 //
 // # Example
 //
-//	n, err := lognotify.New(logger, lognotify.WithEMLDir("./outbox"))
-//	if err != nil {
-//		return err
-//	}
-//	svc, err := billing.NewService(memstore.New(), n, cfg)
-//	...
-//	for _, sent := range n.Sent() {
-//		fmt.Println(sent.Kind, sent.To.Email)
-//	}
+// Example logs a notification; ExampleNew also writes it as a .eml file and lists what
+// was sent, as a host's test does.
 package lognotify

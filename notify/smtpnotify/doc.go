@@ -29,18 +29,5 @@
 //
 // # Example
 //
-//	r, err := notify.NewRenderer(notify.Config{FrontendURL: os.Getenv("FRONTEND_URL")})
-//	if err != nil {
-//		return err
-//	}
-//	port, _ := strconv.Atoi(os.Getenv("SMTP_PORT"))
-//	n, err := smtpnotify.New(smtpnotify.Config{
-//		Host: os.Getenv("SMTP_HOST"), Port: port,
-//		Username: os.Getenv("SMTP_USER"), Password: os.Getenv("SMTP_PASSWORD"),
-//		From: os.Getenv("SMTP_FROM"), Renderer: r,
-//	})
-//	if err != nil {
-//		return err
-//	}
-//	defer n.Shutdown(context.Background())
+// ExampleNew configures the notifier from the environment.
 package smtpnotify

@@ -116,12 +116,7 @@
 //
 // # Example
 //
-//	client, err := mongo.Connect(options.Client().ApplyURI(os.Getenv("MONGODB_URI")))
-//	...
-//	st, err := mongostore.New(client.Database("app"), mongostore.Config{})
-//	if err != nil { ... }
-//	if err := st.EnsureIndexes(ctx); err != nil { ... }
-//	svc, err := billing.NewService(st, notifier, billing.Config{})
+// ExampleNew connects, creates the indexes and backs a billing service with the store.
 //
 // # Tests
 //
