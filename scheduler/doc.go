@@ -21,7 +21,7 @@
 //     never lost to a run finishing on another.
 //   - Crashed replicas: the replica that next takes a job's lock marks the job's records
 //     still "running" failed ("abandoned: replica <id> stopped before the run finished"),
-//     and List/Get stop reporting them as running once the lock is free (LockInspector).
+//     and List/Get stop reporting them as running once the lock is free (billing.LockInspector).
 //   - History: every run (and skipped tick) is a billing.JobRun in the store, with its
 //     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
 //     after WithHistoryRetention days (default 30).
@@ -42,10 +42,10 @@
 //
 // Stores implement SchedulerStore (billing.JobRunStore, billing.JobStateStore and
 // billing.Locker: every billing.Store does); Stats adds subscription counts when the
-// store also implements SubscriptionCounter, and a Locker that also implements
-// LockInspector lets List and Get tell abandoned runs from live ones. Authorizers for AdminHandler are a func:
-// return nil for an admin, ErrForbidden for a caller without the role, ErrUnauthenticated
-// otherwise.
+// store also implements billing.SubscriptionCounter, and a Locker that also implements
+// billing.LockInspector lets List and Get tell abandoned runs from live ones. Authorizers
+// for AdminHandler are a func: return nil for an admin, ErrForbidden for a caller without
+// the role, ErrUnauthenticated otherwise.
 //
 // # Running
 //

@@ -112,7 +112,7 @@ func WithLogger(l *slog.Logger) Option {
 
 // WithLocker sets the lease lock replicas share. Default: the store's own AcquireLock,
 // RenewLock and ReleaseLock. A host that wraps its store (for metrics, tracing) should pass
-// the unwrapped store here: optional capabilities such as LockInspector are found by type
+// the unwrapped store here: optional capabilities such as billing.LockInspector are found by type
 // assertion, which a wrapper hides.
 func WithLocker(l billing.Locker) Option {
 	return func(c *config) error {

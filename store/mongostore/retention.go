@@ -13,8 +13,6 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-var _ billing.Pruner = (*Store)(nil)
-
 // Prune implements billing.Pruner, in batches of at most p.Limit per kind. See Indexes and
 // retention in the package documentation.
 //

@@ -17,10 +17,17 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
+// billing.Store and the optional capabilities mongostore implements (declared in
+// billing/store.go).
 var (
 	_ billing.Store          = (*Store)(nil)
 	_ billing.CleanupCounter = (*Store)(nil)
 	_ billing.AuditCounter   = (*Store)(nil)
+	_ billing.Console        = (*Store)(nil)
+	_ billing.SnapshotStore  = (*Store)(nil)
+	_ billing.Pruner         = (*Store)(nil)
+	_ billing.LockInspector  = (*Store)(nil)
+	_ billing.Pinger         = (*Store)(nil)
 )
 
 // Store implements billing.Store on a MongoDB database (or a server speaking its wire

@@ -91,7 +91,7 @@ func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
 }
 
 // CurrentLease returns the live lease of key at now, if any, without taking it
-// (scheduler.LockInspector).
+// (billing.LockInspector).
 func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
 	ls, err := collect(ctx, s, scanLease, s.t(`SELECT `+leaseCols+` FROM {schema}.locks WHERE key = $1 AND expires_at > $2`), key, rt(now))
 	if err != nil {
