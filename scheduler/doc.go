@@ -41,8 +41,9 @@
 // # Implementing
 //
 // Stores implement SchedulerStore (billing.JobRunStore, billing.JobStateStore and
-// billing.Locker: every billing.Store does); Stats adds subscription counts when the
-// store also implements billing.SubscriptionCounter, and a Locker that also implements
+// billing.Locker: every billing.Store does); Stats serves the subscription counts
+// WithSubscriptionStats gives it (svc.SubscriptionStats, over the billing Config's windows),
+// else billing's counts on a store that is a billing.SubscriptionCounter, and a Locker that also implements
 // billing.LockInspector lets List and Get tell abandoned runs from live ones. Authorizers
 // for AdminHandler are a func: return nil for an admin, ErrForbidden for a caller without
 // the role, ErrUnauthenticated otherwise.

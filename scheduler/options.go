@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,6 +49,7 @@ type config struct {
 	notifier   billing.Notifier // WithAlerts' notifier, the one the jobs send through
 	alertsSet  bool             // WithAlerts was given
 	channels   []alertChannel   // WithAlertChannel, in order
+	subStats   func(context.Context) (billing.SubscriptionStats, error)
 	alertTo    billing.Recipient
 	alerts     AlertPolicy
 }
@@ -106,6 +108,20 @@ func WithLogger(l *slog.Logger) Option {
 			return errors.New("WithLogger: nil logger: omit the option for slog.Default()")
 		}
 		c.log = l
+		return nil
+	}
+}
+
+// WithSubscriptionStats sets where Stats takes its subscription counts from: pass
+// svc.SubscriptionStats so the due counts follow the billing Config (warning ladder, renew
+// window). Without it, Stats counts on the store (when it is a billing.SubscriptionCounter)
+// over the windows of billing's default Config.
+func WithSubscriptionStats(stats func(context.Context) (billing.SubscriptionStats, error)) Option {
+	return func(c *config) error {
+		if stats == nil {
+			return errors.New("WithSubscriptionStats: nil func: pass svc.SubscriptionStats, or omit the option")
+		}
+		c.subStats = stats
 		return nil
 	}
 }

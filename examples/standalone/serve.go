@@ -184,6 +184,8 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		// The store itself, not the metering wrapper, so the scheduler finds its optional
 		// capabilities (billing.LockInspector) by type assertion.
 		scheduler.WithLocker(st),
+		// Due counts over this service's warning ladder and renew window.
+		scheduler.WithSubscriptionStats(a.svc.SubscriptionStats),
 		// The jobs' own notifier: alerts raised by a run its breaker stopped skip it.
 		scheduler.WithAlerts(notifier, billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"}, scheduler.AlertPolicy{}),
 	}

@@ -314,9 +314,9 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 			p.Counts = append(p.Counts, Figure{Label: st, Value: fmt.Sprint(sc.ByStatus[billing.SubscriptionStatus(st)])})
 		}
 		p.Counts = append(p.Counts,
-			Figure{Label: "expiring within 3 days", Value: fmt.Sprint(sc.Due.ExpiringWithin3Days)},
+			Figure{Label: fmt.Sprintf("expiring within %d days", sc.Due.WarningWindowDays), Value: fmt.Sprint(sc.Due.Expiring)},
 			Figure{Label: "past period end", Value: fmt.Sprint(sc.Due.PastPeriodEnd)},
-			Figure{Label: "renewal within 24h", Value: fmt.Sprint(sc.Due.RenewalWithin24h)})
+			Figure{Label: fmt.Sprintf("renewal within %gh", sc.Due.RenewWindowHours), Value: fmt.Sprint(sc.Due.Renewing)})
 	}
 	if d.opts.Extra != nil {
 		extra, err := d.opts.Extra(ctx)
