@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/notify"
 )
 
@@ -109,7 +110,11 @@ type Config struct {
 	Renderer *notify.Renderer
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock for Date headers and idle tracking. Default time.Now.
+	// Clock is the clock for Date headers and idle tracking. Default: the wall clock.
+	Clock billing.Clock
+	// Now is read when Clock is nil.
+	//
+	// Deprecated: set Clock.
 	Now func() time.Time
 }
 
@@ -187,7 +192,10 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
+	switch {
+	case c.Clock != nil:
+		c.Now = c.Clock.Now
+	case c.Now == nil:
 		c.Now = time.Now
 	}
 	return c
