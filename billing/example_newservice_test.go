@@ -18,17 +18,18 @@ func ExampleNewService() {
 	ctx := context.Background()
 	now := time.Date(2030, time.March, 10, 9, 0, 0, 0, time.UTC)
 	st := memstore.New()
-	plan := billing.Plan{ID: "basic", Name: "Basic", BillingCycle: billing.CycleMonthly,
-		Price: billing.Money{Amount: 2990, Currency: "BRL"}, Active: true}
-	user := billing.User{ID: "ana", Email: "ana@example.com", Name: "Ana", Locale: "en"}
-	sub := billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic", Status: billing.StatusActive,
-		BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
-		CurrentPeriodStart: now.AddDate(0, -1, 6), CurrentPeriodEnd: now.AddDate(0, 0, 6)}
-	for _, err := range []error{st.InsertPlan(ctx, &plan), st.InsertUser(ctx, &user), st.InsertSubscription(ctx, &sub)} {
+	must := func(err error) {
 		if err != nil {
 			panic(err)
 		}
 	}
+	must(st.InsertPlan(ctx, &billing.Plan{ID: "basic", Name: "Basic", Active: true, BillingCycle: billing.CycleMonthly,
+		Price: billing.Money{Amount: 2990, Currency: "BRL"}}))
+	must(st.InsertUser(ctx, &billing.User{ID: "ana", Email: "ana@example.com", Name: "Ana", Locale: "en"}))
+	// Ends in six days: due for the 7-day warning only.
+	must(st.InsertSubscription(ctx, &billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic",
+		Status: billing.StatusActive, Gateway: billing.GatewayManual, BillingCycle: billing.CycleMonthly,
+		CurrentPeriodStart: now.AddDate(0, -1, 6), CurrentPeriodEnd: now.AddDate(0, 0, 6)}))
 
 	notifier, err := lognotify.New(slog.New(slog.DiscardHandler))
 	if err != nil {
