@@ -21,8 +21,10 @@ func scanLease(r pgx.Rows) (billing.Lease, error) {
 
 const leaseCols = `key, owner, token, coalesce(expires_at, ` + zeroTS + `)`
 
-// AcquireLock takes key for owner in one INSERT … ON CONFLICT DO UPDATE … WHERE <free>.
+// AcquireLock takes key for owner when it is free, atomically; see billing.Locker.
 func (s *Store) AcquireLock(ctx context.Context, key, owner string, now time.Time, ttl time.Duration) (billing.Lease, error) {
+	// Implementation:
+	// AcquireLock takes key for owner in one INSERT … ON CONFLICT DO UPDATE … WHERE <free>.
 	if err := ctx.Err(); err != nil {
 		return billing.Lease{}, err
 	}
