@@ -12,7 +12,7 @@
 //
 // # Jobs
 //
-// Service.Jobs returns the five jobs with the seed's schedules:
+// Service.Jobs returns the five jobs with their default schedules:
 //
 //	check_expiring_subscriptions   daily 09:00      warn before the period ends (ladder, default 3 days)
 //	process_expired_subscriptions  daily 00:30      expire lapsed subscriptions, revoke access
@@ -56,10 +56,6 @@
 //
 // # Example
 //
-//	notifier, err := lognotify.New(nil)
-//	svc, err := billing.NewService(memstore.New(), notifier, billing.Config{
-//		WarningDays: []int{7, 3, 1},
-//	})
-//	res, err := svc.CheckExpiringSubscriptions(ctx)
-//	// res marshals to {"success":true,"total_found":5,"notifications_sent":5,"failed":0}
+// Example wires memstore, lognotify and a fixed clock and runs the expiry warning job;
+// ExampleNewService configures a warning ladder of 7, 3 and 1 days.
 package billing

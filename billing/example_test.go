@@ -20,7 +20,7 @@ func (c fixedClock) Now() time.Time { return time.Time(c) }
 
 // Example wires the in-memory store, the log notifier and a fixed clock, seeds one
 // subscription ending in two days and runs the expiry warning job: the log notifier prints
-// the warning it would send and the job returns the seed's JSON result.
+// the warning it would send and the job returns its JSON result.
 func Example() {
 	ctx := context.Background()
 	now := time.Date(2030, time.March, 10, 9, 0, 0, 0, time.UTC)

@@ -6,9 +6,9 @@ import (
 )
 
 // Result is what a job run returns. The concrete types (ExpiringResult, ...) marshal to the
-// seed's JSON keys.
+// original application's JSON keys.
 type Result interface {
-	// Found is how many records the run selected (the seed's total_found).
+	// Found is how many records the run selected (JSON total_found).
 	Found() int
 	// Failures is how many selected records the run could not finish; they are retried by
 	// a later run.
@@ -31,7 +31,7 @@ type Job struct {
 	Preview func(ctx context.Context) (any, error)
 }
 
-// Default job ids, as in the seed.
+// Default job ids, as in the original application.
 const (
 	JobCheckExpiring   = "check_expiring_subscriptions"
 	JobProcessExpired  = "process_expired_subscriptions"

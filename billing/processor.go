@@ -53,7 +53,8 @@ type FailParams struct {
 	Actor            string
 }
 
-// ProcessResult is the seed's return shape.
+// ProcessResult is the outcome of processing one payment, in the original application's
+// JSON shape.
 type ProcessResult struct {
 	Success        bool   `json:"success"`
 	PaymentID      string `json:"payment_id"`
@@ -496,7 +497,7 @@ func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Pla
 
 // startsFirstSubscription reports whether p is the first payment applied to sub, sub is the
 // user's only subscription, and renewkit created sub (its creation is in the audit log). A
-// subscription written by another program (the seed's documents) renewed through renewkit is
+// subscription written by another program (in the legacy schema) renewed through renewkit is
 // not a first subscription, so its user gets no welcome email.
 func (pp *PaymentProcessor) startsFirstSubscription(ctx context.Context, u User, sub Subscription, p Payment) (bool, error) {
 	if len(sub.AppliedPayments) == 0 || sub.AppliedPayments[0] != p.ID {

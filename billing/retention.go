@@ -39,15 +39,6 @@ func (r *Retention) setDefaults() {
 	}
 }
 
-// Pruner is an optional store capability: deleting what renewkit no longer needs. The
-// cleanup_old_sessions job calls it after the sessions; a store without it keeps
-// everything.
-type Pruner interface {
-	// Prune deletes, of each kind, at most p.Limit records older than its horizon (a zero
-	// horizon keeps that kind) and reports how many went. Calling it again continues.
-	Prune(ctx context.Context, p PruneParams) (PruneResult, error)
-}
-
 // PruneParams are the horizons of one Prune call.
 type PruneParams struct {
 	// NotificationsBefore: notification records created before it.

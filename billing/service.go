@@ -15,7 +15,7 @@ import (
 // Config tunes the Service. The zero value of each field is the documented default.
 type Config struct {
 	// WarningDays is the warning ladder: days before the period end at which a warning goes
-	// out, each once per period. Default [3] (the seed). Example: []int{7, 3, 1}.
+	// out, each once per period. Default [3]. Example: []int{7, 3, 1}.
 	WarningDays []int
 	// Grace is how long an auto-renewing subscription stays active past its period end
 	// while the gateway retries the charge. Default 3 days. Manual subscriptions get none.
@@ -209,7 +209,7 @@ func (s *Service) Clock() Clock { return s.clock }
 // Config returns the effective configuration (defaults filled in).
 func (s *Service) Config() Config { return s.cfg }
 
-// Jobs returns the five default jobs with the seed's schedules, for a scheduler to run.
+// Jobs returns the five default jobs with their default schedules, for a scheduler to run.
 func (s *Service) Jobs() []Job {
 	job := func(id, schedule, desc string, run func(context.Context) (Result, error)) Job {
 		return Job{ID: id, Name: id, Schedule: schedule, Description: desc, Run: run,

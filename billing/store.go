@@ -184,6 +184,12 @@ type SubscriptionStore interface {
 	// ReleaseClaims drops every claim held by token, so records a run left unchanged are
 	// claimable again at once.
 	ReleaseClaims(ctx context.Context, token string) error
+	SubscriptionCounter
+}
+
+// SubscriptionCounter counts subscriptions. Every SubscriptionStore is one; the scheduler,
+// which needs only the job tables, finds it on its store by type assertion.
+type SubscriptionCounter interface {
 	// CountSubscriptions counts non-deleted subscriptions matching f.
 	CountSubscriptions(ctx context.Context, f SubscriptionFilter) (int, error)
 	// CountSubscriptionsByStatus counts non-deleted subscriptions per status.
@@ -341,6 +347,33 @@ type Locker interface {
 
 // Optional capabilities. Stores may implement these; callers find them by type assertion
 // and fall back (or report ErrPreviewUnsupported) without them.
+//
+// Every optional capability is declared here, once; each store in renewkit asserts the ones
+// it implements at compile time (var _ billing.Pruner = (*Store)(nil)).
+
+// Pruner is an optional store capability: deleting what renewkit no longer needs. The
+// cleanup_old_sessions job calls it after the sessions; a store without it keeps
+// everything.
+type Pruner interface {
+	// Prune deletes, of each kind, at most p.Limit records older than its horizon (a zero
+	// horizon keeps that kind) and reports how many went. Calling it again continues.
+	Prune(ctx context.Context, p PruneParams) (PruneResult, error)
+}
+
+// LockInspector is an optional capability of a Locker (the store, or the scheduler's
+// WithLocker): it reports the live lease of key at now, if any, without taking it. With it,
+// the scheduler's List and Get tell a run in progress from a record left "running" by a
+// replica that stopped; without it they trust the record until the next run of the job
+// marks it failed.
+type LockInspector interface {
+	CurrentLease(ctx context.Context, key string, now time.Time) (Lease, bool, error)
+}
+
+// Pinger is an optional store capability: a cheap round trip to the store's server, for a
+// host's readiness check.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
 
 // CleanupCounter is an optional store capability that lets Service.Preview count what the
 // cleanup jobs would change.

@@ -105,7 +105,7 @@ const (
 	// StatusPastDue: the gateway failed to collect a renewal and is retrying; access is
 	// kept until the period (plus grace) ends.
 	StatusPastDue SubscriptionStatus = "past_due"
-	// StatusInactive: the period ended without renewal (the seed's expiry status).
+	// StatusInactive: the period ended without renewal (the legacy schema's expiry status).
 	StatusInactive SubscriptionStatus = "inactive"
 	// StatusCancelled: ended at the gateway or by the user.
 	StatusCancelled SubscriptionStatus = "cancelled"
@@ -128,11 +128,11 @@ type Subscription struct {
 	// CancelAtPeriodEnd: the gateway will not charge again; the subscription is not
 	// auto-renewing and expires at CurrentPeriodEnd.
 	CancelAtPeriodEnd bool `json:"cancel_at_period_end"`
-	// ExpirationWarningSent is the seed's flag: a warning went out for the current period.
+	// ExpirationWarningSent is the legacy schema's flag: a warning went out for the current period.
 	ExpirationWarningSent bool `json:"expiration_warning_sent"`
 	// ExpirationWarningDays is the smallest ladder offset (days before the end) already
 	// warned for the current period; 0 with ExpirationWarningSent means "warned, offset
-	// unknown" (documents written by the seed), treated as every offset sent.
+	// unknown" (records in the legacy schema), treated as every offset sent.
 	ExpirationWarningDays int `json:"expiration_warning_days,omitempty"`
 	// GatewayUpdatedAt is the gateway's own timestamp of the newest event applied, so an
 	// older event delivered late never moves the subscription backwards.

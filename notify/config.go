@@ -44,7 +44,7 @@ type Paths struct {
 // Config configures a Renderer. The zero value of every field except FrontendURL is a
 // documented default.
 type Config struct {
-	// FrontendURL is the public base URL of the host application (the seed's FRONTEND_URL),
+	// FrontendURL is the public base URL of the host application (FRONTEND_URL),
 	// for example "https://app.example.com". Required.
 	FrontendURL string
 	// AdminURL is the base URL of the jobs dashboard, used for the run link of operator
@@ -59,7 +59,7 @@ type Config struct {
 	// Theme holds the HTML colours. Zero fields take defaults (see Theme).
 	Theme Theme
 	// DefaultLocale is used when a recipient's locale is empty or unsupported.
-	// Default "pt-BR" (the seed's audience). Accepts the same spellings as recipients.
+	// Default "pt-BR". Accepts the same spellings as recipients.
 	DefaultLocale string
 	// DefaultTimeZone (IANA name) is used when a recipient's zone is empty or unknown.
 	// Default "UTC".
@@ -116,7 +116,7 @@ func (c Config) Validate() error {
 		errs = append(errs, fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...))
 	}
 	if c.FrontendURL == "" {
-		bad("missing FrontendURL: set it to the public URL of the app (the seed's FRONTEND_URL), e.g. https://app.example.com")
+		bad("missing FrontendURL: set it to the public URL of the app (FRONTEND_URL), e.g. https://app.example.com")
 	} else if err := checkBaseURL(c.FrontendURL); err != nil {
 		bad("FrontendURL %q: %v", c.FrontendURL, err)
 	}

@@ -30,19 +30,6 @@
 //
 // # Example
 //
-//	r, err := notify.NewRenderer(notify.Config{
-//		FrontendURL:  os.Getenv("FRONTEND_URL"),
-//		ProductName:  "Acme",
-//		SupportEmail: "help@acme.com",
-//	})
-//	if err != nil {
-//		return err
-//	}
-//	mux.Handle("/admin/emails/", http.StripPrefix("/admin/emails", r.PreviewHandler()))
-//
-//	hook, _ := notify.NewWebhook(notify.WebhookConfig{URL: whatsappBridge, Secret: secret})
-//	fan, _ := notify.NewFanOut(logger,
-//		notify.Channel{Name: "email", Notifier: smtp},
-//		notify.Channel{Name: "whatsapp", Notifier: hook})
-//	svc, err := billing.NewService(store, fan, cfg)
+// ExampleNewRenderer mounts the email previews; ExampleNewFanOut sends through email and a
+// webhook channel; ExampleRenderer_Render renders one email.
 package notify

@@ -41,7 +41,11 @@ type WebhookConfig struct {
 	// Renderer, when set, adds the rendered subject and text part to the payload so the
 	// receiver can forward a ready-made message (SMS, WhatsApp). Default: not rendered.
 	Renderer *Renderer
-	// Now is the clock for the signature timestamp. Default time.Now.
+	// Clock is the clock for the signature timestamp. Default: the wall clock.
+	Clock billing.Clock
+	// Now is read when Clock is nil.
+	//
+	// Deprecated: set Clock.
 	Now func() time.Time
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
@@ -116,7 +120,10 @@ func NewWebhook(cfg WebhookConfig) (*Webhook, error) {
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 10 * time.Second}
 	}
-	if cfg.Now == nil {
+	switch {
+	case cfg.Clock != nil:
+		cfg.Now = cfg.Clock.Now
+	case cfg.Now == nil:
 		cfg.Now = time.Now
 	}
 	if cfg.Logger == nil {

@@ -8,14 +8,11 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// LockInspector is an optional capability of the Locker (the store, or WithLocker's),
-// found by type assertion: it reports the live lease of key at now, if any, without
-// taking it. With it, List and Get tell a run in progress from a record left "running" by
-// a replica that stopped; without it they trust the record until the next run of the job
-// marks it failed. store/memstore and store/mongostore implement it.
-type LockInspector interface {
-	CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error)
-}
+// LockInspector is billing.LockInspector, the optional capability of the Locker (the
+// store, or WithLocker's) that lets List and Get tell abandoned runs from live ones.
+//
+// Deprecated: use billing.LockInspector.
+type LockInspector = billing.LockInspector
 
 // abandonedScan is how many of a job's newest run records a replica that takes the job's
 // lock checks for runs left "running". Every acquisition checks, so a stopped replica's
@@ -69,14 +66,14 @@ func (s *Scheduler) reapAbandoned(ctx context.Context, e *entry, now time.Time) 
 
 // runState says whether r, the job's newest run record and still "running", is in
 // progress, and which status to report for it. It is when it runs in this process, when
-// the job's lock is held, or when the locker cannot tell (no LockInspector). Otherwise
+// the job's lock is held, or when the locker cannot tell (no billing.LockInspector). Otherwise
 // its replica stopped: r is reported failed, as the next run will record it, unless it
 // finished between the two reads.
 func (s *Scheduler) runState(ctx context.Context, e *entry, r billing.JobRun) (billing.RunStatus, bool, error) {
 	if e.running.Load() {
 		return r.Status, true, nil
 	}
-	li, ok := s.cfg.locker.(LockInspector)
+	li, ok := s.cfg.locker.(billing.LockInspector)
 	if !ok {
 		return r.Status, true, nil
 	}

@@ -21,7 +21,7 @@ type Authorizer func(r *http.Request) error
 
 // AdminOptions configures AdminHandler.
 type AdminOptions struct {
-	// Authorize is required: the host's admin check (the seed's require_admin) or
+	// Authorize is required: the host's admin check (such as a require_admin check) or
 	// BearerToken(os.Getenv("ADMIN_TOKEN")).
 	Authorize Authorizer
 	// HistoryLimit is how many recent runs GET /{job_id} returns. Default 20.
@@ -61,8 +61,8 @@ type admin struct {
 	analytics func(ctx context.Context) (any, error)
 }
 
-// AdminHandler serves the jobs admin API, relative to where the host mounts it (the
-// seed's prefix is /api/admin/jobs; use http.StripPrefix):
+// AdminHandler serves the jobs admin API, relative to where the host mounts it (for
+// example under /api/admin/jobs with http.StripPrefix):
 //
 //	GET  /                   {"total":5,"jobs":[JobInfo...]}
 //	GET  /{job_id}           {"job":JobInfo,"runs":[billing.JobRun...]}

@@ -92,7 +92,7 @@ func (s *schedule) Prev(t time.Time) time.Time {
 	return time.Time{}
 }
 
-// describe renders the spec the way the seed's API showed APScheduler triggers:
+// describe renders the spec the way the original application's API showed APScheduler triggers:
 // cron[day_of_week='*', hour='9', minute='0'].
 func (s *schedule) describe() string {
 	f := strings.Fields(s.spec)

@@ -21,7 +21,7 @@
 //     never lost to a run finishing on another.
 //   - Crashed replicas: the replica that next takes a job's lock marks the job's records
 //     still "running" failed ("abandoned: replica <id> stopped before the run finished"),
-//     and List/Get stop reporting them as running once the lock is free (LockInspector).
+//     and List/Get stop reporting them as running once the lock is free (billing.LockInspector).
 //   - History: every run (and skipped tick) is a billing.JobRun in the store, with its
 //     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
 //     after WithHistoryRetention days (default 30).
@@ -41,26 +41,18 @@
 // # Implementing
 //
 // Stores implement SchedulerStore (billing.JobRunStore, billing.JobStateStore and
-// billing.Locker: every billing.Store does); Stats adds subscription counts when the
-// store also implements SubscriptionCounter, and a Locker that also implements
-// LockInspector lets List and Get tell abandoned runs from live ones. Authorizers for AdminHandler are a func:
-// return nil for an admin, ErrForbidden for a caller without the role, ErrUnauthenticated
-// otherwise.
+// billing.Locker: every billing.Store does); Stats serves the subscription counts
+// WithSubscriptionStats gives it (svc.SubscriptionStats, over the billing Config's windows),
+// else billing's counts on a store that is a billing.SubscriptionCounter, and a Locker that also implements
+// billing.LockInspector lets List and Get tell abandoned runs from live ones. Authorizers
+// for AdminHandler are a func: return nil for an admin, ErrForbidden for a caller without
+// the role, ErrUnauthenticated otherwise.
 //
 // # Running
 //
-//	svc, _ := billing.NewService(store, notifier, billing.Config{})
-//	sp, _ := time.LoadLocation("America/Sao_Paulo")
-//	s, err := scheduler.New(svc.Jobs(), store,
-//		scheduler.WithLocation(sp),
-//		scheduler.WithAlerts(notifier, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}))
-//	if err != nil {
-//		log.Fatal(err)
-//	}
-//	if err := s.Start(ctx); err != nil {
-//		log.Fatal(err)
-//	}
-//	defer s.Shutdown(context.Background())
+// ExampleNew runs billing's jobs in a time zone with email alerts; Example lists their next
+// runs and triggers one. Only the scheduler takes a clockwork.Clock (WithClock), because it
+// arms timers; everything that only reads the time takes a billing.Clock.
 //
 // # Alert channels
 //
@@ -74,30 +66,15 @@
 //
 // # Mounting the admin API
 //
-// The handler's routes are relative; mount it under any prefix (the seed used
-// /api/admin/jobs) behind the host's own admin check or a bearer token:
+// The handler's routes are relative; mount it under any prefix (the original
+// application used /api/admin/jobs) behind the host's own admin check or a bearer token:
 //
-//	admin, err := scheduler.AdminHandler(s, scheduler.AdminOptions{
-//		Authorize: func(r *http.Request) error {
-//			u, ok := currentUser(r) // the host's session lookup
-//			switch {
-//			case !ok:
-//				return scheduler.ErrUnauthenticated
-//			case !u.IsAdmin:
-//				return scheduler.ErrForbidden
-//			}
-//			return nil
-//		},
-//	})
-//	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", admin))
-//
-// or, for a standalone server, AdminOptions{Authorize: scheduler.BearerToken(os.Getenv("ADMIN_TOKEN"))}.
+// ExampleAdminHandler_authorize shows such a check; ExampleAdminHandler a bearer token.
+// For a standalone server: AdminOptions{Authorize: scheduler.BearerToken(os.Getenv("ADMIN_TOKEN"))}.
 //
 // ConsoleHandler serves the operations console's reads and actions (subscriptions,
 // timeline, payments, the email log, resend, rerun) from a *billing.Service, under the
 // same authorizer; ConsoleOptions.Identify names the operator its actions are audited
-// under. Mount it beside the jobs API (the more specific pattern wins):
-//
-//	console, err := scheduler.ConsoleHandler(svc, scheduler.ConsoleOptions{Authorize: authorize})
-//	mux.Handle("/api/admin/", http.StripPrefix("/api/admin", console))
+// under. Mount it beside the jobs API, as ExampleConsoleHandler does (the more specific
+// pattern wins).
 package scheduler

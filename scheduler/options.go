@@ -1,6 +1,7 @@
 package scheduler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -48,12 +49,13 @@ type config struct {
 	notifier   billing.Notifier // WithAlerts' notifier, the one the jobs send through
 	alertsSet  bool             // WithAlerts was given
 	channels   []alertChannel   // WithAlertChannel, in order
+	subStats   func(context.Context) (billing.SubscriptionStats, error)
 	alertTo    billing.Recipient
 	alerts     AlertPolicy
 }
 
-// WithLocation sets the time zone cron specs are read in. Default UTC. The seed's
-// deployment uses time.LoadLocation("America/Sao_Paulo").
+// WithLocation sets the time zone cron specs are read in. Default UTC. For example
+// time.LoadLocation("America/Sao_Paulo").
 func WithLocation(loc *time.Location) Option {
 	return func(c *config) error {
 		if loc == nil {
@@ -110,9 +112,23 @@ func WithLogger(l *slog.Logger) Option {
 	}
 }
 
+// WithSubscriptionStats sets where Stats takes its subscription counts from: pass
+// svc.SubscriptionStats so the due counts follow the billing Config (warning ladder, renew
+// window). Without it, Stats counts on the store (when it is a billing.SubscriptionCounter)
+// over the windows of billing's default Config.
+func WithSubscriptionStats(stats func(context.Context) (billing.SubscriptionStats, error)) Option {
+	return func(c *config) error {
+		if stats == nil {
+			return errors.New("WithSubscriptionStats: nil func: pass svc.SubscriptionStats, or omit the option")
+		}
+		c.subStats = stats
+		return nil
+	}
+}
+
 // WithLocker sets the lease lock replicas share. Default: the store's own AcquireLock,
 // RenewLock and ReleaseLock. A host that wraps its store (for metrics, tracing) should pass
-// the unwrapped store here: optional capabilities such as LockInspector are found by type
+// the unwrapped store here: optional capabilities such as billing.LockInspector are found by type
 // assertion, which a wrapper hides.
 func WithLocker(l billing.Locker) Option {
 	return func(c *config) error {

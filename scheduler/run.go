@@ -250,7 +250,7 @@ func safeRun(ctx context.Context, f billing.JobFunc) (res billing.Result, err er
 }
 
 // resultMap turns a job's Result into the map stored in JobRun.Result, through its JSON
-// form so the seed's keys (success, total_found, ...) are kept.
+// form so its keys (success, total_found, ...) are kept.
 func resultMap(r billing.Result) (map[string]any, error) {
 	if noResult(r) {
 		return nil, nil

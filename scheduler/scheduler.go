@@ -24,13 +24,10 @@ type SchedulerStore interface {
 	billing.Locker
 }
 
-// SubscriptionCounter is an optional capability of the store, found by type assertion:
-// when present, Stats reports subscriptions by status and how many are due for the jobs.
-// billing.SubscriptionStore includes it.
-type SubscriptionCounter interface {
-	CountSubscriptions(ctx context.Context, f billing.SubscriptionFilter) (int, error)
-	CountSubscriptionsByStatus(ctx context.Context) (map[billing.SubscriptionStatus]int, error)
-}
+// SubscriptionCounter is billing.SubscriptionCounter.
+//
+// Deprecated: use billing.SubscriptionCounter.
+type SubscriptionCounter = billing.SubscriptionCounter
 
 // Scheduler runs named jobs on cron schedules (over gocron), records every run in the
 // store, keeps one run per tick across replicas and lets operators pause, resume and
@@ -439,7 +436,7 @@ type JobInfo struct {
 	Description string `json:"description,omitempty"`
 	// NextRun is the next tick in the scheduler's zone; nil while paused or disabled.
 	NextRun *time.Time `json:"next_run"`
-	// Trigger describes the schedule as the seed's API did:
+	// Trigger describes the schedule in the original application's API format:
 	// cron[day_of_week='*', hour='9', minute='0'].
 	Trigger  string `json:"trigger"`
 	Schedule string `json:"schedule"`
@@ -448,7 +445,7 @@ type JobInfo struct {
 	Disabled bool   `json:"disabled"`
 	// Running: a run is in progress here or (per the history) on another replica. A record
 	// left "running" by a replica that stopped is not: when the job's lock is free (the
-	// locker implements LockInspector) it is reported with LastStatus failed, as the next
+	// locker implements billing.LockInspector) it is reported with LastStatus failed, as the next
 	// run of the job records it.
 	Running bool `json:"running"`
 	// LastRun is when the newest run that was not skipped started.

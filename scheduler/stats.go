@@ -15,8 +15,9 @@ type Stats struct {
 	Since       time.Time  `json:"since"`
 	Jobs        []JobStats `json:"jobs"`
 	Totals      RunCounts  `json:"totals"`
-	// Subscriptions is nil when the store does not implement SubscriptionCounter.
-	Subscriptions *SubscriptionStats `json:"subscriptions,omitempty"`
+	// Subscriptions comes from WithSubscriptionStats, else from the store when it is a
+	// billing.SubscriptionCounter; nil without either.
+	Subscriptions *billing.SubscriptionStats `json:"subscriptions,omitempty"`
 }
 
 // RunCounts counts finished runs. Runs is Succeeded + Failures; skipped ticks are counted
@@ -41,22 +42,15 @@ type JobStats struct {
 	Paused              bool       `json:"paused"`
 }
 
-// SubscriptionStats counts subscriptions by status and those due for the jobs now.
-type SubscriptionStats struct {
-	ByStatus map[billing.SubscriptionStatus]int `json:"by_status"`
-	Total    int                                `json:"total"`
-	Due      DueCounts                          `json:"due"`
-}
+// SubscriptionStats is billing.SubscriptionStats.
+//
+// Deprecated: use billing.SubscriptionStats.
+type SubscriptionStats = billing.SubscriptionStats
 
-// DueCounts are the live subscriptions the next job runs will select.
-type DueCounts struct {
-	// ExpiringWithin3Days: active, period ends within 3 days (expiry warnings).
-	ExpiringWithin3Days int `json:"expiring_within_3d"`
-	// PastPeriodEnd: active or past due with the period already over (expiry, grace).
-	PastPeriodEnd int `json:"past_period_end"`
-	// RenewalWithin24h: auto-renewing, period ends within 24 hours (renewals).
-	RenewalWithin24h int `json:"renewal_within_24h"`
-}
+// DueCounts is billing.DueCounts.
+//
+// Deprecated: use billing.DueCounts.
+type DueCounts = billing.DueCounts
 
 func (c *RunCounts) add(r billing.JobRun) {
 	switch r.Status {
@@ -113,42 +107,25 @@ func (s *Scheduler) Stats(ctx context.Context) (Stats, error) {
 		out.Jobs = append(out.Jobs, js)
 	}
 	out.Totals.rate()
-	if c, ok := s.store.(SubscriptionCounter); ok {
-		subs, err := subscriptionStats(ctx, c, now)
-		if err != nil {
-			return Stats{}, err
-		}
+	if subs, ok, err := s.subscriptionStats(ctx, now); err != nil {
+		return Stats{}, fmt.Errorf("scheduler: %w", err)
+	} else if ok {
 		out.Subscriptions = &subs
 	}
 	return out, nil
 }
 
-func subscriptionStats(ctx context.Context, c SubscriptionCounter, now time.Time) (SubscriptionStats, error) {
-	by, err := c.CountSubscriptionsByStatus(ctx)
-	if err != nil {
-		return SubscriptionStats{}, fmt.Errorf("scheduler: counting subscriptions: %w", err)
+// subscriptionStats serves what WithSubscriptionStats gives, else billing's counts on the
+// store with billing's default windows; ok is false when neither is available.
+func (s *Scheduler) subscriptionStats(ctx context.Context, now time.Time) (billing.SubscriptionStats, bool, error) {
+	if s.cfg.subStats != nil {
+		st, err := s.cfg.subStats(ctx)
+		return st, err == nil, err
 	}
-	out := SubscriptionStats{ByStatus: by}
-	if out.ByStatus == nil {
-		out.ByStatus = map[billing.SubscriptionStatus]int{}
+	c, ok := s.store.(billing.SubscriptionCounter)
+	if !ok {
+		return billing.SubscriptionStats{}, false, nil
 	}
-	for _, n := range by {
-		out.Total += n
-	}
-	yes := true
-	for _, q := range []struct {
-		dst *int
-		f   billing.SubscriptionFilter
-	}{
-		{&out.Due.ExpiringWithin3Days, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(72 * time.Hour)}},
-		{&out.Due.PastPeriodEnd, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}, PeriodEndBefore: now}},
-		{&out.Due.RenewalWithin24h, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}, PeriodEndAfter: now, PeriodEndBefore: now.Add(24 * time.Hour), AutoRenews: &yes}},
-	} {
-		n, err := c.CountSubscriptions(ctx, q.f)
-		if err != nil {
-			return SubscriptionStats{}, fmt.Errorf("scheduler: counting due subscriptions: %w", err)
-		}
-		*q.dst = n
-	}
-	return out, nil
+	st, err := billing.CountSubscriptionStats(ctx, c, billing.Config{}, now)
+	return st, err == nil, err
 }

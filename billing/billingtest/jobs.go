@@ -10,12 +10,12 @@ import (
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
-// seedScenario proves the seed's story: subscriptions expiring within 3 days get one
+// seedScenario proves the original application's story: subscriptions expiring within 3 days get one
 // warning, a second run sends nothing, and a renewal resets the warning for the next period.
 func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	seedDoc := testkit.Subscription("s-duda", "duda", "basic", now.Add(day))
-	seedDoc.ExpirationWarningSent = true // written by the seed: flag set, offset unknown
+	seedDoc.ExpirationWarningSent = true // legacy schema: flag set, offset unknown
 	e := s.env(ctx, t, billing.Config{},
 		testkit.Plan("basic", billing.CycleMonthly, 2990),
 		testkit.User("ana"), testkit.User("bia"), testkit.User("caio"), testkit.User("duda"),

@@ -55,7 +55,7 @@ func (s *suite) concurrentLadderRunsAgreeOnNearestOffset(ctx context.Context, t 
 }
 
 // noWelcomeWhenRenewingSeedSubscription proves a user whose subscription was written by
-// the seed's application (no applied payments, no renewkit creation audit) gets the
+// the original application (no applied payments, no renewkit creation audit) gets the
 // payment-confirmed email but no welcome email when renewing through renewkit.
 func (s *suite) noWelcomeWhenRenewingSeedSubscription(ctx context.Context, t *testing.T) {
 	end := testkit.Epoch.Add(5 * day)

@@ -40,7 +40,7 @@ func main() {
 }
 
 func run(ctx context.Context, addr, adminToken string) error {
-	// The store: the app's own MongoDB database, in the seed's schema.
+	// The store: the app's own MongoDB database, in the legacy schema.
 	var st billing.Store = memstore.New()
 	if uri := os.Getenv("MONGODB_URI"); uri != "" {
 		client, err := mongo.Connect(options.Client().ApplyURI(uri))
@@ -90,12 +90,13 @@ func run(ctx context.Context, addr, adminToken string) error {
 		return err
 	}
 
-	// The scheduler, in the seed's time zone.
+	// The scheduler, in the business's time zone.
 	saoPaulo, err := time.LoadLocation("America/Sao_Paulo")
 	if err != nil {
 		return err
 	}
-	sched, err := scheduler.New(svc.Jobs(), st, scheduler.WithLocation(saoPaulo))
+	sched, err := scheduler.New(svc.Jobs(), st, scheduler.WithLocation(saoPaulo),
+		scheduler.WithSubscriptionStats(svc.SubscriptionStats))
 	if err != nil {
 		return err
 	}
@@ -119,7 +120,7 @@ func run(ctx context.Context, addr, adminToken string) error {
 	// The host's mux: its own routes, plus renewkit's behind the host's admin check.
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /{$}", func(w http.ResponseWriter, r *http.Request) { _, _ = w.Write([]byte("the host app\n")) })
-	// requireAdmin stands for the host's own admin check (the seed's require_admin); here a
+	// requireAdmin stands for the host's own admin check (a require_admin check); here a
 	// bearer token. An empty token lets nobody in.
 	requireAdmin := scheduler.BearerToken(adminToken)
 	admin, err := scheduler.AdminHandler(sched, scheduler.AdminOptions{Authorize: requireAdmin})

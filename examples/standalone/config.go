@@ -22,8 +22,8 @@ type setting struct {
 	dst                   *string
 }
 
-// Config is the standalone server's configuration, from the seed's environment variables
-// and their flags. Empty values select the embedded defaults.
+// Config is the standalone server's configuration, from the original application's
+// environment variables and their flags. Empty values select the embedded defaults.
 type Config struct {
 	MongoURI, MongoDB                                string
 	MongoMoney, MongoCurrency, MongoReferences       string

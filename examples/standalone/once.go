@@ -12,7 +12,7 @@ import (
 )
 
 // runOnce loads the demo data into memory, runs the five jobs once in schedule order and
-// prints each result as the seed's JSON. It uses no configuration: no store, SMTP or
+// prints each result as JSON. It uses no configuration: no store, SMTP or
 // gateway is contacted.
 func runOnce(ctx context.Context, stdout, stderr io.Writer) int {
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))

@@ -187,8 +187,10 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		scheduler.WithLocation(cfg.location),
 		scheduler.WithLogger(log),
 		// The store itself, not the metering wrapper, so the scheduler finds its optional
-		// capabilities (scheduler.LockInspector) by type assertion.
+		// capabilities (billing.LockInspector) by type assertion.
 		scheduler.WithLocker(st),
+		// Due counts over this service's warning ladder and renew window.
+		scheduler.WithSubscriptionStats(a.svc.SubscriptionStats),
 		// The jobs' own notifier: alerts raised by a run its breaker stopped skip it.
 		scheduler.WithAlerts(notifier, billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"}, scheduler.AlertPolicy{}),
 	}
@@ -283,9 +285,6 @@ func (a *app) alertWebhook(to string) (billing.Notifier, error) {
 	return w, nil
 }
 
-// pinger is the optional readiness capability of stores.
-type pinger interface{ Ping(context.Context) error }
-
 func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	authorize := dashboard.TokenAuthorizer(a.token)
 	api, err := scheduler.AdminHandler(a.sched, scheduler.AdminOptions{Authorize: authorize, Logger: a.log,
@@ -311,7 +310,7 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	mux := http.NewServeMux()
 	mux.Handle("/api/admin/inbox/", http.StripPrefix("/api/admin/inbox", inbox))
 	mux.Handle("/api/admin/jobs/", http.StripPrefix("/api/admin/jobs", api))
-	mux.Handle("/api/admin/jobs", atRoot(api)) // the seed's GET /api/admin/jobs, without the slash
+	mux.Handle("/api/admin/jobs", atRoot(api)) // GET /api/admin/jobs, without the slash
 	// The console's API answers the rest of /api/admin/ (JSON 404 for unknown routes); more
 	// specific admin routes (the jobs API, the webhook inbox) are mounted beside it.
 	mux.Handle("/api/admin/", http.StripPrefix("/api/admin", consoleAPI))
@@ -338,7 +337,7 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 func (a *app) ready(w http.ResponseWriter, r *http.Request) {
 	checks := map[string]string{"store": "ok", "scheduler": "ok"}
 	status := http.StatusOK
-	if p, ok := a.store.(pinger); ok {
+	if p, ok := a.store.(billing.Pinger); ok {
 		ctx, cancel := context.WithTimeout(r.Context(), 2*time.Second)
 		defer cancel()
 		if err := p.Ping(ctx); err != nil {

@@ -1,7 +1,7 @@
 // Package mercadopagogw connects renewkit to Mercado Pago (github.com/mercadopago/sdk-go):
 // a webhook handler that turns payment and preapproval notifications into subscription
 // changes through billing's PaymentProcessor, and a RenewalLookup over preapprovals for the
-// renew job (the seed's "Renovação Mercado Pago Automática").
+// renew job.
 //
 // # Configuration
 //

@@ -32,9 +32,7 @@ type handler struct {
 }
 
 // NewWebhookHandler returns the handler for Mercado Pago notifications. Mount it on the
-// notification URL configured in Your integrations:
-//
-//	mux.Handle("POST /api/payments/mercadopago/webhook", h)
+// notification URL configured in Your integrations (ExampleNewWebhookHandler).
 //
 // It verifies x-signature before parsing anything, deduplicates by notification id through
 // core's webhook inbox (svc.Processor() of a billing.Service), reads the payment or

@@ -5,18 +5,8 @@
 //
 // # Configuration
 //
-//	Config field       default                  used by
-//	WebhookSecret      (required)               handler: the endpoint's signing secret, whsec_...
-//	SecretKey          "" (handler), required   API re-fetch in the handler; RenewalLookup
-//	BaseURL            https://api.stripe.com   both (tests: stripe-mock or a local server)
-//	HTTPClient         30 s timeout             both
-//	Tolerance          5 min                    handler: max |clock - signed timestamp|
-//	MaxBodyBytes       1 MiB                    handler (413 above it)
-//	MaxNetworkRetries  2 (-1: none)             both
-//	Logger             the billing core's       both (slog.Default() for the lookup)
-//	Clock              the billing core's       handler: signature tolerance
-//	ProcessInline      false (inbox)            handler: apply in the request
-//
+// Config holds the secrets, the API endpoint and the handler's limits; each field documents
+// its default. The handler needs WebhookSecret, RenewalLookup needs SecretKey.
 // Secrets never appear in errors or logs; neither do signatures or bodies.
 //
 // # Shared vocabulary

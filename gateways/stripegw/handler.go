@@ -30,9 +30,7 @@ type webhookHandler struct {
 
 // NewWebhookHandler returns the handler for Stripe's webhook endpoint, applying events
 // through core (svc.Processor() of a billing.Service). Mount it at the URL registered in the
-// Stripe dashboard:
-//
-//	mux.Handle("POST /api/payments/stripe/webhook", h)
+// Stripe dashboard (ExampleNewWebhookHandler).
 //
 // cfg.WebhookSecret is required. With cfg.SecretKey the handler re-fetches the invoice,
 // subscription or checkout session an event names and acts on the API's answer.

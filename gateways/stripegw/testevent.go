@@ -10,10 +10,7 @@ import (
 )
 
 // TestEvent builds a Stripe event for hosts' tests and benchmarks, the way stripe-go's
-// webhook.GenerateTestSignedPayload helps sign one:
-//
-//	ev := stripegw.NewTestEvent("evt_1", stripegw.EventInvoicePaid, invoice).CreatedAt(t)
-//	req := ev.Request(srv.URL+"/webhook", "whsec_test", clock.Now())
+// webhook.GenerateTestSignedPayload helps sign one (ExampleNewTestEvent).
 //
 // The object is any JSON-marshalable value (a map, a stripe-go type, a struct).
 type TestEvent struct {

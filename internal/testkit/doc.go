@@ -5,14 +5,5 @@
 //
 // # Example
 //
-//	clock := testkit.NewClock(testkit.Epoch)
-//	notifier := testkit.NewNotifier()
-//	st := memstore.New()
-//	testkit.Seed(t, st,
-//		testkit.Plan("basic", billing.CycleMonthly, 2990),
-//		testkit.User("ana"),
-//		testkit.Subscription("s1", "ana", "basic", clock.Now().Add(3*24*time.Hour)),
-//	)
-//	svc, _ := billing.NewService(st, notifier, billing.Config{Clock: clock})
-//	notifier.FailNext(1) // the first send fails with ErrTransient
+// Example seeds a store, drives billing with the settable clock and makes a send fail.
 package testkit

@@ -1,8 +1,8 @@
 // Package lognotify is the billing.Notifier for development and tests: it renders each
 // notification, logs its kind, key, recipient address and subject through slog (never the
 // body), optionally writes it as a full MIME .eml file a developer can open, and keeps
-// every notification it accepted (Sent), so hosts use it as a test double. It is the
-// seed's "email disabled" mode.
+// every notification it accepted (Sent), so hosts use it as a test double, or as the
+// "email disabled" mode of a deployment.
 //
 // # What a third party can implement
 //
@@ -10,13 +10,6 @@
 //
 // # Example
 //
-//	n, err := lognotify.New(logger, lognotify.WithEMLDir("./outbox"))
-//	if err != nil {
-//		return err
-//	}
-//	svc, err := billing.NewService(memstore.New(), n, cfg)
-//	...
-//	for _, sent := range n.Sent() {
-//		fmt.Println(sent.Kind, sent.To.Email)
-//	}
+// Example logs a notification; ExampleNew also writes it as a .eml file and lists what
+// was sent, as a host's test does.
 package lognotify

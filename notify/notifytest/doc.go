@@ -14,19 +14,5 @@
 //
 // # Example
 //
-//	func TestConformance(t *testing.T) {
-//		notifytest.Run(t, func(t *testing.T) notifytest.Harness {
-//			n, err := lognotify.New(nil)
-//			if err != nil {
-//				t.Fatal(err)
-//			}
-//			return notifytest.Harness{Notifier: n, Delivered: func() []notifytest.Delivery {
-//				var out []notifytest.Delivery
-//				for _, s := range n.Sent() {
-//					out = append(out, notifytest.Delivery{Kind: s.Kind, Key: s.Key, To: s.To.Email})
-//				}
-//				return out
-//			}}
-//		})
-//	}
+// ExampleRun is the conformance test of the log notifier.
 package notifytest

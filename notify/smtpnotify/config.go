@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/notify"
 )
 
@@ -63,7 +64,7 @@ const DefaultMaxConns = 8
 // Config configures a Notifier. Host, From and Renderer are required; every other zero
 // value is the documented default.
 type Config struct {
-	// Host is the SMTP server name (the seed's SMTP_HOST). Required.
+	// Host is the SMTP server name (SMTP_HOST in the original application). Required.
 	Host string
 	// Port (SMTP_PORT). Default 465 with TLSImplicit, 587 otherwise.
 	Port int
@@ -109,7 +110,11 @@ type Config struct {
 	Renderer *notify.Renderer
 	// Logger. Default slog.Default().
 	Logger *slog.Logger
-	// Now is the clock for Date headers and idle tracking. Default time.Now.
+	// Clock is the clock for Date headers and idle tracking. Default: the wall clock.
+	Clock billing.Clock
+	// Now is read when Clock is nil.
+	//
+	// Deprecated: set Clock.
 	Now func() time.Time
 }
 
@@ -187,7 +192,10 @@ func (c Config) withDefaults() Config {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
-	if c.Now == nil {
+	switch {
+	case c.Clock != nil:
+		c.Now = c.Clock.Now
+	case c.Now == nil:
 		c.Now = time.Now
 	}
 	return c

@@ -23,24 +23,11 @@
 //
 // # Configuration
 //
-// Config maps the seed's variables: SMTP_HOST → Host, SMTP_PORT → Port, SMTP_USER →
+// Config maps the original application's variables: SMTP_HOST → Host, SMTP_PORT → Port, SMTP_USER →
 // Username, SMTP_PASSWORD → Password (never logged), SMTP_FROM → From. TLSPolicy defaults
 // to STARTTLS-mandatory; TLSImplicit is SMTPS on 465.
 //
 // # Example
 //
-//	r, err := notify.NewRenderer(notify.Config{FrontendURL: os.Getenv("FRONTEND_URL")})
-//	if err != nil {
-//		return err
-//	}
-//	port, _ := strconv.Atoi(os.Getenv("SMTP_PORT"))
-//	n, err := smtpnotify.New(smtpnotify.Config{
-//		Host: os.Getenv("SMTP_HOST"), Port: port,
-//		Username: os.Getenv("SMTP_USER"), Password: os.Getenv("SMTP_PASSWORD"),
-//		From: os.Getenv("SMTP_FROM"), Renderer: r,
-//	})
-//	if err != nil {
-//		return err
-//	}
-//	defer n.Shutdown(context.Background())
+// ExampleNew configures the notifier from the environment.
 package smtpnotify

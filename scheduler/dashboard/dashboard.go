@@ -68,6 +68,9 @@ type Options struct {
 	Identify scheduler.Identify
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
+	// Clock dates the login form's session cookies. Default: the wall clock. A host that
+	// sets it checks the cookies with TokenAuthorizerAt(token, clock).
+	Clock billing.Clock
 }
 
 // Figure is one named number on the overview.
@@ -128,6 +131,9 @@ func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
 	log := opts.Logger
 	if log == nil {
 		log = slog.Default()
+	}
+	if opts.Clock == nil {
+		opts.Clock = billing.SystemClock()
 	}
 	pages, err := template.New("").Funcs(template.FuncMap{
 		"when":     func(t any) string { return formatTime(t, s.Location()) },
@@ -223,6 +229,15 @@ func validSession(token, v string, now time.Time) bool {
 // TokenAuthorizer accepts "Authorization: Bearer <token>" or an unexpired session cookie
 // the login form set, both checked in constant time. An empty token accepts nobody.
 func TokenAuthorizer(token string) scheduler.Authorizer {
+	return TokenAuthorizerAt(token, billing.SystemClock())
+}
+
+// TokenAuthorizerAt is TokenAuthorizer with the session cookies' expiry read on clock (the
+// Options.Clock of the dashboard that sets them).
+func TokenAuthorizerAt(token string, clock billing.Clock) scheduler.Authorizer {
+	if clock == nil {
+		clock = billing.SystemClock()
+	}
 	bearer := scheduler.BearerToken(token)
 	return func(r *http.Request) error {
 		if r.Header.Get("Authorization") != "" {
@@ -232,7 +247,7 @@ func TokenAuthorizer(token string) scheduler.Authorizer {
 		if err != nil || token == "" {
 			return scheduler.ErrUnauthenticated
 		}
-		if !validSession(token, c.Value, time.Now()) {
+		if !validSession(token, c.Value, clock.Now()) {
 			return fmt.Errorf("%w: invalid or expired session", scheduler.ErrUnauthenticated)
 		}
 		return nil
@@ -330,9 +345,9 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 			p.Counts = append(p.Counts, Figure{Label: st, Value: fmt.Sprint(sc.ByStatus[billing.SubscriptionStatus(st)])})
 		}
 		p.Counts = append(p.Counts,
-			Figure{Label: "expiring within 3 days", Value: fmt.Sprint(sc.Due.ExpiringWithin3Days)},
+			Figure{Label: fmt.Sprintf("expiring within %d days", sc.Due.WarningWindowDays), Value: fmt.Sprint(sc.Due.Expiring)},
 			Figure{Label: "past period end", Value: fmt.Sprint(sc.Due.PastPeriodEnd)},
-			Figure{Label: "renewal within 24h", Value: fmt.Sprint(sc.Due.RenewalWithin24h)})
+			Figure{Label: fmt.Sprintf("renewal within %gh", sc.Due.RenewWindowHours), Value: fmt.Sprint(sc.Due.Renewing)})
 	}
 	if d.opts.Extra != nil {
 		extra, err := d.opts.Extra(ctx)
@@ -453,7 +468,7 @@ func (d *dash) login(w http.ResponseWriter, r *http.Request) {
 		seeOther(w, "login?error=1")
 		return
 	}
-	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sessionValue(d.opts.LoginToken, time.Now().Add(sessionTTL)), Path: "/",
+	http.SetCookie(w, &http.Cookie{Name: CookieName, Value: sessionValue(d.opts.LoginToken, d.opts.Clock.Now().Add(sessionTTL)), Path: "/",
 		HttpOnly: true, SameSite: http.SameSiteStrictMode, Secure: r.TLS != nil, MaxAge: int(sessionTTL / time.Second)})
 	if name := scheduler.CleanOperator(r.PostFormValue("operator")); name != "" {
 		http.SetCookie(w, &http.Cookie{Name: OperatorCookie, Value: operatorValue(d.opts.LoginToken, name), Path: "/",
@@ -537,7 +552,7 @@ func formatDuration(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).Round(time.Second).String()
 }
 
-// formatResult renders a run's result compactly: the counters the seed's jobs return.
+// formatResult renders a run's result compactly: the counters the jobs return.
 func formatResult(run billing.JobRun) string {
 	if run.Error != "" && len(run.Result) == 0 {
 		return run.Error

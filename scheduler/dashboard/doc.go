@@ -26,11 +26,6 @@
 //
 // # Mounting
 //
-//	dash, err := dashboard.New(sched, dashboard.Options{
-//		Authorize:  dashboard.TokenAuthorizer(token),
-//		LoginToken: token,
-//		Console:    svc, // *billing.Service
-//		Insights:   svc,
-//	})
-//	mux.Handle("/admin/", http.StripPrefix("/admin", dash))
+// ExampleNew mounts the dashboard under /admin/ with the console, the charts and a token
+// login.
 package dashboard

@@ -7,10 +7,15 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// Optional capabilities memstore implements.
+// Optional capabilities memstore implements (declared in billing/store.go).
 var (
 	_ billing.CleanupCounter = (*Store)(nil)
 	_ billing.AuditCounter   = (*Store)(nil)
+	_ billing.Console        = (*Store)(nil)
+	_ billing.SnapshotStore  = (*Store)(nil)
+	_ billing.Pruner         = (*Store)(nil)
+	_ billing.LockInspector  = (*Store)(nil)
+	_ billing.Pinger         = (*Store)(nil)
 )
 
 // CountExpiredSessions implements billing.CleanupCounter.

@@ -8,9 +8,7 @@
 //
 // # Example
 //
-//	st := memstore.New()
-//	notifier, err := lognotify.New(nil)
-//	svc, err := billing.NewService(st, notifier, billing.Config{})
+// ExampleNew backs a billing service with the in-memory store.
 //
 // # Design
 //

@@ -66,7 +66,7 @@ func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
 }
 
 // CurrentLease returns the live lease of key at now, if any, without taking it
-// (scheduler.LockInspector).
+// (billing.LockInspector).
 func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return billing.Lease{}, false, err

@@ -7,8 +7,6 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-var _ billing.Pruner = (*Store)(nil)
-
 // Prune implements billing.Pruner under one lock.
 func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.PruneResult, error) {
 	var res billing.PruneResult

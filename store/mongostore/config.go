@@ -98,7 +98,7 @@ func (r References) value(id string) any {
 }
 
 // Collections names the collections the store uses. Empty fields take the defaults, which
-// are the seed application's names plus renewkit's own.
+// are the original application's names plus renewkit's own.
 type Collections struct {
 	Users         string // default "users"
 	Plans         string // default "plans"

@@ -1,8 +1,8 @@
 // Package mongostore implements billing.Store on MongoDB with the official driver
-// (go.mongodb.org/mongo-driver/v2). It works on an existing database of the seed
-// application: collection names default to the seed's (users, plans, subscriptions,
+// (go.mongodb.org/mongo-driver/v2). It works on an existing database of the original
+// application: collection names default to the legacy schema's (users, plans, subscriptions,
 // payments, sessions, audit_logs) plus renewkit's (job_runs, job_states, webhook_events,
-// locks, notifications, daily_snapshots), and documents keep the seed's snake_case fields (user_id,
+// locks, notifications, daily_snapshots), and documents keep its snake_case fields (user_id,
 // current_period_end, expiration_warning_sent, flag_del, ...).
 //
 // # Documents
@@ -15,7 +15,7 @@
 // stored value, so the type chosen is the one still stored. A reference renewkit writes where
 // none is stored (a new document, a missing or null field) follows Config.References:
 // strings by default, as the app writes its subscriptions, or ObjectIDs. Times are UTC BSON
-// dates (millisecond precision). Fields the seed's documents lack (version,
+// dates (millisecond precision). Fields legacy documents lack (version,
 // expiration_warning_days, claim fields) read as zero values. A document that does not decode
 // fails alone: reads return the others plus a *billing.RecordError (wrapping
 // billing.ErrMalformedRecord) naming it, and sweeps leave it unchanged.
@@ -116,16 +116,11 @@
 //
 // # Example
 //
-//	client, err := mongo.Connect(options.Client().ApplyURI(os.Getenv("MONGODB_URI")))
-//	...
-//	st, err := mongostore.New(client.Database("app"), mongostore.Config{})
-//	if err != nil { ... }
-//	if err := st.EnsureIndexes(ctx); err != nil { ... }
-//	svc, err := billing.NewService(st, notifier, billing.Config{})
+// ExampleNew connects, creates the indexes and backs a billing service with the store.
 //
 // # Tests
 //
-// The tests (the store/storetest conformance suite plus replica claims, lease lock, seed
+// The tests (the store/storetest conformance suite plus replica claims, lease lock, legacy
 // documents, malformed documents) need a server in MONGODB_TEST_URI; without it they skip,
 // and fail under CI=true. Each test uses a fresh database.
 //

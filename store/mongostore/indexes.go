@@ -34,13 +34,16 @@ func asc(fields ...string) bson.D {
 	return d
 }
 
-// EnsureIndexes creates the indexes the jobs' queries and claims use. It is idempotent.
-// Only plain, unique and sparse options are used: FerretDB v1 has no partial or TTL
-// indexes (and accepts sparse as a no-op; its SQLite unique indexes ignore documents that
-// lack the field). Leases, claims and retention compare times in queries instead of TTL
-// indexes. Uniqueness that matters without indexes (notification keys, webhook event ids,
-// lock tokens) is carried by _id.
+// EnsureIndexes creates the indexes the jobs' queries and claims use. It is idempotent and
+// creates only the missing ones. See Indexes and retention in the package documentation.
 func (s *Store) EnsureIndexes(ctx context.Context) error {
+	// Implementation:
+	// EnsureIndexes creates the indexes the jobs' queries and claims use. It is idempotent.
+	// Only plain, unique and sparse options are used: FerretDB v1 has no partial or TTL
+	// indexes (and accepts sparse as a no-op; its SQLite unique indexes ignore documents that
+	// lack the field). Leases, claims and retention compare times in queries instead of TTL
+	// indexes. Uniqueness that matters without indexes (notification keys, webhook event ids,
+	// lock tokens) is carried by _id.
 	sets := []struct {
 		c      *mongo.Collection
 		models []mongo.IndexModel

@@ -159,7 +159,7 @@ func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
 }
 
 // CurrentLease returns the live lease of key at now (the newest acquisition, neither
-// released nor expired), if any, without taking it (scheduler.LockInspector).
+// released nor expired), if any, without taking it (billing.LockInspector).
 func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
 	if err := ctx.Err(); err != nil {
 		return billing.Lease{}, false, err

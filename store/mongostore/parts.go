@@ -231,14 +231,18 @@ func (s *Store) ListUsers(ctx context.Context, ids []string) ([]billing.User, er
 	return decodeEach(ctx, cur, s.users.Name(), decodeUser)
 }
 
-// UpdateUsersAccess writes each change as one UpdateOne of an unordered bulkWrite (at most
-// 48 per command) under the condition flag_del != true and plan_id, subscription_id and
-// subscription_status as read, with a $set/$unset of the changed access fields only: the
-// host's other fields are not written and no renewkit field is added to users. A change not
-// known to have applied (and one with nothing to write) is told by the stored access fields:
-// it applied when they hold its values. In ClaimSerialized mode the writes hold the users
-// write mutex (see bulkApply).
+// UpdateUsersAccess writes each change's access fields, and only those, while the user still
+// holds the plan, subscription and status the change read; it adds no renewkit field to
+// users. See Conditional writes in the package documentation.
 func (s *Store) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) ([]error, error) {
+	// Implementation:
+	// UpdateUsersAccess writes each change as one UpdateOne of an unordered bulkWrite (at most
+	// 48 per command) under the condition flag_del != true and plan_id, subscription_id and
+	// subscription_status as read, with a $set/$unset of the changed access fields only: the
+	// host's other fields are not written and no renewkit field is added to users. A change not
+	// known to have applied (and one with nothing to write) is told by the stored access fields:
+	// it applied when they hold its values. In ClaimSerialized mode the writes hold the users
+	// write mutex (see bulkApply).
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -614,13 +618,16 @@ func decodeNotification(raw bson.Raw) (billing.NotificationRecord, error) {
 // errNotReserved marks a key another token holds, or one sent or failed.
 var errNotReserved = errors.New("not reserved")
 
-// ReserveNotifications inserts sending records with unordered insertMany commands (the key
-// is the _id, so a stored key is a duplicate-key error). Keys already stored are reserved by
-// one UpdateOne each, in unordered bulkWrites of at most 48, under the condition status
-// sending and (lease_until <= now or token is ours), setting token and lease_until; a key
-// not known to be reserved is told by its stored status and token. In ClaimSerialized mode
-// the updates hold the notifications write mutex (see bulkApply).
+// ReserveNotifications implements billing.Store: it reserves each key for token until
+// leaseUntil, unless another live reservation or a finished record holds it.
 func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.NotificationRecord, token string, now, leaseUntil time.Time) ([]bool, error) {
+	// Implementation:
+	// ReserveNotifications inserts sending records with unordered insertMany commands (the key
+	// is the _id, so a stored key is a duplicate-key error). Keys already stored are reserved by
+	// one UpdateOne each, in unordered bulkWrites of at most 48, under the condition status
+	// sending and (lease_until <= now or token is ours), setting token and lease_until; a key
+	// not known to be reserved is told by its stored status and token. In ClaimSerialized mode
+	// the updates hold the notifications write mutex (see bulkApply).
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -698,11 +705,14 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 	return out, nil
 }
 
-// FinishNotifications writes, in unordered bulkWrites of at most 48 operations, one
-// operation per record under the condition {token, status: sending}: an UpdateOne setting
-// status, error and updated_at and dropping token and lease_until, or for an empty Status a
-// DeleteOne. In ClaimSerialized mode they hold the notifications write mutex.
+// FinishNotifications records the outcome of notifications reserved with token; a record with
+// an empty Status is removed so its key can be reserved again.
 func (s *Store) FinishNotifications(ctx context.Context, recs []billing.NotificationRecord, token string) error {
+	// Implementation:
+	// FinishNotifications writes, in unordered bulkWrites of at most 48 operations, one
+	// operation per record under the condition {token, status: sending}: an UpdateOne setting
+	// status, error and updated_at and dropping token and lease_until, or for an empty Status a
+	// DeleteOne. In ClaimSerialized mode they hold the notifications write mutex.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -880,16 +890,20 @@ func (s *Store) GetJobState(ctx context.Context, jobID string) (billing.JobState
 	return st, err
 }
 
-// PutJobState replaces the document {_id: job id} when its version is st.Version (a
-// missing field is version 0) and writes version st.Version+1. For version 0 the replace
-// upserts: when a document with another version exists, the filter misses and the insert
-// collides with it on _id, which is reported as ErrConflict; of two writers racing to
-// create the document the unique _id lets one win. On MongoDB the filter is checked
-// atomically with the write. FerretDB v1 reads, then rewrites, without re-checking it, so
-// in ClaimSerialized mode the check and write run under the store-level mutex
-// "job_state/<job id>" (as claim rounds do), which serialises the writers of all Stores in
-// that mode.
+// PutJobState stores st when the stored version is st.Version (0: none stored) and writes
+// version st.Version+1; otherwise it returns billing.ErrConflict. Of two writers racing on
+// one version, one wins.
 func (s *Store) PutJobState(ctx context.Context, st billing.JobState) error {
+	// Implementation:
+	// PutJobState replaces the document {_id: job id} when its version is st.Version (a
+	// missing field is version 0) and writes version st.Version+1. For version 0 the replace
+	// upserts: when a document with another version exists, the filter misses and the insert
+	// collides with it on _id, which is reported as ErrConflict; of two writers racing to
+	// create the document the unique _id lets one win. On MongoDB the filter is checked
+	// atomically with the write. FerretDB v1 reads, then rewrites, without re-checking it, so
+	// in ClaimSerialized mode the check and write run under the store-level mutex
+	// "job_state/<job id>" (as claim rounds do), which serialises the writers of all Stores in
+	// that mode.
 	if err := ctx.Err(); err != nil {
 		return err
 	}

@@ -98,7 +98,7 @@ func normPayment(p billing.Payment) billing.Payment {
 }
 
 // gatewayTaken reports whether another payment (soft-deleted ones included) has the
-// gateway payment id. Documents written by the seed carry no gateway_payment_key, so the
+// gateway payment id. Documents in the legacy schema carry no gateway_payment_key, so the
 // check reads the two fields; the unique index catches races on renewkit's own documents.
 func (s *Store) gatewayTaken(ctx context.Context, gateway, gid, exceptID string) (bool, error) {
 	q := bson.D{{Key: "gateway", Value: gateway}, {Key: "gateway_payment_id", Value: gid}}
@@ -153,10 +153,13 @@ func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (
 		s.decodePayment, "gateway payment", gid)
 }
 
-// UpdatePayment writes the changed fields with one UpdateOne under the condition flag_del !=
-// true, status and every written field as read, and $inc version (the store checks the
-// condition in ClaimSerialized mode, under the payments write mutex; see bulkApply).
+// UpdatePayment writes the changed fields while the payment still holds its status and every
+// written field as read, and bumps its version; otherwise it returns billing.ErrConflict.
 func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment) error {
+	// Implementation:
+	// UpdatePayment writes the changed fields with one UpdateOne under the condition flag_del !=
+	// true, status and every written field as read, and $inc version (the store checks the
+	// condition in ClaimSerialized mode, under the payments write mutex; see bulkApply).
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -199,10 +202,13 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 	return errs[0]
 }
 
-// CancelStalePayments cancels in rounds of BatchSize with one updateMany per round, under the
-// payments write mutex in ClaimSerialized mode. Each round decodes the candidates first: one
-// that does not decode is left as it is and reported.
+// CancelStalePayments cancels pending payments created before createdBefore, in rounds of
+// Config.BatchSize. A candidate that does not decode is left as it is and reported.
 func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
+	// Implementation:
+	// CancelStalePayments cancels in rounds of BatchSize with one updateMany per round, under the
+	// payments write mutex in ClaimSerialized mode. Each round decodes the candidates first: one
+	// that does not decode is left as it is and reported.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -13,13 +13,8 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-var _ billing.Pruner = (*Store)(nil)
-
-// Prune implements billing.Pruner. Each kind is one indexed find of at most p.Limit ids
-// followed by one deleteMany (or, for claims, conditional updates) on those ids that
-// repeats the condition, under the collection's write mutex in ClaimSerialized mode. No TTL
-// index is used: FerretDB v1 has none, and the conditions (a lock key idle and not held, a
-// claim without pending effects) are more than a TTL index can say.
+// Prune implements billing.Pruner, in batches of at most p.Limit per kind. See Indexes and
+// retention in the package documentation.
 //
 // A lock key idle for p.LocksBefore loses its fencing counter with its document: an
 // acquisition that read the old token before the deletion and another that read none
@@ -27,6 +22,12 @@ var _ billing.Pruner = (*Store)(nil)
 // race the pruning within milliseconds; every write renewkit makes under a lock is
 // conditional anyway.
 func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.PruneResult, error) {
+	// Implementation:
+	// Prune implements billing.Pruner. Each kind is one indexed find of at most p.Limit ids
+	// followed by one deleteMany (or, for claims, conditional updates) on those ids that
+	// repeats the condition, under the collection's write mutex in ClaimSerialized mode. No TTL
+	// index is used: FerretDB v1 has none, and the conditions (a lock key idle and not held, a
+	// claim without pending effects) are more than a TTL index can say.
 	var res billing.PruneResult
 	if err := ctx.Err(); err != nil {
 		return res, err

@@ -17,10 +17,17 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
+// billing.Store and the optional capabilities mongostore implements (declared in
+// billing/store.go).
 var (
 	_ billing.Store          = (*Store)(nil)
 	_ billing.CleanupCounter = (*Store)(nil)
 	_ billing.AuditCounter   = (*Store)(nil)
+	_ billing.Console        = (*Store)(nil)
+	_ billing.SnapshotStore  = (*Store)(nil)
+	_ billing.Pruner         = (*Store)(nil)
+	_ billing.LockInspector  = (*Store)(nil)
+	_ billing.Pinger         = (*Store)(nil)
 )
 
 // Store implements billing.Store on a MongoDB database (or a server speaking its wire
@@ -180,7 +187,7 @@ func opErr(op string, err error) error {
 // --- ids ---
 
 // isOIDHex reports whether id is 24 lowercase hex digits, the form billing.NewID returns
-// and bson.ObjectID.Hex prints. Such ids are stored as ObjectIDs, like the seed's.
+// and bson.ObjectID.Hex prints. Such ids are stored as ObjectIDs, as in the legacy schema.
 func isOIDHex(id string) bool {
 	if len(id) != 24 {
 		return false
@@ -227,8 +234,8 @@ func idValues(ids []string) bson.A {
 	return in
 }
 
-// byID matches a record by its billing id: a 24-hex id as the ObjectID the seed and
-// renewkit store, any other id as a string. An exact _id match lets FerretDB push the filter
+// byID matches a record by its billing id: a 24-hex id as the ObjectID the original
+// application and renewkit store, any other id as a string. An exact _id match lets FerretDB push the filter
 // down to SQLite instead of scanning the collection.
 func byID(id string) bson.D { return bson.D{{Key: "_id", Value: idValue(id)}} }
 
@@ -279,7 +286,7 @@ func rawValueID(v bson.RawValue) string {
 // --- encoding ---
 
 // fields builds the $set and $unset parts of an update, and insert documents: empty
-// optional values are left out (unset), so documents look like the seed's.
+// optional values are left out (unset), so documents follow the legacy schema.
 type fields struct {
 	set, unset bson.D
 	refs       []refWrite // references, resolved against the stored document (bulkOp.typed)
@@ -440,7 +447,7 @@ func anyValue(v bson.RawValue) (any, error) {
 func findOpts() *options.FindOptionsBuilder { return options.Find() }
 
 // notDeleted matches documents without flag_del: true (missing counts as live, as in the
-// seed's documents).
+// legacy schema).
 var notDeleted = bson.E{Key: "flag_del", Value: bson.D{{Key: "$ne", Value: true}}}
 
 // versionIs matches a stored version, treating a missing field as version 0 (with $in

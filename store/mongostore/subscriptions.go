@@ -16,7 +16,7 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// subDoc is a subscriptions document as read. Fields the seed's documents lack (version,
+// subDoc is a subscriptions document as read. Fields legacy documents lack (version,
 // expiration_warning_days, claim fields, ...) read as zero values.
 type subDoc struct {
 	ID                    docID      `bson:"_id"`
@@ -190,15 +190,20 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 	return findLive(ctx, s.subs, id, decodeSub, "subscription")
 }
 
-// UpdateSubscriptions writes each change as one UpdateOne of an unordered bulkWrite (at
-// most 48 per command) under the condition flag_del != true, status, current_period_end and
-// every written field as read, claim_token, no pending_token; it $sets/$unsets the changed
-// fields, pending_token and pending_effects, a per-change write_token, and $inc version. A
-// change not known to have applied is told by its document afterwards: carrying its
-// write_token, it applied; gone or soft-deleted, ErrNotFound; otherwise ErrConflict. On
-// MongoDB the server checks the condition; in ClaimSerialized mode the store does, under the
-// subscriptions write mutex (see bulkApply).
+// UpdateSubscriptions writes each change while the subscription still holds its status,
+// period end and every written field as read, under the caller's claim, and bumps its
+// version. A change reports ErrNotFound when the subscription is gone or soft-deleted and
+// ErrConflict when it changed meanwhile. See Conditional writes in the package documentation.
 func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
+	// Implementation:
+	// UpdateSubscriptions writes each change as one UpdateOne of an unordered bulkWrite (at
+	// most 48 per command) under the condition flag_del != true, status, current_period_end and
+	// every written field as read, claim_token, no pending_token; it $sets/$unsets the changed
+	// fields, pending_token and pending_effects, a per-change write_token, and $inc version. A
+	// change not known to have applied is told by its document afterwards: carrying its
+	// write_token, it applied; gone or soft-deleted, ErrNotFound; otherwise ErrConflict. On
+	// MongoDB the server checks the condition; in ClaimSerialized mode the store does, under the
+	// subscriptions write mutex (see bulkApply).
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -265,10 +270,13 @@ func subChange(ch billing.SubscriptionChange, writeToken string) (bulkOp, error)
 		upd: set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}})}, nil
 }
 
-// CompleteEffects removes pending_token, pending_effects and the claim fields of each
-// subscription whose pending_token is the given one, in unordered bulkWrites of UpdateOne
-// (at most 48 each), under the subscriptions write mutex in ClaimSerialized mode.
+// CompleteEffects clears the pending effects and the claim of each subscription whose pending
+// token is the given one.
 func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
+	// Implementation:
+	// CompleteEffects removes pending_token, pending_effects and the claim fields of each
+	// subscription whose pending_token is the given one, in unordered bulkWrites of UpdateOne
+	// (at most 48 each), under the subscriptions write mutex in ClaimSerialized mode.
 	if err := ctx.Err(); err != nil {
 		return err
 	}
@@ -383,11 +391,9 @@ func claimable(token string, now time.Time) bson.D {
 
 var claimSort = bson.D{{Key: "current_period_end", Value: 1}, {Key: "_id", Value: 1}}
 
-// ClaimSubscriptions claims up to p.Limit records in rounds of at most Config.BatchSize:
-// find the ids of the most urgent claimable records, updateMany({_id: {$in: ids},
-// <filter>, <claimable>}) to stamp claim_token and claim_until, then read back the ones
-// that carry the token. On MongoDB the updateMany filter is the arbiter; in
-// ClaimSerialized mode (FerretDB v1) the rounds also run under a store-level mutex.
+// ClaimSubscriptions claims up to p.Limit records in rounds of at most Config.BatchSize,
+// most urgent first; replicas sharing the database never claim one record twice. See Claims,
+// sweeps and locks without transactions in the package documentation.
 //
 // Malformed documents (a field of the wrong BSON type) are claimed like the others and count
 // toward p.Limit, but are not returned: each is reported as a *billing.RecordError wrapping
@@ -395,6 +401,12 @@ var claimSort = bson.D{{Key: "current_period_end", Value: 1}, {Key: "_id", Value
 // decoded. They stay held by the token until ReleaseClaims or the lease ends, so one sweep
 // meets each once and goes on with the rest.
 func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) ([]billing.Subscription, error) {
+	// Implementation:
+	// ClaimSubscriptions claims up to p.Limit records in rounds of at most Config.BatchSize:
+	// find the ids of the most urgent claimable records, updateMany({_id: {$in: ids},
+	// <filter>, <claimable>}) to stamp claim_token and claim_until, then read back the ones
+	// that carry the token. On MongoDB the updateMany filter is the arbiter; in
+	// ClaimSerialized mode (FerretDB v1) the rounds also run under a store-level mutex.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -7,10 +7,13 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// Optional capabilities pgstore implements.
+// Optional capabilities pgstore implements (declared in billing/store.go).
 var (
 	_ billing.CleanupCounter = (*Store)(nil)
 	_ billing.AuditCounter   = (*Store)(nil)
+	_ billing.Pruner         = (*Store)(nil)
+	_ billing.LockInspector  = (*Store)(nil)
+	_ billing.Pinger         = (*Store)(nil)
 )
 
 func (s *Store) count(ctx context.Context, what, q string, args ...any) (int, error) {

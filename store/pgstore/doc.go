@@ -7,10 +7,8 @@
 //
 // # Example
 //
-//	pool, err := pgxpool.New(ctx, os.Getenv("DATABASE_URL"))
-//	st, err := pgstore.New(pool, pgstore.Config{})
-//	err = st.Migrate(ctx) // creates schema renewkit and its tables, or updates them
-//	svc, err := billing.NewService(st, notifier, billing.Config{})
+// ExampleNew connects, migrates (creating schema renewkit and its tables, or updating them)
+// and backs a billing service with the store; Example reads from it.
 //
 // # Guarantees
 //

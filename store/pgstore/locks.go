@@ -21,8 +21,10 @@ func scanLease(r pgx.Rows) (billing.Lease, error) {
 
 const leaseCols = `key, owner, token, coalesce(expires_at, ` + zeroTS + `)`
 
-// AcquireLock takes key for owner in one INSERT … ON CONFLICT DO UPDATE … WHERE <free>.
+// AcquireLock takes key for owner when it is free, atomically; see billing.Locker.
 func (s *Store) AcquireLock(ctx context.Context, key, owner string, now time.Time, ttl time.Duration) (billing.Lease, error) {
+	// Implementation:
+	// AcquireLock takes key for owner in one INSERT … ON CONFLICT DO UPDATE … WHERE <free>.
 	if err := ctx.Err(); err != nil {
 		return billing.Lease{}, err
 	}
@@ -91,7 +93,7 @@ func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
 }
 
 // CurrentLease returns the live lease of key at now, if any, without taking it
-// (scheduler.LockInspector).
+// (billing.LockInspector).
 func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
 	ls, err := collect(ctx, s, scanLease, s.t(`SELECT `+leaseCols+` FROM {schema}.locks WHERE key = $1 AND expires_at > $2`), key, rt(now))
 	if err != nil {

@@ -22,10 +22,13 @@ func scanNotification(r pgx.Rows) (billing.NotificationRecord, error) {
 	return n, err
 }
 
-// ReserveNotifications reserves the keys in one INSERT … ON CONFLICT (key) DO UPDATE …
-// WHERE <takeable> RETURNING key: a new key is inserted, a lapsed or own reservation taken,
-// anything else left alone, atomically per key.
+// ReserveNotifications reserves the keys in one statement: a new key is inserted, a lapsed
+// or own reservation taken, anything else left alone, atomically per key.
 func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.NotificationRecord, token string, now, leaseUntil time.Time) ([]bool, error) {
+	// Implementation:
+	// ReserveNotifications reserves the keys in one INSERT … ON CONFLICT (key) DO UPDATE …
+	// WHERE <takeable> RETURNING key: a new key is inserted, a lapsed or own reservation taken,
+	// anything else left alone, atomically per key.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

@@ -6,8 +6,6 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-var _ billing.Pruner = (*Store)(nil)
-
 // Prune implements billing.Pruner: one DELETE (or, for claims, UPDATE) per kind of at most
 // p.Limit rows picked by an indexed subquery. A lock key idle since p.LocksBefore (last
 // acquired before it, and released or expired before it) is deleted with its fencing

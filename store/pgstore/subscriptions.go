@@ -301,12 +301,16 @@ func (s *Store) CountSubscriptionsByStatus(ctx context.Context) (map[billing.Sub
 
 // --- claims ---
 
-// ClaimSubscriptions leases up to p.Limit matching records to p.Token in one statement:
-// UPDATE … WHERE id IN (SELECT … ORDER BY current_period_end, id LIMIT n FOR UPDATE SKIP
-// LOCKED) RETURNING …. Rows another claimer has locked are skipped, never waited for, and
-// the inner SELECT re-checks its conditions on the newest row version, so concurrent
+// ClaimSubscriptions leases up to p.Limit matching records to p.Token in one statement, most
+// urgent first. Rows another claimer holds are skipped, never waited for, so concurrent
 // claimers never receive one record twice while its lease is live.
 func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) ([]billing.Subscription, error) {
+	// Implementation:
+	// ClaimSubscriptions leases up to p.Limit matching records to p.Token in one statement:
+	// UPDATE … WHERE id IN (SELECT … ORDER BY current_period_end, id LIMIT n FOR UPDATE SKIP
+	// LOCKED) RETURNING …. Rows another claimer has locked are skipped, never waited for, and
+	// the inner SELECT re-checks its conditions on the newest row version, so concurrent
+	// claimers never receive one record twice while its lease is live.
 	if p.Token == "" || p.Limit <= 0 {
 		return nil, invalid("claim needs a token and a positive limit")
 	}

@@ -54,10 +54,13 @@ func (s *Store) ListUsers(ctx context.Context, ids []string) ([]billing.User, er
 	return us, s.wrap(err, "listing %d users", len(ids))
 }
 
-// UpdateUsersAccess applies each access change conditionally in one UPDATE for the batch;
-// see billing.UserStore. Bits of m: plan_id 1, subscription_id 2, subscription_status 4,
-// access_until 8, updated_at 16.
+// UpdateUsersAccess applies each access change conditionally, the whole batch in one
+// statement; see billing.UserStore.
 func (s *Store) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) ([]error, error) {
+	// Implementation:
+	// UpdateUsersAccess applies each access change conditionally in one UPDATE for the batch;
+	// see billing.UserStore. Bits of m: plan_id 1, subscription_id 2, subscription_status 4,
+	// access_until 8, updated_at 16.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}

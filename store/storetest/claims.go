@@ -37,7 +37,7 @@ func filterSeed() []billing.Subscription {
 		newSub("auto-cancelling", in2d, autoRenewing(billing.GatewayPayPal), user("u3"), func(x *billing.Subscription) { x.CancelAtPeriodEnd = true }),
 		newSub("manual-gwid", in2d, func(x *billing.Subscription) { x.GatewaySubscriptionID = "gw-manual" }),
 		newSub("mp-auto-past", base.Add(-2*day), autoRenewing(billing.GatewayMercadoPago)),
-		newSub("warned-seed", in2d, warned(0)), // the seed's documents: flag set, offset unknown
+		newSub("warned-seed", in2d, warned(0)), // legacy schema: flag set, offset unknown
 		newSub("warned-7", in2d, warned(7)),
 		newSub("warned-3", in2d, warned(3)),
 		newSub("warned-1", in2d, warned(1)),

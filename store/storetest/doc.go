@@ -7,7 +7,7 @@
 // duplicate keys and for changes whose Read no longer matches the stored record; the job
 // selection queries (SubscriptionFilter must select exactly what SubscriptionFilter.Match
 // selects, including its boundaries: PeriodEndAfter is exclusive, PeriodEndBefore inclusive,
-// seed documents with expiration_warning_sent and no offset); atomic claims (several
+// legacy documents with expiration_warning_sent and no offset); atomic claims (several
 // goroutines with different tokens claiming the same due records get each record exactly
 // once; a lease that ended is claimable again; ReleaseClaims; ExtendClaims); the cleanup
 // queries (a record exactly at the cutoff is included; concurrent callers get disjoint
@@ -31,22 +31,7 @@
 //
 // # Usage
 //
-//	func TestConformance(t *testing.T) {
-//		storetest.Run(t, func(t *testing.T) billing.Store {
-//			return memstore.New()
-//		})
-//	}
-//
-// A store backed by a server creates a fresh database (or collection prefix) per call and
-// drops it with t.Cleanup:
-//
-//	storetest.RunWithOptions(t, func(t *testing.T) billing.Store {
-//		db := client.Database("storetest_" + billing.NewID())
-//		t.Cleanup(func() { _ = db.Drop(context.Background()) })
-//		st, err := mongostore.New(db, mongostore.Config{})
-//		if err != nil {
-//			t.Fatal(err)
-//		}
-//		return st
-//	}, storetest.Options{ClaimRecords: 200, Goroutines: 4})
+// ExampleRun is the whole conformance test of memstore. A store backed by a server
+// creates a fresh database (or collection prefix) per call and drops it with t.Cleanup,
+// as ExampleRunWithOptions shows for mongostore.
 package storetest

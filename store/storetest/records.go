@@ -489,19 +489,13 @@ func (s *suite) jobStateTests() []test {
 	}
 }
 
-// leaseInspector is the optional capability scheduler.LockInspector: reading the live lease
-// of a key without taking it.
-type leaseInspector interface {
-	CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error)
-}
-
 func (s *suite) lockTests() []test {
 	const ttl = time.Minute
 	return []test{
 		{"CurrentLease", func(ctx context.Context, t *testing.T, st billing.Store) {
-			li, ok := st.(leaseInspector)
+			li, ok := st.(billing.LockInspector)
 			if !ok {
-				t.Skip("store does not implement CurrentLease (scheduler.LockInspector)")
+				t.Skip("store does not implement CurrentLease (billing.LockInspector)")
 			}
 			check := func(what string, now time.Time, want billing.Lease, wantHeld bool) {
 				t.Helper()

@@ -1,0 +1,65 @@
+package notify_test
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/notify"
+	"github.com/renewkit/renewkit/notify/lognotify"
+)
+
+// ExampleNewRenderer builds the renderer of renewkit's emails and mounts its preview pages,
+// which show every email in every locale with sample data.
+func ExampleNewRenderer() {
+	r, err := notify.NewRenderer(notify.Config{
+		FrontendURL:  "https://app.example.com",
+		ProductName:  "Acme",
+		SupportEmail: "help@acme.com",
+	})
+	if err != nil {
+		panic(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/admin/emails/", http.StripPrefix("/admin/emails", r.PreviewHandler()))
+
+	rec := httptest.NewRecorder()
+	mux.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/admin/emails/en/expiring/text", nil))
+	fmt.Println(rec.Code, rec.Header().Get("Content-Type"))
+	// Output:
+	// 200 text/plain; charset=utf-8
+}
+
+// ExampleNewFanOut sends every notification through two channels: email and a webhook
+// (for example a WhatsApp bridge). billing.NewService takes the FanOut as its notifier.
+func ExampleNewFanOut() {
+	bridge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer bridge.Close()
+
+	logger := slog.New(slog.DiscardHandler)
+	email, err := lognotify.New(logger) // smtpnotify.New in production
+	if err != nil {
+		panic(err)
+	}
+	hook, err := notify.NewWebhook(notify.WebhookConfig{URL: bridge.URL, Secret: []byte("0123456789abcdef0123456789abcdef")})
+	if err != nil {
+		panic(err)
+	}
+	fan, err := notify.NewFanOut(logger,
+		notify.Channel{Name: "email", Notifier: email},
+		notify.Channel{Name: "whatsapp", Notifier: hook})
+	if err != nil {
+		panic(err)
+	}
+	if err := fan.Notify(context.Background(), notify.SampleNotification(billing.KindExpiring, "en")); err != nil {
+		panic(err)
+	}
+	fmt.Println(len(email.Sent()), "email")
+	// Output:
+	// 1 email
+}
