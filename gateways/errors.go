@@ -50,10 +50,10 @@ type APIError struct {
 	RequestID string
 	// Retryable reports whether the same call may succeed later.
 	Retryable bool
-	// Err is the underlying error (the SDK's, a transport error), or nil. Error() prints it
-	// only when no answer arrived: the text of a gateway's answer can echo what was sent
-	// (Stripe's "Invalid API Key provided: ..."), so it is reachable through errors.As but
-	// never printed.
+	// Err is the underlying error (the SDK's, a transport error), or nil. Its text is part
+	// of Error(), so a gateway package puts an answer's own message here only when it cannot
+	// echo a secret (Stripe's "Invalid API Key provided: ..." does: stripegw keeps it
+	// reachable through errors.As but out of the text).
 	Err error
 }
 
@@ -79,7 +79,7 @@ func (e *APIError) Error() string {
 	if e.Retryable {
 		s += ", retryable"
 	}
-	if e.Err != nil && e.StatusCode == 0 {
+	if e.Err != nil {
 		s += ": " + e.Err.Error()
 	}
 	return s

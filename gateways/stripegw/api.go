@@ -152,12 +152,21 @@ func apiError(op, id string, err error) error {
 	if errors.As(err, &se) {
 		ae.StatusCode, ae.Code, ae.RequestID = se.HTTPStatusCode, string(se.Code), se.RequestID
 		ae.Retryable = retryableStatus(se.HTTPStatusCode)
+		ae.Err = stripeAnswer{err} // Stripe's message can echo the key it was given
 	}
 	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
 		ae.Retryable = true
 	}
 	return ae
 }
+
+// stripeAnswer is an error Stripe answered: reachable (errors.As finds the *stripe.Error),
+// but its message, which can quote the API key sent ("Invalid API Key provided: ..."), is
+// never printed; the status, code and request id in the APIError say what happened.
+type stripeAnswer struct{ err error }
+
+func (a stripeAnswer) Error() string { return "stripe answered with an error" }
+func (a stripeAnswer) Unwrap() error { return a.err }
 
 // retryableStatus: 0 (no answer), 409 (lock timeout), 429 and 5xx can succeed later.
 func retryableStatus(code int) bool {
