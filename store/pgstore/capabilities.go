@@ -14,6 +14,8 @@ var (
 	_ billing.Pruner         = (*Store)(nil)
 	_ billing.LockInspector  = (*Store)(nil)
 	_ billing.Pinger         = (*Store)(nil)
+	_ billing.Console        = (*Store)(nil)
+	_ billing.SnapshotStore  = (*Store)(nil)
 )
 
 func (s *Store) count(ctx context.Context, what, q string, args ...any) (int, error) {

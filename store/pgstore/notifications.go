@@ -2,6 +2,8 @@ package pgstore
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 	"strings"
 	"time"
 
@@ -11,15 +13,38 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-var notificationCols = `key, kind, subscription_id, user_id, status, error, coalesce(token, ''), ` + z("lease_until") + `, created_at, ` + z("updated_at")
+var notificationCols = `key, kind, subscription_id, user_id, status, error, coalesce(token, ''), ` + z("lease_until") + `, created_at, ` + z("updated_at") + `, data`
 
 func scanNotification(r pgx.Rows) (billing.NotificationRecord, error) {
 	var n billing.NotificationRecord
 	var kind string
-	err := r.Scan(&n.Key, &kind, &n.SubscriptionID, &n.UserID, &n.Status, &n.Error, &n.Token, &n.LeaseUntil, &n.CreatedAt, &n.UpdatedAt)
+	var data []byte
+	if err := r.Scan(&n.Key, &kind, &n.SubscriptionID, &n.UserID, &n.Status, &n.Error, &n.Token, &n.LeaseUntil, &n.CreatedAt, &n.UpdatedAt, &data); err != nil {
+		return n, err
+	}
 	n.Kind = billing.NotificationKind(kind)
 	n.LeaseUntil, n.CreatedAt, n.UpdatedAt = t0(n.LeaseUntil), t0(n.CreatedAt), t0(n.UpdatedAt)
-	return n, err
+	if len(data) > 0 {
+		n.Data = &billing.NotificationData{}
+		if err := json.Unmarshal(data, n.Data); err != nil {
+			return n, &billing.RecordError{Collection: "notifications", ID: n.Key, Err: fmt.Errorf("%w: data: %v", billing.ErrMalformedRecord, err)}
+		}
+	}
+	return n, nil
+}
+
+// encodeNoteData is the jsonb text of a notification's data, NULL when it has none.
+func encodeNoteData(d *billing.NotificationData) (pgtype.Text, error) {
+	if d == nil {
+		return pgtype.Text{}, nil
+	}
+	x := *d
+	x.PeriodStart, x.PeriodEnd = t0(x.PeriodStart), t0(x.PeriodEnd)
+	b, err := json.Marshal(x)
+	if err != nil {
+		return pgtype.Text{}, invalid("notification data cannot be stored: %v", err)
+	}
+	return pgtype.Text{String: string(b), Valid: true}, nil
 }
 
 // ReserveNotifications reserves the keys in one statement: a new key is inserted, a lapsed
@@ -27,8 +52,8 @@ func scanNotification(r pgx.Rows) (billing.NotificationRecord, error) {
 func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.NotificationRecord, token string, now, leaseUntil time.Time) ([]bool, error) {
 	// Implementation:
 	// ReserveNotifications reserves the keys in one INSERT … ON CONFLICT (key) DO UPDATE …
-	// WHERE <takeable> RETURNING key: a new key is inserted, a lapsed or own reservation taken,
-	// anything else left alone, atomically per key.
+	// WHERE <takeable> RETURNING key: a new key is inserted (with its data), a lapsed or own
+	// reservation taken (token and lease only), anything else left alone, atomically per key.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
@@ -46,23 +71,29 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 	}
 	// One row per key: ON CONFLICT DO UPDATE may touch a row once per statement.
 	var keys, kinds, subs, users []string
+	var data []pgtype.Text
 	first := map[string]bool{}
 	for _, r := range recs {
 		if first[r.Key] {
 			continue
 		}
 		first[r.Key] = true
+		d, err := encodeNoteData(r.Data)
+		if err != nil {
+			return nil, err
+		}
 		keys, kinds, subs, users = append(keys, r.Key), append(kinds, string(r.Kind)), append(subs, r.SubscriptionID), append(users, r.UserID)
+		data = append(data, d)
 	}
 	got, err := collect(ctx, s, func(r pgx.Rows) (string, error) {
 		var k string
 		return k, r.Scan(&k)
-	}, s.t(`INSERT INTO {schema}.notifications AS n (key, kind, subscription_id, user_id, status, token, lease_until, created_at, updated_at)
-		SELECT key, kind, sub, usr, 'sending', $5, $7, $6, $6
-		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[]) AS v(key, kind, sub, usr)
+	}, s.t(`INSERT INTO {schema}.notifications AS n (key, kind, subscription_id, user_id, status, token, lease_until, created_at, updated_at, data)
+		SELECT key, kind, sub, usr, 'sending', $5, $7, $6, $6, d::jsonb
+		FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $8::text[]) AS v(key, kind, sub, usr, d)
 		ON CONFLICT (key) DO UPDATE SET token = excluded.token, lease_until = excluded.lease_until
 		WHERE n.status = 'sending' AND (n.token = excluded.token OR n.lease_until IS NULL OR n.lease_until <= $6)
-		RETURNING key`), keys, kinds, subs, users, token, rt(now), nt(leaseUntil))
+		RETURNING key`), keys, kinds, subs, users, token, rt(now), nt(leaseUntil), data)
 	if err != nil {
 		return nil, s.wrap(err, "reserving %d notifications", len(keys))
 	}
