@@ -61,7 +61,7 @@
 // # Tables
 //
 // plans, users, subscriptions, payments, sessions, audit_logs, notifications, job_runs,
-// job_states, locks, webhook_events and schema_migrations, with the column names of the
+// job_states, locks, webhook_events, daily_snapshots and schema_migrations, with the column names of the
 // original application's documents (snake_case, flag_del for soft delete). Indexes cover
 // every job, console and webhook inbox query; explain_test.go checks on 100,000 rows per
 // table that none plans a sequential scan, except a count matching over a tenth of the

@@ -38,9 +38,17 @@ func TestExplainJobQueries(t *testing.T) {
 			$1::timestamptz - interval '400 days', $1::timestamptz - interval '1 day',
 			CASE WHEN i % 1000 = 7 THEN '{"token":"t"}'::jsonb END
 		FROM generate_series(1, $2) AS i`,
-		`INSERT INTO {payments} (id, user_id, plan_id, amount, currency, status, gateway, gateway_payment_id, created_at, updated_at)
-		SELECT 'pay' || i, 'u' || i, 'p1', 2990, 'BRL', CASE WHEN i % 50 = 0 THEN 'pending' ELSE 'approved' END,
+		`INSERT INTO {payments} (id, user_id, plan_id, subscription_id, amount, currency, status, gateway, gateway_payment_id, created_at, updated_at)
+		SELECT 'pay' || i, 'u' || i, 'p1', 's' || (i % 50000), 2990, 'BRL', CASE WHEN i % 50 = 0 THEN 'pending' ELSE 'approved' END,
 			'stripe', 'pi_' || i, $1::timestamptz - (i % 400) * interval '1 day', $1::timestamptz
+		FROM generate_series(1, $2) AS i`,
+		`INSERT INTO {users} (id, email, created_at, updated_at)
+		SELECT 'u' || i, 'User' || i || '@example.com', $1::timestamptz, $1::timestamptz
+		FROM generate_series(1, $2) AS i`,
+		`INSERT INTO {notifications} (key, kind, subscription_id, user_id, status, error, created_at, updated_at)
+		SELECT 'n' || i, (ARRAY['expiring','expired','renewed','payment_failed'])[1 + i % 4], 's' || (i % 50000), 'u' || (i % 50000),
+			CASE WHEN i % 100 = 0 THEN 'failed' WHEN i % 100 = 1 THEN 'sending' ELSE 'sent' END, '',
+			$1::timestamptz - i * interval '1 minute', $1::timestamptz - i * interval '1 minute'
 		FROM generate_series(1, $2) AS i`,
 		`INSERT INTO {sessions} (id, user_id, expires_at, created_at, flag_del)
 		SELECT 'se' || i, 'u' || i, $1::timestamptz - interval '200 days' + (i % 365) * interval '1 day', $1::timestamptz - interval '1 year', i % 3 = 0
@@ -71,7 +79,7 @@ func TestExplainJobQueries(t *testing.T) {
 				WHEN i % 100 < 96 THEN 'received' WHEN i % 100 < 98 THEN 'failed' ELSE 'parked' END AS st) AS s`,
 	}
 	for _, q := range seed {
-		for _, table := range []string{"subscriptions", "payments", "sessions", "audit_logs", "job_runs", "webhook_events"} {
+		for _, table := range []string{"subscriptions", "payments", "users", "notifications", "sessions", "audit_logs", "job_runs", "webhook_events"} {
 			q = strings.ReplaceAll(q, "{"+table+"}", s.Table(table))
 		}
 		if _, err := p.Exec(ctx, q, now, n); err != nil {
@@ -79,7 +87,7 @@ func TestExplainJobQueries(t *testing.T) {
 		}
 	}
 	// VACUUM ANALYZE, as autovacuum would after a load: statistics and the visibility map.
-	if _, err := p.Exec(ctx, "VACUUM ANALYZE "+s.Table("subscriptions")+", "+s.Table("payments")+", "+s.Table("sessions")+", "+
+	if _, err := p.Exec(ctx, "VACUUM ANALYZE "+s.Table("subscriptions")+", "+s.Table("payments")+", "+s.Table("sessions")+", "+s.Table("users")+", "+s.Table("notifications")+", "+
 		s.Table("audit_logs")+", "+s.Table("job_runs")+", "+s.Table("webhook_events")); err != nil {
 		t.Fatal(err)
 	}

@@ -85,5 +85,40 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	add("prune webhook events", `DELETE FROM {schema}.webhook_events WHERE (gateway, event_id) IN (
 		SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 AND state IN ('processed', 'ignored', 'dead')
 		LIMIT $2 FOR UPDATE SKIP LOCKED)`, []any{now.Add(-30 * day), 1000})
+
+	// The console.
+	after := billing.Cursor{CreatedAt: now.Add(-200 * day), ID: "pay50000"}
+	for name, sq := range map[string]billing.SubscriptionQuery{
+		"console subscriptions":                  {},
+		"console subscriptions after a cursor":   {After: billing.Cursor{CreatedAt: now.Add(-400 * day), ID: "s50000"}},
+		"console active subscriptions of a plan": {Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PlanID: "p1"},
+		"console search by email prefix":         {Q: "user123"},
+		"console search by gateway id":           {Q: "sub_13"},
+	} {
+		q, args := searchSQL(sq, 50)
+		add(name, q, args)
+	}
+	for name, pq := range map[string]billing.PaymentQuery{
+		"console payments":                     {},
+		"console payments after a cursor":      {After: after},
+		"console pending payments":             {Status: billing.PaymentPending},
+		"console payments of a subscription":   {SubscriptionID: "s7"},
+		"console pending payments of a cursor": {Status: billing.PaymentPending, After: after},
+	} {
+		q, args := paymentsSQL(pq, 50)
+		add(name, q, args)
+	}
+	for name, nq := range map[string]billing.NotificationQuery{
+		"console notifications":                   {},
+		"console notifications after a cursor":    {After: billing.Cursor{CreatedAt: now.Add(-500 * time.Hour), ID: "n50000"}},
+		"console failed notifications":            {Status: billing.NotificationFailed},
+		"console expiring notifications":          {Kind: billing.KindExpiring},
+		"console notifications of a subscription": {SubscriptionID: "s7"},
+	} {
+		q, args := notificationsSQL(nq, 50)
+		add(name, q, args)
+	}
+	add("console entity audit", entityAuditSQL, []any{[]string{"s7", "pay7", "s8"}, 50})
+	add("console retry notification", retrySQL, []any{"n7", "tok", now, now.Add(time.Minute)})
 	return out
 }
