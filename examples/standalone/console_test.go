@@ -9,7 +9,13 @@ import (
 // The console's API is mounted beside the jobs API, behind the same token, and answers on
 // the demo data.
 func TestConsoleAPIMounted(t *testing.T) {
-	s := startServer(t, nil, nil)
+	checkConsoleAPI(t, startServer(t, nil, nil))
+}
+
+// checkConsoleAPI asks the console's API of a server started with the demo data, before
+// any job ran, for each kind of list.
+func checkConsoleAPI(t *testing.T, s *server) {
+	t.Helper()
 	for _, c := range []struct {
 		path string
 		auth bool

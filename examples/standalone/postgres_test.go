@@ -16,8 +16,8 @@ import (
 
 // TestServerOnPostgres runs the server on DATABASE_URL (the scripts/postgres server in CI)
 // with the demo data: it migrates on start and says so, each of the five jobs runs through
-// pgstore, and after a restart the run history is still there, in the admin API and on the
-// dashboard.
+// pgstore, the console's API answers from it, and after a restart the run history is still
+// there, in the admin API and on the dashboard.
 func TestServerOnPostgres(t *testing.T) {
 	uri := testkit.PostgresURI(t)
 	schema := testkit.DBName("rk_standalone")
@@ -38,6 +38,7 @@ func TestServerOnPostgres(t *testing.T) {
 	if code, body := s.do(http.MethodGet, "/readyz", nil, false); code != http.StatusOK {
 		t.Fatalf("/readyz on PostgreSQL: %d %s", code, body)
 	}
+	checkConsoleAPI(t, s) // pgstore implements billing.Console
 	jobs := []string{billing.JobCheckExpiring, billing.JobProcessExpired, billing.JobRenew, billing.JobCleanupSessions, billing.JobCleanupPayments}
 	for _, job := range jobs {
 		code, body := s.do(http.MethodPost, "/api/admin/jobs/"+job+"/trigger", nil, true)
