@@ -121,18 +121,7 @@ func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		writeError(w, http.StatusNotFound, "not found")
 	})
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := opts.Authorize(r); err != nil {
-			if errors.Is(err, ErrForbidden) {
-				writeError(w, http.StatusForbidden, ErrForbidden.Error())
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="renewkit admin"`)
-			writeError(w, http.StatusUnauthorized, ErrUnauthenticated.Error())
-			return
-		}
-		mux.ServeHTTP(w, r)
-	}), nil
+	return guard(opts.Authorize, mux), nil
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

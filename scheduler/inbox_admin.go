@@ -70,18 +70,7 @@ func InboxAdminHandler(svc *billing.Service, opts InboxOptions) (http.Handler, e
 	mux.HandleFunc("/events/{gateway}/{event_id}", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc("/events/{gateway}/{event_id}/replay", methodNotAllowed("POST"))
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, http.StatusNotFound, "not found") })
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := opts.Authorize(r); err != nil {
-			if errors.Is(err, ErrForbidden) {
-				writeError(w, http.StatusForbidden, ErrForbidden.Error())
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="renewkit admin"`)
-			writeError(w, http.StatusUnauthorized, ErrUnauthenticated.Error())
-			return
-		}
-		mux.ServeHTTP(w, r)
-	}), nil
+	return guard(opts.Authorize, mux), nil
 }
 
 func (a *inboxAdmin) show(ev billing.WebhookEvent) inboxEvent {
