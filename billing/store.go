@@ -2,6 +2,7 @@ package billing
 
 import (
 	"context"
+	"fmt"
 	"slices"
 	"time"
 )
@@ -419,4 +420,19 @@ type SnapshotStore interface {
 	PutDailySnapshot(ctx context.Context, s DailySnapshot) error
 	// ListDailySnapshots returns the snapshots of the days at or after since, oldest first.
 	ListDailySnapshots(ctx context.Context, since time.Time) ([]DailySnapshot, error)
+}
+
+// CheckNotificationOutcomes reports, wrapping ErrInvalidInput, the first record of a
+// FinishNotifications call whose Status is not NotificationSent, NotificationFailed or
+// empty (a release). Stores call it before they write anything.
+func CheckNotificationOutcomes(recs []NotificationRecord) error {
+	for i := range recs {
+		switch recs[i].Status {
+		case "", NotificationSent, NotificationFailed:
+		default:
+			return fmt.Errorf("notification %q: status %q is not %q, %q or empty (release): %w",
+				recs[i].Key, recs[i].Status, NotificationSent, NotificationFailed, ErrInvalidInput)
+		}
+	}
+	return nil
 }

@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
@@ -57,13 +58,8 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	for i := range recs {
-		switch recs[i].Status {
-		case "", billing.NotificationSent, billing.NotificationFailed:
-		default:
-			return invalid("notification %q: status %q is not %q, %q or empty (release)",
-				recs[i].Key, recs[i].Status, billing.NotificationSent, billing.NotificationFailed)
-		}
+	if err := billing.CheckNotificationOutcomes(recs); err != nil {
+		return fmt.Errorf("memstore: %w", err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

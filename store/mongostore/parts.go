@@ -716,6 +716,9 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 	if err := ctx.Err(); err != nil {
 		return err
 	}
+	if err := billing.CheckNotificationOutcomes(recs); err != nil {
+		return fmt.Errorf("mongostore: %w", err)
+	}
 	var ops []bulkOp
 	for i, r := range recs {
 		if r.Key == "" {

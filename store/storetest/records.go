@@ -133,6 +133,22 @@ func (s *suite) notificationTests() []test {
 		return got
 	}
 	return []test{
+		{"FinishRefusesAnUnknownStatus", func(ctx context.Context, t *testing.T, st billing.Store) {
+			// Bad input gets a clear error and changes nothing: one record with a status that
+			// is neither sent, failed nor a release fails the whole call, the good one included.
+			now := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
+			reserve(ctx, t, st, "A", now, "good", "bad")
+			err := st.FinishNotifications(ctx, []billing.NotificationRecord{done("good", billing.NotificationSent, "", now),
+				done("bad", "delivered", "", now)}, "A")
+			wantErr(t, err, billing.ErrInvalidInput, "FinishNotifications with status delivered")
+			for _, k := range []string{"good", "bad"} {
+				got, err := st.GetNotification(ctx, k)
+				must(t, err, "GetNotification(%s)", k)
+				if got.Status != billing.NotificationSending || got.Token != "A" {
+					t.Fatalf("%s after the refused call: %+v; want still reserved by A", k, got)
+				}
+			}
+		}},
 		{"ReserveInsertsSending", func(ctx context.Context, t *testing.T, st billing.Store) {
 			if !reserveOne(ctx, t, st, "A", base, "expiring:s1:3") {
 				t.Fatal("the first reservation of a new key was refused")
