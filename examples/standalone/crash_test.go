@@ -16,11 +16,9 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
-	"github.com/renewkit/renewkit/internal/testkit"
+	"github.com/renewkit/renewkit/internal/mongotest"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
 
@@ -56,30 +54,12 @@ const (
 // accepted without its "sent" mark being stored, and goes out again after the restart. The
 // test therefore allows kills × 8 duplicates, not kills × 1.
 func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
-	uri := testkit.MongoURI(t)
+	stores, uri, dbName := mongotest.Stores(t, "rk_crash", 1, mongostore.Config{}) // dropped after every host process stopped
+	st := stores[0]
+	db := st.Database()
 	bin := standaloneBinary(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-
-	client, err := mongo.Connect(options.Client().ApplyURI(uri))
-	if err != nil {
-		t.Fatal(err)
-	}
-	dbName := testkit.DBName("rk_crash")
-	db := client.Database(dbName)
-	t.Cleanup(func() { // runs after every host process is stopped
-		dctx, dcancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer dcancel()
-		_ = db.Drop(dctx)
-		_ = client.Disconnect(dctx)
-	})
-	st, err := mongostore.New(db, mongostore.Config{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := st.EnsureIndexes(ctx); err != nil {
-		t.Fatal(err)
-	}
 	subIDs := seedDueWarnings(t, ctx, st, crashSubs)
 
 	sink := startMailSink(t, 20*time.Millisecond, string(billing.KindExpiring))
