@@ -159,6 +159,10 @@ type EffectsDone struct {
 
 // SubscriptionStore keeps subscriptions.
 type SubscriptionStore interface {
+	// InsertSubscription stores a new subscription, assigning s.ID when empty (ErrConflict
+	// on a duplicate id or a live duplicate of its gateway subscription id). s.Pending, when
+	// set, is stored in the same write: a record created together with the effects its
+	// creation leaves to do.
 	InsertSubscription(ctx context.Context, s *Subscription) error
 	GetSubscription(ctx context.Context, id string) (Subscription, error)
 	// UpdateSubscriptions applies each change conditionally (see SubscriptionChange) and

@@ -101,13 +101,32 @@ var subscriptionFields = fieldSet[billing.Subscription]{
 	{billing.FieldDeleted, kindFlag, false, func(x billing.Subscription) any { return x.Deleted }},
 }
 
-// subFields encodes a new document: every field renewkit owns (empty optional ones left
-// out) and the version.
-func (s *Store) subFields(x billing.Subscription, version int64) *fields {
+// newSubFields encodes a new document: every field renewkit owns (empty optional ones left
+// out), the version and, when x carries pending effects (a record created with what remains
+// to do after its creation), those, in the same insert.
+func (s *Store) newSubFields(x billing.Subscription) (*fields, error) {
 	f := subscriptionFields.doc(x, s.cfg.References)
-	f.put("version", version)
-	return f
+	f.put("version", x.Version)
+	if x.Pending != nil {
+		if err := putEffects(f, x.ID, *x.Pending); err != nil {
+			return nil, err
+		}
+	}
+	return f, nil
 }
+
+// putEffects sets the pending effects fields of subscription id to e.
+func putEffects(f *fields, id string, e billing.Effects) error {
+	js, details, err := encodeEffects(e)
+	if err != nil {
+		return fmt.Errorf("mongostore: subscription %q: encoding effects: %w", id, err)
+	}
+	f.put("pending_token", e.Token)
+	f.put("pending_effects", js)
+	f.optAny("pending_details", details, details == nil)
+	return nil
+}
+
 
 func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription) error {
 	if err := ctx.Err(); err != nil {
@@ -127,7 +146,11 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 			return conflict("gateway subscription", x.GatewaySubscriptionID)
 		}
 	}
-	if _, err := s.subs.InsertOne(ctx, s.subFields(*x, x.Version).doc(x.ID)); err != nil {
+	f, err := s.newSubFields(*x)
+	if err != nil {
+		return err
+	}
+	if _, err := s.subs.InsertOne(ctx, f.doc(x.ID)); err != nil {
 		if mongo.IsDuplicateKeyError(err) {
 			return conflict("subscription", x.ID)
 		}
@@ -148,7 +171,11 @@ func (s *Store) InsertSubscriptions(ctx context.Context, xs []billing.Subscripti
 			if chunk[i].ID == "" {
 				chunk[i].ID = billing.NewID()
 			}
-			docs[i] = s.subFields(chunk[i], chunk[i].Version).doc(chunk[i].ID)
+			f, err := s.newSubFields(chunk[i])
+			if err != nil {
+				return err
+			}
+			docs[i] = f.doc(chunk[i].ID)
 		}
 		if _, err := s.subs.InsertMany(ctx, docs); err != nil {
 			if mongo.IsDuplicateKeyError(err) {
@@ -257,14 +284,10 @@ func subChange(ch billing.SubscriptionChange, writeToken string) (bulkOp, error)
 	}
 	set.put("write_token", writeToken)
 	if ch.Effects != nil {
-		js, details, err := encodeEffects(*ch.Effects)
-		if err != nil {
-			return bulkOp{}, fmt.Errorf("mongostore: subscription %q: encoding effects: %w", r.ID, err)
+		if err := putEffects(set, r.ID, *ch.Effects); err != nil {
+			return bulkOp{}, err
 		}
 		cond = append(cond, bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: false}}})
-		set.put("pending_token", ch.Effects.Token)
-		set.put("pending_effects", js)
-		set.optAny("pending_details", details, details == nil)
 	}
 	return bulkOp{id: r.ID, idv: idValue(r.ID), cond: cond, refs: set.refs,
 		upd: set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}})}, nil

@@ -428,6 +428,29 @@ func (s *suite) effectTests() []test {
 			}
 			equal(t, claimed[0], wantSub, "ClaimSubscriptions(Pending): record with pending effects")
 		}},
+		{"StoredWithInsert", func(ctx context.Context, t *testing.T, st billing.Store) {
+			// A record created together with what remains to do after its creation (a first
+			// payment's access, emails and audit) carries them from the one insert, and they
+			// are found, claimed and completed like a change's.
+			x := newSub("s1", base.Add(30*day), ofUser("u1"))
+			x.Pending = sampleEffects("create-1", x)
+			insertSubs(ctx, t, st, x)
+			want := x
+			want.Pending = sampleEffects("create-1", x)
+			got := getSub(ctx, t, st, "s1")
+			equal(t, got, want, "GetSubscription after an insert with effects")
+			if got.Pending == nil {
+				t.Fatal("GetSubscription: the inserted pending effects are missing")
+			}
+			equal(t, *got.Pending, *want.Pending, "GetSubscription: inserted pending effects")
+			if left := claimUsers(ctx, t, st, "B", base, time.Minute, true, "u1"); len(left) != 1 {
+				t.Fatalf("ClaimSubscriptions(Pending) returned %v, want s1", left)
+			}
+			must(t, st.CompleteEffects(ctx, []billing.EffectsDone{{SubscriptionID: "s1", Token: "create-1"}}), "CompleteEffects")
+			if got := getSub(ctx, t, st, "s1"); got.Pending != nil {
+				t.Fatalf("pending effects %+v left after CompleteEffects", got.Pending)
+			}
+		}},
 		{"RoundTripUTCMillisecond", func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour)))
 			read := getSub(ctx, t, st, "s1")
