@@ -155,16 +155,31 @@ func ChangedPaymentFields(a, b Payment) []string {
 // returns changed (with Version incremented) or the change's error (ErrConflict when the
 // record no longer has what read says, ErrNotFound when it is gone).
 func UpdateSubscription(ctx context.Context, st SubscriptionStore, read, changed Subscription) (Subscription, error) {
-	errs, err := st.UpdateSubscriptions(ctx, []SubscriptionChange{{Read: read, Changed: changed}})
+	return updateSubscription(ctx, st, SubscriptionChange{Read: read, Changed: changed})
+}
+
+// updateSubscription applies one conditional change and returns the record as stored: its
+// Pending the change's Effects when it has any (else the read's), its Version incremented.
+func updateSubscription(ctx context.Context, st SubscriptionStore, ch SubscriptionChange) (Subscription, error) {
+	errs, err := st.UpdateSubscriptions(ctx, []SubscriptionChange{ch})
 	if err = aligned(errs, err, 1); err == nil {
 		err = errs[0]
 	}
 	if err != nil {
-		return read, err
+		return ch.Read, err
 	}
-	changed.Pending = read.Pending
-	changed.Version = read.Version + 1
-	return changed, nil
+	stored := ch.Changed
+	stored.Pending = ch.Read.Pending
+	if ch.Effects != nil {
+		stored.Pending = ch.Effects
+	}
+	stored.Version = ch.Read.Version + 1
+	return stored, nil
+}
+
+// hasAudit reports whether e writes the audit entry with id.
+func (e *Effects) hasAudit(id string) bool {
+	return slices.ContainsFunc(e.Audit, func(a AuditEntry) bool { return a.ID == id })
 }
 
 // UpdateUserAccess applies one conditional access change through st.UpdateUsersAccess.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 )
@@ -145,10 +146,17 @@ func (pp *PaymentProcessor) loadPayment(ctx context.Context, id string) (Payment
 // one billing cycle from the later of now and the current period end (switching plan when the
 // payment's plan differs), points the user's access at it, sends the payment-confirmed email
 // (and the welcome email when the payment started the user's first subscription) and audits
-// each change. Approving an approved payment changes nothing; it only sends an email that an
-// earlier delivery failed to send. A transient email failure is returned after the state
-// changes are stored, so the caller (a webhook) answers with a retryable error and the
-// redelivery sends it.
+// each change.
+//
+// Like the jobs, the subscription write comes first, conditional on the record as read, and
+// records in the same single-document write what the approval leaves to do (the access, the
+// emails with their send-once keys, the audit entries with fixed ids); the payment is marked
+// approved after it, and those effects run last. A crash or a failed write at any point
+// leaves them pending: the redelivery (or the next job run) finishes them before anything
+// else, and nothing done is done twice. Approving an approved payment changes nothing; it
+// only finishes what an earlier delivery left pending. A transient email failure is returned
+// after the state changes are stored, so the caller (a webhook) answers with a retryable
+// error and the redelivery sends it.
 func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveParams) (ProcessResult, error) {
 	var res ProcessResult
 	p, err := pp.loadPayment(ctx, params.PaymentID)
@@ -191,39 +199,26 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 			return fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
 		}
 		if p.Status == PaymentApproved {
-			res.Duplicate = true
-			sub, err := pp.s.store.GetSubscription(ctx, p.SubscriptionID)
-			if err != nil {
-				return fmt.Errorf("loading subscription of approved payment %s: %w", p.ID, err)
-			}
-			res.SubscriptionID = sub.ID
-			return pp.approvedEmails(ctx, u, plan, sub, p, params.PeriodEnd)
+			// Approved already: finish what a crash or a failed send left pending, start
+			// nothing new.
+			res.Duplicate, res.SubscriptionID = true, p.SubscriptionID
+			return pp.finishPending(ctx, p.SubscriptionID)
 		}
 		if err := pp.checkCharge(ctx, p, params); err != nil {
 			return err
 		}
-		sub, err := pp.applyPayment(ctx, p, plan, params)
+		sub, err := pp.applyPayment(ctx, p, u, plan, params)
 		if err != nil {
 			return err
 		}
 		res.SubscriptionID = sub.ID
-		if sub.Status.Live() {
-			if err := pp.s.grantAccess(ctx, u, sub); err != nil {
-				return err
-			}
-		}
-		prev := p.Status
-		if p, err = pp.markApproved(ctx, p, sub.ID, params); err != nil {
+		if _, err = pp.markApproved(ctx, p, sub.ID, params); err != nil {
 			return err
 		}
-		if err := pp.s.audit(ctx, AuditEntry{
-			Action: AuditPaymentApproved, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: params.Actor,
-			Details: map[string]any{"previous_status": string(prev), "subscription_id": sub.ID, "amount": p.Amount.Amount,
-				"currency": p.Amount.Currency, "gateway": p.Gateway, "gateway_payment_id": p.GatewayPaymentID},
-		}); err != nil {
-			return err
+		if sub.Pending == nil {
+			return nil
 		}
-		return pp.approvedEmails(ctx, u, plan, sub, p, params.PeriodEnd)
+		return pp.finishEffects(ctx, sub)
 	})
 	if err != nil {
 		return res, err
@@ -343,17 +338,98 @@ func (s *Service) grantAccess(ctx context.Context, u User, sub Subscription) err
 	return nil
 }
 
-// applyPayment creates or extends the subscription the payment pays for. A subscription that
-// already lists the payment in AppliedPayments is returned unchanged, so a redelivery after a
-// crash between this step and the payment update never extends twice.
-func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Plan, params ApproveParams) (Subscription, error) {
+// applyPayment creates or extends the subscription the payment pays for, in one write that
+// records the approval's effects on the record (see approvalEffects), and returns the record
+// as stored. A subscription that already lists the payment in AppliedPayments is not
+// extended again, so a redelivery after a crash between this step and the payment update
+// never extends twice.
+func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, u User, plan Plan, params ApproveParams) (Subscription, error) {
 	sub, found, err := pp.findSubscription(ctx, p, params)
 	if err != nil {
 		return Subscription{}, err
 	}
-	if found && sub.hasApplied(p.ID) {
-		return sub, nil
+	if found && sub.Pending != nil && sub.Pending.hasAudit(approvalAuditID(p.ID, AuditPaymentApproved)) {
+		// An earlier delivery's write, its effects not finished: finish them, nothing else.
+		return pp.settled(ctx, sub)
 	}
+	for {
+		if found && sub.hasApplied(p.ID) {
+			return pp.recordApproval(ctx, u, plan, sub, p, params)
+		}
+		next, audit := pp.paidPeriod(sub, found, p, plan, params)
+		if found && sub.Pending != nil {
+			// Another transition's effects (a job's) are still to finish: finish them
+			// first, then decide on the record as it is after them.
+			if sub, err = pp.supersede(ctx, sub, next); err != nil {
+				return Subscription{}, err
+			}
+			continue
+		}
+		// The welcome goes with the payment that starts the user's first subscription,
+		// decided now, with the change: the one that creates it, or the first paid on
+		// one that has not started.
+		first := !found
+		if found {
+			if first, err = pp.startsFirstSubscription(ctx, u, sub); err != nil {
+				return Subscription{}, err
+			}
+		}
+		eff, err := pp.approvalEffects(ctx, u, plan, next, p, params, first, audit...)
+		if err != nil {
+			return Subscription{}, err
+		}
+		if !found {
+			next.Pending = eff
+			if err := pp.s.store.InsertSubscription(ctx, &next); err != nil {
+				return Subscription{}, fmt.Errorf("creating subscription for payment %s: %w", p.ID, err)
+			}
+			return next, nil
+		}
+		stored, err := updateSubscription(ctx, pp.s.store, SubscriptionChange{Read: sub, Changed: next, Effects: eff})
+		if err != nil {
+			return Subscription{}, fmt.Errorf("renewing subscription %s for payment %s: %w", sub.ID, p.ID, err)
+		}
+		return stored, nil
+	}
+}
+
+// recordApproval records the effects of approving p on sub, which lists p as applied
+// already but carries no effects of this approval: RecordCoveredPayment marks a covered
+// period's charge applied before approving it, or an earlier delivery's effects were
+// finished by someone else (a job). Their audit ids and send-once keys make the ones done
+// no-ops.
+func (pp *PaymentProcessor) recordApproval(ctx context.Context, u User, plan Plan, sub Subscription, p Payment, params ApproveParams) (Subscription, error) {
+	sub, err := pp.settled(ctx, sub)
+	if err != nil {
+		return Subscription{}, err
+	}
+	eff, err := pp.approvalEffects(ctx, u, plan, sub, p, params, false)
+	if err != nil {
+		return Subscription{}, err
+	}
+	stored, err := updateSubscription(ctx, pp.s.store, SubscriptionChange{Read: sub, Changed: sub, Effects: eff})
+	if err != nil {
+		return Subscription{}, fmt.Errorf("recording the approval of payment %s on subscription %s: %w", p.ID, sub.ID, err)
+	}
+	return stored, nil
+}
+
+// supersede finishes the effects sub carries before a change that leaves it as next. When
+// next is no longer the state they were recorded for, their notifications say nothing true
+// any more (a warning about the period being paid now) and are dropped, as the effects step
+// drops those of a record changed since; the access change and the audit entries still run.
+func (pp *PaymentProcessor) supersede(ctx context.Context, sub, next Subscription) (Subscription, error) {
+	if eff := *sub.Pending; next.Status != eff.Status || !next.CurrentPeriodEnd.Equal(eff.PeriodEnd) {
+		eff.Notifications = nil
+		sub.Pending = &eff
+	}
+	return pp.settled(ctx, sub)
+}
+
+// paidPeriod returns the subscription as paying p leaves it (a new one when !found) and the
+// audit entry of that change (none when the period was renewed already, by the renew job or
+// a sync, and audited then).
+func (pp *PaymentProcessor) paidPeriod(sub Subscription, found bool, p Payment, plan Plan, params ApproveParams) (Subscription, []AuditEntry) {
 	now := pp.s.now()
 	paidAt := TruncateTime(params.PaidAt)
 	// older: the gateway made this charge before the newest event applied to the
@@ -396,15 +472,13 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 		}
 		sub.startPeriod(start, end)
 		sub.markApplied(p.ID)
-		if err := pp.s.store.InsertSubscription(ctx, &sub); err != nil {
-			return Subscription{}, fmt.Errorf("creating subscription for payment %s: %w", p.ID, err)
-		}
-		return sub, pp.s.audit(ctx, AuditEntry{
+		return sub, []AuditEntry{{
 			Action: AuditSubscriptionCreated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
 			Actor: params.Actor, Details: map[string]any{"payment_id": p.ID, "plan_id": plan.ID, "period_end": end},
-		})
+		}}
 	}
-	prevPlan, prevEnd, prevStatus, read := sub.PlanID, sub.CurrentPeriodEnd, sub.Status, sub
+	prevPlan, prevEnd, prevStatus := sub.PlanID, sub.CurrentPeriodEnd, sub.Status
+	sub.AppliedPayments = slices.Clone(sub.AppliedPayments)
 	sub.PlanID, sub.BillingCycle, sub.UpdatedAt = plan.ID, plan.BillingCycle, now
 	if activate {
 		sub.Status = StatusActive
@@ -422,17 +496,78 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 		sub.startPeriod(start, end)
 	}
 	sub.markApplied(p.ID)
-	if sub, err = UpdateSubscription(ctx, pp.s.store, read, sub); err != nil {
-		return Subscription{}, fmt.Errorf("renewing subscription %s for payment %s: %w", sub.ID, p.ID, err)
-	}
+	sub.Pending = nil
 	if end.Equal(prevEnd) && prevStatus == sub.Status && prevPlan == plan.ID {
-		return sub, nil // the period was renewed already (the renew job, a sync) and audited then
+		return sub, nil
 	}
-	return sub, pp.s.audit(ctx, AuditEntry{
+	return sub, []AuditEntry{{
 		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: params.Actor,
 		Details: map[string]any{"payment_id": p.ID, "previous_plan_id": prevPlan, "plan_id": plan.ID,
 			"previous_status": string(prevStatus), "previous_period_end": prevEnd, "period_end": end},
+	}}
+}
+
+// approvalAuditID is the id of the audit entry with action that approving payment id
+// writes: fixed, so an approval recorded twice (a redelivery after a crash) audits once.
+func approvalAuditID(paymentID, action string) string { return "approval:" + paymentID + ":" + action }
+
+// approvalEffects are what approving p leaves to do once sub, the subscription as the
+// approval leaves it, is stored: point the user's access at it (when it is live), send the
+// payment-confirmed email and, when the payment starts the user's first subscription
+// (decided by the caller when it makes the change), the welcome email, and write subAudit
+// and the payment-approved audit entry.
+func (pp *PaymentProcessor) approvalEffects(ctx context.Context, u User, plan Plan, sub Subscription, p Payment,
+	params ApproveParams, first bool, subAudit ...AuditEntry) (*Effects, error) {
+	key, err := pp.paymentEmailKey(ctx, sub, p, params.PeriodEnd)
+	if err != nil {
+		return nil, err
+	}
+	data := NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, PaymentID: p.ID, Amount: p.Amount,
+		Gateway: p.Gateway, PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
+	notes := []Notification{{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}}
+	if first {
+		notes = append(notes, Notification{Kind: KindWelcome, Key: notificationKey(KindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data})
+	}
+	var access *AccessEffect
+	if sub.Status.Live() {
+		access = &AccessEffect{UserID: u.ID}
+	}
+	audit := append(subAudit, AuditEntry{
+		Action: AuditPaymentApproved, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: params.Actor,
+		Details: map[string]any{"previous_status": string(p.Status), "subscription_id": sub.ID, "amount": p.Amount.Amount,
+			"currency": p.Amount.Currency, "gateway": p.Gateway,
+			"gateway_payment_id": firstNonEmpty(params.GatewayPaymentID, p.GatewayPaymentID)},
 	})
+	eff := pp.s.newRun().effects(sub, access, notes, audit...)
+	for i := range eff.Audit {
+		eff.Audit[i].ID = approvalAuditID(p.ID, eff.Audit[i].Action)
+	}
+	return eff, nil
+}
+
+// startsFirstSubscription reports whether a payment applied to read, a subscription that
+// exists already, starts the user's first subscription: nothing was ever paid on read, it is
+// the user's only subscription, and renewkit created it (a gateway announced it before its
+// first charge; its creation entry is written with the record's insert, as an effect, so it
+// is there once the record's effects are finished, which the caller has done). A
+// subscription another program wrote (in the legacy schema) renewed through renewkit is not
+// a first subscription, so its user gets no welcome email.
+func (pp *PaymentProcessor) startsFirstSubscription(ctx context.Context, u User, read Subscription) (bool, error) {
+	if len(read.AppliedPayments) > 0 {
+		return false, nil
+	}
+	subs, err := pp.s.store.ListUserSubscriptions(ctx, u.ID)
+	if err != nil {
+		return false, fmt.Errorf("listing subscriptions of user %s: %w", u.ID, err)
+	}
+	if len(subs) != 1 || subs[0].ID != read.ID {
+		return false, nil
+	}
+	created, err := pp.s.store.ListAudit(ctx, AuditFilter{Action: AuditSubscriptionCreated, EntityID: read.ID, Limit: 1})
+	if err != nil {
+		return false, fmt.Errorf("reading the creation of subscription %s: %w", read.ID, err)
+	}
+	return len(created) > 0, nil
 }
 
 // findSubscription picks the subscription a payment pays for: the one it names, the one with
@@ -468,47 +603,6 @@ func (pp *PaymentProcessor) findSubscription(ctx context.Context, p Payment, par
 		return subs[0], true, nil
 	}
 	return Subscription{}, false, nil
-}
-
-// approvedEmails sends the payment-confirmed email and, when this payment started the user's
-// first subscription, the welcome email. Both are keyed, so a redelivery sends only what is
-// missing.
-func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Plan, sub Subscription, p Payment, periodEnd time.Time) error {
-	data := NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, PaymentID: p.ID, Amount: p.Amount,
-		Gateway: p.Gateway, PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
-	var errs []error
-	if key, err := pp.paymentEmailKey(ctx, sub, p, periodEnd); err != nil {
-		errs = append(errs, err)
-	} else if _, err := pp.s.notifyOnce(ctx, Notification{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}, sub.ID); err != nil {
-		errs = append(errs, err)
-	}
-	first, err := pp.startsFirstSubscription(ctx, u, sub, p)
-	if err != nil {
-		errs = append(errs, err)
-	} else if first {
-		if _, err := pp.s.notifyOnce(ctx, Notification{
-			Kind: KindWelcome, Key: notificationKey(KindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data,
-		}, sub.ID); err != nil {
-			errs = append(errs, err)
-		}
-	}
-	return errors.Join(errs...)
-}
-
-// startsFirstSubscription reports whether p is the first payment applied to sub, sub is the
-// user's only subscription, and renewkit created sub (its creation is in the audit log). A
-// subscription written by another program (in the legacy schema) renewed through renewkit is
-// not a first subscription, so its user gets no welcome email.
-func (pp *PaymentProcessor) startsFirstSubscription(ctx context.Context, u User, sub Subscription, p Payment) (bool, error) {
-	if len(sub.AppliedPayments) == 0 || sub.AppliedPayments[0] != p.ID {
-		return false, nil
-	}
-	subs, err := pp.s.store.ListUserSubscriptions(ctx, u.ID)
-	if err != nil || len(subs) != 1 || subs[0].ID != sub.ID {
-		return false, err
-	}
-	created, err := pp.s.store.ListAudit(ctx, AuditFilter{Action: AuditSubscriptionCreated, EntityID: sub.ID, Limit: 1})
-	return len(created) > 0, err
 }
 
 // ProcessFailed marks a pending payment failed with the reason, audits it and sends the

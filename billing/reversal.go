@@ -302,20 +302,32 @@ func (pp *PaymentProcessor) reversedSubscription(ctx context.Context, p Payment)
 	if err != nil {
 		return Subscription{}, false, fmt.Errorf("loading subscription %s of payment %s: %w", p.SubscriptionID, p.ID, err)
 	}
-	if sub.Pending != nil {
-		// A job's transition of this record is still being finished: finish it (its
-		// effects are idempotent), then decide on the record as it is now.
-		if err := pp.finishEffects(ctx, sub); err != nil {
-			return Subscription{}, false, err
-		}
-		if sub, err = pp.s.store.GetSubscription(ctx, sub.ID); err != nil {
-			return Subscription{}, false, fmt.Errorf("loading subscription %s of payment %s: %w", p.SubscriptionID, p.ID, err)
-		}
-		if sub.Pending != nil {
-			return Subscription{}, false, fmt.Errorf("%w: subscription %s has effects another run is finishing", ErrConflict, sub.ID)
-		}
+	// A transition of this record may still be being finished: decide on the record as it
+	// is after it.
+	if sub, err = pp.settled(ctx, sub); err != nil {
+		return Subscription{}, false, err
 	}
 	return sub, true, nil
+}
+
+// settled finishes the pending effects sub carries (a job's transition, a crashed
+// delivery's; they are idempotent) and returns the record as it is after them. Effects
+// another run left again meanwhile are ErrConflict: the caller retries later.
+func (pp *PaymentProcessor) settled(ctx context.Context, sub Subscription) (Subscription, error) {
+	if sub.Pending == nil {
+		return sub, nil
+	}
+	if err := pp.finishEffects(ctx, sub); err != nil {
+		return Subscription{}, err
+	}
+	next, err := pp.s.store.GetSubscription(ctx, sub.ID)
+	if err != nil {
+		return Subscription{}, fmt.Errorf("reloading subscription %s: %w", sub.ID, err)
+	}
+	if next.Pending != nil {
+		return Subscription{}, fmt.Errorf("%w: subscription %s has effects another run is finishing", ErrConflict, sub.ID)
+	}
+	return next, nil
 }
 
 // boughtCurrentPeriod reports whether p is the payment that bought sub's current period.

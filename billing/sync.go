@@ -111,16 +111,17 @@ func (pp *PaymentProcessor) createFromGateway(ctx context.Context, p SyncParams)
 		GatewaySubscriptionID: p.GatewaySubscriptionID, CancelAtPeriodEnd: p.CancelAtPeriodEnd,
 		GatewayUpdatedAt: p.EventTime, CreatedAt: now, UpdatedAt: now,
 	}
+	// The creation's audit entry is recorded on the record's insert, as an effect: a crash
+	// after the insert leaves it pending, never lost (the first charge's welcome email
+	// depends on it).
+	sub.Pending = pp.s.newRun().effects(sub, nil, nil, AuditEntry{
+		Action: AuditSubscriptionCreated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
+		Details: map[string]any{"gateway": p.Gateway, "gateway_subscription_id": p.GatewaySubscriptionID, "status": string(status)},
+	})
 	if err := pp.s.store.InsertSubscription(ctx, &sub); err != nil {
 		return Subscription{}, fmt.Errorf("creating subscription %s/%s: %w", p.Gateway, p.GatewaySubscriptionID, err)
 	}
-	if err := pp.s.audit(ctx, AuditEntry{
-		Action: AuditSubscriptionCreated, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: p.Actor,
-		Details: map[string]any{"gateway": p.Gateway, "gateway_subscription_id": p.GatewaySubscriptionID, "status": string(status)},
-	}); err != nil {
-		return sub, err
-	}
-	return sub, nil
+	return sub, pp.finishEffects(ctx, sub)
 }
 
 // applySync merges p into sub. It reports whether anything changed and whether p was stale.

@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -230,6 +231,19 @@ func (e *env) wantKinds(id string, want ...billing.NotificationKind) {
 	}
 }
 
+// wantKindSet is wantKinds in any order: emails an effects step sends together go through
+// the send pool concurrently.
+func (e *env) wantKindSet(id string, want ...billing.NotificationKind) {
+	e.t.Helper()
+	got := e.sentKinds(id)
+	slices.Sort(got)
+	want = slices.Clone(want)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		e.t.Fatalf("notifications about %s = %v, want %v in any order", id, got, want)
+	}
+}
+
 // snapshot is everything the processor may change for the given users and payments.
 type snapshot struct {
 	Payments map[string]billing.Payment
@@ -435,6 +449,9 @@ func (s *suite) tests() []test {
 		{"ApprovedEmailFailureRetried", s.approvedEmailFailureRetried},
 		{"ConcurrentRunsSendEachEmailOnce", s.concurrentRunsSendEachEmailOnce},
 		{"ConcurrentApproveExtendsOnce", s.concurrentApproveExtendsOnce},
+		// approvals.go
+		{"ApprovalSurvivesCrashAtEveryWrite", s.approvalSurvivesCrashAtEveryWrite},
+		{"WelcomeSurvivesFailedCreationAudit", s.welcomeSurvivesFailedCreationAudit},
 		// lockwait.go
 		{"ProcessorWaitsForABusyPayment", s.processorWaitsForABusyPayment},
 		// payments.go

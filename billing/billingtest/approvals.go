@@ -1,0 +1,313 @@
+package billingtest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
+)
+
+// errCrashed is what crashStore answers once its process has "died".
+var errCrashed = errors.New("billingtest: the process crashed")
+
+// crashStore counts the writes made through it and makes the process "crash" at the n-th
+// one (n = 0: never): that write is made first when after is set, not made otherwise, and
+// from then on every write fails, releasing locks included, so a lock held at the crash is
+// left to its lease as a dead process leaves it. Reads go through.
+type crashStore struct {
+	billing.Store
+	mu      sync.Mutex
+	n       int
+	after   bool
+	writes  []string
+	crashed bool
+	// recorded: the notification keys whose sent record was written.
+	recorded map[string]bool
+}
+
+// write records a write called name and runs it, unless the process is dead or dies now.
+func (c *crashStore) write(name string, f func() error) error {
+	c.mu.Lock()
+	if c.crashed {
+		c.mu.Unlock()
+		return errCrashed
+	}
+	c.writes = append(c.writes, name)
+	crash := len(c.writes) == c.n
+	c.crashed = crash
+	c.mu.Unlock()
+	if crash && !c.after {
+		return errCrashed
+	}
+	if err := f(); err != nil || !crash {
+		return err
+	}
+	return errCrashed
+}
+
+func (c *crashStore) written() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]string(nil), c.writes...)
+}
+
+func (c *crashStore) InsertSubscription(ctx context.Context, x *billing.Subscription) error {
+	return c.write("InsertSubscription", func() error { return c.Store.InsertSubscription(ctx, x) })
+}
+
+func (c *crashStore) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) (errs []error, err error) {
+	err = c.write("UpdateSubscriptions", func() error {
+		errs, err = c.Store.UpdateSubscriptions(ctx, changes)
+		return err
+	})
+	return errs, err
+}
+
+func (c *crashStore) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
+	return c.write("CompleteEffects", func() error { return c.Store.CompleteEffects(ctx, done) })
+}
+
+func (c *crashStore) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) (errs []error, err error) {
+	err = c.write("UpdateUsersAccess", func() error {
+		errs, err = c.Store.UpdateUsersAccess(ctx, changes)
+		return err
+	})
+	return errs, err
+}
+
+func (c *crashStore) UpdatePayment(ctx context.Context, read, changed billing.Payment) error {
+	return c.write("UpdatePayment", func() error { return c.Store.UpdatePayment(ctx, read, changed) })
+}
+
+func (c *crashStore) InsertAudit(ctx context.Context, a *billing.AuditEntry) error {
+	return c.write("InsertAudit", func() error { return c.Store.InsertAudit(ctx, a) })
+}
+
+func (c *crashStore) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
+	return c.write("InsertAudits", func() error { return c.Store.InsertAudits(ctx, entries) })
+}
+
+func (c *crashStore) ReserveNotifications(ctx context.Context, recs []billing.NotificationRecord, token string, now, leaseUntil time.Time) (ok []bool, err error) {
+	err = c.write("ReserveNotifications", func() error {
+		ok, err = c.Store.ReserveNotifications(ctx, recs, token, now, leaseUntil)
+		return err
+	})
+	return ok, err
+}
+
+func (c *crashStore) FinishNotifications(ctx context.Context, recs []billing.NotificationRecord, token string) error {
+	return c.write("FinishNotifications", func() error {
+		err := c.Store.FinishNotifications(ctx, recs, token)
+		if err == nil {
+			c.mu.Lock()
+			if c.recorded == nil {
+				c.recorded = map[string]bool{}
+			}
+			for _, r := range recs {
+				c.recorded[r.Key] = true
+			}
+			c.mu.Unlock()
+		}
+		return err
+	})
+}
+
+// inFlight returns the keys of the notifications sent through n whose sent record was not
+// written before the crash: the sends in flight, which a restart may repeat.
+func (c *crashStore) inFlight(n *testkit.Notifier) map[string]bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	out := map[string]bool{}
+	for _, x := range n.Sent() {
+		if !c.recorded[x.Key] {
+			out[x.Key] = true
+		}
+	}
+	return out
+}
+
+func (c *crashStore) ReleaseLock(ctx context.Context, l billing.Lease) error {
+	c.mu.Lock()
+	dead := c.crashed
+	c.mu.Unlock()
+	if dead {
+		return errCrashed
+	}
+	return c.Store.ReleaseLock(ctx, l)
+}
+
+// approvalCase is one approval to crash in the middle of, and what it must leave behind.
+type approvalCase struct {
+	records []any
+	// created: the approval creates the user's first subscription (audited as created, with
+	// a welcome email); otherwise it renews subscription "s" (audited as renewed).
+	created bool
+	// end is the period end the approval leaves, given the period start it left (a first
+	// subscription starts when the approval that creates it runs).
+	end func(start time.Time) time.Time
+}
+
+func approvalCases() map[string]approvalCase {
+	now, end := testkit.Epoch, testkit.Epoch.Add(5*day)
+	basic := testkit.Plan("basic", billing.CycleMonthly, 2990)
+	return map[string]approvalCase{
+		"FirstSubscription": {created: true, end: func(start time.Time) time.Time {
+			if !start.Equal(now) && !start.Equal(now.Add(time.Hour)) {
+				return time.Time{} // neither the first delivery's time nor the redelivery's
+			}
+			return billing.AddMonths(start, 1)
+		},
+			records: []any{basic, testkit.User("u"), payment("pay1", "u", "basic")}},
+		"Renewal": {end: func(time.Time) time.Time { return billing.AddMonths(end, 1) },
+			records: []any{basic, testkit.UserWithAccess("u", "basic", "s", end), testkit.Subscription("s", "u", "basic", end),
+				payment("pay1", "u", "basic", forSub("s"))}},
+	}
+}
+
+// approvalSurvivesCrashAtEveryWrite proves an approval's effects survive a crash: the
+// process dies at each write an approval makes in turn (before it and just after it), and
+// the gateway's redelivery of the same approval then leaves exactly what one clean approval
+// leaves: the subscription once with the paid period, the user's access, one subscription
+// created (or renewed) and one payment approved audit entry, the payment-confirmed email
+// (and for a first subscription the welcome email) sent exactly once, nothing pending.
+func (s *suite) approvalSurvivesCrashAtEveryWrite(ctx context.Context, t *testing.T) {
+	for name, tc := range approvalCases() {
+		t.Run(name, func(t *testing.T) {
+			// A clean approval tells which writes there are to crash at.
+			clean := s.env(ctx, t, billing.Config{}, tc.records...)
+			counter := &crashStore{Store: clean.st}
+			_, err := clean.service(counter, billing.Config{}).Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+			must(t, err, "clean ProcessApproved")
+			clean.wantApproved(tc, nil)
+			writes := counter.written()
+			for n := 1; n <= len(writes); n++ {
+				for _, after := range []bool{false, true} {
+					when := "before"
+					if after {
+						when = "after"
+					}
+					t.Run(fmt.Sprintf("%02d_%s_%s", n, when, writes[n-1]), func(t *testing.T) {
+						e := s.env(ctx, t, billing.Config{}, tc.records...)
+						crash := &crashStore{Store: e.st, n: n, after: after}
+						_, err := e.service(crash, billing.Config{}).Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+						if err == nil {
+							t.Fatalf("the approval crashed at write %d (%s) and reported success", n, writes[n-1])
+						}
+						// The restarted process gets the redelivery once the dead one's locks
+						// and reservations have run out.
+						// A send in flight at the crash (sent, its record not written) is the
+						// one repeat allowed.
+						inFlight := crash.inFlight(e.notif)
+						e.clock.Advance(time.Hour)
+						_, err = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+						must(t, err, "redelivered ProcessApproved")
+						e.wantApproved(tc, inFlight)
+					})
+				}
+			}
+		})
+	}
+}
+
+// welcomeSurvivesFailedCreationAudit proves the welcome email of a first subscription does
+// not depend on the audit log: the creation's audit write fails once, and after the
+// redelivery the welcome (and the confirmation) went out exactly once and the creation is
+// audited once.
+func (s *suite) welcomeSurvivesFailedCreationAudit(ctx context.Context, t *testing.T) {
+	tc := approvalCases()["FirstSubscription"]
+	e := s.env(ctx, t, billing.Config{}, tc.records...)
+	flaky := &failAudit{Store: e.st, action: billing.AuditSubscriptionCreated, failures: 1}
+	_, err := e.service(flaky, billing.Config{}).Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+	if err == nil || flaky.failures != 0 {
+		t.Fatalf("ProcessApproved: %v with %d audit failures left; want the failed audit write reported", err, flaky.failures)
+	}
+	_, err = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+	must(t, err, "redelivered ProcessApproved")
+	if n := e.notif.Count(billing.KindWelcome); n != 1 {
+		t.Fatalf("%d welcome emails after the creation's audit write failed once, want 1", n)
+	}
+	e.wantApproved(tc, nil)
+}
+
+// failAudit fails the first failures audit writes that carry an entry with action.
+type failAudit struct {
+	billing.Store
+	action   string
+	mu       sync.Mutex
+	failures int
+}
+
+func (f *failAudit) fail(entries ...billing.AuditEntry) bool {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, a := range entries {
+		if a.Action == f.action && f.failures > 0 {
+			f.failures--
+			return true
+		}
+	}
+	return false
+}
+
+func (f *failAudit) InsertAudit(ctx context.Context, a *billing.AuditEntry) error {
+	if f.fail(*a) {
+		return errors.New("billingtest: audit write failed")
+	}
+	return f.Store.InsertAudit(ctx, a)
+}
+
+func (f *failAudit) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
+	if f.fail(entries...) {
+		return errors.New("billingtest: audit write failed")
+	}
+	return f.Store.InsertAudits(ctx, entries)
+}
+
+// wantApproved fails unless pay1's approval is complete, exactly once, as tc says. The
+// emails whose keys are inFlight (sent at a crash, their record not written) may have gone
+// out twice; every other key once.
+func (e *env) wantApproved(tc approvalCase, inFlight map[string]bool) {
+	e.t.Helper()
+	subs := e.userSubs("u")
+	if len(subs) != 1 {
+		e.t.Fatalf("user u has %d subscriptions, want 1", len(subs))
+	}
+	sub := subs[0]
+	end := tc.end(sub.CurrentPeriodStart)
+	if sub.Status != billing.StatusActive || !sub.CurrentPeriodEnd.Equal(end) || len(sub.AppliedPayments) != 1 || sub.AppliedPayments[0] != "pay1" {
+		e.t.Fatalf("subscription %+v, want active until %v with pay1 applied once", sub, end)
+	}
+	if u := e.user("u"); u.PlanID != "basic" || u.SubscriptionID != sub.ID || !u.AccessUntil.Equal(end) {
+		e.t.Fatalf("user access %+v, want basic through %s until %v", u, sub.ID, end)
+	}
+	if p := e.payment("pay1"); p.Status != billing.PaymentApproved || p.SubscriptionID != sub.ID {
+		e.t.Fatalf("payment %+v, want approved for %s", p, sub.ID)
+	}
+	created, renewed, welcome := 1, 0, 1
+	if !tc.created {
+		created, renewed, welcome = 0, 1, 0
+	}
+	e.wantAudits(billing.AuditSubscriptionCreated, sub.ID, created)
+	e.wantAudits(billing.AuditSubscriptionRenewed, sub.ID, renewed)
+	e.wantAudits(billing.AuditPaymentApproved, "pay1", 1)
+	sent, keys := map[string]int{}, map[billing.NotificationKind]int{}
+	for _, n := range e.notif.Sent() {
+		if sent[n.Key]++; sent[n.Key] == 1 {
+			keys[n.Kind]++
+		}
+	}
+	for k, n := range sent {
+		if n > 2 || n == 2 && !inFlight[k] {
+			e.t.Fatalf("email %s sent %d times (in flight at the crash: %v), want once", k, n, inFlight[k])
+		}
+	}
+	if keys[billing.KindPaymentSuccessful] != 1 || keys[billing.KindWelcome] != welcome || len(keys) != 1+welcome {
+		e.t.Fatalf("emails sent %v, want one payment-confirmed and %d welcome", sent, welcome)
+	}
+	e.noPending()
+}
