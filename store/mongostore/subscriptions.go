@@ -127,7 +127,6 @@ func putEffects(f *fields, id string, e billing.Effects) error {
 	return nil
 }
 
-
 func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription) error {
 	if err := ctx.Err(); err != nil {
 		return err
