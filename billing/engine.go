@@ -1035,6 +1035,11 @@ func accessFor(u User, subs []Subscription, ended Subscription, status Subscript
 			live = append(live, s)
 		}
 	}
+	// A live subscription whose period has ended (the expire job has not reached it yet)
+	// gives way to one whose period is ahead: whoever paid has access at once.
+	if ahead := slices.DeleteFunc(slices.Clone(live), func(s Subscription) bool { return !s.CurrentPeriodEnd.After(now) }); len(ahead) > 0 {
+		live = ahead
+	}
 	next := u
 	if len(live) > 0 {
 		target := live[0]

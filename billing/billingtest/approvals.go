@@ -311,3 +311,25 @@ func (e *env) wantApproved(tc approvalCase, inFlight map[string]bool) {
 	}
 	e.noPending()
 }
+
+// paidGetsAccessOverLapsed proves a payment for a new subscription moves the user's access
+// onto it when the subscription the access points at is still active but its period has
+// ended (the expire job has not reached it yet): whoever paid has access at once, not
+// after the next expire run.
+func (s *suite) paidGetsAccessOverLapsed(ctx context.Context, t *testing.T) {
+	now := testkit.Epoch
+	pending := testkit.Subscription("s-new", "u", "pro", time.Time{})
+	pending.Status = billing.StatusPending
+	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.Plan("pro", billing.CycleMonthly, 5990),
+		testkit.UserWithAccess("u", "basic", "s-old", now.Add(-day)),
+		testkit.Subscription("s-old", "u", "basic", now.Add(-day)),
+		pending, payment("pay-new", "u", "pro", forSub("s-new")))
+	res, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay-new", Actor: "stripe"})
+	must(t, err, "ProcessApproved")
+	if res.SubscriptionID != "s-new" || e.sub("s-new").Status != billing.StatusActive {
+		t.Fatalf("approval %+v, s-new %+v", res, e.sub("s-new"))
+	}
+	if u := e.user("u"); u.SubscriptionID != "s-new" || u.PlanID != "pro" || !u.HasAccess(now) {
+		t.Fatalf("the paying user has no access: %+v", u)
+	}
+}

@@ -452,6 +452,7 @@ func (s *suite) tests() []test {
 		// approvals.go
 		{"ApprovalSurvivesCrashAtEveryWrite", s.approvalSurvivesCrashAtEveryWrite},
 		{"WelcomeSurvivesFailedCreationAudit", s.welcomeSurvivesFailedCreationAudit},
+		{"PaidSubscriptionGetsAccessOverALapsedOne", s.paidGetsAccessOverLapsed},
 		// lockwait.go
 		{"ProcessorWaitsForABusyPayment", s.processorWaitsForABusyPayment},
 		// payments.go
