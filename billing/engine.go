@@ -469,19 +469,48 @@ func dedupeInto(ids []string, seen map[string]struct{}) []string {
 	return out
 }
 
-// effects builds the effects of a transition that leaves the record as changed.
+// effectsBox holds a transition's effects with room for their access effect, one
+// notification and one audit entry (what a job's transition carries), so building them
+// costs one allocation.
+type effectsBox struct {
+	eff    Effects
+	access AccessEffect
+	note   [1]Notification
+	audit  [1]AuditEntry
+}
+
+// effects builds the effects of a transition that leaves the record as changed. It copies
+// access, notes and audit: the caller's values are not kept.
 func (r *run) effects(changed Subscription, access *AccessEffect, notes []Notification, audit ...AuditEntry) *Effects {
 	now := r.s.now()
-	e := &Effects{Token: newToken(), Access: access, Notifications: notes, Status: changed.Status,
-		PeriodEnd: changed.CurrentPeriodEnd, CreatedAt: now}
-	for i := range audit {
-		audit[i].ID = e.Token + ":" + strconv.Itoa(i)
-		if audit[i].Actor == "" {
-			audit[i].Actor = "renewkit"
-		}
-		audit[i].CreatedAt = now
+	box := &effectsBox{}
+	e := &box.eff
+	*e = Effects{Token: newToken(), Status: changed.Status, PeriodEnd: changed.CurrentPeriodEnd, CreatedAt: now}
+	if access != nil {
+		box.access = *access
+		e.Access = &box.access
 	}
-	e.Audit = audit
+	if notes != nil {
+		e.Notifications = box.note[:0:len(box.note)]
+		if len(notes) > len(box.note) {
+			e.Notifications = make([]Notification, 0, len(notes))
+		}
+		e.Notifications = append(e.Notifications, notes...)
+	}
+	if audit != nil {
+		e.Audit = box.audit[:0:len(box.audit)]
+		if len(audit) > len(box.audit) {
+			e.Audit = make([]AuditEntry, 0, len(audit))
+		}
+		for i, a := range audit {
+			a.ID = e.Token + ":" + strconv.Itoa(i)
+			if a.Actor == "" {
+				a.Actor = "renewkit"
+			}
+			a.CreatedAt = now
+			e.Audit = append(e.Audit, a)
+		}
+	}
 	return e
 }
 
