@@ -28,9 +28,17 @@ const maxResultErrors = 20
 type run struct {
 	s     *Service
 	token string
-	// changeBuf is work's reusable list of changes.
+	// Buffers work reuses from batch to batch (it handles one at a time): the changes,
+	// the decisions, the batch and its user ids.
 	changeBuf []SubscriptionChange
-	breaker   *breaker
+	decBuf    []decision
+	batchBuf  batch
+	idBuf     []string
+	seen      map[string]struct{}
+	// finishBuf holds finish's buffers while scratchBusy is unset.
+	finishBuf   *finishScratch
+	scratchBusy atomic.Bool
+	breaker     *breaker
 	// emailOnly: the run's only work is sending (the warnings), so a tripped breaker stops
 	// it. Other runs go on changing records (an email outage must not keep access that was
 	// not paid for); their sends stay pending and the run reports the outage at the end.
@@ -178,7 +186,8 @@ func (b *batch) user(id string) (User, error) {
 	return b.users[i], nil
 }
 
-type decider func(ctx context.Context, b *batch) []decision
+// decider decides the records of b: ds (zeroed) has one decision per record.
+type decider func(ctx context.Context, b *batch, ds []decision)
 
 // sweep claims batches matching f until none is left and stores what decide makes of them.
 // Claims come oldest period end first, so each claim after the first starts its window at
@@ -332,13 +341,17 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 	if err != nil {
 		return nil, err
 	}
-	ds := decide(ctx, b)
-	// The changes are only needed until they are stored: one buffer serves every batch
-	// of the run (its batches are worked one at a time).
+	// The decisions and changes are only needed until the changes are stored: one buffer
+	// of each serves every batch of the run (its batches are worked one at a time; the
+	// step returned keeps neither).
+	ds := slices.Grow(r.decBuf[:0], len(subs))[:len(subs)]
+	decide(ctx, b, ds)
 	changes := r.changeBuf[:0]
 	defer func() {
+		clear(ds)
 		clear(changes)
-		r.changeBuf = changes[:0]
+		r.decBuf, r.changeBuf = ds[:0], changes[:0]
+		b.subs, b.users = nil, nil
 	}()
 	owners := make([]int, 0, len(ds)) // index into ds of each change
 	found := 0
@@ -368,7 +381,7 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 	// The stored records go where the claimed ones were (each change k comes from a record
 	// at or after k, and the claimed copies are not read again).
 	stored := subs[:0]
-	storedOwners := make([]int, 0, len(changes))
+	var dones []func() // aligned with stored
 	for k, cerr := range results {
 		c := &changes[k]
 		switch {
@@ -381,7 +394,10 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 			}
 			stored = append(stored, c.Changed)
 			stored[len(stored)-1].Pending = c.Effects
-			storedOwners = append(storedOwners, owners[k])
+			if dones == nil {
+				dones = make([]func(), 0, len(changes)-k)
+			}
+			dones = append(dones, ds[owners[k]].done)
 		case errors.Is(cerr, ErrConflict), errors.Is(cerr, ErrNotFound):
 			// Someone (a payment, a webhook, the host) changed the record since the claim:
 			// it is theirs now, and this run does nothing more to it.
@@ -398,25 +414,35 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 				r.fail(sub.ID, err)
 				continue
 			}
-			if done := ds[storedOwners[k]].done; done != nil {
+			if done := dones[k]; done != nil {
 				done()
 			}
 		}
 	}, nil
 }
 
-// loadUsers reads the users of a batch with one call.
+// loadUsers reads the users of a batch with one call. The batch, its index and the ids
+// are the run's buffers (work handles one batch at a time and keeps nothing of them).
 func (r *run) loadUsers(ctx context.Context, subs []Subscription) (*batch, error) {
-	ids := make([]string, 0, len(subs))
+	ids := r.idBuf[:0]
 	for i := range subs {
 		ids = append(ids, subs[i].UserID)
 	}
-	users, err := r.s.store.ListUsers(ctx, uniq(ids))
+	r.idBuf = ids
+	if r.seen == nil {
+		r.seen = make(map[string]struct{}, len(ids))
+	}
+	users, err := r.s.store.ListUsers(ctx, dedupeInto(ids, r.seen))
 	bad, partial := recordErrors(err)
 	if err != nil && !partial {
 		return nil, fmt.Errorf("loading users: %w", err)
 	}
-	b := &batch{subs: subs, users: users, userIdx: make(map[string]int, len(users))}
+	b := &r.batchBuf
+	if b.userIdx == nil {
+		b.userIdx = make(map[string]int, len(users))
+	}
+	clear(b.userIdx)
+	b.subs, b.users, b.userErr = subs, users, nil
 	for i := range users {
 		b.userIdx[users[i].ID] = i
 	}
@@ -429,10 +455,11 @@ func (r *run) loadUsers(ctx context.Context, subs []Subscription) (*batch, error
 	return b, nil
 }
 
-// uniq returns ids without repeats, in their first order.
-func uniq(ids []string) []string {
-	seen := make(map[string]struct{}, len(ids))
-	out := make([]string, 0, len(ids))
+// dedupeInto removes repeated ids from ids in place, keeping their first order; seen is
+// emptied and serves as the set.
+func dedupeInto(ids []string, seen map[string]struct{}) []string {
+	clear(seen)
+	out := ids[:0]
 	for _, id := range ids {
 		if _, dup := seen[id]; !dup {
 			seen[id] = struct{}{}
@@ -442,43 +469,142 @@ func uniq(ids []string) []string {
 	return out
 }
 
-// effects builds the effects of a transition that leaves the record as changed.
+// effectsBox holds a transition's effects with room for their access effect, one
+// notification and one audit entry (what a job's transition carries), so building them
+// costs one allocation.
+type effectsBox struct {
+	eff    Effects
+	access AccessEffect
+	note   [1]Notification
+	audit  [1]AuditEntry
+}
+
+// effects builds the effects of a transition that leaves the record as changed. It copies
+// access, notes and audit: the caller's values are not kept.
 func (r *run) effects(changed Subscription, access *AccessEffect, notes []Notification, audit ...AuditEntry) *Effects {
 	now := r.s.now()
-	e := &Effects{Token: newToken(), Access: access, Notifications: notes, Status: changed.Status,
-		PeriodEnd: changed.CurrentPeriodEnd, CreatedAt: now}
-	for i := range audit {
-		audit[i].ID = e.Token + ":" + strconv.Itoa(i)
-		if audit[i].Actor == "" {
-			audit[i].Actor = "renewkit"
-		}
-		audit[i].CreatedAt = now
+	box := &effectsBox{}
+	e := &box.eff
+	*e = Effects{Token: newToken(), Status: changed.Status, PeriodEnd: changed.CurrentPeriodEnd, CreatedAt: now}
+	if access != nil {
+		box.access = *access
+		e.Access = &box.access
 	}
-	e.Audit = audit
+	if notes != nil {
+		e.Notifications = box.note[:0:len(box.note)]
+		if len(notes) > len(box.note) {
+			e.Notifications = make([]Notification, 0, len(notes))
+		}
+		e.Notifications = append(e.Notifications, notes...)
+	}
+	if audit != nil {
+		e.Audit = box.audit[:0:len(box.audit)]
+		if len(audit) > len(box.audit) {
+			e.Audit = make([]AuditEntry, 0, len(audit))
+		}
+		for i, a := range audit {
+			a.ID = e.Token + ":" + strconv.Itoa(i)
+			if a.Actor == "" {
+				a.Actor = "renewkit"
+			}
+			a.CreatedAt = now
+			e.Audit = append(e.Audit, a)
+		}
+	}
 	return e
+}
+
+// effectItem is one record whose effects finish is carrying out. moot: the record is no
+// longer as its transition left it (a payment, a webhook or the host changed it since), or
+// the effects waited past the point where their emails say anything true (a warning whose
+// period ended; an email that kept failing for ReconcileWindow): the notifications are not
+// sent, the rest still runs. err: why the record's effects are not done.
+type effectItem struct {
+	sub  *Subscription
+	eff  *Effects
+	moot bool
+	err  error
+}
+
+// finishScratch holds the buffers finish reuses from one batch to the next. A run finishes
+// its batches one at a time, and the store copies what it is given, so after the first
+// batch finishing allocates little beyond what the store returns.
+type finishScratch struct {
+	ids       []string
+	seen      map[string]struct{}
+	order     []int
+	grouped   []Subscription
+	byID      map[string]int
+	items     []effectItem
+	userIdx   map[string]int
+	changes   []UserAccessChange
+	changeOf  map[string]int
+	userAudit []AuditEntry
+	auditOf   []int
+	audits    []AuditEntry
+	recs      []NotificationRecord
+	notes     []*Notification
+	owner     []int
+	done      []EffectsDone
+}
+
+// scratch returns the run's finish buffers, or fresh ones when another finish of the run
+// holds them; release hands them back.
+func (r *run) scratch() (sc *finishScratch, release func()) {
+	if !r.scratchBusy.CompareAndSwap(false, true) {
+		return &finishScratch{}, func() {}
+	}
+	if r.finishBuf == nil {
+		r.finishBuf = &finishScratch{}
+	}
+	sc = r.finishBuf
+	return sc, func() {
+		sc.reset()
+		r.scratchBusy.Store(false)
+	}
+}
+
+// reset empties the buffers, dropping what they point at.
+func (sc *finishScratch) reset() {
+	clear(sc.grouped)
+	clear(sc.items)
+	clear(sc.changes)
+	clear(sc.userAudit)
+	clear(sc.audits)
+	clear(sc.recs)
+	clear(sc.notes)
+	clear(sc.done)
+	sc.grouped, sc.items, sc.changes, sc.userAudit = sc.grouped[:0], sc.items[:0], sc.changes[:0], sc.userAudit[:0]
+	sc.audits, sc.recs, sc.notes, sc.done = sc.audits[:0], sc.recs[:0], sc.notes[:0], sc.done[:0]
+	clear(sc.byID)
+	clear(sc.userIdx)
+	clear(sc.changeOf)
 }
 
 // finish carries out the pending effects of subs (records the run holds, each with
 // Pending) and clears the ones done. It returns, per subscription id, why its effects are
-// not done; those stay on the record for a later run.
+// not done (nil when all are); those stay on the record for a later run.
 func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error {
-	failed := map[string]error{}
+	var failed map[string]error
 	if len(subs) == 0 {
 		return failed
 	}
 	failAll := func(err error) map[string]error {
+		failed = make(map[string]error, len(subs))
 		for _, sub := range subs {
 			failed[sub.ID] = err
 		}
 		return failed
 	}
+	sc, release := r.scratch()
+	defer release()
 	now := r.s.now()
 
 	// The records and their users' other subscriptions as they are now: one read. It tells
 	// whether a record is still as its transition left it, and which subscriptions give the
 	// user access. Their pending effects are not needed.
 	hasAccess := false
-	userIDs := make([]string, 0, len(subs))
+	userIDs := sc.ids[:0]
 	for i := range subs {
 		userIDs = append(userIDs, subs[i].UserID)
 		if a := subs[i].Pending.Access; a != nil {
@@ -488,31 +614,25 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 			}
 		}
 	}
-	userIDs = uniq(userIDs)
+	sc.ids = userIDs
+	userIDs = sc.dedupe(userIDs)
 	current, err := r.s.store.ListSubscriptions(ctx, SubscriptionFilter{UserIDs: userIDs, OmitPending: true}, 0)
 	if _, partial := recordErrors(err); err != nil && !partial {
 		return failAll(fmt.Errorf("reading the subscriptions of the batch's users: %w", err))
 	}
 	if hasAccess {
-		current = groupByUser(current)
+		current = sc.groupByUser(current)
 	}
-	byID := make(map[string]int, len(current))
+	byID := sc.byID
+	if byID == nil {
+		byID = make(map[string]int, len(current))
+		sc.byID = byID
+	}
 	for i := range current {
 		byID[current[i].ID] = i
 	}
 
-	// moot: the record is no longer as its transition left it (a payment, a webhook or the
-	// host changed it since), or the effects waited past the point where their emails say
-	// anything true (a warning whose period ended; an email that kept failing for
-	// ReconcileWindow): the notifications are not sent, the rest still runs. err: why the
-	// record's effects are not done.
-	type item struct {
-		sub  *Subscription
-		eff  *Effects
-		moot bool
-		err  error
-	}
-	items := make([]item, 0, len(subs))
+	items := sc.items[:0]
 	for i := range subs {
 		sub := &subs[i]
 		eff := sub.Pending
@@ -528,105 +648,23 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 					"subscription_id", sub.ID, "since", eff.CreatedAt)
 			}
 		}
-		items = append(items, item{sub: sub, eff: eff, moot: moot})
+		items = append(items, effectItem{sub: sub, eff: eff, moot: moot})
 	}
+	sc.items = items
 
-	// Access: one conditional write.
-	var audits []AuditEntry
+	// Access: one conditional write. The access changes made are audited whatever else
+	// fails: their entries start audits.
+	audits := sc.audits[:0]
 	if hasAccess {
-		accessUsers := make([]string, 0, len(items))
-		for i := range items {
-			if a := items[i].eff.Access; a != nil {
-				accessUsers = append(accessUsers, a.UserID)
-			}
+		if err := r.access(ctx, sc, items, current, byID, now); err != nil {
+			return failAll(err)
 		}
-		// The users as they are now (a batch transitioned earlier may just have changed
-		// them): one read.
-		list, err := r.s.store.ListUsers(ctx, uniq(accessUsers))
-		bad, partial := recordErrors(err)
-		if err != nil && !partial {
-			return failAll(fmt.Errorf("loading users: %w", err))
-		}
-		var badUser map[string]error
-		if len(bad) > 0 {
-			badUser = make(map[string]error, len(bad))
-			for _, re := range bad {
-				badUser[re.ID] = re
-			}
-		}
-		userIdx := make(map[string]int, len(list))
-		for i := range list {
-			userIdx[list[i].ID] = i
-		}
-		changes := make([]UserAccessChange, 0, len(list))
-		changeOf := make(map[string]int, len(list)) // user id -> index in changes
-		var userAudit []AuditEntry
-		var auditOf []int // index in changes of each userAudit entry
-		for i := range items {
-			it := &items[i]
-			if it.eff.Access == nil {
-				continue
-			}
-			uid := it.eff.Access.UserID
-			if err := badUser[uid]; err != nil {
-				it.err = err
-				continue
-			}
-			if _, done := changeOf[uid]; done {
-				continue
-			}
-			ui, ok := userIdx[uid]
-			if !ok {
-				continue // no user to give or take access from
-			}
-			u := list[ui]
-			ended := *it.sub
-			if k, ok := byID[ended.ID]; ok {
-				ended = current[k]
-			}
-			next, changed := accessFor(u, userSubscriptions(current, uid), ended, it.eff.Access.Status, now)
-			if !changed {
-				continue
-			}
-			changeOf[uid] = len(changes)
-			changes = append(changes, UserAccessChange{Read: u, Changed: next})
-			if a, ok := accessAudit(u, next, it.sub.ID); ok {
-				a.ID, a.CreatedAt = it.eff.Token+":access", now
-				userAudit = append(userAudit, a)
-				auditOf = append(auditOf, len(changes)-1)
-			}
-		}
-		if len(changes) > 0 {
-			results, err := r.s.store.UpdateUsersAccess(ctx, changes)
-			if err = aligned(results, err, len(changes)); err != nil {
-				return failAll(fmt.Errorf("updating access: %w", err))
-			}
-			for i := range items {
-				it := &items[i]
-				if it.eff.Access == nil {
-					continue
-				}
-				k, ok := changeOf[it.eff.Access.UserID]
-				if !ok {
-					continue
-				}
-				if results[k] != nil {
-					it.err = fmt.Errorf("updating access of user %s: %w", it.eff.Access.UserID, results[k])
-				}
-			}
-			for i, a := range userAudit {
-				if results[auditOf[i]] == nil {
-					audits = append(audits, a)
-				}
-			}
-		}
+		audits = sc.audits
 	}
 
 	// Notifications of records still as their transition left them, once the access
 	// change is done.
-	recs := make([]NotificationRecord, 0, len(items))
-	notes := make([]*Notification, 0, len(items))
-	owner := make([]int, 0, len(items)) // index in items of each of recs
+	recs, notes, owner := sc.recs[:0], sc.notes[:0], sc.owner[:0]
 	for i := range items {
 		it := &items[i]
 		if it.moot || it.err != nil {
@@ -639,6 +677,7 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 			owner = append(owner, i)
 		}
 	}
+	sc.recs, sc.notes, sc.owner = recs, notes, owner
 	if len(recs) > 0 {
 		for k, err := range r.deliver(ctx, recs, notes) {
 			if it := &items[owner[k]]; err != nil && it.err == nil {
@@ -647,8 +686,7 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 		}
 	}
 
-	// Audit entries of the transitions whose effects are done (the access changes made
-	// are audited whatever else failed), in one insert.
+	// Audit entries of the transitions whose effects are done, in one insert.
 	n := len(audits)
 	for i := range items {
 		if items[i].err == nil {
@@ -661,18 +699,20 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 			audits = append(audits, it.eff.Audit...)
 		}
 	}
+	sc.audits = audits
 	if len(audits) > 0 {
 		if err := r.s.store.InsertAudits(ctx, audits); err != nil {
 			return failAll(fmt.Errorf("writing audit entries: %w", err))
 		}
 	}
 
-	done := make([]EffectsDone, 0, len(items))
+	done := sc.done[:0]
 	for i := range items {
 		if it := &items[i]; it.err == nil {
 			done = append(done, EffectsDone{SubscriptionID: it.sub.ID, Token: it.eff.Token})
 		}
 	}
+	sc.done = done
 	if len(done) > 0 {
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(r.s.cfg.ClaimLease, time.Minute))
 		defer cancel()
@@ -689,29 +729,141 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 	}
 	for i := range items {
 		if it := &items[i]; it.err != nil {
+			if failed == nil {
+				failed = make(map[string]error)
+			}
 			failed[it.sub.ID] = it.err
 		}
 	}
 	return failed
 }
 
+// access brings the access of the items' users in line with their subscriptions as they
+// are now (current, grouped by user; byID indexes it) with one read of the users and one
+// conditional write, and leaves the audit entries of the changes made in sc.audits. A user
+// that cannot be read or written fails the items whose access it is.
+func (r *run) access(ctx context.Context, sc *finishScratch, items []effectItem, current []Subscription, byID map[string]int, now time.Time) error {
+	accessUsers := sc.ids[:0]
+	for i := range items {
+		if a := items[i].eff.Access; a != nil {
+			accessUsers = append(accessUsers, a.UserID)
+		}
+	}
+	sc.ids = accessUsers
+	// The users as they are now (a batch transitioned earlier may just have changed
+	// them): one read.
+	list, err := r.s.store.ListUsers(ctx, sc.dedupe(accessUsers))
+	bad, partial := recordErrors(err)
+	if err != nil && !partial {
+		return fmt.Errorf("loading users: %w", err)
+	}
+	var badUser map[string]error
+	if len(bad) > 0 {
+		badUser = make(map[string]error, len(bad))
+		for _, re := range bad {
+			badUser[re.ID] = re
+		}
+	}
+	if sc.userIdx == nil {
+		sc.userIdx, sc.changeOf = make(map[string]int, len(list)), make(map[string]int, len(list))
+	}
+	userIdx, changeOf := sc.userIdx, sc.changeOf // changeOf: user id -> index in changes
+	for i := range list {
+		userIdx[list[i].ID] = i
+	}
+	changes, userAudit, auditOf := sc.changes[:0], sc.userAudit[:0], sc.auditOf[:0] // auditOf: index in changes of each userAudit entry
+	for i := range items {
+		it := &items[i]
+		if it.eff.Access == nil {
+			continue
+		}
+		uid := it.eff.Access.UserID
+		if err := badUser[uid]; err != nil {
+			it.err = err
+			continue
+		}
+		if _, done := changeOf[uid]; done {
+			continue
+		}
+		ui, ok := userIdx[uid]
+		if !ok {
+			continue // no user to give or take access from
+		}
+		u := list[ui]
+		ended := *it.sub
+		if k, ok := byID[ended.ID]; ok {
+			ended = current[k]
+		}
+		next, changed := accessFor(u, userSubscriptions(current, uid), ended, it.eff.Access.Status, now)
+		if !changed {
+			continue
+		}
+		changeOf[uid] = len(changes)
+		changes = append(changes, UserAccessChange{Read: u, Changed: next})
+		if a, ok := accessAudit(u, next, it.sub.ID); ok {
+			a.ID, a.CreatedAt = it.eff.Token+":access", now
+			userAudit = append(userAudit, a)
+			auditOf = append(auditOf, len(changes)-1)
+		}
+	}
+	sc.changes, sc.userAudit, sc.auditOf = changes, userAudit, auditOf
+	if len(changes) == 0 {
+		return nil
+	}
+	results, err := r.s.store.UpdateUsersAccess(ctx, changes)
+	if err = aligned(results, err, len(changes)); err != nil {
+		return fmt.Errorf("updating access: %w", err)
+	}
+	for i := range items {
+		it := &items[i]
+		if it.eff.Access == nil {
+			continue
+		}
+		k, ok := changeOf[it.eff.Access.UserID]
+		if !ok {
+			continue
+		}
+		if results[k] != nil {
+			it.err = fmt.Errorf("updating access of user %s: %w", it.eff.Access.UserID, results[k])
+		}
+	}
+	audits := sc.audits[:0]
+	for i, a := range userAudit {
+		if results[auditOf[i]] == nil {
+			audits = append(audits, a)
+		}
+	}
+	sc.audits = audits
+	return nil
+}
+
 // groupByUser returns subs ordered by user id, each user's records in the order they had
-// in subs.
-func groupByUser(subs []Subscription) []Subscription {
+// in subs (subs itself when it is ordered already, else sc.grouped).
+func (sc *finishScratch) groupByUser(subs []Subscription) []Subscription {
 	byUser := func(a, b *Subscription) int { return strings.Compare(a.UserID, b.UserID) }
 	if slices.IsSortedFunc(subs, func(a, b Subscription) int { return byUser(&a, &b) }) {
 		return subs
 	}
-	order := make([]int, len(subs))
-	for i := range order {
-		order[i] = i
+	order := sc.order[:0]
+	for i := range subs {
+		order = append(order, i)
 	}
+	sc.order = order
 	slices.SortStableFunc(order, func(a, b int) int { return byUser(&subs[a], &subs[b]) })
-	out := make([]Subscription, len(subs))
-	for k, i := range order {
-		out[k] = subs[i]
+	out := slices.Grow(sc.grouped[:0], len(subs))
+	for _, i := range order {
+		out = append(out, subs[i])
 	}
+	sc.grouped = out
 	return out
+}
+
+// dedupe removes repeated ids from ids in place, keeping their first order.
+func (sc *finishScratch) dedupe(ids []string) []string {
+	if sc.seen == nil {
+		sc.seen = make(map[string]struct{}, len(ids))
+	}
+	return dedupeInto(ids, sc.seen)
 }
 
 // userSubscriptions returns the records of user id in subs, which groupByUser ordered.
@@ -860,48 +1012,60 @@ func (r *run) deliver(ctx context.Context, recs []NotificationRecord, notes []*N
 // committer writes notification outcomes in groups (group commit): add queues one and
 // returns once a write that holds it has finished. While one write is in flight, the
 // outcomes added meanwhile gather into the next one, so each sender has at most one outcome
-// unwritten at any time and a crash repeats at most the sends in flight.
+// unwritten at any time and a crash repeats at most the sends in flight. Two buffers take
+// turns (one gathering, one being written), and waiters wait on a condition, so a group
+// costs no allocation.
 type committer struct {
 	write func([]NotificationRecord) error
 	// failed is told the outcomes a write failed to record, with the index add got.
 	failed func(i int, rec NotificationRecord, err error)
 
 	mu      sync.Mutex
-	next    *commitGroup // gathering while a write is in flight
+	wrote   sync.Cond   // signalled when a group's write has finished
+	next    commitGroup // gathering while a write is in flight
+	spare   commitGroup // the buffers of the group written last
+	gen     uint64      // number of the gathering group
+	written uint64      // groups whose write has finished
 	writing bool
 }
 
 type commitGroup struct {
 	recs []NotificationRecord
 	idx  []int
-	done chan struct{}
 }
 
 func (c *committer) add(i int, rec NotificationRecord) {
 	c.mu.Lock()
-	if c.next == nil {
-		c.next = &commitGroup{done: make(chan struct{})}
-	}
-	g := c.next
-	g.recs = append(g.recs, rec)
-	g.idx = append(g.idx, i)
+	c.next.recs = append(c.next.recs, rec)
+	c.next.idx = append(c.next.idx, i)
 	if c.writing {
+		if c.wrote.L == nil {
+			c.wrote.L = &c.mu
+		}
+		for mine := c.gen; c.written <= mine; {
+			c.wrote.Wait()
+		}
 		c.mu.Unlock()
-		<-g.done
 		return
 	}
 	c.writing = true
-	for c.next != nil {
+	for len(c.next.recs) > 0 {
 		g := c.next
-		c.next = nil
+		c.next, c.spare = commitGroup{recs: c.spare.recs[:0], idx: c.spare.idx[:0]}, commitGroup{}
+		c.gen++
 		c.mu.Unlock()
 		if err := c.write(g.recs); err != nil {
 			for k, r := range g.recs {
 				c.failed(g.idx[k], r, err)
 			}
 		}
-		close(g.done)
+		clear(g.recs)
 		c.mu.Lock()
+		c.spare = g
+		c.written++
+		if c.wrote.L != nil {
+			c.wrote.Broadcast()
+		}
 	}
 	c.writing = false
 	c.mu.Unlock()

@@ -281,21 +281,18 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 
 // each is a decider that decides every record of a batch on its own.
 func each(decide func(ctx context.Context, b *batch, sub Subscription) decision) decider {
-	return func(ctx context.Context, b *batch) []decision {
-		ds := make([]decision, len(b.subs))
+	return func(ctx context.Context, b *batch, ds []decision) {
 		for i, sub := range b.subs {
 			ds[i] = decide(ctx, b, sub)
 		}
-		return ds
 	}
 }
 
 // asked is a decider that first asks the gateways about the whole batch (see lookup) and
 // decides each record from its answer; a failed or unknown answer fails that record.
 func (r *run) asked(decide func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision) decider {
-	return func(ctx context.Context, b *batch) []decision {
+	return func(ctx context.Context, b *batch, ds []decision) {
 		answers := r.lookup(ctx, b.subs)
-		ds := make([]decision, len(b.subs))
 		for i, sub := range b.subs {
 			if a := answers[i]; a.err != nil {
 				ds[i].err = a.err
@@ -303,7 +300,6 @@ func (r *run) asked(decide func(ctx context.Context, b *batch, sub Subscription,
 				ds[i] = decide(ctx, b, sub, a.gs)
 			}
 		}
-		return ds
 	}
 }
 

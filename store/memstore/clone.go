@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"time"
@@ -81,9 +82,13 @@ func copyDetails(m map[string]any) map[string]any {
 	if m == nil {
 		return nil
 	}
-	c := make(map[string]any, len(m))
-	for k, v := range m {
-		c[k] = copyValue(v)
+	c := maps.Clone(m) // copies the table at once; values holding references are copied below
+	for k, v := range c {
+		switch v.(type) {
+		case nil, string, bool, int, int64, float64, time.Time:
+		default:
+			c[k] = copyValue(v)
+		}
 	}
 	return c
 }
