@@ -11,44 +11,38 @@ import (
 // InsertAudit stores e, assigning its ID when empty; ErrConflict when the ID is stored
 // already.
 func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e.ID == "" {
-		e.ID = billing.NewID()
-	}
-	if _, ok := s.auditIDs[e.ID]; ok {
-		return conflict("audit entry", e.ID)
-	}
-	e.CreatedAt = t0(e.CreatedAt)
-	c := copyAudit(*e)
-	s.addAudit(&c)
-	return nil
+	return s.update(ctx, func() error {
+		if e.ID == "" {
+			e.ID = billing.NewID()
+		}
+		if _, ok := s.auditIDs[e.ID]; ok {
+			return conflict("audit entry", e.ID)
+		}
+		e.CreatedAt = t0(e.CreatedAt)
+		c := copyAudit(*e)
+		s.addAudit(&c)
+		return nil
+	})
 }
 
 // InsertAudits stores the entries under one lock, skipping those whose ID is stored already
 // (or repeated in entries). An entry without an ID fails the call before anything is stored.
 func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	for i := range entries {
-		if entries[i].ID == "" {
-			return invalid("audit entry %d of %d has no id: InsertAudits stores entries that carry their id", i, len(entries))
+	return s.update(ctx, func() error {
+		for i := range entries {
+			if entries[i].ID == "" {
+				return invalid("audit entry %d of %d has no id: InsertAudits stores entries that carry their id", i, len(entries))
+			}
 		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	copies := make([]billing.AuditEntry, 0, len(entries)) // one allocation for the batch
-	for i := range entries {
-		if _, ok := s.auditIDs[entries[i].ID]; !ok {
-			copies = append(copies, copyAudit(entries[i]))
-			s.addAudit(&copies[len(copies)-1])
+		copies := make([]billing.AuditEntry, 0, len(entries)) // one allocation for the batch
+		for i := range entries {
+			if _, ok := s.auditIDs[entries[i].ID]; !ok {
+				copies = append(copies, copyAudit(entries[i]))
+				s.addAudit(&copies[len(copies)-1])
+			}
 		}
-	}
-	return nil
+		return nil
+	})
 }
 
 // addAudit inserts e (a copy the store owns) after every entry created at or before it.
@@ -82,35 +76,29 @@ func (s *Store) auditSince(f *billing.AuditFilter) []*billing.AuditEntry {
 // ListAudit returns matching entries oldest first by created_at, insertion order breaking
 // ties.
 func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing.AuditEntry, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var out []billing.AuditEntry
-	for i, list := 0, s.auditSince(&f); i < len(list); i++ {
-		if auditMatch(&f, list[i]) {
-			out = append(out, copyAudit(*list[i]))
-			if len(out) == f.Limit {
-				break
+	return read(ctx, s, func() ([]billing.AuditEntry, error) {
+		var out []billing.AuditEntry
+		for i, list := 0, s.auditSince(&f); i < len(list); i++ {
+			if auditMatch(&f, list[i]) {
+				out = append(out, copyAudit(*list[i]))
+				if len(out) == f.Limit {
+					break
+				}
 			}
 		}
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
 // CountAudit implements billing.AuditCounter.
 func (s *Store) CountAudit(ctx context.Context, f billing.AuditFilter) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n := 0
-	for i, list := 0, s.auditSince(&f); i < len(list); i++ {
-		if auditMatch(&f, list[i]) {
-			n++
+	return read(ctx, s, func() (int, error) {
+		n := 0
+		for i, list := 0, s.auditSince(&f); i < len(list); i++ {
+			if auditMatch(&f, list[i]) {
+				n++
+			}
 		}
-	}
-	return n, nil
+		return n, nil
+	})
 }

@@ -20,32 +20,26 @@ var (
 
 // CountExpiredSessions implements billing.CleanupCounter.
 func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n := 0
-	for _, se := range s.sessions {
-		if !se.Deleted && !se.ExpiresAt.After(t) {
-			n++
+	return read(ctx, s, func() (int, error) {
+		n := 0
+		for _, se := range s.sessions.rows {
+			if !se.Deleted && !se.ExpiresAt.After(t) {
+				n++
+			}
 		}
-	}
-	return n, nil
+		return n, nil
+	})
 }
 
 // CountStalePayments implements billing.CleanupCounter.
 func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	n := 0
-	for _, p := range s.payments {
-		if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(t) {
-			n++
+	return read(ctx, s, func() (int, error) {
+		n := 0
+		for _, p := range s.payments.rows {
+			if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(t) {
+				n++
+			}
 		}
-	}
-	return n, nil
+		return n, nil
+	})
 }

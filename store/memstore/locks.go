@@ -9,24 +9,21 @@ import (
 )
 
 func (s *Store) AcquireLock(ctx context.Context, key, owner string, now time.Time, ttl time.Duration) (billing.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.Lease{}, err
-	}
-	if key == "" || owner == "" || ttl <= 0 {
-		return billing.Lease{}, fmt.Errorf("memstore: lock needs a key, an owner and a positive ttl: %w", billing.ErrInvalidInput)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if l, ok := s.locks[key]; ok && l.ExpiresAt.After(now) {
-		return billing.Lease{}, fmt.Errorf("memstore: lock %q: %w", key, billing.ErrLockHeld)
-	}
-	st := s.lockState[key]
-	st.token++
-	st.acquired = t0(now)
-	s.lockState[key] = st
-	l := billing.Lease{Key: key, Owner: owner, Token: st.token, ExpiresAt: t0(now.Add(ttl))}
-	s.locks[key] = l
-	return l, nil
+	return write(ctx, s, func() (billing.Lease, error) {
+		if key == "" || owner == "" || ttl <= 0 {
+			return billing.Lease{}, fmt.Errorf("memstore: lock needs a key, an owner and a positive ttl: %w", billing.ErrInvalidInput)
+		}
+		if l, ok := s.locks[key]; ok && l.ExpiresAt.After(now) {
+			return billing.Lease{}, fmt.Errorf("memstore: lock %q: %w", key, billing.ErrLockHeld)
+		}
+		st := s.lockState[key]
+		st.token++
+		st.acquired = t0(now)
+		s.lockState[key] = st
+		l := billing.Lease{Key: key, Owner: owner, Token: st.token, ExpiresAt: t0(now.Add(ttl))}
+		s.locks[key] = l
+		return l, nil
+	})
 }
 
 // lockState is a key's fencing counter (the last token handed out) and when it was last
@@ -37,32 +34,26 @@ type lockState struct {
 }
 
 func (s *Store) RenewLock(ctx context.Context, l billing.Lease, now time.Time, ttl time.Duration) (billing.Lease, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.Lease{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.locks[l.Key]
-	if !ok || cur.Token != l.Token || cur.Owner != l.Owner || !cur.ExpiresAt.After(now) {
-		return billing.Lease{}, fmt.Errorf("memstore: lock %q: %w", l.Key, billing.ErrLockLost)
-	}
-	cur.ExpiresAt = t0(now.Add(ttl))
-	s.locks[l.Key] = cur
-	return cur, nil
+	return write(ctx, s, func() (billing.Lease, error) {
+		cur, ok := s.locks[l.Key]
+		if !ok || cur.Token != l.Token || cur.Owner != l.Owner || !cur.ExpiresAt.After(now) {
+			return billing.Lease{}, fmt.Errorf("memstore: lock %q: %w", l.Key, billing.ErrLockLost)
+		}
+		cur.ExpiresAt = t0(now.Add(ttl))
+		s.locks[l.Key] = cur
+		return cur, nil
+	})
 }
 
 func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cur, ok := s.locks[l.Key]
-	if !ok || cur.Token != l.Token || cur.Owner != l.Owner {
-		return fmt.Errorf("memstore: lock %q: %w", l.Key, billing.ErrLockLost)
-	}
-	delete(s.locks, l.Key)
-	return nil
+	return s.update(ctx, func() error {
+		cur, ok := s.locks[l.Key]
+		if !ok || cur.Token != l.Token || cur.Owner != l.Owner {
+			return fmt.Errorf("memstore: lock %q: %w", l.Key, billing.ErrLockLost)
+		}
+		delete(s.locks, l.Key)
+		return nil
+	})
 }
 
 // CurrentLease returns the live lease of key at now, if any, without taking it

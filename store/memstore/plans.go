@@ -7,53 +7,40 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
+func newPlans() table[billing.Plan] {
+	return table[billing.Plan]{
+		kind: "plan", rows: map[string]billing.Plan{}, norm: normPlan,
+		id:     func(p *billing.Plan) *string { return &p.ID },
+		hidden: func(p *billing.Plan) bool { return p.Deleted },
+	}
+}
+
 func normPlan(p billing.Plan) billing.Plan {
 	p.CreatedAt, p.UpdatedAt = t0(p.CreatedAt), t0(p.UpdatedAt)
 	return p
 }
 
 func (s *Store) InsertPlan(ctx context.Context, p *billing.Plan) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if p.ID == "" {
-		p.ID = billing.NewID()
-	}
-	if _, ok := s.plans[p.ID]; ok {
-		return conflict("plan", p.ID)
-	}
-	*p = normPlan(*p)
-	s.plans[p.ID] = *p
-	return nil
+	return s.update(ctx, func() error {
+		return s.plans.insert(p)
+	})
 }
 
 func (s *Store) GetPlan(ctx context.Context, id string) (billing.Plan, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.Plan{}, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	p, ok := s.plans[id]
-	if !ok || p.Deleted {
-		return billing.Plan{}, notFound("plan", id)
-	}
-	return p, nil
+	return read(ctx, s, func() (billing.Plan, error) {
+		return s.plans.get(id)
+	})
 }
 
 func (s *Store) ListPlans(ctx context.Context) ([]billing.Plan, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]billing.Plan, 0, len(s.plans))
-	for _, p := range s.plans {
-		if !p.Deleted {
-			out = append(out, p)
+	return read(ctx, s, func() ([]billing.Plan, error) {
+		out := make([]billing.Plan, 0, len(s.plans.rows))
+		for _, p := range s.plans.rows {
+			if !p.Deleted {
+				out = append(out, p)
+			}
 		}
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
-	return out, nil
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		return out, nil
+	})
 }

@@ -8,58 +8,50 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-func (s *Store) InsertSession(ctx context.Context, se *billing.Session) error {
-	if err := ctx.Err(); err != nil {
-		return err
+// newSessions holds the sessions; a soft-deleted one is still found by id.
+func newSessions() table[billing.Session] {
+	return table[billing.Session]{
+		kind: "session", rows: map[string]billing.Session{}, norm: normSession,
+		id: func(se *billing.Session) *string { return &se.ID },
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if se.ID == "" {
-		se.ID = billing.NewID()
-	}
-	if _, ok := s.sessions[se.ID]; ok {
-		return conflict("session", se.ID)
-	}
+}
+
+func normSession(se billing.Session) billing.Session {
 	se.ExpiresAt, se.CreatedAt, se.DeletedAt = t0(se.ExpiresAt), t0(se.CreatedAt), t0(se.DeletedAt)
-	s.sessions[se.ID] = *se
-	return nil
+	return se
+}
+
+func (s *Store) InsertSession(ctx context.Context, se *billing.Session) error {
+	return s.update(ctx, func() error {
+		return s.sessions.insert(se)
+	})
 }
 
 func (s *Store) GetSession(ctx context.Context, id string) (billing.Session, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.Session{}, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	se, ok := s.sessions[id]
-	if !ok {
-		return billing.Session{}, notFound("session", id)
-	}
-	return se, nil
+	return read(ctx, s, func() (billing.Session, error) {
+		return s.sessions.get(id)
+	})
 }
 
 func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]billing.Session, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	var ids []string
-	for id, se := range s.sessions {
-		if !se.Deleted && !se.ExpiresAt.After(expiredBefore) {
-			ids = append(ids, id)
+	return write(ctx, s, func() ([]billing.Session, error) {
+		var ids []string
+		for id, se := range s.sessions.rows {
+			if !se.Deleted && !se.ExpiresAt.After(expiredBefore) {
+				ids = append(ids, id)
+			}
 		}
-	}
-	sort.Strings(ids)
-	if limit > 0 && len(ids) > limit {
-		ids = ids[:limit]
-	}
-	out := make([]billing.Session, 0, len(ids))
-	for _, id := range ids {
-		se := s.sessions[id]
-		se.Deleted, se.DeletedAt = true, t0(now)
-		s.sessions[id] = se
-		out = append(out, se)
-	}
-	return out, nil
+		sort.Strings(ids)
+		if limit > 0 && len(ids) > limit {
+			ids = ids[:limit]
+		}
+		out := make([]billing.Session, 0, len(ids))
+		for _, id := range ids {
+			se := s.sessions.rows[id]
+			se.Deleted, se.DeletedAt = true, t0(now)
+			s.sessions.rows[id] = se
+			out = append(out, se)
+		}
+		return out, nil
+	})
 }

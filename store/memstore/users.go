@@ -6,70 +6,60 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
+func newUsers() table[billing.User] {
+	return table[billing.User]{
+		kind: "user", rows: map[string]billing.User{}, norm: normUser,
+		id:     func(u *billing.User) *string { return &u.ID },
+		hidden: func(u *billing.User) bool { return u.Deleted },
+	}
+}
+
 func normUser(u billing.User) billing.User {
 	u.AccessUntil, u.CreatedAt, u.UpdatedAt = t0(u.AccessUntil), t0(u.CreatedAt), t0(u.UpdatedAt)
 	return u
 }
 
 func (s *Store) InsertUser(ctx context.Context, u *billing.User) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if u.ID == "" {
-		u.ID = billing.NewID()
-	}
-	if _, ok := s.users[u.ID]; ok {
-		return conflict("user", u.ID)
-	}
-	*u = normUser(*u)
-	s.users[u.ID] = *u
-	s.consoleUser(*u)
-	return nil
+	return s.update(ctx, func() error {
+		if err := s.users.insert(u); err != nil {
+			return err
+		}
+		s.consoleUser(*u)
+		return nil
+	})
 }
 
 func (s *Store) GetUser(ctx context.Context, id string) (billing.User, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.User{}, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	u, ok := s.users[id]
-	if !ok || u.Deleted {
-		return billing.User{}, notFound("user", id)
-	}
-	return u, nil
+	return read(ctx, s, func() (billing.User, error) {
+		return s.users.get(id)
+	})
 }
 
 // ListUsers returns each non-deleted user among ids once, in the order of ids.
 func (s *Store) ListUsers(ctx context.Context, ids []string) ([]billing.User, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := make([]billing.User, 0, len(ids))
-	var seen map[string]struct{} // only when ids are many; a short list is checked in place
-	if len(ids) > 16 {
-		seen = make(map[string]struct{}, len(ids))
-	}
-	for i, id := range ids {
-		u, ok := s.users[id]
-		if !ok || u.Deleted {
-			continue
+	return read(ctx, s, func() ([]billing.User, error) {
+		out := make([]billing.User, 0, len(ids))
+		var seen map[string]struct{} // only when ids are many; a short list is checked in place
+		if len(ids) > 16 {
+			seen = make(map[string]struct{}, len(ids))
 		}
-		if seen != nil {
-			if _, dup := seen[id]; dup {
+		for i, id := range ids {
+			u, ok := s.users.rows[id]
+			if !ok || u.Deleted {
 				continue
 			}
-			seen[id] = struct{}{}
-		} else if containsBefore(ids, i) {
-			continue
+			if seen != nil {
+				if _, dup := seen[id]; dup {
+					continue
+				}
+				seen[id] = struct{}{}
+			} else if containsBefore(ids, i) {
+				continue
+			}
+			out = append(out, u)
 		}
-		out = append(out, u)
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
 // containsBefore reports whether ids[i] occurs in ids[:i].
@@ -93,7 +83,7 @@ func (s *Store) updateUserAccess(c *billing.UserAccessChange) error {
 	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
 		return invalid("user access change for %q names user %q", id, c.Changed.ID)
 	}
-	cur, ok := s.users[id]
+	cur, ok := s.users.rows[id]
 	if !ok || cur.Deleted {
 		return notFound("user", id)
 	}
@@ -116,6 +106,6 @@ func (s *Store) updateUserAccess(c *billing.UserAccessChange) error {
 	if !sameTime(r.UpdatedAt, w.UpdatedAt) {
 		cur.UpdatedAt = t0(w.UpdatedAt)
 	}
-	s.users[id] = cur
+	s.users.rows[id] = cur
 	return nil
 }
