@@ -10,6 +10,17 @@ import (
 
 var _ billing.Store = (*Store)(nil)
 
+// Optional capabilities memstore implements (declared in billing/store.go).
+var (
+	_ billing.CleanupCounter = (*Store)(nil)
+	_ billing.AuditCounter   = (*Store)(nil)
+	_ billing.Console        = (*Store)(nil)
+	_ billing.SnapshotStore  = (*Store)(nil)
+	_ billing.Pruner         = (*Store)(nil)
+	_ billing.LockInspector  = (*Store)(nil)
+	_ billing.Pinger         = (*Store)(nil)
+)
+
 // Store keeps everything in process memory behind one RWMutex. The zero value is not usable;
 // call New. Values cross the API as deep copies: nothing a caller passes in or gets back
 // aliases stored state. Times are stored in UTC at millisecond precision.

@@ -3,7 +3,6 @@ package memstore
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -92,89 +91,6 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 			return billing.Subscription{}, notFound("subscription", id)
 		}
 		return outSub(&r.sub, false), nil
-	})
-}
-
-// UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
-func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
-	return applyEach(ctx, s, changes, s.updateSubscription)
-}
-
-// updateSubscription applies one change. Caller holds s.mu.
-func (s *Store) updateSubscription(c *billing.SubscriptionChange) error {
-	id := c.Read.ID
-	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
-		return invalid("subscription change for %q names subscription %q", id, c.Changed.ID)
-	}
-	if c.Effects != nil && c.Effects.Token == "" {
-		return invalid("subscription change for %q records effects without a token", id)
-	}
-	r, ok := s.subs[id]
-	if !ok || r.sub.Deleted {
-		return notFound("subscription", id)
-	}
-	cur := &r.sub
-	switch {
-	case cur.Status != c.Read.Status:
-		return changedSince(id, fmt.Sprintf("status %s, read %s", cur.Status, c.Read.Status))
-	case !cur.CurrentPeriodEnd.Equal(t0(c.Read.CurrentPeriodEnd)):
-		return changedSince(id, "its period end moved")
-	case c.ClaimToken != "" && r.claimToken != c.ClaimToken:
-		return changedSince(id, "it is no longer claimed by the writer")
-	case c.Effects != nil && cur.Pending != nil:
-		return changedSince(id, "it carries pending effects")
-	}
-	ok, writes := writable(subFields, cur, &c.Read, &c.Changed)
-	if !ok {
-		return changedSince(id, "a field the change writes differs from the one read")
-	}
-	prev := *cur
-	if writes {
-		apply(subFields, cur, &c.Read, &c.Changed)
-	}
-	if c.Effects != nil {
-		cur.Pending = copyEffects(c.Effects)
-		s.pending[r] = struct{}{}
-	}
-	cur.Version++
-	if writes {
-		s.reindex(r, prev)
-	}
-	return nil
-}
-
-func changedSince(id, why string) error {
-	return fmt.Errorf("memstore: subscription %q changed since it was read (%s): %w", id, why, billing.ErrConflict)
-}
-
-// reindex brings the indexes in line with r after it changed from prev. Caller holds s.mu.
-func (s *Store) reindex(r *subRecord, prev billing.Subscription) {
-	cur := &r.sub
-	if !prev.CurrentPeriodEnd.Equal(cur.CurrentPeriodEnd) {
-		s.byEndDirty, s.byEndStale = true, true
-	}
-	if prev.UserID != cur.UserID || prev.Deleted != cur.Deleted {
-		s.indexUser(r, prev)
-	}
-	if prev.Gateway != cur.Gateway || prev.GatewaySubscriptionID != cur.GatewaySubscriptionID || prev.Deleted != cur.Deleted {
-		s.indexGateway(cur.ID, prev, *cur)
-	}
-}
-
-// CompleteEffects clears the matching pending effects and releases their records' claims
-// under one lock.
-func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
-	return s.update(ctx, func() error {
-		for _, d := range done {
-			r, ok := s.subs[d.SubscriptionID]
-			if !ok || r.sub.Pending == nil || r.sub.Pending.Token != d.Token {
-				continue
-			}
-			r.sub.Pending = nil
-			delete(s.pending, r)
-			s.dropClaim(r)
-		}
-		return nil
 	})
 }
 

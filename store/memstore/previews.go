@@ -7,17 +7,6 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// Optional capabilities memstore implements (declared in billing/store.go).
-var (
-	_ billing.CleanupCounter = (*Store)(nil)
-	_ billing.AuditCounter   = (*Store)(nil)
-	_ billing.Console        = (*Store)(nil)
-	_ billing.SnapshotStore  = (*Store)(nil)
-	_ billing.Pruner         = (*Store)(nil)
-	_ billing.LockInspector  = (*Store)(nil)
-	_ billing.Pinger         = (*Store)(nil)
-)
-
 // CountExpiredSessions implements billing.CleanupCounter.
 func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, error) {
 	return read(ctx, s, func() (int, error) {
@@ -37,6 +26,19 @@ func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error
 		n := 0
 		for _, p := range s.payments.rows {
 			if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(t) {
+				n++
+			}
+		}
+		return n, nil
+	})
+}
+
+// CountAudit implements billing.AuditCounter.
+func (s *Store) CountAudit(ctx context.Context, f billing.AuditFilter) (int, error) {
+	return read(ctx, s, func() (int, error) {
+		n := 0
+		for i, list := 0, s.auditSince(&f); i < len(list); i++ {
+			if auditMatch(&f, list[i]) {
 				n++
 			}
 		}

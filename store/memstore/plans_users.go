@@ -2,9 +2,48 @@ package memstore
 
 import (
 	"context"
+	"sort"
 
 	"github.com/renewkit/renewkit/billing"
 )
+
+func newPlans() table[billing.Plan] {
+	return table[billing.Plan]{
+		kind: "plan", rows: map[string]billing.Plan{}, norm: normPlan,
+		id:     func(p *billing.Plan) *string { return &p.ID },
+		hidden: func(p *billing.Plan) bool { return p.Deleted },
+	}
+}
+
+func normPlan(p billing.Plan) billing.Plan {
+	p.CreatedAt, p.UpdatedAt = t0(p.CreatedAt), t0(p.UpdatedAt)
+	return p
+}
+
+func (s *Store) InsertPlan(ctx context.Context, p *billing.Plan) error {
+	return s.update(ctx, func() error {
+		return s.plans.insert(p)
+	})
+}
+
+func (s *Store) GetPlan(ctx context.Context, id string) (billing.Plan, error) {
+	return read(ctx, s, func() (billing.Plan, error) {
+		return s.plans.get(id)
+	})
+}
+
+func (s *Store) ListPlans(ctx context.Context) ([]billing.Plan, error) {
+	return read(ctx, s, func() ([]billing.Plan, error) {
+		out := make([]billing.Plan, 0, len(s.plans.rows))
+		for _, p := range s.plans.rows {
+			if !p.Deleted {
+				out = append(out, p)
+			}
+		}
+		sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+		return out, nil
+	})
+}
 
 func newUsers() table[billing.User] {
 	return table[billing.User]{
@@ -70,42 +109,4 @@ func containsBefore(ids []string, i int) bool {
 		}
 	}
 	return false
-}
-
-// UpdateUsersAccess applies each change under one lock; see billing.UserStore.
-func (s *Store) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) ([]error, error) {
-	return applyEach(ctx, s, changes, s.updateUserAccess)
-}
-
-// updateUserAccess applies one change. Caller holds s.mu.
-func (s *Store) updateUserAccess(c *billing.UserAccessChange) error {
-	id := c.Read.ID
-	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
-		return invalid("user access change for %q names user %q", id, c.Changed.ID)
-	}
-	cur, ok := s.users.rows[id]
-	if !ok || cur.Deleted {
-		return notFound("user", id)
-	}
-	if cur.PlanID != c.Read.PlanID || cur.SubscriptionID != c.Read.SubscriptionID || cur.Status != c.Read.Status {
-		return conflict("user", id)
-	}
-	r, w := &c.Read, &c.Changed
-	if r.PlanID != w.PlanID {
-		cur.PlanID = w.PlanID
-	}
-	if r.SubscriptionID != w.SubscriptionID {
-		cur.SubscriptionID = w.SubscriptionID
-	}
-	if r.Status != w.Status {
-		cur.Status = w.Status
-	}
-	if !sameTime(r.AccessUntil, w.AccessUntil) {
-		cur.AccessUntil = t0(w.AccessUntil)
-	}
-	if !sameTime(r.UpdatedAt, w.UpdatedAt) {
-		cur.UpdatedAt = t0(w.UpdatedAt)
-	}
-	s.users.rows[id] = cur
-	return nil
 }

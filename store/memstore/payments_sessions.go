@@ -2,7 +2,6 @@ package memstore
 
 import (
 	"context"
-	"fmt"
 	"sort"
 	"time"
 
@@ -54,49 +53,6 @@ func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (
 	})
 }
 
-// UpdatePayment writes the fields where changed differs from read, conditionally; see
-// billing.PaymentStore.
-func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment) error {
-	return s.update(ctx, func() error {
-		id := read.ID
-		if id == "" || (changed.ID != "" && changed.ID != id) {
-			return invalid("payment change for %q names payment %q", id, changed.ID)
-		}
-		cur, ok := s.payments.find(id)
-		if !ok {
-			return notFound("payment", id)
-		}
-		if cur.Status != read.Status {
-			return fmt.Errorf("memstore: payment %q changed since it was read (status %s, read %s): %w",
-				id, cur.Status, read.Status, billing.ErrConflict)
-		}
-		if ok, _ := writable(paymentFields, &cur, &read, &changed); !ok {
-			return fmt.Errorf("memstore: payment %q changed since it was read (a field the change writes differs from the one read): %w",
-				id, billing.ErrConflict)
-		}
-		next := cur
-		apply(paymentFields, &next, &read, &changed)
-		if next.Gateway != cur.Gateway || next.GatewayPaymentID != cur.GatewayPaymentID {
-			newKey := gwKey(next.Gateway, next.GatewayPaymentID)
-			if next.GatewayPaymentID != "" {
-				if other, ok := s.paymentsByGW[newKey]; ok && other != id {
-					return conflict("gateway payment", next.GatewayPaymentID)
-				}
-			}
-			if oldKey := gwKey(cur.Gateway, cur.GatewayPaymentID); cur.GatewayPaymentID != "" && s.paymentsByGW[oldKey] == id {
-				delete(s.paymentsByGW, oldKey)
-			}
-			if next.GatewayPaymentID != "" {
-				s.paymentsByGW[newKey] = id
-			}
-		}
-		next.Version++
-		s.payments.rows[id] = next
-		s.consolePayment(cur, next, false)
-		return nil
-	})
-}
-
 func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
 	return write(ctx, s, func() ([]billing.Payment, error) {
 		var ids []string
@@ -116,6 +72,54 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 			p.Version++
 			s.payments.rows[id] = p
 			out = append(out, p)
+		}
+		return out, nil
+	})
+}
+
+// newSessions holds the sessions; a soft-deleted one is still found by id.
+func newSessions() table[billing.Session] {
+	return table[billing.Session]{
+		kind: "session", rows: map[string]billing.Session{}, norm: normSession,
+		id: func(se *billing.Session) *string { return &se.ID },
+	}
+}
+
+func normSession(se billing.Session) billing.Session {
+	se.ExpiresAt, se.CreatedAt, se.DeletedAt = t0(se.ExpiresAt), t0(se.CreatedAt), t0(se.DeletedAt)
+	return se
+}
+
+func (s *Store) InsertSession(ctx context.Context, se *billing.Session) error {
+	return s.update(ctx, func() error {
+		return s.sessions.insert(se)
+	})
+}
+
+func (s *Store) GetSession(ctx context.Context, id string) (billing.Session, error) {
+	return read(ctx, s, func() (billing.Session, error) {
+		return s.sessions.get(id)
+	})
+}
+
+func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]billing.Session, error) {
+	return write(ctx, s, func() ([]billing.Session, error) {
+		var ids []string
+		for id, se := range s.sessions.rows {
+			if !se.Deleted && !se.ExpiresAt.After(expiredBefore) {
+				ids = append(ids, id)
+			}
+		}
+		sort.Strings(ids)
+		if limit > 0 && len(ids) > limit {
+			ids = ids[:limit]
+		}
+		out := make([]billing.Session, 0, len(ids))
+		for _, id := range ids {
+			se := s.sessions.rows[id]
+			se.Deleted, se.DeletedAt = true, t0(now)
+			s.sessions.rows[id] = se
+			out = append(out, se)
 		}
 		return out, nil
 	})
