@@ -183,6 +183,18 @@ func (s *Store) consoleLock() func() {
 	return s.mu.Unlock
 }
 
+// consoleRead is the preamble of a console listing: ctx live and the page limit valid, then
+// the console's lock (consoleLock), released by unlock.
+func (s *Store) consoleRead(ctx context.Context, n int) (limit int, unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	if limit, err = billing.PageLimit(n); err != nil {
+		return 0, nil, err
+	}
+	return limit, s.consoleLock(), nil
+}
+
 // page collects up to limit items after the cursor from a newest-first ordering; start
 // is the first position after the cursor.
 func page[T any](n, limit int, start int, at func(i int) (T, time.Time, string, bool)) ([]T, billing.Cursor) {
@@ -204,14 +216,11 @@ func page[T any](n, limit int, start int, at func(i int) (T, time.Time, string, 
 
 // SearchSubscriptions implements billing.Console.
 func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQuery) ([]billing.Subscription, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, unlock, err := s.consoleRead(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
-	defer s.consoleLock()()
+	defer unlock()
 	if q.Q != "" {
 		return s.searchQ(q, limit)
 	}
@@ -273,14 +282,11 @@ func (s *Store) searchQ(q billing.SubscriptionQuery, limit int) ([]billing.Subsc
 
 // ListPayments implements billing.Console.
 func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]billing.Payment, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, unlock, err := s.consoleRead(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
-	defer s.consoleLock()()
+	defer unlock()
 	ids := s.con.payments
 	if q.SubscriptionID != "" {
 		ids = make([]string, 0, len(s.con.paymentsBySub[q.SubscriptionID]))
@@ -302,14 +308,11 @@ func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]bil
 
 // ListNotifications implements billing.Console.
 func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQuery) ([]billing.NotificationRecord, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, unlock, err := s.consoleRead(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
-	defer s.consoleLock()()
+	defer unlock()
 	keys := s.con.notes
 	if q.SubscriptionID != "" {
 		keys = slices.Clone(s.con.notesBySub[q.SubscriptionID])
