@@ -2,7 +2,6 @@ package memstore
 
 import (
 	"context"
-	"sort"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
@@ -53,27 +52,20 @@ func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (
 	})
 }
 
+// stalePayment selects the payments CancelStalePayments cancels: live, pending and created
+// at or before createdBefore.
+func stalePayment(createdBefore time.Time) func(*billing.Payment) bool {
+	return func(p *billing.Payment) bool {
+		return !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(createdBefore)
+	}
+}
+
 func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
 	return write(ctx, s, func() ([]billing.Payment, error) {
-		var ids []string
-		for id, p := range s.payments.rows {
-			if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(createdBefore) {
-				ids = append(ids, id)
-			}
-		}
-		sort.Strings(ids)
-		if limit > 0 && len(ids) > limit {
-			ids = ids[:limit]
-		}
-		out := make([]billing.Payment, 0, len(ids))
-		for _, id := range ids {
-			p := s.payments.rows[id]
+		return s.payments.sweep(stalePayment(createdBefore), limit, func(p *billing.Payment) {
 			p.Status, p.Reason, p.UpdatedAt, p.ProcessedAt = billing.PaymentCancelled, reason, t0(now), t0(now)
 			p.Version++
-			s.payments.rows[id] = p
-			out = append(out, p)
-		}
-		return out, nil
+		}), nil
 	})
 }
 
@@ -102,25 +94,16 @@ func (s *Store) GetSession(ctx context.Context, id string) (billing.Session, err
 	})
 }
 
+// expiredSession selects the sessions DeleteExpiredSessions deletes: live and expired at or
+// before expiredBefore.
+func expiredSession(expiredBefore time.Time) func(*billing.Session) bool {
+	return func(se *billing.Session) bool { return !se.Deleted && !se.ExpiresAt.After(expiredBefore) }
+}
+
 func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]billing.Session, error) {
 	return write(ctx, s, func() ([]billing.Session, error) {
-		var ids []string
-		for id, se := range s.sessions.rows {
-			if !se.Deleted && !se.ExpiresAt.After(expiredBefore) {
-				ids = append(ids, id)
-			}
-		}
-		sort.Strings(ids)
-		if limit > 0 && len(ids) > limit {
-			ids = ids[:limit]
-		}
-		out := make([]billing.Session, 0, len(ids))
-		for _, id := range ids {
-			se := s.sessions.rows[id]
+		return s.sessions.sweep(expiredSession(expiredBefore), limit, func(se *billing.Session) {
 			se.Deleted, se.DeletedAt = true, t0(now)
-			s.sessions.rows[id] = se
-			out = append(out, se)
-		}
-		return out, nil
+		}), nil
 	})
 }

@@ -7,29 +7,19 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// CountExpiredSessions implements billing.CleanupCounter.
+// CountExpiredSessions implements billing.CleanupCounter: it counts what
+// DeleteExpiredSessions deletes.
 func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, error) {
 	return read(ctx, s, func() (int, error) {
-		n := 0
-		for _, se := range s.sessions.rows {
-			if !se.Deleted && !se.ExpiresAt.After(t) {
-				n++
-			}
-		}
-		return n, nil
+		return s.sessions.count(expiredSession(t)), nil
 	})
 }
 
-// CountStalePayments implements billing.CleanupCounter.
+// CountStalePayments implements billing.CleanupCounter: it counts what CancelStalePayments
+// cancels.
 func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
 	return read(ctx, s, func() (int, error) {
-		n := 0
-		for _, p := range s.payments.rows {
-			if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(t) {
-				n++
-			}
-		}
-		return n, nil
+		return s.payments.count(stalePayment(t)), nil
 	})
 }
 

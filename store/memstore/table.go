@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"sort"
 
 	"github.com/renewkit/renewkit/billing"
 )
@@ -125,4 +126,38 @@ func (t *table[T]) put(x *T) {
 		*x = t.norm(*x)
 	}
 	t.rows[*t.id(x)] = t.out(*x)
+}
+
+// count returns how many rows match selects.
+func (t *table[T]) count(match func(*T) bool) int {
+	n := 0
+	for _, x := range t.rows {
+		if match(&x) {
+			n++
+		}
+	}
+	return n
+}
+
+// sweep changes the rows match selects, at most limit of them (every one when limit is not
+// positive) in id order, and returns copies of them as changed.
+func (t *table[T]) sweep(match func(*T) bool, limit int, change func(*T)) []T {
+	var ids []string
+	for id, x := range t.rows {
+		if match(&x) {
+			ids = append(ids, id)
+		}
+	}
+	sort.Strings(ids)
+	if limit > 0 && len(ids) > limit {
+		ids = ids[:limit]
+	}
+	out := make([]T, 0, len(ids))
+	for _, id := range ids {
+		x := t.rows[id]
+		change(&x)
+		t.rows[id] = x
+		out = append(out, t.out(x))
+	}
+	return out
 }
