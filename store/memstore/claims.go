@@ -16,102 +16,93 @@ type claimSet struct {
 }
 
 func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) ([]billing.Subscription, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if p.Token == "" || p.Limit <= 0 {
-		return nil, invalid("claim needs a token and a positive limit")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	// Oldest period end first, so a partial sweep handles the most urgent records: records
-	// with pending effects through their index, the filter's users through theirs, or else
-	// only the filter's period-end window, stopping at the limit.
-	picked := s.scratch[:0]
-	take := func(r *subRecord) bool { // reports whether the limit is reached
-		if r.claimToken == p.Token || (r.claimToken != "" && r.claimUntil.After(p.Now)) || (r.sub.Pending != nil) != p.Pending {
-			return false
+	return write(ctx, s, func() ([]billing.Subscription, error) {
+		if p.Token == "" || p.Limit <= 0 {
+			return nil, invalid("claim needs a token and a positive limit")
 		}
-		picked = append(picked, r)
-		return len(picked) == p.Limit
-	}
-	switch {
-	case p.Pending: // few records: through the pending index
-		for _, r := range s.pendingRecords(p.Filter) {
-			if take(r) {
-				break
+		// Oldest period end first, so a partial sweep handles the most urgent records: records
+		// with pending effects through their index, the filter's users through theirs, or else
+		// only the filter's period-end window, stopping at the limit.
+		picked := s.scratch[:0]
+		take := func(r *subRecord) bool { // reports whether the limit is reached
+			if r.claimToken == p.Token || (r.claimToken != "" && r.claimUntil.After(p.Now)) || (r.sub.Pending != nil) != p.Pending {
+				return false
+			}
+			picked = append(picked, r)
+			return len(picked) == p.Limit
+		}
+		switch {
+		case p.Pending: // few records: through the pending index
+			for _, r := range s.pendingRecords(p.Filter) {
+				if take(r) {
+					break
+				}
+			}
+		case len(p.Filter.UserIDs) > 0:
+			for _, r := range s.userRecords(p.Filter) {
+				if take(r) {
+					break
+				}
+			}
+		default:
+			s.sortByEnd()
+			for _, e := range s.window(p.Filter) {
+				if p.Filter.Match(e.r.sub) && take(e.r) {
+					break
+				}
 			}
 		}
-	case len(p.Filter.UserIDs) > 0:
-		for _, r := range s.userRecords(p.Filter) {
-			if take(r) {
-				break
-			}
+		if len(picked) == 0 {
+			return nil, nil
 		}
-	default:
-		s.sortByEnd()
-		for _, e := range s.window(p.Filter) {
-			if p.Filter.Match(e.r.sub) && take(e.r) {
-				break
-			}
+		until := t0(p.LeaseUntil)
+		out := make([]billing.Subscription, len(picked))
+		for i, r := range picked {
+			s.setClaim(r, p.Token, until)
+			out[i] = outSub(&r.sub, false)
+			picked[i] = nil
 		}
-	}
-	if len(picked) == 0 {
-		return nil, nil
-	}
-	until := t0(p.LeaseUntil)
-	out := make([]billing.Subscription, len(picked))
-	for i, r := range picked {
-		s.setClaim(r, p.Token, until)
-		out[i] = outSub(&r.sub, false)
-		picked[i] = nil
-	}
-	s.scratch = picked[:0]
-	return out, nil
+		s.scratch = picked[:0]
+		return out, nil
+	})
 }
 
 // ExtendClaims moves the lease of every record token holds, whether or not it has lapsed
 // meanwhile, as long as no other token took the record over.
 func (s *Store) ExtendClaims(ctx context.Context, token string, until time.Time) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cs := s.claims[token]
-	if cs == nil {
-		return nil
-	}
-	until = t0(until)
-	held := cs.recs[:0] // drop the records the token lost
-	for _, r := range cs.recs {
-		if r.claimToken == token {
-			r.claimUntil = until
-			held = append(held, r)
+	return s.update(ctx, func() error {
+		cs := s.claims[token]
+		if cs == nil {
+			return nil
 		}
-	}
-	clear(cs.recs[len(held):])
-	cs.recs = held
-	return nil
+		until = t0(until)
+		held := cs.recs[:0] // drop the records the token lost
+		for _, r := range cs.recs {
+			if r.claimToken == token {
+				r.claimUntil = until
+				held = append(held, r)
+			}
+		}
+		clear(cs.recs[len(held):])
+		cs.recs = held
+		return nil
+	})
 }
 
 func (s *Store) ReleaseClaims(ctx context.Context, token string) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	cs := s.claims[token]
-	if cs == nil {
-		return nil
-	}
-	for _, r := range cs.recs {
-		if r.claimToken == token {
-			r.claimToken, r.claimUntil = "", time.Time{}
+	return s.update(ctx, func() error {
+		cs := s.claims[token]
+		if cs == nil {
+			return nil
 		}
-	}
-	delete(s.claims, token)
-	return nil
+		for _, r := range cs.recs {
+			if r.claimToken == token {
+				r.claimToken, r.claimUntil = "", time.Time{}
+			}
+		}
+		delete(s.claims, token)
+		return nil
+	})
 }
 
 // setClaim leases r to token until until, taking it from any other holder. Caller holds

@@ -73,7 +73,7 @@ func (s *Store) consolePayment(old, p billing.Payment, inserted bool) {
 	s.con.init()
 	if inserted {
 		if n := len(s.con.payments); n > 0 {
-			last := s.payments[s.con.payments[n-1]]
+			last := s.payments.rows[s.con.payments[n-1]]
 			s.con.paymentsDirty = s.con.paymentsDirty || oldestFirst(last.CreatedAt, p.CreatedAt, last.ID, p.ID) > 0
 		}
 		s.con.payments = append(s.con.payments, p.ID)
@@ -97,7 +97,7 @@ func (s *Store) consolePayment(old, p billing.Payment, inserted bool) {
 func (s *Store) consoleNote(n billing.NotificationRecord) {
 	s.con.init()
 	if k := len(s.con.notes); k > 0 {
-		last := s.notifications[s.con.notes[k-1]]
+		last := s.notifications.rows[s.con.notes[k-1]]
 		s.con.notesDirty = s.con.notesDirty || oldestFirst(last.CreatedAt, n.CreatedAt, last.Key, n.Key) > 0
 	}
 	s.con.notes = append(s.con.notes, n.Key)
@@ -146,19 +146,19 @@ func (s *Store) sortConsole() {
 	}
 	if c.paymentsDirty {
 		slices.SortFunc(c.payments, func(a, b string) int {
-			return oldestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
+			return oldestFirst(s.payments.rows[a].CreatedAt, s.payments.rows[b].CreatedAt, a, b)
 		})
 		c.paymentsDirty = false
 	}
 	if c.notesDirty {
 		// Keys pruned by retention are dropped here.
-		c.notes = slices.DeleteFunc(c.notes, func(k string) bool { _, ok := s.notifications[k]; return !ok })
+		c.notes = slices.DeleteFunc(c.notes, func(k string) bool { _, ok := s.notifications.rows[k]; return !ok })
 		slices.SortFunc(c.notes, func(a, b string) int {
-			return oldestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
+			return oldestFirst(s.notifications.rows[a].CreatedAt, s.notifications.rows[b].CreatedAt, a, b)
 		})
 		c.notes = slices.Compact(c.notes) // a key pruned and reserved again
 		for sub, keys := range c.notesBySub {
-			keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := s.notifications[k]; return !ok })
+			keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := s.notifications.rows[k]; return !ok })
 			if len(keys) == 0 {
 				delete(c.notesBySub, sub)
 			} else {
@@ -183,6 +183,18 @@ func (s *Store) consoleLock() func() {
 	return s.mu.Unlock
 }
 
+// consoleRead is the preamble of a console listing: ctx live and the page limit valid, then
+// the console's lock (consoleLock), released by unlock.
+func (s *Store) consoleRead(ctx context.Context, n int) (limit int, unlock func(), err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, nil, err
+	}
+	if limit, err = billing.PageLimit(n); err != nil {
+		return 0, nil, err
+	}
+	return limit, s.consoleLock(), nil
+}
+
 // page collects up to limit items after the cursor from a newest-first ordering; start
 // is the first position after the cursor.
 func page[T any](n, limit int, start int, at func(i int) (T, time.Time, string, bool)) ([]T, billing.Cursor) {
@@ -204,14 +216,11 @@ func page[T any](n, limit int, start int, at func(i int) (T, time.Time, string, 
 
 // SearchSubscriptions implements billing.Console.
 func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQuery) ([]billing.Subscription, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, unlock, err := s.consoleRead(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
-	defer s.consoleLock()()
+	defer unlock()
 	if q.Q != "" {
 		return s.searchQ(q, limit)
 	}
@@ -273,14 +282,11 @@ func (s *Store) searchQ(q billing.SubscriptionQuery, limit int) ([]billing.Subsc
 
 // ListPayments implements billing.Console.
 func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]billing.Payment, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, unlock, err := s.consoleRead(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
-	defer s.consoleLock()()
+	defer unlock()
 	ids := s.con.payments
 	if q.SubscriptionID != "" {
 		ids = make([]string, 0, len(s.con.paymentsBySub[q.SubscriptionID]))
@@ -288,13 +294,13 @@ func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]bil
 			ids = append(ids, id)
 		}
 		slices.SortFunc(ids, func(a, b string) int {
-			return oldestFirst(s.payments[a].CreatedAt, s.payments[b].CreatedAt, a, b)
+			return oldestFirst(s.payments.rows[a].CreatedAt, s.payments.rows[b].CreatedAt, a, b)
 		})
 	}
 	id := func(i int) string { return ids[len(ids)-1-i] } // newest first
-	start := sort.Search(len(ids), func(i int) bool { return q.After.Before(s.payments[id(i)].CreatedAt, id(i)) })
+	start := sort.Search(len(ids), func(i int) bool { return q.After.Before(s.payments.rows[id(i)].CreatedAt, id(i)) })
 	out, next := page(len(ids), limit, start, func(i int) (billing.Payment, time.Time, string, bool) {
-		p := s.payments[id(i)]
+		p := s.payments.rows[id(i)]
 		return p, p.CreatedAt, p.ID, q.Match(p)
 	})
 	return out, next, nil
@@ -302,25 +308,22 @@ func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]bil
 
 // ListNotifications implements billing.Console.
 func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQuery) ([]billing.NotificationRecord, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, unlock, err := s.consoleRead(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
-	defer s.consoleLock()()
+	defer unlock()
 	keys := s.con.notes
 	if q.SubscriptionID != "" {
 		keys = slices.Clone(s.con.notesBySub[q.SubscriptionID])
 		slices.SortFunc(keys, func(a, b string) int {
-			return oldestFirst(s.notifications[a].CreatedAt, s.notifications[b].CreatedAt, a, b)
+			return oldestFirst(s.notifications.rows[a].CreatedAt, s.notifications.rows[b].CreatedAt, a, b)
 		})
 	}
 	key := func(i int) string { return keys[len(keys)-1-i] } // newest first
-	start := sort.Search(len(keys), func(i int) bool { return q.After.Before(s.notifications[key(i)].CreatedAt, key(i)) })
+	start := sort.Search(len(keys), func(i int) bool { return q.After.Before(s.notifications.rows[key(i)].CreatedAt, key(i)) })
 	out, next := page(len(keys), limit, start, func(i int) (billing.NotificationRecord, time.Time, string, bool) {
-		n, ok := s.notifications[key(i)]
+		n, ok := s.notifications.rows[key(i)]
 		return copyNote(n), n.CreatedAt, n.Key, ok && q.Match(n)
 	})
 	return out, next, nil
@@ -336,82 +339,70 @@ func copyNote(n billing.NotificationRecord) billing.NotificationRecord {
 
 // ListEntityAudit implements billing.Console.
 func (s *Store) ListEntityAudit(ctx context.Context, ids []string, limit int) ([]billing.AuditEntry, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if limit < 1 || limit > billing.MaxPageSize {
-		return nil, invalid("audit limit %d: use 1 to %d", limit, billing.MaxPageSize)
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var all []*billing.AuditEntry
-	for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
-		list := s.con.auditByEntity[id]
-		all = append(all, list[max(0, len(list)-limit):]...)
-	}
-	slices.SortStableFunc(all, func(a, b *billing.AuditEntry) int { return b.CreatedAt.Compare(a.CreatedAt) })
-	out := make([]billing.AuditEntry, 0, min(limit, len(all)))
-	for _, e := range all[:min(limit, len(all))] {
-		out = append(out, copyAudit(*e))
-	}
-	return out, nil
+	return read(ctx, s, func() ([]billing.AuditEntry, error) {
+		if limit < 1 || limit > billing.MaxPageSize {
+			return nil, invalid("audit limit %d: use 1 to %d", limit, billing.MaxPageSize)
+		}
+		var all []*billing.AuditEntry
+		for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
+			list := s.con.auditByEntity[id]
+			all = append(all, list[max(0, len(list)-limit):]...)
+		}
+		slices.SortStableFunc(all, func(a, b *billing.AuditEntry) int { return b.CreatedAt.Compare(a.CreatedAt) })
+		out := make([]billing.AuditEntry, 0, min(limit, len(all)))
+		for _, e := range all[:min(limit, len(all))] {
+			out = append(out, copyAudit(*e))
+		}
+		return out, nil
+	})
 }
 
 // RetryNotification implements billing.Console.
 func (s *Store) RetryNotification(ctx context.Context, key, token string, now, leaseUntil time.Time) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if key == "" || token == "" {
-		return false, invalid("retrying a notification needs its key and a token")
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n, ok := s.notifications[key]
-	if !ok {
-		return false, notFound("notification", key)
-	}
-	if n.Status != billing.NotificationFailed {
-		return false, nil
-	}
-	n.Status, n.Error, n.Token, n.LeaseUntil, n.UpdatedAt = billing.NotificationSending, "", token, t0(leaseUntil), t0(now)
-	s.notifications[key] = n
-	return true, nil
+	return write(ctx, s, func() (bool, error) {
+		if key == "" || token == "" {
+			return false, invalid("retrying a notification needs its key and a token")
+		}
+		n, ok := s.notifications.rows[key]
+		if !ok {
+			return false, notFound("notification", key)
+		}
+		if n.Status != billing.NotificationFailed {
+			return false, nil
+		}
+		n.Status, n.Error, n.Token, n.LeaseUntil, n.UpdatedAt = billing.NotificationSending, "", token, t0(leaseUntil), t0(now)
+		s.notifications.rows[key] = n
+		return true, nil
+	})
 }
 
 // PutDailySnapshot implements billing.SnapshotStore.
 func (s *Store) PutDailySnapshot(ctx context.Context, snap billing.DailySnapshot) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if snap.Day.IsZero() {
-		return invalid("snapshot without a day")
-	}
-	snap.Day, snap.Taken = billing.SnapshotDay(snap.Day), t0(snap.Taken)
-	snap = copySnapshot(snap)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.con.init()
-	s.con.snapshots[snap.Day] = snap
-	return nil
+	return s.update(ctx, func() error {
+		if snap.Day.IsZero() {
+			return invalid("snapshot without a day")
+		}
+		snap.Day, snap.Taken = billing.SnapshotDay(snap.Day), t0(snap.Taken)
+		snap = copySnapshot(snap)
+		s.con.init()
+		s.con.snapshots[snap.Day] = snap
+		return nil
+	})
 }
 
 // ListDailySnapshots implements billing.SnapshotStore.
 func (s *Store) ListDailySnapshots(ctx context.Context, since time.Time) ([]billing.DailySnapshot, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	since = billing.SnapshotDay(since)
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	var out []billing.DailySnapshot
-	for day, snap := range s.con.snapshots {
-		if !day.Before(since) {
-			out = append(out, copySnapshot(snap))
+	return read(ctx, s, func() ([]billing.DailySnapshot, error) {
+		since = billing.SnapshotDay(since)
+		var out []billing.DailySnapshot
+		for day, snap := range s.con.snapshots {
+			if !day.Before(since) {
+				out = append(out, copySnapshot(snap))
+			}
 		}
-	}
-	slices.SortFunc(out, func(a, b billing.DailySnapshot) int { return a.Day.Compare(b.Day) })
-	return out, nil
+		slices.SortFunc(out, func(a, b billing.DailySnapshot) int { return a.Day.Compare(b.Day) })
+		return out, nil
+	})
 }
 
 func copySnapshot(s billing.DailySnapshot) billing.DailySnapshot {

@@ -12,6 +12,14 @@
 //
 // # Design
 //
+// The files follow store/storetest's areas: plans_users.go, subscriptions.go, claims.go,
+// changes.go (the conditional batch writes of subscriptions, user access and payments),
+// payments_sessions.go, records.go (audit, notifications, job runs and state, locks),
+// previews.go (the cleanup and audit counts), console.go; webhooks.go holds the inbox,
+// which storetest covers in records.go, and retention.go holds Prune. table.go holds what
+// every area shares: the one preamble of a call (check ctx, take the lock) and table, the
+// generic id-keyed map of the record kinds that are stored whole.
+//
 // Each batch method (UpdateSubscriptions, CompleteEffects, UpdateUsersAccess, ListUsers,
 // InsertAudits, ReserveNotifications, FinishNotifications) takes the mutex once per call,
 // so a batch is applied atomically with respect to other callers. Subscriptions are indexed

@@ -10,13 +10,24 @@ import (
 
 var _ billing.Store = (*Store)(nil)
 
+// Optional capabilities memstore implements (declared in billing/store.go).
+var (
+	_ billing.CleanupCounter = (*Store)(nil)
+	_ billing.AuditCounter   = (*Store)(nil)
+	_ billing.Console        = (*Store)(nil)
+	_ billing.SnapshotStore  = (*Store)(nil)
+	_ billing.Pruner         = (*Store)(nil)
+	_ billing.LockInspector  = (*Store)(nil)
+	_ billing.Pinger         = (*Store)(nil)
+)
+
 // Store keeps everything in process memory behind one RWMutex. The zero value is not usable;
 // call New. Values cross the API as deep copies: nothing a caller passes in or gets back
 // aliases stored state. Times are stored in UTC at millisecond precision.
 type Store struct {
 	mu    sync.RWMutex
-	plans map[string]billing.Plan
-	users map[string]billing.User
+	plans table[billing.Plan]
+	users table[billing.User]
 
 	subs     map[string]*subRecord
 	subsByGW map[string]string // gateway + "\x00" + gateway subscription id -> a live subscription holding it
@@ -39,15 +50,15 @@ type Store struct {
 	// scratch is ClaimSubscriptions' reusable list of picked records (under the write lock).
 	scratch []*subRecord
 
-	payments     map[string]billing.Payment
+	payments     table[billing.Payment]
 	paymentsByGW map[string]string // gateway + "\x00" + gateway payment id -> payment id
-	sessions     map[string]billing.Session
+	sessions     table[billing.Session]
 	// audit is ordered by CreatedAt, insertion order breaking ties; auditIDs holds every id
 	// in it.
 	audit         []*billing.AuditEntry
 	auditIDs      map[string]struct{}
-	notifications map[string]billing.NotificationRecord
-	runs          map[string]billing.JobRun
+	notifications table[billing.NotificationRecord]
+	runs          table[billing.JobRun]
 	jobStates     map[string]billing.JobState
 	locks         map[string]billing.Lease
 	lockState     map[string]lockState
@@ -61,19 +72,19 @@ type Store struct {
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		plans:         map[string]billing.Plan{},
-		users:         map[string]billing.User{},
+		plans:         newPlans(),
+		users:         newUsers(),
 		subs:          map[string]*subRecord{},
 		subsByGW:      map[string]string{},
 		byUser:        map[string][]*subRecord{},
 		claims:        map[string]*claimSet{},
 		pending:       map[*subRecord]struct{}{},
-		payments:      map[string]billing.Payment{},
+		payments:      newPayments(),
 		paymentsByGW:  map[string]string{},
-		sessions:      map[string]billing.Session{},
+		sessions:      newSessions(),
 		auditIDs:      map[string]struct{}{},
-		notifications: map[string]billing.NotificationRecord{},
-		runs:          map[string]billing.JobRun{},
+		notifications: newNotifications(),
+		runs:          newRuns(),
 		jobStates:     map[string]billing.JobState{},
 		locks:         map[string]billing.Lease{},
 		lockState:     map[string]lockState{},
@@ -101,18 +112,3 @@ func invalid(format string, args ...any) error {
 }
 
 func gwKey(gateway, id string) string { return gateway + "\x00" + id }
-
-// applyEach applies every change of a batch under one write lock and returns one result per
-// change, aligned with changes.
-func applyEach[T any](ctx context.Context, s *Store, changes []T, apply func(*T) error) ([]error, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	errs := make([]error, len(changes))
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for i := range changes {
-		errs[i] = apply(&changes[i])
-	}
-	return errs, nil
-}

@@ -19,7 +19,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if !p.NotificationsBefore.IsZero() {
-		res.Notifications = pruneMap(s.notifications, p.Limit, func(n billing.NotificationRecord) bool {
+		res.Notifications = pruneMap(s.notifications.rows, p.Limit, func(n billing.NotificationRecord) bool {
 			return n.CreatedAt.Before(p.NotificationsBefore)
 		})
 		if res.Notifications > 0 {

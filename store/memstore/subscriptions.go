@@ -3,7 +3,6 @@ package memstore
 import (
 	"cmp"
 	"context"
-	"fmt"
 	"slices"
 	"sort"
 	"strings"
@@ -56,170 +55,72 @@ func cmpEntries(a, b endEntry) int {
 }
 
 func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if x.ID == "" {
-		x.ID = billing.NewID()
-	}
-	if _, ok := s.subs[x.ID]; ok {
-		return conflict("subscription", x.ID)
-	}
-	if x.GatewaySubscriptionID != "" && s.liveByGateway(x.Gateway, x.GatewaySubscriptionID) != nil {
-		return conflict("gateway subscription", x.GatewaySubscriptionID)
-	}
-	*x = copySub(*x)
-	r := &subRecord{sub: copySub(*x)}
-	s.subs[x.ID] = r
-	e := entryOf(r)
-	// Records inserted in period-end order keep byEnd sorted.
-	if n := len(s.byEnd); n > 0 && !s.byEndDirty && cmpEntries(s.byEnd[n-1], e) > 0 {
-		s.byEndDirty = true
-	}
-	s.byEnd = append(s.byEnd, e)
-	if r.sub.Pending != nil {
-		s.pending[r] = struct{}{}
-	}
-	s.indexUser(r, billing.Subscription{Deleted: true}) // a deleted prev: not indexed yet
-	s.indexGateway(x.ID, billing.Subscription{}, r.sub)
-	s.consoleSub(r)
-	return nil
+	return s.update(ctx, func() error {
+		if x.ID == "" {
+			x.ID = billing.NewID()
+		}
+		if _, ok := s.subs[x.ID]; ok {
+			return conflict("subscription", x.ID)
+		}
+		if x.GatewaySubscriptionID != "" && s.liveByGateway(x.Gateway, x.GatewaySubscriptionID) != nil {
+			return conflict("gateway subscription", x.GatewaySubscriptionID)
+		}
+		*x = copySub(*x)
+		r := &subRecord{sub: copySub(*x)}
+		s.subs[x.ID] = r
+		e := entryOf(r)
+		// Records inserted in period-end order keep byEnd sorted.
+		if n := len(s.byEnd); n > 0 && !s.byEndDirty && cmpEntries(s.byEnd[n-1], e) > 0 {
+			s.byEndDirty = true
+		}
+		s.byEnd = append(s.byEnd, e)
+		if r.sub.Pending != nil {
+			s.pending[r] = struct{}{}
+		}
+		s.indexUser(r, billing.Subscription{Deleted: true}) // a deleted prev: not indexed yet
+		s.indexGateway(x.ID, billing.Subscription{}, r.sub)
+		s.consoleSub(r)
+		return nil
+	})
 }
 
 func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscription, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.Subscription{}, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	r, ok := s.subs[id]
-	if !ok || r.sub.Deleted {
-		return billing.Subscription{}, notFound("subscription", id)
-	}
-	return outSub(&r.sub, false), nil
-}
-
-// UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
-func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
-	return applyEach(ctx, s, changes, s.updateSubscription)
-}
-
-// updateSubscription applies one change. Caller holds s.mu.
-func (s *Store) updateSubscription(c *billing.SubscriptionChange) error {
-	id := c.Read.ID
-	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
-		return invalid("subscription change for %q names subscription %q", id, c.Changed.ID)
-	}
-	if c.Effects != nil && c.Effects.Token == "" {
-		return invalid("subscription change for %q records effects without a token", id)
-	}
-	r, ok := s.subs[id]
-	if !ok || r.sub.Deleted {
-		return notFound("subscription", id)
-	}
-	cur := &r.sub
-	switch {
-	case cur.Status != c.Read.Status:
-		return changedSince(id, fmt.Sprintf("status %s, read %s", cur.Status, c.Read.Status))
-	case !cur.CurrentPeriodEnd.Equal(t0(c.Read.CurrentPeriodEnd)):
-		return changedSince(id, "its period end moved")
-	case c.ClaimToken != "" && r.claimToken != c.ClaimToken:
-		return changedSince(id, "it is no longer claimed by the writer")
-	case c.Effects != nil && cur.Pending != nil:
-		return changedSince(id, "it carries pending effects")
-	}
-	ok, writes := writable(subFields, cur, &c.Read, &c.Changed)
-	if !ok {
-		return changedSince(id, "a field the change writes differs from the one read")
-	}
-	prev := *cur
-	if writes {
-		apply(subFields, cur, &c.Read, &c.Changed)
-	}
-	if c.Effects != nil {
-		cur.Pending = copyEffects(c.Effects)
-		s.pending[r] = struct{}{}
-	}
-	cur.Version++
-	if writes {
-		s.reindex(r, prev)
-	}
-	return nil
-}
-
-func changedSince(id, why string) error {
-	return fmt.Errorf("memstore: subscription %q changed since it was read (%s): %w", id, why, billing.ErrConflict)
-}
-
-// reindex brings the indexes in line with r after it changed from prev. Caller holds s.mu.
-func (s *Store) reindex(r *subRecord, prev billing.Subscription) {
-	cur := &r.sub
-	if !prev.CurrentPeriodEnd.Equal(cur.CurrentPeriodEnd) {
-		s.byEndDirty, s.byEndStale = true, true
-	}
-	if prev.UserID != cur.UserID || prev.Deleted != cur.Deleted {
-		s.indexUser(r, prev)
-	}
-	if prev.Gateway != cur.Gateway || prev.GatewaySubscriptionID != cur.GatewaySubscriptionID || prev.Deleted != cur.Deleted {
-		s.indexGateway(cur.ID, prev, *cur)
-	}
-}
-
-// CompleteEffects clears the matching pending effects and releases their records' claims
-// under one lock.
-func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	for _, d := range done {
-		r, ok := s.subs[d.SubscriptionID]
-		if !ok || r.sub.Pending == nil || r.sub.Pending.Token != d.Token {
-			continue
+	return read(ctx, s, func() (billing.Subscription, error) {
+		r, ok := s.subs[id]
+		if !ok || r.sub.Deleted {
+			return billing.Subscription{}, notFound("subscription", id)
 		}
-		r.sub.Pending = nil
-		delete(s.pending, r)
-		s.dropClaim(r)
-	}
-	return nil
+		return outSub(&r.sub, false), nil
+	})
 }
 
 func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid string) (billing.Subscription, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.Subscription{}, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	if r := s.liveByGateway(gateway, gid); r != nil && gid != "" {
-		return outSub(&r.sub, false), nil
-	}
-	return billing.Subscription{}, notFound("gateway subscription", gid)
+	return read(ctx, s, func() (billing.Subscription, error) {
+		if r := s.liveByGateway(gateway, gid); r != nil && gid != "" {
+			return outSub(&r.sub, false), nil
+		}
+		return billing.Subscription{}, notFound("gateway subscription", gid)
+	})
 }
 
 func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]billing.Subscription, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	list := s.byUser[userID]
-	if len(list) == 0 {
-		return nil, nil
-	}
-	out := make([]billing.Subscription, len(list))
-	for i, r := range list {
-		out[i] = outSub(&r.sub, false)
-	}
-	slices.SortFunc(out, func(a, b billing.Subscription) int {
-		if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
-			return c
+	return read(ctx, s, func() ([]billing.Subscription, error) {
+		list := s.byUser[userID]
+		if len(list) == 0 {
+			return nil, nil
 		}
-		return strings.Compare(b.ID, a.ID)
+		out := make([]billing.Subscription, len(list))
+		for i, r := range list {
+			out[i] = outSub(&r.sub, false)
+		}
+		slices.SortFunc(out, func(a, b billing.Subscription) int {
+			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
+				return c
+			}
+			return strings.Compare(b.ID, a.ID)
+		})
+		return out, nil
 	})
-	return out, nil
 }
 
 // ListSubscriptions reads the filter's users through the per-user index, or else only the
@@ -279,18 +180,15 @@ func (s *Store) CountSubscriptions(ctx context.Context, f billing.SubscriptionFi
 }
 
 func (s *Store) CountSubscriptionsByStatus(ctx context.Context) (map[billing.SubscriptionStatus]int, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	out := map[billing.SubscriptionStatus]int{}
-	for _, r := range s.subs {
-		if !r.sub.Deleted {
-			out[r.sub.Status]++
+	return read(ctx, s, func() (map[billing.SubscriptionStatus]int, error) {
+		out := map[billing.SubscriptionStatus]int{}
+		for _, r := range s.subs {
+			if !r.sub.Deleted {
+				out[r.sub.Status]++
+			}
 		}
-	}
-	return out, nil
+		return out, nil
+	})
 }
 
 // --- indexes ---

@@ -50,176 +50,155 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 }
 
 func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimParams) ([]billing.WebhookEvent, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	if p.Token == "" || p.Limit <= 0 {
-		return nil, fmt.Errorf("memstore: claiming webhook events needs a token and a positive limit: %w", billing.ErrInvalidInput)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	claimable := func(ev billing.WebhookEvent) bool {
-		return ev.State.Pending() && !ev.LeaseUntil.After(p.Now)
-	}
-	var keys []string
-	if p.Gateway != "" && p.EventID != "" {
-		if ev, ok := s.events[gwKey(p.Gateway, p.EventID)]; ok && claimable(ev) {
-			keys = append(keys, gwKey(p.Gateway, p.EventID))
+	return write(ctx, s, func() ([]billing.WebhookEvent, error) {
+		if p.Token == "" || p.Limit <= 0 {
+			return nil, fmt.Errorf("memstore: claiming webhook events needs a token and a positive limit: %w", billing.ErrInvalidInput)
 		}
-	} else {
-		// The pending events in claim order: the first Limit due and unleased ones.
-		for _, e := range s.inbox.order {
-			if len(keys) == p.Limit {
-				break
+		claimable := func(ev billing.WebhookEvent) bool {
+			return ev.State.Pending() && !ev.LeaseUntil.After(p.Now)
+		}
+		var keys []string
+		if p.Gateway != "" && p.EventID != "" {
+			if ev, ok := s.events[gwKey(p.Gateway, p.EventID)]; ok && claimable(ev) {
+				keys = append(keys, gwKey(p.Gateway, p.EventID))
 			}
-			if ev := s.events[e.key]; claimable(ev) && !ev.NextAttemptAt.After(p.Now) {
-				keys = append(keys, e.key)
+		} else {
+			// The pending events in claim order: the first Limit due and unleased ones.
+			for _, e := range s.inbox.order {
+				if len(keys) == p.Limit {
+					break
+				}
+				if ev := s.events[e.key]; claimable(ev) && !ev.NextAttemptAt.After(p.Now) {
+					keys = append(keys, e.key)
+				}
 			}
 		}
-	}
-	out := make([]billing.WebhookEvent, 0, len(keys))
-	for _, k := range keys {
-		ev := s.events[k]
-		ev.Attempts++
-		ev.LeaseUntil, ev.LeaseToken, ev.UpdatedAt = t0(p.LeaseUntil), p.Token, t0(p.Now)
-		s.setEvent(k, ev)
-		delete(s.woken, k)
-		out = append(out, cloneEvent(ev))
-	}
-	return out, nil
+		out := make([]billing.WebhookEvent, 0, len(keys))
+		for _, k := range keys {
+			ev := s.events[k]
+			ev.Attempts++
+			ev.LeaseUntil, ev.LeaseToken, ev.UpdatedAt = t0(p.LeaseUntil), p.Token, t0(p.Now)
+			s.setEvent(k, ev)
+			delete(s.woken, k)
+			out = append(out, cloneEvent(ev))
+		}
+		return out, nil
+	})
 }
 
 func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if token == "" {
-		return 0, fmt.Errorf("memstore: renewing webhook leases needs a token: %w", billing.ErrInvalidInput)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for _, e := range s.inbox.order {
-		if ev := s.events[e.key]; ev.LeaseToken == token && !ev.LeaseUntil.IsZero() {
-			ev.LeaseUntil = t0(until)
-			s.setEvent(e.key, ev)
-			n++
+	return write(ctx, s, func() (int, error) {
+		if token == "" {
+			return 0, fmt.Errorf("memstore: renewing webhook leases needs a token: %w", billing.ErrInvalidInput)
 		}
-	}
-	return n, nil
+		n := 0
+		for _, e := range s.inbox.order {
+			if ev := s.events[e.key]; ev.LeaseToken == token && !ev.LeaseUntil.IsZero() {
+				ev.LeaseUntil = t0(until)
+				s.setEvent(e.key, ev)
+				n++
+			}
+		}
+		return n, nil
+	})
 }
 
 func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := gwKey(f.Gateway, f.EventID)
-	cur, ok := s.events[k]
-	if !ok {
-		return notFound("webhook event", f.EventID)
-	}
-	if f.Token == "" || cur.LeaseToken != f.Token || cur.LeaseUntil.IsZero() || !cur.State.Pending() {
-		return fmt.Errorf("memstore: webhook event %s/%s is not claimed with this token (lease lost): %w", f.Gateway, f.EventID, billing.ErrConflict)
-	}
-	cur.State, cur.Attempts, cur.Error, cur.UpdatedAt = f.State, f.Attempts, f.Error, t0(f.Now)
-	cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
-	cur.NextAttemptAt, cur.ParkedAt = time.Time{}, t0(f.ParkedAt)
-	if f.State.Pending() {
-		cur.NextAttemptAt = t0(f.NextAttemptAt)
-		if (f.State == billing.EventParked || f.State == billing.EventReceived) && s.woken[k] {
-			cur.NextAttemptAt = t0(f.Now)
+	return s.update(ctx, func() error {
+		k := gwKey(f.Gateway, f.EventID)
+		cur, ok := s.events[k]
+		if !ok {
+			return notFound("webhook event", f.EventID)
 		}
-	} else {
-		cur.FinishedAt = t0(f.Now)
-	}
-	if !f.Attempt.At.IsZero() {
-		a := f.Attempt
-		a.At = t0(a.At)
-		cur.History = billing.AppendWebhookAttempt(cur.History, a)
-	}
-	s.setEvent(k, cur)
-	delete(s.woken, k)
-	return nil
+		if f.Token == "" || cur.LeaseToken != f.Token || cur.LeaseUntil.IsZero() || !cur.State.Pending() {
+			return fmt.Errorf("memstore: webhook event %s/%s is not claimed with this token (lease lost): %w", f.Gateway, f.EventID, billing.ErrConflict)
+		}
+		cur.State, cur.Attempts, cur.Error, cur.UpdatedAt = f.State, f.Attempts, f.Error, t0(f.Now)
+		cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
+		cur.NextAttemptAt, cur.ParkedAt = time.Time{}, t0(f.ParkedAt)
+		if f.State.Pending() {
+			cur.NextAttemptAt = t0(f.NextAttemptAt)
+			if (f.State == billing.EventParked || f.State == billing.EventReceived) && s.woken[k] {
+				cur.NextAttemptAt = t0(f.Now)
+			}
+		} else {
+			cur.FinishedAt = t0(f.Now)
+		}
+		if !f.Attempt.At.IsZero() {
+			a := f.Attempt
+			a.At = t0(a.At)
+			cur.History = billing.AppendWebhookAttempt(cur.History, a)
+		}
+		s.setEvent(k, cur)
+		delete(s.woken, k)
+		return nil
+	})
 }
 
 func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent) (bool, error) {
-	if err := ctx.Err(); err != nil {
-		return false, err
-	}
-	if ev.ObjectKey == "" || ev.OccurredAt.IsZero() {
-		return false, nil
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for k := range s.inbox.object(ev.Gateway, ev.ObjectKey) {
-		if o := s.events[k]; (o.State == billing.EventReceived || o.State == billing.EventFailed) &&
-			!o.OccurredAt.IsZero() && o.OccurredAt.Before(ev.OccurredAt) {
-			return true, nil
+	return read(ctx, s, func() (bool, error) {
+		if ev.ObjectKey == "" || ev.OccurredAt.IsZero() {
+			return false, nil
 		}
-	}
-	return false, nil
+		for k := range s.inbox.object(ev.Gateway, ev.ObjectKey) {
+			if o := s.events[k]; (o.State == billing.EventReceived || o.State == billing.EventFailed) &&
+				!o.OccurredAt.IsZero() && o.OccurredAt.Before(ev.OccurredAt) {
+				return true, nil
+			}
+		}
+		return false, nil
+	})
 }
 
 func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string, now time.Time) (int, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	if objectKey == "" {
-		return 0, nil
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	n := 0
-	for k := range s.inbox.object(gateway, objectKey) {
-		ev := s.events[k]
-		if ev.LeaseUntil.After(now) {
-			s.woken[k] = true
+	return write(ctx, s, func() (int, error) {
+		if objectKey == "" {
+			return 0, nil
 		}
-		if (ev.State == billing.EventParked || ev.State == billing.EventReceived) && ev.NextAttemptAt.After(now) {
-			ev.NextAttemptAt = t0(now)
-			s.setEvent(k, ev) // its place in the index is unchanged: ranging over the set is safe
-			n++
+		n := 0
+		for k := range s.inbox.object(gateway, objectKey) {
+			ev := s.events[k]
+			if ev.LeaseUntil.After(now) {
+				s.woken[k] = true
+			}
+			if (ev.State == billing.EventParked || ev.State == billing.EventReceived) && ev.NextAttemptAt.After(now) {
+				ev.NextAttemptAt = t0(now)
+				s.setEvent(k, ev) // its place in the index is unchanged: ranging over the set is safe
+				n++
+			}
 		}
-	}
-	return n, nil
+		return n, nil
+	})
 }
 
 func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string, now time.Time) (billing.WebhookEvent, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.WebhookEvent{}, err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	k := gwKey(gateway, eventID)
-	cur, ok := s.events[k]
-	if !ok {
-		return billing.WebhookEvent{}, notFound("webhook event", eventID)
-	}
-	switch cur.State {
-	case billing.EventFailed, billing.EventDead, billing.EventIgnored:
-	default:
-		return billing.WebhookEvent{}, fmt.Errorf("memstore: webhook event %s/%s is %s; only failed, dead or ignored events are replayed: %w",
-			gateway, eventID, cur.State, billing.ErrInvalidTransition)
-	}
-	cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
-	cur.FinishedAt, cur.ParkedAt, cur.LeaseUntil, cur.LeaseToken = time.Time{}, time.Time{}, time.Time{}, ""
-	s.setEvent(k, cur)
-	return cloneEvent(cur), nil
+	return write(ctx, s, func() (billing.WebhookEvent, error) {
+		k := gwKey(gateway, eventID)
+		cur, ok := s.events[k]
+		if !ok {
+			return billing.WebhookEvent{}, notFound("webhook event", eventID)
+		}
+		switch cur.State {
+		case billing.EventFailed, billing.EventDead, billing.EventIgnored:
+		default:
+			return billing.WebhookEvent{}, fmt.Errorf("memstore: webhook event %s/%s is %s; only failed, dead or ignored events are replayed: %w",
+				gateway, eventID, cur.State, billing.ErrInvalidTransition)
+		}
+		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
+		cur.FinishedAt, cur.ParkedAt, cur.LeaseUntil, cur.LeaseToken = time.Time{}, time.Time{}, time.Time{}, ""
+		s.setEvent(k, cur)
+		return cloneEvent(cur), nil
+	})
 }
 
 func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (billing.WebhookEvent, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.WebhookEvent{}, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	ev, ok := s.events[gwKey(gateway, eventID)]
-	if !ok {
-		return billing.WebhookEvent{}, notFound("webhook event", eventID)
-	}
-	return cloneEvent(ev), nil
+	return read(ctx, s, func() (billing.WebhookEvent, error) {
+		ev, ok := s.events[gwKey(gateway, eventID)]
+		if !ok {
+			return billing.WebhookEvent{}, notFound("webhook event", eventID)
+		}
+		return cloneEvent(ev), nil
+	})
 }
 
 func (s *Store) ListWebhookEvents(ctx context.Context, q billing.WebhookEventQuery) ([]billing.WebhookEvent, error) {
@@ -258,17 +237,44 @@ func (s *Store) ListWebhookEvents(ctx context.Context, q billing.WebhookEventQue
 }
 
 func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStats, error) {
+	return read(ctx, s, func() (billing.WebhookInboxStats, error) {
+		st := billing.WebhookInboxStats{ByState: map[billing.WebhookEventState]int{}}
+		for _, ev := range s.events {
+			st.ByState[ev.State]++
+			if ev.State.Pending() && (st.OldestPending.IsZero() || ev.ReceivedAt.Before(st.OldestPending)) {
+				st.OldestPending = ev.ReceivedAt
+			}
+		}
+		return st, nil
+	})
+}
+
+// ListObjectWebhookEvents implements billing.WebhookEventStore. memstore scans its events
+// under the read lock, as ListWebhookEvents does: the cost grows with the inbox, not with
+// the subscriptions.
+func (s *Store) ListObjectWebhookEvents(ctx context.Context, gateway string, objectKeys []string, limit int) ([]billing.WebhookEvent, error) {
 	if err := ctx.Err(); err != nil {
-		return billing.WebhookInboxStats{}, err
+		return nil, err
+	}
+	if gateway == "" || limit < 1 || limit > billing.MaxPageSize || len(objectKeys) > billing.MaxPageSize {
+		return nil, fmt.Errorf("memstore: listing an object's webhook events needs a gateway, a limit of 1 to %d and at most %d keys: %w",
+			billing.MaxPageSize, billing.MaxPageSize, billing.ErrInvalidInput)
+	}
+	out := []billing.WebhookEvent{}
+	if len(objectKeys) == 0 {
+		return out, nil
 	}
 	s.mu.RLock()
-	defer s.mu.RUnlock()
-	st := billing.WebhookInboxStats{ByState: map[billing.WebhookEventState]int{}}
 	for _, ev := range s.events {
-		st.ByState[ev.State]++
-		if ev.State.Pending() && (st.OldestPending.IsZero() || ev.ReceivedAt.Before(st.OldestPending)) {
-			st.OldestPending = ev.ReceivedAt
+		if ev.Gateway == gateway && ev.ObjectKey != "" && slices.Contains(objectKeys, ev.ObjectKey) {
+			ev = cloneEvent(ev)
+			ev.Payload = nil
+			out = append(out, ev)
 		}
 	}
-	return st, nil
+	s.mu.RUnlock()
+	slices.SortFunc(out, func(a, b billing.WebhookEvent) int {
+		return cmp.Or(b.ReceivedAt.Compare(a.ReceivedAt), cmp.Compare(b.EventID, a.EventID))
+	})
+	return out[:min(len(out), limit)], nil
 }

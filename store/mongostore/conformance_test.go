@@ -1,15 +1,56 @@
 package mongostore_test
 
 import (
+	"context"
 	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
+	"github.com/renewkit/renewkit/store/mongostore"
 	"github.com/renewkit/renewkit/store/storetest"
 )
 
+// TestConformance runs the store contract suite on FerretDB. A subtest that needs an empty
+// store gets a database an earlier subtest has emptied (its indexes kept), or a new one;
+// every database is dropped when the suite ends.
 func TestConformance(t *testing.T) {
 	c := client(t)
+	var dbs testkit.Pool[*mongo.Database]
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, db := range dbs.All() {
+			_ = db.Drop(ctx)
+		}
+	})
 	storetest.RunWithOptions(t, func(t *testing.T) billing.Store {
-		return newStore(t, freshDB(t, c), testConfig)
+		db := dbs.Take(t, func() *mongo.Database {
+			db := c.Database(testkit.DBName("rk"))
+			newStore(t, db, testConfig) // creates the collections and their indexes
+			return db
+		}, emptyDB)
+		st, err := mongostore.New(db, testConfig) // the indexes are there already
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return st
 	}, storetest.Options{ClaimRecords: 200, StaleRecords: 100, Goroutines: 4})
+}
+
+// emptyDB deletes every document of db, keeping its collections and indexes.
+func emptyDB(ctx context.Context, db *mongo.Database) error {
+	names, err := db.ListCollectionNames(ctx, bson.D{})
+	if err != nil {
+		return err
+	}
+	for _, name := range names {
+		if _, err := db.Collection(name).DeleteMany(ctx, bson.D{}); err != nil {
+			return err
+		}
+	}
+	return nil
 }

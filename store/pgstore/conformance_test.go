@@ -1,15 +1,62 @@
 package pgstore_test
 
 import (
+	"context"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
+	"github.com/renewkit/renewkit/store/pgstore"
 	"github.com/renewkit/renewkit/store/storetest"
 )
 
-// TestConformance runs the store contract suite on PostgreSQL, each subtest on a schema of
-// its own, with storetest's default (full) data sizes.
+// TestConformance runs the store contract suite on PostgreSQL, with storetest's default
+// (full) data sizes. A subtest that needs an empty store gets a migrated schema an earlier
+// subtest has emptied, or a new one; every schema is dropped when the suite ends.
 func TestConformance(t *testing.T) {
 	p := pool(t)
-	storetest.Run(t, func(t *testing.T) billing.Store { return newStore(t, p) })
+	var schemas testkit.Pool[string]
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		for _, name := range schemas.All() {
+			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+		}
+	})
+	storetest.Run(t, func(t *testing.T) billing.Store {
+		schema := schemas.Take(t, func() string {
+			name := testkit.DBName("rk")
+			storeOn(t, p, name) // migrates it
+			return name
+		}, func(ctx context.Context, schema string) error { return emptySchema(ctx, p, schema) })
+		st, err := pgstore.New(p, pgstore.Config{Schema: schema, Logger: quiet}) // migrated already
+		if err != nil {
+			t.Fatalf("New: %v", err)
+		}
+		return st
+	})
+}
+
+// emptySchema truncates every table of schema but its migration record, restarting its
+// sequences, so the schema is as a fresh migration left it.
+func emptySchema(ctx context.Context, p *pgxpool.Pool, schema string) error {
+	rows, err := p.Query(ctx, `SELECT tablename FROM pg_tables WHERE schemaname = $1 AND tablename <> 'schema_migrations'`, schema)
+	if err != nil {
+		return err
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var name string
+		err := r.Scan(&name)
+		return pgx.Identifier{schema, name}.Sanitize(), err
+	})
+	if err != nil || len(tables) == 0 {
+		return err
+	}
+	_, err = p.Exec(ctx, "TRUNCATE "+strings.Join(tables, ", ")+" RESTART IDENTITY")
+	return err
 }

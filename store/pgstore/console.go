@@ -84,12 +84,18 @@ func searchSQL(q billing.SubscriptionQuery, limit int) (string, []any) {
 	return b.String(), args
 }
 
+// pageLimit checks what every console listing checks first: ctx is live and n a valid page
+// limit (billing.PageLimit).
+func pageLimit(ctx context.Context, n int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return billing.PageLimit(n)
+}
+
 // SearchSubscriptions implements billing.Console in one query.
 func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQuery) ([]billing.Subscription, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, err := pageLimit(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
@@ -121,10 +127,7 @@ func paymentsSQL(q billing.PaymentQuery, limit int) (string, []any) {
 
 // ListPayments implements billing.Console in one query.
 func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]billing.Payment, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, err := pageLimit(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
@@ -154,10 +157,7 @@ func notificationsSQL(q billing.NotificationQuery, limit int) (string, []any) {
 
 // ListNotifications implements billing.Console in one query.
 func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQuery) ([]billing.NotificationRecord, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, err := pageLimit(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}

@@ -126,7 +126,7 @@ func sampleEffects(token string, x billing.Subscription) *billing.Effects {
 
 func (s *suite) changeTests() []test {
 	return []test{
-		{"EmptyBatches", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"EmptyBatches", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			errs, err := st.UpdateSubscriptions(ctx, nil)
 			must(t, err, "UpdateSubscriptions(no changes)")
 			if len(errs) != 0 {
@@ -154,19 +154,20 @@ func (s *suite) changeTests() []test {
 			must(t, st.FinishNotifications(ctx, nil, "A"), "FinishNotifications(none)")
 			must(t, st.ExtendClaims(ctx, "no-such-token", base.Add(time.Hour)), "ExtendClaims(unknown token)")
 		}},
-		{"BatchMixedResultsAligned", func(ctx context.Context, t *testing.T, st billing.Store) {
-			gone := newSub("gone", base.Add(day), func(x *billing.Subscription) { x.Deleted = true })
-			insertSubs(ctx, t, st, newSub("s1", base.Add(day)), newSub("s2", base.Add(day)), newSub("s3", base.Add(day)),
-				newSub("s4", base.Add(day)), gone)
-			r1, r2, r3, r4 := getSub(ctx, t, st, "s1"), getSub(ctx, t, st, "s2"), getSub(ctx, t, st, "s3"), getSub(ctx, t, st, "s4")
+		{"BatchMixedResultsAligned", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			gone := newSub(my("gone"), base.Add(day), func(x *billing.Subscription) { x.Deleted = true })
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(day)), newSub(my("s2"), base.Add(day)), newSub(my("s3"), base.Add(day)),
+				newSub(my("s4"), base.Add(day)), gone)
+			r1, r2, r3, r4 := getSub(ctx, t, st, my("s1")), getSub(ctx, t, st, my("s2")), getSub(ctx, t, st, my("s3")), getSub(ctx, t, st, my("s4"))
 			// Between the read and the batch, another writer cancels s2.
-			o2 := otherWriter(ctx, t, st, "s2", func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.StatusCancelled, base })
+			o2 := otherWriter(ctx, t, st, my("s2"), func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.StatusCancelled, base })
 			expired := r3
 			expired.Status, expired.UpdatedAt = billing.StatusInactive, base
 			// s4 read with a period end it no longer has.
 			r4old := r4
 			r4old.CurrentPeriodEnd = r4.CurrentPeriodEnd.Add(-30 * day)
-			missing := newSub("missing", base.Add(day))
+			missing := newSub(my("missing"), base.Add(day))
 			errs := apply(ctx, t, st,
 				billing.SubscriptionChange{Read: r1, Changed: warned(r1, 3)},
 				billing.SubscriptionChange{Read: r2, Changed: warned(r2, 3)},
@@ -177,28 +178,30 @@ func (s *suite) changeTests() []test {
 			)
 			wantResults(t, errs, []error{nil, billing.ErrConflict, billing.ErrNotFound, nil, billing.ErrNotFound, billing.ErrConflict},
 				"UpdateSubscriptions(applied, stale status, missing, applied, soft-deleted, stale period end)")
-			equal(t, getSub(ctx, t, st, "s1"), bumped(warned(r1, 3), 1), "s1 (applied)")
-			equal(t, getSub(ctx, t, st, "s2"), o2, "s2 keeps the other writer's values")
-			equal(t, getSub(ctx, t, st, "s3"), bumped(expired, 1), "s3 (applied after failing changes in the same batch)")
-			equal(t, getSub(ctx, t, st, "s4"), r4, "s4 (conflict on period end) is untouched")
-			if _, err := st.GetSubscription(ctx, "missing"); !isNotFound(err) {
+			equal(t, getSub(ctx, t, st, my("s1")), bumped(warned(r1, 3), 1), "s1 (applied)")
+			equal(t, getSub(ctx, t, st, my("s2")), o2, "s2 keeps the other writer's values")
+			equal(t, getSub(ctx, t, st, my("s3")), bumped(expired, 1), "s3 (applied after failing changes in the same batch)")
+			equal(t, getSub(ctx, t, st, my("s4")), r4, "s4 (conflict on period end) is untouched")
+			if _, err := st.GetSubscription(ctx, my("missing")); !isNotFound(err) {
 				t.Fatalf("a change of a missing record created it: GetSubscription got %v", err)
 			}
 		}},
-		{"ChangedByOtherStatusConflicts", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base.Add(2*day)))
-			read := getSub(ctx, t, st, "s1")
+		{"ChangedByOtherStatusConflicts", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(2*day)))
+			read := getSub(ctx, t, st, my("s1"))
 			// The host cancels the subscription while the warning job works on its copy.
-			o := otherWriter(ctx, t, st, "s1", func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.StatusCancelled, base })
+			o := otherWriter(ctx, t, st, my("s1"), func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.StatusCancelled, base })
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: warned(read, 3)})[0]
 			wantErr(t, err, billing.ErrConflict, "a change whose Read status is no longer stored")
-			equal(t, getSub(ctx, t, st, "s1"), o, "the record keeps the other writer's values")
+			equal(t, getSub(ctx, t, st, my("s1")), o, "the record keeps the other writer's values")
 		}},
-		{"ChangedByOtherPeriodEndConflicts", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour)))
-			read := getSub(ctx, t, st, "s1")
+		{"ChangedByOtherPeriodEndConflicts", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(-time.Hour)))
+			read := getSub(ctx, t, st, my("s1"))
 			// A payment renews the subscription between the expire job's claim and its write.
-			o := otherWriter(ctx, t, st, "s1", func(x *billing.Subscription) {
+			o := otherWriter(ctx, t, st, my("s1"), func(x *billing.Subscription) {
 				x.CurrentPeriodStart, x.CurrentPeriodEnd = x.CurrentPeriodEnd, billing.AddMonths(x.CurrentPeriodEnd, 1)
 				x.AppliedPayments = []string{"pay1"}
 			})
@@ -206,29 +209,31 @@ func (s *suite) changeTests() []test {
 			expired.Status, expired.UpdatedAt = billing.StatusInactive, base
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: expired, Effects: sampleEffects("run-1", read)})[0]
 			wantErr(t, err, billing.ErrConflict, "expiring a record whose period end moved since it was read")
-			equal(t, getSub(ctx, t, st, "s1"), o, "the renewed record keeps its status, period and no pending effects")
+			equal(t, getSub(ctx, t, st, my("s1")), o, "the renewed record keeps its status, period and no pending effects")
 		}},
-		{"ChangedByOtherUnwrittenFieldApplies", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base.Add(2*day), autoRenewing(billing.GatewayStripe)))
-			read := getSub(ctx, t, st, "s1")
+		{"ChangedByOtherUnwrittenFieldApplies", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(2*day), autoRenewing(billing.GatewayStripe)))
+			read := getSub(ctx, t, st, my("s1"))
 			// Another writer changes fields the warning does not write.
-			o := otherWriter(ctx, t, st, "s1", func(x *billing.Subscription) {
+			o := otherWriter(ctx, t, st, my("s1"), func(x *billing.Subscription) {
 				x.PlanID, x.GatewayUpdatedAt = "p2", base.Add(-time.Minute)
 			})
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: warned(read, 3)})[0]
 			must(t, err, "a change that writes none of the fields another writer changed (writes are not conditional on the version)")
 			want := warned(o, 3)
 			want.Version = o.Version + 1
-			equal(t, getSub(ctx, t, st, "s1"), want, "the other writer's plan_id and gateway_updated_at survive next to the warning")
+			equal(t, getSub(ctx, t, st, my("s1")), want, "the other writer's plan_id and gateway_updated_at survive next to the warning")
 		}},
-		{"ChangedByOtherWrittenFieldConflicts", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("days", base.Add(2*day)), newSub("gwtime", base.Add(2*day), autoRenewing(billing.GatewayStripe)),
-				newSub("applied", base.Add(2*day), func(x *billing.Subscription) { x.AppliedPayments = []string{"pay0"} }))
-			rd, rg, ra := getSub(ctx, t, st, "days"), getSub(ctx, t, st, "gwtime"), getSub(ctx, t, st, "applied")
+		{"ChangedByOtherWrittenFieldConflicts", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("days"), base.Add(2*day)), newSub(my("gwtime"), base.Add(2*day), autoRenewing(billing.GatewayStripe)),
+				newSub(my("applied"), base.Add(2*day), func(x *billing.Subscription) { x.AppliedPayments = []string{"pay0"} }))
+			rd, rg, ra := getSub(ctx, t, st, my("days")), getSub(ctx, t, st, my("gwtime")), getSub(ctx, t, st, my("applied"))
 			// Each record gets a change from another writer to a field the batch writes too.
-			od := otherWriter(ctx, t, st, "days", func(x *billing.Subscription) { x.ExpirationWarningSent, x.ExpirationWarningDays = true, 7 })
-			og := otherWriter(ctx, t, st, "gwtime", func(x *billing.Subscription) { x.GatewayUpdatedAt = base.Add(-time.Minute) })
-			oa := otherWriter(ctx, t, st, "applied", func(x *billing.Subscription) { x.AppliedPayments = []string{"pay0", "pay-a"} })
+			od := otherWriter(ctx, t, st, my("days"), func(x *billing.Subscription) { x.ExpirationWarningSent, x.ExpirationWarningDays = true, 7 })
+			og := otherWriter(ctx, t, st, my("gwtime"), func(x *billing.Subscription) { x.GatewayUpdatedAt = base.Add(-time.Minute) })
+			oa := otherWriter(ctx, t, st, my("applied"), func(x *billing.Subscription) { x.AppliedPayments = []string{"pay0", "pay-a"} })
 			cg := rg
 			cg.GatewayUpdatedAt, cg.CancelAtPeriodEnd = base.Add(-time.Hour), true
 			ca := ra
@@ -241,16 +246,17 @@ func (s *suite) changeTests() []test {
 			)
 			wantResults(t, errs, []error{billing.ErrConflict, billing.ErrConflict, billing.ErrConflict},
 				"changes writing expiration_warning_days, gateway_updated_at, applied_payments that another writer changed")
-			equal(t, getSub(ctx, t, st, "days"), od, "days keeps the other writer's values")
-			equal(t, getSub(ctx, t, st, "gwtime"), og, "gwtime keeps the other writer's values (cancel_at_period_end not written either)")
-			equal(t, getSub(ctx, t, st, "applied"), oa, "applied keeps the other writer's payments and period")
+			equal(t, getSub(ctx, t, st, my("days")), od, "days keeps the other writer's values")
+			equal(t, getSub(ctx, t, st, my("gwtime")), og, "gwtime keeps the other writer's values (cancel_at_period_end not written either)")
+			equal(t, getSub(ctx, t, st, my("applied")), oa, "applied keeps the other writer's payments and period")
 		}},
-		{"OnlyChangedFieldsWritten", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base.Add(2*day), autoRenewing(billing.GatewayStripe), func(x *billing.Subscription) {
+		{"OnlyChangedFieldsWritten", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(2*day), autoRenewing(billing.GatewayStripe), func(x *billing.Subscription) {
 				x.AppliedPayments, x.GatewayUpdatedAt = []string{"pay0"}, base.Add(-day)
 			}))
-			read := getSub(ctx, t, st, "s1")
-			o := otherWriter(ctx, t, st, "s1", func(x *billing.Subscription) {
+			read := getSub(ctx, t, st, my("s1"))
+			o := otherWriter(ctx, t, st, my("s1"), func(x *billing.Subscription) {
 				x.PlanID, x.BillingCycle = "p2", billing.CycleYearly
 				x.GatewaySubscriptionID, x.GatewayUpdatedAt = "gw-s1-new", base.Add(-time.Minute)
 				x.CancelAtPeriodEnd, x.AppliedPayments = true, []string{"pay0", "pay1"}
@@ -264,54 +270,56 @@ func (s *suite) changeTests() []test {
 			must(t, apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: changed})[0], "UpdateSubscriptions(warning only)")
 			want := warned(o, 3)
 			want.Version = o.Version + 1
-			equal(t, getSub(ctx, t, st, "s1"), want, "record after a change that sets only the warning fields")
+			equal(t, getSub(ctx, t, st, my("s1")), want, "record after a change that sets only the warning fields")
 		}},
-		{"ConditionOnEmptyStoredFields", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConditionOnEmptyStoredFields", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
 			// Fields stored empty (or absent from a document) must match an empty Read value.
-			insertSubs(ctx, t, st, newSub("s1", base.Add(2*day)))
-			read := getSub(ctx, t, st, "s1")
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(2*day)))
+			read := getSub(ctx, t, st, my("s1"))
 			filled := read
-			filled.Gateway, filled.GatewaySubscriptionID, filled.GatewayUpdatedAt = billing.GatewayStripe, "sub_1", base.Add(-time.Minute)
+			filled.Gateway, filled.GatewaySubscriptionID, filled.GatewayUpdatedAt = billing.GatewayStripe, my("sub_1"), base.Add(-time.Minute)
 			filled.AppliedPayments, filled.CancelledAt, filled.CancelAtPeriodEnd = []string{"pay1"}, base, true
 			filled.ExpirationWarningSent, filled.ExpirationWarningDays, filled.UpdatedAt = true, 3, base
 			must(t, apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: filled})[0], "filling fields stored empty")
-			equal(t, getSub(ctx, t, st, "s1"), bumped(filled, 1), "record after filling empty fields")
+			equal(t, getSub(ctx, t, st, my("s1")), bumped(filled, 1), "record after filling empty fields")
 			// The old read (empty values) no longer matches.
 			again := read
 			again.GatewayUpdatedAt = base
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: again})[0]
 			wantErr(t, err, billing.ErrConflict, "a change whose Read has an empty gateway_updated_at the store no longer has")
 			// Emptying them again from a fresh read.
-			cur := getSub(ctx, t, st, "s1")
+			cur := getSub(ctx, t, st, my("s1"))
 			emptied := cur
 			emptied.GatewaySubscriptionID, emptied.GatewayUpdatedAt, emptied.AppliedPayments = "", time.Time{}, nil
 			emptied.CancelledAt, emptied.CancelAtPeriodEnd = time.Time{}, false
 			emptied.ExpirationWarningSent, emptied.ExpirationWarningDays = false, 0
 			must(t, apply(ctx, t, st, billing.SubscriptionChange{Read: cur, Changed: emptied})[0], "emptying fields")
-			equal(t, getSub(ctx, t, st, "s1"), bumped(emptied, 1), "record after emptying fields")
+			equal(t, getSub(ctx, t, st, my("s1")), bumped(emptied, 1), "record after emptying fields")
 			// And filling them once more from that read: the emptied fields match empty again.
-			refill := getSub(ctx, t, st, "s1")
+			refill := getSub(ctx, t, st, my("s1"))
 			refilled := refill
 			refilled.GatewayUpdatedAt, refilled.AppliedPayments, refilled.ExpirationWarningDays = base, []string{"pay2"}, 1
 			must(t, apply(ctx, t, st, billing.SubscriptionChange{Read: refill, Changed: refilled})[0], "filling emptied fields")
-			equal(t, getSub(ctx, t, st, "s1"), bumped(refilled, 1), "record after filling emptied fields")
+			equal(t, getSub(ctx, t, st, my("s1")), bumped(refilled, 1), "record after filling emptied fields")
 		}},
-		{"NothingToWriteSucceedsWhenConditionHolds", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base.Add(2*day)))
-			read := getSub(ctx, t, st, "s1")
+		{"NothingToWriteSucceedsWhenConditionHolds", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(2*day)))
+			read := getSub(ctx, t, st, my("s1"))
 			must(t, apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: read})[0], "a change with nothing to write")
-			cur := getSub(ctx, t, st, "s1")
+			cur := getSub(ctx, t, st, my("s1"))
 			cur.Version = read.Version // whether an empty change counts as a write is the store's choice
 			equal(t, cur, read, "record after a change with nothing to write")
 			stale := read
 			stale.Status = billing.StatusPastDue
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: stale, Changed: stale})[0]
 			wantErr(t, err, billing.ErrConflict, "a change with nothing to write whose Read status is not stored")
-			missing := newSub("missing", base)
+			missing := newSub(my("missing"), base)
 			err = apply(ctx, t, st, billing.SubscriptionChange{Read: missing, Changed: missing})[0]
 			wantErr(t, err, billing.ErrNotFound, "a change with nothing to write of a missing record")
 		}},
-		{"ClaimTokenCondition", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ClaimTokenCondition", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), ofUser("u1")), newSub("s2", base.Add(-time.Hour), ofUser("u2")),
 				newSub("s3", base.Add(-time.Hour), ofUser("u3")), newSub("s4", base.Add(-time.Hour), ofUser("u4")))
 			equalIDs(t, claimUsers(ctx, t, st, "A", base, time.Hour, false, "u1", "u2"), []string{"s1", "s2"}, "A's claim")
@@ -338,7 +346,7 @@ func (s *suite) changeTests() []test {
 			wantErr(t, err, billing.ErrConflict, "a change with a released token")
 			equal(t, getSub(ctx, t, st, "s2"), r2, "s2 after a change with a released token")
 		}},
-		{"ConcurrentConflictingChangesOneWinsPerRecord", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConcurrentConflictingChangesOneWinsPerRecord", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			const records = 20
 			reads := make([]billing.Subscription, records)
 			for i := range reads {
@@ -391,7 +399,7 @@ func (s *suite) changeTests() []test {
 
 func (s *suite) effectTests() []test {
 	return []test{
-		{"StoredWithChangeAndReadBack", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"StoredWithChangeAndReadBack", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), autoRenewing(billing.GatewayStripe), ofUser("u1")))
 			read := getSub(ctx, t, st, "s1")
 			expired := read
@@ -428,7 +436,7 @@ func (s *suite) effectTests() []test {
 			}
 			equal(t, claimed[0], wantSub, "ClaimSubscriptions(Pending): record with pending effects")
 		}},
-		{"StoredWithInsert", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"StoredWithInsert", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// A record created together with what remains to do after its creation (a first
 			// payment's access, emails and audit) carries them from the one insert, and they
 			// are found, claimed and completed like a change's.
@@ -451,7 +459,7 @@ func (s *suite) effectTests() []test {
 				t.Fatalf("pending effects %+v left after CompleteEffects", got.Pending)
 			}
 		}},
-		{"RoundTripUTCMillisecond", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"RoundTripUTCMillisecond", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour)))
 			read := getSub(ctx, t, st, "s1")
 			eff := sampleEffects("run-1", read)
@@ -493,18 +501,19 @@ func (s *suite) effectTests() []test {
 				t.Fatalf("B claimed %v 1ms after the extended lease ended, want s1", got)
 			}
 		}},
-		{"PendingAuditDetailsKeepValueTypes", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"PendingAuditDetailsKeepValueTypes", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
 			// The jobs' audit details hold times, whole numbers and flags (billing/jobs.go);
 			// pending effects must give them back as such, so the entries a later run inserts
 			// are the ones the transition recorded.
-			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour)))
-			read := getSub(ctx, t, st, "s1")
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(-time.Hour)))
+			read := getSub(ctx, t, st, my("s1"))
 			eff := &billing.Effects{Token: "run-1", CreatedAt: base, Audit: []billing.AuditEntry{{
-				ID: "a1", Action: billing.AuditSubscriptionExpired, EntityType: "subscription", EntityID: "s1", Actor: "renewkit", CreatedAt: base,
+				ID: "a1", Action: billing.AuditSubscriptionExpired, EntityType: "subscription", EntityID: my("s1"), Actor: "renewkit", CreatedAt: base,
 				Details: map[string]any{"period_end": read.CurrentPeriodEnd, "days": 3, "cancel_at_period_end": true, "previous_status": "active"},
 			}}}
 			applyOne(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: read, Effects: eff})
-			got := getSub(ctx, t, st, "s1")
+			got := getSub(ctx, t, st, my("s1"))
 			if got.Pending == nil || len(got.Pending.Audit) != 1 {
 				t.Fatalf("pending effects read back as %+v, want one audit entry", got.Pending)
 			}
@@ -527,7 +536,7 @@ func (s *suite) effectTests() []test {
 				t.Errorf("details[previous_status] = %#v (%T), want \"active\"", d["previous_status"], d["previous_status"])
 			}
 		}},
-		{"ClaimPendingSelectsByEffects", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ClaimPendingSelectsByEffects", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("plain", base.Add(-2*time.Hour)), newSub("pending", base.Add(-time.Hour)))
 			read := getSub(ctx, t, st, "pending")
 			applyOne(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: warned(read, 3), Effects: sampleEffects("run-1", read)})
@@ -551,27 +560,28 @@ func (s *suite) effectTests() []test {
 				t.Fatalf("CountSubscriptions = %d, want 2 (pending effects do not filter)", n)
 			}
 		}},
-		{"SecondEffectsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour)))
-			read := getSub(ctx, t, st, "s1")
+		{"SecondEffectsConflict", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(-time.Hour)))
+			read := getSub(ctx, t, st, my("s1"))
 			first := sampleEffects("run-1", read)
 			applyOne(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: read, Effects: first})
-			withFirst := getSub(ctx, t, st, "s1")
+			withFirst := getSub(ctx, t, st, my("s1"))
 			// Another transition with effects while the first ones are pending: refused whole.
 			second := sampleEffects("run-2", withFirst)
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: withFirst, Changed: warned(withFirst, 3), Effects: second})[0]
 			wantErr(t, err, billing.ErrConflict, "a change with effects on a record with pending effects")
-			equal(t, getSub(ctx, t, st, "s1"), withFirst, "the record keeps its first effects and nothing of the refused change")
+			equal(t, getSub(ctx, t, st, my("s1")), withFirst, "the record keeps its first effects and nothing of the refused change")
 			// A change without effects may go on: the pending effects stay.
 			moved := withFirst
 			moved.PlanID, moved.UpdatedAt = "p2", base
 			must(t, apply(ctx, t, st, billing.SubscriptionChange{Read: withFirst, Changed: moved})[0], "a change without effects on a record with pending effects")
-			got := getSub(ctx, t, st, "s1")
+			got := getSub(ctx, t, st, my("s1"))
 			want := bumped(moved, 1)
 			want.Pending = first
 			equal(t, got, want, "record after a change without effects: pending effects kept")
 		}},
-		{"CompleteEffectsClearsAndReleases", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"CompleteEffectsClearsAndReleases", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), ofUser("u1")), newSub("s2", base.Add(-time.Hour), ofUser("u2")))
 			equalIDs(t, claimUsers(ctx, t, st, "T", base, time.Hour, false, "u1", "u2"), []string{"s1", "s2"}, "T's claim")
 			r1, r2 := getSub(ctx, t, st, "s1"), getSub(ctx, t, st, "s2")
@@ -617,7 +627,7 @@ func (s *suite) effectTests() []test {
 				"a change with effects after CompleteEffects")
 			must(t, st.CompleteEffects(ctx, []billing.EffectsDone{{SubscriptionID: "nope", Token: "T"}}), "CompleteEffects(missing record only)")
 		}},
-		{"ListWithoutPending", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ListWithoutPending", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), ofUser("u1")), newSub("s2", base.Add(-2*time.Hour), ofUser("u1")))
 			r1 := getSub(ctx, t, st, "s1")
 			changed := r1
@@ -680,13 +690,14 @@ func (s *suite) userAccessTests() []test {
 		return u
 	}
 	return []test{
-		{"ListUsers", func(ctx context.Context, t *testing.T, st billing.Store) {
-			gone := newUser("gone")
+		{"ListUsers", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			gone := newUser(my("gone"))
 			gone.Deleted = true
-			u1, u2 := newUser("u1"), newUser("u2")
+			u1, u2 := newUser(my("u1")), newUser(my("u2"))
 			u2.PlanID, u2.SubscriptionID, u2.Status, u2.AccessUntil = "", "", "", time.Time{}
-			insertUsers(ctx, t, st, u1, u2, newUser("u3"), gone)
-			list, err := st.ListUsers(ctx, []string{"u1", "gone", "nope", "u2"})
+			insertUsers(ctx, t, st, u1, u2, newUser(my("u3")), gone)
+			list, err := st.ListUsers(ctx, []string{my("u1"), my("gone"), "nope", my("u2")})
 			must(t, err, "ListUsers")
 			slices.SortFunc(list, func(a, b billing.User) int { return cmp.Compare(a.ID, b.ID) })
 			if len(list) != 2 {
@@ -700,21 +711,22 @@ func (s *suite) userAccessTests() []test {
 				t.Fatalf("ListUsers(unknown) = %d users, want none", len(none))
 			}
 		}},
-		{"UpdateUsersAccessMixedResults", func(ctx context.Context, t *testing.T, st billing.Store) {
-			gone := newUser("gone")
+		{"UpdateUsersAccessMixedResults", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			gone := newUser(my("gone"))
 			gone.Deleted = true
-			insertUsers(ctx, t, st, newUser("a"), newUser("b"), newUser("c"), newUser("d"), newUser("e"), gone)
+			insertUsers(ctx, t, st, newUser(my("a")), newUser(my("b")), newUser(my("c")), newUser(my("d")), newUser(my("e")), gone)
 			read := map[string]billing.User{}
-			for _, id := range []string{"a", "b", "c", "d", "e"} {
+			for _, id := range []string{my("a"), my("b"), my("c"), my("d"), my("e")} {
 				read[id] = getUser(ctx, t, st, id)
 			}
 			// Between the read and the batch, other writers change b's status, c's plan and d's
 			// subscription; e's access_until changes, which is not part of the condition.
 			others := map[string]func(*billing.User){
-				"b": func(u *billing.User) { u.Status = billing.StatusPastDue },
-				"c": func(u *billing.User) { u.PlanID = "p2" },
-				"d": func(u *billing.User) { u.SubscriptionID = "s-new" },
-				"e": func(u *billing.User) { u.AccessUntil = base.Add(40 * day) },
+				my("b"): func(u *billing.User) { u.Status = billing.StatusPastDue },
+				my("c"): func(u *billing.User) { u.PlanID = my("p2") },
+				my("d"): func(u *billing.User) { u.SubscriptionID = my("s-new") },
+				my("e"): func(u *billing.User) { u.AccessUntil = base.Add(40 * day) },
 			}
 			after := map[string]billing.User{}
 			for id, mod := range others {
@@ -725,16 +737,16 @@ func (s *suite) userAccessTests() []test {
 				after[id] = getUser(ctx, t, st, id)
 			}
 			// e's change grants a new plan and writes only plan_id and subscription_id.
-			eChanged := read["e"]
-			eChanged.PlanID, eChanged.SubscriptionID = "p3", "s-e2"
+			eChanged := read[my("e")]
+			eChanged.PlanID, eChanged.SubscriptionID = my("p3"), "s-e2"
 			errs, err := st.UpdateUsersAccess(ctx, []billing.UserAccessChange{
-				{Read: read["a"], Changed: revoked(read["a"])},
-				{Read: read["b"], Changed: revoked(read["b"])},
-				{Read: read["c"], Changed: revoked(read["c"])},
-				{Read: read["d"], Changed: revoked(read["d"])},
-				{Read: newUser("nope"), Changed: revoked(newUser("nope"))},
+				{Read: read[my("a")], Changed: revoked(read[my("a")])},
+				{Read: read[my("b")], Changed: revoked(read[my("b")])},
+				{Read: read[my("c")], Changed: revoked(read[my("c")])},
+				{Read: read[my("d")], Changed: revoked(read[my("d")])},
+				{Read: newUser(my("nope")), Changed: revoked(newUser(my("nope")))},
 				{Read: gone, Changed: revoked(gone)},
-				{Read: read["e"], Changed: eChanged},
+				{Read: read[my("e")], Changed: eChanged},
 			})
 			must(t, err, "UpdateUsersAccess")
 			if len(errs) != 7 {
@@ -742,23 +754,24 @@ func (s *suite) userAccessTests() []test {
 			}
 			wantResults(t, errs, []error{nil, billing.ErrConflict, billing.ErrConflict, billing.ErrConflict, billing.ErrNotFound, billing.ErrNotFound, nil},
 				"UpdateUsersAccess(applied, status/plan/subscription changed meanwhile, missing, soft-deleted, applied)")
-			equal(t, getUser(ctx, t, st, "a"), revoked(read["a"]), "a (revoked)")
-			for _, id := range []string{"b", "c", "d"} {
+			equal(t, getUser(ctx, t, st, my("a")), revoked(read[my("a")]), "a (revoked)")
+			for _, id := range []string{my("b"), my("c"), my("d")} {
 				equal(t, getUser(ctx, t, st, id), after[id], "%s keeps the other writer's access", id)
 			}
-			wantE := after["e"]
-			wantE.PlanID, wantE.SubscriptionID = "p3", "s-e2"
-			equal(t, getUser(ctx, t, st, "e"), wantE, "e: plan and subscription written, the other writer's access_until kept")
-			if _, err := st.GetUser(ctx, "nope"); !isNotFound(err) {
+			wantE := after[my("e")]
+			wantE.PlanID, wantE.SubscriptionID = my("p3"), "s-e2"
+			equal(t, getUser(ctx, t, st, my("e")), wantE, "e: plan and subscription written, the other writer's access_until kept")
+			if _, err := st.GetUser(ctx, my("nope")); !isNotFound(err) {
 				t.Fatalf("a change of a missing user created it: GetUser got %v", err)
 			}
 		}},
-		{"UpdateUsersAccessFromEmptyFields", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"UpdateUsersAccessFromEmptyFields", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
 			// A user who never had a plan: access fields stored empty (or absent).
-			u := newUser("u1")
+			u := newUser(my("u1"))
 			u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = "", "", "", time.Time{}
 			insertUsers(ctx, t, st, u)
-			read := getUser(ctx, t, st, "u1")
+			read := getUser(ctx, t, st, my("u1"))
 			granted := read
 			granted.PlanID, granted.SubscriptionID, granted.Status = "p1", "s1", billing.StatusActive
 			granted.AccessUntil, granted.UpdatedAt = base.Add(30*day), base
@@ -766,11 +779,11 @@ func (s *suite) userAccessTests() []test {
 			must(t, billing.UpdateUserAccess(ctx, st, read, granted), "granting access to a user with empty access fields")
 			want := read
 			want.PlanID, want.SubscriptionID, want.Status, want.AccessUntil, want.UpdatedAt = "p1", "s1", billing.StatusActive, base.Add(30*day), base
-			equal(t, getUser(ctx, t, st, "u1"), want, "user after the grant (email and name not written)")
+			equal(t, getUser(ctx, t, st, my("u1")), want, "user after the grant (email and name not written)")
 			other := read
-			other.PlanID = "p2"
+			other.PlanID = my("p2")
 			wantErr(t, billing.UpdateUserAccess(ctx, st, read, other), billing.ErrConflict, "a grant from a read without a plan when the user has one now")
-			equal(t, getUser(ctx, t, st, "u1"), want, "user after the conflicting grant")
+			equal(t, getUser(ctx, t, st, my("u1")), want, "user after the conflicting grant")
 		}},
 	}
 }
@@ -779,28 +792,30 @@ func (s *suite) userAccessTests() []test {
 
 func (s *suite) paymentChangeTests() []test {
 	return []test{
-		{"UpdateWritesOnlyChangedFields", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPayment("pay1", base.Add(-time.Hour), func(p *billing.Payment) { p.GatewayPaymentID = "pi_1" })
+		{"UpdateWritesOnlyChangedFields", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base.Add(-time.Hour), func(p *billing.Payment) { p.GatewayPaymentID = my("pi_1") })
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-			read, err := st.GetPayment(ctx, "pay1")
+			read, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			// Another writer records the subscription the payment belongs to.
 			cur := read
-			cur.SubscriptionID = "s1"
+			cur.SubscriptionID = my("s1")
 			must(t, st.UpdatePayment(ctx, read, cur), "the other writer's UpdatePayment")
 			approved := read
 			approved.Status, approved.ProcessedAt, approved.UpdatedAt = billing.PaymentApproved, base, base
 			must(t, st.UpdatePayment(ctx, read, approved), "UpdatePayment from a read older than a change to a field it does not write")
 			want := approved
-			want.SubscriptionID, want.Version = "s1", read.Version+2
-			got, err := st.GetPayment(ctx, "pay1")
+			want.SubscriptionID, want.Version = my("s1"), read.Version+2
+			got, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			equal(t, got, want, "payment: the other writer's subscription_id survives next to the approval")
 		}},
-		{"UpdateConflictsWhenStatusChanged", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPayment("pay1", base.Add(-time.Hour))
+		{"UpdateConflictsWhenStatusChanged", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base.Add(-time.Hour))
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-			read, err := st.GetPayment(ctx, "pay1")
+			read, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			// The cleanup job cancels the payment; a webhook still holding the pending copy
 			// records the gateway's id, a field the cancellation did not touch.
@@ -808,20 +823,21 @@ func (s *suite) paymentChangeTests() []test {
 			cancelled.Status, cancelled.Reason = billing.PaymentCancelled, "stale"
 			must(t, st.UpdatePayment(ctx, read, cancelled), "the other writer's cancellation")
 			late := read
-			late.GatewayPaymentID = "pi_late"
+			late.GatewayPaymentID = my("pi_late")
 			wantErr(t, st.UpdatePayment(ctx, read, late), billing.ErrConflict, "UpdatePayment from a read whose status is no longer stored")
-			got, err := st.GetPayment(ctx, "pay1")
+			got, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			want := cancelled
 			want.Version = read.Version + 1
 			equal(t, got, want, "payment keeps the cancellation and gets no gateway id")
-			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_late")
+			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, my("pi_late"))
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(id of a conflicting update)")
 		}},
-		{"UpdateConflictsOnWrittenFieldChanged", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPayment("pay1", base.Add(-time.Hour))
+		{"UpdateConflictsOnWrittenFieldChanged", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base.Add(-time.Hour))
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-			read, err := st.GetPayment(ctx, "pay1")
+			read, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			cur := read
 			cur.Reason = "first"
@@ -829,7 +845,7 @@ func (s *suite) paymentChangeTests() []test {
 			stale := read
 			stale.Reason = "second"
 			wantErr(t, st.UpdatePayment(ctx, read, stale), billing.ErrConflict, "UpdatePayment of a field another writer changed since the read")
-			got, err := st.GetPayment(ctx, "pay1")
+			got, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			want := cur
 			want.Version = read.Version + 1

@@ -101,7 +101,7 @@ func (s *suite) filterTests() []test {
 		{name: "UserIDsAndWindow", f: window(billing.SubscriptionFilter{UserIDs: []string{"u1", "u3"}, Statuses: live, AutoRenews: &yes}),
 			want: []string{"auto"}},
 	}
-	out := []test{{"MatchAgreesWithHandWrittenExpectations", func(ctx context.Context, t *testing.T, _ billing.Store) {
+	out := []test{{"MatchAgreesWithHandWrittenExpectations", ownStore, func(ctx context.Context, t *testing.T, _ billing.Store) {
 		seed := filterSeed()
 		for _, c := range cases {
 			if c.want == nil {
@@ -117,7 +117,7 @@ func (s *suite) filterTests() []test {
 		}
 	}}}
 	for _, c := range cases {
-		out = append(out, test{c.name, func(ctx context.Context, t *testing.T, st billing.Store) {
+		out = append(out, test{c.name, ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			seed := filterSeed()
 			insertSubs(ctx, t, st, seed...)
 			// Expected: what Match says about the records as stored.
@@ -198,7 +198,7 @@ func disjoint(t *testing.T, sets ...[]string) []string {
 
 func (s *suite) claimTests() []test {
 	return []test{
-		{"LimitAndExclusive", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"LimitAndExclusive", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			seed := dueSubs(10)
 			insertSubs(ctx, t, st, seed...)
 			a := claim(ctx, t, st, "A", base, time.Hour, 4)
@@ -214,7 +214,7 @@ func (s *suite) claimTests() []test {
 				t.Fatalf("third token claimed %v while every lease is live", c)
 			}
 		}},
-		{"TokenNeverGetsItsOwnClaimsAgain", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"TokenNeverGetsItsOwnClaimsAgain", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			seed := dueSubs(10)
 			insertSubs(ctx, t, st, seed...)
 			first := claim(ctx, t, st, "A", base, time.Hour, 4)
@@ -228,7 +228,7 @@ func (s *suite) claimTests() []test {
 				t.Fatalf("token re-got its own claims: %v", more)
 			}
 		}},
-		{"ExpiredLeaseIsClaimable", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ExpiredLeaseIsClaimable", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			seed := dueSubs(5)
 			insertSubs(ctx, t, st, seed...)
 			a := claim(ctx, t, st, "A", base, time.Minute, 10)
@@ -242,7 +242,7 @@ func (s *suite) claimTests() []test {
 			b := claim(ctx, t, st, "B", base.Add(time.Minute), time.Minute, 10)
 			equalIDs(t, b, subIDs(seed), "B takes every record once A's lease has ended")
 		}},
-		{"ReleaseClaims", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ReleaseClaims", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			seed := dueSubs(6)
 			insertSubs(ctx, t, st, seed...)
 			a := claim(ctx, t, st, "A", base, time.Hour, 3)
@@ -262,7 +262,7 @@ func (s *suite) claimTests() []test {
 				equal(t, got, x, "record %s after claims and releases", x.ID)
 			}
 		}},
-		{"ClaimedRecordIsCurrent", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ClaimedRecordIsCurrent", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, dueSubs(1)...)
 			got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "A", Now: base, LeaseUntil: base.Add(time.Hour), Limit: 1})
 			must(t, err, "ClaimSubscriptions")
@@ -283,7 +283,7 @@ func (s *suite) claimTests() []test {
 				t.Fatalf("update of a claimed record not stored: %+v", upd)
 			}
 		}},
-		{"ConcurrentClaimsEachRecordOnce", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConcurrentClaimsEachRecordOnce", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			seed := dueSubs(s.opts.ClaimRecords)
 			insertSubs(ctx, t, st, seed...)
 			n, batch := s.opts.Goroutines, s.opts.ClaimBatch
@@ -315,8 +315,8 @@ func (s *suite) claimTests() []test {
 			}
 			equalIDs(t, disjoint(t, got...), subIDs(seed), "%d concurrent workers together claim each of %d records exactly once", n, len(seed))
 		}},
-		{"ExtendClaims", s.testExtendClaims},
-		{"ConcurrentReleaseAndClaim", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ExtendClaims", ownStore, s.testExtendClaims},
+		{"ConcurrentReleaseAndClaim", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// Workers that release after each batch (as a finishing run does) still never
 			// hand one record to two live holders at once.
 			seed := dueSubs(s.opts.ClaimRecords / 5)

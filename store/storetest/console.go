@@ -82,7 +82,7 @@ func (s *suite) consoleTests() []test {
 		}
 	}
 	return []test{
-		{"SearchSubscriptionsPagesNewestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"SearchSubscriptionsPagesNewestFirst", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			seedSubs(ctx, t, st)
 			want := []string{"s-06", "s-05", "s-04", "s-03", "s-02", "s-01", "s-08"} // s-07 is soft-deleted
@@ -94,7 +94,7 @@ func (s *suite) consoleTests() []test {
 				}
 			}
 		}},
-		{"SearchSubscriptionsFilters", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"SearchSubscriptionsFilters", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			seedSubs(ctx, t, st)
 			cases := []struct {
@@ -125,7 +125,7 @@ func (s *suite) consoleTests() []test {
 				t.Fatalf("limit above MaxPageSize: got %v, want ErrInvalidInput", err)
 			}
 		}},
-		{"ListPaymentsFiltersAndPages", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ListPaymentsFiltersAndPages", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			for i, mod := range []func(*billing.Payment){
 				func(p *billing.Payment) { p.SubscriptionID = "s-a" },
@@ -159,7 +159,7 @@ func (s *suite) consoleTests() []test {
 			got, _ = allPages(t, 5, list(billing.PaymentQuery{SubscriptionID: "s-b"}))
 			equal(t, got, []string{"pay-e", "pay-c"}, "payments of s-b after linking pay-e")
 		}},
-		{"ListNotificationsFiltersAndData", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ListNotificationsFiltersAndData", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			data := billing.NotificationData{PlanName: "Pro", PeriodEnd: at(72), DaysRemaining: 3, Amount: billing.Money{Amount: 990, Currency: "BRL"}}
 			recs := []billing.NotificationRecord{
@@ -203,7 +203,7 @@ func (s *suite) consoleTests() []test {
 				t.Fatalf("k2 reserved without data reads back with %+v", n2.Data)
 			}
 		}},
-		{"RetryNotification", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"RetryNotification", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			for _, k := range []string{"failed", "sent"} {
 				_, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: k, Kind: billing.KindExpiring}}, "tok", base, base.Add(time.Minute))
@@ -238,7 +238,7 @@ func (s *suite) consoleTests() []test {
 				t.Fatalf("missing key: got %v, want ErrNotFound", err)
 			}
 		}},
-		{"ListEntityAudit", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ListEntityAudit", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			for i, ent := range []string{"s-a", "pay-1", "s-b", "s-a", "pay-1", "s-a"} {
 				e := billing.AuditEntry{ID: "a" + string(rune('0'+i)), Action: "x", EntityType: "t", EntityID: ent, Actor: "test", CreatedAt: at(i)}
@@ -254,7 +254,7 @@ func (s *suite) consoleTests() []test {
 				t.Fatalf("limit 0: got %v, want ErrInvalidInput", err)
 			}
 		}},
-		{"DailySnapshots", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"DailySnapshots", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			ss, ok := st.(billing.SnapshotStore)
 			if !ok {
 				t.Skip("store does not implement billing.SnapshotStore")

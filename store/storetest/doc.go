@@ -25,13 +25,16 @@
 // zone and nanoseconds in, UTC at millisecond precision out); and context cancellation
 // (every method fails and writes nothing).
 //
-// Every subtest gets a fresh, empty store from the caller's constructor. Data sizes are
-// small (hundreds of records) so a slow MongoDB-compatible server can run it; Options tunes
-// them.
+// Subtests run in parallel. Those that count, list or claim everything a store holds get a
+// fresh, empty store from the caller's constructor each; the others share one more store
+// from it and name only records of their own, whose ids carry a prefix of the subtest's
+// name (so one database serves them, and a server-backed suite does not pay for a new
+// database or schema per subtest). Data sizes are small (hundreds of records) so a slow
+// MongoDB-compatible server can run it; Options tunes them.
 //
 // # Usage
 //
 // ExampleRun is the whole conformance test of memstore. A store backed by a server
 // creates a fresh database (or collection prefix) per call and drops it with t.Cleanup,
-// as ExampleRunWithOptions shows for mongostore.
+// as ExampleRunWithOptions shows for mongostore; calls may come from parallel subtests.
 package storetest

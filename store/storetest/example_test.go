@@ -14,8 +14,8 @@ import (
 	"github.com/renewkit/renewkit/store/storetest"
 )
 
-// ExampleRun is the whole conformance test of an in-memory store: each subtest gets a
-// fresh store from the constructor. A store adapter writes it as a Test function.
+// ExampleRun is the whole conformance test of an in-memory store: the subtests that need an
+// empty store get a fresh one from the constructor, the others share one. A store adapter writes it as a Test function.
 func ExampleRun() {
 	testConformance := func(t *testing.T) {
 		storetest.Run(t, func(t *testing.T) billing.Store {

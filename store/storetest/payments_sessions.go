@@ -11,23 +11,24 @@ import (
 
 func (s *suite) paymentTests() []test {
 	return []test{
-		{"InsertGetFind", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPayment("pay1", base.Add(-day), func(p *billing.Payment) {
-				p.SubscriptionID, p.GatewayPaymentID, p.GatewaySubscriptionID = "s1", "pi_1", "sub_1"
+		{"InsertGetFind", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base.Add(-day), func(p *billing.Payment) {
+				p.SubscriptionID, p.GatewayPaymentID, p.GatewaySubscriptionID = my("s1"), my("pi_1"), my("sub_1")
 				p.Status, p.Reason, p.ProcessedAt = billing.PaymentFailed, "card declined", base.Add(-time.Hour)
 			})
 			want := p
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-			got, err := st.GetPayment(ctx, "pay1")
+			got, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			equal(t, got, want, "GetPayment(pay1)")
-			byGW, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_1")
+			byGW, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, my("pi_1"))
 			must(t, err, "FindPaymentByGateway")
 			equal(t, byGW, want, "FindPaymentByGateway(stripe, pi_1)")
-			_, err = st.FindPaymentByGateway(ctx, billing.GatewayPayPal, "pi_1")
+			_, err = st.FindPaymentByGateway(ctx, billing.GatewayPayPal, my("pi_1"))
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(other gateway)")
 		}},
-		{"InsertAssignsID", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertAssignsID", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			p := newPayment("", base)
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment without id")
 			if p.ID == "" {
@@ -37,17 +38,18 @@ func (s *suite) paymentTests() []test {
 				t.Fatalf("GetPayment(assigned id %q): %v", p.ID, err)
 			}
 		}},
-		{"DuplicatesAreConflicts", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPayment("pay1", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_1" })
+		{"DuplicatesAreConflicts", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base, func(p *billing.Payment) { p.GatewayPaymentID = my("pi_1") })
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-			dupID := newPayment("pay1", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_2" })
+			dupID := newPayment(my("pay1"), base, func(p *billing.Payment) { p.GatewayPaymentID = my("pi_2") })
 			wantErr(t, st.InsertPayment(ctx, &dupID), billing.ErrConflict, "InsertPayment(duplicate id)")
-			dupGW := newPayment("pay2", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_1" })
+			dupGW := newPayment(my("pay2"), base, func(p *billing.Payment) { p.GatewayPaymentID = my("pi_1") })
 			wantErr(t, st.InsertPayment(ctx, &dupGW), billing.ErrConflict, "InsertPayment(duplicate gateway payment id)")
-			_, err := st.GetPayment(ctx, "pay2")
+			_, err := st.GetPayment(ctx, my("pay2"))
 			wantErr(t, err, billing.ErrNotFound, "a rejected payment must not be stored")
 			// The same gateway id at another gateway is a different payment.
-			other := newPayment("pay3", base, func(p *billing.Payment) { p.Gateway, p.GatewayPaymentID = billing.GatewayMercadoPago, "pi_1" })
+			other := newPayment(my("pay3"), base, func(p *billing.Payment) { p.Gateway, p.GatewayPaymentID = billing.GatewayMercadoPago, my("pi_1") })
 			must(t, st.InsertPayment(ctx, &other), "InsertPayment(same gateway id, other gateway)")
 			// Payments without a gateway id yet (created before checkout) do not collide.
 			for _, id := range []string{"local1", "local2"} {
@@ -55,21 +57,22 @@ func (s *suite) paymentTests() []test {
 				must(t, st.InsertPayment(ctx, &p), "InsertPayment(%s without gateway payment id)", id)
 			}
 		}},
-		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
-			_, err := st.GetPayment(ctx, "nope")
+		{"MissingIsNotFound", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			_, err := st.GetPayment(ctx, my("nope"))
 			wantErr(t, err, billing.ErrNotFound, "GetPayment(missing)")
-			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_nope")
+			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, my("pi_nope"))
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(missing)")
-			missing := newPayment("nope", base)
+			missing := newPayment(my("nope"), base)
 			approved := missing
 			approved.Status = billing.PaymentApproved
 			wantErr(t, st.UpdatePayment(ctx, missing, approved), billing.ErrNotFound, "UpdatePayment(missing)")
-			p := newPayment("pay1", base)
+			p := newPayment(my("pay1"), base)
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
 			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "")
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(empty id) must not match payments without one")
 		}},
-		{"SoftDeletedInvisible", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"SoftDeletedInvisible", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			p := newPayment("gone", base.Add(-30*day), func(p *billing.Payment) { p.GatewayPaymentID, p.Deleted = "pi_gone", true })
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment(deleted)")
 			_, err := st.GetPayment(ctx, "gone")
@@ -82,47 +85,49 @@ func (s *suite) paymentTests() []test {
 				t.Fatalf("CancelStalePayments cancelled soft-deleted payments: %v", got)
 			}
 		}},
-		{"UpdateConditionalOnRead", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPayment("pay1", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_old" })
+		{"UpdateConditionalOnRead", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base, func(p *billing.Payment) { p.GatewayPaymentID = my("pi_old") })
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-			read, err := st.GetPayment(ctx, "pay1")
+			read, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			upd := read
-			upd.Status, upd.ProcessedAt, upd.UpdatedAt, upd.GatewayPaymentID = billing.PaymentApproved, base, base, "pi_new"
+			upd.Status, upd.ProcessedAt, upd.UpdatedAt, upd.GatewayPaymentID = billing.PaymentApproved, base, base, my("pi_new")
 			must(t, st.UpdatePayment(ctx, read, upd), "UpdatePayment")
 			got := upd
 			got.Version = read.Version + 1
-			stored, err := st.GetPayment(ctx, "pay1")
+			stored, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			equal(t, stored, got, "stored payment equals the changed one with the version incremented")
-			if _, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_new"); err != nil {
+			if _, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, my("pi_new")); err != nil {
 				t.Fatalf("FindPaymentByGateway(new gateway id) after update: %v", err)
 			}
-			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_old")
+			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, my("pi_old"))
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(replaced gateway id)")
 			// A writer still holding the first read loses: the status changed meanwhile.
 			stale := read
 			stale.Status, stale.Reason = billing.PaymentCancelled, "stale"
 			wantErr(t, st.UpdatePayment(ctx, read, stale), billing.ErrConflict, "UpdatePayment(Read's status no longer stored)")
-			after, err := st.GetPayment(ctx, "pay1")
+			after, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			equal(t, after, got, "a conflicting update changed nothing")
 		}},
 		// The reversal fields (refunded amount, reason, time) survive an insert and a
 		// conditional update, and clearing ReversedAt (a dispute won) clears it.
-		{"ReversalFieldsRoundTrip", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPayment("pay1", base.Add(-day), func(p *billing.Payment) {
-				p.Status, p.GatewayPaymentID, p.RefundedAmount = billing.PaymentApproved, "pi_1", 1000
+		{"ReversalFieldsRoundTrip", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base.Add(-day), func(p *billing.Payment) {
+				p.Status, p.GatewayPaymentID, p.RefundedAmount = billing.PaymentApproved, my("pi_1"), 1000
 			})
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-			read, err := st.GetPayment(ctx, "pay1")
+			read, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			equal(t, read, p, "a partially refunded payment as inserted")
 			back := read
 			back.Status, back.RefundedAmount, back.ReversalReason = billing.PaymentChargedBack, 1000, "fraudulent"
 			back.ReversedAt, back.UpdatedAt = base.Add(1500*time.Microsecond), base
 			must(t, st.UpdatePayment(ctx, read, back), "UpdatePayment(charged back)")
-			got, err := st.GetPayment(ctx, "pay1")
+			got, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			want := back
 			want.ReversedAt, want.Version = base.Add(time.Millisecond), read.Version+1
@@ -130,31 +135,32 @@ func (s *suite) paymentTests() []test {
 			won := got
 			won.Status, won.ReversedAt = billing.PaymentApproved, time.Time{}
 			must(t, st.UpdatePayment(ctx, got, won), "UpdatePayment(dispute won)")
-			after, err := st.GetPayment(ctx, "pay1")
+			after, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			won.Version = got.Version + 1
 			equal(t, after, won, "a dispute won clears the reversal time and keeps the reason")
 		}},
-		{"UpdateToTakenGatewayIDIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
-			a := newPayment("a", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_a" })
-			b := newPayment("b", base, func(p *billing.Payment) { p.GatewayPaymentID = "pi_b" })
+		{"UpdateToTakenGatewayIDIsConflict", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			a := newPayment(my("a"), base, func(p *billing.Payment) { p.GatewayPaymentID = my("pi_a") })
+			b := newPayment(my("b"), base, func(p *billing.Payment) { p.GatewayPaymentID = my("pi_b") })
 			must(t, st.InsertPayment(ctx, &a), "InsertPayment")
 			must(t, st.InsertPayment(ctx, &b), "InsertPayment")
-			rb, err := st.GetPayment(ctx, "b")
+			rb, err := st.GetPayment(ctx, my("b"))
 			must(t, err, "GetPayment")
 			taken := rb
-			taken.GatewayPaymentID = "pi_a"
+			taken.GatewayPaymentID = my("pi_a")
 			wantErr(t, st.UpdatePayment(ctx, rb, taken), billing.ErrConflict, "UpdatePayment to another payment's gateway id")
-			after, err := st.GetPayment(ctx, "b")
+			after, err := st.GetPayment(ctx, my("b"))
 			must(t, err, "GetPayment")
 			equal(t, after, rb, "payment b after a rejected update")
-			found, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_a")
+			found, err := st.FindPaymentByGateway(ctx, billing.GatewayStripe, my("pi_a"))
 			must(t, err, "FindPaymentByGateway")
-			if found.ID != "a" {
+			if found.ID != my("a") {
 				t.Fatalf("pi_a now resolves to %s, want a", found.ID)
 			}
 		}},
-		{"CancelStaleBoundaries", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"CancelStaleBoundaries", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			cutoff := base.Add(-7 * day)
 			seed := []billing.Payment{
 				newPayment("at-cutoff", cutoff),
@@ -198,7 +204,7 @@ func (s *suite) paymentTests() []test {
 				t.Fatalf("a second call cancelled %d payments again", len(again))
 			}
 		}},
-		{"CancelStaleLimit", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"CancelStaleLimit", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			for i := range 5 {
 				p := newPayment(fmt.Sprintf("p%d", i), base.Add(-30*day))
 				must(t, st.InsertPayment(ctx, &p), "InsertPayment")
@@ -214,7 +220,7 @@ func (s *suite) paymentTests() []test {
 			}
 			equalIDs(t, disjoint(t, batches...), []string{"p0", "p1", "p2", "p3", "p4"}, "batches cover every stale payment once")
 		}},
-		{"CancelStaleConcurrentDisjoint", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"CancelStaleConcurrentDisjoint", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			var want []string
 			for i := range s.opts.StaleRecords {
 				p := newPayment(fmt.Sprintf("p%04d", i), base.Add(-8*day-time.Duration(i)*time.Minute))
@@ -254,11 +260,12 @@ func sessionIDs(xs []billing.Session) []string {
 
 func (s *suite) sessionTests() []test {
 	return []test{
-		{"InsertGet", func(ctx context.Context, t *testing.T, st billing.Store) {
-			se := newSession("se1", base.Add(day))
+		{"InsertGet", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			se := newSession(my("se1"), base.Add(day))
 			want := se
 			must(t, st.InsertSession(ctx, &se), "InsertSession")
-			got, err := st.GetSession(ctx, "se1")
+			got, err := st.GetSession(ctx, my("se1"))
 			must(t, err, "GetSession")
 			equal(t, got, want, "GetSession(se1)")
 			anon := newSession("", base)
@@ -267,17 +274,19 @@ func (s *suite) sessionTests() []test {
 				t.Fatal("InsertSession left the id empty; it must assign one")
 			}
 		}},
-		{"DuplicateIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
-			se := newSession("se1", base)
+		{"DuplicateIsConflict", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			se := newSession(my("se1"), base)
 			must(t, st.InsertSession(ctx, &se), "InsertSession")
-			dup := newSession("se1", base.Add(day))
+			dup := newSession(my("se1"), base.Add(day))
 			wantErr(t, st.InsertSession(ctx, &dup), billing.ErrConflict, "InsertSession(duplicate id)")
 		}},
-		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
-			_, err := st.GetSession(ctx, "nope")
+		{"MissingIsNotFound", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			_, err := st.GetSession(ctx, my("nope"))
 			wantErr(t, err, billing.ErrNotFound, "GetSession(missing)")
 		}},
-		{"DeleteExpiredBoundaries", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"DeleteExpiredBoundaries", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			cutoff := base.Add(-30 * day)
 			seed := []billing.Session{
 				newSession("at-cutoff", cutoff),
@@ -321,7 +330,7 @@ func (s *suite) sessionTests() []test {
 				t.Fatalf("a second call deleted %v again", sessionIDs(again))
 			}
 		}},
-		{"DeleteExpiredLimit", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"DeleteExpiredLimit", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			for i := range 5 {
 				se := newSession(fmt.Sprintf("se%d", i), base.Add(-40*day))
 				must(t, st.InsertSession(ctx, &se), "InsertSession")
@@ -337,7 +346,7 @@ func (s *suite) sessionTests() []test {
 			}
 			equalIDs(t, disjoint(t, batches...), []string{"se0", "se1", "se2", "se3", "se4"}, "batches cover every expired session once")
 		}},
-		{"DeleteExpiredConcurrentDisjoint", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"DeleteExpiredConcurrentDisjoint", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			var want []string
 			for i := range s.opts.StaleRecords {
 				se := newSession(fmt.Sprintf("se%04d", i), base.Add(-31*day-time.Duration(i)*time.Minute))

@@ -10,7 +10,7 @@ import (
 
 func (s *suite) planTests() []test {
 	return []test{
-		{"InsertGetList", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertGetList", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			p1, p2 := newPlan("p1"), newPlan("p2")
 			p2.BillingCycle, p2.Price = billing.CycleYearly, billing.Money{Amount: 29900, Currency: "USD"}
 			want := p2
@@ -23,7 +23,7 @@ func (s *suite) planTests() []test {
 			must(t, err, "ListPlans")
 			equalIDs(t, ids(list, func(p billing.Plan) string { return p.ID }), []string{"p1", "p2"}, "ListPlans ids")
 		}},
-		{"InsertAssignsID", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertAssignsID", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			p := newPlan("")
 			must(t, st.InsertPlan(ctx, &p), "InsertPlan without id")
 			if p.ID == "" {
@@ -35,19 +35,20 @@ func (s *suite) planTests() []test {
 				t.Fatalf("GetPlan(%s).Name = %q, want %q", p.ID, got.Name, p.Name)
 			}
 		}},
-		{"DuplicateIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
-			p := newPlan("p1")
+		{"DuplicateIsConflict", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPlan(my("p1"))
 			must(t, st.InsertPlan(ctx, &p), "InsertPlan")
-			dup := newPlan("p1")
+			dup := newPlan(my("p1"))
 			dup.Name = "other"
 			wantErr(t, st.InsertPlan(ctx, &dup), billing.ErrConflict, "InsertPlan(duplicate id)")
-			got, err := st.GetPlan(ctx, "p1")
+			got, err := st.GetPlan(ctx, my("p1"))
 			must(t, err, "GetPlan")
 			if got.Name != p.Name {
 				t.Fatalf("a rejected duplicate replaced the plan: name %q, want %q", got.Name, p.Name)
 			}
 		}},
-		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"MissingIsNotFound", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			_, err := st.GetPlan(ctx, "nope")
 			wantErr(t, err, billing.ErrNotFound, "GetPlan(missing)")
 			list, err := st.ListPlans(ctx)
@@ -56,7 +57,7 @@ func (s *suite) planTests() []test {
 				t.Fatalf("ListPlans on an empty store = %v", list)
 			}
 		}},
-		{"SoftDeletedInvisible", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"SoftDeletedInvisible", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			live, gone := newPlan("live"), newPlan("gone")
 			gone.Deleted = true
 			must(t, st.InsertPlan(ctx, &live), "InsertPlan")
@@ -72,15 +73,16 @@ func (s *suite) planTests() []test {
 
 func (s *suite) userTests() []test {
 	return []test{
-		{"InsertGet", func(ctx context.Context, t *testing.T, st billing.Store) {
-			u := newUser("u1")
+		{"InsertGet", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			u := newUser(my("u1"))
 			want := u
 			must(t, st.InsertUser(ctx, &u), "InsertUser")
-			got, err := st.GetUser(ctx, "u1")
+			got, err := st.GetUser(ctx, my("u1"))
 			must(t, err, "GetUser")
 			equal(t, got, want, "GetUser(u1)")
 		}},
-		{"InsertAssignsID", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertAssignsID", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			u := newUser("")
 			must(t, st.InsertUser(ctx, &u), "InsertUser without id")
 			if u.ID == "" {
@@ -90,39 +92,43 @@ func (s *suite) userTests() []test {
 				t.Fatalf("GetUser(assigned id %q): %v", u.ID, err)
 			}
 		}},
-		{"DuplicateIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
-			u := newUser("u1")
+		{"DuplicateIsConflict", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			u := newUser(my("u1"))
 			must(t, st.InsertUser(ctx, &u), "InsertUser")
-			dup := newUser("u1")
+			dup := newUser(my("u1"))
 			wantErr(t, st.InsertUser(ctx, &dup), billing.ErrConflict, "InsertUser(duplicate id)")
 		}},
-		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
-			_, err := st.GetUser(ctx, "nope")
+		{"MissingIsNotFound", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			_, err := st.GetUser(ctx, my("nope"))
 			wantErr(t, err, billing.ErrNotFound, "GetUser(missing)")
-			wantErr(t, billing.UpdateUserAccess(ctx, st, newUser("nope"), revoked(newUser("nope"))), billing.ErrNotFound, "UpdateUserAccess(missing)")
+			wantErr(t, billing.UpdateUserAccess(ctx, st, newUser(my("nope")), revoked(newUser(my("nope")))), billing.ErrNotFound, "UpdateUserAccess(missing)")
 		}},
-		{"SoftDeletedInvisible", func(ctx context.Context, t *testing.T, st billing.Store) {
-			u := newUser("gone")
+		{"SoftDeletedInvisible", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			u := newUser(my("gone"))
 			u.Deleted = true
 			must(t, st.InsertUser(ctx, &u), "InsertUser(deleted)")
-			_, err := st.GetUser(ctx, "gone")
+			_, err := st.GetUser(ctx, my("gone"))
 			wantErr(t, err, billing.ErrNotFound, "GetUser(soft-deleted)")
-			wantErr(t, billing.UpdateUserAccess(ctx, st, newUser("gone"), revoked(newUser("gone"))), billing.ErrNotFound, "UpdateUserAccess(soft-deleted)")
+			wantErr(t, billing.UpdateUserAccess(ctx, st, newUser(my("gone")), revoked(newUser(my("gone")))), billing.ErrNotFound, "UpdateUserAccess(soft-deleted)")
 		}},
-		{"UpdateAccessWritesOnlyAccessFields", func(ctx context.Context, t *testing.T, st billing.Store) {
-			u := newUser("u1")
+		{"UpdateAccessWritesOnlyAccessFields", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			u := newUser(my("u1"))
 			must(t, st.InsertUser(ctx, &u), "InsertUser")
-			read, err := st.GetUser(ctx, "u1")
+			read, err := st.GetUser(ctx, my("u1"))
 			must(t, err, "GetUser")
 			upd := billing.User{
-				ID: "u1", Email: "changed@example.com", Name: "Changed", Locale: "en", TimeZone: "UTC",
+				ID: my("u1"), Email: "changed@example.com", Name: "Changed", Locale: "en", TimeZone: "UTC",
 				PlanID: "", SubscriptionID: "s9", Status: billing.StatusInactive,
 				AccessUntil: base.Add(3 * day), UpdatedAt: base, CreatedAt: base, Deleted: true,
 			}
 			must(t, billing.UpdateUserAccess(ctx, st, read, upd), "UpdateUserAccess")
-			got, err := st.GetUser(ctx, "u1")
+			got, err := st.GetUser(ctx, my("u1"))
 			must(t, err, "GetUser")
-			want := newUser("u1")
+			want := newUser(my("u1"))
 			want.PlanID, want.SubscriptionID, want.Status = "", "s9", billing.StatusInactive
 			want.AccessUntil, want.UpdatedAt = base.Add(3*day), base
 			equal(t, got, want, "user after UpdateUserAccess (email, name, locale, zone, created_at must be kept)")

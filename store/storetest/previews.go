@@ -11,7 +11,7 @@ import (
 // previewTests cover the optional billing.CleanupCounter capability (job previews): its
 // counts agree with what the cleanup sweeps then change. Stores without it skip these.
 func (s *suite) previewTests() []test {
-	return []test{{"CleanupCountsAgreeWithSweeps", func(ctx context.Context, t *testing.T, st billing.Store) {
+	return []test{{"CleanupCountsAgreeWithSweeps", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 		cc, ok := st.(billing.CleanupCounter)
 		if !ok {
 			t.Skip("store does not implement billing.CleanupCounter")
@@ -51,7 +51,7 @@ func (s *suite) previewTests() []test {
 
 // auditCountTests cover the optional billing.AuditCounter: its counts equal ListAudit's.
 func (s *suite) auditCountTests() []test {
-	return []test{{"CountAuditAgreesWithList", func(ctx context.Context, t *testing.T, st billing.Store) {
+	return []test{{"CountAuditAgreesWithList", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 		ac, ok := st.(billing.AuditCounter)
 		if !ok {
 			t.Skip("store does not implement billing.AuditCounter")

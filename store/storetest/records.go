@@ -18,7 +18,7 @@ func (s *suite) auditTests() []test {
 			Details: map[string]any{"note": action + " " + entity}, CreatedAt: at}
 	}
 	return []test{
-		{"InsertAuditsIdempotentByID", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertAuditsIdempotentByID", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			batch := []billing.AuditEntry{entry("a", "s1", base), entry("b", "s2", base.Add(time.Second)), entry("c", "s3", base.Add(2*time.Second))}
 			for i := range batch {
 				batch[i].ID = fmt.Sprintf("e%d", i)
@@ -43,7 +43,7 @@ func (s *suite) auditTests() []test {
 			}
 			must(t, st.InsertAudits(ctx, nil), "InsertAudits(empty batch)")
 		}},
-		{"InsertListOldestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertListOldestFirst", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// Inserted out of time order: the list is by created_at, not by insertion.
 			in := []billing.AuditEntry{
 				entry("b", "s2", base.Add(2*time.Second)),
@@ -65,7 +65,7 @@ func (s *suite) auditTests() []test {
 				equal(t, list[i], want, "ListAudit[%d] (oldest first)", i)
 			}
 		}},
-		{"Filters", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"Filters", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			for i, e := range []billing.AuditEntry{
 				entry("a", "s1", base), entry("b", "s1", base.Add(time.Second)), entry("a", "s2", base.Add(2*time.Second)),
 				entry("a", "s3", base.Add(3*time.Second)), entry("a", "s1", base.Add(4*time.Second)),
@@ -133,15 +133,16 @@ func (s *suite) notificationTests() []test {
 		return got
 	}
 	return []test{
-		{"FinishRefusesAnUnknownStatus", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"FinishRefusesAnUnknownStatus", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
 			// Bad input gets a clear error and changes nothing: one record with a status that
 			// is neither sent, failed nor a release fails the whole call, the good one included.
 			now := time.Date(2030, 6, 1, 12, 0, 0, 0, time.UTC)
-			reserve(ctx, t, st, "A", now, "good", "bad")
-			err := st.FinishNotifications(ctx, []billing.NotificationRecord{done("good", billing.NotificationSent, "", now),
-				done("bad", "delivered", "", now)}, "A")
+			reserve(ctx, t, st, "A", now, my("good"), my("bad"))
+			err := st.FinishNotifications(ctx, []billing.NotificationRecord{done(my("good"), billing.NotificationSent, "", now),
+				done(my("bad"), "delivered", "", now)}, "A")
 			wantErr(t, err, billing.ErrInvalidInput, "FinishNotifications with status delivered")
-			for _, k := range []string{"good", "bad"} {
+			for _, k := range []string{my("good"), my("bad")} {
 				got, err := st.GetNotification(ctx, k)
 				must(t, err, "GetNotification(%s)", k)
 				if got.Status != billing.NotificationSending || got.Token != "A" {
@@ -149,28 +150,30 @@ func (s *suite) notificationTests() []test {
 				}
 			}
 		}},
-		{"ReserveInsertsSending", func(ctx context.Context, t *testing.T, st billing.Store) {
-			if !reserveOne(ctx, t, st, "A", base, "expiring:s1:3") {
+		{"ReserveInsertsSending", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			if !reserveOne(ctx, t, st, "A", base, my("expiring:s1:3")) {
 				t.Fatal("the first reservation of a new key was refused")
 			}
-			got := get(ctx, t, st, "expiring:s1:3")
-			want := billing.NotificationRecord{Key: "expiring:s1:3", Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1",
+			got := get(ctx, t, st, my("expiring:s1:3"))
+			want := billing.NotificationRecord{Key: my("expiring:s1:3"), Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1",
 				Status: billing.NotificationSending, Token: "A", LeaseUntil: base.Add(lease), CreatedAt: base}
 			got.UpdatedAt = time.Time{} // a store may stamp when the status was set
 			equal(t, got, want, "record of a new reservation (status sending, token, lease, created at now)")
 		}},
-		{"FinishSentAndFailed", func(ctx context.Context, t *testing.T, st billing.Store) {
-			reserve(ctx, t, st, "A", base, "k-sent", "k-failed")
+		{"FinishSentAndFailed", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			reserve(ctx, t, st, "A", base, my("k-sent"), my("k-failed"))
 			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{
-				done("k-sent", billing.NotificationSent, "", base.Add(time.Second)),
-				done("k-failed", billing.NotificationFailed, "550 mailbox unavailable", base.Add(2*time.Second)),
+				done(my("k-sent"), billing.NotificationSent, "", base.Add(time.Second)),
+				done(my("k-failed"), billing.NotificationFailed, "550 mailbox unavailable", base.Add(2*time.Second)),
 			}, "A"), "FinishNotifications")
 			for _, c := range []struct {
 				key, status, errText string
 				at                   time.Time
 			}{
-				{"k-sent", billing.NotificationSent, "", base.Add(time.Second)},
-				{"k-failed", billing.NotificationFailed, "550 mailbox unavailable", base.Add(2 * time.Second)},
+				{my("k-sent"), billing.NotificationSent, "", base.Add(time.Second)},
+				{my("k-failed"), billing.NotificationFailed, "550 mailbox unavailable", base.Add(2 * time.Second)},
 			} {
 				got := get(ctx, t, st, c.key)
 				if got.Status != c.status || got.Error != c.errText || !got.UpdatedAt.Equal(c.at) ||
@@ -191,107 +194,112 @@ func (s *suite) notificationTests() []test {
 				}
 			}
 		}},
-		{"LiveReservationRefusedThenTakenOver", func(ctx context.Context, t *testing.T, st billing.Store) {
-			if !reserveOne(ctx, t, st, "A", base, "k") {
+		{"LiveReservationRefusedThenTakenOver", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			if !reserveOne(ctx, t, st, "A", base, my("k")) {
 				t.Fatal("A's first reservation was refused")
 			}
-			if reserveOne(ctx, t, st, "B", base.Add(lease-time.Millisecond), "k") {
+			if reserveOne(ctx, t, st, "B", base.Add(lease-time.Millisecond), my("k")) {
 				t.Fatal("B reserved a key while A's lease is live")
 			}
-			if r := get(ctx, t, st, "k"); r.Token != "A" || r.Status != billing.NotificationSending {
+			if r := get(ctx, t, st, my("k")); r.Token != "A" || r.Status != billing.NotificationSending {
 				t.Fatalf("a refused reservation changed the record: %+v", r)
 			}
 			// A's lease ended at now: B takes the key over.
-			if !reserveOne(ctx, t, st, "B", base.Add(lease), "k") {
+			if !reserveOne(ctx, t, st, "B", base.Add(lease), my("k")) {
 				t.Fatal("B could not take over a reservation whose lease ended at now")
 			}
-			if r := get(ctx, t, st, "k"); r.Token != "B" || !r.LeaseUntil.Equal(base.Add(2*lease)) || r.Status != billing.NotificationSending {
+			if r := get(ctx, t, st, my("k")); r.Token != "B" || !r.LeaseUntil.Equal(base.Add(2*lease)) || r.Status != billing.NotificationSending {
 				t.Fatalf("record after the takeover = %+v, want sending, token B, lease %v", r, base.Add(2*lease))
 			}
 			// A, back from the dead, finishes: ignored, the key is B's.
-			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done("k", billing.NotificationSent, "", base.Add(lease+time.Second))}, "A"),
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done(my("k"), billing.NotificationSent, "", base.Add(lease+time.Second))}, "A"),
 				"FinishNotifications by the token that lost the key")
-			if r := get(ctx, t, st, "k"); r.Status != billing.NotificationSending || r.Token != "B" {
+			if r := get(ctx, t, st, my("k")); r.Status != billing.NotificationSending || r.Token != "B" {
 				t.Fatalf("the stale token's Finish changed the record: %+v", r)
 			}
-			if reserveOne(ctx, t, st, "A", base.Add(lease+2*time.Second), "k") {
+			if reserveOne(ctx, t, st, "A", base.Add(lease+2*time.Second), my("k")) {
 				t.Fatal("A reserved the key again while B's lease is live")
 			}
-			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done("k", billing.NotificationSent, "", base.Add(lease+3*time.Second))}, "B"),
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done(my("k"), billing.NotificationSent, "", base.Add(lease+3*time.Second))}, "B"),
 				"FinishNotifications(B)")
-			if r := get(ctx, t, st, "k"); r.Status != billing.NotificationSent || !r.UpdatedAt.Equal(base.Add(lease+3*time.Second)) {
+			if r := get(ctx, t, st, my("k")); r.Status != billing.NotificationSent || !r.UpdatedAt.Equal(base.Add(lease+3*time.Second)) {
 				t.Fatalf("record after B's Finish = %+v, want sent", r)
 			}
 		}},
-		{"SameTokenReservesAgainAndMovesLease", func(ctx context.Context, t *testing.T, st billing.Store) {
-			reserveOne(ctx, t, st, "A", base, "k")
+		{"SameTokenReservesAgainAndMovesLease", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			reserveOne(ctx, t, st, "A", base, my("k"))
 			later := base.Add(30 * time.Second)
-			if !reserveOne(ctx, t, st, "A", later, "k") {
+			if !reserveOne(ctx, t, st, "A", later, my("k")) {
 				t.Fatal("a key already reserved by the token was reported not reserved")
 			}
-			if r := get(ctx, t, st, "k"); r.Token != "A" || !r.LeaseUntil.Equal(later.Add(lease)) || !r.CreatedAt.Equal(base) {
+			if r := get(ctx, t, st, my("k")); r.Token != "A" || !r.LeaseUntil.Equal(later.Add(lease)) || !r.CreatedAt.Equal(base) {
 				t.Fatalf("record after the re-reservation = %+v; want token A, lease %v, created at %v kept", r, later.Add(lease), base)
 			}
 			// The moved lease holds past the first one.
-			if reserveOne(ctx, t, st, "B", base.Add(lease), "k") {
+			if reserveOne(ctx, t, st, "B", base.Add(lease), my("k")) {
 				t.Fatal("B took a key whose lease A moved past now")
 			}
-			if !reserveOne(ctx, t, st, "B", later.Add(lease), "k") {
+			if !reserveOne(ctx, t, st, "B", later.Add(lease), my("k")) {
 				t.Fatal("B could not take the key once the moved lease ended")
 			}
 		}},
-		{"FinishWithoutStatusReleases", func(ctx context.Context, t *testing.T, st billing.Store) {
-			reserve(ctx, t, st, "A", base, "k1", "k2")
+		{"FinishWithoutStatusReleases", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			reserve(ctx, t, st, "A", base, my("k1"), my("k2"))
 			// The send of k1 failed transiently: released. k2 stays reserved.
-			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{rec("k1")}, "A"), "FinishNotifications(empty status)")
-			got := reserve(ctx, t, st, "B", base.Add(time.Second), "k1", "k2")
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{rec(my("k1"))}, "A"), "FinishNotifications(empty status)")
+			got := reserve(ctx, t, st, "B", base.Add(time.Second), my("k1"), my("k2"))
 			if !got[0] || got[1] {
 				t.Fatalf("B's reservations after A released k1 only = %v, want [true false]", got)
 			}
-			if r := get(ctx, t, st, "k1"); r.Status != billing.NotificationSending || r.Token != "B" {
+			if r := get(ctx, t, st, my("k1")); r.Status != billing.NotificationSending || r.Token != "B" {
 				t.Fatalf("released key reserved by B: %+v", r)
 			}
 			// A release by a token that no longer holds the key changes nothing.
-			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{rec("k1")}, "A"), "FinishNotifications(empty status, stale token)")
-			if reserveOne(ctx, t, st, "C", base.Add(2*time.Second), "k1") {
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{rec(my("k1"))}, "A"), "FinishNotifications(empty status, stale token)")
+			if reserveOne(ctx, t, st, "C", base.Add(2*time.Second), my("k1")) {
 				t.Fatal("a stale token's release freed B's reservation")
 			}
 		}},
-		{"MixedBatchAligned", func(ctx context.Context, t *testing.T, st billing.Store) {
-			reserveOne(ctx, t, st, "X", base, "sent")
-			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done("sent", billing.NotificationSent, "", base)}, "X"), "FinishNotifications")
-			reserveOne(ctx, t, st, "X", base, "live-other")
-			reserveOne(ctx, t, st, "X", base.Add(-lease), "expired-other")
-			reserveOne(ctx, t, st, "A", base, "mine")
-			got := reserve(ctx, t, st, "A", base.Add(time.Second), "new", "sent", "live-other", "expired-other", "mine")
+		{"MixedBatchAligned", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			reserveOne(ctx, t, st, "X", base, my("sent"))
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{done(my("sent"), billing.NotificationSent, "", base)}, "X"), "FinishNotifications")
+			reserveOne(ctx, t, st, "X", base, my("live-other"))
+			reserveOne(ctx, t, st, "X", base.Add(-lease), my("expired-other"))
+			reserveOne(ctx, t, st, "A", base, my("mine"))
+			got := reserve(ctx, t, st, "A", base.Add(time.Second), my("new"), my("sent"), my("live-other"), my("expired-other"), my("mine"))
 			want := []bool{true, false, false, true, true}
 			if !slices.Equal(got, want) {
 				t.Fatalf("ReserveNotifications(new, sent, live other, expired other, mine) = %v, want %v (aligned with the records)", got, want)
 			}
-			for key, token := range map[string]string{"new": "A", "live-other": "X", "expired-other": "A", "mine": "A"} {
+			for key, token := range map[string]string{my("new"): "A", my("live-other"): "X", my("expired-other"): "A", my("mine"): "A"} {
 				if r := get(ctx, t, st, key); r.Token != token || r.Status != billing.NotificationSending {
 					t.Fatalf("record %s = %+v, want sending held by %s", key, r, token)
 				}
 			}
 			// A Finish for a key the token never reserved is left alone.
 			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{
-				done("never-reserved", billing.NotificationSent, "", base), done("live-other", billing.NotificationSent, "", base),
-				done("new", billing.NotificationSent, "", base.Add(2*time.Second)),
+				done(my("never-reserved"), billing.NotificationSent, "", base), done(my("live-other"), billing.NotificationSent, "", base),
+				done(my("new"), billing.NotificationSent, "", base.Add(2*time.Second)),
 			}, "A"), "FinishNotifications(unknown key, other token's key, own key)")
-			_, err := st.GetNotification(ctx, "never-reserved")
+			_, err := st.GetNotification(ctx, my("never-reserved"))
 			wantErr(t, err, billing.ErrNotFound, "GetNotification of a key only finished, never reserved")
-			if r := get(ctx, t, st, "live-other"); r.Status != billing.NotificationSending || r.Token != "X" {
+			if r := get(ctx, t, st, my("live-other")); r.Status != billing.NotificationSending || r.Token != "X" {
 				t.Fatalf("another token's reservation after A's Finish = %+v, want sending held by X", r)
 			}
-			if r := get(ctx, t, st, "new"); r.Status != billing.NotificationSent {
+			if r := get(ctx, t, st, my("new")); r.Status != billing.NotificationSent {
 				t.Fatalf("own key after Finish = %+v, want sent", r)
 			}
 		}},
-		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
-			_, err := st.GetNotification(ctx, "nope")
+		{"MissingIsNotFound", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			_, err := st.GetNotification(ctx, my("nope"))
 			wantErr(t, err, billing.ErrNotFound, "GetNotification(missing)")
 		}},
-		{"ConcurrentReserveOneTokenPerKey", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConcurrentReserveOneTokenPerKey", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			const keys = 50
 			recs := make([]billing.NotificationRecord, keys)
 			for i := range recs {
@@ -354,7 +362,7 @@ func (s *suite) jobRunTests() []test {
 		return out
 	}
 	return []test{
-		{"InsertUpdateGet", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertUpdateGet", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			r := run("r1", "job", base)
 			r.Status, r.FinishedAt, r.DurationMS, r.Result = billing.RunRunning, time.Time{}, 0, nil
 			want := r
@@ -377,13 +385,13 @@ func (s *suite) jobRunTests() []test {
 				t.Fatal("InsertJobRun left the id empty; it must assign one")
 			}
 		}},
-		{"Errors", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"Errors", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			wantErr(t, st.UpdateJobRun(ctx, run("nope", "job", base)), billing.ErrNotFound, "UpdateJobRun(missing)")
 			insert(ctx, t, st, run("r1", "job", base))
 			dup := run("r1", "job", base)
 			wantErr(t, st.InsertJobRun(ctx, &dup), billing.ErrConflict, "InsertJobRun(duplicate id)")
 		}},
-		{"ListNewestFirstFilterLimit", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ListNewestFirstFilterLimit", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insert(ctx, t, st, run("a1", "a", base.Add(time.Minute)), run("b1", "b", base.Add(2*time.Minute)),
 				run("a3", "a", base.Add(3*time.Minute)), run("a0", "a", base), run("a2", "a", base.Add(2*time.Minute)))
 			cases := []struct {
@@ -409,7 +417,7 @@ func (s *suite) jobRunTests() []test {
 				}
 			}
 		}},
-		{"DeleteBefore", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"DeleteBefore", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insert(ctx, t, st, run("old1", "a", base.Add(-2*day)), run("old2", "b", base.Add(-day-time.Millisecond)),
 				run("at", "a", base.Add(-day)), run("new", "a", base))
 			n, err := st.DeleteJobRunsBefore(ctx, base.Add(-day))
@@ -429,36 +437,38 @@ func (s *suite) jobRunTests() []test {
 
 func (s *suite) jobStateTests() []test {
 	return []test{
-		{"DefaultAndRoundTrip", func(ctx context.Context, t *testing.T, st billing.Store) {
-			got, err := st.GetJobState(ctx, "job")
+		{"DefaultAndRoundTrip", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			got, err := st.GetJobState(ctx, my("job"))
 			must(t, err, "GetJobState(never stored)")
-			equal(t, got, billing.JobState{JobID: "job"}, "GetJobState of an unknown job is the zero state with its id")
-			want := billing.JobState{JobID: "job", Paused: true, PausedAt: base, ConsecutiveFailures: 3,
+			equal(t, got, billing.JobState{JobID: my("job")}, "GetJobState of an unknown job is the zero state with its id")
+			want := billing.JobState{JobID: my("job"), Paused: true, PausedAt: base, ConsecutiveFailures: 3,
 				LastScheduledSuccess: base.Add(-day), Alerts: []string{"failing", "stuck"}, UpdatedAt: base}
 			must(t, st.PutJobState(ctx, want), "PutJobState")
-			got, err = st.GetJobState(ctx, "job")
+			got, err = st.GetJobState(ctx, my("job"))
 			must(t, err, "GetJobState")
 			want.Version = 1
 			equal(t, got, want, "GetJobState after the first PutJobState (version 0 -> 1)")
-			next := billing.JobState{JobID: "job", ConsecutiveFailures: 0, LastScheduledSuccess: base, UpdatedAt: base.Add(time.Hour), Version: 1}
+			next := billing.JobState{JobID: my("job"), ConsecutiveFailures: 0, LastScheduledSuccess: base, UpdatedAt: base.Add(time.Hour), Version: 1}
 			must(t, st.PutJobState(ctx, next), "PutJobState (overwrite)")
-			got, err = st.GetJobState(ctx, "job")
+			got, err = st.GetJobState(ctx, my("job"))
 			must(t, err, "GetJobState")
 			next.Version = 2
 			equal(t, got, next, "PutJobState replaces the whole state and increments the version")
-			other, err := st.GetJobState(ctx, "other")
+			other, err := st.GetJobState(ctx, my("other"))
 			must(t, err, "GetJobState(other)")
-			equal(t, other, billing.JobState{JobID: "other"}, "states are per job")
+			equal(t, other, billing.JobState{JobID: my("other")}, "states are per job")
 		}},
-		{"StaleVersionConflicts", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"StaleVersionConflicts", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
 			// A version other than 0 for a state never stored is stale (missing is 0).
-			err := st.PutJobState(ctx, billing.JobState{JobID: "job", Paused: true, Version: 3})
+			err := st.PutJobState(ctx, billing.JobState{JobID: my("job"), Paused: true, Version: 3})
 			wantErr(t, err, billing.ErrConflict, "PutJobState(version 3) of a state never stored")
-			got, err := st.GetJobState(ctx, "job")
+			got, err := st.GetJobState(ctx, my("job"))
 			must(t, err, "GetJobState")
-			equal(t, got, billing.JobState{JobID: "job"}, "state after a conflicting first put")
+			equal(t, got, billing.JobState{JobID: my("job")}, "state after a conflicting first put")
 
-			cur := billing.JobState{JobID: "job", ConsecutiveFailures: 2, Alerts: []string{"failing"}, UpdatedAt: base}
+			cur := billing.JobState{JobID: my("job"), ConsecutiveFailures: 2, Alerts: []string{"failing"}, UpdatedAt: base}
 			must(t, st.PutJobState(ctx, cur), "PutJobState(version 0)")
 			cur.Version = 1
 			next := cur
@@ -466,14 +476,14 @@ func (s *suite) jobStateTests() []test {
 			must(t, st.PutJobState(ctx, next), "PutJobState(version 1)")
 			next.Version = 2
 			for _, stale := range []int64{0, 1, 3} {
-				s := billing.JobState{JobID: "job", ConsecutiveFailures: 9, UpdatedAt: base.Add(time.Hour), Version: stale}
+				s := billing.JobState{JobID: my("job"), ConsecutiveFailures: 9, UpdatedAt: base.Add(time.Hour), Version: stale}
 				wantErr(t, st.PutJobState(ctx, s), billing.ErrConflict, "PutJobState(version %d) over version 2", stale)
-				got, err := st.GetJobState(ctx, "job")
+				got, err := st.GetJobState(ctx, my("job"))
 				must(t, err, "GetJobState")
 				equal(t, got, next, "state after a PutJobState with stale version %d", stale)
 			}
 		}},
-		{"ConcurrentWritersOneWins", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConcurrentWritersOneWins", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			n := s.opts.Goroutines
 			for round, version := range []int64{0, 1} {
 				errs := make([]error, n)
@@ -508,14 +518,15 @@ func (s *suite) jobStateTests() []test {
 func (s *suite) lockTests() []test {
 	const ttl = time.Minute
 	return []test{
-		{"CurrentLease", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"CurrentLease", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
 			li, ok := st.(billing.LockInspector)
 			if !ok {
 				t.Skip("store does not implement CurrentLease (billing.LockInspector)")
 			}
 			check := func(what string, now time.Time, want billing.Lease, wantHeld bool) {
 				t.Helper()
-				got, held, err := li.CurrentLease(ctx, "k", now)
+				got, held, err := li.CurrentLease(ctx, my("k"), now)
 				must(t, err, "CurrentLease(%s)", what)
 				if held != wantHeld {
 					t.Fatalf("CurrentLease(%s): held = %v, want %v", what, held, wantHeld)
@@ -525,29 +536,30 @@ func (s *suite) lockTests() []test {
 				}
 			}
 			check("never taken", base, billing.Lease{}, false)
-			l, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+			l, err := st.AcquireLock(ctx, my("k"), "A", base, ttl)
 			must(t, err, "AcquireLock")
 			check("held", base.Add(ttl/2), l, true)
 			check("expired", base.Add(ttl), billing.Lease{}, false)
 			must(t, st.ReleaseLock(ctx, l), "ReleaseLock")
 			check("released", base, billing.Lease{}, false)
-			if _, err := st.AcquireLock(ctx, "k", "B", base, ttl); err != nil {
+			if _, err := st.AcquireLock(ctx, my("k"), "B", base, ttl); err != nil {
 				t.Fatalf("CurrentLease took the lock: AcquireLock got %v", err)
 			}
 		}},
-		{"AcquireHeldRenewRelease", func(ctx context.Context, t *testing.T, st billing.Store) {
-			l, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+		{"AcquireHeldRenewRelease", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			l, err := st.AcquireLock(ctx, my("k"), "A", base, ttl)
 			must(t, err, "AcquireLock")
-			if l.Key != "k" || l.Owner != "A" || l.Token <= 0 || !l.ExpiresAt.Equal(base.Add(ttl)) {
+			if l.Key != my("k") || l.Owner != "A" || l.Token <= 0 || !l.ExpiresAt.Equal(base.Add(ttl)) {
 				t.Fatalf("AcquireLock = %+v, want key k, owner A, positive token, expiry now+ttl", l)
 			}
-			_, err = st.AcquireLock(ctx, "k", "B", base.Add(ttl-time.Millisecond), ttl)
+			_, err = st.AcquireLock(ctx, my("k"), "B", base.Add(ttl-time.Millisecond), ttl)
 			wantErr(t, err, billing.ErrLockHeld, "AcquireLock by another owner while held")
-			_, err = st.AcquireLock(ctx, "k", "A", base.Add(time.Second), ttl)
+			_, err = st.AcquireLock(ctx, my("k"), "A", base.Add(time.Second), ttl)
 			wantErr(t, err, billing.ErrLockHeld, "AcquireLock by the holder again (a lease is not reentrant)")
-			other, err := st.AcquireLock(ctx, "other-key", "B", base, ttl)
+			other, err := st.AcquireLock(ctx, my("other-key"), "B", base, ttl)
 			must(t, err, "AcquireLock(other key)")
-			if other.Key != "other-key" {
+			if other.Key != my("other-key") {
 				t.Fatalf("lease for other key: %+v", other)
 			}
 			r, err := st.RenewLock(ctx, l, base.Add(30*time.Second), ttl)
@@ -556,20 +568,21 @@ func (s *suite) lockTests() []test {
 				t.Fatalf("RenewLock = %+v, want same token %d and expiry renew-time+ttl", r, l.Token)
 			}
 			// The renewed lease holds past the original expiry.
-			_, err = st.AcquireLock(ctx, "k", "B", base.Add(ttl+time.Second), ttl)
+			_, err = st.AcquireLock(ctx, my("k"), "B", base.Add(ttl+time.Second), ttl)
 			wantErr(t, err, billing.ErrLockHeld, "AcquireLock after the original expiry but within the renewed one")
 			must(t, st.ReleaseLock(ctx, r), "ReleaseLock")
-			b, err := st.AcquireLock(ctx, "k", "B", base.Add(31*time.Second), ttl)
+			b, err := st.AcquireLock(ctx, my("k"), "B", base.Add(31*time.Second), ttl)
 			must(t, err, "AcquireLock after release")
 			if b.Token <= l.Token {
 				t.Fatalf("fencing token did not grow: %d after %d", b.Token, l.Token)
 			}
 		}},
-		{"TakeoverAfterExpiryAndStaleHolder", func(ctx context.Context, t *testing.T, st billing.Store) {
-			a, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+		{"TakeoverAfterExpiryAndStaleHolder", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			a, err := st.AcquireLock(ctx, my("k"), "A", base, ttl)
 			must(t, err, "AcquireLock(A)")
 			// A lease that ended at now is free.
-			b, err := st.AcquireLock(ctx, "k", "B", base.Add(ttl), ttl)
+			b, err := st.AcquireLock(ctx, my("k"), "B", base.Add(ttl), ttl)
 			must(t, err, "AcquireLock(B) at A's expiry")
 			if b.Token <= a.Token || b.Owner != "B" {
 				t.Fatalf("takeover lease %+v: want owner B and a token above %d", b, a.Token)
@@ -578,26 +591,27 @@ func (s *suite) lockTests() []test {
 			wantErr(t, err, billing.ErrLockLost, "RenewLock by the stale holder")
 			wantErr(t, st.ReleaseLock(ctx, a), billing.ErrLockLost, "ReleaseLock by the stale holder")
 			// The stale holder's release did not free B's lease.
-			_, err = st.AcquireLock(ctx, "k", "C", base.Add(ttl+time.Second), ttl)
+			_, err = st.AcquireLock(ctx, my("k"), "C", base.Add(ttl+time.Second), ttl)
 			wantErr(t, err, billing.ErrLockHeld, "AcquireLock(C) while B holds")
 			// A token from the same owner name but an older acquisition is stale too.
 			b2 := b
 			b2.Token = a.Token
 			_, err = st.RenewLock(ctx, b2, base.Add(ttl+time.Second), ttl)
 			wantErr(t, err, billing.ErrLockLost, "RenewLock with an old fencing token")
-			c, err := st.AcquireLock(ctx, "k", "C", base.Add(2*ttl), ttl)
+			c, err := st.AcquireLock(ctx, my("k"), "C", base.Add(2*ttl), ttl)
 			must(t, err, "AcquireLock(C) after B's expiry")
 			if c.Token <= b.Token {
 				t.Fatalf("fencing token did not grow: %d after %d", c.Token, b.Token)
 			}
 		}},
-		{"RenewAfterExpiryIsLost", func(ctx context.Context, t *testing.T, st billing.Store) {
-			a, err := st.AcquireLock(ctx, "k", "A", base, ttl)
+		{"RenewAfterExpiryIsLost", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			a, err := st.AcquireLock(ctx, my("k"), "A", base, ttl)
 			must(t, err, "AcquireLock")
 			_, err = st.RenewLock(ctx, a, base.Add(ttl), ttl)
 			wantErr(t, err, billing.ErrLockLost, "RenewLock once the lease has ended")
 		}},
-		{"ConcurrentAcquireOneWinner", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConcurrentAcquireOneWinner", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			n := s.opts.Goroutines
 			errs := make([]error, n)
 			runConcurrently(n, func(i int) {
@@ -654,7 +668,7 @@ func (s *suite) webhookTests() []test {
 		return got
 	}
 	return []test{
-		{"ListObjectWebhookEventsNewestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ListObjectWebhookEventsNewestFirst", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// The timeline's query: the events of some objects of one gateway, in every
 			// state, newest received first (ties by event id, descending), bounded, and
 			// without the payload; other objects and other gateways are left out.
@@ -720,30 +734,32 @@ func (s *suite) webhookTests() []test {
 				}
 			}
 		}},
-		{"PutStoresOnceWithPayload", func(ctx context.Context, t *testing.T, st billing.Store) {
-			e := ev("evt1")
-			e.ObjectKey, e.OccurredAt = "sub_1", base.Add(-time.Second)
+		{"PutStoresOnceWithPayload", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			e := ev(my("evt1"))
+			e.ObjectKey, e.OccurredAt = my("sub_1"), base.Add(-time.Second)
+			payload := `{"id":"` + my("evt1") + `"}`
 			got, ok := put(ctx, t, st, e, base)
 			if !ok || got.State != billing.EventReceived || got.Attempts != 0 || !got.ReceivedAt.Equal(base) || !got.NextAttemptAt.Equal(base) {
 				t.Fatalf("new event: ok=%v %+v; want true, received, 0 attempts, due now", ok, got)
 			}
-			stored := get(ctx, t, st, "evt1")
-			if string(stored.Payload) != `{"id":"evt1"}` || stored.ObjectKey != "sub_1" || !stored.OccurredAt.Equal(base.Add(-time.Second)) || stored.Type != "invoice.paid" {
+			stored := get(ctx, t, st, my("evt1"))
+			if string(stored.Payload) != payload || stored.ObjectKey != my("sub_1") || !stored.OccurredAt.Equal(base.Add(-time.Second)) || stored.Type != "invoice.paid" {
 				t.Fatalf("stored %+v (payload %q)", stored, stored.Payload)
 			}
-			dup := ev("evt1")
+			dup := ev(my("evt1"))
 			dup.Payload = []byte("other")
 			got, ok = put(ctx, t, st, dup, base.Add(time.Hour))
-			if ok || string(got.Payload) != `{"id":"evt1"}` || !got.ReceivedAt.Equal(base) {
+			if ok || string(got.Payload) != payload || !got.ReceivedAt.Equal(base) {
 				t.Fatalf("duplicate: ok=%v %+v; want false and the stored event unchanged", ok, got)
 			}
-			other := ev("evt1")
+			other := ev(my("evt1"))
 			other.Gateway = billing.GatewayPayPal
 			if _, ok := put(ctx, t, st, other, base); !ok {
 				t.Fatal("the same id at another gateway is a new event")
 			}
 		}},
-		{"RedeliveryFillsAnEventStoredWithoutPayload", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"RedeliveryFillsAnEventStoredWithoutPayload", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// Events recorded before the inbox have no payload. A failed one, or a received
 			// one whose lease ended (its processor crashed), takes the payload of the
 			// gateway's redelivery and is due again, so an upgrade loses no event; one still
@@ -792,7 +808,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("due after the redeliveries: %v; want failed and crashed among them", got)
 			}
 		}},
-		{"ClaimLeaseFinish", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ClaimLeaseFinish", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			for i, id := range []string{"c", "a", "b"} {
 				e := ev(id)
 				e.OccurredAt = base.Add(time.Duration(i) * time.Second) // c earliest
@@ -834,7 +850,7 @@ func (s *suite) webhookTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "GetWebhookEvent(missing)")
 			wantErr(t, st.FinishWebhookEvent(ctx, finish(ev("nope"), "A", billing.EventProcessed, base, time.Time{})), billing.ErrNotFound, "Finish(missing)")
 		}},
-		{"WakeReleasesEventsHeldBehindAnEarlierOne", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"WakeReleasesEventsHeldBehindAnEarlierOne", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// An event put back behind an earlier event of its object (received, due later)
 			// is due as soon as the earlier one is done and its object is woken, not a poll
 			// interval later; a received event of another object is left alone.
@@ -880,7 +896,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("due after a wake during its claim: %v, want [second]", got)
 			}
 		}},
-		{"FailedAndParkedAreDueAgain", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"FailedAndParkedAreDueAgain", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			for _, id := range []string{"f", "p"} {
 				e := ev(id)
 				e.ObjectKey = "sub_" + id
@@ -918,7 +934,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("at its next attempt: %v; want [f] at attempt 2", ids(got))
 			}
 		}},
-		{"WakeWhileClaimedIsNotLost", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"WakeWhileClaimedIsNotLost", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			e := ev("w")
 			e.ObjectKey = "sub_w"
 			put(ctx, t, st, e, base)
@@ -942,7 +958,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("the wake-up mark outlived the next attempt: %+v", w)
 			}
 		}},
-		{"ClaimOneForInlineDelivery", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ClaimOneForInlineDelivery", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			put(ctx, t, st, ev("x"), base)
 			put(ctx, t, st, ev("y"), base)
 			one := func(token string, now time.Time) []billing.WebhookEvent {
@@ -963,7 +979,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("an inline redelivery takes a failed event before its next attempt: got %v", ids(got))
 			}
 		}},
-		{"OrderWithinObject", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"OrderWithinObject", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			mk := func(id, obj string, at time.Duration) billing.WebhookEvent {
 				e := ev(id)
 				e.ObjectKey, e.OccurredAt = obj, base.Add(at)
@@ -988,7 +1004,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatal("a parked event holds later events of its object back")
 			}
 		}},
-		{"ReplayListStats", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ReplayListStats", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			for i, id := range []string{"r1", "r2", "r3", "r4"} {
 				put(ctx, t, st, ev(id), base.Add(time.Duration(i)*time.Second))
 			}
@@ -1039,7 +1055,7 @@ func (s *suite) webhookTests() []test {
 			_, err = st.ListWebhookEvents(ctx, billing.WebhookEventQuery{Limit: 10, After: "!!"})
 			wantErr(t, err, billing.ErrInvalidInput, "ListWebhookEvents(bad cursor)")
 		}},
-		{"ConcurrentClaimsOneWinner", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ConcurrentClaimsOneWinner", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			for i := range 20 {
 				put(ctx, t, st, ev(fmt.Sprintf("race%02d", i)), base)
 			}

@@ -4,8 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"reflect"
 	"sort"
+	"strings"
 	"testing"
 	"time"
 
@@ -53,8 +55,10 @@ func Run(t *testing.T, newStore func(t *testing.T) billing.Store) {
 	RunWithOptions(t, newStore, Options{})
 }
 
-// RunWithOptions runs the whole conformance suite. Every subtest gets its own store from
-// newStore.
+// RunWithOptions runs the whole conformance suite, its subtests in parallel. A subtest that
+// needs an empty store (it counts, lists or claims everything there is) gets its own from
+// newStore; the others share one store, made by one more call of newStore, and name only
+// records of their own (their ids carry a prefix of the subtest's).
 func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opts Options) {
 	t.Helper()
 	if newStore == nil {
@@ -88,15 +92,29 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opt
 		{"AuditCount", s.auditCountTests()},
 		{"Console", s.consoleTests()},
 	}
+	var shared billing.Store
+	for _, g := range groups {
+		for _, tc := range g.tests {
+			if tc.store == sharedStore && shared == nil {
+				if shared = newStore(t); shared == nil {
+					t.Fatal("storetest: newStore returned nil")
+				}
+			}
+		}
+	}
 	for _, g := range groups {
 		t.Run(g.name, func(t *testing.T) {
+			t.Parallel()
 			for _, tc := range g.tests {
 				t.Run(tc.name, func(t *testing.T) {
+					t.Parallel()
 					ctx, cancel := context.WithTimeout(context.Background(), s.opts.Timeout)
 					defer cancel()
-					st := s.newStore(t)
-					if st == nil {
-						t.Fatal("storetest: newStore returned nil")
+					st := shared
+					if tc.store == ownStore {
+						if st = s.newStore(t); st == nil {
+							t.Fatal("storetest: newStore returned nil")
+						}
 					}
 					tc.run(ctx, t, st)
 				})
@@ -105,14 +123,59 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opt
 	}
 }
 
+// storeKind says which store a test runs on.
+type storeKind int
+
+const (
+	// ownStore: an empty store of the test's own, for a test that counts, lists or claims
+	// everything the store holds.
+	ownStore storeKind = iota
+	// sharedStore: the store every such test shares; the test names only records whose ids
+	// it made with scope.
+	sharedStore
+)
+
 type test struct {
-	name string
-	run  func(ctx context.Context, t *testing.T, st billing.Store)
+	name  string
+	store storeKind
+	run   func(ctx context.Context, t *testing.T, st billing.Store)
 }
 
 type suite struct {
 	newStore func(t *testing.T) billing.Store
 	opts     Options
+}
+
+// scope returns the ids of t's own records: my("s1") is "s1" behind a prefix that names t,
+// so tests sharing a store never touch each other's records. The prefix keeps the order of
+// the ids it is put before.
+func scope(t *testing.T) (my func(id string) string) {
+	h := fnv.New32a()
+	h.Write([]byte(t.Name()))
+	prefix := fmt.Sprintf("%08x.", h.Sum32())
+	return func(id string) string { return prefix + id }
+}
+
+// sibling returns id's neighbour: name in the scope id was made in (name itself for an id
+// made outside any scope), so a helper's default user or plan of a scoped record is
+// scoped too.
+func sibling(id, name string) string {
+	if scoped(id) {
+		return id[:9] + name
+	}
+	return name
+}
+
+// unscoped returns id without the prefix scope put before it.
+func unscoped(id string) string {
+	if scoped(id) {
+		return id[9:]
+	}
+	return id
+}
+
+func scoped(id string) bool {
+	return len(id) > 9 && id[8] == '.' && strings.Trim(id[:8], "0123456789abcdef") == ""
 }
 
 // base is the suite's "now": a fixed UTC instant at millisecond precision.
@@ -233,7 +296,7 @@ func newPlan(id string) billing.Plan {
 func newUser(id string) billing.User {
 	return billing.User{
 		ID: id, Email: id + "@example.com", Name: "User " + id, Locale: "pt-BR", TimeZone: "America/Sao_Paulo",
-		PlanID: "p1", SubscriptionID: "s-" + id, Status: billing.StatusActive, AccessUntil: base.Add(10 * day),
+		PlanID: sibling(id, "p1"), SubscriptionID: "s-" + id, Status: billing.StatusActive, AccessUntil: base.Add(10 * day),
 		CreatedAt: base.Add(-60 * day), UpdatedAt: base.Add(-day),
 	}
 }
@@ -241,7 +304,7 @@ func newUser(id string) billing.User {
 // newSub returns an active manual subscription ending at end.
 func newSub(id string, end time.Time, mods ...func(*billing.Subscription)) billing.Subscription {
 	s := billing.Subscription{
-		ID: id, UserID: "u1", PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		ID: id, UserID: sibling(id, "u1"), PlanID: sibling(id, "p1"), Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 		CreatedAt: base.Add(-40 * day), UpdatedAt: base.Add(-day),
 	}
@@ -253,13 +316,13 @@ func newSub(id string, end time.Time, mods ...func(*billing.Subscription)) billi
 
 func autoRenewing(gw string) func(*billing.Subscription) {
 	return func(s *billing.Subscription) {
-		s.Gateway, s.GatewaySubscriptionID = gw, "gw-"+s.ID
+		s.Gateway, s.GatewaySubscriptionID = gw, sibling(s.ID, "gw-"+unscoped(s.ID))
 	}
 }
 
 func newPayment(id string, created time.Time, mods ...func(*billing.Payment)) billing.Payment {
 	p := billing.Payment{
-		ID: id, UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 2990, Currency: "BRL"},
+		ID: id, UserID: sibling(id, "u1"), PlanID: sibling(id, "p1"), Amount: billing.Money{Amount: 2990, Currency: "BRL"},
 		Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
 	}
 	for _, m := range mods {

@@ -11,8 +11,9 @@ import (
 
 func (s *suite) subscriptionTests() []test {
 	return []test{
-		{"InsertGetAllFields", func(ctx context.Context, t *testing.T, st billing.Store) {
-			x := newSub("s1", base.Add(3*day), autoRenewing(billing.GatewayStripe), func(x *billing.Subscription) {
+		{"InsertGetAllFields", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			x := newSub(my("s1"), base.Add(3*day), autoRenewing(billing.GatewayStripe), func(x *billing.Subscription) {
 				x.Status = billing.StatusPastDue
 				x.BillingCycle = billing.CycleQuarterly
 				x.CancelAtPeriodEnd = true
@@ -23,11 +24,11 @@ func (s *suite) subscriptionTests() []test {
 			})
 			want := x
 			must(t, st.InsertSubscription(ctx, &x), "InsertSubscription")
-			got, err := st.GetSubscription(ctx, "s1")
+			got, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			equal(t, got, want, "GetSubscription(s1)")
 		}},
-		{"InsertAssignsID", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"InsertAssignsID", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			x := newSub("", base)
 			must(t, st.InsertSubscription(ctx, &x), "InsertSubscription without id")
 			if x.ID == "" {
@@ -37,42 +38,45 @@ func (s *suite) subscriptionTests() []test {
 				t.Fatalf("GetSubscription(assigned id %q): %v", x.ID, err)
 			}
 		}},
-		{"DuplicateIsConflict", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base))
-			dup := newSub("s1", base.Add(day))
+		{"DuplicateIsConflict", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base))
+			dup := newSub(my("s1"), base.Add(day))
 			wantErr(t, st.InsertSubscription(ctx, &dup), billing.ErrConflict, "InsertSubscription(duplicate id)")
-			got, err := st.GetSubscription(ctx, "s1")
+			got, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			if !got.CurrentPeriodEnd.Equal(base) {
 				t.Fatalf("a rejected duplicate replaced the subscription: period end %v", got.CurrentPeriodEnd)
 			}
 		}},
-		{"MissingIsNotFound", func(ctx context.Context, t *testing.T, st billing.Store) {
-			_, err := st.GetSubscription(ctx, "nope")
+		{"MissingIsNotFound", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			_, err := st.GetSubscription(ctx, my("nope"))
 			wantErr(t, err, billing.ErrNotFound, "GetSubscription(missing)")
-			missing := newSub("nope", base)
+			missing := newSub(my("nope"), base)
 			changed := missing
 			changed.Status = billing.StatusInactive
 			_, err = billing.UpdateSubscription(ctx, st, missing, changed)
 			wantErr(t, err, billing.ErrNotFound, "UpdateSubscriptions(missing)")
-			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-nope")
+			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, my("gw-nope"))
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(missing)")
-			list, err := st.ListUserSubscriptions(ctx, "nobody")
+			list, err := st.ListUserSubscriptions(ctx, my("nobody"))
 			must(t, err, "ListUserSubscriptions(unknown user)")
 			if len(list) != 0 {
 				t.Fatalf("ListUserSubscriptions(unknown user) = %v, want none", subIDs(list))
 			}
 		}},
-		{"UpdateConditionalOnRead", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base))
-			read, err := st.GetSubscription(ctx, "s1")
+		{"UpdateConditionalOnRead", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base))
+			read, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			upd := read
 			upd.Status, upd.UpdatedAt = billing.StatusInactive, base.Add(day)
 			upd.AppliedPayments = []string{"pay1"}
 			got, err := billing.UpdateSubscription(ctx, st, read, upd)
 			must(t, err, "UpdateSubscription")
-			stored, err := st.GetSubscription(ctx, "s1")
+			stored, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription after update")
 			if stored.Version != read.Version+1 {
 				t.Fatalf("stored version after an applied change = %d, want %d", stored.Version, read.Version+1)
@@ -87,7 +91,7 @@ func (s *suite) subscriptionTests() []test {
 			stale.Status = billing.StatusCancelled
 			_, err = billing.UpdateSubscription(ctx, st, read, stale)
 			wantErr(t, err, billing.ErrConflict, "UpdateSubscription(Read no longer matches the stored record)")
-			after, err := st.GetSubscription(ctx, "s1")
+			after, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			equal(t, after, got, "a conflicting change changed nothing")
 			// The fresh copy updates again.
@@ -95,58 +99,60 @@ func (s *suite) subscriptionTests() []test {
 			again.Status = billing.StatusActive
 			_, err = billing.UpdateSubscription(ctx, st, got, again)
 			must(t, err, "UpdateSubscription(fresh copy)")
-			stored, err = st.GetSubscription(ctx, "s1")
+			stored, err = st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			if stored.Version != read.Version+2 || stored.Status != billing.StatusActive {
 				t.Fatalf("after two changes: version %d status %s, want version %d status active", stored.Version, stored.Status, read.Version+2)
 			}
 		}},
-		{"ReturnedValuesAreCopies", func(ctx context.Context, t *testing.T, st billing.Store) {
-			x := newSub("s1", base, func(x *billing.Subscription) { x.AppliedPayments = []string{"pay1", "pay2"} })
+		{"ReturnedValuesAreCopies", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			x := newSub(my("s1"), base, func(x *billing.Subscription) { x.AppliedPayments = []string{"pay1", "pay2"} })
 			insertSubs(ctx, t, st, x)
 			x.AppliedPayments[0] = "mutated-after-insert"
-			got, err := st.GetSubscription(ctx, "s1")
+			got, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			got.AppliedPayments[1] = "mutated-after-get"
-			again, err := st.GetSubscription(ctx, "s1")
+			again, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			equalIDs(t, again.AppliedPayments, []string{"pay1", "pay2"}, "callers' slices must not alias stored data")
 		}},
-		{"FindByGateway", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"FindByGateway", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
 			insertSubs(ctx, t, st,
-				newSub("s1", base, autoRenewing(billing.GatewayStripe)),
-				newSub("s2", base, autoRenewing(billing.GatewayPayPal)),
-				newSub("s3", base),
+				newSub(my("s1"), base, autoRenewing(billing.GatewayStripe)),
+				newSub(my("s2"), base, autoRenewing(billing.GatewayPayPal)),
+				newSub(my("s3"), base),
 			)
-			got, err := st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1")
+			got, err := st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, my("gw-s1"))
 			must(t, err, "FindSubscriptionByGateway")
-			if got.ID != "s1" {
+			if got.ID != my("s1") {
 				t.Fatalf("FindSubscriptionByGateway(stripe, gw-s1) = %s, want s1", got.ID)
 			}
-			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s2")
+			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, my("gw-s2"))
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(other gateway's id)")
 			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayManual, "")
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(empty id) must not match records without one")
 			// Lookups follow updates: a new gateway id, then a soft delete.
 			moved := got
-			moved.GatewaySubscriptionID = "gw-s1-new"
+			moved.GatewaySubscriptionID = my("gw-s1-new")
 			got, err = billing.UpdateSubscription(ctx, st, got, moved)
 			must(t, err, "UpdateSubscription(new gateway id)")
-			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1")
+			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, my("gw-s1"))
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(replaced gateway id)")
-			found, err := st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1-new")
+			found, err := st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, my("gw-s1-new"))
 			must(t, err, "FindSubscriptionByGateway(new gateway id)")
-			if found.ID != "s1" {
+			if found.ID != my("s1") {
 				t.Fatalf("FindSubscriptionByGateway(stripe, gw-s1-new) = %s, want s1", found.ID)
 			}
 			gone := got
 			gone.Deleted = true
 			_, err = billing.UpdateSubscription(ctx, st, got, gone)
 			must(t, err, "UpdateSubscription(flag_del)")
-			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, "gw-s1-new")
+			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, my("gw-s1-new"))
 			wantErr(t, err, billing.ErrNotFound, "FindSubscriptionByGateway(soft-deleted by update)")
 		}},
-		{"ListUserSubscriptionsNewestFirst", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"ListUserSubscriptionsNewestFirst", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			mk := func(id, user string, ageDays int, deleted bool) billing.Subscription {
 				return newSub(id, base, func(x *billing.Subscription) {
 					x.UserID, x.CreatedAt, x.Deleted = user, base.Add(-day*time.Duration(ageDays)), deleted
@@ -164,7 +170,7 @@ func (s *suite) subscriptionTests() []test {
 				t.Fatalf("ListUserSubscriptions(u1) = %v, want %v (newest first, soft-deleted and other users' left out)", got, want)
 			}
 		}},
-		{"SoftDeletedInvisible", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"SoftDeletedInvisible", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			gone := newSub("gone", base.Add(day), autoRenewing(billing.GatewayStripe), func(x *billing.Subscription) { x.Deleted = true })
 			insertSubs(ctx, t, st, gone, newSub("live", base.Add(day)))
 			_, err := st.GetSubscription(ctx, "gone")
@@ -188,15 +194,16 @@ func (s *suite) subscriptionTests() []test {
 			must(t, err, "ClaimSubscriptions")
 			equalIDs(t, subIDs(claimed), []string{"live"}, "ClaimSubscriptions skips soft-deleted")
 		}},
-		{"SoftDeleteByUpdate", func(ctx context.Context, t *testing.T, st billing.Store) {
-			insertSubs(ctx, t, st, newSub("s1", base))
-			x, err := st.GetSubscription(ctx, "s1")
+		{"SoftDeleteByUpdate", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			insertSubs(ctx, t, st, newSub(my("s1"), base))
+			x, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			gone := x
 			gone.Deleted = true
 			gone, err = billing.UpdateSubscription(ctx, st, x, gone)
 			must(t, err, "UpdateSubscription(flag_del)")
-			_, err = st.GetSubscription(ctx, "s1")
+			_, err = st.GetSubscription(ctx, my("s1"))
 			wantErr(t, err, billing.ErrNotFound, "GetSubscription after soft delete")
 			// A soft-deleted record is gone for changes too.
 			again := gone
@@ -204,7 +211,7 @@ func (s *suite) subscriptionTests() []test {
 			_, err = billing.UpdateSubscription(ctx, st, gone, again)
 			wantErr(t, err, billing.ErrNotFound, "UpdateSubscription(soft-deleted)")
 		}},
-		{"CountByStatus", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"CountByStatus", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			st2 := func(id string, status billing.SubscriptionStatus) billing.Subscription {
 				return newSub(id, base, func(x *billing.Subscription) { x.Status = status })
 			}

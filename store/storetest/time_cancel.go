@@ -40,7 +40,7 @@ func (s *suite) timeTests() []test {
 		return time.Date(2030, time.June, 15, 9, 0, 0, 123456789, brt).Add(d)
 	}
 	return []test{
-		{"RoundTripUTCMillisecond", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"RoundTripUTCMillisecond", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			p := billing.Plan{ID: "p1", Name: "P", BillingCycle: billing.CycleMonthly, Price: billing.Money{Amount: 1, Currency: "BRL"},
 				CreatedAt: at(0), UpdatedAt: at(time.Second)}
 			must(t, st.InsertPlan(ctx, &p), "InsertPlan")
@@ -166,7 +166,7 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "WebhookEvent.ReceivedAt (stored)", gev.ReceivedAt, at(0))
 			checkTime(t, "WebhookEvent.OccurredAt (stored)", gev.OccurredAt, at(-time.Second))
 		}},
-		{"QueriesCompareInstantsNotZones", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"QueriesCompareInstantsNotZones", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			end := base.Add(3 * day)
 			insertSubs(ctx, t, st, newSub("s1", end))
 			// The same instant as end, written in another zone: inclusive Before must match.
@@ -193,7 +193,7 @@ func (s *suite) timeTests() []test {
 
 func (s *suite) cancelTests() []test {
 	return []test{
-		{"EveryMethodFailsAndWritesNothing", func(ctx context.Context, t *testing.T, st billing.Store) {
+		{"EveryMethodFailsAndWritesNothing", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// Records the read calls would find, so only the cancellation can fail them.
 			pl, u, x := newPlan("p1"), newUser("u1"), newSub("s1", base.Add(-time.Hour))
 			pay := newPayment("pay1", base.Add(-30*day), func(p *billing.Payment) { p.GatewayPaymentID = "pi_1" })

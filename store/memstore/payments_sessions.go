@@ -1,0 +1,109 @@
+package memstore
+
+import (
+	"context"
+	"time"
+
+	"github.com/renewkit/renewkit/billing"
+)
+
+func newPayments() table[billing.Payment] {
+	return table[billing.Payment]{
+		kind: "payment", rows: map[string]billing.Payment{}, norm: normPayment,
+		id:     func(p *billing.Payment) *string { return &p.ID },
+		hidden: func(p *billing.Payment) bool { return p.Deleted },
+	}
+}
+
+func normPayment(p billing.Payment) billing.Payment {
+	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt), t0(p.ReversedAt)
+	return p
+}
+
+func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
+	return s.update(ctx, func() error {
+		if err := s.payments.newID(p); err != nil {
+			return err
+		}
+		if p.GatewayPaymentID != "" {
+			if _, ok := s.paymentsByGW[gwKey(p.Gateway, p.GatewayPaymentID)]; ok {
+				return conflict("gateway payment", p.GatewayPaymentID)
+			}
+			s.paymentsByGW[gwKey(p.Gateway, p.GatewayPaymentID)] = p.ID
+		}
+		s.payments.put(p)
+		s.consolePayment(billing.Payment{}, *p, true)
+		return nil
+	})
+}
+
+func (s *Store) GetPayment(ctx context.Context, id string) (billing.Payment, error) {
+	return read(ctx, s, func() (billing.Payment, error) {
+		return s.payments.get(id)
+	})
+}
+
+func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (billing.Payment, error) {
+	return read(ctx, s, func() (billing.Payment, error) {
+		if p, ok := s.payments.find(s.paymentsByGW[gwKey(gateway, gid)]); ok && gid != "" {
+			return p, nil
+		}
+		return billing.Payment{}, notFound("gateway payment", gid)
+	})
+}
+
+// stalePayment selects the payments CancelStalePayments cancels: live, pending and created
+// at or before createdBefore.
+func stalePayment(createdBefore time.Time) func(*billing.Payment) bool {
+	return func(p *billing.Payment) bool {
+		return !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(createdBefore)
+	}
+}
+
+func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
+	return write(ctx, s, func() ([]billing.Payment, error) {
+		return s.payments.sweep(stalePayment(createdBefore), limit, func(p *billing.Payment) {
+			p.Status, p.Reason, p.UpdatedAt, p.ProcessedAt = billing.PaymentCancelled, reason, t0(now), t0(now)
+			p.Version++
+		}), nil
+	})
+}
+
+// newSessions holds the sessions; a soft-deleted one is still found by id.
+func newSessions() table[billing.Session] {
+	return table[billing.Session]{
+		kind: "session", rows: map[string]billing.Session{}, norm: normSession,
+		id: func(se *billing.Session) *string { return &se.ID },
+	}
+}
+
+func normSession(se billing.Session) billing.Session {
+	se.ExpiresAt, se.CreatedAt, se.DeletedAt = t0(se.ExpiresAt), t0(se.CreatedAt), t0(se.DeletedAt)
+	return se
+}
+
+func (s *Store) InsertSession(ctx context.Context, se *billing.Session) error {
+	return s.update(ctx, func() error {
+		return s.sessions.insert(se)
+	})
+}
+
+func (s *Store) GetSession(ctx context.Context, id string) (billing.Session, error) {
+	return read(ctx, s, func() (billing.Session, error) {
+		return s.sessions.get(id)
+	})
+}
+
+// expiredSession selects the sessions DeleteExpiredSessions deletes: live and expired at or
+// before expiredBefore.
+func expiredSession(expiredBefore time.Time) func(*billing.Session) bool {
+	return func(se *billing.Session) bool { return !se.Deleted && !se.ExpiresAt.After(expiredBefore) }
+}
+
+func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]billing.Session, error) {
+	return write(ctx, s, func() ([]billing.Session, error) {
+		return s.sessions.sweep(expiredSession(expiredBefore), limit, func(se *billing.Session) {
+			se.Deleted, se.DeletedAt = true, t0(now)
+		}), nil
+	})
+}
