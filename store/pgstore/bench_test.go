@@ -25,7 +25,8 @@ import (
 //   - pgstore: billing.Service's CheckExpiringSubscriptions and ProcessExpiredSubscriptions
 //     on pgstore (claims, conditional batch updates with pending effects, send-once
 //     reservations, each send's outcome recorded before its sender sends again, audit, user
-//     access);
+//     access); pgstore-send32 the same with SendConcurrency 32 (fewer, larger outcome
+//     writes);
 //   - raw: the minimal SQL for the same record changes: one UPDATE warning the due
 //     subscriptions, and one statement expiring the lapsed ones and revoking their users'
 //     access. It records nothing else, so it is the floor;
@@ -51,6 +52,7 @@ func BenchmarkWarnExpire(b *testing.B) {
 	}
 	p, stmts := countingPool(b)
 	b.Run(fmt.Sprintf("pgstore/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runService) })
+	b.Run(fmt.Sprintf("pgstore-send32/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runServiceSend32) })
 	b.Run(fmt.Sprintf("raw/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runRaw) })
 	b.Run(fmt.Sprintf("raw+records/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runRawRecords) })
 	b.Run(fmt.Sprintf("loop/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runLoop) })
@@ -208,7 +210,18 @@ type fixedClock time.Time
 func (c fixedClock) Now() time.Time { return time.Time(c) }
 
 func runService(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
-	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: fixedClock(benchNow)})
+	runServiceWith(ctx, b, st, n, billing.Config{Clock: fixedClock(benchNow)})
+}
+
+// runServiceSend32 is runService with 32 senders instead of the default 8: each send's
+// outcome is still written before its sender sends again, so the outcomes of up to 32
+// sends share a write.
+func runServiceSend32(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
+	runServiceWith(ctx, b, st, n, billing.Config{Clock: fixedClock(benchNow), SendConcurrency: 32})
+}
+
+func runServiceWith(ctx context.Context, b testing.TB, st *pgstore.Store, n int, cfg billing.Config) {
+	svc, err := billing.NewService(st, discard{}, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
