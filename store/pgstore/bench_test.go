@@ -15,21 +15,31 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/pgstore"
 )
 
 // Benchmarks: warn + expire over N subscriptions of N users (half ending in two days, half
-// ended yesterday) three ways on the same server, in the same run:
+// ended yesterday), four ways on the same server, in the same run:
 //
 //   - pgstore: billing.Service's CheckExpiringSubscriptions and ProcessExpiredSubscriptions
 //     on pgstore (claims, conditional batch updates with pending effects, send-once
-//     reservations, audit, user access);
-//   - raw: the minimal SQL for the same changes: one UPDATE warning the due subscriptions,
-//     one UPDATE expiring the lapsed ones and one revoking their users' access;
+//     reservations, each send's outcome recorded before its sender sends again, audit, user
+//     access); pgstore-send32 the same with SendConcurrency 32 (fewer, larger outcome
+//     writes);
+//   - raw: the minimal SQL for the same record changes: one UPDATE warning the due
+//     subscriptions, and one statement expiring the lapsed ones and revoking their users'
+//     access. It records nothing else, so it is the floor;
+//   - raw+records: raw plus what renewkit leaves behind, still set-based: the send-once
+//     record of each email (as sent) and the audit entries (warning sent; subscription
+//     expired and access revoked), written by the same two statements. Nothing is sent and
+//     nothing survives a crash half-way, so it is a lower bound of any implementation that
+//     records its emails;
 //   - loop: the seed's way, select the due rows and update them (and, for an expiry, the
 //     user) one at a time.
 //
-// Each reports ms per subscription and the peak HeapInuse sampled every 5 ms while it ran.
+// Each reports ms per subscription, SQL statements per subscription (counted by a pgx
+// tracer on the benchmark's pool) and the peak HeapInuse sampled every 5 ms while it ran.
 // pgstore also runs at 10N to show memory does not grow with N.
 //
 //	eval "$(scripts/postgres start)"; BENCH_N=10000 go test -run '^$' -bench WarnExpire -benchtime 1x -count 3 ./store/pgstore
@@ -40,21 +50,63 @@ func BenchmarkWarnExpire(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
 		n = v
 	}
-	p := pool(b)
-	b.Run(fmt.Sprintf("pgstore/N=%d", n), func(b *testing.B) { benchVariant(b, p, n, runService) })
-	b.Run(fmt.Sprintf("raw/N=%d", n), func(b *testing.B) { benchVariant(b, p, n, runRaw) })
-	b.Run(fmt.Sprintf("loop/N=%d", n), func(b *testing.B) { benchVariant(b, p, n, runLoop) })
+	p, stmts := countingPool(b)
+	b.Run(fmt.Sprintf("pgstore/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runService) })
+	b.Run(fmt.Sprintf("pgstore-send32/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runServiceSend32) })
+	b.Run(fmt.Sprintf("raw/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runRaw) })
+	b.Run(fmt.Sprintf("raw+records/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runRawRecords) })
+	b.Run(fmt.Sprintf("loop/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runLoop) })
 	if os.Getenv("BENCH_10N") != "0" {
-		b.Run(fmt.Sprintf("pgstore/N=%d", 10*n), func(b *testing.B) { benchVariant(b, p, 10*n, runService) })
+		b.Run(fmt.Sprintf("pgstore/N=%d", 10*n), func(b *testing.B) { benchVariant(b, p, stmts, 10*n, runService) })
 	}
+}
+
+// statementCounter counts the statements run on a pool (Query, QueryRow, Exec; a batch's
+// statements each count).
+type statementCounter struct{ n atomic.Int64 }
+
+func (c *statementCounter) TraceQueryStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceQueryStartData) context.Context {
+	c.n.Add(1)
+	return ctx
+}
+
+func (c *statementCounter) TraceQueryEnd(context.Context, *pgx.Conn, pgx.TraceQueryEndData) {}
+
+func (c *statementCounter) TraceBatchStart(ctx context.Context, _ *pgx.Conn, _ pgx.TraceBatchStartData) context.Context {
+	return ctx
+}
+
+func (c *statementCounter) TraceBatchQuery(context.Context, *pgx.Conn, pgx.TraceBatchQueryData) {
+	c.n.Add(1)
+}
+
+func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndData) {}
+
+// countingPool connects a pool like the tests' with a statement counter on it.
+func countingPool(b *testing.B) (*pgxpool.Pool, *statementCounter) {
+	b.Helper()
+	cfg, err := pgxpool.ParseConfig(testkit.PostgresURI(b))
+	if err != nil {
+		b.Fatalf("POSTGRES_TEST_URI: %v", err)
+	}
+	c := &statementCounter{}
+	cfg.MaxConns = 16
+	cfg.ConnConfig.Tracer = c
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		b.Fatalf("connect: %v", err)
+	}
+	b.Cleanup(p.Close)
+	return p, c
 }
 
 type variant func(ctx context.Context, b testing.TB, st *pgstore.Store, n int)
 
-func benchVariant(b *testing.B, p *pgxpool.Pool, n int, run variant) {
+func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int, run variant) {
 	ctx := context.Background()
 	var peak atomic.Uint64
 	var elapsed time.Duration
+	var statements int64
 	for range b.N {
 		b.StopTimer()
 		st := newStore(b, p)
@@ -62,10 +114,12 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, n int, run variant) {
 		runtime.GC()
 		stop := sampleHeap(&peak)
 		start := time.Now()
+		before := stmts.n.Load()
 		b.StartTimer()
 		run(ctx, b, st, n)
 		b.StopTimer()
 		elapsed += time.Since(start)
+		statements += stmts.n.Load() - before
 		stop()
 		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: benchNow})
 		if err != nil || left != 0 {
@@ -80,6 +134,7 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, n int, run variant) {
 		}
 	}
 	b.ReportMetric(float64(elapsed.Microseconds())/1000/float64(b.N*n), "ms/sub")
+	b.ReportMetric(float64(statements)/float64(b.N*n), "stmts/sub")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
 }
 
@@ -155,7 +210,18 @@ type fixedClock time.Time
 func (c fixedClock) Now() time.Time { return time.Time(c) }
 
 func runService(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
-	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: fixedClock(benchNow)})
+	runServiceWith(ctx, b, st, n, billing.Config{Clock: fixedClock(benchNow)})
+}
+
+// runServiceSend32 is runService with 32 senders instead of the default 8: each send's
+// outcome is still written before its sender sends again, so the outcomes of up to 32
+// sends share a write.
+func runServiceSend32(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
+	runServiceWith(ctx, b, st, n, billing.Config{Clock: fixedClock(benchNow), SendConcurrency: 32})
+}
+
+func runServiceWith(ctx context.Context, b testing.TB, st *pgstore.Store, n int, cfg billing.Config) {
+	svc, err := billing.NewService(st, discard{}, cfg)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -180,6 +246,37 @@ func runRaw(ctx context.Context, b testing.TB, st *pgstore.Store, _ int) {
 		`UPDATE ` + subs + ` SET expiration_warning_sent = true, updated_at = $1 WHERE ` + warnWhere,
 		`WITH expired AS (UPDATE ` + subs + ` SET status = 'inactive', updated_at = $1 WHERE ` + expireWhere + ` RETURNING user_id)
 		UPDATE ` + users + ` SET plan_id = '', subscription_status = 'inactive', updated_at = $1 WHERE id IN (SELECT user_id FROM expired)`,
+	} {
+		if _, err := st.Pool().Exec(ctx, q, benchNow); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// runRawRecords is runRaw plus the records renewkit leaves: one send-once record per
+// email and the audit entries, each job still one statement.
+func runRawRecords(ctx context.Context, b testing.TB, st *pgstore.Store, _ int) {
+	subs, users, notes, audit := st.Table("subscriptions"), st.Table("users"), st.Table("notifications"), st.Table("audit_logs")
+	note := func(kind string) string {
+		return `INSERT INTO ` + notes + ` (key, kind, subscription_id, user_id, status, created_at, updated_at)
+			SELECT '` + kind + `:' || id || ':' || extract(epoch FROM current_period_end)::bigint, '` + kind + `', id, user_id, 'sent', $1, $1 FROM changed`
+	}
+	// auditRows records action on each changed row's entity (its id column is col).
+	auditRows := func(action, entity, col string) string {
+		return `INSERT INTO ` + audit + ` (id, action, entity_type, entity_id, user_id, actor, created_at)
+			SELECT '` + action + `:' || ` + col + `, '` + action + `', '` + entity + `', ` + col + `, user_id, 'renewkit', $1 FROM changed`
+	}
+	for _, q := range []string{
+		`WITH changed AS (UPDATE ` + subs + ` SET expiration_warning_sent = true, updated_at = $1 WHERE ` + warnWhere + `
+			RETURNING id, user_id, current_period_end),
+		n AS (` + note("expiring") + `)
+		` + auditRows("warning_sent", "subscription", "id"),
+		`WITH changed AS (UPDATE ` + subs + ` SET status = 'inactive', updated_at = $1 WHERE ` + expireWhere + `
+			RETURNING id, user_id, current_period_end),
+		u AS (UPDATE ` + users + ` SET plan_id = '', subscription_status = 'inactive', updated_at = $1 WHERE id IN (SELECT user_id FROM changed)),
+		n AS (` + note("expired") + `),
+		a AS (` + auditRows("subscription_expired", "subscription", "id") + `)
+		` + auditRows("access_revoked", "user", "user_id"),
 	} {
 		if _, err := st.Pool().Exec(ctx, q, benchNow); err != nil {
 			b.Fatal(err)

@@ -172,7 +172,7 @@ var updateSubsSQL = func() string {
 		pending = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb ELSE s.pending END,
 		version = s.version + 1
 	FROM unnest(` + strings.Join(params, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
-	WHERE s.id = v.id AND NOT s.flag_del AND s.status = v.rs
+	WHERE s.id = v.id AND s.id = ANY($1::text[]) AND NOT s.flag_del AND s.status = v.rs
 		AND date_trunc('milliseconds', s.current_period_end) = v.re
 		AND (v.ct = '' OR s.claim_token = v.ct)
 		AND (v.eff IS NULL OR s.pending IS NULL)
@@ -288,7 +288,27 @@ func (s *Store) tellMissed(ctx context.Context, table, kind, why string, idx []i
 
 // updateSubs runs the batch statement for the changes at idx and returns the ids it wrote.
 func (s *Store) updateSubs(ctx context.Context, changes []billing.SubscriptionChange, idx []int) (map[string]bool, error) {
-	// Rows in id order, so concurrent batches lock shared rows in the same order.
+	args, err := updateSubsArgs(changes, idx)
+	if err != nil {
+		return nil, err
+	}
+	got, err := collect(ctx, s, func(r pgx.Rows) (string, error) {
+		var id string
+		return id, r.Scan(&id)
+	}, s.t(updateSubsSQL), args...)
+	if err != nil {
+		return nil, err
+	}
+	applied := make(map[string]bool, len(got))
+	for _, id := range got {
+		applied[id] = true
+	}
+	return applied, nil
+}
+
+// updateSubsArgs returns the parameters of updateSubsSQL for the changes at idx, which it
+// sorts by id (so concurrent batches lock shared rows in the same order).
+func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) ([]any, error) {
 	sort.Slice(idx, func(a, b int) bool { return changes[idx[a]].Read.ID < changes[idx[b]].Read.ID })
 	n := len(idx)
 	ids, masks := make([]string, 0, n), make([]int32, 0, n)
@@ -322,18 +342,7 @@ func (s *Store) updateSubs(ctx context.Context, changes []billing.SubscriptionCh
 	for _, c := range cols {
 		args = append(args, c.arg())
 	}
-	got, err := collect(ctx, s, func(r pgx.Rows) (string, error) {
-		var id string
-		return id, r.Scan(&id)
-	}, s.t(updateSubsSQL), args...)
-	if err != nil {
-		return nil, err
-	}
-	applied := make(map[string]bool, len(got))
-	for _, id := range got {
-		applied[id] = true
-	}
-	return applied, nil
+	return args, nil
 }
 
 // liveIDs returns which of ids name a live (not soft-deleted) record of table.
@@ -352,6 +361,14 @@ func (s *Store) liveIDs(ctx context.Context, table string, ids []string) (map[st
 	return live, nil
 }
 
+// completeEffectsSQL clears the effects of the ids ($1) still recorded by their tokens
+// ($2), looking each id up by the primary key. (A record without effects has no token to
+// match; a separate "pending IS NOT NULL" would make the planner expect one row and rescan
+// the batch for each record.)
+const completeEffectsSQL = `UPDATE {schema}.subscriptions AS s SET pending = NULL, claim_token = NULL, claim_until = NULL
+	FROM unnest($1::text[], $2::text[]) AS d(id, token)
+	WHERE s.id = d.id AND s.id = ANY($1::text[]) AND s.pending->>'token' = d.token`
+
 // CompleteEffects clears, in one statement, the pending effects still recorded by each
 // given token, releasing the record's claim in the same write.
 func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
@@ -365,8 +382,6 @@ func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone)
 	for i, d := range done {
 		ids[i], tokens[i] = d.SubscriptionID, d.Token
 	}
-	_, err := s.exec(ctx, s.t(`UPDATE {schema}.subscriptions AS s SET pending = NULL, claim_token = NULL, claim_until = NULL
-		FROM unnest($1::text[], $2::text[]) AS d(id, token)
-		WHERE s.id = d.id AND s.pending IS NOT NULL AND s.pending->>'token' = d.token`), ids, tokens)
+	_, err := s.exec(ctx, s.t(completeEffectsSQL), ids, tokens)
 	return s.wrap(err, "completing the effects of %d subscriptions", len(done))
 }

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgtype"
+
 	"github.com/renewkit/renewkit/billing"
 )
 
@@ -120,5 +122,37 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	}
 	add("console entity audit", entityAuditSQL, []any{[]string{"s7", "pay7", "s8"}, 50})
 	add("console retry notification", retrySQL, []any{"n7", "tok", now, now.Add(time.Minute)})
+
+	// The batch writes of a job run, at their usual sizes: a batch of 500 records, the
+	// outcomes of the eight sends in flight.
+	var ids, tokens, keys, statuses, errs []string
+	var updated []pgtype.Timestamptz
+	changes := make([]billing.SubscriptionChange, 0, 500)
+	for i := range 500 {
+		id := fmt.Sprintf("s%d", 1+i*97)
+		ids, tokens = append(ids, id), append(tokens, "t")
+		read := billing.Subscription{ID: id, Status: billing.StatusActive, CurrentPeriodEnd: now}
+		changed := read
+		changed.ExpirationWarningSent, changed.UpdatedAt = true, now
+		changes = append(changes, billing.SubscriptionChange{Read: read, Changed: changed, ClaimToken: "tok",
+			Effects: &billing.Effects{Token: "t", Status: billing.StatusActive, PeriodEnd: now}})
+	}
+	for i := range 8 {
+		keys, statuses, errs = append(keys, fmt.Sprintf("n%d", 1+i*1000)), append(statuses, billing.NotificationSent), append(errs, "")
+		updated = append(updated, pgtype.Timestamptz{Time: now, Valid: true})
+	}
+	idx := make([]int, len(changes))
+	for i := range idx {
+		idx[i] = i
+	}
+	subArgs, err := updateSubsArgs(changes, idx)
+	if err != nil {
+		panic(err)
+	}
+	add("batch write: update subscriptions", updateSubsSQL, subArgs)
+	add("batch write: complete effects", completeEffectsSQL, []any{ids, tokens})
+	add("batch write: finish notifications", finishSQL(false, true), []any{"tok", keys, statuses, errs, updated})
+	add("batch write: release and finish notifications", finishSQL(true, true), []any{keys[:2], "tok", keys[2:], statuses[2:], errs[2:], updated[2:]})
+	add("batch write: release notifications", finishSQL(true, false), []any{keys, "tok"})
 	return out
 }

@@ -135,26 +135,41 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 		keys, statuses, errs = append(keys, r.Key), append(statuses, r.Status), append(errs, r.Error)
 		updated = append(updated, nt(r.UpdatedAt))
 	}
-	// One statement: the usual call only settles (sent or failed), a release only deletes.
-	update := `UPDATE {schema}.notifications AS n SET status = v.status, error = v.error, updated_at = v.updated_at,
-			token = NULL, lease_until = NULL
-		FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS v(key, status, error, updated_at)
-		WHERE n.key = v.key AND n.status = 'sending' AND n.token = $2`
-	del := `DELETE FROM {schema}.notifications WHERE key = ANY($1::text[]) AND status = 'sending' AND token = $2`
-	var q string
 	var args []any
 	switch {
 	case len(release) == 0:
-		q, args = strings.ReplaceAll(update, "$2", "$1"), []any{token}
-		q = strings.NewReplacer("$3", "$2", "$4", "$3", "$5", "$4", "$6", "$5").Replace(q)
-		args = append(args, keys, statuses, errs, updated)
+		args = []any{token, keys, statuses, errs, updated}
 	case len(keys) == 0:
-		q, args = del, []any{release, token}
+		args = []any{release, token}
 	default:
-		q, args = `WITH released AS (`+del+`) `+update, []any{release, token, keys, statuses, errs, updated}
+		args = []any{release, token, keys, statuses, errs, updated}
 	}
+	q := finishSQL(len(release) > 0, len(keys) > 0)
 	_, err := s.exec(ctx, s.t(q), args...)
 	return s.wrap(err, "finishing %d notifications", len(recs))
+}
+
+// finishSQL is FinishNotifications' statement: it releases keys ($1) and settles keys with
+// their outcomes (the arrays after the token), or does one of the two; the token follows
+// the released keys. The usual call only settles, a release only deletes.
+//
+// Each key is looked up by the primary key (n.key = ANY(...)), and the status test is
+// written as IS TRUE so that it is never served by notifications_status: that index holds
+// an entry for every reservation settled since the last vacuum, so scanning its 'sending'
+// entries grows with the run, while a key lookup stays one probe per key.
+func finishSQL(release, settle bool) string {
+	update := `UPDATE {schema}.notifications AS n SET status = v.status, error = v.error, updated_at = v.updated_at,
+			token = NULL, lease_until = NULL
+		FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS v(key, status, error, updated_at)
+		WHERE n.key = v.key AND n.key = ANY($3::text[]) AND (n.status = 'sending') IS TRUE AND n.token = $2`
+	del := `DELETE FROM {schema}.notifications WHERE key = ANY($1::text[]) AND (status = 'sending') IS TRUE AND token = $2`
+	switch {
+	case !release:
+		return strings.NewReplacer("$2", "$1", "$3", "$2", "$4", "$3", "$5", "$4", "$6", "$5").Replace(update)
+	case !settle:
+		return del
+	}
+	return `WITH released AS (` + del + `) ` + update
 }
 
 func (s *Store) GetNotification(ctx context.Context, key string) (billing.NotificationRecord, error) {

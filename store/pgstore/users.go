@@ -135,7 +135,7 @@ func (s *Store) updateUsers(ctx context.Context, changes []billing.UserAccessCha
 			updated_at = CASE WHEN v.m & 16 <> 0 THEN v.n_updated ELSE u.updated_at END
 		FROM unnest($1::text[], $2::integer[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[], $8::text[],
 			$9::timestamptz[], $10::timestamptz[]) AS v(id, m, r_plan, r_sub, r_status, n_plan, n_sub, n_status, n_until, n_updated)
-		WHERE u.id = v.id AND NOT u.flag_del AND u.plan_id = v.r_plan AND u.subscription_id = v.r_sub
+		WHERE u.id = v.id AND u.id = ANY($1::text[]) AND NOT u.flag_del AND u.plan_id = v.r_plan AND u.subscription_id = v.r_sub
 			AND u.subscription_status = v.r_status
 		RETURNING u.id`),
 		ids, masks, rPlan, rSub, rStatus, nPlan, nSub, nStatus, nUntil, nUpdated)
