@@ -49,15 +49,13 @@ func reversalEvent(typ string) bool {
 }
 
 // decodeReversal decodes the charge or dispute of a reversal event into ev and returns its id.
-func decodeReversal(ev *decodedEvent, obj []byte) (string, error) {
+func decodeReversal(ev *decodedEvent, obj []byte) error {
 	if ev.Type == EventChargeRefunded {
 		ev.Charge = new(wireCharge)
-		err := json.Unmarshal(obj, ev.Charge)
-		return ev.Charge.ID, err
+		return json.Unmarshal(obj, ev.Charge)
 	}
 	ev.Dispute = new(wireDispute)
-	err := json.Unmarshal(obj, ev.Dispute)
-	return ev.Dispute.ID, err
+	return json.Unmarshal(obj, ev.Dispute)
 }
 
 func (a *api) charge(ctx context.Context, id string) (*wireCharge, error) {

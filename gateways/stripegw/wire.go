@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
@@ -47,6 +48,11 @@ func (r *ref) UnmarshalJSON(b []byte) error {
 		*r = ""
 		return nil
 	case b[0] == '"':
+		// encoding/json has checked the string; one without escapes is its own value.
+		if s := b[1 : len(b)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+			*r = ref(s)
+			return nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
@@ -206,14 +212,15 @@ type wireCheckoutSession struct {
 // decodedEvent is a verified, decoded event: the envelope plus the one object its type
 // carries (nil for types renewkit ignores).
 type decodedEvent struct {
-	ID      string
-	Type    string
-	Created time.Time
-	Sub     *wireSubscription
-	Invoice *wireInvoice
-	Session *wireCheckoutSession
-	Charge  *wireCharge  // charge.refunded
-	Dispute *wireDispute // charge.dispute.*
+	ID        string
+	Type      string
+	Created   time.Time
+	ObjectKey string // see objectKey
+	Sub       *wireSubscription
+	Invoice   *wireInvoice
+	Session   *wireCheckoutSession
+	Charge    *wireCharge  // charge.refunded
+	Dispute   *wireDispute // charge.dispute.*
 }
 
 // handled reports whether renewkit acts on the event type.
@@ -226,56 +233,114 @@ func handled(typ string) bool {
 	return reversalEvent(typ)
 }
 
-// decodeEvent decodes a verified body. Every error wraps ErrMalformedEvent (answered 400).
-// Unknown event types decode with no object.
-func decodeEvent(body []byte) (decodedEvent, error) {
+// envelope is what the acknowledgement needs of a verified body: the event's id, type and
+// time, and the gateway object its events are applied in order by. It is read without
+// decoding the object the event carries; the worker decodes that (decodeEvent) when it
+// applies the stored event.
+type envelope struct {
+	ID, Type, ObjectKey string
+	Created             time.Time
+	// object is data.object of an event type renewkit acts on, nil for the others.
+	object []byte
+}
+
+// wireObjectIDs reads the ids objectKey needs from any event's data.object.
+type wireObjectIDs struct {
+	ID           string `json:"id"`
+	Subscription ref    `json:"subscription"`
+	Charge       ref    `json:"charge"`
+	Parent       *struct {
+		SubscriptionDetails *struct {
+			Subscription ref `json:"subscription"`
+		} `json:"subscription_details"`
+	} `json:"parent"`
+}
+
+// decodeEnvelope checks and reads the envelope of a verified body. Every error wraps
+// ErrMalformedEvent (answered 400): the envelope is malformed, or an event type renewkit
+// acts on has no data.object with an id. The object's other fields are not looked at.
+func decodeEnvelope(body []byte) (envelope, error) {
 	var w wireEvent
 	if err := json.Unmarshal(body, &w); err != nil {
-		return decodedEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
+		return envelope{}, fmt.Errorf("%w: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
 	}
 	if w.ID == "" || w.Type == "" {
-		return decodedEvent{}, fmt.Errorf("%w: id and type are required", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: id and type are required", ErrMalformedEvent)
 	}
 	if w.Object != "" && w.Object != "event" {
-		return decodedEvent{}, fmt.Errorf("%w: object is %q, not event", ErrMalformedEvent, w.Object)
+		return envelope{}, fmt.Errorf("%w: object is %q, not event", ErrMalformedEvent, w.Object)
 	}
 	if len(w.ID) > 255 || len(w.Type) > 255 {
-		return decodedEvent{}, fmt.Errorf("%w: id or type too long", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: id or type too long", ErrMalformedEvent)
 	}
-	ev := decodedEvent{ID: w.ID, Type: w.Type, Created: unix(w.Created)}
 	if w.Created < 0 || w.Created > maxUnixSeconds {
-		return decodedEvent{}, fmt.Errorf("%w: created is not Unix seconds", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: created is not Unix seconds", ErrMalformedEvent)
 	}
+	env := envelope{ID: w.ID, Type: w.Type, Created: unix(w.Created)}
 	if !handled(w.Type) {
-		return ev, nil
+		return env, nil
 	}
 	obj := bytes.TrimSpace(w.Data.Object)
 	if len(obj) == 0 || obj[0] != '{' {
-		return decodedEvent{}, fmt.Errorf("%w: data.object is missing", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: data.object is missing", ErrMalformedEvent)
 	}
-	var id string
-	var err error
-	switch w.Type {
+	var ids wireObjectIDs
+	if err := json.Unmarshal(obj, &ids); err != nil {
+		return envelope{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
+	}
+	if ids.ID == "" {
+		return envelope{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
+	}
+	env.ObjectKey, env.object = objectKey(w.Type, ids), obj
+	return env, nil
+}
+
+// objectKey is the Stripe object whose events are applied in order and whose processing
+// wakes the events parked on it: the subscription, else the charge or invoice.
+func objectKey(typ string, o wireObjectIDs) string {
+	switch typ {
+	case EventInvoicePaid, EventInvoicePaymentFailed:
+		sub := string(o.Subscription)
+		if sub == "" && o.Parent != nil && o.Parent.SubscriptionDetails != nil {
+			sub = string(o.Parent.SubscriptionDetails.Subscription)
+		}
+		return firstNonEmpty(sub, o.ID)
+	case EventCheckoutSessionCompleted:
+		return firstNonEmpty(string(o.Subscription), o.ID)
+	case EventDisputeCreated, EventDisputeClosed:
+		return firstNonEmpty(string(o.Charge), o.ID)
+	}
+	return o.ID // a subscription or a charge
+}
+
+// decodeEvent decodes a verified body: its envelope (decodeEnvelope) and the object its
+// type carries. Every error wraps ErrMalformedEvent (answered 400). Unknown event types
+// decode with no object.
+func decodeEvent(body []byte) (decodedEvent, error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return decodedEvent{}, err
+	}
+	ev := decodedEvent{ID: env.ID, Type: env.Type, Created: env.Created, ObjectKey: env.ObjectKey}
+	if env.object == nil {
+		return ev, nil
+	}
+	obj := env.object
+	switch ev.Type {
 	case EventCheckoutSessionCompleted:
 		ev.Session = new(wireCheckoutSession)
 		err = json.Unmarshal(obj, ev.Session)
-		id = ev.Session.ID
 	case EventInvoicePaid, EventInvoicePaymentFailed:
 		ev.Invoice = new(wireInvoice)
 		err = json.Unmarshal(obj, ev.Invoice)
-		id = ev.Invoice.ID
 	case EventChargeRefunded, EventDisputeCreated, EventDisputeClosed:
-		id, err = decodeReversal(&ev, obj)
+		err = decodeReversal(&ev, obj)
 	default:
 		ev.Sub = new(wireSubscription)
 		err = json.Unmarshal(obj, ev.Sub)
-		id = ev.Sub.ID
 	}
 	if err != nil {
 		return decodedEvent{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
-	}
-	if id == "" {
-		return decodedEvent{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
 	}
 	return ev, nil
 }

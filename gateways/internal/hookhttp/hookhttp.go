@@ -89,6 +89,12 @@ func Unavailable(w http.ResponseWriter, msg string) {
 	Error(w, http.StatusServiceUnavailable, msg)
 }
 
+// answer is the body of a 2xx answer to a delivery.
+type answer struct {
+	EventID string `json:"event_id"`
+	Status  string `json:"status"`
+}
+
 // Respond answers a delivery after billing.Service.HandleWebhookEvent or
 // AcceptWebhookEvent: 200 for accepted, processed, ignored and duplicate events; 409 with Retry-After while another delivery processes the
 // same event; 400 when the event is bad input a retry cannot fix (billing.Permanent); 503
@@ -104,7 +110,7 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 			w.Header().Set("Retry-After", "30")
 			Error(w, http.StatusConflict, "event is being processed by another delivery")
 		default:
-			JSON(w, http.StatusOK, map[string]string{"status": string(outcome), "event_id": eventID})
+			JSON(w, http.StatusOK, answer{EventID: eventID, Status: string(outcome)})
 		}
 		return
 	}
@@ -124,19 +130,19 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 	}
 }
 
-// Deliver hands a verified event to core and answers the gateway. Inline, it processes the
-// event in the request (HandleWebhookEvent) and answers as Respond does. Otherwise it
-// stores ev in the inbox (AcceptWebhookEvent) and answers 200
-// {"status":"accepted"} (or "duplicate" for an event already stored), 500 only when the
-// inbox write failed; the inbox worker applies the event with the processor the gateway
-// registered.
-func Deliver(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, inline bool, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
-	if inline {
-		outcome, err := core.HandleWebhookEvent(r.Context(), ev, process)
-		Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
-		return
-	}
+// Accept stores a verified event in the inbox (AcceptWebhookEvent) and answers 200
+// {"status":"accepted"}, or "duplicate" for an event already stored (nothing is written);
+// it answers 500 only when the inbox write failed. The inbox worker applies the event with
+// the processor the gateway registered.
+func Accept(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, ev billing.WebhookEvent) {
 	outcome, err := core.AcceptWebhookEvent(r.Context(), ev)
+	Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
+}
+
+// Process is the inline delivery: it processes a verified event in the request
+// (HandleWebhookEvent) and answers as Respond does.
+func Process(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
+	outcome, err := core.HandleWebhookEvent(r.Context(), ev, process)
 	Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
 }
 
