@@ -3,14 +3,15 @@
 package hookhttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways"
@@ -31,7 +32,14 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	if limit <= 0 {
 		limit = MaxBody
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// One buffer sized for the declared length (ReadFrom wants MinRead spare bytes to
+	// find the end), grown only when the length is unknown or wrong.
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, limit)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := buf.Bytes()
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -63,6 +71,9 @@ func ReadJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, 
 // IsJSON reports whether a Content-Type header value names application/json (any case,
 // with or without parameters such as charset).
 func IsJSON(contentType string) bool {
+	if strings.EqualFold(contentType, "application/json") {
+		return true // what the gateways send, without parsing
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == "application/json"
 }
