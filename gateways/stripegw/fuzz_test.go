@@ -51,6 +51,8 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"id":"evt_5","type":"checkout.session.completed","created":1893499200,"data":{"object":{"id":"cs_1","mode":"subscription","subscription":"sub_1","invoice":"in_1","metadata":{"user_id":"u1","plan_id":"pro","payment_id":"p1"}}}}`,
 		`{"id":"evt_6","type":"checkout.session.completed","data":{"object":{"id":"cs_2","mode":"payment","payment_status":"paid","metadata":{"payment_id":"p1"}}}}`,
 		`{"id":"evt_7","type":"charge.refunded","data":{"object":{"id":"ch_1"}}}`,
+		`{"id":"evt_11","type":"customer.subscription.updated","data":{"object":{"id":"sub_1","charge":5,"parent":"x","subscription":[]}}}`,
+		`{"id":"evt_12","type":"checkout.session.completed","data":{"object":{"id":"cs_1","parent":7}}}`,
 		`{"id":"evt_9","type":"charge.dispute.created","data":{"object":{"id":"dp_1","charge":{"id":"ch_1"}}}}`,
 		`{"id":"evt_10","type":"invoice.paid","data":{"object":{"id":"in_3","subscription":"sub_\u00e9\"x"}}}`,
 		`{"id":"evt_8","type":"invoice.paid","data":{"object":null}}`,
@@ -77,8 +79,12 @@ func FuzzDecodeEvent(f *testing.F) {
 			}
 			// The object key the acknowledgement stores (read from the envelope) is the
 			// object the full decode applies the event to.
-			if want := decodedObjectKey(ev); ev.ObjectKey != want {
-				t.Fatalf("envelope names object %q, the decoded event %q", ev.ObjectKey, want)
+			env, eerr := decodeEnvelope(body)
+			if eerr != nil || env.ID != ev.ID || env.Type != ev.Type || !env.Created.Equal(ev.Created) {
+				t.Fatalf("envelope %+v (%v) of a decodable event %+v", env, eerr, ev)
+			}
+			if want := decodedObjectKey(ev); env.ObjectKey != want {
+				t.Fatalf("envelope names object %q, the decoded event %q", env.ObjectKey, want)
 			}
 			switch {
 			case ev.Invoice != nil:

@@ -95,13 +95,17 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body})
 		return
 	}
-	ev, err := decodeEvent(body)
+	env, err := decodeEnvelope(body)
+	var ev decodedEvent
+	if err == nil {
+		ev, err = decodeObject(env)
+	}
 	if err != nil {
 		h.rejectMalformed(w, r, err)
 		return
 	}
-	hookhttp.Process(w, r, h.log, h.core, billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: ev.ID, Type: ev.Type,
-		ObjectKey: ev.ObjectKey, OccurredAt: ev.Created, Payload: body},
+	hookhttp.Process(w, r, h.log, h.core, billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: env.ID, Type: env.Type,
+		ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body},
 		func(ctx context.Context) (bool, error) { return h.apply(ctx, ev) })
 }
 

@@ -49,13 +49,15 @@ func reversalEvent(typ string) bool {
 }
 
 // decodeReversal decodes the charge or dispute of a reversal event into ev and returns its id.
-func decodeReversal(ev *decodedEvent, obj []byte) error {
+func decodeReversal(ev *decodedEvent, obj []byte) (string, error) {
 	if ev.Type == EventChargeRefunded {
 		ev.Charge = new(wireCharge)
-		return json.Unmarshal(obj, ev.Charge)
+		err := json.Unmarshal(obj, ev.Charge)
+		return ev.Charge.ID, err
 	}
 	ev.Dispute = new(wireDispute)
-	return json.Unmarshal(obj, ev.Dispute)
+	err := json.Unmarshal(obj, ev.Dispute)
+	return ev.Dispute.ID, err
 }
 
 func (a *api) charge(ctx context.Context, id string) (*wireCharge, error) {

@@ -212,15 +212,14 @@ type wireCheckoutSession struct {
 // decodedEvent is a verified, decoded event: the envelope plus the one object its type
 // carries (nil for types renewkit ignores).
 type decodedEvent struct {
-	ID        string
-	Type      string
-	Created   time.Time
-	ObjectKey string // see objectKey
-	Sub       *wireSubscription
-	Invoice   *wireInvoice
-	Session   *wireCheckoutSession
-	Charge    *wireCharge  // charge.refunded
-	Dispute   *wireDispute // charge.dispute.*
+	ID      string
+	Type    string
+	Created time.Time
+	Sub     *wireSubscription
+	Invoice *wireInvoice
+	Session *wireCheckoutSession
+	Charge  *wireCharge  // charge.refunded
+	Dispute *wireDispute // charge.dispute.*
 }
 
 // handled reports whether renewkit acts on the event type.
@@ -244,22 +243,10 @@ type envelope struct {
 	object []byte
 }
 
-// wireObjectIDs reads the ids objectKey needs from any event's data.object.
-type wireObjectIDs struct {
-	ID           string `json:"id"`
-	Subscription ref    `json:"subscription"`
-	Charge       ref    `json:"charge"`
-	Parent       *struct {
-		SubscriptionDetails *struct {
-			Subscription ref `json:"subscription"`
-		} `json:"subscription_details"`
-	} `json:"parent"`
-}
-
-// decodeEnvelope checks and reads the envelope of a verified body. Every error wraps
-// ErrMalformedEvent (answered 400): the envelope is malformed, or an event type renewkit
-// acts on has no data.object with an id. The object's other fields are not looked at.
-func decodeEnvelope(body []byte) (envelope, error) {
+// decodeHead checks the envelope of a verified body and returns it without its object key,
+// with data.object for an event type renewkit acts on. Every error wraps
+// ErrMalformedEvent (answered 400).
+func decodeHead(body []byte) (envelope, error) {
 	var w wireEvent
 	if err := json.Unmarshal(body, &w); err != nil {
 		return envelope{}, fmt.Errorf("%w: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
@@ -284,63 +271,120 @@ func decodeEnvelope(body []byte) (envelope, error) {
 	if len(obj) == 0 || obj[0] != '{' {
 		return envelope{}, fmt.Errorf("%w: data.object is missing", ErrMalformedEvent)
 	}
-	var ids wireObjectIDs
-	if err := json.Unmarshal(obj, &ids); err != nil {
-		return envelope{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
-	}
-	if ids.ID == "" {
-		return envelope{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
-	}
-	env.ObjectKey, env.object = objectKey(w.Type, ids), obj
+	env.object = obj
 	return env, nil
 }
 
-// objectKey is the Stripe object whose events are applied in order and whose processing
-// wakes the events parked on it: the subscription, else the charge or invoice.
-func objectKey(typ string, o wireObjectIDs) string {
-	switch typ {
-	case EventInvoicePaid, EventInvoicePaymentFailed:
-		sub := string(o.Subscription)
-		if sub == "" && o.Parent != nil && o.Parent.SubscriptionDetails != nil {
-			sub = string(o.Parent.SubscriptionDetails.Subscription)
-		}
-		return firstNonEmpty(sub, o.ID)
-	case EventCheckoutSessionCompleted:
-		return firstNonEmpty(string(o.Subscription), o.ID)
-	case EventDisputeCreated, EventDisputeClosed:
-		return firstNonEmpty(string(o.Charge), o.ID)
+// decodeEnvelope checks and reads the envelope of a verified body, object key included.
+// Every error wraps ErrMalformedEvent (answered 400): the envelope is malformed, or an
+// event type renewkit acts on has no data.object with an id. The object's other fields
+// are not looked at.
+func decodeEnvelope(body []byte) (envelope, error) {
+	env, err := decodeHead(body)
+	if err != nil || env.object == nil {
+		return env, err
 	}
-	return o.ID // a subscription or a charge
+	if env.ObjectKey, err = objectKey(env.Type, env.object); err != nil {
+		return envelope{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
+	}
+	if env.ObjectKey == "" {
+		return envelope{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
+	}
+	return env, nil
 }
 
-// decodeEvent decodes a verified body: its envelope (decodeEnvelope) and the object its
-// type carries. Every error wraps ErrMalformedEvent (answered 400). Unknown event types
-// decode with no object.
+// objectKey reads the Stripe object whose events are applied in order, and whose
+// processing wakes the events parked on it, from the data.object of an event of type typ:
+// the subscription, else the charge or invoice. It reads only the fields it needs, each
+// with the type the event's full decode (decodeObject) gives it, so an object that decodes
+// also has a key. Empty when the object has no id.
+func objectKey(typ string, obj []byte) (string, error) {
+	var id, parent string // the object's id; the subscription (or charge) it belongs to
+	var err error
+	switch typ {
+	case EventInvoicePaid, EventInvoicePaymentFailed: // as wireInvoice
+		var inv struct {
+			ID           string `json:"id"`
+			Subscription ref    `json:"subscription"`
+			Parent       *struct {
+				SubscriptionDetails *struct {
+					Subscription ref `json:"subscription"`
+				} `json:"subscription_details"`
+			} `json:"parent"`
+		}
+		err = json.Unmarshal(obj, &inv)
+		id, parent = inv.ID, string(inv.Subscription)
+		if parent == "" && inv.Parent != nil && inv.Parent.SubscriptionDetails != nil {
+			parent = string(inv.Parent.SubscriptionDetails.Subscription)
+		}
+	case EventCheckoutSessionCompleted: // as wireCheckoutSession
+		var cs struct {
+			ID           string `json:"id"`
+			Subscription ref    `json:"subscription"`
+		}
+		err = json.Unmarshal(obj, &cs)
+		id, parent = cs.ID, string(cs.Subscription)
+	case EventDisputeCreated, EventDisputeClosed: // as wireDispute
+		var d struct {
+			ID     string `json:"id"`
+			Charge ref    `json:"charge"`
+		}
+		err = json.Unmarshal(obj, &d)
+		id, parent = d.ID, string(d.Charge)
+	default: // a subscription or a charge: its own id
+		var x struct {
+			ID string `json:"id"`
+		}
+		err = json.Unmarshal(obj, &x)
+		id = x.ID
+	}
+	if err != nil || id == "" {
+		return "", err
+	}
+	return firstNonEmpty(parent, id), nil
+}
+
+// decodeEvent decodes a verified body: its envelope and the object its type carries.
+// Every error wraps ErrMalformedEvent (answered 400). Unknown event types decode with no
+// object.
 func decodeEvent(body []byte) (decodedEvent, error) {
-	env, err := decodeEnvelope(body)
+	env, err := decodeHead(body)
 	if err != nil {
 		return decodedEvent{}, err
 	}
-	ev := decodedEvent{ID: env.ID, Type: env.Type, Created: env.Created, ObjectKey: env.ObjectKey}
+	return decodeObject(env)
+}
+
+// decodeObject decodes the object of a checked envelope (decodeHead, decodeEnvelope).
+func decodeObject(env envelope) (decodedEvent, error) {
+	ev := decodedEvent{ID: env.ID, Type: env.Type, Created: env.Created}
 	if env.object == nil {
 		return ev, nil
 	}
 	obj := env.object
+	var id string
+	var err error
 	switch ev.Type {
 	case EventCheckoutSessionCompleted:
 		ev.Session = new(wireCheckoutSession)
 		err = json.Unmarshal(obj, ev.Session)
+		id = ev.Session.ID
 	case EventInvoicePaid, EventInvoicePaymentFailed:
 		ev.Invoice = new(wireInvoice)
 		err = json.Unmarshal(obj, ev.Invoice)
+		id = ev.Invoice.ID
 	case EventChargeRefunded, EventDisputeCreated, EventDisputeClosed:
-		err = decodeReversal(&ev, obj)
+		id, err = decodeReversal(&ev, obj)
 	default:
 		ev.Sub = new(wireSubscription)
 		err = json.Unmarshal(obj, ev.Sub)
+		id = ev.Sub.ID
 	}
 	if err != nil {
 		return decodedEvent{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
+	}
+	if id == "" {
+		return decodedEvent{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
 	}
 	return ev, nil
 }
