@@ -236,3 +236,39 @@ func BenchmarkDecode(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkHandler serves the loopback benchmark's requests in process (no network), one
+// at a time: to the bare handler and to the accepting handler (no worker), so their
+// difference is what the acknowledgement costs on top of reading and verifying.
+//
+//	go test -run '^$' -bench 'Handler$' -count 5 ./gateways/stripegw
+func BenchmarkHandler(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		h    func() http.Handler
+	}{
+		{"bare", bareHandler},
+		{"accept", func() http.Handler { _, h := benchHandler(b, false); return h }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := tc.h()
+			bodies, headers := make([][]byte, b.N), make([]string, b.N)
+			for i := range b.N {
+				bodies[i] = benchBody(i)
+				headers[i] = SignPayload("whsec_bench", bodies[i], fuzzNow)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(bodies[i]))
+				req.Header.Set(SignatureHeader, headers[i])
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
+}
