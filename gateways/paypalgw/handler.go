@@ -94,30 +94,27 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Unavailable(w, "signature cannot be verified now; retry later")
 		return
 	}
-	if !h.inline {
-		// The acknowledgement reads only the envelope; the worker decodes the resource.
-		env, err := decodeEnvelope(body)
-		if err != nil {
-			h.rejectMalformed(w, r, err)
-			return
-		}
-		hookhttp.Accept(w, r, h.log, h.core, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: env.ID, Type: env.Type,
-			ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body})
-		return
-	}
-	ev, err := decodeEvent(body)
+	ev, process, err := h.decode(body)
 	if err != nil {
-		h.rejectMalformed(w, r, err)
+		h.log.WarnContext(ctx, "paypal webhook rejected: malformed event", "error", err)
+		hookhttp.Error(w, http.StatusBadRequest, "malformed event")
 		return
 	}
-	hookhttp.Process(w, r, h.log, h.core, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
-		ObjectKey: ev.ObjectKey, OccurredAt: ev.Created, Payload: body},
-		func(ctx context.Context) (bool, error) { return h.process(ctx, ev) })
+	hookhttp.Deliver(w, r, h.log, h.core, ev, process)
 }
 
-func (h *handler) rejectMalformed(w http.ResponseWriter, r *http.Request, err error) {
-	h.log.WarnContext(r.Context(), "paypal webhook rejected: malformed event", "error", err)
-	hookhttp.Error(w, http.StatusBadRequest, "malformed event")
+// decode reads a verified body into the inbox event and, inline, the processing of its
+// decoded resource. Accepting, it reads only the envelope (process is nil): the worker
+// decodes the resource when it applies the stored event.
+func (h *handler) decode(body []byte) (billing.WebhookEvent, func(context.Context) (bool, error), error) {
+	if !h.inline {
+		env, err := decodeEnvelope(body)
+		return billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: env.ID, Type: env.Type,
+			ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body}, nil, err
+	}
+	ev, err := decodeEvent(body)
+	return billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
+		ObjectKey: ev.ObjectKey, OccurredAt: ev.Created, Payload: body}, func(ctx context.Context) (bool, error) { return h.process(ctx, ev) }, err
 }
 
 // verify checks the transmission headers, freshness and signature, in that order.

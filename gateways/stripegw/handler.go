@@ -84,34 +84,33 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Error(w, http.StatusBadRequest, signatureReason(err))
 		return
 	}
-	if !h.inline {
-		// The acknowledgement reads only the envelope; the worker decodes the object.
-		env, err := decodeEnvelope(body)
-		if err != nil {
-			h.rejectMalformed(w, r, err)
-			return
-		}
-		hookhttp.Accept(w, r, h.log, h.core, billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: env.ID, Type: env.Type,
-			ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body})
-		return
-	}
-	env, err := decodeEnvelope(body)
-	var ev decodedEvent
-	if err == nil {
-		ev, err = decodeObject(env)
-	}
+	ev, process, err := h.decode(body)
 	if err != nil {
-		h.rejectMalformed(w, r, err)
+		h.log.WarnContext(ctx, "stripe webhook rejected", "reason", err.Error())
+		hookhttp.Error(w, http.StatusBadRequest, ErrMalformedEvent.Error())
 		return
 	}
-	hookhttp.Process(w, r, h.log, h.core, billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: env.ID, Type: env.Type,
-		ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body},
-		func(ctx context.Context) (bool, error) { return h.apply(ctx, ev) })
+	hookhttp.Deliver(w, r, h.log, h.core, ev, process)
 }
 
-func (h *webhookHandler) rejectMalformed(w http.ResponseWriter, r *http.Request, err error) {
-	h.log.WarnContext(r.Context(), "stripe webhook rejected", "reason", err.Error())
-	hookhttp.Error(w, http.StatusBadRequest, ErrMalformedEvent.Error())
+// decode reads a verified body into the inbox event and, inline, the processing of its
+// decoded object. Accepting, it reads only the envelope (process is nil): the worker
+// decodes the object when it applies the stored event.
+func (h *webhookHandler) decode(body []byte) (billing.WebhookEvent, func(context.Context) (bool, error), error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return billing.WebhookEvent{}, nil, err
+	}
+	stored := billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: env.ID, Type: env.Type,
+		ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body}
+	if !h.inline {
+		return stored, nil, nil
+	}
+	ev, err := decodeObject(env)
+	if err != nil {
+		return billing.WebhookEvent{}, nil, err
+	}
+	return stored, func(ctx context.Context) (bool, error) { return h.apply(ctx, ev) }, nil
 }
 
 // signatureReason is the public answer for a rejected signature; it names the check that

@@ -141,22 +141,18 @@ func (l wireLine) subscriptionLine() bool {
 }
 
 type wireInvoice struct {
-	ID            string `json:"id"`
-	Object        string `json:"object"`
-	Status        string `json:"status"`
-	Paid          bool   `json:"paid"`
-	Currency      string `json:"currency"`
-	AmountPaid    int64  `json:"amount_paid"`
-	AmountDue     int64  `json:"amount_due"`
-	AttemptCount  int64  `json:"attempt_count"`
-	BillingReason string `json:"billing_reason"`
-	Subscription  ref    `json:"subscription"`
-	Parent        *struct {
-		SubscriptionDetails *struct {
-			Subscription ref `json:"subscription"`
-		} `json:"subscription_details"`
-	} `json:"parent"`
-	Lines struct {
+	ID            string             `json:"id"`
+	Object        string             `json:"object"`
+	Status        string             `json:"status"`
+	Paid          bool               `json:"paid"`
+	Currency      string             `json:"currency"`
+	AmountPaid    int64              `json:"amount_paid"`
+	AmountDue     int64              `json:"amount_due"`
+	AttemptCount  int64              `json:"attempt_count"`
+	BillingReason string             `json:"billing_reason"`
+	Subscription  ref                `json:"subscription"`
+	Parent        *wireInvoiceParent `json:"parent"`
+	Lines         struct {
 		Data []wireLine `json:"data"`
 	} `json:"lines"`
 	StatusTransitions struct {
@@ -166,13 +162,26 @@ type wireInvoice struct {
 	failureCode, failureMessage string
 }
 
+// wireInvoiceParent is where API 2025-03-31 and later name an invoice's subscription.
+type wireInvoiceParent struct {
+	SubscriptionDetails *struct {
+		Subscription ref `json:"subscription"`
+	} `json:"subscription_details"`
+}
+
 // subscriptionID is the subscription the invoice bills, in either API layout.
 func (inv *wireInvoice) subscriptionID() string {
-	if inv.Subscription != "" {
-		return string(inv.Subscription)
+	return invoiceSubscription(inv.Subscription, inv.Parent)
+}
+
+// invoiceSubscription is an invoice's subscription: its subscription field (API versions
+// before 2025-03-31) or parent.subscription_details.subscription.
+func invoiceSubscription(sub ref, parent *wireInvoiceParent) string {
+	if sub != "" {
+		return string(sub)
 	}
-	if inv.Parent != nil && inv.Parent.SubscriptionDetails != nil {
-		return string(inv.Parent.SubscriptionDetails.Subscription)
+	if parent != nil && parent.SubscriptionDetails != nil {
+		return string(parent.SubscriptionDetails.Subscription)
 	}
 	return ""
 }
@@ -304,19 +313,12 @@ func objectKey(typ string, obj []byte) (string, error) {
 	switch typ {
 	case EventInvoicePaid, EventInvoicePaymentFailed: // as wireInvoice
 		var inv struct {
-			ID           string `json:"id"`
-			Subscription ref    `json:"subscription"`
-			Parent       *struct {
-				SubscriptionDetails *struct {
-					Subscription ref `json:"subscription"`
-				} `json:"subscription_details"`
-			} `json:"parent"`
+			ID           string             `json:"id"`
+			Subscription ref                `json:"subscription"`
+			Parent       *wireInvoiceParent `json:"parent"`
 		}
 		err = json.Unmarshal(obj, &inv)
-		id, parent = inv.ID, string(inv.Subscription)
-		if parent == "" && inv.Parent != nil && inv.Parent.SubscriptionDetails != nil {
-			parent = string(inv.Parent.SubscriptionDetails.Subscription)
-		}
+		id, parent = inv.ID, invoiceSubscription(inv.Subscription, inv.Parent)
 	case EventCheckoutSessionCompleted: // as wireCheckoutSession
 		var cs struct {
 			ID           string `json:"id"`

@@ -141,19 +141,20 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 	}
 }
 
-// Accept stores a verified event in the inbox (AcceptWebhookEvent) and answers 200
-// {"status":"accepted"}, or "duplicate" for an event already stored (nothing is written);
-// it answers 500 only when the inbox write failed. The inbox worker applies the event with
-// the processor the gateway registered.
-func Accept(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, ev billing.WebhookEvent) {
-	outcome, err := core.AcceptWebhookEvent(r.Context(), ev)
-	Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
-}
-
-// Process is the inline delivery: it processes a verified event in the request
+// Deliver hands a verified event to core and answers the gateway. With a nil process it
+// stores ev in the inbox (AcceptWebhookEvent) and answers 200 {"status":"accepted"} (or
+// "duplicate" for an event already stored, writing nothing), 500 only when the inbox write
+// failed; the inbox worker applies the event with the processor the gateway registered.
+// With process (the inline mode), it processes the event in the request
 // (HandleWebhookEvent) and answers as Respond does.
-func Process(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
-	outcome, err := core.HandleWebhookEvent(r.Context(), ev, process)
+func Deliver(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
+	var outcome billing.EventOutcome
+	var err error
+	if process == nil {
+		outcome, err = core.AcceptWebhookEvent(r.Context(), ev)
+	} else {
+		outcome, err = core.HandleWebhookEvent(r.Context(), ev, process)
+	}
 	Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
 }
 
