@@ -48,6 +48,7 @@ type Config struct {
 	ClaimLease                                       string
 	JobLockTTL                                       string
 	InboxLease                                       string
+	InboxBackoff, InboxConcurrency                   string
 
 	// Parsed forms, filled by parse.
 	schedulerOn bool
@@ -55,10 +56,14 @@ type Config struct {
 	location    *time.Location
 	smtpPort    int
 	demo        bool
-	claimLease  time.Duration     // zero: billing's default
-	jobLockTTL  time.Duration     // zero: the scheduler's default
-	inboxLease  time.Duration     // zero: billing's default
-	mongo       mongostore.Config // MONGODB_MONEY, MONGODB_DEFAULT_CURRENCY, MONGODB_REFERENCES
+	claimLease  time.Duration // zero: billing's default
+	jobLockTTL  time.Duration // zero: the scheduler's default
+	inboxLease  time.Duration // zero: billing's default
+	// inboxBackoff and inboxConcurrency: the inbox worker's retry waits and parallelism;
+	// nil and zero: billing's defaults.
+	inboxBackoff     []time.Duration
+	inboxConcurrency int
+	mongo            mongostore.Config // MONGODB_MONEY, MONGODB_DEFAULT_CURRENCY, MONGODB_REFERENCES
 	// Gateway plan maps (gateway price or plan id -> renewkit plan id), parsed.
 	stripePrices, paypalPlans, mercadoPagoPlans map[string]string
 
@@ -116,6 +121,8 @@ func (c *Config) settings() []setting {
 		{env: "HTTP_ADDR", flag: "http-addr", def: ":8000", usage: "listen address", dst: &c.HTTPAddr},
 		{env: "CLAIM_LEASE", flag: "claim-lease", usage: "how long a job run holds the records it claimed and the emails it reserved (renewed while it works), and how long the payment processor's locks last; after a crash they wait this long; empty: the library default (2m)", dst: &c.ClaimLease},
 		{env: "INBOX_LEASE", flag: "inbox-lease", usage: "how long the webhook inbox worker holds the events it claimed (renewed while it works); after a crash they wait this long; empty: the library default (1m)", dst: &c.InboxLease},
+		{env: "INBOX_BACKOFF", flag: "inbox-backoff", usage: "the waits before each retry of a webhook event that failed or waits for an object not there yet, separated by commas: the n-th retry waits the n-th, the last repeats (like 1m,5m,30m,2h); empty: the library default (1m,5m,30m,2h,6h,12h,24h)", dst: &c.InboxBackoff},
+		{env: "INBOX_CONCURRENCY", flag: "inbox-concurrency", usage: "how many gateway objects (subscriptions, payments) the webhook inbox worker applies events of at once, 1 to 256; events of one object are always applied one at a time, in order; empty: the library default (8)", dst: &c.InboxConcurrency},
 		{env: "JOB_LOCK_TTL", flag: "job-lock-ttl", usage: "how long a job's run lock lasts between renewals across replicas; after a crash the job waits this long; empty: the scheduler's default (1m)", dst: &c.JobLockTTL},
 		{env: "DEMO_DATA", flag: "demo-data", def: "auto", usage: "load demo plans, users and subscriptions: auto (only with the in-memory store), true, false", dst: &c.DemoData},
 	}
@@ -286,6 +293,24 @@ func (c *Config) parse() error {
 			bad(d.env, "%q is not a duration of a second or more, like 2m", d.val)
 		}
 		*d.dst = v
+	}
+	if c.InboxBackoff != "" {
+		c.inboxBackoff = nil
+		for _, part := range strings.Split(c.InboxBackoff, ",") {
+			v, err := time.ParseDuration(strings.TrimSpace(part))
+			if err != nil || v < time.Second {
+				bad("INBOX_BACKOFF", "%q is not a duration of a second or more: list durations separated by commas, like 1m,5m,30m,2h", strings.TrimSpace(part))
+				break
+			}
+			c.inboxBackoff = append(c.inboxBackoff, v)
+		}
+	}
+	if c.InboxConcurrency != "" {
+		n, err := strconv.Atoi(strings.TrimSpace(c.InboxConcurrency))
+		if err != nil || n < 1 || n > 256 {
+			bad("INBOX_CONCURRENCY", "%q is not a whole number from 1 to 256", c.InboxConcurrency)
+		}
+		c.inboxConcurrency = n
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", "empty: use host:port such as :8000")

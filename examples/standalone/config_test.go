@@ -4,9 +4,12 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/renewkit/renewkit/store/mongostore"
 )
@@ -69,6 +72,14 @@ func TestInvalidConfiguration(t *testing.T) {
 			variable: "ALERT_WEBHOOK_URL", hidden: "alert-secret-Zq97"},
 		{name: "CLAIM_LEASE below a second", env: map[string]string{"CLAIM_LEASE": "500ms"}, variable: "CLAIM_LEASE"},
 		{name: "INBOX_LEASE not a duration", env: map[string]string{"INBOX_LEASE": "soon"}, variable: "INBOX_LEASE"},
+		{name: "INBOX_BACKOFF entry not a duration", env: map[string]string{"INBOX_BACKOFF": "1m,soon,2h"}, variable: "INBOX_BACKOFF"},
+		{name: "INBOX_BACKOFF empty entry", env: map[string]string{"INBOX_BACKOFF": "1m,,2h"}, variable: "INBOX_BACKOFF"},
+		{name: "INBOX_BACKOFF below a second", env: map[string]string{"INBOX_BACKOFF": "1m,10ms"}, variable: "INBOX_BACKOFF"},
+		{name: "INBOX_BACKOFF negative", env: map[string]string{"INBOX_BACKOFF": "-1m"}, variable: "INBOX_BACKOFF"},
+		{name: "INBOX_CONCURRENCY zero", env: map[string]string{"INBOX_CONCURRENCY": "0"}, variable: "INBOX_CONCURRENCY"},
+		{name: "INBOX_CONCURRENCY not a number", env: map[string]string{"INBOX_CONCURRENCY": "many"}, variable: "INBOX_CONCURRENCY"},
+		{name: "INBOX_CONCURRENCY too high", env: map[string]string{"INBOX_CONCURRENCY": "100000"}, variable: "INBOX_CONCURRENCY"},
+		{name: "bad INBOX_CONCURRENCY by flag", args: []string{"-inbox-concurrency", "-3"}, variable: "INBOX_CONCURRENCY"},
 		{name: "bad JOB_LOCK_TTL", env: map[string]string{"JOB_LOCK_TTL": "soon"}, variable: "JOB_LOCK_TTL"},
 		{name: "unknown flag", args: []string{"-no-such-flag"}, variable: "no-such-flag"},
 	}
@@ -224,5 +235,36 @@ func TestMongoLegacyShapesConfigured(t *testing.T) {
 	}
 	if c.mongo.Money != mongostore.MoneyMajorUnits || c.mongo.DefaultCurrency != "BRL" || c.mongo.References != mongostore.ReferencesObjectID {
 		t.Fatalf("mongostore config %+v", c.mongo)
+	}
+}
+
+// Proves the inbox worker settings reach the billing service the server runs: the backoff
+// list in order, the concurrency, and (unset) billing's defaults.
+func TestInboxWorkerSettings(t *testing.T) {
+	for _, tc := range []struct {
+		env     map[string]string
+		backoff []time.Duration
+		conc    int
+	}{
+		{map[string]string{"INBOX_BACKOFF": "30s, 2m,1h", "INBOX_CONCURRENCY": "3"}, []time.Duration{30 * time.Second, 2 * time.Minute, time.Hour}, 3},
+		{map[string]string{"INBOX_BACKOFF": "5m"}, []time.Duration{5 * time.Minute}, 8},
+		{map[string]string{}, []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}, 8},
+	} {
+		env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "OUTBOX_DIR": t.TempDir(), "ENABLE_SCHEDULER": "false"}
+		for k, v := range tc.env {
+			env[k] = v
+		}
+		cfg, err := loadConfig(nil, envFunc(env), io.Discard)
+		if err != nil {
+			t.Fatalf("%v: %v", tc.env, err)
+		}
+		a, err := build(context.Background(), cfg, slog.New(slog.DiscardHandler))
+		if err != nil {
+			t.Fatalf("%v: build: %v", tc.env, err)
+		}
+		got := a.svc.Config().Inbox
+		if !slices.Equal(got.Backoff, tc.backoff) || got.Concurrency != tc.conc {
+			t.Errorf("%v: inbox backoff %v concurrency %d, want %v and %d", tc.env, got.Backoff, got.Concurrency, tc.backoff, tc.conc)
+		}
 	}
 }

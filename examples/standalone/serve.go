@@ -160,7 +160,7 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.svc, err = billing.NewService(st, notifier, billing.Config{Clock: clock, Logger: log, Renewals: renewals, ClaimLease: cfg.claimLease,
-		ReferenceSecret: []byte(cfg.ReferenceSecret), Inbox: billing.InboxConfig{Lease: cfg.inboxLease}})
+		ReferenceSecret: []byte(cfg.ReferenceSecret), Inbox: billing.InboxConfig{Lease: cfg.inboxLease, Backoff: cfg.inboxBackoff, Concurrency: cfg.inboxConcurrency}})
 	if err != nil {
 		return nil, err
 	}

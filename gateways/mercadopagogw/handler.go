@@ -137,7 +137,11 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	occurred, _ := sig.Time()
 	ev := billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: inboxKey(n.Type, dataID, sig, r.Header.Get(HeaderRequestID)),
 		Type: n.Type, ObjectKey: n.Type + ":" + dataID, OccurredAt: occurred, Payload: payload}
-	hookhttp.Deliver(w, r, h.log, h.core, h.inline, ev, h.process(n.Type, dataID))
+	var process func(context.Context) (bool, error) // nil: accept into the inbox
+	if h.inline {
+		process = h.process(n.Type, dataID)
+	}
+	hookhttp.Deliver(w, r, h.log, h.core, ev, process)
 }
 
 // verify checks x-signature against data.id from the query string and x-request-id, then

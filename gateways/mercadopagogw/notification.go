@@ -81,14 +81,14 @@ func decodeNotification(body []byte) (notification, error) {
 	if n.Type == "" {
 		return notification{}, fmt.Errorf("%w: no type", ErrMalformedNotification)
 	}
-	for name, v := range map[string]string{"type": n.Type, "action": n.Action} {
-		if len(v) > maxFieldLength || !printable(v) {
-			return notification{}, fmt.Errorf("%w: bad %s", ErrMalformedNotification, name)
+	for _, f := range [...]struct{ name, v string }{{"type", n.Type}, {"action", n.Action}} {
+		if len(f.v) > maxFieldLength || !printable(f.v) {
+			return notification{}, fmt.Errorf("%w: bad %s", ErrMalformedNotification, f.name)
 		}
 	}
-	for name, v := range map[string]string{"id": string(n.ID), "data.id": string(n.Data.ID)} {
-		if v != "" && !validID(v) {
-			return notification{}, fmt.Errorf("%w: bad %s", ErrMalformedNotification, name)
+	for _, f := range [...]struct{ name, v string }{{"id", string(n.ID)}, {"data.id", string(n.Data.ID)}} {
+		if f.v != "" && !validID(f.v) {
+			return notification{}, fmt.Errorf("%w: bad %s", ErrMalformedNotification, f.name)
 		}
 	}
 	if (n.Type == TypePayment || n.Type == TypePreapproval) && n.Data.ID == "" {

@@ -121,6 +121,7 @@ type decodedEvent struct {
 	Type      string
 	Created   time.Time
 	Kind      eventKind
+	ObjectKey string             // see envelope
 	Sub       *subscriptionState // kindSync, kindPaymentFailed
 	Sale      *saleResource      // kindSale
 	SaleMoney billing.Money
@@ -131,66 +132,123 @@ func malformed(format string, args ...any) error {
 	return fmt.Errorf("%w: %s", ErrMalformedEvent, fmt.Sprintf(format, args...))
 }
 
-// decodeEvent parses a verified body. Event types renewkit does not act on decode to
-// kindIgnore with only the envelope checked.
-func decodeEvent(body []byte) (decodedEvent, error) {
+// envelope is what the acknowledgement needs of a verified body: the event's id, type,
+// time and kind, and the gateway object its events are applied in order by (ObjectKey:
+// the subscription, or "sale:" and the sale of a refund). The ids that make the key are
+// checked; the rest of the resource is decoded by the worker (decodeEvent).
+type envelope struct {
+	ID, Type, ObjectKey string
+	Created             time.Time
+	kind                eventKind
+	resource            json.RawMessage // nil for kindIgnore
+}
+
+// resourceIDs reads the ids an envelope needs from any event's resource.
+type resourceIDs struct {
+	ID                 string `json:"id"`
+	State              string `json:"state"`
+	BillingAgreementID string `json:"billing_agreement_id"`
+	SaleID             string `json:"sale_id"`
+}
+
+// decodeEnvelope checks and reads the envelope of a verified body. Event types renewkit
+// does not act on, and sales that are not a completed subscription charge, have kind
+// kindIgnore and no resource.
+func decodeEnvelope(body []byte) (envelope, error) {
 	var raw rawEvent
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return decodedEvent{}, malformed("%s", hookhttp.JSONProblem(err))
+		return envelope{}, malformed("%s", hookhttp.JSONProblem(err))
 	}
-	d := decodedEvent{ID: raw.ID, Type: raw.EventType, Created: raw.CreateTime.Time}
-	if d.ID == "" || len(d.ID) > 255 {
-		return d, malformed("event id missing or too long")
+	env := envelope{ID: raw.ID, Type: raw.EventType, Created: raw.CreateTime.Time}
+	if env.ID == "" || len(env.ID) > 255 {
+		return envelope{}, malformed("event id missing or too long")
 	}
-	if d.Type == "" || len(d.Type) > 255 {
-		return d, malformed("event_type missing or too long")
+	if env.Type == "" || len(env.Type) > 255 {
+		return envelope{}, malformed("event_type missing or too long")
 	}
-	switch d.Type {
+	switch env.Type {
 	case EventSubscriptionActivated, EventSubscriptionUpdated, EventSubscriptionReactivated,
 		EventSubscriptionCancelled, EventSubscriptionExpired, EventSubscriptionSuspended:
-		d.Kind = kindSync
+		env.kind = kindSync
 	case EventSubscriptionPaymentFail:
-		d.Kind = kindPaymentFailed
+		env.kind = kindPaymentFailed
 	case EventSaleCompleted:
-		d.Kind = kindSale
+		env.kind = kindSale
 	case EventSaleRefunded, EventSaleReversed:
-		return decodeReversal(d, raw.Resource)
+		env.kind = kindReversal
 	default:
-		return d, nil
+		return env, nil
 	}
 	if len(raw.Resource) == 0 || string(raw.Resource) == "null" {
-		return d, malformed("%s without resource", d.Type)
+		return envelope{}, malformed("%s without resource", env.Type)
 	}
-	if d.Kind == kindSale {
+	var ids resourceIDs
+	if err := json.Unmarshal(raw.Resource, &ids); err != nil {
+		return envelope{}, malformed("resource: %s", hookhttp.JSONProblem(err))
+	}
+	switch env.kind {
+	case kindSale:
+		if ids.ID == "" || len(ids.ID) > 64 {
+			return envelope{}, malformed("sale id missing or too long")
+		}
+		if ids.BillingAgreementID == "" || !strings.EqualFold(ids.State, "completed") {
+			env.kind = kindIgnore // a one-off sale, or not completed: nothing for subscriptions
+			return env, nil
+		}
+		if err := checkSubscriptionID(ids.BillingAgreementID); err != nil {
+			return envelope{}, malformed("billing_agreement_id: %v", err)
+		}
+		env.ObjectKey = ids.BillingAgreementID
+	case kindReversal:
+		if ids.SaleID == "" {
+			return envelope{}, malformed("refund resource without sale_id")
+		}
+		if checkSubscriptionID(ids.SaleID) != nil || ids.ID != "" && checkSubscriptionID(ids.ID) != nil {
+			return envelope{}, malformed("refund or sale id missing or malformed")
+		}
+		env.ObjectKey = "sale:" + ids.SaleID
+	default:
+		if err := checkSubscriptionID(ids.ID); err != nil {
+			return envelope{}, malformed("subscription id: %v", err)
+		}
+		env.ObjectKey = ids.ID
+	}
+	env.resource = raw.Resource
+	return env, nil
+}
+
+// decodeEvent parses a verified body: its envelope (decodeEnvelope) and the resource its
+// kind carries.
+func decodeEvent(body []byte) (decodedEvent, error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return decodedEvent{}, err
+	}
+	d := decodedEvent{ID: env.ID, Type: env.Type, Created: env.Created, Kind: env.kind, ObjectKey: env.ObjectKey}
+	switch d.Kind {
+	case kindSale:
 		var s saleResource
-		if err := json.Unmarshal(raw.Resource, &s); err != nil {
-			return d, malformed("sale resource: %s", hookhttp.JSONProblem(err))
-		}
-		if s.ID == "" || len(s.ID) > 64 {
-			return d, malformed("sale id missing or too long")
-		}
-		if s.BillingAgreementID == "" || !strings.EqualFold(s.State, "completed") {
-			d.Kind = kindIgnore // a one-off sale, or not completed: nothing for subscriptions
-			return d, nil
-		}
-		if err := checkSubscriptionID(s.BillingAgreementID); err != nil {
-			return d, malformed("billing_agreement_id: %v", err)
+		if err := json.Unmarshal(env.resource, &s); err != nil {
+			return decodedEvent{}, malformed("sale resource: %s", hookhttp.JSONProblem(err))
 		}
 		amount, err := ParseAmount(s.Amount.Total, s.Amount.Currency)
 		if err != nil {
-			return d, malformed("sale amount: %v", err)
+			return decodedEvent{}, malformed("sale amount: %v", err)
 		}
 		d.Sale, d.SaleMoney = &s, amount
-		return d, nil
+	case kindReversal:
+		var r refundResource
+		if err := json.Unmarshal(env.resource, &r); err != nil {
+			return decodedEvent{}, malformed("refund resource: %s", hookhttp.JSONProblem(err))
+		}
+		d.Refund = &r
+	case kindSync, kindPaymentFailed:
+		var st subscriptionState
+		if err := json.Unmarshal(env.resource, &st); err != nil {
+			return decodedEvent{}, malformed("subscription resource: %s", hookhttp.JSONProblem(err))
+		}
+		d.Sub = &st
 	}
-	var st subscriptionState
-	if err := json.Unmarshal(raw.Resource, &st); err != nil {
-		return d, malformed("subscription resource: %s", hookhttp.JSONProblem(err))
-	}
-	if err := checkSubscriptionID(st.ID); err != nil {
-		return d, malformed("subscription id: %v", err)
-	}
-	d.Sub = &st
 	return d, nil
 }
 

@@ -76,6 +76,20 @@ func FuzzDecodeEvent(f *testing.F) {
 		if ev.ID == "" || ev.Type == "" {
 			t.Fatal("accepted an event without id or type")
 		}
+		// The object key the acknowledgement stores (read from the envelope) is the
+		// object the full decode applies the event to.
+		want := ""
+		switch {
+		case ev.Sub != nil:
+			want = ev.Sub.ID
+		case ev.Sale != nil:
+			want = ev.Sale.BillingAgreementID
+		case ev.Refund != nil:
+			want = "sale:" + ev.Refund.SaleID
+		}
+		if ev.ObjectKey != want {
+			t.Fatalf("envelope names object %q, the decoded event %q", ev.ObjectKey, want)
+		}
 		switch ev.Kind {
 		case kindSale:
 			if ev.Sale == nil || ev.SaleMoney.Validate() != nil || checkSubscriptionID(ev.Sale.BillingAgreementID) != nil {

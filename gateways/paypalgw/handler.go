@@ -77,22 +77,6 @@ func (h *handler) processStored(ctx context.Context, stored billing.WebhookEvent
 	return h.process(ctx, ev)
 }
 
-// objectKey is the PayPal object whose events are applied in order: the subscription
-// (billing agreement), else the sale.
-func objectKey(ev decodedEvent) string {
-	switch {
-	case ev.Sub != nil:
-		return ev.Sub.ID
-	case ev.Sale != nil && ev.Sale.BillingAgreementID != "":
-		return ev.Sale.BillingAgreementID
-	case ev.Sale != nil:
-		return "sale:" + ev.Sale.ID
-	case ev.Refund != nil:
-		return "sale:" + ev.Refund.SaleID
-	}
-	return ""
-}
-
 // ServeHTTP verifies, decodes, deduplicates and applies one delivery.
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, ok := hookhttp.ReadJSONBody(w, r, h.cfg.MaxBodyBytes)
@@ -110,15 +94,27 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Unavailable(w, "signature cannot be verified now; retry later")
 		return
 	}
-	ev, err := decodeEvent(body)
+	ev, process, err := h.decode(body)
 	if err != nil {
 		h.log.WarnContext(ctx, "paypal webhook rejected: malformed event", "error", err)
 		hookhttp.Error(w, http.StatusBadRequest, "malformed event")
 		return
 	}
-	hookhttp.Deliver(w, r, h.log, h.core, h.inline, billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
-		ObjectKey: objectKey(ev), OccurredAt: ev.Created, Payload: body},
-		func(ctx context.Context) (bool, error) { return h.process(ctx, ev) })
+	hookhttp.Deliver(w, r, h.log, h.core, ev, process)
+}
+
+// decode reads a verified body into the inbox event and, inline, the processing of its
+// decoded resource. Accepting, it reads only the envelope (process is nil): the worker
+// decodes the resource when it applies the stored event.
+func (h *handler) decode(body []byte) (billing.WebhookEvent, func(context.Context) (bool, error), error) {
+	if !h.inline {
+		env, err := decodeEnvelope(body)
+		return billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: env.ID, Type: env.Type,
+			ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body}, nil, err
+	}
+	ev, err := decodeEvent(body)
+	return billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
+		ObjectKey: ev.ObjectKey, OccurredAt: ev.Created, Payload: body}, func(ctx context.Context) (bool, error) { return h.process(ctx, ev) }, err
 }
 
 // verify checks the transmission headers, freshness and signature, in that order.

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -115,5 +116,58 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 		if got := snapshotOf(t, first, e.sortedEmails()); !reflect.DeepEqual(got, want) {
 			t.Fatalf("round %d:\n got %+v\nwant %+v", round, got, want)
 		}
+	}
+}
+
+// Proves: the acknowledgement reads the envelope only, and still rejects what it cannot
+// store. A verified body without a usable envelope (no resource, a subscription or sale id
+// that cannot go into an API path) is 400 and stores nothing. A completed subscription sale
+// whose amount renewkit cannot read is accepted (200) under its subscription; the worker,
+// which decodes the whole resource, records it failed as malformed and changes nothing.
+func TestInboxAcceptReadsOnlyTheEnvelope(t *testing.T) {
+	e := newEnv(t, t0, nil)
+	cfg := e.signer.Config()
+	cfg.Plans, cfg.Logger = map[string]string{testPayPalPlan: testPlan}, quiet
+	h, err := NewWebhookHandler(e.svc.Processor(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h.(*handler).trustBodyForTests = true
+	e.h = h
+	for _, body := range []string{`{"id":"WH-X","event_type":"PAYMENT.SALE.COMPLETED","resource":null}`,
+		`{"id":"WH-X","event_type":"BILLING.SUBSCRIPTION.UPDATED","resource":{"id":"../x"}}`,
+		`{"id":"WH-X","event_type":"PAYMENT.SALE.COMPLETED","resource":{"id":"S1","state":"completed","billing_agreement_id":"I-1/x"}}`,
+		`{"id":"WH-X","event_type":"PAYMENT.SALE.REFUNDED","resource":{"id":"R1"}}`} {
+		if rec := e.deliver([]byte(body)); rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", body, rec.Code)
+		}
+	}
+	e.assertUntouched("WH-X")
+	if rec := e.deliver(saleEvent(t, "WH-ODD", "SALE-1", t0, "19,90")); rec.Code != http.StatusOK || !bytes.Contains(rec.Body.Bytes(), []byte(`"status":"accepted"`)) {
+		t.Fatalf("sale with an odd amount: %d %s, want 200 accepted", rec.Code, rec.Body)
+	}
+	ctx := context.Background()
+	ev, err := e.store.GetWebhookEvent(ctx, billing.GatewayPayPal, "WH-ODD")
+	if err != nil || ev.ObjectKey != testSubID || ev.Type != EventSaleCompleted {
+		t.Fatalf("stored %+v (%v), want the sale under subscription %s", ev, err, testSubID)
+	}
+	w, err := billing.NewInboxWorker(e.svc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Drain(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ev, _ := e.store.GetWebhookEvent(ctx, billing.GatewayPayPal, "WH-ODD"); ev.State != billing.EventFailed || !strings.Contains(ev.Error, "malformed") {
+		t.Fatalf("after the worker: %+v, want failed as malformed", ev)
+	}
+	if _, ok := e.sub(); ok {
+		t.Fatal("a subscription was created")
+	}
+	if _, err := e.store.FindPaymentByGateway(ctx, billing.GatewayPayPal, "SALE-1"); err == nil {
+		t.Fatal("a payment was recorded")
+	}
+	if n := len(e.sortedEmails()); n != 0 {
+		t.Fatalf("%d emails sent", n)
 	}
 }

@@ -9,7 +9,6 @@ import (
 	"strings"
 
 	"github.com/renewkit/renewkit/billing"
-	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
 
 // Reversal event types: money that went back to the buyer.
@@ -39,26 +38,6 @@ type refundResource struct {
 		Value    string `json:"value"`
 		Currency string `json:"currency"`
 	} `json:"total_refunded_amount"`
-}
-
-// decodeReversal parses the refund resource of a reversal event.
-func decodeReversal(d decodedEvent, resource json.RawMessage) (decodedEvent, error) {
-	d.Kind = kindReversal
-	if len(resource) == 0 || string(resource) == "null" {
-		return d, malformed("%s without resource", d.Type)
-	}
-	var r refundResource
-	if err := json.Unmarshal(resource, &r); err != nil {
-		return d, malformed("refund resource: %s", hookhttp.JSONProblem(err))
-	}
-	if r.SaleID == "" {
-		return d, malformed("refund resource without sale_id")
-	}
-	if checkSubscriptionID(r.SaleID) != nil || r.ID != "" && checkSubscriptionID(r.ID) != nil {
-		return d, malformed("refund or sale id missing or malformed")
-	}
-	d.Refund = &r
-	return d, nil
 }
 
 // refund fetches GET /v1/payments/refund/{id}.

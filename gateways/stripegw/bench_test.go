@@ -134,6 +134,15 @@ func bareHandler() http.Handler {
 	})
 }
 
+// benchBody is the i-th event the loopback benchmark posts: an invoice.paid renewing
+// subscription i%benchSubs for its (i/benchSubs+1)-th month.
+func benchBody(i int) []byte {
+	sub, k := i%benchSubs, i/benchSubs
+	ps, pe := billing.AddMonths(fuzzNow, k), billing.AddMonths(fuzzNow, k+1)
+	return []byte(fmt.Sprintf(`{"id":"evt_b%d","object":"event","type":"invoice.paid","created":%d,"api_version":"2023-10-16","data":{"object":{"id":"in_b%d","object":"invoice","status":"paid","paid":true,"subscription":"sub_%d","currency":"brl","amount_paid":2990,"amount_due":2990,"billing_reason":"subscription_cycle","lines":{"object":"list","data":[{"object":"line_item","type":"subscription","proration":false,"subscription":"sub_%d","period":{"start":%d,"end":%d}}]}}}}`,
+		i, ps.Unix(), i, sub, sub, ps.Unix(), pe.Unix()))
+}
+
 type loopbackResult struct {
 	rate, p99ms float64
 	start       time.Time
@@ -154,10 +163,7 @@ func runLoopback(b *testing.B, h http.Handler) loopbackResult {
 
 	bodies, headers := make([][]byte, b.N), make([]string, b.N)
 	for i := range b.N {
-		sub, k := i%benchSubs, i/benchSubs
-		ps, pe := billing.AddMonths(fuzzNow, k), billing.AddMonths(fuzzNow, k+1)
-		bodies[i] = []byte(fmt.Sprintf(`{"id":"evt_b%d","object":"event","type":"invoice.paid","created":%d,"api_version":"2023-10-16","data":{"object":{"id":"in_b%d","object":"invoice","status":"paid","paid":true,"subscription":"sub_%d","currency":"brl","amount_paid":2990,"amount_due":2990,"billing_reason":"subscription_cycle","lines":{"object":"list","data":[{"object":"line_item","type":"subscription","proration":false,"subscription":"sub_%d","period":{"start":%d,"end":%d}}]}}}}`,
-			i, ps.Unix(), i, sub, sub, ps.Unix(), pe.Unix()))
+		bodies[i] = benchBody(i)
 		headers[i] = SignPayload("whsec_bench", bodies[i], fuzzNow)
 	}
 	lat := make([]time.Duration, b.N)
@@ -205,4 +211,64 @@ func runLoopback(b *testing.B, h http.Handler) loopbackResult {
 	b.StartTimer()
 	return loopbackResult{rate: float64(b.N) / elapsed.Seconds(), p99ms: float64(lat[(len(lat)*99)/100]) / float64(time.Millisecond),
 		start: start, acked: acked}
+}
+
+// BenchmarkDecode compares what the acknowledgement decodes of the benchmark's
+// invoice.paid (the envelope) with what the worker decodes (the whole event).
+//
+//	go test -run '^$' -bench Decode -count 5 ./gateways/stripegw
+func BenchmarkDecode(b *testing.B) {
+	body := benchBody(0)
+	b.Run("envelope", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeEnvelope(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("event", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeEvent(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+}
+
+// BenchmarkHandler serves the loopback benchmark's requests in process (no network), one
+// at a time: to the bare handler and to the accepting handler (no worker), so their
+// difference is what the acknowledgement costs on top of reading and verifying.
+//
+//	go test -run '^$' -bench 'Handler$' -count 5 ./gateways/stripegw
+func BenchmarkHandler(b *testing.B) {
+	for _, tc := range []struct {
+		name string
+		h    func() http.Handler
+	}{
+		{"bare", bareHandler},
+		{"accept", func() http.Handler { _, h := benchHandler(b, false); return h }},
+	} {
+		b.Run(tc.name, func(b *testing.B) {
+			h := tc.h()
+			bodies, headers := make([][]byte, b.N), make([]string, b.N)
+			for i := range b.N {
+				bodies[i] = benchBody(i)
+				headers[i] = SignPayload("whsec_bench", bodies[i], fuzzNow)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(bodies[i]))
+				req.Header.Set(SignatureHeader, headers[i])
+				req.Header.Set("Content-Type", "application/json")
+				rec := httptest.NewRecorder()
+				h.ServeHTTP(rec, req)
+				if rec.Code != http.StatusOK {
+					b.Fatalf("status %d: %s", rec.Code, rec.Body)
+				}
+			}
+		})
+	}
 }

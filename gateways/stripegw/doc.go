@@ -39,7 +39,12 @@
 // check replaces it), then the HMAC-SHA256 is checked by stripe-go's
 // webhook.ValidatePayloadIgnoringTolerance. Missing header, malformed header, stale or
 // future timestamp, wrong secret and tampered body are all answered 400 with nothing
-// recorded. Then the event is decoded (malformed: 400), deduplicated by event id through
+// recorded. By default only the envelope is read next (id, type, created, and the id of
+// the object whose events are applied in order; malformed: 400), the verified body is
+// stored in the inbox and answered 200 "accepted"; the inbox worker decodes the object when
+// it applies the event (an object renewkit cannot read fails, is retried on the backoff and
+// ends dead, replayable from the admin API). With ProcessInline the whole event is decoded
+// (malformed: 400), deduplicated by event id through
 // billing.Service.HandleWebhookEvent and applied; hookhttp.Respond maps the outcome
 // (200 processed, duplicate or ignored; 503 when the subscription does not exist yet,
 // another delivery holds it or the API is unavailable; 400 for input a retry cannot fix,

@@ -2,6 +2,7 @@ package stripegw
 
 import (
 	"bytes"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -50,6 +51,10 @@ func FuzzDecodeEvent(f *testing.F) {
 		`{"id":"evt_5","type":"checkout.session.completed","created":1893499200,"data":{"object":{"id":"cs_1","mode":"subscription","subscription":"sub_1","invoice":"in_1","metadata":{"user_id":"u1","plan_id":"pro","payment_id":"p1"}}}}`,
 		`{"id":"evt_6","type":"checkout.session.completed","data":{"object":{"id":"cs_2","mode":"payment","payment_status":"paid","metadata":{"payment_id":"p1"}}}}`,
 		`{"id":"evt_7","type":"charge.refunded","data":{"object":{"id":"ch_1"}}}`,
+		`{"id":"evt_11","type":"customer.subscription.updated","data":{"object":{"id":"sub_1","charge":5,"parent":"x","subscription":[]}}}`,
+		`{"id":"evt_12","type":"checkout.session.completed","data":{"object":{"id":"cs_1","parent":7}}}`,
+		`{"id":"evt_9","type":"charge.dispute.created","data":{"object":{"id":"dp_1","charge":{"id":"ch_1"}}}}`,
+		`{"id":"evt_10","type":"invoice.paid","data":{"object":{"id":"in_3","subscription":"sub_\u00e9\"x"}}}`,
 		`{"id":"evt_8","type":"invoice.paid","data":{"object":null}}`,
 		`{"id":"","type":""}`, `[]`, `{`, `{"id":"e","type":"invoice.paid","data":{"object":{"id":"in","subscription":7}}}`,
 	}
@@ -72,10 +77,18 @@ func FuzzDecodeEvent(f *testing.F) {
 			if ev.ID == "" || ev.Type == "" {
 				t.Fatal("decoded an event without id or type")
 			}
+			// The object key the acknowledgement stores (read from the envelope) is the
+			// object the full decode applies the event to.
+			env, eerr := decodeEnvelope(body)
+			if eerr != nil || env.ID != ev.ID || env.Type != ev.Type || !env.Created.Equal(ev.Created) {
+				t.Fatalf("envelope %+v (%v) of a decodable event %+v", env, eerr, ev)
+			}
+			if want := decodedObjectKey(ev); env.ObjectKey != want {
+				t.Fatalf("envelope names object %q, the decoded event %q", env.ObjectKey, want)
+			}
 			switch {
 			case ev.Invoice != nil:
 				ev.Invoice.period()
-				ev.Invoice.subscriptionID()
 			case ev.Sub != nil:
 				ev.Sub.period()
 				toGatewaySubscription(ev.Sub)
@@ -94,6 +107,46 @@ func FuzzDecodeEvent(f *testing.F) {
 		}
 		if err != nil && rec.Code != 400 && rec.Code != 413 {
 			t.Fatalf("undecodable body answered %d", rec.Code)
+		}
+	})
+}
+
+// decodedObjectKey is the object of a fully decoded event, from its typed structs.
+func decodedObjectKey(ev decodedEvent) string {
+	switch {
+	case ev.Sub != nil:
+		return ev.Sub.ID
+	case ev.Invoice != nil:
+		return firstNonEmpty(ev.Invoice.subscriptionID(), ev.Invoice.ID)
+	case ev.Session != nil:
+		return firstNonEmpty(string(ev.Session.Subscription), ev.Session.ID)
+	case ev.Dispute != nil:
+		return firstNonEmpty(string(ev.Dispute.Charge), ev.Dispute.ID)
+	case ev.Charge != nil:
+		return ev.Charge.ID
+	}
+	return ""
+}
+
+// Proves: an id sent as a JSON string reads as encoding/json reads the string, escapes and
+// invalid UTF-8 included (the unescaped fast path changes nothing).
+func FuzzRefMatchesJSONString(f *testing.F) {
+	for _, s := range []string{`"sub_1"`, `"sub_\u00e9"`, `"a\"b"`, `"\ud800"`, "\"\xff\xfe\"", `""`, `"\/x"`, "\"caf\xc3\xa9\""} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var want string
+		if json.Unmarshal(b, &want) != nil {
+			return
+		}
+		var got struct {
+			R ref `json:"r"`
+		}
+		if err := json.Unmarshal([]byte(`{"r":`+string(b)+`}`), &got); err != nil {
+			t.Fatalf("%q: %v", b, err)
+		}
+		if string(got.R) != want {
+			t.Fatalf("%q: ref %q, json %q", b, got.R, want)
 		}
 	})
 }

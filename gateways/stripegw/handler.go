@@ -72,24 +72,6 @@ func (h *webhookHandler) processStored(ctx context.Context, stored billing.Webho
 	return h.apply(ctx, ev)
 }
 
-// objectKey is the Stripe object whose events are applied in order and whose processing
-// wakes the events parked on it: the subscription, else the charge or invoice.
-func objectKey(ev decodedEvent) string {
-	switch {
-	case ev.Sub != nil:
-		return ev.Sub.ID
-	case ev.Invoice != nil:
-		return firstNonEmpty(ev.Invoice.subscriptionID(), ev.Invoice.ID)
-	case ev.Session != nil:
-		return firstNonEmpty(string(ev.Session.Subscription), ev.Session.ID)
-	case ev.Dispute != nil:
-		return firstNonEmpty(string(ev.Dispute.Charge), ev.Dispute.ID)
-	case ev.Charge != nil:
-		return ev.Charge.ID
-	}
-	return ""
-}
-
 func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	body, ok := hookhttp.ReadJSONBody(w, r, h.maxBody)
 	if !ok {
@@ -102,15 +84,33 @@ func (h *webhookHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		hookhttp.Error(w, http.StatusBadRequest, signatureReason(err))
 		return
 	}
-	ev, err := decodeEvent(body)
+	ev, process, err := h.decode(body)
 	if err != nil {
 		h.log.WarnContext(ctx, "stripe webhook rejected", "reason", err.Error())
 		hookhttp.Error(w, http.StatusBadRequest, ErrMalformedEvent.Error())
 		return
 	}
-	hookhttp.Deliver(w, r, h.log, h.core, h.inline, billing.WebhookEvent{
-		Gateway: billing.GatewayStripe, EventID: ev.ID, Type: ev.Type, ObjectKey: objectKey(ev), OccurredAt: ev.Created, Payload: body,
-	}, func(ctx context.Context) (bool, error) { return h.apply(ctx, ev) })
+	hookhttp.Deliver(w, r, h.log, h.core, ev, process)
+}
+
+// decode reads a verified body into the inbox event and, inline, the processing of its
+// decoded object. Accepting, it reads only the envelope (process is nil): the worker
+// decodes the object when it applies the stored event.
+func (h *webhookHandler) decode(body []byte) (billing.WebhookEvent, func(context.Context) (bool, error), error) {
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return billing.WebhookEvent{}, nil, err
+	}
+	stored := billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: env.ID, Type: env.Type,
+		ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body}
+	if !h.inline {
+		return stored, nil, nil
+	}
+	ev, err := decodeObject(env)
+	if err != nil {
+		return billing.WebhookEvent{}, nil, err
+	}
+	return stored, func(ctx context.Context) (bool, error) { return h.apply(ctx, ev) }, nil
 }
 
 // signatureReason is the public answer for a rejected signature; it names the check that

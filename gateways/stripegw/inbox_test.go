@@ -307,3 +307,42 @@ func TestInboxObjectUnknownToAPIIgnored(t *testing.T) {
 		t.Fatalf("an ignored event was attempted again (%d)", n)
 	}
 }
+
+// Proves: the acknowledgement reads the envelope only, and still rejects what it cannot
+// store. A signed body without a valid envelope (no id or type, not an event, data.object
+// missing or without an id) is 400 and stores nothing. One whose envelope is fine but whose
+// object has a field of the wrong type is accepted (200) under the object key the envelope
+// names; the worker, which decodes the whole object, records it failed with the reason and
+// changes nothing else.
+func TestInboxAcceptReadsOnlyTheEnvelope(t *testing.T) {
+	e, w := newInboxEnv(t)
+	for _, body := range []string{`{`, `[]`, `{"id":"evt_x"}`, `{"id":"evt_x","type":"invoice.paid","object":"invoice"}`,
+		`{"id":"evt_x","type":"invoice.paid","data":{"object":"x"}}`, `{"id":"evt_x","type":"invoice.paid","data":{"object":{"amount_paid":1}}}`,
+		`{"id":"evt_x","type":"invoice.paid","data":{"object":{"id":"in_1","subscription":7}}}`} {
+		rec := e.postRaw([]byte(body), stripegw.SignPayload(secret, []byte(body), t0))
+		if rec.Code != http.StatusBadRequest {
+			t.Errorf("%s: %d, want 400", body, rec.Code)
+		}
+	}
+	if e.eventRecorded("evt_x") {
+		t.Fatal("malformed envelope stored")
+	}
+	body := []byte(`{"id":"evt_lots","type":"invoice.paid","created":1893499200,"data":{"object":{"id":"in_1","parent":{"subscription_details":{"subscription":"sub_9"}},"amount_paid":"lots"}}}`)
+	if rec := e.postRaw(body, stripegw.SignPayload(secret, body, t0)); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"status":"accepted"`) {
+		t.Fatalf("envelope fine, object odd: %d %s, want 200 accepted", rec.Code, rec.Body)
+	}
+	if ev := e.event("evt_lots"); ev.ObjectKey != "sub_9" || ev.Type != stripegw.EventInvoicePaid || !ev.OccurredAt.Equal(time.Unix(1893499200, 0)) {
+		t.Fatalf("stored %+v, want object sub_9 (API 2025-03-31 layout), invoice.paid at 1893499200", ev)
+	}
+	drain(t, w)
+	if ev := e.event("evt_lots"); ev.State != billing.EventFailed || !strings.Contains(ev.Error, "malformed") {
+		t.Fatalf("after the worker: %+v, want failed as malformed", ev)
+	}
+	if _, err := e.st.FindPaymentByGateway(context.Background(), billing.GatewayStripe, "in_1"); err == nil {
+		t.Fatal("payment recorded for an undecodable invoice")
+	}
+	e.noSub("sub_9")
+	if n := len(e.notes.Sent()); n != 0 {
+		t.Fatalf("%d emails sent", n)
+	}
+}

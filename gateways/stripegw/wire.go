@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
 )
@@ -47,6 +48,11 @@ func (r *ref) UnmarshalJSON(b []byte) error {
 		*r = ""
 		return nil
 	case b[0] == '"':
+		// encoding/json has checked the string; one without escapes is its own value.
+		if s := b[1 : len(b)-1]; bytes.IndexByte(s, '\\') < 0 && utf8.Valid(s) {
+			*r = ref(s)
+			return nil
+		}
 		var s string
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
@@ -135,22 +141,18 @@ func (l wireLine) subscriptionLine() bool {
 }
 
 type wireInvoice struct {
-	ID            string `json:"id"`
-	Object        string `json:"object"`
-	Status        string `json:"status"`
-	Paid          bool   `json:"paid"`
-	Currency      string `json:"currency"`
-	AmountPaid    int64  `json:"amount_paid"`
-	AmountDue     int64  `json:"amount_due"`
-	AttemptCount  int64  `json:"attempt_count"`
-	BillingReason string `json:"billing_reason"`
-	Subscription  ref    `json:"subscription"`
-	Parent        *struct {
-		SubscriptionDetails *struct {
-			Subscription ref `json:"subscription"`
-		} `json:"subscription_details"`
-	} `json:"parent"`
-	Lines struct {
+	ID            string             `json:"id"`
+	Object        string             `json:"object"`
+	Status        string             `json:"status"`
+	Paid          bool               `json:"paid"`
+	Currency      string             `json:"currency"`
+	AmountPaid    int64              `json:"amount_paid"`
+	AmountDue     int64              `json:"amount_due"`
+	AttemptCount  int64              `json:"attempt_count"`
+	BillingReason string             `json:"billing_reason"`
+	Subscription  ref                `json:"subscription"`
+	Parent        *wireInvoiceParent `json:"parent"`
+	Lines         struct {
 		Data []wireLine `json:"data"`
 	} `json:"lines"`
 	StatusTransitions struct {
@@ -160,13 +162,26 @@ type wireInvoice struct {
 	failureCode, failureMessage string
 }
 
+// wireInvoiceParent is where API 2025-03-31 and later name an invoice's subscription.
+type wireInvoiceParent struct {
+	SubscriptionDetails *struct {
+		Subscription ref `json:"subscription"`
+	} `json:"subscription_details"`
+}
+
 // subscriptionID is the subscription the invoice bills, in either API layout.
 func (inv *wireInvoice) subscriptionID() string {
-	if inv.Subscription != "" {
-		return string(inv.Subscription)
+	return invoiceSubscription(inv.Subscription, inv.Parent)
+}
+
+// invoiceSubscription is an invoice's subscription: its subscription field (API versions
+// before 2025-03-31) or parent.subscription_details.subscription.
+func invoiceSubscription(sub ref, parent *wireInvoiceParent) string {
+	if sub != "" {
+		return string(sub)
 	}
-	if inv.Parent != nil && inv.Parent.SubscriptionDetails != nil {
-		return string(inv.Parent.SubscriptionDetails.Subscription)
+	if parent != nil && parent.SubscriptionDetails != nil {
+		return string(parent.SubscriptionDetails.Subscription)
 	}
 	return ""
 }
@@ -226,36 +241,132 @@ func handled(typ string) bool {
 	return reversalEvent(typ)
 }
 
-// decodeEvent decodes a verified body. Every error wraps ErrMalformedEvent (answered 400).
-// Unknown event types decode with no object.
-func decodeEvent(body []byte) (decodedEvent, error) {
+// envelope is what the acknowledgement needs of a verified body: the event's id, type and
+// time, and the gateway object its events are applied in order by. It is read without
+// decoding the object the event carries; the worker decodes that (decodeEvent) when it
+// applies the stored event.
+type envelope struct {
+	ID, Type, ObjectKey string
+	Created             time.Time
+	// object is data.object of an event type renewkit acts on, nil for the others.
+	object []byte
+}
+
+// decodeHead checks the envelope of a verified body and returns it without its object key,
+// with data.object for an event type renewkit acts on. Every error wraps
+// ErrMalformedEvent (answered 400).
+func decodeHead(body []byte) (envelope, error) {
 	var w wireEvent
 	if err := json.Unmarshal(body, &w); err != nil {
-		return decodedEvent{}, fmt.Errorf("%w: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
+		return envelope{}, fmt.Errorf("%w: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
 	}
 	if w.ID == "" || w.Type == "" {
-		return decodedEvent{}, fmt.Errorf("%w: id and type are required", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: id and type are required", ErrMalformedEvent)
 	}
 	if w.Object != "" && w.Object != "event" {
-		return decodedEvent{}, fmt.Errorf("%w: object is %q, not event", ErrMalformedEvent, w.Object)
+		return envelope{}, fmt.Errorf("%w: object is %q, not event", ErrMalformedEvent, w.Object)
 	}
 	if len(w.ID) > 255 || len(w.Type) > 255 {
-		return decodedEvent{}, fmt.Errorf("%w: id or type too long", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: id or type too long", ErrMalformedEvent)
 	}
-	ev := decodedEvent{ID: w.ID, Type: w.Type, Created: unix(w.Created)}
 	if w.Created < 0 || w.Created > maxUnixSeconds {
-		return decodedEvent{}, fmt.Errorf("%w: created is not Unix seconds", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: created is not Unix seconds", ErrMalformedEvent)
 	}
+	env := envelope{ID: w.ID, Type: w.Type, Created: unix(w.Created)}
 	if !handled(w.Type) {
-		return ev, nil
+		return env, nil
 	}
 	obj := bytes.TrimSpace(w.Data.Object)
 	if len(obj) == 0 || obj[0] != '{' {
-		return decodedEvent{}, fmt.Errorf("%w: data.object is missing", ErrMalformedEvent)
+		return envelope{}, fmt.Errorf("%w: data.object is missing", ErrMalformedEvent)
 	}
+	env.object = obj
+	return env, nil
+}
+
+// decodeEnvelope checks and reads the envelope of a verified body, object key included.
+// Every error wraps ErrMalformedEvent (answered 400): the envelope is malformed, or an
+// event type renewkit acts on has no data.object with an id. The object's other fields
+// are not looked at.
+func decodeEnvelope(body []byte) (envelope, error) {
+	env, err := decodeHead(body)
+	if err != nil || env.object == nil {
+		return env, err
+	}
+	if env.ObjectKey, err = objectKey(env.Type, env.object); err != nil {
+		return envelope{}, fmt.Errorf("%w: data.object: %v", ErrMalformedEvent, hookhttp.JSONProblem(err))
+	}
+	if env.ObjectKey == "" {
+		return envelope{}, fmt.Errorf("%w: data.object has no id", ErrMalformedEvent)
+	}
+	return env, nil
+}
+
+// objectKey reads the Stripe object whose events are applied in order, and whose
+// processing wakes the events parked on it, from the data.object of an event of type typ:
+// the subscription, else the charge or invoice. It reads only the fields it needs, each
+// with the type the event's full decode (decodeObject) gives it, so an object that decodes
+// also has a key. Empty when the object has no id.
+func objectKey(typ string, obj []byte) (string, error) {
+	var id, parent string // the object's id; the subscription (or charge) it belongs to
+	var err error
+	switch typ {
+	case EventInvoicePaid, EventInvoicePaymentFailed: // as wireInvoice
+		var inv struct {
+			ID           string             `json:"id"`
+			Subscription ref                `json:"subscription"`
+			Parent       *wireInvoiceParent `json:"parent"`
+		}
+		err = json.Unmarshal(obj, &inv)
+		id, parent = inv.ID, invoiceSubscription(inv.Subscription, inv.Parent)
+	case EventCheckoutSessionCompleted: // as wireCheckoutSession
+		var cs struct {
+			ID           string `json:"id"`
+			Subscription ref    `json:"subscription"`
+		}
+		err = json.Unmarshal(obj, &cs)
+		id, parent = cs.ID, string(cs.Subscription)
+	case EventDisputeCreated, EventDisputeClosed: // as wireDispute
+		var d struct {
+			ID     string `json:"id"`
+			Charge ref    `json:"charge"`
+		}
+		err = json.Unmarshal(obj, &d)
+		id, parent = d.ID, string(d.Charge)
+	default: // a subscription or a charge: its own id
+		var x struct {
+			ID string `json:"id"`
+		}
+		err = json.Unmarshal(obj, &x)
+		id = x.ID
+	}
+	if err != nil || id == "" {
+		return "", err
+	}
+	return firstNonEmpty(parent, id), nil
+}
+
+// decodeEvent decodes a verified body: its envelope and the object its type carries.
+// Every error wraps ErrMalformedEvent (answered 400). Unknown event types decode with no
+// object.
+func decodeEvent(body []byte) (decodedEvent, error) {
+	env, err := decodeHead(body)
+	if err != nil {
+		return decodedEvent{}, err
+	}
+	return decodeObject(env)
+}
+
+// decodeObject decodes the object of a checked envelope (decodeHead, decodeEnvelope).
+func decodeObject(env envelope) (decodedEvent, error) {
+	ev := decodedEvent{ID: env.ID, Type: env.Type, Created: env.Created}
+	if env.object == nil {
+		return ev, nil
+	}
+	obj := env.object
 	var id string
 	var err error
-	switch w.Type {
+	switch ev.Type {
 	case EventCheckoutSessionCompleted:
 		ev.Session = new(wireCheckoutSession)
 		err = json.Unmarshal(obj, ev.Session)

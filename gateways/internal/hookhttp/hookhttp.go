@@ -3,14 +3,15 @@
 package hookhttp
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"mime"
 	"net/http"
+	"strings"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways"
@@ -31,7 +32,14 @@ func ReadBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, bool
 	if limit <= 0 {
 		limit = MaxBody
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	// One buffer sized for the declared length (ReadFrom wants MinRead spare bytes to
+	// find the end), grown only when the length is unknown or wrong.
+	var buf bytes.Buffer
+	if r.ContentLength > 0 {
+		buf.Grow(int(min(r.ContentLength, limit)) + bytes.MinRead)
+	}
+	_, err := buf.ReadFrom(http.MaxBytesReader(w, r.Body, limit))
+	body := buf.Bytes()
 	if err != nil {
 		var tooBig *http.MaxBytesError
 		if errors.As(err, &tooBig) {
@@ -63,6 +71,9 @@ func ReadJSONBody(w http.ResponseWriter, r *http.Request, limit int64) ([]byte, 
 // IsJSON reports whether a Content-Type header value names application/json (any case,
 // with or without parameters such as charset).
 func IsJSON(contentType string) bool {
+	if strings.EqualFold(contentType, "application/json") {
+		return true // what the gateways send, without parsing
+	}
 	mt, _, err := mime.ParseMediaType(contentType)
 	return err == nil && mt == "application/json"
 }
@@ -89,6 +100,12 @@ func Unavailable(w http.ResponseWriter, msg string) {
 	Error(w, http.StatusServiceUnavailable, msg)
 }
 
+// answer is the body of a 2xx answer to a delivery.
+type answer struct {
+	EventID string `json:"event_id"`
+	Status  string `json:"status"`
+}
+
 // Respond answers a delivery after billing.Service.HandleWebhookEvent or
 // AcceptWebhookEvent: 200 for accepted, processed, ignored and duplicate events; 409 with Retry-After while another delivery processes the
 // same event; 400 when the event is bad input a retry cannot fix (billing.Permanent); 503
@@ -104,7 +121,7 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 			w.Header().Set("Retry-After", "30")
 			Error(w, http.StatusConflict, "event is being processed by another delivery")
 		default:
-			JSON(w, http.StatusOK, map[string]string{"status": string(outcome), "event_id": eventID})
+			JSON(w, http.StatusOK, answer{EventID: eventID, Status: string(outcome)})
 		}
 		return
 	}
@@ -124,19 +141,20 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 	}
 }
 
-// Deliver hands a verified event to core and answers the gateway. Inline, it processes the
-// event in the request (HandleWebhookEvent) and answers as Respond does. Otherwise it
-// stores ev in the inbox (AcceptWebhookEvent) and answers 200
-// {"status":"accepted"} (or "duplicate" for an event already stored), 500 only when the
-// inbox write failed; the inbox worker applies the event with the processor the gateway
-// registered.
-func Deliver(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, inline bool, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
-	if inline {
-		outcome, err := core.HandleWebhookEvent(r.Context(), ev, process)
-		Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
-		return
+// Deliver hands a verified event to core and answers the gateway. With a nil process it
+// stores ev in the inbox (AcceptWebhookEvent) and answers 200 {"status":"accepted"} (or
+// "duplicate" for an event already stored, writing nothing), 500 only when the inbox write
+// failed; the inbox worker applies the event with the processor the gateway registered.
+// With process (the inline mode), it processes the event in the request
+// (HandleWebhookEvent) and answers as Respond does.
+func Deliver(w http.ResponseWriter, r *http.Request, log *slog.Logger, core gateways.Core, ev billing.WebhookEvent, process func(context.Context) (bool, error)) {
+	var outcome billing.EventOutcome
+	var err error
+	if process == nil {
+		outcome, err = core.AcceptWebhookEvent(r.Context(), ev)
+	} else {
+		outcome, err = core.HandleWebhookEvent(r.Context(), ev, process)
 	}
-	outcome, err := core.AcceptWebhookEvent(r.Context(), ev)
 	Respond(w, r, log, ev.Gateway, ev.EventID, outcome, err)
 }
 

@@ -172,3 +172,34 @@ func TestJSONProblem(t *testing.T) {
 		t.Errorf("other error: %q", got)
 	}
 }
+
+// Proves: the body read does not rely on the declared length: a body of unknown length, or
+// one longer or shorter than it declares, is read whole within the limit and refused (413)
+// over it.
+func TestReadBodyDeclaredLength(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		body     string
+		declared int64
+		code     int
+	}{
+		{"unknown length within limit", strings.Repeat("a", 900), -1, 0},
+		{"unknown length over limit", strings.Repeat("a", 1001), -1, http.StatusRequestEntityTooLarge},
+		{"declared shorter than sent", strings.Repeat("b", 800), 10, 0},
+		{"declared longer than sent", "{}", 900, 0},
+		{"declared shorter, sent over limit", strings.Repeat("c", 1500), 10, http.StatusRequestEntityTooLarge},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(tc.body))
+			req.ContentLength = tc.declared
+			rec := httptest.NewRecorder()
+			body, ok := ReadBody(rec, req, 1000)
+			if tc.code == 0 && (!ok || string(body) != tc.body) {
+				t.Fatalf("ok=%v, %d bytes read of %d (answer %d)", ok, len(body), len(tc.body), rec.Code)
+			}
+			if tc.code != 0 && (ok || rec.Code != tc.code) {
+				t.Fatalf("ok=%v, answer %d, want %d", ok, rec.Code, tc.code)
+			}
+		})
+	}
+}
