@@ -8,9 +8,7 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
-	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/store/mongostore"
@@ -41,14 +39,7 @@ func pushesFieldFilters(ctx context.Context, t *testing.T, c *mongo.Collection) 
 // only filter that backend does not scan for) and checks the condition. Either way every
 // change applies exactly as asked.
 func TestBatchWritesReadNothingFirst(t *testing.T) {
-	var log queryLog
-	c, err := mongo.Connect(options.Client().ApplyURI(testURI(t)).SetTimeout(2 * time.Minute).
-		SetMonitor(&event.CommandMonitor{Started: log.started}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
-	db := freshDB(t, c)
+	log, db := monitoredDB(t)
 	st := newStore(t, db, mongostore.Config{BatchSize: 100})
 	ctx := context.Background()
 	mode, err := st.ClaimMode(ctx)
@@ -165,14 +156,7 @@ func TestBatchWritesReadNothingFirst(t *testing.T) {
 // equalities down, not $in): the subscriptions that lapsed long ago, which pile up for
 // ever, are not read by every claim. Proven by PostgreSQL's own plan of the claim's query.
 func TestClaimPushesItsStatusDown(t *testing.T) {
-	var log queryLog
-	c, err := mongo.Connect(options.Client().ApplyURI(testURI(t)).SetTimeout(2 * time.Minute).
-		SetMonitor(&event.CommandMonitor{Started: log.started}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
-	db := freshDB(t, c)
+	log, db := monitoredDB(t)
 	st := newStore(t, db, mongostore.Config{BatchSize: 10})
 	ctx := context.Background()
 	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
