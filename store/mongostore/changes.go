@@ -210,10 +210,15 @@ func (f docField[T]) same(a, b T) bool {
 // each condition: the filter is {_id, <condition>}. FerretDB v1 pushes a filter down to
 // SQLite only when it is exactly {_id: value}; any other field makes each update scan and
 // decode the whole collection, so a batch would cost O(batch x collection). In
-// ClaimSerialized mode, where every renewkit write to the collection holds its write mutex,
-// the store therefore reads each document by _id, checks the condition itself (matches) and
-// writes by _id alone. Writes by others than renewkit (the host application) are not
-// serialised either way: FerretDB v1 does not re-check a filter when it writes.
+// ClaimSerialized mode on such a server, where every renewkit write to the collection holds
+// its write mutex, the store therefore reads each document by _id, checks the condition
+// itself (matches) and writes by _id alone. FerretDB v1 on PostgreSQL pushes every scalar
+// equality down (any query costs one scan inside PostgreSQL, whose btree indexes FerretDB's
+// jsonb containment filter cannot use, and returns only the matching rows), so there the
+// filter is {_id, <condition>} as on MongoDB: one scan per write instead of two, the mutex
+// still serialising renewkit's writers. Writes by others than renewkit (the host
+// application) are not serialised either way: FerretDB v1 does not re-check a filter when
+// it writes.
 
 // maxBulkOps bounds the operations of one bulkWrite. FerretDB v1 holds a backend
 // connection per statement until the whole command ends and needs one more to write, so a
@@ -351,7 +356,10 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 	if err != nil {
 		return err
 	}
-	checked := mode == ClaimSerialized
+	// checked: the store checks each condition on the document it read (FerretDB v1 on
+	// SQLite); withCond: the server does, from the filter.
+	checked := mode == ClaimSerialized && !s.pushesFieldFilters(ctx, c)
+	withCond := !checked
 	var failed []error
 	parts := chunks(ops, s.bulkSize())
 	for _, part := range parts {
@@ -368,7 +376,9 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 					send[k] = op.typed(docs[op.id], s.cfg.References)
 				}
 			}
-			if checked {
+			if docs != nil {
+				// What no longer holds its condition as read is told now, not written (an
+				// update of only references that conflict would be empty).
 				part, send = send, nil
 				for _, op := range part {
 					if doc := docs[op.id]; doc != nil && matches(doc, op.cond) {
@@ -381,7 +391,7 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 					return nil
 				}
 			}
-			unsure, n, err := bulkWrite(ctx, c, what, send, !checked, errs)
+			unsure, n, err := bulkWrite(ctx, c, what, send, withCond, errs)
 			if err != nil || classify == nil || len(unsure) == 0 || len(unsure) == len(send) && n == int64(len(send)) {
 				return err
 			}
@@ -409,11 +419,15 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 
 // bulkWrite sends ops as one unordered bulkWrite, filtered on _id and, withCond, on their
 // conditions. It sets errs for the ops that failed with a write error and returns the others
-// with the number of documents matched or deleted.
+// with the number of documents matched or deleted. With withCond, ops that make the same
+// write under the same condition scoped to one token (see sameWrites) go as one
+// updateMany or deleteMany on {_id: {$in: ...}}: on FerretDB v1 on PostgreSQL that is one
+// scan of the collection for all of them instead of one each.
 func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulkOp, withCond bool, errs []error) ([]bulkOp, int64, error) {
-	models := make([]mongo.WriteModel, len(ops))
-	for k, op := range ops {
-		models[k] = op.model(withCond)
+	groups := sameWrites(ops, withCond)
+	models := make([]mongo.WriteModel, len(groups))
+	for k, g := range groups {
+		models[k] = groupModel(g, withCond)
 	}
 	res, err := c.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false))
 	var bwe mongo.BulkWriteException
@@ -424,44 +438,149 @@ func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulk
 		return nil, 0, err
 	}
 	var rest []bulkOp
-	for k, op := range ops {
+	for k, g := range groups {
 		i := slices.IndexFunc(bwe.WriteErrors, func(we mongo.BulkWriteError) bool { return we.Index == k })
-		switch {
-		case i < 0:
-			rest = append(rest, op)
-		case mongo.IsDuplicateKeyError(bwe.WriteErrors[i].WriteError):
-			errs[op.i] = fmt.Errorf("mongostore: %s %q: duplicate key: %w", what, op.id, billing.ErrConflict)
-		default:
-			errs[op.i] = opErr("write "+what+" "+strconv.Quote(op.id), bwe.WriteErrors[i].WriteError)
+		for _, op := range g {
+			switch {
+			case i < 0:
+				rest = append(rest, op)
+			case mongo.IsDuplicateKeyError(bwe.WriteErrors[i].WriteError):
+				errs[op.i] = fmt.Errorf("mongostore: %s %q: duplicate key: %w", what, op.id, billing.ErrConflict)
+			default:
+				errs[op.i] = opErr("write "+what+" "+strconv.Quote(op.id), bwe.WriteErrors[i].WriteError)
+			}
 		}
 	}
 	return rest, res.MatchedCount + res.DeletedCount, nil
 }
 
+// scopeFields are token fields whose equality selects a handful of documents (one claim's,
+// one reservation's): a condition on one of them lets FerretDB v1 on PostgreSQL read only
+// those documents.
+var scopeFields = []string{"claim_token", "token"}
+
+// scopeValue returns the token e selects when e is an equality on a scope field.
+func scopeValue(e bson.E) (string, bool) {
+	v, ok := e.Value.(string)
+	return v, ok && v != "" && slices.Contains(scopeFields, e.Key)
+}
+
+// scopedCond reports whether cond holds an equality on a scope field.
+func scopedCond(cond bson.D) bool {
+	return slices.ContainsFunc(cond, func(e bson.E) bool { _, ok := scopeValue(e); return ok })
+}
+
+// sameWrites splits ops into groups in their order: with withCond, ops whose condition is
+// scoped (scopedCond) and that make the same write under the same condition share a group;
+// every other op is a group of its own.
+func sameWrites(ops []bulkOp, withCond bool) [][]bulkOp {
+	var groups [][]bulkOp
+	at := map[string]int{}
+	for _, op := range ops {
+		if !withCond || !scopedCond(op.cond) {
+			groups = append(groups, []bulkOp{op})
+			continue
+		}
+		cond, err1 := bson.Marshal(op.cond)
+		upd, err2 := bson.Marshal(bson.D{{Key: "u", Value: op.upd}})
+		if err1 != nil || err2 != nil {
+			groups = append(groups, []bulkOp{op})
+			continue
+		}
+		key := string(cond) + "\x00" + string(upd)
+		if k, ok := at[key]; ok {
+			groups[k] = append(groups[k], op)
+			continue
+		}
+		at[key] = len(groups)
+		groups = append(groups, []bulkOp{op})
+	}
+	return groups
+}
+
+// groupModel returns the write of a group from sameWrites.
+func groupModel(g []bulkOp, withCond bool) mongo.WriteModel {
+	if len(g) == 1 {
+		return g[0].model(withCond)
+	}
+	in := make(bson.A, len(g))
+	for k, op := range g {
+		in[k] = op.idv
+	}
+	filter := append(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}}, g[0].cond...)
+	if g[0].upd == nil {
+		return mongo.NewDeleteManyModel().SetFilter(filter)
+	}
+	return mongo.NewUpdateManyModel().SetFilter(filter).SetUpdate(g[0].upd)
+}
+
 // readDocs returns the stored documents of ops by op.id: one find {_id: {$in: ...}} on
 // MongoDB; in ClaimSerialized mode a find by exact _id per document (concurrently), which
-// FerretDB v1 answers without a collection scan.
+// FerretDB v1 on SQLite answers without a collection scan. On PostgreSQL, where each such
+// find is a scan of the whole table, ops whose conditions share a scope (one claim_token,
+// one reservation token: see sharedScope) are read with one find by it, and only the
+// documents it does not return (no longer held: conflicts, deletions) one by one.
 func (s *Store) readDocs(ctx context.Context, c *mongo.Collection, ops []bulkOp) (map[string]bson.Raw, error) {
 	mode, err := s.ClaimMode(ctx)
 	if err != nil {
 		return nil, err
 	}
 	out := make(map[string]bson.Raw, len(ops))
-	if mode != ClaimSerialized {
-		in := make(bson.A, len(ops))
-		for k, op := range ops {
-			in[k] = op.idv
-		}
-		cur, err := c.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}})
-		if err != nil {
-			return nil, err
-		}
-		defer cur.Close(ctx)
-		for cur.Next(ctx) {
-			out[rawID(cur.Current)] = slices.Clone(cur.Current)
-		}
-		return out, cur.Err()
+	in := make(bson.A, len(ops))
+	for k, op := range ops {
+		in[k] = op.idv
 	}
+	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}}
+	scope, scoped := sharedScope(ops)
+	if mode == ClaimSerialized && !(scoped && s.pushesFieldFilters(ctx, c)) {
+		return out, s.readEach(ctx, c, ops, out)
+	}
+	if mode == ClaimSerialized {
+		filter = append(bson.D{scope}, filter...)
+	}
+	cur, err := c.Find(ctx, filter)
+	if err != nil {
+		return nil, err
+	}
+	defer cur.Close(ctx)
+	for cur.Next(ctx) {
+		out[rawID(cur.Current)] = slices.Clone(cur.Current)
+	}
+	if err := cur.Err(); err != nil || mode != ClaimSerialized {
+		return out, err
+	}
+	var rest []bulkOp
+	for _, op := range ops {
+		if out[op.id] == nil {
+			rest = append(rest, op)
+		}
+	}
+	return out, s.readEach(ctx, c, rest, out)
+}
+
+// sharedScope returns the equality on a scope field (scopeFields) that every op of ops
+// carries in its condition, if they share one.
+func sharedScope(ops []bulkOp) (bson.E, bool) {
+	if len(ops) == 0 {
+		return bson.E{}, false
+	}
+	for _, e := range ops[0].cond {
+		v, ok := scopeValue(e)
+		if !ok {
+			continue
+		}
+		holds := func(op bulkOp) bool {
+			return slices.ContainsFunc(op.cond, func(f bson.E) bool { w, ok := f.Value.(string); return ok && f.Key == e.Key && w == v })
+		}
+		if !slices.ContainsFunc(ops[1:], func(op bulkOp) bool { return !holds(op) }) {
+			return e, true
+		}
+	}
+	return bson.E{}, false
+}
+
+// readEach adds the stored documents of ops to out, read by exact _id (concurrently).
+func (s *Store) readEach(ctx context.Context, c *mongo.Collection, ops []bulkOp, out map[string]bson.Raw) error {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	var firstErr error
@@ -483,7 +602,7 @@ func (s *Store) readDocs(ctx context.Context, c *mongo.Collection, ops []bulkOp)
 		}()
 	}
 	wg.Wait()
-	return out, firstErr
+	return firstErr
 }
 
 // firstErr returns the first error of errs that is not nil.

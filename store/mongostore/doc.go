@@ -97,17 +97,33 @@
 // SQLite): {_id, n: k} -> {$set: {n: k+1}} was won by both clients in 470 rounds (294),
 // $set of different fields of one document undid the other's in 425 of 1000 writes (167),
 // and 432 of 1000 concurrent $inc were lost (36). So
-// ClaimSerialized is needed on both backends. ClaimMode (auto-detected from buildInfo)
-// is ClaimSerialized there, and then:
+// ClaimSerialized is needed on both backends.
+//
+// The PostgreSQL backend pushes a scalar equality or $ne down as a jsonb containment
+// (_jsonb->'field' @> value), which the btree expression indexes FerretDB creates cannot
+// serve: every query there, by _id too, is a sequential scan of the table inside
+// PostgreSQL (EXPLAIN shows "Seq Scan ... Filter: ((_jsonb -> '_id'::text) @> ...)"), cheap
+// per row but growing with the collection; $in, ranges, $exists and $or are evaluated by
+// FerretDB on every row the pushed-down part returns. mongostore asks once, by explain
+// (filterPushdown), whether the server pushes field equalities down, and on PostgreSQL it
+// lets the server check write conditions as on MongoDB ({_id, <condition>}, one scan per
+// write instead of a read and a write), reads the documents of a batch that share a claim or
+// reservation token with one find by that token, sends identical writes under one token
+// (finished notifications) as one updateMany, and claims by status equality so lapsed
+// subscriptions are not read. What remains per record is one scan of the collection per
+// distinct document write, which the store cannot avoid on FerretDB v1.
+//
+// ClaimMode (auto-detected from buildInfo) is ClaimSerialized on FerretDB, and then:
 //
 //   - every write renewkit makes to a collection's documents holds one store-level mutex
 //     (a lease in the locks collection, "mongostore.mutex/write/<collection>") per
 //     collection: for subscriptions the claim rounds, UpdateSubscriptions, CompleteEffects,
 //     ExtendClaims and ReleaseClaims; for payments UpdatePayment and CancelStalePayments;
 //     likewise sessions sweeps, users access changes and notification reservations;
-//   - conditional writes by id read each document by its exact _id, check the condition in
-//     the store, and write with the filter {_id} alone. Writes by the host application are
-//     not serialised; FerretDB offers no way to.
+//   - on SQLite, conditional writes by id read each document by its exact _id, check the
+//     condition in the store, and write with the filter {_id} alone (on PostgreSQL the
+//     filter carries the condition, see above). Writes by the host application are not
+//     serialised; FerretDB offers no way to.
 //
 // On MongoDB (ClaimAtomic) no mutex is taken and the server checks every condition
 // atomically. Job states are written under a per-job mutex in ClaimSerialized mode

@@ -226,3 +226,13 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 	}
 	return sweepUpdate(ctx, s, s.payments, "payments", due, upd, limit, s.decodePayment)
 }
+
+// CountStalePayments implements billing.CleanupCounter.
+func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
+	n, err := s.payments.CountDocuments(ctx, bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentPending)},
+		{Key: "created_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(t)}}}})
+	if err != nil {
+		return 0, opErr("count stale payments", err)
+	}
+	return int(n), nil
+}

@@ -71,6 +71,20 @@ func (l *queryLog) started(_ context.Context, e *event.CommandStartedEvent) {
 	}
 }
 
+// monitoredDB returns a fresh database on a client of its own whose commands log records
+// (while log.on).
+func monitoredDB(t *testing.T) (*queryLog, *mongo.Database) {
+	t.Helper()
+	log := &queryLog{}
+	c, err := mongo.Connect(options.Client().ApplyURI(testURI(t)).SetTimeout(2 * time.Minute).
+		SetMonitor(&event.CommandMonitor{Started: log.started}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+	return log, freshDB(t, c)
+}
+
 // indexed reports whether an index of idx can serve q: q names _id, or an index's first
 // key is a top-level field q's filter constrains by equality, $in or a range (not only $ne
 // or $exists: false, which scan), or, with no usable filter, q's first sort key. It is the
@@ -201,13 +215,7 @@ func indexKeys(ctx context.Context, t *testing.T, c *mongo.Collection) [][]strin
 // every query but _id lookups with a sequential scan whatever the indexes, by the query's
 // shape (see indexed).
 func TestJobQueriesUseIndexes(t *testing.T) {
-	log := &queryLog{}
-	c, err := mongo.Connect(options.Client().ApplyURI(testURI(t)).SetMonitor(&event.CommandMonitor{Started: log.started}))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
-	db := freshDB(t, c)
+	log, db := monitoredDB(t)
 	st := newStore(t, db, mongostore.Config{BatchSize: 50, Money: mongostore.MoneyMajorUnits, DefaultCurrency: "BRL"})
 	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
 	defer cancel()
@@ -269,7 +277,7 @@ func TestJobQueriesUseIndexes(t *testing.T) {
 	covered := map[string]bool{"subscriptions": true, "sessions": true, "payments": true, "notifications": true,
 		"webhook_events": true, "locks": true, "audit_logs": true, "daily_snapshots": true}
 	var info bson.M
-	if err := c.Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
+	if err := db.Client().Database("admin").RunCommand(ctx, bson.D{{Key: "buildInfo", Value: 1}}).Decode(&info); err != nil {
 		t.Fatal(err)
 	}
 	_, ferret := info["ferretdbVersion"]

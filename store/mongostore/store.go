@@ -44,8 +44,9 @@ type Store struct {
 	runs, states, events, locks, notifications    *mongo.Collection
 	snapshots                                     *mongo.Collection
 
-	modeMu sync.Mutex
-	mode   ClaimMode // ClaimAuto until known
+	modeMu   sync.Mutex
+	mode     ClaimMode // ClaimAuto until known
+	pushdown pushdown  // whether the server pushes field filters down; pushdownUnknown until known
 
 	local sync.Map // mutex name -> chan struct{} (cap 1): this Store's goroutines queue here
 }
@@ -107,6 +108,52 @@ func (s *Store) ClaimMode(ctx context.Context) (ClaimMode, error) {
 		s.mode = ClaimSerialized
 	}
 	return s.mode, nil
+}
+
+// pushdown says whether the server hands an equality filter on a field other than _id to its
+// backend (filterPushdown in its explain).
+type pushdown int8
+
+const (
+	pushdownUnknown pushdown = iota
+	pushdownFields           // FerretDB v1 on PostgreSQL
+	pushdownIDOnly           // FerretDB v1 on SQLite, or a server whose explain does not say
+)
+
+// pushesFieldFilters reports whether the server pushes an equality filter on a field other
+// than _id down to its backend, asked once by explaining such a find on c: FerretDB v1 on
+// PostgreSQL does (a query by any scalar field costs one scan inside PostgreSQL and returns
+// only the matching documents), on SQLite it does not (anything but {_id: value} makes
+// FerretDB decode the whole collection). The answer is kept once the collection exists (the
+// explain of a missing collection says nothing); an error reads as no.
+func (s *Store) pushesFieldFilters(ctx context.Context, c *mongo.Collection) bool {
+	s.modeMu.Lock()
+	known := s.pushdown
+	s.modeMu.Unlock()
+	if known != pushdownUnknown {
+		return known == pushdownFields
+	}
+	var res struct {
+		QueryPlanner   bson.Raw `bson:"queryPlanner"`
+		FilterPushdown bool     `bson:"filterPushdown"`
+	}
+	cmd := bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: c.Name()},
+		{Key: "filter", Value: bson.D{{Key: "write_token", Value: "pushdown-probe"}}}}},
+		{Key: "verbosity", Value: "queryPlanner"}}
+	if err := s.db.RunCommand(ctx, cmd).Decode(&res); err != nil {
+		return false
+	}
+	if !res.FilterPushdown && len(res.QueryPlanner) <= 5 {
+		return false // an empty plan: the collection does not exist yet
+	}
+	known = pushdownIDOnly
+	if res.FilterPushdown {
+		known = pushdownFields
+	}
+	s.modeMu.Lock()
+	s.pushdown = known
+	s.modeMu.Unlock()
+	return known == pushdownFields
 }
 
 // exclusive runs fn while holding the store-level mutex name when the claim mode is

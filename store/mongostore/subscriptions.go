@@ -348,7 +348,12 @@ func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]bil
 func subFilter(f billing.SubscriptionFilter) bson.D {
 	q := bson.D{notDeleted}
 	var and bson.A
-	if len(f.Statuses) > 0 {
+	switch {
+	case len(f.Statuses) == 1:
+		// An equality rather than $in of one: FerretDB v1 on PostgreSQL pushes it down, so a
+		// claim reads the subscriptions of that status only, not every one that ever lapsed.
+		q = append(q, bson.E{Key: "status", Value: string(f.Statuses[0])})
+	case len(f.Statuses) > 1:
 		st := make(bson.A, len(f.Statuses))
 		for i, x := range f.Statuses {
 			st[i] = string(x)

@@ -1,0 +1,205 @@
+package mongostore_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/mongo"
+
+	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/store/mongostore"
+)
+
+// pushesFieldFilters asks the server, as the store does, whether it hands an equality
+// filter on a field other than _id to its backend: FerretDB v1 on PostgreSQL does, on
+// SQLite it does not (MongoDB's explain has no such field; it checks conditions itself).
+func pushesFieldFilters(ctx context.Context, t *testing.T, c *mongo.Collection) bool {
+	t.Helper()
+	var res struct {
+		FilterPushdown bool `bson:"filterPushdown"`
+	}
+	cmd := bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: c.Name()},
+		{Key: "filter", Value: bson.D{{Key: "status", Value: "active"}}}}}, {Key: "verbosity", Value: "queryPlanner"}}
+	if err := c.Database().RunCommand(ctx, cmd).Decode(&res); err != nil {
+		t.Fatalf("explain: %v", err)
+	}
+	return res.FilterPushdown
+}
+
+// On a server that checks write conditions itself (MongoDB, and FerretDB v1 on PostgreSQL,
+// which pushes field equalities down), a batch of k changes to claimed subscriptions, their
+// completed effects and k notification outcomes cost no read of the documents first, and
+// the k identical outcomes go as one statement: the work per record does not include a
+// scan of the collection per read (each find by _id is a full table scan on FerretDB v1 on
+// PostgreSQL). On FerretDB v1 on SQLite the store still reads each document by its _id (the
+// only filter that backend does not scan for) and checks the condition. Either way every
+// change applies exactly as asked.
+func TestBatchWritesReadNothingFirst(t *testing.T) {
+	log, db := monitoredDB(t)
+	st := newStore(t, db, mongostore.Config{BatchSize: 100})
+	ctx := context.Background()
+	mode, err := st.ClaimMode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	const k = 30
+	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	subs := make([]billing.Subscription, k)
+	for i := range subs {
+		subs[i] = billing.Subscription{ID: fmt.Sprintf("sub-%02d", i), UserID: fmt.Sprintf("u%02d", i), PlanID: "p1",
+			Status: billing.StatusActive, BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
+			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour),
+			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0)}
+	}
+	if err := st.InsertSubscriptions(ctx, subs); err != nil {
+		t.Fatal(err)
+	}
+	checked := mode == mongostore.ClaimSerialized && !pushesFieldFilters(ctx, t, db.Collection("subscriptions"))
+
+	claimed, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "run-1", Now: now, LeaseUntil: now.Add(time.Minute), Limit: k,
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: now}})
+	if err != nil || len(claimed) != k {
+		t.Fatalf("claimed %d of %d: %v", len(claimed), k, err)
+	}
+	changes := make([]billing.SubscriptionChange, k)
+	done := make([]billing.EffectsDone, k)
+	recs := make([]billing.NotificationRecord, k)
+	for i, x := range claimed {
+		ch := x
+		ch.Status, ch.UpdatedAt = billing.StatusInactive, now
+		eff := &billing.Effects{Token: "eff-" + x.ID}
+		changes[i] = billing.SubscriptionChange{Read: x, Changed: ch, ClaimToken: "run-1", Effects: eff}
+		done[i] = billing.EffectsDone{SubscriptionID: x.ID, Token: eff.Token}
+		recs[i] = billing.NotificationRecord{Key: "expired:" + x.ID, Kind: billing.KindExpired, SubscriptionID: x.ID, UserID: x.UserID}
+	}
+	reserved, err := st.ReserveNotifications(ctx, recs, "send-1", now, now.Add(time.Minute))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, ok := range reserved {
+		if !ok {
+			t.Fatalf("notification %d not reserved", i)
+		}
+		recs[i].Status, recs[i].UpdatedAt = billing.NotificationSent, now
+	}
+
+	log.mu.Lock()
+	log.on, log.qs = true, nil
+	log.mu.Unlock()
+	errs, err := st.UpdateSubscriptions(ctx, changes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range errs {
+		if e != nil {
+			t.Fatalf("change %d: %v", i, e)
+		}
+	}
+	if err := st.CompleteEffects(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	if err := st.FinishNotifications(ctx, recs, "send-1"); err != nil {
+		t.Fatal(err)
+	}
+	log.mu.Lock()
+	log.on = false
+	qs := log.qs
+	log.mu.Unlock()
+
+	count := func(cmd, coll string) int {
+		n := 0
+		for _, q := range qs {
+			if q.cmd == cmd && q.coll == coll {
+				n++
+			}
+		}
+		return n
+	}
+	subFinds, noteWrites := count("find", "subscriptions"), count("update", "notifications")
+	t.Logf("checked=%v: %d finds on subscriptions, %d update statements on notifications", checked, subFinds, noteWrites)
+	if checked {
+		// Read by _id before each change and each completion, then written one by one.
+		if subFinds != 2*k || noteWrites != k {
+			t.Errorf("SQLite path: %d finds on subscriptions (want %d), %d notification statements (want %d)", subFinds, 2*k, noteWrites, k)
+		}
+	} else if subFinds != 0 || noteWrites != 1 {
+		t.Errorf("%d finds on subscriptions before writing (want 0), %d notification statements for %d identical outcomes (want 1)", subFinds, noteWrites, k)
+	}
+
+	for _, x := range claimed {
+		got, err := st.GetSubscription(ctx, x.ID)
+		if err != nil || got.Status != billing.StatusInactive {
+			t.Fatalf("%s: %v %v", x.ID, got.Status, err)
+		}
+		raw, err := db.Collection("subscriptions").FindOne(ctx, bson.D{{Key: "_id", Value: x.ID}}).Raw()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, f := range []string{"pending_token", "pending_effects", "claim_token", "claim_until"} {
+			if _, err := raw.LookupErr(f); err == nil {
+				t.Errorf("%s keeps %s after CompleteEffects", x.ID, f)
+			}
+		}
+		n, err := st.GetNotification(ctx, "expired:"+x.ID)
+		if err != nil || n.Status != billing.NotificationSent {
+			t.Errorf("notification of %s: %+v %v", x.ID, n, err)
+		}
+	}
+}
+
+// A claim of one status hands that status to the backend (FerretDB v1 on PostgreSQL pushes
+// equalities down, not $in): the subscriptions that lapsed long ago, which pile up for
+// ever, are not read by every claim. Proven by PostgreSQL's own plan of the claim's query.
+func TestClaimPushesItsStatusDown(t *testing.T) {
+	log, db := monitoredDB(t)
+	st := newStore(t, db, mongostore.Config{BatchSize: 10})
+	ctx := context.Background()
+	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	sub := billing.Subscription{ID: "sub-1", UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+		BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
+		CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour), CreatedAt: now, UpdatedAt: now}
+	if err := st.InsertSubscription(ctx, &sub); err != nil {
+		t.Fatal(err)
+	}
+	if !pushesFieldFilters(ctx, t, db.Collection("subscriptions")) {
+		t.Skip("this server pushes no field filter down to its backend (FerretDB on SQLite, or MongoDB): nothing to hand over")
+	}
+	log.mu.Lock()
+	log.on = true
+	log.mu.Unlock()
+	got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "run-1", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 10,
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: now}})
+	if err != nil || len(got) != 1 {
+		t.Fatalf("claimed %d: %v", len(got), err)
+	}
+	log.mu.Lock()
+	log.on = false
+	qs := log.qs
+	log.mu.Unlock()
+	var claim *query
+	for i, q := range qs {
+		if q.cmd == "find" && q.coll == "subscriptions" && len(q.sort) > 0 {
+			claim = &qs[i]
+			break
+		}
+	}
+	if claim == nil {
+		t.Fatal("no claim query recorded")
+	}
+	var res struct {
+		QueryPlanner bson.Raw `bson:"queryPlanner"`
+	}
+	cmd := bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "subscriptions"}, {Key: "filter", Value: claim.filter},
+		{Key: "sort", Value: claim.sort}}}, {Key: "verbosity", Value: "queryPlanner"}}
+	if err := db.RunCommand(ctx, cmd).Decode(&res); err != nil {
+		t.Fatal(err)
+	}
+	if plan := res.QueryPlanner.String(); !strings.Contains(plan, "'status'") {
+		t.Errorf("the claim's filter %v reaches PostgreSQL without its status: %s", claim.filter, plan)
+	}
+}
