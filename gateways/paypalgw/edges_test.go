@@ -26,7 +26,7 @@ func TestCertURLMustHaveDocumentedPath(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			e := newEnv(t, now, nil)
 			body := activated(t, "WH-PATH", now)
-			u := e.signer.Server.URL + path
+			u := e.signer.ServerURL + path
 			rec := e.post(body, e.signer.SignWith(body, now, testWebhookID, u))
 			if rec.Code != http.StatusBadRequest {
 				t.Fatalf("got %d %s, want 400", rec.Code, rec.Body)

@@ -27,6 +27,34 @@ func (c *fakeClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); ret
 func (c *fakeClock) Set(t time.Time)     { c.mu.Lock(); c.t = t; c.mu.Unlock() }
 func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
 
+// TestSigner is a paypalgwtest.Signer as this package's own tests hold it. They cannot
+// import paypalgwtest, which imports this package, so signer_test.go (package
+// paypalgw_test, linked into the same test binary) sets NewTestSigner to
+// paypalgwtest.NewSigner before any test runs.
+type TestSigner struct {
+	TestSigning
+	CertURL   string // where the signing certificate is served
+	ServerURL string // the certificate server's base URL
+}
+
+// TestSigning is the part of paypalgwtest.Signer the tests call.
+type TestSigning interface {
+	Config() Config
+	Sign(body []byte, t time.Time) http.Header
+	SignWith(body []byte, t time.Time, webhookID, certURL string) http.Header
+	CertRequests() int64
+	Close()
+}
+
+// TestSignerOptions is paypalgwtest.SignerOptions.
+type TestSignerOptions struct {
+	NotBefore, NotAfter time.Time
+	DNSNames            []string
+}
+
+// NewTestSigner is paypalgwtest.NewSigner; signer_test.go sets it.
+var NewTestSigner func(webhookID string, opts TestSignerOptions) (*TestSigner, error)
+
 type sent struct {
 	Kind   billing.NotificationKind
 	UserID string
