@@ -303,6 +303,12 @@ func kinds(ns []billing.Notification) []billing.NotificationKind {
 
 func hexSign(secret, manifest string) string { return hex.EncodeToString(sign(secret, manifest)) }
 
+// NewSignedRequest is mercadopagogwtest.NewRequest, the request builder hosts use. This
+// package's tests cannot import mercadopagogwtest, which imports this package, so
+// request_test.go (package mercadopagogw_test, linked into the same test binary) sets it
+// before any test runs.
+var NewSignedRequest func(target, secret, eventType, dataID, requestID string, ts time.Time, body []byte) *http.Request
+
 // preOpts describes a preapproval's state at the API.
 type preOpts struct {
 	status       string
