@@ -126,7 +126,7 @@ func TestCertFetchFailuresCached(t *testing.T) {
 		t.Fatalf("certificate URL fetched %d times for 20 deliveries, want 1", n)
 	}
 	e.assertUntouched("WH-NEG")
-	e.clock.Add(DefaultCertFailureTTL + time.Second)
+	e.clock.Advance(DefaultCertFailureTTL + time.Second)
 	e.post(body, e.signer.SignWith(body, e.clock.Now(), testWebhookID, u))
 	if n := s.requests.Load(); n != 2 {
 		t.Fatalf("after the failure TTL: %d fetches, want 2", n)

@@ -15,6 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/pgstore"
 )
 
@@ -150,12 +151,8 @@ type discard struct{}
 
 func (discard) Notify(context.Context, billing.Notification) error { return nil }
 
-type fixedClock time.Time
-
-func (c fixedClock) Now() time.Time { return time.Time(c) }
-
 func runService(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
-	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: fixedClock(benchNow)})
+	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: testkit.NewClock(benchNow)})
 	if err != nil {
 		b.Fatal(err)
 	}
