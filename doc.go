@@ -12,8 +12,11 @@
 //     run history, catch-up and one run per tick across replicas; the admin HTTP API
 //   - notify: email templates (pt-BR, en) and channels: notify/smtpnotify, notify/lognotify
 //   - store: store/memstore (in memory), store/mongostore (MongoDB), store/storetest
-//   - gateways: gateways/stripegw, gateways/mercadopagogw, gateways/paypalgw
-//   - examples/standalone: everything wired into one server
+//   - gateways: gateways/stripegw, gateways/mercadopagogw, gateways/paypalgw; for a host's
+//     tests, signed deliveries from gateways/stripegw/stripegwtest,
+//     gateways/mercadopagogw/mercadopagogwtest and gateways/paypalgw/paypalgwtest
+//   - examples/standalone: everything wired into one server (its own module, so its
+//     dependencies stay out of the library's go.mod)
 //
 // See README.md for the two commands (run, test) and an embedding example.
 package renewkit

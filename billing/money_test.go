@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/notify/lognotify"
 	"github.com/renewkit/renewkit/store/memstore"
 )
@@ -85,10 +86,6 @@ type moneyEnv struct {
 	now time.Time
 }
 
-type fixed time.Time
-
-func (c fixed) Now() time.Time { return time.Time(c) }
-
 func newMoneyEnv(t *testing.T) moneyEnv {
 	t.Helper()
 	ctx := context.Background()
@@ -108,7 +105,7 @@ func newMoneyEnv(t *testing.T) moneyEnv {
 		}
 	}
 	n, _ := lognotify.New(nil)
-	svc, err := billing.NewService(st, n, billing.Config{Clock: fixed(now), ReferenceSecret: refSecret})
+	svc, err := billing.NewService(st, n, billing.Config{Clock: testkit.NewClock(now), ReferenceSecret: refSecret})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/notify"
 	"github.com/renewkit/renewkit/notify/notifytest"
 )
@@ -65,45 +66,31 @@ func TestPreviewHandlerUnderPrefix(t *testing.T) {
 	assert.Equal(t, http.StatusNotFound, code)
 }
 
-// recorder is a billing.Notifier that records or fails.
-type recorder struct {
-	mu   sync.Mutex
-	sent []billing.Notification
-	err  error
-}
-
-func (r *recorder) Notify(ctx context.Context, n billing.Notification) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	if r.err != nil {
-		return r.err
-	}
-	r.mu.Lock()
-	r.sent = append(r.sent, n)
-	r.mu.Unlock()
-	return nil
-}
-
-func (r *recorder) deliveries() []notifytest.Delivery {
-	r.mu.Lock()
-	defer r.mu.Unlock()
+// deliveries is what n delivered, as notifytest compares it.
+func deliveries(n *testkit.Notifier) []notifytest.Delivery {
 	var out []notifytest.Delivery
-	for _, n := range r.sent {
-		out = append(out, notifytest.Delivery{Kind: n.Kind, Key: n.Key, To: n.To.Email})
+	for _, s := range n.Sent() {
+		out = append(out, notifytest.Delivery{Kind: s.Kind, Key: s.Key, To: s.To.Email})
 	}
 	return out
 }
 
+// failing is a notifier whose every delivery fails with err.
+func failing(err error) *testkit.Notifier {
+	n := testkit.NewNotifier()
+	n.FailWith(err)
+	return n
+}
+
 func TestFanOutConformance(t *testing.T) {
 	notifytest.Run(t, func(t *testing.T) notifytest.Harness {
-		a, b := &recorder{}, &recorder{}
+		a, b := testkit.NewNotifier(), testkit.NewNotifier()
 		f, err := notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: a}, notify.Channel{Name: "sms", Notifier: b})
 		require.NoError(t, err)
 		return notifytest.Harness{Notifier: f, Delivered: func() []notifytest.Delivery {
 			// Both channels must have everything; report one after checking the other.
-			assert.ElementsMatch(t, a.deliveries(), b.deliveries())
-			return a.deliveries()
+			assert.ElementsMatch(t, deliveries(a), deliveries(b))
+			return deliveries(a)
 		}}
 	})
 }
@@ -113,9 +100,9 @@ func TestFanOutErrors(t *testing.T) {
 	transient := errors.New("connection reset")
 	n := notify.SampleNotification(billing.KindExpired, "en")
 
-	ok := &recorder{}
+	ok := testkit.NewNotifier()
 	f, err := notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: ok},
-		notify.Channel{Name: "whatsapp", Notifier: &recorder{err: permanent}})
+		notify.Channel{Name: "whatsapp", Notifier: failing(permanent)})
 	require.NoError(t, err)
 	err = f.Notify(context.Background(), n)
 	require.Error(t, err)
@@ -125,10 +112,10 @@ func TestFanOutErrors(t *testing.T) {
 	var ce *notify.ChannelError
 	require.ErrorAs(t, err, &ce)
 	assert.Equal(t, "whatsapp", ce.Channel)
-	assert.Len(t, ok.sent, 1, "the healthy channel still delivered")
+	assert.Len(t, ok.Sent(), 1, "the healthy channel still delivered")
 
-	f, err = notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: &recorder{err: transient}},
-		notify.Channel{Name: "whatsapp", Notifier: &recorder{err: permanent}})
+	f, err = notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: failing(transient)},
+		notify.Channel{Name: "whatsapp", Notifier: failing(permanent)})
 	require.NoError(t, err)
 	err = f.Notify(context.Background(), n)
 	require.Error(t, err)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/scheduler"
 	"github.com/renewkit/renewkit/store/memstore"
 )
@@ -47,7 +48,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	t.Helper()
 	clock := clockwork.NewFakeClockAt(time.Date(2025, 10, 19, 10, 0, 0, 0, saoPaulo))
 	st := memstore.New()
-	svc, err := billing.NewService(st, &recorder{}, billing.Config{Clock: clock})
+	svc, err := billing.NewService(st, testkit.NewNotifier(), billing.Config{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}

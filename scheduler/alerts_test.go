@@ -11,21 +11,22 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/scheduler"
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
-// flaky is a recorder that fails while down is set (and then records nothing).
-type flaky struct {
-	recorder
-	down atomic.Bool
-}
+// errSMTPDown is what a notifier returns while its channel is down.
+var errSMTPDown = errors.New("smtp: 421 service not available")
 
-func (f *flaky) Notify(ctx context.Context, n billing.Notification) error {
-	if f.down.Load() {
-		return errors.New("smtp: 421 service not available")
+// setDown takes n's channel down (every delivery fails with errSMTPDown, recording nothing)
+// or brings it back.
+func setDown(n *testkit.Notifier, down bool) {
+	if down {
+		n.FailWith(errSMTPDown)
+	} else {
+		n.Heal()
 	}
-	return f.recorder.Notify(ctx, n)
 }
 
 // condition returns the alert condition a KindOperatorAlert key names
@@ -67,8 +68,8 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 		}
 		return testResult{Success: true, TotalFound: 40}, nil
 	}}
-	email, webhook, chat := &flaky{}, &recorder{}, &recorder{}
-	email.down.Store(true)
+	email, webhook, chat := testkit.NewNotifier(), testkit.NewNotifier(), testkit.NewNotifier()
+	setDown(email, true)
 	ops := billing.Recipient{Email: "ops@example.com"}
 	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clockwork.NewFakeClock()),
 		scheduler.WithAlerts(email, ops, scheduler.AlertPolicy{PartialFailures: -1}),
@@ -88,10 +89,10 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if got, want := conditions(webhook.list()), conditions(chat.list()); !slices.Equal(got, want) {
+		if got, want := conditions(webhook.Sent()), conditions(chat.Sent()); !slices.Equal(got, want) {
 			t.Fatalf("%s: webhook got %v, chat %v: every channel gets every alert", step, got, want)
 		}
-		if n := len(email.list()); n != 0 {
+		if n := len(email.Sent()); n != 0 {
 			t.Fatalf("%s: %d alerts went by email while it is down", step, n)
 		}
 		return state.Alerts
@@ -101,7 +102,7 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 	if first.Status != billing.RunFailed {
 		t.Fatalf("tripped run %+v, want failed", first)
 	}
-	got := webhook.list()
+	got := webhook.Sent()
 	if len(got) != 1 {
 		t.Fatalf("%d webhook alerts after the first trip, want 1 at once", len(got))
 	}
@@ -115,20 +116,20 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 		t.Fatalf("state alerts %v", st)
 	}
 	trigger("trip")
-	if n := len(webhook.list()); n != 1 {
+	if n := len(webhook.Sent()); n != 1 {
 		t.Fatalf("%d alerts after a second trip, want still 1 (once per episode)", n)
 	}
 	alerts("second trip")
 
 	// A run that does not trip ends the episode; the next trip alerts again.
-	email.down.Store(false)
+	setDown(email, false)
 	trigger("ok")
 	if st := alerts("recovered"); len(st) != 0 {
 		t.Fatalf("alerts after a good run: %v", st)
 	}
-	email.down.Store(true)
+	setDown(email, true)
 	trigger("trip")
-	if got := webhook.list(); len(got) != 2 || got[1].Key == got[0].Key {
+	if got := webhook.Sent(); len(got) != 2 || got[1].Key == got[0].Key {
 		t.Fatalf("second episode: %+v", got)
 	}
 	// Failing for another reason clears it too, and that run's alerts may use email.
@@ -138,7 +139,7 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 	}
 	// The third failure in a row is a trip: both conditions, neither by email.
 	trigger("trip")
-	if got := conditions(webhook.list()); !slices.Equal(got[2:], []string{"consecutive_failures", "notifier_unavailable"}) {
+	if got := conditions(webhook.Sent()); !slices.Equal(got[2:], []string{"consecutive_failures", "notifier_unavailable"}) {
 		t.Fatalf("alerts of the third failure: %v", got)
 	}
 	if st := alerts("third failure"); !slices.Equal(st, []string{"consecutive_failures", "notifier_unavailable"}) {
@@ -162,7 +163,7 @@ func TestAlertChannelsFailIndependently(t *testing.T) {
 		}
 		return nil, errors.New("boom")
 	}}
-	email, webhook := &flaky{}, &flaky{}
+	email, webhook := testkit.NewNotifier(), testkit.NewNotifier()
 	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clockwork.NewFakeClock()),
 		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{ConsecutiveFailures: 1}),
 		scheduler.WithAlertChannel("webhook", webhook))
@@ -172,10 +173,10 @@ func TestAlertChannelsFailIndependently(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	webhook.down.Store(true)
+	setDown(webhook, true)
 	trigger()
-	if len(email.list()) != 1 || len(webhook.list()) != 0 {
-		t.Fatalf("email %d, webhook %d: want the email despite the webhook", len(email.list()), len(webhook.list()))
+	if len(email.Sent()) != 1 || len(webhook.Sent()) != 0 {
+		t.Fatalf("email %d, webhook %d: want the email despite the webhook", len(email.Sent()), len(webhook.Sent()))
 	}
 	state, _ := st.GetJobState(ctx, "j")
 	if !slices.Equal(state.Alerts, []string{"consecutive_failures"}) {
@@ -186,24 +187,24 @@ func TestAlertChannelsFailIndependently(t *testing.T) {
 	trip.Store(true)
 	trigger()
 	state, _ = st.GetJobState(ctx, "j")
-	if slices.Contains(state.Alerts, "notifier_unavailable") || len(email.list()) != 1 {
-		t.Fatalf("alerts %v, emails %d", state.Alerts, len(email.list()))
+	if slices.Contains(state.Alerts, "notifier_unavailable") || len(email.Sent()) != 1 {
+		t.Fatalf("alerts %v, emails %d", state.Alerts, len(email.Sent()))
 	}
-	webhook.down.Store(false)
+	setDown(webhook, false)
 	trigger()
-	if got := conditions(webhook.list()); !slices.Equal(got, []string{"notifier_unavailable"}) {
+	if got := conditions(webhook.Sent()); !slices.Equal(got, []string{"notifier_unavailable"}) {
 		t.Fatalf("webhook got %v after it recovered", got)
 	}
 	shutdown(t, s)
 
 	// No other channel: the alert is still tried on WithAlerts' notifier.
-	only := &recorder{}
+	only := testkit.NewNotifier()
 	s2 := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
 		scheduler.WithAlerts(only, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}))
 	if _, err := s2.Trigger(ctx, "j"); err != nil {
 		t.Fatal(err)
 	}
-	if got := conditions(only.list()); !slices.Equal(got, []string{"notifier_unavailable"}) {
+	if got := conditions(only.Sent()); !slices.Equal(got, []string{"notifier_unavailable"}) {
 		t.Fatalf("sole notifier got %v", got)
 	}
 	shutdown(t, s2)
@@ -224,7 +225,7 @@ func TestRenewalFailuresAlert(t *testing.T) {
 		{ID: billing.JobRenew, Schedule: "0 2 * * *", Run: run},
 		{ID: billing.JobProcessExpired, Schedule: "30 0 * * *", Run: run},
 	}
-	email, webhook := &recorder{}, &recorder{}
+	email, webhook := testkit.NewNotifier(), testkit.NewNotifier()
 	s := newScheduler(t, jobs, st, scheduler.WithClock(clockwork.NewFakeClock()),
 		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{PartialFailures: -1}),
 		scheduler.WithAlertChannel("webhook", webhook))
@@ -237,20 +238,20 @@ func TestRenewalFailuresAlert(t *testing.T) {
 	}
 	trigger(billing.JobRenew, 4)
 	trigger(billing.JobProcessExpired, 9)
-	if n := len(email.list()); n != 0 {
+	if n := len(email.Sent()); n != 0 {
 		t.Fatalf("%d alerts below the threshold or from another job", n)
 	}
 	trigger(billing.JobRenew, 5)
-	got := email.list()
+	got := email.Sent()
 	if len(got) != 1 || condition(got[0]) != "renewal_failures" || got[0].Data.JobID != billing.JobRenew ||
 		!strings.Contains(got[0].Data.Error, "5 of 10 auto-renewing subscriptions") {
 		t.Fatalf("renewal alert = %+v", got)
 	}
-	if w := webhook.list(); len(w) != 1 || w[0].Key != got[0].Key {
+	if w := webhook.Sent(); len(w) != 1 || w[0].Key != got[0].Key {
 		t.Fatalf("webhook got %+v, want the same alert", w)
 	}
 	trigger(billing.JobRenew, 8)
-	if n := len(email.list()); n != 1 {
+	if n := len(email.Sent()); n != 1 {
 		t.Fatalf("%d alerts while the episode lasts, want 1", n)
 	}
 	trigger(billing.JobRenew, 1)
@@ -259,19 +260,19 @@ func TestRenewalFailuresAlert(t *testing.T) {
 		t.Fatalf("alerts after a run below the threshold: %v", state.Alerts)
 	}
 	trigger(billing.JobRenew, 6)
-	if got := email.list(); len(got) != 2 || got[1].Key == got[0].Key {
+	if got := email.Sent(); len(got) != 2 || got[1].Key == got[0].Key {
 		t.Fatalf("second episode: %+v", got)
 	}
 	shutdown(t, s)
 
-	off := &recorder{}
+	off := testkit.NewNotifier()
 	s2 := newScheduler(t, jobs, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
 		scheduler.WithAlerts(off, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{PartialFailures: -1, RenewalFailures: -1}))
 	failed.Store(10)
 	if _, err := s2.Trigger(ctx, billing.JobRenew); err != nil {
 		t.Fatal(err)
 	}
-	if n := len(off.list()); n != 0 {
+	if n := len(off.Sent()); n != 0 {
 		t.Fatalf("RenewalFailures -1: %d alerts", n)
 	}
 	shutdown(t, s2)
@@ -279,7 +280,7 @@ func TestRenewalFailuresAlert(t *testing.T) {
 
 func TestAlertChannelOptionsValidate(t *testing.T) {
 	job := billing.Job{ID: "j", Schedule: "0 9 * * *", Run: func(context.Context) (billing.Result, error) { return nil, nil }}
-	rec := &recorder{}
+	rec := testkit.NewNotifier()
 	_, err := scheduler.New([]billing.Job{job}, memstore.New(),
 		scheduler.WithAlertChannel("", nil),
 		scheduler.WithAlertChannel("webhook", rec), scheduler.WithAlertChannel("webhook", rec))

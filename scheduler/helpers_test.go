@@ -3,7 +3,6 @@ package scheduler_test
 import (
 	"context"
 	"log/slog"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -26,25 +25,6 @@ var (
 	saoPaulo = mustLoc("America/Sao_Paulo")
 	newYork  = mustLoc("America/New_York")
 )
-
-// recorder is a billing.Notifier that keeps what it was asked to send.
-type recorder struct {
-	mu  sync.Mutex
-	got []billing.Notification
-}
-
-func (r *recorder) Notify(_ context.Context, n billing.Notification) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.got = append(r.got, n)
-	return nil
-}
-
-func (r *recorder) list() []billing.Notification {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	return append([]billing.Notification(nil), r.got...)
-}
 
 // testResult is a billing.Result shaped like the billing jobs' results.
 type testResult struct {

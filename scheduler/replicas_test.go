@@ -11,6 +11,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/scheduler"
 	"github.com/renewkit/renewkit/store/memstore"
 )
@@ -43,7 +44,7 @@ func TestPauseRacingRunCompletionOnAnotherReplica(t *testing.T) {
 	ctx := context.Background()
 	mem := memstore.New()
 	st := slowStateStore{mem}
-	rec := &recorder{}
+	rec := testkit.NewNotifier()
 	alerts := scheduler.WithAlerts(rec, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{ConsecutiveFailures: 1})
 	a := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.WithReplicaID("a"), alerts)
 	b := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.WithReplicaID("b"), alerts)
@@ -86,7 +87,7 @@ func TestPauseRacingRunCompletionOnAnotherReplica(t *testing.T) {
 	if js.Paused || js.ConsecutiveFailures != rounds || len(js.Alerts) != 1 {
 		t.Fatalf("final state %+v: want resumed, %d failures, one alert raised", js, rounds)
 	}
-	if n := len(rec.list()); n != 1 {
+	if n := len(rec.Sent()); n != 1 {
 		t.Fatalf("%d consecutive-failure alerts sent, want 1", n)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/scheduler"
 	"github.com/renewkit/renewkit/store/memstore"
 )
@@ -65,7 +66,7 @@ func TestDefaultJobsFireAtSeedTimes(t *testing.T) {
 	defer noLeaks(t)
 	clock := clockwork.NewFakeClockAt(time.Date(2025, 10, 30, 23, 0, 0, 0, saoPaulo))
 	st := memstore.New()
-	svc, err := billing.NewService(st, &recorder{}, billing.Config{Clock: clock})
+	svc, err := billing.NewService(st, testkit.NewNotifier(), billing.Config{Clock: clock})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -463,7 +464,7 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 		}
 		return testResult{Success: true, TotalFound: 10, Failed: int(partial.Load())}, nil
 	}}
-	rec := &recorder{}
+	rec := testkit.NewNotifier()
 	ops := billing.Recipient{Email: "ops@example.com", Name: "Ops"}
 	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clock), scheduler.WithAlerts(rec, ops, scheduler.AlertPolicy{PartialFailures: 2}))
 	trigger := func() billing.JobRun {
@@ -478,11 +479,11 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 	fail.Store(true)
 	trigger()
 	trigger()
-	if n := len(rec.list()); n != 0 {
+	if n := len(rec.Sent()); n != 0 {
 		t.Fatalf("%d alerts after 2 failures", n)
 	}
 	third := trigger()
-	got := rec.list()
+	got := rec.Sent()
 	if len(got) != 1 {
 		t.Fatalf("%d alerts after 3 failures, want 1", len(got))
 	}
@@ -492,7 +493,7 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 		t.Fatalf("alert = %+v", a)
 	}
 	trigger()
-	if n := len(rec.list()); n != 1 {
+	if n := len(rec.Sent()); n != 1 {
 		t.Fatalf("%d alerts after 4 failures, want still 1", n)
 	}
 	state, _ := st.GetJobState(ctx, "renew")
@@ -510,7 +511,7 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 	trigger()
 	trigger()
 	trigger()
-	got = rec.list()
+	got = rec.Sent()
 	if len(got) != 2 || got[1].Key == got[0].Key {
 		t.Fatalf("second episode alerts = %+v", got)
 	}
@@ -519,13 +520,13 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 	fail.Store(false)
 	partial.Store(1)
 	trigger()
-	if n := len(rec.list()); n != 2 {
+	if n := len(rec.Sent()); n != 2 {
 		t.Fatalf("alert below threshold: %d", n)
 	}
 	partial.Store(3)
 	trigger()
 	trigger()
-	got = rec.list()
+	got = rec.Sent()
 	if len(got) != 3 || !strings.Contains(got[2].Data.Error, "3 of 10 records failed") {
 		t.Fatalf("partial alerts = %+v", got)
 	}
@@ -533,7 +534,7 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 	trigger()
 	partial.Store(2)
 	trigger()
-	if got = rec.list(); len(got) != 4 || got[3].Key == got[2].Key {
+	if got = rec.Sent(); len(got) != 4 || got[3].Key == got[2].Key {
 		t.Fatalf("partial second episode = %+v", got)
 	}
 	shutdown(t, s)

@@ -13,6 +13,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 )
 
 // scrape fetches /metrics (no auth: Prometheus scrapes it) and parses it with the
@@ -91,7 +92,7 @@ func TestMetricsMove(t *testing.T) {
 	session := map[string]any{"id": "cs_metrics", "object": "checkout.session", "mode": "payment", "status": "complete",
 		"payment_status": "paid", "payment_intent": "pi_metrics", "amount_total": 4990, "currency": "brl",
 		"metadata": map[string]string{"payment_id": "pay_recent"}}
-	ev := stripegw.NewTestEvent("evt_metrics_1", stripegw.EventCheckoutSessionCompleted, session)
+	ev := stripegwtest.NewEvent("evt_metrics_1", stripegw.EventCheckoutSessionCompleted, session)
 	post := func(sign bool) (int, string) {
 		req := ev.Request(s.base+"/api/payments/stripe/webhook", secret, time.Now())
 		if !sign {

@@ -53,7 +53,8 @@
 // signed, so the body's data.id must equal it and the handler acts on the signed one. A
 // request that fails verification is answered 400 before the body is parsed; nothing is
 // stored.
-// SignRequest and NewSignedRequest produce signed requests for hosts' tests.
+// SignRequest signs as Mercado Pago does; package mercadopagogwtest builds whole signed
+// requests for hosts' tests (mercadopagogwtest.NewRequest).
 //
 // # What the handler does
 //

@@ -11,6 +11,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/mercadopagogw"
+	"github.com/renewkit/renewkit/gateways/mercadopagogw/mercadopagogwtest"
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
@@ -32,7 +33,7 @@ func ExampleNewWebhookHandler() {
 	mux.Handle("POST /api/payments/mercadopago/webhook", h)
 
 	body := `{"id":1,"type":"payment","action":"payment.created","data":{"id":"1312345678"}}`
-	req := mercadopagogw.NewSignedRequest("http://127.0.0.1/api/payments/mercadopago/webhook", "example-secret",
+	req := mercadopagogwtest.NewRequest("http://127.0.0.1/api/payments/mercadopago/webhook", "example-secret",
 		"payment", "1312345678", "req-1", time.Now(), []byte(body))
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, req)

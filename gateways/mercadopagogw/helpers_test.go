@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
@@ -137,14 +138,6 @@ func chargePayment(t *testing.T, status, detail, billingDate string, approved ti
 	return m
 }
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
-}
-
-func (c *fakeClock) Now() time.Time  { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Set(t time.Time) { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-
 // keyStore records every inbox key the handler begins, so tests can prove that nothing
 // reached the inbox, or which key a delivery used.
 type keyStore struct {
@@ -165,7 +158,7 @@ type env struct {
 	st    *memstore.Store
 	inbox *keyStore
 	svc   *billing.Service
-	clock *fakeClock
+	clock *testkit.Clock
 	mp    *fakeMP
 	h     http.Handler
 	cfg   Config
@@ -178,7 +171,7 @@ var t0 = time.Date(2026, 1, 15, 13, 6, 0, 0, time.UTC)
 
 func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, st: memstore.New(), clock: &fakeClock{t: t0}, mp: newFakeMP(t)}
+	e := &env{t: t, st: memstore.New(), clock: testkit.NewClock(t0), mp: newFakeMP(t)}
 	notifier := billing.NotifierFunc(func(_ context.Context, n billing.Notification) error {
 		e.mu.Lock()
 		e.sent = append(e.sent, n)
@@ -302,6 +295,12 @@ func kinds(ns []billing.Notification) []billing.NotificationKind {
 }
 
 func hexSign(secret, manifest string) string { return hex.EncodeToString(sign(secret, manifest)) }
+
+// NewSignedRequest is mercadopagogwtest.NewRequest, the request builder hosts use. This
+// package's tests cannot import mercadopagogwtest, which imports this package, so
+// request_test.go (package mercadopagogw_test, linked into the same test binary) sets it
+// before any test runs.
+var NewSignedRequest func(target, secret, eventType, dataID, requestID string, ts time.Time, body []byte) *http.Request
 
 // preOpts describes a preapproval's state at the API.
 type preOpts struct {

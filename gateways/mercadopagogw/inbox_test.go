@@ -63,7 +63,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 	want := inOrder.snapshot()
 
 	for round := range 2 {
-		clock := &fakeClock{t: t0}
+		clock := testkit.NewClock(t0)
 		mp := newFakeMP(t)
 		e := &env{t: t, clock: clock, mp: mp}
 		notifier := billing.NotifierFunc(func(_ context.Context, n billing.Notification) error {

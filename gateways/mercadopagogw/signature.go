@@ -5,8 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"time"
@@ -151,33 +149,8 @@ func checkTolerance(sig signature, now time.Time, tolerance time.Duration) error
 
 // SignRequest returns the x-signature header value Mercado Pago would send for a
 // notification about dataID with the x-request-id requestID at ts (in milliseconds, as
-// Mercado Pago sends it). For hosts' tests.
+// Mercado Pago sends it). mercadopagogwtest.NewRequest builds whole signed requests with it.
 func SignRequest(secret, dataID, requestID string, ts time.Time) string {
 	t := strconv.FormatInt(ts.UnixMilli(), 10)
 	return "ts=" + t + ",v1=" + hex.EncodeToString(sign(secret, Manifest(dataID, requestID, t)))
-}
-
-// NewSignedRequest builds a signed webhook POST to target (the handler's URL) carrying body,
-// as Mercado Pago delivers it: data.id and type in the query string, x-request-id and
-// x-signature headers. dataID and eventType are usually body's data.id and type. For hosts'
-// tests; it panics on an unparsable target.
-func NewSignedRequest(target, secret, eventType, dataID, requestID string, ts time.Time, body []byte) *http.Request {
-	u, err := url.Parse(target)
-	if err != nil {
-		panic(fmt.Sprintf("mercadopagogw: NewSignedRequest: bad target: %v", err))
-	}
-	q := u.Query()
-	q.Set("data.id", dataID)
-	if eventType != "" {
-		q.Set("type", eventType)
-	}
-	u.RawQuery = q.Encode()
-	r, err := http.NewRequest(http.MethodPost, u.String(), strings.NewReader(string(body)))
-	if err != nil {
-		panic(fmt.Sprintf("mercadopagogw: NewSignedRequest: %v", err))
-	}
-	r.Header.Set("Content-Type", "application/json")
-	r.Header.Set(HeaderRequestID, requestID)
-	r.Header.Set(HeaderSignature, SignRequest(secret, dataID, requestID, ts))
-	return r
 }

@@ -26,7 +26,7 @@ func TestCertURLMustHaveDocumentedPath(t *testing.T) {
 		t.Run(path, func(t *testing.T) {
 			e := newEnv(t, now, nil)
 			body := activated(t, "WH-PATH", now)
-			u := e.signer.Server.URL + path
+			u := e.signer.ServerURL + path
 			rec := e.post(body, e.signer.SignWith(body, now, testWebhookID, u))
 			if rec.Code != http.StatusBadRequest {
 				t.Fatalf("got %d %s, want 400", rec.Code, rec.Body)
@@ -126,7 +126,7 @@ func TestCertFetchFailuresCached(t *testing.T) {
 		t.Fatalf("certificate URL fetched %d times for 20 deliveries, want 1", n)
 	}
 	e.assertUntouched("WH-NEG")
-	e.clock.Add(DefaultCertFailureTTL + time.Second)
+	e.clock.Advance(DefaultCertFailureTTL + time.Second)
 	e.post(body, e.signer.SignWith(body, e.clock.Now(), testWebhookID, u))
 	if n := s.requests.Load(); n != 2 {
 		t.Fatalf("after the failure TTL: %d fetches, want 2", n)

@@ -11,16 +11,17 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/paypalgw"
+	"github.com/renewkit/renewkit/gateways/paypalgw/paypalgwtest"
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
 // Mount the PayPal webhook handler on a billing core, and post it an event signed with a
-// test certificate (paypalgw.NewTestSigner) the way PayPal signs one: it is verified,
+// test certificate (paypalgwtest.NewSigner) the way PayPal signs one: it is verified,
 // stored in the inbox and acknowledged at once. A host sets ClientID and ClientSecret so
 // that a billing.InboxWorker reads the subscription from the PayPal API and applies it.
 func ExampleNewWebhookHandler() {
 	now := time.Now()
-	signer, err := paypalgw.NewTestSigner("WH-LISTENER-1", paypalgw.TestSignerOptions{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
+	signer, err := paypalgwtest.NewSigner("WH-LISTENER-1", paypalgwtest.SignerOptions{NotBefore: now.Add(-time.Hour), NotAfter: now.Add(time.Hour)})
 	if err != nil {
 		panic(err)
 	}

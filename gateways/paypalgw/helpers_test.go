@@ -15,17 +15,37 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
-type fakeClock struct {
-	mu sync.Mutex
-	t  time.Time
+// TestSigner is a paypalgwtest.Signer as this package's own tests hold it. They cannot
+// import paypalgwtest, which imports this package, so signer_test.go (package
+// paypalgw_test, linked into the same test binary) sets NewTestSigner to
+// paypalgwtest.NewSigner before any test runs.
+type TestSigner struct {
+	TestSigning
+	CertURL   string // where the signing certificate is served
+	ServerURL string // the certificate server's base URL
 }
 
-func (c *fakeClock) Now() time.Time      { c.mu.Lock(); defer c.mu.Unlock(); return c.t }
-func (c *fakeClock) Set(t time.Time)     { c.mu.Lock(); c.t = t; c.mu.Unlock() }
-func (c *fakeClock) Add(d time.Duration) { c.mu.Lock(); c.t = c.t.Add(d); c.mu.Unlock() }
+// TestSigning is the part of paypalgwtest.Signer the tests call.
+type TestSigning interface {
+	Config() Config
+	Sign(body []byte, t time.Time) http.Header
+	SignWith(body []byte, t time.Time, webhookID, certURL string) http.Header
+	CertRequests() int64
+	Close()
+}
+
+// TestSignerOptions is paypalgwtest.SignerOptions.
+type TestSignerOptions struct {
+	NotBefore, NotAfter time.Time
+	DNSNames            []string
+}
+
+// NewTestSigner is paypalgwtest.NewSigner; signer_test.go sets it.
+var NewTestSigner func(webhookID string, opts TestSignerOptions) (*TestSigner, error)
 
 type sent struct {
 	Kind   billing.NotificationKind
@@ -38,7 +58,7 @@ type env struct {
 	t      *testing.T
 	store  *memstore.Store
 	svc    *billing.Service
-	clock  *fakeClock
+	clock  *testkit.Clock
 	signer *TestSigner
 	h      http.Handler
 	mu     sync.Mutex
@@ -74,7 +94,7 @@ func signedCustomID(t testing.TB, userID, planID string) string {
 // plan, a test signer and the handler (offline verification unless cfg says otherwise).
 func newEnv(t *testing.T, now time.Time, mutate func(*Config)) *env {
 	t.Helper()
-	e := &env{t: t, store: memstore.New(), clock: &fakeClock{t: now}}
+	e := &env{t: t, store: memstore.New(), clock: testkit.NewClock(now)}
 	ctx := context.Background()
 	if err := e.store.InsertPlan(ctx, &billing.Plan{ID: testPlan, Name: "Pro", BillingCycle: billing.CycleMonthly,
 		Price: billing.Money{Amount: 1990, Currency: "USD"}, Active: true}); err != nil {

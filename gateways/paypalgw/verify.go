@@ -162,10 +162,11 @@ func checkSAN(leaf *x509.Certificate, names []string) error {
 	return sigErr(ErrCertificate, "signing certificate is not issued for %s", strings.Join(names, " or "))
 }
 
-// signedMessage is what PayPal signs: transmission id, transmission time, webhook id and the
-// CRC32 (IEEE) of the raw body in decimal, joined by '|'.
-func signedMessage(tr transmission, webhookID string, body []byte) []byte {
-	return []byte(tr.ID + "|" + tr.TimeRaw + "|" + webhookID + "|" + strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
+// SignedMessage returns the bytes PayPal signs for a delivery of body: the transmission id,
+// the transmission time exactly as sent, the webhook id and the CRC32 (IEEE) of the raw body
+// in decimal, joined by '|'. The signature is RSA PKCS#1 v1.5 over its SHA-256 digest.
+func SignedMessage(transmissionID, transmissionTime, webhookID string, body []byte) []byte {
+	return []byte(transmissionID + "|" + transmissionTime + "|" + webhookID + "|" + strconv.FormatUint(uint64(crc32.ChecksumIEEE(body)), 10))
 }
 
 // checkSignature verifies the RSA PKCS#1 v1.5 SHA-256 signature with the leaf's key.
@@ -174,7 +175,7 @@ func checkSignature(leaf *x509.Certificate, tr transmission, webhookID string, b
 	if !ok {
 		return sigErr(ErrCertificate, "certificate key is not RSA")
 	}
-	sum := sha256.Sum256(signedMessage(tr, webhookID, body))
+	sum := sha256.Sum256(SignedMessage(tr.ID, tr.TimeRaw, webhookID, body))
 	if err := rsa.VerifyPKCS1v15(pub, crypto.SHA256, sum[:], tr.Sig); err != nil {
 		return sigErr(gateways.ErrSignatureMismatch, "signature does not match body, transmission and webhook id")
 	}

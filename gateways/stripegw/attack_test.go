@@ -10,6 +10,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
@@ -17,13 +18,13 @@ import (
 // Link, a price chosen in the browser, a checkout in another currency) or a captured
 // delivery, and each asserts that nothing is granted.
 
-func (e *env) deliverRec(ev *stripegw.TestEvent, signedAt time.Time) *httptest.ResponseRecorder {
+func (e *env) deliverRec(ev *stripegwtest.Event, signedAt time.Time) *httptest.ResponseRecorder {
 	rec := httptest.NewRecorder()
 	e.h.ServeHTTP(rec, ev.Request("/webhook", secret, signedAt))
 	return rec
 }
 
-func (e *env) wantRejected(ev *stripegw.TestEvent) {
+func (e *env) wantRejected(ev *stripegwtest.Event) {
 	e.t.Helper()
 	rec := e.deliverRec(ev, e.clock.Now())
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"rejected"`) {
@@ -63,7 +64,7 @@ func TestAttackForgedReference(t *testing.T) {
 		if i == 0 {
 			s["client_reference_id"] = "u1"
 		}
-		e.wantRejected(stripegw.NewTestEvent("evt_f"+string(rune('0'+i)), stripegw.EventCheckoutSessionCompleted, s))
+		e.wantRejected(stripegwtest.NewEvent("evt_f"+string(rune('0'+i)), stripegw.EventCheckoutSessionCompleted, s))
 	}
 	e.noSub("sub_1")
 	e.noGrant("u1")
@@ -75,7 +76,7 @@ func TestAttackSomeoneElsesUserID(t *testing.T) {
 	own, victim := signedRef("eve", "pro"), signedRef("u1", "pro")
 	s := checkoutSession("cs_1", "sub_1", "in_1", nil)
 	s["client_reference_id"] = victim[:len(victim)-22] + own[len(own)-22:]
-	e.wantRejected(stripegw.NewTestEvent("evt_1", stripegw.EventCheckoutSessionCompleted, s))
+	e.wantRejected(stripegwtest.NewEvent("evt_1", stripegw.EventCheckoutSessionCompleted, s))
 	e.noSub("sub_1")
 	e.noGrant("u1", "eve")
 }
@@ -88,7 +89,7 @@ func TestAttackCheaperPlan(t *testing.T) {
 			e := newAttackEnv(t)
 			sub := subscription("sub_1", "active", false, p1s, p1e, meta)
 			sub["items"] = map[string]any{"object": "list", "data": []any{map[string]any{"price": map[string]any{"id": price}}}}
-			e.wantRejected(stripegw.NewTestEvent("evt_1", stripegw.EventSubscriptionCreated, sub))
+			e.wantRejected(stripegwtest.NewEvent("evt_1", stripegw.EventSubscriptionCreated, sub))
 			e.noSub("sub_1")
 			e.noGrant("u1")
 		})
@@ -109,7 +110,7 @@ func TestAttackCheapOrForeignInvoice(t *testing.T) {
 			}
 			inv := invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1)
 			mutate(inv)
-			e.wantRejected(stripegw.NewTestEvent("evt_paid", stripegw.EventInvoicePaid, inv))
+			e.wantRejected(stripegwtest.NewEvent("evt_paid", stripegw.EventInvoicePaid, inv))
 			if p := e.payment("in_1"); p.Status != billing.PaymentFailed || !strings.Contains(p.Reason, "charge mismatch") {
 				t.Fatalf("payment %+v, want failed with a charge mismatch reason", p)
 			}
@@ -130,7 +131,7 @@ func TestAttackCheapCheckoutPayment(t *testing.T) {
 	testkit.Seed(t, e.st, pay)
 	s := checkoutSession("cs_p", "", "", map[string]string{"payment_id": "pay_1"})
 	s["mode"], s["amount_total"], s["currency"] = "payment", 1, "brl"
-	e.wantRejected(stripegw.NewTestEvent("evt_pay", stripegw.EventCheckoutSessionCompleted, s))
+	e.wantRejected(stripegwtest.NewEvent("evt_pay", stripegw.EventCheckoutSessionCompleted, s))
 	got, _ := e.st.GetPayment(context.Background(), "pay_1")
 	if got.Status != billing.PaymentFailed || !strings.Contains(got.Reason, "charge mismatch") {
 		t.Fatalf("payment %+v, want failed with a charge mismatch reason", got)
@@ -161,7 +162,7 @@ func TestAttackReplayedBodyNewID(t *testing.T) {
 		}
 	}
 	first := e.sub("sub_1")
-	again := stripegw.NewTestEvent("evt_paid_1_replayed", stripegw.EventInvoicePaid, invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1))
+	again := stripegwtest.NewEvent("evt_paid_1_replayed", stripegw.EventInvoicePaid, invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1))
 	if code := e.post(again); code != http.StatusOK {
 		t.Fatalf("replay: %d", code)
 	}

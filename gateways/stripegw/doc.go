@@ -128,7 +128,8 @@
 //
 // # Testing
 //
-// SignPayload and NewTestEvent sign payloads for hosts' tests. The package's tests run the
+// SignPayload signs a payload as Stripe does; package stripegwtest builds whole signed
+// deliveries for hosts' tests (stripegwtest.NewEvent). The package's tests run the
 // RenewalLookup against stripe-mock v0.180.0 (scripts/stripe-mock start; STRIPE_MOCK_URL),
 // skipping without it unless CI=true. Fuzz targets: FuzzParseSignatureHeader and
 // FuzzDecodeEvent.

@@ -10,6 +10,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
@@ -29,7 +30,7 @@ func ExampleNewWebhookHandler() {
 	mux := http.NewServeMux()
 	mux.Handle("POST /api/payments/stripe/webhook", h)
 
-	ev := stripegw.NewTestEvent("evt_1", "customer.created", map[string]any{"id": "cus_1", "object": "customer"})
+	ev := stripegwtest.NewEvent("evt_1", "customer.created", map[string]any{"id": "cus_1", "object": "customer"})
 	rec := httptest.NewRecorder()
 	mux.ServeHTTP(rec, ev.Request("/api/payments/stripe/webhook", "whsec_example", time.Now()))
 	fmt.Print(rec.Code, " ", rec.Body.String())

@@ -15,20 +15,21 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 )
 
 // lifecycle is a realistic subscription life: Checkout, the first invoice, a renewal, a
 // failed renewal charge, its successful retry, then the customer cancels. Created times
 // are Stripe's clock.
-func lifecycle() []*stripegw.TestEvent {
+func lifecycle() []*stripegwtest.Event {
 	at := func(d time.Duration) time.Time { return t0.Add(d) }
-	return []*stripegw.TestEvent{
-		stripegw.NewTestEvent("evt_checkout", stripegw.EventCheckoutSessionCompleted, checkoutSession("cs_1", "sub_1", "in_1", meta)).CreatedAt(at(time.Second)),
-		stripegw.NewTestEvent("evt_paid_1", stripegw.EventInvoicePaid, invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1)).CreatedAt(at(time.Second)),
-		stripegw.NewTestEvent("evt_paid_2", stripegw.EventInvoicePaid, invoice("in_2", "sub_1", "paid", 2990, p2s, p2e, 1)).CreatedAt(p2s.Add(time.Hour)),
-		stripegw.NewTestEvent("evt_failed_3", stripegw.EventInvoicePaymentFailed, invoice("in_3", "sub_1", "open", 2990, p3s, p3e, 1)).CreatedAt(p3s.Add(time.Hour)),
-		stripegw.NewTestEvent("evt_paid_3", stripegw.EventInvoicePaid, invoice("in_3", "sub_1", "paid", 2990, p3s, p3e, 2)).CreatedAt(p3s.Add(72 * time.Hour)),
-		stripegw.NewTestEvent("evt_deleted", stripegw.EventSubscriptionDeleted, subscription("sub_1", "canceled", false, p3s, p3e, meta)).CreatedAt(p3s.Add(100 * time.Hour)),
+	return []*stripegwtest.Event{
+		stripegwtest.NewEvent("evt_checkout", stripegw.EventCheckoutSessionCompleted, checkoutSession("cs_1", "sub_1", "in_1", meta)).CreatedAt(at(time.Second)),
+		stripegwtest.NewEvent("evt_paid_1", stripegw.EventInvoicePaid, invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1)).CreatedAt(at(time.Second)),
+		stripegwtest.NewEvent("evt_paid_2", stripegw.EventInvoicePaid, invoice("in_2", "sub_1", "paid", 2990, p2s, p2e, 1)).CreatedAt(p2s.Add(time.Hour)),
+		stripegwtest.NewEvent("evt_failed_3", stripegw.EventInvoicePaymentFailed, invoice("in_3", "sub_1", "open", 2990, p3s, p3e, 1)).CreatedAt(p3s.Add(time.Hour)),
+		stripegwtest.NewEvent("evt_paid_3", stripegw.EventInvoicePaid, invoice("in_3", "sub_1", "paid", 2990, p3s, p3e, 2)).CreatedAt(p3s.Add(72 * time.Hour)),
+		stripegwtest.NewEvent("evt_deleted", stripegw.EventSubscriptionDeleted, subscription("sub_1", "canceled", false, p3s, p3e, meta)).CreatedAt(p3s.Add(100 * time.Hour)),
 	}
 }
 
@@ -50,7 +51,7 @@ func TestValidSignatureAccepted(t *testing.T) {
 // Each case proves the named property of signature verification: the delivery is answered
 // 400, no webhook event is recorded and the subscription it would cancel is unchanged.
 func TestSignatureRejected(t *testing.T) {
-	cancel := stripegw.NewTestEvent("evt_cancel", stripegw.EventSubscriptionDeleted,
+	cancel := stripegwtest.NewEvent("evt_cancel", stripegw.EventSubscriptionDeleted,
 		subscription("sub_1", "canceled", false, p1s, p1e, meta)).CreatedAt(t0.Add(time.Hour))
 	body := cancel.Payload()
 	cases := []struct {
@@ -177,7 +178,7 @@ func TestMalformedEventRejected(t *testing.T) {
 
 func TestUnknownEventIgnored(t *testing.T) {
 	e := newEnv(t, stripegw.Config{})
-	ev := stripegw.NewTestEvent("evt_ch", "charge.refunded", map[string]any{"id": "ch_1", "object": "charge"})
+	ev := stripegwtest.NewEvent("evt_ch", "charge.refunded", map[string]any{"id": "ch_1", "object": "charge"})
 	rec := httptest.NewRecorder()
 	e.h.ServeHTTP(rec, ev.Request("/webhook", secret, t0))
 	if rec.Code != 200 || !strings.Contains(rec.Body.String(), `"ignored"`) {
@@ -216,9 +217,9 @@ func TestOutOfOrderSubscriptionUpdated(t *testing.T) {
 			t.Fatalf("%s: %d", ev.ID, code)
 		}
 	}
-	newer := stripegw.NewTestEvent("evt_upd_2", stripegw.EventSubscriptionUpdated,
+	newer := stripegwtest.NewEvent("evt_upd_2", stripegw.EventSubscriptionUpdated,
 		subscription("sub_1", "active", true, p1s, p1e, meta)).CreatedAt(t0.Add(2 * time.Hour))
-	older := stripegw.NewTestEvent("evt_upd_1", stripegw.EventSubscriptionUpdated,
+	older := stripegwtest.NewEvent("evt_upd_1", stripegw.EventSubscriptionUpdated,
 		subscription("sub_1", "past_due", false, p1s, p1e, meta)).CreatedAt(t0.Add(time.Hour))
 	if code := e.post(newer); code != 200 {
 		t.Fatal(code)
@@ -239,7 +240,7 @@ func TestSubscriptionUpdatedDoesNotGrantUnpaidPeriod(t *testing.T) {
 	for _, ev := range lifecycle()[:2] {
 		e.post(ev)
 	}
-	upd := stripegw.NewTestEvent("evt_upd", stripegw.EventSubscriptionUpdated,
+	upd := stripegwtest.NewEvent("evt_upd", stripegw.EventSubscriptionUpdated,
 		subscription("sub_1", "active", false, p2s, p2e, meta)).CreatedAt(p2s)
 	if code := e.post(upd); code != 200 {
 		t.Fatal(code)
@@ -325,7 +326,7 @@ func TestLifecycleShuffledConcurrent(t *testing.T) {
 	}
 	for round := 0; round < 10; round++ {
 		e := newEnv(t, stripegw.Config{})
-		var deliveries []*stripegw.TestEvent
+		var deliveries []*stripegwtest.Event
 		for _, ev := range lifecycle() {
 			for range 5 {
 				deliveries = append(deliveries, ev)

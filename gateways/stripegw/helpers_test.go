@@ -15,6 +15,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/memstore"
 )
@@ -65,7 +66,7 @@ func newEnv(t testing.TB, cfg stripegw.Config) *env {
 }
 
 // post delivers ev signed now and returns the status.
-func (e *env) post(ev *stripegw.TestEvent) int {
+func (e *env) post(ev *stripegwtest.Event) int {
 	e.t.Helper()
 	rec := httptest.NewRecorder()
 	e.h.ServeHTTP(rec, ev.Request("/webhook", secret, e.clock.Now()))
@@ -84,7 +85,7 @@ func (e *env) postRaw(body []byte, header string) *httptest.ResponseRecorder {
 }
 
 // deliverUntilOK redelivers like Stripe does until the answer is 2xx.
-func (e *env) deliverUntilOK(ev *stripegw.TestEvent) error {
+func (e *env) deliverUntilOK(ev *stripegwtest.Event) error {
 	for i := 0; i < 200; i++ {
 		code := e.post(ev)
 		if code >= 200 && code < 300 {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 	"github.com/renewkit/renewkit/internal/mongotest"
 	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/memstore"
@@ -55,7 +56,7 @@ func newInboxEnv(t *testing.T) (*env, *billing.InboxWorker) {
 	return e, r.w
 }
 
-func (e *env) accept(ev *stripegw.TestEvent) {
+func (e *env) accept(ev *stripegwtest.Event) {
 	e.t.Helper()
 	rec := httptest.NewRecorder()
 	e.h.ServeHTTP(rec, ev.Request("/webhook", secret, e.clock.Now()))
@@ -86,9 +87,9 @@ func drain(t *testing.T, w *billing.InboxWorker) int {
 
 // earlyInvoice is an invoice.paid Stripe created before the checkout.session.completed of
 // the same subscription, as it often does.
-func earlyInvoice() (paid, checkout *stripegw.TestEvent) {
-	paid = stripegw.NewTestEvent("evt_paid_1", stripegw.EventInvoicePaid, invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1)).CreatedAt(t0)
-	checkout = stripegw.NewTestEvent("evt_checkout", stripegw.EventCheckoutSessionCompleted, checkoutSession("cs_1", "sub_1", "in_1", meta)).CreatedAt(t0.Add(time.Second))
+func earlyInvoice() (paid, checkout *stripegwtest.Event) {
+	paid = stripegwtest.NewEvent("evt_paid_1", stripegw.EventInvoicePaid, invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1)).CreatedAt(t0)
+	checkout = stripegwtest.NewEvent("evt_checkout", stripegw.EventCheckoutSessionCompleted, checkoutSession("cs_1", "sub_1", "in_1", meta)).CreatedAt(t0.Add(time.Second))
 	return paid, checkout
 }
 
@@ -231,7 +232,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 			t.Cleanup(func() { _ = r.w.Shutdown(context.Background()) })
 			replicas = append(replicas, r)
 		}
-		var deliveries []*stripegw.TestEvent
+		var deliveries []*stripegwtest.Event
 		for _, ev := range lifecycle() {
 			for range 5 {
 				deliveries = append(deliveries, ev)
@@ -295,7 +296,7 @@ func TestInboxObjectUnknownToAPIIgnored(t *testing.T) {
 	}
 	testkit.Seed(t, st, testkit.Plan("pro", billing.CycleMonthly, 2990), testkit.User("u1"))
 	e := &env{t: t, st: st, clock: clock, svc: svc, h: h}
-	e.accept(stripegw.NewTestEvent("evt_404", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p1s, p1e, 1)))
+	e.accept(stripegwtest.NewEvent("evt_404", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p1s, p1e, 1)))
 	if n := drain(t, w); n != 1 {
 		t.Fatalf("drained %d events, want 1", n)
 	}

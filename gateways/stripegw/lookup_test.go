@@ -14,6 +14,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 )
 
 // stripeMockURL returns the URL of the stripe-mock started by scripts/stripe-mock. Without
@@ -147,7 +148,7 @@ func TestInvoicePaidRefetchedFromAPI(t *testing.T) {
 		t.Fatalf("checkout: %d", code)
 	}
 	forged := invoice("in_1", "sub_1", "paid", 1, p1s, p3e, 1)
-	if code := e.post(stripegw.NewTestEvent("evt_p1", stripegw.EventInvoicePaid, forged)); code != 200 {
+	if code := e.post(stripegwtest.NewEvent("evt_p1", stripegw.EventInvoicePaid, forged)); code != 200 {
 		t.Fatalf("invoice.paid: %d", code)
 	}
 	if p := e.payment("in_1"); p.Amount.Amount != 2990 {
@@ -156,12 +157,12 @@ func TestInvoicePaidRefetchedFromAPI(t *testing.T) {
 	if s := e.sub("sub_1"); !s.CurrentPeriodEnd.Equal(p1e) {
 		t.Fatalf("period end %v from the body, want %v from the API", s.CurrentPeriodEnd, p1e)
 	}
-	if code := e.post(stripegw.NewTestEvent("evt_p2", stripegw.EventInvoicePaid, invoice("in_2", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusInternalServerError {
+	if code := e.post(stripegwtest.NewEvent("evt_p2", stripegw.EventInvoicePaid, invoice("in_2", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusInternalServerError {
 		t.Fatalf("invoice the API reports open: %d, want 500 (retry)", code)
 	}
 	// Stripe's objects are readable once their events are sent: one the API does not know
 	// is ignored (200, recorded ignored), never answered 4xx/5xx nor retried.
-	if code := e.post(stripegw.NewTestEvent("evt_p3", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusOK {
+	if code := e.post(stripegwtest.NewEvent("evt_p3", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusOK {
 		t.Fatalf("invoice unknown to the API: %d, want 200 ignored", code)
 	}
 	if ev, err := e.st.GetWebhookEvent(context.Background(), billing.GatewayStripe, "evt_p3"); err != nil || ev.State != billing.EventIgnored {

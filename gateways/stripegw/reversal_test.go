@@ -8,6 +8,7 @@ import (
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
+	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
 )
 
 func charge(id, invoiceID string, amount, refunded int64) map[string]any {
@@ -57,7 +58,7 @@ func (e *env) hasAccess() bool {
 func TestChargeRefundedEndsAccess(t *testing.T) {
 	e := paidEnv(t, map[string]any{"/v1/charges/ch_1": charge("ch_1", "in_1", 2990, 2990)})
 	body := charge("ch_1", "in_1", 2990, 0)
-	if code := e.post(stripegw.NewTestEvent("evt_refund", stripegw.EventChargeRefunded, body)); code != http.StatusOK {
+	if code := e.post(stripegwtest.NewEvent("evt_refund", stripegw.EventChargeRefunded, body)); code != http.StatusOK {
 		t.Fatalf("charge.refunded: %d", code)
 	}
 	if p := e.payment("in_1"); p.Status != billing.PaymentRefunded || p.RefundedAmount != 2990 {
@@ -69,7 +70,7 @@ func TestChargeRefundedEndsAccess(t *testing.T) {
 	if got := e.notes.Count(billing.KindPaymentReversed); got != 1 {
 		t.Fatalf("%d payment_reversed emails, want 1", got)
 	}
-	if code := e.post(stripegw.NewTestEvent("evt_refund_again", stripegw.EventChargeRefunded, body)); code != http.StatusOK {
+	if code := e.post(stripegwtest.NewEvent("evt_refund_again", stripegw.EventChargeRefunded, body)); code != http.StatusOK {
 		t.Fatalf("replay: %d", code)
 	}
 	if got := e.notes.Count(""); got != 1 {
@@ -83,13 +84,13 @@ func TestChargeRefundedTrustsTheAPI(t *testing.T) {
 	e := paidEnv(t, map[string]any{"/v1/charges/ch_1": charge("ch_1", "in_1", 2990, 0),
 		"/v1/charges/ch_part": charge("ch_part", "in_1", 2990, 990)})
 	forged := charge("ch_1", "in_1", 2990, 2990)
-	if code := e.post(stripegw.NewTestEvent("evt_forged", stripegw.EventChargeRefunded, forged)); code != http.StatusOK {
+	if code := e.post(stripegwtest.NewEvent("evt_forged", stripegw.EventChargeRefunded, forged)); code != http.StatusOK {
 		t.Fatalf("forged refund: %d", code)
 	}
 	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || p.RefundedAmount != 0 || !e.hasAccess() {
 		t.Fatalf("payment %+v, access %v: a refund the API does not report changed something", p, e.hasAccess())
 	}
-	if code := e.post(stripegw.NewTestEvent("evt_part", stripegw.EventChargeRefunded, charge("ch_part", "in_1", 2990, 990))); code != http.StatusOK {
+	if code := e.post(stripegwtest.NewEvent("evt_part", stripegw.EventChargeRefunded, charge("ch_part", "in_1", 2990, 990))); code != http.StatusOK {
 		t.Fatalf("partial refund: %d", code)
 	}
 	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || p.RefundedAmount != 990 || !e.hasAccess() {
@@ -110,9 +111,9 @@ func TestDisputeCreatedThenWon(t *testing.T) {
 		"/v1/disputes/dp_open": dispute("dp_open", "ch_1", "needs_response"), "/v1/disputes/dp_won": dispute("dp_won", "ch_1", "won"),
 		"/v1/disputes/dp_inquiry": dispute("dp_inquiry", "ch_1", "warning_needs_response"),
 	})
-	for _, ev := range []*stripegw.TestEvent{
-		stripegw.NewTestEvent("evt_inquiry", stripegw.EventDisputeCreated, dispute("dp_inquiry", "ch_1", "needs_response")),
-		stripegw.NewTestEvent("evt_other", stripegw.EventChargeRefunded, charge("ch_other", "in_other", 500, 500)),
+	for _, ev := range []*stripegwtest.Event{
+		stripegwtest.NewEvent("evt_inquiry", stripegw.EventDisputeCreated, dispute("dp_inquiry", "ch_1", "needs_response")),
+		stripegwtest.NewEvent("evt_other", stripegw.EventChargeRefunded, charge("ch_other", "in_other", 500, 500)),
 	} {
 		if code := e.post(ev); code != http.StatusOK {
 			t.Fatalf("%s: %d", ev.ID, code)
@@ -121,14 +122,14 @@ func TestDisputeCreatedThenWon(t *testing.T) {
 	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || !e.hasAccess() {
 		t.Fatalf("payment %s, access %v after an inquiry and a foreign refund", p.Status, e.hasAccess())
 	}
-	if code := e.post(stripegw.NewTestEvent("evt_dispute", stripegw.EventDisputeCreated, dispute("dp_open", "ch_1", "won"))); code != http.StatusOK {
+	if code := e.post(stripegwtest.NewEvent("evt_dispute", stripegw.EventDisputeCreated, dispute("dp_open", "ch_1", "won"))); code != http.StatusOK {
 		t.Fatalf("dispute created: %d", code)
 	}
 	if p := e.payment("in_1"); p.Status != billing.PaymentChargedBack || p.ReversalReason != "fraudulent" || e.hasAccess() {
 		t.Fatalf("payment %+v, access %v, want charged back without access", p, e.hasAccess())
 	}
 	e.clock.Advance(48 * time.Hour)
-	if code := e.post(stripegw.NewTestEvent("evt_won", stripegw.EventDisputeClosed, dispute("dp_won", "ch_1", "lost"))); code != http.StatusOK {
+	if code := e.post(stripegwtest.NewEvent("evt_won", stripegw.EventDisputeClosed, dispute("dp_won", "ch_1", "lost"))); code != http.StatusOK {
 		t.Fatalf("dispute closed: %d", code)
 	}
 	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || !e.hasAccess() || e.sub("sub_1").Status != billing.StatusActive {

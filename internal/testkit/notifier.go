@@ -15,8 +15,9 @@ import (
 var ErrTransient = errors.New("testkit: transient notifier failure")
 
 // Notifier is a billing.Notifier that records what it delivers. It can be told to fail the
-// next N deliveries with ErrTransient, or every delivery permanently with an error wrapping
-// billing.ErrUndeliverable. It is safe for concurrent use.
+// next N deliveries with ErrTransient, every delivery permanently with an error wrapping
+// billing.ErrUndeliverable, or every delivery with an error of the test's choosing. It is
+// safe for concurrent use.
 type Notifier struct {
 	mu        sync.Mutex
 	sent      []billing.Notification
@@ -24,6 +25,7 @@ type Notifier struct {
 	attempts  int
 	failNext  int
 	permanent func(billing.Notification) bool
+	failWith  error
 }
 
 // NewNotifier returns a notifier that delivers everything.
@@ -37,6 +39,10 @@ func (r *Notifier) Notify(ctx context.Context, n billing.Notification) error {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.attempts++
+	if r.failWith != nil {
+		r.failed = append(r.failed, n)
+		return r.failWith
+	}
 	if r.permanent != nil && r.permanent(n) {
 		r.failed = append(r.failed, n)
 		return fmt.Errorf("testkit: %s to %s: %w", n.Kind, n.To.Email, billing.ErrUndeliverable)
@@ -68,11 +74,19 @@ func (r *Notifier) FailPermanently(match func(billing.Notification) bool) {
 	r.permanent = match
 }
 
-// Heal drops every failure set up with FailNext or FailPermanently.
+// FailWith makes every delivery fail with err itself, until Heal: for a test of how a
+// caller classifies one particular error (an SMTP 421, a wrapped ErrUndeliverable).
+func (r *Notifier) FailWith(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.failWith = err
+}
+
+// Heal drops every failure set up with FailNext, FailPermanently or FailWith.
 func (r *Notifier) Heal() {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	r.failNext, r.permanent = 0, nil
+	r.failNext, r.permanent, r.failWith = 0, nil, nil
 }
 
 // Sent returns the delivered notifications, oldest first.

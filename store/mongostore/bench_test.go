@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
 
@@ -177,7 +178,7 @@ type discard struct{}
 func (discard) Notify(context.Context, billing.Notification) error { return nil }
 
 func runService(ctx context.Context, b *testing.B, _ *mongo.Database, st *mongostore.Store, n int) {
-	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: fixedClock(benchNow), BatchSize: 200})
+	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: testkit.NewClock(benchNow), BatchSize: 200})
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/notify"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
@@ -195,8 +196,8 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 		found[i] = hostIDs(ctx, t, db, q.coll, q.filter)
 	}
 
-	notes := &recorder{}
-	svc, err := billing.NewService(st, notes, billing.Config{Clock: fixedClock(hostNow), BatchSize: 10})
+	notes := testkit.NewNotifier()
+	svc, err := billing.NewService(st, notes, billing.Config{Clock: testkit.NewClock(hostNow), BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,7 +229,7 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 		t.Fatal(err)
 	}
 	var kinds []billing.NotificationKind
-	for _, n := range notes.sent {
+	for _, n := range notes.Sent() {
 		kinds = append(kinds, n.Kind)
 		if n.Kind != billing.KindExpiring && n.Kind != billing.KindExpired {
 			continue

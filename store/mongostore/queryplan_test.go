@@ -16,6 +16,7 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
 
@@ -236,7 +237,7 @@ func TestJobQueriesUseIndexes(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	svc, err := billing.NewService(st, &recorder{}, billing.Config{Clock: fixedClock(hostNow), BatchSize: 10})
+	svc, err := billing.NewService(st, testkit.NewNotifier(), billing.Config{Clock: testkit.NewClock(hostNow), BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -3,7 +3,6 @@ package mongostore_test
 import (
 	"context"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -11,30 +10,13 @@ import (
 	"go.mongodb.org/mongo-driver/v2/mongo"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
-type fixedClock time.Time
-
-func (c fixedClock) Now() time.Time { return time.Time(c) }
-
-// recorder is a billing.Notifier that keeps what it was asked to send.
-type recorder struct {
-	mu   sync.Mutex
-	sent []billing.Notification
-}
-
-func (r *recorder) Notify(_ context.Context, n billing.Notification) error {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.sent = append(r.sent, n)
-	return nil
-}
-
-func (r *recorder) kinds() []billing.NotificationKind {
-	r.mu.Lock()
-	defer r.mu.Unlock()
-	out := make([]billing.NotificationKind, len(r.sent))
-	for i, n := range r.sent {
+// kinds lists the kinds of ns in order.
+func kinds(ns []billing.Notification) []billing.NotificationKind {
+	out := make([]billing.NotificationKind, len(ns))
+	for i, n := range ns {
 		out[i] = n.Kind
 	}
 	return out
@@ -98,8 +80,8 @@ func TestSeedDocumentsProcessedByJobs(t *testing.T) {
 		bson.M{"_id": expiring, "current_period_start": seedNow.AddDate(0, -1, 2), "current_period_end": seedNow.Add(2 * 24 * time.Hour)},
 		bson.M{"_id": expired, "current_period_start": seedNow.AddDate(0, -1, -1), "current_period_end": seedNow.Add(-24 * time.Hour)},
 	)
-	notes := &recorder{}
-	svc, err := billing.NewService(st, notes, billing.Config{Clock: fixedClock(seedNow), BatchSize: 10})
+	notes := testkit.NewNotifier()
+	svc, err := billing.NewService(st, notes, billing.Config{Clock: testkit.NewClock(seedNow), BatchSize: 10})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -144,7 +126,7 @@ func TestSeedDocumentsProcessedByJobs(t *testing.T) {
 	if u["password_hash"] != "x" {
 		t.Fatalf("user's own fields changed: %v", u)
 	}
-	if k := notes.kinds(); len(k) != 2 || k[0] != billing.KindExpiring || k[1] != billing.KindExpired {
+	if k := kinds(notes.Sent()); len(k) != 2 || k[0] != billing.KindExpiring || k[1] != billing.KindExpired {
 		t.Fatalf("notifications %v, want expiring then expired", k)
 	}
 }
@@ -168,7 +150,7 @@ func TestMalformedDocumentFailsAlone(t *testing.T) {
 		// within one type), so it is not a failure of the sweep: it is left alone.
 		with(with(past(5), "_id", endAsString), "current_period_end", "2031-05-05"),
 	)
-	svc, err := billing.NewService(st, &recorder{}, billing.Config{Clock: fixedClock(seedNow), BatchSize: 2})
+	svc, err := billing.NewService(st, testkit.NewNotifier(), billing.Config{Clock: testkit.NewClock(seedNow), BatchSize: 2})
 	if err != nil {
 		t.Fatal(err)
 	}

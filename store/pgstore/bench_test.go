@@ -205,19 +205,15 @@ type discard struct{}
 
 func (discard) Notify(context.Context, billing.Notification) error { return nil }
 
-type fixedClock time.Time
-
-func (c fixedClock) Now() time.Time { return time.Time(c) }
-
 func runService(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
-	runServiceWith(ctx, b, st, n, billing.Config{Clock: fixedClock(benchNow)})
+	runServiceWith(ctx, b, st, n, billing.Config{Clock: testkit.NewClock(benchNow)})
 }
 
 // runServiceSend32 is runService with 32 senders instead of the default 8: each send's
 // outcome is still written before its sender sends again, so the outcomes of up to 32
 // sends share a write.
 func runServiceSend32(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
-	runServiceWith(ctx, b, st, n, billing.Config{Clock: fixedClock(benchNow), SendConcurrency: 32})
+	runServiceWith(ctx, b, st, n, billing.Config{Clock: testkit.NewClock(benchNow), SendConcurrency: 32})
 }
 
 func runServiceWith(ctx context.Context, b testing.TB, st *pgstore.Store, n int, cfg billing.Config) {

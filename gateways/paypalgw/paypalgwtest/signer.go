@@ -1,4 +1,4 @@
-package paypalgw
+package paypalgwtest
 
 import (
 	"crypto"
@@ -15,13 +15,15 @@ import (
 	"net/http/httptest"
 	"sync/atomic"
 	"time"
+
+	"github.com/renewkit/renewkit/gateways/paypalgw"
 )
 
-// TestSigner signs webhook deliveries the way PayPal does, for hosts' own tests: it holds a
-// test CA, a signing certificate issued by it and an HTTPS server on 127.0.0.1 serving that
-// certificate. Config returns an offline-verification Config that trusts exactly this
-// setup. Close it when done.
-type TestSigner struct {
+// Signer signs webhook deliveries the way PayPal does: it holds a test CA, a signing
+// certificate issued by it and an HTTPS server on 127.0.0.1 serving that certificate.
+// Config returns an offline-verification paypalgw.Config that trusts exactly this setup.
+// Close it when done.
+type Signer struct {
 	// WebhookID signed into every message.
 	WebhookID string
 	// CertURL is where the signing certificate is served.
@@ -37,21 +39,21 @@ type TestSigner struct {
 	ids      atomic.Int64
 }
 
-// TestSignerOptions tunes NewTestSigner; the zero value is a certificate valid from an hour
-// before now to a year after.
-type TestSignerOptions struct {
+// SignerOptions tunes NewSigner; the zero value is a certificate valid from an hour before
+// now to a year after.
+type SignerOptions struct {
 	NotBefore, NotAfter time.Time
 	// DNSNames are the signing certificate's subject alternative names; default
-	// TestCertSAN.
+	// CertSAN.
 	DNSNames []string
 }
 
-// TestCertSAN is the DNS name of a TestSigner's signing certificate by default; its Config
-// expects it in place of PayPal's message-verification host.
-const TestCertSAN = "messageverificationcerts.test.paypal.invalid"
+// CertSAN is the DNS name of a Signer's signing certificate by default; its Config expects
+// it in place of PayPal's message-verification host.
+const CertSAN = "messageverificationcerts.test.paypal.invalid"
 
-// NewTestSigner creates the key pair, the certificates and the certificate server.
-func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error) {
+// NewSigner creates the key pair, the certificates and the certificate server.
+func NewSigner(webhookID string, opts SignerOptions) (*Signer, error) {
 	if opts.NotBefore.IsZero() {
 		opts.NotBefore = time.Now().Add(-time.Hour)
 	}
@@ -77,7 +79,7 @@ func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error
 		return nil, err
 	}
 	if opts.DNSNames == nil {
-		opts.DNSNames = []string{TestCertSAN}
+		opts.DNSNames = []string{CertSAN}
 	}
 	leafTmpl := &x509.Certificate{
 		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: opts.DNSNames[0]}, DNSNames: opts.DNSNames,
@@ -88,7 +90,7 @@ func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error
 		return nil, err
 	}
 	certPEM := pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})
-	s := &TestSigner{WebhookID: webhookID, RootCAs: x509.NewCertPool(), key: key, sans: opts.DNSNames}
+	s := &Signer{WebhookID: webhookID, RootCAs: x509.NewCertPool(), key: key, sans: opts.DNSNames}
 	s.RootCAs.AddCert(ca)
 	s.Server = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		s.requests.Add(1)
@@ -100,17 +102,17 @@ func NewTestSigner(webhookID string, opts TestSignerOptions) (*TestSigner, error
 }
 
 // Close stops the certificate server.
-func (s *TestSigner) Close() { s.Server.Close() }
+func (s *Signer) Close() { s.Server.Close() }
 
 // CertRequests counts the requests the certificate server has seen.
-func (s *TestSigner) CertRequests() int64 { return s.requests.Load() }
+func (s *Signer) CertRequests() int64 { return s.requests.Load() }
 
 // Config returns an offline-verification Config for the signer: its webhook id, its server
 // as the only allowed certificate host, its CA as root, its certificate's names as CertSANs
 // and an HTTP client trusting the server.
-func (s *TestSigner) Config() Config {
-	return Config{
-		WebhookID: s.WebhookID, Verification: VerifyOffline, HTTPClient: s.Server.Client(),
+func (s *Signer) Config() paypalgw.Config {
+	return paypalgw.Config{
+		WebhookID: s.WebhookID, Verification: paypalgw.VerifyOffline, HTTPClient: s.Server.Client(),
 		CertHostAllowlist: []string{s.Server.Listener.Addr().String()}, RootCAs: s.RootCAs,
 		CertSANs: append([]string(nil), s.sans...),
 	}
@@ -118,24 +120,24 @@ func (s *TestSigner) Config() Config {
 
 // Sign returns the PAYPAL-* headers of a delivery of body transmitted at t, signed for the
 // signer's webhook id and certificate URL.
-func (s *TestSigner) Sign(body []byte, t time.Time) http.Header {
+func (s *Signer) Sign(body []byte, t time.Time) http.Header {
 	return s.SignWith(body, t, s.WebhookID, s.CertURL)
 }
 
 // SignWith signs for another webhook id or certificate URL (to test rejections).
-func (s *TestSigner) SignWith(body []byte, t time.Time, webhookID, certURL string) http.Header {
-	tr := transmission{ID: fmt.Sprintf("%08x-0000-4000-8000-%012d", time.Now().UnixNano()&0xffffffff, s.ids.Add(1)),
-		TimeRaw: t.UTC().Format(time.RFC3339)}
-	sum := sha256.Sum256(signedMessage(tr, webhookID, body))
+func (s *Signer) SignWith(body []byte, t time.Time, webhookID, certURL string) http.Header {
+	id := fmt.Sprintf("%08x-0000-4000-8000-%012d", time.Now().UnixNano()&0xffffffff, s.ids.Add(1))
+	sent := t.UTC().Format(time.RFC3339)
+	sum := sha256.Sum256(paypalgw.SignedMessage(id, sent, webhookID, body))
 	sig, err := rsa.SignPKCS1v15(rand.Reader, s.key, crypto.SHA256, sum[:])
 	if err != nil {
 		panic(err) // a 2048-bit key always signs a SHA-256 digest
 	}
 	h := http.Header{}
-	h.Set(HeaderTransmissionID, tr.ID)
-	h.Set(HeaderTransmissionTime, tr.TimeRaw)
-	h.Set(HeaderTransmissionSig, base64.StdEncoding.EncodeToString(sig))
-	h.Set(HeaderCertURL, certURL)
-	h.Set(HeaderAuthAlgo, AuthAlgo)
+	h.Set(paypalgw.HeaderTransmissionID, id)
+	h.Set(paypalgw.HeaderTransmissionTime, sent)
+	h.Set(paypalgw.HeaderTransmissionSig, base64.StdEncoding.EncodeToString(sig))
+	h.Set(paypalgw.HeaderCertURL, certURL)
+	h.Set(paypalgw.HeaderAuthAlgo, paypalgw.AuthAlgo)
 	return h
 }

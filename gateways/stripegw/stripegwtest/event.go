@@ -1,4 +1,4 @@
-package stripegw
+package stripegwtest
 
 import (
 	"bytes"
@@ -7,13 +7,14 @@ import (
 	"time"
 
 	"github.com/stripe/stripe-go/v76"
+
+	"github.com/renewkit/renewkit/gateways/stripegw"
 )
 
-// TestEvent builds a Stripe event for hosts' tests and benchmarks, the way stripe-go's
-// webhook.GenerateTestSignedPayload helps sign one (ExampleNewTestEvent).
-//
-// The object is any JSON-marshalable value (a map, a stripe-go type, a struct).
-type TestEvent struct {
+// Event is a Stripe event for a test or benchmark to deliver to a stripegw handler
+// (ExampleNewEvent). The object is any JSON-marshalable value (a map, a stripe-go type, a
+// struct).
+type Event struct {
 	ID         string
 	Type       string
 	Created    time.Time
@@ -21,46 +22,46 @@ type TestEvent struct {
 	Object     any
 }
 
-// NewTestEvent returns an event of type typ carrying object, created now, in the API version
+// NewEvent returns an event of type typ carrying object, created now, in the API version
 // stripe-go v76 speaks.
-func NewTestEvent(id, typ string, object any) *TestEvent {
-	return &TestEvent{ID: id, Type: typ, Created: time.Now(), APIVersion: stripe.APIVersion, Object: object}
+func NewEvent(id, typ string, object any) *Event {
+	return &Event{ID: id, Type: typ, Created: time.Now(), APIVersion: stripe.APIVersion, Object: object}
 }
 
 // CreatedAt sets the event's created time (Stripe's clock: what ordering compares).
-func (e *TestEvent) CreatedAt(t time.Time) *TestEvent { e.Created = t; return e }
+func (e *Event) CreatedAt(t time.Time) *Event { e.Created = t; return e }
 
 // WithAPIVersion sets api_version.
-func (e *TestEvent) WithAPIVersion(v string) *TestEvent { e.APIVersion = v; return e }
+func (e *Event) WithAPIVersion(v string) *Event { e.APIVersion = v; return e }
 
 // Payload returns the event's JSON body. It panics if Object cannot be marshalled, which is
 // a bug in the test.
-func (e *TestEvent) Payload() []byte {
+func (e *Event) Payload() []byte {
 	b, err := json.Marshal(map[string]any{
 		"id": e.ID, "object": "event", "type": e.Type, "created": e.Created.Unix(), "api_version": e.APIVersion,
 		"livemode": false, "pending_webhooks": 1, "request": map[string]any{"id": nil, "idempotency_key": nil},
 		"data": map[string]any{"object": e.Object},
 	})
 	if err != nil {
-		panic("stripegw: TestEvent object cannot be marshalled: " + err.Error())
+		panic("stripegwtest: Event object cannot be marshalled: " + err.Error())
 	}
 	return b
 }
 
 // Sign returns the payload and its Stripe-Signature header, signed with secret at signedAt.
-func (e *TestEvent) Sign(secret string, signedAt time.Time) (payload []byte, header string) {
+func (e *Event) Sign(secret string, signedAt time.Time) (payload []byte, header string) {
 	payload = e.Payload()
-	return payload, SignPayload(secret, payload, signedAt)
+	return payload, stripegw.SignPayload(secret, payload, signedAt)
 }
 
 // Request returns a signed POST of the event to url.
-func (e *TestEvent) Request(url, secret string, signedAt time.Time) *http.Request {
+func (e *Event) Request(url, secret string, signedAt time.Time) *http.Request {
 	payload, header := e.Sign(secret, signedAt)
 	req, err := http.NewRequest(http.MethodPost, url, bytes.NewReader(payload))
 	if err != nil {
-		panic("stripegw: TestEvent.Request: " + err.Error())
+		panic("stripegwtest: Event.Request: " + err.Error())
 	}
 	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(SignatureHeader, header)
+	req.Header.Set(stripegw.SignatureHeader, header)
 	return req
 }
