@@ -330,7 +330,7 @@ func (s *Service) ListWebhookEvents(ctx context.Context, q WebhookEventQuery) ([
 	if q.Limit < 0 || q.Limit > 500 {
 		return nil, "", fmt.Errorf("%w: limit %d is out of range 1..500", ErrInvalidInput, q.Limit)
 	}
-	if q.State != "" && !slicesContains(WebhookEventStates, q.State) {
+	if q.State != "" && !slicesContains(AllWebhookEventStates(), q.State) {
 		return nil, "", fmt.Errorf("%w: unknown webhook event state %q; use one of received, failed, parked, processed, ignored, dead", ErrInvalidInput, q.State)
 	}
 	want := q.Limit

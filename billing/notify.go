@@ -31,11 +31,18 @@ const (
 	KindPaymentReversed NotificationKind = "payment_reversed"
 )
 
-// Kinds lists every notification kind.
-var Kinds = []NotificationKind{
-	KindExpiring, KindRenewalUpcoming, KindExpired, KindRenewed,
-	KindPaymentSuccessful, KindPaymentFailed, KindWelcome, KindOperatorAlert, KindPaymentReversed,
+// AllNotificationKinds returns every notification kind, in a new slice each call.
+func AllNotificationKinds() []NotificationKind {
+	return []NotificationKind{
+		KindExpiring, KindRenewalUpcoming, KindExpired, KindRenewed,
+		KindPaymentSuccessful, KindPaymentFailed, KindWelcome, KindOperatorAlert, KindPaymentReversed,
+	}
 }
+
+// Kinds lists every notification kind.
+//
+// Deprecated: use AllNotificationKinds, which a caller cannot change for everyone else.
+var Kinds = AllNotificationKinds()
 
 // Recipient is who a notification goes to.
 type Recipient struct {

@@ -156,8 +156,13 @@ func isRecordError(err error) bool {
 	return errors.As(err, &re)
 }
 
+// AllCancellationSources returns the causes Cancellations counts, in a new slice each call.
+func AllCancellationSources() []string { return []string{"user", "payment_failure", "expiry", "reversal"} }
+
 // CancellationSources are the causes Cancellations counts.
-var CancellationSources = []string{"user", "payment_failure", "expiry", "reversal"}
+//
+// Deprecated: use AllCancellationSources, which a caller cannot change for everyone else.
+var CancellationSources = AllCancellationSources()
 
 // MonthCancellations counts the subscriptions that ended in one month, by cause.
 type MonthCancellations struct {

@@ -29,8 +29,15 @@ func (s WebhookEventState) Pending() bool {
 	return s == EventReceived || s == EventFailed || s == EventParked
 }
 
+// AllWebhookEventStates returns every state, pending ones first, in a new slice each call.
+func AllWebhookEventStates() []WebhookEventState {
+	return []WebhookEventState{EventReceived, EventFailed, EventParked, EventProcessed, EventIgnored, EventDead}
+}
+
 // WebhookEventStates lists every state, pending ones first.
-var WebhookEventStates = []WebhookEventState{EventReceived, EventFailed, EventParked, EventProcessed, EventIgnored, EventDead}
+//
+// Deprecated: use AllWebhookEventStates, which a caller cannot change for everyone else.
+var WebhookEventStates = AllWebhookEventStates()
 
 // MaxWebhookAttempts bounds WebhookEvent.History: the newest attempts are kept.
 const MaxWebhookAttempts = 20

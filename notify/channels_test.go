@@ -41,7 +41,7 @@ func TestPreviewHandlerUnderPrefix(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	assert.Contains(t, ct, "text/html")
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			src := fmt.Sprintf(`src="%s/%s/html"`, locale, kind)
 			assert.Contains(t, body, src, "relative iframe link")
 			m, err := r.Render(kind, locale, notify.SampleData(kind, locale))

@@ -32,7 +32,7 @@ func newRenderer(t *testing.T) *notify.Renderer {
 func TestGoldenText(t *testing.T) {
 	r := newRenderer(t)
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			t.Run(locale+"/"+string(kind), func(t *testing.T) {
 				m, err := r.Render(kind, locale, notify.SampleData(kind, locale))
 				require.NoError(t, err)
@@ -53,7 +53,7 @@ func TestGoldenText(t *testing.T) {
 func TestHTMLHasNoUnresolvedMarkers(t *testing.T) {
 	r := newRenderer(t)
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			for name, data := range map[string]notify.Data{
 				"sample": notify.SampleData(kind, locale),
 				"empty":  {},

@@ -49,7 +49,7 @@ func (c *inboxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(inboxDepthDesc, err)
 		return
 	}
-	for _, s := range billing.WebhookEventStates {
+	for _, s := range billing.AllWebhookEventStates() {
 		ch <- prometheus.MustNewConstMetric(inboxDepthDesc, prometheus.GaugeValue, float64(st.ByState[s]), string(s))
 	}
 	age := 0.0

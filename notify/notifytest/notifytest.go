@@ -44,7 +44,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		h := mk(t)
 		want := map[string]Delivery{}
 		for _, locale := range notify.Locales() {
-			for _, kind := range billing.Kinds {
+			for _, kind := range billing.AllNotificationKinds() {
 				n := notify.SampleNotification(kind, locale)
 				n.Key = fmt.Sprintf("conformance:%s:%s", kind, locale)
 				if err := h.Notifier.Notify(context.Background(), n); err != nil {
@@ -99,7 +99,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		for w := range workers {
 			wg.Go(func() {
 				for i := range each {
-					kind := billing.Kinds[(w+i)%len(billing.Kinds)]
+					kind := billing.AllNotificationKinds()[(w+i)%len(billing.AllNotificationKinds())]
 					locale := notify.Locales()[(w+i)%2]
 					n := notify.SampleNotification(kind, locale)
 					n.Key = fmt.Sprintf("concurrent:%d:%d", w, i)

@@ -155,7 +155,7 @@ func TestDeliversEveryKindInBothLocales(t *testing.T) {
 		"en/payment_reversed":      "Your payment was refunded",
 	}
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			t.Run(locale+"/"+string(kind), func(t *testing.T) {
 				s.Reset()
 				note := notify.SampleNotification(kind, locale)

@@ -70,7 +70,7 @@ func (d *dash) inbox(w http.ResponseWriter, r *http.Request) {
 		p.Total += n
 	}
 	p.States = append(p.States, statusLink{Label: "all " + strconv.Itoa(p.Total), URL: link("status", ""), On: state == ""})
-	for _, st := range billing.WebhookEventStates {
+	for _, st := range billing.AllWebhookEventStates() {
 		p.States = append(p.States, statusLink{Label: string(st) + " " + strconv.Itoa(stats.ByState[st]), URL: link("status", string(st)), On: state == string(st)})
 	}
 	p.Gateways = append(p.Gateways, statusLink{Label: "any gateway", URL: link("gateway", ""), On: gateway == ""})

@@ -415,7 +415,7 @@ func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStat
 		return billing.WebhookInboxStats{}, err
 	}
 	st := billing.WebhookInboxStats{ByState: map[billing.WebhookEventState]int{}}
-	for _, state := range billing.WebhookEventStates {
+	for _, state := range billing.AllWebhookEventStates() {
 		n, err := s.events.CountDocuments(ctx, bson.D{{Key: "state", Value: string(state)}})
 		if err != nil {
 			return st, opErr("webhook inbox stats", err)
