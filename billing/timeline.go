@@ -157,7 +157,9 @@ func isRecordError(err error) bool {
 }
 
 // AllCancellationSources returns the causes Cancellations counts, in a new slice each call.
-func AllCancellationSources() []string { return []string{"user", "payment_failure", "expiry", "reversal"} }
+func AllCancellationSources() []string {
+	return []string{"user", "payment_failure", "expiry", "reversal"}
+}
 
 // CancellationSources are the causes Cancellations counts.
 //
