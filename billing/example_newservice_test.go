@@ -50,6 +50,6 @@ func ExampleNewService() {
 	fmt.Println(string(out))
 	fmt.Println(notifier.Sent()[0].Key)
 	// Output:
-	// {"success":true,"total_found":1,"notifications_sent":1,"failed":0}
+	// {"success":true,"total_found":1,"failed":0,"notifications_sent":1}
 	// expiring:sub-1:1899882000000:7
 }

@@ -69,6 +69,6 @@ func Example() {
 	fmt.Println(string(out))
 	// Output:
 	// level=INFO msg="notification (log notifier: not sent)" kind=expiring key=expiring:sub-1:1899536400000:3 to=ana@example.com locale=en subject="Your subscription expires in 2 days"
-	// {"success":true,"total_found":1,"notifications_sent":1,"failed":0}
-	// {"success":true,"total_found":0,"notifications_sent":0,"failed":0}
+	// {"success":true,"total_found":1,"failed":0,"notifications_sent":1}
+	// {"success":true,"total_found":0,"failed":0,"notifications_sent":0}
 }
