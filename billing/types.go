@@ -30,18 +30,23 @@ func (m Money) Validate() error {
 	return nil
 }
 
-// BillingCycle is how long one paid period lasts.
-type BillingCycle string
+// Cycle is how long one paid period lasts.
+type Cycle string
+
+// BillingCycle is the former name of Cycle.
+//
+// Deprecated: use Cycle.
+type BillingCycle = Cycle
 
 const (
-	CycleMonthly    BillingCycle = "monthly"
-	CycleQuarterly  BillingCycle = "quarterly"
-	CycleSemiannual BillingCycle = "semiannual"
-	CycleYearly     BillingCycle = "yearly"
+	CycleMonthly    Cycle = "monthly"
+	CycleQuarterly  Cycle = "quarterly"
+	CycleSemiannual Cycle = "semiannual"
+	CycleYearly     Cycle = "yearly"
 )
 
 // Months returns the number of calendar months in the cycle, or 0 for an unknown cycle.
-func (c BillingCycle) Months() int {
+func (c Cycle) Months() int {
 	switch c {
 	case CycleMonthly:
 		return 1
@@ -56,13 +61,13 @@ func (c BillingCycle) Months() int {
 }
 
 // Valid reports whether the cycle is one renewkit knows.
-func (c BillingCycle) Valid() bool { return c.Months() > 0 }
+func (c Cycle) Valid() bool { return c.Months() > 0 }
 
 // AddCycle returns t plus one billing cycle. Month arithmetic clamps to the end of the month:
 // Jan 31 + 1 month is Feb 28 (or 29), not Mar 3. The time of day and location are kept. A
 // renewal of a period cut short keeps the billing day: the processor renews Feb 28 to Mar 31
 // when the period started on Jan 31.
-func AddCycle(t time.Time, c BillingCycle) time.Time {
+func AddCycle(t time.Time, c Cycle) time.Time {
 	return AddMonths(t, c.Months())
 }
 
@@ -84,14 +89,14 @@ func daysIn(y int, m time.Month) int {
 
 // Plan is something a user subscribes to.
 type Plan struct {
-	ID           string       `json:"id"`
-	Name         string       `json:"name"`
-	BillingCycle BillingCycle `json:"billing_cycle"`
-	Price        Money        `json:"price"`
-	Active       bool         `json:"active"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
-	Deleted      bool         `json:"flag_del"`
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	BillingCycle Cycle     `json:"billing_cycle"`
+	Price        Money     `json:"price"`
+	Active       bool      `json:"active"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Deleted      bool      `json:"flag_del"`
 }
 
 // SubscriptionStatus is the lifecycle state of a subscription.
@@ -120,7 +125,7 @@ type Subscription struct {
 	UserID                string             `json:"user_id"`
 	PlanID                string             `json:"plan_id"`
 	Status                SubscriptionStatus `json:"status"`
-	BillingCycle          BillingCycle       `json:"billing_cycle"`
+	BillingCycle          Cycle              `json:"billing_cycle"`
 	CurrentPeriodStart    time.Time          `json:"current_period_start"`
 	CurrentPeriodEnd      time.Time          `json:"current_period_end"`
 	Gateway               string             `json:"gateway"`

@@ -115,7 +115,7 @@ func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 			if got.ExpirationWarningSent || got.ExpirationWarningDays != 0 {
 				t.Fatalf("warning state not reset: %+v", got)
 			}
-			if got.PlanID != c.plan || got.BillingCycle != map[string]billing.BillingCycle{"basic": billing.CycleMonthly, "pro": billing.CycleYearly}[c.plan] {
+			if got.PlanID != c.plan || got.BillingCycle != map[string]billing.Cycle{"basic": billing.CycleMonthly, "pro": billing.CycleYearly}[c.plan] {
 				t.Fatalf("plan %s/%s, want %s", got.PlanID, got.BillingCycle, c.plan)
 			}
 			u := e.user("u")

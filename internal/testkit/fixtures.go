@@ -9,7 +9,7 @@ import (
 )
 
 // Plan returns an active plan with the cycle and a price in BRL centavos.
-func Plan(id string, cycle billing.BillingCycle, amount int64) billing.Plan {
+func Plan(id string, cycle billing.Cycle, amount int64) billing.Plan {
 	return billing.Plan{
 		ID: id, Name: "Plan " + id, BillingCycle: cycle, Price: billing.Money{Amount: amount, Currency: "BRL"},
 		Active: true, CreatedAt: Epoch.Add(-365 * Day), UpdatedAt: Epoch.Add(-365 * Day),

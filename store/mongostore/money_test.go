@@ -258,7 +258,7 @@ func TestMoneyPaymentsMajorUnits(t *testing.T) {
 			if d := raw(oid(t, np.ID)); d["amount"] != 19.99 {
 				t.Fatalf("inserted payment: %v; want amount 19.99", d)
 			}
-			plan := billing.Plan{Name: "New", BillingCycle: billing.BillingCycle("monthly"), Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
+			plan := billing.Plan{Name: "New", BillingCycle: billing.Cycle("monthly"), Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
 			if err := st.InsertPlan(ctx, &plan); err != nil {
 				t.Fatal(err)
 			}
