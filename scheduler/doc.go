@@ -40,7 +40,7 @@
 //
 // # Implementing
 //
-// Stores implement SchedulerStore (billing.JobRunStore, billing.JobStateStore and
+// Stores implement Store (billing.JobRunStore, billing.JobStateStore and
 // billing.Locker: every billing.Store does); Stats serves the subscription counts
 // WithSubscriptionStats gives it (svc.SubscriptionStats, over the billing Config's windows),
 // else billing's counts on a store that is a billing.SubscriptionCounter, and a Locker that also implements

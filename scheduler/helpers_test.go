@@ -129,7 +129,7 @@ func advanceTo(c *clockwork.FakeClock, at time.Time) {
 	}
 }
 
-func newScheduler(t *testing.T, jobs []billing.Job, st scheduler.SchedulerStore, opts ...scheduler.Option) *scheduler.Scheduler {
+func newScheduler(t *testing.T, jobs []billing.Job, st scheduler.Store, opts ...scheduler.Option) *scheduler.Scheduler {
 	t.Helper()
 	opts = append([]scheduler.Option{scheduler.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	s, err := scheduler.New(jobs, st, opts...)

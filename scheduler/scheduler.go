@@ -15,14 +15,19 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// SchedulerStore is what the scheduler keeps in the store: the run history, the per-job
+// Store is what the scheduler keeps in the store: the run history, the per-job
 // state replicas share (pause, failure streaks, alerts) and the lease lock. Every
 // billing.Store (store/memstore, store/mongostore) satisfies it.
-type SchedulerStore interface {
+type Store interface {
 	billing.JobRunStore
 	billing.JobStateStore
 	billing.Locker
 }
+
+// SchedulerStore is the former name of Store.
+//
+// Deprecated: use Store.
+type SchedulerStore = Store
 
 // SubscriptionCounter is billing.SubscriptionCounter.
 //
@@ -35,7 +40,7 @@ type SubscriptionCounter = billing.SubscriptionCounter
 // concurrent use.
 type Scheduler struct {
 	cfg   config
-	store SchedulerStore
+	store Store
 	jobs  []*entry
 	byID  map[string]*entry
 
@@ -64,7 +69,7 @@ type entry struct {
 
 // New validates the jobs and options and builds a Scheduler. Nothing runs until Start.
 // Every problem is reported at once, wrapped in ErrInvalidConfig.
-func New(jobs []billing.Job, store SchedulerStore, opts ...Option) (*Scheduler, error) {
+func New(jobs []billing.Job, store Store, opts ...Option) (*Scheduler, error) {
 	cfg := config{
 		loc:       time.UTC,
 		schedules: map[string]string{},

@@ -628,12 +628,12 @@ func TestCatchUpNewInstall(t *testing.T) {
 func TestReplicasRunEachTickOnce(t *testing.T) {
 	defer noLeaks(t)
 	st := memstore.New()
-	replicasRunEachTickOnce(t, [3]scheduler.SchedulerStore{st, st, st}, st)
+	replicasRunEachTickOnce(t, [3]scheduler.Store{st, st, st}, st)
 }
 
 // replicasRunEachTickOnce drives three replicas, each on its own store handle, through 10
 // ticks and checks each job ran exactly once per tick; runs reads the shared history.
-func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.SchedulerStore, runs billing.JobRunStore) {
+func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.Store, runs billing.JobRunStore) {
 	base := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
 	st := runs
 	var callsA, callsB atomic.Int64
