@@ -28,7 +28,7 @@ func ExampleNewService() {
 	must(st.InsertUser(ctx, &billing.User{ID: "ana", Email: "ana@example.com", Name: "Ana", Locale: "en"}))
 	// Ends in six days: due for the 7-day warning only.
 	must(st.InsertSubscription(ctx, &billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic",
-		Status: billing.StatusActive, Gateway: billing.GatewayManual, BillingCycle: billing.CycleMonthly,
+		Status: billing.SubscriptionStatusActive, Gateway: billing.GatewayManual, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: now.AddDate(0, -1, 6), CurrentPeriodEnd: now.AddDate(0, 0, 6)}))
 
 	notifier, err := lognotify.New(slog.New(slog.DiscardHandler))

@@ -29,7 +29,7 @@ func Example() {
 	plan := billing.Plan{ID: "basic", Name: "Basic", BillingCycle: billing.CycleMonthly,
 		Price: billing.Money{Amount: 2990, Currency: "BRL"}, Active: true}
 	user := billing.User{ID: "ana", Email: "ana@example.com", Name: "Ana", Locale: "en"}
-	sub := billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic", Status: billing.StatusActive,
+	sub := billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic", Status: billing.SubscriptionStatusActive,
 		BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
 		CurrentPeriodStart: now.AddDate(0, -1, 2), CurrentPeriodEnd: now.AddDate(0, 0, 2)}
 	for _, err := range []error{st.InsertPlan(ctx, &plan), st.InsertUser(ctx, &user), st.InsertSubscription(ctx, &sub)} {

@@ -104,7 +104,7 @@ func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResul
 		now := s.now()
 		widest := s.cfg.WarningDays[len(s.cfg.WarningDays)-1]
 		f := SubscriptionFilter{
-			Statuses:        []SubscriptionStatus{StatusActive},
+			Statuses:        []SubscriptionStatus{SubscriptionStatusActive},
 			PeriodEndAfter:  now,
 			PeriodEndBefore: now.Add(time.Duration(widest) * 24 * time.Hour),
 			WarningDueDays:  s.cfg.WarningDays[0],
@@ -179,11 +179,11 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 	err := r.resume(ctx)
 	now := s.now()
 	no, yes := false, true
-	live := []SubscriptionStatus{StatusActive, StatusPastDue}
+	live := []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue}
 	if err == nil {
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
 			each(func(ctx context.Context, b *batch, sub Subscription) decision {
-				return r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
 			}))
 	}
 	if err == nil {
@@ -197,7 +197,7 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 					// until it says the subscription ended.
 					return decision{}
 				}
-				return r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
 			}))
 	}
 	err = r.settle(err)
@@ -249,7 +249,7 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	}
 	changed := sub
 	changed.startPeriod(start, gs.PeriodEnd)
-	changed.Status, changed.CancelAtPeriodEnd, changed.UpdatedAt = StatusActive, gs.CancelAtPeriodEnd, now
+	changed.Status, changed.CancelAtPeriodEnd, changed.UpdatedAt = SubscriptionStatusActive, gs.CancelAtPeriodEnd, now
 	amount := gs.Amount
 	if amount.Currency == "" {
 		amount = p.Price
@@ -331,7 +331,7 @@ func (r *run) lookup(ctx context.Context, subs []Subscription) []answer {
 		}
 		gs.PeriodStart, gs.PeriodEnd = TruncateTime(gs.PeriodStart), TruncateTime(gs.PeriodEnd)
 		switch gs.Status {
-		case StatusActive, StatusPastDue, StatusCancelled, StatusInactive:
+		case SubscriptionStatusActive, SubscriptionStatusPastDue, SubscriptionStatusCancelled, SubscriptionStatusInactive:
 			out[i] = answer{gs: gs}
 		default:
 			out[i].err = fmt.Errorf("%w: %s answered status %q for %s; the subscription keeps its state and is asked again",
@@ -355,7 +355,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 	now := s.now()
 	yes := true
 	if err == nil {
-		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue},
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue},
 			PeriodEndBefore: now.Add(s.cfg.RenewWindow), AutoRenews: &yes},
 			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
 				switch {
@@ -375,7 +375,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 	}
 	if err == nil {
 		// Expired lately while auto-renewing: a renewal whose webhook never came.
-		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusInactive},
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusInactive},
 			PeriodEndAfter: now.Add(-s.cfg.Grace - s.cfg.ReconcileWindow), PeriodEndBefore: now, AutoRenews: &yes},
 			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
 				if gs.Status.Live() && gs.PeriodEnd.After(now) {

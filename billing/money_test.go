@@ -127,7 +127,7 @@ func TestChargeMismatchGrantsNothing(t *testing.T) {
 			e := newMoneyEnv(t)
 			pp := e.svc.Processor()
 			if _, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayPayPal, GatewaySubscriptionID: "I-1",
-				Status: billing.StatusActive, UserID: "victim", PlanID: "premium"}); err != nil {
+				Status: billing.SubscriptionStatusActive, UserID: "victim", PlanID: "premium"}); err != nil {
 				t.Fatal(err)
 			}
 			for range 2 {
@@ -145,7 +145,7 @@ func TestChargeMismatchGrantsNothing(t *testing.T) {
 				t.Fatalf("payment %+v, want failed for 99900 USD with a charge mismatch reason", pay)
 			}
 			sub, _ := e.st.FindSubscriptionByGateway(e.ctx, billing.GatewayPayPal, "I-1")
-			if sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+			if sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {
 				t.Fatalf("subscription %s until %v, want pending without a period", sub.Status, sub.CurrentPeriodEnd)
 			}
 			if u, _ := e.st.GetUser(e.ctx, "victim"); u.HasAccess(e.now) {
@@ -165,12 +165,12 @@ func TestChargeMismatchGrantsNothing(t *testing.T) {
 func TestSyncCreatesPendingWithoutAccess(t *testing.T) {
 	e := newMoneyEnv(t)
 	res, err := e.svc.Processor().SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayPayPal, GatewaySubscriptionID: "I-1",
-		Status: billing.StatusActive, PeriodEnd: e.now.AddDate(1, 0, 0), UserID: "attacker", PlanID: "premium"})
+		Status: billing.SubscriptionStatusActive, PeriodEnd: e.now.AddDate(1, 0, 0), UserID: "attacker", PlanID: "premium"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sub, _ := e.st.GetSubscription(e.ctx, res.SubscriptionID)
-	if sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+	if sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {
 		t.Fatalf("subscription %s until %v, want pending without a period", sub.Status, sub.CurrentPeriodEnd)
 	}
 	if u, _ := e.st.GetUser(e.ctx, "attacker"); u.HasAccess(e.now) {

@@ -361,7 +361,7 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 	// subscription does not bring it back, one from before a failed renewal does not clear
 	// past_due.
 	older := found && !paidAt.IsZero() && !paidAt.After(sub.GatewayUpdatedAt)
-	keepEnded := older && sub.Status == StatusCancelled
+	keepEnded := older && sub.Status == SubscriptionStatusCancelled
 	start := now
 	if found && !sub.CurrentPeriodEnd.IsZero() && (keepEnded || (sub.Status.Live() && sub.CurrentPeriodEnd.After(now))) {
 		start = sub.CurrentPeriodEnd // paid periods follow each other
@@ -387,11 +387,11 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 			}
 		}
 	}
-	activate := !keepEnded && !(older && sub.Status == StatusPastDue)
+	activate := !keepEnded && !(older && sub.Status == SubscriptionStatusPastDue)
 	gatewaySubID := firstNonEmpty(params.GatewaySubscriptionID, p.GatewaySubscriptionID)
 	if !found {
 		sub = Subscription{
-			ID: NewID(), UserID: p.UserID, PlanID: plan.ID, Status: StatusActive, BillingCycle: plan.BillingCycle,
+			ID: NewID(), UserID: p.UserID, PlanID: plan.ID, Status: SubscriptionStatusActive, BillingCycle: plan.BillingCycle,
 			Gateway: p.Gateway, GatewaySubscriptionID: gatewaySubID, GatewayUpdatedAt: paidAt, CreatedAt: now, UpdatedAt: now,
 		}
 		sub.startPeriod(start, end)
@@ -407,7 +407,7 @@ func (pp *PaymentProcessor) applyPayment(ctx context.Context, p Payment, plan Pl
 	prevPlan, prevEnd, prevStatus, read := sub.PlanID, sub.CurrentPeriodEnd, sub.Status, sub
 	sub.PlanID, sub.BillingCycle, sub.UpdatedAt = plan.ID, plan.BillingCycle, now
 	if activate {
-		sub.Status = StatusActive
+		sub.Status = SubscriptionStatusActive
 	}
 	if paidAt.After(sub.GatewayUpdatedAt) {
 		sub.GatewayUpdatedAt = paidAt

@@ -340,11 +340,11 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 	atOnce := pp.s.cfg.ReversalAccess != RevokeAtPeriodEnd
 	switch {
 	case plan.ends && sub.Status.Live() && atOnce:
-		changed.Status, changed.CancelledAt = StatusCancelled, now
+		changed.Status, changed.CancelledAt = SubscriptionStatusCancelled, now
 		if params.EventTime.After(changed.GatewayUpdatedAt) {
 			changed.GatewayUpdatedAt = TruncateTime(params.EventTime)
 		}
-		access = &AccessEffect{UserID: sub.UserID, Status: StatusCancelled}
+		access = &AccessEffect{UserID: sub.UserID, Status: SubscriptionStatusCancelled}
 		subAudit.Action = AuditSubscriptionEnded
 	case plan.ends && sub.Status.Live():
 		if sub.CancelAtPeriodEnd {
@@ -355,8 +355,8 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 	case params.Kind == ReversalDisputeWon && sub.UpdatedAt.Equal(p.ReversedAt):
 		// Nothing changed the subscription since the chargeback: undo what it did.
 		switch {
-		case sub.Status == StatusCancelled && sub.CurrentPeriodEnd.After(now):
-			changed.Status, changed.CancelledAt = StatusActive, time.Time{}
+		case sub.Status == SubscriptionStatusCancelled && sub.CurrentPeriodEnd.After(now):
+			changed.Status, changed.CancelledAt = SubscriptionStatusActive, time.Time{}
 			access = &AccessEffect{UserID: sub.UserID}
 		case sub.Status.Live() && sub.CancelAtPeriodEnd:
 			changed.CancelAtPeriodEnd = false

@@ -205,7 +205,7 @@ func (s *Service) Cancellations(ctx context.Context, months int) ([]MonthCancell
 			switch {
 			case e.Details["reversal"] != nil:
 				src = "reversal"
-			case action == AuditSubscriptionExpired && e.Details["previous_status"] == string(StatusPastDue):
+			case action == AuditSubscriptionExpired && e.Details["previous_status"] == string(SubscriptionStatusPastDue):
 				src = "payment_failure"
 			case action == AuditSubscriptionExpired:
 				src = "expiry"
@@ -234,7 +234,7 @@ func (s *Service) Forecast(ctx context.Context, days int) ([]ExpectedRevenue, er
 	}
 	now := s.now()
 	yes := true
-	subs, err := s.store.ListSubscriptions(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue},
+	subs, err := s.store.ListSubscriptions(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue},
 		PeriodEndAfter: now, PeriodEndBefore: now.Add(time.Duration(days) * 24 * time.Hour), AutoRenews: &yes}, 0)
 	if err != nil && !isRecordError(err) {
 		return nil, fmt.Errorf("listing renewals: %w", err)

@@ -103,21 +103,37 @@ type Plan struct {
 type SubscriptionStatus string
 
 const (
-	// StatusPending: created, first payment not approved yet.
-	StatusPending SubscriptionStatus = "pending"
-	// StatusActive: paid through CurrentPeriodEnd; the user has access.
-	StatusActive SubscriptionStatus = "active"
-	// StatusPastDue: the gateway failed to collect a renewal and is retrying; access is
+	// SubscriptionStatusPending: created, first payment not approved yet.
+	SubscriptionStatusPending SubscriptionStatus = "pending"
+	// SubscriptionStatusActive: paid through CurrentPeriodEnd; the user has access.
+	SubscriptionStatusActive SubscriptionStatus = "active"
+	// SubscriptionStatusPastDue: the gateway failed to collect a renewal and is retrying; access is
 	// kept until the period (plus grace) ends.
-	StatusPastDue SubscriptionStatus = "past_due"
-	// StatusInactive: the period ended without renewal (the legacy schema's expiry status).
-	StatusInactive SubscriptionStatus = "inactive"
-	// StatusCancelled: ended at the gateway or by the user.
-	StatusCancelled SubscriptionStatus = "cancelled"
+	SubscriptionStatusPastDue SubscriptionStatus = "past_due"
+	// SubscriptionStatusInactive: the period ended without renewal (the legacy schema's expiry status).
+	SubscriptionStatusInactive SubscriptionStatus = "inactive"
+	// SubscriptionStatusCancelled: ended at the gateway or by the user.
+	SubscriptionStatusCancelled SubscriptionStatus = "cancelled"
+)
+
+// Former names of the SubscriptionStatus values, kept for one release.
+const (
+	// Deprecated: use SubscriptionStatusPending.
+	StatusPending = SubscriptionStatusPending
+	// Deprecated: use SubscriptionStatusActive.
+	StatusActive = SubscriptionStatusActive
+	// Deprecated: use SubscriptionStatusPastDue.
+	StatusPastDue = SubscriptionStatusPastDue
+	// Deprecated: use SubscriptionStatusInactive.
+	StatusInactive = SubscriptionStatusInactive
+	// Deprecated: use SubscriptionStatusCancelled.
+	StatusCancelled = SubscriptionStatusCancelled
 )
 
 // Live reports whether a subscription in this status still grants access.
-func (s SubscriptionStatus) Live() bool { return s == StatusActive || s == StatusPastDue }
+func (s SubscriptionStatus) Live() bool {
+	return s == SubscriptionStatusActive || s == SubscriptionStatusPastDue
+}
 
 // Subscription mirrors a document of the subscriptions collection.
 type Subscription struct {

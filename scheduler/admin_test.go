@@ -234,7 +234,7 @@ func TestAdminRoutes(t *testing.T) {
 
 	// Stats.
 	if err := f.store.InsertSubscription(context.Background(), &billing.Subscription{
-		UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+		UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
 		CurrentPeriodStart: f.clock.Now().AddDate(0, -1, 0), CurrentPeriodEnd: f.clock.Now().Add(48 * time.Hour),
 	}); err != nil {
 		t.Fatal(err)

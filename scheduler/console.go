@@ -183,8 +183,8 @@ func oneOf[T ~string](name, v string, known []T) (T, error) {
 // AllSubscriptionStatuses returns the statuses the console filters by, in a new slice each
 // call.
 func AllSubscriptionStatuses() []billing.SubscriptionStatus {
-	return []billing.SubscriptionStatus{billing.StatusPending, billing.StatusActive, billing.StatusPastDue,
-		billing.StatusInactive, billing.StatusCancelled}
+	return []billing.SubscriptionStatus{billing.SubscriptionStatusPending, billing.SubscriptionStatusActive, billing.SubscriptionStatusPastDue,
+		billing.SubscriptionStatusInactive, billing.SubscriptionStatusCancelled}
 }
 
 // SubscriptionStatuses are the statuses the console filters by.

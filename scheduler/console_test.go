@@ -42,10 +42,10 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 		sub.CreatedAt = now.Add(time.Duration(i-10) * time.Hour)
 		switch i {
 		case 5:
-			sub.Status, sub.PlanID = billing.StatusInactive, "q"
+			sub.Status, sub.PlanID = billing.SubscriptionStatusInactive, "q"
 		case 6:
 			sub = testkit.AutoRenewing(sub, billing.GatewayStripe)
-			sub.Status = billing.StatusCancelled
+			sub.Status = billing.SubscriptionStatusCancelled
 		}
 		recs = append(recs, testkit.UserWithAccess(uid, "p", sid, now.Add(2*24*time.Hour)), sub)
 	}

@@ -97,7 +97,7 @@ func (s *suite) expiryEmailFailureRetried(ctx context.Context, t *testing.T) {
 	if u := e.user("u"); u.PlanID != "" || u.HasAccess(now) {
 		t.Fatalf("access not revoked before the email: %+v", u)
 	}
-	if sub := e.sub("s"); sub.Status != billing.StatusInactive || sub.Pending == nil {
+	if sub := e.sub("s"); sub.Status != billing.SubscriptionStatusInactive || sub.Pending == nil {
 		t.Fatalf("subscription %s pending=%+v, want inactive with its email pending", sub.Status, sub.Pending)
 	}
 	res, err = e.svc.ProcessExpiredSubscriptions(ctx)

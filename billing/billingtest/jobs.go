@@ -176,7 +176,7 @@ func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 		{"auto-renewing grace just over", testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-grace)), billing.GatewayStripe), true},
 		{"past_due beyond grace", func() billing.Subscription {
 			x := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-4*day)), billing.GatewayPayPal)
-			x.Status = billing.StatusPastDue
+			x.Status = billing.SubscriptionStatusPastDue
 			return x
 		}(), true},
 		{"cancelling gets no grace", func() billing.Subscription {
@@ -186,19 +186,19 @@ func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 		}(), true},
 		{"already inactive", func() billing.Subscription {
 			x := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
-			x.Status = billing.StatusInactive
+			x.Status = billing.SubscriptionStatusInactive
 			return x
 		}(), false},
 		{"cancelled", func() billing.Subscription {
 			x := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
-			x.Status = billing.StatusCancelled
+			x.Status = billing.SubscriptionStatusCancelled
 			return x
 		}(), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			// The gateways say the auto-renewing ones ended: only then do they expire.
-			ended := lookup{"gw-s": answer(billing.GatewaySubscription{Status: billing.StatusCancelled})}
+			ended := lookup{"gw-s": answer(billing.GatewaySubscription{Status: billing.SubscriptionStatusCancelled})}
 			e := s.env(ctx, t, billing.Config{Grace: grace, Renewals: map[string]billing.RenewalLookup{
 				billing.GatewayStripe: ended, billing.GatewayPayPal: ended}},
 				testkit.Plan("basic", billing.CycleMonthly, 2990),
@@ -216,11 +216,11 @@ func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 			if !res.Success || res.TotalFound != 1 || res.Processed != 1 {
 				t.Fatalf("result %+v, want 1 found and processed", res)
 			}
-			if after.Status != billing.StatusInactive {
+			if after.Status != billing.SubscriptionStatusInactive {
 				t.Fatalf("status %s, want inactive", after.Status)
 			}
 			// Access revoked: no plan, inactive, not HasAccess.
-			if u.PlanID != "" || u.Status != billing.StatusInactive || u.HasAccess(e.clock.Now()) {
+			if u.PlanID != "" || u.Status != billing.SubscriptionStatusInactive || u.HasAccess(e.clock.Now()) {
 				t.Fatalf("user keeps access: %+v", u)
 			}
 			e.wantKinds("s", billing.KindExpired)
@@ -246,7 +246,7 @@ func (s *suite) expiryKeepsAccessFromAnotherSubscription(ctx context.Context, t 
 		testkit.Subscription("s-new", "u", "pro", now.Add(20*day)))
 	res, err := e.svc.ProcessExpiredSubscriptions(ctx)
 	must(t, err, "run")
-	if res.Processed != 1 || e.sub("s-old").Status != billing.StatusInactive {
+	if res.Processed != 1 || e.sub("s-old").Status != billing.SubscriptionStatusInactive {
 		t.Fatalf("s-old not expired: %+v", res)
 	}
 	if u := e.user("u"); u.PlanID != "pro" || u.SubscriptionID != "s-new" || !u.HasAccess(now) {
@@ -269,10 +269,10 @@ func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	}
 	// A missing id is an error, like the gateway's 404.
 	stripe := &countedLookup{RenewalLookup: lookup{
-		"gw-renewed":   answer(billing.GatewaySubscription{ID: "gw-renewed", Status: billing.StatusActive, PeriodStart: end, PeriodEnd: newEnd}),
-		"gw-pending":   answer(billing.GatewaySubscription{ID: "gw-pending", Status: billing.StatusActive, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
-		"gw-cancelled": answer(billing.GatewaySubscription{ID: "gw-cancelled", Status: billing.StatusCancelled, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
-		"gw-far":       answer(billing.GatewaySubscription{ID: "gw-far", Status: billing.StatusActive, PeriodEnd: newEnd}),
+		"gw-renewed":   answer(billing.GatewaySubscription{ID: "gw-renewed", Status: billing.SubscriptionStatusActive, PeriodStart: end, PeriodEnd: newEnd}),
+		"gw-pending":   answer(billing.GatewaySubscription{ID: "gw-pending", Status: billing.SubscriptionStatusActive, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
+		"gw-cancelled": answer(billing.GatewaySubscription{ID: "gw-cancelled", Status: billing.SubscriptionStatusCancelled, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
+		"gw-far":       answer(billing.GatewaySubscription{ID: "gw-far", Status: billing.SubscriptionStatusActive, PeriodEnd: newEnd}),
 		"gw-broken":    failure(errors.New("stripe: 500")),
 	}}
 	far := testkit.AutoRenewing(testkit.Subscription("far", "u-far", "basic", now.Add(2*day)), billing.GatewayStripe)
@@ -295,7 +295,7 @@ func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	}
 
 	r := e.sub("renewed")
-	if !r.CurrentPeriodEnd.Equal(newEnd) || !r.CurrentPeriodStart.Equal(end) || r.Status != billing.StatusActive || r.ExpirationWarningSent {
+	if !r.CurrentPeriodEnd.Equal(newEnd) || !r.CurrentPeriodStart.Equal(end) || r.Status != billing.SubscriptionStatusActive || r.ExpirationWarningSent {
 		t.Fatalf("renewed: %+v", r)
 	}
 	if u := e.user("u-renewed"); !u.AccessUntil.Equal(newEnd) || u.PlanID != "basic" {
@@ -323,7 +323,7 @@ func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	e.clock.Set(end)
 	exp, err := e.svc.ProcessExpiredSubscriptions(ctx)
 	must(t, err, "expire run")
-	if e.sub("cancelled").Status != billing.StatusInactive || e.sub("pending").Status != billing.StatusActive {
+	if e.sub("cancelled").Status != billing.SubscriptionStatusInactive || e.sub("pending").Status != billing.SubscriptionStatusActive {
 		t.Fatalf("after the end: %+v; want cancelled expired, pending in grace", exp)
 	}
 }

@@ -68,7 +68,7 @@ func (s *suite) cleanupRacingApproval(ctx context.Context, t *testing.T) {
 		t.Fatalf("payment %s after racing the cleanup, want approved", p.Status)
 	}
 	sub := e.sub(res.SubscriptionID)
-	if want := billing.AddMonths(now, 1); !sub.CurrentPeriodEnd.Equal(want) || sub.Status != billing.StatusActive {
+	if want := billing.AddMonths(now, 1); !sub.CurrentPeriodEnd.Equal(want) || sub.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("subscription %s until %v, want active until %v (one cycle)", sub.Status, sub.CurrentPeriodEnd, want)
 	}
 }

@@ -39,7 +39,7 @@ func (s *suite) approveFirstPaymentAndTwice(ctx context.Context, t *testing.T) {
 	}
 	sub := e.sub(res.SubscriptionID)
 	want := billing.AddMonths(now, 1)
-	if sub.Status != billing.StatusActive || sub.PlanID != "basic" || sub.UserID != "u" || !sub.CurrentPeriodStart.Equal(now) ||
+	if sub.Status != billing.SubscriptionStatusActive || sub.PlanID != "basic" || sub.UserID != "u" || !sub.CurrentPeriodStart.Equal(now) ||
 		!sub.CurrentPeriodEnd.Equal(want) || !reflect.DeepEqual(sub.AppliedPayments, []string{"pay1"}) {
 		t.Fatalf("created subscription %+v, want active basic %v..%v", sub, now, want)
 	}
@@ -90,7 +90,7 @@ func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 		}, "basic", time.Date(2030, time.January, 31, 12, 0, 0, 0, time.UTC), time.Date(2030, time.February, 28, 12, 0, 0, 0, time.UTC)},
 		{"lapsed: from now", func() billing.Subscription {
 			x := testkit.Subscription("s", "u", "basic", now.Add(-5*day))
-			x.Status = billing.StatusInactive
+			x.Status = billing.SubscriptionStatusInactive
 			return x
 		}, "basic", now, billing.AddMonths(now, 1)},
 		{"active but past its end: from now", func() billing.Subscription {
@@ -109,7 +109,7 @@ func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 			res, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 			must(t, err, "ProcessApproved")
 			got := e.sub("s")
-			if res.SubscriptionID != "s" || got.Status != billing.StatusActive || !got.CurrentPeriodStart.Equal(c.wantStart) || !got.CurrentPeriodEnd.Equal(c.wantEnd) {
+			if res.SubscriptionID != "s" || got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodStart.Equal(c.wantStart) || !got.CurrentPeriodEnd.Equal(c.wantEnd) {
 				t.Fatalf("renewed %+v, want active %v..%v", got, c.wantStart, c.wantEnd)
 			}
 			if got.ExpirationWarningSent || got.ExpirationWarningDays != 0 {
@@ -119,7 +119,7 @@ func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 				t.Fatalf("plan %s/%s, want %s", got.PlanID, got.BillingCycle, c.plan)
 			}
 			u := e.user("u")
-			if u.PlanID != c.plan || !u.AccessUntil.Equal(c.wantEnd) || u.Status != billing.StatusActive {
+			if u.PlanID != c.plan || !u.AccessUntil.Equal(c.wantEnd) || u.Status != billing.SubscriptionStatusActive {
 				t.Fatalf("user %+v", u)
 			}
 			e.wantKinds("pay1", billing.KindPaymentSuccessful) // no welcome: not the first subscription

@@ -47,7 +47,7 @@ func (s *suite) refundEndsAccessAtOnce(ctx context.Context, t *testing.T) {
 	if p.Status != billing.PaymentRefunded || p.RefundedAmount != 2990 || p.ReversalReason != "requested_by_customer" || !p.ReversedAt.Equal(e.clock.Now()) {
 		t.Fatalf("payment %+v, want refunded 2990", p)
 	}
-	if got := e.sub(sub.ID); got.Status != billing.StatusCancelled || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
+	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusCancelled || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
 		t.Fatalf("subscription %s ending %v, want cancelled", got.Status, got.CurrentPeriodEnd)
 	}
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) || u.PlanID != "" {
@@ -72,7 +72,7 @@ func (s *suite) refundAtPeriodEndKeepsAccessUntilThen(ctx context.Context, t *te
 	_, err := e.svc.Processor().ProcessReversal(ctx, refund(2990))
 	must(t, err, "ProcessReversal")
 	got := e.sub(sub.ID)
-	if got.Status != billing.StatusActive || !got.CancelAtPeriodEnd || got.AutoRenews() {
+	if got.Status != billing.SubscriptionStatusActive || !got.CancelAtPeriodEnd || got.AutoRenews() {
 		t.Fatalf("subscription %+v, want active and cancelling at period end", got)
 	}
 	if u := e.user("u"); !u.HasAccess(e.clock.Now()) || !u.AccessUntil.Equal(sub.CurrentPeriodEnd) {
@@ -108,7 +108,7 @@ func (s *suite) partialRefundChangesNoAccess(ctx context.Context, t *testing.T) 
 	// The rest refunded later is a full refund.
 	_, err = e.svc.Processor().ProcessReversal(ctx, refund(2990))
 	must(t, err, "second refund")
-	if got := e.sub(sub.ID); got.Status != billing.StatusCancelled {
+	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusCancelled {
 		t.Fatalf("subscription %s after the rest was refunded, want cancelled", got.Status)
 	}
 }
@@ -128,7 +128,7 @@ func (s *suite) reversalOfOlderPaymentKeepsCurrentPeriod(ctx context.Context, t 
 	if p := e.payment("pay1"); p.Status != billing.PaymentRefunded {
 		t.Fatalf("older payment %s, want refunded", p.Status)
 	}
-	if got := e.sub(sub.ID); got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(renewed.CurrentPeriodEnd) || got.CancelAtPeriodEnd {
+	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(renewed.CurrentPeriodEnd) || got.CancelAtPeriodEnd {
 		t.Fatalf("subscription %+v changed by the refund of an older payment", got)
 	}
 	if u := e.user("u"); !reflect.DeepEqual(u, access) {
@@ -188,7 +188,7 @@ func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 		t.Fatalf("payment %+v, want approved again", p)
 	}
 	got := e.sub(sub.ID)
-	if got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
+	if got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
 		t.Fatalf("subscription %+v, want active again through %v", got, sub.CurrentPeriodEnd)
 	}
 	if u := e.user("u"); !u.HasAccess(e.clock.Now()) || u.SubscriptionID != sub.ID {
@@ -227,7 +227,7 @@ func (s *suite) renewalFromTwoSourcesOnce(ctx context.Context, t *testing.T) {
 	next := billing.AddMonths(end, 1)
 	sub := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", end), billing.GatewayStripe)
 	e := s.env(ctx, t, billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: lookup{
-		"gw-s": answer(billing.GatewaySubscription{ID: "gw-s", Status: billing.StatusActive, PeriodStart: end, PeriodEnd: next}),
+		"gw-s": answer(billing.GatewaySubscription{ID: "gw-s", Status: billing.SubscriptionStatusActive, PeriodStart: end, PeriodEnd: next}),
 	}}}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.UserWithAccess("u", "basic", "s", end), sub)
 	res, err := e.svc.RenewSubscriptions(ctx)
 	must(t, err, "RenewSubscriptions")

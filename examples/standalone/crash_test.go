@@ -247,7 +247,7 @@ func seedDueWarnings(t *testing.T, ctx context.Context, st *mongostore.Store, n 
 		}
 		u := billing.User{ID: fmt.Sprintf("u_crash_%04d", i), Email: fmt.Sprintf("user%04d@example.com", i),
 			Name: fmt.Sprintf("User %d", i), Locale: locale, TimeZone: "UTC", PlanID: plan.ID,
-			Status: billing.StatusActive, CreatedAt: now, UpdatedAt: now}
+			Status: billing.SubscriptionStatusActive, CreatedAt: now, UpdatedAt: now}
 		end := now.Add(24*time.Hour + time.Duration(i)*(24*time.Hour/time.Duration(n)))
 		start := billing.AddMonths(end, -1)
 		u.AccessUntil = end
@@ -255,7 +255,7 @@ func seedDueWarnings(t *testing.T, ctx context.Context, st *mongostore.Store, n 
 			t.Fatal(err)
 		}
 		ids[i] = fmt.Sprintf("s_crash_%04d", i)
-		subs[i] = billing.Subscription{ID: ids[i], UserID: u.ID, PlanID: plan.ID, Status: billing.StatusActive,
+		subs[i] = billing.Subscription{ID: ids[i], UserID: u.ID, PlanID: plan.ID, Status: billing.SubscriptionStatusActive,
 			BillingCycle: billing.CycleMonthly, CurrentPeriodStart: start, CurrentPeriodEnd: end,
 			Gateway: billing.GatewayManual, CreatedAt: start, UpdatedAt: start}
 	}

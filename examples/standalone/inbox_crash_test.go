@@ -236,7 +236,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 		}
 		wantEnd := billing.AddMonths(s.CurrentPeriodEnd, 2)
 		applied := slices.DeleteFunc(slices.Clone(got.AppliedPayments), func(id string) bool { return !paymentIDs[id] })
-		if !got.CurrentPeriodEnd.Equal(wantEnd) || len(applied) != 2 || renewedPer[s.ID] > 2 || got.Status != billing.StatusActive || got.Pending != nil {
+		if !got.CurrentPeriodEnd.Equal(wantEnd) || len(applied) != 2 || renewedPer[s.ID] > 2 || got.Status != billing.SubscriptionStatusActive || got.Pending != nil {
 			t.Errorf("subscription %s: %s until %s, %d of its invoices applied, %d renewals audited, pending %v; want active until %s, 2, at most 2, none",
 				s.ID, got.Status, got.CurrentPeriodEnd, len(applied), renewedPer[s.ID], got.Pending, wantEnd)
 		}
@@ -287,12 +287,12 @@ func seedStripeRenewals(t *testing.T, ctx context.Context, st *mongostore.Store,
 		end := now.Add(time.Hour)
 		u := billing.User{ID: fmt.Sprintf("u_inbox_%04d", i), Email: fmt.Sprintf("payer%04d@example.com", i),
 			Name: fmt.Sprintf("Payer %d", i), Locale: "en", TimeZone: "UTC", PlanID: plan.ID, SubscriptionID: fmt.Sprintf("s_inbox_%04d", i),
-			Status: billing.StatusActive, AccessUntil: end, CreatedAt: now, UpdatedAt: now}
+			Status: billing.SubscriptionStatusActive, AccessUntil: end, CreatedAt: now, UpdatedAt: now}
 		if err := st.InsertUser(ctx, &u); err != nil {
 			t.Fatal(err)
 		}
 		start := billing.AddMonths(end, -1)
-		subs[i] = billing.Subscription{ID: u.SubscriptionID, UserID: u.ID, PlanID: plan.ID, Status: billing.StatusActive,
+		subs[i] = billing.Subscription{ID: u.SubscriptionID, UserID: u.ID, PlanID: plan.ID, Status: billing.SubscriptionStatusActive,
 			BillingCycle: billing.CycleMonthly, CurrentPeriodStart: start, CurrentPeriodEnd: end,
 			Gateway: billing.GatewayStripe, GatewaySubscriptionID: fmt.Sprintf("sub_crash_%04d", i), CreatedAt: start, UpdatedAt: start}
 	}

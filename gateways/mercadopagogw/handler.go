@@ -415,7 +415,7 @@ func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Respons
 	params.PeriodStart, params.PeriodEnd = time.Time{}, time.Time{}
 	if params.Status.Live() && (sub == nil || sub.CurrentPeriodEnd.IsZero()) {
 		// Authorized, but no charge applied yet: the first charge activates it.
-		params.Status = billing.StatusPending
+		params.Status = billing.SubscriptionStatusPending
 	}
 	_, err := h.core.SyncSubscription(ctx, params)
 	return false, err

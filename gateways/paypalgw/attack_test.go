@@ -134,7 +134,7 @@ func TestAttackCheapOrForeignSale(t *testing.T) {
 			if err != nil || pay.Status != billing.PaymentFailed || !strings.Contains(pay.Reason, "charge mismatch") {
 				t.Fatalf("payment %+v %v, want failed with a charge mismatch reason", pay, err)
 			}
-			if sub, _ := e.sub(); sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+			if sub, _ := e.sub(); sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {
 				t.Fatalf("subscription %+v, want pending without a period", sub)
 			}
 			e.noGrant()

@@ -113,7 +113,7 @@ func TestAttackCheapOrForeignInvoice(t *testing.T) {
 			if p := e.payment("in_1"); p.Status != billing.PaymentFailed || !strings.Contains(p.Reason, "charge mismatch") {
 				t.Fatalf("payment %+v, want failed with a charge mismatch reason", p)
 			}
-			if s := e.sub("sub_1"); s.Status != billing.StatusPending || !s.CurrentPeriodEnd.IsZero() {
+			if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusPending || !s.CurrentPeriodEnd.IsZero() {
 				t.Fatalf("subscription %+v, want pending without a period", s)
 			}
 			e.noGrant("u1")

@@ -125,7 +125,7 @@ func TestInboxInvoicePaidParkedUntilCheckout(t *testing.T) {
 		t.Fatalf("invoice.paid after checkout: %+v; want processed now (before its next retry %v), history parked…processed", ev, next)
 	}
 	s := e.sub("sub_1")
-	if s.Status != billing.StatusActive || !s.CurrentPeriodEnd.Equal(p1e) {
+	if s.Status != billing.SubscriptionStatusActive || !s.CurrentPeriodEnd.Equal(p1e) {
 		t.Fatalf("subscription %+v, want active until %v", s, p1e)
 	}
 	if p := e.payment("in_1"); p.Status != billing.PaymentApproved {
@@ -170,7 +170,7 @@ func TestInboxParkedEventIgnoredAfterWait(t *testing.T) {
 	if ev := e.event("evt_paid_1"); ev.State != billing.EventProcessed {
 		t.Fatalf("replayed: %+v", ev)
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusActive {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("after replay: %+v", s)
 	}
 }
@@ -197,7 +197,7 @@ func TestInboxAppliesInGatewayOrder(t *testing.T) {
 		got != "evt_paid_1,evt_checkout,evt_paid_1,evt_paid_2,evt_failed_3,evt_paid_3,evt_deleted" {
 		t.Fatalf("applied %s", got)
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusCancelled || !s.CurrentPeriodEnd.Equal(p3e) {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusCancelled || !s.CurrentPeriodEnd.Equal(p3e) {
 		t.Fatalf("final %+v", s)
 	}
 }

@@ -55,7 +55,7 @@ func TestRenewalLookupStripeMock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gs.ID != "sub_123" || gs.Status != billing.StatusActive || gs.PeriodEnd.IsZero() || gs.PaymentID != "" {
+	if gs.ID != "sub_123" || gs.Status != billing.SubscriptionStatusActive || gs.PeriodEnd.IsZero() || gs.PaymentID != "" {
 		t.Fatalf("lookup %+v", gs)
 	}
 	if !gs.PeriodEnd.Equal(time.Unix(1234567890, 0)) {
@@ -116,7 +116,7 @@ func TestRenewalLookupMapping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := billing.GatewaySubscription{ID: "sub_1", Status: billing.StatusPastDue, PeriodStart: p2s, PeriodEnd: p2e,
+	want := billing.GatewaySubscription{ID: "sub_1", Status: billing.SubscriptionStatusPastDue, PeriodStart: p2s, PeriodEnd: p2e,
 		CancelAtPeriodEnd: true, Amount: billing.Money{Amount: 2990, Currency: "BRL"}, PaymentID: "in_2"}
 	if gs != want {
 		t.Fatalf("got %+v\nwant %+v", gs, want)

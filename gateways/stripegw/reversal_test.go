@@ -63,7 +63,7 @@ func TestChargeRefundedEndsAccess(t *testing.T) {
 	if p := e.payment("in_1"); p.Status != billing.PaymentRefunded || p.RefundedAmount != 2990 {
 		t.Fatalf("payment %s refunded %d, want refunded 2990", p.Status, p.RefundedAmount)
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusCancelled || e.hasAccess() {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusCancelled || e.hasAccess() {
 		t.Fatalf("subscription %s, access %v after a full refund", s.Status, e.hasAccess())
 	}
 	if got := e.notes.Count(billing.KindPaymentReversed); got != 1 {
@@ -131,7 +131,7 @@ func TestDisputeCreatedThenWon(t *testing.T) {
 	if code := e.post(stripegw.NewTestEvent("evt_won", stripegw.EventDisputeClosed, dispute("dp_won", "ch_1", "lost"))); code != http.StatusOK {
 		t.Fatalf("dispute closed: %d", code)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || !e.hasAccess() || e.sub("sub_1").Status != billing.StatusActive {
+	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || !e.hasAccess() || e.sub("sub_1").Status != billing.SubscriptionStatusActive {
 		t.Fatalf("payment %s, access %v after the dispute was won, want approved with access", p.Status, e.hasAccess())
 	}
 }

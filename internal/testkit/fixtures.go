@@ -28,7 +28,7 @@ func User(id string) billing.User {
 // AccessUntil.
 func UserWithAccess(id, planID, subscriptionID string, until time.Time) billing.User {
 	u := User(id)
-	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = planID, subscriptionID, billing.StatusActive, until
+	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = planID, subscriptionID, billing.SubscriptionStatusActive, until
 	return u
 }
 
@@ -36,7 +36,7 @@ func UserWithAccess(id, planID, subscriptionID string, until time.Time) billing.
 // period ends at end, not yet warned.
 func Subscription(id, userID, planID string, end time.Time) billing.Subscription {
 	return billing.Subscription{
-		ID: id, UserID: userID, PlanID: planID, Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		ID: id, UserID: userID, PlanID: planID, Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 		CreatedAt: billing.AddMonths(end, -1), UpdatedAt: billing.AddMonths(end, -1),
 	}

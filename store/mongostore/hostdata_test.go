@@ -356,7 +356,7 @@ func TestNewReferencesAsObjectIDs(t *testing.T) {
 		{Key: "plan_id", Value: nil}, {Key: "flag_del", Value: false}}); err != nil {
 		t.Fatal(err)
 	}
-	sub := billing.Subscription{UserID: user.Hex(), PlanID: "legacy-plan", Status: billing.StatusActive,
+	sub := billing.Subscription{UserID: user.Hex(), PlanID: "legacy-plan", Status: billing.SubscriptionStatusActive,
 		BillingCycle: billing.CycleMonthly, CurrentPeriodEnd: hostNow.AddDate(0, 1, 0)}
 	if err := st.InsertSubscription(ctx, &sub); err != nil {
 		t.Fatal(err)
@@ -376,7 +376,7 @@ func TestNewReferencesAsObjectIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := u
-	next.PlanID, next.SubscriptionID, next.Status = plan.Hex(), sub.ID, billing.StatusActive
+	next.PlanID, next.SubscriptionID, next.Status = plan.Hex(), sub.ID, billing.SubscriptionStatusActive
 	if err := billing.UpdateUserAccess(ctx, st, u, next); err != nil {
 		t.Fatal(err)
 	}

@@ -344,8 +344,8 @@ func shapeOf(doc bson.Raw) string {
 // each list unfiltered, by each filter and on a second page.
 func consoleQueries(ctx context.Context, st *mongostore.Store) error {
 	after := billing.Cursor{CreatedAt: hostNow, ID: "0123456789abcdef01234567"}
-	for _, q := range []billing.SubscriptionQuery{{}, {Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, {Gateway: "stripe"},
-		{PlanID: "p1"}, {Q: "ana@"}, {Q: "sub_x", Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, {After: after}} {
+	for _, q := range []billing.SubscriptionQuery{{}, {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}, {Gateway: "stripe"},
+		{PlanID: "p1"}, {Q: "ana@"}, {Q: "sub_x", Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}, {After: after}} {
 		if _, _, err := st.SearchSubscriptions(ctx, q); err != nil {
 			return err
 		}

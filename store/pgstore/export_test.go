@@ -27,13 +27,13 @@ type Query struct {
 func (s *Store) JobQueries(now time.Time) []Query {
 	day := 24 * time.Hour
 	yes, no := true, false
-	live := []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}
+	live := []billing.SubscriptionStatus{billing.SubscriptionStatusActive, billing.SubscriptionStatusPastDue}
 	filters := map[string]billing.SubscriptionFilter{
-		"warning":      {Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(7 * day), WarningDueDays: 7},
+		"warning":      {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(7 * day), WarningDueDays: 7},
 		"expire":       {Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
 		"expire-grace": {Statuses: live, PeriodEndBefore: now.Add(-3 * day), AutoRenews: &yes},
 		"renew":        {Statuses: live, PeriodEndBefore: now.Add(day), AutoRenews: &yes},
-		"reconcile":    {Statuses: []billing.SubscriptionStatus{billing.StatusInactive}, PeriodEndAfter: now.Add(-10 * day), PeriodEndBefore: now, AutoRenews: &yes},
+		"reconcile":    {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusInactive}, PeriodEndAfter: now.Add(-10 * day), PeriodEndBefore: now, AutoRenews: &yes},
 	}
 	var out []Query
 	add := func(name, q string, args []any) { out = append(out, Query{name, s.t(q), args}) }
@@ -91,7 +91,7 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for name, sq := range map[string]billing.SubscriptionQuery{
 		"console subscriptions":                  {},
 		"console subscriptions after a cursor":   {After: billing.Cursor{CreatedAt: now.Add(-400 * day), ID: "s50000"}},
-		"console active subscriptions of a plan": {Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PlanID: "p1"},
+		"console active subscriptions of a plan": {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PlanID: "p1"},
 		"console search by email prefix":         {Q: "user123"},
 		"console search by gateway id":           {Q: "sub_13"},
 	} {

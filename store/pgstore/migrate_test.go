@@ -96,7 +96,7 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 		if got := migrated(t, s); got != v {
 			t.Fatalf("version after MigrateTo(%d) = %d", v, got)
 		}
-		sub := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+		sub := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
 			CurrentPeriodEnd: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), CreatedAt: time.Now(), UpdatedAt: time.Now()}
 		if err := s.InsertSubscription(ctx, &sub); err != nil {
 			t.Fatalf("InsertSubscription at version %d: %v", v, err)

@@ -233,7 +233,7 @@ func newPlan(id string) billing.Plan {
 func newUser(id string) billing.User {
 	return billing.User{
 		ID: id, Email: id + "@example.com", Name: "User " + id, Locale: "pt-BR", TimeZone: "America/Sao_Paulo",
-		PlanID: "p1", SubscriptionID: "s-" + id, Status: billing.StatusActive, AccessUntil: base.Add(10 * day),
+		PlanID: "p1", SubscriptionID: "s-" + id, Status: billing.SubscriptionStatusActive, AccessUntil: base.Add(10 * day),
 		CreatedAt: base.Add(-60 * day), UpdatedAt: base.Add(-day),
 	}
 }
@@ -241,7 +241,7 @@ func newUser(id string) billing.User {
 // newSub returns an active manual subscription ending at end.
 func newSub(id string, end time.Time, mods ...func(*billing.Subscription)) billing.Subscription {
 	s := billing.Subscription{
-		ID: id, UserID: "u1", PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		ID: id, UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 		CreatedAt: base.Add(-40 * day), UpdatedAt: base.Add(-day),
 	}

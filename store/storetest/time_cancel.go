@@ -62,7 +62,7 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "User.UpdatedAt", gu.UpdatedAt, at(time.Minute))
 			checkTime(t, "User.CreatedAt", gu.CreatedAt, at(0))
 
-			x := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+			x := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 				CurrentPeriodStart: at(-30 * day), CurrentPeriodEnd: at(day), GatewayUpdatedAt: at(-time.Hour),
 				CreatedAt: at(-30 * day), UpdatedAt: at(0)}
 			must(t, st.InsertSubscription(ctx, &x), "InsertSubscription")
@@ -240,7 +240,7 @@ func (s *suite) cancelTests() []test {
 				"GetSubscription":    func() error { _, err := st.GetSubscription(cctx, "s1"); return err },
 				"UpdateSubscriptions": func() error {
 					y := x
-					y.Status = billing.StatusInactive
+					y.Status = billing.SubscriptionStatusInactive
 					return batchFailed(st.UpdateSubscriptions(cctx, []billing.SubscriptionChange{{Read: x, Changed: y}}))
 				},
 				"CompleteEffects": func() error {
