@@ -17,7 +17,7 @@ func consoleFixture(t *testing.T) (*memstore.Store, *billing.Service, *testkit.N
 	st := memstore.New()
 	now := testkit.Epoch
 	pay := testkit.Payment("pay-ana", "ana", "p", 1000, now.Add(-30*day))
-	pay.SubscriptionID, pay.Status = "s-ana", billing.PaymentApproved
+	pay.SubscriptionID, pay.Status = "s-ana", billing.PaymentStatusApproved
 	testkit.Seed(t, st, testkit.Plan("p", billing.CycleMonthly, 1000),
 		testkit.UserWithAccess("ana", "p", "s-ana", now.Add(2*day)), testkit.Subscription("s-ana", "ana", "p", now.Add(2*day)),
 		testkit.UserWithAccess("bob", "p", "s-bob", now.Add(2*day)), testkit.Subscription("s-bob", "bob", "p", now.Add(2*day)), pay)

@@ -141,7 +141,7 @@ func TestChargeMismatchGrantsNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pay.Status != billing.PaymentFailed || !strings.Contains(pay.Reason, "charge mismatch") || pay.Amount.Amount != 99900 {
+			if pay.Status != billing.PaymentStatusFailed || !strings.Contains(pay.Reason, "charge mismatch") || pay.Amount.Amount != 99900 {
 				t.Fatalf("payment %+v, want failed for 99900 USD with a charge mismatch reason", pay)
 			}
 			sub, _ := e.st.FindSubscriptionByGateway(e.ctx, billing.GatewayPayPal, "I-1")

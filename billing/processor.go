@@ -157,7 +157,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 	}
 	res.PaymentID = p.ID
 	switch p.Status {
-	case PaymentPending, PaymentFailed, PaymentApproved, PaymentCancelled:
+	case PaymentStatusPending, PaymentStatusFailed, PaymentStatusApproved, PaymentStatusCancelled:
 		// A cancelled payment the gateway reports paid (the pending-payment cleanup gave up
 		// on it, then the money arrived) is approved: whoever paid gets what they paid for.
 	default:
@@ -190,7 +190,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		if err != nil {
 			return fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
 		}
-		if p.Status == PaymentApproved {
+		if p.Status == PaymentStatusApproved {
 			res.Duplicate = true
 			sub, err := pp.s.store.GetSubscription(ctx, p.SubscriptionID)
 			if err != nil {
@@ -258,9 +258,9 @@ func (pp *PaymentProcessor) checkCharge(ctx context.Context, p Payment, params A
 // and an audit entry says why. The returned error wraps ErrChargeMismatch.
 func (pp *PaymentProcessor) rejectPayment(ctx context.Context, p Payment, reason, gatewayPaymentID, actor string, details map[string]any) error {
 	prev := p.Status
-	if p.Status == PaymentPending {
+	if p.Status == PaymentStatusPending {
 		read, now := p, pp.s.now()
-		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = PaymentFailed, reason, now, now
+		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = PaymentStatusFailed, reason, now, now
 		if gatewayPaymentID != "" {
 			p.GatewayPaymentID = gatewayPaymentID
 		}
@@ -287,7 +287,7 @@ func (pp *PaymentProcessor) rejectPayment(ctx context.Context, p Payment, reason
 func (pp *PaymentProcessor) markApproved(ctx context.Context, p Payment, subID string, params ApproveParams) (Payment, error) {
 	for attempt := 0; ; attempt++ {
 		read, now := p, pp.s.now()
-		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentApproved, subID, now, now, ""
+		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentStatusApproved, subID, now, now, ""
 		if params.GatewayPaymentID != "" {
 			p.GatewayPaymentID = params.GatewayPaymentID
 		}
@@ -304,7 +304,7 @@ func (pp *PaymentProcessor) markApproved(ctx context.Context, p Payment, subID s
 		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil {
 			return read, fmt.Errorf("marking payment %s approved: %w", read.ID, err)
 		}
-		if p.Status == PaymentApproved {
+		if p.Status == PaymentStatusApproved {
 			return p, nil
 		}
 	}
@@ -515,13 +515,13 @@ func (pp *PaymentProcessor) startsFirstSubscription(ctx context.Context, u User,
 // payment-failed email. A failed payment is a duplicate; an approved or cancelled one is
 // ErrInvalidTransition.
 func (pp *PaymentProcessor) ProcessFailed(ctx context.Context, params FailParams) (ProcessResult, error) {
-	return pp.finish(ctx, params, PaymentFailed, AuditPaymentFailed)
+	return pp.finish(ctx, params, PaymentStatusFailed, AuditPaymentFailed)
 }
 
 // ProcessCancelled marks a pending (or failed) payment cancelled with the reason and audits
 // it. A cancelled payment is a duplicate; an approved one is ErrInvalidTransition.
 func (pp *PaymentProcessor) ProcessCancelled(ctx context.Context, params FailParams) (ProcessResult, error) {
-	return pp.finish(ctx, params, PaymentCancelled, AuditPaymentCancelled)
+	return pp.finish(ctx, params, PaymentStatusCancelled, AuditPaymentCancelled)
 }
 
 func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to PaymentStatus, action string) (ProcessResult, error) {
@@ -531,7 +531,7 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 		return res, err
 	}
 	res.PaymentID, res.SubscriptionID = p.ID, p.SubscriptionID
-	allowed := p.Status == PaymentPending || p.Status == to || (to == PaymentCancelled && p.Status == PaymentFailed)
+	allowed := p.Status == PaymentStatusPending || p.Status == to || (to == PaymentStatusCancelled && p.Status == PaymentStatusFailed)
 	if !allowed {
 		return res, fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
 	}
@@ -543,7 +543,7 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 			res.Duplicate = true
 			return pp.failedEmail(ctx, p)
 		}
-		if p.Status != PaymentPending && !(to == PaymentCancelled && p.Status == PaymentFailed) {
+		if p.Status != PaymentStatusPending && !(to == PaymentStatusCancelled && p.Status == PaymentStatusFailed) {
 			return fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
 		}
 		prev, read := p.Status, p
@@ -577,7 +577,7 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 
 // failedEmail sends the payment-failed email for a failed payment (once).
 func (pp *PaymentProcessor) failedEmail(ctx context.Context, p Payment) error {
-	if p.Status != PaymentFailed {
+	if p.Status != PaymentStatusFailed {
 		return nil
 	}
 	u, err := pp.s.store.GetUser(ctx, p.UserID)

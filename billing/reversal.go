@@ -197,18 +197,18 @@ func planReversal(p Payment, params ReversalParams, now time.Time) (reversalPlan
 		if params.Reason != "" {
 			next.ReversalReason = params.Reason
 		}
-		return reversalPlan{next: next, action: AuditPaymentRefunded, ends: true, notify: p.Status == PaymentApproved}, true
+		return reversalPlan{next: next, action: AuditPaymentRefunded, ends: true, notify: p.Status == PaymentStatusApproved}, true
 	case ReversalChargeback:
 		if p.Status == PaymentChargedBack || p.Status == PaymentRefunded {
 			return reversalPlan{}, false
 		}
 		next.Status, next.ReversedAt, next.ReversalReason = PaymentChargedBack, now, params.Reason
-		return reversalPlan{next: next, action: AuditPaymentChargedBack, ends: true, notify: p.Status == PaymentApproved}, true
+		return reversalPlan{next: next, action: AuditPaymentChargedBack, ends: true, notify: p.Status == PaymentStatusApproved}, true
 	default: // ReversalDisputeWon
 		if p.Status != PaymentChargedBack {
 			return reversalPlan{}, false
 		}
-		next.Status, next.ReversedAt = PaymentApproved, time.Time{}
+		next.Status, next.ReversedAt = PaymentStatusApproved, time.Time{}
 		return reversalPlan{next: next, action: AuditPaymentDisputeWon}, true
 	}
 }
@@ -429,7 +429,7 @@ func (pp *PaymentProcessor) markReversed(ctx context.Context, read, next Payment
 		if cur.Status == next.Status && cur.RefundedAmount == next.RefundedAmount {
 			return nil
 		}
-		if cur.Status != PaymentCancelled || read.Status != PaymentPending {
+		if cur.Status != PaymentStatusCancelled || read.Status != PaymentStatusPending {
 			return fmt.Errorf("marking payment %s %s: %w", read.ID, next.Status, err)
 		}
 		next.Reason = cur.Reason

@@ -293,7 +293,7 @@ func (pp *PaymentProcessor) gatewayPayment(ctx context.Context, p GatewayPayment
 }
 
 func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayPaymentParams, atPlanPrice bool) (Payment, error) {
-	pay := Payment{UserID: p.UserID, PlanID: p.PlanID, Amount: p.Amount, Status: PaymentPending, Gateway: p.Gateway,
+	pay := Payment{UserID: p.UserID, PlanID: p.PlanID, Amount: p.Amount, Status: PaymentStatusPending, Gateway: p.Gateway,
 		GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID}
 	if p.GatewaySubscriptionID != "" {
 		sub, err := pp.s.store.FindSubscriptionByGateway(ctx, p.Gateway, p.GatewaySubscriptionID)

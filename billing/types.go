@@ -218,10 +218,22 @@ func (s *Subscription) startPeriod(start, end time.Time) {
 type PaymentStatus string
 
 const (
-	PaymentPending   PaymentStatus = "pending"
-	PaymentApproved  PaymentStatus = "approved"
-	PaymentFailed    PaymentStatus = "failed"
-	PaymentCancelled PaymentStatus = "cancelled"
+	PaymentStatusPending   PaymentStatus = "pending"
+	PaymentStatusApproved  PaymentStatus = "approved"
+	PaymentStatusFailed    PaymentStatus = "failed"
+	PaymentStatusCancelled PaymentStatus = "cancelled"
+)
+
+// Former names of the PaymentStatus values, kept for one release.
+const (
+	// Deprecated: use PaymentStatusPending.
+	PaymentPending = PaymentStatusPending
+	// Deprecated: use PaymentStatusApproved.
+	PaymentApproved = PaymentStatusApproved
+	// Deprecated: use PaymentStatusFailed.
+	PaymentFailed = PaymentStatusFailed
+	// Deprecated: use PaymentStatusCancelled.
+	PaymentCancelled = PaymentStatusCancelled
 )
 
 // Payment mirrors a document of the payments collection.

@@ -275,8 +275,8 @@ func (c *console) payments(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	st, err := oneOf("status", r.URL.Query().Get("status"), []billing.PaymentStatus{billing.PaymentPending, billing.PaymentApproved,
-		billing.PaymentFailed, billing.PaymentCancelled, billing.PaymentRefunded})
+	st, err := oneOf("status", r.URL.Query().Get("status"), []billing.PaymentStatus{billing.PaymentStatusPending, billing.PaymentStatusApproved,
+		billing.PaymentStatusFailed, billing.PaymentStatusCancelled, billing.PaymentRefunded})
 	if err != nil {
 		c.fail(w, r, err)
 		return

@@ -120,7 +120,7 @@ func (s *suite) approvedEmailFailureRetried(ctx context.Context, t *testing.T) {
 	if !errors.Is(err, testkit.ErrTransient) {
 		t.Fatalf("got %v, want the transient email error", err)
 	}
-	if p := e.payment("pay1"); p.Status != billing.PaymentApproved {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %s, want approved despite the email failure", p.Status)
 	}
 	end := e.userSubs("u")[0].CurrentPeriodEnd

@@ -367,7 +367,7 @@ func (s *suite) cleanupOldSessions(ctx context.Context, t *testing.T) {
 func (s *suite) cleanupPendingPayments(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	approved := testkit.Payment("approved", "u", "basic", 2990, now.Add(-30*day))
-	approved.Status = billing.PaymentApproved
+	approved.Status = billing.PaymentStatusApproved
 	e := s.env(ctx, t, billing.Config{},
 		testkit.Payment("at-7d", "u", "basic", 2990, now.Add(-7*day)),
 		testkit.Payment("older", "u", "basic", 2990, now.Add(-20*day)),
@@ -378,13 +378,13 @@ func (s *suite) cleanupPendingPayments(ctx context.Context, t *testing.T) {
 	if !res.Success || res.TotalFound != 2 || res.Cleaned != 2 {
 		t.Fatalf("result %+v, want 2 cleaned", res)
 	}
-	for id, want := range map[string]billing.PaymentStatus{"at-7d": billing.PaymentCancelled, "older": billing.PaymentCancelled,
-		"7d-minus-1ms": billing.PaymentPending, "approved": billing.PaymentApproved} {
+	for id, want := range map[string]billing.PaymentStatus{"at-7d": billing.PaymentStatusCancelled, "older": billing.PaymentStatusCancelled,
+		"7d-minus-1ms": billing.PaymentStatusPending, "approved": billing.PaymentStatusApproved} {
 		p := e.payment(id)
 		if p.Status != want {
 			t.Fatalf("payment %s is %s, want %s", id, p.Status, want)
 		}
-		if want == billing.PaymentCancelled && (p.Reason == "" || !p.ProcessedAt.Equal(now)) {
+		if want == billing.PaymentStatusCancelled && (p.Reason == "" || !p.ProcessedAt.Equal(now)) {
 			t.Fatalf("payment %s cancelled without reason or time: %+v", id, p)
 		}
 	}

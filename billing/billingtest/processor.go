@@ -48,7 +48,7 @@ func (s *suite) approveFirstPaymentAndTwice(ctx context.Context, t *testing.T) {
 		t.Fatalf("user access %+v", u)
 	}
 	p := e.payment("pay1")
-	if p.Status != billing.PaymentApproved || p.SubscriptionID != sub.ID || !p.ProcessedAt.Equal(now) || p.GatewayPaymentID != "pi_1" {
+	if p.Status != billing.PaymentStatusApproved || p.SubscriptionID != sub.ID || !p.ProcessedAt.Equal(now) || p.GatewayPaymentID != "pi_1" {
 		t.Fatalf("payment %+v", p)
 	}
 	e.wantKinds("pay1", billing.KindPaymentSuccessful, billing.KindWelcome)
@@ -172,12 +172,12 @@ func (s *suite) failAndCancelTransitions(ctx context.Context, t *testing.T) {
 		wantEmail bool
 		wantAudit string
 	}{
-		{"pending to failed", billing.PaymentPending, fail, billing.PaymentFailed, nil, true, billing.AuditPaymentFailed},
-		{"pending to cancelled", billing.PaymentPending, cancel, billing.PaymentCancelled, nil, false, billing.AuditPaymentCancelled},
-		{"failed to cancelled", billing.PaymentFailed, cancel, billing.PaymentCancelled, nil, false, billing.AuditPaymentCancelled},
-		{"approved cannot fail", billing.PaymentApproved, fail, billing.PaymentApproved, billing.ErrInvalidTransition, false, ""},
-		{"approved cannot be cancelled", billing.PaymentApproved, cancel, billing.PaymentApproved, billing.ErrInvalidTransition, false, ""},
-		{"cancelled cannot fail", billing.PaymentCancelled, fail, billing.PaymentCancelled, billing.ErrInvalidTransition, false, ""},
+		{"pending to failed", billing.PaymentStatusPending, fail, billing.PaymentStatusFailed, nil, true, billing.AuditPaymentFailed},
+		{"pending to cancelled", billing.PaymentStatusPending, cancel, billing.PaymentStatusCancelled, nil, false, billing.AuditPaymentCancelled},
+		{"failed to cancelled", billing.PaymentStatusFailed, cancel, billing.PaymentStatusCancelled, nil, false, billing.AuditPaymentCancelled},
+		{"approved cannot fail", billing.PaymentStatusApproved, fail, billing.PaymentStatusApproved, billing.ErrInvalidTransition, false, ""},
+		{"approved cannot be cancelled", billing.PaymentStatusApproved, cancel, billing.PaymentStatusApproved, billing.ErrInvalidTransition, false, ""},
+		{"cancelled cannot fail", billing.PaymentStatusCancelled, fail, billing.PaymentStatusCancelled, billing.ErrInvalidTransition, false, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -264,10 +264,10 @@ func (s *suite) processorBadInput(ctx context.Context, t *testing.T) {
 		{"approve: unknown plan", ptr(payment("bad", "u", "gold", forSub("s"))), approve("bad"), billing.ErrUnknownPlan},
 		{"fail: empty id", nil, failP(""), billing.ErrInvalidInput},
 		{"fail: unknown payment", nil, failP("ghost"), billing.ErrUnknownPayment},
-		{"fail: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentApproved })), failP("bad"), billing.ErrInvalidTransition},
+		{"fail: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentStatusApproved })), failP("bad"), billing.ErrInvalidTransition},
 		{"fail: negative amount", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Amount.Amount = -500 })), failP("bad"), billing.ErrInvalidAmount},
 		{"cancel: unknown payment", nil, cancelP("ghost"), billing.ErrUnknownPayment},
-		{"cancel: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentApproved })), cancelP("bad"), billing.ErrInvalidTransition},
+		{"cancel: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentStatusApproved })), cancelP("bad"), billing.ErrInvalidTransition},
 		{"cancel: negative amount", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Amount.Amount = -1 })), cancelP("bad"), billing.ErrInvalidAmount},
 	}
 	for _, c := range cases {

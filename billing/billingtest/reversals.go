@@ -97,7 +97,7 @@ func (s *suite) partialRefundChangesNoAccess(ctx context.Context, t *testing.T) 
 	before := e.snapshot([]string{"u"}, nil)
 	_, err := e.svc.Processor().ProcessReversal(ctx, refund(1000))
 	must(t, err, "ProcessReversal")
-	if p := e.payment("pay1"); p.Status != billing.PaymentApproved || p.RefundedAmount != 1000 {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved || p.RefundedAmount != 1000 {
 		t.Fatalf("payment %s refunded %d, want approved with 1000 refunded", p.Status, p.RefundedAmount)
 	}
 	after := e.snapshot([]string{"u"}, nil)
@@ -184,7 +184,7 @@ func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 	e.clock.Advance(24 * time.Hour)
 	_, err = pp.ProcessReversal(ctx, chargeback(billing.ReversalDisputeWon))
 	must(t, err, "dispute won")
-	if p := e.payment("pay1"); p.Status != billing.PaymentApproved || !p.ReversedAt.IsZero() {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved || !p.ReversedAt.IsZero() {
 		t.Fatalf("payment %+v, want approved again", p)
 	}
 	got := e.sub(sub.ID)

@@ -36,7 +36,7 @@ func (s *suite) gatewayChargeForCoveredPeriodDoesNotExtend(ctx context.Context, 
 	if got := e.sub("s"); !got.CurrentPeriodEnd.Equal(end) || got.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("after a charge for the current period: end %v status %s, want %v active", got.CurrentPeriodEnd, got.Status, end)
 	}
-	if p := e.payment(res.PaymentID); p.Status != billing.PaymentApproved {
+	if p := e.payment(res.PaymentID); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %s, want approved", p.Status)
 	}
 	// The next period's charge extends to the stated end, not to end + 1 cycle + 1 cycle.
@@ -112,7 +112,7 @@ func (s *suite) failGatewayPayment(ctx context.Context, t *testing.T) {
 	for range 2 {
 		res, err := pp.FailGatewayPayment(ctx, params, "card_declined")
 		must(t, err, "FailGatewayPayment")
-		if p := e.payment(res.PaymentID); p.Status != billing.PaymentFailed || p.Reason != "card_declined" || p.SubscriptionID != "s" {
+		if p := e.payment(res.PaymentID); p.Status != billing.PaymentStatusFailed || p.Reason != "card_declined" || p.SubscriptionID != "s" {
 			t.Fatalf("payment %+v, want failed for s with the reason", p)
 		}
 	}
@@ -151,7 +151,7 @@ func (s *suite) olderChargeKeepsPastDue(ctx context.Context, t *testing.T) {
 	if got := e.sub("s"); got.Status != billing.SubscriptionStatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
 		t.Fatalf("subscription %s until %v, want past_due until %v", got.Status, got.CurrentPeriodEnd, end)
 	}
-	if p := e.payment(res.PaymentID); p.Status != billing.PaymentApproved {
+	if p := e.payment(res.PaymentID); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("older charge %s, want recorded as approved", p.Status)
 	}
 	// A newer charge (the retry that succeeded) clears past_due.

@@ -105,10 +105,10 @@ func loadDemo(ctx context.Context, st billing.Store, now time.Time) (string, err
 		age            time.Duration
 		status         billing.PaymentStatus
 	}{
-		{"pay_stale_1", "u_eva", "plan_premium", 10 * day, billing.PaymentPending},
-		{"pay_stale_2", "u_frank", "plan_basico", 8 * day, billing.PaymentPending},
-		{"pay_recent", "u_diego", "plan_basico", 1 * day, billing.PaymentPending},
-		{"pay_ok", "u_joao", "plan_premium", 27 * day, billing.PaymentApproved},
+		{"pay_stale_1", "u_eva", "plan_premium", 10 * day, billing.PaymentStatusPending},
+		{"pay_stale_2", "u_frank", "plan_basico", 8 * day, billing.PaymentStatusPending},
+		{"pay_recent", "u_diego", "plan_basico", 1 * day, billing.PaymentStatusPending},
+		{"pay_ok", "u_joao", "plan_premium", 27 * day, billing.PaymentStatusApproved},
 	}
 	for _, p := range payments {
 		pl, _ := st.GetPlan(ctx, p.plan)
@@ -160,11 +160,11 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 		}
 	}
 	payments := []billing.Payment{
-		{ID: "pay_rita", UserID: "u_rita", PlanID: "plan_basico", SubscriptionID: "sub_rita", Amount: basico, Status: billing.PaymentApproved,
+		{ID: "pay_rita", UserID: "u_rita", PlanID: "plan_basico", SubscriptionID: "sub_rita", Amount: basico, Status: billing.PaymentStatusApproved,
 			Gateway: billing.GatewayManual, ProcessedAt: billing.AddMonths(ritaEnd, -1), CreatedAt: billing.AddMonths(ritaEnd, -1), UpdatedAt: billing.AddMonths(ritaEnd, -1)},
-		{ID: "pay_lucas_1", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentApproved,
+		{ID: "pay_lucas_1", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentStatusApproved,
 			Gateway: billing.GatewayMercadoPago, GatewayPaymentID: "mp_lucas_1", ProcessedAt: now.Add(-35 * day), CreatedAt: now.Add(-35 * day), UpdatedAt: now.Add(-35 * day)},
-		{ID: "pay_lucas_2", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentApproved,
+		{ID: "pay_lucas_2", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentStatusApproved,
 			Gateway: billing.GatewayMercadoPago, GatewayPaymentID: "mp_lucas_2", ProcessedAt: now.Add(-5 * day), CreatedAt: now.Add(-5 * day), UpdatedAt: now.Add(-5 * day)},
 	}
 	for i := range payments {

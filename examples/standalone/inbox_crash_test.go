@@ -216,7 +216,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 			continue
 		}
 		paymentIDs[p.ID] = true
-		if p.Status != billing.PaymentApproved || approvedPer[p.ID] > 1 {
+		if p.Status != billing.PaymentStatusApproved || approvedPer[p.ID] > 1 {
 			t.Errorf("payment %s of invoice %s is %s with %d approval audit entries, want approved, audited at most once", p.ID, ev.invoice, p.Status, approvedPer[p.ID])
 		}
 	}

@@ -121,7 +121,7 @@ func TestMetricsMove(t *testing.T) {
 		pay, err := s.app.store.GetPayment(context.Background(), "pay_recent")
 		after = scrape(t, s)
 		moved := value(after, "renewkit_webhook_inbox_processing_seconds", processed) > value(before, "renewkit_webhook_inbox_processing_seconds", processed)
-		if err == nil && pay.Status == billing.PaymentApproved && moved {
+		if err == nil && pay.Status == billing.PaymentStatusApproved && moved {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -196,7 +196,7 @@ func TestInboxPaymentNotVisibleYetParkedThenIgnored(t *testing.T) {
 		switch {
 		case err != nil:
 			t.Fatal(err)
-		case visible && (ev.State != billing.EventProcessed || e.payment(p.ID).Status != billing.PaymentApproved):
+		case visible && (ev.State != billing.EventProcessed || e.payment(p.ID).Status != billing.PaymentStatusApproved):
 			t.Fatalf("payment visible later: event %s, payment %s; want processed and approved", ev.State, e.payment(p.ID).Status)
 		case !visible && (ev.State != billing.EventIgnored || !strings.Contains(ev.Error, "unknown object")):
 			t.Fatalf("never visible: event %s %q; want ignored as an unknown object after ParkWait", ev.State, ev.Error)

@@ -49,7 +49,7 @@ func TestOldSignatureReplayedRejected(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.code, w.Body)
 			}
 			if tc.code == http.StatusOK {
-				if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
+				if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 					t.Fatalf("fresh signature not applied: %+v", got)
 				}
 				return
@@ -110,7 +110,7 @@ func TestGuessedIDCannotTakeGenuineSlot(t *testing.T) {
 	if w := e.serve(replay(captured, notif(t, 1302, TypePayment, "payment.updated", "1312345678"))); w.Code != http.StatusOK {
 		t.Fatalf("replay: %d %s", w.Code, w.Body)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentPending {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending {
 		t.Fatalf("replay changed the payment: %+v", got)
 	}
 	// Mercado Pago approves the payment and sends notification 1302, signed afresh.
@@ -122,7 +122,7 @@ func TestGuessedIDCannotTakeGenuineSlot(t *testing.T) {
 	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
 		t.Fatalf("genuine 1302: %d outcome %q, want processed", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 		t.Fatalf("genuine notification not applied: %+v", got)
 	}
 }

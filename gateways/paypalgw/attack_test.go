@@ -131,7 +131,7 @@ func TestAttackCheapOrForeignSale(t *testing.T) {
 			}
 			e.wantRejected(e.deliver(mutate(saleEvent(t, "WH-2", "SALE-X", e.clock.Now(), total))))
 			pay, err := e.store.FindPaymentByGateway(context.Background(), billing.GatewayPayPal, "SALE-X")
-			if err != nil || pay.Status != billing.PaymentFailed || !strings.Contains(pay.Reason, "charge mismatch") {
+			if err != nil || pay.Status != billing.PaymentStatusFailed || !strings.Contains(pay.Reason, "charge mismatch") {
 				t.Fatalf("payment %+v %v, want failed with a charge mismatch reason", pay, err)
 			}
 			if sub, _ := e.sub(); sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {

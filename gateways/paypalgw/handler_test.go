@@ -236,7 +236,7 @@ func TestDuplicateDelivery(t *testing.T) {
 		t.Error("the same sale extended twice")
 	}
 	pay, err := e.store.FindPaymentByGateway(context.Background(), billing.GatewayPayPal, "SALE1")
-	if err != nil || pay.Status != billing.PaymentApproved || pay.Amount != (billing.Money{Amount: 1990, Currency: "USD"}) {
+	if err != nil || pay.Status != billing.PaymentStatusApproved || pay.Amount != (billing.Money{Amount: 1990, Currency: "USD"}) {
 		t.Errorf("payment: %+v %v", pay, err)
 	}
 }

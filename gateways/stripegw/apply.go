@@ -290,7 +290,7 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 	if err != nil && !errors.Is(err, billing.ErrInvalidTransition) { // cancelled meanwhile: settled
 		return false, err
 	}
-	if paid, err := h.core.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentApproved {
+	if paid, err := h.core.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentStatusApproved {
 		return false, nil // a retry of this invoice already succeeded
 	} else if err != nil && !errors.Is(err, billing.ErrNotFound) {
 		return false, err

@@ -269,7 +269,7 @@ func TestInvoicePaidBeforeSubscriptionExists(t *testing.T) {
 	if s.Status != billing.SubscriptionStatusActive || !s.CurrentPeriodStart.Equal(p1s) || !s.CurrentPeriodEnd.Equal(p1e) {
 		t.Fatalf("subscription %+v, want active %v..%v", s, p1s, p1e)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || p.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved || p.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) {
 		t.Fatalf("payment %+v", p)
 	}
 }
@@ -290,7 +290,7 @@ func TestPaymentFailedThenRecovered(t *testing.T) {
 	if n := e.notes.Count(billing.KindPaymentFailed); n != 1 {
 		t.Fatalf("payment-failed emails: %d", n)
 	}
-	if p := e.payment("in_3/attempt-1"); p.Status != billing.PaymentFailed || p.Reason == "" {
+	if p := e.payment("in_3/attempt-1"); p.Status != billing.PaymentStatusFailed || p.Reason == "" {
 		t.Fatalf("failed payment %+v", p)
 	}
 	if code := e.post(ev[4]); code != 200 {

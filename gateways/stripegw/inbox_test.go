@@ -128,7 +128,7 @@ func TestInboxInvoicePaidParkedUntilCheckout(t *testing.T) {
 	if s.Status != billing.SubscriptionStatusActive || !s.CurrentPeriodEnd.Equal(p1e) {
 		t.Fatalf("subscription %+v, want active until %v", s, p1e)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %+v", p)
 	}
 }

@@ -53,7 +53,7 @@ func AutoRenewing(s billing.Subscription, gateway string) billing.Subscription {
 func Payment(id, userID, planID string, amount int64, created time.Time) billing.Payment {
 	return billing.Payment{
 		ID: id, UserID: userID, PlanID: planID, Amount: billing.Money{Amount: amount, Currency: "BRL"},
-		Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
+		Status: billing.PaymentStatusPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
 	}
 }
 

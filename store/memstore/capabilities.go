@@ -43,7 +43,7 @@ func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error
 	defer s.mu.RUnlock()
 	n := 0
 	for _, p := range s.payments {
-		if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(t) {
+		if !p.Deleted && p.Status == billing.PaymentStatusPending && !p.CreatedAt.After(t) {
 			n++
 		}
 	}

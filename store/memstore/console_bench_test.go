@@ -30,7 +30,7 @@ func consoleStore(b *testing.B, n int) *memstore.Store {
 			s.Status = billing.SubscriptionStatusInactive
 		}
 		p := billing.Payment{ID: "pay" + sid, UserID: uid, PlanID: "p", SubscriptionID: sid, Amount: billing.Money{Amount: 100, Currency: "BRL"},
-			Status: billing.PaymentApproved, Gateway: billing.GatewayStripe, CreatedAt: at}
+			Status: billing.PaymentStatusApproved, Gateway: billing.GatewayStripe, CreatedAt: at}
 		if err := st.InsertUser(ctx, &u); err != nil {
 			b.Fatal(err)
 		}
@@ -108,7 +108,7 @@ func BenchmarkConsoleQueries(b *testing.B) {
 				return err
 			}},
 			{"payments_page", func() error {
-				_, _, err := st.ListPayments(ctx, billing.PaymentQuery{Status: billing.PaymentApproved, Limit: 50})
+				_, _, err := st.ListPayments(ctx, billing.PaymentQuery{Status: billing.PaymentStatusApproved, Limit: 50})
 				return err
 			}},
 			{"notifications_page", func() error {

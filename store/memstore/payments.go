@@ -118,7 +118,7 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 	defer s.mu.Unlock()
 	var ids []string
 	for id, p := range s.payments {
-		if !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(createdBefore) {
+		if !p.Deleted && p.Status == billing.PaymentStatusPending && !p.CreatedAt.After(createdBefore) {
 			ids = append(ids, id)
 		}
 	}
@@ -129,7 +129,7 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 	out := make([]billing.Payment, 0, len(ids))
 	for _, id := range ids {
 		p := s.payments[id]
-		p.Status, p.Reason, p.UpdatedAt, p.ProcessedAt = billing.PaymentCancelled, reason, t0(now), t0(now)
+		p.Status, p.Reason, p.UpdatedAt, p.ProcessedAt = billing.PaymentStatusCancelled, reason, t0(now), t0(now)
 		p.Version++
 		s.payments[id] = p
 		out = append(out, p)

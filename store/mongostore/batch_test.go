@@ -238,7 +238,7 @@ func TestCancelStalePaymentsLeavesUnreadable(t *testing.T) {
 	old := seedNow.AddDate(0, 0, -10)
 	for i := range 3 {
 		p := billing.Payment{ID: fmt.Sprint("pay", i), UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 4990, Currency: "BRL"},
-			Status: billing.PaymentPending, Gateway: billing.GatewayManual, CreatedAt: old, UpdatedAt: old}
+			Status: billing.PaymentStatusPending, Gateway: billing.GatewayManual, CreatedAt: old, UpdatedAt: old}
 		if err := st.InsertPayment(ctx, &p); err != nil {
 			t.Fatal(err)
 		}

@@ -224,7 +224,7 @@ func TestMoneyPaymentsMajorUnits(t *testing.T) {
 			}
 
 			changed := p
-			changed.Status = billing.PaymentApproved
+			changed.Status = billing.PaymentStatusApproved
 			if err := st.UpdatePayment(ctx, p, changed); err != nil {
 				t.Fatalf("UpdatePayment(status): %v", err)
 			}
@@ -250,7 +250,7 @@ func TestMoneyPaymentsMajorUnits(t *testing.T) {
 				t.Fatalf("UpdatePayment from a stale amount = %v; want ErrConflict", err)
 			}
 
-			np := billing.Payment{UserID: "u1", Amount: billing.Money{Amount: 1999, Currency: "BRL"}, Status: billing.PaymentPending,
+			np := billing.Payment{UserID: "u1", Amount: billing.Money{Amount: 1999, Currency: "BRL"}, Status: billing.PaymentStatusPending,
 				Gateway: "manual", CreatedAt: seedNow}
 			if err := st.InsertPayment(ctx, &np); err != nil {
 				t.Fatal(err)

@@ -951,7 +951,7 @@ func (s *Store) CountExpiredSessions(ctx context.Context, t time.Time) (int, err
 
 // CountStalePayments implements billing.CleanupCounter.
 func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
-	n, err := s.payments.CountDocuments(ctx, bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentPending)},
+	n, err := s.payments.CountDocuments(ctx, bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentStatusPending)},
 		{Key: "created_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(t)}}}})
 	if err != nil {
 		return 0, opErr("count stale payments", err)

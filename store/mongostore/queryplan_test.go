@@ -350,7 +350,7 @@ func consoleQueries(ctx context.Context, st *mongostore.Store) error {
 			return err
 		}
 	}
-	for _, q := range []billing.PaymentQuery{{}, {Status: billing.PaymentPending}, {SubscriptionID: "s1"}, {After: after}} {
+	for _, q := range []billing.PaymentQuery{{}, {Status: billing.PaymentStatusPending}, {SubscriptionID: "s1"}, {After: after}} {
 		if _, _, err := st.ListPayments(ctx, q); err != nil {
 			return err
 		}

@@ -101,9 +101,9 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for name, pq := range map[string]billing.PaymentQuery{
 		"console payments":                     {},
 		"console payments after a cursor":      {After: after},
-		"console pending payments":             {Status: billing.PaymentPending},
+		"console pending payments":             {Status: billing.PaymentStatusPending},
 		"console payments of a subscription":   {SubscriptionID: "s7"},
-		"console pending payments of a cursor": {Status: billing.PaymentPending, After: after},
+		"console pending payments of a cursor": {Status: billing.PaymentStatusPending, After: after},
 	} {
 		q, args := paymentsSQL(pq, 50)
 		add(name, q, args)

@@ -766,7 +766,7 @@ func (s *suite) paymentChangeTests() []test {
 			cur.SubscriptionID = "s1"
 			must(t, st.UpdatePayment(ctx, read, cur), "the other writer's UpdatePayment")
 			approved := read
-			approved.Status, approved.ProcessedAt, approved.UpdatedAt = billing.PaymentApproved, base, base
+			approved.Status, approved.ProcessedAt, approved.UpdatedAt = billing.PaymentStatusApproved, base, base
 			must(t, st.UpdatePayment(ctx, read, approved), "UpdatePayment from a read older than a change to a field it does not write")
 			want := approved
 			want.SubscriptionID, want.Version = "s1", read.Version+2
@@ -782,7 +782,7 @@ func (s *suite) paymentChangeTests() []test {
 			// The cleanup job cancels the payment; a webhook still holding the pending copy
 			// records the gateway's id, a field the cancellation did not touch.
 			cancelled := read
-			cancelled.Status, cancelled.Reason = billing.PaymentCancelled, "stale"
+			cancelled.Status, cancelled.Reason = billing.PaymentStatusCancelled, "stale"
 			must(t, st.UpdatePayment(ctx, read, cancelled), "the other writer's cancellation")
 			late := read
 			late.GatewayPaymentID = "pi_late"

@@ -129,9 +129,9 @@ func (s *suite) consoleTests() []test {
 			c := consoleOf(t, st)
 			for i, mod := range []func(*billing.Payment){
 				func(p *billing.Payment) { p.SubscriptionID = "s-a" },
-				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentApproved },
-				func(p *billing.Payment) { p.SubscriptionID = "s-b"; p.Status = billing.PaymentFailed },
-				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentFailed },
+				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentStatusApproved },
+				func(p *billing.Payment) { p.SubscriptionID = "s-b"; p.Status = billing.PaymentStatusFailed },
+				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentStatusFailed },
 				func(p *billing.Payment) {},
 			} {
 				p := newPayment("pay-"+string(rune('a'+i)), at(i), mod)
@@ -146,7 +146,7 @@ func (s *suite) consoleTests() []test {
 			}
 			got, _ := allPages(t, 2, list(billing.PaymentQuery{}))
 			equal(t, got, []string{"pay-e", "pay-d", "pay-c", "pay-b", "pay-a"}, "all payments")
-			got, _ = allPages(t, 1, list(billing.PaymentQuery{Status: billing.PaymentFailed}))
+			got, _ = allPages(t, 1, list(billing.PaymentQuery{Status: billing.PaymentStatusFailed}))
 			equal(t, got, []string{"pay-d", "pay-c"}, "failed payments")
 			got, _ = allPages(t, 1, list(billing.PaymentQuery{SubscriptionID: "s-a"}))
 			equal(t, got, []string{"pay-d", "pay-b", "pay-a"}, "payments of s-a")

@@ -260,7 +260,7 @@ func autoRenewing(gw string) func(*billing.Subscription) {
 func newPayment(id string, created time.Time, mods ...func(*billing.Payment)) billing.Payment {
 	p := billing.Payment{
 		ID: id, UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 2990, Currency: "BRL"},
-		Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
+		Status: billing.PaymentStatusPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
 	}
 	for _, m := range mods {
 		m(&p)

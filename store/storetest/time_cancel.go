@@ -84,7 +84,7 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "Subscription.GatewayUpdatedAt after update", gs.GatewayUpdatedAt, at(4*time.Hour))
 
 			pay := billing.Payment{ID: "pay1", UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 1, Currency: "BRL"},
-				Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: at(-8 * day), UpdatedAt: at(-8 * day)}
+				Status: billing.PaymentStatusPending, Gateway: billing.GatewayStripe, CreatedAt: at(-8 * day), UpdatedAt: at(-8 * day)}
 			must(t, st.InsertPayment(ctx, &pay), "InsertPayment")
 			gpay, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
@@ -271,7 +271,7 @@ func (s *suite) cancelTests() []test {
 				},
 				"UpdatePayment": func() error {
 					p := pay
-					p.Status = billing.PaymentApproved
+					p.Status = billing.PaymentStatusApproved
 					return st.UpdatePayment(cctx, pay, p)
 				},
 				"CancelStalePayments": func() error {
@@ -380,7 +380,7 @@ func (s *suite) cancelTests() []test {
 			}
 			gp, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
-			if gp.Status != billing.PaymentPending {
+			if gp.Status != billing.PaymentStatusPending {
 				t.Errorf("payment after cancelled calls is %s, want pending", gp.Status)
 			}
 			gse, err := st.GetSession(ctx, "se1")
