@@ -53,11 +53,23 @@ const (
 type RunStatus string
 
 const (
-	RunRunning   RunStatus = "running"
-	RunSucceeded RunStatus = "succeeded"
-	RunFailed    RunStatus = "failed"
-	// RunSkipped: a scheduled tick found the job running elsewhere (lock held) or paused.
-	RunSkipped RunStatus = "skipped"
+	RunStatusRunning   RunStatus = "running"
+	RunStatusSucceeded RunStatus = "succeeded"
+	RunStatusFailed    RunStatus = "failed"
+	// RunStatusSkipped: a scheduled tick found the job running elsewhere (lock held) or paused.
+	RunStatusSkipped RunStatus = "skipped"
+)
+
+// Former names of the RunStatus values, kept for one release.
+const (
+	// Deprecated: use RunStatusRunning.
+	RunRunning = RunStatusRunning
+	// Deprecated: use RunStatusSucceeded.
+	RunSucceeded = RunStatusSucceeded
+	// Deprecated: use RunStatusFailed.
+	RunFailed = RunStatusFailed
+	// Deprecated: use RunStatusSkipped.
+	RunSkipped = RunStatusSkipped
 )
 
 // JobRun is one entry of the run history (job_runs collection).

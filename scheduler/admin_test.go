@@ -217,7 +217,7 @@ func TestAdminRoutes(t *testing.T) {
 	asyncID := body["run_id"].(string)
 	eventually(t, "async run", func() bool {
 		h, _ := f.s.History(context.Background(), billing.JobRenew, 1)
-		return len(h) == 1 && h[0].ID == asyncID && h[0].Status == billing.RunSucceeded
+		return len(h) == 1 && h[0].ID == asyncID && h[0].Status == billing.RunStatusSucceeded
 	})
 
 	// 409 while running.

@@ -98,7 +98,7 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 	}
 
 	first := trigger("trip")
-	if first.Status != billing.RunFailed {
+	if first.Status != billing.RunStatusFailed {
 		t.Fatalf("tripped run %+v, want failed", first)
 	}
 	got := webhook.list()

@@ -93,7 +93,7 @@ func executed(t *testing.T, st billing.JobRunStore, jobID string) []billing.JobR
 	var out []billing.JobRun
 	runs := listRuns(t, st, jobID)
 	for i := len(runs) - 1; i >= 0; i-- {
-		if runs[i].Status != billing.RunSkipped {
+		if runs[i].Status != billing.RunStatusSkipped {
 			out = append(out, runs[i])
 		}
 	}
@@ -105,7 +105,7 @@ func tickRecords(t *testing.T, st billing.JobRunStore, jobID string, tick time.T
 	t.Helper()
 	var out []billing.JobRun
 	for _, r := range listRuns(t, st, jobID) {
-		if r.ScheduledFor.Equal(tick) && r.Status != billing.RunRunning {
+		if r.ScheduledFor.Equal(tick) && r.Status != billing.RunStatusRunning {
 			out = append(out, r)
 		}
 	}

@@ -96,7 +96,7 @@ func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrig
 		}
 	}
 	run := billing.JobRun{
-		ID: runID, JobID: id, Trigger: trigger, Status: billing.RunRunning,
+		ID: runID, JobID: id, Trigger: trigger, Status: billing.RunStatusRunning,
 		StartedAt: now, Replica: s.cfg.replica, ScheduledFor: tick,
 	}
 	if err := s.store.InsertJobRun(ctx, &run); err != nil {
@@ -131,10 +131,10 @@ func (s *Scheduler) tickDone(ctx context.Context, e *entry, trigger billing.RunT
 		return "", fmt.Errorf("scheduler: listing runs of %q: %w", e.job.ID, err)
 	}
 	for _, r := range runs {
-		if r.Status == billing.RunSkipped || !r.ScheduledFor.Equal(tick) {
+		if r.Status == billing.RunStatusSkipped || !r.ScheduledFor.Equal(tick) {
 			continue
 		}
-		if trigger == billing.TriggerSchedule || r.Trigger == billing.TriggerCatchUp || r.Status == billing.RunSucceeded {
+		if trigger == billing.TriggerSchedule || r.Trigger == billing.TriggerCatchUp || r.Status == billing.RunStatusSucceeded {
 			return fmt.Sprintf("already ran for this tick (run %s on %s)", r.ID, r.Replica), nil
 		}
 	}
@@ -145,7 +145,7 @@ func (s *Scheduler) tickDone(ctx context.Context, e *entry, trigger billing.RunT
 func (s *Scheduler) skip(ctx context.Context, e *entry, trigger billing.RunTrigger, tick time.Time, reason string) error {
 	now := s.now()
 	r := billing.JobRun{
-		JobID: e.job.ID, Trigger: trigger, Status: billing.RunSkipped, StartedAt: now, FinishedAt: now,
+		JobID: e.job.ID, Trigger: trigger, Status: billing.RunStatusSkipped, StartedAt: now, FinishedAt: now,
 		Error: "skipped: " + reason, Replica: s.cfg.replica, ScheduledFor: tick,
 	}
 	if err := s.store.InsertJobRun(ctx, &r); err != nil {
@@ -182,9 +182,9 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	run := a.run
 	run.FinishedAt = s.now()
 	run.DurationMS = run.FinishedAt.Sub(run.StartedAt).Milliseconds()
-	run.Status = billing.RunSucceeded
+	run.Status = billing.RunStatusSucceeded
 	if err != nil {
-		run.Status, run.Error = billing.RunFailed, err.Error()
+		run.Status, run.Error = billing.RunStatusFailed, err.Error()
 	}
 	s.endProgress(a.e, run, res)
 	if m, merr := resultMap(res); merr != nil {
@@ -318,7 +318,7 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 		}
 	}
 	_, err := s.modifyState(ctx, e, func(st *billing.JobState) bool {
-		failed := run.Status == billing.RunFailed
+		failed := run.Status == billing.RunStatusFailed
 		if failed {
 			st.ConsecutiveFailures++
 		} else {

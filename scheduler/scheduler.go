@@ -525,12 +525,12 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 		return JobInfo{}, fmt.Errorf("scheduler: listing runs of %q: %w", e.job.ID, err)
 	}
 	for _, r := range runs {
-		if r.Status == billing.RunSkipped {
+		if r.Status == billing.RunStatusSkipped {
 			continue
 		}
 		t := r.StartedAt.In(s.cfg.loc)
 		info.LastRun, info.LastStatus = &t, r.Status
-		if r.Status == billing.RunRunning {
+		if r.Status == billing.RunStatusRunning {
 			status, running, err := s.runState(ctx, e, r)
 			if err != nil {
 				return JobInfo{}, err

@@ -122,7 +122,7 @@ func TestDefaultJobsFireAtSeedTimes(t *testing.T) {
 		advanceTo(clock, tk.at)
 		recs := waitTick(t, st, tk.job, tk.at, 1)
 		r := recs[0]
-		if r.Status != billing.RunSucceeded || r.Trigger != billing.TriggerSchedule || r.Replica != "r1" {
+		if r.Status != billing.RunStatusSucceeded || r.Trigger != billing.TriggerSchedule || r.Replica != "r1" {
 			t.Fatalf("tick %d %s: %+v", i, tk.job, r)
 		}
 		if !r.StartedAt.Equal(tk.at) {
@@ -164,7 +164,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 		t.Fatalf("paused job = %+v", info)
 	}
 	advanceTo(clock, h(2))
-	if r := waitTick(t, st, "hourly", h(2), 1)[0]; r.Status != billing.RunSkipped || !strings.Contains(r.Error, "paused") {
+	if r := waitTick(t, st, "hourly", h(2), 1)[0]; r.Status != billing.RunStatusSkipped || !strings.Contains(r.Error, "paused") {
 		t.Fatalf("tick while paused = %+v", r)
 	}
 	shutdown(t, s1)
@@ -176,7 +176,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 		t.Fatal("pause lost across restart")
 	}
 	advanceTo(clock, h(3))
-	if r := waitTick(t, st, "hourly", h(3), 1)[0]; r.Status != billing.RunSkipped || r.Replica != "r2" {
+	if r := waitTick(t, st, "hourly", h(3), 1)[0]; r.Status != billing.RunStatusSkipped || r.Replica != "r2" {
 		t.Fatalf("tick after restart = %+v", r)
 	}
 	if err := s2.Resume(ctx, "hourly"); err != nil {
@@ -187,7 +187,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 		t.Fatalf("resumed job = %+v", info)
 	}
 	advanceTo(clock, h(4))
-	if r := waitTick(t, st, "hourly", h(4), 1)[0]; r.Status != billing.RunSucceeded {
+	if r := waitTick(t, st, "hourly", h(4), 1)[0]; r.Status != billing.RunStatusSucceeded {
 		t.Fatalf("tick after resume = %+v", r)
 	}
 	shutdown(t, s2)
@@ -221,7 +221,7 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if run.Status != billing.RunSucceeded || run.Trigger != billing.TriggerManual || run.Replica != "r1" ||
+	if run.Status != billing.RunStatusSucceeded || run.Trigger != billing.TriggerManual || run.Replica != "r1" ||
 		run.DurationMS != 1500 || !run.StartedAt.Equal(clock.Now().Add(-1500*time.Millisecond)) || !run.ScheduledFor.IsZero() {
 		t.Fatalf("run = %+v", run)
 	}
@@ -237,15 +237,15 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bad.Status != billing.RunFailed || bad.Error != "gateway unreachable" || bad.Result["success"] != false {
+	if bad.Status != billing.RunStatusFailed || bad.Error != "gateway unreachable" || bad.Result["success"] != false {
 		t.Fatalf("failed run = %+v", bad)
 	}
 	p, err := s.Trigger(ctx, "panics")
-	if err != nil || p.Status != billing.RunFailed || !strings.Contains(p.Error, "panicked: boom") {
+	if err != nil || p.Status != billing.RunStatusFailed || !strings.Contains(p.Error, "panicked: boom") {
 		t.Fatalf("panicking run = %+v, %v", p, err)
 	}
 	info, _ := s.Get(ctx, "broken")
-	if info.ConsecutiveFailures != 1 || info.LastStatus != billing.RunFailed || info.LastRun == nil {
+	if info.ConsecutiveFailures != 1 || info.LastStatus != billing.RunStatusFailed || info.LastRun == nil {
 		t.Fatalf("Get(broken) = %+v", info)
 	}
 
@@ -255,7 +255,7 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 	}
 	eventually(t, "async run", func() bool {
 		h, _ := s.History(ctx, "renew", 1)
-		return len(h) == 1 && h[0].ID == id && h[0].Status == billing.RunSucceeded
+		return len(h) == 1 && h[0].ID == id && h[0].Status == billing.RunStatusSucceeded
 	})
 	if _, err := s.Trigger(ctx, "nope"); !errors.Is(err, scheduler.ErrUnknownJob) {
 		t.Fatalf("Trigger(unknown) = %v", err)
@@ -343,7 +343,7 @@ func TestNoOverlapTriggerConflictsAndTickSkips(t *testing.T) {
 	// Ticks while it runs are skipped, and the lease (2h) is renewed every 40 minutes.
 	for i, tick := range []time.Time{time.Date(2025, 3, 1, 13, 0, 0, 0, time.UTC), time.Date(2025, 3, 1, 14, 0, 0, 0, time.UTC)} {
 		advanceTo(clock, tick.Add(30*time.Minute))
-		if r := waitTick(t, st, "slow", tick, 1)[0]; r.Status != billing.RunSkipped || !strings.Contains(r.Error, "already running") {
+		if r := waitTick(t, st, "slow", tick, 1)[0]; r.Status != billing.RunStatusSkipped || !strings.Contains(r.Error, "already running") {
 			t.Fatalf("tick while running = %+v", r)
 		}
 		eventually(t, "lease renewal", func() bool { return locker.renewals.Load() >= int64(i+1) })
@@ -357,13 +357,13 @@ func TestNoOverlapTriggerConflictsAndTickSkips(t *testing.T) {
 		h, _ := s1.History(ctx, "slow", 10)
 		for _, r := range h {
 			if r.ID == id {
-				return r.Status == billing.RunSucceeded
+				return r.Status == billing.RunStatusSucceeded
 			}
 		}
 		return false
 	})
 	eventually(t, "job to be idle", func() bool { info, _ := s1.Get(ctx, "slow"); return !info.Running })
-	if run, err := s2.Trigger(ctx, "slow"); err != nil || run.Status != billing.RunSucceeded || run.Replica != "r2" {
+	if run, err := s2.Trigger(ctx, "slow"); err != nil || run.Status != billing.RunStatusSucceeded || run.Replica != "r2" {
 		t.Fatalf("Trigger on r2 after release = %+v, %v", run, err)
 	}
 	shutdown(t, s1)
@@ -399,7 +399,7 @@ func TestShutdownWaitsForRunningJobs(t *testing.T) {
 	}
 	// The run was complete before Shutdown returned.
 	h := listRuns(t, st, "slow")
-	if len(h) != 1 || h[0].ID != id || h[0].Status != billing.RunSucceeded {
+	if len(h) != 1 || h[0].ID != id || h[0].Status != billing.RunStatusSucceeded {
 		t.Fatalf("history = %+v", h)
 	}
 }
@@ -422,7 +422,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	}
 	eventually(t, "cancelled run to be recorded", func() bool {
 		h := listRuns(t, st, "stuck")
-		return len(h) == 1 && h[0].Status == billing.RunFailed && strings.Contains(h[0].Error, "shut down")
+		return len(h) == 1 && h[0].Status == billing.RunStatusFailed && strings.Contains(h[0].Error, "shut down")
 	})
 }
 
@@ -434,7 +434,7 @@ func TestHistoryRetention(t *testing.T) {
 	st := memstore.New()
 	var calls atomic.Int64
 	for _, age := range []int{40, 8, 2} {
-		if err := st.InsertJobRun(ctx, &billing.JobRun{JobID: "j", Trigger: billing.TriggerSchedule, Status: billing.RunSucceeded,
+		if err := st.InsertJobRun(ctx, &billing.JobRun{JobID: "j", Trigger: billing.TriggerSchedule, Status: billing.RunStatusSucceeded,
 			StartedAt: now.AddDate(0, 0, -age), FinishedAt: now.AddDate(0, 0, -age)}); err != nil {
 			t.Fatal(err)
 		}
@@ -584,7 +584,7 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 			caught = append(caught, r)
 		}
 	}
-	if len(caught) != 1 || !caught[0].ScheduledFor.Equal(day(4, 9, 0)) || caught[0].Status != billing.RunSucceeded {
+	if len(caught) != 1 || !caught[0].ScheduledFor.Equal(day(4, 9, 0)) || caught[0].Status != billing.RunStatusSucceeded {
 		t.Fatalf("catch-up runs = %+v", caught)
 	}
 
@@ -669,7 +669,7 @@ func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.Store, runs billi
 			recs := waitTick(t, st, id, tick, 3)
 			ran := 0
 			for _, r := range recs {
-				if r.Status == billing.RunSucceeded {
+				if r.Status == billing.RunStatusSucceeded {
 					ran++
 				}
 			}
@@ -745,7 +745,7 @@ func TestDSTDailyJobsRunOncePerDay(t *testing.T) {
 				}
 				at, _ := time.Parse(time.RFC3339, tk.at)
 				advanceTo(clock, at)
-				if r := waitTick(t, st, tk.job, at, 1)[0]; r.Status != billing.RunSucceeded {
+				if r := waitTick(t, st, tk.job, at, 1)[0]; r.Status != billing.RunStatusSucceeded {
 					t.Fatalf("tick %d: %+v", i, r)
 				}
 			}
@@ -766,7 +766,7 @@ func TestRunTimeoutCancelsTheJob(t *testing.T) {
 	s := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
 		scheduler.WithRunTimeout(20*time.Millisecond))
 	run, err := s.Trigger(context.Background(), "hangs")
-	if err != nil || run.Status != billing.RunFailed || !strings.Contains(run.Error, "deadline exceeded") {
+	if err != nil || run.Status != billing.RunStatusFailed || !strings.Contains(run.Error, "deadline exceeded") {
 		t.Fatalf("run = %+v, %v", run, err)
 	}
 	shutdown(t, s)

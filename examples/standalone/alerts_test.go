@@ -113,7 +113,7 @@ func TestAlertingChannelsAndMetrics(t *testing.T) {
 		return decode[billing.JobRun](t, body)
 	}
 	run := trigger("mail_outage")
-	if run.Status != billing.RunFailed || !strings.Contains(run.Error, "notifier unavailable") {
+	if run.Status != billing.RunStatusFailed || !strings.Contains(run.Error, "notifier unavailable") {
 		t.Fatalf("tripped run = %+v", run)
 	}
 	got, bad := sink.payloads()

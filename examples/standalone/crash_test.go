@@ -109,7 +109,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("final run: %v\nserver stderr:\n%s", r.err, h.stderr.String())
 	}
 	t.Logf("final run: %s; %s in %d ms: %v", describeRun(sink, started, r.lockWait), r.run.Status, r.run.DurationMS, r.run.Result)
-	if r.run.Status != billing.RunSucceeded {
+	if r.run.Status != billing.RunStatusSucceeded {
 		t.Errorf("final run %s: %s %v", r.run.Status, r.run.Error, r.run.Result)
 	}
 	if code := h.terminate(t); code != 0 {

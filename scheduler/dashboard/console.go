@@ -466,7 +466,7 @@ func resultNumber(run billing.JobRun, keys ...string) (float64, bool) {
 func jobCharts(runs []billing.JobRun, loc *time.Location) (template.HTML, template.HTML) {
 	var done []billing.JobRun
 	for _, r := range runs {
-		if r.Status != billing.RunSkipped && r.Status != billing.RunRunning {
+		if r.Status != billing.RunStatusSkipped && r.Status != billing.RunStatusRunning {
 			done = append(done, r)
 		}
 	}

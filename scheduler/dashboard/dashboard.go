@@ -322,7 +322,7 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, run := range runs {
-			if run.Status == billing.RunSkipped {
+			if run.Status == billing.RunStatusSkipped {
 				continue
 			}
 			p.Results[j.ID] = formatResult(run)

@@ -340,7 +340,7 @@ func TestActions(t *testing.T) {
 
 	r = e.do("POST", "/jobs/alpha/trigger", url.Values{}, auth)
 	runs := e.runs("alpha")
-	if r.code != http.StatusSeeOther || len(runs) != 1 || runs[0].Status != billing.RunSucceeded || runs[0].Trigger != billing.TriggerManual {
+	if r.code != http.StatusSeeOther || len(runs) != 1 || runs[0].Status != billing.RunStatusSucceeded || runs[0].Trigger != billing.TriggerManual {
 		t.Fatalf("trigger: %d, runs %+v", r.code, runs)
 	}
 	page = e.do("GET", strings.TrimPrefix(r.location(), "/admin"), nil, auth)
@@ -350,7 +350,7 @@ func TestActions(t *testing.T) {
 	}
 
 	e.do("POST", "/jobs/beta/trigger", url.Values{}, auth)
-	if runs := e.runs("beta"); len(runs) != 1 || runs[0].Status != billing.RunFailed {
+	if runs := e.runs("beta"); len(runs) != 1 || runs[0].Status != billing.RunStatusFailed {
 		t.Fatalf("beta runs %+v", runs)
 	}
 	page = e.do("GET", "/jobs/beta", nil, auth)

@@ -333,7 +333,7 @@ func (s *suite) notificationTests() []test {
 
 func (s *suite) jobRunTests() []test {
 	run := func(id, job string, started time.Time) billing.JobRun {
-		return billing.JobRun{ID: id, JobID: job, Trigger: billing.TriggerSchedule, Status: billing.RunSucceeded,
+		return billing.JobRun{ID: id, JobID: job, Trigger: billing.TriggerSchedule, Status: billing.RunStatusSucceeded,
 			StartedAt: started, FinishedAt: started.Add(1500 * time.Millisecond), DurationMS: 1500,
 			Result: map[string]any{"success": true, "note": "ok"}, Replica: "r1", ScheduledFor: started}
 	}
@@ -356,7 +356,7 @@ func (s *suite) jobRunTests() []test {
 	return []test{
 		{"InsertUpdateGet", func(ctx context.Context, t *testing.T, st billing.Store) {
 			r := run("r1", "job", base)
-			r.Status, r.FinishedAt, r.DurationMS, r.Result = billing.RunRunning, time.Time{}, 0, nil
+			r.Status, r.FinishedAt, r.DurationMS, r.Result = billing.RunStatusRunning, time.Time{}, 0, nil
 			want := r
 			must(t, st.InsertJobRun(ctx, &r), "InsertJobRun")
 			runs, err := st.ListJobRuns(ctx, billing.JobRunFilter{})

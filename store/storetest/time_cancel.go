@@ -130,7 +130,7 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "NotificationRecord.UpdatedAt", gn.UpdatedAt, at(time.Second))
 			checkTime(t, "NotificationRecord.CreatedAt after Finish", gn.CreatedAt, at(0))
 
-			r := billing.JobRun{ID: "r1", JobID: "j", Status: billing.RunSucceeded, StartedAt: at(0), FinishedAt: at(time.Second), ScheduledFor: at(-time.Minute)}
+			r := billing.JobRun{ID: "r1", JobID: "j", Status: billing.RunStatusSucceeded, StartedAt: at(0), FinishedAt: at(time.Second), ScheduledFor: at(-time.Minute)}
 			must(t, st.InsertJobRun(ctx, &r), "InsertJobRun")
 			runs, err := st.ListJobRuns(ctx, billing.JobRunFilter{JobID: "j"})
 			must(t, err, "ListJobRuns")
