@@ -44,9 +44,19 @@ const (
 type RunTrigger string
 
 const (
-	TriggerSchedule RunTrigger = "schedule"
-	TriggerManual   RunTrigger = "manual"
-	TriggerCatchUp  RunTrigger = "catch_up"
+	RunTriggerSchedule RunTrigger = "schedule"
+	RunTriggerManual   RunTrigger = "manual"
+	RunTriggerCatchUp  RunTrigger = "catch_up"
+)
+
+// Former names of the RunTrigger values, kept for one release.
+const (
+	// Deprecated: use RunTriggerSchedule.
+	TriggerSchedule = RunTriggerSchedule
+	// Deprecated: use RunTriggerManual.
+	TriggerManual = RunTriggerManual
+	// Deprecated: use RunTriggerCatchUp.
+	TriggerCatchUp = RunTriggerCatchUp
 )
 
 // RunStatus is the outcome of a run.

@@ -100,7 +100,7 @@ func TestAbandonedRunMarkedFailedByNextRun(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := clockwork.NewFakeClockAt(t0)
 	st := memstore.New()
-	crashed := billing.JobRun{ID: "crashed", JobID: "renew", Trigger: billing.TriggerSchedule, Status: billing.RunStatusRunning,
+	crashed := billing.JobRun{ID: "crashed", JobID: "renew", Trigger: billing.RunTriggerSchedule, Status: billing.RunStatusRunning,
 		StartedAt: t0.Add(-30 * time.Second), Replica: "dead-1", ScheduledFor: t0.Add(-30 * time.Second)}
 	if err := st.InsertJobRun(ctx, &crashed); err != nil {
 		t.Fatal(err)

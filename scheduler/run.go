@@ -43,7 +43,7 @@ func lockKey(jobID string) string { return "job:" + jobID }
 // as skipped and errSkipped is returned; a manual one returns ErrJobRunning. On success
 // the run's record is stored with status running and the caller must call complete.
 func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrigger, tick time.Time, runID string) (*activeRun, error) {
-	manual := trigger == billing.TriggerManual
+	manual := trigger == billing.RunTriggerManual
 	id := e.job.ID
 	if !e.running.CompareAndSwap(false, true) {
 		if manual {
@@ -134,7 +134,7 @@ func (s *Scheduler) tickDone(ctx context.Context, e *entry, trigger billing.RunT
 		if r.Status == billing.RunStatusSkipped || !r.ScheduledFor.Equal(tick) {
 			continue
 		}
-		if trigger == billing.TriggerSchedule || r.Trigger == billing.TriggerCatchUp || r.Status == billing.RunStatusSucceeded {
+		if trigger == billing.RunTriggerSchedule || r.Trigger == billing.RunTriggerCatchUp || r.Status == billing.RunStatusSucceeded {
 			return fmt.Sprintf("already ran for this tick (run %s on %s)", r.ID, r.Replica), nil
 		}
 	}
@@ -323,7 +323,7 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 			st.ConsecutiveFailures++
 		} else {
 			st.ConsecutiveFailures = 0
-			if run.Trigger != billing.TriggerManual && run.ScheduledFor.After(st.LastScheduledSuccess) {
+			if run.Trigger != billing.RunTriggerManual && run.ScheduledFor.After(st.LastScheduledSuccess) {
 				st.LastScheduledSuccess = run.ScheduledFor
 			}
 		}

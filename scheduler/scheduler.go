@@ -218,7 +218,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 			continue
 		}
 		if tick, ok := s.needsCatchUp(ctx, e); ok {
-			s.dispatchLocked(e, billing.TriggerCatchUp, tick)
+			s.dispatchLocked(e, billing.RunTriggerCatchUp, tick)
 		}
 	}
 	gs.Start()
@@ -326,7 +326,7 @@ func (s *Scheduler) onTick(e *entry) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dispatchLocked(e, billing.TriggerSchedule, tick)
+	s.dispatchLocked(e, billing.RunTriggerSchedule, tick)
 }
 
 func (s *Scheduler) dispatchLocked(e *entry, trigger billing.RunTrigger, tick time.Time) {
@@ -368,7 +368,7 @@ func (s *Scheduler) Trigger(ctx context.Context, id string) (billing.JobRun, err
 		return billing.JobRun{}, ErrClosed
 	}
 	defer s.wg.Done()
-	a, err := s.begin(ctx, e, billing.TriggerManual, time.Time{}, billing.NewID())
+	a, err := s.begin(ctx, e, billing.RunTriggerManual, time.Time{}, billing.NewID())
 	if err != nil {
 		return billing.JobRun{}, err
 	}
@@ -385,7 +385,7 @@ func (s *Scheduler) TriggerAsync(ctx context.Context, id string) (string, error)
 	if !s.enter() {
 		return "", ErrClosed
 	}
-	a, err := s.begin(ctx, e, billing.TriggerManual, time.Time{}, billing.NewID())
+	a, err := s.begin(ctx, e, billing.RunTriggerManual, time.Time{}, billing.NewID())
 	if err != nil {
 		s.wg.Done()
 		return "", err

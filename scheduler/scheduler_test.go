@@ -122,7 +122,7 @@ func TestDefaultJobsFireAtSeedTimes(t *testing.T) {
 		advanceTo(clock, tk.at)
 		recs := waitTick(t, st, tk.job, tk.at, 1)
 		r := recs[0]
-		if r.Status != billing.RunStatusSucceeded || r.Trigger != billing.TriggerSchedule || r.Replica != "r1" {
+		if r.Status != billing.RunStatusSucceeded || r.Trigger != billing.RunTriggerSchedule || r.Replica != "r1" {
 			t.Fatalf("tick %d %s: %+v", i, tk.job, r)
 		}
 		if !r.StartedAt.Equal(tk.at) {
@@ -221,7 +221,7 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if run.Status != billing.RunStatusSucceeded || run.Trigger != billing.TriggerManual || run.Replica != "r1" ||
+	if run.Status != billing.RunStatusSucceeded || run.Trigger != billing.RunTriggerManual || run.Replica != "r1" ||
 		run.DurationMS != 1500 || !run.StartedAt.Equal(clock.Now().Add(-1500*time.Millisecond)) || !run.ScheduledFor.IsZero() {
 		t.Fatalf("run = %+v", run)
 	}
@@ -434,7 +434,7 @@ func TestHistoryRetention(t *testing.T) {
 	st := memstore.New()
 	var calls atomic.Int64
 	for _, age := range []int{40, 8, 2} {
-		if err := st.InsertJobRun(ctx, &billing.JobRun{JobID: "j", Trigger: billing.TriggerSchedule, Status: billing.RunStatusSucceeded,
+		if err := st.InsertJobRun(ctx, &billing.JobRun{JobID: "j", Trigger: billing.RunTriggerSchedule, Status: billing.RunStatusSucceeded,
 			StartedAt: now.AddDate(0, 0, -age), FinishedAt: now.AddDate(0, 0, -age)}); err != nil {
 			t.Fatal(err)
 		}
@@ -580,7 +580,7 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 	}
 	var caught []billing.JobRun
 	for _, r := range executed(t, st, "daily") {
-		if r.Trigger == billing.TriggerCatchUp {
+		if r.Trigger == billing.RunTriggerCatchUp {
 			caught = append(caught, r)
 		}
 	}
@@ -620,7 +620,7 @@ func TestCatchUpNewInstall(t *testing.T) {
 	start(t, s2)
 	shutdown(t, s2) // waits for the catch-up run
 	runs := executed(t, st, "daily")
-	if len(runs) != 1 || runs[0].Trigger != billing.TriggerCatchUp || !runs[0].ScheduledFor.Equal(at(2, 9)) {
+	if len(runs) != 1 || runs[0].Trigger != billing.RunTriggerCatchUp || !runs[0].ScheduledFor.Equal(at(2, 9)) {
 		t.Fatalf("runs = %+v", runs)
 	}
 }

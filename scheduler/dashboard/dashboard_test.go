@@ -340,7 +340,7 @@ func TestActions(t *testing.T) {
 
 	r = e.do("POST", "/jobs/alpha/trigger", url.Values{}, auth)
 	runs := e.runs("alpha")
-	if r.code != http.StatusSeeOther || len(runs) != 1 || runs[0].Status != billing.RunStatusSucceeded || runs[0].Trigger != billing.TriggerManual {
+	if r.code != http.StatusSeeOther || len(runs) != 1 || runs[0].Status != billing.RunStatusSucceeded || runs[0].Trigger != billing.RunTriggerManual {
 		t.Fatalf("trigger: %d, runs %+v", r.code, runs)
 	}
 	page = e.do("GET", strings.TrimPrefix(r.location(), "/admin"), nil, auth)

@@ -333,7 +333,7 @@ func (s *suite) notificationTests() []test {
 
 func (s *suite) jobRunTests() []test {
 	run := func(id, job string, started time.Time) billing.JobRun {
-		return billing.JobRun{ID: id, JobID: job, Trigger: billing.TriggerSchedule, Status: billing.RunStatusSucceeded,
+		return billing.JobRun{ID: id, JobID: job, Trigger: billing.RunTriggerSchedule, Status: billing.RunStatusSucceeded,
 			StartedAt: started, FinishedAt: started.Add(1500 * time.Millisecond), DurationMS: 1500,
 			Result: map[string]any{"success": true, "note": "ok"}, Replica: "r1", ScheduledFor: started}
 	}
