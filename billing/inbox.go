@@ -206,12 +206,12 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 	outcome := OutcomeProcessed
 	switch {
 	case perr == nil && ignored:
-		f.State, outcome = EventIgnored, OutcomeIgnored
+		f.State, outcome = WebhookEventStateIgnored, OutcomeIgnored
 	case perr == nil:
-		f.State = EventProcessed
+		f.State = WebhookEventStateProcessed
 	case Refused(perr):
 		s.log.WarnContext(ctx, "webhook event rejected", "gateway", ev.Gateway, "event_id", ev.EventID, "event_type", ev.Type, "error", perr)
-		f.State, f.Error, outcome, perr = EventIgnored, errText(perr), OutcomeRejected, nil
+		f.State, f.Error, outcome, perr = WebhookEventStateIgnored, errText(perr), OutcomeRejected, nil
 	case errors.Is(perr, ErrNotFound):
 		parkedAt := ev.ParkedAt
 		if parkedAt.IsZero() {
@@ -221,20 +221,20 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 		if !now.Before(deadline) {
 			s.log.WarnContext(ctx, "webhook event ignored: the object it names never appeared", "gateway", ev.Gateway,
 				"event_id", ev.EventID, "event_type", ev.Type, "parked_at", parkedAt, "error", perr)
-			f.State, f.Error, outcome = EventIgnored, "unknown object: "+errText(perr), OutcomeIgnored
+			f.State, f.Error, outcome = WebhookEventStateIgnored, "unknown object: "+errText(perr), OutcomeIgnored
 			perr = nil
 			break
 		}
-		f.State, f.Error, f.ParkedAt, outcome = EventParked, errText(perr), parkedAt, OutcomeFailed
+		f.State, f.Error, f.ParkedAt, outcome = WebhookEventStateParked, errText(perr), parkedAt, OutcomeFailed
 		f.NextAttemptAt = minTime(now.Add(cfg.backoff(ev.Attempts)), deadline)
 	case ev.Attempts >= cfg.MaxAttempts && !inline && !errors.Is(perr, ErrConflict):
 		// Inline, the gateway's redeliveries are the retries: the event stays failed. A
 		// conflict (a concurrent writer) is not the event's fault and never kills it.
 		s.log.ErrorContext(ctx, "webhook event dead: out of attempts; replay it from the admin API once the cause is fixed",
 			"gateway", ev.Gateway, "event_id", ev.EventID, "event_type", ev.Type, "attempts", ev.Attempts, "error", perr)
-		f.State, f.Error, outcome = EventDead, errText(perr), OutcomeFailed
+		f.State, f.Error, outcome = WebhookEventStateDead, errText(perr), OutcomeFailed
 	default:
-		f.State, f.Error, outcome = EventFailed, errText(perr), OutcomeFailed
+		f.State, f.Error, outcome = WebhookEventStateFailed, errText(perr), OutcomeFailed
 		f.NextAttemptAt = now.Add(cfg.backoff(ev.Attempts))
 		if errors.Is(perr, ErrConflict) {
 			f.NextAttemptAt = now // a concurrent writer: retry at once

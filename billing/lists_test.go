@@ -16,7 +16,7 @@ func TestListsAreFreshCopies(t *testing.T) {
 	}
 	s := billing.AllWebhookEventStates()
 	s[0] = "changed"
-	if billing.AllWebhookEventStates()[0] != billing.EventReceived {
+	if billing.AllWebhookEventStates()[0] != billing.WebhookEventStateReceived {
 		t.Errorf("AllWebhookEventStates()[0] = %q after a caller changed its copy", billing.AllWebhookEventStates()[0])
 	}
 	j := billing.RerunJobIDs()

@@ -214,7 +214,7 @@ func TestRefusedEventIsRejected(t *testing.T) {
 		t.Fatalf("outcome %s, %v; want rejected, nil", out, err)
 	}
 	stored, _ := e.st.GetWebhookEvent(e.ctx, ev.Gateway, ev.EventID)
-	if stored.State != billing.EventIgnored || !strings.Contains(stored.Error, "reference") {
+	if stored.State != billing.WebhookEventStateIgnored || !strings.Contains(stored.Error, "reference") {
 		t.Fatalf("stored %+v, want ignored with the reason", stored)
 	}
 	if out, _ := e.svc.HandleWebhookEvent(e.ctx, ev, nil); out != billing.OutcomeDuplicate {

@@ -254,9 +254,9 @@ var demoInbox = []struct {
 	err   string
 }{
 	{billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: "payment:mp_lucas_2:demo", Type: "payment", ObjectKey: "payment:mp_lucas_2",
-		Payload: []byte(`{"type":"payment","data_id":"mp_lucas_2"}`)}, 5 * 24 * time.Hour, billing.EventProcessed, ""},
+		Payload: []byte(`{"type":"payment","data_id":"mp_lucas_2"}`)}, 5 * 24 * time.Hour, billing.WebhookEventStateProcessed, ""},
 	{billing.WebhookEvent{Gateway: demoGateway, EventID: demoFailedEvent, Type: "subscription.updated", ObjectKey: "demo_sub_bob",
-		Payload: []byte(`{"subscription":"demo_sub_bob"}`)}, 20 * time.Minute, billing.EventFailed, "demo gateway: 503 Service Unavailable while re-reading the subscription"},
+		Payload: []byte(`{"subscription":"demo_sub_bob"}`)}, 20 * time.Minute, billing.WebhookEventStateFailed, "demo gateway: 503 Service Unavailable while re-reading the subscription"},
 }
 
 // loadDemoInbox puts demoInbox in the store's inbox as a worker would have left it.
@@ -274,7 +274,7 @@ func loadDemoInbox(ctx context.Context, st billing.Store, now time.Time) error {
 		}
 		f := billing.WebhookFinish{Gateway: d.ev.Gateway, EventID: d.ev.EventID, Token: "demo", State: d.state, Attempts: claimed[0].Attempts,
 			Error: d.err, Now: at, Attempt: billing.WebhookAttempt{At: at, State: d.state, Error: d.err, Duration: 40 * time.Millisecond}}
-		if d.state == billing.EventFailed {
+		if d.state == billing.WebhookEventStateFailed {
 			f.NextAttemptAt = now.Add(6 * time.Hour) // the backoff after several attempts
 		}
 		if err := st.FinishWebhookEvent(ctx, f); err != nil {

@@ -128,8 +128,8 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 		ByState map[string]int `json:"by_state"`
 	}
 	replayed := map[string]string{} // event id -> the error it failed with
-	for stats.ByState[string(billing.EventProcessed)] < len(events) {
-		if stats.ByState[string(billing.EventFailed)] > 0 {
+	for stats.ByState[string(billing.WebhookEventStateProcessed)] < len(events) {
+		if stats.ByState[string(billing.WebhookEventStateFailed)] > 0 {
 			for id, why := range replayFailed(t, h.base, token) {
 				replayed[id] = why
 			}
@@ -146,7 +146,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 		if err := json.Unmarshal(body, &stats); err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range []billing.WebhookEventState{billing.EventIgnored, billing.EventDead} {
+		for _, s := range []billing.WebhookEventState{billing.WebhookEventStateIgnored, billing.WebhookEventStateDead} {
 			if stats.ByState[string(s)] > 0 {
 				t.Fatalf("inbox %v: events ended %s\nserver stderr:\n%s", stats.ByState, s, lastLines(h.stderr.String(), 40))
 			}
@@ -174,7 +174,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if is.ByState[billing.EventProcessed] != len(events) || !is.OldestPending.IsZero() {
+	if is.ByState[billing.WebhookEventStateProcessed] != len(events) || !is.OldestPending.IsZero() {
 		t.Errorf("inbox %v (oldest pending %v), want all %d processed", is.ByState, is.OldestPending, len(events))
 	}
 	evs, err := st.ListWebhookEvents(actx, billing.WebhookEventQuery{Limit: len(events) + 1})

@@ -35,7 +35,7 @@ func TestValidSignatureApprovesCheckout(t *testing.T) {
 	if ks := kinds(e.mails()); len(ks) != 2 {
 		t.Fatalf("emails %v, want payment_successful and welcome", ks)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventProcessed {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateProcessed {
 		t.Fatalf("event %+v", ev)
 	}
 	if w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
@@ -270,7 +270,7 @@ func TestAPIDownThenRetry(t *testing.T) {
 	if w := e.serve(r); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("down: %d %s, want 503 with Retry-After", w.Code, w.Body)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventFailed {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateFailed {
 		t.Fatalf("event %+v", ev)
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending {
@@ -283,7 +283,7 @@ func TestAPIDownThenRetry(t *testing.T) {
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %+v", got)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventProcessed || ev.Attempts != 2 {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateProcessed || ev.Attempts != 2 {
 		t.Fatalf("event %+v", ev)
 	}
 }
@@ -305,7 +305,7 @@ func TestUnknownTypeIgnored(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d", w.Code)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventIgnored {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateIgnored {
 		t.Fatalf("event %+v", ev)
 	}
 }

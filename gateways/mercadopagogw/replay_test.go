@@ -148,7 +148,7 @@ func TestInboxKeyFromSignedMaterial(t *testing.T) {
 			t.Errorf("key %q: want %s:%s:<signed request> without the body id", k, TypePreapproval, preID)
 		}
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventProcessed {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateProcessed {
 		t.Errorf("event %+v", ev)
 	}
 }

@@ -228,7 +228,7 @@ func TestAPINotFoundIgnored(t *testing.T) {
 	if len(subs) != 0 || len(e.sortedEmails()) != 0 {
 		t.Errorf("a 404 created %d subscriptions, %d emails", len(subs), len(e.sortedEmails()))
 	}
-	if ev, err := e.store.GetWebhookEvent(context.Background(), billing.GatewayPayPal, "WH-404"); err != nil || ev.State != billing.EventIgnored {
+	if ev, err := e.store.GetWebhookEvent(context.Background(), billing.GatewayPayPal, "WH-404"); err != nil || ev.State != billing.WebhookEventStateIgnored {
 		t.Errorf("event %+v %v, want ignored", ev, err)
 	}
 }

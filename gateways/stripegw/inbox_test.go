@@ -103,25 +103,25 @@ func TestInboxInvoicePaidParkedUntilCheckout(t *testing.T) {
 	e.accept(paid) // a duplicate stores nothing new
 	drain(t, w)
 	ev := e.event("evt_paid_1")
-	if ev.State != billing.EventParked || ev.Attempts != 1 || !ev.ParkedAt.Equal(t0) || !ev.NextAttemptAt.Equal(t0.Add(time.Minute)) ||
+	if ev.State != billing.WebhookEventStateParked || ev.Attempts != 1 || !ev.ParkedAt.Equal(t0) || !ev.NextAttemptAt.Equal(t0.Add(time.Minute)) ||
 		!strings.Contains(ev.Error, "not found") {
 		t.Fatalf("invoice.paid before its subscription: %+v; want parked at t0, retry in 1m", ev)
 	}
 	e.noSub("sub_1")
 	e.clock.Advance(3 * time.Hour) // past several backoff steps, still within the wait
 	drain(t, w)
-	if ev := e.event("evt_paid_1"); ev.State != billing.EventParked || !ev.ParkedAt.Equal(t0) {
+	if ev := e.event("evt_paid_1"); ev.State != billing.WebhookEventStateParked || !ev.ParkedAt.Equal(t0) {
 		t.Fatalf("after 3h: %+v, want still parked since t0", ev)
 	}
 	next := e.event("evt_paid_1").NextAttemptAt
 	e.accept(checkout)
 	drain(t, w)
-	if c := e.event("evt_checkout"); c.State != billing.EventProcessed {
+	if c := e.event("evt_checkout"); c.State != billing.WebhookEventStateProcessed {
 		t.Fatalf("checkout: %+v", c)
 	}
 	ev = e.event("evt_paid_1")
-	if ev.State != billing.EventProcessed || !e.clock.Now().Before(next) || len(ev.History) != 3 ||
-		ev.History[0].State != billing.EventParked || ev.History[2].State != billing.EventProcessed {
+	if ev.State != billing.WebhookEventStateProcessed || !e.clock.Now().Before(next) || len(ev.History) != 3 ||
+		ev.History[0].State != billing.WebhookEventStateParked || ev.History[2].State != billing.WebhookEventStateProcessed {
 		t.Fatalf("invoice.paid after checkout: %+v; want processed now (before its next retry %v), history parked…processed", ev, next)
 	}
 	s := e.sub("sub_1")
@@ -143,14 +143,14 @@ func TestInboxParkedEventIgnoredAfterWait(t *testing.T) {
 	for e.clock.Now().Before(t0.Add(72*time.Hour - time.Minute)) {
 		e.clock.Advance(30 * time.Minute)
 		drain(t, w)
-		if ev := e.event("evt_paid_1"); ev.State != billing.EventParked && e.clock.Now().Before(t0.Add(72*time.Hour)) {
+		if ev := e.event("evt_paid_1"); ev.State != billing.WebhookEventStateParked && e.clock.Now().Before(t0.Add(72*time.Hour)) {
 			t.Fatalf("at %v: %+v, want parked until the wait ends", e.clock.Now().Sub(t0), ev)
 		}
 	}
 	e.clock.Set(t0.Add(72 * time.Hour))
 	drain(t, w)
 	ev := e.event("evt_paid_1")
-	if ev.State != billing.EventIgnored || !strings.HasPrefix(ev.Error, "unknown object") || !ev.FinishedAt.Equal(t0.Add(72*time.Hour)) {
+	if ev.State != billing.WebhookEventStateIgnored || !strings.HasPrefix(ev.Error, "unknown object") || !ev.FinishedAt.Equal(t0.Add(72*time.Hour)) {
 		t.Fatalf("after 72h: %+v; want ignored: unknown object", ev)
 	}
 	if ev.Attempts < 5 {
@@ -167,7 +167,7 @@ func TestInboxParkedEventIgnoredAfterWait(t *testing.T) {
 	_, checkout := earlyInvoice()
 	e.accept(checkout)
 	drain(t, w)
-	if ev := e.event("evt_paid_1"); ev.State != billing.EventProcessed {
+	if ev := e.event("evt_paid_1"); ev.State != billing.WebhookEventStateProcessed {
 		t.Fatalf("replayed: %+v", ev)
 	}
 	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusActive {
@@ -260,7 +260,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 		// fake clock jumps a minute while such events remain.
 		polls := 0
 		testkit.DrainInbox(t, first, fmt.Sprintf("round %d", round), len(lifecycle()), func(st billing.WebhookInboxStats) {
-			if polls++; polls%20 == 0 && st.ByState[billing.EventFailed]+st.ByState[billing.EventParked] > 0 {
+			if polls++; polls%20 == 0 && st.ByState[billing.WebhookEventStateFailed]+st.ByState[billing.WebhookEventStateParked] > 0 {
 				clock.Advance(time.Minute)
 			}
 		})
@@ -299,7 +299,7 @@ func TestInboxObjectUnknownToAPIIgnored(t *testing.T) {
 	if n := drain(t, w); n != 1 {
 		t.Fatalf("drained %d events, want 1", n)
 	}
-	if ev := e.event("evt_404"); ev.State != billing.EventIgnored || ev.Attempts != 1 || !ev.NextAttemptAt.IsZero() && ev.NextAttemptAt.After(clock.Now()) {
+	if ev := e.event("evt_404"); ev.State != billing.WebhookEventStateIgnored || ev.Attempts != 1 || !ev.NextAttemptAt.IsZero() && ev.NextAttemptAt.After(clock.Now()) {
 		t.Fatalf("event %+v; want ignored after one attempt", ev)
 	}
 	clock.Advance(3 * time.Hour)

@@ -164,7 +164,7 @@ func TestInvoicePaidRefetchedFromAPI(t *testing.T) {
 	if code := e.post(stripegw.NewTestEvent("evt_p3", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusOK {
 		t.Fatalf("invoice unknown to the API: %d, want 200 ignored", code)
 	}
-	if ev, err := e.st.GetWebhookEvent(context.Background(), billing.GatewayStripe, "evt_p3"); err != nil || ev.State != billing.EventIgnored {
+	if ev, err := e.st.GetWebhookEvent(context.Background(), billing.GatewayStripe, "evt_p3"); err != nil || ev.State != billing.WebhookEventStateIgnored {
 		t.Fatalf("invoice unknown to the API: event %+v %v, want ignored", ev, err)
 	}
 	if _, err := e.st.FindPaymentByGateway(context.Background(), billing.GatewayStripe, "in_404"); !errors.Is(err, billing.ErrNotFound) {

@@ -24,7 +24,7 @@ var inboxGateways = []string{billing.GatewayStripe, billing.GatewayMercadoPago, 
 
 // replayable reports whether the inbox replays an event in state s.
 func replayable(s billing.WebhookEventState) bool {
-	return s == billing.EventFailed || s == billing.EventDead || s == billing.EventIgnored
+	return s == billing.WebhookEventStateFailed || s == billing.WebhookEventStateDead || s == billing.WebhookEventStateIgnored
 }
 
 // eventPath is the dashboard path of an event's page, its segments escaped.

@@ -71,8 +71,8 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for name, wq := range map[string]billing.WebhookEventQuery{
 		"list webhook events":                      {Limit: 51},
 		"list webhook events after a cursor":       {Limit: 51, After: cursor},
-		"list dead webhook events":                 {State: billing.EventDead, Limit: 51},
-		"list failed stripe events after a cursor": {State: billing.EventFailed, Gateway: billing.GatewayStripe, Limit: 51, After: cursor},
+		"list dead webhook events":                 {State: billing.WebhookEventStateDead, Limit: 51},
+		"list failed stripe events after a cursor": {State: billing.WebhookEventStateFailed, Gateway: billing.GatewayStripe, Limit: 51, After: cursor},
 		"list stripe webhook events":               {Gateway: billing.GatewayStripe, Limit: 51},
 	} {
 		q, args, err := listWebhookSQL(wq)

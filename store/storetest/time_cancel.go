@@ -323,7 +323,7 @@ func (s *suite) cancelTests() []test {
 					return err
 				},
 				"FinishWebhookEvent": func() error {
-					return st.FinishWebhookEvent(cctx, billing.WebhookFinish{Gateway: "stripe", EventID: "e1", Token: "T", State: billing.EventProcessed, Now: base})
+					return st.FinishWebhookEvent(cctx, billing.WebhookFinish{Gateway: "stripe", EventID: "e1", Token: "T", State: billing.WebhookEventStateProcessed, Now: base})
 				},
 				"ListWebhookEvents": func() error {
 					_, err := st.ListWebhookEvents(cctx, billing.WebhookEventQuery{Limit: 1})
