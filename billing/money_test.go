@@ -210,14 +210,14 @@ func TestRefusedEventIsRejected(t *testing.T) {
 		_, err := e.svc.VerifyReference("victim:premium")
 		return false, err
 	})
-	if err != nil || out != billing.OutcomeRejected {
+	if err != nil || out != billing.EventOutcomeRejected {
 		t.Fatalf("outcome %s, %v; want rejected, nil", out, err)
 	}
 	stored, _ := e.st.GetWebhookEvent(e.ctx, ev.Gateway, ev.EventID)
 	if stored.State != billing.WebhookEventStateIgnored || !strings.Contains(stored.Error, "reference") {
 		t.Fatalf("stored %+v, want ignored with the reason", stored)
 	}
-	if out, _ := e.svc.HandleWebhookEvent(e.ctx, ev, nil); out != billing.OutcomeDuplicate {
+	if out, _ := e.svc.HandleWebhookEvent(e.ctx, ev, nil); out != billing.EventOutcomeDuplicate {
 		t.Fatalf("redelivery: %s, want duplicate", out)
 	}
 }

@@ -346,13 +346,29 @@ func Permanent(err error) bool {
 type EventOutcome string
 
 const (
-	OutcomeProcessed  EventOutcome = "processed"
-	OutcomeIgnored    EventOutcome = "ignored"
-	OutcomeDuplicate  EventOutcome = "duplicate"
-	OutcomeInProgress EventOutcome = "in_progress"
-	OutcomeFailed     EventOutcome = "failed"
-	// OutcomeRejected: a genuine delivery whose content renewkit refuses (a bad reference,
+	EventOutcomeProcessed  EventOutcome = "processed"
+	EventOutcomeIgnored    EventOutcome = "ignored"
+	EventOutcomeDuplicate  EventOutcome = "duplicate"
+	EventOutcomeInProgress EventOutcome = "in_progress"
+	EventOutcomeFailed     EventOutcome = "failed"
+	// EventOutcomeRejected: a genuine delivery whose content renewkit refuses (a bad reference,
 	// a charge that does not match): recorded as ignored with the reason, answered 2xx,
 	// nothing granted.
-	OutcomeRejected EventOutcome = "rejected"
+	EventOutcomeRejected EventOutcome = "rejected"
+)
+
+// Former names of the EventOutcome values, kept for one release.
+const (
+	// Deprecated: use EventOutcomeProcessed.
+	OutcomeProcessed = EventOutcomeProcessed
+	// Deprecated: use EventOutcomeIgnored.
+	OutcomeIgnored = EventOutcomeIgnored
+	// Deprecated: use EventOutcomeDuplicate.
+	OutcomeDuplicate = EventOutcomeDuplicate
+	// Deprecated: use EventOutcomeInProgress.
+	OutcomeInProgress = EventOutcomeInProgress
+	// Deprecated: use EventOutcomeFailed.
+	OutcomeFailed = EventOutcomeFailed
+	// Deprecated: use EventOutcomeRejected.
+	OutcomeRejected = EventOutcomeRejected
 )

@@ -188,7 +188,7 @@ func (m *metrics) webhook(gateway string, h http.Handler) http.Handler {
 		if rec.code >= 400 && rec.code < 500 && rec.code != http.StatusConflict {
 			m.rejected.WithLabelValues(gateway).Inc()
 		}
-		if w.Header().Get("X-Webhook-Outcome") == string(billing.OutcomeDuplicate) {
+		if w.Header().Get("X-Webhook-Outcome") == string(billing.EventOutcomeDuplicate) {
 			m.duplicates.WithLabelValues(gateway).Inc()
 		}
 	})

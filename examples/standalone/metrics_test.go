@@ -107,7 +107,7 @@ func TestMetricsMove(t *testing.T) {
 	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.OutcomeAccepted) {
 		t.Fatalf("first delivery: %d %s\n%s", code, outcome, s.stderr.String())
 	}
-	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.OutcomeDuplicate) {
+	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.EventOutcomeDuplicate) {
 		t.Fatalf("second delivery: %d %s", code, outcome)
 	}
 	if code, _ := post(false); code != http.StatusBadRequest {

@@ -38,7 +38,7 @@ func TestValidSignatureApprovesCheckout(t *testing.T) {
 	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateProcessed {
 		t.Fatalf("event %+v", ev)
 	}
-	if w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
+	if w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("outcome header %q", w.Header().Get(hookhttp.OutcomeHeader))
 	}
 }
@@ -242,7 +242,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	}
 	before, mails, calls := e.payment(p.ID), len(e.mails()), e.mp.calls.Load()
 	w := e.serve(again)
-	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeDuplicate) {
+	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeDuplicate) {
 		t.Fatalf("second: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
 	if after := e.payment(p.ID); after.Version != before.Version || len(e.mails()) != mails || e.mp.calls.Load() != calls {
@@ -337,12 +337,12 @@ func TestStatusMapping(t *testing.T) {
 		want    billing.PaymentStatus
 		outcome billing.EventOutcome
 	}{
-		{"cancelled", billing.PaymentStatusPending, billing.PaymentStatusCancelled, billing.OutcomeProcessed},
-		{"refunded", billing.PaymentStatusApproved, billing.PaymentRefunded, billing.OutcomeProcessed},
-		{"charged_back", billing.PaymentStatusApproved, billing.PaymentChargedBack, billing.OutcomeProcessed},
-		{"pending", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.OutcomeIgnored},
-		{"in_process", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.OutcomeIgnored},
-		{"authorized", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.OutcomeIgnored},
+		{"cancelled", billing.PaymentStatusPending, billing.PaymentStatusCancelled, billing.EventOutcomeProcessed},
+		{"refunded", billing.PaymentStatusApproved, billing.PaymentRefunded, billing.EventOutcomeProcessed},
+		{"charged_back", billing.PaymentStatusApproved, billing.PaymentChargedBack, billing.EventOutcomeProcessed},
+		{"pending", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
+		{"in_process", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
+		{"authorized", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
 	}
 	for _, tc := range cases {
 		t.Run(tc.status, func(t *testing.T) {

@@ -53,7 +53,7 @@ func TestRefundedEndsAccessOnce(t *testing.T) {
 	refunded["transaction_amount_refunded"] = 49.9
 	e.mp.putPayment(checkoutID, refunded)
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK ||
-		w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
+		w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentRefunded || got.RefundedAmount != 4990 {
@@ -111,7 +111,7 @@ func TestRefundOfForeignPaymentIgnored(t *testing.T) {
 	p := e.pendingPayment()
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "refunded", "refunded", p.ID))
 	w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678"))
-	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeIgnored) {
+	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeIgnored) {
 		t.Fatalf("foreign refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending || got.RefundedAmount != 0 || len(e.mails()) != 0 {
