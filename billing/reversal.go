@@ -38,32 +38,50 @@ const (
 type ReversalAccess string
 
 const (
-	// RevokeAtOnce (the default, also the zero value ""): the subscription is cancelled and
+	// ReversalAccessAtOnce (the default, also the zero value ""): the subscription is cancelled and
 	// the user's access revoked when the reversal is applied.
-	RevokeAtOnce ReversalAccess = "at_once"
-	// RevokeAtPeriodEnd: the subscription is set to cancel at its period end (no renewal,
+	ReversalAccessAtOnce ReversalAccess = "at_once"
+	// ReversalAccessAtPeriodEnd: the subscription is set to cancel at its period end (no renewal,
 	// no grace) and access lasts until then.
-	RevokeAtPeriodEnd ReversalAccess = "period_end"
+	ReversalAccessAtPeriodEnd ReversalAccess = "period_end"
+)
+
+// Former names of the ReversalAccess values, kept for one release.
+const (
+	// Deprecated: use ReversalAccessAtOnce.
+	RevokeAtOnce = ReversalAccessAtOnce
+	// Deprecated: use ReversalAccessAtPeriodEnd.
+	RevokeAtPeriodEnd = ReversalAccessAtPeriodEnd
 )
 
 func (a ReversalAccess) validate() error {
 	switch a {
-	case "", RevokeAtOnce, RevokeAtPeriodEnd:
+	case "", ReversalAccessAtOnce, ReversalAccessAtPeriodEnd:
 		return nil
 	}
-	return fmt.Errorf("ReversalAccess: %q is not %q or %q", string(a), RevokeAtOnce, RevokeAtPeriodEnd)
+	return fmt.Errorf("ReversalAccess: %q is not %q or %q", string(a), ReversalAccessAtOnce, ReversalAccessAtPeriodEnd)
 }
 
 // ReversalKind is what happened to a payment's money.
 type ReversalKind string
 
 const (
-	// ReversalRefund: money was refunded; ReversalParams.Refunded says how much in total.
-	ReversalRefund ReversalKind = "refund"
-	// ReversalChargeback: the buyer's bank took the money back, or a dispute withdrew it.
-	ReversalChargeback ReversalKind = "chargeback"
-	// ReversalDisputeWon: a dispute closed in the merchant's favour; the money came back.
-	ReversalDisputeWon ReversalKind = "dispute_won"
+	// ReversalKindRefund: money was refunded; ReversalParams.Refunded says how much in total.
+	ReversalKindRefund ReversalKind = "refund"
+	// ReversalKindChargeback: the buyer's bank took the money back, or a dispute withdrew it.
+	ReversalKindChargeback ReversalKind = "chargeback"
+	// ReversalKindDisputeWon: a dispute closed in the merchant's favour; the money came back.
+	ReversalKindDisputeWon ReversalKind = "dispute_won"
+)
+
+// Former names of the ReversalKind values, kept for one release.
+const (
+	// Deprecated: use ReversalKindRefund.
+	ReversalRefund = ReversalKindRefund
+	// Deprecated: use ReversalKindChargeback.
+	ReversalChargeback = ReversalKindChargeback
+	// Deprecated: use ReversalKindDisputeWon.
+	ReversalDisputeWon = ReversalKindDisputeWon
 )
 
 // ReversalParams describes a refund, a chargeback or a dispute outcome, as re-read from the
@@ -76,7 +94,7 @@ type ReversalParams struct {
 	Gateway           string
 	GatewayPaymentIDs []string
 	Kind              ReversalKind
-	// Refunded is, for ReversalRefund, the total refunded so far, in the payment's
+	// Refunded is, for ReversalKindRefund, the total refunded so far, in the payment's
 	// currency. At least the payment's amount is a full refund; less is a partial refund,
 	// which is recorded and changes no access.
 	Refunded Money
@@ -106,7 +124,7 @@ type ReversalParams struct {
 func (pp *PaymentProcessor) ProcessReversal(ctx context.Context, params ReversalParams) (ProcessResult, error) {
 	var res ProcessResult
 	switch params.Kind {
-	case ReversalRefund, ReversalChargeback, ReversalDisputeWon:
+	case ReversalKindRefund, ReversalKindChargeback, ReversalKindDisputeWon:
 	default:
 		return res, fmt.Errorf("%w: reversal kind %q", ErrInvalidInput, params.Kind)
 	}
@@ -115,7 +133,7 @@ func (pp *PaymentProcessor) ProcessReversal(ctx context.Context, params Reversal
 		return res, err
 	}
 	res.PaymentID, res.SubscriptionID = p.ID, p.SubscriptionID
-	if params.Kind == ReversalRefund {
+	if params.Kind == ReversalKindRefund {
 		if err := params.Refunded.Validate(); err != nil {
 			return res, fmt.Errorf("refund of payment %s: %w", p.ID, err)
 		}
@@ -184,7 +202,7 @@ func planReversal(p Payment, params ReversalParams, now time.Time) (reversalPlan
 	next := p
 	next.UpdatedAt = now
 	switch params.Kind {
-	case ReversalRefund:
+	case ReversalKindRefund:
 		total := params.Refunded.Amount
 		if p.Status == PaymentRefunded || total <= p.RefundedAmount && total < p.Amount.Amount {
 			return reversalPlan{}, false
@@ -198,13 +216,13 @@ func planReversal(p Payment, params ReversalParams, now time.Time) (reversalPlan
 			next.ReversalReason = params.Reason
 		}
 		return reversalPlan{next: next, action: AuditPaymentRefunded, ends: true, notify: p.Status == PaymentStatusApproved}, true
-	case ReversalChargeback:
+	case ReversalKindChargeback:
 		if p.Status == PaymentChargedBack || p.Status == PaymentRefunded {
 			return reversalPlan{}, false
 		}
 		next.Status, next.ReversedAt, next.ReversalReason = PaymentChargedBack, now, params.Reason
 		return reversalPlan{next: next, action: AuditPaymentChargedBack, ends: true, notify: p.Status == PaymentStatusApproved}, true
-	default: // ReversalDisputeWon
+	default: // ReversalKindDisputeWon
 		if p.Status != PaymentChargedBack {
 			return reversalPlan{}, false
 		}
@@ -337,7 +355,7 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 	var access *AccessEffect
 	var notes []Notification
 	subAudit := AuditEntry{EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: params.Actor}
-	atOnce := pp.s.cfg.ReversalAccess != RevokeAtPeriodEnd
+	atOnce := pp.s.cfg.ReversalAccess != ReversalAccessAtPeriodEnd
 	switch {
 	case plan.ends && sub.Status.Live() && atOnce:
 		changed.Status, changed.CancelledAt = SubscriptionStatusCancelled, now
@@ -352,7 +370,7 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 		}
 		changed.CancelAtPeriodEnd = true
 		subAudit.Action = AuditSubscriptionUpdated
-	case params.Kind == ReversalDisputeWon && sub.UpdatedAt.Equal(p.ReversedAt):
+	case params.Kind == ReversalKindDisputeWon && sub.UpdatedAt.Equal(p.ReversedAt):
 		// Nothing changed the subscription since the chargeback: undo what it did.
 		switch {
 		case sub.Status == SubscriptionStatusCancelled && sub.CurrentPeriodEnd.After(now):
@@ -396,11 +414,11 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 // bought ends (zero: the reversal left the current period alone).
 func reversalNote(u User, planName string, p Payment, params ReversalParams, accessEnds time.Time) Notification {
 	amount := p.Amount
-	if params.Kind == ReversalRefund {
+	if params.Kind == ReversalKindRefund {
 		amount = params.Refunded
 	}
 	what := string(PaymentRefunded)
-	if params.Kind == ReversalChargeback {
+	if params.Kind == ReversalKindChargeback {
 		what = string(PaymentChargedBack)
 	}
 	return Notification{

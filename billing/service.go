@@ -65,7 +65,7 @@ type Config struct {
 	// appears in logs or errors.
 	ReferenceSecret []byte
 	// ReversalAccess says when a full refund or a chargeback ends the access the payment
-	// bought: RevokeAtOnce (the default) or RevokeAtPeriodEnd.
+	// bought: ReversalAccessAtOnce (the default) or ReversalAccessAtPeriodEnd.
 	ReversalAccess ReversalAccess
 	// Inbox tunes the webhook inbox: the retries, parking and worker (see InboxConfig).
 	Inbox InboxConfig

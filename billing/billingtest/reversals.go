@@ -23,7 +23,7 @@ func (s *suite) reversalEnv(ctx context.Context, t *testing.T, cfg billing.Confi
 
 func refund(amount int64) billing.ReversalParams {
 	return billing.ReversalParams{Gateway: billing.GatewayStripe, GatewayPaymentIDs: []string{"ch_1", "in_1"},
-		Kind: billing.ReversalRefund, Refunded: billing.Money{Amount: amount, Currency: "BRL"}, Reason: "requested_by_customer",
+		Kind: billing.ReversalKindRefund, Refunded: billing.Money{Amount: amount, Currency: "BRL"}, Reason: "requested_by_customer",
 		Actor: billing.GatewayStripe}
 }
 
@@ -64,11 +64,11 @@ func (s *suite) refundEndsAccessAtOnce(ctx context.Context, t *testing.T) {
 	e.noPending()
 }
 
-// refundAtPeriodEndKeepsAccessUntilThen proves Config.ReversalAccess RevokeAtPeriodEnd sets
+// refundAtPeriodEndKeepsAccessUntilThen proves Config.ReversalAccess ReversalAccessAtPeriodEnd sets
 // the subscription to cancel at its period end and keeps access until then; the email says
 // when access ends.
 func (s *suite) refundAtPeriodEndKeepsAccessUntilThen(ctx context.Context, t *testing.T) {
-	e, sub := s.reversalEnv(ctx, t, billing.Config{ReversalAccess: billing.RevokeAtPeriodEnd})
+	e, sub := s.reversalEnv(ctx, t, billing.Config{ReversalAccess: billing.ReversalAccessAtPeriodEnd})
 	_, err := e.svc.Processor().ProcessReversal(ctx, refund(2990))
 	must(t, err, "ProcessReversal")
 	got := e.sub(sub.ID)
@@ -147,7 +147,7 @@ func (s *suite) replayedReversalChangesNothing(ctx context.Context, t *testing.T
 	must(t, err, "ProcessReversal")
 	before := e.snapshot([]string{"u"}, []string{"pay1"})
 	e.clock.Advance(time.Hour)
-	for _, p := range []billing.ReversalParams{refund(2990), refund(1000), chargeback(billing.ReversalChargeback)} {
+	for _, p := range []billing.ReversalParams{refund(2990), refund(1000), chargeback(billing.ReversalKindChargeback)} {
 		res, err := pp.ProcessReversal(ctx, p)
 		must(t, err, "replay")
 		if !res.Duplicate {
@@ -169,7 +169,7 @@ func (s *suite) replayedReversalChangesNothing(ctx context.Context, t *testing.T
 func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 	e, sub := s.reversalEnv(ctx, t, billing.Config{})
 	pp := e.svc.Processor()
-	_, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalChargeback))
+	_, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalKindChargeback))
 	must(t, err, "chargeback")
 	if p := e.payment("pay1"); p.Status != billing.PaymentChargedBack || p.ReversalReason != "fraudulent" {
 		t.Fatalf("payment %+v, want charged back", p)
@@ -178,11 +178,11 @@ func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 		t.Fatalf("user %+v kept access after a chargeback", u)
 	}
 	e.wantKinds("pay1", billing.KindPaymentReversed)
-	if res, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalChargeback)); err != nil || !res.Duplicate {
+	if res, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalKindChargeback)); err != nil || !res.Duplicate {
 		t.Fatalf("dispute lost after the chargeback: %+v, %v; want a duplicate", res, err)
 	}
 	e.clock.Advance(24 * time.Hour)
-	_, err = pp.ProcessReversal(ctx, chargeback(billing.ReversalDisputeWon))
+	_, err = pp.ProcessReversal(ctx, chargeback(billing.ReversalKindDisputeWon))
 	must(t, err, "dispute won")
 	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved || !p.ReversedAt.IsZero() {
 		t.Fatalf("payment %+v, want approved again", p)
