@@ -130,9 +130,9 @@ func (r *run) warning(ctx context.Context, b *batch, sub Subscription) decision 
 	if err != nil {
 		return decision{err: err}
 	}
-	kind := KindExpiring
+	kind := NotificationKindExpiring
 	if sub.AutoRenews() {
-		kind = KindRenewalUpcoming
+		kind = NotificationKindRenewalUpcoming
 	}
 	n := Notification{
 		Kind: kind,
@@ -219,8 +219,8 @@ func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status Sub
 	case err == nil:
 		access = &AccessEffect{UserID: u.ID, Status: status}
 		notes = []Notification{{
-			Kind: KindExpired,
-			Key:  notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd),
+			Kind: NotificationKindExpired,
+			Key:  notificationKey(NotificationKindExpired, sub.ID, sub.CurrentPeriodEnd),
 			To:   recipient(u),
 			Data: NotificationData{PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
 				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
@@ -260,8 +260,8 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	case err == nil:
 		access = &AccessEffect{UserID: u.ID}
 		notes = []Notification{{
-			Kind: KindRenewed,
-			Key:  notificationKey(KindRenewed, sub.ID, gs.PeriodEnd),
+			Kind: NotificationKindRenewed,
+			Key:  notificationKey(NotificationKindRenewed, sub.ID, gs.PeriodEnd),
 			To:   recipient(u),
 			Data: NotificationData{PlanName: p.Name, SubscriptionID: sub.ID, Amount: amount, Gateway: sub.Gateway,
 				PeriodStart: start, PeriodEnd: gs.PeriodEnd},

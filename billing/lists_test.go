@@ -11,7 +11,7 @@ import (
 func TestListsAreFreshCopies(t *testing.T) {
 	k := billing.AllNotificationKinds()
 	k[0] = "changed"
-	if billing.AllNotificationKinds()[0] != billing.KindExpiring {
+	if billing.AllNotificationKinds()[0] != billing.NotificationKindExpiring {
 		t.Errorf("AllNotificationKinds()[0] = %q after a caller changed its copy", billing.AllNotificationKinds()[0])
 	}
 	s := billing.AllWebhookEventStates()

@@ -479,7 +479,7 @@ func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Pla
 	var errs []error
 	if key, err := pp.paymentEmailKey(ctx, sub, p, periodEnd); err != nil {
 		errs = append(errs, err)
-	} else if _, err := pp.s.notifyOnce(ctx, Notification{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}, sub.ID); err != nil {
+	} else if _, err := pp.s.notifyOnce(ctx, Notification{Kind: NotificationKindPaymentSuccessful, Key: key, To: recipient(u), Data: data}, sub.ID); err != nil {
 		errs = append(errs, err)
 	}
 	first, err := pp.startsFirstSubscription(ctx, u, sub, p)
@@ -487,7 +487,7 @@ func (pp *PaymentProcessor) approvedEmails(ctx context.Context, u User, plan Pla
 		errs = append(errs, err)
 	} else if first {
 		if _, err := pp.s.notifyOnce(ctx, Notification{
-			Kind: KindWelcome, Key: notificationKey(KindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data,
+			Kind: NotificationKindWelcome, Key: notificationKey(NotificationKindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data,
 		}, sub.ID); err != nil {
 			errs = append(errs, err)
 		}
@@ -589,7 +589,7 @@ func (pp *PaymentProcessor) failedEmail(ctx context.Context, p Payment) error {
 		planName = plan.Name
 	}
 	_, err = pp.s.notifyOnce(ctx, Notification{
-		Kind: KindPaymentFailed, Key: notificationKey(KindPaymentFailed, p.ID, time.Time{}), To: recipient(u),
+		Kind: NotificationKindPaymentFailed, Key: notificationKey(NotificationKindPaymentFailed, p.ID, time.Time{}), To: recipient(u),
 		Data: NotificationData{PlanName: planName, SubscriptionID: p.SubscriptionID, PaymentID: p.ID,
 			Amount: p.Amount, Gateway: p.Gateway, Reason: p.Reason},
 	}, p.SubscriptionID)

@@ -108,7 +108,7 @@ type ReversalParams struct {
 // ProcessReversal applies a refund, chargeback or dispute outcome to the payment it names.
 // A full refund or a chargeback of the payment that bought the subscription's current period
 // ends that access (Config.ReversalAccess: at once, the default, or at the period end),
-// emails KindPaymentReversed and audits it; a reversal of an older payment is recorded and
+// emails NotificationKindPaymentReversed and audits it; a reversal of an older payment is recorded and
 // audited and leaves the current period alone. A partial refund records the amount refunded
 // and changes no access. A dispute won returns a charged-back payment to approved and gives
 // back the access its chargeback ended, if nothing else changed the subscription since. A
@@ -422,7 +422,7 @@ func reversalNote(u User, planName string, p Payment, params ReversalParams, acc
 		what = string(PaymentChargedBack)
 	}
 	return Notification{
-		Kind: KindPaymentReversed, Key: notificationKey(KindPaymentReversed, p.ID+":"+what, time.Time{}), To: recipient(u),
+		Kind: NotificationKindPaymentReversed, Key: notificationKey(NotificationKindPaymentReversed, p.ID+":"+what, time.Time{}), To: recipient(u),
 		Data: NotificationData{PlanName: planName, SubscriptionID: p.SubscriptionID, PaymentID: p.ID, Amount: amount,
 			Gateway: p.Gateway, Reason: what, PeriodEnd: accessEnds},
 	}
@@ -487,12 +487,12 @@ func (pp *PaymentProcessor) finishEffects(ctx context.Context, sub Subscription)
 // email's key is recorded): then that key, so the period is announced once, not by a
 // renewed and a payment-successful email both.
 func (pp *PaymentProcessor) paymentEmailKey(ctx context.Context, sub Subscription, p Payment, statedEnd time.Time) (string, error) {
-	own := notificationKey(KindPaymentSuccessful, p.ID, time.Time{})
+	own := notificationKey(NotificationKindPaymentSuccessful, p.ID, time.Time{})
 	statedEnd = TruncateTime(statedEnd)
 	if statedEnd.IsZero() || !statedEnd.Equal(sub.CurrentPeriodEnd) || !slices.Contains(sub.AppliedPayments, p.ID) {
 		return own, nil
 	}
-	period := notificationKey(KindRenewed, sub.ID, sub.CurrentPeriodEnd)
+	period := notificationKey(NotificationKindRenewed, sub.ID, sub.CurrentPeriodEnd)
 	_, err := pp.s.store.GetNotification(ctx, period)
 	switch {
 	case err == nil:

@@ -178,7 +178,7 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 			audit.Action = AuditSubscriptionEnded
 			access = &AccessEffect{UserID: u.ID, Status: SubscriptionStatusCancelled}
 			notes = []Notification{{
-				Kind: KindExpired, Key: notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
+				Kind: NotificationKindExpired, Key: notificationKey(NotificationKindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
 				Data: NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, Gateway: sub.Gateway,
 					PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
 			}}

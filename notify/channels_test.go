@@ -111,7 +111,7 @@ func TestFanOutConformance(t *testing.T) {
 func TestFanOutErrors(t *testing.T) {
 	permanent := fmt.Errorf("mailbox gone: %w", billing.ErrUndeliverable)
 	transient := errors.New("connection reset")
-	n := notify.SampleNotification(billing.KindExpired, "en")
+	n := notify.SampleNotification(billing.NotificationKindExpired, "en")
 
 	ok := &recorder{}
 	f, err := notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: ok},
@@ -216,7 +216,7 @@ func TestWebhookConformance(t *testing.T) {
 func TestWebhookPayloadAndStatusMapping(t *testing.T) {
 	rc := &receiver{secret: testSecret}
 	w := newWebhook(t, rc, newRenderer(t))
-	n := notify.SampleNotification(billing.KindPaymentFailed, "pt-BR")
+	n := notify.SampleNotification(billing.NotificationKindPaymentFailed, "pt-BR")
 	require.NoError(t, w.Notify(context.Background(), n))
 	require.Len(t, rc.got, 1)
 	p := rc.got[0]

@@ -56,7 +56,7 @@ func ExampleNewFanOut() {
 	if err != nil {
 		panic(err)
 	}
-	if err := fan.Notify(context.Background(), notify.SampleNotification(billing.KindExpiring, "en")); err != nil {
+	if err := fan.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpiring, "en")); err != nil {
 		panic(err)
 	}
 	fmt.Println(len(email.Sent()), "email")

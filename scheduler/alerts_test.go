@@ -28,7 +28,7 @@ func (f *flaky) Notify(ctx context.Context, n billing.Notification) error {
 	return f.recorder.Notify(ctx, n)
 }
 
-// condition returns the alert condition a KindOperatorAlert key names
+// condition returns the alert condition a NotificationKindOperatorAlert key names
 // (operator_alert:<job>:<condition>:<run>).
 func condition(n billing.Notification) string {
 	parts := strings.Split(n.Key, ":")
@@ -106,7 +106,7 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 		t.Fatalf("%d webhook alerts after the first trip, want 1 at once", len(got))
 	}
 	a := got[0]
-	if a.Kind != billing.KindOperatorAlert || condition(a) != "notifier_unavailable" || a.To != ops ||
+	if a.Kind != billing.NotificationKindOperatorAlert || condition(a) != "notifier_unavailable" || a.To != ops ||
 		a.Data.RunID != first.ID || a.Data.JobID != billing.JobCheckExpiring ||
 		!strings.Contains(a.Data.Error, "notifier unavailable") || !strings.Contains(a.Data.Error, "smtp 421") {
 		t.Fatalf("alert = %+v", a)

@@ -25,7 +25,7 @@
 //   - History: every run (and skipped tick) is a billing.JobRun in the store, with its
 //     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
 //     after WithHistoryRetention days (default 30).
-//   - Alerts: WithAlerts sends a billing.KindOperatorAlert after N consecutive failures
+//   - Alerts: WithAlerts sends a billing.NotificationKindOperatorAlert after N consecutive failures
 //     (default 3), when a run reports failed records (billing.Result.Failures), at the
 //     first run billing's circuit breaker stops (its error wraps
 //     billing.ErrNotifierUnavailable) and when a renew_subscriptions run fails to

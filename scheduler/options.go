@@ -186,7 +186,7 @@ func WithRunTimeout(d time.Duration) Option {
 	}
 }
 
-// WithAlerts sends operator alerts (billing.KindOperatorAlert) to the recipient through n,
+// WithAlerts sends operator alerts (billing.NotificationKindOperatorAlert) to the recipient through n,
 // and through every WithAlertChannel, when a job
 //
 //   - has failed p.ConsecutiveFailures times in a row (consecutive_failures);

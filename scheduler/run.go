@@ -364,8 +364,8 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 // down) WithAlerts' notifier is left out, unless it is the only destination.
 func (s *Scheduler) alert(ctx context.Context, e *entry, run billing.JobRun, cond, msg string, streak int, skipPrimary bool) bool {
 	n := billing.Notification{
-		Kind: billing.KindOperatorAlert,
-		Key:  fmt.Sprintf("%s:%s:%s:%s", billing.KindOperatorAlert, e.job.ID, cond, run.ID),
+		Kind: billing.NotificationKindOperatorAlert,
+		Key:  fmt.Sprintf("%s:%s:%s:%s", billing.NotificationKindOperatorAlert, e.job.ID, cond, run.ID),
 		To:   s.cfg.alertTo,
 		Data: billing.NotificationData{JobID: e.job.ID, RunID: run.ID, Error: msg, ConsecutiveFails: streak},
 	}

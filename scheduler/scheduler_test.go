@@ -487,7 +487,7 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 		t.Fatalf("%d alerts after 3 failures, want 1", len(got))
 	}
 	a := got[0]
-	if a.Kind != billing.KindOperatorAlert || a.To != ops || a.Data.JobID != "renew" || a.Data.RunID != third.ID ||
+	if a.Kind != billing.NotificationKindOperatorAlert || a.To != ops || a.Data.JobID != "renew" || a.Data.RunID != third.ID ||
 		a.Data.ConsecutiveFails != 3 || !strings.Contains(a.Data.Error, "store down") || a.Key == "" {
 		t.Fatalf("alert = %+v", a)
 	}

@@ -30,8 +30,8 @@ func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	if !res.Success || res.TotalFound != 2 || res.NotificationsSent != 2 || res.Failed != 0 {
 		t.Fatalf("first run = %+v, want 2 found, 2 sent", res)
 	}
-	e.wantKinds("s-ana", billing.KindExpiring)
-	e.wantKinds("s-bia", billing.KindExpiring)
+	e.wantKinds("s-ana", billing.NotificationKindExpiring)
+	e.wantKinds("s-bia", billing.NotificationKindExpiring)
 	e.wantKinds("s-caio")
 	e.wantKinds("s-duda")
 	if n := e.notif.For("s-ana")[0]; n.To.Email != "ana@example.com" || n.Data.DaysRemaining != 3 || !n.Data.PeriodEnd.Equal(now.Add(3*day)) || n.Data.PlanName != "Plan basic" {
@@ -57,8 +57,8 @@ func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	if res.TotalFound != 1 || res.NotificationsSent != 1 || e.notif.Count("") != 3 {
 		t.Fatalf("third run = %+v, want caio's warning only", res)
 	}
-	e.wantKinds("s-caio", billing.KindExpiring)
-	e.wantKinds("s-ana", billing.KindExpiring)
+	e.wantKinds("s-caio", billing.NotificationKindExpiring)
+	e.wantKinds("s-ana", billing.NotificationKindExpiring)
 
 	// Ana pays: the period moves a month on and the warning state resets.
 	testkit.Seed(t, e.st, func() billing.Payment {
@@ -82,7 +82,7 @@ func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	}
 	var warnings []billing.Notification
 	for _, n := range e.notif.For("s-ana") {
-		if n.Kind == billing.KindExpiring {
+		if n.Kind == billing.NotificationKindExpiring {
 			warnings = append(warnings, n)
 		}
 	}
@@ -150,10 +150,10 @@ func (s *suite) warningKind(ctx context.Context, t *testing.T) {
 	if res.NotificationsSent != 4 {
 		t.Fatalf("run = %+v, want 4 sent", res)
 	}
-	e.wantKinds("s-manual", billing.KindExpiring)
-	e.wantKinds("s-stripe", billing.KindRenewalUpcoming)
-	e.wantKinds("s-mp", billing.KindRenewalUpcoming)
-	e.wantKinds("s-cancelling", billing.KindExpiring)
+	e.wantKinds("s-manual", billing.NotificationKindExpiring)
+	e.wantKinds("s-stripe", billing.NotificationKindRenewalUpcoming)
+	e.wantKinds("s-mp", billing.NotificationKindRenewalUpcoming)
+	e.wantKinds("s-cancelling", billing.NotificationKindExpiring)
 	if n := e.notif.For("s-stripe")[0]; n.Data.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) || !n.Data.PeriodEnd.Equal(end) {
 		t.Fatalf("renewal notice carries %+v, want the plan price and the charge date", n.Data)
 	}
@@ -223,7 +223,7 @@ func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 			if u.PlanID != "" || u.Status != billing.SubscriptionStatusInactive || u.HasAccess(e.clock.Now()) {
 				t.Fatalf("user keeps access: %+v", u)
 			}
-			e.wantKinds("s", billing.KindExpired)
+			e.wantKinds("s", billing.NotificationKindExpired)
 			e.wantAudits(billing.AuditSubscriptionExpired, "s", 1)
 			e.wantAudits(billing.AuditAccessRevoked, "u", 1)
 			// Idempotent: a second run changes nothing.
@@ -301,7 +301,7 @@ func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	if u := e.user("u-renewed"); !u.AccessUntil.Equal(newEnd) || u.PlanID != "basic" {
 		t.Fatalf("access not extended: %+v", u)
 	}
-	e.wantKinds("renewed", billing.KindRenewed)
+	e.wantKinds("renewed", billing.NotificationKindRenewed)
 	e.wantAudits(billing.AuditSubscriptionRenewed, "renewed", 1)
 
 	c := e.sub("cancelled")

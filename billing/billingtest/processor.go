@@ -51,7 +51,7 @@ func (s *suite) approveFirstPaymentAndTwice(ctx context.Context, t *testing.T) {
 	if p.Status != billing.PaymentStatusApproved || p.SubscriptionID != sub.ID || !p.ProcessedAt.Equal(now) || p.GatewayPaymentID != "pi_1" {
 		t.Fatalf("payment %+v", p)
 	}
-	e.wantKinds("pay1", billing.KindPaymentSuccessful, billing.KindWelcome)
+	e.wantKinds("pay1", billing.NotificationKindPaymentSuccessful, billing.NotificationKindWelcome)
 	e.wantAudits(billing.AuditSubscriptionCreated, sub.ID, 1)
 	e.wantAudits(billing.AuditPaymentApproved, "pay1", 1)
 	e.wantAudits(billing.AuditUserPlanUpdated, "u", 1)
@@ -122,7 +122,7 @@ func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 			if u.PlanID != c.plan || !u.AccessUntil.Equal(c.wantEnd) || u.Status != billing.SubscriptionStatusActive {
 				t.Fatalf("user %+v", u)
 			}
-			e.wantKinds("pay1", billing.KindPaymentSuccessful) // no welcome: not the first subscription
+			e.wantKinds("pay1", billing.NotificationKindPaymentSuccessful) // no welcome: not the first subscription
 			e.wantAudits(billing.AuditSubscriptionRenewed, "s", 1)
 			switched := 0
 			if c.plan != "basic" {
@@ -142,12 +142,12 @@ func (s *suite) welcomeOnlyOnFirstSubscription(ctx context.Context, t *testing.T
 		_, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: id})
 		must(t, err, "ProcessApproved "+id)
 	}
-	if n := e.notif.Count(billing.KindWelcome); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindWelcome); n != 1 {
 		t.Fatalf("%d welcome emails, want 1", n)
 	}
-	e.wantKinds("pay1", billing.KindPaymentSuccessful, billing.KindWelcome)
-	e.wantKinds("pay2", billing.KindPaymentSuccessful)
-	e.wantKinds("pay3", billing.KindPaymentSuccessful)
+	e.wantKinds("pay1", billing.NotificationKindPaymentSuccessful, billing.NotificationKindWelcome)
+	e.wantKinds("pay2", billing.NotificationKindPaymentSuccessful)
+	e.wantKinds("pay3", billing.NotificationKindPaymentSuccessful)
 	subs := e.userSubs("u")
 	if len(subs) != 1 || !subs[0].CurrentPeriodEnd.Equal(billing.AddMonths(testkit.Epoch, 3)) {
 		t.Fatalf("three payments: %+v, want one subscription three months long", subs)
@@ -208,7 +208,7 @@ func (s *suite) failAndCancelTransitions(ctx context.Context, t *testing.T) {
 			}
 			e.wantAudits(c.wantAudit, "pay1", 1)
 			if c.wantEmail {
-				e.wantKinds("pay1", billing.KindPaymentFailed)
+				e.wantKinds("pay1", billing.NotificationKindPaymentFailed)
 				if n := e.notif.For("pay1")[0]; n.Data.Reason != "card declined" || n.To.Email != "u@example.com" {
 					t.Fatalf("payment failed email %+v", n)
 				}

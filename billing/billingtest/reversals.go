@@ -53,7 +53,7 @@ func (s *suite) refundEndsAccessAtOnce(ctx context.Context, t *testing.T) {
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) || u.PlanID != "" {
 		t.Fatalf("user %+v still has access after a full refund", u)
 	}
-	e.wantKinds("pay1", billing.KindPaymentReversed)
+	e.wantKinds("pay1", billing.NotificationKindPaymentReversed)
 	n := e.notif.For("pay1")[0]
 	if n.Data.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) || n.Data.Reason != string(billing.PaymentRefunded) || !n.Data.PeriodEnd.Equal(e.clock.Now()) {
 		t.Fatalf("payment_reversed data %+v, want 2990 BRL refunded, access ending now", n.Data)
@@ -177,7 +177,7 @@ func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) {
 		t.Fatalf("user %+v kept access after a chargeback", u)
 	}
-	e.wantKinds("pay1", billing.KindPaymentReversed)
+	e.wantKinds("pay1", billing.NotificationKindPaymentReversed)
 	if res, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalKindChargeback)); err != nil || !res.Duplicate {
 		t.Fatalf("dispute lost after the chargeback: %+v, %v; want a duplicate", res, err)
 	}
@@ -195,7 +195,7 @@ func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 		t.Fatalf("user %+v, want access restored", u)
 	}
 	e.wantAudits(billing.AuditPaymentDisputeWon, "pay1", 1)
-	e.wantKinds("pay1", billing.KindPaymentReversed) // nothing more sent
+	e.wantKinds("pay1", billing.NotificationKindPaymentReversed) // nothing more sent
 	e.noPending()
 }
 
@@ -240,7 +240,7 @@ func (s *suite) renewalFromTwoSourcesOnce(ctx context.Context, t *testing.T) {
 		t.Fatalf("period end %v, want %v", got.CurrentPeriodEnd, next)
 	}
 	e.wantAudits(billing.AuditSubscriptionRenewed, "s", 1)
-	if n := e.notif.Count(billing.KindRenewed) + e.notif.Count(billing.KindPaymentSuccessful); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindRenewed) + e.notif.Count(billing.NotificationKindPaymentSuccessful); n != 1 {
 		t.Fatalf("%d renewed/payment emails for one renewal (%v), want 1", n, e.sentKinds("s"))
 	}
 	e.sentOncePerKey()

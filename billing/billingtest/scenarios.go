@@ -43,7 +43,7 @@ func (s *suite) paymentBetweenClaimAndExpiry(ctx context.Context, t *testing.T) 
 	if u := e.user("u1"); !u.HasAccess(now) {
 		t.Fatalf("user who paid has no access: %+v", u)
 	}
-	if k := e.sentKinds("s1"); slices.Contains(k, billing.KindExpired) {
+	if k := e.sentKinds("s1"); slices.Contains(k, billing.NotificationKindExpired) {
 		t.Fatalf("user who paid was emailed %v", k)
 	}
 	if res.Processed != 0 || res.Skipped != 1 {
@@ -91,8 +91,8 @@ func (s *suite) hostWriteToAnotherFieldSurvives(ctx context.Context, t *testing.
 	if got.PlanID != "pro" {
 		t.Fatalf("plan_id is %q after the job's write, want the host's %q", got.PlanID, "pro")
 	}
-	if !got.ExpirationWarningSent || e.notif.Count(billing.KindExpiring) != 1 {
-		t.Fatalf("warned=%v, %d warnings; want the warning sent and marked", got.ExpirationWarningSent, e.notif.Count(billing.KindExpiring))
+	if !got.ExpirationWarningSent || e.notif.Count(billing.NotificationKindExpiring) != 1 {
+		t.Fatalf("warned=%v, %d warnings; want the warning sent and marked", got.ExpirationWarningSent, e.notif.Count(billing.NotificationKindExpiring))
 	}
 	e.noPending()
 }
@@ -300,7 +300,7 @@ func (s *suite) autoRenewingAskedBeforeExpiry(ctx context.Context, t *testing.T)
 	if u := e.user("u-renewed"); !u.HasAccess(now) {
 		t.Fatalf("renewed user lost access: %+v", u)
 	}
-	if k := e.sentKinds("renewed"); !slices.Equal(k, []billing.NotificationKind{billing.KindRenewed}) {
+	if k := e.sentKinds("renewed"); !slices.Equal(k, []billing.NotificationKind{billing.NotificationKindRenewed}) {
 		t.Fatalf("renewed got %v", k)
 	}
 	if got := e.sub("ended"); got.Status != billing.SubscriptionStatusInactive {
@@ -428,7 +428,7 @@ func (s *suite) recordWriteFailsAfterSend(ctx context.Context, t *testing.T) {
 	e.clock.Advance(day)
 	_, err := svc.CheckExpiringSubscriptions(ctx)
 	must(t, err, "CheckExpiringSubscriptions after the leases")
-	if n := e.notif.Count(billing.KindExpiring); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindExpiring); n != 1 {
 		t.Fatalf("warning delivered %d times, want once", n)
 	}
 	rec, err := e.st.GetNotification(ctx, e.notif.Sent()[0].Key)
@@ -486,7 +486,7 @@ func (s *suite) stuckWarningDoesNotBlockExpiry(ctx context.Context, t *testing.T
 		t.Fatalf("user %+v kept the plan after the period ended", u)
 	}
 	for _, n := range e.notif.Sent() {
-		if n.Kind == billing.KindExpiring {
+		if n.Kind == billing.NotificationKindExpiring {
 			t.Fatalf("the stale warning went out after the period: %+v", n)
 		}
 	}
@@ -530,7 +530,7 @@ func (s *suite) warningMootAfterRenewal(ctx context.Context, t *testing.T) {
 	}
 	_, err := e.service(hook, billing.Config{}).CheckExpiringSubscriptions(ctx)
 	must(t, err, "CheckExpiringSubscriptions")
-	if n := e.notif.Count(billing.KindExpiring); n != 0 {
+	if n := e.notif.Count(billing.NotificationKindExpiring); n != 0 {
 		t.Fatalf("%d warnings about a period the user has just renewed", n)
 	}
 	e.noPending()

@@ -52,7 +52,7 @@ func (s *suite) gatewayChargeForCoveredPeriodDoesNotExtend(ctx context.Context, 
 	if got := e.sub("s").CurrentPeriodEnd; !got.Equal(next) {
 		t.Fatalf("redelivery moved the period to %v", got)
 	}
-	if n := e.notif.Count(billing.KindPaymentSuccessful); n != 2 {
+	if n := e.notif.Count(billing.NotificationKindPaymentSuccessful); n != 2 {
 		t.Fatalf("%d payment emails, want 2", n)
 	}
 }
@@ -77,7 +77,7 @@ func (s *suite) lateChargeDoesNotReviveEndedSubscription(ctx context.Context, t 
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) || u.PlanID != "" {
 		t.Fatalf("user %+v has access again, want none", u)
 	}
-	if n := e.notif.Count(billing.KindExpired); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindExpired); n != 1 {
 		t.Fatalf("%d expired emails, want 1", n)
 	}
 }
@@ -116,7 +116,7 @@ func (s *suite) failGatewayPayment(ctx context.Context, t *testing.T) {
 			t.Fatalf("payment %+v, want failed for s with the reason", p)
 		}
 	}
-	if n := e.notif.Count(billing.KindPaymentFailed); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindPaymentFailed); n != 1 {
 		t.Fatalf("%d payment-failed emails, want 1", n)
 	}
 	bad := params
@@ -203,7 +203,7 @@ func (s *suite) cancellationEmailSurvivesAFailedSend(ctx context.Context, t *tes
 	if _, err := pp.SyncSubscription(ctx, cancel); err != nil {
 		t.Fatalf("redelivery: %v", err)
 	}
-	e.wantKinds("s", billing.KindExpired)
+	e.wantKinds("s", billing.NotificationKindExpired)
 	e.wantAudits(billing.AuditSubscriptionEnded, "s", 1)
 	if u := e.user("u"); u.PlanID != "" {
 		t.Fatalf("user keeps plan %q after the cancellation", u.PlanID)

@@ -62,7 +62,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 	defer cancel()
 	subIDs := seedDueWarnings(t, ctx, st, crashSubs)
 
-	sink := startMailSink(t, 20*time.Millisecond, string(billing.KindExpiring))
+	sink := startMailSink(t, 20*time.Millisecond, string(billing.NotificationKindExpiring))
 	token := "crash-test-admin-token-0123456789"
 	env := []string{
 		"MONGODB_URI=" + uri, "MONGODB_DB=" + dbName,
@@ -188,7 +188,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 	}
 	statuses := map[string]int{}
 	for _, n := range notes {
-		if n.Kind != string(billing.KindExpiring) {
+		if n.Kind != string(billing.NotificationKindExpiring) {
 			continue
 		}
 		statuses[n.Status]++

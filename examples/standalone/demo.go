@@ -180,13 +180,13 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 		err    string
 	}
 	notes := []note{
-		{billing.NotificationRecord{Key: "expiring:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()) + ":3", Kind: billing.KindExpiring,
+		{billing.NotificationRecord{Key: "expiring:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()) + ":3", Kind: billing.NotificationKindExpiring,
 			SubscriptionID: "sub_rita", UserID: "u_rita", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_rita",
 				PeriodEnd: ritaEnd, DaysRemaining: 3}}, warned, billing.NotificationSent, ""},
-		{billing.NotificationRecord{Key: "expired:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()), Kind: billing.KindExpired,
+		{billing.NotificationRecord{Key: "expired:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()), Kind: billing.NotificationKindExpired,
 			SubscriptionID: "sub_rita", UserID: "u_rita", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_rita",
 				PeriodEnd: ritaEnd}}, expired, billing.NotificationFailed, "550 5.2.2 mailbox full"},
-		{billing.NotificationRecord{Key: "renewed:sub_lucas:" + fmt.Sprint(lucasEnd.UnixMilli()), Kind: billing.KindRenewed,
+		{billing.NotificationRecord{Key: "renewed:sub_lucas:" + fmt.Sprint(lucasEnd.UnixMilli()), Kind: billing.NotificationKindRenewed,
 			SubscriptionID: "sub_lucas", UserID: "u_lucas", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_lucas",
 				PaymentID: "pay_lucas_2", Amount: basico, PeriodStart: billing.AddMonths(lucasEnd, -1), PeriodEnd: lucasEnd, Gateway: billing.GatewayMercadoPago}},
 			renewed, billing.NotificationSent, ""},
@@ -203,7 +203,7 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 	audit := []billing.AuditEntry{
 		{Action: billing.AuditPaymentApproved, EntityType: "payment", EntityID: "pay_rita", UserID: "u_rita", Actor: "admin", CreatedAt: payments[0].CreatedAt},
 		{Action: billing.AuditWarningSent, EntityType: "subscription", EntityID: "sub_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: warned,
-			Details: map[string]any{"days": 3, "kind": string(billing.KindExpiring), "period_end": ritaEnd}},
+			Details: map[string]any{"days": 3, "kind": string(billing.NotificationKindExpiring), "period_end": ritaEnd}},
 		{Action: billing.AuditSubscriptionExpired, EntityType: "subscription", EntityID: "sub_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: expired,
 			Details: map[string]any{"previous_status": string(billing.SubscriptionStatusActive), "period_end": ritaEnd}},
 		{Action: billing.AuditAccessRevoked, EntityType: "user", EntityID: "u_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: expired},

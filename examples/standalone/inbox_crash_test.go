@@ -63,7 +63,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 	subs := seedStripeRenewals(t, ctx, st, inboxCrashSubs)
 	events := invoiceEvents(subs)
 
-	sink := startMailSink(t, 50*time.Millisecond, string(billing.KindPaymentSuccessful))
+	sink := startMailSink(t, 50*time.Millisecond, string(billing.NotificationKindPaymentSuccessful))
 	token := "inbox-crash-admin-token-0123456789"
 	env := []string{
 		"MONGODB_URI=" + uri, "MONGODB_DB=" + dbName,

@@ -126,7 +126,7 @@ func TestAttackReplayedBodyNewID(t *testing.T) {
 	}
 	n := 0
 	for _, m := range e.mails() {
-		if m.Kind == billing.KindPaymentSuccessful {
+		if m.Kind == billing.NotificationKindPaymentSuccessful {
 			n++
 		}
 	}

@@ -221,7 +221,7 @@ func TestNeverTrustBody(t *testing.T) {
 	if got.Status != billing.PaymentStatusFailed || got.Reason != "rejected: cc_rejected_insufficient_amount" {
 		t.Fatalf("payment %+v", got)
 	}
-	if ks := kinds(e.mails()); len(ks) != 1 || ks[0] != billing.KindPaymentFailed {
+	if ks := kinds(e.mails()); len(ks) != 1 || ks[0] != billing.NotificationKindPaymentFailed {
 		t.Fatalf("emails %v", ks)
 	}
 }

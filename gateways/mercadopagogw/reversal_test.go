@@ -66,7 +66,7 @@ func TestRefundedEndsAccessOnce(t *testing.T) {
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9003, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
 		t.Fatalf("replay: %d", w.Code)
 	}
-	if n := countKind(e.mails(), billing.KindPaymentReversed); n != 1 {
+	if n := countKind(e.mails(), billing.NotificationKindPaymentReversed); n != 1 {
 		t.Fatalf("%d payment_reversed emails, want 1", n)
 	}
 }

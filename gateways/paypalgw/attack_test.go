@@ -51,7 +51,7 @@ func (e *env) noGrant() {
 		}
 	}
 	for _, k := range e.sortedEmails() {
-		if k.Kind == billing.KindPaymentSuccessful || k.Kind == billing.KindWelcome {
+		if k.Kind == billing.NotificationKindPaymentSuccessful || k.Kind == billing.NotificationKindWelcome {
 			e.t.Errorf("email %s sent", k.Kind)
 		}
 	}

@@ -79,7 +79,7 @@ func TestSaleRefundedReadFromAPI(t *testing.T) {
 	}
 	n := 0
 	for _, m := range e.sortedEmails() {
-		if m.Kind == billing.KindPaymentReversed {
+		if m.Kind == billing.NotificationKindPaymentReversed {
 			n++
 		}
 	}

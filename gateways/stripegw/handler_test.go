@@ -287,7 +287,7 @@ func TestPaymentFailedThenRecovered(t *testing.T) {
 	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusPastDue || !s.CurrentPeriodEnd.Equal(p2e) {
 		t.Fatalf("after failure: %+v", s)
 	}
-	if n := e.notes.Count(billing.KindPaymentFailed); n != 1 {
+	if n := e.notes.Count(billing.NotificationKindPaymentFailed); n != 1 {
 		t.Fatalf("payment-failed emails: %d", n)
 	}
 	if p := e.payment("in_3/attempt-1"); p.Status != billing.PaymentStatusFailed || p.Reason == "" {
@@ -304,7 +304,7 @@ func TestPaymentFailedThenRecovered(t *testing.T) {
 	}
 	s := e.sub("sub_1")
 	u, _ := e.st.GetUser(context.Background(), "u1")
-	if s.Status != billing.SubscriptionStatusCancelled || u.HasAccess(e.clock.Now()) || e.notes.Count(billing.KindExpired) != 1 {
+	if s.Status != billing.SubscriptionStatusCancelled || u.HasAccess(e.clock.Now()) || e.notes.Count(billing.NotificationKindExpired) != 1 {
 		t.Fatalf("after deletion: %+v, user %+v", s, u)
 	}
 }

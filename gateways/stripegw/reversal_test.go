@@ -66,7 +66,7 @@ func TestChargeRefundedEndsAccess(t *testing.T) {
 	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusCancelled || e.hasAccess() {
 		t.Fatalf("subscription %s, access %v after a full refund", s.Status, e.hasAccess())
 	}
-	if got := e.notes.Count(billing.KindPaymentReversed); got != 1 {
+	if got := e.notes.Count(billing.NotificationKindPaymentReversed); got != 1 {
 		t.Fatalf("%d payment_reversed emails, want 1", got)
 	}
 	if code := e.post(stripegw.NewTestEvent("evt_refund_again", stripegw.EventChargeRefunded, body)); code != http.StatusOK {

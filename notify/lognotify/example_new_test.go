@@ -26,7 +26,7 @@ func ExampleNew() {
 		panic(err)
 	}
 	// billing.NewService(memstore.New(), n, cfg) would send through it; here one sample.
-	if err := n.Notify(context.Background(), notify.SampleNotification(billing.KindExpiring, "en")); err != nil {
+	if err := n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpiring, "en")); err != nil {
 		panic(err)
 	}
 	for _, sent := range n.Sent() {

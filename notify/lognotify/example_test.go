@@ -26,7 +26,7 @@ func Example() {
 	if err != nil {
 		panic(err)
 	}
-	note := notify.SampleNotification(billing.KindExpiring, "pt-BR")
+	note := notify.SampleNotification(billing.NotificationKindExpiring, "pt-BR")
 	if err := n.Notify(context.Background(), note); err != nil {
 		panic(err)
 	}

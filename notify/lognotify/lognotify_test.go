@@ -70,7 +70,7 @@ func TestLogsMetadataNotBody(t *testing.T) {
 	var buf syncBuffer
 	n, err := lognotify.New(slog.New(slog.NewJSONHandler(&buf, nil)))
 	require.NoError(t, err)
-	note := notify.SampleNotification(billing.KindExpiring, "pt_BR")
+	note := notify.SampleNotification(billing.NotificationKindExpiring, "pt_BR")
 	require.NoError(t, n.Notify(context.Background(), note))
 	out := buf.String()
 	assert.Contains(t, out, `"kind":"expiring"`)
@@ -92,7 +92,7 @@ func TestWritesEMLFiles(t *testing.T) {
 	n, err := lognotify.New(nil, lognotify.WithEMLDir(dir), lognotify.WithRenderer(r),
 		lognotify.WithFrom("Acme <noreply@acme.example>"), lognotify.WithClock(func() time.Time { return now }))
 	require.NoError(t, err)
-	note := notify.SampleNotification(billing.KindPaymentFailed, "pt-BR")
+	note := notify.SampleNotification(billing.NotificationKindPaymentFailed, "pt-BR")
 	require.NoError(t, n.Notify(context.Background(), note))
 
 	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
@@ -129,14 +129,14 @@ func TestWritesEMLFiles(t *testing.T) {
 func TestFailureOptionAndValidation(t *testing.T) {
 	boom := errors.New("boom")
 	n, err := lognotify.New(nil, lognotify.WithFailure(func(n billing.Notification) error {
-		if n.Kind == billing.KindWelcome {
+		if n.Kind == billing.NotificationKindWelcome {
 			return boom
 		}
 		return nil
 	}))
 	require.NoError(t, err)
-	assert.ErrorIs(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "en")), boom)
-	assert.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindRenewed, "en")))
+	assert.ErrorIs(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "en")), boom)
+	assert.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindRenewed, "en")))
 	assert.Len(t, n.Sent(), 1)
 
 	_, err = lognotify.New(nil, lognotify.WithEMLDir(""), lognotify.WithRenderer(nil), lognotify.WithClock(nil), nil)

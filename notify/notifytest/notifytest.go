@@ -77,7 +77,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 			"k",
 		}
 		for _, key := range keys {
-			n := notify.SampleNotification(billing.KindRenewed, notify.LocaleEn)
+			n := notify.SampleNotification(billing.NotificationKindRenewed, notify.LocaleEn)
 			n.Key = key
 			if err := h.Notifier.Notify(context.Background(), n); err != nil {
 				t.Fatalf("Notify(key %q): %v", key, err)
@@ -123,7 +123,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		h := mk(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		n := notify.SampleNotification(billing.KindExpiring, notify.LocalePtBR)
+		n := notify.SampleNotification(billing.NotificationKindExpiring, notify.LocalePtBR)
 		n.Key = "cancelled:1"
 		err := h.Notifier.Notify(ctx, n)
 		if err == nil {

@@ -46,7 +46,7 @@ func consoleStore(b *testing.B, n int) *memstore.Store {
 				b.Fatal(err)
 			}
 		}
-		recs = append(recs, billing.NotificationRecord{Key: "expiring:" + sid, Kind: billing.KindExpiring, SubscriptionID: sid, UserID: uid})
+		recs = append(recs, billing.NotificationRecord{Key: "expiring:" + sid, Kind: billing.NotificationKindExpiring, SubscriptionID: sid, UserID: uid})
 	}
 	for start := 0; start < n; start += 1000 {
 		part := recs[start:min(start+1000, n)]
@@ -112,7 +112,7 @@ func BenchmarkConsoleQueries(b *testing.B) {
 				return err
 			}},
 			{"notifications_page", func() error {
-				_, _, err := st.ListNotifications(ctx, billing.NotificationQuery{Kind: billing.KindExpiring, Limit: 50})
+				_, _, err := st.ListNotifications(ctx, billing.NotificationQuery{Kind: billing.NotificationKindExpiring, Limit: 50})
 				return err
 			}},
 			{"timeline", func() error {

@@ -265,7 +265,7 @@ func TestPendingNeverAliased(t *testing.T) {
 	eff := &billing.Effects{
 		Token:         "tok",
 		Access:        &billing.AccessEffect{UserID: "u1", Status: billing.SubscriptionStatusInactive},
-		Notifications: []billing.Notification{{Kind: billing.KindExpired, Key: "k", Data: billing.NotificationData{PeriodEnd: base.Add(123456).In(brt)}}},
+		Notifications: []billing.Notification{{Kind: billing.NotificationKindExpired, Key: "k", Data: billing.NotificationData{PeriodEnd: base.Add(123456).In(brt)}}},
 		Audit: []billing.AuditEntry{{ID: "a1", Action: "x", CreatedAt: base.Add(999).In(brt),
 			Details: map[string]any{"nested": map[string]any{"n": 1}, "list": []any{"a"}, "strs": []string{"s"}}}},
 		CreatedAt: base.Add(777).In(brt),

@@ -272,7 +272,7 @@ func TestReserveNotificationsLargeBatch(t *testing.T) {
 	const n = 230
 	recs := make([]billing.NotificationRecord, n)
 	for i := range recs {
-		recs[i] = billing.NotificationRecord{Key: fmt.Sprint("k", i), Kind: billing.KindExpiring, SubscriptionID: fmt.Sprint("s", i)}
+		recs[i] = billing.NotificationRecord{Key: fmt.Sprint("k", i), Kind: billing.NotificationKindExpiring, SubscriptionID: fmt.Sprint("s", i)}
 	}
 	// A holds every third key; B holds every fifth other one with a lease that will have run out.
 	var mine, lapsed []billing.NotificationRecord

@@ -230,7 +230,7 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 	var kinds []billing.NotificationKind
 	for _, n := range notes.sent {
 		kinds = append(kinds, n.Kind)
-		if n.Kind != billing.KindExpiring && n.Kind != billing.KindExpired {
+		if n.Kind != billing.NotificationKindExpiring && n.Kind != billing.NotificationKindExpired {
 			continue
 		}
 		m, err := r.RenderNotification(n)
@@ -241,7 +241,7 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 			t.Errorf("%s email does not show the price R$ 49,90:\n%s", n.Kind, m.Text)
 		}
 	}
-	if !slices.Contains(kinds, billing.KindExpiring) || !slices.Contains(kinds, billing.KindExpired) {
+	if !slices.Contains(kinds, billing.NotificationKindExpiring) || !slices.Contains(kinds, billing.NotificationKindExpired) {
 		t.Fatalf("emails %v; want an expiring and an expired one", kinds)
 	}
 

@@ -175,7 +175,7 @@ func TestMoneyWarningShowsLegacyPrice(t *testing.T) {
 		t.Fatalf("CheckExpiringSubscriptions = %+v, %v; want one warning", res, err)
 	}
 	sent := notes.Sent()
-	if len(sent) != 1 || sent[0].Kind != billing.KindExpiring || sent[0].Data.Amount != (billing.Money{Amount: 4990, Currency: "BRL"}) {
+	if len(sent) != 1 || sent[0].Kind != billing.NotificationKindExpiring || sent[0].Data.Amount != (billing.Money{Amount: 4990, Currency: "BRL"}) {
 		t.Fatalf("sent %+v; want one expiring warning with amount 4990 BRL", sent)
 	}
 	var p bson.M

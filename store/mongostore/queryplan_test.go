@@ -355,8 +355,8 @@ func consoleQueries(ctx context.Context, st *mongostore.Store) error {
 			return err
 		}
 	}
-	for _, q := range []billing.NotificationQuery{{}, {Kind: billing.KindExpiring}, {Status: billing.NotificationFailed},
-		{SubscriptionID: "s1", Kind: billing.KindExpiring}, {After: after}} {
+	for _, q := range []billing.NotificationQuery{{}, {Kind: billing.NotificationKindExpiring}, {Status: billing.NotificationFailed},
+		{SubscriptionID: "s1", Kind: billing.NotificationKindExpiring}, {After: after}} {
 		if _, _, err := st.ListNotifications(ctx, q); err != nil {
 			return err
 		}

@@ -144,7 +144,7 @@ func TestSeedDocumentsProcessedByJobs(t *testing.T) {
 	if u["password_hash"] != "x" {
 		t.Fatalf("user's own fields changed: %v", u)
 	}
-	if k := notes.kinds(); len(k) != 2 || k[0] != billing.KindExpiring || k[1] != billing.KindExpired {
+	if k := notes.kinds(); len(k) != 2 || k[0] != billing.NotificationKindExpiring || k[1] != billing.NotificationKindExpired {
 		t.Fatalf("notifications %v, want expiring then expired", k)
 	}
 }

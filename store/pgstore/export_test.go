@@ -112,7 +112,7 @@ func (s *Store) JobQueries(now time.Time) []Query {
 		"console notifications":                   {},
 		"console notifications after a cursor":    {After: billing.Cursor{CreatedAt: now.Add(-500 * time.Hour), ID: "n50000"}},
 		"console failed notifications":            {Status: billing.NotificationFailed},
-		"console expiring notifications":          {Kind: billing.KindExpiring},
+		"console expiring notifications":          {Kind: billing.NotificationKindExpiring},
 		"console notifications of a subscription": {SubscriptionID: "s7"},
 	} {
 		q, args := notificationsSQL(nq, 50)

@@ -101,13 +101,13 @@ func sampleEffects(token string, x billing.Subscription) *billing.Effects {
 		Access: &billing.AccessEffect{UserID: x.UserID, Status: billing.SubscriptionStatusInactive},
 		Notifications: []billing.Notification{
 			{
-				Kind: billing.KindExpired, Key: "expired:" + x.ID + ":" + x.CurrentPeriodEnd.Format("20060102"),
+				Kind: billing.NotificationKindExpired, Key: "expired:" + x.ID + ":" + x.CurrentPeriodEnd.Format("20060102"),
 				To: billing.Recipient{UserID: x.UserID, Email: x.UserID + "@example.com", Name: "User " + x.UserID, Locale: "pt-BR", TimeZone: "America/Sao_Paulo"},
 				Data: billing.NotificationData{PlanName: "Plan p1", SubscriptionID: x.ID, Amount: billing.Money{Amount: 2990, Currency: "BRL"},
 					PeriodStart: x.CurrentPeriodStart.In(brt).Add(ns), PeriodEnd: x.CurrentPeriodEnd.In(brt).Add(ns), DaysRemaining: 3, Gateway: x.Gateway},
 			},
 			{
-				Kind: billing.KindOperatorAlert, Key: "alert:" + x.ID,
+				Kind: billing.NotificationKindOperatorAlert, Key: "alert:" + x.ID,
 				To:   billing.Recipient{Email: "ops@example.com"},
 				Data: billing.NotificationData{JobID: "process_expired_subscriptions", RunID: "run-1", Error: "smtp down", ConsecutiveFails: 5},
 			},

@@ -163,9 +163,9 @@ func (s *suite) consoleTests() []test {
 			c := consoleOf(t, st)
 			data := billing.NotificationData{PlanName: "Pro", PeriodEnd: at(72), DaysRemaining: 3, Amount: billing.Money{Amount: 990, Currency: "BRL"}}
 			recs := []billing.NotificationRecord{
-				{Key: "k1", Kind: billing.KindExpiring, SubscriptionID: "s-a", UserID: "u1", Data: &data},
-				{Key: "k2", Kind: billing.KindExpired, SubscriptionID: "s-a", UserID: "u1"},
-				{Key: "k3", Kind: billing.KindExpiring, SubscriptionID: "s-b", UserID: "u2"},
+				{Key: "k1", Kind: billing.NotificationKindExpiring, SubscriptionID: "s-a", UserID: "u1", Data: &data},
+				{Key: "k2", Kind: billing.NotificationKindExpired, SubscriptionID: "s-a", UserID: "u1"},
+				{Key: "k3", Kind: billing.NotificationKindExpiring, SubscriptionID: "s-b", UserID: "u2"},
 			}
 			for i, r := range recs {
 				ok, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{r}, "tok", at(i), at(i+1))
@@ -187,11 +187,11 @@ func (s *suite) consoleTests() []test {
 			}
 			got, _ := allPages(t, 1, list(billing.NotificationQuery{}))
 			equal(t, got, []string{"k3", "k2", "k1"}, "all notifications")
-			got, _ = allPages(t, 1, list(billing.NotificationQuery{Kind: billing.KindExpiring}))
+			got, _ = allPages(t, 1, list(billing.NotificationQuery{Kind: billing.NotificationKindExpiring}))
 			equal(t, got, []string{"k3", "k1"}, "expiring")
 			got, _ = allPages(t, 1, list(billing.NotificationQuery{Status: billing.NotificationFailed}))
 			equal(t, got, []string{"k3"}, "failed")
-			got, _ = allPages(t, 1, list(billing.NotificationQuery{SubscriptionID: "s-a", Kind: billing.KindExpiring}))
+			got, _ = allPages(t, 1, list(billing.NotificationQuery{SubscriptionID: "s-a", Kind: billing.NotificationKindExpiring}))
 			equal(t, got, []string{"k1"}, "expiring of s-a")
 			n, err := st.GetNotification(ctx, "k1")
 			must(t, err, "GetNotification")
@@ -206,7 +206,7 @@ func (s *suite) consoleTests() []test {
 		{"RetryNotification", func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			for _, k := range []string{"failed", "sent"} {
-				_, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: k, Kind: billing.KindExpiring}}, "tok", base, base.Add(time.Minute))
+				_, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: k, Kind: billing.NotificationKindExpiring}}, "tok", base, base.Add(time.Minute))
 				must(t, err, "ReserveNotifications")
 			}
 			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{

@@ -101,7 +101,7 @@ func (s *suite) auditTests() []test {
 
 func (s *suite) notificationTests() []test {
 	rec := func(key string) billing.NotificationRecord {
-		return billing.NotificationRecord{Key: key, Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1"}
+		return billing.NotificationRecord{Key: key, Kind: billing.NotificationKindExpiring, SubscriptionID: "s1", UserID: "u1"}
 	}
 	done := func(key, status, errText string, at time.Time) billing.NotificationRecord {
 		r := rec(key)
@@ -154,7 +154,7 @@ func (s *suite) notificationTests() []test {
 				t.Fatal("the first reservation of a new key was refused")
 			}
 			got := get(ctx, t, st, "expiring:s1:3")
-			want := billing.NotificationRecord{Key: "expiring:s1:3", Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1",
+			want := billing.NotificationRecord{Key: "expiring:s1:3", Kind: billing.NotificationKindExpiring, SubscriptionID: "s1", UserID: "u1",
 				Status: billing.NotificationSending, Token: "A", LeaseUntil: base.Add(lease), CreatedAt: base}
 			got.UpdatedAt = time.Time{} // a store may stamp when the status was set
 			equal(t, got, want, "record of a new reservation (status sending, token, lease, created at now)")
@@ -174,7 +174,7 @@ func (s *suite) notificationTests() []test {
 			} {
 				got := get(ctx, t, st, c.key)
 				if got.Status != c.status || got.Error != c.errText || !got.UpdatedAt.Equal(c.at) ||
-					got.Kind != billing.KindExpiring || got.SubscriptionID != "s1" || got.UserID != "u1" || !got.CreatedAt.Equal(base) {
+					got.Kind != billing.NotificationKindExpiring || got.SubscriptionID != "s1" || got.UserID != "u1" || !got.CreatedAt.Equal(base) {
 					t.Fatalf("record %s after FinishNotifications = %+v; want status %q, error %q, updated at %v, kind/subscription/user/created at kept",
 						c.key, got, c.status, c.errText, c.at)
 				}

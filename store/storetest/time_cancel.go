@@ -118,7 +118,7 @@ func (s *suite) timeTests() []test {
 			}
 			checkTime(t, "AuditEntry.CreatedAt", audits[0].CreatedAt, at(0))
 
-			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "k", Kind: billing.KindExpired}}, "T", at(0), at(time.Minute))
+			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "k", Kind: billing.NotificationKindExpired}}, "T", at(0), at(time.Minute))
 			must(t, err, "ReserveNotifications")
 			gn, err := st.GetNotification(ctx, "k")
 			must(t, err, "GetNotification")
@@ -218,7 +218,7 @@ func (s *suite) cancelTests() []test {
 				Token: "E", Now: base, LeaseUntil: base.Add(time.Hour), Limit: 10, Pending: true})
 			must(t, err, "ClaimSubscriptions(pending)")
 			equalIDs(t, subIDs(claimedE), []string{"s3"}, "claim of the record with pending effects")
-			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "n0", Kind: billing.KindExpired}}, "N", base, base.Add(time.Hour))
+			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "n0", Kind: billing.NotificationKindExpired}}, "N", base, base.Add(time.Hour))
 			must(t, err, "ReserveNotifications")
 
 			cctx, cancel := context.WithCancel(ctx)
@@ -290,7 +290,7 @@ func (s *suite) cancelTests() []test {
 				},
 				"ListAudit": func() error { _, err := st.ListAudit(cctx, billing.AuditFilter{}); return err },
 				"ReserveNotifications": func() error {
-					_, err := st.ReserveNotifications(cctx, []billing.NotificationRecord{{Key: "n1", Kind: billing.KindExpired}}, "N", base, base.Add(time.Minute))
+					_, err := st.ReserveNotifications(cctx, []billing.NotificationRecord{{Key: "n1", Kind: billing.NotificationKindExpired}}, "N", base, base.Add(time.Minute))
 					return err
 				},
 				"FinishNotifications": func() error {
