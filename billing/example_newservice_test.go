@@ -31,7 +31,7 @@ func ExampleNewService() {
 		Status: billing.SubscriptionStatusActive, Gateway: billing.GatewayManual, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: now.AddDate(0, -1, 6), CurrentPeriodEnd: now.AddDate(0, 0, 6)}))
 
-	notifier, err := lognotify.New(slog.New(slog.DiscardHandler))
+	notifier, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}

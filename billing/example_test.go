@@ -47,7 +47,7 @@ func Example() {
 			return a
 		},
 	}))
-	notifier, err := lognotify.New(logger)
+	notifier, err := lognotify.NewNotifier(lognotify.Config{Logger: logger})
 	if err != nil {
 		panic(err)
 	}

@@ -107,7 +107,7 @@ func newMoneyEnv(t *testing.T) moneyEnv {
 			t.Fatal(err)
 		}
 	}
-	n, _ := lognotify.New(nil)
+	n, _ := lognotify.NewNotifier(lognotify.Config{})
 	svc, err := billing.NewService(st, n, billing.Config{Clock: fixed(now), ReferenceSecret: refSecret})
 	if err != nil {
 		t.Fatal(err)

@@ -188,7 +188,7 @@ func NewService(store Store, notifier Notifier, cfg Config) (*Service, error) {
 		errs = append(errs, errors.New("missing store: pass memstore.New() or mongostore.New(db, cfg)"))
 	}
 	if notifier == nil {
-		errs = append(errs, errors.New("missing notifier: pass lognotify.New(logger) or an smtpnotify.Notifier"))
+		errs = append(errs, errors.New("missing notifier: pass lognotify.NewNotifier(lognotify.Config{}) or an smtpnotify.Notifier"))
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)

@@ -42,7 +42,7 @@ func ExampleNewFanOut() {
 	defer bridge.Close()
 
 	logger := slog.New(slog.DiscardHandler)
-	email, err := lognotify.New(logger) // smtpnotify.New in production
+	email, err := lognotify.NewNotifier(lognotify.Config{Logger: logger}) // smtpnotify.New in production
 	if err != nil {
 		panic(err)
 	}

@@ -205,7 +205,7 @@ func WithAlerts(n billing.Notifier, to billing.Recipient, p AlertPolicy) Option 
 		c.alertsSet = true
 		var errs []error
 		if n == nil {
-			errs = append(errs, errors.New("WithAlerts: nil notifier: pass lognotify.New(logger) or an smtpnotify.Notifier"))
+			errs = append(errs, errors.New("WithAlerts: nil notifier: pass lognotify.NewNotifier(lognotify.Config{}) or an smtpnotify.Notifier"))
 		}
 		if to.Email == "" {
 			errs = append(errs, errors.New("WithAlerts: recipient has no email: set billing.Recipient{Email: \"ops@example.com\"}"))

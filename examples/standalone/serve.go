@@ -238,7 +238,7 @@ func (a *app) openStore(ctx context.Context) (billing.Store, error) {
 
 func (a *app) openNotifier() (billing.Notifier, error) {
 	if a.cfg.SMTPHost == "" {
-		n, err := lognotify.New(a.log, lognotify.WithEMLDir(a.cfg.OutboxDir), lognotify.WithRenderer(a.renderer), lognotify.WithFrom(a.cfg.SMTPFrom))
+		n, err := lognotify.NewNotifier(lognotify.Config{Logger: a.log, EMLDir: a.cfg.OutboxDir, Renderer: a.renderer, From: a.cfg.SMTPFrom})
 		if err != nil {
 			return nil, fmt.Errorf("invalid configuration: OUTBOX_DIR: %w", err)
 		}

@@ -21,7 +21,7 @@ func ExampleNew() {
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
-	n, err := lognotify.New(slog.New(slog.DiscardHandler), lognotify.WithEMLDir(dir))
+	n, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.DiscardHandler), EMLDir: dir})
 	if err != nil {
 		panic(err)
 	}

@@ -22,7 +22,7 @@ func Example() {
 			return a
 		},
 	}))
-	n, err := lognotify.New(logger)
+	n, err := lognotify.NewNotifier(lognotify.Config{Logger: logger})
 	if err != nil {
 		panic(err)
 	}

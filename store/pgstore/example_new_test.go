@@ -30,7 +30,7 @@ func ExampleNew() {
 	if err := st.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	notifier, err := lognotify.New(slog.Default())
+	notifier, err := lognotify.NewNotifier(lognotify.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
