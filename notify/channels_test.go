@@ -98,7 +98,7 @@ func (r *recorder) deliveries() []notifytest.Delivery {
 func TestFanOutConformance(t *testing.T) {
 	notifytest.Run(t, func(t *testing.T) notifytest.Harness {
 		a, b := &recorder{}, &recorder{}
-		f, err := notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: a}, notify.Channel{Name: "sms", Notifier: b})
+		f, err := notify.NewFanOutNotifier(notify.FanOutConfig{Channels: []notify.Channel{{Name: "email", Notifier: a}, {Name: "sms", Notifier: b}}})
 		require.NoError(t, err)
 		return notifytest.Harness{Notifier: f, Delivered: func() []notifytest.Delivery {
 			// Both channels must have everything; report one after checking the other.
@@ -114,8 +114,8 @@ func TestFanOutErrors(t *testing.T) {
 	n := notify.SampleNotification(billing.NotificationKindExpired, "en")
 
 	ok := &recorder{}
-	f, err := notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: ok},
-		notify.Channel{Name: "whatsapp", Notifier: &recorder{err: permanent}})
+	f, err := notify.NewFanOutNotifier(notify.FanOutConfig{Channels: []notify.Channel{{Name: "email", Notifier: ok},
+		{Name: "whatsapp", Notifier: &recorder{err: permanent}}}})
 	require.NoError(t, err)
 	err = f.Notify(context.Background(), n)
 	require.Error(t, err)
@@ -127,8 +127,8 @@ func TestFanOutErrors(t *testing.T) {
 	assert.Equal(t, "whatsapp", ce.Channel)
 	assert.Len(t, ok.sent, 1, "the healthy channel still delivered")
 
-	f, err = notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: &recorder{err: transient}},
-		notify.Channel{Name: "whatsapp", Notifier: &recorder{err: permanent}})
+	f, err = notify.NewFanOutNotifier(notify.FanOutConfig{Channels: []notify.Channel{{Name: "email", Notifier: &recorder{err: transient}},
+		{Name: "whatsapp", Notifier: &recorder{err: permanent}}}})
 	require.NoError(t, err)
 	err = f.Notify(context.Background(), n)
 	require.Error(t, err)
@@ -137,13 +137,18 @@ func TestFanOutErrors(t *testing.T) {
 	assert.ErrorIs(t, err, transient)
 	assert.NotErrorIs(t, err, billing.ErrUndeliverable, "one channel may still succeed on a retry")
 
-	_, err = notify.NewFanOut(nil)
+	_, err = notify.NewFanOutNotifier(notify.FanOutConfig{})
 	assert.ErrorIs(t, err, notify.ErrInvalidConfig)
-	_, err = notify.NewFanOut(nil, notify.Channel{Name: "a", Notifier: ok}, notify.Channel{Name: "a"}, notify.Channel{Notifier: ok})
+	bad := []notify.Channel{{Name: "a", Notifier: ok}, {Name: "a"}, {Notifier: ok}}
+	_, err = notify.NewFanOutNotifier(notify.FanOutConfig{Channels: bad})
 	require.Error(t, err)
 	for _, want := range []string{"used twice", "nil Notifier", "has no name"} {
 		assert.Contains(t, err.Error(), want)
 	}
+	// The one-release wrapper validates the same way.
+	//lint:ignore SA1019 the deprecated wrapper is what this part covers
+	_, old := notify.NewFanOut(nil, bad...)
+	assert.Equal(t, err.Error(), old.Error())
 }
 
 // receiver is a webhook endpoint that verifies signatures like a host would.

@@ -30,6 +30,6 @@
 //
 // # Example
 //
-// ExampleNewRenderer mounts the email previews; ExampleNewFanOut sends through email and a
+// ExampleNewRenderer mounts the email previews; ExampleNewFanOutNotifier sends through email and a
 // webhook channel; ExampleRenderer_Render renders one email.
 package notify

@@ -33,9 +33,9 @@ func ExampleNewRenderer() {
 	// 200 text/plain; charset=utf-8
 }
 
-// ExampleNewFanOut sends every notification through two channels: email and a webhook
+// ExampleNewFanOutNotifier sends every notification through two channels: email and a webhook
 // (for example a WhatsApp bridge). billing.NewService takes the FanOut as its notifier.
-func ExampleNewFanOut() {
+func ExampleNewFanOutNotifier() {
 	bridge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
@@ -50,9 +50,10 @@ func ExampleNewFanOut() {
 	if err != nil {
 		panic(err)
 	}
-	fan, err := notify.NewFanOut(logger,
-		notify.Channel{Name: "email", Notifier: email},
-		notify.Channel{Name: "whatsapp", Notifier: hook})
+	fan, err := notify.NewFanOutNotifier(notify.FanOutConfig{Logger: logger, Channels: []notify.Channel{
+		{Name: "email", Notifier: email},
+		{Name: "whatsapp", Notifier: hook},
+	}})
 	if err != nil {
 		panic(err)
 	}
