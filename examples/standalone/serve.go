@@ -292,7 +292,7 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	dash, err := dashboard.New(a.sched, dashboard.Options{Authorize: authorize, LoginToken: a.token,
+	dash, err := dashboard.New(a.sched, dashboard.Config{Authorize: authorize, LoginToken: a.token,
 		EmailPreviewURL: "emails/", Logger: a.log, Extra: a.analytics,
 		Console: a.svc, Insights: a.svc, Inbox: a.svc, EmailView: a.emailView})
 	if err != nil {

@@ -12,9 +12,9 @@ import (
 	"github.com/renewkit/renewkit/notify/lognotify"
 )
 
-// ExampleNew also writes each notification as a .eml file a developer can open, and lists
+// ExampleNewNotifier also writes each notification as a .eml file a developer can open, and lists
 // what was sent, as a host's test would.
-func ExampleNew() {
+func ExampleNewNotifier() {
 	dir, err := os.MkdirTemp("", "outbox")
 	if err != nil {
 		panic(err)

@@ -59,7 +59,7 @@ func newInboxEnv(t *testing.T, authorize scheduler.Authorizer) (*env, *billing.S
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	h, err := dashboard.New(s, dashboard.Options{Authorize: authorize, LoginToken: token, Logger: quiet, Console: svc, Inbox: svc})
+	h, err := dashboard.New(s, dashboard.Config{Authorize: authorize, LoginToken: token, Logger: quiet, Console: svc, Inbox: svc})
 	if err != nil {
 		t.Fatal(err)
 	}
