@@ -146,7 +146,6 @@ func TestFanOutErrors(t *testing.T) {
 		assert.Contains(t, err.Error(), want)
 	}
 	// The one-release wrapper validates the same way.
-	//lint:ignore SA1019 the deprecated wrapper is what this part covers
 	_, old := notify.NewFanOut(nil, bad...)
 	assert.Equal(t, err.Error(), old.Error())
 }

@@ -134,7 +134,6 @@ func TestWritesEMLFiles(t *testing.T) {
 func TestDeprecatedNewAppliesOptions(t *testing.T) {
 	dir := t.TempDir()
 	now := time.Date(2026, 3, 18, 9, 0, 0, 0, time.UTC)
-	//lint:ignore SA1019 the deprecated wrapper is what this test covers
 	n, err := lognotify.New(nil, lognotify.WithEMLDir(dir), lognotify.WithFrom("Acme <noreply@acme.example>"),
 		lognotify.WithClock(func() time.Time { return now }))
 	require.NoError(t, err)
@@ -160,7 +159,6 @@ func TestFailureOptionAndValidation(t *testing.T) {
 	assert.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindRenewed, "en")))
 	assert.Len(t, n.Sent(), 1)
 
-	//lint:ignore SA1019 the deprecated options' validation is what this part covers
 	_, err = lognotify.New(nil, lognotify.WithEMLDir(""), lognotify.WithRenderer(nil), lognotify.WithClock(nil), nil)
 	require.Error(t, err)
 	assert.ErrorIs(t, err, lognotify.ErrInvalidOption)

@@ -3,7 +3,6 @@ package mongostore_test
 import (
 	"context"
 	"log"
-	"log/slog"
 	"os"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"

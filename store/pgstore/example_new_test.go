@@ -3,7 +3,6 @@ package pgstore_test
 import (
 	"context"
 	"log"
-	"log/slog"
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
