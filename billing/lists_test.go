@@ -6,30 +6,26 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
+// freshEachCall fails unless a caller who changes the slice list returns leaves the next
+// call's result unchanged.
+func freshEachCall[T comparable](t *testing.T, name string, list func() []T, poison T, wantLen int) {
+	t.Helper()
+	want := list()
+	if len(want) != wantLen {
+		t.Fatalf("%s: %d entries, want %d", name, len(want), wantLen)
+	}
+	mine := list()
+	mine[0] = poison
+	if got := list(); got[0] != want[0] {
+		t.Errorf("%s()[0] = %v after a caller changed its copy, want %v", name, got[0], want[0])
+	}
+}
+
 // TestListsAreFreshCopies proves that a caller who changes a list billing returns cannot
 // change it for anyone else: every call returns a new slice with the same contents.
 func TestListsAreFreshCopies(t *testing.T) {
-	k := billing.AllNotificationKinds()
-	k[0] = "changed"
-	if billing.AllNotificationKinds()[0] != billing.NotificationKindExpiring {
-		t.Errorf("AllNotificationKinds()[0] = %q after a caller changed its copy", billing.AllNotificationKinds()[0])
-	}
-	s := billing.AllWebhookEventStates()
-	s[0] = "changed"
-	if billing.AllWebhookEventStates()[0] != billing.WebhookEventStateReceived {
-		t.Errorf("AllWebhookEventStates()[0] = %q after a caller changed its copy", billing.AllWebhookEventStates()[0])
-	}
-	j := billing.RerunJobIDs()
-	j[0] = "changed"
-	if billing.RerunJobIDs()[0] != billing.JobCheckExpiring {
-		t.Errorf("RerunJobIDs()[0] = %q after a caller changed its copy", billing.RerunJobIDs()[0])
-	}
-	c := billing.AllCancellationSources()
-	c[0] = "changed"
-	if billing.AllCancellationSources()[0] != "user" {
-		t.Errorf("AllCancellationSources()[0] = %q after a caller changed its copy", billing.AllCancellationSources()[0])
-	}
-	if len(billing.AllNotificationKinds()) != 9 || len(billing.AllWebhookEventStates()) != 6 {
-		t.Errorf("lists lost entries: %d kinds, %d states", len(billing.AllNotificationKinds()), len(billing.AllWebhookEventStates()))
-	}
+	freshEachCall(t, "AllNotificationKinds", billing.AllNotificationKinds, "changed", 9)
+	freshEachCall(t, "AllWebhookEventStates", billing.AllWebhookEventStates, "changed", 6)
+	freshEachCall(t, "RerunJobIDs", billing.RerunJobIDs, "changed", 3)
+	freshEachCall(t, "AllCancellationSources", billing.AllCancellationSources, "changed", 4)
 }
