@@ -68,8 +68,14 @@ func (s *Service) ResendNotification(ctx context.Context, key, operator string) 
 	return rec, nil
 }
 
+// RerunJobIDs returns the ids of the jobs RerunSubscription can run for one subscription,
+// in a new slice each call.
+func RerunJobIDs() []string { return []string{JobCheckExpiring, JobProcessExpired, JobRenew} }
+
 // RerunJobs are the jobs RerunSubscription can run for one subscription.
-var RerunJobs = []string{JobCheckExpiring, JobProcessExpired, JobRenew}
+//
+// Deprecated: use RerunJobIDs, which a caller cannot change for everyone else.
+var RerunJobs = RerunJobIDs()
 
 type scopeKey struct{}
 
@@ -81,14 +87,14 @@ func scoped(ctx context.Context, f SubscriptionFilter) SubscriptionFilter {
 	return f
 }
 
-// RerunSubscription runs the job with jobID (one of RerunJobs) for the subscription's
+// RerunSubscription runs the job with jobID (one of RerunJobIDs()) for the subscription's
 // user only, exactly as a scheduled run would treat those records. With dryRun it
 // changes nothing and returns the job's preview for them; otherwise it runs the job and
 // audits the action with operator as the actor. ErrNotFound for an unknown subscription or
 // job, ErrInvalidInput for an empty operator.
 func (s *Service) RerunSubscription(ctx context.Context, jobID, subscriptionID, operator string, dryRun bool) (Preview, Result, error) {
-	if !slices.Contains(RerunJobs, jobID) {
-		return Preview{}, nil, fmt.Errorf("%w: job %q cannot run for one subscription; use one of %v", ErrNotFound, jobID, RerunJobs)
+	if !slices.Contains(RerunJobIDs(), jobID) {
+		return Preview{}, nil, fmt.Errorf("%w: job %q cannot run for one subscription; use one of %v", ErrNotFound, jobID, RerunJobIDs())
 	}
 	if operator == "" && !dryRun {
 		return Preview{}, nil, fmt.Errorf("%w: an action needs the operator's name", ErrInvalidInput)

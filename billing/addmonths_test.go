@@ -32,7 +32,7 @@ func TestAddMonths(t *testing.T) {
 			t.Errorf("AddMonths(%s, %d) = %s, want %s", c.from.Format(time.DateOnly), c.n, got.Format(time.DateOnly), c.want.Format(time.DateOnly))
 		}
 	}
-	for cycle, months := range map[billing.BillingCycle]int{billing.CycleMonthly: 1, billing.CycleQuarterly: 3, billing.CycleSemiannual: 6, billing.CycleYearly: 12} {
+	for cycle, months := range map[billing.Cycle]int{billing.CycleMonthly: 1, billing.CycleQuarterly: 3, billing.CycleSemiannual: 6, billing.CycleYearly: 12} {
 		from := d(2030, time.January, 31)
 		if got, want := billing.AddCycle(from, cycle), billing.AddMonths(from, months); !got.Equal(want) {
 			t.Errorf("AddCycle(%s) = %s, want %s", cycle, got, want)

@@ -99,9 +99,9 @@ func CountDue(ctx context.Context, c SubscriptionCounter, cfg Config, now time.T
 		dst *int
 		f   SubscriptionFilter
 	}{
-		{&out.Expiring, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(time.Duration(widest) * 24 * time.Hour)}},
-		{&out.PastPeriodEnd, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue}, PeriodEndBefore: now}},
-		{&out.Renewing, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue}, PeriodEndAfter: now, PeriodEndBefore: now.Add(cfg.RenewWindow), AutoRenews: &yes}},
+		{&out.Expiring, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(time.Duration(widest) * 24 * time.Hour)}},
+		{&out.PastPeriodEnd, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue}, PeriodEndBefore: now}},
+		{&out.Renewing, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue}, PeriodEndAfter: now, PeriodEndBefore: now.Add(cfg.RenewWindow), AutoRenews: &yes}},
 	} {
 		n, err := c.CountSubscriptions(ctx, q.f)
 		if err != nil {
@@ -159,7 +159,7 @@ func (s *Service) Analytics(ctx context.Context) (Analytics, error) {
 	if a.Expirations30d, err = count(now.Add(-30*day), AuditSubscriptionExpired, AuditSubscriptionEnded); err != nil {
 		return a, err
 	}
-	live := []SubscriptionStatus{StatusActive, StatusPastDue}
+	live := []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue}
 	if a.Live, err = s.store.CountSubscriptions(ctx, SubscriptionFilter{Statuses: live}); err != nil {
 		return a, err
 	}
@@ -167,7 +167,7 @@ func (s *Service) Analytics(ctx context.Context) (Analytics, error) {
 		r := float64(a.Expirations30d) / float64(base)
 		a.ChurnRate30d = &r
 	}
-	active := []SubscriptionStatus{StatusActive}
+	active := []SubscriptionStatus{SubscriptionStatusActive}
 	if a.Expiring3d, err = s.store.CountSubscriptions(ctx, SubscriptionFilter{Statuses: active, PeriodEndAfter: now, PeriodEndBefore: now.Add(3 * day)}); err != nil {
 		return a, err
 	}

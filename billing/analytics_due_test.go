@@ -52,7 +52,7 @@ func TestDueCountsFollowConfig(t *testing.T) {
 			if stats.Due != want {
 				t.Errorf("SubscriptionStats().Due = %+v, want %+v", stats.Due, want)
 			}
-			if stats.Total != 5 || stats.ByStatus[billing.StatusActive] != 5 {
+			if stats.Total != 5 || stats.ByStatus[billing.SubscriptionStatusActive] != 5 {
 				t.Errorf("SubscriptionStats() = %+v, want 5 active", stats)
 			}
 			a, err := svc.Analytics(ctx)

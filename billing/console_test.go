@@ -17,7 +17,7 @@ func consoleFixture(t *testing.T) (*memstore.Store, *billing.Service, *testkit.N
 	st := memstore.New()
 	now := testkit.Epoch
 	pay := testkit.Payment("pay-ana", "ana", "p", 1000, now.Add(-30*day))
-	pay.SubscriptionID, pay.Status = "s-ana", billing.PaymentApproved
+	pay.SubscriptionID, pay.Status = "s-ana", billing.PaymentStatusApproved
 	testkit.Seed(t, st, testkit.Plan("p", billing.CycleMonthly, 1000),
 		testkit.UserWithAccess("ana", "p", "s-ana", now.Add(2*day)), testkit.Subscription("s-ana", "ana", "p", now.Add(2*day)),
 		testkit.UserWithAccess("bob", "p", "s-bob", now.Add(2*day)), testkit.Subscription("s-bob", "bob", "p", now.Add(2*day)), pay)
@@ -44,7 +44,7 @@ func TestTimelineOrdersEverySource(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if tl.User == nil || tl.User.Email != "ana@example.com" || tl.Subscription.Status != billing.StatusInactive {
+	if tl.User == nil || tl.User.Email != "ana@example.com" || tl.Subscription.Status != billing.SubscriptionStatusInactive {
 		t.Fatalf("timeline head: user %+v, subscription %+v", tl.User, tl.Subscription)
 	}
 	seen := map[string]bool{}
@@ -156,7 +156,7 @@ func TestForecastCancellationsAndSnapshots(t *testing.T) {
 		t.Fatalf("cancellations %+v, %v; want 2 expiries this month", cs, err)
 	}
 	snap, err := svc.TakeSnapshot(ctx)
-	if err != nil || snap.ByStatus[billing.StatusInactive] != 2 || snap.MRR["BRL"] != 1000 {
+	if err != nil || snap.ByStatus[billing.SubscriptionStatusInactive] != 2 || snap.MRR["BRL"] != 1000 {
 		t.Fatalf("snapshot %+v, %v", snap, err)
 	}
 	snaps, err := svc.Snapshots(ctx, 90)

@@ -54,6 +54,14 @@
 // subscriptions that expired within Config.ReconcileWindow, so a renewal whose webhook was
 // lost restores access.
 //
+// # Names
+//
+// The values of every enumeration carry their type's name as prefix:
+// SubscriptionStatusActive, PaymentStatusApproved, RunStatusSucceeded,
+// WebhookEventStateProcessed, EventOutcomeProcessed, NotificationKindExpiring, CycleMonthly.
+// The lists of values (AllNotificationKinds, AllWebhookEventStates) are functions that
+// return a new slice on each call.
+//
 // # Example
 //
 // Example wires memstore, lognotify and a fixed clock and runs the expiry warning job;

@@ -38,7 +38,7 @@ type Effects struct {
 type AccessEffect struct {
 	UserID string `json:"user_id"`
 	// Status is the access status written when no live subscription is left
-	// (StatusInactive after expiry, StatusCancelled when the gateway ended it).
+	// (SubscriptionStatusInactive after expiry, SubscriptionStatusCancelled when the gateway ended it).
 	Status SubscriptionStatus `json:"status,omitempty"`
 }
 

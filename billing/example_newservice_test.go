@@ -28,10 +28,10 @@ func ExampleNewService() {
 	must(st.InsertUser(ctx, &billing.User{ID: "ana", Email: "ana@example.com", Name: "Ana", Locale: "en"}))
 	// Ends in six days: due for the 7-day warning only.
 	must(st.InsertSubscription(ctx, &billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic",
-		Status: billing.StatusActive, Gateway: billing.GatewayManual, BillingCycle: billing.CycleMonthly,
+		Status: billing.SubscriptionStatusActive, Gateway: billing.GatewayManual, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: now.AddDate(0, -1, 6), CurrentPeriodEnd: now.AddDate(0, 0, 6)}))
 
-	notifier, err := lognotify.New(slog.New(slog.DiscardHandler))
+	notifier, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
@@ -50,6 +50,6 @@ func ExampleNewService() {
 	fmt.Println(string(out))
 	fmt.Println(notifier.Sent()[0].Key)
 	// Output:
-	// {"success":true,"total_found":1,"notifications_sent":1,"failed":0}
+	// {"success":true,"total_found":1,"failed":0,"notifications_sent":1}
 	// expiring:sub-1:1899882000000:7
 }

@@ -29,7 +29,7 @@ func Example() {
 	plan := billing.Plan{ID: "basic", Name: "Basic", BillingCycle: billing.CycleMonthly,
 		Price: billing.Money{Amount: 2990, Currency: "BRL"}, Active: true}
 	user := billing.User{ID: "ana", Email: "ana@example.com", Name: "Ana", Locale: "en"}
-	sub := billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic", Status: billing.StatusActive,
+	sub := billing.Subscription{ID: "sub-1", UserID: "ana", PlanID: "basic", Status: billing.SubscriptionStatusActive,
 		BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
 		CurrentPeriodStart: now.AddDate(0, -1, 2), CurrentPeriodEnd: now.AddDate(0, 0, 2)}
 	for _, err := range []error{st.InsertPlan(ctx, &plan), st.InsertUser(ctx, &user), st.InsertSubscription(ctx, &sub)} {
@@ -47,7 +47,7 @@ func Example() {
 			return a
 		},
 	}))
-	notifier, err := lognotify.New(logger)
+	notifier, err := lognotify.NewNotifier(lognotify.Config{Logger: logger})
 	if err != nil {
 		panic(err)
 	}
@@ -69,6 +69,6 @@ func Example() {
 	fmt.Println(string(out))
 	// Output:
 	// level=INFO msg="notification (log notifier: not sent)" kind=expiring key=expiring:sub-1:1899536400000:3 to=ana@example.com locale=en subject="Your subscription expires in 2 days"
-	// {"success":true,"total_found":1,"notifications_sent":1,"failed":0}
-	// {"success":true,"total_found":0,"notifications_sent":0,"failed":0}
+	// {"success":true,"total_found":1,"failed":0,"notifications_sent":1}
+	// {"success":true,"total_found":0,"failed":0,"notifications_sent":0}
 }

@@ -83,12 +83,12 @@ func (pp *PaymentProcessor) RecordCoveredPayment(ctx context.Context, p GatewayP
 	}
 	approve := ApproveParams{PaymentID: pay.ID, GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID,
 		Charged: p.Amount, Actor: p.Actor}
-	if pay.Status != PaymentApproved && (!strings.EqualFold(p.Amount.Currency, pay.Amount.Currency) || p.Amount.Amount < pay.Amount.Amount) {
+	if pay.Status != PaymentStatusApproved && (!strings.EqualFold(p.Amount.Currency, pay.Amount.Currency) || p.Amount.Amount < pay.Amount.Amount) {
 		// Refused before it is marked applied: ProcessApproved records it failed.
 		approve.GatewaySubscriptionID = ""
 		return pp.ProcessApproved(ctx, approve)
 	}
-	if pay.Status != PaymentApproved {
+	if pay.Status != PaymentStatusApproved {
 		err := pp.withKeyLock(ctx, gatewaySubLock(p.Gateway, p.GatewaySubscriptionID), func() error {
 			sub, err := pp.s.store.FindSubscriptionByGateway(ctx, p.Gateway, p.GatewaySubscriptionID)
 			if err != nil {
@@ -138,7 +138,7 @@ func (pp *PaymentProcessor) LinkCheckoutPayment(ctx context.Context, p LinkParam
 	if err != nil {
 		return err
 	}
-	if pay.GatewayPaymentID == p.GatewayPaymentID || pay.Status != PaymentPending {
+	if pay.GatewayPaymentID == p.GatewayPaymentID || pay.Status != PaymentStatusPending {
 		return nil
 	}
 	other, err := pp.s.store.FindPaymentByGateway(ctx, p.Gateway, p.GatewayPaymentID)
@@ -155,7 +155,7 @@ func (pp *PaymentProcessor) LinkCheckoutPayment(ctx context.Context, p LinkParam
 		if err != nil {
 			return err
 		}
-		if read.GatewayPaymentID == p.GatewayPaymentID || read.Status != PaymentPending {
+		if read.GatewayPaymentID == p.GatewayPaymentID || read.Status != PaymentStatusPending {
 			return nil
 		}
 		next := read

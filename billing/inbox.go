@@ -133,19 +133,19 @@ func (s *Service) RegisterWebhookProcessor(gateway string, p WebhookProcessor) e
 const OutcomeAccepted EventOutcome = "accepted"
 
 // AcceptWebhookEvent stores a verified event in the inbox for the worker and returns
-// OutcomeAccepted, or OutcomeDuplicate when the event is already stored (nothing is
+// OutcomeAccepted, or EventOutcomeDuplicate when the event is already stored (nothing is
 // written). An error means the event is not stored: answer 5xx so the gateway retries.
 func (s *Service) AcceptWebhookEvent(ctx context.Context, ev WebhookEvent) (EventOutcome, error) {
 	if ev.Gateway == "" || ev.EventID == "" {
-		return OutcomeFailed, fmt.Errorf("%w: webhook event needs a gateway and an event id", ErrInvalidInput)
+		return EventOutcomeFailed, fmt.Errorf("%w: webhook event needs a gateway and an event id", ErrInvalidInput)
 	}
 	ev.OccurredAt = TruncateTime(ev.OccurredAt)
 	_, inserted, err := s.store.PutWebhookEvent(ctx, ev, s.now())
 	if err != nil {
-		return OutcomeFailed, fmt.Errorf("storing webhook event %s/%s: %w", ev.Gateway, ev.EventID, err)
+		return EventOutcomeFailed, fmt.Errorf("storing webhook event %s/%s: %w", ev.Gateway, ev.EventID, err)
 	}
 	if !inserted {
-		return OutcomeDuplicate, nil
+		return EventOutcomeDuplicate, nil
 	}
 	s.inbox.poke()
 	return OutcomeAccepted, nil
@@ -155,39 +155,39 @@ func (s *Service) AcceptWebhookEvent(ctx context.Context, ev WebhookEvent) (Even
 // AcceptWebhookEvent and processes it at once with process, returning the outcome for the
 // response. A delivery of an event already processed or ignored is a duplicate and process
 // is not called; a delivery of a pending event (failed, parked, or not yet taken by a
-// worker) processes it now; one while someone else holds it returns OutcomeInProgress. The
+// worker) processes it now; one while someone else holds it returns EventOutcomeInProgress. The
 // event ends like the worker would end it (processed, ignored, failed, parked), so a
 // worker retries what failed here. The error of a failed or parked attempt is returned
-// with OutcomeFailed.
+// with EventOutcomeFailed.
 func (s *Service) HandleWebhookEvent(ctx context.Context, ev WebhookEvent, process func(ctx context.Context) (ignored bool, err error)) (EventOutcome, error) {
 	if ev.Gateway == "" || ev.EventID == "" {
-		return OutcomeFailed, fmt.Errorf("%w: webhook event needs a gateway and an event id", ErrInvalidInput)
+		return EventOutcomeFailed, fmt.Errorf("%w: webhook event needs a gateway and an event id", ErrInvalidInput)
 	}
 	ev.OccurredAt = TruncateTime(ev.OccurredAt)
 	now := s.now()
 	stored, _, err := s.store.PutWebhookEvent(ctx, ev, now)
 	if err != nil {
-		return OutcomeFailed, fmt.Errorf("recording webhook event %s/%s: %w", ev.Gateway, ev.EventID, err)
+		return EventOutcomeFailed, fmt.Errorf("recording webhook event %s/%s: %w", ev.Gateway, ev.EventID, err)
 	}
 	if !stored.State.Pending() {
-		return OutcomeDuplicate, nil
+		return EventOutcomeDuplicate, nil
 	}
 	token := newToken()
 	claimed, err := s.store.ClaimWebhookEvents(ctx, WebhookClaimParams{Token: token, Now: now, LeaseUntil: now.Add(s.cfg.Inbox.Lease),
 		Limit: 1, Gateway: ev.Gateway, EventID: ev.EventID})
 	if err != nil {
-		return OutcomeFailed, fmt.Errorf("claiming webhook event %s/%s: %w", ev.Gateway, ev.EventID, err)
+		return EventOutcomeFailed, fmt.Errorf("claiming webhook event %s/%s: %w", ev.Gateway, ev.EventID, err)
 	}
 	if len(claimed) == 0 {
 		cur, err := s.store.GetWebhookEvent(ctx, ev.Gateway, ev.EventID)
 		if err == nil && !cur.State.Pending() {
-			return OutcomeDuplicate, nil
+			return EventOutcomeDuplicate, nil
 		}
-		return OutcomeInProgress, nil
+		return EventOutcomeInProgress, nil
 	}
 	_, outcome, perr, ferr := s.attempt(ctx, claimed[0], token, true, func(ctx context.Context, _ WebhookEvent) (bool, error) { return process(ctx) })
 	if ferr != nil {
-		return OutcomeFailed, errors.Join(perr, ferr)
+		return EventOutcomeFailed, errors.Join(perr, ferr)
 	}
 	return outcome, perr
 }
@@ -203,15 +203,15 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 	cfg := s.cfg.Inbox
 	now := s.now()
 	f := WebhookFinish{Gateway: ev.Gateway, EventID: ev.EventID, Token: token, Attempts: ev.Attempts, Now: now}
-	outcome := OutcomeProcessed
+	outcome := EventOutcomeProcessed
 	switch {
 	case perr == nil && ignored:
-		f.State, outcome = EventIgnored, OutcomeIgnored
+		f.State, outcome = WebhookEventStateIgnored, EventOutcomeIgnored
 	case perr == nil:
-		f.State = EventProcessed
+		f.State = WebhookEventStateProcessed
 	case Refused(perr):
 		s.log.WarnContext(ctx, "webhook event rejected", "gateway", ev.Gateway, "event_id", ev.EventID, "event_type", ev.Type, "error", perr)
-		f.State, f.Error, outcome, perr = EventIgnored, errText(perr), OutcomeRejected, nil
+		f.State, f.Error, outcome, perr = WebhookEventStateIgnored, errText(perr), EventOutcomeRejected, nil
 	case errors.Is(perr, ErrNotFound):
 		parkedAt := ev.ParkedAt
 		if parkedAt.IsZero() {
@@ -221,20 +221,20 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 		if !now.Before(deadline) {
 			s.log.WarnContext(ctx, "webhook event ignored: the object it names never appeared", "gateway", ev.Gateway,
 				"event_id", ev.EventID, "event_type", ev.Type, "parked_at", parkedAt, "error", perr)
-			f.State, f.Error, outcome = EventIgnored, "unknown object: "+errText(perr), OutcomeIgnored
+			f.State, f.Error, outcome = WebhookEventStateIgnored, "unknown object: "+errText(perr), EventOutcomeIgnored
 			perr = nil
 			break
 		}
-		f.State, f.Error, f.ParkedAt, outcome = EventParked, errText(perr), parkedAt, OutcomeFailed
+		f.State, f.Error, f.ParkedAt, outcome = WebhookEventStateParked, errText(perr), parkedAt, EventOutcomeFailed
 		f.NextAttemptAt = minTime(now.Add(cfg.backoff(ev.Attempts)), deadline)
 	case ev.Attempts >= cfg.MaxAttempts && !inline && !errors.Is(perr, ErrConflict):
 		// Inline, the gateway's redeliveries are the retries: the event stays failed. A
 		// conflict (a concurrent writer) is not the event's fault and never kills it.
 		s.log.ErrorContext(ctx, "webhook event dead: out of attempts; replay it from the admin API once the cause is fixed",
 			"gateway", ev.Gateway, "event_id", ev.EventID, "event_type", ev.Type, "attempts", ev.Attempts, "error", perr)
-		f.State, f.Error, outcome = EventDead, errText(perr), OutcomeFailed
+		f.State, f.Error, outcome = WebhookEventStateDead, errText(perr), EventOutcomeFailed
 	default:
-		f.State, f.Error, outcome = EventFailed, errText(perr), OutcomeFailed
+		f.State, f.Error, outcome = WebhookEventStateFailed, errText(perr), EventOutcomeFailed
 		f.NextAttemptAt = now.Add(cfg.backoff(ev.Attempts))
 		if errors.Is(perr, ErrConflict) {
 			f.NextAttemptAt = now // a concurrent writer: retry at once
@@ -244,7 +244,7 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
 	defer cancel()
 	if err := s.store.FinishWebhookEvent(fctx, f); err != nil {
-		return f.Attempt, OutcomeFailed, perr, fmt.Errorf("recording outcome of %s/%s: %w", ev.Gateway, ev.EventID, err)
+		return f.Attempt, EventOutcomeFailed, perr, fmt.Errorf("recording outcome of %s/%s: %w", ev.Gateway, ev.EventID, err)
 	}
 	if !f.State.Pending() && ev.ObjectKey != "" {
 		// The event is done with: parked events of its object may find what they wait
@@ -330,7 +330,7 @@ func (s *Service) ListWebhookEvents(ctx context.Context, q WebhookEventQuery) ([
 	if q.Limit < 0 || q.Limit > 500 {
 		return nil, "", fmt.Errorf("%w: limit %d is out of range 1..500", ErrInvalidInput, q.Limit)
 	}
-	if q.State != "" && !slicesContains(WebhookEventStates, q.State) {
+	if q.State != "" && !slicesContains(AllWebhookEventStates(), q.State) {
 		return nil, "", fmt.Errorf("%w: unknown webhook event state %q; use one of received, failed, parked, processed, ignored, dead", ErrInvalidInput, q.State)
 	}
 	want := q.Limit

@@ -202,9 +202,9 @@ func (w *InboxWorker) one(ctx context.Context, ev WebhookEvent) (bool, error) {
 		return true, ferr
 	}
 	switch state {
-	case EventProcessed:
+	case WebhookEventStateProcessed:
 		s.log.DebugContext(ctx, "webhook event processed", "gateway", ev.Gateway, "event_id", ev.EventID, "event_type", ev.Type)
-	case EventFailed, EventParked:
+	case WebhookEventStateFailed, WebhookEventStateParked:
 		s.log.InfoContext(ctx, "webhook event will be retried", "gateway", ev.Gateway, "event_id", ev.EventID,
 			"event_type", ev.Type, "state", string(state), "attempts", ev.Attempts, "error", perr)
 	}

@@ -44,20 +44,42 @@ const (
 type RunTrigger string
 
 const (
-	TriggerSchedule RunTrigger = "schedule"
-	TriggerManual   RunTrigger = "manual"
-	TriggerCatchUp  RunTrigger = "catch_up"
+	RunTriggerSchedule RunTrigger = "schedule"
+	RunTriggerManual   RunTrigger = "manual"
+	RunTriggerCatchUp  RunTrigger = "catch_up"
+)
+
+// Former names of the RunTrigger values, kept for one release.
+const (
+	// Deprecated: use RunTriggerSchedule.
+	TriggerSchedule = RunTriggerSchedule
+	// Deprecated: use RunTriggerManual.
+	TriggerManual = RunTriggerManual
+	// Deprecated: use RunTriggerCatchUp.
+	TriggerCatchUp = RunTriggerCatchUp
 )
 
 // RunStatus is the outcome of a run.
 type RunStatus string
 
 const (
-	RunRunning   RunStatus = "running"
-	RunSucceeded RunStatus = "succeeded"
-	RunFailed    RunStatus = "failed"
-	// RunSkipped: a scheduled tick found the job running elsewhere (lock held) or paused.
-	RunSkipped RunStatus = "skipped"
+	RunStatusRunning   RunStatus = "running"
+	RunStatusSucceeded RunStatus = "succeeded"
+	RunStatusFailed    RunStatus = "failed"
+	// RunStatusSkipped: a scheduled tick found the job running elsewhere (lock held) or paused.
+	RunStatusSkipped RunStatus = "skipped"
+)
+
+// Former names of the RunStatus values, kept for one release.
+const (
+	// Deprecated: use RunStatusRunning.
+	RunRunning = RunStatusRunning
+	// Deprecated: use RunStatusSucceeded.
+	RunSucceeded = RunStatusSucceeded
+	// Deprecated: use RunStatusFailed.
+	RunFailed = RunStatusFailed
+	// Deprecated: use RunStatusSkipped.
+	RunSkipped = RunStatusSkipped
 )
 
 // JobRun is one entry of the run history (job_runs collection).

@@ -7,12 +7,13 @@ import (
 	"time"
 )
 
-// ExpiringResult is returned by CheckExpiringSubscriptions.
-type ExpiringResult struct {
-	Success           bool `json:"success"`
-	TotalFound        int  `json:"total_found"`
-	NotificationsSent int  `json:"notifications_sent"`
-	Failed            int  `json:"failed"`
+// RunSummary is what every job result reports. The result types embed it, so its fields
+// marshal at the top level with the original application's keys (success, total_found).
+type RunSummary struct {
+	Success    bool `json:"success"`
+	TotalFound int  `json:"total_found"`
+	// Failed counts selected records the run could not finish; a later run retries them.
+	Failed int `json:"failed"`
 	// Skipped counts records someone else changed between the claim and the transition;
 	// the run left them alone.
 	Skipped int `json:"skipped,omitempty"`
@@ -24,57 +25,57 @@ type ExpiringResult struct {
 	Error  string   `json:"error,omitempty"`
 }
 
+// Found returns TotalFound.
+func (s RunSummary) Found() int { return s.TotalFound }
+
+// Failures returns Failed.
+func (s RunSummary) Failures() int { return s.Failed }
+
+// ExpiringResult is returned by CheckExpiringSubscriptions.
+type ExpiringResult struct {
+	RunSummary
+	NotificationsSent int `json:"notifications_sent"`
+}
+
 // ExpiredResult is returned by ProcessExpiredSubscriptions.
 type ExpiredResult struct {
-	Success    bool `json:"success"`
-	TotalFound int  `json:"total_found"`
-	Processed  int  `json:"processed"`
+	RunSummary
+	Processed int `json:"processed"`
 	// Renewed counts auto-renewing subscriptions the gateway reported renewed when asked
 	// before expiring them.
-	Renewed int      `json:"renewed,omitempty"`
-	Failed  int      `json:"failed"`
-	Skipped int      `json:"skipped,omitempty"`
-	Resumed int      `json:"resumed,omitempty"`
-	Errors  []string `json:"errors,omitempty"`
-	Error   string   `json:"error,omitempty"`
+	Renewed int `json:"renewed,omitempty"`
 }
 
 // RenewResult is returned by RenewSubscriptions.
 type RenewResult struct {
-	Success    bool `json:"success"`
-	TotalFound int  `json:"total_found"`
-	Renewed    int  `json:"renewed"`
-	Failed     int  `json:"failed"`
+	RunSummary
+	Renewed int `json:"renewed"`
 	// Cancelling counts subscriptions the gateway will not renew; they now expire at their
 	// period end without grace.
-	Cancelling int      `json:"cancelling"`
-	Skipped    int      `json:"skipped,omitempty"`
-	Resumed    int      `json:"resumed,omitempty"`
-	Errors     []string `json:"errors,omitempty"`
-	Error      string   `json:"error,omitempty"`
+	Cancelling int `json:"cancelling"`
 }
 
-// CleanupResult is returned by the two cleanup jobs.
+// CleanupResult is returned by the two cleanup jobs. Failed counts records that could not
+// be read; they are left untouched.
 type CleanupResult struct {
-	Success    bool `json:"success"`
-	TotalFound int  `json:"total_found"`
-	Cleaned    int  `json:"cleaned"`
-	// Failed counts records that could not be read; they are left untouched.
-	Failed int      `json:"failed,omitempty"`
-	Errors []string `json:"errors,omitempty"`
-	Error  string   `json:"error,omitempty"`
+	RunSummary
+	Cleaned int `json:"cleaned"`
 	// Pruned is what cleanup_old_sessions removed past Config.Retention (see Pruner).
 	Pruned PruneResult `json:"pruned,omitzero"`
 }
 
-func (r ExpiringResult) Found() int    { return r.TotalFound }
-func (r ExpiringResult) Failures() int { return r.Failed }
-func (r ExpiredResult) Found() int     { return r.TotalFound }
-func (r ExpiredResult) Failures() int  { return r.Failed }
-func (r RenewResult) Found() int       { return r.TotalFound }
-func (r RenewResult) Failures() int    { return r.Failed }
-func (r CleanupResult) Found() int     { return r.TotalFound }
-func (r CleanupResult) Failures() int  { return r.Failed }
+var (
+	_ Result = ExpiringResult{}
+	_ Result = ExpiredResult{}
+	_ Result = RenewResult{}
+	_ Result = CleanupResult{}
+)
+
+// summary is what run r counted, ended by err.
+func (r *run) summary(err error) RunSummary {
+	return RunSummary{TotalFound: r.found, Failed: r.failed, Skipped: r.skipped, Resumed: r.resumed,
+		Errors: r.errs, Success: err == nil, Error: errText(err)}
+}
 
 func errText(err error) string {
 	if err == nil {
@@ -103,16 +104,14 @@ func (s *Service) CheckExpiringSubscriptions(ctx context.Context) (ExpiringResul
 		now := s.now()
 		widest := s.cfg.WarningDays[len(s.cfg.WarningDays)-1]
 		f := SubscriptionFilter{
-			Statuses:        []SubscriptionStatus{StatusActive},
+			Statuses:        []SubscriptionStatus{SubscriptionStatusActive},
 			PeriodEndAfter:  now,
 			PeriodEndBefore: now.Add(time.Duration(widest) * 24 * time.Hour),
 			WarningDueDays:  s.cfg.WarningDays[0],
 		}
 		err = r.sweep(ctx, f, each(r.warning))
 	}
-	res := ExpiringResult{TotalFound: r.found, NotificationsSent: r.sent, Failed: r.failed, Skipped: r.skipped,
-		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
-	return res, err
+	return ExpiringResult{RunSummary: r.summary(err), NotificationsSent: r.sent}, err
 }
 
 // warning is the transition that marks sub warned for its ladder offset with the email to
@@ -131,9 +130,9 @@ func (r *run) warning(ctx context.Context, b *batch, sub Subscription) decision 
 	if err != nil {
 		return decision{err: err}
 	}
-	kind := KindExpiring
+	kind := NotificationKindExpiring
 	if sub.AutoRenews() {
-		kind = KindRenewalUpcoming
+		kind = NotificationKindRenewalUpcoming
 	}
 	n := Notification{
 		Kind: kind,
@@ -180,11 +179,11 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 	err := r.resume(ctx)
 	now := s.now()
 	no, yes := false, true
-	live := []SubscriptionStatus{StatusActive, StatusPastDue}
+	live := []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue}
 	if err == nil {
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
 			each(func(ctx context.Context, b *batch, sub Subscription) decision {
-				return r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
 			}))
 	}
 	if err == nil {
@@ -198,13 +197,11 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 					// until it says the subscription ended.
 					return decision{}
 				}
-				return r.expiry(ctx, b, sub, StatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
 			}))
 	}
 	err = r.settle(err)
-	res := ExpiredResult{TotalFound: r.found, Processed: processed, Renewed: renewed, Failed: r.failed, Skipped: r.skipped,
-		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
-	return res, err
+	return ExpiredResult{RunSummary: r.summary(err), Processed: processed, Renewed: renewed}, err
 }
 
 // expiry is the transition that ends sub with status.
@@ -222,8 +219,8 @@ func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status Sub
 	case err == nil:
 		access = &AccessEffect{UserID: u.ID, Status: status}
 		notes = []Notification{{
-			Kind: KindExpired,
-			Key:  notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd),
+			Kind: NotificationKindExpired,
+			Key:  notificationKey(NotificationKindExpired, sub.ID, sub.CurrentPeriodEnd),
 			To:   recipient(u),
 			Data: NotificationData{PlanName: p.Name, SubscriptionID: sub.ID, Amount: p.Price, Gateway: sub.Gateway,
 				PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
@@ -252,7 +249,7 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	}
 	changed := sub
 	changed.startPeriod(start, gs.PeriodEnd)
-	changed.Status, changed.CancelAtPeriodEnd, changed.UpdatedAt = StatusActive, gs.CancelAtPeriodEnd, now
+	changed.Status, changed.CancelAtPeriodEnd, changed.UpdatedAt = SubscriptionStatusActive, gs.CancelAtPeriodEnd, now
 	amount := gs.Amount
 	if amount.Currency == "" {
 		amount = p.Price
@@ -263,8 +260,8 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	case err == nil:
 		access = &AccessEffect{UserID: u.ID}
 		notes = []Notification{{
-			Kind: KindRenewed,
-			Key:  notificationKey(KindRenewed, sub.ID, gs.PeriodEnd),
+			Kind: NotificationKindRenewed,
+			Key:  notificationKey(NotificationKindRenewed, sub.ID, gs.PeriodEnd),
 			To:   recipient(u),
 			Data: NotificationData{PlanName: p.Name, SubscriptionID: sub.ID, Amount: amount, Gateway: sub.Gateway,
 				PeriodStart: start, PeriodEnd: gs.PeriodEnd},
@@ -330,7 +327,7 @@ func (r *run) lookup(ctx context.Context, subs []Subscription) []answer {
 		}
 		gs.PeriodStart, gs.PeriodEnd = TruncateTime(gs.PeriodStart), TruncateTime(gs.PeriodEnd)
 		switch gs.Status {
-		case StatusActive, StatusPastDue, StatusCancelled, StatusInactive:
+		case SubscriptionStatusActive, SubscriptionStatusPastDue, SubscriptionStatusCancelled, SubscriptionStatusInactive:
 			out[i] = answer{gs: gs}
 		default:
 			out[i].err = fmt.Errorf("%w: %s answered status %q for %s; the subscription keeps its state and is asked again",
@@ -354,7 +351,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 	now := s.now()
 	yes := true
 	if err == nil {
-		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue},
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue},
 			PeriodEndBefore: now.Add(s.cfg.RenewWindow), AutoRenews: &yes},
 			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
 				switch {
@@ -374,7 +371,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 	}
 	if err == nil {
 		// Expired lately while auto-renewing: a renewal whose webhook never came.
-		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusInactive},
+		err = r.sweep(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusInactive},
 			PeriodEndAfter: now.Add(-s.cfg.Grace - s.cfg.ReconcileWindow), PeriodEndBefore: now, AutoRenews: &yes},
 			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
 				if gs.Status.Live() && gs.PeriodEnd.After(now) {
@@ -384,9 +381,7 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 			}))
 	}
 	err = r.settle(err)
-	res := RenewResult{TotalFound: r.found, Renewed: renewed, Cancelling: cancelling, Failed: r.failed, Skipped: r.skipped,
-		Resumed: r.resumed, Errors: r.errs, Success: err == nil, Error: errText(err)}
-	return res, err
+	return RenewResult{RunSummary: r.summary(err), Renewed: renewed, Cancelling: cancelling}, err
 }
 
 // CleanupOldSessions soft-deletes sessions that expired more than SessionRetention ago (a

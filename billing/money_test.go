@@ -104,7 +104,7 @@ func newMoneyEnv(t *testing.T) moneyEnv {
 			t.Fatal(err)
 		}
 	}
-	n, _ := lognotify.New(nil)
+	n, _ := lognotify.NewNotifier(lognotify.Config{})
 	svc, err := billing.NewService(st, n, billing.Config{Clock: testkit.NewClock(now), ReferenceSecret: refSecret})
 	if err != nil {
 		t.Fatal(err)
@@ -124,7 +124,7 @@ func TestChargeMismatchGrantsNothing(t *testing.T) {
 			e := newMoneyEnv(t)
 			pp := e.svc.Processor()
 			if _, err := pp.SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayPayPal, GatewaySubscriptionID: "I-1",
-				Status: billing.StatusActive, UserID: "victim", PlanID: "premium"}); err != nil {
+				Status: billing.SubscriptionStatusActive, UserID: "victim", PlanID: "premium"}); err != nil {
 				t.Fatal(err)
 			}
 			for range 2 {
@@ -138,11 +138,11 @@ func TestChargeMismatchGrantsNothing(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if pay.Status != billing.PaymentFailed || !strings.Contains(pay.Reason, "charge mismatch") || pay.Amount.Amount != 99900 {
+			if pay.Status != billing.PaymentStatusFailed || !strings.Contains(pay.Reason, "charge mismatch") || pay.Amount.Amount != 99900 {
 				t.Fatalf("payment %+v, want failed for 99900 USD with a charge mismatch reason", pay)
 			}
 			sub, _ := e.st.FindSubscriptionByGateway(e.ctx, billing.GatewayPayPal, "I-1")
-			if sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+			if sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {
 				t.Fatalf("subscription %s until %v, want pending without a period", sub.Status, sub.CurrentPeriodEnd)
 			}
 			if u, _ := e.st.GetUser(e.ctx, "victim"); u.HasAccess(e.now) {
@@ -162,12 +162,12 @@ func TestChargeMismatchGrantsNothing(t *testing.T) {
 func TestSyncCreatesPendingWithoutAccess(t *testing.T) {
 	e := newMoneyEnv(t)
 	res, err := e.svc.Processor().SyncSubscription(e.ctx, billing.SyncParams{Gateway: billing.GatewayPayPal, GatewaySubscriptionID: "I-1",
-		Status: billing.StatusActive, PeriodEnd: e.now.AddDate(1, 0, 0), UserID: "attacker", PlanID: "premium"})
+		Status: billing.SubscriptionStatusActive, PeriodEnd: e.now.AddDate(1, 0, 0), UserID: "attacker", PlanID: "premium"})
 	if err != nil {
 		t.Fatal(err)
 	}
 	sub, _ := e.st.GetSubscription(e.ctx, res.SubscriptionID)
-	if sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+	if sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {
 		t.Fatalf("subscription %s until %v, want pending without a period", sub.Status, sub.CurrentPeriodEnd)
 	}
 	if u, _ := e.st.GetUser(e.ctx, "attacker"); u.HasAccess(e.now) {
@@ -207,14 +207,14 @@ func TestRefusedEventIsRejected(t *testing.T) {
 		_, err := e.svc.VerifyReference("victim:premium")
 		return false, err
 	})
-	if err != nil || out != billing.OutcomeRejected {
+	if err != nil || out != billing.EventOutcomeRejected {
 		t.Fatalf("outcome %s, %v; want rejected, nil", out, err)
 	}
 	stored, _ := e.st.GetWebhookEvent(e.ctx, ev.Gateway, ev.EventID)
-	if stored.State != billing.EventIgnored || !strings.Contains(stored.Error, "reference") {
+	if stored.State != billing.WebhookEventStateIgnored || !strings.Contains(stored.Error, "reference") {
 		t.Fatalf("stored %+v, want ignored with the reason", stored)
 	}
-	if out, _ := e.svc.HandleWebhookEvent(e.ctx, ev, nil); out != billing.OutcomeDuplicate {
+	if out, _ := e.svc.HandleWebhookEvent(e.ctx, ev, nil); out != billing.EventOutcomeDuplicate {
 		t.Fatalf("redelivery: %s, want duplicate", out)
 	}
 }

@@ -9,33 +9,62 @@ import (
 type NotificationKind string
 
 const (
-	// KindExpiring: a manually renewed subscription ends in a few days; link to renew.
-	KindExpiring NotificationKind = "expiring"
-	// KindRenewalUpcoming: an auto-renewing subscription will be charged soon.
-	KindRenewalUpcoming NotificationKind = "renewal_upcoming"
-	// KindExpired: the subscription ended and access was revoked.
-	KindExpired NotificationKind = "expired"
-	// KindRenewed: a new period started.
-	KindRenewed NotificationKind = "renewed"
-	// KindPaymentSuccessful: a payment was approved.
-	KindPaymentSuccessful NotificationKind = "payment_successful"
-	// KindPaymentFailed: a payment failed; link to update the payment method.
-	KindPaymentFailed NotificationKind = "payment_failed"
-	// KindWelcome: the user's first subscription started.
-	KindWelcome NotificationKind = "welcome"
-	// KindOperatorAlert: for the operators: a job keeps failing.
-	KindOperatorAlert NotificationKind = "operator_alert"
-	// KindPaymentReversed: a payment was refunded or charged back. Data.Reason is
+	// NotificationKindExpiring: a manually renewed subscription ends in a few days; link to renew.
+	NotificationKindExpiring NotificationKind = "expiring"
+	// NotificationKindRenewalUpcoming: an auto-renewing subscription will be charged soon.
+	NotificationKindRenewalUpcoming NotificationKind = "renewal_upcoming"
+	// NotificationKindExpired: the subscription ended and access was revoked.
+	NotificationKindExpired NotificationKind = "expired"
+	// NotificationKindRenewed: a new period started.
+	NotificationKindRenewed NotificationKind = "renewed"
+	// NotificationKindPaymentSuccessful: a payment was approved.
+	NotificationKindPaymentSuccessful NotificationKind = "payment_successful"
+	// NotificationKindPaymentFailed: a payment failed; link to update the payment method.
+	NotificationKindPaymentFailed NotificationKind = "payment_failed"
+	// NotificationKindWelcome: the user's first subscription started.
+	NotificationKindWelcome NotificationKind = "welcome"
+	// NotificationKindOperatorAlert: for the operators: a job keeps failing.
+	NotificationKindOperatorAlert NotificationKind = "operator_alert"
+	// NotificationKindPaymentReversed: a payment was refunded or charged back. Data.Reason is
 	// "refunded" or "charged_back", Data.Amount the amount taken back, Data.PeriodEnd when
 	// the access the payment bought ends (zero: the current period is not affected).
-	KindPaymentReversed NotificationKind = "payment_reversed"
+	NotificationKindPaymentReversed NotificationKind = "payment_reversed"
 )
 
-// Kinds lists every notification kind.
-var Kinds = []NotificationKind{
-	KindExpiring, KindRenewalUpcoming, KindExpired, KindRenewed,
-	KindPaymentSuccessful, KindPaymentFailed, KindWelcome, KindOperatorAlert, KindPaymentReversed,
+// Former names of the NotificationKind values, kept for one release.
+const (
+	// Deprecated: use NotificationKindExpiring.
+	KindExpiring = NotificationKindExpiring
+	// Deprecated: use NotificationKindRenewalUpcoming.
+	KindRenewalUpcoming = NotificationKindRenewalUpcoming
+	// Deprecated: use NotificationKindExpired.
+	KindExpired = NotificationKindExpired
+	// Deprecated: use NotificationKindRenewed.
+	KindRenewed = NotificationKindRenewed
+	// Deprecated: use NotificationKindPaymentSuccessful.
+	KindPaymentSuccessful = NotificationKindPaymentSuccessful
+	// Deprecated: use NotificationKindPaymentFailed.
+	KindPaymentFailed = NotificationKindPaymentFailed
+	// Deprecated: use NotificationKindWelcome.
+	KindWelcome = NotificationKindWelcome
+	// Deprecated: use NotificationKindOperatorAlert.
+	KindOperatorAlert = NotificationKindOperatorAlert
+	// Deprecated: use NotificationKindPaymentReversed.
+	KindPaymentReversed = NotificationKindPaymentReversed
+)
+
+// AllNotificationKinds returns every notification kind, in a new slice each call.
+func AllNotificationKinds() []NotificationKind {
+	return []NotificationKind{
+		NotificationKindExpiring, NotificationKindRenewalUpcoming, NotificationKindExpired, NotificationKindRenewed,
+		NotificationKindPaymentSuccessful, NotificationKindPaymentFailed, NotificationKindWelcome, NotificationKindOperatorAlert, NotificationKindPaymentReversed,
+	}
 }
+
+// Kinds lists every notification kind.
+//
+// Deprecated: use AllNotificationKinds, which a caller cannot change for everyone else.
+var Kinds = AllNotificationKinds()
 
 // Recipient is who a notification goes to.
 type Recipient struct {

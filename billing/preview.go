@@ -43,7 +43,7 @@ func (s *Service) Preview(ctx context.Context, jobID string) (Preview, error) {
 	case JobCheckExpiring:
 		seen := map[string]bool{}
 		for _, days := range s.cfg.WarningDays {
-			f := SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive}, PeriodEndAfter: now,
+			f := SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive}, PeriodEndAfter: now,
 				PeriodEndBefore: now.Add(time.Duration(days) * 24 * time.Hour), WarningDueDays: days}
 			err := s.previewSubs(ctx, &p, f, seen, func(sub Subscription) string {
 				if sub.AutoRenews() {
@@ -59,7 +59,7 @@ func (s *Service) Preview(ctx context.Context, jobID string) (Preview, error) {
 	case JobProcessExpired:
 		no, yes := false, true
 		seen := map[string]bool{}
-		live := []SubscriptionStatus{StatusActive, StatusPastDue}
+		live := []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue}
 		for _, f := range []SubscriptionFilter{
 			{Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
 			{Statuses: live, PeriodEndBefore: now.Add(-s.cfg.Grace), AutoRenews: &yes},
@@ -73,7 +73,7 @@ func (s *Service) Preview(ctx context.Context, jobID string) (Preview, error) {
 		p.Summary = fmt.Sprintf("%d subscriptions would expire", p.Total)
 	case JobRenew:
 		yes := true
-		f := SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue},
+		f := SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue},
 			PeriodEndBefore: now.Add(s.cfg.RenewWindow), AutoRenews: &yes}
 		if err := s.previewSubs(ctx, &p, f, map[string]bool{}, func(sub Subscription) string {
 			if s.cfg.Renewals[sub.Gateway] == nil {

@@ -165,7 +165,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 	}
 	res.PaymentID = p.ID
 	switch p.Status {
-	case PaymentPending, PaymentFailed, PaymentApproved, PaymentCancelled:
+	case PaymentStatusPending, PaymentStatusFailed, PaymentStatusApproved, PaymentStatusCancelled:
 		// A cancelled payment the gateway reports paid (the pending-payment cleanup gave up
 		// on it, then the money arrived) is approved: whoever paid gets what they paid for.
 	default:
@@ -198,7 +198,7 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		if err != nil {
 			return fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
 		}
-		if p.Status == PaymentApproved {
+		if p.Status == PaymentStatusApproved {
 			// Approved already: finish what a crash or a failed send left pending, start
 			// nothing new.
 			res.Duplicate, res.SubscriptionID = true, p.SubscriptionID
@@ -253,9 +253,9 @@ func (pp *PaymentProcessor) checkCharge(ctx context.Context, p Payment, params A
 // and an audit entry says why. The returned error wraps ErrChargeMismatch.
 func (pp *PaymentProcessor) rejectPayment(ctx context.Context, p Payment, reason, gatewayPaymentID, actor string, details map[string]any) error {
 	prev := p.Status
-	if p.Status == PaymentPending {
+	if p.Status == PaymentStatusPending {
 		read, now := p, pp.s.now()
-		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = PaymentFailed, reason, now, now
+		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = PaymentStatusFailed, reason, now, now
 		if gatewayPaymentID != "" {
 			p.GatewayPaymentID = gatewayPaymentID
 		}
@@ -282,7 +282,7 @@ func (pp *PaymentProcessor) rejectPayment(ctx context.Context, p Payment, reason
 func (pp *PaymentProcessor) markApproved(ctx context.Context, p Payment, subID string, params ApproveParams) (Payment, error) {
 	for attempt := 0; ; attempt++ {
 		read, now := p, pp.s.now()
-		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentApproved, subID, now, now, ""
+		p.Status, p.SubscriptionID, p.ProcessedAt, p.UpdatedAt, p.Reason = PaymentStatusApproved, subID, now, now, ""
 		if params.GatewayPaymentID != "" {
 			p.GatewayPaymentID = params.GatewayPaymentID
 		}
@@ -299,7 +299,7 @@ func (pp *PaymentProcessor) markApproved(ctx context.Context, p Payment, subID s
 		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil {
 			return read, fmt.Errorf("marking payment %s approved: %w", read.ID, err)
 		}
-		if p.Status == PaymentApproved {
+		if p.Status == PaymentStatusApproved {
 			return p, nil
 		}
 	}
@@ -437,7 +437,7 @@ func (pp *PaymentProcessor) paidPeriod(sub Subscription, found bool, p Payment, 
 	// subscription does not bring it back, one from before a failed renewal does not clear
 	// past_due.
 	older := found && !paidAt.IsZero() && !paidAt.After(sub.GatewayUpdatedAt)
-	keepEnded := older && sub.Status == StatusCancelled
+	keepEnded := older && sub.Status == SubscriptionStatusCancelled
 	start := now
 	if found && !sub.CurrentPeriodEnd.IsZero() && (keepEnded || (sub.Status.Live() && sub.CurrentPeriodEnd.After(now))) {
 		start = sub.CurrentPeriodEnd // paid periods follow each other
@@ -463,11 +463,11 @@ func (pp *PaymentProcessor) paidPeriod(sub Subscription, found bool, p Payment, 
 			}
 		}
 	}
-	activate := !keepEnded && !(older && sub.Status == StatusPastDue)
+	activate := !keepEnded && !(older && sub.Status == SubscriptionStatusPastDue)
 	gatewaySubID := firstNonEmpty(params.GatewaySubscriptionID, p.GatewaySubscriptionID)
 	if !found {
 		sub = Subscription{
-			ID: NewID(), UserID: p.UserID, PlanID: plan.ID, Status: StatusActive, BillingCycle: plan.BillingCycle,
+			ID: NewID(), UserID: p.UserID, PlanID: plan.ID, Status: SubscriptionStatusActive, BillingCycle: plan.BillingCycle,
 			Gateway: p.Gateway, GatewaySubscriptionID: gatewaySubID, GatewayUpdatedAt: paidAt, CreatedAt: now, UpdatedAt: now,
 		}
 		sub.startPeriod(start, end)
@@ -481,7 +481,7 @@ func (pp *PaymentProcessor) paidPeriod(sub Subscription, found bool, p Payment, 
 	sub.AppliedPayments = slices.Clone(sub.AppliedPayments)
 	sub.PlanID, sub.BillingCycle, sub.UpdatedAt = plan.ID, plan.BillingCycle, now
 	if activate {
-		sub.Status = StatusActive
+		sub.Status = SubscriptionStatusActive
 	}
 	if paidAt.After(sub.GatewayUpdatedAt) {
 		sub.GatewayUpdatedAt = paidAt
@@ -524,9 +524,9 @@ func (pp *PaymentProcessor) approvalEffects(ctx context.Context, u User, plan Pl
 	}
 	data := NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, PaymentID: p.ID, Amount: p.Amount,
 		Gateway: p.Gateway, PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
-	notes := []Notification{{Kind: KindPaymentSuccessful, Key: key, To: recipient(u), Data: data}}
+	notes := []Notification{{Kind: NotificationKindPaymentSuccessful, Key: key, To: recipient(u), Data: data}}
 	if first {
-		notes = append(notes, Notification{Kind: KindWelcome, Key: notificationKey(KindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data})
+		notes = append(notes, Notification{Kind: NotificationKindWelcome, Key: notificationKey(NotificationKindWelcome, u.ID, time.Time{}), To: recipient(u), Data: data})
 	}
 	var access *AccessEffect
 	if sub.Status.Live() {
@@ -609,13 +609,13 @@ func (pp *PaymentProcessor) findSubscription(ctx context.Context, p Payment, par
 // payment-failed email. A failed payment is a duplicate; an approved or cancelled one is
 // ErrInvalidTransition.
 func (pp *PaymentProcessor) ProcessFailed(ctx context.Context, params FailParams) (ProcessResult, error) {
-	return pp.finish(ctx, params, PaymentFailed, AuditPaymentFailed)
+	return pp.finish(ctx, params, PaymentStatusFailed, AuditPaymentFailed)
 }
 
 // ProcessCancelled marks a pending (or failed) payment cancelled with the reason and audits
 // it. A cancelled payment is a duplicate; an approved one is ErrInvalidTransition.
 func (pp *PaymentProcessor) ProcessCancelled(ctx context.Context, params FailParams) (ProcessResult, error) {
-	return pp.finish(ctx, params, PaymentCancelled, AuditPaymentCancelled)
+	return pp.finish(ctx, params, PaymentStatusCancelled, AuditPaymentCancelled)
 }
 
 func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to PaymentStatus, action string) (ProcessResult, error) {
@@ -625,7 +625,7 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 		return res, err
 	}
 	res.PaymentID, res.SubscriptionID = p.ID, p.SubscriptionID
-	allowed := p.Status == PaymentPending || p.Status == to || (to == PaymentCancelled && p.Status == PaymentFailed)
+	allowed := p.Status == PaymentStatusPending || p.Status == to || (to == PaymentStatusCancelled && p.Status == PaymentStatusFailed)
 	if !allowed {
 		return res, fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
 	}
@@ -637,7 +637,7 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 			res.Duplicate = true
 			return pp.failedEmail(ctx, p)
 		}
-		if p.Status != PaymentPending && !(to == PaymentCancelled && p.Status == PaymentFailed) {
+		if p.Status != PaymentStatusPending && !(to == PaymentStatusCancelled && p.Status == PaymentStatusFailed) {
 			return fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
 		}
 		prev, read := p.Status, p
@@ -671,7 +671,7 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 
 // failedEmail sends the payment-failed email for a failed payment (once).
 func (pp *PaymentProcessor) failedEmail(ctx context.Context, p Payment) error {
-	if p.Status != PaymentFailed {
+	if p.Status != PaymentStatusFailed {
 		return nil
 	}
 	u, err := pp.s.store.GetUser(ctx, p.UserID)
@@ -683,7 +683,7 @@ func (pp *PaymentProcessor) failedEmail(ctx context.Context, p Payment) error {
 		planName = plan.Name
 	}
 	_, err = pp.s.notifyOnce(ctx, Notification{
-		Kind: KindPaymentFailed, Key: notificationKey(KindPaymentFailed, p.ID, time.Time{}), To: recipient(u),
+		Kind: NotificationKindPaymentFailed, Key: notificationKey(NotificationKindPaymentFailed, p.ID, time.Time{}), To: recipient(u),
 		Data: NotificationData{PlanName: planName, SubscriptionID: p.SubscriptionID, PaymentID: p.ID,
 			Amount: p.Amount, Gateway: p.Gateway, Reason: p.Reason},
 	}, p.SubscriptionID)

@@ -38,32 +38,50 @@ const (
 type ReversalAccess string
 
 const (
-	// RevokeAtOnce (the default, also the zero value ""): the subscription is cancelled and
+	// ReversalAccessAtOnce (the default, also the zero value ""): the subscription is cancelled and
 	// the user's access revoked when the reversal is applied.
-	RevokeAtOnce ReversalAccess = "at_once"
-	// RevokeAtPeriodEnd: the subscription is set to cancel at its period end (no renewal,
+	ReversalAccessAtOnce ReversalAccess = "at_once"
+	// ReversalAccessAtPeriodEnd: the subscription is set to cancel at its period end (no renewal,
 	// no grace) and access lasts until then.
-	RevokeAtPeriodEnd ReversalAccess = "period_end"
+	ReversalAccessAtPeriodEnd ReversalAccess = "period_end"
+)
+
+// Former names of the ReversalAccess values, kept for one release.
+const (
+	// Deprecated: use ReversalAccessAtOnce.
+	RevokeAtOnce = ReversalAccessAtOnce
+	// Deprecated: use ReversalAccessAtPeriodEnd.
+	RevokeAtPeriodEnd = ReversalAccessAtPeriodEnd
 )
 
 func (a ReversalAccess) validate() error {
 	switch a {
-	case "", RevokeAtOnce, RevokeAtPeriodEnd:
+	case "", ReversalAccessAtOnce, ReversalAccessAtPeriodEnd:
 		return nil
 	}
-	return fmt.Errorf("ReversalAccess: %q is not %q or %q", string(a), RevokeAtOnce, RevokeAtPeriodEnd)
+	return fmt.Errorf("ReversalAccess: %q is not %q or %q", string(a), ReversalAccessAtOnce, ReversalAccessAtPeriodEnd)
 }
 
 // ReversalKind is what happened to a payment's money.
 type ReversalKind string
 
 const (
-	// ReversalRefund: money was refunded; ReversalParams.Refunded says how much in total.
-	ReversalRefund ReversalKind = "refund"
-	// ReversalChargeback: the buyer's bank took the money back, or a dispute withdrew it.
-	ReversalChargeback ReversalKind = "chargeback"
-	// ReversalDisputeWon: a dispute closed in the merchant's favour; the money came back.
-	ReversalDisputeWon ReversalKind = "dispute_won"
+	// ReversalKindRefund: money was refunded; ReversalParams.Refunded says how much in total.
+	ReversalKindRefund ReversalKind = "refund"
+	// ReversalKindChargeback: the buyer's bank took the money back, or a dispute withdrew it.
+	ReversalKindChargeback ReversalKind = "chargeback"
+	// ReversalKindDisputeWon: a dispute closed in the merchant's favour; the money came back.
+	ReversalKindDisputeWon ReversalKind = "dispute_won"
+)
+
+// Former names of the ReversalKind values, kept for one release.
+const (
+	// Deprecated: use ReversalKindRefund.
+	ReversalRefund = ReversalKindRefund
+	// Deprecated: use ReversalKindChargeback.
+	ReversalChargeback = ReversalKindChargeback
+	// Deprecated: use ReversalKindDisputeWon.
+	ReversalDisputeWon = ReversalKindDisputeWon
 )
 
 // ReversalParams describes a refund, a chargeback or a dispute outcome, as re-read from the
@@ -76,7 +94,7 @@ type ReversalParams struct {
 	Gateway           string
 	GatewayPaymentIDs []string
 	Kind              ReversalKind
-	// Refunded is, for ReversalRefund, the total refunded so far, in the payment's
+	// Refunded is, for ReversalKindRefund, the total refunded so far, in the payment's
 	// currency. At least the payment's amount is a full refund; less is a partial refund,
 	// which is recorded and changes no access.
 	Refunded Money
@@ -90,7 +108,7 @@ type ReversalParams struct {
 // ProcessReversal applies a refund, chargeback or dispute outcome to the payment it names.
 // A full refund or a chargeback of the payment that bought the subscription's current period
 // ends that access (Config.ReversalAccess: at once, the default, or at the period end),
-// emails KindPaymentReversed and audits it; a reversal of an older payment is recorded and
+// emails NotificationKindPaymentReversed and audits it; a reversal of an older payment is recorded and
 // audited and leaves the current period alone. A partial refund records the amount refunded
 // and changes no access. A dispute won returns a charged-back payment to approved and gives
 // back the access its chargeback ended, if nothing else changed the subscription since. A
@@ -106,7 +124,7 @@ type ReversalParams struct {
 func (pp *PaymentProcessor) ProcessReversal(ctx context.Context, params ReversalParams) (ProcessResult, error) {
 	var res ProcessResult
 	switch params.Kind {
-	case ReversalRefund, ReversalChargeback, ReversalDisputeWon:
+	case ReversalKindRefund, ReversalKindChargeback, ReversalKindDisputeWon:
 	default:
 		return res, fmt.Errorf("%w: reversal kind %q", ErrInvalidInput, params.Kind)
 	}
@@ -115,7 +133,7 @@ func (pp *PaymentProcessor) ProcessReversal(ctx context.Context, params Reversal
 		return res, err
 	}
 	res.PaymentID, res.SubscriptionID = p.ID, p.SubscriptionID
-	if params.Kind == ReversalRefund {
+	if params.Kind == ReversalKindRefund {
 		if err := params.Refunded.Validate(); err != nil {
 			return res, fmt.Errorf("refund of payment %s: %w", p.ID, err)
 		}
@@ -184,7 +202,7 @@ func planReversal(p Payment, params ReversalParams, now time.Time) (reversalPlan
 	next := p
 	next.UpdatedAt = now
 	switch params.Kind {
-	case ReversalRefund:
+	case ReversalKindRefund:
 		total := params.Refunded.Amount
 		if p.Status == PaymentRefunded || total <= p.RefundedAmount && total < p.Amount.Amount {
 			return reversalPlan{}, false
@@ -197,18 +215,18 @@ func planReversal(p Payment, params ReversalParams, now time.Time) (reversalPlan
 		if params.Reason != "" {
 			next.ReversalReason = params.Reason
 		}
-		return reversalPlan{next: next, action: AuditPaymentRefunded, ends: true, notify: p.Status == PaymentApproved}, true
-	case ReversalChargeback:
+		return reversalPlan{next: next, action: AuditPaymentRefunded, ends: true, notify: p.Status == PaymentStatusApproved}, true
+	case ReversalKindChargeback:
 		if p.Status == PaymentChargedBack || p.Status == PaymentRefunded {
 			return reversalPlan{}, false
 		}
 		next.Status, next.ReversedAt, next.ReversalReason = PaymentChargedBack, now, params.Reason
-		return reversalPlan{next: next, action: AuditPaymentChargedBack, ends: true, notify: p.Status == PaymentApproved}, true
-	default: // ReversalDisputeWon
+		return reversalPlan{next: next, action: AuditPaymentChargedBack, ends: true, notify: p.Status == PaymentStatusApproved}, true
+	default: // ReversalKindDisputeWon
 		if p.Status != PaymentChargedBack {
 			return reversalPlan{}, false
 		}
-		next.Status, next.ReversedAt = PaymentApproved, time.Time{}
+		next.Status, next.ReversedAt = PaymentStatusApproved, time.Time{}
 		return reversalPlan{next: next, action: AuditPaymentDisputeWon}, true
 	}
 }
@@ -349,14 +367,14 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 	var access *AccessEffect
 	var notes []Notification
 	subAudit := AuditEntry{EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Actor: params.Actor}
-	atOnce := pp.s.cfg.ReversalAccess != RevokeAtPeriodEnd
+	atOnce := pp.s.cfg.ReversalAccess != ReversalAccessAtPeriodEnd
 	switch {
 	case plan.ends && sub.Status.Live() && atOnce:
-		changed.Status, changed.CancelledAt = StatusCancelled, now
+		changed.Status, changed.CancelledAt = SubscriptionStatusCancelled, now
 		if params.EventTime.After(changed.GatewayUpdatedAt) {
 			changed.GatewayUpdatedAt = TruncateTime(params.EventTime)
 		}
-		access = &AccessEffect{UserID: sub.UserID, Status: StatusCancelled}
+		access = &AccessEffect{UserID: sub.UserID, Status: SubscriptionStatusCancelled}
 		subAudit.Action = AuditSubscriptionEnded
 	case plan.ends && sub.Status.Live():
 		if sub.CancelAtPeriodEnd {
@@ -364,11 +382,11 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 		}
 		changed.CancelAtPeriodEnd = true
 		subAudit.Action = AuditSubscriptionUpdated
-	case params.Kind == ReversalDisputeWon && sub.UpdatedAt.Equal(p.ReversedAt):
+	case params.Kind == ReversalKindDisputeWon && sub.UpdatedAt.Equal(p.ReversedAt):
 		// Nothing changed the subscription since the chargeback: undo what it did.
 		switch {
-		case sub.Status == StatusCancelled && sub.CurrentPeriodEnd.After(now):
-			changed.Status, changed.CancelledAt = StatusActive, time.Time{}
+		case sub.Status == SubscriptionStatusCancelled && sub.CurrentPeriodEnd.After(now):
+			changed.Status, changed.CancelledAt = SubscriptionStatusActive, time.Time{}
 			access = &AccessEffect{UserID: sub.UserID}
 		case sub.Status.Live() && sub.CancelAtPeriodEnd:
 			changed.CancelAtPeriodEnd = false
@@ -408,15 +426,15 @@ func (pp *PaymentProcessor) reversalChange(ctx context.Context, sub Subscription
 // bought ends (zero: the reversal left the current period alone).
 func reversalNote(u User, planName string, p Payment, params ReversalParams, accessEnds time.Time) Notification {
 	amount := p.Amount
-	if params.Kind == ReversalRefund {
+	if params.Kind == ReversalKindRefund {
 		amount = params.Refunded
 	}
 	what := string(PaymentRefunded)
-	if params.Kind == ReversalChargeback {
+	if params.Kind == ReversalKindChargeback {
 		what = string(PaymentChargedBack)
 	}
 	return Notification{
-		Kind: KindPaymentReversed, Key: notificationKey(KindPaymentReversed, p.ID+":"+what, time.Time{}), To: recipient(u),
+		Kind: NotificationKindPaymentReversed, Key: notificationKey(NotificationKindPaymentReversed, p.ID+":"+what, time.Time{}), To: recipient(u),
 		Data: NotificationData{PlanName: planName, SubscriptionID: p.SubscriptionID, PaymentID: p.ID, Amount: amount,
 			Gateway: p.Gateway, Reason: what, PeriodEnd: accessEnds},
 	}
@@ -441,7 +459,7 @@ func (pp *PaymentProcessor) markReversed(ctx context.Context, read, next Payment
 		if cur.Status == next.Status && cur.RefundedAmount == next.RefundedAmount {
 			return nil
 		}
-		if cur.Status != PaymentCancelled || read.Status != PaymentPending {
+		if cur.Status != PaymentStatusCancelled || read.Status != PaymentStatusPending {
 			return fmt.Errorf("marking payment %s %s: %w", read.ID, next.Status, err)
 		}
 		next.Reason = cur.Reason
@@ -481,12 +499,12 @@ func (pp *PaymentProcessor) finishEffects(ctx context.Context, sub Subscription)
 // email's key is recorded): then that key, so the period is announced once, not by a
 // renewed and a payment-successful email both.
 func (pp *PaymentProcessor) paymentEmailKey(ctx context.Context, sub Subscription, p Payment, statedEnd time.Time) (string, error) {
-	own := notificationKey(KindPaymentSuccessful, p.ID, time.Time{})
+	own := notificationKey(NotificationKindPaymentSuccessful, p.ID, time.Time{})
 	statedEnd = TruncateTime(statedEnd)
 	if statedEnd.IsZero() || !statedEnd.Equal(sub.CurrentPeriodEnd) || !slices.Contains(sub.AppliedPayments, p.ID) {
 		return own, nil
 	}
-	period := notificationKey(KindRenewed, sub.ID, sub.CurrentPeriodEnd)
+	period := notificationKey(NotificationKindRenewed, sub.ID, sub.CurrentPeriodEnd)
 	_, err := pp.s.store.GetNotification(ctx, period)
 	switch {
 	case err == nil:

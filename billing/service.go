@@ -65,7 +65,7 @@ type Config struct {
 	// appears in logs or errors.
 	ReferenceSecret []byte
 	// ReversalAccess says when a full refund or a chargeback ends the access the payment
-	// bought: RevokeAtOnce (the default) or RevokeAtPeriodEnd.
+	// bought: ReversalAccessAtOnce (the default) or ReversalAccessAtPeriodEnd.
 	ReversalAccess ReversalAccess
 	// Inbox tunes the webhook inbox: the retries, parking and worker (see InboxConfig).
 	Inbox InboxConfig
@@ -188,7 +188,7 @@ func NewService(store Store, notifier Notifier, cfg Config) (*Service, error) {
 		errs = append(errs, errors.New("missing store: pass memstore.New() or mongostore.New(db, cfg)"))
 	}
 	if notifier == nil {
-		errs = append(errs, errors.New("missing notifier: pass lognotify.New(logger) or an smtpnotify.Notifier"))
+		errs = append(errs, errors.New("missing notifier: pass lognotify.NewNotifier(lognotify.Config{}) or an smtpnotify.Notifier"))
 	}
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)

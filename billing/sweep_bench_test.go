@@ -96,7 +96,7 @@ func benchSweep(b *testing.B, sweep func(context.Context, *billing.Service, *mem
 		// The gateway says the lapsed auto-renewing ones ended (the jobs ask before expiring
 		// them; the seed's loop does not).
 		ended := lookupFunc(func(string) (billing.GatewaySubscription, error) {
-			return billing.GatewaySubscription{Status: billing.StatusCancelled}, nil
+			return billing.GatewaySubscription{Status: billing.SubscriptionStatusCancelled}, nil
 		})
 		svc, err := billing.NewService(st, quiet, billing.Config{Clock: testkit.NewClock(testkit.Epoch), Logger: slog.New(slog.DiscardHandler),
 			Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: ended}})
@@ -139,9 +139,9 @@ func seedLoop(ctx context.Context, svc *billing.Service, st *memstore.Store) (wa
 				Data: billing.NotificationData{PlanName: p.Name, PeriodEnd: sub.CurrentPeriodEnd}}); err != nil {
 				return 0, err
 			}
-			if kind == billing.KindExpired { // the seed removes the user's access
+			if kind == billing.NotificationKindExpired { // the seed removes the user's access
 				read := u
-				u.PlanID, u.Status, u.UpdatedAt = "", billing.StatusInactive, now
+				u.PlanID, u.Status, u.UpdatedAt = "", billing.SubscriptionStatusInactive, now
 				if err := billing.UpdateUserAccess(ctx, st, read, u); err != nil {
 					return 0, err
 				}
@@ -157,18 +157,18 @@ func seedLoop(ctx context.Context, svc *billing.Service, st *memstore.Store) (wa
 		}
 		return len(subs), nil
 	}
-	active := []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}
+	active := []billing.SubscriptionStatus{billing.SubscriptionStatusActive, billing.SubscriptionStatusPastDue}
 	if warned, err = step(billing.SubscriptionFilter{Statuses: active[:1], PeriodEndAfter: now, PeriodEndBefore: now.Add(3 * day), WarningDueDays: 3},
-		func(s *billing.Subscription) { s.ExpirationWarningSent, s.ExpirationWarningDays = true, 3 }, billing.KindExpiring); err != nil {
+		func(s *billing.Subscription) { s.ExpirationWarningSent, s.ExpirationWarningDays = true, 3 }, billing.NotificationKindExpiring); err != nil {
 		return 0, 0, err
 	}
 	n1, err := step(billing.SubscriptionFilter{Statuses: active, PeriodEndBefore: now, AutoRenews: &no},
-		func(s *billing.Subscription) { s.Status = billing.StatusInactive }, billing.KindExpired)
+		func(s *billing.Subscription) { s.Status = billing.SubscriptionStatusInactive }, billing.NotificationKindExpired)
 	if err != nil {
 		return 0, 0, err
 	}
 	n2, err := step(billing.SubscriptionFilter{Statuses: active, PeriodEndBefore: now.Add(-72 * time.Hour), AutoRenews: &yes},
-		func(s *billing.Subscription) { s.Status = billing.StatusInactive }, billing.KindExpired)
+		func(s *billing.Subscription) { s.Status = billing.SubscriptionStatusInactive }, billing.NotificationKindExpired)
 	return warned, n1 + n2, err
 }
 

@@ -13,8 +13,8 @@ import (
 type SyncParams struct {
 	Gateway               string
 	GatewaySubscriptionID string
-	// Status mapped to renewkit's: StatusActive, StatusPastDue, StatusCancelled (ended at
-	// the gateway), StatusPending (not started); empty keeps the current status.
+	// Status mapped to renewkit's: SubscriptionStatusActive, SubscriptionStatusPastDue, SubscriptionStatusCancelled (ended at
+	// the gateway), SubscriptionStatusPending (not started); empty keeps the current status.
 	Status            SubscriptionStatus
 	PeriodStart       time.Time
 	PeriodEnd         time.Time
@@ -103,7 +103,7 @@ func (pp *PaymentProcessor) createFromGateway(ctx context.Context, p SyncParams)
 		// Access comes with money: a subscription first known from a status (PayPal's
 		// ACTIVATED, an authorized preapproval) stays pending, without a period, until a
 		// charge is approved for it.
-		status, p.PeriodStart, p.PeriodEnd = StatusPending, time.Time{}, time.Time{}
+		status, p.PeriodStart, p.PeriodEnd = SubscriptionStatusPending, time.Time{}, time.Time{}
 	}
 	sub := Subscription{
 		ID: NewID(), UserID: u.ID, PlanID: plan.ID, Status: status, BillingCycle: plan.BillingCycle,
@@ -131,7 +131,7 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 			return false, true, nil
 		}
 		// An ended subscription is revived only by a strictly newer event or a new period.
-		if p.EventTime.Equal(sub.GatewayUpdatedAt) && sub.Status == StatusCancelled && p.Status.Live() && !p.PeriodEnd.After(sub.CurrentPeriodEnd) {
+		if p.EventTime.Equal(sub.GatewayUpdatedAt) && sub.Status == SubscriptionStatusCancelled && p.Status.Live() && !p.PeriodEnd.After(sub.CurrentPeriodEnd) {
 			return false, true, nil
 		}
 	}
@@ -144,14 +144,14 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 		}
 		sub.startPeriod(start, p.PeriodEnd)
 	}
-	if p.Status != "" && !(p.Status == StatusPending && sub.Status.Live()) {
+	if p.Status != "" && !(p.Status == SubscriptionStatusPending && sub.Status.Live()) {
 		sub.Status = p.Status
 	}
 	sub.CancelAtPeriodEnd = p.CancelAtPeriodEnd
 	if p.EventTime.After(sub.GatewayUpdatedAt) {
 		sub.GatewayUpdatedAt = p.EventTime
 	}
-	ended := sub.Status == StatusCancelled && before.Status != StatusCancelled
+	ended := sub.Status == SubscriptionStatusCancelled && before.Status != SubscriptionStatusCancelled
 	if ended {
 		sub.CancelledAt = now
 	}
@@ -177,9 +177,9 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 		var notes []Notification
 		if ended {
 			audit.Action = AuditSubscriptionEnded
-			access = &AccessEffect{UserID: u.ID, Status: StatusCancelled}
+			access = &AccessEffect{UserID: u.ID, Status: SubscriptionStatusCancelled}
 			notes = []Notification{{
-				Kind: KindExpired, Key: notificationKey(KindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
+				Kind: NotificationKindExpired, Key: notificationKey(NotificationKindExpired, sub.ID, sub.CurrentPeriodEnd), To: recipient(u),
 				Data: NotificationData{PlanName: plan.Name, SubscriptionID: sub.ID, Gateway: sub.Gateway,
 					PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd},
 			}}
@@ -200,8 +200,8 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 	// The access change is idempotent, so a redelivery finishes it even when the record is
 	// already as the event says.
 	switch {
-	case sub.Status == StatusCancelled:
-		if err := pp.s.reconcileAccess(ctx, u.ID, sub, StatusCancelled); err != nil {
+	case sub.Status == SubscriptionStatusCancelled:
+		if err := pp.s.reconcileAccess(ctx, u.ID, sub, SubscriptionStatusCancelled); err != nil {
 			return changed, false, err
 		}
 	case sub.Status.Live() && sub.CurrentPeriodEnd.After(now):
@@ -294,7 +294,7 @@ func (pp *PaymentProcessor) gatewayPayment(ctx context.Context, p GatewayPayment
 }
 
 func (pp *PaymentProcessor) insertGatewayPayment(ctx context.Context, p GatewayPaymentParams, atPlanPrice bool) (Payment, error) {
-	pay := Payment{UserID: p.UserID, PlanID: p.PlanID, Amount: p.Amount, Status: PaymentPending, Gateway: p.Gateway,
+	pay := Payment{UserID: p.UserID, PlanID: p.PlanID, Amount: p.Amount, Status: PaymentStatusPending, Gateway: p.Gateway,
 		GatewayPaymentID: p.GatewayPaymentID, GatewaySubscriptionID: p.GatewaySubscriptionID}
 	if p.GatewaySubscriptionID != "" {
 		sub, err := pp.s.store.FindSubscriptionByGateway(ctx, p.Gateway, p.GatewaySubscriptionID)
@@ -347,13 +347,29 @@ func Permanent(err error) bool {
 type EventOutcome string
 
 const (
-	OutcomeProcessed  EventOutcome = "processed"
-	OutcomeIgnored    EventOutcome = "ignored"
-	OutcomeDuplicate  EventOutcome = "duplicate"
-	OutcomeInProgress EventOutcome = "in_progress"
-	OutcomeFailed     EventOutcome = "failed"
-	// OutcomeRejected: a genuine delivery whose content renewkit refuses (a bad reference,
+	EventOutcomeProcessed  EventOutcome = "processed"
+	EventOutcomeIgnored    EventOutcome = "ignored"
+	EventOutcomeDuplicate  EventOutcome = "duplicate"
+	EventOutcomeInProgress EventOutcome = "in_progress"
+	EventOutcomeFailed     EventOutcome = "failed"
+	// EventOutcomeRejected: a genuine delivery whose content renewkit refuses (a bad reference,
 	// a charge that does not match): recorded as ignored with the reason, answered 2xx,
 	// nothing granted.
-	OutcomeRejected EventOutcome = "rejected"
+	EventOutcomeRejected EventOutcome = "rejected"
+)
+
+// Former names of the EventOutcome values, kept for one release.
+const (
+	// Deprecated: use EventOutcomeProcessed.
+	OutcomeProcessed = EventOutcomeProcessed
+	// Deprecated: use EventOutcomeIgnored.
+	OutcomeIgnored = EventOutcomeIgnored
+	// Deprecated: use EventOutcomeDuplicate.
+	OutcomeDuplicate = EventOutcomeDuplicate
+	// Deprecated: use EventOutcomeInProgress.
+	OutcomeInProgress = EventOutcomeInProgress
+	// Deprecated: use EventOutcomeFailed.
+	OutcomeFailed = EventOutcomeFailed
+	// Deprecated: use EventOutcomeRejected.
+	OutcomeRejected = EventOutcomeRejected
 )

@@ -156,8 +156,15 @@ func isRecordError(err error) bool {
 	return errors.As(err, &re)
 }
 
+// AllCancellationSources returns the causes Cancellations counts, in a new slice each call.
+func AllCancellationSources() []string {
+	return []string{"user", "payment_failure", "expiry", "reversal"}
+}
+
 // CancellationSources are the causes Cancellations counts.
-var CancellationSources = []string{"user", "payment_failure", "expiry", "reversal"}
+//
+// Deprecated: use AllCancellationSources, which a caller cannot change for everyone else.
+var CancellationSources = AllCancellationSources()
 
 // MonthCancellations counts the subscriptions that ended in one month, by cause.
 type MonthCancellations struct {
@@ -198,7 +205,7 @@ func (s *Service) Cancellations(ctx context.Context, months int) ([]MonthCancell
 			switch {
 			case e.Details["reversal"] != nil:
 				src = "reversal"
-			case action == AuditSubscriptionExpired && e.Details["previous_status"] == string(StatusPastDue):
+			case action == AuditSubscriptionExpired && e.Details["previous_status"] == string(SubscriptionStatusPastDue):
 				src = "payment_failure"
 			case action == AuditSubscriptionExpired:
 				src = "expiry"
@@ -227,7 +234,7 @@ func (s *Service) Forecast(ctx context.Context, days int) ([]ExpectedRevenue, er
 	}
 	now := s.now()
 	yes := true
-	subs, err := s.store.ListSubscriptions(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{StatusActive, StatusPastDue},
+	subs, err := s.store.ListSubscriptions(ctx, SubscriptionFilter{Statuses: []SubscriptionStatus{SubscriptionStatusActive, SubscriptionStatusPastDue},
 		PeriodEndAfter: now, PeriodEndBefore: now.Add(time.Duration(days) * 24 * time.Hour), AutoRenews: &yes}, 0)
 	if err != nil && !isRecordError(err) {
 		return nil, fmt.Errorf("listing renewals: %w", err)

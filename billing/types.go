@@ -30,18 +30,23 @@ func (m Money) Validate() error {
 	return nil
 }
 
-// BillingCycle is how long one paid period lasts.
-type BillingCycle string
+// Cycle is how long one paid period lasts.
+type Cycle string
+
+// BillingCycle is the former name of Cycle.
+//
+// Deprecated: use Cycle.
+type BillingCycle = Cycle
 
 const (
-	CycleMonthly    BillingCycle = "monthly"
-	CycleQuarterly  BillingCycle = "quarterly"
-	CycleSemiannual BillingCycle = "semiannual"
-	CycleYearly     BillingCycle = "yearly"
+	CycleMonthly    Cycle = "monthly"
+	CycleQuarterly  Cycle = "quarterly"
+	CycleSemiannual Cycle = "semiannual"
+	CycleYearly     Cycle = "yearly"
 )
 
 // Months returns the number of calendar months in the cycle, or 0 for an unknown cycle.
-func (c BillingCycle) Months() int {
+func (c Cycle) Months() int {
 	switch c {
 	case CycleMonthly:
 		return 1
@@ -56,13 +61,13 @@ func (c BillingCycle) Months() int {
 }
 
 // Valid reports whether the cycle is one renewkit knows.
-func (c BillingCycle) Valid() bool { return c.Months() > 0 }
+func (c Cycle) Valid() bool { return c.Months() > 0 }
 
 // AddCycle returns t plus one billing cycle. Month arithmetic clamps to the end of the month:
 // Jan 31 + 1 month is Feb 28 (or 29), not Mar 3. The time of day and location are kept. A
 // renewal of a period cut short keeps the billing day: the processor renews Feb 28 to Mar 31
 // when the period started on Jan 31.
-func AddCycle(t time.Time, c BillingCycle) time.Time {
+func AddCycle(t time.Time, c Cycle) time.Time {
 	return AddMonths(t, c.Months())
 }
 
@@ -84,35 +89,51 @@ func daysIn(y int, m time.Month) int {
 
 // Plan is something a user subscribes to.
 type Plan struct {
-	ID           string       `json:"id"`
-	Name         string       `json:"name"`
-	BillingCycle BillingCycle `json:"billing_cycle"`
-	Price        Money        `json:"price"`
-	Active       bool         `json:"active"`
-	CreatedAt    time.Time    `json:"created_at"`
-	UpdatedAt    time.Time    `json:"updated_at"`
-	Deleted      bool         `json:"flag_del"`
+	ID           string    `json:"id"`
+	Name         string    `json:"name"`
+	BillingCycle Cycle     `json:"billing_cycle"`
+	Price        Money     `json:"price"`
+	Active       bool      `json:"active"`
+	CreatedAt    time.Time `json:"created_at"`
+	UpdatedAt    time.Time `json:"updated_at"`
+	Deleted      bool      `json:"flag_del"`
 }
 
 // SubscriptionStatus is the lifecycle state of a subscription.
 type SubscriptionStatus string
 
 const (
-	// StatusPending: created, first payment not approved yet.
-	StatusPending SubscriptionStatus = "pending"
-	// StatusActive: paid through CurrentPeriodEnd; the user has access.
-	StatusActive SubscriptionStatus = "active"
-	// StatusPastDue: the gateway failed to collect a renewal and is retrying; access is
+	// SubscriptionStatusPending: created, first payment not approved yet.
+	SubscriptionStatusPending SubscriptionStatus = "pending"
+	// SubscriptionStatusActive: paid through CurrentPeriodEnd; the user has access.
+	SubscriptionStatusActive SubscriptionStatus = "active"
+	// SubscriptionStatusPastDue: the gateway failed to collect a renewal and is retrying; access is
 	// kept until the period (plus grace) ends.
-	StatusPastDue SubscriptionStatus = "past_due"
-	// StatusInactive: the period ended without renewal (the legacy schema's expiry status).
-	StatusInactive SubscriptionStatus = "inactive"
-	// StatusCancelled: ended at the gateway or by the user.
-	StatusCancelled SubscriptionStatus = "cancelled"
+	SubscriptionStatusPastDue SubscriptionStatus = "past_due"
+	// SubscriptionStatusInactive: the period ended without renewal (the legacy schema's expiry status).
+	SubscriptionStatusInactive SubscriptionStatus = "inactive"
+	// SubscriptionStatusCancelled: ended at the gateway or by the user.
+	SubscriptionStatusCancelled SubscriptionStatus = "cancelled"
+)
+
+// Former names of the SubscriptionStatus values, kept for one release.
+const (
+	// Deprecated: use SubscriptionStatusPending.
+	StatusPending = SubscriptionStatusPending
+	// Deprecated: use SubscriptionStatusActive.
+	StatusActive = SubscriptionStatusActive
+	// Deprecated: use SubscriptionStatusPastDue.
+	StatusPastDue = SubscriptionStatusPastDue
+	// Deprecated: use SubscriptionStatusInactive.
+	StatusInactive = SubscriptionStatusInactive
+	// Deprecated: use SubscriptionStatusCancelled.
+	StatusCancelled = SubscriptionStatusCancelled
 )
 
 // Live reports whether a subscription in this status still grants access.
-func (s SubscriptionStatus) Live() bool { return s == StatusActive || s == StatusPastDue }
+func (s SubscriptionStatus) Live() bool {
+	return s == SubscriptionStatusActive || s == SubscriptionStatusPastDue
+}
 
 // Subscription mirrors a document of the subscriptions collection.
 type Subscription struct {
@@ -120,7 +141,7 @@ type Subscription struct {
 	UserID                string             `json:"user_id"`
 	PlanID                string             `json:"plan_id"`
 	Status                SubscriptionStatus `json:"status"`
-	BillingCycle          BillingCycle       `json:"billing_cycle"`
+	BillingCycle          Cycle              `json:"billing_cycle"`
 	CurrentPeriodStart    time.Time          `json:"current_period_start"`
 	CurrentPeriodEnd      time.Time          `json:"current_period_end"`
 	Gateway               string             `json:"gateway"`
@@ -197,10 +218,22 @@ func (s *Subscription) startPeriod(start, end time.Time) {
 type PaymentStatus string
 
 const (
-	PaymentPending   PaymentStatus = "pending"
-	PaymentApproved  PaymentStatus = "approved"
-	PaymentFailed    PaymentStatus = "failed"
-	PaymentCancelled PaymentStatus = "cancelled"
+	PaymentStatusPending   PaymentStatus = "pending"
+	PaymentStatusApproved  PaymentStatus = "approved"
+	PaymentStatusFailed    PaymentStatus = "failed"
+	PaymentStatusCancelled PaymentStatus = "cancelled"
+)
+
+// Former names of the PaymentStatus values, kept for one release.
+const (
+	// Deprecated: use PaymentStatusPending.
+	PaymentPending = PaymentStatusPending
+	// Deprecated: use PaymentStatusApproved.
+	PaymentApproved = PaymentStatusApproved
+	// Deprecated: use PaymentStatusFailed.
+	PaymentFailed = PaymentStatusFailed
+	// Deprecated: use PaymentStatusCancelled.
+	PaymentCancelled = PaymentStatusCancelled
 )
 
 // Payment mirrors a document of the payments collection.

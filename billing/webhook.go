@@ -16,21 +16,44 @@ import (
 type WebhookEventState string
 
 const (
-	EventReceived  WebhookEventState = "received"
-	EventProcessed WebhookEventState = "processed"
-	EventFailed    WebhookEventState = "failed"
-	EventIgnored   WebhookEventState = "ignored"
-	EventParked    WebhookEventState = "parked"
-	EventDead      WebhookEventState = "dead"
+	WebhookEventStateReceived  WebhookEventState = "received"
+	WebhookEventStateProcessed WebhookEventState = "processed"
+	WebhookEventStateFailed    WebhookEventState = "failed"
+	WebhookEventStateIgnored   WebhookEventState = "ignored"
+	WebhookEventStateParked    WebhookEventState = "parked"
+	WebhookEventStateDead      WebhookEventState = "dead"
+)
+
+// Former names of the WebhookEventState values, kept for one release.
+const (
+	// Deprecated: use WebhookEventStateReceived.
+	EventReceived = WebhookEventStateReceived
+	// Deprecated: use WebhookEventStateProcessed.
+	EventProcessed = WebhookEventStateProcessed
+	// Deprecated: use WebhookEventStateFailed.
+	EventFailed = WebhookEventStateFailed
+	// Deprecated: use WebhookEventStateIgnored.
+	EventIgnored = WebhookEventStateIgnored
+	// Deprecated: use WebhookEventStateParked.
+	EventParked = WebhookEventStateParked
+	// Deprecated: use WebhookEventStateDead.
+	EventDead = WebhookEventStateDead
 )
 
 // Pending reports whether an event in state s is still to be processed.
 func (s WebhookEventState) Pending() bool {
-	return s == EventReceived || s == EventFailed || s == EventParked
+	return s == WebhookEventStateReceived || s == WebhookEventStateFailed || s == WebhookEventStateParked
+}
+
+// AllWebhookEventStates returns every state, pending ones first, in a new slice each call.
+func AllWebhookEventStates() []WebhookEventState {
+	return []WebhookEventState{WebhookEventStateReceived, WebhookEventStateFailed, WebhookEventStateParked, WebhookEventStateProcessed, WebhookEventStateIgnored, WebhookEventStateDead}
 }
 
 // WebhookEventStates lists every state, pending ones first.
-var WebhookEventStates = []WebhookEventState{EventReceived, EventFailed, EventParked, EventProcessed, EventIgnored, EventDead}
+//
+// Deprecated: use AllWebhookEventStates, which a caller cannot change for everyone else.
+var WebhookEventStates = AllWebhookEventStates()
 
 // MaxWebhookAttempts bounds WebhookEvent.History: the newest attempts are kept.
 const MaxWebhookAttempts = 20
@@ -178,5 +201,5 @@ type WebhookEventStore interface {
 // they decide in Go.
 func FillsLegacyEvent(stored, redelivered WebhookEvent, now time.Time) bool {
 	return len(stored.Payload) == 0 && len(redelivered.Payload) > 0 &&
-		(stored.State == EventFailed || stored.State == EventReceived && !stored.LeaseUntil.After(now))
+		(stored.State == WebhookEventStateFailed || stored.State == WebhookEventStateReceived && !stored.LeaseUntil.After(now))
 }

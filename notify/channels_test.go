@@ -42,7 +42,7 @@ func TestPreviewHandlerUnderPrefix(t *testing.T) {
 	require.Equal(t, http.StatusOK, code)
 	assert.Contains(t, ct, "text/html")
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			src := fmt.Sprintf(`src="%s/%s/html"`, locale, kind)
 			assert.Contains(t, body, src, "relative iframe link")
 			m, err := r.Render(kind, locale, notify.SampleData(kind, locale))
@@ -85,7 +85,7 @@ func failing(err error) *testkit.Notifier {
 func TestFanOutConformance(t *testing.T) {
 	notifytest.Run(t, func(t *testing.T) notifytest.Harness {
 		a, b := testkit.NewNotifier(), testkit.NewNotifier()
-		f, err := notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: a}, notify.Channel{Name: "sms", Notifier: b})
+		f, err := notify.NewFanOutNotifier(notify.FanOutConfig{Channels: []notify.Channel{{Name: "email", Notifier: a}, {Name: "sms", Notifier: b}}})
 		require.NoError(t, err)
 		return notifytest.Harness{Notifier: f, Delivered: func() []notifytest.Delivery {
 			// Both channels must have everything; report one after checking the other.
@@ -98,11 +98,11 @@ func TestFanOutConformance(t *testing.T) {
 func TestFanOutErrors(t *testing.T) {
 	permanent := fmt.Errorf("mailbox gone: %w", billing.ErrUndeliverable)
 	transient := errors.New("connection reset")
-	n := notify.SampleNotification(billing.KindExpired, "en")
+	n := notify.SampleNotification(billing.NotificationKindExpired, "en")
 
 	ok := testkit.NewNotifier()
-	f, err := notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: ok},
-		notify.Channel{Name: "whatsapp", Notifier: failing(permanent)})
+	f, err := notify.NewFanOutNotifier(notify.FanOutConfig{Channels: []notify.Channel{{Name: "email", Notifier: ok},
+		{Name: "whatsapp", Notifier: failing(permanent)}}})
 	require.NoError(t, err)
 	err = f.Notify(context.Background(), n)
 	require.Error(t, err)
@@ -114,8 +114,8 @@ func TestFanOutErrors(t *testing.T) {
 	assert.Equal(t, "whatsapp", ce.Channel)
 	assert.Len(t, ok.Sent(), 1, "the healthy channel still delivered")
 
-	f, err = notify.NewFanOut(nil, notify.Channel{Name: "email", Notifier: failing(transient)},
-		notify.Channel{Name: "whatsapp", Notifier: failing(permanent)})
+	f, err = notify.NewFanOutNotifier(notify.FanOutConfig{Channels: []notify.Channel{{Name: "email", Notifier: failing(transient)},
+		{Name: "whatsapp", Notifier: failing(permanent)}}})
 	require.NoError(t, err)
 	err = f.Notify(context.Background(), n)
 	require.Error(t, err)
@@ -124,13 +124,17 @@ func TestFanOutErrors(t *testing.T) {
 	assert.ErrorIs(t, err, transient)
 	assert.NotErrorIs(t, err, billing.ErrUndeliverable, "one channel may still succeed on a retry")
 
-	_, err = notify.NewFanOut(nil)
+	_, err = notify.NewFanOutNotifier(notify.FanOutConfig{})
 	assert.ErrorIs(t, err, notify.ErrInvalidConfig)
-	_, err = notify.NewFanOut(nil, notify.Channel{Name: "a", Notifier: ok}, notify.Channel{Name: "a"}, notify.Channel{Notifier: ok})
+	bad := []notify.Channel{{Name: "a", Notifier: ok}, {Name: "a"}, {Notifier: ok}}
+	_, err = notify.NewFanOutNotifier(notify.FanOutConfig{Channels: bad})
 	require.Error(t, err)
 	for _, want := range []string{"used twice", "nil Notifier", "has no name"} {
 		assert.Contains(t, err.Error(), want)
 	}
+	// The one-release wrapper validates the same way.
+	_, old := notify.NewFanOut(nil, bad...)
+	assert.Equal(t, err.Error(), old.Error())
 }
 
 // receiver is a webhook endpoint that verifies signatures like a host would.
@@ -203,7 +207,7 @@ func TestWebhookConformance(t *testing.T) {
 func TestWebhookPayloadAndStatusMapping(t *testing.T) {
 	rc := &receiver{secret: testSecret}
 	w := newWebhook(t, rc, newRenderer(t))
-	n := notify.SampleNotification(billing.KindPaymentFailed, "pt-BR")
+	n := notify.SampleNotification(billing.NotificationKindPaymentFailed, "pt-BR")
 	require.NoError(t, w.Notify(context.Background(), n))
 	require.Len(t, rc.got, 1)
 	p := rc.got[0]

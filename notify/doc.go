@@ -1,7 +1,7 @@
 // Package notify renders renewkit's notifications and holds the channels that are not
 // tied to one transport: a fan-out over several notifiers and a signed webhook.
 //
-// Nine kinds (billing.Kinds) are rendered in pt-BR and en, each with a one-line subject,
+// Nine kinds (billing.AllNotificationKinds()) are rendered in pt-BR and en, each with a one-line subject,
 // a responsive HTML part (table layout, inline CSS, no images) and a plain-text part.
 // The locale is chosen per recipient ("pt", "pt_BR", "en-US"... all work) with
 // Config.DefaultLocale as fallback; dates are shown in the recipient's time zone, money
@@ -30,6 +30,6 @@
 //
 // # Example
 //
-// ExampleNewRenderer mounts the email previews; ExampleNewFanOut sends through email and a
+// ExampleNewRenderer mounts the email previews; ExampleNewFanOutNotifier sends through email and a
 // webhook channel; ExampleRenderer_Render renders one email.
 package notify

@@ -33,16 +33,16 @@ func ExampleNewRenderer() {
 	// 200 text/plain; charset=utf-8
 }
 
-// ExampleNewFanOut sends every notification through two channels: email and a webhook
+// ExampleNewFanOutNotifier sends every notification through two channels: email and a webhook
 // (for example a WhatsApp bridge). billing.NewService takes the FanOut as its notifier.
-func ExampleNewFanOut() {
+func ExampleNewFanOutNotifier() {
 	bridge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusNoContent)
 	}))
 	defer bridge.Close()
 
 	logger := slog.New(slog.DiscardHandler)
-	email, err := lognotify.New(logger) // smtpnotify.New in production
+	email, err := lognotify.NewNotifier(lognotify.Config{Logger: logger}) // smtpnotify.New in production
 	if err != nil {
 		panic(err)
 	}
@@ -50,13 +50,14 @@ func ExampleNewFanOut() {
 	if err != nil {
 		panic(err)
 	}
-	fan, err := notify.NewFanOut(logger,
-		notify.Channel{Name: "email", Notifier: email},
-		notify.Channel{Name: "whatsapp", Notifier: hook})
+	fan, err := notify.NewFanOutNotifier(notify.FanOutConfig{Logger: logger, Channels: []notify.Channel{
+		{Name: "email", Notifier: email},
+		{Name: "whatsapp", Notifier: hook},
+	}})
 	if err != nil {
 		panic(err)
 	}
-	if err := fan.Notify(context.Background(), notify.SampleNotification(billing.KindExpiring, "en")); err != nil {
+	if err := fan.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpiring, "en")); err != nil {
 		panic(err)
 	}
 	fmt.Println(len(email.Sent()), "email")

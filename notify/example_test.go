@@ -13,7 +13,7 @@ func ExampleRenderer_Render() {
 		panic(err)
 	}
 	for _, locale := range []string{"pt_BR", "en-US"} {
-		m, err := r.Render(billing.KindExpiring, locale, notify.SampleData(billing.KindExpiring, locale))
+		m, err := r.Render(billing.NotificationKindExpiring, locale, notify.SampleData(billing.NotificationKindExpiring, locale))
 		if err != nil {
 			panic(err)
 		}

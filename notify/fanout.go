@@ -42,33 +42,53 @@ type FanOut struct {
 
 var _ billing.Notifier = (*FanOut)(nil)
 
-// NewFanOut returns a FanOut over channels, which must have unique non-empty names and
-// non-nil notifiers. logger may be nil (slog.Default()).
-func NewFanOut(logger *slog.Logger, channels ...Channel) (*FanOut, error) {
-	if logger == nil {
-		logger = slog.Default()
-	}
+// FanOutConfig configures a FanOut.
+type FanOutConfig struct {
+	// Channels receive every notification. At least one; names must be unique and
+	// non-empty, notifiers non-nil.
+	Channels []Channel
+	// Logger. Default slog.Default().
+	Logger *slog.Logger
+}
+
+// Validate reports every problem of c, joined.
+func (c FanOutConfig) Validate() error {
 	var errs []error
-	if len(channels) == 0 {
+	if len(c.Channels) == 0 {
 		errs = append(errs, fmt.Errorf("%w: no channels: pass at least one notify.Channel", ErrInvalidConfig))
 	}
 	seen := make(map[string]bool)
-	for i, c := range channels {
+	for i, ch := range c.Channels {
 		switch {
-		case c.Name == "":
+		case ch.Name == "":
 			errs = append(errs, fmt.Errorf("%w: channel %d has no name", ErrInvalidConfig, i))
-		case seen[c.Name]:
-			errs = append(errs, fmt.Errorf("%w: channel name %q used twice", ErrInvalidConfig, c.Name))
+		case seen[ch.Name]:
+			errs = append(errs, fmt.Errorf("%w: channel name %q used twice", ErrInvalidConfig, ch.Name))
 		}
-		seen[c.Name] = true
-		if c.Notifier == nil {
-			errs = append(errs, fmt.Errorf("%w: channel %q has a nil Notifier", ErrInvalidConfig, c.Name))
+		seen[ch.Name] = true
+		if ch.Notifier == nil {
+			errs = append(errs, fmt.Errorf("%w: channel %q has a nil Notifier", ErrInvalidConfig, ch.Name))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
+	return errors.Join(errs...)
+}
+
+// NewFanOutNotifier validates cfg and returns a FanOut over its channels.
+func NewFanOutNotifier(cfg FanOutConfig) (*FanOut, error) {
+	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	return &FanOut{channels: append([]Channel(nil), channels...), log: logger}, nil
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &FanOut{channels: append([]Channel(nil), cfg.Channels...), log: cfg.Logger}, nil
+}
+
+// NewFanOut returns a FanOut over channels; logger may be nil (slog.Default()).
+//
+// Deprecated: use NewFanOutNotifier(FanOutConfig{Channels: channels, Logger: logger}).
+func NewFanOut(logger *slog.Logger, channels ...Channel) (*FanOut, error) {
+	return NewFanOutNotifier(FanOutConfig{Channels: channels, Logger: logger})
 }
 
 // Notify sends n to every channel concurrently and waits for all of them.

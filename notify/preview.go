@@ -89,7 +89,7 @@ pre{white-space:pre-wrap;margin:0;padding:12px;height:696px;overflow:auto;backgr
 func (r *Renderer) previewIndex(w http.ResponseWriter, _ *http.Request) {
 	var items []Message
 	for _, locale := range Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			m, err := r.Render(kind, locale, SampleData(kind, locale))
 			if err != nil {
 				http.Error(w, err.Error(), http.StatusInternalServerError)

@@ -110,7 +110,7 @@ func NewRenderer(cfg Config) (*Renderer, error) {
 	}
 	var errs []error
 	for _, locale := range Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			name := locale + "/" + string(kind) + ".tmpl"
 			if err := r.load(setKey{kind, locale}, name, layout, common); err != nil {
 				errs = append(errs, err)

@@ -32,7 +32,7 @@ func newRenderer(t *testing.T) *notify.Renderer {
 func TestGoldenText(t *testing.T) {
 	r := newRenderer(t)
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			t.Run(locale+"/"+string(kind), func(t *testing.T) {
 				m, err := r.Render(kind, locale, notify.SampleData(kind, locale))
 				require.NoError(t, err)
@@ -53,7 +53,7 @@ func TestGoldenText(t *testing.T) {
 func TestHTMLHasNoUnresolvedMarkers(t *testing.T) {
 	r := newRenderer(t)
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			for name, data := range map[string]notify.Data{
 				"sample": notify.SampleData(kind, locale),
 				"empty":  {},
@@ -86,7 +86,7 @@ func TestLocaleSelection(t *testing.T) {
 	}
 	en, err := notify.NewRenderer(notify.Config{FrontendURL: "https://x.example", DefaultLocale: "en_US"})
 	require.NoError(t, err)
-	n := notify.SampleNotification(billing.KindExpiring, "en")
+	n := notify.SampleNotification(billing.NotificationKindExpiring, "en")
 	n.To.Locale = "de-DE"
 	m, err := en.RenderNotification(n)
 	require.NoError(t, err)
@@ -130,17 +130,17 @@ func TestDatesInRecipientZone(t *testing.T) {
 	assert.Equal(t, "", notify.FormatDate(time.Time{}, sp, "en"))
 
 	r := newRenderer(t)
-	d := notify.SampleData(billing.KindExpiring, "pt-BR")
+	d := notify.SampleData(billing.NotificationKindExpiring, "pt-BR")
 	d.PeriodEnd = ts
-	m, err := r.Render(billing.KindExpiring, "pt-BR", d)
+	m, err := r.Render(billing.NotificationKindExpiring, "pt-BR", d)
 	require.NoError(t, err)
 	assert.Contains(t, m.Text, "Vencimento: 17/03/2026")
 	d.TimeZone = "Asia/Tokyo"
-	m, err = r.Render(billing.KindExpiring, "pt-BR", d)
+	m, err = r.Render(billing.NotificationKindExpiring, "pt-BR", d)
 	require.NoError(t, err)
 	assert.Contains(t, m.Text, "Vencimento: 18/03/2026")
 	d.TimeZone = "Not/AZone" // falls back to the default (UTC)
-	m, err = r.Render(billing.KindExpiring, "pt-BR", d)
+	m, err = r.Render(billing.NotificationKindExpiring, "pt-BR", d)
 	require.NoError(t, err)
 	assert.Contains(t, m.Text, "Vencimento: 18/03/2026")
 }
@@ -154,7 +154,7 @@ func TestLinksAndBranding(t *testing.T) {
 		Theme:       notify.Theme{Primary: "#ff0066"},
 	})
 	require.NoError(t, err)
-	m, err := r.Render(billing.KindExpiring, "pt-BR", notify.SampleData(billing.KindExpiring, "pt-BR"))
+	m, err := r.Render(billing.NotificationKindExpiring, "pt-BR", notify.SampleData(billing.NotificationKindExpiring, "pt-BR"))
 	require.NoError(t, err)
 	assert.Contains(t, m.Text, "https://app.example.com/renovar?src=email&subscription=sub_8f3a2c")
 	assert.Contains(t, m.HTML, `href="https://app.example.com/renovar?src=email&amp;subscription=sub_8f3a2c"`)
@@ -162,7 +162,7 @@ func TestLinksAndBranding(t *testing.T) {
 	assert.Contains(t, m.Text, "ZapSaaS")
 	assert.NotContains(t, m.Text, "Dúvidas?", "no support address configured")
 
-	m, err = r.Render(billing.KindOperatorAlert, "en", notify.SampleData(billing.KindOperatorAlert, "en"))
+	m, err = r.Render(billing.NotificationKindOperatorAlert, "en", notify.SampleData(billing.NotificationKindOperatorAlert, "en"))
 	require.NoError(t, err)
 	assert.Contains(t, m.Text, "https://ops.example.com/jobs/renew_subscriptions?run=run_20260318_0200")
 	assert.Equal(t, "[ZapSaaS] Job renew_subscriptions failed 3 times in a row", m.Subject)
@@ -170,10 +170,10 @@ func TestLinksAndBranding(t *testing.T) {
 
 func TestHTMLEscapesData(t *testing.T) {
 	r := newRenderer(t)
-	d := notify.SampleData(billing.KindWelcome, "en")
+	d := notify.SampleData(billing.NotificationKindWelcome, "en")
 	d.Name = `<script>alert(1)</script>`
 	d.PlanName = `"Pro" & <b>`
-	m, err := r.Render(billing.KindWelcome, "en", d)
+	m, err := r.Render(billing.NotificationKindWelcome, "en", d)
 	require.NoError(t, err)
 	assert.NotContains(t, m.HTML, "<script>")
 	assert.Contains(t, m.HTML, "&lt;script&gt;")
@@ -212,14 +212,14 @@ func TestTemplateOverrides(t *testing.T) {
 	r, err := notify.NewRenderer(notify.Config{FrontendURL: "https://app.example.com",
 		Templates: fstest.MapFS{"pt-BR/expiring.tmpl": {Data: []byte(custom)}}})
 	require.NoError(t, err)
-	m, err := r.Render(billing.KindExpiring, "pt-BR", notify.SampleData(billing.KindExpiring, "pt-BR"))
+	m, err := r.Render(billing.NotificationKindExpiring, "pt-BR", notify.SampleData(billing.NotificationKindExpiring, "pt-BR"))
 	require.NoError(t, err)
 	assert.Equal(t, "Renova aí, João Silva", m.Subject)
 	assert.Equal(t, "Corre: https://app.example.com/billing/renew?subscription=sub_8f3a2c\n", m.Text)
 	assert.Contains(t, m.HTML, `<p>Corre: <a href="https://app.example.com/billing/renew?subscription=sub_8f3a2c">renovar</a></p>`)
 	assert.Contains(t, m.HTML, "<!DOCTYPE html>", "the embedded layout still wraps it")
 	// Other kinds and locales keep the embedded templates.
-	m, err = r.Render(billing.KindExpiring, "en", notify.SampleData(billing.KindExpiring, "en"))
+	m, err = r.Render(billing.NotificationKindExpiring, "en", notify.SampleData(billing.NotificationKindExpiring, "en"))
 	require.NoError(t, err)
 	assert.Equal(t, "Your subscription expires in 3 days", m.Subject)
 
@@ -227,7 +227,7 @@ func TestTemplateOverrides(t *testing.T) {
 	r, err = notify.NewRenderer(notify.Config{FrontendURL: "https://app.example.com",
 		Templates: fstest.MapFS{"layout.html.tmpl": {Data: []byte(`<html><body>{{template "html" .}}</body></html>`)}}})
 	require.NoError(t, err)
-	m, err = r.Render(billing.KindWelcome, "en", notify.SampleData(billing.KindWelcome, "en"))
+	m, err = r.Render(billing.NotificationKindWelcome, "en", notify.SampleData(billing.NotificationKindWelcome, "en"))
 	require.NoError(t, err)
 	assert.True(t, strings.HasPrefix(m.HTML, "<html><body>"))
 }

@@ -41,30 +41,30 @@ func SampleNotification(kind billing.NotificationKind, locale string) billing.No
 		Gateway:        billing.GatewayStripe,
 	}
 	switch kind {
-	case billing.KindExpiring:
+	case billing.NotificationKindExpiring:
 		d.DaysRemaining = 3
 		d.Gateway = billing.GatewayManual
-	case billing.KindRenewalUpcoming:
+	case billing.NotificationKindRenewalUpcoming:
 		d.DaysRemaining = 3
-	case billing.KindExpired:
+	case billing.NotificationKindExpired:
 		d.PeriodStart, d.PeriodEnd = start.AddDate(0, -1, 0), start
 		d.Gateway = billing.GatewayManual
-	case billing.KindRenewed:
+	case billing.NotificationKindRenewed:
 		d.PeriodStart, d.PeriodEnd = end, end.AddDate(0, 1, 0)
-	case billing.KindPaymentSuccessful, billing.KindWelcome:
+	case billing.NotificationKindPaymentSuccessful, billing.NotificationKindWelcome:
 		d.PaymentID = "pay_51c9e0"
 		d.Gateway = billing.GatewayMercadoPago
-	case billing.KindPaymentFailed:
+	case billing.NotificationKindPaymentFailed:
 		d.PaymentID = "pay_51c9e0"
 		d.Reason = "card_declined"
 		if loc == LocalePtBR {
 			d.Reason = "cartão recusado"
 		}
-	case billing.KindPaymentReversed:
+	case billing.NotificationKindPaymentReversed:
 		d.PaymentID = "pay_51c9e0"
 		d.Reason = string(billing.PaymentRefunded)
 		d.PeriodEnd = start.AddDate(0, 0, 9)
-	case billing.KindOperatorAlert:
+	case billing.NotificationKindOperatorAlert:
 		to = billing.Recipient{Email: "ops@example.com", Name: "Ops", Locale: loc, TimeZone: to.TimeZone}
 		d = billing.NotificationData{
 			JobID:            "renew_subscriptions",

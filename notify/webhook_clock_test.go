@@ -33,7 +33,7 @@ func TestWebhookClock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := hook.Notify(context.Background(), notify.SampleNotification(billing.KindExpiring, "en")); err != nil {
+	if err := hook.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpiring, "en")); err != nil {
 		t.Fatal(err)
 	}
 	if h := <-got; h == "" {

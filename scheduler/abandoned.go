@@ -37,10 +37,10 @@ func (s *Scheduler) reapAbandoned(ctx context.Context, e *entry, now time.Time) 
 	}
 	reaped := 0
 	for _, r := range runs {
-		if r.Status != billing.RunRunning || !r.StartedAt.Before(now) {
+		if r.Status != billing.RunStatusRunning || !r.StartedAt.Before(now) {
 			continue
 		}
-		r.Status, r.Error = billing.RunFailed, abandonedError(r.Replica)
+		r.Status, r.Error = billing.RunStatusFailed, abandonedError(r.Replica)
 		r.FinishedAt = now
 		r.DurationMS = now.Sub(r.StartedAt).Milliseconds()
 		if err := s.store.UpdateJobRun(ctx, r); err != nil {
@@ -90,9 +90,9 @@ func (s *Scheduler) runState(ctx context.Context, e *entry, r billing.JobRun) (b
 		return "", false, fmt.Errorf("scheduler: listing runs of %q: %w", e.job.ID, err)
 	}
 	for _, x := range runs {
-		if x.ID == r.ID && x.Status != billing.RunRunning {
+		if x.ID == r.ID && x.Status != billing.RunStatusRunning {
 			return x.Status, false, nil
 		}
 	}
-	return billing.RunFailed, false, nil
+	return billing.RunStatusFailed, false, nil
 }

@@ -195,7 +195,7 @@ func (a *admin) trigger(w http.ResponseWriter, r *http.Request) {
 			a.fail(w, r, err)
 			return
 		}
-		writeJSON(w, http.StatusAccepted, map[string]string{"run_id": runID, "job_id": id, "status": string(billing.RunRunning)})
+		writeJSON(w, http.StatusAccepted, map[string]string{"run_id": runID, "job_id": id, "status": string(billing.RunStatusRunning)})
 		return
 	}
 	run, err := a.s.Trigger(r.Context(), id)

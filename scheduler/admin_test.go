@@ -218,7 +218,7 @@ func TestAdminRoutes(t *testing.T) {
 	asyncID := body["run_id"].(string)
 	eventually(t, "async run", func() bool {
 		h, _ := f.s.History(context.Background(), billing.JobRenew, 1)
-		return len(h) == 1 && h[0].ID == asyncID && h[0].Status == billing.RunSucceeded
+		return len(h) == 1 && h[0].ID == asyncID && h[0].Status == billing.RunStatusSucceeded
 	})
 
 	// 409 while running.
@@ -235,7 +235,7 @@ func TestAdminRoutes(t *testing.T) {
 
 	// Stats.
 	if err := f.store.InsertSubscription(context.Background(), &billing.Subscription{
-		UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+		UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
 		CurrentPeriodStart: f.clock.Now().AddDate(0, -1, 0), CurrentPeriodEnd: f.clock.Now().Add(48 * time.Hour),
 	}); err != nil {
 		t.Fatal(err)

@@ -29,7 +29,7 @@ func setDown(n *testkit.Notifier, down bool) {
 	}
 }
 
-// condition returns the alert condition a KindOperatorAlert key names
+// condition returns the alert condition a NotificationKindOperatorAlert key names
 // (operator_alert:<job>:<condition>:<run>).
 func condition(n billing.Notification) string {
 	parts := strings.Split(n.Key, ":")
@@ -99,7 +99,7 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 	}
 
 	first := trigger("trip")
-	if first.Status != billing.RunFailed {
+	if first.Status != billing.RunStatusFailed {
 		t.Fatalf("tripped run %+v, want failed", first)
 	}
 	got := webhook.Sent()
@@ -107,7 +107,7 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 		t.Fatalf("%d webhook alerts after the first trip, want 1 at once", len(got))
 	}
 	a := got[0]
-	if a.Kind != billing.KindOperatorAlert || condition(a) != "notifier_unavailable" || a.To != ops ||
+	if a.Kind != billing.NotificationKindOperatorAlert || condition(a) != "notifier_unavailable" || a.To != ops ||
 		a.Data.RunID != first.ID || a.Data.JobID != billing.JobCheckExpiring ||
 		!strings.Contains(a.Data.Error, "notifier unavailable") || !strings.Contains(a.Data.Error, "smtp 421") {
 		t.Fatalf("alert = %+v", a)

@@ -180,9 +180,17 @@ func oneOf[T ~string](name, v string, known []T) (T, error) {
 	return "", badParam("%s %q: use one of %s", name, v, strings.Join(names, ", "))
 }
 
+// AllSubscriptionStatuses returns the statuses the console filters by, in a new slice each
+// call.
+func AllSubscriptionStatuses() []billing.SubscriptionStatus {
+	return []billing.SubscriptionStatus{billing.SubscriptionStatusPending, billing.SubscriptionStatusActive, billing.SubscriptionStatusPastDue,
+		billing.SubscriptionStatusInactive, billing.SubscriptionStatusCancelled}
+}
+
 // SubscriptionStatuses are the statuses the console filters by.
-var SubscriptionStatuses = []billing.SubscriptionStatus{billing.StatusPending, billing.StatusActive, billing.StatusPastDue,
-	billing.StatusInactive, billing.StatusCancelled}
+//
+// Deprecated: use AllSubscriptionStatuses, which a caller cannot change for everyone else.
+var SubscriptionStatuses = AllSubscriptionStatuses()
 
 // ParseSubscriptionQuery reads a subscriptions search from URL parameters (status, comma
 // separated, gateway, plan, q, cursor, limit).
@@ -198,7 +206,7 @@ func ParseSubscriptionQuery(r *http.Request) (billing.SubscriptionQuery, error) 
 		if st = strings.TrimSpace(st); st == "" {
 			continue
 		}
-		s, err := oneOf("status", st, SubscriptionStatuses)
+		s, err := oneOf("status", st, AllSubscriptionStatuses())
 		if err != nil {
 			return q, err
 		}
@@ -267,8 +275,8 @@ func (c *console) payments(w http.ResponseWriter, r *http.Request) {
 		c.fail(w, r, err)
 		return
 	}
-	st, err := oneOf("status", r.URL.Query().Get("status"), []billing.PaymentStatus{billing.PaymentPending, billing.PaymentApproved,
-		billing.PaymentFailed, billing.PaymentCancelled, billing.PaymentRefunded})
+	st, err := oneOf("status", r.URL.Query().Get("status"), []billing.PaymentStatus{billing.PaymentStatusPending, billing.PaymentStatusApproved,
+		billing.PaymentStatusFailed, billing.PaymentStatusCancelled, billing.PaymentRefunded})
 	if err != nil {
 		c.fail(w, r, err)
 		return
@@ -281,8 +289,15 @@ func (c *console) payments(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"payments": ps, "next_cursor": next.String()})
 }
 
+// AllNotificationStatuses returns the notification record statuses, in a new slice each call.
+func AllNotificationStatuses() []string {
+	return []string{billing.NotificationSending, billing.NotificationSent, billing.NotificationFailed}
+}
+
 // NotificationStatuses are the notification record statuses.
-var NotificationStatuses = []string{billing.NotificationSending, billing.NotificationSent, billing.NotificationFailed}
+//
+// Deprecated: use AllNotificationStatuses, which a caller cannot change for everyone else.
+var NotificationStatuses = AllNotificationStatuses()
 
 // ParseNotificationQuery reads an email log query from URL parameters (kind, status,
 // subscription_id, cursor, limit).
@@ -292,11 +307,11 @@ func ParseNotificationQuery(r *http.Request) (billing.NotificationQuery, error) 
 		return billing.NotificationQuery{}, err
 	}
 	v := r.URL.Query()
-	kind, err := oneOf("kind", v.Get("kind"), billing.Kinds)
+	kind, err := oneOf("kind", v.Get("kind"), billing.AllNotificationKinds())
 	if err != nil {
 		return billing.NotificationQuery{}, err
 	}
-	st, err := oneOf("status", v.Get("status"), NotificationStatuses)
+	st, err := oneOf("status", v.Get("status"), AllNotificationStatuses())
 	if err != nil {
 		return billing.NotificationQuery{}, err
 	}
@@ -334,7 +349,7 @@ func (c *console) resend(w http.ResponseWriter, r *http.Request) {
 func (c *console) rerun(w http.ResponseWriter, r *http.Request) {
 	job := r.URL.Query().Get("job")
 	if job == "" {
-		c.fail(w, r, badParam("job is required: one of %s", strings.Join(billing.RerunJobs, ", ")))
+		c.fail(w, r, badParam("job is required: one of %s", strings.Join(billing.RerunJobIDs(), ", ")))
 		return
 	}
 	dry := r.Method != http.MethodPost

@@ -42,17 +42,17 @@ func newConsoleFixture(t *testing.T) *consoleFixture {
 		sub.CreatedAt = now.Add(time.Duration(i-10) * time.Hour)
 		switch i {
 		case 5:
-			sub.Status, sub.PlanID = billing.StatusInactive, "q"
+			sub.Status, sub.PlanID = billing.SubscriptionStatusInactive, "q"
 		case 6:
 			sub = testkit.AutoRenewing(sub, billing.GatewayStripe)
-			sub.Status = billing.StatusCancelled
+			sub.Status = billing.SubscriptionStatusCancelled
 		}
 		recs = append(recs, testkit.UserWithAccess(uid, "p", sid, now.Add(2*24*time.Hour)), sub)
 	}
 	ok := testkit.Payment("pay-ok", "u-0", "p", 1000, now.Add(-2*time.Hour))
-	ok.SubscriptionID, ok.Status = "s-0", billing.PaymentApproved
+	ok.SubscriptionID, ok.Status = "s-0", billing.PaymentStatusApproved
 	bad := testkit.Payment("pay-bad", "u-0", "p", 1000, now.Add(-time.Hour))
-	bad.SubscriptionID, bad.Status = "s-0", billing.PaymentFailed
+	bad.SubscriptionID, bad.Status = "s-0", billing.PaymentStatusFailed
 	testkit.Seed(t, st, append(recs, ok, bad)...)
 	n := testkit.NewNotifier()
 	n.FailPermanently(func(x billing.Notification) bool { return x.To.UserID == "u-1" })

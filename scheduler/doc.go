@@ -25,7 +25,7 @@
 //   - History: every run (and skipped tick) is a billing.JobRun in the store, with its
 //     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
 //     after WithHistoryRetention days (default 30).
-//   - Alerts: WithAlerts sends a billing.KindOperatorAlert after N consecutive failures
+//   - Alerts: WithAlerts sends a billing.NotificationKindOperatorAlert after N consecutive failures
 //     (default 3), when a run reports failed records (billing.Result.Failures), at the
 //     first run billing's circuit breaker stops (its error wraps
 //     billing.ErrNotifierUnavailable) and when a renew_subscriptions run fails to
@@ -40,7 +40,7 @@
 //
 // # Implementing
 //
-// Stores implement SchedulerStore (billing.JobRunStore, billing.JobStateStore and
+// Stores implement Store (billing.JobRunStore, billing.JobStateStore and
 // billing.Locker: every billing.Store does); Stats serves the subscription counts
 // WithSubscriptionStats gives it (svc.SubscriptionStats, over the billing Config's windows),
 // else billing's counts on a store that is a billing.SubscriptionCounter, and a Locker that also implements

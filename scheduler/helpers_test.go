@@ -73,7 +73,7 @@ func executed(t *testing.T, st billing.JobRunStore, jobID string) []billing.JobR
 	var out []billing.JobRun
 	runs := listRuns(t, st, jobID)
 	for i := len(runs) - 1; i >= 0; i-- {
-		if runs[i].Status != billing.RunSkipped {
+		if runs[i].Status != billing.RunStatusSkipped {
 			out = append(out, runs[i])
 		}
 	}
@@ -85,7 +85,7 @@ func tickRecords(t *testing.T, st billing.JobRunStore, jobID string, tick time.T
 	t.Helper()
 	var out []billing.JobRun
 	for _, r := range listRuns(t, st, jobID) {
-		if r.ScheduledFor.Equal(tick) && r.Status != billing.RunRunning {
+		if r.ScheduledFor.Equal(tick) && r.Status != billing.RunStatusRunning {
 			out = append(out, r)
 		}
 	}
@@ -109,7 +109,7 @@ func advanceTo(c *clockwork.FakeClock, at time.Time) {
 	}
 }
 
-func newScheduler(t *testing.T, jobs []billing.Job, st scheduler.SchedulerStore, opts ...scheduler.Option) *scheduler.Scheduler {
+func newScheduler(t *testing.T, jobs []billing.Job, st scheduler.Store, opts ...scheduler.Option) *scheduler.Scheduler {
 	t.Helper()
 	opts = append([]scheduler.Option{scheduler.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
 	s, err := scheduler.New(jobs, st, opts...)

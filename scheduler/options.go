@@ -186,7 +186,7 @@ func WithRunTimeout(d time.Duration) Option {
 	}
 }
 
-// WithAlerts sends operator alerts (billing.KindOperatorAlert) to the recipient through n,
+// WithAlerts sends operator alerts (billing.NotificationKindOperatorAlert) to the recipient through n,
 // and through every WithAlertChannel, when a job
 //
 //   - has failed p.ConsecutiveFailures times in a row (consecutive_failures);
@@ -205,7 +205,7 @@ func WithAlerts(n billing.Notifier, to billing.Recipient, p AlertPolicy) Option 
 		c.alertsSet = true
 		var errs []error
 		if n == nil {
-			errs = append(errs, errors.New("WithAlerts: nil notifier: pass lognotify.New(logger) or an smtpnotify.Notifier"))
+			errs = append(errs, errors.New("WithAlerts: nil notifier: pass lognotify.NewNotifier(lognotify.Config{}) or an smtpnotify.Notifier"))
 		}
 		if to.Email == "" {
 			errs = append(errs, errors.New("WithAlerts: recipient has no email: set billing.Recipient{Email: \"ops@example.com\"}"))

@@ -18,7 +18,7 @@ func TestAdminPreview(t *testing.T) {
 	now := f.clock.Now()
 	plan := billing.Plan{ID: "basic", Name: "Basic", BillingCycle: billing.CycleMonthly, Price: billing.Money{Amount: 990, Currency: "BRL"}}
 	user := billing.User{ID: "u", Email: "u@example.com"}
-	sub := billing.Subscription{ID: "s", UserID: "u", PlanID: "basic", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+	sub := billing.Subscription{ID: "s", UserID: "u", PlanID: "basic", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(48 * time.Hour), Gateway: billing.GatewayManual}
 	for _, err := range []error{f.store.InsertPlan(ctx, &plan), f.store.InsertUser(ctx, &user), f.store.InsertSubscription(ctx, &sub)} {
 		if err != nil {

@@ -33,10 +33,10 @@ func percent(p billing.Progress) int {
 // trackProgress returns ctx reporting the run's progress to e, and stores the starting
 // point.
 func (s *Scheduler) trackProgress(ctx context.Context, e *entry, run billing.JobRun) context.Context {
-	e.progress.Store(&RunProgress{RunID: run.ID, Running: true, Status: string(billing.RunRunning), StartedAt: run.StartedAt, UpdatedAt: s.now()})
+	e.progress.Store(&RunProgress{RunID: run.ID, Running: true, Status: string(billing.RunStatusRunning), StartedAt: run.StartedAt, UpdatedAt: s.now()})
 	return billing.WithProgress(ctx, func(p billing.Progress) {
 		e.progress.Store(&RunProgress{RunID: run.ID, Progress: p, Running: true, Percent: percent(p),
-			Status: string(billing.RunRunning), StartedAt: run.StartedAt, UpdatedAt: s.now()})
+			Status: string(billing.RunStatusRunning), StartedAt: run.StartedAt, UpdatedAt: s.now()})
 	})
 }
 

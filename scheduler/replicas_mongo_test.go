@@ -13,7 +13,7 @@ import (
 // live in mongostore, so one run per tick holds across processes, not just in memory.
 func TestReplicasRunEachTickOnceMongo(t *testing.T) {
 	ms, _, _ := mongotest.Stores(t, "rk_sched", 3, mongostore.Config{BatchSize: 20})
-	var stores [3]scheduler.SchedulerStore
+	var stores [3]scheduler.Store
 	for i, st := range ms {
 		stores[i] = st
 	}

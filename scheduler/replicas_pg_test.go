@@ -19,7 +19,7 @@ import (
 func TestReplicasRunEachTickOncePostgres(t *testing.T) {
 	uri := testkit.PostgresURI(t)
 	schema := testkit.DBName("rk_sched")
-	var stores [3]scheduler.SchedulerStore
+	var stores [3]scheduler.Store
 	var first *pgstore.Store
 	for i := range stores {
 		p, err := pgxpool.New(context.Background(), uri)

@@ -66,7 +66,7 @@ func TestPauseRacingRunCompletionOnAnotherReplica(t *testing.T) {
 		if runErr != nil || pauseErr != nil {
 			t.Fatalf("round %d: Trigger: %v, Pause: %v", i, runErr, pauseErr)
 		}
-		if run.Status != billing.RunFailed {
+		if run.Status != billing.RunStatusFailed {
 			t.Fatalf("round %d: run %+v, want failed", i, run)
 		}
 		js, err := mem.GetJobState(ctx, "renew")
@@ -101,7 +101,7 @@ func TestAbandonedRunMarkedFailedByNextRun(t *testing.T) {
 	t0 := time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 	clock := clockwork.NewFakeClockAt(t0)
 	st := memstore.New()
-	crashed := billing.JobRun{ID: "crashed", JobID: "renew", Trigger: billing.TriggerSchedule, Status: billing.RunRunning,
+	crashed := billing.JobRun{ID: "crashed", JobID: "renew", Trigger: billing.RunTriggerSchedule, Status: billing.RunStatusRunning,
 		StartedAt: t0.Add(-30 * time.Second), Replica: "dead-1", ScheduledFor: t0.Add(-30 * time.Second)}
 	if err := st.InsertJobRun(ctx, &crashed); err != nil {
 		t.Fatal(err)
@@ -117,7 +117,7 @@ func TestAbandonedRunMarkedFailedByNextRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !info.Running || info.LastStatus != billing.RunRunning {
+	if !info.Running || info.LastStatus != billing.RunStatusRunning {
 		t.Fatalf("while the lease is live: %+v, want running", info)
 	}
 	if _, err := s.Trigger(ctx, "renew"); !errors.Is(err, scheduler.ErrJobRunning) {
@@ -129,7 +129,7 @@ func TestAbandonedRunMarkedFailedByNextRun(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if info.Running || info.LastStatus != billing.RunFailed {
+	if info.Running || info.LastStatus != billing.RunStatusFailed {
 		t.Fatalf("after the lease lapsed: running=%v last_status=%s, want not running, failed", info.Running, info.LastStatus)
 	}
 
@@ -146,7 +146,7 @@ func TestAbandonedRunMarkedFailedByNextRun(t *testing.T) {
 	}
 	got := h[1]
 	now := t0.Add(time.Minute)
-	if got.Status != billing.RunFailed || !got.FinishedAt.Equal(now) || got.DurationMS != (90*time.Second).Milliseconds() ||
+	if got.Status != billing.RunStatusFailed || !got.FinishedAt.Equal(now) || got.DurationMS != (90*time.Second).Milliseconds() ||
 		got.Error != "abandoned: replica dead-1 stopped before the run finished" || got.Replica != "dead-1" {
 		t.Fatalf("abandoned record = %+v", got)
 	}

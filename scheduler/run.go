@@ -43,7 +43,7 @@ func lockKey(jobID string) string { return "job:" + jobID }
 // as skipped and errSkipped is returned; a manual one returns ErrJobRunning. On success
 // the run's record is stored with status running and the caller must call complete.
 func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrigger, tick time.Time, runID string) (*activeRun, error) {
-	manual := trigger == billing.TriggerManual
+	manual := trigger == billing.RunTriggerManual
 	id := e.job.ID
 	if !e.running.CompareAndSwap(false, true) {
 		if manual {
@@ -96,7 +96,7 @@ func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrig
 		}
 	}
 	run := billing.JobRun{
-		ID: runID, JobID: id, Trigger: trigger, Status: billing.RunRunning,
+		ID: runID, JobID: id, Trigger: trigger, Status: billing.RunStatusRunning,
 		StartedAt: now, Replica: s.cfg.replica, ScheduledFor: tick,
 	}
 	if err := s.store.InsertJobRun(ctx, &run); err != nil {
@@ -131,10 +131,10 @@ func (s *Scheduler) tickDone(ctx context.Context, e *entry, trigger billing.RunT
 		return "", fmt.Errorf("scheduler: listing runs of %q: %w", e.job.ID, err)
 	}
 	for _, r := range runs {
-		if r.Status == billing.RunSkipped || !r.ScheduledFor.Equal(tick) {
+		if r.Status == billing.RunStatusSkipped || !r.ScheduledFor.Equal(tick) {
 			continue
 		}
-		if trigger == billing.TriggerSchedule || r.Trigger == billing.TriggerCatchUp || r.Status == billing.RunSucceeded {
+		if trigger == billing.RunTriggerSchedule || r.Trigger == billing.RunTriggerCatchUp || r.Status == billing.RunStatusSucceeded {
 			return fmt.Sprintf("already ran for this tick (run %s on %s)", r.ID, r.Replica), nil
 		}
 	}
@@ -145,7 +145,7 @@ func (s *Scheduler) tickDone(ctx context.Context, e *entry, trigger billing.RunT
 func (s *Scheduler) skip(ctx context.Context, e *entry, trigger billing.RunTrigger, tick time.Time, reason string) error {
 	now := s.now()
 	r := billing.JobRun{
-		JobID: e.job.ID, Trigger: trigger, Status: billing.RunSkipped, StartedAt: now, FinishedAt: now,
+		JobID: e.job.ID, Trigger: trigger, Status: billing.RunStatusSkipped, StartedAt: now, FinishedAt: now,
 		Error: "skipped: " + reason, Replica: s.cfg.replica, ScheduledFor: tick,
 	}
 	if err := s.store.InsertJobRun(ctx, &r); err != nil {
@@ -182,9 +182,9 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	run := a.run
 	run.FinishedAt = s.now()
 	run.DurationMS = run.FinishedAt.Sub(run.StartedAt).Milliseconds()
-	run.Status = billing.RunSucceeded
+	run.Status = billing.RunStatusSucceeded
 	if err != nil {
-		run.Status, run.Error = billing.RunFailed, err.Error()
+		run.Status, run.Error = billing.RunStatusFailed, err.Error()
 	}
 	s.endProgress(a.e, run, res)
 	if m, merr := resultMap(res); merr != nil {
@@ -318,12 +318,12 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 		}
 	}
 	_, err := s.modifyState(ctx, e, func(st *billing.JobState) bool {
-		failed := run.Status == billing.RunFailed
+		failed := run.Status == billing.RunStatusFailed
 		if failed {
 			st.ConsecutiveFailures++
 		} else {
 			st.ConsecutiveFailures = 0
-			if run.Trigger != billing.TriggerManual && run.ScheduledFor.After(st.LastScheduledSuccess) {
+			if run.Trigger != billing.RunTriggerManual && run.ScheduledFor.After(st.LastScheduledSuccess) {
 				st.LastScheduledSuccess = run.ScheduledFor
 			}
 		}
@@ -364,8 +364,8 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 // down) WithAlerts' notifier is left out, unless it is the only destination.
 func (s *Scheduler) alert(ctx context.Context, e *entry, run billing.JobRun, cond, msg string, streak int, skipPrimary bool) bool {
 	n := billing.Notification{
-		Kind: billing.KindOperatorAlert,
-		Key:  fmt.Sprintf("%s:%s:%s:%s", billing.KindOperatorAlert, e.job.ID, cond, run.ID),
+		Kind: billing.NotificationKindOperatorAlert,
+		Key:  fmt.Sprintf("%s:%s:%s:%s", billing.NotificationKindOperatorAlert, e.job.ID, cond, run.ID),
 		To:   s.cfg.alertTo,
 		Data: billing.NotificationData{JobID: e.job.ID, RunID: run.ID, Error: msg, ConsecutiveFails: streak},
 	}

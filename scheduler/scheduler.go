@@ -15,14 +15,19 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// SchedulerStore is what the scheduler keeps in the store: the run history, the per-job
+// Store is what the scheduler keeps in the store: the run history, the per-job
 // state replicas share (pause, failure streaks, alerts) and the lease lock. Every
 // billing.Store (store/memstore, store/mongostore) satisfies it.
-type SchedulerStore interface {
+type Store interface {
 	billing.JobRunStore
 	billing.JobStateStore
 	billing.Locker
 }
+
+// SchedulerStore is the former name of Store.
+//
+// Deprecated: use Store.
+type SchedulerStore = Store
 
 // SubscriptionCounter is billing.SubscriptionCounter.
 //
@@ -35,7 +40,7 @@ type SubscriptionCounter = billing.SubscriptionCounter
 // concurrent use.
 type Scheduler struct {
 	cfg   config
-	store SchedulerStore
+	store Store
 	jobs  []*entry
 	byID  map[string]*entry
 
@@ -64,7 +69,7 @@ type entry struct {
 
 // New validates the jobs and options and builds a Scheduler. Nothing runs until Start.
 // Every problem is reported at once, wrapped in ErrInvalidConfig.
-func New(jobs []billing.Job, store SchedulerStore, opts ...Option) (*Scheduler, error) {
+func New(jobs []billing.Job, store Store, opts ...Option) (*Scheduler, error) {
 	cfg := config{
 		loc:       time.UTC,
 		schedules: map[string]string{},
@@ -213,7 +218,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 			continue
 		}
 		if tick, ok := s.needsCatchUp(ctx, e); ok {
-			s.dispatchLocked(e, billing.TriggerCatchUp, tick)
+			s.dispatchLocked(e, billing.RunTriggerCatchUp, tick)
 		}
 	}
 	gs.Start()
@@ -321,7 +326,7 @@ func (s *Scheduler) onTick(e *entry) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.dispatchLocked(e, billing.TriggerSchedule, tick)
+	s.dispatchLocked(e, billing.RunTriggerSchedule, tick)
 }
 
 func (s *Scheduler) dispatchLocked(e *entry, trigger billing.RunTrigger, tick time.Time) {
@@ -363,7 +368,7 @@ func (s *Scheduler) Trigger(ctx context.Context, id string) (billing.JobRun, err
 		return billing.JobRun{}, ErrClosed
 	}
 	defer s.wg.Done()
-	a, err := s.begin(ctx, e, billing.TriggerManual, time.Time{}, billing.NewID())
+	a, err := s.begin(ctx, e, billing.RunTriggerManual, time.Time{}, billing.NewID())
 	if err != nil {
 		return billing.JobRun{}, err
 	}
@@ -380,7 +385,7 @@ func (s *Scheduler) TriggerAsync(ctx context.Context, id string) (string, error)
 	if !s.enter() {
 		return "", ErrClosed
 	}
-	a, err := s.begin(ctx, e, billing.TriggerManual, time.Time{}, billing.NewID())
+	a, err := s.begin(ctx, e, billing.RunTriggerManual, time.Time{}, billing.NewID())
 	if err != nil {
 		s.wg.Done()
 		return "", err
@@ -520,12 +525,12 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 		return JobInfo{}, fmt.Errorf("scheduler: listing runs of %q: %w", e.job.ID, err)
 	}
 	for _, r := range runs {
-		if r.Status == billing.RunSkipped {
+		if r.Status == billing.RunStatusSkipped {
 			continue
 		}
 		t := r.StartedAt.In(s.cfg.loc)
 		info.LastRun, info.LastStatus = &t, r.Status
-		if r.Status == billing.RunRunning {
+		if r.Status == billing.RunStatusRunning {
 			status, running, err := s.runState(ctx, e, r)
 			if err != nil {
 				return JobInfo{}, err

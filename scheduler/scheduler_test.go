@@ -123,7 +123,7 @@ func TestDefaultJobsFireAtSeedTimes(t *testing.T) {
 		advanceTo(clock, tk.at)
 		recs := waitTick(t, st, tk.job, tk.at, 1)
 		r := recs[0]
-		if r.Status != billing.RunSucceeded || r.Trigger != billing.TriggerSchedule || r.Replica != "r1" {
+		if r.Status != billing.RunStatusSucceeded || r.Trigger != billing.RunTriggerSchedule || r.Replica != "r1" {
 			t.Fatalf("tick %d %s: %+v", i, tk.job, r)
 		}
 		if !r.StartedAt.Equal(tk.at) {
@@ -165,7 +165,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 		t.Fatalf("paused job = %+v", info)
 	}
 	advanceTo(clock, h(2))
-	if r := waitTick(t, st, "hourly", h(2), 1)[0]; r.Status != billing.RunSkipped || !strings.Contains(r.Error, "paused") {
+	if r := waitTick(t, st, "hourly", h(2), 1)[0]; r.Status != billing.RunStatusSkipped || !strings.Contains(r.Error, "paused") {
 		t.Fatalf("tick while paused = %+v", r)
 	}
 	shutdown(t, s1)
@@ -177,7 +177,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 		t.Fatal("pause lost across restart")
 	}
 	advanceTo(clock, h(3))
-	if r := waitTick(t, st, "hourly", h(3), 1)[0]; r.Status != billing.RunSkipped || r.Replica != "r2" {
+	if r := waitTick(t, st, "hourly", h(3), 1)[0]; r.Status != billing.RunStatusSkipped || r.Replica != "r2" {
 		t.Fatalf("tick after restart = %+v", r)
 	}
 	if err := s2.Resume(ctx, "hourly"); err != nil {
@@ -188,7 +188,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 		t.Fatalf("resumed job = %+v", info)
 	}
 	advanceTo(clock, h(4))
-	if r := waitTick(t, st, "hourly", h(4), 1)[0]; r.Status != billing.RunSucceeded {
+	if r := waitTick(t, st, "hourly", h(4), 1)[0]; r.Status != billing.RunStatusSucceeded {
 		t.Fatalf("tick after resume = %+v", r)
 	}
 	shutdown(t, s2)
@@ -222,7 +222,7 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if run.Status != billing.RunSucceeded || run.Trigger != billing.TriggerManual || run.Replica != "r1" ||
+	if run.Status != billing.RunStatusSucceeded || run.Trigger != billing.RunTriggerManual || run.Replica != "r1" ||
 		run.DurationMS != 1500 || !run.StartedAt.Equal(clock.Now().Add(-1500*time.Millisecond)) || !run.ScheduledFor.IsZero() {
 		t.Fatalf("run = %+v", run)
 	}
@@ -238,15 +238,15 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if bad.Status != billing.RunFailed || bad.Error != "gateway unreachable" || bad.Result["success"] != false {
+	if bad.Status != billing.RunStatusFailed || bad.Error != "gateway unreachable" || bad.Result["success"] != false {
 		t.Fatalf("failed run = %+v", bad)
 	}
 	p, err := s.Trigger(ctx, "panics")
-	if err != nil || p.Status != billing.RunFailed || !strings.Contains(p.Error, "panicked: boom") {
+	if err != nil || p.Status != billing.RunStatusFailed || !strings.Contains(p.Error, "panicked: boom") {
 		t.Fatalf("panicking run = %+v, %v", p, err)
 	}
 	info, _ := s.Get(ctx, "broken")
-	if info.ConsecutiveFailures != 1 || info.LastStatus != billing.RunFailed || info.LastRun == nil {
+	if info.ConsecutiveFailures != 1 || info.LastStatus != billing.RunStatusFailed || info.LastRun == nil {
 		t.Fatalf("Get(broken) = %+v", info)
 	}
 
@@ -256,7 +256,7 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 	}
 	eventually(t, "async run", func() bool {
 		h, _ := s.History(ctx, "renew", 1)
-		return len(h) == 1 && h[0].ID == id && h[0].Status == billing.RunSucceeded
+		return len(h) == 1 && h[0].ID == id && h[0].Status == billing.RunStatusSucceeded
 	})
 	if _, err := s.Trigger(ctx, "nope"); !errors.Is(err, scheduler.ErrUnknownJob) {
 		t.Fatalf("Trigger(unknown) = %v", err)
@@ -344,7 +344,7 @@ func TestNoOverlapTriggerConflictsAndTickSkips(t *testing.T) {
 	// Ticks while it runs are skipped, and the lease (2h) is renewed every 40 minutes.
 	for i, tick := range []time.Time{time.Date(2025, 3, 1, 13, 0, 0, 0, time.UTC), time.Date(2025, 3, 1, 14, 0, 0, 0, time.UTC)} {
 		advanceTo(clock, tick.Add(30*time.Minute))
-		if r := waitTick(t, st, "slow", tick, 1)[0]; r.Status != billing.RunSkipped || !strings.Contains(r.Error, "already running") {
+		if r := waitTick(t, st, "slow", tick, 1)[0]; r.Status != billing.RunStatusSkipped || !strings.Contains(r.Error, "already running") {
 			t.Fatalf("tick while running = %+v", r)
 		}
 		eventually(t, "lease renewal", func() bool { return locker.renewals.Load() >= int64(i+1) })
@@ -358,13 +358,13 @@ func TestNoOverlapTriggerConflictsAndTickSkips(t *testing.T) {
 		h, _ := s1.History(ctx, "slow", 10)
 		for _, r := range h {
 			if r.ID == id {
-				return r.Status == billing.RunSucceeded
+				return r.Status == billing.RunStatusSucceeded
 			}
 		}
 		return false
 	})
 	eventually(t, "job to be idle", func() bool { info, _ := s1.Get(ctx, "slow"); return !info.Running })
-	if run, err := s2.Trigger(ctx, "slow"); err != nil || run.Status != billing.RunSucceeded || run.Replica != "r2" {
+	if run, err := s2.Trigger(ctx, "slow"); err != nil || run.Status != billing.RunStatusSucceeded || run.Replica != "r2" {
 		t.Fatalf("Trigger on r2 after release = %+v, %v", run, err)
 	}
 	shutdown(t, s1)
@@ -400,7 +400,7 @@ func TestShutdownWaitsForRunningJobs(t *testing.T) {
 	}
 	// The run was complete before Shutdown returned.
 	h := listRuns(t, st, "slow")
-	if len(h) != 1 || h[0].ID != id || h[0].Status != billing.RunSucceeded {
+	if len(h) != 1 || h[0].ID != id || h[0].Status != billing.RunStatusSucceeded {
 		t.Fatalf("history = %+v", h)
 	}
 }
@@ -423,7 +423,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	}
 	eventually(t, "cancelled run to be recorded", func() bool {
 		h := listRuns(t, st, "stuck")
-		return len(h) == 1 && h[0].Status == billing.RunFailed && strings.Contains(h[0].Error, "shut down")
+		return len(h) == 1 && h[0].Status == billing.RunStatusFailed && strings.Contains(h[0].Error, "shut down")
 	})
 }
 
@@ -435,7 +435,7 @@ func TestHistoryRetention(t *testing.T) {
 	st := memstore.New()
 	var calls atomic.Int64
 	for _, age := range []int{40, 8, 2} {
-		if err := st.InsertJobRun(ctx, &billing.JobRun{JobID: "j", Trigger: billing.TriggerSchedule, Status: billing.RunSucceeded,
+		if err := st.InsertJobRun(ctx, &billing.JobRun{JobID: "j", Trigger: billing.RunTriggerSchedule, Status: billing.RunStatusSucceeded,
 			StartedAt: now.AddDate(0, 0, -age), FinishedAt: now.AddDate(0, 0, -age)}); err != nil {
 			t.Fatal(err)
 		}
@@ -488,7 +488,7 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 		t.Fatalf("%d alerts after 3 failures, want 1", len(got))
 	}
 	a := got[0]
-	if a.Kind != billing.KindOperatorAlert || a.To != ops || a.Data.JobID != "renew" || a.Data.RunID != third.ID ||
+	if a.Kind != billing.NotificationKindOperatorAlert || a.To != ops || a.Data.JobID != "renew" || a.Data.RunID != third.ID ||
 		a.Data.ConsecutiveFails != 3 || !strings.Contains(a.Data.Error, "store down") || a.Key == "" {
 		t.Fatalf("alert = %+v", a)
 	}
@@ -581,11 +581,11 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 	}
 	var caught []billing.JobRun
 	for _, r := range executed(t, st, "daily") {
-		if r.Trigger == billing.TriggerCatchUp {
+		if r.Trigger == billing.RunTriggerCatchUp {
 			caught = append(caught, r)
 		}
 	}
-	if len(caught) != 1 || !caught[0].ScheduledFor.Equal(day(4, 9, 0)) || caught[0].Status != billing.RunSucceeded {
+	if len(caught) != 1 || !caught[0].ScheduledFor.Equal(day(4, 9, 0)) || caught[0].Status != billing.RunStatusSucceeded {
 		t.Fatalf("catch-up runs = %+v", caught)
 	}
 
@@ -621,7 +621,7 @@ func TestCatchUpNewInstall(t *testing.T) {
 	start(t, s2)
 	shutdown(t, s2) // waits for the catch-up run
 	runs := executed(t, st, "daily")
-	if len(runs) != 1 || runs[0].Trigger != billing.TriggerCatchUp || !runs[0].ScheduledFor.Equal(at(2, 9)) {
+	if len(runs) != 1 || runs[0].Trigger != billing.RunTriggerCatchUp || !runs[0].ScheduledFor.Equal(at(2, 9)) {
 		t.Fatalf("runs = %+v", runs)
 	}
 }
@@ -629,12 +629,12 @@ func TestCatchUpNewInstall(t *testing.T) {
 func TestReplicasRunEachTickOnce(t *testing.T) {
 	defer noLeaks(t)
 	st := memstore.New()
-	replicasRunEachTickOnce(t, [3]scheduler.SchedulerStore{st, st, st}, st)
+	replicasRunEachTickOnce(t, [3]scheduler.Store{st, st, st}, st)
 }
 
 // replicasRunEachTickOnce drives three replicas, each on its own store handle, through 10
 // ticks and checks each job ran exactly once per tick; runs reads the shared history.
-func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.SchedulerStore, runs billing.JobRunStore) {
+func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.Store, runs billing.JobRunStore) {
 	base := time.Date(2025, 5, 1, 0, 0, 0, 0, time.UTC)
 	st := runs
 	var callsA, callsB atomic.Int64
@@ -670,7 +670,7 @@ func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.SchedulerStore, r
 			recs := waitTick(t, st, id, tick, 3)
 			ran := 0
 			for _, r := range recs {
-				if r.Status == billing.RunSucceeded {
+				if r.Status == billing.RunStatusSucceeded {
 					ran++
 				}
 			}
@@ -746,7 +746,7 @@ func TestDSTDailyJobsRunOncePerDay(t *testing.T) {
 				}
 				at, _ := time.Parse(time.RFC3339, tk.at)
 				advanceTo(clock, at)
-				if r := waitTick(t, st, tk.job, at, 1)[0]; r.Status != billing.RunSucceeded {
+				if r := waitTick(t, st, tk.job, at, 1)[0]; r.Status != billing.RunStatusSucceeded {
 					t.Fatalf("tick %d: %+v", i, r)
 				}
 			}
@@ -767,7 +767,7 @@ func TestRunTimeoutCancelsTheJob(t *testing.T) {
 	s := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
 		scheduler.WithRunTimeout(20*time.Millisecond))
 	run, err := s.Trigger(context.Background(), "hangs")
-	if err != nil || run.Status != billing.RunFailed || !strings.Contains(run.Error, "deadline exceeded") {
+	if err != nil || run.Status != billing.RunStatusFailed || !strings.Contains(run.Error, "deadline exceeded") {
 		t.Fatalf("run = %+v, %v", run, err)
 	}
 	shutdown(t, s)

@@ -54,13 +54,13 @@ type DueCounts = billing.DueCounts
 
 func (c *RunCounts) add(r billing.JobRun) {
 	switch r.Status {
-	case billing.RunSucceeded:
+	case billing.RunStatusSucceeded:
 		c.Runs++
 		c.Succeeded++
-	case billing.RunFailed:
+	case billing.RunStatusFailed:
 		c.Runs++
 		c.Failures++
-	case billing.RunSkipped:
+	case billing.RunStatusSkipped:
 		c.Skipped++
 	}
 }
@@ -90,7 +90,7 @@ func (s *Scheduler) Stats(ctx context.Context) (Stats, error) {
 		for _, r := range runs { // newest first
 			js.add(r)
 			out.Totals.add(r)
-			if r.Status != billing.RunSucceeded && r.Status != billing.RunFailed {
+			if r.Status != billing.RunStatusSucceeded && r.Status != billing.RunStatusFailed {
 				continue
 			}
 			total += r.DurationMS

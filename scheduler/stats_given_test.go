@@ -20,7 +20,7 @@ func TestStatsServesGivenSubscriptionStats(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	given := billing.SubscriptionStats{Total: 42, ByStatus: map[billing.SubscriptionStatus]int{billing.StatusActive: 42},
+	given := billing.SubscriptionStats{Total: 42, ByStatus: map[billing.SubscriptionStatus]int{billing.SubscriptionStatusActive: 42},
 		Due: billing.DueCounts{Expiring: 7, WarningWindowDays: 7, RenewWindowHours: 48}}
 	var fail error
 	s, err := scheduler.New(svc.Jobs(), store, scheduler.WithLogger(slog.New(slog.DiscardHandler)),

@@ -228,7 +228,7 @@ func (s *suite) welcomeSurvivesFailedCreationAudit(ctx context.Context, t *testi
 	}
 	_, err = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 	must(t, err, "redelivered ProcessApproved")
-	if n := e.notif.Count(billing.KindWelcome); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindWelcome); n != 1 {
 		t.Fatalf("%d welcome emails after the creation's audit write failed once, want 1", n)
 	}
 	e.wantApproved(tc, nil)
@@ -279,13 +279,13 @@ func (e *env) wantApproved(tc approvalCase, inFlight map[string]bool) {
 	}
 	sub := subs[0]
 	end := tc.end(sub.CurrentPeriodStart)
-	if sub.Status != billing.StatusActive || !sub.CurrentPeriodEnd.Equal(end) || len(sub.AppliedPayments) != 1 || sub.AppliedPayments[0] != "pay1" {
+	if sub.Status != billing.SubscriptionStatusActive || !sub.CurrentPeriodEnd.Equal(end) || len(sub.AppliedPayments) != 1 || sub.AppliedPayments[0] != "pay1" {
 		e.t.Fatalf("subscription %+v, want active until %v with pay1 applied once", sub, end)
 	}
 	if u := e.user("u"); u.PlanID != "basic" || u.SubscriptionID != sub.ID || !u.AccessUntil.Equal(end) {
 		e.t.Fatalf("user access %+v, want basic through %s until %v", u, sub.ID, end)
 	}
-	if p := e.payment("pay1"); p.Status != billing.PaymentApproved || p.SubscriptionID != sub.ID {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved || p.SubscriptionID != sub.ID {
 		e.t.Fatalf("payment %+v, want approved for %s", p, sub.ID)
 	}
 	created, renewed, welcome := 1, 0, 1
@@ -306,7 +306,7 @@ func (e *env) wantApproved(tc approvalCase, inFlight map[string]bool) {
 			e.t.Fatalf("email %s sent %d times (in flight at the crash: %v), want once", k, n, inFlight[k])
 		}
 	}
-	if keys[billing.KindPaymentSuccessful] != 1 || keys[billing.KindWelcome] != welcome || len(keys) != 1+welcome {
+	if keys[billing.NotificationKindPaymentSuccessful] != 1 || keys[billing.NotificationKindWelcome] != welcome || len(keys) != 1+welcome {
 		e.t.Fatalf("emails sent %v, want one payment-confirmed and %d welcome", sent, welcome)
 	}
 	e.noPending()
@@ -319,14 +319,14 @@ func (e *env) wantApproved(tc approvalCase, inFlight map[string]bool) {
 func (s *suite) paidGetsAccessOverLapsed(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	pending := testkit.Subscription("s-new", "u", "pro", time.Time{})
-	pending.Status = billing.StatusPending
+	pending.Status = billing.SubscriptionStatusPending
 	e := s.env(ctx, t, billing.Config{}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.Plan("pro", billing.CycleMonthly, 5990),
 		testkit.UserWithAccess("u", "basic", "s-old", now.Add(-day)),
 		testkit.Subscription("s-old", "u", "basic", now.Add(-day)),
 		pending, payment("pay-new", "u", "pro", forSub("s-new")))
 	res, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay-new", Actor: "stripe"})
 	must(t, err, "ProcessApproved")
-	if res.SubscriptionID != "s-new" || e.sub("s-new").Status != billing.StatusActive {
+	if res.SubscriptionID != "s-new" || e.sub("s-new").Status != billing.SubscriptionStatusActive {
 		t.Fatalf("approval %+v, s-new %+v", res, e.sub("s-new"))
 	}
 	if u := e.user("u"); u.SubscriptionID != "s-new" || u.PlanID != "pro" || !u.HasAccess(now) {

@@ -37,7 +37,7 @@ func (s *suite) warningTransientFailureRetried(ctx context.Context, t *testing.T
 	}
 	e.wantAudits(billing.AuditWarningSent, failedID, 1)
 	for _, id := range []string{"s1", "s2", "s3"} {
-		e.wantKinds(id, billing.KindExpiring)
+		e.wantKinds(id, billing.NotificationKindExpiring)
 		if !e.sub(id).ExpirationWarningSent {
 			t.Fatalf("%s not marked", id)
 		}
@@ -77,7 +77,7 @@ func (s *suite) warningPermanentFailureNotRetried(ctx context.Context, t *testin
 	if res.TotalFound != 0 || e.notif.Attempts() != attempts {
 		t.Fatalf("second run %+v retried the undeliverable warning (%d attempts, was %d)", res, e.notif.Attempts(), attempts)
 	}
-	e.wantKinds("s-good", billing.KindExpiring)
+	e.wantKinds("s-good", billing.NotificationKindExpiring)
 }
 
 // expiryEmailFailureRetried proves failure mid-work loses nothing: the expiry is stored
@@ -97,7 +97,7 @@ func (s *suite) expiryEmailFailureRetried(ctx context.Context, t *testing.T) {
 	if u := e.user("u"); u.PlanID != "" || u.HasAccess(now) {
 		t.Fatalf("access not revoked before the email: %+v", u)
 	}
-	if sub := e.sub("s"); sub.Status != billing.StatusInactive || sub.Pending == nil {
+	if sub := e.sub("s"); sub.Status != billing.SubscriptionStatusInactive || sub.Pending == nil {
 		t.Fatalf("subscription %s pending=%+v, want inactive with its email pending", sub.Status, sub.Pending)
 	}
 	res, err = e.svc.ProcessExpiredSubscriptions(ctx)
@@ -105,7 +105,7 @@ func (s *suite) expiryEmailFailureRetried(ctx context.Context, t *testing.T) {
 	if res.Resumed != 1 || e.sub("s").Pending != nil {
 		t.Fatalf("second run %+v did not finish", res)
 	}
-	e.wantKinds("s", billing.KindExpired)
+	e.wantKinds("s", billing.NotificationKindExpired)
 	e.wantAudits(billing.AuditAccessRevoked, "u", 1)
 	e.wantAudits(billing.AuditSubscriptionExpired, "s", 1)
 }
@@ -120,7 +120,7 @@ func (s *suite) approvedEmailFailureRetried(ctx context.Context, t *testing.T) {
 	if !errors.Is(err, testkit.ErrTransient) {
 		t.Fatalf("got %v, want the transient email error", err)
 	}
-	if p := e.payment("pay1"); p.Status != billing.PaymentApproved {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %s, want approved despite the email failure", p.Status)
 	}
 	end := e.userSubs("u")[0].CurrentPeriodEnd
@@ -129,7 +129,7 @@ func (s *suite) approvedEmailFailureRetried(ctx context.Context, t *testing.T) {
 	if !res.Duplicate || !e.userSubs("u")[0].CurrentPeriodEnd.Equal(end) {
 		t.Fatalf("redelivery %+v extended again", res)
 	}
-	if e.notif.Count(billing.KindPaymentSuccessful) != 1 || e.notif.Count(billing.KindWelcome) != 1 {
+	if e.notif.Count(billing.NotificationKindPaymentSuccessful) != 1 || e.notif.Count(billing.NotificationKindWelcome) != 1 {
 		t.Fatalf("emails %v, want one confirmation and one welcome", e.sentKinds("pay1"))
 	}
 }
@@ -176,10 +176,10 @@ func (s *suite) concurrentRunsSendEachEmailOnce(ctx context.Context, t *testing.
 	for i := range subs {
 		id := fmt.Sprintf("s%03d", i)
 		if i%2 == 0 {
-			e.wantKinds(id, billing.KindExpiring)
+			e.wantKinds(id, billing.NotificationKindExpiring)
 			e.wantAudits(billing.AuditWarningSent, id, 1)
 		} else {
-			e.wantKinds(id, billing.KindExpired)
+			e.wantKinds(id, billing.NotificationKindExpired)
 			e.wantAudits(billing.AuditSubscriptionExpired, id, 1)
 			e.wantAudits(billing.AuditAccessRevoked, fmt.Sprintf("u%03d", i), 1)
 		}
@@ -220,7 +220,7 @@ func (s *suite) concurrentApproveExtendsOnce(ctx context.Context, t *testing.T) 
 	if sub := e.sub("s"); !sub.CurrentPeriodEnd.Equal(billing.AddMonths(now.Add(10*day), 1)) {
 		t.Fatalf("period end %v, want extended once", sub.CurrentPeriodEnd)
 	}
-	e.wantKinds("pay1", billing.KindPaymentSuccessful)
+	e.wantKinds("pay1", billing.NotificationKindPaymentSuccessful)
 	e.wantAudits(billing.AuditSubscriptionRenewed, "s", 1)
 	e.wantAudits(billing.AuditPaymentApproved, "pay1", 1)
 }

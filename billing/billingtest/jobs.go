@@ -30,8 +30,8 @@ func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	if !res.Success || res.TotalFound != 2 || res.NotificationsSent != 2 || res.Failed != 0 {
 		t.Fatalf("first run = %+v, want 2 found, 2 sent", res)
 	}
-	e.wantKinds("s-ana", billing.KindExpiring)
-	e.wantKinds("s-bia", billing.KindExpiring)
+	e.wantKinds("s-ana", billing.NotificationKindExpiring)
+	e.wantKinds("s-bia", billing.NotificationKindExpiring)
 	e.wantKinds("s-caio")
 	e.wantKinds("s-duda")
 	if n := e.notif.For("s-ana")[0]; n.To.Email != "ana@example.com" || n.Data.DaysRemaining != 3 || !n.Data.PeriodEnd.Equal(now.Add(3*day)) || n.Data.PlanName != "Plan basic" {
@@ -57,8 +57,8 @@ func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	if res.TotalFound != 1 || res.NotificationsSent != 1 || e.notif.Count("") != 3 {
 		t.Fatalf("third run = %+v, want caio's warning only", res)
 	}
-	e.wantKinds("s-caio", billing.KindExpiring)
-	e.wantKinds("s-ana", billing.KindExpiring)
+	e.wantKinds("s-caio", billing.NotificationKindExpiring)
+	e.wantKinds("s-ana", billing.NotificationKindExpiring)
 
 	// Ana pays: the period moves a month on and the warning state resets.
 	testkit.Seed(t, e.st, func() billing.Payment {
@@ -82,7 +82,7 @@ func (s *suite) seedScenario(ctx context.Context, t *testing.T) {
 	}
 	var warnings []billing.Notification
 	for _, n := range e.notif.For("s-ana") {
-		if n.Kind == billing.KindExpiring {
+		if n.Kind == billing.NotificationKindExpiring {
 			warnings = append(warnings, n)
 		}
 	}
@@ -150,10 +150,10 @@ func (s *suite) warningKind(ctx context.Context, t *testing.T) {
 	if res.NotificationsSent != 4 {
 		t.Fatalf("run = %+v, want 4 sent", res)
 	}
-	e.wantKinds("s-manual", billing.KindExpiring)
-	e.wantKinds("s-stripe", billing.KindRenewalUpcoming)
-	e.wantKinds("s-mp", billing.KindRenewalUpcoming)
-	e.wantKinds("s-cancelling", billing.KindExpiring)
+	e.wantKinds("s-manual", billing.NotificationKindExpiring)
+	e.wantKinds("s-stripe", billing.NotificationKindRenewalUpcoming)
+	e.wantKinds("s-mp", billing.NotificationKindRenewalUpcoming)
+	e.wantKinds("s-cancelling", billing.NotificationKindExpiring)
 	if n := e.notif.For("s-stripe")[0]; n.Data.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) || !n.Data.PeriodEnd.Equal(end) {
 		t.Fatalf("renewal notice carries %+v, want the plan price and the charge date", n.Data)
 	}
@@ -176,7 +176,7 @@ func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 		{"auto-renewing grace just over", testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-grace)), billing.GatewayStripe), true},
 		{"past_due beyond grace", func() billing.Subscription {
 			x := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", now.Add(-4*day)), billing.GatewayPayPal)
-			x.Status = billing.StatusPastDue
+			x.Status = billing.SubscriptionStatusPastDue
 			return x
 		}(), true},
 		{"cancelling gets no grace", func() billing.Subscription {
@@ -186,19 +186,19 @@ func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 		}(), true},
 		{"already inactive", func() billing.Subscription {
 			x := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
-			x.Status = billing.StatusInactive
+			x.Status = billing.SubscriptionStatusInactive
 			return x
 		}(), false},
 		{"cancelled", func() billing.Subscription {
 			x := testkit.Subscription("s", "u", "basic", now.Add(-10*day))
-			x.Status = billing.StatusCancelled
+			x.Status = billing.SubscriptionStatusCancelled
 			return x
 		}(), false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			// The gateways say the auto-renewing ones ended: only then do they expire.
-			ended := lookup{"gw-s": answer(billing.GatewaySubscription{Status: billing.StatusCancelled})}
+			ended := lookup{"gw-s": answer(billing.GatewaySubscription{Status: billing.SubscriptionStatusCancelled})}
 			e := s.env(ctx, t, billing.Config{Grace: grace, Renewals: map[string]billing.RenewalLookup{
 				billing.GatewayStripe: ended, billing.GatewayPayPal: ended}},
 				testkit.Plan("basic", billing.CycleMonthly, 2990),
@@ -216,14 +216,14 @@ func (s *suite) processExpired(ctx context.Context, t *testing.T) {
 			if !res.Success || res.TotalFound != 1 || res.Processed != 1 {
 				t.Fatalf("result %+v, want 1 found and processed", res)
 			}
-			if after.Status != billing.StatusInactive {
+			if after.Status != billing.SubscriptionStatusInactive {
 				t.Fatalf("status %s, want inactive", after.Status)
 			}
 			// Access revoked: no plan, inactive, not HasAccess.
-			if u.PlanID != "" || u.Status != billing.StatusInactive || u.HasAccess(e.clock.Now()) {
+			if u.PlanID != "" || u.Status != billing.SubscriptionStatusInactive || u.HasAccess(e.clock.Now()) {
 				t.Fatalf("user keeps access: %+v", u)
 			}
-			e.wantKinds("s", billing.KindExpired)
+			e.wantKinds("s", billing.NotificationKindExpired)
 			e.wantAudits(billing.AuditSubscriptionExpired, "s", 1)
 			e.wantAudits(billing.AuditAccessRevoked, "u", 1)
 			// Idempotent: a second run changes nothing.
@@ -246,7 +246,7 @@ func (s *suite) expiryKeepsAccessFromAnotherSubscription(ctx context.Context, t 
 		testkit.Subscription("s-new", "u", "pro", now.Add(20*day)))
 	res, err := e.svc.ProcessExpiredSubscriptions(ctx)
 	must(t, err, "run")
-	if res.Processed != 1 || e.sub("s-old").Status != billing.StatusInactive {
+	if res.Processed != 1 || e.sub("s-old").Status != billing.SubscriptionStatusInactive {
 		t.Fatalf("s-old not expired: %+v", res)
 	}
 	if u := e.user("u"); u.PlanID != "pro" || u.SubscriptionID != "s-new" || !u.HasAccess(now) {
@@ -269,10 +269,10 @@ func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	}
 	// A missing id is an error, like the gateway's 404.
 	stripe := &countedLookup{RenewalLookup: lookup{
-		"gw-renewed":   answer(billing.GatewaySubscription{ID: "gw-renewed", Status: billing.StatusActive, PeriodStart: end, PeriodEnd: newEnd}),
-		"gw-pending":   answer(billing.GatewaySubscription{ID: "gw-pending", Status: billing.StatusActive, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
-		"gw-cancelled": answer(billing.GatewaySubscription{ID: "gw-cancelled", Status: billing.StatusCancelled, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
-		"gw-far":       answer(billing.GatewaySubscription{ID: "gw-far", Status: billing.StatusActive, PeriodEnd: newEnd}),
+		"gw-renewed":   answer(billing.GatewaySubscription{ID: "gw-renewed", Status: billing.SubscriptionStatusActive, PeriodStart: end, PeriodEnd: newEnd}),
+		"gw-pending":   answer(billing.GatewaySubscription{ID: "gw-pending", Status: billing.SubscriptionStatusActive, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
+		"gw-cancelled": answer(billing.GatewaySubscription{ID: "gw-cancelled", Status: billing.SubscriptionStatusCancelled, PeriodStart: end.AddDate(0, -1, 0), PeriodEnd: end}),
+		"gw-far":       answer(billing.GatewaySubscription{ID: "gw-far", Status: billing.SubscriptionStatusActive, PeriodEnd: newEnd}),
 		"gw-broken":    failure(errors.New("stripe: 500")),
 	}}
 	far := testkit.AutoRenewing(testkit.Subscription("far", "u-far", "basic", now.Add(2*day)), billing.GatewayStripe)
@@ -295,13 +295,13 @@ func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	}
 
 	r := e.sub("renewed")
-	if !r.CurrentPeriodEnd.Equal(newEnd) || !r.CurrentPeriodStart.Equal(end) || r.Status != billing.StatusActive || r.ExpirationWarningSent {
+	if !r.CurrentPeriodEnd.Equal(newEnd) || !r.CurrentPeriodStart.Equal(end) || r.Status != billing.SubscriptionStatusActive || r.ExpirationWarningSent {
 		t.Fatalf("renewed: %+v", r)
 	}
 	if u := e.user("u-renewed"); !u.AccessUntil.Equal(newEnd) || u.PlanID != "basic" {
 		t.Fatalf("access not extended: %+v", u)
 	}
-	e.wantKinds("renewed", billing.KindRenewed)
+	e.wantKinds("renewed", billing.NotificationKindRenewed)
 	e.wantAudits(billing.AuditSubscriptionRenewed, "renewed", 1)
 
 	c := e.sub("cancelled")
@@ -323,7 +323,7 @@ func (s *suite) renewSubscriptions(ctx context.Context, t *testing.T) {
 	e.clock.Set(end)
 	exp, err := e.svc.ProcessExpiredSubscriptions(ctx)
 	must(t, err, "expire run")
-	if e.sub("cancelled").Status != billing.StatusInactive || e.sub("pending").Status != billing.StatusActive {
+	if e.sub("cancelled").Status != billing.SubscriptionStatusInactive || e.sub("pending").Status != billing.SubscriptionStatusActive {
 		t.Fatalf("after the end: %+v; want cancelled expired, pending in grace", exp)
 	}
 }
@@ -367,7 +367,7 @@ func (s *suite) cleanupOldSessions(ctx context.Context, t *testing.T) {
 func (s *suite) cleanupPendingPayments(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	approved := testkit.Payment("approved", "u", "basic", 2990, now.Add(-30*day))
-	approved.Status = billing.PaymentApproved
+	approved.Status = billing.PaymentStatusApproved
 	e := s.env(ctx, t, billing.Config{},
 		testkit.Payment("at-7d", "u", "basic", 2990, now.Add(-7*day)),
 		testkit.Payment("older", "u", "basic", 2990, now.Add(-20*day)),
@@ -378,13 +378,13 @@ func (s *suite) cleanupPendingPayments(ctx context.Context, t *testing.T) {
 	if !res.Success || res.TotalFound != 2 || res.Cleaned != 2 {
 		t.Fatalf("result %+v, want 2 cleaned", res)
 	}
-	for id, want := range map[string]billing.PaymentStatus{"at-7d": billing.PaymentCancelled, "older": billing.PaymentCancelled,
-		"7d-minus-1ms": billing.PaymentPending, "approved": billing.PaymentApproved} {
+	for id, want := range map[string]billing.PaymentStatus{"at-7d": billing.PaymentStatusCancelled, "older": billing.PaymentStatusCancelled,
+		"7d-minus-1ms": billing.PaymentStatusPending, "approved": billing.PaymentStatusApproved} {
 		p := e.payment(id)
 		if p.Status != want {
 			t.Fatalf("payment %s is %s, want %s", id, p.Status, want)
 		}
-		if want == billing.PaymentCancelled && (p.Reason == "" || !p.ProcessedAt.Equal(now)) {
+		if want == billing.PaymentStatusCancelled && (p.Reason == "" || !p.ProcessedAt.Equal(now)) {
 			t.Fatalf("payment %s cancelled without reason or time: %+v", id, p)
 		}
 	}

@@ -64,10 +64,10 @@ func (s *suite) noWelcomeWhenRenewingSeedSubscription(ctx context.Context, t *te
 		testkit.UserWithAccess("u", "basic", "seed_sub", end), testkit.Subscription("seed_sub", "u", "basic", end), pay)
 	_, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 	must(t, err, "ProcessApproved")
-	if n := e.notif.Count(billing.KindWelcome); n != 0 {
+	if n := e.notif.Count(billing.NotificationKindWelcome); n != 0 {
 		t.Fatalf("%d welcome emails on a renewal of an existing subscription, want 0", n)
 	}
-	if n := e.notif.Count(billing.KindPaymentSuccessful); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindPaymentSuccessful); n != 1 {
 		t.Fatalf("%d payment emails, want 1", n)
 	}
 	if got, want := e.sub("seed_sub").CurrentPeriodEnd, billing.AddMonths(end, 1); !got.Equal(want) {

@@ -42,7 +42,7 @@ func (s *suite) processorWaitsForABusyPayment(ctx context.Context, t *testing.T)
 			if tc.wantErr != nil && billing.Permanent(err) {
 				t.Fatalf("%v must be retryable", err)
 			}
-			if got := e.payment("pay1").Status == billing.PaymentApproved; got != tc.approved {
+			if got := e.payment("pay1").Status == billing.PaymentStatusApproved; got != tc.approved {
 				t.Fatalf("approved = %v, want %v", got, tc.approved)
 			}
 			if !tc.approved && len(e.userSubs("u")) != 0 {

@@ -26,7 +26,7 @@ func (s *suite) approvalAfterCleanup(ctx context.Context, t *testing.T) {
 	must(t, err, "ProcessApproved of the cancelled payment")
 	p, err := e.st.GetPayment(ctx, "pay1")
 	must(t, err, "GetPayment")
-	if p.Status != billing.PaymentApproved || got.SubscriptionID == "" {
+	if p.Status != billing.PaymentStatusApproved || got.SubscriptionID == "" {
 		t.Fatalf("payment %s (result %+v), want approved with a subscription", p.Status, got)
 	}
 	if u := e.user("u1"); !u.HasAccess(now) {
@@ -64,11 +64,11 @@ func (s *suite) cleanupRacingApproval(ctx context.Context, t *testing.T) {
 	must(t, err, "ProcessApproved")
 	p, err := e.st.GetPayment(ctx, "pay1")
 	must(t, err, "GetPayment")
-	if p.Status != billing.PaymentApproved {
+	if p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %s after racing the cleanup, want approved", p.Status)
 	}
 	sub := e.sub(res.SubscriptionID)
-	if want := billing.AddMonths(now, 1); !sub.CurrentPeriodEnd.Equal(want) || sub.Status != billing.StatusActive {
+	if want := billing.AddMonths(now, 1); !sub.CurrentPeriodEnd.Equal(want) || sub.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("subscription %s until %v, want active until %v (one cycle)", sub.Status, sub.CurrentPeriodEnd, want)
 	}
 }

@@ -39,7 +39,7 @@ func (s *suite) previewChangesNothing(ctx context.Context, t *testing.T) {
 			t.Errorf("%s: Job.Preview %+v differs from Service.Preview %+v", job.ID, got, p)
 		}
 	}
-	if e.notif.Attempts() != before || e.sub("soon").ExpirationWarningSent || e.sub("late").Status != billing.StatusActive {
+	if e.notif.Attempts() != before || e.sub("soon").ExpirationWarningSent || e.sub("late").Status != billing.SubscriptionStatusActive {
 		t.Fatal("a preview changed state or sent a notification")
 	}
 	// The jobs then find exactly what the previews announced.

@@ -39,7 +39,7 @@ func (s *suite) approveFirstPaymentAndTwice(ctx context.Context, t *testing.T) {
 	}
 	sub := e.sub(res.SubscriptionID)
 	want := billing.AddMonths(now, 1)
-	if sub.Status != billing.StatusActive || sub.PlanID != "basic" || sub.UserID != "u" || !sub.CurrentPeriodStart.Equal(now) ||
+	if sub.Status != billing.SubscriptionStatusActive || sub.PlanID != "basic" || sub.UserID != "u" || !sub.CurrentPeriodStart.Equal(now) ||
 		!sub.CurrentPeriodEnd.Equal(want) || !reflect.DeepEqual(sub.AppliedPayments, []string{"pay1"}) {
 		t.Fatalf("created subscription %+v, want active basic %v..%v", sub, now, want)
 	}
@@ -48,10 +48,10 @@ func (s *suite) approveFirstPaymentAndTwice(ctx context.Context, t *testing.T) {
 		t.Fatalf("user access %+v", u)
 	}
 	p := e.payment("pay1")
-	if p.Status != billing.PaymentApproved || p.SubscriptionID != sub.ID || !p.ProcessedAt.Equal(now) || p.GatewayPaymentID != "pi_1" {
+	if p.Status != billing.PaymentStatusApproved || p.SubscriptionID != sub.ID || !p.ProcessedAt.Equal(now) || p.GatewayPaymentID != "pi_1" {
 		t.Fatalf("payment %+v", p)
 	}
-	e.wantKindSet("pay1", billing.KindPaymentSuccessful, billing.KindWelcome)
+	e.wantKindSet("pay1", billing.NotificationKindPaymentSuccessful, billing.NotificationKindWelcome)
 	e.wantAudits(billing.AuditSubscriptionCreated, sub.ID, 1)
 	e.wantAudits(billing.AuditPaymentApproved, "pay1", 1)
 	e.wantAudits(billing.AuditUserPlanUpdated, "u", 1)
@@ -90,7 +90,7 @@ func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 		}, "basic", time.Date(2030, time.January, 31, 12, 0, 0, 0, time.UTC), time.Date(2030, time.February, 28, 12, 0, 0, 0, time.UTC)},
 		{"lapsed: from now", func() billing.Subscription {
 			x := testkit.Subscription("s", "u", "basic", now.Add(-5*day))
-			x.Status = billing.StatusInactive
+			x.Status = billing.SubscriptionStatusInactive
 			return x
 		}, "basic", now, billing.AddMonths(now, 1)},
 		{"active but past its end: from now", func() billing.Subscription {
@@ -109,20 +109,20 @@ func (s *suite) approveRenews(ctx context.Context, t *testing.T) {
 			res, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
 			must(t, err, "ProcessApproved")
 			got := e.sub("s")
-			if res.SubscriptionID != "s" || got.Status != billing.StatusActive || !got.CurrentPeriodStart.Equal(c.wantStart) || !got.CurrentPeriodEnd.Equal(c.wantEnd) {
+			if res.SubscriptionID != "s" || got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodStart.Equal(c.wantStart) || !got.CurrentPeriodEnd.Equal(c.wantEnd) {
 				t.Fatalf("renewed %+v, want active %v..%v", got, c.wantStart, c.wantEnd)
 			}
 			if got.ExpirationWarningSent || got.ExpirationWarningDays != 0 {
 				t.Fatalf("warning state not reset: %+v", got)
 			}
-			if got.PlanID != c.plan || got.BillingCycle != map[string]billing.BillingCycle{"basic": billing.CycleMonthly, "pro": billing.CycleYearly}[c.plan] {
+			if got.PlanID != c.plan || got.BillingCycle != map[string]billing.Cycle{"basic": billing.CycleMonthly, "pro": billing.CycleYearly}[c.plan] {
 				t.Fatalf("plan %s/%s, want %s", got.PlanID, got.BillingCycle, c.plan)
 			}
 			u := e.user("u")
-			if u.PlanID != c.plan || !u.AccessUntil.Equal(c.wantEnd) || u.Status != billing.StatusActive {
+			if u.PlanID != c.plan || !u.AccessUntil.Equal(c.wantEnd) || u.Status != billing.SubscriptionStatusActive {
 				t.Fatalf("user %+v", u)
 			}
-			e.wantKinds("pay1", billing.KindPaymentSuccessful) // no welcome: not the first subscription
+			e.wantKinds("pay1", billing.NotificationKindPaymentSuccessful) // no welcome: not the first subscription
 			e.wantAudits(billing.AuditSubscriptionRenewed, "s", 1)
 			switched := 0
 			if c.plan != "basic" {
@@ -142,12 +142,12 @@ func (s *suite) welcomeOnlyOnFirstSubscription(ctx context.Context, t *testing.T
 		_, err := e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: id})
 		must(t, err, "ProcessApproved "+id)
 	}
-	if n := e.notif.Count(billing.KindWelcome); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindWelcome); n != 1 {
 		t.Fatalf("%d welcome emails, want 1", n)
 	}
-	e.wantKindSet("pay1", billing.KindPaymentSuccessful, billing.KindWelcome)
-	e.wantKinds("pay2", billing.KindPaymentSuccessful)
-	e.wantKinds("pay3", billing.KindPaymentSuccessful)
+	e.wantKindSet("pay1", billing.NotificationKindPaymentSuccessful, billing.NotificationKindWelcome)
+	e.wantKinds("pay2", billing.NotificationKindPaymentSuccessful)
+	e.wantKinds("pay3", billing.NotificationKindPaymentSuccessful)
 	subs := e.userSubs("u")
 	if len(subs) != 1 || !subs[0].CurrentPeriodEnd.Equal(billing.AddMonths(testkit.Epoch, 3)) {
 		t.Fatalf("three payments: %+v, want one subscription three months long", subs)
@@ -172,12 +172,12 @@ func (s *suite) failAndCancelTransitions(ctx context.Context, t *testing.T) {
 		wantEmail bool
 		wantAudit string
 	}{
-		{"pending to failed", billing.PaymentPending, fail, billing.PaymentFailed, nil, true, billing.AuditPaymentFailed},
-		{"pending to cancelled", billing.PaymentPending, cancel, billing.PaymentCancelled, nil, false, billing.AuditPaymentCancelled},
-		{"failed to cancelled", billing.PaymentFailed, cancel, billing.PaymentCancelled, nil, false, billing.AuditPaymentCancelled},
-		{"approved cannot fail", billing.PaymentApproved, fail, billing.PaymentApproved, billing.ErrInvalidTransition, false, ""},
-		{"approved cannot be cancelled", billing.PaymentApproved, cancel, billing.PaymentApproved, billing.ErrInvalidTransition, false, ""},
-		{"cancelled cannot fail", billing.PaymentCancelled, fail, billing.PaymentCancelled, billing.ErrInvalidTransition, false, ""},
+		{"pending to failed", billing.PaymentStatusPending, fail, billing.PaymentStatusFailed, nil, true, billing.AuditPaymentFailed},
+		{"pending to cancelled", billing.PaymentStatusPending, cancel, billing.PaymentStatusCancelled, nil, false, billing.AuditPaymentCancelled},
+		{"failed to cancelled", billing.PaymentStatusFailed, cancel, billing.PaymentStatusCancelled, nil, false, billing.AuditPaymentCancelled},
+		{"approved cannot fail", billing.PaymentStatusApproved, fail, billing.PaymentStatusApproved, billing.ErrInvalidTransition, false, ""},
+		{"approved cannot be cancelled", billing.PaymentStatusApproved, cancel, billing.PaymentStatusApproved, billing.ErrInvalidTransition, false, ""},
+		{"cancelled cannot fail", billing.PaymentStatusCancelled, fail, billing.PaymentStatusCancelled, billing.ErrInvalidTransition, false, ""},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -208,7 +208,7 @@ func (s *suite) failAndCancelTransitions(ctx context.Context, t *testing.T) {
 			}
 			e.wantAudits(c.wantAudit, "pay1", 1)
 			if c.wantEmail {
-				e.wantKinds("pay1", billing.KindPaymentFailed)
+				e.wantKinds("pay1", billing.NotificationKindPaymentFailed)
 				if n := e.notif.For("pay1")[0]; n.Data.Reason != "card declined" || n.To.Email != "u@example.com" {
 					t.Fatalf("payment failed email %+v", n)
 				}
@@ -264,10 +264,10 @@ func (s *suite) processorBadInput(ctx context.Context, t *testing.T) {
 		{"approve: unknown plan", ptr(payment("bad", "u", "gold", forSub("s"))), approve("bad"), billing.ErrUnknownPlan},
 		{"fail: empty id", nil, failP(""), billing.ErrInvalidInput},
 		{"fail: unknown payment", nil, failP("ghost"), billing.ErrUnknownPayment},
-		{"fail: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentApproved })), failP("bad"), billing.ErrInvalidTransition},
+		{"fail: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentStatusApproved })), failP("bad"), billing.ErrInvalidTransition},
 		{"fail: negative amount", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Amount.Amount = -500 })), failP("bad"), billing.ErrInvalidAmount},
 		{"cancel: unknown payment", nil, cancelP("ghost"), billing.ErrUnknownPayment},
-		{"cancel: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentApproved })), cancelP("bad"), billing.ErrInvalidTransition},
+		{"cancel: approved payment", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Status = billing.PaymentStatusApproved })), cancelP("bad"), billing.ErrInvalidTransition},
 		{"cancel: negative amount", ptr(payment("bad", "u", "basic", func(p *billing.Payment) { p.Amount.Amount = -1 })), cancelP("bad"), billing.ErrInvalidAmount},
 	}
 	for _, c := range cases {

@@ -23,7 +23,7 @@ func (s *suite) reversalEnv(ctx context.Context, t *testing.T, cfg billing.Confi
 
 func refund(amount int64) billing.ReversalParams {
 	return billing.ReversalParams{Gateway: billing.GatewayStripe, GatewayPaymentIDs: []string{"ch_1", "in_1"},
-		Kind: billing.ReversalRefund, Refunded: billing.Money{Amount: amount, Currency: "BRL"}, Reason: "requested_by_customer",
+		Kind: billing.ReversalKindRefund, Refunded: billing.Money{Amount: amount, Currency: "BRL"}, Reason: "requested_by_customer",
 		Actor: billing.GatewayStripe}
 }
 
@@ -47,13 +47,13 @@ func (s *suite) refundEndsAccessAtOnce(ctx context.Context, t *testing.T) {
 	if p.Status != billing.PaymentRefunded || p.RefundedAmount != 2990 || p.ReversalReason != "requested_by_customer" || !p.ReversedAt.Equal(e.clock.Now()) {
 		t.Fatalf("payment %+v, want refunded 2990", p)
 	}
-	if got := e.sub(sub.ID); got.Status != billing.StatusCancelled || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
+	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusCancelled || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
 		t.Fatalf("subscription %s ending %v, want cancelled", got.Status, got.CurrentPeriodEnd)
 	}
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) || u.PlanID != "" {
 		t.Fatalf("user %+v still has access after a full refund", u)
 	}
-	e.wantKinds("pay1", billing.KindPaymentReversed)
+	e.wantKinds("pay1", billing.NotificationKindPaymentReversed)
 	n := e.notif.For("pay1")[0]
 	if n.Data.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) || n.Data.Reason != string(billing.PaymentRefunded) || !n.Data.PeriodEnd.Equal(e.clock.Now()) {
 		t.Fatalf("payment_reversed data %+v, want 2990 BRL refunded, access ending now", n.Data)
@@ -64,15 +64,15 @@ func (s *suite) refundEndsAccessAtOnce(ctx context.Context, t *testing.T) {
 	e.noPending()
 }
 
-// refundAtPeriodEndKeepsAccessUntilThen proves Config.ReversalAccess RevokeAtPeriodEnd sets
+// refundAtPeriodEndKeepsAccessUntilThen proves Config.ReversalAccess ReversalAccessAtPeriodEnd sets
 // the subscription to cancel at its period end and keeps access until then; the email says
 // when access ends.
 func (s *suite) refundAtPeriodEndKeepsAccessUntilThen(ctx context.Context, t *testing.T) {
-	e, sub := s.reversalEnv(ctx, t, billing.Config{ReversalAccess: billing.RevokeAtPeriodEnd})
+	e, sub := s.reversalEnv(ctx, t, billing.Config{ReversalAccess: billing.ReversalAccessAtPeriodEnd})
 	_, err := e.svc.Processor().ProcessReversal(ctx, refund(2990))
 	must(t, err, "ProcessReversal")
 	got := e.sub(sub.ID)
-	if got.Status != billing.StatusActive || !got.CancelAtPeriodEnd || got.AutoRenews() {
+	if got.Status != billing.SubscriptionStatusActive || !got.CancelAtPeriodEnd || got.AutoRenews() {
 		t.Fatalf("subscription %+v, want active and cancelling at period end", got)
 	}
 	if u := e.user("u"); !u.HasAccess(e.clock.Now()) || !u.AccessUntil.Equal(sub.CurrentPeriodEnd) {
@@ -97,7 +97,7 @@ func (s *suite) partialRefundChangesNoAccess(ctx context.Context, t *testing.T) 
 	before := e.snapshot([]string{"u"}, nil)
 	_, err := e.svc.Processor().ProcessReversal(ctx, refund(1000))
 	must(t, err, "ProcessReversal")
-	if p := e.payment("pay1"); p.Status != billing.PaymentApproved || p.RefundedAmount != 1000 {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved || p.RefundedAmount != 1000 {
 		t.Fatalf("payment %s refunded %d, want approved with 1000 refunded", p.Status, p.RefundedAmount)
 	}
 	after := e.snapshot([]string{"u"}, nil)
@@ -108,7 +108,7 @@ func (s *suite) partialRefundChangesNoAccess(ctx context.Context, t *testing.T) 
 	// The rest refunded later is a full refund.
 	_, err = e.svc.Processor().ProcessReversal(ctx, refund(2990))
 	must(t, err, "second refund")
-	if got := e.sub(sub.ID); got.Status != billing.StatusCancelled {
+	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusCancelled {
 		t.Fatalf("subscription %s after the rest was refunded, want cancelled", got.Status)
 	}
 }
@@ -128,7 +128,7 @@ func (s *suite) reversalOfOlderPaymentKeepsCurrentPeriod(ctx context.Context, t 
 	if p := e.payment("pay1"); p.Status != billing.PaymentRefunded {
 		t.Fatalf("older payment %s, want refunded", p.Status)
 	}
-	if got := e.sub(sub.ID); got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(renewed.CurrentPeriodEnd) || got.CancelAtPeriodEnd {
+	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(renewed.CurrentPeriodEnd) || got.CancelAtPeriodEnd {
 		t.Fatalf("subscription %+v changed by the refund of an older payment", got)
 	}
 	if u := e.user("u"); !reflect.DeepEqual(u, access) {
@@ -147,7 +147,7 @@ func (s *suite) replayedReversalChangesNothing(ctx context.Context, t *testing.T
 	must(t, err, "ProcessReversal")
 	before := e.snapshot([]string{"u"}, []string{"pay1"})
 	e.clock.Advance(time.Hour)
-	for _, p := range []billing.ReversalParams{refund(2990), refund(1000), chargeback(billing.ReversalChargeback)} {
+	for _, p := range []billing.ReversalParams{refund(2990), refund(1000), chargeback(billing.ReversalKindChargeback)} {
 		res, err := pp.ProcessReversal(ctx, p)
 		must(t, err, "replay")
 		if !res.Duplicate {
@@ -169,7 +169,7 @@ func (s *suite) replayedReversalChangesNothing(ctx context.Context, t *testing.T
 func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 	e, sub := s.reversalEnv(ctx, t, billing.Config{})
 	pp := e.svc.Processor()
-	_, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalChargeback))
+	_, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalKindChargeback))
 	must(t, err, "chargeback")
 	if p := e.payment("pay1"); p.Status != billing.PaymentChargedBack || p.ReversalReason != "fraudulent" {
 		t.Fatalf("payment %+v, want charged back", p)
@@ -177,25 +177,25 @@ func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) {
 		t.Fatalf("user %+v kept access after a chargeback", u)
 	}
-	e.wantKinds("pay1", billing.KindPaymentReversed)
-	if res, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalChargeback)); err != nil || !res.Duplicate {
+	e.wantKinds("pay1", billing.NotificationKindPaymentReversed)
+	if res, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalKindChargeback)); err != nil || !res.Duplicate {
 		t.Fatalf("dispute lost after the chargeback: %+v, %v; want a duplicate", res, err)
 	}
 	e.clock.Advance(24 * time.Hour)
-	_, err = pp.ProcessReversal(ctx, chargeback(billing.ReversalDisputeWon))
+	_, err = pp.ProcessReversal(ctx, chargeback(billing.ReversalKindDisputeWon))
 	must(t, err, "dispute won")
-	if p := e.payment("pay1"); p.Status != billing.PaymentApproved || !p.ReversedAt.IsZero() {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusApproved || !p.ReversedAt.IsZero() {
 		t.Fatalf("payment %+v, want approved again", p)
 	}
 	got := e.sub(sub.ID)
-	if got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
+	if got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
 		t.Fatalf("subscription %+v, want active again through %v", got, sub.CurrentPeriodEnd)
 	}
 	if u := e.user("u"); !u.HasAccess(e.clock.Now()) || u.SubscriptionID != sub.ID {
 		t.Fatalf("user %+v, want access restored", u)
 	}
 	e.wantAudits(billing.AuditPaymentDisputeWon, "pay1", 1)
-	e.wantKinds("pay1", billing.KindPaymentReversed) // nothing more sent
+	e.wantKinds("pay1", billing.NotificationKindPaymentReversed) // nothing more sent
 	e.noPending()
 }
 
@@ -227,7 +227,7 @@ func (s *suite) renewalFromTwoSourcesOnce(ctx context.Context, t *testing.T) {
 	next := billing.AddMonths(end, 1)
 	sub := testkit.AutoRenewing(testkit.Subscription("s", "u", "basic", end), billing.GatewayStripe)
 	e := s.env(ctx, t, billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: lookup{
-		"gw-s": answer(billing.GatewaySubscription{ID: "gw-s", Status: billing.StatusActive, PeriodStart: end, PeriodEnd: next}),
+		"gw-s": answer(billing.GatewaySubscription{ID: "gw-s", Status: billing.SubscriptionStatusActive, PeriodStart: end, PeriodEnd: next}),
 	}}}, testkit.Plan("basic", billing.CycleMonthly, 2990), testkit.UserWithAccess("u", "basic", "s", end), sub)
 	res, err := e.svc.RenewSubscriptions(ctx)
 	must(t, err, "RenewSubscriptions")
@@ -240,7 +240,7 @@ func (s *suite) renewalFromTwoSourcesOnce(ctx context.Context, t *testing.T) {
 		t.Fatalf("period end %v, want %v", got.CurrentPeriodEnd, next)
 	}
 	e.wantAudits(billing.AuditSubscriptionRenewed, "s", 1)
-	if n := e.notif.Count(billing.KindRenewed) + e.notif.Count(billing.KindPaymentSuccessful); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindRenewed) + e.notif.Count(billing.NotificationKindPaymentSuccessful); n != 1 {
 		t.Fatalf("%d renewed/payment emails for one renewal (%v), want 1", n, e.sentKinds("s"))
 	}
 	e.sentOncePerKey()

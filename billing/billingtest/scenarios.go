@@ -37,13 +37,13 @@ func (s *suite) paymentBetweenClaimAndExpiry(ctx context.Context, t *testing.T) 
 		t.Fatal("the sweep claimed nothing")
 	}
 	got := e.sub("s1")
-	if got.Status != billing.StatusActive || !got.CurrentPeriodEnd.After(now) {
+	if got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.After(now) {
 		t.Fatalf("paid subscription is %s until %v, want active into the future", got.Status, got.CurrentPeriodEnd)
 	}
 	if u := e.user("u1"); !u.HasAccess(now) {
 		t.Fatalf("user who paid has no access: %+v", u)
 	}
-	if k := e.sentKinds("s1"); slices.Contains(k, billing.KindExpired) {
+	if k := e.sentKinds("s1"); slices.Contains(k, billing.NotificationKindExpired) {
 		t.Fatalf("user who paid was emailed %v", k)
 	}
 	if res.Processed != 0 || res.Skipped != 1 {
@@ -58,13 +58,13 @@ func (s *suite) hostCancelsBetweenClaimAndWarning(ctx context.Context, t *testin
 	sub := testkit.Subscription("s1", "u1", "basic", testkit.Epoch.Add(2*day))
 	e := s.env(ctx, t, billing.Config{}, basic, testkit.UserWithAccess("u1", "basic", "s1", sub.CurrentPeriodEnd), sub)
 	hook := &hookStore{Store: e.st, afterClaim: func(ctx context.Context, _ []billing.Subscription) {
-		if err := s.opts.HostWrite(ctx, e.st, "s1", billing.FieldStatus, string(billing.StatusCancelled)); err != nil {
+		if err := s.opts.HostWrite(ctx, e.st, "s1", billing.FieldStatus, string(billing.SubscriptionStatusCancelled)); err != nil {
 			t.Errorf("host write: %v", err)
 		}
 	}}
 	res, err := e.service(hook, billing.Config{}).CheckExpiringSubscriptions(ctx)
 	must(t, err, "CheckExpiringSubscriptions")
-	if got := e.sub("s1"); got.Status != billing.StatusCancelled || got.ExpirationWarningSent {
+	if got := e.sub("s1"); got.Status != billing.SubscriptionStatusCancelled || got.ExpirationWarningSent {
 		t.Fatalf("record is %s, warned=%v; want the host's cancelled, not warned", got.Status, got.ExpirationWarningSent)
 	}
 	if n := e.notif.Count(""); n != 0 || res.NotificationsSent != 0 {
@@ -91,8 +91,8 @@ func (s *suite) hostWriteToAnotherFieldSurvives(ctx context.Context, t *testing.
 	if got.PlanID != "pro" {
 		t.Fatalf("plan_id is %q after the job's write, want the host's %q", got.PlanID, "pro")
 	}
-	if !got.ExpirationWarningSent || e.notif.Count(billing.KindExpiring) != 1 {
-		t.Fatalf("warned=%v, %d warnings; want the warning sent and marked", got.ExpirationWarningSent, e.notif.Count(billing.KindExpiring))
+	if !got.ExpirationWarningSent || e.notif.Count(billing.NotificationKindExpiring) != 1 {
+		t.Fatalf("warned=%v, %d warnings; want the warning sent and marked", got.ExpirationWarningSent, e.notif.Count(billing.NotificationKindExpiring))
 	}
 	e.noPending()
 }
@@ -282,10 +282,10 @@ func (s *suite) autoRenewingAskedBeforeExpiry(ctx context.Context, t *testing.T)
 		records = append(records, testkit.UserWithAccess("u-"+id, "basic", id, end), mk(id))
 	}
 	e := s.env(ctx, t, billing.Config{}, records...)
-	next := billing.GatewaySubscription{Status: billing.StatusActive, PeriodStart: end, PeriodEnd: billing.AddMonths(end, 1)}
+	next := billing.GatewaySubscription{Status: billing.SubscriptionStatusActive, PeriodStart: end, PeriodEnd: billing.AddMonths(end, 1)}
 	svc := e.service(e.st, billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayStripe: lookup{
 		"gw-renewed": answer(next),
-		"gw-ended":   answer(billing.GatewaySubscription{Status: billing.StatusCancelled, PeriodEnd: end}),
+		"gw-ended":   answer(billing.GatewaySubscription{Status: billing.SubscriptionStatusCancelled, PeriodEnd: end}),
 		"gw-blank":   answer(billing.GatewaySubscription{}),
 		"gw-broken":  func() (billing.GatewaySubscription, error) { return billing.GatewaySubscription{}, errors.New("503") },
 	}}})
@@ -294,20 +294,20 @@ func (s *suite) autoRenewingAskedBeforeExpiry(ctx context.Context, t *testing.T)
 	if res.Processed != 1 || res.Renewed != 1 || res.Failed != 2 {
 		t.Fatalf("result %+v, want 1 expired, 1 renewed, 2 failed", res)
 	}
-	if got := e.sub("renewed"); got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(next.PeriodEnd) {
+	if got := e.sub("renewed"); got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(next.PeriodEnd) {
 		t.Fatalf("renewed: %s until %v", got.Status, got.CurrentPeriodEnd)
 	}
 	if u := e.user("u-renewed"); !u.HasAccess(now) {
 		t.Fatalf("renewed user lost access: %+v", u)
 	}
-	if k := e.sentKinds("renewed"); !slices.Equal(k, []billing.NotificationKind{billing.KindRenewed}) {
+	if k := e.sentKinds("renewed"); !slices.Equal(k, []billing.NotificationKind{billing.NotificationKindRenewed}) {
 		t.Fatalf("renewed got %v", k)
 	}
-	if got := e.sub("ended"); got.Status != billing.StatusInactive {
+	if got := e.sub("ended"); got.Status != billing.SubscriptionStatusInactive {
 		t.Fatalf("ended: %s, want inactive", got.Status)
 	}
 	for _, id := range []string{"blank", "broken"} {
-		if got := e.sub(id); got.Status != billing.StatusActive || len(e.sentKinds(id)) != 0 {
+		if got := e.sub(id); got.Status != billing.SubscriptionStatusActive || len(e.sentKinds(id)) != 0 {
 			t.Fatalf("%s: %s with %v; a failed lookup must change nothing", id, got.Status, e.sentKinds(id))
 		}
 	}
@@ -326,7 +326,7 @@ func (s *suite) renewUnknownStatus(ctx context.Context, t *testing.T) {
 	if res.Failed != 1 || res.Cancelling != 0 || res.Renewed != 0 {
 		t.Fatalf("result %+v, want 1 failed", res)
 	}
-	if got := e.sub("s1"); got.CancelAtPeriodEnd || got.Status != billing.StatusActive {
+	if got := e.sub("s1"); got.CancelAtPeriodEnd || got.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("record %+v changed on an unknown answer", got)
 	}
 }
@@ -337,11 +337,11 @@ func (s *suite) renewReconcilesExpired(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	end := now.Add(-5 * day)
 	sub := testkit.AutoRenewing(testkit.Subscription("s1", "u1", "basic", end), billing.GatewayStripe)
-	sub.Status = billing.StatusInactive
+	sub.Status = billing.SubscriptionStatusInactive
 	u := testkit.User("u1")
-	u.SubscriptionID, u.Status, u.AccessUntil = "s1", billing.StatusInactive, end
+	u.SubscriptionID, u.Status, u.AccessUntil = "s1", billing.SubscriptionStatusInactive, end
 	e := s.env(ctx, t, billing.Config{}, basic, u, sub)
-	next := billing.GatewaySubscription{Status: billing.StatusActive, PeriodStart: end, PeriodEnd: billing.AddMonths(end, 1)}
+	next := billing.GatewaySubscription{Status: billing.SubscriptionStatusActive, PeriodStart: end, PeriodEnd: billing.AddMonths(end, 1)}
 	svc := e.service(e.st, billing.Config{Renewals: map[string]billing.RenewalLookup{
 		billing.GatewayStripe: lookup{"gw-s1": answer(next)}}})
 	res, err := svc.RenewSubscriptions(ctx)
@@ -349,7 +349,7 @@ func (s *suite) renewReconcilesExpired(ctx context.Context, t *testing.T) {
 	if res.Renewed != 1 {
 		t.Fatalf("result %+v, want the expired subscription renewed", res)
 	}
-	if got := e.sub("s1"); got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(next.PeriodEnd) {
+	if got := e.sub("s1"); got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(next.PeriodEnd) {
 		t.Fatalf("record %s until %v", got.Status, got.CurrentPeriodEnd)
 	}
 	if got := e.user("u1"); !got.HasAccess(now) || got.PlanID != "basic" {
@@ -366,7 +366,7 @@ func (s *suite) expiryKeepsOtherAccess(ctx context.Context, t *testing.T) {
 	old := testkit.Subscription("old", "u1", "basic", now.Add(-time.Hour))
 	live := testkit.Subscription("new", "u1", "pro", now.Add(20*day))
 	u := testkit.User("u1")
-	u.PlanID, u.Status, u.AccessUntil = "pro", billing.StatusActive, live.CurrentPeriodEnd
+	u.PlanID, u.Status, u.AccessUntil = "pro", billing.SubscriptionStatusActive, live.CurrentPeriodEnd
 	e := s.env(ctx, t, billing.Config{}, basic, testkit.Plan("pro", billing.CycleMonthly, 4990), u, old, live)
 	res, err := e.svc.ProcessExpiredSubscriptions(ctx)
 	must(t, err, "ProcessExpiredSubscriptions")
@@ -399,14 +399,14 @@ func (s *suite) processorKeepsHostWrites(ctx context.Context, t *testing.T) {
 	sub := testkit.AutoRenewing(testkit.Subscription("s1", "u1", "basic", now.Add(10*day)), billing.GatewayStripe)
 	e := s.env(ctx, t, billing.Config{}, basic, testkit.UserWithAccess("u1", "basic", "s1", sub.CurrentPeriodEnd), sub)
 	read := e.sub("s1")
-	must(t, s.opts.HostWrite(ctx, e.st, "s1", billing.FieldStatus, string(billing.StatusCancelled)), "host write")
+	must(t, s.opts.HostWrite(ctx, e.st, "s1", billing.FieldStatus, string(billing.SubscriptionStatusCancelled)), "host write")
 	changed := read
 	changed.CancelAtPeriodEnd, changed.UpdatedAt = true, now
 	_, err := billing.UpdateSubscription(ctx, e.st, read, changed)
 	if !errors.Is(err, billing.ErrConflict) {
 		t.Fatalf("write from a stale read: %v, want ErrConflict", err)
 	}
-	if got := e.sub("s1"); got.Status != billing.StatusCancelled || got.CancelAtPeriodEnd {
+	if got := e.sub("s1"); got.Status != billing.SubscriptionStatusCancelled || got.CancelAtPeriodEnd {
 		t.Fatalf("record %s cancel_at_period_end=%v, want the host's state untouched", got.Status, got.CancelAtPeriodEnd)
 	}
 }
@@ -428,7 +428,7 @@ func (s *suite) recordWriteFailsAfterSend(ctx context.Context, t *testing.T) {
 	e.clock.Advance(day)
 	_, err := svc.CheckExpiringSubscriptions(ctx)
 	must(t, err, "CheckExpiringSubscriptions after the leases")
-	if n := e.notif.Count(billing.KindExpiring); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindExpiring); n != 1 {
 		t.Fatalf("warning delivered %d times, want once", n)
 	}
 	rec, err := e.st.GetNotification(ctx, e.notif.Sent()[0].Key)
@@ -479,14 +479,14 @@ func (s *suite) stuckWarningDoesNotBlockExpiry(ctx context.Context, t *testing.T
 	}
 	// The expired email fails too (same mailbox) and stays pending; the expiry and the
 	// access change are stored all the same.
-	if got := e.sub("s1"); got.Status != billing.StatusInactive {
+	if got := e.sub("s1"); got.Status != billing.SubscriptionStatusInactive {
 		t.Fatalf("subscription is %s three days after its end, want inactive (pending: %+v)", got.Status, got.Pending)
 	}
 	if u := e.user("u1"); u.PlanID != "" {
 		t.Fatalf("user %+v kept the plan after the period ended", u)
 	}
 	for _, n := range e.notif.Sent() {
-		if n.Kind == billing.KindExpiring {
+		if n.Kind == billing.NotificationKindExpiring {
 			t.Fatalf("the stale warning went out after the period: %+v", n)
 		}
 	}
@@ -499,10 +499,10 @@ func (s *suite) stuckWarningDoesNotBlockExpiry(ctx context.Context, t *testing.T
 func (s *suite) revokeAfterHostRegrant(ctx context.Context, t *testing.T) {
 	now := testkit.Epoch
 	x := testkit.Subscription("x", "u1", "basic", now.Add(-40*day))
-	x.Status = billing.StatusInactive
+	x.Status = billing.SubscriptionStatusInactive
 	y := testkit.Subscription("y", "u1", "basic", now.Add(-time.Hour))
 	u := testkit.User("u1")
-	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = "basic", "x", billing.StatusActive, y.CurrentPeriodEnd
+	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = "basic", "x", billing.SubscriptionStatusActive, y.CurrentPeriodEnd
 	e := s.env(ctx, t, billing.Config{}, basic, u, x, y)
 	res, err := e.svc.ProcessExpiredSubscriptions(ctx)
 	must(t, err, "ProcessExpiredSubscriptions")
@@ -530,7 +530,7 @@ func (s *suite) warningMootAfterRenewal(ctx context.Context, t *testing.T) {
 	}
 	_, err := e.service(hook, billing.Config{}).CheckExpiringSubscriptions(ctx)
 	must(t, err, "CheckExpiringSubscriptions")
-	if n := e.notif.Count(billing.KindExpiring); n != 0 {
+	if n := e.notif.Count(billing.NotificationKindExpiring); n != 0 {
 		t.Fatalf("%d warnings about a period the user has just renewed", n)
 	}
 	e.noPending()
@@ -577,7 +577,7 @@ func (s *suite) breakerDoesNotHoldBackExpiries(ctx context.Context, t *testing.T
 	}
 	for i := range n {
 		id, uid := fmt.Sprintf("s%03d", i), fmt.Sprintf("u%03d", i)
-		if st := e.sub(id).Status; st != billing.StatusInactive {
+		if st := e.sub(id).Status; st != billing.SubscriptionStatusInactive {
 			t.Fatalf("%s is %s after the run during the outage, want inactive: the outage held back its expiry", id, st)
 		}
 		if u := e.user(uid); u.PlanID != "" {

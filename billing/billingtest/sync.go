@@ -33,10 +33,10 @@ func (s *suite) gatewayChargeForCoveredPeriodDoesNotExtend(ctx context.Context, 
 	pp := e.svc.Processor()
 	res, err := pp.ApplyGatewayPayment(ctx, charge("in_1", end))
 	must(t, err, "ApplyGatewayPayment")
-	if got := e.sub("s"); !got.CurrentPeriodEnd.Equal(end) || got.Status != billing.StatusActive {
+	if got := e.sub("s"); !got.CurrentPeriodEnd.Equal(end) || got.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("after a charge for the current period: end %v status %s, want %v active", got.CurrentPeriodEnd, got.Status, end)
 	}
-	if p := e.payment(res.PaymentID); p.Status != billing.PaymentApproved {
+	if p := e.payment(res.PaymentID); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %s, want approved", p.Status)
 	}
 	// The next period's charge extends to the stated end, not to end + 1 cycle + 1 cycle.
@@ -52,7 +52,7 @@ func (s *suite) gatewayChargeForCoveredPeriodDoesNotExtend(ctx context.Context, 
 	if got := e.sub("s").CurrentPeriodEnd; !got.Equal(next) {
 		t.Fatalf("redelivery moved the period to %v", got)
 	}
-	if n := e.notif.Count(billing.KindPaymentSuccessful); n != 2 {
+	if n := e.notif.Count(billing.NotificationKindPaymentSuccessful); n != 2 {
 		t.Fatalf("%d payment emails, want 2", n)
 	}
 }
@@ -65,19 +65,19 @@ func (s *suite) lateChargeDoesNotReviveEndedSubscription(ctx context.Context, t 
 	pp := e.svc.Processor()
 	cancelledAt := testkit.Epoch.Add(time.Hour)
 	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
-		Status: billing.StatusCancelled, EventTime: cancelledAt})
+		Status: billing.SubscriptionStatusCancelled, EventTime: cancelledAt})
 	must(t, err, "SyncSubscription cancelled")
 	late := charge("in_late", billing.AddMonths(end, 1))
 	late.PaidAt = cancelledAt.Add(-time.Minute)
 	_, err = pp.ApplyGatewayPayment(ctx, late)
 	must(t, err, "late charge")
-	if got := e.sub("s"); got.Status != billing.StatusCancelled {
+	if got := e.sub("s"); got.Status != billing.SubscriptionStatusCancelled {
 		t.Fatalf("status %s after a charge from before the cancellation, want cancelled", got.Status)
 	}
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) || u.PlanID != "" {
 		t.Fatalf("user %+v has access again, want none", u)
 	}
-	if n := e.notif.Count(billing.KindExpired); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindExpired); n != 1 {
 		t.Fatalf("%d expired emails, want 1", n)
 	}
 }
@@ -89,15 +89,15 @@ func (s *suite) syncNeverMovesBackwards(ctx context.Context, t *testing.T) {
 	pp := e.svc.Processor()
 	newer, older := testkit.Epoch.Add(2*time.Hour), testkit.Epoch.Add(time.Hour)
 	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
-		Status: billing.StatusPastDue, EventTime: newer, PeriodEnd: end})
+		Status: billing.SubscriptionStatusPastDue, EventTime: newer, PeriodEnd: end})
 	must(t, err, "newer")
 	res, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
-		Status: billing.StatusActive, EventTime: older, PeriodEnd: end.Add(-5 * day)})
+		Status: billing.SubscriptionStatusActive, EventTime: older, PeriodEnd: end.Add(-5 * day)})
 	must(t, err, "older")
 	if !res.Stale || res.Changed {
 		t.Fatalf("older event result %+v, want stale and unchanged", res)
 	}
-	if got := e.sub("s"); got.Status != billing.StatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
+	if got := e.sub("s"); got.Status != billing.SubscriptionStatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
 		t.Fatalf("subscription %s until %v, want past_due until %v", got.Status, got.CurrentPeriodEnd, end)
 	}
 }
@@ -112,11 +112,11 @@ func (s *suite) failGatewayPayment(ctx context.Context, t *testing.T) {
 	for range 2 {
 		res, err := pp.FailGatewayPayment(ctx, params, "card_declined")
 		must(t, err, "FailGatewayPayment")
-		if p := e.payment(res.PaymentID); p.Status != billing.PaymentFailed || p.Reason != "card_declined" || p.SubscriptionID != "s" {
+		if p := e.payment(res.PaymentID); p.Status != billing.PaymentStatusFailed || p.Reason != "card_declined" || p.SubscriptionID != "s" {
 			t.Fatalf("payment %+v, want failed for s with the reason", p)
 		}
 	}
-	if n := e.notif.Count(billing.KindPaymentFailed); n != 1 {
+	if n := e.notif.Count(billing.NotificationKindPaymentFailed); n != 1 {
 		t.Fatalf("%d payment-failed emails, want 1", n)
 	}
 	bad := params
@@ -142,16 +142,16 @@ func (s *suite) olderChargeKeepsPastDue(ctx context.Context, t *testing.T) {
 	pp := e.svc.Processor()
 	failedAt := testkit.Epoch.Add(2 * time.Hour)
 	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
-		Status: billing.StatusPastDue, EventTime: failedAt})
+		Status: billing.SubscriptionStatusPastDue, EventTime: failedAt})
 	must(t, err, "past_due sync")
 	old := charge("in_old", end)
 	old.PaidAt = failedAt.Add(-24 * time.Hour)
 	res, err := pp.ApplyGatewayPayment(ctx, old)
 	must(t, err, "older charge")
-	if got := e.sub("s"); got.Status != billing.StatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
+	if got := e.sub("s"); got.Status != billing.SubscriptionStatusPastDue || !got.CurrentPeriodEnd.Equal(end) {
 		t.Fatalf("subscription %s until %v, want past_due until %v", got.Status, got.CurrentPeriodEnd, end)
 	}
-	if p := e.payment(res.PaymentID); p.Status != billing.PaymentApproved {
+	if p := e.payment(res.PaymentID); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("older charge %s, want recorded as approved", p.Status)
 	}
 	// A newer charge (the retry that succeeded) clears past_due.
@@ -159,7 +159,7 @@ func (s *suite) olderChargeKeepsPastDue(ctx context.Context, t *testing.T) {
 	retry.PaidAt = failedAt.Add(time.Hour)
 	_, err = pp.ApplyGatewayPayment(ctx, retry)
 	must(t, err, "retry charge")
-	if got := e.sub("s"); got.Status != billing.StatusActive || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 1)) {
+	if got := e.sub("s"); got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 1)) {
 		t.Fatalf("after the newer charge: %s until %v, want active one month further", got.Status, got.CurrentPeriodEnd)
 	}
 }
@@ -172,7 +172,7 @@ func (s *suite) lateChargesOnEndedSubscriptionAddUp(ctx context.Context, t *test
 	pp := e.svc.Processor()
 	endedAt := testkit.Epoch.Add(-time.Hour)
 	_, err := pp.SyncSubscription(ctx, billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
-		Status: billing.StatusCancelled, EventTime: endedAt})
+		Status: billing.SubscriptionStatusCancelled, EventTime: endedAt})
 	must(t, err, "cancel")
 	for i, id := range []string{"sale_1", "sale_2"} {
 		c := charge(id, time.Time{})
@@ -180,7 +180,7 @@ func (s *suite) lateChargesOnEndedSubscriptionAddUp(ctx context.Context, t *test
 		_, err := pp.ApplyGatewayPayment(ctx, c)
 		must(t, err, id)
 	}
-	if got := e.sub("s"); got.Status != billing.StatusCancelled || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 2)) {
+	if got := e.sub("s"); got.Status != billing.SubscriptionStatusCancelled || !got.CurrentPeriodEnd.Equal(billing.AddMonths(end, 2)) {
 		t.Fatalf("subscription %s until %v, want cancelled until %v", got.Status, got.CurrentPeriodEnd, billing.AddMonths(end, 2))
 	}
 }
@@ -192,18 +192,18 @@ func (s *suite) cancellationEmailSurvivesAFailedSend(ctx context.Context, t *tes
 	e := s.gatewayEnv(ctx, t, testkit.Epoch.Add(10*day))
 	pp := e.svc.Processor()
 	cancel := billing.SyncParams{Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-s",
-		Status: billing.StatusCancelled, EventTime: testkit.Epoch.Add(time.Hour)}
+		Status: billing.SubscriptionStatusCancelled, EventTime: testkit.Epoch.Add(time.Hour)}
 	e.notif.FailNext(1)
 	if _, err := pp.SyncSubscription(ctx, cancel); err == nil {
 		t.Log("the first delivery reported success though its email failed (the email must still go out)")
 	}
-	if got := e.sub("s"); got.Status != billing.StatusCancelled {
+	if got := e.sub("s"); got.Status != billing.SubscriptionStatusCancelled {
 		t.Fatalf("subscription %s after the first delivery, want cancelled", got.Status)
 	}
 	if _, err := pp.SyncSubscription(ctx, cancel); err != nil {
 		t.Fatalf("redelivery: %v", err)
 	}
-	e.wantKinds("s", billing.KindExpired)
+	e.wantKinds("s", billing.NotificationKindExpired)
 	e.wantAudits(billing.AuditSubscriptionEnded, "s", 1)
 	if u := e.user("u"); u.PlanID != "" {
 		t.Fatalf("user keeps plan %q after the cancellation", u.PlanID)

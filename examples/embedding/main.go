@@ -72,7 +72,7 @@ func run(ctx context.Context, addr, adminToken string) error {
 		}
 		defer m.Shutdown(context.Background())
 		mailer = m
-	} else if mailer, err = lognotify.New(nil, lognotify.WithRenderer(renderer)); err != nil {
+	} else if mailer, err = lognotify.NewNotifier(lognotify.Config{Renderer: renderer}); err != nil {
 		return err
 	}
 

@@ -113,7 +113,7 @@ func TestAlertingChannelsAndMetrics(t *testing.T) {
 		return decode[billing.JobRun](t, body)
 	}
 	run := trigger("mail_outage")
-	if run.Status != billing.RunFailed || !strings.Contains(run.Error, "notifier unavailable") {
+	if run.Status != billing.RunStatusFailed || !strings.Contains(run.Error, "notifier unavailable") {
 		t.Fatalf("tripped run = %+v", run)
 	}
 	got, bad := sink.payloads()
@@ -121,7 +121,7 @@ func TestAlertingChannelsAndMetrics(t *testing.T) {
 		t.Fatalf("webhook got %d alerts (%v), want 1 at the first trip", len(got), bad)
 	}
 	a := got[0]
-	if a.Kind != billing.KindOperatorAlert || a.Data.JobID != "mail_outage" || a.Data.RunID != run.ID ||
+	if a.Kind != billing.NotificationKindOperatorAlert || a.Data.JobID != "mail_outage" || a.Data.RunID != run.ID ||
 		!strings.Contains(a.Key, ":notifier_unavailable:") || a.Subject == "" {
 		t.Fatalf("webhook alert = %+v", a)
 	}
@@ -144,8 +144,8 @@ func TestAlertingChannelsAndMetrics(t *testing.T) {
 		{"renewkit_job_failures_total", map[string]string{"job_id": "mail_outage"}, 2},
 		// The email channel was skipped for the breaker's alert (it is down), not for the
 		// partial_failures alert of "partial".
-		{"renewkit_emails_sent_total", map[string]string{"kind": string(billing.KindOperatorAlert)}, 1},
-		{"renewkit_emails_failed_total", map[string]string{"kind": string(billing.KindOperatorAlert)}, 0},
+		{"renewkit_emails_sent_total", map[string]string{"kind": string(billing.NotificationKindOperatorAlert)}, 1},
+		{"renewkit_emails_failed_total", map[string]string{"kind": string(billing.NotificationKindOperatorAlert)}, 0},
 	}
 	for _, m := range moved {
 		b, a := value(before, m.name, m.labels), value(after, m.name, m.labels)

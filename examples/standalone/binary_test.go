@@ -167,7 +167,7 @@ func TestBinaryOnEmbeddedDefaults(t *testing.T) {
 		t.Fatalf("trigger: %d %s", code, body)
 	}
 	run := decode[billing.JobRun](t, body)
-	if run.Status != billing.RunSucceeded || run.Result["notifications_sent"] != float64(4) {
+	if run.Status != billing.RunStatusSucceeded || run.Result["notifications_sent"] != float64(4) {
 		t.Fatalf("run %+v, want succeeded with 4 notifications", run)
 	}
 	got := readOutbox(t, filepath.Join(dir, "outbox"))

@@ -128,14 +128,14 @@ func TestConsoleInBrowser(t *testing.T) {
 		chromedp.Click(css(`#replay-confirm`)),
 		chromedp.WaitVisible(css(`.flash`)))
 	state := ""
-	for i := 0; i < 40 && state != string(billing.EventProcessed); i++ {
+	for i := 0; i < 40 && state != string(billing.WebhookEventStateProcessed); i++ {
 		if i > 0 {
 			time.Sleep(250 * time.Millisecond) // the worker runs on its own; the page does not refresh itself
 			steps(t, ctx, "reloading the event", chromedp.Reload(), chromedp.WaitVisible(css(`#event`)))
 		}
 		state = get(t, ctx, "event state", chromedp.AttributeValue(css(`#event`), "data-state")).Value
 	}
-	if state != string(billing.EventProcessed) {
+	if state != string(billing.WebhookEventStateProcessed) {
 		t.Errorf("the replayed event is %s after 10s, want processed by the inbox worker", state)
 	}
 	if n := count(t, ctx, `#attempts tbody tr`); n != 2 {

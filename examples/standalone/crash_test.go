@@ -62,7 +62,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 	defer cancel()
 	subIDs := seedDueWarnings(t, ctx, st, crashSubs)
 
-	sink := startMailSink(t, 20*time.Millisecond, string(billing.KindExpiring))
+	sink := startMailSink(t, 20*time.Millisecond, string(billing.NotificationKindExpiring))
 	token := "crash-test-admin-token-0123456789"
 	env := []string{
 		"MONGODB_URI=" + uri, "MONGODB_DB=" + dbName,
@@ -109,7 +109,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 		t.Fatalf("final run: %v\nserver stderr:\n%s", r.err, h.stderr.String())
 	}
 	t.Logf("final run: %s; %s in %d ms: %v", describeRun(sink, started, r.lockWait), r.run.Status, r.run.DurationMS, r.run.Result)
-	if r.run.Status != billing.RunSucceeded {
+	if r.run.Status != billing.RunStatusSucceeded {
 		t.Errorf("final run %s: %s %v", r.run.Status, r.run.Error, r.run.Result)
 	}
 	if code := h.terminate(t); code != 0 {
@@ -188,7 +188,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 	}
 	statuses := map[string]int{}
 	for _, n := range notes {
-		if n.Kind != string(billing.KindExpiring) {
+		if n.Kind != string(billing.NotificationKindExpiring) {
 			continue
 		}
 		statuses[n.Status]++
@@ -247,7 +247,7 @@ func seedDueWarnings(t *testing.T, ctx context.Context, st *mongostore.Store, n 
 		}
 		u := billing.User{ID: fmt.Sprintf("u_crash_%04d", i), Email: fmt.Sprintf("user%04d@example.com", i),
 			Name: fmt.Sprintf("User %d", i), Locale: locale, TimeZone: "UTC", PlanID: plan.ID,
-			Status: billing.StatusActive, CreatedAt: now, UpdatedAt: now}
+			Status: billing.SubscriptionStatusActive, CreatedAt: now, UpdatedAt: now}
 		end := now.Add(24*time.Hour + time.Duration(i)*(24*time.Hour/time.Duration(n)))
 		start := billing.AddMonths(end, -1)
 		u.AccessUntil = end
@@ -255,7 +255,7 @@ func seedDueWarnings(t *testing.T, ctx context.Context, st *mongostore.Store, n 
 			t.Fatal(err)
 		}
 		ids[i] = fmt.Sprintf("s_crash_%04d", i)
-		subs[i] = billing.Subscription{ID: ids[i], UserID: u.ID, PlanID: plan.ID, Status: billing.StatusActive,
+		subs[i] = billing.Subscription{ID: ids[i], UserID: u.ID, PlanID: plan.ID, Status: billing.SubscriptionStatusActive,
 			BillingCycle: billing.CycleMonthly, CurrentPeriodStart: start, CurrentPeriodEnd: end,
 			Gateway: billing.GatewayManual, CreatedAt: start, UpdatedAt: start}
 	}

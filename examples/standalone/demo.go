@@ -26,7 +26,7 @@ func (d demoLookup) LookupSubscription(ctx context.Context, id string) (billing.
 	if err != nil {
 		return billing.GatewaySubscription{}, err
 	}
-	gs := billing.GatewaySubscription{ID: id, Status: billing.StatusActive,
+	gs := billing.GatewaySubscription{ID: id, Status: billing.SubscriptionStatusActive,
 		PeriodStart: sub.CurrentPeriodStart, PeriodEnd: sub.CurrentPeriodEnd}
 	if sub.CurrentPeriodEnd.Sub(d.clock.Now()) < 24*time.Hour {
 		gs.PeriodStart, gs.PeriodEnd = sub.CurrentPeriodEnd, billing.AddCycle(sub.CurrentPeriodEnd, sub.BillingCycle)
@@ -57,15 +57,15 @@ func loadDemo(ctx context.Context, st billing.Store, now time.Time) (string, err
 		gateway, gatewaySubID         string
 	}
 	stages := []stage{
-		{"u_joao", "João Silva", "joao@example.com", "pt-BR", "America/Sao_Paulo", "plan_premium", billing.StatusActive, 3*day - time.Hour, billing.GatewayMercadoPago, ""},
-		{"u_maria", "Maria Souza", "maria@example.com", "pt-BR", "America/Sao_Paulo", "plan_basico", billing.StatusActive, 2*day + 12*time.Hour, billing.GatewayManual, ""},
-		{"u_alice", "Alice Smith", "alice@example.com", "en", "America/New_York", "plan_pro_yearly", billing.StatusActive, 3*day - 2*time.Hour, billing.GatewayPayPal, ""},
-		{"u_bruno", "Bruno Costa", "bruno@example.com", "pt-BR", "America/Sao_Paulo", "plan_premium", billing.StatusActive, 12 * time.Hour, demoGateway, "demo_sub_bruno"},
-		{"u_carla", "Carla Dias", "carla@example.com", "pt-BR", "America/Recife", "plan_basico", billing.StatusActive, -20 * time.Hour, billing.GatewayManual, ""},
-		{"u_bob", "Bob Jones", "bob@example.com", "en", "Europe/London", "plan_pro_yearly", billing.StatusPastDue, -5 * day, demoGateway, "demo_sub_bob"},
-		{"u_diego", "Diego Lima", "diego@example.com", "pt-BR", "America/Sao_Paulo", "plan_basico", billing.StatusActive, 20 * day, billing.GatewayMercadoPago, ""},
-		{"u_eva", "Eva Rocha", "eva@example.com", "pt-BR", "America/Sao_Paulo", "plan_premium", billing.StatusInactive, -40 * day, billing.GatewayManual, ""},
-		{"u_frank", "Frank Miller", "frank@example.com", "en", "UTC", "plan_basico", billing.StatusCancelled, -10 * day, billing.GatewayStripe, "sub_demo_frank"},
+		{"u_joao", "João Silva", "joao@example.com", "pt-BR", "America/Sao_Paulo", "plan_premium", billing.SubscriptionStatusActive, 3*day - time.Hour, billing.GatewayMercadoPago, ""},
+		{"u_maria", "Maria Souza", "maria@example.com", "pt-BR", "America/Sao_Paulo", "plan_basico", billing.SubscriptionStatusActive, 2*day + 12*time.Hour, billing.GatewayManual, ""},
+		{"u_alice", "Alice Smith", "alice@example.com", "en", "America/New_York", "plan_pro_yearly", billing.SubscriptionStatusActive, 3*day - 2*time.Hour, billing.GatewayPayPal, ""},
+		{"u_bruno", "Bruno Costa", "bruno@example.com", "pt-BR", "America/Sao_Paulo", "plan_premium", billing.SubscriptionStatusActive, 12 * time.Hour, demoGateway, "demo_sub_bruno"},
+		{"u_carla", "Carla Dias", "carla@example.com", "pt-BR", "America/Recife", "plan_basico", billing.SubscriptionStatusActive, -20 * time.Hour, billing.GatewayManual, ""},
+		{"u_bob", "Bob Jones", "bob@example.com", "en", "Europe/London", "plan_pro_yearly", billing.SubscriptionStatusPastDue, -5 * day, demoGateway, "demo_sub_bob"},
+		{"u_diego", "Diego Lima", "diego@example.com", "pt-BR", "America/Sao_Paulo", "plan_basico", billing.SubscriptionStatusActive, 20 * day, billing.GatewayMercadoPago, ""},
+		{"u_eva", "Eva Rocha", "eva@example.com", "pt-BR", "America/Sao_Paulo", "plan_premium", billing.SubscriptionStatusInactive, -40 * day, billing.GatewayManual, ""},
+		{"u_frank", "Frank Miller", "frank@example.com", "en", "UTC", "plan_basico", billing.SubscriptionStatusCancelled, -10 * day, billing.GatewayStripe, "sub_demo_frank"},
 	}
 	for _, s := range stages {
 		p := plans[0]
@@ -105,10 +105,10 @@ func loadDemo(ctx context.Context, st billing.Store, now time.Time) (string, err
 		age            time.Duration
 		status         billing.PaymentStatus
 	}{
-		{"pay_stale_1", "u_eva", "plan_premium", 10 * day, billing.PaymentPending},
-		{"pay_stale_2", "u_frank", "plan_basico", 8 * day, billing.PaymentPending},
-		{"pay_recent", "u_diego", "plan_basico", 1 * day, billing.PaymentPending},
-		{"pay_ok", "u_joao", "plan_premium", 27 * day, billing.PaymentApproved},
+		{"pay_stale_1", "u_eva", "plan_premium", 10 * day, billing.PaymentStatusPending},
+		{"pay_stale_2", "u_frank", "plan_basico", 8 * day, billing.PaymentStatusPending},
+		{"pay_recent", "u_diego", "plan_basico", 1 * day, billing.PaymentStatusPending},
+		{"pay_ok", "u_joao", "plan_premium", 27 * day, billing.PaymentStatusApproved},
 	}
 	for _, p := range payments {
 		pl, _ := st.GetPlan(ctx, p.plan)
@@ -139,15 +139,15 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 	ritaEnd, lucasEnd := now.Add(-10*day), now.Add(25*day)
 	users := []billing.User{
 		{ID: "u_rita", Name: "Rita Alves", Email: "rita@example.com", Locale: "pt-BR", TimeZone: "America/Sao_Paulo",
-			SubscriptionID: "sub_rita", Status: billing.StatusInactive, AccessUntil: ritaEnd, CreatedAt: now.Add(-100 * day), UpdatedAt: ritaEnd},
+			SubscriptionID: "sub_rita", Status: billing.SubscriptionStatusInactive, AccessUntil: ritaEnd, CreatedAt: now.Add(-100 * day), UpdatedAt: ritaEnd},
 		{ID: "u_lucas", Name: "Lucas Pereira", Email: "lucas@example.com", Locale: "pt-BR", TimeZone: "America/Sao_Paulo",
-			PlanID: "plan_basico", SubscriptionID: "sub_lucas", Status: billing.StatusActive, AccessUntil: lucasEnd, CreatedAt: now.Add(-70 * day), UpdatedAt: now.Add(-5 * day)},
+			PlanID: "plan_basico", SubscriptionID: "sub_lucas", Status: billing.SubscriptionStatusActive, AccessUntil: lucasEnd, CreatedAt: now.Add(-70 * day), UpdatedAt: now.Add(-5 * day)},
 	}
 	subs := []billing.Subscription{
-		{ID: "sub_rita", UserID: "u_rita", PlanID: "plan_basico", Status: billing.StatusInactive, BillingCycle: billing.CycleMonthly,
+		{ID: "sub_rita", UserID: "u_rita", PlanID: "plan_basico", Status: billing.SubscriptionStatusInactive, BillingCycle: billing.CycleMonthly,
 			CurrentPeriodStart: billing.AddMonths(ritaEnd, -1), CurrentPeriodEnd: ritaEnd, Gateway: billing.GatewayManual,
 			ExpirationWarningSent: true, ExpirationWarningDays: 3, CreatedAt: now.Add(-100 * day), UpdatedAt: ritaEnd.Add(30 * time.Minute)},
-		{ID: "sub_lucas", UserID: "u_lucas", PlanID: "plan_basico", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		{ID: "sub_lucas", UserID: "u_lucas", PlanID: "plan_basico", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 			CurrentPeriodStart: billing.AddMonths(lucasEnd, -1), CurrentPeriodEnd: lucasEnd, Gateway: billing.GatewayMercadoPago,
 			GatewaySubscriptionID: "mp_preapproval_lucas", AppliedPayments: []string{"pay_lucas_2"}, CreatedAt: now.Add(-65 * day), UpdatedAt: now.Add(-5 * day)},
 	}
@@ -160,11 +160,11 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 		}
 	}
 	payments := []billing.Payment{
-		{ID: "pay_rita", UserID: "u_rita", PlanID: "plan_basico", SubscriptionID: "sub_rita", Amount: basico, Status: billing.PaymentApproved,
+		{ID: "pay_rita", UserID: "u_rita", PlanID: "plan_basico", SubscriptionID: "sub_rita", Amount: basico, Status: billing.PaymentStatusApproved,
 			Gateway: billing.GatewayManual, ProcessedAt: billing.AddMonths(ritaEnd, -1), CreatedAt: billing.AddMonths(ritaEnd, -1), UpdatedAt: billing.AddMonths(ritaEnd, -1)},
-		{ID: "pay_lucas_1", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentApproved,
+		{ID: "pay_lucas_1", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentStatusApproved,
 			Gateway: billing.GatewayMercadoPago, GatewayPaymentID: "mp_lucas_1", ProcessedAt: now.Add(-35 * day), CreatedAt: now.Add(-35 * day), UpdatedAt: now.Add(-35 * day)},
-		{ID: "pay_lucas_2", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentApproved,
+		{ID: "pay_lucas_2", UserID: "u_lucas", PlanID: "plan_basico", SubscriptionID: "sub_lucas", Amount: basico, Status: billing.PaymentStatusApproved,
 			Gateway: billing.GatewayMercadoPago, GatewayPaymentID: "mp_lucas_2", ProcessedAt: now.Add(-5 * day), CreatedAt: now.Add(-5 * day), UpdatedAt: now.Add(-5 * day)},
 	}
 	for i := range payments {
@@ -180,13 +180,13 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 		err    string
 	}
 	notes := []note{
-		{billing.NotificationRecord{Key: "expiring:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()) + ":3", Kind: billing.KindExpiring,
+		{billing.NotificationRecord{Key: "expiring:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()) + ":3", Kind: billing.NotificationKindExpiring,
 			SubscriptionID: "sub_rita", UserID: "u_rita", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_rita",
 				PeriodEnd: ritaEnd, DaysRemaining: 3}}, warned, billing.NotificationSent, ""},
-		{billing.NotificationRecord{Key: "expired:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()), Kind: billing.KindExpired,
+		{billing.NotificationRecord{Key: "expired:sub_rita:" + fmt.Sprint(ritaEnd.UnixMilli()), Kind: billing.NotificationKindExpired,
 			SubscriptionID: "sub_rita", UserID: "u_rita", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_rita",
 				PeriodEnd: ritaEnd}}, expired, billing.NotificationFailed, "550 5.2.2 mailbox full"},
-		{billing.NotificationRecord{Key: "renewed:sub_lucas:" + fmt.Sprint(lucasEnd.UnixMilli()), Kind: billing.KindRenewed,
+		{billing.NotificationRecord{Key: "renewed:sub_lucas:" + fmt.Sprint(lucasEnd.UnixMilli()), Kind: billing.NotificationKindRenewed,
 			SubscriptionID: "sub_lucas", UserID: "u_lucas", Data: &billing.NotificationData{PlanName: "Básico", SubscriptionID: "sub_lucas",
 				PaymentID: "pay_lucas_2", Amount: basico, PeriodStart: billing.AddMonths(lucasEnd, -1), PeriodEnd: lucasEnd, Gateway: billing.GatewayMercadoPago}},
 			renewed, billing.NotificationSent, ""},
@@ -203,9 +203,9 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 	audit := []billing.AuditEntry{
 		{Action: billing.AuditPaymentApproved, EntityType: "payment", EntityID: "pay_rita", UserID: "u_rita", Actor: "admin", CreatedAt: payments[0].CreatedAt},
 		{Action: billing.AuditWarningSent, EntityType: "subscription", EntityID: "sub_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: warned,
-			Details: map[string]any{"days": 3, "kind": string(billing.KindExpiring), "period_end": ritaEnd}},
+			Details: map[string]any{"days": 3, "kind": string(billing.NotificationKindExpiring), "period_end": ritaEnd}},
 		{Action: billing.AuditSubscriptionExpired, EntityType: "subscription", EntityID: "sub_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: expired,
-			Details: map[string]any{"previous_status": string(billing.StatusActive), "period_end": ritaEnd}},
+			Details: map[string]any{"previous_status": string(billing.SubscriptionStatusActive), "period_end": ritaEnd}},
 		{Action: billing.AuditAccessRevoked, EntityType: "user", EntityID: "u_rita", UserID: "u_rita", Actor: "renewkit", CreatedAt: expired},
 		{Action: billing.AuditPaymentApproved, EntityType: "payment", EntityID: "pay_lucas_2", UserID: "u_lucas", Actor: billing.GatewayMercadoPago, CreatedAt: renewed},
 		{Action: billing.AuditSubscriptionRenewed, EntityType: "subscription", EntityID: "sub_lucas", UserID: "u_lucas", Actor: billing.GatewayMercadoPago, CreatedAt: renewed,
@@ -229,8 +229,8 @@ func loadDemoHistory(ctx context.Context, st billing.Store, now time.Time) (stri
 				pastDue = 1
 			}
 			snap := billing.DailySnapshot{Day: now.Add(-time.Duration(d) * day), Taken: now.Add(-time.Duration(d) * day),
-				ByStatus: map[billing.SubscriptionStatus]int{billing.StatusActive: active, billing.StatusPastDue: pastDue,
-					billing.StatusInactive: 1 + (89-d)/60, billing.StatusCancelled: 1},
+				ByStatus: map[billing.SubscriptionStatus]int{billing.SubscriptionStatusActive: active, billing.SubscriptionStatusPastDue: pastDue,
+					billing.SubscriptionStatusInactive: 1 + (89-d)/60, billing.SubscriptionStatusCancelled: 1},
 				MRR: map[string]int64{"BRL": int64(active) * 6650, "USD": 1650}}
 			if err := ss.PutDailySnapshot(ctx, snap); err != nil {
 				return "", fmt.Errorf("demo snapshot: %w", err)
@@ -254,9 +254,9 @@ var demoInbox = []struct {
 	err   string
 }{
 	{billing.WebhookEvent{Gateway: billing.GatewayMercadoPago, EventID: "payment:mp_lucas_2:demo", Type: "payment", ObjectKey: "payment:mp_lucas_2",
-		Payload: []byte(`{"type":"payment","data_id":"mp_lucas_2"}`)}, 5 * 24 * time.Hour, billing.EventProcessed, ""},
+		Payload: []byte(`{"type":"payment","data_id":"mp_lucas_2"}`)}, 5 * 24 * time.Hour, billing.WebhookEventStateProcessed, ""},
 	{billing.WebhookEvent{Gateway: demoGateway, EventID: demoFailedEvent, Type: "subscription.updated", ObjectKey: "demo_sub_bob",
-		Payload: []byte(`{"subscription":"demo_sub_bob"}`)}, 20 * time.Minute, billing.EventFailed, "demo gateway: 503 Service Unavailable while re-reading the subscription"},
+		Payload: []byte(`{"subscription":"demo_sub_bob"}`)}, 20 * time.Minute, billing.WebhookEventStateFailed, "demo gateway: 503 Service Unavailable while re-reading the subscription"},
 }
 
 // loadDemoInbox puts demoInbox in the store's inbox as a worker would have left it.
@@ -274,7 +274,7 @@ func loadDemoInbox(ctx context.Context, st billing.Store, now time.Time) error {
 		}
 		f := billing.WebhookFinish{Gateway: d.ev.Gateway, EventID: d.ev.EventID, Token: "demo", State: d.state, Attempts: claimed[0].Attempts,
 			Error: d.err, Now: at, Attempt: billing.WebhookAttempt{At: at, State: d.state, Error: d.err, Duration: 40 * time.Millisecond}}
-		if d.state == billing.EventFailed {
+		if d.state == billing.WebhookEventStateFailed {
 			f.NextAttemptAt = now.Add(6 * time.Hour) // the backoff after several attempts
 		}
 		if err := st.FinishWebhookEvent(ctx, f); err != nil {

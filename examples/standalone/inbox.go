@@ -49,7 +49,7 @@ func (c *inboxCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.NewInvalidMetric(inboxDepthDesc, err)
 		return
 	}
-	for _, s := range billing.WebhookEventStates {
+	for _, s := range billing.AllWebhookEventStates() {
 		ch <- prometheus.MustNewConstMetric(inboxDepthDesc, prometheus.GaugeValue, float64(st.ByState[s]), string(s))
 	}
 	age := 0.0
@@ -63,7 +63,7 @@ func (c *inboxCollector) Collect(ch chan<- prometheus.Metric) {
 func (m *metrics) observeInbox(now func() time.Time) func(billing.WebhookEvent, billing.WebhookAttempt) {
 	return func(ev billing.WebhookEvent, a billing.WebhookAttempt) {
 		m.inboxAttempt.WithLabelValues(ev.Gateway, string(a.State)).Observe(a.Duration.Seconds())
-		if a.State == billing.EventProcessed || a.State == billing.EventIgnored {
+		if a.State == billing.WebhookEventStateProcessed || a.State == billing.WebhookEventStateIgnored {
 			m.inboxApplied.WithLabelValues(ev.Gateway).Observe(max(now().Sub(ev.ReceivedAt).Seconds(), 0))
 		}
 	}

@@ -63,7 +63,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 	subs := seedStripeRenewals(t, ctx, st, inboxCrashSubs)
 	events := invoiceEvents(subs)
 
-	sink := startMailSink(t, 50*time.Millisecond, string(billing.KindPaymentSuccessful))
+	sink := startMailSink(t, 50*time.Millisecond, string(billing.NotificationKindPaymentSuccessful))
 	token := "inbox-crash-admin-token-0123456789"
 	env := []string{
 		"MONGODB_URI=" + uri, "MONGODB_DB=" + dbName,
@@ -128,8 +128,8 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 		ByState map[string]int `json:"by_state"`
 	}
 	replayed := map[string]string{} // event id -> the error it failed with
-	for stats.ByState[string(billing.EventProcessed)] < len(events) {
-		if stats.ByState[string(billing.EventFailed)] > 0 {
+	for stats.ByState[string(billing.WebhookEventStateProcessed)] < len(events) {
+		if stats.ByState[string(billing.WebhookEventStateFailed)] > 0 {
 			for id, why := range replayFailed(t, h.base, token) {
 				replayed[id] = why
 			}
@@ -146,7 +146,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 		if err := json.Unmarshal(body, &stats); err != nil {
 			t.Fatal(err)
 		}
-		for _, s := range []billing.WebhookEventState{billing.EventIgnored, billing.EventDead} {
+		for _, s := range []billing.WebhookEventState{billing.WebhookEventStateIgnored, billing.WebhookEventStateDead} {
 			if stats.ByState[string(s)] > 0 {
 				t.Fatalf("inbox %v: events ended %s\nserver stderr:\n%s", stats.ByState, s, lastLines(h.stderr.String(), 40))
 			}
@@ -174,7 +174,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if is.ByState[billing.EventProcessed] != len(events) || !is.OldestPending.IsZero() {
+	if is.ByState[billing.WebhookEventStateProcessed] != len(events) || !is.OldestPending.IsZero() {
 		t.Errorf("inbox %v (oldest pending %v), want all %d processed", is.ByState, is.OldestPending, len(events))
 	}
 	evs, err := st.ListWebhookEvents(actx, billing.WebhookEventQuery{Limit: len(events) + 1})
@@ -216,7 +216,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 			continue
 		}
 		paymentIDs[p.ID] = true
-		if p.Status != billing.PaymentApproved || approvedPer[p.ID] > 1 {
+		if p.Status != billing.PaymentStatusApproved || approvedPer[p.ID] > 1 {
 			t.Errorf("payment %s of invoice %s is %s with %d approval audit entries, want approved, audited at most once", p.ID, ev.invoice, p.Status, approvedPer[p.ID])
 		}
 	}
@@ -236,7 +236,7 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 		}
 		wantEnd := billing.AddMonths(s.CurrentPeriodEnd, 2)
 		applied := slices.DeleteFunc(slices.Clone(got.AppliedPayments), func(id string) bool { return !paymentIDs[id] })
-		if !got.CurrentPeriodEnd.Equal(wantEnd) || len(applied) != 2 || renewedPer[s.ID] > 2 || got.Status != billing.StatusActive || got.Pending != nil {
+		if !got.CurrentPeriodEnd.Equal(wantEnd) || len(applied) != 2 || renewedPer[s.ID] > 2 || got.Status != billing.SubscriptionStatusActive || got.Pending != nil {
 			t.Errorf("subscription %s: %s until %s, %d of its invoices applied, %d renewals audited, pending %v; want active until %s, 2, at most 2, none",
 				s.ID, got.Status, got.CurrentPeriodEnd, len(applied), renewedPer[s.ID], got.Pending, wantEnd)
 		}
@@ -287,12 +287,12 @@ func seedStripeRenewals(t *testing.T, ctx context.Context, st *mongostore.Store,
 		end := now.Add(time.Hour)
 		u := billing.User{ID: fmt.Sprintf("u_inbox_%04d", i), Email: fmt.Sprintf("payer%04d@example.com", i),
 			Name: fmt.Sprintf("Payer %d", i), Locale: "en", TimeZone: "UTC", PlanID: plan.ID, SubscriptionID: fmt.Sprintf("s_inbox_%04d", i),
-			Status: billing.StatusActive, AccessUntil: end, CreatedAt: now, UpdatedAt: now}
+			Status: billing.SubscriptionStatusActive, AccessUntil: end, CreatedAt: now, UpdatedAt: now}
 		if err := st.InsertUser(ctx, &u); err != nil {
 			t.Fatal(err)
 		}
 		start := billing.AddMonths(end, -1)
-		subs[i] = billing.Subscription{ID: u.SubscriptionID, UserID: u.ID, PlanID: plan.ID, Status: billing.StatusActive,
+		subs[i] = billing.Subscription{ID: u.SubscriptionID, UserID: u.ID, PlanID: plan.ID, Status: billing.SubscriptionStatusActive,
 			BillingCycle: billing.CycleMonthly, CurrentPeriodStart: start, CurrentPeriodEnd: end,
 			Gateway: billing.GatewayStripe, GatewaySubscriptionID: fmt.Sprintf("sub_crash_%04d", i), CreatedAt: start, UpdatedAt: start}
 	}

@@ -127,15 +127,15 @@ func (m *metrics) handler() http.Handler {
 // observeRun counts a run record once it is final.
 func (m *metrics) observeRun(r billing.JobRun) {
 	switch r.Status {
-	case billing.RunSucceeded, billing.RunFailed, billing.RunSkipped:
+	case billing.RunStatusSucceeded, billing.RunStatusFailed, billing.RunStatusSkipped:
 	default:
 		return
 	}
 	m.jobRuns.WithLabelValues(r.JobID, string(r.Status)).Inc()
-	if r.Status == billing.RunFailed {
+	if r.Status == billing.RunStatusFailed {
 		m.jobFailures.WithLabelValues(r.JobID).Inc()
 	}
-	if r.Status != billing.RunSkipped {
+	if r.Status != billing.RunStatusSkipped {
 		m.jobDuration.WithLabelValues(r.JobID).Observe(float64(r.DurationMS) / 1000)
 	}
 }
@@ -188,7 +188,7 @@ func (m *metrics) webhook(gateway string, h http.Handler) http.Handler {
 		if rec.code >= 400 && rec.code < 500 && rec.code != http.StatusConflict {
 			m.rejected.WithLabelValues(gateway).Inc()
 		}
-		if w.Header().Get("X-Webhook-Outcome") == string(billing.OutcomeDuplicate) {
+		if w.Header().Get("X-Webhook-Outcome") == string(billing.EventOutcomeDuplicate) {
 			m.duplicates.WithLabelValues(gateway).Inc()
 		}
 	})

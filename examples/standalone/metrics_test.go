@@ -108,7 +108,7 @@ func TestMetricsMove(t *testing.T) {
 	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.OutcomeAccepted) {
 		t.Fatalf("first delivery: %d %s\n%s", code, outcome, s.stderr.String())
 	}
-	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.OutcomeDuplicate) {
+	if code, outcome := post(true); code != http.StatusOK || outcome != string(billing.EventOutcomeDuplicate) {
 		t.Fatalf("second delivery: %d %s", code, outcome)
 	}
 	if code, _ := post(false); code != http.StatusBadRequest {
@@ -122,7 +122,7 @@ func TestMetricsMove(t *testing.T) {
 		pay, err := s.app.store.GetPayment(context.Background(), "pay_recent")
 		after = scrape(t, s)
 		moved := value(after, "renewkit_webhook_inbox_processing_seconds", processed) > value(before, "renewkit_webhook_inbox_processing_seconds", processed)
-		if err == nil && pay.Status == billing.PaymentApproved && moved {
+		if err == nil && pay.Status == billing.PaymentStatusApproved && moved {
 			break
 		}
 		if time.Now().After(deadline) {

@@ -238,7 +238,7 @@ func (a *app) openStore(ctx context.Context) (billing.Store, error) {
 
 func (a *app) openNotifier() (billing.Notifier, error) {
 	if a.cfg.SMTPHost == "" {
-		n, err := lognotify.New(a.log, lognotify.WithEMLDir(a.cfg.OutboxDir), lognotify.WithRenderer(a.renderer), lognotify.WithFrom(a.cfg.SMTPFrom))
+		n, err := lognotify.NewNotifier(lognotify.Config{Logger: a.log, EMLDir: a.cfg.OutboxDir, Renderer: a.renderer, From: a.cfg.SMTPFrom})
 		if err != nil {
 			return nil, fmt.Errorf("invalid configuration: OUTBOX_DIR: %w", err)
 		}
@@ -292,7 +292,7 @@ func (a *app) routes(webhooks map[string]webhookBuilder) (http.Handler, error) {
 	if err != nil {
 		return nil, err
 	}
-	dash, err := dashboard.New(a.sched, dashboard.Options{Authorize: authorize, LoginToken: a.token,
+	dash, err := dashboard.New(a.sched, dashboard.Config{Authorize: authorize, LoginToken: a.token,
 		EmailPreviewURL: "emails/", Logger: a.log, Extra: a.analytics,
 		Console: a.svc, Insights: a.svc, Inbox: a.svc, EmailView: a.emailView})
 	if err != nil {

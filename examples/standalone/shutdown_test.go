@@ -103,7 +103,7 @@ func TestShutdownWaitsForRunningJob(t *testing.T) {
 		t.Fatalf("history %v, %v", runs, err)
 	}
 	r := runs[0]
-	if r.ID != runID || r.Status != billing.RunSucceeded || r.FinishedAt.IsZero() || r.Result["released"] != true {
+	if r.ID != runID || r.Status != billing.RunStatusSucceeded || r.FinishedAt.IsZero() || r.Result["released"] != true {
 		t.Fatalf("run record %+v, want %s succeeded with released=true", r, runID)
 	}
 }
@@ -144,7 +144,7 @@ func TestShutdownCancelsJobPastGrace(t *testing.T) {
 			return false
 		}
 		r = runs[0]
-		return r.Status == billing.RunFailed
+		return r.Status == billing.RunStatusFailed
 	})
 	if r.ID != runID || r.FinishedAt.IsZero() || r.Error == "" {
 		t.Fatalf("run record %+v", r)

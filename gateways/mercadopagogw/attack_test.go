@@ -90,7 +90,7 @@ func TestAttackWrongCurrencyCheckout(t *testing.T) {
 	m["currency_id"] = "USD"
 	e.mp.putPayment(checkoutID, m)
 	e.wantRejected(e.deliver(TypePayment, "1312345678", notif(t, 8001, TypePayment, "payment.created", "1312345678")))
-	if got := e.payment(p.ID); got.Status != billing.PaymentFailed || !strings.Contains(got.Reason, "charge mismatch") {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusFailed || !strings.Contains(got.Reason, "charge mismatch") {
 		t.Fatalf("payment %+v, want failed with a charge mismatch reason", got)
 	}
 	e.noGrant()
@@ -108,7 +108,7 @@ func TestAttackReplayedOldSignature(t *testing.T) {
 	if w := e.serve(r); w.Code != http.StatusBadRequest {
 		t.Fatalf("replay: %d %s, want 400", w.Code, w.Body)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentPending {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending {
 		t.Fatalf("payment %+v, want pending", got)
 	}
 }
@@ -126,11 +126,11 @@ func TestAttackReplayedBodyNewID(t *testing.T) {
 	}
 	n := 0
 	for _, m := range e.mails() {
-		if m.Kind == billing.KindPaymentSuccessful {
+		if m.Kind == billing.NotificationKindPaymentSuccessful {
 			n++
 		}
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentApproved || n != 1 {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved || n != 1 {
 		t.Fatalf("payment %s, %d payment emails; want approved once", got.Status, n)
 	}
 }

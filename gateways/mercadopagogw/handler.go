@@ -206,7 +206,7 @@ func (h *handler) serveIPN(w http.ResponseWriter, r *http.Request, q url.Values)
 	if topic != TypePayment {
 		eventID := "ipn" + eventIDSeparator + truncate(topic) + eventIDSeparator + truncate(id)
 		h.log.DebugContext(r.Context(), "mercadopago IPN topic ignored", "topic", truncate(topic))
-		hookhttp.Respond(w, r, h.log, billing.GatewayMercadoPago, eventID, billing.OutcomeIgnored, nil)
+		hookhttp.Respond(w, r, h.log, billing.GatewayMercadoPago, eventID, billing.EventOutcomeIgnored, nil)
 		return
 	}
 	if !digits(id) {
@@ -216,7 +216,7 @@ func (h *handler) serveIPN(w http.ResponseWriter, r *http.Request, q url.Values)
 	pay, err := h.api.getPayment(r.Context(), id)
 	eventID := "ipn" + eventIDSeparator + TypePayment + eventIDSeparator + id
 	if err != nil {
-		hookhttp.Respond(w, r, h.log, billing.GatewayMercadoPago, eventID, billing.OutcomeFailed, err)
+		hookhttp.Respond(w, r, h.log, billing.GatewayMercadoPago, eventID, billing.EventOutcomeFailed, err)
 		return
 	}
 	eventID += eventIDSeparator + pay.Status
@@ -419,7 +419,7 @@ func (h *handler) applyPreapproval(ctx context.Context, pre *preapproval.Respons
 	params.PeriodStart, params.PeriodEnd = time.Time{}, time.Time{}
 	if params.Status.Live() && (sub == nil || sub.CurrentPeriodEnd.IsZero()) {
 		// Authorized, but no charge applied yet: the first charge activates it.
-		params.Status = billing.StatusPending
+		params.Status = billing.SubscriptionStatusPending
 	}
 	_, err := h.core.SyncSubscription(ctx, params)
 	return false, err

@@ -29,16 +29,16 @@ func TestValidSignatureApprovesCheckout(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	got := e.payment(p.ID)
-	if got.Status != billing.PaymentApproved || got.GatewayPaymentID != "1312345678" || got.SubscriptionID == "" {
+	if got.Status != billing.PaymentStatusApproved || got.GatewayPaymentID != "1312345678" || got.SubscriptionID == "" {
 		t.Fatalf("payment %+v", got)
 	}
 	if ks := kinds(e.mails()); len(ks) != 2 {
 		t.Fatalf("emails %v, want payment_successful and welcome", ks)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventProcessed {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateProcessed {
 		t.Fatalf("event %+v", ev)
 	}
-	if w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
+	if w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("outcome header %q", w.Header().Get(hookhttp.OutcomeHeader))
 	}
 }
@@ -218,10 +218,10 @@ func TestNeverTrustBody(t *testing.T) {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
 	got := e.payment(p.ID)
-	if got.Status != billing.PaymentFailed || got.Reason != "rejected: cc_rejected_insufficient_amount" {
+	if got.Status != billing.PaymentStatusFailed || got.Reason != "rejected: cc_rejected_insufficient_amount" {
 		t.Fatalf("payment %+v", got)
 	}
-	if ks := kinds(e.mails()); len(ks) != 1 || ks[0] != billing.KindPaymentFailed {
+	if ks := kinds(e.mails()); len(ks) != 1 || ks[0] != billing.NotificationKindPaymentFailed {
 		t.Fatalf("emails %v", ks)
 	}
 }
@@ -242,7 +242,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	}
 	before, mails, calls := e.payment(p.ID), len(e.mails()), e.mp.calls.Load()
 	w := e.serve(again)
-	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeDuplicate) {
+	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeDuplicate) {
 		t.Fatalf("second: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
 	if after := e.payment(p.ID); after.Version != before.Version || len(e.mails()) != mails || e.mp.calls.Load() != calls {
@@ -252,7 +252,7 @@ func TestDuplicateDelivery(t *testing.T) {
 	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusOK {
 		t.Fatalf("re-signed redelivery: %d %s", w.Code, w.Body)
 	}
-	if after := e.payment(p.ID); after.Status != billing.PaymentApproved || after.SubscriptionID != before.SubscriptionID || len(e.mails()) != mails {
+	if after := e.payment(p.ID); after.Status != billing.PaymentStatusApproved || after.SubscriptionID != before.SubscriptionID || len(e.mails()) != mails {
 		t.Fatalf("re-signed redelivery changed something: %+v, %d emails", after, len(e.mails()))
 	}
 }
@@ -270,20 +270,20 @@ func TestAPIDownThenRetry(t *testing.T) {
 	if w := e.serve(r); w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") == "" {
 		t.Fatalf("down: %d %s, want 503 with Retry-After", w.Code, w.Body)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventFailed {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateFailed {
 		t.Fatalf("event %+v", ev)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentPending {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending {
 		t.Fatalf("payment %+v", got)
 	}
 	e.mp.down.Store(false)
 	if w := e.serve(retry); w.Code != http.StatusOK {
 		t.Fatalf("retry: %d %s", w.Code, w.Body)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %+v", got)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventProcessed || ev.Attempts != 2 {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateProcessed || ev.Attempts != 2 {
 		t.Fatalf("event %+v", ev)
 	}
 }
@@ -305,7 +305,7 @@ func TestUnknownTypeIgnored(t *testing.T) {
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d", w.Code)
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventIgnored {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateIgnored {
 		t.Fatalf("event %+v", ev)
 	}
 }
@@ -323,7 +323,7 @@ func TestAmountMismatch(t *testing.T) {
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"rejected"`) {
 		t.Fatalf("status %d %s, want 200 rejected", w.Code, w.Body)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentFailed || !strings.Contains(got.Reason, "charge mismatch") {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusFailed || !strings.Contains(got.Reason, "charge mismatch") {
 		t.Fatalf("payment %+v, want failed with a charge mismatch reason", got)
 	}
 }
@@ -337,18 +337,18 @@ func TestStatusMapping(t *testing.T) {
 		want    billing.PaymentStatus
 		outcome billing.EventOutcome
 	}{
-		{"cancelled", billing.PaymentPending, billing.PaymentCancelled, billing.OutcomeProcessed},
-		{"refunded", billing.PaymentApproved, billing.PaymentRefunded, billing.OutcomeProcessed},
-		{"charged_back", billing.PaymentApproved, billing.PaymentChargedBack, billing.OutcomeProcessed},
-		{"pending", billing.PaymentPending, billing.PaymentPending, billing.OutcomeIgnored},
-		{"in_process", billing.PaymentPending, billing.PaymentPending, billing.OutcomeIgnored},
-		{"authorized", billing.PaymentPending, billing.PaymentPending, billing.OutcomeIgnored},
+		{"cancelled", billing.PaymentStatusPending, billing.PaymentStatusCancelled, billing.EventOutcomeProcessed},
+		{"refunded", billing.PaymentStatusApproved, billing.PaymentRefunded, billing.EventOutcomeProcessed},
+		{"charged_back", billing.PaymentStatusApproved, billing.PaymentChargedBack, billing.EventOutcomeProcessed},
+		{"pending", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
+		{"in_process", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
+		{"authorized", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
 	}
 	for _, tc := range cases {
 		t.Run(tc.status, func(t *testing.T) {
 			e := newEnv(t)
 			p := e.pendingPayment()
-			if tc.prior == billing.PaymentApproved {
+			if tc.prior == billing.PaymentStatusApproved {
 				if _, err := e.svc.Processor().ProcessApproved(context.Background(), billing.ApproveParams{PaymentID: p.ID, GatewayPaymentID: "1312345678"}); err != nil {
 					t.Fatal(err)
 				}
@@ -387,14 +387,14 @@ func TestLegacyIPN(t *testing.T) {
 		if w := e.serve(ipn()); w.Code != http.StatusOK {
 			t.Fatalf("status %d %s", w.Code, w.Body)
 		}
-		if got := e.payment(p.ID); got.Status != billing.PaymentPending {
+		if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending {
 			t.Fatalf("payment %+v", got)
 		}
 		e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
 		if w := e.serve(ipn()); w.Code != http.StatusOK {
 			t.Fatalf("status %d %s", w.Code, w.Body)
 		}
-		if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
+		if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 			t.Fatalf("payment %+v", got)
 		}
 		w := e.serve(httptest.NewRequest(http.MethodPost, "/hook?topic=merchant_order&id=55", nil))

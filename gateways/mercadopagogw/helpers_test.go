@@ -210,7 +210,7 @@ func newEnv(t *testing.T, mutate ...func(*Config)) *env {
 func (e *env) pendingPayment() billing.Payment {
 	e.t.Helper()
 	p := billing.Payment{ID: billing.NewID(), UserID: "u1", PlanID: "premium", Amount: billing.Money{Amount: 4990, Currency: "BRL"},
-		Status: billing.PaymentPending, Gateway: billing.GatewayMercadoPago, CreatedAt: t0, UpdatedAt: t0}
+		Status: billing.PaymentStatusPending, Gateway: billing.GatewayMercadoPago, CreatedAt: t0, UpdatedAt: t0}
 	if err := e.st.InsertPayment(context.Background(), &p); err != nil {
 		e.t.Fatal(err)
 	}

@@ -182,7 +182,7 @@ func TestInboxPaymentNotVisibleYetParkedThenIgnored(t *testing.T) {
 			t.Fatal(err)
 		}
 		evs, err := e.st.ListWebhookEvents(context.Background(), billing.WebhookEventQuery{Gateway: billing.GatewayMercadoPago, Limit: 5})
-		if err != nil || len(evs) != 1 || evs[0].State != billing.EventParked || evs[0].NextAttemptAt.Sub(e.clock.Now()) != time.Minute {
+		if err != nil || len(evs) != 1 || evs[0].State != billing.WebhookEventStateParked || evs[0].NextAttemptAt.Sub(e.clock.Now()) != time.Minute {
 			t.Fatalf("after a 404: %+v %v; want one event parked for the first backoff (1m)", evs, err)
 		}
 		if visible {
@@ -196,9 +196,9 @@ func TestInboxPaymentNotVisibleYetParkedThenIgnored(t *testing.T) {
 		switch {
 		case err != nil:
 			t.Fatal(err)
-		case visible && (ev.State != billing.EventProcessed || e.payment(p.ID).Status != billing.PaymentApproved):
+		case visible && (ev.State != billing.WebhookEventStateProcessed || e.payment(p.ID).Status != billing.PaymentStatusApproved):
 			t.Fatalf("payment visible later: event %s, payment %s; want processed and approved", ev.State, e.payment(p.ID).Status)
-		case !visible && (ev.State != billing.EventIgnored || !strings.Contains(ev.Error, "unknown object")):
+		case !visible && (ev.State != billing.WebhookEventStateIgnored || !strings.Contains(ev.Error, "unknown object")):
 			t.Fatalf("never visible: event %s %q; want ignored as an unknown object after ParkWait", ev.State, ev.Error)
 		}
 	}

@@ -279,7 +279,7 @@ func TestChargeOfCancelledPreapprovalRecordedWithoutReviving(t *testing.T) {
 	}
 	for _, id := range []int64{999, 1000} {
 		w := e.deliver(TypePayment, fmt.Sprint(p2), notif(t, id, TypePayment, "payment.created", fmt.Sprint(p2)))
-		if w.Code != http.StatusOK || w.Header().Get("X-Webhook-Outcome") != string(billing.OutcomeProcessed) {
+		if w.Code != http.StatusOK || w.Header().Get("X-Webhook-Outcome") != string(billing.EventOutcomeProcessed) {
 			t.Fatalf("notification %d: status %d outcome %q", id, w.Code, w.Header().Get("X-Webhook-Outcome"))
 		}
 	}

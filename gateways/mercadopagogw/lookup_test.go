@@ -27,11 +27,11 @@ func TestRenewalLookup(t *testing.T) {
 		status     billing.SubscriptionStatus
 		start, end time.Time
 	}{
-		{"authorized", preOpts{status: "authorized", charged: 1, next: next, lastCharged: last}, billing.StatusActive, last, next},
-		{"charge failing", preOpts{status: "authorized", charged: 1, pending: 1, next: next, lastCharged: last}, billing.StatusPastDue, time.Time{}, time.Time{}},
-		{"paused", preOpts{status: "paused", charged: 1, next: next, lastCharged: last}, billing.StatusPastDue, time.Time{}, time.Time{}},
-		{"cancelled", preOpts{status: "cancelled", charged: 1, next: next, lastCharged: last}, billing.StatusCancelled, time.Time{}, time.Time{}},
-		{"pending", preOpts{status: "pending"}, billing.StatusPending, time.Time{}, time.Time{}},
+		{"authorized", preOpts{status: "authorized", charged: 1, next: next, lastCharged: last}, billing.SubscriptionStatusActive, last, next},
+		{"charge failing", preOpts{status: "authorized", charged: 1, pending: 1, next: next, lastCharged: last}, billing.SubscriptionStatusPastDue, time.Time{}, time.Time{}},
+		{"paused", preOpts{status: "paused", charged: 1, next: next, lastCharged: last}, billing.SubscriptionStatusPastDue, time.Time{}, time.Time{}},
+		{"cancelled", preOpts{status: "cancelled", charged: 1, next: next, lastCharged: last}, billing.SubscriptionStatusCancelled, time.Time{}, time.Time{}},
+		{"pending", preOpts{status: "pending"}, billing.SubscriptionStatusPending, time.Time{}, time.Time{}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -112,7 +112,7 @@ func TestRenewJobWithLookup(t *testing.T) {
 		t.Fatalf("%+v %v", res, err)
 	}
 	sub, _ := e.st.FindSubscriptionByGateway(context.Background(), billing.GatewayMercadoPago, preID)
-	if !sub.CurrentPeriodEnd.Equal(at(3, 15, 13, 0, 0)) || sub.Status != billing.StatusActive {
+	if !sub.CurrentPeriodEnd.Equal(at(3, 15, 13, 0, 0)) || sub.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("sub %+v", sub)
 	}
 }

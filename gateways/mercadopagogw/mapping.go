@@ -26,8 +26,8 @@ const (
 // statuses map to "" (keep the current one).
 func subscriptionStatus(pre *preapproval.Response) billing.SubscriptionStatus {
 	st, _ := preapprovalStatus(pre.Status)
-	if st == billing.StatusActive && pre.Summarized.PendingChargeQuantity > 0 {
-		return billing.StatusPastDue
+	if st == billing.SubscriptionStatusActive && pre.Summarized.PendingChargeQuantity > 0 {
+		return billing.SubscriptionStatusPastDue
 	}
 	return st
 }
@@ -36,13 +36,13 @@ func subscriptionStatus(pre *preapproval.Response) billing.SubscriptionStatus {
 func preapprovalStatus(s string) (billing.SubscriptionStatus, bool) {
 	switch s {
 	case "authorized":
-		return billing.StatusActive, true
+		return billing.SubscriptionStatusActive, true
 	case "paused":
-		return billing.StatusPastDue, true
+		return billing.SubscriptionStatusPastDue, true
 	case "cancelled":
-		return billing.StatusCancelled, true
+		return billing.SubscriptionStatusCancelled, true
 	case "pending":
-		return billing.StatusPending, true
+		return billing.SubscriptionStatusPending, true
 	}
 	return "", false
 }

@@ -49,7 +49,7 @@ func TestOldSignatureReplayedRejected(t *testing.T) {
 				t.Fatalf("status %d, want %d: %s", w.Code, tc.code, w.Body)
 			}
 			if tc.code == http.StatusOK {
-				if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
+				if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 					t.Fatalf("fresh signature not applied: %+v", got)
 				}
 				return
@@ -73,13 +73,13 @@ func TestReplayWithNewBodyIDIsDuplicate(t *testing.T) {
 	r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(),
 		notif(t, 1201, TypePayment, "payment.created", "1312345678"))
 	captured := replay(r, notif(t, 1201, TypePayment, "payment.created", "1312345678"))
-	if w := e.serve(r); w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
+	if w := e.serve(r); w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("genuine: %d %s", w.Code, w.Body)
 	}
 	before, mails, calls := e.payment(p.ID), len(e.mails()), e.mp.calls.Load()
 	for _, id := range []int64{1202, 999999999, 1201} {
 		w := e.serve(replay(captured, notif(t, id, TypePayment, "payment.created", "1312345678")))
-		if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeDuplicate) {
+		if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeDuplicate) {
 			t.Fatalf("replay with body id %d: %d outcome %q, want 200 duplicate", id, w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 		}
 	}
@@ -110,7 +110,7 @@ func TestGuessedIDCannotTakeGenuineSlot(t *testing.T) {
 	if w := e.serve(replay(captured, notif(t, 1302, TypePayment, "payment.updated", "1312345678"))); w.Code != http.StatusOK {
 		t.Fatalf("replay: %d %s", w.Code, w.Body)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentPending {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending {
 		t.Fatalf("replay changed the payment: %+v", got)
 	}
 	// Mercado Pago approves the payment and sends notification 1302, signed afresh.
@@ -119,10 +119,10 @@ func TestGuessedIDCannotTakeGenuineSlot(t *testing.T) {
 	genuine := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-2", e.clock.Now(),
 		notif(t, 1302, TypePayment, "payment.updated", "1312345678"))
 	w := e.serve(genuine)
-	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
+	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("genuine 1302: %d outcome %q, want processed", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 		t.Fatalf("genuine notification not applied: %+v", got)
 	}
 }
@@ -148,7 +148,7 @@ func TestInboxKeyFromSignedMaterial(t *testing.T) {
 			t.Errorf("key %q: want %s:%s:<signed request> without the body id", k, TypePreapproval, preID)
 		}
 	}
-	if ev := e.lastEvent(); ev.State != billing.EventProcessed {
+	if ev := e.lastEvent(); ev.State != billing.WebhookEventStateProcessed {
 		t.Errorf("event %+v", ev)
 	}
 }

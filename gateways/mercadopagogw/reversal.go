@@ -26,9 +26,9 @@ func (h *handler) reversal(ctx context.Context, pay *payment.Response) (bool, er
 		Reason: pay.StatusDetail, EventTime: pay.DateLastUpdated, Actor: actor}
 	switch {
 	case pay.Status == paymentChargedBack && pay.StatusDetail == statusDetailReimbursed:
-		params.Kind = billing.ReversalDisputeWon
+		params.Kind = billing.ReversalKindDisputeWon
 	case pay.Status == paymentChargedBack:
-		params.Kind = billing.ReversalChargeback
+		params.Kind = billing.ReversalKindChargeback
 	default: // refunded, or approved with part of it refunded
 		refunded := pay.TransactionAmountRefunded
 		if pay.Status == paymentRefunded && refunded <= 0 {
@@ -38,7 +38,7 @@ func (h *handler) reversal(ctx context.Context, pay *payment.Response) (bool, er
 		if err != nil {
 			return false, fmt.Errorf("refund of mercadopago payment %s: %w", gwID, err)
 		}
-		params.Kind, params.Refunded = billing.ReversalRefund, amount
+		params.Kind, params.Refunded = billing.ReversalKindRefund, amount
 	}
 	_, err := h.core.ProcessReversal(ctx, params)
 	if errors.Is(err, billing.ErrUnknownPayment) {

@@ -18,7 +18,7 @@ func approvedCheckout(t *testing.T, e *env) billing.Payment {
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9001, TypePayment, "payment.created", "1312345678")); w.Code != http.StatusOK {
 		t.Fatalf("approval: %d", w.Code)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentApproved {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %s, want approved", got.Status)
 	}
 	return p
@@ -53,7 +53,7 @@ func TestRefundedEndsAccessOnce(t *testing.T) {
 	refunded["transaction_amount_refunded"] = 49.9
 	e.mp.putPayment(checkoutID, refunded)
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK ||
-		w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeProcessed) {
+		w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentRefunded || got.RefundedAmount != 4990 {
@@ -66,7 +66,7 @@ func TestRefundedEndsAccessOnce(t *testing.T) {
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9003, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
 		t.Fatalf("replay: %d", w.Code)
 	}
-	if n := countKind(e.mails(), billing.KindPaymentReversed); n != 1 {
+	if n := countKind(e.mails(), billing.NotificationKindPaymentReversed); n != 1 {
 		t.Fatalf("%d payment_reversed emails, want 1", n)
 	}
 }
@@ -83,7 +83,7 @@ func TestPartialRefundAndChargebackWon(t *testing.T) {
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
 		t.Fatalf("partial refund: %d", w.Code)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentApproved || got.RefundedAmount != 1000 || !e.hasAccess() {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved || got.RefundedAmount != 1000 || !e.hasAccess() {
 		t.Fatalf("payment %+v access %v, want approved with 1000 refunded and access kept", got, e.hasAccess())
 	}
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "charged_back", "in_process", p.ID))
@@ -98,7 +98,7 @@ func TestPartialRefundAndChargebackWon(t *testing.T) {
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9004, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
 		t.Fatalf("reimbursed: %d", w.Code)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentApproved || !e.hasAccess() {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved || !e.hasAccess() {
 		t.Fatalf("payment %s access %v, want approved with access after the chargeback was reimbursed", got.Status, e.hasAccess())
 	}
 }
@@ -111,10 +111,10 @@ func TestRefundOfForeignPaymentIgnored(t *testing.T) {
 	p := e.pendingPayment()
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "refunded", "refunded", p.ID))
 	w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678"))
-	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.OutcomeIgnored) {
+	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeIgnored) {
 		t.Fatalf("foreign refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentPending || got.RefundedAmount != 0 || len(e.mails()) != 0 {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusPending || got.RefundedAmount != 0 || len(e.mails()) != 0 {
 		t.Fatalf("payment %+v changed by a refund renewkit never approved", got)
 	}
 }

@@ -51,7 +51,7 @@ func (e *env) noGrant() {
 		}
 	}
 	for _, k := range e.sortedEmails() {
-		if k.Kind == billing.KindPaymentSuccessful || k.Kind == billing.KindWelcome {
+		if k.Kind == billing.NotificationKindPaymentSuccessful || k.Kind == billing.NotificationKindWelcome {
 			e.t.Errorf("email %s sent", k.Kind)
 		}
 	}
@@ -131,10 +131,10 @@ func TestAttackCheapOrForeignSale(t *testing.T) {
 			}
 			e.wantRejected(e.deliver(mutate(saleEvent(t, "WH-2", "SALE-X", e.clock.Now(), total))))
 			pay, err := e.store.FindPaymentByGateway(context.Background(), billing.GatewayPayPal, "SALE-X")
-			if err != nil || pay.Status != billing.PaymentFailed || !strings.Contains(pay.Reason, "charge mismatch") {
+			if err != nil || pay.Status != billing.PaymentStatusFailed || !strings.Contains(pay.Reason, "charge mismatch") {
 				t.Fatalf("payment %+v %v, want failed with a charge mismatch reason", pay, err)
 			}
-			if sub, _ := e.sub(); sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+			if sub, _ := e.sub(); sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {
 				t.Fatalf("subscription %+v, want pending without a period", sub)
 			}
 			e.noGrant()

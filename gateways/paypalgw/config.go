@@ -40,13 +40,28 @@ const (
 	VerifyOnline Verification = "online"
 )
 
-// DefaultCertHosts are the hosts PayPal serves its webhook signing certificates from.
-var DefaultCertHosts = []string{"api.paypal.com", "api.sandbox.paypal.com", "api-m.paypal.com", "api-m.sandbox.paypal.com"}
+// CertHosts returns the hosts PayPal serves its webhook signing certificates from (the
+// default Config.CertHostAllowlist), in a new slice each call.
+func CertHosts() []string {
+	return []string{"api.paypal.com", "api.sandbox.paypal.com", "api-m.paypal.com", "api-m.sandbox.paypal.com"}
+}
 
-// DefaultCertSANs are the names PayPal's webhook signing certificates are issued for (live
-// and sandbox); the leaf certificate must carry one of them as a DNS subject alternative
-// name.
-var DefaultCertSANs = []string{"messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"}
+// CertSANs returns the names PayPal's webhook signing certificates are issued for (live and
+// sandbox; the default Config.CertSANs), in a new slice each call. The leaf certificate must
+// carry one of them as a DNS subject alternative name.
+func CertSANs() []string {
+	return []string{"messageverificationcerts.paypal.com", "messageverificationcerts.sandbox.paypal.com"}
+}
+
+// DefaultCertHosts are the hosts PayPal serves its webhook signing certificates from.
+//
+// Deprecated: use CertHosts, which a caller cannot change for everyone else.
+var DefaultCertHosts = CertHosts()
+
+// DefaultCertSANs are the names PayPal's webhook signing certificates are issued for.
+//
+// Deprecated: use CertSANs, which a caller cannot change for everyone else.
+var DefaultCertSANs = CertSANs()
 
 // Defaults of the zero Config fields.
 const (
@@ -82,7 +97,7 @@ type Config struct {
 	// Verification is VerifyOffline (default) or VerifyOnline.
 	Verification Verification
 	// CertHostAllowlist lists the hosts PAYPAL-CERT-URL may point at, as "host" (port 443
-	// only) or "host:port". Default DefaultCertHosts. Any other URL, and any non-https URL,
+	// only) or "host:port". Default CertHosts(). Any other URL, and any non-https URL,
 	// is rejected before a request is made.
 	CertHostAllowlist []string
 	// RootCAs verifies the signing certificate chain. Default: the system roots. Tests
@@ -91,7 +106,7 @@ type Config struct {
 	// CertCacheSize bounds the certificate cache (entries by URL). Default 16.
 	CertCacheSize int
 	// CertSANs lists the DNS names the signing certificate must carry in its subject
-	// alternative names (any one of them). Default DefaultCertSANs. Tests set the name of
+	// alternative names (any one of them). Default CertSANs(). Tests set the name of
 	// their own signing certificate (see TestSigner).
 	CertSANs []string
 	// CertFailureTTL is how long a certificate URL whose download or parsing failed is
@@ -180,7 +195,7 @@ func (c Config) Validate() error {
 	}
 	for _, n := range c.CertSANs {
 		if n == "" || strings.ContainsAny(n, "/@?#: ") {
-			errs = append(errs, fmt.Errorf("CertSANs entry %q: want a DNS name such as %s", n, DefaultCertSANs[0]))
+			errs = append(errs, fmt.Errorf("CertSANs entry %q: want a DNS name such as %s", n, CertSANs()[0]))
 		}
 	}
 	if c.CertFailureTTL < 0 {
@@ -246,7 +261,7 @@ func (c Config) cancelWait() time.Duration {
 
 func (c Config) certSANs() []string {
 	if len(c.CertSANs) == 0 {
-		return DefaultCertSANs
+		return CertSANs()
 	}
 	return c.CertSANs
 }
@@ -255,7 +270,7 @@ func (c Config) certSANs() []string {
 func (c Config) certHosts() map[string]bool {
 	list := c.CertHostAllowlist
 	if len(list) == 0 {
-		list = DefaultCertHosts
+		list = CertHosts()
 	}
 	m := make(map[string]bool, len(list))
 	for _, h := range list {

@@ -33,7 +33,7 @@
 //   - The five PAYPAL-* transmission headers are required; PAYPAL-AUTH-ALGO must be
 //     SHA256withRSA; PAYPAL-TRANSMISSION-TIME must be within Tolerance (default 5 min) of the
 //     billing Service's clock, in both directions (PayPal signs every retry afresh).
-//   - PAYPAL-CERT-URL must be https on a host of CertHostAllowlist (default DefaultCertHosts:
+//   - PAYPAL-CERT-URL must be https on a host of CertHostAllowlist (default CertHosts():
 //     api.paypal.com, api.sandbox.paypal.com, api-m.paypal.com, api-m.sandbox.paypal.com,
 //     port 443) with PayPal's certificate path, CertPathPrefix followed by one name
 //     (/v1/notifications/certs/CERT-...), and no query or fragment; anything else is
@@ -48,7 +48,7 @@
 //     not serve a usable certificate is not fetched for every delivery. The chain is verified
 //     against RootCAs (default: the system roots) at the clock's time, so an expired
 //     certificate is rejected, and the leaf must carry one of CertSANs (default
-//     DefaultCertSANs: messageverificationcerts.paypal.com and its sandbox counterpart, the
+//     CertSANs(): messageverificationcerts.paypal.com and its sandbox counterpart, the
 //     names PayPal's Java SDK requires of the signer) as a DNS subject alternative name. The signed message
 //     covers the body only through its CRC32, and a different body with the same CRC32 is
 //     easy to make, so an offline-verified body proves nothing on its own (see "What is
@@ -130,9 +130,9 @@
 //
 // # Testing hosts' integrations
 //
-// NewTestSigner creates a CA, a signing certificate (SAN TestCertSAN) and an HTTPS server on
-// 127.0.0.1 that serves it; TestSigner.Config is an offline Config trusting exactly that
-// setup (add ClientID, ClientSecret and BaseURL for events to be applied), and
-// TestSigner.Sign returns the PAYPAL-* headers for a body, so a host can post signed events
-// to its own mounted handler.
+// Package paypalgwtest (NewSigner) creates a CA, a signing certificate and an HTTPS server
+// on 127.0.0.1 that serves it; Signer.Config is an offline Config trusting exactly that
+// setup (add ClientID, ClientSecret and BaseURL for events to be applied), and Signer.Sign
+// returns the PAYPAL-* headers for a body, so a host can post signed events to its own
+// mounted handler.
 package paypalgw

@@ -63,8 +63,8 @@ func TestCertificateSANMustBeMessageVerificationHost(t *testing.T) {
 		t.Fatalf("got %d %s, want 400", rec.Code, rec.Body)
 	}
 	e.assertUntouched("WH-SAN")
-	if DefaultCertSANs[0] != "messageverificationcerts.paypal.com" || DefaultCertSANs[1] != "messageverificationcerts.sandbox.paypal.com" {
-		t.Errorf("DefaultCertSANs = %q", DefaultCertSANs)
+	if CertSANs()[0] != "messageverificationcerts.paypal.com" || CertSANs()[1] != "messageverificationcerts.sandbox.paypal.com" {
+		t.Errorf("CertSANs() = %q", CertSANs())
 	}
 }
 
@@ -228,7 +228,7 @@ func TestAPINotFoundIgnored(t *testing.T) {
 	if len(subs) != 0 || len(e.sortedEmails()) != 0 {
 		t.Errorf("a 404 created %d subscriptions, %d emails", len(subs), len(e.sortedEmails()))
 	}
-	if ev, err := e.store.GetWebhookEvent(context.Background(), billing.GatewayPayPal, "WH-404"); err != nil || ev.State != billing.EventIgnored {
+	if ev, err := e.store.GetWebhookEvent(context.Background(), billing.GatewayPayPal, "WH-404"); err != nil || ev.State != billing.WebhookEventStateIgnored {
 		t.Errorf("event %+v %v, want ignored", ev, err)
 	}
 }
@@ -242,4 +242,19 @@ func (w lockedWriter) Write(p []byte) (int, error) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return w.b.Write(p)
+}
+
+// TestCertListsAreFreshCopies proves that a caller who changes the default certificate
+// lists cannot change them for other handlers: every call returns a new slice.
+func TestCertListsAreFreshCopies(t *testing.T) {
+	h := CertHosts()
+	h[0] = "evil.example"
+	if CertHosts()[0] != "api.paypal.com" {
+		t.Errorf("CertHosts()[0] = %q after a caller changed its copy", CertHosts()[0])
+	}
+	s := CertSANs()
+	s[0] = "evil.example"
+	if CertSANs()[0] != "messageverificationcerts.paypal.com" {
+		t.Errorf("CertSANs()[0] = %q after a caller changed its copy", CertSANs()[0])
+	}
 }

@@ -275,15 +275,15 @@ func (st *subscriptionState) mappedStatus() billing.SubscriptionStatus {
 	case "ACTIVE":
 		lf, lp := st.BillingInfo.LastFailedPayment.Time.Time, st.BillingInfo.LastPayment.Time.Time
 		if !lf.IsZero() && lf.After(lp) {
-			return billing.StatusPastDue
+			return billing.SubscriptionStatusPastDue
 		}
-		return billing.StatusActive
+		return billing.SubscriptionStatusActive
 	case "SUSPENDED":
-		return billing.StatusPastDue
+		return billing.SubscriptionStatusPastDue
 	case "CANCELLED", "EXPIRED":
-		return billing.StatusCancelled
+		return billing.SubscriptionStatusCancelled
 	case "APPROVAL_PENDING", "APPROVED":
-		return billing.StatusPending
+		return billing.SubscriptionStatusPending
 	}
 	return ""
 }

@@ -220,7 +220,7 @@ func (h *handler) bound(ctx context.Context, st *subscriptionState, fallback tim
 	cur, err := h.core.FindSubscriptionByGateway(ctx, billing.GatewayPayPal, st.ID)
 	switch {
 	case err == nil:
-		if p.Status != billing.StatusCancelled {
+		if p.Status != billing.SubscriptionStatusCancelled {
 			// Periods advance with sales only (PAYMENT.SALE.COMPLETED, read from the
 			// API) and the renew job's lookup: a status event is no proof of payment.
 			p.PeriodStart, p.PeriodEnd = time.Time{}, time.Time{}
@@ -244,7 +244,7 @@ func (h *handler) sync(ctx context.Context, ev decodedEvent) error {
 	if err != nil {
 		return err
 	}
-	if mappedStatus := st.mappedStatus(); mappedStatus == billing.StatusCancelled {
+	if mappedStatus := st.mappedStatus(); mappedStatus == billing.SubscriptionStatusCancelled {
 		if err := h.checkCaughtUp(ctx, st, ev); err != nil {
 			return err
 		}
@@ -281,7 +281,7 @@ func (h *handler) checkCaughtUp(ctx context.Context, st *subscriptionState, ev d
 	if err != nil {
 		return err
 	}
-	if sub.Status == billing.StatusCancelled || len(sub.AppliedPayments) >= need {
+	if sub.Status == billing.SubscriptionStatusCancelled || len(sub.AppliedPayments) >= need {
 		return nil
 	}
 	return fmt.Errorf("%w: %s has %d of %d charges applied: %w", ErrEarlierEventPending, st.ID, len(sub.AppliedPayments), need, billing.ErrConflict)
@@ -298,8 +298,8 @@ func (h *handler) paymentFailed(ctx context.Context, ev decodedEvent) error {
 	if err != nil {
 		return err
 	}
-	if known && (p.Status == billing.StatusActive || p.Status == "") {
-		p.Status = billing.StatusPastDue
+	if known && (p.Status == billing.SubscriptionStatusActive || p.Status == "") {
+		p.Status = billing.SubscriptionStatusPastDue
 	}
 	// Use the event's own failure when the API shows a later state.
 	failure := ev.Sub.BillingInfo.LastFailedPayment
@@ -398,7 +398,7 @@ func (h *handler) sale(ctx context.Context, ev decodedEvent) (ignored bool, err 
 		switch {
 		case berr != nil:
 			err = berr
-		case !known || p.Status == billing.StatusCancelled:
+		case !known || p.Status == billing.SubscriptionStatusCancelled:
 			_, err = h.core.SyncSubscription(ctx, p)
 		}
 	}

@@ -32,14 +32,14 @@ func TestOfflineSignatureAccepted(t *testing.T) {
 	e := newEnv(t, now, nil)
 	e.mustDeliver(activated(t, "WH-1", now.Add(-time.Minute)))
 	sub, ok := e.sub()
-	if !ok || sub.Status != billing.StatusPending || !sub.CurrentPeriodEnd.IsZero() {
+	if !ok || sub.Status != billing.SubscriptionStatusPending || !sub.CurrentPeriodEnd.IsZero() {
 		t.Fatalf("ACTIVATED alone: %+v, want pending without a period", sub)
 	}
 	if u, _ := e.store.GetUser(context.Background(), testUser); u.HasAccess(now) {
 		t.Fatal("ACTIVATED alone granted access")
 	}
 	e.mustDeliver(saleEvent(t, "WH-S", "SALE-0", now.Add(-time.Minute), "19.90"))
-	if sub, _ = e.sub(); sub.Status != billing.StatusActive {
+	if sub, _ = e.sub(); sub.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("after the sale: %+v", sub)
 	}
 	u, _ := e.store.GetUser(context.Background(), testUser)
@@ -236,7 +236,7 @@ func TestDuplicateDelivery(t *testing.T) {
 		t.Error("the same sale extended twice")
 	}
 	pay, err := e.store.FindPaymentByGateway(context.Background(), billing.GatewayPayPal, "SALE1")
-	if err != nil || pay.Status != billing.PaymentApproved || pay.Amount != (billing.Money{Amount: 1990, Currency: "USD"}) {
+	if err != nil || pay.Status != billing.PaymentStatusApproved || pay.Amount != (billing.Money{Amount: 1990, Currency: "USD"}) {
 		t.Errorf("payment: %+v %v", pay, err)
 	}
 }
@@ -256,7 +256,7 @@ func TestOutOfOrderUpdates(t *testing.T) {
 	e.mustDeliver(older)
 	sub, _ := e.sub()
 	// Status events never move a live period (only sales do).
-	if sub.Status != billing.StatusPastDue || !sub.CurrentPeriodEnd.Equal(paid.CurrentPeriodEnd) {
+	if sub.Status != billing.SubscriptionStatusPastDue || !sub.CurrentPeriodEnd.Equal(paid.CurrentPeriodEnd) {
 		t.Fatalf("older event moved the subscription: %s %s", sub.Status, sub.CurrentPeriodEnd)
 	}
 }
@@ -335,7 +335,7 @@ func TestLifecycleShuffledConcurrentMatchesInOrder(t *testing.T) {
 		}
 		return e.snapshot()
 	}()
-	if want.Status != billing.StatusCancelled || want.Applied != 3 || len(want.Emails) != 6 {
+	if want.Status != billing.SubscriptionStatusCancelled || want.Applied != 3 || len(want.Emails) != 6 {
 		t.Fatalf("in-order lifecycle: %+v", want)
 	}
 	for round := range 3 {
@@ -456,7 +456,7 @@ func TestOnlineVerificationAndRefetch(t *testing.T) {
 	}
 	sub, _ := e.sub()
 	// Created pending (no charge yet), at the API's update_time, not the body's.
-	if sub.Status != billing.StatusPending || !sub.GatewayUpdatedAt.Equal(now.Add(-time.Minute)) {
+	if sub.Status != billing.SubscriptionStatusPending || !sub.GatewayUpdatedAt.Equal(now.Add(-time.Minute)) {
 		t.Errorf("state not taken from the API: %s %s", sub.Status, sub.GatewayUpdatedAt)
 	}
 	if api.subCalls.Load() != 1 || e.signer.CertRequests() != 0 {
@@ -477,13 +477,13 @@ func TestRenewalLookup(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := billing.GatewaySubscription{ID: testSubID, Status: billing.StatusActive, PeriodStart: time.Date(2025, 2, 1, 0, 0, 5, 0, time.UTC),
+	want := billing.GatewaySubscription{ID: testSubID, Status: billing.SubscriptionStatusActive, PeriodStart: time.Date(2025, 2, 1, 0, 0, 5, 0, time.UTC),
 		PeriodEnd: t0.AddDate(0, 2, 0), Amount: billing.Money{Amount: 1990, Currency: "USD"}}
 	if gs != want {
 		t.Errorf("got %+v\nwant %+v", gs, want)
 	}
 	api.subStatus = "CANCELLED"
-	if gs, _ := l.LookupSubscription(ctx, testSubID); gs.Status != billing.StatusCancelled || !gs.CancelAtPeriodEnd {
+	if gs, _ := l.LookupSubscription(ctx, testSubID); gs.Status != billing.SubscriptionStatusCancelled || !gs.CancelAtPeriodEnd {
 		t.Errorf("cancelled: %+v", gs)
 	}
 	var aerr *APIError

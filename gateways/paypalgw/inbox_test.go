@@ -158,7 +158,7 @@ func TestInboxAcceptReadsOnlyTheEnvelope(t *testing.T) {
 	if _, err := w.Drain(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if ev, _ := e.store.GetWebhookEvent(ctx, billing.GatewayPayPal, "WH-ODD"); ev.State != billing.EventFailed || !strings.Contains(ev.Error, "malformed") {
+	if ev, _ := e.store.GetWebhookEvent(ctx, billing.GatewayPayPal, "WH-ODD"); ev.State != billing.WebhookEventStateFailed || !strings.Contains(ev.Error, "malformed") {
 		t.Fatalf("after the worker: %+v, want failed as malformed", ev)
 	}
 	if _, ok := e.sub(); ok {

@@ -136,7 +136,7 @@ func gatewaySubscription(st *subscriptionState) billing.GatewaySubscription {
 			gs.Amount = m
 		}
 	}
-	if gs.Status == billing.StatusCancelled {
+	if gs.Status == billing.SubscriptionStatusCancelled {
 		gs.CancelAtPeriodEnd = true
 	}
 	return gs

@@ -163,13 +163,13 @@ func TestSaleRefetchedWithCredentials(t *testing.T) {
 
 	// The subscription exists and is active; then PayPal cancels it an hour ago.
 	e.mustDeliver(activated(t, "WH-ACT", now.Add(-3*time.Hour)))
-	if sub, ok := e.sub(); !ok || sub.Status != billing.StatusPending {
+	if sub, ok := e.sub(); !ok || sub.Status != billing.SubscriptionStatusPending {
 		t.Fatalf("activation: %+v", sub)
 	}
 	api.subStatus, api.updated = "CANCELLED", now.Add(-time.Hour)
 	e.mustDeliver(sale)
 	sub, _ := e.sub()
-	if sub.Status != billing.StatusCancelled {
+	if sub.Status != billing.SubscriptionStatusCancelled {
 		t.Errorf("sale of a subscription PayPal reports CANCELLED left it %s", sub.Status)
 	}
 	if u, _ := e.store.GetUser(context.Background(), testUser); u.HasAccess(now) {

@@ -92,13 +92,13 @@ func (h *handler) reversal(ctx context.Context, ev decodedEvent) (ignored bool, 
 		Reason: r.Reason, EventTime: ev.Created, Actor: billing.GatewayPayPal}
 	switch {
 	case state == "reversed" || ev.Type == EventSaleReversed && state == "refunded":
-		params.Kind = billing.ReversalChargeback
+		params.Kind = billing.ReversalKindChargeback
 	case ev.Type == EventSaleRefunded && (state == "refunded" || state == "partially_refunded"):
 		amount, err := ParseAmount(strings.TrimPrefix(total, "-"), currency)
 		if err != nil {
 			return false, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: err}
 		}
-		params.Kind, params.Refunded = billing.ReversalRefund, amount
+		params.Kind, params.Refunded = billing.ReversalKindRefund, amount
 	default:
 		h.log.InfoContext(ctx, "paypal reversal ignored: the API does not report the sale refunded or reversed",
 			"event_id", ev.ID, "sale_id", r.SaleID, "state", state)

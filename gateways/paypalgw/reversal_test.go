@@ -61,12 +61,12 @@ func TestSaleRefundedReadFromAPI(t *testing.T) {
 		return p
 	}
 	access := func() bool { u, _ := e.store.GetUser(ctx, testUser); return u.HasAccess(now) }
-	if pay().Status != billing.PaymentApproved || !access() {
+	if pay().Status != billing.PaymentStatusApproved || !access() {
 		t.Fatalf("sale not applied: %+v", pay())
 	}
 	state.Store("partially_refunded")
 	e.mustDeliver(refundEvent(EventSaleRefunded, "WH-RF-PART", now, "19.90"))
-	if p := pay(); p.Status != billing.PaymentApproved || p.RefundedAmount != 500 || !access() {
+	if p := pay(); p.Status != billing.PaymentStatusApproved || p.RefundedAmount != 500 || !access() {
 		t.Fatalf("partial refund: payment %+v access %v, want approved with 500 refunded and access kept", p, access())
 	}
 	state.Store("refunded")
@@ -79,7 +79,7 @@ func TestSaleRefundedReadFromAPI(t *testing.T) {
 	}
 	n := 0
 	for _, m := range e.sortedEmails() {
-		if m.Kind == billing.KindPaymentReversed {
+		if m.Kind == billing.NotificationKindPaymentReversed {
 			n++
 		}
 	}

@@ -18,17 +18,17 @@ const actor = billing.GatewayStripe
 func mapStatus(s string) billing.SubscriptionStatus {
 	switch s {
 	case "active", "trialing":
-		return billing.StatusActive
+		return billing.SubscriptionStatusActive
 	case "past_due", "unpaid":
-		return billing.StatusPastDue
+		return billing.SubscriptionStatusPastDue
 	case "paused":
 		// A trial that ended without a payment method: no new period is paid, so access
 		// runs out with the paid period (plus grace), as for past_due.
-		return billing.StatusPastDue
+		return billing.SubscriptionStatusPastDue
 	case "canceled", "incomplete_expired":
-		return billing.StatusCancelled
+		return billing.SubscriptionStatusCancelled
 	case "incomplete":
-		return billing.StatusPending
+		return billing.SubscriptionStatusPending
 	}
 	return ""
 }
@@ -98,7 +98,7 @@ func (h *webhookHandler) subscriptionChanged(ctx context.Context, ev decodedEven
 	}
 	status := mapStatus(s.Status)
 	if ev.Type == EventSubscriptionDeleted {
-		status = billing.StatusCancelled
+		status = billing.SubscriptionStatusCancelled
 	}
 	p := billing.SyncParams{
 		Gateway: billing.GatewayStripe, GatewaySubscriptionID: s.ID, Status: status,
@@ -106,7 +106,7 @@ func (h *webhookHandler) subscriptionChanged(ctx context.Context, ev decodedEven
 	}
 	ps, pe := s.period()
 	switch {
-	case status == billing.StatusCancelled:
+	case status == billing.SubscriptionStatusCancelled:
 		p.PeriodStart, p.PeriodEnd = ps, pe
 	case s.latest != nil && s.latest.isPaid() && s.latest.subscriptionID() == s.ID:
 		if err := h.applyPaidInvoice(ctx, s.latest, time.Time{}); err != nil && !errors.Is(err, billing.ErrNotFound) {
@@ -125,7 +125,7 @@ func (h *webhookHandler) subscriptionChanged(ctx context.Context, ev decodedEven
 		// expiry job never sees an active subscription without a period.
 		p.Status = ""
 	}
-	if found || status == billing.StatusCancelled {
+	if found || status == billing.SubscriptionStatusCancelled {
 		_, err = h.core.SyncSubscription(ctx, p)
 		return err
 	}
@@ -218,7 +218,7 @@ func (h *webhookHandler) applyPaidInvoice(ctx context.Context, inv *wireInvoice,
 	if err != nil {
 		return err
 	}
-	if found && cur.Status == billing.StatusPastDue && !pe.IsZero() && !billing.TruncateTime(pe).After(cur.CurrentPeriodEnd) {
+	if found && cur.Status == billing.SubscriptionStatusPastDue && !pe.IsZero() && !billing.TruncateTime(pe).After(cur.CurrentPeriodEnd) {
 		return h.recordCoveredPayment(ctx, cur, inv.ID, amount)
 	}
 	paidAt := inv.paidAt()
@@ -290,7 +290,7 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 	if err != nil && !errors.Is(err, billing.ErrInvalidTransition) { // cancelled meanwhile: settled
 		return false, err
 	}
-	if paid, err := h.core.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentApproved {
+	if paid, err := h.core.FindPaymentByGateway(ctx, billing.GatewayStripe, inv.ID); err == nil && paid.Status == billing.PaymentStatusApproved {
 		return false, nil // a retry of this invoice already succeeded
 	} else if err != nil && !errors.Is(err, billing.ErrNotFound) {
 		return false, err
@@ -299,7 +299,7 @@ func (h *webhookHandler) invoiceFailed(ctx context.Context, ev decodedEvent) (bo
 		return false, nil // never paid: stays pending
 	}
 	p := billing.SyncParams{
-		Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, Status: billing.StatusPastDue,
+		Gateway: billing.GatewayStripe, GatewaySubscriptionID: subID, Status: billing.SubscriptionStatusPastDue,
 		CancelAtPeriodEnd: sub.CancelAtPeriodEnd, EventTime: ev.Created, Actor: actor,
 	}
 	if fetchedSub != nil {

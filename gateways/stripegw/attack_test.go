@@ -111,10 +111,10 @@ func TestAttackCheapOrForeignInvoice(t *testing.T) {
 			inv := invoice("in_1", "sub_1", "paid", 2990, p1s, p1e, 1)
 			mutate(inv)
 			e.wantRejected(stripegwtest.NewEvent("evt_paid", stripegw.EventInvoicePaid, inv))
-			if p := e.payment("in_1"); p.Status != billing.PaymentFailed || !strings.Contains(p.Reason, "charge mismatch") {
+			if p := e.payment("in_1"); p.Status != billing.PaymentStatusFailed || !strings.Contains(p.Reason, "charge mismatch") {
 				t.Fatalf("payment %+v, want failed with a charge mismatch reason", p)
 			}
-			if s := e.sub("sub_1"); s.Status != billing.StatusPending || !s.CurrentPeriodEnd.IsZero() {
+			if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusPending || !s.CurrentPeriodEnd.IsZero() {
 				t.Fatalf("subscription %+v, want pending without a period", s)
 			}
 			e.noGrant("u1")
@@ -133,7 +133,7 @@ func TestAttackCheapCheckoutPayment(t *testing.T) {
 	s["mode"], s["amount_total"], s["currency"] = "payment", 1, "brl"
 	e.wantRejected(stripegwtest.NewEvent("evt_pay", stripegw.EventCheckoutSessionCompleted, s))
 	got, _ := e.st.GetPayment(context.Background(), "pay_1")
-	if got.Status != billing.PaymentFailed || !strings.Contains(got.Reason, "charge mismatch") {
+	if got.Status != billing.PaymentStatusFailed || !strings.Contains(got.Reason, "charge mismatch") {
 		t.Fatalf("payment %+v, want failed with a charge mismatch reason", got)
 	}
 	e.noGrant("u1")

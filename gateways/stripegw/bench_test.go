@@ -58,7 +58,7 @@ func BenchmarkWebhookLoopback(b *testing.B) {
 		all := make(chan struct{})
 		w.Observe = func(ev billing.WebhookEvent, a billing.WebhookAttempt) {
 			var i int
-			if _, err := fmt.Sscanf(ev.EventID, "evt_b%d", &i); err != nil || a.State != billing.EventProcessed {
+			if _, err := fmt.Sscanf(ev.EventID, "evt_b%d", &i); err != nil || a.State != billing.WebhookEventStateProcessed {
 				return
 			}
 			applied[i] = time.Now()

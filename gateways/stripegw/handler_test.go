@@ -43,7 +43,7 @@ func TestValidSignatureAccepted(t *testing.T) {
 	if !e.eventRecorded("evt_checkout") {
 		t.Fatal("event not recorded")
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusPending || s.UserID != "u1" || s.PlanID != "pro" {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusPending || s.UserID != "u1" || s.PlanID != "pro" {
 		t.Fatalf("subscription %+v", s)
 	}
 }
@@ -95,7 +95,7 @@ func TestSignatureRejected(t *testing.T) {
 			if e.eventRecorded("evt_cancel") {
 				t.Fatal("rejected delivery was recorded in the webhook inbox")
 			}
-			if after := e.sub("sub_1"); after.Version != before.Version || after.Status != billing.StatusActive {
+			if after := e.sub("sub_1"); after.Version != before.Version || after.Status != billing.SubscriptionStatusActive {
 				t.Fatalf("subscription changed: %+v", after)
 			}
 		})
@@ -228,7 +228,7 @@ func TestOutOfOrderSubscriptionUpdated(t *testing.T) {
 		t.Fatal(code)
 	}
 	s := e.sub("sub_1")
-	if !s.CancelAtPeriodEnd || s.Status != billing.StatusActive || !s.GatewayUpdatedAt.Equal(t0.Add(2*time.Hour)) {
+	if !s.CancelAtPeriodEnd || s.Status != billing.SubscriptionStatusActive || !s.GatewayUpdatedAt.Equal(t0.Add(2*time.Hour)) {
 		t.Fatalf("older event moved the subscription back: %+v", s)
 	}
 }
@@ -267,10 +267,10 @@ func TestInvoicePaidBeforeSubscriptionExists(t *testing.T) {
 		t.Fatalf("redelivered invoice.paid: %d", code)
 	}
 	s := e.sub("sub_1")
-	if s.Status != billing.StatusActive || !s.CurrentPeriodStart.Equal(p1s) || !s.CurrentPeriodEnd.Equal(p1e) {
+	if s.Status != billing.SubscriptionStatusActive || !s.CurrentPeriodStart.Equal(p1s) || !s.CurrentPeriodEnd.Equal(p1e) {
 		t.Fatalf("subscription %+v, want active %v..%v", s, p1s, p1e)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || p.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved || p.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) {
 		t.Fatalf("payment %+v", p)
 	}
 }
@@ -285,19 +285,19 @@ func TestPaymentFailedThenRecovered(t *testing.T) {
 			t.Fatalf("%s: %d", x.ID, code)
 		}
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusPastDue || !s.CurrentPeriodEnd.Equal(p2e) {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusPastDue || !s.CurrentPeriodEnd.Equal(p2e) {
 		t.Fatalf("after failure: %+v", s)
 	}
-	if n := e.notes.Count(billing.KindPaymentFailed); n != 1 {
+	if n := e.notes.Count(billing.NotificationKindPaymentFailed); n != 1 {
 		t.Fatalf("payment-failed emails: %d", n)
 	}
-	if p := e.payment("in_3/attempt-1"); p.Status != billing.PaymentFailed || p.Reason == "" {
+	if p := e.payment("in_3/attempt-1"); p.Status != billing.PaymentStatusFailed || p.Reason == "" {
 		t.Fatalf("failed payment %+v", p)
 	}
 	if code := e.post(ev[4]); code != 200 {
 		t.Fatal(code)
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusActive || !s.CurrentPeriodEnd.Equal(p3e) {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusActive || !s.CurrentPeriodEnd.Equal(p3e) {
 		t.Fatalf("after recovery: %+v", s)
 	}
 	if code := e.post(ev[5]); code != 200 {
@@ -305,7 +305,7 @@ func TestPaymentFailedThenRecovered(t *testing.T) {
 	}
 	s := e.sub("sub_1")
 	u, _ := e.st.GetUser(context.Background(), "u1")
-	if s.Status != billing.StatusCancelled || u.HasAccess(e.clock.Now()) || e.notes.Count(billing.KindExpired) != 1 {
+	if s.Status != billing.SubscriptionStatusCancelled || u.HasAccess(e.clock.Now()) || e.notes.Count(billing.NotificationKindExpired) != 1 {
 		t.Fatalf("after deletion: %+v, user %+v", s, u)
 	}
 }
@@ -321,7 +321,7 @@ func TestLifecycleShuffledConcurrent(t *testing.T) {
 		}
 	}
 	want, wantMails := inOrder.state("sub_1"), inOrder.emails()
-	if want.Status != billing.StatusCancelled || !want.PeriodEnd.Equal(p3e) || len(want.Payments) != 4 {
+	if want.Status != billing.SubscriptionStatusCancelled || !want.PeriodEnd.Equal(p3e) || len(want.Payments) != 4 {
 		t.Fatalf("in-order state %+v", want)
 	}
 	for round := 0; round < 10; round++ {

@@ -141,11 +141,11 @@ func (e *env) emails() []string {
 			if err != nil {
 				e.t.Fatalf("payment of %s email: %v", n.Kind, err)
 			}
-			if n.Kind == billing.KindWelcome {
+			if n.Kind == billing.NotificationKindWelcome {
 				break // the payment that triggers it depends on which invoice lands first
 			}
 			k += ":" + p.GatewayPaymentID
-		case n.Kind == billing.KindExpired:
+		case n.Kind == billing.NotificationKindExpired:
 			k += ":" + n.Data.PeriodEnd.Format(time.RFC3339)
 		}
 		out = append(out, k)

@@ -104,32 +104,32 @@ func TestInboxInvoicePaidParkedUntilCheckout(t *testing.T) {
 	e.accept(paid) // a duplicate stores nothing new
 	drain(t, w)
 	ev := e.event("evt_paid_1")
-	if ev.State != billing.EventParked || ev.Attempts != 1 || !ev.ParkedAt.Equal(t0) || !ev.NextAttemptAt.Equal(t0.Add(time.Minute)) ||
+	if ev.State != billing.WebhookEventStateParked || ev.Attempts != 1 || !ev.ParkedAt.Equal(t0) || !ev.NextAttemptAt.Equal(t0.Add(time.Minute)) ||
 		!strings.Contains(ev.Error, "not found") {
 		t.Fatalf("invoice.paid before its subscription: %+v; want parked at t0, retry in 1m", ev)
 	}
 	e.noSub("sub_1")
 	e.clock.Advance(3 * time.Hour) // past several backoff steps, still within the wait
 	drain(t, w)
-	if ev := e.event("evt_paid_1"); ev.State != billing.EventParked || !ev.ParkedAt.Equal(t0) {
+	if ev := e.event("evt_paid_1"); ev.State != billing.WebhookEventStateParked || !ev.ParkedAt.Equal(t0) {
 		t.Fatalf("after 3h: %+v, want still parked since t0", ev)
 	}
 	next := e.event("evt_paid_1").NextAttemptAt
 	e.accept(checkout)
 	drain(t, w)
-	if c := e.event("evt_checkout"); c.State != billing.EventProcessed {
+	if c := e.event("evt_checkout"); c.State != billing.WebhookEventStateProcessed {
 		t.Fatalf("checkout: %+v", c)
 	}
 	ev = e.event("evt_paid_1")
-	if ev.State != billing.EventProcessed || !e.clock.Now().Before(next) || len(ev.History) != 3 ||
-		ev.History[0].State != billing.EventParked || ev.History[2].State != billing.EventProcessed {
+	if ev.State != billing.WebhookEventStateProcessed || !e.clock.Now().Before(next) || len(ev.History) != 3 ||
+		ev.History[0].State != billing.WebhookEventStateParked || ev.History[2].State != billing.WebhookEventStateProcessed {
 		t.Fatalf("invoice.paid after checkout: %+v; want processed now (before its next retry %v), history parked…processed", ev, next)
 	}
 	s := e.sub("sub_1")
-	if s.Status != billing.StatusActive || !s.CurrentPeriodEnd.Equal(p1e) {
+	if s.Status != billing.SubscriptionStatusActive || !s.CurrentPeriodEnd.Equal(p1e) {
 		t.Fatalf("subscription %+v, want active until %v", s, p1e)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("payment %+v", p)
 	}
 }
@@ -144,14 +144,14 @@ func TestInboxParkedEventIgnoredAfterWait(t *testing.T) {
 	for e.clock.Now().Before(t0.Add(72*time.Hour - time.Minute)) {
 		e.clock.Advance(30 * time.Minute)
 		drain(t, w)
-		if ev := e.event("evt_paid_1"); ev.State != billing.EventParked && e.clock.Now().Before(t0.Add(72*time.Hour)) {
+		if ev := e.event("evt_paid_1"); ev.State != billing.WebhookEventStateParked && e.clock.Now().Before(t0.Add(72*time.Hour)) {
 			t.Fatalf("at %v: %+v, want parked until the wait ends", e.clock.Now().Sub(t0), ev)
 		}
 	}
 	e.clock.Set(t0.Add(72 * time.Hour))
 	drain(t, w)
 	ev := e.event("evt_paid_1")
-	if ev.State != billing.EventIgnored || !strings.HasPrefix(ev.Error, "unknown object") || !ev.FinishedAt.Equal(t0.Add(72*time.Hour)) {
+	if ev.State != billing.WebhookEventStateIgnored || !strings.HasPrefix(ev.Error, "unknown object") || !ev.FinishedAt.Equal(t0.Add(72*time.Hour)) {
 		t.Fatalf("after 72h: %+v; want ignored: unknown object", ev)
 	}
 	if ev.Attempts < 5 {
@@ -168,10 +168,10 @@ func TestInboxParkedEventIgnoredAfterWait(t *testing.T) {
 	_, checkout := earlyInvoice()
 	e.accept(checkout)
 	drain(t, w)
-	if ev := e.event("evt_paid_1"); ev.State != billing.EventProcessed {
+	if ev := e.event("evt_paid_1"); ev.State != billing.WebhookEventStateProcessed {
 		t.Fatalf("replayed: %+v", ev)
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusActive {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusActive {
 		t.Fatalf("after replay: %+v", s)
 	}
 }
@@ -198,7 +198,7 @@ func TestInboxAppliesInGatewayOrder(t *testing.T) {
 		got != "evt_paid_1,evt_checkout,evt_paid_1,evt_paid_2,evt_failed_3,evt_paid_3,evt_deleted" {
 		t.Fatalf("applied %s", got)
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusCancelled || !s.CurrentPeriodEnd.Equal(p3e) {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusCancelled || !s.CurrentPeriodEnd.Equal(p3e) {
 		t.Fatalf("final %+v", s)
 	}
 }
@@ -261,7 +261,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 		// fake clock jumps a minute while such events remain.
 		polls := 0
 		testkit.DrainInbox(t, first, fmt.Sprintf("round %d", round), len(lifecycle()), func(st billing.WebhookInboxStats) {
-			if polls++; polls%20 == 0 && st.ByState[billing.EventFailed]+st.ByState[billing.EventParked] > 0 {
+			if polls++; polls%20 == 0 && st.ByState[billing.WebhookEventStateFailed]+st.ByState[billing.WebhookEventStateParked] > 0 {
 				clock.Advance(time.Minute)
 			}
 		})
@@ -300,7 +300,7 @@ func TestInboxObjectUnknownToAPIIgnored(t *testing.T) {
 	if n := drain(t, w); n != 1 {
 		t.Fatalf("drained %d events, want 1", n)
 	}
-	if ev := e.event("evt_404"); ev.State != billing.EventIgnored || ev.Attempts != 1 || !ev.NextAttemptAt.IsZero() && ev.NextAttemptAt.After(clock.Now()) {
+	if ev := e.event("evt_404"); ev.State != billing.WebhookEventStateIgnored || ev.Attempts != 1 || !ev.NextAttemptAt.IsZero() && ev.NextAttemptAt.After(clock.Now()) {
 		t.Fatalf("event %+v; want ignored after one attempt", ev)
 	}
 	clock.Advance(3 * time.Hour)
@@ -336,7 +336,7 @@ func TestInboxAcceptReadsOnlyTheEnvelope(t *testing.T) {
 		t.Fatalf("stored %+v, want object sub_9 (API 2025-03-31 layout), invoice.paid at 1893499200", ev)
 	}
 	drain(t, w)
-	if ev := e.event("evt_lots"); ev.State != billing.EventFailed || !strings.Contains(ev.Error, "malformed") {
+	if ev := e.event("evt_lots"); ev.State != billing.WebhookEventStateFailed || !strings.Contains(ev.Error, "malformed") {
 		t.Fatalf("after the worker: %+v, want failed as malformed", ev)
 	}
 	if _, err := e.st.FindPaymentByGateway(context.Background(), billing.GatewayStripe, "in_1"); err == nil {

@@ -56,7 +56,7 @@ func TestRenewalLookupStripeMock(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if gs.ID != "sub_123" || gs.Status != billing.StatusActive || gs.PeriodEnd.IsZero() || gs.PaymentID != "" {
+	if gs.ID != "sub_123" || gs.Status != billing.SubscriptionStatusActive || gs.PeriodEnd.IsZero() || gs.PaymentID != "" {
 		t.Fatalf("lookup %+v", gs)
 	}
 	if !gs.PeriodEnd.Equal(time.Unix(1234567890, 0)) {
@@ -117,7 +117,7 @@ func TestRenewalLookupMapping(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := billing.GatewaySubscription{ID: "sub_1", Status: billing.StatusPastDue, PeriodStart: p2s, PeriodEnd: p2e,
+	want := billing.GatewaySubscription{ID: "sub_1", Status: billing.SubscriptionStatusPastDue, PeriodStart: p2s, PeriodEnd: p2e,
 		CancelAtPeriodEnd: true, Amount: billing.Money{Amount: 2990, Currency: "BRL"}, PaymentID: "in_2"}
 	if gs != want {
 		t.Fatalf("got %+v\nwant %+v", gs, want)
@@ -165,7 +165,7 @@ func TestInvoicePaidRefetchedFromAPI(t *testing.T) {
 	if code := e.post(stripegwtest.NewEvent("evt_p3", stripegw.EventInvoicePaid, invoice("in_404", "sub_1", "paid", 2990, p2s, p2e, 1))); code != http.StatusOK {
 		t.Fatalf("invoice unknown to the API: %d, want 200 ignored", code)
 	}
-	if ev, err := e.st.GetWebhookEvent(context.Background(), billing.GatewayStripe, "evt_p3"); err != nil || ev.State != billing.EventIgnored {
+	if ev, err := e.st.GetWebhookEvent(context.Background(), billing.GatewayStripe, "evt_p3"); err != nil || ev.State != billing.WebhookEventStateIgnored {
 		t.Fatalf("invoice unknown to the API: event %+v %v, want ignored", ev, err)
 	}
 	if _, err := e.st.FindPaymentByGateway(context.Background(), billing.GatewayStripe, "in_404"); !errors.Is(err, billing.ErrNotFound) {

@@ -103,9 +103,9 @@ func (a *api) dispute(ctx context.Context, id string) (*wireDispute, error) {
 func disputeKind(status string) (billing.ReversalKind, bool) {
 	switch status {
 	case "needs_response", "under_review", "lost":
-		return billing.ReversalChargeback, true
+		return billing.ReversalKindChargeback, true
 	case "won":
-		return billing.ReversalDisputeWon, true
+		return billing.ReversalKindDisputeWon, true
 	}
 	return "", false
 }
@@ -139,10 +139,10 @@ func (h *webhookHandler) reversal(ctx context.Context, ev decodedEvent) (bool, e
 			log.InfoContext(ctx, "stripe refund ignored: the charge reports nothing refunded")
 			return true, nil
 		}
-		params.Kind, params.Refunded = billing.ReversalRefund, billing.Money{Amount: ch.AmountRefunded, Currency: currency(ch.Currency)}
+		params.Kind, params.Refunded = billing.ReversalKindRefund, billing.Money{Amount: ch.AmountRefunded, Currency: currency(ch.Currency)}
 	} else {
 		kind, ok := disputeKind(d.Status)
-		if !ok || ev.Type == EventDisputeClosed && kind == billing.ReversalChargeback && d.Status != "lost" {
+		if !ok || ev.Type == EventDisputeClosed && kind == billing.ReversalKindChargeback && d.Status != "lost" {
 			log.InfoContext(ctx, "stripe dispute ignored: no funds withdrawn or returned", "dispute", d.ID, "status", d.Status)
 			return true, nil
 		}

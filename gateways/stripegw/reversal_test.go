@@ -36,7 +36,7 @@ func paidEnv(t *testing.T, objects map[string]any) *env {
 			t.Fatalf("%s: %d", ev.Type, code)
 		}
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved {
 		t.Fatalf("in_1 %s, want approved", p.Status)
 	}
 	e.notes.Reset()
@@ -64,10 +64,10 @@ func TestChargeRefundedEndsAccess(t *testing.T) {
 	if p := e.payment("in_1"); p.Status != billing.PaymentRefunded || p.RefundedAmount != 2990 {
 		t.Fatalf("payment %s refunded %d, want refunded 2990", p.Status, p.RefundedAmount)
 	}
-	if s := e.sub("sub_1"); s.Status != billing.StatusCancelled || e.hasAccess() {
+	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusCancelled || e.hasAccess() {
 		t.Fatalf("subscription %s, access %v after a full refund", s.Status, e.hasAccess())
 	}
-	if got := e.notes.Count(billing.KindPaymentReversed); got != 1 {
+	if got := e.notes.Count(billing.NotificationKindPaymentReversed); got != 1 {
 		t.Fatalf("%d payment_reversed emails, want 1", got)
 	}
 	if code := e.post(stripegwtest.NewEvent("evt_refund_again", stripegw.EventChargeRefunded, body)); code != http.StatusOK {
@@ -87,13 +87,13 @@ func TestChargeRefundedTrustsTheAPI(t *testing.T) {
 	if code := e.post(stripegwtest.NewEvent("evt_forged", stripegw.EventChargeRefunded, forged)); code != http.StatusOK {
 		t.Fatalf("forged refund: %d", code)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || p.RefundedAmount != 0 || !e.hasAccess() {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved || p.RefundedAmount != 0 || !e.hasAccess() {
 		t.Fatalf("payment %+v, access %v: a refund the API does not report changed something", p, e.hasAccess())
 	}
 	if code := e.post(stripegwtest.NewEvent("evt_part", stripegw.EventChargeRefunded, charge("ch_part", "in_1", 2990, 990))); code != http.StatusOK {
 		t.Fatalf("partial refund: %d", code)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || p.RefundedAmount != 990 || !e.hasAccess() {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved || p.RefundedAmount != 990 || !e.hasAccess() {
 		t.Fatalf("payment %+v, access %v, want approved with 990 refunded and access kept", p, e.hasAccess())
 	}
 	if n := e.notes.Count(""); n != 0 {
@@ -119,7 +119,7 @@ func TestDisputeCreatedThenWon(t *testing.T) {
 			t.Fatalf("%s: %d", ev.ID, code)
 		}
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || !e.hasAccess() {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved || !e.hasAccess() {
 		t.Fatalf("payment %s, access %v after an inquiry and a foreign refund", p.Status, e.hasAccess())
 	}
 	if code := e.post(stripegwtest.NewEvent("evt_dispute", stripegw.EventDisputeCreated, dispute("dp_open", "ch_1", "won"))); code != http.StatusOK {
@@ -132,7 +132,7 @@ func TestDisputeCreatedThenWon(t *testing.T) {
 	if code := e.post(stripegwtest.NewEvent("evt_won", stripegw.EventDisputeClosed, dispute("dp_won", "ch_1", "lost"))); code != http.StatusOK {
 		t.Fatalf("dispute closed: %d", code)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentApproved || !e.hasAccess() || e.sub("sub_1").Status != billing.StatusActive {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusApproved || !e.hasAccess() || e.sub("sub_1").Status != billing.SubscriptionStatusActive {
 		t.Fatalf("payment %s, access %v after the dispute was won, want approved with access", p.Status, e.hasAccess())
 	}
 }

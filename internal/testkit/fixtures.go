@@ -9,7 +9,7 @@ import (
 )
 
 // Plan returns an active plan with the cycle and a price in BRL centavos.
-func Plan(id string, cycle billing.BillingCycle, amount int64) billing.Plan {
+func Plan(id string, cycle billing.Cycle, amount int64) billing.Plan {
 	return billing.Plan{
 		ID: id, Name: "Plan " + id, BillingCycle: cycle, Price: billing.Money{Amount: amount, Currency: "BRL"},
 		Active: true, CreatedAt: Epoch.Add(-365 * Day), UpdatedAt: Epoch.Add(-365 * Day),
@@ -28,7 +28,7 @@ func User(id string) billing.User {
 // AccessUntil.
 func UserWithAccess(id, planID, subscriptionID string, until time.Time) billing.User {
 	u := User(id)
-	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = planID, subscriptionID, billing.StatusActive, until
+	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil = planID, subscriptionID, billing.SubscriptionStatusActive, until
 	return u
 }
 
@@ -36,7 +36,7 @@ func UserWithAccess(id, planID, subscriptionID string, until time.Time) billing.
 // period ends at end, not yet warned.
 func Subscription(id, userID, planID string, end time.Time) billing.Subscription {
 	return billing.Subscription{
-		ID: id, UserID: userID, PlanID: planID, Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		ID: id, UserID: userID, PlanID: planID, Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 		CreatedAt: billing.AddMonths(end, -1), UpdatedAt: billing.AddMonths(end, -1),
 	}
@@ -53,7 +53,7 @@ func AutoRenewing(s billing.Subscription, gateway string) billing.Subscription {
 func Payment(id, userID, planID string, amount int64, created time.Time) billing.Payment {
 	return billing.Payment{
 		ID: id, UserID: userID, PlanID: planID, Amount: billing.Money{Amount: amount, Currency: "BRL"},
-		Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
+		Status: billing.PaymentStatusPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
 	}
 }
 

@@ -21,14 +21,14 @@ func DrainInbox(t testing.TB, st billing.WebhookEventStore, what string, want in
 			t.Fatal(err)
 		}
 		by := stats.ByState
-		if by[billing.EventReceived]+by[billing.EventFailed]+by[billing.EventParked] == 0 {
-			if by[billing.EventDead] != 0 || want > 0 && by[billing.EventProcessed]+by[billing.EventIgnored] != want {
+		if by[billing.WebhookEventStateReceived]+by[billing.WebhookEventStateFailed]+by[billing.WebhookEventStateParked] == 0 {
+			if by[billing.WebhookEventStateDead] != 0 || want > 0 && by[billing.WebhookEventStateProcessed]+by[billing.WebhookEventStateIgnored] != want {
 				t.Fatalf("%s: inbox %+v; want %d events processed or ignored and none dead", what, by, want)
 			}
 			return
 		}
 		if time.Now().After(deadline) {
-			evs, _ := st.ListWebhookEvents(context.Background(), billing.WebhookEventQuery{State: billing.EventReceived, Limit: 10})
+			evs, _ := st.ListWebhookEvents(context.Background(), billing.WebhookEventQuery{State: billing.WebhookEventStateReceived, Limit: 10})
 			t.Fatalf("%s: inbox not drained: %+v; received: %+v", what, by, evs)
 		}
 		time.Sleep(50 * time.Millisecond)

@@ -16,7 +16,7 @@ func TestNotifierFailWith(t *testing.T) {
 	n := testkit.NewNotifier()
 	down := errors.New("smtp: 421 service not available")
 	n.FailWith(down)
-	a := billing.Notification{Kind: billing.KindExpired, Key: "a"}
+	a := billing.Notification{Kind: billing.NotificationKindExpired, Key: "a"}
 	for range 2 {
 		if err := n.Notify(ctx, a); err != down {
 			t.Fatalf("Notify = %v, want the FailWith error itself", err)

@@ -10,6 +10,6 @@
 //
 // # Example
 //
-// Example logs a notification; ExampleNew also writes it as a .eml file and lists what
+// Example logs a notification; ExampleNewNotifier also writes it as a .eml file and lists what
 // was sent, as a host's test does.
 package lognotify

@@ -12,21 +12,21 @@ import (
 	"github.com/renewkit/renewkit/notify/lognotify"
 )
 
-// ExampleNew also writes each notification as a .eml file a developer can open, and lists
+// ExampleNewNotifier also writes each notification as a .eml file a developer can open, and lists
 // what was sent, as a host's test would.
-func ExampleNew() {
+func ExampleNewNotifier() {
 	dir, err := os.MkdirTemp("", "outbox")
 	if err != nil {
 		panic(err)
 	}
 	defer func() { _ = os.RemoveAll(dir) }()
 
-	n, err := lognotify.New(slog.New(slog.DiscardHandler), lognotify.WithEMLDir(dir))
+	n, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.DiscardHandler), EMLDir: dir})
 	if err != nil {
 		panic(err)
 	}
 	// billing.NewService(memstore.New(), n, cfg) would send through it; here one sample.
-	if err := n.Notify(context.Background(), notify.SampleNotification(billing.KindExpiring, "en")); err != nil {
+	if err := n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpiring, "en")); err != nil {
 		panic(err)
 	}
 	for _, sent := range n.Sent() {

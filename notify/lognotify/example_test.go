@@ -22,11 +22,11 @@ func Example() {
 			return a
 		},
 	}))
-	n, err := lognotify.New(logger)
+	n, err := lognotify.NewNotifier(lognotify.Config{Logger: logger})
 	if err != nil {
 		panic(err)
 	}
-	note := notify.SampleNotification(billing.KindExpiring, "pt-BR")
+	note := notify.SampleNotification(billing.NotificationKindExpiring, "pt-BR")
 	if err := n.Notify(context.Background(), note); err != nil {
 		panic(err)
 	}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/notify"
 	"github.com/renewkit/renewkit/notify/lognotify"
 	"github.com/renewkit/renewkit/notify/notifytest"
@@ -52,7 +53,7 @@ func deliveries(n *lognotify.Notifier) []notifytest.Delivery {
 
 func TestConformance(t *testing.T) {
 	notifytest.Run(t, func(t *testing.T) notifytest.Harness {
-		n, err := lognotify.New(slog.New(slog.NewTextHandler(io.Discard, nil)))
+		n, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
 		require.NoError(t, err)
 		return notifytest.Harness{Notifier: n, Delivered: func() []notifytest.Delivery { return deliveries(n) }}
 	})
@@ -60,7 +61,7 @@ func TestConformance(t *testing.T) {
 
 func TestConformanceWithEMLFiles(t *testing.T) {
 	notifytest.Run(t, func(t *testing.T) notifytest.Harness {
-		n, err := lognotify.New(slog.New(slog.NewTextHandler(io.Discard, nil)), lognotify.WithEMLDir(t.TempDir()))
+		n, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), EMLDir: t.TempDir()})
 		require.NoError(t, err)
 		return notifytest.Harness{Notifier: n, Delivered: func() []notifytest.Delivery { return deliveries(n) }}
 	})
@@ -68,9 +69,9 @@ func TestConformanceWithEMLFiles(t *testing.T) {
 
 func TestLogsMetadataNotBody(t *testing.T) {
 	var buf syncBuffer
-	n, err := lognotify.New(slog.New(slog.NewJSONHandler(&buf, nil)))
+	n, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.NewJSONHandler(&buf, nil))})
 	require.NoError(t, err)
-	note := notify.SampleNotification(billing.KindExpiring, "pt_BR")
+	note := notify.SampleNotification(billing.NotificationKindExpiring, "pt_BR")
 	require.NoError(t, n.Notify(context.Background(), note))
 	out := buf.String()
 	assert.Contains(t, out, `"kind":"expiring"`)
@@ -89,10 +90,10 @@ func TestWritesEMLFiles(t *testing.T) {
 	now := time.Date(2026, 3, 18, 9, 0, 0, 0, time.UTC)
 	r, err := notify.NewRenderer(notify.Config{FrontendURL: "https://app.example.com"})
 	require.NoError(t, err)
-	n, err := lognotify.New(nil, lognotify.WithEMLDir(dir), lognotify.WithRenderer(r),
-		lognotify.WithFrom("Acme <noreply@acme.example>"), lognotify.WithClock(func() time.Time { return now }))
+	n, err := lognotify.NewNotifier(lognotify.Config{EMLDir: dir, Renderer: r,
+		From: "Acme <noreply@acme.example>", Clock: testkit.NewClock(now)})
 	require.NoError(t, err)
-	note := notify.SampleNotification(billing.KindPaymentFailed, "pt-BR")
+	note := notify.SampleNotification(billing.NotificationKindPaymentFailed, "pt-BR")
 	require.NoError(t, n.Notify(context.Background(), note))
 
 	files, err := filepath.Glob(filepath.Join(dir, "*.eml"))
@@ -124,19 +125,38 @@ func TestWritesEMLFiles(t *testing.T) {
 		assert.Contains(t, string(b), "https://app.example.com/billing/payment-method?subscription=sub_8f3a2c")
 	}
 	assert.Equal(t, []string{"text/plain", "text/html"}, types)
+	assert.Contains(t, filepath.Base(files[0]), "20260318T090000", "the file is named by Config.Clock's time")
+	assert.Equal(t, `"Acme" <noreply@acme.example>`, m.Header.Get("From"))
+}
+
+// TestDeprecatedNewAppliesOptions proves the one-release New(logger, opts...) wrapper still
+// builds the same notifier as NewNotifier with the matching Config fields.
+func TestDeprecatedNewAppliesOptions(t *testing.T) {
+	dir := t.TempDir()
+	now := time.Date(2026, 3, 18, 9, 0, 0, 0, time.UTC)
+	n, err := lognotify.New(nil, lognotify.WithEMLDir(dir), lognotify.WithFrom("Acme <noreply@acme.example>"),
+		lognotify.WithClock(func() time.Time { return now }))
+	require.NoError(t, err)
+	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindRenewed, "en")))
+	files, err := filepath.Glob(filepath.Join(dir, "20260318T090000*.eml"))
+	require.NoError(t, err)
+	require.Len(t, files, 1, "WithEMLDir and WithClock reach the notifier")
+	raw, err := os.ReadFile(files[0])
+	require.NoError(t, err)
+	assert.Contains(t, string(raw), "From: \"Acme\" <noreply@acme.example>")
 }
 
 func TestFailureOptionAndValidation(t *testing.T) {
 	boom := errors.New("boom")
-	n, err := lognotify.New(nil, lognotify.WithFailure(func(n billing.Notification) error {
-		if n.Kind == billing.KindWelcome {
+	n, err := lognotify.NewNotifier(lognotify.Config{Failure: func(n billing.Notification) error {
+		if n.Kind == billing.NotificationKindWelcome {
 			return boom
 		}
 		return nil
-	}))
+	}})
 	require.NoError(t, err)
-	assert.ErrorIs(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "en")), boom)
-	assert.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindRenewed, "en")))
+	assert.ErrorIs(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "en")), boom)
+	assert.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindRenewed, "en")))
 	assert.Len(t, n.Sent(), 1)
 
 	_, err = lognotify.New(nil, lognotify.WithEMLDir(""), lognotify.WithRenderer(nil), lognotify.WithClock(nil), nil)

@@ -13,7 +13,7 @@ import (
 func ExampleRun() {
 	testConformance := func(t *testing.T) {
 		notifytest.Run(t, func(t *testing.T) notifytest.Harness {
-			n, err := lognotify.New(slog.New(slog.DiscardHandler))
+			n, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.DiscardHandler)})
 			if err != nil {
 				t.Fatal(err)
 			}

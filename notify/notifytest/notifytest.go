@@ -44,7 +44,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		h := mk(t)
 		want := map[string]Delivery{}
 		for _, locale := range notify.Locales() {
-			for _, kind := range billing.Kinds {
+			for _, kind := range billing.AllNotificationKinds() {
 				n := notify.SampleNotification(kind, locale)
 				n.Key = fmt.Sprintf("conformance:%s:%s", kind, locale)
 				if err := h.Notifier.Notify(context.Background(), n); err != nil {
@@ -77,7 +77,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 			"k",
 		}
 		for _, key := range keys {
-			n := notify.SampleNotification(billing.KindRenewed, notify.LocaleEn)
+			n := notify.SampleNotification(billing.NotificationKindRenewed, notify.LocaleEn)
 			n.Key = key
 			if err := h.Notifier.Notify(context.Background(), n); err != nil {
 				t.Fatalf("Notify(key %q): %v", key, err)
@@ -99,7 +99,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		for w := range workers {
 			wg.Go(func() {
 				for i := range each {
-					kind := billing.Kinds[(w+i)%len(billing.Kinds)]
+					kind := billing.AllNotificationKinds()[(w+i)%len(billing.AllNotificationKinds())]
 					locale := notify.Locales()[(w+i)%2]
 					n := notify.SampleNotification(kind, locale)
 					n.Key = fmt.Sprintf("concurrent:%d:%d", w, i)
@@ -123,7 +123,7 @@ func Run(t *testing.T, newHarness func(t *testing.T) Harness) {
 		h := mk(t)
 		ctx, cancel := context.WithCancel(context.Background())
 		cancel()
-		n := notify.SampleNotification(billing.KindExpiring, notify.LocalePtBR)
+		n := notify.SampleNotification(billing.NotificationKindExpiring, notify.LocalePtBR)
 		n.Key = "cancelled:1"
 		err := h.Notifier.Notify(ctx, n)
 		if err == nil {

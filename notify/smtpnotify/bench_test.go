@@ -19,7 +19,7 @@ const benchBatch = 1000
 func benchNotes() []billing.Notification {
 	notes := make([]billing.Notification, benchBatch)
 	for i := range notes {
-		kind := billing.Kinds[i%len(billing.Kinds)]
+		kind := billing.AllNotificationKinds()[i%len(billing.AllNotificationKinds())]
 		n := notify.SampleNotification(kind, notify.Locales()[i%2])
 		n.Key = fmt.Sprintf("bench:%d", i)
 		notes[i] = n

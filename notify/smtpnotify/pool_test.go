@@ -20,7 +20,7 @@ import (
 const dataDelay = 100 * time.Millisecond
 
 func poolNote(i int) billing.Notification {
-	note := notify.SampleNotification(billing.KindExpiring, notify.Locales()[i%2])
+	note := notify.SampleNotification(billing.NotificationKindExpiring, notify.Locales()[i%2])
 	note.Key = fmt.Sprintf("pool:%d", i)
 	return note
 }

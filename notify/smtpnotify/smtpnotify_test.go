@@ -115,15 +115,15 @@ func parseMessage(t *testing.T, raw []byte) parsed {
 // expectedLink is the call-to-action each kind must carry.
 func expectedLink(kind billing.NotificationKind, d billing.NotificationData) string {
 	switch kind {
-	case billing.KindExpiring, billing.KindExpired, billing.KindPaymentReversed:
+	case billing.NotificationKindExpiring, billing.NotificationKindExpired, billing.NotificationKindPaymentReversed:
 		return testFrontend + "/billing/renew?subscription=" + d.SubscriptionID
-	case billing.KindPaymentFailed:
+	case billing.NotificationKindPaymentFailed:
 		return testFrontend + "/billing/payment-method?subscription=" + d.SubscriptionID
-	case billing.KindRenewalUpcoming, billing.KindRenewed:
+	case billing.NotificationKindRenewalUpcoming, billing.NotificationKindRenewed:
 		return testFrontend + "/account/subscription"
-	case billing.KindPaymentSuccessful, billing.KindWelcome:
+	case billing.NotificationKindPaymentSuccessful, billing.NotificationKindWelcome:
 		return testFrontend + "/dashboard"
-	case billing.KindOperatorAlert:
+	case billing.NotificationKindOperatorAlert:
 		return testFrontend + "/admin/jobs/" + d.JobID + "?run=" + d.RunID
 	}
 	return ""
@@ -131,8 +131,8 @@ func expectedLink(kind billing.NotificationKind, d billing.NotificationData) str
 
 func showsAmount(kind billing.NotificationKind) bool {
 	switch kind {
-	case billing.KindExpiring, billing.KindRenewalUpcoming, billing.KindRenewed,
-		billing.KindPaymentSuccessful, billing.KindPaymentFailed, billing.KindPaymentReversed:
+	case billing.NotificationKindExpiring, billing.NotificationKindRenewalUpcoming, billing.NotificationKindRenewed,
+		billing.NotificationKindPaymentSuccessful, billing.NotificationKindPaymentFailed, billing.NotificationKindPaymentReversed:
 		return true
 	}
 	return false
@@ -155,7 +155,7 @@ func TestDeliversEveryKindInBothLocales(t *testing.T) {
 		"en/payment_reversed":      "Your payment was refunded",
 	}
 	for _, locale := range notify.Locales() {
-		for _, kind := range billing.Kinds {
+		for _, kind := range billing.AllNotificationKinds() {
 			t.Run(locale+"/"+string(kind), func(t *testing.T) {
 				s.Reset()
 				note := notify.SampleNotification(kind, locale)
@@ -213,7 +213,7 @@ func TestPoolReusesOneConnection(t *testing.T) {
 	s := startServer(t)
 	n := newNotifier(t, testConfig(t, s))
 	for i := range 20 {
-		note := notify.SampleNotification(billing.KindRenewed, "en")
+		note := notify.SampleNotification(billing.NotificationKindRenewed, "en")
 		note.Key = "pool:" + string(rune('a'+i))
 		require.NoError(t, n.Notify(context.Background(), note))
 	}
@@ -239,7 +239,7 @@ func TestRetriesAfter421AndDeliversOnce(t *testing.T) {
 		return nil
 	}
 	n := newNotifier(t, testConfig(t, s))
-	note := notify.SampleNotification(billing.KindExpiring, notify.LocalePtBR)
+	note := notify.SampleNotification(billing.NotificationKindExpiring, notify.LocalePtBR)
 	require.NoError(t, n.Notify(context.Background(), note))
 	require.Len(t, s.Messages(), 1, "delivered exactly once")
 	assert.EqualValues(t, 2, s.MailCalls.Load())
@@ -252,7 +252,7 @@ func Test550IsPermanentAndNotRetried(t *testing.T) {
 		return &gosmtp.SMTPError{Code: 550, EnhancedCode: gosmtp.EnhancedCode{5, 1, 1}, Message: "No such user"}
 	}
 	n := newNotifier(t, testConfig(t, s))
-	err := n.Notify(context.Background(), notify.SampleNotification(billing.KindExpiring, notify.LocalePtBR))
+	err := n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpiring, notify.LocalePtBR))
 	require.Error(t, err)
 	assert.ErrorIs(t, err, billing.ErrUndeliverable)
 	var se *SendError
@@ -269,7 +269,7 @@ func Test550IsPermanentAndNotRetried(t *testing.T) {
 func TestBadAddressIsPermanent(t *testing.T) {
 	s := startServer(t)
 	n := newNotifier(t, testConfig(t, s))
-	note := notify.SampleNotification(billing.KindWelcome, "en")
+	note := notify.SampleNotification(billing.NotificationKindWelcome, "en")
 	note.To.Email = "not an address"
 	err := n.Notify(context.Background(), note)
 	assert.ErrorIs(t, err, billing.ErrUndeliverable)
@@ -292,7 +292,7 @@ func TestConnectionDroppedMidDataIsRetriedAndDeliveredOnce(t *testing.T) {
 		return handled, errors.New("connection dropped")
 	}
 	n := newNotifier(t, testConfig(t, s))
-	note := notify.SampleNotification(billing.KindPaymentSuccessful, notify.LocalePtBR)
+	note := notify.SampleNotification(billing.NotificationKindPaymentSuccessful, notify.LocalePtBR)
 	require.NoError(t, n.Notify(context.Background(), note))
 	msgs := s.Messages()
 	require.Len(t, msgs, 1, "delivered exactly once")
@@ -306,13 +306,13 @@ func TestConnectionDroppedMidDataIsRetriedAndDeliveredOnce(t *testing.T) {
 func TestDeadPooledConnectionIsRedialled(t *testing.T) {
 	s := startServer(t)
 	n := newNotifier(t, testConfig(t, s))
-	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindRenewed, "en")))
+	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindRenewed, "en")))
 	// Kill the pooled connection from our side of the socket, as a server timeout would.
 	n.mu.Lock()
 	require.Len(t, n.idle, 1)
 	_ = n.idle[0].raw.Close()
 	n.mu.Unlock()
-	note := notify.SampleNotification(billing.KindWelcome, "en")
+	note := notify.SampleNotification(billing.NotificationKindWelcome, "en")
 	require.NoError(t, n.Notify(context.Background(), note))
 	assert.Len(t, s.Messages(), 2)
 	assert.EqualValues(t, 2, n.Stats().Dials)
@@ -330,7 +330,7 @@ func TestServerDownFailsWithinTimeout(t *testing.T) {
 		Timeout: time.Second, MaxAttempts: 3, Backoff: time.Millisecond, Renderer: newRenderer(t)}
 	n := newNotifier(t, cfg)
 	start := time.Now()
-	err = n.Notify(context.Background(), notify.SampleNotification(billing.KindExpired, "en"))
+	err = n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpired, "en"))
 	elapsed := time.Since(start)
 	require.Error(t, err)
 	assert.Less(t, elapsed, cfg.Timeout, "refused connections fail fast")
@@ -370,7 +370,7 @@ func TestUnresponsiveServerFailsWithinTimeout(t *testing.T) {
 		TLSPolicy: TLSNone, Timeout: 300 * time.Millisecond, MaxAttempts: 1, Renderer: newRenderer(t)}
 	n := newNotifier(t, cfg)
 	start := time.Now()
-	err = n.Notify(context.Background(), notify.SampleNotification(billing.KindExpired, "en"))
+	err = n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpired, "en"))
 	elapsed := time.Since(start)
 	require.Error(t, err)
 	assert.GreaterOrEqual(t, elapsed, 250*time.Millisecond)
@@ -391,7 +391,7 @@ func TestContextCancelAbortsSendInProgress(t *testing.T) {
 	n := newNotifier(t, testConfig(t, s))
 	ctx, cancel := context.WithCancel(context.Background())
 	errc := make(chan error, 1)
-	go func() { errc <- n.Notify(ctx, notify.SampleNotification(billing.KindRenewed, "en")) }()
+	go func() { errc <- n.Notify(ctx, notify.SampleNotification(billing.NotificationKindRenewed, "en")) }()
 	<-entered
 	cancel()
 	select {
@@ -412,7 +412,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	cfg.Now = clock
 	cfg.IdleTimeout = time.Hour // the reaper's ticker never fires during the test
 	n := newNotifier(t, cfg)
-	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindRenewed, "en")))
+	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindRenewed, "en")))
 	assert.Equal(t, 0, n.closeIdle(clock().Add(-cfg.IdleTimeout)), "fresh connection kept")
 
 	mu.Lock()
@@ -422,7 +422,7 @@ func TestIdleConnectionsAreClosed(t *testing.T) {
 	assert.Equal(t, 0, n.Stats().Idle)
 	assert.Eventually(t, func() bool { return s.Logouts.Load() == 1 }, 5*time.Second, time.Millisecond)
 
-	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "en")))
+	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "en")))
 	assert.EqualValues(t, 2, n.Stats().Dials, "redialled after the idle close")
 }
 
@@ -434,7 +434,7 @@ func TestAuthAndPasswordNeverLogged(t *testing.T) {
 	cfg := testConfig(t, s)
 	cfg.Username, cfg.Password, cfg.Logger = "apikey", password, logger
 	n := newNotifier(t, cfg)
-	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "pt-BR")))
+	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "pt-BR")))
 	assert.EqualValues(t, 1, s.authOK.Load())
 	assert.Len(t, s.Messages(), 1)
 
@@ -447,7 +447,7 @@ func TestAuthAndPasswordNeverLogged(t *testing.T) {
 	bad := testConfig(t, s)
 	bad.Username, bad.Password, bad.MaxAttempts = "apikey", "wrong", 1
 	nb := newNotifier(t, bad)
-	err := nb.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "pt-BR"))
+	err := nb.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "pt-BR"))
 	require.Error(t, err)
 	assert.NotErrorIs(t, err, billing.ErrUndeliverable)
 	assert.NotContains(t, err.Error(), "wrong")
@@ -479,7 +479,7 @@ func TestShutdownRejectsNewSends(t *testing.T) {
 	n := newNotifier(t, testConfig(t, s))
 	require.NoError(t, n.Shutdown(context.Background()))
 	require.NoError(t, n.Shutdown(context.Background()), "twice is fine")
-	err := n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "en"))
+	err := n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "en"))
 	assert.ErrorIs(t, err, ErrClosed)
 	assert.NotErrorIs(t, err, billing.ErrUndeliverable)
 }

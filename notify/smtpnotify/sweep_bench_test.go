@@ -133,7 +133,7 @@ func seedWarningLoop(ctx context.Context, st billing.Store, n billing.Notifier, 
 			return sent, err
 		}
 		if err := n.Notify(ctx, billing.Notification{
-			Kind: billing.KindExpiring,
+			Kind: billing.NotificationKindExpiring,
 			Key:  fmt.Sprintf("expiring:%s:%d:3", sub.ID, sub.CurrentPeriodEnd.Unix()),
 			To:   billing.Recipient{UserID: u.ID, Email: u.Email, Name: u.Name, Locale: u.Locale, TimeZone: u.TimeZone},
 			Data: billing.NotificationData{

@@ -53,7 +53,7 @@ func TestSTARTTLSMandatoryWithAuth(t *testing.T) {
 	cfg.TLSPolicy, cfg.TLSConfig = TLSMandatory, cliTLS
 	cfg.Username, cfg.Password = "apikey", "pw"
 	n := newNotifier(t, cfg)
-	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "en")))
+	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "en")))
 	assert.Len(t, s.Messages(), 1)
 	assert.EqualValues(t, 1, s.authOK.Load())
 }
@@ -63,7 +63,7 @@ func TestSTARTTLSMandatoryRefusesPlainServer(t *testing.T) {
 	cfg := testConfig(t, s)
 	cfg.TLSPolicy, cfg.MaxAttempts = TLSMandatory, 1
 	n := newNotifier(t, cfg)
-	err := n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "en"))
+	err := n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "en"))
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "STARTTLS")
 	assert.NotErrorIs(t, err, billing.ErrUndeliverable)
@@ -71,7 +71,7 @@ func TestSTARTTLSMandatoryRefusesPlainServer(t *testing.T) {
 
 	cfg.TLSPolicy = TLSOpportunistic
 	n = newNotifier(t, cfg)
-	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindWelcome, "en")))
+	require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindWelcome, "en")))
 }
 
 func TestImplicitTLS(t *testing.T) {
@@ -82,7 +82,7 @@ func TestImplicitTLS(t *testing.T) {
 	cfg.Username, cfg.Password = "apikey", "pw"
 	n := newNotifier(t, cfg)
 	for range 3 {
-		require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.KindRenewed, "pt-BR")))
+		require.NoError(t, n.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindRenewed, "pt-BR")))
 	}
 	assert.Len(t, s.Messages(), 3)
 	assert.EqualValues(t, 1, n.Stats().Dials)

@@ -128,7 +128,7 @@ func (d *dash) subscriptions(w http.ResponseWriter, r *http.Request) {
 		return "?" + v.Encode()
 	}
 	p.Statuses = append(p.Statuses, statusLink{Label: "all", URL: link(""), On: cur == ""})
-	for _, st := range scheduler.SubscriptionStatuses {
+	for _, st := range scheduler.AllSubscriptionStatuses() {
 		p.Statuses = append(p.Statuses, statusLink{Label: string(st), URL: link(string(st)), On: cur == string(st)})
 	}
 	q, err := scheduler.ParseSubscriptionQuery(r)
@@ -172,7 +172,7 @@ func (d *dash) subscriber(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	d.render(w, r, http.StatusOK, "subscriber.html", subscriberPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r),
-		Login: d.opts.LoginToken != "", Console: true, T: tl, Jobs: billing.RerunJobs, Flash: r.URL.Query().Get("flash")})
+		Login: d.opts.LoginToken != "", Console: true, T: tl, Jobs: billing.RerunJobIDs(), Flash: r.URL.Query().Get("flash")})
 }
 
 type rerunPage struct {
@@ -243,11 +243,11 @@ func (d *dash) emails(w http.ResponseWriter, r *http.Request) {
 		return "?" + q.Encode()
 	}
 	p.Statuses = append(p.Statuses, statusLink{Label: "any status", URL: link("status", ""), On: v.Get("status") == ""})
-	for _, st := range scheduler.NotificationStatuses {
+	for _, st := range scheduler.AllNotificationStatuses() {
 		p.Statuses = append(p.Statuses, statusLink{Label: st, URL: link("status", st), On: v.Get("status") == st})
 	}
 	p.Kinds = append(p.Kinds, statusLink{Label: "any kind", URL: link("kind", ""), On: v.Get("kind") == ""})
-	for _, k := range billing.Kinds {
+	for _, k := range billing.AllNotificationKinds() {
 		p.Kinds = append(p.Kinds, statusLink{Label: string(k), URL: link("kind", string(k)), On: v.Get("kind") == string(k)})
 	}
 	q, err := scheduler.ParseNotificationQuery(r)
@@ -370,7 +370,7 @@ func (d *dash) overviewCharts(ctx context.Context) chartSet {
 			labels[i] = s.Day.Format("Jan 2")
 		}
 		var ss []series
-		for _, st := range scheduler.SubscriptionStatuses {
+		for _, st := range scheduler.AllSubscriptionStatuses() {
 			se := series{Name: string(st), Values: make([]float64, len(snaps))}
 			any := false
 			for i, s := range snaps {
@@ -424,8 +424,8 @@ func (d *dash) overviewCharts(ctx context.Context) chartSet {
 		cs.Notes = append(cs.Notes, "Cancellations are unavailable.")
 	} else {
 		labels := make([]string, len(months))
-		ss := make([]series, len(billing.CancellationSources))
-		for k, src := range billing.CancellationSources {
+		ss := make([]series, len(billing.AllCancellationSources()))
+		for k, src := range billing.AllCancellationSources() {
 			ss[k] = series{Name: strings.ReplaceAll(src, "_", " "), Values: make([]float64, len(months))}
 			for i, m := range months {
 				labels[i] = m.Month
@@ -466,7 +466,7 @@ func resultNumber(run billing.JobRun, keys ...string) (float64, bool) {
 func jobCharts(runs []billing.JobRun, loc *time.Location) (template.HTML, template.HTML) {
 	var done []billing.JobRun
 	for _, r := range runs {
-		if r.Status != billing.RunSkipped && r.Status != billing.RunRunning {
+		if r.Status != billing.RunStatusSkipped && r.Status != billing.RunStatusRunning {
 			done = append(done, r)
 		}
 	}

@@ -51,7 +51,7 @@ func newConsoleEnv(t *testing.T) (*env, *memstore.Store, string) {
 		t.Fatal(err)
 	}
 	n.Heal()
-	h, err := dashboard.New(s, dashboard.Options{Authorize: dashboard.TokenAuthorizer(token), LoginToken: token, Logger: quiet,
+	h, err := dashboard.New(s, dashboard.Config{Authorize: dashboard.TokenAuthorizer(token), LoginToken: token, Logger: quiet,
 		Console: svc, Insights: svc, EmailView: func(ctx context.Context, key string) (dashboard.EmailMessage, error) {
 			sent, err := svc.SentNotification(ctx, key)
 			return dashboard.EmailMessage{Subject: "subject of " + sent.Key, HTML: "<p>Hello <b>" + sent.To.Name + "</b></p>",

@@ -29,8 +29,8 @@ var templateFS embed.FS
 // CookieName is the session cookie the token login sets.
 const CookieName = "renewkit_admin"
 
-// Options configures the dashboard.
-type Options struct {
+// Config configures the dashboard.
+type Config struct {
 	// Authorize is required: the same admin check the jobs API uses. Use TokenAuthorizer to
 	// accept both the bearer header and the login cookie.
 	Authorize scheduler.Authorizer
@@ -73,6 +73,11 @@ type Options struct {
 	Clock billing.Clock
 }
 
+// Options is the former name of Config.
+//
+// Deprecated: use Config.
+type Options = Config
+
 // Figure is one named number on the overview.
 type Figure struct {
 	Label string
@@ -81,7 +86,7 @@ type Figure struct {
 
 type dash struct {
 	s        *scheduler.Scheduler
-	opts     Options
+	opts     Config
 	pages    *template.Template
 	log      *slog.Logger
 	identify scheduler.Identify
@@ -94,30 +99,30 @@ type dash struct {
 //	GET  /jobs/{job_id}         one job, its run charts, progress and history
 //	GET  /jobs/{job_id}/progress             the current or last run's progress (JSON)
 //	POST /jobs/{job_id}/{pause|resume|trigger|start}   buttons; redirect back (start: in the background)
-//	GET  /subscriptions         search (q, status)          with Options.Console
+//	GET  /subscriptions         search (q, status)          with Config.Console
 //	GET  /subscriptions/{id}    the subscriber and the timeline
 //	GET  /subscriptions/{id}/rerun?job=      dry run; POST runs it (confirm=yes)
 //	GET  /email-log             the email log (kind, status)
-//	GET  /email-log/view?key=   one email as sent              with Options.EmailView
+//	GET  /email-log/view?key=   one email as sent              with Config.EmailView
 //	GET  /email-log/resend?key= confirmation; POST resends (key, confirm=yes)
-//	GET  /inbox                 webhook inbox (status, gateway, cursor)   with Options.Inbox
+//	GET  /inbox                 webhook inbox (status, gateway, cursor)   with Config.Inbox
 //	GET  /inbox/{gateway}/{event_id}         one event, its attempts and errors
 //	GET  /inbox/{gateway}/{event_id}/replay  confirmation; POST replays it (confirm=yes)
-//	GET  /login, POST /login    token login (only with Options.LoginToken)
+//	GET  /login, POST /login    token login (only with Config.LoginToken)
 //	POST /logout
-func New(s *scheduler.Scheduler, opts Options) (http.Handler, error) {
+func New(s *scheduler.Scheduler, opts Config) (http.Handler, error) {
 	var errs []error
 	if s == nil {
 		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.New"))
 	}
 	if opts.Authorize == nil {
-		errs = append(errs, errors.New("Options.Authorize is required: pass the host's admin check or dashboard.TokenAuthorizer(token)"))
+		errs = append(errs, errors.New("Config.Authorize is required: pass the host's admin check or dashboard.TokenAuthorizer(token)"))
 	}
 	if opts.HistoryLimit < 0 {
-		errs = append(errs, fmt.Errorf("Options.HistoryLimit %d is negative; use 0 for the default", opts.HistoryLimit))
+		errs = append(errs, fmt.Errorf("Config.HistoryLimit %d is negative; use 0 for the default", opts.HistoryLimit))
 	}
 	if opts.EmailView != nil && opts.Console == nil {
-		errs = append(errs, errors.New("Options.EmailView needs Options.Console: pass the *billing.Service"))
+		errs = append(errs, errors.New("Config.EmailView needs Config.Console: pass the *billing.Service"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("dashboard: %w", err)
@@ -233,7 +238,7 @@ func TokenAuthorizer(token string) scheduler.Authorizer {
 }
 
 // TokenAuthorizerAt is TokenAuthorizer with the session cookies' expiry read on clock (the
-// Options.Clock of the dashboard that sets them).
+// Config.Clock of the dashboard that sets them).
 func TokenAuthorizerAt(token string, clock billing.Clock) scheduler.Authorizer {
 	if clock == nil {
 		clock = billing.SystemClock()
@@ -282,7 +287,7 @@ func (d *dash) rel(r *http.Request, target string) string {
 }
 
 // emailsURL is the email previews link as seen from r's page: a relative
-// Options.EmailPreviewURL is relative to the dashboard root, not to the page.
+// Config.EmailPreviewURL is relative to the dashboard root, not to the page.
 func (d *dash) emailsURL(r *http.Request) string {
 	u := d.opts.EmailPreviewURL
 	if u == "" || strings.HasPrefix(u, "/") || strings.Contains(u, "://") {
@@ -322,7 +327,7 @@ func (d *dash) overview(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		for _, run := range runs {
-			if run.Status == billing.RunSkipped {
+			if run.Status == billing.RunStatusSkipped {
 				continue
 			}
 			p.Results[j.ID] = formatResult(run)

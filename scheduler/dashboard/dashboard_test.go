@@ -40,7 +40,7 @@ type env struct {
 	prefix string
 }
 
-func newEnv(t *testing.T, prefix string, opts dashboard.Options) *env {
+func newEnv(t *testing.T, prefix string, opts dashboard.Config) *env {
 	t.Helper()
 	jobs := []billing.Job{
 		{ID: "alpha", Name: "Alpha job", Description: "does alpha things", Schedule: "0 9 * * *",
@@ -162,31 +162,31 @@ func (e *env) runs(id string) []billing.JobRun {
 // credentials a GET is sent to the login form when token login is on and answered 401
 // otherwise; a POST is always 401; an authenticated non-admin gets 403.
 func TestAuthMatrix(t *testing.T) {
-	session := loginCookie(t, newEnv(t, "/admin", dashboard.Options{LoginToken: token}))
+	session := loginCookie(t, newEnv(t, "/admin", dashboard.Config{LoginToken: token}))
 	forbidden := func(*http.Request) error { return fmt.Errorf("%w: operator is a viewer", scheduler.ErrForbidden) }
 	cases := []struct {
 		name         string
-		opts         dashboard.Options
+		opts         dashboard.Config
 		method, path string
 		req          []reqOpt
 		code         int
 		location     string
 	}{
-		{"no credentials, login on: overview", dashboard.Options{LoginToken: token}, "GET", "/", nil, 303, "/admin/login"},
-		{"no credentials, login on: job page", dashboard.Options{LoginToken: token}, "GET", "/jobs/alpha", nil, 303, "/admin/login"},
-		{"no credentials, login on: POST", dashboard.Options{LoginToken: token}, "POST", "/jobs/alpha/pause", nil, 401, ""},
-		{"no credentials, login off", dashboard.Options{}, "GET", "/", nil, 401, ""},
-		{"no credentials, login off: job page", dashboard.Options{}, "GET", "/jobs/alpha", nil, 401, ""},
-		{"wrong cookie, login on", dashboard.Options{LoginToken: token}, "GET", "/", []reqOpt{cookie("forged")}, 303, "/admin/login"},
-		{"token as cookie value", dashboard.Options{LoginToken: token}, "GET", "/", []reqOpt{cookie(token)}, 303, "/admin/login"},
-		{"wrong cookie, login off", dashboard.Options{}, "GET", "/", []reqOpt{cookie(session)}, 200, ""},
-		{"wrong cookie, POST", dashboard.Options{LoginToken: token}, "POST", "/jobs/alpha/pause", []reqOpt{cookie("forged")}, 401, ""},
-		{"wrong bearer", dashboard.Options{}, "GET", "/", []reqOpt{bearer("not-the-token")}, 401, ""},
-		{"bearer", dashboard.Options{}, "GET", "/", []reqOpt{bearer(token)}, 200, ""},
-		{"bearer, job page", dashboard.Options{}, "GET", "/jobs/beta", []reqOpt{bearer(token)}, 200, ""},
-		{"session cookie", dashboard.Options{LoginToken: token}, "GET", "/", []reqOpt{cookie(session)}, 200, ""},
-		{"forbidden", dashboard.Options{Authorize: forbidden, LoginToken: token}, "GET", "/", nil, 403, ""},
-		{"forbidden POST", dashboard.Options{Authorize: forbidden}, "POST", "/jobs/alpha/pause", nil, 403, ""},
+		{"no credentials, login on: overview", dashboard.Config{LoginToken: token}, "GET", "/", nil, 303, "/admin/login"},
+		{"no credentials, login on: job page", dashboard.Config{LoginToken: token}, "GET", "/jobs/alpha", nil, 303, "/admin/login"},
+		{"no credentials, login on: POST", dashboard.Config{LoginToken: token}, "POST", "/jobs/alpha/pause", nil, 401, ""},
+		{"no credentials, login off", dashboard.Config{}, "GET", "/", nil, 401, ""},
+		{"no credentials, login off: job page", dashboard.Config{}, "GET", "/jobs/alpha", nil, 401, ""},
+		{"wrong cookie, login on", dashboard.Config{LoginToken: token}, "GET", "/", []reqOpt{cookie("forged")}, 303, "/admin/login"},
+		{"token as cookie value", dashboard.Config{LoginToken: token}, "GET", "/", []reqOpt{cookie(token)}, 303, "/admin/login"},
+		{"wrong cookie, login off", dashboard.Config{}, "GET", "/", []reqOpt{cookie(session)}, 200, ""},
+		{"wrong cookie, POST", dashboard.Config{LoginToken: token}, "POST", "/jobs/alpha/pause", []reqOpt{cookie("forged")}, 401, ""},
+		{"wrong bearer", dashboard.Config{}, "GET", "/", []reqOpt{bearer("not-the-token")}, 401, ""},
+		{"bearer", dashboard.Config{}, "GET", "/", []reqOpt{bearer(token)}, 200, ""},
+		{"bearer, job page", dashboard.Config{}, "GET", "/jobs/beta", []reqOpt{bearer(token)}, 200, ""},
+		{"session cookie", dashboard.Config{LoginToken: token}, "GET", "/", []reqOpt{cookie(session)}, 200, ""},
+		{"forbidden", dashboard.Config{Authorize: forbidden, LoginToken: token}, "GET", "/", nil, 403, ""},
+		{"forbidden POST", dashboard.Config{Authorize: forbidden}, "POST", "/jobs/alpha/pause", nil, 403, ""},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -232,7 +232,7 @@ func loginCookie(t *testing.T, e *env) string {
 // error and gets no cookie; the right one gets an HttpOnly, SameSite=Strict cookie that is
 // not the token itself and opens the dashboard; logout clears it.
 func TestLogin(t *testing.T) {
-	e := newEnv(t, "/admin", dashboard.Options{LoginToken: token})
+	e := newEnv(t, "/admin", dashboard.Config{LoginToken: token})
 	r := e.do("GET", "/login", nil)
 	if r.code != 200 || !strings.Contains(r.body, `name="token"`) || strings.Contains(r.body, "not valid") {
 		t.Fatalf("login form: %d\n%s", r.code, r.body)
@@ -276,9 +276,9 @@ func TestLogin(t *testing.T) {
 	}
 }
 
-// Proves the login form is off without Options.LoginToken.
+// Proves the login form is off without Config.LoginToken.
 func TestLoginOff(t *testing.T) {
-	e := newEnv(t, "/admin", dashboard.Options{})
+	e := newEnv(t, "/admin", dashboard.Config{})
 	if r := e.do("GET", "/login", nil); r.code != http.StatusNotFound {
 		t.Fatalf("GET /login: %d, want 404", r.code)
 	}
@@ -291,7 +291,7 @@ func TestLoginOff(t *testing.T) {
 // says so with Origin or with Sec-Fetch-Site, even with a valid session; same-origin posts
 // pass.
 func TestCrossSitePostRefused(t *testing.T) {
-	e := newEnv(t, "/admin", dashboard.Options{LoginToken: token})
+	e := newEnv(t, "/admin", dashboard.Config{LoginToken: token})
 	session := cookie(loginCookie(t, e))
 	for _, action := range []string{"pause", "trigger"} {
 		for name, h := range map[string]reqOpt{
@@ -322,7 +322,7 @@ func TestCrossSitePostRefused(t *testing.T) {
 // stored state, trigger runs the job once and records it, back=overview returns to the
 // overview, and the flash message says what happened.
 func TestActions(t *testing.T) {
-	e := newEnv(t, "/admin", dashboard.Options{})
+	e := newEnv(t, "/admin", dashboard.Config{})
 	auth := bearer(token)
 
 	r := e.do("POST", "/jobs/alpha/pause", url.Values{}, auth)
@@ -340,7 +340,7 @@ func TestActions(t *testing.T) {
 
 	r = e.do("POST", "/jobs/alpha/trigger", url.Values{}, auth)
 	runs := e.runs("alpha")
-	if r.code != http.StatusSeeOther || len(runs) != 1 || runs[0].Status != billing.RunSucceeded || runs[0].Trigger != billing.TriggerManual {
+	if r.code != http.StatusSeeOther || len(runs) != 1 || runs[0].Status != billing.RunStatusSucceeded || runs[0].Trigger != billing.RunTriggerManual {
 		t.Fatalf("trigger: %d, runs %+v", r.code, runs)
 	}
 	page = e.do("GET", strings.TrimPrefix(r.location(), "/admin"), nil, auth)
@@ -350,7 +350,7 @@ func TestActions(t *testing.T) {
 	}
 
 	e.do("POST", "/jobs/beta/trigger", url.Values{}, auth)
-	if runs := e.runs("beta"); len(runs) != 1 || runs[0].Status != billing.RunFailed {
+	if runs := e.runs("beta"); len(runs) != 1 || runs[0].Status != billing.RunStatusFailed {
 		t.Fatalf("beta runs %+v", runs)
 	}
 	page = e.do("GET", "/jobs/beta", nil, auth)
@@ -365,7 +365,7 @@ func TestActions(t *testing.T) {
 
 // Proves unknown jobs and actions are 404 pages, and GET on an action is not allowed.
 func TestUnknown(t *testing.T) {
-	e := newEnv(t, "/admin", dashboard.Options{})
+	e := newEnv(t, "/admin", dashboard.Config{})
 	auth := bearer(token)
 	for _, c := range []struct {
 		method, path string
@@ -403,7 +403,7 @@ var linkRe = regexp.MustCompile(`(?:href|action)="([^"]*)"`)
 func TestPagesUnderPrefix(t *testing.T) {
 	for _, prefix := range []string{"/admin", "/ops/renewkit/dash"} {
 		t.Run(prefix, func(t *testing.T) {
-			e := newEnv(t, prefix, dashboard.Options{LoginToken: token, EmailPreviewURL: "emails/"})
+			e := newEnv(t, prefix, dashboard.Config{LoginToken: token, EmailPreviewURL: "emails/"})
 			session := cookie(loginCookie(t, e))
 			e.do("POST", "/jobs/alpha/trigger", url.Values{}, session)
 			e.do("POST", "/jobs/beta/pause", url.Values{}, session)
@@ -469,7 +469,7 @@ func TestPagesUnderPrefix(t *testing.T) {
 
 // Proves New reports every missing or invalid option at once.
 func TestNewValidates(t *testing.T) {
-	_, err := dashboard.New(nil, dashboard.Options{HistoryLimit: -1})
+	_, err := dashboard.New(nil, dashboard.Config{HistoryLimit: -1})
 	if err == nil {
 		t.Fatal("no error")
 	}
@@ -482,7 +482,7 @@ func TestNewValidates(t *testing.T) {
 
 // Proves TokenAuthorizer: bearer or cookie, and an empty token accepts nobody.
 func TestTokenAuthorizer(t *testing.T) {
-	e := newEnv(t, "/admin", dashboard.Options{LoginToken: token})
+	e := newEnv(t, "/admin", dashboard.Config{LoginToken: token})
 	session := loginCookie(t, e)
 	check := func(tok string, opts ...reqOpt) error {
 		r := httptest.NewRequest("GET", "/", nil)

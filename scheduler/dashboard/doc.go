@@ -4,13 +4,13 @@
 // each job, and subscription counts by status. Every page is usable on a 375px screen and
 // follows the browser's light or dark theme.
 //
-// With Options.Console (the *billing.Service) it is also the operations console: a
+// With Config.Console (the *billing.Service) it is also the operations console: a
 // subscription search with status filters, a subscriber page with the subscription's
 // timeline (audit entries, job actions, emails and payments in one time order; each email
-// links to its rendering with the data that was sent, through Options.EmailView), an email
+// links to its rendering with the data that was sent, through Config.EmailView), an email
 // log, and two safe actions, each behind a confirmation page, refused cross-site and
 // audited with the operator's name: resend an email that failed for good, and re-run one
-// subscription through a job after its dry run. With Options.Insights the overview draws
+// subscription through a job after its dry run. With Config.Insights the overview draws
 // inline SVG charts: subscriptions by status and MRR per currency over 90 days of daily
 // snapshots, expected renewals for the next 30 days per currency and gateway, and
 // cancellations by cause per month. Each job page charts its last 30 runs (duration, found
@@ -19,7 +19,7 @@
 // reload.
 //
 // It sits behind the same admin check as the jobs API. Hosts with their own operator login
-// pass their authorizer (and Options.Identify to name the operator); the standalone server
+// pass their authorizer (and Config.Identify to name the operator); the standalone server
 // uses TokenAuthorizer with a token login form that sets an HttpOnly, SameSite=Strict
 // cookie derived from the token, valid for 12 hours, and a second one signing the name the
 // operator gave, which TokenOperator reads for the audit log.

@@ -28,7 +28,7 @@ func ExampleNew() {
 	defer func() { _ = sched.Shutdown(context.Background()) }()
 
 	token := "s3cret"
-	dash, err := dashboard.New(sched, dashboard.Options{
+	dash, err := dashboard.New(sched, dashboard.Config{
 		Authorize:  dashboard.TokenAuthorizer(token),
 		LoginToken: token,
 		Console:    svc,

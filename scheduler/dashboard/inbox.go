@@ -24,7 +24,7 @@ var inboxGateways = []string{billing.GatewayStripe, billing.GatewayMercadoPago, 
 
 // replayable reports whether the inbox replays an event in state s.
 func replayable(s billing.WebhookEventState) bool {
-	return s == billing.EventFailed || s == billing.EventDead || s == billing.EventIgnored
+	return s == billing.WebhookEventStateFailed || s == billing.WebhookEventStateDead || s == billing.WebhookEventStateIgnored
 }
 
 // eventPath is the dashboard path of an event's page, its segments escaped.
@@ -70,7 +70,7 @@ func (d *dash) inbox(w http.ResponseWriter, r *http.Request) {
 		p.Total += n
 	}
 	p.States = append(p.States, statusLink{Label: "all " + strconv.Itoa(p.Total), URL: link("status", ""), On: state == ""})
-	for _, st := range billing.WebhookEventStates {
+	for _, st := range billing.AllWebhookEventStates() {
 		p.States = append(p.States, statusLink{Label: string(st) + " " + strconv.Itoa(stats.ByState[st]), URL: link("status", string(st)), On: state == string(st)})
 	}
 	p.Gateways = append(p.Gateways, statusLink{Label: "any gateway", URL: link("gateway", ""), On: gateway == ""})

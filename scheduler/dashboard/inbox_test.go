@@ -59,7 +59,7 @@ func newInboxEnv(t *testing.T, authorize scheduler.Authorizer) (*env, *billing.S
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = s.Shutdown(context.Background()) })
-	h, err := dashboard.New(s, dashboard.Options{Authorize: authorize, LoginToken: token, Logger: quiet, Console: svc, Inbox: svc})
+	h, err := dashboard.New(s, dashboard.Config{Authorize: authorize, LoginToken: token, Logger: quiet, Console: svc, Inbox: svc})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -208,7 +208,7 @@ func TestInboxReplayNeedsConfirmationSameOriginAndNamesTheOperator(t *testing.T)
 	if r := e.do("POST", path, confirm, append(op, header("Origin", "https://evil.example"))...); r.code != http.StatusForbidden {
 		t.Fatalf("replay from another origin: %d, want 403", r.code)
 	}
-	if got := state("evt_failed"); got != billing.EventFailed {
+	if got := state("evt_failed"); got != billing.WebhookEventStateFailed {
 		t.Fatalf("a refused replay changed the event to %s", got)
 	}
 	for _, m := range []string{"GET", "POST"} {
@@ -223,7 +223,7 @@ func TestInboxReplayNeedsConfirmationSameOriginAndNamesTheOperator(t *testing.T)
 	if r.code != http.StatusSeeOther || !strings.HasPrefix(r.location(), "/admin/inbox/stripe/evt_failed?flash=") {
 		t.Fatalf("replay: %d to %q", r.code, r.location())
 	}
-	if got := state("evt_failed"); got != billing.EventReceived {
+	if got := state("evt_failed"); got != billing.WebhookEventStateReceived {
 		t.Fatalf("after the replay the event is %s, want received", got)
 	}
 	if r := e.do("POST", path, confirm, op...); r.code != http.StatusConflict {

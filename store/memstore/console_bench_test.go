@@ -24,13 +24,13 @@ func consoleStore(b *testing.B, n int) *memstore.Store {
 		at := base.Add(time.Duration(i) * time.Minute)
 		uid, sid := fmt.Sprintf("u%06d", i), fmt.Sprintf("s%06d", i)
 		u := billing.User{ID: uid, Email: uid + "@example.com", Name: uid, CreatedAt: at}
-		s := billing.Subscription{ID: sid, UserID: uid, PlanID: "p", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		s := billing.Subscription{ID: sid, UserID: uid, PlanID: "p", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 			CurrentPeriodStart: at, CurrentPeriodEnd: at.AddDate(0, 1, 0), Gateway: billing.GatewayStripe, GatewaySubscriptionID: "gw-" + sid, CreatedAt: at}
 		if i%10 == 0 {
-			s.Status = billing.StatusInactive
+			s.Status = billing.SubscriptionStatusInactive
 		}
 		p := billing.Payment{ID: "pay" + sid, UserID: uid, PlanID: "p", SubscriptionID: sid, Amount: billing.Money{Amount: 100, Currency: "BRL"},
-			Status: billing.PaymentApproved, Gateway: billing.GatewayStripe, CreatedAt: at}
+			Status: billing.PaymentStatusApproved, Gateway: billing.GatewayStripe, CreatedAt: at}
 		if err := st.InsertUser(ctx, &u); err != nil {
 			b.Fatal(err)
 		}
@@ -46,7 +46,7 @@ func consoleStore(b *testing.B, n int) *memstore.Store {
 				b.Fatal(err)
 			}
 		}
-		recs = append(recs, billing.NotificationRecord{Key: "expiring:" + sid, Kind: billing.KindExpiring, SubscriptionID: sid, UserID: uid})
+		recs = append(recs, billing.NotificationRecord{Key: "expiring:" + sid, Kind: billing.NotificationKindExpiring, SubscriptionID: sid, UserID: uid})
 	}
 	for start := 0; start < n; start += 1000 {
 		part := recs[start:min(start+1000, n)]
@@ -100,7 +100,7 @@ func BenchmarkConsoleQueries(b *testing.B) {
 				return err
 			}},
 			{"search_status_page", func() error {
-				_, _, err := st.SearchSubscriptions(ctx, billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.StatusInactive}, Limit: 50})
+				_, _, err := st.SearchSubscriptions(ctx, billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusInactive}, Limit: 50})
 				return err
 			}},
 			{"search_email", func() error {
@@ -108,11 +108,11 @@ func BenchmarkConsoleQueries(b *testing.B) {
 				return err
 			}},
 			{"payments_page", func() error {
-				_, _, err := st.ListPayments(ctx, billing.PaymentQuery{Status: billing.PaymentApproved, Limit: 50})
+				_, _, err := st.ListPayments(ctx, billing.PaymentQuery{Status: billing.PaymentStatusApproved, Limit: 50})
 				return err
 			}},
 			{"notifications_page", func() error {
-				_, _, err := st.ListNotifications(ctx, billing.NotificationQuery{Kind: billing.KindExpiring, Limit: 50})
+				_, _, err := st.ListNotifications(ctx, billing.NotificationQuery{Kind: billing.NotificationKindExpiring, Limit: 50})
 				return err
 			}},
 			{"timeline", func() error {

@@ -14,7 +14,7 @@ import (
 func ExampleNew() {
 	ctx := context.Background()
 	st := memstore.New()
-	notifier, err := lognotify.New(slog.New(slog.DiscardHandler))
+	notifier, err := lognotify.NewNotifier(lognotify.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}

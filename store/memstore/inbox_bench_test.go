@@ -41,13 +41,13 @@ func BenchmarkInboxEvent(b *testing.B) {
 				}
 				if old {
 					return st.FinishWebhookEvent(ctx, billing.WebhookFinish{Gateway: got[0].Gateway, EventID: got[0].EventID, Token: "w",
-						State: billing.EventProcessed, Attempts: got[0].Attempts, Now: now})
+						State: billing.WebhookEventStateProcessed, Attempts: got[0].Attempts, Now: now})
 				}
 				if blocked, err := st.WebhookEventBlocked(ctx, got[0]); err != nil || blocked {
 					b.Fatalf("blocked %v, %v", blocked, err)
 				}
 				if err := st.FinishWebhookEvent(ctx, billing.WebhookFinish{Gateway: got[0].Gateway, EventID: got[0].EventID, Token: "w",
-					State: billing.EventProcessed, Attempts: got[0].Attempts, Now: now}); err != nil {
+					State: billing.WebhookEventStateProcessed, Attempts: got[0].Attempts, Now: now}); err != nil {
 					b.Fatal(err)
 				}
 				_, err = st.WakeWebhookEvents(ctx, got[0].Gateway, got[0].ObjectKey, now)

@@ -73,8 +73,8 @@ func TestInboxIndexAgreesWithScan(t *testing.T) {
 	st := New()
 	now := base
 	objects := []string{"", "sub_a", "sub_b", "sub_c", "in_d"}
-	states := []billing.WebhookEventState{billing.EventProcessed, billing.EventIgnored, billing.EventDead,
-		billing.EventFailed, billing.EventParked}
+	states := []billing.WebhookEventState{billing.WebhookEventStateProcessed, billing.WebhookEventStateIgnored, billing.WebhookEventStateDead,
+		billing.WebhookEventStateFailed, billing.WebhookEventStateParked}
 	var claimed []billing.WebhookEvent // held, with the token that holds them
 	tokens := map[string]string{}
 	next := 0
@@ -121,7 +121,7 @@ func TestInboxIndexAgreesWithScan(t *testing.T) {
 			if state.Pending() {
 				f.NextAttemptAt = now.Add(time.Duration(rng.IntN(5)) * time.Second)
 			}
-			if state == billing.EventParked {
+			if state == billing.WebhookEventStateParked {
 				f.ParkedAt = now
 			}
 			_ = st.FinishWebhookEvent(ctx, f) // a lost lease (taken again meanwhile) is a conflict, and fine

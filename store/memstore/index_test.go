@@ -57,13 +57,13 @@ func TestIndexesAgreeWithScan(t *testing.T) {
 	users := []string{"u0", "u1", "u2", "u3", "u4", "u5"}
 	end := func() time.Time { return base.Add(time.Duration(rng.IntN(20)-10) * time.Hour) }
 	for i := range n {
-		x := billing.Subscription{ID: fmt.Sprintf("s%03d", i), UserID: users[rng.IntN(len(users))], Status: billing.StatusActive,
+		x := billing.Subscription{ID: fmt.Sprintf("s%03d", i), UserID: users[rng.IntN(len(users))], Status: billing.SubscriptionStatusActive,
 			CurrentPeriodEnd: end(), CreatedAt: base.Add(-time.Duration(rng.IntN(100)) * time.Hour), Deleted: rng.IntN(20) == 0}
 		if err := st.InsertSubscription(ctx, &x); err != nil {
 			t.Fatal(err)
 		}
 	}
-	statuses := []billing.SubscriptionStatus{billing.StatusActive, billing.StatusInactive}
+	statuses := []billing.SubscriptionStatus{billing.SubscriptionStatusActive, billing.SubscriptionStatusInactive}
 	for round := range 40 {
 		// A batch of random changes.
 		var changes []billing.SubscriptionChange
@@ -108,12 +108,12 @@ func TestIndexesAgreeWithScan(t *testing.T) {
 		uids := []string{users[rng.IntN(len(users))], users[rng.IntN(len(users))]}
 		filters := []billing.SubscriptionFilter{
 			{},
-			{Statuses: []billing.SubscriptionStatus{billing.StatusActive}},
+			{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}},
 			{PeriodEndAfter: after, PeriodEndBefore: before},
 			{PeriodEndBefore: before},
 			{PeriodEndAfter: after},
 			{UserIDs: uids},
-			{UserIDs: uids, PeriodEndBefore: before, Statuses: []billing.SubscriptionStatus{billing.StatusActive}},
+			{UserIDs: uids, PeriodEndBefore: before, Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}},
 		}
 		for _, f := range filters {
 			want := scan(st, f)
@@ -190,7 +190,7 @@ func TestClaimIndex(t *testing.T) {
 	ctx := context.Background()
 	st := New()
 	for i := range 6 {
-		x := billing.Subscription{ID: fmt.Sprintf("s%d", i), UserID: "u", Status: billing.StatusActive, CurrentPeriodEnd: base.Add(time.Duration(i) * time.Minute)}
+		x := billing.Subscription{ID: fmt.Sprintf("s%d", i), UserID: "u", Status: billing.SubscriptionStatusActive, CurrentPeriodEnd: base.Add(time.Duration(i) * time.Minute)}
 		if i < 2 {
 			x.Pending = &billing.Effects{Token: "e"}
 		}
@@ -256,7 +256,7 @@ func TestClaimIndex(t *testing.T) {
 func TestPendingNeverAliased(t *testing.T) {
 	ctx := context.Background()
 	st := New()
-	x := billing.Subscription{ID: "s1", UserID: "u1", Status: billing.StatusActive, CurrentPeriodEnd: base}
+	x := billing.Subscription{ID: "s1", UserID: "u1", Status: billing.SubscriptionStatusActive, CurrentPeriodEnd: base}
 	if err := st.InsertSubscription(ctx, &x); err != nil {
 		t.Fatal(err)
 	}
@@ -264,14 +264,14 @@ func TestPendingNeverAliased(t *testing.T) {
 	brt := time.FixedZone("BRT", -3*3600)
 	eff := &billing.Effects{
 		Token:         "tok",
-		Access:        &billing.AccessEffect{UserID: "u1", Status: billing.StatusInactive},
-		Notifications: []billing.Notification{{Kind: billing.KindExpired, Key: "k", Data: billing.NotificationData{PeriodEnd: base.Add(123456).In(brt)}}},
+		Access:        &billing.AccessEffect{UserID: "u1", Status: billing.SubscriptionStatusInactive},
+		Notifications: []billing.Notification{{Kind: billing.NotificationKindExpired, Key: "k", Data: billing.NotificationData{PeriodEnd: base.Add(123456).In(brt)}}},
 		Audit: []billing.AuditEntry{{ID: "a1", Action: "x", CreatedAt: base.Add(999).In(brt),
 			Details: map[string]any{"nested": map[string]any{"n": 1}, "list": []any{"a"}, "strs": []string{"s"}}}},
 		CreatedAt: base.Add(777).In(brt),
 	}
 	changed := read
-	changed.Status = billing.StatusInactive
+	changed.Status = billing.SubscriptionStatusInactive
 	errs, err := st.UpdateSubscriptions(ctx, []billing.SubscriptionChange{{Read: read, Changed: changed, Effects: eff}})
 	if err != nil || errs[0] != nil {
 		t.Fatal(err, errs)
@@ -285,7 +285,7 @@ func TestPendingNeverAliased(t *testing.T) {
 	check := func(what string, got billing.Subscription) {
 		t.Helper()
 		p := got.Pending
-		if p == nil || p.Access.Status != billing.StatusInactive || p.Notifications[0].Key != "k" ||
+		if p == nil || p.Access.Status != billing.SubscriptionStatusInactive || p.Notifications[0].Key != "k" ||
 			p.Audit[0].Details["nested"].(map[string]any)["n"] != 1 || p.Audit[0].Details["list"].([]any)[0] != "a" ||
 			p.Audit[0].Details["strs"].([]string)[0] != "s" {
 			t.Fatalf("%s: stored effects alias a caller's: %+v", what, p)
@@ -326,7 +326,7 @@ func TestBatchAllocations(t *testing.T) {
 	const n = 200
 	var changes []billing.SubscriptionChange
 	for i := range n {
-		x := billing.Subscription{ID: fmt.Sprintf("s%03d", i), UserID: "u", Status: billing.StatusActive, CurrentPeriodEnd: base}
+		x := billing.Subscription{ID: fmt.Sprintf("s%03d", i), UserID: "u", Status: billing.SubscriptionStatusActive, CurrentPeriodEnd: base}
 		if err := st.InsertSubscription(ctx, &x); err != nil {
 			t.Fatal(err)
 		}

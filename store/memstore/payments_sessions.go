@@ -56,14 +56,14 @@ func (s *Store) FindPaymentByGateway(ctx context.Context, gateway, gid string) (
 // at or before createdBefore.
 func stalePayment(createdBefore time.Time) func(*billing.Payment) bool {
 	return func(p *billing.Payment) bool {
-		return !p.Deleted && p.Status == billing.PaymentPending && !p.CreatedAt.After(createdBefore)
+		return !p.Deleted && p.Status == billing.PaymentStatusPending && !p.CreatedAt.After(createdBefore)
 	}
 }
 
 func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
 	return write(ctx, s, func() ([]billing.Payment, error) {
 		return s.payments.sweep(stalePayment(createdBefore), limit, func(p *billing.Payment) {
-			p.Status, p.Reason, p.UpdatedAt, p.ProcessedAt = billing.PaymentCancelled, reason, t0(now), t0(now)
+			p.Status, p.Reason, p.UpdatedAt, p.ProcessedAt = billing.PaymentStatusCancelled, reason, t0(now), t0(now)
 			p.Version++
 		}), nil
 	})

@@ -27,7 +27,7 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 	// accepted event costs a map lookup and the index insert.
 	k := gwKey(ev.Gateway, ev.EventID)
 	given := ev.Payload
-	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
+	ev.State, ev.Attempts, ev.Error, ev.History = billing.WebhookEventStateReceived, 0, "", nil
 	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = t0(now), t0(now), t0(now)
 	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt = t0(ev.OccurredAt), time.Time{}, time.Time{}
 	ev.LeaseUntil, ev.LeaseToken = time.Time{}, ""
@@ -39,7 +39,7 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 			return cloneEvent(cur), false, nil
 		}
 		cur.Payload, cur.Type, cur.ObjectKey, cur.OccurredAt = ev.Payload, ev.Type, ev.ObjectKey, ev.OccurredAt
-		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
+		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.WebhookEventStateReceived, t0(now), t0(now)
 		cur.LeaseUntil, cur.LeaseToken = time.Time{}, ""
 		s.setEvent(k, cur)
 		return cloneEvent(cur), true, nil
@@ -118,7 +118,7 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 		cur.NextAttemptAt, cur.ParkedAt = time.Time{}, t0(f.ParkedAt)
 		if f.State.Pending() {
 			cur.NextAttemptAt = t0(f.NextAttemptAt)
-			if (f.State == billing.EventParked || f.State == billing.EventReceived) && s.woken[k] {
+			if (f.State == billing.WebhookEventStateParked || f.State == billing.WebhookEventStateReceived) && s.woken[k] {
 				cur.NextAttemptAt = t0(f.Now)
 			}
 		} else {
@@ -141,7 +141,7 @@ func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent
 			return false, nil
 		}
 		for k := range s.inbox.object(ev.Gateway, ev.ObjectKey) {
-			if o := s.events[k]; (o.State == billing.EventReceived || o.State == billing.EventFailed) &&
+			if o := s.events[k]; (o.State == billing.WebhookEventStateReceived || o.State == billing.WebhookEventStateFailed) &&
 				!o.OccurredAt.IsZero() && o.OccurredAt.Before(ev.OccurredAt) {
 				return true, nil
 			}
@@ -161,7 +161,7 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 			if ev.LeaseUntil.After(now) {
 				s.woken[k] = true
 			}
-			if (ev.State == billing.EventParked || ev.State == billing.EventReceived) && ev.NextAttemptAt.After(now) {
+			if (ev.State == billing.WebhookEventStateParked || ev.State == billing.WebhookEventStateReceived) && ev.NextAttemptAt.After(now) {
 				ev.NextAttemptAt = t0(now)
 				s.setEvent(k, ev) // its place in the index is unchanged: ranging over the set is safe
 				n++
@@ -179,12 +179,12 @@ func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string,
 			return billing.WebhookEvent{}, notFound("webhook event", eventID)
 		}
 		switch cur.State {
-		case billing.EventFailed, billing.EventDead, billing.EventIgnored:
+		case billing.WebhookEventStateFailed, billing.WebhookEventStateDead, billing.WebhookEventStateIgnored:
 		default:
 			return billing.WebhookEvent{}, fmt.Errorf("memstore: webhook event %s/%s is %s; only failed, dead or ignored events are replayed: %w",
 				gateway, eventID, cur.State, billing.ErrInvalidTransition)
 		}
-		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.EventReceived, t0(now), t0(now)
+		cur.State, cur.NextAttemptAt, cur.UpdatedAt = billing.WebhookEventStateReceived, t0(now), t0(now)
 		cur.FinishedAt, cur.ParkedAt, cur.LeaseUntil, cur.LeaseToken = time.Time{}, time.Time{}, time.Time{}, ""
 		s.setEvent(k, cur)
 		return cloneEvent(cur), nil

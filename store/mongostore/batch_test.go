@@ -238,7 +238,7 @@ func TestCancelStalePaymentsLeavesUnreadable(t *testing.T) {
 	old := seedNow.AddDate(0, 0, -10)
 	for i := range 3 {
 		p := billing.Payment{ID: fmt.Sprint("pay", i), UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 4990, Currency: "BRL"},
-			Status: billing.PaymentPending, Gateway: billing.GatewayManual, CreatedAt: old, UpdatedAt: old}
+			Status: billing.PaymentStatusPending, Gateway: billing.GatewayManual, CreatedAt: old, UpdatedAt: old}
 		if err := st.InsertPayment(ctx, &p); err != nil {
 			t.Fatal(err)
 		}
@@ -272,7 +272,7 @@ func TestReserveNotificationsLargeBatch(t *testing.T) {
 	const n = 230
 	recs := make([]billing.NotificationRecord, n)
 	for i := range recs {
-		recs[i] = billing.NotificationRecord{Key: fmt.Sprint("k", i), Kind: billing.KindExpiring, SubscriptionID: fmt.Sprint("s", i)}
+		recs[i] = billing.NotificationRecord{Key: fmt.Sprint("k", i), Kind: billing.NotificationKindExpiring, SubscriptionID: fmt.Sprint("s", i)}
 	}
 	// A holds every third key; B holds every fifth other one with a lease that will have run out.
 	var mine, lapsed []billing.NotificationRecord

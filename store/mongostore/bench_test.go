@@ -94,7 +94,7 @@ func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) benchResult
 		b.StopTimer()
 		elapsed += time.Since(start)
 		stop()
-		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: benchNow})
+		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: benchNow})
 		if err != nil || left != 0 {
 			b.Fatalf("%d expired subscriptions left active (%v)", left, err)
 		}
@@ -161,7 +161,7 @@ func seedBench(ctx context.Context, b testing.TB, st *mongostore.Store, n int) {
 		users[i] = bson.D{{Key: "_id", Value: uid}, {Key: "email", Value: uid + "@example.com"}, {Key: "name", Value: "U"},
 			{Key: "plan_id", Value: "p1"}, {Key: "subscription_id", Value: sid}, {Key: "subscription_status", Value: "active"},
 			{Key: "access_until", Value: end}, {Key: "created_at", Value: benchNow}, {Key: "flag_del", Value: false}}
-		subs[i] = billing.Subscription{ID: sid, UserID: uid, PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		subs[i] = billing.Subscription{ID: sid, UserID: uid, PlanID: "p1", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 			CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 			CreatedAt: benchNow.AddDate(0, -2, 0), UpdatedAt: benchNow.AddDate(0, -1, 0)}
 	}

@@ -40,7 +40,7 @@ func TestClaimsThreeReplicas(t *testing.T) {
 	subs := make([]billing.Subscription, n)
 	for i := range subs {
 		subs[i] = billing.Subscription{
-			ID: fmt.Sprintf("sub-%05d", i), UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+			ID: fmt.Sprintf("sub-%05d", i), UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
 			BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
 			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Duration(i+1) * time.Minute),
 			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0),
@@ -52,7 +52,7 @@ func TestClaimsThreeReplicas(t *testing.T) {
 	}
 	t.Logf("inserted %d subscriptions in %v", n, time.Since(start))
 
-	filter := billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: now}
+	filter := billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: now}
 	var mu sync.Mutex
 	claimedBy := map[string]int{}
 	perReplica := make([]int, replicas)

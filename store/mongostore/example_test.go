@@ -3,7 +3,6 @@ package mongostore_test
 import (
 	"context"
 	"log"
-	"log/slog"
 	"os"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
@@ -31,7 +30,7 @@ func ExampleNew() {
 	if err := st.EnsureIndexes(ctx); err != nil {
 		log.Fatal(err)
 	}
-	notifier, err := lognotify.New(slog.Default())
+	notifier, err := lognotify.NewNotifier(lognotify.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

@@ -231,7 +231,7 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 	var kinds []billing.NotificationKind
 	for _, n := range notes.Sent() {
 		kinds = append(kinds, n.Kind)
-		if n.Kind != billing.KindExpiring && n.Kind != billing.KindExpired {
+		if n.Kind != billing.NotificationKindExpiring && n.Kind != billing.NotificationKindExpired {
 			continue
 		}
 		m, err := r.RenderNotification(n)
@@ -242,7 +242,7 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 			t.Errorf("%s email does not show the price R$ 49,90:\n%s", n.Kind, m.Text)
 		}
 	}
-	if !slices.Contains(kinds, billing.KindExpiring) || !slices.Contains(kinds, billing.KindExpired) {
+	if !slices.Contains(kinds, billing.NotificationKindExpiring) || !slices.Contains(kinds, billing.NotificationKindExpired) {
 		t.Fatalf("emails %v; want an expiring and an expired one", kinds)
 	}
 
@@ -357,7 +357,7 @@ func TestNewReferencesAsObjectIDs(t *testing.T) {
 		{Key: "plan_id", Value: nil}, {Key: "flag_del", Value: false}}); err != nil {
 		t.Fatal(err)
 	}
-	sub := billing.Subscription{UserID: user.Hex(), PlanID: "legacy-plan", Status: billing.StatusActive,
+	sub := billing.Subscription{UserID: user.Hex(), PlanID: "legacy-plan", Status: billing.SubscriptionStatusActive,
 		BillingCycle: billing.CycleMonthly, CurrentPeriodEnd: hostNow.AddDate(0, 1, 0)}
 	if err := st.InsertSubscription(ctx, &sub); err != nil {
 		t.Fatal(err)
@@ -377,7 +377,7 @@ func TestNewReferencesAsObjectIDs(t *testing.T) {
 		t.Fatal(err)
 	}
 	next := u
-	next.PlanID, next.SubscriptionID, next.Status = plan.Hex(), sub.ID, billing.StatusActive
+	next.PlanID, next.SubscriptionID, next.Status = plan.Hex(), sub.ID, billing.SubscriptionStatusActive
 	if err := billing.UpdateUserAccess(ctx, st, u, next); err != nil {
 		t.Fatal(err)
 	}

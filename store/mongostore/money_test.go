@@ -175,7 +175,7 @@ func TestMoneyWarningShowsLegacyPrice(t *testing.T) {
 		t.Fatalf("CheckExpiringSubscriptions = %+v, %v; want one warning", res, err)
 	}
 	sent := notes.Sent()
-	if len(sent) != 1 || sent[0].Kind != billing.KindExpiring || sent[0].Data.Amount != (billing.Money{Amount: 4990, Currency: "BRL"}) {
+	if len(sent) != 1 || sent[0].Kind != billing.NotificationKindExpiring || sent[0].Data.Amount != (billing.Money{Amount: 4990, Currency: "BRL"}) {
 		t.Fatalf("sent %+v; want one expiring warning with amount 4990 BRL", sent)
 	}
 	var p bson.M
@@ -224,7 +224,7 @@ func TestMoneyPaymentsMajorUnits(t *testing.T) {
 			}
 
 			changed := p
-			changed.Status = billing.PaymentApproved
+			changed.Status = billing.PaymentStatusApproved
 			if err := st.UpdatePayment(ctx, p, changed); err != nil {
 				t.Fatalf("UpdatePayment(status): %v", err)
 			}
@@ -250,7 +250,7 @@ func TestMoneyPaymentsMajorUnits(t *testing.T) {
 				t.Fatalf("UpdatePayment from a stale amount = %v; want ErrConflict", err)
 			}
 
-			np := billing.Payment{UserID: "u1", Amount: billing.Money{Amount: 1999, Currency: "BRL"}, Status: billing.PaymentPending,
+			np := billing.Payment{UserID: "u1", Amount: billing.Money{Amount: 1999, Currency: "BRL"}, Status: billing.PaymentStatusPending,
 				Gateway: "manual", CreatedAt: seedNow}
 			if err := st.InsertPayment(ctx, &np); err != nil {
 				t.Fatal(err)
@@ -258,7 +258,7 @@ func TestMoneyPaymentsMajorUnits(t *testing.T) {
 			if d := raw(oid(t, np.ID)); d["amount"] != 19.99 {
 				t.Fatalf("inserted payment: %v; want amount 19.99", d)
 			}
-			plan := billing.Plan{Name: "New", BillingCycle: billing.BillingCycle("monthly"), Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
+			plan := billing.Plan{Name: "New", BillingCycle: billing.Cycle("monthly"), Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
 			if err := st.InsertPlan(ctx, &plan); err != nil {
 				t.Fatal(err)
 			}

@@ -212,13 +212,13 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	due := bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentPending)},
+	due := bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentStatusPending)},
 		{Key: "created_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(createdBefore)}}}}
 	upd := func(tok string) bson.D {
 		n := bson.NewDateTimeFromTime(now)
 		return bson.D{
 			{Key: "$set", Value: bson.D{
-				{Key: "status", Value: string(billing.PaymentCancelled)}, {Key: "reason", Value: reason},
+				{Key: "status", Value: string(billing.PaymentStatusCancelled)}, {Key: "reason", Value: reason},
 				{Key: "updated_at", Value: n}, {Key: "processed_at", Value: n}, {Key: "sweep_token", Value: tok},
 			}},
 			{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}},
@@ -229,7 +229,7 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 
 // CountStalePayments implements billing.CleanupCounter.
 func (s *Store) CountStalePayments(ctx context.Context, t time.Time) (int, error) {
-	n, err := s.payments.CountDocuments(ctx, bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentPending)},
+	n, err := s.payments.CountDocuments(ctx, bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentStatusPending)},
 		{Key: "created_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(t)}}}})
 	if err != nil {
 		return 0, opErr("count stale payments", err)

@@ -29,7 +29,7 @@ func (s *Store) decodePlan(raw bson.Raw) (billing.Plan, error) {
 	}
 	price, err := s.money.read("price", d.Price, d.Currency)
 	return billing.Plan{
-		ID: string(d.ID), Name: d.Name, BillingCycle: billing.BillingCycle(d.BillingCycle),
+		ID: string(d.ID), Name: d.Name, BillingCycle: billing.Cycle(d.BillingCycle),
 		Price: price, Active: d.Active,
 		CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt), Deleted: d.Deleted,
 	}, err

@@ -353,19 +353,19 @@ func shapeOf(doc bson.Raw) string {
 // each list unfiltered, by each filter and on a second page.
 func consoleQueries(ctx context.Context, st *mongostore.Store) error {
 	after := billing.Cursor{CreatedAt: hostNow, ID: "0123456789abcdef01234567"}
-	for _, q := range []billing.SubscriptionQuery{{}, {Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, {Gateway: "stripe"},
-		{PlanID: "p1"}, {Q: "ana@"}, {Q: "sub_x", Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, {After: after}} {
+	for _, q := range []billing.SubscriptionQuery{{}, {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}, {Gateway: "stripe"},
+		{PlanID: "p1"}, {Q: "ana@"}, {Q: "sub_x", Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}, {After: after}} {
 		if _, _, err := st.SearchSubscriptions(ctx, q); err != nil {
 			return err
 		}
 	}
-	for _, q := range []billing.PaymentQuery{{}, {Status: billing.PaymentPending}, {SubscriptionID: "s1"}, {After: after}} {
+	for _, q := range []billing.PaymentQuery{{}, {Status: billing.PaymentStatusPending}, {SubscriptionID: "s1"}, {After: after}} {
 		if _, _, err := st.ListPayments(ctx, q); err != nil {
 			return err
 		}
 	}
-	for _, q := range []billing.NotificationQuery{{}, {Kind: billing.KindExpiring}, {Status: billing.NotificationFailed},
-		{SubscriptionID: "s1", Kind: billing.KindExpiring}, {After: after}} {
+	for _, q := range []billing.NotificationQuery{{}, {Kind: billing.NotificationKindExpiring}, {Status: billing.NotificationFailed},
+		{SubscriptionID: "s1", Kind: billing.NotificationKindExpiring}, {After: after}} {
 		if _, _, err := st.ListNotifications(ctx, q); err != nil {
 			return err
 		}

@@ -52,7 +52,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 			// Final events only: a pending one (received, failed, parked) is kept until
 			// the worker ends it.
 			return bson.D{{Key: "received_at", Value: before(p.WebhookEventsBefore)},
-				{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventProcessed), string(billing.EventIgnored), string(billing.EventDead)}}}}}
+				{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.WebhookEventStateProcessed), string(billing.WebhookEventStateIgnored), string(billing.WebhookEventStateDead)}}}}}
 		}},
 		{&res.Audit, s.audit, p.AuditBefore, func() bson.D {
 			return bson.D{{Key: "created_at", Value: before(p.AuditBefore)}}

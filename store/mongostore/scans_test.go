@@ -52,7 +52,7 @@ func TestBatchWritesReadNothingFirst(t *testing.T) {
 	subs := make([]billing.Subscription, k)
 	for i := range subs {
 		subs[i] = billing.Subscription{ID: fmt.Sprintf("sub-%02d", i), UserID: fmt.Sprintf("u%02d", i), PlanID: "p1",
-			Status: billing.StatusActive, BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
+			Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
 			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour),
 			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0)}
 	}
@@ -62,7 +62,7 @@ func TestBatchWritesReadNothingFirst(t *testing.T) {
 	checked := mode == mongostore.ClaimSerialized && !pushesFieldFilters(ctx, t, db.Collection("subscriptions"))
 
 	claimed, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "run-1", Now: now, LeaseUntil: now.Add(time.Minute), Limit: k,
-		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: now}})
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: now}})
 	if err != nil || len(claimed) != k {
 		t.Fatalf("claimed %d of %d: %v", len(claimed), k, err)
 	}
@@ -71,11 +71,11 @@ func TestBatchWritesReadNothingFirst(t *testing.T) {
 	recs := make([]billing.NotificationRecord, k)
 	for i, x := range claimed {
 		ch := x
-		ch.Status, ch.UpdatedAt = billing.StatusInactive, now
+		ch.Status, ch.UpdatedAt = billing.SubscriptionStatusInactive, now
 		eff := &billing.Effects{Token: "eff-" + x.ID}
 		changes[i] = billing.SubscriptionChange{Read: x, Changed: ch, ClaimToken: "run-1", Effects: eff}
 		done[i] = billing.EffectsDone{SubscriptionID: x.ID, Token: eff.Token}
-		recs[i] = billing.NotificationRecord{Key: "expired:" + x.ID, Kind: billing.KindExpired, SubscriptionID: x.ID, UserID: x.UserID}
+		recs[i] = billing.NotificationRecord{Key: "expired:" + x.ID, Kind: billing.NotificationKindExpired, SubscriptionID: x.ID, UserID: x.UserID}
 	}
 	reserved, err := st.ReserveNotifications(ctx, recs, "send-1", now, now.Add(time.Minute))
 	if err != nil {
@@ -133,7 +133,7 @@ func TestBatchWritesReadNothingFirst(t *testing.T) {
 
 	for _, x := range claimed {
 		got, err := st.GetSubscription(ctx, x.ID)
-		if err != nil || got.Status != billing.StatusInactive {
+		if err != nil || got.Status != billing.SubscriptionStatusInactive {
 			t.Fatalf("%s: %v %v", x.ID, got.Status, err)
 		}
 		raw, err := db.Collection("subscriptions").FindOne(ctx, bson.D{{Key: "_id", Value: x.ID}}).Raw()
@@ -160,7 +160,7 @@ func TestClaimPushesItsStatusDown(t *testing.T) {
 	st := newStore(t, db, mongostore.Config{BatchSize: 10})
 	ctx := context.Background()
 	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
-	sub := billing.Subscription{ID: "sub-1", UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+	sub := billing.Subscription{ID: "sub-1", UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
 		BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
 		CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour), CreatedAt: now, UpdatedAt: now}
 	if err := st.InsertSubscription(ctx, &sub); err != nil {
@@ -173,7 +173,7 @@ func TestClaimPushesItsStatusDown(t *testing.T) {
 	log.on = true
 	log.mu.Unlock()
 	got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "run-1", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 10,
-		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: now}})
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: now}})
 	if err != nil || len(got) != 1 {
 		t.Fatalf("claimed %d: %v", len(got), err)
 	}

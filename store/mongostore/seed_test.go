@@ -126,7 +126,7 @@ func TestSeedDocumentsProcessedByJobs(t *testing.T) {
 	if u["password_hash"] != "x" {
 		t.Fatalf("user's own fields changed: %v", u)
 	}
-	if k := kinds(notes.Sent()); len(k) != 2 || k[0] != billing.KindExpiring || k[1] != billing.KindExpired {
+	if k := kinds(notes.Sent()); len(k) != 2 || k[0] != billing.NotificationKindExpiring || k[1] != billing.NotificationKindExpired {
 		t.Fatalf("notifications %v, want expiring then expired", k)
 	}
 }

@@ -59,7 +59,7 @@ func decodeSub(raw bson.Raw) (billing.Subscription, error) {
 	}
 	return billing.Subscription{
 		ID: string(d.ID), UserID: string(d.UserID), PlanID: string(d.PlanID),
-		Status: billing.SubscriptionStatus(d.Status), BillingCycle: billing.BillingCycle(d.BillingCycle),
+		Status: billing.SubscriptionStatus(d.Status), BillingCycle: billing.Cycle(d.BillingCycle),
 		CurrentPeriodStart: utc(d.CurrentPeriodStart), CurrentPeriodEnd: utc(d.CurrentPeriodEnd),
 		Gateway: d.Gateway, GatewaySubscriptionID: d.GatewaySubscriptionID,
 		CancelAtPeriodEnd: d.CancelAtPeriodEnd, ExpirationWarningSent: d.ExpirationWarningSent,

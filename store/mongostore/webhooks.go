@@ -69,7 +69,7 @@ func date(t time.Time) bson.DateTime { return bson.NewDateTimeFromTime(t) }
 
 // pendingStates matches the states the worker still has to process.
 func pendingStates() bson.D {
-	return bson.D{{Key: "$in", Value: bson.A{string(billing.EventReceived), string(billing.EventFailed), string(billing.EventParked)}}}
+	return bson.D{{Key: "$in", Value: bson.A{string(billing.WebhookEventStateReceived), string(billing.WebhookEventStateFailed), string(billing.WebhookEventStateParked)}}}
 }
 
 // unleased matches an event without a live lease at now.
@@ -87,7 +87,7 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 	if ev.Gateway == "" || ev.EventID == "" {
 		return billing.WebhookEvent{}, false, fmt.Errorf("mongostore: webhook event needs a gateway and an id: %w", billing.ErrInvalidInput)
 	}
-	ev.State, ev.Attempts, ev.Error, ev.History = billing.EventReceived, 0, "", nil
+	ev.State, ev.Attempts, ev.Error, ev.History = billing.WebhookEventStateReceived, 0, "", nil
 	ev.ReceivedAt, ev.UpdatedAt, ev.NextAttemptAt = utc(now), utc(now), utc(now)
 	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt, ev.LeaseUntil, ev.LeaseToken = utc(ev.OccurredAt), time.Time{}, time.Time{}, time.Time{}, ""
 	f := &fields{}
@@ -128,7 +128,7 @@ func (s *Store) fillLegacyEvent(ctx context.Context, cur, ev billing.WebhookEven
 	f.put("type", ev.Type)
 	f.optStr("object_key", ev.ObjectKey)
 	f.time("occurred_at", ev.OccurredAt)
-	f.put("state", string(billing.EventReceived))
+	f.put("state", string(billing.WebhookEventStateReceived))
 	f.time("next_attempt_at", now)
 	f.time("updated_at", now)
 	f.drop("lease_until")
@@ -147,7 +147,7 @@ func (s *Store) fillLegacyEvent(ctx context.Context, cur, ev billing.WebhookEven
 	}
 	got, err := s.getEvent(ctx, cur.Gateway, cur.EventID)
 	// Filled by this call, or by a concurrent delivery of the same event: either way due.
-	filled := err == nil && got.State == billing.EventReceived && bytes.Equal(got.Payload, ev.Payload)
+	filled := err == nil && got.State == billing.WebhookEventStateReceived && bytes.Equal(got.Payload, ev.Payload)
 	return got, filled && got.UpdatedAt.Equal(bson.NewDateTimeFromTime(now).Time().UTC()), err
 }
 
@@ -269,7 +269,7 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 		if err != nil {
 			return err
 		}
-		if matched = res.MatchedCount; matched == 0 || f.State != billing.EventParked && f.State != billing.EventReceived {
+		if matched = res.MatchedCount; matched == 0 || f.State != billing.WebhookEventStateParked && f.State != billing.WebhookEventStateReceived {
 			return nil
 		}
 		// Woken while it was processed: due at once. A wake after this finish finds it
@@ -300,7 +300,7 @@ func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent
 	}
 	n, err := s.events.CountDocuments(ctx, bson.D{{Key: "gateway", Value: ev.Gateway}, {Key: "object_key", Value: ev.ObjectKey},
 		{Key: "occurred_at", Value: bson.D{{Key: "$lt", Value: date(ev.OccurredAt)}}},
-		{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventReceived), string(billing.EventFailed)}}}}},
+		{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.WebhookEventStateReceived), string(billing.WebhookEventStateFailed)}}}}},
 		options.Count().SetLimit(1))
 	if err != nil {
 		return false, opErr("webhook event order", err)
@@ -323,7 +323,7 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 			return err
 		}
 		res, err := s.events.UpdateMany(ctx, bson.D{{Key: "gateway", Value: gateway}, {Key: "object_key", Value: objectKey},
-			{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventParked), string(billing.EventReceived)}}}},
+			{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.WebhookEventStateParked), string(billing.WebhookEventStateReceived)}}}},
 			{Key: "next_attempt_at", Value: bson.D{{Key: "$gt", Value: date(now)}}}},
 			bson.D{{Key: "$set", Value: bson.D{{Key: "next_attempt_at", Value: date(now)}}}})
 		if err == nil {
@@ -342,7 +342,7 @@ func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string,
 		return billing.WebhookEvent{}, err
 	}
 	u := &fields{}
-	u.put("state", string(billing.EventReceived))
+	u.put("state", string(billing.WebhookEventStateReceived))
 	u.time("next_attempt_at", now)
 	u.time("updated_at", now)
 	u.drop("finished_at")
@@ -353,7 +353,7 @@ func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string,
 	err := s.exclusive(ctx, writeMutex(s.events), func() error {
 		var err error
 		raw, err = s.events.FindOneAndUpdate(ctx, bson.D{{Key: "_id", Value: eventKey(gateway, eventID)},
-			{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.EventFailed), string(billing.EventDead), string(billing.EventIgnored)}}}}},
+			{Key: "state", Value: bson.D{{Key: "$in", Value: bson.A{string(billing.WebhookEventStateFailed), string(billing.WebhookEventStateDead), string(billing.WebhookEventStateIgnored)}}}}},
 			u.update(), options.FindOneAndUpdate().SetReturnDocument(options.After)).Raw()
 		return err
 	})
@@ -415,7 +415,7 @@ func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStat
 		return billing.WebhookInboxStats{}, err
 	}
 	st := billing.WebhookInboxStats{ByState: map[billing.WebhookEventState]int{}}
-	for _, state := range billing.WebhookEventStates {
+	for _, state := range billing.AllWebhookEventStates() {
 		n, err := s.events.CountDocuments(ctx, bson.D{{Key: "state", Value: string(state)}})
 		if err != nil {
 			return st, opErr("webhook inbox stats", err)

@@ -121,7 +121,7 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int,
 		elapsed += time.Since(start)
 		statements += stmts.n.Load() - before
 		stop()
-		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: benchNow})
+		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: benchNow})
 		if err != nil || left != 0 {
 			b.Fatalf("%d expired subscriptions left active (%v)", left, err)
 		}
@@ -189,7 +189,7 @@ func seedBench(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
 			end = benchNow.Add(-24 * time.Hour)
 		}
 		subs[i] = billing.Subscription{ID: fmt.Sprintf("s%07d", i), UserID: fmt.Sprintf("u%07d", i), PlanID: "p1",
-			Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+			Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 			CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 			CreatedAt: benchNow.AddDate(0, -2, 0), UpdatedAt: benchNow.AddDate(0, -1, 0)}
 	}

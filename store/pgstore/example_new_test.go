@@ -3,7 +3,6 @@ package pgstore_test
 import (
 	"context"
 	"log"
-	"log/slog"
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -30,7 +29,7 @@ func ExampleNew() {
 	if err := st.Migrate(ctx); err != nil {
 		log.Fatal(err)
 	}
-	notifier, err := lognotify.New(slog.Default())
+	notifier, err := lognotify.NewNotifier(lognotify.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}

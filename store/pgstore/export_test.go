@@ -29,13 +29,13 @@ type Query struct {
 func (s *Store) JobQueries(now time.Time) []Query {
 	day := 24 * time.Hour
 	yes, no := true, false
-	live := []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}
+	live := []billing.SubscriptionStatus{billing.SubscriptionStatusActive, billing.SubscriptionStatusPastDue}
 	filters := map[string]billing.SubscriptionFilter{
-		"warning":      {Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(7 * day), WarningDueDays: 7},
+		"warning":      {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndAfter: now, PeriodEndBefore: now.Add(7 * day), WarningDueDays: 7},
 		"expire":       {Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
 		"expire-grace": {Statuses: live, PeriodEndBefore: now.Add(-3 * day), AutoRenews: &yes},
 		"renew":        {Statuses: live, PeriodEndBefore: now.Add(day), AutoRenews: &yes},
-		"reconcile":    {Statuses: []billing.SubscriptionStatus{billing.StatusInactive}, PeriodEndAfter: now.Add(-10 * day), PeriodEndBefore: now, AutoRenews: &yes},
+		"reconcile":    {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusInactive}, PeriodEndAfter: now.Add(-10 * day), PeriodEndBefore: now, AutoRenews: &yes},
 	}
 	var out []Query
 	add := func(name, q string, args []any) { out = append(out, Query{name, s.t(q), args}) }
@@ -73,8 +73,8 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for name, wq := range map[string]billing.WebhookEventQuery{
 		"list webhook events":                      {Limit: 51},
 		"list webhook events after a cursor":       {Limit: 51, After: cursor},
-		"list dead webhook events":                 {State: billing.EventDead, Limit: 51},
-		"list failed stripe events after a cursor": {State: billing.EventFailed, Gateway: billing.GatewayStripe, Limit: 51, After: cursor},
+		"list dead webhook events":                 {State: billing.WebhookEventStateDead, Limit: 51},
+		"list failed stripe events after a cursor": {State: billing.WebhookEventStateFailed, Gateway: billing.GatewayStripe, Limit: 51, After: cursor},
 		"list stripe webhook events":               {Gateway: billing.GatewayStripe, Limit: 51},
 	} {
 		q, args, err := listWebhookSQL(wq)
@@ -93,7 +93,7 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for name, sq := range map[string]billing.SubscriptionQuery{
 		"console subscriptions":                  {},
 		"console subscriptions after a cursor":   {After: billing.Cursor{CreatedAt: now.Add(-400 * day), ID: "s50000"}},
-		"console active subscriptions of a plan": {Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PlanID: "p1"},
+		"console active subscriptions of a plan": {Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PlanID: "p1"},
 		"console search by email prefix":         {Q: "user123"},
 		"console search by gateway id":           {Q: "sub_13"},
 	} {
@@ -103,9 +103,9 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for name, pq := range map[string]billing.PaymentQuery{
 		"console payments":                     {},
 		"console payments after a cursor":      {After: after},
-		"console pending payments":             {Status: billing.PaymentPending},
+		"console pending payments":             {Status: billing.PaymentStatusPending},
 		"console payments of a subscription":   {SubscriptionID: "s7"},
-		"console pending payments of a cursor": {Status: billing.PaymentPending, After: after},
+		"console pending payments of a cursor": {Status: billing.PaymentStatusPending, After: after},
 	} {
 		q, args := paymentsSQL(pq, 50)
 		add(name, q, args)
@@ -114,7 +114,7 @@ func (s *Store) JobQueries(now time.Time) []Query {
 		"console notifications":                   {},
 		"console notifications after a cursor":    {After: billing.Cursor{CreatedAt: now.Add(-500 * time.Hour), ID: "n50000"}},
 		"console failed notifications":            {Status: billing.NotificationFailed},
-		"console expiring notifications":          {Kind: billing.KindExpiring},
+		"console expiring notifications":          {Kind: billing.NotificationKindExpiring},
 		"console notifications of a subscription": {SubscriptionID: "s7"},
 	} {
 		q, args := notificationsSQL(nq, 50)
@@ -131,11 +131,11 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for i := range 500 {
 		id := fmt.Sprintf("s%d", 1+i*97)
 		ids, tokens = append(ids, id), append(tokens, "t")
-		read := billing.Subscription{ID: id, Status: billing.StatusActive, CurrentPeriodEnd: now}
+		read := billing.Subscription{ID: id, Status: billing.SubscriptionStatusActive, CurrentPeriodEnd: now}
 		changed := read
 		changed.ExpirationWarningSent, changed.UpdatedAt = true, now
 		changes = append(changes, billing.SubscriptionChange{Read: read, Changed: changed, ClaimToken: "tok",
-			Effects: &billing.Effects{Token: "t", Status: billing.StatusActive, PeriodEnd: now}})
+			Effects: &billing.Effects{Token: "t", Status: billing.SubscriptionStatusActive, PeriodEnd: now}})
 	}
 	for i := range 8 {
 		keys, statuses, errs = append(keys, fmt.Sprintf("n%d", 1+i*1000)), append(statuses, billing.NotificationSent), append(errs, "")

@@ -96,7 +96,7 @@ func TestMigrateFromPreviousVersion(t *testing.T) {
 		if got := migrated(t, s); got != v {
 			t.Fatalf("version after MigrateTo(%d) = %d", v, got)
 		}
-		sub := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.StatusActive,
+		sub := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
 			CurrentPeriodEnd: time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC), CreatedAt: time.Now(), UpdatedAt: time.Now()}
 		if err := s.InsertSubscription(ctx, &sub); err != nil {
 			t.Fatalf("InsertSubscription at version %d: %v", v, err)
@@ -178,7 +178,7 @@ func TestConfigValidate(t *testing.T) {
 func TestErrorMapping(t *testing.T) {
 	s := newStore(t, pool(t))
 	ctx := context.Background()
-	p1 := billing.Payment{ID: "p1", Gateway: "stripe", GatewayPaymentID: "pi_secretish", Status: billing.PaymentPending,
+	p1 := billing.Payment{ID: "p1", Gateway: "stripe", GatewayPaymentID: "pi_secretish", Status: billing.PaymentStatusPending,
 		Amount: billing.Money{Amount: 1, Currency: "BRL"}}
 	if err := s.InsertPayment(ctx, &p1); err != nil {
 		t.Fatal(err)
@@ -189,7 +189,7 @@ func TestErrorMapping(t *testing.T) {
 	if !errors.Is(err, billing.ErrConflict) || strings.Contains(err.Error(), "pi_secretish") {
 		t.Fatalf("duplicate gateway payment id: %v, want ErrConflict without the id's value", err)
 	}
-	p3 := billing.Payment{ID: "p3", Status: billing.PaymentPending, Amount: billing.Money{Amount: 1, Currency: "EURO"}}
+	p3 := billing.Payment{ID: "p3", Status: billing.PaymentStatusPending, Amount: billing.Money{Amount: 1, Currency: "EURO"}}
 	if err := s.InsertPayment(ctx, &p3); !errors.Is(err, billing.ErrInvalidInput) {
 		t.Fatalf("a four-letter currency: %v, want ErrInvalidInput", err)
 	}

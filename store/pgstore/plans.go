@@ -14,7 +14,7 @@ func scanPlan(r pgx.Rows) (billing.Plan, error) {
 	var p billing.Plan
 	var cycle string
 	err := r.Scan(&p.ID, &p.Name, &cycle, &p.Price.Amount, &p.Price.Currency, &p.Active, &p.CreatedAt, &p.UpdatedAt, &p.Deleted)
-	p.BillingCycle, p.CreatedAt, p.UpdatedAt = billing.BillingCycle(cycle), t0(p.CreatedAt), t0(p.UpdatedAt)
+	p.BillingCycle, p.CreatedAt, p.UpdatedAt = billing.Cycle(cycle), t0(p.CreatedAt), t0(p.UpdatedAt)
 	return p, err
 }
 

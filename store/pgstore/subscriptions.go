@@ -55,7 +55,7 @@ func scanSub(rows pgx.Rows) (billing.Subscription, error) {
 	if err != nil {
 		return x, err
 	}
-	x.Status, x.BillingCycle, x.ExpirationWarningDays = billing.SubscriptionStatus(status), billing.BillingCycle(cycle), int(days)
+	x.Status, x.BillingCycle, x.ExpirationWarningDays = billing.SubscriptionStatus(status), billing.Cycle(cycle), int(days)
 	x.CurrentPeriodStart, x.CurrentPeriodEnd = t0(x.CurrentPeriodStart), t0(x.CurrentPeriodEnd)
 	x.GatewayUpdatedAt, x.CancelledAt, x.CreatedAt, x.UpdatedAt = t0(x.GatewayUpdatedAt), t0(x.CancelledAt), t0(x.CreatedAt), t0(x.UpdatedAt)
 	if len(x.AppliedPayments) == 0 {

@@ -132,7 +132,7 @@ func encodeTyped(v any) (typed, error) {
 		kind = "bool"
 	case string:
 		kind = "string"
-	case billing.SubscriptionStatus, billing.PaymentStatus, billing.BillingCycle, billing.NotificationKind:
+	case billing.SubscriptionStatus, billing.PaymentStatus, billing.Cycle, billing.NotificationKind:
 		kind, v = "string", fmt.Sprint(x)
 	default:
 		kind = "json"

@@ -36,7 +36,7 @@ func TestWebhookEventsFromBeforeTheInbox(t *testing.T) {
 	if err != nil {
 		t.Fatalf("GetWebhookEvent: %v", err)
 	}
-	if f.State != billing.EventFailed || f.Attempts != 2 || f.Error != "boom" || !f.ReceivedAt.Equal(at) || !f.UpdatedAt.Equal(at.Add(time.Second)) ||
+	if f.State != billing.WebhookEventStateFailed || f.Attempts != 2 || f.Error != "boom" || !f.ReceivedAt.Equal(at) || !f.UpdatedAt.Equal(at.Add(time.Second)) ||
 		f.Payload != nil || f.History != nil || !f.NextAttemptAt.IsZero() || f.ObjectKey != "" {
 		t.Fatalf("event stored before the inbox: %+v", f)
 	}
@@ -45,7 +45,7 @@ func TestWebhookEventsFromBeforeTheInbox(t *testing.T) {
 		t.Fatalf("ListWebhookEvents = %d events, %v; want both", len(evs), err)
 	}
 	stats, err := s.WebhookInboxStats(ctx)
-	if err != nil || stats.ByState[billing.EventProcessed] != 1 || stats.ByState[billing.EventFailed] != 1 || !stats.OldestPending.Equal(at) {
+	if err != nil || stats.ByState[billing.WebhookEventStateProcessed] != 1 || stats.ByState[billing.WebhookEventStateFailed] != 1 || !stats.OldestPending.Equal(at) {
 		t.Fatalf("WebhookInboxStats = %+v, %v", stats, err)
 	}
 	now := at.Add(time.Hour)
@@ -58,11 +58,11 @@ func TestWebhookEventsFromBeforeTheInbox(t *testing.T) {
 	if err != nil || len(got) != 1 || got[0].Attempts != 3 {
 		t.Fatalf("inline claim of the failed event: %+v, %v; want it at attempt 3", got, err)
 	}
-	if err := s.FinishWebhookEvent(ctx, billing.WebhookFinish{Gateway: "stripe", EventID: "evt_failed", Token: "I", State: billing.EventProcessed,
-		Attempts: 3, Now: now, Attempt: billing.WebhookAttempt{At: now, State: billing.EventProcessed, Duration: time.Millisecond}}); err != nil {
+	if err := s.FinishWebhookEvent(ctx, billing.WebhookFinish{Gateway: "stripe", EventID: "evt_failed", Token: "I", State: billing.WebhookEventStateProcessed,
+		Attempts: 3, Now: now, Attempt: billing.WebhookAttempt{At: now, State: billing.WebhookEventStateProcessed, Duration: time.Millisecond}}); err != nil {
 		t.Fatalf("FinishWebhookEvent: %v", err)
 	}
-	if f, err := s.GetWebhookEvent(ctx, "stripe", "evt_failed"); err != nil || f.State != billing.EventProcessed || len(f.History) != 1 || !f.FinishedAt.Equal(now) {
+	if f, err := s.GetWebhookEvent(ctx, "stripe", "evt_failed"); err != nil || f.State != billing.WebhookEventStateProcessed || len(f.History) != 1 || !f.FinishedAt.Equal(now) {
 		t.Fatalf("after the inline attempt: %+v, %v", f, err)
 	}
 }
@@ -83,9 +83,9 @@ func TestWebhookHistoryIsCapped(t *testing.T) {
 		if err != nil || len(got) != 1 {
 			t.Fatalf("claim %d: %d events, %v", i, len(got), err)
 		}
-		if err := s.FinishWebhookEvent(ctx, billing.WebhookFinish{Gateway: "stripe", EventID: "e", Token: "T", State: billing.EventFailed,
+		if err := s.FinishWebhookEvent(ctx, billing.WebhookFinish{Gateway: "stripe", EventID: "e", Token: "T", State: billing.WebhookEventStateFailed,
 			Attempts: got[0].Attempts, Error: "e", Now: now, NextAttemptAt: now,
-			Attempt: billing.WebhookAttempt{At: now, State: billing.EventFailed, Error: "e", Duration: time.Duration(i)}}); err != nil {
+			Attempt: billing.WebhookAttempt{At: now, State: billing.WebhookEventStateFailed, Error: "e", Duration: time.Duration(i)}}); err != nil {
 			t.Fatalf("finish %d: %v", i, err)
 		}
 	}
@@ -108,8 +108,8 @@ func TestPruneKeepsPendingWebhookEvents(t *testing.T) {
 	s := newStore(t, pool(t))
 	ctx := context.Background()
 	at := time.Date(2030, 1, 1, 12, 0, 0, 0, time.UTC)
-	states := map[string]billing.WebhookEventState{"processed": billing.EventProcessed, "ignored": billing.EventIgnored, "dead": billing.EventDead,
-		"failed": billing.EventFailed, "parked": billing.EventParked}
+	states := map[string]billing.WebhookEventState{"processed": billing.WebhookEventStateProcessed, "ignored": billing.WebhookEventStateIgnored, "dead": billing.WebhookEventStateDead,
+		"failed": billing.WebhookEventStateFailed, "parked": billing.WebhookEventStateParked}
 	for id := range states {
 		if _, _, err := s.PutWebhookEvent(ctx, billing.WebhookEvent{Gateway: "stripe", EventID: id}, at); err != nil {
 			t.Fatal(err)
@@ -135,7 +135,7 @@ func TestPruneKeepsPendingWebhookEvents(t *testing.T) {
 		}
 		f := billing.WebhookFinish{Gateway: e.Gateway, EventID: e.EventID, Token: "T", State: state, Attempts: e.Attempts, Now: at,
 			NextAttemptAt: at.Add(time.Hour)}
-		if state == billing.EventParked {
+		if state == billing.WebhookEventStateParked {
 			f.ParkedAt = at
 		}
 		if err := s.FinishWebhookEvent(ctx, f); err != nil {

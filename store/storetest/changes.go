@@ -98,16 +98,16 @@ func sampleEffects(token string, x billing.Subscription) *billing.Effects {
 	ns := 123456 * time.Nanosecond
 	return &billing.Effects{
 		Token:  token,
-		Access: &billing.AccessEffect{UserID: x.UserID, Status: billing.StatusInactive},
+		Access: &billing.AccessEffect{UserID: x.UserID, Status: billing.SubscriptionStatusInactive},
 		Notifications: []billing.Notification{
 			{
-				Kind: billing.KindExpired, Key: "expired:" + x.ID + ":" + x.CurrentPeriodEnd.Format("20060102"),
+				Kind: billing.NotificationKindExpired, Key: "expired:" + x.ID + ":" + x.CurrentPeriodEnd.Format("20060102"),
 				To: billing.Recipient{UserID: x.UserID, Email: x.UserID + "@example.com", Name: "User " + x.UserID, Locale: "pt-BR", TimeZone: "America/Sao_Paulo"},
 				Data: billing.NotificationData{PlanName: "Plan p1", SubscriptionID: x.ID, Amount: billing.Money{Amount: 2990, Currency: "BRL"},
 					PeriodStart: x.CurrentPeriodStart.In(brt).Add(ns), PeriodEnd: x.CurrentPeriodEnd.In(brt).Add(ns), DaysRemaining: 3, Gateway: x.Gateway},
 			},
 			{
-				Kind: billing.KindOperatorAlert, Key: "alert:" + x.ID,
+				Kind: billing.NotificationKindOperatorAlert, Key: "alert:" + x.ID,
 				To:   billing.Recipient{Email: "ops@example.com"},
 				Data: billing.NotificationData{JobID: "process_expired_subscriptions", RunID: "run-1", Error: "smtp down", ConsecutiveFails: 5},
 			},
@@ -161,9 +161,9 @@ func (s *suite) changeTests() []test {
 				newSub(my("s4"), base.Add(day)), gone)
 			r1, r2, r3, r4 := getSub(ctx, t, st, my("s1")), getSub(ctx, t, st, my("s2")), getSub(ctx, t, st, my("s3")), getSub(ctx, t, st, my("s4"))
 			// Between the read and the batch, another writer cancels s2.
-			o2 := otherWriter(ctx, t, st, my("s2"), func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.StatusCancelled, base })
+			o2 := otherWriter(ctx, t, st, my("s2"), func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.SubscriptionStatusCancelled, base })
 			expired := r3
-			expired.Status, expired.UpdatedAt = billing.StatusInactive, base
+			expired.Status, expired.UpdatedAt = billing.SubscriptionStatusInactive, base
 			// s4 read with a period end it no longer has.
 			r4old := r4
 			r4old.CurrentPeriodEnd = r4.CurrentPeriodEnd.Add(-30 * day)
@@ -191,7 +191,7 @@ func (s *suite) changeTests() []test {
 			insertSubs(ctx, t, st, newSub(my("s1"), base.Add(2*day)))
 			read := getSub(ctx, t, st, my("s1"))
 			// The host cancels the subscription while the warning job works on its copy.
-			o := otherWriter(ctx, t, st, my("s1"), func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.StatusCancelled, base })
+			o := otherWriter(ctx, t, st, my("s1"), func(x *billing.Subscription) { x.Status, x.CancelledAt = billing.SubscriptionStatusCancelled, base })
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: warned(read, 3)})[0]
 			wantErr(t, err, billing.ErrConflict, "a change whose Read status is no longer stored")
 			equal(t, getSub(ctx, t, st, my("s1")), o, "the record keeps the other writer's values")
@@ -206,7 +206,7 @@ func (s *suite) changeTests() []test {
 				x.AppliedPayments = []string{"pay1"}
 			})
 			expired := read
-			expired.Status, expired.UpdatedAt = billing.StatusInactive, base
+			expired.Status, expired.UpdatedAt = billing.SubscriptionStatusInactive, base
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: expired, Effects: sampleEffects("run-1", read)})[0]
 			wantErr(t, err, billing.ErrConflict, "expiring a record whose period end moved since it was read")
 			equal(t, getSub(ctx, t, st, my("s1")), o, "the renewed record keeps its status, period and no pending effects")
@@ -312,7 +312,7 @@ func (s *suite) changeTests() []test {
 			cur.Version = read.Version // whether an empty change counts as a write is the store's choice
 			equal(t, cur, read, "record after a change with nothing to write")
 			stale := read
-			stale.Status = billing.StatusPastDue
+			stale.Status = billing.SubscriptionStatusPastDue
 			err := apply(ctx, t, st, billing.SubscriptionChange{Read: stale, Changed: stale})[0]
 			wantErr(t, err, billing.ErrConflict, "a change with nothing to write whose Read status is not stored")
 			missing := newSub(my("missing"), base)
@@ -403,7 +403,7 @@ func (s *suite) effectTests() []test {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), autoRenewing(billing.GatewayStripe), ofUser("u1")))
 			read := getSub(ctx, t, st, "s1")
 			expired := read
-			expired.Status, expired.UpdatedAt = billing.StatusInactive, base
+			expired.Status, expired.UpdatedAt = billing.SubscriptionStatusInactive, base
 			eff := sampleEffects("run-1", read)
 			applyOne(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: expired, Effects: eff})
 			// The caller's effects are not aliased by the store.
@@ -540,8 +540,8 @@ func (s *suite) effectTests() []test {
 			insertSubs(ctx, t, st, newSub("plain", base.Add(-2*time.Hour)), newSub("pending", base.Add(-time.Hour)))
 			read := getSub(ctx, t, st, "pending")
 			applyOne(ctx, t, st, billing.SubscriptionChange{Read: read, Changed: warned(read, 3), Effects: sampleEffects("run-1", read)})
-			active := billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}}
-			inactive := billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusInactive}}
+			active := billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}
+			inactive := billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusInactive}}
 			claimP := func(token string, f billing.SubscriptionFilter, pending bool) []string {
 				t.Helper()
 				got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Filter: f, Token: token, Now: base, LeaseUntil: base.Add(time.Hour), Limit: 10, Pending: pending})
@@ -586,7 +586,7 @@ func (s *suite) effectTests() []test {
 			equalIDs(t, claimUsers(ctx, t, st, "T", base, time.Hour, false, "u1", "u2"), []string{"s1", "s2"}, "T's claim")
 			r1, r2 := getSub(ctx, t, st, "s1"), getSub(ctx, t, st, "s2")
 			expired := func(x billing.Subscription) billing.Subscription {
-				x.Status, x.UpdatedAt = billing.StatusInactive, base
+				x.Status, x.UpdatedAt = billing.SubscriptionStatusInactive, base
 				return x
 			}
 			errs := apply(ctx, t, st,
@@ -631,7 +631,7 @@ func (s *suite) effectTests() []test {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), ofUser("u1")), newSub("s2", base.Add(-2*time.Hour), ofUser("u1")))
 			r1 := getSub(ctx, t, st, "s1")
 			changed := r1
-			changed.Status, changed.UpdatedAt = billing.StatusInactive, base
+			changed.Status, changed.UpdatedAt = billing.SubscriptionStatusInactive, base
 			applyOne(ctx, t, st, billing.SubscriptionChange{Read: r1, Changed: changed, Effects: sampleEffects("T", r1)})
 			full, err := st.ListSubscriptions(ctx, billing.SubscriptionFilter{UserIDs: []string{"u1"}}, 0)
 			must(t, err, "ListSubscriptions(u1)")
@@ -644,7 +644,7 @@ func (s *suite) effectTests() []test {
 			want[1].Pending = nil
 			equal(t, bare, want, "records listed with OmitPending: the same, without their pending effects")
 			// It filters nothing, also without UserIDs.
-			all, err := st.ListSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusInactive}, OmitPending: true}, 0)
+			all, err := st.ListSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusInactive}, OmitPending: true}, 0)
 			must(t, err, "ListSubscriptions(inactive, OmitPending)")
 			equal(t, all, want[1:], "inactive records listed with OmitPending")
 			// The stored effects are untouched.
@@ -723,7 +723,7 @@ func (s *suite) userAccessTests() []test {
 			// Between the read and the batch, other writers change b's status, c's plan and d's
 			// subscription; e's access_until changes, which is not part of the condition.
 			others := map[string]func(*billing.User){
-				my("b"): func(u *billing.User) { u.Status = billing.StatusPastDue },
+				my("b"): func(u *billing.User) { u.Status = billing.SubscriptionStatusPastDue },
 				my("c"): func(u *billing.User) { u.PlanID = my("p2") },
 				my("d"): func(u *billing.User) { u.SubscriptionID = my("s-new") },
 				my("e"): func(u *billing.User) { u.AccessUntil = base.Add(40 * day) },
@@ -773,12 +773,12 @@ func (s *suite) userAccessTests() []test {
 			insertUsers(ctx, t, st, u)
 			read := getUser(ctx, t, st, my("u1"))
 			granted := read
-			granted.PlanID, granted.SubscriptionID, granted.Status = "p1", "s1", billing.StatusActive
+			granted.PlanID, granted.SubscriptionID, granted.Status = "p1", "s1", billing.SubscriptionStatusActive
 			granted.AccessUntil, granted.UpdatedAt = base.Add(30*day), base
 			granted.Email, granted.Name = "not-written@example.com", "Not written"
 			must(t, billing.UpdateUserAccess(ctx, st, read, granted), "granting access to a user with empty access fields")
 			want := read
-			want.PlanID, want.SubscriptionID, want.Status, want.AccessUntil, want.UpdatedAt = "p1", "s1", billing.StatusActive, base.Add(30*day), base
+			want.PlanID, want.SubscriptionID, want.Status, want.AccessUntil, want.UpdatedAt = "p1", "s1", billing.SubscriptionStatusActive, base.Add(30*day), base
 			equal(t, getUser(ctx, t, st, my("u1")), want, "user after the grant (email and name not written)")
 			other := read
 			other.PlanID = my("p2")
@@ -803,7 +803,7 @@ func (s *suite) paymentChangeTests() []test {
 			cur.SubscriptionID = my("s1")
 			must(t, st.UpdatePayment(ctx, read, cur), "the other writer's UpdatePayment")
 			approved := read
-			approved.Status, approved.ProcessedAt, approved.UpdatedAt = billing.PaymentApproved, base, base
+			approved.Status, approved.ProcessedAt, approved.UpdatedAt = billing.PaymentStatusApproved, base, base
 			must(t, st.UpdatePayment(ctx, read, approved), "UpdatePayment from a read older than a change to a field it does not write")
 			want := approved
 			want.SubscriptionID, want.Version = my("s1"), read.Version+2
@@ -820,7 +820,7 @@ func (s *suite) paymentChangeTests() []test {
 			// The cleanup job cancels the payment; a webhook still holding the pending copy
 			// records the gateway's id, a field the cancellation did not touch.
 			cancelled := read
-			cancelled.Status, cancelled.Reason = billing.PaymentCancelled, "stale"
+			cancelled.Status, cancelled.Reason = billing.PaymentStatusCancelled, "stale"
 			must(t, st.UpdatePayment(ctx, read, cancelled), "the other writer's cancellation")
 			late := read
 			late.GatewayPaymentID = my("pi_late")

@@ -29,10 +29,10 @@ func filterSeed() []billing.Subscription {
 		newSub("at-before", base.Add(3*day)), // exactly PeriodEndBefore: included
 		newSub("beyond", base.Add(3*day+time.Millisecond)),
 		newSub("past", base.Add(-time.Hour)),
-		newSub("pastdue", in2d, status(billing.StatusPastDue), user("u3")),
-		newSub("inactive", in2d, status(billing.StatusInactive)),
-		newSub("cancelled", in2d, status(billing.StatusCancelled)),
-		newSub("pending", in2d, status(billing.StatusPending)),
+		newSub("pastdue", in2d, status(billing.SubscriptionStatusPastDue), user("u3")),
+		newSub("inactive", in2d, status(billing.SubscriptionStatusInactive)),
+		newSub("cancelled", in2d, status(billing.SubscriptionStatusCancelled)),
+		newSub("pending", in2d, status(billing.SubscriptionStatusPending)),
 		newSub("auto", in2d, autoRenewing(billing.GatewayStripe)),
 		newSub("auto-cancelling", in2d, autoRenewing(billing.GatewayPayPal), user("u3"), func(x *billing.Subscription) { x.CancelAtPeriodEnd = true }),
 		newSub("manual-gwid", in2d, func(x *billing.Subscription) { x.GatewaySubscriptionID = "gw-manual" }),
@@ -43,14 +43,14 @@ func filterSeed() []billing.Subscription {
 		newSub("warned-1", in2d, warned(1)),
 		newSub("unwarned-days", in2d, func(x *billing.Subscription) { x.ExpirationWarningDays = 3 }), // flag off wins
 		newSub("deleted", base.Add(day), user("u2"), func(x *billing.Subscription) { x.Deleted = true }),
-		newSub("other-plan", in2d, status(billing.StatusPending), user("u2"), func(x *billing.Subscription) { x.PlanID = "p2" }),
+		newSub("other-plan", in2d, status(billing.SubscriptionStatusPending), user("u2"), func(x *billing.Subscription) { x.PlanID = "p2" }),
 	}
 }
 
 func (s *suite) filterTests() []test {
 	yes, no := true, false
-	active := []billing.SubscriptionStatus{billing.StatusActive}
-	live := []billing.SubscriptionStatus{billing.StatusActive, billing.StatusPastDue}
+	active := []billing.SubscriptionStatus{billing.SubscriptionStatusActive}
+	live := []billing.SubscriptionStatus{billing.SubscriptionStatusActive, billing.SubscriptionStatusPastDue}
 	window := func(f billing.SubscriptionFilter) billing.SubscriptionFilter {
 		f.PeriodEndAfter, f.PeriodEndBefore = base, base.Add(3*day)
 		return f
@@ -63,9 +63,9 @@ func (s *suite) filterTests() []test {
 		want []string
 	}{
 		{name: "Zero", f: billing.SubscriptionFilter{}},
-		{name: "StatusActive", f: billing.SubscriptionFilter{Statuses: active}},
+		{name: "SubscriptionStatusActive", f: billing.SubscriptionFilter{Statuses: active}},
 		{name: "StatusesActivePastDue", f: billing.SubscriptionFilter{Statuses: live}},
-		{name: "StatusInactive", f: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusInactive}},
+		{name: "SubscriptionStatusInactive", f: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusInactive}},
 			want: []string{"inactive"}},
 		{name: "WindowAfterExclusiveBeforeInclusive", f: window(billing.SubscriptionFilter{Statuses: active}),
 			want: []string{"soon", "at-before", "auto", "auto-cancelling", "manual-gwid", "warned-seed", "warned-7", "warned-3", "warned-1", "unwarned-days"}},
@@ -170,7 +170,7 @@ func dueSubs(n int) []billing.Subscription {
 func claim(ctx context.Context, t *testing.T, st billing.Store, token string, now time.Time, lease time.Duration, limit int) []string {
 	t.Helper()
 	got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{
-		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}},
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}},
 		Token:  token, Now: now, LeaseUntil: now.Add(lease), Limit: limit,
 	})
 	must(t, err, "ClaimSubscriptions(token %s)", token)
@@ -274,12 +274,12 @@ func (s *suite) claimTests() []test {
 			equal(t, got[0], stored, "a claimed record equals the stored one (same version)")
 			// Jobs update what they claimed: the claim must not make the copy stale.
 			changed := got[0]
-			changed.Status = billing.StatusInactive
+			changed.Status = billing.SubscriptionStatusInactive
 			_, err = billing.UpdateSubscription(ctx, st, got[0], changed)
 			must(t, err, "UpdateSubscription(claimed record)")
 			upd, err := st.GetSubscription(ctx, got[0].ID)
 			must(t, err, "GetSubscription")
-			if upd.Status != billing.StatusInactive {
+			if upd.Status != billing.SubscriptionStatusInactive {
 				t.Fatalf("update of a claimed record not stored: %+v", upd)
 			}
 		}},
@@ -293,7 +293,7 @@ func (s *suite) claimTests() []test {
 				token := fmt.Sprintf("worker-%d", i)
 				for {
 					b, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{
-						Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.StatusActive}, PeriodEndBefore: base},
+						Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: base},
 						Token:  token, Now: base, LeaseUntil: base.Add(time.Hour), Limit: batch,
 					})
 					if err != nil {

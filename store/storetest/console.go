@@ -56,12 +56,12 @@ func (s *suite) consoleTests() []test {
 		}
 		subs := []billing.Subscription{
 			newSub("s-01", at(100), ofUser("ana"), func(x *billing.Subscription) { x.CreatedAt = at(-10) }),
-			newSub("s-02", at(100), ofUser("ana"), func(x *billing.Subscription) { x.CreatedAt = at(-9); x.Status = billing.StatusInactive }),
+			newSub("s-02", at(100), ofUser("ana"), func(x *billing.Subscription) { x.CreatedAt = at(-9); x.Status = billing.SubscriptionStatusInactive }),
 			newSub("s-03", at(100), ofUser("Bea"), autoRenewing(billing.GatewayStripe), func(x *billing.Subscription) { x.CreatedAt = at(-8) }),
 			// s-04 and s-05 were created at the same millisecond: the id breaks the tie.
 			newSub("s-04", at(100), ofUser("carl"), func(x *billing.Subscription) { x.CreatedAt = at(-7); x.PlanID = "p2" }),
 			newSub("s-05", at(100), ofUser("carl"), autoRenewing(billing.GatewayPayPal), func(x *billing.Subscription) { x.CreatedAt = at(-7) }),
-			newSub("s-06", at(100), ofUser("carl"), func(x *billing.Subscription) { x.CreatedAt = at(-6); x.Status = billing.StatusCancelled }),
+			newSub("s-06", at(100), ofUser("carl"), func(x *billing.Subscription) { x.CreatedAt = at(-6); x.Status = billing.SubscriptionStatusCancelled }),
 			newSub("s-07", at(100), ofUser("carl"), func(x *billing.Subscription) { x.CreatedAt = at(-5); x.Deleted = true }),
 			// Inserted last but the oldest: stores must order by created_at, not insertion.
 			newSub("s-08", at(100), ofUser("dan"), func(x *billing.Subscription) { x.CreatedAt = at(-11) }),
@@ -101,15 +101,15 @@ func (s *suite) consoleTests() []test {
 				q    billing.SubscriptionQuery
 				want []string
 			}{
-				{billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, []string{"s-05", "s-04", "s-03", "s-01", "s-08"}},
-				{billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.StatusInactive, billing.StatusCancelled}}, []string{"s-06", "s-02"}},
+				{billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}, []string{"s-05", "s-04", "s-03", "s-01", "s-08"}},
+				{billing.SubscriptionQuery{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusInactive, billing.SubscriptionStatusCancelled}}, []string{"s-06", "s-02"}},
 				{billing.SubscriptionQuery{Gateway: billing.GatewayStripe}, []string{"s-03"}},
 				{billing.SubscriptionQuery{PlanID: "p2"}, []string{"s-04"}},
 				{billing.SubscriptionQuery{Q: "s-02"}, []string{"s-02"}},
 				{billing.SubscriptionQuery{Q: "gw-s-05"}, []string{"s-05"}},
 				{billing.SubscriptionQuery{Q: "ana@example.com"}, []string{"s-02", "s-01"}},
 				{billing.SubscriptionQuery{Q: "bea.lima"}, []string{"s-03"}}, // prefix, any case
-				{billing.SubscriptionQuery{Q: "CARL", Statuses: []billing.SubscriptionStatus{billing.StatusActive}}, []string{"s-05", "s-04"}},
+				{billing.SubscriptionQuery{Q: "CARL", Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}, []string{"s-05", "s-04"}},
 				{billing.SubscriptionQuery{Q: "s-07"}, nil},        // soft-deleted
 				{billing.SubscriptionQuery{Q: "example.com"}, nil}, // not a prefix
 				{billing.SubscriptionQuery{Q: ".*"}, nil},          // not a pattern
@@ -129,9 +129,9 @@ func (s *suite) consoleTests() []test {
 			c := consoleOf(t, st)
 			for i, mod := range []func(*billing.Payment){
 				func(p *billing.Payment) { p.SubscriptionID = "s-a" },
-				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentApproved },
-				func(p *billing.Payment) { p.SubscriptionID = "s-b"; p.Status = billing.PaymentFailed },
-				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentFailed },
+				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentStatusApproved },
+				func(p *billing.Payment) { p.SubscriptionID = "s-b"; p.Status = billing.PaymentStatusFailed },
+				func(p *billing.Payment) { p.SubscriptionID = "s-a"; p.Status = billing.PaymentStatusFailed },
 				func(p *billing.Payment) {},
 			} {
 				p := newPayment("pay-"+string(rune('a'+i)), at(i), mod)
@@ -146,7 +146,7 @@ func (s *suite) consoleTests() []test {
 			}
 			got, _ := allPages(t, 2, list(billing.PaymentQuery{}))
 			equal(t, got, []string{"pay-e", "pay-d", "pay-c", "pay-b", "pay-a"}, "all payments")
-			got, _ = allPages(t, 1, list(billing.PaymentQuery{Status: billing.PaymentFailed}))
+			got, _ = allPages(t, 1, list(billing.PaymentQuery{Status: billing.PaymentStatusFailed}))
 			equal(t, got, []string{"pay-d", "pay-c"}, "failed payments")
 			got, _ = allPages(t, 1, list(billing.PaymentQuery{SubscriptionID: "s-a"}))
 			equal(t, got, []string{"pay-d", "pay-b", "pay-a"}, "payments of s-a")
@@ -163,9 +163,9 @@ func (s *suite) consoleTests() []test {
 			c := consoleOf(t, st)
 			data := billing.NotificationData{PlanName: "Pro", PeriodEnd: at(72), DaysRemaining: 3, Amount: billing.Money{Amount: 990, Currency: "BRL"}}
 			recs := []billing.NotificationRecord{
-				{Key: "k1", Kind: billing.KindExpiring, SubscriptionID: "s-a", UserID: "u1", Data: &data},
-				{Key: "k2", Kind: billing.KindExpired, SubscriptionID: "s-a", UserID: "u1"},
-				{Key: "k3", Kind: billing.KindExpiring, SubscriptionID: "s-b", UserID: "u2"},
+				{Key: "k1", Kind: billing.NotificationKindExpiring, SubscriptionID: "s-a", UserID: "u1", Data: &data},
+				{Key: "k2", Kind: billing.NotificationKindExpired, SubscriptionID: "s-a", UserID: "u1"},
+				{Key: "k3", Kind: billing.NotificationKindExpiring, SubscriptionID: "s-b", UserID: "u2"},
 			}
 			for i, r := range recs {
 				ok, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{r}, "tok", at(i), at(i+1))
@@ -187,11 +187,11 @@ func (s *suite) consoleTests() []test {
 			}
 			got, _ := allPages(t, 1, list(billing.NotificationQuery{}))
 			equal(t, got, []string{"k3", "k2", "k1"}, "all notifications")
-			got, _ = allPages(t, 1, list(billing.NotificationQuery{Kind: billing.KindExpiring}))
+			got, _ = allPages(t, 1, list(billing.NotificationQuery{Kind: billing.NotificationKindExpiring}))
 			equal(t, got, []string{"k3", "k1"}, "expiring")
 			got, _ = allPages(t, 1, list(billing.NotificationQuery{Status: billing.NotificationFailed}))
 			equal(t, got, []string{"k3"}, "failed")
-			got, _ = allPages(t, 1, list(billing.NotificationQuery{SubscriptionID: "s-a", Kind: billing.KindExpiring}))
+			got, _ = allPages(t, 1, list(billing.NotificationQuery{SubscriptionID: "s-a", Kind: billing.NotificationKindExpiring}))
 			equal(t, got, []string{"k1"}, "expiring of s-a")
 			n, err := st.GetNotification(ctx, "k1")
 			must(t, err, "GetNotification")
@@ -206,7 +206,7 @@ func (s *suite) consoleTests() []test {
 		{"RetryNotification", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			for _, k := range []string{"failed", "sent"} {
-				_, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: k, Kind: billing.KindExpiring}}, "tok", base, base.Add(time.Minute))
+				_, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: k, Kind: billing.NotificationKindExpiring}}, "tok", base, base.Add(time.Minute))
 				must(t, err, "ReserveNotifications")
 			}
 			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{
@@ -261,20 +261,20 @@ func (s *suite) consoleTests() []test {
 			}
 			for d := range 3 {
 				must(t, ss.PutDailySnapshot(ctx, billing.DailySnapshot{Day: base.AddDate(0, 0, d),
-					ByStatus: map[billing.SubscriptionStatus]int{billing.StatusActive: d}, MRR: map[string]int64{"BRL": int64(100 * d)}, Taken: base}), "PutDailySnapshot")
+					ByStatus: map[billing.SubscriptionStatus]int{billing.SubscriptionStatusActive: d}, MRR: map[string]int64{"BRL": int64(100 * d)}, Taken: base}), "PutDailySnapshot")
 			}
 			// Taken again the same day: replaced.
 			must(t, ss.PutDailySnapshot(ctx, billing.DailySnapshot{Day: base.AddDate(0, 0, 2).Add(5 * time.Hour),
-				ByStatus: map[billing.SubscriptionStatus]int{billing.StatusActive: 9}, MRR: map[string]int64{"USD": 7}, Taken: base.Add(time.Hour)}), "PutDailySnapshot")
+				ByStatus: map[billing.SubscriptionStatus]int{billing.SubscriptionStatusActive: 9}, MRR: map[string]int64{"USD": 7}, Taken: base.Add(time.Hour)}), "PutDailySnapshot")
 			got, err := ss.ListDailySnapshots(ctx, base.AddDate(0, 0, 1).Add(3*time.Hour))
 			must(t, err, "ListDailySnapshots")
 			if len(got) != 2 {
 				t.Fatalf("got %d snapshots since day 1, want 2: %+v", len(got), got)
 			}
-			if !got[0].Day.Equal(billing.SnapshotDay(base.AddDate(0, 0, 1))) || got[0].ByStatus[billing.StatusActive] != 1 {
+			if !got[0].Day.Equal(billing.SnapshotDay(base.AddDate(0, 0, 1))) || got[0].ByStatus[billing.SubscriptionStatusActive] != 1 {
 				t.Fatalf("first snapshot %+v, want day 1 with 1 active", got[0])
 			}
-			if got[1].ByStatus[billing.StatusActive] != 9 || got[1].MRR["USD"] != 7 || len(got[1].MRR) != 1 {
+			if got[1].ByStatus[billing.SubscriptionStatusActive] != 9 || got[1].MRR["USD"] != 7 || len(got[1].MRR) != 1 {
 				t.Fatalf("day 2 was not replaced: %+v", got[1])
 			}
 		}},

@@ -15,7 +15,7 @@ func (s *suite) paymentTests() []test {
 			my := scope(t)
 			p := newPayment(my("pay1"), base.Add(-day), func(p *billing.Payment) {
 				p.SubscriptionID, p.GatewayPaymentID, p.GatewaySubscriptionID = my("s1"), my("pi_1"), my("sub_1")
-				p.Status, p.Reason, p.ProcessedAt = billing.PaymentFailed, "card declined", base.Add(-time.Hour)
+				p.Status, p.Reason, p.ProcessedAt = billing.PaymentStatusFailed, "card declined", base.Add(-time.Hour)
 			})
 			want := p
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
@@ -65,7 +65,7 @@ func (s *suite) paymentTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(missing)")
 			missing := newPayment(my("nope"), base)
 			approved := missing
-			approved.Status = billing.PaymentApproved
+			approved.Status = billing.PaymentStatusApproved
 			wantErr(t, st.UpdatePayment(ctx, missing, approved), billing.ErrNotFound, "UpdatePayment(missing)")
 			p := newPayment(my("pay1"), base)
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
@@ -92,7 +92,7 @@ func (s *suite) paymentTests() []test {
 			read, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
 			upd := read
-			upd.Status, upd.ProcessedAt, upd.UpdatedAt, upd.GatewayPaymentID = billing.PaymentApproved, base, base, my("pi_new")
+			upd.Status, upd.ProcessedAt, upd.UpdatedAt, upd.GatewayPaymentID = billing.PaymentStatusApproved, base, base, my("pi_new")
 			must(t, st.UpdatePayment(ctx, read, upd), "UpdatePayment")
 			got := upd
 			got.Version = read.Version + 1
@@ -106,7 +106,7 @@ func (s *suite) paymentTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(replaced gateway id)")
 			// A writer still holding the first read loses: the status changed meanwhile.
 			stale := read
-			stale.Status, stale.Reason = billing.PaymentCancelled, "stale"
+			stale.Status, stale.Reason = billing.PaymentStatusCancelled, "stale"
 			wantErr(t, st.UpdatePayment(ctx, read, stale), billing.ErrConflict, "UpdatePayment(Read's status no longer stored)")
 			after, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
@@ -117,7 +117,7 @@ func (s *suite) paymentTests() []test {
 		{"ReversalFieldsRoundTrip", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			my := scope(t)
 			p := newPayment(my("pay1"), base.Add(-day), func(p *billing.Payment) {
-				p.Status, p.GatewayPaymentID, p.RefundedAmount = billing.PaymentApproved, my("pi_1"), 1000
+				p.Status, p.GatewayPaymentID, p.RefundedAmount = billing.PaymentStatusApproved, my("pi_1"), 1000
 			})
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
 			read, err := st.GetPayment(ctx, my("pay1"))
@@ -133,7 +133,7 @@ func (s *suite) paymentTests() []test {
 			want.ReversedAt, want.Version = base.Add(time.Millisecond), read.Version+1
 			equal(t, got, want, "a charged-back payment: status, reason and reversal time (millisecond precision) stored")
 			won := got
-			won.Status, won.ReversedAt = billing.PaymentApproved, time.Time{}
+			won.Status, won.ReversedAt = billing.PaymentStatusApproved, time.Time{}
 			must(t, st.UpdatePayment(ctx, got, won), "UpdatePayment(dispute won)")
 			after, err := st.GetPayment(ctx, my("pay1"))
 			must(t, err, "GetPayment")
@@ -166,8 +166,8 @@ func (s *suite) paymentTests() []test {
 				newPayment("at-cutoff", cutoff),
 				newPayment("older", cutoff.Add(-day)),
 				newPayment("just-newer", cutoff.Add(time.Millisecond)),
-				newPayment("approved-old", cutoff.Add(-day), func(p *billing.Payment) { p.Status = billing.PaymentApproved }),
-				newPayment("failed-old", cutoff.Add(-day), func(p *billing.Payment) { p.Status = billing.PaymentFailed }),
+				newPayment("approved-old", cutoff.Add(-day), func(p *billing.Payment) { p.Status = billing.PaymentStatusApproved }),
+				newPayment("failed-old", cutoff.Add(-day), func(p *billing.Payment) { p.Status = billing.PaymentStatusFailed }),
 			}
 			before := map[string]billing.Payment{}
 			for i := range seed {
@@ -181,7 +181,7 @@ func (s *suite) paymentTests() []test {
 			equalIDs(t, ids(got, func(p billing.Payment) string { return p.ID }), []string{"at-cutoff", "older"},
 				"CancelStalePayments selects pending payments created at or before the cutoff")
 			for _, p := range got {
-				if p.Status != billing.PaymentCancelled || p.Reason != "stale" || !p.UpdatedAt.Equal(base) || !p.ProcessedAt.Equal(base) {
+				if p.Status != billing.PaymentStatusCancelled || p.Reason != "stale" || !p.UpdatedAt.Equal(base) || !p.ProcessedAt.Equal(base) {
 					t.Fatalf("returned payment not stamped: %+v", p)
 				}
 				stored, err := st.GetPayment(ctx, p.ID)
@@ -190,7 +190,7 @@ func (s *suite) paymentTests() []test {
 				// A processor still holding the pending copy must not overwrite the cancellation.
 				old := before[p.ID]
 				approved := old
-				approved.Status = billing.PaymentApproved
+				approved.Status = billing.PaymentStatusApproved
 				wantErr(t, st.UpdatePayment(ctx, old, approved), billing.ErrConflict, "UpdatePayment with the copy read before the cancellation")
 			}
 			for _, id := range []string{"just-newer", "approved-old", "failed-old"} {

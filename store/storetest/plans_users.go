@@ -122,14 +122,14 @@ func (s *suite) userTests() []test {
 			must(t, err, "GetUser")
 			upd := billing.User{
 				ID: my("u1"), Email: "changed@example.com", Name: "Changed", Locale: "en", TimeZone: "UTC",
-				PlanID: "", SubscriptionID: "s9", Status: billing.StatusInactive,
+				PlanID: "", SubscriptionID: "s9", Status: billing.SubscriptionStatusInactive,
 				AccessUntil: base.Add(3 * day), UpdatedAt: base, CreatedAt: base, Deleted: true,
 			}
 			must(t, billing.UpdateUserAccess(ctx, st, read, upd), "UpdateUserAccess")
 			got, err := st.GetUser(ctx, my("u1"))
 			must(t, err, "GetUser")
 			want := newUser(my("u1"))
-			want.PlanID, want.SubscriptionID, want.Status = "", "s9", billing.StatusInactive
+			want.PlanID, want.SubscriptionID, want.Status = "", "s9", billing.SubscriptionStatusInactive
 			want.AccessUntil, want.UpdatedAt = base.Add(3*day), base
 			equal(t, got, want, "user after UpdateUserAccess (email, name, locale, zone, created_at must be kept)")
 		}},
@@ -138,6 +138,6 @@ func (s *suite) userTests() []test {
 
 // revoked returns u with its access revoked as the expire job does.
 func revoked(u billing.User) billing.User {
-	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil, u.UpdatedAt = "", "", billing.StatusInactive, time.Time{}, base
+	u.PlanID, u.SubscriptionID, u.Status, u.AccessUntil, u.UpdatedAt = "", "", billing.SubscriptionStatusInactive, time.Time{}, base
 	return u
 }

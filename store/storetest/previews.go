@@ -26,7 +26,7 @@ func (s *suite) previewTests() []test {
 			p := newPayment("pp"+string(rune('a'+i)), pcut.Add(age))
 			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
 		}
-		approved := newPayment("pp-approved", pcut.Add(-day), func(p *billing.Payment) { p.Status = billing.PaymentApproved })
+		approved := newPayment("pp-approved", pcut.Add(-day), func(p *billing.Payment) { p.Status = billing.PaymentStatusApproved })
 		must(t, st.InsertPayment(ctx, &approved), "InsertPayment")
 
 		nSessions, err := cc.CountExpiredSessions(ctx, cutoff)

@@ -101,7 +101,7 @@ func (s *suite) auditTests() []test {
 
 func (s *suite) notificationTests() []test {
 	rec := func(key string) billing.NotificationRecord {
-		return billing.NotificationRecord{Key: key, Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1"}
+		return billing.NotificationRecord{Key: key, Kind: billing.NotificationKindExpiring, SubscriptionID: "s1", UserID: "u1"}
 	}
 	done := func(key, status, errText string, at time.Time) billing.NotificationRecord {
 		r := rec(key)
@@ -156,7 +156,7 @@ func (s *suite) notificationTests() []test {
 				t.Fatal("the first reservation of a new key was refused")
 			}
 			got := get(ctx, t, st, my("expiring:s1:3"))
-			want := billing.NotificationRecord{Key: my("expiring:s1:3"), Kind: billing.KindExpiring, SubscriptionID: "s1", UserID: "u1",
+			want := billing.NotificationRecord{Key: my("expiring:s1:3"), Kind: billing.NotificationKindExpiring, SubscriptionID: "s1", UserID: "u1",
 				Status: billing.NotificationSending, Token: "A", LeaseUntil: base.Add(lease), CreatedAt: base}
 			got.UpdatedAt = time.Time{} // a store may stamp when the status was set
 			equal(t, got, want, "record of a new reservation (status sending, token, lease, created at now)")
@@ -177,7 +177,7 @@ func (s *suite) notificationTests() []test {
 			} {
 				got := get(ctx, t, st, c.key)
 				if got.Status != c.status || got.Error != c.errText || !got.UpdatedAt.Equal(c.at) ||
-					got.Kind != billing.KindExpiring || got.SubscriptionID != "s1" || got.UserID != "u1" || !got.CreatedAt.Equal(base) {
+					got.Kind != billing.NotificationKindExpiring || got.SubscriptionID != "s1" || got.UserID != "u1" || !got.CreatedAt.Equal(base) {
 					t.Fatalf("record %s after FinishNotifications = %+v; want status %q, error %q, updated at %v, kind/subscription/user/created at kept",
 						c.key, got, c.status, c.errText, c.at)
 				}
@@ -341,7 +341,7 @@ func (s *suite) notificationTests() []test {
 
 func (s *suite) jobRunTests() []test {
 	run := func(id, job string, started time.Time) billing.JobRun {
-		return billing.JobRun{ID: id, JobID: job, Trigger: billing.TriggerSchedule, Status: billing.RunSucceeded,
+		return billing.JobRun{ID: id, JobID: job, Trigger: billing.RunTriggerSchedule, Status: billing.RunStatusSucceeded,
 			StartedAt: started, FinishedAt: started.Add(1500 * time.Millisecond), DurationMS: 1500,
 			Result: map[string]any{"success": true, "note": "ok"}, Replica: "r1", ScheduledFor: started}
 	}
@@ -364,7 +364,7 @@ func (s *suite) jobRunTests() []test {
 	return []test{
 		{"InsertUpdateGet", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			r := run("r1", "job", base)
-			r.Status, r.FinishedAt, r.DurationMS, r.Result = billing.RunRunning, time.Time{}, 0, nil
+			r.Status, r.FinishedAt, r.DurationMS, r.Result = billing.RunStatusRunning, time.Time{}, 0, nil
 			want := r
 			must(t, st.InsertJobRun(ctx, &r), "InsertJobRun")
 			runs, err := st.ListJobRuns(ctx, billing.JobRunFilter{})
@@ -693,7 +693,7 @@ func (s *suite) webhookTests() []test {
 			got := claim(ctx, t, st, "tok", base.Add(time.Minute), 10)
 			for _, e := range got {
 				if e.EventID == "e1" && e.Gateway == billing.GatewayStripe {
-					must(t, st.FinishWebhookEvent(ctx, finish(e, "tok", billing.EventProcessed, base.Add(time.Minute), time.Time{})), "Finish(e1)")
+					must(t, st.FinishWebhookEvent(ctx, finish(e, "tok", billing.WebhookEventStateProcessed, base.Add(time.Minute), time.Time{})), "Finish(e1)")
 				}
 			}
 			list, err := st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a", "in_a"}, 10)
@@ -706,7 +706,7 @@ func (s *suite) webhookTests() []test {
 					t.Fatalf("event %s listed with its payload", e.EventID)
 				}
 			}
-			if last := list[3]; last.State != billing.EventProcessed || !last.ReceivedAt.Equal(base) || last.ObjectKey != "sub_a" {
+			if last := list[3]; last.State != billing.WebhookEventStateProcessed || !last.ReceivedAt.Equal(base) || last.ObjectKey != "sub_a" {
 				t.Fatalf("e1 listed as %+v, want processed, received at %v, object sub_a", last, base)
 			}
 			list, err = st.ListObjectWebhookEvents(ctx, billing.GatewayStripe, []string{"sub_a", "in_a"}, 2)
@@ -740,7 +740,7 @@ func (s *suite) webhookTests() []test {
 			e.ObjectKey, e.OccurredAt = my("sub_1"), base.Add(-time.Second)
 			payload := `{"id":"` + my("evt1") + `"}`
 			got, ok := put(ctx, t, st, e, base)
-			if !ok || got.State != billing.EventReceived || got.Attempts != 0 || !got.ReceivedAt.Equal(base) || !got.NextAttemptAt.Equal(base) {
+			if !ok || got.State != billing.WebhookEventStateReceived || got.Attempts != 0 || !got.ReceivedAt.Equal(base) || !got.NextAttemptAt.Equal(base) {
 				t.Fatalf("new event: ok=%v %+v; want true, received, 0 attempts, due now", ok, got)
 			}
 			stored := get(ctx, t, st, my("evt1"))
@@ -776,9 +776,9 @@ func (s *suite) webhookTests() []test {
 			for _, e := range got {
 				byID[e.EventID] = e
 			}
-			must(t, st.FinishWebhookEvent(ctx, finish(byID["failed"], "old", billing.EventFailed, base, base.Add(time.Hour))), "Finish(failed)")
-			must(t, st.FinishWebhookEvent(ctx, finish(byID["done"], "old", billing.EventProcessed, base, time.Time{})), "Finish(done)")
-			must(t, st.FinishWebhookEvent(ctx, finish(byID["bare"], "old", billing.EventFailed, base, base.Add(time.Hour))), "Finish(bare)")
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["failed"], "old", billing.WebhookEventStateFailed, base, base.Add(time.Hour))), "Finish(failed)")
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["done"], "old", billing.WebhookEventStateProcessed, base, time.Time{})), "Finish(done)")
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["bare"], "old", billing.WebhookEventStateFailed, base, base.Add(time.Hour))), "Finish(bare)")
 			// crashed and busy stay leased until base+3*lease, past the first redeliveries.
 			_, err := st.RenewWebhookLeases(ctx, "old", base.Add(3*lease))
 			must(t, err, "RenewWebhookLeases")
@@ -792,12 +792,12 @@ func (s *suite) webhookTests() []test {
 				if ok != c.fill || (string(stored.Payload) != "") != c.fill {
 					t.Fatalf("redelivery of %s: ok=%v, payload %q; want filled=%v (%+v)", c.id, ok, stored.Payload, c.fill, got)
 				}
-				if c.fill && (stored.State != billing.EventReceived || !stored.NextAttemptAt.Equal(now) || stored.LeaseToken != "" ||
+				if c.fill && (stored.State != billing.WebhookEventStateReceived || !stored.NextAttemptAt.Equal(now) || stored.LeaseToken != "" ||
 					stored.Attempts != byID[c.id].Attempts || !stored.ReceivedAt.Equal(base)) {
 					t.Fatalf("filled %s: %+v; want received, due now, unleased, attempts and received time kept", c.id, stored)
 				}
 			}
-			if got, ok := put(ctx, t, st, old("bare"), now); ok || got.State != billing.EventFailed {
+			if got, ok := put(ctx, t, st, old("bare"), now); ok || got.State != billing.WebhookEventStateFailed {
 				t.Fatalf("a redelivery without payload: ok=%v %+v; want the stored event unchanged", ok, got)
 			}
 			after := base.Add(3*lease + time.Second) // crashed's lease ended
@@ -831,24 +831,24 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("after the first lease: %v; want [b] only (its own lease ended, A's were renewed)", ids(got))
 			}
 			c := get(ctx, t, st, "c")
-			must(t, st.FinishWebhookEvent(ctx, finish(c, "A", billing.EventProcessed, base.Add(time.Second), time.Time{})), "Finish(c)")
+			must(t, st.FinishWebhookEvent(ctx, finish(c, "A", billing.WebhookEventStateProcessed, base.Add(time.Second), time.Time{})), "Finish(c)")
 			c = get(ctx, t, st, "c")
-			if c.State != billing.EventProcessed || !c.FinishedAt.Equal(base.Add(time.Second)) || c.LeaseToken != "" || len(c.History) != 1 ||
-				c.History[0].State != billing.EventProcessed || c.History[0].Duration != time.Millisecond {
+			if c.State != billing.WebhookEventStateProcessed || !c.FinishedAt.Equal(base.Add(time.Second)) || c.LeaseToken != "" || len(c.History) != 1 ||
+				c.History[0].State != billing.WebhookEventStateProcessed || c.History[0].Duration != time.Millisecond {
 				t.Fatalf("finished event %+v", c)
 			}
-			wantErr(t, st.FinishWebhookEvent(ctx, finish(c, "A", billing.EventProcessed, base, time.Time{})), billing.ErrConflict, "Finish(c) again")
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(c, "A", billing.WebhookEventStateProcessed, base, time.Time{})), billing.ErrConflict, "Finish(c) again")
 			a := get(ctx, t, st, "a")
-			wantErr(t, st.FinishWebhookEvent(ctx, finish(a, "B", billing.EventProcessed, base, time.Time{})), billing.ErrConflict, "Finish(a) with another token")
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(a, "B", billing.WebhookEventStateProcessed, base, time.Time{})), billing.ErrConflict, "Finish(a) with another token")
 			// A crashed claimer: its lease ends and the event is claimed again, attempt 2.
 			got = claim(ctx, t, st, "B", base.Add(2*lease), 10)
 			if fmt.Sprint(ids(got)) != "[a]" || got[0].Attempts != 2 {
 				t.Fatalf("after A's lease ended: %v %+v; want [a] at attempt 2", ids(got), got)
 			}
-			wantErr(t, st.FinishWebhookEvent(ctx, finish(a, "A", billing.EventProcessed, base, time.Time{})), billing.ErrConflict, "Finish(a) by the lost lease")
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(a, "A", billing.WebhookEventStateProcessed, base, time.Time{})), billing.ErrConflict, "Finish(a) by the lost lease")
 			_, err = st.GetWebhookEvent(ctx, billing.GatewayStripe, "nope")
 			wantErr(t, err, billing.ErrNotFound, "GetWebhookEvent(missing)")
-			wantErr(t, st.FinishWebhookEvent(ctx, finish(ev("nope"), "A", billing.EventProcessed, base, time.Time{})), billing.ErrNotFound, "Finish(missing)")
+			wantErr(t, st.FinishWebhookEvent(ctx, finish(ev("nope"), "A", billing.WebhookEventStateProcessed, base, time.Time{})), billing.ErrNotFound, "Finish(missing)")
 		}},
 		{"WakeReleasesEventsHeldBehindAnEarlierOne", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// An event put back behind an earlier event of its object (received, due later)
@@ -872,11 +872,11 @@ func (s *suite) webhookTests() []test {
 			}
 			later := base.Add(time.Hour)
 			for _, id := range []string{"second", "other"} {
-				f := finish(byID[id], "A", billing.EventReceived, base, later)
+				f := finish(byID[id], "A", billing.WebhookEventStateReceived, base, later)
 				f.Attempts = byID[id].Attempts - 1
 				must(t, st.FinishWebhookEvent(ctx, f), "put back %s", id)
 			}
-			must(t, st.FinishWebhookEvent(ctx, finish(byID["first"], "A", billing.EventProcessed, base, time.Time{})), "Finish(first)")
+			must(t, st.FinishWebhookEvent(ctx, finish(byID["first"], "A", billing.WebhookEventStateProcessed, base, time.Time{})), "Finish(first)")
 			n, err := st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_1", base.Add(time.Second))
 			must(t, err, "WakeWebhookEvents")
 			if n != 1 {
@@ -889,7 +889,7 @@ func (s *suite) webhookTests() []test {
 			second := get(ctx, t, st, "second")
 			_, err = st.WakeWebhookEvents(ctx, billing.GatewayStripe, "sub_1", base.Add(2*time.Second))
 			must(t, err, "WakeWebhookEvents during the claim")
-			f := finish(second, "B", billing.EventReceived, base.Add(2*time.Second), later)
+			f := finish(second, "B", billing.WebhookEventStateReceived, base.Add(2*time.Second), later)
 			f.Attempts = second.Attempts - 1
 			must(t, st.FinishWebhookEvent(ctx, f), "put back second")
 			if got := ids(claim(ctx, t, st, "C", base.Add(2*time.Second), 10)); fmt.Sprint(got) != "[second]" {
@@ -907,9 +907,9 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("claimed %v", ids(got))
 			}
 			for _, e := range got {
-				f := finish(e, "A", billing.EventFailed, base, base.Add(time.Hour))
+				f := finish(e, "A", billing.WebhookEventStateFailed, base, base.Add(time.Hour))
 				if e.EventID == "p" {
-					f.State, f.ParkedAt, f.Error = billing.EventParked, base, "unknown subscription"
+					f.State, f.ParkedAt, f.Error = billing.WebhookEventStateParked, base, "unknown subscription"
 				}
 				must(t, st.FinishWebhookEvent(ctx, f), "Finish(%s)", e.EventID)
 			}
@@ -925,11 +925,11 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("woke a failed event")
 			}
 			got = claim(ctx, t, st, "A", base.Add(time.Minute), 10)
-			if fmt.Sprint(ids(got)) != "[p]" || got[0].State != billing.EventParked || !got[0].ParkedAt.Equal(base) || got[0].Error != "unknown subscription" {
+			if fmt.Sprint(ids(got)) != "[p]" || got[0].State != billing.WebhookEventStateParked || !got[0].ParkedAt.Equal(base) || got[0].Error != "unknown subscription" {
 				t.Fatalf("after wake: %v %+v; want [p] still parked since base", ids(got), got)
 			}
 			p := got[0]
-			must(t, st.FinishWebhookEvent(ctx, finish(p, "A", billing.EventProcessed, base.Add(time.Minute), time.Time{})), "Finish(p)")
+			must(t, st.FinishWebhookEvent(ctx, finish(p, "A", billing.WebhookEventStateProcessed, base.Add(time.Minute), time.Time{})), "Finish(p)")
 			if got := claim(ctx, t, st, "B", base.Add(time.Hour), 10); fmt.Sprint(ids(got)) != "[f]" || got[0].Attempts != 2 {
 				t.Fatalf("at its next attempt: %v; want [f] at attempt 2", ids(got))
 			}
@@ -945,14 +945,14 @@ func (s *suite) webhookTests() []test {
 			if n != 0 {
 				t.Fatalf("woke %d parked events, want 0 (w is claimed, not parked)", n)
 			}
-			f := finish(got[0], "A", billing.EventParked, base.Add(2*time.Second), base.Add(time.Hour))
+			f := finish(got[0], "A", billing.WebhookEventStateParked, base.Add(2*time.Second), base.Add(time.Hour))
 			f.ParkedAt = base
 			must(t, st.FinishWebhookEvent(ctx, f), "park w")
-			if w := get(ctx, t, st, "w"); w.State != billing.EventParked || !w.NextAttemptAt.Equal(base.Add(2*time.Second)) {
+			if w := get(ctx, t, st, "w"); w.State != billing.WebhookEventStateParked || !w.NextAttemptAt.Equal(base.Add(2*time.Second)) {
 				t.Fatalf("w parked after a wake during its attempt: %+v; want due at its finish", w)
 			}
 			got = claim(ctx, t, st, "A", base.Add(2*time.Second), 1)
-			f = finish(got[0], "A", billing.EventParked, base.Add(3*time.Second), base.Add(time.Hour))
+			f = finish(got[0], "A", billing.WebhookEventStateParked, base.Add(3*time.Second), base.Add(time.Hour))
 			must(t, st.FinishWebhookEvent(ctx, f), "park w again")
 			if w := get(ctx, t, st, "w"); !w.NextAttemptAt.Equal(base.Add(time.Hour)) {
 				t.Fatalf("the wake-up mark outlived the next attempt: %+v", w)
@@ -974,7 +974,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("a leased event was claimed again: %v", ids(got))
 			}
 			y := get(ctx, t, st, "y")
-			must(t, st.FinishWebhookEvent(ctx, finish(y, "A", billing.EventFailed, base, base.Add(time.Hour))), "Finish(y)")
+			must(t, st.FinishWebhookEvent(ctx, finish(y, "A", billing.WebhookEventStateFailed, base, base.Add(time.Hour))), "Finish(y)")
 			if got := one("B", base.Add(time.Second)); fmt.Sprint(ids(got)) != "[y]" {
 				t.Fatalf("an inline redelivery takes a failed event before its next attempt: got %v", ids(got))
 			}
@@ -997,7 +997,7 @@ func (s *suite) webhookTests() []test {
 				t.Fatalf("blocked e1=%v e2=%v e3=%v o1=%v; want only e2 and e3 (after e1)", blocked(e1), blocked(e2), blocked(e3), blocked(other))
 			}
 			got := claim(ctx, t, st, "A", base, 1)
-			f := finish(got[0], "A", billing.EventParked, base, base.Add(time.Hour))
+			f := finish(got[0], "A", billing.WebhookEventStateParked, base, base.Add(time.Hour))
 			f.ParkedAt = base
 			must(t, st.FinishWebhookEvent(ctx, f), "park e1")
 			if blocked(e2) {
@@ -1012,7 +1012,7 @@ func (s *suite) webhookTests() []test {
 			pp.Gateway = billing.GatewayPayPal
 			put(ctx, t, st, pp, base.Add(10*time.Second))
 			got := claim(ctx, t, st, "A", base.Add(time.Minute), 10)
-			states := map[string]billing.WebhookEventState{"r1": billing.EventDead, "r2": billing.EventIgnored, "r3": billing.EventProcessed}
+			states := map[string]billing.WebhookEventState{"r1": billing.WebhookEventStateDead, "r2": billing.WebhookEventStateIgnored, "r3": billing.WebhookEventStateProcessed}
 			for _, e := range got {
 				if state, ok := states[e.EventID]; ok {
 					must(t, st.FinishWebhookEvent(ctx, finish(e, "A", state, base.Add(time.Minute), time.Time{})), "Finish(%s)", e.EventID)
@@ -1020,8 +1020,8 @@ func (s *suite) webhookTests() []test {
 			}
 			stats, err := st.WebhookInboxStats(ctx)
 			must(t, err, "WebhookInboxStats")
-			if stats.ByState[billing.EventDead] != 1 || stats.ByState[billing.EventIgnored] != 1 || stats.ByState[billing.EventProcessed] != 1 ||
-				stats.ByState[billing.EventReceived] != 2 || !stats.OldestPending.Equal(base.Add(3*time.Second)) {
+			if stats.ByState[billing.WebhookEventStateDead] != 1 || stats.ByState[billing.WebhookEventStateIgnored] != 1 || stats.ByState[billing.WebhookEventStateProcessed] != 1 ||
+				stats.ByState[billing.WebhookEventStateReceived] != 2 || !stats.OldestPending.Equal(base.Add(3*time.Second)) {
 				t.Fatalf("stats %+v; want one dead, ignored, processed, two received, oldest pending r4", stats)
 			}
 			for _, id := range []string{"r3", "r4"} {
@@ -1033,7 +1033,7 @@ func (s *suite) webhookTests() []test {
 			for _, id := range []string{"r1", "r2"} {
 				r, err := st.ReplayWebhookEvent(ctx, billing.GatewayStripe, id, base.Add(time.Hour))
 				must(t, err, "Replay(%s)", id)
-				if r.State != billing.EventReceived || r.Attempts != 1 || len(r.History) != 1 || !r.NextAttemptAt.Equal(base.Add(time.Hour)) || !r.FinishedAt.IsZero() {
+				if r.State != billing.WebhookEventStateReceived || r.Attempts != 1 || len(r.History) != 1 || !r.NextAttemptAt.Equal(base.Add(time.Hour)) || !r.FinishedAt.IsZero() {
 					t.Fatalf("replayed %s: %+v; want received, due at the replay, attempts and history kept", id, r)
 				}
 			}
@@ -1047,7 +1047,7 @@ func (s *suite) webhookTests() []test {
 			if fmt.Sprint(ids(page)) != "[r3 r4]" {
 				t.Fatalf("second page %v; want [r3 r4]", ids(page))
 			}
-			page, err = st.ListWebhookEvents(ctx, billing.WebhookEventQuery{State: billing.EventReceived, Limit: 10})
+			page, err = st.ListWebhookEvents(ctx, billing.WebhookEventQuery{State: billing.WebhookEventStateReceived, Limit: 10})
 			must(t, err, "ListWebhookEvents(received)")
 			if fmt.Sprint(ids(page)) != "[r1 r2 r4 pp]" {
 				t.Fatalf("received events %v; want [r1 r2 r4 pp]", ids(page))

@@ -296,7 +296,7 @@ func newPlan(id string) billing.Plan {
 func newUser(id string) billing.User {
 	return billing.User{
 		ID: id, Email: id + "@example.com", Name: "User " + id, Locale: "pt-BR", TimeZone: "America/Sao_Paulo",
-		PlanID: sibling(id, "p1"), SubscriptionID: "s-" + id, Status: billing.StatusActive, AccessUntil: base.Add(10 * day),
+		PlanID: sibling(id, "p1"), SubscriptionID: "s-" + id, Status: billing.SubscriptionStatusActive, AccessUntil: base.Add(10 * day),
 		CreatedAt: base.Add(-60 * day), UpdatedAt: base.Add(-day),
 	}
 }
@@ -304,7 +304,7 @@ func newUser(id string) billing.User {
 // newSub returns an active manual subscription ending at end.
 func newSub(id string, end time.Time, mods ...func(*billing.Subscription)) billing.Subscription {
 	s := billing.Subscription{
-		ID: id, UserID: sibling(id, "u1"), PlanID: sibling(id, "p1"), Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+		ID: id, UserID: sibling(id, "u1"), PlanID: sibling(id, "p1"), Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 		CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
 		CreatedAt: base.Add(-40 * day), UpdatedAt: base.Add(-day),
 	}
@@ -323,7 +323,7 @@ func autoRenewing(gw string) func(*billing.Subscription) {
 func newPayment(id string, created time.Time, mods ...func(*billing.Payment)) billing.Payment {
 	p := billing.Payment{
 		ID: id, UserID: sibling(id, "u1"), PlanID: sibling(id, "p1"), Amount: billing.Money{Amount: 2990, Currency: "BRL"},
-		Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
+		Status: billing.PaymentStatusPending, Gateway: billing.GatewayStripe, CreatedAt: created, UpdatedAt: created,
 	}
 	for _, m := range mods {
 		m(&p)

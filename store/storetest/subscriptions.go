@@ -14,7 +14,7 @@ func (s *suite) subscriptionTests() []test {
 		{"InsertGetAllFields", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			my := scope(t)
 			x := newSub(my("s1"), base.Add(3*day), autoRenewing(billing.GatewayStripe), func(x *billing.Subscription) {
-				x.Status = billing.StatusPastDue
+				x.Status = billing.SubscriptionStatusPastDue
 				x.BillingCycle = billing.CycleQuarterly
 				x.CancelAtPeriodEnd = true
 				x.ExpirationWarningSent, x.ExpirationWarningDays = true, 3
@@ -55,7 +55,7 @@ func (s *suite) subscriptionTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "GetSubscription(missing)")
 			missing := newSub(my("nope"), base)
 			changed := missing
-			changed.Status = billing.StatusInactive
+			changed.Status = billing.SubscriptionStatusInactive
 			_, err = billing.UpdateSubscription(ctx, st, missing, changed)
 			wantErr(t, err, billing.ErrNotFound, "UpdateSubscriptions(missing)")
 			_, err = st.FindSubscriptionByGateway(ctx, billing.GatewayStripe, my("gw-nope"))
@@ -72,7 +72,7 @@ func (s *suite) subscriptionTests() []test {
 			read, err := st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
 			upd := read
-			upd.Status, upd.UpdatedAt = billing.StatusInactive, base.Add(day)
+			upd.Status, upd.UpdatedAt = billing.SubscriptionStatusInactive, base.Add(day)
 			upd.AppliedPayments = []string{"pay1"}
 			got, err := billing.UpdateSubscription(ctx, st, read, upd)
 			must(t, err, "UpdateSubscription")
@@ -82,13 +82,13 @@ func (s *suite) subscriptionTests() []test {
 				t.Fatalf("stored version after an applied change = %d, want %d", stored.Version, read.Version+1)
 			}
 			equal(t, stored, got, "stored record equals the changed one")
-			if stored.Status != billing.StatusInactive || len(stored.AppliedPayments) != 1 {
+			if stored.Status != billing.SubscriptionStatusInactive || len(stored.AppliedPayments) != 1 {
 				t.Fatalf("update not stored: %+v", stored)
 			}
 			// A writer still holding the first read loses: its Read no longer matches the
 			// stored record.
 			stale := read
-			stale.Status = billing.StatusCancelled
+			stale.Status = billing.SubscriptionStatusCancelled
 			_, err = billing.UpdateSubscription(ctx, st, read, stale)
 			wantErr(t, err, billing.ErrConflict, "UpdateSubscription(Read no longer matches the stored record)")
 			after, err := st.GetSubscription(ctx, my("s1"))
@@ -96,12 +96,12 @@ func (s *suite) subscriptionTests() []test {
 			equal(t, after, got, "a conflicting change changed nothing")
 			// The fresh copy updates again.
 			again := got
-			again.Status = billing.StatusActive
+			again.Status = billing.SubscriptionStatusActive
 			_, err = billing.UpdateSubscription(ctx, st, got, again)
 			must(t, err, "UpdateSubscription(fresh copy)")
 			stored, err = st.GetSubscription(ctx, my("s1"))
 			must(t, err, "GetSubscription")
-			if stored.Version != read.Version+2 || stored.Status != billing.StatusActive {
+			if stored.Version != read.Version+2 || stored.Status != billing.SubscriptionStatusActive {
 				t.Fatalf("after two changes: version %d status %s, want version %d status active", stored.Version, stored.Status, read.Version+2)
 			}
 		}},
@@ -187,7 +187,7 @@ func (s *suite) subscriptionTests() []test {
 			}
 			by, err := st.CountSubscriptionsByStatus(ctx)
 			must(t, err, "CountSubscriptionsByStatus")
-			if by[billing.StatusActive] != 1 {
+			if by[billing.SubscriptionStatusActive] != 1 {
 				t.Fatalf("CountSubscriptionsByStatus = %v, want active:1 (soft-deleted not counted)", by)
 			}
 			claimed, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "t1", Now: base, LeaseUntil: base.Add(day), Limit: 10})
@@ -207,7 +207,7 @@ func (s *suite) subscriptionTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "GetSubscription after soft delete")
 			// A soft-deleted record is gone for changes too.
 			again := gone
-			again.Status = billing.StatusInactive
+			again.Status = billing.SubscriptionStatusInactive
 			_, err = billing.UpdateSubscription(ctx, st, gone, again)
 			wantErr(t, err, billing.ErrNotFound, "UpdateSubscription(soft-deleted)")
 		}},
@@ -215,11 +215,11 @@ func (s *suite) subscriptionTests() []test {
 			st2 := func(id string, status billing.SubscriptionStatus) billing.Subscription {
 				return newSub(id, base, func(x *billing.Subscription) { x.Status = status })
 			}
-			insertSubs(ctx, t, st, st2("a1", billing.StatusActive), st2("a2", billing.StatusActive), st2("i1", billing.StatusInactive),
-				st2("c1", billing.StatusCancelled), st2("p1", billing.StatusPastDue))
+			insertSubs(ctx, t, st, st2("a1", billing.SubscriptionStatusActive), st2("a2", billing.SubscriptionStatusActive), st2("i1", billing.SubscriptionStatusInactive),
+				st2("c1", billing.SubscriptionStatusCancelled), st2("p1", billing.SubscriptionStatusPastDue))
 			by, err := st.CountSubscriptionsByStatus(ctx)
 			must(t, err, "CountSubscriptionsByStatus")
-			want := map[billing.SubscriptionStatus]int{billing.StatusActive: 2, billing.StatusInactive: 1, billing.StatusCancelled: 1, billing.StatusPastDue: 1}
+			want := map[billing.SubscriptionStatus]int{billing.SubscriptionStatusActive: 2, billing.SubscriptionStatusInactive: 1, billing.SubscriptionStatusCancelled: 1, billing.SubscriptionStatusPastDue: 1}
 			for k, v := range want {
 				if by[k] != v {
 					t.Fatalf("CountSubscriptionsByStatus = %v, want %v", by, want)

@@ -62,7 +62,7 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "User.UpdatedAt", gu.UpdatedAt, at(time.Minute))
 			checkTime(t, "User.CreatedAt", gu.CreatedAt, at(0))
 
-			x := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.StatusActive, BillingCycle: billing.CycleMonthly,
+			x := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
 				CurrentPeriodStart: at(-30 * day), CurrentPeriodEnd: at(day), GatewayUpdatedAt: at(-time.Hour),
 				CreatedAt: at(-30 * day), UpdatedAt: at(0)}
 			must(t, st.InsertSubscription(ctx, &x), "InsertSubscription")
@@ -84,7 +84,7 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "Subscription.GatewayUpdatedAt after update", gs.GatewayUpdatedAt, at(4*time.Hour))
 
 			pay := billing.Payment{ID: "pay1", UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 1, Currency: "BRL"},
-				Status: billing.PaymentPending, Gateway: billing.GatewayStripe, CreatedAt: at(-8 * day), UpdatedAt: at(-8 * day)}
+				Status: billing.PaymentStatusPending, Gateway: billing.GatewayStripe, CreatedAt: at(-8 * day), UpdatedAt: at(-8 * day)}
 			must(t, st.InsertPayment(ctx, &pay), "InsertPayment")
 			gpay, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
@@ -118,7 +118,7 @@ func (s *suite) timeTests() []test {
 			}
 			checkTime(t, "AuditEntry.CreatedAt", audits[0].CreatedAt, at(0))
 
-			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "k", Kind: billing.KindExpired}}, "T", at(0), at(time.Minute))
+			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "k", Kind: billing.NotificationKindExpired}}, "T", at(0), at(time.Minute))
 			must(t, err, "ReserveNotifications")
 			gn, err := st.GetNotification(ctx, "k")
 			must(t, err, "GetNotification")
@@ -130,7 +130,7 @@ func (s *suite) timeTests() []test {
 			checkTime(t, "NotificationRecord.UpdatedAt", gn.UpdatedAt, at(time.Second))
 			checkTime(t, "NotificationRecord.CreatedAt after Finish", gn.CreatedAt, at(0))
 
-			r := billing.JobRun{ID: "r1", JobID: "j", Status: billing.RunSucceeded, StartedAt: at(0), FinishedAt: at(time.Second), ScheduledFor: at(-time.Minute)}
+			r := billing.JobRun{ID: "r1", JobID: "j", Status: billing.RunStatusSucceeded, StartedAt: at(0), FinishedAt: at(time.Second), ScheduledFor: at(-time.Minute)}
 			must(t, st.InsertJobRun(ctx, &r), "InsertJobRun")
 			runs, err := st.ListJobRuns(ctx, billing.JobRunFilter{JobID: "j"})
 			must(t, err, "ListJobRuns")
@@ -218,7 +218,7 @@ func (s *suite) cancelTests() []test {
 				Token: "E", Now: base, LeaseUntil: base.Add(time.Hour), Limit: 10, Pending: true})
 			must(t, err, "ClaimSubscriptions(pending)")
 			equalIDs(t, subIDs(claimedE), []string{"s3"}, "claim of the record with pending effects")
-			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "n0", Kind: billing.KindExpired}}, "N", base, base.Add(time.Hour))
+			_, err = st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: "n0", Kind: billing.NotificationKindExpired}}, "N", base, base.Add(time.Hour))
 			must(t, err, "ReserveNotifications")
 
 			cctx, cancel := context.WithCancel(ctx)
@@ -240,7 +240,7 @@ func (s *suite) cancelTests() []test {
 				"GetSubscription":    func() error { _, err := st.GetSubscription(cctx, "s1"); return err },
 				"UpdateSubscriptions": func() error {
 					y := x
-					y.Status = billing.StatusInactive
+					y.Status = billing.SubscriptionStatusInactive
 					return batchFailed(st.UpdateSubscriptions(cctx, []billing.SubscriptionChange{{Read: x, Changed: y}}))
 				},
 				"CompleteEffects": func() error {
@@ -271,7 +271,7 @@ func (s *suite) cancelTests() []test {
 				},
 				"UpdatePayment": func() error {
 					p := pay
-					p.Status = billing.PaymentApproved
+					p.Status = billing.PaymentStatusApproved
 					return st.UpdatePayment(cctx, pay, p)
 				},
 				"CancelStalePayments": func() error {
@@ -290,7 +290,7 @@ func (s *suite) cancelTests() []test {
 				},
 				"ListAudit": func() error { _, err := st.ListAudit(cctx, billing.AuditFilter{}); return err },
 				"ReserveNotifications": func() error {
-					_, err := st.ReserveNotifications(cctx, []billing.NotificationRecord{{Key: "n1", Kind: billing.KindExpired}}, "N", base, base.Add(time.Minute))
+					_, err := st.ReserveNotifications(cctx, []billing.NotificationRecord{{Key: "n1", Kind: billing.NotificationKindExpired}}, "N", base, base.Add(time.Minute))
 					return err
 				},
 				"FinishNotifications": func() error {
@@ -323,7 +323,7 @@ func (s *suite) cancelTests() []test {
 					return err
 				},
 				"FinishWebhookEvent": func() error {
-					return st.FinishWebhookEvent(cctx, billing.WebhookFinish{Gateway: "stripe", EventID: "e1", Token: "T", State: billing.EventProcessed, Now: base})
+					return st.FinishWebhookEvent(cctx, billing.WebhookFinish{Gateway: "stripe", EventID: "e1", Token: "T", State: billing.WebhookEventStateProcessed, Now: base})
 				},
 				"ListWebhookEvents": func() error {
 					_, err := st.ListWebhookEvents(cctx, billing.WebhookEventQuery{Limit: 1})
@@ -380,7 +380,7 @@ func (s *suite) cancelTests() []test {
 			}
 			gp, err := st.GetPayment(ctx, "pay1")
 			must(t, err, "GetPayment")
-			if gp.Status != billing.PaymentPending {
+			if gp.Status != billing.PaymentStatusPending {
 				t.Errorf("payment after cancelled calls is %s, want pending", gp.Status)
 			}
 			gse, err := st.GetSession(ctx, "se1")

@@ -117,7 +117,7 @@ func Respond(w http.ResponseWriter, r *http.Request, log *slog.Logger, gateway, 
 	w.Header().Set(OutcomeHeader, string(outcome))
 	if err == nil {
 		switch outcome {
-		case billing.OutcomeInProgress:
+		case billing.EventOutcomeInProgress:
 			w.Header().Set("Retry-After", "30")
 			Error(w, http.StatusConflict, "event is being processed by another delivery")
 		default:

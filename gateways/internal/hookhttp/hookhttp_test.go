@@ -113,15 +113,15 @@ func TestRespond(t *testing.T) {
 		err     error
 		code    int
 	}{
-		{billing.OutcomeProcessed, nil, 200},
-		{billing.OutcomeDuplicate, nil, 200},
-		{billing.OutcomeIgnored, nil, 200},
-		{billing.OutcomeInProgress, nil, 409},
-		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrUnknownPayment), 400},
-		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrNotFound), 503},
-		{billing.OutcomeFailed, fmt.Errorf("x: %w", billing.ErrConflict), 503},
-		{billing.OutcomeFailed, fmt.Errorf("api: %w", gateways.ErrUnavailable), 503},
-		{billing.OutcomeFailed, errors.New("store down: secret=abc"), 500},
+		{billing.EventOutcomeProcessed, nil, 200},
+		{billing.EventOutcomeDuplicate, nil, 200},
+		{billing.EventOutcomeIgnored, nil, 200},
+		{billing.EventOutcomeInProgress, nil, 409},
+		{billing.EventOutcomeFailed, fmt.Errorf("x: %w", billing.ErrUnknownPayment), 400},
+		{billing.EventOutcomeFailed, fmt.Errorf("x: %w", billing.ErrNotFound), 503},
+		{billing.EventOutcomeFailed, fmt.Errorf("x: %w", billing.ErrConflict), 503},
+		{billing.EventOutcomeFailed, fmt.Errorf("api: %w", gateways.ErrUnavailable), 503},
+		{billing.EventOutcomeFailed, errors.New("store down: secret=abc"), 500},
 	} {
 		rec := httptest.NewRecorder()
 		Respond(rec, httptest.NewRequest("POST", "/", nil), log, "stripe", "evt_1", tc.outcome, tc.err)
