@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -87,7 +86,7 @@ func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) benchResult
 		st := newStore(b, db, mongostore.Config{BatchSize: 200})
 		seedBench(ctx, b, st, n)
 		runtime.GC()
-		stop := sampleHeap(&peak)
+		stop := testkit.SampleHeap(&peak)
 		start := time.Now()
 		b.StartTimer()
 		run(ctx, b, db, st, n)
@@ -111,33 +110,6 @@ func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) benchResult
 	b.ReportMetric(r.msPerSub, "ms/sub")
 	b.ReportMetric(r.peakMB, "peak-heap-MB")
 	return r
-}
-
-func sampleHeap(peak *atomic.Uint64) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			for {
-				p := peak.Load()
-				if ms.HeapInuse <= p || peak.CompareAndSwap(p, ms.HeapInuse) {
-					break
-				}
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 var benchNow = time.Date(2031, 7, 1, 9, 0, 0, 0, time.UTC)

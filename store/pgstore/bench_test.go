@@ -6,7 +6,6 @@ import (
 	"os"
 	"runtime"
 	"strconv"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -112,7 +111,7 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int,
 		st := newStore(b, p)
 		seedBench(ctx, b, st, n)
 		runtime.GC()
-		stop := sampleHeap(&peak)
+		stop := testkit.SampleHeap(&peak)
 		start := time.Now()
 		before := stmts.n.Load()
 		b.StartTimer()
@@ -136,33 +135,6 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int,
 	b.ReportMetric(float64(elapsed.Microseconds())/1000/float64(b.N*n), "ms/sub")
 	b.ReportMetric(float64(statements)/float64(b.N*n), "stmts/sub")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
-}
-
-func sampleHeap(peak *atomic.Uint64) (stop func()) {
-	done := make(chan struct{})
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		t := time.NewTicker(5 * time.Millisecond)
-		defer t.Stop()
-		var ms runtime.MemStats
-		for {
-			runtime.ReadMemStats(&ms)
-			for {
-				p := peak.Load()
-				if ms.HeapInuse <= p || peak.CompareAndSwap(p, ms.HeapInuse) {
-					break
-				}
-			}
-			select {
-			case <-done:
-				return
-			case <-t.C:
-			}
-		}
-	}()
-	return func() { close(done); wg.Wait() }
 }
 
 var benchNow = time.Date(2031, 7, 1, 9, 0, 0, 0, time.UTC)
