@@ -128,9 +128,7 @@ func TestInboxFinishFailureRetriedAfterLease(t *testing.T) {
 		if n := drain(t, w); n != 1 {
 			t.Fatalf("after the lease: %d events attempted, want 1", n)
 		}
-		if ev := e.event("evt_checkout"); ev.State != billing.WebhookEventStateProcessed || ev.Attempts != 2 {
-			t.Fatalf("after the lease: %s, want processed at attempt 2", brief(ev))
-		}
+		e.wantProcessed("evt_checkout", 2, "after the lease")
 		e.sameAsOnce(want, wantMails)
 	})
 }
@@ -146,9 +144,7 @@ func TestInboxFinishFailureRetriedAtOnce(t *testing.T) {
 		if n := drain(t, w); n != 1 {
 			t.Fatalf("drained %d, want 1", n)
 		}
-		if ev := e.event("evt_checkout"); ev.State != billing.WebhookEventStateProcessed || ev.Attempts != 1 {
-			t.Fatalf("%s, want processed at attempt 1", brief(ev))
-		}
+		e.wantProcessed("evt_checkout", 1, "after one drain")
 		e.sameAsOnce(want, wantMails)
 	})
 }
@@ -175,9 +171,7 @@ func TestInboxStuckEventLeaseNotRenewedByLaterBatches(t *testing.T) {
 		}
 		e.clock.Advance(lease/2 + time.Millisecond) // past the stuck event's lease
 		drain(t, w)
-		if ev := e.event("evt_checkout"); ev.State != billing.WebhookEventStateProcessed || ev.Attempts != 2 {
-			t.Fatalf("after its lease: %s, want processed at attempt 2", brief(ev))
-		}
+		e.wantProcessed("evt_checkout", 2, "after its lease")
 	})
 }
 
@@ -189,12 +183,18 @@ func TestInboxPartialClaimApplied(t *testing.T) {
 		fs.set(func(s *faultyInbox) { s.failClaim = 1 })
 		e.accept(checkoutEvent())
 		_, _ = w.Drain(context.Background())
-		if ev := e.event("evt_checkout"); ev.State != billing.WebhookEventStateProcessed || ev.Attempts != 1 {
-			t.Fatalf("%s, want processed at attempt 1", brief(ev))
-		}
+		e.wantProcessed("evt_checkout", 1, "after one drain")
 	})
 }
 
 func brief(ev billing.WebhookEvent) string {
 	return fmt.Sprintf("%s attempts %d lease until %s", ev.State, ev.Attempts, ev.LeaseUntil.Format(time.RFC3339Nano))
+}
+
+// wantProcessed fails the test unless event id ended processed at attempt attempts.
+func (e *env) wantProcessed(id string, attempts int, when string) {
+	e.t.Helper()
+	if ev := e.event(id); ev.State != billing.WebhookEventStateProcessed || ev.Attempts != attempts {
+		e.t.Fatalf("%s: %s, want processed at attempt %d", when, brief(ev), attempts)
+	}
 }
