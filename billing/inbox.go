@@ -241,15 +241,15 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 		}
 	}
 	f.Attempt = WebhookAttempt{At: startClock, State: f.State, Error: f.Error, Duration: took}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if err := s.store.FinishWebhookEvent(fctx, f); err != nil {
+	if err := s.finishWebhookEvent(ctx, f); err != nil {
 		return f.Attempt, EventOutcomeFailed, perr, fmt.Errorf("recording outcome of %s/%s: %w", ev.Gateway, ev.EventID, err)
 	}
 	if !f.State.Pending() && ev.ObjectKey != "" {
 		// The event is done with: parked events of its object may find what they wait
 		// for, and later ones held back behind it may go.
-		n, err := s.store.WakeWebhookEvents(fctx, ev.Gateway, ev.ObjectKey, now)
+		wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), s.inboxWriteBudget())
+		defer cancel()
+		n, err := s.store.WakeWebhookEvents(wctx, ev.Gateway, ev.ObjectKey, now)
 		if err != nil {
 			s.log.WarnContext(ctx, "waking parked webhook events; they retry on their backoff", "gateway", ev.Gateway,
 				"object", ev.ObjectKey, "error", err)
@@ -258,6 +258,29 @@ func (s *Service) attempt(ctx context.Context, ev WebhookEvent, token string, in
 		}
 	}
 	return f.Attempt, outcome, perr, nil
+}
+
+// inboxWriteBudget is how long one write ending an attempt may take, as the jobs give their
+// outcome writes: the lease (renewed meanwhile), at most a minute.
+func (s *Service) inboxWriteBudget() time.Duration { return min(s.cfg.Inbox.Lease, time.Minute) }
+
+// finishWebhookEvent records f, outliving ctx, each try within inboxWriteBudget, a few
+// tries while it fails. A conflict (the lease is lost) is not retried. When every try
+// fails the event stays claimed and is taken again once its lease ends.
+func (s *Service) finishWebhookEvent(ctx context.Context, f WebhookFinish) error {
+	ctx = context.WithoutCancel(ctx)
+	var conflict error
+	err := retry(ctx, 3, func() error {
+		fctx, cancel := context.WithTimeout(ctx, s.inboxWriteBudget())
+		defer cancel()
+		err := s.store.FinishWebhookEvent(fctx, f)
+		if errors.Is(err, ErrConflict) {
+			conflict = err
+			return nil
+		}
+		return err
+	})
+	return errors.Join(err, conflict)
 }
 
 func minTime(a, b time.Time) time.Time {

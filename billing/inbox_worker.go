@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -21,6 +23,8 @@ type InboxWorker struct {
 	svc   *Service
 	cfg   InboxConfig
 	token string
+	// batches numbers the claims, for their tokens.
+	batches atomic.Uint64
 	// Observe, when set before Start, is called after each attempt with the event as
 	// claimed and the attempt's record (metrics).
 	Observe func(ev WebhookEvent, a WebhookAttempt)
@@ -117,12 +121,17 @@ func (w *InboxWorker) Drain(ctx context.Context) (int, error) {
 // an attempt of (held-back events are not counted).
 func (w *InboxWorker) RunOnce(ctx context.Context) (int, error) {
 	now := w.svc.now()
-	evs, err := w.svc.store.ClaimWebhookEvents(ctx, WebhookClaimParams{Token: w.token, Now: now,
+	// A token per batch: renewing the leases of the batch in hand never extends the lease of
+	// an event an earlier batch failed to finish, which is taken again when it ends.
+	token := w.token + "-" + strconv.FormatUint(w.batches.Add(1), 10)
+	evs, err := w.svc.store.ClaimWebhookEvents(ctx, WebhookClaimParams{Token: token, Now: now,
 		LeaseUntil: now.Add(w.cfg.Lease), Limit: w.cfg.Batch})
-	if err != nil || len(evs) == 0 {
+	if len(evs) == 0 {
 		return 0, err
 	}
-	stop := w.renew(ctx)
+	// Events a failing claim did write are ours: apply them rather than leave them leased.
+	claimErr := err
+	stop := w.renew(ctx, token)
 	defer stop()
 	// One goroutine per gateway object, its events in order; at most Concurrency at once.
 	var groups [][]WebhookEvent
@@ -155,7 +164,7 @@ func (w *InboxWorker) RunOnce(ctx context.Context) (int, error) {
 			defer wg.Done()
 			defer func() { <-slots }()
 			for _, ev := range g {
-				ok, err := w.one(ctx, ev)
+				ok, err := w.one(ctx, ev, token)
 				mu.Lock()
 				if ok {
 					done++
@@ -168,18 +177,21 @@ func (w *InboxWorker) RunOnce(ctx context.Context) (int, error) {
 		}()
 	}
 	wg.Wait()
+	if claimErr != nil {
+		errs = append(errs, claimErr)
+	}
 	return done, errors.Join(errs...)
 }
 
 // one applies a claimed event, or puts it back while an earlier event of its object is
 // still to apply. It reports whether an attempt was made.
-func (w *InboxWorker) one(ctx context.Context, ev WebhookEvent) (bool, error) {
+func (w *InboxWorker) one(ctx context.Context, ev WebhookEvent, token string) (bool, error) {
 	s := w.svc
 	if ev.ObjectKey != "" {
 		blocked, err := s.store.WebhookEventBlocked(ctx, ev)
 		if err == nil && blocked {
 			now := s.now()
-			err = s.store.FinishWebhookEvent(ctx, WebhookFinish{Gateway: ev.Gateway, EventID: ev.EventID, Token: w.token,
+			err = s.finishWebhookEvent(ctx, WebhookFinish{Gateway: ev.Gateway, EventID: ev.EventID, Token: token,
 				State: ev.State, Attempts: ev.Attempts - 1, Error: ev.Error, Now: now, NextAttemptAt: now.Add(w.cfg.Poll), ParkedAt: ev.ParkedAt})
 			return false, err
 		}
@@ -193,7 +205,7 @@ func (w *InboxWorker) one(ctx context.Context, ev WebhookEvent) (bool, error) {
 			return false, fmt.Errorf("no webhook processor for gateway %q in this process: build its webhook handler with this Service", ev.Gateway)
 		}
 	}
-	a, _, perr, ferr := s.attempt(ctx, ev, w.token, false, proc)
+	a, _, perr, ferr := s.attempt(ctx, ev, token, false, proc)
 	state := a.State
 	if w.Observe != nil && ferr == nil {
 		w.Observe(ev, a)
@@ -211,8 +223,9 @@ func (w *InboxWorker) one(ctx context.Context, ev WebhookEvent) (bool, error) {
 	return true, nil
 }
 
-// renew extends the worker's leases every third of a lease until the returned stop.
-func (w *InboxWorker) renew(ctx context.Context) (stop func()) {
+// renew extends the leases of the batch claimed with token every third of a lease until
+// the returned stop.
+func (w *InboxWorker) renew(ctx context.Context, token string) (stop func()) {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	wg.Add(1)
@@ -225,7 +238,7 @@ func (w *InboxWorker) renew(ctx context.Context) (stop func()) {
 			case <-ctx.Done():
 				return
 			case <-t.C:
-				if _, err := w.svc.store.RenewWebhookLeases(ctx, w.token, w.svc.now().Add(w.cfg.Lease)); err != nil && ctx.Err() == nil {
+				if _, err := w.svc.store.RenewWebhookLeases(ctx, token, w.svc.now().Add(w.cfg.Lease)); err != nil && ctx.Err() == nil {
 					w.svc.log.WarnContext(ctx, "renewing webhook event leases", "error", err)
 				}
 			}

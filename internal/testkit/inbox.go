@@ -2,6 +2,7 @@ package testkit
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -34,6 +35,29 @@ func DrainInbox(t testing.TB, st billing.WebhookEventStore, what string, want in
 		time.Sleep(50 * time.Millisecond)
 		if tick != nil {
 			tick(stats)
+		}
+	}
+}
+
+// PastStuckLeases returns a DrainInbox tick that moves clock past lease when the inbox has
+// not changed for quiet (real time) while events are received (claimed): as time passing
+// would, it ends the lease of an event a worker failed to finish, so a worker takes it
+// again. Each move is logged. then, when not nil, is called on every tick as well.
+func PastStuckLeases(t testing.TB, clock *Clock, lease, quiet time.Duration, then func(billing.WebhookInboxStats)) func(billing.WebhookInboxStats) {
+	var last string
+	since := time.Now()
+	return func(st billing.WebhookInboxStats) {
+		if then != nil {
+			then(st)
+		}
+		if now := fmt.Sprint(st.ByState); now != last {
+			last, since = now, time.Now()
+			return
+		}
+		if st.ByState[billing.WebhookEventStateReceived] > 0 && time.Since(since) >= quiet {
+			t.Logf("inbox unchanged for %v with received events %+v: moving the clock past the lease (%v)", quiet, st.ByState, lease)
+			clock.Advance(lease + time.Millisecond)
+			since = time.Now()
 		}
 	}
 }
