@@ -190,10 +190,9 @@ func (b *batch) user(id string) (User, error) {
 type decider func(ctx context.Context, b *batch, ds []decision)
 
 // sweep claims batches matching f until none is left and stores what decide makes of them.
-// Claims come oldest period end first, so each claim after the first starts its window at
-// the latest period end the run has claimed: the store skips what the run already went
-// through instead of reading it again (records with that very end that it holds are
-// skipped as its own).
+// Claims come in claim order (period end, then ID), so each claim after the first starts
+// after the last record the run has claimed: the store skips what the run already went
+// through instead of reading it again, even when thousands of records share one end.
 //
 // The effects of one batch run while the next batch is claimed, decided and transitioned
 // (at most one batch's effects at a time), so store round trips and sends overlap.
@@ -214,6 +213,7 @@ func (r *run) sweep(ctx context.Context, f SubscriptionFilter, decide decider) e
 // pass claims and transitions the batches of one sweep, starting each batch's effects on
 // effects once the previous batch's are done.
 func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, effects *sync.WaitGroup) error {
+	var after ClaimPosition
 	for {
 		if err := r.stopped(ctx); err != nil {
 			return err
@@ -221,8 +221,9 @@ func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, ef
 		now := r.s.now()
 		subs, err := r.s.store.ClaimSubscriptions(ctx, ClaimParams{
 			Filter: f, Token: r.token, Now: now, LeaseUntil: now.Add(r.s.cfg.ClaimLease), Limit: r.s.cfg.BatchSize,
+			After: after,
 		})
-		advance(&f, subs)
+		advance(&f, &after, subs)
 		bad, partial := recordErrors(err)
 		if err != nil && !partial {
 			return fmt.Errorf("claiming subscriptions: %w", err)
@@ -248,13 +249,20 @@ func (r *run) pass(ctx context.Context, f SubscriptionFilter, decide decider, ef
 	}
 }
 
-// advance moves the start of f's period-end window to the latest end among claimed
-// (inclusive: PeriodEndAfter is exclusive and stores keep milliseconds).
-func advance(f *SubscriptionFilter, claimed []Subscription) {
+// advance moves the claim position past the last of claimed (latest period end, then
+// greatest ID) and the start of f's period-end window to that end (inclusive:
+// PeriodEndAfter is exclusive and stores keep milliseconds). Any claimed record is a safe
+// position, since the store returned none past it that it left out; the last one is the
+// furthest.
+func advance(f *SubscriptionFilter, after *ClaimPosition, claimed []Subscription) {
 	for _, sub := range claimed {
-		if after := sub.CurrentPeriodEnd.Add(-time.Millisecond); after.After(f.PeriodEndAfter) {
-			f.PeriodEndAfter = after
+		c := sub.CurrentPeriodEnd.Compare(after.PeriodEnd)
+		if after.ID == "" || c > 0 || c == 0 && sub.ID > after.ID {
+			*after = ClaimPosition{PeriodEnd: sub.CurrentPeriodEnd, ID: sub.ID}
 		}
+	}
+	if end := after.PeriodEnd.Add(-time.Millisecond); after.ID != "" && end.After(f.PeriodEndAfter) {
+		f.PeriodEndAfter = end
 	}
 }
 
@@ -271,6 +279,7 @@ func (r *run) unreadable(ctx context.Context, bad []*RecordError) {
 // on records, before the run changes anything else.
 func (r *run) resume(ctx context.Context) error {
 	f := scoped(ctx, SubscriptionFilter{})
+	var after ClaimPosition
 	for {
 		if err := r.stopped(ctx); err != nil {
 			return err
@@ -278,8 +287,9 @@ func (r *run) resume(ctx context.Context) error {
 		now := r.s.now()
 		subs, err := r.s.store.ClaimSubscriptions(ctx, ClaimParams{
 			Filter: f, Token: r.token, Now: now, LeaseUntil: now.Add(r.s.cfg.ClaimLease), Limit: r.s.cfg.BatchSize, Pending: true,
+			After: after,
 		})
-		advance(&f, subs)
+		advance(&f, &after, subs)
 		bad, partial := recordErrors(err)
 		if err != nil && !partial {
 			return fmt.Errorf("claiming records with pending effects: %w", err)

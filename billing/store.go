@@ -121,7 +121,7 @@ func (f SubscriptionFilter) Match(s Subscription) bool {
 // returned record is leased to Token until LeaseUntil. A record is claimable when it has no
 // claim, its lease ended at or before Now, and it is not already held by Token. Concurrent
 // callers with different tokens never receive the same record while a lease is live.
-// Records are claimed oldest period end first.
+// Records are claimed in claim order: oldest period end first, then by ID.
 type ClaimParams struct {
 	Filter     SubscriptionFilter
 	Token      string
@@ -132,6 +132,17 @@ type ClaimParams struct {
 	// without it only records with none are claimed. Jobs finish a record's pending
 	// effects before they change it again.
 	Pending bool
+	// After, when its ID is not empty, claims only records past it in claim order: a later
+	// period end, or the same period end and a greater ID (in the order the store sorts
+	// IDs by). A sweep passes the last record of its previous batch, so the store never
+	// reads again the records the sweep went through, however many share one period end.
+	After ClaimPosition
+}
+
+// ClaimPosition is a place in claim order: a period end, then an ID.
+type ClaimPosition struct {
+	PeriodEnd time.Time
+	ID        string
 }
 
 // SubscriptionChange is one conditional write of a subscription. Read is the record as the

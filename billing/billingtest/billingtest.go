@@ -412,6 +412,7 @@ func (s *suite) tests() []test {
 		{"StuckWarningDoesNotBlockExpiry", s.stuckWarningDoesNotBlockExpiry},
 		{"RevokeAfterTheHostGrantedAgain", s.revokeAfterHostRegrant},
 		{"WarningNotSentAfterARenewal", s.warningMootAfterRenewal},
+		{"CohortSharingOnePeriodEndWarnedOnce", s.cohortWarnedOnce},
 
 		// jobs.go
 		{"SeedScenario", s.seedScenario},

@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"sort"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
@@ -23,9 +24,15 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 		// Oldest period end first, so a partial sweep handles the most urgent records: records
 		// with pending effects through their index, the filter's users through theirs, or else
 		// only the filter's period-end window, stopping at the limit.
+		// Past p.After means after pos in byEnd's order.
+		cursor := p.After.ID != ""
+		pos := endEntry{end: p.After.PeriodEnd.UnixMilli(), idKey: idPrefix(p.After.ID), id: p.After.ID}
 		picked := s.scratch[:0]
 		take := func(r *subRecord) bool { // reports whether the limit is reached
 			if r.claimToken == p.Token || (r.claimToken != "" && r.claimUntil.After(p.Now)) || (r.sub.Pending != nil) != p.Pending {
+				return false
+			}
+			if cursor && cmpEntries(entryOf(r), pos) <= 0 {
 				return false
 			}
 			picked = append(picked, r)
@@ -46,7 +53,11 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 			}
 		default:
 			s.sortByEnd()
-			for _, e := range s.window(p.Filter) {
+			entries := s.window(p.Filter)
+			if cursor { // start past the position rather than pass over what lies before it
+				entries = entries[sort.Search(len(entries), func(i int) bool { return cmpEntries(entries[i], pos) > 0 }):]
+			}
+			for _, e := range entries {
 				if p.Filter.Match(e.r.sub) && take(e.r) {
 					break
 				}

@@ -123,3 +123,45 @@ func TestClaimsThreeReplicas(t *testing.T) {
 		t.Fatalf("CountSubscriptions = %d, %v; want %d", cnt, err, n)
 	}
 }
+
+// Records with string ids and ObjectIDs share one period end. MongoDB sorts strings
+// before ObjectIDs and $gt compares within one type, so claims walking by position from a
+// string id must still reach the ObjectIDs at that end, and from an ObjectID must not
+// return the strings again: every record once, strings first.
+func TestClaimPositionMixedIDTypes(t *testing.T) {
+	st := newStore(t, freshDB(t, client(t)), mongostore.Config{})
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	end := time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC)
+	ids := []string{"sub-a", "sub-b", "sub-c", "00000000000000000000000a", "00000000000000000000000b", "00000000000000000000000c"}
+	for _, id := range ids {
+		s := billing.Subscription{ID: id, UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
+			BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
+			CurrentPeriodStart: end.AddDate(0, -1, 0), CurrentPeriodEnd: end, CreatedAt: end, UpdatedAt: end}
+		if err := st.InsertSubscription(ctx, &s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var walked []string
+	var after billing.ClaimPosition
+	for len(walked) <= len(ids) {
+		got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "walk", Now: end, LeaseUntil: end.Add(time.Hour), Limit: 2, After: after,
+			Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := st.ReleaseClaims(ctx, "walk"); err != nil {
+			t.Fatal(err)
+		}
+		for _, x := range got {
+			walked = append(walked, x.ID)
+		}
+		if len(got) < 2 {
+			break
+		}
+		after = billing.ClaimPosition{PeriodEnd: end, ID: got[len(got)-1].ID}
+	}
+	if fmt.Sprint(walked) != fmt.Sprint(ids) {
+		t.Fatalf("walk by position returned %v, want %v", walked, ids)
+	}
+}

@@ -345,9 +345,12 @@ func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]bil
 }
 
 // subFilter translates f into a query that agrees with billing.SubscriptionFilter.Match.
-func subFilter(f billing.SubscriptionFilter) bson.D {
+func subFilter(f billing.SubscriptionFilter, extra ...bson.D) bson.D {
 	q := bson.D{notDeleted}
 	var and bson.A
+	for _, x := range extra {
+		and = append(and, x)
+	}
 	switch {
 	case len(f.Statuses) == 1:
 		// An equality rather than $in of one: FerretDB v1 on PostgreSQL pushes it down, so a
@@ -404,6 +407,23 @@ func subFilter(f billing.SubscriptionFilter) bson.D {
 	return q
 }
 
+// pastPosition matches the records past after in claimSort's order: a later period end,
+// or the same end and a greater _id. MongoDB orders string ids before ObjectIDs and $gt
+// compares within one type, so a position with a string id also keeps every ObjectID at
+// its end.
+func pastPosition(after billing.ClaimPosition) bson.D {
+	end := bson.NewDateTimeFromTime(after.PeriodEnd)
+	id := idValue(after.ID)
+	or := bson.A{
+		bson.D{{Key: "current_period_end", Value: bson.D{{Key: "$gt", Value: end}}}},
+		bson.D{{Key: "current_period_end", Value: end}, {Key: "_id", Value: bson.D{{Key: "$gt", Value: id}}}},
+	}
+	if _, oid := id.(bson.ObjectID); !oid {
+		or = append(or, bson.D{{Key: "current_period_end", Value: end}, {Key: "_id", Value: bson.D{{Key: "$type", Value: "objectId"}}}})
+	}
+	return bson.D{{Key: "$or", Value: or}}
+}
+
 // claimable matches records no live lease holds and that token does not hold already.
 func claimable(token string, now time.Time) bson.D {
 	return bson.D{
@@ -440,7 +460,11 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 	if p.Token == "" || p.Limit <= 0 {
 		return nil, fmt.Errorf("mongostore: claim needs a token and a positive limit: %w", billing.ErrInvalidInput)
 	}
-	cond := append(subFilter(p.Filter), bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: p.Pending}}})
+	var past []bson.D
+	if p.After.ID != "" {
+		past = append(past, pastPosition(p.After))
+	}
+	cond := append(subFilter(p.Filter, past...), bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: p.Pending}}})
 	cond = append(cond, claimable(p.Token, p.Now)...)
 	var out []billing.Subscription
 	var bad []error

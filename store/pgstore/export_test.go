@@ -49,7 +49,10 @@ func (s *Store) JobQueries(now time.Time) []Query {
 		where, args := filterSQL(f, nil)
 		add("count "+name, `SELECT count(*) FROM {schema}.subscriptions WHERE `+where, args)
 	}
-	q, args := listSQL(billing.SubscriptionFilter{UserIDs: []string{"u1", "u2"}}, 0)
+	q, args := claimSQL(billing.ClaimParams{Filter: filters["warning"], Token: "tok", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 100,
+		After: billing.ClaimPosition{PeriodEnd: now.Add(day), ID: "s500"}})
+	add("claim warning past a position", q, args)
+	q, args = listSQL(billing.SubscriptionFilter{UserIDs: []string{"u1", "u2"}}, 0)
 	add("batch users' subscriptions", q, args)
 	add("user subscriptions", `SELECT `+subCols+` FROM {schema}.subscriptions WHERE user_id = $1 AND NOT flag_del ORDER BY created_at DESC, id DESC`, []any{"u1"})
 	add("extend claims", `UPDATE {schema}.subscriptions SET claim_until = $2 WHERE claim_token = $1`, []any{"tok", now})

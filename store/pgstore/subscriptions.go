@@ -335,14 +335,19 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 func claimSQL(p billing.ClaimParams) (string, []any) {
 	args := []any{p.Token, nt(p.LeaseUntil), rt(p.Now), p.Limit}
 	where, args := filterSQL(p.Filter, args)
-	pending := "pending IS NULL"
 	if p.Pending {
-		pending = "pending IS NOT NULL"
+		where += " AND pending IS NOT NULL"
+	} else {
+		where += " AND pending IS NULL"
+	}
+	if p.After.ID != "" { // a range start for the (…, current_period_end, id) indexes
+		args = append(args, rt(p.After.PeriodEnd), p.After.ID)
+		where += fmt.Sprintf(" AND (current_period_end, id) > ($%d, $%d)", len(args)-1, len(args))
 	}
 	q := `UPDATE {schema}.subscriptions AS s SET claim_token = $1, claim_until = $2
 		WHERE s.id IN (
 			SELECT id FROM {schema}.subscriptions
-			WHERE ` + where + ` AND ` + pending + `
+			WHERE ` + where + `
 				AND (claim_token IS NULL OR (claim_token <> $1 AND (claim_until IS NULL OR claim_until <= $3)))
 			ORDER BY current_period_end, id
 			LIMIT $4

@@ -74,6 +74,7 @@ func RunWithOptions(t *testing.T, newStore func(t *testing.T) billing.Store, opt
 		{"Subscriptions", s.subscriptionTests()},
 		{"Filter", s.filterTests()},
 		{"Claims", s.claimTests()},
+		{"ClaimPosition", s.cursorTests()},
 		{"Payments", s.paymentTests()},
 		{"PaymentChanges", s.paymentChangeTests()},
 		{"Sessions", s.sessionTests()},
