@@ -49,6 +49,8 @@ type Config struct {
 	JobLockTTL                                       string
 	InboxLease                                       string
 	InboxBackoff, InboxConcurrency                   string
+	InboxMaxAttempts, InboxParkWait                  string
+	InboxPoll, InboxBatch                            string
 
 	// Parsed forms, filled by parse.
 	schedulerOn bool
@@ -63,6 +65,13 @@ type Config struct {
 	// nil and zero: billing's defaults.
 	inboxBackoff     []time.Duration
 	inboxConcurrency int
+	// inboxMaxAttempts, inboxParkWait, inboxPoll and inboxBatch: when a failed event ends
+	// dead, when a parked one ends ignored, the idle worker's poll and its claim size;
+	// zero: billing's defaults.
+	inboxMaxAttempts int
+	inboxParkWait    time.Duration
+	inboxPoll        time.Duration
+	inboxBatch       int
 	mongo            mongostore.Config // MONGODB_MONEY, MONGODB_DEFAULT_CURRENCY, MONGODB_REFERENCES
 	// Gateway plan maps (gateway price or plan id -> renewkit plan id), parsed.
 	stripePrices, paypalPlans, mercadoPagoPlans map[string]string
@@ -123,6 +132,10 @@ func (c *Config) settings() []setting {
 		{env: "INBOX_LEASE", flag: "inbox-lease", usage: "how long the webhook inbox worker holds the events it claimed (renewed while it works); after a crash they wait this long; empty: the library default (1m)", dst: &c.InboxLease},
 		{env: "INBOX_BACKOFF", flag: "inbox-backoff", usage: "the waits before each retry of a webhook event that failed or waits for an object not there yet, separated by commas: the n-th retry waits the n-th, the last repeats (like 1m,5m,30m,2h); empty: the library default (1m,5m,30m,2h,6h,12h,24h)", dst: &c.InboxBackoff},
 		{env: "INBOX_CONCURRENCY", flag: "inbox-concurrency", usage: "how many gateway objects (subscriptions, payments) the webhook inbox worker applies events of at once, 1 to 256; events of one object are always applied one at a time, in order; empty: the library default (8)", dst: &c.InboxConcurrency},
+		{env: "INBOX_MAX_ATTEMPTS", flag: "inbox-max-attempts", usage: "how many times the webhook inbox worker attempts a failing event before it ends dead, a whole number from 1 to 1000; empty: the library default (10)", dst: &c.InboxMaxAttempts},
+		{env: "INBOX_PARK_WAIT", flag: "inbox-park-wait", usage: "how long a webhook event waiting for an object not there yet is kept before it ends ignored (unknown object), a duration of a minute or more (like 72h); empty: the library default (72h)", dst: &c.InboxParkWait},
+		{env: "INBOX_POLL", flag: "inbox-poll", usage: "how often the idle webhook inbox worker looks for due events, a duration from 10ms to 1h (like 1s); events this server accepts wake it at once; empty: the library default (1s)", dst: &c.InboxPoll},
+		{env: "INBOX_BATCH", flag: "inbox-batch", usage: "how many webhook events the inbox worker claims at a time, a whole number from 1 to 1000; empty: the library default (64)", dst: &c.InboxBatch},
 		{env: "JOB_LOCK_TTL", flag: "job-lock-ttl", usage: "how long a job's run lock lasts between renewals across replicas; after a crash the job waits this long; empty: the scheduler's default (1m)", dst: &c.JobLockTTL},
 		{env: "DEMO_DATA", flag: "demo-data", def: "auto", usage: "load demo plans, users and subscriptions: auto (only with the in-memory store), true, false", dst: &c.DemoData},
 	}
@@ -311,6 +324,34 @@ func (c *Config) parse() error {
 			bad("INBOX_CONCURRENCY", "%q is not a whole number from 1 to 256", c.InboxConcurrency)
 		}
 		c.inboxConcurrency = n
+	}
+	for _, n := range []struct {
+		env, val string
+		dst      *int
+	}{{"INBOX_MAX_ATTEMPTS", c.InboxMaxAttempts, &c.inboxMaxAttempts}, {"INBOX_BATCH", c.InboxBatch, &c.inboxBatch}} {
+		if n.val == "" {
+			continue
+		}
+		v, err := strconv.Atoi(strings.TrimSpace(n.val))
+		if err != nil || v < 1 || v > 1000 {
+			bad(n.env, "%q is not a whole number from 1 to 1000", n.val)
+			continue
+		}
+		*n.dst = v
+	}
+	if c.InboxParkWait != "" {
+		v, err := time.ParseDuration(strings.TrimSpace(c.InboxParkWait))
+		if err != nil || v < time.Minute {
+			bad("INBOX_PARK_WAIT", "%q is not a duration of a minute or more, like 72h", c.InboxParkWait)
+		}
+		c.inboxParkWait = v
+	}
+	if c.InboxPoll != "" {
+		v, err := time.ParseDuration(strings.TrimSpace(c.InboxPoll))
+		if err != nil || v < 10*time.Millisecond || v > time.Hour {
+			bad("INBOX_POLL", "%q is not a duration from 10ms to 1h, like 1s", c.InboxPoll)
+		}
+		c.inboxPoll = v
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", "empty: use host:port such as :8000")

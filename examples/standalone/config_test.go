@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
 
@@ -80,6 +81,17 @@ func TestInvalidConfiguration(t *testing.T) {
 		{name: "INBOX_CONCURRENCY not a number", env: map[string]string{"INBOX_CONCURRENCY": "many"}, variable: "INBOX_CONCURRENCY"},
 		{name: "INBOX_CONCURRENCY too high", env: map[string]string{"INBOX_CONCURRENCY": "100000"}, variable: "INBOX_CONCURRENCY"},
 		{name: "bad INBOX_CONCURRENCY by flag", args: []string{"-inbox-concurrency", "-3"}, variable: "INBOX_CONCURRENCY"},
+		{name: "INBOX_MAX_ATTEMPTS zero", env: map[string]string{"INBOX_MAX_ATTEMPTS": "0"}, variable: "INBOX_MAX_ATTEMPTS"},
+		{name: "INBOX_MAX_ATTEMPTS not a number", env: map[string]string{"INBOX_MAX_ATTEMPTS": "often"}, variable: "INBOX_MAX_ATTEMPTS"},
+		{name: "bad INBOX_MAX_ATTEMPTS by flag", args: []string{"-inbox-max-attempts", "5000"}, variable: "INBOX_MAX_ATTEMPTS"},
+		{name: "INBOX_PARK_WAIT not a duration", env: map[string]string{"INBOX_PARK_WAIT": "3 days"}, variable: "INBOX_PARK_WAIT"},
+		{name: "INBOX_PARK_WAIT below a minute", env: map[string]string{"INBOX_PARK_WAIT": "30s"}, variable: "INBOX_PARK_WAIT"},
+		{name: "INBOX_POLL not a duration", env: map[string]string{"INBOX_POLL": "fast"}, variable: "INBOX_POLL"},
+		{name: "INBOX_POLL below 10ms", env: map[string]string{"INBOX_POLL": "1ms"}, variable: "INBOX_POLL"},
+		{name: "INBOX_POLL above an hour", env: map[string]string{"INBOX_POLL": "2h"}, variable: "INBOX_POLL"},
+		{name: "INBOX_BATCH zero", env: map[string]string{"INBOX_BATCH": "0"}, variable: "INBOX_BATCH"},
+		{name: "INBOX_BATCH too high", env: map[string]string{"INBOX_BATCH": "1001"}, variable: "INBOX_BATCH"},
+		{name: "bad INBOX_BATCH by flag", args: []string{"-inbox-batch", "lots"}, variable: "INBOX_BATCH"},
 		{name: "bad JOB_LOCK_TTL", env: map[string]string{"JOB_LOCK_TTL": "soon"}, variable: "JOB_LOCK_TTL"},
 		{name: "unknown flag", args: []string{"-no-such-flag"}, variable: "no-such-flag"},
 	}
@@ -239,16 +251,31 @@ func TestMongoLegacyShapesConfigured(t *testing.T) {
 }
 
 // Proves the inbox worker settings reach the billing service the server runs: the backoff
-// list in order, the concurrency, and (unset) billing's defaults.
+// list in order, the concurrency, max attempts, park wait, poll and batch, and (unset)
+// billing's defaults.
 func TestInboxWorkerSettings(t *testing.T) {
+	defBackoff := []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}
+	defaults := billing.InboxConfig{Backoff: defBackoff, MaxAttempts: 10, ParkWait: 72 * time.Hour, Lease: time.Minute, Poll: time.Second, Batch: 64, Concurrency: 8}
+	with := func(f func(*billing.InboxConfig)) billing.InboxConfig {
+		c := defaults
+		f(&c)
+		return c
+	}
 	for _, tc := range []struct {
-		env     map[string]string
-		backoff []time.Duration
-		conc    int
+		env  map[string]string
+		want billing.InboxConfig
 	}{
-		{map[string]string{"INBOX_BACKOFF": "30s, 2m,1h", "INBOX_CONCURRENCY": "3"}, []time.Duration{30 * time.Second, 2 * time.Minute, time.Hour}, 3},
-		{map[string]string{"INBOX_BACKOFF": "5m"}, []time.Duration{5 * time.Minute}, 8},
-		{map[string]string{}, []time.Duration{time.Minute, 5 * time.Minute, 30 * time.Minute, 2 * time.Hour, 6 * time.Hour, 12 * time.Hour, 24 * time.Hour}, 8},
+		{map[string]string{"INBOX_BACKOFF": "30s, 2m,1h", "INBOX_CONCURRENCY": "3"}, with(func(c *billing.InboxConfig) {
+			c.Backoff, c.Concurrency = []time.Duration{30 * time.Second, 2 * time.Minute, time.Hour}, 3
+		})},
+		{map[string]string{"INBOX_BACKOFF": "5m"}, with(func(c *billing.InboxConfig) { c.Backoff = []time.Duration{5 * time.Minute} })},
+		{map[string]string{"INBOX_MAX_ATTEMPTS": "4", "INBOX_PARK_WAIT": "24h", "INBOX_POLL": "250ms", "INBOX_BATCH": "16"}, with(func(c *billing.InboxConfig) {
+			c.MaxAttempts, c.ParkWait, c.Poll, c.Batch = 4, 24*time.Hour, 250*time.Millisecond, 16
+		})},
+		{map[string]string{"INBOX_MAX_ATTEMPTS": "1000", "INBOX_PARK_WAIT": "1m", "INBOX_POLL": "1h", "INBOX_BATCH": "1"}, with(func(c *billing.InboxConfig) {
+			c.MaxAttempts, c.ParkWait, c.Poll, c.Batch = 1000, time.Minute, time.Hour, 1
+		})},
+		{map[string]string{}, defaults},
 	} {
 		env := map[string]string{"HTTP_ADDR": "127.0.0.1:0", "OUTBOX_DIR": t.TempDir(), "ENABLE_SCHEDULER": "false"}
 		for k, v := range tc.env {
@@ -263,8 +290,9 @@ func TestInboxWorkerSettings(t *testing.T) {
 			t.Fatalf("%v: build: %v", tc.env, err)
 		}
 		got := a.svc.Config().Inbox
-		if !slices.Equal(got.Backoff, tc.backoff) || got.Concurrency != tc.conc {
-			t.Errorf("%v: inbox backoff %v concurrency %d, want %v and %d", tc.env, got.Backoff, got.Concurrency, tc.backoff, tc.conc)
+		if !slices.Equal(got.Backoff, tc.want.Backoff) || got.Concurrency != tc.want.Concurrency || got.MaxAttempts != tc.want.MaxAttempts ||
+			got.ParkWait != tc.want.ParkWait || got.Poll != tc.want.Poll || got.Batch != tc.want.Batch || got.Lease != tc.want.Lease {
+			t.Errorf("%v: inbox config %+v, want %+v", tc.env, got, tc.want)
 		}
 	}
 }

@@ -160,7 +160,8 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 		return nil, err
 	}
 	a.svc, err = billing.NewService(st, notifier, billing.Config{Clock: clock, Logger: log, Renewals: renewals, ClaimLease: cfg.claimLease,
-		ReferenceSecret: []byte(cfg.ReferenceSecret), Inbox: billing.InboxConfig{Lease: cfg.inboxLease, Backoff: cfg.inboxBackoff, Concurrency: cfg.inboxConcurrency}})
+		ReferenceSecret: []byte(cfg.ReferenceSecret), Inbox: billing.InboxConfig{Lease: cfg.inboxLease, Backoff: cfg.inboxBackoff, Concurrency: cfg.inboxConcurrency,
+			MaxAttempts: cfg.inboxMaxAttempts, ParkWait: cfg.inboxParkWait, Poll: cfg.inboxPoll, Batch: cfg.inboxBatch}})
 	if err != nil {
 		return nil, err
 	}
