@@ -36,11 +36,8 @@ func decodeAudit(raw bson.Raw) (billing.AuditEntry, error) {
 }
 
 func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
-	if err := ctx.Err(); err != nil {
+	if err := prepareInsert(ctx, &e.ID); err != nil {
 		return err
-	}
-	if e.ID == "" {
-		e.ID = billing.NewID()
 	}
 	if err := insert(ctx, s.audit, auditFields(*e), "audit entry", e.ID); err != nil {
 		return err

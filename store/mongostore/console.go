@@ -84,14 +84,20 @@ func withCursor(q bson.D, c billing.Cursor) bson.D {
 	return q
 }
 
+// pageLimit starts a Console listing: it returns ctx's error, if any, and otherwise the page
+// size billing.PageLimit makes of limit.
+func pageLimit(ctx context.Context, limit int) (int, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	return billing.PageLimit(limit)
+}
+
 // SearchSubscriptions implements billing.Console. Q is looked up as an _id, a
 // gateway_subscription_id (index gateway_subscription_id) and an email prefix in the users
 // collection (index email).
 func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQuery) ([]billing.Subscription, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, err := pageLimit(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
@@ -154,10 +160,7 @@ func (s *Store) usersByEmailPrefix(ctx context.Context, prefix string) ([]string
 
 // ListPayments implements billing.Console.
 func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]billing.Payment, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, err := pageLimit(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}
@@ -175,10 +178,7 @@ func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]bil
 
 // ListNotifications implements billing.Console.
 func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQuery) ([]billing.NotificationRecord, billing.Cursor, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, billing.Cursor{}, err
-	}
-	limit, err := billing.PageLimit(q.Limit)
+	limit, err := pageLimit(ctx, q.Limit)
 	if err != nil {
 		return nil, billing.Cursor{}, err
 	}

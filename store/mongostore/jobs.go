@@ -56,11 +56,8 @@ func runFields(r billing.JobRun) *fields {
 }
 
 func (s *Store) InsertJobRun(ctx context.Context, r *billing.JobRun) error {
-	if err := ctx.Err(); err != nil {
+	if err := prepareInsert(ctx, &r.ID); err != nil {
 		return err
-	}
-	if r.ID == "" {
-		r.ID = billing.NewID()
 	}
 	if err := insert(ctx, s.runs, runFields(*r).doc(r.ID), "job run", r.ID); err != nil {
 		return err

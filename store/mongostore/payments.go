@@ -110,11 +110,8 @@ func (s *Store) gatewayTaken(ctx context.Context, gateway, gid, exceptID string)
 }
 
 func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
-	if err := ctx.Err(); err != nil {
+	if err := prepareInsert(ctx, &p.ID); err != nil {
 		return err
-	}
-	if p.ID == "" {
-		p.ID = billing.NewID()
 	}
 	if p.GatewayPaymentID != "" {
 		taken, err := s.gatewayTaken(ctx, p.Gateway, p.GatewayPaymentID, "")

@@ -36,11 +36,8 @@ func (s *Store) decodePlan(raw bson.Raw) (billing.Plan, error) {
 }
 
 func (s *Store) InsertPlan(ctx context.Context, p *billing.Plan) error {
-	if err := ctx.Err(); err != nil {
+	if err := prepareInsert(ctx, &p.ID); err != nil {
 		return err
-	}
-	if p.ID == "" {
-		p.ID = billing.NewID()
 	}
 	f := &fields{}
 	f.put("name", p.Name)

@@ -30,11 +30,8 @@ func decodeSession(raw bson.Raw) (billing.Session, error) {
 }
 
 func (s *Store) InsertSession(ctx context.Context, se *billing.Session) error {
-	if err := ctx.Err(); err != nil {
+	if err := prepareInsert(ctx, &se.ID); err != nil {
 		return err
-	}
-	if se.ID == "" {
-		se.ID = billing.NewID()
 	}
 	f := &fields{}
 	f.put("user_id", se.UserID)

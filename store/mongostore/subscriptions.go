@@ -128,11 +128,8 @@ func putEffects(f *fields, id string, e billing.Effects) error {
 }
 
 func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription) error {
-	if err := ctx.Err(); err != nil {
+	if err := prepareInsert(ctx, &x.ID); err != nil {
 		return err
-	}
-	if x.ID == "" {
-		x.ID = billing.NewID()
 	}
 	if x.GatewaySubscriptionID != "" {
 		n, err := s.subs.CountDocuments(ctx, bson.D{
@@ -149,11 +146,8 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 	if err != nil {
 		return err
 	}
-	if _, err := s.subs.InsertOne(ctx, f.doc(x.ID)); err != nil {
-		if mongo.IsDuplicateKeyError(err) {
-			return conflict("subscription", x.ID)
-		}
-		return opErr("insert subscription", err)
+	if err := insert(ctx, s.subs, f.doc(x.ID), "subscription", x.ID); err != nil {
+		return err
 	}
 	*x = normSub(*x)
 	return nil

@@ -47,11 +47,8 @@ var userAccessFields = fieldSet[billing.User]{
 var userAccessCond = []string{billing.FieldPlanID, billing.FieldSubscriptionID, "subscription_status"}
 
 func (s *Store) InsertUser(ctx context.Context, u *billing.User) error {
-	if err := ctx.Err(); err != nil {
+	if err := prepareInsert(ctx, &u.ID); err != nil {
 		return err
-	}
-	if u.ID == "" {
-		u.ID = billing.NewID()
 	}
 	f := &fields{}
 	f.put("email", u.Email)

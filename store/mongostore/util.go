@@ -9,6 +9,8 @@ import (
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
+
+	"github.com/renewkit/renewkit/billing"
 )
 
 func sortBy[T any](xs []T, key func(T) string) {
@@ -52,6 +54,18 @@ func findLive[T any](ctx context.Context, c *mongo.Collection, id string, decode
 		return zero, malformed(c.Name(), raw, err)
 	}
 	return v, nil
+}
+
+// prepareInsert starts an Insert method: it returns ctx's error, if any, and otherwise gives
+// *id a new billing id when it is empty.
+func prepareInsert(ctx context.Context, id *string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if *id == "" {
+		*id = billing.NewID()
+	}
+	return nil
 }
 
 func insert(ctx context.Context, c *mongo.Collection, doc bson.D, what, id string) error {
