@@ -228,20 +228,7 @@ func (d *dash) emails(w http.ResponseWriter, r *http.Request) {
 	p := emailsPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Login: d.opts.LoginToken != "", Console: true,
 		Flash: r.URL.Query().Get("flash")}
 	v := r.URL.Query()
-	link := func(k, val string) string {
-		q := url.Values{}
-		for _, name := range []string{"kind", "status"} {
-			if x := v.Get(name); x != "" {
-				q.Set(name, x)
-			}
-		}
-		if val == "" {
-			q.Del(k)
-		} else {
-			q.Set(k, val)
-		}
-		return "?" + q.Encode()
-	}
+	link := filterLink(v, "kind", "status")
 	p.Statuses = append(p.Statuses, statusLink{Label: "any status", URL: link("status", ""), On: v.Get("status") == ""})
 	for _, st := range scheduler.AllNotificationStatuses() {
 		p.Statuses = append(p.Statuses, statusLink{Label: st, URL: link("status", st), On: v.Get("status") == st})
@@ -493,4 +480,23 @@ func jobCharts(runs []billing.JobRun, loc *time.Location) (template.HTML, templa
 	}
 	return barChart("chart-duration", "Duration of "+last, labels, []series{dur}, false, false, formatMS),
 		barChart("chart-found", "Found and processed in "+last, labels, []series{found, processed}, false, true, formatCount)
+}
+
+// filterLink returns a func making the query string of a filtered page: the filters named
+// in keep as they are in v, with k set to val (removed when val is empty).
+func filterLink(v url.Values, keep ...string) func(k, val string) string {
+	return func(k, val string) string {
+		q := url.Values{}
+		for _, name := range keep {
+			if x := v.Get(name); x != "" {
+				q.Set(name, x)
+			}
+		}
+		if val == "" {
+			q.Del(k)
+		} else {
+			q.Set(k, val)
+		}
+		return "?" + q.Encode()
+	}
 }

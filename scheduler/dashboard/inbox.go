@@ -52,20 +52,7 @@ func (d *dash) inbox(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	link := func(k, val string) string {
-		q := url.Values{}
-		for _, name := range []string{"status", "gateway"} {
-			if x := v.Get(name); x != "" {
-				q.Set(name, x)
-			}
-		}
-		if val == "" {
-			q.Del(k)
-		} else {
-			q.Set(k, val)
-		}
-		return "?" + q.Encode()
-	}
+	link := filterLink(v, "status", "gateway")
 	for _, n := range stats.ByState {
 		p.Total += n
 	}
