@@ -1203,15 +1203,18 @@ func (b *breaker) err() error {
 // not the user document names a subscription: the original application's users carry
 // only a plan.
 func accessFor(u User, subs []Subscription, ended Subscription, status SubscriptionStatus, now time.Time) (User, bool) {
-	var live []Subscription
+	// A live subscription whose period has ended (the expire job has not reached it yet)
+	// gives way to one whose period is ahead: whoever paid has access at once.
+	var live, ahead []Subscription
 	for _, s := range subs {
 		if s.Status.Live() && !s.Deleted {
 			live = append(live, s)
+			if s.CurrentPeriodEnd.After(now) {
+				ahead = append(ahead, s)
+			}
 		}
 	}
-	// A live subscription whose period has ended (the expire job has not reached it yet)
-	// gives way to one whose period is ahead: whoever paid has access at once.
-	if ahead := slices.DeleteFunc(slices.Clone(live), func(s Subscription) bool { return !s.CurrentPeriodEnd.After(now) }); len(ahead) > 0 {
+	if len(ahead) > 0 {
 		live = ahead
 	}
 	next := u
