@@ -9,7 +9,7 @@ import (
 )
 
 // LockInspector is billing.LockInspector, the optional capability of the Locker (the
-// store, or WithLocker's) that lets List and Get tell abandoned runs from live ones.
+// store, or Config.Locker) that lets List and Get tell abandoned runs from live ones.
 //
 // Deprecated: use billing.LockInspector.
 type LockInspector = billing.LockInspector
@@ -32,7 +32,7 @@ func abandonedError(replica string) string {
 func (s *Scheduler) reapAbandoned(ctx context.Context, e *entry, now time.Time) {
 	runs, err := s.store.ListJobRuns(ctx, billing.JobRunFilter{JobID: e.job.ID, Limit: abandonedScan})
 	if err != nil {
-		s.cfg.log.WarnContext(ctx, "checking for abandoned runs failed", "job_id", e.job.ID, "error", err)
+		s.cfg.Logger.WarnContext(ctx, "checking for abandoned runs failed", "job_id", e.job.ID, "error", err)
 		return
 	}
 	reaped := 0
@@ -44,11 +44,11 @@ func (s *Scheduler) reapAbandoned(ctx context.Context, e *entry, now time.Time) 
 		r.FinishedAt = now
 		r.DurationMS = now.Sub(r.StartedAt).Milliseconds()
 		if err := s.store.UpdateJobRun(ctx, r); err != nil {
-			s.cfg.log.WarnContext(ctx, "marking an abandoned run failed did not work", "job_id", e.job.ID, "run_id", r.ID, "error", err)
+			s.cfg.Logger.WarnContext(ctx, "marking an abandoned run failed did not work", "job_id", e.job.ID, "run_id", r.ID, "error", err)
 			continue
 		}
 		reaped++
-		s.cfg.log.WarnContext(ctx, "abandoned run marked failed", "job_id", e.job.ID, "run_id", r.ID,
+		s.cfg.Logger.WarnContext(ctx, "abandoned run marked failed", "job_id", e.job.ID, "run_id", r.ID,
 			"replica", r.Replica, "started_at", r.StartedAt)
 	}
 	if reaped == 0 {
@@ -60,7 +60,7 @@ func (s *Scheduler) reapAbandoned(ctx context.Context, e *entry, now time.Time) 
 		return true
 	})
 	if err != nil {
-		s.cfg.log.ErrorContext(ctx, "counting abandoned runs in the failure streak failed", "job_id", e.job.ID, "error", err)
+		s.cfg.Logger.ErrorContext(ctx, "counting abandoned runs in the failure streak failed", "job_id", e.job.ID, "error", err)
 	}
 }
 
@@ -73,7 +73,7 @@ func (s *Scheduler) runState(ctx context.Context, e *entry, r billing.JobRun) (b
 	if e.running.Load() {
 		return r.Status, true, nil
 	}
-	li, ok := s.cfg.locker.(billing.LockInspector)
+	li, ok := s.cfg.Locker.(billing.LockInspector)
 	if !ok {
 		return r.Status, true, nil
 	}

@@ -78,7 +78,7 @@ type admin struct {
 func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
 	var errs []error
 	if s == nil {
-		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.New"))
+		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.NewScheduler"))
 	}
 	if opts.Authorize == nil {
 		errs = append(errs, errors.New("AdminOptions.Authorize is required: pass your admin check or scheduler.BearerToken(os.Getenv(\"ADMIN_TOKEN\"))"))

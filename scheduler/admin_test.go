@@ -54,7 +54,7 @@ func newAdminFixture(t *testing.T) *adminFixture {
 	}
 	b := newBlocker()
 	jobs := append(svc.Jobs(), b.job("slow", "0 * * * *"))
-	s := newScheduler(t, jobs, st, scheduler.WithClock(clock), scheduler.WithLocation(saoPaulo), scheduler.WithReplicaID("r1"))
+	s := newScheduler(t, jobs, st, scheduler.Config{Clock: clock, Location: saoPaulo, ReplicaID: "r1"})
 	start(t, s)
 	h, err := scheduler.AdminHandler(s, scheduler.AdminOptions{Authorize: hostAuth})
 	if err != nil {
@@ -84,7 +84,7 @@ func (f *adminFixture) do(t *testing.T, method, path, token string) (*httptest.R
 }
 
 func TestAdminHandlerRequiresAuthorizer(t *testing.T) {
-	s := newScheduler(t, []billing.Job{countingJob("a", "0 9 * * *", new(atomic.Int64))}, memstore.New())
+	s := newScheduler(t, []billing.Job{countingJob("a", "0 9 * * *", new(atomic.Int64))}, memstore.New(), scheduler.Config{})
 	if _, err := scheduler.AdminHandler(s, scheduler.AdminOptions{}); !errors.Is(err, scheduler.ErrInvalidConfig) || !strings.Contains(err.Error(), "Authorize is required") {
 		t.Fatalf("AdminHandler without Authorize = %v", err)
 	}

@@ -71,9 +71,9 @@ func TestNotifierUnavailableAlertSkipsEmail(t *testing.T) {
 	email, webhook, chat := testkit.NewNotifier(), testkit.NewNotifier(), testkit.NewNotifier()
 	setDown(email, true)
 	ops := billing.Recipient{Email: "ops@example.com"}
-	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clockwork.NewFakeClock()),
-		scheduler.WithAlerts(email, ops, scheduler.AlertPolicy{PartialFailures: -1}),
-		scheduler.WithAlertChannel("webhook", webhook), scheduler.WithAlertChannel("chat", chat))
+	s := newScheduler(t, []billing.Job{job}, st, scheduler.Config{Clock: clockwork.NewFakeClock(),
+		Alerts: &scheduler.Alerts{Notifier: email, To: ops, Policy: scheduler.AlertPolicy{PartialFailures: -1},
+			Channels: []scheduler.AlertChannel{{Name: "webhook", Notifier: webhook}, {Name: "chat", Notifier: chat}}}})
 	trigger := func(m string) billing.JobRun {
 		t.Helper()
 		mode.Store(m)
@@ -164,9 +164,9 @@ func TestAlertChannelsFailIndependently(t *testing.T) {
 		return nil, errors.New("boom")
 	}}
 	email, webhook := testkit.NewNotifier(), testkit.NewNotifier()
-	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clockwork.NewFakeClock()),
-		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{ConsecutiveFailures: 1}),
-		scheduler.WithAlertChannel("webhook", webhook))
+	s := newScheduler(t, []billing.Job{job}, st, scheduler.Config{Clock: clockwork.NewFakeClock(),
+		Alerts: &scheduler.Alerts{Notifier: email, To: billing.Recipient{Email: "ops@example.com"}, Policy: scheduler.AlertPolicy{ConsecutiveFailures: 1},
+			Channels: []scheduler.AlertChannel{{Name: "webhook", Notifier: webhook}}}})
 	trigger := func() {
 		t.Helper()
 		if _, err := s.Trigger(ctx, "j"); err != nil {
@@ -197,10 +197,10 @@ func TestAlertChannelsFailIndependently(t *testing.T) {
 	}
 	shutdown(t, s)
 
-	// No other channel: the alert is still tried on WithAlerts' notifier.
+	// No other channel: the alert is still tried on Alerts.Notifier.
 	only := testkit.NewNotifier()
-	s2 := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
-		scheduler.WithAlerts(only, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}))
+	s2 := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.Config{Clock: clockwork.NewFakeClock(),
+		Alerts: &scheduler.Alerts{Notifier: only, To: billing.Recipient{Email: "ops@example.com"}}})
 	if _, err := s2.Trigger(ctx, "j"); err != nil {
 		t.Fatal(err)
 	}
@@ -226,9 +226,9 @@ func TestRenewalFailuresAlert(t *testing.T) {
 		{ID: billing.JobProcessExpired, Schedule: "30 0 * * *", Run: run},
 	}
 	email, webhook := testkit.NewNotifier(), testkit.NewNotifier()
-	s := newScheduler(t, jobs, st, scheduler.WithClock(clockwork.NewFakeClock()),
-		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{PartialFailures: -1}),
-		scheduler.WithAlertChannel("webhook", webhook))
+	s := newScheduler(t, jobs, st, scheduler.Config{Clock: clockwork.NewFakeClock(),
+		Alerts: &scheduler.Alerts{Notifier: email, To: billing.Recipient{Email: "ops@example.com"}, Policy: scheduler.AlertPolicy{PartialFailures: -1},
+			Channels: []scheduler.AlertChannel{{Name: "webhook", Notifier: webhook}}}})
 	trigger := func(id string, n int64) {
 		t.Helper()
 		failed.Store(n)
@@ -266,8 +266,8 @@ func TestRenewalFailuresAlert(t *testing.T) {
 	shutdown(t, s)
 
 	off := testkit.NewNotifier()
-	s2 := newScheduler(t, jobs, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
-		scheduler.WithAlerts(off, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{PartialFailures: -1, RenewalFailures: -1}))
+	s2 := newScheduler(t, jobs, memstore.New(), scheduler.Config{Clock: clockwork.NewFakeClock(),
+		Alerts: &scheduler.Alerts{Notifier: off, To: billing.Recipient{Email: "ops@example.com"}, Policy: scheduler.AlertPolicy{PartialFailures: -1, RenewalFailures: -1}}})
 	failed.Store(10)
 	if _, err := s2.Trigger(ctx, billing.JobRenew); err != nil {
 		t.Fatal(err)
@@ -278,24 +278,26 @@ func TestRenewalFailuresAlert(t *testing.T) {
 	shutdown(t, s2)
 }
 
-func TestAlertChannelOptionsValidate(t *testing.T) {
+func TestAlertChannelsValidate(t *testing.T) {
 	job := billing.Job{ID: "j", Schedule: "0 9 * * *", Run: func(context.Context) (billing.Result, error) { return nil, nil }}
 	rec := testkit.NewNotifier()
-	_, err := scheduler.New([]billing.Job{job}, memstore.New(),
-		scheduler.WithAlertChannel("", nil),
-		scheduler.WithAlertChannel("webhook", rec), scheduler.WithAlertChannel("webhook", rec))
+	ops := billing.Recipient{Email: "ops@example.com"}
+	_, err := scheduler.NewScheduler([]billing.Job{job}, memstore.New(), scheduler.Config{Alerts: &scheduler.Alerts{Notifier: rec, To: ops,
+		Channels: []scheduler.AlertChannel{{}, {Name: "webhook", Notifier: rec}, {Name: "webhook", Notifier: rec}}}})
 	if !errors.Is(err, scheduler.ErrInvalidConfig) {
 		t.Fatalf("err = %v", err)
 	}
-	for _, want := range []string{"WithAlertChannel: empty name", `WithAlertChannel(""): nil notifier`,
-		`WithAlertChannel("webhook"): name used twice`, "WithAlertChannel needs WithAlerts"} {
+	for _, want := range []string{"Config.Alerts.Channels[0]: empty name", "Config.Alerts.Channels[0]: nil notifier",
+		"Config.Alerts.Channels[2]: name used twice"} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	_, err = scheduler.New([]billing.Job{job}, memstore.New(),
-		scheduler.WithAlerts(rec, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{RenewalFailures: -2}))
-	if err == nil || !strings.Contains(err.Error(), "RenewalFailures -2") {
+	if strings.Contains(err.Error(), "Channels[1]") {
+		t.Errorf("the first channel named webhook is valid:\n%v", err)
+	}
+	_, err = scheduler.NewScheduler([]billing.Job{job}, memstore.New(), scheduler.Config{Alerts: &scheduler.Alerts{Notifier: rec, To: ops, Policy: scheduler.AlertPolicy{RenewalFailures: -2}}})
+	if err == nil || !strings.Contains(err.Error(), "Config.Alerts.Policy: RenewalFailures -2") {
 		t.Fatalf("RenewalFailures -2: %v", err)
 	}
 }

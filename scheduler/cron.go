@@ -33,7 +33,7 @@ func parseSchedule(spec string, loc *time.Location, now time.Time) (*schedule, e
 		return nil, errors.New("empty cron spec: use five fields such as \"0 9 * * *\" (09:00 daily)")
 	}
 	if strings.HasPrefix(spec, "TZ=") || strings.HasPrefix(spec, "CRON_TZ=") {
-		return nil, fmt.Errorf("cron spec %q names a time zone: drop the prefix and pass scheduler.WithLocation instead", spec)
+		return nil, fmt.Errorf("cron spec %q names a time zone: drop the prefix and set scheduler.Config.Location instead", spec)
 	}
 	c := gocron.NewDefaultCron(false)
 	if err := c.IsValid(spec, time.UTC, naive(now, time.UTC)); err != nil {

@@ -5,10 +5,10 @@
 //
 // # What it does
 //
-//   - Schedules: five-field cron specs read in one time zone (WithLocation, default UTC),
-//     per-job overrides (WithSchedule) and WithDisabled. A daily job runs exactly once on
-//     the days clocks change: a time inside the spring-forward gap runs just after it, a
-//     time repeated at fall-back runs at its first occurrence.
+//   - Schedules: five-field cron specs read in one time zone (Config.Location, default
+//     UTC), per-job overrides (Config.Schedules) and Config.Disabled. A daily job runs
+//     exactly once on the days clocks change: a time inside the spring-forward gap runs
+//     just after it, a time repeated at fall-back runs at its first occurrence.
 //   - No overlap: a job never runs twice at once in a process; across replicas a lease
 //     lock ("job:"+id, renewed while the job runs) keeps it single. A tick that finds the
 //     job busy, or finds that another replica already ran that tick (replicas' clocks
@@ -24,8 +24,8 @@
 //     and List/Get stop reporting them as running once the lock is free (billing.LockInspector).
 //   - History: every run (and skipped tick) is a billing.JobRun in the store, with its
 //     trigger, times, duration, result (the job's JSON keys), error and replica, pruned
-//     after WithHistoryRetention days (default 30).
-//   - Alerts: WithAlerts sends a billing.NotificationKindOperatorAlert after N consecutive failures
+//     after Config.HistoryRetentionDays days (default 30).
+//   - Alerts: Config.Alerts sends a billing.NotificationKindOperatorAlert after N consecutive failures
 //     (default 3), when a run reports failed records (billing.Result.Failures), at the
 //     first run billing's circuit breaker stops (its error wraps
 //     billing.ErrNotifierUnavailable) and when a renew_subscriptions run fails to
@@ -42,7 +42,7 @@
 //
 // Stores implement Store (billing.JobRunStore, billing.JobStateStore and
 // billing.Locker: every billing.Store does); Stats serves the subscription counts
-// WithSubscriptionStats gives it (svc.SubscriptionStats, over the billing Config's windows),
+// Config.SubscriptionStats gives it (svc.SubscriptionStats, over the billing Config's windows),
 // else billing's counts on a store that is a billing.SubscriptionCounter, and a Locker that also implements
 // billing.LockInspector lets List and Get tell abandoned runs from live ones. Authorizers
 // for AdminHandler are a func: return nil for an admin, ErrForbidden for a caller without
@@ -50,19 +50,22 @@
 //
 // # Running
 //
-// ExampleNew runs billing's jobs in a time zone with email alerts; Example lists their next
-// runs and triggers one. Only the scheduler takes a clockwork.Clock (WithClock), because it
-// arms timers; everything that only reads the time takes a billing.Clock.
+// NewScheduler takes the jobs, the store and a Config whose zero value is the default, as
+// every renewkit package takes a Config: Logger *slog.Logger (nil means slog.Default()).
+// ExampleNewScheduler runs billing's jobs in a time zone with email alerts; Example lists
+// their next runs and triggers one. Only the scheduler takes a clockwork.Clock
+// (Config.Clock), because it arms timers; everything that only reads the time takes a
+// billing.Clock. New and the With* options are deprecated wrappers that fill a Config.
 //
 // # Alert channels
 //
-// An alert that email is down cannot go by email alone. WithAlertChannel adds
+// An alert that email is down cannot go by email alone. Alerts.Channels adds
 // destinations (any billing.Notifier: the signed webhook of notify.NewWebhook, a chat
-// hook) that receive every alert alongside WithAlerts' notifier, concurrently. A run
-// stopped by the breaker raises notifier_unavailable at once, and its alerts skip
-// WithAlerts' notifier, which should be the one the jobs send through; without another
+// hook) that receive every alert alongside Alerts.Notifier, concurrently. A run stopped
+// by the breaker raises notifier_unavailable at once, and its alerts skip
+// Alerts.Notifier, which should be the one the jobs send through; without another
 // channel they are still tried there. An alert counts as sent when one destination took
-// it; the others' failures are logged. ExampleWithAlertChannel wires the signed webhook.
+// it; the others' failures are logged. ExampleConfig_alerts wires the signed webhook.
 //
 // # Mounting the admin API
 //

@@ -14,7 +14,7 @@ var (
 	ErrClosed = errors.New("scheduler: shut down")
 	// ErrAlreadyStarted: Start was called twice.
 	ErrAlreadyStarted = errors.New("scheduler: already started")
-	// ErrInvalidConfig wraps every problem New and AdminHandler find in their arguments.
+	// ErrInvalidConfig wraps every problem NewScheduler, New and AdminHandler find in their arguments.
 	ErrInvalidConfig = errors.New("scheduler: invalid configuration")
 	// ErrUnauthenticated: the request carries no valid credentials (HTTP 401). Authorizers
 	// return it (wrapped or not).

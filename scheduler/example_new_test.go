@@ -14,10 +14,10 @@ import (
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
-// ExampleNew runs billing's five jobs in the business's time zone and alerts the operators
-// by email when a job fails. The scheduler is the one component that takes a clockwork
-// clock, because it arms timers; a fake one keeps the example from waiting.
-func ExampleNew() {
+// ExampleNewScheduler runs billing's five jobs in the business's time zone and alerts the
+// operators by email when a job fails. The scheduler is the one component that takes a
+// clockwork clock, because it arms timers; a fake one keeps the example from waiting.
+func ExampleNewScheduler() {
 	ctx := context.Background()
 	store := memstore.New()
 	notifier := billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil })
@@ -29,11 +29,12 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	s, err := scheduler.New(svc.Jobs(), store,
-		scheduler.WithLocation(sp),
-		scheduler.WithAlerts(notifier, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}),
-		scheduler.WithClock(clockwork.NewFakeClock()),
-		scheduler.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := scheduler.NewScheduler(svc.Jobs(), store, scheduler.Config{
+		Location: sp,
+		Alerts:   &scheduler.Alerts{Notifier: notifier, To: billing.Recipient{Email: "ops@example.com"}},
+		Clock:    clockwork.NewFakeClock(),
+		Logger:   slog.New(slog.DiscardHandler),
+	})
 	if err != nil {
 		panic(err)
 	}
@@ -52,7 +53,7 @@ func ExampleNew() {
 func ExampleAdminHandler_authorize() {
 	store := memstore.New()
 	svc, _ := billing.NewService(store, billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil }), billing.Config{})
-	s, _ := scheduler.New(svc.Jobs(), store, scheduler.WithLogger(slog.New(slog.DiscardHandler)))
+	s, _ := scheduler.NewScheduler(svc.Jobs(), store, scheduler.Config{Logger: slog.New(slog.DiscardHandler)})
 	defer func() { _ = s.Shutdown(context.Background()) }()
 
 	admin, err := scheduler.AdminHandler(s, scheduler.AdminOptions{

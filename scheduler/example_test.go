@@ -27,8 +27,7 @@ func Example() {
 	svc, _ := billing.NewService(store, billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil }),
 		billing.Config{Clock: clock})
 
-	s, err := scheduler.New(svc.Jobs(), store, scheduler.WithLocation(sp), scheduler.WithClock(clock),
-		scheduler.WithLogger(slog.New(slog.DiscardHandler)))
+	s, err := scheduler.NewScheduler(svc.Jobs(), store, scheduler.Config{Location: sp, Clock: clock, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}
@@ -51,7 +50,7 @@ func Example() {
 func ExampleAdminHandler() {
 	store := memstore.New()
 	svc, _ := billing.NewService(store, billing.NotifierFunc(func(context.Context, billing.Notification) error { return nil }), billing.Config{})
-	s, _ := scheduler.New(svc.Jobs(), store, scheduler.WithLogger(slog.New(slog.DiscardHandler)))
+	s, _ := scheduler.NewScheduler(svc.Jobs(), store, scheduler.Config{Logger: slog.New(slog.DiscardHandler)})
 	defer s.Shutdown(context.Background())
 
 	admin, err := scheduler.AdminHandler(s, scheduler.AdminOptions{Authorize: scheduler.BearerToken("s3cret")})
@@ -76,8 +75,9 @@ func ExampleAdminHandler() {
 }
 
 // An SMTP outage trips billing's circuit breaker; the alert skips the email notifier the
-// jobs send through and reaches the operators' signed webhook at the first such run.
-func ExampleWithAlertChannel() {
+// jobs send through (Alerts.Notifier) and reaches the operators' signed webhook, one of
+// Alerts.Channels, at the first such run.
+func ExampleConfig_alerts() {
 	ctx := context.Background()
 	secret := []byte("0123456789abcdef0123456789abcdef")
 	hook := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -103,9 +103,14 @@ func ExampleWithAlertChannel() {
 		// What billing returns when its breaker trips.
 		return nil, fmt.Errorf("%w: 5 consecutive transient failures", billing.ErrNotifierUnavailable)
 	}}
-	s, err := scheduler.New([]billing.Job{job}, memstore.New(), scheduler.WithLogger(slog.New(slog.DiscardHandler)),
-		scheduler.WithAlerts(email, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{}),
-		scheduler.WithAlertChannel("webhook", webhook))
+	s, err := scheduler.NewScheduler([]billing.Job{job}, memstore.New(), scheduler.Config{
+		Logger: slog.New(slog.DiscardHandler),
+		Alerts: &scheduler.Alerts{
+			Notifier: email,
+			To:       billing.Recipient{Email: "ops@example.com"},
+			Channels: []scheduler.AlertChannel{{Name: "webhook", Notifier: webhook}},
+		},
+	})
 	if err != nil {
 		panic(err)
 	}

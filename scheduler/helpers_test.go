@@ -109,10 +109,13 @@ func advanceTo(c *clockwork.FakeClock, at time.Time) {
 	}
 }
 
-func newScheduler(t *testing.T, jobs []billing.Job, st scheduler.Store, opts ...scheduler.Option) *scheduler.Scheduler {
+// newScheduler builds a Scheduler from cfg, with a logger that discards unless cfg has one.
+func newScheduler(t *testing.T, jobs []billing.Job, st scheduler.Store, cfg scheduler.Config) *scheduler.Scheduler {
 	t.Helper()
-	opts = append([]scheduler.Option{scheduler.WithLogger(slog.New(slog.DiscardHandler))}, opts...)
-	s, err := scheduler.New(jobs, st, opts...)
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	s, err := scheduler.NewScheduler(jobs, st, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -11,255 +11,218 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// Option configures a Scheduler. Options validate their arguments; New reports every
-// problem at once.
-type Option func(*config) error
+// Option configures a Scheduler built by New. Options validate their arguments; New
+// reports every problem at once.
+//
+// Deprecated: set the fields of Config and call NewScheduler.
+type Option func(*options) error
 
-// AlertPolicy says when a job raises an operator alert. The zero value is the default.
-type AlertPolicy struct {
-	// ConsecutiveFailures: alert when this many runs in a row failed. Default 3.
-	ConsecutiveFailures int
-	// PartialFailures: alert when a run reports at least this many records it could not
-	// finish (billing.Result.Failures: renewals or emails that failed). Default 1; -1 turns
-	// partial-failure alerts off.
-	PartialFailures int
-	// RenewalFailures: alert when a run of billing.JobRenew (renew_subscriptions) reports
-	// at least this many auto-renewing subscriptions it could not reconcile with their
-	// gateway. Default 5; -1 turns renewal-failure alerts off.
-	RenewalFailures int
+// options is what the deprecated options fill: a Config, and the alert channels apart so
+// that WithAlertChannel may come before WithAlerts.
+type options struct {
+	cfg       Config
+	alertsSet bool
+	channels  []AlertChannel
 }
 
-// alertChannel is one destination of operator alerts.
-type alertChannel struct {
-	name string
-	n    billing.Notifier
+// New validates the jobs and options and builds a Scheduler. Nothing runs until Start.
+// Every problem is reported at once, wrapped in ErrInvalidConfig.
+//
+// Deprecated: use NewScheduler(jobs, store, Config{...}).
+func New(jobs []billing.Job, store Store, opts ...Option) (*Scheduler, error) {
+	var o options
+	var errs []error
+	for _, opt := range opts {
+		if opt == nil {
+			errs = append(errs, errors.New("nil Option"))
+			continue
+		}
+		if err := opt(&o); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	switch {
+	case len(o.channels) > 0 && !o.alertsSet:
+		errs = append(errs, errors.New("WithAlertChannel needs WithAlerts: it sets the recipient and the alert policy"))
+	case o.cfg.Alerts != nil:
+		o.cfg.Alerts.Channels = o.channels
+	}
+	return newScheduler(jobs, store, o.cfg, errs)
 }
 
-type config struct {
-	loc        *time.Location
-	schedules  map[string]string
-	disabled   map[string]bool
-	clock      clockwork.Clock
-	log        *slog.Logger
-	locker     billing.Locker
-	lockTTL    time.Duration
-	replica    string
-	retention  int // days
-	runTimeout time.Duration
-	notifier   billing.Notifier // WithAlerts' notifier, the one the jobs send through
-	alertsSet  bool             // WithAlerts was given
-	channels   []alertChannel   // WithAlertChannel, in order
-	subStats   func(context.Context) (billing.SubscriptionStats, error)
-	alertTo    billing.Recipient
-	alerts     AlertPolicy
-}
-
-// WithLocation sets the time zone cron specs are read in. Default UTC. For example
-// time.LoadLocation("America/Sao_Paulo").
+// WithLocation sets Config.Location, the time zone cron specs are read in.
+//
+// Deprecated: set Config.Location.
 func WithLocation(loc *time.Location) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if loc == nil {
 			return errors.New("WithLocation: nil location: pass time.UTC or time.LoadLocation(\"America/Sao_Paulo\")")
 		}
-		c.loc = loc
+		o.cfg.Location = loc
 		return nil
 	}
 }
 
-// WithSchedule replaces the cron spec of the job with that id.
+// WithSchedule replaces the cron spec of the job with that id (Config.Schedules).
+//
+// Deprecated: set Config.Schedules.
 func WithSchedule(jobID, cronSpec string) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if jobID == "" {
 			return errors.New("WithSchedule: empty job id")
 		}
-		c.schedules[jobID] = cronSpec
+		if o.cfg.Schedules == nil {
+			o.cfg.Schedules = map[string]string{}
+		}
+		o.cfg.Schedules[jobID] = cronSpec
 		return nil
 	}
 }
 
-// WithDisabled keeps the job with that id off the schedule. It is still listed and can be
-// triggered by hand.
+// WithDisabled keeps the job with that id off the schedule (Config.Disabled).
+//
+// Deprecated: set Config.Disabled.
 func WithDisabled(jobID string) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if jobID == "" {
 			return errors.New("WithDisabled: empty job id")
 		}
-		c.disabled[jobID] = true
+		o.cfg.Disabled = append(o.cfg.Disabled, jobID)
 		return nil
 	}
 }
 
-// WithClock sets the clock that arms timers and stamps runs. Default the wall clock; tests
-// pass clockwork.NewFakeClockAt(...) (the same clock should drive billing.Config.Clock).
+// WithClock sets Config.Clock, the clock that arms timers and stamps runs.
+//
+// Deprecated: set Config.Clock.
 func WithClock(clock clockwork.Clock) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if clock == nil {
 			return errors.New("WithClock: nil clock: omit the option for the wall clock or pass clockwork.NewFakeClock()")
 		}
-		c.clock = clock
+		o.cfg.Clock = clock
 		return nil
 	}
 }
 
-// WithLogger sets the logger. Default slog.Default().
+// WithLogger sets Config.Logger.
+//
+// Deprecated: set Config.Logger.
 func WithLogger(l *slog.Logger) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if l == nil {
 			return errors.New("WithLogger: nil logger: omit the option for slog.Default()")
 		}
-		c.log = l
+		o.cfg.Logger = l
 		return nil
 	}
 }
 
-// WithSubscriptionStats sets where Stats takes its subscription counts from: pass
-// svc.SubscriptionStats so the due counts follow the billing Config (warning ladder, renew
-// window). Without it, Stats counts on the store (when it is a billing.SubscriptionCounter)
-// over the windows of billing's default Config.
+// WithSubscriptionStats sets Config.SubscriptionStats, where Stats takes its subscription
+// counts from.
+//
+// Deprecated: set Config.SubscriptionStats.
 func WithSubscriptionStats(stats func(context.Context) (billing.SubscriptionStats, error)) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if stats == nil {
 			return errors.New("WithSubscriptionStats: nil func: pass svc.SubscriptionStats, or omit the option")
 		}
-		c.subStats = stats
+		o.cfg.SubscriptionStats = stats
 		return nil
 	}
 }
 
-// WithLocker sets the lease lock replicas share. Default: the store's own AcquireLock,
-// RenewLock and ReleaseLock. A host that wraps its store (for metrics, tracing) should pass
-// the unwrapped store here: optional capabilities such as billing.LockInspector are found by type
-// assertion, which a wrapper hides.
+// WithLocker sets Config.Locker, the lease lock replicas share.
+//
+// Deprecated: set Config.Locker.
 func WithLocker(l billing.Locker) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if l == nil {
 			return errors.New("WithLocker: nil locker: omit the option to use the store's lock")
 		}
-		c.locker = l
+		o.cfg.Locker = l
 		return nil
 	}
 }
 
-// WithLockTTL sets how long a run's lease lasts between renewals (every third of it).
-// A replica that dies mid-run blocks the job for at most this long. Default 1 minute.
+// WithLockTTL sets Config.LockTTL, how long a run's lease lasts between renewals.
+//
+// Deprecated: set Config.LockTTL.
 func WithLockTTL(ttl time.Duration) Option {
-	return func(c *config) error {
-		if ttl < time.Second {
-			return fmt.Errorf("WithLockTTL: %v is too short: use a second or more (default 1m)", ttl)
+	return func(o *options) error {
+		if err := checkLockTTL(ttl); err != nil {
+			return fmt.Errorf("WithLockTTL: %w", err)
 		}
-		c.lockTTL = ttl
+		o.cfg.LockTTL = ttl
 		return nil
 	}
 }
 
-// WithReplicaID names this process in run records and lock leases. Default hostname plus
-// a random suffix.
+// WithReplicaID sets Config.ReplicaID, this process's name in run records and leases.
+//
+// Deprecated: set Config.ReplicaID.
 func WithReplicaID(id string) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if id == "" {
 			return errors.New("WithReplicaID: empty id: omit the option for hostname-random")
 		}
-		c.replica = id
+		o.cfg.ReplicaID = id
 		return nil
 	}
 }
 
-// WithHistoryRetention keeps run records for that many days. Default 30.
+// WithHistoryRetention sets Config.HistoryRetentionDays.
+//
+// Deprecated: set Config.HistoryRetentionDays.
 func WithHistoryRetention(days int) Option {
-	return func(c *config) error {
-		if days < 1 {
-			return fmt.Errorf("WithHistoryRetention: %d days: keep at least 1 day (default 30)", days)
+	return func(o *options) error {
+		if err := checkRetention(days); err != nil {
+			return fmt.Errorf("WithHistoryRetention: %w", err)
 		}
-		c.retention = days
+		o.cfg.HistoryRetentionDays = days
 		return nil
 	}
 }
 
-// WithRunTimeout cancels a run's context after d. Default none: jobs run to completion.
+// WithRunTimeout sets Config.RunTimeout, after which a run's context is cancelled.
+//
+// Deprecated: set Config.RunTimeout.
 func WithRunTimeout(d time.Duration) Option {
-	return func(c *config) error {
+	return func(o *options) error {
 		if d <= 0 {
 			return fmt.Errorf("WithRunTimeout: %v is not positive: omit the option for no timeout", d)
 		}
-		c.runTimeout = d
+		o.cfg.RunTimeout = d
 		return nil
 	}
 }
 
-// WithAlerts sends operator alerts (billing.NotificationKindOperatorAlert) to the recipient through n,
-// and through every WithAlertChannel, when a job
+// WithAlerts sets Config.Alerts: operator alerts go to the recipient through n, with
+// policy p, and through every WithAlertChannel.
 //
-//   - has failed p.ConsecutiveFailures times in a row (consecutive_failures);
-//   - reports p.PartialFailures or more failed records in a run (partial_failures);
-//   - is stopped by billing's circuit breaker: its error wraps
-//     billing.ErrNotifierUnavailable (notifier_unavailable, at the first such run);
-//   - is billing.JobRenew and reports p.RenewalFailures or more subscriptions it could not
-//     reconcile (renewal_failures).
-//
-// Each condition alerts once per episode and clears when a run no longer meets it. n
-// should be the notifier the jobs send through (the email channel): alerts raised by a run
-// the breaker stopped skip it when a WithAlertChannel is configured, since it is the
-// channel that is down.
+// Deprecated: set Config.Alerts to &Alerts{Notifier: n, To: to, Policy: p}.
 func WithAlerts(n billing.Notifier, to billing.Recipient, p AlertPolicy) Option {
-	return func(c *config) error {
-		c.alertsSet = true
-		var errs []error
-		if n == nil {
-			errs = append(errs, errors.New("WithAlerts: nil notifier: pass lognotify.NewNotifier(lognotify.Config{}) or an smtpnotify.Notifier"))
-		}
-		if to.Email == "" {
-			errs = append(errs, errors.New("WithAlerts: recipient has no email: set billing.Recipient{Email: \"ops@example.com\"}"))
-		}
-		if p.ConsecutiveFailures < 0 {
-			errs = append(errs, fmt.Errorf("WithAlerts: ConsecutiveFailures %d is negative: use 0 for the default 3", p.ConsecutiveFailures))
-		}
-		if p.PartialFailures < -1 {
-			errs = append(errs, fmt.Errorf("WithAlerts: PartialFailures %d: use 0 for the default 1, -1 to turn it off", p.PartialFailures))
-		}
-		if p.RenewalFailures < -1 {
-			errs = append(errs, fmt.Errorf("WithAlerts: RenewalFailures %d: use 0 for the default 5, -1 to turn it off", p.RenewalFailures))
-		}
-		if len(errs) > 0 {
+	return func(o *options) error {
+		o.alertsSet = true
+		if errs := checkAlerts(n, to, p, func(string) string { return "WithAlerts" }); len(errs) > 0 {
 			return errors.Join(errs...)
 		}
-		if p.ConsecutiveFailures == 0 {
-			p.ConsecutiveFailures = 3
-		}
-		if p.PartialFailures == 0 {
-			p.PartialFailures = 1
-		}
-		if p.RenewalFailures == 0 {
-			p.RenewalFailures = 5
-		}
-		c.notifier, c.alertTo, c.alerts = n, to, p
+		o.cfg.Alerts = &Alerts{Notifier: n, To: to, Policy: p}
 		return nil
 	}
 }
 
-// WithAlertChannel adds a destination for the operator alerts of WithAlerts, such as the
-// signed webhook of notify.NewWebhook, so an alert that the email channel is down still
-// reaches someone. Every alert goes to WithAlerts' notifier and to each channel
-// concurrently; it counts as sent (and is not repeated in its episode) when at least one
-// destination took it, and each failure is logged with the channel's name. Repeat the
-// option for several channels; names must be unique. It needs WithAlerts.
+// WithAlertChannel adds a destination for the operator alerts of WithAlerts
+// (Alerts.Channels). It needs WithAlerts.
+//
+// Deprecated: add an AlertChannel to Config.Alerts.Channels.
 func WithAlertChannel(name string, n billing.Notifier) Option {
-	return func(c *config) error {
-		var errs []error
-		if name == "" {
-			errs = append(errs, errors.New("WithAlertChannel: empty name: name the channel (\"webhook\")"))
-		}
-		if n == nil {
-			errs = append(errs, fmt.Errorf("WithAlertChannel(%q): nil notifier: pass a notifier such as notify.NewWebhook(cfg)", name))
-		}
-		for _, ch := range c.channels {
-			if name != "" && ch.name == name {
-				errs = append(errs, fmt.Errorf("WithAlertChannel(%q): name used twice: give each channel its own name", name))
-			}
-		}
-		if len(errs) > 0 {
+	return func(o *options) error {
+		ch := AlertChannel{Name: name, Notifier: n}
+		if errs := checkChannel(fmt.Sprintf("WithAlertChannel(%q)", name), ch, o.channels); len(errs) > 0 {
 			return errors.Join(errs...)
 		}
-		c.channels = append(c.channels, alertChannel{name: name, n: n})
+		o.channels = append(o.channels, ch)
 		return nil
 	}
 }

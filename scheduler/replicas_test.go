@@ -45,9 +45,9 @@ func TestPauseRacingRunCompletionOnAnotherReplica(t *testing.T) {
 	mem := memstore.New()
 	st := slowStateStore{mem}
 	rec := testkit.NewNotifier()
-	alerts := scheduler.WithAlerts(rec, billing.Recipient{Email: "ops@example.com"}, scheduler.AlertPolicy{ConsecutiveFailures: 1})
-	a := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.WithReplicaID("a"), alerts)
-	b := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.WithReplicaID("b"), alerts)
+	alerts := &scheduler.Alerts{Notifier: rec, To: billing.Recipient{Email: "ops@example.com"}, Policy: scheduler.AlertPolicy{ConsecutiveFailures: 1}}
+	a := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.Config{ReplicaID: "a", Alerts: alerts})
+	b := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.Config{ReplicaID: "b", Alerts: alerts})
 	defer shutdown(t, a)
 	defer shutdown(t, b)
 
@@ -110,7 +110,7 @@ func TestAbandonedRunMarkedFailedByNextRun(t *testing.T) {
 	if _, err := st.AcquireLock(ctx, "job:renew", "dead-1", crashed.StartedAt, time.Minute); err != nil {
 		t.Fatal(err)
 	}
-	s := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.WithClock(clock), scheduler.WithReplicaID("r1"))
+	s := newScheduler(t, []billing.Job{failingJob("renew")}, st, scheduler.Config{Clock: clock, ReplicaID: "r1"})
 	defer shutdown(t, s)
 
 	info, err := s.Get(ctx, "renew")

@@ -65,7 +65,7 @@ func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrig
 		}
 	}
 	now := s.now()
-	lease, err := s.cfg.locker.AcquireLock(ctx, lockKey(id), s.cfg.replica, now, s.cfg.lockTTL)
+	lease, err := s.cfg.Locker.AcquireLock(ctx, lockKey(id), s.cfg.ReplicaID, now, s.cfg.LockTTL)
 	switch {
 	case errors.Is(err, billing.ErrLockHeld):
 		if manual {
@@ -76,8 +76,8 @@ func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrig
 		return nil, fmt.Errorf("scheduler: acquiring the lock of %q: %w", id, err)
 	}
 	unlock := func() {
-		if err := s.cfg.locker.ReleaseLock(context.WithoutCancel(ctx), lease); err != nil {
-			s.cfg.log.WarnContext(ctx, "releasing job lock failed; it expires after its TTL", "job_id", id, "error", err)
+		if err := s.cfg.Locker.ReleaseLock(context.WithoutCancel(ctx), lease); err != nil {
+			s.cfg.Logger.WarnContext(ctx, "releasing job lock failed; it expires after its TTL", "job_id", id, "error", err)
 		}
 	}
 	// Under the lock, records still "running" were left by a replica that stopped.
@@ -97,14 +97,14 @@ func (s *Scheduler) begin(ctx context.Context, e *entry, trigger billing.RunTrig
 	}
 	run := billing.JobRun{
 		ID: runID, JobID: id, Trigger: trigger, Status: billing.RunStatusRunning,
-		StartedAt: now, Replica: s.cfg.replica, ScheduledFor: tick,
+		StartedAt: now, Replica: s.cfg.ReplicaID, ScheduledFor: tick,
 	}
 	if err := s.store.InsertJobRun(ctx, &run); err != nil {
 		unlock()
 		return nil, fmt.Errorf("scheduler: recording the run of %q: %w", id, err)
 	}
 	ok = true
-	s.cfg.log.InfoContext(ctx, "job run started", "job_id", id, "run_id", run.ID, "trigger", trigger, "scheduled_for", tick)
+	s.cfg.Logger.InfoContext(ctx, "job run started", "job_id", id, "run_id", run.ID, "trigger", trigger, "scheduled_for", tick)
 	return &activeRun{e: e, run: run, lease: lease}, nil
 }
 
@@ -146,12 +146,12 @@ func (s *Scheduler) skip(ctx context.Context, e *entry, trigger billing.RunTrigg
 	now := s.now()
 	r := billing.JobRun{
 		JobID: e.job.ID, Trigger: trigger, Status: billing.RunStatusSkipped, StartedAt: now, FinishedAt: now,
-		Error: "skipped: " + reason, Replica: s.cfg.replica, ScheduledFor: tick,
+		Error: "skipped: " + reason, Replica: s.cfg.ReplicaID, ScheduledFor: tick,
 	}
 	if err := s.store.InsertJobRun(ctx, &r); err != nil {
-		s.cfg.log.WarnContext(ctx, "recording a skipped tick failed", "job_id", e.job.ID, "error", err)
+		s.cfg.Logger.WarnContext(ctx, "recording a skipped tick failed", "job_id", e.job.ID, "error", err)
 	}
-	s.cfg.log.DebugContext(ctx, "job tick skipped", "job_id", e.job.ID, "trigger", trigger, "scheduled_for", tick, "reason", reason)
+	s.cfg.Logger.DebugContext(ctx, "job tick skipped", "job_id", e.job.ID, "trigger", trigger, "scheduled_for", tick, "reason", reason)
 	return errSkipped
 }
 
@@ -164,15 +164,15 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	defer cancel(nil)
 	stop := context.AfterFunc(s.baseCtx, func() { cancel(ErrClosed) })
 	defer stop()
-	if s.cfg.runTimeout > 0 {
+	if s.cfg.RunTimeout > 0 {
 		var cancelT context.CancelFunc
-		runCtx, cancelT = context.WithTimeout(runCtx, s.cfg.runTimeout)
+		runCtx, cancelT = context.WithTimeout(runCtx, s.cfg.RunTimeout)
 		defer cancelT()
 	}
 
 	leaseCtx, stopLease := context.WithCancel(runCtx)
 	leaseOut := make(chan billing.Lease, 1)
-	ticker := s.cfg.clock.NewTicker(s.cfg.lockTTL / 3) // armed before the job starts
+	ticker := s.cfg.Clock.NewTicker(s.cfg.LockTTL / 3) // armed before the job starts
 	go s.keepLease(leaseCtx, a, ticker, cancel, leaseOut)
 
 	res, err := safeRun(s.trackProgress(runCtx, a.e, a.run), a.e.job.Run)
@@ -188,7 +188,7 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	}
 	s.endProgress(a.e, run, res)
 	if m, merr := resultMap(res); merr != nil {
-		s.cfg.log.WarnContext(runCtx, "job result not recorded", "job_id", run.JobID, "error", merr)
+		s.cfg.Logger.WarnContext(runCtx, "job result not recorded", "job_id", run.JobID, "error", merr)
 	} else {
 		run.Result = m
 	}
@@ -196,18 +196,18 @@ func (s *Scheduler) complete(a *activeRun, parent context.Context) billing.JobRu
 	wctx, wcancel := context.WithTimeout(context.WithoutCancel(parent), 30*time.Second)
 	defer wcancel()
 	if uerr := s.store.UpdateJobRun(wctx, run); uerr != nil {
-		s.cfg.log.ErrorContext(wctx, "recording the run outcome failed", "job_id", run.JobID, "run_id", run.ID, "error", uerr)
+		s.cfg.Logger.ErrorContext(wctx, "recording the run outcome failed", "job_id", run.JobID, "run_id", run.ID, "error", uerr)
 	}
 	s.updateState(wctx, a.e, run, res, err)
-	if rerr := s.cfg.locker.ReleaseLock(wctx, lease); rerr != nil && !errors.Is(rerr, billing.ErrLockLost) {
-		s.cfg.log.WarnContext(wctx, "releasing job lock failed; it expires after its TTL", "job_id", run.JobID, "error", rerr)
+	if rerr := s.cfg.Locker.ReleaseLock(wctx, lease); rerr != nil && !errors.Is(rerr, billing.ErrLockLost) {
+		s.cfg.Logger.WarnContext(wctx, "releasing job lock failed; it expires after its TTL", "job_id", run.JobID, "error", rerr)
 	}
 	s.prune(wctx)
 	lvl := "job run succeeded"
 	if err != nil {
 		lvl = "job run failed"
 	}
-	s.cfg.log.InfoContext(wctx, lvl, "job_id", run.JobID, "run_id", run.ID, "trigger", run.Trigger,
+	s.cfg.Logger.InfoContext(wctx, lvl, "job_id", run.JobID, "run_id", run.ID, "trigger", run.Trigger,
 		"duration_ms", run.DurationMS, "error", run.Error)
 	return run
 }
@@ -223,18 +223,18 @@ func (s *Scheduler) keepLease(ctx context.Context, a *activeRun, t clockwork.Tic
 		case <-ctx.Done():
 			return
 		case <-t.Chan():
-			l, err := s.cfg.locker.RenewLock(ctx, lease, s.now(), s.cfg.lockTTL)
+			l, err := s.cfg.Locker.RenewLock(ctx, lease, s.now(), s.cfg.LockTTL)
 			switch {
 			case err == nil:
 				lease = l
 			case errors.Is(err, billing.ErrLockLost):
-				s.cfg.log.ErrorContext(ctx, "job lock lost; cancelling the run", "job_id", a.run.JobID, "run_id", a.run.ID)
+				s.cfg.Logger.ErrorContext(ctx, "job lock lost; cancelling the run", "job_id", a.run.JobID, "run_id", a.run.ID)
 				cancelRun(fmt.Errorf("scheduler: lock of %q lost: %w", a.run.JobID, err))
 				return
 			case ctx.Err() != nil:
 				return
 			default:
-				s.cfg.log.WarnContext(ctx, "renewing job lock failed; retrying", "job_id", a.run.JobID, "error", err)
+				s.cfg.Logger.WarnContext(ctx, "renewing job lock failed; retrying", "job_id", a.run.JobID, "error", err)
 			}
 		}
 	}
@@ -327,8 +327,8 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 				st.LastScheduledSuccess = run.ScheduledFor
 			}
 		}
-		if s.cfg.notifier != nil {
-			p := s.cfg.alerts
+		if s.cfg.Alerts != nil {
+			p := s.cfg.Alerts.Policy
 			toggle(st, alertConsecutive, st.ConsecutiveFailures >= p.ConsecutiveFailures, func() string {
 				return fmt.Sprintf("%d consecutive failed runs; last error: %s", st.ConsecutiveFailures, run.Error)
 			})
@@ -354,31 +354,31 @@ func (s *Scheduler) updateState(ctx context.Context, e *entry, run billing.JobRu
 		return true
 	})
 	if err != nil {
-		s.cfg.log.ErrorContext(ctx, "updating job state failed; failure streak not updated", "job_id", e.job.ID, "error", err)
+		s.cfg.Logger.ErrorContext(ctx, "updating job state failed; failure streak not updated", "job_id", e.job.ID, "error", err)
 	}
 }
 
-// alert sends one operator alert to WithAlerts' notifier and every WithAlertChannel at
+// alert sends one operator alert to Alerts.Notifier and every one of Alerts.Channels at
 // once, and reports whether at least one took it; a condition no destination took is
 // retried by the next run that still meets it. With skipPrimary (the jobs' notifier is
-// down) WithAlerts' notifier is left out, unless it is the only destination.
+// down) Alerts.Notifier is left out, unless it is the only destination.
 func (s *Scheduler) alert(ctx context.Context, e *entry, run billing.JobRun, cond, msg string, streak int, skipPrimary bool) bool {
 	n := billing.Notification{
 		Kind: billing.NotificationKindOperatorAlert,
 		Key:  fmt.Sprintf("%s:%s:%s:%s", billing.NotificationKindOperatorAlert, e.job.ID, cond, run.ID),
-		To:   s.cfg.alertTo,
+		To:   s.cfg.Alerts.To,
 		Data: billing.NotificationData{JobID: e.job.ID, RunID: run.ID, Error: msg, ConsecutiveFails: streak},
 	}
-	dests := s.cfg.channels
+	dests := s.cfg.Alerts.Channels
 	if !skipPrimary || len(dests) == 0 {
-		dests = append([]alertChannel{{name: primaryChannel, n: s.cfg.notifier}}, dests...)
+		dests = append([]AlertChannel{{Name: primaryChannel, Notifier: s.cfg.Alerts.Notifier}}, dests...)
 	}
 	errs := make([]error, len(dests))
 	var wg sync.WaitGroup
 	for i, d := range dests {
 		wg.Go(func() {
-			if err := d.n.Notify(ctx, n); err != nil {
-				errs[i] = fmt.Errorf("channel %s: %w", d.name, err)
+			if err := d.Notifier.Notify(ctx, n); err != nil {
+				errs[i] = fmt.Errorf("channel %s: %w", d.Name, err)
 			}
 		})
 	}
@@ -386,21 +386,21 @@ func (s *Scheduler) alert(ctx context.Context, e *entry, run billing.JobRun, con
 	var took []string
 	for i, d := range dests {
 		if errs[i] == nil {
-			took = append(took, d.name)
+			took = append(took, d.Name)
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
-		s.cfg.log.ErrorContext(ctx, "operator alert not sent on every channel", "job_id", e.job.ID, "condition", cond,
+		s.cfg.Logger.ErrorContext(ctx, "operator alert not sent on every channel", "job_id", e.job.ID, "condition", cond,
 			"run_id", run.ID, "sent_on", took, "error", err)
 	}
 	if len(took) == 0 {
 		return false
 	}
-	s.cfg.log.WarnContext(ctx, "operator alert sent", "job_id", e.job.ID, "condition", cond, "run_id", run.ID, "channels", took)
+	s.cfg.Logger.WarnContext(ctx, "operator alert sent", "job_id", e.job.ID, "condition", cond, "run_id", run.ID, "channels", took)
 	return true
 }
 
-// primaryChannel names WithAlerts' notifier in logs.
+// primaryChannel names Alerts.Notifier in logs.
 const primaryChannel = "primary"
 
 // prune deletes run records older than the retention window, at most once an hour.
@@ -413,13 +413,13 @@ func (s *Scheduler) prune(ctx context.Context) {
 	}
 	s.lastPrune = now
 	s.mu.Unlock()
-	cutoff := now.AddDate(0, 0, -s.cfg.retention)
+	cutoff := now.AddDate(0, 0, -s.cfg.HistoryRetentionDays)
 	n, err := s.store.DeleteJobRunsBefore(ctx, cutoff)
 	if err != nil {
-		s.cfg.log.WarnContext(ctx, "pruning run history failed", "error", err)
+		s.cfg.Logger.WarnContext(ctx, "pruning run history failed", "error", err)
 		return
 	}
 	if n > 0 {
-		s.cfg.log.InfoContext(ctx, "run history pruned", "deleted", n, "before", cutoff)
+		s.cfg.Logger.InfoContext(ctx, "run history pruned", "deleted", n, "before", cutoff)
 	}
 }

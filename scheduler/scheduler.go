@@ -4,14 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
-	"os"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/go-co-op/gocron/v2"
-	"github.com/jonboulle/clockwork"
 	"github.com/renewkit/renewkit/billing"
 )
 
@@ -36,10 +33,10 @@ type SubscriptionCounter = billing.SubscriptionCounter
 
 // Scheduler runs named jobs on cron schedules (over gocron), records every run in the
 // store, keeps one run per tick across replicas and lets operators pause, resume and
-// trigger jobs. Build it with New, then Start it; Shutdown stops it. It is safe for
+// trigger jobs. Build it with NewScheduler, then Start it; Shutdown stops it. It is safe for
 // concurrent use.
 type Scheduler struct {
-	cfg   config
+	cfg   Config // defaults applied
 	store Store
 	jobs  []*entry
 	byID  map[string]*entry
@@ -67,54 +64,32 @@ type entry struct {
 	stateMu sync.Mutex
 }
 
-// New validates the jobs and options and builds a Scheduler. Nothing runs until Start.
-// Every problem is reported at once, wrapped in ErrInvalidConfig.
-func New(jobs []billing.Job, store Store, opts ...Option) (*Scheduler, error) {
-	cfg := config{
-		loc:       time.UTC,
-		schedules: map[string]string{},
-		disabled:  map[string]bool{},
-		lockTTL:   time.Minute,
-		retention: 30,
-	}
-	var errs []error
+// NewScheduler validates the jobs and cfg and builds a Scheduler. Nothing runs until
+// Start. Every problem is reported at once, wrapped in ErrInvalidConfig.
+func NewScheduler(jobs []billing.Job, store Store, cfg Config) (*Scheduler, error) {
+	return newScheduler(jobs, store, cfg, nil)
+}
+
+// newScheduler is NewScheduler reporting errs (the deprecated options' own problems)
+// alongside those it finds.
+func newScheduler(jobs []billing.Job, store Store, cfg Config, errs []error) (*Scheduler, error) {
 	if store == nil {
 		errs = append(errs, errors.New("missing store: pass memstore.New() or a mongostore.Store"))
 	}
-	for _, o := range opts {
-		if o == nil {
-			errs = append(errs, errors.New("nil Option"))
-			continue
-		}
-		if err := o(&cfg); err != nil {
-			errs = append(errs, err)
-		}
+	if err := cfg.Validate(); err != nil {
+		errs = append(errs, err)
 	}
-	if len(cfg.channels) > 0 && !cfg.alertsSet {
-		errs = append(errs, errors.New("WithAlertChannel needs WithAlerts: it sets the recipient and the alert policy"))
-	}
-	if cfg.clock == nil {
-		cfg.clock = clockwork.NewRealClock()
-	}
-	if cfg.log == nil {
-		cfg.log = slog.Default()
-	}
-	if cfg.locker == nil && store != nil {
-		cfg.locker = store
-	}
-	if cfg.replica == "" {
-		host, _ := os.Hostname()
-		if host == "" {
-			host = "replica"
-		}
-		cfg.replica = host + "-" + billing.NewID()[:6]
+	cfg = cfg.withDefaults(store)
+	disabled := make(map[string]bool, len(cfg.Disabled))
+	for _, id := range cfg.Disabled {
+		disabled[id] = true
 	}
 
 	s := &Scheduler{cfg: cfg, store: store, byID: map[string]*entry{}}
 	if len(jobs) == 0 {
 		errs = append(errs, errors.New("no jobs: pass billing.Service.Jobs() or your own []billing.Job"))
 	}
-	now := cfg.clock.Now()
+	now := cfg.Clock.Now()
 	for i, j := range jobs {
 		switch {
 		case j.ID == "":
@@ -130,28 +105,28 @@ func New(jobs []billing.Job, store Store, opts ...Option) (*Scheduler, error) {
 		if j.Name == "" {
 			j.Name = j.ID
 		}
-		e := &entry{job: j, disabled: cfg.disabled[j.ID]}
-		if spec, ok := cfg.schedules[j.ID]; ok {
+		e := &entry{job: j, disabled: disabled[j.ID]}
+		if spec, ok := cfg.Schedules[j.ID]; ok {
 			e.job.Schedule = spec
 		}
 		if e.job.Schedule != "" || !e.disabled {
-			sc, err := parseSchedule(e.job.Schedule, cfg.loc, now)
+			sc, err := parseSchedule(e.job.Schedule, cfg.Location, now)
 			if err != nil {
-				errs = append(errs, fmt.Errorf("job %q: %w (override it with scheduler.WithSchedule)", j.ID, err))
+				errs = append(errs, fmt.Errorf("job %q: %w (override it in Config.Schedules)", j.ID, err))
 			}
 			e.sched = sc
 		}
 		s.byID[j.ID] = e
 		s.jobs = append(s.jobs, e)
 	}
-	for id := range cfg.schedules {
+	for id := range cfg.Schedules {
 		if s.byID[id] == nil {
-			errs = append(errs, fmt.Errorf("WithSchedule(%q): no such job; known jobs: %v", id, s.ids()))
+			errs = append(errs, fmt.Errorf("Config.Schedules[%q]: no such job; use one of the known jobs: %v", id, s.ids()))
 		}
 	}
-	for id := range cfg.disabled {
+	for id := range disabled {
 		if s.byID[id] == nil {
-			errs = append(errs, fmt.Errorf("WithDisabled(%q): no such job; known jobs: %v", id, s.ids()))
+			errs = append(errs, fmt.Errorf("Config.Disabled: %q is no such job; use one of the known jobs: %v", id, s.ids()))
 		}
 	}
 	if err := errors.Join(errs...); err != nil {
@@ -169,13 +144,13 @@ func (s *Scheduler) ids() []string {
 	return out
 }
 
-func (s *Scheduler) now() time.Time { return s.cfg.clock.Now() }
+func (s *Scheduler) now() time.Time { return s.cfg.Clock.Now() }
 
 // ReplicaID returns the name this process records in runs and leases.
-func (s *Scheduler) ReplicaID() string { return s.cfg.replica }
+func (s *Scheduler) ReplicaID() string { return s.cfg.ReplicaID }
 
 // Location returns the time zone schedules are read in.
-func (s *Scheduler) Location() *time.Location { return s.cfg.loc }
+func (s *Scheduler) Location() *time.Location { return s.cfg.Location }
 
 // Start arms the schedules and catches up missed runs: a job whose last successful
 // scheduled run is older than its previous tick (the process was down then) runs once in
@@ -193,7 +168,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 	case s.started:
 		return ErrAlreadyStarted
 	}
-	gs, err := gocron.NewScheduler(gocron.WithClock(s.cfg.clock), gocron.WithLocation(s.cfg.loc))
+	gs, err := gocron.NewScheduler(gocron.WithClock(s.cfg.Clock), gocron.WithLocation(s.cfg.Location))
 	if err != nil {
 		return fmt.Errorf("scheduler: starting gocron: %w", err)
 	}
@@ -222,7 +197,7 @@ func (s *Scheduler) Start(ctx context.Context) error {
 		}
 	}
 	gs.Start()
-	s.cfg.log.InfoContext(ctx, "scheduler started", "replica", s.cfg.replica, "jobs", len(s.jobs), "location", s.cfg.loc.String())
+	s.cfg.Logger.InfoContext(ctx, "scheduler started", "replica", s.cfg.ReplicaID, "jobs", len(s.jobs), "location", s.cfg.Location.String())
 	return nil
 }
 
@@ -259,7 +234,7 @@ func (s *Scheduler) needsCatchUp(ctx context.Context, e *entry) (time.Time, bool
 		}
 	})
 	if err != nil {
-		s.cfg.log.WarnContext(ctx, "catch-up check failed; the job waits for its next tick", "job_id", e.job.ID, "error", err)
+		s.cfg.Logger.WarnContext(ctx, "catch-up check failed; the job waits for its next tick", "job_id", e.job.ID, "error", err)
 		return time.Time{}, false
 	}
 	return tick, !tick.IsZero()
@@ -297,7 +272,7 @@ func (s *Scheduler) Shutdown(ctx context.Context) error {
 		errs = append(errs, fmt.Errorf("scheduler: shutdown gave up waiting; running jobs were cancelled: %w", ctx.Err()))
 	}
 	s.cancelBase()
-	s.cfg.log.InfoContext(ctx, "scheduler stopped", "replica", s.cfg.replica)
+	s.cfg.Logger.InfoContext(ctx, "scheduler stopped", "replica", s.cfg.ReplicaID)
 	return errors.Join(errs...)
 }
 
@@ -338,7 +313,7 @@ func (s *Scheduler) dispatchLocked(e *entry, trigger billing.RunTrigger, tick ti
 		a, err := s.begin(s.baseCtx, e, trigger, tick, billing.NewID())
 		if err != nil {
 			if !errors.Is(err, errSkipped) {
-				s.cfg.log.ErrorContext(s.baseCtx, "scheduled run not started", "job_id", e.job.ID, "trigger", trigger, "error", err)
+				s.cfg.Logger.ErrorContext(s.baseCtx, "scheduled run not started", "job_id", e.job.ID, "trigger", trigger, "error", err)
 			}
 			return
 		}
@@ -430,7 +405,7 @@ func (s *Scheduler) setPaused(ctx context.Context, id string, paused bool) error
 	if err != nil {
 		return err
 	}
-	s.cfg.log.InfoContext(ctx, "job state changed", "job_id", id, "paused", paused)
+	s.cfg.Logger.InfoContext(ctx, "job state changed", "job_id", id, "paused", paused)
 	return nil
 }
 
@@ -461,7 +436,7 @@ type JobInfo struct {
 	Progress *RunProgress `json:"progress,omitempty"`
 }
 
-// List describes every job, in the order they were given to New.
+// List describes every job, in the order they were given to NewScheduler.
 func (s *Scheduler) List(ctx context.Context) ([]JobInfo, error) {
 	out := make([]JobInfo, 0, len(s.jobs))
 	for _, e := range s.jobs {
@@ -505,7 +480,7 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 	}
 	info := JobInfo{
 		ID: e.job.ID, Name: e.job.Name, Description: e.job.Description,
-		Schedule: e.job.Schedule, TimeZone: s.cfg.loc.String(),
+		Schedule: e.job.Schedule, TimeZone: s.cfg.Location.String(),
 		Paused: st.Paused, Disabled: e.disabled, Running: e.running.Load(),
 		ConsecutiveFailures: st.ConsecutiveFailures, Progress: e.progress.Load(),
 	}
@@ -513,7 +488,7 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 		info.Trigger = e.sched.describe()
 		if !st.Paused && !e.disabled {
 			if n := e.sched.Next(s.now()); !n.IsZero() {
-				n = n.In(s.cfg.loc)
+				n = n.In(s.cfg.Location)
 				info.NextRun = &n
 			}
 		}
@@ -528,7 +503,7 @@ func (s *Scheduler) info(ctx context.Context, e *entry) (JobInfo, error) {
 		if r.Status == billing.RunStatusSkipped {
 			continue
 		}
-		t := r.StartedAt.In(s.cfg.loc)
+		t := r.StartedAt.In(s.cfg.Location)
 		info.LastRun, info.LastStatus = &t, r.Status
 		if r.Status == billing.RunStatusRunning {
 			status, running, err := s.runState(ctx, e, r)

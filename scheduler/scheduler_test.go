@@ -17,7 +17,7 @@ import (
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
-func TestNewReportsEveryProblem(t *testing.T) {
+func TestNewSchedulerReportsEveryProblem(t *testing.T) {
 	var calls atomic.Int64
 	jobs := []billing.Job{
 		countingJob("a", "0 9 * * *", &calls),
@@ -27,32 +27,33 @@ func TestNewReportsEveryProblem(t *testing.T) {
 		countingJob("tz", "TZ=UTC 0 9 * * *", &calls),
 		{ID: "norun", Schedule: "0 9 * * *"},
 	}
-	_, err := scheduler.New(jobs, memstore.New(),
-		scheduler.WithClock(nil),
-		scheduler.WithSchedule("missing", "* * * * *"),
-		scheduler.WithDisabled("ghost"),
-		scheduler.WithHistoryRetention(0),
-		scheduler.WithLocation(nil),
-		scheduler.WithAlerts(nil, billing.Recipient{}, scheduler.AlertPolicy{}),
-	)
+	_, err := scheduler.NewScheduler(jobs, memstore.New(), scheduler.Config{
+		Schedules:            map[string]string{"missing": "* * * * *"},
+		Disabled:             []string{"ghost"},
+		LockTTL:              500 * time.Millisecond,
+		HistoryRetentionDays: -1,
+		RunTimeout:           -time.Second,
+		Alerts:               &scheduler.Alerts{Policy: scheduler.AlertPolicy{ConsecutiveFailures: -1, PartialFailures: -2}},
+	})
 	if !errors.Is(err, scheduler.ErrInvalidConfig) {
 		t.Fatalf("err = %v, want ErrInvalidConfig", err)
 	}
 	for _, want := range []string{
-		`job "a" is listed twice`, "empty ID", `job "bad"`, "WithLocation instead", `job "norun" has no Run`,
-		"WithClock: nil clock", `WithSchedule("missing")`, `WithDisabled("ghost")`, "WithHistoryRetention",
-		"WithLocation: nil", "WithAlerts: nil notifier", "recipient has no email",
+		`job "a" is listed twice`, "empty ID", `job "bad"`, "set scheduler.Config.Location instead", `job "norun" has no Run`,
+		`Config.Schedules["missing"]: no such job`, `Config.Disabled: "ghost" is no such job`,
+		"Config.LockTTL: 500ms is too short", "Config.HistoryRetentionDays: -1 days", "Config.RunTimeout: -1s is negative",
+		"Config.Alerts.Notifier: nil notifier", "Config.Alerts.To: recipient has no email",
+		"Config.Alerts.Policy: ConsecutiveFailures -1", "Config.Alerts.Policy: PartialFailures -2",
 	} {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error lacks %q:\n%v", want, err)
 		}
 	}
-	if _, err := scheduler.New(nil, nil); err == nil || !strings.Contains(err.Error(), "missing store") || !strings.Contains(err.Error(), "no jobs") {
-		t.Errorf("New(nil, nil) = %v", err)
+	if _, err := scheduler.NewScheduler(nil, nil, scheduler.Config{}); err == nil || !strings.Contains(err.Error(), "missing store") || !strings.Contains(err.Error(), "no jobs") {
+		t.Errorf("NewScheduler(nil, nil, Config{}) = %v", err)
 	}
 	// A disabled job needs no schedule; an override replaces the job's own.
-	s, err := scheduler.New([]billing.Job{countingJob("manual", "", &calls), countingJob("x", "bad spec", &calls)}, memstore.New(),
-		scheduler.WithDisabled("manual"), scheduler.WithSchedule("x", "*/5 * * * *"))
+	s, err := scheduler.NewScheduler([]billing.Job{countingJob("manual", "", &calls), countingJob("x", "bad spec", &calls)}, memstore.New(), scheduler.Config{Schedules: map[string]string{"x": "*/5 * * * *"}, Disabled: []string{"manual"}})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +71,7 @@ func TestDefaultJobsFireAtSeedTimes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s := newScheduler(t, svc.Jobs(), st, scheduler.WithClock(clock), scheduler.WithLocation(saoPaulo), scheduler.WithReplicaID("r1"))
+	s := newScheduler(t, svc.Jobs(), st, scheduler.Config{Clock: clock, Location: saoPaulo, ReplicaID: "r1"})
 
 	jobs, err := s.List(context.Background())
 	if err != nil {
@@ -152,7 +153,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 	jobs := []billing.Job{countingJob("hourly", "0 * * * *", &calls)}
 	h := func(n int) time.Time { return time.Date(2025, 1, 1, n, 0, 0, 0, time.UTC) }
 
-	s1 := newScheduler(t, jobs, st, scheduler.WithClock(clock), scheduler.WithReplicaID("r1"))
+	s1 := newScheduler(t, jobs, st, scheduler.Config{Clock: clock, ReplicaID: "r1"})
 	start(t, s1)
 	advanceTo(clock, h(1))
 	waitTick(t, st, "hourly", h(1), 1)
@@ -171,7 +172,7 @@ func TestPauseSkipsTicksResumeRestoresAndPausePersists(t *testing.T) {
 	shutdown(t, s1)
 
 	// A restart (or another replica) sees the pause: it is in the store.
-	s2 := newScheduler(t, jobs, st, scheduler.WithClock(clock), scheduler.WithReplicaID("r2"))
+	s2 := newScheduler(t, jobs, st, scheduler.Config{Clock: clock, ReplicaID: "r2"})
 	start(t, s2)
 	if info, _ := s2.Get(ctx, "hourly"); !info.Paused {
 		t.Fatal("pause lost across restart")
@@ -215,7 +216,7 @@ func TestTriggerRunsNowAndRecordsHistory(t *testing.T) {
 		}},
 		{ID: "panics", Schedule: "0 4 * * *", Run: func(context.Context) (billing.Result, error) { panic("boom") }},
 	}
-	s := newScheduler(t, jobs, st, scheduler.WithClock(clock), scheduler.WithReplicaID("r1"))
+	s := newScheduler(t, jobs, st, scheduler.Config{Clock: clock, ReplicaID: "r1"})
 	start(t, s)
 
 	run, err := s.Trigger(ctx, "renew")
@@ -316,11 +317,10 @@ func TestNoOverlapTriggerConflictsAndTickSkips(t *testing.T) {
 	b := newBlocker()
 	var calls2 atomic.Int64
 	locker := &countingLocker{Locker: st}
-	s1 := newScheduler(t, []billing.Job{b.job("slow", "0 * * * *")}, st, scheduler.WithClock(clock), scheduler.WithReplicaID("r1"),
-		scheduler.WithLocker(locker), scheduler.WithLockTTL(2*time.Hour))
+	s1 := newScheduler(t, []billing.Job{b.job("slow", "0 * * * *")}, st, scheduler.Config{Clock: clock, ReplicaID: "r1", Locker: locker, LockTTL: 2 * time.Hour})
 	// The second replica runs the same job id; its copy does not block, so a stolen lease
 	// shows up as a run instead of a hang.
-	s2 := newScheduler(t, []billing.Job{countingJob("slow", "0 * * * *", &calls2)}, st, scheduler.WithClock(clock), scheduler.WithReplicaID("r2"))
+	s2 := newScheduler(t, []billing.Job{countingJob("slow", "0 * * * *", &calls2)}, st, scheduler.Config{Clock: clock, ReplicaID: "r2"})
 	start(t, s1)
 
 	id, err := s1.TriggerAsync(ctx, "slow")
@@ -380,7 +380,7 @@ func TestShutdownWaitsForRunningJobs(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	st := memstore.New()
 	b := newBlocker()
-	s := newScheduler(t, []billing.Job{b.job("slow", "0 * * * *")}, st, scheduler.WithClock(clock))
+	s := newScheduler(t, []billing.Job{b.job("slow", "0 * * * *")}, st, scheduler.Config{Clock: clock})
 	start(t, s)
 	id, err := s.TriggerAsync(ctx, "slow")
 	if err != nil {
@@ -410,7 +410,7 @@ func TestShutdownBoundedByContext(t *testing.T) {
 	clock := clockwork.NewFakeClock()
 	st := memstore.New()
 	b := newBlocker()
-	s := newScheduler(t, []billing.Job{b.job("stuck", "0 * * * *")}, st, scheduler.WithClock(clock))
+	s := newScheduler(t, []billing.Job{b.job("stuck", "0 * * * *")}, st, scheduler.Config{Clock: clock})
 	start(t, s)
 	if _, err := s.TriggerAsync(context.Background(), "stuck"); err != nil {
 		t.Fatal(err)
@@ -440,7 +440,7 @@ func TestHistoryRetention(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	s := newScheduler(t, []billing.Job{countingJob("j", "0 9 * * *", &calls)}, st, scheduler.WithClock(clock), scheduler.WithHistoryRetention(7))
+	s := newScheduler(t, []billing.Job{countingJob("j", "0 9 * * *", &calls)}, st, scheduler.Config{Clock: clock, HistoryRetentionDays: 7})
 	if _, err := s.Trigger(ctx, "j"); err != nil {
 		t.Fatal(err)
 	}
@@ -466,7 +466,7 @@ func TestOperatorAlertsOncePerEpisode(t *testing.T) {
 	}}
 	rec := testkit.NewNotifier()
 	ops := billing.Recipient{Email: "ops@example.com", Name: "Ops"}
-	s := newScheduler(t, []billing.Job{job}, st, scheduler.WithClock(clock), scheduler.WithAlerts(rec, ops, scheduler.AlertPolicy{PartialFailures: 2}))
+	s := newScheduler(t, []billing.Job{job}, st, scheduler.Config{Clock: clock, Alerts: &scheduler.Alerts{Notifier: rec, To: ops, Policy: scheduler.AlertPolicy{PartialFailures: 2}}})
 	trigger := func() billing.JobRun {
 		t.Helper()
 		r, err := s.Trigger(ctx, "renew")
@@ -548,11 +548,11 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 	st := memstore.New()
 	var calls atomic.Int64
 	jobs := []billing.Job{countingJob("daily", "0 9 * * *", &calls)}
-	opts := func(replica string) []scheduler.Option {
-		return []scheduler.Option{scheduler.WithClock(clock), scheduler.WithLocation(saoPaulo), scheduler.WithReplicaID(replica)}
+	cfg := func(replica string) scheduler.Config {
+		return scheduler.Config{Clock: clock, Location: saoPaulo, ReplicaID: replica}
 	}
 
-	s1 := newScheduler(t, jobs, st, opts("r1")...)
+	s1 := newScheduler(t, jobs, st, cfg("r1"))
 	start(t, s1)
 	advanceTo(clock, day(1, 9, 0))
 	waitTick(t, st, "daily", day(1, 9, 0), 1)
@@ -560,8 +560,8 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 
 	// Down from day 1 to day 4 10:00: three ticks missed, two replicas come back at once.
 	advanceTo(clock, day(4, 10, 0))
-	s2 := newScheduler(t, jobs, st, opts("r2")...)
-	s3 := newScheduler(t, jobs, st, opts("r3")...)
+	s2 := newScheduler(t, jobs, st, cfg("r2"))
+	s3 := newScheduler(t, jobs, st, cfg("r3"))
 	var wg sync.WaitGroup
 	for _, s := range []*scheduler.Scheduler{s2, s3} {
 		wg.Go(func() { start(t, s) })
@@ -591,7 +591,7 @@ func TestCatchUpRunsOnceAfterDowntime(t *testing.T) {
 
 	// Restarting after a successful tick catches nothing up.
 	advanceTo(clock, day(5, 9, 30))
-	s4 := newScheduler(t, jobs, st, opts("r4")...)
+	s4 := newScheduler(t, jobs, st, cfg("r4"))
 	start(t, s4)
 	shutdown(t, s4)
 	if calls.Load() != 3 {
@@ -609,7 +609,7 @@ func TestCatchUpNewInstall(t *testing.T) {
 	jobs := []billing.Job{countingJob("daily", "0 9 * * *", &calls)}
 
 	// Brand-new install at 10:00: the 09:00 tick happened before it existed.
-	s1 := newScheduler(t, jobs, st, scheduler.WithClock(clock))
+	s1 := newScheduler(t, jobs, st, scheduler.Config{Clock: clock})
 	start(t, s1)
 	shutdown(t, s1)
 	if calls.Load() != 0 {
@@ -617,7 +617,7 @@ func TestCatchUpNewInstall(t *testing.T) {
 	}
 	// Down over the next 09:00 tick: that one is caught up, even though the job never ran.
 	advanceTo(clock, at(2, 10))
-	s2 := newScheduler(t, jobs, st, scheduler.WithClock(clock))
+	s2 := newScheduler(t, jobs, st, scheduler.Config{Clock: clock})
 	start(t, s2)
 	shutdown(t, s2) // waits for the catch-up run
 	runs := executed(t, st, "daily")
@@ -645,7 +645,7 @@ func replicasRunEachTickOnce(t *testing.T, stores [3]scheduler.Store, runs billi
 	reps := make([]*scheduler.Scheduler, 3)
 	for i := range reps {
 		clocks[i] = clockwork.NewFakeClockAt(base.Add(offsets[i]))
-		reps[i] = newScheduler(t, jobs, stores[i], scheduler.WithClock(clocks[i]), scheduler.WithReplicaID(fmt.Sprintf("r%d", i)))
+		reps[i] = newScheduler(t, jobs, stores[i], scheduler.Config{Clock: clocks[i], ReplicaID: fmt.Sprintf("r%d", i)})
 		start(t, reps[i])
 	}
 	for k := 1; k <= 10; k++ {
@@ -733,7 +733,7 @@ func TestDSTDailyJobsRunOncePerDay(t *testing.T) {
 			st := memstore.New()
 			var c1, c2, c3 atomic.Int64
 			jobs := []billing.Job{countingJob("at0130", "30 1 * * *", &c1), countingJob("at0230", "30 2 * * *", &c2), countingJob("at0900", "0 9 * * *", &c3)}
-			s := newScheduler(t, jobs, st, scheduler.WithClock(clock), scheduler.WithLocation(tc.loc))
+			s := newScheduler(t, jobs, st, scheduler.Config{Clock: clock, Location: tc.loc})
 			start(t, s)
 			for i, tk := range tc.ticks {
 				// The job's next_run is this tick: nothing fires between the previous one and it.
@@ -764,8 +764,7 @@ func TestRunTimeoutCancelsTheJob(t *testing.T) {
 		<-ctx.Done()
 		return nil, ctx.Err()
 	}}
-	s := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.WithClock(clockwork.NewFakeClock()),
-		scheduler.WithRunTimeout(20*time.Millisecond))
+	s := newScheduler(t, []billing.Job{job}, memstore.New(), scheduler.Config{Clock: clockwork.NewFakeClock(), RunTimeout: 20 * time.Millisecond})
 	run, err := s.Trigger(context.Background(), "hangs")
 	if err != nil || run.Status != billing.RunStatusFailed || !strings.Contains(run.Error, "deadline exceeded") {
 		t.Fatalf("run = %+v, %v", run, err)
@@ -781,7 +780,7 @@ func TestTicksMissedWhilePausedAreNotCaughtUp(t *testing.T) {
 	st := memstore.New()
 	var calls atomic.Int64
 	jobs := []billing.Job{countingJob("daily", "0 9 * * *", &calls)}
-	s1 := newScheduler(t, jobs, st, scheduler.WithClock(clock))
+	s1 := newScheduler(t, jobs, st, scheduler.Config{Clock: clock})
 	start(t, s1)
 	advanceTo(clock, at(1, 9, 0))
 	waitTick(t, st, "daily", at(1, 9, 0), 1)
@@ -795,7 +794,7 @@ func TestTicksMissedWhilePausedAreNotCaughtUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	shutdown(t, s1)
-	s2 := newScheduler(t, jobs, st, scheduler.WithClock(clock))
+	s2 := newScheduler(t, jobs, st, scheduler.Config{Clock: clock})
 	start(t, s2)
 	shutdown(t, s2)
 	if calls.Load() != 1 {

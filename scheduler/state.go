@@ -48,7 +48,7 @@ func (s *Scheduler) modifyState(ctx context.Context, e *entry, change func(st *b
 		if !errors.Is(err, billing.ErrConflict) {
 			return billing.JobState{}, fmt.Errorf("scheduler: writing state of %q: %w", id, err)
 		}
-		s.cfg.log.DebugContext(ctx, "job state changed concurrently; retrying", "job_id", id, "attempt", attempt+1)
+		s.cfg.Logger.DebugContext(ctx, "job state changed concurrently; retrying", "job_id", id, "attempt", attempt+1)
 	}
 	return billing.JobState{}, fmt.Errorf("scheduler: writing state of %q: still conflicting after %d attempts: %w", id, stateAttempts, err)
 }

@@ -15,7 +15,7 @@ type Stats struct {
 	Since       time.Time  `json:"since"`
 	Jobs        []JobStats `json:"jobs"`
 	Totals      RunCounts  `json:"totals"`
-	// Subscriptions comes from WithSubscriptionStats, else from the store when it is a
+	// Subscriptions comes from Config.SubscriptionStats, else from the store when it is a
 	// billing.SubscriptionCounter; nil without either.
 	Subscriptions *billing.SubscriptionStats `json:"subscriptions,omitempty"`
 }
@@ -75,7 +75,7 @@ func (c *RunCounts) rate() {
 // Stats computes the summary the admin API serves at /stats/summary.
 func (s *Scheduler) Stats(ctx context.Context) (Stats, error) {
 	now := s.now()
-	out := Stats{GeneratedAt: now.In(s.cfg.loc), Since: now.AddDate(0, 0, -s.cfg.retention).In(s.cfg.loc)}
+	out := Stats{GeneratedAt: now.In(s.cfg.Location), Since: now.AddDate(0, 0, -s.cfg.HistoryRetentionDays).In(s.cfg.Location)}
 	for _, e := range s.jobs {
 		runs, err := s.store.ListJobRuns(ctx, billing.JobRunFilter{JobID: e.job.ID, Since: out.Since})
 		if err != nil {
@@ -95,7 +95,7 @@ func (s *Scheduler) Stats(ctx context.Context) (Stats, error) {
 			}
 			total += r.DurationMS
 			if js.LastDurationMS == nil {
-				d, t := r.DurationMS, r.StartedAt.In(s.cfg.loc)
+				d, t := r.DurationMS, r.StartedAt.In(s.cfg.Location)
 				js.LastDurationMS, js.LastRun, js.LastStatus = &d, &t, string(r.Status)
 			}
 		}
@@ -115,11 +115,11 @@ func (s *Scheduler) Stats(ctx context.Context) (Stats, error) {
 	return out, nil
 }
 
-// subscriptionStats serves what WithSubscriptionStats gives, else billing's counts on the
+// subscriptionStats serves what Config.SubscriptionStats gives, else billing's counts on the
 // store with billing's default windows; ok is false when neither is available.
 func (s *Scheduler) subscriptionStats(ctx context.Context, now time.Time) (billing.SubscriptionStats, bool, error) {
-	if s.cfg.subStats != nil {
-		st, err := s.cfg.subStats(ctx)
+	if s.cfg.SubscriptionStats != nil {
+		st, err := s.cfg.SubscriptionStats(ctx)
 		return st, err == nil, err
 	}
 	c, ok := s.store.(billing.SubscriptionCounter)

@@ -11,7 +11,7 @@ import (
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
-// TestStatsServesGivenSubscriptionStats: with WithSubscriptionStats the scheduler serves the
+// TestStatsServesGivenSubscriptionStats: with Config.SubscriptionStats the scheduler serves the
 // counts it is given (billing computes them from its Config), and reports their error.
 func TestStatsServesGivenSubscriptionStats(t *testing.T) {
 	defer noLeaks(t)
@@ -23,8 +23,10 @@ func TestStatsServesGivenSubscriptionStats(t *testing.T) {
 	given := billing.SubscriptionStats{Total: 42, ByStatus: map[billing.SubscriptionStatus]int{billing.SubscriptionStatusActive: 42},
 		Due: billing.DueCounts{Expiring: 7, WarningWindowDays: 7, RenewWindowHours: 48}}
 	var fail error
-	s, err := scheduler.New(svc.Jobs(), store, scheduler.WithLogger(slog.New(slog.DiscardHandler)),
-		scheduler.WithSubscriptionStats(func(context.Context) (billing.SubscriptionStats, error) { return given, fail }))
+	s, err := scheduler.NewScheduler(svc.Jobs(), store, scheduler.Config{
+		Logger:            slog.New(slog.DiscardHandler),
+		SubscriptionStats: func(context.Context) (billing.SubscriptionStats, error) { return given, fail },
+	})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,8 +41,5 @@ func TestStatsServesGivenSubscriptionStats(t *testing.T) {
 	fail = errors.New("counting failed")
 	if _, err := s.Stats(context.Background()); !errors.Is(err, fail) {
 		t.Errorf("Stats() error = %v, want %v", err, fail)
-	}
-	if _, err := scheduler.New(svc.Jobs(), store, scheduler.WithSubscriptionStats(nil)); err == nil {
-		t.Error("WithSubscriptionStats(nil) accepted")
 	}
 }

@@ -113,7 +113,7 @@ type dash struct {
 func New(s *scheduler.Scheduler, opts Config) (http.Handler, error) {
 	var errs []error
 	if s == nil {
-		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.New"))
+		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.NewScheduler"))
 	}
 	if opts.Authorize == nil {
 		errs = append(errs, errors.New("Config.Authorize is required: pass the host's admin check or dashboard.TokenAuthorizer(token)"))
