@@ -115,7 +115,7 @@ func CountDue(ctx context.Context, c SubscriptionCounter, cfg Config, now time.T
 
 // SubscriptionStats counts subscriptions by status and those due now for the jobs, over the
 // windows of the service's Config (see CountSubscriptionStats). A scheduler serves it with
-// scheduler.WithSubscriptionStats(svc.SubscriptionStats).
+// scheduler.Config{SubscriptionStats: svc.SubscriptionStats}.
 func (s *Service) SubscriptionStats(ctx context.Context) (SubscriptionStats, error) {
 	return CountSubscriptionStats(ctx, s.store, s.cfg, s.now())
 }

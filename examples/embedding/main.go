@@ -95,8 +95,8 @@ func run(ctx context.Context, addr, adminToken string) error {
 	if err != nil {
 		return err
 	}
-	sched, err := scheduler.New(svc.Jobs(), st, scheduler.WithLocation(saoPaulo),
-		scheduler.WithSubscriptionStats(svc.SubscriptionStats))
+	sched, err := scheduler.NewScheduler(svc.Jobs(), st, scheduler.Config{Location: saoPaulo,
+		SubscriptionStats: svc.SubscriptionStats})
 	if err != nil {
 		return err
 	}

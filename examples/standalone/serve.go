@@ -184,28 +184,30 @@ func build(ctx context.Context, cfg *Config, log *slog.Logger) (*app, error) {
 	snap := &snapshotter{svc: a.svc}
 	snap.due(ctx, clock.Now())
 	jobs := a.withSnapshots(a.metrics.jobs(append(a.svc.Jobs(), cfg.extraJobs...)), snap)
-	opts := []scheduler.Option{
-		scheduler.WithLocation(cfg.location),
-		scheduler.WithLogger(log),
+	schedCfg := scheduler.Config{
+		Location: cfg.location,
+		Logger:   log,
 		// The store itself, not the metering wrapper, so the scheduler finds its optional
 		// capabilities (billing.LockInspector) by type assertion.
-		scheduler.WithLocker(st),
+		Locker: st,
 		// Due counts over this service's warning ladder and renew window.
-		scheduler.WithSubscriptionStats(a.svc.SubscriptionStats),
+		SubscriptionStats: a.svc.SubscriptionStats,
 		// The jobs' own notifier: alerts raised by a run its breaker stopped skip it.
-		scheduler.WithAlerts(notifier, billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"}, scheduler.AlertPolicy{}),
+		Alerts: &scheduler.Alerts{
+			Notifier: notifier,
+			To:       billing.Recipient{Email: alertTo, Name: "renewkit operators", Locale: "en"},
+		},
+		// Zero (JOB_LOCK_TTL unset) is the scheduler's default.
+		LockTTL: cfg.jobLockTTL,
 	}
 	hook, err := a.alertWebhook(alertTo)
 	if err != nil {
 		return nil, err
 	}
 	if hook != nil {
-		opts = append(opts, scheduler.WithAlertChannel("webhook", hook))
+		schedCfg.Alerts.Channels = append(schedCfg.Alerts.Channels, scheduler.AlertChannel{Name: "webhook", Notifier: hook})
 	}
-	if cfg.jobLockTTL > 0 {
-		opts = append(opts, scheduler.WithLockTTL(cfg.jobLockTTL))
-	}
-	a.sched, err = scheduler.New(jobs, meteredStore{Store: st, m: a.metrics}, opts...)
+	a.sched, err = scheduler.NewScheduler(jobs, meteredStore{Store: st, m: a.metrics}, schedCfg)
 	if err != nil {
 		return nil, err
 	}

@@ -39,7 +39,7 @@ func newConsoleEnv(t *testing.T) (*env, *memstore.Store, string) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := scheduler.New(svc.Jobs(), st, scheduler.WithLogger(quiet))
+	s, err := scheduler.NewScheduler(svc.Jobs(), st, scheduler.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -57,7 +57,7 @@ func newEnv(t *testing.T, prefix string, opts dashboard.Config) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	s, err := scheduler.New(jobs, memstore.New(), scheduler.WithLogger(quiet), scheduler.WithLocation(loc))
+	s, err := scheduler.NewScheduler(jobs, memstore.New(), scheduler.Config{Logger: quiet, Location: loc})
 	if err != nil {
 		t.Fatal(err)
 	}

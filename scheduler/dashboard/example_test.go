@@ -21,7 +21,7 @@ func ExampleNew() {
 	if err != nil {
 		panic(err)
 	}
-	sched, err := scheduler.New(svc.Jobs(), store, scheduler.WithLogger(slog.New(slog.DiscardHandler)))
+	sched, err := scheduler.NewScheduler(svc.Jobs(), store, scheduler.Config{Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		panic(err)
 	}

@@ -54,7 +54,7 @@ func newInboxEnv(t *testing.T, authorize scheduler.Authorizer) (*env, *billing.S
 	for i := range 26 {
 		deliver(billing.GatewayMercadoPago, fmt.Sprintf("payment/%02d", i), fmt.Sprintf("payment:%d", i), errIgnore)
 	}
-	s, err := scheduler.New(svc.Jobs(), st, scheduler.WithLogger(quiet))
+	s, err := scheduler.NewScheduler(svc.Jobs(), st, scheduler.Config{Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
