@@ -12,8 +12,8 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// Config configures a Scheduler built by NewScheduler. The zero value is the default:
-// billing's schedules read in UTC, the wall clock, slog.Default(), the store's own lock and
+// Config configures a Scheduler built by NewScheduler. The zero value is the default: each
+// job's own schedule read in UTC, the wall clock, slog.Default(), the store's own lock and
 // no operator alerts.
 type Config struct {
 	// Location is the time zone cron specs are read in. Nil means UTC. For example
