@@ -377,7 +377,7 @@ type Pruner interface {
 }
 
 // LockInspector is an optional capability of a Locker (the store, or the scheduler's
-// WithLocker): it reports the live lease of key at now, if any, without taking it. With it,
+// Config.Locker): it reports the live lease of key at now, if any, without taking it. With it,
 // the scheduler's List and Get tell a run in progress from a record left "running" by a
 // replica that stopped; without it they trust the record until the next run of the job
 // marks it failed.

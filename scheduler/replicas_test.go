@@ -16,7 +16,7 @@ import (
 	"github.com/renewkit/renewkit/store/memstore"
 )
 
-var _ scheduler.LockInspector = (*memstore.Store)(nil)
+var _ billing.LockInspector = (*memstore.Store)(nil)
 
 // slowStateStore widens the window between a replica's read of a job state and its write,
 // so read-modify-writes of two replicas interleave often.
