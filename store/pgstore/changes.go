@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -144,12 +145,21 @@ func textsExpr(v string) string {
 	return "ARRAY(SELECT jsonb_array_elements_text(" + v + "::jsonb))"
 }
 
-// updateSubsSQL is the batch statement; see the comment at the top of the file.
-var updateSubsSQL = func() string {
+// updateSubsSQL returns the batch statement (see the comment at the top of the file) for
+// changes that write only the columns whose bits are set in cols: the other columns get no
+// parameters, no SET term and no condition, so a batch pays for the columns it writes.
+// Statements are built once per column set (batches of one job share theirs).
+func updateSubsSQL(cols int32) string {
+	if q, ok := updateSubsSQLs.Load(cols); ok {
+		return q.(string)
+	}
 	names := []string{"id", "m", "rs", "re", "ct", "eff"}
 	types := []string{"text[]", "integer[]", "text[]", "timestamptz[]", "text[]", "text[]"}
 	var sets, conds []string
 	for i, c := range subColumns {
+		if cols&(1<<i) == 0 {
+			continue
+		}
 		r, n := fmt.Sprintf("r%d", i), fmt.Sprintf("n%d", i)
 		names = append(names, r, n)
 		types = append(types, c.kind.sqlType(), c.kind.sqlType())
@@ -161,24 +171,28 @@ var updateSubsSQL = func() string {
 		case kTime, kOptTime:
 			cmp = "date_trunc('milliseconds', s." + c.name + ") IS NOT DISTINCT FROM v." + r
 		}
-		sets = append(sets, fmt.Sprintf("%s = CASE WHEN v.m & %s <> 0 THEN %s ELSE s.%s END", c.name, bit, nv, c.name))
-		conds = append(conds, fmt.Sprintf("(v.m & %s = 0 OR %s)", bit, cmp))
+		sets = append(sets, fmt.Sprintf("%s = CASE WHEN v.m & %s <> 0 THEN %s ELSE s.%s END,\n\t\t", c.name, bit, nv, c.name))
+		conds = append(conds, fmt.Sprintf("\n\t\tAND (v.m & %s = 0 OR %s)", bit, cmp))
 	}
 	params := make([]string, len(names))
 	for i := range names {
 		params[i] = fmt.Sprintf("$%d::%s", i+1, types[i])
 	}
-	return `UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, ", ") + `,
-		pending = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb ELSE s.pending END,
+	q := `UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, "") + `pending = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb ELSE s.pending END,
 		version = s.version + 1
 	FROM unnest(` + strings.Join(params, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
 	WHERE s.id = v.id AND s.id = ANY($1::text[]) AND NOT s.flag_del AND s.status = v.rs
 		AND date_trunc('milliseconds', s.current_period_end) = v.re
 		AND (v.ct = '' OR s.claim_token = v.ct)
-		AND (v.eff IS NULL OR s.pending IS NULL)
-		AND ` + strings.Join(conds, "\n\t\tAND ") + `
+		AND (v.eff IS NULL OR s.pending IS NULL)` + strings.Join(conds, "") + `
 	RETURNING s.id`
-}()
+	updateSubsSQLs.Store(cols, q)
+	return q
+}
+
+// updateSubsSQLs caches updateSubsSQL by column set (at most 2^len(subColumns) entries,
+// in practice the few sets the engine's transitions write).
+var updateSubsSQLs sync.Map
 
 // UpdateSubscriptions applies each change conditionally (see billing.SubscriptionChange) in
 // one UPDATE for the whole batch, plus one read of the ids whose change did not apply to
@@ -288,14 +302,14 @@ func (s *Store) tellMissed(ctx context.Context, table, kind, why string, idx []i
 
 // updateSubs runs the batch statement for the changes at idx and returns the ids it wrote.
 func (s *Store) updateSubs(ctx context.Context, changes []billing.SubscriptionChange, idx []int) (map[string]bool, error) {
-	args, err := updateSubsArgs(changes, idx)
+	q, args, err := updateSubsArgs(changes, idx)
 	if err != nil {
 		return nil, err
 	}
 	got, err := collect(ctx, s, func(r pgx.Rows) (string, error) {
 		var id string
 		return id, r.Scan(&id)
-	}, s.t(updateSubsSQL), args...)
+	}, s.t(q), args...)
 	if err != nil {
 		return nil, err
 	}
@@ -306,18 +320,16 @@ func (s *Store) updateSubs(ctx context.Context, changes []billing.SubscriptionCh
 	return applied, nil
 }
 
-// updateSubsArgs returns the parameters of updateSubsSQL for the changes at idx, which it
-// sorts by id (so concurrent batches lock shared rows in the same order).
-func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) ([]any, error) {
+// updateSubsArgs returns the statement and parameters of the changes at idx, which it
+// sorts by id (so concurrent batches lock shared rows in the same order): only the columns
+// some change of the batch writes travel.
+func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) (string, []any, error) {
 	sort.Slice(idx, func(a, b int) bool { return changes[idx[a]].Read.ID < changes[idx[b]].Read.ID })
 	n := len(idx)
 	ids, masks := make([]string, 0, n), make([]int32, 0, n)
 	rs, re := make([]string, 0, n), make([]pgtype.Timestamptz, 0, n)
 	cts, effs := make([]string, 0, n), make([]pgtype.Text, 0, n)
-	cols := make([]*column, 0, 2*len(subColumns))
-	for _, c := range subColumns {
-		cols = append(cols, newColumn(c.kind, n), newColumn(c.kind, n))
-	}
+	var union int32
 	for _, i := range idx {
 		c := &changes[i]
 		var mask int32
@@ -328,21 +340,26 @@ func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) ([]any, err
 		}
 		eff, err := encodeEffects(c.Effects)
 		if err != nil {
-			return nil, err
+			return "", nil, err
 		}
+		union |= mask
 		ids, masks = append(ids, c.Read.ID), append(masks, mask)
 		rs, re = append(rs, string(c.Read.Status)), append(re, pgtype.Timestamptz{Time: rt(c.Read.CurrentPeriodEnd), Valid: true})
 		cts, effs = append(cts, c.ClaimToken), append(effs, pgtype.Text{String: string(eff), Valid: eff != nil})
-		for j, col := range subColumns {
-			cols[2*j].add(col.get(&c.Read))
-			cols[2*j+1].add(col.get(&c.Changed))
-		}
 	}
 	args := []any{ids, masks, rs, re, cts, effs}
-	for _, c := range cols {
-		args = append(args, c.arg())
+	for j, col := range subColumns {
+		if union&(1<<j) == 0 {
+			continue
+		}
+		read, changed := newColumn(col.kind, n), newColumn(col.kind, n)
+		for _, i := range idx {
+			read.add(col.get(&changes[i].Read))
+			changed.add(col.get(&changes[i].Changed))
+		}
+		args = append(args, read.arg(), changed.arg())
 	}
-	return args, nil
+	return updateSubsSQL(union), args, nil
 }
 
 // liveIDs returns which of ids name a live (not soft-deleted) record of table.

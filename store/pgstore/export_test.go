@@ -148,11 +148,11 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	for i := range idx {
 		idx[i] = i
 	}
-	subArgs, err := updateSubsArgs(changes, idx)
+	subSQL, subArgs, err := updateSubsArgs(changes, idx)
 	if err != nil {
 		panic(err)
 	}
-	add("batch write: update subscriptions", updateSubsSQL, subArgs)
+	add("batch write: update subscriptions", subSQL, subArgs)
 	add("batch write: complete effects", completeEffectsSQL, []any{ids, tokens})
 	add("batch write: finish notifications", finishSQL(false, true), []any{"tok", keys, statuses, errs, updated})
 	add("batch write: release and finish notifications", finishSQL(true, true), []any{keys[:2], "tok", keys[2:], statuses[2:], errs[2:], updated[2:]})
