@@ -52,13 +52,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 	phases := lifecycle(t)
 	inOrder := newEnv(t)
 	for _, ph := range phases {
-		inOrder.clock.Set(ph.now)
-		ph.api(inOrder.mp)
-		for _, d := range ph.notes {
-			if w := inOrder.deliver(d.typ, d.dataID, d.body); w.Code != http.StatusOK {
-				t.Fatalf("in order %s: %s %s: %d %s", ph.name, d.typ, d.dataID, w.Code, w.Body)
-			}
-		}
+		inOrder.deliverPhase(ph)
 	}
 	want := inOrder.snapshot()
 

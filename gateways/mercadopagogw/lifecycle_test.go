@@ -126,6 +126,19 @@ type snapshot struct {
 	Mails    []string
 }
 
+// deliverPhase moves the clock and the fake API to phase ph and delivers its notifications
+// once each, in order; every one must be answered 200.
+func (e *env) deliverPhase(ph phase) {
+	e.t.Helper()
+	e.clock.Set(ph.now)
+	ph.api(e.mp)
+	for _, d := range ph.notes {
+		if w := e.deliver(d.typ, d.dataID, d.body); w.Code != http.StatusOK {
+			e.t.Fatalf("in order %s: %s %s: status %d %s", ph.name, d.typ, d.dataID, w.Code, w.Body)
+		}
+	}
+}
+
 func (e *env) snapshot() snapshot {
 	e.t.Helper()
 	return snapshotOf(e.t, e.st, e.mails())
@@ -189,13 +202,7 @@ func TestLifecycle(t *testing.T) {
 	phases := lifecycle(t)
 	inOrder := newEnv(t)
 	for _, ph := range phases {
-		inOrder.clock.Set(ph.now)
-		ph.api(inOrder.mp)
-		for _, d := range ph.notes {
-			if w := inOrder.deliver(d.typ, d.dataID, d.body); w.Code != http.StatusOK {
-				t.Fatalf("%s: %s %s: status %d %s", ph.name, d.typ, d.dataID, w.Code, w.Body)
-			}
-		}
+		inOrder.deliverPhase(ph)
 		t.Run("in order/"+ph.name, func(t *testing.T) { ph.check(t, inOrder.snapshot()) })
 	}
 	want := inOrder.snapshot()
