@@ -83,13 +83,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 		for _, ph := range phases {
 			clock.Set(ph.now)
 			ph.api(mp)
-			var batch []delivery
-			for _, d := range ph.notes {
-				for range 5 {
-					batch = append(batch, d)
-				}
-			}
-			rnd.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+			batch := testkit.Shuffled(rnd, ph.notes, 5)
 			var wg sync.WaitGroup
 			codes := make(chan int, len(batch))
 			for _, d := range batch {

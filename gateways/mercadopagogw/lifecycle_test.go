@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 // delivery is one notification as Mercado Pago sends it.
@@ -229,13 +230,7 @@ func TestLifecycle(t *testing.T) {
 	shuffled := newEnv(t)
 	var all []delivery
 	run := func(notes []delivery) {
-		var batch []delivery
-		for _, d := range notes {
-			for range 5 {
-				batch = append(batch, d)
-			}
-		}
-		rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+		batch := testkit.Shuffled(rng, notes, 5)
 		var wg sync.WaitGroup
 		for _, d := range batch {
 			wg.Go(func() {

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 func activated(t testing.TB, id string, updated time.Time) []byte {
@@ -340,14 +341,7 @@ func TestLifecycleShuffledConcurrentMatchesInOrder(t *testing.T) {
 	}
 	for round := range 3 {
 		e := newEnv(t, now, nil)
-		var deliveries [][]byte
-		for _, ev := range events {
-			for range 5 {
-				deliveries = append(deliveries, ev)
-			}
-		}
-		rng := rand.New(rand.NewPCG(uint64(round), 7))
-		rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		deliveries := testkit.Shuffled(rand.New(rand.NewPCG(uint64(round), 7)), events, 5)
 		var wg sync.WaitGroup
 		var failures atomic.Int64
 		for _, d := range deliveries {

@@ -79,14 +79,8 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 			t.Cleanup(func() { _ = w.Shutdown(context.Background()) })
 			handlers = append(handlers, h)
 		}
-		var deliveries [][]byte
-		for _, ev := range events {
-			for range 5 {
-				deliveries = append(deliveries, ev)
-			}
-		}
 		rng := rand.New(rand.NewPCG(uint64(round), 17))
-		rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		deliveries := testkit.Shuffled(rng, events, 5)
 		var wg sync.WaitGroup
 		codes := make(chan int, len(deliveries))
 		for _, d := range deliveries {
