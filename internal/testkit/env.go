@@ -13,11 +13,7 @@ func MongoURI(t testing.TB) string {
 	t.Helper()
 	uri := os.Getenv("MONGODB_TEST_URI")
 	if uri == "" {
-		msg := "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		Unavailable(t, "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB")
 	}
 	return uri
 }
@@ -36,11 +32,30 @@ func PostgresURI(t testing.TB) string {
 	t.Helper()
 	uri := os.Getenv("POSTGRES_TEST_URI")
 	if uri == "" {
-		msg := "POSTGRES_TEST_URI is not set: run `eval \"$(scripts/postgres start)\"` (a throwaway PostgreSQL 15) or point it at a PostgreSQL"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		Unavailable(t, "POSTGRES_TEST_URI is not set: run `eval \"$(scripts/postgres start)\"` (a throwaway PostgreSQL 15) or point it at a PostgreSQL")
 	}
 	return uri
+}
+
+// StripeMockURL returns STRIPE_MOCK_URL, the stripe-mock that `scripts/stripe-mock start`
+// runs, for the tests that call Stripe's API. Without it the test is skipped locally and
+// fails under CI=true.
+func StripeMockURL(t testing.TB) string {
+	t.Helper()
+	u := os.Getenv("STRIPE_MOCK_URL")
+	if u == "" {
+		Unavailable(t, "STRIPE_MOCK_URL is not set: run `eval \"$(scripts/stripe-mock start)\"` to test against stripe-mock")
+	}
+	return u
+}
+
+// Unavailable ends a test that needs something this machine lacks (a server, a tool), saying
+// why in msg, which should name how to get it: under CI=true the test fails, so an
+// integration test never silently skips in CI; elsewhere it is skipped.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
 }
