@@ -85,13 +85,8 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 		codes := make(chan int, len(deliveries))
 		for _, d := range deliveries {
 			h := handlers[rng.IntN(3)]
-			hdr := e.signer.Sign(d, e.clock.Now())
+			req := e.signer.Request("/api/payments/paypal/webhook", d, e.clock.Now())
 			wg.Go(func() {
-				req := httptest.NewRequest(http.MethodPost, "/api/payments/paypal/webhook", bytes.NewReader(d))
-				req.Header.Set("Content-Type", "application/json")
-				for k, v := range hdr {
-					req.Header[k] = v
-				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)
 				codes <- rec.Code
