@@ -296,6 +296,17 @@ type snapshot struct {
 	SubscriptionsCount int
 }
 
+// inOrder delivers events once each, in order, to a fresh env and returns where they end:
+// what a shuffled, repeated delivery must end in too.
+func inOrder(t *testing.T, events [][]byte, now time.Time) snapshot {
+	t.Helper()
+	e := newEnv(t, now, nil)
+	for _, ev := range events {
+		e.mustDeliver(ev)
+	}
+	return e.snapshot()
+}
+
 func (e *env) snapshot() snapshot {
 	e.t.Helper()
 	return snapshotOf(e.t, e.store, e.sortedEmails())
@@ -329,13 +340,7 @@ func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 // emails as one in-order delivery of each.
 func TestLifecycleShuffledConcurrentMatchesInOrder(t *testing.T) {
 	events, now := lifecycle(t)
-	want := func() snapshot {
-		e := newEnv(t, now, nil)
-		for _, ev := range events {
-			e.mustDeliver(ev)
-		}
-		return e.snapshot()
-	}()
+	want := inOrder(t, events, now)
 	if want.Status != billing.SubscriptionStatusCancelled || want.Applied != 3 || len(want.Emails) != 6 {
 		t.Fatalf("in-order lifecycle: %+v", want)
 	}

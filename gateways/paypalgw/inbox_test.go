@@ -27,13 +27,7 @@ import (
 func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 	testkit.MongoURI(t) // before the in-order run: skip (or fail under CI) without a server
 	events, now := lifecycle(t)
-	want := func() snapshot {
-		e := newEnv(t, now, nil)
-		for _, ev := range events {
-			e.mustDeliver(ev)
-		}
-		return e.snapshot()
-	}()
+	want := inOrder(t, events, now)
 
 	for round := range 2 {
 		// e provides the clock, the signer and the email recorder; its own memstore
