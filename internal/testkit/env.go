@@ -16,11 +16,7 @@ import (
 // locally and fails under CI=true: an integration test never silently skips in CI.
 func MongoURI(t testing.TB) string {
 	t.Helper()
-	uri := os.Getenv("MONGODB_TEST_URI")
-	if uri == "" {
-		Unavailable(t, "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB")
-	}
-	return uri
+	return getenv(t, "MONGODB_TEST_URI", "run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB")
 }
 
 // DBName returns a fresh database name with prefix, within FerretDB's rules
@@ -35,11 +31,7 @@ func DBName(prefix string) string {
 // skipped locally and fails under CI=true: an integration test never silently skips in CI.
 func PostgresURI(t testing.TB) string {
 	t.Helper()
-	uri := os.Getenv("POSTGRES_TEST_URI")
-	if uri == "" {
-		Unavailable(t, "POSTGRES_TEST_URI is not set: run `eval \"$(scripts/postgres start)\"` (a throwaway PostgreSQL 15) or point it at a PostgreSQL")
-	}
-	return uri
+	return getenv(t, "POSTGRES_TEST_URI", "run `eval \"$(scripts/postgres start)\"` (a throwaway PostgreSQL 15) or point it at a PostgreSQL")
 }
 
 // StripeMockURL returns STRIPE_MOCK_URL, the stripe-mock that `scripts/stripe-mock start`
@@ -47,11 +39,17 @@ func PostgresURI(t testing.TB) string {
 // fails under CI=true.
 func StripeMockURL(t testing.TB) string {
 	t.Helper()
-	u := os.Getenv("STRIPE_MOCK_URL")
-	if u == "" {
-		Unavailable(t, "STRIPE_MOCK_URL is not set: run `eval \"$(scripts/stripe-mock start)\"` to test against stripe-mock")
+	return getenv(t, "STRIPE_MOCK_URL", "run `eval \"$(scripts/stripe-mock start)\"` to test against stripe-mock")
+}
+
+// getenv returns the variable name, or ends the test as Unavailable, saying how to set it.
+func getenv(t testing.TB, name, how string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		Unavailable(t, name+" is not set: "+how)
 	}
-	return u
+	return v
 }
 
 // Unavailable ends a test that needs something this machine lacks (a server, a tool), saying
