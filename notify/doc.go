@@ -31,5 +31,6 @@
 // # Example
 //
 // ExampleNewRenderer mounts the email previews; ExampleNewFanOutNotifier sends through email and a
-// webhook channel; ExampleRenderer_Render renders one email.
+// webhook channel; ExampleNewWebhook posts a signed notification to a receiver that checks it
+// with VerifyWebhook; ExampleRenderer_Render renders one email.
 package notify

@@ -2,10 +2,13 @@ package notify_test
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"time"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/notify"
@@ -63,4 +66,36 @@ func ExampleNewFanOutNotifier() {
 	fmt.Println(len(email.Sent()), "email")
 	// Output:
 	// 1 email
+}
+
+// ExampleNewWebhook posts each notification, signed, to a receiver of the host's (an SMS or
+// WhatsApp bridge). The receiver checks the signature on the raw body with VerifyWebhook
+// before it decodes anything.
+func ExampleNewWebhook() {
+	secret := []byte("0123456789abcdef0123456789abcdef")
+	bridge := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		if err := notify.VerifyWebhook(secret, r.Header.Get(notify.SignatureHeader), body, time.Now(), 0); err != nil {
+			http.Error(w, err.Error(), http.StatusUnauthorized)
+			return
+		}
+		var p notify.WebhookPayload
+		if err := json.Unmarshal(body, &p); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		fmt.Println("bridge got", p.Kind, "for", p.To.Email)
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer bridge.Close()
+
+	hook, err := notify.NewWebhook(notify.WebhookConfig{URL: bridge.URL, Secret: secret, Logger: slog.New(slog.DiscardHandler)})
+	if err != nil {
+		panic(err)
+	}
+	if err := hook.Notify(context.Background(), notify.SampleNotification(billing.NotificationKindExpiring, "en")); err != nil {
+		panic(err)
+	}
+	// Output:
+	// bridge got expiring for jane.doe@example.com
 }

@@ -3,9 +3,7 @@ package scheduler_test
 import (
 	"context"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/internal/testkit"
@@ -17,8 +15,7 @@ import (
 // three PostgreSQL connection pools sharing one schema: the lease lock and the run history
 // live in pgstore, so one run per tick holds across processes, not just in memory.
 func TestReplicasRunEachTickOncePostgres(t *testing.T) {
-	uri := testkit.PostgresURI(t)
-	schema := testkit.DBName("rk_sched")
+	uri, schema := testkit.PostgresSchema(t, "rk_sched")
 	var stores [3]scheduler.Store
 	var first *pgstore.Store
 	for i := range stores {
@@ -27,13 +24,6 @@ func TestReplicasRunEachTickOncePostgres(t *testing.T) {
 			t.Fatal(err)
 		}
 		t.Cleanup(p.Close)
-		if i == 0 {
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-				defer cancel()
-				_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-			})
-		}
 		st, err := pgstore.New(p, pgstore.Config{Schema: schema})
 		if err != nil {
 			t.Fatal(err)

@@ -24,6 +24,7 @@ import (
 	"go.yaml.in/yaml/v3"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/notify"
 )
 
@@ -389,11 +390,7 @@ func TestAlertRulesUseExportedMetrics(t *testing.T) {
 func TestAlertRulesPromtool(t *testing.T) {
 	promtool, err := exec.LookPath("promtool")
 	if err != nil {
-		msg := "promtool not installed: apt-get install prometheus (scripts/test does)"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+		testkit.Unavailable(t, "promtool not installed: apt-get install prometheus (scripts/test does)")
 	}
 	for _, args := range [][]string{{"check", "rules", "alerts.yml"}, {"test", "rules", "testdata/alerts_test.yml"}} {
 		out, err := exec.Command(promtool, args...).CombinedOutput()

@@ -64,14 +64,7 @@ func TestWarningSweepSurvivesSIGKILL(t *testing.T) {
 
 	sink := startMailSink(t, 20*time.Millisecond, string(billing.NotificationKindExpiring))
 	token := "crash-test-admin-token-0123456789"
-	env := []string{
-		"MONGODB_URI=" + uri, "MONGODB_DB=" + dbName,
-		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sink.Port), "SMTP_TLS=none", "SMTP_FROM=billing@example.com",
-		"ENABLE_SCHEDULER=false", "ADMIN_TOKEN=" + token, "SCHEDULER_TIMEZONE=UTC",
-		"CLAIM_LEASE=" + crashClaimLease.String(),
-		"JOB_LOCK_TTL=" + crashJobLock.String(),
-		"PATH=" + os.Getenv("PATH"),
-	}
+	env := crashHostEnv(uri, dbName, sink, token, "CLAIM_LEASE="+crashClaimLease.String(), "JOB_LOCK_TTL="+crashJobLock.String())
 
 	// Two runs killed mid-sweep: at a quarter, then at half of the subscriptions emailed.
 	kills := 0
@@ -273,6 +266,19 @@ type crashHost struct {
 	stderr *syncBuffer
 	exited chan error // receives Wait's result once
 	done   bool
+}
+
+// crashHostEnv is the environment of a crash test's server: the store on database dbName
+// of uri, SMTP to sink, no scheduler (the test triggers), the admin token, UTC, and the
+// test's own settings in extra.
+func crashHostEnv(uri, dbName string, sink *mailSink, token string, extra ...string) []string {
+	env := []string{
+		"MONGODB_URI=" + uri, "MONGODB_DB=" + dbName,
+		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sink.Port), "SMTP_TLS=none", "SMTP_FROM=billing@example.com",
+		"ENABLE_SCHEDULER=false", "ADMIN_TOKEN=" + token, "SCHEDULER_TIMEZONE=UTC",
+		"PATH=" + os.Getenv("PATH"),
+	}
+	return append(env, extra...)
 }
 
 // startCrashHost starts the binary on a free 127.0.0.1 port with env and waits until it listens.

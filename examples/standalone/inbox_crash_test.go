@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -62,15 +61,10 @@ func TestInboxSurvivesSIGKILL(t *testing.T) {
 
 	sink := startMailSink(t, 50*time.Millisecond, string(billing.NotificationKindPaymentSuccessful))
 	token := "inbox-crash-admin-token-0123456789"
-	env := []string{
-		"MONGODB_URI=" + uri, "MONGODB_DB=" + dbName,
-		"SMTP_HOST=127.0.0.1", fmt.Sprintf("SMTP_PORT=%d", sink.Port), "SMTP_TLS=none", "SMTP_FROM=billing@example.com",
-		"ENABLE_SCHEDULER=false", "ADMIN_TOKEN=" + token, "SCHEDULER_TIMEZONE=UTC",
+	env := crashHostEnv(uri, dbName, sink, token,
 		// No STRIPE_SECRET_KEY: the signed body is trusted, the API is never asked.
-		"STRIPE_WEBHOOK_SECRET=" + inboxHookSecret,
-		"INBOX_LEASE=" + inboxCrashLease.String(), "CLAIM_LEASE=" + inboxClaimLease.String(),
-		"PATH=" + os.Getenv("PATH"),
-	}
+		"STRIPE_WEBHOOK_SECRET="+inboxHookSecret,
+		"INBOX_LEASE="+inboxCrashLease.String(), "CLAIM_LEASE="+inboxClaimLease.String())
 
 	// Run 1 accepts every event (first periods, then second ones, as Stripe sends them)
 	// and is killed once a quarter of the payment emails went out; run 2 once half did.

@@ -1,14 +1,10 @@
 package main
 
 import (
-	"context"
 	"net/http"
 	"strings"
 	"testing"
 	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/internal/testkit"
@@ -19,16 +15,7 @@ import (
 // pgstore, the console's API answers from it, and after a restart the run history is still
 // there, in the admin API and on the dashboard.
 func TestServerOnPostgres(t *testing.T) {
-	uri := testkit.PostgresURI(t)
-	schema := testkit.DBName("rk_standalone")
-	t.Cleanup(func() { // after the servers stopped: drop the test schema
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if p, err := pgxpool.New(ctx, uri); err == nil {
-			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-			p.Close()
-		}
-	})
+	uri, schema := testkit.PostgresSchema(t, "rk_standalone") // dropped after the servers stopped
 	env := map[string]string{"DATABASE_URL": uri, "DATABASE_SCHEMA": schema, "DEMO_DATA": "true",
 		"ENABLE_SCHEDULER": "false", "ADMIN_TOKEN": "pg-admin-token-0123456789"}
 	s := startServer(t, env, nil)

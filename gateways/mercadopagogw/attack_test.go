@@ -100,8 +100,7 @@ func TestAttackWrongCurrencyCheckout(t *testing.T) {
 // 400 and records nothing.
 func TestAttackReplayedOldSignature(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	p := e.pendingCheckout("approved", "accredited")
 	body := notif(t, 8001, TypePayment, "payment.created", "1312345678")
 	r := NewSignedRequest("http://127.0.0.1/api/payments/mercadopago/webhook", testSecret, TypePayment, "1312345678", "req-old",
 		e.clock.Now().Add(-time.Hour), body)
@@ -117,8 +116,7 @@ func TestAttackReplayedOldSignature(t *testing.T) {
 // payment is approved once and its email sent once.
 func TestAttackReplayedBodyNewID(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	p := e.pendingCheckout("approved", "accredited")
 	for _, id := range []int64{8001, 8002} {
 		if w := e.deliver(TypePayment, "1312345678", notif(t, id, TypePayment, "payment.created", "1312345678")); w.Code != http.StatusOK {
 			t.Fatalf("%d: %d %s", id, w.Code, w.Body)

@@ -22,8 +22,7 @@ const checkoutID = 1312345678
 // external_reference: subscription created, welcome and payment emails sent.
 func TestValidSignatureApprovesCheckout(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	p := e.pendingCheckout("approved", "accredited")
 	w := e.deliver(TypePayment, "1312345678", notif(t, 1001, TypePayment, "payment.created", "1312345678"))
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
@@ -103,8 +102,7 @@ func TestSignatureRejected(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t, func(c *Config) { c.Tolerance = tc.tol })
-			p := e.pendingPayment()
-			e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+			p := e.pendingCheckout("approved", "accredited")
 			w := e.serve(tc.request(e.clock.Now()))
 			if w.Code != http.StatusBadRequest {
 				t.Fatalf("status %d, want 400: %s", w.Code, w.Body)
@@ -211,8 +209,7 @@ func TestMalformedJSON(t *testing.T) {
 // API says rejected, and the payment fails with Mercado Pago's status_detail.
 func TestNeverTrustBody(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "rejected", "cc_rejected_insufficient_amount", p.ID))
+	p := e.pendingCheckout("rejected", "cc_rejected_insufficient_amount")
 	body := []byte(`{"id":4001,"type":"payment","action":"payment.updated","status":"approved","data":{"id":"1312345678","status":"approved"}}`)
 	if w := e.deliver(TypePayment, "1312345678", body); w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
@@ -232,8 +229,7 @@ func TestNeverTrustBody(t *testing.T) {
 // read from the API again and, the processor being idempotent, changes nothing either.
 func TestDuplicateDelivery(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	p := e.pendingCheckout("approved", "accredited")
 	body := notif(t, 5001, TypePayment, "payment.created", "1312345678")
 	r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(), body)
 	again := replay(r, body)
@@ -261,8 +257,7 @@ func TestDuplicateDelivery(t *testing.T) {
 // event as failed with nothing applied, and the retry after recovery processes it.
 func TestAPIDownThenRetry(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	p := e.pendingCheckout("approved", "accredited")
 	e.mp.down.Store(true)
 	body := notif(t, 6001, TypePayment, "payment.created", "1312345678")
 	r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(), body)
@@ -382,8 +377,7 @@ func TestLegacyIPN(t *testing.T) {
 	})
 	t.Run("enabled", func(t *testing.T) {
 		e := newEnv(t, func(c *Config) { c.AcceptLegacyIPN = true })
-		p := e.pendingPayment()
-		e.mp.putPayment(checkoutID, checkoutPayment(t, "in_process", "pending_contingency", p.ID))
+		p := e.pendingCheckout("in_process", "pending_contingency")
 		if w := e.serve(ipn()); w.Code != http.StatusOK {
 			t.Fatalf("status %d %s", w.Code, w.Body)
 		}

@@ -217,6 +217,15 @@ func (e *env) pendingPayment() billing.Payment {
 	return p
 }
 
+// pendingCheckout stores a pending renewkit payment and has the fake API hold its Checkout
+// Pro payment in Mercado Pago's status and status_detail.
+func (e *env) pendingCheckout(status, detail string) billing.Payment {
+	e.t.Helper()
+	p := e.pendingPayment()
+	e.mp.putPayment(checkoutID, checkoutPayment(e.t, status, detail, p.ID))
+	return p
+}
+
 // notif builds a Webhooks notification body from the documented fixture.
 func notif(t *testing.T, id int64, typ, action, dataID string) []byte {
 	name := "notification_payment.json"

@@ -52,13 +52,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 	phases := lifecycle(t)
 	inOrder := newEnv(t)
 	for _, ph := range phases {
-		inOrder.clock.Set(ph.now)
-		ph.api(inOrder.mp)
-		for _, d := range ph.notes {
-			if w := inOrder.deliver(d.typ, d.dataID, d.body); w.Code != http.StatusOK {
-				t.Fatalf("in order %s: %s %s: %d %s", ph.name, d.typ, d.dataID, w.Code, w.Body)
-			}
-		}
+		inOrder.deliverPhase(ph)
 	}
 	want := inOrder.snapshot()
 
@@ -89,13 +83,7 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 		for _, ph := range phases {
 			clock.Set(ph.now)
 			ph.api(mp)
-			var batch []delivery
-			for _, d := range ph.notes {
-				for range 5 {
-					batch = append(batch, d)
-				}
-			}
-			rnd.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+			batch := testkit.Shuffled(rnd, ph.notes, 5)
 			var wg sync.WaitGroup
 			codes := make(chan int, len(batch))
 			for _, d := range batch {

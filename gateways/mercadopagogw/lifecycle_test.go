@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 // delivery is one notification as Mercado Pago sends it.
@@ -126,6 +127,19 @@ type snapshot struct {
 	Mails    []string
 }
 
+// deliverPhase moves the clock and the fake API to phase ph and delivers its notifications
+// once each, in order; every one must be answered 200.
+func (e *env) deliverPhase(ph phase) {
+	e.t.Helper()
+	e.clock.Set(ph.now)
+	ph.api(e.mp)
+	for _, d := range ph.notes {
+		if w := e.deliver(d.typ, d.dataID, d.body); w.Code != http.StatusOK {
+			e.t.Fatalf("in order %s: %s %s: status %d %s", ph.name, d.typ, d.dataID, w.Code, w.Body)
+		}
+	}
+}
+
 func (e *env) snapshot() snapshot {
 	e.t.Helper()
 	return snapshotOf(e.t, e.st, e.mails())
@@ -189,13 +203,7 @@ func TestLifecycle(t *testing.T) {
 	phases := lifecycle(t)
 	inOrder := newEnv(t)
 	for _, ph := range phases {
-		inOrder.clock.Set(ph.now)
-		ph.api(inOrder.mp)
-		for _, d := range ph.notes {
-			if w := inOrder.deliver(d.typ, d.dataID, d.body); w.Code != http.StatusOK {
-				t.Fatalf("%s: %s %s: status %d %s", ph.name, d.typ, d.dataID, w.Code, w.Body)
-			}
-		}
+		inOrder.deliverPhase(ph)
 		t.Run("in order/"+ph.name, func(t *testing.T) { ph.check(t, inOrder.snapshot()) })
 	}
 	want := inOrder.snapshot()
@@ -222,13 +230,7 @@ func TestLifecycle(t *testing.T) {
 	shuffled := newEnv(t)
 	var all []delivery
 	run := func(notes []delivery) {
-		var batch []delivery
-		for _, d := range notes {
-			for range 5 {
-				batch = append(batch, d)
-			}
-		}
-		rng.Shuffle(len(batch), func(i, j int) { batch[i], batch[j] = batch[j], batch[i] })
+		batch := testkit.Shuffled(rng, notes, 5)
 		var wg sync.WaitGroup
 		for _, d := range batch {
 			wg.Go(func() {

@@ -39,8 +39,7 @@ func TestOldSignatureReplayedRejected(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			e := newEnv(t) // Tolerance left at its zero value: the default applies
-			p := e.pendingPayment()
-			e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+			p := e.pendingCheckout("approved", "accredited")
 			r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-old", t0,
 				notif(t, 1101, TypePayment, "payment.created", "1312345678"))
 			e.clock.Set(t0.Add(tc.age))
@@ -68,8 +67,7 @@ func TestOldSignatureReplayedRejected(t *testing.T) {
 // payment.
 func TestReplayWithNewBodyIDIsDuplicate(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	p := e.pendingCheckout("approved", "accredited")
 	r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(),
 		notif(t, 1201, TypePayment, "payment.created", "1312345678"))
 	captured := replay(r, notif(t, 1201, TypePayment, "payment.created", "1312345678"))
@@ -98,8 +96,7 @@ func TestReplayWithNewBodyIDIsDuplicate(t *testing.T) {
 // is processed afterwards and approves the payment.
 func TestGuessedIDCannotTakeGenuineSlot(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "in_process", "pending_contingency", p.ID))
+	p := e.pendingCheckout("in_process", "pending_contingency")
 	first := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(),
 		notif(t, 1301, TypePayment, "payment.created", "1312345678"))
 	captured := replay(first, nil)
@@ -161,8 +158,7 @@ func TestNonJSONContentTypeRejected(t *testing.T) {
 	for _, ct := range []string{"text/plain", "application/x-www-form-urlencoded", ""} {
 		t.Run(ct, func(t *testing.T) {
 			e := newEnv(t)
-			p := e.pendingPayment()
-			e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+			p := e.pendingCheckout("approved", "accredited")
 			r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(),
 				notif(t, 1501, TypePayment, "payment.created", "1312345678"))
 			r.Header.Set("Content-Type", ct)
@@ -174,8 +170,7 @@ func TestNonJSONContentTypeRejected(t *testing.T) {
 		})
 	}
 	e := newEnv(t, func(c *Config) { c.AcceptLegacyIPN = true })
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	e.pendingCheckout("approved", "accredited")
 	r := NewSignedRequest("http://127.0.0.1/hook", testSecret, TypePayment, "1312345678", "req-1", e.clock.Now(),
 		notif(t, 1502, TypePayment, "payment.created", "1312345678"))
 	r.Header.Set("Content-Type", "application/json; charset=utf-8")

@@ -13,8 +13,7 @@ import (
 // approvedCheckout approves a renewkit checkout payment through the webhook and returns it.
 func approvedCheckout(t *testing.T, e *env) billing.Payment {
 	t.Helper()
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "approved", "accredited", p.ID))
+	p := e.pendingCheckout("approved", "accredited")
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9001, TypePayment, "payment.created", "1312345678")); w.Code != http.StatusOK {
 		t.Fatalf("approval: %d", w.Code)
 	}
@@ -108,8 +107,7 @@ func TestPartialRefundAndChargebackWon(t *testing.T) {
 // pending payment it names stays pending (and can still be approved).
 func TestRefundOfForeignPaymentIgnored(t *testing.T) {
 	e := newEnv(t)
-	p := e.pendingPayment()
-	e.mp.putPayment(checkoutID, checkoutPayment(t, "refunded", "refunded", p.ID))
+	p := e.pendingCheckout("refunded", "refunded")
 	w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678"))
 	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeIgnored) {
 		t.Fatalf("foreign refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))

@@ -125,7 +125,8 @@
 //
 // # Mounting
 //
-// ExampleNewWebhookHandler mounts the handler and registers the lookup; the lookup is
+// ExampleNewWebhookHandler mounts the handler. ExampleNewRenewalLookup builds the lookup
+// the renew job asks, against a local server standing in for the API, and registers it as
 // billing.Config{Renewals: map[string]billing.RenewalLookup{billing.GatewayPayPal: lookup}}.
 //
 // # Testing hosts' integrations

@@ -1,7 +1,6 @@
 package paypalgw_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
@@ -40,13 +39,8 @@ func ExampleNewWebhookHandler() {
 	mux.Handle("POST /api/payments/paypal/webhook", h)
 
 	body := []byte(`{"id":"WH-1","event_type":"BILLING.PLAN.CREATED","create_time":"2025-01-01T00:00:00Z","resource_type":"plan","resource":{"id":"P-1"}}`)
-	req := httptest.NewRequest(http.MethodPost, "/api/payments/paypal/webhook", bytes.NewReader(body))
-	req.Header.Set("Content-Type", "application/json")
-	for k, v := range signer.Sign(body, now) {
-		req.Header[k] = v
-	}
 	rec := httptest.NewRecorder()
-	mux.ServeHTTP(rec, req)
+	mux.ServeHTTP(rec, signer.Request("/api/payments/paypal/webhook", body, now))
 	fmt.Print(rec.Code, " ", rec.Body.String())
 	// Output: 200 {"event_id":"WH-1","status":"accepted"}
 }

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 func activated(t testing.TB, id string, updated time.Time) []byte {
@@ -295,6 +296,17 @@ type snapshot struct {
 	SubscriptionsCount int
 }
 
+// inOrder delivers events once each, in order, to a fresh env and returns where they end:
+// what a shuffled, repeated delivery must end in too.
+func inOrder(t *testing.T, events [][]byte, now time.Time) snapshot {
+	t.Helper()
+	e := newEnv(t, now, nil)
+	for _, ev := range events {
+		e.mustDeliver(ev)
+	}
+	return e.snapshot()
+}
+
 func (e *env) snapshot() snapshot {
 	e.t.Helper()
 	return snapshotOf(e.t, e.store, e.sortedEmails())
@@ -328,26 +340,13 @@ func itoa(n int64) string { b, _ := json.Marshal(n); return string(b) }
 // emails as one in-order delivery of each.
 func TestLifecycleShuffledConcurrentMatchesInOrder(t *testing.T) {
 	events, now := lifecycle(t)
-	want := func() snapshot {
-		e := newEnv(t, now, nil)
-		for _, ev := range events {
-			e.mustDeliver(ev)
-		}
-		return e.snapshot()
-	}()
+	want := inOrder(t, events, now)
 	if want.Status != billing.SubscriptionStatusCancelled || want.Applied != 3 || len(want.Emails) != 6 {
 		t.Fatalf("in-order lifecycle: %+v", want)
 	}
 	for round := range 3 {
 		e := newEnv(t, now, nil)
-		var deliveries [][]byte
-		for _, ev := range events {
-			for range 5 {
-				deliveries = append(deliveries, ev)
-			}
-		}
-		rng := rand.New(rand.NewPCG(uint64(round), 7))
-		rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		deliveries := testkit.Shuffled(rand.New(rand.NewPCG(uint64(round), 7)), events, 5)
 		var wg sync.WaitGroup
 		var failures atomic.Int64
 		for _, d := range deliveries {

@@ -33,6 +33,7 @@ type TestSigner struct {
 type TestSigning interface {
 	Config() Config
 	Sign(body []byte, t time.Time) http.Header
+	Request(url string, body []byte, t time.Time) *http.Request
 	SignWith(body []byte, t time.Time, webhookID, certURL string) http.Header
 	CertRequests() int64
 	Close()

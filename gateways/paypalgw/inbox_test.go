@@ -27,13 +27,7 @@ import (
 func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 	testkit.MongoURI(t) // before the in-order run: skip (or fail under CI) without a server
 	events, now := lifecycle(t)
-	want := func() snapshot {
-		e := newEnv(t, now, nil)
-		for _, ev := range events {
-			e.mustDeliver(ev)
-		}
-		return e.snapshot()
-	}()
+	want := inOrder(t, events, now)
 
 	for round := range 2 {
 		// e provides the clock, the signer and the email recorder; its own memstore
@@ -79,25 +73,14 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 			t.Cleanup(func() { _ = w.Shutdown(context.Background()) })
 			handlers = append(handlers, h)
 		}
-		var deliveries [][]byte
-		for _, ev := range events {
-			for range 5 {
-				deliveries = append(deliveries, ev)
-			}
-		}
 		rng := rand.New(rand.NewPCG(uint64(round), 17))
-		rng.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		deliveries := testkit.Shuffled(rng, events, 5)
 		var wg sync.WaitGroup
 		codes := make(chan int, len(deliveries))
 		for _, d := range deliveries {
 			h := handlers[rng.IntN(3)]
-			hdr := e.signer.Sign(d, e.clock.Now())
+			req := e.signer.Request("/api/payments/paypal/webhook", d, e.clock.Now())
 			wg.Go(func() {
-				req := httptest.NewRequest(http.MethodPost, "/api/payments/paypal/webhook", bytes.NewReader(d))
-				req.Header.Set("Content-Type", "application/json")
-				for k, v := range hdr {
-					req.Header[k] = v
-				}
 				rec := httptest.NewRecorder()
 				h.ServeHTTP(rec, req)
 				codes <- rec.Code

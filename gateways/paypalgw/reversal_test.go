@@ -30,6 +30,22 @@ func reversalAPI(t *testing.T, api *apiServer, saleTime time.Time, state *atomic
 	})
 }
 
+// newSaleEnv is a strict env with API credentials whose subscription was activated three
+// hours before now and paid by SALE-1 two hours before now, both events delivered. The API
+// reports the sale in the state the returned value holds, completed at first.
+func newSaleEnv(t *testing.T, now time.Time) (*env, *atomic.Value) {
+	api := newAPIServer(t)
+	saleTime := now.Add(-2 * time.Hour)
+	state := new(atomic.Value)
+	state.Store("completed")
+	reversalAPI(t, api, saleTime, state)
+	api.nextBilling, api.updated = now.AddDate(0, 1, 0), now.Add(-3*time.Hour)
+	e := newStrictEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.BaseURL = "client-id", "client-secret", api.URL })
+	e.mustDeliver(activated(t, "WH-ACT", now.Add(-3*time.Hour)))
+	e.mustDeliver(saleEvent(t, "WH-SALE", "SALE-1", saleTime, "19.90"))
+	return e, state
+}
+
 func refundEvent(eventType, eventID string, at time.Time, total string) []byte {
 	return []byte(`{"id":"` + eventID + `","event_version":"1.0","create_time":"` + ts(at) + `","resource_type":"refund",` +
 		`"event_type":"` + eventType + `","resource":{"id":"RF-1","sale_id":"SALE-1","state":"completed",` +
@@ -43,15 +59,7 @@ func refundEvent(eventType, eventID string, at time.Time, total string) []byte {
 // sends nothing more; PAYMENT.SALE.REVERSED of the refunded sale changes nothing.
 func TestSaleRefundedReadFromAPI(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
-	api := newAPIServer(t)
-	saleTime := now.Add(-2 * time.Hour)
-	var state atomic.Value
-	state.Store("completed")
-	reversalAPI(t, api, saleTime, &state)
-	api.nextBilling, api.updated = now.AddDate(0, 1, 0), now.Add(-3*time.Hour)
-	e := newStrictEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.BaseURL = "client-id", "client-secret", api.URL })
-	e.mustDeliver(activated(t, "WH-ACT", now.Add(-3*time.Hour)))
-	e.mustDeliver(saleEvent(t, "WH-SALE", "SALE-1", saleTime, "19.90"))
+	e, state := newSaleEnv(t, now)
 	ctx := context.Background()
 	pay := func() billing.Payment {
 		p, err := e.store.FindPaymentByGateway(ctx, billing.GatewayPayPal, "SALE-1")
@@ -92,15 +100,7 @@ func TestSaleRefundedReadFromAPI(t *testing.T) {
 // one the API does not confirm (the sale still completed) changes nothing.
 func TestSaleReversedIsAChargeback(t *testing.T) {
 	now := time.Now().UTC().Truncate(time.Second)
-	api := newAPIServer(t)
-	saleTime := now.Add(-2 * time.Hour)
-	var state atomic.Value
-	state.Store("completed")
-	reversalAPI(t, api, saleTime, &state)
-	api.nextBilling, api.updated = now.AddDate(0, 1, 0), now.Add(-3*time.Hour)
-	e := newStrictEnv(t, now, func(c *Config) { c.ClientID, c.ClientSecret, c.BaseURL = "client-id", "client-secret", api.URL })
-	e.mustDeliver(activated(t, "WH-ACT", now.Add(-3*time.Hour)))
-	e.mustDeliver(saleEvent(t, "WH-SALE", "SALE-1", saleTime, "19.90"))
+	e, state := newSaleEnv(t, now)
 	rec := e.deliver(refundEvent(EventSaleReversed, "WH-REV-FORGED", now, "-19.90"))
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"ignored"`) {
 		t.Fatalf("unconfirmed reversal: %d %s, want 200 ignored", rec.Code, rec.Body)

@@ -16,6 +16,7 @@ import (
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
 	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 // lifecycle is a realistic subscription life: Checkout, the first invoice, a renewal, a
@@ -326,14 +327,7 @@ func TestLifecycleShuffledConcurrent(t *testing.T) {
 	}
 	for round := 0; round < 10; round++ {
 		e := newEnv(t, stripegw.Config{})
-		var deliveries []*stripegwtest.Event
-		for _, ev := range lifecycle() {
-			for range 5 {
-				deliveries = append(deliveries, ev)
-			}
-		}
-		r := rand.New(rand.NewPCG(uint64(round), 7))
-		r.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		deliveries := testkit.Shuffled(rand.New(rand.NewPCG(uint64(round), 7)), lifecycle(), 5)
 		var wg sync.WaitGroup
 		errs := make(chan error, len(deliveries))
 		for _, ev := range deliveries {

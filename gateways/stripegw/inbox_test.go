@@ -232,14 +232,8 @@ func TestInboxShuffledReplicasOnFerretDB(t *testing.T) {
 			t.Cleanup(func() { _ = r.w.Shutdown(context.Background()) })
 			replicas = append(replicas, r)
 		}
-		var deliveries []*stripegwtest.Event
-		for _, ev := range lifecycle() {
-			for range 5 {
-				deliveries = append(deliveries, ev)
-			}
-		}
 		rnd := rand.New(rand.NewPCG(uint64(round), 11))
-		rnd.Shuffle(len(deliveries), func(i, j int) { deliveries[i], deliveries[j] = deliveries[j], deliveries[i] })
+		deliveries := testkit.Shuffled(rnd, lifecycle(), 5)
 		var wg sync.WaitGroup
 		codes := make(chan int, len(deliveries))
 		for _, ev := range deliveries {

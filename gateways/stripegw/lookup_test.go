@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -15,21 +14,8 @@ import (
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
 	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
-
-// stripeMockURL returns the URL of the stripe-mock started by scripts/stripe-mock. Without
-// it the test is skipped locally and fails under CI=true.
-func stripeMockURL(t *testing.T) string {
-	t.Helper()
-	u := os.Getenv("STRIPE_MOCK_URL")
-	if u == "" {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("STRIPE_MOCK_URL is not set: run `scripts/stripe-mock start` and export its output")
-		}
-		t.Skip("STRIPE_MOCK_URL is not set; run `eval $(scripts/stripe-mock start)` to test against stripe-mock")
-	}
-	return u
-}
 
 // loopbackServer starts an httptest server bound to 127.0.0.1.
 func loopbackServer(t testing.TB, h http.Handler) *httptest.Server {
@@ -47,7 +33,7 @@ func loopbackServer(t testing.TB, h http.Handler) *httptest.Server {
 // Against stripe-mock (API 2023-10-16 fixtures): sub_123 is active with a draft, unpaid
 // latest invoice, so it is paid only through current_period_start.
 func TestRenewalLookupStripeMock(t *testing.T) {
-	url := stripeMockURL(t)
+	url := testkit.StripeMockURL(t)
 	l, err := stripegw.NewRenewalLookup(stripegw.Config{SecretKey: "sk_test_123", BaseURL: url, MaxNetworkRetries: -1})
 	if err != nil {
 		t.Fatal(err)

@@ -1,7 +1,10 @@
 // Package testkit holds the small test doubles renewkit's own tests share: a settable Clock,
 // a recording Notifier that can be told to fail, and fixture builders (Plan, User,
-// Subscription, Payment, Session) with Seed to insert them. It is internal: hosts use
-// store/memstore and notify/lognotify as their doubles.
+// Subscription, Payment, Session) with Seed to insert them. For the storm and benchmark
+// tests: Shuffled (every event n times, in a seeded order), DrainInbox and PastStuckLeases
+// (wait for the webhook inbox to settle), SampleHeap (peak heap) and Pool (stores shared
+// across tests). MongoURI and PostgresURI read the test servers' addresses. It is internal:
+// hosts use store/memstore and notify/lognotify as their doubles.
 //
 // # Example
 //

@@ -1,25 +1,22 @@
 package testkit
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
 	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // MongoURI returns MONGODB_TEST_URI for integration tests. Without it the test is skipped
 // locally and fails under CI=true: an integration test never silently skips in CI.
 func MongoURI(t testing.TB) string {
 	t.Helper()
-	uri := os.Getenv("MONGODB_TEST_URI")
-	if uri == "" {
-		msg := "MONGODB_TEST_URI is not set: run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	return uri
+	return getenv(t, "MONGODB_TEST_URI", "run `eval \"$(scripts/ferretdb start)\"` (FerretDB) or point it at a MongoDB")
 }
 
 // DBName returns a fresh database name with prefix, within FerretDB's rules
@@ -34,13 +31,52 @@ func DBName(prefix string) string {
 // skipped locally and fails under CI=true: an integration test never silently skips in CI.
 func PostgresURI(t testing.TB) string {
 	t.Helper()
-	uri := os.Getenv("POSTGRES_TEST_URI")
-	if uri == "" {
-		msg := "POSTGRES_TEST_URI is not set: run `eval \"$(scripts/postgres start)\"` (a throwaway PostgreSQL 15) or point it at a PostgreSQL"
-		if os.Getenv("CI") == "true" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
+	return getenv(t, "POSTGRES_TEST_URI", "run `eval \"$(scripts/postgres start)\"` (a throwaway PostgreSQL 15) or point it at a PostgreSQL")
+}
+
+// StripeMockURL returns STRIPE_MOCK_URL, the stripe-mock that `scripts/stripe-mock start`
+// runs, for the tests that call Stripe's API. Without it the test is skipped locally and
+// fails under CI=true.
+func StripeMockURL(t testing.TB) string {
+	t.Helper()
+	return getenv(t, "STRIPE_MOCK_URL", "run `eval \"$(scripts/stripe-mock start)\"` to test against stripe-mock")
+}
+
+// getenv returns the variable name, or ends the test as Unavailable, saying how to set it.
+func getenv(t testing.TB, name, how string) string {
+	t.Helper()
+	v := os.Getenv(name)
+	if v == "" {
+		Unavailable(t, name+" is not set: "+how)
 	}
-	return uri
+	return v
+}
+
+// Unavailable ends a test that needs something this machine lacks (a server, a tool), saying
+// why in msg, which should name how to get it: under CI=true the test fails, so an
+// integration test never silently skips in CI; elsewhere it is skipped.
+func Unavailable(t testing.TB, msg string) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatal(msg)
+	}
+	t.Skip(msg)
+}
+
+// PostgresSchema returns POSTGRES_TEST_URI (as PostgresURI) and a fresh schema name with
+// prefix for one test. The schema is dropped when the test and its other cleanups are done
+// (it registers its cleanup first, so it runs last, after the servers and pools the test
+// started have stopped).
+func PostgresSchema(t testing.TB, prefix string) (uri, schema string) {
+	t.Helper()
+	uri, schema = PostgresURI(t), DBName(prefix)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if p, err := pgxpool.New(ctx, uri); err == nil {
+			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			p.Close()
+		}
+	})
+	return uri, schema
 }

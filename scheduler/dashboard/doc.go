@@ -10,10 +10,12 @@
 // links to its rendering with the data that was sent, through Config.EmailView), an email
 // log, and two safe actions, each behind a confirmation page, refused cross-site and
 // audited with the operator's name: resend an email that failed for good, and re-run one
-// subscription through a job after its dry run. With Config.Insights the overview draws
-// inline SVG charts: subscriptions by status and MRR per currency over 90 days of daily
-// snapshots, expected renewals for the next 30 days per currency and gateway, and
-// cancellations by cause per month. Each job page charts its last 30 runs (duration, found
+// subscription through a job after its dry run. With Config.Inbox it adds the webhook
+// inbox pages: events by state and gateway, an event's attempts and errors (never its
+// payload), and a third action, the replay of a failed, dead or ignored event. With
+// Config.Insights the overview draws inline SVG charts: subscriptions by status and MRR
+// per currency over 90 days of daily snapshots, expected renewals for the next 30 days per
+// currency and gateway, and cancellations by cause per month. Each job page charts its last 30 runs (duration, found
 // versus processed) and shows the progress of the current or last run, which one small
 // script (static/console.js, no build step) polls from /jobs/{job_id}/progress without a
 // reload.

@@ -5,7 +5,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"net/http/httptest"
 	"time"
 
@@ -34,25 +33,21 @@ func ExampleNewSigner() {
 		panic(err)
 	}
 
-	post := func(body []byte, signed http.Header) *httptest.ResponseRecorder {
-		req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(body))
-		req.Header.Set("Content-Type", "application/json")
-		for k, v := range signed {
-			req.Header[k] = v
-		}
-		rec := httptest.NewRecorder()
-		h.ServeHTTP(rec, req)
-		return rec
-	}
-
 	body := []byte(`{"id":"WH-7","event_type":"BILLING.PLAN.CREATED","create_time":"2025-01-01T00:00:00Z","resource_type":"plan","resource":{"id":"P-1"}}`)
-	rec := post(body, signer.Sign(body, time.Now()))
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, signer.Request("/webhook", body, time.Now()))
 	fmt.Print(rec.Code, " ", rec.Body.String())
 	fmt.Println("certificate fetches:", signer.CertRequests())
 
-	// A body changed after signing is refused.
-	forged := bytes.Replace(body, []byte("P-1"), []byte("P-2"), 1)
-	fmt.Println(post(forged, signer.Sign(body, time.Now())).Code)
+	// A body changed after signing is refused: the forged body goes with the original's
+	// signature headers.
+	forged := signer.Request("/webhook", bytes.Replace(body, []byte("P-1"), []byte("P-2"), 1), time.Now())
+	for k, v := range signer.Sign(body, time.Now()) {
+		forged.Header[k] = v
+	}
+	rec = httptest.NewRecorder()
+	h.ServeHTTP(rec, forged)
+	fmt.Println(rec.Code)
 	// Output:
 	// 200 {"event_id":"WH-7","status":"accepted"}
 	// certificate fetches: 1

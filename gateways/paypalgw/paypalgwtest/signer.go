@@ -1,6 +1,7 @@
 package paypalgwtest
 
 import (
+	"bytes"
 	"crypto"
 	"crypto/rand"
 	"crypto/rsa"
@@ -122,6 +123,18 @@ func (s *Signer) Config() paypalgw.Config {
 // signer's webhook id and certificate URL.
 func (s *Signer) Sign(body []byte, t time.Time) http.Header {
 	return s.SignWith(body, t, s.WebhookID, s.CertURL)
+}
+
+// Request returns body POSTed to url as PayPal delivers it: Content-Type application/json
+// and the PAYPAL-* headers of Sign at t, ready for a handler's ServeHTTP (url may be a path,
+// as with httptest.NewRequest).
+func (s *Signer) Request(url string, body []byte, t time.Time) *http.Request {
+	req := httptest.NewRequest(http.MethodPost, url, bytes.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	for k, v := range s.Sign(body, t) {
+		req.Header[k] = v
+	}
+	return req
 }
 
 // SignWith signs for another webhook id or certificate URL (to test rejections).
