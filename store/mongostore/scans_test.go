@@ -203,3 +203,115 @@ func TestClaimPushesItsStatusDown(t *testing.T) {
 		t.Errorf("the claim's filter %v reaches PostgreSQL without its status: %s", claim.filter, plan)
 	}
 }
+
+// The completions of one batch of records held by one claim cost one statement on a server
+// that checks write conditions itself (MongoDB, FerretDB v1 on PostgreSQL), and that
+// statement hands the claim_token equality to PostgreSQL: the batch costs one scan of the
+// table, not one per record (each UpdateOne by _id is a full table scan on FerretDB v1 on
+// PostgreSQL), so a sweep's cost per record does not grow with the collection through
+// CompleteEffects. A record of the batch taken over by another claim, and one whose effects
+// were replaced, do not change what is completed: the first is completed all the same, the
+// second keeps its effects. On FerretDB v1 on SQLite each completion is still one write by
+// _id.
+func TestCompleteEffectsOneStatementPerClaim(t *testing.T) {
+	log, db := monitoredDB(t)
+	st := newStore(t, db, mongostore.Config{BatchSize: 100})
+	ctx := context.Background()
+	mode, err := st.ClaimMode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const k = 30
+	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	subs := make([]billing.Subscription, k+2)
+	for i := range subs {
+		subs[i] = billing.Subscription{ID: fmt.Sprintf("sub-%02d", i), UserID: fmt.Sprintf("u%02d", i), PlanID: "p1",
+			Status: billing.SubscriptionStatusInactive, BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
+			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour),
+			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0), Pending: &billing.Effects{Token: fmt.Sprintf("eff-%02d", i)}}
+	}
+	if err := st.InsertSubscriptions(ctx, subs); err != nil {
+		t.Fatal(err)
+	}
+	claim := func(token string, at time.Time, limit int) []billing.Subscription {
+		t.Helper()
+		got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: token, Now: at, LeaseUntil: at.Add(time.Minute), Limit: limit, Pending: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return got
+	}
+	if got := claim("run-1", now, k); len(got) != k {
+		t.Fatalf("claimed %d of %d", len(got), k)
+	}
+	grouped := mode != mongostore.ClaimSerialized || pushesFieldFilters(ctx, t, db.Collection("subscriptions"))
+	done := make([]billing.EffectsDone, k)
+	for i := range done {
+		done[i] = billing.EffectsDone{SubscriptionID: subs[i].ID, Token: subs[i].Pending.Token, ClaimToken: "run-1"}
+	}
+
+	log.mu.Lock()
+	log.on, log.qs = true, nil
+	log.mu.Unlock()
+	if err := st.CompleteEffects(ctx, done); err != nil {
+		t.Fatal(err)
+	}
+	log.mu.Lock()
+	log.on = false
+	qs := log.qs
+	log.mu.Unlock()
+	var writes []query
+	for _, q := range qs {
+		if q.cmd == "update" && q.coll == "subscriptions" {
+			writes = append(writes, q)
+		}
+	}
+	t.Logf("grouped=%v: %d update statements on subscriptions for %d completions", grouped, len(writes), k)
+	switch {
+	case !grouped && len(writes) != k:
+		t.Errorf("SQLite path: %d update statements, want one per completion (%d)", len(writes), k)
+	case grouped && len(writes) != 1:
+		t.Errorf("%d update statements for %d completions held by one claim, want 1", len(writes), k)
+	case grouped && mode == mongostore.ClaimSerialized:
+		var res struct {
+			QueryPlanner bson.Raw `bson:"queryPlanner"`
+		}
+		cmd := bson.D{{Key: "explain", Value: bson.D{{Key: "find", Value: "subscriptions"}, {Key: "filter", Value: writes[0].filter}}},
+			{Key: "verbosity", Value: "queryPlanner"}}
+		if err := db.RunCommand(ctx, cmd).Decode(&res); err != nil {
+			t.Fatal(err)
+		}
+		if plan := res.QueryPlanner.String(); !strings.Contains(plan, "'claim_token'") {
+			t.Errorf("the completion's filter %v reaches PostgreSQL without its claim_token: %s", writes[0].filter, plan)
+		}
+	}
+	for i := range k {
+		x, err := st.GetSubscription(ctx, subs[i].ID)
+		if err != nil || x.Pending != nil {
+			t.Fatalf("%s after CompleteEffects: pending %+v, %v", subs[i].ID, x.Pending, err)
+		}
+	}
+
+	// The last two: one taken over by run-2 once run-1's lease ended, one completed with a
+	// token it no longer carries.
+	if got := claim("run-1", now, 2); len(got) != 2 {
+		t.Fatalf("claimed %d of 2", len(got))
+	}
+	later := now.Add(2 * time.Minute)
+	if got := claim("run-2", later, 1); len(got) != 1 || got[0].ID != subs[k].ID {
+		t.Fatalf("run-2 took over %v, want %s", got, subs[k].ID)
+	}
+	err = st.CompleteEffects(ctx, []billing.EffectsDone{
+		{SubscriptionID: subs[k].ID, Token: subs[k].Pending.Token, ClaimToken: "run-1"},
+		{SubscriptionID: subs[k+1].ID, Token: "replaced", ClaimToken: "run-1"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if x, err := st.GetSubscription(ctx, subs[k].ID); err != nil || x.Pending != nil {
+		t.Errorf("%s, held by another claim: pending %+v after CompleteEffects (%v), want completed", subs[k].ID, x.Pending, err)
+	}
+	if x, err := st.GetSubscription(ctx, subs[k+1].ID); err != nil || x.Pending == nil || x.Pending.Token != subs[k+1].Pending.Token {
+		t.Errorf("%s, completed with a token it does not carry: pending %+v (%v), want its own effects kept", subs[k+1].ID, x.Pending, err)
+	}
+}
