@@ -2,7 +2,9 @@ package mongostore_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -313,5 +315,104 @@ func TestCompleteEffectsOneStatementPerClaim(t *testing.T) {
 	}
 	if x, err := st.GetSubscription(ctx, subs[k+1].ID); err != nil || x.Pending == nil || x.Pending.Token != subs[k+1].Pending.Token {
 		t.Errorf("%s, completed with a token it does not carry: pending %+v (%v), want its own effects kept", subs[k+1].ID, x.Pending, err)
+	}
+}
+
+// Taking access away (the plan reference cleared) reads no user first on a server that
+// checks write conditions itself (MongoDB, FerretDB v1 on PostgreSQL, where each find by
+// _id is a full table scan): the condition already holds the plan as read, in whichever
+// type the host stored it, and a cleared reference is stored as null whatever its type.
+// Identical access writes to users read in different states go as one statement.
+// The plan becomes null for an ObjectID and a string reference alike, the host's other
+// fields are kept, and a user the host changed since the read is a conflict left as the
+// host wrote it. On FerretDB v1 on SQLite each user is still read by _id first.
+func TestRevokeAccessReadsNoUserFirst(t *testing.T) {
+	log, db := monitoredDB(t)
+	st := newStore(t, db, mongostore.Config{})
+	ctx := context.Background()
+	mode, err := st.ClaimMode(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
+	planOID := bson.NewObjectID()
+	users := db.Collection("users")
+	var docs []any
+	for i, plan := range []any{planOID, planOID.Hex(), "p1", "p1"} {
+		docs = append(docs, bson.D{{Key: "_id", Value: fmt.Sprintf("u%d", i)}, {Key: "email", Value: "x@example.com"},
+			{Key: "plan_id", Value: plan}, {Key: "subscription_id", Value: fmt.Sprintf("s%d", i)},
+			{Key: "subscription_status", Value: "active"}, {Key: "host_note", Value: "kept"}})
+	}
+	if _, err := users.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	read, err := st.ListUsers(ctx, []string{"u0", "u1", "u2", "u3"})
+	if err != nil || len(read) != 4 {
+		t.Fatalf("ListUsers: %d %v", len(read), err)
+	}
+	slices.SortFunc(read, func(a, b billing.User) int { return strings.Compare(a.ID, b.ID) })
+	// The host moves u3 to another plan after the read.
+	if _, err := users.UpdateOne(ctx, bson.D{{Key: "_id", Value: "u3"}}, bson.D{{Key: "$set", Value: bson.D{{Key: "plan_id", Value: "p2"}}}}); err != nil {
+		t.Fatal(err)
+	}
+	changes := make([]billing.UserAccessChange, len(read))
+	for i, u := range read {
+		next := u
+		next.PlanID, next.Status, next.UpdatedAt = "", billing.SubscriptionStatusInactive, now
+		changes[i] = billing.UserAccessChange{Read: u, Changed: next}
+	}
+	checked := mode == mongostore.ClaimSerialized && !pushesFieldFilters(ctx, t, users)
+
+	log.mu.Lock()
+	log.on, log.qs = true, nil
+	log.mu.Unlock()
+	errs, err := st.UpdateUsersAccess(ctx, changes[:3])
+	log.mu.Lock()
+	log.on = false
+	qs := log.qs
+	log.mu.Unlock()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, e := range errs {
+		if e != nil {
+			t.Errorf("change of %s: %v", read[i].ID, e)
+		}
+	}
+	finds, writes := 0, 0
+	for _, q := range qs {
+		switch {
+		case q.cmd == "find" && q.coll == "users":
+			finds++
+		case q.cmd == "update" && q.coll == "users":
+			writes++
+		}
+	}
+	t.Logf("checked=%v: %d finds, %d update statements on users", checked, finds, writes)
+	switch {
+	case !checked && finds != 0:
+		t.Errorf("%d finds on users for 3 access changes clearing the plan, want none", finds)
+	case !checked && writes != 1:
+		t.Errorf("%d update statements on users for 3 identical access changes, want 1", writes)
+	case checked && writes != 3:
+		t.Errorf("SQLite path: %d update statements on users, want one per change (3)", writes)
+	}
+	if errs, err := st.UpdateUsersAccess(ctx, changes[3:]); err != nil || !errors.Is(errs[0], billing.ErrConflict) {
+		t.Errorf("change of u3, whose plan the host changed: %v %v, want a conflict", errs, err)
+	}
+	for i := range read {
+		var doc bson.M
+		if err := users.FindOne(ctx, bson.D{{Key: "_id", Value: read[i].ID}}).Decode(&doc); err != nil {
+			t.Fatal(err)
+		}
+		plan, hasPlan := doc["plan_id"]
+		switch {
+		case doc["host_note"] != "kept":
+			t.Errorf("%s lost the host's field: %v", read[i].ID, doc)
+		case i < 3 && (!hasPlan || plan != nil || doc["subscription_status"] != "inactive"):
+			t.Errorf("%s after the revoke: %v, want plan_id null and status inactive", read[i].ID, doc)
+		case i == 3 && (plan != "p2" || doc["subscription_status"] != "active"):
+			t.Errorf("%s, changed by the host, was written: %v", read[i].ID, doc)
+		}
 	}
 }
