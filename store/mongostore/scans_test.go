@@ -32,6 +32,44 @@ func pushesFieldFilters(ctx context.Context, t *testing.T, c *mongo.Collection) 
 	return res.FilterPushdown
 }
 
+// monitoredStore returns a store on a fresh database whose commands log records (see
+// monitoredDB), with its claim mode.
+func monitoredStore(t *testing.T, cfg mongostore.Config) (*queryLog, *mongo.Database, *mongostore.Store, mongostore.ClaimMode) {
+	t.Helper()
+	log, db := monitoredDB(t)
+	st := newStore(t, db, cfg)
+	mode, err := st.ClaimMode(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return log, db, st, mode
+}
+
+// during returns the queries fn sends.
+func (l *queryLog) during(fn func()) []query {
+	l.mu.Lock()
+	l.on, l.qs = true, nil
+	l.mu.Unlock()
+	fn()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.on = false
+	return l.qs
+}
+
+// endedSubs returns n manual subscriptions sub-00, sub-01... of users u00, u01... in
+// status, their period ended an hour before now.
+func endedSubs(n int, status billing.SubscriptionStatus, now time.Time) []billing.Subscription {
+	subs := make([]billing.Subscription, n)
+	for i := range subs {
+		subs[i] = billing.Subscription{ID: fmt.Sprintf("sub-%02d", i), UserID: fmt.Sprintf("u%02d", i), PlanID: "p1",
+			Status: status, BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
+			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour),
+			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0)}
+	}
+	return subs
+}
+
 // On a server that checks write conditions itself (MongoDB, and FerretDB v1 on PostgreSQL,
 // which pushes field equalities down), a batch of k changes to claimed subscriptions, their
 // completed effects and k notification outcomes cost no read of the documents first, and
@@ -41,24 +79,11 @@ func pushesFieldFilters(ctx context.Context, t *testing.T, c *mongo.Collection) 
 // only filter that backend does not scan for) and checks the condition. Either way every
 // change applies exactly as asked.
 func TestBatchWritesReadNothingFirst(t *testing.T) {
-	log, db := monitoredDB(t)
-	st := newStore(t, db, mongostore.Config{BatchSize: 100})
+	log, db, st, mode := monitoredStore(t, mongostore.Config{BatchSize: 100})
 	ctx := context.Background()
-	mode, err := st.ClaimMode(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-
 	const k = 30
 	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
-	subs := make([]billing.Subscription, k)
-	for i := range subs {
-		subs[i] = billing.Subscription{ID: fmt.Sprintf("sub-%02d", i), UserID: fmt.Sprintf("u%02d", i), PlanID: "p1",
-			Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
-			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour),
-			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0)}
-	}
-	if err := st.InsertSubscriptions(ctx, subs); err != nil {
+	if err := st.InsertSubscriptions(ctx, endedSubs(k, billing.SubscriptionStatusActive, now)); err != nil {
 		t.Fatal(err)
 	}
 	checked := mode == mongostore.ClaimSerialized && !pushesFieldFilters(ctx, t, db.Collection("subscriptions"))
@@ -90,28 +115,23 @@ func TestBatchWritesReadNothingFirst(t *testing.T) {
 		recs[i].Status, recs[i].UpdatedAt = billing.NotificationSent, now
 	}
 
-	log.mu.Lock()
-	log.on, log.qs = true, nil
-	log.mu.Unlock()
-	errs, err := st.UpdateSubscriptions(ctx, changes)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i, e := range errs {
-		if e != nil {
-			t.Fatalf("change %d: %v", i, e)
+	qs := log.during(func() {
+		errs, err := st.UpdateSubscriptions(ctx, changes)
+		if err != nil {
+			t.Fatal(err)
 		}
-	}
-	if err := st.CompleteEffects(ctx, done); err != nil {
-		t.Fatal(err)
-	}
-	if err := st.FinishNotifications(ctx, recs, "send-1"); err != nil {
-		t.Fatal(err)
-	}
-	log.mu.Lock()
-	log.on = false
-	qs := log.qs
-	log.mu.Unlock()
+		for i, e := range errs {
+			if e != nil {
+				t.Fatalf("change %d: %v", i, e)
+			}
+		}
+		if err := st.CompleteEffects(ctx, done); err != nil {
+			t.Fatal(err)
+		}
+		if err := st.FinishNotifications(ctx, recs, "send-1"); err != nil {
+			t.Fatal(err)
+		}
+	})
 
 	count := func(cmd, coll string) int {
 		n := 0
@@ -216,21 +236,13 @@ func TestClaimPushesItsStatusDown(t *testing.T) {
 // second keeps its effects. On FerretDB v1 on SQLite each completion is still one write by
 // _id.
 func TestCompleteEffectsOneStatementPerClaim(t *testing.T) {
-	log, db := monitoredDB(t)
-	st := newStore(t, db, mongostore.Config{BatchSize: 100})
+	log, db, st, mode := monitoredStore(t, mongostore.Config{BatchSize: 100})
 	ctx := context.Background()
-	mode, err := st.ClaimMode(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	const k = 30
 	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
-	subs := make([]billing.Subscription, k+2)
+	subs := endedSubs(k+2, billing.SubscriptionStatusInactive, now)
 	for i := range subs {
-		subs[i] = billing.Subscription{ID: fmt.Sprintf("sub-%02d", i), UserID: fmt.Sprintf("u%02d", i), PlanID: "p1",
-			Status: billing.SubscriptionStatusInactive, BillingCycle: billing.CycleMonthly, Gateway: billing.GatewayManual,
-			CurrentPeriodStart: now.AddDate(0, -1, 0), CurrentPeriodEnd: now.Add(-time.Hour),
-			CreatedAt: now.AddDate(0, -1, 0), UpdatedAt: now.AddDate(0, -1, 0), Pending: &billing.Effects{Token: fmt.Sprintf("eff-%02d", i)}}
+		subs[i].Pending = &billing.Effects{Token: fmt.Sprintf("eff-%02d", i)}
 	}
 	if err := st.InsertSubscriptions(ctx, subs); err != nil {
 		t.Fatal(err)
@@ -252,16 +264,11 @@ func TestCompleteEffectsOneStatementPerClaim(t *testing.T) {
 		done[i] = billing.EffectsDone{SubscriptionID: subs[i].ID, Token: subs[i].Pending.Token, ClaimToken: "run-1"}
 	}
 
-	log.mu.Lock()
-	log.on, log.qs = true, nil
-	log.mu.Unlock()
-	if err := st.CompleteEffects(ctx, done); err != nil {
-		t.Fatal(err)
-	}
-	log.mu.Lock()
-	log.on = false
-	qs := log.qs
-	log.mu.Unlock()
+	qs := log.during(func() {
+		if err := st.CompleteEffects(ctx, done); err != nil {
+			t.Fatal(err)
+		}
+	})
 	var writes []query
 	for _, q := range qs {
 		if q.cmd == "update" && q.coll == "subscriptions" {
@@ -303,7 +310,7 @@ func TestCompleteEffectsOneStatementPerClaim(t *testing.T) {
 	if got := claim("run-2", later, 1); len(got) != 1 || got[0].ID != subs[k].ID {
 		t.Fatalf("run-2 took over %v, want %s", got, subs[k].ID)
 	}
-	err = st.CompleteEffects(ctx, []billing.EffectsDone{
+	err := st.CompleteEffects(ctx, []billing.EffectsDone{
 		{SubscriptionID: subs[k].ID, Token: subs[k].Pending.Token, ClaimToken: "run-1"},
 		{SubscriptionID: subs[k+1].ID, Token: "replaced", ClaimToken: "run-1"},
 	})
@@ -327,13 +334,8 @@ func TestCompleteEffectsOneStatementPerClaim(t *testing.T) {
 // fields are kept, and a user the host changed since the read is a conflict left as the
 // host wrote it. On FerretDB v1 on SQLite each user is still read by _id first.
 func TestRevokeAccessReadsNoUserFirst(t *testing.T) {
-	log, db := monitoredDB(t)
-	st := newStore(t, db, mongostore.Config{})
+	log, db, st, mode := monitoredStore(t, mongostore.Config{})
 	ctx := context.Background()
-	mode, err := st.ClaimMode(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
 	now := time.Date(2031, 3, 1, 12, 0, 0, 0, time.UTC)
 	planOID := bson.NewObjectID()
 	users := db.Collection("users")
@@ -363,17 +365,12 @@ func TestRevokeAccessReadsNoUserFirst(t *testing.T) {
 	}
 	checked := mode == mongostore.ClaimSerialized && !pushesFieldFilters(ctx, t, users)
 
-	log.mu.Lock()
-	log.on, log.qs = true, nil
-	log.mu.Unlock()
-	errs, err := st.UpdateUsersAccess(ctx, changes[:3])
-	log.mu.Lock()
-	log.on = false
-	qs := log.qs
-	log.mu.Unlock()
-	if err != nil {
-		t.Fatal(err)
-	}
+	var errs []error
+	qs := log.during(func() {
+		if errs, err = st.UpdateUsersAccess(ctx, changes[:3]); err != nil {
+			t.Fatal(err)
+		}
+	})
 	for i, e := range errs {
 		if e != nil {
 			t.Errorf("change of %s: %v", read[i].ID, e)
