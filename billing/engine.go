@@ -719,7 +719,7 @@ func (r *run) finish(ctx context.Context, subs []Subscription) map[string]error 
 	done := sc.done[:0]
 	for i := range items {
 		if it := &items[i]; it.err == nil {
-			done = append(done, EffectsDone{SubscriptionID: it.sub.ID, Token: it.eff.Token})
+			done = append(done, EffectsDone{SubscriptionID: it.sub.ID, Token: it.eff.Token, ClaimToken: r.token})
 		}
 	}
 	sc.done = done

@@ -163,9 +163,15 @@ type SubscriptionChange struct {
 }
 
 // EffectsDone says that the pending effects recorded by Token on a subscription are done.
+// ClaimToken, when set, is the claim the caller holds the record by (a run's token): the
+// records of one CompleteEffects call that share it may be found together, by it, instead
+// of one by one (mongostore does so where every query scans the collection). It is a
+// hint, not a condition: effects still recorded by Token are completed whether or not
+// the record is still held by ClaimToken.
 type EffectsDone struct {
 	SubscriptionID string
 	Token          string
+	ClaimToken     string
 }
 
 // SubscriptionStore keeps subscriptions.

@@ -35,8 +35,8 @@ import (
 //
 //	eval "$(scripts/ferretdb start)"; BENCH_N=2000 go test -run '^$' -bench . -benchtime 1x ./store/mongostore
 //
-// or scripts/bench-mongo. BENCH_N defaults to 2000 (FerretDB is slow); set
-// MONGODB_TEST_URI to a real MongoDB to compare.
+// or scripts/bench-mongo. BENCH_N defaults to 2000 (FerretDB is slow), BENCH_BATCH to 200;
+// set MONGODB_TEST_URI to a real MongoDB to compare.
 func BenchmarkWarnExpire(b *testing.B) {
 	n := 2000
 	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
@@ -74,6 +74,17 @@ func BenchmarkWarnExpire(b *testing.B) {
 
 type benchResult struct{ msPerSub, peakMB float64 }
 
+// benchBatch is the batch size of the store and the service: BENCH_BATCH, 200 by default.
+// A sweep of fewer records than a batch runs no batch's effects while the next batch is
+// claimed, so its peak heap holds one batch where a longer sweep holds two: compare N and
+// 10N with N/2 at least twice the batch size to see what grows with the collection alone.
+func benchBatch() int {
+	if v, err := strconv.Atoi(os.Getenv("BENCH_BATCH")); err == nil && v > 0 {
+		return v
+	}
+	return 200
+}
+
 type variant func(ctx context.Context, b *testing.B, db *mongo.Database, st *mongostore.Store, n int)
 
 func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) benchResult {
@@ -83,7 +94,7 @@ func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) benchResult
 	for range b.N {
 		b.StopTimer()
 		db := freshDB(b, c)
-		st := newStore(b, db, mongostore.Config{BatchSize: 200})
+		st := newStore(b, db, mongostore.Config{BatchSize: benchBatch()})
 		seedBench(ctx, b, st, n)
 		runtime.GC()
 		stop := testkit.SampleHeap(&peak)
@@ -150,7 +161,7 @@ type discard struct{}
 func (discard) Notify(context.Context, billing.Notification) error { return nil }
 
 func runService(ctx context.Context, b *testing.B, _ *mongo.Database, st *mongostore.Store, n int) {
-	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: testkit.NewClock(benchNow), BatchSize: 200})
+	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: testkit.NewClock(benchNow), BatchSize: benchBatch()})
 	if err != nil {
 		b.Fatal(err)
 	}

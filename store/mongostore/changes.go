@@ -295,6 +295,41 @@ func (op bulkOp) typed(doc bson.Raw, refs References) bulkOp {
 	return op
 }
 
+// withClears returns op with each reference it clears written as null in its update, when
+// its condition holds that field to a value read (not empty): the condition already says
+// the stored value is the one read, in whichever type, and a cleared reference becomes
+// null whatever its type was (see typed), so no read of the document is needed for it.
+// Only a reference set to an id needs the stored document, for the type to keep.
+func (op bulkOp) withClears() bulkOp {
+	var set bson.D
+	var rest []refWrite
+	for _, r := range op.refs {
+		i := slices.IndexFunc(op.cond, func(e bson.E) bool { return e.Key == r.name })
+		if r.id != "" || i < 0 || matchesEmpty(op.cond[i].Value) {
+			rest = append(rest, r)
+			continue
+		}
+		set = append(set, bson.E{Key: r.name, Value: nil})
+	}
+	if len(set) == 0 {
+		return op
+	}
+	op.refs = rest
+	op.upd = withSet(op.upd, set)
+	return op
+}
+
+// matchesEmpty reports whether a field condition from docField.match accepts an empty
+// value ("", missing or null).
+func matchesEmpty(v any) bool {
+	d, ok := v.(bson.D)
+	if !ok || len(d) != 1 || d[0].Key != "$in" {
+		return false
+	}
+	in, _ := d[0].Value.(bson.A)
+	return slices.ContainsFunc(in, func(x any) bool { return x == nil || x == "" })
+}
+
 // withSet returns upd with the fields of set added to its $set.
 func withSet(upd, set bson.D) bson.D {
 	if len(set) == 0 {
@@ -360,6 +395,10 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 	// SQLite); withCond: the server does, from the filter.
 	checked := mode == ClaimSerialized && !s.pushesFieldFilters(ctx, c)
 	withCond := !checked
+	ops = slices.Clone(ops)
+	for k := range ops {
+		ops[k] = ops[k].withClears()
+	}
 	var failed []error
 	parts := chunks(ops, s.bulkSize())
 	for _, part := range parts {
@@ -420,9 +459,9 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 // bulkWrite sends ops as one unordered bulkWrite, filtered on _id and, withCond, on their
 // conditions. It sets errs for the ops that failed with a write error and returns the others
 // with the number of documents matched or deleted. With withCond, ops that make the same
-// write under the same condition scoped to one token (see sameWrites) go as one
-// updateMany or deleteMany on {_id: {$in: ...}}: on FerretDB v1 on PostgreSQL that is one
-// scan of the collection for all of them instead of one each.
+// write (see sameWrites) go as one updateMany or deleteMany on {_id: {$in: ...}} (see
+// groupModel): on FerretDB v1 on PostgreSQL that is one scan of the collection for all of
+// them instead of one each.
 func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulkOp, withCond bool, errs []error) ([]bulkOp, int64, error) {
 	groups := sameWrites(ops, withCond)
 	models := make([]mongo.WriteModel, len(groups))
@@ -465,29 +504,19 @@ func scopeValue(e bson.E) (string, bool) {
 	return v, ok && v != "" && slices.Contains(scopeFields, e.Key)
 }
 
-// scopedCond reports whether cond holds an equality on a scope field.
-func scopedCond(cond bson.D) bool {
-	return slices.ContainsFunc(cond, func(e bson.E) bool { _, ok := scopeValue(e); return ok })
-}
-
-// sameWrites splits ops into groups in their order: with withCond, ops whose condition is
-// scoped (scopedCond) and that make the same write under the same condition share a group;
-// every other op is a group of its own.
+// sameWrites splits ops into groups in their order. With withCond, updates that make the
+// same write share a group: under the same scope (see scopeValue), or none, and, when a
+// condition has an operator key ($or), under the same condition. Deletes share a group
+// when they have the same scoped condition. Every other op is a group of its own.
 func sameWrites(ops []bulkOp, withCond bool) [][]bulkOp {
 	var groups [][]bulkOp
 	at := map[string]int{}
 	for _, op := range ops {
-		if !withCond || !scopedCond(op.cond) {
+		key, ok := writeKey(op)
+		if !withCond || !ok {
 			groups = append(groups, []bulkOp{op})
 			continue
 		}
-		cond, err1 := bson.Marshal(op.cond)
-		upd, err2 := bson.Marshal(bson.D{{Key: "u", Value: op.upd}})
-		if err1 != nil || err2 != nil {
-			groups = append(groups, []bulkOp{op})
-			continue
-		}
-		key := string(cond) + "\x00" + string(upd)
 		if k, ok := at[key]; ok {
 			groups[k] = append(groups[k], op)
 			continue
@@ -498,7 +527,38 @@ func sameWrites(ops []bulkOp, withCond bool) [][]bulkOp {
 	return groups
 }
 
-// groupModel returns the write of a group from sameWrites.
+// writeKey returns what ops of one group of sameWrites share, or false for an op that
+// goes alone.
+func writeKey(op bulkOp) (string, bool) {
+	scope := ""
+	for _, e := range op.cond {
+		if v, ok := scopeValue(e); ok {
+			scope = e.Key + "=" + v
+			break
+		}
+	}
+	var cond []byte
+	if op.upd == nil || slices.ContainsFunc(op.cond, func(e bson.E) bool { return strings.HasPrefix(e.Key, "$") }) {
+		if scope == "" {
+			return "", false
+		}
+		var err error
+		if cond, err = bson.Marshal(op.cond); err != nil {
+			return "", false
+		}
+	}
+	upd, err := bson.Marshal(bson.D{{Key: "u", Value: op.upd}})
+	if err != nil {
+		return "", false
+	}
+	return scope + "\x00" + string(cond) + "\x00" + string(upd), true
+}
+
+// groupModel returns the write of a group from sameWrites: {_id: {$in: ...}} with the
+// conditions every op of the group shares and, when some differ, an $or of each op's _id
+// with the rest of its condition. On FerretDB v1 on PostgreSQL the shared equalities are
+// pushed down (a scope reads only its documents) and the group costs one scan of the
+// collection instead of one per op.
 func groupModel(g []bulkOp, withCond bool) mongo.WriteModel {
 	if len(g) == 1 {
 		return g[0].model(withCond)
@@ -507,11 +567,55 @@ func groupModel(g []bulkOp, withCond bool) mongo.WriteModel {
 	for k, op := range g {
 		in[k] = op.idv
 	}
-	filter := append(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}}, g[0].cond...)
+	shared, rests := splitConds(g)
+	filter := append(bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}}, shared...)
+	if slices.ContainsFunc(rests, func(r bson.D) bool { return len(r) > 0 }) {
+		or := make(bson.A, len(g))
+		for k, op := range g {
+			or[k] = append(bson.D{{Key: "_id", Value: op.idv}}, rests[k]...)
+		}
+		filter = append(filter, bson.E{Key: "$or", Value: or})
+	}
 	if g[0].upd == nil {
 		return mongo.NewDeleteManyModel().SetFilter(filter)
 	}
 	return mongo.NewUpdateManyModel().SetFilter(filter).SetUpdate(g[0].upd)
+}
+
+// splitConds returns the condition entries every op of g holds alike (in g[0]'s order) and,
+// per op, the entries of its condition that are not among them.
+func splitConds(g []bulkOp) (shared bson.D, rests []bson.D) {
+	enc := func(e bson.E) string {
+		b, err := bson.Marshal(bson.D{e})
+		if err != nil {
+			return "\x00" + e.Key // matches nothing else: kept per op
+		}
+		return string(b)
+	}
+	keys := make([]map[string]bool, len(g))
+	for k, op := range g {
+		keys[k] = make(map[string]bool, len(op.cond))
+		for _, e := range op.cond {
+			keys[k][enc(e)] = true
+		}
+	}
+	common := map[string]bool{}
+	for _, e := range g[0].cond {
+		key := enc(e)
+		if !slices.ContainsFunc(keys[1:], func(m map[string]bool) bool { return !m[key] }) {
+			common[key] = true
+			shared = append(shared, e)
+		}
+	}
+	rests = make([]bson.D, len(g))
+	for k, op := range g {
+		for _, e := range op.cond {
+			if !common[enc(e)] {
+				rests[k] = append(rests[k], e)
+			}
+		}
+	}
+	return shared, rests
 }
 
 // readDocs returns the stored documents of ops by op.id: one find {_id: {$in: ...}} on

@@ -50,7 +50,11 @@
 // status, current_period_end and every written field, for payments the status and every
 // written field, for users plan_id, subscription_id and subscription_status. An empty value
 // read matches a missing or null field. Conditions use no top-level $or ($in: ["", null] and
-// $ne: true instead). UpdateSubscriptions, UpdateUsersAccess, CompleteEffects and the
+// $ne: true instead), except where identical writes to several documents go as one
+// updateMany (MongoDB, FerretDB v1 on PostgreSQL): {_id: {$in}, <shared conditions>, $or:
+// [{_id, <the rest of each one's>}]}. A cleared reference is written as null under the
+// condition that the field still holds the value read, without reading the document
+// first; only a reference set to an id reads it, to keep the type stored. UpdateSubscriptions, UpdateUsersAccess, CompleteEffects and the
 // notification reservations are unordered bulkWrites of at most 48 operations (FerretDB v1
 // holds a backend connection per statement until the command ends: a bulkWrite of as many
 // statements as its pool has connections never finishes); when not every operation is known to
@@ -108,10 +112,12 @@
 // (filterPushdown), whether the server pushes field equalities down, and on PostgreSQL it
 // lets the server check write conditions as on MongoDB ({_id, <condition>}, one scan per
 // write instead of a read and a write), reads the documents of a batch that share a claim or
-// reservation token with one find by that token, sends identical writes under one token
-// (finished notifications) as one updateMany, and claims by status equality so lapsed
-// subscriptions are not read. What remains per record is one scan of the collection per
-// distinct document write, which the store cannot avoid on FerretDB v1.
+// reservation token with one find by that token, sends identical writes (finished
+// notifications, access taken away from a batch's users) as one updateMany per bulkWrite,
+// completes the effects of a batch held by one claim (billing.EffectsDone.ClaimToken) with
+// one updateMany by that claim, and claims by status equality so lapsed subscriptions are
+// not read. What remains per record is one scan of the collection per distinct document
+// write (a transition, a user's access granted), which the store cannot avoid on FerretDB v1.
 //
 // ClaimMode (auto-detected from buildInfo) is ClaimSerialized on FerretDB, and then:
 //

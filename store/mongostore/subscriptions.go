@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strconv"
 	"time"
 
@@ -291,28 +292,94 @@ func subChange(ch billing.SubscriptionChange, writeToken string) (bulkOp, error)
 func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
 	// Implementation:
 	// CompleteEffects removes pending_token, pending_effects and the claim fields of each
-	// subscription whose pending_token is the given one, in unordered bulkWrites of UpdateOne
-	// (at most 48 each), under the subscriptions write mutex in ClaimSerialized mode.
+	// subscription whose pending_token is the given one, under the subscriptions write mutex
+	// in ClaimSerialized mode. On a server that checks write conditions itself (MongoDB,
+	// FerretDB v1 on PostgreSQL), the completions that share a ClaimToken go as one
+	// updateMany per Config.BatchSize of them (see completeHeld). The others, the ones of a
+	// group that matched fewer documents than it names, and every completion on FerretDB v1
+	// on SQLite go as unordered bulkWrites of UpdateOne (at most 48 each).
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	unset := bson.D{{Key: "$unset", Value: bson.D{
-		{Key: "pending_token", Value: ""}, {Key: "pending_effects", Value: ""}, {Key: "pending_details", Value: ""},
-		{Key: "claim_token", Value: ""}, {Key: "claim_until", Value: ""},
-	}}}
-	var ops []bulkOp
+	mode, err := s.ClaimMode(ctx)
+	if err != nil {
+		return err
+	}
+	grouped := mode != ClaimSerialized || s.pushesFieldFilters(ctx, s.subs)
+	var each []bulkOp
+	held := map[string][]bulkOp{}
+	var claims []string // held's keys, in the order first met
 	for i, d := range done {
 		if d.SubscriptionID == "" {
 			continue
 		}
-		ops = append(ops, bulkOp{i: i, id: d.SubscriptionID, idv: idValue(d.SubscriptionID),
-			cond: bson.D{{Key: "pending_token", Value: d.Token}}, upd: unset})
+		op := bulkOp{i: i, id: d.SubscriptionID, idv: idValue(d.SubscriptionID),
+			cond: bson.D{{Key: "pending_token", Value: d.Token}}, upd: completeUpdate}
+		if !grouped || d.ClaimToken == "" {
+			each = append(each, op)
+			continue
+		}
+		if _, ok := held[d.ClaimToken]; !ok {
+			claims = append(claims, d.ClaimToken)
+		}
+		held[d.ClaimToken] = append(held[d.ClaimToken], op)
+	}
+	for _, claim := range claims {
+		for part := range slices.Chunk(held[claim], s.cfg.BatchSize) {
+			if len(part) == 1 {
+				each = append(each, part...)
+				continue
+			}
+			all, err := s.completeHeld(ctx, claim, part)
+			if err != nil {
+				return opErr("complete effects", err)
+			}
+			if !all {
+				// Some are no longer held by the claim (taken over after the lease ended), or
+				// are gone, or carry other effects: each is completed alone, by its _id;
+				// the ones just completed no longer match.
+				each = append(each, part...)
+			}
+		}
 	}
 	errs := make([]error, len(done))
-	if err := s.bulkApply(ctx, s.subs, "subscription", ops, errs, nil); err != nil {
+	if err := s.bulkApply(ctx, s.subs, "subscription", each, errs, nil); err != nil {
 		return err
 	}
 	return firstErr(errs)
+}
+
+// completeUpdate clears a record's pending effects and its claim.
+var completeUpdate = bson.D{{Key: "$unset", Value: bson.D{
+	{Key: "pending_token", Value: ""}, {Key: "pending_effects", Value: ""}, {Key: "pending_details", Value: ""},
+	{Key: "claim_token", Value: ""}, {Key: "claim_until", Value: ""},
+}}}
+
+// completeHeld completes ops (each conditioned on its pending_token) of records held by
+// claim with one updateMany {claim_token: claim, _id: {$in: ...}, $or: [{_id, pending_token}
+// ...]}, under the subscriptions write mutex in ClaimSerialized mode. FerretDB v1 on
+// PostgreSQL pushes the claim_token equality down: the batch costs one scan of the table,
+// returning only the claim's documents, instead of one scan per record. It reports whether
+// every op's document matched.
+func (s *Store) completeHeld(ctx context.Context, claim string, ops []bulkOp) (bool, error) {
+	in := make(bson.A, len(ops))
+	or := make(bson.A, len(ops))
+	ids := make(map[string]struct{}, len(ops))
+	for k, op := range ops {
+		in[k] = op.idv
+		or[k] = append(bson.D{{Key: "_id", Value: op.idv}}, op.cond...)
+		ids[op.id] = struct{}{}
+	}
+	filter := bson.D{{Key: "claim_token", Value: claim}, {Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}, {Key: "$or", Value: or}}
+	var matched int64
+	err := s.exclusive(ctx, writeMutex(s.subs), func() error {
+		res, err := s.subs.UpdateMany(ctx, filter, completeUpdate)
+		if err == nil {
+			matched = res.MatchedCount
+		}
+		return err
+	})
+	return err == nil && matched == int64(len(ids)), err
 }
 
 func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid string) (billing.Subscription, error) {

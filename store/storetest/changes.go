@@ -627,6 +627,40 @@ func (s *suite) effectTests() []test {
 				"a change with effects after CompleteEffects")
 			must(t, st.CompleteEffects(ctx, []billing.EffectsDone{{SubscriptionID: "nope", Token: "T"}}), "CompleteEffects(missing record only)")
 		}},
+		{"CompleteEffectsClaimTokenIsAHint", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			// EffectsDone.ClaimToken only says which claim holds the batch (a store may find
+			// the records by it): a record taken over by another claim, or named without a
+			// claim, is completed all the same, and its claim released; a stale effects token
+			// still changes nothing, and a missing record is skipped.
+			users := []string{"u1", "u2", "u3", "u4", "u5"}
+			subs := make([]billing.Subscription, len(users))
+			for i, u := range users {
+				subs[i] = newSub(fmt.Sprintf("s%d", i+1), base.Add(-time.Hour), ofUser(u))
+				subs[i].Pending = sampleEffects(fmt.Sprintf("e%d", i+1), subs[i])
+			}
+			insertSubs(ctx, t, st, subs...)
+			equalIDs(t, claimUsers(ctx, t, st, "T", base, time.Minute, true, users...), []string{"s1", "s2", "s3", "s4", "s5"}, "T's claim")
+			later := base.Add(2 * time.Minute) // T's lease is over
+			equalIDs(t, claimUsers(ctx, t, st, "U", later, time.Hour, true, "u4"), []string{"s4"}, "U's takeover of s4")
+			must(t, st.CompleteEffects(ctx, []billing.EffectsDone{
+				{SubscriptionID: "s1", Token: "e1", ClaimToken: "T"},
+				{SubscriptionID: "s2", Token: "e2", ClaimToken: "T"},
+				{SubscriptionID: "s3", Token: "e3"},
+				{SubscriptionID: "s4", Token: "e4", ClaimToken: "T"},
+				{SubscriptionID: "s5", Token: "stale", ClaimToken: "T"},
+				{SubscriptionID: "missing", Token: "e6", ClaimToken: "T"},
+			}), "CompleteEffects(a batch held by T, one taken over, one stale)")
+			for _, id := range []string{"s1", "s2", "s3", "s4"} {
+				if got := getSub(ctx, t, st, id); got.Pending != nil {
+					t.Fatalf("%s keeps its pending effects %+v after CompleteEffects with their token", id, got.Pending)
+				}
+			}
+			if got := getSub(ctx, t, st, "s5"); got.Pending == nil || got.Pending.Token != "e5" {
+				t.Fatalf("s5, completed with a stale token: pending %+v, want its effects e5 kept", got.Pending)
+			}
+			equalIDs(t, claimUsers(ctx, t, st, "X", later.Add(time.Second), time.Hour, false, "u4"), []string{"s4"},
+				"s4's claim by U is released with its effects")
+		}},
 		{"ListWithoutPending", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			insertSubs(ctx, t, st, newSub("s1", base.Add(-time.Hour), ofUser("u1")), newSub("s2", base.Add(-2*time.Hour), ofUser("u1")))
 			r1 := getSub(ctx, t, st, "s1")
