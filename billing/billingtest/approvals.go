@@ -72,6 +72,10 @@ func (c *crashStore) CompleteEffects(ctx context.Context, done []billing.Effects
 	return c.write("CompleteEffects", func() error { return c.Store.CompleteEffects(ctx, done) })
 }
 
+func (c *crashStore) CompletePaymentEffects(ctx context.Context, id, token string) error {
+	return c.write("CompletePaymentEffects", func() error { return c.Store.CompletePaymentEffects(ctx, id, token) })
+}
+
 func (c *crashStore) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) (errs []error, err error) {
 	err = c.write("UpdateUsersAccess", func() error {
 		errs, err = c.Store.UpdateUsersAccess(ctx, changes)
