@@ -68,34 +68,28 @@ func (s *suite) paymentOutcomeSurvivesCrashAtEveryWrite(ctx context.Context, t *
 			must(t, tc.call(ctx, clean.service(counter, billing.Config{})), "clean transition")
 			clean.wantOutcome(tc, nil)
 			writes := counter.written()
-			for n := 1; n <= len(writes); n++ {
-				for _, after := range []bool{false, true} {
-					when := "before"
-					if after {
-						when = "after"
-					}
-					for _, by := range []string{"redelivery", "job"} {
-						t.Run(fmt.Sprintf("%02d_%s_%s_%s", n, when, writes[n-1], by), func(t *testing.T) {
-							e := s.env(ctx, t, billing.Config{}, records...)
-							crash := &crashStore{Store: e.st, n: n, after: after}
-							if err := tc.call(ctx, e.service(crash, billing.Config{})); !errors.Is(err, errCrashed) {
-								t.Fatalf("the transition crashed at write %d (%s) and reported %v", n, writes[n-1], err)
-							}
-							inFlight := crash.inFlight(e.notif)
-							// The restarted process runs once the dead one's locks and
-							// reservations have run out.
-							e.clock.Advance(time.Hour)
-							if by == "job" && e.payment("pay1").Status != tc.from {
-								_, err := e.svc.CleanupPendingPayments(ctx)
-								must(t, err, "CleanupPendingPayments after the crash")
-							} else {
-								must(t, tc.call(ctx, e.svc), "redelivered transition")
-							}
-							e.wantOutcome(tc, inFlight)
-						})
-					}
+			atEveryWrite(t, writes, func(t *testing.T, n int, after bool) {
+				for _, by := range []string{"redelivery", "job"} {
+					t.Run(by, func(t *testing.T) {
+						e := s.env(ctx, t, billing.Config{}, records...)
+						crash := &crashStore{Store: e.st, n: n, after: after}
+						if err := tc.call(ctx, e.service(crash, billing.Config{})); !errors.Is(err, errCrashed) {
+							t.Fatalf("the transition crashed at write %d (%s) and reported %v", n, writes[n-1], err)
+						}
+						inFlight := crash.inFlight(e.notif)
+						// The restarted process runs once the dead one's locks and
+						// reservations have run out.
+						e.clock.Advance(time.Hour)
+						if by == "job" && e.payment("pay1").Status != tc.from {
+							_, err := e.svc.CleanupPendingPayments(ctx)
+							must(t, err, "CleanupPendingPayments after the crash")
+						} else {
+							must(t, tc.call(ctx, e.svc), "redelivered transition")
+						}
+						e.wantOutcome(tc, inFlight)
+					})
 				}
-			}
+			})
 		})
 	}
 }

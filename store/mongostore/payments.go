@@ -43,14 +43,9 @@ func (s *Store) decodePayment(raw bson.Raw) (billing.Payment, error) {
 	if err != nil {
 		return billing.Payment{}, err
 	}
-	var pending *billing.Effects
-	if d.PendingEffects != "" || d.PendingToken != "" {
-		e, err := decodeEffects(d.PendingEffects, d.PendingDetails)
-		if err != nil {
-			return billing.Payment{}, fmt.Errorf("pending_effects: %w", err)
-		}
-		e.Token = d.PendingToken
-		pending = &e
+	pending, err := decodePending(d.PendingToken, d.PendingEffects, d.PendingDetails)
+	if err != nil {
+		return billing.Payment{}, err
 	}
 	amount, err := s.money.read("amount", d.Amount, d.Currency)
 	return billing.Payment{
@@ -61,6 +56,20 @@ func (s *Store) decodePayment(raw bson.Raw) (billing.Payment, error) {
 		ReversalReason: d.ReversalReason, ReversedAt: utc(d.ReversedAt), CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt),
 		Deleted: d.Deleted, Pending: pending, Version: d.Version,
 	}, err
+}
+
+// decodePending decodes the pending effects fields of a document (subscriptions and
+// payments store them alike); nil when it has none.
+func decodePending(token, js string, details []bson.Raw) (*billing.Effects, error) {
+	if js == "" && token == "" {
+		return nil, nil
+	}
+	e, err := decodeEffects(js, details)
+	if err != nil {
+		return nil, fmt.Errorf("pending_effects: %w", err)
+	}
+	e.Token = token
+	return &e, nil
 }
 
 // gatewayPaymentKey is the value of the gateway_payment_key field, which carries the unique

@@ -201,23 +201,36 @@ func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billi
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	var bad []error
-	ps, err := collect(ctx, s, func(rows pgx.Rows) (billing.Payment, error) {
-		p, err := scanPayment(rows)
-		if re, ok := err.(*billing.RecordError); ok {
-			bad = append(bad, re)
-			return billing.Payment{}, nil
-		}
-		return p, err
-	}, s.t(`SELECT `+paymentCols+` FROM {schema}.payments WHERE NOT flag_del AND pending IS NOT NULL
+	ps, err := collectReadable(ctx, s, scanPayment, func(p billing.Payment) string { return p.ID },
+		s.t(`SELECT `+paymentCols+` FROM {schema}.payments WHERE NOT flag_del AND pending IS NOT NULL
 		ORDER BY id COLLATE "C" LIMIT $1`), max(limit, 1))
-	if err != nil {
+	if err != nil && !onlyRecordErrors(err) {
 		return nil, s.wrap(err, "listing payments with pending effects")
 	}
-	if len(bad) > 0 {
-		return slices.DeleteFunc(ps, func(p billing.Payment) bool { return p.ID == "" }), joinErrs(bad)
+	return ps, err
+}
+
+// collectReadable is collect for rows scan may report as a *billing.RecordError (a record it
+// cannot decode): those are left out and reported, joined, next to the others (id tells
+// the records read).
+func collectReadable[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (T, error), id func(T) string, sql string, args ...any) ([]T, error) {
+	var bad []error
+	xs, err := collect(ctx, s, func(rows pgx.Rows) (T, error) {
+		x, err := scan(rows)
+		if re, ok := err.(*billing.RecordError); ok {
+			bad = append(bad, re)
+			var zero T
+			return zero, nil
+		}
+		return x, err
+	}, sql, args...)
+	if err != nil {
+		return nil, err
 	}
-	return ps, nil
+	if len(bad) > 0 {
+		return slices.DeleteFunc(xs, func(x T) bool { return id(x) == "" }), joinErrs(bad)
+	}
+	return xs, nil
 }
 
 // CancelStalePayments cancels up to limit stale pending payments in one statement; rows
