@@ -292,15 +292,10 @@ func (pp *PaymentProcessor) reverse(ctx context.Context, id string, params Rever
 		return false, err
 	}
 	// The transition first, conditional on the record as read, with its effects.
-	results, err := pp.s.store.UpdateSubscriptions(ctx, []SubscriptionChange{*change})
-	if err = aligned(results, err, 1); err == nil {
-		err = results[0]
-	}
+	stored, err := updateSubscription(ctx, pp.s.store, *change)
 	if err != nil {
 		return false, fmt.Errorf("applying %s of payment %s to subscription %s: %w", params.Kind, p.ID, sub.ID, err)
 	}
-	stored := change.Changed
-	stored.Pending = change.Effects
 	if err := pp.markReversed(ctx, p, plan.next); err != nil {
 		return false, err
 	}
