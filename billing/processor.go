@@ -279,7 +279,7 @@ func (pp *PaymentProcessor) rejectPayment(ctx context.Context, p Payment, reason
 		if gatewayPaymentID != "" {
 			next.GatewayPaymentID = gatewayPaymentID
 		}
-		if err := pp.movePayment(ctx, p, next, pp.s.paymentEffects(next, entry)); err != nil {
+		if err := pp.movePayment(ctx, p, next, pp.s.paymentEffects(paymentAuditID(p.ID, next.Status), entry)); err != nil {
 			return err
 		}
 	case p.Status == PaymentStatusFailed && p.Reason == reason:
@@ -635,8 +635,8 @@ func (pp *PaymentProcessor) findSubscription(ctx context.Context, p Payment, par
 // payment:<id>:<status>, the email with its send-once key); they run after it and are
 // cleared last. A crash or a failed write at any point leaves them pending: the redelivery
 // (a duplicate) or the next cleanup_pending_payments run finishes them, and nothing done
-// is done twice. The same holds for ProcessCancelled and for a charge mismatch refused by
-// ProcessApproved.
+// is done twice. The same holds for ProcessCancelled, for a charge mismatch refused by
+// ProcessApproved and for a reversal that changes only the payment.
 func (pp *PaymentProcessor) ProcessFailed(ctx context.Context, params FailParams) (ProcessResult, error) {
 	return pp.finish(ctx, params, PaymentStatusFailed, AuditPaymentFailed)
 }
@@ -690,7 +690,7 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 			}
 			notes = append(notes, n)
 		}
-		return pp.movePayment(ctx, p, next, pp.s.paymentEffects(next, AuditEntry{
+		return pp.movePayment(ctx, p, next, pp.s.paymentEffects(paymentAuditID(p.ID, to), AuditEntry{
 			Action: action, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: params.Actor,
 			Details: map[string]any{"previous_status": string(p.Status), "reason": params.Reason, "gateway": p.Gateway,
 				"gateway_payment_id": next.GatewayPaymentID},
@@ -742,11 +742,11 @@ func (pp *PaymentProcessor) failedNote(ctx context.Context, p Payment) (Notifica
 // finished twice (a redelivery after a crash, a job) audits once.
 func paymentAuditID(id string, to PaymentStatus) string { return "payment:" + id + ":" + string(to) }
 
-// paymentEffects are what moving a payment to next leaves to do: write audit (given its
-// fixed id, time and default actor) and send notes.
-func (s *Service) paymentEffects(next Payment, audit AuditEntry, notes ...Notification) *Effects {
+// paymentEffects are what a payment's transition leaves to do: write audit (given its fixed
+// id, the time and the default actor) and send notes.
+func (s *Service) paymentEffects(auditID string, audit AuditEntry, notes ...Notification) *Effects {
 	now := s.now()
-	audit.ID, audit.CreatedAt = paymentAuditID(next.ID, next.Status), now
+	audit.ID, audit.CreatedAt = auditID, now
 	if audit.Actor == "" {
 		audit.Actor = "renewkit"
 	}
@@ -777,11 +777,11 @@ func (s *Service) settledPayment(ctx context.Context, p Payment) (Payment, error
 	return p, nil
 }
 
-// finishPaymentEffects carries out the effects p.Pending records, if any: the payment-failed
-// email (once per key) while the payment is still failed and the effects are younger than
-// Config.ReconcileWindow, then the audit entries (fixed ids: stored ones are skipped), and
-// clears them where they are still the ones recorded. What does not finish stays on the
-// payment and is returned.
+// finishPaymentEffects carries out the effects p.Pending records, if any: the emails (each
+// once per key) while the effects are younger than Config.ReconcileWindow (the
+// payment-failed email only while the payment is still failed), then the audit entries
+// (fixed ids: stored ones are skipped), and clears them where they are still the ones
+// recorded. What does not finish stays on the payment and is returned.
 func (s *Service) finishPaymentEffects(ctx context.Context, p Payment) error {
 	eff := p.Pending
 	if eff == nil {

@@ -464,6 +464,7 @@ func (s *suite) tests() []test {
 		// paymenteffects.go
 		{"PaymentOutcomeSurvivesCrashAtEveryWrite", s.paymentOutcomeSurvivesCrashAtEveryWrite},
 		{"FailureEffectsDoNotHoldUpApproval", s.failureEffectsDoNotHoldUpApproval},
+		{"PaymentReversalSurvivesCrashAtEveryWrite", s.paymentReversalSurvivesCrashAtEveryWrite},
 		// lockwait.go
 		{"ProcessorWaitsForABusyPayment", s.processorWaitsForABusyPayment},
 		// payments.go

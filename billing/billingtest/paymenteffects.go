@@ -62,36 +62,47 @@ func (s *suite) paymentOutcomeSurvivesCrashAtEveryWrite(ctx context.Context, t *
 	for name, tc := range outcomeCases() {
 		t.Run(name, func(t *testing.T) {
 			records := []any{basic, testkit.User("u"), payment("pay1", "u", "basic", func(p *billing.Payment) { p.Status = tc.from })}
-			// A clean transition tells which writes there are to crash at.
-			clean := s.env(ctx, t, billing.Config{}, records...)
-			counter := &crashStore{Store: clean.st}
-			must(t, tc.call(ctx, clean.service(counter, billing.Config{})), "clean transition")
-			clean.wantOutcome(tc, nil)
-			writes := counter.written()
-			atEveryWrite(t, writes, func(t *testing.T, n int, after bool) {
-				for _, by := range []string{"redelivery", "job"} {
-					t.Run(by, func(t *testing.T) {
-						e := s.env(ctx, t, billing.Config{}, records...)
-						crash := &crashStore{Store: e.st, n: n, after: after}
-						if err := tc.call(ctx, e.service(crash, billing.Config{})); !errors.Is(err, errCrashed) {
-							t.Fatalf("the transition crashed at write %d (%s) and reported %v", n, writes[n-1], err)
-						}
-						inFlight := crash.inFlight(e.notif)
-						// The restarted process runs once the dead one's locks and
-						// reservations have run out.
-						e.clock.Advance(time.Hour)
-						if by == "job" && e.payment("pay1").Status != tc.from {
-							_, err := e.svc.CleanupPendingPayments(ctx)
-							must(t, err, "CleanupPendingPayments after the crash")
-						} else {
-							must(t, tc.call(ctx, e.svc), "redelivered transition")
-						}
-						e.wantOutcome(tc, inFlight)
-					})
-				}
-			})
+			s.crashThenFinish(ctx, t, records, func(svc *billing.Service) error { return tc.call(ctx, svc) },
+				func(e *env) bool { return e.payment("pay1").Status != tc.from },
+				func(e *env, inFlight map[string]bool) { e.wantOutcome(tc, inFlight) })
 		})
 	}
+}
+
+// crashThenFinish runs call once cleanly on a store seeded with records, checking what it
+// leaves, then for each write it made in turn: on a fresh store, call through a crashStore
+// dying at that write (before it, just after it), and, once the dead process's locks and
+// reservations have run out, the gateway's redelivery (call again) or, when changed says
+// the crash left the payment changed, the next cleanup_pending_payments run; check then
+// gets the keys of the emails in flight at the crash (sent, their record not written).
+func (s *suite) crashThenFinish(ctx context.Context, t *testing.T, records []any, call func(*billing.Service) error,
+	changed func(*env) bool, check func(e *env, inFlight map[string]bool)) {
+	t.Helper()
+	clean := s.env(ctx, t, billing.Config{}, records...)
+	counter := &crashStore{Store: clean.st}
+	must(t, call(clean.service(counter, billing.Config{})), "clean run")
+	check(clean, nil)
+	writes := counter.written()
+	atEveryWrite(t, writes, func(t *testing.T, n int, after bool) {
+		for _, by := range []string{"redelivery", "job"} {
+			t.Run(by, func(t *testing.T) {
+				e := s.env(ctx, t, billing.Config{}, records...)
+				crash := &crashStore{Store: e.st, n: n, after: after}
+				if err := call(e.service(crash, billing.Config{})); !errors.Is(err, errCrashed) {
+					t.Fatalf("the run crashed at write %d (%s) and reported %v", n, writes[n-1], err)
+				}
+				inFlight := crash.inFlight(e.notif)
+				e.clock.Advance(time.Hour)
+				if by == "job" && changed(e) {
+					_, err := e.svc.CleanupPendingPayments(ctx)
+					must(t, err, "CleanupPendingPayments after the crash")
+				} else {
+					must(t, call(e.svc), "redelivery after the crash")
+				}
+				check(e, inFlight)
+			})
+		}
+	})
 }
 
 // wantOutcome fails unless pay1's transition is complete, exactly once, as tc says. An email
@@ -173,4 +184,56 @@ func (f failingKind) Notify(ctx context.Context, n billing.Notification) error {
 		return fmt.Errorf("billingtest: %s cannot be sent now: %w", n.Kind, testkit.ErrTransient)
 	}
 	return f.Notifier.Notify(ctx, n)
+}
+
+// paymentReversalSurvivesCrashAtEveryWrite proves a reversal that changes only the payment
+// (its subscription is gone, or the refund is partial) loses nothing to a crash and repeats
+// nothing: the process dies at each write in turn (before it and just after it), then the
+// gateway's redelivery or, when the crash left the payment changed, the next
+// cleanup_pending_payments run leaves what one clean reversal leaves: the payment refunded
+// (in full or in part), one audit entry, for a full refund the payment_reversed email once
+// (twice only when it was in flight at the crash), nothing pending.
+func (s *suite) paymentReversalSurvivesCrashAtEveryWrite(ctx context.Context, t *testing.T) {
+	cases := map[string]struct {
+		refunded int64
+		want     billing.PaymentStatus
+		action   string
+		emails   int
+	}{
+		"FullRefund":    {2990, billing.PaymentRefunded, billing.AuditPaymentRefunded, 1},
+		"PartialRefund": {1000, billing.PaymentStatusApproved, billing.AuditPaymentPartiallyRefunded, 0},
+	}
+	for name, tc := range cases {
+		t.Run(name, func(t *testing.T) {
+			records := []any{basic, testkit.User("u"), payment("pay1", "u", "basic", func(p *billing.Payment) {
+				p.Status, p.GatewayPaymentID = billing.PaymentStatusApproved, "in_1"
+			})}
+			reverse := func(svc *billing.Service) error {
+				_, err := svc.Processor().ProcessReversal(ctx, refund(tc.refunded))
+				return err
+			}
+			check := func(e *env, inFlight map[string]bool) {
+				e.t.Helper()
+				if p := e.payment("pay1"); p.Status != tc.want || p.RefundedAmount != tc.refunded {
+					e.t.Fatalf("payment %+v, want %s with %d refunded", p, tc.want, tc.refunded)
+				}
+				e.wantAudits(tc.action, "pay1", 1)
+				if n := len(e.audits("", "pay1")); n != 1 {
+					e.t.Fatalf("%d audit entries for pay1, want the one %s", n, tc.action)
+				}
+				sent := map[string]int{}
+				for _, n := range e.notif.Sent() {
+					sent[n.Key]++
+					if n.Kind != billing.NotificationKindPaymentReversed || sent[n.Key] > 2 || sent[n.Key] == 2 && !inFlight[n.Key] {
+						e.t.Fatalf("emails %v (in flight at the crash: %v), want %d payment_reversed once", e.notif.Sent(), inFlight, tc.emails)
+					}
+				}
+				if len(sent) != tc.emails {
+					e.t.Fatalf("emails %v, want %d payment_reversed", sent, tc.emails)
+				}
+				e.noPending()
+			}
+			s.crashThenFinish(ctx, t, records, reverse, func(e *env) bool { return e.payment("pay1").RefundedAmount != 0 }, check)
+		})
+	}
 }
