@@ -185,13 +185,20 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 	return conflict("payment", id, "changed since it was read (its status or a field the change writes differs, or it carries pending effects)")
 }
 
+// completePaymentEffectsSQL clears payment $1's pending effects when token $2 recorded them.
+const completePaymentEffectsSQL = `UPDATE {schema}.payments SET pending = NULL WHERE id = $1 AND pending->>'token' = $2`
+
+// paymentsWithEffectsSQL lists up to $1 live payments with pending effects, in id order.
+var paymentsWithEffectsSQL = `SELECT ` + paymentCols + ` FROM {schema}.payments WHERE NOT flag_del AND pending IS NOT NULL
+	ORDER BY id COLLATE "C" LIMIT $1`
+
 // CompletePaymentEffects clears the payment's pending effects when they are still the ones
 // token recorded; see billing.PaymentStore.
 func (s *Store) CompletePaymentEffects(ctx context.Context, id, token string) error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	_, err := s.exec(ctx, s.t(`UPDATE {schema}.payments SET pending = NULL WHERE id = $1 AND pending->>'token' = $2`), id, token)
+	_, err := s.exec(ctx, s.t(completePaymentEffectsSQL), id, token)
 	return s.wrap(err, "completing the effects of payment %q", id)
 }
 
@@ -202,8 +209,7 @@ func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billi
 		return nil, err
 	}
 	ps, err := collectReadable(ctx, s, scanPayment, func(p billing.Payment) string { return p.ID },
-		s.t(`SELECT `+paymentCols+` FROM {schema}.payments WHERE NOT flag_del AND pending IS NOT NULL
-		ORDER BY id COLLATE "C" LIMIT $1`), max(limit, 1))
+		s.t(paymentsWithEffectsSQL), max(limit, 1))
 	if err != nil && !onlyRecordErrors(err) {
 		return nil, s.wrap(err, "listing payments with pending effects")
 	}
