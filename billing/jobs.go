@@ -425,17 +425,19 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 	return res, runErr
 }
 
-// CleanupPendingPayments cancels payments pending for more than PendingPaymentTTL (exactly
-// PendingPaymentTTL included) and audits each batch with one insert. A payment document the
-// store cannot read is reported and left as it is.
+// CleanupPendingPayments first finishes the effects a crashed process left on payments
+// (Payment.Pending: counted in Resumed, or Failed when they do not finish yet), then cancels
+// payments pending for more than PendingPaymentTTL (exactly PendingPaymentTTL included) and
+// audits each batch with one insert. A payment document the store cannot read is reported
+// and left as it is.
 func (s *Service) CleanupPendingPayments(ctx context.Context) (CleanupResult, error) {
 	var res CleanupResult
 	now := s.now()
 	cutoff := now.Add(-s.cfg.PendingPaymentTTL)
 	reason := fmt.Sprintf("pending for more than %s", s.cfg.PendingPaymentTTL)
 	seen := map[string]bool{}
-	var runErr error
-	for {
+	runErr := s.finishPaymentsLeft(ctx, &res, seen)
+	for runErr == nil {
 		batch, err := s.store.CancelStalePayments(ctx, cutoff, now, reason, s.cfg.BatchSize)
 		bad, partial := recordErrors(err)
 		if err != nil && !partial {
@@ -464,6 +466,41 @@ func (s *Service) CleanupPendingPayments(ctx context.Context) (CleanupResult, er
 	}
 	res.Success, res.Error = runErr == nil, errText(runErr)
 	return res, runErr
+}
+
+// finishPaymentsLeft finishes the pending effects of payments, a batch at a time, counting
+// each payment in res (seen: the records met so far). It stops when a batch finishes none:
+// what is left waits for the next run.
+func (s *Service) finishPaymentsLeft(ctx context.Context, res *CleanupResult, seen map[string]bool) error {
+	for {
+		batch, err := s.store.ListPaymentsWithEffects(ctx, s.cfg.BatchSize)
+		bad, partial := recordErrors(err)
+		if err != nil && !partial {
+			return fmt.Errorf("listing payments with pending effects: %w", err)
+		}
+		res.reportBad(s, ctx, bad, seen)
+		finished := 0
+		for _, p := range batch {
+			if seen[p.ID] {
+				continue
+			}
+			seen[p.ID] = true
+			res.TotalFound++
+			if err := s.finishPaymentEffects(ctx, p); err != nil {
+				res.Failed++
+				if len(res.Errors) < maxResultErrors {
+					res.Errors = append(res.Errors, err.Error())
+				}
+				s.log.WarnContext(ctx, "payment effects not finished; the next run retries", "payment_id", p.ID, "error", err)
+				continue
+			}
+			res.Resumed++
+			finished++
+		}
+		if finished == 0 || len(batch)+len(bad) < s.cfg.BatchSize {
+			return nil
+		}
+	}
 }
 
 // reportBad counts unreadable records once per run, however many rounds meet them.

@@ -194,6 +194,16 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil { // re-read under the locks
 			return err
 		}
+		if p.Pending != nil {
+			// What an earlier transition of the payment (a failure) left to do. It does not
+			// hold up the approval: what does not finish now stays pending for the next
+			// cleanup_pending_payments run.
+			if err := pp.s.finishPaymentEffects(ctx, p); err != nil {
+				pp.s.log.WarnContext(ctx, "payment effects not finished before its approval", "payment_id", p.ID, "error", err)
+			} else {
+				p.Pending = nil
+			}
+		}
 		u, err := pp.s.store.GetUser(ctx, p.UserID)
 		if err != nil {
 			return fmt.Errorf("loading user %s of payment %s: %w", p.UserID, p.ID, err)
@@ -250,29 +260,40 @@ func (pp *PaymentProcessor) checkCharge(ctx context.Context, p Payment, params A
 }
 
 // rejectPayment records a refused approval: a pending payment becomes failed with reason,
-// and an audit entry says why. The returned error wraps ErrChargeMismatch.
+// and an audit entry says why. For a pending payment the audit entry is recorded as the
+// failure's pending effect in the same write (see movePayment); a redelivery of the same
+// rejection (the payment failed with this reason already) audits nothing new. The returned
+// error wraps ErrChargeMismatch.
 func (pp *PaymentProcessor) rejectPayment(ctx context.Context, p Payment, reason, gatewayPaymentID, actor string, details map[string]any) error {
-	prev := p.Status
-	if p.Status == PaymentStatusPending {
-		read, now := p, pp.s.now()
-		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = PaymentStatusFailed, reason, now, now
-		if gatewayPaymentID != "" {
-			p.GatewayPaymentID = gatewayPaymentID
-		}
-		if err := pp.s.store.UpdatePayment(ctx, read, p); err != nil {
-			return fmt.Errorf("marking payment %s failed: %w", p.ID, err)
-		}
-	}
-	d := map[string]any{"previous_status": string(prev), "reason": reason, "gateway": p.Gateway,
+	mismatch := fmt.Errorf("%w: payment %s: %s", ErrChargeMismatch, p.ID, reason)
+	d := map[string]any{"previous_status": string(p.Status), "reason": reason, "gateway": p.Gateway,
 		"gateway_payment_id": firstNonEmpty(gatewayPaymentID, p.GatewayPaymentID), "amount": p.Amount.Amount, "currency": p.Amount.Currency}
 	for k, v := range details {
 		d[k] = v
 	}
-	if err := pp.s.audit(ctx, AuditEntry{Action: AuditPaymentFailed, EntityType: "payment", EntityID: p.ID,
-		UserID: p.UserID, Actor: actor, Details: d}); err != nil {
-		return err
+	entry := AuditEntry{Action: AuditPaymentFailed, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: actor, Details: d}
+	switch {
+	case p.Status == PaymentStatusPending:
+		next, now := p, pp.s.now()
+		next.Status, next.Reason, next.ProcessedAt, next.UpdatedAt = PaymentStatusFailed, reason, now, now
+		if gatewayPaymentID != "" {
+			next.GatewayPaymentID = gatewayPaymentID
+		}
+		if err := pp.movePayment(ctx, p, next, pp.s.paymentEffects(paymentAuditID(p.ID, next.Status), entry)); err != nil {
+			return err
+		}
+	case p.Status == PaymentStatusFailed && p.Reason == reason:
+		// This rejection, delivered again: nothing new to audit; what the first delivery
+		// left pending is finished (ProcessApproved tried already; this reports why not).
+		if err := pp.s.finishPaymentEffects(ctx, p); err != nil {
+			return err
+		}
+	default:
+		if err := pp.s.audit(ctx, entry); err != nil {
+			return err
+		}
 	}
-	return fmt.Errorf("%w: payment %s: %s", ErrChargeMismatch, p.ID, reason)
+	return mismatch
 }
 
 // markApproved stores p as approved for subscription subID. The pending-payment cleanup
@@ -608,6 +629,14 @@ func (pp *PaymentProcessor) findSubscription(ctx context.Context, p Payment, par
 // ProcessFailed marks a pending payment failed with the reason, audits it and sends the
 // payment-failed email. A failed payment is a duplicate; an approved or cancelled one is
 // ErrInvalidTransition.
+//
+// Like an approval, the payment's write records in the same single-document write what the
+// change leaves to do (Payment.Pending: the audit entry with the fixed id
+// payment:<id>:<status>, the email with its send-once key); they run after it and are
+// cleared last. A crash or a failed write at any point leaves them pending: the redelivery
+// (a duplicate) or the next cleanup_pending_payments run finishes them, and nothing done
+// is done twice. The same holds for ProcessCancelled, for a charge mismatch refused by
+// ProcessApproved and for a reversal that changes only the payment.
 func (pp *PaymentProcessor) ProcessFailed(ctx context.Context, params FailParams) (ProcessResult, error) {
 	return pp.finish(ctx, params, PaymentStatusFailed, AuditPaymentFailed)
 }
@@ -633,30 +662,39 @@ func (pp *PaymentProcessor) finish(ctx context.Context, params FailParams, to Pa
 		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil {
 			return err
 		}
+		left := p.Pending != nil
+		if p, err = pp.s.settledPayment(ctx, p); err != nil {
+			return err
+		}
 		if p.Status == to {
+			// Delivered again: what the first delivery left pending is finished now.
 			res.Duplicate = true
+			if left {
+				return nil
+			}
 			return pp.failedEmail(ctx, p)
 		}
 		if p.Status != PaymentStatusPending && !(to == PaymentStatusCancelled && p.Status == PaymentStatusFailed) {
 			return fmt.Errorf("%w: payment %s is %s and cannot become %s", ErrInvalidTransition, p.ID, p.Status, to)
 		}
-		prev, read := p.Status, p
-		now := pp.s.now()
-		p.Status, p.Reason, p.ProcessedAt, p.UpdatedAt = to, params.Reason, now, now
+		next, now := p, pp.s.now()
+		next.Status, next.Reason, next.ProcessedAt, next.UpdatedAt = to, params.Reason, now, now
 		if params.GatewayPaymentID != "" {
-			p.GatewayPaymentID = params.GatewayPaymentID
+			next.GatewayPaymentID = params.GatewayPaymentID
 		}
-		if err = pp.s.store.UpdatePayment(ctx, read, p); err != nil {
-			return fmt.Errorf("marking payment %s %s: %w", p.ID, to, err)
+		var notes []Notification
+		if to == PaymentStatusFailed {
+			n, err := pp.failedNote(ctx, next)
+			if err != nil {
+				return err
+			}
+			notes = append(notes, n)
 		}
-		if err := pp.s.audit(ctx, AuditEntry{
+		return pp.movePayment(ctx, p, next, pp.s.paymentEffects(paymentAuditID(p.ID, to), AuditEntry{
 			Action: action, EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: params.Actor,
-			Details: map[string]any{"previous_status": string(prev), "reason": params.Reason, "gateway": p.Gateway,
-				"gateway_payment_id": p.GatewayPaymentID},
-		}); err != nil {
-			return err
-		}
-		return pp.failedEmail(ctx, p)
+			Details: map[string]any{"previous_status": string(p.Status), "reason": params.Reason, "gateway": p.Gateway,
+				"gateway_payment_id": next.GatewayPaymentID},
+		}, notes...))
 	})
 	if err != nil {
 		return res, err
@@ -674,18 +712,103 @@ func (pp *PaymentProcessor) failedEmail(ctx context.Context, p Payment) error {
 	if p.Status != PaymentStatusFailed {
 		return nil
 	}
+	n, err := pp.failedNote(ctx, p)
+	if err != nil {
+		return err
+	}
+	_, err = pp.s.notifyOnce(ctx, n, p.SubscriptionID)
+	return err
+}
+
+// failedNote is the payment-failed email of p, with its send-once key.
+func (pp *PaymentProcessor) failedNote(ctx context.Context, p Payment) (Notification, error) {
 	u, err := pp.s.store.GetUser(ctx, p.UserID)
 	if err != nil {
-		return fmt.Errorf("loading user %s: %w", p.UserID, err)
+		return Notification{}, fmt.Errorf("loading user %s: %w", p.UserID, err)
 	}
 	var planName string
 	if plan, err := pp.s.store.GetPlan(ctx, p.PlanID); err == nil {
 		planName = plan.Name
 	}
-	_, err = pp.s.notifyOnce(ctx, Notification{
+	return Notification{
 		Kind: NotificationKindPaymentFailed, Key: notificationKey(NotificationKindPaymentFailed, p.ID, time.Time{}), To: recipient(u),
 		Data: NotificationData{PlanName: planName, SubscriptionID: p.SubscriptionID, PaymentID: p.ID,
 			Amount: p.Amount, Gateway: p.Gateway, Reason: p.Reason},
-	}, p.SubscriptionID)
-	return err
+	}, nil
+}
+
+// paymentAuditID is the id of the audit entry of the transition that gave payment id the
+// status to: fixed (a payment becomes failed, or cancelled, at most once), so a transition
+// finished twice (a redelivery after a crash, a job) audits once.
+func paymentAuditID(id string, to PaymentStatus) string { return "payment:" + id + ":" + string(to) }
+
+// paymentEffects are what a payment's transition leaves to do: write audit (given its fixed
+// id, the time and the default actor) and send notes.
+func (s *Service) paymentEffects(auditID string, audit AuditEntry, notes ...Notification) *Effects {
+	now := s.now()
+	audit.ID, audit.CreatedAt = auditID, now
+	if audit.Actor == "" {
+		audit.Actor = "renewkit"
+	}
+	return &Effects{Token: newToken(), Notifications: notes, Audit: []AuditEntry{audit}, CreatedAt: now}
+}
+
+// movePayment stores next, the payment read moves to, with eff as its pending effects in
+// the same conditional write, then carries them out. A crash or a failed write after the
+// first leaves them on the payment: the redelivery, or the next cleanup_pending_payments
+// run, finishes them.
+func (pp *PaymentProcessor) movePayment(ctx context.Context, read, next Payment, eff *Effects) error {
+	next.Pending = eff
+	if err := pp.s.store.UpdatePayment(ctx, read, next); err != nil {
+		return fmt.Errorf("marking payment %s %s: %w", next.ID, next.Status, err)
+	}
+	return pp.s.finishPaymentEffects(ctx, next)
+}
+
+// settledPayment finishes the effects p carries, if any, and returns p without them.
+func (s *Service) settledPayment(ctx context.Context, p Payment) (Payment, error) {
+	if p.Pending == nil {
+		return p, nil
+	}
+	if err := s.finishPaymentEffects(ctx, p); err != nil {
+		return p, err
+	}
+	p.Pending = nil
+	return p, nil
+}
+
+// finishPaymentEffects carries out the effects p.Pending records, if any: the emails (each
+// once per key) while the effects are younger than Config.ReconcileWindow (the
+// payment-failed email only while the payment is still failed), then the audit entries
+// (fixed ids: stored ones are skipped), and clears them where they are still the ones
+// recorded. What does not finish stays on the payment and is returned.
+func (s *Service) finishPaymentEffects(ctx context.Context, p Payment) error {
+	eff := p.Pending
+	if eff == nil {
+		return nil
+	}
+	late := !eff.CreatedAt.IsZero() && s.now().Sub(eff.CreatedAt) > s.cfg.ReconcileWindow
+	for _, n := range eff.Notifications {
+		if n.Kind == NotificationKindPaymentFailed && p.Status != PaymentStatusFailed {
+			continue // the payment changed since (approved after all): the email says nothing true
+		}
+		if late {
+			s.log.WarnContext(ctx, "pending notification given up after ReconcileWindow", "payment_id", p.ID, "kind", n.Kind, "since", eff.CreatedAt)
+			continue
+		}
+		if _, err := s.notifyOnce(ctx, n, p.SubscriptionID); err != nil {
+			return fmt.Errorf("effects of payment %s: %w", p.ID, err)
+		}
+	}
+	if len(eff.Audit) > 0 {
+		if err := s.store.InsertAudits(ctx, eff.Audit); err != nil {
+			return fmt.Errorf("effects of payment %s: writing audit entries: %w", p.ID, err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.ClaimLease, time.Minute))
+	defer cancel()
+	if err := s.store.CompletePaymentEffects(cctx, p.ID, eff.Token); err != nil {
+		return fmt.Errorf("effects of payment %s: clearing them: %w", p.ID, err)
+	}
+	return nil
 }

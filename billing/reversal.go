@@ -238,6 +238,11 @@ func (pp *PaymentProcessor) reverse(ctx context.Context, id string, params Rever
 	if err != nil {
 		return false, fmt.Errorf("loading payment %s: %w", id, err)
 	}
+	// What an earlier transition of the payment left pending (a crash, a failed send) is
+	// finished first.
+	if p, err = pp.s.settledPayment(ctx, p); err != nil {
+		return false, err
+	}
 	now := pp.s.now()
 	plan, ok := planReversal(p, params, now)
 	if !ok {
@@ -263,44 +268,34 @@ func (pp *PaymentProcessor) reverse(ctx context.Context, id string, params Rever
 		}
 	}
 	if change == nil {
-		// Nothing to change on a subscription: the payment, its audit entry (a fixed id,
-		// so a redelivery never doubles it) and, for money taken back from an approved
-		// payment, the email.
-		if err := pp.markReversed(ctx, p, plan.next); err != nil {
+		// Nothing to change on a subscription: the payment, recording in the same write
+		// its audit entry (a fixed id, so a redelivery never doubles it) and, for money
+		// taken back from an approved payment, the email; they run after it, and what a
+		// crash leaves the redelivery or the next cleanup_pending_payments run finishes.
+		var notes []Notification
+		if plan.notify {
+			u, err := pp.s.store.GetUser(ctx, p.UserID)
+			if err != nil {
+				return false, fmt.Errorf("loading user %s: %w", p.UserID, err)
+			}
+			var planName string
+			if pl, err := pp.s.store.GetPlan(ctx, p.PlanID); err == nil {
+				planName = pl.Name
+			}
+			notes = append(notes, reversalNote(u, planName, p, params, time.Time{}))
+		}
+		next := plan.next
+		next.Pending = pp.s.paymentEffects("reversal:"+p.ID+":"+plan.action+":"+fmt.Sprint(plan.next.RefundedAmount), payAudit, notes...)
+		if err := pp.markReversed(ctx, p, next); err != nil {
 			return false, err
 		}
-		payAudit.ID = "reversal:" + p.ID + ":" + plan.action + ":" + fmt.Sprint(plan.next.RefundedAmount)
-		if payAudit.Actor == "" {
-			payAudit.Actor = "renewkit"
-		}
-		payAudit.CreatedAt = now
-		if err := pp.s.store.InsertAudits(ctx, []AuditEntry{payAudit}); err != nil {
-			return false, fmt.Errorf("writing audit %s: %w", plan.action, err)
-		}
-		if !plan.notify {
-			return false, nil
-		}
-		u, err := pp.s.store.GetUser(ctx, p.UserID)
-		if err != nil {
-			return false, fmt.Errorf("loading user %s: %w", p.UserID, err)
-		}
-		var planName string
-		if pl, err := pp.s.store.GetPlan(ctx, p.PlanID); err == nil {
-			planName = pl.Name
-		}
-		_, err = pp.s.notifyOnce(ctx, reversalNote(u, planName, p, params, time.Time{}), p.SubscriptionID)
-		return false, err
+		return false, pp.s.finishPaymentEffects(ctx, next)
 	}
 	// The transition first, conditional on the record as read, with its effects.
-	results, err := pp.s.store.UpdateSubscriptions(ctx, []SubscriptionChange{*change})
-	if err = aligned(results, err, 1); err == nil {
-		err = results[0]
-	}
+	stored, err := updateSubscription(ctx, pp.s.store, *change)
 	if err != nil {
 		return false, fmt.Errorf("applying %s of payment %s to subscription %s: %w", params.Kind, p.ID, sub.ID, err)
 	}
-	stored := change.Changed
-	stored.Pending = change.Effects
 	if err := pp.markReversed(ctx, p, plan.next); err != nil {
 		return false, err
 	}

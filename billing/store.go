@@ -227,8 +227,20 @@ type PaymentStore interface {
 	// ChangedPaymentFields), only while the stored payment still has read's Status and
 	// read's value of every field it writes; otherwise it writes nothing and returns
 	// ErrConflict (ErrNotFound for a missing payment, ErrConflict for a gateway payment id
-	// another payment holds). It increments the stored Version.
+	// another payment holds). It increments the stored Version. When changed.Pending is set
+	// and is not read.Pending (another Token), the stored payment must also carry no pending
+	// effects, and changed.Pending is stored in the same write; otherwise the pending
+	// effects are neither written nor checked (a nil changed.Pending keeps the stored ones).
 	UpdatePayment(ctx context.Context, read, changed Payment) error
+	// CompletePaymentEffects removes the pending effects of payment id, only where they are
+	// still the ones recorded by token. Effects replaced since, or a missing payment, are
+	// skipped without error. It does not change Version.
+	CompletePaymentEffects(ctx context.Context, id, token string) error
+	// ListPaymentsWithEffects returns up to limit (1 or more) non-deleted payments that carry
+	// pending effects, in id order: the ones a crashed process left. A payment the store
+	// cannot decode is reported as a *RecordError (joined with errors.Join) next to the
+	// payments it did read.
+	ListPaymentsWithEffects(ctx context.Context, limit int) ([]Payment, error)
 	// CancelStalePayments moves up to limit pending payments created at or before
 	// createdBefore to cancelled with reason, stamping now, and returns them. Each payment
 	// is returned by exactly one of several concurrent callers. A payment the store cannot

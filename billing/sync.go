@@ -185,14 +185,9 @@ func (pp *PaymentProcessor) applySync(ctx context.Context, sub Subscription, p S
 			}}
 		}
 		eff := pp.s.newRun().effects(sub, access, notes, audit)
-		errs, err := pp.s.store.UpdateSubscriptions(ctx, []SubscriptionChange{{Read: before, Changed: sub, Effects: eff}})
-		if err = aligned(errs, err, 1); err == nil {
-			err = errs[0]
-		}
-		if err != nil {
+		if sub, err = updateSubscription(ctx, pp.s.store, SubscriptionChange{Read: before, Changed: sub, Effects: eff}); err != nil {
 			return false, false, fmt.Errorf("syncing subscription %s: %w", sub.ID, err)
 		}
-		sub.Pending, sub.Version = eff, before.Version+1
 		if err := pp.finishEffects(ctx, sub); err != nil {
 			return true, false, err
 		}

@@ -260,7 +260,12 @@ type Payment struct {
 	CreatedAt   time.Time `json:"created_at"`
 	UpdatedAt   time.Time `json:"updated_at"`
 	Deleted     bool      `json:"flag_del"`
-	Version     int64     `json:"version"`
+	// Pending is what the transition that gave the payment its status (failed, cancelled)
+	// left to do, recorded by the same write: its audit entry, the payment-failed email; nil
+	// when nothing is pending. Stores keep it; only InsertPayment and UpdatePayment (when
+	// changed carries new effects) set it and CompletePaymentEffects clears it.
+	Pending *Effects `json:"pending,omitempty"`
+	Version int64    `json:"version"`
 }
 
 // User is the part of a users document renewkit reads and writes: who to email, in which

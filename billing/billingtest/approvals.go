@@ -72,6 +72,10 @@ func (c *crashStore) CompleteEffects(ctx context.Context, done []billing.Effects
 	return c.write("CompleteEffects", func() error { return c.Store.CompleteEffects(ctx, done) })
 }
 
+func (c *crashStore) CompletePaymentEffects(ctx context.Context, id, token string) error {
+	return c.write("CompletePaymentEffects", func() error { return c.Store.CompletePaymentEffects(ctx, id, token) })
+}
+
 func (c *crashStore) UpdateUsersAccess(ctx context.Context, changes []billing.UserAccessChange) (errs []error, err error) {
 	err = c.write("UpdateUsersAccess", func() error {
 		errs, err = c.Store.UpdateUsersAccess(ctx, changes)
@@ -185,32 +189,40 @@ func (s *suite) approvalSurvivesCrashAtEveryWrite(ctx context.Context, t *testin
 			must(t, err, "clean ProcessApproved")
 			clean.wantApproved(tc, nil)
 			writes := counter.written()
-			for n := 1; n <= len(writes); n++ {
-				for _, after := range []bool{false, true} {
-					when := "before"
-					if after {
-						when = "after"
-					}
-					t.Run(fmt.Sprintf("%02d_%s_%s", n, when, writes[n-1]), func(t *testing.T) {
-						e := s.env(ctx, t, billing.Config{}, tc.records...)
-						crash := &crashStore{Store: e.st, n: n, after: after}
-						_, err := e.service(crash, billing.Config{}).Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
-						if err == nil {
-							t.Fatalf("the approval crashed at write %d (%s) and reported success", n, writes[n-1])
-						}
-						// The restarted process gets the redelivery once the dead one's locks
-						// and reservations have run out.
-						// A send in flight at the crash (sent, its record not written) is the
-						// one repeat allowed.
-						inFlight := crash.inFlight(e.notif)
-						e.clock.Advance(time.Hour)
-						_, err = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
-						must(t, err, "redelivered ProcessApproved")
-						e.wantApproved(tc, inFlight)
-					})
+			atEveryWrite(t, writes, func(t *testing.T, n int, after bool) {
+				e := s.env(ctx, t, billing.Config{}, tc.records...)
+				crash := &crashStore{Store: e.st, n: n, after: after}
+				_, err := e.service(crash, billing.Config{}).Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+				if err == nil {
+					t.Fatalf("the approval crashed at write %d (%s) and reported success", n, writes[n-1])
 				}
-			}
+				// The restarted process gets the redelivery once the dead one's locks
+				// and reservations have run out.
+				// A send in flight at the crash (sent, its record not written) is the
+				// one repeat allowed.
+				inFlight := crash.inFlight(e.notif)
+				e.clock.Advance(time.Hour)
+				_, err = e.svc.Processor().ProcessApproved(ctx, billing.ApproveParams{PaymentID: "pay1"})
+				must(t, err, "redelivered ProcessApproved")
+				e.wantApproved(tc, inFlight)
+			})
 		})
+	}
+}
+
+// atEveryWrite runs crashAt in a subtest for each of writes in turn (n counts from 1), once
+// crashing before the write and once just after it; the subtest is named after the write
+// (03_after_UpdatePayment).
+func atEveryWrite(t *testing.T, writes []string, crashAt func(t *testing.T, n int, after bool)) {
+	t.Helper()
+	for n := 1; n <= len(writes); n++ {
+		for _, after := range []bool{false, true} {
+			when := "before"
+			if after {
+				when = "after"
+			}
+			t.Run(fmt.Sprintf("%02d_%s_%s", n, when, writes[n-1]), func(t *testing.T) { crashAt(t, n, after) })
+		}
 	}
 }
 

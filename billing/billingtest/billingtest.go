@@ -320,9 +320,16 @@ func (e *env) sentOncePerKey() int {
 	return len(seen)
 }
 
-// noPending fails if any record still carries pending effects.
+// noPending fails if any record (subscription or payment) still carries pending effects.
 func (e *env) noPending() {
 	e.t.Helper()
+	payments, err := e.st.ListPaymentsWithEffects(e.ctx, 1000)
+	if err != nil {
+		e.t.Fatalf("listing payments with pending effects: %v", err)
+	}
+	if len(payments) > 0 {
+		e.t.Fatalf("%d payments still carry pending effects (first %s: %+v)", len(payments), payments[0].ID, payments[0].Pending)
+	}
 	left, err := e.st.ClaimSubscriptions(e.ctx, billing.ClaimParams{Token: "billingtest-check", Now: e.clock.Now(),
 		LeaseUntil: e.clock.Now().Add(time.Millisecond), Limit: 1000, Pending: true})
 	if err != nil {
@@ -454,6 +461,10 @@ func (s *suite) tests() []test {
 		{"ApprovalSurvivesCrashAtEveryWrite", s.approvalSurvivesCrashAtEveryWrite},
 		{"WelcomeSurvivesFailedCreationAudit", s.welcomeSurvivesFailedCreationAudit},
 		{"PaidSubscriptionGetsAccessOverALapsedOne", s.paidGetsAccessOverLapsed},
+		// paymenteffects.go
+		{"PaymentOutcomeSurvivesCrashAtEveryWrite", s.paymentOutcomeSurvivesCrashAtEveryWrite},
+		{"FailureEffectsDoNotHoldUpApproval", s.failureEffectsDoNotHoldUpApproval},
+		{"PaymentReversalSurvivesCrashAtEveryWrite", s.paymentReversalSurvivesCrashAtEveryWrite},
 		// lockwait.go
 		{"ProcessorWaitsForABusyPayment", s.processorWaitsForABusyPayment},
 		// payments.go

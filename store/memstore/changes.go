@@ -148,8 +148,15 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 			return fmt.Errorf("memstore: payment %q changed since it was read (a field the change writes differs from the one read): %w",
 				id, billing.ErrConflict)
 		}
+		effects := newPaymentEffects(&read, &changed)
+		if effects && cur.Pending != nil {
+			return fmt.Errorf("memstore: payment %q carries pending effects: %w", id, billing.ErrConflict)
+		}
 		next := cur
 		apply(paymentFields, &next, &read, &changed)
+		if effects {
+			next.Pending = copyEffects(changed.Pending)
+		}
 		if next.Gateway != cur.Gateway || next.GatewayPaymentID != cur.GatewayPaymentID {
 			newKey := gwKey(next.Gateway, next.GatewayPaymentID)
 			if next.GatewayPaymentID != "" {

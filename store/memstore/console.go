@@ -300,7 +300,7 @@ func (s *Store) ListPayments(ctx context.Context, q billing.PaymentQuery) ([]bil
 	id := func(i int) string { return ids[len(ids)-1-i] } // newest first
 	start := sort.Search(len(ids), func(i int) bool { return q.After.Before(s.payments.rows[id(i)].CreatedAt, id(i)) })
 	out, next := page(len(ids), limit, start, func(i int) (billing.Payment, time.Time, string, bool) {
-		p := s.payments.rows[id(i)]
+		p := s.payments.out(s.payments.rows[id(i)])
 		return p, p.CreatedAt, p.ID, q.Match(p)
 	})
 	return out, next, nil

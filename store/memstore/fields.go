@@ -76,7 +76,8 @@ var subFields = []field[billing.Subscription]{
 		func(d, s *billing.Subscription) { d.Deleted = s.Deleted }},
 }
 
-// paymentFields are the writable fields of a payment: every one except ID and Version.
+// paymentFields are the writable fields of a payment: every one except ID, Pending and
+// Version.
 var paymentFields = []field[billing.Payment]{
 	{billing.FieldUserID,
 		func(a, b *billing.Payment) bool { return a.UserID == b.UserID },

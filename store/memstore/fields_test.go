@@ -98,7 +98,7 @@ func TestSubscriptionFieldsMatchBilling(t *testing.T) {
 // TestPaymentFieldsMatchBilling keeps paymentFields in step with
 // billing.ChangedPaymentFields.
 func TestPaymentFieldsMatchBilling(t *testing.T) {
-	checkFields(t, paymentFields, billing.ChangedPaymentFields, "ID", "Version")
+	checkFields(t, paymentFields, billing.ChangedPaymentFields, "ID", "Pending", "Version")
 }
 
 // TestTimesComparedAtMillisecond: a sub-millisecond or zone difference is no change.

@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
@@ -12,12 +13,54 @@ func newPayments() table[billing.Payment] {
 		kind: "payment", rows: map[string]billing.Payment{}, norm: normPayment,
 		id:     func(p *billing.Payment) *string { return &p.ID },
 		hidden: func(p *billing.Payment) bool { return p.Deleted },
+		clone:  clonePayment,
 	}
 }
 
+// normPayment returns p with its times normalised and its pending effects copied.
 func normPayment(p billing.Payment) billing.Payment {
 	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt), t0(p.ReversedAt)
+	p.Pending = copyEffects(p.Pending)
 	return p
+}
+
+// clonePayment returns a stored payment with its pending effects copied.
+func clonePayment(p billing.Payment) billing.Payment {
+	p.Pending = copyEffects(p.Pending)
+	return p
+}
+
+// newPaymentEffects reports whether the change from read to changed records new pending
+// effects (see billing.PaymentStore.UpdatePayment).
+func newPaymentEffects(read, changed *billing.Payment) bool {
+	return changed.Pending != nil && (read.Pending == nil || read.Pending.Token != changed.Pending.Token)
+}
+
+func (s *Store) CompletePaymentEffects(ctx context.Context, id, token string) error {
+	return s.update(ctx, func() error {
+		if p, ok := s.payments.find(id); ok && p.Pending != nil && p.Pending.Token == token {
+			p.Pending = nil
+			s.payments.rows[id] = p
+		}
+		return nil
+	})
+}
+
+func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billing.Payment, error) {
+	return read(ctx, s, func() ([]billing.Payment, error) {
+		var ids []string
+		for id, p := range s.payments.rows {
+			if !p.Deleted && p.Pending != nil {
+				ids = append(ids, id)
+			}
+		}
+		slices.Sort(ids)
+		out := make([]billing.Payment, 0, min(len(ids), max(limit, 1)))
+		for _, id := range ids[:min(len(ids), max(limit, 1))] {
+			out = append(out, s.payments.out(s.payments.rows[id]))
+		}
+		return out, nil
+	})
 }
 
 func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {

@@ -72,6 +72,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			idx("gateway_payment", asc("gateway", "gateway_payment_id")),
 			{Keys: asc("gateway_payment_key"), Options: options.Index().SetName("gateway_payment_key_unique").SetUnique(true).SetSparse(true)},
 			idx("sweep_token", asc("sweep_token")),
+			idx("pending_token", asc("pending_token")), // payments with pending effects (few)
 			idx("created_id", newestSort),
 			idx("status_created_id", append(asc("status"), newestSort...)),
 			idx("subscription_created_id", append(asc("subscription_id"), newestSort...)),

@@ -32,10 +32,18 @@ type paymentDoc struct {
 	UpdatedAt             time.Time     `bson:"updated_at"`
 	Deleted               bool          `bson:"flag_del"`
 	Version               int64         `bson:"version"`
+	// Pending effects, in the fields (and encoding) subscriptions use: see encodeEffects.
+	PendingToken   string     `bson:"pending_token"`
+	PendingEffects string     `bson:"pending_effects"`
+	PendingDetails []bson.Raw `bson:"pending_details"`
 }
 
 func (s *Store) decodePayment(raw bson.Raw) (billing.Payment, error) {
 	d, err := unmarshal[paymentDoc](raw)
+	if err != nil {
+		return billing.Payment{}, err
+	}
+	pending, err := decodePending(d.PendingToken, d.PendingEffects, d.PendingDetails)
 	if err != nil {
 		return billing.Payment{}, err
 	}
@@ -46,8 +54,22 @@ func (s *Store) decodePayment(raw bson.Raw) (billing.Payment, error) {
 		Gateway: d.Gateway, GatewayPaymentID: d.GatewayPaymentID, GatewaySubscriptionID: d.GatewaySubscriptionID,
 		Reason: d.Reason, ProcessedAt: utc(d.ProcessedAt), RefundedAmount: d.RefundedAmount,
 		ReversalReason: d.ReversalReason, ReversedAt: utc(d.ReversedAt), CreatedAt: utc(d.CreatedAt), UpdatedAt: utc(d.UpdatedAt),
-		Deleted: d.Deleted, Version: d.Version,
+		Deleted: d.Deleted, Pending: pending, Version: d.Version,
 	}, err
+}
+
+// decodePending decodes the pending effects fields of a document (subscriptions and
+// payments store them alike); nil when it has none.
+func decodePending(token, js string, details []bson.Raw) (*billing.Effects, error) {
+	if js == "" && token == "" {
+		return nil, nil
+	}
+	e, err := decodeEffects(js, details)
+	if err != nil {
+		return nil, fmt.Errorf("pending_effects: %w", err)
+	}
+	e.Token = token
+	return &e, nil
 }
 
 // gatewayPaymentKey is the value of the gateway_payment_key field, which carries the unique
@@ -125,6 +147,11 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 	f := s.paymentFields.doc(*p, s.cfg.References)
 	putGatewayPaymentKey(f, *p)
 	f.put("version", p.Version)
+	if p.Pending != nil {
+		if err := putEffects(f, p.ID, *p.Pending); err != nil {
+			return err
+		}
+	}
 	if err := insert(ctx, s.payments, f.doc(p.ID), "payment", p.ID); err != nil {
 		return err
 	}
@@ -184,6 +211,13 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 			}
 		}
 	}
+	if changed.Pending != nil && (read.Pending == nil || read.Pending.Token != changed.Pending.Token) {
+		// New pending effects: written with the change, only over none.
+		if err := putEffects(set, read.ID, *changed.Pending); err != nil {
+			return err
+		}
+		cond = append(cond, bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: false}}})
+	}
 	op := bulkOp{id: read.ID, idv: idValue(read.ID), cond: cond, refs: set.refs,
 		upd: set.update(bson.E{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}})}
 	errs := make([]error, 1)
@@ -197,6 +231,41 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 		return err
 	}
 	return errs[0]
+}
+
+// CompletePaymentEffects clears the payment's pending effects when they are still the ones
+// token recorded.
+func (s *Store) CompletePaymentEffects(ctx context.Context, id, token string) error {
+	// Implementation:
+	// CompletePaymentEffects removes pending_token, pending_effects and pending_details with
+	// one UpdateOne conditional on pending_token, under the payments write mutex in
+	// ClaimSerialized mode (bulkApply).
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	op := bulkOp{id: id, idv: idValue(id), cond: bson.D{{Key: "pending_token", Value: token}},
+		upd: bson.D{{Key: "$unset", Value: bson.D{
+			{Key: "pending_token", Value: ""}, {Key: "pending_effects", Value: ""}, {Key: "pending_details", Value: ""}}}}}
+	errs := make([]error, 1)
+	if err := s.bulkApply(ctx, s.payments, "payment", []bulkOp{op}, errs, nil); err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// ListPaymentsWithEffects returns up to limit live payments with pending effects (the
+// pending_token index) in _id order. Unreadable documents are reported as
+// *billing.RecordError next to the others.
+func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billing.Payment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	cur, err := s.payments.Find(ctx, bson.D{{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: true}}}, notDeleted},
+		findOpts().SetSort(bson.D{{Key: "_id", Value: 1}}).SetLimit(int64(max(limit, 1))))
+	if err != nil {
+		return nil, opErr("list payments with pending effects", err)
+	}
+	return decodeEach(ctx, cur, s.payments.Name(), s.decodePayment)
 }
 
 // CancelStalePayments cancels pending payments created before createdBefore, in rounds of

@@ -49,14 +49,9 @@ func decodeSub(raw bson.Raw) (billing.Subscription, error) {
 	if err := bson.Unmarshal(raw, &d); err != nil {
 		return billing.Subscription{}, err
 	}
-	var pending *billing.Effects
-	if d.PendingEffects != "" || d.PendingToken != "" {
-		e, err := decodeEffects(d.PendingEffects, d.PendingDetails)
-		if err != nil {
-			return billing.Subscription{}, fmt.Errorf("pending_effects: %w", err)
-		}
-		e.Token = d.PendingToken
-		pending = &e
+	pending, err := decodePending(d.PendingToken, d.PendingEffects, d.PendingDetails)
+	if err != nil {
+		return billing.Subscription{}, err
 	}
 	return billing.Subscription{
 		ID: string(d.ID), UserID: string(d.UserID), PlanID: string(d.PlanID),

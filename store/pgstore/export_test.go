@@ -58,6 +58,8 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	add("extend claims", `UPDATE {schema}.subscriptions SET claim_until = $2 WHERE claim_token = $1`, []any{"tok", now})
 	add("release claims", `UPDATE {schema}.subscriptions SET claim_token = NULL, claim_until = NULL WHERE claim_token = $1`, []any{"tok"})
 	add("stale payments", staleSQL(100), []any{now.Add(-7 * day), now, "stale"})
+	add("payments with effects", paymentsWithEffectsSQL, []any{100})
+	add("complete payment effects", completePaymentEffectsSQL, []any{"pay1", "tok"})
 	add("expired sessions", expiredSQL(100), []any{now.Add(-30 * day), now})
 	add("audit by action", `SELECT `+auditCols+` FROM {schema}.audit_logs WHERE action = $1 AND created_at >= $2 ORDER BY created_at, seq LIMIT 50`, []any{"subscription.expired", now.Add(-day)})
 	add("job runs", `SELECT `+runCols+` FROM {schema}.job_runs WHERE job_id = $1 ORDER BY started_at DESC, id DESC LIMIT 20`, []any{"process_expired_subscriptions"})

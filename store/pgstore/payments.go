@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 
@@ -13,17 +14,34 @@ import (
 
 var paymentCols = `id, user_id, plan_id, subscription_id, amount, currency::text, status, gateway, gateway_payment_id,
 	gateway_subscription_id, reason, ` + z("processed_at") + `, created_at, updated_at, flag_del, version,
-	refunded_amount, reversal_reason, ` + z("reversed_at")
+	refunded_amount, reversal_reason, ` + z("reversed_at") + `, pending`
 
+// scanPayment reads a row of paymentCols; a payment whose pending effects cannot be decoded
+// is reported as a *billing.RecordError.
 func scanPayment(r pgx.Rows) (billing.Payment, error) {
 	var p billing.Payment
 	var status string
+	var pending []byte
 	err := r.Scan(&p.ID, &p.UserID, &p.PlanID, &p.SubscriptionID, &p.Amount.Amount, &p.Amount.Currency, &status,
 		&p.Gateway, &p.GatewayPaymentID, &p.GatewaySubscriptionID, &p.Reason, &p.ProcessedAt, &p.CreatedAt, &p.UpdatedAt,
-		&p.Deleted, &p.Version, &p.RefundedAmount, &p.ReversalReason, &p.ReversedAt)
+		&p.Deleted, &p.Version, &p.RefundedAmount, &p.ReversalReason, &p.ReversedAt, &pending)
+	if err != nil {
+		return p, err
+	}
 	p.Status = billing.PaymentStatus(status)
 	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt), t0(p.ReversedAt)
-	return p, err
+	if p.Pending, err = decodeEffects(pending); err != nil {
+		return p, &billing.RecordError{Collection: "payments", ID: p.ID, Err: err}
+	}
+	return p, nil
+}
+
+// jsonbArg is the argument that writes encoded effects to a jsonb column (NULL for none).
+func jsonbArg(b []byte) any {
+	if b == nil {
+		return nil
+	}
+	return string(b)
 }
 
 // InsertPayment stores p, assigning its ID when empty; ErrConflict on a duplicate id or
@@ -32,17 +50,25 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 	if p.ID == "" {
 		p.ID = billing.NewID()
 	}
-	_, err := s.exec(ctx, s.t(`INSERT INTO {schema}.payments (id, user_id, plan_id, subscription_id, amount, currency,
+	pending, err := encodeEffects(p.Pending)
+	if err != nil {
+		return err
+	}
+	_, err = s.exec(ctx, s.t(`INSERT INTO {schema}.payments (id, user_id, plan_id, subscription_id, amount, currency,
 		status, gateway, gateway_payment_id, gateway_subscription_id, reason, processed_at, created_at, updated_at, flag_del, version,
-		refunded_amount, reversal_reason, reversed_at)
-		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`),
+		refunded_amount, reversal_reason, reversed_at, pending)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20::jsonb)`),
 		p.ID, p.UserID, p.PlanID, p.SubscriptionID, p.Amount.Amount, p.Amount.Currency, string(p.Status), p.Gateway,
 		p.GatewayPaymentID, p.GatewaySubscriptionID, p.Reason, nt(p.ProcessedAt), rt(p.CreatedAt), rt(p.UpdatedAt), p.Deleted, p.Version,
-		p.RefundedAmount, p.ReversalReason, nt(p.ReversedAt))
+		p.RefundedAmount, p.ReversalReason, nt(p.ReversedAt), jsonbArg(pending))
 	if err != nil {
 		return s.wrap(err, "inserting payment %q", p.ID)
 	}
 	p.ProcessedAt, p.CreatedAt, p.UpdatedAt, p.ReversedAt = t0(p.ProcessedAt), t0(p.CreatedAt), t0(p.UpdatedAt), t0(p.ReversedAt)
+	if p.Pending != nil {
+		e := normEffects(*p.Pending)
+		p.Pending = &e
+	}
 	return nil
 }
 
@@ -133,6 +159,15 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 			conds = append(conds, col+" = "+arg(c.get(&read)))
 		}
 	}
+	if changed.Pending != nil && (read.Pending == nil || read.Pending.Token != changed.Pending.Token) {
+		// New pending effects: written with the change, only over none.
+		pending, err := encodeEffects(changed.Pending)
+		if err != nil {
+			return err
+		}
+		sets = append(sets, "pending = "+arg(jsonbArg(pending))+"::jsonb")
+		conds = append(conds, "pending IS NULL")
+	}
 	tag, err := s.exec(ctx, s.t(`UPDATE {schema}.payments SET `+strings.Join(sets, ", ")+` WHERE `+strings.Join(conds, " AND ")), args...)
 	if err != nil {
 		return s.wrap(err, "updating payment %q", id)
@@ -147,7 +182,61 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 	if !live[id] {
 		return notFound("payment", id)
 	}
-	return conflict("payment", id, "changed since it was read (its status or a field the change writes differs)")
+	return conflict("payment", id, "changed since it was read (its status or a field the change writes differs, or it carries pending effects)")
+}
+
+// completePaymentEffectsSQL clears payment $1's pending effects when token $2 recorded them.
+const completePaymentEffectsSQL = `UPDATE {schema}.payments SET pending = NULL WHERE id = $1 AND pending->>'token' = $2`
+
+// paymentsWithEffectsSQL lists up to $1 live payments with pending effects, in id order.
+var paymentsWithEffectsSQL = `SELECT ` + paymentCols + ` FROM {schema}.payments WHERE NOT flag_del AND pending IS NOT NULL
+	ORDER BY id COLLATE "C" LIMIT $1`
+
+// CompletePaymentEffects clears the payment's pending effects when they are still the ones
+// token recorded; see billing.PaymentStore.
+func (s *Store) CompletePaymentEffects(ctx context.Context, id, token string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	_, err := s.exec(ctx, s.t(completePaymentEffectsSQL), id, token)
+	return s.wrap(err, "completing the effects of payment %q", id)
+}
+
+// ListPaymentsWithEffects returns up to limit live payments with pending effects in id
+// order (the payments_pending index); see billing.PaymentStore.
+func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billing.Payment, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	ps, err := collectReadable(ctx, s, scanPayment, func(p billing.Payment) string { return p.ID },
+		s.t(paymentsWithEffectsSQL), max(limit, 1))
+	if err != nil && !onlyRecordErrors(err) {
+		return nil, s.wrap(err, "listing payments with pending effects")
+	}
+	return ps, err
+}
+
+// collectReadable is collect for rows scan may report as a *billing.RecordError (a record it
+// cannot decode): those are left out and reported, joined, next to the others (id tells
+// the records read).
+func collectReadable[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (T, error), id func(T) string, sql string, args ...any) ([]T, error) {
+	var bad []error
+	xs, err := collect(ctx, s, func(rows pgx.Rows) (T, error) {
+		x, err := scan(rows)
+		if re, ok := err.(*billing.RecordError); ok {
+			bad = append(bad, re)
+			var zero T
+			return zero, nil
+		}
+		return x, err
+	}, sql, args...)
+	if err != nil {
+		return nil, err
+	}
+	if len(bad) > 0 {
+		return slices.DeleteFunc(xs, func(x T) bool { return id(x) == "" }), joinErrs(bad)
+	}
+	return xs, nil
 }
 
 // CancelStalePayments cancels up to limit stale pending payments in one statement; rows

@@ -70,23 +70,7 @@ func scanSub(rows pgx.Rows) (billing.Subscription, error) {
 // scanSubs reads rows of subCols; a record whose pending effects cannot be decoded is
 // reported as a *billing.RecordError next to the others.
 func (s *Store) scanSubs(ctx context.Context, sql string, args ...any) ([]billing.Subscription, error) {
-	var bad []error
-	subs, err := collect(ctx, s, func(rows pgx.Rows) (billing.Subscription, error) {
-		x, err := scanSub(rows)
-		if re, ok := err.(*billing.RecordError); ok {
-			bad = append(bad, re)
-			return billing.Subscription{}, nil
-		}
-		return x, err
-	}, sql, args...)
-	if err != nil {
-		return nil, err
-	}
-	if len(bad) > 0 {
-		subs = slices.DeleteFunc(subs, func(x billing.Subscription) bool { return x.ID == "" })
-		return subs, joinErrs(bad)
-	}
-	return subs, nil
+	return collectReadable(ctx, s, scanSub, func(x billing.Subscription) string { return x.ID }, sql, args...)
 }
 
 const insertSubSQL = `INSERT INTO {schema}.subscriptions (id, user_id, plan_id, status, billing_cycle,

@@ -3,6 +3,7 @@ package storetest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -247,7 +248,144 @@ func (s *suite) paymentTests() []test {
 			}
 			equalIDs(t, disjoint(t, got...), want, "concurrent callers each get disjoint payments, all of them")
 		}},
+		// A payment's transition records its effects in the same write, never over
+		// unfinished ones; only the token that recorded them clears them. Proves: what a
+		// transition leaves to do is stored with it, and is neither lost nor replaced.
+		{"EffectsWrittenWithTheChange", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base.Add(-day))
+			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
+			read, err := st.GetPayment(ctx, my("pay1"))
+			must(t, err, "GetPayment")
+			failed := read
+			failed.Status, failed.Reason, failed.ProcessedAt, failed.UpdatedAt = billing.PaymentStatusFailed, "card declined", base, base
+			failed.Pending = paymentEffects("fail-1", read)
+			must(t, st.UpdatePayment(ctx, read, failed), "UpdatePayment(failed, with effects)")
+			want := failed
+			want.Version = read.Version + 1
+			stored := getPayment(ctx, t, st, my("pay1"))
+			equal(t, stored, want, "the failed payment with its effects, as written")
+
+			// A change recording other effects over unfinished ones writes nothing.
+			cancelled := stored
+			cancelled.Status, cancelled.Reason = billing.PaymentStatusCancelled, "cancelled"
+			cancelled.Pending = paymentEffects("cancel-1", stored)
+			wantErr(t, st.UpdatePayment(ctx, stored, cancelled), billing.ErrConflict, "UpdatePayment(new effects over pending ones)")
+			equal(t, getPayment(ctx, t, st, my("pay1")), want, "a change refused for pending effects changed nothing")
+
+			// A change that carries the stored effects (or none) writes its fields and keeps them.
+			touched := stored
+			touched.UpdatedAt = base.Add(time.Minute)
+			must(t, st.UpdatePayment(ctx, stored, touched), "UpdatePayment(the effects as read)")
+			stored = getPayment(ctx, t, st, my("pay1"))
+			stored.Pending = nil
+			touched = stored
+			touched.UpdatedAt = base.Add(2 * time.Minute)
+			must(t, st.UpdatePayment(ctx, stored, touched), "UpdatePayment(no effects)")
+			want.UpdatedAt, want.Version = touched.UpdatedAt, want.Version+2
+			equal(t, getPayment(ctx, t, st, my("pay1")), want, "changes without new effects keep the stored ones")
+
+			// Only the recording token clears them, and clearing writes nothing else.
+			must(t, st.CompletePaymentEffects(ctx, my("pay1"), "another-token"), "CompletePaymentEffects(another token)")
+			equal(t, getPayment(ctx, t, st, my("pay1")), want, "effects cleared by another token are kept")
+			must(t, st.CompletePaymentEffects(ctx, my("pay1"), "fail-1"), "CompletePaymentEffects")
+			want.Pending = nil
+			done := getPayment(ctx, t, st, my("pay1"))
+			equal(t, done, want, "the payment once its effects are done")
+			must(t, st.CompletePaymentEffects(ctx, my("pay1"), "fail-1"), "CompletePaymentEffects(again)")
+			must(t, st.CompletePaymentEffects(ctx, my("missing"), "fail-1"), "CompletePaymentEffects(missing payment)")
+
+			// Once they are done, the next transition records its own.
+			cancelled = done
+			cancelled.Status, cancelled.Reason = billing.PaymentStatusCancelled, "cancelled"
+			cancelled.Pending = paymentEffects("cancel-1", done)
+			must(t, st.UpdatePayment(ctx, done, cancelled), "UpdatePayment(cancelled, with effects)")
+			cancelled.Version = done.Version + 1
+			equal(t, getPayment(ctx, t, st, my("pay1")), cancelled, "the cancelled payment with its effects")
+		}},
+		// Proves: the payments a crashed process left with pending effects are found (live
+		// ones only, in id order, up to the limit), and are no longer once they are done.
+		{"ListWithEffects", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			gone := newPayment("p0-gone", base, func(p *billing.Payment) { p.Deleted = true })
+			gone.Pending = paymentEffects("gone", gone)
+			must(t, st.InsertPayment(ctx, &gone), "InsertPayment(soft-deleted, with effects)")
+			for _, id := range []string{"p3", "p1", "p2", "p4-none"} {
+				p := newPayment(id, base)
+				must(t, st.InsertPayment(ctx, &p), "InsertPayment(%s)", id)
+				if id == "p4-none" {
+					continue
+				}
+				failed := p
+				failed.Status, failed.Pending = billing.PaymentStatusFailed, paymentEffects("t-"+id, p)
+				must(t, st.UpdatePayment(ctx, p, failed), "UpdatePayment(%s)", id)
+			}
+			list := func(limit int) []string {
+				got, err := st.ListPaymentsWithEffects(ctx, limit)
+				must(t, err, "ListPaymentsWithEffects(%d)", limit)
+				for _, p := range got {
+					if p.Pending == nil || p.Pending.Token != "t-"+p.ID {
+						t.Fatalf("ListPaymentsWithEffects returned %s with effects %+v, want its own", p.ID, p.Pending)
+					}
+				}
+				return ids(got, func(p billing.Payment) string { return p.ID })
+			}
+			if got := list(10); !slices.Equal(got, []string{"p1", "p2", "p3"}) {
+				t.Fatalf("ListPaymentsWithEffects(10) = %v, want [p1 p2 p3]", got)
+			}
+			if got := list(2); !slices.Equal(got, []string{"p1", "p2"}) {
+				t.Fatalf("ListPaymentsWithEffects(2) = %v, want [p1 p2]", got)
+			}
+			must(t, st.CompletePaymentEffects(ctx, "p1", "t-p1"), "CompletePaymentEffects(p1)")
+			if got := list(10); !slices.Equal(got, []string{"p2", "p3"}) {
+				t.Fatalf("ListPaymentsWithEffects after p1's are done = %v, want [p2 p3]", got)
+			}
+		}},
+		// Concurrent transitions of one payment from the same read each record their own
+		// effects. Proves: exactly one lands, with its effects; the others write nothing.
+		{"ConcurrentTransitionsOneEffects", sharedStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			my := scope(t)
+			p := newPayment(my("pay1"), base)
+			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
+			read := getPayment(ctx, t, st, my("pay1"))
+			errs := make([]error, s.opts.Goroutines)
+			runConcurrently(s.opts.Goroutines, func(i int) {
+				next := read
+				next.Status, next.Reason = billing.PaymentStatusFailed, fmt.Sprint("writer ", i)
+				next.Pending = paymentEffects(fmt.Sprint("w", i), read)
+				errs[i] = st.UpdatePayment(ctx, read, next)
+			})
+			winner := -1
+			for i, err := range errs {
+				switch {
+				case err == nil && winner < 0:
+					winner = i
+				case err == nil:
+					t.Fatalf("writers %d and %d both changed the payment from the same read", winner, i)
+				default:
+					wantErr(t, err, billing.ErrConflict, "writer %d", i)
+				}
+			}
+			if winner < 0 {
+				t.Fatal("no writer changed the payment")
+			}
+			got := getPayment(ctx, t, st, my("pay1"))
+			if got.Reason != fmt.Sprint("writer ", winner) || got.Pending == nil || got.Pending.Token != fmt.Sprint("w", winner) {
+				t.Fatalf("payment %+v, want writer %d's change with its effects", got, winner)
+			}
+		}},
 	}
+}
+
+// paymentEffects returns effects using every field (see sampleEffects) for payment p.
+func paymentEffects(token string, p billing.Payment) *billing.Effects {
+	return sampleEffects(token, billing.Subscription{ID: p.ID, UserID: p.UserID, PlanID: p.PlanID, Gateway: p.Gateway})
+}
+
+func getPayment(ctx context.Context, t *testing.T, st billing.Store, id string) billing.Payment {
+	t.Helper()
+	p, err := st.GetPayment(ctx, id)
+	must(t, err, "GetPayment(%s)", id)
+	return p
 }
 
 func newSession(id string, expires time.Time) billing.Session {
