@@ -166,7 +166,10 @@ type WebhookEventStore interface {
 	// ClaimWebhookEvents claims, for p.Token until p.LeaseUntil, up to p.Limit pending events
 	// whose NextAttemptAt is at or before p.Now and whose lease ended (or that have none),
 	// earliest OccurredAt first, and increments their Attempts. Two claimers never get one
-	// event while its lease lasts.
+	// event while its lease lasts. An event the store cannot decode is claimed like the
+	// others but not returned: it is reported as a *RecordError (ID WebhookEventKey,
+	// wrapping ErrMalformedRecord; several joined with errors.Join) next to the events
+	// returned, and is claimable, and reported, again once the lease ends.
 	ClaimWebhookEvents(ctx context.Context, p WebhookClaimParams) ([]WebhookEvent, error)
 	// RenewWebhookLeases extends to until the lease of every event claimed with token and
 	// still pending, and returns how many it extended.

@@ -214,7 +214,8 @@ func runLoopback(b *testing.B, h http.Handler) loopbackResult {
 }
 
 // BenchmarkDecode compares what the acknowledgement decodes of the benchmark's
-// invoice.paid (the envelope) with what the worker decodes (the whole event).
+// invoice.paid (the envelope, scanned, and with encoding/json as the scan's fallback does)
+// with what the worker decodes (the whole event).
 //
 //	go test -run '^$' -bench Decode -count 5 ./gateways/stripegw
 func BenchmarkDecode(b *testing.B) {
@@ -223,6 +224,14 @@ func BenchmarkDecode(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
 			if _, err := decodeEnvelope(body); err != nil {
+				b.Fatal(err)
+			}
+		}
+	})
+	b.Run("envelope-json", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			if _, err := decodeEnvelopeJSON(body); err != nil {
 				b.Fatal(err)
 			}
 		}

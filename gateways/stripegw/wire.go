@@ -287,8 +287,17 @@ func decodeHead(body []byte) (envelope, error) {
 // decodeEnvelope checks and reads the envelope of a verified body, object key included.
 // Every error wraps ErrMalformedEvent (answered 400): the envelope is malformed, or an
 // event type renewkit acts on has no data.object with an id. The object's other fields
-// are not looked at.
+// are not looked at. The common shape is read by scanEnvelope; whatever it is not sure of
+// is decoded by decodeEnvelopeJSON, which reads the same envelope or gives the error.
 func decodeEnvelope(body []byte) (envelope, error) {
+	if env, ok := scanEnvelope(body); ok {
+		return env, nil
+	}
+	return decodeEnvelopeJSON(body)
+}
+
+// decodeEnvelopeJSON is decodeEnvelope with encoding/json.
+func decodeEnvelopeJSON(body []byte) (envelope, error) {
 	env, err := decodeHead(body)
 	if err != nil || env.object == nil {
 		return env, err
@@ -350,6 +359,9 @@ func objectKey(typ string, obj []byte) (string, error) {
 // Every error wraps ErrMalformedEvent (answered 400). Unknown event types decode with no
 // object.
 func decodeEvent(body []byte) (decodedEvent, error) {
+	if env, ok := scanEnvelope(body); ok {
+		return decodeObject(env)
+	}
 	env, err := decodeHead(body)
 	if err != nil {
 		return decodedEvent{}, err

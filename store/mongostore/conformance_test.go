@@ -2,6 +2,7 @@ package mongostore_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -38,7 +39,25 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("New: %v", err)
 		}
 		return st
-	}, storetest.Options{ClaimRecords: 200, StaleRecords: 100, Goroutines: 4})
+	}, storetest.Options{ClaimRecords: 200, StaleRecords: 100, Goroutines: 4, CorruptWebhookEvent: corruptWebhookEvent})
+}
+
+// corruptWebhookEvent sets an event's history to a string with the driver, bypassing
+// renewkit: a field of the wrong BSON type the store cannot decode.
+func corruptWebhookEvent(ctx context.Context, st billing.Store, gateway, eventID string) error {
+	ms, ok := st.(*mongostore.Store)
+	if !ok {
+		return fmt.Errorf("corruptWebhookEvent needs a *mongostore.Store, got %T", st)
+	}
+	res, err := ms.Database().Collection("webhook_events").UpdateOne(ctx, bson.D{{Key: "_id", Value: billing.WebhookEventKey(gateway, eventID)}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "history", Value: "not a list"}}}})
+	if err != nil {
+		return err
+	}
+	if res.MatchedCount != 1 {
+		return fmt.Errorf("corruptWebhookEvent: no webhook event %s/%s", gateway, eventID)
+	}
+	return nil
 }
 
 // emptyDB deletes every document of db, keeping its collections and indexes.

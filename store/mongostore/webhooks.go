@@ -169,6 +169,7 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 		opts.SetSort(bson.D{{Key: "occurred_at", Value: 1}, {Key: "received_at", Value: 1}, {Key: "_id", Value: 1}})
 	}
 	var out []billing.WebhookEvent
+	var bad []error
 	err := s.exclusive(ctx, writeMutex(s.events), func() error {
 		cur, err := s.events.Find(ctx, filter, opts)
 		if err != nil {
@@ -198,16 +199,18 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 			}
 			ev, err := decodeEvent(raw)
 			if err != nil {
-				return malformed(s.cfg.Collections.WebhookEvents, raw, err)
+				// Claimed but unreadable: reported, and claimable again when the lease ends.
+				bad = append(bad, malformed(s.cfg.Collections.WebhookEvents, raw, err))
+				continue
 			}
 			out = append(out, ev)
 		}
 		return nil
 	})
 	if err != nil {
-		return out, opErr("claim webhook events", err)
+		return out, errors.Join(opErr("claim webhook events", err), errors.Join(bad...))
 	}
-	return out, nil
+	return out, errors.Join(bad...)
 }
 
 func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {

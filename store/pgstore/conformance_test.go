@@ -2,6 +2,7 @@ package pgstore_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -28,7 +29,7 @@ func TestConformance(t *testing.T) {
 			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
 		}
 	})
-	storetest.Run(t, func(t *testing.T) billing.Store {
+	storetest.RunWithOptions(t, func(t *testing.T) billing.Store {
 		schema := schemas.Take(t, func() string {
 			name := testkit.DBName("rk")
 			storeOn(t, p, name) // migrates it
@@ -39,7 +40,24 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("New: %v", err)
 		}
 		return st
-	})
+	}, storetest.Options{CorruptWebhookEvent: corruptWebhookEvent})
+}
+
+// corruptWebhookEvent makes an event's history a JSON object instead of an array of
+// attempts with plain SQL, bypassing renewkit: valid jsonb the store cannot decode.
+func corruptWebhookEvent(ctx context.Context, st billing.Store, gateway, eventID string) error {
+	ps, ok := st.(*pgstore.Store)
+	if !ok {
+		return fmt.Errorf("corruptWebhookEvent needs a *pgstore.Store, got %T", st)
+	}
+	tag, err := ps.Pool().Exec(ctx, "UPDATE "+ps.Table("webhook_events")+` SET history = '{"at": "not a list"}'::jsonb WHERE gateway = $1 AND event_id = $2`, gateway, eventID)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("corruptWebhookEvent: no webhook event %s/%s", gateway, eventID)
+	}
+	return nil
 }
 
 // emptySchema truncates every table of schema but its migration record, restarting its

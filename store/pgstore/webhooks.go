@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -71,7 +72,8 @@ func scanEvent(r pgx.Rows) (billing.WebhookEvent, error) {
 	if len(history) > 0 {
 		var as []attemptJSON
 		if err := json.Unmarshal(history, &as); err != nil {
-			return e, fmt.Errorf("%w: webhook event %s/%s history: %v", billing.ErrMalformedRecord, e.Gateway, e.EventID, err)
+			return e, &billing.RecordError{Collection: "webhook_events", ID: billing.WebhookEventKey(e.Gateway, e.EventID),
+				Err: fmt.Errorf("%w: history: %v", billing.ErrMalformedRecord, err)}
 		}
 		for _, a := range as {
 			e.History = append(e.History, billing.WebhookAttempt{At: t0(a.At), State: billing.WebhookEventState(a.State),
@@ -144,16 +146,31 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 		return nil, invalid("claiming webhook events needs a token and a positive limit")
 	}
 	q, args := claimWebhookSQL(p)
-	got, err := collect(ctx, s, scanEvent, s.t(q), args...)
+	// An unreadable row is claimed with the others (one UPDATE) but not returned: it is
+	// reported next to them, and claimable again when the lease ends. Keyed by event, as a
+	// retried statement meets it again.
+	bad := map[string]error{}
+	got, err := collect(ctx, s, func(r pgx.Rows) (billing.WebhookEvent, error) {
+		e, err := scanEvent(r)
+		if re, ok := err.(*billing.RecordError); ok {
+			bad[re.ID] = re
+			return billing.WebhookEvent{}, nil
+		}
+		return e, err
+	}, s.t(q), args...)
 	if err != nil {
 		return nil, s.wrap(err, "claiming webhook events")
+	}
+	got = slices.DeleteFunc(got, func(e billing.WebhookEvent) bool { return e.EventID == "" })
+	if len(got) == 0 {
+		got = nil
 	}
 	// RETURNING has no order: the claim order, earliest occurrence first (zero first).
 	slices.SortFunc(got, func(a, b billing.WebhookEvent) int {
 		return cmp.Or(a.OccurredAt.Compare(b.OccurredAt), a.ReceivedAt.Compare(b.ReceivedAt),
 			cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.EventID, b.EventID))
 	})
-	return got, nil
+	return got, joinErrs(slices.Collect(maps.Values(bad)))
 }
 
 func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {

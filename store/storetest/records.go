@@ -850,6 +850,50 @@ func (s *suite) webhookTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "GetWebhookEvent(missing)")
 			wantErr(t, st.FinishWebhookEvent(ctx, finish(ev("nope"), "A", billing.WebhookEventStateProcessed, base, time.Time{})), billing.ErrNotFound, "Finish(missing)")
 		}},
+		{"ClaimReportsAnUnreadableEventNextToTheOthers", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			// A failure mid-work loses nothing and is retried: a claim meeting an event the
+			// store cannot decode returns the readable events it claimed together with a
+			// *billing.RecordError naming the unreadable one. The readable ones are claimed
+			// (nobody else gets them while the lease lasts), and the unreadable one is held
+			// by the claim's lease only: once it ends, the next claim meets it again.
+			if s.opts.CorruptWebhookEvent == nil {
+				t.Skip("Options.CorruptWebhookEvent is nil: this store cannot be given an unreadable webhook event")
+			}
+			for i, id := range []string{"a", "bad", "c"} {
+				e := ev(id)
+				e.OccurredAt = base.Add(time.Duration(i) * time.Second) // claim order a, bad, c
+				put(ctx, t, st, e, base)
+			}
+			must(t, s.opts.CorruptWebhookEvent(ctx, st, billing.GatewayStripe, "bad"), "CorruptWebhookEvent(bad)")
+			unreadable := func(err error, what string) {
+				t.Helper()
+				var re *billing.RecordError
+				if !errors.As(err, &re) || !errors.Is(err, billing.ErrMalformedRecord) || re.ID != billing.WebhookEventKey(billing.GatewayStripe, "bad") {
+					t.Fatalf("%s: error %v; want a *billing.RecordError wrapping ErrMalformedRecord with ID %q", what, err, billing.WebhookEventKey(billing.GatewayStripe, "bad"))
+				}
+			}
+			got, err := st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: "A", Now: base, LeaseUntil: base.Add(lease), Limit: 10})
+			unreadable(err, "first claim")
+			if fmt.Sprint(ids(got)) != "[a c]" {
+				t.Fatalf("first claim returned %v; want [a c], the readable events, in claim order", ids(got))
+			}
+			for _, e := range got {
+				if e.Attempts != 1 || e.LeaseToken != "A" || !e.LeaseUntil.Equal(base.Add(lease)) || string(e.Payload) != string(ev(e.EventID).Payload) {
+					t.Fatalf("claimed %+v; want attempt 1, leased to A until %v, its payload", e, base.Add(lease))
+				}
+			}
+			if got := claim(ctx, t, st, "B", base.Add(time.Second), 10); len(got) != 0 {
+				t.Fatalf("second claimer got %v during A's lease; want nothing", ids(got))
+			}
+			for _, e := range got {
+				must(t, st.FinishWebhookEvent(ctx, finish(e, "A", billing.WebhookEventStateProcessed, base.Add(time.Second), time.Time{})), "Finish(%s)", e.EventID)
+			}
+			got, err = st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: "C", Now: base.Add(lease + time.Second), LeaseUntil: base.Add(2 * lease), Limit: 10})
+			unreadable(err, "claim after the lease")
+			if len(got) != 0 {
+				t.Fatalf("claim after the lease returned %v; want nothing but the unreadable event's error", ids(got))
+			}
+		}},
 		{"WakeReleasesEventsHeldBehindAnEarlierOne", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// An event put back behind an earlier event of its object (received, due later)
 			// is due as soon as the earlier one is done and its object is woken, not a poll

@@ -28,6 +28,12 @@ type Options struct {
 	ClaimBatch int
 	// Timeout bounds each subtest's context. Default 2 minutes.
 	Timeout time.Duration
+	// CorruptWebhookEvent makes the stored webhook event (gateway, eventID) unreadable to
+	// st, as a program writing the database directly could (a field of the wrong type), for
+	// the case checking that a claim reports it next to the events it can read. Leave it nil
+	// for a store that keeps typed values and so cannot hold such a record (memstore): that
+	// case is skipped.
+	CorruptWebhookEvent func(ctx context.Context, st billing.Store, gateway, eventID string) error
 }
 
 func (o Options) withDefaults() Options {
