@@ -34,7 +34,8 @@ type Options struct {
 	// Records scales how many subscriptions the concurrency tests seed. Default 40; the
 	// tests that seed hundreds of records by default seed a multiple of it.
 	Records int
-	// Timeout bounds each test's context. Default 3 minutes.
+	// Timeout bounds each test's context. Default 3 minutes; YearOfDailyJobsStaysBounded,
+	// a year of daily runs, gets three times as long.
 	Timeout time.Duration
 	// Replica returns another handle on st's database, opened the way another process
 	// would (its own client or connection pool), for the tests where several replicas run

@@ -21,6 +21,10 @@ import (
 // is left on a record. Bounded, not just deleted once: the cleanup job reports pruning in
 // every month after the first retention period.
 func (s *suite) yearOfDailyJobs(ctx context.Context, t *testing.T) {
+	// A year is 365 runs of every job: it gets three times the suite's per-test budget
+	// (Options.Timeout), so its length alone does not time it out on a slow store.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 3*s.opts.Timeout)
+	defer cancel()
 	const users = 3
 	cfg := billing.Config{BatchSize: 20, Retention: billing.Retention{Notifications: 60 * day, WebhookEvents: 30 * day, Audit: 120 * day}}
 	var records []any
