@@ -19,11 +19,20 @@ import (
 //
 // A partial refund leaves the status as it is and records Payment.RefundedAmount.
 const (
-	// PaymentRefunded: the gateway gave the whole amount back to the buyer.
-	PaymentRefunded PaymentStatus = "refunded"
-	// PaymentChargedBack: the buyer's bank took the money back (a chargeback, or a dispute
-	// that withdrew the funds). A dispute the merchant wins returns the payment to approved.
-	PaymentChargedBack PaymentStatus = "charged_back"
+	// PaymentStatusRefunded: the gateway gave the whole amount back to the buyer.
+	PaymentStatusRefunded PaymentStatus = "refunded"
+	// PaymentStatusChargedBack: the buyer's bank took the money back (a chargeback, or a
+	// dispute that withdrew the funds). A dispute the merchant wins returns the payment to
+	// approved.
+	PaymentStatusChargedBack PaymentStatus = "charged_back"
+)
+
+// Former names of the reversal statuses.
+const (
+	// Deprecated: use PaymentStatusRefunded.
+	PaymentRefunded = PaymentStatusRefunded
+	// Deprecated: use PaymentStatusChargedBack.
+	PaymentChargedBack = PaymentStatusChargedBack
 )
 
 // Audit actions of reversals.
@@ -204,26 +213,26 @@ func planReversal(p Payment, params ReversalParams, now time.Time) (reversalPlan
 	switch params.Kind {
 	case ReversalKindRefund:
 		total := params.Refunded.Amount
-		if p.Status == PaymentRefunded || total <= p.RefundedAmount && total < p.Amount.Amount {
+		if p.Status == PaymentStatusRefunded || total <= p.RefundedAmount && total < p.Amount.Amount {
 			return reversalPlan{}, false
 		}
 		next.RefundedAmount = max(total, p.RefundedAmount)
 		if total < p.Amount.Amount {
 			return reversalPlan{next: next, action: AuditPaymentPartiallyRefunded}, true
 		}
-		next.Status, next.ReversedAt = PaymentRefunded, now
+		next.Status, next.ReversedAt = PaymentStatusRefunded, now
 		if params.Reason != "" {
 			next.ReversalReason = params.Reason
 		}
 		return reversalPlan{next: next, action: AuditPaymentRefunded, ends: true, notify: p.Status == PaymentStatusApproved}, true
 	case ReversalKindChargeback:
-		if p.Status == PaymentChargedBack || p.Status == PaymentRefunded {
+		if p.Status == PaymentStatusChargedBack || p.Status == PaymentStatusRefunded {
 			return reversalPlan{}, false
 		}
-		next.Status, next.ReversedAt, next.ReversalReason = PaymentChargedBack, now, params.Reason
+		next.Status, next.ReversedAt, next.ReversalReason = PaymentStatusChargedBack, now, params.Reason
 		return reversalPlan{next: next, action: AuditPaymentChargedBack, ends: true, notify: p.Status == PaymentStatusApproved}, true
 	default: // ReversalKindDisputeWon
-		if p.Status != PaymentChargedBack {
+		if p.Status != PaymentStatusChargedBack {
 			return reversalPlan{}, false
 		}
 		next.Status, next.ReversedAt = PaymentStatusApproved, time.Time{}
@@ -424,9 +433,9 @@ func reversalNote(u User, planName string, p Payment, params ReversalParams, acc
 	if params.Kind == ReversalKindRefund {
 		amount = params.Refunded
 	}
-	what := string(PaymentRefunded)
+	what := string(PaymentStatusRefunded)
 	if params.Kind == ReversalKindChargeback {
-		what = string(PaymentChargedBack)
+		what = string(PaymentStatusChargedBack)
 	}
 	return Notification{
 		Kind: NotificationKindPaymentReversed, Key: notificationKey(NotificationKindPaymentReversed, p.ID+":"+what, time.Time{}), To: recipient(u),

@@ -250,7 +250,7 @@ type Payment struct {
 	// Reason says why a payment failed or was cancelled.
 	Reason string `json:"reason,omitempty"`
 	// RefundedAmount is how much of Amount (same currency) the gateway refunded so far; a
-	// full refund makes the payment PaymentRefunded.
+	// full refund makes the payment PaymentStatusRefunded.
 	RefundedAmount int64 `json:"refunded_amount,omitempty"`
 	// ReversalReason is the gateway's reason for a refund or chargeback.
 	ReversalReason string `json:"reversal_reason,omitempty"`

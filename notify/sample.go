@@ -62,7 +62,7 @@ func SampleNotification(kind billing.NotificationKind, locale string) billing.No
 		}
 	case billing.NotificationKindPaymentReversed:
 		d.PaymentID = "pay_51c9e0"
-		d.Reason = string(billing.PaymentRefunded)
+		d.Reason = string(billing.PaymentStatusRefunded)
 		d.PeriodEnd = start.AddDate(0, 0, 9)
 	case billing.NotificationKindOperatorAlert:
 		to = billing.Recipient{Email: "ops@example.com", Name: "Ops", Locale: loc, TimeZone: to.TimeZone}

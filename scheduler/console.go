@@ -276,7 +276,7 @@ func (c *console) payments(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	st, err := oneOf("status", r.URL.Query().Get("status"), []billing.PaymentStatus{billing.PaymentStatusPending, billing.PaymentStatusApproved,
-		billing.PaymentStatusFailed, billing.PaymentStatusCancelled, billing.PaymentRefunded})
+		billing.PaymentStatusFailed, billing.PaymentStatusCancelled, billing.PaymentStatusRefunded})
 	if err != nil {
 		c.fail(w, r, err)
 		return

@@ -200,7 +200,7 @@ func (s *suite) paymentReversalSurvivesCrashAtEveryWrite(ctx context.Context, t 
 		action   string
 		emails   int
 	}{
-		"FullRefund":    {2990, billing.PaymentRefunded, billing.AuditPaymentRefunded, 1},
+		"FullRefund":    {2990, billing.PaymentStatusRefunded, billing.AuditPaymentRefunded, 1},
 		"PartialRefund": {1000, billing.PaymentStatusApproved, billing.AuditPaymentPartiallyRefunded, 0},
 	}
 	for name, tc := range cases {

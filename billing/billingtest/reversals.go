@@ -44,7 +44,7 @@ func (s *suite) refundEndsAccessAtOnce(ctx context.Context, t *testing.T) {
 		t.Fatalf("result %+v", res)
 	}
 	p := e.payment("pay1")
-	if p.Status != billing.PaymentRefunded || p.RefundedAmount != 2990 || p.ReversalReason != "requested_by_customer" || !p.ReversedAt.Equal(e.clock.Now()) {
+	if p.Status != billing.PaymentStatusRefunded || p.RefundedAmount != 2990 || p.ReversalReason != "requested_by_customer" || !p.ReversedAt.Equal(e.clock.Now()) {
 		t.Fatalf("payment %+v, want refunded 2990", p)
 	}
 	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusCancelled || !got.CurrentPeriodEnd.Equal(sub.CurrentPeriodEnd) {
@@ -55,7 +55,7 @@ func (s *suite) refundEndsAccessAtOnce(ctx context.Context, t *testing.T) {
 	}
 	e.wantKinds("pay1", billing.NotificationKindPaymentReversed)
 	n := e.notif.For("pay1")[0]
-	if n.Data.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) || n.Data.Reason != string(billing.PaymentRefunded) || !n.Data.PeriodEnd.Equal(e.clock.Now()) {
+	if n.Data.Amount != (billing.Money{Amount: 2990, Currency: "BRL"}) || n.Data.Reason != string(billing.PaymentStatusRefunded) || !n.Data.PeriodEnd.Equal(e.clock.Now()) {
 		t.Fatalf("payment_reversed data %+v, want 2990 BRL refunded, access ending now", n.Data)
 	}
 	e.wantAudits(billing.AuditPaymentRefunded, "pay1", 1)
@@ -125,7 +125,7 @@ func (s *suite) reversalOfOlderPaymentKeepsCurrentPeriod(ctx context.Context, t 
 	access := e.user("u")
 	_, err = e.svc.Processor().ProcessReversal(ctx, refund(2990))
 	must(t, err, "ProcessReversal")
-	if p := e.payment("pay1"); p.Status != billing.PaymentRefunded {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusRefunded {
 		t.Fatalf("older payment %s, want refunded", p.Status)
 	}
 	if got := e.sub(sub.ID); got.Status != billing.SubscriptionStatusActive || !got.CurrentPeriodEnd.Equal(renewed.CurrentPeriodEnd) || got.CancelAtPeriodEnd {
@@ -171,7 +171,7 @@ func (s *suite) chargebackThenDisputeWon(ctx context.Context, t *testing.T) {
 	pp := e.svc.Processor()
 	_, err := pp.ProcessReversal(ctx, chargeback(billing.ReversalKindChargeback))
 	must(t, err, "chargeback")
-	if p := e.payment("pay1"); p.Status != billing.PaymentChargedBack || p.ReversalReason != "fraudulent" {
+	if p := e.payment("pay1"); p.Status != billing.PaymentStatusChargedBack || p.ReversalReason != "fraudulent" {
 		t.Fatalf("payment %+v, want charged back", p)
 	}
 	if u := e.user("u"); u.HasAccess(e.clock.Now()) {

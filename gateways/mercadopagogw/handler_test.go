@@ -333,8 +333,8 @@ func TestStatusMapping(t *testing.T) {
 		outcome billing.EventOutcome
 	}{
 		{"cancelled", billing.PaymentStatusPending, billing.PaymentStatusCancelled, billing.EventOutcomeProcessed},
-		{"refunded", billing.PaymentStatusApproved, billing.PaymentRefunded, billing.EventOutcomeProcessed},
-		{"charged_back", billing.PaymentStatusApproved, billing.PaymentChargedBack, billing.EventOutcomeProcessed},
+		{"refunded", billing.PaymentStatusApproved, billing.PaymentStatusRefunded, billing.EventOutcomeProcessed},
+		{"charged_back", billing.PaymentStatusApproved, billing.PaymentStatusChargedBack, billing.EventOutcomeProcessed},
 		{"pending", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
 		{"in_process", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},
 		{"authorized", billing.PaymentStatusPending, billing.PaymentStatusPending, billing.EventOutcomeIgnored},

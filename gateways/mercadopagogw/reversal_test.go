@@ -55,7 +55,7 @@ func TestRefundedEndsAccessOnce(t *testing.T) {
 		w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentRefunded || got.RefundedAmount != 4990 {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusRefunded || got.RefundedAmount != 4990 {
 		t.Fatalf("payment %s refunded %d, want refunded 4990", got.Status, got.RefundedAmount)
 	}
 	if e.hasAccess() {
@@ -89,7 +89,7 @@ func TestPartialRefundAndChargebackWon(t *testing.T) {
 	if w := e.deliver(TypePayment, "1312345678", notif(t, 9003, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
 		t.Fatalf("chargeback: %d", w.Code)
 	}
-	if got := e.payment(p.ID); got.Status != billing.PaymentChargedBack || e.hasAccess() {
+	if got := e.payment(p.ID); got.Status != billing.PaymentStatusChargedBack || e.hasAccess() {
 		t.Fatalf("payment %s access %v, want charged back without access", got.Status, e.hasAccess())
 	}
 	e.clock.Set(t0.Add(24 * time.Hour))

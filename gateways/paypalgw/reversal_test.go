@@ -82,7 +82,7 @@ func TestSaleRefundedReadFromAPI(t *testing.T) {
 		e.mustDeliver(refundEvent(EventSaleRefunded, id, now, "19.90"))
 	}
 	e.mustDeliver(refundEvent(EventSaleReversed, "WH-REV", now, "19.90"))
-	if p := pay(); p.Status != billing.PaymentRefunded || p.RefundedAmount != 1990 || access() {
+	if p := pay(); p.Status != billing.PaymentStatusRefunded || p.RefundedAmount != 1990 || access() {
 		t.Fatalf("full refund: payment %+v access %v, want refunded 1990 without access", p, access())
 	}
 	n := 0
@@ -112,7 +112,7 @@ func TestSaleReversedIsAChargeback(t *testing.T) {
 	state.Store("reversed")
 	e.mustDeliver(refundEvent(EventSaleReversed, "WH-REV", now, "-19.90"))
 	p, err := e.store.FindPaymentByGateway(ctx, billing.GatewayPayPal, "SALE-1")
-	if err != nil || p.Status != billing.PaymentChargedBack {
+	if err != nil || p.Status != billing.PaymentStatusChargedBack {
 		t.Fatalf("payment %+v %v, want charged back", p, err)
 	}
 	if u, _ := e.store.GetUser(ctx, testUser); u.HasAccess(now) {

@@ -61,7 +61,7 @@ func TestChargeRefundedEndsAccess(t *testing.T) {
 	if code := e.post(stripegwtest.NewEvent("evt_refund", stripegw.EventChargeRefunded, body)); code != http.StatusOK {
 		t.Fatalf("charge.refunded: %d", code)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentRefunded || p.RefundedAmount != 2990 {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusRefunded || p.RefundedAmount != 2990 {
 		t.Fatalf("payment %s refunded %d, want refunded 2990", p.Status, p.RefundedAmount)
 	}
 	if s := e.sub("sub_1"); s.Status != billing.SubscriptionStatusCancelled || e.hasAccess() {
@@ -125,7 +125,7 @@ func TestDisputeCreatedThenWon(t *testing.T) {
 	if code := e.post(stripegwtest.NewEvent("evt_dispute", stripegw.EventDisputeCreated, dispute("dp_open", "ch_1", "won"))); code != http.StatusOK {
 		t.Fatalf("dispute created: %d", code)
 	}
-	if p := e.payment("in_1"); p.Status != billing.PaymentChargedBack || p.ReversalReason != "fraudulent" || e.hasAccess() {
+	if p := e.payment("in_1"); p.Status != billing.PaymentStatusChargedBack || p.ReversalReason != "fraudulent" || e.hasAccess() {
 		t.Fatalf("payment %+v, access %v, want charged back without access", p, e.hasAccess())
 	}
 	e.clock.Advance(48 * time.Hour)

@@ -125,7 +125,7 @@ func (s *suite) paymentTests() []test {
 			must(t, err, "GetPayment")
 			equal(t, read, p, "a partially refunded payment as inserted")
 			back := read
-			back.Status, back.RefundedAmount, back.ReversalReason = billing.PaymentChargedBack, 1000, "fraudulent"
+			back.Status, back.RefundedAmount, back.ReversalReason = billing.PaymentStatusChargedBack, 1000, "fraudulent"
 			back.ReversedAt, back.UpdatedAt = base.Add(1500*time.Microsecond), base
 			must(t, st.UpdatePayment(ctx, read, back), "UpdatePayment(charged back)")
 			got, err := st.GetPayment(ctx, my("pay1"))
