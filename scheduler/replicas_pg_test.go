@@ -6,7 +6,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/renewkit/renewkit/internal/testkit"
+	"github.com/renewkit/renewkit/internal/pgtest"
 	"github.com/renewkit/renewkit/scheduler"
 	"github.com/renewkit/renewkit/store/pgstore"
 )
@@ -15,7 +15,7 @@ import (
 // three PostgreSQL connection pools sharing one schema: the lease lock and the run history
 // live in pgstore, so one run per tick holds across processes, not just in memory.
 func TestReplicasRunEachTickOncePostgres(t *testing.T) {
-	uri, schema := testkit.PostgresSchema(t, "rk_sched")
+	uri, schema := pgtest.Schema(t, "rk_sched")
 	var stores [3]scheduler.Store
 	var first *pgstore.Store
 	for i := range stores {

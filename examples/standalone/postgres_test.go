@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
-	"github.com/renewkit/renewkit/internal/testkit"
+	"github.com/renewkit/renewkit/internal/pgtest"
 )
 
 // TestServerOnPostgres runs the server on DATABASE_URL (the scripts/postgres server in CI)
@@ -15,7 +15,7 @@ import (
 // pgstore, the console's API answers from it, and after a restart the run history is still
 // there, in the admin API and on the dashboard.
 func TestServerOnPostgres(t *testing.T) {
-	uri, schema := testkit.PostgresSchema(t, "rk_standalone") // dropped after the servers stopped
+	uri, schema := pgtest.Schema(t, "rk_standalone") // dropped after the servers stopped
 	env := map[string]string{"DATABASE_URL": uri, "DATABASE_SCHEMA": schema, "DEMO_DATA": "true",
 		"ENABLE_SCHEDULER": "false", "ADMIN_TOKEN": "pg-admin-token-0123456789"}
 	s := startServer(t, env, nil)

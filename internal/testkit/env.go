@@ -1,15 +1,10 @@
 package testkit
 
 import (
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"os"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // MongoURI returns MONGODB_TEST_URI for integration tests. Without it the test is skipped
@@ -61,22 +56,4 @@ func Unavailable(t testing.TB, msg string) {
 		t.Fatal(msg)
 	}
 	t.Skip(msg)
-}
-
-// PostgresSchema returns POSTGRES_TEST_URI (as PostgresURI) and a fresh schema name with
-// prefix for one test. The schema is dropped when the test and its other cleanups are done
-// (it registers its cleanup first, so it runs last, after the servers and pools the test
-// started have stopped).
-func PostgresSchema(t testing.TB, prefix string) (uri, schema string) {
-	t.Helper()
-	uri, schema = PostgresURI(t), DBName(prefix)
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-		defer cancel()
-		if p, err := pgxpool.New(ctx, uri); err == nil {
-			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
-			p.Close()
-		}
-	})
-	return uri, schema
 }

@@ -1,0 +1,35 @@
+// Package pgtest gives a test a fresh schema on the PostgreSQL test server in
+// POSTGRES_TEST_URI (scripts/postgres in CI). Without the server the test is skipped locally
+// and fails under CI=true. It lives apart from internal/testkit so that the packages
+// importing testkit (billing's engine suite among them) do not depend on the PostgreSQL
+// driver.
+package pgtest
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/renewkit/renewkit/internal/testkit"
+)
+
+// Schema returns POSTGRES_TEST_URI (as testkit.PostgresURI) and a fresh schema name with
+// prefix for one test. The schema is dropped when the test and its other cleanups are done
+// (it registers its cleanup first, so it runs last, after the servers and pools the test
+// started have stopped).
+func Schema(t testing.TB, prefix string) (uri, schema string) {
+	t.Helper()
+	uri, schema = testkit.PostgresURI(t), testkit.DBName(prefix)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		if p, err := pgxpool.New(ctx, uri); err == nil {
+			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			p.Close()
+		}
+	})
+	return uri, schema
+}
