@@ -148,7 +148,7 @@ func (s *Store) InsertPayment(ctx context.Context, p *billing.Payment) error {
 	putGatewayPaymentKey(f, *p)
 	f.put("version", p.Version)
 	if p.Pending != nil {
-		if err := putEffects(f, p.ID, *p.Pending); err != nil {
+		if err := putEffects(f, "payment", p.ID, *p.Pending); err != nil {
 			return err
 		}
 	}
@@ -213,7 +213,7 @@ func (s *Store) UpdatePayment(ctx context.Context, read, changed billing.Payment
 	}
 	if changed.Pending != nil && (read.Pending == nil || read.Pending.Token != changed.Pending.Token) {
 		// New pending effects: written with the change, only over none.
-		if err := putEffects(set, read.ID, *changed.Pending); err != nil {
+		if err := putEffects(set, "payment", read.ID, *changed.Pending); err != nil {
 			return err
 		}
 		cond = append(cond, bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: false}}})

@@ -104,18 +104,19 @@ func (s *Store) newSubFields(x billing.Subscription) (*fields, error) {
 	f := subscriptionFields.doc(x, s.cfg.References)
 	f.put("version", x.Version)
 	if x.Pending != nil {
-		if err := putEffects(f, x.ID, *x.Pending); err != nil {
+		if err := putEffects(f, "subscription", x.ID, *x.Pending); err != nil {
 			return nil, err
 		}
 	}
 	return f, nil
 }
 
-// putEffects sets the pending effects fields of subscription id to e.
-func putEffects(f *fields, id string, e billing.Effects) error {
+// putEffects sets the pending effects fields of the record (kind "subscription" or
+// "payment") id to e.
+func putEffects(f *fields, kind, id string, e billing.Effects) error {
 	js, details, err := encodeEffects(e)
 	if err != nil {
-		return fmt.Errorf("mongostore: subscription %q: encoding effects: %w", id, err)
+		return fmt.Errorf("mongostore: %s %q: encoding effects: %w", kind, id, err)
 	}
 	f.put("pending_token", e.Token)
 	f.put("pending_effects", js)
@@ -273,7 +274,7 @@ func subChange(ch billing.SubscriptionChange, writeToken string) (bulkOp, error)
 	}
 	set.put("write_token", writeToken)
 	if ch.Effects != nil {
-		if err := putEffects(set, r.ID, *ch.Effects); err != nil {
+		if err := putEffects(set, "subscription", r.ID, *ch.Effects); err != nil {
 			return bulkOp{}, err
 		}
 		cond = append(cond, bson.E{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: false}}})
