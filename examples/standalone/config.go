@@ -297,13 +297,22 @@ func (c *Config) parse() error {
 	for _, d := range []struct {
 		env, val string
 		dst      *time.Duration
-	}{{"CLAIM_LEASE", c.ClaimLease, &c.claimLease}, {"JOB_LOCK_TTL", c.JobLockTTL, &c.jobLockTTL}, {"INBOX_LEASE", c.InboxLease, &c.inboxLease}} {
+		min, max time.Duration // max 0: no upper bound
+		want     string
+	}{
+		{"CLAIM_LEASE", c.ClaimLease, &c.claimLease, time.Second, 0, "a duration of a second or more, like 2m"},
+		{"JOB_LOCK_TTL", c.JobLockTTL, &c.jobLockTTL, time.Second, 0, "a duration of a second or more, like 2m"},
+		{"INBOX_LEASE", c.InboxLease, &c.inboxLease, time.Second, 0, "a duration of a second or more, like 2m"},
+		{"INBOX_PARK_WAIT", c.InboxParkWait, &c.inboxParkWait, time.Minute, 0, "a duration of a minute or more, like 72h"},
+		{"INBOX_POLL", c.InboxPoll, &c.inboxPoll, 10 * time.Millisecond, time.Hour, "a duration from 10ms to 1h, like 1s"},
+	} {
 		if d.val == "" {
 			continue
 		}
-		v, err := time.ParseDuration(d.val)
-		if err != nil || v < time.Second {
-			bad(d.env, "%q is not a duration of a second or more, like 2m", d.val)
+		v, err := time.ParseDuration(strings.TrimSpace(d.val))
+		if err != nil || v < d.min || d.max > 0 && v > d.max {
+			bad(d.env, "%q is not %s", d.val, d.want)
+			continue
 		}
 		*d.dst = v
 	}
@@ -318,40 +327,24 @@ func (c *Config) parse() error {
 			c.inboxBackoff = append(c.inboxBackoff, v)
 		}
 	}
-	if c.InboxConcurrency != "" {
-		n, err := strconv.Atoi(strings.TrimSpace(c.InboxConcurrency))
-		if err != nil || n < 1 || n > 256 {
-			bad("INBOX_CONCURRENCY", "%q is not a whole number from 1 to 256", c.InboxConcurrency)
-		}
-		c.inboxConcurrency = n
-	}
 	for _, n := range []struct {
 		env, val string
 		dst      *int
-	}{{"INBOX_MAX_ATTEMPTS", c.InboxMaxAttempts, &c.inboxMaxAttempts}, {"INBOX_BATCH", c.InboxBatch, &c.inboxBatch}} {
+		max      int
+	}{
+		{"INBOX_CONCURRENCY", c.InboxConcurrency, &c.inboxConcurrency, 256},
+		{"INBOX_MAX_ATTEMPTS", c.InboxMaxAttempts, &c.inboxMaxAttempts, 1000},
+		{"INBOX_BATCH", c.InboxBatch, &c.inboxBatch, 1000},
+	} {
 		if n.val == "" {
 			continue
 		}
 		v, err := strconv.Atoi(strings.TrimSpace(n.val))
-		if err != nil || v < 1 || v > 1000 {
-			bad(n.env, "%q is not a whole number from 1 to 1000", n.val)
+		if err != nil || v < 1 || v > n.max {
+			bad(n.env, "%q is not a whole number from 1 to %d", n.val, n.max)
 			continue
 		}
 		*n.dst = v
-	}
-	if c.InboxParkWait != "" {
-		v, err := time.ParseDuration(strings.TrimSpace(c.InboxParkWait))
-		if err != nil || v < time.Minute {
-			bad("INBOX_PARK_WAIT", "%q is not a duration of a minute or more, like 72h", c.InboxParkWait)
-		}
-		c.inboxParkWait = v
-	}
-	if c.InboxPoll != "" {
-		v, err := time.ParseDuration(strings.TrimSpace(c.InboxPoll))
-		if err != nil || v < 10*time.Millisecond || v > time.Hour {
-			bad("INBOX_POLL", "%q is not a duration from 10ms to 1h, like 1s", c.InboxPoll)
-		}
-		c.inboxPoll = v
 	}
 	if c.HTTPAddr == "" {
 		bad("HTTP_ADDR", "empty: use host:port such as :8000")
