@@ -513,7 +513,9 @@ func (r *run) effects(changed Subscription, access *AccessEffect, notes []Notifi
 			e.Audit = make([]AuditEntry, 0, len(audit))
 		}
 		for i, a := range audit {
-			a.ID = e.Token + ":" + strconv.Itoa(i)
+			if a.ID == "" { // a fixed id (an approval's, a payment's) is kept
+				a.ID = e.Token + ":" + strconv.Itoa(i)
+			}
 			if a.Actor == "" {
 				a.Actor = "renewkit"
 			}

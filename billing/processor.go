@@ -194,15 +194,13 @@ func (pp *PaymentProcessor) ProcessApproved(ctx context.Context, params ApproveP
 		if p, err = pp.s.store.GetPayment(ctx, p.ID); err != nil { // re-read under the locks
 			return err
 		}
-		if p.Pending != nil {
-			// What an earlier transition of the payment (a failure) left to do. It does not
-			// hold up the approval: what does not finish now stays pending for the next
-			// cleanup_pending_payments run.
-			if err := pp.s.finishPaymentEffects(ctx, p); err != nil {
-				pp.s.log.WarnContext(ctx, "payment effects not finished before its approval", "payment_id", p.ID, "error", err)
-			} else {
-				p.Pending = nil
-			}
+		// What an earlier transition of the payment (a failure) left to do. It does not hold
+		// up the approval: what does not finish now stays pending for the next
+		// cleanup_pending_payments run.
+		if settled, err := pp.s.settledPayment(ctx, p); err != nil {
+			pp.s.log.WarnContext(ctx, "payment effects not finished before its approval", "payment_id", p.ID, "error", err)
+		} else {
+			p = settled
 		}
 		u, err := pp.s.store.GetUser(ctx, p.UserID)
 		if err != nil {
@@ -559,11 +557,10 @@ func (pp *PaymentProcessor) approvalEffects(ctx context.Context, u User, plan Pl
 			"currency": p.Amount.Currency, "gateway": p.Gateway,
 			"gateway_payment_id": firstNonEmpty(params.GatewayPaymentID, p.GatewayPaymentID)},
 	})
-	eff := pp.s.newRun().effects(sub, access, notes, audit...)
-	for i := range eff.Audit {
-		eff.Audit[i].ID = approvalAuditID(p.ID, eff.Audit[i].Action)
+	for i := range audit {
+		audit[i].ID = approvalAuditID(p.ID, audit[i].Action)
 	}
-	return eff, nil
+	return pp.s.newRun().effects(sub, access, notes, audit...), nil
 }
 
 // startsFirstSubscription reports whether a payment applied to read, a subscription that
@@ -742,15 +739,11 @@ func (pp *PaymentProcessor) failedNote(ctx context.Context, p Payment) (Notifica
 // finished twice (a redelivery after a crash, a job) audits once.
 func paymentAuditID(id string, to PaymentStatus) string { return "payment:" + id + ":" + string(to) }
 
-// paymentEffects are what a payment's transition leaves to do: write audit (given its fixed
-// id, the time and the default actor) and send notes.
+// paymentEffects are what a payment's transition leaves to do: write audit under its fixed
+// id auditID and send notes (built like a job's effects, touching no subscription).
 func (s *Service) paymentEffects(auditID string, audit AuditEntry, notes ...Notification) *Effects {
-	now := s.now()
-	audit.ID, audit.CreatedAt = auditID, now
-	if audit.Actor == "" {
-		audit.Actor = "renewkit"
-	}
-	return &Effects{Token: newToken(), Notifications: notes, Audit: []AuditEntry{audit}, CreatedAt: now}
+	audit.ID = auditID
+	return s.newRun().effects(Subscription{}, nil, notes, audit)
 }
 
 // movePayment stores next, the payment read moves to, with eff as its pending effects in
