@@ -101,8 +101,8 @@ func (s *Store) updateUserAccess(c *billing.UserAccessChange) error {
 	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
 		return invalid("user access change for %q names user %q", id, c.Changed.ID)
 	}
-	cur, ok := s.users.rows[id]
-	if !ok || cur.Deleted {
+	cur, ok := s.users.find(id)
+	if !ok {
 		return notFound("user", id)
 	}
 	if cur.PlanID != c.Read.PlanID || cur.SubscriptionID != c.Read.SubscriptionID || cur.Status != c.Read.Status {

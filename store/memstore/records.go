@@ -317,14 +317,13 @@ func (s *Store) ReleaseLock(ctx context.Context, l billing.Lease) error {
 // CurrentLease returns the live lease of key at now, if any, without taking it
 // (billing.LockInspector).
 func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (billing.Lease, bool, error) {
-	if err := ctx.Err(); err != nil {
-		return billing.Lease{}, false, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	l, ok := s.locks[key]
-	if !ok || !l.ExpiresAt.After(now) {
-		return billing.Lease{}, false, nil
-	}
-	return l, true, nil
+	var live bool
+	l, err := read(ctx, s, func() (billing.Lease, error) {
+		l, ok := s.locks[key]
+		if live = ok && l.ExpiresAt.After(now); !live {
+			return billing.Lease{}, nil
+		}
+		return l, nil
+	})
+	return l, live, err
 }

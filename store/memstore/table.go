@@ -32,14 +32,10 @@ func write[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error)
 	return f()
 }
 
-// update runs f under the write lock unless ctx is done.
+// update is write for a critical section with no result but its error.
 func (s *Store) update(ctx context.Context, f func() error) error {
-	if err := ctx.Err(); err != nil {
-		return err
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return f()
+	_, err := write(ctx, s, func() (struct{}, error) { return struct{}{}, f() })
+	return err
 }
 
 // applyEach applies every change of a batch under one write lock and returns one result per
