@@ -3,6 +3,7 @@ package pgstore
 import (
 	"context"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -220,11 +221,11 @@ func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billi
 // cannot decode): those are left out and reported, joined, next to the others (id tells
 // the records read).
 func collectReadable[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (T, error), id func(T) string, sql string, args ...any) ([]T, error) {
-	var bad []error
+	bad := map[string]error{} // by record: a retried statement meets the same rows again
 	xs, err := collect(ctx, s, func(rows pgx.Rows) (T, error) {
 		x, err := scan(rows)
 		if re, ok := err.(*billing.RecordError); ok {
-			bad = append(bad, re)
+			bad[re.ID] = re
 			var zero T
 			return zero, nil
 		}
@@ -233,10 +234,17 @@ func collectReadable[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (
 	if err != nil {
 		return nil, err
 	}
-	if len(bad) > 0 {
-		return slices.DeleteFunc(xs, func(x T) bool { return id(x) == "" }), joinErrs(bad)
+	if len(bad) == 0 {
+		return xs, nil
 	}
-	return xs, nil
+	if xs = slices.DeleteFunc(xs, func(x T) bool { return id(x) == "" }); len(xs) == 0 {
+		xs = nil
+	}
+	errs := make([]error, 0, len(bad))
+	for _, k := range slices.Sorted(maps.Keys(bad)) {
+		errs = append(errs, bad[k])
+	}
+	return xs, joinErrs(errs)
 }
 
 // CancelStalePayments cancels up to limit stale pending payments in one statement; rows

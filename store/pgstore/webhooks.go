@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -147,30 +146,17 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 	}
 	q, args := claimWebhookSQL(p)
 	// An unreadable row is claimed with the others (one UPDATE) but not returned: it is
-	// reported next to them, and claimable again when the lease ends. Keyed by event, as a
-	// retried statement meets it again.
-	bad := map[string]error{}
-	got, err := collect(ctx, s, func(r pgx.Rows) (billing.WebhookEvent, error) {
-		e, err := scanEvent(r)
-		if re, ok := err.(*billing.RecordError); ok {
-			bad[re.ID] = re
-			return billing.WebhookEvent{}, nil
-		}
-		return e, err
-	}, s.t(q), args...)
-	if err != nil {
+	// reported next to them, and claimable again when the lease ends.
+	got, err := collectReadable(ctx, s, scanEvent, func(e billing.WebhookEvent) string { return e.EventID }, s.t(q), args...)
+	if err != nil && !onlyRecordErrors(err) {
 		return nil, s.wrap(err, "claiming webhook events")
-	}
-	got = slices.DeleteFunc(got, func(e billing.WebhookEvent) bool { return e.EventID == "" })
-	if len(got) == 0 {
-		got = nil
 	}
 	// RETURNING has no order: the claim order, earliest occurrence first (zero first).
 	slices.SortFunc(got, func(a, b billing.WebhookEvent) int {
 		return cmp.Or(a.OccurredAt.Compare(b.OccurredAt), a.ReceivedAt.Compare(b.ReceivedAt),
 			cmp.Compare(a.Gateway, b.Gateway), cmp.Compare(a.EventID, b.EventID))
 	})
-	return got, joinErrs(slices.Collect(maps.Values(bad)))
+	return got, err
 }
 
 func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {
