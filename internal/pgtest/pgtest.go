@@ -27,9 +27,17 @@ func Schema(t testing.TB, prefix string) (uri, schema string) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		if p, err := pgxpool.New(ctx, uri); err == nil {
-			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{schema}.Sanitize()+" CASCADE")
+			DropSchemas(ctx, p, schema)
 			p.Close()
 		}
 	})
 	return uri, schema
+}
+
+// DropSchemas drops each named schema with everything in it, as a test's cleanup does
+// (errors are ignored: the schema may never have been created).
+func DropSchemas(ctx context.Context, p *pgxpool.Pool, names ...string) {
+	for _, name := range names {
+		_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
+	}
 }

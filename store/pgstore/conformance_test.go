@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/pgtest"
 	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/pgstore"
 	"github.com/renewkit/renewkit/store/storetest"
@@ -25,9 +26,7 @@ func TestConformance(t *testing.T) {
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
-		for _, name := range schemas.All() {
-			_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
-		}
+		pgtest.DropSchemas(ctx, p, schemas.All()...)
 	})
 	storetest.RunWithOptions(t, func(t *testing.T) billing.Store {
 		schema := schemas.Take(t, func() string {
