@@ -24,8 +24,14 @@ func TestSampleHeapSeesAnAllocationWhileItRuns(t *testing.T) {
 	if got := peak.Load(); got < 64<<20 {
 		t.Fatalf("peak heap %d bytes, want at least the 64 MB held while sampling", got)
 	}
+	// After stop, a larger heap must go unseen: a sampler still running would raise peak.
 	after := peak.Load()
-	time.Sleep(20 * time.Millisecond)
+	bigger := make([]byte, after+64<<20)
+	for i := range bigger {
+		bigger[i] = byte(i)
+	}
+	time.Sleep(30 * time.Millisecond)
+	runtime.KeepAlive(bigger)
 	if peak.Load() != after {
 		t.Fatal("the sampler still ran after stop")
 	}
