@@ -224,6 +224,11 @@ func decodeEvent(body []byte) (decodedEvent, error) {
 	if err != nil {
 		return decodedEvent{}, err
 	}
+	return decodeResource(env)
+}
+
+// decodeResource decodes the resource of an envelope decodeEnvelope read.
+func decodeResource(env envelope) (decodedEvent, error) {
 	d := decodedEvent{ID: env.ID, Type: env.Type, Created: env.Created, Kind: env.kind, ObjectKey: env.ObjectKey}
 	switch d.Kind {
 	case kindSale:

@@ -107,14 +107,20 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // decoded resource. Accepting, it reads only the envelope (process is nil): the worker
 // decodes the resource when it applies the stored event.
 func (h *handler) decode(body []byte) (billing.WebhookEvent, func(context.Context) (bool, error), error) {
-	if !h.inline {
-		env, err := decodeEnvelope(body)
-		return billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: env.ID, Type: env.Type,
-			ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body}, nil, err
+	env, err := decodeEnvelope(body)
+	if err != nil {
+		return billing.WebhookEvent{}, nil, err
 	}
-	ev, err := decodeEvent(body)
-	return billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: ev.ID, Type: ev.Type,
-		ObjectKey: ev.ObjectKey, OccurredAt: ev.Created, Payload: body}, func(ctx context.Context) (bool, error) { return h.process(ctx, ev) }, err
+	stored := billing.WebhookEvent{Gateway: billing.GatewayPayPal, EventID: env.ID, Type: env.Type,
+		ObjectKey: env.ObjectKey, OccurredAt: env.Created, Payload: body}
+	if !h.inline {
+		return stored, nil, nil
+	}
+	ev, err := decodeResource(env)
+	if err != nil {
+		return billing.WebhookEvent{}, nil, err
+	}
+	return stored, func(ctx context.Context) (bool, error) { return h.process(ctx, ev) }, nil
 }
 
 // verify checks the transmission headers, freshness and signature, in that order.
