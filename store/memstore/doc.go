@@ -1,6 +1,7 @@
-// Package memstore is an in-memory billing.Store: every part behind one mutex, safe for
-// concurrent use. It passes store/storetest and is the documented test double for hosts, and
-// the store of the standalone server's embedded defaults. Data lives as long as the process.
+// Package memstore is an in-memory billing.Store: every part behind one mutex but the
+// webhook inbox, which has its own, safe for concurrent use. It passes store/storetest and
+// is the documented test double for hosts, and the store of the standalone server's
+// embedded defaults. Data lives as long as the process.
 //
 // Values cross the API as deep copies (a subscription's pending effects and audit details
 // included), so a caller never aliases stored state, and times are kept in UTC at millisecond

@@ -78,7 +78,7 @@ func (ix *inboxIndex) object(gateway, objectKey string) map[string]struct{} {
 	return ix.byObject[gwKey(gateway, objectKey)]
 }
 
-// setEvent stores ev under k and keeps the pending index in step. Callers hold s.mu.
+// setEvent stores ev under k and keeps the pending index in step. Callers hold s.hooks.
 func (s *Store) setEvent(k string, ev billing.WebhookEvent) {
 	old, had := s.events[k]
 	s.events[k] = ev

@@ -15,8 +15,8 @@ import (
 // scanDue is the reference for a claim: every stored event checked, sorted in claim order
 // (the full scan memstore did before it indexed pending events).
 func scanDue(st *Store, now time.Time, limit int) []string {
-	st.mu.RLock()
-	defer st.mu.RUnlock()
+	st.hooks.RLock()
+	defer st.hooks.RUnlock()
 	var due []billing.WebhookEvent
 	for _, ev := range st.events {
 		if ev.State.Pending() && !ev.LeaseUntil.After(now) && !ev.NextAttemptAt.After(now) {
@@ -38,8 +38,8 @@ func scanDue(st *Store, now time.Time, limit int) []string {
 // each under its object.
 func checkInboxIndex(t *testing.T, st *Store, step int) {
 	t.Helper()
-	st.mu.RLock()
-	defer st.mu.RUnlock()
+	st.hooks.RLock()
+	defer st.hooks.RUnlock()
 	var want []inboxEntry
 	objects := map[string]int{}
 	for k, ev := range st.events {
@@ -138,9 +138,9 @@ func TestInboxIndexAgreesWithScan(t *testing.T) {
 		}
 		checkInboxIndex(t, st, step)
 	}
-	st.mu.RLock()
+	st.hooks.RLock()
 	pending, total := len(st.inbox.order), len(st.events)
-	st.mu.RUnlock()
+	st.hooks.RUnlock()
 	t.Logf("%d events stored at the end, %d of them pending", total, pending)
 	if pending == 0 || pending == total {
 		t.Fatalf("the walk ended with %d of %d events pending: it did not exercise both kinds", pending, total)

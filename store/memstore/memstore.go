@@ -21,7 +21,8 @@ var (
 	_ billing.Pinger         = (*Store)(nil)
 )
 
-// Store keeps everything in process memory behind one RWMutex. The zero value is not usable;
+// Store keeps everything in process memory behind one RWMutex, the webhook inbox behind its
+// own (webhooks.go). The zero value is not usable;
 // call New. Values cross the API as deep copies: nothing a caller passes in or gets back
 // aliases stored state. Times are stored in UTC at millisecond precision.
 type Store struct {
@@ -62,6 +63,7 @@ type Store struct {
 	jobStates     map[string]billing.JobState
 	locks         map[string]billing.Lease
 	lockState     map[string]lockState
+	hooks         sync.RWMutex                    // guards events, inbox and woken instead of mu
 	events        map[string]billing.WebhookEvent // written through setEvent
 	inbox         inboxIndex                      // the pending ones of events
 	woken         map[string]bool                 // events woken while claimed (WakeWebhookEvents)

@@ -7,7 +7,8 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// Prune implements billing.Pruner under one lock.
+// Prune implements billing.Pruner under one lock (the webhook events under the inbox's
+// own, taken inside it).
 func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.PruneResult, error) {
 	var res billing.PruneResult
 	if err := ctx.Err(); err != nil {
@@ -27,10 +28,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		}
 	}
 	if !p.WebhookEventsBefore.IsZero() {
-		// Only final events go, and the pending index holds none of them.
-		res.WebhookEvents = pruneMap(s.events, p.Limit, func(ev billing.WebhookEvent) bool {
-			return ev.ReceivedAt.Before(p.WebhookEventsBefore) && !ev.State.Pending()
-		})
+		res.WebhookEvents = s.pruneWebhookEvents(p.WebhookEventsBefore, p.Limit)
 	}
 	if !p.AuditBefore.IsZero() {
 		// s.audit is in CreatedAt order: the old entries are a prefix.

@@ -10,6 +10,51 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
+// The webhook inbox (events, inbox, woken) has its own lock, Store.hooks, apart from the
+// mutex over everything else: accepting an event never waits behind the subscription,
+// payment, user and audit writes its processing makes. Every method here holds only hooks;
+// Prune alone takes hooks, for the webhook events, while it holds mu (the order is mu, then
+// hooks), and nothing takes mu while holding hooks, so the two never deadlock.
+
+// hookRead runs f under the inbox's read lock unless ctx is done.
+func hookRead[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error) {
+	if err := ctx.Err(); err != nil {
+		var zero R
+		return zero, err
+	}
+	s.hooks.RLock()
+	defer s.hooks.RUnlock()
+	return f()
+}
+
+// hookWrite runs f under the inbox's write lock unless ctx is done.
+func hookWrite[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error) {
+	if err := ctx.Err(); err != nil {
+		var zero R
+		return zero, err
+	}
+	s.hooks.Lock()
+	defer s.hooks.Unlock()
+	return f()
+}
+
+// hookUpdate is hookWrite for a critical section with no result but its error.
+func hookUpdate(ctx context.Context, s *Store, f func() error) error {
+	_, err := hookWrite(ctx, s, func() (struct{}, error) { return struct{}{}, f() })
+	return err
+}
+
+// pruneWebhookEvents deletes at most limit final events received before before, under the
+// inbox's lock, and returns how many. Only final events go, and the pending index holds
+// none of them.
+func (s *Store) pruneWebhookEvents(before time.Time, limit int) int {
+	s.hooks.Lock()
+	defer s.hooks.Unlock()
+	return pruneMap(s.events, limit, func(ev billing.WebhookEvent) bool {
+		return ev.ReceivedAt.Before(before) && !ev.State.Pending()
+	})
+}
+
 func cloneEvent(ev billing.WebhookEvent) billing.WebhookEvent {
 	ev.Payload = slices.Clone(ev.Payload)
 	ev.History = slices.Clone(ev.History)
@@ -32,8 +77,8 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 	ev.OccurredAt, ev.ParkedAt, ev.FinishedAt = t0(ev.OccurredAt), time.Time{}, time.Time{}
 	ev.LeaseUntil, ev.LeaseToken = time.Time{}, ""
 	ev.Payload = slices.Clone(given)
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	s.hooks.Lock()
+	defer s.hooks.Unlock()
 	if cur, ok := s.events[k]; ok {
 		if !billing.FillsLegacyEvent(cur, ev, now) {
 			return cloneEvent(cur), false, nil
@@ -50,7 +95,7 @@ func (s *Store) PutWebhookEvent(ctx context.Context, ev billing.WebhookEvent, no
 }
 
 func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimParams) ([]billing.WebhookEvent, error) {
-	return write(ctx, s, func() ([]billing.WebhookEvent, error) {
+	return hookWrite(ctx, s, func() ([]billing.WebhookEvent, error) {
 		if p.Token == "" || p.Limit <= 0 {
 			return nil, fmt.Errorf("memstore: claiming webhook events needs a token and a positive limit: %w", billing.ErrInvalidInput)
 		}
@@ -87,7 +132,7 @@ func (s *Store) ClaimWebhookEvents(ctx context.Context, p billing.WebhookClaimPa
 }
 
 func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {
-	return write(ctx, s, func() (int, error) {
+	return hookWrite(ctx, s, func() (int, error) {
 		if token == "" {
 			return 0, fmt.Errorf("memstore: renewing webhook leases needs a token: %w", billing.ErrInvalidInput)
 		}
@@ -104,7 +149,7 @@ func (s *Store) RenewWebhookLeases(ctx context.Context, token string, until time
 }
 
 func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish) error {
-	return s.update(ctx, func() error {
+	return hookUpdate(ctx, s, func() error {
 		k := gwKey(f.Gateway, f.EventID)
 		cur, ok := s.events[k]
 		if !ok {
@@ -136,7 +181,7 @@ func (s *Store) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish)
 }
 
 func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent) (bool, error) {
-	return read(ctx, s, func() (bool, error) {
+	return hookRead(ctx, s, func() (bool, error) {
 		if ev.ObjectKey == "" || ev.OccurredAt.IsZero() {
 			return false, nil
 		}
@@ -151,7 +196,7 @@ func (s *Store) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent
 }
 
 func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string, now time.Time) (int, error) {
-	return write(ctx, s, func() (int, error) {
+	return hookWrite(ctx, s, func() (int, error) {
 		if objectKey == "" {
 			return 0, nil
 		}
@@ -172,7 +217,7 @@ func (s *Store) WakeWebhookEvents(ctx context.Context, gateway, objectKey string
 }
 
 func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string, now time.Time) (billing.WebhookEvent, error) {
-	return write(ctx, s, func() (billing.WebhookEvent, error) {
+	return hookWrite(ctx, s, func() (billing.WebhookEvent, error) {
 		k := gwKey(gateway, eventID)
 		cur, ok := s.events[k]
 		if !ok {
@@ -192,7 +237,7 @@ func (s *Store) ReplayWebhookEvent(ctx context.Context, gateway, eventID string,
 }
 
 func (s *Store) GetWebhookEvent(ctx context.Context, gateway, eventID string) (billing.WebhookEvent, error) {
-	return read(ctx, s, func() (billing.WebhookEvent, error) {
+	return hookRead(ctx, s, func() (billing.WebhookEvent, error) {
 		ev, ok := s.events[gwKey(gateway, eventID)]
 		if !ok {
 			return billing.WebhookEvent{}, notFound("webhook event", eventID)
@@ -219,7 +264,7 @@ func (s *Store) ListWebhookEvents(ctx context.Context, q billing.WebhookEventQue
 			return nil, err
 		}
 	}
-	s.mu.RLock()
+	s.hooks.RLock()
 	var out []billing.WebhookEvent
 	for _, ev := range s.events {
 		if (q.State == "" || ev.State == q.State) && (q.Gateway == "" || ev.Gateway == q.Gateway) &&
@@ -229,7 +274,7 @@ func (s *Store) ListWebhookEvents(ctx context.Context, q billing.WebhookEventQue
 			out = append(out, ev)
 		}
 	}
-	s.mu.RUnlock()
+	s.hooks.RUnlock()
 	slices.SortFunc(out, func(a, b billing.WebhookEvent) int {
 		return cmp.Or(a.ReceivedAt.Compare(b.ReceivedAt), cmp.Compare(billing.WebhookEventKey(a.Gateway, a.EventID), billing.WebhookEventKey(b.Gateway, b.EventID)))
 	})
@@ -237,7 +282,7 @@ func (s *Store) ListWebhookEvents(ctx context.Context, q billing.WebhookEventQue
 }
 
 func (s *Store) WebhookInboxStats(ctx context.Context) (billing.WebhookInboxStats, error) {
-	return read(ctx, s, func() (billing.WebhookInboxStats, error) {
+	return hookRead(ctx, s, func() (billing.WebhookInboxStats, error) {
 		st := billing.WebhookInboxStats{ByState: map[billing.WebhookEventState]int{}}
 		for _, ev := range s.events {
 			st.ByState[ev.State]++
@@ -264,7 +309,7 @@ func (s *Store) ListObjectWebhookEvents(ctx context.Context, gateway string, obj
 	if len(objectKeys) == 0 {
 		return out, nil
 	}
-	s.mu.RLock()
+	s.hooks.RLock()
 	for _, ev := range s.events {
 		if ev.Gateway == gateway && ev.ObjectKey != "" && slices.Contains(objectKeys, ev.ObjectKey) {
 			ev = cloneEvent(ev)
@@ -272,7 +317,7 @@ func (s *Store) ListObjectWebhookEvents(ctx context.Context, gateway string, obj
 			out = append(out, ev)
 		}
 	}
-	s.mu.RUnlock()
+	s.hooks.RUnlock()
 	slices.SortFunc(out, func(a, b billing.WebhookEvent) int {
 		return cmp.Or(b.ReceivedAt.Compare(a.ReceivedAt), cmp.Compare(b.EventID, a.EventID))
 	})
