@@ -68,3 +68,42 @@ func BenchmarkInboxEvent(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInboxBacklog is one event through the store's side of the inbox (accept, claim,
+// finish) while `pending` events wait before it, as when a burst is accepted faster than
+// the worker applies it. Accepting and finishing hold the inbox's lock, which every
+// acknowledgement needs: their cost should not grow with the backlog.
+//
+//	go test -run '^$' -bench InboxBacklog -count 5 ./store/memstore
+func BenchmarkInboxBacklog(b *testing.B) {
+	for _, pending := range []int{100, 10_000} {
+		b.Run(fmt.Sprintf("pending=%d", pending), func(b *testing.B) {
+			ctx := context.Background()
+			st := New()
+			now := base
+			put := func(i int) {
+				ev := billing.WebhookEvent{Gateway: billing.GatewayStripe, EventID: fmt.Sprintf("evt_%09d", i), Type: "invoice.paid",
+					ObjectKey: fmt.Sprintf("sub_%d", i%256), OccurredAt: base.Add(time.Duration(i) * time.Millisecond), Payload: []byte(`{}`)}
+				if _, _, err := st.PutWebhookEvent(ctx, ev, now); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range pending {
+				put(i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := range b.N {
+				put(pending + i) // behind the backlog
+				got, err := st.ClaimWebhookEvents(ctx, billing.WebhookClaimParams{Token: "w", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 1})
+				if err != nil || len(got) != 1 {
+					b.Fatalf("claimed %d, %v; want 1", len(got), err)
+				}
+				if err := st.FinishWebhookEvent(ctx, billing.WebhookFinish{Gateway: got[0].Gateway, EventID: got[0].EventID, Token: "w",
+					State: billing.WebhookEventStateProcessed, Attempts: got[0].Attempts, Now: now}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}

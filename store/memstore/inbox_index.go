@@ -61,7 +61,7 @@ func (ix *inboxIndex) add(k string, ev billing.WebhookEvent) {
 
 func (ix *inboxIndex) remove(k string, ev billing.WebhookEvent) {
 	if i, found := slices.BinarySearchFunc(ix.order, inboxEntryOf(k, ev), compareEntries); found {
-		ix.order = slices.Delete(ix.order, i, i+1)
+		ix.order = deleteAt(ix.order, i)
 	}
 	if o := objectOf(ev); o != "" {
 		if set := ix.byObject[o]; set != nil {
@@ -71,6 +71,19 @@ func (ix *inboxIndex) remove(k string, ev billing.WebhookEvent) {
 			}
 		}
 	}
+}
+
+// deleteAt removes order[i], shifting whichever side of it is shorter. Events are claimed,
+// and so mostly finished, from the front of the claim order: removing one shifts the few
+// entries before it, not the whole backlog behind it (which slices.Delete would, under the
+// inbox's lock, once per finished event).
+func deleteAt(order []inboxEntry, i int) []inboxEntry {
+	if i >= len(order)/2 {
+		return slices.Delete(order, i, i+1)
+	}
+	copy(order[1:i+1], order[:i])
+	order[0] = inboxEntry{} // the slice no longer reaches it: let its key go
+	return order[1:]
 }
 
 // object returns the keys of the pending events of gateway's object objectKey.

@@ -146,3 +146,23 @@ func TestInboxIndexAgreesWithScan(t *testing.T) {
 		t.Fatalf("the walk ended with %d of %d events pending: it did not exercise both kinds", pending, total)
 	}
 }
+
+// TestDeleteAtKeepsOrder removes every position of a claim order, from either side of the
+// middle, and checks the rest keeps its order.
+func TestDeleteAtKeepsOrder(t *testing.T) {
+	for n := 1; n <= 9; n++ {
+		for i := range n {
+			var order, want []inboxEntry
+			for j := range n {
+				e := inboxEntry{occurred: base.Add(time.Duration(j) * time.Second), key: fmt.Sprintf("k%d", j)}
+				order = append(order, e)
+				if j != i {
+					want = append(want, e)
+				}
+			}
+			if got := deleteAt(order, i); !slices.Equal(got, want) {
+				t.Fatalf("deleting %d of %d left %v, want %v", i, n, got, want)
+			}
+		}
+	}
+}
