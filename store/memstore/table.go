@@ -7,8 +7,9 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// Every exported method runs as one critical section of the Store's one mutex, started only
-// while ctx is live: read, write and update below are that preamble, written once.
+// Every exported method runs as one critical section of the Store's mutex (the webhook
+// inbox's, of its own lock: webhooks.go), started only while ctx is live: read, write and
+// update below are that preamble, written once.
 
 // read runs f under the read lock unless ctx is done.
 func read[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error) {
