@@ -38,7 +38,8 @@ import (
 //     user) one at a time.
 //
 // Each reports ms per subscription, SQL statements per subscription (counted by a pgx
-// tracer on the benchmark's pool) and the peak HeapInuse sampled every 5 ms while it ran.
+// tracer on the benchmark's pool), the peak HeapInuse sampled every 5 ms while it ran and
+// the share of the subscriptions table's updates that were HOT (pg_stat_user_tables).
 // pgstore also runs at 10N to show memory does not grow with N.
 //
 //	eval "$(scripts/postgres start)"; BENCH_N=10000 go test -run '^$' -bench WarnExpire -benchtime 1x -count 3 ./store/pgstore
@@ -105,11 +106,12 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int,
 	ctx := context.Background()
 	var peak atomic.Uint64
 	var elapsed time.Duration
-	var statements int64
+	var statements, updates, hot int64
 	for range b.N {
 		b.StopTimer()
 		st := newStore(b, p)
 		seedBench(ctx, b, st, n)
+		upd0, hot0 := subscriptionUpdates(ctx, b, p, st)
 		runtime.GC()
 		stop := testkit.SampleHeap(&peak)
 		start := time.Now()
@@ -120,6 +122,8 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int,
 		elapsed += time.Since(start)
 		statements += stmts.n.Load() - before
 		stop()
+		upd1, hot1 := subscriptionUpdates(ctx, b, p, st)
+		updates, hot = updates+upd1-upd0, hot+hot1-hot0
 		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: benchNow})
 		if err != nil || left != 0 {
 			b.Fatalf("%d expired subscriptions left active (%v)", left, err)
@@ -135,6 +139,25 @@ func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int,
 	b.ReportMetric(float64(elapsed.Microseconds())/1000/float64(b.N*n), "ms/sub")
 	b.ReportMetric(float64(statements)/float64(b.N*n), "stmts/sub")
 	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
+	b.ReportMetric(100*float64(hot)/float64(max(updates, 1)), "hot-upd-%")
+}
+
+// subscriptionUpdates returns the server's count of updates of st's subscriptions table
+// and of the HOT ones among them (pg_stat_user_tables), once p's connections reported theirs.
+func subscriptionUpdates(ctx context.Context, b testing.TB, p *pgxpool.Pool, st *pgstore.Store) (updates, hot int64) {
+	b.Helper()
+	for _, c := range p.AcquireAllIdle(ctx) {
+		_, err := c.Exec(ctx, `SELECT pg_stat_force_next_flush()`)
+		c.Release()
+		if err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := p.QueryRow(ctx, `SELECT coalesce(n_tup_upd, 0), coalesce(n_tup_hot_upd, 0) FROM pg_stat_user_tables
+		WHERE schemaname = $1 AND relname = 'subscriptions'`, st.Schema()).Scan(&updates, &hot); err != nil {
+		b.Fatal(err)
+	}
+	return updates, hot
 }
 
 var benchNow = time.Date(2031, 7, 1, 9, 0, 0, 0, time.UTC)

@@ -77,9 +77,14 @@ func TestExplainJobQueries(t *testing.T) {
 		FROM generate_series(1, $2) AS i,
 			LATERAL (SELECT CASE WHEN i % 100 < 90 THEN 'processed' WHEN i % 100 < 93 THEN 'ignored' WHEN i % 100 = 93 THEN 'dead'
 				WHEN i % 100 < 96 THEN 'received' WHEN i % 100 < 98 THEN 'failed' ELSE 'parked' END AS st) AS s`,
+		// Claim batches (one row per claim statement): a day of runs left by crashed
+		// replicas, one record each, leases spread over the last day.
+		`INSERT INTO {subscription_claims} (token, ids, until)
+		SELECT 'tok' || (i % 1000), ARRAY['s' || i], $1::timestamptz - (i % 1440) * interval '1 minute'
+		FROM generate_series(1, $2) AS i`,
 	}
 	for _, q := range seed {
-		for _, table := range []string{"subscriptions", "payments", "users", "notifications", "sessions", "audit_logs", "job_runs", "webhook_events"} {
+		for _, table := range []string{"subscriptions", "payments", "users", "notifications", "sessions", "audit_logs", "job_runs", "webhook_events", "subscription_claims"} {
 			q = strings.ReplaceAll(q, "{"+table+"}", s.Table(table))
 		}
 		if _, err := p.Exec(ctx, q, now, n); err != nil {
@@ -88,7 +93,7 @@ func TestExplainJobQueries(t *testing.T) {
 	}
 	// VACUUM ANALYZE, as autovacuum would after a load: statistics and the visibility map.
 	if _, err := p.Exec(ctx, "VACUUM ANALYZE "+s.Table("subscriptions")+", "+s.Table("payments")+", "+s.Table("sessions")+", "+s.Table("users")+", "+s.Table("notifications")+", "+
-		s.Table("audit_logs")+", "+s.Table("job_runs")+", "+s.Table("webhook_events")); err != nil {
+		s.Table("audit_logs")+", "+s.Table("job_runs")+", "+s.Table("webhook_events")+", "+s.Table("subscription_claims")); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range s.JobQueries(now) {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -195,5 +196,113 @@ func TestErrorMapping(t *testing.T) {
 	}
 	if _, err := s.GetPayment(ctx, "p3"); !errors.Is(err, billing.ErrNotFound) {
 		t.Fatalf("GetPayment of the rejected payment: %v, want ErrNotFound", err)
+	}
+}
+
+// TestMigrateKeepsClaimsAcross0008 proves claims held when migration 0008 runs (written
+// into the claim columns by the schema-7 store) are listed in subscription_claims by it,
+// so their token still extends and releases them after the upgrade.
+func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
+	p := pool(t)
+	ctx := context.Background()
+	s, err := pgstore.New(p, pgstore.Config{Schema: freshSchema(t, p), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MigrateTo(ctx, 7); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, id := range []string{"s1", "s2", "s3"} {
+		sub := billing.Subscription{ID: id, UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
+			CurrentPeriodEnd: now.Add(-time.Hour), CreatedAt: now, UpdatedAt: now}
+		if err := s.InsertSubscription(ctx, &sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The schema-7 store's claims: s1 and s2 held by A, s3 by B, leases live until now+1h.
+	if _, err := p.Exec(ctx, `UPDATE `+s.Table("subscriptions")+` SET claim_token = CASE id WHEN 's3' THEN 'B' ELSE 'A' END,
+		claim_until = $1`, now.Add(time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from 7: %v", err)
+	}
+	claim := func(token string) []string {
+		t.Helper()
+		subs, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: token, Now: now, LeaseUntil: now.Add(time.Hour), Limit: 10,
+			Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
+		if err != nil {
+			t.Fatalf("claim %s: %v", token, err)
+		}
+		var ids []string
+		for _, x := range subs {
+			ids = append(ids, x.ID)
+		}
+		return ids
+	}
+	if got := claim("C"); len(got) != 0 {
+		t.Fatalf("C claimed %v while A and B hold every record", got)
+	}
+	if err := s.ReleaseClaims(ctx, "A"); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(claim("C"), ","); got != "s1,s2" {
+		t.Fatalf("after A released its pre-migration claims, C claimed %q, want s1,s2", got)
+	}
+	// B's pre-migration claim extends: at now+2h (past its old lease) it still holds s3.
+	if err := s.ExtendClaims(ctx, "B", now.Add(3*time.Hour)); err != nil {
+		t.Fatal(err)
+	}
+	subs, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "D", Now: now.Add(2 * time.Hour), LeaseUntil: now.Add(4 * time.Hour), Limit: 10,
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, x := range subs {
+		if x.ID == "s3" {
+			t.Fatal("D claimed s3 at now+2h: B's pre-migration claim was not extended")
+		}
+	}
+}
+
+// TestNoIndexNamesJobWrittenColumns proves no index of the subscriptions table names, in
+// its key, an expression or its predicate, the claim columns every claim changes, which
+// would make claims non-HOT, and that the table leaves room on its pages for new row
+// versions.
+func TestNoIndexNamesJobWrittenColumns(t *testing.T) {
+	p := pool(t)
+	s := newStore(t, p)
+	ctx := context.Background()
+	rows, err := p.Query(ctx, `SELECT i.relname, a.attname FROM pg_index x
+		JOIN pg_class i ON i.oid = x.indexrelid
+		JOIN pg_class c ON c.oid = x.indrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+		WHERE n.nspname = $1 AND c.relname = 'subscriptions' AND a.attname IN ('claim_token', 'claim_until')
+			AND (a.attnum = ANY(x.indkey::int2[])
+				OR pg_get_expr(x.indexprs, x.indrelid) ~ ('\m' || a.attname || '\M')
+				OR pg_get_expr(x.indpred, x.indrelid) ~ ('\m' || a.attname || '\M'))`, s.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var index, col string
+		if err := rows.Scan(&index, &col); err != nil {
+			t.Fatal(err)
+		}
+		t.Errorf("index %s names %s: every claim changes it, so no claim is a HOT update", index, col)
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	var opts []string
+	if err := p.QueryRow(ctx, `SELECT coalesce(reloptions, '{}') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = 'subscriptions'`, s.Schema()).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(opts, "fillfactor=50") {
+		t.Errorf("subscriptions has options %v, want fillfactor=50 (room on each page for the jobs' new row versions)", opts)
 	}
 }

@@ -7,10 +7,11 @@ import (
 )
 
 // Prune implements billing.Pruner: one DELETE (or, for claims, UPDATE) per kind of at most
-// p.Limit rows picked by an indexed subquery. A lock key idle since p.LocksBefore (last
-// acquired before it, and released or expired before it) is deleted with its fencing
-// counter; the counter restarts at 1 for the key's next acquisition. Rows locked by another
-// transaction are skipped (SKIP LOCKED) and taken by a later call.
+// p.Limit rows picked by an indexed subquery; for claims, a second DELETE drops the claim
+// batches (subscription_claims) left with nothing to prune. A lock key idle since
+// p.LocksBefore (last acquired before it, and released or expired before it) is deleted
+// with its fencing counter; the counter restarts at 1 for the key's next acquisition. Rows
+// locked by another transaction are skipped (SKIP LOCKED) and taken by a later call.
 func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.PruneResult, error) {
 	var res billing.PruneResult
 	if err := ctx.Err(); err != nil {
@@ -37,8 +38,9 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		{&res.Locks, !p.LocksBefore.IsZero(), `DELETE FROM {schema}.locks WHERE key IN (
 			SELECT key FROM {schema}.locks WHERE acquired_at < $1 AND (expires_at IS NULL OR expires_at < $1)
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.LocksBefore)},
-		{&res.Claims, !p.ClaimsBefore.IsZero(), `UPDATE {schema}.subscriptions SET claim_token = NULL, claim_until = NULL WHERE id IN (
-			SELECT id FROM {schema}.subscriptions WHERE claim_until < $1 AND pending IS NULL LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.ClaimsBefore)},
+		{&res.Claims, !p.ClaimsBefore.IsZero(), pruneClaimsSQL, rt(p.ClaimsBefore)},
+		// The batches left with no claim to prune (not counted: they are bookkeeping).
+		{nil, !p.ClaimsBefore.IsZero(), pruneClaimBatchesSQL, rt(p.ClaimsBefore)},
 	}
 	for _, st := range steps {
 		if !st.on {
@@ -48,7 +50,28 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		if err != nil {
 			return res, s.wrap(err, "pruning")
 		}
-		*st.n = int(tag.RowsAffected())
+		if st.n != nil {
+			*st.n = int(tag.RowsAffected())
+		}
 	}
 	return res, nil
 }
+
+// pruneClaimsSQL clears the claims whose lease ended before $1 on records without pending
+// effects, at most $2, found through the claim batches that list them (no index names the
+// claim columns: see migration 0008).
+const pruneClaimsSQL = `UPDATE {schema}.subscriptions SET claim_token = NULL, claim_until = NULL WHERE id IN (
+	SELECT s.id FROM {schema}.subscriptions AS s
+	JOIN (SELECT token, unnest(ids) AS id FROM {schema}.subscription_claims WHERE until < $1) AS b
+		ON s.id = b.id AND s.claim_token = b.token
+	WHERE s.claim_until < $1 AND s.pending IS NULL
+	LIMIT $2 FOR UPDATE OF s SKIP LOCKED)`
+
+// pruneClaimBatchesSQL deletes, at most $2, the claim batches whose lease ended before $1
+// and none of whose records without pending effects still holds the batch's claim.
+const pruneClaimBatchesSQL = `DELETE FROM {schema}.subscription_claims WHERE (token, seq) IN (
+	SELECT token, seq FROM {schema}.subscription_claims AS c
+	WHERE until < $1 AND NOT EXISTS (
+		SELECT 1 FROM {schema}.subscriptions AS s
+		WHERE s.id = ANY(c.ids) AND s.claim_token = c.token AND s.pending IS NULL)
+	LIMIT $2 FOR UPDATE SKIP LOCKED)`

@@ -328,7 +328,9 @@ func claimSQL(p billing.ClaimParams) (string, []any) {
 		args = append(args, rt(p.After.PeriodEnd), p.After.ID)
 		where += fmt.Sprintf(" AND (current_period_end, id) > ($%d, $%d)", len(args)-1, len(args))
 	}
-	q := `UPDATE {schema}.subscriptions AS s SET claim_token = $1, claim_until = $2
+	// The claimed ids are listed in subscription_claims (see migration 0008) by the same
+	// statement: no index names the claim columns, so claiming is a HOT update.
+	q := `WITH c AS (UPDATE {schema}.subscriptions AS s SET claim_token = $1, claim_until = $2
 		WHERE s.id IN (
 			SELECT id FROM {schema}.subscriptions
 			WHERE ` + where + `
@@ -336,16 +338,31 @@ func claimSQL(p billing.ClaimParams) (string, []any) {
 			ORDER BY current_period_end, id
 			LIMIT $4
 			FOR UPDATE SKIP LOCKED)
-		RETURNING ` + subColsOf("s")
+		RETURNING ` + subColsOf("s") + `),
+	b AS (INSERT INTO {schema}.subscription_claims (token, ids, until)
+		SELECT $1, array_agg(c.id), $2 FROM c HAVING count(*) > 0)
+	SELECT * FROM c`
 	return q, args
 }
+
+// extendClaimsSQL moves the lease of token's batches and of the records they list that
+// token still holds.
+const extendClaimsSQL = `WITH b AS (UPDATE {schema}.subscription_claims SET until = $2 WHERE token = $1 RETURNING ids)
+	UPDATE {schema}.subscriptions SET claim_until = $2
+	WHERE id IN (SELECT unnest(ids) FROM b) AND claim_token = $1`
+
+// releaseClaimsSQL drops token's batches and the claims of the records they list that
+// token still holds.
+const releaseClaimsSQL = `WITH b AS (DELETE FROM {schema}.subscription_claims WHERE token = $1 RETURNING ids)
+	UPDATE {schema}.subscriptions SET claim_token = NULL, claim_until = NULL
+	WHERE id IN (SELECT unnest(ids) FROM b) AND claim_token = $1`
 
 // ExtendClaims moves the lease of every record token holds to until.
 func (s *Store) ExtendClaims(ctx context.Context, token string, until time.Time) error {
 	if token == "" {
 		return ctx.Err()
 	}
-	_, err := s.exec(ctx, s.t(`UPDATE {schema}.subscriptions SET claim_until = $2 WHERE claim_token = $1`), token, nt(until))
+	_, err := s.exec(ctx, s.t(extendClaimsSQL), token, nt(until))
 	return s.wrap(err, "extending claims")
 }
 
@@ -354,6 +371,6 @@ func (s *Store) ReleaseClaims(ctx context.Context, token string) error {
 	if token == "" {
 		return ctx.Err()
 	}
-	_, err := s.exec(ctx, s.t(`UPDATE {schema}.subscriptions SET claim_token = NULL, claim_until = NULL WHERE claim_token = $1`), token)
+	_, err := s.exec(ctx, s.t(releaseClaimsSQL), token)
 	return s.wrap(err, "releasing claims")
 }
