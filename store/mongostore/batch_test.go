@@ -10,6 +10,7 @@ import (
 
 	"go.mongodb.org/mongo-driver/v2/bson"
 	"go.mongodb.org/mongo-driver/v2/mongo"
+	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/store/mongostore"
@@ -326,6 +327,71 @@ func TestReserveNotificationsLargeBatch(t *testing.T) {
 			if err != nil || got.Status != billing.NotificationSent || got.Token != "" || !got.UpdatedAt.Equal(seedNow) {
 				t.Fatalf("sent %s: %+v, %v", r.Key, got, err)
 			}
+		}
+	}
+}
+
+// One write of a batch fails on the server (a host's unique index) while the others of
+// the same bulkWrite apply: only that change is reported failed, the others are reported
+// applied and are stored, and the failing user is unchanged. On FerretDB v1 on PostgreSQL
+// and on MongoDB the changes with the same update go as one updateMany, whose write error
+// names the whole group.
+func TestUpdateUsersAccessWriteErrorFailsOnlyItsChange(t *testing.T) {
+	ctx := context.Background()
+	db := freshDB(t, client(t))
+	st := newStore(t, db, testConfig)
+	users := db.Collection("users")
+	// The host's index: one user per (email, subscription_status). A user "x" already holds
+	// ("u2@example.com", "inactive"), so revoking u2's access collides with it.
+	if _, err := users.Indexes().CreateOne(ctx, mongo.IndexModel{
+		Keys:    bson.D{{Key: "email", Value: 1}, {Key: "subscription_status", Value: 1}},
+		Options: options.Index().SetUnique(true).SetName("host_email_status"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	ids := []string{"u1", "u2", "u3", "u4"}
+	docs := []any{bson.D{{Key: "_id", Value: "x"}, {Key: "email", Value: "u2@example.com"}, {Key: "subscription_status", Value: "inactive"}, {Key: "flag_del", Value: false}}}
+	for _, id := range ids {
+		docs = append(docs, bson.D{{Key: "_id", Value: id}, {Key: "email", Value: id + "@example.com"}, {Key: "name", Value: "U"},
+			{Key: "plan_id", Value: "p1"}, {Key: "subscription_id", Value: "s-" + id}, {Key: "subscription_status", Value: "active"},
+			{Key: "access_until", Value: seedNow}, {Key: "created_at", Value: seedNow}, {Key: "flag_del", Value: false}})
+	}
+	if _, err := users.InsertMany(ctx, docs); err != nil {
+		t.Fatal(err)
+	}
+	changes := make([]billing.UserAccessChange, len(ids))
+	for i, id := range ids {
+		u, err := st.GetUser(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		to := u
+		to.PlanID, to.SubscriptionID, to.Status = "", "", billing.SubscriptionStatusInactive
+		changes[i] = billing.UserAccessChange{Read: u, Changed: to}
+	}
+	errs, err := st.UpdateUsersAccess(ctx, changes)
+	if err != nil {
+		t.Fatalf("UpdateUsersAccess: %v", err)
+	}
+	for i, id := range ids {
+		u, gerr := st.GetUser(ctx, id)
+		if gerr != nil {
+			t.Fatal(gerr)
+		}
+		if id == "u2" {
+			if errs[i] == nil {
+				t.Errorf("u2 (duplicate key) reported applied")
+			}
+			if u.PlanID != "p1" || u.Status != billing.SubscriptionStatusActive {
+				t.Errorf("u2 changed though its write failed: %+v", u)
+			}
+			continue
+		}
+		if errs[i] != nil {
+			t.Errorf("%s reported %v, want applied: only u2's write failed", id, errs[i])
+		}
+		if u.PlanID != "" || u.Status != billing.SubscriptionStatusInactive {
+			t.Errorf("%s not revoked in the database: %+v", id, u)
 		}
 	}
 }

@@ -5,12 +5,16 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"slices"
 	"strconv"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
+	"go.mongodb.org/mongo-driver/v2/event"
 	"go.mongodb.org/mongo-driver/v2/mongo"
 	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
@@ -31,7 +35,9 @@ import (
 //     the user) one at a time.
 //
 // Each reports ms per subscription and the peak HeapInuse seen while it ran (sampled every
-// 5 ms). mongostore runs at N and 10N to show memory does not grow with N.
+// 5 ms), and prints the commands and statements it sent per subscription, by command and
+// collection (a command monitor counts them while the variant runs). mongostore runs at N
+// and 10N to show memory does not grow with N.
 //
 //	eval "$(scripts/ferretdb start)"; BENCH_N=2000 go test -run '^$' -bench . -benchtime 1x ./store/mongostore
 //
@@ -42,10 +48,18 @@ func BenchmarkWarnExpire(b *testing.B) {
 	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
 		n = v
 	}
-	c := client(b)
+	counts := &commandCounts{}
+	c, err := mongo.Connect(options.Client().ApplyURI(testURI(b)).SetTimeout(2 * time.Minute).
+		SetMonitor(&event.CommandMonitor{Started: counts.started}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _ = c.Disconnect(context.Background()) }()
 	got := map[string]benchResult{}
 	run := func(name string, size int, v variant) {
-		b.Run(fmt.Sprintf("%s/N=%d", name, size), func(b *testing.B) { got[name+"/"+strconv.Itoa(size)] = benchVariant(b, c, size, v) })
+		b.Run(fmt.Sprintf("%s/N=%d", name, size), func(b *testing.B) {
+			got[name+"/"+strconv.Itoa(size)] = benchVariant(b, c, counts, size, v)
+		})
 	}
 	for _, size := range []int{n, 10 * n} {
 		if size > n && (os.Getenv("BENCH_10N") == "0" || os.Getenv("BENCH_10N") == "" && size > 2000) {
@@ -87,7 +101,7 @@ func benchBatch() int {
 
 type variant func(ctx context.Context, b *testing.B, db *mongo.Database, st *mongostore.Store, n int)
 
-func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) benchResult {
+func benchVariant(b *testing.B, c *mongo.Client, counts *commandCounts, n int, run variant) benchResult {
 	ctx := context.Background()
 	var peak atomic.Uint64
 	var elapsed time.Duration
@@ -99,11 +113,14 @@ func benchVariant(b *testing.B, c *mongo.Client, n int, run variant) benchResult
 		runtime.GC()
 		stop := testkit.SampleHeap(&peak)
 		start := time.Now()
+		counts.reset(true)
 		b.StartTimer()
 		run(ctx, b, db, st, n)
 		b.StopTimer()
 		elapsed += time.Since(start)
+		counts.reset(false)
 		stop()
+		fmt.Printf("%s: per subscription %s\n", b.Name(), counts.perSub(n))
 		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: benchNow})
 		if err != nil || left != 0 {
 			b.Fatalf("%d expired subscriptions left active (%v)", left, err)
@@ -239,4 +256,63 @@ func runLoop(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostor
 	}
 	each(warn, bson.D{{Key: "expiration_warning_sent", Value: true}, {Key: "updated_at", Value: benchNow}}, false)
 	each(expire, bson.D{{Key: "status", Value: "inactive"}, {Key: "updated_at", Value: benchNow}}, true)
+}
+
+// commandCounts counts, while on, the commands the client sends and the statements they
+// carry (the updates of an update, the documents of an insert), by command and collection.
+// It keeps counters only, so it adds nothing that grows with the run to the peak heap.
+type commandCounts struct {
+	mu    sync.Mutex
+	on    bool
+	cmds  map[string]int
+	stmts map[string]int
+}
+
+func (c *commandCounts) reset(on bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if on {
+		c.cmds, c.stmts = map[string]int{}, map[string]int{}
+	}
+	c.on = on
+}
+
+func (c *commandCounts) started(_ context.Context, e *event.CommandStartedEvent) {
+	coll, ok := e.Command.Lookup(e.CommandName).StringValueOK()
+	if !ok {
+		return // getMore, endSessions, buildInfo...
+	}
+	stmts := 1
+	for _, arr := range []string{"updates", "deletes", "documents"} {
+		if v, err := e.Command.LookupErr(arr); err == nil {
+			if vals, err := v.Array().Values(); err == nil {
+				stmts = len(vals)
+			}
+		}
+	}
+	key := e.CommandName + " " + coll
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.on {
+		c.cmds[key]++
+		c.stmts[key] += stmts
+	}
+}
+
+// perSub formats the counts per subscription: "update subscriptions 0.03 (0.51 statements)".
+func (c *commandCounts) perSub(n int) string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var keys []string
+	total := 0
+	for k, v := range c.cmds {
+		keys = append(keys, k)
+		total += v
+	}
+	slices.Sort(keys)
+	parts := []string{fmt.Sprintf("%.3f commands", float64(total)/float64(n))}
+	for _, k := range keys {
+		parts = append(parts, fmt.Sprintf("%s %.3f (%.3f statements)", k, float64(c.cmds[k])/float64(n), float64(c.stmts[k])/float64(n)))
+	}
+	return strings.Join(parts, "; ")
 }

@@ -430,7 +430,16 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 					return nil
 				}
 			}
-			unsure, n, err := bulkWrite(ctx, c, what, send, withCond, errs)
+			unsure, n, retry, err := bulkWrite(ctx, c, what, send, withCond, true, errs)
+			if err == nil && len(retry) > 0 {
+				// The error names a group or the whole command, not the op that failed, and
+				// other ops may have applied before it: each goes again alone, so only the one
+				// that fails is a failure (a write that applied already no longer matches its
+				// condition, or sets what it set) and the others are told by their documents.
+				var again []bulkOp
+				again, err = writeEach(ctx, c, what, retry, withCond, errs)
+				unsure, n = append(unsure, again...), -1
+			}
 			if err != nil || classify == nil || len(unsure) == 0 || len(unsure) == len(send) && n == int64(len(send)) {
 				return err
 			}
@@ -458,12 +467,14 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 
 // bulkWrite sends ops as one unordered bulkWrite, filtered on _id and, withCond, on their
 // conditions. It sets errs for the ops that failed with a write error and returns the others
-// with the number of documents matched or deleted. With withCond, ops that make the same
-// write (see sameWrites) go as one updateMany or deleteMany on {_id: {$in: ...}} (see
-// groupModel): on FerretDB v1 on PostgreSQL that is one scan of the collection for all of
-// them instead of one each.
-func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulkOp, withCond bool, errs []error) ([]bulkOp, int64, error) {
-	groups := sameWrites(ops, withCond)
+// with the number of documents matched or deleted. With withCond and group, ops that make
+// the same write (see sameWrites) go as one updateMany or deleteMany on {_id: {$in: ...}}
+// (see groupModel): on FerretDB v1 on PostgreSQL that is one scan of the collection for all
+// of them instead of one each. The ops of such a group that hit a write error are returned
+// apart (retry), their errs untouched: the error does not say which of them failed nor
+// whether the others applied.
+func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulkOp, withCond, group bool, errs []error) (rest []bulkOp, n int64, retry []bulkOp, err error) {
+	groups := sameWrites(ops, withCond && group)
 	models := make([]mongo.WriteModel, len(groups))
 	for k, g := range groups {
 		models[k] = groupModel(g, withCond)
@@ -472,13 +483,21 @@ func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulk
 	var bwe mongo.BulkWriteException
 	switch {
 	case err == nil:
-		return ops, res.MatchedCount + res.DeletedCount, nil
-	case !errors.As(err, &bwe) || bwe.WriteConcernError != nil || len(bwe.WriteErrors) == 0:
-		return nil, 0, err
+		return ops, res.MatchedCount + res.DeletedCount, nil, nil
+	case errors.As(err, &bwe) && bwe.WriteConcernError == nil && len(bwe.WriteErrors) > 0:
+	case len(ops) > 1 && opFailure(err):
+		// FerretDB v1 on PostgreSQL answers a write that breaks a unique index with an error
+		// of the whole command, not a write error of the op.
+		return nil, 0, ops, nil
+	default:
+		return nil, 0, nil, err
 	}
-	var rest []bulkOp
 	for k, g := range groups {
 		i := slices.IndexFunc(bwe.WriteErrors, func(we mongo.BulkWriteError) bool { return we.Index == k })
+		if i >= 0 && len(g) > 1 {
+			retry = append(retry, g...)
+			continue
+		}
 		for _, op := range g {
 			switch {
 			case i < 0:
@@ -490,7 +509,37 @@ func bulkWrite(ctx context.Context, c *mongo.Collection, what string, ops []bulk
 			}
 		}
 	}
-	return rest, res.MatchedCount + res.DeletedCount, nil
+	return rest, res.MatchedCount + res.DeletedCount, retry, nil
+}
+
+// opFailure reports whether err, the error of a whole write command, is the server refusing
+// what it was asked (which one op alone may cause) rather than the command not getting
+// through: not a network error, a timeout or the context ending.
+func opFailure(err error) bool {
+	var se mongo.ServerError
+	return errors.As(err, &se) && !mongo.IsNetworkError(err) && !mongo.IsTimeout(err) &&
+		!errors.Is(err, context.Canceled) && !errors.Is(err, context.DeadlineExceeded)
+}
+
+// writeEach sends each of ops as a bulkWrite of its own (see bulkWrite), so that a write
+// error or a failed command is the result of that op alone, and returns the ops that got
+// neither. It stops at an error that is not a refusal of the op (see opFailure).
+func writeEach(ctx context.Context, c *mongo.Collection, what string, ops []bulkOp, withCond bool, errs []error) ([]bulkOp, error) {
+	var rest []bulkOp
+	for _, op := range ops {
+		ok, _, _, err := bulkWrite(ctx, c, what, []bulkOp{op}, withCond, false, errs)
+		switch {
+		case err == nil:
+			rest = append(rest, ok...)
+		case !opFailure(err):
+			return nil, err
+		case mongo.IsDuplicateKeyError(err):
+			errs[op.i] = fmt.Errorf("mongostore: %s %q: duplicate key: %w", what, op.id, billing.ErrConflict)
+		default:
+			errs[op.i] = opErr("write "+what+" "+strconv.Quote(op.id), err)
+		}
+	}
+	return rest, nil
 }
 
 // scopeFields are token fields whose equality selects a handful of documents (one claim's,

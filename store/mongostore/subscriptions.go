@@ -352,24 +352,22 @@ var completeUpdate = bson.D{{Key: "$unset", Value: bson.D{
 }}}
 
 // completeHeld completes ops (each conditioned on its pending_token) of records held by
-// claim with one updateMany {claim_token: claim, _id: {$in: ...}, $or: [{_id, pending_token}
-// ...]}, under the subscriptions write mutex in ClaimSerialized mode. FerretDB v1 on
-// PostgreSQL pushes the claim_token equality down: the batch costs one scan of the table,
-// returning only the claim's documents, instead of one scan per record. It reports whether
-// every op's document matched.
+// claim as one group write (see groupModel): one updateMany {_id: {$in: ...}, claim_token:
+// claim, $or: [{_id, pending_token} ...]}, under the subscriptions write mutex in
+// ClaimSerialized mode. FerretDB v1 on PostgreSQL pushes the claim_token equality down: the
+// batch costs one scan of the table, returning only the claim's documents, instead of one
+// scan per record. It reports whether every op's document matched.
 func (s *Store) completeHeld(ctx context.Context, claim string, ops []bulkOp) (bool, error) {
-	in := make(bson.A, len(ops))
-	or := make(bson.A, len(ops))
+	held := make([]bulkOp, len(ops))
 	ids := make(map[string]struct{}, len(ops))
 	for k, op := range ops {
-		in[k] = op.idv
-		or[k] = append(bson.D{{Key: "_id", Value: op.idv}}, op.cond...)
+		op.cond = append(bson.D{{Key: "claim_token", Value: claim}}, op.cond...)
+		held[k] = op
 		ids[op.id] = struct{}{}
 	}
-	filter := bson.D{{Key: "claim_token", Value: claim}, {Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}, {Key: "$or", Value: or}}
 	var matched int64
 	err := s.exclusive(ctx, writeMutex(s.subs), func() error {
-		res, err := s.subs.UpdateMany(ctx, filter, completeUpdate)
+		res, err := s.subs.BulkWrite(ctx, []mongo.WriteModel{groupModel(held, true)})
 		if err == nil {
 			matched = res.MatchedCount
 		}
