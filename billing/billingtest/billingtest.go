@@ -1,11 +1,3 @@
-// Package billingtest is the engine suite: it runs billing's jobs and payment processor
-// against a store and checks the behaviour that depends on the store being right under
-// concurrency: a payment, a webhook or the host application changing a record while a job
-// works on it, several runs on one batch, leases running out, failures in the middle of
-// work. Every store adapter runs it next to store/storetest, as ExampleRun shows.
-//
-// memstore serialises everything behind one mutex, so a store proves these properties only
-// by passing the suite itself, on its real server.
 package billingtest
 
 import (

@@ -1,6 +1,3 @@
-// Package mongotest opens mongostore stores on a fresh database of the test server in
-// MONGODB_TEST_URI (FerretDB in CI) for the tests that need several processes' worth of
-// store handles. Without the server the test is skipped locally and fails under CI=true.
 package mongotest
 
 import (

@@ -1,8 +1,3 @@
-// Package pgtest gives a test a fresh schema on the PostgreSQL test server in
-// POSTGRES_TEST_URI (scripts/postgres in CI). Without the server the test is skipped locally
-// and fails under CI=true. It lives apart from internal/testkit so that the packages
-// importing testkit (billing's engine suite among them) do not depend on the PostgreSQL
-// driver.
 package pgtest
 
 import (
