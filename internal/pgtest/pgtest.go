@@ -36,3 +36,26 @@ func DropSchemas(ctx context.Context, p *pgxpool.Pool, names ...string) {
 		_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
 	}
 }
+
+// Connect opens a pool of at most maxConns connections (0: pgxpool's default) to
+// POSTGRES_TEST_URI (as testkit.PostgresURI: skipped locally without it, failing under
+// CI=true), with tracer on its connections when not nil. The caller closes it: a test with t.Cleanup(p.Close), a
+// package's shared pool never.
+func Connect(t testing.TB, maxConns int32, tracer pgx.QueryTracer) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(testkit.PostgresURI(t))
+	if err != nil {
+		t.Fatalf("POSTGRES_TEST_URI: %v", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
+	}
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return p
+}
