@@ -151,38 +151,33 @@ func (e *env) serviceWith(st billing.Store, n billing.Notifier, cfg billing.Conf
 
 func (e *env) sub(id string) billing.Subscription {
 	e.t.Helper()
-	x, err := e.st.GetSubscription(e.ctx, id)
-	if err != nil {
-		e.t.Fatalf("GetSubscription(%s): %v", id, err)
-	}
-	return x
+	return read(e, "GetSubscription", e.st.GetSubscription, id)
 }
 
 func (e *env) user(id string) billing.User {
 	e.t.Helper()
-	u, err := e.st.GetUser(e.ctx, id)
-	if err != nil {
-		e.t.Fatalf("GetUser(%s): %v", id, err)
-	}
-	return u
+	return read(e, "GetUser", e.st.GetUser, id)
 }
 
 func (e *env) payment(id string) billing.Payment {
 	e.t.Helper()
-	p, err := e.st.GetPayment(e.ctx, id)
-	if err != nil {
-		e.t.Fatalf("GetPayment(%s): %v", id, err)
-	}
-	return p
+	return read(e, "GetPayment", e.st.GetPayment, id)
 }
 
 func (e *env) userSubs(userID string) []billing.Subscription {
 	e.t.Helper()
-	subs, err := e.st.ListUserSubscriptions(e.ctx, userID)
+	return read(e, "ListUserSubscriptions", e.st.ListUserSubscriptions, userID)
+}
+
+// read returns what get (the store method named what) reads for id, failing the test on an
+// error.
+func read[T any](e *env, what string, get func(context.Context, string) (T, error), id string) T {
+	e.t.Helper()
+	x, err := get(e.ctx, id)
 	if err != nil {
-		e.t.Fatalf("ListUserSubscriptions(%s): %v", userID, err)
+		e.t.Fatalf("%s(%s): %v", what, id, err)
 	}
-	return subs
+	return x
 }
 
 // audits returns the audit entries with action about entity ("" matches any).
