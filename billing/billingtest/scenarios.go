@@ -233,38 +233,70 @@ func (s *suite) failedSendStaysPending(ctx context.Context, t *testing.T) {
 // success false with ErrNotifierUnavailable, marks nothing sent; after recovery each
 // warning goes out exactly once.
 func (s *suite) breakerStopsOutage(ctx context.Context, t *testing.T) {
+	o := s.outage(ctx, t, func(i int) time.Time { return testkit.Epoch.Add(day + time.Duration(i)*time.Minute) },
+		func(svc *billing.Service) (bool, error) {
+			res, err := svc.CheckExpiringSubscriptions(ctx)
+			return res.Success, err
+		})
+	for _, m := range o.e.notif.Failed() {
+		if rec, err := o.e.st.GetNotification(ctx, m.Key); err == nil && rec.Status != billing.NotificationSending {
+			t.Fatalf("notification %s recorded %s during the outage", m.Key, rec.Status)
+		}
+	}
+	o.healAndRerun("warnings")
+}
+
+// outage is a job run while every send fails, on n subscriptions (s000 ... with users
+// u000 ...) and a Service whose breaker trips after 3 failures.
+type outage struct {
+	e   *env
+	svc *billing.Service
+	n   int
+	job func(*billing.Service) (success bool, err error)
+}
+
+// outage seeds Options.Records subscriptions on plan basic, the i-th ending at end(i), each
+// user with access until then, and runs job once on a Service with BatchSize n/4,
+// SendConcurrency 2 and BreakerThreshold 3 while every send fails transiently. It fails
+// unless the run reports success false with ErrNotifierUnavailable, having attempted at
+// most threshold+concurrency (5) sends.
+func (s *suite) outage(ctx context.Context, t *testing.T, end func(i int) time.Time, job func(*billing.Service) (bool, error)) *outage {
+	t.Helper()
 	n := s.opts.Records
 	records := []any{basic}
 	for i := range n {
 		id, uid := fmt.Sprintf("s%03d", i), fmt.Sprintf("u%03d", i)
-		sub := testkit.Subscription(id, uid, "basic", testkit.Epoch.Add(day+time.Duration(i)*time.Minute))
+		sub := testkit.Subscription(id, uid, "basic", end(i))
 		records = append(records, testkit.UserWithAccess(uid, "basic", id, sub.CurrentPeriodEnd), sub)
 	}
 	e := s.env(ctx, t, billing.Config{}, records...)
 	svc := e.service(e.st, billing.Config{BatchSize: max(n/4, 1), SendConcurrency: 2, BreakerThreshold: 3})
 	e.notif.FailNext(1 << 20)
-	res, err := svc.CheckExpiringSubscriptions(ctx)
-	if !errors.Is(err, billing.ErrNotifierUnavailable) || res.Success {
-		t.Fatalf("run during the outage: %+v, %v; want success false with ErrNotifierUnavailable", res, err)
+	success, err := job(svc)
+	if !errors.Is(err, billing.ErrNotifierUnavailable) || success {
+		t.Fatalf("run during the outage: success %v, %v; want success false with ErrNotifierUnavailable", success, err)
 	}
 	if a := e.notif.Attempts(); a > 3+2 {
 		t.Fatalf("%d sends attempted during the outage, want at most threshold+concurrency (5)", a)
 	}
-	for _, m := range e.notif.Failed() {
-		if rec, err := e.st.GetNotification(ctx, m.Key); err == nil && rec.Status != billing.NotificationSending {
-			t.Fatalf("notification %s recorded %s during the outage", m.Key, rec.Status)
-		}
-	}
-	e.notif.Heal()
+	return &outage{e: e, svc: svc, n: n, job: job}
+}
+
+// healAndRerun heals the notifier and runs the job three times. It fails unless every run
+// succeeds, every email (what, for the message) went out exactly once, one for each of the
+// n subscriptions, and nothing is left pending.
+func (o *outage) healAndRerun(what string) {
+	o.e.t.Helper()
+	o.e.notif.Heal()
 	for range 3 {
-		if _, err := svc.CheckExpiringSubscriptions(ctx); err != nil {
-			t.Fatalf("run after recovery: %v", err)
+		if _, err := o.job(o.svc); err != nil {
+			o.e.t.Fatalf("run after recovery: %v", err)
 		}
 	}
-	if got := e.sentOncePerKey(); got != n {
-		t.Fatalf("%d distinct warnings after recovery, want %d", got, n)
+	if got := o.e.sentOncePerKey(); got != o.n {
+		o.e.t.Fatalf("%d distinct %s after recovery, want %d", got, what, o.n)
 	}
-	e.noPending()
+	o.e.noPending()
 }
 
 // Auto-renewing subscriptions past their grace period are looked up before they expire.
@@ -558,40 +590,19 @@ func (h *reserveHook) ListSubscriptions(ctx context.Context, f billing.Subscript
 // goes out exactly once and nothing is left pending. Proves: a failure in the middle loses
 // nothing and is retried.
 func (s *suite) breakerDoesNotHoldBackExpiries(ctx context.Context, t *testing.T) {
-	n := s.opts.Records
-	records := []any{basic}
-	for i := range n {
+	o := s.outage(ctx, t, func(i int) time.Time { return testkit.Epoch.Add(-day - time.Duration(i)*time.Minute) },
+		func(svc *billing.Service) (bool, error) {
+			res, err := svc.ProcessExpiredSubscriptions(ctx)
+			return res.Success, err
+		})
+	for i := range o.n {
 		id, uid := fmt.Sprintf("s%03d", i), fmt.Sprintf("u%03d", i)
-		sub := testkit.Subscription(id, uid, "basic", testkit.Epoch.Add(-day-time.Duration(i)*time.Minute))
-		records = append(records, testkit.UserWithAccess(uid, "basic", id, sub.CurrentPeriodEnd), sub)
-	}
-	e := s.env(ctx, t, billing.Config{}, records...)
-	svc := e.service(e.st, billing.Config{BatchSize: max(n/4, 1), SendConcurrency: 2, BreakerThreshold: 3})
-	e.notif.FailNext(1 << 20)
-	res, err := svc.ProcessExpiredSubscriptions(ctx)
-	if !errors.Is(err, billing.ErrNotifierUnavailable) || res.Success {
-		t.Fatalf("run during the outage: %+v, %v; want success false with ErrNotifierUnavailable", res, err)
-	}
-	if a := e.notif.Attempts(); a > 3+2 {
-		t.Fatalf("%d sends attempted during the outage, want at most threshold+concurrency (5)", a)
-	}
-	for i := range n {
-		id, uid := fmt.Sprintf("s%03d", i), fmt.Sprintf("u%03d", i)
-		if st := e.sub(id).Status; st != billing.SubscriptionStatusInactive {
+		if st := o.e.sub(id).Status; st != billing.SubscriptionStatusInactive {
 			t.Fatalf("%s is %s after the run during the outage, want inactive: the outage held back its expiry", id, st)
 		}
-		if u := e.user(uid); u.PlanID != "" {
+		if u := o.e.user(uid); u.PlanID != "" {
 			t.Fatalf("%s keeps plan %q after its subscription expired during the outage", uid, u.PlanID)
 		}
 	}
-	e.notif.Heal()
-	for range 3 {
-		if _, err := svc.ProcessExpiredSubscriptions(ctx); err != nil {
-			t.Fatalf("run after recovery: %v", err)
-		}
-	}
-	if got := e.sentOncePerKey(); got != n {
-		t.Fatalf("%d distinct expired emails after recovery, want %d", got, n)
-	}
-	e.noPending()
+	o.healAndRerun("expired emails")
 }

@@ -1,6 +1,3 @@
-// Package mongotest opens mongostore stores on a fresh database of the test server in
-// MONGODB_TEST_URI (FerretDB in CI) for the tests that need several processes' worth of
-// store handles. Without the server the test is skipped locally and fails under CI=true.
 package mongotest
 
 import (
@@ -24,10 +21,7 @@ func Stores(t testing.TB, prefix string, n int, cfg mongostore.Config) (stores [
 	uri = testkit.MongoURI(t)
 	dbName = testkit.DBName(prefix)
 	for i := range n {
-		c, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(time.Minute))
-		if err != nil {
-			t.Fatal(err)
-		}
+		c := Connect(t, time.Minute)
 		db := c.Database(dbName)
 		if i == 0 {
 			// Runs after every later cleanup (host processes, other clients) is done.
@@ -37,22 +31,42 @@ func Stores(t testing.TB, prefix string, n int, cfg mongostore.Config) (stores [
 				_ = db.Drop(ctx)
 				_ = c.Disconnect(ctx)
 			})
-		} else {
-			t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
+			stores = append(stores, Store(t, db, cfg))
+			continue
 		}
+		t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 		st, err := mongostore.New(db, cfg)
 		if err != nil {
-			t.Fatal(err)
-		}
-		if i == 0 {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			err := st.EnsureIndexes(ctx)
-			cancel()
-			if err != nil {
-				t.Fatalf("EnsureIndexes: %v", err)
-			}
+			t.Fatalf("New: %v", err)
 		}
 		stores = append(stores, st)
 	}
 	return stores, uri, dbName
+}
+
+// Connect connects a client to MONGODB_TEST_URI (as testkit.MongoURI: skipped locally
+// without it, failing under CI=true) whose operations time out after timeout. The caller
+// disconnects it.
+func Connect(t testing.TB, timeout time.Duration) *mongo.Client {
+	t.Helper()
+	c, err := mongo.Connect(options.Client().ApplyURI(testkit.MongoURI(t)).SetTimeout(timeout))
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return c
+}
+
+// Store returns a mongostore.Store on db with cfg, its indexes created (a minute at most).
+func Store(t testing.TB, db *mongo.Database, cfg mongostore.Config) *mongostore.Store {
+	t.Helper()
+	st, err := mongostore.New(db, cfg)
+	if err != nil {
+		t.Fatalf("New: %v", err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := st.EnsureIndexes(ctx); err != nil {
+		t.Fatalf("EnsureIndexes: %v", err)
+	}
+	return st
 }

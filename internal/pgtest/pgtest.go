@@ -1,8 +1,3 @@
-// Package pgtest gives a test a fresh schema on the PostgreSQL test server in
-// POSTGRES_TEST_URI (scripts/postgres in CI). Without the server the test is skipped locally
-// and fails under CI=true. It lives apart from internal/testkit so that the packages
-// importing testkit (billing's engine suite among them) do not depend on the PostgreSQL
-// driver.
 package pgtest
 
 import (
@@ -40,4 +35,27 @@ func DropSchemas(ctx context.Context, p *pgxpool.Pool, names ...string) {
 	for _, name := range names {
 		_, _ = p.Exec(ctx, "DROP SCHEMA IF EXISTS "+pgx.Identifier{name}.Sanitize()+" CASCADE")
 	}
+}
+
+// Connect opens a pool of at most maxConns connections (0: pgxpool's default) to
+// POSTGRES_TEST_URI (as testkit.PostgresURI: skipped locally without it, failing under
+// CI=true), with tracer on its connections when not nil. The caller closes it: a test with t.Cleanup(p.Close), a
+// package's shared pool never.
+func Connect(t testing.TB, maxConns int32, tracer pgx.QueryTracer) *pgxpool.Pool {
+	t.Helper()
+	cfg, err := pgxpool.ParseConfig(testkit.PostgresURI(t))
+	if err != nil {
+		t.Fatalf("POSTGRES_TEST_URI: %v", err)
+	}
+	if maxConns > 0 {
+		cfg.MaxConns = maxConns
+	}
+	if tracer != nil {
+		cfg.ConnConfig.Tracer = tracer
+	}
+	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
+	if err != nil {
+		t.Fatalf("connect: %v", err)
+	}
+	return p
 }

@@ -2,8 +2,10 @@
 // a recording Notifier that can be told to fail, and fixture builders (Plan, User,
 // Subscription, Payment, Session) with Seed to insert them. For the storm and benchmark
 // tests: Shuffled (every event n times, in a seeded order), DrainInbox and PastStuckLeases
-// (wait for the webhook inbox to settle), SampleHeap (peak heap) and Pool (stores shared
-// across tests). MongoURI and PostgresURI read the test servers' addresses. It is internal:
+// (wait for the webhook inbox to settle), SampleHeap (peak heap), Pool (stores shared
+// across tests), and the store adapters' warn-and-expire benchmarks' shared world and
+// measuring loop (SweepPlan, SweepSubscriptions, RunSweep, Sweeps; EnvInt reads BENCH_N
+// and the like). MongoURI and PostgresURI read the test servers' addresses. It is internal:
 // hosts use store/memstore and notify/lognotify as their doubles.
 //
 // # Example

@@ -4,12 +4,10 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -44,10 +42,7 @@ import (
 // or scripts/bench-mongo. BENCH_N defaults to 2000 (FerretDB is slow), BENCH_BATCH to 200;
 // set MONGODB_TEST_URI to a real MongoDB to compare.
 func BenchmarkWarnExpire(b *testing.B) {
-	n := 2000
-	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
-		n = v
-	}
+	n := testkit.EnvInt("BENCH_N", 2000)
 	counts := &commandCounts{}
 	c, err := mongo.Connect(options.Client().ApplyURI(testURI(b)).SetTimeout(2 * time.Minute).
 		SetMonitor(&event.CommandMonitor{Started: counts.started}))
@@ -92,78 +87,54 @@ type benchResult struct{ msPerSub, peakMB float64 }
 // A sweep of fewer records than a batch runs no batch's effects while the next batch is
 // claimed, so its peak heap holds one batch where a longer sweep holds two: compare N and
 // 10N with N/2 at least twice the batch size to see what grows with the collection alone.
-func benchBatch() int {
-	if v, err := strconv.Atoi(os.Getenv("BENCH_BATCH")); err == nil && v > 0 {
-		return v
-	}
-	return 200
-}
+func benchBatch() int { return testkit.EnvInt("BENCH_BATCH", 200) }
 
 type variant func(ctx context.Context, b *testing.B, db *mongo.Database, st *mongostore.Store, n int)
 
 func benchVariant(b *testing.B, c *mongo.Client, counts *commandCounts, n int, run variant) benchResult {
 	ctx := context.Background()
-	var peak atomic.Uint64
-	var elapsed time.Duration
-	for range b.N {
-		b.StopTimer()
+	elapsed, peak := testkit.Sweeps(b, n, func() testkit.SweepRound {
 		db := freshDB(b, c)
 		st := newStore(b, db, mongostore.Config{BatchSize: benchBatch()})
 		seedBench(ctx, b, st, n)
-		runtime.GC()
-		stop := testkit.SampleHeap(&peak)
-		start := time.Now()
 		counts.reset(true)
-		b.StartTimer()
-		run(ctx, b, db, st, n)
-		b.StopTimer()
-		elapsed += time.Since(start)
-		counts.reset(false)
-		stop()
-		fmt.Printf("%s: per subscription %s\n", b.Name(), counts.perSub(n))
-		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: benchNow})
-		if err != nil || left != 0 {
-			b.Fatalf("%d expired subscriptions left active (%v)", left, err)
-		}
-		warned, err := db.Collection("subscriptions").CountDocuments(ctx, bson.D{{Key: "expiration_warning_sent", Value: true}})
-		if err != nil || int(warned) != n/2 {
-			b.Fatalf("%d warned, want %d (%v)", warned, n/2, err)
-		}
-		withPlan, err := db.Collection("users").CountDocuments(ctx, bson.D{{Key: "plan_id", Value: "p1"}})
-		if err != nil || int(withPlan) != n/2 {
-			b.Fatalf("%d users keep the plan, want %d: the expired ones lose it (%v)", withPlan, n/2, err)
-		}
-	}
-	r := benchResult{msPerSub: float64(elapsed.Milliseconds()) / float64(b.N*n), peakMB: float64(peak.Load()) / (1 << 20)}
+		return testkit.SweepRound{Store: st,
+			Sweep: func() {
+				run(ctx, b, db, st, n)
+				counts.reset(false)
+				fmt.Printf("%s: per subscription %s\n", b.Name(), counts.perSub(n))
+			},
+			Counts: func() (warned, withPlan int, err error) {
+				w, err := db.Collection("subscriptions").CountDocuments(ctx, bson.D{{Key: "expiration_warning_sent", Value: true}})
+				if err != nil {
+					return int(w), 0, err
+				}
+				p, err := db.Collection("users").CountDocuments(ctx, bson.D{{Key: "plan_id", Value: "p1"}})
+				return int(w), int(p), err
+			}}
+	})
+	r := benchResult{msPerSub: float64(elapsed.Milliseconds()) / float64(b.N*n), peakMB: float64(peak) / (1 << 20)}
 	b.ReportMetric(r.msPerSub, "ms/sub")
 	b.ReportMetric(r.peakMB, "peak-heap-MB")
 	return r
 }
 
-var benchNow = time.Date(2031, 7, 1, 9, 0, 0, 0, time.UTC)
+var benchNow = testkit.SweepNow
 
 // seedBench inserts one plan and n users, each with one active subscription: half end in
 // two days (warned), half ended yesterday (expired, with the user's access).
 func seedBench(ctx context.Context, b testing.TB, st *mongostore.Store, n int) {
 	b.Helper()
-	p := billing.Plan{ID: "p1", Name: "Pro", BillingCycle: billing.CycleMonthly, Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
+	p := testkit.SweepPlan()
 	if err := st.InsertPlan(ctx, &p); err != nil {
 		b.Fatal(err)
 	}
+	subs := testkit.SweepSubscriptions(n, 6)
 	users := make([]any, n)
-	subs := make([]billing.Subscription, n)
-	for i := range subs {
-		end := benchNow.Add(48 * time.Hour)
-		if i%2 == 1 {
-			end = benchNow.Add(-24 * time.Hour)
-		}
-		uid, sid := fmt.Sprintf("u%06d", i), fmt.Sprintf("s%06d", i)
-		users[i] = bson.D{{Key: "_id", Value: uid}, {Key: "email", Value: uid + "@example.com"}, {Key: "name", Value: "U"},
-			{Key: "plan_id", Value: "p1"}, {Key: "subscription_id", Value: sid}, {Key: "subscription_status", Value: "active"},
-			{Key: "access_until", Value: end}, {Key: "created_at", Value: benchNow}, {Key: "flag_del", Value: false}}
-		subs[i] = billing.Subscription{ID: sid, UserID: uid, PlanID: "p1", Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
-			CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
-			CreatedAt: benchNow.AddDate(0, -2, 0), UpdatedAt: benchNow.AddDate(0, -1, 0)}
+	for i, sub := range subs {
+		users[i] = bson.D{{Key: "_id", Value: sub.UserID}, {Key: "email", Value: sub.UserID + "@example.com"}, {Key: "name", Value: "U"},
+			{Key: "plan_id", Value: "p1"}, {Key: "subscription_id", Value: sub.ID}, {Key: "subscription_status", Value: "active"},
+			{Key: "access_until", Value: sub.CurrentPeriodEnd}, {Key: "created_at", Value: benchNow}, {Key: "flag_del", Value: false}}
 	}
 	if _, err := st.Database().Collection("users").InsertMany(ctx, users); err != nil {
 		b.Fatal(err)
@@ -173,23 +144,8 @@ func seedBench(ctx context.Context, b testing.TB, st *mongostore.Store, n int) {
 	}
 }
 
-type discard struct{}
-
-func (discard) Notify(context.Context, billing.Notification) error { return nil }
-
 func runService(ctx context.Context, b *testing.B, _ *mongo.Database, st *mongostore.Store, n int) {
-	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: testkit.NewClock(benchNow), BatchSize: benchBatch()})
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := svc.CheckExpiringSubscriptions(ctx)
-	if err != nil || w.TotalFound != n/2 {
-		b.Fatalf("warn: %+v %v", w, err)
-	}
-	e, err := svc.ProcessExpiredSubscriptions(ctx)
-	if err != nil || e.Processed != n/2 {
-		b.Fatalf("expire: %+v %v", e, err)
-	}
+	testkit.RunSweep(ctx, b, st, n, billing.Config{BatchSize: benchBatch()})
 }
 
 func dueFilters() (warn, expire bson.D) {

@@ -7,8 +7,8 @@ import (
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/mongo"
-	"go.mongodb.org/mongo-driver/v2/mongo/options"
 
+	"github.com/renewkit/renewkit/internal/mongotest"
 	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/mongostore"
 )
@@ -28,10 +28,7 @@ var (
 // newClient connects a new client; it is disconnected when the test ends.
 func newClient(t testing.TB) *mongo.Client {
 	t.Helper()
-	c, err := mongo.Connect(options.Client().ApplyURI(testURI(t)).SetTimeout(2 * time.Minute))
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
+	c := mongotest.Connect(t, 2*time.Minute)
 	t.Cleanup(func() { _ = c.Disconnect(context.Background()) })
 	return c
 }
@@ -39,15 +36,11 @@ func newClient(t testing.TB) *mongo.Client {
 // client returns a client shared by the package's tests.
 func client(t testing.TB) *mongo.Client {
 	t.Helper()
-	uri := testURI(t)
+	testURI(t) // skips or fails before the lock without the server
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if sharedClient == nil {
-		c, err := mongo.Connect(options.Client().ApplyURI(uri).SetTimeout(2 * time.Minute))
-		if err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-		sharedClient = c
+		sharedClient = mongotest.Connect(t, 2*time.Minute)
 	}
 	return sharedClient
 }
@@ -70,14 +63,5 @@ var testConfig = mongostore.Config{BatchSize: 50}
 
 func newStore(t testing.TB, db *mongo.Database, cfg mongostore.Config) *mongostore.Store {
 	t.Helper()
-	s, err := mongostore.New(db, cfg)
-	if err != nil {
-		t.Fatalf("New: %v", err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	if err := s.EnsureIndexes(ctx); err != nil {
-		t.Fatalf("EnsureIndexes: %v", err)
-	}
-	return s
+	return mongotest.Store(t, db, cfg)
 }

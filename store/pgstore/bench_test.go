@@ -4,16 +4,14 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"runtime"
-	"strconv"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/pgtest"
 	"github.com/renewkit/renewkit/internal/testkit"
 	"github.com/renewkit/renewkit/store/pgstore"
 )
@@ -46,10 +44,7 @@ import (
 //
 // BENCH_N defaults to 10,000; BENCH_10N=0 skips the 10N run.
 func BenchmarkWarnExpire(b *testing.B) {
-	n := 10000
-	if v, err := strconv.Atoi(os.Getenv("BENCH_N")); err == nil && v > 0 {
-		n = v
-	}
+	n := testkit.EnvInt("BENCH_N", 10000)
 	p, stmts := countingPool(b)
 	b.Run(fmt.Sprintf("pgstore/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runService) })
 	b.Run(fmt.Sprintf("pgstore-send32/N=%d", n), func(b *testing.B) { benchVariant(b, p, stmts, n, runServiceSend32) })
@@ -85,17 +80,8 @@ func (c *statementCounter) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBa
 // countingPool connects a pool like the tests' with a statement counter on it.
 func countingPool(b *testing.B) (*pgxpool.Pool, *statementCounter) {
 	b.Helper()
-	cfg, err := pgxpool.ParseConfig(testkit.PostgresURI(b))
-	if err != nil {
-		b.Fatalf("POSTGRES_TEST_URI: %v", err)
-	}
 	c := &statementCounter{}
-	cfg.MaxConns = 16
-	cfg.ConnConfig.Tracer = c
-	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		b.Fatalf("connect: %v", err)
-	}
+	p := pgtest.Connect(b, 16, c)
 	b.Cleanup(p.Close)
 	return p, c
 }
@@ -104,41 +90,30 @@ type variant func(ctx context.Context, b testing.TB, st *pgstore.Store, n int)
 
 func benchVariant(b *testing.B, p *pgxpool.Pool, stmts *statementCounter, n int, run variant) {
 	ctx := context.Background()
-	var peak atomic.Uint64
-	var elapsed time.Duration
 	var statements, updates, hot int64
-	for range b.N {
-		b.StopTimer()
+	elapsed, peak := testkit.Sweeps(b, n, func() testkit.SweepRound {
 		st := newStore(b, p)
 		seedBench(ctx, b, st, n)
 		upd0, hot0 := subscriptionUpdates(ctx, b, p, st)
-		runtime.GC()
-		stop := testkit.SampleHeap(&peak)
-		start := time.Now()
-		before := stmts.n.Load()
-		b.StartTimer()
-		run(ctx, b, st, n)
-		b.StopTimer()
-		elapsed += time.Since(start)
-		statements += stmts.n.Load() - before
-		stop()
-		upd1, hot1 := subscriptionUpdates(ctx, b, p, st)
-		updates, hot = updates+upd1-upd0, hot+hot1-hot0
-		left, err := st.CountSubscriptions(ctx, billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}, PeriodEndBefore: benchNow})
-		if err != nil || left != 0 {
-			b.Fatalf("%d expired subscriptions left active (%v)", left, err)
-		}
-		var warned, withPlan int
-		if err := p.QueryRow(ctx, `SELECT count(*) FROM `+st.Table("subscriptions")+` WHERE expiration_warning_sent`).Scan(&warned); err != nil || warned != n/2 {
-			b.Fatalf("%d warned, want %d (%v)", warned, n/2, err)
-		}
-		if err := p.QueryRow(ctx, `SELECT count(*) FROM `+st.Table("users")+` WHERE plan_id = 'p1'`).Scan(&withPlan); err != nil || withPlan != n/2 {
-			b.Fatalf("%d users keep the plan, want %d: the expired ones lose it (%v)", withPlan, n/2, err)
-		}
-	}
+		return testkit.SweepRound{Store: st,
+			Sweep: func() {
+				before := stmts.n.Load()
+				run(ctx, b, st, n)
+				statements += stmts.n.Load() - before
+			},
+			Counts: func() (warned, withPlan int, err error) {
+				upd1, hot1 := subscriptionUpdates(ctx, b, p, st)
+				updates, hot = updates+upd1-upd0, hot+hot1-hot0
+				if err := p.QueryRow(ctx, `SELECT count(*) FROM `+st.Table("subscriptions")+` WHERE expiration_warning_sent`).Scan(&warned); err != nil {
+					return warned, 0, err
+				}
+				err = p.QueryRow(ctx, `SELECT count(*) FROM `+st.Table("users")+` WHERE plan_id = 'p1'`).Scan(&withPlan)
+				return warned, withPlan, err
+			}}
+	})
 	b.ReportMetric(float64(elapsed.Microseconds())/1000/float64(b.N*n), "ms/sub")
 	b.ReportMetric(float64(statements)/float64(b.N*n), "stmts/sub")
-	b.ReportMetric(float64(peak.Load())/(1<<20), "peak-heap-MB")
+	b.ReportMetric(float64(peak)/(1<<20), "peak-heap-MB")
 	b.ReportMetric(100*float64(hot)/float64(max(updates, 1)), "hot-upd-%")
 }
 
@@ -160,13 +135,13 @@ func subscriptionUpdates(ctx context.Context, b testing.TB, p *pgxpool.Pool, st 
 	return updates, hot
 }
 
-var benchNow = time.Date(2031, 7, 1, 9, 0, 0, 0, time.UTC)
+var benchNow = testkit.SweepNow
 
 // seedBench inserts one plan and n users, each with one active subscription: half end in
 // two days (warned), half ended yesterday (expired, with the user's access).
 func seedBench(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
 	b.Helper()
-	pl := billing.Plan{ID: "p1", Name: "Pro", BillingCycle: billing.CycleMonthly, Price: billing.Money{Amount: 4990, Currency: "BRL"}, Active: true}
+	pl := testkit.SweepPlan()
 	if err := st.InsertPlan(ctx, &pl); err != nil {
 		b.Fatal(err)
 	}
@@ -177,18 +152,7 @@ func seedBench(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
 		FROM generate_series(0, $2 - 1) AS i`, benchNow, n); err != nil {
 		b.Fatal(err)
 	}
-	subs := make([]billing.Subscription, n)
-	for i := range subs {
-		end := benchNow.Add(48 * time.Hour)
-		if i%2 == 1 {
-			end = benchNow.Add(-24 * time.Hour)
-		}
-		subs[i] = billing.Subscription{ID: fmt.Sprintf("s%07d", i), UserID: fmt.Sprintf("u%07d", i), PlanID: "p1",
-			Status: billing.SubscriptionStatusActive, BillingCycle: billing.CycleMonthly,
-			CurrentPeriodStart: billing.AddMonths(end, -1), CurrentPeriodEnd: end, Gateway: billing.GatewayManual,
-			CreatedAt: benchNow.AddDate(0, -2, 0), UpdatedAt: benchNow.AddDate(0, -1, 0)}
-	}
-	if err := st.InsertSubscriptions(ctx, subs); err != nil {
+	if err := st.InsertSubscriptions(ctx, testkit.SweepSubscriptions(n, 7)); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := st.Pool().Exec(ctx, `ANALYZE `+st.Table("subscriptions")+`, `+st.Table("users")); err != nil {
@@ -196,34 +160,15 @@ func seedBench(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
 	}
 }
 
-type discard struct{}
-
-func (discard) Notify(context.Context, billing.Notification) error { return nil }
-
 func runService(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
-	runServiceWith(ctx, b, st, n, billing.Config{Clock: testkit.NewClock(benchNow)})
+	testkit.RunSweep(ctx, b, st, n, billing.Config{})
 }
 
 // runServiceSend32 is runService with 32 senders instead of the default 8: each send's
 // outcome is still written before its sender sends again, so the outcomes of up to 32
 // sends share a write.
 func runServiceSend32(ctx context.Context, b testing.TB, st *pgstore.Store, n int) {
-	runServiceWith(ctx, b, st, n, billing.Config{Clock: testkit.NewClock(benchNow), SendConcurrency: 32})
-}
-
-func runServiceWith(ctx context.Context, b testing.TB, st *pgstore.Store, n int, cfg billing.Config) {
-	svc, err := billing.NewService(st, discard{}, cfg)
-	if err != nil {
-		b.Fatal(err)
-	}
-	w, err := svc.CheckExpiringSubscriptions(ctx)
-	if err != nil || w.TotalFound != n/2 {
-		b.Fatalf("warn: %+v %v", w, err)
-	}
-	e, err := svc.ProcessExpiredSubscriptions(ctx)
-	if err != nil || e.Processed != n/2 {
-		b.Fatalf("expire: %+v %v", e, err)
-	}
+	testkit.RunSweep(ctx, b, st, n, billing.Config{SendConcurrency: 32})
 }
 
 const (

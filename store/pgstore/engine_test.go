@@ -6,11 +6,10 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/billing/billingtest"
-	"github.com/renewkit/renewkit/internal/testkit"
+	"github.com/renewkit/renewkit/internal/pgtest"
 	"github.com/renewkit/renewkit/store/pgstore"
 )
 
@@ -30,10 +29,7 @@ func replica(t *testing.T, st billing.Store) billing.Store {
 	if !ok {
 		t.Fatalf("replica needs a *pgstore.Store, got %T", st)
 	}
-	p, err := pgxpool.New(context.Background(), testkit.PostgresURI(t))
-	if err != nil {
-		t.Fatalf("connect a replica: %v", err)
-	}
+	p := pgtest.Connect(t, 0, nil)
 	t.Cleanup(p.Close)
 	return storeOn(t, p, ps.Schema())
 }

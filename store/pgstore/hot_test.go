@@ -41,7 +41,7 @@ func TestJobWritesAreHOT(t *testing.T) {
 		t.Fatal(err)
 	}
 	before, beforeHOT := subscriptionUpdates(ctx, t, p, st)
-	svc, err := billing.NewService(st, discard{}, billing.Config{Clock: testkit.NewClock(now)})
+	svc, err := billing.NewService(st, testkit.NewNotifier(), billing.Config{Clock: testkit.NewClock(now)})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -24,15 +24,7 @@ var (
 // failing under CI=true); it is closed when the test ends.
 func newPool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	cfg, err := pgxpool.ParseConfig(testkit.PostgresURI(t))
-	if err != nil {
-		t.Fatalf("POSTGRES_TEST_URI: %v", err)
-	}
-	cfg.MaxConns = 8
-	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
+	p := pgtest.Connect(t, 8, nil)
 	t.Cleanup(p.Close)
 	return p
 }
@@ -40,20 +32,11 @@ func newPool(t testing.TB) *pgxpool.Pool {
 // pool returns a pool shared by the package's tests.
 func pool(t testing.TB) *pgxpool.Pool {
 	t.Helper()
-	uri := testkit.PostgresURI(t)
+	testkit.PostgresURI(t) // skips or fails before the lock without the server
 	sharedMu.Lock()
 	defer sharedMu.Unlock()
 	if sharedPool == nil {
-		cfg, err := pgxpool.ParseConfig(uri)
-		if err != nil {
-			t.Fatalf("POSTGRES_TEST_URI: %v", err)
-		}
-		cfg.MaxConns = 16
-		p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-		if err != nil {
-			t.Fatalf("connect: %v", err)
-		}
-		sharedPool = p
+		sharedPool = pgtest.Connect(t, 16, nil)
 	}
 	return sharedPool
 }

@@ -9,9 +9,9 @@ import (
 	"testing"
 
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/internal/pgtest"
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
@@ -56,16 +56,8 @@ func (c *sqlTally) TraceBatchEnd(context.Context, *pgx.Conn, pgx.TraceBatchEndDa
 // changes their access). A per-record claim, transition, read or insert would run
 // 1,000 times and fail both checks.
 func TestJobStatementsFollowBatches(t *testing.T) {
-	cfg, err := pgxpool.ParseConfig(testkit.PostgresURI(t))
-	if err != nil {
-		t.Fatalf("POSTGRES_TEST_URI: %v", err)
-	}
 	tally := &sqlTally{n: map[string]int{}}
-	cfg.ConnConfig.Tracer = tally
-	p, err := pgxpool.NewWithConfig(context.Background(), cfg)
-	if err != nil {
-		t.Fatalf("connect: %v", err)
-	}
+	p := pgtest.Connect(t, 0, tally)
 	t.Cleanup(p.Close)
 	ctx := context.Background()
 	st := newStore(t, p)
@@ -75,7 +67,7 @@ func TestJobStatementsFollowBatches(t *testing.T) {
 	tally.mu.Lock()
 	clear(tally.n)
 	tally.mu.Unlock()
-	runServiceWith(ctx, t, st, n, billing.Config{Clock: testkit.NewClock(benchNow), BatchSize: batch})
+	testkit.RunSweep(ctx, t, st, n, billing.Config{Clock: testkit.NewClock(benchNow), BatchSize: batch})
 
 	const batches = n / batch // n/2 records per job, n/batch batches over both
 	var other, outcomes, most int

@@ -1,5 +1,3 @@
-// Package hookhttp holds the HTTP plumbing the gateway webhook handlers share: body limits,
-// JSON answers and the mapping from a processing outcome to a status code.
 package hookhttp
 
 import (

@@ -1,5 +1,3 @@
-// Package mailmsg builds the MIME message renewkit sends for a notification. It is shared
-// by smtpnotify (which sends it) and lognotify (which writes it as an .eml file).
 package mailmsg
 
 import (
