@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 )
 
@@ -299,14 +300,22 @@ func (s *Service) subjectOf(ctx context.Context, sub Subscription) (User, Plan, 
 }
 
 func notificationKey(kind NotificationKind, id string, at time.Time, extra ...int) string {
-	k := string(kind) + ":" + id
+	// Built in one buffer sized for the usual key: one allocation.
+	var b strings.Builder
+	b.Grow(len(kind) + len(id) + 16 + 4*len(extra))
+	b.WriteString(string(kind))
+	b.WriteByte(':')
+	b.WriteString(id)
+	var num [20]byte
 	if !at.IsZero() {
-		k += ":" + strconv.FormatInt(at.UnixMilli(), 10)
+		b.WriteByte(':')
+		b.Write(strconv.AppendInt(num[:0], at.UnixMilli(), 10))
 	}
 	for _, e := range extra {
-		k += ":" + strconv.Itoa(e)
+		b.WriteByte(':')
+		b.Write(strconv.AppendInt(num[:0], int64(e), 10))
 	}
-	return k
+	return b.String()
 }
 
 func daysUntil(now, end time.Time) int {

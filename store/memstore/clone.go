@@ -42,10 +42,13 @@ func copyEffects(e *billing.Effects) *billing.Effects {
 	if e == nil {
 		return nil
 	}
-	// One allocation holds the effects and their access effect.
+	// One allocation holds the effects, their access effect and, in the usual case of a
+	// job's transition, their one notification and one audit entry.
 	box := &struct {
 		effects billing.Effects
 		access  billing.AccessEffect
+		note    [1]billing.Notification
+		audit   [1]billing.AuditEntry
 	}{effects: *e}
 	c := &box.effects
 	c.CreatedAt = t0(e.CreatedAt)
@@ -54,16 +57,22 @@ func copyEffects(e *billing.Effects) *billing.Effects {
 		c.Access = &box.access
 	}
 	if e.Notifications != nil {
-		c.Notifications = make([]billing.Notification, len(e.Notifications))
-		for i, n := range e.Notifications {
+		c.Notifications = box.note[:0:len(box.note)]
+		if len(e.Notifications) > len(box.note) {
+			c.Notifications = make([]billing.Notification, 0, len(e.Notifications))
+		}
+		for _, n := range e.Notifications {
 			n.Data.PeriodStart, n.Data.PeriodEnd = t0(n.Data.PeriodStart), t0(n.Data.PeriodEnd)
-			c.Notifications[i] = n
+			c.Notifications = append(c.Notifications, n)
 		}
 	}
 	if e.Audit != nil {
-		c.Audit = make([]billing.AuditEntry, len(e.Audit))
-		for i, a := range e.Audit {
-			c.Audit[i] = copyAudit(a)
+		c.Audit = box.audit[:0:len(box.audit)]
+		if len(e.Audit) > len(box.audit) {
+			c.Audit = make([]billing.AuditEntry, 0, len(e.Audit))
+		}
+		for _, a := range e.Audit {
+			c.Audit = append(c.Audit, copyAudit(a))
 		}
 	}
 	return c

@@ -34,6 +34,9 @@ type consoleIndex struct {
 
 	notes      []string // notification keys
 	notesDirty bool
+	// lastNote is the creation time and key of notes' last entry while notes is sorted, so
+	// an append checks the order without reading the record back.
+	lastNote   noteKey
 	notesBySub map[string][]string
 
 	auditByEntity map[string][]*billing.AuditEntry // in insertion (time) order
@@ -41,6 +44,11 @@ type consoleIndex struct {
 }
 
 type userKey struct{ email, id string }
+
+type noteKey struct {
+	at  time.Time
+	key string
+}
 
 func (c *consoleIndex) init() {
 	if c.gateways == nil {
@@ -96,11 +104,11 @@ func (s *Store) consolePayment(old, p billing.Payment, inserted bool) {
 
 func (s *Store) consoleNote(n billing.NotificationRecord) {
 	s.con.init()
-	if k := len(s.con.notes); k > 0 {
-		last := s.notifications.rows[s.con.notes[k-1]]
-		s.con.notesDirty = s.con.notesDirty || oldestFirst(last.CreatedAt, n.CreatedAt, last.Key, n.Key) > 0
+	if last := s.con.lastNote; len(s.con.notes) > 0 && !s.con.notesDirty && oldestFirst(last.at, n.CreatedAt, last.key, n.Key) > 0 {
+		s.con.notesDirty = true
 	}
 	s.con.notes = append(s.con.notes, n.Key)
+	s.con.lastNote = noteKey{n.CreatedAt, n.Key}
 	if n.SubscriptionID != "" {
 		s.con.notesBySub[n.SubscriptionID] = append(s.con.notesBySub[n.SubscriptionID], n.Key)
 	}
@@ -157,6 +165,10 @@ func (s *Store) sortConsole() {
 			return oldestFirst(s.notifications.rows[a].CreatedAt, s.notifications.rows[b].CreatedAt, a, b)
 		})
 		c.notes = slices.Compact(c.notes) // a key pruned and reserved again
+		c.lastNote = noteKey{}
+		if k := len(c.notes); k > 0 {
+			c.lastNote = noteKey{s.notifications.rows[c.notes[k-1]].CreatedAt, c.notes[k-1]}
+		}
 		for sub, keys := range c.notesBySub {
 			keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := s.notifications.rows[k]; return !ok })
 			if len(keys) == 0 {
