@@ -3,6 +3,7 @@ package memstore
 import (
 	"context"
 	"sort"
+	"sync"
 
 	"github.com/renewkit/renewkit/billing"
 )
@@ -13,23 +14,23 @@ import (
 
 // read runs f under the read lock unless ctx is done.
 func read[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error) {
-	if err := ctx.Err(); err != nil {
-		var zero R
-		return zero, err
-	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return f()
+	return locked(ctx, s.mu.RLocker(), f)
 }
 
 // write runs f under the write lock unless ctx is done.
 func write[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error) {
+	return locked(ctx, &s.mu, f)
+}
+
+// locked runs f holding l unless ctx is done: the preamble of every critical section, the
+// inbox's (hookRead, hookWrite) included.
+func locked[R any](ctx context.Context, l sync.Locker, f func() (R, error)) (R, error) {
 	if err := ctx.Err(); err != nil {
 		var zero R
 		return zero, err
 	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
+	l.Lock()
+	defer l.Unlock()
 	return f()
 }
 

@@ -18,24 +18,12 @@ import (
 
 // hookRead runs f under the inbox's read lock unless ctx is done.
 func hookRead[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error) {
-	if err := ctx.Err(); err != nil {
-		var zero R
-		return zero, err
-	}
-	s.hooks.RLock()
-	defer s.hooks.RUnlock()
-	return f()
+	return locked(ctx, s.hooks.RLocker(), f)
 }
 
 // hookWrite runs f under the inbox's write lock unless ctx is done.
 func hookWrite[R any](ctx context.Context, s *Store, f func() (R, error)) (R, error) {
-	if err := ctx.Err(); err != nil {
-		var zero R
-		return zero, err
-	}
-	s.hooks.Lock()
-	defer s.hooks.Unlock()
-	return f()
+	return locked(ctx, &s.hooks, f)
 }
 
 // hookUpdate is hookWrite for a critical section with no result but its error.
