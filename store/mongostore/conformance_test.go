@@ -39,7 +39,7 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("New: %v", err)
 		}
 		return st
-	}, storetest.Options{ClaimRecords: 200, StaleRecords: 100, Goroutines: 4, CorruptWebhookEvent: corruptWebhookEvent})
+	}, storetest.Options{ClaimRecords: 200, StaleRecords: 100, Goroutines: 4, CorruptWebhookEvent: corruptWebhookEvent, CorruptPayment: corruptPayment})
 }
 
 // corruptWebhookEvent sets an event's history to a string with the driver, bypassing
@@ -56,6 +56,24 @@ func corruptWebhookEvent(ctx context.Context, st billing.Store, gateway, eventID
 	}
 	if res.MatchedCount != 1 {
 		return fmt.Errorf("corruptWebhookEvent: no webhook event %s/%s", gateway, eventID)
+	}
+	return nil
+}
+
+// corruptPayment sets a payment's pending effects to a number with the driver, bypassing
+// renewkit: a field of the wrong BSON type the store cannot decode.
+func corruptPayment(ctx context.Context, st billing.Store, id string) error {
+	ms, ok := st.(*mongostore.Store)
+	if !ok {
+		return fmt.Errorf("corruptPayment needs a *mongostore.Store, got %T", st)
+	}
+	res, err := ms.Database().Collection("payments").UpdateOne(ctx, bson.D{{Key: "_id", Value: id}},
+		bson.D{{Key: "$set", Value: bson.D{{Key: "pending_effects", Value: 7}}}})
+	if err != nil {
+		return err
+	}
+	if res.MatchedCount != 1 {
+		return fmt.Errorf("corruptPayment: no payment %s", id)
 	}
 	return nil
 }

@@ -39,7 +39,7 @@ func TestConformance(t *testing.T) {
 			t.Fatalf("New: %v", err)
 		}
 		return st
-	}, storetest.Options{CorruptWebhookEvent: corruptWebhookEvent})
+	}, storetest.Options{CorruptWebhookEvent: corruptWebhookEvent, CorruptPayment: corruptPayment})
 }
 
 // corruptWebhookEvent makes an event's history a JSON object instead of an array of
@@ -55,6 +55,23 @@ func corruptWebhookEvent(ctx context.Context, st billing.Store, gateway, eventID
 	}
 	if tag.RowsAffected() != 1 {
 		return fmt.Errorf("corruptWebhookEvent: no webhook event %s/%s", gateway, eventID)
+	}
+	return nil
+}
+
+// corruptPayment makes a payment's pending effects a JSON array instead of an object with
+// plain SQL, bypassing renewkit: valid jsonb the store cannot decode.
+func corruptPayment(ctx context.Context, st billing.Store, id string) error {
+	ps, ok := st.(*pgstore.Store)
+	if !ok {
+		return fmt.Errorf("corruptPayment needs a *pgstore.Store, got %T", st)
+	}
+	tag, err := ps.Pool().Exec(ctx, "UPDATE "+ps.Table("payments")+` SET pending = '["not", "effects"]'::jsonb WHERE id = $1`, id)
+	if err != nil {
+		return err
+	}
+	if tag.RowsAffected() != 1 {
+		return fmt.Errorf("corruptPayment: no payment %s", id)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package storetest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"testing"
@@ -220,6 +221,50 @@ func (s *suite) paymentTests() []test {
 				batches = append(batches, ids(got, func(p billing.Payment) string { return p.ID }))
 			}
 			equalIDs(t, disjoint(t, batches...), []string{"p0", "p1", "p2", "p3", "p4"}, "batches cover every stale payment once")
+		}},
+		{"CancelStaleLeavesAnUnreadablePaymentAndReportsIt", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			// An unreadable record is reported and left unchanged, and it loses nothing
+			// else: a stale payment the store cannot decode is not cancelled (it would go
+			// unaudited, as the caller audits the payments it is given back); it is reported
+			// as a *billing.RecordError next to the readable ones, which are cancelled and
+			// returned, and it does not take one of the limit's places.
+			if s.opts.CorruptPayment == nil {
+				t.Skip("Options.CorruptPayment is nil: this store cannot be given an unreadable payment")
+			}
+			for i, id := range []string{"a", "bad", "c", "d"} {
+				p := newPayment(id, base.Add(-30*day+time.Duration(i)*time.Minute)) // oldest first: a, bad, c, d
+				must(t, st.InsertPayment(ctx, &p), "InsertPayment(%s)", id)
+			}
+			must(t, s.opts.CorruptPayment(ctx, st, "bad"), "CorruptPayment(bad)")
+			unreadable := func(err error, what string) {
+				t.Helper()
+				var re *billing.RecordError
+				if !errors.As(err, &re) || !errors.Is(err, billing.ErrMalformedRecord) || re.ID != "bad" {
+					t.Fatalf("%s: error %v; want a *billing.RecordError wrapping ErrMalformedRecord with ID \"bad\"", what, err)
+				}
+			}
+			cancelled := func(got []billing.Payment, want []string, what string) {
+				t.Helper()
+				equalIDs(t, ids(got, func(p billing.Payment) string { return p.ID }), want, "%s", what)
+				for _, p := range got {
+					if p.Status != billing.PaymentStatusCancelled || p.Reason != "stale" || !p.UpdatedAt.Equal(base) {
+						t.Fatalf("%s: returned payment not cancelled: %+v", what, p)
+					}
+					equal(t, getPayment(ctx, t, st, p.ID), p, "stored payment %s equals the returned one", p.ID)
+				}
+			}
+			got, err := st.CancelStalePayments(ctx, base, base, "stale", 2)
+			unreadable(err, "first call")
+			cancelled(got, []string{"a", "c"}, "first call (limit 2) cancels the two oldest readable payments")
+			got, err = st.CancelStalePayments(ctx, base, base, "stale", 2)
+			unreadable(err, "second call")
+			cancelled(got, []string{"d"}, "second call cancels the last readable payment")
+			// Still pending: a later call meets it again, and cancels nothing else.
+			got, err = st.CancelStalePayments(ctx, base, base, "stale", 0)
+			unreadable(err, "third call")
+			if len(got) != 0 {
+				t.Fatalf("third call returned %v; want nothing but the unreadable payment's error", ids(got, func(p billing.Payment) string { return p.ID }))
+			}
 		}},
 		{"CancelStaleConcurrentDisjoint", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			var want []string

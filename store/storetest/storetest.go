@@ -34,6 +34,11 @@ type Options struct {
 	// for a store that keeps typed values and so cannot hold such a record (memstore): that
 	// case is skipped.
 	CorruptWebhookEvent func(ctx context.Context, st billing.Store, gateway, eventID string) error
+	// CorruptPayment makes the stored payment id unreadable to st the same way (its pending
+	// effects, say, of a shape the store cannot decode), for the case checking that
+	// CancelStalePayments leaves such a payment as it is and reports it next to the
+	// payments it cancels. Leave it nil for a store that cannot hold one: that case is skipped.
+	CorruptPayment func(ctx context.Context, st billing.Store, id string) error
 }
 
 func (o Options) withDefaults() Options {
