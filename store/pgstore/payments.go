@@ -1,6 +1,7 @@
 package pgstore
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"maps"
@@ -247,27 +248,97 @@ func collectReadable[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (
 	return xs, joinErrs(errs)
 }
 
-// CancelStalePayments cancels up to limit stale pending payments in one statement; rows
-// another caller is cancelling are skipped (FOR UPDATE SKIP LOCKED), so concurrent callers
-// get disjoint payments.
+// CancelStalePayments cancels up to limit stale pending payments in one transaction that
+// first locks the candidates (SELECT … FOR UPDATE SKIP LOCKED: rows another caller holds
+// are skipped, so concurrent callers get disjoint payments), decodes them, and cancels only
+// the readable ones (UPDATE … RETURNING). An unreadable candidate is left as it is and
+// reported as a *billing.RecordError next to the cancelled payments; it takes none of the
+// limit's places: the next round of candidates, in the same transaction, passes over it.
 func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ps, err := collect(ctx, s, scanPayment, s.t(staleSQL(limit)), rt(createdBefore), rt(now), reason)
-	return ps, s.wrap(err, "cancelling stale payments")
+	var out []billing.Payment
+	var bad map[string]error
+	err := s.retry(ctx, func() error {
+		out, bad = nil, map[string]error{}
+		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+			skip := []string{} // the unreadable candidates met so far, locked by this transaction
+			for {
+				var want any // NULL: LIMIT ALL
+				if limit > 0 {
+					if limit-len(out) <= 0 {
+						return nil
+					}
+					want = limit - len(out)
+				}
+				rows, err := tx.Query(ctx, s.t(staleCandidatesSQL), rt(createdBefore), skip, want)
+				if err != nil {
+					return err
+				}
+				var ids []string
+				n := 0
+				for rows.Next() {
+					n++
+					p, err := scanPayment(rows)
+					if re, ok := err.(*billing.RecordError); ok {
+						bad[re.ID] = re
+						skip = append(skip, re.ID)
+						continue
+					}
+					if err != nil {
+						rows.Close()
+						return err
+					}
+					ids = append(ids, p.ID)
+				}
+				rows.Close()
+				if err := rows.Err(); err != nil {
+					return err
+				}
+				if len(ids) > 0 {
+					rows, err := tx.Query(ctx, s.t(staleCancelSQL), ids, rt(now), reason)
+					if err != nil {
+						return err
+					}
+					got, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (billing.Payment, error) { return scanPayment(r.(pgx.Rows)) })
+					if err != nil {
+						return err
+					}
+					out = append(out, got...)
+				}
+				if limit <= 0 || n < want.(int) {
+					return nil
+				}
+			}
+		})
+	})
+	if err != nil {
+		return nil, s.wrap(err, "cancelling stale payments")
+	}
+	// RETURNING has no order: the candidates' order, oldest first.
+	slices.SortFunc(out, func(a, b billing.Payment) int {
+		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
+	})
+	if len(bad) == 0 {
+		return out, nil
+	}
+	errs := make([]error, 0, len(bad))
+	for _, k := range slices.Sorted(maps.Keys(bad)) {
+		errs = append(errs, bad[k])
+	}
+	return out, joinErrs(errs)
 }
 
-// staleSQL is CancelStalePayments' statement ($1 created before, $2 now, $3 reason).
-func staleSQL(limit int) string {
-	lim := "ALL"
-	if limit > 0 {
-		lim = fmt.Sprint(limit)
-	}
-	return `UPDATE {schema}.payments SET status = 'cancelled', reason = $3,
-			updated_at = $2, processed_at = $2, version = version + 1
-		WHERE id IN (SELECT id FROM {schema}.payments
-			WHERE status = 'pending' AND NOT flag_del AND created_at <= $1
-			ORDER BY created_at, id LIMIT ` + lim + ` FOR UPDATE SKIP LOCKED)
-		RETURNING ` + paymentCols
-}
+// staleCandidatesSQL locks the next stale payments for CancelStalePayments ($1 created
+// before, $2 ids to pass over, $3 limit or NULL for all), skipping rows another caller holds.
+var staleCandidatesSQL = `SELECT ` + paymentCols + ` FROM {schema}.payments
+	WHERE status = 'pending' AND NOT flag_del AND created_at <= $1 AND id <> ALL($2::text[])
+	ORDER BY created_at, id LIMIT $3::bigint FOR UPDATE SKIP LOCKED`
+
+// staleCancelSQL cancels the candidates CancelStalePayments locked and could read ($1 ids,
+// $2 now, $3 reason).
+var staleCancelSQL = `UPDATE {schema}.payments SET status = 'cancelled', reason = $3,
+		updated_at = $2, processed_at = $2, version = version + 1
+	WHERE id = ANY($1::text[]) AND status = 'pending' AND NOT flag_del
+	RETURNING ` + paymentCols
