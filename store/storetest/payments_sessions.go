@@ -293,6 +293,52 @@ func (s *suite) paymentTests() []test {
 			}
 			equalIDs(t, disjoint(t, got...), want, "concurrent callers each get disjoint payments, all of them")
 		}},
+		{"CancelStaleConcurrentPassesOverAnUnreadablePayment", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			// A failure mid-work loses nothing: concurrent callers meeting an unreadable
+			// payment still cancel every readable one, each returned by exactly one caller,
+			// and none of them cancels the unreadable one.
+			if s.opts.CorruptPayment == nil {
+				t.Skip("Options.CorruptPayment is nil: this store cannot be given an unreadable payment")
+			}
+			var want []string
+			for i := range s.opts.StaleRecords {
+				p := newPayment(fmt.Sprintf("p%04d", i), base.Add(-8*day-time.Duration(i)*time.Minute))
+				must(t, st.InsertPayment(ctx, &p), "InsertPayment")
+				if i == s.opts.StaleRecords/2 {
+					must(t, s.opts.CorruptPayment(ctx, st, p.ID), "CorruptPayment(%s)", p.ID)
+					continue
+				}
+				want = append(want, p.ID)
+			}
+			badID := fmt.Sprintf("p%04d", s.opts.StaleRecords/2)
+			onlyBad := func(err error) bool {
+				var re *billing.RecordError
+				return err == nil || errors.As(err, &re) && re.ID == badID && errors.Is(err, billing.ErrMalformedRecord)
+			}
+			got := make([][]string, s.opts.Goroutines)
+			errs := make([]error, s.opts.Goroutines)
+			runConcurrently(s.opts.Goroutines, func(i int) {
+				for {
+					b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", s.opts.ClaimBatch)
+					if !onlyBad(err) {
+						errs[i] = err
+						return
+					}
+					if len(b) == 0 {
+						return
+					}
+					got[i] = append(got[i], ids(b, func(p billing.Payment) string { return p.ID })...)
+				}
+			})
+			for i, err := range errs {
+				must(t, err, "worker %d", i)
+			}
+			equalIDs(t, disjoint(t, got...), want, "concurrent callers each get disjoint readable payments, all of them")
+			b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", 0)
+			if len(b) != 0 || err == nil || !onlyBad(err) {
+				t.Fatalf("after the workers: %d payments, error %v; want none and the unreadable %s reported, still pending", len(b), err, badID)
+			}
+		}},
 		// A payment's transition records its effects in the same write, never over
 		// unfinished ones; only the token that recorded them clears them. Proves: what a
 		// transition leaves to do is stored with it, and is neither lost nor replaced.
