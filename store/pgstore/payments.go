@@ -241,11 +241,16 @@ func collectReadable[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (
 	if xs = slices.DeleteFunc(xs, func(x T) bool { return id(x) == "" }); len(xs) == 0 {
 		xs = nil
 	}
+	return xs, recordErrs(bad)
+}
+
+// recordErrs joins the unreadable records' errors, by record id, in id order; nil if none.
+func recordErrs(bad map[string]error) error {
 	errs := make([]error, 0, len(bad))
 	for _, k := range slices.Sorted(maps.Keys(bad)) {
 		errs = append(errs, bad[k])
 	}
-	return xs, joinErrs(errs)
+	return joinErrs(errs)
 }
 
 // CancelStalePayments cancels up to limit stale pending payments in one transaction that
@@ -320,14 +325,7 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 	slices.SortFunc(out, func(a, b billing.Payment) int {
 		return cmp.Or(a.CreatedAt.Compare(b.CreatedAt), cmp.Compare(a.ID, b.ID))
 	})
-	if len(bad) == 0 {
-		return out, nil
-	}
-	errs := make([]error, 0, len(bad))
-	for _, k := range slices.Sorted(maps.Keys(bad)) {
-		errs = append(errs, bad[k])
-	}
-	return out, joinErrs(errs)
+	return out, recordErrs(bad)
 }
 
 // staleCandidatesSQL locks the next stale payments for CancelStalePayments ($1 created
