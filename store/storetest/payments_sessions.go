@@ -266,79 +266,12 @@ func (s *suite) paymentTests() []test {
 				t.Fatalf("third call returned %v; want nothing but the unreadable payment's error", ids(got, func(p billing.Payment) string { return p.ID }))
 			}
 		}},
-		{"CancelStaleConcurrentDisjoint", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
-			var want []string
-			for i := range s.opts.StaleRecords {
-				p := newPayment(fmt.Sprintf("p%04d", i), base.Add(-8*day-time.Duration(i)*time.Minute))
-				must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-				want = append(want, p.ID)
-			}
-			got := make([][]string, s.opts.Goroutines)
-			errs := make([]error, s.opts.Goroutines)
-			runConcurrently(s.opts.Goroutines, func(i int) {
-				for {
-					b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", s.opts.ClaimBatch)
-					if err != nil {
-						errs[i] = err
-						return
-					}
-					if len(b) == 0 {
-						return
-					}
-					got[i] = append(got[i], ids(b, func(p billing.Payment) string { return p.ID })...)
-				}
-			})
-			for i, err := range errs {
-				must(t, err, "worker %d", i)
-			}
-			equalIDs(t, disjoint(t, got...), want, "concurrent callers each get disjoint payments, all of them")
-		}},
-		{"CancelStaleConcurrentPassesOverAnUnreadablePayment", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
-			// A failure mid-work loses nothing: concurrent callers meeting an unreadable
-			// payment still cancel every readable one, each returned by exactly one caller,
-			// and none of them cancels the unreadable one.
-			if s.opts.CorruptPayment == nil {
-				t.Skip("Options.CorruptPayment is nil: this store cannot be given an unreadable payment")
-			}
-			var want []string
-			for i := range s.opts.StaleRecords {
-				p := newPayment(fmt.Sprintf("p%04d", i), base.Add(-8*day-time.Duration(i)*time.Minute))
-				must(t, st.InsertPayment(ctx, &p), "InsertPayment")
-				if i == s.opts.StaleRecords/2 {
-					must(t, s.opts.CorruptPayment(ctx, st, p.ID), "CorruptPayment(%s)", p.ID)
-					continue
-				}
-				want = append(want, p.ID)
-			}
-			badID := fmt.Sprintf("p%04d", s.opts.StaleRecords/2)
-			onlyBad := func(err error) bool {
-				var re *billing.RecordError
-				return err == nil || errors.As(err, &re) && re.ID == badID && errors.Is(err, billing.ErrMalformedRecord)
-			}
-			got := make([][]string, s.opts.Goroutines)
-			errs := make([]error, s.opts.Goroutines)
-			runConcurrently(s.opts.Goroutines, func(i int) {
-				for {
-					b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", s.opts.ClaimBatch)
-					if !onlyBad(err) {
-						errs[i] = err
-						return
-					}
-					if len(b) == 0 {
-						return
-					}
-					got[i] = append(got[i], ids(b, func(p billing.Payment) string { return p.ID })...)
-				}
-			})
-			for i, err := range errs {
-				must(t, err, "worker %d", i)
-			}
-			equalIDs(t, disjoint(t, got...), want, "concurrent callers each get disjoint readable payments, all of them")
-			b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", 0)
-			if len(b) != 0 || err == nil || !onlyBad(err) {
-				t.Fatalf("after the workers: %d payments, error %v; want none and the unreadable %s reported, still pending", len(b), err, badID)
-			}
-		}},
+		// Concurrent callers each get disjoint payments, all of them.
+		{"CancelStaleConcurrentDisjoint", ownStore, s.cancelStaleConcurrently(-1)},
+		// A failure mid-work loses nothing: concurrent callers meeting an unreadable payment
+		// still cancel every readable one, each returned by exactly one caller, and none of
+		// them cancels the unreadable one.
+		{"CancelStaleConcurrentPassesOverAnUnreadablePayment", ownStore, s.cancelStaleConcurrently(s.opts.StaleRecords / 2)},
 		// A payment's transition records its effects in the same write, never over
 		// unfinished ones; only the token that recorded them clears them. Proves: what a
 		// transition leaves to do is stored with it, and is neither lost nor replaced.
@@ -485,6 +418,60 @@ func newSession(id string, expires time.Time) billing.Session {
 
 func sessionIDs(xs []billing.Session) []string {
 	return ids(xs, func(s billing.Session) string { return s.ID })
+}
+
+// cancelStaleConcurrently returns the test of s.opts.Goroutines callers cancelling
+// s.opts.StaleRecords stale payments at once, in batches of s.opts.ClaimBatch: each payment
+// is returned by exactly one caller. With bad ≥ 0 the bad-th payment is made unreadable
+// (Options.CorruptPayment): every call may report it, none cancels it, and a call after the
+// others still reports it and returns nothing.
+func (s *suite) cancelStaleConcurrently(bad int) func(ctx context.Context, t *testing.T, st billing.Store) {
+	return func(ctx context.Context, t *testing.T, st billing.Store) {
+		if bad >= 0 && s.opts.CorruptPayment == nil {
+			t.Skip("Options.CorruptPayment is nil: this store cannot be given an unreadable payment")
+		}
+		badID := fmt.Sprintf("p%04d", bad)
+		var want []string
+		for i := range s.opts.StaleRecords {
+			p := newPayment(fmt.Sprintf("p%04d", i), base.Add(-8*day-time.Duration(i)*time.Minute))
+			must(t, st.InsertPayment(ctx, &p), "InsertPayment")
+			if i == bad {
+				must(t, s.opts.CorruptPayment(ctx, st, p.ID), "CorruptPayment(%s)", p.ID)
+				continue
+			}
+			want = append(want, p.ID)
+		}
+		onlyBad := func(err error) bool {
+			var re *billing.RecordError
+			return err == nil || bad >= 0 && errors.As(err, &re) && re.ID == badID && errors.Is(err, billing.ErrMalformedRecord)
+		}
+		got := make([][]string, s.opts.Goroutines)
+		errs := make([]error, s.opts.Goroutines)
+		runConcurrently(s.opts.Goroutines, func(i int) {
+			for {
+				b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", s.opts.ClaimBatch)
+				if !onlyBad(err) {
+					errs[i] = err
+					return
+				}
+				if len(b) == 0 {
+					return
+				}
+				got[i] = append(got[i], ids(b, func(p billing.Payment) string { return p.ID })...)
+			}
+		})
+		for i, err := range errs {
+			must(t, err, "worker %d", i)
+		}
+		equalIDs(t, disjoint(t, got...), want, "concurrent callers each get disjoint readable payments, all of them")
+		if bad < 0 {
+			return
+		}
+		b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", 0)
+		if len(b) != 0 || err == nil || !onlyBad(err) {
+			t.Fatalf("after the workers: %d payments, error %v; want none and the unreadable %s reported, still pending", len(b), err, badID)
+		}
+	}
 }
 
 func (s *suite) sessionTests() []test {
