@@ -120,46 +120,39 @@ func TestInboxLockUnderConcurrency(t *testing.T) {
 			}
 		})
 	}
-	// Retention, audit writes, wakes and reads alongside.
-	wg.Go(func() {
-		for k := 0; ; k++ {
-			select {
-			case <-stop:
-				return
-			default:
+	// Retention, audit writes, wakes and reads alongside, each loop until stop or its first error.
+	untilStop := func(step func(k int) error) {
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				if err := step(k); err != nil {
+					fail(err)
+					return
+				}
 			}
-			res, err := st.Prune(ctx, billing.PruneParams{WebhookEventsBefore: now.Add(-time.Hour), AuditBefore: now.Add(-time.Hour), Limit: 7})
-			if err != nil {
-				fail(err)
-				return
-			}
-			pruned.Add(int64(res.WebhookEvents))
-			if err := st.InsertAudit(ctx, &billing.AuditEntry{ID: fmt.Sprintf("a%d", k), Action: "test", EntityID: "x", CreatedAt: now}); err != nil {
-				fail(err)
-				return
-			}
+		})
+	}
+	untilStop(func(k int) error {
+		res, err := st.Prune(ctx, billing.PruneParams{WebhookEventsBefore: now.Add(-time.Hour), AuditBefore: now.Add(-time.Hour), Limit: 7})
+		if err != nil {
+			return err
 		}
+		pruned.Add(int64(res.WebhookEvents))
+		return st.InsertAudit(ctx, &billing.AuditEntry{ID: fmt.Sprintf("a%d", k), Action: "test", EntityID: "x", CreatedAt: now})
 	})
-	wg.Go(func() {
-		for k := 0; ; k++ {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			if _, err := st.WakeWebhookEvents(ctx, billing.GatewayStripe, fmt.Sprintf("sub_%d", k%17), now); err != nil {
-				fail(err)
-				return
-			}
-			if _, err := st.WebhookInboxStats(ctx); err != nil {
-				fail(err)
-				return
-			}
-			if _, err := st.ListWebhookEvents(ctx, billing.WebhookEventQuery{State: billing.WebhookEventStateReceived, Limit: 10}); err != nil {
-				fail(err)
-				return
-			}
+	untilStop(func(k int) error {
+		if _, err := st.WakeWebhookEvents(ctx, billing.GatewayStripe, fmt.Sprintf("sub_%d", k%17), now); err != nil {
+			return err
 		}
+		if _, err := st.WebhookInboxStats(ctx); err != nil {
+			return err
+		}
+		_, err := st.ListWebhookEvents(ctx, billing.WebhookEventQuery{State: billing.WebhookEventStateReceived, Limit: 10})
+		return err
 	})
 
 	puts.Wait()
