@@ -102,9 +102,9 @@ func benchVariant(b *testing.B, c *mongo.Client, counts *commandCounts, n int, r
 			Sweep: func() {
 				run(ctx, b, db, st, n)
 				counts.reset(false)
-				fmt.Printf("%s: per subscription %s\n", b.Name(), counts.perSub(n))
 			},
 			Counts: func() (warned, withPlan int, err error) {
+				fmt.Printf("%s: per subscription %s\n", b.Name(), counts.perSub(n))
 				w, err := db.Collection("subscriptions").CountDocuments(ctx, bson.D{{Key: "expiration_warning_sent", Value: true}})
 				if err != nil {
 					return int(w), 0, err
