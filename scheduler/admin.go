@@ -115,13 +115,16 @@ func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
 		case "preview":
 			methodNotAllowed("GET, HEAD")(w, r)
 		default:
-			writeError(w, http.StatusNotFound, "not found")
+			notFound(w, r)
 		}
 	})
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		writeError(w, http.StatusNotFound, "not found")
-	})
+	mux.HandleFunc("/", notFound)
 	return guard(opts.Authorize, mux), nil
+}
+
+// notFound answers a path no route of the API serves.
+func notFound(w http.ResponseWriter, _ *http.Request) {
+	writeError(w, http.StatusNotFound, "not found")
 }
 
 func methodNotAllowed(allow string) http.HandlerFunc {

@@ -125,7 +125,7 @@ func ConsoleHandler(src ConsoleSource, opts ConsoleOptions) (http.Handler, error
 	} {
 		mux.HandleFunc(path, methodNotAllowed(allow))
 	}
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, http.StatusNotFound, "not found") })
+	mux.HandleFunc("/", notFound)
 	return guard(opts.Authorize, mux), nil
 }
 

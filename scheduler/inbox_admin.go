@@ -69,7 +69,7 @@ func InboxAdminHandler(svc *billing.Service, opts InboxOptions) (http.Handler, e
 	mux.HandleFunc("/stats", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc("/events/{gateway}/{event_id}", methodNotAllowed("GET, HEAD"))
 	mux.HandleFunc("/events/{gateway}/{event_id}/replay", methodNotAllowed("POST"))
-	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) { writeError(w, http.StatusNotFound, "not found") })
+	mux.HandleFunc("/", notFound)
 	return guard(opts.Authorize, mux), nil
 }
 

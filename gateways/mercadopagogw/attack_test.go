@@ -89,7 +89,7 @@ func TestAttackWrongCurrencyCheckout(t *testing.T) {
 	m := checkoutPayment(t, "approved", "accredited", p.ID)
 	m["currency_id"] = "USD"
 	e.mp.putPayment(checkoutID, m)
-	e.wantRejected(e.deliver(TypePayment, "1312345678", notif(t, 8001, TypePayment, "payment.created", "1312345678")))
+	e.wantRejected(e.deliverPayment(8001, "payment.created"))
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusFailed || !strings.Contains(got.Reason, "charge mismatch") {
 		t.Fatalf("payment %+v, want failed with a charge mismatch reason", got)
 	}

@@ -23,7 +23,7 @@ const checkoutID = 1312345678
 func TestValidSignatureApprovesCheckout(t *testing.T) {
 	e := newEnv(t)
 	p := e.pendingCheckout("approved", "accredited")
-	w := e.deliver(TypePayment, "1312345678", notif(t, 1001, TypePayment, "payment.created", "1312345678"))
+	w := e.deliverPayment(1001, "payment.created")
 	if w.Code != http.StatusOK {
 		t.Fatalf("status %d: %s", w.Code, w.Body)
 	}
@@ -314,7 +314,7 @@ func TestAmountMismatch(t *testing.T) {
 	m := checkoutPayment(t, "approved", "accredited", p.ID)
 	m["transaction_amount"] = 1.0
 	e.mp.putPayment(checkoutID, m)
-	w := e.deliver(TypePayment, "1312345678", notif(t, 8001, TypePayment, "payment.created", "1312345678"))
+	w := e.deliverPayment(8001, "payment.created")
 	if w.Code != http.StatusOK || !strings.Contains(w.Body.String(), `"rejected"`) {
 		t.Fatalf("status %d %s, want 200 rejected", w.Code, w.Body)
 	}
@@ -349,7 +349,7 @@ func TestStatusMapping(t *testing.T) {
 				}
 			}
 			e.mp.putPayment(checkoutID, checkoutPayment(t, tc.status, "by_collector", p.ID))
-			w := e.deliver(TypePayment, "1312345678", notif(t, 9001, TypePayment, "payment.updated", "1312345678"))
+			w := e.deliverPayment(9001, "payment.updated")
 			if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(tc.outcome) {
 				t.Fatalf("status %d outcome %q", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 			}

@@ -239,6 +239,12 @@ func notif(t *testing.T, id int64, typ, action, dataID string) []byte {
 	return b
 }
 
+// deliverPayment delivers the notification id of the given action (payment.created,
+// payment.updated) about the Mercado Pago payment checkoutID.
+func (e *env) deliverPayment(id int64, action string) *httptest.ResponseRecorder {
+	return e.deliver(TypePayment, "1312345678", notif(e.t, id, TypePayment, action, "1312345678"))
+}
+
 // deliver posts body signed for dataID, as Mercado Pago does, and returns the answer.
 func (e *env) deliver(typ, dataID string, body []byte) *httptest.ResponseRecorder {
 	reqID := "req-" + strconv.FormatInt(e.reqN.Add(1), 10)

@@ -14,7 +14,7 @@ import (
 func approvedCheckout(t *testing.T, e *env) billing.Payment {
 	t.Helper()
 	p := e.pendingCheckout("approved", "accredited")
-	if w := e.deliver(TypePayment, "1312345678", notif(t, 9001, TypePayment, "payment.created", "1312345678")); w.Code != http.StatusOK {
+	if w := e.deliverPayment(9001, "payment.created"); w.Code != http.StatusOK {
 		t.Fatalf("approval: %d", w.Code)
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved {
@@ -51,7 +51,7 @@ func TestRefundedEndsAccessOnce(t *testing.T) {
 	refunded := checkoutPayment(t, "refunded", "refunded", p.ID)
 	refunded["transaction_amount_refunded"] = 49.9
 	e.mp.putPayment(checkoutID, refunded)
-	if w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK ||
+	if w := e.deliverPayment(9002, "payment.updated"); w.Code != http.StatusOK ||
 		w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeProcessed) {
 		t.Fatalf("refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}
@@ -62,7 +62,7 @@ func TestRefundedEndsAccessOnce(t *testing.T) {
 		t.Fatal("access kept after a full refund")
 	}
 	e.clock.Set(t0.Add(time.Minute))
-	if w := e.deliver(TypePayment, "1312345678", notif(t, 9003, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
+	if w := e.deliverPayment(9003, "payment.updated"); w.Code != http.StatusOK {
 		t.Fatalf("replay: %d", w.Code)
 	}
 	if n := countKind(e.mails(), billing.NotificationKindPaymentReversed); n != 1 {
@@ -79,14 +79,14 @@ func TestPartialRefundAndChargebackWon(t *testing.T) {
 	partial := checkoutPayment(t, "approved", "partially_refunded", p.ID)
 	partial["transaction_amount_refunded"] = 10.0
 	e.mp.putPayment(checkoutID, partial)
-	if w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
+	if w := e.deliverPayment(9002, "payment.updated"); w.Code != http.StatusOK {
 		t.Fatalf("partial refund: %d", w.Code)
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved || got.RefundedAmount != 1000 || !e.hasAccess() {
 		t.Fatalf("payment %+v access %v, want approved with 1000 refunded and access kept", got, e.hasAccess())
 	}
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "charged_back", "in_process", p.ID))
-	if w := e.deliver(TypePayment, "1312345678", notif(t, 9003, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
+	if w := e.deliverPayment(9003, "payment.updated"); w.Code != http.StatusOK {
 		t.Fatalf("chargeback: %d", w.Code)
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusChargedBack || e.hasAccess() {
@@ -94,7 +94,7 @@ func TestPartialRefundAndChargebackWon(t *testing.T) {
 	}
 	e.clock.Set(t0.Add(24 * time.Hour))
 	e.mp.putPayment(checkoutID, checkoutPayment(t, "charged_back", "reimbursed", p.ID))
-	if w := e.deliver(TypePayment, "1312345678", notif(t, 9004, TypePayment, "payment.updated", "1312345678")); w.Code != http.StatusOK {
+	if w := e.deliverPayment(9004, "payment.updated"); w.Code != http.StatusOK {
 		t.Fatalf("reimbursed: %d", w.Code)
 	}
 	if got := e.payment(p.ID); got.Status != billing.PaymentStatusApproved || !e.hasAccess() {
@@ -108,7 +108,7 @@ func TestPartialRefundAndChargebackWon(t *testing.T) {
 func TestRefundOfForeignPaymentIgnored(t *testing.T) {
 	e := newEnv(t)
 	p := e.pendingCheckout("refunded", "refunded")
-	w := e.deliver(TypePayment, "1312345678", notif(t, 9002, TypePayment, "payment.updated", "1312345678"))
+	w := e.deliverPayment(9002, "payment.updated")
 	if w.Code != http.StatusOK || w.Header().Get(hookhttp.OutcomeHeader) != string(billing.EventOutcomeIgnored) {
 		t.Fatalf("foreign refund: %d %s", w.Code, w.Header().Get(hookhttp.OutcomeHeader))
 	}

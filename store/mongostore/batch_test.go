@@ -65,10 +65,7 @@ func readSubs(ctx context.Context, t *testing.T, st *mongostore.Store, ids []str
 // deleted and soft-deleted by the host between read and write: one result per change, only
 // the changed fields written, the host's fields and reference types kept.
 func TestUpdateSubscriptionsLargeBatch(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, mongostore.Config{}) // default BatchSize 200: chunks of 99
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, mongostore.Config{}, 5*time.Minute) // default BatchSize 200: chunks of 99
 	const n = 250
 	ids := seedSubs(ctx, t, db, n)
 	read := readSubs(ctx, t, st, ids)
@@ -159,10 +156,7 @@ func TestUpdateSubscriptionsLargeBatch(t *testing.T) {
 // so all apply, and none undoes another (FerretDB v1 rewrites whole documents without
 // re-checking filters; in ClaimSerialized mode the writes share one mutex).
 func TestConcurrentWritersKeepEachOthersFields(t *testing.T) {
-	db := freshDB(t, client(t))
-	seed := newStore(t, db, testConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
+	ctx, db, seed := freshStore(t, testConfig, 5*time.Minute)
 	const n = 60
 	ids := seedSubs(ctx, t, db, n)
 	read := readSubs(ctx, t, seed, ids)
@@ -232,10 +226,7 @@ func TestConcurrentWritersKeepEachOthersFields(t *testing.T) {
 // CancelStalePayments decodes each candidate before it changes it: an unreadable payment is
 // reported and left pending.
 func TestCancelStalePaymentsLeavesUnreadable(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, testConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, testConfig, time.Minute)
 	old := seedNow.AddDate(0, 0, -10)
 	for i := range 3 {
 		p := billing.Payment{ID: fmt.Sprint("pay", i), UserID: "u1", PlanID: "p1", Amount: billing.Money{Amount: 4990, Currency: "BRL"},
@@ -266,10 +257,7 @@ func TestCancelStalePaymentsLeavesUnreadable(t *testing.T) {
 
 // Reservations of more keys than one bulkWrite carries, some stored already.
 func TestReserveNotificationsLargeBatch(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, mongostore.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx, _, st := freshStore(t, mongostore.Config{}, time.Minute)
 	const n = 230
 	recs := make([]billing.NotificationRecord, n)
 	for i := range recs {

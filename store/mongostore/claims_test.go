@@ -1,7 +1,6 @@
 package mongostore_test
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"strconv"
@@ -21,11 +20,8 @@ import (
 // test claims 1,000 unless CLAIM_N says otherwise; on MongoDB it claims 10,000.
 func TestClaimsThreeReplicas(t *testing.T) {
 	const replicas, limit = 3, 100
-	db := freshDB(t, client(t))
 	cfg := mongostore.Config{BatchSize: 100}
-	seed := newStore(t, db, cfg)
-	ctx, cancel := context.WithTimeout(context.Background(), 15*time.Minute)
-	defer cancel()
+	ctx, db, seed := freshStore(t, cfg, 15*time.Minute)
 	n := 10_000
 	if mode, err := seed.ClaimMode(ctx); err != nil {
 		t.Fatal(err)
@@ -129,9 +125,7 @@ func TestClaimsThreeReplicas(t *testing.T) {
 // string id must still reach the ObjectIDs at that end, and from an ObjectID must not
 // return the strings again: every record once, strings first.
 func TestClaimPositionMixedIDTypes(t *testing.T) {
-	st := newStore(t, freshDB(t, client(t)), mongostore.Config{})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx, _, st := freshStore(t, mongostore.Config{}, time.Minute)
 	end := time.Date(2031, 3, 1, 0, 0, 0, 0, time.UTC)
 	ids := []string{"sub-a", "sub-b", "sub-c", "00000000000000000000000a", "00000000000000000000000b", "00000000000000000000000c"}
 	for _, id := range ids {

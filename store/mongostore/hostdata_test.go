@@ -170,10 +170,7 @@ func TestHostDatabaseKeepsItsShape(t *testing.T) {
 }
 
 func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, mongostore.Config{BatchSize: 50, ClaimMode: mode, Money: mongostore.MoneyMajorUnits, DefaultCurrency: "BRL"})
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, mongostore.Config{BatchSize: 50, ClaimMode: mode, Money: mongostore.MoneyMajorUnits, DefaultCurrency: "BRL"}, 3*time.Minute)
 	h := writeHostDB(ctx, t, db)
 	colls := []string{"users", "plans", "subscriptions", "payments", "sessions"}
 	before := snapshot(ctx, t, db, colls...)
@@ -348,10 +345,7 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 // reference written where the stored one is null becomes one too; ids that are not 24 hex
 // digits stay strings. Proves the configurable default for new references.
 func TestNewReferencesAsObjectIDs(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, mongostore.Config{BatchSize: 50, References: mongostore.ReferencesObjectID})
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, mongostore.Config{BatchSize: 50, References: mongostore.ReferencesObjectID}, time.Minute)
 	user, plan := bson.NewObjectID(), bson.NewObjectID()
 	if _, err := db.Collection("users").InsertOne(ctx, bson.D{{Key: "_id", Value: user}, {Key: "email", Value: "u@example.com"},
 		{Key: "plan_id", Value: nil}, {Key: "flag_del", Value: false}}); err != nil {

@@ -16,10 +16,7 @@ import (
 // and a put at version 0 replaces it (no duplicate document), while a put at another
 // version conflicts.
 func TestJobStateWithoutVersionField(t *testing.T) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	db := freshDB(t, client(t))
-	st := newStore(t, db, mongostore.Config{})
+	ctx, db, st := freshStore(t, mongostore.Config{}, time.Minute)
 	at := time.Date(2031, 5, 10, 9, 0, 0, 0, time.UTC)
 	if _, err := db.Collection("job_states").InsertOne(ctx, bson.M{
 		"_id": "renew", "paused": true, "paused_at": at, "consecutive_failures": 2, "updated_at": at,

@@ -65,3 +65,15 @@ func newStore(t testing.TB, db *mongo.Database, cfg mongostore.Config) *mongosto
 	t.Helper()
 	return mongotest.Store(t, db, cfg)
 }
+
+// freshStore returns a store with cfg on a new database, the database (to write documents
+// the way a host does) and a context that times out after timeout. The context is cancelled
+// and the database dropped when the test ends.
+func freshStore(t *testing.T, cfg mongostore.Config, timeout time.Duration) (context.Context, *mongo.Database, *mongostore.Store) {
+	t.Helper()
+	db := freshDB(t, client(t))
+	st := newStore(t, db, cfg)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	t.Cleanup(cancel)
+	return ctx, db, st
+}

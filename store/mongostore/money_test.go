@@ -78,10 +78,7 @@ func plansByID(t *testing.T, ps []billing.Plan) map[string]billing.Plan {
 // currency) read as minor units of BRL, and a plan with its own currency keeps it (and its
 // exponent: JPY has no minor unit).
 func TestMoneyLegacyPlansMajorUnits(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, majorBRL)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, majorBRL, time.Minute)
 	float, whole, integer, yen := bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID()
 	yenDoc := legacyPlan(yen, "Yen", 500.0)
 	yenDoc["currency"] = "JPY"
@@ -153,10 +150,7 @@ func TestMoneyDefaultConfigReportsFloatPrice(t *testing.T) {
 // TestMoneyWarningShowsLegacyPrice proves that a subscription of a plan priced 49.9 with no
 // currency gets its 3-day warning through billing.Service, with the price as 4990 BRL.
 func TestMoneyWarningShowsLegacyPrice(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, majorBRL)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, majorBRL, 2*time.Minute)
 	plan, user, sub := bson.NewObjectID(), bson.NewObjectID(), bson.NewObjectID()
 	insertRaw(ctx, t, db, "plans", legacyPlan(plan, "Pro", 49.9))
 	insertRaw(ctx, t, db, "users", bson.M{"_id": user, "email": "ana@example.com", "name": "Ana", "plan_id": plan.Hex(),
@@ -195,12 +189,9 @@ func TestMoneyWarningShowsLegacyPrice(t *testing.T) {
 func TestMoneyPaymentsMajorUnits(t *testing.T) {
 	for _, mode := range []mongostore.ClaimMode{mongostore.ClaimSerialized, mongostore.ClaimAtomic} {
 		t.Run(mode.String(), func(t *testing.T) {
-			db := freshDB(t, client(t))
 			cfg := majorBRL
 			cfg.ClaimMode = mode
-			st := newStore(t, db, cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
+			ctx, db, st := freshStore(t, cfg, time.Minute)
 			pay, noisy := bson.NewObjectID(), bson.NewObjectID()
 			for id, amount := range map[bson.ObjectID]float64{pay: 49.9, noisy: 49.9 + 1e-9} {
 				insertRaw(ctx, t, db, "payments", bson.M{"_id": id, "user_id": bson.NewObjectID().Hex(), "amount": amount,

@@ -71,10 +71,7 @@ func rawSub(ctx context.Context, t *testing.T, db *mongo.Database, id any) bson.
 }
 
 func TestSeedDocumentsProcessedByJobs(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, testConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, testConfig, 2*time.Minute)
 	expiring, expired := bson.NewObjectID(), bson.NewObjectID()
 	user, _ := seedDocs(ctx, t, db,
 		bson.M{"_id": expiring, "current_period_start": seedNow.AddDate(0, -1, 2), "current_period_end": seedNow.Add(2 * 24 * time.Hour)},
@@ -133,10 +130,7 @@ func TestSeedDocumentsProcessedByJobs(t *testing.T) {
 
 // A malformed document fails alone: the job result names it and the others are processed.
 func TestMalformedDocumentFailsAlone(t *testing.T) {
-	db := freshDB(t, client(t))
-	st := newStore(t, db, testConfig)
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
+	ctx, db, st := freshStore(t, testConfig, 2*time.Minute)
 	bad, endAsString := bson.NewObjectID(), bson.NewObjectID()
 	past := func(days int) bson.M {
 		return bson.M{"current_period_start": seedNow.AddDate(0, -1, -days), "current_period_end": seedNow.AddDate(0, 0, -days)}
