@@ -1,6 +1,7 @@
 package billing
 
 import (
+	"cmp"
 	"context"
 	"slices"
 	"time"
@@ -22,7 +23,11 @@ type Effects struct {
 	Access *AccessEffect `json:"access,omitempty"`
 	// Notifications go out after the access change, each once per key.
 	Notifications []Notification `json:"notifications,omitempty"`
-	// Audit entries carry their ids.
+	// Audit entries carry their ids. On a payment, an entry without EntityID is about the
+	// payment that carries it: finishing the effects writes it with the payment's id as
+	// EntityID (EntityType "payment", UserID the payment's user unless set) and its ID
+	// followed by ":" and the payment's id. That lets a store record one set of effects on
+	// every record of a bulk write (PaymentStore.CancelStalePayments).
 	Audit []AuditEntry `json:"audit,omitempty"`
 	// Status and PeriodEnd are the record's state as the transition left it. A record
 	// found in another state when the effects run was changed since (a payment, a webhook,
@@ -189,4 +194,19 @@ func UpdateUserAccess(ctx context.Context, st UserStore, read, changed User) err
 		err = errs[0]
 	}
 	return err
+}
+
+// paymentAudit returns the audit entries of e for payment p, the entries about the payment
+// that carries them (no EntityID) bound to p; see Effects.Audit.
+func (e *Effects) paymentAudit(p Payment) []AuditEntry {
+	out := make([]AuditEntry, len(e.Audit))
+	for i, a := range e.Audit {
+		if a.EntityID == "" {
+			a.ID += ":" + p.ID
+			a.EntityType, a.EntityID = cmp.Or(a.EntityType, "payment"), p.ID
+			a.UserID = cmp.Or(a.UserID, p.UserID)
+		}
+		out[i] = a
+	}
+	return out
 }

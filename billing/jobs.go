@@ -427,9 +427,12 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 
 // CleanupPendingPayments first finishes the effects a crashed process left on payments
 // (Payment.Pending: counted in Resumed, or Failed when they do not finish yet), then cancels
-// payments pending for more than PendingPaymentTTL (exactly PendingPaymentTTL included) and
-// audits each batch with one insert. A payment document the store cannot read is reported
-// and left as it is.
+// payments pending for more than PendingPaymentTTL (exactly PendingPaymentTTL included). A
+// batch's cancellations record their audit entry as pending effects in the same write; the
+// entries of the batch are then written with one insert and the effects cleared, so a crash
+// or a failed audit write between the two is finished by the next run (the payment counts
+// in Failed until then). A payment document the store cannot read is reported and left as
+// it is.
 func (s *Service) CleanupPendingPayments(ctx context.Context) (CleanupResult, error) {
 	var res CleanupResult
 	now := s.now()
@@ -438,34 +441,60 @@ func (s *Service) CleanupPendingPayments(ctx context.Context) (CleanupResult, er
 	seen := map[string]bool{}
 	runErr := s.finishPaymentsLeft(ctx, &res, seen)
 	for runErr == nil {
-		batch, err := s.store.CancelStalePayments(ctx, cutoff, now, reason, s.cfg.BatchSize)
+		token := newToken()
+		eff := &Effects{Token: token, CreatedAt: now, Audit: []AuditEntry{{
+			ID: "cleanup:" + token, Action: AuditPaymentCancelled, Actor: "renewkit", CreatedAt: now,
+			Details: map[string]any{"reason": reason, "source": JobCleanupPayments},
+		}}}
+		batch, err := s.store.CancelStalePayments(ctx, cutoff, now, reason, s.cfg.BatchSize, eff)
 		bad, partial := recordErrors(err)
 		if err != nil && !partial {
 			runErr = fmt.Errorf("cancelling stale payments: %w", err)
 			break
 		}
 		res.reportBad(s, ctx, bad, seen)
-		entries := make([]AuditEntry, len(batch))
-		for i, p := range batch {
-			entries[i] = AuditEntry{
-				ID: "cleanup:" + p.ID + ":" + fmt.Sprint(p.UpdatedAt.UnixMilli()), Action: AuditPaymentCancelled,
-				EntityType: "payment", EntityID: p.ID, UserID: p.UserID, Actor: "renewkit", CreatedAt: now,
-				Details: map[string]any{"reason": reason, "created_at": p.CreatedAt, "source": JobCleanupPayments},
-			}
-		}
 		res.TotalFound += len(batch)
-		res.Cleaned += len(batch)
-		if len(entries) > 0 {
-			if err := s.store.InsertAudits(ctx, entries); err != nil {
-				s.log.ErrorContext(ctx, "audit entries not written", "action", AuditPaymentCancelled, "count", len(entries), "error", err)
-			}
-		}
+		s.finishCancelled(ctx, &res, batch)
 		if len(batch) == 0 || len(batch)+len(bad) < s.cfg.BatchSize {
 			break
 		}
 	}
 	res.Success, res.Error = runErr == nil, errText(runErr)
 	return res, runErr
+}
+
+// finishCancelled writes the audit entries the payments of batch, just cancelled, carry
+// with one insert and then clears their effects, counting each payment in res: Cleaned, or
+// Failed when its effects are left for the next run.
+func (s *Service) finishCancelled(ctx context.Context, res *CleanupResult, batch []Payment) {
+	fail := func(p Payment, err error) {
+		res.Failed++
+		if len(res.Errors) < maxResultErrors {
+			res.Errors = append(res.Errors, err.Error())
+		}
+		s.log.WarnContext(ctx, "payment cancelled, its audit entry not written; the next run writes it", "payment_id", p.ID, "error", err)
+	}
+	var entries []AuditEntry
+	for _, p := range batch {
+		if p.Pending != nil {
+			entries = append(entries, p.Pending.paymentAudit(p)...)
+		}
+	}
+	if len(entries) > 0 {
+		if err := s.store.InsertAudits(ctx, entries); err != nil {
+			for _, p := range batch {
+				fail(p, fmt.Errorf("effects of payment %s: writing audit entries: %w", p.ID, err))
+			}
+			return
+		}
+	}
+	for _, p := range batch {
+		if err := s.completePaymentEffects(ctx, p); err != nil {
+			fail(p, err)
+			continue
+		}
+		res.Cleaned++
+	}
 }
 
 // finishPaymentsLeft finishes the pending effects of payments, a batch at a time, counting

@@ -794,13 +794,22 @@ func (s *Service) finishPaymentEffects(ctx context.Context, p Payment) error {
 		}
 	}
 	if len(eff.Audit) > 0 {
-		if err := s.store.InsertAudits(ctx, eff.Audit); err != nil {
+		if err := s.store.InsertAudits(ctx, eff.paymentAudit(p)); err != nil {
 			return fmt.Errorf("effects of payment %s: writing audit entries: %w", p.ID, err)
 		}
 	}
+	return s.completePaymentEffects(ctx, p)
+}
+
+// completePaymentEffects clears the pending effects of p once they are done, even when ctx
+// has just been cancelled: what is done must not be repeated.
+func (s *Service) completePaymentEffects(ctx context.Context, p Payment) error {
+	if p.Pending == nil {
+		return nil
+	}
 	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.ClaimLease, time.Minute))
 	defer cancel()
-	if err := s.store.CompletePaymentEffects(cctx, p.ID, eff.Token); err != nil {
+	if err := s.store.CompletePaymentEffects(cctx, p.ID, p.Pending.Token); err != nil {
 		return fmt.Errorf("effects of payment %s: clearing them: %w", p.ID, err)
 	}
 	return nil

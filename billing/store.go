@@ -242,11 +242,14 @@ type PaymentStore interface {
 	// payments it did read.
 	ListPaymentsWithEffects(ctx context.Context, limit int) ([]Payment, error)
 	// CancelStalePayments moves up to limit pending payments created at or before
-	// createdBefore to cancelled with reason, stamping now, and returns them. Each payment
-	// is returned by exactly one of several concurrent callers. A payment the store cannot
-	// decode is not changed: it is reported as a *RecordError (joined with errors.Join)
-	// next to the payments it did cancel.
-	CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]Payment, error)
+	// createdBefore that carry no pending effects to cancelled with reason, stamping now,
+	// and returns them. When effects is not nil, each cancelled payment records a copy of
+	// it as its pending effects (Payment.Pending) in the same write, so that what follows
+	// the cancellation survives a crash (see Effects.Audit for entries about the payment
+	// that carries them). Each payment is returned by exactly one of several concurrent
+	// callers. A payment the store cannot decode is not changed: it is reported as a
+	// *RecordError (joined with errors.Join) next to the payments it did cancel.
+	CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int, effects *Effects) ([]Payment, error)
 }
 
 // SessionStore keeps sessions.

@@ -92,6 +92,14 @@ func (c *crashStore) InsertAudit(ctx context.Context, a *billing.AuditEntry) err
 	return c.write("InsertAudit", func() error { return c.Store.InsertAudit(ctx, a) })
 }
 
+func (c *crashStore) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int, effects *billing.Effects) (out []billing.Payment, err error) {
+	err = c.write("CancelStalePayments", func() (err error) {
+		out, err = c.Store.CancelStalePayments(ctx, createdBefore, now, reason, limit, effects)
+		return err
+	})
+	return out, err
+}
+
 func (c *crashStore) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
 	return c.write("InsertAudits", func() error { return c.Store.InsertAudits(ctx, entries) })
 }

@@ -426,6 +426,7 @@ func (s *suite) tests() []test {
 		{"RenewSubscriptions", s.renewSubscriptions},
 		{"CleanupOldSessions", s.cleanupOldSessions},
 		{"CleanupPendingPayments", s.cleanupPendingPayments},
+		{"CleanupPaymentsSurvivesCrashAtEveryWrite", s.cleanupPaymentsSurvivesCrashAtEveryWrite},
 		// preview.go
 		{"PreviewChangesNothing", s.previewChangesNothing},
 		// processor.go

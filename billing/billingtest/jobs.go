@@ -362,6 +362,56 @@ func (s *suite) cleanupOldSessions(ctx context.Context, t *testing.T) {
 	}
 }
 
+// cleanupPaymentsSurvivesCrashAtEveryWrite proves a cancellation of stale payments and its
+// audit entries are never half-applied: a run crashed at each write of a clean run (before
+// it, just after it) reports the failure, and the next run leaves every stale payment
+// cancelled and audited exactly once, with no effects left pending ("a failure in the
+// middle of work loses nothing and is retried").
+func (s *suite) cleanupPaymentsSurvivesCrashAtEveryWrite(ctx context.Context, t *testing.T) {
+	now := testkit.Epoch
+	records := []any{
+		testkit.Payment("old1", "u", "basic", 2990, now.Add(-20*day)),
+		testkit.Payment("old2", "u", "basic", 2990, now.Add(-8*day)),
+	}
+	check := func(e *env) {
+		e.t.Helper()
+		for _, id := range []string{"old1", "old2"} {
+			if p := e.payment(id); p.Status != billing.PaymentStatusCancelled {
+				e.t.Fatalf("payment %s is %s, want cancelled", id, p.Status)
+			}
+			e.wantAudits(billing.AuditPaymentCancelled, id, 1)
+			if n := len(e.audits("", id)); n != 1 {
+				e.t.Fatalf("%d audit entries for %s, want its one cancellation", n, id)
+			}
+		}
+		e.noPending()
+	}
+	clean := s.env(ctx, t, billing.Config{}, records...)
+	counter := &crashStore{Store: clean.st}
+	res, err := clean.service(counter, billing.Config{}).CleanupPendingPayments(ctx)
+	must(t, err, "clean run")
+	if !res.Success || res.Cleaned != 2 || res.Failed != 0 {
+		t.Fatalf("clean run %+v, want 2 cleaned", res)
+	}
+	check(clean)
+	writes := counter.written()
+	atEveryWrite(t, writes, func(t *testing.T, n int, after bool) {
+		e := s.env(ctx, t, billing.Config{}, records...)
+		crash := &crashStore{Store: e.st, n: n, after: after}
+		res, err := e.service(crash, billing.Config{}).CleanupPendingPayments(ctx)
+		if err == nil && res.Failed == 0 {
+			t.Fatalf("the run crashed at write %d (%s) and reported %+v", n, writes[n-1], res)
+		}
+		e.clock.Advance(time.Hour)
+		res, err = e.svc.CleanupPendingPayments(ctx)
+		must(t, err, "the run after the crash")
+		if res.Failed != 0 {
+			t.Fatalf("the run after the crash %+v, want nothing failed", res)
+		}
+		check(e)
+	})
+}
+
 // cleanupPendingPayments proves the 7-day boundary: exactly 7 days old is cancelled, 1ms
 // younger is kept, only pending payments are touched, and each is audited.
 func (s *suite) cleanupPendingPayments(ctx context.Context, t *testing.T) {

@@ -103,10 +103,12 @@ func stalePayment(createdBefore time.Time) func(*billing.Payment) bool {
 	}
 }
 
-func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
+func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int, effects *billing.Effects) ([]billing.Payment, error) {
+	stale := stalePayment(createdBefore)
 	return write(ctx, s, func() ([]billing.Payment, error) {
-		return s.payments.sweep(stalePayment(createdBefore), limit, func(p *billing.Payment) {
+		return s.payments.sweep(func(p *billing.Payment) bool { return p.Pending == nil && stale(p) }, limit, func(p *billing.Payment) {
 			p.Status, p.Reason, p.UpdatedAt, p.ProcessedAt = billing.PaymentStatusCancelled, reason, t0(now), t0(now)
+			p.Pending = copyEffects(effects)
 			p.Version++
 		}), nil
 	})

@@ -241,7 +241,7 @@ func TestCancelStalePaymentsLeavesUnreadable(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	got, err := st.CancelStalePayments(ctx, seedNow.AddDate(0, 0, -7), seedNow, "stale", 0)
+	got, err := st.CancelStalePayments(ctx, seedNow.AddDate(0, 0, -7), seedNow, "stale", 0, nil)
 	var re *billing.RecordError
 	if len(got) != 3 || !errors.As(err, &re) || re.ID != bad.Hex() || !errors.Is(err, billing.ErrMalformedRecord) {
 		t.Fatalf("CancelStalePayments = %d payments, %v; want 3 and a RecordError naming %s", len(got), err, bad.Hex())

@@ -270,23 +270,31 @@ func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billi
 
 // CancelStalePayments cancels pending payments created before createdBefore, in rounds of
 // Config.BatchSize. A candidate that does not decode is left as it is and reported.
-func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
+func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int, effects *billing.Effects) ([]billing.Payment, error) {
 	// Implementation:
 	// CancelStalePayments cancels in rounds of BatchSize with one updateMany per round, under the
 	// payments write mutex in ClaimSerialized mode. Each round decodes the candidates first: one
-	// that does not decode is left as it is and reported.
+	// that does not decode is left as it is and reported. The effects, the same for every
+	// payment, are $set by that updateMany; a payment with pending effects is not a candidate.
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	pending := &fields{}
+	if effects != nil {
+		if err := putEffects(pending, "payment", "(stale)", *effects); err != nil {
+			return nil, err
+		}
+	}
 	due := bson.D{notDeleted, {Key: "status", Value: string(billing.PaymentStatusPending)},
-		{Key: "created_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(createdBefore)}}}}
+		{Key: "created_at", Value: bson.D{{Key: "$lte", Value: bson.NewDateTimeFromTime(createdBefore)}}},
+		{Key: "pending_token", Value: bson.D{{Key: "$exists", Value: false}}}}
 	upd := func(tok string) bson.D {
 		n := bson.NewDateTimeFromTime(now)
 		return bson.D{
-			{Key: "$set", Value: bson.D{
+			{Key: "$set", Value: append(bson.D{
 				{Key: "status", Value: string(billing.PaymentStatusCancelled)}, {Key: "reason", Value: reason},
 				{Key: "updated_at", Value: n}, {Key: "processed_at", Value: n}, {Key: "sweep_token", Value: tok},
-			}},
+			}, pending.set...)},
 			{Key: "$inc", Value: bson.D{{Key: "version", Value: int64(1)}}},
 		}
 	}

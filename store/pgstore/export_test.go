@@ -60,7 +60,7 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	add("prune claims", pruneClaimsSQL, []any{now.Add(-day), 1000})
 	add("prune claim batches", pruneClaimBatchesSQL, []any{now.Add(-day), 1000})
 	add("stale payments", staleCandidatesSQL, []any{now.Add(-7 * day), []string{}, 100})
-	add("cancel stale payments", staleCancelSQL, []any{[]string{"pay1", "pay2"}, now, "stale"})
+	add("cancel stale payments", staleCancelSQL, []any{[]string{"pay1", "pay2"}, now, "stale", nil})
 	add("payments with effects", paymentsWithEffectsSQL, []any{100})
 	add("complete payment effects", completePaymentEffectsSQL, []any{"pay1", "tok"})
 	add("expired sessions", expiredSQL(100), []any{now.Add(-30 * day), now})

@@ -258,17 +258,23 @@ func recordErrs(bad map[string]error) error {
 // are skipped, so concurrent callers get disjoint payments), decodes them, and cancels only
 // the readable ones (UPDATE … RETURNING). An unreadable candidate is left as it is and
 // reported as a *billing.RecordError next to the cancelled payments; it takes none of the
-// limit's places: the next round of candidates, in the same transaction, passes over it.
-func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int) ([]billing.Payment, error) {
+// limit's places: the next round of candidates, in the same transaction, passes over it. So
+// does a candidate carrying pending effects (they are finished first). effects, when not
+// nil, is written into each cancelled row's pending column by the same UPDATE.
+func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time.Time, reason string, limit int, effects *billing.Effects) ([]billing.Payment, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
+	pending, err := encodeEffects(effects)
+	if err != nil {
+		return nil, fmt.Errorf("pgstore: cancelling stale payments: encoding effects: %w", err)
+	}
 	var out []billing.Payment
 	var bad map[string]error
-	err := s.retry(ctx, func() error {
+	err = s.retry(ctx, func() error {
 		out, bad = nil, map[string]error{}
 		return pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-			skip := []string{} // the unreadable candidates met so far, locked by this transaction
+			skip := []string{} // the candidates met so far that are not cancelled (unreadable, or with pending effects), locked by this transaction
 			for {
 				var want any // NULL: LIMIT ALL
 				if limit > 0 {
@@ -295,6 +301,10 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 						rows.Close()
 						return err
 					}
+					if p.Pending != nil { // its effects first: cancelling now would lose them
+						skip = append(skip, p.ID)
+						continue
+					}
 					ids = append(ids, p.ID)
 				}
 				rows.Close()
@@ -302,7 +312,7 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 					return err
 				}
 				if len(ids) > 0 {
-					rows, err := tx.Query(ctx, s.t(staleCancelSQL), ids, rt(now), reason)
+					rows, err := tx.Query(ctx, s.t(staleCancelSQL), ids, rt(now), reason, jsonbArg(pending))
 					if err != nil {
 						return err
 					}
@@ -335,8 +345,8 @@ var staleCandidatesSQL = `SELECT ` + paymentCols + ` FROM {schema}.payments
 	ORDER BY created_at, id LIMIT $3::bigint FOR UPDATE SKIP LOCKED`
 
 // staleCancelSQL cancels the candidates CancelStalePayments locked and could read ($1 ids,
-// $2 now, $3 reason).
+// $2 now, $3 reason, $4 the pending effects or NULL).
 var staleCancelSQL = `UPDATE {schema}.payments SET status = 'cancelled', reason = $3,
-		updated_at = $2, processed_at = $2, version = version + 1
-	WHERE id = ANY($1::text[]) AND status = 'pending' AND NOT flag_del
+		updated_at = $2, processed_at = $2, version = version + 1, pending = $4::jsonb
+	WHERE id = ANY($1::text[]) AND status = 'pending' AND NOT flag_del AND pending IS NULL
 	RETURNING ` + paymentCols

@@ -81,7 +81,7 @@ func (s *suite) paymentTests() []test {
 			wantErr(t, err, billing.ErrNotFound, "GetPayment(soft-deleted)")
 			_, err = st.FindPaymentByGateway(ctx, billing.GatewayStripe, "pi_gone")
 			wantErr(t, err, billing.ErrNotFound, "FindPaymentByGateway(soft-deleted)")
-			got, err := st.CancelStalePayments(ctx, base, base, "stale", 10)
+			got, err := st.CancelStalePayments(ctx, base, base, "stale", 10, nil)
 			must(t, err, "CancelStalePayments")
 			if len(got) != 0 {
 				t.Fatalf("CancelStalePayments cancelled soft-deleted payments: %v", got)
@@ -178,7 +178,7 @@ func (s *suite) paymentTests() []test {
 				must(t, err, "GetPayment")
 				before[r.ID] = r
 			}
-			got, err := st.CancelStalePayments(ctx, cutoff, base, "stale", 100)
+			got, err := st.CancelStalePayments(ctx, cutoff, base, "stale", 100, nil)
 			must(t, err, "CancelStalePayments")
 			equalIDs(t, ids(got, func(p billing.Payment) string { return p.ID }), []string{"at-cutoff", "older"},
 				"CancelStalePayments selects pending payments created at or before the cutoff")
@@ -200,7 +200,7 @@ func (s *suite) paymentTests() []test {
 				must(t, err, "GetPayment")
 				equal(t, stored, before[id], "payment %s must be untouched", id)
 			}
-			again, err := st.CancelStalePayments(ctx, cutoff, base, "stale", 100)
+			again, err := st.CancelStalePayments(ctx, cutoff, base, "stale", 100, nil)
 			must(t, err, "CancelStalePayments (again)")
 			if len(again) != 0 {
 				t.Fatalf("a second call cancelled %d payments again", len(again))
@@ -213,7 +213,7 @@ func (s *suite) paymentTests() []test {
 			}
 			var batches [][]string
 			for _, want := range []int{2, 2, 1, 0} {
-				got, err := st.CancelStalePayments(ctx, base, base, "stale", 2)
+				got, err := st.CancelStalePayments(ctx, base, base, "stale", 2, nil)
 				must(t, err, "CancelStalePayments")
 				if len(got) != want {
 					t.Fatalf("CancelStalePayments(limit 2) returned %d, want %d", len(got), want)
@@ -221,6 +221,51 @@ func (s *suite) paymentTests() []test {
 				batches = append(batches, ids(got, func(p billing.Payment) string { return p.ID }))
 			}
 			equalIDs(t, disjoint(t, batches...), []string{"p0", "p1", "p2", "p3", "p4"}, "batches cover every stale payment once")
+		}},
+		// Proves: the cancellation and the effects recorded with it are one write (what follows
+		// a cancellation survives a crash), and a payment whose own effects are not finished
+		// is not cancelled over them (they would be lost).
+		{"CancelStaleRecordsEffects", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			for _, id := range []string{"p-a", "p-b", "p-held"} {
+				p := newPayment(id, base.Add(-30*day))
+				if id == "p-held" {
+					p.Pending = paymentEffects("held", p)
+				}
+				must(t, st.InsertPayment(ctx, &p), "InsertPayment(%s)", id)
+			}
+			held := getPayment(ctx, t, st, "p-held")
+			eff := sampleEffects("cancel-run", billing.Subscription{ID: "any", UserID: "u1"})
+			got, err := st.CancelStalePayments(ctx, base, base, "stale", 10, eff)
+			must(t, err, "CancelStalePayments(with effects)")
+			equalIDs(t, ids(got, func(p billing.Payment) string { return p.ID }), []string{"p-a", "p-b"},
+				"CancelStalePayments passes over a payment with unfinished effects")
+			want := *sampleEffects("cancel-run", billing.Subscription{ID: "any", UserID: "u1"})
+			eff.Audit[0].Details["note"], eff.Notifications[0].Key = "changed after the call", "changed" // the store keeps its own copy
+			for _, p := range got {
+				if p.Status != billing.PaymentStatusCancelled || p.Pending == nil {
+					t.Fatalf("returned payment %+v, want cancelled with the effects", p)
+				}
+				equal(t, *p.Pending, want, "the effects returned with cancelled payment %s", p.ID)
+				stored := getPayment(ctx, t, st, p.ID)
+				equal(t, stored, p, "stored payment %s equals the returned one", p.ID)
+			}
+			equal(t, getPayment(ctx, t, st, "p-held"), held, "the payment with unfinished effects is untouched")
+			withEffects, err := st.ListPaymentsWithEffects(ctx, 10)
+			must(t, err, "ListPaymentsWithEffects")
+			equalIDs(t, ids(withEffects, func(p billing.Payment) string { return p.ID }), []string{"p-a", "p-b", "p-held"},
+				"payments carrying effects after the cancellation")
+			must(t, st.CompletePaymentEffects(ctx, "p-a", "cancel-run"), "CompletePaymentEffects(p-a)")
+			if p := getPayment(ctx, t, st, "p-a"); p.Pending != nil || p.Status != billing.PaymentStatusCancelled {
+				t.Fatalf("p-a after its effects are done: %+v, want cancelled without effects", p)
+			}
+			// Once its own effects are done, the held payment is cancelled like the others.
+			must(t, st.CompletePaymentEffects(ctx, "p-held", "held"), "CompletePaymentEffects(p-held)")
+			got, err = st.CancelStalePayments(ctx, base, base, "stale", 10, nil)
+			must(t, err, "CancelStalePayments(after p-held's effects)")
+			equalIDs(t, ids(got, func(p billing.Payment) string { return p.ID }), []string{"p-held"}, "the second cancellation")
+			if got[0].Pending != nil {
+				t.Fatalf("cancelled without effects, returned with %+v", got[0].Pending)
+			}
 		}},
 		{"CancelStaleLeavesAnUnreadablePaymentAndReportsIt", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			// An unreadable record is reported and left unchanged, and it loses nothing
@@ -253,14 +298,14 @@ func (s *suite) paymentTests() []test {
 					equal(t, getPayment(ctx, t, st, p.ID), p, "stored payment %s equals the returned one", p.ID)
 				}
 			}
-			got, err := st.CancelStalePayments(ctx, base, base, "stale", 2)
+			got, err := st.CancelStalePayments(ctx, base, base, "stale", 2, nil)
 			unreadable(err, "first call")
 			cancelled(got, []string{"a", "c"}, "first call (limit 2) cancels the two oldest readable payments")
-			got, err = st.CancelStalePayments(ctx, base, base, "stale", 2)
+			got, err = st.CancelStalePayments(ctx, base, base, "stale", 2, nil)
 			unreadable(err, "second call")
 			cancelled(got, []string{"d"}, "second call cancels the last readable payment")
 			// Still pending: a later call meets it again, and cancels nothing else.
-			got, err = st.CancelStalePayments(ctx, base, base, "stale", 0)
+			got, err = st.CancelStalePayments(ctx, base, base, "stale", 0, nil)
 			unreadable(err, "third call")
 			if len(got) != 0 {
 				t.Fatalf("third call returned %v; want nothing but the unreadable payment's error", ids(got, func(p billing.Payment) string { return p.ID }))
@@ -449,7 +494,7 @@ func (s *suite) cancelStaleConcurrently(bad int) func(ctx context.Context, t *te
 		errs := make([]error, s.opts.Goroutines)
 		runConcurrently(s.opts.Goroutines, func(i int) {
 			for {
-				b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", s.opts.ClaimBatch)
+				b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", s.opts.ClaimBatch, nil)
 				if !onlyBad(err) {
 					errs[i] = err
 					return
@@ -467,7 +512,7 @@ func (s *suite) cancelStaleConcurrently(bad int) func(ctx context.Context, t *te
 		if bad < 0 {
 			return
 		}
-		b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", 0)
+		b, err := st.CancelStalePayments(ctx, base.Add(-7*day), base, "stale", 0, nil)
 		if len(b) != 0 || err == nil || !onlyBad(err) {
 			t.Fatalf("after the workers: %d payments, error %v; want none and the unreadable %s reported, still pending", len(b), err, badID)
 		}

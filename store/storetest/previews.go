@@ -38,7 +38,7 @@ func (s *suite) previewTests() []test {
 		}
 		deleted, err := st.DeleteExpiredSessions(ctx, cutoff, base, 100)
 		must(t, err, "DeleteExpiredSessions")
-		cancelled, err := st.CancelStalePayments(ctx, pcut, base, "stale", 100)
+		cancelled, err := st.CancelStalePayments(ctx, pcut, base, "stale", 100, nil)
 		must(t, err, "CancelStalePayments")
 		if len(deleted) != nSessions || len(cancelled) != nPayments {
 			t.Fatalf("sweeps changed %d sessions and %d payments; the counts said %d and %d", len(deleted), len(cancelled), nSessions, nPayments)

@@ -90,7 +90,7 @@ func (s *suite) timeTests() []test {
 			must(t, err, "GetPayment")
 			checkTime(t, "Payment.CreatedAt", gpay.CreatedAt, at(-8*day))
 			checkTime(t, "Payment.ProcessedAt", gpay.ProcessedAt, time.Time{})
-			cancelled, err := st.CancelStalePayments(ctx, at(-7*day), at(0), "stale", 10)
+			cancelled, err := st.CancelStalePayments(ctx, at(-7*day), at(0), "stale", 10, nil)
 			must(t, err, "CancelStalePayments")
 			if len(cancelled) != 1 {
 				t.Fatalf("CancelStalePayments with a non-UTC cutoff cancelled %d, want 1", len(cancelled))
@@ -275,7 +275,7 @@ func (s *suite) cancelTests() []test {
 					return st.UpdatePayment(cctx, pay, p)
 				},
 				"CancelStalePayments": func() error {
-					_, err := st.CancelStalePayments(cctx, base, base, "stale", 10)
+					_, err := st.CancelStalePayments(cctx, base, base, "stale", 10, nil)
 					return err
 				},
 				"InsertSession": func() error { return st.InsertSession(cctx, &newSe) },
