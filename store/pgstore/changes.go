@@ -178,16 +178,25 @@ func updateSubsSQL(cols int32) string {
 	for i := range names {
 		params[i] = fmt.Sprintf("$%d::%s", i+1, types[i])
 	}
-	q := `UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, "") + `pending = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb ELSE s.pending END,
+	q := `WITH u AS (UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, "") + `pending = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb ELSE s.pending END,
 		version = s.version + 1
 	FROM unnest(` + strings.Join(params, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
 	WHERE s.id = v.id AND s.id = ANY($1::text[]) AND NOT s.flag_del AND s.status = v.rs
 		AND date_trunc('milliseconds', s.current_period_end) = v.re
 		AND (v.ct = '' OR s.claim_token = v.ct)
 		AND (v.eff IS NULL OR s.pending IS NULL)` + strings.Join(conds, "") + `
-	RETURNING s.id`
+	RETURNING s.id, v.eff IS NOT NULL AS eff),
+	e AS (` + addEffects(`SELECT id FROM u WHERE eff`) + `)
+	SELECT id FROM u`
 	updateSubsSQLs.Store(cols, q)
 	return q
+}
+
+// addEffects is the statement listing the ids sel selects in subscription_effects (see
+// migration 0009): the records a statement gives pending effects. An id listed already is
+// kept.
+func addEffects(sel string) string {
+	return `INSERT INTO {schema}.subscription_effects (id) ` + sel + ` ON CONFLICT (id) DO NOTHING`
 }
 
 // updateSubsSQLs caches updateSubsSQL by column set (at most 2^len(subColumns) entries,
@@ -379,12 +388,15 @@ func (s *Store) liveIDs(ctx context.Context, table string, ids []string) (map[st
 }
 
 // completeEffectsSQL clears the effects of the ids ($1) still recorded by their tokens
-// ($2), looking each id up by the primary key. (A record without effects has no token to
-// match; a separate "pending IS NOT NULL" would make the planner expect one row and rescan
-// the batch for each record.)
-const completeEffectsSQL = `UPDATE {schema}.subscriptions AS s SET pending = NULL, claim_token = NULL, claim_until = NULL
-	FROM unnest($1::text[], $2::text[]) AS d(id, token)
-	WHERE s.id = d.id AND s.id = ANY($1::text[]) AND s.pending->>'token' = d.token`
+// ($2), looking each id up by the primary key, and takes the ids it cleared off
+// subscription_effects. (A record without effects has no token to match; a separate
+// "pending IS NOT NULL" would make the planner expect one row and rescan the batch for each
+// record.)
+const completeEffectsSQL = `WITH c AS (UPDATE {schema}.subscriptions AS s SET pending = NULL, claim_token = NULL, claim_until = NULL
+		FROM unnest($1::text[], $2::text[]) AS d(id, token)
+		WHERE s.id = d.id AND s.id = ANY($1::text[]) AND s.pending->>'token' = d.token
+		RETURNING s.id)
+	DELETE FROM {schema}.subscription_effects WHERE id = ANY(ARRAY(SELECT id FROM c))`
 
 // CompleteEffects clears, in one statement, the pending effects still recorded by each
 // given token, releasing the record's claim in the same write.

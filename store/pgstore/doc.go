@@ -22,10 +22,14 @@
 //     the newest version of a row a concurrent transaction changed (READ COMMITTED). The
 //     same statement lists the claimed ids in subscription_claims (one row per claim), by
 //     which ExtendClaims, ReleaseClaims and Prune find a token's records.
-//   - Claims are HOT updates where the page has room: no index of subscriptions names the
-//     claim columns, and the table keeps half of each page free (fillfactor 50).
-//     TestJobWritesAreHOT measures it. A transition and the completion of its effects
-//     change pending, which the job indexes' predicates name, and write index entries.
+//   - Claims and completions of effects are HOT updates where the page has room: no index
+//     of subscriptions names the claim columns or pending, and the table keeps half of
+//     each page free (fillfactor 50). TestJobWritesAreHOT measures it. A transition writes
+//     its pending effects (about 1 KB) into the record, which seldom fits on its page, so
+//     most transitions write index entries. The ids of the records with pending effects
+//     are listed in subscription_effects by the statement that records the effects and
+//     taken off by the one that completes them; the claim of those records finds them
+//     there.
 //   - Batch writes are single statements. UpdateSubscriptions and UpdateUsersAccess send the
 //     whole batch as parallel array parameters to one UPDATE … FROM unnest(…) (the array form
 //     of FROM (VALUES …): one statement text and one prepared plan for every batch size).
@@ -69,8 +73,8 @@
 // # Tables
 //
 // plans, users, subscriptions, payments, sessions, audit_logs, notifications, job_runs,
-// job_states, locks, webhook_events, daily_snapshots, subscription_claims and
-// schema_migrations, with the column names of the
+// job_states, locks, webhook_events, daily_snapshots, subscription_claims,
+// subscription_effects and schema_migrations, with the column names of the
 // original application's documents (snake_case, flag_del for soft delete). Indexes cover
 // every job, console and webhook inbox query; explain_test.go checks on 100,000 rows per
 // table that none plans a sequential scan, except a count matching over a tenth of the

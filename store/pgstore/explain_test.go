@@ -11,7 +11,8 @@ import (
 
 // TestExplainJobQueries proves every job, console and webhook inbox query is served by an
 // index: with 100,000 rows in each table (and fresh statistics), no plan has a sequential
-// scan, and each batch write of a job run finds its rows by their primary key. The one exception is a count whose filter matches over a tenth of the table (the
+// scan (other than of subscription_effects, the short list of the records with pending
+// effects), and each batch write of a job run finds its rows by their primary key. The one exception is a count whose filter matches over a tenth of the table (the
 // expire job's preview counts 40% of it here), where reading the table is the cheaper
 // plan; the test checks that the count really is that large.
 func TestExplainJobQueries(t *testing.T) {
@@ -91,9 +92,13 @@ func TestExplainJobQueries(t *testing.T) {
 			t.Fatalf("seeding: %v\n%s", err, q)
 		}
 	}
+	// The records with pending effects are listed in subscription_effects (migration 0009).
+	if _, err := p.Exec(ctx, `INSERT INTO `+s.Table("subscription_effects")+` (id) SELECT id FROM `+s.Table("subscriptions")+` WHERE pending IS NOT NULL`); err != nil {
+		t.Fatalf("seeding: %v", err)
+	}
 	// VACUUM ANALYZE, as autovacuum would after a load: statistics and the visibility map.
 	if _, err := p.Exec(ctx, "VACUUM ANALYZE "+s.Table("subscriptions")+", "+s.Table("payments")+", "+s.Table("sessions")+", "+s.Table("users")+", "+s.Table("notifications")+", "+
-		s.Table("audit_logs")+", "+s.Table("job_runs")+", "+s.Table("webhook_events")+", "+s.Table("subscription_claims")); err != nil {
+		s.Table("audit_logs")+", "+s.Table("job_runs")+", "+s.Table("webhook_events")+", "+s.Table("subscription_claims")+", "+s.Table("subscription_effects")); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range s.JobQueries(now) {
@@ -106,7 +111,10 @@ func TestExplainJobQueries(t *testing.T) {
 			t.Fatalf("%s: EXPLAIN: %v", q.Name, err)
 		}
 		plan := strings.Join(lines, "\n")
-		if strings.Contains(plan, "Seq Scan") && strings.HasPrefix(q.Name, "count ") {
+		// subscription_effects lists only the records with pending effects (100 of the
+		// 100,000 here, few by design: see migration 0009), so a plan may read it whole.
+		scans := strings.Contains(strings.ReplaceAll(plan, "Seq Scan on subscription_effects ", ""), "Seq Scan")
+		if scans && strings.HasPrefix(q.Name, "count ") {
 			var matched int
 			if err := p.QueryRow(ctx, q.SQL, q.Args...).Scan(&matched); err != nil {
 				t.Fatal(err)
@@ -117,7 +125,7 @@ func TestExplainJobQueries(t *testing.T) {
 			}
 		}
 		switch {
-		case strings.Contains(plan, "Seq Scan"):
+		case scans:
 			t.Errorf("%s plans a sequential scan on %d rows:\n%s", q.Name, n, plan)
 		case strings.HasPrefix(q.Name, "batch write") && !strings.Contains(plan, "_pkey"):
 			// A batch write names its rows: it finds each by its key, so its cost follows

@@ -10,11 +10,11 @@ import (
 	"github.com/renewkit/renewkit/internal/testkit"
 )
 
-// TestJobWritesAreHOT proves the expiration warning job's claims are HOT updates on
-// PostgreSQL: no index of the subscriptions table names the claim columns (migration 0008)
-// and the table leaves room on its pages. Measured with the server's own counters
-// (pg_stat_user_tables). The transition and the completion change pending, which the
-// job indexes' predicates name, so they are not HOT.
+// TestJobWritesAreHOT proves the expiration warning job's claims and completions are HOT
+// updates on PostgreSQL: no index of the subscriptions table names the claim columns
+// (migration 0008) or pending (0009), and the table leaves room on its pages. Measured
+// with the server's own counters (pg_stat_user_tables). The transitions mostly are not:
+// their new versions carry the pending effects, which seldom fit on the page.
 func TestJobWritesAreHOT(t *testing.T) {
 	p := newPool(t)
 	st := newStore(t, p)
@@ -60,9 +60,10 @@ func TestJobWritesAreHOT(t *testing.T) {
 	if updates < 3*n {
 		t.Fatalf("the statistics count %d updates, want at least %d (3 per record): they were not all reported", updates, 3*n)
 	}
-	// Claims are a third of the writes; a claim whose page has no room left is not HOT.
-	// Measured: 28% (on schema version 7, with the claim columns indexed: 0%).
-	if hot*5 < updates {
-		t.Fatalf("%d of %d updates were HOT, want at least 20%%", hot, updates)
+	// Claims and completions are two thirds of the writes; a write whose page has no room
+	// left is not HOT. Measured: 66% (on schema version 8, with pending indexed, 28%: most
+	// claims; on version 7, with the claim columns indexed too, 0%).
+	if hot*2 < updates {
+		t.Fatalf("%d of %d updates were HOT, want at least half", hot, updates)
 	}
 }

@@ -266,10 +266,76 @@ func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
 	}
 }
 
+// TestMigrateKeepsPendingAcross0009 proves the records left with pending effects when
+// migration 0009 runs (written by the schema-8 store, one of them soft-deleted) are listed
+// in subscription_effects by it: a claim of records with pending effects still finds the
+// live one after the upgrade, and once its effects are completed no claim of pending
+// records finds it again while a claim of the others does.
+func TestMigrateKeepsPendingAcross0009(t *testing.T) {
+	p := pool(t)
+	ctx := context.Background()
+	s, err := pgstore.New(p, pgstore.Config{Schema: freshSchema(t, p), Logger: quiet})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.MigrateTo(ctx, 8); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, id := range []string{"s1", "s2", "s3"} {
+		sub := billing.Subscription{ID: id, UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
+			CurrentPeriodEnd: now.Add(-time.Hour), CreatedAt: now, UpdatedAt: now}
+		if err := s.InsertSubscription(ctx, &sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The schema-8 store's pending effects (on the row only), s2's on a soft-deleted record.
+	if _, err := p.Exec(ctx, `UPDATE `+s.Table("subscriptions")+` SET pending = jsonb_build_object('token', 'eff-' || id, 'status', 'active'),
+		flag_del = id = 's2' WHERE id IN ('s1', 's2')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from 8: %v", err)
+	}
+	var listed []string
+	if err := p.QueryRow(ctx, `SELECT array_agg(id ORDER BY id) FROM `+s.Table("subscription_effects")).Scan(&listed); err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(listed, ","); got != "s1,s2" {
+		t.Fatalf("subscription_effects lists %q after the migration, want s1,s2 (the records with pending effects)", got)
+	}
+	claim := func(token string, pending bool) string {
+		t.Helper()
+		subs, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: token, Now: now, LeaseUntil: now.Add(time.Hour), Limit: 10, Pending: pending,
+			Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
+		if err != nil {
+			t.Fatalf("claim %s: %v", token, err)
+		}
+		var ids []string
+		for _, x := range subs {
+			ids = append(ids, x.ID)
+		}
+		return strings.Join(ids, ",")
+	}
+	if got := claim("A", true); got != "s1" {
+		t.Fatalf("the claim of records with pending effects got %q after the migration, want s1", got)
+	}
+	if err := s.CompleteEffects(ctx, []billing.EffectsDone{{SubscriptionID: "s1", Token: "eff-s1", ClaimToken: "A"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := claim("B", true); got != "" {
+		t.Fatalf("the claim of records with pending effects got %q after s1's were completed, want none", got)
+	}
+	if got := claim("C", false); got != "s1,s3" {
+		t.Fatalf("the claim of records without pending effects got %q, want s1,s3", got)
+	}
+}
+
 // TestNoIndexNamesJobWrittenColumns proves no index of the subscriptions table names, in
-// its key, an expression or its predicate, the claim columns every claim changes, which
-// would make claims non-HOT, and that the table leaves room on its pages for new row
-// versions.
+// its key, an expression or its predicate, the columns a job writes on every record it
+// claims: the claim columns, which every claim changes, and pending, which its transition
+// and the completion of its effects change. Any of them would make those writes non-HOT.
+// It also proves the table leaves room on its pages for new row versions.
 func TestNoIndexNamesJobWrittenColumns(t *testing.T) {
 	p := pool(t)
 	s := newStore(t, p)
@@ -279,7 +345,7 @@ func TestNoIndexNamesJobWrittenColumns(t *testing.T) {
 		JOIN pg_class c ON c.oid = x.indrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
-		WHERE n.nspname = $1 AND c.relname = 'subscriptions' AND a.attname IN ('claim_token', 'claim_until')
+		WHERE n.nspname = $1 AND c.relname = 'subscriptions' AND a.attname IN ('claim_token', 'claim_until', 'pending')
 			AND (a.attnum = ANY(x.indkey::int2[])
 				OR pg_get_expr(x.indexprs, x.indrelid) ~ ('\m' || a.attname || '\M')
 				OR pg_get_expr(x.indpred, x.indrelid) ~ ('\m' || a.attname || '\M'))`, s.Schema())
@@ -292,7 +358,7 @@ func TestNoIndexNamesJobWrittenColumns(t *testing.T) {
 		if err := rows.Scan(&index, &col); err != nil {
 			t.Fatal(err)
 		}
-		t.Errorf("index %s names %s: every claim changes it, so no claim is a HOT update", index, col)
+		t.Errorf("index %s names %s: a job changes it on every record it claims, so that write is not a HOT update", index, col)
 	}
 	if err := rows.Err(); err != nil {
 		t.Fatal(err)

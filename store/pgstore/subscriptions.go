@@ -112,7 +112,11 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 	if err != nil {
 		return err
 	}
-	if _, err := s.exec(ctx, s.t(insertSubSQL), subArgs(x, pending)...); err != nil {
+	q := insertSubSQL
+	if pending != nil {
+		q = `WITH i AS (` + insertSubSQL + ` RETURNING id) ` + addEffects(`SELECT id FROM i`)
+	}
+	if _, err := s.exec(ctx, s.t(q), subArgs(x, pending)...); err != nil {
 		return s.wrap(err, "inserting subscription %q", x.ID)
 	}
 	*x = normSub(*x)
@@ -126,6 +130,7 @@ func (s *Store) InsertSubscriptions(ctx context.Context, subs []billing.Subscrip
 		return ctx.Err()
 	}
 	rows := make([][]any, len(subs))
+	var withEffects []string
 	for i := range subs {
 		if subs[i].ID == "" {
 			return invalid("subscription %d of %d has no id: InsertSubscriptions stores records that carry their id", i, len(subs))
@@ -137,6 +142,7 @@ func (s *Store) InsertSubscriptions(ctx context.Context, subs []billing.Subscrip
 		args := subArgs(&subs[i], pending)
 		if pending != nil {
 			args[18] = pending // COPY encodes jsonb from bytes
+			withEffects = append(withEffects, subs[i].ID)
 		}
 		rows[i] = args
 	}
@@ -144,7 +150,14 @@ func (s *Store) InsertSubscriptions(ctx context.Context, subs []billing.Subscrip
 		"current_period_start", "current_period_end", "gateway", "gateway_subscription_id", "cancel_at_period_end",
 		"expiration_warning_sent", "expiration_warning_days", "gateway_updated_at", "applied_payments", "cancelled_at",
 		"created_at", "updated_at", "flag_del", "pending", "version"}
-	_, err := s.pool.CopyFrom(ctx, pgx.Identifier{s.cfg.Schema, "subscriptions"}, cols, pgx.CopyFromRows(rows))
+	// The records and the list of those with pending effects, in one transaction.
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.cfg.Schema, "subscriptions"}, cols, pgx.CopyFromRows(rows)); err != nil || len(withEffects) == 0 {
+			return err
+		}
+		_, err := tx.Exec(ctx, s.t(addEffects(`SELECT unnest($1::text[])`)), withEffects)
+		return err
+	})
 	return s.wrap(err, "copying %d subscriptions", len(subs))
 }
 
@@ -320,7 +333,9 @@ func claimSQL(p billing.ClaimParams) (string, []any) {
 	args := []any{p.Token, nt(p.LeaseUntil), rt(p.Now), p.Limit}
 	where, args := filterSQL(p.Filter, args)
 	if p.Pending {
-		where += " AND pending IS NOT NULL"
+		// Few records carry pending effects, and no index names pending (see migration
+		// 0009): they are found through subscription_effects, by primary key.
+		where += " AND pending IS NOT NULL AND id IN (SELECT id FROM {schema}.subscription_effects)"
 	} else {
 		where += " AND pending IS NULL"
 	}
