@@ -102,6 +102,43 @@ func copyDetails(m map[string]any) map[string]any {
 	return c
 }
 
+// detail is one key and value of stored audit details. The store keeps details as a list
+// of pairs (filled with no hashing, a batch's pairs in one allocation) and makes them a map
+// again only when an entry is read.
+type detail struct {
+	key string
+	val any
+}
+
+// packDetails appends a deep copy of m's pairs to *buf and returns them as a slice with no
+// room past its end, so appending to it never writes into *buf: nil when m is nil, empty
+// (not nil) when m is empty.
+func packDetails(buf *[]detail, m map[string]any) []detail {
+	if m == nil {
+		return nil
+	}
+	if len(m) == 0 {
+		return []detail{}
+	}
+	start := len(*buf)
+	for k, v := range m {
+		*buf = append(*buf, detail{k, copyValue(v)})
+	}
+	return (*buf)[start:len(*buf):len(*buf)]
+}
+
+// unpackDetails returns a map holding a deep copy of the pairs of d: nil when d is nil.
+func unpackDetails(d []detail) map[string]any {
+	if d == nil {
+		return nil
+	}
+	m := make(map[string]any, len(d))
+	for _, p := range d {
+		m[p.key] = copyValue(p.val)
+	}
+	return m
+}
+
 func copyValue(v any) any {
 	switch x := v.(type) {
 	case nil, string, bool, int, int64, float64, time.Time:

@@ -39,7 +39,9 @@ type consoleIndex struct {
 	lastNote   noteKey
 	notesBySub map[string][]string
 
-	auditByEntity map[string][]*billing.AuditEntry // in insertion (time) order
+	// auditByEntity holds the audit entries of each entity but the stored subscriptions
+	// (each holds its own: subRecord.audit), in insertion (time) order.
+	auditByEntity map[string][]*auditRec
 	snapshots     map[time.Time]billing.DailySnapshot
 }
 
@@ -55,7 +57,7 @@ func (c *consoleIndex) init() {
 		c.gateways = map[string]struct{}{}
 		c.paymentsBySub = map[string]map[string]struct{}{}
 		c.notesBySub = map[string][]string{}
-		c.auditByEntity = map[string][]*billing.AuditEntry{}
+		c.auditByEntity = map[string][]*auditRec{}
 		c.snapshots = map[time.Time]billing.DailySnapshot{}
 	}
 }
@@ -114,20 +116,47 @@ func (s *Store) consoleNote(n billing.NotificationRecord) {
 	}
 }
 
-func (s *Store) consoleAudit(e *billing.AuditEntry) {
+// consoleAudit adds a to its entity's list: a subscription's own (one lookup) when a names
+// a stored subscription, else the map of the other entities.
+func (s *Store) consoleAudit(a *auditRec) {
+	if r := s.auditSub(a); r != nil {
+		r.audit = append(r.audit, a)
+		return
+	}
 	s.con.init()
-	s.con.auditByEntity[e.EntityID] = append(s.con.auditByEntity[e.EntityID], e)
+	s.con.auditByEntity[a.EntityID] = append(s.con.auditByEntity[a.EntityID], a)
 }
 
-func (s *Store) consoleDropAudit(e *billing.AuditEntry) {
-	list := s.con.auditByEntity[e.EntityID]
-	if i := slices.Index(list, e); i >= 0 {
+// auditSub returns the subscription whose list holds a's entity's entries when a is about
+// a stored subscription, else nil. Caller holds s.mu.
+func (s *Store) auditSub(a *auditRec) *subRecord {
+	if a.EntityType != entitySubscription {
+		return nil
+	}
+	return s.subs[a.EntityID]
+}
+
+// entitySubscription is the EntityType of the audit entries about a subscription.
+const entitySubscription = "subscription"
+
+func (s *Store) consoleDropAudit(a *auditRec) {
+	if r := s.auditSub(a); r != nil {
+		if i := slices.Index(r.audit, a); i >= 0 {
+			r.audit = slices.Delete(r.audit, i, i+1)
+			if len(r.audit) == 0 {
+				r.audit = nil
+			}
+			return
+		}
+	}
+	list := s.con.auditByEntity[a.EntityID]
+	if i := slices.Index(list, a); i >= 0 {
 		list = slices.Delete(list, i, i+1)
 	}
 	if len(list) == 0 {
-		delete(s.con.auditByEntity, e.EntityID)
+		delete(s.con.auditByEntity, a.EntityID)
 	} else {
-		s.con.auditByEntity[e.EntityID] = list
+		s.con.auditByEntity[a.EntityID] = list
 	}
 }
 
@@ -355,18 +384,36 @@ func (s *Store) ListEntityAudit(ctx context.Context, ids []string, limit int) ([
 		if limit < 1 || limit > billing.MaxPageSize {
 			return nil, invalid("audit limit %d: use 1 to %d", limit, billing.MaxPageSize)
 		}
-		var all []*billing.AuditEntry
+		var all []*auditRec
 		for _, id := range slices.Compact(slices.Sorted(slices.Values(ids))) {
-			list := s.con.auditByEntity[id]
-			all = append(all, list[max(0, len(list)-limit):]...)
+			all = append(all, s.entityAudit(id, limit)...)
 		}
-		slices.SortStableFunc(all, func(a, b *billing.AuditEntry) int { return b.CreatedAt.Compare(a.CreatedAt) })
+		slices.SortStableFunc(all, func(a, b *auditRec) int { return b.CreatedAt.Compare(a.CreatedAt) })
 		out := make([]billing.AuditEntry, 0, min(limit, len(all)))
-		for _, e := range all[:min(limit, len(all))] {
-			out = append(out, copyAudit(*e))
+		for _, a := range all[:min(limit, len(all))] {
+			out = append(out, a.out())
 		}
 		return out, nil
 	})
+}
+
+// entityAudit returns the last limit entries of entity id in insertion order: those its
+// subscription holds and those of the other entities of that id (entries whose EntityType
+// is not a subscription's). Caller holds s.mu.
+func (s *Store) entityAudit(id string, limit int) []*auditRec {
+	other := s.con.auditByEntity[id]
+	other = other[max(0, len(other)-limit):]
+	r := s.subs[id]
+	if r == nil || len(r.audit) == 0 {
+		return other
+	}
+	own := r.audit[max(0, len(r.audit)-limit):]
+	if len(other) == 0 {
+		return own
+	}
+	both := slices.Concat(own, other)
+	slices.SortFunc(both, func(a, b *auditRec) int { return cmp.Compare(a.seq, b.seq) })
+	return both[max(0, len(both)-limit):]
 }
 
 // RetryNotification implements billing.Console.

@@ -42,4 +42,9 @@
 // so a page or a timeline reads the records it returns and those its filters skip, not
 // the whole store (BenchmarkConsoleQueries). A filter that matches few records still walks
 // the ordering until it fills a page.
+//
+// Audit entries keep their details as key and value pairs (a batch's pairs in one
+// allocation, a map again only when read), and the entries about a subscription are listed
+// on its record: storing one costs one insert into the id set and one lookup of the
+// subscription, not a read and a write of a per-entity map.
 package memstore

@@ -55,9 +55,10 @@ type Store struct {
 	paymentsByGW map[string]string // gateway + "\x00" + gateway payment id -> payment id
 	sessions     table[billing.Session]
 	// audit is ordered by CreatedAt, insertion order breaking ties; auditIDs holds every id
-	// in it.
-	audit         []*billing.AuditEntry
+	// in it; auditSeq numbers the entries inserted.
+	audit         []*auditRec
 	auditIDs      map[string]struct{}
+	auditSeq      uint64
 	notifications table[billing.NotificationRecord]
 	runs          table[billing.JobRun]
 	jobStates     map[string]billing.JobState

@@ -11,6 +11,30 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
+// auditRec is a stored audit entry: its details are held as pairs (see detail), the
+// entry's own Details left nil.
+type auditRec struct {
+	billing.AuditEntry
+	details []detail
+	// seq numbers the entries in insertion order.
+	seq uint64
+}
+
+// out returns a copy of the entry for a caller, its details a map again.
+func (a *auditRec) out() billing.AuditEntry {
+	e := a.AuditEntry
+	e.Details = unpackDetails(a.details)
+	return e
+}
+
+// newAuditRec returns the stored form of e, its time normalised and its details copied
+// into *buf.
+func newAuditRec(e *billing.AuditEntry, buf *[]detail) auditRec {
+	a := auditRec{AuditEntry: *e, details: packDetails(buf, e.Details)}
+	a.CreatedAt, a.Details = t0(e.CreatedAt), nil
+	return a
+}
+
 // InsertAudit stores e, assigning its ID when empty; ErrConflict when the ID is stored
 // already.
 func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
@@ -18,12 +42,13 @@ func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
 		if e.ID == "" {
 			e.ID = billing.NewID()
 		}
-		if _, ok := s.auditIDs[e.ID]; ok {
+		if !s.claimAuditID(e.ID) {
 			return conflict("audit entry", e.ID)
 		}
 		e.CreatedAt = t0(e.CreatedAt)
-		c := copyAudit(*e)
-		s.addAudit(&c)
+		buf := make([]detail, 0, len(e.Details))
+		a := newAuditRec(e, &buf)
+		s.addAudit(&a)
 		return nil
 	})
 }
@@ -32,42 +57,55 @@ func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
 // (or repeated in entries). An entry without an ID fails the call before anything is stored.
 func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
 	return s.update(ctx, func() error {
+		pairs := 0
 		for i := range entries {
 			if entries[i].ID == "" {
 				return invalid("audit entry %d of %d has no id: InsertAudits stores entries that carry their id", i, len(entries))
 			}
+			pairs += len(entries[i].Details)
 		}
-		copies := make([]billing.AuditEntry, 0, len(entries)) // one allocation for the batch
+		// One allocation for the batch's entries and one for their details.
+		recs := make([]auditRec, 0, len(entries))
+		buf := make([]detail, 0, pairs)
 		for i := range entries {
-			if _, ok := s.auditIDs[entries[i].ID]; !ok {
-				copies = append(copies, copyAudit(entries[i]))
-				s.addAudit(&copies[len(copies)-1])
+			if s.claimAuditID(entries[i].ID) {
+				recs = append(recs, newAuditRec(&entries[i], &buf))
+				s.addAudit(&recs[len(recs)-1])
 			}
 		}
 		return nil
 	})
 }
 
-// addAudit inserts e (a copy the store owns) after every entry created at or before it.
-// Caller holds s.mu.
-func (s *Store) addAudit(e *billing.AuditEntry) {
-	s.auditIDs[e.ID] = struct{}{}
-	s.consoleAudit(e)
-	n := len(s.audit)
-	if n == 0 || !s.audit[n-1].CreatedAt.After(e.CreatedAt) { // the usual case: in time order
-		s.audit = append(s.audit, e)
-		return
-	}
-	i := sort.Search(n, func(i int) bool { return s.audit[i].CreatedAt.After(e.CreatedAt) })
-	s.audit = slices.Insert(s.audit, i, e)
+// claimAuditID adds id to the stored audit ids and reports whether it was not there yet,
+// with one map operation. Caller holds s.mu.
+func (s *Store) claimAuditID(id string) bool {
+	n := len(s.auditIDs)
+	s.auditIDs[id] = struct{}{}
+	return len(s.auditIDs) > n
 }
 
-func auditMatch(f *billing.AuditFilter, e *billing.AuditEntry) bool {
-	return (f.Action == "" || e.Action == f.Action) && (f.EntityID == "" || e.EntityID == f.EntityID)
+// addAudit inserts a (a copy the store owns, its id in auditIDs) after every entry created
+// at or before it. Caller holds s.mu.
+func (s *Store) addAudit(a *auditRec) {
+	s.auditSeq++
+	a.seq = s.auditSeq
+	s.consoleAudit(a)
+	n := len(s.audit)
+	if n == 0 || !s.audit[n-1].CreatedAt.After(a.CreatedAt) { // the usual case: in time order
+		s.audit = append(s.audit, a)
+		return
+	}
+	i := sort.Search(n, func(i int) bool { return s.audit[i].CreatedAt.After(a.CreatedAt) })
+	s.audit = slices.Insert(s.audit, i, a)
+}
+
+func auditMatch(f *billing.AuditFilter, a *auditRec) bool {
+	return (f.Action == "" || a.Action == f.Action) && (f.EntityID == "" || a.EntityID == f.EntityID)
 }
 
 // auditSince returns the entries created at or after f.Since. Caller holds s.mu.
-func (s *Store) auditSince(f *billing.AuditFilter) []*billing.AuditEntry {
+func (s *Store) auditSince(f *billing.AuditFilter) []*auditRec {
 	since := t0(f.Since) // stores keep milliseconds; compare at that precision
 	if since.IsZero() {
 		return s.audit
@@ -83,7 +121,7 @@ func (s *Store) ListAudit(ctx context.Context, f billing.AuditFilter) ([]billing
 		var out []billing.AuditEntry
 		for i, list := 0, s.auditSince(&f); i < len(list); i++ {
 			if auditMatch(&f, list[i]) {
-				out = append(out, copyAudit(*list[i]))
+				out = append(out, list[i].out())
 				if len(out) == f.Limit {
 					break
 				}

@@ -15,6 +15,9 @@ type subRecord struct {
 	sub        billing.Subscription // normalised; owns its slices and pending effects
 	claimToken string
 	claimUntil time.Time
+	// audit holds the audit entries about this subscription (EntityType "subscription"),
+	// in insertion (time) order, for the console.
+	audit []*auditRec
 }
 
 // endEntry is a record's place in byEnd: a copy of its sort key (the period end in Unix
