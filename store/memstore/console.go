@@ -360,6 +360,7 @@ func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQue
 		slices.SortFunc(keys, func(a, b string) int {
 			return oldestFirst(s.notifications.rows[a].CreatedAt, s.notifications.rows[b].CreatedAt, a, b)
 		})
+		keys = slices.Compact(keys) // a key released or pruned, then reserved again
 	}
 	key := func(i int) string { return keys[len(keys)-1-i] } // newest first
 	start := sort.Search(len(keys), func(i int) bool { return q.After.Before(s.notifications.rows[key(i)].CreatedAt, key(i)) })

@@ -196,6 +196,7 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 			}
 			if in.Status == "" { // released: reservable again at once, as if never reserved
 				delete(s.notifications.rows, in.Key)
+				s.con.notesDirty = true // the console's ordering drops the key, or its copy if reserved again
 				continue
 			}
 			cur.Status, cur.Error, cur.UpdatedAt = in.Status, in.Error, t0(in.UpdatedAt)

@@ -203,6 +203,29 @@ func (s *suite) consoleTests() []test {
 				t.Fatalf("k2 reserved without data reads back with %+v", n2.Data)
 			}
 		}},
+		// A reservation released (FinishNotifications with no status) is reservable again as if
+		// never made. Proves: reserved again, the key is listed once, in all and in its
+		// subscription's list.
+		{"ListNotificationsOnceAfterRelease", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			c := consoleOf(t, st)
+			reserve := func(key string, i int) {
+				t.Helper()
+				ok, err := st.ReserveNotifications(ctx, []billing.NotificationRecord{{Key: key, Kind: billing.NotificationKindExpiring, SubscriptionID: "s-a"}}, "tok", at(i), at(i+1))
+				must(t, err, "ReserveNotifications(%s)", key)
+				if !ok[0] {
+					t.Fatalf("%s not reserved", key)
+				}
+			}
+			reserve("k1", 0)
+			reserve("k2", 1)
+			must(t, st.FinishNotifications(ctx, []billing.NotificationRecord{{Key: "k1"}}, "tok"), "FinishNotifications(release k1)")
+			reserve("k1", 2)
+			for _, q := range []billing.NotificationQuery{{Limit: 10}, {SubscriptionID: "s-a", Limit: 10}} {
+				ns, _, err := c.ListNotifications(ctx, q)
+				must(t, err, "ListNotifications")
+				equalIDs(t, ids2(ns, func(n billing.NotificationRecord) string { return n.Key }), []string{"k1", "k2"}, "notifications listed (query %+v)", q)
+			}
+		}},
 		{"RetryNotification", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			c := consoleOf(t, st)
 			for _, k := range []string{"failed", "sent"} {
