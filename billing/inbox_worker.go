@@ -133,7 +133,7 @@ func (w *InboxWorker) RunOnce(ctx context.Context) (int, error) {
 	claimErr := err
 	stop := w.renew(ctx, token)
 	defer stop()
-	// One goroutine per gateway object, its events in order; at most Concurrency at once.
+	// The events of one gateway object go together, in order.
 	var groups [][]WebhookEvent
 	index := map[string]int{}
 	for _, ev := range evs {
@@ -150,31 +150,31 @@ func (w *InboxWorker) RunOnce(ctx context.Context) (int, error) {
 		}
 		groups[i] = append(groups[i], ev)
 	}
+	// At most Concurrency goroutines, each taking the next group until none is left: a
+	// goroutine grows its stack to what applying an event needs once, not once per group.
 	var (
-		mu    sync.Mutex
-		done  int
-		errs  []error
-		wg    sync.WaitGroup
-		slots = make(chan struct{}, w.cfg.Concurrency)
+		mu   sync.Mutex
+		done int
+		errs []error
+		next atomic.Int64
+		wg   sync.WaitGroup
 	)
-	for _, g := range groups {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			for _, ev := range g {
-				ok, err := w.one(ctx, ev, token)
-				mu.Lock()
-				if ok {
-					done++
+	for range min(w.cfg.Concurrency, len(groups)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(groups); i = int(next.Add(1) - 1) {
+				for _, ev := range groups[i] {
+					ok, err := w.one(ctx, ev, token)
+					mu.Lock()
+					if ok {
+						done++
+					}
+					if err != nil {
+						errs = append(errs, err)
+					}
+					mu.Unlock()
 				}
-				if err != nil {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if claimErr != nil {
