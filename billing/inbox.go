@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -34,6 +35,13 @@ type InboxConfig struct {
 	// Concurrency bounds how many gateway objects the worker applies events of at once.
 	// Default 8.
 	Concurrency int
+	// BusyShare gives the acknowledgements priority over the processing: while this
+	// process's webhook handlers are accepting events (one accepted within the last 50ms)
+	// and goroutines are waiting for a CPU, the worker applies one event at a time and
+	// pauses after each, so that applying takes at most this share of its time (a pause
+	// lasts at most Poll). A backlog still drains meanwhile, faster once the deliveries
+	// ease. Default 0.2; 1 never pauses.
+	BusyShare float64
 }
 
 func (c *InboxConfig) setDefaults() {
@@ -58,6 +66,9 @@ func (c *InboxConfig) setDefaults() {
 	if c.Concurrency == 0 {
 		c.Concurrency = 8
 	}
+	if c.BusyShare == 0 {
+		c.BusyShare = 0.2
+	}
 }
 
 // Validate reports every problem with the inbox configuration at once.
@@ -78,6 +89,9 @@ func (c InboxConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s: %d is negative; use 0 for the default", name, n))
 		}
 	}
+	if c.BusyShare < 0 || c.BusyShare > 1 {
+		errs = append(errs, fmt.Errorf("Inbox.BusyShare: %v is outside 0..1; use 0 for the default", c.BusyShare))
+	}
 	return errors.Join(errs...)
 }
 
@@ -97,6 +111,9 @@ type inbox struct {
 	mu     sync.RWMutex
 	procs  map[string]WebhookProcessor
 	signal chan struct{} // poked when an event is accepted or woken
+	// accepted is when (time.Now, UnixNano) a handler of this process last accepted an
+	// event: the worker yields to acknowledgements in progress (InboxConfig.BusyShare).
+	accepted atomic.Int64
 }
 
 func newInbox() *inbox {
@@ -108,6 +125,20 @@ func (ib *inbox) poke() {
 	case ib.signal <- struct{}{}:
 	default:
 	}
+}
+
+// markAccepted records that an event is being accepted now. The time is written at most
+// once a millisecond: concurrent handlers mostly only read it.
+func (ib *inbox) markAccepted() {
+	now := time.Now().UnixNano()
+	if now-ib.accepted.Load() >= int64(time.Millisecond) {
+		ib.accepted.Store(now)
+	}
+}
+
+// accepting reports whether a handler accepted an event within the last 50ms.
+func (ib *inbox) accepting() bool {
+	return time.Now().UnixNano()-ib.accepted.Load() < int64(50*time.Millisecond)
 }
 
 func (ib *inbox) processor(gateway string) WebhookProcessor {
@@ -139,6 +170,7 @@ func (s *Service) AcceptWebhookEvent(ctx context.Context, ev WebhookEvent) (Even
 	if ev.Gateway == "" || ev.EventID == "" {
 		return EventOutcomeFailed, fmt.Errorf("%w: webhook event needs a gateway and an event id", ErrInvalidInput)
 	}
+	s.inbox.markAccepted()
 	ev.OccurredAt = TruncateTime(ev.OccurredAt)
 	_, inserted, err := s.store.PutWebhookEvent(ctx, ev, s.now())
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -29,6 +30,11 @@ type InboxWorker struct {
 	// claimed and the attempt's record (metrics).
 	Observe func(ev WebhookEvent, a WebhookAttempt)
 
+	// busy reports whether applying events now takes the CPU from acknowledgements
+	// (InboxConfig.BusyShare); pace is held for an event and its pause while it does.
+	busy func() bool
+	pace sync.Mutex
+
 	mu     sync.Mutex
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -40,7 +46,18 @@ func NewInboxWorker(svc *Service) (*InboxWorker, error) {
 	if svc == nil {
 		return nil, fmt.Errorf("%w: missing service: pass billing.NewService(store, notifier, cfg)", ErrInvalidInput)
 	}
-	return &InboxWorker{svc: svc, cfg: svc.cfg.Inbox, token: "inbox-" + newToken()}, nil
+	w := &InboxWorker{svc: svc, cfg: svc.cfg.Inbox, token: "inbox-" + newToken()}
+	w.busy = func() bool { return svc.inbox.accepting() && cpuWanted() }
+	return w, nil
+}
+
+const runnableMetric = "/sched/goroutines/runnable:goroutines"
+
+// cpuWanted reports whether goroutines of this process are waiting for a CPU.
+func cpuWanted() bool {
+	s := []metrics.Sample{{Name: runnableMetric}}
+	metrics.Read(s)
+	return s[0].Value.Kind() == metrics.KindUint64 && s[0].Value.Uint64() > 0
 }
 
 // Start runs the worker in the background until Shutdown or until ctx ends.
@@ -133,7 +150,7 @@ func (w *InboxWorker) RunOnce(ctx context.Context) (int, error) {
 	claimErr := err
 	stop := w.renew(ctx, token)
 	defer stop()
-	// One goroutine per gateway object, its events in order; at most Concurrency at once.
+	// The events of one gateway object go together, in order.
 	var groups [][]WebhookEvent
 	index := map[string]int{}
 	for _, ev := range evs {
@@ -150,37 +167,52 @@ func (w *InboxWorker) RunOnce(ctx context.Context) (int, error) {
 		}
 		groups[i] = append(groups[i], ev)
 	}
+	// At most Concurrency goroutines, each taking the next group until none is left: a
+	// goroutine grows its stack to what applying an event needs once, not once per group.
 	var (
-		mu    sync.Mutex
-		done  int
-		errs  []error
-		wg    sync.WaitGroup
-		slots = make(chan struct{}, w.cfg.Concurrency)
+		mu   sync.Mutex
+		done int
+		errs []error
+		next atomic.Int64
+		wg   sync.WaitGroup
 	)
-	for _, g := range groups {
-		wg.Add(1)
-		slots <- struct{}{}
-		go func() {
-			defer wg.Done()
-			defer func() { <-slots }()
-			for _, ev := range g {
-				ok, err := w.one(ctx, ev, token)
-				mu.Lock()
-				if ok {
-					done++
+	for range min(w.cfg.Concurrency, len(groups)) {
+		wg.Go(func() {
+			for i := int(next.Add(1) - 1); i < len(groups); i = int(next.Add(1) - 1) {
+				for _, ev := range groups[i] {
+					ok, err := w.paced(ctx, ev, token)
+					mu.Lock()
+					if ok {
+						done++
+					}
+					if err != nil {
+						errs = append(errs, err)
+					}
+					mu.Unlock()
 				}
-				if err != nil {
-					errs = append(errs, err)
-				}
-				mu.Unlock()
 			}
-		}()
+		})
 	}
 	wg.Wait()
 	if claimErr != nil {
 		errs = append(errs, claimErr)
 	}
 	return done, errors.Join(errs...)
+}
+
+// paced is one, yielding to the acknowledgements while they are busy
+// (InboxConfig.BusyShare): one event at a time, then a pause.
+func (w *InboxWorker) paced(ctx context.Context, ev WebhookEvent, token string) (bool, error) {
+	if w.cfg.BusyShare >= 1 || !w.busy() {
+		return w.one(ctx, ev, token)
+	}
+	w.pace.Lock()
+	defer w.pace.Unlock()
+	start := time.Now()
+	ok, err := w.one(ctx, ev, token)
+	took := time.Since(start)
+	time.Sleep(min(time.Duration(float64(took)*(1-w.cfg.BusyShare)/w.cfg.BusyShare), w.cfg.Poll))
+	return ok, err
 }
 
 // one applies a claimed event, or puts it back while an earlier event of its object is

@@ -44,26 +44,41 @@ type notification struct {
 type flexString string
 
 func (f *flexString) UnmarshalJSON(b []byte) error {
+	// encoding/json hands over one well-formed value: an id (a plain ASCII string or a
+	// number) is its own text, without decoding it a second time.
 	b = bytes.TrimSpace(b)
-	if bytes.Equal(b, []byte("null")) {
+	switch {
+	case bytes.Equal(b, []byte("null")):
 		*f = ""
-		return nil
-	}
-	if len(b) > 0 && b[0] == '"' {
-		var s string
+	case plainString(b):
+		*f = flexString(b[1 : len(b)-1])
+	case len(b) > 0 && b[0] == '"':
+		var s string // escapes or non-ASCII: decoded as encoding/json does
 		if err := json.Unmarshal(b, &s); err != nil {
 			return err
 		}
 		*f = flexString(s)
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
+	case len(b) > 0 && (b[0] == '-' || b[0] >= '0' && b[0] <= '9'):
+		*f = flexString(b)
+	default:
 		// encoding/json adds the field name to this error.
 		return &json.UnmarshalTypeError{Value: "non-id", Type: reflect.TypeFor[flexString]()}
 	}
-	*f = flexString(n.String())
 	return nil
+}
+
+// plainString reports whether b is a JSON string of printable ASCII without escapes, whose
+// value is the bytes between the quotes.
+func plainString(b []byte) bool {
+	if len(b) < 2 || b[0] != '"' || b[len(b)-1] != '"' {
+		return false
+	}
+	for _, c := range b[1 : len(b)-1] {
+		if c < 0x20 || c > 0x7e || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }
 
 // decodeNotification parses and validates a notification body.

@@ -281,3 +281,34 @@ func BenchmarkHandler(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkInboxDrain accepts the loopback benchmark's events in process (untimed), then
+// times an InboxWorker draining them: the worker's cost per event, without the network and
+// without handlers competing for the CPU.
+//
+//	go test -run '^$' -bench InboxDrain -count 5 ./gateways/stripegw
+func BenchmarkInboxDrain(b *testing.B) {
+	svc, h := benchHandler(b, false)
+	for i := range b.N {
+		body := benchBody(i)
+		req := httptest.NewRequest(http.MethodPost, "/webhook", bytes.NewReader(body))
+		req.Header.Set(SignatureHeader, SignPayload("whsec_bench", body, fuzzNow))
+		req.Header.Set("Content-Type", "application/json")
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, req)
+		if rec.Code != http.StatusOK {
+			b.Fatalf("status %d: %s", rec.Code, rec.Body)
+		}
+	}
+	w, err := billing.NewInboxWorker(svc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	n, err := w.Drain(context.Background())
+	b.StopTimer()
+	if err != nil || n != b.N {
+		b.Fatalf("drained %d of %d: %v", n, b.N, err)
+	}
+}
