@@ -97,6 +97,7 @@ func benchVariant(b *testing.B, c *mongo.Client, counts *commandCounts, n int, r
 		db := freshDB(b, c)
 		st := newStore(b, db, mongostore.Config{BatchSize: benchBatch()})
 		seedBench(ctx, b, st, n)
+		benchPGIndex(ctx, b, db)
 		counts.reset(true)
 		return testkit.SweepRound{Store: st,
 			Sweep: func() {
@@ -120,6 +121,19 @@ func benchVariant(b *testing.B, c *mongo.Client, counts *commandCounts, n int, r
 }
 
 var benchNow = testkit.SweepNow
+
+// benchPGIndex runs mongostore.IndexFerretDBPostgreSQL on db when the server is FerretDB on
+// the PostgreSQL of POSTGRES_TEST_URI, for every variant alike, unless BENCH_PG_INDEX=0.
+func benchPGIndex(ctx context.Context, b *testing.B, db *mongo.Database) {
+	if os.Getenv("BENCH_PG_INDEX") == "0" {
+		return
+	}
+	if pg := ferretPostgres(b, db); pg != nil {
+		if err := mongostore.IndexFerretDBPostgreSQL(ctx, pg, db.Name()); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
 
 // seedBench inserts one plan and n users, each with one active subscription: half end in
 // two days (warned), half ended yesterday (expired, with the user's access).

@@ -117,7 +117,12 @@
 // completes the effects of a batch held by one claim (billing.EffectsDone.ClaimToken) with
 // one updateMany by that claim, and claims by status equality so lapsed subscriptions are
 // not read. What remains per record is one scan of the collection per distinct document
-// write (a transition, a user's access granted), which the store cannot avoid on FerretDB v1.
+// write (a transition, a notification record, a user's access granted): no filter shape
+// reaches PostgreSQL as anything but @>. An index in PostgreSQL that serves @> on _id makes
+// each of them an index lookup: IndexFerretDBPostgreSQL creates a GIN (jsonb_path_ops)
+// index on (_jsonb->'_id') for every collection of the database, given a database/sql
+// connection to FerretDB's PostgreSQL database. FerretDB does not know of these indexes and
+// leaves them alone; they go with their table.
 //
 // ClaimMode (auto-detected from buildInfo) is ClaimSerialized on FerretDB, and then:
 //
