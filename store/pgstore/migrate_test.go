@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/store/pgstore"
 )
@@ -199,48 +201,64 @@ func TestErrorMapping(t *testing.T) {
 	}
 }
 
-// TestMigrateKeepsClaimsAcross0008 proves claims held when migration 0008 runs (written
-// into the claim columns by the schema-7 store) are listed in subscription_claims by it,
-// so their token still extends and releases them after the upgrade.
-func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
+// lapsedAt is the time of the migration tests' records: s1, s2 and s3, active, their period
+// ended an hour before it.
+var lapsedAt = time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// atSchemaWithLapsed returns a store on a fresh schema migrated up to version, holding s1,
+// s2 and s3 written by that version's store.
+func atSchemaWithLapsed(t *testing.T, version int) (*pgxpool.Pool, *pgstore.Store) {
+	t.Helper()
 	p := pool(t)
 	ctx := context.Background()
 	s, err := pgstore.New(p, pgstore.Config{Schema: freshSchema(t, p), Logger: quiet})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.MigrateTo(ctx, 7); err != nil {
+	if err := s.MigrateTo(ctx, version); err != nil {
 		t.Fatal(err)
 	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
 	for _, id := range []string{"s1", "s2", "s3"} {
 		sub := billing.Subscription{ID: id, UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
-			CurrentPeriodEnd: now.Add(-time.Hour), CreatedAt: now, UpdatedAt: now}
+			CurrentPeriodEnd: lapsedAt.Add(-time.Hour), CreatedAt: lapsedAt, UpdatedAt: lapsedAt}
 		if err := s.InsertSubscription(ctx, &sub); err != nil {
 			t.Fatal(err)
 		}
 	}
+	return p, s
+}
+
+// claimActive claims, for token at lapsedAt, the active records (those with pending effects
+// when pending) and returns their ids in order.
+func claimActive(t *testing.T, s *pgstore.Store, token string, pending bool) []string {
+	t.Helper()
+	subs, err := s.ClaimSubscriptions(context.Background(), billing.ClaimParams{Token: token, Now: lapsedAt, LeaseUntil: lapsedAt.Add(time.Hour), Limit: 10, Pending: pending,
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
+	if err != nil {
+		t.Fatalf("claim %s: %v", token, err)
+	}
+	var ids []string
+	for _, x := range subs {
+		ids = append(ids, x.ID)
+	}
+	return ids
+}
+
+// TestMigrateKeepsClaimsAcross0008 proves claims held when migration 0008 runs (written
+// into the claim columns by the schema-7 store) are listed in subscription_claims by it,
+// so their token still extends and releases them after the upgrade.
+func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
+	p, s := atSchemaWithLapsed(t, 7)
+	ctx := context.Background()
 	// The schema-7 store's claims: s1 and s2 held by A, s3 by B, leases live until now+1h.
 	if _, err := p.Exec(ctx, `UPDATE `+s.Table("subscriptions")+` SET claim_token = CASE id WHEN 's3' THEN 'B' ELSE 'A' END,
-		claim_until = $1`, now.Add(time.Hour)); err != nil {
+		claim_until = $1`, lapsedAt.Add(time.Hour)); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate from 7: %v", err)
 	}
-	claim := func(token string) []string {
-		t.Helper()
-		subs, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: token, Now: now, LeaseUntil: now.Add(time.Hour), Limit: 10,
-			Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
-		if err != nil {
-			t.Fatalf("claim %s: %v", token, err)
-		}
-		var ids []string
-		for _, x := range subs {
-			ids = append(ids, x.ID)
-		}
-		return ids
-	}
+	claim := func(token string) []string { return claimActive(t, s, token, false) }
 	if got := claim("C"); len(got) != 0 {
 		t.Fatalf("C claimed %v while A and B hold every record", got)
 	}
@@ -251,10 +269,10 @@ func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
 		t.Fatalf("after A released its pre-migration claims, C claimed %q, want s1,s2", got)
 	}
 	// B's pre-migration claim extends: at now+2h (past its old lease) it still holds s3.
-	if err := s.ExtendClaims(ctx, "B", now.Add(3*time.Hour)); err != nil {
+	if err := s.ExtendClaims(ctx, "B", lapsedAt.Add(3*time.Hour)); err != nil {
 		t.Fatal(err)
 	}
-	subs, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "D", Now: now.Add(2 * time.Hour), LeaseUntil: now.Add(4 * time.Hour), Limit: 10,
+	subs, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "D", Now: lapsedAt.Add(2 * time.Hour), LeaseUntil: lapsedAt.Add(4 * time.Hour), Limit: 10,
 		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
 	if err != nil {
 		t.Fatal(err)
@@ -272,23 +290,8 @@ func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
 // live one after the upgrade, and once its effects are completed no claim of pending
 // records finds it again while a claim of the others does.
 func TestMigrateKeepsPendingAcross0009(t *testing.T) {
-	p := pool(t)
+	p, s := atSchemaWithLapsed(t, 8)
 	ctx := context.Background()
-	s, err := pgstore.New(p, pgstore.Config{Schema: freshSchema(t, p), Logger: quiet})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.MigrateTo(ctx, 8); err != nil {
-		t.Fatal(err)
-	}
-	now := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
-	for _, id := range []string{"s1", "s2", "s3"} {
-		sub := billing.Subscription{ID: id, UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
-			CurrentPeriodEnd: now.Add(-time.Hour), CreatedAt: now, UpdatedAt: now}
-		if err := s.InsertSubscription(ctx, &sub); err != nil {
-			t.Fatal(err)
-		}
-	}
 	// The schema-8 store's pending effects (on the row only), s2's on a soft-deleted record.
 	if _, err := p.Exec(ctx, `UPDATE `+s.Table("subscriptions")+` SET pending = jsonb_build_object('token', 'eff-' || id, 'status', 'active'),
 		flag_del = id = 's2' WHERE id IN ('s1', 's2')`); err != nil {
@@ -304,19 +307,7 @@ func TestMigrateKeepsPendingAcross0009(t *testing.T) {
 	if got := strings.Join(listed, ","); got != "s1,s2" {
 		t.Fatalf("subscription_effects lists %q after the migration, want s1,s2 (the records with pending effects)", got)
 	}
-	claim := func(token string, pending bool) string {
-		t.Helper()
-		subs, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: token, Now: now, LeaseUntil: now.Add(time.Hour), Limit: 10, Pending: pending,
-			Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
-		if err != nil {
-			t.Fatalf("claim %s: %v", token, err)
-		}
-		var ids []string
-		for _, x := range subs {
-			ids = append(ids, x.ID)
-		}
-		return strings.Join(ids, ",")
-	}
+	claim := func(token string, pending bool) string { return strings.Join(claimActive(t, s, token, pending), ",") }
 	if got := claim("A", true); got != "s1" {
 		t.Fatalf("the claim of records with pending effects got %q after the migration, want s1", got)
 	}
