@@ -472,7 +472,7 @@ func (s *Service) finishCancelled(ctx context.Context, res *CleanupResult, batch
 		if len(res.Errors) < maxResultErrors {
 			res.Errors = append(res.Errors, err.Error())
 		}
-		s.log.WarnContext(ctx, "payment cancelled, its audit entry not written; the next run writes it", "payment_id", p.ID, "error", err)
+		s.log.WarnContext(ctx, "payment cancelled, its effects not finished; the next run finishes them", "payment_id", p.ID, "error", err)
 	}
 	var entries []AuditEntry
 	for _, p := range batch {

@@ -281,7 +281,7 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 	}
 	pending := &fields{}
 	if effects != nil {
-		if err := putEffects(pending, "payment", "(stale)", *effects); err != nil {
+		if err := putEffects(pending, "stale payments", "cancel", *effects); err != nil {
 			return nil, err
 		}
 	}
