@@ -103,3 +103,11 @@ func NotFound(err error) bool {
 	var ae *APIError
 	return errors.As(err, &ae) && ae.StatusCode == http.StatusNotFound
 }
+
+// RetryableStatus reports whether a call whose answer had this HTTP status (0: none
+// arrived) may succeed later: a timeout (408), a rate limit (429) or a server error (5xx).
+// It is what APIError.Retryable is for PayPal's and Mercado Pago's REST APIs; Stripe's
+// rules differ (its 409 is a lock timeout), so stripegw keeps its own.
+func RetryableStatus(code int) bool {
+	return code == 0 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+}

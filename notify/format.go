@@ -1,6 +1,7 @@
 package notify
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -33,32 +34,34 @@ type currencyInfo struct {
 	digits             int
 }
 
-// currency knows the symbols of the currencies renewkit's gateways commonly charge in.
-// Others are shown with their ISO code and two decimals.
+// currencies are the symbols (en, pt-BR) and decimals of the currencies renewkit's
+// gateways commonly charge in.
+var currencies = map[string]currencyInfo{
+	"BRL": {"R$", "R$", 2},
+	"USD": {"$", "US$", 2},
+	"EUR": {"€", "€", 2},
+	"GBP": {"£", "£", 2},
+	"MXN": {"MX$", "MX$", 2},
+	"CAD": {"CA$", "CA$", 2},
+	"AUD": {"A$", "AU$", 2},
+	"JPY": {"¥", "JP¥", 0},
+	"KRW": {"₩", "₩", 0},
+}
+
+// zeroDecimal are the currencies without minor units that have no symbol in currencies.
+var zeroDecimal = []string{"CLP", "PYG", "ISK", "VND"}
+
+// currency gives the symbols and decimals of code. Others than those in currencies are
+// shown with their ISO code and two decimals (none for zeroDecimal).
 func currency(code string) currencyInfo {
-	switch code {
-	case "BRL":
-		return currencyInfo{"R$", "R$", 2}
-	case "USD":
-		return currencyInfo{"$", "US$", 2}
-	case "EUR":
-		return currencyInfo{"€", "€", 2}
-	case "GBP":
-		return currencyInfo{"£", "£", 2}
-	case "MXN":
-		return currencyInfo{"MX$", "MX$", 2}
-	case "CAD":
-		return currencyInfo{"CA$", "CA$", 2}
-	case "AUD":
-		return currencyInfo{"A$", "AU$", 2}
-	case "JPY":
-		return currencyInfo{"¥", "JP¥", 0}
-	case "KRW":
-		return currencyInfo{"₩", "₩", 0}
-	case "CLP", "PYG", "ISK", "VND":
-		return currencyInfo{code + " ", code, 0}
+	if info, ok := currencies[code]; ok {
+		return info
 	}
-	return currencyInfo{code + " ", code, 2}
+	info := currencyInfo{code + " ", code, 2}
+	if slices.Contains(zeroDecimal, code) {
+		info.digits = 0
+	}
+	return info
 }
 
 // FormatMoney formats m for the locale: "R$ 1.234,56" in pt-BR, "$1,234.56" in en.

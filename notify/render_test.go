@@ -110,6 +110,7 @@ func TestFormatMoney(t *testing.T) {
 		{billing.Money{Amount: 1000, Currency: "EUR"}, "pt-BR", "€ 10,00"},
 		{billing.Money{Amount: 1500, Currency: "JPY"}, "en", "¥1,500"},
 		{billing.Money{Amount: 990, Currency: "CHF"}, "en", "CHF 9.90"},
+		{billing.Money{Amount: 1500, Currency: "CLP"}, "pt-BR", "CLP 1.500"}, // ISO code, no decimals
 		{billing.Money{Amount: 0, Currency: "BRL"}, "pt-BR", "R$ 0,00"},
 		{billing.Money{Amount: -4990, Currency: "USD"}, "en", "-$49.90"},
 	}

@@ -76,18 +76,12 @@ type admin struct {
 // unknown job or route, 405 wrong method (with Allow), 409 trigger while running, 503
 // after Shutdown.
 func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
-	var errs []error
-	if s == nil {
-		errs = append(errs, errors.New("nil scheduler: pass the *Scheduler from scheduler.NewScheduler"))
-	}
-	if opts.Authorize == nil {
-		errs = append(errs, errors.New("AdminOptions.Authorize is required: pass your admin check or scheduler.BearerToken(os.Getenv(\"ADMIN_TOKEN\"))"))
-	}
-	if opts.HistoryLimit < 0 {
-		errs = append(errs, fmt.Errorf("AdminOptions.HistoryLimit %d is negative: use 0 for the default 20", opts.HistoryLimit))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if err := invalid(
+		check(s != nil, "nil scheduler: pass the *Scheduler from scheduler.NewScheduler"),
+		check(opts.Authorize != nil, "AdminOptions.Authorize is required: "+authorizeFix),
+		check(opts.HistoryLimit >= 0, fmt.Sprintf("AdminOptions.HistoryLimit %d is negative: use 0 for the default 20", opts.HistoryLimit)),
+	); err != nil {
+		return nil, err
 	}
 	a := &admin{s: s, limit: opts.HistoryLimit, log: opts.Logger, analytics: opts.Analytics}
 	if a.limit == 0 {
@@ -96,42 +90,15 @@ func AdminHandler(s *Scheduler, opts AdminOptions) (http.Handler, error) {
 	if a.log == nil {
 		a.log = slog.Default()
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /{$}", a.list)
-	mux.HandleFunc("GET /stats/summary", a.stats)
-	mux.HandleFunc("GET /{job_id}", a.get)
-	mux.HandleFunc("GET /{job_id}/preview", a.preview)
-	mux.HandleFunc("POST /{job_id}/pause", a.pause)
-	mux.HandleFunc("POST /{job_id}/resume", a.resume)
-	mux.HandleFunc("POST /{job_id}/trigger", a.trigger)
-	// The same paths with other methods, so 405 comes as JSON with an Allow header.
-	mux.HandleFunc("/{$}", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("/stats/summary", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("/{job_id}", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("/{job_id}/{action}", func(w http.ResponseWriter, r *http.Request) {
-		switch r.PathValue("action") {
-		case "pause", "resume", "trigger":
-			methodNotAllowed("POST")(w, r)
-		case "preview":
-			methodNotAllowed("GET, HEAD")(w, r)
-		default:
-			notFound(w, r)
-		}
-	})
-	mux.HandleFunc("/", notFound)
-	return guard(opts.Authorize, mux), nil
-}
-
-// notFound answers a path no route of the API serves.
-func notFound(w http.ResponseWriter, _ *http.Request) {
-	writeError(w, http.StatusNotFound, "not found")
-}
-
-func methodNotAllowed(allow string) http.HandlerFunc {
-	return func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Allow", allow)
-		writeError(w, http.StatusMethodNotAllowed, "method "+r.Method+" not allowed; use "+allow)
-	}
+	return apiMux(opts.Authorize, map[string]http.HandlerFunc{
+		"GET /{$}":               a.list,
+		"GET /stats/summary":     a.stats,
+		"GET /{job_id}":          a.get,
+		"GET /{job_id}/preview":  a.preview,
+		"POST /{job_id}/pause":   a.pause,
+		"POST /{job_id}/resume":  a.resume,
+		"POST /{job_id}/trigger": a.trigger,
+	}), nil
 }
 
 func (a *admin) list(w http.ResponseWriter, r *http.Request) {

@@ -92,15 +92,11 @@ type console struct {
 // parameter, 404 for an unknown id or route, 405 with Allow, 409 for an action the
 // record's state refuses, 501 when the store lacks billing.Console.
 func ConsoleHandler(src ConsoleSource, opts ConsoleOptions) (http.Handler, error) {
-	var errs []error
-	if src == nil {
-		errs = append(errs, errors.New("nil console source: pass the *billing.Service"))
-	}
-	if opts.Authorize == nil {
-		errs = append(errs, errors.New("ConsoleOptions.Authorize is required: pass your admin check or scheduler.BearerToken(os.Getenv(\"ADMIN_TOKEN\"))"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if err := invalid(
+		check(src != nil, "nil console source: pass the *billing.Service"),
+		check(opts.Authorize != nil, "ConsoleOptions.Authorize is required: "+authorizeFix),
+	); err != nil {
+		return nil, err
 	}
 	c := &console{src: src, identify: opts.Identify, log: opts.Logger}
 	if c.identify == nil {
@@ -109,40 +105,16 @@ func ConsoleHandler(src ConsoleSource, opts ConsoleOptions) (http.Handler, error
 	if c.log == nil {
 		c.log = slog.Default()
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /subscriptions", c.subscriptions)
-	mux.HandleFunc("GET /subscriptions/{id}", c.subscription)
-	mux.HandleFunc("GET /subscriptions/{id}/timeline", c.timeline)
-	mux.HandleFunc("GET /subscriptions/{id}/rerun", c.rerun)
-	mux.HandleFunc("POST /subscriptions/{id}/rerun", c.rerun)
-	mux.HandleFunc("GET /payments", c.payments)
-	mux.HandleFunc("GET /notifications", c.notifications)
-	mux.HandleFunc("POST /notifications/resend", c.resend)
-	for path, allow := range map[string]string{
-		"/subscriptions": "GET, HEAD", "/subscriptions/{id}": "GET, HEAD", "/subscriptions/{id}/timeline": "GET, HEAD",
-		"/subscriptions/{id}/rerun": "GET, HEAD, POST", "/payments": "GET, HEAD", "/notifications": "GET, HEAD",
-		"/notifications/resend": "POST",
-	} {
-		mux.HandleFunc(path, methodNotAllowed(allow))
-	}
-	mux.HandleFunc("/", notFound)
-	return guard(opts.Authorize, mux), nil
-}
-
-// guard authorizes every request before h: 401 (with WWW-Authenticate) or 403, as JSON.
-func guard(authorize Authorizer, h http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if err := authorize(r); err != nil {
-			if errors.Is(err, ErrForbidden) {
-				writeError(w, http.StatusForbidden, ErrForbidden.Error())
-				return
-			}
-			w.Header().Set("WWW-Authenticate", `Bearer realm="renewkit admin"`)
-			writeError(w, http.StatusUnauthorized, ErrUnauthenticated.Error())
-			return
-		}
-		h.ServeHTTP(w, r)
-	})
+	return apiMux(opts.Authorize, map[string]http.HandlerFunc{
+		"GET /subscriptions":               c.subscriptions,
+		"GET /subscriptions/{id}":          c.subscription,
+		"GET /subscriptions/{id}/timeline": c.timeline,
+		"GET /subscriptions/{id}/rerun":    c.rerun,
+		"POST /subscriptions/{id}/rerun":   c.rerun,
+		"GET /payments":                    c.payments,
+		"GET /notifications":               c.notifications,
+		"POST /notifications/resend":       c.resend,
+	}), nil
 }
 
 // errBadParam marks a query parameter the API refuses (400).

@@ -43,15 +43,11 @@ type inboxEvent struct {
 // Every request is authorized first (401, 403). Errors are JSON: 400 bad query, 404 unknown
 // event, 405 wrong method, 409 replay of an event that is not failed, dead or ignored.
 func InboxAdminHandler(svc *billing.Service, opts InboxOptions) (http.Handler, error) {
-	var errs []error
-	if svc == nil {
-		errs = append(errs, errors.New("nil billing service: pass the one from billing.NewService"))
-	}
-	if opts.Authorize == nil {
-		errs = append(errs, errors.New("InboxOptions.Authorize is required: pass your admin check or scheduler.BearerToken(os.Getenv(\"ADMIN_TOKEN\"))"))
-	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, errors.Join(ErrInvalidConfig, err)
+	if err := invalid(
+		check(svc != nil, "nil billing service: pass the one from billing.NewService"),
+		check(opts.Authorize != nil, "InboxOptions.Authorize is required: "+authorizeFix),
+	); err != nil {
+		return nil, err
 	}
 	a := &inboxAdmin{svc: svc, identify: opts.Identify, log: opts.Logger}
 	if a.log == nil {
@@ -60,17 +56,12 @@ func InboxAdminHandler(svc *billing.Service, opts InboxOptions) (http.Handler, e
 	if a.identify == nil {
 		a.identify = OperatorHeader
 	}
-	mux := http.NewServeMux()
-	mux.HandleFunc("GET /events", a.list)
-	mux.HandleFunc("GET /events/{gateway}/{event_id}", a.get)
-	mux.HandleFunc("POST /events/{gateway}/{event_id}/replay", a.replay)
-	mux.HandleFunc("GET /stats", a.stats)
-	mux.HandleFunc("/events", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("/stats", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("/events/{gateway}/{event_id}", methodNotAllowed("GET, HEAD"))
-	mux.HandleFunc("/events/{gateway}/{event_id}/replay", methodNotAllowed("POST"))
-	mux.HandleFunc("/", notFound)
-	return guard(opts.Authorize, mux), nil
+	return apiMux(opts.Authorize, map[string]http.HandlerFunc{
+		"GET /events":                              a.list,
+		"GET /events/{gateway}/{event_id}":         a.get,
+		"POST /events/{gateway}/{event_id}/replay": a.replay,
+		"GET /stats":                               a.stats,
+	}), nil
 }
 
 func (a *inboxAdmin) show(ev billing.WebhookEvent) inboxEvent {

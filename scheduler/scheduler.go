@@ -129,8 +129,8 @@ func newScheduler(jobs []billing.Job, store Store, cfg Config, errs []error) (*S
 			errs = append(errs, fmt.Errorf("Config.Disabled: %q is no such job; use one of the known jobs: %v", id, s.ids()))
 		}
 	}
-	if err := errors.Join(errs...); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
+	if err := invalid(errs...); err != nil {
+		return nil, err
 	}
 	s.baseCtx, s.cancelBase = context.WithCancel(context.Background())
 	return s, nil

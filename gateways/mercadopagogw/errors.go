@@ -48,9 +48,5 @@ func apiErr(op, id string, status int, err error) *gateways.APIError {
 		err = billing.ErrNotFound
 	}
 	return &gateways.APIError{Gateway: billing.GatewayMercadoPago, Op: op, ID: id, StatusCode: status,
-		Retryable: retryableStatus(status), Err: err}
-}
-
-func retryableStatus(code int) bool {
-	return code == 0 || code == http.StatusRequestTimeout || code == http.StatusTooManyRequests || code >= 500
+		Retryable: gateways.RetryableStatus(status), Err: err}
 }

@@ -1,13 +1,13 @@
 package mercadopagogw
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/internal/hookhttp"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 // approvedCheckout approves a renewkit checkout payment through the webhook and returns it.
@@ -25,11 +25,7 @@ func approvedCheckout(t *testing.T, e *env) billing.Payment {
 
 func (e *env) hasAccess() bool {
 	e.t.Helper()
-	u, err := e.st.GetUser(context.Background(), "u1")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return u.HasAccess(e.clock.Now())
+	return testkit.HasAccess(e.t, e.st, e.clock, "u1")
 }
 
 func countKind(ns []billing.Notification, k billing.NotificationKind) int {

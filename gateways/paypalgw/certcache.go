@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/renewkit/renewkit/billing"
+	"github.com/renewkit/renewkit/gateways"
 )
 
 // certChain is a downloaded signing certificate with the intermediates served with it.
@@ -232,7 +233,7 @@ func (c *certCache) fetch(ctx context.Context, rawURL string) (*certChain, error
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode != http.StatusOK {
-		if retryableStatus(resp.StatusCode) {
+		if gateways.RetryableStatus(resp.StatusCode) {
 			return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "fetch certificate", StatusCode: resp.StatusCode, Retryable: true}
 		}
 		return nil, sigErr(ErrCertificate, "certificate URL answered HTTP %d", resp.StatusCode)

@@ -60,10 +60,6 @@ var (
 // Deprecated: use gateways.APIError (Name is now Code, DebugID is now RequestID).
 type APIError = gateways.APIError
 
-func retryableStatus(code int) bool {
-	return code == 0 || code == 408 || code == 429 || code >= 500
-}
-
 // sigError is a verification failure: its text is the specific sentinel's and the detail,
 // and it wraps ErrSignature, the shared sentinel and the specific one.
 type sigError struct {

@@ -268,7 +268,7 @@ func apiError(op string, err error) *APIError {
 		if er.Response != nil {
 			out.StatusCode = er.Response.StatusCode
 		}
-		out.Retryable = retryableStatus(out.StatusCode)
+		out.Retryable = gateways.RetryableStatus(out.StatusCode)
 		// ErrorResponse.Error dereferences the request; keep only the safe parts.
 		out.Err = errors.New(er.Message)
 	}

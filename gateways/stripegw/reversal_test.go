@@ -1,7 +1,6 @@
 package stripegw_test
 
 import (
-	"context"
 	"net/http"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/renewkit/renewkit/billing"
 	"github.com/renewkit/renewkit/gateways/stripegw"
 	"github.com/renewkit/renewkit/gateways/stripegw/stripegwtest"
+	"github.com/renewkit/renewkit/internal/testkit"
 )
 
 func charge(id, invoiceID string, amount, refunded int64) map[string]any {
@@ -45,11 +45,7 @@ func paidEnv(t *testing.T, objects map[string]any) *env {
 
 func (e *env) hasAccess() bool {
 	e.t.Helper()
-	u, err := e.st.GetUser(context.Background(), "u1")
-	if err != nil {
-		e.t.Fatal(err)
-	}
-	return u.HasAccess(e.clock.Now())
+	return testkit.HasAccess(e.t, e.st, e.clock, "u1")
 }
 
 // Proves: charge.refunded for the charge that paid the current period refunds the payment

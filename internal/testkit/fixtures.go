@@ -102,3 +102,14 @@ func Seed(t testing.TB, st billing.Store, records ...any) {
 		}
 	}
 }
+
+// HasAccess reports whether user id has access at clock's time; it fails the test when the
+// user cannot be read.
+func HasAccess(t testing.TB, users billing.UserStore, clock billing.Clock, id string) bool {
+	t.Helper()
+	u, err := users.GetUser(context.Background(), id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return u.HasAccess(clock.Now())
+}

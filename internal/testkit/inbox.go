@@ -3,6 +3,9 @@ package testkit
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"sync"
 	"testing"
 	"time"
 
@@ -58,6 +61,35 @@ func PastStuckLeases(t testing.TB, clock *Clock, lease, quiet time.Duration, the
 			t.Logf("inbox unchanged for %v with received events %+v: moving the clock past the lease (%v)", quiet, st.ByState, lease)
 			clock.Advance(lease + time.Millisecond)
 			since = time.Now()
+		}
+	}
+}
+
+// Delivery is one webhook request and the handler (a replica's) that receives it.
+type Delivery struct {
+	Handler http.Handler
+	Request *http.Request
+}
+
+// DeliverAll serves every delivery at once, each in its own goroutine, and fails t unless
+// every one was answered 200: in a storm of deliveries each one must be acknowledged. what
+// names the round in the failure.
+func DeliverAll(t testing.TB, what string, deliveries []Delivery) {
+	t.Helper()
+	var wg sync.WaitGroup
+	codes := make(chan int, len(deliveries))
+	for _, d := range deliveries {
+		wg.Go(func() {
+			rec := httptest.NewRecorder()
+			d.Handler.ServeHTTP(rec, d.Request)
+			codes <- rec.Code
+		})
+	}
+	wg.Wait()
+	close(codes)
+	for code := range codes {
+		if code != http.StatusOK {
+			t.Fatalf("%s: a delivery got %d; every delivery must get 200", what, code)
 		}
 	}
 }

@@ -20,116 +20,75 @@ type field[T any] struct {
 // sameTime compares at the stores' precision; equal instants need no truncation.
 func sameTime(a, b time.Time) bool { return a.Equal(b) || t0(a).Equal(t0(b)) }
 
+// value is a field compared with == and copied as is; at points at it in a record.
+func value[T any, V comparable](name string, at func(*T) *V) field[T] {
+	return field[T]{name,
+		func(a, b *T) bool { return *at(a) == *at(b) },
+		func(d, s *T) { *at(d) = *at(s) }}
+}
+
+// instant is a time field, compared and stored at the stores' precision.
+func instant[T any](name string, at func(*T) *time.Time) field[T] {
+	return field[T]{name,
+		func(a, b *T) bool { return sameTime(*at(a), *at(b)) },
+		func(d, s *T) { *at(d) = t0(*at(s)) }}
+}
+
+// list is a list of ids, compared element by element and copied so the store never shares
+// the caller's backing array.
+func list[T any](name string, at func(*T) *[]string) field[T] {
+	return field[T]{name,
+		func(a, b *T) bool { return slices.Equal(*at(a), *at(b)) },
+		func(d, s *T) { *at(d) = slices.Clone(*at(s)) }}
+}
+
+type (
+	sub = billing.Subscription
+	pay = billing.Payment
+)
+
 // subFields are the writable fields of a subscription: every one except ID, Pending and
 // Version.
-var subFields = []field[billing.Subscription]{
-	{billing.FieldUserID,
-		func(a, b *billing.Subscription) bool { return a.UserID == b.UserID },
-		func(d, s *billing.Subscription) { d.UserID = s.UserID }},
-	{billing.FieldPlanID,
-		func(a, b *billing.Subscription) bool { return a.PlanID == b.PlanID },
-		func(d, s *billing.Subscription) { d.PlanID = s.PlanID }},
-	{billing.FieldStatus,
-		func(a, b *billing.Subscription) bool { return a.Status == b.Status },
-		func(d, s *billing.Subscription) { d.Status = s.Status }},
-	{billing.FieldBillingCycle,
-		func(a, b *billing.Subscription) bool { return a.BillingCycle == b.BillingCycle },
-		func(d, s *billing.Subscription) { d.BillingCycle = s.BillingCycle }},
-	{billing.FieldCurrentPeriodStart,
-		func(a, b *billing.Subscription) bool { return sameTime(a.CurrentPeriodStart, b.CurrentPeriodStart) },
-		func(d, s *billing.Subscription) { d.CurrentPeriodStart = t0(s.CurrentPeriodStart) }},
-	{billing.FieldCurrentPeriodEnd,
-		func(a, b *billing.Subscription) bool { return sameTime(a.CurrentPeriodEnd, b.CurrentPeriodEnd) },
-		func(d, s *billing.Subscription) { d.CurrentPeriodEnd = t0(s.CurrentPeriodEnd) }},
-	{billing.FieldGateway,
-		func(a, b *billing.Subscription) bool { return a.Gateway == b.Gateway },
-		func(d, s *billing.Subscription) { d.Gateway = s.Gateway }},
-	{billing.FieldGatewaySubscriptionID,
-		func(a, b *billing.Subscription) bool { return a.GatewaySubscriptionID == b.GatewaySubscriptionID },
-		func(d, s *billing.Subscription) { d.GatewaySubscriptionID = s.GatewaySubscriptionID }},
-	{billing.FieldCancelAtPeriodEnd,
-		func(a, b *billing.Subscription) bool { return a.CancelAtPeriodEnd == b.CancelAtPeriodEnd },
-		func(d, s *billing.Subscription) { d.CancelAtPeriodEnd = s.CancelAtPeriodEnd }},
-	{billing.FieldExpirationWarningSent,
-		func(a, b *billing.Subscription) bool { return a.ExpirationWarningSent == b.ExpirationWarningSent },
-		func(d, s *billing.Subscription) { d.ExpirationWarningSent = s.ExpirationWarningSent }},
-	{billing.FieldExpirationWarningDays,
-		func(a, b *billing.Subscription) bool { return a.ExpirationWarningDays == b.ExpirationWarningDays },
-		func(d, s *billing.Subscription) { d.ExpirationWarningDays = s.ExpirationWarningDays }},
-	{billing.FieldGatewayUpdatedAt,
-		func(a, b *billing.Subscription) bool { return sameTime(a.GatewayUpdatedAt, b.GatewayUpdatedAt) },
-		func(d, s *billing.Subscription) { d.GatewayUpdatedAt = t0(s.GatewayUpdatedAt) }},
-	{billing.FieldAppliedPayments,
-		func(a, b *billing.Subscription) bool { return slices.Equal(a.AppliedPayments, b.AppliedPayments) },
-		func(d, s *billing.Subscription) { d.AppliedPayments = slices.Clone(s.AppliedPayments) }},
-	{billing.FieldCancelledAt,
-		func(a, b *billing.Subscription) bool { return sameTime(a.CancelledAt, b.CancelledAt) },
-		func(d, s *billing.Subscription) { d.CancelledAt = t0(s.CancelledAt) }},
-	{billing.FieldCreatedAt,
-		func(a, b *billing.Subscription) bool { return sameTime(a.CreatedAt, b.CreatedAt) },
-		func(d, s *billing.Subscription) { d.CreatedAt = t0(s.CreatedAt) }},
-	{billing.FieldUpdatedAt,
-		func(a, b *billing.Subscription) bool { return sameTime(a.UpdatedAt, b.UpdatedAt) },
-		func(d, s *billing.Subscription) { d.UpdatedAt = t0(s.UpdatedAt) }},
-	{billing.FieldDeleted,
-		func(a, b *billing.Subscription) bool { return a.Deleted == b.Deleted },
-		func(d, s *billing.Subscription) { d.Deleted = s.Deleted }},
+var subFields = []field[sub]{
+	value(billing.FieldUserID, func(r *sub) *string { return &r.UserID }),
+	value(billing.FieldPlanID, func(r *sub) *string { return &r.PlanID }),
+	value(billing.FieldStatus, func(r *sub) *billing.SubscriptionStatus { return &r.Status }),
+	value(billing.FieldBillingCycle, func(r *sub) *billing.Cycle { return &r.BillingCycle }),
+	instant(billing.FieldCurrentPeriodStart, func(r *sub) *time.Time { return &r.CurrentPeriodStart }),
+	instant(billing.FieldCurrentPeriodEnd, func(r *sub) *time.Time { return &r.CurrentPeriodEnd }),
+	value(billing.FieldGateway, func(r *sub) *string { return &r.Gateway }),
+	value(billing.FieldGatewaySubscriptionID, func(r *sub) *string { return &r.GatewaySubscriptionID }),
+	value(billing.FieldCancelAtPeriodEnd, func(r *sub) *bool { return &r.CancelAtPeriodEnd }),
+	value(billing.FieldExpirationWarningSent, func(r *sub) *bool { return &r.ExpirationWarningSent }),
+	value(billing.FieldExpirationWarningDays, func(r *sub) *int { return &r.ExpirationWarningDays }),
+	instant(billing.FieldGatewayUpdatedAt, func(r *sub) *time.Time { return &r.GatewayUpdatedAt }),
+	list(billing.FieldAppliedPayments, func(r *sub) *[]string { return &r.AppliedPayments }),
+	instant(billing.FieldCancelledAt, func(r *sub) *time.Time { return &r.CancelledAt }),
+	instant(billing.FieldCreatedAt, func(r *sub) *time.Time { return &r.CreatedAt }),
+	instant(billing.FieldUpdatedAt, func(r *sub) *time.Time { return &r.UpdatedAt }),
+	value(billing.FieldDeleted, func(r *sub) *bool { return &r.Deleted }),
 }
 
 // paymentFields are the writable fields of a payment: every one except ID, Pending and
 // Version.
-var paymentFields = []field[billing.Payment]{
-	{billing.FieldUserID,
-		func(a, b *billing.Payment) bool { return a.UserID == b.UserID },
-		func(d, s *billing.Payment) { d.UserID = s.UserID }},
-	{billing.FieldPlanID,
-		func(a, b *billing.Payment) bool { return a.PlanID == b.PlanID },
-		func(d, s *billing.Payment) { d.PlanID = s.PlanID }},
-	{billing.FieldSubscriptionID,
-		func(a, b *billing.Payment) bool { return a.SubscriptionID == b.SubscriptionID },
-		func(d, s *billing.Payment) { d.SubscriptionID = s.SubscriptionID }},
-	{billing.FieldAmount,
-		func(a, b *billing.Payment) bool { return a.Amount.Amount == b.Amount.Amount },
-		func(d, s *billing.Payment) { d.Amount.Amount = s.Amount.Amount }},
-	{billing.FieldCurrency,
-		func(a, b *billing.Payment) bool { return a.Amount.Currency == b.Amount.Currency },
-		func(d, s *billing.Payment) { d.Amount.Currency = s.Amount.Currency }},
-	{billing.FieldStatus,
-		func(a, b *billing.Payment) bool { return a.Status == b.Status },
-		func(d, s *billing.Payment) { d.Status = s.Status }},
-	{billing.FieldGateway,
-		func(a, b *billing.Payment) bool { return a.Gateway == b.Gateway },
-		func(d, s *billing.Payment) { d.Gateway = s.Gateway }},
-	{billing.FieldGatewayPaymentID,
-		func(a, b *billing.Payment) bool { return a.GatewayPaymentID == b.GatewayPaymentID },
-		func(d, s *billing.Payment) { d.GatewayPaymentID = s.GatewayPaymentID }},
-	{billing.FieldGatewaySubscriptionID,
-		func(a, b *billing.Payment) bool { return a.GatewaySubscriptionID == b.GatewaySubscriptionID },
-		func(d, s *billing.Payment) { d.GatewaySubscriptionID = s.GatewaySubscriptionID }},
-	{billing.FieldReason,
-		func(a, b *billing.Payment) bool { return a.Reason == b.Reason },
-		func(d, s *billing.Payment) { d.Reason = s.Reason }},
-	{billing.FieldProcessedAt,
-		func(a, b *billing.Payment) bool { return sameTime(a.ProcessedAt, b.ProcessedAt) },
-		func(d, s *billing.Payment) { d.ProcessedAt = t0(s.ProcessedAt) }},
-	{billing.FieldRefundedAmount,
-		func(a, b *billing.Payment) bool { return a.RefundedAmount == b.RefundedAmount },
-		func(d, s *billing.Payment) { d.RefundedAmount = s.RefundedAmount }},
-	{billing.FieldReversalReason,
-		func(a, b *billing.Payment) bool { return a.ReversalReason == b.ReversalReason },
-		func(d, s *billing.Payment) { d.ReversalReason = s.ReversalReason }},
-	{billing.FieldReversedAt,
-		func(a, b *billing.Payment) bool { return sameTime(a.ReversedAt, b.ReversedAt) },
-		func(d, s *billing.Payment) { d.ReversedAt = t0(s.ReversedAt) }},
-	{billing.FieldCreatedAt,
-		func(a, b *billing.Payment) bool { return sameTime(a.CreatedAt, b.CreatedAt) },
-		func(d, s *billing.Payment) { d.CreatedAt = t0(s.CreatedAt) }},
-	{billing.FieldUpdatedAt,
-		func(a, b *billing.Payment) bool { return sameTime(a.UpdatedAt, b.UpdatedAt) },
-		func(d, s *billing.Payment) { d.UpdatedAt = t0(s.UpdatedAt) }},
-	{billing.FieldDeleted,
-		func(a, b *billing.Payment) bool { return a.Deleted == b.Deleted },
-		func(d, s *billing.Payment) { d.Deleted = s.Deleted }},
+var paymentFields = []field[pay]{
+	value(billing.FieldUserID, func(r *pay) *string { return &r.UserID }),
+	value(billing.FieldPlanID, func(r *pay) *string { return &r.PlanID }),
+	value(billing.FieldSubscriptionID, func(r *pay) *string { return &r.SubscriptionID }),
+	value(billing.FieldAmount, func(r *pay) *int64 { return &r.Amount.Amount }),
+	value(billing.FieldCurrency, func(r *pay) *string { return &r.Amount.Currency }),
+	value(billing.FieldStatus, func(r *pay) *billing.PaymentStatus { return &r.Status }),
+	value(billing.FieldGateway, func(r *pay) *string { return &r.Gateway }),
+	value(billing.FieldGatewayPaymentID, func(r *pay) *string { return &r.GatewayPaymentID }),
+	value(billing.FieldGatewaySubscriptionID, func(r *pay) *string { return &r.GatewaySubscriptionID }),
+	value(billing.FieldReason, func(r *pay) *string { return &r.Reason }),
+	instant(billing.FieldProcessedAt, func(r *pay) *time.Time { return &r.ProcessedAt }),
+	value(billing.FieldRefundedAmount, func(r *pay) *int64 { return &r.RefundedAmount }),
+	value(billing.FieldReversalReason, func(r *pay) *string { return &r.ReversalReason }),
+	instant(billing.FieldReversedAt, func(r *pay) *time.Time { return &r.ReversedAt }),
+	instant(billing.FieldCreatedAt, func(r *pay) *time.Time { return &r.CreatedAt }),
+	instant(billing.FieldUpdatedAt, func(r *pay) *time.Time { return &r.UpdatedAt }),
+	value(billing.FieldDeleted, func(r *pay) *bool { return &r.Deleted }),
 }
 
 // writable reports whether the change from read to changed may be applied to stored:
