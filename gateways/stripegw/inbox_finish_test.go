@@ -192,7 +192,9 @@ func TestInboxFinishFailureRetriedAtOnce(t *testing.T) {
 // budget is the lease), and the test checks that it was.
 func TestInboxStuckEventLeaseNotRenewedByLaterBatches(t *testing.T) {
 	inboxStores(t, func(t *testing.T, st billing.Store) {
-		lease := 300 * time.Millisecond // renewed every 100 ms (real time)
+		// Renewed every second (real time); a finish write's budget is the lease (real time),
+		// room enough for a loaded FerretDB.
+		lease := 3 * time.Second
 		e, fs, w := faultEnv(t, st, billing.InboxConfig{Lease: lease})
 		fs.set(func(s *faultyInbox) { s.failFinish["evt_checkout"] = 1000 })
 		e.accept(checkoutEvent())
