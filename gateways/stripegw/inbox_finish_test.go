@@ -18,17 +18,52 @@ import (
 	"github.com/renewkit/renewkit/store/mongostore"
 )
 
-// faultyInbox is a store whose inbox writes fail or are slow on demand, per event id.
+// faultyInbox is a store whose inbox writes fail or are held on demand, per event id.
 type faultyInbox struct {
 	billing.Store
 	mu         sync.Mutex
-	failFinish map[string]int           // finishes of the event left to fail
-	slowFinish map[string]time.Duration // how long each finish of the event takes first
-	failClaim  int                      // claims left to return what they claimed with an error
+	failFinish map[string]int // finishes of the event left to fail
+	failClaim  int            // claims left to return what they claimed with an error
+	// holdEvent's ordering check (made by the worker with the event's batch in hand, before
+	// it is applied) waits until a lease renewal has succeeded since holdUntilRenewed.
+	holdEvent string
+	renewed   chan struct{} // closed by that renewal
+	renewals  int           // renewals that succeeded since holdUntilRenewed
 }
 
 func newFaultyInbox(st billing.Store) *faultyInbox {
-	return &faultyInbox{Store: st, failFinish: map[string]int{}, slowFinish: map[string]time.Duration{}}
+	return &faultyInbox{Store: st, failFinish: map[string]int{}}
+}
+
+// holdUntilRenewed makes the worker hold id, claimed, until its batch's leases are renewed.
+func (s *faultyInbox) holdUntilRenewed(id string) {
+	s.set(func(s *faultyInbox) { s.holdEvent, s.renewed, s.renewals = id, make(chan struct{}), 0 })
+}
+
+func (s *faultyInbox) WebhookEventBlocked(ctx context.Context, ev billing.WebhookEvent) (bool, error) {
+	s.mu.Lock()
+	hold, renewed := ev.EventID == s.holdEvent, s.renewed
+	s.mu.Unlock()
+	if hold {
+		select {
+		case <-renewed:
+		case <-time.After(10 * time.Second):
+			return false, fmt.Errorf("injected hold of %s: no lease renewal within 10s", ev.EventID)
+		}
+	}
+	return s.Store.WebhookEventBlocked(ctx, ev)
+}
+
+func (s *faultyInbox) RenewWebhookLeases(ctx context.Context, token string, until time.Time) (int, error) {
+	n, err := s.Store.RenewWebhookLeases(ctx, token, until)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err == nil && s.renewed != nil {
+		if s.renewals++; s.renewals == 1 {
+			close(s.renewed)
+		}
+	}
+	return n, err
 }
 
 func (s *faultyInbox) set(f func(s *faultyInbox)) {
@@ -39,12 +74,11 @@ func (s *faultyInbox) set(f func(s *faultyInbox)) {
 
 func (s *faultyInbox) FinishWebhookEvent(ctx context.Context, f billing.WebhookFinish) error {
 	s.mu.Lock()
-	fail, slow := s.failFinish[f.EventID], s.slowFinish[f.EventID]
+	fail := s.failFinish[f.EventID]
 	if fail > 0 {
 		s.failFinish[f.EventID]--
 	}
 	s.mu.Unlock()
-	time.Sleep(slow)
 	if fail > 0 {
 		return fmt.Errorf("injected: finishing %s: %w", f.EventID, context.DeadlineExceeded)
 	}
@@ -152,9 +186,15 @@ func TestInboxFinishFailureRetriedAtOnce(t *testing.T) {
 // Proves: an event whose finish failed is not kept leased by its worker's later batches:
 // once its lease ends, the next claim takes it, even while the worker keeps renewing the
 // leases of the batches it is working on.
+//
+// The later batch is held in hand until the worker has renewed its leases (not for a real
+// time that the renewal ticker races with under load, and not inside a finish write, whose
+// budget is the lease), and the test checks that it was.
 func TestInboxStuckEventLeaseNotRenewedByLaterBatches(t *testing.T) {
 	inboxStores(t, func(t *testing.T, st billing.Store) {
-		lease := 300 * time.Millisecond // renewed every 100 ms
+		// Renewed every second (real time); a finish write's budget is the lease (real time),
+		// room enough for a loaded FerretDB.
+		lease := 3 * time.Second
 		e, fs, w := faultEnv(t, st, billing.InboxConfig{Lease: lease})
 		fs.set(func(s *faultyInbox) { s.failFinish["evt_checkout"] = 1000 })
 		e.accept(checkoutEvent())
@@ -162,12 +202,18 @@ func TestInboxStuckEventLeaseNotRenewedByLaterBatches(t *testing.T) {
 			t.Fatal("drain: no error, want the finish write's")
 		}
 		fs.set(func(s *faultyInbox) { s.failFinish["evt_checkout"] = 0 })
-		// A later batch, under the stuck event's lease, works long enough to renew leases.
+		// A later batch, under the stuck event's lease, works until its leases are renewed.
 		e.clock.Advance(lease / 2)
-		fs.set(func(s *faultyInbox) { s.slowFinish["evt_other"] = 2 * lease / 3 })
+		fs.holdUntilRenewed("evt_other")
 		e.accept(stripegwtest.NewEvent("evt_other", stripegw.EventInvoicePaid, invoice("in_9", "sub_9", "paid", 2990, p1s, p1e, 1)).CreatedAt(t0))
 		if n := drain(t, w); n != 1 {
 			t.Fatalf("later batch: %d events attempted, want 1 (the stuck one is leased)", n)
+		}
+		fs.mu.Lock()
+		renewals := fs.renewals
+		fs.mu.Unlock()
+		if renewals == 0 {
+			t.Fatal("the later batch's leases were not renewed while it was in hand")
 		}
 		e.clock.Advance(lease/2 + time.Millisecond) // past the stuck event's lease
 		drain(t, w)
