@@ -1324,12 +1324,46 @@ func accessAudit(before, after User, subscriptionID string) (AuditEntry, bool) {
 	e := AuditEntry{EntityType: "user", EntityID: after.ID, UserID: after.ID, Actor: "renewkit"}
 	if after.PlanID == "" {
 		e.Action = AuditAccessRevoked
-		e.Details = map[string]any{"subscription_id": subscriptionID, "previous_plan_id": before.PlanID, "status": string(after.Status)}
+		e.Details = map[string]any{"subscription_id": subscriptionID, "previous_plan_id": before.PlanID, "status": statusDetail(after.Status)}
 	} else {
 		e.Action = AuditUserPlanUpdated
 		e.Details = map[string]any{"previous_plan_id": before.PlanID, "plan_id": after.PlanID, "subscription_id": after.SubscriptionID}
 	}
 	return e, true
+}
+
+// statusDetail is s as an audit detail value (a string). The statuses are a few constants:
+// boxing a constant costs no allocation, where boxing string(s) costs one per entry.
+func statusDetail(s SubscriptionStatus) any {
+	switch s {
+	case SubscriptionStatusActive:
+		return string(SubscriptionStatusActive)
+	case SubscriptionStatusPastDue:
+		return string(SubscriptionStatusPastDue)
+	case SubscriptionStatusInactive:
+		return string(SubscriptionStatusInactive)
+	case SubscriptionStatusCancelled:
+		return string(SubscriptionStatusCancelled)
+	case SubscriptionStatusPending:
+		return string(SubscriptionStatusPending)
+	}
+	return string(s)
+}
+
+// kindDetail is k as an audit detail value (a string), without an allocation for the
+// kinds the subscription jobs send (see statusDetail).
+func kindDetail(k NotificationKind) any {
+	switch k {
+	case NotificationKindExpiring:
+		return string(NotificationKindExpiring)
+	case NotificationKindRenewalUpcoming:
+		return string(NotificationKindRenewalUpcoming)
+	case NotificationKindExpired:
+		return string(NotificationKindExpired)
+	case NotificationKindRenewed:
+		return string(NotificationKindRenewed)
+	}
+	return string(k)
 }
 
 // reconcileAccess brings one user's access in line with their subscriptions after ended
