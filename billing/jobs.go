@@ -176,6 +176,10 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 	r := s.newRun()
 	defer r.release(ctx)
 	var processed, renewed int
+	// The counters' callbacks, made once for every record (a closure per record costs an
+	// allocation each).
+	expired := func() { r.count(&processed, 1) }
+	wasRenewed := func() { r.count(&renewed, 1) }
 	err := r.resume(ctx)
 	now := s.now()
 	no, yes := false, true
@@ -183,7 +187,7 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 	if err == nil {
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
 			each(func(ctx context.Context, b *batch, sub Subscription) decision {
-				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, expired)
 			}))
 	}
 	if err == nil {
@@ -191,13 +195,13 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
 				switch {
 				case gs.Status.Live() && gs.PeriodEnd.After(sub.CurrentPeriodEnd):
-					return r.renewal(ctx, b, sub, gs, JobProcessExpired, func() { r.count(&renewed, 1) })
+					return r.renewal(ctx, b, sub, gs, JobProcessExpired, wasRenewed)
 				case gs.Status.Live():
 					// The gateway still collects (retrying a failed charge): access stays
 					// until it says the subscription ended.
 					return decision{}
 				}
-				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, expired)
 			}))
 	}
 	err = r.settle(err)
@@ -310,8 +314,9 @@ type answer struct {
 // a status renewkit knows is an error: it neither renews nor ends anything.
 func (r *run) lookup(ctx context.Context, subs []Subscription) []answer {
 	out := make([]answer, len(subs))
+	notAsked := fmt.Errorf("gateway not asked: %w", context.Canceled) // one value for every record
 	for i := range out {
-		out[i].err = fmt.Errorf("gateway not asked: %w", context.Canceled)
+		out[i].err = notAsked
 	}
 	parallel(ctx, len(subs), r.s.cfg.SendConcurrency, func(i int) {
 		sub := subs[i]
