@@ -1324,7 +1324,7 @@ func accessAudit(before, after User, subscriptionID string) (AuditEntry, bool) {
 	e := AuditEntry{EntityType: "user", EntityID: after.ID, UserID: after.ID, Actor: "renewkit"}
 	if after.PlanID == "" {
 		e.Action = AuditAccessRevoked
-		e.Details = map[string]any{"subscription_id": subscriptionID, "previous_plan_id": before.PlanID, "status": statusDetail(after.Status)}
+		e.Details = map[string]any{"subscription_id": subscriptionID, "previous_plan_id": before.PlanID, "status": detail(after.Status)}
 	} else {
 		e.Action = AuditUserPlanUpdated
 		e.Details = map[string]any{"previous_plan_id": before.PlanID, "plan_id": after.PlanID, "subscription_id": after.SubscriptionID}
@@ -1332,38 +1332,27 @@ func accessAudit(before, after User, subscriptionID string) (AuditEntry, bool) {
 	return e, true
 }
 
-// statusDetail is s as an audit detail value (a string). The statuses are a few constants:
-// boxing a constant costs no allocation, where boxing string(s) costs one per entry.
-func statusDetail(s SubscriptionStatus) any {
-	switch s {
-	case SubscriptionStatusActive:
-		return string(SubscriptionStatusActive)
-	case SubscriptionStatusPastDue:
-		return string(SubscriptionStatusPastDue)
-	case SubscriptionStatusInactive:
-		return string(SubscriptionStatusInactive)
-	case SubscriptionStatusCancelled:
-		return string(SubscriptionStatusCancelled)
-	case SubscriptionStatusPending:
-		return string(SubscriptionStatusPending)
+// knownDetails are the statuses and notification kinds audit details carry, each boxed
+// once, so that detail boxes them without an allocation.
+var knownDetails = func(ss ...string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}(string(SubscriptionStatusActive), string(SubscriptionStatusPastDue), string(SubscriptionStatusInactive),
+	string(SubscriptionStatusCancelled), string(SubscriptionStatusPending), string(NotificationKindExpiring),
+	string(NotificationKindRenewalUpcoming), string(NotificationKindExpired), string(NotificationKindRenewed))
+
+// detail is s as an audit detail value (a string): one of knownDetails when s is one, else
+// boxed anew (one allocation).
+func detail[T ~string](s T) any {
+	for _, v := range knownDetails {
+		if v.(string) == string(s) {
+			return v
+		}
 	}
 	return string(s)
-}
-
-// kindDetail is k as an audit detail value (a string), without an allocation for the
-// kinds the subscription jobs send (see statusDetail).
-func kindDetail(k NotificationKind) any {
-	switch k {
-	case NotificationKindExpiring:
-		return string(NotificationKindExpiring)
-	case NotificationKindRenewalUpcoming:
-		return string(NotificationKindRenewalUpcoming)
-	case NotificationKindExpired:
-		return string(NotificationKindExpired)
-	case NotificationKindRenewed:
-		return string(NotificationKindRenewed)
-	}
-	return string(k)
 }
 
 // reconcileAccess brings one user's access in line with their subscriptions after ended

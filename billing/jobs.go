@@ -148,7 +148,7 @@ func (r *run) warning(ctx context.Context, b *batch, sub Subscription) decision 
 	changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
 	return r.transition(changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
 		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"days": days, "kind": kindDetail(kind), "period_end": sub.CurrentPeriodEnd},
+		Details: map[string]any{"days": days, "kind": detail(kind), "period_end": sub.CurrentPeriodEnd},
 	}), nil)
 }
 
@@ -236,7 +236,7 @@ func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status Sub
 	}
 	return r.transition(changed, r.effects(changed, access, notes, AuditEntry{
 		Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"previous_status": statusDetail(sub.Status), "period_end": sub.CurrentPeriodEnd},
+		Details: map[string]any{"previous_status": detail(sub.Status), "period_end": sub.CurrentPeriodEnd},
 	}), done)
 }
 
@@ -275,7 +275,7 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	}
 	return r.transition(changed, r.effects(changed, access, notes, AuditEntry{
 		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"gateway": sub.Gateway, "previous_status": statusDetail(sub.Status),
+		Details: map[string]any{"gateway": sub.Gateway, "previous_status": detail(sub.Status),
 			"previous_period_end": sub.CurrentPeriodEnd, "period_end": gs.PeriodEnd, "source": source},
 	}), done)
 }
