@@ -38,7 +38,12 @@ type run struct {
 	// finishBuf holds finish's buffers while scratchBusy is unset.
 	finishBuf   *finishScratch
 	scratchBusy atomic.Bool
-	breaker     *breaker
+	// slab holds the effects of the batch being decided (nil outside work); spareSlabs
+	// the slabs whose batches' effects are finished, for the next batches to reuse.
+	slab       *effectSlab
+	slabMu     sync.Mutex
+	spareSlabs []*effectSlab
+	breaker    *breaker
 	// emailOnly: the run's only work is sending (the warnings), so a tripped breaker stops
 	// it. Other runs go on changing records (an email outage must not keep access that was
 	// not paid for); their sends stay pending and the run reports the outage at the end.
@@ -355,13 +360,22 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 	// of each serves every batch of the run (its batches are worked one at a time; the
 	// step returned keeps neither).
 	ds := slices.Grow(r.decBuf[:0], len(subs))[:len(subs)]
+	// The batch's effects go into one slab, handed back once nothing points into it: by
+	// the step returned, after the effects are finished, or below when none were stored.
+	slab := r.takeSlab(len(subs))
+	r.slab = slab
 	decide(ctx, b, ds)
+	r.slab = nil
 	changes := r.changeBuf[:0]
+	keepSlab := false
 	defer func() {
 		clear(ds)
 		clear(changes)
 		r.decBuf, r.changeBuf = ds[:0], changes[:0]
 		b.subs, b.users = nil, nil
+		if !keepSlab {
+			r.putSlab(slab)
+		}
 	}()
 	owners := make([]int, 0, len(ds)) // index into ds of each change
 	found := 0
@@ -417,6 +431,10 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 			r.fail(c.Read.ID, cerr)
 		}
 	}
+	if len(stored) == 0 {
+		return func() {}, nil
+	}
+	keepSlab = true
 	return func() {
 		failed := r.finish(ctx, stored)
 		for k, sub := range stored {
@@ -428,7 +446,49 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 				done()
 			}
 		}
+		r.putSlab(slab) // stored is not read again
 	}, nil
+}
+
+// effectSlab holds the effects of one batch's transitions in one allocation, reused from
+// batch to batch: a run's sweep allocates a slab per batch in flight, not a box per
+// transition.
+type effectSlab struct {
+	boxes []effectsBox
+	used  int
+}
+
+// box returns the next free box of sl, or a new one when sl is nil or full.
+func (sl *effectSlab) box() *effectsBox {
+	if sl == nil || sl.used == len(sl.boxes) {
+		return &effectsBox{}
+	}
+	b := &sl.boxes[sl.used]
+	sl.used++
+	return b
+}
+
+// takeSlab returns a spare slab with room for n transitions, or a new one.
+func (r *run) takeSlab(n int) *effectSlab {
+	r.slabMu.Lock()
+	defer r.slabMu.Unlock()
+	for len(r.spareSlabs) > 0 {
+		sl := r.spareSlabs[len(r.spareSlabs)-1]
+		r.spareSlabs = r.spareSlabs[:len(r.spareSlabs)-1]
+		if len(sl.boxes) >= n {
+			return sl
+		}
+	}
+	return &effectSlab{boxes: make([]effectsBox, n)}
+}
+
+// putSlab empties sl, which nothing points into any more, and keeps it for a later batch.
+func (r *run) putSlab(sl *effectSlab) {
+	clear(sl.boxes[:sl.used])
+	sl.used = 0
+	r.slabMu.Lock()
+	r.spareSlabs = append(r.spareSlabs, sl)
+	r.slabMu.Unlock()
 }
 
 // loadUsers reads the users of a batch with one call. The batch, its index and the ids
@@ -493,7 +553,7 @@ type effectsBox struct {
 // access, notes and audit: the caller's values are not kept.
 func (r *run) effects(changed Subscription, access *AccessEffect, notes []Notification, audit ...AuditEntry) *Effects {
 	now := r.s.now()
-	box := &effectsBox{}
+	box := r.slab.box() // from the batch's slab while work decides one
 	e := &box.eff
 	*e = Effects{Token: newToken(), Status: changed.Status, PeriodEnd: changed.CurrentPeriodEnd, CreatedAt: now}
 	if access != nil {
@@ -1264,12 +1324,35 @@ func accessAudit(before, after User, subscriptionID string) (AuditEntry, bool) {
 	e := AuditEntry{EntityType: "user", EntityID: after.ID, UserID: after.ID, Actor: "renewkit"}
 	if after.PlanID == "" {
 		e.Action = AuditAccessRevoked
-		e.Details = map[string]any{"subscription_id": subscriptionID, "previous_plan_id": before.PlanID, "status": string(after.Status)}
+		e.Details = map[string]any{"subscription_id": subscriptionID, "previous_plan_id": before.PlanID, "status": detail(after.Status)}
 	} else {
 		e.Action = AuditUserPlanUpdated
 		e.Details = map[string]any{"previous_plan_id": before.PlanID, "plan_id": after.PlanID, "subscription_id": after.SubscriptionID}
 	}
 	return e, true
+}
+
+// knownDetails are the statuses and notification kinds audit details carry, each boxed
+// once, so that detail boxes them without an allocation.
+var knownDetails = func(ss ...string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}(string(SubscriptionStatusActive), string(SubscriptionStatusPastDue), string(SubscriptionStatusInactive),
+	string(SubscriptionStatusCancelled), string(SubscriptionStatusPending), string(NotificationKindExpiring),
+	string(NotificationKindRenewalUpcoming), string(NotificationKindExpired), string(NotificationKindRenewed))
+
+// detail is s as an audit detail value (a string): one of knownDetails when s is one, else
+// boxed anew (one allocation).
+func detail[T ~string](s T) any {
+	for _, v := range knownDetails {
+		if v.(string) == string(s) {
+			return v
+		}
+	}
+	return string(s)
 }
 
 // reconcileAccess brings one user's access in line with their subscriptions after ended

@@ -148,7 +148,7 @@ func (r *run) warning(ctx context.Context, b *batch, sub Subscription) decision 
 	changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
 	return r.transition(changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
 		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"days": days, "kind": string(kind), "period_end": sub.CurrentPeriodEnd},
+		Details: map[string]any{"days": days, "kind": detail(kind), "period_end": sub.CurrentPeriodEnd},
 	}), nil)
 }
 
@@ -176,6 +176,10 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 	r := s.newRun()
 	defer r.release(ctx)
 	var processed, renewed int
+	// The counters' callbacks, made once for every record (a closure per record costs an
+	// allocation each).
+	expired := func() { r.count(&processed, 1) }
+	wasRenewed := func() { r.count(&renewed, 1) }
 	err := r.resume(ctx)
 	now := s.now()
 	no, yes := false, true
@@ -183,7 +187,7 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 	if err == nil {
 		err = r.sweep(ctx, SubscriptionFilter{Statuses: live, PeriodEndBefore: now, AutoRenews: &no},
 			each(func(ctx context.Context, b *batch, sub Subscription) decision {
-				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, expired)
 			}))
 	}
 	if err == nil {
@@ -191,13 +195,13 @@ func (s *Service) ProcessExpiredSubscriptions(ctx context.Context) (ExpiredResul
 			r.asked(func(ctx context.Context, b *batch, sub Subscription, gs GatewaySubscription) decision {
 				switch {
 				case gs.Status.Live() && gs.PeriodEnd.After(sub.CurrentPeriodEnd):
-					return r.renewal(ctx, b, sub, gs, JobProcessExpired, func() { r.count(&renewed, 1) })
+					return r.renewal(ctx, b, sub, gs, JobProcessExpired, wasRenewed)
 				case gs.Status.Live():
 					// The gateway still collects (retrying a failed charge): access stays
 					// until it says the subscription ended.
 					return decision{}
 				}
-				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, func() { r.count(&processed, 1) })
+				return r.expiry(ctx, b, sub, SubscriptionStatusInactive, expired)
 			}))
 	}
 	err = r.settle(err)
@@ -232,7 +236,7 @@ func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status Sub
 	}
 	return r.transition(changed, r.effects(changed, access, notes, AuditEntry{
 		Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"previous_status": string(sub.Status), "period_end": sub.CurrentPeriodEnd},
+		Details: map[string]any{"previous_status": detail(sub.Status), "period_end": sub.CurrentPeriodEnd},
 	}), done)
 }
 
@@ -271,7 +275,7 @@ func (r *run) renewal(ctx context.Context, b *batch, sub Subscription, gs Gatewa
 	}
 	return r.transition(changed, r.effects(changed, access, notes, AuditEntry{
 		Action: AuditSubscriptionRenewed, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"gateway": sub.Gateway, "previous_status": string(sub.Status),
+		Details: map[string]any{"gateway": sub.Gateway, "previous_status": detail(sub.Status),
 			"previous_period_end": sub.CurrentPeriodEnd, "period_end": gs.PeriodEnd, "source": source},
 	}), done)
 }
@@ -310,8 +314,9 @@ type answer struct {
 // a status renewkit knows is an error: it neither renews nor ends anything.
 func (r *run) lookup(ctx context.Context, subs []Subscription) []answer {
 	out := make([]answer, len(subs))
+	notAsked := fmt.Errorf("gateway not asked: %w", context.Canceled) // one value for every record
 	for i := range out {
-		out[i].err = fmt.Errorf("gateway not asked: %w", context.Canceled)
+		out[i].err = notAsked
 	}
 	parallel(ctx, len(subs), r.s.cfg.SendConcurrency, func(i int) {
 		sub := subs[i]

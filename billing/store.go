@@ -154,7 +154,9 @@ type ClaimPosition struct {
 // carry no pending effects, and Effects is stored as its Pending in the same write. A change
 // whose condition fails writes nothing and reports ErrConflict; a missing (or soft-deleted)
 // record reports ErrNotFound. A change with nothing to write and no Effects succeeds when
-// its condition holds. Every applied change increments Version.
+// its condition holds. Every applied change increments Version. The store keeps nothing a
+// change points at once the call returns (it copies or encodes Effects): the engine reuses
+// that memory for later batches.
 type SubscriptionChange struct {
 	Read       Subscription
 	Changed    Subscription

@@ -9,11 +9,19 @@ import (
 
 // UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
 func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
-	return applyEach(ctx, s, changes, s.updateSubscription)
+	return write(ctx, s, func() ([]error, error) {
+		var slab effectsSlab // the changes' effects, copied a chunk to an allocation
+		errs := make([]error, len(changes))
+		for i := range changes {
+			errs[i] = s.updateSubscription(&changes[i], &slab, len(changes)-i)
+		}
+		return errs, nil
+	})
 }
 
-// updateSubscription applies one change. Caller holds s.mu.
-func (s *Store) updateSubscription(c *billing.SubscriptionChange) error {
+// updateSubscription applies one change, copying its effects into slab (left: the changes
+// not applied yet, this one included). Caller holds s.mu.
+func (s *Store) updateSubscription(c *billing.SubscriptionChange, slab *effectsSlab, left int) error {
 	id := c.Read.ID
 	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
 		return invalid("subscription change for %q names subscription %q", id, c.Changed.ID)
@@ -45,7 +53,7 @@ func (s *Store) updateSubscription(c *billing.SubscriptionChange) error {
 		apply(subFields, cur, &c.Read, &c.Changed)
 	}
 	if c.Effects != nil {
-		cur.Pending = copyEffects(c.Effects)
+		cur.Pending = slab.copy(c.Effects, left)
 		s.pending[r] = struct{}{}
 	}
 	cur.Version++

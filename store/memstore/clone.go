@@ -37,19 +37,51 @@ func outSub(x *billing.Subscription, omitPending bool) billing.Subscription {
 	return c
 }
 
+// effectsBox holds a copy of pending effects with room for their access effect and, in
+// the usual case of a job's transition, their one notification and one audit entry.
+type effectsBox struct {
+	effects billing.Effects
+	access  billing.AccessEffect
+	note    [1]billing.Notification
+	audit   [1]billing.AuditEntry
+}
+
+// effectsSlab hands out the boxes of one bulk write's effects, effectsSlabSize to an
+// allocation. A chunk lives while any record holds effects in it: effects are cleared
+// soon after they are stored, and one left pending keeps at most one chunk.
+type effectsSlab struct {
+	boxes []effectsBox
+}
+
+const effectsSlabSize = 64
+
+// copy returns a deep copy of e in the slab's next box (n: how many more copies the
+// caller may ask for, which bounds a new chunk), or nil.
+func (sl *effectsSlab) copy(e *billing.Effects, n int) *billing.Effects {
+	if e == nil {
+		return nil
+	}
+	if len(sl.boxes) == 0 {
+		sl.boxes = make([]effectsBox, max(1, min(n, effectsSlabSize)))
+	}
+	box := &sl.boxes[0]
+	sl.boxes = sl.boxes[1:]
+	return copyEffectsTo(box, e)
+}
+
 // copyEffects returns a deep copy of e with its times normalised, or nil.
 func copyEffects(e *billing.Effects) *billing.Effects {
 	if e == nil {
 		return nil
 	}
-	// One allocation holds the effects, their access effect and, in the usual case of a
-	// job's transition, their one notification and one audit entry.
-	box := &struct {
-		effects billing.Effects
-		access  billing.AccessEffect
-		note    [1]billing.Notification
-		audit   [1]billing.AuditEntry
-	}{effects: *e}
+	// One allocation holds the effects and, usually, all they point at.
+	return copyEffectsTo(&effectsBox{}, e)
+}
+
+// copyEffectsTo makes box (zero) a deep copy of e with its times normalised and returns
+// its effects.
+func copyEffectsTo(box *effectsBox, e *billing.Effects) *billing.Effects {
+	box.effects = *e
 	c := &box.effects
 	c.CreatedAt = t0(e.CreatedAt)
 	if e.Access != nil {

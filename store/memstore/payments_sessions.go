@@ -12,7 +12,7 @@ func newPayments() table[billing.Payment] {
 	return table[billing.Payment]{
 		kind: "payment", rows: map[string]billing.Payment{}, norm: normPayment,
 		id:     func(p *billing.Payment) *string { return &p.ID },
-		hidden: func(p *billing.Payment) bool { return p.Deleted },
+		hidden: func(p billing.Payment) bool { return p.Deleted },
 		clone:  clonePayment,
 	}
 }

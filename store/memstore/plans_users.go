@@ -11,7 +11,7 @@ func newPlans() table[billing.Plan] {
 	return table[billing.Plan]{
 		kind: "plan", rows: map[string]billing.Plan{}, norm: normPlan,
 		id:     func(p *billing.Plan) *string { return &p.ID },
-		hidden: func(p *billing.Plan) bool { return p.Deleted },
+		hidden: func(p billing.Plan) bool { return p.Deleted },
 	}
 }
 
@@ -49,7 +49,7 @@ func newUsers() table[billing.User] {
 	return table[billing.User]{
 		kind: "user", rows: map[string]billing.User{}, norm: normUser,
 		id:     func(u *billing.User) *string { return &u.ID },
-		hidden: func(u *billing.User) bool { return u.Deleted },
+		hidden: func(u billing.User) bool { return u.Deleted },
 	}
 }
 

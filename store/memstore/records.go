@@ -153,6 +153,9 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 		}
 		now, leaseUntil = t0(now), t0(leaseUntil)
 		reserved := make([]bool, len(recs))
+		// The new records' data, a chunk to an allocation (records of one call are created,
+		// settled and pruned together, so a chunk seldom outlives most of its records).
+		var data []billing.NotificationData
 		for i := range recs {
 			in := &recs[i]
 			cur, ok := s.notifications.rows[in.Key]
@@ -163,8 +166,11 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 					Status: billing.NotificationSending, CreatedAt: now, UpdatedAt: now,
 				}
 				if in.Data != nil {
-					d := *in.Data
-					cur.Data = &d
+					if len(data) == 0 {
+						data = make([]billing.NotificationData, min(len(recs)-i, effectsSlabSize))
+					}
+					data[0] = *in.Data
+					cur.Data, data = &data[0], data[1:]
 				}
 				s.consoleNote(cur)
 			case cur.Status != billing.NotificationSending:

@@ -59,7 +59,8 @@ type table[T any] struct {
 	rows map[string]T
 	id   func(*T) *string
 	// hidden reports a soft-deleted row, stored but not found; nil when the kind has none.
-	hidden func(*T) bool
+	// It takes the row by value: a pointer to find's copy would move that copy to the heap.
+	hidden func(T) bool
 	// norm returns the stored form of a value coming in: its times normalised, its
 	// references copied; nil for a kind that put never stores.
 	norm func(T) T
@@ -71,7 +72,7 @@ type table[T any] struct {
 // store's own (not a copy).
 func (t *table[T]) find(id string) (T, bool) {
 	x, ok := t.rows[id]
-	if !ok || (t.hidden != nil && t.hidden(&x)) {
+	if !ok || (t.hidden != nil && t.hidden(x)) {
 		var zero T
 		return zero, false
 	}
