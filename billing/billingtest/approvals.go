@@ -100,6 +100,14 @@ func (c *crashStore) CancelStalePayments(ctx context.Context, createdBefore, now
 	return out, err
 }
 
+func (c *crashStore) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) (out []billing.Session, err error) {
+	err = c.write("DeleteExpiredSessions", func() (err error) {
+		out, err = c.Store.DeleteExpiredSessions(ctx, expiredBefore, now, limit)
+		return err
+	})
+	return out, err
+}
+
 func (c *crashStore) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
 	return c.write("InsertAudits", func() error { return c.Store.InsertAudits(ctx, entries) })
 }

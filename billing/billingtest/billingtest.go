@@ -427,6 +427,7 @@ func (s *suite) tests() []test {
 		{"CleanupOldSessions", s.cleanupOldSessions},
 		{"CleanupPendingPayments", s.cleanupPendingPayments},
 		{"CleanupPaymentsSurvivesCrashAtEveryWrite", s.cleanupPaymentsSurvivesCrashAtEveryWrite},
+		{"CleanupSessionsSurvivesCrashAtEveryWrite", s.cleanupSessionsSurvivesCrashAtEveryWrite},
 		// preview.go
 		{"PreviewChangesNothing", s.previewChangesNothing},
 		// processor.go

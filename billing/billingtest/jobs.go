@@ -3,6 +3,7 @@ package billingtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -360,6 +361,111 @@ func (s *suite) cleanupOldSessions(ctx context.Context, t *testing.T) {
 	if res.Cleaned != 0 || len(e.audits(billing.AuditSessionsCleaned, "")) != 1 {
 		t.Fatalf("second run %+v cleaned again", res)
 	}
+}
+
+// cleanupSessionsSurvivesCrashAtEveryWrite proves a soft delete of expired sessions and its
+// audit entry are never half-applied ("a failure in the middle of work loses nothing and is
+// retried"): a run crashed at each write of a clean run (before it, just after it) reports
+// the failure, and the next run leaves every expired session soft-deleted and named by
+// exactly one cleanup audit entry, with no effects left pending. A failed audit write is
+// reported, not counted as a success, and the next run writes the entry.
+func (s *suite) cleanupSessionsSurvivesCrashAtEveryWrite(ctx context.Context, t *testing.T) {
+	now := testkit.Epoch
+	cfg := billing.Config{BatchSize: 2} // three expired sessions: two batches
+	expired := []string{"old1", "old2", "old3"}
+	records := []any{
+		testkit.Session("old1", "u", now.Add(-40*day)),
+		testkit.Session("old2", "u", now.Add(-35*day)),
+		testkit.Session("old3", "u", now.Add(-31*day)),
+		testkit.Session("live", "u", now.Add(day)),
+	}
+	clean := s.env(ctx, t, cfg, records...)
+	counter := &crashStore{Store: clean.st}
+	res, err := clean.service(counter, cfg).CleanupOldSessions(ctx)
+	must(t, err, "clean run")
+	if !res.Success || res.Cleaned != 3 || res.Failed != 0 {
+		t.Fatalf("clean run %+v, want 3 cleaned", res)
+	}
+	clean.wantSessionsCleaned(expired)
+	writes := counter.written()
+	atEveryWrite(t, writes, func(t *testing.T, n int, after bool) {
+		e := s.env(ctx, t, cfg, records...)
+		crash := &crashStore{Store: e.st, n: n, after: after}
+		res, err := e.service(crash, cfg).CleanupOldSessions(ctx)
+		if err == nil && (res.Failed == 0 || res.Success) {
+			t.Fatalf("the run crashed at write %d (%s) and reported %+v", n, writes[n-1], res)
+		}
+		e.clock.Advance(time.Hour)
+		res, err = e.svc.CleanupOldSessions(ctx)
+		must(t, err, "the run after the crash")
+		if !res.Success || res.Failed != 0 {
+			t.Fatalf("the run after the crash %+v, want nothing failed", res)
+		}
+		e.wantSessionsCleaned(expired)
+	})
+	t.Run("FailedAuditWrite", func(t *testing.T) {
+		e := s.env(ctx, t, cfg, records...)
+		flaky := &failAudit{Store: e.st, action: billing.AuditSessionsCleaned, failures: 1}
+		res, err := e.service(flaky, cfg).CleanupOldSessions(ctx)
+		if flaky.failures != 0 || (err == nil && (res.Success || res.Failed == 0)) {
+			t.Fatalf("a run whose audit write failed reported %+v, %v; want the failure reported", res, err)
+		}
+		res, err = e.svc.CleanupOldSessions(ctx)
+		must(t, err, "the run after the failed audit write")
+		if !res.Success || res.Failed != 0 {
+			t.Fatalf("the run after the failed audit write %+v, want nothing failed", res)
+		}
+		e.wantSessionsCleaned(expired)
+	})
+}
+
+// wantSessionsCleaned fails unless every session of ids is soft-deleted and named by
+// exactly one cleanup audit entry, each entry's count matching its list and naming no other
+// session, and no effects are left pending.
+func (e *env) wantSessionsCleaned(ids []string) {
+	e.t.Helper()
+	named := map[string]int{}
+	for _, a := range e.audits(billing.AuditSessionsCleaned, "") {
+		list := detailStrings(a.Details["session_ids"])
+		if fmt.Sprint(a.Details["count"]) != fmt.Sprint(len(list)) || len(list) == 0 || a.EntityID != list[0] || a.EntityType != "session" {
+			e.t.Fatalf("audit entry %+v: want entity the first of its session_ids and count their number", a)
+		}
+		for _, id := range list {
+			named[id]++
+		}
+	}
+	for _, id := range ids {
+		se, err := e.st.GetSession(e.ctx, id)
+		if err != nil {
+			e.t.Fatalf("GetSession(%s): %v", id, err)
+		}
+		if !se.Deleted {
+			e.t.Fatalf("session %s not soft-deleted: %+v", id, se)
+		}
+		if named[id] != 1 {
+			e.t.Fatalf("session %s named by %d cleanup audit entries, want 1 (all: %v)", id, named[id], named)
+		}
+		delete(named, id)
+	}
+	if len(named) > 0 {
+		e.t.Fatalf("cleanup audit entries name other sessions: %v", named)
+	}
+	e.noPending()
+}
+
+// detailStrings reads a list of strings from an audit detail as a store returns it.
+func detailStrings(v any) []string {
+	switch l := v.(type) {
+	case []string:
+		return l
+	case []any:
+		out := make([]string, len(l))
+		for i, x := range l {
+			out[i] = fmt.Sprint(x)
+		}
+		return out
+	}
+	return nil
 }
 
 // cleanupPaymentsSurvivesCrashAtEveryWrite proves a cancellation of stale payments and its
