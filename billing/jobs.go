@@ -385,15 +385,14 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 }
 
 // CleanupOldSessions first finishes the effects a crashed process left on sessions
-// (Session.Pending, recorded at least ClaimLease ago: counted in Resumed, or Failed when
-// they do not finish yet), then
-// soft-deletes sessions that expired more than SessionRetention ago (a session expired
-// exactly SessionRetention ago is included). Each batch's soft delete records the batch's
-// audit entry (AuditSessionsCleaned, naming the batch's sessions) as pending effects in the
-// same write; the entry is then written and the effects cleared, so a crash or a failed
-// audit write between the two is finished by the next run (the batch's sessions count in
-// Failed until then) and the entry is written once. Then it prunes renewkit's bookkeeping
-// past Config.Retention when the store is a Pruner.
+// (Session.Pending recorded at least ClaimLease ago: counted in Resumed, or Failed when they
+// do not finish yet), then soft-deletes sessions that expired more than SessionRetention ago
+// (a session expired exactly SessionRetention ago is included). Each batch's soft delete
+// records the batch's one audit entry (AuditSessionsCleaned, naming its sessions) as pending
+// effects in the same write; the entry is then written and the effects cleared, so a crash
+// or a failed audit write between the two is finished by the next run (the batch's
+// sessions count in Failed until then) and the entry is written once. Then it prunes
+// renewkit's bookkeeping past Config.Retention when the store is a Pruner.
 func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error) {
 	var res CleanupResult
 	now := s.now()
