@@ -99,15 +99,7 @@ const completeSessionEffectsSQL = `UPDATE {schema}.sessions SET pending = NULL W
 // ListSessionsWithEffects returns the sessions carrying the pending effects of up to limit
 // tokens, whole; see billing.SessionStore.
 func (s *Store) ListSessionsWithEffects(ctx context.Context, limit int) ([]billing.Session, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	xs, err := collectReadable(ctx, s, scanSession, func(x billing.Session) string { return x.ID },
-		s.t(sessionsWithEffectsSQL), max(limit, 1))
-	if err != nil && !onlyRecordErrors(err) {
-		return nil, s.wrap(err, "listing sessions with pending effects")
-	}
-	return xs, err
+	return listWithEffects(ctx, s, scanSession, func(x billing.Session) string { return x.ID }, "sessions", sessionsWithEffectsSQL, limit)
 }
 
 // CompleteSessionEffects clears the pending effects token recorded on sessions; see
