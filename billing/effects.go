@@ -3,6 +3,7 @@ package billing
 import (
 	"cmp"
 	"context"
+	"maps"
 	"slices"
 	"time"
 )
@@ -27,7 +28,11 @@ type Effects struct {
 	// payment that carries it: finishing the effects writes it with the payment's id as
 	// EntityID (EntityType "payment", UserID the payment's user unless set) and its ID
 	// followed by ":" and the payment's id. That lets a store record one set of effects on
-	// every record of a bulk write (PaymentStore.CancelStalePayments).
+	// every record of a bulk write (PaymentStore.CancelStalePayments). On sessions, an
+	// entry without EntityID is about all the sessions that carry the same effects:
+	// finishing them writes it once, its ID kept, with EntityType "session", EntityID the
+	// first of the sessions' ids and Details "count" and "session_ids" (the ids in order)
+	// added (SessionStore.DeleteExpiredSessions).
 	Audit []AuditEntry `json:"audit,omitempty"`
 	// Status and PeriodEnd are the record's state as the transition left it. A record
 	// found in another state when the effects run was changed since (a payment, a webhook,
@@ -205,6 +210,28 @@ func (e *Effects) paymentAudit(p Payment) []AuditEntry {
 			a.ID += ":" + p.ID
 			a.EntityType, a.EntityID = cmp.Or(a.EntityType, "payment"), p.ID
 			a.UserID = cmp.Or(a.UserID, p.UserID)
+		}
+		out[i] = a
+	}
+	return out
+}
+
+// sessionAudit returns the audit entries of e for ss, the sessions that carry it, the entries
+// about them (no EntityID) naming all of them; see Effects.Audit.
+func (e *Effects) sessionAudit(ss []Session) []AuditEntry {
+	ids := make([]string, len(ss))
+	for i, se := range ss {
+		ids[i] = se.ID
+	}
+	slices.Sort(ids)
+	out := make([]AuditEntry, len(e.Audit))
+	for i, a := range e.Audit {
+		if a.EntityID == "" && len(ids) > 0 {
+			a.EntityType, a.EntityID = cmp.Or(a.EntityType, "session"), ids[0]
+			d := make(map[string]any, len(a.Details)+2)
+			maps.Copy(d, a.Details)
+			d["count"], d["session_ids"] = len(ids), ids
+			a.Details = d
 		}
 		out[i] = a
 	}

@@ -389,17 +389,28 @@ func (s *Service) RenewSubscriptions(ctx context.Context) (RenewResult, error) {
 	return RenewResult{RunSummary: r.summary(err), Renewed: renewed, Cancelling: cancelling}, err
 }
 
-// CleanupOldSessions soft-deletes sessions that expired more than SessionRetention ago (a
-// session expired exactly SessionRetention ago is included) and audits each batch. Then it
-// prunes renewkit's bookkeeping past Config.Retention when the store is a Pruner.
+// CleanupOldSessions first finishes the effects a crashed process left on sessions
+// (Session.Pending recorded at least ClaimLease ago: counted in Resumed, or Failed when they
+// do not finish yet), then soft-deletes sessions that expired more than SessionRetention ago
+// (a session expired exactly SessionRetention ago is included). Each batch's soft delete
+// records the batch's one audit entry (AuditSessionsCleaned, naming its sessions) as pending
+// effects in the same write; the entry is then written and the effects cleared, so a crash
+// or a failed audit write between the two is finished by the next run (the batch's
+// sessions count in Failed until then) and the entry is written once. Then it prunes
+// renewkit's bookkeeping past Config.Retention when the store is a Pruner.
 func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error) {
 	var res CleanupResult
 	now := s.now()
 	cutoff := now.Add(-s.cfg.SessionRetention)
 	seen := map[string]bool{}
-	var runErr error
-	for {
-		batch, err := s.store.DeleteExpiredSessions(ctx, cutoff, now, s.cfg.BatchSize)
+	runErr := s.finishSessionsLeft(ctx, &res, seen, now)
+	for runErr == nil {
+		token := newToken()
+		eff := &Effects{Token: token, CreatedAt: now, Audit: []AuditEntry{{
+			ID: "sessions:" + token, Action: AuditSessionsCleaned, Actor: "renewkit", CreatedAt: now,
+			Details: map[string]any{"expired_before": cutoff},
+		}}}
+		batch, err := s.store.DeleteExpiredSessions(ctx, cutoff, now, s.cfg.BatchSize, eff)
 		bad, partial := recordErrors(err)
 		if err != nil && !partial {
 			runErr = fmt.Errorf("deleting expired sessions: %w", err)
@@ -407,16 +418,12 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 		}
 		res.reportBad(s, ctx, bad, seen)
 		if len(batch) > 0 {
-			ids := make([]string, len(batch))
-			for i, se := range batch {
-				ids[i] = se.ID
-			}
 			res.TotalFound += len(batch)
-			res.Cleaned += len(batch)
-			_ = s.audit(ctx, AuditEntry{
-				Action: AuditSessionsCleaned, EntityType: "session", EntityID: ids[0],
-				Details: map[string]any{"count": len(ids), "session_ids": ids, "expired_before": cutoff},
-			})
+			if err := s.finishSessions(ctx, eff, batch); err != nil {
+				res.failSessions(s, ctx, batch, err)
+			} else {
+				res.Cleaned += len(batch)
+			}
 		}
 		// A round that changed nothing met only unreadable records: stop.
 		if len(batch) == 0 || len(batch)+len(bad) < s.cfg.BatchSize {
@@ -428,6 +435,82 @@ func (s *Service) CleanupOldSessions(ctx context.Context) (CleanupResult, error)
 	}
 	res.Success, res.Error = runErr == nil, errText(runErr)
 	return res, runErr
+}
+
+// sessionBatchesPerRound is how many batches left by crashed runs (each at most BatchSize
+// sessions) CleanupOldSessions reads at a time.
+const sessionBatchesPerRound = 8
+
+// finishSessionsLeft finishes the pending effects of sessions, a few batches at a time,
+// counting each session in res (seen: the records met so far). Effects recorded less than
+// ClaimLease before now belong to a run that may still be writing its batch (or its
+// entry): they are left to it, as a claimed record is, so the entry never names part of a
+// batch. It stops when a round finishes none: what is left waits for the next run.
+func (s *Service) finishSessionsLeft(ctx context.Context, res *CleanupResult, seen map[string]bool, now time.Time) error {
+	for {
+		left, err := s.store.ListSessionsWithEffects(ctx, sessionBatchesPerRound)
+		bad, partial := recordErrors(err)
+		if err != nil && !partial {
+			return fmt.Errorf("listing sessions with pending effects: %w", err)
+		}
+		res.reportBad(s, ctx, bad, seen)
+		finished, batches := 0, 0
+		for len(left) > 0 {
+			n := 1 // the sessions of one token are next to each other
+			for n < len(left) && left[n].Pending.Token == left[0].Pending.Token {
+				n++
+			}
+			batch := left[:n]
+			left = left[n:]
+			batches++
+			if seen[batch[0].ID] {
+				continue // failed earlier in this run
+			}
+			if batch[0].Pending.CreatedAt.After(now.Add(-s.cfg.ClaimLease)) {
+				continue // another run's, in flight
+			}
+			for _, se := range batch {
+				seen[se.ID] = true
+			}
+			res.TotalFound += len(batch)
+			if err := s.finishSessions(ctx, batch[0].Pending, batch); err != nil {
+				res.failSessions(s, ctx, batch, err)
+				continue
+			}
+			res.Resumed += len(batch)
+			finished++
+		}
+		if finished == 0 || batches+len(bad) < sessionBatchesPerRound {
+			return nil
+		}
+	}
+}
+
+// finishSessions writes the audit entries of eff, the pending effects batch carries (all of
+// its sessions and only them), and then clears them, even when ctx has just been cancelled:
+// what is done must not be repeated.
+func (s *Service) finishSessions(ctx context.Context, eff *Effects, batch []Session) error {
+	if entries := eff.sessionAudit(batch); len(entries) > 0 {
+		if err := s.store.InsertAudits(ctx, entries); err != nil {
+			return fmt.Errorf("effects of %d deleted sessions (first %s): writing audit entries: %w", len(batch), batch[0].ID, err)
+		}
+	}
+	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), min(s.cfg.ClaimLease, time.Minute))
+	defer cancel()
+	if err := s.store.CompleteSessionEffects(cctx, eff.Token); err != nil {
+		return fmt.Errorf("effects of %d deleted sessions (first %s): clearing them: %w", len(batch), batch[0].ID, err)
+	}
+	return nil
+}
+
+// failSessions counts the sessions of batch, whose effects did not finish, in Failed.
+func (res *CleanupResult) failSessions(s *Service, ctx context.Context, batch []Session, err error) {
+	res.Failed += len(batch)
+	if len(res.Errors) < maxResultErrors {
+		res.Errors = append(res.Errors, err.Error())
+	}
+	s.log.WarnContext(ctx, "sessions deleted, their effects not finished; the next run finishes them",
+		"sessions", len(batch), "first_session_id", batch[0].ID, "error", err)
 }
 
 // CleanupPendingPayments first finishes the effects a crashed process left on payments

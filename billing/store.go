@@ -259,9 +259,21 @@ type SessionStore interface {
 	InsertSession(ctx context.Context, s *Session) error
 	GetSession(ctx context.Context, id string) (Session, error) // soft-deleted sessions are returned too
 	// DeleteExpiredSessions soft-deletes up to limit live sessions whose ExpiresAt is at or
-	// before expiredBefore, stamping now, and returns them; each session is returned by
-	// exactly one of several concurrent callers.
-	DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]Session, error)
+	// before expiredBefore and that carry no pending effects, stamping now, and returns
+	// them; each session is returned by exactly one of several concurrent callers. When
+	// effects is not nil, each deleted session records a copy of it as its pending effects
+	// (Session.Pending) in the same write, so that what follows the delete survives a crash
+	// (see Effects.Audit for entries about the sessions that carry them).
+	DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int, effects *Effects) ([]Session, error)
+	// ListSessionsWithEffects returns the sessions, soft-deleted or not, that carry the
+	// pending effects of up to limit (1 or more) tokens: every session carrying one of the
+	// smallest limit tokens, in (Pending.Token, ID) order, however many share a token. These
+	// are the ones a crashed process left. A session the store cannot decode is reported as
+	// a *RecordError (joined with errors.Join) next to the sessions it did read.
+	ListSessionsWithEffects(ctx context.Context, limit int) ([]Session, error)
+	// CompleteSessionEffects removes the pending effects recorded by token from every
+	// session that carries them; a token no session carries is no error.
+	CompleteSessionEffects(ctx context.Context, token string) error
 }
 
 // AuditFilter selects audit entries; zero fields do not filter.

@@ -300,6 +300,10 @@ type Session struct {
 	CreatedAt time.Time `json:"created_at"`
 	Deleted   bool      `json:"flag_del"`
 	DeletedAt time.Time `json:"deleted_at,omitzero"`
+	// Pending is what the cleanup that soft-deleted the session left to do (its audit
+	// entry), recorded by the same write; nil when nothing is pending. Stores keep it; only
+	// InsertSession and DeleteExpiredSessions set it and CompleteSessionEffects clears it.
+	Pending *Effects `json:"pending,omitempty"`
 }
 
 // AuditEntry is one line of the audit_logs collection.

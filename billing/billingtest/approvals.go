@@ -100,6 +100,18 @@ func (c *crashStore) CancelStalePayments(ctx context.Context, createdBefore, now
 	return out, err
 }
 
+func (c *crashStore) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int, effects *billing.Effects) (out []billing.Session, err error) {
+	err = c.write("DeleteExpiredSessions", func() (err error) {
+		out, err = c.Store.DeleteExpiredSessions(ctx, expiredBefore, now, limit, effects)
+		return err
+	})
+	return out, err
+}
+
+func (c *crashStore) CompleteSessionEffects(ctx context.Context, token string) error {
+	return c.write("CompleteSessionEffects", func() error { return c.Store.CompleteSessionEffects(ctx, token) })
+}
+
 func (c *crashStore) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
 	return c.write("InsertAudits", func() error { return c.Store.InsertAudits(ctx, entries) })
 }

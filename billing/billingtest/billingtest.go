@@ -316,7 +316,7 @@ func (e *env) wantSentOnce(inFlight map[string]bool) map[string]int {
 	return sent
 }
 
-// noPending fails if any record (subscription or payment) still carries pending effects.
+// noPending fails if any record (subscription, payment or session) still carries pending effects.
 func (e *env) noPending() {
 	e.t.Helper()
 	payments, err := e.st.ListPaymentsWithEffects(e.ctx, 1000)
@@ -325,6 +325,13 @@ func (e *env) noPending() {
 	}
 	if len(payments) > 0 {
 		e.t.Fatalf("%d payments still carry pending effects (first %s: %+v)", len(payments), payments[0].ID, payments[0].Pending)
+	}
+	sessions, err := e.st.ListSessionsWithEffects(e.ctx, 1000)
+	if err != nil {
+		e.t.Fatalf("listing sessions with pending effects: %v", err)
+	}
+	if len(sessions) > 0 {
+		e.t.Fatalf("%d sessions still carry pending effects (first %s: %+v)", len(sessions), sessions[0].ID, sessions[0].Pending)
 	}
 	left, err := e.st.ClaimSubscriptions(e.ctx, billing.ClaimParams{Token: "billingtest-check", Now: e.clock.Now(),
 		LeaseUntil: e.clock.Now().Add(time.Millisecond), Limit: 1000, Pending: true})
@@ -427,6 +434,7 @@ func (s *suite) tests() []test {
 		{"CleanupOldSessions", s.cleanupOldSessions},
 		{"CleanupPendingPayments", s.cleanupPendingPayments},
 		{"CleanupPaymentsSurvivesCrashAtEveryWrite", s.cleanupPaymentsSurvivesCrashAtEveryWrite},
+		{"CleanupSessionsSurvivesCrashAtEveryWrite", s.cleanupSessionsSurvivesCrashAtEveryWrite},
 		// preview.go
 		{"PreviewChangesNothing", s.previewChangesNothing},
 		// processor.go

@@ -3,6 +3,7 @@ package billingtest
 import (
 	"context"
 	"errors"
+	"fmt"
 	"testing"
 	"time"
 
@@ -360,6 +361,136 @@ func (s *suite) cleanupOldSessions(ctx context.Context, t *testing.T) {
 	if res.Cleaned != 0 || len(e.audits(billing.AuditSessionsCleaned, "")) != 1 {
 		t.Fatalf("second run %+v cleaned again", res)
 	}
+}
+
+// cleanupSessionsSurvivesCrashAtEveryWrite proves a soft delete of expired sessions and its
+// audit entry are never half-applied ("a failure in the middle of work loses nothing and is
+// retried"): a run crashed at each write of a clean run (before it, just after it) reports
+// the failure, and the next run leaves every expired session soft-deleted and named by
+// exactly one cleanup audit entry, with no effects left pending. A failed audit write is
+// reported (the batch counts in Failed, not Cleaned), and the next run writes the entry.
+func (s *suite) cleanupSessionsSurvivesCrashAtEveryWrite(ctx context.Context, t *testing.T) {
+	now := testkit.Epoch
+	cfg := billing.Config{BatchSize: 2} // three expired sessions: two batches
+	expired := []string{"old1", "old2", "old3"}
+	records := []any{
+		testkit.Session("old1", "u", now.Add(-40*day)),
+		testkit.Session("old2", "u", now.Add(-35*day)),
+		testkit.Session("old3", "u", now.Add(-31*day)),
+		testkit.Session("live", "u", now.Add(day)),
+	}
+	clean := s.env(ctx, t, cfg, records...)
+	counter := &crashStore{Store: clean.st}
+	res, err := clean.service(counter, cfg).CleanupOldSessions(ctx)
+	must(t, err, "clean run")
+	if !res.Success || res.Cleaned != 3 || res.Failed != 0 {
+		t.Fatalf("clean run %+v, want 3 cleaned", res)
+	}
+	clean.wantSessionsCleaned(expired)
+	// failThenFinish runs the cleanup on e through broken, which fails part of it: the run
+	// reports the failure (what), and a run an hour later through e's store itself finishes
+	// with nothing failed.
+	failThenFinish := func(e *env, broken billing.Store, what string) {
+		e.t.Helper()
+		res, err := e.service(broken, cfg).CleanupOldSessions(ctx)
+		if err == nil && res.Failed == 0 {
+			e.t.Fatalf("the run %s reported %+v", what, res)
+		}
+		e.clock.Advance(time.Hour)
+		res, err = e.svc.CleanupOldSessions(ctx)
+		must(e.t, err, "the next run")
+		if !res.Success || res.Failed != 0 {
+			e.t.Fatalf("the run after the one %s: %+v, want nothing failed", what, res)
+		}
+		e.wantSessionsCleaned(expired)
+	}
+	writes := counter.written()
+	atEveryWrite(t, writes, func(t *testing.T, n int, after bool) {
+		e := s.env(ctx, t, cfg, records...)
+		failThenFinish(e, &crashStore{Store: e.st, n: n, after: after}, fmt.Sprintf("that crashed at write %d (%s)", n, writes[n-1]))
+	})
+	t.Run("FailedAuditWrite", func(t *testing.T) {
+		e := s.env(ctx, t, cfg, records...)
+		flaky := &failAudit{Store: e.st, action: billing.AuditSessionsCleaned, failures: 1}
+		failThenFinish(e, flaky, "whose audit write failed")
+		if flaky.failures != 0 {
+			t.Fatal("the audit write never failed")
+		}
+	})
+	// A batch another run has just deleted is its own until ClaimLease has passed: a run
+	// meeting it leaves it (an entry written now could name only part of the batch), and a
+	// run after the lease finishes it as a crashed run's.
+	t.Run("InFlightBatchLeftToItsRun", func(t *testing.T) {
+		e := s.env(ctx, t, cfg, records...)
+		cutoff := now.Add(-30 * day)
+		eff := &billing.Effects{Token: "in-flight", CreatedAt: now, Audit: []billing.AuditEntry{{ID: "sessions:in-flight",
+			Action: billing.AuditSessionsCleaned, Actor: "renewkit", CreatedAt: now, Details: map[string]any{"expired_before": cutoff}}}}
+		other, err := e.st.DeleteExpiredSessions(ctx, cutoff, now, 2, eff)
+		if err != nil || len(other) != 2 {
+			t.Fatalf("the other run's delete: %d sessions, %v; want 2", len(other), err)
+		}
+		res, err := e.svc.CleanupOldSessions(ctx)
+		must(t, err, "the run beside the other one")
+		if res.Cleaned != 1 || res.Resumed != 0 || res.Failed != 0 || len(e.audits(billing.AuditSessionsCleaned, "")) != 1 {
+			t.Fatalf("the run beside the other one %+v, want only the third session cleaned and audited", res)
+		}
+		e.clock.Advance(time.Hour)
+		res, err = e.svc.CleanupOldSessions(ctx)
+		must(t, err, "the run after the lease")
+		if res.Resumed != 2 || res.Failed != 0 {
+			t.Fatalf("the run after the lease %+v, want the other run's two sessions finished", res)
+		}
+		e.wantSessionsCleaned(expired)
+	})
+}
+
+// wantSessionsCleaned fails unless every session of ids is soft-deleted and named by
+// exactly one cleanup audit entry, each entry's count matching its list and naming no other
+// session, and no effects are left pending.
+func (e *env) wantSessionsCleaned(ids []string) {
+	e.t.Helper()
+	named := map[string]int{}
+	for _, a := range e.audits(billing.AuditSessionsCleaned, "") {
+		list := detailStrings(a.Details["session_ids"])
+		if fmt.Sprint(a.Details["count"]) != fmt.Sprint(len(list)) || len(list) == 0 || a.EntityID != list[0] || a.EntityType != "session" {
+			e.t.Fatalf("audit entry %+v: want entity the first of its session_ids and count their number", a)
+		}
+		for _, id := range list {
+			named[id]++
+		}
+	}
+	for _, id := range ids {
+		se, err := e.st.GetSession(e.ctx, id)
+		if err != nil {
+			e.t.Fatalf("GetSession(%s): %v", id, err)
+		}
+		if !se.Deleted {
+			e.t.Fatalf("session %s not soft-deleted: %+v", id, se)
+		}
+		if named[id] != 1 {
+			e.t.Fatalf("session %s named by %d cleanup audit entries, want 1 (all: %v)", id, named[id], named)
+		}
+		delete(named, id)
+	}
+	if len(named) > 0 {
+		e.t.Fatalf("cleanup audit entries name other sessions: %v", named)
+	}
+	e.noPending()
+}
+
+// detailStrings reads a list of strings from an audit detail as a store returns it.
+func detailStrings(v any) []string {
+	switch l := v.(type) {
+	case []string:
+		return l
+	case []any:
+		out := make([]string, len(l))
+		for i, x := range l {
+			out[i] = fmt.Sprint(x)
+		}
+		return out
+	}
+	return nil
 }
 
 // cleanupPaymentsSurvivesCrashAtEveryWrite proves a cancellation of stale payments and its

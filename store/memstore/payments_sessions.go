@@ -2,6 +2,7 @@ package memstore
 
 import (
 	"context"
+	"maps"
 	"slices"
 	"time"
 
@@ -118,12 +119,21 @@ func (s *Store) CancelStalePayments(ctx context.Context, createdBefore, now time
 func newSessions() table[billing.Session] {
 	return table[billing.Session]{
 		kind: "session", rows: map[string]billing.Session{}, norm: normSession,
-		id: func(se *billing.Session) *string { return &se.ID },
+		id:    func(se *billing.Session) *string { return &se.ID },
+		clone: cloneSession,
 	}
 }
 
+// normSession returns se with its times normalised and its pending effects copied.
 func normSession(se billing.Session) billing.Session {
 	se.ExpiresAt, se.CreatedAt, se.DeletedAt = t0(se.ExpiresAt), t0(se.CreatedAt), t0(se.DeletedAt)
+	se.Pending = copyEffects(se.Pending)
+	return se
+}
+
+// cloneSession returns a stored session with its pending effects copied.
+func cloneSession(se billing.Session) billing.Session {
+	se.Pending = copyEffects(se.Pending)
 	return se
 }
 
@@ -145,10 +155,44 @@ func expiredSession(expiredBefore time.Time) func(*billing.Session) bool {
 	return func(se *billing.Session) bool { return !se.Deleted && !se.ExpiresAt.After(expiredBefore) }
 }
 
-func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int) ([]billing.Session, error) {
+func (s *Store) DeleteExpiredSessions(ctx context.Context, expiredBefore, now time.Time, limit int, effects *billing.Effects) ([]billing.Session, error) {
+	expired := expiredSession(expiredBefore)
 	return write(ctx, s, func() ([]billing.Session, error) {
-		return s.sessions.sweep(expiredSession(expiredBefore), limit, func(se *billing.Session) {
+		return s.sessions.sweep(func(se *billing.Session) bool { return se.Pending == nil && expired(se) }, limit, func(se *billing.Session) {
 			se.Deleted, se.DeletedAt = true, t0(now)
+			se.Pending = copyEffects(effects)
 		}), nil
+	})
+}
+
+func (s *Store) ListSessionsWithEffects(ctx context.Context, limit int) ([]billing.Session, error) {
+	return read(ctx, s, func() ([]billing.Session, error) {
+		byToken := map[string][]string{}
+		for id, se := range s.sessions.rows {
+			if se.Pending != nil {
+				byToken[se.Pending.Token] = append(byToken[se.Pending.Token], id)
+			}
+		}
+		tokens := slices.Sorted(maps.Keys(byToken))
+		var out []billing.Session
+		for _, tok := range tokens[:min(len(tokens), max(limit, 1))] {
+			slices.Sort(byToken[tok])
+			for _, id := range byToken[tok] {
+				out = append(out, s.sessions.out(s.sessions.rows[id]))
+			}
+		}
+		return out, nil
+	})
+}
+
+func (s *Store) CompleteSessionEffects(ctx context.Context, token string) error {
+	return s.update(ctx, func() error {
+		for id, se := range s.sessions.rows {
+			if se.Pending != nil && se.Pending.Token == token {
+				se.Pending = nil
+				s.sessions.rows[id] = se
+			}
+		}
+		return nil
 	})
 }

@@ -40,7 +40,9 @@
 // renewkit adds its own fields to subscriptions (version, claim_token, claim_until,
 // write_token, and while effects are pending pending_token and pending_effects, the
 // billing.Effects as a JSON string) and to payments (version, gateway_payment_key,
-// sweep_token). To users it writes only the access fields (plan_id, subscription_id,
+// sweep_token, and the same pending fields). To sessions it writes flag_del and deleted_at
+// when it soft-deletes one, and adds sweep_token and, until the cleanup's audit entry is
+// written, the pending fields. To users it writes only the access fields (plan_id, subscription_id,
 // subscription_status, access_until, updated_at), and only when access changes.
 //
 // # Conditional writes

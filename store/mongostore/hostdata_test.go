@@ -341,6 +341,67 @@ func testHostDatabase(t *testing.T, mode mongostore.ClaimMode) {
 	}
 }
 
+// TestHostSessionWhilePending proves the session cleanup writes only its own fields on a
+// host's session document and keeps the app's types, also while the soft delete's effects
+// are pending (a run crashed between the delete and the audit entry): the app's fields
+// other than flag_del and deleted_at are untouched, renewkit adds only sweep_token and the
+// pending_* fields, and the next run writes the audit entry and removes pending_* again.
+func TestHostSessionWhilePending(t *testing.T) {
+	ctx, db, st := freshStore(t, mongostore.Config{BatchSize: 50}, time.Minute)
+	h := writeHostDB(ctx, t, db)
+	before := snapshot(ctx, t, db, "sessions")["sessions"][key(h.session)]
+	eff := &billing.Effects{Token: "crashed-run", CreatedAt: hostNow, Audit: []billing.AuditEntry{{
+		ID: "sessions:crashed-run", Action: billing.AuditSessionsCleaned, Actor: "renewkit", CreatedAt: hostNow,
+		Details: map[string]any{"expired_before": hostNow.Add(-30 * testkit.Day)}}}}
+	got, err := st.DeleteExpiredSessions(ctx, hostNow.Add(-30*testkit.Day), hostNow, 10, eff)
+	if err != nil || len(got) != 1 || got[0].ID != h.session.Hex() {
+		t.Fatalf("DeleteExpiredSessions = %+v, %v; want the host's expired session", got, err)
+	}
+	check := func(when string, added ...string) {
+		t.Helper()
+		doc := snapshot(ctx, t, db, "sessions")["sessions"][key(h.session)]
+		elems, _ := before.Elements()
+		for _, e := range elems {
+			v, err := doc.LookupErr(e.Key())
+			switch {
+			case err != nil:
+				t.Errorf("%s: the session lost its field %s", when, e.Key())
+			case e.Key() == "flag_del" || e.Key() == "deleted_at":
+				if v.Type != bson.TypeBoolean && e.Key() == "flag_del" || v.Type != bson.TypeDateTime && e.Key() == "deleted_at" {
+					t.Errorf("%s: %s is %v (%s)", when, e.Key(), v, v.Type)
+				}
+			case !e.Value().Equal(v):
+				t.Errorf("%s: %s changed %v (%s) -> %v (%s)", when, e.Key(), e.Value(), e.Value().Type, v, v.Type)
+			}
+		}
+		all, _ := doc.Elements()
+		var extra []string
+		for _, e := range all {
+			if _, err := before.LookupErr(e.Key()); err != nil && e.Key() != "deleted_at" {
+				extra = append(extra, e.Key())
+			}
+		}
+		slices.Sort(extra)
+		if !slices.Equal(extra, slices.Sorted(slices.Values(added))) {
+			t.Errorf("%s: renewkit added %v to the session, want %v", when, extra, added)
+		}
+	}
+	check("while pending", "sweep_token", "pending_token", "pending_effects", "pending_details")
+	svc, err := billing.NewService(st, testkit.NewNotifier(), billing.Config{Clock: testkit.NewClock(hostNow.Add(time.Hour))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, err := svc.CleanupOldSessions(ctx)
+	if err != nil || res.Resumed != 1 || res.Failed != 0 {
+		t.Fatalf("CleanupOldSessions after the crash = %+v, %v; want the session's effects finished", res, err)
+	}
+	check("after the next run", "sweep_token")
+	audit, err := st.ListAudit(ctx, billing.AuditFilter{Action: billing.AuditSessionsCleaned})
+	if err != nil || len(audit) != 1 || audit[0].ID != "sessions:crashed-run" || audit[0].EntityID != h.session.Hex() {
+		t.Fatalf("audit %+v, %v; want the crashed run's one entry about the session", audit, err)
+	}
+}
+
 // With References: ReferencesObjectID a new document's references are ObjectIDs, and a
 // reference written where the stored one is null becomes one too; ids that are not 24 hex
 // digits stay strings. Proves the configurable default for new references.

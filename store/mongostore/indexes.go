@@ -81,6 +81,7 @@ func (s *Store) EnsureIndexes(ctx context.Context) error {
 			// Only live sessions: the soft-deleted ones pile up for ever.
 			idx("live_expires_at", asc("flag_del", "expires_at")),
 			idx("sweep_token", asc("sweep_token")),
+			idx("pending_token", asc("pending_token")), // sessions with pending effects (few)
 		}},
 		{s.audit, []mongo.IndexModel{
 			idx("created_at", asc("created_at", "seq")),

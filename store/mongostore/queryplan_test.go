@@ -136,7 +136,7 @@ func indexed(q query, idx [][]string) bool {
 
 // bounded reports whether filter selects a set of documents bounded by the work at hand,
 // whatever the collection's size: by _id, a batch's users, one claim or sweep token, or
-// the pending effects of the runs in flight.
+// the pending effects of the runs in flight (all of them, or one session batch's token).
 func bounded(filter bson.Raw) bool {
 	for _, f := range []string{"_id", "user_id", "claim_token", "sweep_token"} {
 		if constrains(filter, f) {
@@ -147,7 +147,11 @@ func bounded(filter bson.Raw) bool {
 	if err != nil {
 		return false
 	}
-	exists, _ := v.Document().Lookup("$exists").BooleanOK()
+	ops, isOps := v.DocumentOK()
+	if !isOps {
+		return true // one token's records (a session batch's)
+	}
+	exists, _ := ops.Lookup("$exists").BooleanOK()
 	return exists
 }
 

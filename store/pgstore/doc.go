@@ -15,7 +15,9 @@
 //   - Claims are one statement: UPDATE … WHERE id IN (SELECT … ORDER BY current_period_end,
 //     id LIMIT n FOR UPDATE SKIP LOCKED) RETURNING …. Concurrent claimers skip each other's
 //     rows instead of waiting, and never receive one record twice while its lease is live.
-//     DeleteExpiredSessions works the same way; CancelStalePayments locks its candidates the
+//     DeleteExpiredSessions works the same way, writing the batch's pending effects into
+//     each row's pending column (migration 0010; the sessions_pending index lists them by
+//     token); CancelStalePayments locks its candidates the
 //     same way (SELECT … FOR UPDATE SKIP LOCKED) in a transaction that then cancels only the
 //     ones it can decode (an unreadable payment is reported and left pending). No
 //     serialized mode is needed: PostgreSQL re-checks a conditional UPDATE's WHERE clause on

@@ -51,8 +51,10 @@ func TestExplainJobQueries(t *testing.T) {
 			CASE WHEN i % 100 = 0 THEN 'failed' WHEN i % 100 = 1 THEN 'sending' ELSE 'sent' END, '',
 			$1::timestamptz - i * interval '1 minute', $1::timestamptz - i * interval '1 minute'
 		FROM generate_series(1, $2) AS i`,
-		`INSERT INTO {sessions} (id, user_id, expires_at, created_at, flag_del)
-		SELECT 'se' || i, 'u' || i, $1::timestamptz - interval '200 days' + (i % 365) * interval '1 day', $1::timestamptz - interval '1 year', i % 3 = 0
+		// A third soft-deleted, a few of those carrying the pending effects of their batch.
+		`INSERT INTO {sessions} (id, user_id, expires_at, created_at, flag_del, pending)
+		SELECT 'se' || i, 'u' || i, $1::timestamptz - interval '200 days' + (i % 365) * interval '1 day', $1::timestamptz - interval '1 year', i % 3 = 0,
+			CASE WHEN i % 999 = 3 THEN jsonb_build_object('token', 'tok' || (i % 7)) END
 		FROM generate_series(1, $2) AS i`,
 		`INSERT INTO {audit_logs} (id, action, entity_type, entity_id, actor, created_at)
 		SELECT 'a' || i, (ARRAY['subscription.expired','subscription.renewed','payment.approved','session.cleaned'])[1 + i % 4],

@@ -63,7 +63,9 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	add("cancel stale payments", staleCancelSQL, []any{[]string{"pay1", "pay2"}, now, "stale", nil})
 	add("payments with effects", paymentsWithEffectsSQL, []any{100})
 	add("complete payment effects", completePaymentEffectsSQL, []any{"pay1", "tok"})
-	add("expired sessions", expiredSQL(100), []any{now.Add(-30 * day), now})
+	add("expired sessions", expiredSQL(100), []any{now.Add(-30 * day), now, nil})
+	add("sessions with effects", sessionsWithEffectsSQL, []any{8})
+	add("complete session effects", completeSessionEffectsSQL, []any{"tok"})
 	add("audit by action", `SELECT `+auditCols+` FROM {schema}.audit_logs WHERE action = $1 AND created_at >= $2 ORDER BY created_at, seq LIMIT 50`, []any{"subscription.expired", now.Add(-day)})
 	add("job runs", `SELECT `+runCols+` FROM {schema}.job_runs WHERE job_id = $1 ORDER BY started_at DESC, id DESC LIMIT 20`, []any{"process_expired_subscriptions"})
 

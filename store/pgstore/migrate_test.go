@@ -322,6 +322,47 @@ func TestMigrateKeepsPendingAcross0009(t *testing.T) {
 	}
 }
 
+// TestMigrateKeepsSessionsAcross0010 proves the sessions stored before migration 0010 (by
+// the schema-9 store: live, expired, soft-deleted) keep what they were after it, without
+// pending effects, and the cleanup's writes work on them: the soft delete records its
+// effects, the session is listed with them, and completing them clears them.
+func TestMigrateKeepsSessionsAcross0010(t *testing.T) {
+	p, s := atSchemaWithLapsed(t, 9)
+	ctx := context.Background()
+	if _, err := p.Exec(ctx, `INSERT INTO `+s.Table("sessions")+` (id, user_id, expires_at, created_at, flag_del, deleted_at) VALUES
+		('se-old', 'u1', $1, $1, false, NULL), ('se-gone', 'u1', $1, $1, true, $1), ('se-live', 'u1', $2, $1, false, NULL)`,
+		lapsedAt.AddDate(0, 0, -40), lapsedAt.AddDate(0, 0, 1)); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from 9: %v", err)
+	}
+	if !indexes(t, s)["sessions_pending"] {
+		t.Fatal("sessions_pending is missing after the migration")
+	}
+	for id, deleted := range map[string]bool{"se-old": false, "se-gone": true, "se-live": false} {
+		se, err := s.GetSession(ctx, id)
+		if err != nil || se.Deleted != deleted || se.Pending != nil {
+			t.Fatalf("session %s after the migration: %+v, %v; want deleted=%v without pending effects", id, se, err, deleted)
+		}
+	}
+	eff := &billing.Effects{Token: "run1", CreatedAt: lapsedAt, Audit: []billing.AuditEntry{{ID: "sessions:run1", Action: billing.AuditSessionsCleaned}}}
+	got, err := s.DeleteExpiredSessions(ctx, lapsedAt.AddDate(0, 0, -30), lapsedAt, 10, eff)
+	if err != nil || len(got) != 1 || got[0].ID != "se-old" || got[0].Pending == nil || got[0].Pending.Token != "run1" {
+		t.Fatalf("DeleteExpiredSessions after the migration: %+v, %v; want se-old with run1's effects", got, err)
+	}
+	left, err := s.ListSessionsWithEffects(ctx, 10)
+	if err != nil || len(left) != 1 || left[0].ID != "se-old" {
+		t.Fatalf("ListSessionsWithEffects: %+v, %v; want se-old", left, err)
+	}
+	if err := s.CompleteSessionEffects(ctx, "run1"); err != nil {
+		t.Fatal(err)
+	}
+	if left, err := s.ListSessionsWithEffects(ctx, 10); err != nil || len(left) != 0 {
+		t.Fatalf("ListSessionsWithEffects after completing: %+v, %v; want none", left, err)
+	}
+}
+
 // TestNoIndexNamesJobWrittenColumns proves no index of the subscriptions table names, in
 // its key, an expression or its predicate, the columns a job writes on every record it
 // claims: the claim columns, which every claim changes, and pending, which its transition

@@ -207,15 +207,20 @@ func (s *Store) CompletePaymentEffects(ctx context.Context, id, token string) er
 // ListPaymentsWithEffects returns up to limit live payments with pending effects in id
 // order (the payments_pending index); see billing.PaymentStore.
 func (s *Store) ListPaymentsWithEffects(ctx context.Context, limit int) ([]billing.Payment, error) {
+	return listWithEffects(ctx, s, scanPayment, func(p billing.Payment) string { return p.ID }, "payments", paymentsWithEffectsSQL, limit)
+}
+
+// listWithEffects runs sql, a list of the records of kind with pending effects ($1 limit, 1
+// or more), reporting the unreadable ones next to the others (see collectReadable).
+func listWithEffects[T any](ctx context.Context, s *Store, scan func(pgx.Rows) (T, error), id func(T) string, kind, sql string, limit int) ([]T, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	ps, err := collectReadable(ctx, s, scanPayment, func(p billing.Payment) string { return p.ID },
-		s.t(paymentsWithEffectsSQL), max(limit, 1))
+	xs, err := collectReadable(ctx, s, scan, id, s.t(sql), max(limit, 1))
 	if err != nil && !onlyRecordErrors(err) {
-		return nil, s.wrap(err, "listing payments with pending effects")
+		return nil, s.wrap(err, "listing %s with pending effects", kind)
 	}
-	return ps, err
+	return xs, err
 }
 
 // collectReadable is collect for rows scan may report as a *billing.RecordError (a record it

@@ -561,7 +561,7 @@ func (s *suite) sessionTests() []test {
 			for i := range seed {
 				must(t, st.InsertSession(ctx, &seed[i]), "InsertSession")
 			}
-			got, err := st.DeleteExpiredSessions(ctx, cutoff, base, 100)
+			got, err := st.DeleteExpiredSessions(ctx, cutoff, base, 100, nil)
 			must(t, err, "DeleteExpiredSessions")
 			equalIDs(t, sessionIDs(got), []string{"at-cutoff", "older"}, "DeleteExpiredSessions selects live sessions expired at or before the cutoff")
 			for _, se := range got {
@@ -585,7 +585,7 @@ func (s *suite) sessionTests() []test {
 			if !stored.DeletedAt.Equal(base.Add(-day)) {
 				t.Fatalf("an already deleted session was stamped again: %+v", stored)
 			}
-			again, err := st.DeleteExpiredSessions(ctx, cutoff, base, 100)
+			again, err := st.DeleteExpiredSessions(ctx, cutoff, base, 100, nil)
 			must(t, err, "DeleteExpiredSessions (again)")
 			if len(again) != 0 {
 				t.Fatalf("a second call deleted %v again", sessionIDs(again))
@@ -598,7 +598,7 @@ func (s *suite) sessionTests() []test {
 			}
 			var batches [][]string
 			for _, want := range []int{2, 2, 1, 0} {
-				got, err := st.DeleteExpiredSessions(ctx, base.Add(-30*day), base, 2)
+				got, err := st.DeleteExpiredSessions(ctx, base.Add(-30*day), base, 2, nil)
 				must(t, err, "DeleteExpiredSessions")
 				if len(got) != want {
 					t.Fatalf("DeleteExpiredSessions(limit 2) returned %d, want %d", len(got), want)
@@ -606,6 +606,84 @@ func (s *suite) sessionTests() []test {
 				batches = append(batches, sessionIDs(got))
 			}
 			equalIDs(t, disjoint(t, batches...), []string{"se0", "se1", "se2", "se3", "se4"}, "batches cover every expired session once")
+		}},
+		// Proves: the soft delete and the effects recorded with it are one write (what follows
+		// a delete survives a crash), the sessions left with effects are found again batch by
+		// batch, whole, and a session whose effects are not finished is not deleted over them
+		// (they would be lost).
+		{"DeleteExpiredRecordsEffects", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
+			cutoff := base.Add(-30 * day)
+			for i, id := range []string{"se-a", "se-b", "se-c", "se-held"} {
+				se := newSession(id, cutoff.Add(-time.Duration(10-i)*time.Hour))
+				if id == "se-held" { // live, expired, carrying effects a crashed run left (the host undeleted it)
+					se.Pending = sampleEffects("held", billing.Subscription{ID: "any", UserID: "u1"})
+				}
+				must(t, st.InsertSession(ctx, &se), "InsertSession(%s)", id)
+			}
+			live := newSession("se-live", base.Add(day))
+			must(t, st.InsertSession(ctx, &live), "InsertSession(se-live)")
+			held, err := st.GetSession(ctx, "se-held")
+			must(t, err, "GetSession(se-held)")
+			if held.Pending == nil || held.Deleted {
+				t.Fatalf("inserted session %+v, want live with its effects", held)
+			}
+			eff := sampleEffects("run1", billing.Subscription{ID: "any", UserID: "u1"})
+			got, err := st.DeleteExpiredSessions(ctx, cutoff, base, 2, eff)
+			must(t, err, "DeleteExpiredSessions(with effects)")
+			equalIDs(t, sessionIDs(got), []string{"se-a", "se-b"}, "DeleteExpiredSessions(limit 2) deletes the two that expired first")
+			want := *sampleEffects("run1", billing.Subscription{ID: "any", UserID: "u1"})
+			eff.Audit[0].Details["note"], eff.Notifications[0].Key = "changed after the call", "changed" // the store keeps its own copy
+			for _, se := range got {
+				if !se.Deleted || !se.DeletedAt.Equal(base) || se.Pending == nil {
+					t.Fatalf("returned session %+v, want deleted at now with the effects", se)
+				}
+				equal(t, *se.Pending, want, "the effects returned with deleted session %s", se.ID)
+				stored, err := st.GetSession(ctx, se.ID)
+				must(t, err, "GetSession(%s)", se.ID)
+				equal(t, stored, se, "stored session %s equals the returned one", se.ID)
+			}
+			got, err = st.DeleteExpiredSessions(ctx, cutoff, base, 10, sampleEffects("run2", billing.Subscription{ID: "any", UserID: "u1"}))
+			must(t, err, "DeleteExpiredSessions(second batch)")
+			equalIDs(t, sessionIDs(got), []string{"se-c"}, "DeleteExpiredSessions passes over a session with unfinished effects")
+			stored, err := st.GetSession(ctx, "se-held")
+			must(t, err, "GetSession(se-held)")
+			equal(t, stored, held, "the session with unfinished effects is untouched")
+
+			list := func(limit int, want ...string) {
+				t.Helper()
+				left, err := st.ListSessionsWithEffects(ctx, limit)
+				must(t, err, "ListSessionsWithEffects(%d)", limit)
+				order := make([]string, len(left))
+				for i, se := range left {
+					if se.Pending == nil {
+						t.Fatalf("listed session %+v carries no effects", se)
+					}
+					order[i] = se.ID
+				}
+				equal(t, order, want, "ListSessionsWithEffects(%d): whole batches in (token, id) order", limit)
+			}
+			list(10, "se-held", "se-a", "se-b", "se-c") // tokens held < run1 < run2
+			list(1, "se-held")
+			list(2, "se-held", "se-a", "se-b") // run1's two sessions, though past the limit
+			must(t, st.CompleteSessionEffects(ctx, "run1"), "CompleteSessionEffects(run1)")
+			for _, id := range []string{"se-a", "se-b"} {
+				se, err := st.GetSession(ctx, id)
+				must(t, err, "GetSession(%s)", id)
+				if se.Pending != nil || !se.Deleted {
+					t.Fatalf("%s after its effects are done: %+v, want deleted without effects", id, se)
+				}
+			}
+			must(t, st.CompleteSessionEffects(ctx, "no-such-token"), "CompleteSessionEffects(unknown token)")
+			list(10, "se-held", "se-c")
+			// Once its own effects are done, the held session is deleted like the others.
+			must(t, st.CompleteSessionEffects(ctx, "held"), "CompleteSessionEffects(held)")
+			got, err = st.DeleteExpiredSessions(ctx, cutoff, base, 10, nil)
+			must(t, err, "DeleteExpiredSessions(after se-held's effects)")
+			equalIDs(t, sessionIDs(got), []string{"se-held"}, "the third delete")
+			if got[0].Pending != nil {
+				t.Fatalf("deleted without effects, returned with %+v", got[0].Pending)
+			}
+			list(10, "se-c")
 		}},
 		{"DeleteExpiredConcurrentDisjoint", ownStore, func(ctx context.Context, t *testing.T, st billing.Store) {
 			var want []string
@@ -618,7 +696,7 @@ func (s *suite) sessionTests() []test {
 			errs := make([]error, s.opts.Goroutines)
 			runConcurrently(s.opts.Goroutines, func(i int) {
 				for {
-					b, err := st.DeleteExpiredSessions(ctx, base.Add(-30*day), base, s.opts.ClaimBatch)
+					b, err := st.DeleteExpiredSessions(ctx, base.Add(-30*day), base, s.opts.ClaimBatch, nil)
 					if err != nil {
 						errs[i] = err
 						return

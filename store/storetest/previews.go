@@ -36,7 +36,7 @@ func (s *suite) previewTests() []test {
 		if nSessions != 2 || nPayments != 2 {
 			t.Fatalf("counts %d sessions, %d payments; want 2 and 2 (at the cutoff included)", nSessions, nPayments)
 		}
-		deleted, err := st.DeleteExpiredSessions(ctx, cutoff, base, 100)
+		deleted, err := st.DeleteExpiredSessions(ctx, cutoff, base, 100, nil)
 		must(t, err, "DeleteExpiredSessions")
 		cancelled, err := st.CancelStalePayments(ctx, pcut, base, "stale", 100, nil)
 		must(t, err, "CancelStalePayments")

@@ -102,7 +102,7 @@ func (s *suite) timeTests() []test {
 			gse, err := st.GetSession(ctx, "se1")
 			must(t, err, "GetSession")
 			checkTime(t, "Session.ExpiresAt", gse.ExpiresAt, at(-31*day))
-			del, err := st.DeleteExpiredSessions(ctx, at(-30*day), at(0), 10)
+			del, err := st.DeleteExpiredSessions(ctx, at(-30*day), at(0), 10, nil)
 			must(t, err, "DeleteExpiredSessions")
 			if len(del) != 1 {
 				t.Fatalf("DeleteExpiredSessions with a non-UTC cutoff deleted %d, want 1", len(del))
@@ -281,7 +281,7 @@ func (s *suite) cancelTests() []test {
 				"InsertSession": func() error { return st.InsertSession(cctx, &newSe) },
 				"GetSession":    func() error { _, err := st.GetSession(cctx, "se1"); return err },
 				"DeleteExpiredSessions": func() error {
-					_, err := st.DeleteExpiredSessions(cctx, base, base, 10)
+					_, err := st.DeleteExpiredSessions(cctx, base, base, 10, nil)
 					return err
 				},
 				"InsertAudit": func() error { return st.InsertAudit(cctx, &newAudit) },
