@@ -284,6 +284,16 @@ func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
 	}
 }
 
+// pendingOnRows gives s1 and s2 pending effects on the row, the way the stores before
+// migration 0011 kept them (recorded by token eff-<id>), and soft-deletes s2.
+func pendingOnRows(t *testing.T, p *pgxpool.Pool, s *pgstore.Store) {
+	t.Helper()
+	if _, err := p.Exec(context.Background(), `UPDATE `+s.Table("subscriptions")+` SET pending = jsonb_build_object('token', 'eff-' || id, 'status', 'active'),
+		flag_del = id = 's2' WHERE id IN ('s1', 's2')`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestMigrateKeepsPendingAcross0009 proves the records left with pending effects when
 // migration 0009 runs (written by the schema-8 store, one of them soft-deleted) are listed
 // in subscription_effects by it: a claim of records with pending effects still finds the
@@ -292,11 +302,8 @@ func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
 func TestMigrateKeepsPendingAcross0009(t *testing.T) {
 	p, s := atSchemaWithLapsed(t, 8)
 	ctx := context.Background()
-	// The schema-8 store's pending effects (on the row only), s2's on a soft-deleted record.
-	if _, err := p.Exec(ctx, `UPDATE `+s.Table("subscriptions")+` SET pending = jsonb_build_object('token', 'eff-' || id, 'status', 'active'),
-		flag_del = id = 's2' WHERE id IN ('s1', 's2')`); err != nil {
-		t.Fatal(err)
-	}
+	// The schema-8 store's pending effects (on the row only).
+	pendingOnRows(t, p, s)
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate from 8: %v", err)
 	}
@@ -331,10 +338,7 @@ func TestMigrateKeepsPendingAcross0009(t *testing.T) {
 func TestMigrateMovesPendingAcross0011(t *testing.T) {
 	p, s := atSchemaWithLapsed(t, 10)
 	ctx := context.Background()
-	if _, err := p.Exec(ctx, `UPDATE `+s.Table("subscriptions")+` SET pending = jsonb_build_object('token', 'eff-' || id, 'status', 'active'),
-		flag_del = id = 's2' WHERE id IN ('s1', 's2')`); err != nil {
-		t.Fatal(err)
-	}
+	pendingOnRows(t, p, s)
 	if _, err := p.Exec(ctx, `INSERT INTO `+s.Table("subscription_effects")+` (id) VALUES ('s1'), ('s2'), ('s3')`); err != nil {
 		t.Fatal(err)
 	}
