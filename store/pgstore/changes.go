@@ -178,25 +178,27 @@ func updateSubsSQL(cols int32) string {
 	for i := range names {
 		params[i] = fmt.Sprintf("$%d::%s", i+1, types[i])
 	}
-	q := `WITH u AS (UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, "") + `pending = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb ELSE s.pending END,
+	q := `WITH u AS (UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, "") + `pending_token = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb->>'token' ELSE s.pending_token END,
 		version = s.version + 1
 	FROM unnest(` + strings.Join(params, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
 	WHERE s.id = v.id AND s.id = ANY($1::text[]) AND NOT s.flag_del AND s.status = v.rs
 		AND date_trunc('milliseconds', s.current_period_end) = v.re
 		AND (v.ct = '' OR s.claim_token = v.ct)
-		AND (v.eff IS NULL OR s.pending IS NULL)` + strings.Join(conds, "") + `
-	RETURNING s.id, v.eff IS NOT NULL AS eff),
-	e AS (` + addEffects(`SELECT id FROM u WHERE eff`) + `)
+		AND (v.eff IS NULL OR s.pending_token IS NULL)` + strings.Join(conds, "") + `
+	RETURNING s.id, v.eff::jsonb AS eff),
+	e AS (` + addEffects(`SELECT id, eff->>'token', eff FROM u WHERE eff IS NOT NULL`) + `)
 	SELECT id FROM u`
 	updateSubsSQLs.Store(cols, q)
 	return q
 }
 
-// addEffects is the statement listing the ids sel selects in subscription_effects (see
-// migration 0009): the records a statement gives pending effects. An id listed already is
-// kept.
+// addEffects is the statement storing the pending effects documents sel selects (id,
+// token, document) in subscription_effects (see migrations 0009 and 0011): those of the
+// records a statement gives pending effects. A document left there for an id (by a
+// completion that did not see it) is replaced.
 func addEffects(sel string) string {
-	return `INSERT INTO {schema}.subscription_effects (id) ` + sel + ` ON CONFLICT (id) DO NOTHING`
+	return `INSERT INTO {schema}.subscription_effects (id, token, effects) ` + sel + `
+	ON CONFLICT (id) DO UPDATE SET token = excluded.token, effects = excluded.effects`
 }
 
 // updateSubsSQLs caches updateSubsSQL by column set (at most 2^len(subColumns) entries,
@@ -388,13 +390,13 @@ func (s *Store) liveIDs(ctx context.Context, table string, ids []string) (map[st
 }
 
 // completeEffectsSQL clears the effects of the ids ($1) still recorded by their tokens
-// ($2), looking each id up by the primary key, and takes the ids it cleared off
-// subscription_effects. (A record without effects has no token to match; a separate
-// "pending IS NOT NULL" would make the planner expect one row and rescan the batch for each
-// record.)
-const completeEffectsSQL = `WITH c AS (UPDATE {schema}.subscriptions AS s SET pending = NULL, claim_token = NULL, claim_until = NULL
+// ($2), looking each id up by the primary key, and deletes the documents of those it
+// cleared from subscription_effects. (A record without effects has no token to match; a
+// separate "pending_token IS NOT NULL" would make the planner expect one row and rescan the
+// batch for each record.)
+const completeEffectsSQL = `WITH c AS (UPDATE {schema}.subscriptions AS s SET pending_token = NULL, claim_token = NULL, claim_until = NULL
 		FROM unnest($1::text[], $2::text[]) AS d(id, token)
-		WHERE s.id = d.id AND s.id = ANY($1::text[]) AND s.pending->>'token' = d.token
+		WHERE s.id = d.id AND s.id = ANY($1::text[]) AND s.pending_token = d.token
 		RETURNING s.id)
 	DELETE FROM {schema}.subscription_effects WHERE id = ANY(ARRAY(SELECT id FROM c))`
 

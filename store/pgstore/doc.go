@@ -24,20 +24,21 @@
 //     the newest version of a row a concurrent transaction changed (READ COMMITTED). The
 //     same statement lists the claimed ids in subscription_claims (one row per claim), by
 //     which ExtendClaims, ReleaseClaims and Prune find a token's records.
-//   - Claims and completions of effects are HOT updates where the page has room: no index
-//     of subscriptions names the claim columns or pending, and the table keeps half of
-//     each page free (fillfactor 50). TestJobWritesAreHOT measures it. A transition writes
-//     its pending effects (about 1 KB) into the record, which seldom fits on its page, so
-//     most transitions write index entries. The ids of the records with pending effects
-//     are listed in subscription_effects by the statement that records the effects and
-//     taken off by the one that completes them; the claim of those records finds them
-//     there.
+//   - Claims, transitions that change no indexed column (the warning) and completions of
+//     effects are HOT updates where the page has room: no index of subscriptions names the
+//     claim columns or pending_token, and the table keeps half of each page free
+//     (fillfactor 50). TestJobWritesAreHOT measures it. A record carries only the token of
+//     its pending effects (pending_token); their document (about 1 KB) is in
+//     subscription_effects, keyed by id with the token, written by the statement that
+//     records the effects and deleted by the one that completes them. The claim of the
+//     records with pending effects finds them there and joins each to its document in the
+//     same UPDATE; reads take the document whose token the record carries.
 //   - Batch writes are single statements. UpdateSubscriptions and UpdateUsersAccess send the
 //     whole batch as parallel array parameters to one UPDATE … FROM unnest(…) (the array form
 //     of FROM (VALUES …): one statement text and one prepared plan for every batch size).
 //     Each row writes only the columns its change changes (billing.ChangedSubscriptionFields)
 //     and only while the stored row still has the read status, period end, claim token and
-//     the read value of every column it writes; pending effects go into the same UPDATE. A
+//     the read value of every column it writes; pending effects go into the same statement. A
 //     second read of the ids that did not apply tells ErrConflict from ErrNotFound.
 //     InsertAudits is one INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO NOTHING,
 //     ReserveNotifications one INSERT … ON CONFLICT (key) DO UPDATE … WHERE <takeable>,

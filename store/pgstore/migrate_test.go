@@ -284,6 +284,16 @@ func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
 	}
 }
 
+// pendingOnRows gives s1 and s2 pending effects on the row, the way the stores before
+// migration 0011 kept them (recorded by token eff-<id>), and soft-deletes s2.
+func pendingOnRows(t *testing.T, p *pgxpool.Pool, s *pgstore.Store) {
+	t.Helper()
+	if _, err := p.Exec(context.Background(), `UPDATE `+s.Table("subscriptions")+` SET pending = jsonb_build_object('token', 'eff-' || id, 'status', 'active'),
+		flag_del = id = 's2' WHERE id IN ('s1', 's2')`); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // TestMigrateKeepsPendingAcross0009 proves the records left with pending effects when
 // migration 0009 runs (written by the schema-8 store, one of them soft-deleted) are listed
 // in subscription_effects by it: a claim of records with pending effects still finds the
@@ -292,11 +302,8 @@ func TestMigrateKeepsClaimsAcross0008(t *testing.T) {
 func TestMigrateKeepsPendingAcross0009(t *testing.T) {
 	p, s := atSchemaWithLapsed(t, 8)
 	ctx := context.Background()
-	// The schema-8 store's pending effects (on the row only), s2's on a soft-deleted record.
-	if _, err := p.Exec(ctx, `UPDATE `+s.Table("subscriptions")+` SET pending = jsonb_build_object('token', 'eff-' || id, 'status', 'active'),
-		flag_del = id = 's2' WHERE id IN ('s1', 's2')`); err != nil {
-		t.Fatal(err)
-	}
+	// The schema-8 store's pending effects (on the row only).
+	pendingOnRows(t, p, s)
 	if err := s.Migrate(ctx); err != nil {
 		t.Fatalf("Migrate from 8: %v", err)
 	}
@@ -363,10 +370,100 @@ func TestMigrateKeepsSessionsAcross0010(t *testing.T) {
 	}
 }
 
+// TestMigrateMovesPendingAcross0011 proves the pending effects held when migration 0011
+// runs (written by the schema-10 store: the document on the row, its id listed in
+// subscription_effects, one of them on a soft-deleted record, plus a listed id with none)
+// move to subscription_effects with their tokens and nothing else stays listed: readers
+// and the claim of records with pending effects still get each document after the upgrade,
+// its token still completes it, and a claim of the others finds the records without any.
+func TestMigrateMovesPendingAcross0011(t *testing.T) {
+	p, s := atSchemaWithLapsed(t, 10)
+	ctx := context.Background()
+	pendingOnRows(t, p, s)
+	if _, err := p.Exec(ctx, `INSERT INTO `+s.Table("subscription_effects")+` (id) VALUES ('s1'), ('s2'), ('s3')`); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from 10: %v", err)
+	}
+	docs := func() string {
+		var got []string
+		if err := p.QueryRow(ctx, `SELECT coalesce(array_agg(id || ':' || token || ':' || (effects->>'token') ORDER BY id), '{}') FROM `+
+			s.Table("subscription_effects")).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		return strings.Join(got, ",")
+	}
+	if got := docs(); got != "s1:eff-s1:eff-s1,s2:eff-s2:eff-s2" {
+		t.Fatalf("subscription_effects holds %q after the migration, want the documents of s1 and s2 with their tokens", got)
+	}
+	got, err := s.GetSubscription(ctx, "s1")
+	if err != nil || got.Pending == nil || got.Pending.Token != "eff-s1" || got.Pending.Status != billing.SubscriptionStatusActive {
+		t.Fatalf("GetSubscription(s1) after the migration: pending %+v, %v; want the effects recorded by eff-s1", got.Pending, err)
+	}
+	if got, err := s.GetSubscription(ctx, "s3"); err != nil || got.Pending != nil {
+		t.Fatalf("GetSubscription(s3) after the migration: pending %+v, %v; want none", got.Pending, err)
+	}
+	claimed, err := s.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "A", Now: lapsedAt, LeaseUntil: lapsedAt.Add(time.Hour), Limit: 10, Pending: true,
+		Filter: billing.SubscriptionFilter{Statuses: []billing.SubscriptionStatus{billing.SubscriptionStatusActive}}})
+	if err != nil || len(claimed) != 1 || claimed[0].ID != "s1" || claimed[0].Pending == nil || claimed[0].Pending.Token != "eff-s1" {
+		t.Fatalf("the claim of records with pending effects after the migration: %+v, %v; want s1 with its effects", claimed, err)
+	}
+	if err := s.CompleteEffects(ctx, []billing.EffectsDone{{SubscriptionID: "s1", Token: "eff-s1", ClaimToken: "A"}}); err != nil {
+		t.Fatal(err)
+	}
+	if got := docs(); got != "s2:eff-s2:eff-s2" {
+		t.Fatalf("subscription_effects holds %q after s1's effects were completed, want only s2's", got)
+	}
+	if got := strings.Join(claimActive(t, s, "B", true), ","); got != "" {
+		t.Fatalf("the claim of records with pending effects got %q after s1's were completed, want none", got)
+	}
+	if got := strings.Join(claimActive(t, s, "C", false), ","); got != "s1,s3" {
+		t.Fatalf("the claim of records without pending effects got %q, want s1,s3", got)
+	}
+}
+
+// TestPendingTokenWithoutDocument proves a record whose pending effects document is gone
+// (deleted bypassing renewkit) is reported, never read as a record without effects: a
+// read returns ErrMalformedRecord for it, and the claim of records with pending effects
+// skips it (so no run sees it as done), while its effects still hold off the transitions
+// that record new ones.
+func TestPendingTokenWithoutDocument(t *testing.T) {
+	s := newStore(t, pool(t))
+	ctx := context.Background()
+	sub := billing.Subscription{ID: "s1", UserID: "u1", PlanID: "p1", Status: billing.SubscriptionStatusActive,
+		CurrentPeriodEnd: lapsedAt.Add(-time.Hour), CreatedAt: lapsedAt, UpdatedAt: lapsedAt,
+		Pending: &billing.Effects{Token: "eff", Status: billing.SubscriptionStatusInactive}}
+	if err := s.InsertSubscription(ctx, &sub); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.GetSubscription(ctx, "s1"); err != nil || got.Pending == nil || got.Pending.Token != "eff" {
+		t.Fatalf("GetSubscription before: pending %+v, %v; want the effects of eff", got.Pending, err)
+	}
+	if _, err := s.Pool().Exec(ctx, `DELETE FROM `+s.Table("subscription_effects")); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.GetSubscription(ctx, "s1"); !errors.Is(err, billing.ErrMalformedRecord) {
+		t.Fatalf("GetSubscription of a record without its document: %v, want ErrMalformedRecord", err)
+	}
+	if got := claimActive(t, s, "A", true); len(got) != 0 {
+		t.Fatalf("the claim of records with pending effects got %v, want none (s1's document is gone)", got)
+	}
+	changed := sub
+	changed.Pending = nil
+	changed.ExpirationWarningSent = true
+	read := sub
+	read.Pending = nil
+	errs, err := s.UpdateSubscriptions(ctx, []billing.SubscriptionChange{{Read: read, Changed: changed, Effects: &billing.Effects{Token: "eff2"}}})
+	if err != nil || len(errs) != 1 || !errors.Is(errs[0], billing.ErrConflict) {
+		t.Fatalf("recording new effects over the ones without a document: %v %v, want ErrConflict", errs, err)
+	}
+}
+
 // TestNoIndexNamesJobWrittenColumns proves no index of the subscriptions table names, in
 // its key, an expression or its predicate, the columns a job writes on every record it
-// claims: the claim columns, which every claim changes, and pending, which its transition
-// and the completion of its effects change. Any of them would make those writes non-HOT.
+// claims: the claim columns, which every claim changes, and pending_token, which its
+// transition and the completion of its effects change. Any of them would make those writes non-HOT.
 // It also proves the table leaves room on its pages for new row versions.
 func TestNoIndexNamesJobWrittenColumns(t *testing.T) {
 	p := pool(t)
@@ -377,7 +474,7 @@ func TestNoIndexNamesJobWrittenColumns(t *testing.T) {
 		JOIN pg_class c ON c.oid = x.indrelid
 		JOIN pg_namespace n ON n.oid = c.relnamespace
 		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
-		WHERE n.nspname = $1 AND c.relname = 'subscriptions' AND a.attname IN ('claim_token', 'claim_until', 'pending')
+		WHERE n.nspname = $1 AND c.relname = 'subscriptions' AND a.attname IN ('claim_token', 'claim_until', 'pending_token')
 			AND (a.attnum = ANY(x.indkey::int2[])
 				OR pg_get_expr(x.indexprs, x.indrelid) ~ ('\m' || a.attname || '\M')
 				OR pg_get_expr(x.indpred, x.indrelid) ~ ('\m' || a.attname || '\M'))`, s.Schema())

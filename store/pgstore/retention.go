@@ -64,7 +64,7 @@ const pruneClaimsSQL = `UPDATE {schema}.subscriptions SET claim_token = NULL, cl
 	SELECT s.id FROM {schema}.subscriptions AS s
 	JOIN (SELECT token, unnest(ids) AS id FROM {schema}.subscription_claims WHERE until < $1) AS b
 		ON s.id = b.id AND s.claim_token = b.token
-	WHERE s.claim_until < $1 AND s.pending IS NULL
+	WHERE s.claim_until < $1 AND s.pending_token IS NULL
 	LIMIT $2 FOR UPDATE OF s SKIP LOCKED)`
 
 // pruneClaimBatchesSQL deletes, at most $2, the claim batches whose lease ended before $1
@@ -73,5 +73,5 @@ const pruneClaimBatchesSQL = `DELETE FROM {schema}.subscription_claims WHERE (to
 	SELECT token, seq FROM {schema}.subscription_claims AS c
 	WHERE until < $1 AND NOT EXISTS (
 		SELECT 1 FROM {schema}.subscriptions AS s
-		WHERE s.id = ANY(c.ids) AND s.claim_token = c.token AND s.pending IS NULL)
+		WHERE s.id = ANY(c.ids) AND s.claim_token = c.token AND s.pending_token IS NULL)
 	LIMIT $2 FOR UPDATE SKIP LOCKED)`

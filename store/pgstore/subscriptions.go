@@ -12,21 +12,35 @@ import (
 	"github.com/renewkit/renewkit/billing"
 )
 
-// subColNames are the columns a subscription is read from, in scanSub's order; optional
-// times are marked with a leading "?".
+// subColNames are the columns a subscription is read from, in scanSub's order, before its
+// pending effects; optional times are marked with a leading "?".
 var subColNames = []string{
 	"id", "user_id", "plan_id", "status", "billing_cycle", "current_period_start", "current_period_end",
 	"gateway", "gateway_subscription_id", "cancel_at_period_end", "expiration_warning_sent",
 	"expiration_warning_days", "?gateway_updated_at", "applied_payments", "?cancelled_at",
-	"created_at", "updated_at", "flag_del", "pending", "version",
+	"created_at", "updated_at", "flag_del", "version", "pending_token",
 }
 
-// subColsOf is the select list of subColNames, qualified by alias when not empty.
+// subColsOf is the select list of subColNames, qualified by alias when not empty, followed
+// by the pending effects document: the one subscription_effects holds for the record's
+// pending_token (see migration 0011), looked up only for records that have one. Without an
+// alias the columns are qualified by the table's name, which the lookup needs.
 func subColsOf(alias string) string {
+	q := alias
+	if q == "" {
+		q = "{schema}.subscriptions"
+	}
+	return subColsThen(alias, `CASE WHEN `+q+`.pending_token IS NOT NULL THEN (SELECT e.effects FROM {schema}.subscription_effects AS e
+		WHERE e.id = `+q+`.id AND e.token = `+q+`.pending_token) END`)
+}
+
+// subColsThen is the select list of subColNames, qualified by alias when not empty,
+// followed by effects, the expression of the pending effects document.
+func subColsThen(alias, effects string) string {
 	if alias != "" {
 		alias += "."
 	}
-	cols := make([]string, len(subColNames))
+	cols := make([]string, len(subColNames), len(subColNames)+1)
 	for i, c := range subColNames {
 		if opt, ok := strings.CutPrefix(c, "?"); ok {
 			cols[i] = z(alias + opt)
@@ -34,24 +48,25 @@ func subColsOf(alias string) string {
 			cols[i] = alias + c
 		}
 	}
-	return strings.Join(cols, ", ")
+	return strings.Join(append(cols, effects), ", ")
 }
 
 var subCols = subColsOf("")
 
 // subColsNoPending is subCols with the pending effects left unread (SubscriptionFilter's
 // OmitPending).
-var subColsNoPending = strings.Replace(subCols, ", pending, ", ", NULL::jsonb, ", 1)
+var subColsNoPending = strings.Replace(subColsThen("", "NULL::jsonb"), ", pending_token, ", ", NULL::text, ", 1)
 
 func scanSub(rows pgx.Rows) (billing.Subscription, error) {
 	var x billing.Subscription
 	var status, cycle string
 	var days int32
+	var token *string
 	var pending []byte
 	err := rows.Scan(&x.ID, &x.UserID, &x.PlanID, &status, &cycle, &x.CurrentPeriodStart, &x.CurrentPeriodEnd,
 		&x.Gateway, &x.GatewaySubscriptionID, &x.CancelAtPeriodEnd, &x.ExpirationWarningSent,
 		&days, &x.GatewayUpdatedAt, &x.AppliedPayments, &x.CancelledAt,
-		&x.CreatedAt, &x.UpdatedAt, &x.Deleted, &pending, &x.Version)
+		&x.CreatedAt, &x.UpdatedAt, &x.Deleted, &x.Version, &token, &pending)
 	if err != nil {
 		return x, err
 	}
@@ -60,6 +75,12 @@ func scanSub(rows pgx.Rows) (billing.Subscription, error) {
 	x.GatewayUpdatedAt, x.CancelledAt, x.CreatedAt, x.UpdatedAt = t0(x.GatewayUpdatedAt), t0(x.CancelledAt), t0(x.CreatedAt), t0(x.UpdatedAt)
 	if len(x.AppliedPayments) == 0 {
 		x.AppliedPayments = nil
+	}
+	if token != nil && pending == nil {
+		// The record and its document are written and read in one statement each, so only
+		// a change made bypassing renewkit leaves a record without its document.
+		return x, &billing.RecordError{Collection: "subscriptions", ID: x.ID,
+			Err: fmt.Errorf("%w: the record has pending effects but subscription_effects holds no document for their token", billing.ErrMalformedRecord)}
 	}
 	if x.Pending, err = decodeEffects(pending); err != nil {
 		return x, &billing.RecordError{Collection: "subscriptions", ID: x.ID, Err: err}
@@ -73,21 +94,38 @@ func (s *Store) scanSubs(ctx context.Context, sql string, args ...any) ([]billin
 	return collectReadable(ctx, s, scanSub, func(x billing.Subscription) string { return x.ID }, sql, args...)
 }
 
-const insertSubSQL = `INSERT INTO {schema}.subscriptions (id, user_id, plan_id, status, billing_cycle,
-	current_period_start, current_period_end, gateway, gateway_subscription_id, cancel_at_period_end,
-	expiration_warning_sent, expiration_warning_days, gateway_updated_at, applied_payments, cancelled_at,
-	created_at, updated_at, flag_del, pending, version)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19::jsonb, $20)`
+// subInsertCols are the columns InsertSubscription and InsertSubscriptions write, in
+// subArgs' order, then pending_token for records with pending effects, whose document goes
+// into subscription_effects. (A record without them is written the way every schema version
+// holds it.)
+var subInsertCols = []string{"id", "user_id", "plan_id", "status", "billing_cycle",
+	"current_period_start", "current_period_end", "gateway", "gateway_subscription_id", "cancel_at_period_end",
+	"expiration_warning_sent", "expiration_warning_days", "gateway_updated_at", "applied_payments", "cancelled_at",
+	"created_at", "updated_at", "flag_del", "version"}
 
-func subArgs(x *billing.Subscription, pending []byte) []any {
-	var p any
-	if pending != nil {
-		p = string(pending)
+var insertSubSQL = `INSERT INTO {schema}.subscriptions (` + strings.Join(subInsertCols, ", ") + `)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)`
+
+// insertSubWithEffectsSQL inserts a record with pending effects: its token ($20) and
+// document ($21).
+var insertSubWithEffectsSQL = `WITH i AS (INSERT INTO {schema}.subscriptions (` + strings.Join(subInsertCols, ", ") + `, pending_token)
+	VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20) RETURNING id, pending_token) ` +
+	addEffects(`SELECT id, pending_token, $21::jsonb FROM i`)
+
+// effectsToken is the token of e, nil for no effects.
+func effectsToken(e *billing.Effects) *string {
+	if e == nil {
+		return nil
 	}
+	return &e.Token
+}
+
+// subArgs are x's values of subInsertCols.
+func subArgs(x *billing.Subscription) []any {
 	return []any{x.ID, x.UserID, x.PlanID, string(x.Status), string(x.BillingCycle),
 		rt(x.CurrentPeriodStart), rt(x.CurrentPeriodEnd), x.Gateway, x.GatewaySubscriptionID, x.CancelAtPeriodEnd,
 		x.ExpirationWarningSent, x.ExpirationWarningDays, nt(x.GatewayUpdatedAt), nonNil(x.AppliedPayments), nt(x.CancelledAt),
-		rt(x.CreatedAt), rt(x.UpdatedAt), x.Deleted, p, x.Version}
+		rt(x.CreatedAt), rt(x.UpdatedAt), x.Deleted, x.Version}
 }
 
 // normSub is x as the store gives it back.
@@ -112,11 +150,11 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 	if err != nil {
 		return err
 	}
-	q := insertSubSQL
+	q, args := insertSubSQL, subArgs(x)
 	if pending != nil {
-		q = `WITH i AS (` + insertSubSQL + ` RETURNING id) ` + addEffects(`SELECT id FROM i`)
+		q, args = insertSubWithEffectsSQL, append(args, x.Pending.Token, string(pending))
 	}
-	if _, err := s.exec(ctx, s.t(q), subArgs(x, pending)...); err != nil {
+	if _, err := s.exec(ctx, s.t(q), args...); err != nil {
 		return s.wrap(err, "inserting subscription %q", x.ID)
 	}
 	*x = normSub(*x)
@@ -130,7 +168,7 @@ func (s *Store) InsertSubscriptions(ctx context.Context, subs []billing.Subscrip
 		return ctx.Err()
 	}
 	rows := make([][]any, len(subs))
-	var withEffects []string
+	var ids, tokens, docs []string
 	for i := range subs {
 		if subs[i].ID == "" {
 			return invalid("subscription %d of %d has no id: InsertSubscriptions stores records that carry their id", i, len(subs))
@@ -139,23 +177,24 @@ func (s *Store) InsertSubscriptions(ctx context.Context, subs []billing.Subscrip
 		if err != nil {
 			return err
 		}
-		args := subArgs(&subs[i], pending)
+		rows[i] = subArgs(&subs[i])
 		if pending != nil {
-			args[18] = pending // COPY encodes jsonb from bytes
-			withEffects = append(withEffects, subs[i].ID)
+			ids, tokens, docs = append(ids, subs[i].ID), append(tokens, subs[i].Pending.Token), append(docs, string(pending))
 		}
-		rows[i] = args
 	}
-	cols := []string{"id", "user_id", "plan_id", "status", "billing_cycle",
-		"current_period_start", "current_period_end", "gateway", "gateway_subscription_id", "cancel_at_period_end",
-		"expiration_warning_sent", "expiration_warning_days", "gateway_updated_at", "applied_payments", "cancelled_at",
-		"created_at", "updated_at", "flag_del", "pending", "version"}
-	// The records and the list of those with pending effects, in one transaction.
+	cols := subInsertCols
+	if len(ids) > 0 {
+		cols = append(slices.Clip(cols), "pending_token")
+		for i := range subs {
+			rows[i] = append(rows[i], effectsToken(subs[i].Pending))
+		}
+	}
+	// The records and the documents of their pending effects, in one transaction.
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.cfg.Schema, "subscriptions"}, cols, pgx.CopyFromRows(rows)); err != nil || len(withEffects) == 0 {
+		if _, err := tx.CopyFrom(ctx, pgx.Identifier{s.cfg.Schema, "subscriptions"}, cols, pgx.CopyFromRows(rows)); err != nil || len(ids) == 0 {
 			return err
 		}
-		_, err := tx.Exec(ctx, s.t(addEffects(`SELECT unnest($1::text[])`)), withEffects)
+		_, err := tx.Exec(ctx, s.t(addEffects(`SELECT * FROM unnest($1::text[], $2::text[], $3::jsonb[])`)), ids, tokens, docs)
 		return err
 	})
 	return s.wrap(err, "copying %d subscriptions", len(subs))
@@ -332,12 +371,22 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 func claimSQL(p billing.ClaimParams) (string, []any) {
 	args := []any{p.Token, nt(p.LeaseUntil), rt(p.Now), p.Limit}
 	where, args := filterSQL(p.Filter, args)
+	// Records with pending effects carry their token; their documents are in
+	// subscription_effects (see migration 0011).
+	from, join, returning := "", "", subColsThen("s", "NULL::jsonb")
 	if p.Pending {
-		// Few records carry pending effects, and no index names pending (see migration
-		// 0009): they are found through subscription_effects, by primary key.
-		where += " AND pending IS NOT NULL AND id IN (SELECT id FROM {schema}.subscription_effects)"
+		// Few records carry pending effects, and no index names pending_token (see migrations
+		// 0009 and 0011): they are found through subscription_effects, by primary key. The UPDATE
+		// joins each to its document: a record whose effects were recorded after this
+		// statement began is re-checked on its newest version, whose token the document
+		// this statement sees does not carry, so it is skipped rather than returned without
+		// its document.
+		where += " AND pending_token IS NOT NULL AND id IN (SELECT id FROM {schema}.subscription_effects)"
+		from, join, returning = `
+		FROM {schema}.subscription_effects AS e`, `
+			AND e.id = s.id AND e.token = s.pending_token`, subColsThen("s", "e.effects")
 	} else {
-		where += " AND pending IS NULL"
+		where += " AND pending_token IS NULL"
 	}
 	if p.After.ID != "" { // a range start for the (…, current_period_end, id) indexes
 		args = append(args, rt(p.After.PeriodEnd), p.After.ID)
@@ -345,15 +394,15 @@ func claimSQL(p billing.ClaimParams) (string, []any) {
 	}
 	// The claimed ids are listed in subscription_claims (see migration 0008) by the same
 	// statement: no index names the claim columns, so claiming is a HOT update.
-	q := `WITH c AS (UPDATE {schema}.subscriptions AS s SET claim_token = $1, claim_until = $2
+	q := `WITH c AS (UPDATE {schema}.subscriptions AS s SET claim_token = $1, claim_until = $2` + from + `
 		WHERE s.id IN (
 			SELECT id FROM {schema}.subscriptions
 			WHERE ` + where + `
 				AND (claim_token IS NULL OR (claim_token <> $1 AND (claim_until IS NULL OR claim_until <= $3)))
 			ORDER BY current_period_end, id
 			LIMIT $4
-			FOR UPDATE SKIP LOCKED)
-		RETURNING ` + subColsOf("s") + `),
+			FOR UPDATE SKIP LOCKED)` + join + `
+		RETURNING ` + returning + `),
 	b AS (INSERT INTO {schema}.subscription_claims (token, ids, until)
 		SELECT $1, array_agg(c.id), $2 FROM c HAVING count(*) > 0)
 	SELECT * FROM c`
