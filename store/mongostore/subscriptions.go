@@ -8,6 +8,7 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -506,8 +507,9 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 	// Implementation:
 	// ClaimSubscriptions claims up to p.Limit records in rounds of at most Config.BatchSize:
 	// find the ids of the most urgent claimable records, updateMany({_id: {$in: ids},
-	// <filter>, <claimable>}) to stamp claim_token and claim_until, then read back the ones
-	// that carry the token. On MongoDB the updateMany filter is the arbiter; in
+	// <filter>, <claimable>}) to stamp claim_token and claim_until (with
+	// Config.FerretDBIDIndex, UpdateOne({_id: id, <filter>, <claimable>}) each), then read
+	// back the ones that carry the token. On MongoDB the updateMany filter is the arbiter; in
 	// ClaimSerialized mode (FerretDB v1) the rounds also run under a store-level mutex.
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -550,7 +552,7 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 				{Key: "claim_token", Value: p.Token},
 				{Key: "claim_until", Value: bson.NewDateTimeFromTime(p.LeaseUntil)},
 			}}}
-			if _, err := s.subs.UpdateMany(ctx, append(bson.D{inIDs}, cond...), upd); err != nil {
+			if err := s.stamp(ctx, ids, inIDs, cond, upd); err != nil {
 				return err
 			}
 			cur, err = s.subs.Find(ctx, bson.D{inIDs, {Key: "claim_token", Value: p.Token}}, findOpts().SetSort(claimSort))
@@ -583,6 +585,27 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 		return out, errors.Join(bad...)
 	}
 	return out, nil
+}
+
+// stamp applies a claim round's update to the candidates ids (inIDs, their $in) that still
+// match cond: one updateMany, or with Config.FerretDBIDIndex one UpdateOne by _id each, in
+// unordered bulkWrites of at most maxBulkOps (FerretDB v1 on PostgreSQL would otherwise
+// return every document cond's pushed-down part matches, not just the candidates).
+func (s *Store) stamp(ctx context.Context, ids bson.A, inIDs bson.E, cond, upd bson.D) error {
+	if !s.byEachID(ctx, s.subs) {
+		_, err := s.subs.UpdateMany(ctx, append(bson.D{inIDs}, cond...), upd)
+		return err
+	}
+	for part := range slices.Chunk(ids, maxBulkOps) {
+		models := make([]mongo.WriteModel, len(part))
+		for k, id := range part {
+			models[k] = mongo.NewUpdateOneModel().SetFilter(append(bson.D{{Key: "_id", Value: id}}, cond...)).SetUpdate(upd)
+		}
+		if _, err := s.subs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) ReleaseClaims(ctx context.Context, token string) error {
@@ -668,11 +691,55 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 	if f.OmitPending {
 		opts.SetProjection(withoutPending)
 	}
+	if len(f.UserIDs) > 0 && limit <= 0 && s.byEachID(ctx, s.subs) {
+		return s.listEachUser(ctx, f, opts)
+	}
 	cur, err := s.subs.Find(ctx, subFilter(f), opts)
 	if err != nil {
 		return nil, opErr("list subscriptions", err)
 	}
 	return decodeEach(ctx, cur, s.subs.Name(), decodeSub)
+}
+
+// listEachUser is ListSubscriptions of f's users without a limit, with Config.FerretDBIDIndex:
+// one find per form a user id may be stored in, {user_id: value} (which FerretDB v1 on
+// PostgreSQL pushes down, where {user_id: {$in: ...}} makes PostgreSQL return every
+// subscription), its results merged in claim order.
+func (s *Store) listEachUser(ctx context.Context, f billing.SubscriptionFilter, opts *options.FindOptionsBuilder) ([]billing.Subscription, error) {
+	users := idValues(f.UserIDs)
+	f.UserIDs = nil
+	var out []billing.Subscription
+	var bad []error
+	for _, u := range users {
+		cur, err := s.subs.Find(ctx, append(subFilter(f), bson.E{Key: "user_id", Value: u}), opts)
+		if err != nil {
+			return nil, opErr("list subscriptions", err)
+		}
+		got, err := decodeEach(ctx, cur, s.subs.Name(), decodeSub)
+		var re *billing.RecordError
+		if err != nil && !errors.As(err, &re) {
+			return nil, opErr("list subscriptions", err)
+		}
+		out = append(out, got...)
+		if err != nil {
+			bad = append(bad, err)
+		}
+	}
+	// Claim order as the server sorts: period end, then _id, strings before ObjectIDs.
+	oid := func(id string) bool { _, ok := idValue(id).(bson.ObjectID); return ok }
+	slices.SortStableFunc(out, func(a, b billing.Subscription) int {
+		if c := a.CurrentPeriodEnd.Compare(b.CurrentPeriodEnd); c != 0 {
+			return c
+		}
+		if oa, ob := oid(a.ID), oid(b.ID); oa != ob {
+			if oa {
+				return 1
+			}
+			return -1
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out, errors.Join(bad...)
 }
 
 // withoutPending leaves the pending effects out of a read (billing.SubscriptionFilter's
