@@ -8,7 +8,6 @@ import (
 	"reflect"
 	"slices"
 	"strconv"
-	"strings"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -691,55 +690,11 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 	if f.OmitPending {
 		opts.SetProjection(withoutPending)
 	}
-	if len(f.UserIDs) > 0 && limit <= 0 && s.byEachID(ctx, s.subs) {
-		return s.listEachUser(ctx, f, opts)
-	}
 	cur, err := s.subs.Find(ctx, subFilter(f), opts)
 	if err != nil {
 		return nil, opErr("list subscriptions", err)
 	}
 	return decodeEach(ctx, cur, s.subs.Name(), decodeSub)
-}
-
-// listEachUser is ListSubscriptions of f's users without a limit, with Config.FerretDBIDIndex:
-// one find per form a user id may be stored in, {user_id: value} (which FerretDB v1 on
-// PostgreSQL pushes down, where {user_id: {$in: ...}} makes PostgreSQL return every
-// subscription), its results merged in claim order.
-func (s *Store) listEachUser(ctx context.Context, f billing.SubscriptionFilter, opts *options.FindOptionsBuilder) ([]billing.Subscription, error) {
-	users := idValues(f.UserIDs)
-	f.UserIDs = nil
-	var out []billing.Subscription
-	var bad []error
-	for _, u := range users {
-		cur, err := s.subs.Find(ctx, append(subFilter(f), bson.E{Key: "user_id", Value: u}), opts)
-		if err != nil {
-			return nil, opErr("list subscriptions", err)
-		}
-		got, err := decodeEach(ctx, cur, s.subs.Name(), decodeSub)
-		var re *billing.RecordError
-		if err != nil && !errors.As(err, &re) {
-			return nil, opErr("list subscriptions", err)
-		}
-		out = append(out, got...)
-		if err != nil {
-			bad = append(bad, err)
-		}
-	}
-	// Claim order as the server sorts: period end, then _id, strings before ObjectIDs.
-	oid := func(id string) bool { _, ok := idValue(id).(bson.ObjectID); return ok }
-	slices.SortStableFunc(out, func(a, b billing.Subscription) int {
-		if c := a.CurrentPeriodEnd.Compare(b.CurrentPeriodEnd); c != 0 {
-			return c
-		}
-		if oa, ob := oid(a.ID), oid(b.ID); oa != ob {
-			if oa {
-				return 1
-			}
-			return -1
-		}
-		return strings.Compare(a.ID, b.ID)
-	})
-	return out, errors.Join(bad...)
 }
 
 // withoutPending leaves the pending effects out of a read (billing.SubscriptionFilter's
