@@ -93,15 +93,18 @@ type variant func(ctx context.Context, b *testing.B, db *mongo.Database, st *mon
 
 func benchVariant(b *testing.B, c *mongo.Client, counts *commandCounts, n int, run variant) benchResult {
 	ctx := context.Background()
+	var cpu time.Duration
 	elapsed, peak := testkit.Sweeps(b, n, func() testkit.SweepRound {
 		db := freshDB(b, c)
-		st := newStore(b, db, mongostore.Config{BatchSize: benchBatch()})
+		st := newStore(b, db, mongostore.Config{BatchSize: benchBatch(), FerretDBIDIndex: benchByID()})
 		seedBench(ctx, b, st, n)
 		benchPGIndex(ctx, b, db)
 		counts.reset(true)
 		return testkit.SweepRound{Store: st,
 			Sweep: func() {
+				c0 := serverCPU(b)
 				run(ctx, b, db, st, n)
+				cpu += serverCPU(b) - c0
 				counts.reset(false)
 			},
 			Counts: func() (warned, withPlan int, err error) {
@@ -117,7 +120,52 @@ func benchVariant(b *testing.B, c *mongo.Client, counts *commandCounts, n int, r
 	r := benchResult{msPerSub: float64(elapsed.Milliseconds()) / float64(b.N*n), peakMB: float64(peak) / (1 << 20)}
 	b.ReportMetric(r.msPerSub, "ms/sub")
 	b.ReportMetric(r.peakMB, "peak-heap-MB")
+	if os.Getenv("BENCH_SERVER_PIDS") != "" {
+		b.ReportMetric(float64(cpu.Microseconds())/1000/float64(b.N*n), "server-cpu-ms/sub")
+	}
 	return r
+}
+
+// serverCPU returns the CPU time (user and system) the processes of BENCH_SERVER_PIDS have
+// used so far, with their children's, live (PostgreSQL's backends under its postmaster) or
+// reaped, read from Linux's /proc: how much of the server's work a sweep costs, which
+// wall-clock time on a loaded machine does not tell. Without BENCH_SERVER_PIDS it is 0.
+func serverCPU(b *testing.B) time.Duration {
+	var ticks int64
+	stat := func(pid string, withReaped bool) {
+		raw, err := os.ReadFile("/proc/" + pid + "/stat")
+		if err != nil {
+			return // a backend that just exited: its time is in its parent's reaped total
+		}
+		// Fields after the command name (in parentheses): state is 3; utime, stime, cutime
+		// and cstime are 14 to 17.
+		f := strings.Fields(string(raw[strings.LastIndexByte(string(raw), ')')+1:]))
+		end := 13 // f[11], f[12]: utime, stime
+		if withReaped {
+			end = 15 // and cutime, cstime
+		}
+		for _, v := range f[11:end] {
+			t, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/%s/stat: %v", pid, err)
+			}
+			ticks += t
+		}
+	}
+	for _, pid := range strings.Fields(os.Getenv("BENCH_SERVER_PIDS")) {
+		if _, err := os.Stat("/proc/" + pid); err != nil {
+			b.Fatalf("BENCH_SERVER_PIDS: process %s: %v", pid, err)
+		}
+		stat(pid, true)
+		tasks, _ := os.ReadDir("/proc/" + pid + "/task")
+		for _, task := range tasks {
+			children, _ := os.ReadFile("/proc/" + pid + "/task/" + task.Name() + "/children")
+			for _, child := range strings.Fields(string(children)) {
+				stat(child, false)
+			}
+		}
+	}
+	return time.Duration(ticks) * time.Second / 100 // USER_HZ is 100 on Linux
 }
 
 var benchNow = testkit.SweepNow
@@ -133,6 +181,13 @@ func benchPGIndex(ctx context.Context, b *testing.B, db *mongo.Database) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// benchByID is mongostore.Config.FerretDBIDIndex for the bench: on with the _id index (see
+// benchPGIndex), unless BENCH_BY_ID=0 (the index without the option, for an A/B run). The
+// option does nothing where the server pushes no field filter down.
+func benchByID() bool {
+	return os.Getenv("BENCH_PG_INDEX") != "0" && os.Getenv("BENCH_BY_ID") != "0" && os.Getenv("POSTGRES_TEST_URI") != ""
 }
 
 // seedBench inserts one plan and n users, each with one active subscription: half end in

@@ -395,6 +395,7 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 	// SQLite); withCond: the server does, from the filter.
 	checked := mode == ClaimSerialized && !s.pushesFieldFilters(ctx, c)
 	withCond := !checked
+	group := !s.byEachID(ctx, c)
 	ops = slices.Clone(ops)
 	for k := range ops {
 		ops[k] = ops[k].withClears()
@@ -430,7 +431,7 @@ func (s *Store) bulkApply(ctx context.Context, c *mongo.Collection, what string,
 					return nil
 				}
 			}
-			unsure, n, retry, err := bulkWrite(ctx, c, what, send, withCond, true, errs)
+			unsure, n, retry, err := bulkWrite(ctx, c, what, send, withCond, group, errs)
 			if err == nil && len(retry) > 0 {
 				// The error names a group or the whole command, not the op that failed, and
 				// other ops may have applied before it: each goes again alone, so only the one
@@ -672,7 +673,8 @@ func splitConds(g []bulkOp) (shared bson.D, rests []bson.D) {
 // FerretDB v1 on SQLite answers without a collection scan. On PostgreSQL, where each such
 // find is a scan of the whole table, ops whose conditions share a scope (one claim_token,
 // one reservation token: see sharedScope) are read with one find by it, and only the
-// documents it does not return (no longer held: conflicts, deletions) one by one.
+// documents it does not return (no longer held: conflicts, deletions) one by one; with
+// Config.FerretDBIDIndex every document is read by its _id (an index lookup).
 func (s *Store) readDocs(ctx context.Context, c *mongo.Collection, ops []bulkOp) (map[string]bson.Raw, error) {
 	mode, err := s.ClaimMode(ctx)
 	if err != nil {
@@ -685,7 +687,7 @@ func (s *Store) readDocs(ctx context.Context, c *mongo.Collection, ops []bulkOp)
 	}
 	filter := bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: in}}}}
 	scope, scoped := sharedScope(ops)
-	if mode == ClaimSerialized && !(scoped && s.pushesFieldFilters(ctx, c)) {
+	if mode == ClaimSerialized && (!(scoped && s.pushesFieldFilters(ctx, c)) || s.byEachID(ctx, c)) {
 		return out, s.readEach(ctx, c, ops, out)
 	}
 	if mode == ClaimSerialized {

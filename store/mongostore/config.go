@@ -139,6 +139,18 @@ type Config struct {
 	// References says how new references are stored; default ReferencesString. Stored
 	// references keep their type either way.
 	References References
+	// FerretDBIDIndex says the database has the indexes IndexFerretDBPostgreSQL creates,
+	// so that on FerretDB v1 on PostgreSQL a statement by one _id is an index lookup. The
+	// store then writes and reads the documents of a batch one _id at a time where it
+	// otherwise sends one statement for all of them ({_id: {$in: ...}} or a shared token,
+	// which FerretDB answers by having PostgreSQL return every document the pushed-down
+	// part of the filter matches): claims stamp each candidate by its _id, ListUsers reads
+	// each user by its _id, and identical writes (finished notifications, access taken
+	// away) are not merged into one updateMany. It changes what is sent, not what it
+	// means, and only where the server pushes field filters down (FerretDB v1 on
+	// PostgreSQL); elsewhere (MongoDB, FerretDB on SQLite) it is ignored. Default false:
+	// without the index each statement by _id is a scan of the table.
+	FerretDBIDIndex bool
 }
 
 // DefaultBatchSize is Config.BatchSize's default.

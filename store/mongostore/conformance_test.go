@@ -18,7 +18,32 @@ import (
 // TestConformance runs the store contract suite on FerretDB. A subtest that needs an empty
 // store gets a database an earlier subtest has emptied (its indexes kept), or a new one;
 // every database is dropped when the suite ends.
-func TestConformance(t *testing.T) {
+func TestConformance(t *testing.T) { conformance(t, testConfig) }
+
+// TestConformanceFerretDBIDIndex runs the suite with Config.FerretDBIDIndex where it
+// changes what the store sends (FerretDB v1 on PostgreSQL): the statements by one _id
+// keep every promise of the contract.
+func TestConformanceFerretDBIDIndex(t *testing.T) { conformance(t, byIDConfig(t)) }
+
+// byIDConfig returns testConfig with Config.FerretDBIDIndex, and skips the test on a server
+// where the option does nothing (it pushes no field filter down: MongoDB, FerretDB on
+// SQLite).
+func byIDConfig(t *testing.T) mongostore.Config {
+	t.Helper()
+	db := freshDB(t, client(t))
+	ctx := context.Background()
+	if err := db.CreateCollection(ctx, "probe"); err != nil {
+		t.Fatal(err)
+	}
+	if !pushesFieldFilters(ctx, t, db.Collection("probe")) {
+		t.Skip("this server pushes no field filter down (MongoDB, FerretDB on SQLite): FerretDBIDIndex is ignored there")
+	}
+	cfg := testConfig
+	cfg.FerretDBIDIndex = true
+	return cfg
+}
+
+func conformance(t *testing.T, cfg mongostore.Config) {
 	c := client(t)
 	var dbs testkit.Pool[*mongo.Database]
 	t.Cleanup(func() {
@@ -31,10 +56,10 @@ func TestConformance(t *testing.T) {
 	storetest.RunWithOptions(t, func(t *testing.T) billing.Store {
 		db := dbs.Take(t, func() *mongo.Database {
 			db := c.Database(testkit.DBName("rk"))
-			newStore(t, db, testConfig) // creates the collections and their indexes
+			newStore(t, db, cfg) // creates the collections and their indexes
 			return db
 		}, emptyDB)
-		st, err := mongostore.New(db, testConfig) // the indexes are there already
+		st, err := mongostore.New(db, cfg) // the indexes are there already
 		if err != nil {
 			t.Fatalf("New: %v", err)
 		}

@@ -126,6 +126,27 @@
 // connection to FerretDB's PostgreSQL database. FerretDB does not know of these indexes and
 // leaves them alone; they go with their table.
 //
+// What v1.24.2 hands to PostgreSQL (read from its PostgreSQL backend and handlers): of a
+// filter's top-level entries, only a field (not $and, $or, $nor, $comment) equal to a
+// string, ObjectID, date, boolean, int32, int64 or double, directly or by $eq, becomes
+// _jsonb->'field' @> value, and a $ne of such a value NOT (field present, @> value, same
+// type); nothing else is pushed down: no $in, $nin, $gt, $gte, $lt, $lte, $exists or $type,
+// no null, document or array value, and no dotted path in find, count or aggregate (unless
+// FerretDB runs with its nested pushdown enabled). A find's limit is pushed down only
+// without a filter, a sort or a skip, and only $natural sorts are. So PostgreSQL returns,
+// and FerretDB decodes, every document the pushed-down part matches, and a sorted find sorts
+// them all in Go: {_id: {$in: ids}, flag_del: {$ne: true}} returns every live document of
+// the collection, {_id: {$in: ids}, token: t} every document carrying t. With
+// Config.FerretDBIDIndex (set it once IndexFerretDBPostgreSQL has run) the store sends such
+// statements one _id at a time instead, where each returns its document only: the claim
+// rounds' stamps, ListUsers, the reads of a batch's documents before writing, and identical
+// writes to several documents (finished notifications, access taken away), which it
+// otherwise merges into one updateMany. The claims' candidate finds stay as they are: their
+// period-end range and claim order cannot reach PostgreSQL, so each reads every
+// subscription of the status it claims; so does the read of a batch's users' other
+// subscriptions ({user_id: {$in: ...}}): by one user_id each, PostgreSQL scanned the table
+// once per user (no index serves user_id), which cost more than FerretDB decoding it once.
+//
 // ClaimMode (auto-detected from buildInfo) is ClaimSerialized on FerretDB, and then:
 //
 //   - every write renewkit makes to a collection's documents holds one store-level mutex

@@ -14,20 +14,25 @@ import (
 
 // TestEngine runs billing's jobs and processor on mongostore (FerretDB in CI) with the
 // host application's writes made as raw driver updates, the way the host app writes.
-func TestEngine(t *testing.T) {
-	c := client(t)
-	billingtest.RunWithOptions(t, func(t *testing.T) billing.Store {
-		return newStore(t, freshDB(t, c), testConfig)
-	}, billingtest.Options{Records: 24, HostWrite: rawHostWrite, Replica: replica})
-}
+func TestEngine(t *testing.T) { engine(t, testConfig) }
 
-// replica opens st's database through a new client, as another replica's process would.
-func replica(t *testing.T, st billing.Store) billing.Store {
-	ms, ok := st.(*mongostore.Store)
-	if !ok {
-		t.Fatalf("replica needs a *mongostore.Store, got %T", st)
+// TestEngineFerretDBIDIndex runs the engine suite with Config.FerretDBIDIndex where it
+// changes what the store sends (FerretDB v1 on PostgreSQL).
+func TestEngineFerretDBIDIndex(t *testing.T) { engine(t, byIDConfig(t)) }
+
+func engine(t *testing.T, cfg mongostore.Config) {
+	c := client(t)
+	// replica opens st's database through a new client, as another replica's process would.
+	replica := func(t *testing.T, st billing.Store) billing.Store {
+		ms, ok := st.(*mongostore.Store)
+		if !ok {
+			t.Fatalf("replica needs a *mongostore.Store, got %T", st)
+		}
+		return newStore(t, newClient(t).Database(ms.Database().Name()), cfg)
 	}
-	return newStore(t, newClient(t).Database(ms.Database().Name()), testConfig)
+	billingtest.RunWithOptions(t, func(t *testing.T) billing.Store {
+		return newStore(t, freshDB(t, c), cfg)
+	}, billingtest.Options{Records: 24, HostWrite: rawHostWrite, Replica: replica})
 }
 
 // rawHostWrite sets one field of a subscriptions document with the driver, bypassing

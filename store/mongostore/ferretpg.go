@@ -17,7 +17,9 @@ import (
 // connection to that PostgreSQL database (any database/sql driver for PostgreSQL), database
 // the MongoDB database name the Store uses. It is idempotent; call it after EnsureIndexes
 // (which creates the collections) and again after adding collections. It changes no
-// document and no index FerretDB knows of. See FerretDB v1 in the package documentation.
+// document and no index FerretDB knows of. With the index in place, set
+// Config.FerretDBIDIndex so the store sends statements by one _id where it would otherwise
+// send one for many. See FerretDB v1 in the package documentation.
 func IndexFerretDBPostgreSQL(ctx context.Context, pg *sql.DB, database string) error {
 	// Implementation:
 	// FerretDB v1 (checked on v1.24.2) keeps each collection as a table of one jsonb column,

@@ -156,6 +156,12 @@ func (s *Store) pushesFieldFilters(ctx context.Context, c *mongo.Collection) boo
 	return known == pushdownFields
 }
 
+// byEachID reports whether the documents of a batch on c go one _id at a time rather than
+// in one statement: Config.FerretDBIDIndex on a server that pushes field filters down.
+func (s *Store) byEachID(ctx context.Context, c *mongo.Collection) bool {
+	return s.cfg.FerretDBIDIndex && s.pushesFieldFilters(ctx, c)
+}
+
 // exclusive runs fn while holding the store-level mutex name when the claim mode is
 // ClaimSerialized, and directly otherwise.
 func (s *Store) exclusive(ctx context.Context, name string, fn func() error) error {

@@ -506,8 +506,9 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 	// Implementation:
 	// ClaimSubscriptions claims up to p.Limit records in rounds of at most Config.BatchSize:
 	// find the ids of the most urgent claimable records, updateMany({_id: {$in: ids},
-	// <filter>, <claimable>}) to stamp claim_token and claim_until, then read back the ones
-	// that carry the token. On MongoDB the updateMany filter is the arbiter; in
+	// <filter>, <claimable>}) to stamp claim_token and claim_until (with
+	// Config.FerretDBIDIndex, UpdateOne({_id: id, <filter>, <claimable>}) each), then read
+	// back the ones that carry the token. On MongoDB the updateMany filter is the arbiter; in
 	// ClaimSerialized mode (FerretDB v1) the rounds also run under a store-level mutex.
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -550,7 +551,7 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 				{Key: "claim_token", Value: p.Token},
 				{Key: "claim_until", Value: bson.NewDateTimeFromTime(p.LeaseUntil)},
 			}}}
-			if _, err := s.subs.UpdateMany(ctx, append(bson.D{inIDs}, cond...), upd); err != nil {
+			if err := s.stamp(ctx, ids, inIDs, cond, upd); err != nil {
 				return err
 			}
 			cur, err = s.subs.Find(ctx, bson.D{inIDs, {Key: "claim_token", Value: p.Token}}, findOpts().SetSort(claimSort))
@@ -583,6 +584,27 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 		return out, errors.Join(bad...)
 	}
 	return out, nil
+}
+
+// stamp applies a claim round's update to the candidates ids (inIDs, their $in) that still
+// match cond: one updateMany, or with Config.FerretDBIDIndex one UpdateOne by _id each, in
+// unordered bulkWrites of at most maxBulkOps (FerretDB v1 on PostgreSQL would otherwise
+// return every document cond's pushed-down part matches, not just the candidates).
+func (s *Store) stamp(ctx context.Context, ids bson.A, inIDs bson.E, cond, upd bson.D) error {
+	if !s.byEachID(ctx, s.subs) {
+		_, err := s.subs.UpdateMany(ctx, append(bson.D{inIDs}, cond...), upd)
+		return err
+	}
+	for part := range slices.Chunk(ids, maxBulkOps) {
+		models := make([]mongo.WriteModel, len(part))
+		for k, id := range part {
+			models[k] = mongo.NewUpdateOneModel().SetFilter(append(bson.D{{Key: "_id", Value: id}}, cond...)).SetUpdate(upd)
+		}
+		if _, err := s.subs.BulkWrite(ctx, models, options.BulkWrite().SetOrdered(false)); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func (s *Store) ReleaseClaims(ctx context.Context, token string) error {

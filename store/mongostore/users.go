@@ -2,7 +2,9 @@ package mongostore
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"go.mongodb.org/mongo-driver/v2/bson"
@@ -72,7 +74,8 @@ func (s *Store) GetUser(ctx context.Context, id string) (billing.User, error) {
 	return findLive(ctx, s.users, id, decodeUser, "user")
 }
 
-// ListUsers reads the users with one find on {_id: {$in: ids in both forms}}.
+// ListUsers reads the users with one find on {_id: {$in: ids in both forms}}, or with
+// Config.FerretDBIDIndex one find by _id per form (see readEach).
 func (s *Store) ListUsers(ctx context.Context, ids []string) ([]billing.User, error) {
 	if err := ctx.Err(); err != nil {
 		return nil, err
@@ -80,11 +83,46 @@ func (s *Store) ListUsers(ctx context.Context, ids []string) ([]billing.User, er
 	if len(ids) == 0 {
 		return nil, nil
 	}
+	if s.byEachID(ctx, s.users) {
+		return s.listUsersEach(ctx, ids)
+	}
 	cur, err := s.users.Find(ctx, bson.D{{Key: "_id", Value: bson.D{{Key: "$in", Value: idValues(ids)}}}, notDeleted})
 	if err != nil {
 		return nil, opErr("list users", err)
 	}
 	return decodeEach(ctx, cur, s.users.Name(), decodeUser)
+}
+
+// listUsersEach is ListUsers by one find {_id: value} per form an id may be stored in, each
+// an index lookup on FerretDB v1 on PostgreSQL with Config.FerretDBIDIndex; it returns what
+// the find on {_id: {$in: ...}, flag_del: {$ne: true}} would.
+func (s *Store) listUsersEach(ctx context.Context, ids []string) ([]billing.User, error) {
+	forms := idValues(ids)
+	ops := make([]bulkOp, len(forms))
+	for k, v := range forms {
+		// Keyed by position: an id stored in both forms is two documents, as with $in.
+		ops[k] = bulkOp{id: strconv.Itoa(k), idv: v}
+	}
+	docs := make(map[string]bson.Raw, len(ops))
+	if err := s.readEach(ctx, s.users, ops, docs); err != nil {
+		return nil, opErr("list users", err)
+	}
+	live := bson.D{notDeleted}
+	var out []billing.User
+	var bad []error
+	for _, op := range ops {
+		raw := docs[op.id]
+		if raw == nil || !matches(raw, live) {
+			continue
+		}
+		u, err := decodeUser(raw)
+		if err != nil {
+			bad = append(bad, malformed(s.users.Name(), raw, err))
+			continue
+		}
+		out = append(out, u)
+	}
+	return out, errors.Join(bad...)
 }
 
 // UpdateUsersAccess writes each change's access fields, and only those, while the user still
