@@ -62,9 +62,10 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 const pruneNotificationsSQL = `DELETE FROM {schema}.notifications WHERE key = ANY(ARRAY(
 	SELECT key FROM {schema}.notifications WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
 
-// pruneAuditSQL deletes at most $2 audit entries created before $1, oldest first.
-const pruneAuditSQL = `DELETE FROM {schema}.audit_logs WHERE seq IN (
-	SELECT seq FROM {schema}.audit_logs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`
+// pruneAuditSQL deletes at most $2 audit entries created before $1, oldest first, by seq
+// (as "seq IN (…)" it too was joined to a sequential scan: see pruneNotificationsSQL).
+const pruneAuditSQL = `DELETE FROM {schema}.audit_logs WHERE seq = ANY(ARRAY(
+	SELECT seq FROM {schema}.audit_logs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
 
 // pruneClaimsSQL clears the claims whose lease ended before $1 on records without pending
 // effects, at most $2, found through the claim batches that list them (no index names the
