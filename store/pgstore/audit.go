@@ -56,7 +56,7 @@ func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) 
 	}
 	n := len(entries)
 	ids, actions, types, entities, users, actors := make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	details, created := make([]pgtype.Text, n), make([]pgtype.Timestamptz, n)
+	details, created := make(pgtype.FlatArray[pgtype.Text], n), make(pgtype.FlatArray[pgtype.Timestamptz], n)
 	for i := range entries {
 		e := &entries[i]
 		if e.ID == "" {

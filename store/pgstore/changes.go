@@ -92,7 +92,7 @@ type column struct {
 	texts []string
 	bools []bool
 	ints  []int32
-	times []pgtype.Timestamptz
+	times pgtype.FlatArray[pgtype.Timestamptz]
 }
 
 func newColumn(k colKind, n int) *column {
@@ -103,7 +103,7 @@ func newColumn(k colKind, n int) *column {
 	case kInt:
 		c.ints = make([]int32, 0, n)
 	case kTime, kOptTime:
-		c.times = make([]pgtype.Timestamptz, 0, n)
+		c.times = make(pgtype.FlatArray[pgtype.Timestamptz], 0, n)
 	default:
 		c.texts = make([]string, 0, n)
 	}
@@ -338,8 +338,8 @@ func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) (string, []
 	sort.Slice(idx, func(a, b int) bool { return changes[idx[a]].Read.ID < changes[idx[b]].Read.ID })
 	n := len(idx)
 	ids, masks := make([]string, 0, n), make([]int32, 0, n)
-	rs, re := make([]string, 0, n), make([]pgtype.Timestamptz, 0, n)
-	cts, effs := make([]string, 0, n), make([]pgtype.Text, 0, n)
+	rs, re := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Timestamptz], 0, n)
+	cts, effs := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Text], 0, n)
 	var union int32
 	for _, i := range idx {
 		c := &changes[i]

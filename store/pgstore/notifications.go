@@ -71,7 +71,7 @@ func (s *Store) ReserveNotifications(ctx context.Context, recs []billing.Notific
 	}
 	// One row per key: ON CONFLICT DO UPDATE may touch a row once per statement.
 	var keys, kinds, subs, users []string
-	var data []pgtype.Text
+	var data pgtype.FlatArray[pgtype.Text]
 	first := map[string]bool{}
 	for _, r := range recs {
 		if first[r.Key] {
@@ -121,7 +121,7 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 	}
 	// The first record of a key settles it (a second finds it no longer sending).
 	var release, keys, statuses, errs []string
-	var updated []pgtype.Timestamptz
+	var updated pgtype.FlatArray[pgtype.Timestamptz]
 	seen := make(map[string]bool, len(recs))
 	for _, r := range recs {
 		if seen[r.Key] {
@@ -151,13 +151,31 @@ func (s *Store) FinishNotifications(ctx context.Context, recs []billing.Notifica
 
 // finishSQL is FinishNotifications' statement: it releases keys ($1) and settles keys with
 // their outcomes (the arrays after the token), or does one of the two; the token follows
-// the released keys. The usual call only settles, a release only deletes.
+// the released keys. The usual call only settles, a release only deletes. The three
+// statements are built once (see buildFinishSQL).
+func finishSQL(release, settle bool) string {
+	switch {
+	case !release:
+		return finishSettleSQL
+	case !settle:
+		return finishReleaseSQL
+	}
+	return finishBothSQL
+}
+
+var (
+	finishSettleSQL  = buildFinishSQL(false, true)
+	finishReleaseSQL = buildFinishSQL(true, false)
+	finishBothSQL    = buildFinishSQL(true, true)
+)
+
+// buildFinishSQL builds finishSQL's statement.
 //
 // Each key is looked up by the primary key (n.key = ANY(...)), and the status test is
 // written as IS TRUE so that it is never served by notifications_status: that index holds
 // an entry for every reservation settled since the last vacuum, so scanning its 'sending'
 // entries grows with the run, while a key lookup stays one probe per key.
-func finishSQL(release, settle bool) string {
+func buildFinishSQL(release, settle bool) string {
 	update := `UPDATE {schema}.notifications AS n SET status = v.status, error = v.error, updated_at = v.updated_at,
 			token = NULL, lease_until = NULL
 		FROM unnest($3::text[], $4::text[], $5::text[], $6::timestamptz[]) AS v(key, status, error, updated_at)

@@ -26,15 +26,13 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 		sql string
 		arg any
 	}{
-		{&res.Notifications, !p.NotificationsBefore.IsZero(), `DELETE FROM {schema}.notifications WHERE key IN (
-			SELECT key FROM {schema}.notifications WHERE created_at < $1 LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.NotificationsBefore)},
+		{&res.Notifications, !p.NotificationsBefore.IsZero(), pruneNotificationsSQL, rt(p.NotificationsBefore)},
 		// Final events only: a pending one (received, failed, parked) is kept until the
 		// worker ends it.
 		{&res.WebhookEvents, !p.WebhookEventsBefore.IsZero(), `DELETE FROM {schema}.webhook_events WHERE (gateway, event_id) IN (
 			SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 AND state IN ('processed', 'ignored', 'dead')
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.WebhookEventsBefore)},
-		{&res.Audit, !p.AuditBefore.IsZero(), `DELETE FROM {schema}.audit_logs WHERE seq IN (
-			SELECT seq FROM {schema}.audit_logs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.AuditBefore)},
+		{&res.Audit, !p.AuditBefore.IsZero(), pruneAuditSQL, rt(p.AuditBefore)},
 		{&res.Locks, !p.LocksBefore.IsZero(), `DELETE FROM {schema}.locks WHERE key IN (
 			SELECT key FROM {schema}.locks WHERE acquired_at < $1 AND (expires_at IS NULL OR expires_at < $1)
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.LocksBefore)},
@@ -56,6 +54,18 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 	}
 	return res, nil
 }
+
+// pruneNotificationsSQL deletes at most $2 notifications created before $1, oldest first
+// (through an index that starts with created_at). The picked keys are deleted
+// by primary key (= ANY(ARRAY(…))): as "key IN (…)" the planner joins the subquery's rows
+// to a sequential scan of the whole table.
+const pruneNotificationsSQL = `DELETE FROM {schema}.notifications WHERE key = ANY(ARRAY(
+	SELECT key FROM {schema}.notifications WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
+
+// pruneAuditSQL deletes at most $2 audit entries created before $1, oldest first, by seq
+// (as "seq IN (…)" it too was joined to a sequential scan: see pruneNotificationsSQL).
+const pruneAuditSQL = `DELETE FROM {schema}.audit_logs WHERE seq = ANY(ARRAY(
+	SELECT seq FROM {schema}.audit_logs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
 
 // pruneClaimsSQL clears the claims whose lease ended before $1 on records without pending
 // effects, at most $2, found through the claim batches that list them (no index names the

@@ -99,7 +99,7 @@ func (s *Store) updateUsers(ctx context.Context, changes []billing.UserAccessCha
 	ids, masks := make([]string, 0, n), make([]int32, 0, n)
 	rPlan, rSub, rStatus := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
 	nPlan, nSub, nStatus := make([]string, 0, n), make([]string, 0, n), make([]string, 0, n)
-	nUntil, nUpdated := make([]pgtype.Timestamptz, 0, n), make([]pgtype.Timestamptz, 0, n)
+	nUntil, nUpdated := make(pgtype.FlatArray[pgtype.Timestamptz], 0, n), make(pgtype.FlatArray[pgtype.Timestamptz], 0, n)
 	for _, i := range idx {
 		r, w := &changes[i].Read, &changes[i].Changed
 		var m int32
