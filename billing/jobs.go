@@ -505,12 +505,17 @@ func (s *Service) finishSessions(ctx context.Context, eff *Effects, batch []Sess
 
 // failSessions counts the sessions of batch, whose effects did not finish, in Failed.
 func (res *CleanupResult) failSessions(s *Service, ctx context.Context, batch []Session, err error) {
-	res.Failed += len(batch)
+	res.failed(len(batch), err)
+	s.log.WarnContext(ctx, "sessions deleted, their effects not finished; the next run finishes them",
+		"sessions", len(batch), "first_session_id", batch[0].ID, "error", err)
+}
+
+// failed counts n records in Failed and keeps err's text among the first maxResultErrors.
+func (res *CleanupResult) failed(n int, err error) {
+	res.Failed += n
 	if len(res.Errors) < maxResultErrors {
 		res.Errors = append(res.Errors, err.Error())
 	}
-	s.log.WarnContext(ctx, "sessions deleted, their effects not finished; the next run finishes them",
-		"sessions", len(batch), "first_session_id", batch[0].ID, "error", err)
 }
 
 // CleanupPendingPayments first finishes the effects a crashed process left on payments
@@ -556,10 +561,7 @@ func (s *Service) CleanupPendingPayments(ctx context.Context) (CleanupResult, er
 // Failed when its effects are left for the next run.
 func (s *Service) finishCancelled(ctx context.Context, res *CleanupResult, batch []Payment) {
 	fail := func(p Payment, err error) {
-		res.Failed++
-		if len(res.Errors) < maxResultErrors {
-			res.Errors = append(res.Errors, err.Error())
-		}
+		res.failed(1, err)
 		s.log.WarnContext(ctx, "payment cancelled, its effects not finished; the next run finishes them", "payment_id", p.ID, "error", err)
 	}
 	var entries []AuditEntry
@@ -604,10 +606,7 @@ func (s *Service) finishPaymentsLeft(ctx context.Context, res *CleanupResult, se
 			seen[p.ID] = true
 			res.TotalFound++
 			if err := s.finishPaymentEffects(ctx, p); err != nil {
-				res.Failed++
-				if len(res.Errors) < maxResultErrors {
-					res.Errors = append(res.Errors, err.Error())
-				}
+				res.failed(1, err)
 				s.log.WarnContext(ctx, "payment effects not finished; the next run retries", "payment_id", p.ID, "error", err)
 				continue
 			}
@@ -628,10 +627,7 @@ func (res *CleanupResult) reportBad(s *Service, ctx context.Context, bad []*Reco
 		}
 		seen[re.ID] = true
 		res.TotalFound++
-		res.Failed++
-		if len(res.Errors) < maxResultErrors {
-			res.Errors = append(res.Errors, re.Error())
-		}
+		res.failed(1, re)
 		s.log.ErrorContext(ctx, "record unreadable; fix the document", "collection", re.Collection, "id", re.ID, "error", re.Err)
 	}
 }
