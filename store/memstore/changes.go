@@ -10,7 +10,7 @@ import (
 // UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
 func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
 	return write(ctx, s, func() ([]error, error) {
-		var slab effectsSlab // the changes' effects, copied a chunk to an allocation
+		var slab effectsSlab // the changes' effects, copied a chunk to an allocation unless a spare box serves
 		errs := make([]error, len(changes))
 		for i := range changes {
 			errs[i] = s.updateSubscription(&changes[i], &slab, len(changes)-i)
@@ -19,8 +19,8 @@ func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.Subsc
 	})
 }
 
-// updateSubscription applies one change, copying its effects into slab (left: the changes
-// not applied yet, this one included). Caller holds s.mu.
+// updateSubscription applies one change, copying its effects into a spare box or else one
+// of slab's (left: the changes not applied yet, this one included). Caller holds s.mu.
 func (s *Store) updateSubscription(c *billing.SubscriptionChange, slab *effectsSlab, left int) error {
 	id := c.Read.ID
 	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
@@ -53,7 +53,8 @@ func (s *Store) updateSubscription(c *billing.SubscriptionChange, slab *effectsS
 		apply(subFields, cur, &c.Read, &c.Changed)
 	}
 	if c.Effects != nil {
-		cur.Pending = slab.copy(c.Effects, left)
+		r.box = s.takeBox(slab, left)
+		cur.Pending = r.box.pack(c.Effects)
 		s.pending[r] = struct{}{}
 	}
 	cur.Version++
@@ -91,6 +92,10 @@ func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone)
 				continue
 			}
 			r.sub.Pending = nil
+			if r.box != nil {
+				s.putBox(r.box)
+				r.box = nil
+			}
 			delete(s.pending, r)
 			s.dropClaim(r)
 		}

@@ -275,7 +275,7 @@ func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQ
 		if !q.Match(r.sub) {
 			return billing.Subscription{}, time.Time{}, "", false
 		}
-		return copySub(r.sub), r.sub.CreatedAt, r.sub.ID, true
+		return outSub(r, false), r.sub.CreatedAt, r.sub.ID, true
 	})
 	return out, next, nil
 }
@@ -316,7 +316,7 @@ func (s *Store) searchQ(q billing.SubscriptionQuery, limit int) ([]billing.Subsc
 	}
 	slices.SortFunc(list, func(a, b *subRecord) int { return oldestFirst(b.sub.CreatedAt, a.sub.CreatedAt, b.sub.ID, a.sub.ID) })
 	out, next := page(len(list), limit, 0, func(i int) (billing.Subscription, time.Time, string, bool) {
-		return copySub(list[i].sub), list[i].sub.CreatedAt, list[i].sub.ID, true
+		return outSub(list[i], false), list[i].sub.CreatedAt, list[i].sub.ID, true
 	})
 	return out, next, nil
 }

@@ -50,6 +50,8 @@ type Store struct {
 	claims map[string]*claimSet
 	// scratch is ClaimSubscriptions' reusable list of picked records (under the write lock).
 	scratch []*subRecord
+	// spareBoxes are emptied boxes of cleared pending effects, for the next bulk writes.
+	spareBoxes []*effectsBox
 
 	payments     table[billing.Payment]
 	paymentsByGW map[string]string // gateway + "\x00" + gateway payment id -> payment id

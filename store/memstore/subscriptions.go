@@ -12,7 +12,10 @@ import (
 )
 
 type subRecord struct {
-	sub        billing.Subscription // normalised; owns its slices and pending effects
+	sub billing.Subscription // normalised; owns its slices and pending effects
+	// box holds sub.Pending when a bulk write recorded it (its audit details packed, see
+	// effectsBox), nil when sub.Pending is nil or a plain copy (InsertSubscription's).
+	box        *effectsBox
 	claimToken string
 	claimUntil time.Time
 	// audit holds the audit entries about this subscription (EntityType "subscription"),
@@ -93,14 +96,14 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 		if !ok || r.sub.Deleted {
 			return billing.Subscription{}, notFound("subscription", id)
 		}
-		return outSub(&r.sub, false), nil
+		return outSub(r, false), nil
 	})
 }
 
 func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid string) (billing.Subscription, error) {
 	return read(ctx, s, func() (billing.Subscription, error) {
 		if r := s.liveByGateway(gateway, gid); r != nil && gid != "" {
-			return outSub(&r.sub, false), nil
+			return outSub(r, false), nil
 		}
 		return billing.Subscription{}, notFound("gateway subscription", gid)
 	})
@@ -114,7 +117,7 @@ func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]bil
 		}
 		out := make([]billing.Subscription, len(list))
 		for i, r := range list {
-			out[i] = outSub(&r.sub, false)
+			out[i] = outSub(r, false)
 		}
 		slices.SortFunc(out, func(a, b billing.Subscription) int {
 			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
@@ -157,7 +160,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 	}
 	out := make([]billing.Subscription, len(picked))
 	for i, r := range picked {
-		out[i] = outSub(&r.sub, f.OmitPending)
+		out[i] = outSub(r, f.OmitPending)
 	}
 	return out, nil
 }
