@@ -43,6 +43,39 @@ type consoleIndex struct {
 	// (each holds its own: subRecord.audit), in insertion (time) order.
 	auditByEntity map[string][]*auditRec
 	snapshots     map[time.Time]billing.DailySnapshot
+
+	// auditLists and noteLists hand out the first room of the per-entity lists above (and
+	// of subRecord.audit), many lists to an allocation.
+	auditLists chunks[*auditRec]
+	noteLists  chunks[string]
+}
+
+// chunks hands out short empty slices carved from shared allocations. A slice has no room
+// past its capacity, so appending to it past that moves it to an allocation of its own
+// and never writes into its neighbours'.
+type chunks[T any] struct {
+	free []T
+}
+
+// listRoom is the capacity of a list chunks hands out: most entities get an entry or two.
+const listRoom = 2
+
+// list returns an empty slice with room for listRoom elements.
+func (c *chunks[T]) list() []T {
+	if len(c.free) < listRoom {
+		c.free = make([]T, 512*listRoom)
+	}
+	l := c.free[:0:listRoom]
+	c.free = c.free[listRoom:]
+	return l
+}
+
+// add appends v to list, giving an empty list its room from c.
+func (c *chunks[T]) add(list []T, v T) []T {
+	if list == nil {
+		list = c.list()
+	}
+	return append(list, v)
 }
 
 type userKey struct{ email, id string }
@@ -112,7 +145,7 @@ func (s *Store) consoleNote(n billing.NotificationRecord) {
 	s.con.notes = append(s.con.notes, n.Key)
 	s.con.lastNote = noteKey{n.CreatedAt, n.Key}
 	if n.SubscriptionID != "" {
-		s.con.notesBySub[n.SubscriptionID] = append(s.con.notesBySub[n.SubscriptionID], n.Key)
+		s.con.notesBySub[n.SubscriptionID] = s.con.noteLists.add(s.con.notesBySub[n.SubscriptionID], n.Key)
 	}
 }
 
@@ -120,11 +153,11 @@ func (s *Store) consoleNote(n billing.NotificationRecord) {
 // a stored subscription, else the map of the other entities.
 func (s *Store) consoleAudit(a *auditRec) {
 	if r := s.auditSub(a); r != nil {
-		r.audit = append(r.audit, a)
+		r.audit = s.con.auditLists.add(r.audit, a)
 		return
 	}
 	s.con.init()
-	s.con.auditByEntity[a.EntityID] = append(s.con.auditByEntity[a.EntityID], a)
+	s.con.auditByEntity[a.EntityID] = s.con.auditLists.add(s.con.auditByEntity[a.EntityID], a)
 }
 
 // auditSub returns the subscription whose list holds a's entity's entries when a is about
