@@ -55,7 +55,7 @@ func (s *Store) updateSubscription(c *billing.SubscriptionChange, slab *effectsS
 	if c.Effects != nil {
 		r.box = s.takeBox(slab, left)
 		cur.Pending = r.box.pack(c.Effects)
-		s.pending[r] = struct{}{}
+		s.pending[id] = r
 	}
 	cur.Version++
 	if writes {
@@ -87,8 +87,8 @@ func (s *Store) reindex(r *subRecord, prev billing.Subscription) {
 func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
 	return s.update(ctx, func() error {
 		for _, d := range done {
-			r, ok := s.subs[d.SubscriptionID]
-			if !ok || r.sub.Pending == nil || r.sub.Pending.Token != d.Token {
+			r, ok := s.pending[d.SubscriptionID] // a record without effects has none to clear
+			if !ok || r.sub.Pending.Token != d.Token {
 				continue
 			}
 			r.sub.Pending = nil
@@ -96,7 +96,7 @@ func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone)
 				s.putBox(r.box)
 				r.box = nil
 			}
-			delete(s.pending, r)
+			delete(s.pending, d.SubscriptionID)
 			s.dropClaim(r)
 		}
 		return nil

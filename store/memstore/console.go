@@ -36,7 +36,9 @@ type consoleIndex struct {
 	notesDirty bool
 	// lastNote is the creation time and key of notes' last entry while notes is sorted, so
 	// an append checks the order without reading the record back.
-	lastNote   noteKey
+	lastNote noteKey
+	// notesBySub holds the keys of the notifications about each subscription that was not
+	// stored when they were reserved (the others' are on their records: subRecord.notes).
 	notesBySub map[string][]string
 
 	// auditByEntity holds the audit entries of each entity but the stored subscriptions
@@ -144,7 +146,10 @@ func (s *Store) consoleNote(n billing.NotificationRecord) {
 	}
 	s.con.notes = append(s.con.notes, n.Key)
 	s.con.lastNote = noteKey{n.CreatedAt, n.Key}
-	if n.SubscriptionID != "" {
+	switch r := s.sub(n.SubscriptionID); {
+	case r != nil:
+		r.notes = s.con.noteLists.add(r.notes, n.Key)
+	case n.SubscriptionID != "":
 		s.con.notesBySub[n.SubscriptionID] = s.con.noteLists.add(s.con.notesBySub[n.SubscriptionID], n.Key)
 	}
 }
@@ -166,7 +171,7 @@ func (s *Store) auditSub(a *auditRec) *subRecord {
 	if a.EntityType != entitySubscription {
 		return nil
 	}
-	return s.subs[a.EntityID]
+	return s.sub(a.EntityID)
 }
 
 // entitySubscription is the EntityType of the audit entries about a subscription.
@@ -231,12 +236,20 @@ func (s *Store) sortConsole() {
 		if k := len(c.notes); k > 0 {
 			c.lastNote = noteKey{s.notifications.rows[c.notes[k-1]].CreatedAt, c.notes[k-1]}
 		}
+		gone := func(k string) bool { _, ok := s.notifications.rows[k]; return !ok }
 		for sub, keys := range c.notesBySub {
-			keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := s.notifications.rows[k]; return !ok })
+			keys = slices.DeleteFunc(keys, gone)
 			if len(keys) == 0 {
 				delete(c.notesBySub, sub)
 			} else {
 				c.notesBySub[sub] = keys
+			}
+		}
+		for _, r := range s.subs {
+			if len(r.notes) > 0 {
+				if r.notes = slices.DeleteFunc(r.notes, gone); len(r.notes) == 0 {
+					r.notes = nil
+				}
 			}
 		}
 		c.notesDirty = false
@@ -390,6 +403,9 @@ func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQue
 	keys := s.con.notes
 	if q.SubscriptionID != "" {
 		keys = slices.Clone(s.con.notesBySub[q.SubscriptionID])
+		if r := s.subs[q.SubscriptionID]; r != nil {
+			keys = append(keys, r.notes...)
+		}
 		slices.SortFunc(keys, func(a, b string) int {
 			return oldestFirst(s.notifications.rows[a].CreatedAt, s.notifications.rows[b].CreatedAt, a, b)
 		})

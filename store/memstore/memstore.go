@@ -42,9 +42,10 @@ type Store struct {
 	byEnd      []endEntry
 	byEndDirty bool
 	byEndStale bool
-	// pending holds the records that carry pending effects, so claims for them never scan
-	// every subscription.
-	pending map[*subRecord]struct{}
+	// pending holds, by id, the records that carry pending effects, so claims for them
+	// never scan every subscription. It is small, so the writes that finish a batch's
+	// effects find their records in it (see sub) rather than in subs.
+	pending map[string]*subRecord
 	// claims holds, per claim token, the records it claimed, so extending and releasing a
 	// run's claims never scans every subscription.
 	claims map[string]*claimSet
@@ -83,7 +84,7 @@ func New() *Store {
 		subsByGW:      map[string]string{},
 		byUser:        map[string][]*subRecord{},
 		claims:        map[string]*claimSet{},
-		pending:       map[*subRecord]struct{}{},
+		pending:       map[string]*subRecord{},
 		payments:      newPayments(),
 		paymentsByGW:  map[string]string{},
 		sessions:      newSessions(),

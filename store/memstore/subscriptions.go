@@ -21,6 +21,10 @@ type subRecord struct {
 	// audit holds the audit entries about this subscription (EntityType "subscription"),
 	// in insertion (time) order, for the console.
 	audit []*auditRec
+	// notes holds the keys of the notifications about this subscription reserved since it
+	// was stored, for the console (keys released or pruned since may linger until the
+	// console's next sort).
+	notes []string
 }
 
 // endEntry is a record's place in byEnd: a copy of its sort key (the period end in Unix
@@ -81,7 +85,7 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 		}
 		s.byEnd = append(s.byEnd, e)
 		if r.sub.Pending != nil {
-			s.pending[r] = struct{}{}
+			s.pending[r.sub.ID] = r
 		}
 		s.indexUser(r, billing.Subscription{Deleted: true}) // a deleted prev: not indexed yet
 		s.indexGateway(x.ID, billing.Subscription{}, r.sub)
@@ -199,6 +203,16 @@ func (s *Store) CountSubscriptionsByStatus(ctx context.Context) (map[billing.Sub
 
 // --- indexes ---
 
+// sub returns the stored record of subscription id (soft-deleted ones included), or nil:
+// from the small pending index when it carries effects (the records a batch's effects
+// are about), else from subs. Caller holds s.mu.
+func (s *Store) sub(id string) *subRecord {
+	if r := s.pending[id]; r != nil {
+		return r
+	}
+	return s.subs[id]
+}
+
 // cmpByEnd orders records as byEnd does: by period end, then id.
 func cmpByEnd(a, b *subRecord) int {
 	if c := a.sub.CurrentPeriodEnd.Compare(b.sub.CurrentPeriodEnd); c != 0 {
@@ -257,7 +271,7 @@ func (s *Store) window(f billing.SubscriptionFilter) []endEntry {
 // order. Caller holds s.mu.
 func (s *Store) pendingRecords(f billing.SubscriptionFilter) []*subRecord {
 	var out []*subRecord
-	for r := range s.pending {
+	for _, r := range s.pending {
 		if f.Match(r.sub) {
 			out = append(out, r)
 		}
