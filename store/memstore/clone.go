@@ -81,29 +81,65 @@ func (sl *effectsSlab) next(n int) *effectsBox {
 // maxSpareBoxes bounds the emptied boxes a store keeps for reuse: a few batches' worth.
 const maxSpareBoxes = 4096
 
-// takeBox returns an emptied box the store kept, or slab's next one (n as for next).
-// Caller holds s.mu.
-func (s *Store) takeBox(slab *effectsSlab, n int) *effectsBox {
-	if k := len(s.spareBoxes); k > 0 {
-		box := s.spareBoxes[k-1]
-		s.spareBoxes[k-1] = nil
-		s.spareBoxes = s.spareBoxes[:k-1]
-		return box
+// packEffects returns, aligned with changes, a box holding a packed copy (see pack) of
+// each change's effects, nil for a change without any (and a nil slice when none has
+// any). It reads only the changes, so bulk writes call it before they take s.mu. The
+// boxes are spares, else new ones from chunks.
+func (s *Store) packEffects(changes []billing.SubscriptionChange) []*effectsBox {
+	n := 0
+	for i := range changes {
+		if changes[i].Effects != nil {
+			n++
+		}
 	}
-	return slab.next(n)
+	if n == 0 {
+		return nil
+	}
+	boxes := make([]*effectsBox, len(changes))
+	spares := s.takeBoxes(n)
+	var slab effectsSlab
+	for i := range changes {
+		e := changes[i].Effects
+		if e == nil {
+			continue
+		}
+		var box *effectsBox
+		if len(spares) > 0 {
+			box, spares = spares[0], spares[1:]
+		} else {
+			box = slab.next(n)
+		}
+		n--
+		box.pack(e)
+		boxes[i] = box
+	}
+	return boxes
+}
+
+// takeBoxes returns up to n emptied boxes the store kept.
+func (s *Store) takeBoxes(n int) []*effectsBox {
+	s.boxMu.Lock()
+	defer s.boxMu.Unlock()
+	k := len(s.spareBoxes)
+	n = min(n, k)
+	out := slices.Clone(s.spareBoxes[k-n:])
+	clear(s.spareBoxes[k-n:])
+	s.spareBoxes = s.spareBoxes[:k-n]
+	return out
 }
 
 // putBox empties box, which no record holds any more, and keeps it for reuse (unless the
-// store keeps enough). Caller holds s.mu.
+// store keeps enough).
 func (s *Store) putBox(box *effectsBox) {
-	if len(s.spareBoxes) >= maxSpareBoxes {
-		return
-	}
 	details, pairs := box.details, box.pairs
 	clear(details)
 	clear(pairs)
 	*box = effectsBox{details: details[:0], pairs: pairs[:0]}
-	s.spareBoxes = append(s.spareBoxes, box)
+	s.boxMu.Lock()
+	defer s.boxMu.Unlock()
+	if len(s.spareBoxes) < maxSpareBoxes {
+		s.spareBoxes = append(s.spareBoxes, box)
+	}
 }
 
 // pack makes box (empty) a deep copy of e with its times normalised, the audit entries'

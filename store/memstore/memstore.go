@@ -51,7 +51,10 @@ type Store struct {
 	claims map[string]*claimSet
 	// scratch is ClaimSubscriptions' reusable list of picked records (under the write lock).
 	scratch []*subRecord
-	// spareBoxes are emptied boxes of cleared pending effects, for the next bulk writes.
+	// spareBoxes are emptied boxes of cleared pending effects, for the next bulk writes,
+	// which fill them before they take mu; boxMu guards them (taken after mu, never
+	// before).
+	boxMu      sync.Mutex
 	spareBoxes []*effectsBox
 
 	payments     table[billing.Payment]
