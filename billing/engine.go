@@ -456,6 +456,25 @@ func (r *run) work(ctx context.Context, subs []Subscription, decide decider) (fi
 type effectSlab struct {
 	boxes []effectsBox
 	used  int
+	// maps are the audit details maps of the batch's transitions (the first mapsUsed),
+	// emptied and reused with the slab: stores keep nothing of a change or an audit entry
+	// once the call returns.
+	maps     []map[string]any
+	mapsUsed int
+}
+
+// detailMap returns an empty details map with room for n entries: the slab's next one, or
+// a new one when sl is nil.
+func (sl *effectSlab) detailMap(n int) map[string]any {
+	if sl == nil {
+		return make(map[string]any, n)
+	}
+	if sl.mapsUsed == len(sl.maps) {
+		sl.maps = append(sl.maps, make(map[string]any, n))
+	}
+	m := sl.maps[sl.mapsUsed]
+	sl.mapsUsed++
+	return m
 }
 
 // box returns the next free box of sl, or a new one when sl is nil or full.
@@ -486,6 +505,10 @@ func (r *run) takeSlab(n int) *effectSlab {
 func (r *run) putSlab(sl *effectSlab) {
 	clear(sl.boxes[:sl.used])
 	sl.used = 0
+	for _, m := range sl.maps[:sl.mapsUsed] {
+		clear(m)
+	}
+	sl.mapsUsed = 0
 	r.slabMu.Lock()
 	r.spareSlabs = append(r.spareSlabs, sl)
 	r.slabMu.Unlock()
@@ -549,13 +572,24 @@ type effectsBox struct {
 	audit  [1]AuditEntry
 }
 
+// details returns an empty audit details map for a transition being decided (from the
+// batch's slab while work decides one), room for n entries.
+func (r *run) details(n int) map[string]any { return r.slab.detailMap(n) }
+
 // effects builds the effects of a transition that leaves the record as changed. It copies
 // access, notes and audit: the caller's values are not kept.
 func (r *run) effects(changed Subscription, access *AccessEffect, notes []Notification, audit ...AuditEntry) *Effects {
 	now := r.s.now()
 	box := r.slab.box() // from the batch's slab while work decides one
 	e := &box.eff
-	*e = Effects{Token: newToken(), Status: changed.Status, PeriodEnd: changed.CurrentPeriodEnd, CreatedAt: now}
+	*e = Effects{Status: changed.Status, PeriodEnd: changed.CurrentPeriodEnd, CreatedAt: now}
+	// The usual first audit id, the token followed by ":0", comes with the token.
+	var firstID string
+	if len(audit) > 0 && audit[0].ID == "" {
+		e.Token, firstID = newTokenWith(":0")
+	} else {
+		e.Token = newToken()
+	}
 	if access != nil {
 		box.access = *access
 		e.Access = &box.access
@@ -573,7 +607,11 @@ func (r *run) effects(changed Subscription, access *AccessEffect, notes []Notifi
 			e.Audit = make([]AuditEntry, 0, len(audit))
 		}
 		for i, a := range audit {
-			if a.ID == "" { // a fixed id (an approval's, a payment's) is kept
+			switch {
+			case a.ID != "": // a fixed id (an approval's, a payment's) is kept
+			case i == 0:
+				a.ID = firstID
+			default:
 				a.ID = e.Token + ":" + strconv.Itoa(i)
 			}
 			if a.Actor == "" {
@@ -618,6 +656,19 @@ type finishScratch struct {
 	notes     []*Notification
 	owner     []int
 	done      []EffectsDone
+	// maps are the details maps of userAudit's entries (the first mapsUsed).
+	maps     []map[string]any
+	mapsUsed int
+}
+
+// detailMap returns an empty details map, sc's next one.
+func (sc *finishScratch) detailMap() map[string]any {
+	if sc.mapsUsed == len(sc.maps) {
+		sc.maps = append(sc.maps, make(map[string]any, 3))
+	}
+	m := sc.maps[sc.mapsUsed]
+	sc.mapsUsed++
+	return m
 }
 
 // scratch returns the run's finish buffers, or fresh ones when another finish of the run
@@ -651,6 +702,10 @@ func (sc *finishScratch) reset() {
 	clear(sc.byID)
 	clear(sc.userIdx)
 	clear(sc.changeOf)
+	for _, m := range sc.maps[:sc.mapsUsed] {
+		clear(m)
+	}
+	sc.mapsUsed = 0
 }
 
 // finish carries out the pending effects of subs (records the run holds, each with
@@ -872,7 +927,7 @@ func (r *run) access(ctx context.Context, sc *finishScratch, items []effectItem,
 		}
 		changeOf[uid] = len(changes)
 		changes = append(changes, UserAccessChange{Read: u, Changed: next})
-		if a, ok := accessAudit(u, next, it.sub.ID); ok {
+		if a, ok := accessAudit(u, next, it.sub.ID, sc.detailMap); ok {
 			a.ID, a.CreatedAt = it.eff.Token+":access", now
 			userAudit = append(userAudit, a)
 			auditOf = append(auditOf, len(changes)-1)
@@ -1316,19 +1371,28 @@ func accessFor(u User, subs []Subscription, ended Subscription, status Subscript
 	return next, true
 }
 
-// accessAudit is the audit entry of an access change that moved the user's plan.
-func accessAudit(before, after User, subscriptionID string) (AuditEntry, bool) {
+// accessAudit is the audit entry of an access change that moved the user's plan. Its
+// details go into a map from newMap (an empty one, with room for three entries), or a new
+// map when newMap is nil.
+func accessAudit(before, after User, subscriptionID string, newMap func() map[string]any) (AuditEntry, bool) {
 	if before.PlanID == after.PlanID {
 		return AuditEntry{}, false
 	}
 	e := AuditEntry{EntityType: "user", EntityID: after.ID, UserID: after.ID, Actor: "renewkit"}
+	var d map[string]any
+	if newMap != nil {
+		d = newMap()
+	} else {
+		d = make(map[string]any, 3)
+	}
 	if after.PlanID == "" {
 		e.Action = AuditAccessRevoked
-		e.Details = map[string]any{"subscription_id": subscriptionID, "previous_plan_id": before.PlanID, "status": detail(after.Status)}
+		d["subscription_id"], d["previous_plan_id"], d["status"] = subscriptionID, before.PlanID, detail(after.Status)
 	} else {
 		e.Action = AuditUserPlanUpdated
-		e.Details = map[string]any{"previous_plan_id": before.PlanID, "plan_id": after.PlanID, "subscription_id": after.SubscriptionID}
+		d["previous_plan_id"], d["plan_id"], d["subscription_id"] = before.PlanID, after.PlanID, after.SubscriptionID
 	}
+	e.Details = d
 	return e, true
 }
 
@@ -1373,7 +1437,7 @@ func (s *Service) reconcileAccess(ctx context.Context, userID string, ended Subs
 	if err := UpdateUserAccess(ctx, s.store, u, next); err != nil {
 		return fmt.Errorf("updating access of user %s: %w", userID, err)
 	}
-	if a, ok := accessAudit(u, next, ended.ID); ok {
+	if a, ok := accessAudit(u, next, ended.ID, nil); ok {
 		return s.audit(ctx, a)
 	}
 	return nil

@@ -146,9 +146,10 @@ func (r *run) warning(ctx context.Context, b *batch, sub Subscription) decision 
 	}
 	changed := sub
 	changed.ExpirationWarningSent, changed.ExpirationWarningDays, changed.UpdatedAt = true, days, now
+	d := r.details(3)
+	d["days"], d["kind"], d["period_end"] = days, detail(kind), sub.CurrentPeriodEnd
 	return r.transition(changed, r.effects(changed, nil, []Notification{n}, AuditEntry{
-		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"days": days, "kind": detail(kind), "period_end": sub.CurrentPeriodEnd},
+		Action: AuditWarningSent, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Details: d,
 	}), nil)
 }
 
@@ -234,9 +235,10 @@ func (r *run) expiry(ctx context.Context, b *batch, sub Subscription, status Sub
 	default:
 		return decision{err: fmt.Errorf("loading user: %w", err)}
 	}
+	d := r.details(2)
+	d["previous_status"], d["period_end"] = detail(sub.Status), sub.CurrentPeriodEnd
 	return r.transition(changed, r.effects(changed, access, notes, AuditEntry{
-		Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID,
-		Details: map[string]any{"previous_status": detail(sub.Status), "period_end": sub.CurrentPeriodEnd},
+		Action: AuditSubscriptionExpired, EntityType: "subscription", EntityID: sub.ID, UserID: sub.UserID, Details: d,
 	}), done)
 }
 

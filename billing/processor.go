@@ -351,7 +351,7 @@ func (s *Service) grantAccess(ctx context.Context, u User, sub Subscription) err
 	if err := UpdateUserAccess(ctx, s.store, u, next); err != nil {
 		return fmt.Errorf("updating access of user %s: %w", u.ID, err)
 	}
-	if a, ok := accessAudit(u, next, sub.ID); ok {
+	if a, ok := accessAudit(u, next, sub.ID, nil); ok {
 		return s.audit(ctx, a)
 	}
 	return nil

@@ -232,9 +232,26 @@ func (s *Service) Jobs() []Job {
 
 // newToken returns a random identifier for claims and records.
 func newToken() string {
-	var b [12]byte
-	_, _ = rand.Read(b[:])
-	return hex.EncodeToString(b[:])
+	token, _ := newTokenWith("")
+	return token
+}
+
+// tokenLen is the length of newToken's identifiers.
+const tokenLen = 24
+
+// newTokenWith returns a new token and the token followed by suffix, both from one
+// allocation.
+func newTokenWith(suffix string) (token, withSuffix string) {
+	var raw [tokenLen / 2]byte
+	_, _ = rand.Read(raw[:])
+	var buf [64]byte
+	b := buf[:tokenLen]
+	if tokenLen+len(suffix) > len(buf) {
+		b = make([]byte, tokenLen, tokenLen+len(suffix))
+	}
+	hex.Encode(b, raw[:])
+	withSuffix = string(append(b, suffix...))
+	return withSuffix[:tokenLen], withSuffix
 }
 
 // NewID returns a random 24-hex-digit identifier (the length of a MongoDB ObjectID).

@@ -8,20 +8,30 @@ import (
 )
 
 // UpdateSubscriptions applies every change under one lock; see billing.SubscriptionChange.
+// The changes' effects are copied before the lock is taken.
 func (s *Store) UpdateSubscriptions(ctx context.Context, changes []billing.SubscriptionChange) ([]error, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	boxes := s.packEffects(changes)
 	return write(ctx, s, func() ([]error, error) {
-		var slab effectsSlab // the changes' effects, copied a chunk to an allocation
 		errs := make([]error, len(changes))
 		for i := range changes {
-			errs[i] = s.updateSubscription(&changes[i], &slab, len(changes)-i)
+			var box *effectsBox
+			if boxes != nil {
+				box = boxes[i]
+			}
+			if errs[i] = s.updateSubscription(&changes[i], box); errs[i] != nil && box != nil {
+				s.putBox(box) // not stored
+			}
 		}
 		return errs, nil
 	})
 }
 
-// updateSubscription applies one change, copying its effects into slab (left: the changes
-// not applied yet, this one included). Caller holds s.mu.
-func (s *Store) updateSubscription(c *billing.SubscriptionChange, slab *effectsSlab, left int) error {
+// updateSubscription applies one change, its effects (if any) packed in box. Caller holds
+// s.mu.
+func (s *Store) updateSubscription(c *billing.SubscriptionChange, box *effectsBox) error {
 	id := c.Read.ID
 	if id == "" || (c.Changed.ID != "" && c.Changed.ID != id) {
 		return invalid("subscription change for %q names subscription %q", id, c.Changed.ID)
@@ -53,8 +63,9 @@ func (s *Store) updateSubscription(c *billing.SubscriptionChange, slab *effectsS
 		apply(subFields, cur, &c.Read, &c.Changed)
 	}
 	if c.Effects != nil {
-		cur.Pending = slab.copy(c.Effects, left)
-		s.pending[r] = struct{}{}
+		r.box = box
+		cur.Pending = &box.effects
+		s.pending[id] = r
 	}
 	cur.Version++
 	if writes {
@@ -86,12 +97,16 @@ func (s *Store) reindex(r *subRecord, prev billing.Subscription) {
 func (s *Store) CompleteEffects(ctx context.Context, done []billing.EffectsDone) error {
 	return s.update(ctx, func() error {
 		for _, d := range done {
-			r, ok := s.subs[d.SubscriptionID]
-			if !ok || r.sub.Pending == nil || r.sub.Pending.Token != d.Token {
+			r, ok := s.pending[d.SubscriptionID] // a record without effects has none to clear
+			if !ok || r.sub.Pending.Token != d.Token {
 				continue
 			}
 			r.sub.Pending = nil
-			delete(s.pending, r)
+			if r.box != nil {
+				s.putBox(r.box)
+				r.box = nil
+			}
+			delete(s.pending, d.SubscriptionID)
 			s.dropClaim(r)
 		}
 		return nil

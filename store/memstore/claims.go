@@ -70,7 +70,7 @@ func (s *Store) ClaimSubscriptions(ctx context.Context, p billing.ClaimParams) (
 		out := make([]billing.Subscription, len(picked))
 		for i, r := range picked {
 			s.setClaim(r, p.Token, until)
-			out[i] = outSub(&r.sub, false)
+			out[i] = outSub(r, false)
 			picked[i] = nil
 		}
 		s.scratch = picked[:0]

@@ -26,12 +26,16 @@ func copySub(x billing.Subscription) billing.Subscription {
 
 // outSub returns a copy of a stored subscription for a caller: its slices and, unless
 // omitPending (then nil), its pending effects copied. Stored times are normalised already.
-func outSub(x *billing.Subscription, omitPending bool) billing.Subscription {
+func outSub(r *subRecord, omitPending bool) billing.Subscription {
+	x := &r.sub
 	c := *x
 	c.AppliedPayments = slices.Clone(x.AppliedPayments)
-	if omitPending {
+	switch {
+	case omitPending || x.Pending == nil:
 		c.Pending = nil
-	} else {
+	case r.box != nil:
+		c.Pending = r.box.out()
+	default:
 		c.Pending = copyEffects(x.Pending)
 	}
 	return c
@@ -39,34 +43,119 @@ func outSub(x *billing.Subscription, omitPending bool) billing.Subscription {
 
 // effectsBox holds a copy of pending effects with room for their access effect and, in
 // the usual case of a job's transition, their one notification and one audit entry.
+//
+// A box holding a stored subscription's effects (subRecord.box, filled by pack) keeps the
+// audit entries' details as pairs instead of maps (the entries' Details are nil): entry i's
+// are details[i], slices of pairs. Such a box is the store's alone (what leaves the store
+// is a copy, see out), so once its effects are cleared it is emptied and reused, its
+// pairs' room with it.
 type effectsBox struct {
 	effects billing.Effects
 	access  billing.AccessEffect
 	note    [1]billing.Notification
 	audit   [1]billing.AuditEntry
+	details [][]detail
+	pairs   []detail
 }
 
 // effectsSlab hands out the boxes of one bulk write's effects, effectsSlabSize to an
-// allocation. A chunk lives while any record holds effects in it: effects are cleared
-// soon after they are stored, and one left pending keeps at most one chunk.
+// allocation. A chunk lives while any record holds effects in it, or the store keeps one
+// of its boxes for reuse.
 type effectsSlab struct {
 	boxes []effectsBox
 }
 
 const effectsSlabSize = 64
 
-// copy returns a deep copy of e in the slab's next box (n: how many more copies the
-// caller may ask for, which bounds a new chunk), or nil.
-func (sl *effectsSlab) copy(e *billing.Effects, n int) *billing.Effects {
-	if e == nil {
-		return nil
-	}
+// next returns the slab's next (zero) box (n: how many more the caller may ask for, which
+// bounds a new chunk).
+func (sl *effectsSlab) next(n int) *effectsBox {
 	if len(sl.boxes) == 0 {
 		sl.boxes = make([]effectsBox, max(1, min(n, effectsSlabSize)))
 	}
 	box := &sl.boxes[0]
 	sl.boxes = sl.boxes[1:]
-	return copyEffectsTo(box, e)
+	return box
+}
+
+// maxSpareBoxes bounds the emptied boxes a store keeps for reuse: a few batches' worth.
+const maxSpareBoxes = 4096
+
+// packEffects returns, aligned with changes, a box holding a packed copy (see pack) of
+// each change's effects, nil for a change without any (and a nil slice when none has
+// any). It reads only the changes, so bulk writes call it before they take s.mu. The
+// boxes are spares, else new ones from chunks.
+func (s *Store) packEffects(changes []billing.SubscriptionChange) []*effectsBox {
+	n := 0
+	for i := range changes {
+		if changes[i].Effects != nil {
+			n++
+		}
+	}
+	if n == 0 {
+		return nil
+	}
+	boxes := make([]*effectsBox, len(changes))
+	spares := s.takeBoxes(n)
+	var slab effectsSlab
+	for i := range changes {
+		e := changes[i].Effects
+		if e == nil {
+			continue
+		}
+		var box *effectsBox
+		if len(spares) > 0 {
+			box, spares = spares[0], spares[1:]
+		} else {
+			box = slab.next(n)
+		}
+		n--
+		box.pack(e)
+		boxes[i] = box
+	}
+	return boxes
+}
+
+// takeBoxes returns up to n emptied boxes the store kept.
+func (s *Store) takeBoxes(n int) []*effectsBox {
+	s.boxMu.Lock()
+	defer s.boxMu.Unlock()
+	k := len(s.spareBoxes)
+	n = min(n, k)
+	out := slices.Clone(s.spareBoxes[k-n:])
+	clear(s.spareBoxes[k-n:])
+	s.spareBoxes = s.spareBoxes[:k-n]
+	return out
+}
+
+// putBox empties box, which no record holds any more, and keeps it for reuse (unless the
+// store keeps enough).
+func (s *Store) putBox(box *effectsBox) {
+	details, pairs := box.details, box.pairs
+	clear(details)
+	clear(pairs)
+	*box = effectsBox{details: details[:0], pairs: pairs[:0]}
+	s.boxMu.Lock()
+	defer s.boxMu.Unlock()
+	if len(s.spareBoxes) < maxSpareBoxes {
+		s.spareBoxes = append(s.spareBoxes, box)
+	}
+}
+
+// pack makes box (empty) a deep copy of e with its times normalised, the audit entries'
+// details packed into pairs, and returns its effects.
+func (box *effectsBox) pack(e *billing.Effects) *billing.Effects {
+	return copyEffectsTo(box, e, true)
+}
+
+// out returns a deep copy, for a caller, of the effects pack stored in box, the audit
+// entries' details maps again.
+func (box *effectsBox) out() *billing.Effects {
+	c := copyEffects(&box.effects)
+	for i := range c.Audit {
+		c.Audit[i].Details = unpackDetails(box.details[i])
+	}
+	return c
 }
 
 // copyEffects returns a deep copy of e with its times normalised, or nil.
@@ -75,12 +164,13 @@ func copyEffects(e *billing.Effects) *billing.Effects {
 		return nil
 	}
 	// One allocation holds the effects and, usually, all they point at.
-	return copyEffectsTo(&effectsBox{}, e)
+	return copyEffectsTo(&effectsBox{}, e, false)
 }
 
-// copyEffectsTo makes box (zero) a deep copy of e with its times normalised and returns
-// its effects.
-func copyEffectsTo(box *effectsBox, e *billing.Effects) *billing.Effects {
+// copyEffectsTo makes box (empty) a deep copy of e with its times normalised and returns
+// its effects. With packed, the audit entries' details go to box's pairs (see effectsBox)
+// instead of copied maps.
+func copyEffectsTo(box *effectsBox, e *billing.Effects, packed bool) *billing.Effects {
 	box.effects = *e
 	c := &box.effects
 	c.CreatedAt = t0(e.CreatedAt)
@@ -104,7 +194,13 @@ func copyEffectsTo(box *effectsBox, e *billing.Effects) *billing.Effects {
 			c.Audit = make([]billing.AuditEntry, 0, len(e.Audit))
 		}
 		for _, a := range e.Audit {
-			c.Audit = append(c.Audit, copyAudit(a))
+			if packed {
+				box.details = append(box.details, packDetails(&box.pairs, a.Details))
+				a.CreatedAt, a.Details = t0(a.CreatedAt), nil
+			} else {
+				a = copyAudit(a)
+			}
+			c.Audit = append(c.Audit, a)
 		}
 	}
 	return c

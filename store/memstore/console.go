@@ -36,13 +36,48 @@ type consoleIndex struct {
 	notesDirty bool
 	// lastNote is the creation time and key of notes' last entry while notes is sorted, so
 	// an append checks the order without reading the record back.
-	lastNote   noteKey
+	lastNote noteKey
+	// notesBySub holds the keys of the notifications about each subscription that was not
+	// stored when they were reserved (the others' are on their records: subRecord.notes).
 	notesBySub map[string][]string
 
 	// auditByEntity holds the audit entries of each entity but the stored subscriptions
 	// (each holds its own: subRecord.audit), in insertion (time) order.
 	auditByEntity map[string][]*auditRec
 	snapshots     map[time.Time]billing.DailySnapshot
+
+	// auditLists and noteLists hand out the first room of the per-entity lists above (and
+	// of subRecord.audit), many lists to an allocation.
+	auditLists chunks[*auditRec]
+	noteLists  chunks[string]
+}
+
+// chunks hands out short empty slices carved from shared allocations. A slice has no room
+// past its capacity, so appending to it past that moves it to an allocation of its own
+// and never writes into its neighbours'.
+type chunks[T any] struct {
+	free []T
+}
+
+// listRoom is the capacity of a list chunks hands out: most entities get an entry or two.
+const listRoom = 2
+
+// list returns an empty slice with room for listRoom elements.
+func (c *chunks[T]) list() []T {
+	if len(c.free) < listRoom {
+		c.free = make([]T, 512*listRoom)
+	}
+	l := c.free[:0:listRoom]
+	c.free = c.free[listRoom:]
+	return l
+}
+
+// add appends v to list, giving an empty list its room from c.
+func (c *chunks[T]) add(list []T, v T) []T {
+	if list == nil {
+		list = c.list()
+	}
+	return append(list, v)
 }
 
 type userKey struct{ email, id string }
@@ -111,8 +146,11 @@ func (s *Store) consoleNote(n billing.NotificationRecord) {
 	}
 	s.con.notes = append(s.con.notes, n.Key)
 	s.con.lastNote = noteKey{n.CreatedAt, n.Key}
-	if n.SubscriptionID != "" {
-		s.con.notesBySub[n.SubscriptionID] = append(s.con.notesBySub[n.SubscriptionID], n.Key)
+	switch r := s.sub(n.SubscriptionID); {
+	case r != nil:
+		r.notes = s.con.noteLists.add(r.notes, n.Key)
+	case n.SubscriptionID != "":
+		s.con.notesBySub[n.SubscriptionID] = s.con.noteLists.add(s.con.notesBySub[n.SubscriptionID], n.Key)
 	}
 }
 
@@ -120,11 +158,11 @@ func (s *Store) consoleNote(n billing.NotificationRecord) {
 // a stored subscription, else the map of the other entities.
 func (s *Store) consoleAudit(a *auditRec) {
 	if r := s.auditSub(a); r != nil {
-		r.audit = append(r.audit, a)
+		r.audit = s.con.auditLists.add(r.audit, a)
 		return
 	}
 	s.con.init()
-	s.con.auditByEntity[a.EntityID] = append(s.con.auditByEntity[a.EntityID], a)
+	s.con.auditByEntity[a.EntityID] = s.con.auditLists.add(s.con.auditByEntity[a.EntityID], a)
 }
 
 // auditSub returns the subscription whose list holds a's entity's entries when a is about
@@ -133,7 +171,7 @@ func (s *Store) auditSub(a *auditRec) *subRecord {
 	if a.EntityType != entitySubscription {
 		return nil
 	}
-	return s.subs[a.EntityID]
+	return s.sub(a.EntityID)
 }
 
 // entitySubscription is the EntityType of the audit entries about a subscription.
@@ -198,12 +236,20 @@ func (s *Store) sortConsole() {
 		if k := len(c.notes); k > 0 {
 			c.lastNote = noteKey{s.notifications.rows[c.notes[k-1]].CreatedAt, c.notes[k-1]}
 		}
+		gone := func(k string) bool { _, ok := s.notifications.rows[k]; return !ok }
 		for sub, keys := range c.notesBySub {
-			keys = slices.DeleteFunc(keys, func(k string) bool { _, ok := s.notifications.rows[k]; return !ok })
+			keys = slices.DeleteFunc(keys, gone)
 			if len(keys) == 0 {
 				delete(c.notesBySub, sub)
 			} else {
 				c.notesBySub[sub] = keys
+			}
+		}
+		for _, r := range s.subs {
+			if len(r.notes) > 0 {
+				if r.notes = slices.DeleteFunc(r.notes, gone); len(r.notes) == 0 {
+					r.notes = nil
+				}
 			}
 		}
 		c.notesDirty = false
@@ -275,7 +321,7 @@ func (s *Store) SearchSubscriptions(ctx context.Context, q billing.SubscriptionQ
 		if !q.Match(r.sub) {
 			return billing.Subscription{}, time.Time{}, "", false
 		}
-		return copySub(r.sub), r.sub.CreatedAt, r.sub.ID, true
+		return outSub(r, false), r.sub.CreatedAt, r.sub.ID, true
 	})
 	return out, next, nil
 }
@@ -316,7 +362,7 @@ func (s *Store) searchQ(q billing.SubscriptionQuery, limit int) ([]billing.Subsc
 	}
 	slices.SortFunc(list, func(a, b *subRecord) int { return oldestFirst(b.sub.CreatedAt, a.sub.CreatedAt, b.sub.ID, a.sub.ID) })
 	out, next := page(len(list), limit, 0, func(i int) (billing.Subscription, time.Time, string, bool) {
-		return copySub(list[i].sub), list[i].sub.CreatedAt, list[i].sub.ID, true
+		return outSub(list[i], false), list[i].sub.CreatedAt, list[i].sub.ID, true
 	})
 	return out, next, nil
 }
@@ -357,6 +403,9 @@ func (s *Store) ListNotifications(ctx context.Context, q billing.NotificationQue
 	keys := s.con.notes
 	if q.SubscriptionID != "" {
 		keys = slices.Clone(s.con.notesBySub[q.SubscriptionID])
+		if r := s.subs[q.SubscriptionID]; r != nil {
+			keys = append(keys, r.notes...)
+		}
 		slices.SortFunc(keys, func(a, b string) int {
 			return oldestFirst(s.notifications.rows[a].CreatedAt, s.notifications.rows[b].CreatedAt, a, b)
 		})

@@ -170,7 +170,7 @@ func TestIndexesAgreeWithScan(t *testing.T) {
 		for _, r := range st.subs {
 			if r.sub.Pending != nil {
 				npending++
-				if _, ok := st.pending[r]; !ok {
+				if st.pending[r.sub.ID] != r {
 					t.Fatalf("round %d: %s carries effects but is not in the pending index", round, r.sub.ID)
 				}
 			}

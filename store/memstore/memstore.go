@@ -42,14 +42,20 @@ type Store struct {
 	byEnd      []endEntry
 	byEndDirty bool
 	byEndStale bool
-	// pending holds the records that carry pending effects, so claims for them never scan
-	// every subscription.
-	pending map[*subRecord]struct{}
+	// pending holds, by id, the records that carry pending effects, so claims for them
+	// never scan every subscription. It is small, so the writes that finish a batch's
+	// effects find their records in it (see sub) rather than in subs.
+	pending map[string]*subRecord
 	// claims holds, per claim token, the records it claimed, so extending and releasing a
 	// run's claims never scans every subscription.
 	claims map[string]*claimSet
 	// scratch is ClaimSubscriptions' reusable list of picked records (under the write lock).
 	scratch []*subRecord
+	// spareBoxes are emptied boxes of cleared pending effects, for the next bulk writes,
+	// which fill them before they take mu; boxMu guards them (taken after mu, never
+	// before).
+	boxMu      sync.Mutex
+	spareBoxes []*effectsBox
 
 	payments     table[billing.Payment]
 	paymentsByGW map[string]string // gateway + "\x00" + gateway payment id -> payment id
@@ -81,7 +87,7 @@ func New() *Store {
 		subsByGW:      map[string]string{},
 		byUser:        map[string][]*subRecord{},
 		claims:        map[string]*claimSet{},
-		pending:       map[*subRecord]struct{}{},
+		pending:       map[string]*subRecord{},
 		payments:      newPayments(),
 		paymentsByGW:  map[string]string{},
 		sessions:      newSessions(),

@@ -55,22 +55,28 @@ func (s *Store) InsertAudit(ctx context.Context, e *billing.AuditEntry) error {
 
 // InsertAudits stores the entries under one lock, skipping those whose ID is stored already
 // (or repeated in entries). An entry without an ID fails the call before anything is stored.
+// The entries are copied before the lock is taken.
 func (s *Store) InsertAudits(ctx context.Context, entries []billing.AuditEntry) error {
-	return s.update(ctx, func() error {
-		pairs := 0
-		for i := range entries {
-			if entries[i].ID == "" {
-				return invalid("audit entry %d of %d has no id: InsertAudits stores entries that carry their id", i, len(entries))
-			}
-			pairs += len(entries[i].Details)
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	pairs := 0
+	for i := range entries {
+		if entries[i].ID == "" {
+			return invalid("audit entry %d of %d has no id: InsertAudits stores entries that carry their id", i, len(entries))
 		}
-		// One allocation for the batch's entries and one for their details.
-		recs := make([]auditRec, 0, len(entries))
-		buf := make([]detail, 0, pairs)
-		for i := range entries {
-			if s.claimAuditID(entries[i].ID) {
-				recs = append(recs, newAuditRec(&entries[i], &buf))
-				s.addAudit(&recs[len(recs)-1])
+		pairs += len(entries[i].Details)
+	}
+	// One allocation for the batch's entries and one for their details.
+	recs := make([]auditRec, len(entries))
+	buf := make([]detail, 0, pairs)
+	for i := range entries {
+		recs[i] = newAuditRec(&entries[i], &buf)
+	}
+	return s.update(ctx, func() error {
+		for i := range recs {
+			if s.claimAuditID(recs[i].ID) {
+				s.addAudit(&recs[i])
 			}
 		}
 		return nil

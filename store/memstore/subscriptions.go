@@ -12,12 +12,19 @@ import (
 )
 
 type subRecord struct {
-	sub        billing.Subscription // normalised; owns its slices and pending effects
+	sub billing.Subscription // normalised; owns its slices and pending effects
+	// box holds sub.Pending when a bulk write recorded it (its audit details packed, see
+	// effectsBox), nil when sub.Pending is nil or a plain copy (InsertSubscription's).
+	box        *effectsBox
 	claimToken string
 	claimUntil time.Time
 	// audit holds the audit entries about this subscription (EntityType "subscription"),
 	// in insertion (time) order, for the console.
 	audit []*auditRec
+	// notes holds the keys of the notifications about this subscription reserved since it
+	// was stored, for the console (keys released or pruned since may linger until the
+	// console's next sort).
+	notes []string
 }
 
 // endEntry is a record's place in byEnd: a copy of its sort key (the period end in Unix
@@ -78,7 +85,7 @@ func (s *Store) InsertSubscription(ctx context.Context, x *billing.Subscription)
 		}
 		s.byEnd = append(s.byEnd, e)
 		if r.sub.Pending != nil {
-			s.pending[r] = struct{}{}
+			s.pending[r.sub.ID] = r
 		}
 		s.indexUser(r, billing.Subscription{Deleted: true}) // a deleted prev: not indexed yet
 		s.indexGateway(x.ID, billing.Subscription{}, r.sub)
@@ -93,14 +100,14 @@ func (s *Store) GetSubscription(ctx context.Context, id string) (billing.Subscri
 		if !ok || r.sub.Deleted {
 			return billing.Subscription{}, notFound("subscription", id)
 		}
-		return outSub(&r.sub, false), nil
+		return outSub(r, false), nil
 	})
 }
 
 func (s *Store) FindSubscriptionByGateway(ctx context.Context, gateway, gid string) (billing.Subscription, error) {
 	return read(ctx, s, func() (billing.Subscription, error) {
 		if r := s.liveByGateway(gateway, gid); r != nil && gid != "" {
-			return outSub(&r.sub, false), nil
+			return outSub(r, false), nil
 		}
 		return billing.Subscription{}, notFound("gateway subscription", gid)
 	})
@@ -114,7 +121,7 @@ func (s *Store) ListUserSubscriptions(ctx context.Context, userID string) ([]bil
 		}
 		out := make([]billing.Subscription, len(list))
 		for i, r := range list {
-			out[i] = outSub(&r.sub, false)
+			out[i] = outSub(r, false)
 		}
 		slices.SortFunc(out, func(a, b billing.Subscription) int {
 			if c := b.CreatedAt.Compare(a.CreatedAt); c != 0 {
@@ -157,7 +164,7 @@ func (s *Store) ListSubscriptions(ctx context.Context, f billing.SubscriptionFil
 	}
 	out := make([]billing.Subscription, len(picked))
 	for i, r := range picked {
-		out[i] = outSub(&r.sub, f.OmitPending)
+		out[i] = outSub(r, f.OmitPending)
 	}
 	return out, nil
 }
@@ -195,6 +202,16 @@ func (s *Store) CountSubscriptionsByStatus(ctx context.Context) (map[billing.Sub
 }
 
 // --- indexes ---
+
+// sub returns the stored record of subscription id (soft-deleted ones included), or nil:
+// from the small pending index when it carries effects (the records a batch's effects
+// are about), else from subs. Caller holds s.mu.
+func (s *Store) sub(id string) *subRecord {
+	if r := s.pending[id]; r != nil {
+		return r
+	}
+	return s.subs[id]
+}
 
 // cmpByEnd orders records as byEnd does: by period end, then id.
 func cmpByEnd(a, b *subRecord) int {
@@ -254,7 +271,7 @@ func (s *Store) window(f billing.SubscriptionFilter) []endEntry {
 // order. Caller holds s.mu.
 func (s *Store) pendingRecords(f billing.SubscriptionFilter) []*subRecord {
 	var out []*subRecord
-	for r := range s.pending {
+	for _, r := range s.pending {
 		if f.Match(r.sub) {
 			out = append(out, r)
 		}

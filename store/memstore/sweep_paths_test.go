@@ -92,3 +92,66 @@ func TestNoteOrderWithoutReadBack(t *testing.T) {
 		t.Fatalf("listed %v, want %v", got, want)
 	}
 }
+
+// TestReusedEffectsBox: the box of effects CompleteEffects cleared serves the next bulk
+// write, and what a claim then returns is exactly the new effects (nothing of the old
+// ones' access, notifications or audit details), as a deep copy: changing it, or the
+// caller's effects after the write, changes nothing stored.
+func TestReusedEffectsBox(t *testing.T) {
+	ctx := context.Background()
+	st := New()
+	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	for _, id := range []string{"a", "b"} {
+		sub := billing.Subscription{ID: id, UserID: "u" + id, Status: billing.SubscriptionStatusActive, CurrentPeriodEnd: now}
+		if err := st.InsertSubscription(ctx, &sub); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write := func(id string, eff *billing.Effects) {
+		t.Helper()
+		sub, err := st.GetSubscription(ctx, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		errs, err := st.UpdateSubscriptions(ctx, []billing.SubscriptionChange{{Read: sub, Changed: sub, Effects: eff}})
+		if err != nil || errs[0] != nil {
+			t.Fatal(err, errs)
+		}
+	}
+	write("a", &billing.Effects{Token: "t1", Access: &billing.AccessEffect{UserID: "ua"},
+		Notifications: []billing.Notification{{Key: "k1"}},
+		Audit:         []billing.AuditEntry{{ID: "t1:0", Details: map[string]any{"old": 1, "gone": "x"}}}})
+	if err := st.CompleteEffects(ctx, []billing.EffectsDone{{SubscriptionID: "a", Token: "t1"}}); err != nil {
+		t.Fatal(err)
+	}
+	if len(st.spareBoxes) != 1 {
+		t.Fatalf("%d spare boxes after the effects were cleared, want 1", len(st.spareBoxes))
+	}
+	details := map[string]any{"new": 2}
+	eff := &billing.Effects{Token: "t2", Audit: []billing.AuditEntry{{ID: "t2:0", Details: details}}}
+	write("b", eff)
+	if len(st.spareBoxes) != 0 {
+		t.Fatalf("the spare box was not reused: %d left", len(st.spareBoxes))
+	}
+	details["new"], eff.Audit[0].ID = -1, "mutated"
+	claim := func() *billing.Effects {
+		t.Helper()
+		got, err := st.ClaimSubscriptions(ctx, billing.ClaimParams{Token: "c", Now: now, LeaseUntil: now.Add(time.Minute), Limit: 10, Pending: true})
+		if err != nil || len(got) != 1 || got[0].ID != "b" {
+			t.Fatalf("claimed %v, %v; want b", got, err)
+		}
+		if err := st.ReleaseClaims(ctx, "c"); err != nil {
+			t.Fatal(err)
+		}
+		return got[0].Pending
+	}
+	p := claim()
+	if p.Token != "t2" || p.Access != nil || p.Notifications != nil || len(p.Audit) != 1 || p.Audit[0].ID != "t2:0" ||
+		len(p.Audit[0].Details) != 1 || p.Audit[0].Details["new"] != 2 {
+		t.Fatalf("stored effects %+v (audit %+v), want the second write's only", p, p.Audit)
+	}
+	p.Audit[0].Details["new"] = -2
+	if again := claim(); again.Audit[0].Details["new"] != 2 {
+		t.Fatalf("changing a claimed copy changed the stored details: %v", again.Audit[0].Details)
+	}
+}
