@@ -341,7 +341,7 @@ func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) (string, []
 	n := len(idx)
 	ids, masks := make([]string, 0, n), make([]int32, 0, n)
 	rs, re := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Timestamptz], 0, n)
-	cts, effs, ets := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Text], 0, n), make([]*string, 0, n)
+	cts, effs, ets := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Text], 0, n), make([]string, 0, n)
 	var union int32
 	for _, i := range idx {
 		c := &changes[i]
@@ -358,8 +358,11 @@ func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) (string, []
 		union |= mask
 		ids, masks = append(ids, c.Read.ID), append(masks, mask)
 		rs, re = append(rs, string(c.Read.Status)), append(re, pgtype.Timestamptz{Time: rt(c.Read.CurrentPeriodEnd), Valid: true})
-		cts, effs = append(cts, c.ClaimToken), append(effs, pgtype.Text{String: string(eff), Valid: eff != nil})
-		ets = append(ets, effectsToken(c.Effects))
+		var et string // read only where eff is not NULL
+		if c.Effects != nil {
+			et = c.Effects.Token
+		}
+		cts, effs, ets = append(cts, c.ClaimToken), append(effs, pgtype.Text{String: string(eff), Valid: eff != nil}), append(ets, et)
 	}
 	args := []any{ids, masks, rs, re, cts, effs, ets}
 	for j, col := range subColumns {
