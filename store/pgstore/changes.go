@@ -147,16 +147,14 @@ func textsExpr(v string) string {
 
 // updateSubsSQL returns the batch statement (see the comment at the top of the file) for
 // changes that write only the columns whose bits are set in cols: the other columns get no
-// parameters, no SET term and no condition, so a batch pays for the columns it writes. A
-// change's pending effects travel as their document's text (eff) and their token (et), so
-// the server parses each document once, into the row of subscription_effects.
+// parameters, no SET term and no condition, so a batch pays for the columns it writes.
 // Statements are built once per column set (batches of one job share theirs).
 func updateSubsSQL(cols int32) string {
 	if q, ok := updateSubsSQLs.Load(cols); ok {
 		return q.(string)
 	}
-	names := []string{"id", "m", "rs", "re", "ct", "eff", "et"}
-	types := []string{"text[]", "integer[]", "text[]", "timestamptz[]", "text[]", "text[]", "text[]"}
+	names := []string{"id", "m", "rs", "re", "ct", "eff"}
+	types := []string{"text[]", "integer[]", "text[]", "timestamptz[]", "text[]", "text[]"}
 	var sets, conds []string
 	for i, c := range subColumns {
 		if cols&(1<<i) == 0 {
@@ -180,15 +178,15 @@ func updateSubsSQL(cols int32) string {
 	for i := range names {
 		params[i] = fmt.Sprintf("$%d::%s", i+1, types[i])
 	}
-	q := `WITH u AS (UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, "") + `pending_token = CASE WHEN v.eff IS NOT NULL THEN v.et ELSE s.pending_token END,
+	q := `WITH u AS (UPDATE {schema}.subscriptions AS s SET ` + strings.Join(sets, "") + `pending_token = CASE WHEN v.eff IS NOT NULL THEN v.eff::jsonb->>'token' ELSE s.pending_token END,
 		version = s.version + 1
 	FROM unnest(` + strings.Join(params, ", ") + `) AS v(` + strings.Join(names, ", ") + `)
 	WHERE s.id = v.id AND s.id = ANY($1::text[]) AND NOT s.flag_del AND s.status = v.rs
 		AND date_trunc('milliseconds', s.current_period_end) = v.re
 		AND (v.ct = '' OR s.claim_token = v.ct)
 		AND (v.eff IS NULL OR s.pending_token IS NULL)` + strings.Join(conds, "") + `
-	RETURNING s.id, v.et, v.eff),
-	e AS (` + addEffects(`SELECT id, et, eff::jsonb FROM u WHERE eff IS NOT NULL`) + `)
+	RETURNING s.id, v.eff::jsonb AS eff),
+	e AS (` + addEffects(`SELECT id, eff->>'token', eff FROM u WHERE eff IS NOT NULL`) + `)
 	SELECT id FROM u`
 	updateSubsSQLs.Store(cols, q)
 	return q
@@ -341,7 +339,7 @@ func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) (string, []
 	n := len(idx)
 	ids, masks := make([]string, 0, n), make([]int32, 0, n)
 	rs, re := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Timestamptz], 0, n)
-	cts, effs, ets := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Text], 0, n), make([]string, 0, n)
+	cts, effs := make([]string, 0, n), make(pgtype.FlatArray[pgtype.Text], 0, n)
 	var union int32
 	for _, i := range idx {
 		c := &changes[i]
@@ -358,13 +356,9 @@ func updateSubsArgs(changes []billing.SubscriptionChange, idx []int) (string, []
 		union |= mask
 		ids, masks = append(ids, c.Read.ID), append(masks, mask)
 		rs, re = append(rs, string(c.Read.Status)), append(re, pgtype.Timestamptz{Time: rt(c.Read.CurrentPeriodEnd), Valid: true})
-		var et string // read only where eff is not NULL
-		if c.Effects != nil {
-			et = c.Effects.Token
-		}
-		cts, effs, ets = append(cts, c.ClaimToken), append(effs, pgtype.Text{String: string(eff), Valid: eff != nil}), append(ets, et)
+		cts, effs = append(cts, c.ClaimToken), append(effs, pgtype.Text{String: string(eff), Valid: eff != nil})
 	}
-	args := []any{ids, masks, rs, re, cts, effs, ets}
+	args := []any{ids, masks, rs, re, cts, effs}
 	for j, col := range subColumns {
 		if union&(1<<j) == 0 {
 			continue

@@ -13,7 +13,7 @@ import (
 
 // TestUpdateSubsArgsOnlyWrittenColumns proves a batch statement carries the columns its
 // changes write and no others: a batch of expiry warnings (expiration_warning_sent, _days,
-// updated_at) sends the seven fixed arrays plus a read and a new array for each of those
+// updated_at) sends the six fixed arrays plus a read and a new array for each of those
 // three columns, and its SET and conditions name no other column; a batch mixing in a
 // plan change adds exactly plan_id's two arrays.
 func TestUpdateSubsArgsOnlyWrittenColumns(t *testing.T) {
@@ -29,7 +29,7 @@ func TestUpdateSubsArgsOnlyWrittenColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 7 + 2*3; len(args) != want {
+	if want := 6 + 2*3; len(args) != want {
 		t.Errorf("warning batch sends %d arrays, want %d", len(args), want)
 	}
 	for _, c := range subColumns {
@@ -54,7 +54,7 @@ func TestUpdateSubsArgsOnlyWrittenColumns(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := 7 + 2*4; len(args) != want {
+	if want := 6 + 2*4; len(args) != want {
 		t.Errorf("mixed batch sends %d arrays, want %d", len(args), want)
 	}
 	if !regexp.MustCompile(`\splan_id = CASE`).MatchString(q2) {
