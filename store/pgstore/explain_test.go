@@ -80,6 +80,12 @@ func TestExplainJobQueries(t *testing.T) {
 		FROM generate_series(1, $2) AS i,
 			LATERAL (SELECT CASE WHEN i % 100 < 90 THEN 'processed' WHEN i % 100 < 93 THEN 'ignored' WHEN i % 100 = 93 THEN 'dead'
 				WHEN i % 100 < 96 THEN 'received' WHEN i % 100 < 98 THEN 'failed' ELSE 'parked' END AS st) AS s`,
+		// Lock keys, one per payment a webhook or charge locked (billing's payment locks),
+		// acquired over the last 400 days, a few held now.
+		`INSERT INTO {locks} (key, owner, token, expires_at, acquired_at)
+		SELECT 'payment:pay' || i, CASE WHEN i % 1000 = 7 THEN 'replica' ELSE '' END, 1 + i % 3,
+			CASE WHEN i % 1000 = 7 THEN $1::timestamptz + interval '1 minute' END, $1::timestamptz - (i % 400) * interval '1 day'
+		FROM generate_series(1, $2) AS i`,
 		// Claim batches (one row per claim statement): a day of runs left by crashed
 		// replicas, one record each, leases spread over the last day.
 		`INSERT INTO {subscription_claims} (token, ids, until)
@@ -87,7 +93,7 @@ func TestExplainJobQueries(t *testing.T) {
 		FROM generate_series(1, $2) AS i`,
 	}
 	for _, q := range seed {
-		for _, table := range []string{"subscriptions", "payments", "users", "notifications", "sessions", "audit_logs", "job_runs", "webhook_events", "subscription_claims"} {
+		for _, table := range []string{"subscriptions", "payments", "users", "notifications", "sessions", "audit_logs", "job_runs", "webhook_events", "subscription_claims", "locks"} {
 			q = strings.ReplaceAll(q, "{"+table+"}", s.Table(table))
 		}
 		if _, err := p.Exec(ctx, q, now, n); err != nil {
@@ -101,7 +107,7 @@ func TestExplainJobQueries(t *testing.T) {
 	}
 	// VACUUM ANALYZE, as autovacuum would after a load: statistics and the visibility map.
 	if _, err := p.Exec(ctx, "VACUUM ANALYZE "+s.Table("subscriptions")+", "+s.Table("payments")+", "+s.Table("sessions")+", "+s.Table("users")+", "+s.Table("notifications")+", "+
-		s.Table("audit_logs")+", "+s.Table("job_runs")+", "+s.Table("webhook_events")+", "+s.Table("subscription_claims")+", "+s.Table("subscription_effects")); err != nil {
+		s.Table("audit_logs")+", "+s.Table("job_runs")+", "+s.Table("webhook_events")+", "+s.Table("subscription_claims")+", "+s.Table("subscription_effects")+", "+s.Table("locks")); err != nil {
 		t.Fatal(err)
 	}
 	for _, q := range s.JobQueries(now) {

@@ -96,6 +96,7 @@ func (s *Store) JobQueries(now time.Time) []Query {
 	add("list an object's webhook events", objectEventsSQL, []any{billing.GatewayStripe, []string{"sub_1", "sub_2", "in_1"}, 50})
 	add("prune notifications", pruneNotificationsSQL, []any{now.Add(-30 * day), 1000})
 	add("prune audit entries", pruneAuditSQL, []any{now.Add(-30 * day), 1000})
+	add("prune locks", pruneLocksSQL, []any{now.Add(-30 * day), 1000})
 	add("prune webhook events", `DELETE FROM {schema}.webhook_events WHERE (gateway, event_id) IN (
 		SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 AND state IN ('processed', 'ignored', 'dead')
 		LIMIT $2 FOR UPDATE SKIP LOCKED)`, []any{now.Add(-30 * day), 1000})

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/renewkit/renewkit/billing"
@@ -499,5 +500,58 @@ func TestNoIndexNamesJobWrittenColumns(t *testing.T) {
 	}
 	if !slices.Contains(opts, "fillfactor=50") {
 		t.Errorf("subscriptions has options %v, want fillfactor=50 (room on each page for the jobs' new row versions)", opts)
+	}
+}
+
+// TestMigrateSettlesAcross0013 proves a reservation made before migration 0013 (which drops
+// notifications_status and leaves room on the notifications pages) is settled by its token
+// after it, and that the migration leaves the table as the settlements need it: no index
+// naming a column they write, and half of each page free.
+func TestMigrateSettlesAcross0013(t *testing.T) {
+	p, s := atSchemaWithLapsed(t, 12)
+	ctx := context.Background()
+	rec := billing.NotificationRecord{Key: "expiring:s1", Kind: billing.NotificationKindExpiring, SubscriptionID: "s1", UserID: "u1",
+		Data: &billing.NotificationData{PlanName: "Pro", SubscriptionID: "s1"}}
+	if ok, err := s.ReserveNotifications(ctx, []billing.NotificationRecord{rec}, "tok", lapsedAt, lapsedAt.Add(time.Hour)); err != nil || !ok[0] {
+		t.Fatalf("reserving at version 12: %v %v", ok, err)
+	}
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatalf("Migrate from 12: %v", err)
+	}
+	rec.Status, rec.UpdatedAt = billing.NotificationSent, lapsedAt
+	if err := s.FinishNotifications(ctx, []billing.NotificationRecord{rec}, "tok"); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.GetNotification(ctx, rec.Key)
+	if err != nil || got.Status != billing.NotificationSent || got.Token != "" || got.Data == nil || got.Data.PlanName != "Pro" {
+		t.Fatalf("the reservation made at version 12 after settling: %+v %v, want it sent with its data", got, err)
+	}
+	rows, err := p.Query(ctx, `SELECT i.relname, a.attname FROM pg_index x
+		JOIN pg_class i ON i.oid = x.indexrelid
+		JOIN pg_class c ON c.oid = x.indrelid
+		JOIN pg_namespace n ON n.oid = c.relnamespace
+		JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0
+		WHERE n.nspname = $1 AND c.relname = 'notifications' AND a.attname IN ('status', 'error', 'token', 'lease_until', 'updated_at')
+			AND (a.attnum = ANY(x.indkey::int2[])
+				OR pg_get_expr(x.indexprs, x.indrelid) ~ ('\m' || a.attname || '\M')
+				OR pg_get_expr(x.indpred, x.indrelid) ~ ('\m' || a.attname || '\M'))`, s.Schema())
+	if err != nil {
+		t.Fatal(err)
+	}
+	named, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (string, error) {
+		var index, col string
+		err := r.Scan(&index, &col)
+		return index + " names " + col, err
+	})
+	if err != nil || len(named) > 0 {
+		t.Errorf("indexes of notifications name columns a settlement writes, so it is not a HOT update: %v %v", named, err)
+	}
+	var opts []string
+	if err := p.QueryRow(ctx, `SELECT coalesce(reloptions, '{}') FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE n.nspname = $1 AND c.relname = 'notifications'`, s.Schema()).Scan(&opts); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(opts, "fillfactor=50") {
+		t.Errorf("notifications has options %v, want fillfactor=50 (room on each page for the settled versions)", opts)
 	}
 }

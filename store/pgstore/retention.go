@@ -33,9 +33,7 @@ func (s *Store) Prune(ctx context.Context, p billing.PruneParams) (billing.Prune
 			SELECT gateway, event_id FROM {schema}.webhook_events WHERE received_at < $1 AND state IN ('processed', 'ignored', 'dead')
 			LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.WebhookEventsBefore)},
 		{&res.Audit, !p.AuditBefore.IsZero(), pruneAuditSQL, rt(p.AuditBefore)},
-		{&res.Locks, !p.LocksBefore.IsZero(), `DELETE FROM {schema}.locks WHERE key IN (
-			SELECT key FROM {schema}.locks WHERE acquired_at < $1 AND (expires_at IS NULL OR expires_at < $1)
-			LIMIT $2 FOR UPDATE SKIP LOCKED)`, rt(p.LocksBefore)},
+		{&res.Locks, !p.LocksBefore.IsZero(), pruneLocksSQL, rt(p.LocksBefore)},
 		{&res.Claims, !p.ClaimsBefore.IsZero(), pruneClaimsSQL, rt(p.ClaimsBefore)},
 		// The batches left with no claim to prune (not counted: they are bookkeeping).
 		{nil, !p.ClaimsBefore.IsZero(), pruneClaimBatchesSQL, rt(p.ClaimsBefore)},
@@ -66,6 +64,13 @@ const pruneNotificationsSQL = `DELETE FROM {schema}.notifications WHERE key = AN
 // (as "seq IN (…)" it too was joined to a sequential scan: see pruneNotificationsSQL).
 const pruneAuditSQL = `DELETE FROM {schema}.audit_logs WHERE seq = ANY(ARRAY(
 	SELECT seq FROM {schema}.audit_logs WHERE created_at < $1 ORDER BY created_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
+
+// pruneLocksSQL deletes at most $2 lock keys idle since $1, oldest first (through
+// locks_acquired), by primary key: as "key IN (…)" the planner joined the picked keys to
+// a sequential scan of the table, which holds a key per payment ever locked.
+const pruneLocksSQL = `DELETE FROM {schema}.locks WHERE key = ANY(ARRAY(
+	SELECT key FROM {schema}.locks WHERE acquired_at < $1 AND (expires_at IS NULL OR expires_at < $1)
+	ORDER BY acquired_at LIMIT $2 FOR UPDATE SKIP LOCKED))`
 
 // pruneClaimsSQL clears the claims whose lease ended before $1 on records without pending
 // effects, at most $2, found through the claim batches that list them (no index names the
