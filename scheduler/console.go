@@ -106,13 +106,13 @@ func ConsoleHandler(src ConsoleSource, opts ConsoleOptions) (http.Handler, error
 		c.log = slog.Default()
 	}
 	return apiMux(opts.Authorize, map[string]http.HandlerFunc{
-		"GET /subscriptions":               c.subscriptions,
+		"GET /subscriptions":               listPage(c, "subscriptions", ParseSubscriptionQuery, c.src.SearchSubscriptions),
 		"GET /subscriptions/{id}":          c.subscription,
 		"GET /subscriptions/{id}/timeline": c.timeline,
 		"GET /subscriptions/{id}/rerun":    c.rerun,
 		"POST /subscriptions/{id}/rerun":   c.rerun,
-		"GET /payments":                    c.payments,
-		"GET /notifications":               c.notifications,
+		"GET /payments":                    listPage(c, "payments", parsePaymentQuery, c.src.ListPayments),
+		"GET /notifications":               listPage(c, "notifications", ParseNotificationQuery, c.src.ListNotifications),
 		"POST /notifications/resend":       c.resend,
 	}), nil
 }
@@ -190,18 +190,23 @@ func ParseSubscriptionQuery(r *http.Request) (billing.SubscriptionQuery, error) 
 	return q, nil
 }
 
-func (c *console) subscriptions(w http.ResponseWriter, r *http.Request) {
-	q, err := ParseSubscriptionQuery(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
+// listPage serves a console list: it reads the query with parse, lists with list and
+// answers {key: [...], "next_cursor": "..."}, skipping (and logging) unreadable records.
+func listPage[Q, T any](c *console, key string, parse func(*http.Request) (Q, error),
+	list func(context.Context, Q) ([]T, billing.Cursor, error)) http.HandlerFunc {
+	return func(w http.ResponseWriter, r *http.Request) {
+		q, err := parse(r)
+		if err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		xs, next, err := list(r.Context(), q)
+		if xs, err = partial(c, r, xs, err); err != nil {
+			c.fail(w, r, err)
+			return
+		}
+		writeJSON(w, http.StatusOK, map[string]any{key: xs, "next_cursor": next.String()})
 	}
-	subs, next, err := c.src.SearchSubscriptions(r.Context(), q)
-	if subs, err = partial(c, r, subs, err); err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"subscriptions": subs, "next_cursor": next.String()})
 }
 
 // partial keeps the records of a list that also reported unreadable documents (logged by
@@ -241,24 +246,20 @@ func (c *console) timeline(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, tl)
 }
 
-func (c *console) payments(w http.ResponseWriter, r *http.Request) {
+// parsePaymentQuery reads a payment list query from URL parameters (status,
+// subscription_id, cursor, limit).
+func parsePaymentQuery(r *http.Request) (billing.PaymentQuery, error) {
 	after, limit, err := page(r)
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return billing.PaymentQuery{}, err
 	}
-	st, err := oneOf("status", r.URL.Query().Get("status"), []billing.PaymentStatus{billing.PaymentStatusPending, billing.PaymentStatusApproved,
+	v := r.URL.Query()
+	st, err := oneOf("status", v.Get("status"), []billing.PaymentStatus{billing.PaymentStatusPending, billing.PaymentStatusApproved,
 		billing.PaymentStatusFailed, billing.PaymentStatusCancelled, billing.PaymentStatusRefunded})
 	if err != nil {
-		c.fail(w, r, err)
-		return
+		return billing.PaymentQuery{}, err
 	}
-	ps, next, err := c.src.ListPayments(r.Context(), billing.PaymentQuery{Status: st, SubscriptionID: r.URL.Query().Get("subscription_id"), After: after, Limit: limit})
-	if ps, err = partial(c, r, ps, err); err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"payments": ps, "next_cursor": next.String()})
+	return billing.PaymentQuery{Status: st, SubscriptionID: v.Get("subscription_id"), After: after, Limit: limit}, nil
 }
 
 // AllNotificationStatuses returns the notification record statuses, in a new slice each call.
@@ -288,20 +289,6 @@ func ParseNotificationQuery(r *http.Request) (billing.NotificationQuery, error) 
 		return billing.NotificationQuery{}, err
 	}
 	return billing.NotificationQuery{Kind: kind, Status: st, SubscriptionID: v.Get("subscription_id"), After: after, Limit: limit}, nil
-}
-
-func (c *console) notifications(w http.ResponseWriter, r *http.Request) {
-	q, err := ParseNotificationQuery(r)
-	if err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	ns, next, err := c.src.ListNotifications(r.Context(), q)
-	if ns, err = partial(c, r, ns, err); err != nil {
-		c.fail(w, r, err)
-		return
-	}
-	writeJSON(w, http.StatusOK, map[string]any{"notifications": ns, "next_cursor": next.String()})
 }
 
 func (c *console) resend(w http.ResponseWriter, r *http.Request) {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"net"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -191,8 +192,7 @@ func (c *Config) parse() error {
 	}
 	c.location = loc
 	if c.MongoURI != "" {
-		u, err := url.Parse(c.MongoURI)
-		if err != nil || (u.Scheme != "mongodb" && u.Scheme != "mongodb+srv") || u.Host == "" {
+		if !isURL(c.MongoURI, "mongodb", "mongodb+srv") {
 			bad("MONGODB_URI", "not a mongodb:// or mongodb+srv:// URI")
 		}
 		if c.MongoDB == "" {
@@ -220,8 +220,7 @@ func (c *Config) parse() error {
 		}
 	}
 	if c.DatabaseURL != "" {
-		u, err := url.Parse(c.DatabaseURL)
-		if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") || u.Host == "" {
+		if !isURL(c.DatabaseURL, "postgres", "postgresql") {
 			bad("DATABASE_URL", "not a postgres:// or postgresql:// URI with a host")
 		}
 		if c.MongoURI != "" {
@@ -243,7 +242,7 @@ func (c *Config) parse() error {
 			bad("SMTP_FROM", "%q is not an email address", c.SMTPFrom)
 		}
 	}
-	if u, err := url.Parse(c.FrontendURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+	if !isURL(c.FrontendURL, "http", "https") {
 		bad("FRONTEND_URL", "%q is not an http(s) URL", c.FrontendURL)
 	}
 	switch c.PayPalMode {
@@ -261,7 +260,7 @@ func (c *Config) parse() error {
 	case c.AlertWebhookURL == "" && c.AlertWebhookSecret != "":
 		bad("ALERT_WEBHOOK_URL", "empty, but ALERT_WEBHOOK_SECRET is set: name the URL that receives operator alerts")
 	case c.AlertWebhookURL != "":
-		if u, err := url.Parse(c.AlertWebhookURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		if !isURL(c.AlertWebhookURL, "http", "https") {
 			bad("ALERT_WEBHOOK_URL", "not an absolute http(s) URL")
 		}
 		if len(c.AlertWebhookSecret) < 16 {
@@ -351,7 +350,7 @@ func (c *Config) parse() error {
 	}
 	switch public := strings.TrimRight(c.PublicURL, "/"); {
 	case public != "":
-		if u, err := url.Parse(public); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "" {
+		if u, err := url.Parse(public); err != nil || !isURL(public, "http", "https") || u.RawQuery != "" || u.Fragment != "" {
 			bad("PUBLIC_URL", "%q is not an http(s) URL without query or fragment, like https://jobs.example.com", c.PublicURL)
 		}
 		c.adminURL = public + "/admin/jobs"
@@ -366,6 +365,12 @@ func (c *Config) parse() error {
 		c.adminURL = "http://" + net.JoinHostPort(host, port) + "/admin/jobs"
 	}
 	return errors.Join(errs...)
+}
+
+// isURL reports whether raw is an absolute URL with a host and one of schemes.
+func isURL(raw string, schemes ...string) bool {
+	u, err := url.Parse(raw)
+	return err == nil && slices.Contains(schemes, u.Scheme) && u.Host != ""
 }
 
 // parsePlanMap reads "gateway_id=plan_id,gateway_id=plan_id" into a map; empty is none.

@@ -27,7 +27,19 @@ type phase struct {
 	now   time.Time
 	api   func(mp *fakeMP)
 	notes []delivery
-	check func(t *testing.T, s snapshot)
+	// wantSub is the subscription's snapshot after the phase; wantUser, when set, the user's.
+	wantSub, wantUser string
+}
+
+// check compares s, the snapshot after ph, with what ph expects.
+func (ph phase) check(t *testing.T, s snapshot) {
+	t.Helper()
+	if s.Sub != ph.wantSub {
+		t.Errorf("sub %q, want %q", s.Sub, ph.wantSub)
+	}
+	if ph.wantUser != "" && s.User != ph.wantUser {
+		t.Errorf("user %q, want %q", s.User, ph.wantUser)
+	}
 }
 
 const (
@@ -58,49 +70,33 @@ func lifecycle(t *testing.T) []phase {
 					lastCharged: at(1, 15, 13, 5, 2), lastModified: at(1, 15, 13, 5, 3)}))
 				mp.putPayment(p1, chargePayment(t, "approved", "accredited", "2026-01-15", at(1, 15, 13, 5, 2)))
 			},
-			notes: []delivery{preNote(t, 101, "created"), payNote(t, 102, "payment.created", p1), preNote(t, 103, "updated")},
-			check: func(t *testing.T, s snapshot) {
-				want := "active 2026-01-15T00:00:00Z..2026-02-15T00:00:00Z"
-				if s.Sub != want || s.User != "premium active 2026-02-15T00:00:00Z" {
-					t.Errorf("sub %q user %q, want %q", s.Sub, s.User, want)
-				}
-			}},
+			notes:    []delivery{preNote(t, 101, "created"), payNote(t, 102, "payment.created", p1), preNote(t, 103, "updated")},
+			wantSub:  "active 2026-01-15T00:00:00Z..2026-02-15T00:00:00Z",
+			wantUser: "premium active 2026-02-15T00:00:00Z"},
 		{name: "renewal charge", now: at(2, 15, 13, 10, 0),
 			api: func(mp *fakeMP) {
 				mp.putPreapproval(preapprovalFrom(t, preOpts{status: "authorized", charged: 2, next: at(3, 15, 13, 0, 0),
 					lastCharged: at(2, 15, 13, 5, 2), lastModified: at(2, 15, 13, 5, 3)}))
 				mp.putPayment(p2, chargePayment(t, "approved", "accredited", "2026-02-15", at(2, 15, 13, 5, 2)))
 			},
-			notes: []delivery{payNote(t, 201, "payment.created", p2), preNote(t, 202, "updated")},
-			check: func(t *testing.T, s snapshot) {
-				if want := "active 2026-02-15T00:00:00Z..2026-03-15T00:00:00Z"; s.Sub != want {
-					t.Errorf("sub %q, want %q", s.Sub, want)
-				}
-			}},
+			notes:   []delivery{payNote(t, 201, "payment.created", p2), preNote(t, 202, "updated")},
+			wantSub: "active 2026-02-15T00:00:00Z..2026-03-15T00:00:00Z"},
 		{name: "rejected charge", now: at(3, 15, 13, 10, 0),
 			api: func(mp *fakeMP) {
 				mp.putPreapproval(preapprovalFrom(t, preOpts{status: "authorized", charged: 2, pending: 1, next: at(3, 15, 13, 0, 0),
 					lastCharged: at(2, 15, 13, 5, 2), lastModified: at(3, 15, 13, 5, 3)}))
 				mp.putPayment(p3, chargePayment(t, "rejected", "cc_rejected_insufficient_amount", "2026-03-15", at(3, 15, 13, 5, 2)))
 			},
-			notes: []delivery{payNote(t, 301, "payment.created", p3), preNote(t, 302, "updated")},
-			check: func(t *testing.T, s snapshot) {
-				if want := "past_due 2026-02-15T00:00:00Z..2026-03-15T00:00:00Z"; s.Sub != want {
-					t.Errorf("sub %q, want %q", s.Sub, want)
-				}
-			}},
+			notes:   []delivery{payNote(t, 301, "payment.created", p3), preNote(t, 302, "updated")},
+			wantSub: "past_due 2026-02-15T00:00:00Z..2026-03-15T00:00:00Z"},
 		{name: "retry recovers", now: at(3, 17, 13, 10, 0),
 			api: func(mp *fakeMP) {
 				mp.putPreapproval(preapprovalFrom(t, preOpts{status: "authorized", charged: 3, next: at(4, 15, 13, 0, 0),
 					lastCharged: at(3, 17, 13, 5, 2), lastModified: at(3, 17, 13, 5, 3)}))
 				mp.putPayment(p4, chargePayment(t, "approved", "accredited", "2026-03-15", at(3, 17, 13, 5, 2)))
 			},
-			notes: []delivery{payNote(t, 401, "payment.created", p4), payNote(t, 402, "payment.updated", p4), preNote(t, 403, "updated")},
-			check: func(t *testing.T, s snapshot) {
-				if want := "active 2026-03-15T00:00:00Z..2026-04-15T00:00:00Z"; s.Sub != want {
-					t.Errorf("sub %q, want %q", s.Sub, want)
-				}
-			}},
+			notes:   []delivery{payNote(t, 401, "payment.created", p4), payNote(t, 402, "payment.updated", p4), preNote(t, 403, "updated")},
+			wantSub: "active 2026-03-15T00:00:00Z..2026-04-15T00:00:00Z"},
 		{name: "cancelled", now: at(3, 20, 13, 10, 0),
 			api: func(mp *fakeMP) {
 				mp.putPreapproval(preapprovalFrom(t, preOpts{status: "cancelled", charged: 3, next: at(4, 15, 13, 0, 0),
@@ -108,12 +104,9 @@ func lifecycle(t *testing.T) []phase {
 			},
 			// 404 is a new notification about the recovered charge, applied already: it must
 			// neither extend nor revive the subscription.
-			notes: []delivery{preNote(t, 501, "updated"), payNote(t, 404, "payment.updated", p4)},
-			check: func(t *testing.T, s snapshot) {
-				if want := "cancelled 2026-03-15T00:00:00Z..2026-04-15T00:00:00Z"; s.Sub != want || s.User != " cancelled 2026-04-15T00:00:00Z" {
-					t.Errorf("sub %q user %q, want %q and no access", s.Sub, s.User, want)
-				}
-			}},
+			notes:    []delivery{preNote(t, 501, "updated"), payNote(t, 404, "payment.updated", p4)},
+			wantSub:  "cancelled 2026-03-15T00:00:00Z..2026-04-15T00:00:00Z",
+			wantUser: " cancelled 2026-04-15T00:00:00Z"}, // no plan: no access
 	}
 }
 

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -180,12 +181,7 @@ func (c *certCache) addFailureLocked(rawURL string, err error) {
 
 func (c *certCache) removeFailureLocked(rawURL string) {
 	delete(c.failures, rawURL)
-	for i, u := range c.failureOrder {
-		if u == rawURL {
-			c.failureOrder = append(c.failureOrder[:i], c.failureOrder[i+1:]...)
-			break
-		}
-	}
+	c.failureOrder = without(c.failureOrder, rawURL)
 }
 
 func (c *certCache) addLocked(rawURL string, chain *certChain) {
@@ -209,12 +205,15 @@ func (c *certCache) addLocked(rawURL string, chain *certChain) {
 
 func (c *certCache) removeLocked(rawURL string) {
 	delete(c.entries, rawURL)
-	for i, u := range c.order {
-		if u == rawURL {
-			c.order = append(c.order[:i], c.order[i+1:]...)
-			break
-		}
+	c.order = without(c.order, rawURL)
+}
+
+// without removes the first rawURL from order, the URLs of a cache oldest first.
+func without(order []string, rawURL string) []string {
+	if i := slices.Index(order, rawURL); i >= 0 {
+		return slices.Delete(order, i, i+1)
 	}
+	return order
 }
 
 // fetch downloads and parses the PEM chain. A 4xx answer or an unreadable certificate is a

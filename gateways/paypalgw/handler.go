@@ -373,7 +373,7 @@ func (h *handler) sale(ctx context.Context, ev decodedEvent) (ignored bool, err 
 			return true, nil
 		}
 		if money, err = ParseAmount(s.Amount.Total, s.Amount.Currency); err != nil {
-			return false, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: err}
+			return false, badAnswer("get sale", err)
 		}
 		if s.BillingAgreementID != ev.Sale.BillingAgreementID {
 			h.log.WarnContext(ctx, "paypal sale: the event names another subscription than the API; using the API's",

@@ -27,6 +27,29 @@ func newAPIClient(cfg Config) (*apiClient, error) {
 	return &apiClient{sdk: sdk, base: cfg.apiBase()}, nil
 }
 
+// get sends GET c.base+path and returns the answer's body. A failed call is the *APIError
+// of op, which wraps notFound when the answer is a 404.
+func (c *apiClient) get(ctx context.Context, op, path string, notFound error) (json.RawMessage, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	var raw json.RawMessage
+	if err := c.sdk.SendWithAuth(req, &raw); err != nil {
+		aerr := apiError(op, err)
+		if aerr.StatusCode == http.StatusNotFound {
+			aerr.Err = notFound
+		}
+		return nil, aerr
+	}
+	return raw, nil
+}
+
+// badAnswer is the *APIError of op for a 200 answer renewkit cannot use.
+func badAnswer(op string, err error) *APIError {
+	return &APIError{Gateway: billing.GatewayPayPal, Op: op, StatusCode: http.StatusOK, Err: err}
+}
+
 // subscription fetches GET /v1/billing/subscriptions/{id}. The raw JSON is decoded into
 // renewkit's view rather than the SDK's struct, whose time fields reject PayPal's empty
 // strings.
@@ -34,24 +57,16 @@ func (c *apiClient) subscription(ctx context.Context, id string) (*subscriptionS
 	if err := checkSubscriptionID(id); err != nil {
 		return nil, err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/billing/subscriptions/"+id, nil)
+	raw, err := c.get(ctx, "get subscription", "/v1/billing/subscriptions/"+id, fmt.Errorf("%w: %s", ErrSubscriptionNotFound, id))
 	if err != nil {
 		return nil, err
 	}
-	var raw json.RawMessage
-	if err := c.sdk.SendWithAuth(req, &raw); err != nil {
-		aerr := apiError("get subscription", err)
-		if aerr.StatusCode == http.StatusNotFound {
-			aerr.Err = fmt.Errorf("%w: %s", ErrSubscriptionNotFound, id)
-		}
-		return nil, aerr
-	}
 	var st subscriptionState
 	if err := json.Unmarshal(raw, &st); err != nil {
-		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get subscription", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: %v", ErrMalformedEvent, err)}
+		return nil, badAnswer("get subscription", fmt.Errorf("%w: %v", ErrMalformedEvent, err))
 	}
 	if st.ID != id {
-		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get subscription", StatusCode: http.StatusOK, Err: fmt.Errorf("asked for %s, PayPal answered %q", id, st.ID)}
+		return nil, badAnswer("get subscription", fmt.Errorf("asked for %s, PayPal answered %q", id, st.ID))
 	}
 	return &st, nil
 }
@@ -62,24 +77,16 @@ func (c *apiClient) sale(ctx context.Context, id string) (*saleResource, error) 
 	if err := checkSubscriptionID(id); err != nil { // same alphabet: the id goes into a path
 		return nil, fmt.Errorf("%w: sale id: %w", ErrMalformedEvent, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/payments/sale/"+id, nil)
+	raw, err := c.get(ctx, "get sale", "/v1/payments/sale/"+id, fmt.Errorf("%w: %s", ErrSaleNotFound, id))
 	if err != nil {
 		return nil, err
 	}
-	var raw json.RawMessage
-	if err := c.sdk.SendWithAuth(req, &raw); err != nil {
-		aerr := apiError("get sale", err)
-		if aerr.StatusCode == http.StatusNotFound {
-			aerr.Err = fmt.Errorf("%w: %s", ErrSaleNotFound, id)
-		}
-		return nil, aerr
-	}
 	var s saleResource
 	if err := json.Unmarshal(raw, &s); err != nil {
-		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: %v", ErrMalformedEvent, err)}
+		return nil, badAnswer("get sale", fmt.Errorf("%w: %v", ErrMalformedEvent, err))
 	}
 	if s.ID != id {
-		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: fmt.Errorf("asked for %s, PayPal answered %q", id, s.ID)}
+		return nil, badAnswer("get sale", fmt.Errorf("asked for %s, PayPal answered %q", id, s.ID))
 	}
 	return &s, nil
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"github.com/renewkit/renewkit/billing"
@@ -45,21 +44,13 @@ func (c *apiClient) refund(ctx context.Context, id string) (*refundResource, err
 	if err := checkSubscriptionID(id); err != nil {
 		return nil, fmt.Errorf("%w: refund id: %w", ErrMalformedEvent, err)
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.base+"/v1/payments/refund/"+id, nil)
+	raw, err := c.get(ctx, "get refund", "/v1/payments/refund/"+id, fmt.Errorf("%w: refund %s", ErrSaleNotFound, id))
 	if err != nil {
 		return nil, err
 	}
-	var raw json.RawMessage
-	if err := c.sdk.SendWithAuth(req, &raw); err != nil {
-		aerr := apiError("get refund", err)
-		if aerr.StatusCode == http.StatusNotFound {
-			aerr.Err = fmt.Errorf("%w: refund %s", ErrSaleNotFound, id)
-		}
-		return nil, aerr
-	}
 	var r refundResource
 	if err := json.Unmarshal(raw, &r); err != nil || r.ID != id {
-		return nil, &APIError{Gateway: billing.GatewayPayPal, Op: "get refund", StatusCode: http.StatusOK, Err: fmt.Errorf("%w: asked for refund %s", ErrMalformedEvent, id)}
+		return nil, badAnswer("get refund", fmt.Errorf("%w: asked for refund %s", ErrMalformedEvent, id))
 	}
 	return &r, nil
 }
@@ -96,7 +87,7 @@ func (h *handler) reversal(ctx context.Context, ev decodedEvent) (ignored bool, 
 	case ev.Type == EventSaleRefunded && (state == "refunded" || state == "partially_refunded"):
 		amount, err := ParseAmount(strings.TrimPrefix(total, "-"), currency)
 		if err != nil {
-			return false, &APIError{Gateway: billing.GatewayPayPal, Op: "get sale", StatusCode: http.StatusOK, Err: err}
+			return false, badAnswer("get sale", err)
 		}
 		params.Kind, params.Refunded = billing.ReversalKindRefund, amount
 	default:

@@ -116,21 +116,8 @@ type subscriptionsPage struct {
 func (d *dash) subscriptions(w http.ResponseWriter, r *http.Request) {
 	p := subscriptionsPage{Title: d.opts.Title, Base: d.rel(r, ""), EmailsURL: d.emailsURL(r), Login: d.opts.LoginToken != "", Console: true,
 		Q: r.URL.Query().Get("q")}
-	cur := r.URL.Query().Get("status")
-	link := func(status string) string {
-		v := url.Values{}
-		if p.Q != "" {
-			v.Set("q", p.Q)
-		}
-		if status != "" {
-			v.Set("status", status)
-		}
-		return "?" + v.Encode()
-	}
-	p.Statuses = append(p.Statuses, statusLink{Label: "all", URL: link(""), On: cur == ""})
-	for _, st := range scheduler.AllSubscriptionStatuses() {
-		p.Statuses = append(p.Statuses, statusLink{Label: string(st), URL: link(string(st)), On: cur == string(st)})
-	}
+	p.Statuses = filterChoices(filterLink(r.URL.Query(), "q", "status"), "status", r.URL.Query().Get("status"), "all",
+		scheduler.AllSubscriptionStatuses())
 	q, err := scheduler.ParseSubscriptionQuery(r)
 	if err != nil {
 		p.Error = strings.TrimPrefix(err.Error(), "bad parameter: ")
@@ -143,12 +130,7 @@ func (d *dash) subscriptions(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	p.Subs = subs
-	if !next.IsZero() {
-		v := r.URL.Query()
-		v.Set("cursor", next.String())
-		p.Next = "?" + v.Encode()
-	}
+	p.Subs, p.Next = subs, nextPage(r, next.String())
 	d.render(w, r, http.StatusOK, "subscriptions.html", p)
 }
 
@@ -229,14 +211,8 @@ func (d *dash) emails(w http.ResponseWriter, r *http.Request) {
 		Flash: r.URL.Query().Get("flash")}
 	v := r.URL.Query()
 	link := filterLink(v, "kind", "status")
-	p.Statuses = append(p.Statuses, statusLink{Label: "any status", URL: link("status", ""), On: v.Get("status") == ""})
-	for _, st := range scheduler.AllNotificationStatuses() {
-		p.Statuses = append(p.Statuses, statusLink{Label: st, URL: link("status", st), On: v.Get("status") == st})
-	}
-	p.Kinds = append(p.Kinds, statusLink{Label: "any kind", URL: link("kind", ""), On: v.Get("kind") == ""})
-	for _, k := range billing.AllNotificationKinds() {
-		p.Kinds = append(p.Kinds, statusLink{Label: string(k), URL: link("kind", string(k)), On: v.Get("kind") == string(k)})
-	}
+	p.Statuses = filterChoices(link, "status", v.Get("status"), "any status", scheduler.AllNotificationStatuses())
+	p.Kinds = filterChoices(link, "kind", v.Get("kind"), "any kind", billing.AllNotificationKinds())
 	q, err := scheduler.ParseNotificationQuery(r)
 	if err != nil {
 		p.Error = strings.TrimPrefix(err.Error(), "bad parameter: ")
@@ -249,12 +225,7 @@ func (d *dash) emails(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	p.Notes = notes
-	if !next.IsZero() {
-		nv := r.URL.Query()
-		nv.Set("cursor", next.String())
-		p.Next = "?" + nv.Encode()
-	}
+	p.Notes, p.Next = notes, nextPage(r, next.String())
 	d.render(w, r, http.StatusOK, "emails.html", p)
 }
 
@@ -480,6 +451,27 @@ func jobCharts(runs []billing.JobRun, loc *time.Location) (template.HTML, templa
 	}
 	return barChart("chart-duration", "Duration of "+last, labels, []series{dur}, false, false, formatMS),
 		barChart("chart-found", "Found and processed in "+last, labels, []series{found, processed}, false, true, formatCount)
+}
+
+// filterChoices returns the links of one filter of a list page: allLabel turns it off, then
+// one link a value; the link of cur, the value in force, is On.
+func filterChoices[T ~string](link func(k, val string) string, key, cur, allLabel string, values []T) []statusLink {
+	out := []statusLink{{Label: allLabel, URL: link(key, ""), On: cur == ""}}
+	for _, x := range values {
+		out = append(out, statusLink{Label: string(x), URL: link(key, string(x)), On: cur == string(x)})
+	}
+	return out
+}
+
+// nextPage returns the query string of the list page after r's, which starts at cursor;
+// empty when cursor is (r's page is the last).
+func nextPage(r *http.Request, cursor string) string {
+	if cursor == "" {
+		return ""
+	}
+	v := r.URL.Query()
+	v.Set("cursor", cursor)
+	return "?" + v.Encode()
 }
 
 // filterLink returns a func making the query string of a filtered page: the filters named

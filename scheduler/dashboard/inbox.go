@@ -60,10 +60,7 @@ func (d *dash) inbox(w http.ResponseWriter, r *http.Request) {
 	for _, st := range billing.AllWebhookEventStates() {
 		p.States = append(p.States, statusLink{Label: string(st) + " " + strconv.Itoa(stats.ByState[st]), URL: link("status", string(st)), On: state == string(st)})
 	}
-	p.Gateways = append(p.Gateways, statusLink{Label: "any gateway", URL: link("gateway", ""), On: gateway == ""})
-	for _, g := range inboxGateways {
-		p.Gateways = append(p.Gateways, statusLink{Label: g, URL: link("gateway", g), On: gateway == g})
-	}
+	p.Gateways = filterChoices(link, "gateway", gateway, "any gateway", inboxGateways)
 	if !stats.OldestPending.IsZero() {
 		p.OldestPending = formatTime(stats.OldestPending, d.s.Location())
 	}
@@ -78,12 +75,7 @@ func (d *dash) inbox(w http.ResponseWriter, r *http.Request) {
 		d.fail(w, r, err)
 		return
 	}
-	p.Events = evs
-	if next != "" {
-		nv := r.URL.Query()
-		nv.Set("cursor", next)
-		p.Next = "?" + nv.Encode()
-	}
+	p.Events, p.Next = evs, nextPage(r, next)
 	d.render(w, r, http.StatusOK, "inbox.html", p)
 }
 
