@@ -45,7 +45,7 @@ func BenchmarkWarnExpire(b *testing.B) {
 	n := testkit.EnvInt("BENCH_N", 2000)
 	counts := &commandCounts{}
 	c, err := mongo.Connect(options.Client().ApplyURI(testURI(b)).SetTimeout(2 * time.Minute).
-		SetMonitor(&event.CommandMonitor{Started: counts.started}))
+		SetMonitor(&event.CommandMonitor{Started: counts.started, Succeeded: counts.succeeded, Failed: counts.failed}))
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -172,7 +172,7 @@ var benchNow = testkit.SweepNow
 
 // benchPGIndex runs mongostore.IndexFerretDBPostgreSQL on db when the server is FerretDB on
 // the PostgreSQL of POSTGRES_TEST_URI, for every variant alike, unless BENCH_PG_INDEX=0.
-func benchPGIndex(ctx context.Context, b *testing.B, db *mongo.Database) {
+func benchPGIndex(ctx context.Context, b testing.TB, db *mongo.Database) {
 	if os.Getenv("BENCH_PG_INDEX") == "0" {
 		return
 	}
@@ -284,22 +284,42 @@ func runLoop(ctx context.Context, b *testing.B, db *mongo.Database, _ *mongostor
 }
 
 // commandCounts counts, while on, the commands the client sends and the statements they
-// carry (the updates of an update, the documents of an insert), by command and collection.
-// It keeps counters only, so it adds nothing that grows with the run to the peak heap.
+// carry (the updates of an update, the documents of an insert), by command and collection,
+// and the time they took from send to reply. It keeps counters only (and the key of each
+// command in flight), so it adds nothing that grows with the run to the peak heap.
 type commandCounts struct {
-	mu    sync.Mutex
-	on    bool
-	cmds  map[string]int
-	stmts map[string]int
+	mu       sync.Mutex
+	on       bool
+	cmds     map[string]int
+	stmts    map[string]int
+	took     map[string]time.Duration
+	inFlight map[int64]string // request id -> key
 }
 
 func (c *commandCounts) reset(on bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if on {
-		c.cmds, c.stmts = map[string]int{}, map[string]int{}
+		c.cmds, c.stmts, c.took, c.inFlight = map[string]int{}, map[string]int{}, map[string]time.Duration{}, map[int64]string{}
 	}
 	c.on = on
+}
+
+func (c *commandCounts) succeeded(_ context.Context, e *event.CommandSucceededEvent) {
+	c.done(e.RequestID, e.Duration)
+}
+
+func (c *commandCounts) failed(_ context.Context, e *event.CommandFailedEvent) {
+	c.done(e.RequestID, e.Duration)
+}
+
+func (c *commandCounts) done(req int64, d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if key, ok := c.inFlight[req]; ok {
+		delete(c.inFlight, req)
+		c.took[key] += d
+	}
 }
 
 func (c *commandCounts) started(_ context.Context, e *event.CommandStartedEvent) {
@@ -321,10 +341,12 @@ func (c *commandCounts) started(_ context.Context, e *event.CommandStartedEvent)
 	if c.on {
 		c.cmds[key]++
 		c.stmts[key] += stmts
+		c.inFlight[e.RequestID] = key
 	}
 }
 
-// perSub formats the counts per subscription: "update subscriptions 0.03 (0.51 statements)".
+// perSub formats the counts per subscription: "update subscriptions 0.03 (0.51 statements,
+// 1.20 ms)", the time being the commands' round trips added up.
 func (c *commandCounts) perSub(n int) string {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -337,7 +359,8 @@ func (c *commandCounts) perSub(n int) string {
 	slices.Sort(keys)
 	parts := []string{fmt.Sprintf("%.3f commands", float64(total)/float64(n))}
 	for _, k := range keys {
-		parts = append(parts, fmt.Sprintf("%s %.3f (%.3f statements)", k, float64(c.cmds[k])/float64(n), float64(c.stmts[k])/float64(n)))
+		parts = append(parts, fmt.Sprintf("%s %.3f (%.3f statements, %.2f ms)", k, float64(c.cmds[k])/float64(n), float64(c.stmts[k])/float64(n),
+			float64(c.took[k].Microseconds())/1000/float64(n)))
 	}
 	return strings.Join(parts, "; ")
 }

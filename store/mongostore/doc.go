@@ -150,7 +150,8 @@
 // ClaimMode (auto-detected from buildInfo) is ClaimSerialized on FerretDB, and then:
 //
 //   - every write renewkit makes to a collection's documents holds one store-level mutex
-//     (a lease in the locks collection, "mongostore.mutex/write/<collection>") per
+//     (a document in the locks collection, "mongostore.mutex/write/<collection>#<n>",
+//     taken with one insert and one find and deleted on release) per
 //     collection: for subscriptions the claim rounds, UpdateSubscriptions, CompleteEffects,
 //     ExtendClaims and ReleaseClaims; for payments UpdatePayment and CancelStalePayments;
 //     likewise sessions sweeps, users access changes and notification reservations;

@@ -173,3 +173,113 @@ func (s *Store) CurrentLease(ctx context.Context, key string, now time.Time) (bi
 	}
 	return cur.lease(), true, nil
 }
+
+// Store mutex
+//
+// The store-level mutex of ClaimSerialized mode (see exclusive) needs mutual exclusion, not
+// a fencing token that grows across acquisitions, so it takes fewer round trips than a
+// lease: acquiring inserts the document {_id: "<key>#<token>"}, token 1 when the key is
+// free, and then reads every document of the key; it holds when its own is the newest and
+// no other is live (neither released nor expired). Releasing deletes the document, so a
+// free key has none and the free path is one insert and one find, and release one delete
+// (a lease takes six). Two contenders cannot both hold: each reads after its insert, so the
+// later of the two reads sees the other's document. The unique _id settles two inserts of
+// one token, and a key left with documents that are not live (a holder that died, or a
+// Store that releases by marking) is taken over with a token above them all, whose older
+// documents are then removed, so that a Store reading only the newest document, as
+// AcquireLock does, sees the holder.
+
+// acquireMutex takes the store mutex key for owner until now+ttl, or returns
+// billing.ErrLockHeld.
+func (s *Store) acquireMutex(ctx context.Context, key, owner string, now time.Time, ttl time.Duration) (billing.Lease, error) {
+	next := int64(1)
+	for range 3 {
+		l, ok, top, err := s.tryMutex(ctx, key, owner, next, now, ttl)
+		if err != nil || ok {
+			return l, err
+		}
+		next = top + 1
+	}
+	return billing.Lease{}, fmt.Errorf("mongostore: mutex %q: contended: %w", key, billing.ErrLockHeld)
+}
+
+// tryMutex is one attempt of acquireMutex with token next. It returns the lease when it
+// holds; otherwise billing.ErrLockHeld when another acquisition is live, or, when none is,
+// not ok and the highest token of the key, for the next attempt to go above.
+func (s *Store) tryMutex(ctx context.Context, key, owner string, next int64, now time.Time, ttl time.Duration) (l billing.Lease, ok bool, top int64, err error) {
+	mine := lockDoc{Key: key, Owner: owner, Token: next, ExpiresAt: utc(now.Add(ttl))}
+	_, err = s.locks.InsertOne(ctx, bson.D{
+		{Key: "_id", Value: lockID(key, next)}, {Key: "key", Value: key}, {Key: "owner", Value: owner},
+		{Key: "token", Value: next}, {Key: "expires_at", Value: bson.NewDateTimeFromTime(mine.ExpiresAt)},
+		{Key: "acquired_at", Value: bson.NewDateTimeFromTime(now)},
+	})
+	inserted := err == nil
+	if err != nil && !mongo.IsDuplicateKeyError(err) {
+		return billing.Lease{}, false, 0, opErr("acquire mutex", err)
+	}
+	docs, err := s.keyLocks(ctx, key)
+	if err != nil {
+		if inserted {
+			s.dropMutex(ctx, mine)
+		}
+		return billing.Lease{}, false, 0, opErr("acquire mutex", err)
+	}
+	var stale []any
+	held := false
+	for _, d := range docs {
+		top = max(top, d.Token)
+		switch {
+		case inserted && d.Token == next && d.Owner == owner:
+		case !d.Released && d.ExpiresAt.After(now):
+			held = true
+		default:
+			stale = append(stale, lockID(d.Key, d.Token))
+		}
+	}
+	if inserted && !held && top == next {
+		if len(stale) > 0 {
+			_, _ = s.locks.DeleteMany(ctx, bson.D{{Key: "key", Value: key}, {Key: "_id", Value: bson.D{{Key: "$in", Value: stale}}}})
+		}
+		return mine.lease(), true, top, nil
+	}
+	if inserted {
+		s.dropMutex(ctx, mine)
+	}
+	if held {
+		return billing.Lease{}, false, top, fmt.Errorf("mongostore: mutex %q: %w", key, billing.ErrLockHeld)
+	}
+	return billing.Lease{}, false, top, nil
+}
+
+// keyLocks reads every lock document of key.
+func (s *Store) keyLocks(ctx context.Context, key string) ([]lockDoc, error) {
+	cur, err := s.locks.Find(ctx, bson.D{{Key: "key", Value: key}})
+	if err != nil {
+		return nil, err
+	}
+	defer cur.Close(ctx)
+	var out []lockDoc
+	for cur.Next(ctx) {
+		d, err := unmarshal[lockDoc](cur.Current)
+		if err != nil {
+			return nil, malformed(s.locks.Name(), cur.Current, err)
+		}
+		out = append(out, d)
+	}
+	return out, cur.Err()
+}
+
+// releaseMutex frees a store mutex taken with acquireMutex.
+func (s *Store) releaseMutex(ctx context.Context, l billing.Lease) error {
+	_, err := s.locks.DeleteOne(ctx, bson.D{{Key: "_id", Value: lockID(l.Key, l.Token)}, {Key: "owner", Value: l.Owner}})
+	if err != nil {
+		return opErr("release mutex", err)
+	}
+	return nil
+}
+
+// dropMutex removes an acquisition that does not hold, best effort: left behind, it is
+// not live once it expires.
+func (s *Store) dropMutex(ctx context.Context, d lockDoc) {
+	_ = s.releaseMutex(ctx, d.lease())
+}

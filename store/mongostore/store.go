@@ -187,7 +187,7 @@ func (s *Store) exclusive(ctx context.Context, name string, fn func() error) err
 	backoff := 2 * time.Millisecond
 	var lease billing.Lease
 	for {
-		lease, err = s.AcquireLock(ctx, key, owner, time.Now(), s.cfg.MutexTTL)
+		lease, err = s.acquireMutex(ctx, key, owner, time.Now(), s.cfg.MutexTTL)
 		if err == nil {
 			break
 		}
@@ -204,7 +204,7 @@ func (s *Store) exclusive(ctx context.Context, name string, fn func() error) err
 	defer func() {
 		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 		defer cancel()
-		_ = s.ReleaseLock(rctx, lease) // on failure the lease expires after MutexTTL
+		_ = s.releaseMutex(rctx, lease) // on failure the lease expires after MutexTTL
 	}()
 	return fn()
 }
