@@ -19,6 +19,11 @@ var errCrashed = errors.New("billingtest: the process crashed")
 // one (n = 0: never): that write is made first when after is set, not made otherwise, and
 // from then on every write fails, releasing locks included, so a lock held at the crash is
 // left to its lease as a dead process leaves it. Reads go through.
+//
+// A FinishNotifications call counts one write per outcome it records: how the engine groups
+// outcomes into calls depends on when its senders finish, so counting calls would number
+// the writes after them differently from run to run. A crash at an outcome other than the
+// last of its call is a crash before the call (one call is atomic).
 type crashStore struct {
 	billing.Store
 	mu      sync.Mutex
@@ -32,16 +37,26 @@ type crashStore struct {
 
 // write records a write called name and runs it, unless the process is dead or dies now.
 func (c *crashStore) write(name string, f func() error) error {
+	return c.writeN(name, 1, f)
+}
+
+// writeN is write for a call that counts as count writes (at least one).
+func (c *crashStore) writeN(name string, count int, f func() error) error {
+	count = max(count, 1)
 	c.mu.Lock()
 	if c.crashed {
 		c.mu.Unlock()
 		return errCrashed
 	}
-	c.writes = append(c.writes, name)
-	crash := len(c.writes) == c.n
+	first := len(c.writes) + 1
+	for range count {
+		c.writes = append(c.writes, name)
+	}
+	crash := c.n >= first && c.n <= len(c.writes)
+	made := !crash || c.after && c.n == len(c.writes)
 	c.crashed = crash
 	c.mu.Unlock()
-	if crash && !c.after {
+	if !made {
 		return errCrashed
 	}
 	if err := f(); err != nil || !crash {
@@ -125,7 +140,7 @@ func (c *crashStore) ReserveNotifications(ctx context.Context, recs []billing.No
 }
 
 func (c *crashStore) FinishNotifications(ctx context.Context, recs []billing.NotificationRecord, token string) error {
-	return c.write("FinishNotifications", func() error {
+	return c.writeN("FinishNotifications", len(recs), func() error {
 		err := c.Store.FinishNotifications(ctx, recs, token)
 		if err == nil {
 			c.mu.Lock()
