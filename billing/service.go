@@ -244,11 +244,8 @@ const tokenLen = 24
 func newTokenWith(suffix string) (token, withSuffix string) {
 	var raw [tokenLen / 2]byte
 	_, _ = rand.Read(raw[:])
-	var buf [64]byte
+	var buf [64]byte // append grows past it for a long suffix
 	b := buf[:tokenLen]
-	if tokenLen+len(suffix) > len(buf) {
-		b = make([]byte, tokenLen, tokenLen+len(suffix))
-	}
 	hex.Encode(b, raw[:])
 	withSuffix = string(append(b, suffix...))
 	return withSuffix[:tokenLen], withSuffix
