@@ -35,7 +35,9 @@
 //     same UPDATE; reads take the document whose token the record carries. The outcome of a
 //     send is a HOT update of its notification too: no index of notifications names a
 //     column the settlement writes and the table keeps half of each page free (migration
-//     0013); TestNotificationSettlementsAreHOT measures it.
+//     0013); TestNotificationSettlementsAreHOT measures it. The price: the console's list of
+//     notifications by status walks notifications_list newest first and filters on status,
+//     so a rare status reads more of that index, up to what the retention prune keeps.
 //   - Batch writes are single statements. UpdateSubscriptions and UpdateUsersAccess send the
 //     whole batch as parallel array parameters to one UPDATE … FROM unnest(…) (the array form
 //     of FROM (VALUES …): one statement text and one prepared plan for every batch size).
